@@ -1,0 +1,112 @@
+"""securetrade: a secure, embeddable client SDK for exchange and broker APIs.
+
+Every call passes through scoped keys, pre-trade policy, an idempotency journal, a rate
+limiter, venue-time freshness, signing over the exact bytes sent, and pinned TLS::
+
+    from securetrade import ApiKey, Client, LimitOrder
+
+    with Client(key, pins=pins) as client:
+        order = client.place_order(LimitOrder(symbol="BTCUSDT", side="BUY",
+                                              quantity="0.01", price="60000"),
+                                   idempotency_key="rebalance-2026-11-21-1")
+"""
+
+from __future__ import annotations
+
+from .client import AsyncClient, Client
+from .core import IntentState, Journal, Settings
+from .errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    ConnectFailed,
+    DuplicateOrder,
+    IdempotencyKeyMismatch,
+    InsufficientFunds,
+    InvalidRequest,
+    IpBanned,
+    LocalRefusal,
+    OrderNotFound,
+    PinMismatch,
+    PolicyViolation,
+    RateLimited,
+    RetryableError,
+    ScopeError,
+    SecureTradeError,
+    UnresolvedOrder,
+    VenueRejected,
+)
+from .keys import ApiKey, Environment, KeyKind, Scope, Secret
+from .models import (
+    Balance,
+    Fill,
+    Instrument,
+    LimitOrder,
+    MarketOrder,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from .policy import KillSwitch, Policy
+from .ratelimit import RateLimit, RateLimiter
+from .transport import PinSet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousOutcome",
+    "ApiKey",
+    "AsyncClient",
+    "AuthenticationRejected",
+    "Balance",
+    "Client",
+    "ConnectFailed",
+    "DuplicateOrder",
+    "Environment",
+    "Fill",
+    "IdempotencyKeyMismatch",
+    "InsufficientFunds",
+    "Instrument",
+    "IntentState",
+    "InvalidRequest",
+    "IpBanned",
+    "Journal",
+    "KeyKind",
+    "KillSwitch",
+    "LimitOrder",
+    "LocalRefusal",
+    "MarketOrder",
+    "Order",
+    "OrderNotFound",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "PinMismatch",
+    "PinSet",
+    "Policy",
+    "PolicyViolation",
+    "RateLimit",
+    "RateLimited",
+    "RateLimiter",
+    "RetryableError",
+    "Scope",
+    "ScopeError",
+    "Secret",
+    "SecureTradeError",
+    "Settings",
+    "Side",
+    "TimeInForce",
+    "UnresolvedOrder",
+    "VenueRejected",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("securetrade."):
+        try:
+            _obj.__module__ = "securetrade"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -1,0 +1,442 @@
+"""``Client`` and ``AsyncClient``: two thin drivers of the same core, with the same methods.
+
+The sync client never touches asyncio, so it works in a Jupyter cell whose event loop is
+already running; the async client never blocks its loop on network I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .clock import VenueClock
+from .core import Core, Flow, Journal, Settings, Wait
+from .errors import InvalidRequest
+from .keys import ApiKey
+from .models import Balance, Instrument, Order, OrderRequest
+from .policy import Policy
+from .ratelimit import RateLimiter
+from .record import AuditLog
+from .transport import (
+    AsyncHttpTransport,
+    AsyncTransport,
+    HttpTransport,
+    PinSet,
+    Transport,
+    TransportFailure,
+    pinned_ssl_context,
+)
+from .transport.telemetry import span
+from .venues import Venue, get_venue
+
+__all__ = ["AsyncClient", "Client", "default_journal_path"]
+
+T = TypeVar("T")
+
+
+def default_journal_path(venue: str) -> Path:
+    """Where the order journal lives unless one is given: the user's state directory."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base) / "securetrade" / f"journal-{venue}.sqlite3"
+
+
+class _Base:
+    """Builds the core and the TLS context; holds no I/O."""
+
+    core: Core
+
+    def __init__(
+        self,
+        key: ApiKey,
+        *,
+        venue: str | Venue | None,
+        journal: str | Path | Journal | None,
+        policy: Policy | None,
+        limiter: RateLimiter | None,
+        settings: Settings | None,
+        audit: AuditLog | None,
+        recv_window_ms: int | None,
+        unsafe_allow_withdraw_scope: bool,
+    ) -> None:
+        chosen = get_venue(key.venue) if venue is None else (
+            get_venue(venue) if isinstance(venue, str) else venue
+        )
+        if recv_window_ms is not None:
+            if not 100 <= recv_window_ms <= 60_000:
+                raise InvalidRequest("recv_window_ms must be between 100 and 60000")
+            chosen = _with_recv_window(chosen, recv_window_ms)
+        if not isinstance(journal, Journal):
+            journal = Journal(journal if journal is not None else default_journal_path(chosen.name))
+        self.core = Core(
+            chosen,
+            key,
+            journal=journal,
+            limiter=limiter,
+            clock=VenueClock(),
+            policy=policy,
+            audit=audit,
+            settings=settings,
+            unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
+        )
+
+    @property
+    def venue(self) -> Venue:
+        return self.core.venue
+
+    @property
+    def policy(self) -> Policy:
+        return self.core.policy
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.core.limiter
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.core.audit
+
+    def unresolved(self) -> list[str]:
+        """Client order ids whose outcome the venue has not yet confirmed."""
+        return self.core.unresolved()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(venue={self.core.venue.name!r}, key={self.core.key!r})"
+
+
+def _base_url(
+    venue: Venue, key: ApiKey, base_url: str | None
+) -> str:
+    if base_url is not None:
+        return base_url
+    try:
+        return venue.base_urls[key.environment]
+    except KeyError:
+        raise InvalidRequest(
+            f"{venue.name} has no {key.environment.value} URL; pass base_url="
+        ) from None
+
+
+def _ssl_context(
+    pins: PinSet | Mapping[str, list[str]] | None,
+    cafile: str | None,
+    cadata: str | None,
+    unsafe_disable_pinning: bool,
+) -> ssl.SSLContext:
+    if pins is None:
+        if not unsafe_disable_pinning:
+            raise InvalidRequest(
+                "pins are required: pass pins=PinSet({...}) (see `securetrade pins`), or "
+                "unsafe_disable_pinning=True to trust any certificate the CAs accept"
+            )
+        import logging
+
+        logging.getLogger("securetrade").warning(
+            "unsafe_disable_pinning: TLS is verified against CAs only, without pins"
+        )
+        context = ssl.create_default_context(cafile=cafile, cadata=cadata)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+    pinset = pins if isinstance(pins, PinSet) else PinSet(pins)
+    return pinned_ssl_context(pinset, cafile=cafile, cadata=cadata)
+
+
+def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
+    import copy
+
+    clone = copy.copy(venue)
+    clone.recv_window_ms = recv_window_ms
+    return clone
+
+
+class Client(_Base):
+    """Synchronous client. Every protective layer applies to every call.
+
+    ``key`` is the scoped credential; ``pins`` the SPKI pins of the venue's TLS keys
+    (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
+    path, a :class:`Journal`, or the default file in the user's state directory).
+    ``transport`` replaces HTTPS entirely (for the in-process simulator).
+    """
+
+    def __init__(
+        self,
+        key: ApiKey,
+        *,
+        venue: str | Venue | None = None,
+        base_url: str | None = None,
+        pins: PinSet | Mapping[str, list[str]] | None = None,
+        cafile: str | None = None,
+        cadata: str | None = None,
+        journal: str | Path | Journal | None = None,
+        policy: Policy | None = None,
+        limiter: RateLimiter | None = None,
+        settings: Settings | None = None,
+        audit: AuditLog | None = None,
+        recv_window_ms: int | None = None,
+        timeout: float = 10.0,
+        proxy: str | None = None,
+        transport: Transport | None = None,
+        unsafe_disable_pinning: bool = False,
+        unsafe_allow_withdraw_scope: bool = False,
+        unsafe_allow_plain_http: bool = False,
+    ) -> None:
+        super().__init__(
+            key,
+            venue=venue,
+            journal=journal,
+            policy=policy,
+            limiter=limiter,
+            settings=settings,
+            audit=audit,
+            recv_window_ms=recv_window_ms,
+            unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
+        )
+        if transport is None:
+            transport = HttpTransport(
+                _base_url(self.core.venue, key, base_url),
+                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
+                timeout=timeout,
+                proxy=proxy,
+                unsafe_allow_plain_http=unsafe_allow_plain_http,
+            )
+        self._transport = transport
+
+    def _run(self, name: str, flow: Flow[T]) -> T:
+        with span(name, venue=self.core.venue.name):
+            value: Any = None
+            failure: TransportFailure | None = None
+            while True:
+                try:
+                    effect = flow.send(value) if failure is None else flow.throw(failure)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value, failure = None, None
+                if isinstance(effect, Wait):
+                    time.sleep(effect.seconds)
+                else:
+                    try:
+                        value = self._transport.send(effect.request)
+                    except TransportFailure as exc:
+                        failure = exc
+
+    def server_time(self) -> int:
+        """The venue's clock, in milliseconds since the epoch."""
+        return self._run("server_time", self.core.server_time())
+
+    def sync_clock(self) -> float:
+        """Re-measure the offset to venue time; returns it in milliseconds."""
+        self._run("sync_clock", self.core.sync_clock())
+        return self.core.clock.offset_ms
+
+    def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
+        """Trading rules per symbol (cached after the first call)."""
+        return self._run("instruments", self.core.instruments(refresh=refresh))
+
+    def balances(self) -> list[Balance]:
+        """Holdings per asset. Needs the ``read`` scope."""
+        return self._run("balances", self.core.balances())
+
+    def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
+        """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
+
+        Raises :class:`LocalRefusal` subclasses before sending anything,
+        :class:`VenueRejected` when the venue says no, :class:`RetryableError` when it was
+        certainly not placed, and :class:`UnresolvedOrder` when the venue cannot yet say.
+        """
+        return self._run("place_order", self.core.place_order(order, idempotency_key))
+
+    def check_order(self, order: OrderRequest) -> Instrument:
+        """Run every local check on ``order`` without placing it (a dry run)."""
+        return self._run("check_order", self.core.check_order(order))
+
+    def get_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Order:
+        """One order by client order id or venue order id."""
+        return self._run(
+            "get_order",
+            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+        )
+
+    def cancel_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Order:
+        """Cancel one order. Needs the ``cancel`` scope."""
+        return self._run(
+            "cancel_order",
+            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+        )
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Open orders, for one symbol or all."""
+        return self._run("open_orders", self.core.open_orders(symbol))
+
+    def withdraw(
+        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+    ) -> str:
+        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried."""
+        return self._run("withdraw", self.core.withdraw(asset, amount, address, network=network))
+
+    def key_permissions(self) -> dict[str, Any]:
+        """What the venue says this key may do."""
+        return self._run("key_permissions", self.core.key_permissions())
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """Asynchronous client with the same methods as :class:`Client`, awaited."""
+
+    def __init__(
+        self,
+        key: ApiKey,
+        *,
+        venue: str | Venue | None = None,
+        base_url: str | None = None,
+        pins: PinSet | Mapping[str, list[str]] | None = None,
+        cafile: str | None = None,
+        cadata: str | None = None,
+        journal: str | Path | Journal | None = None,
+        policy: Policy | None = None,
+        limiter: RateLimiter | None = None,
+        settings: Settings | None = None,
+        audit: AuditLog | None = None,
+        recv_window_ms: int | None = None,
+        timeout: float = 10.0,
+        proxy: str | None = None,
+        transport: AsyncTransport | None = None,
+        unsafe_disable_pinning: bool = False,
+        unsafe_allow_withdraw_scope: bool = False,
+        unsafe_allow_plain_http: bool = False,
+    ) -> None:
+        super().__init__(
+            key,
+            venue=venue,
+            journal=journal,
+            policy=policy,
+            limiter=limiter,
+            settings=settings,
+            audit=audit,
+            recv_window_ms=recv_window_ms,
+            unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
+        )
+        if transport is None:
+            transport = AsyncHttpTransport(
+                _base_url(self.core.venue, key, base_url),
+                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
+                timeout=timeout,
+                proxy=proxy,
+                unsafe_allow_plain_http=unsafe_allow_plain_http,
+            )
+        self._transport = transport
+
+    async def _run(self, name: str, flow: Flow[T]) -> T:
+        with span(name, venue=self.core.venue.name):
+            value: Any = None
+            failure: TransportFailure | None = None
+            while True:
+                try:
+                    effect = flow.send(value) if failure is None else flow.throw(failure)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                value, failure = None, None
+                if isinstance(effect, Wait):
+                    await asyncio.sleep(effect.seconds)
+                else:
+                    try:
+                        value = await self._transport.send(effect.request)
+                    except TransportFailure as exc:
+                        failure = exc
+
+    async def server_time(self) -> int:
+        """The venue's clock, in milliseconds since the epoch."""
+        return await self._run("server_time", self.core.server_time())
+
+    async def sync_clock(self) -> float:
+        """Re-measure the offset to venue time; returns it in milliseconds."""
+        await self._run("sync_clock", self.core.sync_clock())
+        return self.core.clock.offset_ms
+
+    async def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
+        """Trading rules per symbol (cached after the first call)."""
+        return await self._run("instruments", self.core.instruments(refresh=refresh))
+
+    async def balances(self) -> list[Balance]:
+        """Holdings per asset. Needs the ``read`` scope."""
+        return await self._run("balances", self.core.balances())
+
+    async def place_order(
+        self, order: OrderRequest, *, idempotency_key: str | None = None
+    ) -> Order:
+        """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
+        return await self._run("place_order", self.core.place_order(order, idempotency_key))
+
+    async def check_order(self, order: OrderRequest) -> Instrument:
+        """Run every local check on ``order`` without placing it (a dry run)."""
+        return await self._run("check_order", self.core.check_order(order))
+
+    async def get_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Order:
+        """One order by client order id or venue order id."""
+        return await self._run(
+            "get_order",
+            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+        )
+
+    async def cancel_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Order:
+        """Cancel one order. Needs the ``cancel`` scope."""
+        return await self._run(
+            "cancel_order",
+            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+        )
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Open orders, for one symbol or all."""
+        return await self._run("open_orders", self.core.open_orders(symbol))
+
+    async def withdraw(
+        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+    ) -> str:
+        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried."""
+        return await self._run(
+            "withdraw", self.core.withdraw(asset, amount, address, network=network)
+        )
+
+    async def key_permissions(self) -> dict[str, Any]:
+        """What the venue says this key may do."""
+        return await self._run("key_permissions", self.core.key_permissions())
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

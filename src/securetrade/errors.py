@@ -1,0 +1,192 @@
+"""Every error a caller can catch, sorted by what it means for their money.
+
+::
+
+    SecureTradeError
+    ├── LocalRefusal                 nothing was sent: safe to fix the input and call again
+    │   ├── InvalidRequest           bad parameters (NaN, too many decimals, bad symbol, ...)
+    │   ├── ScopeError               the key was not granted what this call needs
+    │   ├── PolicyViolation          a pre-trade rule or the kill switch said no
+    │   ├── IdempotencyKeyMismatch   the key was already used with other parameters
+    │   └── PinMismatch              the server did not present a pinned key; 0 bytes sent
+    ├── VenueRejected                the venue answered "no": certainly not executed
+    │   ├── AuthenticationRejected   bad key, bad signature, expired timestamp
+    │   ├── InsufficientFunds
+    │   ├── OrderNotFound
+    │   └── DuplicateOrder           the client order id is already in use at the venue
+    ├── RetryableError               certainly not executed, may succeed later
+    │   ├── RateLimited              429 (and 418 as IpBanned): wait ``retry_after`` seconds
+    │   │   └── IpBanned
+    │   └── ConnectFailed            the request never reached the venue
+    └── AmbiguousOutcome             the request may have executed; the idempotency layer
+        └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
+
+Every error carries the venue, the venue's error code and request id where there is one. No
+error ever holds a secret: messages are built from redacted values only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AmbiguousOutcome",
+    "AuthenticationRejected",
+    "ConnectFailed",
+    "DuplicateOrder",
+    "IdempotencyKeyMismatch",
+    "InsufficientFunds",
+    "InvalidRequest",
+    "IpBanned",
+    "LocalRefusal",
+    "OrderNotFound",
+    "PinMismatch",
+    "PolicyViolation",
+    "RateLimited",
+    "RetryableError",
+    "ScopeError",
+    "SecureTradeError",
+    "UnresolvedOrder",
+    "VenueRejected",
+]
+
+
+class SecureTradeError(Exception):
+    """Root of every securetrade error.
+
+    ``venue`` names the venue involved, ``code`` is the venue's own error code (or ``None``)
+    and ``request_id`` the venue's request identifier when it returned one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        venue: str | None = None,
+        code: int | str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.venue = venue
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.venue is not None:
+            parts.append(f"venue={self.venue}")
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        if self.request_id is not None:
+            parts.append(f"request_id={self.request_id}")
+        return " | ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep keyword-only context when an error crosses a process boundary.
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[SecureTradeError], message: str, state: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, message)
+    obj.__dict__.update(state)
+    return obj
+
+
+# --- nothing was sent -------------------------------------------------------------------------
+
+
+class LocalRefusal(SecureTradeError):
+    """Refused locally, before any byte left the process."""
+
+
+class InvalidRequest(LocalRefusal, ValueError):
+    """The parameters are invalid for this venue or instrument."""
+
+
+class ScopeError(LocalRefusal, PermissionError):
+    """The API key was not granted the scope (or limit) this call needs."""
+
+
+class PolicyViolation(LocalRefusal):
+    """A pre-trade policy rule, or the kill switch, refused the order. ``rule`` names it."""
+
+    def __init__(self, message: str, *, rule: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rule = rule
+
+
+class IdempotencyKeyMismatch(LocalRefusal):
+    """The idempotency key was used before with different parameters; nothing was sent."""
+
+
+class PinMismatch(LocalRefusal):
+    """The server's certificate chain holds no pinned public key; no request byte was written.
+
+    Never retried: a pin failure means the connection may be intercepted.
+    """
+
+
+# --- the venue said no ------------------------------------------------------------------------
+
+
+class VenueRejected(SecureTradeError):
+    """The venue answered with a definitive refusal: the request was not executed."""
+
+
+class AuthenticationRejected(VenueRejected):
+    """The venue refused the credentials, the signature or the timestamp."""
+
+
+class InsufficientFunds(VenueRejected):
+    """The account does not hold enough of the asset."""
+
+
+class OrderNotFound(VenueRejected):
+    """The venue knows no such order."""
+
+
+class DuplicateOrder(VenueRejected):
+    """The venue already holds an order with this client order id."""
+
+
+# --- certainly not executed, may work later ---------------------------------------------------
+
+
+class RetryableError(SecureTradeError):
+    """The request was certainly not executed and may succeed if sent again later."""
+
+
+class RateLimited(RetryableError):
+    """The venue (or our own limiter's view of it) asks us to wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class IpBanned(RateLimited):
+    """HTTP 418: the venue has banned this IP until ``retry_after`` seconds from now."""
+
+
+class ConnectFailed(RetryableError):
+    """The connection could not be made, so the request never reached the venue."""
+
+
+# --- may have executed ------------------------------------------------------------------------
+
+
+class AmbiguousOutcome(SecureTradeError):
+    """The request may or may not have been executed (timeout, 5xx, lost response)."""
+
+
+class UnresolvedOrder(AmbiguousOutcome):
+    """The venue could not yet tell whether this order exists; it stays in the journal.
+
+    ``client_order_id`` identifies it; ``Client.unresolved()`` lists every such intent.
+    """
+
+    def __init__(self, message: str, *, client_order_id: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.client_order_id = client_order_id

@@ -1,0 +1,222 @@
+"""``ApiKey``: a credential that can do only what it was granted, and can only be narrowed."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, NoReturn
+
+from ..errors import InvalidRequest, ScopeError
+from ..models import to_decimal
+from .secret import Secret
+
+__all__ = ["ApiKey", "Environment", "KeyKind", "Scope"]
+
+
+class Scope(str, enum.Enum):
+    """What a key may do. Each venue operation declares the one it needs."""
+
+    READ = "read"
+    TRADE = "trade"
+    CANCEL = "cancel"
+    WITHDRAW = "withdraw"
+    TRANSFER = "transfer"
+
+
+class Environment(str, enum.Enum):
+    LIVE = "live"
+    TESTNET = "testnet"
+    PAPER = "paper"
+    SIMULATED = "simulated"
+
+
+class KeyKind(str, enum.Enum):
+    """The kind of secret, which decides the signature algorithm."""
+
+    HMAC = "hmac"
+    ED25519 = "ed25519"
+
+
+_ALL_SCOPES = frozenset(Scope)
+
+
+class ApiKey:
+    """One venue credential with its scopes and limits.
+
+    ``secret`` is an HMAC secret (text) for :attr:`KeyKind.HMAC`, or a PEM (PKCS#8) private
+    key for :attr:`KeyKind.ED25519`. ``symbols``, ``max_notional`` and ``max_quantity`` bound
+    what the key may trade; ``expires_at`` ends its use. A key is immutable:
+    :meth:`restrict` returns a narrower copy, and nothing returns a wider one.
+    """
+
+    __slots__ = (
+        "environment",
+        "expires_at",
+        "key_id",
+        "kind",
+        "max_notional",
+        "max_quantity",
+        "scopes",
+        "secret",
+        "symbols",
+        "venue",
+        "withdraw_addresses",
+    )
+
+    venue: str
+    key_id: str
+    secret: Secret
+    kind: KeyKind
+    scopes: frozenset[Scope]
+    environment: Environment
+    symbols: frozenset[str] | None
+    max_notional: Decimal | None
+    max_quantity: Decimal | None
+    expires_at: datetime | None
+    withdraw_addresses: frozenset[str]
+
+    def __init__(
+        self,
+        venue: str,
+        key_id: str,
+        secret: str | bytes | Secret,
+        *,
+        scopes: Iterable[Scope | str] = (Scope.READ,),
+        kind: KeyKind | str = KeyKind.HMAC,
+        environment: Environment | str = Environment.LIVE,
+        symbols: Iterable[str] | None = None,
+        max_notional: Decimal | int | str | None = None,
+        max_quantity: Decimal | int | str | None = None,
+        expires_at: datetime | None = None,
+        withdraw_addresses: Iterable[str] = (),
+    ) -> None:
+        if not key_id or not key_id.isprintable() or any(c.isspace() for c in key_id):
+            raise InvalidRequest("key_id must be non-empty printable text without spaces")
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise InvalidRequest("expires_at must be timezone-aware")
+        try:
+            scope_set = frozenset(Scope(s) for s in scopes)
+        except ValueError as exc:
+            raise InvalidRequest(f"unknown scope: {exc}") from None
+        values: dict[str, Any] = {
+            "venue": venue,
+            "key_id": key_id,
+            "secret": secret if isinstance(secret, Secret) else Secret(secret),
+            "kind": KeyKind(kind),
+            "scopes": scope_set,
+            "environment": Environment(environment),
+            "symbols": None if symbols is None else frozenset(symbols),
+            "max_notional": None
+            if max_notional is None
+            else to_decimal(max_notional, field="max_notional"),
+            "max_quantity": None
+            if max_quantity is None
+            else to_decimal(max_quantity, field="max_quantity"),
+            "expires_at": expires_at,
+            "withdraw_addresses": frozenset(withdraw_addresses),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError("ApiKey is immutable; use restrict() to derive a narrower key")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an ApiKey cannot be pickled; store keys with the encrypted keystore")
+
+    def __repr__(self) -> str:
+        scopes = ",".join(sorted(s.value for s in self.scopes))
+        return (
+            f"ApiKey(venue={self.venue!r}, key_id={self.key_id_hint!r}, kind={self.kind.value}, "
+            f"environment={self.environment.value}, scopes=[{scopes}])"
+        )
+
+    @property
+    def key_id_hint(self) -> str:
+        """The key id with its middle hidden: enough to recognise it, not to use it."""
+        if len(self.key_id) <= 8:
+            return self.key_id[:2] + "…"
+        return f"{self.key_id[:4]}…{self.key_id[-4:]}"
+
+    def restrict(
+        self,
+        *,
+        scopes: Iterable[Scope | str] | None = None,
+        symbols: Iterable[str] | None = None,
+        max_notional: Decimal | int | str | None = None,
+        max_quantity: Decimal | int | str | None = None,
+        expires_at: datetime | None = None,
+    ) -> ApiKey:
+        """Return a copy that can do at most what this key can. Widening raises ScopeError."""
+        new_scopes = self.scopes if scopes is None else frozenset(Scope(s) for s in scopes)
+        if not new_scopes <= self.scopes:
+            extra = ", ".join(sorted(s.value for s in new_scopes - self.scopes))
+            raise ScopeError(f"restrict() cannot add scopes this key lacks: {extra}")
+        new_symbols = self.symbols
+        if symbols is not None:
+            wanted = frozenset(symbols)
+            if self.symbols is not None and not wanted <= self.symbols:
+                raise ScopeError("restrict() cannot allow symbols this key may not trade")
+            new_symbols = wanted
+        return ApiKey(
+            self.venue,
+            self.key_id,
+            self.secret,
+            scopes=new_scopes,
+            kind=self.kind,
+            environment=self.environment,
+            symbols=new_symbols,
+            max_notional=_narrow("max_notional", self.max_notional, max_notional),
+            max_quantity=_narrow("max_quantity", self.max_quantity, max_quantity),
+            expires_at=_narrow_time(self.expires_at, expires_at),
+            withdraw_addresses=self.withdraw_addresses,
+        )
+
+    def require(
+        self,
+        scope: Scope,
+        *,
+        symbol: str | None = None,
+        quantity: Decimal | None = None,
+        notional: Decimal | None = None,
+        address: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Raise :class:`ScopeError` unless this key may do ``scope`` with these values."""
+        moment = now or datetime.now(timezone.utc)
+        if self.expires_at is not None and moment >= self.expires_at:
+            raise ScopeError(f"key {self.key_id_hint} expired at {self.expires_at.isoformat()}")
+        if scope not in self.scopes:
+            granted = ", ".join(sorted(s.value for s in self.scopes)) or "nothing"
+            raise ScopeError(
+                f"key {self.key_id_hint} lacks the '{scope.value}' scope (granted: {granted})"
+            )
+        if symbol is not None and self.symbols is not None and symbol not in self.symbols:
+            raise ScopeError(f"key {self.key_id_hint} may not trade {symbol}")
+        if quantity is not None and self.max_quantity is not None and quantity > self.max_quantity:
+            raise ScopeError(f"quantity {quantity} exceeds the key's limit {self.max_quantity}")
+        if notional is not None and self.max_notional is not None and notional > self.max_notional:
+            raise ScopeError(f"notional {notional} exceeds the key's limit {self.max_notional}")
+        if scope is Scope.WITHDRAW and address not in self.withdraw_addresses:
+            raise ScopeError("withdrawal address is not on this key's allowlist")
+
+
+def _narrow(name: str, current: Decimal | None, wanted: Any) -> Decimal | None:
+    if wanted is None:
+        return current
+    value = to_decimal(wanted, field=name)
+    if current is not None and value > current:
+        raise ScopeError(f"restrict() cannot raise {name} above {current}")
+    return value
+
+
+def _narrow_time(current: datetime | None, wanted: datetime | None) -> datetime | None:
+    if wanted is None:
+        return current
+    if wanted.tzinfo is None:
+        raise InvalidRequest("expires_at must be timezone-aware")
+    if current is not None and wanted > current:
+        raise ScopeError("restrict() cannot extend a key's expiry")
+    return wanted

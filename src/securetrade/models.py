@@ -1,0 +1,303 @@
+"""Typed requests and results. Money is :class:`~decimal.Decimal` from the caller to the wire.
+
+A ``float`` given by a caller is read through its shortest ``repr`` (``0.1`` becomes
+``Decimal("0.1")``, never ``0.1000000000000000055511151231257827``). NaN, infinities,
+booleans and non-positive quantities are refused with :class:`~securetrade.errors.InvalidRequest`
+before anything is encoded.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import ValidationError as _PydanticValidationError
+
+from .errors import InvalidRequest
+
+__all__ = [
+    "Balance",
+    "Fill",
+    "Instrument",
+    "LimitOrder",
+    "MarketOrder",
+    "Order",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "Side",
+    "TimeInForce",
+    "to_decimal",
+]
+
+# A conservative grammar every supported venue accepts; venues narrow it further.
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}$")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+
+
+def to_decimal(value: Any, *, field: str = "value") -> Decimal:
+    """Turn a caller's number into a finite Decimal, refusing what cannot be money."""
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{field}: a boolean is not a number")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, float):
+        result = Decimal(repr(value))  # shortest repr, never the binary expansion
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+    else:
+        raise InvalidRequest(f"{field}: expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise InvalidRequest(f"{field}: {value!r} is not finite")
+    return result
+
+
+def _positive(field: str) -> Any:
+    def check(value: Any) -> Decimal:
+        result = to_decimal(value, field=field)
+        if result <= 0:
+            raise InvalidRequest(f"{field}: must be greater than zero, got {result}")
+        return result
+
+    return BeforeValidator(check)
+
+
+def _non_negative(field: str) -> Any:
+    def check(value: Any) -> Decimal:
+        result = to_decimal(value, field=field)
+        if result < 0:
+            raise InvalidRequest(f"{field}: must not be negative, got {result}")
+        return result
+
+    return BeforeValidator(check)
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(str, enum.Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+
+
+class TimeInForce(str, enum.Enum):
+    GTC = "GTC"  # good till cancelled
+    IOC = "IOC"  # immediate or cancel
+    FOK = "FOK"  # fill or kill
+
+
+class OrderStatus(str, enum.Enum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class _Model(BaseModel):
+    """Base: immutable, no unknown fields, and our own error type on bad input."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except _PydanticValidationError as exc:
+            raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+
+def _summarise(model: str, exc: _PydanticValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or model
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+        problems.append(f"{where}: {message}")
+    return f"invalid {model}: " + "; ".join(problems)
+
+
+Quantity = Annotated[Decimal, _positive("quantity")]
+Price = Annotated[Decimal, _positive("price")]
+
+
+class OrderRequest(_Model):
+    """What the caller wants done. Use :class:`LimitOrder` or :class:`MarketOrder`."""
+
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Quantity
+    price: Price | None = None
+    time_in_force: TimeInForce | None = None
+    client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            symbol = data.get("symbol")
+            if isinstance(symbol, str) and not _SYMBOL_RE.match(symbol):
+                raise InvalidRequest(f"symbol: {symbol!r} has characters no venue accepts")
+            cid = data.get("client_order_id")
+            if isinstance(cid, str) and not _CLIENT_ID_RE.match(cid):
+                raise InvalidRequest(
+                    f"client_order_id: {cid!r} must be 1-36 of A-Z a-z 0-9 _ -"
+                )
+            side = data.get("side")
+            if isinstance(side, str):
+                data = {**data, "side": side.upper()}
+        return data
+
+    @property
+    def notional(self) -> Decimal | None:
+        """Quantity times limit price; ``None`` for a market order."""
+        return None if self.price is None else self.quantity * self.price
+
+    def fingerprint(self) -> str:
+        """A canonical text of the parameters that define the intent (idempotency check)."""
+        return "|".join(
+            [
+                self.symbol,
+                self.side.value,
+                self.type.value,
+                _canonical(self.quantity),
+                "" if self.price is None else _canonical(self.price),
+                "" if self.time_in_force is None else self.time_in_force.value,
+            ]
+        )
+
+
+def _canonical(value: Decimal) -> str:
+    normal = value.normalize()
+    return format(normal, "f")
+
+
+class LimitOrder(OrderRequest):
+    """Buy or sell ``quantity`` at ``price`` or better. Time in force defaults to GTC."""
+
+    type: Literal[OrderType.LIMIT] = OrderType.LIMIT
+    price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
+
+
+class MarketOrder(OrderRequest):
+    """Buy or sell ``quantity`` at the best price available now."""
+
+    type: Literal[OrderType.MARKET] = OrderType.MARKET
+    price: None = None
+    time_in_force: None = None
+
+
+Money = Annotated[Decimal, _non_negative("amount")]
+
+
+class Fill(_Model):
+    """One execution of (part of) an order."""
+
+    price: Money
+    quantity: Money
+    commission: Money = Decimal(0)
+    commission_asset: str | None = None
+    trade_id: str | None = None
+
+
+class Order(_Model):
+    """An order as the venue reports it."""
+
+    venue: str
+    symbol: str
+    order_id: str
+    client_order_id: str
+    side: Side
+    type: OrderType
+    status: OrderStatus
+    quantity: Money
+    price: Money | None = None
+    filled_quantity: Money = Decimal(0)
+    quote_quantity: Money = Decimal(0)
+    time_in_force: TimeInForce | None = None
+    created_at: datetime | None = None
+    fills: tuple[Fill, ...] = ()
+    idempotency_key: str | None = Field(default=None, description="the key this order answers")
+
+    @property
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+    @property
+    def average_price(self) -> Decimal | None:
+        """Quantity-weighted fill price, or ``None`` while nothing has filled."""
+        if self.fills:
+            filled = sum((f.quantity for f in self.fills), Decimal(0))
+            return sum((f.price * f.quantity for f in self.fills), Decimal(0)) / filled
+        if self.filled_quantity:
+            return self.quote_quantity / self.filled_quantity
+        return None
+
+
+class Balance(_Model):
+    """Holdings of one asset."""
+
+    asset: str
+    free: Money
+    locked: Money = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+class Instrument(_Model):
+    """Trading rules of one symbol, as the venue publishes them."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Money
+    step_size: Money
+    min_quantity: Money = Decimal(0)
+    min_notional: Money = Decimal(0)
+    trading: bool = True
+
+    def check(self, order: OrderRequest) -> None:
+        """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
+        if order.symbol != self.symbol:
+            raise InvalidRequest(f"order for {order.symbol} checked against {self.symbol}")
+        if not self.trading:
+            raise InvalidRequest(f"{self.symbol} is not trading")
+        _check_step("quantity", order.quantity, self.step_size)
+        if order.quantity < self.min_quantity:
+            raise InvalidRequest(
+                f"quantity {order.quantity} is below the minimum {self.min_quantity}"
+            )
+        if order.price is not None:
+            _check_step("price", order.price, self.tick_size)
+            notional = order.quantity * order.price
+            if notional < self.min_notional:
+                raise InvalidRequest(
+                    f"notional {notional} is below the minimum {self.min_notional}"
+                )
+
+
+def _check_step(field: str, value: Decimal, step: Decimal) -> None:
+    if step > 0 and value % step != 0:
+        places = max(0, -step.normalize().as_tuple().exponent)  # type: ignore[operator]
+        raise InvalidRequest(
+            f"{field} {value} has more decimals than the instrument allows "
+            f"(step {format(step.normalize(), 'f')}, at most {places} decimal places)"
+        )

@@ -1,0 +1,160 @@
+"""The built-in exchange simulator: a real exchange you can run anywhere, offline.
+
+It speaks Binance spot REST, checks signatures, timestamps and rate limits as Binance
+does, keeps balances and orders, fills them along a deterministic price path, and injects
+faults on request. Serve it in-process (``transport()``, no sockets) or as a real HTTPS
+server on loopback (``serve()``); both run the same request handler.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from decimal import Decimal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..keys import ApiKey, Environment, KeyKind, Scope
+from ..transport.base import HttpRequest, HttpResponse, TransportFailure
+from .binance import BinanceDialect, SimKey, SimLimits, SimResponse
+from .engine import Market, SimInstrument
+from .faults import Fault, Faults
+from .server import HttpsServer
+
+__all__ = [
+    "AsyncSimTransport",
+    "Fault",
+    "Faults",
+    "HttpsServer",
+    "SimLimits",
+    "SimTransport",
+    "Simulator",
+]
+
+DEFAULT_INSTRUMENTS = (
+    SimInstrument("BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"),
+                  Decimal("0.00001"), Decimal("5"), Decimal("65000.00")),
+    SimInstrument("ETHUSDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"),
+                  Decimal("0.0001"), Decimal("5"), Decimal("3200.00")),
+)
+DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")}
+
+
+class Simulator:
+    """One simulated Binance spot exchange with its accounts, keys and fault schedule."""
+
+    venue = "binance"
+
+    def __init__(
+        self,
+        *,
+        instruments: Iterable[SimInstrument] = DEFAULT_INSTRUMENTS,
+        limits: SimLimits | None = None,
+        clock_offset_ms: int = 0,
+    ) -> None:
+        self.faults = Faults()
+        self.market = Market(list(instruments))
+        self.dialect = BinanceDialect(
+            self.market, limits=limits, faults=self.faults, clock_offset_ms=clock_offset_ms
+        )
+        self.market._now_ms = self.dialect.now_ms
+        self._servers: list[HttpsServer] = []
+
+    def create_key(
+        self,
+        *,
+        kind: KeyKind | str = KeyKind.HMAC,
+        scopes: Iterable[Scope | str] = (Scope.READ, Scope.TRADE, Scope.CANCEL),
+        account: str | None = None,
+        balances: dict[str, Decimal] | None = None,
+        can_withdraw: bool = False,
+        withdraw_addresses: Iterable[str] = (),
+    ) -> ApiKey:
+        """A new key (and account, unless ``account`` names an existing one) for this run."""
+        key_id = secrets.token_hex(32)
+        account = account or f"acct-{key_id[:8]}"
+        if account not in self.market.accounts:
+            self.market.open_account(account, dict(balances or DEFAULT_BALANCES))
+        kind = KeyKind(kind)
+        if kind is KeyKind.HMAC:
+            secret: str | bytes = secrets.token_hex(32)
+            self.dialect.add_key(SimKey(key_id, account, hmac_secret=secret.encode(),
+                                        can_withdraw=can_withdraw))
+        else:
+            private = Ed25519PrivateKey.generate()
+            secret = private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            self.dialect.add_key(SimKey(key_id, account, ed25519_public=private.public_key(),
+                                        can_withdraw=can_withdraw))
+        return ApiKey(self.venue, key_id, secret, kind=kind, scopes=scopes,
+                      environment=Environment.SIMULATED, withdraw_addresses=withdraw_addresses)
+
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes,
+        client: str = "127.0.0.1",
+    ) -> SimResponse:
+        """Answer one request (the shared handler behind every way of serving)."""
+        return self.dialect.handle(method, target, headers, body, client)
+
+    def transport(self) -> SimTransport:
+        """A transport for ``Client(transport=...)`` that calls the handler directly."""
+        return SimTransport(self)
+
+    def async_transport(self) -> AsyncSimTransport:
+        """The same, for ``AsyncClient(transport=...)``."""
+        return AsyncSimTransport(self)
+
+    def serve(self, *, port: int = 0) -> HttpsServer:
+        """Start an HTTPS server on 127.0.0.1 with a fresh certificate; returns it running."""
+        server = HttpsServer(self.handle, port=port).start()
+        self._servers.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _answer(sim: Simulator, request: HttpRequest) -> HttpResponse:
+    headers = {k.lower(): v for k, v in request.headers}
+    response = sim.handle(request.method, request.target, headers, request.body)
+    if response.drop:
+        raise TransportFailure("simulated connection loss", sent=True)
+    return HttpResponse(response.status, response.headers, response.body)
+
+
+class SimTransport:
+    """In-process: no sockets, same handler."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        return _answer(self._sim, request)
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncSimTransport:
+    """In-process for asyncio: no sockets, same handler."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        return _answer(self._sim, request)
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,262 @@
+"""The simulator's exchange: accounts, balances, orders and a deterministic market.
+
+Venue-neutral. A dialect (``sim/binance.py``) turns wire requests into calls here and the
+results back into the venue's wire format. The market price of each symbol follows a fixed
+path indexed by a step counter that advances once per order event, so the same sequence of
+requests always gives the same fills.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+__all__ = ["Account", "SimInstrument", "SimOrder", "SimRejection", "Market"]
+
+
+class SimRejection(Exception):
+    """The exchange refuses a request; ``reason`` is a dialect-neutral tag."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class SimInstrument:
+    symbol: str
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_quantity: Decimal
+    min_notional: Decimal
+    start_price: Decimal
+
+
+@dataclass(slots=True)
+class SimOrder:
+    order_id: int
+    client_order_id: str
+    account: str
+    symbol: str
+    side: str  # BUY | SELL
+    type: str  # MARKET | LIMIT
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: str | None
+    status: str = "NEW"
+    filled: Decimal = Decimal(0)
+    quote_filled: Decimal = Decimal(0)
+    created_ms: int = 0
+    updated_ms: int = 0
+    fills: list[tuple[Decimal, Decimal, int]] = field(default_factory=list)  # price, qty, id
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+@dataclass(slots=True)
+class Account:
+    name: str
+    balances: dict[str, list[Decimal]]  # asset -> [free, locked]
+
+    def free(self, asset: str) -> Decimal:
+        return self.balances.setdefault(asset, [Decimal(0), Decimal(0)])[0]
+
+    def move(self, asset: str, free: Decimal = Decimal(0), locked: Decimal = Decimal(0)) -> None:
+        row = self.balances.setdefault(asset, [Decimal(0), Decimal(0)])
+        row[0] += free
+        row[1] += locked
+
+
+class Market:
+    """Order book of one simulated exchange, thread-safe behind one lock."""
+
+    def __init__(self, instruments: list[SimInstrument], *, now_ms: callable = None) -> None:  # type: ignore[valid-type]
+        self.instruments = {i.symbol: i for i in instruments}
+        self.accounts: dict[str, Account] = {}
+        self.orders: dict[int, SimOrder] = {}
+        self.lock = threading.RLock()
+        self._ids = itertools.count(1000)
+        self._trade_ids = itertools.count(1)
+        self._step = 0
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+
+    # --- accounts ----------------------------------------------------------------------
+
+    def open_account(self, name: str, balances: dict[str, Decimal]) -> Account:
+        with self.lock:
+            account = Account(name, {a: [Decimal(v), Decimal(0)] for a, v in balances.items()})
+            self.accounts[name] = account
+            return account
+
+    # --- prices ------------------------------------------------------------------------
+
+    def price(self, symbol: str) -> Decimal:
+        """The market price now: a slow deterministic wave around the start price."""
+        inst = self.instruments[symbol]
+        wave = Decimal(str(round(math.sin(self._step / 9.0) * 0.01, 6)))
+        raw = inst.start_price * (1 + wave)
+        return (raw / inst.tick_size).quantize(Decimal(1), ROUND_HALF_UP) * inst.tick_size
+
+    def _advance(self) -> None:
+        self._step += 1
+        for order in list(self.orders.values()):
+            if order.is_open and order.type == "LIMIT":
+                self._try_fill(order)
+
+    # --- orders ------------------------------------------------------------------------
+
+    def place(
+        self,
+        account_name: str,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        quantity: Decimal,
+        price: Decimal | None,
+        time_in_force: str | None,
+        client_order_id: str,
+    ) -> SimOrder:
+        with self.lock:
+            inst = self.instruments.get(symbol)
+            if inst is None:
+                raise SimRejection("bad_symbol", "Invalid symbol.")
+            account = self.accounts[account_name]
+            if any(
+                o.is_open and o.client_order_id == client_order_id and o.account == account_name
+                for o in self.orders.values()
+            ):
+                raise SimRejection("duplicate", "Duplicate order sent.")
+            self._check_filters(inst, quantity, price if type == "LIMIT" else self.price(symbol))
+            self._advance()
+            now = self._now_ms()
+            order = SimOrder(
+                order_id=next(self._ids),
+                client_order_id=client_order_id,
+                account=account_name,
+                symbol=symbol,
+                side=side,
+                type=type,
+                quantity=quantity,
+                price=price,
+                time_in_force=time_in_force,
+                created_ms=now,
+                updated_ms=now,
+            )
+            reserve_price = price if price is not None else self.price(symbol)
+            if side == "BUY":
+                asset, amount = inst.quote, quantity * reserve_price
+            else:
+                asset, amount = inst.base, quantity
+            if account.free(asset) < amount:
+                raise SimRejection(
+                    "insufficient", "Account has insufficient balance for requested action."
+                )
+            account.move(asset, free=-amount, locked=amount)
+            self.orders[order.order_id] = order
+            self._try_fill(order)
+            if order.is_open and order.time_in_force in ("IOC", "FOK"):
+                self._close(order, "EXPIRED")
+            return order
+
+    def _check_filters(self, inst: SimInstrument, quantity: Decimal, price: Decimal) -> None:
+        if quantity % inst.step_size != 0 or quantity < inst.min_quantity:
+            raise SimRejection("filter", "Filter failure: LOT_SIZE")
+        if price % inst.tick_size != 0:
+            raise SimRejection("filter", "Filter failure: PRICE_FILTER")
+        if quantity * price < inst.min_notional:
+            raise SimRejection("filter", "Filter failure: NOTIONAL")
+
+    def _try_fill(self, order: SimOrder) -> None:
+        market = self.price(order.symbol)
+        if order.type == "LIMIT":
+            assert order.price is not None
+            crosses = market <= order.price if order.side == "BUY" else market >= order.price
+            if not crosses:
+                return
+            fill_price = min(market, order.price) if order.side == "BUY" else max(
+                market, order.price
+            )
+        else:
+            fill_price = market
+        quantity = order.quantity - order.filled
+        inst = self.instruments[order.symbol]
+        account = self.accounts[order.account]
+        reserved_price = order.price if order.price is not None else fill_price
+        if order.side == "BUY":
+            account.move(inst.quote, locked=-quantity * reserved_price,
+                         free=quantity * (reserved_price - fill_price))
+            account.move(inst.base, free=quantity)
+        else:
+            account.move(inst.base, locked=-quantity)
+            account.move(inst.quote, free=quantity * fill_price)
+        order.filled += quantity
+        order.quote_filled += quantity * fill_price
+        order.fills.append((fill_price, quantity, next(self._trade_ids)))
+        order.status = "FILLED"
+        order.updated_ms = self._now_ms()
+
+    def _close(self, order: SimOrder, status: str) -> None:
+        inst = self.instruments[order.symbol]
+        account = self.accounts[order.account]
+        remaining = order.quantity - order.filled
+        if order.side == "BUY":
+            price = order.price if order.price is not None else self.price(order.symbol)
+            account.move(inst.quote, free=remaining * price, locked=-remaining * price)
+        else:
+            account.move(inst.base, free=remaining, locked=-remaining)
+        order.status = status
+        order.updated_ms = self._now_ms()
+
+    def find(
+        self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
+    ) -> SimOrder:
+        """The newest matching order of this account, or ``SimRejection('unknown')``."""
+        with self.lock:
+            self._advance()
+            for order in sorted(self.orders.values(), key=lambda o: -o.order_id):
+                if order.account != account_name or order.symbol != symbol:
+                    continue
+                if order_id is not None and order.order_id == order_id:
+                    return order
+                if client_order_id is not None and order.client_order_id == client_order_id:
+                    return order
+            raise SimRejection("unknown", "Order does not exist.")
+
+    def cancel(
+        self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
+    ) -> SimOrder:
+        with self.lock:
+            try:
+                order = self.find(
+                    account_name, symbol, order_id=order_id, client_order_id=client_order_id
+                )
+            except SimRejection:
+                raise SimRejection("unknown_cancel", "Unknown order sent.") from None
+            if not order.is_open:
+                raise SimRejection("unknown_cancel", "Unknown order sent.")
+            self._close(order, "CANCELED")
+            return order
+
+    def open_orders(self, account_name: str, symbol: str | None) -> list[SimOrder]:
+        with self.lock:
+            self._advance()
+            return [
+                o
+                for o in self.orders.values()
+                if o.account == account_name and o.is_open and (symbol is None or o.symbol == symbol)
+            ]
+
+    def orders_with_client_id(self, client_order_id: str) -> list[SimOrder]:
+        """Every order ever placed with this client order id (for tests and the demo)."""
+        with self.lock:
+            return [o for o in self.orders.values() if o.client_order_id == client_order_id]

@@ -1,0 +1,187 @@
+"""The simulator as a real HTTPS server on loopback, counting every byte it receives.
+
+A thread per connection, HTTP/1.1 keep-alive, TLS from freshly generated certificates.
+``bytes_received`` counts application bytes only (after the handshake), which is how the
+tests prove that a pinned-out client sent nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .binance import SimResponse
+from .certs import Certificates, make_certificates
+
+__all__ = ["HttpsServer"]
+
+Handler = Callable[[str, str, dict[str, str], bytes, str], SimResponse]
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bytes_received = 0
+        self.handshakes_ok = 0
+        self.handshakes_failed = 0
+        self.connections = 0
+
+
+class _CountingReader:
+    """Wraps the connection's read file and counts what it yields."""
+
+    def __init__(self, inner: Any, counters: _Counters) -> None:
+        self._inner = inner
+        self._counters = counters
+
+    def _count(self, data: bytes) -> bytes:
+        with self._counters.lock:
+            self._counters.bytes_received += len(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._count(self._inner.readline(limit))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self._inner.read(size))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        counters = self.server.counters
+        with counters.lock:
+            counters.connections += 1
+        if self.server.tls is not None:
+            try:
+                self.request = self.server.tls.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError):
+                with counters.lock:
+                    counters.handshakes_failed += 1
+                raise
+            with counters.lock:
+                counters.handshakes_ok += 1
+        super().setup()
+        self.rfile = _CountingReader(self.rfile, counters)  # type: ignore[assignment]
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, OSError):
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        response = self.server.handler(self.command, self.path, headers, body,
+                                       self.client_address[0])
+        if response.drop:
+            self.close_connection = True
+            try:
+                self.request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: Handler, tls: ssl.SSLContext | None):
+        self.handler = handler
+        self.tls = tls
+        self.counters = _Counters()
+        super().__init__(address, _RequestHandler)
+
+
+class HttpsServer:
+    """Serves ``handler`` over HTTPS on 127.0.0.1 (a free port unless one is given)."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certificates: Certificates | None = None,
+    ) -> None:
+        self.certificates = certificates or make_certificates()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        fd, path = tempfile.mkstemp(suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self.certificates.cert_pem + self.certificates.key_pem)
+            context.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+        self._server = _Server((host, port), handler, context)
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def pins(self) -> dict[str, list[str]]:
+        """Pins for a client: the leaf key, and the CA key as the backup."""
+        return {self.host: [self.certificates.leaf_pin, self.certificates.ca_pin]}
+
+    @property
+    def ca_pem(self) -> str:
+        return self.certificates.ca_pem
+
+    @property
+    def bytes_received(self) -> int:
+        return self._server.counters.bytes_received
+
+    @property
+    def handshakes(self) -> tuple[int, int]:
+        """(completed, failed) TLS handshakes."""
+        c = self._server.counters
+        return c.handshakes_ok, c.handshakes_failed
+
+    def start(self) -> HttpsServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="securetrade-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> HttpsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

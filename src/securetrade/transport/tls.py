@@ -1,0 +1,171 @@
+"""Pinned TLS: the peer must hold a pinned public key, checked before the first request byte.
+
+The pin is ``sha256/<base64 of SHA-256(SubjectPublicKeyInfo DER)>``, the form OkHttp and HPKP
+use. It is compared against the *verified* chain (leaf, intermediates and the trusted
+root), never against what the peer merely sent, so appending the pinned CA's certificate
+to a rogue chain does not pass.
+
+The check lives in the ``do_handshake`` of the SSL socket and SSL object classes set on a
+plain :class:`ssl.SSLContext` instance. Every library that handshakes with that context
+(httpx sync and async, through a CONNECT proxy too, requests, aiohttp) runs it right after
+the handshake and before it writes a request byte; normal CA and hostname verification
+stays on.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import ssl
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ..errors import InvalidRequest
+
+__all__ = ["PinFailure", "PinSet", "pin_of_certificate", "pinned_ssl_context"]
+
+_PREFIX = "sha256/"
+
+
+def pin_of_certificate(der: bytes) -> str:
+    """The SPKI pin of a DER certificate."""
+    cert = x509.load_der_x509_certificate(der)
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return _PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+class PinFailure(ssl.SSLCertVerificationError):
+    """Raised inside the handshake; transports turn it into :class:`errors.PinMismatch`.
+
+    It must be an :class:`ssl.SSLError` so that asyncio, anyio and urllib3 treat it as a
+    failed handshake and close the connection without writing application data.
+    """
+
+    def __init__(self, host: str | None, seen: list[str]) -> None:
+        super().__init__(f"no pinned key in the verified chain of {host}")
+        self.host = host
+        self.seen = seen
+
+
+class PinSet:
+    """Pins per host pattern. ``example.com`` matches that host only, ``*.example.com``
+    one label, ``**.example.com`` any number of labels including none.
+
+    A host that matches no pattern fails closed: pinning is never silently off. At least
+    two pins per pattern are required (one may be a backup key not yet deployed), unless
+    ``unsafe_single_pin=True``.
+    """
+
+    def __init__(
+        self, pins: Mapping[str, Iterable[str]], *, unsafe_single_pin: bool = False
+    ) -> None:
+        table: dict[str, frozenset[str]] = {}
+        for pattern, values in pins.items():
+            clean = frozenset(values)
+            for pin in clean:
+                _validate_pin(pin)
+            if len(clean) < 2 and not unsafe_single_pin:
+                raise InvalidRequest(
+                    f"pins for {pattern!r}: give at least two (the live key and a backup)"
+                )
+            table[pattern.lower()] = clean
+        if not table:
+            raise InvalidRequest("a PinSet needs at least one host pattern")
+        self._table = table
+        self._der_cache: dict[bytes, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PinSet({ {k: sorted(v) for k, v in self._table.items()} })"
+
+    def pins_for(self, host: str | None) -> frozenset[str]:
+        host = (host or "").lower().rstrip(".")
+        found: set[str] = set()
+        for pattern, pins in self._table.items():
+            if _host_matches(pattern, host):
+                found |= pins
+        return frozenset(found)
+
+    def pin_of(self, der: bytes) -> str:
+        pin = self._der_cache.get(der)
+        if pin is None:
+            pin = pin_of_certificate(der)
+            if len(self._der_cache) < 256:
+                self._der_cache[der] = pin
+        return pin
+
+    def check(self, chain: list[bytes], host: str | None) -> None:
+        """Raise :class:`PinFailure` unless a certificate of ``chain`` carries a pin."""
+        wanted = self.pins_for(host)
+        seen = [self.pin_of(der) for der in chain]
+        if not wanted or wanted.isdisjoint(seen):
+            raise PinFailure(host, seen)
+
+
+def _validate_pin(pin: str) -> None:
+    if not pin.startswith(_PREFIX):
+        raise InvalidRequest(f"pin {pin!r} must start with {_PREFIX!r}")
+    try:
+        raw = base64.b64decode(pin[len(_PREFIX) :], validate=True)
+    except ValueError:
+        raise InvalidRequest(f"pin {pin!r} is not valid base64") from None
+    if len(raw) != 32:
+        raise InvalidRequest(f"pin {pin!r} is not a SHA-256 digest")
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("**."):
+        suffix = pattern[3:]
+        return host == suffix or host.endswith("." + suffix)
+    if pattern.startswith("*."):
+        suffix = pattern[2:]
+        head, _, tail = host.partition(".")
+        return bool(head) and tail == suffix
+    return fnmatch.fnmatchcase(host, pattern) if "*" in pattern else host == pattern
+
+
+def _verified_chain(ssl_obj: Any) -> list[bytes]:
+    """DER certificates of the verified chain, leaf first."""
+    if sys.version_info >= (3, 13):
+        return [bytes(c) for c in ssl_obj.get_verified_chain()]
+    inner = ssl_obj._sslobj  # 3.10-3.12 expose the chain only on the C object
+    return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in inner.get_verified_chain()]  # type: ignore[attr-defined]
+
+
+def pinned_ssl_context(
+    pins: PinSet,
+    *,
+    cafile: str | None = None,
+    cadata: str | bytes | None = None,
+) -> ssl.SSLContext:
+    """A client context with CA and hostname verification, TLS 1.2 or newer, and ``pins``.
+
+    Without ``cafile``/``cadata`` the system's trust store is used. The context is a plain
+    :class:`ssl.SSLContext` (not a subclass) so anyio does not move handshakes to a thread.
+    """
+    context = ssl.create_default_context(cafile=cafile, cadata=cadata)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+
+    class PinnedSocket(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            super().do_handshake(block)
+            try:
+                pins.check(_verified_chain(self), self.server_hostname)
+            except PinFailure:
+                self.close()
+                raise
+
+    class PinnedObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            pins.check(_verified_chain(self), self.server_hostname)
+
+    context.sslsocket_class = PinnedSocket
+    context.sslobject_class = PinnedObject
+    return context

@@ -1,0 +1,345 @@
+"""Binance spot REST: endpoint, error and rate-limit tables, the signed encoding, parsers.
+
+Signing follows Binance's rule since 2026-01-15: the payload is the percent-encoded query
+string followed by the percent-encoded body, and the signature (HMAC-SHA256 hex, or
+Ed25519 base64) covers exactly those bytes. ``signature`` is appended last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ...errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    DuplicateOrder,
+    InsufficientFunds,
+    InvalidRequest,
+    IpBanned,
+    OrderNotFound,
+    RateLimited,
+    SecureTradeError,
+    VenueRejected,
+)
+from ...keys import Environment, Scope
+from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, OrderType
+from ...ratelimit import RateLimit
+from ...signing import Signer, encode_query
+from ...transport.base import HttpRequest, HttpResponse
+from ..base import Endpoint, Op, Outcome, Params, Verdict
+
+__all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
+
+_W = "REQUEST_WEIGHT"
+_O = "ORDERS"
+
+# Published spot limits: 6000 weight per minute per IP, 100 orders per 10 s and 200 000
+# per day per account. Replaced by what exchangeInfo publishes once it has been read.
+RATE_LIMITS = (
+    RateLimit(_W, 60.0, 6000, header="x-mbx-used-weight-1m"),
+    RateLimit(_O, 10.0, 100, header="x-mbx-order-count-10s"),
+    RateLimit(_O, 86400.0, 200_000, header="x-mbx-order-count-1d"),
+)
+_INTERVALS = {"SECOND": (1, "s"), "MINUTE": (60, "m"), "HOUR": (3600, "h"), "DAY": (86400, "d")}
+
+ENDPOINTS = {
+    e.op: e
+    for e in (
+        Endpoint(Op.SERVER_TIME, "GET", "/api/v3/time", False, None, {_W: 1}),
+        Endpoint(Op.INSTRUMENTS, "GET", "/api/v3/exchangeInfo", False, None, {_W: 20}),
+        Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
+        Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
+        Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
+        Endpoint(Op.OPEN_ORDERS, "GET", "/api/v3/openOrders", True, Scope.READ, {_W: 6}),
+        Endpoint(Op.BALANCES, "GET", "/api/v3/account", True, Scope.READ, {_W: 20}),
+        Endpoint(Op.WITHDRAW, "POST", "/sapi/v1/capital/withdraw/apply", True, Scope.WITHDRAW,
+                 {_W: 1}),
+        Endpoint(Op.KEY_PERMISSIONS, "GET", "/sapi/v1/account/apiRestrictions", True,
+                 Scope.READ, {_W: 1}),
+    )
+}
+
+# Venue error code -> (verdict, exception type). Codes not listed fall back on the HTTP
+# status: 4xx is a rejection, 5xx is ambiguous.
+ERRORS: Mapping[int, tuple[Verdict, type[SecureTradeError]]] = {
+    -1000: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNKNOWN
+    -1003: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_REQUESTS
+    -1006: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNEXPECTED_RESP
+    -1007: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # TIMEOUT: execution status unknown
+    -1008: (Verdict.RETRYABLE, RateLimited),  # SERVER_BUSY
+    -1013: (Verdict.REJECTED, VenueRejected),  # filter failure
+    -1015: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_ORDERS
+    -1021: (Verdict.RETRYABLE, AuthenticationRejected),  # INVALID_TIMESTAMP
+    -1022: (Verdict.REJECTED, AuthenticationRejected),  # INVALID_SIGNATURE
+    -1100: (Verdict.REJECTED, VenueRejected),  # ILLEGAL_CHARS
+    -1102: (Verdict.REJECTED, VenueRejected),  # MANDATORY_PARAM_EMPTY_OR_MALFORMED
+    -1111: (Verdict.REJECTED, VenueRejected),  # BAD_PRECISION
+    -1121: (Verdict.REJECTED, VenueRejected),  # BAD_SYMBOL
+    -2010: (Verdict.REJECTED, VenueRejected),  # NEW_ORDER_REJECTED (refined below)
+    -2011: (Verdict.REJECTED, OrderNotFound),  # CANCEL_REJECTED
+    -2013: (Verdict.REJECTED, OrderNotFound),  # NO_SUCH_ORDER
+    -2014: (Verdict.REJECTED, AuthenticationRejected),  # BAD_API_KEY_FMT
+    -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
+}
+
+_SYMBOL = re.compile(r"^[A-Z0-9_.-]{1,20}$")
+_STATUS = {s.value: s for s in OrderStatus}
+_STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
+_STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
+
+
+class BinanceSpot:
+    """The Binance spot venue adapter."""
+
+    name = "binance"
+    endpoints = ENDPOINTS
+    rate_limits = RATE_LIMITS
+    base_urls: Mapping[Environment, str] = {
+        Environment.LIVE: "https://api.binance.com",
+        Environment.TESTNET: "https://testnet.binance.vision",
+    }
+    recv_window_ms = 5000
+
+    def check_symbol(self, symbol: str) -> None:
+        if not _SYMBOL.match(symbol):
+            raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
+
+    # --- requests -----------------------------------------------------------------------
+
+    def prepare(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        *,
+        key_id: str,
+        signer: Signer | None,
+        timestamp_ms: int,
+    ) -> HttpRequest:
+        headers: tuple[tuple[str, str], ...] = ()
+        if endpoint.signed:
+            if signer is None:
+                raise InvalidRequest(f"{endpoint.op.value} needs a signing key")
+            params = [
+                *params,
+                ("recvWindow", str(self.recv_window_ms)),
+                ("timestamp", str(timestamp_ms)),
+            ]
+            headers = (("X-MBX-APIKEY", key_id),)
+        encoded = encode_query(params)
+        if endpoint.signed:
+            assert signer is not None
+            signature = signer.sign(encoded.encode("ascii"))
+            encoded = encode_query([("signature", signature)]) if not encoded else (
+                encoded + "&" + encode_query([("signature", signature)])
+            )
+        if endpoint.method == "POST":
+            return HttpRequest(
+                "POST",
+                endpoint.path,
+                (*headers, ("Content-Type", "application/x-www-form-urlencoded")),
+                encoded.encode("ascii"),
+            )
+        target = endpoint.path + ("?" + encoded if encoded else "")
+        return HttpRequest(endpoint.method, target, headers)
+
+    def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        params: Params = [
+            ("symbol", order.symbol),
+            ("side", order.side.value),
+            ("type", order.type.value),
+        ]
+        if order.time_in_force is not None:
+            params.append(("timeInForce", order.time_in_force.value))
+        params.append(("quantity", _wire(order.quantity)))
+        if order.price is not None:
+            params.append(("price", _wire(order.price)))
+        params.append(("newClientOrderId", client_order_id))
+        params.append(("newOrderRespType", "FULL"))
+        return params
+
+    def order_lookup_params(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Params:
+        params: Params = [("symbol", symbol)]
+        if order_id is not None:
+            params.append(("orderId", order_id))
+        elif client_order_id is not None:
+            params.append(("origClientOrderId", client_order_id))
+        else:
+            raise InvalidRequest("give order_id or client_order_id")
+        return params
+
+    def withdraw_params(
+        self, asset: str, amount: Decimal, address: str, network: str | None
+    ) -> Params:
+        params: Params = [("coin", asset), ("address", address), ("amount", _wire(amount))]
+        if network:
+            params.append(("network", network))
+        return params
+
+    # --- responses ----------------------------------------------------------------------
+
+    def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        payload = _json(response.body)
+        status = response.status
+        if 200 <= status < 300 and not (isinstance(payload, dict) and "code" in payload
+                                        and isinstance(payload.get("code"), int)
+                                        and payload["code"] < 0):
+            return Outcome(Verdict.OK, payload)
+        code = payload.get("code") if isinstance(payload, dict) else None
+        message = payload.get("msg") if isinstance(payload, dict) else None
+        text = str(message or f"HTTP {status}")[:300]
+        retry_after = _seconds(response.headers.get("retry-after"))
+        if status == 418:
+            return Outcome(
+                Verdict.RETRYABLE,
+                payload,
+                IpBanned(text, venue=self.name, code=code, retry_after=retry_after),
+                retry_after=retry_after,
+            )
+        if status == 429:
+            return Outcome(
+                Verdict.RETRYABLE,
+                payload,
+                RateLimited(text, venue=self.name, code=code, retry_after=retry_after),
+                retry_after=retry_after,
+            )
+        if isinstance(code, int) and code in ERRORS:
+            verdict, kind = ERRORS[code]
+            duplicate = False
+            if code == -2010:
+                lowered = text.lower()
+                if "duplicate" in lowered:
+                    kind, duplicate = DuplicateOrder, True
+                elif "insufficient balance" in lowered:
+                    kind = InsufficientFunds
+            if status >= 500 and verdict is Verdict.REJECTED:
+                verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome
+            return Outcome(
+                verdict,
+                payload,
+                kind(text, venue=self.name, code=code),
+                clock_skew=code == -1021,
+                duplicate=duplicate,
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            return Outcome(
+                Verdict.AMBIGUOUS, payload, AmbiguousOutcome(text, venue=self.name, code=code)
+            )
+        return Outcome(Verdict.REJECTED, payload, VenueRejected(text, venue=self.name, code=code))
+
+    def parse_order(self, payload: Any) -> Order:
+        fills = tuple(
+            Fill(
+                price=f["price"],
+                quantity=f["qty"],
+                commission=f.get("commission", "0"),
+                commission_asset=f.get("commissionAsset"),
+                trade_id=None if f.get("tradeId") is None else str(f["tradeId"]),
+            )
+            for f in payload.get("fills", ())
+        )
+        price = payload.get("price")
+        stamp = payload.get("time", payload.get("transactTime"))
+        tif = payload.get("timeInForce")
+        order_type = OrderType(payload["type"])
+        return Order(
+            venue=self.name,
+            symbol=payload["symbol"],
+            order_id=str(payload["orderId"]),
+            client_order_id=payload["clientOrderId"],
+            side=payload["side"],
+            type=order_type,
+            status=_STATUS[payload["status"]],
+            quantity=payload["origQty"],
+            price=None if order_type is OrderType.MARKET or price is None else price,
+            filled_quantity=payload.get("executedQty", "0"),
+            quote_quantity=payload.get("cummulativeQuoteQty", "0"),
+            time_in_force=tif if order_type is OrderType.LIMIT else None,
+            created_at=None
+            if stamp is None
+            else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
+            fills=fills,
+        )
+
+    def parse_orders(self, payload: Any) -> list[Order]:
+        return [self.parse_order(item) for item in payload]
+
+    def parse_balances(self, payload: Any) -> list[Balance]:
+        return [
+            Balance(asset=b["asset"], free=b["free"], locked=b["locked"])
+            for b in payload.get("balances", ())
+        ]
+
+    def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
+        result = {}
+        for sym in payload.get("symbols", ()):
+            filters = {f["filterType"]: f for f in sym.get("filters", ())}
+            price_filter = filters.get("PRICE_FILTER", {})
+            lot = filters.get("LOT_SIZE", {})
+            notional = filters.get("NOTIONAL", filters.get("MIN_NOTIONAL", {}))
+            result[sym["symbol"]] = Instrument(
+                symbol=sym["symbol"],
+                base_asset=sym["baseAsset"],
+                quote_asset=sym["quoteAsset"],
+                tick_size=price_filter.get("tickSize", "0"),
+                step_size=lot.get("stepSize", "0"),
+                min_quantity=lot.get("minQty", "0"),
+                min_notional=notional.get("minNotional", "0"),
+                trading=sym.get("status", "TRADING") == "TRADING",
+            )
+        return result
+
+    def parse_server_time(self, payload: Any) -> int:
+        return int(payload["serverTime"])
+
+    def parse_withdrawal(self, payload: Any) -> str:
+        return str(payload["id"])
+
+    def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
+        """``exchangeInfo.rateLimits`` as limits, with the header that reports each one."""
+        result = []
+        for item in payload.get("rateLimits", ()):
+            kind, interval = item.get("rateLimitType"), item.get("interval")
+            if kind not in (_W, _O) or interval not in _INTERVALS:
+                continue
+            unit, letter = _INTERVALS[interval]
+            number = int(item.get("intervalNum", 1))
+            prefix = "x-mbx-used-weight-" if kind == _W else "x-mbx-order-count-"
+            result.append(
+                RateLimit(kind, float(unit * number), int(item["limit"]),
+                          header=f"{prefix}{number}{letter}")
+            )
+        return result
+
+
+BINANCE = BinanceSpot()
+
+
+def _wire(value: Decimal) -> str:
+    """Decimal to wire text: plain notation, never an exponent."""
+    return format(value, "f")
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
