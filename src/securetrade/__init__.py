@@ -13,6 +13,8 @@ limiter, venue-time freshness, signing over the exact bytes sent, and pinned TLS
 
 from __future__ import annotations
 
+import contextlib
+
 from .client import AsyncClient, Client
 from .core import IntentState, Journal, Settings
 from .errors import (
@@ -105,8 +107,6 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("securetrade."):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):
             _obj.__module__ = "securetrade"
-        except (AttributeError, TypeError):
-            pass
 del _name, _obj

@@ -65,8 +65,10 @@ class _Base:
         recv_window_ms: int | None,
         unsafe_allow_withdraw_scope: bool,
     ) -> None:
-        chosen = get_venue(key.venue) if venue is None else (
-            get_venue(venue) if isinstance(venue, str) else venue
+        chosen = (
+            get_venue(key.venue)
+            if venue is None
+            else (get_venue(venue) if isinstance(venue, str) else venue)
         )
         if recv_window_ms is not None:
             if not 100 <= recv_window_ms <= 60_000:
@@ -110,9 +112,7 @@ class _Base:
         return f"{type(self).__name__}(venue={self.core.venue.name!r}, key={self.core.key!r})"
 
 
-def _base_url(
-    venue: Venue, key: ApiKey, base_url: str | None
-) -> str:
+def _base_url(venue: Venue, key: ApiKey, base_url: str | None) -> str:
     if base_url is not None:
         return base_url
     try:

@@ -155,9 +155,7 @@ class OrderRequest(_Model):
                 raise InvalidRequest(f"symbol: {symbol!r} has characters no venue accepts")
             cid = data.get("client_order_id")
             if isinstance(cid, str) and not _CLIENT_ID_RE.match(cid):
-                raise InvalidRequest(
-                    f"client_order_id: {cid!r} must be 1-36 of A-Z a-z 0-9 _ -"
-                )
+                raise InvalidRequest(f"client_order_id: {cid!r} must be 1-36 of A-Z a-z 0-9 _ -")
             side = data.get("side")
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}

@@ -258,19 +258,19 @@ class Core:
                 deadline[0] = timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
                 self.journal.sending(cid, deadline[0])  # durable before the first byte
 
+            failure: TransportFailure | None = None
             try:
                 outcome = yield from self._exchange(endpoint, params, before_send)
-            except TransportFailure as failure:
-                if failure.sent:
+            except TransportFailure as exc:
+                failure = exc
+            if failure is not None:
+                if failure.sent:  # it may have landed: only the venue can say
                     found = yield from self._resolve(order.symbol, cid, deadline[0])
                     if found is not None:
                         return self._settled(found, key)
-                elif attempt >= self.settings.max_attempts:
-                    self.journal.settle(cid, IntentState.NOT_PLACED, error=str(failure))
-                    raise ConnectFailed(f"order not sent: {failure}", venue=self.venue.name) from None
                 if attempt >= self.settings.max_attempts:
-                    self.journal.settle(cid, IntentState.NOT_PLACED, error="attempts exhausted")
-                    raise ConnectFailed("order not placed after retries", venue=self.venue.name)
+                    self.journal.settle(cid, IntentState.NOT_PLACED, error=str(failure))
+                    raise ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
                 yield Wait(_backoff(attempt))
                 continue
             if outcome.verdict is Verdict.OK:
@@ -424,12 +424,15 @@ class Core:
         attempt = 0
         while True:
             attempt += 1
+            failure: TransportFailure | None = None
             try:
                 outcome = yield from self._exchange(endpoint, params)
-            except TransportFailure as failure:
+            except TransportFailure as exc:
+                failure = exc
+            if failure is not None:
                 if (failure.sent and once) or attempt >= self.settings.max_attempts:
                     kind = AmbiguousOutcome if failure.sent else ConnectFailed
-                    raise kind(f"{op.value}: {failure}", venue=self.venue.name) from None
+                    raise kind(f"{op.value}: {failure}", venue=self.venue.name)
                 yield Wait(_backoff(attempt))
                 continue
             if outcome.verdict is Verdict.OK:

@@ -151,7 +151,8 @@ class Journal:
 
     def _get(self, client_order_id: str) -> Intent | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM intents WHERE client_order_id = ?", (client_order_id,)
+            f"SELECT {_COLUMNS} FROM intents WHERE client_order_id = ?",  # noqa: S608 constant
+            (client_order_id,),
         ).fetchone()
         return None if row is None else _intent(row)
 
@@ -207,7 +208,8 @@ class Journal:
         """Intents whose outcome is not known: still SENDING, or UNKNOWN."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?) ORDER BY created_at",
+                f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?) "  # noqa: S608 constant
+                "ORDER BY created_at",
                 (IntentState.SENDING.value, IntentState.UNKNOWN.value),
             ).fetchall()
         return [_intent(r) for r in rows]

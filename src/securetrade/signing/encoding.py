@@ -25,9 +25,7 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
     return "&".join(
         [
-            (k if _PLAIN(k) else quote(k, safe=""))
-            + "="
-            + (v if _PLAIN(v) else quote(v, safe=""))
+            (k if _PLAIN(k) else quote(k, safe="")) + "=" + (v if _PLAIN(v) else quote(v, safe=""))
             for k, v in pairs
         ]
     )

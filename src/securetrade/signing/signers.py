@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
@@ -38,7 +38,7 @@ class HmacSha256Signer:
     def __repr__(self) -> str:
         return "HmacSha256Signer(<secret>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a signer cannot be pickled")
 
 
@@ -66,7 +66,7 @@ class Ed25519Signer:
     def __repr__(self) -> str:
         return "Ed25519Signer(<secret>)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a signer cannot be pickled")
 
 

@@ -33,10 +33,26 @@ __all__ = [
 ]
 
 DEFAULT_INSTRUMENTS = (
-    SimInstrument("BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"),
-                  Decimal("0.00001"), Decimal("5"), Decimal("65000.00")),
-    SimInstrument("ETHUSDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"),
-                  Decimal("0.0001"), Decimal("5"), Decimal("3200.00")),
+    SimInstrument(
+        "BTCUSDT",
+        "BTC",
+        "USDT",
+        Decimal("0.01"),
+        Decimal("0.00001"),
+        Decimal("0.00001"),
+        Decimal("5"),
+        Decimal("65000.00"),
+    ),
+    SimInstrument(
+        "ETHUSDT",
+        "ETH",
+        "USDT",
+        Decimal("0.01"),
+        Decimal("0.0001"),
+        Decimal("0.0001"),
+        Decimal("5"),
+        Decimal("3200.00"),
+    ),
 )
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")}
 
@@ -78,9 +94,11 @@ class Simulator:
             self.market.open_account(account, dict(balances or DEFAULT_BALANCES))
         kind = KeyKind(kind)
         if kind is KeyKind.HMAC:
-            secret: str | bytes = secrets.token_hex(32)
-            self.dialect.add_key(SimKey(key_id, account, hmac_secret=secret.encode(),
-                                        can_withdraw=can_withdraw))
+            hmac_secret = secrets.token_hex(32)
+            secret: str | bytes = hmac_secret
+            self.dialect.add_key(
+                SimKey(key_id, account, hmac_secret=hmac_secret.encode(), can_withdraw=can_withdraw)
+            )
         else:
             private = Ed25519PrivateKey.generate()
             secret = private.private_bytes(
@@ -88,13 +106,27 @@ class Simulator:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            self.dialect.add_key(SimKey(key_id, account, ed25519_public=private.public_key(),
-                                        can_withdraw=can_withdraw))
-        return ApiKey(self.venue, key_id, secret, kind=kind, scopes=scopes,
-                      environment=Environment.SIMULATED, withdraw_addresses=withdraw_addresses)
+            self.dialect.add_key(
+                SimKey(
+                    key_id, account, ed25519_public=private.public_key(), can_withdraw=can_withdraw
+                )
+            )
+        return ApiKey(
+            self.venue,
+            key_id,
+            secret,
+            kind=kind,
+            scopes=scopes,
+            environment=Environment.SIMULATED,
+            withdraw_addresses=withdraw_addresses,
+        )
 
     def handle(
-        self, method: str, target: str, headers: dict[str, str], body: bytes,
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
         client: str = "127.0.0.1",
     ) -> SimResponse:
         """Answer one request (the shared handler behind every way of serving)."""

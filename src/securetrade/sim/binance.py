@@ -150,13 +150,16 @@ class BinanceDialect:
         path, _, query = target.partition("?")
         with self._lock:
             self.stats.requests += 1
-            self.stats.by_path[f"{method} {path}"] = self.stats.by_path.get(f"{method} {path}", 0) + 1
+            self.stats.by_path[f"{method} {path}"] = (
+                self.stats.by_path.get(f"{method} {path}", 0) + 1
+            )
         fault = self.faults.take(method, path)
         if fault is not None and fault.kind == "drop_request":
             return SimResponse(0, {}, b"", drop=True)
         if fault is not None and fault.kind == "status":
-            return self._error(fault.status, -1000, "An unknown error occurred while processing "
-                               "the request.", {})
+            return self._error(
+                fault.status, -1000, "An unknown error occurred while processing the request.", {}
+            )
         limited = self._rate_limit(method, path, client)
         if limited is not None:
             return limited
@@ -190,8 +193,9 @@ class BinanceDialect:
             return 200, _order_json(self._find(key, params))
         if route == ("DELETE", "/api/v3/order"):
             order = self._guard(
-                lambda: self.market.cancel(key.account, _required(params, "symbol"),
-                                           **_lookup(params))
+                lambda: self.market.cancel(
+                    key.account, _required(params, "symbol"), **_lookup(params)
+                )
             )
             return 200, _order_json(order)
         if route == ("GET", "/api/v3/openOrders"):
@@ -204,8 +208,12 @@ class BinanceDialect:
                     {"asset": a, "free": _text(v[0]), "locked": _text(v[1])}
                     for a, v in sorted(account.balances.items())
                 ]
-            return 200, {"canTrade": key.can_trade, "canWithdraw": key.can_withdraw,
-                         "accountType": "SPOT", "balances": balances}
+            return 200, {
+                "canTrade": key.can_trade,
+                "canWithdraw": key.can_withdraw,
+                "accountType": "SPOT",
+                "balances": balances,
+            }
         if route == ("GET", "/sapi/v1/account/apiRestrictions"):
             return 200, {
                 "ipRestrict": key.ip_restricted,
@@ -241,7 +249,9 @@ class BinanceDialect:
                 try:
                     pairs.extend(parse_qsl(part, keep_blank_values=True, strict_parsing=True))
                 except ValueError:
-                    raise _ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+                    raise _ApiError(
+                        400, -1100, "Illegal characters found in a parameter."
+                    ) from None
         names = [k for k, _ in pairs]
         if len(set(names)) != len(names):
             raise _ApiError(400, -1101, "Duplicate values for a parameter detected.")
@@ -261,8 +271,9 @@ class BinanceDialect:
             raise _ApiError(400, -1131, "recvWindow must be less than 60000")
         server = self.now_ms()
         if timestamp >= server + 1000:
-            raise _ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the "
-                            "server's time.")
+            raise _ApiError(
+                400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
         if server - timestamp > recv_window:
             raise _ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         return key, params
@@ -288,15 +299,22 @@ class BinanceDialect:
             banned = self._banned_until.get(client, 0.0)
             if now < banned:
                 self.stats.status_418 += 1
-                return self._error(418, -1003, f"Way too much request weight used; IP banned "
-                                   f"until {int(banned * 1000)}.",
-                                   {"retry-after": str(max(1, int(banned - now + 0.999)))})
+                return self._error(
+                    418,
+                    -1003,
+                    f"Way too much request weight used; IP banned until {int(banned * 1000)}.",
+                    {"retry-after": str(max(1, int(banned - now + 0.999)))},
+                )
             if now < self._backoff_until.get(client, 0.0):
                 # Still sending while told to back off: this is what earns a ban.
                 self._banned_until[client] = now + limits.ban_seconds
                 self.stats.status_418 += 1
-                return self._error(418, -1003, "Way too much request weight used; IP banned.",
-                                   {"retry-after": str(int(limits.ban_seconds))})
+                return self._error(
+                    418,
+                    -1003,
+                    "Way too much request weight used; IP banned.",
+                    {"retry-after": str(int(limits.ban_seconds))},
+                )
             counter = self._weight.setdefault(client, _Counter(limits.weight_seconds))
             used = counter.add(now, _WEIGHTS.get((method, path), 1))
             if used > limits.weight:
@@ -307,8 +325,12 @@ class BinanceDialect:
         retry = seconds - (now % seconds)
         self._backoff_until[client] = now + retry
         self.stats.status_429 += 1
-        return self._error(429, -1003, "Too many requests; current limit is exceeded.",
-                           {"retry-after": str(max(1, int(retry + 0.999)))})
+        return self._error(
+            429,
+            -1003,
+            "Too many requests; current limit is exceeded.",
+            {"retry-after": str(max(1, int(retry + 0.999)))},
+        )
 
     def _count_order(self, key: SimKey) -> None:
         now = self._clock()
@@ -316,8 +338,12 @@ class BinanceDialect:
             counter = self._orders.setdefault(key.account, _Counter(self.limits.orders_seconds))
             if counter.add(now, 1) > self.limits.orders:
                 self.stats.status_429 += 1
-                raise _ApiError(429, -1015, "Too many new orders.",
-                                {"retry-after": str(self.limits.orders_seconds)})
+                raise _ApiError(
+                    429,
+                    -1015,
+                    "Too many new orders.",
+                    {"retry-after": str(self.limits.orders_seconds)},
+                )
 
     def _usage(self, client: str, headers: Mapping[str, str]) -> dict[str, str]:
         now = self._clock()
@@ -357,15 +383,26 @@ class BinanceDialect:
         self._count_order(key)
         order = self._guard(
             lambda: self.market.place(
-                key.account, symbol=symbol, side=side, type=order_type, quantity=quantity,
-                price=price, time_in_force=tif, client_order_id=client_id,
+                key.account,
+                symbol=symbol,
+                side=side,
+                type=order_type,
+                quantity=quantity,
+                price=price,
+                time_in_force=tif,
+                client_order_id=client_id,
             )
         )
         result = _order_json(order)
         result["transactTime"] = order.created_ms
         result["fills"] = [
-            {"price": _text(p), "qty": _text(q), "commission": "0", "commissionAsset": "BNB",
-             "tradeId": t}
+            {
+                "price": _text(p),
+                "qty": _text(q),
+                "commission": "0",
+                "commissionAsset": "BNB",
+                "tradeId": t,
+            }
             for p, q, t in order.fills
         ]
         return result
@@ -396,10 +433,18 @@ class BinanceDialect:
             "timezone": "UTC",
             "serverTime": self.now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": wunit, "intervalNum": wnum,
-                 "limit": limits.weight},
-                {"rateLimitType": "ORDERS", "interval": ounit, "intervalNum": onum,
-                 "limit": limits.orders},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": wunit,
+                    "intervalNum": wnum,
+                    "limit": limits.weight,
+                },
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": ounit,
+                    "intervalNum": onum,
+                    "limit": limits.orders,
+                },
             ],
             "symbols": [
                 {
@@ -409,10 +454,18 @@ class BinanceDialect:
                     "quoteAsset": i.quote,
                     "orderTypes": ["LIMIT", "MARKET"],
                     "filters": [
-                        {"filterType": "PRICE_FILTER", "minPrice": _text(i.tick_size),
-                         "maxPrice": "1000000", "tickSize": _text(i.tick_size)},
-                        {"filterType": "LOT_SIZE", "minQty": _text(i.min_quantity),
-                         "maxQty": "9000", "stepSize": _text(i.step_size)},
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": _text(i.tick_size),
+                            "maxPrice": "1000000",
+                            "tickSize": _text(i.tick_size),
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": _text(i.min_quantity),
+                            "maxQty": "9000",
+                            "stepSize": _text(i.step_size),
+                        },
                         {"filterType": "NOTIONAL", "minNotional": _text(i.min_notional)},
                     ],
                 }
@@ -450,8 +503,9 @@ def _strip_signature(text: str) -> str:
 def _required(params: Mapping[str, str], name: str) -> str:
     value = params.get(name)
     if not value:
-        raise _ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
-                        "or malformed.")
+        raise _ApiError(
+            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+        )
     return value
 
 
@@ -470,11 +524,16 @@ def _lookup(params: Mapping[str, str]) -> dict[str, Any]:
     order_id = params.get("orderId")
     client_id = params.get("origClientOrderId")
     if order_id is None and client_id is None:
-        raise _ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but "
-                        "both were empty/null!")
+        raise _ApiError(
+            400,
+            -1102,
+            "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+        )
     try:
-        return {"order_id": None if order_id is None else int(order_id),
-                "client_order_id": client_id}
+        return {
+            "order_id": None if order_id is None else int(order_id),
+            "client_order_id": client_id,
+        }
     except ValueError:
         raise _ApiError(400, -1100, "Illegal characters found in parameter 'orderId'.") from None
 

@@ -12,6 +12,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -79,7 +80,9 @@ class Account:
 class Market:
     """Order book of one simulated exchange, thread-safe behind one lock."""
 
-    def __init__(self, instruments: list[SimInstrument], *, now_ms: callable = None) -> None:  # type: ignore[valid-type]
+    def __init__(
+        self, instruments: list[SimInstrument], *, now_ms: Callable[[], int] | None = None
+    ) -> None:
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, SimOrder] = {}
@@ -87,7 +90,7 @@ class Market:
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
         self._step = 0
-        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
 
     # --- accounts ----------------------------------------------------------------------
 
@@ -136,7 +139,8 @@ class Market:
                 for o in self.orders.values()
             ):
                 raise SimRejection("duplicate", "Duplicate order sent.")
-            self._check_filters(inst, quantity, price if type == "LIMIT" else self.price(symbol))
+            check_price = price if price is not None and type == "LIMIT" else self.price(symbol)
+            self._check_filters(inst, quantity, check_price)
             self._advance()
             now = self._now_ms()
             order = SimOrder(
@@ -183,8 +187,8 @@ class Market:
             crosses = market <= order.price if order.side == "BUY" else market >= order.price
             if not crosses:
                 return
-            fill_price = min(market, order.price) if order.side == "BUY" else max(
-                market, order.price
+            fill_price = (
+                min(market, order.price) if order.side == "BUY" else max(market, order.price)
             )
         else:
             fill_price = market
@@ -193,8 +197,11 @@ class Market:
         account = self.accounts[order.account]
         reserved_price = order.price if order.price is not None else fill_price
         if order.side == "BUY":
-            account.move(inst.quote, locked=-quantity * reserved_price,
-                         free=quantity * (reserved_price - fill_price))
+            account.move(
+                inst.quote,
+                locked=-quantity * reserved_price,
+                free=quantity * (reserved_price - fill_price),
+            )
             account.move(inst.base, free=quantity)
         else:
             account.move(inst.base, locked=-quantity)
@@ -253,7 +260,9 @@ class Market:
             return [
                 o
                 for o in self.orders.values()
-                if o.account == account_name and o.is_open and (symbol is None or o.symbol == symbol)
+                if o.account == account_name
+                and o.is_open
+                and (symbol is None or o.symbol == symbol)
             ]
 
     def orders_with_client_id(self, client_order_id: str) -> list[SimOrder]:

@@ -45,7 +45,12 @@ class Faults:
             self._pending.append(fault)
 
     def inject(
-        self, kind: str, *, method: str | None = None, path: str | None = None, times: int = 1,
+        self,
+        kind: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
         status: int = 503,
     ) -> None:
         """Schedule a fault; see :class:`Fault`."""

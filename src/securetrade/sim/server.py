@@ -7,6 +7,7 @@ tests prove that a pinned-out client sent nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -76,10 +77,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.rfile = _CountingReader(self.rfile, counters)  # type: ignore[assignment]
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
             super().handle()
-        except (ConnectionError, ssl.SSLError, OSError):
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -88,14 +87,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.handler(self.command, self.path, headers, body,
-                                       self.client_address[0])
+        response = self.server.handler(
+            self.command, self.path, headers, body, self.client_address[0]
+        )
         if response.drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self.send_response(response.status)
         for name, value in response.headers.items():

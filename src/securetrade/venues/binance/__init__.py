@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -57,10 +57,12 @@ ENDPOINTS = {
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
         Endpoint(Op.OPEN_ORDERS, "GET", "/api/v3/openOrders", True, Scope.READ, {_W: 6}),
         Endpoint(Op.BALANCES, "GET", "/api/v3/account", True, Scope.READ, {_W: 20}),
-        Endpoint(Op.WITHDRAW, "POST", "/sapi/v1/capital/withdraw/apply", True, Scope.WITHDRAW,
-                 {_W: 1}),
-        Endpoint(Op.KEY_PERMISSIONS, "GET", "/sapi/v1/account/apiRestrictions", True,
-                 Scope.READ, {_W: 1}),
+        Endpoint(
+            Op.WITHDRAW, "POST", "/sapi/v1/capital/withdraw/apply", True, Scope.WITHDRAW, {_W: 1}
+        ),
+        Endpoint(
+            Op.KEY_PERMISSIONS, "GET", "/sapi/v1/account/apiRestrictions", True, Scope.READ, {_W: 1}
+        ),
     )
 }
 
@@ -97,8 +99,8 @@ class BinanceSpot:
     """The Binance spot venue adapter."""
 
     name = "binance"
-    endpoints = ENDPOINTS
-    rate_limits = RATE_LIMITS
+    endpoints: Mapping[Op, Endpoint] = ENDPOINTS
+    rate_limits: Sequence[RateLimit] = RATE_LIMITS
     base_urls: Mapping[Environment, str] = {
         Environment.LIVE: "https://api.binance.com",
         Environment.TESTNET: "https://testnet.binance.vision",
@@ -134,8 +136,10 @@ class BinanceSpot:
         if endpoint.signed:
             assert signer is not None
             signature = signer.sign(encoded.encode("ascii"))
-            encoded = encode_query([("signature", signature)]) if not encoded else (
-                encoded + "&" + encode_query([("signature", signature)])
+            encoded = (
+                encode_query([("signature", signature)])
+                if not encoded
+                else (encoded + "&" + encode_query([("signature", signature)]))
             )
         if endpoint.method == "POST":
             return HttpRequest(
@@ -187,9 +191,12 @@ class BinanceSpot:
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
         payload = _json(response.body)
         status = response.status
-        if 200 <= status < 300 and not (isinstance(payload, dict) and "code" in payload
-                                        and isinstance(payload.get("code"), int)
-                                        and payload["code"] < 0):
+        if 200 <= status < 300 and not (
+            isinstance(payload, dict)
+            and "code" in payload
+            and isinstance(payload.get("code"), int)
+            and payload["code"] < 0
+        ):
             return Outcome(Verdict.OK, payload)
         code = payload.get("code") if isinstance(payload, dict) else None
         message = payload.get("msg") if isinstance(payload, dict) else None
@@ -313,8 +320,12 @@ class BinanceSpot:
             number = int(item.get("intervalNum", 1))
             prefix = "x-mbx-used-weight-" if kind == _W else "x-mbx-order-count-"
             result.append(
-                RateLimit(kind, float(unit * number), int(item["limit"]),
-                          header=f"{prefix}{number}{letter}")
+                RateLimit(
+                    kind,
+                    float(unit * number),
+                    int(item["limit"]),
+                    header=f"{prefix}{number}{letter}",
+                )
             )
         return result
 

@@ -1,0 +1,69 @@
+"""The ``securetrade`` command: ``demo`` and ``sim``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from .keys import KeyKind, Scope
+    from .sim import Simulator
+
+    sim = Simulator()
+    key = sim.create_key(
+        kind=KeyKind(args.key_kind),
+        scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL),
+    )
+    server = sim.serve(port=args.port)
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="securetrade-sim-ca-", suffix=".pem", delete=False
+    ) as handle:
+        handle.write(server.ca_pem)
+    secret = key.secret.expose().decode()
+    print("securetrade simulator (Binance spot dialect) is running")
+    print(f"  base URL   {server.base_url}")
+    print(f"  CA file    {handle.name}")
+    print(f"  pins       {' '.join(server.pins[server.host])}")
+    print(f"  key id     {key.key_id}")
+    print(f"  key kind   {key.kind.value}")
+    print("  secret     (simulator-only, valid for this run)")
+    print("\n".join("    " + line for line in secret.splitlines()))
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sim.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``securetrade`` console script and ``python -m securetrade``."""
+    parser = argparse.ArgumentParser(
+        prog="securetrade", description="Secure client SDK for exchange and broker APIs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="show every protective layer against the simulator")
+    demo.set_defaults(run=_demo)
+    sim = commands.add_parser("sim", help="run the exchange simulator over HTTPS on loopback")
+    sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    sim.add_argument("--key-kind", choices=["hmac", "ed25519"], default="hmac")
+    sim.set_defaults(run=_sim)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
