@@ -90,13 +90,18 @@ _STATE_OF = {
 }
 
 
+# How long a second caller with the same key waits for the first to finish before it asks
+# the venue itself (the first may have died).
+_OWNER_PATIENCE_MS = 1000.0
+
+
 def _backoff(attempt: int) -> float:
     """Exponential backoff with jitter between attempts (tenacity's strategy)."""
     from tenacity import RetryCallState, wait_exponential_jitter
 
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = attempt
-    return float(wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05)(state))
+    return float(wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05)(state))
 
 
 class Core:
@@ -294,6 +299,7 @@ class Core:
 
     def _rejoin(self, order: OrderRequest, key: str, cid: str) -> Flow[Order]:
         """Same key again: return the known result, or find out what the first call did."""
+        patience = self.clock.local_ms() + _OWNER_PATIENCE_MS
         while True:
             intent = self.journal.get(cid)
             assert intent is not None
@@ -304,13 +310,15 @@ class Core:
                     f"this idempotency key's order was not placed: {intent.error}",
                     venue=self.venue.name,
                 )
-            if intent.state is IntentState.SENDING and self.clock.now_ms() < intent.deadline_ms:
-                yield Wait(0.05)  # another thread, task or process is sending it now
+            if intent.state is IntentState.SENDING and self.clock.local_ms() < patience:
+                yield Wait(0.02)  # its owner (thread, task or process) is most likely sending
                 continue
-            if intent.state is IntentState.SENDING and intent.deadline_ms == 0:
-                yield Wait(0.05)  # created, not yet sent by its owner
-                if self.clock.now_ms() - int(intent.updated_at * 1000) < 60_000:
-                    continue
+            if (
+                intent.deadline_ms == 0
+                and self.clock.local_ms() - intent.updated_at * 1000 < 60_000
+            ):
+                yield Wait(0.05)  # created, not yet sent: its owner is waiting for its turn
+                continue
             found = yield from self._resolve(order.symbol, cid, intent.deadline_ms)
             if found is not None:
                 return self._settled(found, key)
