@@ -17,11 +17,26 @@ import httpx
 
 from ..errors import InvalidRequest, PinMismatch
 from .base import HttpRequest, HttpResponse, TransportFailure
+from .redaction import redact_query
 from .tls import PinFailure
 
 __all__ = ["AsyncHttpTransport", "HttpTransport", "check_base_url"]
 
 log = logging.getLogger("securetrade.transport")
+
+
+class _RedactingFilter(logging.Filter):
+    """httpx logs each request URL at INFO; a signed GET carries its signature there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = redact_query(record.getMessage())
+            record.args = None
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_RedactingFilter())
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 

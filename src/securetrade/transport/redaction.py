@@ -34,7 +34,7 @@ SENSITIVE_HEADERS = frozenset(
 # its signature in the URL, and it stays replayable for recvWindow).
 SENSITIVE_PARAMS = frozenset({"signature", "apikey", "api_key", "passphrase", "secret", "otp"})
 
-_PARAM_RE = re.compile(r"(?P<key>[^&=?]+)=(?P<value>[^&]*)")
+_PARAM_RE = re.compile(r"(?P<key>[^&=?\s]+)=(?P<value>[^&\s\"']*)")
 
 
 def redact_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
