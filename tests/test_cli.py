@@ -103,4 +103,5 @@ def test_help() -> None:
         check=False,
     )
     assert result.returncode == 0
-    assert "demo" in result.stdout and "sim" in result.stdout
+    assert "demo" in result.stdout
+    assert "sim" in result.stdout

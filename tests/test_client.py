@@ -52,7 +52,8 @@ def test_market_order_fills_and_moves_balances(sim: Simulator, make_client: Any)
     order = client.place_order(MarketOrder(symbol="ETHUSDT", side="SELL", quantity=0.5))
     assert order.status is OrderStatus.FILLED
     assert order.filled_quantity == Decimal("0.5")
-    assert order.average_price is not None and order.average_price > 0
+    assert order.average_price is not None
+    assert order.average_price > 0
     balances = {b.asset: b.total for b in client.balances()}
     assert balances["ETH"] == Decimal("19.5")
     assert balances["USDT"] == Decimal("100000") + order.quote_quantity

@@ -101,7 +101,8 @@ def test_unreachable_venue_reports_not_placed(sim: Simulator) -> None:
         client.place_order(ORDER, idempotency_key="never-sent")
     cid = derive_client_order_id("binance", client.core.key.key_id, "never-sent")
     intent = journal.get(cid)
-    assert intent is not None and intent.state is IntentState.NOT_PLACED
+    assert intent is not None
+    assert intent.state is IntentState.NOT_PLACED
     assert _held(sim, cid) == 0
 
 
@@ -201,7 +202,8 @@ def test_crash_after_send_is_resolved_on_restart(sim: Simulator, tmp_path: Path)
     cid = derive_client_order_id("binance", key.key_id, "crash")
     journal = Journal(path)
     intent = journal.get(cid)
-    assert intent is not None and intent.state is IntentState.SENDING
+    assert intent is not None
+    assert intent.state is IntentState.SENDING
     journal.close()
     with Client(key, transport=sim.transport(), journal=path) as restarted:
         assert restarted.unresolved() == [cid]
