@@ -125,9 +125,11 @@ class _Model(BaseModel):
 def _summarise(model: str, exc: _PydanticValidationError) -> str:
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or model
+        where = ".".join(str(p) for p in err["loc"])
         message = str(err.get("ctx", {}).get("error", err["msg"]))
-        problems.append(f"{where}: {message}")
+        if where and not message.startswith(f"{where}: "):
+            message = f"{where}: {message}"
+        problems.append(message)
     return f"invalid {model}: " + "; ".join(problems)
 
 
