@@ -10,11 +10,12 @@ import asyncio
 import os
 import ssl
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .clock import VenueClock
 from .core import Core, Flow, Journal, Settings, Wait
@@ -47,8 +48,17 @@ def default_journal_path(venue: str) -> Path:
     return Path(base) / "securetrade" / f"journal-{venue}.sqlite3"
 
 
-class _Base:
-    """Builds the core and the TLS context; holds no I/O."""
+TransportT = TypeVar("TransportT", Transport, AsyncTransport)
+
+
+class _Base(ABC, Generic[TransportT]):
+    """Builds the core, the TLS context and the transport; holds no I/O of its own.
+
+    ``key`` is the scoped credential; ``pins`` the SPKI pins of the venue's TLS keys
+    (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
+    path, a :class:`Journal`, or the default file in the user's state directory).
+    ``transport`` replaces HTTPS entirely (for the in-process simulator).
+    """
 
     core: Core
 
@@ -56,14 +66,23 @@ class _Base:
         self,
         key: ApiKey,
         *,
-        venue: str | Venue | None,
-        journal: str | Path | Journal | None,
-        policy: Policy | None,
-        limiter: RateLimiter | None,
-        settings: Settings | None,
-        audit: AuditLog | None,
-        recv_window_ms: int | None,
-        unsafe_allow_withdraw_scope: bool,
+        venue: str | Venue | None = None,
+        base_url: str | None = None,
+        pins: PinSet | Mapping[str, list[str]] | None = None,
+        cafile: str | None = None,
+        cadata: str | None = None,
+        journal: str | Path | Journal | None = None,
+        policy: Policy | None = None,
+        limiter: RateLimiter | None = None,
+        settings: Settings | None = None,
+        audit: AuditLog | None = None,
+        recv_window_ms: int | None = None,
+        timeout: float = 10.0,
+        proxy: str | None = None,
+        transport: TransportT | None = None,
+        unsafe_disable_pinning: bool = False,
+        unsafe_allow_withdraw_scope: bool = False,
+        unsafe_allow_plain_http: bool = False,
     ) -> None:
         chosen = (
             get_venue(key.venue)
@@ -87,6 +106,27 @@ class _Base:
             settings=settings,
             unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
         )
+        if transport is None:
+            transport = self._https(
+                _base_url(chosen, key, base_url),
+                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
+                timeout=timeout,
+                proxy=proxy,
+                unsafe_allow_plain_http=unsafe_allow_plain_http,
+            )
+        self._transport: TransportT = transport
+
+    @abstractmethod
+    def _https(
+        self,
+        base_url: str,
+        context: ssl.SSLContext,
+        *,
+        timeout: float,
+        proxy: str | None,
+        unsafe_allow_plain_http: bool,
+    ) -> TransportT:
+        """The HTTPS transport this driver uses: blocking or asyncio."""
 
     @property
     def venue(self) -> Venue:
@@ -155,57 +195,25 @@ def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
     return clone
 
 
-class Client(_Base):
-    """Synchronous client. Every protective layer applies to every call.
+class Client(_Base[Transport]):
+    """Synchronous client. Every protective layer applies to every call."""
 
-    ``key`` is the scoped credential; ``pins`` the SPKI pins of the venue's TLS keys
-    (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
-    path, a :class:`Journal`, or the default file in the user's state directory).
-    ``transport`` replaces HTTPS entirely (for the in-process simulator).
-    """
-
-    def __init__(
+    def _https(
         self,
-        key: ApiKey,
+        base_url: str,
+        context: ssl.SSLContext,
         *,
-        venue: str | Venue | None = None,
-        base_url: str | None = None,
-        pins: PinSet | Mapping[str, list[str]] | None = None,
-        cafile: str | None = None,
-        cadata: str | None = None,
-        journal: str | Path | Journal | None = None,
-        policy: Policy | None = None,
-        limiter: RateLimiter | None = None,
-        settings: Settings | None = None,
-        audit: AuditLog | None = None,
-        recv_window_ms: int | None = None,
-        timeout: float = 10.0,
-        proxy: str | None = None,
-        transport: Transport | None = None,
-        unsafe_disable_pinning: bool = False,
-        unsafe_allow_withdraw_scope: bool = False,
-        unsafe_allow_plain_http: bool = False,
-    ) -> None:
-        super().__init__(
-            key,
-            venue=venue,
-            journal=journal,
-            policy=policy,
-            limiter=limiter,
-            settings=settings,
-            audit=audit,
-            recv_window_ms=recv_window_ms,
-            unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
+        timeout: float,
+        proxy: str | None,
+        unsafe_allow_plain_http: bool,
+    ) -> Transport:
+        return HttpTransport(
+            base_url,
+            context,
+            timeout=timeout,
+            proxy=proxy,
+            unsafe_allow_plain_http=unsafe_allow_plain_http,
         )
-        if transport is None:
-            transport = HttpTransport(
-                _base_url(self.core.venue, key, base_url),
-                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
-                timeout=timeout,
-                proxy=proxy,
-                unsafe_allow_plain_http=unsafe_allow_plain_http,
-            )
-        self._transport = transport
 
     def _run(self, name: str, flow: Flow[T]) -> T:
         with span(name, venue=self.core.venue.name):
@@ -302,51 +310,25 @@ class Client(_Base):
         self.close()
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Base[AsyncTransport]):
     """Asynchronous client with the same methods as :class:`Client`, awaited."""
 
-    def __init__(
+    def _https(
         self,
-        key: ApiKey,
+        base_url: str,
+        context: ssl.SSLContext,
         *,
-        venue: str | Venue | None = None,
-        base_url: str | None = None,
-        pins: PinSet | Mapping[str, list[str]] | None = None,
-        cafile: str | None = None,
-        cadata: str | None = None,
-        journal: str | Path | Journal | None = None,
-        policy: Policy | None = None,
-        limiter: RateLimiter | None = None,
-        settings: Settings | None = None,
-        audit: AuditLog | None = None,
-        recv_window_ms: int | None = None,
-        timeout: float = 10.0,
-        proxy: str | None = None,
-        transport: AsyncTransport | None = None,
-        unsafe_disable_pinning: bool = False,
-        unsafe_allow_withdraw_scope: bool = False,
-        unsafe_allow_plain_http: bool = False,
-    ) -> None:
-        super().__init__(
-            key,
-            venue=venue,
-            journal=journal,
-            policy=policy,
-            limiter=limiter,
-            settings=settings,
-            audit=audit,
-            recv_window_ms=recv_window_ms,
-            unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
+        timeout: float,
+        proxy: str | None,
+        unsafe_allow_plain_http: bool,
+    ) -> AsyncTransport:
+        return AsyncHttpTransport(
+            base_url,
+            context,
+            timeout=timeout,
+            proxy=proxy,
+            unsafe_allow_plain_http=unsafe_allow_plain_http,
         )
-        if transport is None:
-            transport = AsyncHttpTransport(
-                _base_url(self.core.venue, key, base_url),
-                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
-                timeout=timeout,
-                proxy=proxy,
-                unsafe_allow_plain_http=unsafe_allow_plain_http,
-            )
-        self._transport = transport
 
     async def _run(self, name: str, flow: Flow[T]) -> T:
         with span(name, venue=self.core.venue.name):

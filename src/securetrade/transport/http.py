@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -91,6 +92,19 @@ def _to_httpx(request: HttpRequest) -> tuple[str, str, list[tuple[str, str]], by
     return request.method, request.target, list(request.headers), request.body
 
 
+def _client_options(
+    ssl_context: ssl.SSLContext | None, timeout: float, proxy: str | None
+) -> dict[str, Any]:
+    """The settings both httpx clients share: pinned TLS, no env, no redirects."""
+    return {
+        "verify": ssl_context if ssl_context is not None else True,
+        "timeout": timeout,
+        "proxy": proxy,
+        "trust_env": False,
+        "follow_redirects": False,
+    }
+
+
 def _from_httpx(response: httpx.Response) -> HttpResponse:
     return HttpResponse(
         status=response.status_code,
@@ -114,11 +128,7 @@ class HttpTransport:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         self._client = httpx.Client(
             base_url=self.base_url,
-            verify=ssl_context if ssl_context is not None else True,
-            timeout=timeout,
-            proxy=proxy,
-            trust_env=False,
-            follow_redirects=False,
+            **_client_options(ssl_context, timeout, proxy),
         )
 
     def send(self, request: HttpRequest) -> HttpResponse:
@@ -149,12 +159,8 @@ class AsyncHttpTransport:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
-            verify=ssl_context if ssl_context is not None else True,
-            timeout=timeout,
-            proxy=proxy,
-            trust_env=False,
-            follow_redirects=False,
             limits=httpx.Limits(max_connections=max_connections),
+            **_client_options(ssl_context, timeout, proxy),
         )
 
     async def send(self, request: HttpRequest) -> HttpResponse:
