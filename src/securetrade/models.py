@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 # A conservative grammar every supported venue accepts; venues narrow it further.
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}$")
-_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}")
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,36}")
 
 
 def to_decimal(value: Any, *, field: str = "value") -> Decimal:
@@ -153,10 +153,10 @@ class OrderRequest(_Model):
     def _check_text(cls, data: Any) -> Any:
         if isinstance(data, dict):
             symbol = data.get("symbol")
-            if isinstance(symbol, str) and not _SYMBOL_RE.match(symbol):
+            if isinstance(symbol, str) and not _SYMBOL_RE.fullmatch(symbol):
                 raise InvalidRequest(f"symbol: {symbol!r} has characters no venue accepts")
             cid = data.get("client_order_id")
-            if isinstance(cid, str) and not _CLIENT_ID_RE.match(cid):
+            if isinstance(cid, str) and not _CLIENT_ID_RE.fullmatch(cid):
                 raise InvalidRequest(f"client_order_id: {cid!r} must be 1-36 of A-Z a-z 0-9 _ -")
             side = data.get("side")
             if isinstance(side, str):
@@ -242,8 +242,8 @@ class Order(_Model):
     @property
     def average_price(self) -> Decimal | None:
         """Quantity-weighted fill price, or ``None`` while nothing has filled."""
-        if self.fills:
-            filled = sum((f.quantity for f in self.fills), Decimal(0))
+        filled = sum((f.quantity for f in self.fills), Decimal(0))
+        if filled:
             return sum((f.price * f.quantity for f in self.fills), Decimal(0)) / filled
         if self.filled_quantity:
             return self.quote_quantity / self.filled_quantity
@@ -295,7 +295,11 @@ class Instrument(_Model):
 
 
 def _check_step(field: str, value: Decimal, step: Decimal) -> None:
-    if step > 0 and value % step != 0:
+    try:
+        off_step = step > 0 and value % step != 0
+    except InvalidOperation:  # the quotient needs more digits than the context holds
+        raise InvalidRequest(f"{field} {value} is out of range for step {step}") from None
+    if off_step:
         places = max(0, -step.normalize().as_tuple().exponent)  # type: ignore[operator]
         raise InvalidRequest(
             f"{field} {value} has more decimals than the instrument allows "

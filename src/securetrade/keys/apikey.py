@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ..errors import InvalidRequest, ScopeError
 from ..models import to_decimal
@@ -37,9 +37,6 @@ class KeyKind(str, enum.Enum):
 
     HMAC = "hmac"
     ED25519 = "ed25519"
-
-
-_ALL_SCOPES = frozenset(Scope)
 
 
 class ApiKey:
@@ -96,18 +93,14 @@ class ApiKey:
             raise InvalidRequest("key_id must be non-empty printable text without spaces")
         if expires_at is not None and expires_at.tzinfo is None:
             raise InvalidRequest("expires_at must be timezone-aware")
-        try:
-            scope_set = frozenset(Scope(s) for s in scopes)
-        except ValueError as exc:
-            raise InvalidRequest(f"unknown scope: {exc}") from None
         values: dict[str, Any] = {
             "venue": venue,
             "key_id": key_id,
             "secret": secret if isinstance(secret, Secret) else Secret(secret),
-            "kind": KeyKind(kind),
-            "scopes": scope_set,
-            "environment": Environment(environment),
-            "symbols": None if symbols is None else frozenset(symbols),
+            "kind": _member(KeyKind, kind),
+            "scopes": _scopes(scopes),
+            "environment": _member(Environment, environment),
+            "symbols": None if symbols is None else _text_set("symbols", symbols),
             "max_notional": None
             if max_notional is None
             else to_decimal(max_notional, field="max_notional"),
@@ -115,13 +108,16 @@ class ApiKey:
             if max_quantity is None
             else to_decimal(max_quantity, field="max_quantity"),
             "expires_at": expires_at,
-            "withdraw_addresses": frozenset(withdraw_addresses),
+            "withdraw_addresses": _text_set("withdraw_addresses", withdraw_addresses),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
         raise AttributeError("ApiKey is immutable; use restrict() to derive a narrower key")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("ApiKey is immutable")
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("an ApiKey cannot be pickled; store keys with the encrypted keystore")
@@ -150,13 +146,13 @@ class ApiKey:
         expires_at: datetime | None = None,
     ) -> ApiKey:
         """Return a copy that can do at most what this key can. Widening raises ScopeError."""
-        new_scopes = self.scopes if scopes is None else frozenset(Scope(s) for s in scopes)
+        new_scopes = self.scopes if scopes is None else _scopes(scopes)
         if not new_scopes <= self.scopes:
             extra = ", ".join(sorted(s.value for s in new_scopes - self.scopes))
             raise ScopeError(f"restrict() cannot add scopes this key lacks: {extra}")
         new_symbols = self.symbols
         if symbols is not None:
-            wanted = frozenset(symbols)
+            wanted = _text_set("symbols", symbols)
             if self.symbols is not None and not wanted <= self.symbols:
                 raise ScopeError("restrict() cannot allow symbols this key may not trade")
             new_symbols = wanted
@@ -201,6 +197,30 @@ class ApiKey:
             raise ScopeError(f"notional {notional} exceeds the key's limit {self.max_notional}")
         if scope is Scope.WITHDRAW and address not in self.withdraw_addresses:
             raise ScopeError("withdrawal address is not on this key's allowlist")
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(kind: type[_E], value: Any) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise InvalidRequest(f"{value!r} is not a {kind.__name__} ({allowed})") from None
+
+
+def _scopes(values: Iterable[Scope | str]) -> frozenset[Scope]:
+    if isinstance(values, str):
+        raise InvalidRequest("scopes must be a list of scopes, not one string")
+    return frozenset(_member(Scope, v) for v in values)
+
+
+def _text_set(name: str, values: Iterable[str]) -> frozenset[str]:
+    """A set of names; one bare string would otherwise become a set of its characters."""
+    if isinstance(values, str):
+        raise InvalidRequest(f"{name} must be a list of strings, not one string")
+    return frozenset(values)
 
 
 def _narrow(name: str, current: Decimal | None, wanted: Any) -> Decimal | None:

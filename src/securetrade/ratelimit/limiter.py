@@ -47,9 +47,10 @@ class _Window:
         self.total = 0
 
     def expire(self, now: float) -> None:
-        horizon = now - self.seconds
+        # Same arithmetic as delay(): an entry leaves exactly when stamp + seconds <= now.
+        seconds = self.seconds
         entries = self.entries
-        while entries and entries[0][0] <= horizon:
+        while entries and entries[0][0] + seconds <= now:
             self.total -= entries.popleft()[1]
 
     def delay(self, now: float, cost: int) -> float:
@@ -97,8 +98,8 @@ class RateLimiter:
 
     def configure(self, limits: Iterable[RateLimit]) -> None:
         """Replace the limits (with those the venue publishes), keeping what was spent."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock: an entry is dated when admitted
             fresh = [_Window(spec, self._margin) for spec in limits]
             for window in fresh:
                 source = max(
@@ -108,9 +109,8 @@ class RateLimiter:
                 )
                 if source is None:
                     continue
-                horizon = now - window.seconds
                 for stamp, weight in source.entries:
-                    if stamp > horizon:
+                    if stamp + window.seconds > now:
                         window.entries.append((stamp, weight))
                         window.total += weight
             self._windows = fresh
@@ -120,8 +120,8 @@ class RateLimiter:
 
         A positive result reserves nothing: wait that long and call again.
         """
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock: an entry is dated when admitted
             if now < self._paused_until:
                 return self._paused_until - now
             wait = 0.0
@@ -143,8 +143,8 @@ class RateLimiter:
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Reconcile with the venue's reported usage, and pause on 429 or 418."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock: an entry is dated when admitted
             for window in self._windows:
                 header = window.spec.header
                 if header is None:
@@ -169,8 +169,8 @@ class RateLimiter:
 
     def usage(self) -> list[tuple[RateLimit, int, int]]:
         """``(limit, used, usable capacity)`` for each window right now."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock: an entry is dated when admitted
             result = []
             for window in self._windows:
                 window.expire(now)

@@ -89,7 +89,7 @@ ERRORS: Mapping[int, tuple[Verdict, type[SecureTradeError]]] = {
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
 
-_SYMBOL = re.compile(r"^[A-Z0-9_.-]{1,20}$")
+_SYMBOL = re.compile(r"[A-Z0-9_.-]{1,20}")
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -108,7 +108,7 @@ class BinanceSpot:
     recv_window_ms = 5000
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.match(symbol):
+        if not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
 
     # --- requests -----------------------------------------------------------------------
