@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import gc
 import hashlib
 import os
 import select
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from securetrade.errors import InvalidRequest, LocalRefusal, PinMismatch
+from securetrade.errors import InvalidRequest, LocalRefusal, PinMismatch, UntrustedServer
 from securetrade.sim.binance import SimResponse
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.sim.server import HttpsServer
@@ -278,9 +279,9 @@ def test_chain_stuffing_with_genuine_ca_is_refused(
 
 def _refused_although_pinned(
     send: Send, ca: trustme.CA, server: HttpsServer
-) -> TransportFailure | PinMismatch:
+) -> TransportFailure | UntrustedServer:
     ctx = context([server.certificates.leaf_pin, server.certificates.ca_pin], ca)
-    with pytest.raises((TransportFailure, PinMismatch)) as caught:
+    with pytest.raises((TransportFailure, UntrustedServer)) as caught:
         send(server.base_url, ctx)
     assert_nothing_sent(server)
     assert server.handshakes[1] >= 1  # the handshake itself failed
@@ -303,9 +304,8 @@ def test_expired_certificate_is_refused_even_with_matching_pin(
 
     error = _refused_although_pinned(send, ca, server)
 
-    # A CA-verification failure is reported as a connection that was never made.
-    assert type(error) is TransportFailure
-    assert error.sent is False
+    # A CA-verification failure is a security refusal, never retried like a lost connection.
+    assert type(error) is UntrustedServer
 
 
 def test_wrong_hostname_is_refused_even_with_matching_pin(
@@ -315,8 +315,7 @@ def test_wrong_hostname_is_refused_even_with_matching_pin(
 
     error = _refused_although_pinned(send, ca, server)
 
-    assert type(error) is TransportFailure
-    assert error.sent is False
+    assert type(error) is UntrustedServer
 
 
 # --- TLS 1.2 minimum -------------------------------------------------------------------------
@@ -792,6 +791,28 @@ def test_transports_apply_check_base_url() -> None:
         HttpTransport("http://127.0.0.1:1", ctx)
     with pytest.raises(InvalidRequest):
         AsyncHttpTransport("http://api.example.com", ctx, unsafe_allow_plain_http=True)
+
+
+# --- the simulator's own hygiene -------------------------------------------------------------
+
+
+def test_server_closes_its_tls_sockets(ca: trustme.CA, genuine: HttpsServer) -> None:
+    ctx = context([genuine.certificates.leaf_pin, backup_pin()], ca)
+    marker = f"laddr=('{HOST}', {genuine.port})"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert send_sync(genuine.base_url, ctx).status == 200  # closes the client side
+        deadline = time.monotonic() + 2.0
+        leaked: list[str] = []
+        while not leaked and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
+            leaked = [
+                str(w.message)
+                for w in caught
+                if issubclass(w.category, ResourceWarning) and marker in str(w.message)
+            ]
+    assert leaked == []
 
 
 # --- redaction -------------------------------------------------------------------------------

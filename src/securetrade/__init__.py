@@ -35,6 +35,7 @@ from .errors import (
     ScopeError,
     SecureTradeError,
     UnresolvedOrder,
+    UntrustedServer,
     VenueRejected,
 )
 from .keys import ApiKey, Environment, KeyKind, Scope, Secret
@@ -101,6 +102,7 @@ __all__ = [
     "Side",
     "TimeInForce",
     "UnresolvedOrder",
+    "UntrustedServer",
     "VenueRejected",
 ]
 

@@ -8,7 +8,8 @@
     │   ├── ScopeError               the key was not granted what this call needs
     │   ├── PolicyViolation          a pre-trade rule or the kill switch said no
     │   ├── IdempotencyKeyMismatch   the key was already used with other parameters
-    │   └── PinMismatch              the server did not present a pinned key; 0 bytes sent
+    │   └── UntrustedServer          the server's certificate failed verification; 0 bytes sent
+    │       └── PinMismatch          ... or it verified but holds no pinned key
     ├── VenueRejected                the venue answered "no": certainly not executed
     │   ├── AuthenticationRejected   bad key, bad signature, expired timestamp
     │   ├── InsufficientFunds
@@ -47,6 +48,7 @@ __all__ = [
     "ScopeError",
     "SecureTradeError",
     "UnresolvedOrder",
+    "UntrustedServer",
     "VenueRejected",
 ]
 
@@ -121,7 +123,14 @@ class IdempotencyKeyMismatch(LocalRefusal):
     """The idempotency key was used before with different parameters; nothing was sent."""
 
 
-class PinMismatch(LocalRefusal):
+class UntrustedServer(LocalRefusal):
+    """The server failed TLS verification (expired, wrong host, unknown CA); nothing was sent.
+
+    Never retried: it may mean the connection is being intercepted.
+    """
+
+
+class PinMismatch(UntrustedServer):
     """The server's certificate chain holds no pinned public key; no request byte was written.
 
     Never retried: a pin failure means the connection may be intercepted.

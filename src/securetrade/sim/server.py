@@ -76,6 +76,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile = _CountingReader(self.rfile, counters)  # type: ignore[assignment]
 
+    def finish(self) -> None:
+        super().finish()
+        if self.server.tls is not None:
+            self.request.close()  # the TLS socket: socketserver only closes the one it accepted
+
     def handle(self) -> None:
         with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
             super().handle()
@@ -108,6 +113,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed handshake is expected (pinning tests); it is counted, not printed."""
 
     def __init__(self, address: tuple[str, int], handler: Handler, tls: ssl.SSLContext | None):
         self.handler = handler

@@ -11,12 +11,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import InvalidRequest, PinMismatch
+from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure
@@ -24,6 +24,8 @@ from .tls import PinFailure
 __all__ = ["AsyncHttpTransport", "HttpTransport", "check_base_url"]
 
 log = logging.getLogger("securetrade.transport")
+
+E = TypeVar("E", bound=BaseException)
 
 
 class _RedactingFilter(logging.Filter):
@@ -65,11 +67,12 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _pin_failure(exc: BaseException) -> PinFailure | None:
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in the cause/context chain of ``exc``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, PinFailure):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -77,10 +80,16 @@ def _pin_failure(exc: BaseException) -> PinFailure | None:
 
 
 def _translate(exc: httpx.HTTPError) -> Exception:
-    pin = _pin_failure(exc)
+    pin = _cause(exc, PinFailure)
     if pin is not None:
         return PinMismatch(
             f"{pin.host} presented no pinned key (chain pins: {', '.join(pin.seen) or 'none'}); "
+            "no request byte was sent"
+        )
+    untrusted = _cause(exc, ssl.SSLCertVerificationError)
+    if untrusted is not None:
+        return UntrustedServer(
+            f"the server's certificate failed verification ({untrusted.verify_message}); "
             "no request byte was sent"
         )
     if isinstance(exc, _NOT_SENT):
