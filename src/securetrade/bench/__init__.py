@@ -1,0 +1,18 @@
+"""Side-by-side benchmarks of securetrade against ccxt and raw recipes (DESIGN.md section 4).
+
+Run ``python -m securetrade.bench [--quick] [--json PATH]``. Every row measures ours and
+its peer in the same run, because only such ratios are stable on a shared machine. This
+package is not imported by ``securetrade`` itself; ccxt, aiohttp and the simulator are
+loaded only when a row needs them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see :mod:`securetrade.bench.cli`."""
+    from .cli import main as run
+
+    return run(argv)

@@ -124,4 +124,6 @@ def render(rows: list[Row], header: str) -> str:
 
 def write_json(rows: list[Row], path: str | Path) -> None:
     """Rows as a JSON list: the machine-readable twin of the table."""
-    Path(path).write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n", encoding="utf-8")
+    Path(path).write_text(
+        json.dumps([r.to_json() for r in rows], indent=2) + "\n", encoding="utf-8"
+    )

@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socketserver
 import sys
 from decimal import Decimal
 
 from ..sim import SimLimits, Simulator
-from ..sim import server as sim_server
 
 __all__ = ["BALANCES", "main"]
 
@@ -53,8 +53,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
-    if not args.stock:
-        sim_server._RequestHandler.disable_nagle_algorithm = True
+    if not args.stock:  # this process serves nothing else
+        socketserver.StreamRequestHandler.disable_nagle_algorithm = True
     limits = SimLimits(weight=10**12, orders=10**12)
     with Simulator(limits=limits) as sim:
         server = sim.serve()
@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(hello), flush=True)
         for line in sys.stdin:
             command = line.strip()
+            reply: dict[str, object]
             if command == "prune":
                 pruned = 0 if args.stock else _prune(sim)
                 reply = {"pruned": pruned, "posted": _posted(sim)}

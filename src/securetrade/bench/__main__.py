@@ -1,0 +1,7 @@
+"""Entry point: ``python -m securetrade.bench [--quick] [--json PATH]``."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""``python -m securetrade.bench``: every row measured against its peer in one run.
+
+Ratios are the point: absolute times on a shared VM drift by 20 % from run to run, so each
+row's two sides are measured back to back (usually interleaved) and compared with the
+targets of DESIGN.md section 4. Targets are reported, never asserted; a side that cannot
+run is shown as n/a with the reason, and the command still exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._local import journal_row, ratelimit_row
+from ._orders import CpuPlan, async_row, cpu_plan, sync_row
+from ._process import import_row, memory_row
+from ._report import Row, failed_row, render, write_json
+from ._signing import ed25519_row, sign_rows
+from ._timing import FULL, QUICK, SMOKE, Effort
+
+__all__ = ["ROW_NAMES", "main"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """One measurement and the rows (name, unit, higher is better) it yields."""
+
+    rows: tuple[tuple[str, str, bool], ...]
+    run: Callable[[Effort, CpuPlan, list[str] | None], list[Row]]
+
+
+GROUPS: tuple[_Group, ...] = (
+    _Group(
+        (("sign_vs_ccxt", "µs/call", False), ("sign_vs_raw", "µs/call", False)),
+        lambda e, p, prof: sign_rows(e),
+    ),
+    _Group((("ed25519_vs_ccxt", "µs/call", False),), lambda e, p, prof: [ed25519_row(e)]),
+    _Group((("sync_order_vs_httpx", "µs p50", False),), lambda e, p, prof: [sync_row(e, p, prof)]),
+    _Group((("async_50_vs_ccxt", "orders/s", True),), lambda e, p, prof: [async_row(e, p, prof)]),
+    _Group((("import_vs_ccxt", "ms", False),), lambda e, p, prof: [import_row(e)]),
+    _Group((("memory_vs_ccxt", "MiB", False),), lambda e, p, prof: [memory_row(e)]),
+    _Group((("ratelimit_acquire_us", "µs/call", False),), lambda e, p, prof: [ratelimit_row(e)]),
+    _Group((("journal_commit_us", "µs/intent", False),), lambda e, p, prof: [journal_row(e)]),
+)
+ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _header(effort: Effort, plan: CpuPlan) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"securetrade bench ({effort.label} run, {stamp}): Python {platform.python_version()}, "
+        f"securetrade {_version('securetrade')}, ccxt {_version('ccxt')}, "
+        f"httpx {_version('httpx')}, {os.cpu_count()} CPUs ({plan.describe()})\n"
+        "ratio = ours/peer, measured in this run; targets are DESIGN.md section 4, "
+        "reported and never asserted"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m securetrade.bench",
+        description="Measure securetrade against ccxt and raw recipes, side by side.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer repeats (under 2 minutes)")
+    size.add_argument("--smoke", action="store_true", help="tiny counts, for tests only")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument(
+        "--only", metavar="NAME", action="append", choices=ROW_NAMES, help="run only these rows"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not hold client and simulator on separate CPUs"
+    )
+    parser.add_argument(
+        "--stock-sim",
+        action="store_true",
+        help="serve the simulator as shipped (Nagle on, finished orders kept)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, cProfile our side of the order rows and print the top costs",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    effort = SMOKE if args.smoke else QUICK if args.quick else FULL
+    plan = cpu_plan(not args.no_pin, stock_server=args.stock_sim)
+    profiles: list[str] | None = [] if args.profile else None
+    wanted = set(args.only or ROW_NAMES)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for group in GROUPS:
+        names = [name for name, _, _ in group.rows]
+        if not wanted.intersection(names):
+            continue
+        print(f"[bench] {', '.join(names)} ...", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        try:
+            made = group.run(effort, plan, profiles)
+        except Exception as exc:  # one broken row must not hide the others
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            print(traceback.format_exc(), file=sys.stderr)
+            made = [
+                failed_row(n, u, f"error: {detail}"[:300], higher_is_better=h)
+                for n, u, h in group.rows
+            ]
+        rows += [row for row in made if row.name in wanted]
+        print(f"[bench]   {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+    print(render(rows, _header(effort, plan)))
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+    for text in profiles or ():
+        print("\n" + text)
+    if args.json:
+        write_json(rows, args.json)
+    return 0

@@ -1,0 +1,74 @@
+"""The benchmark command runs end to end and reports every row; timings are never asserted.
+
+The subprocess test uses ``--smoke`` (tiny counts, same code paths as a full run) so it
+stays within seconds on a loaded 2-core machine; ``--quick`` is for people.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from securetrade.bench._local import window_violations
+from securetrade.bench._report import Row
+
+ROWS = (
+    "sign_vs_ccxt",
+    "sign_vs_raw",
+    "ed25519_vs_ccxt",
+    "sync_order_vs_httpx",
+    "async_50_vs_ccxt",
+    "import_vs_ccxt",
+    "memory_vs_ccxt",
+    "ratelimit_acquire_us",
+    "journal_commit_us",
+)
+FIELDS = ("name", "ours", "peer", "unit", "ratio", "higher_is_better", "target", "meets")
+
+
+@pytest.mark.timeout(170)
+def test_smoke_run_reports_every_row(tmp_path: Path) -> None:
+    pytest.importorskip("ccxt")
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "securetrade.bench", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=160,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert isinstance(rows, list)
+    by_name = {row["name"]: row for row in rows}
+    assert sorted(by_name) == sorted(ROWS)
+    for name in ROWS:
+        row = by_name[name]
+        assert all(field in row for field in FIELDS), row
+        if row["ours"] is None:
+            assert row["reason"], f"{name}: n/a without a reason"
+        else:
+            assert isinstance(row["ours"], (int, float)), row
+            assert math.isfinite(row["ours"]), row
+        assert name in result.stdout  # the printed table has the row too
+
+
+def test_ratio_is_ours_over_peer_and_judged_by_direction() -> None:
+    lower = Row("sign_vs_ccxt", 5.0, 20.0, "µs/call")
+    assert lower.ratio == pytest.approx(0.25)
+    assert lower.meets is True  # target <= 0.5
+    higher = Row("async_50_vs_ccxt", 1000.0, 1000.0, "orders/s", higher_is_better=True)
+    assert higher.ratio == pytest.approx(1.0)
+    assert higher.meets is False  # target >= 1.5
+    missing = Row("async_50_vs_ccxt", 10.0, None, "orders/s", higher_is_better=True)
+    assert missing.ratio is None
+    assert missing.meets is None
+
+
+def test_limiter_window_check_finds_no_violations() -> None:
+    assert window_violations() == 0
