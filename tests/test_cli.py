@@ -75,6 +75,8 @@ def test_sim_command_serves_a_pinned_exchange() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def test_examples_run() -> None:

@@ -6,7 +6,6 @@ already running; the async client never blocks its loop on network I/O.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import time
@@ -40,6 +39,12 @@ from .venues import Venue, get_venue
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
 T = TypeVar("T")
+
+
+async def _asleep(seconds: float) -> None:
+    import asyncio  # only async users load it
+
+    await asyncio.sleep(seconds)
 
 
 def default_journal_path(venue: str) -> Path:
@@ -341,7 +346,7 @@ class AsyncClient(_Base[AsyncTransport]):
                     return stop.value  # type: ignore[no-any-return]
                 value, failure = None, None
                 if isinstance(effect, Wait):
-                    await asyncio.sleep(effect.seconds)
+                    await _asleep(effect.seconds)
                 else:
                     try:
                         value = await self._transport.send(effect.request)

@@ -113,7 +113,7 @@ class OrderStatus(str, enum.Enum):
 class _Model(BaseModel):
     """Base: immutable, no unknown fields, and our own error type on bad input."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -99,6 +99,7 @@ class Journal:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
+        self._synchronous = synchronous
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
@@ -184,8 +185,12 @@ class Journal:
         order_json: str | None = None,
         error: str | None = None,
     ) -> None:
-        """Record what became of the intent."""
-        self._update(client_order_id, state, order_json=order_json, error=error)
+        """Record what became of the intent.
+
+        Committed without waiting for the disk: losing this row to a power cut only sends the
+        intent back to SENDING, which recovery resolves by asking the venue.
+        """
+        self._update(client_order_id, state, order_json=order_json, error=error, durable=False)
 
     def _update(
         self,
@@ -195,14 +200,19 @@ class Journal:
         deadline_ms: int | None = None,
         order_json: str | None = None,
         error: str | None = None,
+        durable: bool = True,
     ) -> None:
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "UPDATE intents SET state = ?, deadline_ms = COALESCE(?, deadline_ms), "
                 "order_json = COALESCE(?, order_json), error = ?, updated_at = ? "
                 "WHERE client_order_id = ?",
                 (state.value, deadline_ms, order_json, error, time.time(), client_order_id),
             )
+            if not durable:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
 
     def unresolved(self) -> list[Intent]:
         """Intents whose outcome is not known: still SENDING, or UNKNOWN."""

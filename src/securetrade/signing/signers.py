@@ -7,9 +7,6 @@ import hashlib
 import hmac
 from typing import NoReturn, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
-
 from ..errors import InvalidRequest
 from ..keys import ApiKey, KeyKind, Secret
 
@@ -48,6 +45,13 @@ class Ed25519Signer:
     __slots__ = ("_key",)
 
     def __init__(self, secret: Secret) -> None:
+        # Imported here: an HMAC-only bot never pays for loading cryptography.
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            load_der_private_key,
+            load_pem_private_key,
+        )
+
         raw = secret.expose()
         try:
             if raw.lstrip().startswith(b"-----BEGIN"):

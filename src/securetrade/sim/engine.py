@@ -86,6 +86,8 @@ class Market:
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, SimOrder] = {}
+        self._open: dict[int, SimOrder] = {}  # only these can fill or be canceled
+        self._by_client_id: dict[tuple[str, str], list[SimOrder]] = {}
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
@@ -111,8 +113,8 @@ class Market:
 
     def _advance(self) -> None:
         self._step += 1
-        for order in list(self.orders.values()):
-            if order.is_open and order.type == "LIMIT":
+        for order in list(self._open.values()):
+            if order.type == "LIMIT":
                 self._try_fill(order)
 
     # --- orders ------------------------------------------------------------------------
@@ -134,10 +136,8 @@ class Market:
             if inst is None:
                 raise SimRejection("bad_symbol", "Invalid symbol.")
             account = self.accounts[account_name]
-            if any(
-                o.is_open and o.client_order_id == client_order_id and o.account == account_name
-                for o in self.orders.values()
-            ):
+            same_id = self._by_client_id.get((account_name, client_order_id), [])
+            if any(o.is_open for o in same_id):
                 raise SimRejection("duplicate", "Duplicate order sent.")
             check_price = price if price is not None and type == "LIMIT" else self.price(symbol)
             self._check_filters(inst, quantity, check_price)
@@ -167,6 +167,8 @@ class Market:
                 )
             account.move(asset, free=-amount, locked=amount)
             self.orders[order.order_id] = order
+            self._open[order.order_id] = order
+            self._by_client_id.setdefault((account_name, client_order_id), []).append(order)
             self._try_fill(order)
             if order.is_open and order.time_in_force in ("IOC", "FOK"):
                 self._close(order, "EXPIRED")
@@ -211,6 +213,7 @@ class Market:
         order.fills.append((fill_price, quantity, next(self._trade_ids)))
         order.status = "FILLED"
         order.updated_ms = self._now_ms()
+        self._open.pop(order.order_id, None)
 
     def _close(self, order: SimOrder, status: str) -> None:
         inst = self.instruments[order.symbol]
@@ -223,6 +226,7 @@ class Market:
             account.move(inst.base, free=remaining, locked=-remaining)
         order.status = status
         order.updated_ms = self._now_ms()
+        self._open.pop(order.order_id, None)
 
     def find(
         self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
@@ -230,12 +234,12 @@ class Market:
         """The newest matching order of this account, or ``SimRejection('unknown')``."""
         with self.lock:
             self._advance()
-            for order in sorted(self.orders.values(), key=lambda o: -o.order_id):
-                if order.account != account_name or order.symbol != symbol:
-                    continue
-                if order_id is not None and order.order_id == order_id:
-                    return order
-                if client_order_id is not None and order.client_order_id == client_order_id:
+            if order_id is not None:
+                candidates = [o for o in (self.orders.get(order_id),) if o is not None]
+            else:
+                candidates = self._by_client_id.get((account_name, client_order_id or ""), [])
+            for order in reversed(candidates):  # the newest first
+                if order.account == account_name and order.symbol == symbol:
                     return order
             raise SimRejection("unknown", "Order does not exist.")
 
@@ -259,10 +263,8 @@ class Market:
             self._advance()
             return [
                 o
-                for o in self.orders.values()
-                if o.account == account_name
-                and o.is_open
-                and (symbol is None or o.symbol == symbol)
+                for o in self._open.values()
+                if o.account == account_name and (symbol is None or o.symbol == symbol)
             ]
 
     def orders_with_client_id(self, client_order_id: str) -> list[SimOrder]:

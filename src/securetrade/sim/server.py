@@ -58,6 +58,7 @@ class _CountingReader:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body go out in two writes
     server: _Server
 
     def setup(self) -> None:

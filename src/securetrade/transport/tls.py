@@ -22,9 +22,6 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from ..errors import InvalidRequest
 
 __all__ = ["PinFailure", "PinSet", "pin_of_certificate", "pinned_ssl_context"]
@@ -34,6 +31,9 @@ _PREFIX = "sha256/"
 
 def pin_of_certificate(der: bytes) -> str:
     """The SPKI pin of a DER certificate."""
+    from cryptography import x509  # first used at the first handshake, not at import
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     cert = x509.load_der_x509_certificate(der)
     spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return _PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
