@@ -241,3 +241,26 @@ def test_duplicate_client_id_at_venue_is_adopted(sim: Simulator, make_client: An
     order = client.place_order(ORDER, idempotency_key="dup")
     assert order.client_order_id == cid
     assert _held(sim, cid) == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_response", "drop_request", "status"])
+def test_async_client_over_tls_never_doubles_an_order(
+    sim: Simulator, tls_options: Any, fault: str
+) -> None:
+    """The aiohttp transport sorts a lost connection as 'maybe sent', like the sync one."""
+    server = sim.serve()
+    key = sim.create_key()
+
+    async def run() -> str:
+        async with AsyncClient(
+            key, journal=":memory:", recv_window_ms=300, **tls_options(server)
+        ) as client:
+            await client.instruments()
+            sim.faults.inject(fault, **POST)
+            order = await client.place_order(ORDER, idempotency_key=f"async-{fault}")
+            assert client.unresolved() == []
+            return order.client_order_id
+
+    cid = asyncio.run(run())
+    assert sim.faults.fired == [(fault, "POST", "/api/v3/order")]
+    assert _held(sim, cid) == 1

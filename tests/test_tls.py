@@ -35,8 +35,9 @@ from securetrade.errors import InvalidRequest, LocalRefusal, PinMismatch, Untrus
 from securetrade.sim.binance import SimResponse
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.sim.server import HttpsServer
+from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.transport.base import HttpRequest, HttpResponse, TransportFailure
-from securetrade.transport.http import AsyncHttpTransport, HttpTransport, check_base_url
+from securetrade.transport.http import HttpTransport, check_base_url
 from securetrade.transport.tls import PinFailure, PinSet, pin_of_certificate, pinned_ssl_context
 
 HOST = "127.0.0.1"

@@ -25,7 +25,6 @@ from .policy import Policy
 from .ratelimit import RateLimiter
 from .record import AuditLog
 from .transport import (
-    AsyncHttpTransport,
     AsyncTransport,
     HttpTransport,
     PinSet,
@@ -327,6 +326,8 @@ class AsyncClient(_Base[AsyncTransport]):
         proxy: str | None,
         unsafe_allow_plain_http: bool,
     ) -> AsyncTransport:
+        from .transport.aio import AsyncHttpTransport
+
         return AsyncHttpTransport(
             base_url,
             context,

@@ -1,4 +1,4 @@
-"""HTTPS transports over httpx, with pinning, no redirects and no environment proxies.
+"""The blocking HTTPS transport over httpx, with pinning, no redirects, no environment proxies.
 
 Failures are sorted by what they mean for an order: a connection that was never made
 (``sent=False``, safe to resend), a pin mismatch (:class:`errors.PinMismatch`, never
@@ -21,7 +21,7 @@ from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure
 
-__all__ = ["AsyncHttpTransport", "HttpTransport", "check_base_url"]
+__all__ = ["HttpTransport", "check_base_url", "find_cause"]
 
 log = logging.getLogger("securetrade.transport")
 
@@ -67,7 +67,7 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _cause(exc: BaseException, kind: type[E]) -> E | None:
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
     """The first exception of ``kind`` in the cause/context chain of ``exc``."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -80,13 +80,13 @@ def _cause(exc: BaseException, kind: type[E]) -> E | None:
 
 
 def _translate(exc: httpx.HTTPError) -> Exception:
-    pin = _cause(exc, PinFailure)
+    pin = find_cause(exc, PinFailure)
     if pin is not None:
         return PinMismatch(
             f"{pin.host} presented no pinned key (chain pins: {', '.join(pin.seen) or 'none'}); "
             "no request byte was sent"
         )
-    untrusted = _cause(exc, ssl.SSLCertVerificationError)
+    untrusted = find_cause(exc, ssl.SSLCertVerificationError)
     if untrusted is not None:
         return UntrustedServer(
             f"the server's certificate failed verification ({untrusted.verify_message}); "
@@ -150,35 +150,3 @@ class HttpTransport:
 
     def close(self) -> None:
         self._client.close()
-
-
-class AsyncHttpTransport:
-    """Asynchronous keep-alive HTTPS to one venue."""
-
-    def __init__(
-        self,
-        base_url: str,
-        ssl_context: ssl.SSLContext | None,
-        *,
-        timeout: float = 10.0,
-        proxy: str | None = None,
-        max_connections: int = 64,
-        unsafe_allow_plain_http: bool = False,
-    ) -> None:
-        self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            limits=httpx.Limits(max_connections=max_connections),
-            **_client_options(ssl_context, timeout, proxy),
-        )
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        method, target, headers, body = _to_httpx(request)
-        try:
-            response = await self._client.request(method, target, headers=headers, content=body)
-        except httpx.HTTPError as exc:
-            raise _translate(exc) from None
-        return _from_httpx(response)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
