@@ -13,10 +13,8 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from ..errors import PinMismatch, UntrustedServer
 from .base import HttpRequest, HttpResponse, TransportFailure
-from .http import check_base_url, find_cause
-from .tls import PinFailure
+from .http import check_base_url, security_refusal
 
 if TYPE_CHECKING:
     import aiohttp
@@ -93,18 +91,9 @@ def _translate(exc: BaseException) -> Exception:
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         exc = exc.certificate_error  # the handshake's own error, with its causes
-    pin = find_cause(exc, PinFailure)
-    if pin is not None:
-        return PinMismatch(
-            f"{pin.host} presented no pinned key (chain pins: {', '.join(pin.seen) or 'none'}); "
-            "no request byte was sent"
-        )
-    untrusted = find_cause(exc, ssl.SSLCertVerificationError)
-    if untrusted is not None:
-        return UntrustedServer(
-            f"the server's certificate failed verification ({untrusted.verify_message}); "
-            "no request byte was sent"
-        )
+    refusal = security_refusal(exc)
+    if refusal is not None:
+        return refusal
     if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return TransportFailure(f"{type(exc).__name__}: connection not made", sent=False)
     return TransportFailure(f"{type(exc).__name__}: outcome unknown", sent=True)

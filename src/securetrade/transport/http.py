@@ -21,7 +21,7 @@ from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure
 
-__all__ = ["HttpTransport", "check_base_url", "find_cause"]
+__all__ = ["HttpTransport", "check_base_url", "find_cause", "security_refusal"]
 
 log = logging.getLogger("securetrade.transport")
 
@@ -79,7 +79,8 @@ def find_cause(exc: BaseException, kind: type[E]) -> E | None:
     return None
 
 
-def _translate(exc: httpx.HTTPError) -> Exception:
+def security_refusal(exc: BaseException) -> UntrustedServer | None:
+    """The pin or certificate failure behind a failed connection, as our error, if any."""
     pin = find_cause(exc, PinFailure)
     if pin is not None:
         return PinMismatch(
@@ -92,6 +93,13 @@ def _translate(exc: httpx.HTTPError) -> Exception:
             f"the server's certificate failed verification ({untrusted.verify_message}); "
             "no request byte was sent"
         )
+    return None
+
+
+def _translate(exc: httpx.HTTPError) -> Exception:
+    refusal = security_refusal(exc)
+    if refusal is not None:
+        return refusal
     if isinstance(exc, _NOT_SENT):
         return TransportFailure(f"{type(exc).__name__}: connection not made", sent=False)
     return TransportFailure(f"{type(exc).__name__}: outcome unknown", sent=True)
