@@ -238,3 +238,16 @@ def test_key_for_another_venue_refused(sim: Simulator) -> None:
         Client(key, transport=sim.transport(), journal=":memory:")
     with pytest.raises(InvalidRequest, match="kraken"):
         Client(key, venue="binance", transport=sim.transport(), journal=":memory:")
+
+
+def test_price_band_refuses_a_fat_finger() -> None:
+    """The band is checked against a reference price; quantity and symbol rules still apply."""
+    policy = Policy(price_band="0.05", max_quantity="1")
+    near = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.1", price="64000")
+    far = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.1", price="6400")
+    policy.check(near, reference_price=Decimal("65000"))
+    with pytest.raises(PolicyViolation) as excinfo:
+        policy.check(far, reference_price=Decimal("65000"))
+    assert excinfo.value.rule == "price_band"
+    with pytest.raises(PolicyViolation, match="max_quantity"):
+        policy.check(MarketOrder(symbol="BTCUSDT", side="BUY", quantity="2"))

@@ -4,7 +4,7 @@ The simulator runs in a child process (see ``_simserver``) so its threads do not
 GIL from the client being measured; with two or more CPUs the client is held on one and
 the server on another, as in the baseline. Orders are marketable LIMIT buys (0.001 BTC at
 70 000, above the simulated price) that fill at once, so no order rests on the book and
-the server's work per order stays flat; finished orders are pruned between batches.
+the server's work per order stays flat.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from ._timing import Effort, percentile
 __all__ = ["SimProcess", "async_row", "cpu_plan", "sync_row"]
 
 TASKS = 50
-_PRUNE_EVERY = 50
 _ENDPOINT = BINANCE.endpoints[Op.PLACE_ORDER]
 _SYMBOL, _QUANTITY, _PRICE = "BTCUSDT", "0.001", "70000.00"
 
@@ -59,7 +58,6 @@ class CpuPlan:
 
     client: int | None
     server: int | None
-    stock_server: bool = False  # the simulator as shipped: Nagle on, no pruning
 
     def describe(self) -> str:
         where = (
@@ -67,18 +65,17 @@ class CpuPlan:
             if self.client is None
             else f"client on CPU {self.client}, simulator on CPU {self.server}"
         )
-        how = "stock simulator" if self.stock_server else "simulator with TCP_NODELAY + pruning"
-        return f"{where}; {how}"
+        return where
 
 
-def cpu_plan(pin: bool, *, stock_server: bool = False) -> CpuPlan:
+def cpu_plan(pin: bool) -> CpuPlan:
     """Client on the first allowed CPU, simulator on the last, when there are two."""
     if not pin or not hasattr(os, "sched_getaffinity"):
-        return CpuPlan(None, None, stock_server)
+        return CpuPlan(None, None)
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        return CpuPlan(None, None, stock_server)
-    return CpuPlan(cpus[0], cpus[-1], stock_server)
+        return CpuPlan(None, None)
+    return CpuPlan(cpus[0], cpus[-1])
 
 
 @contextlib.contextmanager
@@ -97,14 +94,10 @@ def _pinned(cpu: int | None) -> Iterator[None]:
 class SimProcess:
     """Parent's handle on the ``_simserver`` child: start, talk over pipes, stop."""
 
-    def __init__(
-        self, keys: int, cpu: int | None, *, stock: bool = False, timeout: float = 60.0
-    ) -> None:
+    def __init__(self, keys: int, cpu: int | None, *, timeout: float = 60.0) -> None:
         self._argv = [sys.executable, "-m", "securetrade.bench._simserver", str(keys)]
         if cpu is not None:
             self._argv += ["--cpu", str(cpu)]
-        if stock:
-            self._argv.append("--stock")
         self._timeout = timeout
         self._process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
@@ -153,8 +146,8 @@ class SimProcess:
         return self._read()
 
     def posted(self) -> int:
-        """Orders the server has been sent so far; finished orders are pruned on the way."""
-        return int(self.command("prune")["posted"])
+        """Orders the server has been sent so far."""
+        return int(self.command("stats")["posted"])
 
     @property
     def base_url(self) -> str:
@@ -238,7 +231,7 @@ def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -
     """
     with (
         _pinned(plan.client),
-        SimProcess(3, plan.server, stock=plan.stock_server) as server,
+        SimProcess(3, plan.server) as server,
         tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp,
     ):
         raw_key = server.api_key(1)
@@ -298,8 +291,6 @@ def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -
                 samples["ours"].append(place(client, str(i)))
                 samples["raw"].append(raw_once(str(i)))
                 samples["memory"].append(place(in_memory, str(i)))
-                if (i + 1) % _PRUNE_EVERY == 0:
-                    server.command("prune")
             posted = server.posted() - before
             if profiles is not None:
                 profile = cProfile.Profile()
@@ -512,7 +503,7 @@ def async_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) 
     name, unit = "async_50_vs_ccxt", "orders/s"
     with (
         _pinned(plan.client),
-        SimProcess(3, plan.server, stock=plan.stock_server) as server,
+        SimProcess(3, plan.server) as server,
         tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp,
     ):
         cafile = Path(tmp) / "ca.pem"

@@ -87,11 +87,6 @@ def _parser() -> argparse.ArgumentParser:
         "--no-pin", action="store_true", help="do not hold client and simulator on separate CPUs"
     )
     parser.add_argument(
-        "--stock-sim",
-        action="store_true",
-        help="serve the simulator as shipped (Nagle on, finished orders kept)",
-    )
-    parser.add_argument(
         "--profile",
         action="store_true",
         help="after timing, cProfile our side of the order rows and print the top costs",
@@ -102,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     effort = SMOKE if args.smoke else QUICK if args.quick else FULL
-    plan = cpu_plan(not args.no_pin, stock_server=args.stock_sim)
+    plan = cpu_plan(not args.no_pin)
     profiles: list[str] | None = [] if args.profile else None
     wanted = set(args.only or ROW_NAMES)
     if hasattr(sys.stdout, "reconfigure"):

@@ -29,21 +29,6 @@ class IntentState(str, enum.Enum):
     NOT_PLACED = "NOT_PLACED"  # certainly never reached the venue, or expired unexecuted
     UNKNOWN = "UNKNOWN"  # could not be resolved yet: needs another look, or a person
 
-    @property
-    def final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset(
-    {
-        IntentState.FILLED,
-        IntentState.CANCELED,
-        IntentState.EXPIRED,
-        IntentState.REJECTED,
-        IntentState.NOT_PLACED,
-    }
-)
-
 
 def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> str:
     """The same intent gets the same id on any host: 32 characters of ``[0-9a-z]``.
