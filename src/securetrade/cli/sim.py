@@ -1,4 +1,4 @@
-"""The ``securetrade`` command: ``demo`` and ``sim``."""
+"""``securetrade demo`` and ``securetrade sim``: the simulator, shown and served."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     return run_demo(sys.stdout)
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from .keys import KeyKind, Scope
-    from .sim import Simulator
+    from ..keys import KeyKind, Scope
+    from ..sim import Simulator
 
     sim = Simulator()
     key = sim.create_key(
@@ -49,21 +49,11 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``securetrade`` console script and ``python -m securetrade``."""
-    parser = argparse.ArgumentParser(
-        prog="securetrade", description="Secure client SDK for exchange and broker APIs."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``demo`` and ``sim``."""
     demo = commands.add_parser("demo", help="show every protective layer against the simulator")
     demo.set_defaults(run=_demo)
     sim = commands.add_parser("sim", help="run the exchange simulator over HTTPS on loopback")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     sim.add_argument("--key-kind", choices=["hmac", "ed25519"], default="hmac")
     sim.set_defaults(run=_sim)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The ``securetrade`` command.
+
+Each module of this package adds its own subcommands through ``register(commands)``,
+so a new command is a new file, and none of them is imported by ``import securetrade``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand of every module in this package."""
+    parser = argparse.ArgumentParser(
+        prog="securetrade", description="Secure client SDK for exchange and broker APIs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}").register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``securetrade`` console script and ``python -m securetrade``."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
