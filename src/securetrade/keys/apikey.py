@@ -37,13 +37,16 @@ class KeyKind(str, enum.Enum):
 
     HMAC = "hmac"
     ED25519 = "ed25519"
+    RSA = "rsa"
+    EC_P256 = "ec-p256"
 
 
 class ApiKey:
     """One venue credential with its scopes and limits.
 
     ``secret`` is an HMAC secret (text) for :attr:`KeyKind.HMAC`, or a PEM (PKCS#8) private
-    key for :attr:`KeyKind.ED25519`. ``symbols``, ``max_notional`` and ``max_quantity`` bound
+    key for the asymmetric kinds; ``passphrase`` is the extra secret some venues (OKX,
+    KuCoin) issue with a key. ``symbols``, ``max_notional`` and ``max_quantity`` bound
     what the key may trade; ``expires_at`` ends its use. A key is immutable:
     :meth:`restrict` returns a narrower copy, and nothing returns a wider one.
     """
@@ -55,6 +58,7 @@ class ApiKey:
         "kind",
         "max_notional",
         "max_quantity",
+        "passphrase",
         "scopes",
         "secret",
         "symbols",
@@ -73,6 +77,7 @@ class ApiKey:
     max_quantity: Decimal | None
     expires_at: datetime | None
     withdraw_addresses: frozenset[str]
+    passphrase: Secret | None
 
     def __init__(
         self,
@@ -88,6 +93,7 @@ class ApiKey:
         max_quantity: Decimal | int | str | None = None,
         expires_at: datetime | None = None,
         withdraw_addresses: Iterable[str] = (),
+        passphrase: str | bytes | Secret | None = None,
     ) -> None:
         if not key_id or not key_id.isprintable() or any(c.isspace() for c in key_id):
             raise InvalidRequest("key_id must be non-empty printable text without spaces")
@@ -109,6 +115,11 @@ class ApiKey:
             else to_decimal(max_quantity, field="max_quantity"),
             "expires_at": expires_at,
             "withdraw_addresses": _text_set("withdraw_addresses", withdraw_addresses),
+            "passphrase": None
+            if passphrase is None
+            else passphrase
+            if isinstance(passphrase, Secret)
+            else Secret(passphrase),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -168,6 +179,7 @@ class ApiKey:
             max_quantity=_narrow("max_quantity", self.max_quantity, max_quantity),
             expires_at=_narrow_time(self.expires_at, expires_at),
             withdraw_addresses=self.withdraw_addresses,
+            passphrase=self.passphrase,
         )
 
     def require(
