@@ -65,6 +65,7 @@ class SimLimits:
 _WEIGHTS = {
     ("GET", "/api/v3/time"): 1,
     ("GET", "/api/v3/exchangeInfo"): 20,
+    ("GET", "/api/v3/ticker/price"): 2,
     ("POST", "/api/v3/order"): 1,
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
@@ -184,6 +185,12 @@ class BinanceDialect:
             return 200, {"serverTime": self.now_ms()}
         if route == ("GET", "/api/v3/exchangeInfo"):
             return 200, self._exchange_info()
+        if route == ("GET", "/api/v3/ticker/price"):
+            symbol = _required(dict(parse_qsl(query)), "symbol")
+            if symbol not in self.market.instruments:
+                raise _ApiError(400, -1121, "Invalid symbol.")
+            with self.market.lock:
+                return 200, {"symbol": symbol, "price": _text(self.market.price(symbol))}
         if route not in _WEIGHTS:
             raise _ApiError(404, -1000, "Unknown endpoint.")
         key, params = self._authenticate(query, headers, body)

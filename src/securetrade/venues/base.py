@@ -30,6 +30,7 @@ class Op(str, enum.Enum):
 
     SERVER_TIME = "server_time"
     INSTRUMENTS = "instruments"
+    TICKER_PRICE = "ticker_price"  # last price of one symbol: the policy's reference price
     PLACE_ORDER = "place_order"
     CANCEL_ORDER = "cancel_order"
     GET_ORDER = "get_order"
@@ -112,6 +113,8 @@ class Venue(Protocol):
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]: ...
 
     def parse_server_time(self, payload: Any) -> int: ...
+
+    def parse_price(self, payload: Any) -> Decimal: ...
 
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]: ...
 

@@ -52,6 +52,7 @@ ENDPOINTS = {
     for e in (
         Endpoint(Op.SERVER_TIME, "GET", "/api/v3/time", False, None, {_W: 1}),
         Endpoint(Op.INSTRUMENTS, "GET", "/api/v3/exchangeInfo", False, None, {_W: 20}),
+        Endpoint(Op.TICKER_PRICE, "GET", "/api/v3/ticker/price", False, None, {_W: 2}),
         Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
@@ -305,6 +306,9 @@ class BinanceSpot:
 
     def parse_server_time(self, payload: Any) -> int:
         return int(payload["serverTime"])
+
+    def parse_price(self, payload: Any) -> Decimal:
+        return Decimal(str(payload["price"]))
 
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["id"])
