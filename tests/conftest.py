@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from redis_server import redis_url  # noqa: F401  (fixture: a real redis-server)
 from securetrade import Client
 from securetrade.keys import ApiKey
 from securetrade.sim import HttpsServer, Simulator

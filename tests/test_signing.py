@@ -29,7 +29,13 @@ from hypothesis import strategies as st
 from securetrade.errors import InvalidRequest
 from securetrade.keys import Secret
 from securetrade.models import LimitOrder, MarketOrder, OrderRequest
-from securetrade.signing import Ed25519Signer, HmacSha256Signer, Signer, encode_query
+from securetrade.signing import (
+    Ed25519Signer,
+    HmacSha256Signer,
+    KrakenSigner,
+    Signer,
+    encode_query,
+)
 from securetrade.transport.base import HttpRequest
 from securetrade.venues.base import Op
 from securetrade.venues.binance import BINANCE, ENDPOINTS
@@ -88,6 +94,34 @@ BINANCE_IDS = _ids(lambda v: v["venue"] == "binance" and _supported(v))
 BINANCE_REST_IDS = _ids(_is_binance_rest)
 PREPARE_IDS = _ids(_prepare_reproduces)
 OTHER_IDS = _ids(lambda v: v["venue"] != "binance")
+KRAKEN_IDS = _ids(lambda v: v["algorithm"] == "kraken-hmac-sha512")
+
+
+@pytest.mark.parametrize("vector_id", KRAKEN_IDS)
+def test_kraken_vector(vector_id: str) -> None:
+    """API-Sign from path, nonce and the exact body, as Kraken's docs compute it."""
+    v = VECTORS[vector_id]
+    parts = v["message"]
+    signer = KrakenSigner(Secret(v["key"]["secret_b64"]))
+    assert (
+        signer.sign_request(parts["uri_path"], parts["nonce"], parts["postdata"]) == v["expected"]
+    )
+    assert (
+        signer.sign_request(parts["uri_path"], int(parts["nonce"]), parts["postdata"].encode())
+        == v["expected"]
+    )
+
+
+@pytest.mark.parametrize("secret", ["not base64!", "===="])
+def test_kraken_refuses_a_secret_that_is_not_base64(secret: str) -> None:
+    with pytest.raises(InvalidRequest):
+        KrakenSigner(Secret(secret))
+
+
+def test_kraken_refuses_a_non_numeric_nonce() -> None:
+    signer = KrakenSigner(Secret(base64.b64encode(secrets.token_bytes(64))))
+    with pytest.raises(InvalidRequest):
+        signer.sign_request("/0/private/Balance", "12&x=1", b"nonce=12")
 
 
 @needs_vectors
