@@ -1,8 +1,7 @@
-"""Signing: published vectors, the canonical query encoding, end-to-end requests, ccxt parity.
+"""Binance signing: published vectors, the canonical query encoding, prepare(), ccxt parity.
 
-The vectors live outside the repository (``<repo>/../shared/vectors/signing.json``, or the
-file named by ``SECURETRADE_VECTORS``). Their secrets are read at run time only and are
-never copied into this file; tests are parametrized by vector id, not by vector content.
+Vectors come from ``signing_vectors`` (outside the repository); the other venues' signers
+are tested in test_signing_venues.py.
 """
 
 from __future__ import annotations
@@ -10,13 +9,9 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import json
-import os
 import pickle
 import secrets
 import string
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -32,43 +27,15 @@ from securetrade.models import LimitOrder, MarketOrder, OrderRequest
 from securetrade.signing import (
     Ed25519Signer,
     HmacSha256Signer,
-    KrakenSigner,
     Signer,
     encode_query,
 )
 from securetrade.transport.base import HttpRequest
 from securetrade.venues.base import Op
 from securetrade.venues.binance import BINANCE, ENDPOINTS
+from signing_vectors import VECTORS, needs_vectors, vector_ids
 
 # --- vectors --------------------------------------------------------------------------------------
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VECTORS = REPO_ROOT / ".." / "shared" / "vectors" / "signing.json"
-
-
-def _load_vectors() -> tuple[dict[str, dict[str, Any]], str | None]:
-    """All vectors by id, or the reason they cannot be used."""
-    path = Path(os.environ.get("SECURETRADE_VECTORS") or DEFAULT_VECTORS)
-    if not path.is_file():
-        return {}, f"signing vectors not found at {path} (set SECURETRADE_VECTORS to the file)"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {v["id"]: v for v in data["vectors"]}, None
-
-
-VECTORS, VECTORS_MISSING = _load_vectors()
-needs_vectors = pytest.mark.skipif(VECTORS_MISSING is not None, reason=VECTORS_MISSING or "")
-
-
-def _ids(select: Callable[[dict[str, Any]], bool]) -> list[Any]:
-    """Vector ids for parametrize; one skipped placeholder when the file is absent."""
-    if VECTORS_MISSING is not None:
-        return [pytest.param("missing", marks=pytest.mark.skip(reason=VECTORS_MISSING))]
-    return [vid for vid, v in VECTORS.items() if select(v)]
-
-
-def _supported(v: dict[str, Any]) -> bool:
-    """Algorithms (and output encodings) our signers produce today."""
-    return (v["algorithm"], v["encoding"]) in {("hmac-sha256", "hex"), ("ed25519", "base64")}
 
 
 def _signer_for_vector(v: dict[str, Any]) -> Signer:
@@ -90,38 +57,9 @@ def _prepare_reproduces(v: dict[str, Any]) -> bool:
     return tail == ["recvWindow", "timestamp"]
 
 
-BINANCE_IDS = _ids(lambda v: v["venue"] == "binance" and _supported(v))
-BINANCE_REST_IDS = _ids(_is_binance_rest)
-PREPARE_IDS = _ids(_prepare_reproduces)
-OTHER_IDS = _ids(lambda v: v["venue"] != "binance")
-KRAKEN_IDS = _ids(lambda v: v["algorithm"] == "kraken-hmac-sha512")
-
-
-@pytest.mark.parametrize("vector_id", KRAKEN_IDS)
-def test_kraken_vector(vector_id: str) -> None:
-    """API-Sign from path, nonce and the exact body, as Kraken's docs compute it."""
-    v = VECTORS[vector_id]
-    parts = v["message"]
-    signer = KrakenSigner(Secret(v["key"]["secret_b64"]))
-    assert (
-        signer.sign_request(parts["uri_path"], parts["nonce"], parts["postdata"]) == v["expected"]
-    )
-    assert (
-        signer.sign_request(parts["uri_path"], int(parts["nonce"]), parts["postdata"].encode())
-        == v["expected"]
-    )
-
-
-@pytest.mark.parametrize("secret", ["not base64!", "===="])
-def test_kraken_refuses_a_secret_that_is_not_base64(secret: str) -> None:
-    with pytest.raises(InvalidRequest):
-        KrakenSigner(Secret(secret))
-
-
-def test_kraken_refuses_a_non_numeric_nonce() -> None:
-    signer = KrakenSigner(Secret(base64.b64encode(secrets.token_bytes(64))))
-    with pytest.raises(InvalidRequest):
-        signer.sign_request("/0/private/Balance", "12&x=1", b"nonce=12")
+BINANCE_IDS = vector_ids(lambda v: v["venue"] == "binance")
+BINANCE_REST_IDS = vector_ids(_is_binance_rest)
+PREPARE_IDS = vector_ids(_prepare_reproduces)
 
 
 @needs_vectors
@@ -164,25 +102,6 @@ def test_prepare_reproduces_binance_rest_vector(vector_id: str) -> None:
     )
     signature_param = encode_query([("signature", v["expected"])])
     assert request.body == f"{v['message']}&{signature_param}".encode()
-
-
-def _have_signer_for(algorithm: str) -> bool:
-    """True when some signer of ours implements ``algorithm`` (whatever its encoding)."""
-    return algorithm in {"hmac-sha256", "ed25519"}
-
-
-@pytest.mark.parametrize("vector_id", OTHER_IDS)
-def test_other_venue_vector(vector_id: str) -> None:
-    """Vectors of later venues: run those our signers can already produce, skip the rest."""
-    v = VECTORS[vector_id]
-    if v["algorithm"] == "hmac-sha256" and v["encoding"] == "hex":
-        signer = HmacSha256Signer(Secret(v["key"]["secret"]))
-        assert signer.sign(v["message"].encode("utf-8")) == v["expected"]
-        return
-    algorithm = v["algorithm"]
-    if not _have_signer_for(algorithm):
-        pytest.skip(f"signer for {algorithm} arrives with the signing issue")
-    pytest.skip(f"signer for {algorithm} ({v['encoding']}) arrives with the signing issue")
 
 
 # --- end to end: prepare() ------------------------------------------------------------------------

@@ -1,19 +1,34 @@
-"""Form/query encoding whose output is exactly what the venue will decode.
+"""Canonical encoders: the exact bytes a venue will decode into exactly the given fields.
 
-Every key and value is percent-encoded (UTF-8) unless it consists only of RFC 3986
-unreserved characters, so no value can introduce a ``&`` or ``=`` of its own: the venue
-decodes exactly the pairs that were given.
+Two wire forms cover every signed dialect we speak:
+
+* **query / form** (:func:`encode_query`): Binance query and form bodies, Kraken form
+  bodies, the query strings OKX, KuCoin and Bybit sign on GET. Every key and value is
+  percent-encoded (UTF-8) unless it consists only of RFC 3986 unreserved characters, so
+  no value can introduce a ``&``, ``=`` or ``+`` of its own.
+* **JSON** (:func:`encode_json`): OKX, KuCoin, Bybit, Coinbase and Kraken JSON bodies.
+  Compact, ASCII-only (``\\uXXXX`` escapes), keys in the caller's order, money as strings.
+
+Text a venue could decode differently from us (a lone UTF-16 surrogate, which Go and Java
+decoders replace) is refused with :class:`~securetrade.errors.InvalidRequest`, as are
+floats (money is Decimal) and duplicate keys. Nothing is sent for refused input.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
-__all__ = ["encode_query", "is_plain"]
+from ..errors import InvalidRequest
+
+__all__ = ["encode_json", "encode_query", "is_plain", "with_query"]
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
+_SURROGATE = re.compile("[\ud800-\udfff]").search
 
 
 def is_plain(text: str) -> bool:
@@ -23,9 +38,68 @@ def is_plain(text: str) -> bool:
 
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
-    return "&".join(
-        [
-            (k if _PLAIN(k) else quote(k, safe="")) + "=" + (v if _PLAIN(v) else quote(v, safe=""))
-            for k, v in pairs
-        ]
-    )
+    try:
+        return "&".join(
+            [
+                (k if _PLAIN(k) else quote(k, safe=""))
+                + "="
+                + (v if _PLAIN(v) else quote(v, safe=""))
+                for k, v in pairs
+            ]
+        )
+    except UnicodeEncodeError:
+        raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
+    except TypeError:
+        raise InvalidRequest("query parameter names and values must be strings") from None
+
+
+def with_query(path: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """``path?query`` (or ``path`` alone when there are no pairs): the signed request path."""
+    query = encode_query(pairs)
+    return f"{path}?{query}" if query else path
+
+
+def _wire(value: Any, where: str) -> Any:
+    """The JSON-safe form of one value, or InvalidRequest."""
+    if isinstance(value, str):
+        if _SURROGATE(value):
+            raise InvalidRequest(f"{where} holds a lone surrogate, which is not text")
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidRequest(f"{where} is not a finite number")
+        return format(value, "f")
+    if isinstance(value, float):
+        raise InvalidRequest(f"{where} is a float; money and sizes travel as Decimal or str")
+    if isinstance(value, Mapping):
+        return _object(value.items(), where)
+    if isinstance(value, (list, tuple)):
+        return [_wire(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise InvalidRequest(f"{where} has type {type(value).__name__}, which JSON cannot carry")
+
+
+def _object(items: Iterable[tuple[Any, Any]], where: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in items:
+        if not isinstance(key, str):
+            raise InvalidRequest(f"{where} has a non-string key")
+        if _SURROGATE(key):
+            raise InvalidRequest(f"{where} has a key with a lone surrogate")
+        if key in result:
+            raise InvalidRequest(f"{where} repeats the key {key!r}")
+        result[key] = _wire(value, f"{where}.{key}")
+    return result
+
+
+def encode_json(fields: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
+    """The JSON body to send and sign: compact, ASCII, keys in the given order.
+
+    Values may be str, int, bool, None, Decimal (sent as plain-notation text), and lists or
+    mappings of those. Decoding the result with any conforming JSON parser gives exactly
+    the given fields.
+    """
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    body = _object(items, "body")
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")

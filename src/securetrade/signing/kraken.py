@@ -6,15 +6,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import NoReturn
 
 from ..errors import InvalidRequest
 from ..keys import Secret
+from .signers import SecretHolder
 
 __all__ = ["KrakenSigner"]
 
 
-class KrakenSigner:
+class KrakenSigner(SecretHolder):
     """``API-Sign`` for Kraken spot REST.
 
     ``API-Sign = base64(HMAC-SHA512(base64decode(secret), uri_path + SHA256(nonce + postdata)))``
@@ -53,9 +53,3 @@ class KrakenSigner:
         body = postdata.encode("utf-8") if isinstance(postdata, str) else postdata
         inner = hashlib.sha256(nonce_text.encode("ascii") + body).digest()
         return self.sign(uri_path.encode("utf-8") + inner)
-
-    def __repr__(self) -> str:
-        return "KrakenSigner(<secret>)"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a signer cannot be pickled")

@@ -1,16 +1,32 @@
-"""Signers built once per key: the secret is parsed here and never leaves the signer."""
+"""Signature primitives, built once per key: the secret is parsed here and never leaves.
+
+Each primitive turns the exact payload bytes into the signature text a venue expects. The
+per-venue message layouts (what goes into the payload) live in ``dialects``, ``kraken``
+and ``jwt``; :func:`~securetrade.signing.signer_for` picks the right one for a key.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from typing import NoReturn, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from ..errors import InvalidRequest
-from ..keys import ApiKey, KeyKind, Secret
+from ..keys import Secret
+from .keyload import load_ed25519, load_rsa
 
-__all__ = ["Ed25519Signer", "HmacSha256Signer", "Signer", "signer_for"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+__all__ = [
+    "Ed25519Signer",
+    "HmacSha256Base64Signer",
+    "HmacSha256Signer",
+    "RsaSigner",
+    "SecretHolder",
+    "Signer",
+]
 
 
 class Signer(Protocol):
@@ -19,7 +35,19 @@ class Signer(Protocol):
     def sign(self, payload: bytes) -> str: ...
 
 
-class HmacSha256Signer:
+class SecretHolder:
+    """Base of every signer: no repr of the key, no pickling, no copying."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<secret>)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a signer cannot be pickled")
+
+
+class HmacSha256Signer(SecretHolder):
     """HMAC-SHA256, lowercase hex (Binance, Bybit). The keyed state is built once."""
 
     __slots__ = ("_keyed",)
@@ -32,52 +60,48 @@ class HmacSha256Signer:
         mac.update(payload)
         return mac.hexdigest()
 
-    def __repr__(self) -> str:
-        return "HmacSha256Signer(<secret>)"
 
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a signer cannot be pickled")
+class HmacSha256Base64Signer(SecretHolder):
+    """HMAC-SHA256, standard base64 (OKX, KuCoin). The keyed state is built once."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: Secret) -> None:
+        self._keyed = hmac.new(secret.expose(), digestmod=hashlib.sha256)
+
+    def sign(self, payload: bytes) -> str:
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return base64.b64encode(mac.digest()).decode("ascii")
 
 
-class Ed25519Signer:
-    """Ed25519, standard base64 (Binance). The private key is parsed once."""
+class Ed25519Signer(SecretHolder):
+    """Ed25519, standard base64 (Binance). The private key is parsed once.
+
+    Accepts PKCS#8 (PEM or base64 DER) and Coinbase's base64 ``seed || public`` form.
+    """
 
     __slots__ = ("_key",)
 
     def __init__(self, secret: Secret) -> None:
-        # Imported here: an HMAC-only bot never pays for loading cryptography.
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import (
-            load_der_private_key,
-            load_pem_private_key,
-        )
-
-        raw = secret.expose()
-        try:
-            if raw.lstrip().startswith(b"-----BEGIN"):
-                key = load_pem_private_key(raw, password=None)
-            else:
-                key = load_der_private_key(base64.b64decode(raw, validate=True), password=None)
-        except (ValueError, TypeError):
-            raise InvalidRequest("the Ed25519 secret is not a PKCS#8 private key") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise InvalidRequest("the secret is a private key, but not an Ed25519 one")
-        self._key = key
+        self._key: Ed25519PrivateKey = load_ed25519(secret)
 
     def sign(self, payload: bytes) -> str:
         return base64.b64encode(self._key.sign(payload)).decode("ascii")
 
-    def __repr__(self) -> str:
-        return "Ed25519Signer(<secret>)"
 
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a signer cannot be pickled")
+class RsaSigner(SecretHolder):
+    """RSASSA-PKCS1-v1_5 with SHA-256, standard base64 (Binance and Bybit RSA keys)."""
 
+    __slots__ = ("_hash", "_key", "_padding")
 
-def signer_for(key: ApiKey) -> Signer:
-    """The signer matching ``key.kind``."""
-    if key.kind is KeyKind.HMAC:
-        return HmacSha256Signer(key.secret)
-    if key.kind is KeyKind.ED25519:
-        return Ed25519Signer(key.secret)
-    raise InvalidRequest(f"no signer for key kind {key.kind.value}")
+    def __init__(self, secret: Secret) -> None:
+        from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+        from cryptography.hazmat.primitives.hashes import SHA256
+
+        self._key: RSAPrivateKey = load_rsa(secret)
+        self._padding = PKCS1v15()
+        self._hash = SHA256()
+
+    def sign(self, payload: bytes) -> str:
+        return base64.b64encode(self._key.sign(payload, self._padding, self._hash)).decode("ascii")

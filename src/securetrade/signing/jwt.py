@@ -1,0 +1,115 @@
+"""JSON Web Tokens signed with ES256 or EdDSA, built with ``cryptography`` alone.
+
+Coinbase Advanced Trade authenticates each REST request with a fresh token in
+``Authorization: Bearer``: header ``{alg, kid, nonce, typ}``, claims
+``{sub, iss: "cdp", nbf, exp, uri}`` with ``exp = nbf + 120`` at most and
+``uri = "<METHOD> <host><path>"`` (no query string). The random header nonce makes every
+token unique, so a captured token is good for one request window only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..keys import KeyKind, Secret
+from .keyload import load_ec_p256, load_ed25519
+from .signers import SecretHolder
+
+__all__ = ["COINBASE_MAX_LIFETIME_S", "JwtSigner", "b64url"]
+
+COINBASE_MAX_LIFETIME_S = 120
+_NONCE = re.compile(r"[0-9a-f]{16,64}").fullmatch
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JWS requires."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+class JwtSigner(SecretHolder):
+    """Signs JWS compact tokens for one key (``key_name`` is the JWT ``kid`` and ``sub``).
+
+    :attr:`KeyKind.EC_P256` keys sign ES256 (raw 64-byte ``r || s``, not DER);
+    :attr:`KeyKind.ED25519` keys sign EdDSA. The key is parsed once.
+    """
+
+    __slots__ = ("_ec", "_ed", "alg", "key_name")
+
+    def __init__(self, key_name: str, secret: Secret, kind: KeyKind) -> None:
+        if not key_name or not key_name.isprintable():
+            raise InvalidRequest("a JWT key name must be printable, non-empty text")
+        self.key_name = key_name
+        self._ec: Any = None
+        self._ed: Any = None
+        if kind is KeyKind.EC_P256:
+            self.alg = "ES256"
+            self._ec = load_ec_p256(secret)
+        elif kind is KeyKind.ED25519:
+            self.alg = "EdDSA"
+            self._ed = load_ed25519(secret)
+        else:
+            raise InvalidRequest(f"JWTs are signed with EC P-256 or Ed25519 keys, not {kind.value}")
+
+    def sign(self, payload: bytes) -> str:
+        """The base64url signature segment over a JWS signing input."""
+        if self._ed is not None:
+            return b64url(self._ed.sign(payload))
+        from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.hazmat.primitives.hashes import SHA256
+
+        r, s = decode_dss_signature(self._ec.sign(payload, ECDSA(SHA256())))
+        return b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def token(self, claims: Mapping[str, Any], *, nonce: str | None = None) -> str:
+        """A compact JWS over ``claims`` (their order is kept), with a random header nonce."""
+        nonce = secrets.token_hex(16) if nonce is None else nonce
+        if _NONCE(nonce) is None:
+            raise InvalidRequest("a JWT nonce is 16 to 64 lowercase hex digits")
+        header = {"alg": self.alg, "kid": self.key_name, "nonce": nonce, "typ": "JWT"}
+        signing_input = b64url(_json(header)) + "." + b64url(_json(claims))
+        return signing_input + "." + self.sign(signing_input.encode("ascii"))
+
+    def coinbase_token(
+        self,
+        method: str | None,
+        path: str | None,
+        now_s: int,
+        *,
+        host: str = "api.coinbase.com",
+        lifetime_s: int = COINBASE_MAX_LIFETIME_S,
+        nonce: str | None = None,
+    ) -> str:
+        """A token for one Coinbase REST request (``method``/``path``) or, with both
+        ``None``, a WebSocket token. ``now_s`` is venue time in seconds; the token is
+        valid for ``lifetime_s`` (at most 120) from then.
+        """
+        if not 0 < lifetime_s <= COINBASE_MAX_LIFETIME_S:
+            raise InvalidRequest(f"lifetime_s must be in 1..{COINBASE_MAX_LIFETIME_S}")
+        claims: dict[str, Any] = {
+            "sub": self.key_name,
+            "iss": "cdp",
+            "nbf": int(now_s),
+            "exp": int(now_s) + lifetime_s,
+        }
+        if (method is None) != (path is None):
+            raise InvalidRequest("give both method and path (REST) or neither (WebSocket)")
+        if method is not None and path is not None:
+            if method not in _METHODS:
+                raise InvalidRequest(f"method {method!r} is not an HTTP method Coinbase uses")
+            bare = path.split("?", 1)[0]
+            if not re.fullmatch(r"/[!-~]*", bare) or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+                raise InvalidRequest("path must start with '/' and host be a plain host name")
+            claims["uri"] = f"{method} {host}{bare}"
+        return self.token(claims, nonce=nonce)
