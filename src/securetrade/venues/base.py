@@ -3,6 +3,27 @@
 The core never knows which venue it drives. It asks the adapter for the endpoint of an
 operation (method, path, whether it is signed, the scope it needs, its rate-limit cost),
 for the exact request to send, and for the meaning of the answer: one of :class:`Verdict`.
+
+What an adapter provides, and where the core uses it:
+
+=====================  ===================================================================
+``endpoints``          :class:`Endpoint` per :class:`Op`: method, path, signed, scope, cost
+``errors``             venue error code or text -> (:class:`Verdict`, exception type)
+``rate_limits``        the published limits, in :class:`~securetrade.ratelimit.RateLimit`
+``base_urls``          one URL per :class:`~securetrade.keys.Environment`
+``freshness``          how a signed request proves it is fresh: a timestamp inside
+                       ``recv_window_ms`` of venue time, or a per-key increasing nonce
+``signer()``           the signer for a key (the secret is parsed once, there)
+``prepare()``          the exact bytes to send, signed (the encoder)
+``interpret()``        what an answer means: an :class:`Outcome`
+``client_order_id()``  our deterministic id, in the venue's client-order-id grammar
+``order_acks``         operations answered by an acknowledgement only: the core reads the
+                       order back by client order id
+``parse_*()``          venue payloads into :mod:`securetrade.models`
+=====================  ===================================================================
+
+Third parties register an adapter under the entry point group ``securetrade.venues``; see
+``docs/venues.md``.
 """
 
 from __future__ import annotations
@@ -14,13 +35,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ..errors import SecureTradeError
-from ..keys import Environment, Scope
+from ..keys import ApiKey, Environment, Scope
 from ..models import Balance, Instrument, Order, OrderRequest
-from ..ratelimit import RateLimit
+from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
 
-__all__ = ["Endpoint", "Op", "Outcome", "Params", "Venue", "Verdict"]
+__all__ = ["Endpoint", "ErrorRule", "Freshness", "Op", "Outcome", "Params", "Venue", "Verdict"]
 
 Params = list[tuple[str, str]]
 
@@ -50,9 +71,20 @@ class Endpoint:
     signed: bool
     scope: Scope | None
     cost: Mapping[str, int] = field(default_factory=dict)
+    # Costs that depend on the parameters (first that applies wins; else ``cost``).
+    cost_rules: tuple[CostRule, ...] = ()
+
+
+class Freshness(str, enum.Enum):
+    """How a venue tells a fresh signed request from a replayed or delayed one."""
+
+    TIMESTAMP = "timestamp"  # venue-time timestamp, accepted within a receive window
+    NONCE = "nonce"  # an integer that must exceed the last one seen for the key
 
 
 class Verdict(str, enum.Enum):
+    """The meaning of an answer for the money: the core acts on this, never on codes."""
+
     OK = "ok"
     REJECTED = "rejected"  # the venue said no: certainly not executed
     RETRYABLE = "retryable"  # certainly not executed; may work if resent
@@ -67,20 +99,35 @@ class Outcome:
     payload: Any = None
     error: SecureTradeError | None = None
     clock_skew: bool = False  # the venue refused our timestamp: resync, then resend
+    bad_nonce: bool = False  # the venue refused our nonce as not increasing: resend
     duplicate: bool = False  # the venue already holds this client order id
     retry_after: float | None = None
 
 
+ErrorRule = tuple[Verdict, type[SecureTradeError]]
+
+
 class Venue(Protocol):
-    """A venue adapter. See ``venues/binance`` for the reference implementation."""
+    """A venue adapter. ``venues/binance`` (timestamps) and ``venues/kraken`` (nonces) are
+    the reference implementations; ``docs/venues.md`` walks through writing one."""
 
     name: str
     endpoints: Mapping[Op, Endpoint]
+    errors: Mapping[Any, ErrorRule]
     rate_limits: Sequence[RateLimit]
     base_urls: Mapping[Environment, str]
-    recv_window_ms: int
+    freshness: Freshness
+    recv_window_ms: int  # how long a request stays executable at the venue after we stamp it
+    order_acks: frozenset[Op]
 
-    def check_symbol(self, symbol: str) -> None: ...
+    def check_symbol(self, symbol: str) -> None:
+        """Raise :class:`~securetrade.errors.InvalidRequest` unless the venue could list it."""
+
+    def signer(self, key: ApiKey) -> Signer:
+        """The signer for ``key``; refuse key kinds the venue does not accept."""
+
+    def client_order_id(self, account: str, idempotency_key: str) -> str:
+        """The same id for the same intent on any host, in the venue's grammar."""
 
     def prepare(
         self,
@@ -90,7 +137,12 @@ class Venue(Protocol):
         key_id: str,
         signer: Signer | None,
         timestamp_ms: int,
-    ) -> HttpRequest: ...
+        nonce: int | None = None,
+    ) -> HttpRequest:
+        """The request exactly as it will be written. ``timestamp_ms`` is venue time;
+        ``nonce`` is given when ``freshness`` is NONCE and the endpoint is signed."""
+
+    def open_orders_params(self, symbol: str | None) -> Params: ...
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome: ...
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from ...core.journal import derive_client_order_id
 from ...errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
@@ -23,15 +24,14 @@ from ...errors import (
     IpBanned,
     OrderNotFound,
     RateLimited,
-    SecureTradeError,
     VenueRejected,
 )
-from ...keys import Environment, Scope
+from ...keys import ApiKey, Environment, KeyPermissions, Scope
 from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, OrderType
-from ...ratelimit import RateLimit
-from ...signing import Signer, encode_query
+from ...ratelimit import CostRule, LimitScope, RateLimit
+from ...signing import Signer, encode_query, signer_for
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, Op, Outcome, Params, Verdict
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 
@@ -40,11 +40,15 @@ _O = "ORDERS"
 
 # Published spot limits: 6000 weight per minute per IP, 100 orders per 10 s and 200 000
 # per day per account. Replaced by what exchangeInfo publishes once it has been read.
+_SCOPES = {_W: LimitScope.IP, _O: LimitScope.ACCOUNT}
 RATE_LIMITS = (
-    RateLimit(_W, 60.0, 6000, header="x-mbx-used-weight-1m"),
-    RateLimit(_O, 10.0, 100, header="x-mbx-order-count-10s"),
-    RateLimit(_O, 86400.0, 200_000, header="x-mbx-order-count-1d"),
+    RateLimit(_W, 60.0, 6000, header="x-mbx-used-weight-1m", scope=LimitScope.IP),
+    RateLimit(_O, 10.0, 100, header="x-mbx-order-count-10s", scope=LimitScope.ACCOUNT),
+    RateLimit(_O, 86400.0, 200_000, header="x-mbx-order-count-1d", scope=LimitScope.ACCOUNT),
 )
+# Weights that depend on the parameters: leaving out the symbol asks about every symbol.
+_ALL_SYMBOLS_TICKER = (CostRule("symbol", {_W: 4}, absent=True),)
+_ALL_SYMBOLS_OPEN_ORDERS = (CostRule("symbol", {_W: 80}, absent=True),)
 _INTERVALS = {"SECOND": (1, "s"), "MINUTE": (60, "m"), "HOUR": (3600, "h"), "DAY": (86400, "d")}
 
 ENDPOINTS = {
@@ -52,11 +56,27 @@ ENDPOINTS = {
     for e in (
         Endpoint(Op.SERVER_TIME, "GET", "/api/v3/time", False, None, {_W: 1}),
         Endpoint(Op.INSTRUMENTS, "GET", "/api/v3/exchangeInfo", False, None, {_W: 20}),
-        Endpoint(Op.TICKER_PRICE, "GET", "/api/v3/ticker/price", False, None, {_W: 2}),
+        Endpoint(
+            Op.TICKER_PRICE,
+            "GET",
+            "/api/v3/ticker/price",
+            False,
+            None,
+            {_W: 2},
+            _ALL_SYMBOLS_TICKER,
+        ),
         Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
-        Endpoint(Op.OPEN_ORDERS, "GET", "/api/v3/openOrders", True, Scope.READ, {_W: 6}),
+        Endpoint(
+            Op.OPEN_ORDERS,
+            "GET",
+            "/api/v3/openOrders",
+            True,
+            Scope.READ,
+            {_W: 6},
+            _ALL_SYMBOLS_OPEN_ORDERS,
+        ),
         Endpoint(Op.BALANCES, "GET", "/api/v3/account", True, Scope.READ, {_W: 20}),
         Endpoint(
             Op.WITHDRAW, "POST", "/sapi/v1/capital/withdraw/apply", True, Scope.WITHDRAW, {_W: 1}
@@ -69,7 +89,7 @@ ENDPOINTS = {
 
 # Venue error code -> (verdict, exception type). Codes not listed fall back on the HTTP
 # status: 4xx is a rejection, 5xx is ambiguous.
-ERRORS: Mapping[int, tuple[Verdict, type[SecureTradeError]]] = {
+ERRORS: Mapping[int, ErrorRule] = {
     -1000: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNKNOWN
     -1003: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_REQUESTS
     -1006: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNEXPECTED_RESP
@@ -90,7 +110,24 @@ ERRORS: Mapping[int, tuple[Verdict, type[SecureTradeError]]] = {
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
 
+# apiRestrictions switch -> the scopes it grants (one switch can grant several).
+_PERMISSION_SWITCHES: Mapping[str, frozenset[Scope]] = {
+    "enableReading": frozenset({Scope.READ}),
+    "enableSpotAndMarginTrading": frozenset({Scope.TRADE, Scope.CANCEL}),
+    "enableWithdrawals": frozenset({Scope.WITHDRAW}),
+    "enableInternalTransfer": frozenset({Scope.TRANSFER}),
+    "permitsUniversalTransfer": frozenset({Scope.TRANSFER}),
+    "enableMargin": frozenset({Scope.MARGIN}),
+    "enableFutures": frozenset({Scope.FUTURES}),
+    "enableVanillaOptions": frozenset({Scope.OPTIONS}),
+    "enablePortfolioMarginTrading": frozenset({Scope.MARGIN, Scope.FUTURES}),
+    "enableFixApiTrade": frozenset({Scope.TRADE, Scope.CANCEL}),
+    "enableFixReadOnly": frozenset({Scope.READ}),
+}
+
 _SYMBOL = re.compile(r"[A-Z0-9_.-]{1,20}")
+# newClientOrderId: ^[.A-Z:/a-z0-9_-]{1,36}$ (our derived ids are 32 of [0-9a-z]).
+CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -101,16 +138,26 @@ class BinanceSpot:
 
     name = "binance"
     endpoints: Mapping[Op, Endpoint] = ENDPOINTS
+    errors: Mapping[int, ErrorRule] = ERRORS
     rate_limits: Sequence[RateLimit] = RATE_LIMITS
     base_urls: Mapping[Environment, str] = {
         Environment.LIVE: "https://api.binance.com",
         Environment.TESTNET: "https://testnet.binance.vision",
     }
+    freshness = Freshness.TIMESTAMP
     recv_window_ms = 5000
+    order_acks: frozenset[Op] = frozenset()  # order endpoints answer with the order itself
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
+
+    def signer(self, key: ApiKey) -> Signer:
+        """HMAC-SHA256 or Ed25519, as the key's kind says."""
+        return signer_for(key)
+
+    def client_order_id(self, account: str, idempotency_key: str) -> str:
+        return derive_client_order_id(self.name, account, idempotency_key)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -122,6 +169,7 @@ class BinanceSpot:
         key_id: str,
         signer: Signer | None,
         timestamp_ms: int,
+        nonce: int | None = None,
     ) -> HttpRequest:
         headers: tuple[tuple[str, str], ...] = ()
         if endpoint.signed:
@@ -166,6 +214,9 @@ class BinanceSpot:
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
         return params
+
+    def open_orders_params(self, symbol: str | None) -> Params:
+        return [] if symbol is None else [("symbol", symbol)]
 
     def order_lookup_params(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -313,6 +364,25 @@ class BinanceSpot:
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["id"])
 
+    def parse_key_permissions(self, payload: Any) -> KeyPermissions:
+        """``GET /sapi/v1/account/apiRestrictions`` as the scopes each enabled switch grants."""
+        switches = {
+            name: scopes
+            for name, scopes in _PERMISSION_SWITCHES.items()
+            if payload.get(name) is True
+        }
+        unknown = tuple(
+            sorted(
+                name
+                for name, value in payload.items()
+                if value is True and name not in _PERMISSION_SWITCHES and name != "ipRestrict"
+            )
+        )
+        restricted = payload.get("ipRestrict")
+        return KeyPermissions(
+            switches, restricted if isinstance(restricted, bool) else None, unknown
+        )
+
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
         """``exchangeInfo.rateLimits`` as limits, with the header that reports each one."""
         result = []
@@ -329,6 +399,7 @@ class BinanceSpot:
                     float(unit * number),
                     int(item["limit"]),
                     header=f"{prefix}{number}{letter}",
+                    scope=_SCOPES[kind],
                 )
             )
         return result

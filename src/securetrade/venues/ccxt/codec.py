@@ -1,0 +1,355 @@
+"""ccxt as a codec: it builds, signs and reads requests; it never opens a connection.
+
+A ccxt unified method (``create_order``, ``fetch_order``...) does three things in one call:
+it turns unified arguments into an exchange request and signs it (``sign()``), sends it
+(``fetch()``), and turns the answer into a unified structure or a ccxt exception. We keep
+the first and the last and take the middle away, so that our layers sit in between:
+
+* **capture**: the unified method runs with ``fetch`` replaced by a function that records
+  the signed request and stops the call. Nothing is sent. The request goes back to the
+  core, which sends it through its rate limiter and the pinned transport.
+* **replay**: the same unified method runs again with ``fetch`` replaced by a function
+  that hands ccxt the answer we received, through ccxt's own error handling
+  (``handle_errors``, ``handle_http_status_code``) and parsing.
+
+The exchange object's clock reads the venue time the core gives, its throttler and
+retries are off, its verbose log goes through our redaction, and it holds the API secret
+only for the duration of one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import InvalidRequest
+from ...keys import ApiKey
+from ...transport.base import HttpRequest, HttpResponse
+from ...transport.redaction import redact_headers, redact_query
+
+__all__ = ["Codec", "CcxtRequest", "CcxtResponse", "UnifiedCall"]
+
+log = logging.getLogger("securetrade.ccxt")
+
+
+@dataclass(frozen=True, slots=True)
+class UnifiedCall:
+    """One ccxt unified method call: ``method(*args, params)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CcxtRequest(HttpRequest):
+    """A request ccxt built and signed. ``target`` is the absolute URL; ``call`` is the
+    unified call it came from, which reads the answer back."""
+
+    call: UnifiedCall = field(default_factory=lambda: UnifiedCall(""))
+    cost: float = 1.0  # in ccxt's cost units (multiples of the exchange's ``rateLimit``)
+
+
+@dataclass(frozen=True, slots=True)
+class CcxtResponse(HttpResponse):
+    """An answer together with the request it answers (the codec needs both)."""
+
+    request: CcxtRequest | None = None
+
+
+class _Captured(Exception):
+    """Stops a unified call at its first request: that request is what we send."""
+
+
+class _Script:
+    """What ``fetch`` does during one unified call: record the request, or answer it."""
+
+    __slots__ = ("answer", "captured", "cost", "fetches", "now_ms", "nonce", "request")
+
+    def __init__(
+        self,
+        *,
+        now_ms: int | None = None,
+        nonce: int | None = None,
+        answer: CcxtResponse | None = None,
+    ) -> None:
+        self.now_ms = now_ms
+        self.nonce = nonce
+        self.answer = answer
+        self.captured: tuple[str, str, dict[str, str], str | None] | None = None
+        self.cost = 0.0
+        self.fetches = 0
+
+
+class Codec:
+    """One synchronous ccxt exchange object, used to build, sign and read requests.
+
+    Calls are serialised by a lock: the exchange object's clock, credentials and script
+    are per call. ccxt's work per call is CPU only (tens of microseconds to a millisecond),
+    so threads and tasks do not wait on each other's network round trips.
+    """
+
+    def __init__(
+        self, exchange_id: str, *, options: Mapping[str, Any], urls: Mapping[str, str] | None
+    ) -> None:
+        import ccxt
+
+        if exchange_id not in ccxt.exchanges:
+            raise InvalidRequest(f"ccxt has no exchange {exchange_id!r}")
+        exchange = getattr(ccxt, exchange_id)(
+            {
+                "enableRateLimit": False,  # our limiter paces every request
+                "verbose": False,
+                "options": {"maxRetriesOnFailure": 0, **options},
+            }
+        )
+        exchange.number = str  # unified numbers as text: Decimal end to end, never float
+        if urls:
+            _point_at(exchange, urls)
+        self.exchange = exchange
+        self.id = exchange_id
+        self.rate_limit_ms = float(exchange.rateLimit or 1000)
+        self._lock = threading.RLock()
+        self._script: _Script | None = None
+        self._key: ApiKey | None = None
+        # Instance attributes shadow the class's methods: ccxt calls ours.
+        exchange.fetch = self._fetch
+        exchange.request = self._request
+        exchange.milliseconds = self._milliseconds
+        exchange.seconds = lambda: self._milliseconds() // 1000
+        exchange.microseconds = lambda: self._milliseconds() * 1000
+        exchange.nonce = self._nonce
+        exchange.log = _redacted_log
+        exchange.session.trust_env = False  # no proxy or CA bundle from the environment
+
+    # --- the two halves of a unified call ------------------------------------------------
+
+    def build(
+        self, call: UnifiedCall, *, key: ApiKey | None, now_ms: int, nonce: int | None
+    ) -> CcxtRequest:
+        """The signed request ``call`` makes, without sending it."""
+        script = _Script(now_ms=now_ms, nonce=nonce)
+        with self._lock, self._lent(key):
+            self._script = script
+            try:
+                self._invoke(call)
+            except _Captured:
+                pass
+            finally:
+                self._script = None
+        if script.captured is None:
+            raise InvalidRequest(f"ccxt {self.id}.{call.method} made no request")
+        url, method, headers, body = script.captured
+        return CcxtRequest(
+            method,
+            url,
+            tuple((str(k), str(v)) for k, v in headers.items()),
+            (body or "").encode("utf-8"),
+            call=call,
+            cost=script.cost or 1.0,
+        )
+
+    def read(self, response: CcxtResponse, *, key: ApiKey | None) -> Any:
+        """ccxt's reading of ``response``: the unified result, or the ccxt exception."""
+        request = response.request
+        if request is None:
+            raise InvalidRequest("a ccxt venue needs its own transport (the answer lost its call)")
+        script = _Script(answer=response)
+        with self._lock, self._lent(key):
+            self._script = script
+            try:
+                return self._invoke(request.call)
+            finally:
+                self._script = None
+
+    def cost_of(self, call: UnifiedCall, *, key: ApiKey | None) -> float:
+        """The rate-limit cost ccxt assigns to the request ``call`` makes."""
+        return self.build(call, key=key, now_ms=self._milliseconds(), nonce=None).cost
+
+    def run_pure(self, function: Callable[[Any], Any]) -> Any:
+        """Run ``function(exchange)`` under the lock, for calls that need no request."""
+        with self._lock:
+            return function(self.exchange)
+
+    # --- what ccxt calls --------------------------------------------------------------------
+
+    def _invoke(self, call: UnifiedCall) -> Any:
+        method = getattr(self.exchange, call.method)
+        return method(*call.args, dict(call.params))
+
+    def _request(
+        self,
+        path: Any,
+        api: Any = "public",
+        method: str = "GET",
+        params: Any = None,
+        config: Any = None,
+        *rest: Any,
+    ) -> Any:
+        """ccxt's implicit endpoints call this: note the cost, then sign as ccxt does."""
+        exchange = self.exchange
+        params = {} if params is None else params
+        config = {} if config is None else config
+        script = self._script
+        if script is not None:
+            script.cost += float(exchange.calculate_rate_limiter_cost(api, method, path, params, config))
+        return type(exchange).fetch2(exchange, path, api, method, params, config)
+
+    def _fetch(
+        self,
+        url: str,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: str | None = None,
+    ) -> Any:
+        script = self._script
+        if script is None:
+            # Only the codec calls ccxt, always inside a script: ccxt never does I/O itself.
+            raise InvalidRequest("ccxt tried to send a request outside securetrade's layers")
+        script.fetches += 1
+        if script.fetches > 1:
+            raise InvalidRequest(
+                f"ccxt {self.id} needs several requests for this operation; the ccxt "
+                "transport sends one request per operation (see docs/ccxt.md)"
+            )
+        request_headers = self.exchange.prepare_request_headers(dict(headers or {}))
+        if script.answer is None:
+            script.captured = (url, method, dict(request_headers), body)
+            raise _Captured
+        return self._answer(script.answer, url, method, request_headers, body)
+
+    def _answer(
+        self,
+        response: CcxtResponse,
+        url: str,
+        method: str,
+        request_headers: Mapping[str, str],
+        request_body: str | None,
+    ) -> Any:
+        """What ccxt's own ``fetch`` does once the bytes are in, on the bytes we received."""
+        from requests.structures import CaseInsensitiveDict
+
+        exchange = self.exchange
+        assert response.request is not None
+        url, method = response.request.target, response.request.method  # what was sent
+        headers = CaseInsensitiveDict(dict(response.headers))
+        status = response.status
+        reason = _REASONS.get(status, "")
+        text = exchange.on_rest_response(
+            status,
+            reason,
+            url,
+            method,
+            headers,
+            response.body.decode("utf-8", "replace"),
+            request_headers,
+            request_body,
+        )
+        parsed = exchange.parse_json(text)
+        handled = exchange.handle_errors(
+            status, reason, url, method, headers, text, parsed, request_headers, request_body
+        )
+        if status >= 400:
+            if not handled:
+                exchange.handle_http_status_code(status, reason, url, method, text)
+            import ccxt
+
+            raise ccxt.ExchangeError(f"{exchange.id} {method} {status} {text[:200]}")
+        if parsed is not None:
+            return parsed
+        return text
+
+    def _milliseconds(self) -> int:
+        script = self._script
+        if script is not None and script.now_ms is not None:
+            return script.now_ms
+        import time
+
+        return time.time_ns() // 1_000_000
+
+    def _nonce(self) -> Any:
+        script = self._script
+        if script is not None and script.nonce is not None:
+            return script.nonce
+        return type(self.exchange).nonce(self.exchange)
+
+    @contextmanager
+    def _lent(self, key: ApiKey | None) -> Iterator[None]:
+        """The key's credentials on the exchange object for one call, then gone."""
+        exchange = self.exchange
+        if key is not None:
+            exchange.apiKey = key.key_id
+            exchange.secret = key.secret.expose().decode("utf-8")
+            if key.passphrase is not None:
+                exchange.password = key.passphrase.expose().decode("utf-8")
+        try:
+            yield
+        finally:
+            exchange.apiKey = ""
+            exchange.secret = ""
+            exchange.password = ""
+
+
+def _point_at(exchange: Any, urls: Mapping[str, str]) -> None:
+    """Replace the origin of each of ccxt's API roots, keeping its path.
+
+    ``urls`` maps an origin ccxt knows (``https://api.binance.com``) to ours, or ``"*"``
+    to one origin for every root (a simulator serving every API family).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    everything = urls.get("*")
+    api = exchange.urls["api"]
+    roots = api if isinstance(api, dict) else {"": api}
+    changed: dict[str, Any] = {}
+    for name, url in roots.items():
+        if not isinstance(url, str):
+            continue
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        target = everything or urls.get(origin)
+        if target is None:
+            continue
+        new = urlsplit(target)
+        changed[name] = urlunsplit((new.scheme, new.netloc, parts.path, parts.query, ""))
+    if isinstance(api, dict):
+        api.update(changed)
+    elif changed:
+        exchange.urls["api"] = changed[""]
+
+
+def _redacted_log(*args: Any) -> None:
+    """ccxt's ``verbose`` output, through the one redaction policy, to our logger."""
+    parts = []
+    for arg in args:
+        if isinstance(arg, Mapping):
+            parts.append(str(redact_headers({str(k): str(v) for k, v in arg.items()})))
+        else:
+            parts.append(redact_query(str(arg)))
+    log.debug("ccxt: %s", " ".join(parts))
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    418: "I'm a teapot",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def milli_cost(cost: float) -> int:
+    """ccxt's fractional costs as whole thousandths (our limiter counts integers)."""
+    return max(1, math.ceil(cost * 1000))

@@ -1,0 +1,336 @@
+"""Kraken spot REST: nonce-signed private calls, ``cl_ord_id`` idempotency, string errors.
+
+How it differs from Binance, and how the contract carries it:
+
+* Freshness is a nonce, strictly increasing per API key (``Freshness.NONCE``): the core
+  draws one per signed request from its :mod:`securetrade.nonce` source.
+* ``API-Sign`` is HMAC-SHA512 over the URI path and SHA-256(nonce + body), keyed with the
+  base64-decoded secret (:class:`~securetrade.signing.KrakenSigner`); the body is the exact
+  form-encoded bytes sent.
+* A request has no validity window of its own. ``AddOrder`` carries ``deadline`` (venue
+  time plus ``recv_window_ms``, 2 to 60 s ahead), after which the matching engine refuses
+  it: that is what lets the core prove a lost order can no longer execute.
+* ``AddOrder`` and ``CancelOrder`` answer with an acknowledgement only (``order_acks``): the
+  core reads the order back by ``cl_ord_id``.
+* Errors are strings such as ``EOrder:Insufficient funds`` (``tables.ERRORS``).
+* Symbols are Kraken's pair altnames (``XBTUSDT``); assets are Kraken's codes (``XXBT``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, RateLimited, VenueRejected
+from ...keys import ApiKey, Environment, KeyKind
+from ...models import Balance, Instrument, Order, OrderRequest, OrderStatus, OrderType, TimeInForce
+from ...ratelimit import RateLimit
+from ...signing import KrakenSigner, Signer, encode_query
+from ...transport.base import HttpRequest, HttpResponse
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
+from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
+
+__all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot"]
+
+_SYMBOL = re.compile(r"[A-Z0-9]{2,16}(?:\.[A-Z0-9]{1,4})?")
+_STATUS = {
+    "pending": OrderStatus.NEW,
+    "open": OrderStatus.NEW,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+}
+_TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC"}  # Kraken spot has no FOK
+_MIN_DEADLINE_MS = 2000  # AddOrder's deadline must be 2 to 60 s ahead
+_MAX_DEADLINE_MS = 60_000
+_CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a short UUID)
+
+
+class KrakenSpot:
+    """The Kraken spot venue adapter. ``tier`` selects the account's rate-limit table."""
+
+    name = "kraken"
+    endpoints: Mapping[Op, Endpoint] = ENDPOINTS
+    errors: Mapping[str, ErrorRule] = ERRORS
+    base_urls: Mapping[Environment, str] = {Environment.LIVE: "https://api.kraken.com"}
+    freshness = Freshness.NONCE
+    recv_window_ms = 5000
+    order_acks = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
+
+    def __init__(self, tier: str = "starter") -> None:
+        self.tier = tier
+        self.rate_limits: Sequence[RateLimit] = rate_limits(tier)
+
+    def __repr__(self) -> str:
+        return f"KrakenSpot(tier={self.tier!r})"
+
+    def check_symbol(self, symbol: str) -> None:
+        if not _SYMBOL.fullmatch(symbol):
+            raise InvalidRequest(
+                f"symbol {symbol!r} is not a Kraken pair name (its altname, e.g. XBTUSDT)"
+            )
+
+    def signer(self, key: ApiKey) -> Signer:
+        """Kraken keys are HMAC-SHA512 with a base64 secret."""
+        if key.kind is not KeyKind.HMAC:
+            raise InvalidRequest(f"Kraken spot keys are HMAC keys, not {key.kind.value}")
+        return KrakenSigner(key.secret)
+
+    def client_order_id(self, account: str, idempotency_key: str) -> str:
+        """32 lowercase hex (a short UUID, Kraken's fastest ``cl_ord_id`` form), from the
+        venue, account and idempotency key, so every host derives the same one."""
+        material = f"{self.name}\x00{account}\x00{idempotency_key}".encode()
+        return _CID_PREFIX + hashlib.sha256(material).hexdigest()[:30]
+
+    # --- requests -----------------------------------------------------------------------
+
+    def prepare(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        *,
+        key_id: str,
+        signer: Signer | None,
+        timestamp_ms: int,
+        nonce: int | None = None,
+    ) -> HttpRequest:
+        if not endpoint.signed:
+            encoded = encode_query(params)
+            return HttpRequest(endpoint.method, endpoint.path + ("?" + encoded if encoded else ""))
+        if not isinstance(signer, KrakenSigner):
+            raise InvalidRequest(f"{endpoint.op.value} needs a Kraken signing key")
+        if nonce is None:
+            raise InvalidRequest(f"{endpoint.op.value} needs a nonce")
+        if endpoint.op is Op.PLACE_ORDER:
+            params = [*params, ("deadline", self._deadline(timestamp_ms))]
+        body = encode_query([("nonce", str(nonce)), *params]).encode("ascii")
+        headers = (
+            ("API-Key", key_id),
+            ("API-Sign", signer.sign_request(endpoint.path, nonce, body)),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        )
+        return HttpRequest("POST", endpoint.path, headers, body)
+
+    def _deadline(self, timestamp_ms: int) -> str:
+        """RFC 3339, whole seconds rounded down: never later than the core assumes."""
+        window = self.recv_window_ms
+        if not _MIN_DEADLINE_MS <= window <= _MAX_DEADLINE_MS:
+            raise InvalidRequest("Kraken accepts order deadlines 2 to 60 s ahead: recv_window_ms")
+        moment = datetime.fromtimestamp((timestamp_ms + window) // 1000, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        if not CLIENT_ORDER_ID.fullmatch(client_order_id):
+            raise InvalidRequest(f"{client_order_id!r} is not a Kraken cl_ord_id")
+        params: Params = [
+            ("pair", order.symbol),
+            ("type", order.side.value.lower()),
+            ("ordertype", order.type.value.lower()),
+            ("volume", _wire(order.quantity)),
+        ]
+        if order.price is not None:
+            params.append(("price", _wire(order.price)))
+        if order.time_in_force is not None:
+            tif = _TIF.get(order.time_in_force)
+            if tif is None:
+                raise InvalidRequest(
+                    f"Kraken spot offers GTC and IOC, not {order.time_in_force.value}"
+                )
+            params.append(("timeinforce", tif))
+        params.append(("cl_ord_id", client_order_id))
+        return params
+
+    def open_orders_params(self, symbol: str | None) -> Params:
+        return []  # OpenOrders takes no pair: the core filters by symbol
+
+    def order_lookup_params(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Params:
+        if order_id is not None:
+            return [("txid", order_id)]
+        if client_order_id is not None:
+            return [("cl_ord_id", client_order_id)]
+        raise InvalidRequest("give order_id or client_order_id")
+
+    def withdraw_params(
+        self, asset: str, amount: Decimal, address: str, network: str | None
+    ) -> Params:
+        """``address`` is the name of a withdrawal key set up in the Kraken account."""
+        return [("asset", asset), ("key", address), ("amount", _wire(amount))]
+
+    # --- responses ----------------------------------------------------------------------
+
+    def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        payload = _json(response.body)
+        status = response.status
+        errors = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(errors, list):
+            text = f"HTTP {status}: not a Kraken answer"
+            if status >= 500 or status in (0, 408):
+                return Outcome(Verdict.AMBIGUOUS, None, AmbiguousOutcome(text, venue=self.name))
+            if status == 429:
+                limited = RateLimited(text, venue=self.name, retry_after=1.0)
+                return Outcome(Verdict.RETRYABLE, None, limited, retry_after=1.0)
+            return Outcome(Verdict.REJECTED, None, VenueRejected(text, venue=self.name))
+        failures = [str(e) for e in errors if str(e).startswith("E")]  # "W..." are warnings
+        result = payload.get("result")
+        if not failures and 200 <= status < 300:
+            if endpoint.op is Op.GET_ORDER and not result:
+                absent = OrderNotFound("no such order", venue=self.name)
+                return Outcome(Verdict.REJECTED, result, absent)
+            return Outcome(Verdict.OK, result)
+        if not failures:
+            failures = [f"HTTP {status}"]
+        return self._failure(failures, status)
+
+    def _failure(self, failures: list[str], status: int) -> Outcome:
+        first = failures[0]
+        rule, verdict, kind = _rule(first)
+        if status >= 500 and verdict is Verdict.REJECTED:
+            verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome  # the gateway may have lied
+        text = "; ".join(failures)[:300]
+        pause = RATE_PAUSES.get(rule) if rule is not None else None
+        if kind is RateLimited:
+            error = RateLimited(text, venue=self.name, code=first, retry_after=pause)
+        else:
+            error = kind(text, venue=self.name, code=first)
+        return Outcome(
+            verdict,
+            None,
+            error,
+            bad_nonce=rule == "EAPI:Invalid nonce",
+            duplicate=rule == "EOrder:Duplicate order",
+            retry_after=pause,
+        )
+
+    def parse_order(self, payload: Any) -> Order:
+        """One order from a QueryOrders result (``{txid: order}``)."""
+        if not isinstance(payload, dict) or not payload:
+            raise OrderNotFound("no such order", venue=self.name)
+        txid, entry = max(payload.items(), key=lambda item: float(item[1].get("opentm", 0)))
+        return self._order(txid, entry)
+
+    def parse_orders(self, payload: Any) -> list[Order]:
+        """Orders from an OpenOrders result (``{"open": {txid: order}}``)."""
+        entries = payload.get("open", {}) if isinstance(payload, dict) else {}
+        return [self._order(txid, entry) for txid, entry in entries.items()]
+
+    def _order(self, txid: str, entry: Mapping[str, Any]) -> Order:
+        descr = entry.get("descr", {})
+        order_type = OrderType(str(descr["ordertype"]).upper())
+        quantity = Decimal(str(entry["vol"]))
+        filled = Decimal(str(entry.get("vol_exec", "0")))
+        status = _STATUS[str(entry["status"])]
+        if status is OrderStatus.NEW and filled > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        elif status is OrderStatus.FILLED and filled < quantity:
+            status = OrderStatus.EXPIRED  # closed before filling in full (an IOC remainder)
+        opened = entry.get("opentm")
+        limit = descr.get("price")
+        return Order(
+            venue=self.name,
+            symbol=str(descr["pair"]),
+            order_id=txid,
+            client_order_id=str(entry.get("cl_ord_id") or ""),
+            side=str(descr["type"]).upper(),
+            type=order_type,
+            status=status,
+            quantity=quantity,
+            price=limit if order_type is OrderType.LIMIT else None,
+            filled_quantity=filled,
+            quote_quantity=entry.get("cost", "0"),
+            time_in_force=TimeInForce(entry.get("timeinforce", "GTC"))
+            if order_type is OrderType.LIMIT
+            else None,
+            created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
+        )
+
+    def parse_balances(self, payload: Any) -> list[Balance]:
+        """BalanceEx: ``{asset: {"balance": total, "hold_trade": held by open orders}}``."""
+        result = []
+        for asset, row in sorted(payload.items()):
+            total = Decimal(str(row.get("balance", "0")))
+            held = Decimal(str(row.get("hold_trade", "0")))
+            result.append(Balance(asset=asset, free=max(total - held, Decimal(0)), locked=held))
+        return result
+
+    def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
+        """AssetPairs, keyed by altname: tick from ``tick_size`` (else ``pair_decimals``),
+        step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``."""
+        result = {}
+        for pair in payload.values():
+            tick = pair.get("tick_size") or _step(int(pair["pair_decimals"]))
+            result[pair["altname"]] = Instrument(
+                symbol=pair["altname"],
+                base_asset=pair["base"],
+                quote_asset=pair["quote"],
+                tick_size=tick,
+                step_size=_step(int(pair["lot_decimals"])),
+                min_quantity=pair.get("ordermin", "0"),
+                min_notional=pair.get("costmin", "0"),
+                trading=pair.get("status", "online") == "online",
+            )
+        return result
+
+    def ticker_params(self, symbol: str) -> Params:
+        return [("pair", symbol)]
+
+    def parse_price(self, payload: Any) -> Decimal:
+        """Ticker: the last trade price, ``c[0]``, of the one pair asked for."""
+        try:
+            (entry,) = payload.values()
+            return Decimal(str(entry["c"][0]))
+        except (ValueError, KeyError, IndexError, TypeError, InvalidOperation):
+            raise VenueRejected("the ticker answer holds no last price", venue=self.name) from None
+
+    def parse_server_time(self, payload: Any) -> int:
+        """``unixtime`` is whole seconds: take the middle of that second (error ±500 ms)."""
+        return int(payload["unixtime"]) * 1000 + 500
+
+    def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
+        return []  # Kraken does not publish its counters; ``tables.TIERS`` holds them
+
+    def parse_withdrawal(self, payload: Any) -> str:
+        return str(payload["refid"])
+
+
+KRAKEN = KrakenSpot()
+
+
+def _rule(text: str) -> tuple[str | None, Verdict, type[Any]]:
+    """The longest listed prefix of ``text`` and its rule, else the category's default."""
+    best = None
+    for prefix in ERRORS:
+        if (text == prefix or text.startswith(prefix + ":")) and (
+            best is None or len(prefix) > len(best)
+        ):
+            best = prefix
+    if best is not None:
+        verdict, kind = ERRORS[best]
+        return best, verdict, kind
+    if text.startswith(("EService:", "EDatabase:")) or text.startswith("HTTP 5"):
+        return None, Verdict.AMBIGUOUS, AmbiguousOutcome
+    return None, Verdict.REJECTED, VenueRejected
+
+
+def _step(decimals: int) -> Decimal:
+    return Decimal(1).scaleb(-decimals)
+
+
+def _wire(value: Decimal) -> str:
+    """Decimal to wire text: plain notation, never an exponent."""
+    return format(value, "f")
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
