@@ -8,6 +8,12 @@
     │   ├── ScopeError               the key was not granted what this call needs
     │   ├── PolicyViolation          a pre-trade rule or the kill switch said no
     │   ├── IdempotencyKeyMismatch   the key was already used with other parameters
+    │   ├── OverPermissionedKey      the venue says the key can do more than it declares
+    │   ├── KeystoreError            keys at rest could not be read or written
+    │   │   ├── WrongPassphrase      the passphrase (or keyring key) does not open the file
+    │   │   ├── KeystoreTampered     the file was altered or corrupted: nothing is trusted
+    │   │   ├── KeystorePermissions  the file is readable by others (mode must be 0600)
+    │   │   └── KeyNotFound          no such key in the store or the environment
     │   └── UntrustedServer          the server's certificate failed verification; 0 bytes sent
     │       └── PinMismatch          ... or it verified but holds no pinned key
     ├── VenueRejected                the venue answered "no": certainly not executed
@@ -39,8 +45,13 @@ __all__ = [
     "InsufficientFunds",
     "InvalidRequest",
     "IpBanned",
+    "KeyNotFound",
+    "KeystoreError",
+    "KeystorePermissions",
+    "KeystoreTampered",
     "LocalRefusal",
     "OrderNotFound",
+    "OverPermissionedKey",
     "PinMismatch",
     "PolicyViolation",
     "RateLimited",
@@ -50,6 +61,7 @@ __all__ = [
     "UnresolvedOrder",
     "UntrustedServer",
     "VenueRejected",
+    "WrongPassphrase",
 ]
 
 
@@ -121,6 +133,36 @@ class PolicyViolation(LocalRefusal):
 
 class IdempotencyKeyMismatch(LocalRefusal):
     """The idempotency key was used before with different parameters; nothing was sent."""
+
+
+class OverPermissionedKey(LocalRefusal):
+    """The venue reports the key can do more than its declared scopes (withdrawals, no IP
+    restriction); refused so that a leaked key cannot do more than the bot needs.
+    ``report`` is the :class:`~securetrade.keys.KeyCheck` that found it."""
+
+    def __init__(self, message: str, *, report: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.report = report
+
+
+class KeystoreError(LocalRefusal):
+    """Keys at rest could not be read or written; nothing was sent anywhere."""
+
+
+class WrongPassphrase(KeystoreError):
+    """The passphrase (or the key-encryption key from the OS keyring) does not open it."""
+
+
+class KeystoreTampered(KeystoreError):
+    """The keystore failed authentication or is malformed: it was altered or corrupted."""
+
+
+class KeystorePermissions(KeystoreError):
+    """The keystore file is accessible to other users; it must be mode 0600."""
+
+
+class KeyNotFound(KeystoreError):
+    """No key under that name in the keystore, or a variable missing from the environment."""
 
 
 class UntrustedServer(LocalRefusal):

@@ -16,16 +16,25 @@ __all__ = ["ApiKey", "Environment", "KeyKind", "Scope"]
 
 
 class Scope(str, enum.Enum):
-    """What a key may do. Each venue operation declares the one it needs."""
+    """What a key may do. Each venue operation declares the one it needs.
+
+    ``MARGIN``, ``FUTURES`` and ``OPTIONS`` are the separate switches venues offer for
+    borrowing and derivatives; a spot bot should hold none of them.
+    """
 
     READ = "read"
     TRADE = "trade"
     CANCEL = "cancel"
     WITHDRAW = "withdraw"
     TRANSFER = "transfer"
+    MARGIN = "margin"
+    FUTURES = "futures"
+    OPTIONS = "options"
 
 
 class Environment(str, enum.Enum):
+    """Where a key is valid; live keys and test keys are never interchangeable."""
+
     LIVE = "live"
     TESTNET = "testnet"
     PAPER = "paper"
@@ -182,6 +191,47 @@ class ApiKey:
             passphrase=self.passphrase,
         )
 
+    def public_parts(self) -> dict[str, str]:
+        """What may be shown about this key: everything but its secrets.
+
+        The key id appears as its hint only. For asymmetric kinds the public key (PEM) is
+        included, since that is what gets registered at the venue.
+        """
+        parts = {
+            "venue": self.venue,
+            "environment": self.environment.value,
+            "key id": self.key_id_hint,
+            "kind": self.kind.value,
+            "scopes": ", ".join(sorted(s.value for s in self.scopes)) or "none",
+            "symbols": "any" if self.symbols is None else ", ".join(sorted(self.symbols)),
+            "max notional": "none" if self.max_notional is None else str(self.max_notional),
+            "max quantity": "none" if self.max_quantity is None else str(self.max_quantity),
+            "expires": "never" if self.expires_at is None else self.expires_at.isoformat(),
+            "withdraw to": ", ".join(sorted(self.withdraw_addresses)) or "nowhere",
+            "passphrase": "set" if self.passphrase is not None else "none",
+        }
+        if self.kind is not KeyKind.HMAC:
+            parts["public key"] = _public_pem(self.secret)
+        return parts
+
+    def covers(self, other: ApiKey) -> bool:
+        """True when ``other`` can do nothing this key cannot (same venue and environment).
+
+        A key ring uses it so that a rotation can replace a key but never widen it.
+        """
+        return (
+            other.venue == self.venue
+            and other.environment is self.environment
+            and other.scopes <= self.scopes
+            and (
+                self.symbols is None
+                or (other.symbols is not None and other.symbols <= self.symbols)
+            )
+            and _at_most(other.max_notional, self.max_notional)
+            and _at_most(other.max_quantity, self.max_quantity)
+            and other.withdraw_addresses <= self.withdraw_addresses
+        )
+
     def require(
         self,
         scope: Scope,
@@ -242,6 +292,34 @@ def _narrow(name: str, current: Decimal | None, wanted: Any) -> Decimal | None:
     if current is not None and value > current:
         raise ScopeError(f"restrict() cannot raise {name} above {current}")
     return value
+
+
+def _public_pem(secret: Secret) -> str:
+    """The PEM public key of an asymmetric secret, or a note when it does not parse."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    raw = secret.expose()
+    try:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            private = serialization.load_pem_private_key(raw, password=None)
+        else:
+            private = serialization.load_der_private_key(
+                base64.b64decode(raw, validate=True), password=None
+            )
+    except (ValueError, TypeError):
+        return "(the secret is not a PKCS#8 private key)"
+    return (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+        .strip()
+    )
+
+
+def _at_most(value: Decimal | None, bound: Decimal | None) -> bool:
+    return bound is None or (value is not None and value <= bound)
 
 
 def _narrow_time(current: datetime | None, wanted: datetime | None) -> datetime | None:

@@ -86,8 +86,13 @@ class Simulator:
         balances: dict[str, Decimal] | None = None,
         can_withdraw: bool = False,
         withdraw_addresses: Iterable[str] = (),
+        ip_restricted: bool = True,
     ) -> ApiKey:
-        """A new key (and account, unless ``account`` names an existing one) for this run."""
+        """A new key (and account, unless ``account`` names an existing one) for this run.
+
+        ``can_withdraw`` and ``ip_restricted`` set what the venue side allows, whatever
+        ``scopes`` the returned key declares: a test can make an over-permissioned key.
+        """
         key_id = secrets.token_hex(32)
         account = account or f"acct-{key_id[:8]}"
         if account not in self.market.accounts:
@@ -97,7 +102,13 @@ class Simulator:
             hmac_secret = secrets.token_hex(32)
             secret: str | bytes = hmac_secret
             self.dialect.add_key(
-                SimKey(key_id, account, hmac_secret=hmac_secret.encode(), can_withdraw=can_withdraw)
+                SimKey(
+                    key_id,
+                    account,
+                    hmac_secret=hmac_secret.encode(),
+                    can_withdraw=can_withdraw,
+                    ip_restricted=ip_restricted,
+                )
             )
         else:
             private = Ed25519PrivateKey.generate()
@@ -108,7 +119,11 @@ class Simulator:
             )
             self.dialect.add_key(
                 SimKey(
-                    key_id, account, ed25519_public=private.public_key(), can_withdraw=can_withdraw
+                    key_id,
+                    account,
+                    ed25519_public=private.public_key(),
+                    can_withdraw=can_withdraw,
+                    ip_restricted=ip_restricted,
                 )
             )
         return ApiKey(
@@ -120,6 +135,14 @@ class Simulator:
             environment=Environment.SIMULATED,
             withdraw_addresses=withdraw_addresses,
         )
+
+    def account_of(self, key_id: str) -> str:
+        """The account a key belongs to (a rotated-in key is created on the same one)."""
+        return self.dialect.keys[key_id].account
+
+    def revoke_key(self, key_id: str) -> None:
+        """Delete a key at the venue: every later request signed with it fails with -2015."""
+        self.dialect.revoke(key_id)
 
     def handle(
         self,

@@ -36,6 +36,7 @@ class SimResponse:
     headers: dict[str, str]
     body: bytes
     drop: bool = False  # the fault schedule says: close the connection instead of answering
+    reset: bool = False  # the fault schedule says: send half the response, then reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,17 @@ _WEIGHTS = {
     ("POST", "/sapi/v1/capital/withdraw/apply"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
 }
+
+
+# Asking about every symbol (no ``symbol`` parameter) weighs more, as at Binance.
+_ALL_SYMBOLS_WEIGHTS = {("GET", "/api/v3/openOrders"): 80, ("GET", "/api/v3/ticker/price"): 4}
+
+
+def _weight(method: str, path: str, query: str) -> int:
+    heavy = _ALL_SYMBOLS_WEIGHTS.get((method, path))
+    if heavy is not None and not any(p.startswith("symbol=") for p in query.split("&")):
+        return heavy
+    return _WEIGHTS.get((method, path), 1)
 
 
 def _interval(seconds: int) -> tuple[str, int, str]:
@@ -139,6 +151,11 @@ class BinanceDialect:
     def add_key(self, key: SimKey) -> None:
         self.keys[key.key_id] = key
 
+    def revoke(self, key_id: str) -> None:
+        """Forget a key, as deleting it at Binance does: it is answered with -2015 after."""
+        with self._lock:
+            self.keys.pop(key_id, None)
+
     def now_ms(self) -> int:
         """The exchange's clock, which may be set apart from ours on purpose."""
         return int(self._clock() * 1000) + self.clock_offset_ms
@@ -161,7 +178,7 @@ class BinanceDialect:
             return self._error(
                 fault.status, -1000, "An unknown error occurred while processing the request.", {}
             )
-        limited = self._rate_limit(method, path, client)
+        limited = self._rate_limit(method, path, query, client)
         if limited is not None:
             return limited
         try:
@@ -178,7 +195,13 @@ class BinanceDialect:
         return response
 
     def _route(
-        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        delay: float = 0.0,
     ) -> tuple[int, Any]:
         route = (method, path)
         if route == ("GET", "/api/v3/time"):
@@ -194,6 +217,8 @@ class BinanceDialect:
         if route not in _WEIGHTS:
             raise _ApiError(404, -1000, "Unknown endpoint.")
         key, params = self._authenticate(query, headers, body)
+        if delay:
+            time.sleep(delay)  # past the gateway, queued before the engine
         if route == ("POST", "/api/v3/order"):
             return 200, self._new_order(key, params)
         if route == ("GET", "/api/v3/order"):
@@ -299,7 +324,7 @@ class BinanceDialect:
 
     # --- rate limits, as Binance applies them --------------------------------------------
 
-    def _rate_limit(self, method: str, path: str, client: str) -> SimResponse | None:
+    def _rate_limit(self, method: str, path: str, query: str, client: str) -> SimResponse | None:
         now = self._clock()
         limits = self.limits
         with self._lock:
@@ -323,7 +348,7 @@ class BinanceDialect:
                     {"retry-after": str(int(limits.ban_seconds))},
                 )
             counter = self._weight.setdefault(client, _Counter(limits.weight_seconds))
-            used = counter.add(now, _WEIGHTS.get((method, path), 1))
+            used = counter.add(now, _weight(method, path, query))
             if used > limits.weight:
                 return self._too_many(client, now, limits.weight_seconds)
         return None
@@ -488,6 +513,9 @@ class BinanceDialect:
 
     def _error(self, status: int, code: int, message: str, headers: dict[str, str]) -> SimResponse:
         return self._json(status, {"code": code, "msg": message}, headers)
+
+
+_UNKNOWN_ERROR = "An unknown error occurred while processing the request."
 
 
 class _ApiError(Exception):

@@ -1,0 +1,645 @@
+"""``KeyStore``: API keys at rest in one encrypted, authenticated file (guarantee 7).
+
+The file is JSON with a small header and one ciphertext::
+
+    {"format": "securetrade-keystore", "version": 1, "cipher": "aes-256-gcm",
+     "kdf": {"name": "argon2id", "salt": ..., "iterations": 3, "lanes": 4, "memory_kib": 65536},
+     "check": ..., "nonce": ..., "ciphertext": ...}
+
+Everything but the ciphertext is authenticated as AES-GCM associated data, so changing a
+KDF parameter, the nonce or the format is detected like a change to the ciphertext. The
+64 bytes derived from the passphrase (Argon2id, memory-hard; Scrypt where Argon2id is not
+available) split into the encryption key and a check key; ``check`` (an HMAC under the
+check key) tells a wrong passphrase (:class:`WrongPassphrase`) apart from an altered file
+(:class:`KeystoreTampered`). KDF parameters below a safe floor count as tampering, so an
+attacker cannot downgrade them. Instead of a passphrase, a random key-encryption key held
+in the OS keyring can open the file (``keyring`` extra).
+
+Writes are atomic (temporary file, fsync, rename) and create the file with mode 0600;
+reads refuse a file other users can access (:class:`KeystorePermissions`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import (
+    InvalidRequest,
+    KeyNotFound,
+    KeystoreError,
+    KeystorePermissions,
+    KeystoreTampered,
+    WrongPassphrase,
+)
+from .apikey import ApiKey
+from .ring import DEFAULT_OVERLAP, KeyRing
+from .secret import Secret
+
+__all__ = ["KdfParams", "KeyStore", "default_keystore_path"]
+
+FORMAT = "securetrade-keystore"
+VERSION = 1
+CIPHER = "aes-256-gcm"
+_CHECK_LABEL = b"securetrade keystore v1: passphrase check"
+_HKDF_INFO = b"securetrade keystore v1: keyring"
+KEYRING_SERVICE = "securetrade-keystore"
+
+# The floor below which a header's KDF parameters are treated as a downgrade attack.
+_ARGON2_MIN = {"iterations": 2, "lanes": 1, "memory_kib": 19 * 1024}
+_ARGON2_MAX = {"iterations": 64, "lanes": 64, "memory_kib": 4 * 1024 * 1024}
+_SCRYPT_MIN_N, _SCRYPT_MAX_N = 2**15, 2**22
+
+
+def default_keystore_path() -> Path:
+    """``$SECURETRADE_KEYSTORE``, else ``keys.json.enc`` in the user's config directory."""
+    explicit = os.environ.get("SECURETRADE_KEYSTORE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / "securetrade" / "keys.json.enc"
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParams:
+    """How a passphrase becomes a key. The defaults are RFC 9106's second recommendation
+    (Argon2id, 3 passes, 4 lanes, 64 MiB); ``name="scrypt"`` uses ``n``, ``r``, ``p``."""
+
+    name: str = "argon2id"
+    iterations: int = 3
+    lanes: int = 4
+    memory_kib: int = 64 * 1024
+    n: int = 2**17
+    r: int = 8
+    p: int = 1
+
+    @classmethod
+    def default(cls) -> KdfParams:
+        """Argon2id where this ``cryptography`` has it (>= 44), else Scrypt."""
+        try:
+            from cryptography.hazmat.primitives.kdf.argon2 import Argon2id  # noqa: F401
+        except ImportError:  # pragma: no cover - older cryptography
+            return cls(name="scrypt")
+        return cls()
+
+    def header(self, salt: bytes) -> dict[str, Any]:
+        if self.name == "argon2id":
+            return {
+                "name": "argon2id",
+                "salt": _b64(salt),
+                "iterations": self.iterations,
+                "lanes": self.lanes,
+                "memory_kib": self.memory_kib,
+            }
+        if self.name == "scrypt":
+            return {"name": "scrypt", "salt": _b64(salt), "n": self.n, "r": self.r, "p": self.p}
+        raise InvalidRequest(f"unknown KDF {self.name!r} (argon2id or scrypt)")
+
+
+class _Keys:
+    """The two derived keys; never printed, never pickled."""
+
+    __slots__ = ("check", "encrypt")
+
+    def __init__(self, material: bytes) -> None:
+        self.encrypt = Secret(material[:32])
+        self.check = Secret(material[32:64])
+
+    def check_value(self) -> str:
+        return _b64(hmac.new(self.check.expose(), _CHECK_LABEL, hashlib.sha256).digest())
+
+    def __repr__(self) -> str:
+        return "_Keys(<secret>)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("derived keys cannot be pickled")
+
+
+def _derive_from_passphrase(passphrase: Secret, kdf: dict[str, Any]) -> _Keys:
+    salt = _unb64(kdf.get("salt"), "kdf.salt")
+    if len(salt) < 16:
+        raise KeystoreTampered("keystore KDF salt is too short: the header was altered")
+    name = kdf.get("name")
+    if name == "argon2id":
+        values: dict[str, int] = {}
+        for k in _ARGON2_MIN:
+            v = kdf.get(k)
+            if not isinstance(v, int) or not _ARGON2_MIN[k] <= v <= _ARGON2_MAX[k]:
+                raise KeystoreTampered(f"keystore KDF parameter {k} is out of bounds")
+            values[k] = v
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+        material = Argon2id(
+            salt=salt,
+            length=64,
+            iterations=values["iterations"],
+            lanes=values["lanes"],
+            memory_cost=values["memory_kib"],
+        ).derive(passphrase.expose())
+    elif name == "scrypt":
+        n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
+        if not (
+            isinstance(n, int)
+            and _SCRYPT_MIN_N <= n <= _SCRYPT_MAX_N
+            and n & (n - 1) == 0
+            and isinstance(r, int)
+            and 8 <= r <= 32
+            and isinstance(p, int)
+            and 1 <= p <= 16
+        ):
+            raise KeystoreTampered("keystore scrypt parameters are out of bounds")
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        material = Scrypt(salt=salt, length=64, n=n, r=r, p=p).derive(passphrase.expose())
+    else:
+        raise KeystoreTampered(f"keystore names an unknown KDF {name!r}")
+    return _Keys(material)
+
+
+def _derive_from_kek(kek: bytes, kdf: dict[str, Any]) -> _Keys:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    salt = _unb64(kdf.get("salt"), "kdf.salt")
+    material = HKDF(hashes.SHA256(), 64, salt, _HKDF_INFO).derive(kek)
+    return _Keys(material)
+
+
+def _keyring_kek(service: str, username: str, *, create: bool) -> bytes:
+    try:
+        import keyring
+    except ImportError:
+        raise KeystoreError(
+            "the OS keyring needs the optional keyring package: pip install 'securetrade[keyring]'"
+        ) from None
+    stored = keyring.get_password(service, username)
+    if stored is None:
+        if not create:
+            raise WrongPassphrase(
+                f"the OS keyring holds no key-encryption key for this keystore "
+                f"(service {service!r}, entry {username!r})"
+            )
+        kek = secrets.token_bytes(32)
+        keyring.set_password(service, username, _b64(kek))
+        return kek
+    try:
+        kek = base64.b64decode(stored, validate=True)
+    except (binascii.Error, ValueError):
+        raise WrongPassphrase("the OS keyring entry for this keystore is not a key") from None
+    if len(kek) != 32:
+        raise WrongPassphrase("the OS keyring entry for this keystore is not a 32-byte key")
+    return kek
+
+
+class KeyStore:
+    """Named API keys (each with its rotation state) in an encrypted file.
+
+    Open one with :meth:`open` / :meth:`open_with_keyring`, or make a new file with
+    :meth:`create` / :meth:`create_with_keyring`. Every change is written at once,
+    atomically. Keys come out as :class:`ApiKey` (:meth:`get`) or :class:`KeyRing`
+    (:meth:`ring`).
+    """
+
+    def __init__(
+        self, path: Path, header: dict[str, Any], keys: _Keys, entries: dict[str, Any]
+    ) -> None:
+        self._path = path
+        self._header = header
+        self._keys = keys
+        self._entries = entries
+
+    # --- opening and creating ------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str | bytes | Secret,
+        *,
+        kdf: KdfParams | None = None,
+    ) -> KeyStore:
+        """A new, empty keystore at ``path`` protected by ``passphrase``."""
+        secret = _passphrase(passphrase)
+        if len(secret) < 8:
+            raise InvalidRequest("a keystore passphrase needs at least 8 characters")
+        params = kdf or KdfParams.default()
+        header = {"kdf": params.header(secrets.token_bytes(16))}
+        keys = _derive_from_passphrase(secret, header["kdf"])
+        return cls._new(Path(path), header, keys)
+
+    @classmethod
+    def create_with_keyring(
+        cls, path: str | os.PathLike[str], *, service: str = KEYRING_SERVICE
+    ) -> KeyStore:
+        """A new keystore whose key-encryption key is generated into the OS keyring."""
+        username = secrets.token_hex(8)
+        header = {
+            "kdf": {
+                "name": "keyring",
+                "service": service,
+                "username": username,
+                "salt": _b64(secrets.token_bytes(16)),
+            }
+        }
+        keys = _derive_from_kek(_keyring_kek(service, username, create=True), header["kdf"])
+        return cls._new(Path(path), header, keys)
+
+    @classmethod
+    def _new(cls, path: Path, header: dict[str, Any], keys: _Keys) -> KeyStore:
+        if path.exists():
+            raise KeystoreError(f"{path} already exists; open it instead")
+        store = cls(path, header, keys, {})
+        with store._locked():
+            store._write()
+        return store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], passphrase: str | bytes | Secret) -> KeyStore:
+        """Open and decrypt ``path``. Raises :class:`WrongPassphrase`,
+        :class:`KeystoreTampered`, :class:`KeystorePermissions` or :class:`KeyNotFound`."""
+        secret = _passphrase(passphrase)
+        return cls._open(
+            Path(path), lambda kdf: _derive_from_passphrase(secret, kdf), keyring=False
+        )
+
+    @classmethod
+    def open_with_keyring(cls, path: str | os.PathLike[str]) -> KeyStore:
+        """Open ``path`` with its key-encryption key from the OS keyring."""
+
+        def derive(kdf: dict[str, Any]) -> _Keys:
+            service, username = kdf.get("service"), kdf.get("username")
+            if not isinstance(service, str) or not isinstance(username, str):
+                raise KeystoreTampered("keystore keyring reference is malformed")
+            return _derive_from_kek(_keyring_kek(service, username, create=False), kdf)
+
+        return cls._open(Path(path), derive, keyring=True)
+
+    @classmethod
+    def _open(
+        cls, path: Path, derive: Callable[[dict[str, Any]], _Keys], *, keyring: bool
+    ) -> KeyStore:
+        document = _read_document(path)
+        header = {"kdf": document["kdf"]}
+        if (document["kdf"].get("name") == "keyring") != keyring:
+            wanted = "a passphrase" if keyring else "the OS keyring (--keyring)"
+            raise WrongPassphrase(f"this keystore is opened with {wanted}")
+        keys = derive(document["kdf"])
+        entries = _decrypt(document, keys)
+        return cls(path, header, keys, entries)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def uses_keyring(self) -> bool:
+        return bool(self._header["kdf"].get("name") == "keyring")
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The names of the stored keys, sorted."""
+        return sorted(self._entries)
+
+    def get(self, name: str) -> ApiKey:
+        """The key a client should sign with now under ``name`` (rotation applied)."""
+        return self.ring(name).active()
+
+    def ring(self, name: str, **options: Any) -> KeyRing:
+        """The :class:`KeyRing` stored under ``name``: current, next and previous keys.
+
+        ``options`` go to :class:`KeyRing` (a ``clock`` for tests, for instance).
+        """
+        entry = self._entry(name)
+        return KeyRing(
+            _key_from(entry["current"]),
+            next=None if entry.get("next") is None else _key_from(entry["next"]),
+            activate_at=_time(entry.get("activate_at")),
+            previous=None if entry.get("previous") is None else _key_from(entry["previous"]),
+            retire_at=_time(entry.get("retire_at")),
+            overlap=timedelta(
+                seconds=float(entry.get("overlap_s", DEFAULT_OVERLAP.total_seconds()))
+            ),
+            account=entry.get("account"),
+            **options,
+        )
+
+    # --- changing (each change is written at once) -----------------------------------------
+
+    def add(self, name: str, key: ApiKey, *, overlap: timedelta = DEFAULT_OVERLAP) -> None:
+        """Store ``key`` under the new ``name``."""
+        _check_name(name)
+        with self._locked():
+            if name in self._entries:
+                raise InvalidRequest(f"a key named {name!r} exists; rotate or remove it")
+            self._entries[name] = _entry_from(KeyRing(key, overlap=overlap))
+            self._write()
+
+    def rotate(
+        self,
+        name: str,
+        key: ApiKey,
+        *,
+        activate_at: datetime | None = None,
+        overlap: timedelta | None = None,
+    ) -> KeyRing:
+        """Replace the key under ``name`` by ``key`` (never wider; see :class:`KeyRing`).
+
+        Without ``activate_at`` the switch is immediate and the old key stays as
+        ``previous`` for the overlap window; with it, ``key`` is staged to take over then.
+        """
+        with self._locked():
+            ring = self.ring(name)
+            if overlap is not None:
+                if overlap < timedelta(0):
+                    raise InvalidRequest("overlap must not be negative")
+                ring.overlap = overlap
+            ring.stage(key, activate_at=activate_at)
+            if activate_at is None:
+                ring.promote()
+            self._entries[name] = _entry_from(ring)
+            self._write()
+            return ring
+
+    def retire(self, name: str) -> None:
+        """Forget the replaced key under ``name`` (delete it at the venue too)."""
+        with self._locked():
+            ring = self.ring(name)
+            previous = ring.previous
+            if previous is None:
+                raise KeyNotFound(f"{name!r} holds no replaced key to retire")
+            ring.retire(previous.key_id)
+            self._entries[name] = _entry_from(ring)
+            self._write()
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` and every key under it."""
+        with self._locked():
+            self._entry(name)
+            del self._entries[name]
+            self._write()
+
+    def change_passphrase(self, passphrase: str | bytes | Secret) -> None:
+        """Re-encrypt under a new passphrase, with a new salt."""
+        secret = _passphrase(passphrase)
+        if len(secret) < 8:
+            raise InvalidRequest("a keystore passphrase needs at least 8 characters")
+        with self._locked():
+            params = KdfParams.default()
+            header = {"kdf": params.header(secrets.token_bytes(16))}
+            self._keys = _derive_from_passphrase(secret, header["kdf"])
+            self._header = header
+            self._write()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        try:
+            entry: dict[str, Any] = self._entries[name]
+        except KeyError:
+            raise KeyNotFound(f"no key named {name!r} in {self._path}") from None
+        return entry
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise writers across processes, and start from what is on disk."""
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            if self._path.exists():
+                document = _read_document(self._path)
+                if document["kdf"] != self._header["kdf"]:
+                    raise KeystoreError(
+                        f"{self._path} was re-keyed by another process; open it again"
+                    )
+                self._entries = _decrypt(document, self._keys)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self) -> None:
+        plaintext = json.dumps(
+            {"entries": self._entries}, sort_keys=True, separators=(",", ":")
+        ).encode()
+        nonce = secrets.token_bytes(12)
+        document: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "cipher": CIPHER,
+            "kdf": self._header["kdf"],
+            "check": self._keys.check_value(),
+            "nonce": _b64(nonce),
+        }
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        ciphertext = AESGCM(self._keys.encrypt.expose()).encrypt(
+            nonce, plaintext, _associated_data(document)
+        )
+        document["ciphertext"] = _b64(ciphertext)
+        _atomic_write(self._path, json.dumps(document, indent=1).encode() + b"\n")
+
+    def __repr__(self) -> str:
+        return f"KeyStore({str(self._path)!r}, keys={len(self._entries)})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a KeyStore cannot be pickled")
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise KeyNotFound(
+            f"no keystore at {path}; create one with `securetrade keys add`"
+        ) from None
+    except OSError as exc:
+        raise KeystoreError(f"cannot open keystore {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if os.name == "posix":
+            if info.st_uid != os.getuid():
+                raise KeystorePermissions(f"{path} belongs to another user; refusing to use it")
+            if info.st_mode & 0o077:
+                raise KeystorePermissions(
+                    f"{path} has mode {stat.filemode(info.st_mode)}: other users may read it. "
+                    f"Run: chmod 600 {path}"
+                )
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            raw = handle.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise KeystoreTampered(f"{path} is not a keystore (not JSON): corrupted?") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise KeystoreTampered(f"{path} is not a securetrade keystore")
+    if document.get("version") != VERSION or document.get("cipher") != CIPHER:
+        raise KeystoreTampered(f"{path}: unsupported keystore version or cipher")
+    for name, kind in (("kdf", dict), ("check", str), ("nonce", str), ("ciphertext", str)):
+        if not isinstance(document.get(name), kind):
+            raise KeystoreTampered(f"{path}: keystore field {name!r} is missing or malformed")
+    extra = set(document) - {"format", "version", "cipher", "kdf", "check", "nonce", "ciphertext"}
+    if extra:
+        raise KeystoreTampered(f"{path}: unexpected keystore fields {sorted(extra)}")
+    return document
+
+
+def _associated_data(document: dict[str, Any]) -> bytes:
+    header = {k: v for k, v in document.items() if k != "ciphertext"}
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _decrypt(document: dict[str, Any], keys: _Keys) -> dict[str, Any]:
+    if not hmac.compare_digest(keys.check_value(), document["check"]):
+        raise WrongPassphrase("wrong passphrase: it does not open this keystore")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = _unb64(document["nonce"], "nonce")
+    ciphertext = _unb64(document["ciphertext"], "ciphertext")
+    try:
+        plaintext = AESGCM(keys.encrypt.expose()).decrypt(
+            nonce, ciphertext, _associated_data(document)
+        )
+    except (InvalidTag, ValueError):
+        raise KeystoreTampered(
+            "keystore failed authentication: the file was altered or corrupted; "
+            "restore it from a backup"
+        ) from None
+    entries = json.loads(plaintext)["entries"]
+    if not isinstance(entries, dict):
+        raise KeystoreTampered("keystore content is malformed")
+    return entries
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a 0600 temporary file beside ``path``, fsync, then rename it."""
+    import tempfile
+
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+def _record(key: ApiKey) -> dict[str, Any]:
+    return {
+        "venue": key.venue,
+        "key_id": key.key_id,
+        "kind": key.kind.value,
+        "environment": key.environment.value,
+        "scopes": sorted(s.value for s in key.scopes),
+        "symbols": None if key.symbols is None else sorted(key.symbols),
+        "max_notional": None if key.max_notional is None else str(key.max_notional),
+        "max_quantity": None if key.max_quantity is None else str(key.max_quantity),
+        "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
+        "withdraw_addresses": sorted(key.withdraw_addresses),
+        "secret": _b64(key.secret.expose()),
+        "passphrase": None if key.passphrase is None else _b64(key.passphrase.expose()),
+    }
+
+
+def _key_from(record: dict[str, Any]) -> ApiKey:
+    try:
+        return ApiKey(
+            record["venue"],
+            record["key_id"],
+            Secret(base64.b64decode(record["secret"])),
+            kind=record["kind"],
+            environment=record["environment"],
+            scopes=record["scopes"],
+            symbols=record["symbols"],
+            max_notional=record["max_notional"],
+            max_quantity=record["max_quantity"],
+            expires_at=_time(record["expires_at"]),
+            withdraw_addresses=record["withdraw_addresses"],
+            passphrase=None
+            if record["passphrase"] is None
+            else Secret(base64.b64decode(record["passphrase"])),
+        )
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise KeystoreTampered(f"a stored key is malformed ({type(exc).__name__})") from None
+
+
+def _entry_from(ring: KeyRing) -> dict[str, Any]:
+    previous, next_key = ring.previous, ring.next
+    activate_at, retire_at = ring.activate_at, ring.retire_at
+    return {
+        "account": ring.account,
+        "overlap_s": ring.overlap.total_seconds(),
+        "current": _record(ring.current),
+        "next": None if next_key is None else _record(next_key),
+        "activate_at": None if activate_at is None else activate_at.isoformat(),
+        "previous": None if previous is None else _record(previous),
+        "retire_at": None if retire_at is None else retire_at.isoformat(),
+    }
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidRequest("a key name is 1-64 characters of letters, digits, - _ .")
+
+
+def _passphrase(value: str | bytes | Secret) -> Secret:
+    return value if isinstance(value, Secret) else Secret(value)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any, name: str) -> bytes:
+    if not isinstance(text, str):
+        raise KeystoreTampered(f"keystore field {name} is malformed")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeystoreTampered(f"keystore field {name} is not base64") from None
