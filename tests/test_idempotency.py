@@ -66,7 +66,7 @@ def test_same_key_other_parameters_sends_nothing(sim: Simulator, make_client: An
 @pytest.mark.parametrize("fault", ["drop_response", "drop_request", "status"])
 def test_faults_never_double_an_order(sim: Simulator, make_client: Any, fault: str) -> None:
     """Whether the venue saw the order or not, the client ends with exactly one."""
-    client = make_client(sim.create_key(), recv_window_ms=300)
+    client = make_client(sim.create_key(), recv_window_ms=300, settings=Settings(settle_ms=200))
     sim.faults.inject(fault, **POST)
     order = client.place_order(ORDER, idempotency_key=f"fault-{fault}")
     assert sim.faults.fired == [(fault, "POST", "/api/v3/order")]
@@ -175,7 +175,9 @@ def test_restart_on_the_same_journal_returns_the_recorded_order(
         again = second.place_order(ORDER, idempotency_key="survives")
     assert again == order
     assert _posts(sim) == 1
-    assert sim.dialect.stats.requests - before == 1  # exchangeInfo only
+    # Nothing but reads: exchangeInfo, the clock sync, and recovery's one look at open orders.
+    assert sim.dialect.stats.by_path["GET /api/v3/openOrders"] == 2
+    assert sim.dialect.stats.requests - before == 1 + 3 + 1
 
 
 def test_crash_after_send_is_resolved_on_restart(sim: Simulator, tmp_path: Path) -> None:
@@ -253,7 +255,11 @@ def test_async_client_over_tls_never_doubles_an_order(
 
     async def run() -> str:
         async with AsyncClient(
-            key, journal=":memory:", recv_window_ms=300, **tls_options(server)
+            key,
+            journal=":memory:",
+            recv_window_ms=300,
+            settings=Settings(settle_ms=200),
+            **tls_options(server),
         ) as client:
             await client.instruments()
             sim.faults.inject(fault, **POST)

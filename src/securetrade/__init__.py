@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 
 from .client import AsyncClient, Client
-from .core import IntentState, Journal, Settings
+from .core import IntentState, Journal, RecoveryReport, RetryPolicy, Settings
 from .errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
@@ -98,6 +98,8 @@ __all__ = [
     "ScopeError",
     "Secret",
     "SecureTradeError",
+    "RecoveryReport",
+    "RetryPolicy",
     "Settings",
     "Side",
     "TimeInForce",

@@ -17,12 +17,13 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .clock import VenueClock
-from .core import Core, Flow, Journal, Settings, Wait
+from .core import Core, Flow, Journal, RecoveryReport, Settings, Wait
 from .errors import InvalidRequest
-from .keys import ApiKey
+from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Instrument, Order, OrderRequest
-from .policy import Policy
-from .ratelimit import RateLimiter
+from .nonce import NonceSource
+from .policy import Decision, Policy
+from .ratelimit import RateLimiter, Usage
 from .record import AuditLog
 from .transport import (
     AsyncTransport,
@@ -58,17 +59,20 @@ TransportT = TypeVar("TransportT", Transport, AsyncTransport)
 class _Base(ABC, Generic[TransportT]):
     """Builds the core, the TLS context and the transport; holds no I/O of its own.
 
-    ``key`` is the scoped credential; ``pins`` the SPKI pins of the venue's TLS keys
+    ``key`` is the scoped credential, or a :class:`KeyRing` to rotate it while running;
+    ``pins`` the SPKI pins of the venue's TLS keys
     (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
     path, a :class:`Journal`, or the default file in the user's state directory).
-    ``transport`` replaces HTTPS entirely (for the in-process simulator).
+    ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
+    where nonce venues (Kraken) draw nonces: by default one source per process; processes
+    or hosts sharing a key need a shared one (:mod:`securetrade.nonce`).
     """
 
     core: Core
 
     def __init__(
         self,
-        key: ApiKey,
+        key: ApiKey | KeyRing,
         *,
         venue: str | Venue | None = None,
         base_url: str | None = None,
@@ -80,6 +84,7 @@ class _Base(ABC, Generic[TransportT]):
         limiter: RateLimiter | None = None,
         settings: Settings | None = None,
         audit: AuditLog | None = None,
+        nonces: NonceSource | None = None,
         recv_window_ms: int | None = None,
         timeout: float = 10.0,
         proxy: str | None = None,
@@ -108,17 +113,19 @@ class _Base(ABC, Generic[TransportT]):
             policy=policy,
             audit=audit,
             settings=settings,
+            nonces=nonces,
             unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
         )
         if transport is None:
             transport = self._https(
-                _base_url(chosen, key, base_url),
+                _base_url(chosen, self.core.keys.current, base_url),
                 _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
                 timeout=timeout,
                 proxy=proxy,
                 unsafe_allow_plain_http=unsafe_allow_plain_http,
             )
         self._transport: TransportT = transport
+        self.core.base_url = getattr(transport, "base_url", None)  # for traces
 
     @abstractmethod
     def _https(
@@ -144,6 +151,10 @@ class _Base(ABC, Generic[TransportT]):
     def limiter(self) -> RateLimiter:
         return self.core.limiter
 
+    def rate_limit_usage(self) -> list[Usage]:
+        """Usage of every rate-limit window per scope right now (read from its backend)."""
+        return self.core.limiter.usage()
+
     @property
     def audit(self) -> AuditLog:
         return self.core.audit
@@ -152,8 +163,18 @@ class _Base(ABC, Generic[TransportT]):
         """Client order ids whose outcome the venue has not yet confirmed."""
         return self.core.unresolved()
 
+    @property
+    def journal(self) -> Journal:
+        return self.core.journal
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(venue={self.core.venue.name!r}, key={self.core.key!r})"
+        key = self.core.keys.current
+        return f"{type(self).__name__}(venue={self.core.venue.name!r}, key={key!r})"
+
+    @property
+    def keys(self) -> KeyRing:
+        """The key ring: ``client.keys.rotate(new_key)`` switches keys while running."""
+        return self.core.keys
 
 
 def _base_url(venue: Venue, key: ApiKey, base_url: str | None) -> str:
@@ -267,6 +288,14 @@ class Client(_Base[Transport]):
         """Run every local check on ``order`` without placing it (a dry run)."""
         return self._run("check_order", self.core.check_order(order))
 
+    def would_pass(self, order: OrderRequest) -> Decision:
+        """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
+        return self._run("would_pass", self.core.would_pass(order))
+
+    def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+        """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
+        return self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Order:
@@ -295,9 +324,22 @@ class Client(_Base[Transport]):
         """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried."""
         return self._run("withdraw", self.core.withdraw(asset, amount, address, network=network))
 
+    def recover(self) -> RecoveryReport:
+        """Reconcile the journal with the venue now (it also runs before the first order)."""
+        return self._run("recover", self.core.recover())
+
     def key_permissions(self) -> dict[str, Any]:
         """What the venue says this key may do."""
         return self._run("key_permissions", self.core.key_permissions())
+
+    def check_key(self, *, refuse: bool = False) -> KeyCheck:
+        """Compare the key's declared scopes with what the venue really allows.
+
+        Problems (withdrawals enabled, no IP allowlist, undeclared permissions) are logged
+        as warnings and listed in the returned report; with ``refuse=True`` they raise
+        :class:`OverPermissionedKey` instead.
+        """
+        return self._run("check_key", self.core.check_key(refuse=refuse))
 
     def close(self) -> None:
         self._transport.close()
@@ -381,6 +423,14 @@ class AsyncClient(_Base[AsyncTransport]):
         """Run every local check on ``order`` without placing it (a dry run)."""
         return await self._run("check_order", self.core.check_order(order))
 
+    async def would_pass(self, order: OrderRequest) -> Decision:
+        """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
+        return await self._run("would_pass", self.core.would_pass(order))
+
+    async def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+        """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
+        return await self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+
     async def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Order:
@@ -411,9 +461,17 @@ class AsyncClient(_Base[AsyncTransport]):
             "withdraw", self.core.withdraw(asset, amount, address, network=network)
         )
 
+    async def recover(self) -> RecoveryReport:
+        """Reconcile the journal with the venue now (it also runs before the first order)."""
+        return await self._run("recover", self.core.recover())
+
     async def key_permissions(self) -> dict[str, Any]:
         """What the venue says this key may do."""
         return await self._run("key_permissions", self.core.key_permissions())
+
+    async def check_key(self, *, refuse: bool = False) -> KeyCheck:
+        """Compare declared scopes with the venue's; see :meth:`Client.check_key`."""
+        return await self._run("check_key", self.core.check_key(refuse=refuse))
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -1,7 +1,8 @@
 """The I/O-free core: flows of effects, and the idempotency journal."""
 
-from .flows import Core, Flow, Send, Settings, Wait
-from .journal import Intent, IntentState, Journal, derive_client_order_id
+from .flows import Core, Flow, RecoveryReport, Send, Settings, Wait
+from .journal import Intent, IntentState, Journal, JournalError, derive_client_order_id
+from .retry import RetryPolicy
 
 __all__ = [
     "Core",
@@ -9,6 +10,9 @@ __all__ = [
     "Intent",
     "IntentState",
     "Journal",
+    "JournalError",
+    "RecoveryReport",
+    "RetryPolicy",
     "Send",
     "Settings",
     "Wait",

@@ -12,9 +12,12 @@ limit → freshness (venue timestamp) → signing → transport → record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,27 +26,41 @@ from typing import Any, TypeVar
 from ..clock import VenueClock
 from ..errors import (
     AmbiguousOutcome,
+    AuthenticationRejected,
     ConnectFailed,
     DuplicateOrder,
     IdempotencyKeyMismatch,
     InvalidRequest,
+    LocalRefusal,
     OrderNotFound,
+    PolicyViolation,
     RateLimited,
+    ScopeError,
     SecureTradeError,
     UnresolvedOrder,
     VenueRejected,
 )
-from ..keys import ApiKey, Scope
+from ..keys import ApiKey, KeyCheck, KeyRing, Scope, assess
 from ..models import Balance, Instrument, Order, OrderRequest, OrderStatus, to_decimal
-from ..policy import Policy
-from ..ratelimit import RateLimiter
+from ..nonce import MemoryNonceSource, NonceSource
+from ..policy import Decision, KillState, Policy, ReferencePrice
+from ..ratelimit import Caller, Priority, RateLimiter, cost_of
 from ..record import AuditLog
-from ..signing import Signer, signer_for
+from ..signing import Signer
+from ..transport import telemetry
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
-from ..venues.base import Endpoint, Op, Outcome, Params, Venue, Verdict
-from .journal import IntentState, Journal, derive_client_order_id
+from ..venues.base import Endpoint, Freshness, Op, Outcome, Params, Venue, Verdict
+from .journal import (
+    Intent,
+    IntentState,
+    Journal,
+    is_ours,
+    owner_is_gone,
+    process_token,
+)
+from .retry import Attempts, RetryPolicy
 
-__all__ = ["Core", "Flow", "Send", "Settings", "Wait"]
+__all__ = ["Core", "Flow", "RecoveryReport", "Send", "Settings", "Wait"]
 
 log = logging.getLogger("securetrade")
 
@@ -71,13 +88,42 @@ Flow = Generator[Effect, Any, T]
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Tunables of the pipeline. The defaults suit a bot on a normal network."""
+    """Tunables of the pipeline. The defaults suit a bot on a normal network.
 
-    max_attempts: int = 4  # sends of one request, retries included
+    ``retry`` decides how often and how soon a request is sent again (tenacity strategies);
+    every order resend reuses the client order id and is signed afresh. ``settle_ms`` is
+    added to a request's venue deadline before "not found" counts as proof that it never
+    executed (it covers the venue's internal queueing after its gateway check).
+    """
+
+    max_attempts: int = 4  # sends of one request, retries included (the default stop)
     max_rate_wait: float = 30.0  # longest a venue-imposed pause is waited out, seconds
-    settle_ms: int = 1000  # margin after a request's venue deadline before "not found" is final
-    resolve_timeout: float = 30.0  # how long to keep asking about an ambiguous order, seconds
+    settle_ms: int = 10_000  # margin after a request's venue deadline, see above
+    resolve_timeout: float = 60.0  # how long to keep asking about an ambiguous order, seconds
     clock_samples: int = 3  # /time round trips per clock sync
+    recover_on_start: bool = True  # reconcile the journal before this client's first order
+    owner_patience: float = 60.0  # seconds before a PENDING intent of a silent owner is taken
+    retry: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=max_attempts)
+
+    def retry_policy(self) -> RetryPolicy:
+        return self.retry or RetryPolicy(max_attempts=self.max_attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What reconciling the journal with the venue found.
+
+    ``resolved``: unfinished intents the venue knows, now recorded. ``not_placed``: client
+    order ids proven never to have executed (the same idempotency key sends them again).
+    ``unresolved``: ids the venue could not answer for; they need another look or a person.
+    ``orphans``: open orders at the venue with this SDK's id prefix and no journal entry
+    (another journal, or a lost one); reported, never adopted silently.
+    """
+
+    resolved: tuple[Order, ...] = ()
+    not_placed: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()
+    orphans: tuple[Order, ...] = ()
 
 
 _STATE_OF = {
@@ -90,18 +136,13 @@ _STATE_OF = {
 }
 
 
-# How long a second caller with the same key waits for the first to finish before it asks
-# the venue itself (the first may have died).
+# How long a second caller with the same key waits for a live owner's send to finish
+# before it asks the venue itself.
 _OWNER_PATIENCE_MS = 1000.0
 
 
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with jitter between attempts (tenacity's strategy)."""
-    from tenacity import RetryCallState, wait_exponential_jitter
-
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = attempt
-    return float(wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05)(state))
+class _ClaimLost(Exception):
+    """Somebody else sent or claimed the intent since we read it: rejoin, do not send."""
 
 
 class Core:
@@ -110,7 +151,7 @@ class Core:
     def __init__(
         self,
         venue: Venue,
-        key: ApiKey,
+        key: ApiKey | KeyRing,
         *,
         journal: Journal,
         limiter: RateLimiter | None = None,
@@ -118,8 +159,12 @@ class Core:
         policy: Policy | None = None,
         audit: AuditLog | None = None,
         settings: Settings | None = None,
+        nonces: NonceSource | None = None,
         unsafe_allow_withdraw_scope: bool = False,
     ) -> None:
+        # A ring can only narrow on rotation, so checking its current key covers the rest.
+        self.keys = KeyRing.of(key)
+        key = self.keys.current
         if key.venue != venue.name:
             raise InvalidRequest(f"key is for {key.venue!r}, client is for {venue.name!r}")
         if Scope.WITHDRAW in key.scopes and not unsafe_allow_withdraw_scope:
@@ -131,16 +176,32 @@ class Core:
         if Scope.WITHDRAW in key.scopes:
             log.warning("unsafe_allow_withdraw_scope: client holds a key that can withdraw")
         self.venue = venue
-        self.key = key
+        self.account = self.keys.account  # stable across rotations: client order ids use it
         self.journal = journal
-        self._adopt_published_limits = limiter is None
-        self.limiter = limiter or RateLimiter(venue.rate_limits)
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._callers: dict[str, Caller] = {}
+        self._adopt_published_limits = self.limiter.attach(
+            venue.name, venue.rate_limits, caller=self._caller(key)
+        )
         self.clock = clock or VenueClock()
         self.policy = policy or Policy()
         self.audit = audit or AuditLog()
+        self.base_url: str | None = None  # where the transport sends (for traces), if known
+        self._references: dict[str, ReferencePrice] = {}
+        self._cancel_due: KillState | None = None  # a kill switch asked to cancel open orders
+        self._cancelled_for: float | None = None  # ...and this engagement was honoured
+        for switch in self.policy.kill_switches():
+            switch.on_engage(_kill_listener(self))
         self.settings = settings or Settings()
-        self._signer: Signer = signer_for(key)
+        self._signers: dict[str, Signer] = {key.key_id: venue.signer(key)}
+        # Nonce venues: one process-wide source by default, so clients sharing a key agree.
+        self.nonces: NonceSource | None = None
+        if venue.freshness is Freshness.NONCE:
+            self.nonces = nonces or _PROCESS_NONCES
         self._instruments: dict[str, Instrument] = {}
+        self._recovered = False
+        self._recovering = False
+        self._inflight: set[str] = set()  # client order ids this client is sending now
 
     # --- the public operations ------------------------------------------------------------
 
@@ -148,9 +209,11 @@ class Core:
         payload = yield from self._call(Op.SERVER_TIME, [])
         return self.venue.parse_server_time(payload)
 
-    def instruments(self, *, refresh: bool = False) -> Flow[dict[str, Instrument]]:
+    def instruments(
+        self, *, refresh: bool = False, priority: Priority = Priority.BULK
+    ) -> Flow[dict[str, Instrument]]:
         if refresh or not self._instruments:
-            payload = yield from self._call(Op.INSTRUMENTS, [])
+            payload = yield from self._call(Op.INSTRUMENTS, [], priority=priority)
             self._instruments = self.venue.parse_instruments(payload)
             published = self.venue.parse_rate_limits(payload)
             if published and self._adopt_published_limits:
@@ -162,12 +225,14 @@ class Core:
         return self.venue.parse_balances(payload)
 
     def open_orders(self, symbol: str | None = None) -> Flow[list[Order]]:
-        params: Params = []
         if symbol is not None:
             self.venue.check_symbol(symbol)
-            params.append(("symbol", symbol))
+        params = self.venue.open_orders_params(symbol)
         payload = yield from self._call(Op.OPEN_ORDERS, params, symbol=symbol)
-        return self.venue.parse_orders(payload)
+        orders = self.venue.parse_orders(payload)
+        listed = [o for o in orders if symbol is None or o.symbol == symbol]
+        self.policy.observe_open_orders(listed, symbol=symbol)
+        return listed
 
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -177,7 +242,9 @@ class Core:
             symbol, client_order_id=client_order_id, order_id=order_id
         )
         payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
-        return self.venue.parse_order(payload)
+        order = self.venue.parse_order(payload)
+        self.policy.observe(order)
+        return order
 
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -188,8 +255,14 @@ class Core:
         )
         # A cancel is idempotent at the venue: resending one is always safe.
         payload = yield from self._call(Op.CANCEL_ORDER, params, symbol=symbol)
-        order = self.venue.parse_order(payload)
-        self.audit.emit("order.canceled", client_order_id=order.client_order_id)
+        if Op.CANCEL_ORDER in self.venue.order_acks:  # an acknowledgement: read the order back
+            order = yield from self.get_order(
+                symbol, client_order_id=client_order_id, order_id=order_id
+            )
+        else:
+            order = self.venue.parse_order(payload)
+        self.policy.observe(order)
+        self.audit.emit("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
 
     def withdraw(
@@ -199,6 +272,15 @@ class Core:
         if value <= 0:
             raise InvalidRequest("amount must be greater than zero")
         params = self.venue.withdraw_params(asset, value, address, network)
+        try:
+            self.policy.check_withdrawal()
+            self.key.require(Scope.WITHDRAW, address=address)
+        except LocalRefusal as exc:
+            self.audit.emit(
+                "withdraw.refused", asset=asset, amount=value, reason=type(exc).__name__
+            )
+            raise
+        self.audit.emit("withdraw.attempt", asset=asset, amount=value, address=address)
         payload = yield from self._call(Op.WITHDRAW, params, once=True, address=address)
         return self.venue.parse_withdrawal(payload)
 
@@ -206,19 +288,110 @@ class Core:
         payload = yield from self._call(Op.KEY_PERMISSIONS, [])
         return dict(payload)
 
+    def check_key(self, *, refuse: bool = False) -> Flow[KeyCheck]:
+        """Ask the venue what the key may really do; warn, or refuse, if more than declared."""
+        parse = getattr(self.venue, "parse_key_permissions", None)
+        if parse is None or Op.KEY_PERMISSIONS not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} cannot report what a key may do")
+        key = self.key
+        payload = yield from self._call(Op.KEY_PERMISSIONS, [])
+        report = assess(key, parse(payload))
+        self.audit.emit("key.checked", key=report.key_id_hint, ok=report.ok)
+        return report.enforce(refuse=refuse)
+
     def check_order(self, order: OrderRequest) -> Flow[Instrument]:
         """Every local check of ``order`` (scope, policy, venue grammar, instrument rules)."""
-        self.key.require(
-            Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
-        )
-        self.policy.check(order)
-        self.venue.check_symbol(order.symbol)
-        instruments = yield from self.instruments()
-        instrument = instruments.get(order.symbol)
-        if instrument is None:
-            raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
-        instrument.check(order)
+        instrument, _ = yield from self._vet(order)
         return instrument
+
+    def would_pass(self, order: OrderRequest) -> Flow[Decision]:
+        """The dry run: would ``order`` pass every local check now? Only reads are sent."""
+        try:
+            yield from self._vet(order)
+        except PolicyViolation as exc:
+            return Decision.deny(exc.rule, exc.message)
+        except LocalRefusal as exc:
+            rule = "scope" if isinstance(exc, ScopeError) else "instrument"
+            return Decision.deny(rule, exc.message)
+        return Decision(True)
+
+    def _vet(self, order: OrderRequest) -> Flow[tuple[Instrument, ReferencePrice | None]]:
+        """Scope, then the rules that need no market data, then the venue's grammar and
+        instrument rules, then (only if a rule needs it) the reference price and the rest."""
+        yield from self._honour_kill_switch()
+        try:
+            self.key.require(
+                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
+            )
+        except ScopeError:
+            self.audit.emit("scope.refused", op="place_order", reason="permission")
+            raise
+        try:
+            self.policy.check(order, final=False)
+            self.venue.check_symbol(order.symbol)
+            instruments = yield from self.instruments(priority=Priority.ORDER)
+            instrument = instruments.get(order.symbol)
+            if instrument is None:
+                raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
+            instrument.check(order)
+            reference = None
+            if self.policy.needs_reference(order):
+                reference = yield from self.reference_price(order.symbol)
+            self.policy.check(order, reference_price=reference)
+        except PolicyViolation as exc:
+            yield from self._honour_kill_switch()
+            self.audit.emit("policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message)
+            telemetry.annotate(policy_decision=f"deny:{exc.rule}")
+            raise
+        telemetry.annotate(policy_decision="allow")
+        return instrument, reference
+
+    def reference_price(self, symbol: str) -> Flow[ReferencePrice]:
+        """The venue's last price of ``symbol``, reused while younger than the policy's
+        ``reference_max_age`` allows (half of it, so a reused price is never stale)."""
+        cached = self._references.get(symbol)
+        if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
+            return cached
+        self.venue.check_symbol(symbol)
+        payload = yield from self._call(
+            Op.TICKER_PRICE, [("symbol", symbol)], symbol=symbol, priority=Priority.ORDER
+        )
+        fresh = ReferencePrice(symbol, self.venue.parse_price(payload), time.time())
+        self._references[symbol] = fresh
+        return fresh
+
+    def kill(self, reason: str, *, cancel_open: bool = False) -> Flow[list[Order]]:
+        """Engage the kill switch (everywhere it reaches); cancel open orders if asked."""
+        self.policy.kill_switch.engage(reason, cancel_open=cancel_open)
+        self.audit.emit("killswitch.engaged", reason=reason, cancel_open=cancel_open)
+        cancelled = yield from self._honour_kill_switch()
+        return cancelled
+
+    def _honour_kill_switch(self) -> Flow[list[Order]]:
+        """Cancel every open order once per engagement that asked for it."""
+        due = self._cancel_due
+        if due is None:
+            for switch in self.policy.kill_switches():
+                state = switch.state()
+                if state.engaged and state.cancel_open and state.at != self._cancelled_for:
+                    due = state
+                    break
+        if due is None or due.at == self._cancelled_for:
+            self._cancel_due = None
+            return []
+        self._cancel_due, self._cancelled_for = None, due.at
+        if Scope.CANCEL not in self.key.scopes or Scope.READ not in self.key.scopes:
+            log.error("kill switch asked to cancel open orders, but this key cannot")
+            return []
+        cancelled = []
+        for order in (yield from self.open_orders()):
+            try:
+                done = yield from self.cancel_order(order.symbol, order_id=order.order_id)
+            except OrderNotFound:
+                continue  # filled or cancelled meanwhile
+            cancelled.append(done)
+        self.audit.emit("killswitch.cancelled", orders=len(cancelled), reason=due.reason)
+        return cancelled
 
     def place_order(self, order: OrderRequest, idempotency_key: str | None = None) -> Flow[Order]:
         """Place ``order`` at most once per ``idempotency_key``, whatever fails on the way."""
@@ -226,76 +399,238 @@ class Core:
             raise InvalidRequest(
                 "client_order_id is derived from the idempotency key; pass idempotency_key"
             )
-        yield from self.check_order(order)
+        _, reference = yield from self._vet(order)
         key = idempotency_key or uuid.uuid4().hex
         if not key or len(key) > 255 or not key.isprintable():
             raise InvalidRequest("idempotency_key must be 1-255 printable characters")
-        cid = derive_client_order_id(self.venue.name, self.key.key_id, key)
+        yield from self._ready()
+        cid = self.venue.client_order_id(self.account, key)
         fingerprint = order.fingerprint()
-        intent, created = self.journal.begin(key, cid, order.symbol, fingerprint, 0)
+        intent, created = self.journal.begin(key, cid, self.account, order.symbol, fingerprint)
         if intent.fingerprint != fingerprint:
             raise IdempotencyKeyMismatch(
                 f"idempotency key was used for another order ({intent.fingerprint}); "
                 "nothing was sent"
             )
-        self.audit.emit("order.intent", client_order_id=cid, symbol=order.symbol, new=created)
+        self.audit.emit(
+            "order.intent",
+            client_order_id=cid,
+            symbol=order.symbol,
+            new=created,
+            side=order.side.value,
+            type=order.type.value,
+            quantity=order.quantity,
+            price=order.price,
+        )
+        self.checkpoint("after_claim_commit")
         if created:
-            result = yield from self._submit(order, key, cid)
+            with self.policy.admit(order, cid, reference=reference) as admission:
+                result = yield from self._submit(order, key, cid, 0)
+                admission.placed(result)
         else:
             result = yield from self._rejoin(order, key, cid)
         return result
 
     def unresolved(self) -> list[str]:
-        """Client order ids of intents whose outcome is not yet known."""
-        return [i.client_order_id for i in self.journal.unresolved()]
+        """Client order ids of this account's intents whose outcome is not yet known."""
+        return [i.client_order_id for i in self.journal.unresolved(self.account)]
+
+    def checkpoint(self, name: str) -> None:
+        """Named points of the order path where a test harness may stop the process.
+
+        Does nothing unless a harness replaced it; the crash tests kill the process here to
+        prove the journal recovers from a death at each point.
+        """
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def _ready(self) -> Flow[None]:
+        """The submit gate: no new order goes out before the journal is reconciled."""
+        if self._recovered or not self.settings.recover_on_start:
+            return
+        while self._recovering:
+            yield Wait(0.01)  # another task or thread of this client is reconciling
+            if self._recovered:
+                return
+        yield from self.recover()
+
+    def recover(self) -> Flow[RecoveryReport]:
+        """Match every unfinished intent of this account against the venue.
+
+        Runs before this client's first order (unless ``Settings.recover_on_start`` is off)
+        and may be called at any time. Intents a live owner is still working on are left to
+        it. Reads made here are part of placing orders, so a trade-only key may make them.
+        """
+        self._recovering = True
+        try:
+            report = yield from self._recover()
+        finally:
+            self._recovering = False
+        self._recovered = True
+        self.audit.emit(
+            "journal.recovered",
+            resolved=len(report.resolved),
+            not_placed=len(report.not_placed),
+            unresolved=len(report.unresolved),
+            orphans=len(report.orphans),
+        )
+        return report
+
+    def _recover(self) -> Flow[RecoveryReport]:
+        intents = self.journal.unfinished(self.account)
+        outcome = yield from self._exchange(
+            self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
+        )
+        if outcome.verdict is not Verdict.OK:
+            raise _error(outcome)
+        open_orders = self.venue.parse_orders(outcome.payload)
+        held = {o.client_order_id: o for o in open_orders if o.client_order_id}
+        resolved: list[Order] = []
+        not_placed: list[str] = []
+        unresolved: list[str] = []
+        for intent in intents:
+            cid = intent.client_order_id
+            if not self._abandoned(intent):
+                continue  # its owner, alive, will settle it
+            if intent.state is IntentState.PENDING and cid not in held:
+                # Recorded, never sent: the attempt commit precedes every send.
+                self.journal.settle(cid, IntentState.NOT_PLACED, error="stopped before sending")
+                not_placed.append(cid)
+                continue
+            found = held.get(cid)
+            if found is None:
+                try:
+                    found = yield from self._resolve(intent.symbol, cid, intent.deadline_ms)
+                except UnresolvedOrder:
+                    unresolved.append(cid)
+                    continue
+            if found is None:
+                self.journal.settle(cid, IntentState.NOT_PLACED, error="absent after deadline")
+                not_placed.append(cid)
+            else:
+                resolved.append(self._settled(found, intent.idempotency_key))
+        ours = [cid for cid in held if is_ours(cid)]
+        known = self.journal.known(ours)
+        orphans = tuple(held[cid] for cid in ours if cid not in known)
+        for orphan in orphans:
+            log.warning(
+                "orphan order %s on %s: it has this SDK's id prefix but no journal entry",
+                orphan.client_order_id,
+                orphan.symbol,
+            )
+            self.audit.emit("order.orphan", client_order_id=orphan.client_order_id)
+        return RecoveryReport(tuple(resolved), tuple(not_placed), tuple(unresolved), orphans)
+
+    def _abandoned(self, intent: Intent) -> bool:
+        """True when no live owner is working on ``intent`` any more."""
+        if intent.owner == process_token():
+            return intent.client_order_id not in self._inflight
+        if owner_is_gone(intent.owner):
+            return True
+        if intent.state is IntentState.PENDING:
+            return time.time() - intent.updated_at > self.settings.owner_patience
+        return intent.state is IntentState.UNKNOWN or self.clock.now_ms() > intent.deadline_ms
 
     # --- idempotent order placement --------------------------------------------------------
 
-    def _submit(self, order: OrderRequest, key: str, cid: str) -> Flow[Order]:
+    def _submit(self, order: OrderRequest, key: str, cid: str, attempts: int) -> Flow[Order]:
+        """Send ``cid`` until the venue holds it, refuses it, or it is proven not placed.
+
+        ``attempts`` is the journal's send count as last read: each send first bumps it
+        with a compare-and-set, so two owners can never both send.
+        """
+        self._inflight.add(cid)
+        try:
+            result = yield from self._attempts(order, key, cid, attempts)
+        except _ClaimLost:
+            result = yield from self._rejoin(order, key, cid)
+        except BaseException as exc:
+            intent = self.journal.get(cid)
+            if intent is not None and intent.state is IntentState.PENDING:
+                # Stopped before any byte left (refused locally, cancelled, rate-paused):
+                # the key may be used again to send the same order.
+                self.journal.settle(cid, IntentState.NOT_PLACED, error=type(exc).__name__)
+            raise
+        finally:
+            self._inflight.discard(cid)
+        return result
+
+    def _attempts(self, order: OrderRequest, key: str, cid: str, attempts: int) -> Flow[Order]:
         endpoint = self.venue.endpoints[Op.PLACE_ORDER]
         params = self.venue.order_params(order, cid)
-        attempt = 0
+        retries: Attempts | None = None
+        started = time.monotonic()
         while True:
-            attempt += 1
-            deadline: list[int] = [0]
+            deadline = [0]
 
-            def before_send(timestamp_ms: int, deadline: list[int] = deadline) -> None:
+            def before_send(
+                timestamp_ms: int, deadline: list[int] = deadline, seen: int = attempts
+            ) -> None:
                 deadline[0] = timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
-                self.journal.sending(cid, deadline[0])  # durable before the first byte
+                if not self.journal.sending(cid, seen, deadline[0]):  # durable first
+                    raise _ClaimLost(cid)
+                self.checkpoint("after_attempt_commit")
 
             failure: TransportFailure | None = None
             try:
-                outcome = yield from self._exchange(endpoint, params, before_send)
+                outcome = yield from self._exchange(
+                    endpoint,
+                    params,
+                    before_send,
+                    symbol=order.symbol,
+                    resend=attempts,
+                    client_order_id=cid,
+                )
             except TransportFailure as exc:
                 failure = exc
+            attempts += 1
+            self.checkpoint("after_response")
+            error: SecureTradeError
+            pause = 0.0
             if failure is not None:
                 if failure.sent:  # it may have landed: only the venue can say
                     found = yield from self._resolve(order.symbol, cid, deadline[0])
                     if found is not None:
                         return self._settled(found, key)
-                if attempt >= self.settings.max_attempts:
-                    self.journal.settle(cid, IntentState.NOT_PLACED, error=str(failure))
-                    raise ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
-                yield Wait(_backoff(attempt))
-                continue
-            if outcome.verdict is Verdict.OK:
-                return self._settled(self.venue.parse_order(outcome.payload), key)
-            if outcome.duplicate:
-                found = yield from self._resolve(order.symbol, cid, deadline[0])
-                if found is not None:
-                    return self._settled(self._adopt(found, order), key)
-            if outcome.verdict is Verdict.AMBIGUOUS:
+                error = ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
+            elif outcome.verdict is Verdict.OK and Op.PLACE_ORDER in self.venue.order_acks:
+                # An acknowledgement only: the venue holds it, read it back by client order id.
                 found = yield from self._resolve(order.symbol, cid, deadline[0])
                 if found is not None:
                     return self._settled(found, key)
+                error = AmbiguousOutcome("acknowledged, then not found", venue=self.venue.name)
+            elif outcome.verdict is Verdict.OK:
+                return self._settled(self.venue.parse_order(outcome.payload), key)
+            elif outcome.duplicate or outcome.verdict is Verdict.AMBIGUOUS:
+                # A duplicate-id reply means an earlier attempt landed; adopt it if it is ours.
+                found = yield from self._resolve(order.symbol, cid, deadline[0])
+                if found is not None:
+                    if outcome.duplicate:
+                        found = self._adopt(found, order)
+                    return self._settled(found, key)
+                error = _error(outcome)
             elif outcome.verdict is Verdict.REJECTED:
                 self.journal.settle(cid, IntentState.REJECTED, error=str(outcome.error))
                 self.audit.emit("order.rejected", client_order_id=cid, code=_code(outcome))
                 raise _error(outcome)
-            retry = yield from self._before_retry(outcome, attempt)
-            if not retry:
-                self.journal.settle(cid, IntentState.NOT_PLACED, error=str(outcome.error))
-                raise _error(outcome)
+            else:
+                error = _error(outcome)
+                if outcome.clock_skew:
+                    yield from self.sync_clock()
+                elif isinstance(error, RateLimited):
+                    pause = max(self.limiter.paused_for, error.retry_after or 0.0)
+                    if pause > self.settings.max_rate_wait:
+                        self.journal.settle(cid, IntentState.NOT_PLACED, error=str(error))
+                        raise error
+            # Proven not executed: send again, same client order id, freshly signed.
+            retries = retries or self.settings.retry_policy().start(started)
+            wait = retries.failed(error, at_least=pause)
+            if wait is None:
+                self.journal.settle(cid, IntentState.NOT_PLACED, error=str(error))
+                raise error
+            self.audit.emit("order.resend", client_order_id=cid, attempt=retries.number)
+            if wait > 0:
+                yield Wait(wait)
 
     def _rejoin(self, order: OrderRequest, key: str, cid: str) -> Flow[Order]:
         """Same key again: return the known result, or find out what the first call did."""
@@ -305,27 +640,34 @@ class Core:
             assert intent is not None
             if intent.order_json is not None:
                 return self._stored(intent.order_json, key)
-            if intent.state in (IntentState.REJECTED, IntentState.NOT_PLACED):
+            if intent.state is IntentState.REJECTED:
                 raise VenueRejected(
-                    f"this idempotency key's order was not placed: {intent.error}",
+                    f"this idempotency key's order was rejected: {intent.error}",
                     venue=self.venue.name,
                 )
-            if intent.state is IntentState.SENDING and self.clock.local_ms() < patience:
-                yield Wait(0.02)  # its owner (thread, task or process) is most likely sending
-                continue
+            if intent.state is IntentState.NOT_PLACED:
+                result = yield from self._submit(order, key, cid, intent.attempts)
+                return result
+            owner_alive = not self._abandoned(intent)
+            if intent.state is IntentState.PENDING:
+                if owner_alive:
+                    yield Wait(0.02)  # its owner is waiting for its turn to send
+                    continue
+                result = yield from self._submit(order, key, cid, intent.attempts)
+                return result
             if (
-                intent.deadline_ms == 0
-                and self.clock.local_ms() - intent.updated_at * 1000 < 60_000
+                intent.state is IntentState.SENDING
+                and owner_alive
+                and self.clock.local_ms() < patience
             ):
-                yield Wait(0.05)  # created, not yet sent: its owner is waiting for its turn
+                yield Wait(0.02)  # its owner (thread, task or process) is most likely sending
                 continue
             found = yield from self._resolve(order.symbol, cid, intent.deadline_ms)
             if found is not None:
                 return self._settled(found, key)
-            # Past its deadline and absent: the old attempt can never execute. Take over.
-            if self.journal.claim(cid, intent.deadline_ms, intent.deadline_ms + 1):
-                result = yield from self._submit(order, key, cid)
-                return result
+            # Absent after its deadline: the old attempt can never execute. Send it again.
+            result = yield from self._submit(order, key, cid, intent.attempts)
+            return result
 
     def _resolve(self, symbol: str, cid: str, deadline_ms: int) -> Flow[Order | None]:
         """Ask the venue about ``cid`` until it answers for sure.
@@ -336,14 +678,15 @@ class Core:
         self.audit.emit("order.resolving", client_order_id=cid)
         params = self.venue.order_lookup_params(symbol, client_order_id=cid)
         endpoint = self.venue.endpoints[Op.GET_ORDER]
-        started = self.clock.local_ms()
-        attempt = 0
+        reads = RetryPolicy(max_attempts=1_000_000, max_delay=self.settings.resolve_timeout).start()
         while True:
-            attempt += 1
+            failure: Exception = AmbiguousOutcome("no answer", venue=self.venue.name)
             try:
-                outcome = yield from self._exchange(endpoint, params)
-            except TransportFailure:
-                outcome = None
+                outcome = yield from self._exchange(
+                    endpoint, params, symbol=symbol, client_order_id=cid
+                )
+            except TransportFailure as exc:
+                outcome, failure = None, exc
             if outcome is not None and outcome.verdict is Verdict.OK:
                 return self.venue.parse_order(outcome.payload)
             if outcome is not None and isinstance(outcome.error, OrderNotFound):
@@ -355,15 +698,18 @@ class Core:
             if outcome is not None and outcome.clock_skew:
                 yield from self.sync_clock()
                 continue
-            if self.clock.local_ms() - started > self.settings.resolve_timeout * 1000:
+            retry_after = 0.0 if outcome is None else outcome.retry_after or 0.0
+            wait = reads.failed(
+                failure if outcome is None else _error(outcome), at_least=retry_after
+            )
+            if wait is None:  # read errors never decide: the intent stays unknown
                 self.journal.settle(cid, IntentState.UNKNOWN, error="venue did not answer")
                 raise UnresolvedOrder(
                     "could not learn whether the order was placed; it is kept as unresolved",
                     client_order_id=cid,
                     venue=self.venue.name,
                 )
-            wait = outcome.retry_after if outcome is not None and outcome.retry_after else None
-            yield Wait(wait if wait is not None else _backoff(attempt))
+            yield Wait(wait)
 
     def _adopt(self, found: Order, order: OrderRequest) -> Order:
         """A duplicate-id reply: the earlier attempt landed. Adopt it if it is our order."""
@@ -384,6 +730,7 @@ class Core:
         self.journal.settle(
             found.client_order_id, _STATE_OF[found.status], order_json=found.model_dump_json()
         )
+        self.policy.observe(found)
         self.audit.emit(
             "order.placed",
             client_order_id=found.client_order_id,
@@ -399,13 +746,13 @@ class Core:
 
     # --- plumbing shared by every operation ------------------------------------------------
 
-    def sync_clock(self) -> Flow[None]:
+    def sync_clock(self, priority: Priority = Priority.NORMAL) -> Flow[None]:
         """Measure the offset to venue time from a few ``/time`` round trips."""
         self.clock.reset()
         endpoint = self.venue.endpoints[Op.SERVER_TIME]
         for _ in range(self.settings.clock_samples):
             sent = self.clock.local_ms()
-            outcome = yield from self._exchange(endpoint, [])
+            outcome = yield from self._exchange(endpoint, [], priority=priority)
             received = self.clock.local_ms()
             if outcome.verdict is not Verdict.OK:
                 raise _error(outcome)
@@ -420,66 +767,86 @@ class Core:
         symbol: str | None = None,
         once: bool = False,
         address: str | None = None,
+        priority: Priority | None = None,
     ) -> Flow[Any]:
         """A request whose resending is harmless (``once=False``): scope, limit, retry."""
-        endpoint = self.venue.endpoints[op]
+        if self._cancel_due is not None:
+            yield from self._honour_kill_switch()
+        endpoint = self.venue.endpoints.get(op)
+        if endpoint is None:
+            raise InvalidRequest(f"{self.venue.name} does not offer {op.value}")
         if endpoint.scope is not None:
             self.key.require(
                 endpoint.scope,
                 symbol=symbol if op is not Op.OPEN_ORDERS else None,
                 address=address,
             )
-        attempt = 0
+        retries: Attempts | None = None
+        started = time.monotonic()
         while True:
-            attempt += 1
             failure: TransportFailure | None = None
             try:
-                outcome = yield from self._exchange(endpoint, params)
+                outcome = yield from self._exchange(
+                    endpoint,
+                    params,
+                    symbol=symbol,
+                    priority=priority,
+                    resend=0 if retries is None else retries.number - 1,
+                )
             except TransportFailure as exc:
                 failure = exc
+            pause = 0.0
+            error: SecureTradeError
             if failure is not None:
-                if (failure.sent and once) or attempt >= self.settings.max_attempts:
-                    kind = AmbiguousOutcome if failure.sent else ConnectFailed
-                    raise kind(f"{op.value}: {failure}", venue=self.venue.name)
-                yield Wait(_backoff(attempt))
-                continue
-            if outcome.verdict is Verdict.OK:
+                kind = AmbiguousOutcome if failure.sent else ConnectFailed
+                error = kind(f"{op.value}: {failure}", venue=self.venue.name)
+                if failure.sent and once:
+                    raise error
+            elif outcome.verdict is Verdict.OK:
                 return outcome.payload
-            if outcome.verdict is Verdict.REJECTED or (
+            elif outcome.verdict is Verdict.REJECTED or (
                 outcome.verdict is Verdict.AMBIGUOUS and once
             ):
                 raise _error(outcome)
-            retry = yield from self._before_retry(outcome, attempt)
-            if not retry:
-                raise _error(outcome)
-
-    def _before_retry(self, outcome: Outcome, attempt: int) -> Flow[bool]:
-        """Prepare to resend after a retryable answer; False when it should not be."""
-        if attempt >= self.settings.max_attempts:
-            return False
-        if outcome.clock_skew:
-            yield from self.sync_clock()
-            return True
-        if isinstance(outcome.error, RateLimited):
-            pause = self.limiter.paused_for
-            if pause > self.settings.max_rate_wait:
-                return False
-            yield Wait(pause)
-            return True
-        yield Wait(_backoff(attempt))
-        return True
+            else:
+                error = _error(outcome)
+                if outcome.clock_skew:
+                    yield from self.sync_clock()
+                elif isinstance(error, RateLimited):
+                    pause = max(self.limiter.paused_for, error.retry_after or 0.0)
+                    if pause > self.settings.max_rate_wait:
+                        raise error
+            retries = retries or self.settings.retry_policy().start(started)
+            wait = retries.failed(error, at_least=pause)
+            if wait is None:
+                raise error
+            if wait > 0:
+                yield Wait(wait)
 
     def _exchange(
         self,
         endpoint: Endpoint,
         params: Params,
         before_send: Callable[[int], None] | None = None,
+        *,
+        symbol: str | None = None,
+        priority: Priority | None = None,
+        resend: int = 0,
+        client_order_id: str | None = None,
     ) -> Flow[Outcome]:
-        """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer."""
+        """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
+
+        ``resend`` counts the earlier sends of the same request (for traces and metrics).
+        """
+        if priority is None:
+            priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
         if endpoint.signed and not self.clock.synced:
-            yield from self.sync_clock()
+            yield from self.sync_clock(priority)
+        key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
+        caller = self._caller(key)
+        cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
-            wait = self.limiter.reserve(endpoint.cost)
+            wait = self.limiter.reserve(cost, priority, symbol=symbol, caller=caller)
             if wait <= 0.0:
                 break
             if wait > self.settings.max_rate_wait:
@@ -492,16 +859,99 @@ class Core:
         timestamp = self.clock.now_ms()
         if before_send is not None:
             before_send(timestamp)
+        # Drawn last, after every wait: requests leave in nonce order as far as we decide it.
+        nonce = None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
         request = self.venue.prepare(
             endpoint,
             params,
-            key_id=self.key.key_id,
-            signer=self._signer if endpoint.signed else None,
+            key_id=key.key_id,
+            signer=self._signer_of(key) if endpoint.signed else None,
             timestamp_ms=timestamp,
+            nonce=nonce,
         )
-        response: HttpResponse = yield Send(request, endpoint.op)
-        self.limiter.observe(response.status, response.headers)
-        return self.venue.interpret(endpoint, response)
+        call = telemetry.venue_call(
+            request,
+            venue=self.venue.name,
+            operation=endpoint.op.value,
+            base_url=self.base_url,
+            resend_count=resend,
+            client_order_id=client_order_id,
+        )
+        self.audit.request(endpoint.op.value, request, attempt=resend + 1)
+        try:
+            response: HttpResponse = yield Send(request, endpoint.op)
+        except BaseException as exc:
+            call.end(error=exc)
+            raise
+        self.limiter.observe(response.status, response.headers, symbol=symbol, caller=caller)
+        outcome = self.venue.interpret(endpoint, response)
+        call.end(
+            status=response.status,
+            verdict=outcome.verdict.value,
+            unknown=outcome.verdict is Verdict.AMBIGUOUS,
+        )
+        self.audit.response(endpoint.op.value, response, verdict=outcome.verdict.value)
+        if (
+            outcome.verdict is Verdict.REJECTED
+            and isinstance(outcome.error, AuthenticationRejected)
+            and self.keys.superseded(key.key_id)
+        ):
+            # Signed with a key rotated out (and perhaps revoked) while this was in flight:
+            # refused, so certainly not executed. Resend it signed with the new key.
+            outcome = dataclasses.replace(outcome, verdict=Verdict.RETRYABLE)
+        elif isinstance(outcome.error, AuthenticationRejected):
+            self.audit.emit(
+                "auth.rejected",
+                op=endpoint.op.value,
+                code=_code(outcome),
+                reason="timestamp" if outcome.clock_skew else "credentials",
+            )
+        return outcome
+
+    @property
+    def key(self) -> ApiKey:
+        """The key new requests are signed with (the ring's active key)."""
+        return self.keys.active()
+
+    def _caller(self, key: ApiKey) -> Caller:
+        """Whose rate-limit windows ``key``'s calls spend: its own, and its account's."""
+        caller = self._callers.get(key.key_id)
+        if caller is None:
+            caller = self._callers[key.key_id] = Caller.of(key.key_id, self.account)
+        return caller
+
+    def _signer_of(self, key: ApiKey) -> Signer:
+        signer = self._signers.get(key.key_id)
+        if signer is None:  # a rotated-in key: its secret is parsed once, here
+            signer = self._signers[key.key_id] = self.venue.signer(key)
+        return signer
+
+
+# Who goes first when rate-limit windows fill: cancels, then orders and the reads that
+# settle them, then the rest; market data last. Unlisted operations are NORMAL.
+_PRIORITY = {
+    Op.CANCEL_ORDER: Priority.CANCEL,
+    Op.PLACE_ORDER: Priority.ORDER,
+    Op.GET_ORDER: Priority.ORDER,
+    Op.SERVER_TIME: Priority.BULK,
+    Op.INSTRUMENTS: Priority.BULK,
+    Op.TICKER_PRICE: Priority.BULK,
+}
+
+# Shared by every client of this process that does not bring its own source.
+_PROCESS_NONCES: NonceSource = MemoryNonceSource()
+
+
+def _kill_listener(core: Core) -> Callable[[KillState], None]:
+    """Tell ``core`` (if it still exists) that a local engagement wants open orders gone."""
+    ref = weakref.ref(core)
+
+    def listener(state: KillState) -> None:
+        alive = ref()
+        if alive is not None and state.cancel_open:
+            alive._cancel_due = state
+
+    return listener
 
 
 def _error(outcome: Outcome) -> SecureTradeError:

@@ -10,24 +10,44 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
+import re
+import secrets
+import socket
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Intent", "IntentState", "Journal", "derive_client_order_id"]
+__all__ = [
+    "UNFINISHED",
+    "Intent",
+    "IntentState",
+    "Journal",
+    "JournalError",
+    "derive_client_order_id",
+    "is_ours",
+    "owner_is_gone",
+    "process_token",
+]
 
 
 class IntentState(str, enum.Enum):
+    PENDING = "PENDING"  # recorded, nothing sent yet
     SENDING = "SENDING"  # a request may be on its way; only the venue can say what happened
     ACKED = "ACKED"  # the venue holds the order (open)
     FILLED = "FILLED"
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"  # the venue said no
-    NOT_PLACED = "NOT_PLACED"  # certainly never reached the venue, or expired unexecuted
+    REJECTED = "REJECTED"  # the venue said no: terminal, replayed to later callers
+    NOT_PLACED = "NOT_PLACED"  # proven never executed: the same key may send it again
     UNKNOWN = "UNKNOWN"  # could not be resolved yet: needs another look, or a person
+
+
+#: States whose outcome the venue has not confirmed: recovery looks at these.
+UNFINISHED = (IntentState.PENDING, IntentState.SENDING, IntentState.UNKNOWN)
 
 
 def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> str:
@@ -40,16 +60,60 @@ def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> st
     return "st" + digest[:30]
 
 
+_OURS = re.compile(r"st[0-9a-f]{30}").fullmatch
+
+
+def is_ours(client_order_id: str) -> bool:
+    """True when the id has the shape :func:`derive_client_order_id` gives."""
+    return _OURS(client_order_id) is not None
+
+
+def process_token() -> str:
+    """Who owns an intent: host, pid and a per-process random part (pids get reused)."""
+    return _TOKEN
+
+
+_TOKEN = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """True when ``owner`` is certainly dead: a process of this host that no longer runs.
+
+    An owner on another host, or a live pid, counts as possibly alive; callers then fall
+    back to the request deadline, after which the owner's attempt cannot execute anyway.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text, _, _token = rest.partition(":")
+    if owner == _TOKEN or host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # our pid, another token: a process that used to have our pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
+    """One journal row: an order the caller asked for, and what is known of its fate."""
+
     idempotency_key: str
     client_order_id: str
+    account: str
     symbol: str
     fingerprint: str
     state: IntentState
+    attempts: int  # sends journaled so far; every send bumps it first (compare-and-set)
     deadline_ms: int  # venue time after which the last attempt can no longer execute
+    owner: str  # the process that last claimed it (see process_token)
     order_json: str | None
     error: str | None
+    created_at: float
     updated_at: float
 
 
@@ -57,26 +121,40 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
     client_order_id TEXT PRIMARY KEY,
     idempotency_key TEXT NOT NULL,
+    account TEXT NOT NULL,
     symbol TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
     deadline_ms INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
     order_json TEXT,
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS intents_state ON intents(state);
+CREATE INDEX IF NOT EXISTS intents_state ON intents(account, state);
 """
 
+_VERSION = 2
+
 _COLUMNS = (
-    "idempotency_key, client_order_id, symbol, fingerprint, state, deadline_ms, order_json, "
-    "error, updated_at"
+    "idempotency_key, client_order_id, account, symbol, fingerprint, state, attempts, "
+    "deadline_ms, owner, order_json, error, created_at, updated_at"
 )
 
 
+class JournalError(RuntimeError):
+    """The journal file cannot be used (another schema, or not a journal)."""
+
+
 class Journal:
-    """SQLite order journal. ``path=":memory:"`` keeps it in this process only."""
+    """SQLite order journal. ``path=":memory:"`` keeps it in this process only.
+
+    Only the commit that precedes a send waits for the disk (``synchronous``, FULL by
+    default); the others are ordered before it in the write-ahead log, so they are durable
+    once it is, and losing a later one only costs recovery one question to the venue.
+    """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
@@ -91,8 +169,25 @@ class Journal:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _VERSION):
+                self._db.close()
+                raise JournalError(
+                    f"{self.path} is a journal of schema {version}; this version reads {_VERSION}"
+                )
+            if version == 0:
+                has_old = self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'intents'"
+                ).fetchone()
+                if has_old is not None:
+                    self._db.close()
+                    raise JournalError(
+                        f"{self.path} was written by a pre-release securetrade; resolve its "
+                        "intents with that version, then start a new journal"
+                    )
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -102,26 +197,27 @@ class Journal:
         self,
         idempotency_key: str,
         client_order_id: str,
+        account: str,
         symbol: str,
         fingerprint: str,
-        deadline_ms: int,
     ) -> tuple[Intent, bool]:
-        """Create the intent in state SENDING, durably. Returns ``(intent, created)``;
-        ``created`` is False when it already existed (whoever created it sends). The client
-        order id is derived from venue, account and idempotency key, so it is the row key."""
+        """Record the intent as PENDING. Returns ``(intent, created)``; ``created`` is False
+        when it already existed (then its owner sends, or has sent). The client order id is
+        derived from venue, account and idempotency key, so it is the row key."""
         now = time.time()
         with self._lock:
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO intents (idempotency_key, client_order_id, symbol, "
-                "fingerprint, state, deadline_ms, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO intents (idempotency_key, client_order_id, account, "
+                "symbol, fingerprint, state, owner, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     idempotency_key,
                     client_order_id,
+                    account,
                     symbol,
                     fingerprint,
-                    IntentState.SENDING.value,
-                    deadline_ms,
+                    IntentState.PENDING.value,
+                    _TOKEN,
                     now,
                     now,
                 ),
@@ -142,24 +238,29 @@ class Journal:
         ).fetchone()
         return None if row is None else _intent(row)
 
-    def sending(self, client_order_id: str, deadline_ms: int) -> None:
-        """Record, durably, that an attempt valid until ``deadline_ms`` is about to go out."""
-        self._update(client_order_id, IntentState.SENDING, deadline_ms=deadline_ms)
-
-    def claim(self, client_order_id: str, expected_deadline_ms: int, deadline_ms: int) -> bool:
-        """Take over an abandoned intent (compare-and-set on its deadline)."""
+    def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool:
+        """Durably record that attempt ``attempts + 1``, valid at the venue until
+        ``deadline_ms``, is about to go out; False (nothing recorded, do not send) when
+        somebody else has sent or claimed the intent since we read ``attempts``."""
         with self._lock:
-            cursor = self._db.execute(
-                "UPDATE intents SET deadline_ms = ?, state = ?, updated_at = ? "
-                "WHERE client_order_id = ? AND deadline_ms = ?",
-                (
-                    deadline_ms,
-                    IntentState.SENDING.value,
-                    time.time(),
-                    client_order_id,
-                    expected_deadline_ms,
-                ),
-            )
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            try:
+                cursor = self._db.execute(
+                    "UPDATE intents SET state = ?, attempts = attempts + 1, deadline_ms = ?, "
+                    "owner = ?, error = NULL, updated_at = ? "
+                    "WHERE client_order_id = ? AND attempts = ? AND state NOT IN (?, ?, ?, ?, ?)",
+                    (
+                        IntentState.SENDING.value,
+                        deadline_ms,
+                        _TOKEN,
+                        time.time(),
+                        client_order_id,
+                        attempts,
+                        *_SETTLED,
+                    ),
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             return cursor.rowcount == 1
 
     def settle(
@@ -170,56 +271,80 @@ class Journal:
         order_json: str | None = None,
         error: str | None = None,
     ) -> None:
-        """Record what became of the intent.
-
-        Committed without waiting for the disk: losing this row to a power cut only sends the
-        intent back to SENDING, which recovery resolves by asking the venue.
-        """
-        self._update(client_order_id, state, order_json=order_json, error=error, durable=False)
-
-    def _update(
-        self,
-        client_order_id: str,
-        state: IntentState,
-        *,
-        deadline_ms: int | None = None,
-        order_json: str | None = None,
-        error: str | None = None,
-        durable: bool = True,
-    ) -> None:
+        """Record what became of the intent (not waiting for the disk: see the class)."""
         with self._lock:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
-                "UPDATE intents SET state = ?, deadline_ms = COALESCE(?, deadline_ms), "
-                "order_json = COALESCE(?, order_json), error = ?, updated_at = ? "
-                "WHERE client_order_id = ?",
-                (state.value, deadline_ms, order_json, error, time.time(), client_order_id),
+                "UPDATE intents SET state = ?, order_json = COALESCE(?, order_json), error = ?, "
+                "updated_at = ? WHERE client_order_id = ?",
+                (state.value, order_json, error, time.time(), client_order_id),
             )
-            if not durable:
-                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
 
-    def unresolved(self) -> list[Intent]:
-        """Intents whose outcome is not known: still SENDING, or UNKNOWN."""
+    def unfinished(self, account: str) -> list[Intent]:
+        """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?) "  # noqa: S608 constant
-                "ORDER BY created_at",
-                (IntentState.SENDING.value, IntentState.UNKNOWN.value),
+                f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant
+                "WHERE account = ? AND state IN (?, ?, ?) ORDER BY created_at",
+                (account, *(s.value for s in UNFINISHED)),
             ).fetchall()
         return [_intent(r) for r in rows]
 
+    def unresolved(self, account: str | None = None) -> list[Intent]:
+        """Intents whose outcome is not known: SENDING or UNKNOWN."""
+        query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant
+        args: tuple[str, ...] = (IntentState.SENDING.value, IntentState.UNKNOWN.value)
+        if account is not None:
+            query += " AND account = ?"
+            args += (account,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created_at", args).fetchall()
+        return [_intent(r) for r in rows]
 
-def _intent(row: tuple[object, ...]) -> Intent:
-    key, cid, symbol, fingerprint, state, deadline, order_json, error, updated = row
+    def known(self, client_order_ids: list[str]) -> set[str]:
+        """Which of these client order ids have a journal row."""
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(client_order_ids), 500):
+                chunk = client_order_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._db.execute(
+                        f"SELECT client_order_id FROM intents "  # noqa: S608 placeholders
+                        f"WHERE client_order_id IN ({marks})",
+                        chunk,
+                    )
+                )
+        return found
+
+
+_SETTLED = tuple(
+    s.value
+    for s in (
+        IntentState.ACKED,
+        IntentState.FILLED,
+        IntentState.CANCELED,
+        IntentState.EXPIRED,
+        IntentState.REJECTED,
+    )
+)
+
+
+def _intent(row: tuple[Any, ...]) -> Intent:
+    (key, cid, account, symbol, fingerprint, state, attempts, deadline, owner, order_json,
+     error, created, updated) = row  # fmt: skip
     return Intent(
-        idempotency_key=str(key),
-        client_order_id=str(cid),
-        symbol=str(symbol),
-        fingerprint=str(fingerprint),
+        idempotency_key=key,
+        client_order_id=cid,
+        account=account,
+        symbol=symbol,
+        fingerprint=fingerprint,
         state=IntentState(state),
-        deadline_ms=int(deadline),  # type: ignore[call-overload]
-        order_json=None if order_json is None else str(order_json),
-        error=None if error is None else str(error),
-        updated_at=float(updated),  # type: ignore[arg-type]
+        attempts=attempts,
+        deadline_ms=deadline,
+        owner=owner,
+        order_json=order_json,
+        error=error,
+        created_at=created,
+        updated_at=updated,
     )

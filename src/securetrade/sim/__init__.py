@@ -68,9 +68,12 @@ class Simulator:
         instruments: Iterable[SimInstrument] = DEFAULT_INSTRUMENTS,
         limits: SimLimits | None = None,
         clock_offset_ms: int = 0,
+        dedupe: str = "open_only",
+        visibility_lag_ms: int = 0,
     ) -> None:
+        """``dedupe`` and ``visibility_lag_ms`` set the venue's profile: see :class:`Market`."""
         self.faults = Faults()
-        self.market = Market(list(instruments))
+        self.market = Market(list(instruments), dedupe=dedupe, visibility_lag_ms=visibility_lag_ms)
         self.dialect = BinanceDialect(
             self.market, limits=limits, faults=self.faults, clock_offset_ms=clock_offset_ms
         )
@@ -184,7 +187,7 @@ class Simulator:
 def _answer(sim: Simulator, request: HttpRequest) -> HttpResponse:
     headers = {k.lower(): v for k, v in request.headers}
     response = sim.handle(request.method, request.target, headers, request.body)
-    if response.drop:
+    if response.drop or response.reset:
         raise TransportFailure("simulated connection loss", sent=True)
     return HttpResponse(response.status, response.headers, response.body)
 

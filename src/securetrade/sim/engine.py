@@ -81,8 +81,20 @@ class Market:
     """Order book of one simulated exchange, thread-safe behind one lock."""
 
     def __init__(
-        self, instruments: list[SimInstrument], *, now_ms: Callable[[], int] | None = None
+        self,
+        instruments: list[SimInstrument],
+        *,
+        now_ms: Callable[[], int] | None = None,
+        dedupe: str = "open_only",
+        visibility_lag_ms: int = 0,
     ) -> None:
+        if dedupe not in ("open_only", "strong", "none"):
+            raise ValueError("dedupe must be open_only, strong or none")
+        #: How the venue treats a repeated client order id: refused while the first order is
+        #: open (Binance), refused forever (Bybit, Coinbase), or accepted (no dedupe at all).
+        self.dedupe = dedupe
+        #: Orders younger than this are invisible to queries (eventual consistency).
+        self.visibility_lag_ms = visibility_lag_ms
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, SimOrder] = {}
@@ -137,7 +149,9 @@ class Market:
                 raise SimRejection("bad_symbol", "Invalid symbol.")
             account = self.accounts[account_name]
             same_id = self._by_client_id.get((account_name, client_order_id), [])
-            if any(o.is_open for o in same_id):
+            if (self.dedupe == "strong" and same_id) or (
+                self.dedupe == "open_only" and any(o.is_open for o in same_id)
+            ):
                 raise SimRejection("duplicate", "Duplicate order sent.")
             check_price = price if price is not None and type == "LIMIT" else self.price(symbol)
             self._check_filters(inst, quantity, check_price)
@@ -239,9 +253,16 @@ class Market:
             else:
                 candidates = self._by_client_id.get((account_name, client_order_id or ""), [])
             for order in reversed(candidates):  # the newest first
-                if order.account == account_name and order.symbol == symbol:
+                if (
+                    order.account == account_name
+                    and order.symbol == symbol
+                    and self._visible(order)
+                ):
                     return order
             raise SimRejection("unknown", "Order does not exist.")
+
+    def _visible(self, order: SimOrder) -> bool:
+        return self._now_ms() - order.created_ms >= self.visibility_lag_ms
 
     def cancel(
         self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
@@ -264,7 +285,9 @@ class Market:
             return [
                 o
                 for o in self._open.values()
-                if o.account == account_name and (symbol is None or o.symbol == symbol)
+                if o.account == account_name
+                and (symbol is None or o.symbol == symbol)
+                and self._visible(o)
             ]
 
     def orders_with_client_id(self, client_order_id: str) -> list[SimOrder]:

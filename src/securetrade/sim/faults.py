@@ -5,18 +5,34 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-__all__ = ["Fault", "Faults"]
+__all__ = ["EXECUTED", "Fault", "Faults"]
 
-_KINDS = ("drop_request", "drop_response", "status")
+_KINDS = (
+    "drop_request",
+    "drop_response",
+    "status",
+    "status_after",
+    "reset",
+    "delay",
+    "rate_limit",
+    "ban",
+)
+
+#: Kinds after which the request has been processed (the order exists).
+EXECUTED = frozenset({"drop_response", "status_after", "reset", "delay"})
 
 
 @dataclass(slots=True)
 class Fault:
     """One scheduled fault.
 
-    ``drop_request``: close the connection without processing (the client cannot tell).
-    ``drop_response``: process the request, then close the connection without answering.
-    ``status``: answer ``status`` (a 5xx) without processing.
+    Not processed: ``drop_request`` closes the connection (the client cannot tell whether
+    it arrived); ``status`` answers ``status`` (a 5xx); ``rate_limit`` answers 429 and
+    ``ban`` 418, both with Retry-After ``seconds``.
+    Processed: ``drop_response`` closes the connection instead of answering; ``status_after``
+    answers ``status``; ``reset`` sends half a response, then resets the connection;
+    ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
+    (past the client's timeout, the order lands after the client gave up).
     ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many
     matching requests it hits.
     """
@@ -26,6 +42,7 @@ class Fault:
     path: str | None = None
     times: int = 1
     status: int = 503
+    seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -52,9 +69,10 @@ class Faults:
         path: str | None = None,
         times: int = 1,
         status: int = 503,
+        seconds: float = 1.0,
     ) -> None:
         """Schedule a fault; see :class:`Fault`."""
-        self.add(Fault(kind, method, path, times, status))
+        self.add(Fault(kind, method, path, times, status, seconds))
 
     def take(self, method: str, path: str) -> Fault | None:
         """The fault that hits this request, if any (and count it down)."""

@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
@@ -100,6 +101,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.request.shutdown(socket.SHUT_RDWR)
+            return
+        if response.reset:
+            # Half a response (status line and some headers), then an RST: SO_LINGER 0
+            # makes close() abort the connection instead of finishing it.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.wfile.write(f"HTTP/1.1 {response.status} OK\r\ncontent-type: ".encode())
+                self.wfile.flush()
+                self.request.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.request.close()
             return
         self.send_response(response.status)
         for name, value in response.headers.items():
