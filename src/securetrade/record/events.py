@@ -1,18 +1,37 @@
-"""Structured events for every intent, request and outcome, redacted before they exist."""
+"""Structured events for every intent, request, response and state change, redacted first.
+
+The core reports everything that happens to one :class:`AuditLog`. It keeps the recent
+events in memory, logs each at DEBUG, appends each to a hash-chained, signed
+:class:`~securetrade.record.trail.AuditTrail` when given one, and hands each to listeners
+(the anomaly monitor is one). Requests are recorded through the one redaction policy
+(:mod:`securetrade.transport.redaction`), so no key, signature or passphrase is ever
+written down.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..transport.redaction import redact_headers, redact_query
+
+if TYPE_CHECKING:
+    from ..transport.base import HttpRequest, HttpResponse
+    from .trail import AuditTrail
 
 __all__ = ["AuditLog", "Event"]
 
 log = logging.getLogger("securetrade.audit")
+
+# Response bodies longer than this are recorded by size and hash only (exchangeInfo is
+# hundreds of kilobytes; an order answer is well under it).
+MAX_BODY = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,25 +44,70 @@ class Event:
 
 
 class AuditLog:
-    """Keeps the most recent events, logs each at DEBUG, and fans them out to listeners."""
+    """Keeps the most recent events, logs each at DEBUG, records and fans them out.
 
-    def __init__(self, *, keep: int = 10_000) -> None:
+    ``trail`` makes the record durable and tamper-evident; without one, events live in
+    memory only (``keep`` of them) and requests and responses are not recorded at all.
+    """
+
+    def __init__(self, *, keep: int = 10_000, trail: AuditTrail | None = None) -> None:
         self._events: deque[Event] = deque(maxlen=keep)
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
+        self.trail = trail
+
+    @property
+    def records_wire(self) -> bool:
+        """Whether requests and responses are worth describing (a trail keeps them)."""
+        return self.trail is not None
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener(event)`` for every event from now on."""
         self._listeners.append(listener)
 
     def emit(self, kind: str, **fields: Any) -> None:
+        """Record one event. Fields must already be public (no secrets, redacted URLs)."""
         event = Event(kind, fields)
         with self._lock:
             self._events.append(event)
+        if self.trail is not None:
+            self.trail.append(kind, fields, at=event.at)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", kind, fields)
         for listener in self._listeners:
             listener(event)
 
+    def request(self, op: str, request: HttpRequest, *, attempt: int = 1) -> None:
+        """Record a request as it goes out, through the redaction policy."""
+        if not self.records_wire:
+            return
+        body = request.body.decode("utf-8", "replace") if request.body else ""
+        self.emit(
+            "http.request",
+            op=op,
+            method=request.method,
+            target=redact_query(request.target),
+            headers=redact_headers(request.headers),
+            body=redact_query(body),
+            attempt=attempt,
+        )
+
+    def response(self, op: str, response: HttpResponse, *, verdict: str) -> None:
+        """Record a venue's answer: status, verdict and body (or its hash when large)."""
+        if not self.records_wire:
+            return
+        fields: dict[str, Any] = {
+            "op": op,
+            "status": response.status,
+            "verdict": verdict,
+            "size": len(response.body),
+            "sha256": hashlib.sha256(response.body).hexdigest(),
+        }
+        if len(response.body) <= MAX_BODY:
+            fields["body"] = redact_query(response.body.decode("utf-8", "replace"))
+        self.emit("http.response", **fields)
+
     def events(self, kind: str | None = None) -> list[Event]:
+        """The events kept in memory, oldest first, optionally of one kind."""
         with self._lock:
             return [e for e in self._events if kind is None or e.kind == kind]

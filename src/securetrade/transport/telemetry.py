@@ -1,16 +1,29 @@
-"""Traces through the OpenTelemetry API (a no-op unless the application installs an SDK).
+"""Traces and metrics through the OpenTelemetry API (no-ops unless the application installs
+an SDK).
 
-Span attributes are public values only: venue, operation, symbol, status. The tracer is
-looked up on first use so that importing securetrade stays cheap.
+Each client operation is a span (``securetrade.place_order``...), and each request it
+sends to the venue is a child span of kind CLIENT that follows the HTTP client semantic
+conventions: ``http.request.method``, ``url.full`` (redacted: no signature, no key),
+``server.address``, ``http.response.status_code``, ``error.type`` and
+``http.request.resend_count``, plus ``securetrade.*`` attributes (venue, operation, client
+order id, verdict, policy decision). Counters record resends and outcomes that are not
+known (the idempotency layer then asks the venue). Attribute values are public values
+only. The tracer and meter are looked up on first use so that importing securetrade stays
+cheap, and the expensive attributes are built only when a span is being recorded.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["span"]
+from .base import HttpRequest, TransportFailure
+from .redaction import redact_query
+
+__all__ = ["VenueCall", "annotate", "span", "venue_call"]
 
 
 @lru_cache(maxsize=1)
@@ -20,8 +33,131 @@ def _tracer() -> Any:
     return trace.get_tracer("securetrade")
 
 
+@lru_cache(maxsize=1)
+def _instruments() -> tuple[Any, Any, Any]:
+    from opentelemetry import metrics
+
+    meter = metrics.get_meter("securetrade")
+    return (
+        meter.create_counter(
+            "securetrade.client.retries",
+            unit="{retry}",
+            description="requests sent again after a failure that proved nothing executed",
+        ),
+        meter.create_counter(
+            "securetrade.client.unknown_outcomes",
+            unit="{outcome}",
+            description="requests whose outcome was unknown (timeout, reset, 5xx)",
+        ),
+        meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="duration of venue requests",
+        ),
+    )
+
+
 def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
     """A span named ``securetrade.<name>`` with only the given public attributes."""
     return _tracer().start_as_current_span(  # type: ignore[no-any-return]
         f"securetrade.{name}", attributes={f"securetrade.{k}": v for k, v in attributes.items()}
     )
+
+
+def annotate(**attributes: str | int) -> None:
+    """Add ``securetrade.<key>`` attributes to the current span (the operation's span)."""
+    from opentelemetry import trace
+
+    current = trace.get_current_span()
+    if current.is_recording():
+        for key, value in attributes.items():
+            current.set_attribute(f"securetrade.{key}", value)
+
+
+class VenueCall:
+    """One request to a venue, traced from the moment it is sent to its answer.
+
+    Started and ended explicitly (not as the current span), because the request is
+    handed to a driver between the two and the same code serves threads and asyncio.
+    """
+
+    __slots__ = ("_attributes", "_span", "_started")
+
+    def __init__(self, span: Any, attributes: dict[str, str]) -> None:
+        self._span = span
+        self._attributes = attributes
+        self._started = time.perf_counter()
+
+    def end(
+        self,
+        *,
+        status: int | None = None,
+        verdict: str | None = None,
+        error: BaseException | None = None,
+        unknown: bool = False,
+    ) -> None:
+        """Finish the span with the answer (``status``, ``verdict``) or the failure."""
+        retries, unknown_outcomes, duration = _instruments()
+        error_type: str | None = None
+        if error is not None:
+            error_type = type(error).__name__
+            if isinstance(error, TransportFailure) and error.sent:
+                unknown = True
+        elif status is not None and status >= 400:
+            error_type = str(status)
+        if unknown:
+            unknown_outcomes.add(1, self._attributes)
+        metric_attributes: dict[str, str | int] = dict(self._attributes)
+        if status is not None:
+            metric_attributes["http.response.status_code"] = status
+        if error_type is not None:
+            metric_attributes["error.type"] = error_type
+        duration.record(time.perf_counter() - self._started, metric_attributes)
+        span = self._span
+        if span.is_recording():
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if verdict is not None:
+                span.set_attribute("securetrade.verdict", verdict)
+            if error_type is not None:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_attribute("error.type", error_type)
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end()
+
+
+def venue_call(
+    request: HttpRequest,
+    *,
+    venue: str,
+    operation: str,
+    base_url: str | None,
+    resend_count: int = 0,
+    client_order_id: str | None = None,
+) -> VenueCall:
+    """Start the CLIENT span of one request; count it as a retry when it is a resend."""
+    from opentelemetry.trace import SpanKind
+
+    attributes = {"securetrade.venue": venue, "securetrade.operation": operation}
+    if resend_count > 0:
+        _instruments()[0].add(1, attributes)
+    path = request.target.partition("?")[0]
+    span = _tracer().start_span(f"{request.method} {path}", kind=SpanKind.CLIENT)
+    if span.is_recording():
+        base = base_url or f"inproc://{venue}"
+        parts = urlsplit(base)
+        span.set_attribute("http.request.method", request.method)
+        span.set_attribute("url.full", base.rstrip("/") + redact_query(request.target))
+        span.set_attribute("url.template", path)
+        if parts.hostname:
+            span.set_attribute("server.address", parts.hostname)
+        if parts.port:
+            span.set_attribute("server.port", parts.port)
+        if resend_count > 0:
+            span.set_attribute("http.request.resend_count", resend_count)
+        for key, value in attributes.items():
+            span.set_attribute(key, value)
+        if client_order_id is not None:
+            span.set_attribute("securetrade.client_order_id", client_order_id)
+    return VenueCall(span, attributes)

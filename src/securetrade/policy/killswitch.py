@@ -1,0 +1,211 @@
+"""The kill switch: one flag that stops every new order, shared as far as it needs to reach.
+
+Its state lives in a store: in memory (one process), a SQLite file (every process on the
+host) or Redis (every host), the same backends as the rest of the shared state. Each check
+reads the store, so an engagement anywhere stops the next order everywhere. A store that
+cannot be read counts as engaged: when in doubt, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import InvalidRequest
+
+__all__ = [
+    "KillState",
+    "KillSwitch",
+    "MemorySwitchStore",
+    "RedisSwitchStore",
+    "SqliteSwitchStore",
+    "SwitchStore",
+]
+
+log = logging.getLogger("securetrade.policy")
+
+
+@dataclass(frozen=True, slots=True)
+class KillState:
+    """Whether the switch is engaged, why, since when, and whether open orders go too."""
+
+    engaged: bool
+    reason: str | None = None
+    at: float | None = None
+    cancel_open: bool = False
+
+
+RELEASED = KillState(False)
+
+
+class SwitchStore(Protocol):
+    """Where a kill switch keeps its state. ``read`` returns None when released."""
+
+    def read(self, name: str) -> KillState | None: ...
+
+    def write(self, name: str, state: KillState | None) -> None: ...
+
+
+class MemorySwitchStore:
+    """This process only."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, KillState] = {}
+        self._lock = threading.Lock()
+
+    def read(self, name: str) -> KillState | None:
+        with self._lock:
+            return self._states.get(name)
+
+    def write(self, name: str, state: KillState | None) -> None:
+        with self._lock:
+            if state is None:
+                self._states.pop(name, None)
+            else:
+                self._states[name] = state
+
+
+class SqliteSwitchStore:
+    """Every process on this host that opens the same file (WAL mode)."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS kill_switch (name TEXT PRIMARY KEY, "
+                "reason TEXT NOT NULL, at REAL NOT NULL, cancel_open INTEGER NOT NULL)"
+            )
+
+    def read(self, name: str) -> KillState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT reason, at, cancel_open FROM kill_switch WHERE name = ?", (name,)
+            ).fetchone()
+        if row is None:
+            return None
+        return KillState(True, str(row[0]), float(row[1]), bool(row[2]))
+
+    def write(self, name: str, state: KillState | None) -> None:
+        with self._lock:
+            if state is None:
+                self._db.execute("DELETE FROM kill_switch WHERE name = ?", (name,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO kill_switch (name, reason, at, cancel_open) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, state.reason or "", state.at or time.time(), int(state.cancel_open)),
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisSwitchStore:
+    """Every process on every host that uses the same Redis (``securetrade[redis]``)."""
+
+    def __init__(self, url_or_client: Any, *, prefix: str = "securetrade:killswitch:") -> None:
+        if isinstance(url_or_client, str):
+            try:
+                import redis
+            except ImportError:
+                raise InvalidRequest(
+                    "the Redis kill switch needs redis-py: pip install 'securetrade[redis]'"
+                ) from None
+            url_or_client = redis.Redis.from_url(url_or_client, socket_timeout=5.0)
+        self._redis = url_or_client
+        self._prefix = prefix
+
+    def read(self, name: str) -> KillState | None:
+        raw = self._redis.get(self._prefix + name)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return KillState(True, str(data["reason"]), float(data["at"]), bool(data["cancel_open"]))
+
+    def write(self, name: str, state: KillState | None) -> None:
+        if state is None:
+            self._redis.delete(self._prefix + name)
+            return
+        payload = {"reason": state.reason, "at": state.at, "cancel_open": state.cancel_open}
+        self._redis.set(self._prefix + name, json.dumps(payload))
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+class KillSwitch:
+    """Blocks every new order and withdrawal while engaged; shareable between clients.
+
+    ``store`` decides how far it reaches (see :meth:`from_url`); ``name`` tells apart the
+    switches kept in one store (one per account, say). ``cancel_open=True`` at engagement
+    asks the clients that see it to cancel the orders they have open as well.
+    """
+
+    def __init__(self, store: SwitchStore | None = None, *, name: str = "default") -> None:
+        if not name or not name.isprintable():
+            raise InvalidRequest("a kill switch name must be non-empty printable text")
+        self.store: SwitchStore = store or MemorySwitchStore()
+        self.name = name
+        self._listeners: list[Callable[[KillState], None]] = []
+
+    @classmethod
+    def from_url(cls, url: str, *, name: str = "default") -> KillSwitch:
+        """``memory://``, ``sqlite:///path/to/file`` (or a plain path) or ``redis://...``."""
+        if url == "memory://":
+            return cls(MemorySwitchStore(), name=name)
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return cls(RedisSwitchStore(url), name=name)
+        if url.startswith("sqlite:///"):
+            return cls(SqliteSwitchStore(url.removeprefix("sqlite:///")), name=name)
+        if "://" in url:
+            raise InvalidRequest(f"unknown kill switch store {url.split('://')[0]!r}")
+        return cls(SqliteSwitchStore(url), name=name)
+
+    def state(self) -> KillState:
+        """The shared state now. An unreadable store reads as engaged (fail closed)."""
+        try:
+            return self.store.read(self.name) or RELEASED
+        except Exception as exc:  # any backend failure must stop orders, not let them through
+            return KillState(True, f"kill switch state unreadable ({type(exc).__name__})")
+
+    @property
+    def engaged(self) -> bool:
+        return self.state().engaged
+
+    @property
+    def reason(self) -> str | None:
+        return self.state().reason
+
+    def engage(self, reason: str, *, cancel_open: bool = False) -> None:
+        """Stop new orders everywhere this switch reaches, from the next check on."""
+        state = KillState(True, reason, time.time(), cancel_open)
+        self.store.write(self.name, state)
+        log.critical("kill switch %r engaged: %s", self.name, reason)
+        for listener in list(self._listeners):
+            listener(state)
+
+    def release(self) -> None:
+        """Allow orders again. Logged, because it undoes a safety measure."""
+        self.store.write(self.name, None)
+        log.warning("kill switch %r released", self.name)
+
+    def on_engage(self, listener: Callable[[KillState], None]) -> None:
+        """Call ``listener`` when this process engages the switch (to cancel open orders)."""
+        self._listeners.append(listener)
+
+    def __repr__(self) -> str:
+        return f"KillSwitch(name={self.name!r}, store={type(self.store).__name__})"
