@@ -97,7 +97,7 @@ class VenueCall:
         unknown: bool = False,
     ) -> None:
         """Finish the span with the answer (``status``, ``verdict``) or the failure."""
-        retries, unknown_outcomes, duration = _instruments()
+        _, unknown_outcomes, duration = _instruments()
         error_type: str | None = None
         if error is not None:
             error_type = type(error).__name__
