@@ -1,13 +1,15 @@
 """The built-in exchange simulator: a real exchange you can run anywhere, offline.
 
-It speaks Binance spot REST, checks signatures, timestamps and rate limits as Binance
-does, keeps balances and orders, fills them along a deterministic price path, and injects
-faults on request. Serve it in-process (``transport()``, no sockets) or as a real HTTPS
+It speaks Binance spot REST (``/api/...``) and Kraken spot REST (``/0/...``) over one
+engine, checks signatures, timestamps, nonces and rate limits as each venue does, keeps
+balances and orders, fills them along a deterministic price path, and injects faults on
+request. Serve it in-process (``transport()``, no sockets) or as a real HTTPS
 server on loopback (``serve()``); both run the same request handler.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterable
 from decimal import Decimal
@@ -20,6 +22,7 @@ from ..transport.base import HttpRequest, HttpResponse, TransportFailure
 from .binance import BinanceDialect, SimKey, SimLimits, SimResponse
 from .engine import Market, SimInstrument
 from .faults import Fault, Faults
+from .kraken import KrakenDialect, KrakenLimits, kraken_secret
 from .server import HttpsServer
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "Fault",
     "Faults",
     "HttpsServer",
+    "KrakenLimits",
     "SimLimits",
     "SimTransport",
     "Simulator",
@@ -78,6 +82,10 @@ class Simulator:
             self.market, limits=limits, faults=self.faults, clock_offset_ms=clock_offset_ms
         )
         self.market._now_ms = self.dialect.now_ms
+        # Kraken's dialect on the same engine: its paths (/0/...) never meet Binance's.
+        self.kraken = KrakenDialect(
+            self.market, faults=self.faults, clock_offset_ms=clock_offset_ms
+        )
         self._servers: list[HttpsServer] = []
 
     def create_key(
@@ -90,12 +98,16 @@ class Simulator:
         can_withdraw: bool = False,
         withdraw_addresses: Iterable[str] = (),
         ip_restricted: bool = True,
+        venue: str = "binance",
     ) -> ApiKey:
         """A new key (and account, unless ``account`` names an existing one) for this run.
 
         ``can_withdraw`` and ``ip_restricted`` set what the venue side allows, whatever
         ``scopes`` the returned key declares: a test can make an over-permissioned key.
+        ``venue="kraken"`` makes a Kraken key (HMAC, base64 secret) for the Kraken dialect.
         """
+        if venue == "kraken":
+            return self._kraken_key(scopes, account, balances, can_withdraw, withdraw_addresses)
         key_id = secrets.token_hex(32)
         account = account or f"acct-{key_id[:8]}"
         if account not in self.market.accounts:
@@ -147,6 +159,29 @@ class Simulator:
         """Delete a key at the venue: every later request signed with it fails with -2015."""
         self.dialect.revoke(key_id)
 
+    def _kraken_key(
+        self,
+        scopes: Iterable[Scope | str],
+        account: str | None,
+        balances: dict[str, Decimal] | None,
+        can_withdraw: bool,
+        withdraw_addresses: Iterable[str],
+    ) -> ApiKey:
+        key_id = base64.b64encode(secrets.token_bytes(42)).decode("ascii")  # 56 characters
+        raw = secrets.token_bytes(64)
+        account = account or f"acct-{secrets.token_hex(4)}"
+        if account not in self.market.accounts:
+            self.market.open_account(account, dict(balances or DEFAULT_BALANCES))
+        self.kraken.add_key(SimKey(key_id, account, hmac_secret=raw, can_withdraw=can_withdraw))
+        return ApiKey(
+            "kraken",
+            key_id,
+            kraken_secret(raw),
+            scopes=scopes,
+            environment=Environment.SIMULATED,
+            withdraw_addresses=withdraw_addresses,
+        )
+
     def handle(
         self,
         method: str,
@@ -156,6 +191,8 @@ class Simulator:
         client: str = "127.0.0.1",
     ) -> SimResponse:
         """Answer one request (the shared handler behind every way of serving)."""
+        if target.startswith("/0/"):
+            return self.kraken.handle(method, target, headers, body, client)
         return self.dialect.handle(method, target, headers, body, client)
 
     def transport(self) -> SimTransport:

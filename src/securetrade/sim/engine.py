@@ -243,9 +243,16 @@ class Market:
         self._open.pop(order.order_id, None)
 
     def find(
-        self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
+        self,
+        account_name: str,
+        symbol: str | None,
+        *,
+        order_id: int | None,
+        client_order_id: str | None,
     ) -> SimOrder:
-        """The newest matching order of this account, or ``SimRejection('unknown')``."""
+        """The newest matching order of this account, or ``SimRejection('unknown')``.
+
+        ``symbol=None`` matches any symbol (dialects whose lookups name no pair)."""
         with self.lock:
             self._advance()
             if order_id is not None:
@@ -255,7 +262,7 @@ class Market:
             for order in reversed(candidates):  # the newest first
                 if (
                     order.account == account_name
-                    and order.symbol == symbol
+                    and symbol in (None, order.symbol)
                     and self._visible(order)
                 ):
                     return order
@@ -265,7 +272,12 @@ class Market:
         return self._now_ms() - order.created_ms >= self.visibility_lag_ms
 
     def cancel(
-        self, account_name: str, symbol: str, *, order_id: int | None, client_order_id: str | None
+        self,
+        account_name: str,
+        symbol: str | None,
+        *,
+        order_id: int | None,
+        client_order_id: str | None,
     ) -> SimOrder:
         with self.lock:
             try:

@@ -1,0 +1,630 @@
+"""The simulator's Kraken spot dialect: the same engine, Kraken's wire format and checks.
+
+It checks what Kraken checks, the way Kraken documents it: the ``API-Key`` header
+(``EAPI:Invalid key``), ``API-Sign`` = base64(HMAC-SHA512(base64decode(secret), path +
+SHA256(nonce + body))) over the exact body (``EAPI:Invalid signature``), a nonce larger
+than the last one the key used (``EAPI:Invalid nonce``; a nonce window can be set per
+dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), pair rules from
+``AssetPairs``, balances, duplicate ``cl_ord_id`` among open orders, and optionally the
+decaying API and add/cancel counters. Faults come from the same schedule as Binance's.
+
+Engine symbols and assets are venue-neutral (``BTCUSDT``, ``BTC``); here they wear
+Kraken's names (pair ``XBTUSDT``, asset ``XXBT``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .binance import SimKey, SimResponse
+from .engine import Market, SimInstrument, SimOrder, SimRejection
+from .faults import Faults
+
+__all__ = ["KrakenDialect", "KrakenLimits", "kraken_secret"]
+
+# Engine asset -> (Kraken asset code, the short name used in pair altnames).
+_ASSETS = {
+    "BTC": ("XXBT", "XBT"),
+    "ETH": ("XETH", "ETH"),
+    "USD": ("ZUSD", "USD"),
+    "EUR": ("ZEUR", "EUR"),
+}
+_STATUS = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "open",
+    "FILLED": "closed",
+    "CANCELED": "canceled",
+    "EXPIRED": "expired",
+}
+_TXID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_AUTO_ID = "~auto-"  # engine client ids for orders placed without cl_ord_id
+_UUID_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def kraken_secret(raw: bytes) -> str:
+    """A Kraken API secret as Kraken shows it: base64 text."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class KrakenLimits:
+    """The decaying counters, per key: (maximum, decay per second) each."""
+
+    api_max: int = 20
+    api_decay: float = 1.0
+    orders_max: int = 180
+    orders_decay: float = 3.75
+
+
+@dataclass(slots=True)
+class _Counter:
+    level: float = 0.0
+    stamp: float = 0.0
+
+    def add(self, now: float, amount: float, decay: float) -> float:
+        self.level = max(0.0, self.level - (now - self.stamp) * decay) + amount
+        self.stamp = now
+        return self.level
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+
+
+class _Error(Exception):
+    def __init__(self, text: str, status: int = 200) -> None:
+        super().__init__(text)
+        self.text, self.status = text, status
+
+
+class KrakenDialect:
+    """Answers Kraken spot REST requests from a :class:`Market`."""
+
+    def __init__(
+        self,
+        market: Market,
+        *,
+        faults: Faults | None = None,
+        limits: KrakenLimits | None = None,
+        nonce_window: int = 0,
+        clock_offset_ms: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.market = market
+        self.faults = faults or Faults()
+        self.limits = limits
+        self.nonce_window = nonce_window
+        self.clock_offset_ms = clock_offset_ms
+        self._clock = clock
+        self.keys: dict[str, SimKey] = {}
+        self.stats = _Stats()
+        self._lock = threading.Lock()
+        self._nonces: dict[str, int] = {}  # key id -> highest nonce accepted
+        self._recent: dict[str, set[int]] = {}  # nonces accepted inside the window
+        self._api: dict[str, _Counter] = {}
+        self._orders: dict[str, _Counter] = {}
+        self._auto = itertools.count(1)
+        self._pairs = {self._altname(i): i for i in market.instruments.values()}
+        self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
+
+    def add_key(self, key: SimKey) -> None:
+        """Register a key; ``hmac_secret`` holds the raw (base64-decoded) secret."""
+        self.keys[key.key_id] = key
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000) + self.clock_offset_ms
+
+    def last_nonce(self, key_id: str) -> int:
+        """The highest nonce this key has used (0 if none)."""
+        with self._lock:
+            return self._nonces.get(key_id, 0)
+
+    # --- the handler ---------------------------------------------------------------------
+
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
+    ) -> SimResponse:
+        path, _, query = target.partition("?")
+        with self._lock:
+            self.stats.requests += 1
+            name = f"{method} {path}"
+            self.stats.by_path[name] = self.stats.by_path.get(name, 0) + 1
+        fault = self.faults.take(method, path)
+        kind = None if fault is None else fault.kind
+        if kind == "drop_request":
+            return SimResponse(0, {}, b"", drop=True)
+        if fault is not None and kind == "status":
+            return _gateway(fault.status)  # not processed, and the client cannot tell
+        if fault is not None and kind == "rate_limit":
+            retry = {"retry-after": str(max(1, round(fault.seconds)))}
+            return _json(429, {"error": ["EAPI:Rate limit exceeded"]}, retry)
+        if kind == "ban":
+            return _json(200, {"error": ["EGeneral:Temporary lockout"]})
+        if fault is not None and kind == "delay":
+            time.sleep(fault.seconds)  # held after the gateway, then processed
+        try:
+            if path.startswith("/0/public/"):
+                result = self._public(path.removeprefix("/0/public/"), query)
+            elif path.startswith("/0/private/") and method == "POST":
+                result = self._private(path.removeprefix("/0/private/"), target, headers, body)
+            else:
+                raise _Error("EGeneral:Unknown method", 404)
+        except _Error as err:
+            with self._lock:
+                self.stats.rejections[err.text] = self.stats.rejections.get(err.text, 0) + 1
+            return _json(err.status, {"error": [err.text]})
+        response = _json(200, {"error": [], "result": result})
+        if kind == "drop_response":
+            return SimResponse(response.status, response.headers, response.body, drop=True)
+        if fault is not None and kind == "status_after":
+            return _gateway(fault.status)  # processed, but the answer is a gateway error
+        if kind == "reset":
+            return SimResponse(response.status, response.headers, response.body, reset=True)
+        return response
+
+    # --- public market data ----------------------------------------------------------------
+
+    def _public(self, name: str, query: str) -> Any:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if name == "Time":
+            now = self.now_ms() // 1000
+            return {"unixtime": now, "rfc1123": formatdate(now, usegmt=True)}
+        if name == "AssetPairs":
+            wanted = [p for p in params.get("pair", "").split(",") if p]
+            for pair in wanted:
+                self._pair(pair)
+            return {
+                alt: self._pair_info(alt, inst)
+                for alt, inst in self._pairs.items()
+                if not wanted or alt in wanted
+            }
+        if name == "Assets":
+            assets = {a for i in self._pairs.values() for a in (i.base, i.quote)}
+            return {
+                _code(a): {
+                    "aclass": "currency",
+                    "altname": _short(a),
+                    "decimals": 10,
+                    "display_decimals": 5,
+                    "status": "enabled",
+                }
+                for a in sorted(assets)
+            }
+        if name == "Ticker":
+            alt = params.get("pair", "")
+            inst = self._pair(alt)
+            with self.market.lock:
+                last = self.market.price(inst.symbol)
+            text = _price(last, inst)
+            return {
+                alt: {
+                    "a": [text, "1", "1.000"],
+                    "b": [text, "1", "1.000"],
+                    "c": [text, "0.00100000"],
+                }
+            }
+        raise _Error("EGeneral:Unknown method", 404)
+
+    # --- private: authentication as Kraken documents it -----------------------------------
+
+    def _private(self, name: str, target: str, headers: Mapping[str, str], body: bytes) -> Any:
+        key = self.keys.get(headers.get("api-key", ""))
+        if key is None or key.hmac_secret is None:
+            raise _Error("EAPI:Invalid key")
+        params = self._body(headers, body)
+        nonce_text = params.get("nonce", "")
+        if not nonce_text.isdigit():
+            raise _Error("EAPI:Invalid nonce")
+        inner = hashlib.sha256(nonce_text.encode() + body).digest()
+        expected = hmac.new(key.hmac_secret, target.encode() + inner, hashlib.sha512).digest()
+        try:
+            given = base64.b64decode(headers.get("api-sign", ""), validate=True)
+        except (binascii.Error, ValueError):
+            given = b""
+        if not hmac.compare_digest(expected, given):
+            raise _Error("EAPI:Invalid signature")
+        self._accept_nonce(key.key_id, int(nonce_text))
+        if name not in ("AddOrder", "CancelOrder"):
+            self._count(self._api, key, 1.0, "EAPI:Rate limit exceeded")
+        if name == "AddOrder":
+            return self._add_order(key, params)
+        if name == "CancelOrder":
+            return self._cancel(key, params)
+        if name == "QueryOrders":
+            return self._query(key, params)
+        if name == "OpenOrders":
+            return {"open": self._orders_json(key, params, open_only=True)}
+        if name == "ClosedOrders":
+            closed = self._orders_json(key, params, open_only=False)
+            return {"closed": closed, "count": len(closed)}
+        if name in ("Balance", "BalanceEx"):
+            return self._balances(key, extended=name == "BalanceEx")
+        if name == "Withdraw":
+            if not key.can_withdraw:
+                raise _Error("EGeneral:Permission denied")
+            return {"refid": hashlib.sha256(body).hexdigest()[:18].upper()}
+        raise _Error("EGeneral:Unknown method")
+
+    def _body(self, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+        text = body.decode("utf-8", "replace")
+        if headers.get("content-type", "").startswith("application/json"):
+            try:
+                data = json.loads(text or "{}")
+            except ValueError:
+                raise _Error("EGeneral:Invalid arguments") from None
+            if not isinstance(data, dict):
+                raise _Error("EGeneral:Invalid arguments")
+            return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        except ValueError:
+            raise _Error("EGeneral:Invalid arguments") from None
+        names = [k for k, _ in pairs]
+        if len(set(names)) != len(names):
+            raise _Error("EGeneral:Invalid arguments")
+        return dict(pairs)
+
+    def _accept_nonce(self, key_id: str, nonce: int) -> None:
+        with self._lock:
+            last = self._nonces.get(key_id, 0)
+            recent = self._recent.setdefault(key_id, set())
+            if nonce <= last and (nonce <= last - self.nonce_window or nonce in recent):
+                raise _Error("EAPI:Invalid nonce")
+            self._nonces[key_id] = max(last, nonce)
+            if self.nonce_window:
+                recent.add(nonce)
+                floor = self._nonces[key_id] - self.nonce_window
+                recent.difference_update({n for n in recent if n <= floor})
+
+    def _count(self, counters: dict[str, _Counter], key: SimKey, cost: float, text: str) -> None:
+        if self.limits is None:
+            return
+        if counters is self._api:
+            ceiling, decay = self.limits.api_max, self.limits.api_decay
+        else:
+            ceiling, decay = self.limits.orders_max, self.limits.orders_decay
+        with self._lock:
+            counter = counters.setdefault(key.key_id, _Counter(stamp=self._clock()))
+            if counter.add(self._clock(), cost, decay) > ceiling:
+                counter.level -= cost  # refused calls are not counted against the next
+                raise _Error(text)
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def _add_order(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        if not key.can_trade:
+            raise _Error("EGeneral:Permission denied")
+        alt = _need(params, "pair")
+        inst = self._pair(alt)
+        side = _need(params, "type")
+        kind = _need(params, "ordertype")
+        if side not in ("buy", "sell"):
+            raise _Error("EGeneral:Invalid arguments:type")
+        if kind not in ("limit", "market"):
+            raise _Error("EGeneral:Invalid arguments:ordertype")
+        volume = _number(params, "volume")
+        price = _number(params, "price") if kind == "limit" else None
+        tif = params.get("timeinforce", "GTC")
+        if tif not in ("GTC", "IOC", "GTD"):
+            raise _Error("EGeneral:Invalid arguments:timeinforce")
+        cl_ord_id = params.get("cl_ord_id")
+        if cl_ord_id is not None and not _valid_cl_ord_id(cl_ord_id):
+            raise _Error("EGeneral:Invalid arguments:cl_ord_id")
+        if "deadline" in params:
+            self._check_deadline(params["deadline"])
+        self._check_rules(inst, alt, volume, price)
+        self._count(self._orders, key, 1.0, "EOrder:Rate limit exceeded")
+        client_id = cl_ord_id or f"{_AUTO_ID}{next(self._auto)}"
+        try:
+            order = self.market.place(
+                key.account,
+                symbol=inst.symbol,
+                side=side.upper(),
+                type=kind.upper(),
+                quantity=volume,
+                price=price,
+                time_in_force=None if kind == "market" else ("IOC" if tif == "IOC" else "GTC"),
+                client_order_id=client_id,
+            )
+        except SimRejection as rej:
+            raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
+        text = f"{side} {volume:.8f} {alt} @ {kind}"
+        if price is not None:
+            text += f" {_price(price, inst)}"
+        return {"descr": {"order": text}, "txid": [_txid(order.order_id)]}
+
+    def _check_deadline(self, text: str) -> None:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise _Error("EGeneral:Invalid arguments:deadline") from None
+        if moment.tzinfo is None:
+            raise _Error("EGeneral:Invalid arguments:deadline")
+        deadline_ms = int(moment.timestamp() * 1000)
+        now = self.now_ms()
+        if deadline_ms > now + 60_000:
+            raise _Error("EGeneral:Invalid arguments:deadline")
+        if now > deadline_ms:
+            raise _Error("EService:Deadline elapsed")
+
+    def _check_rules(
+        self, inst: SimInstrument, alt: str, volume: Decimal, price: Decimal | None
+    ) -> None:
+        if volume % inst.step_size != 0:
+            raise _Error("EGeneral:Invalid arguments:volume")
+        if volume < inst.min_quantity:
+            raise _Error("EOrder:Order minimum not met")
+        if price is not None:
+            if price % inst.tick_size != 0:
+                decimals = _decimals(inst.tick_size)
+                raise _Error(
+                    f"EOrder:Invalid price:{alt} price can only be specified up to "
+                    f"{decimals} decimals."
+                )
+            if volume * price < inst.min_notional:
+                raise _Error("EOrder:Cost minimum not met")
+
+    def _find(self, key: SimKey, params: Mapping[str, str]) -> list[SimOrder]:
+        txids = [t.strip() for t in params.get("txid", "").split(",") if t.strip()]
+        cl_ord_id = params.get("cl_ord_id")
+        if not txids and cl_ord_id is None:
+            raise _Error("EGeneral:Invalid arguments:txid")
+        found: list[SimOrder] = []
+        for txid in txids:
+            number = _order_number(txid)
+            if number is None:
+                raise _Error("EOrder:Invalid order")
+            try:
+                found.append(
+                    self.market.find(key.account, None, order_id=number, client_order_id=None)
+                )
+            except SimRejection:
+                raise _Error("EOrder:Invalid order") from None
+        if cl_ord_id is not None:
+            try:
+                order = self.market.find(
+                    key.account, None, order_id=None, client_order_id=cl_ord_id
+                )
+            except SimRejection:
+                return [o for o in found if o.client_order_id == cl_ord_id]
+            found = [o for o in found if o.order_id == order.order_id] if txids else [order]
+        return found
+
+    def _query(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        return {_txid(o.order_id): self._order_json(o) for o in self._find(key, params)}
+
+    def _cancel(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        if "txid" not in params and "cl_ord_id" not in params:
+            raise _Error("EGeneral:Invalid arguments:txid")
+        self._count(self._orders, key, 1.0, "EOrder:Rate limit exceeded")
+        try:
+            (order,) = self._find(key, params)
+        except (_Error, ValueError):
+            raise _Error("EOrder:Unknown order") from None
+        try:
+            self.market.cancel(key.account, None, order_id=order.order_id, client_order_id=None)
+        except SimRejection:
+            raise _Error("EOrder:Unknown order") from None
+        return {"count": 1, "pending": False}
+
+    def _orders_json(
+        self, key: SimKey, params: Mapping[str, str], *, open_only: bool
+    ) -> dict[str, Any]:
+        cl_ord_id = params.get("cl_ord_id")
+        if open_only:
+            orders = self.market.open_orders(key.account, None)
+        else:
+            with self.market.lock:
+                orders = [
+                    o
+                    for o in self.market.orders.values()
+                    if o.account == key.account and not o.is_open
+                ]
+        return {
+            _txid(o.order_id): self._order_json(o)
+            for o in orders
+            if cl_ord_id is None or o.client_order_id == cl_ord_id
+        }
+
+    def _order_json(self, order: SimOrder) -> dict[str, Any]:
+        inst = self.market.instruments[order.symbol]
+        alt = self._alt_of[order.symbol]
+        kind = order.type.lower()
+        price = _price(order.price, inst) if order.price is not None else "0"
+        average = order.quote_filled / order.filled if order.filled else Decimal(0)
+        text = f"{order.side.lower()} {order.quantity:.8f} {alt} @ {kind}"
+        if order.price is not None:
+            text += f" {price}"
+        closed = not order.is_open
+        result: dict[str, Any] = {
+            "refid": None,
+            "userref": 0,
+            "cl_ord_id": None
+            if order.client_order_id.startswith(_AUTO_ID)
+            else order.client_order_id,
+            "status": _STATUS[order.status],
+            "opentm": order.created_ms / 1000,
+            "starttm": 0,
+            "expiretm": 0,
+            "descr": {
+                "pair": alt,
+                "type": order.side.lower(),
+                "ordertype": kind,
+                "price": price,
+                "price2": "0",
+                "leverage": "none",
+                "order": text,
+                "close": "",
+            },
+            "vol": f"{order.quantity:.8f}",
+            "vol_exec": f"{order.filled:.8f}",
+            "cost": _price(order.quote_filled, inst),
+            "fee": "0.00000",
+            "price": _price(average, inst),
+            "stopprice": "0.00000",
+            "limitprice": "0.00000",
+            "misc": "",
+            "oflags": "fciq",
+        }
+        if closed:
+            result["closetm"] = order.updated_ms / 1000
+            result["reason"] = None
+        return result
+
+    def _balances(self, key: SimKey, *, extended: bool) -> Any:
+        account = self.market.accounts[key.account]
+        with self.market.lock:
+            rows = {a: (v[0], v[1]) for a, v in account.balances.items()}
+        if not extended:
+            return {_code(a): f"{free + held:.10f}" for a, (free, held) in sorted(rows.items())}
+        return {
+            _code(a): {"balance": f"{free + held:.10f}", "hold_trade": f"{held:.10f}"}
+            for a, (free, held) in sorted(rows.items())
+        }
+
+    # --- names -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _altname(inst: SimInstrument) -> str:
+        return _short(inst.base) + _short(inst.quote)
+
+    def altname(self, symbol: str) -> str:
+        """The Kraken pair name of an engine symbol (``BTCUSDT`` -> ``XBTUSDT``)."""
+        return self._alt_of[symbol]
+
+    def _pair(self, alt: str) -> SimInstrument:
+        inst = self._pairs.get(alt)
+        if inst is None:
+            raise _Error("EQuery:Unknown asset pair")
+        return inst
+
+    def _pair_info(self, alt: str, inst: SimInstrument) -> dict[str, Any]:
+        return {
+            "altname": alt,
+            "wsname": f"{_short(inst.base)}/{_short(inst.quote)}",
+            "aclass_base": "currency",
+            "base": _code(inst.base),
+            "aclass_quote": "currency",
+            "quote": _code(inst.quote),
+            "lot": "unit",
+            "cost_decimals": _decimals(inst.tick_size) + _decimals(inst.step_size),
+            "pair_decimals": _decimals(inst.tick_size),
+            "lot_decimals": _decimals(inst.step_size),
+            "lot_multiplier": 1,
+            "leverage_buy": [],
+            "leverage_sell": [],
+            "fees": [[0, 0.26]],
+            "fees_maker": [[0, 0.16]],
+            "fee_volume_currency": "ZUSD",
+            "margin_call": 80,
+            "margin_stop": 40,
+            "ordermin": format(inst.min_quantity, "f"),
+            "costmin": format(inst.min_notional, "f"),
+            "tick_size": format(inst.tick_size, "f"),
+            "status": "online",
+        }
+
+
+_REJECTIONS = {
+    "bad_symbol": "EQuery:Unknown asset pair",
+    "duplicate": "EOrder:Duplicate order",
+    "insufficient": "EOrder:Insufficient funds",
+    "filter": "EGeneral:Invalid arguments",
+}
+
+
+def _code(asset: str) -> str:
+    return _ASSETS.get(asset, (asset, asset))[0]
+
+
+def _short(asset: str) -> str:
+    return _ASSETS.get(asset, (asset, asset))[1]
+
+
+def _decimals(step: Decimal) -> int:
+    exponent = step.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _price(value: Decimal, inst: SimInstrument) -> str:
+    return f"{value:.{_decimals(inst.tick_size)}f}"
+
+
+def _txid(number: int) -> str:
+    """Kraken-shaped order id (``OABCDE-FGHIJ-KLMNOP``) that encodes the engine's number."""
+    digits = []
+    for _ in range(16):
+        number, rest = divmod(number, 32)
+        digits.append(_TXID_ALPHABET[rest])
+    text = "".join(reversed(digits))
+    return f"O{text[:5]}-{text[5:10]}-{text[10:]}"
+
+
+def _order_number(txid: str) -> int | None:
+    parts = txid.split("-")
+    if len(parts) != 3 or [len(p) for p in parts] != [6, 5, 6] or not txid.startswith("O"):
+        return None
+    number = 0
+    for char in "".join(parts)[1:]:
+        index = _TXID_ALPHABET.find(char)
+        if index < 0:
+            return None
+        number = number * 32 + index
+    return number
+
+
+def _valid_cl_ord_id(text: str) -> bool:
+    if len(text) == 36:
+        groups = text.split("-")
+        return [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(
+            set(g) <= _UUID_HEX for g in groups
+        )
+    if len(text) == 32:
+        return set(text) <= _UUID_HEX
+    return 1 <= len(text) <= 18 and text.isascii() and text.isprintable() and " " not in text
+
+
+def _need(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise _Error(f"EGeneral:Invalid arguments:{name}")
+    return value
+
+
+def _number(params: Mapping[str, str], name: str) -> Decimal:
+    text = _need(params, name)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _Error(f"EGeneral:Invalid arguments:{name}") from None
+    if not value.is_finite() or value <= 0:
+        raise _Error(f"EGeneral:Invalid arguments:{name}")
+    return value
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SimResponse:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return SimResponse(status, {"content-type": "application/json", **(headers or {})}, body)
+
+
+def _gateway(status: int) -> SimResponse:
+    """What a gateway in front of the engine answers: a page, not a Kraken answer."""
+    page = f"<html><body>{status} Service Unavailable</body></html>".encode()
+    return SimResponse(status, {"content-type": "text/html"}, page)
