@@ -29,6 +29,9 @@ __all__ = ["encode_json", "encode_query", "is_plain", "with_query"]
 
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 _SURROGATE = re.compile("[\ud800-\udfff]").search
+# Base64 text (Ed25519 and RSA signatures) needs only three escapes; replace() is ~20x
+# faster than quote() on it, and this runs once per signed request.
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*").fullmatch
 
 
 def is_plain(text: str) -> bool:
@@ -36,17 +39,18 @@ def is_plain(text: str) -> bool:
     return _PLAIN(text) is not None
 
 
+def _escape(text: str) -> str:
+    if _PLAIN(text):
+        return text
+    if _BASE64(text):
+        return text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return quote(text, safe="")
+
+
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
     try:
-        return "&".join(
-            [
-                (k if _PLAIN(k) else quote(k, safe=""))
-                + "="
-                + (v if _PLAIN(v) else quote(v, safe=""))
-                for k, v in pairs
-            ]
-        )
+        return "&".join([(k if _PLAIN(k) else _escape(k)) + "=" + _escape(v) for k, v in pairs])
     except UnicodeEncodeError:
         raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
     except TypeError:
