@@ -98,6 +98,9 @@ class _Base(ABC, Generic[TransportT]):
             if venue is None
             else (get_venue(venue) if isinstance(venue, str) else venue)
         )
+        bind = getattr(chosen, "bind", None)
+        if bind is not None:  # a venue with state per client (ccxt): this client's own copy
+            chosen = bind(key.environment, base_url=base_url)
         if recv_window_ms is not None:
             if not 100 <= recv_window_ms <= 60_000:
                 raise InvalidRequest("recv_window_ms must be between 100 and 60000")
@@ -116,6 +119,15 @@ class _Base(ABC, Generic[TransportT]):
             nonces=nonces,
             unsafe_allow_withdraw_scope=unsafe_allow_withdraw_scope,
         )
+        opener = getattr(chosen, "open_transport", None)  # a venue with its own HTTP stack
+        if transport is None and opener is not None:
+            transport = opener(
+                _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
+                asynchronous=isinstance(self, AsyncClient),
+                timeout=timeout,
+                proxy=proxy,
+                unsafe_allow_plain_http=unsafe_allow_plain_http,
+            )
         if transport is None:
             transport = self._https(
                 _base_url(chosen, self.core.keys.current, base_url),

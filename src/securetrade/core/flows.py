@@ -840,11 +840,18 @@ class Core:
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
+        if getattr(self.venue, "needs_instruments", False) and not self._instruments:
+            if endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME):
+                yield from self.instruments()  # ccxt builds its requests from the market list
         if endpoint.signed and not self.clock.synced:
             yield from self.sync_clock(priority)
         key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
         caller = self._caller(key)
-        cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
+        request_cost = getattr(self.venue, "request_cost", None)  # costs ccxt computes per call
+        if request_cost is not None:
+            cost = request_cost(endpoint, params)
+        else:
+            cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
             wait = self.limiter.reserve(cost, priority, symbol=symbol, caller=caller)
             if wait <= 0.0:

@@ -43,7 +43,7 @@ _BUILTIN = {
     "kraken": "securetrade.venues.kraken:KRAKEN",
 }
 # "prefix:rest" names -> a factory called with ``rest``. The ccxt transport adds itself here.
-_FAMILIES: dict[str, str] = {}
+_FAMILIES: dict[str, str] = {"ccxt": "securetrade.venues.ccxt:CcxtVenue"}
 
 _loaded: dict[str, Venue] = {}
 _lock = threading.Lock()

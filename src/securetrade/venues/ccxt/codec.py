@@ -25,14 +25,15 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ...errors import InvalidRequest
 from ...keys import ApiKey
+from ...signing import Signer, signer_for
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.redaction import redact_headers, redact_query
 
-__all__ = ["Codec", "CcxtRequest", "CcxtResponse", "UnifiedCall"]
+__all__ = ["Codec", "CcxtKey", "CcxtRequest", "CcxtResponse", "UnifiedCall"]
 
 log = logging.getLogger("securetrade.ccxt")
 
@@ -46,13 +47,55 @@ class UnifiedCall:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+class CcxtKey:
+    """An API key as ccxt reads it: lent to the exchange object for one call at a time.
+
+    It is the venue's signer for the key: ccxt's ``sign()`` makes the signature, from the
+    credentials :meth:`Codec.build` lends it. :meth:`sign` is our own signer for the key's
+    kind, which checks (in the tests) that ccxt signed exactly the bytes it sends.
+    """
+
+    __slots__ = ("_key", "_own")
+
+    def __init__(self, key: ApiKey) -> None:
+        self._key = key
+        self._own: Signer | None = None
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    def credentials(self) -> tuple[str, str, str | None]:
+        """API key, secret and passphrase as text. Only the codec calls this."""
+        key = self._key
+        passphrase = None if key.passphrase is None else key.passphrase.expose().decode()
+        return key.key_id, key.secret.expose().decode("utf-8"), passphrase
+
+    def sign(self, payload: bytes) -> str:
+        if self._own is None:
+            self._own = signer_for(self._key)
+        return self._own.sign(payload)
+
+    def __repr__(self) -> str:
+        return "CcxtKey(<secret>)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a signer cannot be pickled")
+
+
+# What the codec lends ccxt when it only asks what a request would cost: ccxt checks that
+# credentials are there and signs with them, and the request is thrown away.
+_DRY_RUN = ("dry-run", "ZHJ5LXJ1bg==", None)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class CcxtRequest(HttpRequest):
     """A request ccxt built and signed. ``target`` is the absolute URL; ``call`` is the
-    unified call it came from, which reads the answer back."""
+    unified call it came from, which reads the answer back (with ``signer``'s key)."""
 
     call: UnifiedCall = field(default_factory=lambda: UnifiedCall(""))
     cost: float = 1.0  # in ccxt's cost units (multiples of the exchange's ``rateLimit``)
+    signer: CcxtKey | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +112,7 @@ class _Captured(Exception):
 class _Script:
     """What ``fetch`` does during one unified call: record the request, or answer it."""
 
-    __slots__ = ("answer", "captured", "cost", "fetches", "now_ms", "nonce", "request")
+    __slots__ = ("answer", "captured", "cost", "fetches", "nonce", "now_ms")
 
     def __init__(
         self,
@@ -116,7 +159,6 @@ class Codec:
         self.rate_limit_ms = float(exchange.rateLimit or 1000)
         self._lock = threading.RLock()
         self._script: _Script | None = None
-        self._key: ApiKey | None = None
         # Instance attributes shadow the class's methods: ccxt calls ours.
         exchange.fetch = self._fetch
         exchange.request = self._request
@@ -130,11 +172,23 @@ class Codec:
     # --- the two halves of a unified call ------------------------------------------------
 
     def build(
-        self, call: UnifiedCall, *, key: ApiKey | None, now_ms: int, nonce: int | None
+        self, call: UnifiedCall, *, signer: CcxtKey | None, now_ms: int, nonce: int | None
     ) -> CcxtRequest:
         """The signed request ``call`` makes, without sending it."""
+        return self._build(
+            call, signer, None if signer is None else signer.credentials(), now_ms, nonce
+        )
+
+    def _build(
+        self,
+        call: UnifiedCall,
+        signer: CcxtKey | None,
+        credentials: tuple[str, str, str | None] | None,
+        now_ms: int,
+        nonce: int | None,
+    ) -> CcxtRequest:
         script = _Script(now_ms=now_ms, nonce=nonce)
-        with self._lock, self._lent(key):
+        with self._lock, self._lent(credentials):
             self._script = script
             try:
                 self._invoke(call)
@@ -152,24 +206,29 @@ class Codec:
             (body or "").encode("utf-8"),
             call=call,
             cost=script.cost or 1.0,
+            signer=signer,
         )
 
-    def read(self, response: CcxtResponse, *, key: ApiKey | None) -> Any:
+    def read(self, response: CcxtResponse) -> Any:
         """ccxt's reading of ``response``: the unified result, or the ccxt exception."""
         request = response.request
         if request is None:
             raise InvalidRequest("a ccxt venue needs its own transport (the answer lost its call)")
         script = _Script(answer=response)
-        with self._lock, self._lent(key):
+        signer = request.signer
+        credentials = None if signer is None else signer.credentials()
+        with self._lock, self._lent(credentials):
             self._script = script
             try:
                 return self._invoke(request.call)
             finally:
                 self._script = None
 
-    def cost_of(self, call: UnifiedCall, *, key: ApiKey | None) -> float:
-        """The rate-limit cost ccxt assigns to the request ``call`` makes."""
-        return self.build(call, key=key, now_ms=self._milliseconds(), nonce=None).cost
+    def cost_of(self, call: UnifiedCall, *, signed: bool) -> float:
+        """The rate-limit cost ccxt assigns to the request ``call`` makes (nothing is sent,
+        and no real credentials are lent)."""
+        credentials = _DRY_RUN if signed else None
+        return self._build(call, None, credentials, self._milliseconds(), None).cost
 
     def run_pure(self, function: Callable[[Any], Any]) -> Any:
         """Run ``function(exchange)`` under the lock, for calls that need no request."""
@@ -180,7 +239,7 @@ class Codec:
 
     def _invoke(self, call: UnifiedCall) -> Any:
         method = getattr(self.exchange, call.method)
-        return method(*call.args, dict(call.params))
+        return method(*call.args, params=dict(call.params))
 
     def _request(
         self,
@@ -197,7 +256,9 @@ class Codec:
         config = {} if config is None else config
         script = self._script
         if script is not None:
-            script.cost += float(exchange.calculate_rate_limiter_cost(api, method, path, params, config))
+            script.cost += float(
+                exchange.calculate_rate_limiter_cost(api, method, path, params, config)
+            )
         return type(exchange).fetch2(exchange, path, api, method, params, config)
 
     def _fetch(
@@ -279,14 +340,12 @@ class Codec:
         return type(self.exchange).nonce(self.exchange)
 
     @contextmanager
-    def _lent(self, key: ApiKey | None) -> Iterator[None]:
+    def _lent(self, credentials: tuple[str, str, str | None] | None) -> Iterator[None]:
         """The key's credentials on the exchange object for one call, then gone."""
         exchange = self.exchange
-        if key is not None:
-            exchange.apiKey = key.key_id
-            exchange.secret = key.secret.expose().decode("utf-8")
-            if key.passphrase is not None:
-                exchange.password = key.passphrase.expose().decode("utf-8")
+        if credentials is not None:
+            exchange.apiKey, exchange.secret, passphrase = credentials
+            exchange.password = passphrase or ""
         try:
             yield
         finally:

@@ -1,0 +1,508 @@
+"""``CcxtVenue``: any exchange ccxt supports, as a venue adapter under every securetrade layer.
+
+Each operation of the core maps to one ccxt unified method. The adapter hands the core
+the request that method would send, signed by ccxt (see :mod:`.codec`), and reads the
+answer back through the same method, so ccxt's knowledge of the exchange (parameters,
+signing, error codes, parsing) is used whole while our layers decide what is sent,
+when, to which host, and what an answer means for the money.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+import logging
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ...core.journal import derive_client_order_id
+from ...errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
+from ...keys import ApiKey, Environment, Scope
+from ...models import (
+    Balance,
+    Fill,
+    Instrument,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from ...ratelimit import RateLimit
+from ...signing import Signer
+from ...transport.base import HttpRequest, HttpResponse
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
+from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
+from .errors import ERRORS, outcome_of
+
+__all__ = ["COST", "CcxtVenue"]
+
+log = logging.getLogger("securetrade.ccxt")
+
+# The limiter's unit for ccxt venues: thousandths of ccxt's cost unit (one ``rateLimit``
+# interval per unit), so fractional costs count exactly.
+COST = "CCXT_COST"
+
+_ENDPOINTS = {
+    e.op: e
+    for e in (
+        Endpoint(Op.SERVER_TIME, "GET", "fetch_time", False, None, {COST: 1000}),
+        Endpoint(Op.INSTRUMENTS, "GET", "fetch_markets", False, None, {COST: 1000}),
+        Endpoint(Op.TICKER_PRICE, "GET", "fetch_ticker", False, None, {COST: 1000}),
+        Endpoint(Op.PLACE_ORDER, "POST", "create_order", True, Scope.TRADE, {COST: 1000}),
+        Endpoint(Op.CANCEL_ORDER, "DELETE", "cancel_order", True, Scope.CANCEL, {COST: 1000}),
+        Endpoint(Op.GET_ORDER, "GET", "fetch_order", True, Scope.READ, {COST: 1000}),
+        Endpoint(Op.OPEN_ORDERS, "GET", "fetch_open_orders", True, Scope.READ, {COST: 1000}),
+        Endpoint(Op.BALANCES, "GET", "fetch_balance", True, Scope.READ, {COST: 1000}),
+        Endpoint(Op.WITHDRAW, "POST", "withdraw", True, Scope.WITHDRAW, {COST: 1000}),
+        Endpoint(Op.KEY_PERMISSIONS, "GET", "(none)", True, Scope.READ, {COST: 1000}),
+    )
+}
+
+# A unified symbol: BASE/QUOTE, with :SETTLE and an expiry/strike suffix for derivatives.
+_SYMBOL = re.compile(r"[A-Za-z0-9._]{1,32}/[A-Za-z0-9._]{1,32}(?::[A-Za-z0-9._-]{1,48})?")
+
+_STATUS = {
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "canceling": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+_TIF = {t.value: t for t in TimeInForce}
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What one exchange needs so that every operation is one request, and how it is fresh.
+
+    ``order_acks`` lists operations the exchange answers with an acknowledgement rather
+    than the order: the core reads those orders back by client order id.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    freshness: Freshness = Freshness.TIMESTAMP
+    order_acks: frozenset[Op] = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
+    recv_window_option: str | None = None
+
+
+_PROFILES: dict[str, _Profile] = {
+    "binance": _Profile(
+        options={
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+        },
+        order_acks=frozenset(),  # newOrderRespType=FULL: the answer is the order
+        recv_window_option="recvWindow",
+    ),
+    "kraken": _Profile(freshness=Freshness.NONCE),
+}
+_DEFAULT = _Profile(options={"defaultType": "spot"})
+
+
+class CcxtVenue:
+    """The venue ``ccxt:<exchange id>``: the exchange as ccxt knows it, under our layers.
+
+    ``options`` are passed to the ccxt exchange (they override this adapter's defaults for
+    the exchange). A client binds its own copy (:meth:`bind`), with its own exchange
+    object; given a ``base_url``, every ccxt API root points at it.
+    """
+
+    endpoints: Mapping[Op, Endpoint] = _ENDPOINTS
+    errors: Mapping[Any, ErrorRule] = ERRORS
+    recv_window_ms = 5000
+
+    def __init__(
+        self,
+        exchange_id: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        urls: Mapping[str, str] | None = None,
+        sandbox: bool = False,
+    ) -> None:
+        import ccxt
+
+        if exchange_id not in ccxt.exchanges:
+            raise InvalidRequest(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
+        profile = _PROFILES.get(exchange_id, _DEFAULT)
+        self.exchange_id = exchange_id
+        self.name = f"ccxt:{exchange_id}"
+        self.freshness = profile.freshness
+        self.order_acks = profile.order_acks
+        self._profile = profile
+        self._options = {**profile.options, **(options or {})}
+        self._sandbox = sandbox
+        self._urls = dict(urls) if urls else None
+        self._codec: Codec | None = None
+        self._costs: dict[tuple[Op, tuple[str, ...]], Mapping[str, int]] = {}
+
+    def __repr__(self) -> str:
+        return f"CcxtVenue({self.exchange_id!r})"
+
+    def __copy__(self) -> CcxtVenue:
+        clone = CcxtVenue.__new__(CcxtVenue)
+        clone.__dict__.update(self.__dict__)  # shares the codec: one exchange object
+        return clone
+
+    # --- per client -----------------------------------------------------------------------
+
+    def bind(self, environment: Environment, *, base_url: str | None = None) -> CcxtVenue:
+        """This venue for one client, with its own exchange object: ccxt's sandbox URLs
+        for a testnet key, or ``base_url`` for every API root."""
+        if environment is Environment.SIMULATED and base_url is None:
+            raise InvalidRequest(f"{self.name}: a simulated key needs base_url=")
+        return CcxtVenue(
+            self.exchange_id,
+            options=self._options,
+            urls={"*": base_url} if base_url else self._urls,
+            sandbox=environment is Environment.TESTNET,
+        )
+
+    def open_transport(
+        self,
+        context: Any,
+        *,
+        asynchronous: bool,
+        timeout: float,
+        proxy: str | None,
+        unsafe_allow_plain_http: bool,
+    ) -> Any:
+        """The transport of a client of this venue: ccxt's own HTTP stack, pinned."""
+        from .transport import CcxtAsyncTransport, CcxtSyncTransport
+
+        if asynchronous:
+            return CcxtAsyncTransport(
+                context,
+                timeout=timeout,
+                proxy=proxy,
+                unsafe_allow_plain_http=unsafe_allow_plain_http,
+            )
+        return CcxtSyncTransport(
+            self.codec.exchange.session,
+            context,
+            timeout=timeout,
+            proxy=proxy,
+            unsafe_allow_plain_http=unsafe_allow_plain_http,
+        )
+
+    @property
+    def codec(self) -> Codec:
+        """The ccxt exchange object behind this venue, built at first use."""
+        if self._codec is None:
+            codec = Codec(self.exchange_id, options=self._options, urls=self._urls)
+            if self._sandbox:
+                codec.exchange.set_sandbox_mode(True)
+            self._codec = codec
+        return self._codec
+
+    # --- the tables ----------------------------------------------------------------------
+
+    @property
+    def rate_limits(self) -> Sequence[RateLimit]:
+        """ccxt's pacing as a limit: one cost unit per ``rateLimit`` ms, over one second."""
+        per_second = 1000.0 / self.codec.rate_limit_ms
+        return (RateLimit(COST, 1.0, max(1, int(per_second * 1000))),)
+
+    @property
+    def base_urls(self) -> Mapping[Environment, str]:
+        urls = self.codec.exchange.urls
+        found: dict[Environment, str] = {}
+        pairs = ((Environment.LIVE, urls.get("api")), (Environment.TESTNET, urls.get("test")))
+        for environment, table in pairs:
+            first = next(iter(table.values()), None) if isinstance(table, dict) else table
+            if isinstance(first, str):
+                found[environment] = first
+        return found
+
+    needs_instruments = True  # ccxt builds requests from its market list: load it first
+
+    def request_cost(self, endpoint: Endpoint, params: Params) -> Mapping[str, int]:
+        """What ccxt charges for this request, in thousandths of its cost unit."""
+        if endpoint.op is Op.KEY_PERMISSIONS:
+            return endpoint.cost
+        shape = (endpoint.op, tuple(sorted(name for name, value in params if value)))
+        cost = self._costs.get(shape)
+        if cost is None:
+            call = self._call(endpoint.op, params)
+            try:
+                units = self.codec.cost_of(call, signed=endpoint.signed)
+            except InvalidRequest:
+                raise
+            except Exception as exc:
+                raise _refusal(self.name, exc) from None
+            cost = {COST: milli_cost(units)}
+            self._costs[shape] = cost
+        return cost
+
+    # --- the contract ----------------------------------------------------------------------
+
+    def check_symbol(self, symbol: str) -> None:
+        if not _SYMBOL.fullmatch(symbol):
+            raise InvalidRequest(
+                f"symbol {symbol!r} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
+            )
+
+    def signer(self, key: ApiKey) -> Signer:
+        """The key as ccxt's ``sign()`` reads it, lent one call at a time."""
+        if key.venue != self.name:
+            raise InvalidRequest(f"key is for {key.venue!r}, venue is {self.name!r}")
+        return CcxtKey(key)
+
+    def client_order_id(self, account: str, idempotency_key: str) -> str:
+        return derive_client_order_id(self.name, account, idempotency_key)
+
+    def prepare(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        *,
+        key_id: str,
+        signer: Signer | None,
+        timestamp_ms: int,
+        nonce: int | None = None,
+    ) -> HttpRequest:
+        call = self._call(endpoint.op, params)
+        if endpoint.signed and not isinstance(signer, CcxtKey):
+            raise InvalidRequest(f"{self.name}: signed requests need the venue's own signer")
+        option = self._profile.recv_window_option
+        codec = self.codec
+        if option is not None:
+            codec.exchange.options[option] = self.recv_window_ms
+        try:
+            return codec.build(
+                call,
+                signer=signer if isinstance(signer, CcxtKey) else None,
+                now_ms=timestamp_ms,
+                nonce=nonce,
+            )
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # ccxt refused the arguments: nothing was sent
+            raise _refusal(self.name, exc) from None
+
+    def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        if not isinstance(response, CcxtResponse):
+            raise InvalidRequest(f"{self.name} answers must come through its own transport")
+        import ccxt
+
+        try:
+            result = self.codec.read(response)
+        except ccxt.BaseError as exc:
+            outcome = outcome_of(exc, response.status, response.headers, response.body, self.name)
+            if outcome.clock_skew and self.freshness is Freshness.NONCE:
+                outcome = replace(outcome, clock_skew=False, bad_nonce=True)
+            return outcome
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # ccxt could not read an answer that was delivered
+            log.debug("ccxt could not read a %s answer", endpoint.op.value, exc_info=True)
+            return Outcome(
+                Verdict.AMBIGUOUS,
+                None,
+                AmbiguousOutcome(
+                    f"{endpoint.op.value}: unreadable answer (HTTP {response.status}, "
+                    f"{type(exc).__name__})",
+                    venue=self.name,
+                ),
+            )
+        if endpoint.op is Op.INSTRUMENTS:
+            self.codec.run_pure(lambda exchange: exchange.set_markets(result))
+        return Outcome(Verdict.OK, result)
+
+    # --- unified calls from our parameters -------------------------------------------------
+
+    def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        params: Params = [
+            ("symbol", order.symbol),
+            ("type", order.type.value.lower()),
+            ("side", order.side.value.lower()),
+            ("amount", _wire(order.quantity)),
+            ("price", "" if order.price is None else _wire(order.price)),
+            ("timeInForce", "" if order.time_in_force is None else order.time_in_force.value),
+            ("clientOrderId", client_order_id),
+        ]
+        return params
+
+    def order_lookup_params(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Params:
+        if order_id is not None:
+            return [("symbol", symbol), ("id", order_id)]
+        if client_order_id is not None:
+            return [("symbol", symbol), ("clientOrderId", client_order_id)]
+        raise InvalidRequest("give order_id or client_order_id")
+
+    def open_orders_params(self, symbol: str | None) -> Params:
+        return [] if symbol is None else [("symbol", symbol)]
+
+    def withdraw_params(
+        self, asset: str, amount: Decimal, address: str, network: str | None
+    ) -> Params:
+        params: Params = [("code", asset), ("amount", _wire(amount)), ("address", address)]
+        if network:
+            params.append(("network", network))
+        return params
+
+    def _call(self, op: Op, params: Params) -> UnifiedCall:
+        p = {name: value for name, value in params if value != ""}
+        if op is Op.SERVER_TIME:
+            return UnifiedCall("fetch_time")
+        if op is Op.INSTRUMENTS:
+            return UnifiedCall("fetch_markets")
+        if op is Op.TICKER_PRICE:
+            return UnifiedCall("fetch_ticker", (_required(p, "symbol"),))
+        if op is Op.PLACE_ORDER:
+            extra = {"clientOrderId": _required(p, "clientOrderId")}
+            if "timeInForce" in p:
+                extra["timeInForce"] = p["timeInForce"]
+            args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
+            return UnifiedCall("create_order", args, extra)
+        if op in (Op.GET_ORDER, Op.CANCEL_ORDER):
+            method = "fetch_order" if op is Op.GET_ORDER else "cancel_order"
+            extra = {"clientOrderId": p["clientOrderId"]} if "clientOrderId" in p else {}
+            return UnifiedCall(method, (p.get("id"), _required(p, "symbol")), extra)
+        if op is Op.OPEN_ORDERS:
+            return UnifiedCall("fetch_open_orders", (p.get("symbol"),))
+        if op is Op.BALANCES:
+            return UnifiedCall("fetch_balance")
+        if op is Op.WITHDRAW:
+            extra = {"network": p["network"]} if "network" in p else {}
+            return UnifiedCall("withdraw", (p["code"], p["amount"], p["address"], None), extra)
+        raise InvalidRequest(f"{self.name}: ccxt has no unified method for {op.value}")
+
+    # --- unified structures into our models ------------------------------------------------
+
+    def parse_order(self, payload: Any) -> Order:
+        status = payload.get("status")
+        filled = _decimal(payload.get("filled")) or Decimal(0)
+        if status == "open" or status is None:
+            state = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW
+        else:
+            state = _STATUS.get(status, OrderStatus.NEW)
+        kind = str(payload.get("type") or "").upper()
+        order_type = OrderType.MARKET if kind == OrderType.MARKET.value else OrderType.LIMIT
+        price = _decimal(payload.get("price"))
+        stamp = payload.get("timestamp")
+        fills = tuple(
+            Fill(
+                price=_decimal(t.get("price")) or Decimal(0),
+                quantity=_decimal(t.get("amount")) or Decimal(0),
+                commission=_decimal((t.get("fee") or {}).get("cost")) or Decimal(0),
+                commission_asset=(t.get("fee") or {}).get("currency"),
+                trade_id=None if t.get("id") is None else str(t["id"]),
+            )
+            for t in payload.get("trades") or ()
+        )
+        return Order(
+            venue=self.name,
+            symbol=payload["symbol"],
+            order_id=str(payload["id"]),
+            client_order_id=payload.get("clientOrderId") or "",
+            side=str(payload["side"]).upper(),
+            type=order_type,
+            status=state,
+            quantity=_decimal(payload.get("amount")) or Decimal(0),
+            price=None if order_type is OrderType.MARKET or not price else price,
+            filled_quantity=filled,
+            quote_quantity=_decimal(payload.get("cost")) or Decimal(0),
+            time_in_force=_TIF.get(payload.get("timeInForce") or "")
+            if order_type is OrderType.LIMIT
+            else None,
+            created_at=None
+            if stamp is None
+            else datetime.fromtimestamp(int(stamp) / 1000, tz=timezone.utc),
+            fills=fills,
+        )
+
+    def parse_orders(self, payload: Any) -> list[Order]:
+        return [self.parse_order(item) for item in payload]
+
+    def parse_balances(self, payload: Any) -> list[Balance]:
+        free = payload.get("free") or {}
+        used = payload.get("used") or {}
+        return [
+            Balance(
+                asset=asset,
+                free=_decimal(free.get(asset)) or Decimal(0),
+                locked=_decimal(used.get(asset)) or Decimal(0),
+            )
+            for asset in sorted(set(free) | set(used))
+        ]
+
+    def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
+        from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
+
+        mode = self.codec.exchange.precisionMode
+        result: dict[str, Instrument] = {}
+        for market in payload:
+            precision = market.get("precision") or {}
+            limits = market.get("limits") or {}
+            result[market["symbol"]] = Instrument(
+                symbol=market["symbol"],
+                base_asset=market["base"],
+                quote_asset=market["quote"],
+                tick_size=_step(precision.get("price"), mode, TICK_SIZE, DECIMAL_PLACES),
+                step_size=_step(precision.get("amount"), mode, TICK_SIZE, DECIMAL_PLACES),
+                min_quantity=_decimal((limits.get("amount") or {}).get("min")) or Decimal(0),
+                min_notional=_decimal((limits.get("cost") or {}).get("min")) or Decimal(0),
+                trading=market.get("active") is not False,
+            )
+        return result
+
+    def parse_server_time(self, payload: Any) -> int:
+        return int(payload)
+
+    def parse_price(self, payload: Any) -> Decimal:
+        price = _decimal(payload.get("last")) or _decimal(payload.get("close"))
+        if price is None:
+            raise InvalidRequest(f"{self.name}: the ticker carries no last price")
+        return price
+
+    def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
+        return []  # ccxt's market list carries none; ``rate_limits`` holds ccxt's pacing
+
+    def parse_withdrawal(self, payload: Any) -> str:
+        return str(payload["id"])
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    try:
+        return params[name]
+    except KeyError:
+        raise InvalidRequest(f"{name} is required") from None
+
+
+def _wire(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A unified number (text, since the codec sets ``number = str``) as a Decimal."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        return Decimal(repr(value))  # a float ccxt produced outside parse_number
+    return Decimal(str(value))
+
+
+def _step(value: Any, mode: int, tick_size: int, decimal_places: int) -> Decimal:
+    """A price or amount increment from ccxt's precision, whatever its precision mode."""
+    number = _decimal(value)
+    if number is None:
+        return Decimal(0)
+    if mode == tick_size:
+        return number
+    if mode == decimal_places:
+        return Decimal(1).scaleb(-int(number))
+    return Decimal(0)  # significant digits: no fixed increment to check against
+
+
+def _refusal(venue: str, exc: BaseException) -> SecureTradeError:
+    """ccxt refused to build a request: a local refusal, since nothing was sent."""
+    from ...transport.redaction import redact_query
+
+    return InvalidRequest(f"{venue}: {type(exc).__name__}: {redact_query(str(exc))[:300]}")
