@@ -121,6 +121,8 @@ class _Stats:
     rejections: dict[int, int] = field(default_factory=dict)
     status_429: int = 0
     status_418: int = 0
+    #: (monotonic time, method, path) of every request received, in order.
+    arrivals: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 class BinanceDialect:
@@ -171,27 +173,48 @@ class BinanceDialect:
             self.stats.by_path[f"{method} {path}"] = (
                 self.stats.by_path.get(f"{method} {path}", 0) + 1
             )
+            self.stats.arrivals.append((time.monotonic(), method, path))
         fault = self.faults.take(method, path)
-        if fault is not None and fault.kind == "drop_request":
+        kind = None if fault is None else fault.kind
+        if fault is not None and kind == "drop_request":
             return SimResponse(0, {}, b"", drop=True)
-        if fault is not None and fault.kind == "status":
+        if fault is not None and kind == "status":
+            return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
+        if fault is not None and kind in ("rate_limit", "ban"):
+            with self._lock:
+                if kind == "ban":
+                    self.stats.status_418 += 1
+                else:
+                    self.stats.status_429 += 1
             return self._error(
-                fault.status, -1000, "An unknown error occurred while processing the request.", {}
+                418 if kind == "ban" else 429,
+                -1003,
+                "Too many requests; please use the websocket for live updates.",
+                {"retry-after": str(max(1, round(fault.seconds)))},
             )
         limited = self._rate_limit(method, path, query, client)
         if limited is not None:
             return limited
+        delay = fault.seconds if fault is not None and kind == "delay" else 0.0
         try:
-            status, payload = self._route(method, path, query, headers, body)
+            status, payload = self._route(method, path, query, headers, body, delay)
         except _ApiError as err:
             with self._lock:
                 self.stats.rejections[err.code] = self.stats.rejections.get(err.code, 0) + 1
             return self._error(
                 err.status, err.code, err.message, {**self._usage(client, headers), **err.headers}
             )
+        if fault is not None and kind == "status_after":
+            return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
         response = self._json(status, payload, self._usage(client, headers))
-        if fault is not None and fault.kind == "drop_response":
-            return SimResponse(response.status, response.headers, response.body, drop=True)
+        if kind in ("drop_response", "reset"):
+            return SimResponse(
+                response.status,
+                response.headers,
+                response.body,
+                drop=kind == "drop_response",
+                reset=kind == "reset",
+            )
         return response
 
     def _route(
