@@ -202,6 +202,7 @@ class Core:
         self._recovered = False
         self._recovering = False
         self._inflight: set[str] = set()  # client order ids this client is sending now
+        self._orphans: dict[str, Order] = {}  # venue orders recovery could not match
 
     # --- the public operations ------------------------------------------------------------
 
@@ -423,6 +424,11 @@ class Core:
             price=order.price,
         )
         self.checkpoint("after_claim_commit")
+        orphan = self._orphans.pop(cid, None)
+        if created and orphan is not None:
+            # Recovery saw this very id at the venue with no journal entry (the journal was
+            # lost or moved): the order exists, so adopt it rather than send it again.
+            return self._settled(self._adopt(orphan, order), key)
         if created:
             with self.policy.admit(order, cid, reference=reference) as admission:
                 result = yield from self._submit(order, key, cid, 0)
@@ -512,6 +518,7 @@ class Core:
         ours = [cid for cid in held if is_ours(cid)]
         known = self.journal.known(ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
+        self._orphans.update((o.client_order_id or "", o) for o in orphans)
         for orphan in orphans:
             log.warning(
                 "orphan order %s on %s: it has this SDK's id prefix but no journal entry",
@@ -758,6 +765,8 @@ class Core:
                 raise _error(outcome)
             self.clock.add_sample(sent, received, self.venue.parse_server_time(outcome.payload))
         self.audit.emit("clock.synced", offset_ms=round(self.clock.offset_ms, 1))
+        for alarm in self.clock.check():  # drift alarm: logged, and passed to clock.on_alarm
+            self.audit.emit("clock.alarm", reason=alarm.reason, offset_ms=round(alarm.offset_ms, 1))
 
     def _call(
         self,
