@@ -24,10 +24,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
+
+if TYPE_CHECKING:
+    from ..record.events import AuditLog, Event
 
 __all__ = [
     "Activity",
@@ -420,7 +423,11 @@ class AnomalyMonitor:
             self._publish(alert)
         return raised
 
-    def observe_event(self, event: Any) -> None:
+    def watch(self, audit: AuditLog) -> None:
+        """Watch everything a client reports (pass ``client.audit``)."""
+        audit.subscribe(self.observe_event)
+
+    def observe_event(self, event: Event) -> None:
         """Listener for :class:`~securetrade.record.AuditLog`: reads the core's events."""
         activity = activity_of(event.kind, event.fields, event.at)
         if activity is not None:
