@@ -26,6 +26,8 @@ ROWS = (
     "import_vs_ccxt",
     "memory_vs_ccxt",
     "ratelimit_acquire_us",
+    "ratelimit_acquire_sqlite_us",
+    "ratelimit_acquire_redis_us",
     "journal_commit_us",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "higher_is_better", "target", "meets")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securetrade.ratelimit import RateLimit, RateLimiter
+from securetrade.ratelimit import Priority, RateLimit, RateLimiter
 
 W = "REQUEST_WEIGHT"
 O = "ORDERS"  # noqa: E741
@@ -35,15 +35,19 @@ class FakeClock:
         self.now += seconds
 
 
+# Every priority may fill every window: these tests are about the windows themselves.
+FULL = {priority: 1.0 for priority in Priority}
+
+
 def limiter(
     *limits: RateLimit, margin: float = 0.0, clock: FakeClock | None = None
 ) -> tuple[RateLimiter, FakeClock]:
     clock = clock or FakeClock(1000.0)
-    return RateLimiter(limits, margin=margin, clock=clock), clock
+    return RateLimiter.in_memory(limits, margin=margin, shares=FULL, clock=clock), clock
 
 
 def used(lim: RateLimiter) -> list[int]:
-    return [spent for _, spent, _ in lim.usage()]
+    return [row.used for row in lim.usage()]
 
 
 def acquire(lim: RateLimiter, clock: FakeClock, costs: Mapping[str, int]) -> int:
@@ -67,7 +71,7 @@ def acquire(lim: RateLimiter, clock: FakeClock, costs: Mapping[str, int]) -> int
 def test_reserve_is_free_until_capacity(limit: int, margin: float, capacity: int) -> None:
     """Capacity is floor(limit * (1 - margin)) (at least 1); up to it reserve returns 0.0."""
     lim, _ = limiter(RateLimit(W, 60.0, limit), margin=margin)
-    assert lim.usage()[0][2] == capacity
+    assert lim.usage()[0].capacity == capacity
     for _ in range(capacity):
         assert lim.reserve({W: 1}) == 0.0
     assert lim.reserve({W: 1}) > 0.0
@@ -207,7 +211,7 @@ def test_retry_after_pauses_every_call(status: int) -> None:
 def test_429_without_usable_retry_after_uses_default_pause(retry_after: str | None) -> None:
     """No (valid) retry-after: pause for the default rather than hammer the venue."""
     clock = FakeClock(50.0)
-    lim = RateLimiter([RateLimit(W, 60.0, 100)], clock=clock, default_pause=30.0)
+    lim = RateLimiter.in_memory([RateLimit(W, 60.0, 100)], clock=clock, default_pause=30.0)
     headers = {} if retry_after is None else {"retry-after": retry_after}
     lim.observe(429, headers)
     assert lim.reserve({W: 1}) == 30.0
@@ -268,7 +272,7 @@ def test_margin_must_be_a_share() -> None:
     """A margin of 1 or more would leave no capacity at all."""
     for margin in (-0.1, 1.0, 2.0):
         with pytest.raises(ValueError):
-            RateLimiter([RateLimit(W, 1.0, 10)], margin=margin)
+            RateLimiter.in_memory([RateLimit(W, 1.0, 10)], margin=margin)
 
 
 # --- the sliding-window invariant -----------------------------------------------------------------
@@ -302,7 +306,7 @@ def test_no_window_ever_exceeds_capacity(
 ) -> None:
     """However requests arrive, no half-open window of any limit holds more than its capacity."""
     lim, clock = limiter(*(RateLimit(O, s, n) for s, n in windows), margin=margin)
-    capacities = [cap for _, _, cap in lim.usage()]
+    capacities = [row.capacity for row in lim.usage()]
     grants: list[tuple[float, int]] = []
     for advance, wanted in requests:
         clock.advance(advance)
@@ -345,8 +349,8 @@ def test_float_rounding_at_the_boundary_never_over_admits() -> None:
     lim, clock = limiter(RateLimit(O, 0.3, 1), clock=FakeClock(0.4))
     assert lim.reserve({O: 1}) == 0.0
     acquire(lim, clock, {O: 1})
-    ((_, spent, capacity),) = lim.usage()
-    assert spent <= capacity
+    ((row),) = lim.usage()
+    assert row.used <= row.capacity
 
 
 class HookClock(FakeClock):
@@ -372,7 +376,7 @@ def test_entries_are_dated_when_admitted_not_when_the_clock_was_read() -> None:
     window of admission times exceeds the capacity.
     """
     clock = HookClock(0.3)
-    lim = RateLimiter([RateLimit(O, 1.0, 3)], margin=0.0, clock=clock)
+    lim = RateLimiter.in_memory([RateLimit(O, 1.0, 3)], margin=0.0, shares=FULL, clock=clock)
     grants: list[tuple[float, int]] = []
     helpers: list[threading.Thread] = []
 
@@ -419,7 +423,7 @@ def test_threads_never_exceed_the_limit() -> None:
         readings.last = time.monotonic()
         return float(readings.last)
 
-    lim = RateLimiter([RateLimit(W, 1.0, 50)], margin=0.0, clock=clock)
+    lim = RateLimiter.in_memory([RateLimit(W, 1.0, 50)], margin=0.0, shares=FULL, clock=clock)
     grants: list[float] = []
     grants_lock = threading.Lock()
     start = threading.Barrier(8)

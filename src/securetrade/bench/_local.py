@@ -1,21 +1,33 @@
-"""Rows 7-8: in-process costs with no peer, the rate limiter and the durable journal."""
+"""In-process costs with no peer: the rate limiter's backends and the durable journal."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import secrets
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core import IntentState, Journal
-from ..ratelimit import RateLimit, RateLimiter
+from ..ratelimit import Caller, LimitScope, Priority, RateLimit, RateLimiter
 from ._report import Row
 from ._timing import Effort, interleaved_us
 
-__all__ = ["journal_row", "ratelimit_row", "window_violations"]
+__all__ = [
+    "journal_row",
+    "ratelimit_redis_row",
+    "ratelimit_row",
+    "ratelimit_sqlite_row",
+    "window_violations",
+]
 
 
 def window_violations(seed: int = 7, attempts: int = 20_000) -> int:
@@ -23,11 +35,11 @@ def window_violations(seed: int = 7, attempts: int = 20_000) -> int:
     one-second windows that hold more than the limiter's capacity (should be none)."""
     rng = random.Random(seed)  # noqa: S311 a reproducible load pattern, not a secret
     now = [0.0]
-    limiter = RateLimiter([RateLimit("W", 1.0, 100)], margin=0.0, clock=lambda: now[0])
+    limiter = RateLimiter.in_memory([RateLimit("W", 1.0, 100)], margin=0.0, clock=lambda: now[0])
     admitted: list[float] = []
     for _ in range(attempts):
         now[0] += rng.choice((0.0, 0.0, 0.001, 0.013, 0.2))
-        if limiter.reserve({"W": 1}) == 0.0:
+        if limiter.reserve({"W": 1}, Priority.CANCEL) == 0.0:  # may fill the whole window
             admitted.append(now[0])
     # The limiter's window is (t - 1 s, t]: count entries in each such window.
     violations, first = 0, 0
@@ -38,29 +50,39 @@ def window_violations(seed: int = 7, attempts: int = 20_000) -> int:
     return violations
 
 
-def ratelimit_row(effort: Effort) -> Row:
-    """``ratelimit_acquire_us``: one uncontended ``reserve`` against Binance's three windows.
-
-    The weight window is 0.1 s so that the log of entries (one per call, kept for the
-    window) stays small while timeit makes millions of calls; it is expired on every call
-    as a full 60 s window would be.
-    """
-    limiter = RateLimiter(
+def _binance_like(limiter_for: Callable[[list[RateLimit]], RateLimiter]) -> RateLimiter:
+    """Binance's three windows, never full. The weight window is 0.1 s so that its log
+    (one entry per call, kept for the window) stays small while timeit makes millions of
+    calls; it is expired on every call as a full 60 s window would be."""
+    return limiter_for(
         [
             RateLimit("REQUEST_WEIGHT", 0.1, 10**12),
-            RateLimit("ORDERS", 10.0, 10**12),
-            RateLimit("ORDERS", 86400.0, 10**12),
+            RateLimit("ORDERS", 10.0, 10**12, scope=LimitScope.ACCOUNT),
+            RateLimit("ORDERS", 86400.0, 10**12, scope=LimitScope.ACCOUNT),
         ]
     )
+
+
+def _acquire_us(limiter: RateLimiter, effort: Effort) -> tuple[float, int]:
+    """µs per reserve as the core makes it (a cancel-priority call of one key), and how
+    many calls had to wait (none should)."""
     costs = {"REQUEST_WEIGHT": 1}
+    caller = Caller.of("bench-key")
     waited = 0
 
     def acquire() -> None:
         nonlocal waited
-        if limiter.reserve(costs) != 0.0:
+        if limiter.reserve(costs, Priority.CANCEL, symbol="BTCUSDT", caller=caller) != 0.0:
             waited += 1
 
     (ours,) = interleaved_us([acquire], effort)
+    return ours, waited
+
+
+def ratelimit_row(effort: Effort) -> Row:
+    """``ratelimit_acquire_us``: one uncontended in-memory ``reserve``, Binance's windows."""
+    limiter = _binance_like(lambda limits: RateLimiter.in_memory(limits))
+    ours, waited = _acquire_us(limiter, effort)
     violations = window_violations()
     meets = ours <= 1.0 and violations == 0 and waited == 0
     return Row(
@@ -74,8 +96,82 @@ def ratelimit_row(effort: Effort) -> Row:
     )
 
 
+def ratelimit_sqlite_row(effort: Effort) -> Row:
+    """``ratelimit_acquire_sqlite_us``: one reserve through a SQLite file (one transaction)."""
+    with tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp:
+        limiter = _binance_like(lambda limits: RateLimiter.sqlite(Path(tmp) / "rl.db", limits))
+        try:
+            ours, waited = _acquire_us(limiter, _few(effort))
+        finally:
+            limiter.close()
+        where = _filesystem(tmp)
+    return Row(
+        "ratelimit_acquire_sqlite_us",
+        ours,
+        None,
+        "µs/call",
+        note=f"BEGIN IMMEDIATE per acquire, WAL, 3 windows; {waited} calls had to wait; "
+        f"file on {where}",
+    )
+
+
+def ratelimit_redis_row(effort: Effort) -> Row:
+    """``ratelimit_acquire_redis_us``: one reserve as one EVALSHA on a local redis-server."""
+    with (
+        tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp,
+        _redis_server(Path(tmp)) as url,
+    ):
+        limiter = _binance_like(lambda limits: RateLimiter.redis(url, limits))
+        try:
+            ours, waited = _acquire_us(limiter, _few(effort))
+        finally:
+            limiter.close()
+    return Row(
+        "ratelimit_acquire_redis_us",
+        ours,
+        None,
+        "µs/call",
+        note=f"one Lua script per acquire over TCP on 127.0.0.1 (a round trip included), "
+        f"3 windows; {waited} calls had to wait",
+    )
+
+
+def _few(effort: Effort) -> Effort:
+    """Shorter repeats for the backends that do I/O (each call is tens of µs or more)."""
+    return dataclasses.replace(effort, repeat_seconds=min(effort.repeat_seconds, 0.1))
+
+
+@contextmanager
+def _redis_server(directory: Path) -> Iterator[str]:
+    """A private redis-server on a free loopback port, without persistence."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    process = subprocess.Popen(  # noqa: S603 a fixed binary and arguments, no shell
+        [binary, *options, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def journal_row(effort: Effort) -> Row:
-    """``journal_commit_us``: one intent made durable (begin) and settled, on a real file."""
+    """``journal_commit_us``: one intent recorded, made durable before its send, and settled."""
     with tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp:
         path = Path(tmp) / "journal.sqlite3"
         journal = Journal(path, synchronous="FULL")

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._local import journal_row, ratelimit_row
+from ._local import journal_row, ratelimit_redis_row, ratelimit_row, ratelimit_sqlite_row
 from ._orders import CpuPlan, async_row, cpu_plan, sync_row
 from ._process import import_row, memory_row
 from ._report import Row, failed_row, render, write_json
@@ -48,6 +48,14 @@ GROUPS: tuple[_Group, ...] = (
     _Group((("import_vs_ccxt", "ms", False),), lambda e, p, prof: [import_row(e)]),
     _Group((("memory_vs_ccxt", "MiB", False),), lambda e, p, prof: [memory_row(e)]),
     _Group((("ratelimit_acquire_us", "µs/call", False),), lambda e, p, prof: [ratelimit_row(e)]),
+    _Group(
+        (("ratelimit_acquire_sqlite_us", "µs/call", False),),
+        lambda e, p, prof: [ratelimit_sqlite_row(e)],
+    ),
+    _Group(
+        (("ratelimit_acquire_redis_us", "µs/call", False),),
+        lambda e, p, prof: [ratelimit_redis_row(e)],
+    ),
     _Group((("journal_commit_us", "µs/intent", False),), lambda e, p, prof: [journal_row(e)]),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)

@@ -1,11 +1,13 @@
-"""Exact sliding-window limits with server feedback.
+"""Exact sliding-window limits per scope, with priorities, server feedback and backends.
 
-Every configured limit is an exact log of (time, cost) entries: no window of ``seconds``
-ever holds more than the limit less the safety margin, at any boundary, which also makes it
-correct for a venue's clock-aligned fixed windows. A call draws on several limits at once
-(a Binance order weighs on REQUEST_WEIGHT per IP and on ORDERS per account, per 10 s and
-per day) and is admitted only when all have room; the wait is computed from the log, never
-polled.
+Every configured limit is an exact log of (time, cost) entries per scope: no window of
+``seconds`` ever holds more than the limit less the safety margin, at any boundary, which
+also makes it correct for a venue's clock-aligned fixed windows. A call draws on several
+limits at once (a Binance order weighs on REQUEST_WEIGHT per IP and on ORDERS per account,
+per 10 s and per day) and is admitted only when all have room; the wait is computed from
+the log, never polled. Where the logs live is the backend's business: this process
+(:meth:`RateLimiter.in_memory`), processes on one host (:meth:`RateLimiter.sqlite`) or
+processes on many hosts (:meth:`RateLimiter.redis`).
 """
 
 from __future__ import annotations
@@ -13,169 +15,371 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RateLimit", "RateLimiter"]
+from ..errors import InvalidRequest
+from . import metrics
+from .backend import Backend, Draw
+from .memory import MemoryBackend
+from .model import DEFAULT_SHARES, Caller, LimitScope, Priority, RateLimit, Usage
 
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``limit`` units of ``kind`` in any ``seconds``-long window.
+__all__ = ["RateLimiter"]
 
-    ``kind`` is what endpoint costs name (``"REQUEST_WEIGHT"``, ``"ORDERS"``); several
-    limits may count the same kind over different windows. ``header`` is the response
-    header in which the venue reports its own count for this window, if it does.
-    """
-
-    kind: str
-    seconds: float
-    limit: int
-    header: str | None = None
-
-
-class _Window:
-    __slots__ = ("capacity", "entries", "kind", "seconds", "spec", "total")
-
-    def __init__(self, spec: RateLimit, margin: float) -> None:
-        self.spec = spec
-        self.kind = spec.kind
-        self.seconds = spec.seconds
-        self.capacity = max(1, math.floor(spec.limit * (1.0 - margin)))
-        self.entries: deque[tuple[float, int]] = deque()
-        self.total = 0
-
-    def expire(self, now: float) -> None:
-        # Same arithmetic as delay(): an entry leaves exactly when stamp + seconds <= now.
-        seconds = self.seconds
-        entries = self.entries
-        while entries and entries[0][0] + seconds <= now:
-            self.total -= entries.popleft()[1]
-
-    def delay(self, now: float, cost: int) -> float:
-        """Seconds until ``cost`` more fits; 0.0 if it fits now."""
-        excess = self.total + cost - self.capacity
-        if excess <= 0:
-            return 0.0
-        freed = 0
-        for stamp, weight in self.entries:
-            freed += weight
-            if freed >= excess:
-                return stamp + self.seconds - now
-        return self.seconds  # cost alone exceeds capacity: cannot be admitted
+_Key = tuple[int, "str | None", "Caller | None"]
+_Plans = list[dict[_Key, tuple[Mapping[str, int], Any]]]
 
 
 class RateLimiter:
     """Admits calls against every limit they draw on; learns from the venue's answers.
 
-    Thread-safe; the lock is never held across a wait, so the same limiter serves
-    threads and asyncio tasks. ``margin`` keeps that share of every limit unused, for
-    traffic the venue counts but we cannot see. The state is per process: processes that
-    share an IP or key need a shared backend.
+    ``limits`` are the venue's limits; leave them out to take the venue's table and then
+    what the venue publishes (Binance ``exchangeInfo``). ``margin`` keeps that share of
+    every limit unused, for traffic the venue counts but we cannot see. ``shares`` is the
+    part of each window a :class:`Priority` may fill (the rest is headroom for the classes
+    above it). ``ip`` names the egress address: limiters sharing a backend and an ``ip``
+    share the venue's per-IP budget. ``account`` names the account behind the keys (by
+    default each key is its own account). Thread-safe.
     """
 
     def __init__(
         self,
-        limits: Iterable[RateLimit],
+        limits: Iterable[RateLimit] | None = None,
         *,
+        backend: Backend | None = None,
         margin: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
+        shares: Mapping[Priority, float] | None = None,
+        ip: str = "default",
+        account: str | None = None,
+        namespace: str = "securetrade",
         default_pause: float = 60.0,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not 0.0 <= margin < 1.0:
-            raise ValueError("margin must be in [0, 1)")
+            raise InvalidRequest("margin must be in [0, 1)")
+        if not (math.isfinite(default_pause) and default_pause > 0):
+            raise InvalidRequest("default_pause must be a positive number of seconds")
+        for name, value in (("ip", ip), ("account", account), ("namespace", namespace)):
+            if value is not None and (not value or not value.isprintable() or "}" in value):
+                raise InvalidRequest(f"{name} must be non-empty printable text without '}}'")
         self._margin = margin
-        self._windows = [_Window(spec, margin) for spec in limits]
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._paused_until = 0.0
+        self._shares = _shares(shares)
+        self._ip = ip
+        self._account = account
+        self._namespace = namespace
+        self._venue = ""
         self._default_pause = default_pause
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self._acquire = self.backend.acquire
+        self._lock = threading.Lock()  # guards configuration, never held across I/O waits
+        self._limits: tuple[RateLimit, ...] = tuple(limits) if limits is not None else ()
+        self._given = limits is not None
+        self._plans: _Plans = _no_plans()  # per priority (a list: IntEnum hashing is slow)
+        self._headers: dict[tuple[Caller | None, str | None], list[tuple[str, str, float]]] = {}
+        # (id of limit, bucket) -> (limit, scope id): every window drawn on so far.
+        self._seen: dict[tuple[int, str], tuple[RateLimit, str]] = {}
+        self._meter_provider = meter_provider
+        self._metrics: metrics.Instruments | None = None
+
+    # --- one setting for the backend --------------------------------------------------------
+
+    @classmethod
+    def in_memory(
+        cls,
+        limits: Iterable[RateLimit] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> RateLimiter:
+        """Windows in this process only: threads and tasks share them, processes do not."""
+        return cls(limits, backend=MemoryBackend(clock), **options)
+
+    @classmethod
+    def sqlite(
+        cls,
+        path: str | Path,
+        limits: Iterable[RateLimit] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> RateLimiter:
+        """Windows in a SQLite file: every process on this host that opens it shares them."""
+        from .sqlite import SQLiteBackend
+
+        return cls(limits, backend=SQLiteBackend(path, clock=clock), **options)
+
+    @classmethod
+    def redis(
+        cls, url: str | Any, limits: Iterable[RateLimit] | None = None, **options: Any
+    ) -> RateLimiter:
+        """Windows in Redis (a URL or a ``redis.Redis``): processes on many hosts share them."""
+        from .redis import RedisBackend
+
+        return cls(limits, backend=RedisBackend(url), **options)
+
+    # --- configuration ----------------------------------------------------------------------
 
     @property
     def limits(self) -> list[RateLimit]:
-        return [w.spec for w in self._windows]
+        return list(self._limits)
+
+    @property
+    def venue(self) -> str:
+        """The venue this limiter serves ("" until a client attaches it)."""
+        return self._venue
+
+    def attach(
+        self, venue: str, table: Iterable[RateLimit], *, caller: Caller | None = None
+    ) -> bool:
+        """Serve ``venue`` (one per limiter); start from its ``table`` if given no limits.
+
+        Returns whether the venue's published limits should replace ours when read, which
+        is when nobody chose the limits. ``caller`` makes that key's and account's windows
+        visible in :meth:`usage` before their first call.
+        """
+        with self._lock:
+            if self._venue and self._venue != venue:
+                raise InvalidRequest(
+                    f"this rate limiter serves {self._venue!r}; make another for {venue!r}"
+                )
+            self._venue = venue
+            if not self._limits and not self._given:
+                self._limits = tuple(table)
+            for limit in self._limits:
+                if limit.scope not in (LimitScope.INSTRUMENT, LimitScope.PAIR):
+                    self._bucket(limit, caller, None)
+            self._plans = _no_plans()
+            self._headers = {}
+        return not self._given
 
     def configure(self, limits: Iterable[RateLimit]) -> None:
         """Replace the limits (with those the venue publishes), keeping what was spent."""
+        fresh = tuple(limits)
         with self._lock:
-            now = self._clock()  # read under the lock: an entry is dated when admitted
-            fresh = [_Window(spec, self._margin) for spec in limits]
-            for window in fresh:
-                source = max(
-                    (w for w in self._windows if w.kind == window.kind),
-                    key=lambda w: w.seconds,
-                    default=None,
-                )
-                if source is None:
-                    continue
-                for stamp, weight in source.entries:
-                    if stamp + window.seconds > now:
-                        window.entries.append((stamp, weight))
-                        window.total += weight
-            self._windows = fresh
+            seen = dict(self._seen)
+            self._limits = fresh
+            self._plans = _no_plans()
+            self._headers = {}
+            self._seen = {}
+            longest: dict[tuple[str, LimitScope, str], tuple[RateLimit, str]] = {}
+            for (_, bucket), (limit, scope_id) in seen.items():
+                slot = (limit.kind, limit.scope, scope_id)
+                if slot not in longest or longest[slot][0].seconds < limit.seconds:
+                    longest[slot] = (limit, bucket)
+            for (kind, scope, scope_id), (_, source) in longest.items():
+                for limit in fresh:
+                    if limit.kind == kind and limit.scope is scope:
+                        target = self._name(limit, scope_id)
+                        self._seen[(id(limit), target)] = (limit, scope_id)
+                        if target != source:
+                            self.backend.seed(target, source, limit.seconds)
 
-    def reserve(self, costs: Mapping[str, int]) -> float:
-        """Take ``costs`` if every limit has room and return 0.0; else return the wait.
+    # --- admission --------------------------------------------------------------------------
 
-        A positive result reserves nothing: wait that long and call again.
+    def reserve(
+        self,
+        costs: Mapping[str, int],
+        priority: Priority = Priority.NORMAL,
+        *,
+        symbol: str | None = None,
+        caller: Caller | None = None,
+    ) -> float:
+        """Take ``costs`` if every limit has room for ``priority`` and return 0.0; else the wait.
+
+        A positive result reserves nothing: wait that long and call again. ``symbol`` and
+        ``caller`` pick the instrument, pair, key and account windows.
         """
-        with self._lock:
-            now = self._clock()  # read under the lock: an entry is dated when admitted
-            if now < self._paused_until:
-                return self._paused_until - now
-            wait = 0.0
-            for window in self._windows:
-                cost = costs.get(window.kind)
-                if cost:
-                    window.expire(now)
-                    delay = window.delay(now, cost)
-                    if delay > wait:
-                        wait = delay
-            if wait > 0.0:
-                return wait
-            for window in self._windows:
-                cost = costs.get(window.kind)
-                if cost:
-                    window.entries.append((now, cost))
-                    window.total += cost
-            return 0.0
+        entry = self._plans[priority].get((id(costs), symbol, caller))
+        if entry is None or entry[0] is not costs:
+            entry = self._compile(costs, priority, symbol, caller)
+        wait = self._acquire(entry[1])[0]
+        if wait > 0.0:
+            self._waited(priority, wait)
+        return wait
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Reconcile with the venue's reported usage, and pause on 429 or 418."""
+    def reserve_at(
+        self,
+        costs: Mapping[str, int],
+        priority: Priority = Priority.NORMAL,
+        *,
+        symbol: str | None = None,
+        caller: Caller | None = None,
+    ) -> tuple[float, float]:
+        """:meth:`reserve`, and when it was decided on the backend's clock.
+
+        For audits and for checking limits from outside: grants made by many processes
+        through one Redis are all dated by that server's clock.
+        """
+        entry = self._plans[priority].get((id(costs), symbol, caller))
+        if entry is None or entry[0] is not costs:
+            entry = self._compile(costs, priority, symbol, caller)
+        wait, when = self._acquire(entry[1])
+        if wait > 0.0:
+            self._waited(priority, wait)
+        return wait, when
+
+    def _compile(
+        self,
+        costs: Mapping[str, int],
+        priority: Priority,
+        symbol: str | None,
+        caller: Caller | None,
+    ) -> tuple[Mapping[str, int], Any]:
+        if not isinstance(priority, Priority):
+            raise InvalidRequest(f"priority must be a Priority, not {priority!r}")
+        if self._metrics is None:
+            self._metrics = metrics.register(self, self._meter_provider)
+        share = self._shares[priority]
         with self._lock:
-            now = self._clock()  # read under the lock: an entry is dated when admitted
-            for window in self._windows:
-                header = window.spec.header
-                if header is None:
+            draws: dict[str, Draw] = {}
+            for limit in self._limits:
+                cost = costs.get(limit.kind, 0)
+                if not cost:
                     continue
-                reported = headers.get(header)
-                if reported is None or not reported.isdigit():
-                    continue
-                window.expire(now)
-                missing = int(reported) - window.total
-                if missing > 0:
-                    window.entries.append((now, missing))
-                    window.total += missing
-            if status in (418, 429):
-                retry_after = _parse_retry_after(headers.get("retry-after"))
-                pause = retry_after if retry_after is not None else self._default_pause
-                self._paused_until = max(self._paused_until, now + pause)
+                ceiling = max(1, math.floor(self._capacity(limit) * share))
+                if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+                    raise InvalidRequest(f"cost of {limit.kind} must be a whole number >= 0")
+                if cost > ceiling:
+                    raise InvalidRequest(
+                        f"a call costing {cost} {limit.kind} can never pass: a "
+                        f"{priority.name} call may fill at most {ceiling} of that window"
+                    )
+                bucket = self._bucket(limit, caller, symbol)
+                if bucket in draws:  # the same window listed twice: the tighter limit holds
+                    ceiling = min(ceiling, draws[bucket].ceiling)
+                draws[bucket] = Draw(bucket, limit.seconds, ceiling, cost)
+            entry = (costs, self.backend.compile(self._pause_key(), list(draws.values())))
+            self._plans[priority][(id(costs), symbol, caller)] = entry
+            return entry
+
+    def _waited(self, priority: Priority, wait: float) -> None:
+        instruments = self._metrics
+        if instruments is not None:
+            instruments.waits.add(1, {"venue": self._venue, "priority": priority.name.lower()})
+
+    # --- what the venue tells us ------------------------------------------------------------
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        symbol: str | None = None,
+        caller: Caller | None = None,
+    ) -> None:
+        """Reconcile with the venue's reported usage, and pause everyone on 429 or 418."""
+        reported = self._headers.get((caller, symbol))
+        if reported is None:
+            with self._lock:
+                reported = [
+                    (limit.header, self._bucket(limit, caller, symbol), limit.seconds)
+                    for limit in self._limits
+                    if limit.header is not None
+                ]
+                self._headers[(caller, symbol)] = reported
+        for header, bucket, seconds in reported:
+            value = headers.get(header)
+            if value is not None and value.isdigit():
+                self.backend.reconcile(bucket, seconds, int(value))
+        if status in (418, 429):
+            retry_after = _parse_retry_after(headers.get("retry-after"))
+            pause = retry_after if retry_after is not None else self._default_pause
+            self.backend.pause(self._pause_key(), pause)
 
     @property
     def paused_for(self) -> float:
-        """Seconds left of a pause the venue imposed (429/418), else 0."""
-        return max(0.0, self._paused_until - self._clock())
+        """Seconds left of a pause the venue imposed on our IP (429/418), else 0."""
+        return self.backend.paused_for(self._pause_key())
 
-    def usage(self) -> list[tuple[RateLimit, int, int]]:
-        """``(limit, used, usable capacity)`` for each window right now."""
+    # --- visibility -------------------------------------------------------------------------
+
+    def usage(self) -> list[Usage]:
+        """Every window this limiter has drawn on (per scope), with its usage right now."""
         with self._lock:
-            now = self._clock()  # read under the lock: an entry is dated when admitted
-            result = []
-            for window in self._windows:
-                window.expire(now)
-                result.append((window.spec, window.total, window.capacity))
-            return result
+            rows: list[tuple[str, RateLimit, str]] = []
+            for limit in self._limits:
+                mine = sorted(
+                    (scope_id, bucket)
+                    for (_, bucket), (seen, scope_id) in self._seen.items()
+                    if seen is limit
+                )
+                if not mine:  # nobody has called yet: the window as a caller-less call sees it
+                    scope_id = self._scope_id(limit.scope, None, None)
+                    mine = [(scope_id, self._name(limit, scope_id))]
+                rows += [(bucket, limit, scope_id) for scope_id, bucket in mine]
+        used = self.backend.used([(bucket, limit.seconds) for bucket, limit, _ in rows])
+        return [
+            Usage(limit, scope_id, spent, self._capacity(limit))
+            for (_, limit, scope_id), spent in zip(rows, used, strict=True)
+        ]
+
+    def close(self) -> None:
+        """Release the backend's connections (the shared state stays)."""
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(venue={self._venue!r}, backend={type(self.backend).__name__}, "
+            f"limits={len(self._limits)}, ip={self._ip!r})"
+        )
+
+    # --- naming -----------------------------------------------------------------------------
+
+    def _capacity(self, limit: RateLimit) -> int:
+        return max(1, math.floor(limit.limit * (1.0 - self._margin)))
+
+    def _scope_id(self, scope: LimitScope, caller: Caller | None, symbol: str | None) -> str:
+        key_id = "-" if caller is None else caller.key
+        account = self._account or ("-" if caller is None else caller.account)
+        if scope is LimitScope.IP:
+            return self._ip
+        if scope is LimitScope.ACCOUNT:
+            return account
+        if scope is LimitScope.API_KEY:
+            return key_id
+        return f"{account if scope is LimitScope.INSTRUMENT else key_id}/{symbol or '*'}"
+
+    def _name(self, limit: RateLimit, scope_id: str) -> str:
+        # The {hash tag} keeps every key of a namespace in one Redis Cluster slot.
+        return (
+            f"{{{self._namespace}}}:{self._venue}:{limit.kind}:{limit.seconds:g}:"
+            f"{limit.scope.value}:{scope_id}"
+        )
+
+    def _bucket(self, limit: RateLimit, caller: Caller | None, symbol: str | None) -> str:
+        scope_id = self._scope_id(limit.scope, caller, symbol)
+        name = self._name(limit, scope_id)
+        self._seen[(id(limit), name)] = (limit, scope_id)
+        return name
+
+    def _pause_key(self) -> str:
+        return f"{{{self._namespace}}}:{self._venue}:pause:ip:{self._ip}"
+
+
+def _no_plans() -> _Plans:
+    return [{} for _ in Priority]
+
+
+def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:
+    chosen = dict(DEFAULT_SHARES)
+    if shares is not None:
+        for priority, share in shares.items():
+            if not isinstance(priority, Priority):
+                raise InvalidRequest(f"shares are keyed by Priority, not {priority!r}")
+            chosen[priority] = share
+    previous = 0.0
+    for priority in sorted(chosen):
+        share = chosen[priority]
+        if not (isinstance(share, (int, float)) and 0.0 < share <= 1.0):
+            raise InvalidRequest(f"the share of {priority.name} must be in (0, 1]")
+        if share < previous:
+            raise InvalidRequest("a higher priority must not get a smaller share than a lower one")
+        previous = share
+    return chosen
 
 
 def _parse_retry_after(value: str | None) -> float | None:

@@ -1,0 +1,137 @@
+"""The in-process backend: an exact log per window under one lock. Per process only.
+
+Thread-safe; the lock is held for a few list operations and never across a wait, so one
+backend serves threads and asyncio tasks alike (a reservation never awaits). Processes that
+share an IP or key need :class:`~securetrade.ratelimit.sqlite.SQLiteBackend` or
+:class:`~securetrade.ratelimit.redis.RedisBackend` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from .backend import Backend, Draw
+
+__all__ = ["MemoryBackend"]
+
+
+class _Window:
+    __slots__ = ("entries", "seconds", "total")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.entries: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def expire(self, now: float) -> None:
+        # Same arithmetic as delay(): an entry leaves exactly when stamp + seconds <= now.
+        seconds = self.seconds
+        entries = self.entries
+        while entries and entries[0][0] + seconds <= now:
+            self.total -= entries.popleft()[1]
+
+    def delay(self, now: float, excess: int) -> float:
+        """Seconds until ``excess`` units have left the window."""
+        freed = 0
+        for stamp, weight in self.entries:
+            freed += weight
+            if freed >= excess:
+                return stamp + self.seconds - now
+        return self.seconds  # the cost alone exceeds the ceiling: it can never be admitted
+
+
+# (the pause cell shared by every plan under one pause key, (window, cost, ceiling) per draw)
+_Plan = tuple[list[float], tuple[tuple[_Window, int, int], ...]]
+
+
+class MemoryBackend(Backend):
+    """Windows in this process's memory, dated by ``clock`` (monotonic by default)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
+        self._pauses: dict[str, list[float]] = {}
+
+    def _window(self, bucket: str, seconds: float) -> _Window:
+        window = self._windows.get(bucket)
+        if window is None:
+            window = self._windows[bucket] = _Window(seconds)
+        return window
+
+    def compile(self, pause_key: str, draws: Sequence[Draw]) -> _Plan:
+        with self._lock:
+            pause = self._pauses.setdefault(pause_key, [0.0])
+            return (
+                pause,
+                tuple((self._window(d.bucket, d.seconds), d.cost, d.ceiling) for d in draws),
+            )
+
+    def acquire(self, plan: _Plan) -> tuple[float, float]:
+        # The hot path (<= 1 µs): expire() and the admission are inlined on purpose.
+        pause, draws = plan
+        with self._lock:
+            now = self._clock()  # read under the lock: an entry is dated when admitted
+            if now < pause[0]:
+                return pause[0] - now, now
+            wait = 0.0
+            for window, cost, ceiling in draws:
+                entries = window.entries
+                seconds = window.seconds
+                while entries and entries[0][0] + seconds <= now:  # as in expire()
+                    window.total -= entries.popleft()[1]
+                if window.total + cost > ceiling:
+                    delay = window.delay(now, window.total + cost - ceiling)
+                    if delay > wait:
+                        wait = delay
+            if wait > 0.0:
+                return wait, now
+            for window, cost, _ in draws:
+                window.entries.append((now, cost))
+                window.total += cost
+            return 0.0, now
+
+    def reconcile(self, bucket: str, seconds: float, reported: int) -> None:
+        with self._lock:
+            now = self._clock()
+            window = self._window(bucket, seconds)
+            window.expire(now)
+            missing = reported - window.total
+            if missing > 0:
+                window.entries.append((now, missing))
+                window.total += missing
+
+    def pause(self, key: str, seconds: float) -> None:
+        with self._lock:
+            cell = self._pauses.setdefault(key, [0.0])
+            cell[0] = max(cell[0], self._clock() + seconds)
+
+    def paused_for(self, key: str) -> float:
+        with self._lock:
+            cell = self._pauses.get(key)
+            return 0.0 if cell is None else max(0.0, cell[0] - self._clock())
+
+    def used(self, buckets: Sequence[tuple[str, float]]) -> list[int]:
+        with self._lock:
+            now = self._clock()
+            result = []
+            for bucket, seconds in buckets:
+                window = self._window(bucket, seconds)
+                window.expire(now)
+                result.append(window.total)
+            return result
+
+    def seed(self, target: str, source: str, seconds: float) -> None:
+        with self._lock:
+            now = self._clock()
+            old = self._windows.get(source)
+            if target in self._windows or old is None:
+                return
+            window = self._windows[target] = _Window(seconds)
+            for stamp, weight in old.entries:
+                if stamp + seconds > now:
+                    window.entries.append((stamp, weight))
+                    window.total += weight
