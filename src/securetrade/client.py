@@ -65,7 +65,8 @@ class _Base(ABC, Generic[TransportT]):
     path, a :class:`Journal`, or the default file in the user's state directory).
     ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
     where nonce venues (Kraken) draw nonces: by default one source per process; processes
-    or hosts sharing a key need a shared one (:mod:`securetrade.nonce`).
+    or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
+    venue clock, e.g. with drift alarm thresholds and an ``on_alarm`` callback.
     """
 
     core: Core
@@ -86,6 +87,7 @@ class _Base(ABC, Generic[TransportT]):
         audit: AuditLog | None = None,
         nonces: NonceSource | None = None,
         recv_window_ms: int | None = None,
+        clock: VenueClock | None = None,
         timeout: float = 10.0,
         proxy: str | None = None,
         transport: TransportT | None = None,
@@ -112,7 +114,7 @@ class _Base(ABC, Generic[TransportT]):
             key,
             journal=journal,
             limiter=limiter,
-            clock=VenueClock(),
+            clock=clock or VenueClock(),
             policy=policy,
             audit=audit,
             settings=settings,

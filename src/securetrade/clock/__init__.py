@@ -1,5 +1,5 @@
-"""Venue time: the offset to the venue's clock, estimated from round trips."""
+"""Venue time: the offset to the venue's clock, estimated from round trips, with alarms."""
 
-from .venue_clock import VenueClock
+from .venue_clock import ClockAlarm, VenueClock
 
-__all__ = ["VenueClock"]
+__all__ = ["ClockAlarm", "VenueClock"]

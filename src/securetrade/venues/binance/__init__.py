@@ -26,7 +26,7 @@ from ...errors import (
     RateLimited,
     VenueRejected,
 )
-from ...keys import ApiKey, Environment, KeyPermissions, Scope
+from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
 from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, OrderType
 from ...ratelimit import CostRule, LimitScope, RateLimit
 from ...signing import Signer, encode_query, signer_for
@@ -153,7 +153,9 @@ class BinanceSpot:
             raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
 
     def signer(self, key: ApiKey) -> Signer:
-        """HMAC-SHA256 or Ed25519, as the key's kind says."""
+        """HMAC-SHA256 (hex), Ed25519 or RSA PKCS#1 v1.5 (base64), as the key's kind says."""
+        if key.kind not in (KeyKind.HMAC, KeyKind.ED25519, KeyKind.RSA):
+            raise InvalidRequest(f"Binance keys are HMAC, Ed25519 or RSA, not {key.kind.value}")
         return signer_for(key)
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
