@@ -407,6 +407,7 @@ class Core:
         yield from self._ready()
         cid = self.venue.client_order_id(self.account, key)
         fingerprint = order.fingerprint()
+        self.checkpoint("before_claim_commit")
         intent, created = self.journal.begin(key, cid, self.account, order.symbol, fingerprint)
         if intent.fingerprint != fingerprint:
             raise IdempotencyKeyMismatch(

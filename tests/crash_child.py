@@ -1,0 +1,60 @@
+"""A bot process for the crash tests: places one order, or dies at a named point.
+
+Reads one JSON object on stdin (server, key, journal, order, idempotency key, crash
+point) and prints the placed order as JSON. At the crash point it SIGKILLs itself, so
+nothing after it runs: no finally block, no atexit, no flush.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from securetrade import Client, Settings
+from securetrade.keys import ApiKey
+from securetrade.models import LimitOrder, MarketOrder
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
+    order_type = LimitOrder if job["order"].get("price") else MarketOrder
+    order = order_type(**job["order"])
+    client = Client(
+        key,
+        journal=job["journal"],
+        base_url=job["base_url"],
+        pins=job["pins"],
+        cadata=job["ca"],
+        recv_window_ms=job.get("recv_window_ms", 300),
+        settings=Settings(settle_ms=job.get("settle_ms", 300), resolve_timeout=15.0),
+    )
+    crash_at = job.get("crash_at")
+    if crash_at:
+
+        def checkpoint(name: str) -> None:
+            if name == crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        client.core.checkpoint = checkpoint  # type: ignore[method-assign]
+    if job.get("report_recovery"):
+        report = client.recover()
+        print(
+            json.dumps(
+                {
+                    "orphans": [o.client_order_id for o in report.orphans],
+                    "not_placed": list(report.not_placed),
+                    "resolved": [o.client_order_id for o in report.resolved],
+                }
+            ),
+            flush=True,
+        )
+    placed = client.place_order(order, idempotency_key=job["idempotency_key"])
+    client.close()
+    print(placed.model_dump_json(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
