@@ -449,7 +449,7 @@ def stored_public_keys(path: str | Path) -> dict[str, Any]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT public_pem FROM audit_keys").fetchall()
-    except sqlite3.DatabaseError:
+    except sqlite3.Error:
         rows = []
     finally:
         db.close()
@@ -490,6 +490,8 @@ def verify_path(
     integrity against anyone without the audit key but not who signed; pass the public
     key(s) you trust to prove that too. An export carries no keys, so it needs them.
     """
+    if not Path(path).is_file():
+        raise InvalidRequest(f"{path}: no such audit trail")
     is_export = str(path).endswith((".jsonl", ".json"))
     if public_keys is not None:
         keys, trusted = load_public_keys(public_keys), True

@@ -1,0 +1,127 @@
+"""``securetrade audit``: verify a tamper-evident audit trail, export it, print its head.
+
+``verify`` exits 0 when the chain is intact, 1 when any record was edited, removed,
+reordered or inserted (or the tail was cut, given an anchor), and 2 when the file cannot
+be read at all, so scripts and CI can act on the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ..errors import InvalidRequest
+    from ..record.trail import verify_path
+
+    try:
+        keys = [Path(p).read_text(encoding="ascii") for p in args.public_key or ()]
+        report = verify_path(
+            args.path,
+            public_keys=keys or None,
+            anchor=args.anchor,
+            min_records=args.min_records,
+        )
+    except (InvalidRequest, OSError, UnicodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "records": report.records,
+                    "head": report.head,
+                    "signers": list(report.signers),
+                    "trusted_keys": report.trusted_keys,
+                    "problems": [
+                        {"seq": p.seq, "kind": p.kind, "message": p.message}
+                        for p in report.problems
+                    ],
+                }
+            )
+        )
+        return 0 if report.ok else 1
+    source = "trusted keys" if report.trusted_keys else "keys stored in the file itself"
+    if report.ok:
+        print(f"OK: {report.records} records, chain intact, every signature valid ({source})")
+        print(f"head {report.head}")
+        if not report.trusted_keys:
+            print("note: pass --public-key to prove who signed, not only that nothing changed")
+        return 0
+    print(f"TAMPERED: {len(report.problems)} problem(s) in {report.records} records")
+    for problem in report.problems:
+        print(f"  {problem}")
+    return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..errors import InvalidRequest
+    from ..record.trail import read_sqlite
+
+    try:
+        records = list(read_sqlite(args.path))
+    except InvalidRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for record in records:
+            out.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if out is not sys.stdout:
+        print(f"exported {len(records)} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _head(args: argparse.Namespace) -> int:
+    from ..errors import InvalidRequest
+    from ..record.trail import GENESIS, read_sqlite
+
+    try:
+        head = GENESIS
+        for record in read_sqlite(args.path):
+            head = record.hash
+    except InvalidRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(head)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``audit verify``, ``audit export`` and ``audit head``."""
+    audit = commands.add_parser("audit", help="verify or export a tamper-evident audit trail")
+    actions = audit.add_subparsers(dest="audit_command", required=True)
+
+    verify = actions.add_parser("verify", help="check the hash chain and every signature")
+    verify.add_argument("path", help="the trail (SQLite file) or an export (.jsonl)")
+    verify.add_argument(
+        "--public-key",
+        action="append",
+        metavar="PEM",
+        help="a trusted Ed25519 public key file (repeat for rotated keys)",
+    )
+    verify.add_argument(
+        "--anchor", metavar="HASH", help="a head hash kept elsewhere: detects a cut tail"
+    )
+    verify.add_argument("--min-records", type=int, metavar="N", help="expect at least N records")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(run=_verify)
+
+    export = actions.add_parser("export", help="write every record as JSON lines")
+    export.add_argument("path", help="the trail (SQLite file)")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.set_defaults(run=_export)
+
+    head = actions.add_parser("head", help="print the hash of the last record (the anchor)")
+    head.add_argument("path", help="the trail (SQLite file)")
+    head.set_defaults(run=_head)
