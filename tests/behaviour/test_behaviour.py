@@ -1,0 +1,232 @@
+"""One behaviour, every transport: what a bot sees must not depend on the venue underneath.
+
+Each test runs once per entry of ``transports.TRANSPORTS``, against the simulator over
+pinned TLS on 127.0.0.1. Observations are made on the simulator's engine (orders held per
+client order id) and its request counters, never on the client's own account of itself.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from transports import Transport
+
+from securetrade import (
+    AuthenticationRejected,
+    InsufficientFunds,
+    IntentState,
+    InvalidRequest,
+    LimitOrder,
+    MarketOrder,
+    OrderNotFound,
+    OrderStatus,
+    ScopeError,
+    VenueRejected,
+)
+from securetrade.nonce import MemoryNonceSource, Resolution
+from securetrade.sim import HttpsServer, Simulator
+
+
+def _held(sim: Simulator, client_order_id: str) -> int:
+    """How many orders the exchange holds under this client order id."""
+    return len(sim.market.orders_with_client_id(client_order_id))
+
+
+def _sent(sim: Simulator, route: tuple[str, str]) -> int:
+    """How many requests the exchange received on ``(method, path)``, either dialect."""
+    name = f"{route[0]} {route[1]}"
+    return sim.dialect.stats.by_path.get(name, 0) + sim.kraken.stats.by_path.get(name, 0)
+
+
+def _resting_buy(transport: Transport) -> LimitOrder:
+    return LimitOrder(symbol=transport.btc, side="BUY", quantity="0.01", price="60000.00")
+
+
+def test_place_limit_order(transport: Transport, sim: Simulator, make: Any) -> None:
+    client = make()
+    order = client.place_order(_resting_buy(transport), idempotency_key="limit-1")
+    assert order.status is OrderStatus.NEW
+    assert (order.symbol, order.quantity, order.price) == (
+        transport.btc,
+        Decimal("0.01"),
+        Decimal("60000.00"),
+    )
+    assert order.venue == transport.venue
+    assert order.idempotency_key == "limit-1"
+    assert _held(sim, order.client_order_id) == 1
+
+
+def test_place_market_order(transport: Transport, sim: Simulator, make: Any) -> None:
+    client = make()
+    order = client.place_order(MarketOrder(symbol=transport.eth, side="BUY", quantity="0.01"))
+    assert order.status is OrderStatus.FILLED
+    assert order.filled_quantity == Decimal("0.01")
+    assert order.average_price is not None
+    assert order.average_price > 0
+    assert _held(sim, order.client_order_id) == 1
+
+
+def test_idempotent_retry_places_once(transport: Transport, sim: Simulator, make: Any) -> None:
+    client = make()
+    first = client.place_order(_resting_buy(transport), idempotency_key="same")
+    again = client.place_order(_resting_buy(transport), idempotency_key="same")
+    assert again == first
+    assert _held(sim, first.client_order_id) == 1
+    assert _sent(sim, transport.place) == 1
+
+
+def test_get_order_by_either_id(transport: Transport, make: Any) -> None:
+    client = make()
+    placed = client.place_order(_resting_buy(transport))
+    by_client = client.get_order(transport.btc, client_order_id=placed.client_order_id)
+    by_venue = client.get_order(transport.btc, order_id=placed.order_id)
+    assert by_client.order_id == by_venue.order_id == placed.order_id
+    assert by_venue.client_order_id == placed.client_order_id
+    with pytest.raises(OrderNotFound):
+        client.get_order(transport.btc, client_order_id="0" * 32)
+
+
+def test_cancel(transport: Transport, sim: Simulator, make: Any) -> None:
+    client = make()
+    placed = client.place_order(_resting_buy(transport))
+    canceled = client.cancel_order(transport.btc, client_order_id=placed.client_order_id)
+    assert canceled.status is OrderStatus.CANCELED
+    assert canceled.order_id == placed.order_id
+    assert client.open_orders(transport.btc) == []
+    with pytest.raises(OrderNotFound):  # nothing left to cancel: a rejection, typed
+        client.cancel_order(transport.btc, order_id=placed.order_id)
+    assert _held(sim, placed.client_order_id) == 1
+
+
+def test_open_orders_per_symbol(transport: Transport, make: Any) -> None:
+    client = make()
+    btc = client.place_order(_resting_buy(transport))
+    eth = client.place_order(
+        LimitOrder(symbol=transport.eth, side="BUY", quantity="0.01", price="3000.00")
+    )
+    everything = {o.client_order_id for o in client.open_orders()}
+    assert everything == {btc.client_order_id, eth.client_order_id}
+    only_eth = client.open_orders(transport.eth)
+    assert [o.client_order_id for o in only_eth] == [eth.client_order_id]
+
+
+def test_balances_follow_orders(transport: Transport, make: Any) -> None:
+    client = make()
+
+    def quote() -> tuple[Decimal, Decimal]:
+        (row,) = [b for b in client.balances() if b.asset == transport.quote_asset]
+        return row.free, row.locked
+
+    free, locked = quote()
+    assert (free, locked) == (Decimal(100000), Decimal(0))
+    client.place_order(_resting_buy(transport))  # 0.01 at 60000 reserves 600
+    assert quote() == (Decimal(99400), Decimal(600))
+
+
+def test_insufficient_funds(transport: Transport, sim: Simulator, make: Any) -> None:
+    client = make()
+    too_big = LimitOrder(symbol=transport.btc, side="BUY", quantity="10", price="60000.00")
+    with pytest.raises(InsufficientFunds) as caught:
+        client.place_order(too_big, idempotency_key="broke")
+    assert caught.value.venue == transport.venue
+    cid = client.venue.client_order_id(client.core.key.key_id, "broke")
+    intent = client.core.journal.get(cid)
+    assert intent is not None
+    assert intent.state is IntentState.REJECTED
+    assert _held(sim, cid) == 0
+
+
+def test_invalid_symbol_refused_before_io(
+    transport: Transport, server: HttpsServer, make: Any
+) -> None:
+    client = make()
+    for symbol in ("btc-usdt", "BTC/USDT"):  # valid text, not a symbol of this venue
+        with pytest.raises(InvalidRequest):
+            client.place_order(LimitOrder(symbol=symbol, side="BUY", quantity="1", price="1"))
+        with pytest.raises(InvalidRequest):
+            client.get_order(symbol, order_id="1")
+    assert server.bytes_received == 0
+    client.instruments()
+    before = server.bytes_received
+    with pytest.raises(InvalidRequest, match="not listed"):  # well formed, but not listed
+        client.place_order(LimitOrder(symbol="DOGEUSDT", side="BUY", quantity="1", price="1"))
+    assert server.bytes_received == before
+
+
+def test_out_of_scope_refused_before_io(
+    transport: Transport, sim: Simulator, server: HttpsServer, make: Any
+) -> None:
+    reader = make(transport.key(sim, scopes=["read"]))
+    with pytest.raises(ScopeError):
+        reader.place_order(_resting_buy(transport))
+    with pytest.raises(ScopeError):
+        reader.cancel_order(transport.btc, order_id="1")
+    narrow = make(transport.key(sim).restrict(symbols=[transport.eth]))
+    with pytest.raises(ScopeError):
+        narrow.place_order(_resting_buy(transport))
+    assert server.bytes_received == 0
+
+
+def test_lost_response_resolved_by_client_order_id(
+    transport: Transport, sim: Simulator, make: Any
+) -> None:
+    client = make()
+    client.instruments()
+    method, path = transport.place
+    sim.faults.inject("drop_response", method=method, path=path)
+    order = client.place_order(MarketOrder(symbol=transport.eth, side="BUY", quantity="0.01"))
+    assert sim.faults.fired == [("drop_response", method, path)]
+    assert order.status is OrderStatus.FILLED
+    assert _held(sim, order.client_order_id) == 1
+    assert _sent(sim, transport.place) == 1  # asked by client order id, never resent
+    assert client.audit.events("order.resolving")
+    assert client.unresolved() == []
+
+
+@pytest.mark.parametrize("fault", ["drop_request", "status"])
+def test_unknown_outcome_never_doubles(
+    transport: Transport, sim: Simulator, make: Any, fault: str
+) -> None:
+    """The venue never saw it, but the client cannot know: it resolves, then resends."""
+    client = make()
+    client.instruments()
+    method, path = transport.place
+    sim.faults.inject(fault, method=method, path=path)
+    order = client.place_order(_resting_buy(transport), idempotency_key=f"lost-{fault}")
+    assert order.status is OrderStatus.NEW
+    assert _held(sim, order.client_order_id) == 1
+    assert _sent(sim, transport.place) == 2
+    assert client.unresolved() == []
+
+
+def test_stale_request_refused_then_recovered(
+    transport: Transport, sim: Simulator, make: Any
+) -> None:
+    """Timestamp venues: the venue clock jumps; the client resyncs and resends.
+    Nonce venues: another tool raised the key's nonce; the stale order is refused (never
+    executed), and placed once the source continues above the venue's mark."""
+    if transport.freshness == "timestamp":
+        client = make()
+        client.place_order(_resting_buy(transport))  # synced with the venue clock
+        sim.dialect.clock_offset_ms = 30_000
+        order = client.place_order(_resting_buy(transport), idempotency_key="late")
+        assert sim.dialect.stats.rejections.get(-1021) == 1
+        assert _held(sim, order.client_order_id) == 1
+        return
+    key = transport.key(sim)
+    ours = MemoryNonceSource(Resolution.MILLISECONDS)
+    client = make(key, nonces=ours)
+    client.place_order(_resting_buy(transport))
+    other = make(key, nonces=MemoryNonceSource(Resolution.MICROSECONDS))  # a finer tool
+    other.balances()
+    with pytest.raises(AuthenticationRejected, match="Invalid nonce") as caught:
+        client.place_order(_resting_buy(transport), idempotency_key="stale")
+    assert isinstance(caught.value, VenueRejected)
+    cid = client.venue.client_order_id(key.key_id, "stale")
+    assert _held(sim, cid) == 0
+    ours.advance_to(key.key_id, sim.kraken.last_nonce(key.key_id))
+    order = client.place_order(_resting_buy(transport), idempotency_key="stale")
+    assert order.client_order_id == cid
+    assert _held(sim, cid) == 1

@@ -1,0 +1,127 @@
+"""The transports the behavioural suite runs against: one :class:`Transport` per parameter.
+
+To add one (``ccxt:binance``, a third-party adapter), append a ``Transport`` to
+``TRANSPORTS``: name the venue, the simulator dialect that serves it, its symbols and
+asset names, the paths its orders travel, and how to build a client on a running server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from securetrade import ApiKey, Client, Settings
+from securetrade.ratelimit import RateLimit, RateLimiter
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.venues.kraken.tables import API, ORDERS, PUBLIC
+
+# Short deadlines and settle margins: a lost request is proven absent in about a second.
+FAST = Settings(settle_ms=300, resolve_timeout=20.0)
+
+
+def _pinned(server: HttpsServer) -> dict[str, Any]:
+    return {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+
+
+def native_client(transport: Transport, sim: Simulator, server: HttpsServer, key: ApiKey,
+                  **kwargs: Any) -> Client:  # fmt: skip
+    """A native client over pinned TLS to the simulator."""
+    options: dict[str, Any] = {
+        "venue": transport.venue,
+        "journal": ":memory:",
+        "settings": FAST,
+        "recv_window_ms": transport.recv_window_ms,
+        **transport.client_options(),
+        **_pinned(server),
+    }
+    options.update(kwargs)
+    return Client(key, **options)
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How one transport is driven and observed in the suite."""
+
+    name: str  # the pytest id
+    venue: str  # what the client is given as ``venue=``
+    dialect: str  # the simulator dialect behind it: "binance" or "kraken"
+    btc: str  # the BTC/USDT pair as this venue names it
+    eth: str  # the ETH/USDT pair
+    quote_asset: str  # USDT as this venue names it
+    place: tuple[str, str]  # (method, path) of placing an order, for fault injection
+    lookup: tuple[str, str]  # (method, path) of reading one order
+    freshness: str  # "timestamp" or "nonce": which stale-request test applies
+    recv_window_ms: int
+    client_options: Callable[[], dict[str, Any]] = field(default=dict)
+    build: Callable[..., Client] = native_client
+    relabel: str | None = None  # key.venue for adapters riding on another's dialect
+
+    def key(self, sim: Simulator, **kwargs: Any) -> ApiKey:
+        made = sim.create_key(venue=self.dialect, **kwargs)
+        if self.relabel is None:
+            return made
+        return ApiKey(
+            self.relabel,
+            made.key_id,
+            made.secret,
+            scopes=made.scopes,
+            kind=made.kind,
+            environment=made.environment,
+        )
+
+    def client(self, sim: Simulator, server: HttpsServer, key: ApiKey, **kwargs: Any) -> Client:
+        return self.build(self, sim, server, key, **kwargs)
+
+
+def _kraken_options() -> dict[str, Any]:
+    # The suite tests behaviour, not Kraken's counters (tests/test_kraken.py does): a
+    # starter-tier key may make 15 private reads per 45 s, which would slow it to a crawl.
+    roomy = [RateLimit(API, 1.0, 1000), RateLimit(ORDERS, 1.0, 1000), RateLimit(PUBLIC, 1.0, 1000)]
+    return {"limiter": RateLimiter(roomy)}
+
+
+BINANCE = Transport(
+    name="binance",
+    venue="binance",
+    dialect="binance",
+    btc="BTCUSDT",
+    eth="ETHUSDT",
+    quote_asset="USDT",
+    place=("POST", "/api/v3/order"),
+    lookup=("GET", "/api/v3/order"),
+    freshness="timestamp",
+    recv_window_ms=500,
+)
+
+KRAKEN = Transport(
+    name="kraken",
+    venue="kraken",
+    dialect="kraken",
+    btc="XBTUSDT",
+    eth="ETHUSDT",
+    quote_asset="USDT",
+    place=("POST", "/0/private/AddOrder"),
+    lookup=("POST", "/0/private/QueryOrders"),
+    freshness="nonce",
+    recv_window_ms=2000,  # Kraken's shortest order deadline
+    client_options=_kraken_options,
+)
+
+# The example adapter in examples/third_party_venue, found through its entry point; it
+# speaks Binance's wire dialect under its own name (conftest.py installs it for the run).
+ACME = Transport(
+    name="acme (entry point)",
+    venue="acme",
+    dialect="binance",
+    btc="BTCUSDT",
+    eth="ETHUSDT",
+    quote_asset="USDT",
+    place=("POST", "/api/v3/order"),
+    lookup=("GET", "/api/v3/order"),
+    freshness="timestamp",
+    recv_window_ms=500,
+    relabel="acme",
+)
+
+TRANSPORTS: list[Transport] = [BINANCE, KRAKEN, ACME]
