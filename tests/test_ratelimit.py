@@ -36,7 +36,7 @@ class FakeClock:
 
 
 # Every priority may fill every window: these tests are about the windows themselves.
-FULL = {priority: 1.0 for priority in Priority}
+FULL = dict.fromkeys(Priority, 1.0)
 
 
 def limiter(
