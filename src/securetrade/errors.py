@@ -25,8 +25,9 @@
     │   ├── RateLimited              429 (and 418 as IpBanned): wait ``retry_after`` seconds
     │   │   └── IpBanned
     │   └── ConnectFailed            the request never reached the venue
-    └── AmbiguousOutcome             the request may have executed; the idempotency layer
-        └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
+    ├── AmbiguousOutcome             the request may have executed; the idempotency layer
+    │   └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
+    └── InboundRejected              (receiving side) a signed message failed verification
 
 Every error carries the venue, the venue's error code and request id where there is one. No
 error ever holds a secret: messages are built from redacted values only.
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectFailed",
     "DuplicateOrder",
     "IdempotencyKeyMismatch",
+    "InboundRejected",
     "InsufficientFunds",
     "InvalidRequest",
     "IpBanned",
@@ -241,3 +243,19 @@ class UnresolvedOrder(AmbiguousOutcome):
     def __init__(self, message: str, *, client_order_id: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.client_order_id = client_order_id
+
+
+# --- a message we received was refused --------------------------------------------------------
+
+
+class InboundRejected(SecureTradeError):
+    """A signed inbound message (a trade signal, a webhook) failed verification.
+
+    ``reason`` is one of ``malformed``, ``unknown_key``, ``stale``, ``bad_signature``,
+    ``replayed``, ``capacity``: for the receiver's logs. Answer the sender with a generic
+    refusal, so that a prober learns nothing about which check failed.
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason

@@ -1,0 +1,130 @@
+"""Replay stores: remember each message id until its message is stale anyway.
+
+Memory is bounded by design: an entry lives only until its message's timestamp leaves the
+verifier's window, so a store holds at most (message rate x window) entries. The memory
+store also has a hard cap and refuses new messages when it is reached (it never forgets an
+unexpired id early, which would re-open the replay it exists to close).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import InboundRejected
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = ["MemoryReplayStore", "RedisReplayStore", "ReplayStore", "SqliteReplayStore"]
+
+
+class ReplayStore(Protocol):
+    """Atomically records message ids; says whether one was already seen."""
+
+    def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        """Record ``token`` until ``expires_ms``. False if it is already recorded and live."""
+        ...
+
+
+class MemoryReplayStore:
+    """One process: a dict plus an expiry heap, under a lock, at most ``max_entries`` ids."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.max_entries = max_entries
+        self._expiry: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        with self._lock:
+            heap, expiry = self._heap, self._expiry
+            while heap and heap[0][0] <= now_ms:
+                stamp, old = heapq.heappop(heap)
+                if expiry.get(old) == stamp:
+                    del expiry[old]
+            live = expiry.get(token)
+            if live is not None and live > now_ms:
+                return False
+            if len(expiry) >= self.max_entries:
+                raise InboundRejected(
+                    "replay store is full: refusing new messages until ids expire",
+                    reason="capacity",
+                )
+            expiry[token] = expires_ms
+            heapq.heappush(heap, (expires_ms, token))
+            return True
+
+
+class SqliteReplayStore:
+    """Processes on one host: a SQLite table in WAL mode, expired rows purged as it goes.
+
+    A row survives a killed process; ``synchronous=NORMAL`` may lose the last few rows on
+    power loss, within one window.
+    """
+
+    _PURGE_EVERY = 1000
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._db = sqlite3.connect(
+            os.fspath(path), isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS st_replay "
+            "(token TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS st_replay_expiry ON st_replay (expires_ms)")
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        with self._lock:
+            # Insert, or take over a row whose message is stale; a live row wins (0 rows).
+            cursor = self._db.execute(
+                "INSERT INTO st_replay (token, expires_ms) VALUES (?, ?) "
+                "ON CONFLICT (token) DO UPDATE SET expires_ms = excluded.expires_ms "
+                "WHERE st_replay.expires_ms <= ?",
+                (token, expires_ms, now_ms),
+            )
+            fresh = cursor.rowcount == 1
+            self._writes += 1
+            if self._writes % self._PURGE_EVERY == 0:
+                self._db.execute("DELETE FROM st_replay WHERE expires_ms <= ?", (now_ms,))
+            return fresh
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM st_replay").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisReplayStore:
+    """Hosts sharing a Redis: ``SET token NX PX ttl``; Redis expires the ids itself."""
+
+    def __init__(self, client: Redis | str, *, prefix: str = "securetrade:replay:") -> None:
+        if isinstance(client, str):
+            from redis import Redis
+
+            client = Redis.from_url(client)
+        self._client: Redis = client
+        self._prefix = prefix
+
+    def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        ttl = max(1, expires_ms - now_ms)
+        return bool(self._client.set(self._prefix + token, b"1", nx=True, px=ttl))
+
+    def close(self) -> None:
+        self._client.close()
