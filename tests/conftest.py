@@ -62,3 +62,36 @@ def make_client(sim: Simulator, mode: str) -> Iterator[Any]:
     yield build
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> Any:
+    """An in-memory exporter receiving every span finished from now on.
+
+    OpenTelemetry accepts one global provider per process: this adds a processor to the
+    SDK provider already installed (another test module may have set one), or installs one.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> Any:
+    """An in-memory reader of every securetrade metric (one global meter provider)."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader

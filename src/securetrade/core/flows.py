@@ -342,9 +342,9 @@ class Core:
         except PolicyViolation as exc:
             yield from self._honour_kill_switch()
             self.audit.emit("policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message)
-            telemetry.annotate(policy_decision=f"deny:{exc.rule}")
+            telemetry.annotate("policy.decision", f"deny:{exc.rule}")
             raise
-        telemetry.annotate(policy_decision="allow")
+        telemetry.annotate("policy.decision", "allow")
         return instrument, reference
 
     def reference_price(self, symbol: str) -> Flow[ReferencePrice]:

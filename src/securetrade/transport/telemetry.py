@@ -64,14 +64,13 @@ def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
     )
 
 
-def annotate(**attributes: str | int) -> None:
-    """Add ``securetrade.<key>`` attributes to the current span (the operation's span)."""
+def annotate(name: str, value: str | int) -> None:
+    """Set ``securetrade.<name>`` on the current span (the operation's span)."""
     from opentelemetry import trace
 
     current = trace.get_current_span()
     if current.is_recording():
-        for key, value in attributes.items():
-            current.set_attribute(f"securetrade.{key}", value)
+        current.set_attribute(f"securetrade.{name}", value)
 
 
 class VenueCall:
