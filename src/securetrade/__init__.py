@@ -53,20 +53,26 @@ from .models import (
     Side,
     TimeInForce,
 )
-from .policy import KillSwitch, Policy
+from .policy import AnomalyMonitor, Decision, KillSwitch, Policy
 from .ratelimit import RateLimit, RateLimiter
+from .record import AuditKey, AuditLog, AuditTrail
 from .transport import PinSet
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousOutcome",
+    "AnomalyMonitor",
     "ApiKey",
     "AsyncClient",
+    "AuditKey",
+    "AuditLog",
+    "AuditTrail",
     "AuthenticationRejected",
     "Balance",
     "Client",
     "ConnectFailed",
+    "Decision",
     "DuplicateOrder",
     "Environment",
     "Fill",

@@ -57,6 +57,13 @@ def _instruments() -> tuple[Any, Any, Any]:
     )
 
 
+@lru_cache(maxsize=1)
+def _client_kind() -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return SpanKind.CLIENT
+
+
 def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
     """A span named ``securetrade.<name>`` with only the given public attributes."""
     return _tracer().start_as_current_span(  # type: ignore[no-any-return]
@@ -136,13 +143,11 @@ def venue_call(
     client_order_id: str | None = None,
 ) -> VenueCall:
     """Start the CLIENT span of one request; count it as a retry when it is a resend."""
-    from opentelemetry.trace import SpanKind
-
     attributes = {"securetrade.venue": venue, "securetrade.operation": operation}
     if resend_count > 0:
         _instruments()[0].add(1, attributes)
     path = request.target.partition("?")[0]
-    span = _tracer().start_span(f"{request.method} {path}", kind=SpanKind.CLIENT)
+    span = _tracer().start_span(f"{request.method} {path}", kind=_client_kind())
     if span.is_recording():
         base = base_url or f"inproc://{venue}"
         parts = urlsplit(base)
