@@ -485,12 +485,10 @@ class Core:
 
     def _recover(self) -> Flow[RecoveryReport]:
         intents = self.journal.unfinished(self.account)
-        outcome = yield from self._exchange(
+        payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
         )
-        if outcome.verdict is not Verdict.OK:
-            raise _error(outcome)
-        open_orders = self.venue.parse_orders(outcome.payload)
+        open_orders = self.venue.parse_orders(payload)
         held = {o.client_order_id: o for o in open_orders if o.client_order_id}
         resolved: list[Order] = []
         not_placed: list[str] = []
@@ -760,11 +758,9 @@ class Core:
         endpoint = self.venue.endpoints[Op.SERVER_TIME]
         for _ in range(self.settings.clock_samples):
             sent = self.clock.local_ms()
-            outcome = yield from self._exchange(endpoint, [], priority=priority)
-            received = self.clock.local_ms()
-            if outcome.verdict is not Verdict.OK:
-                raise _error(outcome)
-            self.clock.add_sample(sent, received, self.venue.parse_server_time(outcome.payload))
+            payload = yield from self._retrying(endpoint, [], priority=priority)
+            received = self.clock.local_ms()  # a retried sample is wide: the median drops it
+            self.clock.add_sample(sent, received, self.venue.parse_server_time(payload))
         self.audit.emit("clock.synced", offset_ms=round(self.clock.offset_ms, 1))
         for alarm in self.clock.check():  # drift alarm: logged, and passed to clock.on_alarm
             self.audit.emit("clock.alarm", reason=alarm.reason, offset_ms=round(alarm.offset_ms, 1))
@@ -791,6 +787,25 @@ class Core:
                 symbol=symbol if op is not Op.OPEN_ORDERS else None,
                 address=address,
             )
+        payload = yield from self._retrying(
+            endpoint, params, symbol=symbol, once=once, priority=priority
+        )
+        return payload
+
+    def _retrying(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        *,
+        symbol: str | None = None,
+        once: bool = False,
+        priority: Priority | None = None,
+    ) -> Flow[Any]:
+        """Send until the venue answers for sure; retries paced by the retry policy.
+
+        Every failure comes out as a :class:`SecureTradeError` (ambiguous when a request
+        that must not be repeated, ``once``, may have been processed)."""
+        op = endpoint.op
         retries: Attempts | None = None
         started = time.monotonic()
         while True:

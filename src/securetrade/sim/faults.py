@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass
 
@@ -56,6 +57,15 @@ class Faults:
         self._pending: list[Fault] = []
         self._lock = threading.Lock()
         self.fired: list[tuple[str, str, str]] = []
+        self._random: tuple[float, list[Fault], random.Random] | None = None
+
+    def at_random(self, probability: float, faults: list[Fault], *, seed: int = 0) -> None:
+        """Besides the schedule, hit each request with ``probability`` of one of ``faults``
+        (picked uniformly among those matching it; seeded, so a run can be replayed)."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError("probability must be between 0 and 1")
+        with self._lock:
+            self._random = (probability, list(faults), random.Random(seed))  # noqa: S311
 
     def add(self, fault: Fault) -> None:
         with self._lock:
@@ -84,8 +94,20 @@ class Faults:
                         self._pending.remove(fault)
                     self.fired.append((fault.kind, method, path))
                     return fault
+            if self._random is not None:
+                probability, faults, rng = self._random
+                if rng.random() < probability:
+                    matching = [
+                        f for f in faults if f.method in (None, method) and f.path in (None, path)
+                    ]
+                    if matching:
+                        fault = rng.choice(matching)
+                        self.fired.append((fault.kind, method, path))
+                        return fault
         return None
 
     def clear(self) -> None:
+        """Drop every scheduled fault and stop the random ones."""
         with self._lock:
             self._pending.clear()
+            self._random = None
