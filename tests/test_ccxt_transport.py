@@ -76,17 +76,19 @@ def key(sim: Simulator) -> ApiKey:
 
 
 def pinned(server: HttpsServer) -> dict[str, Any]:
-    return {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+    """A pinned connection, and short request deadlines: a lost order is proven absent fast."""
+    return {
+        "base_url": server.base_url,
+        "pins": server.pins,
+        "cadata": server.ca_pem,
+        "recv_window_ms": 500,
+    }
 
 
 def wrong_pins(server: HttpsServer) -> dict[str, Any]:
     """Trusts the server's CA, so only the pins are wrong."""
     other = make_certificates()
-    return {
-        "base_url": server.base_url,
-        "pins": {server.host: [other.leaf_pin, other.ca_pin]},
-        "cadata": server.ca_pem,
-    }
+    return {**pinned(server), "pins": {server.host: [other.leaf_pin, other.ca_pin]}}
 
 
 @pytest.fixture
@@ -111,8 +113,10 @@ def test_orders_round_trip_through_ccxt(client: Client, sim: Simulator) -> None:
         LimitOrder(symbol=BTC, side="BUY", quantity="0.001", price="60000.10"),
         idempotency_key="round-trip",
     )
-    assert placed.venue == "ccxt:binance" and placed.status is OrderStatus.NEW
-    assert placed.price == Decimal("60000.1") and isinstance(placed.quantity, Decimal)
+    assert placed.venue == "ccxt:binance"
+    assert placed.status is OrderStatus.NEW
+    assert placed.price == Decimal("60000.1")
+    assert isinstance(placed.quantity, Decimal)
     assert client.get_order(BTC, client_order_id=placed.client_order_id).order_id == (
         placed.order_id
     )
@@ -122,7 +126,8 @@ def test_orders_round_trip_through_ccxt(client: Client, sim: Simulator) -> None:
     assert client.open_orders(BTC) == []
 
     sold = client.place_order(MarketOrder(symbol=BTC, side="SELL", quantity="0.01"))
-    assert sold.status is OrderStatus.FILLED and sold.fills
+    assert sold.status is OrderStatus.FILLED
+    assert sold.fills
     assert sum(f.quantity for f in sold.fills) == Decimal("0.01")
     balances = {b.asset: b for b in client.balances()}
     assert balances["BTC"].free == Decimal("1.99")  # exact: Decimal end to end
@@ -150,6 +155,7 @@ def test_same_key_twice_places_once(client: Client, sim: Simulator) -> None:
 def test_async_client_through_ccxt(key: ApiKey, server: HttpsServer, sim: Simulator) -> None:
     async def main() -> list[Any]:
         async with AsyncClient(key, journal=":memory:", settings=FAST, **pinned(server)) as c:
+            await c.instruments()  # once, rather than once per task
             return list(
                 await asyncio.gather(
                     *(
@@ -191,9 +197,11 @@ def test_rejections_are_typed(client: Client, sim: Simulator) -> None:
 
 def test_unknown_key_is_an_authentication_rejection(sim: Simulator, server: HttpsServer) -> None:
     stranger = ApiKey("ccxt:binance", "a" * 64, "b" * 64, scopes=[Scope.READ])
-    with Client(stranger, journal=":memory:", settings=FAST, **pinned(server)) as c:
-        with pytest.raises(AuthenticationRejected):
-            c.balances()
+    with (
+        Client(stranger, journal=":memory:", settings=FAST, **pinned(server)) as c,
+        pytest.raises(AuthenticationRejected),
+    ):
+        c.balances()
 
 
 def test_rate_limit_answer_is_retryable(client: Client, sim: Simulator) -> None:
@@ -266,9 +274,11 @@ def test_async_pin_failure_sends_nothing(key: ApiKey, server: HttpsServer, sim: 
 def test_untrusted_certificate_is_refused(key: ApiKey, server: HttpsServer, sim: Simulator) -> None:
     other = make_certificates()
     options = {**pinned(server), "cadata": other.ca_pem}  # the server's CA is not trusted
-    with Client(key, journal=":memory:", settings=FAST, **options) as c:
-        with pytest.raises(UntrustedServer):
-            c.server_time()
+    with (
+        Client(key, journal=":memory:", settings=FAST, **options) as c,
+        pytest.raises(UntrustedServer),
+    ):
+        c.server_time()
     assert server.bytes_received == 0
 
 
@@ -305,10 +315,14 @@ def test_secrets_stay_out_of_ccxt(
         {"X-MBX-APIKEY": key.key_id},
     )
     secret = key.secret.expose().decode()
-    assert exchange.secret == "" and exchange.apiKey == ""  # lent for one call, then gone
+    assert exchange.secret == ""
+    assert exchange.apiKey == ""
     text = caplog.text
-    assert secret not in text and key.key_id not in text and "abcdef" not in text
-    assert secret not in repr(client.venue) and secret not in repr(client.core._signer_of(key))
+    assert secret not in text
+    assert key.key_id not in text
+    assert "abcdef" not in text
+    assert secret not in repr(client.venue)
+    assert secret not in repr(client.core._signer_of(key))
 
 
 def test_ccxt_signs_exactly_the_bytes_sent(client: Client, key: ApiKey) -> None:
@@ -332,7 +346,8 @@ def test_ccxt_signs_exactly_the_bytes_sent(client: Client, key: ApiKey) -> None:
     fields = dict(parse_qsl(payload))
     assert fields["timestamp"] == "1700000000000"  # our venue-time clock, not ccxt's
     assert fields["newClientOrderId"] == "st" + "1" * 30
-    assert fields["quantity"] == "0.001" and fields["price"] == "60000"
+    assert fields["quantity"] == "0.001"
+    assert fields["price"] == "60000"
 
 
 # --- bad input, limits, lazy import ---------------------------------------------------------
@@ -357,7 +372,8 @@ def test_rate_limits_come_from_ccxt(client: Client) -> None:
     client.instruments()
     venue = client.venue
     (limit,) = venue.rate_limits
-    assert limit.limit == 20_000 and limit.seconds == 1.0  # binance: rateLimit 50 ms
+    assert limit.limit == 20_000
+    assert limit.seconds == 1.0
     endpoint = venue.endpoints[Op.OPEN_ORDERS]
     one = venue.request_cost(endpoint, venue.open_orders_params(BTC))  # type: ignore[attr-defined]
     every = venue.request_cost(endpoint, venue.open_orders_params(None))  # type: ignore[attr-defined]

@@ -9,10 +9,10 @@ when, to which host, and what an answer means for the money.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-import logging
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
