@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint types demo bench docs``."""
+"""Developer sessions: ``nox -s tests lint types demo bench chaos docs``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against ccxt and raw httpx, printed as ratios."""
     session.install(".[ccxt]")
     session.run("python", "-m", "securetrade.bench", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos soak: 10,000 intents, random faults, kill -9 every few seconds; the oracle.
+
+    ``nox -s chaos -- --seconds 120`` is the short run CI makes."""
+    session.install(".[test]")
+    session.run("python", "tests/chaos.py", *session.posargs)
 
 
 @nox.session
