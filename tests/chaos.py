@@ -96,7 +96,9 @@ def bot(job: dict[str, Any]) -> None:
                 client.place_order(intent_order(i), idempotency_key=key)
             if client.journal.get(cid) is not None:
                 break
-        progress.write_text(str(i + 1))
+        partial = progress.with_suffix(".partial")  # a kill mid-write must not lose it
+        partial.write_text(str(i + 1))
+        os.replace(partial, progress)
     client.close()
 
 
