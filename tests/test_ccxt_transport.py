@@ -372,8 +372,8 @@ def test_rate_limits_come_from_ccxt(client: Client) -> None:
     client.instruments()
     venue = client.venue
     (limit,) = venue.rate_limits
-    assert limit.limit == 20_000
-    assert limit.seconds == 1.0
+    assert limit.limit == 200_000  # binance: rateLimit 50 ms, so 200 units per 10 s
+    assert limit.seconds == 10.0
     endpoint = venue.endpoints[Op.OPEN_ORDERS]
     one = venue.request_cost(endpoint, venue.open_orders_params(BTC))  # type: ignore[attr-defined]
     every = venue.request_cost(endpoint, venue.open_orders_params(None))  # type: ignore[attr-defined]

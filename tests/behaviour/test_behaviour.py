@@ -142,7 +142,7 @@ def test_invalid_symbol_refused_before_io(
     transport: Transport, server: HttpsServer, make: Any
 ) -> None:
     client = make()
-    for symbol in ("btc-usdt", "BTC/USDT"):  # valid text, not a symbol of this venue
+    for symbol in transport.foreign_symbols:  # valid text, not a symbol of this venue
         with pytest.raises(InvalidRequest):
             client.place_order(LimitOrder(symbol=symbol, side="BUY", quantity="1", price="1"))
         with pytest.raises(InvalidRequest):
@@ -151,7 +151,9 @@ def test_invalid_symbol_refused_before_io(
     client.instruments()
     before = server.bytes_received
     with pytest.raises(InvalidRequest, match="not listed"):  # well formed, but not listed
-        client.place_order(LimitOrder(symbol="DOGEUSDT", side="BUY", quantity="1", price="1"))
+        client.place_order(
+            LimitOrder(symbol=transport.unlisted, side="BUY", quantity="1", price="1")
+        )
     assert server.bytes_received == before
 
 

@@ -56,6 +56,8 @@ class Transport:
     client_options: Callable[[], dict[str, Any]] = field(default=dict)
     build: Callable[..., Client] = native_client
     relabel: str | None = None  # key.venue for adapters riding on another's dialect
+    foreign_symbols: tuple[str, ...] = ("btc-usdt", "BTC/USDT")  # valid text, not its symbols
+    unlisted: str = "DOGEUSDT"  # well formed for this venue, but not listed
 
     def key(self, sim: Simulator, **kwargs: Any) -> ApiKey:
         made = sim.create_key(venue=self.dialect, **kwargs)
@@ -124,4 +126,22 @@ ACME = Transport(
     relabel="acme",
 )
 
-TRANSPORTS: list[Transport] = [BINANCE, KRAKEN, ACME]
+# ccxt's Binance, over the simulator's Binance dialect: ccxt builds, signs and reads every
+# request; ccxt's own HTTP stack (pinned) carries it. Unified symbols.
+CCXT_BINANCE = Transport(
+    name="ccxt:binance",
+    venue="ccxt:binance",
+    dialect="binance",
+    btc="BTC/USDT",
+    eth="ETH/USDT",
+    quote_asset="USDT",
+    place=("POST", "/api/v3/order"),
+    lookup=("GET", "/api/v3/order"),
+    freshness="timestamp",
+    recv_window_ms=500,
+    relabel="ccxt:binance",
+    foreign_symbols=("btc-usdt", "BTCUSDT"),
+    unlisted="DOGE/USDT",
+)
+
+TRANSPORTS: list[Transport] = [BINANCE, KRAKEN, ACME, CCXT_BINANCE]

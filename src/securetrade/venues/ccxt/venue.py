@@ -44,6 +44,7 @@ log = logging.getLogger("securetrade.ccxt")
 # The limiter's unit for ccxt venues: thousandths of ccxt's cost unit (one ``rateLimit``
 # interval per unit), so fractional costs count exactly.
 COST = "CCXT_COST"
+_WINDOW_SECONDS = 10.0
 
 _ENDPOINTS = {
     e.op: e
@@ -203,9 +204,10 @@ class CcxtVenue:
 
     @property
     def rate_limits(self) -> Sequence[RateLimit]:
-        """ccxt's pacing as a limit: one cost unit per ``rateLimit`` ms, over one second."""
-        per_second = 1000.0 / self.codec.rate_limit_ms
-        return (RateLimit(COST, 1.0, max(1, int(per_second * 1000))),)
+        """ccxt's pacing as a limit: one cost unit per ``rateLimit`` ms, over a window long
+        enough for ccxt's costliest requests (Binance's all-symbol open orders cost 16)."""
+        per_window = _WINDOW_SECONDS * 1000.0 / self.codec.rate_limit_ms
+        return (RateLimit(COST, _WINDOW_SECONDS, max(1, int(per_window * 1000))),)
 
     @property
     def base_urls(self) -> Mapping[Environment, str]:
