@@ -54,7 +54,15 @@ def start(secret_hex: str, tmp_path: Path) -> Iterator[Callable[[], Receiver]]:
     def run() -> Receiver:
         env = {**os.environ, "ST_SIGNAL_SECRET": secret_hex}
         process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--port", "0", "--replay-db", str(tmp_path / "r.db")],
+            [
+                sys.executable,
+                str(EXAMPLE),
+                "--serve",
+                "--port",
+                "0",
+                "--replay-db",
+                str(tmp_path / "r.db"),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -87,6 +95,16 @@ def test_leader_cli_sends_a_signal_the_receiver_accepts(
     )
     assert leader.stdout.startswith("202 ")
     assert "leader bot" in leader.stdout
+
+
+def test_demo_accepts_then_refuses_the_replay() -> None:
+    demo = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = demo.stdout.splitlines()
+    assert lines[0].startswith("first delivery: (202,")
+    assert lines[1].startswith("replayed copy:  (401,")
+    assert "refused a signal: replayed" in demo.stderr
 
 
 def test_receiver_accepts_once_and_refuses_forgeries_stale_and_replays(
