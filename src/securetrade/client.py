@@ -33,6 +33,7 @@ from .transport import (
     TransportFailure,
     pinned_ssl_context,
 )
+from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .venues import Venue, get_venue
 
@@ -109,6 +110,7 @@ class _Base(ABC, Generic[TransportT]):
             chosen = _with_recv_window(chosen, recv_window_ms)
         if not isinstance(journal, Journal):
             journal = Journal(journal if journal is not None else default_journal_path(chosen.name))
+        install_log_redaction()  # covers loggers of modules imported since securetrade was
         self.core = Core(
             chosen,
             key,

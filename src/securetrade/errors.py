@@ -82,6 +82,9 @@ class SecureTradeError(Exception):
         code: int | str | None = None,
         request_id: str | None = None,
     ) -> None:
+        from .transport.redaction import redact_text  # late: errors is imported first
+
+        message = redact_text(message)  # venue messages may echo what was sent
         super().__init__(message)
         self.message = message
         self.venue = venue

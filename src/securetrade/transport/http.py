@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
+from . import redaction  # noqa: F401 - installs the log filters before httpx logs anything
 from .base import HttpRequest, HttpResponse, TransportFailure
-from .redaction import redact_query
 from .tls import PinFailure
 
 __all__ = ["HttpTransport", "check_base_url", "find_cause", "security_refusal"]
@@ -28,19 +28,8 @@ log = logging.getLogger("securetrade.transport")
 E = TypeVar("E", bound=BaseException)
 
 
-class _RedactingFilter(logging.Filter):
-    """httpx logs each request URL at INFO; a signed GET carries its signature there."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = redact_query(record.getMessage())
-            record.args = None
-        return True
-
-
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).addFilter(_RedactingFilter())
-
+# httpx logs each request URL at INFO, and a signed GET carries its signature there: the
+# redaction module filters the httpx and httpcore loggers from the moment it is imported.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 

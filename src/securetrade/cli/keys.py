@@ -1,0 +1,370 @@
+"""``securetrade keys``: the encrypted keystore from the command line.
+
+``add | list | show | rotate | remove | check``. Secrets are never taken from the command
+line (other users can read it in the process list) and never printed: they come from a
+no-echo prompt, a file (``-`` for stdin) or a named environment variable. The keystore
+passphrase comes from ``--passphrase-file``, ``$SECURETRADE_KEYSTORE_PASSPHRASE``, the OS
+keyring (``--keyring``) or a no-echo prompt. Every line printed goes through the one
+redaction policy.
+
+Exit status: 0 done, 1 refused or failed (the reason on stderr), 3 ``check`` found the key
+can do more than it declares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..keys import ApiKey, KeyStore, Secret
+
+__all__ = ["register"]
+
+PASSPHRASE_ENV = "SECURETRADE_KEYSTORE_PASSPHRASE"  # noqa: S105 - a variable name
+EXIT_FAILED, EXIT_OVER_PERMISSIONED = 1, 3
+
+
+def _say(text: str = "", *, err: bool = False) -> None:
+    from ..transport.redaction import redact_text
+
+    print(redact_text(text), file=sys.stderr if err else sys.stdout)
+
+
+def _prompt(label: str) -> str:
+    import getpass
+
+    return getpass.getpass(label)
+
+
+# --- where secrets come from -----------------------------------------------------------------
+
+
+def _read_file(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _passphrase(args: argparse.Namespace, *, new: bool) -> Secret:
+    from ..errors import InvalidRequest
+    from ..keys import Secret
+
+    if args.passphrase_file:
+        value = _read_file(args.passphrase_file).rstrip(b"\r\n")
+    elif os.environ.get(PASSPHRASE_ENV):
+        value = os.environ[PASSPHRASE_ENV].encode()
+    elif sys.stdin.isatty():
+        value = _prompt("Keystore passphrase: ").encode()
+        if new and _prompt("Repeat the passphrase: ").encode() != value:
+            raise InvalidRequest("the two passphrases differ")
+    else:
+        raise InvalidRequest(
+            f"no keystore passphrase: set {PASSPHRASE_ENV}, pass --passphrase-file, "
+            "use --keyring, or run in a terminal"
+        )
+    if not value:
+        raise InvalidRequest("the keystore passphrase is empty")
+    return Secret(value)
+
+
+def _secret(args: argparse.Namespace, label: str) -> Secret:
+    from ..errors import InvalidRequest
+    from ..keys import Secret
+
+    if args.secret_file:
+        value = _read_file(args.secret_file).strip()
+    elif args.secret_env:
+        value = os.environ.get(args.secret_env, "").encode()
+        if not value:
+            raise InvalidRequest(f"{args.secret_env} is not set")
+    elif sys.stdin.isatty():
+        value = _prompt(f"{label}: ").encode()
+    else:
+        raise InvalidRequest("no secret: pass --secret-file PATH (or -) or --secret-env NAME")
+    if not value:
+        raise InvalidRequest(f"the {label.lower()} is empty")
+    return Secret(value)
+
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
+    from ..keys import KeyStore, default_keystore_path
+
+    path = Path(args.keystore) if args.keystore else default_keystore_path()
+    if create and not path.exists():
+        if args.keyring:
+            return KeyStore.create_with_keyring(path)
+        store = KeyStore.create(path, _passphrase(args, new=True))
+        _say(f"created keystore {path}")
+        return store
+    if args.keyring:
+        return KeyStore.open_with_keyring(path)
+    return KeyStore.open(path, _passphrase(args, new=False))
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+def _new_key(args: argparse.Namespace, *, like: ApiKey | None = None) -> ApiKey:
+    from ..keys import ApiKey
+
+    def pick(name: str, fallback: Any) -> Any:
+        value = getattr(args, name, None)
+        return fallback if value is None else value
+
+    key_id = args.key_id or _prompt("API key id: ")
+    venue_passphrase = None
+    if args.venue_passphrase_file:
+        venue_passphrase = _read_file(args.venue_passphrase_file).rstrip(b"\r\n")
+    return ApiKey(
+        like.venue if like else args.venue,
+        key_id,
+        _secret(args, "API secret"),
+        kind=pick("kind", like.kind if like else "hmac"),
+        environment=like.environment if like else args.environment,
+        scopes=_split(args.scopes) if args.scopes else (like.scopes if like else ["read"]),
+        symbols=_split(args.symbols) if args.symbols else (like.symbols if like else None),
+        max_notional=pick("max_notional", like.max_notional if like else None),
+        max_quantity=pick("max_quantity", like.max_quantity if like else None),
+        withdraw_addresses=args.withdraw_address or (like.withdraw_addresses if like else ()),
+        passphrase=venue_passphrase or (like.passphrase if like else None),
+    )
+
+
+def _add(args: argparse.Namespace) -> int:
+    store = _open(args, create=True)
+    key = _new_key(args)
+    store.add(args.name, key, overlap=_duration(args.overlap))
+    _say(f"added {args.name}: {key!r}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    names = store.names()
+    if not names:
+        _say("no keys")
+    for name in names:
+        ring = store.ring(name)
+        key = ring.active()
+        state = []
+        if ring.next is not None:
+            when = ring.activate_at.isoformat() if ring.activate_at else "on promote"
+            state.append(f"next {ring.next.key_id_hint} ({when})")
+        if ring.previous is not None and ring.retire_at is not None:
+            state.append(
+                f"previous {ring.previous.key_id_hint} until {ring.retire_at:%Y-%m-%d %H:%M}"
+            )
+        scopes = ",".join(sorted(s.value for s in key.scopes))
+        extra = f"  [{'; '.join(state)}]" if state else ""
+        _say(
+            f"{name:<20} {key.venue:<10} {key.environment.value:<9} {key.key_id_hint:<12} "
+            f"{key.kind.value:<8} {scopes}{extra}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _open(args)
+    ring = store.ring(args.name)
+    _say(f"name          {args.name}")
+    for label, value in ring.active().public_parts().items():
+        lines = value.splitlines() or [""]
+        _say(f"{label:<13} {lines[0]}")
+        for line in lines[1:]:
+            _say(f"{'':<13} {line}")
+    if ring.next is not None:
+        when = ring.activate_at.isoformat() if ring.activate_at else "on promote"
+        _say(f"{'next key':<13} {ring.next.key_id_hint} (takes over {when})")
+    if ring.previous is not None and ring.retire_at is not None:
+        _say(
+            f"{'previous key':<13} {ring.previous.key_id_hint} "
+            f"(delete it at the venue after {ring.retire_at.isoformat()})"
+        )
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    store = _open(args)
+    current = store.ring(args.name).current
+    key = _new_key(args, like=current)
+    at = None if args.at is None else datetime.fromisoformat(args.at)
+    overlap = None if args.overlap is None else _duration(args.overlap)
+    ring = store.rotate(args.name, key, activate_at=at, overlap=overlap)
+    if at is None:
+        _say(f"{args.name}: now signing with {ring.current.key_id_hint}")
+        if ring.previous is not None and ring.retire_at is not None:
+            _say(
+                f"keep {ring.previous.key_id_hint} valid at the venue until "
+                f"{ring.retire_at.isoformat()}, then delete it there"
+            )
+    else:
+        _say(f"{args.name}: {key.key_id_hint} takes over at {at.isoformat()}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    store = _open(args)
+    if args.previous:
+        store.retire(args.name)
+        _say(f"{args.name}: replaced key forgotten; delete it at the venue too")
+    else:
+        store.remove(args.name)
+        _say(f"removed {args.name}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from ..client import Client
+    from ..keys import Scope
+
+    store = _open(args)
+    ring = store.ring(args.name)
+    key = ring.active()
+    pins = None
+    if args.pin:
+        host = urlsplit(args.base_url).hostname if args.base_url else None
+        if host is None:
+            from ..errors import InvalidRequest
+
+            raise InvalidRequest("--pin needs --base-url (the pins belong to its host)")
+        pins = {host: list(args.pin)}
+    with Client(
+        key,
+        base_url=args.base_url,
+        pins=pins,
+        cafile=args.cafile,
+        journal=":memory:",
+        unsafe_disable_pinning=args.unsafe_disable_pinning,
+        unsafe_allow_withdraw_scope=Scope.WITHDRAW in key.scopes,
+    ) as client:
+        report = client.check_key()
+    for line in report.lines():
+        _say(line)
+    return 0 if report.ok else EXIT_OVER_PERMISSIONED
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``2h`` or ``1d``."""
+    from ..errors import InvalidRequest
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a duration (like 90s, 15m, 2h)") from None
+    if seconds < 0:
+        raise InvalidRequest("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def _guarded(run: Any) -> Any:
+    """Typed errors become one redacted line on stderr and exit status 1."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from ..errors import SecureTradeError
+
+        try:
+            return int(run(args))
+        except SecureTradeError as exc:
+            _say(f"error: {exc}", err=True)
+            return EXIT_FAILED
+        except OSError as exc:
+            _say(f"error: {exc.strerror or exc}", err=True)
+            return EXIT_FAILED
+
+    return wrapper
+
+
+def _key_options(parser: argparse.ArgumentParser, *, new: bool) -> None:
+    parser.add_argument("--key-id", help="the API key id (prompted when omitted)")
+    parser.add_argument("--secret-file", help="read the API secret from this file (- for stdin)")
+    parser.add_argument("--secret-env", help="read the API secret from this environment variable")
+    parser.add_argument(
+        "--venue-passphrase-file", help="the key's own passphrase (OKX, KuCoin), from a file"
+    )
+    parser.add_argument(
+        "--kind", choices=["hmac", "ed25519", "rsa", "ec-p256"], default=None if not new else "hmac"
+    )
+    parser.add_argument(
+        "--scopes", help="comma-separated: read,trade,cancel,... (default: read, or as before)"
+    )
+    parser.add_argument("--symbols", help="comma-separated symbols the key may trade")
+    parser.add_argument("--max-notional", help="largest order value the key may place")
+    parser.add_argument("--max-quantity", help="largest order quantity the key may place")
+    parser.add_argument(
+        "--withdraw-address", action="append", help="an allowlisted withdrawal address"
+    )
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``keys`` and its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--keystore", help="keystore file (default: $SECURETRADE_KEYSTORE or the config dir)"
+    )
+    source = common.add_mutually_exclusive_group()
+    source.add_argument("--passphrase-file", help="read the keystore passphrase from a file")
+    source.add_argument(
+        "--keyring", action="store_true", help="open the keystore with a key in the OS keyring"
+    )
+
+    keys = commands.add_parser("keys", help="manage API keys in the encrypted keystore")
+    sub = keys.add_subparsers(dest="keys_command", required=True)
+
+    add = sub.add_parser("add", parents=[common], help="store a new key")
+    add.add_argument("name")
+    add.add_argument("--venue", required=True)
+    add.add_argument(
+        "--environment", default="live", choices=["live", "testnet", "paper", "simulated"]
+    )
+    add.add_argument("--overlap", default="10m", help="how long a replaced key is kept")
+    _key_options(add, new=True)
+    add.set_defaults(run=_guarded(_add))
+
+    listing = sub.add_parser("list", parents=[common], help="list stored keys (no secrets)")
+    listing.set_defaults(run=_guarded(_list))
+
+    show = sub.add_parser("show", parents=[common], help="show a key's public parts")
+    show.add_argument("name")
+    show.set_defaults(run=_guarded(_show))
+
+    rotate = sub.add_parser("rotate", parents=[common], help="replace a key (never wider)")
+    rotate.add_argument("name")
+    rotate.add_argument("--at", help="ISO time with offset to switch at (default: now)")
+    rotate.add_argument("--overlap", help="how long the replaced key stays known (e.g. 15m)")
+    _key_options(rotate, new=False)
+    rotate.set_defaults(run=_guarded(_rotate))
+
+    remove = sub.add_parser("remove", parents=[common], help="delete a key")
+    remove.add_argument("name")
+    remove.add_argument(
+        "--previous", action="store_true", help="only forget the replaced key (end its overlap)"
+    )
+    remove.set_defaults(run=_guarded(_remove))
+
+    check = sub.add_parser(
+        "check", parents=[common], help="ask the venue what the key may really do"
+    )
+    check.add_argument("name")
+    check.add_argument("--base-url", help="venue URL (default: the venue's for the environment)")
+    check.add_argument("--pin", action="append", help="SPKI SHA-256 pin of the venue (repeat)")
+    check.add_argument("--cafile", help="CA bundle to verify the venue with")
+    check.add_argument(
+        "--unsafe-disable-pinning", action="store_true", help="verify by CA only, no pins"
+    )
+    check.set_defaults(run=_guarded(_check))
