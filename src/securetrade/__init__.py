@@ -27,8 +27,13 @@ from .errors import (
     InsufficientFunds,
     InvalidRequest,
     IpBanned,
+    KeyNotFound,
+    KeystoreError,
+    KeystorePermissions,
+    KeystoreTampered,
     LocalRefusal,
     OrderNotFound,
+    OverPermissionedKey,
     PinMismatch,
     PolicyViolation,
     RateLimited,
@@ -38,8 +43,9 @@ from .errors import (
     UnresolvedOrder,
     UntrustedServer,
     VenueRejected,
+    WrongPassphrase,
 )
-from .keys import ApiKey, Environment, KeyKind, Scope, Secret
+from .keys import ApiKey, Environment, KeyCheck, KeyKind, KeyRing, KeyStore, Scope, Secret
 from .models import (
     Balance,
     Fill,
@@ -83,14 +89,22 @@ __all__ = [
     "IntentState",
     "InvalidRequest",
     "IpBanned",
+    "KeyNotFound",
+    "KeystoreError",
+    "KeystorePermissions",
+    "KeystoreTampered",
     "Journal",
+    "KeyCheck",
     "KeyKind",
+    "KeyRing",
+    "KeyStore",
     "KillSwitch",
     "LimitOrder",
     "LocalRefusal",
     "MarketOrder",
     "Order",
     "OrderNotFound",
+    "OverPermissionedKey",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
@@ -114,6 +128,7 @@ __all__ = [
     "UnresolvedOrder",
     "UntrustedServer",
     "VenueRejected",
+    "WrongPassphrase",
 ]
 
 for _name in __all__:
