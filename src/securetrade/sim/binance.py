@@ -121,6 +121,7 @@ class _Stats:
     rejections: dict[int, int] = field(default_factory=dict)
     status_429: int = 0
     status_418: int = 0
+    weight: int = 0  # request weight counted, as Binance counts it
     #: (monotonic time, method, path) of every request received, in order.
     arrivals: list[tuple[float, str, str]] = field(default_factory=list)
 
@@ -371,7 +372,9 @@ class BinanceDialect:
                     {"retry-after": str(int(limits.ban_seconds))},
                 )
             counter = self._weight.setdefault(client, _Counter(limits.weight_seconds))
-            used = counter.add(now, _weight(method, path, query))
+            weight = _weight(method, path, query)
+            self.stats.weight += weight
+            used = counter.add(now, weight)
             if used > limits.weight:
                 return self._too_many(client, now, limits.weight_seconds)
         return None
