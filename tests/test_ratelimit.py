@@ -2,13 +2,13 @@
 
 Most tests inject a fake clock so that times are exact and nothing sleeps. Times in the
 property test are multiples of 1/16 s, which floats represent exactly, so the check below
-is exact arithmetic; float rounding at the boundary has its own test.
+is exact arithmetic; float rounding at the boundary has its own test. Real threads,
+tasks and processes are in test_ratelimit_backends.py.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -405,52 +405,3 @@ def test_entries_are_dated_when_admitted_not_when_the_clock_was_read() -> None:
     for _ in range(3):
         take()
     assert max_in_window(grants, 1.0) <= 3, grants
-
-
-# --- real threads ---------------------------------------------------------------------------------
-
-
-def test_threads_never_exceed_the_limit() -> None:
-    """8 threads, real time: no 1.0 s window of admissions holds more than 50.
-
-    Each grant is dated by the time.monotonic() reading reserve itself used (the clock is a
-    thin recording wrapper), which is when the limiter admitted it; a reading taken after
-    reserve returns would add scheduling jitter and could fail a correct limiter.
-    """
-    readings = threading.local()
-
-    def clock() -> float:
-        readings.last = time.monotonic()
-        return float(readings.last)
-
-    lim = RateLimiter.in_memory([RateLimit(W, 1.0, 50)], margin=0.0, shares=FULL, clock=clock)
-    grants: list[float] = []
-    grants_lock = threading.Lock()
-    start = threading.Barrier(8)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            start.wait(timeout=5.0)
-            deadline = time.monotonic() + 1.5
-            while True:
-                wait = lim.reserve({W: 1})
-                if wait == 0.0:
-                    with grants_lock:
-                        grants.append(readings.last)
-                    continue
-                if time.monotonic() + wait > deadline:
-                    return
-                time.sleep(wait)
-        except BaseException as exc:  # surfaced below, not lost in the thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10.0)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors
-    assert len(grants) > 50, "the run never reached a second window"
-    assert max_in_window([(t, 1) for t in grants], 1.0) <= 50
