@@ -68,6 +68,9 @@ class _Base(ABC, Generic[TransportT]):
     where nonce venues (Kraken) draw nonces: by default one source per process; processes
     or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
     venue clock, e.g. with drift alarm thresholds and an ``on_alarm`` callback.
+    ``limiter`` holds the rate-limit windows: in this process by default;
+    ``RateLimiter.sqlite(path)`` or ``RateLimiter.redis(url)`` when processes or hosts
+    share an IP or account (docs/ratelimit.md).
     """
 
     core: Core
