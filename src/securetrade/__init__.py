@@ -60,7 +60,7 @@ from .models import (
     TimeInForce,
 )
 from .policy import AnomalyMonitor, Decision, KillSwitch, Policy
-from .ratelimit import RateLimit, RateLimiter
+from .ratelimit import LimitScope, Priority, RateLimit, RateLimiter
 from .record import AuditKey, AuditLog, AuditTrail
 from .transport import PinSet
 
@@ -100,6 +100,7 @@ __all__ = [
     "KeyStore",
     "KillSwitch",
     "LimitOrder",
+    "LimitScope",
     "LocalRefusal",
     "MarketOrder",
     "Order",
@@ -112,6 +113,7 @@ __all__ = [
     "PinSet",
     "Policy",
     "PolicyViolation",
+    "Priority",
     "RateLimit",
     "RateLimited",
     "RateLimiter",
