@@ -233,9 +233,9 @@ def test_client_refuses_without_pins(sim: Simulator) -> None:
 def test_key_for_another_venue_refused(sim: Simulator) -> None:
     from securetrade import ApiKey
 
-    key = ApiKey("kraken", "k-123456789", "s-" + "x" * 20)
     with pytest.raises(InvalidRequest, match="unknown venue"):
-        Client(key, transport=sim.transport(), journal=":memory:")
+        Client(ApiKey("nosuch", "k-1", "s"), transport=sim.transport(), journal=":memory:")
+    key = ApiKey("kraken", "k-123456789", "s-" + "x" * 20)
     with pytest.raises(InvalidRequest, match="kraken"):
         Client(key, venue="binance", transport=sim.transport(), journal=":memory:")
 
