@@ -232,3 +232,20 @@ def test_stale_request_refused_then_recovered(
     order = client.place_order(_resting_buy(transport), idempotency_key="stale")
     assert order.client_order_id == cid
     assert _held(sim, cid) == 1
+
+
+def test_lost_journal_orphan_reported_then_adopted(
+    transport: Transport, sim: Simulator, make: Any, tmp_path: Any
+) -> None:
+    """Recovery finds the open order this SDK placed under a journal that is gone, reports
+    it as an orphan, and adopts it when the same key is submitted again: one order."""
+    key = transport.key(sim)
+    first = make(key=key, journal=tmp_path / "lost.sqlite3")
+    placed = first.place_order(_resting_buy(transport), idempotency_key="orphan")
+    second = make(key=key, journal=tmp_path / "fresh.sqlite3")
+    report = second.recover()
+    assert [o.client_order_id for o in report.orphans] == [placed.client_order_id]
+    again = second.place_order(_resting_buy(transport), idempotency_key="orphan")
+    assert again.order_id == placed.order_id
+    assert _held(sim, placed.client_order_id) == 1
+    assert _sent(sim, transport.place) == 1

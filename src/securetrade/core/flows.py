@@ -54,7 +54,6 @@ from .journal import (
     Intent,
     IntentState,
     Journal,
-    is_ours,
     owner_is_gone,
     process_token,
 )
@@ -514,7 +513,7 @@ class Core:
                 not_placed.append(cid)
             else:
                 resolved.append(self._settled(found, intent.idempotency_key))
-        ours = [cid for cid in held if is_ours(cid)]
+        ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
         known = self.journal.known(ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
         self._orphans.update((o.client_order_id or "", o) for o in orphans)
@@ -865,9 +864,12 @@ class Core:
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
-        if getattr(self.venue, "needs_instruments", False) and not self._instruments:
-            if endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME):
-                yield from self.instruments()  # ccxt builds its requests from the market list
+        if (
+            getattr(self.venue, "needs_instruments", False)
+            and not self._instruments
+            and endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME)
+        ):
+            yield from self.instruments()  # ccxt builds its requests from the market list
         if endpoint.signed and not self.clock.synced:
             yield from self.sync_clock(priority)
         key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)

@@ -129,6 +129,10 @@ class Venue(Protocol):
     def client_order_id(self, account: str, idempotency_key: str) -> str:
         """The same id for the same intent on any host, in the venue's grammar."""
 
+    def owns_client_order_id(self, client_order_id: str) -> bool:
+        """True when the id has the shape :meth:`client_order_id` gives: recovery reports
+        open orders with such an id and no journal entry as orphans."""
+
     def prepare(
         self,
         endpoint: Endpoint,

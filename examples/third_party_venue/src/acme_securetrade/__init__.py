@@ -62,5 +62,9 @@ class AcmeSpot(BinanceSpot):
             raise InvalidRequest(f"{cid!r} does not fit Acme's client-order-id rule")
         return cid
 
+    def owns_client_order_id(self, client_order_id: str) -> bool:
+        """The ids :meth:`client_order_id` gives: ``ac`` and 30 hex digits."""
+        return re.fullmatch("ac[0-9a-f]{30}", client_order_id) is not None
+
 
 ACME = AcmeSpot()

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ...core.journal import derive_client_order_id
+from ...core.journal import derive_client_order_id, is_ours
 from ...errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
@@ -256,6 +256,9 @@ class CcxtVenue:
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
         return derive_client_order_id(self.name, account, idempotency_key)
+
+    def owns_client_order_id(self, client_order_id: str) -> bool:
+        return is_ours(client_order_id)
 
     def prepare(
         self,

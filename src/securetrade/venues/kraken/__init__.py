@@ -49,6 +49,7 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC"}  # Kraken spot has no FO
 _MIN_DEADLINE_MS = 2000  # AddOrder's deadline must be 2 to 60 s ahead
 _MAX_DEADLINE_MS = 60_000
 _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a short UUID)
+_OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
 
 
 class KrakenSpot:
@@ -86,6 +87,9 @@ class KrakenSpot:
         venue, account and idempotency key, so every host derives the same one."""
         material = f"{self.name}\x00{account}\x00{idempotency_key}".encode()
         return _CID_PREFIX + hashlib.sha256(material).hexdigest()[:30]
+
+    def owns_client_order_id(self, client_order_id: str) -> bool:
+        return _OWN_CID(client_order_id) is not None
 
     # --- requests -----------------------------------------------------------------------
 
