@@ -1,4 +1,4 @@
-"""A bot process for the crash tests: places one order, or dies at a named point.
+"""A bot process for the crash tests: places one order, or dies (or stops) at a named point.
 
 Reads one JSON object on stdin (server, key, journal, order, idempotency key, crash
 point) and prints the placed order as JSON. At the crash point it SIGKILLs itself, so
@@ -11,8 +11,10 @@ import json
 import os
 import signal
 import sys
+from typing import Any
 
 from securetrade import Client, Settings
+from securetrade.core import RedisJournal
 from securetrade.keys import ApiKey
 from securetrade.models import LimitOrder, MarketOrder
 
@@ -22,21 +24,27 @@ def main() -> None:
     key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
     order_type = LimitOrder if job["order"].get("price") else MarketOrder
     order = order_type(**job["order"])
+    journal: Any = job["journal"]
+    if job.get("redis"):  # several hosts sharing one journal
+        journal = RedisJournal(job["redis"], prefix=job["journal"])
     client = Client(
         key,
-        journal=job["journal"],
+        journal=journal,
         base_url=job["base_url"],
         pins=job["pins"],
         cadata=job["ca"],
         recv_window_ms=job.get("recv_window_ms", 300),
         settings=Settings(settle_ms=job.get("settle_ms", 300), resolve_timeout=15.0),
     )
-    crash_at = job.get("crash_at")
-    if crash_at:
+    crash_at, stop_at = job.get("crash_at"), job.get("stop_at")
+    if crash_at or stop_at:
 
         def checkpoint(name: str) -> None:
             if name == crash_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if name == stop_at:  # a paused host: alive, silent, until SIGCONT
+                print(json.dumps({"stopped_at": name}), flush=True)
+                os.kill(os.getpid(), signal.SIGSTOP)
 
         client.core.checkpoint = checkpoint  # type: ignore[method-assign]
     if job.get("report_recovery"):

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .clock import VenueClock
-from .core import Core, Flow, Journal, RecoveryReport, Settings, Wait
+from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, Wait
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Instrument, Order, OrderRequest
@@ -63,7 +63,8 @@ class _Base(ABC, Generic[TransportT]):
     ``key`` is the scoped credential, or a :class:`KeyRing` to rotate it while running;
     ``pins`` the SPKI pins of the venue's TLS keys
     (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
-    path, a :class:`Journal`, or the default file in the user's state directory).
+    path, a :class:`Journal`, a :class:`RedisJournal` shared by several hosts, or the
+    default file in the user's state directory).
     ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
     where nonce venues (Kraken) draw nonces: by default one source per process; processes
     or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
@@ -84,7 +85,7 @@ class _Base(ABC, Generic[TransportT]):
         pins: PinSet | Mapping[str, list[str]] | None = None,
         cafile: str | None = None,
         cadata: str | None = None,
-        journal: str | Path | Journal | None = None,
+        journal: str | Path | JournalStore | None = None,
         policy: Policy | None = None,
         limiter: RateLimiter | None = None,
         settings: Settings | None = None,
@@ -111,7 +112,7 @@ class _Base(ABC, Generic[TransportT]):
             if not 100 <= recv_window_ms <= 60_000:
                 raise InvalidRequest("recv_window_ms must be between 100 and 60000")
             chosen = _with_recv_window(chosen, recv_window_ms)
-        if not isinstance(journal, Journal):
+        if journal is None or isinstance(journal, (str, Path)):
             journal = Journal(journal if journal is not None else default_journal_path(chosen.name))
         install_log_redaction()  # covers loggers of modules imported since securetrade was
         self.core = Core(
@@ -183,7 +184,7 @@ class _Base(ABC, Generic[TransportT]):
         return self.core.unresolved()
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> JournalStore:
         return self.core.journal
 
     def __repr__(self) -> str:

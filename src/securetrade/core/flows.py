@@ -53,7 +53,7 @@ from ..venues.base import Endpoint, Freshness, Op, Outcome, Params, Venue, Verdi
 from .journal import (
     Intent,
     IntentState,
-    Journal,
+    JournalStore,
     owner_is_gone,
     process_token,
 )
@@ -152,7 +152,7 @@ class Core:
         venue: Venue,
         key: ApiKey | KeyRing,
         *,
-        journal: Journal,
+        journal: JournalStore,
         limiter: RateLimiter | None = None,
         clock: VenueClock | None = None,
         policy: Policy | None = None,
@@ -466,10 +466,18 @@ class Core:
         Runs before this client's first order (unless ``Settings.recover_on_start`` is off)
         and may be called at any time. Intents a live owner is still working on are left to
         it. Reads made here are part of placing orders, so a trade-only key may make them.
+        One process reconciles an account at a time (a lease in the journal); the others
+        wait for it, then find little left to do.
         """
         self._recovering = True
+        lease = self.settings.resolve_timeout * 2
         try:
-            report = yield from self._recover()
+            while not self.journal.lease(self.account, lease):
+                yield Wait(0.05)
+            try:
+                report = yield from self._recover()
+            finally:
+                self.journal.release(self.account)
         finally:
             self._recovering = False
         self._recovered = True

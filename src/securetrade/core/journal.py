@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "UNFINISHED",
@@ -27,6 +27,7 @@ __all__ = [
     "IntentState",
     "Journal",
     "JournalError",
+    "JournalStore",
     "derive_client_order_id",
     "is_ours",
     "owner_is_gone",
@@ -134,6 +135,11 @@ CREATE TABLE IF NOT EXISTS intents (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS intents_state ON intents(account, state);
+CREATE TABLE IF NOT EXISTS leases (
+    account TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
 """
 
 _VERSION = 2
@@ -146,6 +152,45 @@ _COLUMNS = (
 
 class JournalError(RuntimeError):
     """The journal file cannot be used (another schema, or not a journal)."""
+
+
+class JournalStore(Protocol):
+    """What the core needs of a journal: SQLite (:class:`Journal`, one host) or Redis
+    (:class:`~securetrade.core.redis_journal.RedisJournal`, several hosts)."""
+
+    def begin(
+        self,
+        idempotency_key: str,
+        client_order_id: str,
+        account: str,
+        symbol: str,
+        fingerprint: str,
+    ) -> tuple[Intent, bool]: ...
+
+    def get(self, client_order_id: str) -> Intent | None: ...
+
+    def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool: ...
+
+    def settle(
+        self,
+        client_order_id: str,
+        state: IntentState,
+        *,
+        order_json: str | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    def unfinished(self, account: str) -> list[Intent]: ...
+
+    def unresolved(self, account: str | None = None) -> list[Intent]: ...
+
+    def known(self, client_order_ids: list[str]) -> set[str]: ...
+
+    def lease(self, account: str, seconds: float) -> bool: ...
+
+    def release(self, account: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Journal:
@@ -170,24 +215,34 @@ class Journal:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _VERSION):
+            self._db.execute("BEGIN IMMEDIATE")  # processes opening a new file at once
+            try:
+                self._migrate()
+            except BaseException:
+                self._db.execute("ROLLBACK")
                 self._db.close()
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _VERSION):
+            raise JournalError(
+                f"{self.path} is a journal of schema {version}; this version reads {_VERSION}"
+            )
+        if version == 0:
+            has_old = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'intents'"
+            ).fetchone()
+            if has_old is not None:
                 raise JournalError(
-                    f"{self.path} is a journal of schema {version}; this version reads {_VERSION}"
+                    f"{self.path} was written by a pre-release securetrade; resolve its "
+                    "intents with that version, then start a new journal"
                 )
-            if version == 0:
-                has_old = self._db.execute(
-                    "SELECT 1 FROM sqlite_master WHERE name = 'intents'"
-                ).fetchone()
-                if has_old is not None:
-                    self._db.close()
-                    raise JournalError(
-                        f"{self.path} was written by a pre-release securetrade; resolve its "
-                        "intents with that version, then start a new journal"
-                    )
-                self._db.executescript(_SCHEMA)
-                self._db.execute(f"PRAGMA user_version={_VERSION}")
+            self._db.execute(f"PRAGMA user_version={_VERSION}")
+        for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: adds what a file lacks
+            if statement.strip():
+                self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -299,6 +354,37 @@ class Journal:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created_at", args).fetchall()
         return [_intent(r) for r in rows]
+
+    def lease(self, account: str, seconds: float) -> bool:
+        """Take (or renew) the account's reconciliation lease for ``seconds``; False when
+        another live process holds it. One reconciler per account at a time."""
+        now = time.time()
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO leases (account, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT(account) DO UPDATE SET owner = excluded.owner, "
+                "until = excluded.until WHERE leases.owner = excluded.owner OR leases.until < ?",
+                (account, _TOKEN, now + seconds, now),
+            )
+            if cursor.rowcount == 1:
+                return True
+            row = self._db.execute(
+                "SELECT owner FROM leases WHERE account = ?", (account,)
+            ).fetchone()
+            if row is not None and owner_is_gone(row[0]):
+                self._db.execute(
+                    "UPDATE leases SET owner = ?, until = ? WHERE account = ? AND owner = ?",
+                    (_TOKEN, now + seconds, account, row[0]),
+                )
+                return True
+            return False
+
+    def release(self, account: str) -> None:
+        """Give the lease back (if this process holds it)."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM leases WHERE account = ? AND owner = ?", (account, _TOKEN)
+            )
 
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have a journal row."""
