@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
+import ccxt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -385,8 +386,6 @@ def test_new_signers_hold_their_secrets() -> None:
 
 
 # --- ccxt parity on random orders -----------------------------------------------------------------
-
-ccxt = pytest.importorskip("ccxt")
 
 amounts = st.decimals(
     min_value=Decimal("0.00000001"), max_value=Decimal("1000000"), places=8, allow_nan=False
