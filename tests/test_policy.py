@@ -281,3 +281,26 @@ def test_policies_cannot_nest_in_a_loop() -> None:
     a.within = b
     with pytest.raises(InvalidRequest, match="loop"):
         a.evaluate(_limit())
+
+
+def test_async_client_applies_the_same_policy(sim: Simulator) -> None:
+    import asyncio
+
+    from securetrade import AsyncClient
+
+    async def run() -> None:
+        policy = Policy(max_notional="1000", price_band="0.05")
+        async with AsyncClient(
+            sim.create_key(), transport=sim.async_transport(), journal=":memory:", policy=policy
+        ) as client:
+            assert await client.would_pass(_limit())
+            before = _requests(sim)
+            with pytest.raises(PolicyViolation) as excinfo:
+                await client.place_order(_limit(price="70000"))
+            assert excinfo.value.rule == "price_band"
+            assert _requests(sim) == before
+            assert (await client.place_order(_limit())).status is OrderStatus.NEW
+            assert await client.kill("stop", cancel_open=True)
+            assert await client.open_orders() == []
+
+    asyncio.run(run())

@@ -318,7 +318,8 @@ class Core:
     def _vet(self, order: OrderRequest) -> Flow[tuple[Instrument, ReferencePrice | None]]:
         """Scope, then the rules that need no market data, then the venue's grammar and
         instrument rules, then (only if a rule needs it) the reference price and the rest."""
-        yield from self._honour_kill_switch()
+        if self._cancel_due is not None:
+            yield from self._honour_kill_switch()
         try:
             self.key.require(
                 Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
@@ -339,7 +340,8 @@ class Core:
                 reference = yield from self.reference_price(order.symbol)
             self.policy.check(order, reference_price=reference)
         except PolicyViolation as exc:
-            yield from self._honour_kill_switch()
+            if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too
+                yield from self._honour_kill_switch()
             self.audit.emit("policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message)
             telemetry.annotate("policy.decision", f"deny:{exc.rule}")
             raise
