@@ -336,9 +336,9 @@ class Core:
                 raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
             instrument.check(order)
             reference = None
-            if self.policy.needs_reference(order):
+            if self.policy.needs_reference(order):  # else the first check was complete
                 reference = yield from self.reference_price(order.symbol)
-            self.policy.check(order, reference_price=reference)
+                self.policy.check(order, reference_price=reference)
         except PolicyViolation as exc:
             if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too
                 yield from self._honour_kill_switch()
