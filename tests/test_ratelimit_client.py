@@ -242,7 +242,7 @@ def test_8_processes_sharing_an_ip_through_redis_never_see_429_or_418(redis_url:
             for worker in workers:
                 if worker.poll() is None:
                     worker.kill()
-                    worker.wait()
+                worker.communicate()  # reaps it and closes its pipes
         stats = sim.dialect.stats
         assert stats.status_429 == 0
         assert stats.status_418 == 0

@@ -44,8 +44,9 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def reconcile(self, bucket: str, seconds: float, reported: int) -> None:
-        """Raise the bucket's usage to ``reported`` if the venue counts more than we do."""
+    def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
+        """For each ``(bucket, seconds, reported)``: raise the bucket's usage to ``reported``
+        if the venue counts more than we do (one call per response, all headers at once)."""
 
     @abstractmethod
     def pause(self, key: str, seconds: float) -> None:

@@ -281,10 +281,13 @@ class RateLimiter:
                     if limit.header is not None
                 ]
                 self._headers[(caller, symbol)] = reported
+        reports = []
         for header, bucket, seconds in reported:
             value = headers.get(header)
-            if value is not None and value.isdigit():
-                self.backend.reconcile(bucket, seconds, int(value))
+            if value is not None and value.isdigit() and int(value) > 0:
+                reports.append((bucket, seconds, int(value)))
+        if reports:
+            self.backend.reconcile(reports)
         if status in (418, 429):
             retry_after = _parse_retry_after(headers.get("retry-after"))
             pause = retry_after if retry_after is not None else self._default_pause

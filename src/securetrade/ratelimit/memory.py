@@ -94,15 +94,16 @@ class MemoryBackend(Backend):
                 window.total += cost
             return 0.0, now
 
-    def reconcile(self, bucket: str, seconds: float, reported: int) -> None:
+    def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
         with self._lock:
             now = self._clock()
-            window = self._window(bucket, seconds)
-            window.expire(now)
-            missing = reported - window.total
-            if missing > 0:
-                window.entries.append((now, missing))
-                window.total += missing
+            for bucket, seconds, reported in reports:
+                window = self._window(bucket, seconds)
+                window.expire(now)
+                missing = reported - window.total
+                if missing > 0:
+                    window.entries.append((now, missing))
+                    window.total += missing
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:

@@ -88,14 +88,17 @@ return {0, now}
 """
 )
 
-# KEYS: zset, hash. ARGV: span µs, reported.
+# KEYS: (zset, hash) per report. ARGV: (span µs, reported) per report.
 _RECONCILE = (
     _EXPIRE
     + """
-local span = tonumber(ARGV[1])
-local missing = tonumber(ARGV[2]) - expire(KEYS[1], KEYS[2], span, now)
-if missing > 0 then add(KEYS[1], KEYS[2], span, now, missing) end
-return missing
+for i = 1, #KEYS / 2 do
+  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
+  local span = tonumber(ARGV[2 * i - 1])
+  local missing = tonumber(ARGV[2 * i]) - expire(z, h, span, now)
+  if missing > 0 then add(z, h, span, now, missing) end
+end
+return 0
 """
 )
 
@@ -184,8 +187,11 @@ class RedisBackend(Backend):
         wait, now = self._acquire(keys=plan[0], args=plan[1])
         return int(wait) / 1_000_000, int(now) / 1_000_000
 
-    def reconcile(self, bucket: str, seconds: float, reported: int) -> None:
-        self._reconcile(keys=[bucket, bucket + ":h"], args=[_us(seconds), reported])
+    def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
+        if reports:
+            keys = [name for bucket, _, _ in reports for name in (bucket, bucket + ":h")]
+            args = [value for _, s, n in reports for value in (_us(s), n)]
+            self._reconcile(keys=keys, args=args)
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=[key], args=[max(1, _us(seconds))])

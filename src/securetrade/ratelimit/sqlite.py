@@ -90,12 +90,13 @@ class SQLiteBackend(Backend):
                 self._add(db, bucket, now, cost)
             return 0.0, now
 
-    def reconcile(self, bucket: str, seconds: float, reported: int) -> None:
+    def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
         with self._transaction() as db:
             now = self._clock()
-            missing = reported - self._expire(db, bucket, seconds, now)
-            if missing > 0:
-                self._add(db, bucket, now, missing)
+            for bucket, seconds, reported in reports:
+                missing = reported - self._expire(db, bucket, seconds, now)
+                if missing > 0:
+                    self._add(db, bucket, now, missing)
 
     def pause(self, key: str, seconds: float) -> None:
         with self._transaction() as db:
