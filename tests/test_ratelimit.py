@@ -405,3 +405,27 @@ def test_entries_are_dated_when_admitted_not_when_the_clock_was_read() -> None:
     for _ in range(3):
         take()
     assert max_in_window(grants, 1.0) <= 3, grants
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    windows=st.lists(
+        st.tuples(st.sampled_from([0.5, 1.0, 2.0]), st.integers(1, 6)), min_size=1, max_size=3
+    ),
+    requests=st.lists(st.tuples(sixteenths, st.integers(1, 6)), max_size=40),
+)
+def test_memory_fast_path_decides_like_acquire_at(
+    windows: list[tuple[float, int]], requests: list[tuple[float, int]]
+) -> None:
+    """reserve() (the inlined hot path) and reserve_at() give the same waits, always."""
+    fast, fast_clock = limiter(*(RateLimit(f"K{i}", s, n) for i, (s, n) in enumerate(windows)))
+    slow, slow_clock = limiter(*(RateLimit(f"K{i}", s, n) for i, (s, n) in enumerate(windows)))
+    smallest = min(n for _, n in windows)
+    for advance, wanted in requests:
+        fast_clock.advance(advance)
+        slow_clock.advance(advance)
+        costs = {f"K{i}": min(wanted, smallest) for i in range(len(windows))}
+        assert fast.reserve(costs) == slow.reserve_at(costs)[0]
+        single = {"K0": min(wanted, windows[0][1])}
+        assert fast.reserve(single) == slow.reserve_at(single)[0]
+    assert used(fast) == used(slow)

@@ -68,11 +68,12 @@ def _acquire_us(limiter: RateLimiter, effort: Effort) -> tuple[float, int]:
     many calls had to wait (none should)."""
     costs = {"REQUEST_WEIGHT": 1}
     caller = Caller.of("bench-key")
+    priority = Priority.CANCEL
     waited = 0
 
     def acquire() -> None:
         nonlocal waited
-        if limiter.reserve(costs, Priority.CANCEL, symbol="BTCUSDT", caller=caller) != 0.0:
+        if limiter.reserve(costs, priority, symbol="BTCUSDT", caller=caller) != 0.0:
             waited += 1
 
     (ours,) = interleaved_us([acquire], effort)
@@ -183,7 +184,8 @@ def journal_row(effort: Effort) -> Row:
             for i in range(effort.journal_intents + 5):
                 cid = f"st{run}{i:022d}"
                 start = time.perf_counter_ns()
-                journal.begin(f"bench-{run}-{i}", cid, "BTCUSDT", fingerprint, 0)
+                journal.begin(f"bench-{run}-{i}", cid, "bench", "BTCUSDT", fingerprint)
+                journal.sending(cid, 0, 0)
                 journal.settle(cid, IntentState.FILLED, order_json=order_json)
                 if i >= 5:  # the first few create the WAL and warm the page cache
                     samples.append((time.perf_counter_ns() - start) / 1000)

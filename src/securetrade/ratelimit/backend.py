@@ -36,12 +36,16 @@ class Backend(ABC):
         """Prepare a reusable plan for one shape of call (made once, used for every call)."""
 
     @abstractmethod
-    def acquire(self, plan: Any) -> tuple[float, float]:
+    def acquire_at(self, plan: Any) -> tuple[float, float]:
         """Take every draw of ``plan`` or none: ``(0.0, when)`` if taken, else ``(wait, when)``.
 
         ``when`` is the backend's clock at the decision (Redis's TIME for Redis), so grants
         from many processes can be compared on one time line.
         """
+
+    def acquire(self, plan: Any) -> float:
+        """:meth:`acquire_at` without the time: 0.0 if taken, else the wait."""
+        return self.acquire_at(plan)[0]
 
     @abstractmethod
     def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:

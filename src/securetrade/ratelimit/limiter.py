@@ -75,6 +75,7 @@ class RateLimiter:
         self._default_pause = default_pause
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self._acquire = self.backend.acquire
+        self._acquire_at = self.backend.acquire_at
         self._lock = threading.Lock()  # guards configuration, never held across I/O waits
         self._limits: tuple[RateLimit, ...] = tuple(limits) if limits is not None else ()
         self._given = limits is not None
@@ -196,7 +197,7 @@ class RateLimiter:
         entry = self._plans[priority].get((id(costs), symbol, caller))
         if entry is None or entry[0] is not costs:
             entry = self._compile(costs, priority, symbol, caller)
-        wait = self._acquire(entry[1])[0]
+        wait: float = self._acquire(entry[1])
         if wait > 0.0:
             self._waited(priority, wait)
         return wait
@@ -217,7 +218,7 @@ class RateLimiter:
         entry = self._plans[priority].get((id(costs), symbol, caller))
         if entry is None or entry[0] is not costs:
             entry = self._compile(costs, priority, symbol, caller)
-        wait, when = self._acquire(entry[1])
+        wait, when = self._acquire_at(entry[1])
         if wait > 0.0:
             self._waited(priority, wait)
         return wait, when

@@ -183,7 +183,7 @@ class RedisBackend(Backend):
             args += [_us(draw.seconds), draw.ceiling, draw.cost]
         return keys, args
 
-    def acquire(self, plan: _Plan) -> tuple[float, float]:
+    def acquire_at(self, plan: _Plan) -> tuple[float, float]:
         wait, now = self._acquire(keys=plan[0], args=plan[1])
         return int(wait) / 1_000_000, int(now) / 1_000_000
 

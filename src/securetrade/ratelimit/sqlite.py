@@ -72,7 +72,7 @@ class SQLiteBackend(Backend):
     def compile(self, pause_key: str, draws: Sequence[Draw]) -> _Plan:
         return pause_key, tuple(draws)
 
-    def acquire(self, plan: _Plan) -> tuple[float, float]:
+    def acquire_at(self, plan: _Plan) -> tuple[float, float]:
         pause_key, draws = plan
         with self._transaction() as db:
             now = self._clock()  # read inside the write lock: an entry is dated when admitted
