@@ -46,12 +46,15 @@ class _Window:
 
 
 # The pause cell shared by every plan under one pause key, (window, cost, ceiling) per
-# draw, and the backend's lock and clock (one attribute lookup less on the hot path).
+# draw, the backend's lock and clock, and the draw again when it is the only one: all
+# that the hot path needs, without an attribute lookup or a len().
+_Draws = tuple[tuple[_Window, int, int], ...]
 _Plan = tuple[
     list[float],
-    tuple[tuple[_Window, int, int], ...],
+    _Draws,
     AbstractContextManager[Any],
     Callable[[], float],
+    "tuple[_Window, int, int] | None",
 ]
 
 
@@ -73,24 +76,21 @@ class MemoryBackend(Backend):
     def compile(self, pause_key: str, draws: Sequence[Draw]) -> _Plan:
         with self._lock:
             pause = self._pauses.setdefault(pause_key, [0.0])
-            return (
-                pause,
-                tuple((self._window(d.bucket, d.seconds), d.cost, d.ceiling) for d in draws),
-                self._lock,
-                self._clock,
-            )
+            compiled = tuple((self._window(d.bucket, d.seconds), d.cost, d.ceiling) for d in draws)
+            single = compiled[0] if len(compiled) == 1 else None
+            return pause, compiled, self._lock, self._clock, single
 
     def acquire(self, plan: _Plan) -> float:
         # The hot path (<= 1 µs uncontended): acquire_at() with expire() inlined, a short
         # cut for single-window calls, and no time returned. Both must reach the same
         # decision; test_memory_fast_path_decides_like_acquire_at checks it.
-        pause, draws, lock, clock = plan
+        pause, draws, lock, clock, single = plan
         with lock:
             now = clock()  # read under the lock: an entry is dated when admitted
             if now < pause[0]:
                 return pause[0] - now
-            if len(draws) == 1:
-                window, cost, ceiling = draws[0]
+            if single is not None:
+                window, cost, ceiling = single
                 entries = window.entries
                 seconds = window.seconds
                 while entries and entries[0][0] + seconds <= now:  # as in expire()
@@ -118,7 +118,7 @@ class MemoryBackend(Backend):
             return 0.0
 
     def acquire_at(self, plan: _Plan) -> tuple[float, float]:
-        pause, draws, _, _ = plan
+        pause, draws, _, _, _ = plan
         with self._lock:
             now = self._clock()
             if now < pause[0]:
