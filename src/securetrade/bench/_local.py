@@ -197,9 +197,9 @@ def journal_row(effort: Effort) -> Row:
         statistics.median(samples),
         None,
         "µs/intent",
-        note=f"begin + settle = 2 durable commits, median of {effort.journal_intents}; "
-        f"mean {statistics.fmean(samples):,.0f} µs; temp dir on {where}; a placed order "
-        "commits 3 times (begin, sending, settle)",
+        note=f"one intent as an order records it: begin, the attempt (the one fsync), settle; "
+        f"median of {effort.journal_intents}; mean {statistics.fmean(samples):,.0f} µs; "
+        f"temp dir on {where}",
     )
 
 

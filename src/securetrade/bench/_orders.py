@@ -224,7 +224,7 @@ def _top_costs(profile: cProfile.Profile, title: str, lines: int = 25) -> str:
 
 
 def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -> Row:
-    """``sync_order_vs_httpx``: place_order through every layer vs a bare POST, p50 µs.
+    """``order_sync_vs_raw_httpx``: place_order through every layer vs a bare POST, p50 µs.
 
     A third side, the same client with its journal in memory, runs interleaved too: the
     difference to ours is what the durable journal costs per order.
@@ -313,7 +313,7 @@ def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -
     if not_filled or raw_errors:
         problems.append(f"{not_filled} of ours not filled, {raw_errors} raw non-200")
     return Row(
-        "sync_order_vs_httpx",
+        "order_sync_vs_raw_httpx",
         p50["ours"],
         p50["raw"],
         "µs p50",
@@ -499,8 +499,8 @@ async def _async_main(
 
 
 def async_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -> Row:
-    """``async_50_vs_ccxt``: orders/s with 50 concurrent tasks, every layer on."""
-    name, unit = "async_50_vs_ccxt", "orders/s"
+    """``async_throughput_vs_ccxt``: orders/s with 50 concurrent tasks, every layer on."""
+    name, unit = "async_throughput_vs_ccxt", "orders/s"
     with (
         _pinned(plan.client),
         SimProcess(3, plan.server) as server,

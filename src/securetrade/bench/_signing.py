@@ -108,7 +108,8 @@ def _check_same_parameters(ours: str, *others: str) -> None:
 
 
 def sign_rows(effort: Effort) -> list[Row]:
-    """``sign_vs_ccxt`` and ``sign_vs_raw``: HMAC-SHA256 hex over the form body."""
+    """``sign_binance_hmac_vs_ccxt`` and ``sign_binance_hmac_vs_raw``: HMAC-SHA256 hex
+    over the form body."""
     key_id = secrets.token_hex(32)  # a fake 64-character API key
     secret = secrets.token_hex(32)
     params = _order_params()
@@ -155,13 +156,19 @@ def sign_rows(effort: Effort) -> list[Row]:
     rows = []
     if ccxt_reason is None:
         rows.append(
-            Row("sign_vs_ccxt", ours_us, timings[2], "µs/call", peer_name="ccxt binance.sign")
+            Row(
+                "sign_binance_hmac_vs_ccxt",
+                ours_us,
+                timings[2],
+                "µs/call",
+                peer_name="ccxt binance.sign",
+            )
         )
     else:
-        rows.append(Row("sign_vs_ccxt", ours_us, None, "µs/call", reason=ccxt_reason))
+        rows.append(Row("sign_binance_hmac_vs_ccxt", ours_us, None, "µs/call", reason=ccxt_reason))
     rows.append(
         Row(
-            "sign_vs_raw",
+            "sign_binance_hmac_vs_raw",
             ours_us,
             raw_us,
             "µs/call",
@@ -174,7 +181,7 @@ def sign_rows(effort: Effort) -> list[Row]:
 
 
 def ed25519_row(effort: Effort) -> Row:
-    """``ed25519_vs_ccxt``: our signer holds the parsed key; ccxt re-parses its PEM."""
+    """``sign_ed25519_vs_ccxt``: our signer holds the parsed key; ccxt re-parses its PEM."""
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -190,7 +197,7 @@ def ed25519_row(effort: Effort) -> Row:
     try:
         exchange = _ccxt_exchange(key_id, pem)
     except ImportError as exc:
-        return failed_row("ed25519_vs_ccxt", "µs/call", f"ccxt is not installed ({exc})")
+        return failed_row("sign_ed25519_vs_ccxt", "µs/call", f"ccxt is not installed ({exc})")
     # ccxt picks Ed25519 for a PEM secret of at most 120 characters (longer means RSA).
     _require("PRIVATE KEY" in pem and len(pem) <= 120, "ccxt would not take its Ed25519 path")
     peer = _ccxt(exchange, params)
@@ -203,7 +210,7 @@ def ed25519_row(effort: Effort) -> Row:
 
     ours_us, ccxt_us, floor_us = interleaved_us([ours, peer, floor], effort)
     return Row(
-        "ed25519_vs_ccxt",
+        "sign_ed25519_vs_ccxt",
         ours_us,
         ccxt_us,
         "µs/call",

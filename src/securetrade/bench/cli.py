@@ -39,12 +39,20 @@ class _Group:
 
 GROUPS: tuple[_Group, ...] = (
     _Group(
-        (("sign_vs_ccxt", "µs/call", False), ("sign_vs_raw", "µs/call", False)),
+        (
+            ("sign_binance_hmac_vs_ccxt", "µs/call", False),
+            ("sign_binance_hmac_vs_raw", "µs/call", False),
+        ),
         lambda e, p, prof: sign_rows(e),
     ),
-    _Group((("ed25519_vs_ccxt", "µs/call", False),), lambda e, p, prof: [ed25519_row(e)]),
-    _Group((("sync_order_vs_httpx", "µs p50", False),), lambda e, p, prof: [sync_row(e, p, prof)]),
-    _Group((("async_50_vs_ccxt", "orders/s", True),), lambda e, p, prof: [async_row(e, p, prof)]),
+    _Group((("sign_ed25519_vs_ccxt", "µs/call", False),), lambda e, p, prof: [ed25519_row(e)]),
+    _Group(
+        (("order_sync_vs_raw_httpx", "µs p50", False),), lambda e, p, prof: [sync_row(e, p, prof)]
+    ),
+    _Group(
+        (("async_throughput_vs_ccxt", "orders/s", True),),
+        lambda e, p, prof: [async_row(e, p, prof)],
+    ),
     _Group((("import_vs_ccxt", "ms", False),), lambda e, p, prof: [import_row(e)]),
     _Group((("memory_vs_ccxt", "MiB", False),), lambda e, p, prof: [memory_row(e)]),
     _Group((("ratelimit_acquire_us", "µs/call", False),), lambda e, p, prof: [ratelimit_row(e)]),
@@ -87,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="fewer repeats (under 2 minutes)")
     size.add_argument("--smoke", action="store_true", help="tiny counts, for tests only")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        default="bench-results.json",
+        help="where to write the rows as JSON (default: bench-results.json here)",
+    )
     parser.add_argument(
         "--only", metavar="NAME", action="append", choices=ROW_NAMES, help="run only these rows"
     )
@@ -133,6 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     for text in profiles or ():
         print("\n" + text)
-    if args.json:
-        write_json(rows, args.json)
+    write_json(rows, args.json)
+    print(f"rows written to {args.json}")
     return 0
