@@ -6,11 +6,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from redis_server import redis_url  # noqa: F401  (fixture: a real redis-server)
 from securetrade import Client
 from securetrade.keys import ApiKey
 from securetrade.sim import HttpsServer, Simulator
+
+# ``--hypothesis-profile=fuzz`` (nox -s security): many more examples for every property test.
+settings.register_profile(
+    "fuzz",
+    max_examples=5_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture

@@ -29,19 +29,30 @@ Third parties register an adapter under the entry point group ``securetrade.venu
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from ..errors import SecureTradeError
+from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import Balance, Instrument, Order, OrderRequest
 from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
 
-__all__ = ["Endpoint", "ErrorRule", "Freshness", "Op", "Outcome", "Params", "Venue", "Verdict"]
+__all__ = [
+    "Endpoint",
+    "ErrorRule",
+    "Freshness",
+    "Op",
+    "Outcome",
+    "Params",
+    "Venue",
+    "Verdict",
+    "reads_answer",
+]
 
 Params = list[tuple[str, str]]
 
@@ -105,6 +116,49 @@ class Outcome:
 
 
 ErrorRule = tuple[Verdict, type[SecureTradeError]]
+
+
+class _Named(Protocol):
+    name: str
+
+
+_V = TypeVar("_V", bound=_Named)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:
+    """Mark a ``parse_*`` method: an answer of the wrong shape becomes AmbiguousOutcome.
+
+    So does a number that is NaN or infinite, which JSON parsers accept and Decimal keeps.
+
+    A venue, a proxy or anyone in front of one may answer anything. Reading it must end in
+    one of our errors, never a KeyError from deep inside a parser; and since the request
+    behind the answer may have executed, the error is ambiguous (ask the venue again), not
+    a local refusal. Typed errors a parser raises on purpose pass through unchanged.
+    """
+
+    @functools.wraps(parse)
+    def read(venue: _V, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            result = parse(venue, *args, **kwargs)
+            if isinstance(result, Decimal) and not result.is_finite():
+                raise ValueError("not a finite number")  # NaN or Infinity is no price
+            return result
+        except SecureTradeError as exc:
+            if not isinstance(exc, InvalidRequest):
+                raise
+            failure: Exception = exc
+        except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            failure = exc
+        except RecursionError as exc:  # a nesting bomb, not an answer
+            failure = exc
+        raise AmbiguousOutcome(
+            f"unreadable answer from the venue ({parse.__name__}: {type(failure).__name__})",
+            venue=venue.name,
+        ) from None
+
+    return read
 
 
 class Venue(Protocol):

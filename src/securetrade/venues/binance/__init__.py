@@ -31,7 +31,7 @@ from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatu
 from ...ratelimit import CostRule, LimitScope, RateLimit
 from ...signing import Signer, encode_query, signer_for
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 
@@ -298,6 +298,7 @@ class BinanceSpot:
             )
         return Outcome(Verdict.REJECTED, payload, VenueRejected(text, venue=self.name, code=code))
 
+    @reads_answer
     def parse_order(self, payload: Any) -> Order:
         fills = tuple(
             Fill(
@@ -332,15 +333,18 @@ class BinanceSpot:
             fills=fills,
         )
 
+    @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
         return [self.parse_order(item) for item in payload]
 
+    @reads_answer
     def parse_balances(self, payload: Any) -> list[Balance]:
         return [
             Balance(asset=b["asset"], free=b["free"], locked=b["locked"])
             for b in payload.get("balances", ())
         ]
 
+    @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
         result = {}
         for sym in payload.get("symbols", ()):
@@ -360,15 +364,19 @@ class BinanceSpot:
             )
         return result
 
+    @reads_answer
     def parse_server_time(self, payload: Any) -> int:
         return int(payload["serverTime"])
 
+    @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
         return Decimal(str(payload["price"]))
 
+    @reads_answer
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["id"])
 
+    @reads_answer
     def parse_key_permissions(self, payload: Any) -> KeyPermissions:
         """``GET /sapi/v1/account/apiRestrictions`` as the scopes each enabled switch grants."""
         switches = {
@@ -388,6 +396,7 @@ class BinanceSpot:
             switches, restricted if isinstance(restricted, bool) else None, unknown
         )
 
+    @reads_answer
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
         """``exchangeInfo.rateLimits`` as limits, with the header that reports each one."""
         result = []
@@ -423,7 +432,7 @@ def _json(body: bytes) -> Any:
         return None
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or a nesting bomb: not an answer
         return None
 
 
@@ -431,6 +440,8 @@ def _seconds(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return None
+    # "nan", "inf" and negative values parse as floats but are no pause anyone can honour.
+    return seconds if 0 <= seconds < float("inf") else None

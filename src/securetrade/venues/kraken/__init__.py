@@ -32,7 +32,7 @@ from ...models import Balance, Instrument, Order, OrderRequest, OrderStatus, Ord
 from ...ratelimit import RateLimit
 from ...signing import KrakenSigner, Signer, encode_query
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
 
 __all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot"]
@@ -212,6 +212,7 @@ class KrakenSpot:
             retry_after=pause,
         )
 
+    @reads_answer
     def parse_order(self, payload: Any) -> Order:
         """One order from a QueryOrders result (``{txid: order}``)."""
         if not isinstance(payload, dict) or not payload:
@@ -219,6 +220,7 @@ class KrakenSpot:
         txid, entry = max(payload.items(), key=lambda item: float(item[1].get("opentm", 0)))
         return self._order(txid, entry)
 
+    @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
         """Orders from an OpenOrders result (``{"open": {txid: order}}``)."""
         entries = payload.get("open", {}) if isinstance(payload, dict) else {}
@@ -254,6 +256,7 @@ class KrakenSpot:
             created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
         )
 
+    @reads_answer
     def parse_balances(self, payload: Any) -> list[Balance]:
         """BalanceEx: ``{asset: {"balance": total, "hold_trade": held by open orders}}``."""
         result = []
@@ -263,6 +266,7 @@ class KrakenSpot:
             result.append(Balance(asset=asset, free=max(total - held, Decimal(0)), locked=held))
         return result
 
+    @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
         """AssetPairs, keyed by altname: tick from ``tick_size`` (else ``pair_decimals``),
         step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``."""
@@ -284,6 +288,7 @@ class KrakenSpot:
     def ticker_params(self, symbol: str) -> Params:
         return [("pair", symbol)]
 
+    @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
         """Ticker: the last trade price, ``c[0]``, of the one pair asked for."""
         try:
@@ -292,13 +297,16 @@ class KrakenSpot:
         except (ValueError, KeyError, IndexError, TypeError, InvalidOperation):
             raise VenueRejected("the ticker answer holds no last price", venue=self.name) from None
 
+    @reads_answer
     def parse_server_time(self, payload: Any) -> int:
         """``unixtime`` is whole seconds: take the middle of that second (error ±500 ms)."""
         return int(payload["unixtime"]) * 1000 + 500
 
+    @reads_answer
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
         return []  # Kraken does not publish its counters; ``tables.TIERS`` holds them
 
+    @reads_answer
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["refid"])
 
@@ -336,5 +344,5 @@ def _json(body: bytes) -> Any:
         return None
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or a nesting bomb: not an answer
         return None
