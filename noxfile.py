@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint types demo bench chaos docs``."""
+"""Developer sessions: ``nox -s tests lint types demo bench chaos docs security fuzz``."""
 
 from __future__ import annotations
 
@@ -58,3 +58,44 @@ def docs(session: nox.Session) -> None:
     """Check that every documented example in docs/ runs."""
     session.install(".[test]")
     session.run("python", "-m", "pytest", "--doctest-glob=*.md", "docs", *session.posargs)
+
+
+# Known vulnerabilities accepted on purpose, by id, each with the reason. None today: a new
+# advisory fails `nox -s security` until it is fixed or listed here with a reason.
+AUDIT_EXCEPTIONS: dict[str, str] = {}
+
+
+@nox.session
+def security(session: nox.Session) -> None:
+    """bandit, pip-audit, the secret scan, and the property tests with many more examples.
+
+    pip-audit asks PyPI's vulnerability API about every installed distribution and fails on
+    any known vulnerability, or on any distribution it could not check (``--strict``), so
+    an unreachable API never passes silently. Where it is unreachable (an offline mirror),
+    ``nox -s security -- --no-audit`` skips it and says so. See docs/security.md.
+    """
+    session.install("-e", ".[test,ccxt,redis,keyring]", "bandit>=1.7.9", "pip-audit>=2.7")
+    session.run("bandit", "-c", "pyproject.toml", "-r", "src", "-q")
+    session.run("python", "tools/scan_secrets.py")
+    if "--no-audit" in session.posargs:
+        session.warn("pip-audit SKIPPED (--no-audit): dependencies were not checked")
+    else:
+        ignored = [f"--ignore-vuln={vuln}" for vuln in AUDIT_EXCEPTIONS]
+        # The project itself is installed editable and is not on PyPI: skip only it.
+        session.run("pip-audit", "--strict", "--skip-editable", "--progress-spinner=off", *ignored)
+    # Every hypothesis test (the plugin marks them), encoders, parsers and verifier included.
+    session.run(
+        "python", "-m", "pytest", "-q", "-m", "hypothesis", "--hypothesis-profile=fuzz", "tests"
+    )
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """One coverage-guided atheris harness, locally: ``nox -s fuzz -- parsers -runs=100000``.
+
+    Targets: encoders, parsers, verifier (tests/fuzz/targets.py). Extra arguments are
+    libFuzzer flags (``-runs=N``, ``-max_total_time=S``, corpus directories). Not run in CI.
+    """
+    session.install("-e", ".[test]", "atheris")
+    target, *flags = session.posargs or ["parsers"]
+    session.run("python", f"tests/fuzz/fuzz_{target}.py", *flags)

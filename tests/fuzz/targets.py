@@ -111,9 +111,13 @@ def _as_sent(value: Any) -> Any:
 
 
 def parsers(data: bytes) -> None:
-    """``data`` as an HTTP answer (status, Retry-After, body) to every endpoint of each venue."""
-    head, retry_after, body = _split(data, 3)
-    status = int.from_bytes(head[:2].ljust(2, b"\x00"), "big") % 600
+    """``data`` as an HTTP answer to every endpoint of each venue.
+
+    Layout: two bytes of status (big-endian, modulo 600), then Retry-After and body
+    separated by the first NUL byte.
+    """
+    status = int.from_bytes(data[:2].ljust(2, b"\x00"), "big") % 600
+    retry_after, body = _split(data[2:], 2)
     headers = {"retry-after": _text(retry_after)} if retry_after else {}
     response = HttpResponse(status, headers, body)
     for venue in VENUES:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-PASSPHRASE_ENV = "SECURETRADE_KEYSTORE_PASSPHRASE"  # noqa: S105 - a variable name
+PASSPHRASE_ENV = "SECURETRADE_KEYSTORE_PASSPHRASE"  # noqa: S105 - a variable name  # nosec B105
 EXIT_FAILED, EXIT_OVER_PERMISSIONED = 1, 3
 
 

@@ -288,7 +288,7 @@ class Journal:
 
     def _get(self, client_order_id: str) -> Intent | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM intents WHERE client_order_id = ?",  # noqa: S608 constant
+            f"SELECT {_COLUMNS} FROM intents WHERE client_order_id = ?",  # noqa: S608 constant  # nosec B608
             (client_order_id,),
         ).fetchone()
         return None if row is None else _intent(row)
@@ -338,7 +338,7 @@ class Journal:
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant
+                f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant  # nosec B608
                 "WHERE account = ? AND state IN (?, ?, ?) ORDER BY created_at",
                 (account, *(s.value for s in UNFINISHED)),
             ).fetchall()
@@ -346,7 +346,7 @@ class Journal:
 
     def unresolved(self, account: str | None = None) -> list[Intent]:
         """Intents whose outcome is not known: SENDING or UNKNOWN."""
-        query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant
+        query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant  # nosec B608
         args: tuple[str, ...] = (IntentState.SENDING.value, IntentState.UNKNOWN.value)
         if account is not None:
             query += " AND account = ?"
@@ -396,7 +396,7 @@ class Journal:
                 found.update(
                     row[0]
                     for row in self._db.execute(
-                        f"SELECT client_order_id FROM intents "  # noqa: S608 placeholders
+                        f"SELECT client_order_id FROM intents "  # noqa: S608 placeholders  # nosec B608
                         f"WHERE client_order_id IN ({marks})",
                         chunk,
                     )

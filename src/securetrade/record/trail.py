@@ -243,7 +243,7 @@ class AuditTrail:
                     self.key.sign(bytes.fromhex(digest)),
                 )
                 self._db.execute(
-                    f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  # nosec B608
                     (
                         record.seq,
                         record.at,
@@ -426,7 +426,7 @@ def read_sqlite(path: str | Path) -> Iterator[Record]:
         raise InvalidRequest(f"{path}: no such audit trail")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq").fetchall()  # noqa: S608
+        rows = db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq").fetchall()  # noqa: S608  # nosec B608
     except sqlite3.DatabaseError as exc:
         raise InvalidRequest(f"{path}: not an audit trail ({exc})") from None
     finally:

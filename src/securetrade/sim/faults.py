@@ -65,7 +65,7 @@ class Faults:
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be between 0 and 1")
         with self._lock:
-            self._random = (probability, list(faults), random.Random(seed))  # noqa: S311
+            self._random = (probability, list(faults), random.Random(seed))  # noqa: S311  # nosec B311
 
     def add(self, fault: Fault) -> None:
         with self._lock:

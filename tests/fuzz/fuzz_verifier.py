@@ -1,0 +1,10 @@
+"""Fuzz the verifier target locally: ``nox -s fuzz -- verifier [-runs=N]`` (see runner.py)."""
+
+from __future__ import annotations
+
+import sys
+
+from runner import main
+
+if __name__ == "__main__":
+    sys.exit(main("verifier"))
