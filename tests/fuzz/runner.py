@@ -5,7 +5,8 @@ does). With atheris (coverage-guided, libFuzzer flags) every libFuzzer option wo
 it, a FALLBACK loop feeds random and mutated bytes, with no coverage guidance at all: it
 is labelled as such on every run, and finds far less. Either way, the first input that makes
 a target raise is written to ``crash-<sha1>`` in the current directory, and the exit status
-is 1.
+is 1. Without corpus directories, atheris keeps its corpus in
+``$TMPDIR/securetrade-fuzz/<target>``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import os
 import random
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,9 +110,9 @@ def main(name: str, argv: list[str] | None = None) -> int:
     except ImportError:
         return fallback(name, target, args[1:])
     corpus = [a for a in args[1:] if not a.startswith("-")]
-    if not corpus:  # start from the seeds, in a scratch corpus directory
-        folder = Path(f"corpus-{name}")
-        folder.mkdir(exist_ok=True)
+    if not corpus:  # start from the seeds, in a corpus kept outside the tree between runs
+        folder = Path(tempfile.gettempdir()) / "securetrade-fuzz" / name
+        folder.mkdir(parents=True, exist_ok=True)
         for data in SEEDS[name]:
             (folder / hashlib.sha1(data, usedforsecurity=False).hexdigest()).write_bytes(data)
         args.append(str(folder))

@@ -8,9 +8,11 @@ examples under ``nox -s security`` (``--hypothesis-profile=fuzz``). The contract
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import runner
 from hypothesis import example, given
 from hypothesis import strategies as st
 from targets import KRAKEN, encoders, parse_payload, parsers, verifier
@@ -129,3 +131,19 @@ def test_retry_after_that_is_no_pause_is_ignored(header: str) -> None:
     assert outcome.retry_after is None
     usable = HttpResponse(429, {"retry-after": "2.5"}, b"{}")
     assert BINANCE.interpret(BINANCE.endpoints[Op.PLACE_ORDER], usable).retry_after == 2.5
+
+
+def test_fallback_loop_reports_and_saves_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without atheris the loop still stops at the first untyped error and keeps the input."""
+    monkeypatch.chdir(tmp_path)
+
+    def fragile(data: bytes) -> None:
+        if len(data) > 3:
+            raise KeyError("boom")
+
+    assert runner.fallback("parsers", fragile, ["-runs=500", "-seed=1"]) == 1
+    (crash,) = tmp_path.glob("crash-*")
+    assert len(crash.read_bytes()) > 3
+    assert runner.fallback("parsers", parsers, ["-runs=200", "-seed=1"]) == 0
