@@ -59,7 +59,8 @@ def _start(job: dict[str, Any]) -> subprocess.Popen[str]:
 
 def _finish(child: subprocess.Popen[str]) -> tuple[str, str]:
     """Wait for the child; its output, with every pipe closed."""
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     with child.stdout, child.stderr:
         out, err = child.stdout.read(), child.stderr.read()
     child.wait(timeout=60)
