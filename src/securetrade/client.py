@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .clock import VenueClock
 from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, Wait
+from .core.flows import Persist
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Instrument, Order, OrderRequest
@@ -36,6 +37,9 @@ from .transport import (
 from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .venues import Venue, get_venue
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
@@ -145,6 +149,9 @@ class _Base(ABC, Generic[TransportT]):
                 unsafe_allow_plain_http=unsafe_allow_plain_http,
             )
         self._transport: TransportT = transport
+        # Async group commit (see AsyncClient._persist): attempts waiting for their fsync.
+        self._persist_queue: list[tuple[Persist, asyncio.Future[bool]]] = []
+        self._persisting = False
         self.core.base_url = getattr(transport, "base_url", None)  # for traces
 
     @abstractmethod
@@ -272,6 +279,10 @@ class Client(_Base[Transport]):
                 value, failure = None, None
                 if isinstance(effect, Wait):
                     time.sleep(effect.seconds)
+                elif isinstance(effect, Persist):
+                    value = self.core.journal.sending(
+                        effect.client_order_id, effect.attempts, effect.deadline_ms
+                    )
                 else:
                     try:
                         value = self._transport.send(effect.request)
@@ -410,11 +421,48 @@ class AsyncClient(_Base[AsyncTransport]):
                 value, failure = None, None
                 if isinstance(effect, Wait):
                     await _asleep(effect.seconds)
+                elif isinstance(effect, Persist):
+                    value = await self._persist(effect)
                 else:
                     try:
                         value = await self._transport.send(effect.request)
                     except TransportFailure as exc:
                         failure = exc
+
+    async def _persist(self, effect: Persist) -> bool:
+        """Group commit: the attempts of all orders about to go out share one fsync, made
+        in a worker thread so the event loop keeps serving responses meanwhile."""
+        import asyncio
+
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._persist_queue.append((effect, future))
+        if not self._persisting:
+            self._persisting = True
+            self._persist_task = asyncio.ensure_future(self._drain_persists())  # kept alive
+        return await future
+
+    async def _drain_persists(self) -> None:
+        import asyncio
+
+        try:
+            while self._persist_queue:
+                await asyncio.sleep(0)  # let orders ready in this loop turn join the batch
+                batch, self._persist_queue = self._persist_queue, []
+                items = [(e.client_order_id, e.attempts, e.deadline_ms) for e, _ in batch]
+                try:
+                    results = await asyncio.to_thread(self.core.journal.sending_many, items)
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), claimed in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(claimed)
+        finally:
+            self._persisting = False
 
     async def server_time(self) -> int:
         """The venue's clock, in milliseconds since the epoch."""

@@ -59,7 +59,7 @@ from .journal import (
 )
 from .retry import Attempts, RetryPolicy
 
-__all__ = ["Core", "Flow", "RecoveryReport", "Send", "Settings", "Wait"]
+__all__ = ["Core", "Flow", "Persist", "RecoveryReport", "Send", "Settings", "Wait"]
 
 log = logging.getLogger("securetrade")
 
@@ -81,7 +81,21 @@ class Send:
     op: Op
 
 
-Effect = Wait | Send
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Effect: durably record that attempt ``attempts + 1`` of an order is about to go out
+    (:meth:`Journal.sending`); the driver answers True, or False when the claim was lost.
+
+    An effect rather than a call so that the async driver can commit the attempts of many
+    concurrent orders with one fsync (group commit) without blocking its event loop.
+    """
+
+    client_order_id: str
+    attempts: int
+    deadline_ms: int
+
+
+Effect = Wait | Send | Persist
 Flow = Generator[Effect, Any, T]
 
 
@@ -580,9 +594,10 @@ class Core:
 
             def before_send(
                 timestamp_ms: int, deadline: list[int] = deadline, seen: int = attempts
-            ) -> None:
+            ) -> Flow[None]:
                 deadline[0] = timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
-                if not self.journal.sending(cid, seen, deadline[0]):  # durable first
+                claimed = yield Persist(cid, seen, deadline[0])  # durable before any byte
+                if not claimed:
                     raise _ClaimLost(cid)
                 self.checkpoint("after_attempt_commit")
 
@@ -861,7 +876,7 @@ class Core:
         self,
         endpoint: Endpoint,
         params: Params,
-        before_send: Callable[[int], None] | None = None,
+        before_send: Callable[[int], Flow[None]] | None = None,
         *,
         symbol: str | None = None,
         priority: Priority | None = None,
@@ -902,7 +917,7 @@ class Core:
             yield Wait(wait)
         timestamp = self.clock.now_ms()
         if before_send is not None:
-            before_send(timestamp)
+            yield from before_send(timestamp)
         # Drawn last, after every wait: requests leave in nonce order as far as we decide it.
         nonce = None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
         request = self.venue.prepare(

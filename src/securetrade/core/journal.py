@@ -171,6 +171,8 @@ class JournalStore(Protocol):
 
     def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool: ...
 
+    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]: ...
+
     def settle(
         self,
         client_order_id: str,
@@ -297,26 +299,42 @@ class Journal:
         """Durably record that attempt ``attempts + 1``, valid at the venue until
         ``deadline_ms``, is about to go out; False (nothing recorded, do not send) when
         somebody else has sent or claimed the intent since we read ``attempts``."""
+        return self.sending_many([(client_order_id, attempts, deadline_ms)])[0]
+
+    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
+        """:meth:`sending` for several ``(client_order_id, attempts, deadline_ms)`` in one
+        transaction: one wait for the disk however many orders are about to go out."""
+        results: list[bool] = []
         with self._lock:
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
-                cursor = self._db.execute(
-                    "UPDATE intents SET state = ?, attempts = attempts + 1, deadline_ms = ?, "
-                    "owner = ?, error = NULL, updated_at = ? "
-                    "WHERE client_order_id = ? AND attempts = ? AND state NOT IN (?, ?, ?, ?, ?)",
-                    (
-                        IntentState.SENDING.value,
-                        deadline_ms,
-                        _TOKEN,
-                        time.time(),
-                        client_order_id,
-                        attempts,
-                        *_SETTLED,
-                    ),
-                )
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    now = time.time()
+                    for client_order_id, seen, deadline_ms in attempts:
+                        cursor = self._db.execute(
+                            "UPDATE intents SET state = ?, attempts = attempts + 1, "
+                            "deadline_ms = ?, owner = ?, error = NULL, updated_at = ? "
+                            "WHERE client_order_id = ? AND attempts = ? "
+                            "AND state NOT IN (?, ?, ?, ?, ?)",
+                            (
+                                IntentState.SENDING.value,
+                                deadline_ms,
+                                _TOKEN,
+                                now,
+                                client_order_id,
+                                seen,
+                                *_SETTLED,
+                            ),
+                        )
+                        results.append(cursor.rowcount == 1)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
             finally:
                 self._db.execute("PRAGMA synchronous=NORMAL")
-            return cursor.rowcount == 1
+        return results
 
     def settle(
         self,

@@ -169,6 +169,10 @@ class RedisJournal:
             )
         )
 
+    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
+        """Each claim is its own atomic script; the server's AOF makes them durable."""
+        return [self.sending(cid, seen, deadline) for cid, seen, deadline in attempts]
+
     def settle(
         self,
         client_order_id: str,
