@@ -13,6 +13,7 @@ import datetime
 import gc
 import hashlib
 import os
+import secrets
 import select
 import socket
 import ssl
@@ -820,8 +821,8 @@ def test_server_closes_its_tls_sockets(ca: trustme.CA, genuine: HttpsServer) -> 
 
 
 def test_request_repr_redacts_key_and_signature() -> None:
-    key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
-    signature = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+    key = secrets.token_urlsafe(48)  # shaped like a venue API key, random per run
+    signature = secrets.token_hex(32)
     request = HttpRequest(
         "GET",
         f"/api/v3/account?timestamp=1499827319559&signature={signature}",
