@@ -107,7 +107,7 @@ def test_kraken_order_of_the_wrong_shape_is_ambiguous() -> None:
 def test_non_finite_price_is_not_a_price() -> None:
     """Found by the parsers target: Binance read ``"NaN"`` as Decimal('NaN')."""
     assert BINANCE.parse_price({"price": "1.5"}) == Decimal("1.5")
-    for text in ("NaN", "Infinity", "-Infinity", "sNaN"):
+    for text in ("NaN", "Infinity", "-Infinity", "sNaN", "0", "-1.5"):
         with pytest.raises(AmbiguousOutcome):
             BINANCE.parse_price({"price": text})
         with pytest.raises(SecureTradeError):

@@ -130,7 +130,8 @@ _R = TypeVar("_R")
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:
     """Mark a ``parse_*`` method: an answer of the wrong shape becomes AmbiguousOutcome.
 
-    So does a number that is NaN or infinite, which JSON parsers accept and Decimal keeps.
+    So does a price (the only Decimal a parser returns) that is not a positive finite
+    number: NaN and Infinity, which JSON parsers accept and Decimal keeps, zero or less.
 
     A venue, a proxy or anyone in front of one may answer anything. Reading it must end in
     one of our errors, never a KeyError from deep inside a parser; and since the request
@@ -142,8 +143,8 @@ def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatena
     def read(venue: _V, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             result = parse(venue, *args, **kwargs)
-            if isinstance(result, Decimal) and not result.is_finite():
-                raise ValueError("not a finite number")  # NaN or Infinity is no price
+            if isinstance(result, Decimal) and not (result.is_finite() and result > 0):
+                raise ValueError("not a positive finite number")  # no price
             return result
         except SecureTradeError as exc:
             if not isinstance(exc, InvalidRequest):

@@ -33,7 +33,7 @@ from ...models import (
 from ...ratelimit import RateLimit
 from ...signing import Signer
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict
+from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
 
@@ -461,6 +461,7 @@ class CcxtVenue:
     def parse_server_time(self, payload: Any) -> int:
         return int(payload)
 
+    @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
         price = _decimal(payload.get("last")) or _decimal(payload.get("close"))
         if price is None:
