@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from securetrade.core import IntentState, Journal, derive_client_order_id
-from securetrade.core.journal import UNFINISHED, is_ours
+from securetrade.core import IntentState, JournalStore, derive_client_order_id
+from securetrade.core.journal import is_ours
 from securetrade.sim import Simulator
 
 TERMINAL = frozenset(
@@ -43,7 +43,7 @@ class Verdict:
 
 def judge(
     sim: Simulator,
-    journal: Journal,
+    journal: JournalStore,
     account: str,
     keys: Iterable[str],
     *,
@@ -68,24 +68,28 @@ def judge(
             if key not in missing_ok or held:
                 verdict.lost.append(key)
             continue
-        if intent.state in UNFINISHED or intent.state not in TERMINAL:
+        if intent.state not in TERMINAL:
             verdict.unknown.append(key)
-    sim_account = None
+    sim_account = sim.account_of(account)  # the SDK's account is the key id
     with sim.market.lock:
-        ours = [o for o in sim.market.orders.values() if is_ours(o.client_order_id)]
-        for order in ours:
-            if order.client_order_id in cids:
-                sim_account = order.account
-    for order in ours:
-        if order.account == sim_account and journal.get(order.client_order_id) is None:
-            verdict.untracked.append(order.client_order_id)
+        ours = [
+            o
+            for o in sim.market.orders.values()
+            if o.account == sim_account and is_ours(o.client_order_id)
+        ]
+    verdict.untracked = [o.client_order_id for o in ours if journal.get(o.client_order_id) is None]
     return verdict
 
 
 def assert_oracle(
-    sim: Simulator, journal: Journal, account: str, keys: Iterable[str], **kwargs: object
+    sim: Simulator,
+    journal: JournalStore,
+    account: str,
+    keys: Iterable[str],
+    *,
+    may_be_missing: Iterable[str] = (),
 ) -> Verdict:
     """``judge``, then fail with the figures unless everything holds."""
-    verdict = judge(sim, journal, account, keys, **kwargs)  # type: ignore[arg-type]
+    verdict = judge(sim, journal, account, keys, may_be_missing=may_be_missing)
     assert verdict.ok, verdict
     return verdict

@@ -165,7 +165,7 @@ def test_two_hosts_racing_on_one_key_place_one_order(
     assert _posts(sim) == 1
     journal = RedisJournal(redis_url, prefix=prefix)
     try:
-        assert_oracle(sim, journal, key.key_id, ["hosts"])  # type: ignore[arg-type]
+        assert_oracle(sim, journal, key.key_id, ["hosts"])
     finally:
         journal.close()
 
