@@ -270,3 +270,48 @@ def test_async_client_over_tls_never_doubles_an_order(
     cid = asyncio.run(run())
     assert sim.faults.fired == [(fault, "POST", "/api/v3/order")]
     assert _held(sim, cid) == 1
+
+
+def test_async_orders_are_durable_before_their_first_byte(
+    sim: Simulator, tls_options: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The async driver batches attempt records (group commit); still, each order's attempt
+    is committed before the venue places that order."""
+    import time
+
+    from securetrade.core import Journal
+
+    committed: dict[str, float] = {}
+    placed: dict[str, float] = {}
+
+    class Recording(Journal):
+        def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
+            claimed = super().sending_many(attempts)
+            done = time.monotonic()
+            committed.update((cid, done) for cid, _, _ in attempts)
+            return claimed
+
+    place = sim.market.place
+
+    def timed_place(*args: Any, **kwargs: Any) -> Any:
+        placed[kwargs["client_order_id"]] = time.monotonic()
+        return place(*args, **kwargs)
+
+    monkeypatch.setattr(sim.market, "place", timed_place)
+    server = sim.serve()
+    key = sim.create_key()
+    journal = Recording(tmp_path / "journal.sqlite3")
+
+    async def run() -> list[str]:
+        async with AsyncClient(key, journal=journal, **tls_options(server)) as client:
+            await client.recover()
+            orders = await asyncio.gather(
+                *(client.place_order(ORDER, idempotency_key=f"group-{i}") for i in range(20))
+            )
+        return [o.client_order_id for o in orders]
+
+    cids = asyncio.run(run())
+    journal.close()
+    assert len(set(cids)) == 20
+    assert set(placed) == set(committed) == set(cids)
+    assert all(committed[cid] <= placed[cid] for cid in cids)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,7 +52,9 @@ __all__ = [
     "Params",
     "Venue",
     "Verdict",
+    "read_json",
     "reads_answer",
+    "wire_decimal",
 ]
 
 Params = list[tuple[str, str]]
@@ -125,6 +128,23 @@ class _Named(Protocol):
 _V = TypeVar("_V", bound=_Named)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def wire_decimal(value: Decimal) -> str:
+    """Decimal to wire text: plain notation, never an exponent (``1E-5`` is refused by
+    venues that read ``0.00001``)."""
+    return format(value, "f")
+
+
+def read_json(body: bytes) -> Any:
+    """A venue's answer as JSON, or ``None`` when it is empty, not JSON, or a nesting bomb:
+    ``interpret`` then sorts it by status alone."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:

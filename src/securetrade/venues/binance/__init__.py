@@ -7,7 +7,6 @@ Ed25519 base64) covers exactly those bytes. ``signature`` is appended last.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -31,7 +30,18 @@ from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatu
 from ...ratelimit import CostRule, LimitScope, RateLimit
 from ...signing import Signer, encode_query, signer_for
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
+from ..base import (
+    Endpoint,
+    ErrorRule,
+    Freshness,
+    Op,
+    Outcome,
+    Params,
+    Verdict,
+    read_json,
+    reads_answer,
+    wire_decimal,
+)
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 
@@ -213,9 +223,9 @@ class BinanceSpot:
         ]
         if order.time_in_force is not None:
             params.append(("timeInForce", order.time_in_force.value))
-        params.append(("quantity", _wire(order.quantity)))
+        params.append(("quantity", wire_decimal(order.quantity)))
         if order.price is not None:
-            params.append(("price", _wire(order.price)))
+            params.append(("price", wire_decimal(order.price)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
         return params
@@ -238,7 +248,7 @@ class BinanceSpot:
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
-        params: Params = [("coin", asset), ("address", address), ("amount", _wire(amount))]
+        params: Params = [("coin", asset), ("address", address), ("amount", wire_decimal(amount))]
         if network:
             params.append(("network", network))
         return params
@@ -246,7 +256,7 @@ class BinanceSpot:
     # --- responses ----------------------------------------------------------------------
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
-        payload = _json(response.body)
+        payload = read_json(response.body)
         status = response.status
         if 200 <= status < 300 and not (
             isinstance(payload, dict)
@@ -420,20 +430,6 @@ class BinanceSpot:
 
 
 BINANCE = BinanceSpot()
-
-
-def _wire(value: Decimal) -> str:
-    """Decimal to wire text: plain notation, never an exponent."""
-    return format(value, "f")
-
-
-def _json(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, or a nesting bomb: not an answer
-        return None
 
 
 def _seconds(value: str | None) -> float | None:

@@ -33,7 +33,17 @@ from ...models import (
 from ...ratelimit import RateLimit
 from ...signing import Signer
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
+from ..base import (
+    Endpoint,
+    ErrorRule,
+    Freshness,
+    Op,
+    Outcome,
+    Params,
+    Verdict,
+    reads_answer,
+    wire_decimal,
+)
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
 
@@ -325,8 +335,8 @@ class CcxtVenue:
             ("symbol", order.symbol),
             ("type", order.type.value.lower()),
             ("side", order.side.value.lower()),
-            ("amount", _wire(order.quantity)),
-            ("price", "" if order.price is None else _wire(order.price)),
+            ("amount", wire_decimal(order.quantity)),
+            ("price", "" if order.price is None else wire_decimal(order.price)),
             ("timeInForce", "" if order.time_in_force is None else order.time_in_force.value),
             ("clientOrderId", client_order_id),
         ]
@@ -347,7 +357,7 @@ class CcxtVenue:
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
-        params: Params = [("code", asset), ("amount", _wire(amount)), ("address", address)]
+        params: Params = [("code", asset), ("amount", wire_decimal(amount)), ("address", address)]
         if network:
             params.append(("network", network))
         return params
@@ -480,10 +490,6 @@ def _required(params: Mapping[str, str], name: str) -> str:
         return params[name]
     except KeyError:
         raise InvalidRequest(f"{name} is required") from None
-
-
-def _wire(value: Decimal) -> str:
-    return format(value, "f")
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -19,7 +19,6 @@ How it differs from Binance, and how the contract carries it:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -32,7 +31,18 @@ from ...models import Balance, Instrument, Order, OrderRequest, OrderStatus, Ord
 from ...ratelimit import RateLimit
 from ...signing import KrakenSigner, Signer, encode_query
 from ...transport.base import HttpRequest, HttpResponse
-from ..base import Endpoint, ErrorRule, Freshness, Op, Outcome, Params, Verdict, reads_answer
+from ..base import (
+    Endpoint,
+    ErrorRule,
+    Freshness,
+    Op,
+    Outcome,
+    Params,
+    Verdict,
+    read_json,
+    reads_answer,
+    wire_decimal,
+)
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
 
 __all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot"]
@@ -135,10 +145,10 @@ class KrakenSpot:
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
             ("ordertype", order.type.value.lower()),
-            ("volume", _wire(order.quantity)),
+            ("volume", wire_decimal(order.quantity)),
         ]
         if order.price is not None:
-            params.append(("price", _wire(order.price)))
+            params.append(("price", wire_decimal(order.price)))
         if order.time_in_force is not None:
             tif = _TIF.get(order.time_in_force)
             if tif is None:
@@ -165,12 +175,12 @@ class KrakenSpot:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         """``address`` is the name of a withdrawal key set up in the Kraken account."""
-        return [("asset", asset), ("key", address), ("amount", _wire(amount))]
+        return [("asset", asset), ("key", address), ("amount", wire_decimal(amount))]
 
     # --- responses ----------------------------------------------------------------------
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
-        payload = _json(response.body)
+        payload = read_json(response.body)
         status = response.status
         errors = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(errors, list):
@@ -332,17 +342,3 @@ def _rule(text: str) -> tuple[str | None, Verdict, type[Any]]:
 
 def _step(decimals: int) -> Decimal:
     return Decimal(1).scaleb(-decimals)
-
-
-def _wire(value: Decimal) -> str:
-    """Decimal to wire text: plain notation, never an exponent."""
-    return format(value, "f")
-
-
-def _json(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, or a nesting bomb: not an answer
-        return None
