@@ -14,6 +14,7 @@ limiter, venue-time freshness, signing over the exact bytes sent, and pinned TLS
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING, Any
 
 from .client import AsyncClient, Client
 from .core import IntentState, Journal, RecoveryReport, RetryPolicy, Settings
@@ -45,7 +46,7 @@ from .errors import (
     VenueRejected,
     WrongPassphrase,
 )
-from .keys import ApiKey, Environment, KeyCheck, KeyKind, KeyRing, KeyStore, Scope, Secret
+from .keys import ApiKey, Environment, KeyCheck, KeyKind, KeyRing, Scope, Secret
 from .models import (
     Balance,
     Fill,
@@ -59,10 +60,23 @@ from .models import (
     Side,
     TimeInForce,
 )
-from .policy import AnomalyMonitor, Decision, KillSwitch, Policy
+from .policy import Decision, KillSwitch, Policy
 from .ratelimit import LimitScope, Priority, RateLimit, RateLimiter
-from .record import AuditKey, AuditLog, AuditTrail
+from .record import AuditLog
 from .transport import PinSet
+
+if TYPE_CHECKING:
+    from .keys import KeyStore
+    from .policy import AnomalyMonitor
+    from .record import AuditKey, AuditTrail
+
+# Loaded on first use (see securetrade._lazy): a bot placing orders needs none of these.
+_LAZY = {
+    "AnomalyMonitor": ".policy",
+    "AuditKey": ".record",
+    "AuditTrail": ".record",
+    "KeyStore": ".keys",
+}
 
 __version__ = "0.1.0"
 
@@ -133,9 +147,20 @@ __all__ = [
     "WrongPassphrase",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("securetrade."):
+
+def _public(obj: Any) -> None:
+    """Show ``obj`` where users import it from: ``securetrade.Client``, not its module."""
+    if getattr(obj, "__module__", "").startswith("securetrade."):
         with contextlib.suppress(AttributeError, TypeError):
-            _obj.__module__ = "securetrade"
-del _name, _obj
+            obj.__module__ = "securetrade"
+
+
+for _name in __all__:
+    if _name not in _LAZY:
+        _public(globals()[_name])
+del _name
+
+if not TYPE_CHECKING:
+    from ._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY, on_load=_public)

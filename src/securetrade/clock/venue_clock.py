@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections import deque
@@ -86,6 +85,8 @@ class VenueClock:
 
     def add_sample(self, sent_local_ms: float, received_local_ms: float, server_ms: int) -> None:
         """Record one ``/time`` round trip measured with :meth:`local_ms`."""
+        import statistics  # loaded at the first sync, not at import
+
         midpoint = (sent_local_ms + received_local_ms) / 2.0
         with self._lock:
             self._samples.append(server_ms - midpoint)

@@ -5,12 +5,29 @@ encrypted at rest; ``key_from_env`` reads it from per-environment variables; ``a
 compares it with what the venue really allows.
 """
 
+from typing import TYPE_CHECKING
+
 from .apikey import ApiKey, Environment, KeyKind, Scope
 from .check import KeyCheck, KeyPermissions, assess
-from .keystore import KdfParams, KeyStore, default_keystore_path
-from .providers import env_names, key_from_env
 from .ring import DEFAULT_OVERLAP, KeyRing
 from .secret import MASK, Secret
+
+if TYPE_CHECKING:
+    from .keystore import KdfParams, KeyStore, default_keystore_path
+    from .providers import env_names, key_from_env
+else:  # loaded on first use (securetrade._lazy): an order needs neither
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "KdfParams": ".keystore",
+            "KeyStore": ".keystore",
+            "default_keystore_path": ".keystore",
+            "env_names": ".providers",
+            "key_from_env": ".providers",
+        },
+    )
 
 __all__ = [
     "DEFAULT_OVERLAP",

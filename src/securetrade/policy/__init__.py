@@ -5,19 +5,8 @@ watched for signs of a runaway bot or a stolen key (:mod:`.anomaly`); one shared
 stops every order everywhere it reaches (:mod:`.killswitch`).
 """
 
-from .anomaly import (
-    Activity,
-    Alert,
-    AnomalyMonitor,
-    CancelReplaceLoop,
-    NewSymbol,
-    OrderRateSpike,
-    RejectionBurst,
-    Severity,
-    SizeOutlier,
-    WithdrawalAttempt,
-    default_detectors,
-)
+from typing import TYPE_CHECKING
+
 from .killswitch import (
     KillState,
     KillSwitch,
@@ -26,6 +15,43 @@ from .killswitch import (
     SqliteSwitchStore,
 )
 from .rules import Admission, Decision, Policy, ReferencePrice
+
+if TYPE_CHECKING:
+    from .anomaly import (
+        Activity,
+        Alert,
+        AnomalyMonitor,
+        CancelReplaceLoop,
+        NewSymbol,
+        OrderRateSpike,
+        RejectionBurst,
+        Severity,
+        SizeOutlier,
+        WithdrawalAttempt,
+        default_detectors,
+    )
+else:  # loaded on first use (securetrade._lazy): a client watches activity only when asked
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        dict.fromkeys(
+            (
+                "Activity",
+                "Alert",
+                "AnomalyMonitor",
+                "CancelReplaceLoop",
+                "NewSymbol",
+                "OrderRateSpike",
+                "RejectionBurst",
+                "Severity",
+                "SizeOutlier",
+                "WithdrawalAttempt",
+                "default_detectors",
+            ),
+            ".anomaly",
+        ),
+    )
 
 __all__ = [
     "Activity",
