@@ -21,7 +21,7 @@ from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, W
 from .core.flows import Persist
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
-from .models import Balance, Instrument, Order, OrderRequest
+from .models import Balance, Fill, Instrument, Order, OrderRequest
 from .nonce import NonceSource
 from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
@@ -336,6 +336,11 @@ class Client(_Base[Transport]):
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
+    def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+        """The order's fills: its trades at the venue, recorded in the journal once per
+        trade id (a fill reported twice counts once). Needs the ``read`` scope."""
+        return self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Order:
@@ -507,6 +512,10 @@ class AsyncClient(_Base[AsyncTransport]):
             "get_order",
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
+
+    async def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+        """The order's fills, recorded once per trade id; see :meth:`Client.fills`."""
+        return await self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
 
     async def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None

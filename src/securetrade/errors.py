@@ -8,6 +8,7 @@
     │   ├── ScopeError               the key was not granted what this call needs
     │   ├── PolicyViolation          a pre-trade rule or the kill switch said no
     │   ├── IdempotencyKeyMismatch   the key was already used with other parameters
+    │   ├── IdempotencyKeyExpired    the key's intent was purged; its tombstone refuses it
     │   ├── OverPermissionedKey      the venue says the key can do more than it declares
     │   ├── KeystoreError            keys at rest could not be read or written
     │   │   ├── WrongPassphrase      the passphrase (or keyring key) does not open the file
@@ -42,6 +43,7 @@ __all__ = [
     "AuthenticationRejected",
     "ConnectFailed",
     "DuplicateOrder",
+    "IdempotencyKeyExpired",
     "IdempotencyKeyMismatch",
     "InboundRejected",
     "InsufficientFunds",
@@ -138,6 +140,16 @@ class PolicyViolation(LocalRefusal):
 
 class IdempotencyKeyMismatch(LocalRefusal):
     """The idempotency key was used before with different parameters; nothing was sent."""
+
+
+class IdempotencyKeyExpired(LocalRefusal):
+    """The key's intent was purged from the journal after its retention period, and its
+    tombstone still stands: nothing was sent, because the first order may exist at the
+    venue. A new order needs a new key. ``client_order_id`` names the purged intent."""
+
+    def __init__(self, message: str, *, client_order_id: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.client_order_id = client_order_id
 
 
 class OverPermissionedKey(LocalRefusal):

@@ -42,6 +42,11 @@ class VenueClock:
     After each batch of samples, :meth:`check` compares the offset with ``max_offset_ms``
     and with the previous batch (``max_drift_ms``); a crossing is logged as a warning on
     the ``securetrade.clock`` logger and passed to ``on_alarm``.
+
+    A measured offset is trusted for ``resync_every`` seconds (``None``: until a venue
+    refuses a timestamp): after that :attr:`synced` turns False and the next signed request
+    measures again first, so a venue clock that drifts is followed before its window
+    refuses our timestamps.
     """
 
     def __init__(
@@ -53,9 +58,14 @@ class VenueClock:
         on_alarm: Callable[[ClockAlarm], None] | None = None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        resync_every: float | None = 300.0,
     ) -> None:
         if max_offset_ms <= 0 or max_drift_ms <= 0:
             raise ValueError("clock alarm thresholds must be positive")
+        if resync_every is not None and resync_every <= 0:
+            raise ValueError("resync_every must be positive (or None)")
+        self.resync_every = resync_every
+        self._fresh_until = float("inf")  # monotonic seconds: the offset is trusted until
         self._monotonic = monotonic
         self._base_ms = wall() * 1000.0 - monotonic() * 1000.0
         self._samples: deque[float] = deque(maxlen=window)
@@ -74,7 +84,8 @@ class VenueClock:
 
     @property
     def synced(self) -> bool:
-        return bool(self._samples)
+        """True while there is a measured offset younger than ``resync_every``."""
+        return bool(self._samples) and self._monotonic() < self._fresh_until
 
     def local_ms(self) -> float:
         return self._base_ms + self._monotonic() * 1000.0
@@ -89,6 +100,8 @@ class VenueClock:
 
         midpoint = (sent_local_ms + received_local_ms) / 2.0
         with self._lock:
+            if self.resync_every is not None:
+                self._fresh_until = self._monotonic() + self.resync_every
             self._samples.append(server_ms - midpoint)
             self._offset_ms = statistics.median(self._samples)
 

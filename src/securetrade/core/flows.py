@@ -41,7 +41,7 @@ from ..errors import (
     VenueRejected,
 )
 from ..keys import ApiKey, KeyCheck, KeyRing, Scope, assess
-from ..models import Balance, Instrument, Order, OrderRequest, OrderStatus, to_decimal
+from ..models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, to_decimal
 from ..nonce import MemoryNonceSource, NonceSource
 from ..policy import Decision, KillState, Policy, ReferencePrice
 from ..ratelimit import Caller, Priority, RateLimiter, cost_of
@@ -117,6 +117,9 @@ class Settings:
     recover_on_start: bool = True  # reconcile the journal before this client's first order
     owner_patience: float = 60.0  # seconds before a PENDING intent of a silent owner is taken
     retry: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=max_attempts)
+    # A 429/418 answer to an order is ambiguous: for a proxy or gateway that may forward
+    # the order, then answer "rate limited" itself. The venue is then asked before a resend.
+    ambiguous_rate_limits: bool = False
 
     def retry_policy(self) -> RetryPolicy:
         return self.retry or RetryPolicy(max_attempts=self.max_attempts)
@@ -148,6 +151,9 @@ _STATE_OF = {
     OrderStatus.EXPIRED: IntentState.EXPIRED,
 }
 
+
+# The deadline of an attempt on a venue where "not found" never proves anything.
+NO_DEADLINE = 2**62
 
 # How long a second caller with the same key waits for a live owner's send to finish
 # before it asks the venue itself.
@@ -216,6 +222,12 @@ class Core:
         self._recovering = False
         self._inflight: set[str] = set()  # client order ids this client is sending now
         self._orphans: dict[str, Order] = {}  # venue orders recovery could not match
+        # "Not found" proves an attempt never executed only on a venue with a request
+        # deadline, or one that refuses a used client order id forever (then a resend is
+        # refused if the first attempt lands after all). Elsewhere it stays UNKNOWN.
+        self._absence_provable = (
+            getattr(venue, "request_deadline", True) or getattr(venue, "dedupe", "") == "strong"
+        )
 
     # --- the public operations ------------------------------------------------------------
 
@@ -258,6 +270,7 @@ class Core:
         payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
         order = self.venue.parse_order(payload)
         self.policy.observe(order)
+        self._record(order)
         return order
 
     def cancel_order(
@@ -275,9 +288,41 @@ class Core:
             )
         else:
             order = self.venue.parse_order(payload)
+            self._record(order)
         self.policy.observe(order)
         self.audit.emit("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
+
+    def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
+        """The executions of one of our orders: the venue's trades for it are recorded in
+        the journal, once per trade id, and every fill recorded so far is returned."""
+        self.venue.check_symbol(symbol)
+        trades_params = getattr(self.venue, "trades_params", None)
+        if trades_params is None or Op.TRADES not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} does not report an order's trades")
+        intent = self.journal.get(client_order_id)
+        if intent is not None and intent.order_json is not None:
+            order = self._stored(intent.order_json, intent.idempotency_key)
+        else:
+            order = yield from self.get_order(symbol, client_order_id=client_order_id)
+        payload = yield from self._call(
+            Op.TRADES, trades_params(symbol, order.order_id), symbol=symbol
+        )
+        trades: list[Fill] = self.venue.parse_trades(payload)  # type: ignore[attr-defined]
+        self.journal.record_fills(client_order_id, trades)
+        return self.journal.fills(client_order_id)
+
+    def _record(self, order: Order) -> None:
+        """Keep the journal row of one of our orders current with what the venue said of it
+        (a cancel, a fill, an UNKNOWN intent adopted when its order lands)."""
+        cid = order.client_order_id
+        if not self.venue.owns_client_order_id(cid):
+            return
+        intent = self.journal.get(cid)
+        if intent is None or intent.account != self.account:
+            return
+        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
+        self.journal.settle(cid, _STATE_OF[order.status], order_json=order.model_dump_json())
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -507,6 +552,7 @@ class Core:
         return report
 
     def _recover(self) -> Flow[RecoveryReport]:
+        self.journal.purge()  # the retention policy: old finished intents become tombstones
         intents = self.journal.unfinished(self.account)
         payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
@@ -595,7 +641,11 @@ class Core:
             def before_send(
                 timestamp_ms: int, deadline: list[int] = deadline, seen: int = attempts
             ) -> Flow[None]:
-                deadline[0] = timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
+                deadline[0] = (
+                    timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
+                    if self._absence_provable
+                    else NO_DEADLINE
+                )
                 claimed = yield Persist(cid, seen, deadline[0])  # durable before any byte
                 if not claimed:
                     raise _ClaimLost(cid)
@@ -631,7 +681,11 @@ class Core:
                 error = AmbiguousOutcome("acknowledged, then not found", venue=self.venue.name)
             elif outcome.verdict is Verdict.OK:
                 return self._settled(self.venue.parse_order(outcome.payload), key)
-            elif outcome.duplicate or outcome.verdict is Verdict.AMBIGUOUS:
+            elif (
+                outcome.duplicate
+                or outcome.verdict is Verdict.AMBIGUOUS
+                or (self.settings.ambiguous_rate_limits and isinstance(outcome.error, RateLimited))
+            ):
                 # A duplicate-id reply means an earlier attempt landed; adopt it if it is ours.
                 found = yield from self._resolve(order.symbol, cid, deadline[0])
                 if found is not None:
@@ -667,7 +721,16 @@ class Core:
         patience = self.clock.local_ms() + _OWNER_PATIENCE_MS
         while True:
             intent = self.journal.get(cid)
-            assert intent is not None
+            if intent is None:
+                # The journal lost the row (a Redis flush or failover): claim it again. A
+                # journal that noticed the loss makes the claim UNKNOWN, so the venue is
+                # asked before anything is sent; else the claim is ours, as it was.
+                intent, created = self.journal.begin(
+                    key, cid, self.account, order.symbol, order.fingerprint()
+                )
+                if created:
+                    result = yield from self._submit(order, key, cid, 0)
+                    return result
             if intent.order_json is not None:
                 return self._stored(intent.order_json, key)
             if intent.state is IntentState.REJECTED:
@@ -709,6 +772,7 @@ class Core:
         params = self.venue.order_lookup_params(symbol, client_order_id=cid)
         endpoint = self.venue.endpoints[Op.GET_ORDER]
         reads = RetryPolicy(max_attempts=1_000_000, max_delay=self.settings.resolve_timeout).start()
+        give_up = time.monotonic() + self.settings.resolve_timeout
         while True:
             failure: Exception = AmbiguousOutcome("no answer", venue=self.venue.name)
             try:
@@ -723,6 +787,14 @@ class Core:
                 if self.clock.now_ms() > deadline_ms:
                     self.audit.emit("order.absent", client_order_id=cid)
                     return None
+                if time.monotonic() > give_up:  # the attempt may still land: keep it unknown
+                    self.journal.settle(cid, IntentState.UNKNOWN, error="not found yet")
+                    raise UnresolvedOrder(
+                        "the venue does not hold the order yet, and cannot prove that it never "
+                        "will; it is kept as unresolved, and never sent again by itself",
+                        client_order_id=cid,
+                        venue=self.venue.name,
+                    )
                 yield Wait(min(0.25, max(0.01, (deadline_ms - self.clock.now_ms()) / 1000)))
                 continue
             if outcome is not None and outcome.clock_skew:

@@ -4,6 +4,12 @@ SQLite in WAL mode with ``synchronous=FULL``: the row that says "we are about to
 client order id X, valid at the venue until T" survives a crash or a ``kill -9``, and the
 same file coordinates threads and processes on one host (the INSERT that creates an
 intent succeeds exactly once).
+
+Besides the intents, the journal keeps each order's **fills**, one row per venue trade id
+(the same trade reported twice, by the order answer and by a trades query, is one fill),
+and **tombstones**: a finished intent older than the retention period is purged to a
+tombstone, and while that lasts the same idempotency key raises
+:class:`~securetrade.errors.IdempotencyKeyExpired` instead of placing a second order.
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import IdempotencyKeyExpired
+from ..models import Fill
+
 __all__ = [
+    "PURGEABLE",
     "UNFINISHED",
     "Intent",
     "IntentState",
@@ -49,6 +60,21 @@ class IntentState(str, enum.Enum):
 
 #: States whose outcome the venue has not confirmed: recovery looks at these.
 UNFINISHED = (IntentState.PENDING, IntentState.SENDING, IntentState.UNKNOWN)
+
+#: States that can no longer change: after the retention period such a row becomes a
+#: tombstone. ACKED is not among them (the order still works at the venue).
+PURGEABLE = (
+    IntentState.FILLED,
+    IntentState.CANCELED,
+    IntentState.EXPIRED,
+    IntentState.REJECTED,
+    IntentState.NOT_PLACED,
+)
+
+#: Defaults of the retention policy: finished rows are kept a week (Stripe keeps keys at
+#: least a day), then their tombstones 90 days.
+RETENTION_S = 7 * 86400.0
+TOMBSTONE_S = 90 * 86400.0
 
 
 def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> str:
@@ -118,8 +144,8 @@ class Intent:
     updated_at: float
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS intents (
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS intents (
     client_order_id TEXT PRIMARY KEY,
     idempotency_key TEXT NOT NULL,
     account TEXT NOT NULL,
@@ -133,16 +159,47 @@ CREATE TABLE IF NOT EXISTS intents (
     error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS intents_state ON intents(account, state);
-CREATE TABLE IF NOT EXISTS leases (
+)""",
+    "CREATE INDEX IF NOT EXISTS intents_state ON intents(account, state)",
+    """CREATE TABLE IF NOT EXISTS leases (
     account TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     until REAL NOT NULL
-);
-"""
+)""",
+    # One row per venue trade: the primary key is what makes a fill reported twice one fill.
+    """CREATE TABLE IF NOT EXISTS fills (
+    client_order_id TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    price TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    commission TEXT NOT NULL,
+    commission_asset TEXT,
+    PRIMARY KEY (client_order_id, trade_id)
+)""",
+    # The fills an order answer carries are recorded by the same UPDATE that records the
+    # answer (same transaction, no extra statement on the order path).
+    """CREATE TRIGGER IF NOT EXISTS fills_of_answer
+AFTER UPDATE OF order_json ON intents
+WHEN NEW.order_json IS NOT NULL AND NEW.order_json IS NOT OLD.order_json
+BEGIN
+    INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, commission,
+        commission_asset)
+    SELECT NEW.client_order_id, json_extract(value, '$.trade_id'),
+        json_extract(value, '$.price'), json_extract(value, '$.quantity'),
+        COALESCE(json_extract(value, '$.commission'), '0'),
+        json_extract(value, '$.commission_asset')
+    FROM json_each(NEW.order_json, '$.fills')
+    WHERE json_extract(value, '$.trade_id') IS NOT NULL;
+END""",
+    """CREATE TABLE IF NOT EXISTS tombstones (
+    client_order_id TEXT PRIMARY KEY,
+    purged_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+)""",
+)
 
-_VERSION = 2
+_VERSION = 3
+_READABLE = (2, 3)  # version 3 only adds tables: a version 2 file is upgraded in place
 
 _COLUMNS = (
     "idempotency_key, client_order_id, account, symbol, fingerprint, state, attempts, "
@@ -192,6 +249,12 @@ class JournalStore(Protocol):
 
     def release(self, account: str) -> None: ...
 
+    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int: ...
+
+    def fills(self, client_order_id: str) -> list[Fill]: ...
+
+    def purge(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -203,9 +266,22 @@ class Journal:
     once it is, and losing a later one only costs recovery one question to the venue.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        retention: float = RETENTION_S,
+        tombstone_ttl: float = TOMBSTONE_S,
+    ) -> None:
+        """``retention``: seconds a finished intent (see :data:`PURGEABLE`) is kept after
+        its last change; ``tombstone_ttl``: seconds its tombstone then refuses the key."""
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
+        if retention <= 0 or tombstone_ttl <= 0:
+            raise ValueError("retention and tombstone_ttl must be positive")
+        self.retention = retention
+        self.tombstone_ttl = tombstone_ttl
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -228,7 +304,7 @@ class Journal:
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _VERSION):
+        if version not in (0, *_READABLE):
             raise JournalError(
                 f"{self.path} is a journal of schema {version}; this version reads {_VERSION}"
             )
@@ -241,10 +317,10 @@ class Journal:
                     f"{self.path} was written by a pre-release securetrade; resolve its "
                     "intents with that version, then start a new journal"
                 )
+        if version != _VERSION:
             self._db.execute(f"PRAGMA user_version={_VERSION}")
-        for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: adds what a file lacks
-            if statement.strip():
-                self._db.execute(statement)
+        for statement in _SCHEMA:  # IF NOT EXISTS: adds what a file lacks
+            self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -260,13 +336,18 @@ class Journal:
     ) -> tuple[Intent, bool]:
         """Record the intent as PENDING. Returns ``(intent, created)``; ``created`` is False
         when it already existed (then its owner sends, or has sent). The client order id is
-        derived from venue, account and idempotency key, so it is the row key."""
+        derived from venue, account and idempotency key, so it is the row key.
+
+        Raises :class:`IdempotencyKeyExpired` when the key's intent was purged and its
+        tombstone still stands (one statement: the tombstone check is part of the INSERT).
+        """
         now = time.time()
         with self._lock:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO intents (idempotency_key, client_order_id, account, "
                 "symbol, fingerprint, state, owner, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tombstones "
+                "WHERE client_order_id = ?2 AND expires_at > ?8)",
                 (
                     idempotency_key,
                     client_order_id,
@@ -281,7 +362,13 @@ class Journal:
             )
             created = cursor.rowcount == 1
             intent = self._get(client_order_id)
-        assert intent is not None
+            if intent is None:
+                until = self._db.execute(
+                    "SELECT expires_at FROM tombstones WHERE client_order_id = ?",
+                    (client_order_id,),
+                ).fetchone()
+        if intent is None:
+            raise _expired(client_order_id, until[0] if until else now)
         return intent, created
 
     def get(self, client_order_id: str) -> Intent | None:
@@ -404,6 +491,86 @@ class Journal:
                 "DELETE FROM leases WHERE account = ? AND owner = ?", (account, _TOKEN)
             )
 
+    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
+        """Record executions of the order; returns how many were new.
+
+        A fill is identified by its venue trade id, so the same trade reported twice (by
+        the order answer and by a trades query, or by two overlapping queries) is recorded
+        once. Fills without a trade id cannot be told apart and are not recorded.
+        """
+        rows = [
+            (
+                client_order_id,
+                f.trade_id,
+                _wire(f.price),
+                _wire(f.quantity),
+                _wire(f.commission),
+                f.commission_asset,
+            )
+            for f in fills
+            if f.trade_id is not None
+        ]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, "
+                "commission, commission_asset) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return self._db.total_changes - before
+
+    def fills(self, client_order_id: str) -> list[Fill]:
+        """The order's recorded fills, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT trade_id, price, quantity, commission, commission_asset FROM fills "
+                "WHERE client_order_id = ? ORDER BY rowid",
+                (client_order_id,),
+            ).fetchall()
+        return [
+            Fill(trade_id=t, price=p, quantity=q, commission=c, commission_asset=a)
+            for t, p, q, c, a in rows
+        ]
+
+    def purge(self) -> int:
+        """Apply the retention policy now; returns how many intents became tombstones.
+
+        Finished intents (:data:`PURGEABLE`) unchanged for ``retention`` seconds are
+        deleted with their fills and leave a tombstone for ``tombstone_ttl`` seconds;
+        tombstones past their time are deleted. Runs at every recovery.
+        """
+        now = time.time()
+        states = tuple(s.value for s in PURGEABLE)
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM tombstones WHERE expires_at <= ?", (now,))
+                old = [
+                    row[0]
+                    for row in self._db.execute(
+                        f"SELECT client_order_id FROM intents WHERE state IN ({marks}) "  # noqa: S608 placeholders  # nosec B608
+                        "AND updated_at < ?",
+                        (*states, now - self.retention),
+                    )
+                ]
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO tombstones (client_order_id, purged_at, expires_at) "
+                    "VALUES (?, ?, ?)",
+                    [(cid, now, now + self.tombstone_ttl) for cid in old],
+                )
+                self._db.executemany(
+                    "DELETE FROM fills WHERE client_order_id = ?", [(cid,) for cid in old]
+                )
+                self._db.executemany(
+                    "DELETE FROM intents WHERE client_order_id = ?", [(cid,) for cid in old]
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return len(old)
+
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have a journal row."""
         found: set[str] = set()
@@ -432,6 +599,20 @@ _SETTLED = tuple(
         IntentState.REJECTED,
     )
 )
+
+
+def _wire(value: Any) -> str:
+    return format(value, "f")
+
+
+def _expired(client_order_id: str, until: float) -> IdempotencyKeyExpired:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+    return IdempotencyKeyExpired(
+        f"the intent of this idempotency key ({client_order_id}) was purged from the journal "
+        f"after its retention period; the key is refused until {stamp}, and nothing was "
+        "sent. Use a new key for a new order",
+        client_order_id=client_order_id,
+    )
 
 
 def _intent(row: tuple[Any, ...]) -> Intent:

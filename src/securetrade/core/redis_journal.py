@@ -10,15 +10,42 @@ host is refused by the venue as expired.
 
 Durability is the server's: run Redis with ``appendonly yes`` and ``appendfsync always``
 (checked at start, with a warning when the server says otherwise or will not say).
+
+**A server that loses data** (``FLUSHALL``, a restart without AOF, a failover to a replica
+that had not caught up) may lose a claim between its commit and the send. The journal
+writes a marker key when it opens; when a claim or an attempt finds the marker gone, the
+loss is noted, and for ``loss_horizon`` seconds every new claim is made UNKNOWN rather than
+PENDING: the core then asks the venue first and sends only once the venue has no such order
+after ``loss_window_ms`` (the longest time an attempt recorded before the loss could still
+execute). A failover that keeps the marker but drops recent writes cannot be seen; see
+docs/idempotency.md for what then protects an order and what does not.
+
+**Retention** is Redis's own expiry: a finished intent (see
+:data:`~securetrade.core.journal.PURGEABLE`) expires ``retention`` seconds after its last
+change, and its tombstone ``tombstone_ttl`` seconds later.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .journal import UNFINISHED, Intent, IntentState, owner_is_gone, process_token
+from ..models import Fill
+from .journal import (
+    PURGEABLE,
+    RETENTION_S,
+    TOMBSTONE_S,
+    UNFINISHED,
+    Intent,
+    IntentState,
+    _expired,
+    _wire,
+    owner_is_gone,
+    process_token,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -29,21 +56,45 @@ log = logging.getLogger("securetrade")
 
 _SETTLED = ("ACKED", "FILLED", "CANCELED", "EXPIRED", "REJECTED")
 
-# KEYS: intent hash, unfinished set of the account, set of accounts.
-# ARGV: idempotency key, client order id, account, symbol, fingerprint, owner, now.
-_BEGIN = """
+# Shared by the scripts that find an intent missing. KEYS[m]: the marker written when the
+# journal was opened; KEYS[s]: the "loss noted" key. A missing marker means the server lost
+# data: note it (the venue-time bound after which the lost attempts cannot execute) for
+# the horizon, and put the marker back.
+_NOTE_LOSS = """
+local function note_loss(marker, suspect, now_ms, window_ms, horizon_ms)
+  if redis.call('EXISTS', marker) == 1 then return end
+  redis.call('SET', marker, now_ms)
+  redis.call('SET', suspect, now_ms + window_ms, 'PX', horizon_ms)
+end
+"""
+
+# KEYS: intent hash, unfinished set of the account, set of accounts, tombstone, marker,
+# suspect. ARGV: idempotency key, client order id, account, symbol, fingerprint, owner,
+# now, now_ms, loss window ms, loss horizon ms.
+# Returns 0 (exists), 1 (created), 2 (created UNKNOWN after a loss), -1 (tombstone).
+_BEGIN = _NOTE_LOSS + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+note_loss(KEYS[5], KEYS[6], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
+local state, deadline, created = 'PENDING', 0, 1
+local suspect = redis.call('GET', KEYS[6])
+if suspect then state, deadline, created = 'UNKNOWN', suspect, 2 end
 redis.call('HSET', KEYS[1], 'idempotency_key', ARGV[1], 'client_order_id', ARGV[2],
-  'account', ARGV[3], 'symbol', ARGV[4], 'fingerprint', ARGV[5], 'state', 'PENDING',
-  'attempts', 0, 'deadline_ms', 0, 'owner', ARGV[6], 'created_at', ARGV[7],
+  'account', ARGV[3], 'symbol', ARGV[4], 'fingerprint', ARGV[5], 'state', state,
+  'attempts', 0, 'deadline_ms', deadline, 'owner', ARGV[6], 'created_at', ARGV[7],
   'updated_at', ARGV[7])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
-return 1
+return created
 """
 
-# KEYS: intent hash, unfinished set. ARGV: attempts seen, deadline, owner, now, cid.
-_SENDING = """
+# KEYS: intent hash, unfinished set, tombstone, marker, suspect.
+# ARGV: attempts seen, deadline, owner, now, cid, now_ms, loss window ms, loss horizon ms.
+_SENDING = _NOTE_LOSS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  note_loss(KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+  return 0
+end
 local seen = redis.call('HMGET', KEYS[1], 'attempts', 'state')
 if not seen[1] or tonumber(seen[1]) ~= tonumber(ARGV[1]) then return 0 end
 local state = seen[2]
@@ -52,8 +103,17 @@ if state == 'ACKED' or state == 'FILLED' or state == 'CANCELED' or state == 'EXP
 redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempts', tonumber(ARGV[1]) + 1,
   'deadline_ms', ARGV[2], 'owner', ARGV[3], 'updated_at', ARGV[4])
 redis.call('HDEL', KEYS[1], 'error')
+redis.call('PERSIST', KEYS[1])
+redis.call('DEL', KEYS[3])
 redis.call('SADD', KEYS[2], ARGV[5])
 return 1
+"""
+
+# KEYS: fills hash. ARGV: trade id, fill, trade id, fill, ... Returns how many were new.
+_FILLS = """
+local added = 0
+for i = 1, #ARGV, 2 do added = added + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return added
 """
 
 # KEYS: lease key. ARGV: owner, milliseconds.
@@ -80,7 +140,18 @@ class RedisJournal:
         *,
         client: redis.Redis | None = None,
         prefix: str = "securetrade:journal:",
+        retention: float = RETENTION_S,
+        tombstone_ttl: float = TOMBSTONE_S,
+        loss_window_ms: int = 70_000,
+        loss_horizon: float = 86_400.0,
     ) -> None:
+        """``retention``/``tombstone_ttl`` as for :class:`~securetrade.core.Journal`.
+        ``loss_window_ms`` bounds how long after a data loss an attempt recorded before it
+        may still execute (default: the longest venue window, 60 s, plus the default
+        settle margin); ``loss_horizon`` is how long, in seconds, new claims then ask the
+        venue before they send."""
+        if retention <= 0 or tombstone_ttl <= 0 or loss_window_ms < 0 or loss_horizon <= 0:
+            raise ValueError("retention, tombstone_ttl and loss_horizon must be positive")
         if client is None:
             import redis as redis_module
 
@@ -89,12 +160,19 @@ class RedisJournal:
             client = redis_module.Redis.from_url(url)
         self._redis = client
         self._prefix = prefix
+        self.retention = retention
+        self.tombstone_ttl = tombstone_ttl
+        self._loss_args = [loss_window_ms, max(1, int(loss_horizon * 1000))]
+        self._marker = f"{prefix}marker"
+        self._suspect = f"{prefix}loss"
         self._begin = client.register_script(_BEGIN)
         self._sending = client.register_script(_SENDING)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
+        self._add_fills = client.register_script(_FILLS)
         self.path = f"redis:{prefix}"
         self._warn_unless_durable()
+        client.set(self._marker, int(time.time() * 1000), nx=True)
 
     def _warn_unless_durable(self) -> None:
         import redis as redis_module
@@ -122,6 +200,12 @@ class RedisJournal:
     def _unfinished_key(self, account: str) -> str:
         return f"{self._prefix}unfinished:{account}"
 
+    def _tombstone_key(self, cid: str) -> str:
+        return f"{self._prefix}tombstone:{cid}"
+
+    def _fills_key(self, cid: str) -> str:
+        return f"{self._prefix}fills:{cid}"
+
     # --- the journal -----------------------------------------------------------------------
 
     def begin(
@@ -132,12 +216,21 @@ class RedisJournal:
         symbol: str,
         fingerprint: str,
     ) -> tuple[Intent, bool]:
-        """Record the intent as PENDING, once; see :meth:`Journal.begin`."""
+        """Record the intent as PENDING, once; see :meth:`Journal.begin`.
+
+        After a noted data loss the new intent is UNKNOWN instead, with the loss's venue
+        bound as its deadline, and ``created`` is False: the caller then resolves it with
+        the venue before any send, as for an intent somebody else may have sent.
+        """
+        now = time.time()
         created = self._begin(
             keys=[
                 self._intent_key(client_order_id),
                 self._unfinished_key(account),
                 f"{self._prefix}accounts",
+                self._tombstone_key(client_order_id),
+                self._marker,
+                self._suspect,
             ],
             args=[
                 idempotency_key,
@@ -146,12 +239,18 @@ class RedisJournal:
                 symbol,
                 fingerprint,
                 process_token(),
-                repr(time.time()),
+                repr(now),
+                int(now * 1000),
+                *self._loss_args,
             ],
         )
+        if created == -1:
+            left = self._redis.pttl(self._tombstone_key(client_order_id))
+            raise _expired(client_order_id, now + max(0, int(left)) / 1000)
         intent = self.get(client_order_id)
-        assert intent is not None
-        return intent, bool(created)
+        if intent is None:  # purged or lost between the script and this read
+            raise _expired(client_order_id, now)
+        return intent, created == 1
 
     def get(self, client_order_id: str) -> Intent | None:
         return _intent(self._redis.hgetall(self._intent_key(client_order_id)))
@@ -160,12 +259,25 @@ class RedisJournal:
         """Compare-and-set the attempt count; see :meth:`Journal.sending`."""
         intent_key = self._intent_key(client_order_id)
         account = self._redis.hget(intent_key, "account")
-        if account is None:
-            return False
+        now = time.time()
         return bool(
             self._sending(
-                keys=[intent_key, self._unfinished_key(_text(account))],
-                args=[attempts, deadline_ms, process_token(), repr(time.time()), client_order_id],
+                keys=[
+                    intent_key,
+                    self._unfinished_key("" if account is None else _text(account)),
+                    self._tombstone_key(client_order_id),
+                    self._marker,
+                    self._suspect,
+                ],
+                args=[
+                    attempts,
+                    deadline_ms,
+                    process_token(),
+                    repr(now),
+                    client_order_id,
+                    int(now * 1000),
+                    *self._loss_args,
+                ],
             )
         )
 
@@ -199,7 +311,45 @@ class RedisJournal:
             pipe.sadd(unfinished, client_order_id)
         else:
             pipe.srem(unfinished, client_order_id)
+        if order_json is not None:
+            self._queue_fills(pipe, client_order_id, _fills_of(order_json))
+        tombstone, fills = self._tombstone_key(client_order_id), self._fills_key(client_order_id)
+        if state in PURGEABLE:  # kept for the retention period, then a tombstone
+            keep = max(1, int(self.retention * 1000))
+            pipe.pexpire(intent_key, keep)
+            pipe.pexpire(fills, keep)
+            pipe.set(tombstone, "1", px=keep + max(1, int(self.tombstone_ttl * 1000)))
+        else:
+            pipe.persist(intent_key)
+            pipe.persist(fills)
+            pipe.delete(tombstone)
         pipe.execute()
+
+    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
+        """Record executions, once per trade id; see :meth:`Journal.record_fills`."""
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_fills(pipe, client_order_id, fills)
+        results = pipe.execute()
+        return int(results[0]) if results else 0
+
+    def _queue_fills(self, pipe: Any, client_order_id: str, fills: Iterable[Fill]) -> None:
+        args: list[str] = []
+        for fill in fills:
+            if fill.trade_id is None:
+                continue
+            args += [fill.trade_id, json.dumps(_fill_row(fill), separators=(",", ":"))]
+        if args:
+            self._add_fills(keys=[self._fills_key(client_order_id)], args=args, client=pipe)
+
+    def fills(self, client_order_id: str) -> list[Fill]:
+        """The order's recorded fills, in trade id order."""
+        raw = self._redis.hgetall(self._fills_key(client_order_id))
+        rows = sorted(((_text(k), _text(v)) for k, v in raw.items()), key=_trade_order)
+        return [Fill(trade_id=t, **json.loads(v)) for t, v in rows]
+
+    def purge(self) -> int:
+        """Retention is Redis's key expiry here (set when an intent settles): nothing to do."""
+        return 0
 
     def _of_account(self, account: str) -> list[Intent]:
         cids = sorted(_text(c) for c in self._redis.smembers(self._unfinished_key(account)))
@@ -249,6 +399,27 @@ class RedisJournal:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fill_row(fill: Fill) -> dict[str, str | None]:
+    return {
+        "price": _wire(fill.price),
+        "quantity": _wire(fill.quantity),
+        "commission": _wire(fill.commission),
+        "commission_asset": fill.commission_asset,
+    }
+
+
+def _fills_of(order_json: str) -> list[Fill]:
+    """The fills an order answer carries (as recorded by the SQLite journal's trigger)."""
+    if '"trade_id"' not in order_json:
+        return []
+    raw = json.loads(order_json).get("fills") or ()
+    return [Fill.model_validate(f) for f in raw if f.get("trade_id") is not None]
+
+
+def _trade_order(row: tuple[str, str]) -> tuple[int, str]:
+    return (len(row[0]), row[0])  # numeric trade ids in numeric order
 
 
 def _intent(raw: dict[Any, Any]) -> Intent | None:

@@ -74,10 +74,19 @@ class Simulator:
         clock_offset_ms: int = 0,
         dedupe: str = "open_only",
         visibility_lag_ms: int = 0,
+        deadline: str = "recv_window",
+        history_ttl_ms: int | None = None,
     ) -> None:
-        """``dedupe`` and ``visibility_lag_ms`` set the venue's profile: see :class:`Market`."""
+        """``dedupe``, ``visibility_lag_ms``, ``deadline`` and ``history_ttl_ms`` set the
+        venue's profile: see :class:`Market`."""
         self.faults = Faults()
-        self.market = Market(list(instruments), dedupe=dedupe, visibility_lag_ms=visibility_lag_ms)
+        self.market = Market(
+            list(instruments),
+            dedupe=dedupe,
+            visibility_lag_ms=visibility_lag_ms,
+            deadline=deadline,
+            history_ttl_ms=history_ttl_ms,
+        )
         self.dialect = BinanceDialect(
             self.market, limits=limits, faults=self.faults, clock_offset_ms=clock_offset_ms
         )

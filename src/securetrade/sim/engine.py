@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["Account", "SimInstrument", "SimOrder", "SimRejection", "Market"]
+__all__ = ["Account", "Market", "SimInstrument", "SimOrder", "SimRejection", "SimTrade"]
 
 
 class SimRejection(Exception):
@@ -63,6 +63,16 @@ class SimOrder:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
 
+@dataclass(frozen=True, slots=True)
+class SimTrade:
+    """One execution: part (or all) of ``order`` at ``price``."""
+
+    order: SimOrder
+    price: Decimal
+    quantity: Decimal
+    trade_id: int
+
+
 @dataclass(slots=True)
 class Account:
     name: str
@@ -87,14 +97,27 @@ class Market:
         now_ms: Callable[[], int] | None = None,
         dedupe: str = "open_only",
         visibility_lag_ms: int = 0,
+        deadline: str = "recv_window",
+        history_ttl_ms: int | None = None,
     ) -> None:
         if dedupe not in ("open_only", "strong", "none"):
             raise ValueError("dedupe must be open_only, strong or none")
+        if deadline not in ("recv_window", "none"):
+            raise ValueError("deadline must be recv_window or none")
+        if history_ttl_ms is not None and history_ttl_ms < 0:
+            raise ValueError("history_ttl_ms must be >= 0")
         #: How the venue treats a repeated client order id: refused while the first order is
         #: open (Binance), refused forever (Bybit, Coinbase), or accepted (no dedupe at all).
         self.dedupe = dedupe
         #: Orders younger than this are invisible to queries (eventual consistency).
         self.visibility_lag_ms = visibility_lag_ms
+        #: ``recv_window``: a signed request is refused once older than its window (Binance).
+        #: ``none``: requests carry no validity window (OANDA, Alpaca): a request held up
+        #: anywhere on the way executes whenever it arrives.
+        self.deadline = deadline
+        #: Cancelled or expired orders with no fill vanish from queries this long after
+        #: they closed (Bybit keeps them 24 h); ``None`` keeps them forever.
+        self.history_ttl_ms = history_ttl_ms
         self.instruments = {i.symbol: i for i in instruments}
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, SimOrder] = {}
@@ -208,7 +231,32 @@ class Market:
             )
         else:
             fill_price = market
-        quantity = order.quantity - order.filled
+        self._execute(order, order.quantity - order.filled, fill_price)
+
+    def trade(self, order_id: int, quantity: Decimal) -> SimOrder:
+        """A counterparty takes ``quantity`` (at most what is left) of a resting limit order
+        at its price: a partial fill when less than what is left. For tests and demos."""
+        with self.lock:
+            order = self._open.get(order_id)
+            if order is None or order.price is None:
+                raise SimRejection("unknown", "Order does not exist.")
+            self._execute(order, min(quantity, order.quantity - order.filled), order.price)
+            return order
+
+    def trades(self, account_name: str, symbol: str, order_id: int | None) -> list[SimTrade]:
+        """The account's executions in ``symbol`` (of one order, if given), oldest first."""
+        with self.lock:
+            orders = [
+                o
+                for o in self.orders.values()
+                if o.account == account_name
+                and o.symbol == symbol
+                and order_id in (None, o.order_id)
+            ]
+            found = [SimTrade(o, p, q, t) for o in orders for p, q, t in o.fills]
+        return sorted(found, key=lambda t: t.trade_id)
+
+    def _execute(self, order: SimOrder, quantity: Decimal, fill_price: Decimal) -> None:
         inst = self.instruments[order.symbol]
         account = self.accounts[order.account]
         reserved_price = order.price if order.price is not None else fill_price
@@ -225,9 +273,10 @@ class Market:
         order.filled += quantity
         order.quote_filled += quantity * fill_price
         order.fills.append((fill_price, quantity, next(self._trade_ids)))
-        order.status = "FILLED"
+        order.status = "FILLED" if order.filled >= order.quantity else "PARTIALLY_FILLED"
         order.updated_ms = self._now_ms()
-        self._open.pop(order.order_id, None)
+        if order.status == "FILLED":
+            self._open.pop(order.order_id, None)
 
     def _close(self, order: SimOrder, status: str) -> None:
         inst = self.instruments[order.symbol]
@@ -269,7 +318,15 @@ class Market:
             raise SimRejection("unknown", "Order does not exist.")
 
     def _visible(self, order: SimOrder) -> bool:
-        return self._now_ms() - order.created_ms >= self.visibility_lag_ms
+        now = self._now_ms()
+        if (
+            self.history_ttl_ms is not None
+            and order.status in ("CANCELED", "EXPIRED")
+            and order.filled == 0
+            and now - order.updated_ms > self.history_ttl_ms
+        ):
+            return False  # out of the venue's history
+        return now - order.created_ms >= self.visibility_lag_ms
 
     def cancel(
         self,

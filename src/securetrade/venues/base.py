@@ -19,6 +19,12 @@ What an adapter provides, and where the core uses it:
 ``client_order_id()``  our deterministic id, in the venue's client-order-id grammar
 ``order_acks``         operations answered by an acknowledgement only: the core reads the
                        order back by client order id
+``request_deadline``   optional, default True: a request stamped T can no longer execute
+                       after T + ``recv_window_ms``; False makes "not found" unprovable
+``dedupe``             optional: ``"strong"`` when the venue refuses a used client order id
+                       forever (then a resend is safe without a deadline)
+``trades_params()``    optional, with ``parse_trades()`` and the ``TRADES`` endpoint: an
+                       order's executions, each with its trade id
 ``parse_*()``          venue payloads into :mod:`securetrade.models`
 =====================  ===================================================================
 
@@ -73,6 +79,7 @@ class Op(str, enum.Enum):
     BALANCES = "balances"
     WITHDRAW = "withdraw"
     KEY_PERMISSIONS = "key_permissions"
+    TRADES = "trades"  # an order's executions (fills), each with the venue's trade id
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,7 @@ ENDPOINTS = {
             _ALL_SYMBOLS_OPEN_ORDERS,
         ),
         Endpoint(Op.BALANCES, "GET", "/api/v3/account", True, Scope.READ, {_W: 20}),
+        Endpoint(Op.TRADES, "GET", "/api/v3/myTrades", True, Scope.READ, {_W: 20}),
         Endpoint(
             Op.WITHDRAW, "POST", "/sapi/v1/capital/withdraw/apply", True, Scope.WITHDRAW, {_W: 1}
         ),
@@ -245,6 +246,10 @@ class BinanceSpot:
             raise InvalidRequest("give order_id or client_order_id")
         return params
 
+    def trades_params(self, symbol: str, order_id: str) -> Params:
+        """``GET /api/v3/myTrades`` for one order (Binance filters trades by order id)."""
+        return [("symbol", symbol), ("orderId", order_id)]
+
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
@@ -342,6 +347,20 @@ class BinanceSpot:
             else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
             fills=fills,
         )
+
+    @reads_answer
+    def parse_trades(self, payload: Any) -> list[Fill]:
+        """``myTrades`` items as fills, identified by the venue's trade id."""
+        return [
+            Fill(
+                price=t["price"],
+                quantity=t["qty"],
+                commission=t.get("commission", "0"),
+                commission_asset=t.get("commissionAsset"),
+                trade_id=str(t["id"]),
+            )
+            for t in payload
+        ]
 
     @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
