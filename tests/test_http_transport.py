@@ -1,0 +1,326 @@
+"""The blocking transport (http.client underneath) against a scripted TLS server on loopback.
+
+The server is a few lines of sockets written here, so each test can make it misbehave in
+one precise way: close an idle keep-alive connection, cut a reply after its status line,
+send a body with no framing, or answer in chunks. It counts the requests it received, so
+"refused before sending" is checked on the wire, not taken on trust.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from securetrade.errors import InvalidRequest
+from securetrade.sim.certs import Certificates, make_certificates
+from securetrade.transport.base import HttpRequest, TransportFailure
+from securetrade.transport.http import HttpTransport
+from securetrade.transport.tls import PinSet, pinned_ssl_context
+
+HOST = "127.0.0.1"
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+#: What the server does with one request: (bytes to send back, close the connection after).
+Script = Callable[[int, bytes], tuple[bytes, bool]]
+
+
+def _keep_alive(index: int, head: bytes) -> tuple[bytes, bool]:
+    return OK, False
+
+
+@dataclass
+class ScriptedServer:
+    """A threaded TLS server that reads whole requests and answers per ``script``."""
+
+    certs: Certificates
+    script: Script = _keep_alive
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._key_files = _write_pem(self.certs)
+        self._context.load_cert_chain(*self._key_files)
+        self._listener = socket.create_server((HOST, 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            conn = self._context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        with conn:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = _content_length(head)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                with self._lock:
+                    index = len(self.requests)
+                    self.requests.append(head)
+                reply, close = self.script(index, head)
+                try:
+                    conn.sendall(reply)
+                except OSError:
+                    return
+                if close:
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _write_pem(certs: Certificates) -> tuple[str, str]:
+    folder = tempfile.mkdtemp(prefix="st-http-")
+    cert_path, key_path = f"{folder}/cert.pem", f"{folder}/key.pem"
+    with open(cert_path, "wb") as out:
+        out.write(certs.cert_pem)
+    with open(key_path, "wb") as out:
+        out.write(certs.key_pem)
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def certs() -> Certificates:
+    return make_certificates()
+
+
+@pytest.fixture
+def serve(certs: Certificates) -> Iterator[Callable[[Script], ScriptedServer]]:
+    started: list[ScriptedServer] = []
+
+    def start(script: Script = _keep_alive) -> ScriptedServer:
+        server = ScriptedServer(certs, script)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def transport(server: ScriptedServer, certs: Certificates, **kwargs: object) -> HttpTransport:
+    pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
+    context = pinned_ssl_context(pins, cadata=certs.ca_pem)
+    return HttpTransport(server.base_url, context, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_connections_are_kept_alive(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    server = serve()
+    client = transport(server, certs)
+    for _ in range(5):
+        assert client.send(HttpRequest("GET", "/x")).body == b"ok"
+    client.close()
+    assert len(server.requests) == 5
+    assert server.connections == 1
+
+
+def test_the_target_and_body_go_out_exactly_as_signed(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    server = serve()
+    client = transport(server, certs)
+    target = "/api/v3/order?symbol=BTC%2FUSDT&x=a+b&signature=ab%3D"
+    client.send(HttpRequest("POST", target, (("X-Key", "k"),), b"q=1%2B1"))
+    client.close()
+    request_line = server.requests[0].split(b"\r\n")[0]
+    assert request_line == f"POST {target} HTTP/1.1".encode()
+    assert b"Content-Length: 7" in server.requests[0]
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    # The server answers, then closes: the next request must go on a fresh connection and
+    # succeed, not be written into the dead socket and come back "outcome unknown".
+    server = serve(lambda index, head: (OK, True))
+    client = transport(server, certs)
+    first = client.send(HttpRequest("GET", "/x"))
+    time.sleep(0.2)  # let the close arrive
+    second = client.send(HttpRequest("GET", "/x"))
+    client.close()
+    assert first.status == second.status == 200
+    assert len(server.requests) == 2
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-type: ", id="cut-in-headers"),
+        pytest.param(b'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n{"a":', id="unframed"),
+        pytest.param(b'HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{"a":', id="short-body"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", id="cut-chunk"
+        ),
+        pytest.param(b"", id="nothing"),
+    ],
+)
+def test_a_cut_reply_is_an_unknown_outcome_never_an_answer(
+    serve: Callable[..., ScriptedServer], certs: Certificates, reply: bytes
+) -> None:
+    server = serve(lambda index, head: (reply, True))
+    client = transport(server, certs)
+    with pytest.raises(TransportFailure) as caught:
+        client.send(HttpRequest("POST", "/api/v3/order", (), b"a=1"))
+    client.close()
+    assert caught.value.sent is True
+    assert len(server.requests) == 1
+
+
+def test_chunked_replies_are_read_whole(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    server = serve(lambda index, head: (chunked, False))
+    client = transport(server, certs)
+    assert client.send(HttpRequest("GET", "/x")).body == b"abcde"
+    assert client.send(HttpRequest("GET", "/x")).body == b"abcde"
+    client.close()
+    assert server.connections == 1
+
+
+def test_repeated_headers_are_joined_and_names_lower_cased(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\n"
+    server = serve(lambda index, head: (reply, False))
+    client = transport(server, certs)
+    response = client.send(HttpRequest("GET", "/x"))
+    client.close()
+    assert response.headers["x-a"] == "1, 2"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        HttpRequest("GET", "/x", (("X-Evil", "a\r\nX-Injected: 1"),)),
+        HttpRequest("GET", "/x\r\nX-Injected: 1"),
+        HttpRequest("GET", "/x y"),
+        HttpRequest("GE T", "/x"),
+    ],
+    ids=["header-crlf", "target-crlf", "target-space", "method-space"],
+)
+def test_header_or_target_injection_is_refused_before_sending(
+    serve: Callable[..., ScriptedServer], certs: Certificates, request_: HttpRequest
+) -> None:
+    server = serve()
+    client = transport(server, certs)
+    with pytest.raises(InvalidRequest):
+        client.send(request_)
+    assert client.send(HttpRequest("GET", "/ok")).status == 200  # the transport still works
+    client.close()
+    assert [head.split(b"\r\n")[0] for head in server.requests] == [b"GET /ok HTTP/1.1"]
+
+
+def test_threads_share_one_transport_without_mixing_replies(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    def echo(index: int, head: bytes) -> tuple[bytes, bool]:
+        path = head.split(b" ")[1]
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path), False
+
+    server = serve(echo)
+    client = transport(server, certs)
+    mixed: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            path = f"/t{n}-{i}"
+            body = client.send(HttpRequest("GET", path)).body.decode()
+            if body != path:
+                mixed.append(f"{path} got {body}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client.close()
+    assert mixed == []
+    assert len(server.requests) == 200
+    assert server.connections <= 8
+
+
+def test_a_closed_transport_refuses_without_connecting(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    server = serve()
+    client = transport(server, certs)
+    client.close()
+    with pytest.raises(TransportFailure) as caught:
+        client.send(HttpRequest("GET", "/x"))
+    assert caught.value.sent is False
+    assert server.connections == 0
+
+
+def test_connection_refused_is_not_sent(certs: Certificates) -> None:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]  # bound but not listening: connections are refused
+        pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
+        client = HttpTransport(
+            f"https://{HOST}:{port}", pinned_ssl_context(pins, cadata=certs.ca_pem), timeout=2.0
+        )
+        with pytest.raises(TransportFailure) as caught:
+            client.send(HttpRequest("GET", "/x"))
+    assert caught.value.sent is False
+
+
+@pytest.mark.parametrize(
+    "proxy", ["https://127.0.0.1:8443", "socks5://127.0.0.1:1080", "http://:80"]
+)
+def test_only_http_connect_proxies_are_accepted(certs: Certificates, proxy: str) -> None:
+    pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
+    with pytest.raises(InvalidRequest):
+        HttpTransport(
+            "https://127.0.0.1:1", pinned_ssl_context(pins, cadata=certs.ca_pem), proxy=proxy
+        )
