@@ -1037,6 +1037,16 @@ class Core:
                 code=_code(outcome),
                 reason="timestamp" if outcome.clock_skew else "credentials",
             )
+        if outcome.verdict is Verdict.OK and outcome.follow_up is not None:
+            # One operation, several requests: each is charged, stamped and signed anew.
+            outcome = yield from self._exchange(
+                endpoint,
+                outcome.follow_up,
+                symbol=symbol,
+                priority=priority,
+                resend=resend,
+                client_order_id=client_order_id,
+            )
         return outcome
 
     @property

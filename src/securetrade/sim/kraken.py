@@ -8,6 +8,11 @@ dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), pair rule
 ``AssetPairs``, balances, duplicate ``cl_ord_id`` among open orders, and optionally the
 decaying API and add/cancel counters. Faults come from the same schedule as Binance's.
 
+Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
+the result), ``OpenOrders`` and ``ClosedOrders`` filtered by ``cl_ord_id``, ``CancelOrder``
+by ``txid`` or ``cl_ord_id``. ``ClosedOrders`` pages like Kraken's: the 50 most recently
+closed first, ``ofs`` to page on, ``count`` for all that match.
+
 Engine symbols and assets are venue-neutral (``BTCUSDT``, ``BTC``); here they wear
 Kraken's names (pair ``XBTUSDT``, asset ``XXBT``).
 """
@@ -51,6 +56,7 @@ _STATUS = {
     "EXPIRED": "expired",
 }
 _TXID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CLOSED_PAGE = 50  # ClosedOrders answers at most this many per request
 _AUTO_ID = "~auto-"  # engine client ids for orders placed without cl_ord_id
 _UUID_HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -86,6 +92,9 @@ class _Stats:
     requests: int = 0
     by_path: dict[str, int] = field(default_factory=dict)
     rejections: dict[str, int] = field(default_factory=dict)
+    # The parameters of the last authenticated request per private method (``AddOrder``
+    # -> ``{"nonce": ..., "cl_ord_id": ...}``): what a client actually asked for.
+    last_params: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class _Error(Exception):
@@ -106,11 +115,16 @@ class KrakenDialect:
         nonce_window: int = 0,
         clock_offset_ms: int = 0,
         clock: Callable[[], float] = time.time,
+        query_needs_txid: bool = False,
     ) -> None:
+        """``query_needs_txid=True`` refuses ``QueryOrders`` without ``txid``, as Kraken's API
+        reference states; the default also answers it by ``cl_ord_id`` alone, which the
+        native Kraken venue relies on (not confirmed on the live venue)."""
         self.market = market
         self.faults = faults or Faults()
         self.limits = limits
         self.nonce_window = nonce_window
+        self.query_needs_txid = query_needs_txid
         self.clock_offset_ms = clock_offset_ms
         self._clock = clock
         self.keys: dict[str, SimKey] = {}
@@ -241,6 +255,8 @@ class KrakenDialect:
         if not hmac.compare_digest(expected, given):
             raise _Error("EAPI:Invalid signature")
         self._accept_nonce(key.key_id, int(nonce_text))
+        with self._lock:
+            self.stats.last_params[name] = dict(params)
         if name not in ("AddOrder", "CancelOrder"):
             self._count(self._api, key, 1.0, "EAPI:Rate limit exceeded")
         if name == "AddOrder":
@@ -248,12 +264,13 @@ class KrakenDialect:
         if name == "CancelOrder":
             return self._cancel(key, params)
         if name == "QueryOrders":
+            if self.query_needs_txid and not params.get("txid"):
+                raise _Error("EGeneral:Invalid arguments:txid")
             return self._query(key, params)
         if name == "OpenOrders":
-            return {"open": self._orders_json(key, params, open_only=True)}
+            return {"open": self._open_orders(key, params)}
         if name == "ClosedOrders":
-            closed = self._orders_json(key, params, open_only=False)
-            return {"closed": closed, "count": len(closed)}
+            return self._closed_orders(key, params)
         if name in ("Balance", "BalanceEx"):
             return self._balances(key, extended=name == "BalanceEx")
         if name == "Withdraw":
@@ -424,23 +441,34 @@ class KrakenDialect:
             raise _Error("EOrder:Unknown order") from None
         return {"count": 1, "pending": False}
 
-    def _orders_json(
-        self, key: SimKey, params: Mapping[str, str], *, open_only: bool
-    ) -> dict[str, Any]:
+    def _open_orders(self, key: SimKey, params: Mapping[str, str]) -> dict[str, Any]:
         cl_ord_id = params.get("cl_ord_id")
-        if open_only:
-            orders = self.market.open_orders(key.account, None)
-        else:
-            with self.market.lock:
-                orders = [
-                    o
-                    for o in self.market.orders.values()
-                    if o.account == key.account and not o.is_open
-                ]
         return {
             _txid(o.order_id): self._order_json(o)
-            for o in orders
+            for o in self.market.open_orders(key.account, None)
             if cl_ord_id is None or o.client_order_id == cl_ord_id
+        }
+
+    def _closed_orders(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        """A page of closed orders, the most recently closed first."""
+        offset_text = params.get("ofs", "0")
+        if not offset_text.isdigit():
+            raise _Error("EGeneral:Invalid arguments:ofs")
+        offset = int(offset_text)
+        cl_ord_id = params.get("cl_ord_id")
+        with self.market.lock:
+            closed = [
+                o
+                for o in self.market.orders.values()
+                if o.account == key.account
+                and not o.is_open
+                and (cl_ord_id is None or o.client_order_id == cl_ord_id)
+            ]
+        closed.sort(key=lambda o: (o.updated_ms, o.order_id), reverse=True)
+        page = closed[offset : offset + _CLOSED_PAGE]
+        return {
+            "closed": {_txid(o.order_id): self._order_json(o) for o in page},
+            "count": len(closed),
         }
 
     def _order_json(self, order: SimOrder) -> dict[str, Any]:

@@ -123,6 +123,9 @@ class Outcome:
     bad_nonce: bool = False  # the venue refused our nonce as not increasing: resend
     duplicate: bool = False  # the venue already holds this client order id
     retry_after: float | None = None
+    # OK so far, but the operation takes one more request, with these parameters, whose
+    # answer decides (ccxt's Kraken looks an order up among open, then closed orders).
+    follow_up: Params | None = None
 
 
 ErrorRule = tuple[Verdict, type[SecureTradeError]]

@@ -166,6 +166,9 @@ class Codec:
         exchange.seconds = lambda: self._milliseconds() // 1000
         exchange.microseconds = lambda: self._milliseconds() * 1000
         exchange.nonce = self._nonce
+        # Kraken's sign() asks for a nonce above ccxt's own last one: it gets ours, as drawn
+        # from the core's source, never a bumped copy the source does not know about.
+        exchange.incrementing_nonce = self._nonce
         exchange.log = _redacted_log
         exchange.session.trust_env = False  # no proxy or CA bundle from the environment
 
@@ -223,6 +226,8 @@ class Codec:
                 return self._invoke(request.call)
             finally:
                 self._script = None
+                self.exchange.last_http_response = None
+                self.exchange.last_response_headers = None
 
     def cost_of(self, call: UnifiedCall, *, signed: bool) -> float:
         """The rate-limit cost ccxt assigns to the request ``call`` makes (nothing is sent,
@@ -312,6 +317,10 @@ class Codec:
             request_body,
         )
         parsed = exchange.parse_json(text)
+        # What ccxt's fetch keeps for the unified method (Kraken's cancel_order reads it
+        # to tell an unknown order from other refusals); cleared when the read ends.
+        exchange.last_http_response = text
+        exchange.last_response_headers = headers
         handled = exchange.handle_errors(
             status, reason, url, method, headers, text, parsed, request_headers, request_body
         )

@@ -64,9 +64,10 @@ def outcome_of(exc: BaseException, status: int, headers: Any, body: bytes, venue
         (Verdict.AMBIGUOUS, AmbiguousOutcome),  # ccxt could not read a delivered answer
     )
     text = redact_query(str(exc))[:300]
-    duplicate = kind is DuplicateOrder or (
-        kind is VenueRejected and "InvalidOrder" in names and "duplicate" in text.lower()
-    )
+    # ccxt files some exchanges' duplicate-id refusals as plain refusals (Binance's
+    # "Duplicate order sent.", Kraken's "EOrder:Duplicate order"): the text tells. A wrong
+    # guess costs one lookup by client order id, never an order.
+    duplicate = kind is DuplicateOrder or (kind is VenueRejected and "duplicate" in text.lower())
     if duplicate:
         kind = DuplicateOrder
     if status >= 500 and verdict is Verdict.REJECTED:

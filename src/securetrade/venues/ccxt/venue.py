@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from ...core.journal import derive_client_order_id, is_ours
-from ...errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
+from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
     Balance,
@@ -46,6 +46,7 @@ from ..base import (
 )
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
+from .profiles import DEFAULT, PROFILES
 
 __all__ = ["COST", "CcxtVenue"]
 
@@ -84,35 +85,8 @@ _STATUS = {
     "rejected": OrderStatus.REJECTED,
 }
 _TIF = {t.value: t for t in TimeInForce}
-
-
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    """What one exchange needs so that every operation is one request, and how it is fresh.
-
-    ``order_acks`` lists operations the exchange answers with an acknowledgement rather
-    than the order: the core reads those orders back by client order id.
-    """
-
-    options: Mapping[str, Any] = field(default_factory=dict)
-    freshness: Freshness = Freshness.TIMESTAMP
-    order_acks: frozenset[Op] = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
-    recv_window_option: str | None = None
-
-
-_PROFILES: dict[str, _Profile] = {
-    "binance": _Profile(
-        options={
-            "defaultType": "spot",
-            "fetchMarkets": {"types": ["spot"]},
-            "warnOnFetchOpenOrdersWithoutSymbol": False,
-        },
-        order_acks=frozenset(),  # newOrderRespType=FULL: the answer is the order
-        recv_window_option="recvWindow",
-    ),
-    "kraken": _Profile(freshness=Freshness.NONCE),
-}
-_DEFAULT = _Profile(options={"defaultType": "spot"})
+# Where a lookup by client order id among listed orders reads (``among``): unified methods.
+_AMONG = {"open": "fetch_open_orders", "closed": "fetch_closed_orders"}
 
 
 class CcxtVenue:
@@ -139,7 +113,7 @@ class CcxtVenue:
 
         if exchange_id not in ccxt.exchanges:
             raise InvalidRequest(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
-        profile = _PROFILES.get(exchange_id, _DEFAULT)
+        profile = PROFILES.get(exchange_id, DEFAULT)
         self.exchange_id = exchange_id
         self.name = f"ccxt:{exchange_id}"
         self.freshness = profile.freshness
@@ -265,10 +239,16 @@ class CcxtVenue:
         return CcxtKey(key)
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
-        return derive_client_order_id(self.name, account, idempotency_key)
+        """The core's derived id, or its 30 hex digits behind the exchange's hex marker
+        where the exchange's grammar is hex (Kraken)."""
+        derived = derive_client_order_id(self.name, account, idempotency_key)
+        marker = self._profile.id_marker
+        return derived if marker is None else marker + derived[2:]
 
     def owns_client_order_id(self, client_order_id: str) -> bool:
-        return is_ours(client_order_id)
+        if self._profile.id_marker is None:
+            return is_ours(client_order_id)
+        return self._profile.owns_hex_id(client_order_id)
 
     def prepare(
         self,
@@ -281,6 +261,10 @@ class CcxtVenue:
         nonce: int | None = None,
     ) -> HttpRequest:
         call = self._call(endpoint.op, params)
+        deadline = self._profile.deadline
+        if endpoint.op is Op.PLACE_ORDER and deadline is not None:
+            name, value = deadline(timestamp_ms, self.recv_window_ms)
+            call = replace(call, params={**call.params, name: value})
         if endpoint.signed and not isinstance(signer, CcxtKey):
             raise InvalidRequest(f"{self.name}: signed requests need the venue's own signer")
         option = self._profile.recv_window_option
@@ -326,7 +310,29 @@ class CcxtVenue:
             )
         if endpoint.op is Op.INSTRUMENTS:
             self.codec.run_pure(lambda exchange: exchange.set_markets(result))
+        if endpoint.op is Op.GET_ORDER and response.request is not None:
+            call = response.request.call
+            if call.method in _AMONG.values():
+                return self._found_in_list(call, result)
         return Outcome(Verdict.OK, result)
+
+    def _found_in_list(self, call: UnifiedCall, orders: Any) -> Outcome:
+        """A lookup by client order id among listed orders: open ones first, then closed
+        ones (a follow-up request). Open first, since an order only moves from open to
+        closed: read in this order, an order that exists is seen in one of the two."""
+        cid = call.params["clientOrderId"]
+        found = [o for o in orders if isinstance(o, dict) and o.get("clientOrderId") == cid]
+        if found:  # the newest, should a closed order and a later one share the id
+            return Outcome(Verdict.OK, max(found, key=lambda o: int(o.get("timestamp") or 0)))
+        if call.method == "fetch_open_orders":
+            symbol = str(call.args[0])
+            return Outcome(
+                Verdict.OK,
+                None,
+                follow_up=[("symbol", symbol), ("clientOrderId", cid), ("among", "closed")],
+            )
+        absent = OrderNotFound(f"no order with client order id {cid}", venue=self.name)
+        return Outcome(Verdict.REJECTED, None, absent)
 
     # --- unified calls from our parameters -------------------------------------------------
 
@@ -348,7 +354,10 @@ class CcxtVenue:
         if order_id is not None:
             return [("symbol", symbol), ("id", order_id)]
         if client_order_id is not None:
-            return [("symbol", symbol), ("clientOrderId", client_order_id)]
+            params = [("symbol", symbol), ("clientOrderId", client_order_id)]
+            if self._profile.lookup_in_lists:
+                params.append(("among", "open"))  # then "closed": see _found_in_list
+            return params
         raise InvalidRequest("give order_id or client_order_id")
 
     def open_orders_params(self, symbol: str | None) -> Params:
@@ -376,6 +385,12 @@ class CcxtVenue:
                 extra["timeInForce"] = p["timeInForce"]
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
+        if op is Op.GET_ORDER and "among" in p:
+            method = _AMONG.get(p["among"])
+            if method is None:
+                raise InvalidRequest(f"{self.name}: orders are listed open or closed")
+            extra = {"clientOrderId": _required(p, "clientOrderId")}
+            return UnifiedCall(method, (_required(p, "symbol"),), extra)
         if op in (Op.GET_ORDER, Op.CANCEL_ORDER):
             method = "fetch_order" if op is Op.GET_ORDER else "cancel_order"
             extra = {"clientOrderId": p["clientOrderId"]} if "clientOrderId" in p else {}
