@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from securetrade.core import IntentState, JournalStore, derive_client_order_id
 from securetrade.core.journal import is_ours
+from securetrade.models import Fill
 from securetrade.sim import Simulator
+from securetrade.sim.engine import SimOrder
 
 TERMINAL = frozenset(
     {
@@ -34,11 +37,12 @@ class Verdict:
     lost: list[str] = field(default_factory=list)  # keys with no journal row
     untracked: list[str] = field(default_factory=list)  # our venue orders with no row
     unknown: list[str] = field(default_factory=list)  # rows not in a terminal state
+    fills: list[str] = field(default_factory=list)  # keys whose recorded fills are wrong
     orders: int = 0  # orders at the venue for these keys
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.untracked or self.unknown)
+        return not (self.duplicates or self.lost or self.untracked or self.unknown or self.fills)
 
 
 def judge(
@@ -49,11 +53,16 @@ def judge(
     *,
     venue: str = "binance",
     may_be_missing: Iterable[str] = (),
+    fills_complete: Iterable[str] = (),
 ) -> Verdict:
     """Count what the oracle forbids. ``may_be_missing``: keys whose process died before
-    their claim commit (then the venue must hold nothing for them either)."""
+    their claim commit (then the venue must hold nothing for them either).
+    ``fills_complete``: keys whose fills were all read from the venue, so the recorded
+    fills must add up to the venue's executed quantity (item 5); for the other keys they
+    must add up to no more than it."""
     verdict = Verdict()
     missing_ok = set(may_be_missing)
+    complete = set(fills_complete)
     cids: dict[str, str] = {}
     for key in keys:
         verdict.intents += 1
@@ -70,6 +79,8 @@ def judge(
             continue
         if intent.state not in TERMINAL:
             verdict.unknown.append(key)
+        if not _fills_agree(journal.fills(cid), held, complete=key in complete):
+            verdict.fills.append(key)
     sim_account = sim.account_of(account)  # the SDK's account is the key id
     with sim.market.lock:
         ours = [
@@ -77,8 +88,26 @@ def judge(
             for o in sim.market.orders.values()
             if o.account == sim_account and is_ours(o.client_order_id)
         ]
-    verdict.untracked = [o.client_order_id for o in ours if journal.get(o.client_order_id) is None]
+    verdict.untracked = [  # a purged intent's successor is its tombstone
+        o.client_order_id
+        for o in ours
+        if journal.get(o.client_order_id) is None and journal.tombstone(o.client_order_id) is None
+    ]
     return verdict
+
+
+def _fills_agree(recorded: list[Fill], held: list[SimOrder], *, complete: bool) -> bool:
+    """Item 5: each recorded fill is a venue trade of this order with its quantity, no
+    trade id twice, and the sum is the venue's executed quantity (at most, if partial)."""
+    venue = {str(trade_id): qty for order in held for _, qty, trade_id in order.fills}
+    ids = [f.trade_id for f in recorded]
+    if len(ids) != len(set(ids)):
+        return False
+    if any(f.trade_id not in venue or venue[f.trade_id] != f.quantity for f in recorded):
+        return False
+    total = sum((f.quantity for f in recorded), Decimal(0))
+    executed = sum((o.filled for o in held), Decimal(0))
+    return total == executed if complete else total <= executed
 
 
 def assert_oracle(
@@ -88,8 +117,11 @@ def assert_oracle(
     keys: Iterable[str],
     *,
     may_be_missing: Iterable[str] = (),
+    fills_complete: Iterable[str] = (),
 ) -> Verdict:
     """``judge``, then fail with the figures unless everything holds."""
-    verdict = judge(sim, journal, account, keys, may_be_missing=may_be_missing)
+    verdict = judge(
+        sim, journal, account, keys, may_be_missing=may_be_missing, fills_complete=fills_complete
+    )
     assert verdict.ok, verdict
     return verdict

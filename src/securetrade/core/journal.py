@@ -255,6 +255,8 @@ class JournalStore(Protocol):
 
     def purge(self) -> int: ...
 
+    def tombstone(self, client_order_id: str) -> float | None: ...
+
     def close(self) -> None: ...
 
 
@@ -290,6 +292,8 @@ class Journal:
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         self._lock = threading.Lock()
+        self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
+        self._wal_fd: int | None = None
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -301,6 +305,7 @@ class Journal:
                 self._db.close()
                 raise
             self._db.execute("COMMIT")
+            self._open_log()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -325,6 +330,10 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._wal_lock:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def begin(
         self,
@@ -390,10 +399,19 @@ class Journal:
 
     def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
         """:meth:`sending` for several ``(client_order_id, attempts, deadline_ms)`` in one
-        transaction: one wait for the disk however many orders are about to go out."""
+        transaction: one wait for the disk however many orders are about to go out.
+
+        The commit itself does not wait (``synchronous=NORMAL``); the write-ahead log is
+        then flushed with one ``fdatasync`` outside the lock. A WAL transaction is durable
+        once its commit frame is on disk, so the attempt is durable when this returns, and
+        meanwhile other threads (the event loop's begins and settles) are not held up
+        behind the disk. Where the log file cannot be opened, SQLite's own flush is used.
+        """
         results: list[bool] = []
+        flush_here = self._wal_fd is not None or self.path == ":memory:"
         with self._lock:
-            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            if not flush_here:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -420,8 +438,44 @@ class Journal:
                     raise
                 self._db.execute("COMMIT")
             finally:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                if not flush_here:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+        if flush_here and any(results) and self._synchronous != "NORMAL":
+            self._flush_log()
         return results
+
+    def _open_log(self) -> None:
+        """Open the ``-wal`` file for :meth:`_flush_log` (it exists once WAL mode wrote)."""
+        if self.path == ":memory:":
+            return
+        try:
+            self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except OSError:
+            self._wal_fd = None  # sending_many falls back to a FULL commit
+
+    def _flush_log(self) -> None:
+        """Put everything committed so far on disk: ``fdatasync`` of the ``-wal`` file.
+
+        A checkpoint that moved frames into the database file flushed the log before it
+        and the database after it, so whatever it took is on disk as well. If the log file
+        was replaced meanwhile (every connection closed and a new one opened it), the new
+        one is opened and flushed.
+        """
+        with self._wal_lock:
+            fd = self._wal_fd
+            if fd is None:
+                return
+            wal = self.path + "-wal"
+            try:
+                if os.fstat(fd).st_ino != os.stat(wal).st_ino:
+                    os.close(fd)
+                    fd = self._wal_fd = os.open(wal, os.O_RDONLY)
+                if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
+                    os.fsync(fd)
+                else:
+                    os.fdatasync(fd)
+            except OSError as exc:  # not durable: the caller must not send
+                raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
 
     def settle(
         self,
@@ -570,6 +624,15 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
         return len(old)
+
+    def tombstone(self, client_order_id: str) -> float | None:
+        """Until when (epoch seconds) a purged intent's key is refused; None: no tombstone."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT expires_at FROM tombstones WHERE client_order_id = ? AND expires_at > ?",
+                (client_order_id, time.time()),
+            ).fetchone()
+        return None if row is None else float(row[0])
 
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have a journal row."""

@@ -72,7 +72,9 @@ end
 # suspect. ARGV: idempotency key, client order id, account, symbol, fingerprint, owner,
 # now, now_ms, loss window ms, loss horizon ms.
 # Returns 0 (exists), 1 (created), 2 (created UNKNOWN after a loss), -1 (tombstone).
-_BEGIN = _NOTE_LOSS + """
+_BEGIN = (
+    _NOTE_LOSS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 note_loss(KEYS[5], KEYS[6], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
@@ -87,10 +89,13 @@ redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
 return created
 """
+)
 
 # KEYS: intent hash, unfinished set, tombstone, marker, suspect.
 # ARGV: attempts seen, deadline, owner, now, cid, now_ms, loss window ms, loss horizon ms.
-_SENDING = _NOTE_LOSS + """
+_SENDING = (
+    _NOTE_LOSS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   note_loss(KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
   return 0
@@ -108,6 +113,7 @@ redis.call('DEL', KEYS[3])
 redis.call('SADD', KEYS[2], ARGV[5])
 return 1
 """
+)
 
 # KEYS: fills hash. ARGV: trade id, fill, trade id, fill, ... Returns how many were new.
 _FILLS = """
@@ -350,6 +356,14 @@ class RedisJournal:
     def purge(self) -> int:
         """Retention is Redis's key expiry here (set when an intent settles): nothing to do."""
         return 0
+
+    def tombstone(self, client_order_id: str) -> float | None:
+        """Until when (epoch seconds) a purged intent's key is refused; None: no tombstone.
+        While the intent itself is kept, its tombstone is only scheduled: None."""
+        if self._redis.exists(self._intent_key(client_order_id)):
+            return None
+        left = int(self._redis.pttl(self._tombstone_key(client_order_id)))
+        return None if left < 0 else time.time() + left / 1000
 
     def _of_account(self, account: str) -> list[Intent]:
         cids = sorted(_text(c) for c in self._redis.smembers(self._unfinished_key(account)))

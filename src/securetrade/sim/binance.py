@@ -208,6 +208,10 @@ class BinanceDialect:
             )
         if fault is not None and kind == "status_after":
             return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
+        if fault is not None and kind == "rate_limit_after":  # forwarded, then throttled
+            return self._error(
+                429, -1003, "Too many requests.", {"retry-after": str(max(1, round(fault.seconds)))}
+            )
         response = self._json(status, payload, self._usage(client, headers))
         if kind in ("drop_response", "reset"):
             return SimResponse(

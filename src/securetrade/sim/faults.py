@@ -16,11 +16,12 @@ _KINDS = (
     "reset",
     "delay",
     "rate_limit",
+    "rate_limit_after",
     "ban",
 )
 
 #: Kinds after which the request has been processed (the order exists).
-EXECUTED = frozenset({"drop_response", "status_after", "reset", "delay"})
+EXECUTED = frozenset({"drop_response", "status_after", "rate_limit_after", "reset", "delay"})
 
 
 @dataclass(slots=True)
@@ -31,7 +32,9 @@ class Fault:
     it arrived); ``status`` answers ``status`` (a 5xx); ``rate_limit`` answers 429 and
     ``ban`` 418, both with Retry-After ``seconds``.
     Processed: ``drop_response`` closes the connection instead of answering; ``status_after``
-    answers ``status``; ``reset`` sends half a response, then resets the connection;
+    answers ``status``; ``rate_limit_after`` answers 429 with Retry-After ``seconds`` (a
+    misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
+    response, then resets the connection;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
     (past the client's timeout, the order lands after the client gave up).
     ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many
