@@ -19,9 +19,11 @@ alone is refused, as Kraken's API reference says it is.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import ccxt
@@ -35,6 +37,7 @@ from securetrade.nonce import MemoryNonceSource
 from securetrade.ratelimit import RateLimit, RateLimiter
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.certs import make_certificates
+from securetrade.venues.base import Endpoint, Op
 from securetrade.venues.ccxt import CcxtVenue
 from securetrade.venues.ccxt.profiles import kraken_deadline
 from securetrade.venues.ccxt.venue import COST
@@ -254,3 +257,46 @@ def test_ccxt_fetch_order_cannot_look_up_by_client_order_id() -> None:
     assert request.get("userref") == cid
     assert request.get("txid") is None
     assert "cl_ord_id" not in request
+
+
+def _private(sim: Simulator, key: ApiKey, path: str, params: list[tuple[str, str]]) -> Any:
+    """One signed Kraken request straight to the dialect (the native venue's signer)."""
+    native = ApiKey("kraken", key.key_id, key.secret, scopes=key.scopes)
+    endpoint = Endpoint(Op.OPEN_ORDERS, "POST", path, True, None)
+    request = KRAKEN.prepare(
+        endpoint, params, key_id=key.key_id, signer=KRAKEN.signer(native),
+        timestamp_ms=sim.kraken.now_ms(), nonce=time.time_ns() // 1000,
+    )  # fmt: skip
+    headers = {k.lower(): v for k, v in request.headers}
+    return json.loads(sim.handle(request.method, request.target, headers, request.body).body)
+
+
+def test_simulated_closed_orders_page_and_query_orders_needs_a_txid(
+    key: ApiKey, sim: Simulator
+) -> None:
+    account = sim.kraken.keys[key.key_id].account
+
+    def closed_market_order(n: int) -> Any:
+        return sim.market.place(
+            account,
+            symbol="ETHUSDT",
+            side="BUY",
+            type="MARKET",
+            quantity=Decimal("0.01"),
+            price=None,
+            time_in_force=None,
+            client_order_id=f"{n:032x}",
+        )
+
+    placed = [closed_market_order(n) for n in range(55)]
+    first = _private(sim, key, "/0/private/ClosedOrders", [])["result"]
+    assert first["count"] == 55
+    assert len(first["closed"]) == 50
+    newest = [entry["cl_ord_id"] for entry in first["closed"].values()][:2]
+    assert newest == [f"{54:032x}", f"{53:032x}"]  # the most recently closed first
+    rest = _private(sim, key, "/0/private/ClosedOrders", [("ofs", "50")])["result"]
+    assert len(rest["closed"]) == 5
+    one = _private(sim, key, "/0/private/ClosedOrders", [("cl_ord_id", placed[0].client_order_id)])
+    assert [e["cl_ord_id"] for e in one["result"]["closed"].values()] == [f"{0:032x}"]
+    refused = _private(sim, key, "/0/private/QueryOrders", [("cl_ord_id", f"{0:032x}")])
+    assert refused["error"] == ["EGeneral:Invalid arguments:txid"]
