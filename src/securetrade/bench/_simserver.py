@@ -31,12 +31,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="securetrade.bench._simserver")
     parser.add_argument("keys", type=int)
     parser.add_argument("--cpu", type=int)
+    parser.add_argument("--fast", action="store_true", help="serve on one asyncio loop")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     limits = SimLimits(weight=10**12, orders=10**12)
     with Simulator(limits=limits) as sim:
-        server = sim.serve()
+        server = sim.serve_fast() if args.fast else sim.serve()
         made = [sim.create_key(balances=dict(BALANCES)) for _ in range(args.keys)]
         hello = {
             "base_url": server.base_url,

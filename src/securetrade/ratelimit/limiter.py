@@ -80,6 +80,7 @@ class RateLimiter:
         self._limits: tuple[RateLimit, ...] = tuple(limits) if limits is not None else ()
         self._given = limits is not None
         self._plans: _Plans = _no_plans()  # per priority (a list: IntEnum hashing is slow)
+        self._last: tuple[Any, ...] = _NO_LAST  # the last plan used: a bot repeats its calls
         self._headers: dict[tuple[Caller | None, str | None], list[tuple[str, str, float]]] = {}
         # (id of limit, bucket) -> (limit, scope id): every window drawn on so far.
         self._seen: dict[tuple[int, str], tuple[RateLimit, str]] = {}
@@ -154,6 +155,7 @@ class RateLimiter:
                 if limit.scope not in (LimitScope.INSTRUMENT, LimitScope.PAIR):
                     self._bucket(limit, caller, None)
             self._plans = _no_plans()
+            self._last = _NO_LAST
             self._headers = {}
         return not self._given
 
@@ -164,6 +166,7 @@ class RateLimiter:
             seen = dict(self._seen)
             self._limits = fresh
             self._plans = _no_plans()
+            self._last = _NO_LAST
             self._headers = {}
             self._seen = {}
             longest: dict[tuple[str, LimitScope, str], tuple[RateLimit, str]] = {}
@@ -194,10 +197,15 @@ class RateLimiter:
         A positive result reserves nothing: wait that long and call again. ``symbol`` and
         ``caller`` pick the instrument, pair, key and account windows.
         """
-        entry = self._plans[priority].get((id(costs), symbol, caller))
-        if entry is None or entry[0] is not costs:
-            entry = self._compile(costs, priority, symbol, caller)
-        wait: float = self._acquire(entry[1])
+        last = self._last
+        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+            wait: float = self._acquire(last[4])
+        else:
+            entry = self._plans[priority].get((id(costs), symbol, caller))
+            if entry is None or entry[0] is not costs:
+                entry = self._compile(costs, priority, symbol, caller)
+            self._last = (costs, priority, caller, symbol, entry[1])
+            wait = self._acquire(entry[1])
         if wait > 0.0:
             self._waited(priority, wait)
         return wait
@@ -362,6 +370,9 @@ class RateLimiter:
 
     def _pause_key(self) -> str:
         return f"{{{self._namespace}}}:{self._venue}:pause:ip:{self._ip}"
+
+
+_NO_LAST: tuple[Any, ...] = (None, None, None, None, None)
 
 
 def _no_plans() -> _Plans:

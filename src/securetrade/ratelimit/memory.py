@@ -92,13 +92,15 @@ class MemoryBackend(Backend):
             if single is not None:
                 window, cost, ceiling = single
                 entries = window.entries
-                seconds = window.seconds
-                while entries and entries[0][0] + seconds <= now:  # as in expire()
-                    window.total -= entries.popleft()[1]
-                if window.total + cost > ceiling:
-                    return window.delay(now, window.total + cost - ceiling)
+                if entries:
+                    seconds = window.seconds
+                    while entries and entries[0][0] + seconds <= now:  # as in expire()
+                        window.total -= entries.popleft()[1]
+                total = window.total + cost
+                if total > ceiling:
+                    return window.delay(now, total - ceiling)
                 entries.append((now, cost))
-                window.total += cost
+                window.total = total
                 return 0.0
             wait = 0.0
             for window, cost, ceiling in draws:

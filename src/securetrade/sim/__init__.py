@@ -13,6 +13,7 @@ import base64
 import secrets
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,6 +25,9 @@ from .engine import Market, SimInstrument
 from .faults import Fault, Faults
 from .kraken import KrakenDialect, KrakenLimits, kraken_secret
 from .server import HttpsServer
+
+if TYPE_CHECKING:
+    from .fast_server import FastHttpsServer
 
 __all__ = [
     "AsyncSimTransport",
@@ -95,7 +99,7 @@ class Simulator:
         self.kraken = KrakenDialect(
             self.market, faults=self.faults, clock_offset_ms=clock_offset_ms
         )
-        self._servers: list[HttpsServer] = []
+        self._servers: list[HttpsServer | FastHttpsServer] = []
 
     def create_key(
         self,
@@ -215,6 +219,14 @@ class Simulator:
     def serve(self, *, port: int = 0) -> HttpsServer:
         """Start an HTTPS server on 127.0.0.1 with a fresh certificate; returns it running."""
         server = HttpsServer(self.handle, port=port).start()
+        self._servers.append(server)
+        return server
+
+    def serve_fast(self, *, port: int = 0) -> FastHttpsServer:
+        """The same on one asyncio loop: for throughput, not for faults that sleep."""
+        from .fast_server import FastHttpsServer
+
+        server = FastHttpsServer(self.handle, port=port).start()
         self._servers.append(server)
         return server
 

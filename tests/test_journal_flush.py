@@ -1,0 +1,116 @@
+"""The journal's one wait for the disk: the attempt is committed, then the WAL is flushed.
+
+These tests watch the flush itself (which descriptor, how often, and what happens when it
+fails), since a test cannot cut the power: they prove the attempt is on disk before the
+call returns as far as the operating system promises it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from securetrade.core.journal import IntentState, Journal, JournalError
+
+
+def _begin(journal: Journal, n: int) -> str:
+    cid = f"st{n:030d}"
+    journal.begin(f"key-{n}", cid, "acct", "BTCUSDT", "fp")
+    return cid
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Inodes passed to fdatasync/fsync, in order."""
+    seen: list[int] = []
+    real_datasync, real_fsync = os.fdatasync, os.fsync
+
+    def datasync(fd: int) -> None:
+        seen.append(os.fstat(fd).st_ino)
+        real_datasync(fd)
+
+    def fsync(fd: int) -> None:
+        seen.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", datasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def test_an_attempt_flushes_the_write_ahead_log_once(tmp_path: Path, synced: list[int]) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    cids = [_begin(journal, n) for n in range(3)]
+    synced.clear()
+    assert journal.sending_many([(cid, 0, 1) for cid in cids]) == [True, True, True]
+    wal = os.stat(tmp_path / "j.sqlite3-wal").st_ino
+    assert synced == [wal]  # one flush for the three, and of the log
+    assert all(journal.get(cid).state is IntentState.SENDING for cid in cids)  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_nothing_claimed_means_nothing_flushed(tmp_path: Path, synced: list[int]) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+    assert journal.sending(cid, 0, 1)
+    synced.clear()
+    assert journal.sending(cid, 0, 1) is False  # someone else's attempt: not ours to send
+    assert synced == []
+    journal.close()
+
+
+def test_the_attempt_is_in_the_file_for_the_next_process(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    cid = _begin(journal, 1)
+    journal.sending(cid, 0, 123)
+    other = Journal(path)  # another connection, as a restarted process would open
+    intent = other.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts, intent.deadline_ms) == (IntentState.SENDING, 1, 123)
+    other.close()
+    journal.close()
+
+
+def test_a_log_replaced_behind_our_back_is_reopened(tmp_path: Path, synced: list[int]) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    cid = _begin(journal, 1)
+    old = journal._wal_fd
+    assert old is not None
+    os.close(old)  # as if the descriptor now pointed elsewhere: reopen by name
+    journal._wal_fd = os.open(os.devnull, os.O_RDONLY)
+    assert journal.sending(cid, 0, 1)
+    assert synced[-1] == os.stat(str(path) + "-wal").st_ino
+    journal.close()
+
+
+def test_a_failed_flush_is_an_error_not_a_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(JournalError, match="could not flush"):
+        journal.sending(cid, 0, 1)
+    journal.close()
+
+
+def test_without_a_log_descriptor_sqlite_flushes_itself(tmp_path: Path, synced: list[int]) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+    assert journal._wal_fd is not None
+    os.close(journal._wal_fd)
+    journal._wal_fd = None  # a platform where the log cannot be opened
+    synced.clear()
+    assert journal.sending(cid, 0, 1)
+    # SQLite's own FULL commit flushes through its own descriptor, not through os.*
+    assert synced == []
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # back to NORMAL
+    journal.close()
