@@ -177,10 +177,12 @@ _SCHEMA = (
     PRIMARY KEY (client_order_id, trade_id)
 )""",
     # The fills an order answer carries are recorded by the same UPDATE that records the
-    # answer (same transaction, no extra statement on the order path).
+    # answer (same transaction, no extra statement on the order path). The answer is an
+    # Order's model_dump_json(): compact, so a fill with a trade id contains '"trade_id":"';
+    # an answer without one (a resting limit order) costs the trigger one instr().
     """CREATE TRIGGER IF NOT EXISTS fills_of_answer
 AFTER UPDATE OF order_json ON intents
-WHEN NEW.order_json IS NOT NULL AND NEW.order_json IS NOT OLD.order_json
+WHEN instr(NEW.order_json, '"trade_id":"') > 0 AND NEW.order_json IS NOT OLD.order_json
 BEGIN
     INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, commission,
         commission_asset)

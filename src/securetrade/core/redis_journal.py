@@ -426,7 +426,7 @@ def _fill_row(fill: Fill) -> dict[str, str | None]:
 
 def _fills_of(order_json: str) -> list[Fill]:
     """The fills an order answer carries (as recorded by the SQLite journal's trigger)."""
-    if '"trade_id"' not in order_json:
+    if '"trade_id":"' not in order_json:
         return []
     raw = json.loads(order_json).get("fills") or ()
     return [Fill.model_validate(f) for f in raw if f.get("trade_id") is not None]
