@@ -30,7 +30,7 @@ import ccxt
 import pytest
 
 from securetrade import AsyncClient, Client, Settings
-from securetrade.errors import OrderNotFound, PinMismatch
+from securetrade.errors import InvalidRequest, OrderNotFound, PinMismatch
 from securetrade.keys import ApiKey
 from securetrade.models import LimitOrder, MarketOrder, OrderStatus
 from securetrade.nonce import MemoryNonceSource
@@ -166,7 +166,7 @@ def test_deadline_bounds_are_kraken_s() -> None:
     name, value = kraken_deadline(1_700_000_000_999, 2000)
     assert (name, value) == ("deadline", "2023-11-14T22:13:22Z")
     for window in (1999, 60_001):
-        with pytest.raises(Exception, match="2 to 60 s"):
+        with pytest.raises(InvalidRequest, match="2 to 60 s"):
             kraken_deadline(1_700_000_000_000, window)
 
 

@@ -321,6 +321,9 @@ class CcxtVenue:
         ones (a follow-up request). Open first, since an order only moves from open to
         closed: read in this order, an order that exists is seen in one of the two."""
         cid = call.params["clientOrderId"]
+        if not isinstance(orders, list):  # ccxt lists orders; anything else is unreadable
+            unreadable = AmbiguousOutcome(f"{call.method}: not a list of orders", venue=self.name)
+            return Outcome(Verdict.AMBIGUOUS, None, unreadable)
         found = [o for o in orders if isinstance(o, dict) and o.get("clientOrderId") == cid]
         if found:  # the newest, should a closed order and a later one share the id
             return Outcome(Verdict.OK, max(found, key=lambda o: int(o.get("timestamp") or 0)))
