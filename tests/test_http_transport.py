@@ -1,4 +1,5 @@
-"""The blocking transport (http.client underneath) against a scripted TLS server on loopback.
+"""Both HTTPS transports (blocking on http.client, asyncio on our own protocol) against a
+scripted TLS server on loopback.
 
 The server is a few lines of sockets written here, so each test can make it misbehave in
 one precise way: close an idle keep-alive connection, cut a reply after its status line,
@@ -8,6 +9,8 @@ send a body with no framing, or answer in chunks. It counts the requests it rece
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
 import tempfile
@@ -15,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from securetrade.errors import InvalidRequest
 from securetrade.sim.certs import Certificates, make_certificates
-from securetrade.transport.base import HttpRequest, TransportFailure
+from securetrade.transport.aio import AsyncHttpTransport
+from securetrade.transport.base import HttpRequest, HttpResponse, TransportFailure
 from securetrade.transport.http import HttpTransport
 from securetrade.transport.tls import PinSet, pinned_ssl_context
 
@@ -143,14 +148,65 @@ def serve(certs: Certificates) -> Iterator[Callable[[Script], ScriptedServer]]:
         server.stop()
 
 
-def transport(server: ScriptedServer, certs: Certificates, **kwargs: object) -> HttpTransport:
-    pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
-    context = pinned_ssl_context(pins, cadata=certs.ca_pem)
-    return HttpTransport(server.base_url, context, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+class AsyncDriven:
+    """The asyncio transport behind the blocking surface the tests use, on a private loop."""
+
+    def __init__(self, inner: AsyncHttpTransport) -> None:
+        self.inner = inner
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        return self.loop.run_until_complete(self.inner.send(request))
+
+    def send_many(self, requests: list[HttpRequest]) -> list[HttpResponse]:
+        async def all_at_once() -> list[HttpResponse]:
+            return list(await asyncio.gather(*(self.inner.send(r) for r in requests)))
+
+        return self.loop.run_until_complete(all_at_once())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.inner.aclose())
+
+    def dispose(self) -> None:
+        self.close()
+        self.loop.close()
+
+
+Driven = HttpTransport | AsyncDriven
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _context(certs: Certificates) -> ssl.SSLContext:
+    return pinned_ssl_context(PinSet({HOST: [certs.leaf_pin, certs.ca_pin]}), cadata=certs.ca_pem)
+
+
+def make(kind: str, base_url: str, certs: Certificates, **kwargs: Any) -> Driven:
+    if kind == "sync":
+        return HttpTransport(base_url, _context(certs), timeout=5.0, **kwargs)
+    return AsyncDriven(AsyncHttpTransport(base_url, _context(certs), timeout=5.0, **kwargs))
+
+
+@pytest.fixture
+def transport(kind: str) -> Iterator[Callable[..., Driven]]:
+    made: list[Driven] = []
+
+    def build(server: ScriptedServer, certs: Certificates, **kwargs: Any) -> Driven:
+        client = make(kind, server.base_url, certs, **kwargs)
+        made.append(client)
+        return client
+
+    yield build
+    for client in made:
+        with contextlib.suppress(Exception):
+            client.dispose() if isinstance(client, AsyncDriven) else client.close()
 
 
 def test_connections_are_kept_alive(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     server = serve()
     client = transport(server, certs)
@@ -162,7 +218,7 @@ def test_connections_are_kept_alive(
 
 
 def test_the_target_and_body_go_out_exactly_as_signed(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     server = serve()
     client = transport(server, certs)
@@ -175,7 +231,7 @@ def test_the_target_and_body_go_out_exactly_as_signed(
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_reused(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     # The server answers, then closes: the next request must go on a fresh connection and
     # succeed, not be written into the dead socket and come back "outcome unknown".
@@ -203,7 +259,10 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
     ],
 )
 def test_a_cut_reply_is_an_unknown_outcome_never_an_answer(
-    serve: Callable[..., ScriptedServer], certs: Certificates, reply: bytes
+    serve: Callable[..., ScriptedServer],
+    certs: Certificates,
+    transport: Callable[..., Driven],
+    reply: bytes,
 ) -> None:
     server = serve(lambda index, head: (reply, True))
     client = transport(server, certs)
@@ -215,7 +274,7 @@ def test_a_cut_reply_is_an_unknown_outcome_never_an_answer(
 
 
 def test_chunked_replies_are_read_whole(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
@@ -229,7 +288,7 @@ def test_chunked_replies_are_read_whole(
 
 
 def test_repeated_headers_are_joined_and_names_lower_cased(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     reply = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\n"
     server = serve(lambda index, head: (reply, False))
@@ -250,7 +309,10 @@ def test_repeated_headers_are_joined_and_names_lower_cased(
     ids=["header-crlf", "target-crlf", "target-space", "method-space"],
 )
 def test_header_or_target_injection_is_refused_before_sending(
-    serve: Callable[..., ScriptedServer], certs: Certificates, request_: HttpRequest
+    serve: Callable[..., ScriptedServer],
+    certs: Certificates,
+    transport: Callable[..., Driven],
+    request_: HttpRequest,
 ) -> None:
     server = serve()
     client = transport(server, certs)
@@ -261,8 +323,8 @@ def test_header_or_target_injection_is_refused_before_sending(
     assert [head.split(b"\r\n")[0] for head in server.requests] == [b"GET /ok HTTP/1.1"]
 
 
-def test_threads_share_one_transport_without_mixing_replies(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+def test_concurrent_callers_share_one_transport_without_mixing_replies(
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     def echo(index: int, head: bytes) -> tuple[bytes, bool]:
         path = head.split(b" ")[1]
@@ -272,26 +334,36 @@ def test_threads_share_one_transport_without_mixing_replies(
     client = transport(server, certs)
     mixed: list[str] = []
 
-    def worker(n: int) -> None:
-        for i in range(25):
-            path = f"/t{n}-{i}"
-            body = client.send(HttpRequest("GET", path)).body.decode()
-            if body != path:
-                mixed.append(f"{path} got {body}")
+    def check(path: str, response: HttpResponse) -> None:
+        if response.body.decode() != path:
+            mixed.append(f"{path} got {response.body.decode()}")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    if isinstance(client, AsyncDriven):  # 200 tasks at once on one loop
+        paths = [f"/t{n}" for n in range(200)]
+        for path, response in zip(
+            paths, client.send_many([HttpRequest("GET", p) for p in paths]), strict=True
+        ):
+            check(path, response)
+    else:
+
+        def worker(n: int) -> None:
+            for i in range(25):
+                path = f"/t{n}-{i}"
+                check(path, client.send(HttpRequest("GET", path)))
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     client.close()
     assert mixed == []
     assert len(server.requests) == 200
-    assert server.connections <= 8
+    assert server.connections <= 64  # the async pool's default ceiling; 8 threads use <= 8
 
 
 def test_a_closed_transport_refuses_without_connecting(
-    serve: Callable[..., ScriptedServer], certs: Certificates
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:
     server = serve()
     client = transport(server, certs)
@@ -302,25 +374,21 @@ def test_a_closed_transport_refuses_without_connecting(
     assert server.connections == 0
 
 
-def test_connection_refused_is_not_sent(certs: Certificates) -> None:
+def test_connection_refused_is_not_sent(certs: Certificates, kind: str) -> None:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]  # bound but not listening: connections are refused
-        pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
-        client = HttpTransport(
-            f"https://{HOST}:{port}", pinned_ssl_context(pins, cadata=certs.ca_pem), timeout=2.0
-        )
+        client = make(kind, f"https://{HOST}:{port}", certs)
         with pytest.raises(TransportFailure) as caught:
             client.send(HttpRequest("GET", "/x"))
+        if isinstance(client, AsyncDriven):
+            client.dispose()
     assert caught.value.sent is False
 
 
 @pytest.mark.parametrize(
     "proxy", ["https://127.0.0.1:8443", "socks5://127.0.0.1:1080", "http://:80"]
 )
-def test_only_http_connect_proxies_are_accepted(certs: Certificates, proxy: str) -> None:
-    pins = PinSet({HOST: [certs.leaf_pin, certs.ca_pin]})
+def test_only_http_connect_proxies_are_accepted(certs: Certificates, kind: str, proxy: str) -> None:
     with pytest.raises(InvalidRequest):
-        HttpTransport(
-            "https://127.0.0.1:1", pinned_ssl_context(pins, cadata=certs.ca_pem), proxy=proxy
-        )
+        make(kind, "https://127.0.0.1:1", certs, proxy=proxy)

@@ -249,7 +249,7 @@ def test_duplicate_client_id_at_venue_is_adopted(sim: Simulator, make_client: An
 def test_async_client_over_tls_never_doubles_an_order(
     sim: Simulator, tls_options: Any, fault: str
 ) -> None:
-    """The aiohttp transport sorts a lost connection as 'maybe sent', like the sync one."""
+    """The async transport sorts a lost connection as 'maybe sent', like the sync one."""
     server = sim.serve()
     key = sim.create_key()
 

@@ -43,11 +43,13 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._handle: asyncio.Transport | None = None
         self._peer = "127.0.0.1"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._handle = transport  # kept after close(), to abort a goodbye that hangs
         peer = transport.get_extra_info("peername")
         if peer:
             self._peer = str(peer[0])
@@ -139,6 +141,10 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._close(self._transport)
 
+    def abort(self) -> None:
+        if self._handle is not None:
+            self._handle.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._server._open.discard(self)
@@ -216,7 +222,17 @@ class FastHttpsServer:
             self._server.close()
             for connection in list(self._open):
                 connection.close()
-            await asyncio.sleep(0)
+            for _ in range(50):  # TLS says goodbye over a few loop turns: 0.5 s at most
+                if not self._open:
+                    break
+                await asyncio.sleep(0.01)
+            for connection in list(self._open):  # a peer that does not answer the goodbye
+                connection.abort()
+            for _ in range(50):
+                if not self._open:
+                    break
+                await asyncio.sleep(0.01)
+            await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)

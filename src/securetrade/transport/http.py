@@ -35,14 +35,23 @@ from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure
 
-__all__ = ["HttpTransport", "check_base_url", "find_cause", "security_refusal"]
+__all__ = [
+    "HttpTransport",
+    "check_base_url",
+    "check_request",
+    "find_cause",
+    "parse_proxy",
+    "security_refusal",
+]
 
 log = logging.getLogger("securetrade.transport")
 
 E = TypeVar("E", bound=BaseException)
 
 _USER_AGENT = "securetrade"
-_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # an RFC 9110 token
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: methods, names
+_TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
+_VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
 
 
@@ -153,7 +162,7 @@ class _Endpoint:
         self.timeout = timeout
         self.proxy: tuple[str, int, dict[str, str]] | None = None
         if proxy is not None:
-            self.proxy = _parse_proxy(proxy)
+            self.proxy = parse_proxy(proxy)
 
     def connect(self) -> http.client.HTTPConnection:
         """A new connection, handshaken (and pinned) before it is returned."""
@@ -178,7 +187,22 @@ class _Endpoint:
         return connection
 
 
-def _parse_proxy(proxy: str) -> tuple[str, int, dict[str, str]]:
+def check_request(request: HttpRequest) -> None:
+    """Refuse, before anything is sent, a request that would not go out as one request.
+
+    Venue adapters build requests from validated fields, so this never fires in normal
+    use; it is the last line against a CR or LF smuggling a header or a second request.
+    """
+    if _TOKEN(request.method) is None:
+        raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
+    if _TARGET(request.target) is None:
+        raise InvalidRequest("request refused before sending: the target has spaces or controls")
+    for name, value in request.headers:
+        if _TOKEN(name) is None or _VALUE(value) is None:
+            raise InvalidRequest(f"request refused before sending: bad header {name!r}")
+
+
+def parse_proxy(proxy: str) -> tuple[str, int, dict[str, str]]:
     """``http://[user:password@]host:port`` into host, port and the CONNECT headers."""
     parts = urlsplit(proxy)
     if parts.scheme != "http" or not parts.hostname:
@@ -243,8 +267,7 @@ class HttpTransport:
         connection.close()
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        if _METHOD(request.method) is None:
-            raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
+        check_request(request)
         headers = dict(request.headers)
         headers.setdefault("User-Agent", _USER_AGENT)
         target = self._endpoint.path_prefix + request.target

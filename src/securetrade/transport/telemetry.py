@@ -156,8 +156,12 @@ def venue_call(
         span.set_attribute("url.template", path)
         if parts.hostname:
             span.set_attribute("server.address", parts.hostname)
-        if parts.port:
-            span.set_attribute("server.port", parts.port)
+        try:
+            port = parts.port
+        except ValueError:  # "inproc://ccxt:binance": a venue name, not a port
+            port = None
+        if port:
+            span.set_attribute("server.port", port)
         if resend_count > 0:
             span.set_attribute("http.request.resend_count", resend_count)
         for key, value in attributes.items():
