@@ -285,11 +285,22 @@ def test_async_orders_are_durable_before_their_first_byte(
     placed: dict[str, float] = {}
 
     class Recording(Journal):
-        def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
-            claimed = super().sending_many(attempts)
+        """An attempt counts as committed once the flush after its commit has returned."""
+
+        pending: set[str] = set()
+
+        def sending_many(
+            self, attempts: list[tuple[str, int, int]], *, flush: bool = True
+        ) -> list[bool]:
+            self.pending.update(cid for cid, _, _ in attempts)
+            return super().sending_many(attempts, flush=flush)
+
+        def flush(self) -> None:
+            waiting = set(self.pending)
+            super().flush()
             done = time.monotonic()
-            committed.update((cid, done) for cid, _, _ in attempts)
-            return claimed
+            committed.update((cid, done) for cid in waiting)
+            self.pending -= waiting
 
     place = sim.market.place
 

@@ -454,8 +454,16 @@ class AsyncClient(_Base[AsyncTransport]):
                 await asyncio.sleep(0)  # let orders ready in this loop turn join the batch
                 batch, self._persist_queue = self._persist_queue, []
                 items = [(e.client_order_id, e.attempts, e.deadline_ms) for e, _ in batch]
+                journal = self.core.journal
                 try:
-                    results = await asyncio.to_thread(self.core.journal.sending_many, items)
+                    if isinstance(journal, Journal):
+                        # A short commit on the loop (no lock held across the disk), then
+                        # the one wait for the disk in a worker thread; in memory, no wait.
+                        results = journal.sending_many(items, flush=False)
+                        if journal.needs_flush and any(results):
+                            await asyncio.to_thread(journal.flush)
+                    else:  # another store (Redis): its call is network I/O
+                        results = await asyncio.to_thread(journal.sending_many, items)
                 except BaseException as exc:
                     for _, future in batch:
                         if not future.done():

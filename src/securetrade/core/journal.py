@@ -399,7 +399,9 @@ class Journal:
         somebody else has sent or claimed the intent since we read ``attempts``."""
         return self.sending_many([(client_order_id, attempts, deadline_ms)])[0]
 
-    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
+    def sending_many(
+        self, attempts: list[tuple[str, int, int]], *, flush: bool = True
+    ) -> list[bool]:
         """:meth:`sending` for several ``(client_order_id, attempts, deadline_ms)`` in one
         transaction: one wait for the disk however many orders are about to go out.
 
@@ -408,9 +410,13 @@ class Journal:
         once its commit frame is on disk, so the attempt is durable when this returns, and
         meanwhile other threads (the event loop's begins and settles) are not held up
         behind the disk. Where the log file cannot be opened, SQLite's own flush is used.
+
+        ``flush=False`` leaves the wait for the disk to the caller, who must call
+        :meth:`flush` before sending (the async client commits on its event loop and
+        flushes in a worker thread). :attr:`needs_flush` says whether there is any.
         """
         results: list[bool] = []
-        flush_here = self._wal_fd is not None or self.path == ":memory:"
+        flush_here = not self.needs_flush or self._wal_fd is not None
         with self._lock:
             if not flush_here:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -442,9 +448,19 @@ class Journal:
             finally:
                 if not flush_here:
                     self._db.execute("PRAGMA synchronous=NORMAL")
-        if flush_here and any(results) and self._synchronous != "NORMAL":
-            self._flush_log()
+        if flush and flush_here and any(results):
+            self.flush()
         return results
+
+    @property
+    def needs_flush(self) -> bool:
+        """Whether a commit waits for the disk at all (not in memory, not NORMAL)."""
+        return self.path != ":memory:" and self._synchronous != "NORMAL"
+
+    def flush(self) -> None:
+        """Make every commit so far durable (see :meth:`sending_many`); safe from any thread."""
+        if self.needs_flush:
+            self._flush_log()
 
     def _open_log(self) -> None:
         """Open the ``-wal`` file for :meth:`_flush_log` (it exists once WAL mode wrote)."""
