@@ -19,6 +19,7 @@ from securetrade import (
     InsufficientFunds,
     InvalidRequest,
     LimitOrder,
+    MarketOrder,
     OrderNotFound,
     RateLimited,
     RetryableError,
@@ -26,6 +27,7 @@ from securetrade import (
     VenueRejected,
 )
 from securetrade.keys import ApiKey, Scope
+from securetrade.models import OrderStatus
 from securetrade.ratelimit import RateLimit, RateLimiter
 from securetrade.sim import HttpsServer, KrakenLimits, Simulator
 from securetrade.transport import HttpRequest, HttpResponse
@@ -282,3 +284,175 @@ def _round_trip(sim: Simulator, client: Client) -> None:
     assert sim.kraken.stats.by_path["POST /0/private/AddOrder"] == 1  # FOK never left
     with pytest.raises(InvalidRequest, match="does not offer key_permissions"):
         client.key_permissions()
+
+
+# --- looking orders up by cl_ord_id: OpenOrders, then ClosedOrders; never QueryOrders -----
+
+QUERY, OPEN, CLOSED = (
+    f"POST /0/private/{m}" for m in ("QueryOrders", "OpenOrders", "ClosedOrders")
+)
+ETH_BUY = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
+FUNDS = {"USDT": Decimal(100_000), "BTC": Decimal(1), "ETH": Decimal(10)}
+
+
+def _sent(sim: Simulator, *routes: str) -> tuple[int, ...]:
+    return tuple(sim.kraken.stats.by_path.get(route, 0) for route in routes)
+
+
+def test_the_simulator_refuses_query_orders_without_txid_by_default(sim: Simulator) -> None:
+    """As Kraken's API reference says: QueryOrders needs a txid, cl_ord_id only narrows."""
+    assert sim.kraken.query_needs_txid
+    key = sim.create_key(venue="kraken")
+    # Signed as a plain private call to QueryOrders: our GET_ORDER would never send this.
+    raw = Endpoint(Op.BALANCES, "POST", "/0/private/QueryOrders", True, Scope.READ)
+    lookup = [("cl_ord_id", KRAKEN.client_order_id("acct", "x"))]
+    request = KRAKEN.prepare(
+        raw, lookup, key_id=key.key_id, signer=KRAKEN.signer(key), timestamp_ms=0, nonce=1
+    )
+    assert _send(sim, request) == ["EGeneral:Invalid arguments:txid"]
+
+
+def test_an_open_order_is_found_among_open_orders_in_one_request(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    key = sim.create_key(venue="kraken", balances=FUNDS)
+    with _client(sim, server, key) as client:
+        placed = client.place_order(BUY)
+        assert placed.status is OrderStatus.NEW
+        before = _sent(sim, OPEN, CLOSED)
+        found = client.get_order("XBTUSDT", client_order_id=placed.client_order_id)
+    assert (found.order_id, found.status) == (placed.order_id, OrderStatus.NEW)
+    assert _sent(sim, OPEN, CLOSED) == (before[0] + 1, before[1])
+    assert sim.kraken.stats.last_params["OpenOrders"]["cl_ord_id"] == placed.client_order_id
+    assert set(sim.kraken.stats.last_params["OpenOrders"]) == {"nonce", "cl_ord_id"}
+    assert _sent(sim, QUERY) == (0,)
+
+
+def test_a_filled_order_is_found_among_closed_orders_in_two_signed_requests(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    key = sim.create_key(venue="kraken", balances=FUNDS)
+    with _client(sim, server, key) as client:
+        placed = client.place_order(ETH_BUY)  # read back: open orders, then closed ones
+        assert placed.status is OrderStatus.FILLED
+        before = _sent(sim, OPEN, CLOSED)
+        found = client.get_order("ETHUSDT", client_order_id=placed.client_order_id)
+    assert (found.order_id, found.status) == (placed.order_id, OrderStatus.FILLED)
+    assert found.filled_quantity == Decimal("0.01")
+    assert _sent(sim, OPEN, CLOSED) == (before[0] + 1, before[1] + 1)
+    opened = sim.kraken.stats.last_params["OpenOrders"]
+    closed = sim.kraken.stats.last_params["ClosedOrders"]
+    assert opened["cl_ord_id"] == closed["cl_ord_id"] == placed.client_order_id
+    assert set(closed) == {"nonce", "cl_ord_id"}  # the routing marker never leaves
+    assert int(closed["nonce"]) > int(opened["nonce"])  # each request signed with its own
+    assert _sent(sim, QUERY) == (0,)
+
+
+def test_an_absent_order_is_not_found_after_both_lists(sim: Simulator, server: HttpsServer) -> None:
+    key = sim.create_key(venue="kraken", balances=FUNDS)
+    with _client(sim, server, key) as client:
+        client.place_order(ETH_BUY)  # a closed order of another id is not ours
+        before = _sent(sim, OPEN, CLOSED)
+        with pytest.raises(OrderNotFound):
+            client.get_order("ETHUSDT", client_order_id=KRAKEN.client_order_id("a", "absent"))
+    assert _sent(sim, OPEN, CLOSED) == (before[0] + 1, before[1] + 1)
+
+
+def test_lookups_by_txid_use_query_orders_and_none_goes_without_txid(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    key = sim.create_key(venue="kraken", balances=FUNDS)
+    with _client(sim, server, key) as client:
+        resting = client.place_order(BUY)
+        filled = client.place_order(ETH_BUY)
+        for order in (resting, filled):
+            by_txid = client.get_order(order.symbol, order_id=order.order_id)
+            assert by_txid.client_order_id == order.client_order_id
+            assert sim.kraken.stats.last_params["QueryOrders"]["txid"] == order.order_id
+        assert _sent(sim, QUERY) == (2,)  # the two lookups by txid, nothing else
+        canceled = client.cancel_order("XBTUSDT", client_order_id=resting.client_order_id)
+        assert canceled.status is OrderStatus.CANCELED  # read back among closed orders
+        cancel = sim.kraken.stats.last_params["CancelOrder"]
+        assert (cancel["cl_ord_id"], "txid" in cancel) == (resting.client_order_id, False)
+        with pytest.raises(OrderNotFound):  # EOrder:Unknown order: no longer open
+            client.cancel_order("XBTUSDT", client_order_id=resting.client_order_id)
+        with pytest.raises(InvalidRequest, match="not a Kraken cl_ord_id"):
+            client.get_order("XBTUSDT", client_order_id="has space")
+    assert _sent(sim, QUERY) == (2,)
+    assert "EGeneral:Invalid arguments:txid" not in sim.kraken.stats.rejections
+
+
+def test_a_lost_order_answer_is_resolved_among_closed_orders(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    """AddOrder executed but its answer was lost: the core resolves the order by cl_ord_id,
+    which on Kraken means OpenOrders then ClosedOrders, and settles it once."""
+    key = sim.create_key(venue="kraken", balances=FUNDS)
+    sim.faults.inject("drop_response", method="POST", path="/0/private/AddOrder")
+    with _client(sim, server, key) as client:
+        placed = client.place_order(ETH_BUY)
+    assert sim.faults.fired == [("drop_response", "POST", "/0/private/AddOrder")]
+    assert placed.status is OrderStatus.FILLED
+    assert len(sim.market.orders_with_client_id(placed.client_order_id)) == 1
+    assert _sent(sim, QUERY) == (0,)
+    assert _sent(sim, CLOSED)[0] >= 1
+
+
+def _result(result: Any) -> HttpResponse:
+    return HttpResponse(200, {}, json.dumps({"error": [], "result": result}).encode())
+
+
+def test_lookup_answers_of_each_shape() -> None:
+    lookup = KRAKEN.endpoints[Op.GET_ORDER]
+    entry = {
+        "cl_ord_id": "5e" + "1" * 30, "status": "closed", "opentm": 1.5, "vol": "0.01",
+        "vol_exec": "0.01", "cost": "30.00",
+        "descr": {"pair": "ETHUSDT", "type": "buy", "ordertype": "market", "price": "0"},
+    }  # fmt: skip
+    first = KRAKEN.interpret(lookup, _result({"open": {}}))
+    assert (first.verdict, first.follow_up) == (Verdict.OK, [("~among", "closed")])
+    assert KRAKEN.interpret(lookup, _result({"open": {"OA": entry}})).follow_up is None
+    closed = KRAKEN.interpret(lookup, _result({"closed": {"OA": entry}, "count": 1}))
+    assert closed.verdict is Verdict.OK
+    order = KRAKEN.parse_order(closed.payload)
+    assert (order.order_id, order.status, order.quote_quantity) == (
+        "OA",
+        OrderStatus.FILLED,
+        Decimal("30.00"),
+    )
+    assert KRAKEN.parse_order({"open": {"OA": entry}}).order_id == "OA"
+    absent = KRAKEN.interpret(lookup, _result({"closed": {}, "count": 0}))
+    assert (absent.verdict, type(absent.error)) == (Verdict.REJECTED, OrderNotFound)
+    nothing = KRAKEN.interpret(lookup, _result({}))  # QueryOrders by txid: no such order
+    assert (nothing.verdict, type(nothing.error)) == (Verdict.REJECTED, OrderNotFound)
+    # A venue that ignored the filter lists other ids: which order is ours is unknown.
+    other = {**entry, "cl_ord_id": "5e" + "2" * 30}
+    mixed = KRAKEN.interpret(lookup, _result({"open": {"OA": entry, "OB": other}}))
+    assert (mixed.verdict, type(mixed.error)) == (Verdict.AMBIGUOUS, AmbiguousOutcome)
+    odd = KRAKEN.interpret(lookup, _result({"closed": ["OA"], "count": 1}))
+    assert odd.verdict is Verdict.AMBIGUOUS
+
+
+def test_prepare_routes_lookups_and_never_sends_the_marker() -> None:
+    key = ApiKey("kraken", "k" * 56, base64.b64encode(b"s" * 64).decode(), scopes=["read"])
+    lookup = KRAKEN.endpoints[Op.GET_ORDER]
+    cid = KRAKEN.client_order_id("acct", "x")
+
+    def target(params: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+        request = KRAKEN.prepare(
+            lookup, params, key_id=key.key_id, signer=KRAKEN.signer(key), timestamp_ms=0,
+            nonce=7,
+        )  # fmt: skip
+        return request.target, dict(parse_qsl(request.body.decode()))
+
+    assert target([("txid", "OABCDE-FGHIJ-KLMNOP")])[0] == "/0/private/QueryOrders"
+    assert target(KRAKEN.order_lookup_params("XBTUSDT", client_order_id=cid)) == (
+        "/0/private/OpenOrders",
+        {"nonce": "7", "cl_ord_id": cid},
+    )
+    assert target([("cl_ord_id", cid), ("~among", "closed")]) == (
+        "/0/private/ClosedOrders",
+        {"nonce": "7", "cl_ord_id": cid},
+    )
+    with pytest.raises(InvalidRequest):
+        target([])  # neither id: refused before anything is signed

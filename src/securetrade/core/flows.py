@@ -1039,9 +1039,11 @@ class Core:
             )
         if outcome.verdict is Verdict.OK and outcome.follow_up is not None:
             # One operation, several requests: each is charged, stamped and signed anew.
+            # The follow-up's parameters replace the same-named ones of this request.
+            named = {name for name, _ in outcome.follow_up}
             outcome = yield from self._exchange(
                 endpoint,
-                outcome.follow_up,
+                [(n, v) for n, v in params if n not in named] + outcome.follow_up,
                 symbol=symbol,
                 priority=priority,
                 resend=resend,

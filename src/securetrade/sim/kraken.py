@@ -9,8 +9,9 @@ dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), pair rule
 decaying API and add/cancel counters. Faults come from the same schedule as Binance's.
 
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
-the result), ``OpenOrders`` and ``ClosedOrders`` filtered by ``cl_ord_id``, ``CancelOrder``
-by ``txid`` or ``cl_ord_id``. ``ClosedOrders`` pages like Kraken's: the 50 most recently
+the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),
+``OpenOrders`` and ``ClosedOrders`` filtered by ``cl_ord_id``, ``CancelOrder`` by ``txid`` or
+``cl_ord_id``. ``ClosedOrders`` pages like Kraken's: the 50 most recently
 closed first, ``ofs`` to page on, ``count`` for all that match.
 
 Engine symbols and assets are venue-neutral (``BTCUSDT``, ``BTC``); here they wear
@@ -115,11 +116,11 @@ class KrakenDialect:
         nonce_window: int = 0,
         clock_offset_ms: int = 0,
         clock: Callable[[], float] = time.time,
-        query_needs_txid: bool = False,
+        query_needs_txid: bool = True,
     ) -> None:
-        """``query_needs_txid=True`` refuses ``QueryOrders`` without ``txid``, as Kraken's API
-        reference states; the default also answers it by ``cl_ord_id`` alone, which the
-        native Kraken venue relies on (not confirmed on the live venue)."""
+        """``query_needs_txid`` (the default) refuses ``QueryOrders`` without ``txid``, as
+        Kraken's API reference states; ``False`` also answers it by ``cl_ord_id`` alone, a
+        leniency the live venue is not documented to have."""
         self.market = market
         self.faults = faults or Faults()
         self.limits = limits

@@ -123,8 +123,9 @@ class Outcome:
     bad_nonce: bool = False  # the venue refused our nonce as not increasing: resend
     duplicate: bool = False  # the venue already holds this client order id
     retry_after: float | None = None
-    # OK so far, but the operation takes one more request, with these parameters, whose
-    # answer decides (ccxt's Kraken looks an order up among open, then closed orders).
+    # OK so far, but the operation takes one more request, whose answer decides: the same
+    # parameters, these replacing the same-named ones (Kraken looks an order up by
+    # cl_ord_id among open, then closed orders; so does ccxt's Kraken).
     follow_up: Params | None = None
 
 

@@ -12,6 +12,10 @@ How it differs from Binance, and how the contract carries it:
   it: that is what lets the core prove a lost order can no longer execute.
 * ``AddOrder`` and ``CancelOrder`` answer with an acknowledgement only (``order_acks``): the
   core reads the order back by ``cl_ord_id``.
+* ``QueryOrders`` needs a ``txid``, so an order is looked up by ``cl_ord_id`` among
+  ``OpenOrders``, then (a follow-up request) ``ClosedOrders``, both filtered by it. Open
+  first: an order only moves from open to closed, so read in this order it cannot slip
+  between the two reads. ``CancelOrder`` takes ``cl_ord_id`` itself.
 * Errors are strings such as ``EOrder:Insufficient funds`` (``tables.ERRORS``).
 * Symbols are Kraken's pair altnames (``XBTUSDT``); assets are Kraken's codes (``XXBT``).
 """
@@ -60,6 +64,9 @@ _MIN_DEADLINE_MS = 2000  # AddOrder's deadline must be 2 to 60 s ahead
 _MAX_DEADLINE_MS = 60_000
 _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a short UUID)
 _OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
+# Which list a lookup by ``cl_ord_id`` reads. Never sent: ``prepare`` turns it into a path.
+_AMONG = "~among"
+_LISTS = {"open": "/0/private/OpenOrders", "closed": "/0/private/ClosedOrders"}
 
 
 class KrakenSpot:
@@ -120,15 +127,18 @@ class KrakenSpot:
             raise InvalidRequest(f"{endpoint.op.value} needs a Kraken signing key")
         if nonce is None:
             raise InvalidRequest(f"{endpoint.op.value} needs a nonce")
+        path = endpoint.path
         if endpoint.op is Op.PLACE_ORDER:
             params = [*params, ("deadline", self._deadline(timestamp_ms))]
+        elif endpoint.op is Op.GET_ORDER:
+            path, params = _lookup(params)
         body = encode_query([("nonce", str(nonce)), *params]).encode("ascii")
         headers = (
             ("API-Key", key_id),
-            ("API-Sign", signer.sign_request(endpoint.path, nonce, body)),
+            ("API-Sign", signer.sign_request(path, nonce, body)),
             ("Content-Type", "application/x-www-form-urlencoded"),
         )
-        return HttpRequest("POST", endpoint.path, headers, body)
+        return HttpRequest("POST", path, headers, body)
 
     def _deadline(self, timestamp_ms: int) -> str:
         """RFC 3339, whole seconds rounded down: never later than the core assumes."""
@@ -165,9 +175,13 @@ class KrakenSpot:
     def order_lookup_params(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Params:
+        """``txid`` for QueryOrders (and CancelOrder); ``cl_ord_id`` alone, which a lookup
+        sends to OpenOrders (then ClosedOrders) and a cancel to CancelOrder."""
         if order_id is not None:
             return [("txid", order_id)]
         if client_order_id is not None:
+            if not CLIENT_ORDER_ID.fullmatch(client_order_id):
+                raise InvalidRequest(f"{client_order_id!r} is not a Kraken cl_ord_id")
             return [("cl_ord_id", client_order_id)]
         raise InvalidRequest("give order_id or client_order_id")
 
@@ -194,13 +208,36 @@ class KrakenSpot:
         failures = [str(e) for e in errors if str(e).startswith("E")]  # "W..." are warnings
         result = payload.get("result")
         if not failures and 200 <= status < 300:
-            if endpoint.op is Op.GET_ORDER and not result:
-                absent = OrderNotFound("no such order", venue=self.name)
-                return Outcome(Verdict.REJECTED, result, absent)
+            if endpoint.op is Op.GET_ORDER:
+                return self._found(result)
             return Outcome(Verdict.OK, result)
         if not failures:
             failures = [f"HTTP {status}"]
         return self._failure(failures, status)
+
+    def _found(self, result: Any) -> Outcome:
+        """A lookup's answer: QueryOrders ``{txid: order}``, OpenOrders ``{"open": {...}}``
+        (none: ask ClosedOrders next) or ClosedOrders ``{"closed": {...}, "count": n}``."""
+        listed = _listed(result)
+        if listed is not None:
+            among, entries = listed
+            if not isinstance(entries, dict):
+                unreadable = AmbiguousOutcome(f"{among} orders: not a map", venue=self.name)
+                return Outcome(Verdict.AMBIGUOUS, None, unreadable)
+            ids = {e.get("cl_ord_id") for e in entries.values() if isinstance(e, dict)}
+            if len(ids) > 1:  # the filter was not applied: which one is ours is unknown
+                mixed = AmbiguousOutcome(
+                    f"{among} orders: the cl_ord_id filter was ignored", venue=self.name
+                )
+                return Outcome(Verdict.AMBIGUOUS, None, mixed)
+            if entries:
+                return Outcome(Verdict.OK, result)
+            if among == "open":
+                return Outcome(Verdict.OK, None, follow_up=[(_AMONG, "closed")])
+        elif result:
+            return Outcome(Verdict.OK, result)
+        absent = OrderNotFound("no such order", venue=self.name)
+        return Outcome(Verdict.REJECTED, result, absent)
 
     def _failure(self, failures: list[str], status: int) -> Outcome:
         first = failures[0]
@@ -224,7 +261,12 @@ class KrakenSpot:
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
-        """One order from a QueryOrders result (``{txid: order}``)."""
+        """One order from a QueryOrders result (``{txid: order}``) or a lookup among open
+        or closed orders (``{"open": {txid: order}}``, ``{"closed": {...}, "count": n}``);
+        the most recently opened, should a closed order and a later one share the id."""
+        listed = _listed(payload)
+        if listed is not None:
+            payload = listed[1]
         if not isinstance(payload, dict) or not payload:
             raise OrderNotFound("no such order", venue=self.name)
         txid, entry = max(payload.items(), key=lambda item: float(item[1].get("opentm", 0)))
@@ -338,6 +380,29 @@ def _rule(text: str) -> tuple[str | None, Verdict, type[Any]]:
     if text.startswith(("EService:", "EDatabase:")) or text.startswith("HTTP 5"):
         return None, Verdict.AMBIGUOUS, AmbiguousOutcome
     return None, Verdict.REJECTED, VenueRejected
+
+
+def _lookup(params: Params) -> tuple[str, Params]:
+    """Where a lookup goes: QueryOrders by ``txid`` (Kraken refuses it without one), else
+    the list named by the ``_AMONG`` marker (open orders unless told), filtered by
+    ``cl_ord_id``. The marker itself is not sent."""
+    among = dict(params).get(_AMONG, "open")
+    rest = [(name, value) for name, value in params if name != _AMONG]
+    if any(name == "txid" for name, _ in rest):
+        return ENDPOINTS[Op.GET_ORDER].path, rest
+    if among not in _LISTS or not any(name == "cl_ord_id" for name, _ in rest):
+        raise InvalidRequest("a Kraken order lookup needs a txid or a cl_ord_id")
+    return _LISTS[among], rest
+
+
+def _listed(result: Any) -> tuple[str, Any] | None:
+    """``("open" | "closed", entries)`` for an OpenOrders or ClosedOrders answer, else
+    ``None`` (a QueryOrders answer is keyed by txids, which are never these words)."""
+    if isinstance(result, dict):
+        for among in _LISTS:
+            if among in result:
+                return among, result[among]
+    return None
 
 
 def _step(decimals: int) -> Decimal:
