@@ -836,3 +836,19 @@ def test_request_repr_redacts_key_and_signature() -> None:
         assert "timestamp=1499827319559" in shown  # only the secrets are masked
         assert "application/json" in shown
     assert signature in request.target  # the request itself is unchanged
+
+
+def test_system_trust_is_read_at_the_first_handshake_and_still_enforced(
+    send: Send, genuine: HttpsServer
+) -> None:
+    """Without cadata the system store is loaded lazily: nothing at construction (fast
+    imports), all of it before the first certificate is checked. The test CA is not in the
+    system store, so the right pin alone does not get a request through."""
+    ctx = pinned_ssl_context(PinSet({HOST: [genuine.certificates.leaf_pin, backup_pin()]}))
+    assert ctx.cert_store_stats()["x509_ca"] == 0
+    with pytest.raises(UntrustedServer):
+        send(genuine.base_url, ctx)
+    assert_nothing_sent(genuine)
+    bundle = ssl.get_default_verify_paths().cafile
+    if bundle is not None and os.path.exists(bundle):
+        assert ctx.cert_store_stats()["x509_ca"] > 0
