@@ -287,7 +287,9 @@ def test_async_orders_are_durable_before_their_first_byte(
     class Recording(Journal):
         """An attempt counts as committed once the flush after its commit has returned."""
 
-        pending: set[str] = set()
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self.pending: set[str] = set()
 
         def sending_many(
             self, attempts: list[tuple[str, int, int]], *, flush: bool = True

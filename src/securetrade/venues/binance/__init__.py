@@ -29,6 +29,7 @@ from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
 from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, OrderType
 from ...ratelimit import CostRule, LimitScope, RateLimit
 from ...signing import Signer, encode_query, signer_for
+from ...signing.encoding import escape
 from ...transport.base import HttpRequest, HttpResponse
 from ..base import (
     Endpoint,
@@ -200,12 +201,8 @@ class BinanceSpot:
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
-            signature = signer.sign(encoded.encode("ascii"))
-            encoded = (
-                encode_query([("signature", signature)])
-                if not encoded
-                else (encoded + "&" + encode_query([("signature", signature)]))
-            )
+            signature = escape(signer.sign(encoded.encode("ascii")))
+            encoded = f"{encoded}&signature={signature}" if encoded else f"signature={signature}"
         if endpoint.method == "POST":
             return HttpRequest(
                 "POST",
