@@ -372,6 +372,11 @@ class Journal:
                 ),
             )
             created = cursor.rowcount == 1
+            if created:  # the row is exactly what was just written: no need to read it back
+                return Intent(
+                    idempotency_key, client_order_id, account, symbol, fingerprint,
+                    IntentState.PENDING, 0, 0, _TOKEN, None, None, now, now,
+                ), True  # fmt: skip
             intent = self._get(client_order_id)
             if intent is None:
                 until = self._db.execute(
