@@ -80,24 +80,30 @@ def same_version(a: str, b: str) -> bool:
 
 
 def installed_pins() -> list[Pin]:
-    """Every distribution of this environment, first on the path wins, editables left out."""
-    seen: dict[str, Pin | None] = {}  # None: editable
+    """Every distribution of this environment, first on the path wins, local ones left out.
+
+    A distribution installed from a local directory or file (this project with ``pip
+    install .`` or ``-e .``, the example adapter) is not the PyPI project of that name, so
+    PyPI's advisories do not describe it.
+    """
+    seen: dict[str, Pin | None] = {}  # None: installed from the local disk
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if not name:
             continue
         pin = Pin(name, dist.version)
         if pin.canonical not in seen:  # a later one on the path is shadowed
-            seen[pin.canonical] = None if _is_editable(dist) else pin
+            seen[pin.canonical] = None if _is_local(dist) else pin
     return sorted((p for p in seen.values() if p is not None), key=lambda p: p.canonical)
 
 
-def _is_editable(dist: metadata.Distribution) -> bool:
+def _is_local(dist: metadata.Distribution) -> bool:
+    """Installed from a path on this machine (PEP 610 ``direct_url.json`` with a file URL)."""
     text = dist.read_text("direct_url.json")
     if not text:
         return False
     try:
-        return bool(json.loads(text).get("dir_info", {}).get("editable"))
+        return str(json.loads(text).get("url", "")).startswith("file:")
     except (ValueError, AttributeError):
         return False
 
