@@ -456,3 +456,29 @@ def test_prepare_routes_lookups_and_never_sends_the_marker() -> None:
     )
     with pytest.raises(InvalidRequest):
         target([])  # neither id: refused before anything is signed
+
+
+def test_kraken_counters_are_scoped_as_kraken_counts_them() -> None:
+    """The call counter is per key, the add/cancel counter per key and pair: a full
+    counter in one pair does not hold back orders in another, nor another key's calls."""
+    from securetrade.ratelimit import LimitScope, RateLimiter
+    from securetrade.ratelimit.model import Caller, Priority
+    from securetrade.venues.kraken.tables import API, ORDERS, rate_limits
+
+    limits = rate_limits("starter")
+    assert [limit.scope for limit in limits] == [
+        LimitScope.API_KEY,
+        LimitScope.PAIR,
+        LimitScope.IP,
+    ]
+    limiter = RateLimiter.in_memory(limits, shares={Priority.CANCEL: 1.0})
+    alice, bob = Caller.of("alice-key"), Caller.of("bob-key")
+    order_cost = {ORDERS: 1}
+    while limiter.reserve(order_cost, Priority.CANCEL, symbol="XBTUSD", caller=alice) == 0.0:
+        pass
+    assert limiter.reserve(order_cost, Priority.CANCEL, symbol="XBTUSD", caller=alice) > 0.0
+    assert limiter.reserve(order_cost, Priority.CANCEL, symbol="ETHUSD", caller=alice) == 0.0
+    call_cost = {API: 1}
+    while limiter.reserve(call_cost, Priority.CANCEL, caller=alice) == 0.0:
+        pass
+    assert limiter.reserve(call_cost, Priority.CANCEL, caller=bob) == 0.0

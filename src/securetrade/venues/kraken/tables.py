@@ -21,7 +21,7 @@ from ...errors import (
     VenueRejected,
 )
 from ...keys import Scope
-from ...ratelimit import RateLimit
+from ...ratelimit import LimitScope, RateLimit
 from ..base import Endpoint, ErrorRule, Op, Verdict
 
 __all__ = [
@@ -135,16 +135,17 @@ def rate_limits(tier: str) -> tuple[RateLimit, ...]:
     window of ``m / d`` seconds holds more than ``m`` units: over any span ``k`` windows
     long, at most ``k * m`` arrive while ``(k - 1) * m`` decay. The long-run rate is the
     same ``d``; what the window gives up is reuse of the counter's early decay after a
-    burst. Public market data is limited per IP at about one call per second.
+    burst. The call counter is per API key, the add/cancel counter per key and pair, and
+    public market data per IP at about one call per second.
     """
     try:
         (api_max, api_decay), (orders_max, orders_decay) = TIERS[tier]
     except KeyError:
         raise ValueError(f"unknown Kraken tier {tier!r} (known: {', '.join(TIERS)})") from None
     return (
-        RateLimit(API, api_max / api_decay, api_max),
-        RateLimit(ORDERS, orders_max / orders_decay, orders_max),
-        RateLimit(PUBLIC, 10.0, 10),
+        RateLimit(API, api_max / api_decay, api_max, scope=LimitScope.API_KEY),
+        RateLimit(ORDERS, orders_max / orders_decay, orders_max, scope=LimitScope.PAIR),
+        RateLimit(PUBLIC, 10.0, 10),  # per IP
     )
 
 
