@@ -429,3 +429,25 @@ def test_memory_fast_path_decides_like_acquire_at(
         single = {"K0": min(wanted, windows[0][1])}
         assert fast.reserve(single) == slow.reserve_at(single)[0]
     assert used(fast) == used(slow)
+
+
+def test_memory_log_groups_a_millisecond_and_never_admits_more_than_an_exact_log() -> None:
+    """Admissions within 1 ms share one log entry, dated by the latest of them: a burst
+    allocates nothing and the log stays small, and every unit stays in the window at least
+    as long as an exact log would keep it (at most 1 ms longer)."""
+    lim, clock = limiter(RateLimit(W, 1.0, 10_000))
+    start = clock.now
+    admitted: list[float] = []
+    for step in range(5000):  # one call every 20 µs for 0.1 s
+        clock.now = start + step * 20e-6
+        assert lim.reserve({W: 1}) == 0.0
+        admitted.append(clock.now)
+    window = next(iter(lim.backend._windows.values()))  # type: ignore[attr-defined]
+    assert len(window.entries) <= 101  # about one entry per millisecond, not 5000
+    assert used(lim) == [5000]
+    # Exact log: the first unit leaves at start + 1 s. Grouped: no earlier, at most 1 ms later.
+    clock.now = start + 1.0 - 1e-9
+    assert used(lim) == [5000]
+    for step in range(5000):
+        clock.now = admitted[step] + 1.0 + 0.001  # 1 ms after its exact expiry: gone
+        assert used(lim)[0] <= 5000 - step - 1

@@ -1,6 +1,7 @@
 """Exact sliding-window limits per scope, with priorities, server feedback and backends.
 
-Every configured limit is an exact log of (time, cost) entries per scope: no window of
+Every configured limit is a log of (time, cost) entries per scope (the in-memory backend
+folds each millisecond into one entry dated by its latest admission): no window of
 ``seconds`` ever holds more than the limit less the safety margin, at any boundary, which
 also makes it correct for a venue's clock-aligned fixed windows. A call draws on several
 limits at once (a Binance order weighs on REQUEST_WEIGHT per IP and on ORDERS per account,

@@ -1,4 +1,4 @@
-"""The in-process backend: an exact log per window under one lock. Per process only.
+"""The in-process backend: a log per window under one lock. Per process only.
 
 Thread-safe; the lock is held for a few list operations and never across a wait, so one
 backend serves threads and asyncio tasks alike (a reservation never awaits). Processes that
@@ -18,24 +18,47 @@ from .backend import Backend, Draw
 __all__ = ["MemoryBackend"]
 
 
+_TICK = 0.001  # admissions this close together share one log entry
+
+
 class _Window:
-    __slots__ = ("entries", "seconds", "total")
+    """The log of one window: ``[last, weight]`` entries, oldest first.
+
+    Admissions less than a millisecond after an entry's first one join that entry, which
+    is dated by its latest: every unit stays in the window at least as long as an exact
+    log would keep it (so no window ever admits more), at most 1 ms longer. The log then
+    holds at most one entry per millisecond of the window, and a burst allocates nothing.
+    """
+
+    __slots__ = ("entries", "opened", "seconds", "total")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.entries: deque[tuple[float, int]] = deque()
+        self.entries: deque[list[float]] = deque()
         self.total = 0
+        self.opened = float("-inf")  # when the newest entry's first admission was
+
+    def add(self, now: float, cost: int) -> None:
+        entries = self.entries
+        if entries and now - self.opened < _TICK:
+            newest = entries[-1]
+            newest[0] = now
+            newest[1] += cost
+        else:
+            entries.append([now, cost])
+            self.opened = now
+        self.total += cost
 
     def expire(self, now: float) -> None:
         # Same arithmetic as delay(): an entry leaves exactly when stamp + seconds <= now.
         seconds = self.seconds
         entries = self.entries
         while entries and entries[0][0] + seconds <= now:
-            self.total -= entries.popleft()[1]
+            self.total -= int(entries.popleft()[1])
 
     def delay(self, now: float, excess: int) -> float:
         """Seconds until ``excess`` units have left the window."""
-        freed = 0
+        freed = 0.0
         for stamp, weight in self.entries:
             freed += weight
             if freed >= excess:
@@ -95,11 +118,17 @@ class MemoryBackend(Backend):
                 if entries:
                     seconds = window.seconds
                     while entries and entries[0][0] + seconds <= now:  # as in expire()
-                        window.total -= entries.popleft()[1]
+                        window.total -= int(entries.popleft()[1])
                 total = window.total + cost
                 if total > ceiling:
                     return window.delay(now, total - ceiling)
-                entries.append((now, cost))
+                if entries and now - window.opened < _TICK:  # as in add()
+                    newest = entries[-1]
+                    newest[0] = now
+                    newest[1] += cost
+                else:
+                    entries.append([now, cost])
+                    window.opened = now
                 window.total = total
                 return 0.0
             wait = 0.0
@@ -107,7 +136,7 @@ class MemoryBackend(Backend):
                 entries = window.entries
                 seconds = window.seconds
                 while entries and entries[0][0] + seconds <= now:
-                    window.total -= entries.popleft()[1]
+                    window.total -= int(entries.popleft()[1])
                 if window.total + cost > ceiling:
                     delay = window.delay(now, window.total + cost - ceiling)
                     if delay > wait:
@@ -115,8 +144,7 @@ class MemoryBackend(Backend):
             if wait > 0.0:
                 return wait
             for window, cost, _ in draws:
-                window.entries.append((now, cost))
-                window.total += cost
+                window.add(now, cost)
             return 0.0
         finally:
             lock.release()
@@ -135,8 +163,7 @@ class MemoryBackend(Backend):
             if wait > 0.0:
                 return wait, now
             for window, cost, _ in draws:
-                window.entries.append((now, cost))
-                window.total += cost
+                window.add(now, cost)
             return 0.0, now
 
     def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
@@ -147,8 +174,7 @@ class MemoryBackend(Backend):
                 window.expire(now)
                 missing = reported - window.total
                 if missing > 0:
-                    window.entries.append((now, missing))
-                    window.total += missing
+                    window.add(now, missing)
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
@@ -179,5 +205,5 @@ class MemoryBackend(Backend):
             window = self._windows[target] = _Window(seconds)
             for stamp, weight in old.entries:
                 if stamp + seconds > now:
-                    window.entries.append((stamp, weight))
-                    window.total += weight
+                    window.entries.append([stamp, weight])
+                    window.total += int(weight)
