@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import ssl
 import struct
-import tempfile
 import threading
 from typing import Any
 
 from .certs import Certificates, make_certificates
-from .server import Handler
+from .server import Handler, Served, server_context
 
 __all__ = ["FastHttpsServer"]
 
@@ -150,7 +147,7 @@ class _Connection(asyncio.Protocol):
         self._server._open.discard(self)
 
 
-class FastHttpsServer:
+class FastHttpsServer(Served):
     """Serves ``handler`` over HTTPS on 127.0.0.1 from an event loop in its own thread.
 
     The same surface as :class:`~securetrade.sim.server.HttpsServer`: ``base_url``,
@@ -171,32 +168,11 @@ class FastHttpsServer:
         self.port = port
         self.bytes_received = 0
         self.connections = 0
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
-        fd, path = tempfile.mkstemp(suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.certificates.cert_pem + self.certificates.key_pem)
-            self._context.load_cert_chain(path)
-        finally:
-            os.unlink(path)
+        self._context = server_context(self.certificates)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._open: set[_Connection] = set()
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    @property
-    def pins(self) -> dict[str, list[str]]:
-        """Pins for a client: the leaf key, and the CA key as the backup."""
-        return {self.host: [self.certificates.leaf_pin, self.certificates.ca_pin]}
-
-    @property
-    def ca_pem(self) -> str:
-        return self.certificates.ca_pem
 
     def start(self) -> FastHttpsServer:
         """Listen, then serve from a new event loop in a daemon thread (callers may have a

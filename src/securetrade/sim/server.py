@@ -21,7 +21,7 @@ from typing import Any
 from .binance import SimResponse
 from .certs import Certificates, make_certificates
 
-__all__ = ["HttpsServer"]
+__all__ = ["HttpsServer", "Served", "server_context"]
 
 Handler = Callable[[str, str, dict[str, str], bytes, str], SimResponse]
 
@@ -138,31 +138,26 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _RequestHandler)
 
 
-class HttpsServer:
-    """Serves ``handler`` over HTTPS on 127.0.0.1 (a free port unless one is given)."""
+def server_context(certificates: Certificates) -> ssl.SSLContext:
+    """The server side of the simulator's TLS: TLS 1.2 or newer, the given chain and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(certificates.cert_pem + certificates.key_pem)
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+    return context
 
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        certificates: Certificates | None = None,
-    ) -> None:
-        self.certificates = certificates or make_certificates()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        fd, path = tempfile.mkstemp(suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.certificates.cert_pem + self.certificates.key_pem)
-            context.load_cert_chain(path)
-        finally:
-            os.unlink(path)
-        self._server = _Server((host, port), handler, context)
-        self.host = host
-        self.port = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
+
+class Served:
+    """What a client needs to reach a simulator server: its URL, pins and CA."""
+
+    host: str
+    port: int
+    certificates: Certificates
 
     @property
     def base_url(self) -> str:
@@ -176,6 +171,24 @@ class HttpsServer:
     @property
     def ca_pem(self) -> str:
         return self.certificates.ca_pem
+
+
+class HttpsServer(Served):
+    """Serves ``handler`` over HTTPS on 127.0.0.1 (a free port unless one is given)."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        certificates: Certificates | None = None,
+    ) -> None:
+        self.certificates = certificates or make_certificates()
+        self._server = _Server((host, port), handler, server_context(self.certificates))
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread: threading.Thread | None = None
 
     @property
     def bytes_received(self) -> int:
