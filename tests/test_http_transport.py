@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import ssl
 import tempfile
@@ -392,3 +393,24 @@ def test_connection_refused_is_not_sent(certs: Certificates, kind: str) -> None:
 def test_only_http_connect_proxies_are_accepted(certs: Certificates, kind: str, proxy: str) -> None:
     with pytest.raises(InvalidRequest):
         make(kind, "https://127.0.0.1:1", certs, proxy=proxy)
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_async_transport_survives_a_new_event_loop(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    """asyncio.run twice (a notebook, a script calling it per batch): the second loop gets
+    a pool of its own instead of the first loop's dead connections. (The first loop ends
+    without aclose(), so its connection is reported unclosed when collected: ignored.)"""
+    server = serve()
+    client = AsyncHttpTransport(server.base_url, _context(certs), timeout=5.0)
+
+    async def once() -> int:
+        return (await client.send(HttpRequest("GET", "/x"))).status
+
+    assert asyncio.run(once()) == 200
+    assert asyncio.run(once()) == 200
+    asyncio.run(client.aclose())
+    assert len(server.requests) == 2
+    gc.collect()  # the abandoned connections are reported here, under this test's filters

@@ -245,6 +245,7 @@ class AsyncHttpTransport:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open: set[_Connection] = set()
         self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._closed = False
 
     async def _connect(self) -> _Connection:
@@ -322,9 +323,14 @@ class AsyncHttpTransport:
         data = self._encode(request)
         if self._closed:
             raise TransportFailure("transport closed: connection not made", sent=False)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (Jupyter, asyncio.run again): new pool
+            self._idle.clear()
+            self._open.clear()
+            self._slots = asyncio.Semaphore(self._max_connections)
+            self._loop = loop
         slots = self._slots
-        if slots is None:
-            slots = self._slots = asyncio.Semaphore(self._max_connections)
+        assert slots is not None
         async with slots:
             connection = None
             while self._idle:
@@ -367,6 +373,8 @@ class AsyncHttpTransport:
         self._closed = True
         self._idle.clear()
         connections, self._open = list(self._open), set()
+        if asyncio.get_running_loop() is not self._loop:
+            return  # they belong to a loop that has ended: nothing can close them now
         for connection in connections:
             connection.close()
         if connections:
