@@ -8,34 +8,19 @@ data source this machine reaches (the package registry) about a historic vulnera
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tools" / "audit_deps.py"
+from tool_loader import load_tool
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("audit_deps", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-audit = _load()
+audit = load_tool("audit_deps")
 
 ADVISORY = {
     "id": "PYSEC-2099-1",

@@ -274,11 +274,17 @@ def test_a_cut_reply_is_an_unknown_outcome_never_an_answer(
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize("trailer", [b"", b"X-Checksum: 1\r\n"], ids=["plain", "trailer"])
 def test_chunked_replies_are_read_whole(
-    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
+    serve: Callable[..., ScriptedServer],
+    certs: Certificates,
+    transport: Callable[..., Driven],
+    trailer: bytes,
 ) -> None:
     chunked = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n"
+        + trailer
+        + b"\r\n"
     )
     server = serve(lambda index, head: (chunked, False))
     client = transport(server, certs)

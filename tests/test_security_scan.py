@@ -5,34 +5,24 @@ Every planted secret is generated at run time, so this file holds none for the s
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import shutil
 import string
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from tool_loader import TOOLS, load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tools" / "scan_secrets.py"
+SCRIPT = TOOLS / "scan_secrets.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scan_secrets", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-scanner = _load()
+scanner = load_tool("scan_secrets")
 
 
 def _random(alphabet: str, length: int) -> str:

@@ -421,9 +421,9 @@ class Journal:
         flushes in a worker thread). :attr:`needs_flush` says whether there is any.
         """
         results: list[bool] = []
-        flush_here = not self.needs_flush or self._wal_fd is not None
+        sqlite_flushes = self.needs_flush and self._wal_fd is None  # no log descriptor
         with self._lock:
-            if not flush_here:
+            if sqlite_flushes:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -451,9 +451,9 @@ class Journal:
                     raise
                 self._db.execute("COMMIT")
             finally:
-                if not flush_here:
+                if sqlite_flushes:
                     self._db.execute("PRAGMA synchronous=NORMAL")
-        if flush and flush_here and any(results):
+        if flush and not sqlite_flushes and any(results):
             self.flush()
         return results
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from ..errors import InvalidRequest
 from .base import HttpRequest, HttpResponse, TransportFailure
 from .http import (
+    USER_AGENT,
     check_base_url,
     check_request,
     parse_proxy,
@@ -104,6 +105,7 @@ class _Reply:
                 return None
             return bytes(buffer[start:end]), end
         parts: list[bytes] = []
+        received = 0
         at = start
         while True:
             line_end = buffer.find(b"\r\n", at)
@@ -114,19 +116,16 @@ class _Reply:
                 size = int(size_text, 16)
             except ValueError:
                 raise _Cut("bad chunk size") from None
-            if size == 0:
-                trailer_end = buffer.find(b"\r\n\r\n", line_end)
-                if buffer[line_end : line_end + 4] == b"\r\n\r\n":
-                    return b"".join(parts), line_end + 4
-                if trailer_end < 0:
-                    return None
-                return b"".join(parts), trailer_end + 4
+            if size == 0:  # the trailer section (usually empty) ends with a blank line
+                end = buffer.find(b"\r\n\r\n", line_end)
+                return None if end < 0 else (b"".join(parts), end + 4)
             chunk_start = line_end + 2
             chunk_end = chunk_start + size
             if len(buffer) < chunk_end + 2:
                 return None
             parts.append(bytes(buffer[chunk_start:chunk_end]))
-            if sum(map(len, parts)) > _MAX_BODY:
+            received += size
+            if received > _MAX_BODY:
                 raise _Cut("response body too large")
             at = chunk_end + 2
 
@@ -314,7 +313,7 @@ class AsyncHttpTransport:
         named = {name.lower() for name, _ in request.headers}
         lines += [f"{name}: {value}" for name, value in request.headers]
         if "user-agent" not in named:
-            lines.append("User-Agent: securetrade")
+            lines.append(f"User-Agent: {USER_AGENT}")
         if request.body or request.method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(request.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body

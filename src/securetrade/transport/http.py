@@ -36,6 +36,7 @@ from .redaction import redact_query
 from .tls import PinFailure
 
 __all__ = [
+    "USER_AGENT",
     "HttpTransport",
     "check_base_url",
     "check_request",
@@ -48,7 +49,7 @@ log = logging.getLogger("securetrade.transport")
 
 E = TypeVar("E", bound=BaseException)
 
-_USER_AGENT = "securetrade"
+USER_AGENT = "securetrade"  # what both transports send unless a venue sets its own
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: methods, names
 _TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
 _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
@@ -269,7 +270,7 @@ class HttpTransport:
     def send(self, request: HttpRequest) -> HttpResponse:
         check_request(request)
         headers = dict(request.headers)
-        headers.setdefault("User-Agent", _USER_AGENT)
+        headers.setdefault("User-Agent", USER_AGENT)
         target = self._endpoint.path_prefix + request.target
         connection = self._borrow()
         try:
