@@ -214,3 +214,42 @@ def test_no_secret_in_any_span(spans: Any, sim: Simulator, tls_client: Any, kind
     for form in forms:
         assert form not in blob
     assert key.key_id not in blob
+
+
+_SDK_LATER = r"""
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from securetrade import Client
+from securetrade.sim import Simulator
+from securetrade.transport import telemetry
+
+with Simulator() as sim:
+    client = Client(sim.create_key(), transport=sim.transport(), journal=":memory:")
+    assert telemetry._silent()
+    client.server_time()  # no SDK: nothing is built
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    assert not telemetry._silent()
+    client.server_time()  # the SDK installed since is used at once
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["GET /api/v3/time", "securetrade.server_time"], names
+print("ok")
+"""
+
+
+def test_an_sdk_installed_after_the_client_is_used_at_once() -> None:
+    """Without an SDK no span is built (they would go nowhere); one installed later, while
+    clients run, is picked up at the next call. A fresh interpreter: the global provider
+    can be set once per process, and the test session's own is already set."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _SDK_LATER], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"

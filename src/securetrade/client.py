@@ -6,6 +6,7 @@ already running; the async client never blocks its loop on network I/O.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .clock import VenueClock
 from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, Wait
-from .core.flows import Persist
+from .core.flows import Send
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Fill, Instrument, Order, OrderRequest
@@ -39,7 +40,7 @@ from .transport.telemetry import span
 from .venues import Venue, get_venue
 
 if TYPE_CHECKING:
-    import asyncio
+    from .core.group_commit import GroupCommit
 
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
@@ -149,9 +150,6 @@ class _Base(ABC, Generic[TransportT]):
                 unsafe_allow_plain_http=unsafe_allow_plain_http,
             )
         self._transport: TransportT = transport
-        # Async group commit (see AsyncClient._persist): attempts waiting for their fsync.
-        self._persist_queue: list[tuple[Persist, asyncio.Future[bool]]] = []
-        self._persisting = False
         self.core.base_url = getattr(transport, "base_url", None)  # for traces
 
     @abstractmethod
@@ -270,23 +268,24 @@ class Client(_Base[Transport]):
     def _run(self, name: str, flow: Flow[T]) -> T:
         with span(name, venue=self.core.venue.name):
             value: Any = None
-            failure: TransportFailure | None = None
+            failure: Exception | None = None
             while True:
                 try:
                     effect = flow.send(value) if failure is None else flow.throw(failure)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
                 value, failure = None, None
-                if isinstance(effect, Wait):
-                    time.sleep(effect.seconds)
-                elif isinstance(effect, Persist):
-                    value = self.core.journal.sending(
-                        effect.client_order_id, effect.attempts, effect.deadline_ms
-                    )
-                else:
+                if isinstance(effect, Send):
                     try:
                         value = self._transport.send(effect.request)
                     except TransportFailure as exc:
+                        failure = exc
+                elif isinstance(effect, Wait):
+                    time.sleep(effect.seconds)
+                else:  # a journal write: its error is raised where the flow asked for it
+                    try:
+                        value = effect.apply(self.core.journal)
+                    except Exception as exc:
                         failure = exc
 
     def server_time(self) -> int:
@@ -414,68 +413,35 @@ class AsyncClient(_Base[AsyncTransport]):
             unsafe_allow_plain_http=unsafe_allow_plain_http,
         )
 
+    @functools.cached_property
+    def _group(self) -> GroupCommit:
+        """Journal writes of concurrent orders, committed in groups (loaded by async users)."""
+        from .core.group_commit import GroupCommit
+
+        return GroupCommit(self.core.journal)
+
     async def _run(self, name: str, flow: Flow[T]) -> T:
         with span(name, venue=self.core.venue.name):
             value: Any = None
-            failure: TransportFailure | None = None
+            failure: Exception | None = None
             while True:
                 try:
                     effect = flow.send(value) if failure is None else flow.throw(failure)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
                 value, failure = None, None
-                if isinstance(effect, Wait):
-                    await _asleep(effect.seconds)
-                elif isinstance(effect, Persist):
-                    value = await self._persist(effect)
-                else:
+                if isinstance(effect, Send):
                     try:
                         value = await self._transport.send(effect.request)
                     except TransportFailure as exc:
                         failure = exc
-
-    async def _persist(self, effect: Persist) -> bool:
-        """Group commit: the attempts of all orders about to go out share one fsync, made
-        in a worker thread so the event loop keeps serving responses meanwhile."""
-        import asyncio
-
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._persist_queue.append((effect, future))
-        if not self._persisting:
-            self._persisting = True
-            self._persist_task = asyncio.ensure_future(self._drain_persists())  # kept alive
-        return await future
-
-    async def _drain_persists(self) -> None:
-        import asyncio
-
-        try:
-            while self._persist_queue:
-                await asyncio.sleep(0)  # let orders ready in this loop turn join the batch
-                batch, self._persist_queue = self._persist_queue, []
-                items = [(e.client_order_id, e.attempts, e.deadline_ms) for e, _ in batch]
-                journal = self.core.journal
-                try:
-                    if isinstance(journal, Journal):
-                        # A short commit on the loop (no lock held across the disk), then
-                        # the one wait for the disk in a worker thread; in memory, no wait.
-                        results = journal.sending_many(items, flush=False)
-                        if journal.needs_flush and any(results):
-                            await asyncio.to_thread(journal.flush)
-                    else:  # another store (Redis): its call is network I/O
-                        results = await asyncio.to_thread(journal.sending_many, items)
-                except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), claimed in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(claimed)
-        finally:
-            self._persisting = False
+                elif isinstance(effect, Wait):
+                    await _asleep(effect.seconds)
+                else:  # a journal write, committed with those of the other ready orders
+                    try:
+                        value = await self._group.write(effect)
+                    except Exception as exc:
+                        failure = exc
 
     async def server_time(self) -> int:
         """The venue's clock, in milliseconds since the epoch."""

@@ -59,7 +59,19 @@ from .journal import (
 )
 from .retry import Attempts, RetryPolicy
 
-__all__ = ["Core", "Flow", "Persist", "RecoveryReport", "Send", "Settings", "Wait"]
+__all__ = [
+    "Claim",
+    "Core",
+    "Effect",
+    "Flow",
+    "JournalWrite",
+    "Persist",
+    "RecoveryReport",
+    "Send",
+    "Settings",
+    "Settle",
+    "Wait",
+]
 
 log = logging.getLogger("securetrade")
 
@@ -82,20 +94,58 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """Effect: record the intent as PENDING (:meth:`Journal.begin`); the driver answers
+    ``(intent, created)``.
+
+    The journal writes every order makes (claim, attempt, outcome) are effects rather than
+    calls so that the async driver can group them: the writes of all orders ready in one
+    event-loop turn share one commit, and their attempts one fsync (group commit).
+    """
+
+    idempotency_key: str
+    client_order_id: str
+    account: str
+    symbol: str
+    fingerprint: str
+
+    def apply(self, journal: JournalStore) -> tuple[Intent, bool]:
+        return journal.begin(
+            self.idempotency_key, self.client_order_id, self.account, self.symbol, self.fingerprint
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Persist:
     """Effect: durably record that attempt ``attempts + 1`` of an order is about to go out
     (:meth:`Journal.sending`); the driver answers True, or False when the claim was lost.
-
-    An effect rather than a call so that the async driver can commit the attempts of many
-    concurrent orders with one fsync (group commit) without blocking its event loop.
     """
 
     client_order_id: str
     attempts: int
     deadline_ms: int
 
+    def apply(self, journal: JournalStore) -> bool:
+        return journal.sending(self.client_order_id, self.attempts, self.deadline_ms)
 
-Effect = Wait | Send | Persist
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """Effect: record what became of an order (:meth:`Journal.settle`); answered with None."""
+
+    client_order_id: str
+    state: IntentState
+    order_json: str | None = None
+    error: str | None = None
+
+    def apply(self, journal: JournalStore) -> None:
+        journal.settle(
+            self.client_order_id, self.state, order_json=self.order_json, error=self.error
+        )
+
+
+JournalWrite = Claim | Persist | Settle
+Effect = Wait | Send | JournalWrite
 Flow = Generator[Effect, Any, T]
 
 
@@ -468,7 +518,7 @@ class Core:
         cid = self.venue.client_order_id(self.account, key)
         fingerprint = order.fingerprint()
         self.checkpoint("before_claim_commit")
-        intent, created = self.journal.begin(key, cid, self.account, order.symbol, fingerprint)
+        intent, created = yield Claim(key, cid, self.account, order.symbol, fingerprint)
         if intent.fingerprint != fingerprint:
             raise IdempotencyKeyMismatch(
                 f"idempotency key was used for another order ({intent.fingerprint}); "
@@ -489,7 +539,7 @@ class Core:
         if created and orphan is not None:
             # Recovery saw this very id at the venue with no journal entry (the journal was
             # lost or moved): the order exists, so adopt it rather than send it again.
-            return self._settled(self._adopt(orphan, order), key)
+            return (yield from self._settled(self._adopt(orphan, order), key))
         if created:
             with self.policy.admit(order, cid, reference=reference) as admission:
                 result = yield from self._submit(order, key, cid, 0)
@@ -582,7 +632,7 @@ class Core:
                 self.journal.settle(cid, IntentState.NOT_PLACED, error="absent after deadline")
                 not_placed.append(cid)
             else:
-                resolved.append(self._settled(found, intent.idempotency_key))
+                resolved.append((yield from self._settled(found, intent.idempotency_key)))
         ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
         known = self.journal.known(ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
@@ -671,16 +721,16 @@ class Core:
                 if failure.sent:  # it may have landed: only the venue can say
                     found = yield from self._resolve(order.symbol, cid, deadline[0])
                     if found is not None:
-                        return self._settled(found, key)
+                        return (yield from self._settled(found, key))
                 error = ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
             elif outcome.verdict is Verdict.OK and Op.PLACE_ORDER in self.venue.order_acks:
                 # An acknowledgement only: the venue holds it, read it back by client order id.
                 found = yield from self._resolve(order.symbol, cid, deadline[0])
                 if found is not None:
-                    return self._settled(found, key)
+                    return (yield from self._settled(found, key))
                 error = AmbiguousOutcome("acknowledged, then not found", venue=self.venue.name)
             elif outcome.verdict is Verdict.OK:
-                return self._settled(self.venue.parse_order(outcome.payload), key)
+                return (yield from self._settled(self.venue.parse_order(outcome.payload), key))
             elif (
                 outcome.duplicate
                 or outcome.verdict is Verdict.AMBIGUOUS
@@ -691,7 +741,7 @@ class Core:
                 if found is not None:
                     if outcome.duplicate:
                         found = self._adopt(found, order)
-                    return self._settled(found, key)
+                    return (yield from self._settled(found, key))
                 error = _error(outcome)
             elif outcome.verdict is Verdict.REJECTED:
                 self.journal.settle(cid, IntentState.REJECTED, error=str(outcome.error))
@@ -725,7 +775,7 @@ class Core:
                 # The journal lost the row (a Redis flush or failover): claim it again. A
                 # journal that noticed the loss makes the claim UNKNOWN, so the venue is
                 # asked before anything is sent; else the claim is ours, as it was.
-                intent, created = self.journal.begin(
+                intent, created = yield Claim(
                     key, cid, self.account, order.symbol, order.fingerprint()
                 )
                 if created:
@@ -757,7 +807,7 @@ class Core:
                 continue
             found = yield from self._resolve(order.symbol, cid, intent.deadline_ms)
             if found is not None:
-                return self._settled(found, key)
+                return (yield from self._settled(found, key))
             # Absent after its deadline: the old attempt can never execute. Send it again.
             result = yield from self._submit(order, key, cid, intent.attempts)
             return result
@@ -827,11 +877,9 @@ class Core:
             )
         return found
 
-    def _settled(self, found: Order, key: str) -> Order:
+    def _settled(self, found: Order, key: str) -> Flow[Order]:
         found = found.model_copy(update={"idempotency_key": key})
-        self.journal.settle(
-            found.client_order_id, _STATE_OF[found.status], order_json=found.model_dump_json()
-        )
+        yield Settle(found.client_order_id, _STATE_OF[found.status], found.model_dump_json())
         self.policy.observe(found)
         self.audit.emit(
             "order.placed",

@@ -14,6 +14,7 @@ tombstone, and while that lasts the same idempotency key raises
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
@@ -23,7 +24,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -293,7 +294,8 @@ class Journal:
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        self._lock = threading.Lock()
+        # Reentrant: writes made inside :meth:`transaction` by its thread join it.
+        self._lock = threading.RLock()
         self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
         self._wal_fd: int | None = None
         with self._lock:
@@ -418,15 +420,18 @@ class Journal:
 
         ``flush=False`` leaves the wait for the disk to the caller, who must call
         :meth:`flush` before sending (the async client commits on its event loop and
-        flushes in a worker thread). :attr:`needs_flush` says whether there is any.
+        flushes in a worker thread). :attr:`needs_flush` says whether there is any. Inside
+        :meth:`transaction` the attempts join it: committed with it, flushed by the caller.
         """
         results: list[bool] = []
-        sqlite_flushes = self.needs_flush and self._wal_fd is None  # no log descriptor
         with self._lock:
+            joined = self._db.in_transaction  # inside transaction(): its commit is ours
+            sqlite_flushes = not joined and self._sqlite_flushes
             if sqlite_flushes:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                if not joined:
+                    self._db.execute("BEGIN IMMEDIATE")
                 try:
                     now = time.time()
                     for client_order_id, seen, deadline_ms in attempts:
@@ -447,15 +452,47 @@ class Journal:
                         )
                         results.append(cursor.rowcount == 1)
                 except BaseException:
+                    if not joined:
+                        self._db.execute("ROLLBACK")
+                    raise
+                if not joined:
+                    self._db.execute("COMMIT")
+            finally:
+                if sqlite_flushes:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+        if flush and not joined and not self._sqlite_flushes and any(results):
+            self.flush()
+        return results
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction, one commit, for every write this thread makes inside it.
+
+        The async client's group commit: the claims, attempts and outcomes of the orders
+        ready in one event-loop turn cost one commit instead of one each. Other threads
+        wait for it. A write that raises inside it (an expired key) leaves the others in.
+        Attempts made inside are durable only after :meth:`flush`, as with ``flush=False``.
+        """
+        with self._lock:
+            sqlite_flushes = self._sqlite_flushes
+            if sqlite_flushes:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
             finally:
                 if sqlite_flushes:
                     self._db.execute("PRAGMA synchronous=NORMAL")
-        if flush and not sqlite_flushes and any(results):
-            self.flush()
-        return results
+
+    @property
+    def _sqlite_flushes(self) -> bool:
+        """No descriptor on the log to flush it ourselves: SQLite's commit must wait."""
+        return self.needs_flush and self._wal_fd is None
 
     @property
     def needs_flush(self) -> bool:

@@ -169,6 +169,10 @@ class _Connection(asyncio.Protocol):
         if self._gone is not None:
             await asyncio.shield(self._gone)
 
+    def _expire(self) -> None:
+        self.closed = True  # a reply may still be on its way: never reuse this connection
+        self._wake(TimeoutError("no whole reply in time"))
+
     def _wake(self, exc: BaseException) -> None:
         self._lost = exc
         waiter = self._waiter
@@ -185,15 +189,21 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    async def exchange(self, data: bytes) -> HttpResponse:
+    async def exchange(self, data: bytes, timeout: float) -> HttpResponse:
+        """Write ``data`` and read one whole reply; TimeoutError after ``timeout`` seconds
+        (a timer on the loop, not ``wait_for``: that costs a task per request)."""
         transport = self.transport
         assert transport is not None
-        transport.write(data)
-        reply = _Reply()
-        while not reply.head(self.buffer):
-            await self.more()
-        while (done := reply.body(self.buffer)) is None:
-            await self.more()
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire)
+        try:
+            transport.write(data)
+            reply = _Reply()
+            while not reply.head(self.buffer):
+                await self.more()
+            while (done := reply.body(self.buffer)) is None:
+                await self.more()
+        finally:
+            timer.cancel()
         body, used = done
         del self.buffer[:used]
         if reply.close or self.buffer:  # closing, or bytes nobody asked for: not reusable
@@ -343,7 +353,7 @@ class AsyncHttpTransport:
                 connection = await self._connect()
                 self._open.add(connection)
             try:
-                response = await asyncio.wait_for(connection.exchange(data), self._timeout)
+                response = await connection.exchange(data, self._timeout)
             except (OSError, asyncio.TimeoutError, ConnectionError, _Cut) as exc:
                 connection.close()
                 self._open.discard(connection)

@@ -9,13 +9,15 @@ conventions: ``http.request.method``, ``url.full`` (redacted: no signature, no k
 order id, verdict, policy decision). Counters record resends and outcomes that are not
 known (the idempotency layer then asks the venue). Attribute values are public values
 only. The tracer and meter are looked up on first use so that importing securetrade stays
-cheap, and the expensive attributes are built only when a span is being recorded.
+cheap, and the expensive attributes are built only when a span is being recorded. While
+no SDK is installed (no tracer or meter provider set), nothing is built at all: every span
+and metric would go nowhere. An SDK installed later is seen at the next call.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +26,35 @@ from .base import HttpRequest, TransportFailure
 from .redaction import redact_query
 
 __all__ = ["VenueCall", "annotate", "span", "venue_call"]
+
+
+@lru_cache(maxsize=1)
+def _proxies() -> tuple[Any, Any, type, type]:
+    """What "no SDK installed" looks like: the API's placeholder providers."""
+    from opentelemetry import metrics, trace
+
+    proxy_meters: type
+    try:  # the API's placeholder meter provider has no public name
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+        proxy_meters = _ProxyMeterProvider
+    except ImportError:  # another API version: assume an SDK, record as usual
+        proxy_meters = type(None)
+    return (
+        trace.get_tracer_provider,
+        metrics.get_meter_provider,
+        trace.ProxyTracerProvider,
+        proxy_meters,
+    )
+
+
+def _silent() -> bool:
+    """True while neither a tracer nor a meter provider is installed."""
+    tracers, meters, proxy_tracers, proxy_meters = _proxies()
+    return isinstance(tracers(), proxy_tracers) and isinstance(meters(), proxy_meters)
+
+
+_NOTHING: AbstractContextManager[None] = nullcontext()
 
 
 @lru_cache(maxsize=1)
@@ -66,6 +97,8 @@ def _client_kind() -> Any:
 
 def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
     """A span named ``securetrade.<name>`` with only the given public attributes."""
+    if _silent():
+        return _NOTHING
     return _tracer().start_as_current_span(  # type: ignore[no-any-return]
         f"securetrade.{name}", attributes={f"securetrade.{k}": v for k, v in attributes.items()}
     )
@@ -73,6 +106,8 @@ def span(name: str, **attributes: str) -> AbstractContextManager[Any]:
 
 def annotate(name: str, value: str | int) -> None:
     """Set ``securetrade.<name>`` on the current span (the operation's span)."""
+    if _silent():
+        return
     from opentelemetry import trace
 
     current = trace.get_current_span()
@@ -103,6 +138,8 @@ class VenueCall:
         unknown: bool = False,
     ) -> None:
         """Finish the span with the answer (``status``, ``verdict``) or the failure."""
+        if self._span is None:  # made while no SDK was installed
+            return
         _, unknown_outcomes, duration = _instruments()
         error_type: str | None = None
         if error is not None:
@@ -143,6 +180,8 @@ def venue_call(
     client_order_id: str | None = None,
 ) -> VenueCall:
     """Start the CLIENT span of one request; count it as a retry when it is a resend."""
+    if _silent():
+        return _UNTRACED
     attributes = {"securetrade.venue": venue, "securetrade.operation": operation}
     if resend_count > 0:
         _instruments()[0].add(1, attributes)
@@ -169,3 +208,6 @@ def venue_call(
         if client_order_id is not None:
             span.set_attribute("securetrade.client_order_id", client_order_id)
     return VenueCall(span, attributes)
+
+
+_UNTRACED = VenueCall(None, {})

@@ -1,0 +1,162 @@
+"""The async client's group commit: the journal writes of concurrent orders share commits.
+
+Every order writes the journal three times: its claim, its attempt (durable before the
+first byte) and its outcome. Made one by one on the event loop, those commits cost more
+CPU than the rest of the order. Grouped, the writes of every order ready in one loop turn
+share one transaction, and the attempts among them one ``fdatasync``, made in a worker
+thread while the loop goes on serving replies. Each order still waits for its own write:
+an attempt is answered only once a flush that began after its commit has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .flows import JournalWrite, Persist
+from .journal import Journal, JournalStore
+
+__all__ = ["GroupCommit"]
+
+
+class _Raised:
+    """A write of the batch that raised (an expired key): its order alone gets the error."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
+    """Perform ``writes`` in order; a result, or :class:`_Raised`, per write.
+
+    The attempts go to the journal in one ``sending_many`` call; in SQLite they are not
+    flushed here (the caller flushes once for the batch).
+    """
+    attempts = [
+        (w.client_order_id, w.attempts, w.deadline_ms) for w in writes if type(w) is Persist
+    ]
+    claimed: list[Any] = []
+    if attempts:
+        try:
+            if isinstance(journal, Journal):
+                claimed = list(journal.sending_many(attempts, flush=False))
+            else:
+                claimed = list(journal.sending_many(attempts))
+        except Exception as exc:
+            claimed = [_Raised(exc)] * len(attempts)
+    claims = iter(claimed)
+    results: list[Any] = []
+    for write in writes:
+        if type(write) is Persist:
+            results.append(next(claims))
+            continue
+        try:
+            results.append(write.apply(journal))
+        except Exception as exc:
+            results.append(_Raised(exc))
+    return results
+
+
+class GroupCommit:
+    """Queues the journal writes of one event loop's orders and commits them in groups."""
+
+    def __init__(self, journal: JournalStore) -> None:
+        self._journal = journal
+        self._sqlite = isinstance(journal, Journal)
+        self._needs_flush = isinstance(journal, Journal) and journal.needs_flush
+        self._queue: list[tuple[JournalWrite, asyncio.Future[Any]]] = []
+        self._unflushed: list[asyncio.Future[Any]] = []  # attempts committed, not yet on disk
+        self._draining: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def write(self, write: JournalWrite) -> Any:
+        """Perform ``write`` with the others of this loop turn; its result, or its error."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (asyncio.run again): start afresh
+            self._queue, self._unflushed = [], []
+            self._draining = self._flushing = None
+            self._loop = loop
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((write, future))
+        if self._draining is None:
+            self._draining = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await asyncio.sleep(0)  # let every order ready in this loop turn join
+                batch, self._queue = self._queue, []
+                writes = [write for write, _ in batch]
+                try:
+                    if self._sqlite:
+                        journal = self._journal
+                        assert isinstance(journal, Journal)
+                        with journal.transaction():  # on the loop: a commit, no disk wait
+                            results = apply_all(journal, writes)
+                    else:  # another store (Redis): its calls are network I/O
+                        results = await asyncio.to_thread(apply_all, self._journal, writes)
+                except Exception as exc:  # the transaction failed: none of them happened
+                    _fail(batch, exc)
+                    continue
+                except BaseException:
+                    _cancel(batch)
+                    raise
+                self._answer(batch, results)
+        finally:
+            self._draining = None
+
+    def _answer(
+        self, batch: list[tuple[JournalWrite, asyncio.Future[Any]]], results: list[Any]
+    ) -> None:
+        durable = self._needs_flush
+        for (write, future), result in zip(batch, results, strict=True):
+            if future.done():  # its task was cancelled meanwhile
+                continue
+            if isinstance(result, _Raised):
+                future.set_exception(result.error)
+            elif durable and result is True and type(write) is Persist:
+                self._unflushed.append(future)
+            else:
+                future.set_result(result)
+        if self._unflushed and self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Flush rounds until no committed attempt waits: each round covers the commits
+        made before it began; attempts committed during a round wait for the next."""
+        journal = self._journal
+        assert isinstance(journal, Journal)
+        try:
+            while self._unflushed:
+                waiting, self._unflushed = self._unflushed, []
+                try:
+                    await asyncio.to_thread(journal.flush)
+                except Exception as exc:  # not durable: those orders must not be sent
+                    for future in waiting:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:
+                    for future in waiting:
+                        future.cancel()
+                    raise
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(True)
+        finally:
+            self._flushing = None
+
+
+def _fail(batch: list[tuple[JournalWrite, asyncio.Future[Any]]], error: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
+
+def _cancel(batch: list[tuple[JournalWrite, asyncio.Future[Any]]]) -> None:
+    for _, future in batch:
+        future.cancel()
