@@ -1,10 +1,12 @@
 """The I/O-free pipeline. Every operation is a generator that yields effects.
 
-A flow yields :class:`Wait` (sleep this long) or :class:`Send` (write this request, hand me
-the response); a driver performs the effect and sends the result back in, or throws a
-:class:`~securetrade.transport.base.TransportFailure` into the flow. The sync ``Client``
-drives flows with ``time.sleep`` and a blocking transport, the ``AsyncClient`` with
-``asyncio.sleep`` and an async transport; neither holds logic the other lacks.
+A flow yields :class:`Wait` (sleep this long), :class:`Send` (write this request, hand me
+the response) or a journal write on the order path (:class:`Claim`, :class:`Persist`,
+:class:`Settle`); a driver performs the effect and sends the result back in, or throws the
+failure (a :class:`~securetrade.transport.base.TransportFailure`, a journal error) into
+the flow. The sync ``Client`` drives flows with ``time.sleep``, a blocking transport and
+one journal write at a time; the ``AsyncClient`` with ``asyncio.sleep``, an async
+transport and group commits (:mod:`.group_commit`). Neither holds logic the other lacks.
 
 Order of layers for each request: keys and scopes → policy → idempotency journal → rate
 limit → freshness (venue timestamp) → signing → transport → record.

@@ -1,0 +1,205 @@
+"""The async client's group commit: concurrent orders share journal commits and flushes,
+and still each order gets its own answer (its own error, its own durable attempt)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from securetrade import AsyncClient, IdempotencyKeyExpired, LimitOrder, OrderStatus
+from securetrade.core import IntentState, Journal, JournalStore, RedisJournal
+from securetrade.core.journal import JournalError
+from securetrade.sim import Simulator
+
+ORDER = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="90000")
+
+
+def _posts(sim: Simulator) -> int:
+    return sim.dialect.stats.by_path.get("POST /api/v3/order", 0)
+
+
+class Counting(Journal):
+    """Counts commits (explicit ones, and writes made outside a transaction, each of which
+    is its own commit) and the threads that write."""
+
+    def __init__(self, path: Path, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.commits = 0
+        self.writers: set[int] = set()
+        self._db.set_trace_callback(self._traced)
+
+    def _traced(self, statement: str) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb == "COMMIT" or (
+            verb in ("INSERT", "UPDATE", "DELETE") and not self._db.in_transaction
+        ):
+            self.commits += 1
+
+    def begin(self, *args: Any, **kwargs: Any) -> Any:
+        self.writers.add(threading.get_ident())
+        return super().begin(*args, **kwargs)
+
+
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per fdatasync/fsync made."""
+    seen: list[int] = []
+    real_datasync, real_fsync = os.fdatasync, os.fsync
+
+    def datasync(fd: int) -> None:
+        seen.append(fd)
+        real_datasync(fd)
+
+    def fsync(fd: int) -> None:
+        seen.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", datasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def _place_all(sim: Simulator, journal: JournalStore, keys: list[str], **options: Any) -> list[Any]:
+    """Place one order per idempotency key concurrently; the order or the error of each."""
+    key = options.pop("key", None) or sim.create_key()
+
+    async def run() -> list[Any]:
+        async with AsyncClient(
+            key, transport=sim.async_transport(), journal=journal, **options
+        ) as client:
+            await client.recover()
+            return await asyncio.gather(
+                *(client.place_order(ORDER, idempotency_key=k) for k in keys),
+                return_exceptions=True,
+            )
+
+    return asyncio.run(run())
+
+
+def test_concurrent_orders_share_commits_and_flushes(
+    sim: Simulator, tmp_path: Path, flushes: list[int]
+) -> None:
+    journal = Counting(tmp_path / "j.sqlite3")
+    flushes.clear()
+    journal.commits = 0
+    orders = _place_all(sim, journal, [f"k-{i}" for i in range(50)])
+    assert all(o.status is OrderStatus.FILLED for o in orders)
+    # Three writes per order (claim, attempt, outcome), one by one 150 commits and 50
+    # flushes; grouped, far fewer of each.
+    assert journal.commits < 50
+    assert 1 <= len(flushes) < 25
+    assert journal.writers == {threading.main_thread().ident}  # SQLite: on the loop
+    for order in orders:
+        intent = journal.get(order.client_order_id)
+        assert intent is not None
+        assert intent.state is IntentState.FILLED
+        assert intent.attempts == 1
+    assert _posts(sim) == 50
+    journal.close()
+
+
+def test_an_expired_key_fails_only_its_own_order(sim: Simulator, tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3", retention=0.2, tombstone_ttl=60)
+    key = sim.create_key()
+    (first,) = _place_all(sim, journal, ["old"], key=key)
+    time.sleep(0.3)
+    assert journal.purge() == 1  # "old" is now a tombstone that refuses the key
+    results = _place_all(sim, journal, ["old", *(f"new-{i}" for i in range(9))], key=key)
+    assert isinstance(results[0], IdempotencyKeyExpired)
+    assert results[0].client_order_id == first.client_order_id
+    assert all(r.status is OrderStatus.FILLED for r in results[1:])
+    assert _posts(sim) == 10  # the first "old", then the nine new ones
+    journal.close()
+
+
+def test_a_failed_flush_sends_nothing(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    monkeypatch.setattr(os, "fsync", broken)
+    results = _place_all(sim, journal, [f"k-{i}" for i in range(10)])
+    assert all(isinstance(r, JournalError) for r in results), results
+    assert _posts(sim) == 0  # not durable, so not sent
+    journal.close()
+
+
+def test_each_new_event_loop_gets_a_working_group(sim: Simulator, tmp_path: Path) -> None:
+    """asyncio.run twice with one client (a notebook restarting its loop)."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    client = AsyncClient(sim.create_key(), transport=sim.async_transport(), journal=journal)
+
+    async def some(prefix: str) -> list[Any]:
+        return await asyncio.gather(
+            *(client.place_order(ORDER, idempotency_key=f"{prefix}-{i}") for i in range(5))
+        )
+
+    first = asyncio.run(some("a"))
+    second = asyncio.run(some("b"))
+    assert all(o.status is OrderStatus.FILLED for o in first + second)
+    assert _posts(sim) == 10
+    journal.close()
+
+
+@pytest.fixture
+def redis_journal(redis_url: str) -> Iterator[RedisJournal]:
+    class Watched(RedisJournal):
+        writers: ClassVar[set[int]] = set()
+
+        def begin(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().begin(*args, **kwargs)
+
+    journal = Watched(redis_url, prefix=f"group-{os.getpid()}-{time.monotonic_ns()}:")
+    yield journal
+    journal.close()
+
+
+def test_redis_journal_writes_leave_the_event_loop(sim: Simulator, redis_journal: Any) -> None:
+    """A Redis journal call is network I/O: the async client makes it in a worker thread."""
+    orders = _place_all(sim, redis_journal, [f"r-{i}" for i in range(20)])
+    assert all(o.status is OrderStatus.FILLED for o in orders)
+    assert redis_journal.writers
+    assert threading.main_thread().ident not in redis_journal.writers
+    for order in orders:
+        intent = redis_journal.get(order.client_order_id)
+        assert intent is not None
+        assert intent.state is IntentState.FILLED
+
+
+def test_a_transaction_is_one_commit_and_rolls_back_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    with journal.transaction():
+        journal.begin("a", "cid-a", "acct", "BTCUSDT", "fp")
+        journal.begin("b", "cid-b", "acct", "BTCUSDT", "fp")
+        seen: list[Any] = []
+        other = threading.Thread(target=lambda: seen.append(journal.get("cid-a")))
+        other.start()
+        other.join(0.2)
+        assert other.is_alive()  # another thread waits for the commit
+    other.join(5)
+    assert seen
+    assert seen[0] is not None
+
+    def interrupted() -> None:
+        with journal.transaction():
+            journal.begin("c", "cid-c", "acct", "BTCUSDT", "fp")
+            assert journal.sending_many([("cid-a", 0, 1)], flush=False) == [True]
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        interrupted()
+    assert journal.get("cid-c") is None
+    assert journal.get("cid-a").attempts == 0  # type: ignore[union-attr]
+    journal.close()
