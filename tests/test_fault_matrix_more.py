@@ -594,7 +594,7 @@ def test_journal_of_the_previous_schema_is_upgraded_in_place(tmp_path: Path) -> 
 
     db = sqlite3.connect(path)
     db.executescript(
-        "DROP TRIGGER fills_of_answer; DROP TABLE fills; DROP TABLE tombstones; "
+        "DROP TRIGGER IF EXISTS fills_of_answer; DROP TABLE fills; DROP TABLE tombstones; "
         "PRAGMA user_version=2;"
     )
     db.close()

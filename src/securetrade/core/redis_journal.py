@@ -425,7 +425,7 @@ def _fill_row(fill: Fill) -> dict[str, str | None]:
 
 
 def _fills_of(order_json: str) -> list[Fill]:
-    """The fills an order answer carries (as recorded by the SQLite journal's trigger)."""
+    """The fills an order answer carries (as the SQLite journal records them)."""
     if '"trade_id":"' not in order_json:
         return []
     raw = json.loads(order_json).get("fills") or ()

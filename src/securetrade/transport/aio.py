@@ -198,7 +198,7 @@ class _Connection(asyncio.Protocol):
         try:
             transport.write(data)
             reply = _Reply()
-            while not reply.head(self.buffer):
+            while not (self.buffer and reply.head(self.buffer)):
                 await self.more()
             while (done := reply.body(self.buffer)) is None:
                 await self.more()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,29 +30,32 @@ __all__ = ["VenueCall", "annotate", "span", "venue_call"]
 
 
 @lru_cache(maxsize=1)
-def _proxies() -> tuple[Any, Any, type, type]:
-    """What "no SDK installed" looks like: the API's placeholder providers."""
+def _registries() -> tuple[ModuleType, ModuleType] | None:
+    """The API modules that hold the global providers; None where an API version keeps them
+    elsewhere (every call then records, as if an SDK were installed).
+
+    Read directly because the public getters look the environment up on every call, which
+    costs more than the rest of a silent span; a provider named in the environment is
+    installed here, by one call to each getter.
+    """
     from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal as metrics_state
 
-    proxy_meters: type
-    try:  # the API's placeholder meter provider has no public name
-        from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-        proxy_meters = _ProxyMeterProvider
-    except ImportError:  # another API version: assume an SDK, record as usual
-        proxy_meters = type(None)
-    return (
-        trace.get_tracer_provider,
-        metrics.get_meter_provider,
-        trace.ProxyTracerProvider,
-        proxy_meters,
-    )
+    trace.get_tracer_provider()
+    metrics.get_meter_provider()
+    if not (hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_state, "_METER_PROVIDER")):
+        return None
+    return trace, metrics_state
 
 
 def _silent() -> bool:
     """True while neither a tracer nor a meter provider is installed."""
-    tracers, meters, proxy_tracers, proxy_meters = _proxies()
-    return isinstance(tracers(), proxy_tracers) and isinstance(meters(), proxy_meters)
+    registries = _registries()
+    return (
+        registries is not None
+        and registries[0]._TRACER_PROVIDER is None
+        and registries[1]._METER_PROVIDER is None
+    )
 
 
 _NOTHING: AbstractContextManager[None] = nullcontext()
