@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,34 +20,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import Market, SimOrder, SimRejection, SimTrade
-from .faults import Faults
+from .faults import Fault, Faults
 
+# SimKey and SimResponse live in .dialect; they are exported here too, where callers
+# have always found them.
 __all__ = ["BinanceDialect", "SimKey", "SimLimits", "SimResponse"]
-
-
-@dataclass(frozen=True, slots=True)
-class SimResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    drop: bool = False  # the fault schedule says: close the connection instead of answering
-    reset: bool = False  # the fault schedule says: send half the response, then reset
-
-
-@dataclass(frozen=True, slots=True)
-class SimKey:
-    """An API key the simulated exchange knows."""
-
-    key_id: str
-    account: str
-    hmac_secret: bytes | None = None
-    ed25519_public: Ed25519PublicKey | None = None
-    can_trade: bool = True
-    can_withdraw: bool = False
-    ip_restricted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +94,7 @@ class _Counter:
 
 
 @dataclass(slots=True)
-class _Stats:
-    requests: int = 0
-    by_path: dict[str, int] = field(default_factory=dict)
-    rejections: dict[int, int] = field(default_factory=dict)
+class _Stats(DialectStats):
     status_429: int = 0
     status_418: int = 0
     weight: int = 0  # request weight counted, as Binance counts it
@@ -127,7 +102,7 @@ class _Stats:
     arrivals: list[tuple[float, str, str]] = field(default_factory=list)
 
 
-class BinanceDialect:
+class BinanceDialect(Dialect[_Stats]):
     """Answers Binance spot REST requests from a :class:`Market`."""
 
     def __init__(
@@ -139,100 +114,48 @@ class BinanceDialect:
         clock_offset_ms: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.market = market
+        super().__init__(
+            market, _Stats(), faults=faults, clock_offset_ms=clock_offset_ms, clock=clock
+        )
         self.limits = limits or SimLimits()
-        self.faults = faults or Faults()
-        self.clock_offset_ms = clock_offset_ms
-        self._clock = clock
-        self.keys: dict[str, SimKey] = {}
-        self.stats = _Stats()
-        self._lock = threading.Lock()
         self._weight: dict[str, _Counter] = {}
         self._orders: dict[str, _Counter] = {}
         self._backoff_until: dict[str, float] = {}
         self._banned_until: dict[str, float] = {}
-
-    def add_key(self, key: SimKey) -> None:
-        self.keys[key.key_id] = key
 
     def revoke(self, key_id: str) -> None:
         """Forget a key, as deleting it at Binance does: it is answered with -2015 after."""
         with self._lock:
             self.keys.pop(key_id, None)
 
-    def now_ms(self) -> int:
-        """The exchange's clock, which may be set apart from ours on purpose."""
-        return int(self._clock() * 1000) + self.clock_offset_ms
+    # --- what differs from the shared handler (see Dialect.handle) ----------------------
 
-    # --- the handler ---------------------------------------------------------------------
+    def _arrived(self, request: SimRequest) -> None:
+        super()._arrived(request)
+        self.stats.arrivals.append((time.monotonic(), request.method, request.path))
 
-    def handle(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
-    ) -> SimResponse:
-        path, _, query = target.partition("?")
+    def _fault_answer(self, fault: Fault) -> SimResponse:
+        retry = {"retry-after": str(max(1, round(fault.seconds)))}
+        if fault.kind in ("status", "status_after"):
+            return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
+        if fault.kind == "rate_limit_after":  # forwarded, then throttled
+            return self._error(429, -1003, "Too many requests.", retry)
+        banned = fault.kind == "ban"  # or "rate_limit": refused before processing
         with self._lock:
-            self.stats.requests += 1
-            self.stats.by_path[f"{method} {path}"] = (
-                self.stats.by_path.get(f"{method} {path}", 0) + 1
-            )
-            self.stats.arrivals.append((time.monotonic(), method, path))
-        fault = self.faults.take(method, path)
-        kind = None if fault is None else fault.kind
-        if fault is not None and kind == "drop_request":
-            return SimResponse(0, {}, b"", drop=True)
-        if fault is not None and kind == "status":
-            return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
-        if fault is not None and kind in ("rate_limit", "ban"):
-            with self._lock:
-                if kind == "ban":
-                    self.stats.status_418 += 1
-                else:
-                    self.stats.status_429 += 1
-            return self._error(
-                418 if kind == "ban" else 429,
-                -1003,
-                "Too many requests; please use the websocket for live updates.",
-                {"retry-after": str(max(1, round(fault.seconds)))},
-            )
-        limited = self._rate_limit(method, path, query, client)
-        if limited is not None:
-            return limited
-        delay = fault.seconds if fault is not None and kind == "delay" else 0.0
-        try:
-            status, payload = self._route(method, path, query, headers, body, delay)
-        except _ApiError as err:
-            with self._lock:
-                self.stats.rejections[err.code] = self.stats.rejections.get(err.code, 0) + 1
-            return self._error(
-                err.status, err.code, err.message, {**self._usage(client, headers), **err.headers}
-            )
-        if fault is not None and kind == "status_after":
-            return self._error(fault.status, -1000, _UNKNOWN_ERROR, {})
-        if fault is not None and kind == "rate_limit_after":  # forwarded, then throttled
-            return self._error(
-                429, -1003, "Too many requests.", {"retry-after": str(max(1, round(fault.seconds)))}
-            )
-        response = self._json(status, payload, self._usage(client, headers))
-        if kind in ("drop_response", "reset"):
-            return SimResponse(
-                response.status,
-                response.headers,
-                response.body,
-                drop=kind == "drop_response",
-                reset=kind == "reset",
-            )
-        return response
+            if banned:
+                self.stats.status_418 += 1
+            else:
+                self.stats.status_429 += 1
+        return self._error(
+            418 if banned else 429,
+            -1003,
+            "Too many requests; please use the websocket for live updates.",
+            retry,
+        )
 
-    def _route(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        delay: float = 0.0,
-    ) -> tuple[int, Any]:
-        route = (method, path)
+    def _process(self, request: SimRequest, delay: float) -> tuple[int, Any]:
+        route = (request.method, request.path)
+        query, body = request.query, request.body
         if route == ("GET", "/api/v3/time"):
             return 200, {"serverTime": self.now_ms()}
         if route == ("GET", "/api/v3/exchangeInfo"):
@@ -245,7 +168,7 @@ class BinanceDialect:
                 return 200, {"symbol": symbol, "price": _text(self.market.price(symbol))}
         if route not in _WEIGHTS:
             raise _ApiError(404, -1000, "Unknown endpoint.")
-        key, params = self._authenticate(query, headers, body)
+        key, params = self._authenticate(query, request.headers, body)
         if delay:
             time.sleep(delay)  # past the gateway, queued before the engine
         if route == ("POST", "/api/v3/order"):
@@ -365,7 +288,9 @@ class BinanceDialect:
 
     # --- rate limits, as Binance applies them --------------------------------------------
 
-    def _rate_limit(self, method: str, path: str, query: str, client: str) -> SimResponse | None:
+    def _gate(self, request: SimRequest) -> SimResponse | None:
+        """Request weight per IP: 429 over the limit, then 418 for a client that keeps on."""
+        client = request.client
         now = self._clock()
         limits = self.limits
         with self._lock:
@@ -389,7 +314,7 @@ class BinanceDialect:
                     {"retry-after": str(int(limits.ban_seconds))},
                 )
             counter = self._weight.setdefault(client, _Counter(limits.weight_seconds))
-            weight = _weight(method, path, query)
+            weight = _weight(request.method, request.path, request.query)
             self.stats.weight += weight
             used = counter.add(now, weight)
             if used > limits.weight:
@@ -420,17 +345,18 @@ class BinanceDialect:
                     {"retry-after": str(self.limits.orders_seconds)},
                 )
 
-    def _usage(self, client: str, headers: Mapping[str, str]) -> dict[str, str]:
+    def _usage(self, request: SimRequest) -> dict[str, str]:
+        """X-MBX-USED-WEIGHT-<window>, and X-MBX-ORDER-COUNT-<window> for a known key."""
         now = self._clock()
         limits = self.limits
         _, wnum, wletter = _interval(limits.weight_seconds)
         result = {}
         with self._lock:
-            counter = self._weight.get(client)
+            counter = self._weight.get(request.client)
             result[f"x-mbx-used-weight-{wnum}{wletter}"] = str(
                 0 if counter is None else counter.current(now)
             )
-            key = self.keys.get(headers.get("x-mbx-apikey", ""))
+            key = self.keys.get(request.headers.get("x-mbx-apikey", ""))
             if key is not None:
                 _, onum, oletter = _interval(limits.orders_seconds)
                 orders = self._orders.get(key.account)
@@ -550,24 +476,20 @@ class BinanceDialect:
 
     # --- wire helpers ----------------------------------------------------------------------
 
-    def _json(self, status: int, payload: Any, headers: dict[str, str]) -> SimResponse:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        return SimResponse(status, {"content-type": "application/json", **headers}, body)
-
     def _error(self, status: int, code: int, message: str, headers: dict[str, str]) -> SimResponse:
-        return self._json(status, {"code": code, "msg": message}, headers)
+        return json_response(status, {"code": code, "msg": message}, headers)
 
 
 _UNKNOWN_ERROR = "An unknown error occurred while processing the request."
 
 
-class _ApiError(Exception):
+class _ApiError(Refusal):
+    """Binance's error: ``{"code": ..., "msg": ...}``, counted by its code."""
+
     def __init__(
         self, status: int, code: int, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
+        super().__init__(status, {"code": code, "msg": message}, code, headers)
 
 
 def _strip_signature(text: str) -> str:

@@ -6,7 +6,9 @@ SHA256(nonce + body))) over the exact body (``EAPI:Invalid signature``), a nonce
 than the last one the key used (``EAPI:Invalid nonce``; a nonce window can be set per
 dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), pair rules from
 ``AssetPairs``, balances, duplicate ``cl_ord_id`` among open orders, and optionally the
-decaying API and add/cancel counters. Faults come from the same schedule as Binance's.
+decaying API and add/cancel counters. Faults come from the same schedule as Binance's and
+are applied by the same handler (:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault
+answers with a gateway's HTML page, as Kraken's edge does.
 
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
 the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),
@@ -26,7 +28,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +37,9 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .binance import SimKey, SimResponse
+from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import Market, SimInstrument, SimOrder, SimRejection
-from .faults import Faults
+from .faults import Fault, Faults
 
 __all__ = ["KrakenDialect", "KrakenLimits", "kraken_secret"]
 
@@ -89,23 +90,24 @@ class _Counter:
 
 
 @dataclass(slots=True)
-class _Stats:
-    requests: int = 0
-    by_path: dict[str, int] = field(default_factory=dict)
-    rejections: dict[str, int] = field(default_factory=dict)
+class _Stats(DialectStats):
     # The parameters of the last authenticated request per private method (``AddOrder``
     # -> ``{"nonce": ..., "cl_ord_id": ...}``): what a client actually asked for.
     last_params: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-class _Error(Exception):
+class _Error(Refusal):
+    """Kraken's error: ``{"error": [text]}``, usually with status 200, counted by its text."""
+
     def __init__(self, text: str, status: int = 200) -> None:
-        super().__init__(text)
-        self.text, self.status = text, status
+        super().__init__(status, {"error": [text]}, text)
 
 
-class KrakenDialect:
-    """Answers Kraken spot REST requests from a :class:`Market`."""
+class KrakenDialect(Dialect[_Stats]):
+    """Answers Kraken spot REST requests from a :class:`Market`.
+
+    Its keys' ``hmac_secret`` holds the raw (base64-decoded) secret.
+    """
 
     def __init__(
         self,
@@ -121,16 +123,12 @@ class KrakenDialect:
         """``query_needs_txid`` (the default) refuses ``QueryOrders`` without ``txid``, as
         Kraken's API reference states; ``False`` also answers it by ``cl_ord_id`` alone, a
         leniency the live venue is not documented to have."""
-        self.market = market
-        self.faults = faults or Faults()
+        super().__init__(
+            market, _Stats(), faults=faults, clock_offset_ms=clock_offset_ms, clock=clock
+        )
         self.limits = limits
         self.nonce_window = nonce_window
         self.query_needs_txid = query_needs_txid
-        self.clock_offset_ms = clock_offset_ms
-        self._clock = clock
-        self.keys: dict[str, SimKey] = {}
-        self.stats = _Stats()
-        self._lock = threading.Lock()
         self._nonces: dict[str, int] = {}  # key id -> highest nonce accepted
         self._recent: dict[str, set[int]] = {}  # nonces accepted inside the window
         self._api: dict[str, _Counter] = {}
@@ -139,60 +137,35 @@ class KrakenDialect:
         self._pairs = {self._altname(i): i for i in market.instruments.values()}
         self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
 
-    def add_key(self, key: SimKey) -> None:
-        """Register a key; ``hmac_secret`` holds the raw (base64-decoded) secret."""
-        self.keys[key.key_id] = key
-
-    def now_ms(self) -> int:
-        return int(self._clock() * 1000) + self.clock_offset_ms
-
     def last_nonce(self, key_id: str) -> int:
         """The highest nonce this key has used (0 if none)."""
         with self._lock:
             return self._nonces.get(key_id, 0)
 
-    # --- the handler ---------------------------------------------------------------------
+    # --- what differs from the shared handler (see Dialect.handle) ----------------------
 
-    def handle(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
-    ) -> SimResponse:
-        path, _, query = target.partition("?")
-        with self._lock:
-            self.stats.requests += 1
-            name = f"{method} {path}"
-            self.stats.by_path[name] = self.stats.by_path.get(name, 0) + 1
-        fault = self.faults.take(method, path)
-        kind = None if fault is None else fault.kind
-        if kind == "drop_request":
-            return SimResponse(0, {}, b"", drop=True)
-        if fault is not None and kind == "status":
-            return _gateway(fault.status)  # not processed, and the client cannot tell
-        if fault is not None and kind == "rate_limit":
+    def _fault_answer(self, fault: Fault) -> SimResponse | None:
+        if fault.kind in ("status", "status_after"):
+            return _gateway(fault.status)  # whether it was processed, the client cannot tell
+        if fault.kind == "rate_limit":
             retry = {"retry-after": str(max(1, round(fault.seconds)))}
-            return _json(429, {"error": ["EAPI:Rate limit exceeded"]}, retry)
-        if kind == "ban":
-            return _json(200, {"error": ["EGeneral:Temporary lockout"]})
-        if fault is not None and kind == "delay":
-            time.sleep(fault.seconds)  # held after the gateway, then processed
-        try:
-            if path.startswith("/0/public/"):
-                result = self._public(path.removeprefix("/0/public/"), query)
-            elif path.startswith("/0/private/") and method == "POST":
-                result = self._private(path.removeprefix("/0/private/"), target, headers, body)
-            else:
-                raise _Error("EGeneral:Unknown method", 404)
-        except _Error as err:
-            with self._lock:
-                self.stats.rejections[err.text] = self.stats.rejections.get(err.text, 0) + 1
-            return _json(err.status, {"error": [err.text]})
-        response = _json(200, {"error": [], "result": result})
-        if kind == "drop_response":
-            return SimResponse(response.status, response.headers, response.body, drop=True)
-        if fault is not None and kind == "status_after":
-            return _gateway(fault.status)  # processed, but the answer is a gateway error
-        if kind == "reset":
-            return SimResponse(response.status, response.headers, response.body, reset=True)
-        return response
+            return json_response(429, {"error": ["EAPI:Rate limit exceeded"]}, retry)
+        if fault.kind == "ban":
+            return json_response(200, {"error": ["EGeneral:Temporary lockout"]})
+        return None  # rate_limit_after: this dialect lets Kraken's own answer through
+
+    def _process(self, request: SimRequest, delay: float) -> tuple[int, Any]:
+        if delay:
+            time.sleep(delay)  # held after the gateway, then processed
+        path = request.path
+        if path.startswith("/0/public/"):
+            result = self._public(path.removeprefix("/0/public/"), request.query)
+        elif path.startswith("/0/private/") and request.method == "POST":
+            name = path.removeprefix("/0/private/")
+            result = self._private(name, request.target, request.headers, request.body)
+        else:
+            raise _Error("EGeneral:Unknown method", 404)
+        return 200, {"error": [], "result": result}
 
     # --- public market data ----------------------------------------------------------------
 
@@ -646,11 +619,6 @@ def _number(params: Mapping[str, str], name: str) -> Decimal:
     if not value.is_finite() or value <= 0:
         raise _Error(f"EGeneral:Invalid arguments:{name}")
     return value
-
-
-def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> SimResponse:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return SimResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
 def _gateway(status: int) -> SimResponse:
