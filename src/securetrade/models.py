@@ -41,9 +41,14 @@ _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,36}")
 
 def to_decimal(value: Any, *, field: str = "value") -> Decimal:
     """Turn a caller's number into a finite Decimal, refusing what cannot be money."""
-    if isinstance(value, bool):
+    if type(value) is str:  # the common case (venue answers): Decimal() strips blanks itself
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+    elif isinstance(value, bool):
         raise InvalidRequest(f"{field}: a boolean is not a number")
-    if isinstance(value, Decimal):
+    elif isinstance(value, Decimal):
         result = value
     elif isinstance(value, float):
         result = Decimal(repr(value))  # shortest repr, never the binary expansion

@@ -30,8 +30,8 @@ class Effort:
     journal_intents: int
 
 
-FULL = Effort("full", 7, 0.2, 300, 20, 5, 4, 15, 5, 300)
-QUICK = Effort("quick", 5, 0.05, 100, 10, 3, 2, 5, 3, 100)
+FULL = Effort("full", 7, 0.2, 300, 20, 9, 4, 15, 5, 300)
+QUICK = Effort("quick", 5, 0.05, 100, 10, 5, 2, 5, 3, 100)
 SMOKE = Effort("smoke", 3, 0.01, 20, 3, 1, 1, 2, 1, 20)
 
 

@@ -255,6 +255,8 @@ class Policy:
     # --- the rules --------------------------------------------------------------------------
 
     def _chain(self) -> list[Policy]:
+        if self.within is None:  # the usual case: one policy
+            return [self]
         chain: list[Policy] = []
         policy: Policy | None = self
         while policy is not None:
