@@ -203,3 +203,141 @@ def test_a_transaction_is_one_commit_and_rolls_back_whole(tmp_path: Path) -> Non
     assert journal.get("cid-c") is None
     assert journal.get("cid-a").attempts == 0  # type: ignore[union-attr]
     journal.close()
+
+
+def test_an_answer_learned_later_is_not_overwritten_by_an_older_one(sim: Simulator) -> None:
+    """The place reply's outcome write is queued; a cancel answered meanwhile (another task)
+    is written after it, through the same queue, so the row ends with the later fact."""
+    from securetrade.sim import AsyncSimTransport
+    from securetrade.transport.base import HttpRequest, HttpResponse
+
+    resting = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="50000")
+    journal = Journal(":memory:")
+    cancels: list[asyncio.Task[Any]] = []
+
+    class CancelAtOnce(AsyncSimTransport):
+        async def send(self, request: HttpRequest) -> HttpResponse:
+            response = await super().send(request)
+            if request.method == "POST" and not cancels:  # the order's reply is in
+                cid = client.core.venue.client_order_id(client.core.account, "k")
+                cancels.append(
+                    asyncio.get_running_loop().create_task(
+                        client.cancel_order("BTCUSDT", client_order_id=cid)
+                    )
+                )
+            return response
+
+    client = AsyncClient(sim.create_key(), transport=CancelAtOnce(sim), journal=journal)
+
+    async def run() -> tuple[Any, Any, Any]:
+        await client.recover()
+        placed = await client.place_order(resting, idempotency_key="k")
+        canceled = await cancels[0]
+        replay = await client.place_order(resting, idempotency_key="k")
+        return placed, canceled, replay
+
+    placed, canceled, replay = asyncio.run(run())
+    assert placed.status is OrderStatus.NEW
+    assert canceled.status is OrderStatus.CANCELED
+    intent = journal.get(placed.client_order_id)
+    assert intent is not None
+    assert intent.state is IntentState.CANCELED
+    assert replay.status is OrderStatus.CANCELED
+
+
+@pytest.mark.parametrize("step", ["Claim", "Persist"])
+def test_a_task_cancelled_while_its_write_waits_leaves_no_trace(sim: Simulator, step: str) -> None:
+    """Cancelled before the group took its write: the write never happens (a queued attempt
+    applied after the flow was closed would say SENDING for an order never sent)."""
+    from securetrade.core.flows import Claim, Persist
+    from securetrade.core.group_commit import GroupCommit
+
+    kind = {"Claim": Claim, "Persist": Persist}[step]
+    journal = Journal(":memory:")
+    client = AsyncClient(sim.create_key(), transport=sim.async_transport(), journal=journal)
+
+    class CancelWhileQueued(GroupCommit):
+        async def write(self, write: Any) -> Any:
+            if type(write) is kind:
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()  # lands at the await inside write()
+            return await super().write(write)
+
+    client.__dict__["_group"] = CancelWhileQueued(journal)
+    cid = client.core.venue.client_order_id(client.core.account, "k")
+
+    async def run() -> None:
+        await client.recover()
+        with pytest.raises(asyncio.CancelledError):
+            await client.place_order(ORDER, idempotency_key="k")
+        for _ in range(5):  # let a drain run, if anything was left queued
+            await asyncio.sleep(0)
+
+    asyncio.run(run())
+    intent = journal.get(cid)
+    if step == "Claim":
+        assert intent is None
+    else:
+        assert intent is not None
+        assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 0)
+    assert _posts(sim) == 0
+
+
+def test_a_closed_or_once_failed_journal_never_reports_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "a.sqlite3")
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.flush()
+
+    journal = Journal(tmp_path / "b.sqlite3")
+    journal.begin("k", "cid", "acct", "BTCUSDT", "fp")
+    real = os.fdatasync
+
+    def fails_once(fd: int) -> None:
+        monkeypatch.setattr(os, "fdatasync", real)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fails_once)
+    with pytest.raises(JournalError):
+        journal.sending("cid", 0, 1)
+    # The disk answers again, but what the failed flush held may be lost: still refused.
+    with pytest.raises(JournalError, match="reopen"):
+        journal.flush()
+    journal.close()
+
+
+def test_the_log_is_checkpointed_by_flushes_not_by_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A durable journal leaves checkpoints (two waits for the disk) to its flushes, which
+    the async client makes in a worker thread, never to a commit on the event loop."""
+    from securetrade.core import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 4)
+    journal = Journal(tmp_path / "j.sqlite3")
+    checkpoints: list[str] = []
+    committing: list[str] = []
+    journal._db.set_trace_callback(committing.append)
+    cids = [_claim(journal, n) for n in range(8)]
+    for cid in cids:
+        journal.sending(cid, 0, 1)
+    assert journal._checkpointer is not None
+    journal._checkpointer.set_trace_callback(checkpoints.append)
+    for cid in cids:
+        journal.settle(cid, IntentState.FILLED)
+        journal.sending(cid, 10, 1)  # nothing to claim: no flush
+    for n in range(8, 12):
+        journal.sending(_claim(journal, n), 0, 1)
+    assert checkpoints == ["PRAGMA wal_checkpoint(PASSIVE)"]
+    assert not any("checkpoint" in statement for statement in committing)
+    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    journal.close()
+
+
+def _claim(journal: Journal, n: int) -> str:
+    cid = f"st{n:030d}"
+    journal.begin(f"key-{n}", cid, "acct", "BTCUSDT", "fp")
+    return cid

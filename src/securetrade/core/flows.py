@@ -322,7 +322,7 @@ class Core:
         payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
         order = self.venue.parse_order(payload)
         self.policy.observe(order)
-        self._record(order)
+        yield from self._record(order)
         return order
 
     def cancel_order(
@@ -340,7 +340,7 @@ class Core:
             )
         else:
             order = self.venue.parse_order(payload)
-            self._record(order)
+            yield from self._record(order)
         self.policy.observe(order)
         self.audit.emit("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
@@ -364,9 +364,10 @@ class Core:
         self.journal.record_fills(client_order_id, trades)
         return self.journal.fills(client_order_id)
 
-    def _record(self, order: Order) -> None:
+    def _record(self, order: Order) -> Flow[None]:
         """Keep the journal row of one of our orders current with what the venue said of it
-        (a cancel, a fill, an UNKNOWN intent adopted when its order lands)."""
+        (a cancel, a fill, an UNKNOWN intent adopted when its order lands). A write effect
+        like the others, so that the journal takes every answer in the order it came."""
         cid = order.client_order_id
         if not self.venue.owns_client_order_id(cid):
             return
@@ -374,7 +375,7 @@ class Core:
         if intent is None or intent.account != self.account:
             return
         order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
-        self.journal.settle(cid, _STATE_OF[order.status], order_json=order.model_dump_json())
+        yield Settle(cid, _STATE_OF[order.status], order.model_dump_json())
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -620,7 +621,7 @@ class Core:
                 continue  # its owner, alive, will settle it
             if intent.state is IntentState.PENDING and cid not in held:
                 # Recorded, never sent: the attempt commit precedes every send.
-                self.journal.settle(cid, IntentState.NOT_PLACED, error="stopped before sending")
+                yield Settle(cid, IntentState.NOT_PLACED, error="stopped before sending")
                 not_placed.append(cid)
                 continue
             found = held.get(cid)
@@ -631,7 +632,7 @@ class Core:
                     unresolved.append(cid)
                     continue
             if found is None:
-                self.journal.settle(cid, IntentState.NOT_PLACED, error="absent after deadline")
+                yield Settle(cid, IntentState.NOT_PLACED, error="absent after deadline")
                 not_placed.append(cid)
             else:
                 resolved.append((yield from self._settled(found, intent.idempotency_key)))
@@ -676,6 +677,8 @@ class Core:
             if intent is not None and intent.state is IntentState.PENDING:
                 # Stopped before any byte left (refused locally, cancelled, rate-paused):
                 # the key may be used again to send the same order.
+                # A direct call, not an effect: this also runs while the flow is being
+                # closed (its task cancelled), when it can yield nothing.
                 self.journal.settle(cid, IntentState.NOT_PLACED, error=type(exc).__name__)
             raise
         finally:
@@ -746,7 +749,7 @@ class Core:
                     return (yield from self._settled(found, key))
                 error = _error(outcome)
             elif outcome.verdict is Verdict.REJECTED:
-                self.journal.settle(cid, IntentState.REJECTED, error=str(outcome.error))
+                yield Settle(cid, IntentState.REJECTED, error=str(outcome.error))
                 self.audit.emit("order.rejected", client_order_id=cid, code=_code(outcome))
                 raise _error(outcome)
             else:
@@ -756,13 +759,13 @@ class Core:
                 elif isinstance(error, RateLimited):
                     pause = max(self.limiter.paused_for, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
-                        self.journal.settle(cid, IntentState.NOT_PLACED, error=str(error))
+                        yield Settle(cid, IntentState.NOT_PLACED, error=str(error))
                         raise error
             # Proven not executed: send again, same client order id, freshly signed.
             retries = retries or self.settings.retry_policy().start(started)
             wait = retries.failed(error, at_least=pause)
             if wait is None:
-                self.journal.settle(cid, IntentState.NOT_PLACED, error=str(error))
+                yield Settle(cid, IntentState.NOT_PLACED, error=str(error))
                 raise error
             self.audit.emit("order.resend", client_order_id=cid, attempt=retries.number)
             if wait > 0:
@@ -840,7 +843,7 @@ class Core:
                     self.audit.emit("order.absent", client_order_id=cid)
                     return None
                 if time.monotonic() > give_up:  # the attempt may still land: keep it unknown
-                    self.journal.settle(cid, IntentState.UNKNOWN, error="not found yet")
+                    yield Settle(cid, IntentState.UNKNOWN, error="not found yet")
                     raise UnresolvedOrder(
                         "the venue does not hold the order yet, and cannot prove that it never "
                         "will; it is kept as unresolved, and never sent again by itself",
@@ -857,7 +860,7 @@ class Core:
                 failure if outcome is None else _error(outcome), at_least=retry_after
             )
             if wait is None:  # read errors never decide: the intent stays unknown
-                self.journal.settle(cid, IntentState.UNKNOWN, error="venue did not answer")
+                yield Settle(cid, IntentState.UNKNOWN, error="venue did not answer")
                 raise UnresolvedOrder(
                     "could not learn whether the order was placed; it is kept as unresolved",
                     client_order_id=cid,

@@ -11,10 +11,11 @@ an attempt is answered only once a flush that began after its commit has returne
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 from .flows import JournalWrite, Persist
-from .journal import Journal, JournalStore
+from .journal import Journal, JournalError, JournalStore
 
 __all__ = ["GroupCommit"]
 
@@ -32,7 +33,9 @@ def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
     """Perform ``writes`` in order; a result, or :class:`_Raised`, per write.
 
     The attempts go to the journal in one ``sending_many`` call; in SQLite they are not
-    flushed here (the caller flushes once for the batch).
+    flushed here (the caller flushes once for the batch). A refusal (an expired key) is
+    that write's alone; a database error is raised, so that the whole transaction rolls
+    back rather than keep half of a write.
     """
     attempts = [
         (w.client_order_id, w.attempts, w.deadline_ms) for w in writes if type(w) is Persist
@@ -44,6 +47,8 @@ def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
                 claimed = list(journal.sending_many(attempts, flush=False))
             else:
                 claimed = list(journal.sending_many(attempts))
+        except sqlite3.Error:
+            raise
         except Exception as exc:
             claimed = [_Raised(exc)] * len(attempts)
     claims = iter(claimed)
@@ -54,6 +59,8 @@ def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
             continue
         try:
             results.append(write.apply(journal))
+        except sqlite3.Error:
+            raise
         except Exception as exc:
             results.append(_Raised(exc))
     return results
@@ -80,10 +87,16 @@ class GroupCommit:
             self._draining = self._flushing = None
             self._loop = loop
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((write, future))
+        item = (write, future)
+        self._queue.append(item)
         if self._draining is None:
             self._draining = loop.create_task(self._drain())
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if item in self._queue:  # not taken yet: it never happens
+                self._queue.remove(item)
+            raise
 
     async def _drain(self) -> None:
         try:
@@ -100,12 +113,16 @@ class GroupCommit:
                     else:  # another store (Redis): its calls are network I/O
                         results = await asyncio.to_thread(apply_all, self._journal, writes)
                 except Exception as exc:  # the transaction failed: none of them happened
-                    _fail(batch, exc)
+                    _fail(batch, _journal_error(exc))
                     continue
                 except BaseException:
                     _cancel(batch)
                     raise
-                self._answer(batch, results)
+                try:
+                    self._answer(batch, results)
+                except BaseException as exc:  # never leave a task waiting for an answer
+                    _fail(batch, _journal_error(exc))
+                    raise
         finally:
             self._draining = None
 
@@ -136,9 +153,10 @@ class GroupCommit:
                 try:
                     await asyncio.to_thread(journal.flush)
                 except Exception as exc:  # not durable: those orders must not be sent
+                    error = _journal_error(exc)
                     for future in waiting:
                         if not future.done():
-                            future.set_exception(exc)
+                            future.set_exception(error)
                     continue
                 except BaseException:
                     for future in waiting:
@@ -149,6 +167,18 @@ class GroupCommit:
                         future.set_result(True)
         finally:
             self._flushing = None
+
+
+def _journal_error(exc: BaseException) -> Exception:
+    """What the orders of a failed batch raise: the database's errors as
+    :class:`JournalError` (the cause kept), ours as they are."""
+    if isinstance(exc, sqlite3.Error):
+        error = JournalError(f"the journal could not record the order: {exc}")
+        error.__cause__ = exc
+        return error
+    if isinstance(exc, Exception):
+        return exc
+    return JournalError(f"the journal write was interrupted: {exc!r}")
 
 
 def _fail(batch: list[tuple[JournalWrite, asyncio.Future[Any]]], error: Exception) -> None:

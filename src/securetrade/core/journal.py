@@ -18,6 +18,7 @@ import contextlib
 import enum
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -32,6 +33,8 @@ from typing import Any, Protocol
 
 from ..errors import IdempotencyKeyExpired
 from ..models import Fill
+
+log = logging.getLogger("securetrade.journal")
 
 __all__ = [
     "PURGEABLE",
@@ -191,6 +194,11 @@ _SCHEMA = (
 
 _VERSION = 3
 
+# With a durable journal the log is checkpointed every this many flushes (see _checkpoint),
+# and kept at most this long on disk once checkpointed.
+_CHECKPOINT_EVERY = 32
+_WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
 _INSERT_FILL = (
     "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, commission, "
     "commission_asset) VALUES (?, ?, ?, ?, ?, ?)"
@@ -291,9 +299,17 @@ class Journal:
         self._lock = threading.RLock()
         self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
         self._wal_fd: int | None = None
+        self._batching = False  # inside transaction(): writes join it, it commits them
+        self._closed = False
+        self._flush_failure: str | None = None  # once a flush failed, no later one is trusted
+        self._checkpointer: sqlite3.Connection | None = None  # see _checkpoint()
+        self._flushes = 0
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            if self.needs_flush:  # our flushes checkpoint, off the committing thread
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+                self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             self._db.execute("BEGIN IMMEDIATE")  # processes opening a new file at once
             try:
                 self._migrate()
@@ -326,11 +342,15 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            with self._wal_lock:
+                if self._checkpointer is not None:
+                    self._checkpointer.close()
+                    self._checkpointer = None
+                if self._wal_fd is not None:
+                    os.close(self._wal_fd)
+                    self._wal_fd = None
             self._db.close()
-        with self._wal_lock:
-            if self._wal_fd is not None:
-                os.close(self._wal_fd)
-                self._wal_fd = None
 
     def begin(
         self,
@@ -418,7 +438,7 @@ class Journal:
         """
         results: list[bool] = []
         with self._lock:
-            joined = self._db.in_transaction  # inside transaction(): its commit is ours
+            joined = self._batching  # inside transaction() (held by this thread): it commits
             sqlite_flushes = not joined and self._sqlite_flushes
             if sqlite_flushes:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -449,7 +469,7 @@ class Journal:
                         self._db.execute("ROLLBACK")
                     raise
                 if not joined:
-                    self._db.execute("COMMIT")
+                    self._commit()
             finally:
                 if sqlite_flushes:
                     self._db.execute("PRAGMA synchronous=NORMAL")
@@ -472,15 +492,28 @@ class Journal:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                self._batching = True
                 try:
                     yield
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
+                finally:
+                    self._batching = False
+                self._commit()
             finally:
                 if sqlite_flushes:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _commit(self) -> None:
+        """COMMIT; if it fails, roll back, so that no later write can join a transaction
+        nobody will commit (and no attempt is reported recorded that is not)."""
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     @property
     def _sqlite_flushes(self) -> bool:
@@ -493,7 +526,14 @@ class Journal:
         return self.path != ":memory:" and self._synchronous != "NORMAL"
 
     def flush(self) -> None:
-        """Make every commit so far durable (see :meth:`sending_many`); safe from any thread."""
+        """Make every commit so far durable (see :meth:`sending_many`); safe from any thread.
+
+        Raises :class:`JournalError` when that cannot be proven: the journal is closed, the
+        flush failed, or an earlier one did (after a failed ``fdatasync`` the system may
+        have dropped the pages it could not write, so a later success proves nothing).
+        """
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
         if self.needs_flush:
             self._flush_log()
 
@@ -515,12 +555,15 @@ class Journal:
         one is opened and flushed.
         """
         with self._wal_lock:
+            wal = self.path + "-wal"
+            if self._flush_failure is not None:
+                raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
             fd = self._wal_fd
             if fd is None:
                 return
-            wal = self.path + "-wal"
             try:
                 if os.fstat(fd).st_ino != os.stat(wal).st_ino:
+                    self._wal_fd = None
                     os.close(fd)
                     fd = self._wal_fd = os.open(wal, os.O_RDONLY)
                 if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
@@ -528,7 +571,25 @@ class Journal:
                 else:
                     os.fdatasync(fd)
             except OSError as exc:  # not durable: the caller must not send
+                self._flush_failure = f"a flush of the journal failed ({exc})"
                 raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
+            self._flushes += 1
+            if self._flushes % _CHECKPOINT_EVERY == 0:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the database file, from the flushing thread (the async client's
+        worker), on a connection of its own: SQLite would otherwise do it inside a commit,
+        on the event loop, with two waits for the disk. PASSIVE: writers go on meanwhile.
+        A checkpoint that fails is retried at a later flush; it costs only log length."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=0.5
+                )
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("journal checkpoint deferred: %s", exc)
 
     def settle(
         self,
@@ -542,7 +603,7 @@ class Journal:
         the fills its answer carries, once per trade id, in the same transaction."""
         fills = _answer_fills(client_order_id, order_json)
         with self._lock:
-            own = bool(fills) and not self._db.in_transaction  # else one statement: atomic
+            own = bool(fills) and not self._batching  # else one statement: atomic
             if own:
                 self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -558,7 +619,7 @@ class Journal:
                     self._db.execute("ROLLBACK")
                 raise
             if own:
-                self._db.execute("COMMIT")
+                self._commit()
 
     def unfinished(self, account: str) -> list[Intent]:
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
@@ -685,7 +746,7 @@ class Journal:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self._commit()
         return len(old)
 
     def tombstone(self, client_order_id: str) -> float | None:

@@ -39,10 +39,13 @@ def _registries() -> tuple[ModuleType, ModuleType] | None:
     installed here, by one call to each getter.
     """
     from opentelemetry import metrics, trace
-    from opentelemetry.metrics import _internal as metrics_state
 
     trace.get_tracer_provider()
     metrics.get_meter_provider()
+    try:
+        from opentelemetry.metrics import _internal as metrics_state
+    except ImportError:
+        return None
     if not (hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_state, "_METER_PROVIDER")):
         return None
     return trace, metrics_state
