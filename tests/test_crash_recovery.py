@@ -95,15 +95,23 @@ def _oracle(sim: Simulator, journal: Path, key: ApiKey) -> None:
         ("after_response", 1),  # 8b: the venue answered, the ack never recorded
     ],
 )
+@pytest.mark.parametrize("driver", ["sync", "async"])
 def test_kill_at_a_crash_point_then_restart_places_exactly_once(
-    sim: Simulator, server: HttpsServer, tmp_path: Path, crash_at: str, posts_before_restart: int
+    sim: Simulator,
+    server: HttpsServer,
+    tmp_path: Path,
+    crash_at: str,
+    posts_before_restart: int,
+    driver: str,
 ) -> None:
+    """The async client (group commit: queued writes, flushes in a worker thread) keeps
+    the same promises as the sync one at every crash point."""
     key = sim.create_key()
     journal = tmp_path / "journal.sqlite3"
-    code, _, err = _run(_job(server, key, journal, crash_at=crash_at))
+    code, _, err = _run(_job(server, key, journal, crash_at=crash_at, driver=driver))
     assert code == -signal.SIGKILL, err
     assert _posts(sim) == posts_before_restart
-    code, lines, err = _run(_job(server, key, journal))
+    code, lines, err = _run(_job(server, key, journal, driver=driver))
     assert code == 0, err
     placed = lines[-1]
     held = sim.market.orders_with_client_id(placed["client_order_id"])
@@ -113,14 +121,15 @@ def test_kill_at_a_crash_point_then_restart_places_exactly_once(
 
 
 @pytest.mark.parametrize("order", [LIMIT, MARKET], ids=["limit", "market"])
+@pytest.mark.parametrize("driver", ["sync", "async"])
 def test_kill_while_the_request_is_in_flight_then_restart_finds_it(
-    sim: Simulator, server: HttpsServer, tmp_path: Path, order: dict[str, str]
+    sim: Simulator, server: HttpsServer, tmp_path: Path, order: dict[str, str], driver: str
 ) -> None:
     """8a: SIGKILL from outside after the venue received the order, before it answered."""
     key = sim.create_key()
     journal = tmp_path / "journal.sqlite3"
     sim.faults.inject("delay", method="POST", path="/api/v3/order", seconds=1.0)
-    child = _start(_job(server, key, journal, order=order))
+    child = _start(_job(server, key, journal, order=order, driver=driver))
     deadline = time.monotonic() + 30
     while _posts(sim) == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -128,7 +137,9 @@ def test_kill_while_the_request_is_in_flight_then_restart_finds_it(
     _finish(child)
     assert child.returncode == -signal.SIGKILL
     time.sleep(1.1)  # the venue finishes the order the dead bot sent
-    code, lines, err = _run(_job(server, key, journal, order=order, report_recovery=True))
+    code, lines, err = _run(
+        _job(server, key, journal, order=order, report_recovery=True, driver=driver)
+    )
     assert code == 0, err
     recovery, placed = lines
     assert recovery["resolved"] in ([placed["client_order_id"]], [])  # found now or on resubmit
