@@ -257,12 +257,12 @@ def test_a_task_cancelled_while_its_write_waits_leaves_no_trace(sim: Simulator, 
     client = AsyncClient(sim.create_key(), transport=sim.async_transport(), journal=journal)
 
     class CancelWhileQueued(GroupCommit):
-        async def write(self, write: Any) -> Any:
-            if type(write) is kind:
+        async def perform(self, call: Any) -> Any:
+            if type(call) is kind:
                 task = asyncio.current_task()
                 assert task is not None
-                task.cancel()  # lands at the await inside write()
-            return await super().write(write)
+                task.cancel()  # lands at the await inside perform()
+            return await super().perform(call)
 
     client.__dict__["_group"] = CancelWhileQueued(journal)
     cid = client.core.venue.client_order_id(client.core.account, "k")

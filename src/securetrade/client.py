@@ -282,7 +282,7 @@ class Client(_Base[Transport]):
                         failure = exc
                 elif isinstance(effect, Wait):
                     time.sleep(effect.seconds)
-                else:  # a journal write: its error is raised where the flow asked for it
+                else:  # a journal call: its error is raised where the flow asked for it
                     try:
                         value = effect.apply(self.core.journal)
                     except Exception as exc:
@@ -437,9 +437,9 @@ class AsyncClient(_Base[AsyncTransport]):
                         failure = exc
                 elif isinstance(effect, Wait):
                     await _asleep(effect.seconds)
-                else:  # a journal write, committed with those of the other ready orders
+                else:  # a journal call, made with those of the other ready orders
                     try:
-                        value = await self._group.write(effect)
+                        value = await self._group.perform(effect)
                     except Exception as exc:
                         failure = exc
 

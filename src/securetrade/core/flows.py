@@ -1,12 +1,13 @@
 """The I/O-free pipeline. Every operation is a generator that yields effects.
 
 A flow yields :class:`Wait` (sleep this long), :class:`Send` (write this request, hand me
-the response) or a journal write on the order path (:class:`Claim`, :class:`Persist`,
-:class:`Settle`); a driver performs the effect and sends the result back in, or throws the
-failure (a :class:`~securetrade.transport.base.TransportFailure`, a journal error) into
-the flow. The sync ``Client`` drives flows with ``time.sleep``, a blocking transport and
-one journal write at a time; the ``AsyncClient`` with ``asyncio.sleep``, an async
-transport and group commits (:mod:`.group_commit`). Neither holds logic the other lacks.
+the response) or a journal call on the order path (:class:`Claim`, :class:`Persist`,
+:class:`Settle`, :class:`Lookup`). A driver performs the effect and sends the result back
+in, or throws the failure (a :class:`~securetrade.transport.base.TransportFailure`, a
+journal error) into the flow. The sync ``Client`` drives flows with ``time.sleep``, a
+blocking transport and one journal call at a time; the ``AsyncClient`` with
+``asyncio.sleep``, an async transport and group commits (:mod:`.group_commit`). Neither
+holds logic the other lacks.
 
 Order of layers for each request: keys and scopes → policy → idempotency journal → rate
 limit → freshness (venue timestamp) → signing → transport → record.
@@ -66,7 +67,8 @@ __all__ = [
     "Core",
     "Effect",
     "Flow",
-    "JournalWrite",
+    "JournalCall",
+    "Lookup",
     "Persist",
     "RecoveryReport",
     "Send",
@@ -146,8 +148,22 @@ class Settle:
         )
 
 
-JournalWrite = Claim | Persist | Settle
-Effect = Wait | Send | JournalWrite
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Effect: read an intent (:meth:`Journal.get`); answered with it, or None.
+
+    Through the same queue as the writes, so it sees every write queued before it; and a
+    Redis read, which is network I/O, leaves the event loop like the writes do.
+    """
+
+    client_order_id: str
+
+    def apply(self, journal: JournalStore) -> Intent | None:
+        return journal.get(self.client_order_id)
+
+
+JournalCall = Claim | Persist | Settle | Lookup
+Effect = Wait | Send | JournalCall
 Flow = Generator[Effect, Any, T]
 
 
@@ -371,7 +387,7 @@ class Core:
         cid = order.client_order_id
         if not self.venue.owns_client_order_id(cid):
             return
-        intent = self.journal.get(cid)
+        intent = yield Lookup(cid)
         if intent is None or intent.account != self.account:
             return
         order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
@@ -775,7 +791,7 @@ class Core:
         """Same key again: return the known result, or find out what the first call did."""
         patience = self.clock.local_ms() + _OWNER_PATIENCE_MS
         while True:
-            intent = self.journal.get(cid)
+            intent = yield Lookup(cid)
             if intent is None:
                 # The journal lost the row (a Redis flush or failover): claim it again. A
                 # journal that noticed the loss makes the claim UNKNOWN, so the venue is

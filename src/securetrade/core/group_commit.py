@@ -6,6 +6,8 @@ CPU than the rest of the order. Grouped, the writes of every order ready in one 
 share one transaction, and the attempts among them one ``fdatasync``, made in a worker
 thread while the loop goes on serving replies. Each order still waits for its own write:
 an attempt is answered only once a flush that began after its commit has returned.
+Reads of a row on the order path (:class:`~.flows.Lookup`) take the same queue, so they
+see every write queued before them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
-from .flows import JournalWrite, Persist
+from .flows import JournalCall, Persist
 from .journal import Journal, JournalError, JournalStore
 
 __all__ = ["GroupCommit"]
@@ -29,17 +31,15 @@ class _Raised:
         self.error = error
 
 
-def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
-    """Perform ``writes`` in order; a result, or :class:`_Raised`, per write.
+def apply_all(journal: JournalStore, calls: list[JournalCall]) -> list[Any]:
+    """Perform ``calls`` in order; a result, or :class:`_Raised`, per call.
 
     The attempts go to the journal in one ``sending_many`` call; in SQLite they are not
     flushed here (the caller flushes once for the batch). A refusal (an expired key) is
     that write's alone; a database error is raised, so that the whole transaction rolls
     back rather than keep half of a write.
     """
-    attempts = [
-        (w.client_order_id, w.attempts, w.deadline_ms) for w in writes if type(w) is Persist
-    ]
+    attempts = [(w.client_order_id, w.attempts, w.deadline_ms) for w in calls if type(w) is Persist]
     claimed: list[Any] = []
     if attempts:
         try:
@@ -53,12 +53,12 @@ def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
             claimed = [_Raised(exc)] * len(attempts)
     claims = iter(claimed)
     results: list[Any] = []
-    for write in writes:
-        if type(write) is Persist:
+    for call in calls:
+        if type(call) is Persist:
             results.append(next(claims))
             continue
         try:
-            results.append(write.apply(journal))
+            results.append(call.apply(journal))
         except sqlite3.Error:
             raise
         except Exception as exc:
@@ -67,27 +67,27 @@ def apply_all(journal: JournalStore, writes: list[JournalWrite]) -> list[Any]:
 
 
 class GroupCommit:
-    """Queues the journal writes of one event loop's orders and commits them in groups."""
+    """Queues the journal calls of one event loop's orders and commits them in groups."""
 
     def __init__(self, journal: JournalStore) -> None:
         self._journal = journal
         self._sqlite = isinstance(journal, Journal)
         self._needs_flush = isinstance(journal, Journal) and journal.needs_flush
-        self._queue: list[tuple[JournalWrite, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[JournalCall, asyncio.Future[Any]]] = []
         self._unflushed: list[asyncio.Future[Any]] = []  # attempts committed, not yet on disk
         self._draining: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def write(self, write: JournalWrite) -> Any:
-        """Perform ``write`` with the others of this loop turn; its result, or its error."""
+    async def perform(self, call: JournalCall) -> Any:
+        """Perform ``call`` with the others of this loop turn; its result, or its error."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (asyncio.run again): start afresh
             self._queue, self._unflushed = [], []
             self._draining = self._flushing = None
             self._loop = loop
         future: asyncio.Future[Any] = loop.create_future()
-        item = (write, future)
+        item = (call, future)
         self._queue.append(item)
         if self._draining is None:
             self._draining = loop.create_task(self._drain())
@@ -103,15 +103,15 @@ class GroupCommit:
             while self._queue:
                 await asyncio.sleep(0)  # let every order ready in this loop turn join
                 batch, self._queue = self._queue, []
-                writes = [write for write, _ in batch]
+                calls = [call for call, _ in batch]
                 try:
                     if self._sqlite:
                         journal = self._journal
                         assert isinstance(journal, Journal)
                         with journal.transaction():  # on the loop: a commit, no disk wait
-                            results = apply_all(journal, writes)
+                            results = apply_all(journal, calls)
                     else:  # another store (Redis): its calls are network I/O
-                        results = await asyncio.to_thread(apply_all, self._journal, writes)
+                        results = await asyncio.to_thread(apply_all, self._journal, calls)
                 except Exception as exc:  # the transaction failed: none of them happened
                     _fail(batch, _journal_error(exc))
                     continue
@@ -127,15 +127,15 @@ class GroupCommit:
             self._draining = None
 
     def _answer(
-        self, batch: list[tuple[JournalWrite, asyncio.Future[Any]]], results: list[Any]
+        self, batch: list[tuple[JournalCall, asyncio.Future[Any]]], results: list[Any]
     ) -> None:
         durable = self._needs_flush
-        for (write, future), result in zip(batch, results, strict=True):
+        for (call, future), result in zip(batch, results, strict=True):
             if future.done():  # its task was cancelled meanwhile
                 continue
             if isinstance(result, _Raised):
                 future.set_exception(result.error)
-            elif durable and result is True and type(write) is Persist:
+            elif durable and result is True and type(call) is Persist:
                 self._unflushed.append(future)
             else:
                 future.set_result(result)
@@ -181,12 +181,12 @@ def _journal_error(exc: BaseException) -> Exception:
     return JournalError(f"the journal write was interrupted: {exc!r}")
 
 
-def _fail(batch: list[tuple[JournalWrite, asyncio.Future[Any]]], error: Exception) -> None:
+def _fail(batch: list[tuple[JournalCall, asyncio.Future[Any]]], error: Exception) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(error)
 
 
-def _cancel(batch: list[tuple[JournalWrite, asyncio.Future[Any]]]) -> None:
+def _cancel(batch: list[tuple[JournalCall, asyncio.Future[Any]]]) -> None:
     for _, future in batch:
         future.cancel()
