@@ -117,22 +117,25 @@ def test_without_a_log_descriptor_sqlite_flushes_itself(tmp_path: Path, synced: 
 
 
 def test_an_answer_records_its_fills_with_it_and_only_for_a_kept_intent(tmp_path: Path) -> None:
-    """settle() writes the fills of the answer in the same transaction; an answer about an
-    intent the journal does not hold leaves no fills behind."""
+    """settle() writes the answer's fills in the same transaction, once per trade id; an
+    answer about an intent the journal does not hold leaves no fills behind."""
+    from decimal import Decimal
+
+    from securetrade.models import Fill
+
     journal = Journal(tmp_path / "j.sqlite3")
     cid = _begin(journal, 7)
-    answer = (
-        '{"client_order_id":"%s","fills":[{"price":"10.5","quantity":"1","commission":"0",'
-        '"commission_asset":"BNB","trade_id":"41"},{"price":"10.6","quantity":"2",'
-        '"commission":"0.1","commission_asset":null,"trade_id":"42"},{"price":"10.7",'
-        '"quantity":"3","commission":"0","commission_asset":null,"trade_id":null}]}'
+    fills = (
+        Fill(price="10.5", quantity="1", commission_asset="BNB", trade_id="41"),
+        Fill(price="10.6", quantity="2", commission="0.1", trade_id="42"),
+        Fill(price="10.7", quantity="3"),  # no trade id: cannot be told apart, not kept
     )
-    journal.settle(cid, IntentState.FILLED, order_json=answer % cid)
-    journal.settle(cid, IntentState.FILLED, order_json=answer % cid)  # told twice: once
-    assert [(f.trade_id, str(f.price), str(f.commission)) for f in journal.fills(cid)] == [
-        ("41", "10.5", "0"),
-        ("42", "10.6", "0.1"),
+    journal.settle(cid, IntentState.FILLED, order_json="{}", fills=fills)
+    journal.settle(cid, IntentState.FILLED, order_json="{}", fills=fills)  # told twice: once
+    assert [(f.trade_id, f.price, f.commission) for f in journal.fills(cid)] == [
+        ("41", Decimal("10.5"), Decimal("0")),
+        ("42", Decimal("10.6"), Decimal("0.1")),
     ]
-    journal.settle("st" + "9" * 30, IntentState.FILLED, order_json=answer % "unknown")
+    journal.settle("st" + "9" * 30, IntentState.FILLED, fills=fills)
     assert journal.fills("st" + "9" * 30) == []
     journal.close()

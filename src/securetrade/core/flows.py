@@ -141,10 +141,15 @@ class Settle:
     state: IntentState
     order_json: str | None = None
     error: str | None = None
+    fills: tuple[Fill, ...] = ()  # the executions the answer carries
 
     def apply(self, journal: JournalStore) -> None:
         journal.settle(
-            self.client_order_id, self.state, order_json=self.order_json, error=self.error
+            self.client_order_id,
+            self.state,
+            order_json=self.order_json,
+            error=self.error,
+            fills=self.fills,
         )
 
 
@@ -391,7 +396,7 @@ class Core:
         if intent is None or intent.account != self.account:
             return
         order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
-        yield Settle(cid, _STATE_OF[order.status], order.model_dump_json())
+        yield Settle(cid, _STATE_OF[order.status], order.model_dump_json(), fills=order.fills)
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -900,7 +905,12 @@ class Core:
 
     def _settled(self, found: Order, key: str) -> Flow[Order]:
         found = found.model_copy(update={"idempotency_key": key})
-        yield Settle(found.client_order_id, _STATE_OF[found.status], found.model_dump_json())
+        yield Settle(
+            found.client_order_id,
+            _STATE_OF[found.status],
+            found.model_dump_json(),
+            fills=found.fills,
+        )
         self.policy.observe(found)
         self.audit.emit(
             "order.placed",

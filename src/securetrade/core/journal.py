@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
-import json
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -181,9 +180,8 @@ _SCHEMA = (
     commission_asset TEXT,
     PRIMARY KEY (client_order_id, trade_id)
 )""",
-    # Earlier version 3 files recorded an answer's fills with a trigger; settle() now
-    # writes them itself, in the same transaction, at half the cost (no JSON parsing in
-    # SQLite). The trigger would only repeat that work.
+    # Earlier version 3 files recorded an answer's fills with a trigger that parsed the
+    # answer's JSON; settle() now takes the fills themselves, in the same transaction.
     "DROP TRIGGER IF EXISTS fills_of_answer",
     """CREATE TABLE IF NOT EXISTS tombstones (
     client_order_id TEXT PRIMARY KEY,
@@ -241,6 +239,7 @@ class JournalStore(Protocol):
         *,
         order_json: str | None = None,
         error: str | None = None,
+        fills: Sequence[Fill] = (),
     ) -> None: ...
 
     def unfinished(self, account: str) -> list[Intent]: ...
@@ -598,12 +597,14 @@ class Journal:
         *,
         order_json: str | None = None,
         error: str | None = None,
+        fills: Sequence[Fill] = (),
     ) -> None:
         """Record what became of the intent (not waiting for the disk: see the class), and
-        the fills its answer carries, once per trade id, in the same transaction."""
-        fills = _answer_fills(client_order_id, order_json)
+        ``fills``, the executions its answer carries (once per trade id), in the same
+        transaction."""
+        rows = _fill_rows(client_order_id, fills)
         with self._lock:
-            own = bool(fills) and not self._batching  # else one statement: atomic
+            own = bool(rows) and not self._batching  # else one statement: atomic
             if own:
                 self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -612,8 +613,8 @@ class Journal:
                     "error = ?, updated_at = ? WHERE client_order_id = ?",
                     (state.value, order_json, error, time.time(), client_order_id),
                 )
-                if fills and cursor.rowcount == 1:  # fills of intents it keeps, only
-                    self._db.executemany(_INSERT_FILL, fills)
+                if rows and cursor.rowcount == 1:  # fills of intents it keeps, only
+                    self._db.executemany(_INSERT_FILL, rows)
             except BaseException:
                 if own:
                     self._db.execute("ROLLBACK")
@@ -680,18 +681,7 @@ class Journal:
         the order answer and by a trades query, or by two overlapping queries) is recorded
         once. Fills without a trade id cannot be told apart and are not recorded.
         """
-        rows = [
-            (
-                client_order_id,
-                f.trade_id,
-                _wire(f.price),
-                _wire(f.quantity),
-                _wire(f.commission),
-                f.commission_asset,
-            )
-            for f in fills
-            if f.trade_id is not None
-        ]
+        rows = _fill_rows(client_order_id, fills)
         with self._lock:
             before = self._db.total_changes
             self._db.executemany(_INSERT_FILL, rows)
@@ -792,6 +782,24 @@ def _wire(value: Any) -> str:
     return format(value, "f")
 
 
+def _fill_rows(
+    client_order_id: str, fills: Iterable[Fill]
+) -> list[tuple[str, str, str, str, str, str | None]]:
+    """Rows of the fills table; a fill without a trade id cannot be told apart: not kept."""
+    return [
+        (
+            client_order_id,
+            f.trade_id,
+            _wire(f.price),
+            _wire(f.quantity),
+            _wire(f.commission),
+            f.commission_asset,
+        )
+        for f in fills
+        if f.trade_id is not None
+    ]
+
+
 def _expired(client_order_id: str, until: float) -> IdempotencyKeyExpired:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
     return IdempotencyKeyExpired(
@@ -820,24 +828,3 @@ def _intent(row: tuple[Any, ...]) -> Intent:
         created_at=created,
         updated_at=updated,
     )
-
-
-def _answer_fills(
-    client_order_id: str, order_json: str | None
-) -> list[tuple[str, str, str, str, str, str | None]]:
-    """The fills rows of an order answer (an ``Order.model_dump_json()``: compact, so a fill
-    with a trade id contains ``"trade_id":"``). Fills without a trade id are not kept."""
-    if order_json is None or '"trade_id":"' not in order_json:
-        return []
-    return [
-        (
-            client_order_id,
-            fill["trade_id"],
-            fill["price"],
-            fill["quantity"],
-            fill.get("commission") or "0",
-            fill.get("commission_asset"),
-        )
-        for fill in json.loads(order_json).get("fills") or ()
-        if fill.get("trade_id") is not None
-    ]

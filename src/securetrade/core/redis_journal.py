@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..models import Fill
@@ -298,6 +298,7 @@ class RedisJournal:
         *,
         order_json: str | None = None,
         error: str | None = None,
+        fills: Sequence[Fill] = (),
     ) -> None:
         intent_key = self._intent_key(client_order_id)
         account = self._redis.hget(intent_key, "account")
@@ -317,17 +318,18 @@ class RedisJournal:
             pipe.sadd(unfinished, client_order_id)
         else:
             pipe.srem(unfinished, client_order_id)
-        if order_json is not None:
-            self._queue_fills(pipe, client_order_id, _fills_of(order_json))
-        tombstone, fills = self._tombstone_key(client_order_id), self._fills_key(client_order_id)
+        if fills:
+            self._queue_fills(pipe, client_order_id, fills)
+        tombstone = self._tombstone_key(client_order_id)
+        fills_key = self._fills_key(client_order_id)
         if state in PURGEABLE:  # kept for the retention period, then a tombstone
             keep = max(1, int(self.retention * 1000))
             pipe.pexpire(intent_key, keep)
-            pipe.pexpire(fills, keep)
+            pipe.pexpire(fills_key, keep)
             pipe.set(tombstone, "1", px=keep + max(1, int(self.tombstone_ttl * 1000)))
         else:
             pipe.persist(intent_key)
-            pipe.persist(fills)
+            pipe.persist(fills_key)
             pipe.delete(tombstone)
         pipe.execute()
 
@@ -422,14 +424,6 @@ def _fill_row(fill: Fill) -> dict[str, str | None]:
         "commission": _wire(fill.commission),
         "commission_asset": fill.commission_asset,
     }
-
-
-def _fills_of(order_json: str) -> list[Fill]:
-    """The fills an order answer carries (as the SQLite journal records them)."""
-    if '"trade_id":"' not in order_json:
-        return []
-    raw = json.loads(order_json).get("fills") or ()
-    return [Fill.model_validate(f) for f in raw if f.get("trade_id") is not None]
 
 
 def _trade_order(row: tuple[str, str]) -> tuple[int, str]:
