@@ -428,3 +428,45 @@ def test_positive_floats_use_shortest_repr(value: float) -> None:
     result = market(quantity=value)
     assert result.quantity == Decimal(repr(value))
     assert float(result.quantity) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1.5",
+        " 1.5 ",
+        "0",
+        0.1,
+        1,
+        "1e3",
+        Decimal("2"),
+        "1_000",
+        True,
+        "NaN",
+        "inf",
+        "-1",
+        "-0.0001",
+        "0x10",
+        b"1",
+        [1],
+        None,
+        math.inf,
+    ],
+    ids=repr,
+)
+def test_venue_amounts_are_judged_like_caller_amounts(value: Any) -> None:
+    """Money (venue answers, checked by pydantic) accepts exactly what to_decimal accepts
+    and is not negative, with the same value; what it refuses is our InvalidRequest."""
+    from securetrade.models import to_decimal
+
+    try:
+        expected: Decimal | None = to_decimal(value)
+    except InvalidRequest:
+        expected = None
+    if expected is not None and expected < 0:
+        expected = None
+    if expected is None:
+        with pytest.raises(InvalidRequest):
+            Fill(price=value, quantity="1")
+    else:
+        assert Fill(price=value, quantity="1").price == expected

@@ -76,16 +76,6 @@ def _positive(field: str) -> Any:
     return BeforeValidator(check)
 
 
-def _non_negative(field: str) -> Any:
-    def check(value: Any) -> Decimal:
-        result = to_decimal(value, field=field)
-        if result < 0:
-            raise InvalidRequest(f"{field}: must not be negative, got {result}")
-        return result
-
-    return BeforeValidator(check)
-
-
 class Side(str, enum.Enum):
     BUY = "BUY"
     SELL = "SELL"
@@ -208,7 +198,10 @@ class MarketOrder(OrderRequest):
     time_in_force: None = None
 
 
-Money = Annotated[Decimal, _non_negative("amount")]
+# Amounts the venue reports: finite and not negative, checked by pydantic's own decimal
+# validator (the caller's input, Quantity and Price, goes through to_decimal for its
+# messages). Same answers as to_decimal on every input: a bool, NaN or "0x10" is refused.
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
 class Fill(_Model):
