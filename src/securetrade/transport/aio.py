@@ -1,4 +1,5 @@
-"""The asyncio HTTPS transport: keep-alive HTTP/1.1 on asyncio protocols, no HTTP library.
+"""The asyncio HTTPS transport: keep-alive HTTP/1.1 on non-blocking sockets watched by the
+event loop, TLS by :class:`ssl.SSLSocket`, no HTTP library and no asyncio TLS protocol.
 
 Why not httpx here: under 50 concurrent requests httpx's async pool spends most of its
 time scanning its own connections (0.06x aiohttp's throughput on this project's machine;
