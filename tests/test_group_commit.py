@@ -341,3 +341,36 @@ def _claim(journal: Journal, n: int) -> str:
     cid = f"st{n:030d}"
     journal.begin(f"key-{n}", cid, "acct", "BTCUSDT", "fp")
     return cid
+
+
+def test_one_client_serves_one_running_event_loop_at_a_time(sim: Simulator) -> None:
+    """Two threads, each with its own loop, sharing one client would take each other's
+    queue and pool: the second is refused with a clear error before anything is written."""
+    from securetrade import InvalidRequest
+
+    journal = Journal(":memory:")
+    client = AsyncClient(sim.create_key(), transport=sim.async_transport(), journal=journal)
+    holding, release = threading.Event(), threading.Event()
+    results: list[Any] = []
+
+    async def hold() -> None:
+        results.append(await client.place_order(ORDER, idempotency_key="first-loop"))
+        holding.set()
+        await asyncio.to_thread(release.wait, 30)
+
+    other = threading.Thread(target=lambda: asyncio.run(hold()))
+    other.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(InvalidRequest, match="one client per event loop"):
+            asyncio.run(client.place_order(ORDER, idempotency_key="second-loop"))
+    finally:
+        release.set()
+        other.join(30)
+    assert results[0].status is OrderStatus.FILLED
+    refused = client.core.venue.client_order_id(client.core.account, "second-loop")
+    assert journal.get(refused) is None
+    assert _posts(sim) == 1
+    # The first loop has ended: a new one is welcome.
+    third = asyncio.run(client.place_order(ORDER, idempotency_key="third"))
+    assert third.status is OrderStatus.FILLED

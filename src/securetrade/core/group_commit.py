@@ -16,6 +16,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
+from ..errors import InvalidRequest
 from .flows import JournalCall, Persist
 from .journal import Journal, JournalError, JournalStore
 
@@ -83,6 +84,7 @@ class GroupCommit:
         """Perform ``call`` with the others of this loop turn; its result, or its error."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (asyncio.run again): start afresh
+            _check_one_loop(self._loop)
             self._queue, self._unflushed = [], []
             self._draining = self._flushing = None
             self._loop = loop
@@ -167,6 +169,16 @@ class GroupCommit:
                         future.set_result(True)
         finally:
             self._flushing = None
+
+
+def _check_one_loop(previous: asyncio.AbstractEventLoop | None) -> None:
+    """Refuse a second event loop while the first still runs (two threads sharing one
+    client): each would take the other's queue and leave its orders waiting forever."""
+    if previous is not None and previous.is_running():
+        raise InvalidRequest(
+            "this AsyncClient is in use on another running event loop: make one client "
+            "per event loop (thread)"
+        )
 
 
 def _journal_error(exc: BaseException) -> Exception:

@@ -455,6 +455,11 @@ class AsyncHttpTransport:
             raise TransportFailure("transport closed: connection not made", sent=False)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (Jupyter, asyncio.run again): new pool
+            if self._loop is not None and self._loop.is_running():
+                raise InvalidRequest(
+                    "this transport is in use on another running event loop: make one "
+                    "client per event loop (thread)"
+                )
             self._drop_all()
             self._slots = asyncio.Semaphore(self._max_connections)
             self._loop = loop
