@@ -13,6 +13,7 @@ see every write queued before them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import sqlite3
 from typing import Any
 
@@ -158,7 +159,7 @@ class GroupCommit:
                     error = _journal_error(exc)
                     for future in waiting:
                         if not future.done():
-                            future.set_exception(error)
+                            future.set_exception(_own(error))
                     continue
                 except BaseException:
                     for future in waiting:
@@ -193,10 +194,21 @@ def _journal_error(exc: BaseException) -> Exception:
     return JournalError(f"the journal write was interrupted: {exc!r}")
 
 
+def _own(error: Exception) -> Exception:
+    """A copy of ``error`` for one order: each task raising the same object would grow one
+    traceback across all of them."""
+    try:
+        clone = copy.copy(error)
+    except Exception:  # an exception type that cannot be rebuilt from its args
+        return error
+    clone.__cause__ = error.__cause__
+    return clone
+
+
 def _fail(batch: list[tuple[JournalCall, asyncio.Future[Any]]], error: Exception) -> None:
     for _, future in batch:
         if not future.done():
-            future.set_exception(error)
+            future.set_exception(_own(error))
 
 
 def _cancel(batch: list[tuple[JournalCall, asyncio.Future[Any]]]) -> None:
