@@ -137,7 +137,7 @@ class GroupCommit:
             if future.done():  # its task was cancelled meanwhile
                 continue
             if isinstance(result, _Raised):
-                future.set_exception(result.error)
+                future.set_exception(_own(result.error))
             elif durable and result is True and type(call) is Persist:
                 self._unflushed.append(future)
             else:
