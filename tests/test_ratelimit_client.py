@@ -249,3 +249,54 @@ def test_8_processes_sharing_an_ip_through_redis_never_see_429_or_418(redis_url:
         # The budget really was contended: together they spent several windows' worth.
         assert stats.weight > 2 * limits.weight
         assert stats.by_path["POST /api/v3/order"] > 2 * limits.orders
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_shared_limiter_is_called_off_the_event_loop(
+    sim: Simulator, tmp_path: Any, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """SQLite and Redis windows wait on a file or the network: the async client makes
+    those calls in a worker thread, so its event loop keeps serving other orders."""
+    import asyncio
+    import threading
+
+    from securetrade import AsyncClient
+
+    if backend == "sqlite":
+        limiter = RateLimiter.sqlite(tmp_path / "limits.sqlite3")
+    else:
+        limiter = RateLimiter.redis(
+            request.getfixturevalue("redis_url"), namespace=f"offloop-{uuid.uuid4().hex}"
+        )
+    assert limiter.blocking
+    callers: dict[str, set[int]] = {"acquire": set(), "reconcile": set()}
+    real_acquire, real_reconcile = limiter.backend.acquire_at, limiter.backend.reconcile
+
+    def acquire_at(plan: Any) -> tuple[float, float]:
+        callers["acquire"].add(threading.get_ident())
+        return real_acquire(plan)
+
+    def reconcile(reports: Any) -> None:
+        callers["reconcile"].add(threading.get_ident())
+        real_reconcile(reports)
+
+    limiter.backend.acquire_at = acquire_at  # type: ignore[method-assign]
+    limiter.backend.reconcile = reconcile  # type: ignore[method-assign]
+    order = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="90000")
+
+    async def run() -> list[Any]:
+        async with AsyncClient(
+            sim.create_key(), transport=sim.async_transport(), journal=":memory:", limiter=limiter
+        ) as client:
+            return await asyncio.gather(
+                *(client.place_order(order, idempotency_key=f"k-{i}") for i in range(10))
+            )
+
+    placed = asyncio.run(run())
+    assert len(placed) == 10
+    loop_thread = threading.main_thread().ident
+    assert callers["acquire"]
+    assert callers["reconcile"]
+    assert loop_thread not in callers["acquire"] | callers["reconcile"]
+    assert not RateLimiter.in_memory().blocking
+    limiter.close()

@@ -11,7 +11,7 @@ import os
 import ssl
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .clock import VenueClock
 from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, Wait
-from .core.flows import Send
+from .core.flows import Offload, Send
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Fill, Instrument, Order, OrderRequest
@@ -51,6 +51,12 @@ async def _asleep(seconds: float) -> None:
     import asyncio  # only async users load it
 
     await asyncio.sleep(seconds)
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    import asyncio
+
+    return await asyncio.to_thread(call)
 
 
 def default_journal_path(venue: str) -> Path:
@@ -282,9 +288,12 @@ class Client(_Base[Transport]):
                         failure = exc
                 elif isinstance(effect, Wait):
                     time.sleep(effect.seconds)
-                else:  # a journal call: its error is raised where the flow asked for it
+                else:  # a journal or limiter call: its error is raised where the flow asked
                     try:
-                        value = effect.apply(self.core.journal)
+                        if isinstance(effect, Offload):
+                            value = effect.call()
+                        else:
+                            value = effect.apply(self.core.journal)
                     except Exception as exc:
                         failure = exc
 
@@ -437,9 +446,12 @@ class AsyncClient(_Base[AsyncTransport]):
                         failure = exc
                 elif isinstance(effect, Wait):
                     await _asleep(effect.seconds)
-                else:  # a journal call, made with those of the other ready orders
+                else:  # a journal call (with the other ready orders'), or a limiter call
                     try:
-                        value = await self._group.perform(effect)
+                        if isinstance(effect, Offload):
+                            value = await _in_thread(effect.call)
+                        else:
+                            value = await self._group.perform(effect)
                     except Exception as exc:
                         failure = exc
 

@@ -16,6 +16,7 @@ limit → freshness (venue timestamp) → signing → transport → record.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -69,6 +70,7 @@ __all__ = [
     "Flow",
     "JournalCall",
     "Lookup",
+    "Offload",
     "Persist",
     "RecoveryReport",
     "Send",
@@ -167,8 +169,16 @@ class Lookup:
         return journal.get(self.client_order_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """Effect: a call that waits on a file or the network (a rate limiter shared through
+    SQLite or Redis); the sync driver makes it, the async one in a worker thread."""
+
+    call: Callable[[], Any]
+
+
 JournalCall = Claim | Persist | Settle | Lookup
-Effect = Wait | Send | JournalCall
+Effect = Wait | Send | Offload | JournalCall
 Flow = Generator[Effect, Any, T]
 
 
@@ -778,7 +788,8 @@ class Core:
                 if outcome.clock_skew:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
-                    pause = max(self.limiter.paused_for, error.retry_after or 0.0)
+                    paused = yield from self._limiter(lambda: self.limiter.paused_for)
+                    pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
                         yield Settle(cid, IntentState.NOT_PLACED, error=str(error))
                         raise error
@@ -1013,7 +1024,8 @@ class Core:
                 if outcome.clock_skew:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
-                    pause = max(self.limiter.paused_for, error.retry_after or 0.0)
+                    paused = yield from self._limiter(lambda: self.limiter.paused_for)
+                    pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
                         raise error
             retries = retries or self.settings.retry_policy().start(started)
@@ -1056,7 +1068,11 @@ class Core:
         else:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
-            wait = self.limiter.reserve(cost, priority, symbol=symbol, caller=caller)
+            wait = yield from self._limiter(
+                functools.partial(
+                    self.limiter.reserve, cost, priority, symbol=symbol, caller=caller
+                )
+            )
             if wait <= 0.0:
                 break
             if wait > self.settings.max_rate_wait:
@@ -1093,7 +1109,15 @@ class Core:
         except BaseException as exc:
             call.end(error=exc)
             raise
-        self.limiter.observe(response.status, response.headers, symbol=symbol, caller=caller)
+        yield from self._limiter(
+            functools.partial(
+                self.limiter.observe,
+                response.status,
+                response.headers,
+                symbol=symbol,
+                caller=caller,
+            )
+        )
         outcome = self.venue.interpret(endpoint, response)
         call.end(
             status=response.status,
@@ -1129,6 +1153,14 @@ class Core:
                 client_order_id=client_order_id,
             )
         return outcome
+
+    def _limiter(self, call: Callable[[], T]) -> Flow[T]:
+        """A rate-limiter call: made here when its windows are in memory, an effect when
+        they are shared (SQLite, Redis) so that the async client keeps it off its loop."""
+        if not self.limiter.blocking:
+            return call()
+        result: T = yield Offload(call)
+        return result
 
     @property
     def key(self) -> ApiKey:

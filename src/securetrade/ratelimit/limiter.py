@@ -183,6 +183,12 @@ class RateLimiter:
                         if target != source:
                             self.backend.seed(target, source, limit.seconds)
 
+    @property
+    def blocking(self) -> bool:
+        """Whether its calls wait on a file or the network (a shared backend): the async
+        client then makes them in a worker thread, off its event loop."""
+        return not isinstance(self.backend, MemoryBackend)
+
     # --- admission --------------------------------------------------------------------------
 
     def reserve(
