@@ -156,11 +156,30 @@ def test_each_new_event_loop_gets_a_working_group(sim: Simulator, tmp_path: Path
 @pytest.fixture
 def redis_journal(redis_url: str) -> Iterator[RedisJournal]:
     class Watched(RedisJournal):
+        """Records the threads that make each call (release() stays on the loop: it runs
+        in a finally block, where a flow can yield nothing)."""
+
         writers: ClassVar[set[int]] = set()
 
         def begin(self, *args: Any, **kwargs: Any) -> Any:
             self.writers.add(threading.get_ident())
             return super().begin(*args, **kwargs)
+
+        def lease(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().lease(*args, **kwargs)
+
+        def purge(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().purge(*args, **kwargs)
+
+        def unfinished(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().unfinished(*args, **kwargs)
+
+        def known(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().known(*args, **kwargs)
 
     journal = Watched(redis_url, prefix=f"group-{os.getpid()}-{time.monotonic_ns()}:")
     yield journal
@@ -168,7 +187,8 @@ def redis_journal(redis_url: str) -> Iterator[RedisJournal]:
 
 
 def test_redis_journal_writes_leave_the_event_loop(sim: Simulator, redis_journal: Any) -> None:
-    """A Redis journal call is network I/O: the async client makes it in a worker thread."""
+    """A Redis journal call is network I/O: the async client makes it in a worker thread,
+    on the order path (claims) and in recovery (lease, purge, unfinished, known)."""
     orders = _place_all(sim, redis_journal, [f"r-{i}" for i in range(20)])
     assert all(o.status is OrderStatus.FILLED for o in orders)
     assert redis_journal.writers

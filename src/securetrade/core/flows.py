@@ -383,7 +383,8 @@ class Core:
         trades_params = getattr(self.venue, "trades_params", None)
         if trades_params is None or Op.TRADES not in self.venue.endpoints:
             raise InvalidRequest(f"{self.venue.name} does not report an order's trades")
-        intent = self.journal.get(client_order_id)
+        journal, blocking = self.journal, self.journal.blocking
+        intent = yield from self._offloaded(lambda: journal.get(client_order_id), blocking)
         if intent is not None and intent.order_json is not None:
             order = self._stored(intent.order_json, intent.idempotency_key)
         else:
@@ -392,8 +393,12 @@ class Core:
             Op.TRADES, trades_params(symbol, order.order_id), symbol=symbol
         )
         trades: list[Fill] = self.venue.parse_trades(payload)  # type: ignore[attr-defined]
-        self.journal.record_fills(client_order_id, trades)
-        return self.journal.fills(client_order_id)
+
+        def record() -> list[Fill]:
+            journal.record_fills(client_order_id, trades)
+            return journal.fills(client_order_id)
+
+        return (yield from self._offloaded(record, blocking))
 
     def _record(self, order: Order) -> Flow[None]:
         """Keep the journal row of one of our orders current with what the venue said of it
@@ -617,7 +622,11 @@ class Core:
         self._recovering = True
         lease = self.settings.resolve_timeout * 2
         try:
-            while not self.journal.lease(self.account, lease):
+            while not (
+                yield from self._offloaded(
+                    lambda: self.journal.lease(self.account, lease), self.journal.blocking
+                )
+            ):
                 yield Wait(0.05)
             try:
                 report = yield from self._recover()
@@ -636,8 +645,10 @@ class Core:
         return report
 
     def _recover(self) -> Flow[RecoveryReport]:
-        self.journal.purge()  # the retention policy: old finished intents become tombstones
-        intents = self.journal.unfinished(self.account)
+        journal, blocking = self.journal, self.journal.blocking
+        # The retention policy (old finished intents become tombstones), then what is open.
+        yield from self._offloaded(journal.purge, blocking)
+        intents = yield from self._offloaded(lambda: journal.unfinished(self.account), blocking)
         payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
         )
@@ -668,7 +679,7 @@ class Core:
             else:
                 resolved.append((yield from self._settled(found, intent.idempotency_key)))
         ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
-        known = self.journal.known(ours)
+        known = yield from self._offloaded(lambda: journal.known(ours), blocking)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
         self._orphans.update((o.client_order_id or "", o) for o in orphans)
         for orphan in orphans:
@@ -788,7 +799,9 @@ class Core:
                 if outcome.clock_skew:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
-                    paused = yield from self._limiter(lambda: self.limiter.paused_for)
+                    paused = yield from self._offloaded(
+                        lambda: self.limiter.paused_for, self.limiter.blocking
+                    )
                     pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
                         yield Settle(cid, IntentState.NOT_PLACED, error=str(error))
@@ -1024,7 +1037,9 @@ class Core:
                 if outcome.clock_skew:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
-                    paused = yield from self._limiter(lambda: self.limiter.paused_for)
+                    paused = yield from self._offloaded(
+                        lambda: self.limiter.paused_for, self.limiter.blocking
+                    )
                     pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
                         raise error
@@ -1068,10 +1083,11 @@ class Core:
         else:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
-            wait = yield from self._limiter(
+            wait = yield from self._offloaded(
                 functools.partial(
                     self.limiter.reserve, cost, priority, symbol=symbol, caller=caller
-                )
+                ),
+                self.limiter.blocking,
             )
             if wait <= 0.0:
                 break
@@ -1109,14 +1125,15 @@ class Core:
         except BaseException as exc:
             call.end(error=exc)
             raise
-        yield from self._limiter(
+        yield from self._offloaded(
             functools.partial(
                 self.limiter.observe,
                 response.status,
                 response.headers,
                 symbol=symbol,
                 caller=caller,
-            )
+            ),
+            self.limiter.blocking,
         )
         outcome = self.venue.interpret(endpoint, response)
         call.end(
@@ -1154,10 +1171,11 @@ class Core:
             )
         return outcome
 
-    def _limiter(self, call: Callable[[], T]) -> Flow[T]:
-        """A rate-limiter call: made here when its windows are in memory, an effect when
-        they are shared (SQLite, Redis) so that the async client keeps it off its loop."""
-        if not self.limiter.blocking:
+    def _offloaded(self, call: Callable[[], T], blocking: bool) -> Flow[T]:
+        """A rate-limiter or journal call: made here when it is quick (memory, a local
+        SQLite journal), an effect when it waits on a file or the network (a shared limiter,
+        a Redis journal), so that the async client makes it off its event loop."""
+        if not blocking:
             return call()
         result: T = yield Offload(call)
         return result

@@ -215,7 +215,12 @@ class JournalError(RuntimeError):
 
 class JournalStore(Protocol):
     """What the core needs of a journal: SQLite (:class:`Journal`, one host) or Redis
-    (:class:`~securetrade.core.redis_journal.RedisJournal`, several hosts)."""
+    (:class:`~securetrade.core.redis_journal.RedisJournal`, several hosts).
+
+    ``blocking``: whether its calls wait on the network, so that the async client makes
+    them in a worker thread."""
+
+    blocking: bool
 
     def begin(
         self,
@@ -270,6 +275,8 @@ class Journal:
     default); the others are ordered before it in the write-ahead log, so they are durable
     once it is, and losing a later one only costs recovery one question to the venue.
     """
+
+    blocking = False  # a local file: its calls are short (the one disk wait is flush())
 
     def __init__(
         self,

@@ -140,6 +140,8 @@ class RedisJournal:
     """The journal in Redis (``redis`` extra). ``prefix`` separates several bots' journals
     on one server; every host of one bot must use the same one."""
 
+    blocking = True  # every call is a round trip: the async client makes it off its loop
+
     def __init__(
         self,
         url: str | None = None,
