@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ..clock import VenueClock
 from ..errors import (
@@ -82,6 +82,7 @@ __all__ = [
 log = logging.getLogger("securetrade")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +385,7 @@ class Core:
         if trades_params is None or Op.TRADES not in self.venue.endpoints:
             raise InvalidRequest(f"{self.venue.name} does not report an order's trades")
         journal, blocking = self.journal, self.journal.blocking
-        intent = yield from self._offloaded(lambda: journal.get(client_order_id), blocking)
+        intent = yield from self._offloaded(blocking, journal.get, client_order_id)
         if intent is not None and intent.order_json is not None:
             order = self._stored(intent.order_json, intent.idempotency_key)
         else:
@@ -398,7 +399,7 @@ class Core:
             journal.record_fills(client_order_id, trades)
             return journal.fills(client_order_id)
 
-        return (yield from self._offloaded(record, blocking))
+        return (yield from self._offloaded(blocking, record))
 
     def _record(self, order: Order) -> Flow[None]:
         """Keep the journal row of one of our orders current with what the venue said of it
@@ -624,7 +625,7 @@ class Core:
         try:
             while not (
                 yield from self._offloaded(
-                    lambda: self.journal.lease(self.account, lease), self.journal.blocking
+                    self.journal.blocking, self.journal.lease, self.account, lease
                 )
             ):
                 yield Wait(0.05)
@@ -647,8 +648,8 @@ class Core:
     def _recover(self) -> Flow[RecoveryReport]:
         journal, blocking = self.journal, self.journal.blocking
         # The retention policy (old finished intents become tombstones), then what is open.
-        yield from self._offloaded(journal.purge, blocking)
-        intents = yield from self._offloaded(lambda: journal.unfinished(self.account), blocking)
+        yield from self._offloaded(blocking, journal.purge)
+        intents = yield from self._offloaded(blocking, journal.unfinished, self.account)
         payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
         )
@@ -679,7 +680,7 @@ class Core:
             else:
                 resolved.append((yield from self._settled(found, intent.idempotency_key)))
         ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
-        known = yield from self._offloaded(lambda: journal.known(ours), blocking)
+        known = yield from self._offloaded(blocking, journal.known, ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
         self._orphans.update((o.client_order_id or "", o) for o in orphans)
         for orphan in orphans:
@@ -800,7 +801,7 @@ class Core:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
                     paused = yield from self._offloaded(
-                        lambda: self.limiter.paused_for, self.limiter.blocking
+                        self.limiter.blocking, lambda: self.limiter.paused_for
                     )
                     pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
@@ -1038,7 +1039,7 @@ class Core:
                     yield from self.sync_clock()
                 elif isinstance(error, RateLimited):
                     paused = yield from self._offloaded(
-                        lambda: self.limiter.paused_for, self.limiter.blocking
+                        self.limiter.blocking, lambda: self.limiter.paused_for
                     )
                     pause = max(paused, error.retry_after or 0.0)
                     if pause > self.settings.max_rate_wait:
@@ -1084,10 +1085,12 @@ class Core:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
             wait = yield from self._offloaded(
-                functools.partial(
-                    self.limiter.reserve, cost, priority, symbol=symbol, caller=caller
-                ),
                 self.limiter.blocking,
+                self.limiter.reserve,
+                cost,
+                priority,
+                symbol=symbol,
+                caller=caller,
             )
             if wait <= 0.0:
                 break
@@ -1126,14 +1129,12 @@ class Core:
             call.end(error=exc)
             raise
         yield from self._offloaded(
-            functools.partial(
-                self.limiter.observe,
-                response.status,
-                response.headers,
-                symbol=symbol,
-                caller=caller,
-            ),
             self.limiter.blocking,
+            self.limiter.observe,
+            response.status,
+            response.headers,
+            symbol=symbol,
+            caller=caller,
         )
         outcome = self.venue.interpret(endpoint, response)
         call.end(
@@ -1171,13 +1172,16 @@ class Core:
             )
         return outcome
 
-    def _offloaded(self, call: Callable[[], T], blocking: bool) -> Flow[T]:
+    def _offloaded(
+        self, blocking: bool, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> Flow[T]:
         """A rate-limiter or journal call: made here when it is quick (memory, a local
         SQLite journal), an effect when it waits on a file or the network (a shared limiter,
-        a Redis journal), so that the async client makes it off its event loop."""
+        a Redis journal), so that the async client makes it off its event loop. The quick
+        path builds nothing: the limiter's calls are on every request."""
         if not blocking:
-            return call()
-        result: T = yield Offload(call)
+            return function(*args, **kwargs)
+        result: T = yield Offload(functools.partial(function, *args, **kwargs))
         return result
 
     @property
