@@ -73,7 +73,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         if request.param == "sqlite":
             journal = Journal(tmp_path / "journal.sqlite3", **options)
         else:
-            journal = RedisJournal(request.getfixturevalue("redis_url"), prefix=prefix, **options)
+            journal = RedisJournal.create(request.getfixturevalue("redis_url"), prefix=prefix, **options)
         opened.append(journal)
         return journal
 
@@ -290,7 +290,7 @@ def _host(
     recover: bool = True,
 ) -> Client:
     """A bot on its own host: its own connection to the shared Redis journal."""
-    journal = RedisJournal(url, prefix=prefix, loss_window_ms=RECV_MS + SETTLE_MS + 200)
+    journal = RedisJournal.create(url, prefix=prefix, loss_window_ms=RECV_MS + SETTLE_MS + 200)
     settings = Settings(settle_ms=SETTLE_MS, resolve_timeout=10.0, recover_on_start=recover)
     return _client(sim, server, journal, tls_options, key=key, settings=settings)
 
@@ -351,7 +351,7 @@ def test_12b_undetected_loss_of_an_open_order_is_caught_by_the_venue(
     a.close()
     admin = redis.Redis.from_url(redis_url)
     for recovering in (True, False):
-        admin.delete(f"{prefix}intent:{first.client_order_id}")  # lost; the marker survives
+        admin.delete(f"{{{prefix}}}intent:{first.client_order_id}")  # lost; the marker survives
         b = _host(sim, server, tls_options, key, redis_url, prefix, recover=recovering)
         if recovering:
             assert [o.client_order_id for o in b.recover().orphans] == [first.client_order_id]

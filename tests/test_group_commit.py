@@ -14,11 +14,14 @@ from typing import Any, ClassVar
 import pytest
 
 from securetrade import AsyncClient, IdempotencyKeyExpired, LimitOrder, OrderStatus
-from securetrade.core import IntentState, Journal, JournalStore, RedisJournal
+from securetrade.core import IntentState, View, Journal, JournalStore, RedisJournal
 from securetrade.core.journal import JournalError
 from securetrade.sim import Simulator
 
 ORDER = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="90000")
+
+
+FRESH = View(IntentState.PENDING, 0)  # a row as claimed: no attempt yet
 
 
 def _posts(sim: Simulator) -> int:
@@ -156,8 +159,7 @@ def test_each_new_event_loop_gets_a_working_group(sim: Simulator, tmp_path: Path
 @pytest.fixture
 def redis_journal(redis_url: str) -> Iterator[RedisJournal]:
     class Watched(RedisJournal):
-        """Records the threads that make each call (release() stays on the loop: it runs
-        in a finally block, where a flow can yield nothing)."""
+        """Records the threads that make each call."""
 
         writers: ClassVar[set[int]] = set()
 
@@ -181,7 +183,11 @@ def redis_journal(redis_url: str) -> Iterator[RedisJournal]:
             self.writers.add(threading.get_ident())
             return super().known(*args, **kwargs)
 
-    journal = Watched(redis_url, prefix=f"group-{os.getpid()}-{time.monotonic_ns()}:")
+        def release(self, *args: Any, **kwargs: Any) -> Any:
+            self.writers.add(threading.get_ident())
+            return super().release(*args, **kwargs)
+
+    journal = Watched.create(redis_url, prefix=f"group-{os.getpid()}-{time.monotonic_ns()}:")
     yield journal
     journal.close()
 
@@ -216,7 +222,7 @@ def test_a_transaction_is_one_commit_and_rolls_back_whole(tmp_path: Path) -> Non
     def interrupted() -> None:
         with journal.transaction():
             journal.begin("c", "cid-c", "acct", "BTCUSDT", "fp")
-            assert journal.sending_many([("cid-a", 0, 1)], flush=False) == [True]
+            assert journal.sending_many([("cid-a", FRESH, 1)], flush=False) == [True]
             raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError):
@@ -270,7 +276,7 @@ def test_an_answer_learned_later_is_not_overwritten_by_an_older_one(sim: Simulat
 def test_a_task_cancelled_while_its_write_waits_leaves_no_trace(sim: Simulator, step: str) -> None:
     """Cancelled before the group took its write: the write never happens (a queued attempt
     applied after the flow was closed would say SENDING for an order never sent)."""
-    from securetrade.core.flows import Claim, Persist
+    from securetrade.core.effects import Claim, Persist
     from securetrade.core.group_commit import GroupCommit
 
     kind = {"Claim": Claim, "Persist": Persist}[step]
@@ -323,7 +329,7 @@ def test_a_closed_or_once_failed_journal_never_reports_durable(
 
     monkeypatch.setattr(os, "fdatasync", fails_once)
     with pytest.raises(JournalError):
-        journal.sending("cid", 0, 1)
+        journal.sending("cid", FRESH, 1)
     # The disk answers again, but what the failed flush held may be lost: still refused.
     with pytest.raises(JournalError, match="reopen"):
         journal.flush()
@@ -344,14 +350,14 @@ def test_the_log_is_checkpointed_by_flushes_not_by_commits(
     journal._db.set_trace_callback(committing.append)
     cids = [_claim(journal, n) for n in range(8)]
     for cid in cids:
-        journal.sending(cid, 0, 1)
+        journal.sending(cid, FRESH, 1)
     assert journal._checkpointer is not None
     journal._checkpointer.set_trace_callback(checkpoints.append)
     for cid in cids:
         journal.settle(cid, IntentState.FILLED)
-        journal.sending(cid, 10, 1)  # nothing to claim: no flush
+        journal.sending(cid, View(IntentState.SENDING, 10), 1)  # nothing to claim: no flush
     for n in range(8, 12):
-        journal.sending(_claim(journal, n), 0, 1)
+        journal.sending(_claim(journal, n), FRESH, 1)
     assert checkpoints == ["PRAGMA wal_checkpoint(PASSIVE)"]
     assert not any("checkpoint" in statement for statement in committing)
     assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)

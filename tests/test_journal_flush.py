@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from securetrade.core import View
 from securetrade.core.journal import IntentState, Journal, JournalError
+
+
+FRESH = View(IntentState.PENDING, 0)  # a row as claimed: no attempt yet
 
 
 def _begin(journal: Journal, n: int) -> str:
@@ -44,7 +48,7 @@ def test_an_attempt_flushes_the_write_ahead_log_once(tmp_path: Path, synced: lis
     journal = Journal(tmp_path / "j.sqlite3")
     cids = [_begin(journal, n) for n in range(3)]
     synced.clear()
-    assert journal.sending_many([(cid, 0, 1) for cid in cids]) == [True, True, True]
+    assert journal.sending_many([(cid, FRESH, 1) for cid in cids]) == [True, True, True]
     wal = os.stat(tmp_path / "j.sqlite3-wal").st_ino
     assert synced == [wal]  # one flush for the three, and of the log
     assert all(journal.get(cid).state is IntentState.SENDING for cid in cids)  # type: ignore[union-attr]
@@ -54,9 +58,9 @@ def test_an_attempt_flushes_the_write_ahead_log_once(tmp_path: Path, synced: lis
 def test_nothing_claimed_means_nothing_flushed(tmp_path: Path, synced: list[int]) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     cid = _begin(journal, 1)
-    assert journal.sending(cid, 0, 1)
+    assert journal.sending(cid, FRESH, 1)
     synced.clear()
-    assert journal.sending(cid, 0, 1) is False  # someone else's attempt: not ours to send
+    assert journal.sending(cid, FRESH, 1) is False  # someone else's attempt: not ours to send
     assert synced == []
     journal.close()
 
@@ -65,7 +69,7 @@ def test_the_attempt_is_in_the_file_for_the_next_process(tmp_path: Path) -> None
     path = tmp_path / "j.sqlite3"
     journal = Journal(path)
     cid = _begin(journal, 1)
-    journal.sending(cid, 0, 123)
+    journal.sending(cid, FRESH, 123)
     other = Journal(path)  # another connection, as a restarted process would open
     intent = other.get(cid)
     assert intent is not None
@@ -82,7 +86,7 @@ def test_a_log_replaced_behind_our_back_is_reopened(tmp_path: Path, synced: list
     assert old is not None
     os.close(old)  # as if the descriptor now pointed elsewhere: reopen by name
     journal._wal_fd = os.open(os.devnull, os.O_RDONLY)
-    assert journal.sending(cid, 0, 1)
+    assert journal.sending(cid, FRESH, 1)
     assert synced[-1] == os.stat(str(path) + "-wal").st_ino
     journal.close()
 
@@ -98,7 +102,7 @@ def test_a_failed_flush_is_an_error_not_a_send(
 
     monkeypatch.setattr(os, "fdatasync", broken)
     with pytest.raises(JournalError, match="could not flush"):
-        journal.sending(cid, 0, 1)
+        journal.sending(cid, FRESH, 1)
     journal.close()
 
 
@@ -109,7 +113,7 @@ def test_without_a_log_descriptor_sqlite_flushes_itself(tmp_path: Path, synced: 
     os.close(journal._wal_fd)
     journal._wal_fd = None  # a platform where the log cannot be opened
     synced.clear()
-    assert journal.sending(cid, 0, 1)
+    assert journal.sending(cid, FRESH, 1)
     # SQLite's own FULL commit flushes through its own descriptor, not through os.*
     assert synced == []
     assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # back to NORMAL

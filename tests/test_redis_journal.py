@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 
 from oracle import assert_oracle
-from securetrade.core import IntentState, Journal, JournalStore, RedisJournal
+from securetrade.core import IntentState, View, Journal, JournalStore, RedisJournal
 from securetrade.keys import ApiKey
 from securetrade.sim import HttpsServer, Simulator
 
 CHILD = Path(__file__).with_name("crash_child.py")
 LIMIT = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001", "price": "60000"}
+
+
+FRESH = View(IntentState.PENDING, 0)  # a row as claimed: no attempt yet
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -36,7 +39,7 @@ def make_journal(
         if request.param == "sqlite":
             journal: JournalStore = Journal(tmp_path / "journal.sqlite3")
         else:
-            journal = RedisJournal(request.getfixturevalue("redis_url"), prefix=prefix)
+            journal = RedisJournal.create(request.getfixturevalue("redis_url"), prefix=prefix)
         opened.append(journal)
         return journal
 
@@ -59,14 +62,16 @@ def test_only_one_owner_sends_each_attempt(make_journal: Callable[[], JournalSto
     a, b = make_journal(), make_journal()
     cid = "st" + "1" * 30
     a.begin("k", cid, "acct", "BTCUSDT", "fp")
-    assert a.sending(cid, 0, 1000) is True
-    assert b.sending(cid, 0, 2000) is False  # stale: attempt 1 is taken
-    assert b.sending(cid, 1, 2000) is True  # takes attempt 2 after reading the new count
+    assert a.sending(cid, FRESH, 1000) is True
+    assert b.sending(cid, FRESH, 2000) is False  # stale: attempt 1 is taken
+    # It takes attempt 2 after reading the new count.
+    assert b.sending(cid, View(IntentState.SENDING, 1), 2000) is True
     intent = a.get(cid)
     assert intent is not None
     assert (intent.attempts, intent.deadline_ms) == (2, 2000)
     a.settle(cid, IntentState.FILLED, order_json="{}")
-    assert b.sending(cid, 2, 3000) is False  # settled intents are never sent again
+    # A settled intent is never sent again.
+    assert b.sending(cid, View(IntentState.SENDING, 2), 3000) is False
 
 
 def test_unfinished_unresolved_and_known(make_journal: Callable[[], JournalStore]) -> None:
@@ -75,10 +80,10 @@ def test_unfinished_unresolved_and_known(make_journal: Callable[[], JournalStore
     for i, cid in enumerate(cids):
         j.begin(f"k{i}", cid, "acct", "BTCUSDT", "fp")
     j.begin("other", "st" + "9" * 30, "someone-else", "BTCUSDT", "fp")
-    j.sending(cids[1], 0, 5)
-    j.sending(cids[2], 0, 5)
-    j.settle(cids[2], IntentState.UNKNOWN)
-    j.sending(cids[3], 0, 5)
+    j.sending(cids[1], FRESH, 5)
+    j.sending(cids[2], FRESH, 5)
+    j.settle(cids[2], IntentState.UNKNOWN, expect=View(IntentState.SENDING, 1))
+    j.sending(cids[3], FRESH, 5)
     j.settle(cids[3], IntentState.ACKED, order_json="{}")
     assert [i.client_order_id for i in j.unfinished("acct")] == cids[:3]
     assert [i.client_order_id for i in j.unresolved("acct")] == cids[1:3]
@@ -105,6 +110,7 @@ def test_an_expired_lease_is_taken(make_journal: Callable[[], JournalStore]) -> 
 
 
 def _job(server: HttpsServer, key: ApiKey, redis_url: str, prefix: str, **extra: Any) -> str:
+    RedisJournal.create(redis_url, prefix=prefix).close()  # provisioned once, before the bots
     return json.dumps(
         {
             "base_url": server.base_url,

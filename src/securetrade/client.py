@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .clock import VenueClock
-from .core import Core, Flow, Journal, JournalStore, RecoveryReport, Settings, Wait
-from .core.flows import Offload, Send
+from .core import Call, Core, Flow, Journal, JournalStore, RecoveryReport, Resource, Settings, Wait
+from .core.effects import Send
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import Balance, Fill, Instrument, Order, OrderRequest
@@ -272,30 +272,38 @@ class Client(_Base[Transport]):
         )
 
     def _run(self, name: str, flow: Flow[T]) -> T:
+        """Drive ``flow``: every effect is performed here, in this thread, in order. The
+        flow is closed when this returns or raises, whatever happened."""
+        journal = self.core.journal
         with span(name, venue=self.core.venue.name):
             value: Any = None
             failure: Exception | None = None
-            while True:
-                try:
-                    effect = flow.send(value) if failure is None else flow.throw(failure)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                value, failure = None, None
-                if isinstance(effect, Send):
+            try:
+                while True:
                     try:
-                        value = self._transport.send(effect.request)
-                    except TransportFailure as exc:
-                        failure = exc
-                elif isinstance(effect, Wait):
-                    time.sleep(effect.seconds)
-                else:  # a journal or limiter call: its error is raised where the flow asked
-                    try:
-                        if isinstance(effect, Offload):
-                            value = effect.call()
-                        else:
-                            value = effect.apply(self.core.journal)
-                    except Exception as exc:
-                        failure = exc
+                        effect = flow.send(value) if failure is None else flow.throw(failure)
+                    except StopIteration as stop:
+                        return stop.value  # type: ignore[no-any-return]
+                    value, failure = None, None
+                    kind = type(effect)
+                    if kind is Send:
+                        try:
+                            value = self._transport.send(effect.request)  # type: ignore[union-attr]
+                        except TransportFailure as exc:
+                            failure = exc
+                    elif kind is Wait:
+                        time.sleep(effect.seconds)  # type: ignore[union-attr]
+                    else:  # a journal, limiter or audit call: its error is raised in the flow
+                        try:
+                            value = (
+                                effect.run()  # type: ignore[union-attr]
+                                if kind is Call
+                                else effect.apply(journal)  # type: ignore[union-attr]
+                            )
+                        except Exception as exc:
+                            failure = exc
+            finally:
+                flow.close()
 
     def server_time(self) -> int:
         """The venue's clock, in milliseconds since the epoch."""
@@ -429,31 +437,52 @@ class AsyncClient(_Base[AsyncTransport]):
 
         return GroupCommit(self.core.journal)
 
+    @functools.cached_property
+    def _off_loop(self) -> frozenset[Resource]:
+        """The resources whose calls wait on a file or the network: made in a thread."""
+        core = self.core
+        waits = {
+            Resource.LIMITER: core.limiter.blocking,
+            Resource.JOURNAL: core.journal.blocking or isinstance(core.journal, Journal),
+            Resource.AUDIT: core.audit.trail is not None,
+        }
+        return frozenset(resource for resource, blocks in waits.items() if blocks)
+
     async def _run(self, name: str, flow: Flow[T]) -> T:
+        """Drive ``flow`` on the running loop; nothing that waits on I/O runs on the loop
+        itself. The flow is closed when this returns or raises (a cancelled task too)."""
+        off_loop = self._off_loop
         with span(name, venue=self.core.venue.name):
             value: Any = None
             failure: Exception | None = None
-            while True:
-                try:
-                    effect = flow.send(value) if failure is None else flow.throw(failure)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                value, failure = None, None
-                if isinstance(effect, Send):
+            try:
+                while True:
                     try:
-                        value = await self._transport.send(effect.request)
-                    except TransportFailure as exc:
-                        failure = exc
-                elif isinstance(effect, Wait):
-                    await _asleep(effect.seconds)
-                else:  # a journal call (with the other ready orders'), or a limiter call
-                    try:
-                        if isinstance(effect, Offload):
-                            value = await _in_thread(effect.call)
-                        else:
-                            value = await self._group.perform(effect)
-                    except Exception as exc:
-                        failure = exc
+                        effect = flow.send(value) if failure is None else flow.throw(failure)
+                    except StopIteration as stop:
+                        return stop.value  # type: ignore[no-any-return]
+                    value, failure = None, None
+                    kind = type(effect)
+                    if kind is Send:
+                        try:
+                            value = await self._transport.send(effect.request)  # type: ignore[union-attr]
+                        except TransportFailure as exc:
+                            failure = exc
+                    elif kind is Wait:
+                        await _asleep(effect.seconds)  # type: ignore[union-attr]
+                    else:  # an order's journal call (grouped), or a limiter, journal, audit call
+                        try:
+                            if kind is Call:
+                                if effect.resource in off_loop:  # type: ignore[union-attr]
+                                    value = await _in_thread(effect.run)  # type: ignore[union-attr]
+                                else:
+                                    value = effect.run()  # type: ignore[union-attr]
+                            else:
+                                value = await self._group.perform(effect)  # type: ignore[arg-type]
+                        except Exception as exc:
+                            failure = exc
+            finally:
+                flow.close()
 
     async def server_time(self) -> int:
         """The venue's clock, in milliseconds since the epoch."""

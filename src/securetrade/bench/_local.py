@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..core import IntentState, Journal
+from ..core import IntentState, Journal, View
 from ..ratelimit import Caller, LimitScope, Priority, RateLimit, RateLimiter
 from ._report import Row
 from ._timing import Effort, interleaved_us
@@ -200,7 +200,7 @@ def journal_row(effort: Effort) -> Row:
                 cid = f"st{run}{i:022d}"
                 start = time.perf_counter_ns()
                 journal.begin(f"bench-{run}-{i}", cid, "bench", "BTCUSDT", fingerprint)
-                journal.sending(cid, 0, 0)
+                journal.sending(cid, View(IntentState.PENDING, 0), 0)
                 journal.settle(cid, IntentState.FILLED, order_json=order_json)
                 if i >= 5:  # the first few create the WAL and warm the page cache
                     samples.append((time.perf_counter_ns() - start) / 1000)

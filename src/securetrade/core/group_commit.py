@@ -18,7 +18,7 @@ import sqlite3
 from typing import Any
 
 from ..errors import InvalidRequest
-from .flows import JournalCall, Persist
+from .effects import JournalCall, Persist
 from .journal import Journal, JournalError, JournalStore
 
 __all__ = ["GroupCommit"]
@@ -41,7 +41,7 @@ def apply_all(journal: JournalStore, calls: list[JournalCall]) -> list[Any]:
     that write's alone; a database error is raised, so that the whole transaction rolls
     back rather than keep half of a write.
     """
-    attempts = [(w.client_order_id, w.attempts, w.deadline_ms) for w in calls if type(w) is Persist]
+    attempts = [(w.client_order_id, w.seen, w.deadline_ms) for w in calls if type(w) is Persist]
     claimed: list[Any] = []
     if attempts:
         try:

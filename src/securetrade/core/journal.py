@@ -15,7 +15,6 @@ tombstone, and while that lasts the same idempotency key raises
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
 import logging
 import os
@@ -26,12 +25,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import IdempotencyKeyExpired
+from ..errors import IdempotencyKeyExpired, InvalidRequest
 from ..models import Fill
+from .states import (
+    GUARDED,
+    PURGEABLE,
+    SENDABLE,
+    SOURCES,
+    UNFINISHED,
+    Intent,
+    IntentState,
+    View,
+)
 
 log = logging.getLogger("securetrade.journal")
 
@@ -40,6 +48,7 @@ __all__ = [
     "UNFINISHED",
     "Intent",
     "IntentState",
+    "View",
     "Journal",
     "JournalError",
     "JournalStore",
@@ -49,31 +58,6 @@ __all__ = [
     "process_token",
 ]
 
-
-class IntentState(str, enum.Enum):
-    PENDING = "PENDING"  # recorded, nothing sent yet
-    SENDING = "SENDING"  # a request may be on its way; only the venue can say what happened
-    ACKED = "ACKED"  # the venue holds the order (open)
-    FILLED = "FILLED"
-    CANCELED = "CANCELED"
-    EXPIRED = "EXPIRED"
-    REJECTED = "REJECTED"  # the venue said no: terminal, replayed to later callers
-    NOT_PLACED = "NOT_PLACED"  # proven never executed: the same key may send it again
-    UNKNOWN = "UNKNOWN"  # could not be resolved yet: needs another look, or a person
-
-
-#: States whose outcome the venue has not confirmed: recovery looks at these.
-UNFINISHED = (IntentState.PENDING, IntentState.SENDING, IntentState.UNKNOWN)
-
-#: States that can no longer change: after the retention period such a row becomes a
-#: tombstone. ACKED is not among them (the order still works at the venue).
-PURGEABLE = (
-    IntentState.FILLED,
-    IntentState.CANCELED,
-    IntentState.EXPIRED,
-    IntentState.REJECTED,
-    IntentState.NOT_PLACED,
-)
 
 #: Defaults of the retention policy: finished rows are kept a week (Stripe keeps keys at
 #: least a day), then their tombstones 90 days.
@@ -127,25 +111,6 @@ def owner_is_gone(owner: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """One journal row: an order the caller asked for, and what is known of its fate."""
-
-    idempotency_key: str
-    client_order_id: str
-    account: str
-    symbol: str
-    fingerprint: str
-    state: IntentState
-    attempts: int  # sends journaled so far; every send bumps it first (compare-and-set)
-    deadline_ms: int  # venue time after which the last attempt can no longer execute
-    owner: str  # the process that last claimed it (see process_token)
-    order_json: str | None
-    error: str | None
-    created_at: float
-    updated_at: float
 
 
 _SCHEMA = (
@@ -233,19 +198,20 @@ class JournalStore(Protocol):
 
     def get(self, client_order_id: str) -> Intent | None: ...
 
-    def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool: ...
+    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool: ...
 
-    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]: ...
+    def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]: ...
 
     def settle(
         self,
         client_order_id: str,
         state: IntentState,
         *,
+        expect: View | None = None,
         order_json: str | None = None,
         error: str | None = None,
         fills: Sequence[Fill] = (),
-    ) -> None: ...
+    ) -> bool: ...
 
     def unfinished(self, account: str) -> list[Intent]: ...
 
@@ -419,16 +385,17 @@ class Journal:
         ).fetchone()
         return None if row is None else _intent(row)
 
-    def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool:
-        """Durably record that attempt ``attempts + 1``, valid at the venue until
-        ``deadline_ms``, is about to go out; False (nothing recorded, do not send) when
-        somebody else has sent or claimed the intent since we read ``attempts``."""
-        return self.sending_many([(client_order_id, attempts, deadline_ms)])[0]
+    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
+        """Durably record that attempt ``seen.attempts + 1``, valid at the venue until
+        ``deadline_ms``, is about to go out (the transition to SENDING); False (nothing
+        recorded, do not send) when the row is no longer ``seen``: somebody else sent,
+        claimed or settled the intent since we read it."""
+        return self.sending_many([(client_order_id, seen, deadline_ms)])[0]
 
     def sending_many(
-        self, attempts: list[tuple[str, int, int]], *, flush: bool = True
+        self, attempts: Sequence[tuple[str, View, int]], *, flush: bool = True
     ) -> list[bool]:
-        """:meth:`sending` for several ``(client_order_id, attempts, deadline_ms)`` in one
+        """:meth:`sending` for several ``(client_order_id, seen, deadline_ms)`` in one
         transaction: one wait for the disk however many orders are about to go out.
 
         The commit itself does not wait (``synchronous=NORMAL``); the write-ahead log is
@@ -454,19 +421,21 @@ class Journal:
                 try:
                     now = time.time()
                     for client_order_id, seen, deadline_ms in attempts:
+                        if seen.state not in SENDABLE:
+                            results.append(False)
+                            continue
                         cursor = self._db.execute(
                             "UPDATE intents SET state = ?, attempts = attempts + 1, "
                             "deadline_ms = ?, owner = ?, error = NULL, updated_at = ? "
-                            "WHERE client_order_id = ? AND attempts = ? "
-                            "AND state NOT IN (?, ?, ?, ?, ?)",
+                            "WHERE client_order_id = ? AND state = ? AND attempts = ?",
                             (
                                 IntentState.SENDING.value,
                                 deadline_ms,
                                 _TOKEN,
                                 now,
                                 client_order_id,
-                                seen,
-                                *_SETTLED,
+                                seen.state.value,
+                                seen.attempts,
                             ),
                         )
                         results.append(cursor.rowcount == 1)
@@ -602,13 +571,18 @@ class Journal:
         client_order_id: str,
         state: IntentState,
         *,
+        expect: View | None = None,
         order_json: str | None = None,
         error: str | None = None,
         fills: Sequence[Fill] = (),
-    ) -> None:
-        """Record what became of the intent (not waiting for the disk: see the class), and
-        ``fills``, the executions its answer carries (once per trade id), in the same
-        transaction."""
+    ) -> bool:
+        """Record what became of the intent, if that is a transition from the row as it
+        is now (see :mod:`.states`): a guarded target needs ``expect``, the state and
+        attempt count the writer read, to be still in place. Returns whether it applied.
+
+        ``fills``, the executions the answer carries, are recorded (once per trade id) in
+        the same transaction. Not waiting for the disk: see the class."""
+        where, args = _transition(state, expect)
         rows = _fill_rows(client_order_id, fills)
         with self._lock:
             own = bool(rows) and not self._batching  # else one statement: atomic
@@ -616,11 +590,12 @@ class Journal:
                 self._db.execute("BEGIN IMMEDIATE")
             try:
                 cursor = self._db.execute(
-                    "UPDATE intents SET state = ?, order_json = COALESCE(?, order_json), "
-                    "error = ?, updated_at = ? WHERE client_order_id = ?",
-                    (state.value, order_json, error, time.time(), client_order_id),
+                    "UPDATE intents SET state = ?, order_json = COALESCE(?, order_json), "  # noqa: S608 placeholders  # nosec B608
+                    f"error = ?, updated_at = ? WHERE client_order_id = ? AND {where}",
+                    (state.value, order_json, error, time.time(), client_order_id, *args),
                 )
-                if rows and cursor.rowcount == 1:  # fills of intents it keeps, only
+                applied = cursor.rowcount == 1
+                if rows and applied:  # fills of intents it keeps, only
                     self._db.executemany(_INSERT_FILL, rows)
             except BaseException:
                 if own:
@@ -628,6 +603,7 @@ class Journal:
                 raise
             if own:
                 self._commit()
+        return applied
 
     def unfinished(self, account: str) -> list[Intent]:
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
@@ -667,11 +643,13 @@ class Journal:
                 "SELECT owner FROM leases WHERE account = ?", (account,)
             ).fetchone()
             if row is not None and owner_is_gone(row[0]):
-                self._db.execute(
+                # Compare-and-set on the dead holder: of two processes that both saw it
+                # dead, only the first one's update finds it still there.
+                cursor = self._db.execute(
                     "UPDATE leases SET owner = ?, until = ? WHERE account = ? AND owner = ?",
                     (_TOKEN, now + seconds, account, row[0]),
                 )
-                return True
+                return cursor.rowcount == 1
             return False
 
     def release(self, account: str) -> None:
@@ -773,16 +751,19 @@ class Journal:
         return found
 
 
-_SETTLED = tuple(
-    s.value
-    for s in (
-        IntentState.ACKED,
-        IntentState.FILLED,
-        IntentState.CANCELED,
-        IntentState.EXPIRED,
-        IntentState.REJECTED,
-    )
-)
+def _transition(state: IntentState, expect: View | None) -> tuple[str, tuple[Any, ...]]:
+    """The SQL condition under which a write of ``state`` applies (see :mod:`.states`)."""
+    sources = SOURCES[state]
+    if state in GUARDED:
+        if expect is None:
+            raise InvalidRequest(
+                f"a write of {state.value} must name the row it read: pass expect=intent.view"
+            )
+        if expect.state not in sources:
+            return "0", ()
+        return "state = ? AND attempts = ?", (expect.state.value, expect.attempts)
+    marks = ",".join("?" * len(sources))
+    return f"state IN ({marks})", tuple(s.value for s in sources)
 
 
 def _wire(value: Any) -> str:

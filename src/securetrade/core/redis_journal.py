@@ -12,13 +12,20 @@ Durability is the server's: run Redis with ``appendonly yes`` and ``appendfsync 
 (checked at start, with a warning when the server says otherwise or will not say).
 
 **A server that loses data** (``FLUSHALL``, a restart without AOF, a failover to a replica
-that had not caught up) may lose a claim between its commit and the send. The journal
-writes a marker key when it opens; when a claim or an attempt finds the marker gone, the
+that had not caught up) may lose a claim between its commit and the send. A journal has a
+marker key, written once when the journal is created (:meth:`RedisJournal.create`). Opening
+a journal whose marker is missing is refused with :class:`~securetrade.errors.JournalError`:
+the server cannot tell a new journal from a flushed one, so the caller must say which
+(``create`` for a new one, ``after_loss=True`` for one that lost its data). When a claim or
+an attempt finds the marker gone while running, or a journal is opened ``after_loss``, the
 loss is noted, and for ``loss_horizon`` seconds every new claim is made UNKNOWN rather than
 PENDING: the core then asks the venue first and sends only once the venue has no such order
 after ``loss_window_ms`` (the longest time an attempt recorded before the loss could still
 execute). A failover that keeps the marker but drops recent writes cannot be seen; see
 docs/idempotency.md for what then protects an order and what does not.
+
+**Redis Cluster**: every key of one journal carries the same hash tag (the prefix in braces),
+so each script's keys are in one slot.
 
 **Retention** is Redis's own expiry: a finished intent (see
 :data:`~securetrade.core.journal.PURGEABLE`) expires ``retention`` seconds after its last
@@ -33,19 +40,18 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidRequest
 from ..models import Fill
 from .journal import (
-    PURGEABLE,
     RETENTION_S,
     TOMBSTONE_S,
-    UNFINISHED,
-    Intent,
-    IntentState,
+    JournalError,
     _expired,
     _wire,
     owner_is_gone,
     process_token,
 )
+from .states import GUARDED, PURGEABLE, SOURCES, UNFINISHED, Intent, IntentState, View
 
 if TYPE_CHECKING:
     import redis
@@ -54,10 +60,24 @@ __all__ = ["RedisJournal"]
 
 log = logging.getLogger("securetrade")
 
-_SETTLED = ("ACKED", "FILLED", "CANCELED", "EXPIRED", "REJECTED")
+
+def _lua_set(states: Iterable[IntentState]) -> str:
+    return "{" + ", ".join(f"{st.value}=true" for st in states) + "}"
+
+
+# The transition table of .states, as Lua: SOURCES[target][current] says whether a write of
+# target applies to a row now in current; GUARDED targets also compare (state, attempts).
+_MACHINE = (
+    "local SOURCES = {"
+    + ", ".join(f"{target.value}={_lua_set(sources)}" for target, sources in SOURCES.items())
+    + "}\n"
+    + f"local GUARDED = {_lua_set(GUARDED)}\n"
+    + f"local UNFINISHED = {_lua_set(UNFINISHED)}\n"
+    + f"local PURGEABLE = {_lua_set(PURGEABLE)}\n"
+)
 
 # Shared by the scripts that find an intent missing. KEYS[m]: the marker written when the
-# journal was opened; KEYS[s]: the "loss noted" key. A missing marker means the server lost
+# journal was created; KEYS[s]: the "loss noted" key. A missing marker means the server lost
 # data: note it (the venue-time bound after which the lost attempts cannot execute) for
 # the horizon, and put the marker back.
 _NOTE_LOSS = """
@@ -91,26 +111,63 @@ return created
 """
 )
 
-# KEYS: intent hash, unfinished set, tombstone, marker, suspect.
-# ARGV: attempts seen, deadline, owner, now, cid, now_ms, loss window ms, loss horizon ms.
+# The transition to SENDING (one more attempt), only from the row the writer read.
+# KEYS: intent hash, tombstone, marker, suspect.
+# ARGV: state seen, attempts seen, deadline, owner, now, cid, now_ms, loss window ms,
+# loss horizon ms, unfinished-set key prefix.
 _SENDING = (
-    _NOTE_LOSS
+    _MACHINE
+    + _NOTE_LOSS
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  note_loss(KEYS[4], KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+  note_loss(KEYS[3], KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
   return 0
 end
-local seen = redis.call('HMGET', KEYS[1], 'attempts', 'state')
-if not seen[1] or tonumber(seen[1]) ~= tonumber(ARGV[1]) then return 0 end
-local state = seen[2]
-if state == 'ACKED' or state == 'FILLED' or state == 'CANCELED' or state == 'EXPIRED'
-  or state == 'REJECTED' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempts', tonumber(ARGV[1]) + 1,
-  'deadline_ms', ARGV[2], 'owner', ARGV[3], 'updated_at', ARGV[4])
+local row = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'account')
+if not SOURCES['SENDING'][row[1]] then return 0 end
+if row[1] ~= ARGV[1] or tonumber(row[2]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'SENDING', 'attempts', tonumber(ARGV[2]) + 1,
+  'deadline_ms', ARGV[3], 'owner', ARGV[4], 'updated_at', ARGV[5])
 redis.call('HDEL', KEYS[1], 'error')
 redis.call('PERSIST', KEYS[1])
-redis.call('DEL', KEYS[3])
-redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('DEL', KEYS[2])
+redis.call('SADD', ARGV[10] .. row[3], ARGV[6])
+return 1
+"""
+)
+
+# Any other transition (see .states), and the answer's fills, in one script.
+# KEYS: intent hash, tombstone, fills hash. ARGV: target, state seen, attempts seen, now,
+# has order json ('1'/'0'), order json, has error, error, cid, unfinished-set key prefix,
+# retention ms, tombstone ms, then trade id, fill, trade id, fill, ...
+# Returns 1 when applied, 0 when the row is not what the writer saw (or is gone).
+_SETTLE = (
+    _MACHINE
+    + """
+local target = ARGV[1]
+local row = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'account')
+if not row[1] or not SOURCES[target][row[1]] then return 0 end
+if GUARDED[target] and (row[1] ~= ARGV[2] or tonumber(row[2]) ~= tonumber(ARGV[3])) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', target, 'updated_at', ARGV[4])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'order_json', ARGV[6]) end
+if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[8])
+else redis.call('HDEL', KEYS[1], 'error') end
+local unfinished = ARGV[10] .. row[3]
+if UNFINISHED[target] then redis.call('SADD', unfinished, ARGV[9])
+else redis.call('SREM', unfinished, ARGV[9]) end
+for i = 13, #ARGV, 2 do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) end
+if PURGEABLE[target] then
+  local keep = tonumber(ARGV[11])
+  redis.call('PEXPIRE', KEYS[1], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
+  redis.call('SET', KEYS[2], '1', 'PX', keep + tonumber(ARGV[12]))
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('DEL', KEYS[2])
+end
 return 1
 """
 )
@@ -122,10 +179,11 @@ for i = 1, #ARGV, 2 do added = added + redis.call('HSETNX', KEYS[1], ARGV[i], AR
 return added
 """
 
-# KEYS: lease key. ARGV: owner, milliseconds.
+# KEYS: lease key. ARGV: owner, milliseconds, and (optionally) a holder known to be dead:
+# the lease is taken if it is free, ours, or still held by exactly that dead holder.
 _LEASE = """
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
+if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -138,7 +196,11 @@ return 0
 
 class RedisJournal:
     """The journal in Redis (``redis`` extra). ``prefix`` separates several bots' journals
-    on one server; every host of one bot must use the same one."""
+    on one server; every host of one bot must use the same one.
+
+    Create a journal once, when provisioning (:meth:`create`); every bot then opens it
+    with the constructor, which refuses a journal whose marker is missing (see the module).
+    """
 
     blocking = True  # every call is a round trip: the async client makes it off its loop
 
@@ -152,14 +214,20 @@ class RedisJournal:
         tombstone_ttl: float = TOMBSTONE_S,
         loss_window_ms: int = 70_000,
         loss_horizon: float = 86_400.0,
+        after_loss: bool = False,
+        create: bool = False,
     ) -> None:
         """``retention``/``tombstone_ttl`` as for :class:`~securetrade.core.Journal`.
         ``loss_window_ms`` bounds how long after a data loss an attempt recorded before it
         may still execute (default: the longest venue window, 60 s, plus the default
         settle margin); ``loss_horizon`` is how long, in seconds, new claims then ask the
-        venue before they send."""
+        venue before they send. ``after_loss=True`` opens a journal whose server lost its
+        data (its marker is gone): the loss is noted as above. ``create=True`` is what
+        :meth:`create` passes: use that instead."""
         if retention <= 0 or tombstone_ttl <= 0 or loss_window_ms < 0 or loss_horizon <= 0:
             raise ValueError("retention, tombstone_ttl and loss_horizon must be positive")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("a journal prefix may not contain braces (it is a hash tag)")
         if client is None:
             import redis as redis_module
 
@@ -168,19 +236,56 @@ class RedisJournal:
             client = redis_module.Redis.from_url(url)
         self._redis = client
         self._prefix = prefix
+        self._tag = "{" + prefix + "}"  # one hash slot for the whole journal
         self.retention = retention
         self.tombstone_ttl = tombstone_ttl
         self._loss_args = [loss_window_ms, max(1, int(loss_horizon * 1000))]
-        self._marker = f"{prefix}marker"
-        self._suspect = f"{prefix}loss"
+        self._marker = f"{self._tag}marker"
+        self._suspect = f"{self._tag}loss"
         self._begin = client.register_script(_BEGIN)
         self._sending = client.register_script(_SENDING)
+        self._settle = client.register_script(_SETTLE)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
         self._add_fills = client.register_script(_FILLS)
         self.path = f"redis:{prefix}"
         self._warn_unless_durable()
-        client.set(self._marker, int(time.time() * 1000), nx=True)
+        self._open(create=create, after_loss=after_loss)
+
+    @classmethod
+    def create(cls, url: str | None = None, **options: Any) -> RedisJournal:
+        """Create the journal at ``prefix`` (or open it if it exists): its marker is written.
+
+        Call this once, when the journal is provisioned, never at every start of a bot:
+        a bot that creates the journal each time it starts would take a server that lost
+        its data for a new, empty journal, and send again what was already sent.
+        """
+        return cls(url, create=True, **options)
+
+    def _open(self, *, create: bool, after_loss: bool) -> None:
+        now_ms = int(time.time() * 1000)
+        if self._redis.exists(self._marker):
+            return
+        if create and not after_loss:
+            self._redis.set(self._marker, now_ms, nx=True)
+            return
+        if not after_loss:
+            self._redis.close()
+            raise JournalError(
+                f"no Redis journal at prefix {self._prefix!r}: if it is new, create it once "
+                "with RedisJournal.create(url, prefix=...); if it existed, the server lost "
+                "its data: open it with after_loss=True, and every new order will ask the "
+                "venue first until anything sent before the loss can no longer execute"
+            )
+        window_ms, horizon_ms = self._loss_args
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._suspect, now_ms + window_ms, px=horizon_ms)
+        pipe.set(self._marker, now_ms)
+        pipe.execute()
+        log.warning(
+            "Redis journal %r opened after a data loss: new claims ask the venue first",
+            self._prefix,
+        )
 
     def _warn_unless_durable(self) -> None:
         import redis as redis_module
@@ -203,16 +308,16 @@ class RedisJournal:
     # --- keys ------------------------------------------------------------------------------
 
     def _intent_key(self, cid: str) -> str:
-        return f"{self._prefix}intent:{cid}"
+        return f"{self._tag}intent:{cid}"
 
     def _unfinished_key(self, account: str) -> str:
-        return f"{self._prefix}unfinished:{account}"
+        return f"{self._tag}unfinished:{account}"
 
     def _tombstone_key(self, cid: str) -> str:
-        return f"{self._prefix}tombstone:{cid}"
+        return f"{self._tag}tombstone:{cid}"
 
     def _fills_key(self, cid: str) -> str:
-        return f"{self._prefix}fills:{cid}"
+        return f"{self._tag}fills:{cid}"
 
     # --- the journal -----------------------------------------------------------------------
 
@@ -235,7 +340,7 @@ class RedisJournal:
             keys=[
                 self._intent_key(client_order_id),
                 self._unfinished_key(account),
-                f"{self._prefix}accounts",
+                f"{self._tag}accounts",
                 self._tombstone_key(client_order_id),
                 self._marker,
                 self._suspect,
@@ -263,33 +368,32 @@ class RedisJournal:
     def get(self, client_order_id: str) -> Intent | None:
         return _intent(self._redis.hgetall(self._intent_key(client_order_id)))
 
-    def sending(self, client_order_id: str, attempts: int, deadline_ms: int) -> bool:
-        """Compare-and-set the attempt count; see :meth:`Journal.sending`."""
-        intent_key = self._intent_key(client_order_id)
-        account = self._redis.hget(intent_key, "account")
+    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
+        """The transition to SENDING, from ``seen`` only; see :meth:`Journal.sending`."""
         now = time.time()
         return bool(
             self._sending(
                 keys=[
-                    intent_key,
-                    self._unfinished_key("" if account is None else _text(account)),
+                    self._intent_key(client_order_id),
                     self._tombstone_key(client_order_id),
                     self._marker,
                     self._suspect,
                 ],
                 args=[
-                    attempts,
+                    seen.state.value,
+                    seen.attempts,
                     deadline_ms,
                     process_token(),
                     repr(now),
                     client_order_id,
                     int(now * 1000),
                     *self._loss_args,
+                    f"{self._tag}unfinished:",
                 ],
             )
         )
 
-    def sending_many(self, attempts: list[tuple[str, int, int]]) -> list[bool]:
+    def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]:
         """Each claim is its own atomic script; the server's AOF makes them durable."""
         return [self.sending(cid, seen, deadline) for cid, seen, deadline in attempts]
 
@@ -298,42 +402,45 @@ class RedisJournal:
         client_order_id: str,
         state: IntentState,
         *,
+        expect: View | None = None,
         order_json: str | None = None,
         error: str | None = None,
         fills: Sequence[Fill] = (),
-    ) -> None:
-        intent_key = self._intent_key(client_order_id)
-        account = self._redis.hget(intent_key, "account")
-        if account is None:
-            return
-        fields: dict[str, str] = {"state": state.value, "updated_at": repr(time.time())}
-        if order_json is not None:
-            fields["order_json"] = order_json
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(intent_key, mapping=fields)  # type: ignore[arg-type]
-        if error is None:
-            pipe.hdel(intent_key, "error")
-        else:
-            pipe.hset(intent_key, "error", error)
-        unfinished = self._unfinished_key(_text(account))
-        if state in UNFINISHED:
-            pipe.sadd(unfinished, client_order_id)
-        else:
-            pipe.srem(unfinished, client_order_id)
-        if fills:
-            self._queue_fills(pipe, client_order_id, fills)
-        tombstone = self._tombstone_key(client_order_id)
-        fills_key = self._fills_key(client_order_id)
-        if state in PURGEABLE:  # kept for the retention period, then a tombstone
-            keep = max(1, int(self.retention * 1000))
-            pipe.pexpire(intent_key, keep)
-            pipe.pexpire(fills_key, keep)
-            pipe.set(tombstone, "1", px=keep + max(1, int(self.tombstone_ttl * 1000)))
-        else:
-            pipe.persist(intent_key)
-            pipe.persist(fills_key)
-            pipe.delete(tombstone)
-        pipe.execute()
+    ) -> bool:
+        """A transition of the intent, checked and written in one script; see
+        :meth:`Journal.settle`. Returns whether it applied."""
+        if state in GUARDED and expect is None:
+            raise InvalidRequest(
+                f"a write of {state.value} must name the row it read: pass expect=intent.view"
+            )
+        fill_args: list[str] = []
+        for fill in fills:
+            if fill.trade_id is not None:
+                fill_args += [fill.trade_id, json.dumps(_fill_row(fill), separators=(",", ":"))]
+        return bool(
+            self._settle(
+                keys=[
+                    self._intent_key(client_order_id),
+                    self._tombstone_key(client_order_id),
+                    self._fills_key(client_order_id),
+                ],
+                args=[
+                    state.value,
+                    "" if expect is None else expect.state.value,
+                    -1 if expect is None else expect.attempts,
+                    repr(time.time()),
+                    "0" if order_json is None else "1",
+                    order_json or "",
+                    "0" if error is None else "1",
+                    error or "",
+                    client_order_id,
+                    f"{self._tag}unfinished:",
+                    max(1, int(self.retention * 1000)),
+                    max(1, int(self.tombstone_ttl * 1000)),
+                    *fill_args,
+                ],
+            )
+        )
 
     def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
         """Record executions, once per trade id; see :meth:`Journal.record_fills`."""
@@ -382,7 +489,7 @@ class RedisJournal:
 
     def unresolved(self, account: str | None = None) -> list[Intent]:
         if account is None:
-            accounts = sorted(_text(a) for a in self._redis.smembers(f"{self._prefix}accounts"))
+            accounts = sorted(_text(a) for a in self._redis.smembers(f"{self._tag}accounts"))
         else:
             accounts = [account]
         wanted = (IntentState.SENDING, IntentState.UNKNOWN)
@@ -396,17 +503,19 @@ class RedisJournal:
 
     def lease(self, account: str, seconds: float) -> bool:
         """The account's reconciliation lease; see :meth:`Journal.lease`."""
-        key = f"{self._prefix}lease:{account}"
-        if self._lease(keys=[key], args=[process_token(), max(1, int(seconds * 1000))]):
+        key = f"{self._tag}lease:{account}"
+        ms = max(1, int(seconds * 1000))
+        if self._lease(keys=[key], args=[process_token(), ms, ""]):
             return True
         holder = self._redis.get(key)
         if holder is not None and owner_is_gone(_text(holder)):
-            self._redis.delete(key)  # its holder died on this host: no need to wait it out
-            return bool(self._lease(keys=[key], args=[process_token(), int(seconds * 1000)]))
+            # Its holder died on this host: take it over, but only from that very holder
+            # (compare-and-set in the script), so two processes cannot both take it.
+            return bool(self._lease(keys=[key], args=[process_token(), ms, _text(holder)]))
         return False
 
     def release(self, account: str) -> None:
-        self._release(keys=[f"{self._prefix}lease:{account}"], args=[process_token()])
+        self._release(keys=[f"{self._tag}lease:{account}"], args=[process_token()])
 
     def close(self) -> None:
         self._redis.close()

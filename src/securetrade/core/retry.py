@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidRequest
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
@@ -32,6 +34,15 @@ class RetryPolicy:
         max_attempts: int = 4,
         max_delay: float = 60.0,
     ) -> None:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidRequest("RetryPolicy.max_attempts must be a whole number >= 1")
+        if (
+            isinstance(max_delay, bool)
+            or not isinstance(max_delay, (int, float))
+            or not max_delay > 0
+            or max_delay == float("inf")
+        ):
+            raise InvalidRequest("RetryPolicy.max_delay must be a finite number of seconds > 0")
         self._stop = stop
         self._wait = wait
         self.max_attempts = max_attempts

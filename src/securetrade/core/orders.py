@@ -1,0 +1,314 @@
+"""Idempotent order placement: one idempotency key, at most one order at the venue.
+
+The life of an order is the state machine of :mod:`.states`. This flow claims the intent,
+has the policy admit it, makes each attempt durable (the transition to SENDING, from the
+row it read) before any byte leaves, and records what the venue answered. Whenever the
+journal says the row has moved on (another thread, process or host claimed, sent or
+settled it), the flow drops what it was doing and *rejoins*: it re-reads the row and
+decides from what is there, never from what it remembered.
+
+Order of layers for each order: keys and scopes → policy → idempotency journal → rate
+limit → freshness (venue timestamp) → signing → transport → record.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..errors import (
+    ConnectFailed,
+    IdempotencyKeyMismatch,
+    InvalidRequest,
+    RateLimited,
+    RetryableError,
+    SecureTradeError,
+    VenueRejected,
+)
+from ..models import Order, OrderRequest
+from ..policy import ReferencePrice
+from ..transport.base import TransportFailure
+from ..venues.base import Op, Verdict
+from .effects import Claim, Flow, Lookup, Persist, Wait
+from .pipeline import code_of, error_of
+from .recovery import IN_FLIGHT, Recovery
+from .resolution import StaleView
+from .retry import Attempts
+from .states import IntentState, View
+
+__all__ = ["NO_DEADLINE", "Core"]
+
+# The deadline of an attempt on a venue where "not found" never proves anything.
+NO_DEADLINE = 2**62
+
+# How long a second caller with the same key waits for a live owner's send to finish
+# before it asks the venue itself.
+_OWNER_PATIENCE_MS = 1000.0
+
+_MAX_KEY = 255
+
+
+class Core(Recovery):
+    """All protective layers for one key at one venue; holds no I/O of its own.
+
+    Its operations are flows (see :mod:`.effects`) that ``Client`` and ``AsyncClient``
+    drive. The layers are stacked by inheritance, each module using only those below it:
+    :class:`~.pipeline.Pipeline` (one request) → :class:`~.reads.Reads` (repeatable calls
+    and pre-trade checks) → :class:`~.resolution.Resolution` (asking about one order) →
+    :class:`~.recovery.Recovery` (the journal against the venue) → this class (orders).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # "Not found" proves an attempt never executed only on a venue with a request
+        # deadline, or one that refuses a used client order id forever (then a resend is
+        # refused if the first attempt lands after all). Elsewhere it stays UNKNOWN.
+        venue = self.venue
+        self._absence_provable = (
+            getattr(venue, "request_deadline", True) or getattr(venue, "dedupe", "") == "strong"
+        )
+
+    def place_order(self, order: OrderRequest, idempotency_key: str | None = None) -> Flow[Order]:
+        """Place ``order`` at most once per ``idempotency_key``, whatever fails on the way."""
+        if not isinstance(order, OrderRequest):
+            raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
+        if order.client_order_id is not None:
+            raise InvalidRequest(
+                "client_order_id is derived from the idempotency key; pass idempotency_key"
+            )
+        key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
+        if (
+            not isinstance(key, str)
+            or not key
+            or len(key) > _MAX_KEY
+            or not key.isprintable()
+            or key.strip() != key
+        ):
+            raise InvalidRequest(
+                "idempotency_key must be 1-255 printable characters without surrounding "
+                "spaces (or None for a fresh one); an empty key would give no idempotency"
+            )
+        _, reference = yield from self.vet(order)
+        yield from self.ready()
+        cid = self.venue.client_order_id(self.account, key)
+        fingerprint = order.fingerprint()
+        self.checkpoint("before_claim_commit")
+        intent, created = yield Claim(key, cid, self.account, order.symbol, fingerprint)
+        if intent.fingerprint != fingerprint:
+            raise IdempotencyKeyMismatch(
+                f"idempotency key was used for another order ({intent.fingerprint}); "
+                "nothing was sent"
+            )
+        yield self.note(
+            "order.intent",
+            client_order_id=cid,
+            symbol=order.symbol,
+            new=created,
+            side=order.side.value,
+            type=order.type.value,
+            quantity=order.quantity,
+            price=order.price,
+        )
+        self.checkpoint("after_claim_commit")
+        orphan = self._orphans.pop(cid, None)
+        if created and orphan is not None:
+            # Recovery saw this very id at the venue with no journal entry (the journal was
+            # lost or moved): the order exists, so adopt it rather than send it again.
+            return (yield from self.settled(self.adopt(orphan, order), key))
+        if created:
+            return (yield from self._submit(order, key, cid, intent.view, reference))
+        return (yield from self._rejoin(order, key, cid, reference))
+
+    def unresolved(self) -> list[str]:
+        """Client order ids of this account's intents whose outcome is not yet known."""
+        return [i.client_order_id for i in self.journal.unresolved(self.account)]
+
+    def checkpoint(self, name: str) -> None:
+        """Named points of the order path where a test harness may stop the process.
+
+        Does nothing unless a harness replaced it; the crash tests kill the process here to
+        prove the journal recovers from a death at each point.
+        """
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _submit(
+        self,
+        order: OrderRequest,
+        key: str,
+        cid: str,
+        seen: View,
+        reference: ReferencePrice | None,
+    ) -> Flow[Order]:
+        """Have the policy admit the order, then send ``cid`` until the venue holds it,
+        refuses it, or it is proven not placed. Every path that sends comes through here,
+        so no resend (a rejoin, a takeover, a retry after NOT_PLACED) skips admission.
+
+        ``seen`` is the row as last read: each send first moves it to SENDING from exactly
+        that (compare-and-set), so two owners can never both send.
+        """
+        IN_FLIGHT.add(cid)
+        sent = [False]  # whether a Persist applied: the row is no longer ``seen``
+        try:
+            with self.policy.admit(order, cid, reference=reference) as admission:
+                result = yield from self._attempts(order, key, cid, seen, sent)
+                admission.placed(result)
+        except StaleView:
+            result = yield from self._rejoin(order, key, cid, reference)
+        except BaseException as exc:
+            if not sent[0] and seen.state is IntentState.PENDING:
+                # Stopped before any byte left (refused locally, cancelled, rate-paused):
+                # the key may be used again to send the same order. A direct call, not an
+                # effect: this also runs while the flow is being closed, when it can yield
+                # nothing; the compare-and-set leaves a row somebody else moved alone.
+                self.journal.settle(
+                    cid, IntentState.NOT_PLACED, expect=seen, error=type(exc).__name__
+                )
+            raise
+        finally:
+            IN_FLIGHT.discard(cid)
+        return result
+
+    def _attempts(
+        self, order: OrderRequest, key: str, cid: str, seen: View, sent: list[bool]
+    ) -> Flow[Order]:
+        endpoint = self.venue.endpoints[Op.PLACE_ORDER]
+        params = self.venue.order_params(order, cid)
+        retries: Attempts | None = None
+        started = time.monotonic()
+        view = seen
+        while True:
+            deadline = [0]
+
+            def before_send(timestamp_ms: int, deadline: list[int] = deadline) -> Flow[None]:
+                nonlocal view
+                deadline[0] = (
+                    timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
+                    if self._absence_provable
+                    else NO_DEADLINE
+                )
+                claimed = yield Persist(cid, view, deadline[0])  # durable before any byte
+                if not claimed:
+                    raise StaleView(cid)
+                view, sent[0] = View(IntentState.SENDING, view.attempts + 1), True
+                self.checkpoint("after_attempt_commit")
+
+            failure: TransportFailure | None = None
+            try:
+                outcome = yield from self._exchange(
+                    endpoint,
+                    params,
+                    before_send,
+                    symbol=order.symbol,
+                    resend=view.attempts,
+                    client_order_id=cid,
+                )
+            except TransportFailure as exc:
+                failure = exc
+            self.checkpoint("after_response")
+            error: SecureTradeError
+            pause = 0.0
+            if failure is not None:
+                if failure.sent:  # it may have landed: only the venue can say
+                    found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                    if found is not None:
+                        return (yield from self.settled(found, key))
+                error = ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
+            elif outcome.verdict is Verdict.OK and Op.PLACE_ORDER in self.venue.order_acks:
+                # An acknowledgement only: the venue holds it, read it back by client order id.
+                found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                if found is not None:
+                    return (yield from self.settled(found, key))
+                error = _absent("acknowledged, then not found after its deadline", self)
+            elif outcome.verdict is Verdict.OK:
+                return (yield from self.settled(self.venue.parse_order(outcome.payload), key))
+            elif (
+                outcome.duplicate
+                or outcome.verdict is Verdict.AMBIGUOUS
+                or (self.settings.ambiguous_rate_limits and isinstance(outcome.error, RateLimited))
+            ):
+                # A duplicate-id reply means an earlier attempt landed; adopt it if it is ours.
+                found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                if found is not None:
+                    if outcome.duplicate:
+                        found = self.adopt(found, order)
+                    return (yield from self.settled(found, key))
+                # Proven absent after its deadline: whatever the answer said, not placed.
+                error = _absent(str(error_of(outcome)), self)
+            elif outcome.verdict is Verdict.REJECTED:
+                yield from self.conclude(cid, IntentState.REJECTED, view, str(outcome.error))
+                yield self.note("order.rejected", client_order_id=cid, code=code_of(outcome))
+                raise error_of(outcome)
+            else:
+                error = error_of(outcome)
+                if outcome.clock_skew:
+                    yield from self.sync_clock()
+                elif isinstance(error, RateLimited):
+                    pause = max((yield from self._paused_for()), error.retry_after or 0.0)
+                    if pause > self.settings.max_rate_wait:
+                        yield from self.conclude(cid, IntentState.NOT_PLACED, view, str(error))
+                        raise error
+            # Proven not executed: send again, same client order id, freshly signed.
+            retries = retries or self.settings.retry_policy().start(started)
+            wait = retries.failed(error, at_least=pause)
+            if wait is None:
+                yield from self.conclude(cid, IntentState.NOT_PLACED, view, str(error))
+                raise error
+            yield self.note("order.resend", client_order_id=cid, attempt=retries.number)
+            if wait > 0:
+                yield Wait(wait)
+
+    def _rejoin(
+        self, order: OrderRequest, key: str, cid: str, reference: ReferencePrice | None
+    ) -> Flow[Order]:
+        """Same key again, or a row that moved on: return the known result, or find out
+        what became of the last attempt, re-reading the row after every change."""
+        patience = self.clock.local_ms() + _OWNER_PATIENCE_MS
+        while True:
+            intent = yield Lookup(cid)
+            if intent is None:
+                # The journal lost the row (a Redis flush or failover): claim it again. A
+                # journal that noticed the loss makes the claim UNKNOWN, so the venue is
+                # asked before anything is sent; else the claim is ours, as it was.
+                intent, created = yield Claim(
+                    key, cid, self.account, order.symbol, order.fingerprint()
+                )
+                if created:
+                    return (yield from self._submit(order, key, cid, intent.view, reference))
+            if intent.order_json is not None:
+                return self.stored(intent.order_json, key)
+            state = intent.state
+            if state is IntentState.REJECTED:
+                raise VenueRejected(
+                    f"this idempotency key's order was rejected: {intent.error}",
+                    venue=self.venue.name,
+                )
+            if state is IntentState.NOT_PLACED:
+                return (yield from self._submit(order, key, cid, intent.view, reference))
+            owner_alive = not self.abandoned(intent)
+            if state is IntentState.PENDING:
+                if owner_alive:
+                    yield Wait(0.02)  # its owner is waiting for its turn to send
+                    continue
+                return (yield from self._submit(order, key, cid, intent.view, reference))
+            if state is IntentState.SENDING and owner_alive and self.clock.local_ms() < patience:
+                yield Wait(0.02)  # its owner (thread, task or process) is most likely sending
+                continue
+            try:
+                found = yield from self.resolve(order.symbol, cid, intent.deadline_ms, intent.view)
+            except StaleView:
+                continue  # moved on while we asked: read it again
+            if found is not None:
+                return (yield from self.settled(found, key))
+            # Absent after its deadline: that attempt can never execute. Send it again, from
+            # the row as read: if somebody else got there first, the next read shows it.
+            return (yield from self._submit(order, key, cid, intent.view, reference))
+
+
+def _absent(reason: str, core: Core) -> SecureTradeError:
+    """The attempt is proven never executed (absent after its deadline): a retryable error,
+    never an ambiguous one, whatever the venue's answer looked like."""
+    return RetryableError(
+        f"order not placed: {reason}; the venue does not hold it after its deadline",
+        venue=core.venue.name,
+    )

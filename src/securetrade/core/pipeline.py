@@ -1,0 +1,357 @@
+"""The request pipeline: rate limit, fresh timestamp, sign, send, and learn from the answer.
+
+Everything a single request goes through, for every operation: the lowest layer of the
+core. It knows nothing of orders or the journal; :mod:`.reads`, :mod:`.resolution`,
+:mod:`.recovery` and :mod:`.orders` build on it, in that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..clock import VenueClock
+from ..errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    ConnectFailed,
+    InvalidRequest,
+    RateLimited,
+    SecureTradeError,
+)
+from ..keys import ApiKey, KeyRing, Scope
+from ..models import Instrument
+from ..nonce import MemoryNonceSource, NonceSource
+from ..policy import Policy
+from ..ratelimit import Caller, Priority, RateLimiter, cost_of
+from ..record import AuditLog
+from ..signing import Signer
+from ..transport import telemetry
+from ..transport.base import HttpResponse, TransportFailure
+from ..venues.base import Endpoint, Freshness, Op, Outcome, Params, Venue, Verdict
+from .effects import Call, Flow, Resource, Send, Wait
+from .journal import JournalStore
+from .retry import Attempts
+from .settings import Settings
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger("securetrade")
+
+
+class Pipeline:
+    """One key at one venue: the layers every request passes, and the state they keep
+    (the venue clock, the signers, the rate-limit callers, the instrument list)."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        key: ApiKey | KeyRing,
+        *,
+        journal: JournalStore,
+        limiter: RateLimiter | None = None,
+        clock: VenueClock | None = None,
+        policy: Policy | None = None,
+        audit: AuditLog | None = None,
+        settings: Settings | None = None,
+        nonces: NonceSource | None = None,
+        unsafe_allow_withdraw_scope: bool = False,
+    ) -> None:
+        # A ring can only narrow on rotation, so checking its current key covers the rest.
+        self.keys = KeyRing.of(key)
+        key = self.keys.current
+        if key.venue != venue.name:
+            raise InvalidRequest(f"key is for {key.venue!r}, client is for {venue.name!r}")
+        if Scope.WITHDRAW in key.scopes and not unsafe_allow_withdraw_scope:
+            raise InvalidRequest(
+                "this key can withdraw funds; a trading client refuses such a key because a "
+                "leak would let anyone drain the account. Use key.restrict(scopes=...) to drop "
+                "'withdraw', or pass unsafe_allow_withdraw_scope=True if withdrawing is the job"
+            )
+        if Scope.WITHDRAW in key.scopes:
+            log.warning("unsafe_allow_withdraw_scope: client holds a key that can withdraw")
+        self.venue = venue
+        self.account = self.keys.account  # stable across rotations: client order ids use it
+        self.journal = journal
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._callers: dict[str, Caller] = {}
+        self._adopt_published_limits = self.limiter.attach(
+            venue.name, venue.rate_limits, caller=self._caller(key)
+        )
+        self.clock = clock or VenueClock()
+        self.policy = policy or Policy()
+        self.audit = audit or AuditLog()
+        self.settings = settings or Settings()
+        self.base_url: str | None = None  # where the transport sends (for traces), if known
+        self._signers: dict[str, Signer] = {key.key_id: venue.signer(key)}
+        # Nonce venues: one process-wide source by default, so clients sharing a key agree.
+        self.nonces: NonceSource | None = None
+        if venue.freshness is Freshness.NONCE:
+            self.nonces = nonces or _PROCESS_NONCES
+        self._instruments: dict[str, Instrument] = {}
+
+    # --- what the layers above use --------------------------------------------------------
+
+    @property
+    def key(self) -> ApiKey:
+        """The key new requests are signed with (the ring's active key)."""
+        return self.keys.active()
+
+    def note(self, kind: str, **fields: Any) -> Call:
+        """An audit event, as an effect: the trail may be a file, written off the loop."""
+        audit = self.audit
+        return Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
+
+    def markets(
+        self, *, refresh: bool = False, priority: Priority = Priority.BULK
+    ) -> Flow[dict[str, Instrument]]:
+        """Trading rules per symbol, read once (and adopting the venue's published limits)."""
+        if refresh or not self._instruments:
+            endpoint = self.venue.endpoints[Op.INSTRUMENTS]
+            payload = yield from self._retrying(endpoint, [], priority=priority)
+            self._instruments = self.venue.parse_instruments(payload)
+            published = self.venue.parse_rate_limits(payload)
+            if published and self._adopt_published_limits:
+                limiter = self.limiter
+                yield Call(Resource.LIMITER, limiter.configure, published)
+        return self._instruments
+
+    def sync_clock(self, priority: Priority = Priority.NORMAL) -> Flow[None]:
+        """Measure the offset to venue time from a few ``/time`` round trips."""
+        self.clock.reset()
+        endpoint = self.venue.endpoints[Op.SERVER_TIME]
+        for _ in range(self.settings.clock_samples):
+            sent = self.clock.local_ms()
+            payload = yield from self._retrying(endpoint, [], priority=priority)
+            received = self.clock.local_ms()  # a retried sample is wide: the median drops it
+            self.clock.add_sample(sent, received, self.venue.parse_server_time(payload))
+        yield self.note("clock.synced", offset_ms=round(self.clock.offset_ms, 1))
+        for alarm in self.clock.check():  # drift alarm: logged, and passed to clock.on_alarm
+            yield self.note("clock.alarm", reason=alarm.reason, offset_ms=round(alarm.offset_ms, 1))
+
+    def _paused_for(self) -> Flow[float]:
+        limiter = self.limiter
+        paused: float = yield Call(Resource.LIMITER, lambda: limiter.paused_for)
+        return paused
+
+    def _retrying(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        *,
+        symbol: str | None = None,
+        once: bool = False,
+        priority: Priority | None = None,
+    ) -> Flow[Any]:
+        """Send until the venue answers for sure; retries paced by the retry policy.
+
+        Every failure comes out as a :class:`SecureTradeError` (ambiguous when a request
+        that must not be repeated, ``once``, may have been processed)."""
+        op = endpoint.op
+        retries: Attempts | None = None
+        started = time.monotonic()
+        while True:
+            failure: TransportFailure | None = None
+            try:
+                outcome = yield from self._exchange(
+                    endpoint,
+                    params,
+                    symbol=symbol,
+                    priority=priority,
+                    resend=0 if retries is None else retries.number - 1,
+                )
+            except TransportFailure as exc:
+                failure = exc
+            pause = 0.0
+            error: SecureTradeError
+            if failure is not None:
+                kind = AmbiguousOutcome if failure.sent else ConnectFailed
+                error = kind(f"{op.value}: {failure}", venue=self.venue.name)
+                if failure.sent and once:
+                    raise error
+            elif outcome.verdict is Verdict.OK:
+                return outcome.payload
+            elif outcome.verdict is Verdict.REJECTED or (
+                outcome.verdict is Verdict.AMBIGUOUS and once
+            ):
+                raise error_of(outcome)
+            else:
+                error = error_of(outcome)
+                if outcome.clock_skew:
+                    yield from self.sync_clock()
+                elif isinstance(error, RateLimited):
+                    pause = max((yield from self._paused_for()), error.retry_after or 0.0)
+                    if pause > self.settings.max_rate_wait:
+                        raise error
+            retries = retries or self.settings.retry_policy().start(started)
+            wait = retries.failed(error, at_least=pause)
+            if wait is None:
+                raise error
+            if wait > 0:
+                yield Wait(wait)
+
+    def _exchange(
+        self,
+        endpoint: Endpoint,
+        params: Params,
+        before_send: Callable[[int], Flow[None]] | None = None,
+        *,
+        symbol: str | None = None,
+        priority: Priority | None = None,
+        resend: int = 0,
+        client_order_id: str | None = None,
+    ) -> Flow[Outcome]:
+        """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
+
+        ``resend`` counts the earlier sends of the same request (for traces and metrics);
+        ``before_send`` runs once the request may go, before it is built (the order path
+        makes its attempt durable there).
+        """
+        if priority is None:
+            priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
+        if (
+            getattr(self.venue, "needs_instruments", False)
+            and not self._instruments
+            and endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME)
+        ):
+            yield from self.markets()  # ccxt builds its requests from the market list
+        if endpoint.signed and not self.clock.synced:
+            yield from self.sync_clock(priority)
+        key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
+        caller = self._caller(key)
+        request_cost = getattr(self.venue, "request_cost", None)  # costs ccxt computes per call
+        if request_cost is not None:
+            cost = request_cost(endpoint, params)
+        else:
+            cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
+        limiter = self.limiter
+        while True:
+            wait: float = yield Call(
+                Resource.LIMITER,
+                lambda: limiter.reserve(cost, priority, symbol=symbol, caller=caller),
+            )
+            if wait <= 0.0:
+                break
+            if wait > self.settings.max_rate_wait:
+                raise RateLimited(
+                    f"{endpoint.op.value}: the venue asked us to pause for {wait:.0f} s",
+                    venue=self.venue.name,
+                    retry_after=wait,
+                )
+            yield Wait(wait)
+        timestamp = self.clock.now_ms()
+        if before_send is not None:
+            yield from before_send(timestamp)
+        # Drawn last, after every wait: requests leave in nonce order as far as we decide it.
+        nonce = None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
+        request = self.venue.prepare(
+            endpoint,
+            params,
+            key_id=key.key_id,
+            signer=self._signer_of(key) if endpoint.signed else None,
+            timestamp_ms=timestamp,
+            nonce=nonce,
+        )
+        call = telemetry.venue_call(
+            request,
+            venue=self.venue.name,
+            operation=endpoint.op.value,
+            base_url=self.base_url,
+            resend_count=resend,
+            client_order_id=client_order_id,
+        )
+        audit = self.audit
+        if audit.records_wire:
+            op_name = endpoint.op.value
+            yield Call(Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1))
+        try:
+            response: HttpResponse = yield Send(request, endpoint.op)
+        except BaseException as exc:
+            call.end(error=exc)
+            raise
+        status, headers = response.status, response.headers
+        yield Call(
+            Resource.LIMITER,
+            lambda: limiter.observe(status, headers, symbol=symbol, caller=caller),
+        )
+        outcome = self.venue.interpret(endpoint, response)
+        call.end(
+            status=response.status,
+            verdict=outcome.verdict.value,
+            unknown=outcome.verdict is Verdict.AMBIGUOUS,
+        )
+        if audit.records_wire:
+            verdict = outcome.verdict.value
+            yield Call(
+                Resource.AUDIT,
+                lambda: audit.response(endpoint.op.value, response, verdict=verdict),
+            )
+        if (
+            outcome.verdict is Verdict.REJECTED
+            and isinstance(outcome.error, AuthenticationRejected)
+            and self.keys.superseded(key.key_id)
+        ):
+            # Signed with a key rotated out (and perhaps revoked) while this was in flight:
+            # refused, so certainly not executed. Resend it signed with the new key.
+            outcome = dataclasses.replace(outcome, verdict=Verdict.RETRYABLE)
+        elif isinstance(outcome.error, AuthenticationRejected):
+            yield self.note(
+                "auth.rejected",
+                op=endpoint.op.value,
+                code=code_of(outcome),
+                reason="timestamp" if outcome.clock_skew else "credentials",
+            )
+        if outcome.verdict is Verdict.OK and outcome.follow_up is not None:
+            # One operation, several requests: each is charged, stamped and signed anew.
+            # The follow-up's parameters replace the same-named ones of this request.
+            named = {name for name, _ in outcome.follow_up}
+            outcome = yield from self._exchange(
+                endpoint,
+                [(n, v) for n, v in params if n not in named] + outcome.follow_up,
+                symbol=symbol,
+                priority=priority,
+                resend=resend,
+                client_order_id=client_order_id,
+            )
+        return outcome
+
+    def _caller(self, key: ApiKey) -> Caller:
+        """Whose rate-limit windows ``key``'s calls spend: its own, and its account's."""
+        caller = self._callers.get(key.key_id)
+        if caller is None:
+            caller = self._callers.setdefault(key.key_id, Caller.of(key.key_id, self.account))
+        return caller
+
+    def _signer_of(self, key: ApiKey) -> Signer:
+        signer = self._signers.get(key.key_id)
+        if signer is None:  # a rotated-in key: its secret is parsed once, here
+            signer = self._signers.setdefault(key.key_id, self.venue.signer(key))
+        return signer
+
+
+# Who goes first when rate-limit windows fill: cancels, then orders and the reads that
+# settle them, then the rest; market data last. Unlisted operations are NORMAL.
+_PRIORITY = {
+    Op.CANCEL_ORDER: Priority.CANCEL,
+    Op.PLACE_ORDER: Priority.ORDER,
+    Op.GET_ORDER: Priority.ORDER,
+    Op.SERVER_TIME: Priority.BULK,
+    Op.INSTRUMENTS: Priority.BULK,
+    Op.TICKER_PRICE: Priority.BULK,
+}
+
+# Shared by every client of this process that does not bring its own source.
+_PROCESS_NONCES: NonceSource = MemoryNonceSource()
+
+
+def error_of(outcome: Outcome) -> SecureTradeError:
+    """The error an outcome carries (it has one unless it is OK)."""
+    assert outcome.error is not None
+    return outcome.error
+
+
+def code_of(outcome: Outcome) -> int | str | None:
+    return None if outcome.error is None else outcome.error.code

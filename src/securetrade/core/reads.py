@@ -1,0 +1,361 @@
+"""The calls whose resending is harmless: reads, cancels, withdrawals, and the local checks
+of an order (scope, policy, instrument rules), over the request pipeline.
+
+A read that tells us about one of our own orders is evidence (the venue holds it): it is
+written to the journal as the evidence transition of :mod:`.states`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
+from ..keys import KeyCheck, Scope, assess
+from ..models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, to_decimal
+from ..policy import Decision, KillState, ReferencePrice
+from ..ratelimit import Priority
+from ..transport import telemetry
+from ..venues.base import Op, Params
+from .effects import Call, Flow, Lookup, Resource, Settle
+from .pipeline import Pipeline
+from .states import IntentState
+
+__all__ = ["Reads", "state_of"]
+
+log = logging.getLogger("securetrade")
+
+_STATE_OF = {
+    OrderStatus.NEW: IntentState.ACKED,
+    OrderStatus.PARTIALLY_FILLED: IntentState.ACKED,
+    OrderStatus.FILLED: IntentState.FILLED,
+    OrderStatus.CANCELED: IntentState.CANCELED,
+    OrderStatus.REJECTED: IntentState.REJECTED,
+    OrderStatus.EXPIRED: IntentState.EXPIRED,
+}
+
+
+def state_of(order: Order) -> IntentState:
+    """The journal state of an order the venue reports."""
+    return _STATE_OF[order.status]
+
+
+class Reads(Pipeline):
+    """Reads and the other repeatable calls; the pre-trade checks; the kill switch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._references: dict[str, ReferencePrice] = {}
+        self._cancel_due: KillState | None = None  # a kill switch asked to cancel open orders
+        self._cancelled_for: float | None = None  # ...and this engagement was honoured
+        self._kill_lock = threading.Lock()  # one thread honours an engagement
+        for switch in self.policy.kill_switches():
+            switch.on_engage(_kill_listener(self))
+
+    def server_time(self) -> Flow[int]:
+        payload = yield from self._call(Op.SERVER_TIME, [])
+        return self.venue.parse_server_time(payload)
+
+    def instruments(
+        self, *, refresh: bool = False, priority: Priority = Priority.BULK
+    ) -> Flow[dict[str, Instrument]]:
+        if self._cancel_due is not None:
+            yield from self._honour_kill_switch()
+        return dict((yield from self.markets(refresh=refresh, priority=priority)))
+
+    def balances(self) -> Flow[list[Balance]]:
+        payload = yield from self._call(Op.BALANCES, [])
+        return self.venue.parse_balances(payload)
+
+    def open_orders(self, symbol: str | None = None) -> Flow[list[Order]]:
+        if symbol is not None:
+            self.venue.check_symbol(symbol)
+        params = self.venue.open_orders_params(symbol)
+        payload = yield from self._call(Op.OPEN_ORDERS, params, symbol=symbol)
+        orders = self.venue.parse_orders(payload)
+        listed = [o for o in orders if symbol is None or o.symbol == symbol]
+        self.policy.observe_open_orders(listed, symbol=symbol)
+        return listed
+
+    def get_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Flow[Order]:
+        self.venue.check_symbol(symbol)
+        params = self.venue.order_lookup_params(
+            symbol, client_order_id=client_order_id, order_id=order_id
+        )
+        payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
+        order = self.venue.parse_order(payload)
+        self.policy.observe(order)
+        yield from self._record(order)
+        return order
+
+    def cancel_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
+    ) -> Flow[Order]:
+        self.venue.check_symbol(symbol)
+        params = self.venue.order_lookup_params(
+            symbol, client_order_id=client_order_id, order_id=order_id
+        )
+        # A cancel is idempotent at the venue: resending one is always safe.
+        payload = yield from self._call(Op.CANCEL_ORDER, params, symbol=symbol)
+        if Op.CANCEL_ORDER in self.venue.order_acks:  # an acknowledgement: read the order back
+            order = yield from self.get_order(
+                symbol, client_order_id=client_order_id, order_id=order_id
+            )
+        else:
+            order = self.venue.parse_order(payload)
+            yield from self._record(order)
+        self.policy.observe(order)
+        yield self.note("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
+        return order
+
+    def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
+        """The executions of one of our orders: the venue's trades for it are recorded in
+        the journal, once per trade id, and every fill recorded so far is returned."""
+        self.venue.check_symbol(symbol)
+        trades_params = getattr(self.venue, "trades_params", None)
+        if trades_params is None or Op.TRADES not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} does not report an order's trades")
+        journal = self.journal
+        intent = yield Lookup(client_order_id)
+        if intent is not None and intent.order_json is not None:
+            order = self.stored(intent.order_json, intent.idempotency_key)
+        else:
+            order = yield from self.get_order(symbol, client_order_id=client_order_id)
+        payload = yield from self._call(
+            Op.TRADES, trades_params(symbol, order.order_id), symbol=symbol
+        )
+        trades: list[Fill] = self.venue.parse_trades(payload)  # type: ignore[attr-defined]
+
+        def record() -> list[Fill]:
+            journal.record_fills(client_order_id, trades)
+            return journal.fills(client_order_id)
+
+        recorded: list[Fill] = yield Call(Resource.JOURNAL, record)
+        return recorded
+
+    def _record(self, order: Order) -> Flow[None]:
+        """Keep the journal row of one of our orders current with what the venue said of it
+        (a cancel, a fill, an UNKNOWN intent adopted when its order lands): the evidence
+        transition, which never moves an order back."""
+        cid = order.client_order_id
+        if not self.venue.owns_client_order_id(cid):
+            return
+        intent = yield Lookup(cid)
+        if intent is None or intent.account != self.account:
+            return
+        state = state_of(order)
+        if state is IntentState.REJECTED:
+            return  # a venue that lists a refused order: it says nothing of our attempts
+        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
+        yield Settle(cid, state, order.model_dump_json(), fills=order.fills)
+
+    def withdraw(
+        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+    ) -> Flow[str]:
+        value = to_decimal(amount, field="amount")
+        if value <= 0:
+            raise InvalidRequest("amount must be greater than zero")
+        params = self.venue.withdraw_params(asset, value, address, network)
+        try:
+            self.policy.check_withdrawal()
+            self.key.require(Scope.WITHDRAW, address=address)
+        except LocalRefusal as exc:
+            yield self.note(
+                "withdraw.refused", asset=asset, amount=value, reason=type(exc).__name__
+            )
+            raise
+        yield self.note("withdraw.attempt", asset=asset, amount=value, address=address)
+        payload = yield from self._call(Op.WITHDRAW, params, once=True, address=address)
+        return self.venue.parse_withdrawal(payload)
+
+    def key_permissions(self) -> Flow[dict[str, Any]]:
+        payload = yield from self._call(Op.KEY_PERMISSIONS, [])
+        return dict(payload)
+
+    def check_key(self, *, refuse: bool = False) -> Flow[KeyCheck]:
+        """Ask the venue what the key may really do; warn, or refuse, if more than declared."""
+        parse = getattr(self.venue, "parse_key_permissions", None)
+        if parse is None or Op.KEY_PERMISSIONS not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} cannot report what a key may do")
+        key = self.key
+        payload = yield from self._call(Op.KEY_PERMISSIONS, [])
+        report = assess(key, parse(payload))
+        yield self.note("key.checked", key=report.key_id_hint, ok=report.ok)
+        return report.enforce(refuse=refuse)
+
+    # --- the pre-trade checks --------------------------------------------------------------
+
+    def check_order(self, order: OrderRequest) -> Flow[Instrument]:
+        """Every local check of ``order`` (scope, policy, venue grammar, instrument rules)."""
+        instrument, _ = yield from self.vet(order)
+        return instrument
+
+    def would_pass(self, order: OrderRequest) -> Flow[Decision]:
+        """The dry run: would ``order`` pass every local check now? Only reads are sent."""
+        try:
+            yield from self.vet(order)
+        except PolicyViolation as exc:
+            return Decision.deny(exc.rule, exc.message)
+        except LocalRefusal as exc:
+            rule = "scope" if isinstance(exc, ScopeError) else "instrument"
+            return Decision.deny(rule, exc.message)
+        return Decision(True)
+
+    def vet(self, order: OrderRequest) -> Flow[tuple[Instrument, ReferencePrice | None]]:
+        """Scope, then the rules that need no market data, then the venue's grammar and
+        instrument rules, then (only if a rule or the key's notional limit needs it) the
+        reference price and the rest."""
+        if not isinstance(order, OrderRequest):
+            raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
+        if self._cancel_due is not None:
+            yield from self._honour_kill_switch()
+        key = self.key
+        try:
+            key.require(
+                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
+            )
+        except ScopeError:
+            yield self.note("scope.refused", op="place_order", reason="permission")
+            raise
+        try:
+            self.policy.check(order, final=False)
+            self.venue.check_symbol(order.symbol)
+            instruments = yield from self.markets(priority=Priority.ORDER)
+            instrument = instruments.get(order.symbol)
+            if instrument is None:
+                raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
+            instrument.check(order)
+            reference = None
+            valued_by_key = order.notional is None and key.max_notional is not None
+            if valued_by_key or self.policy.needs_reference(order):
+                reference = yield from self.reference_price(order.symbol)
+            if valued_by_key:
+                yield from self._within_key_notional(order, reference)
+            if self.policy.needs_reference(order):  # else the first check was complete
+                self.policy.check(order, reference_price=reference)
+        except PolicyViolation as exc:
+            if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too
+                yield from self._honour_kill_switch()
+            yield self.note("policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message)
+            telemetry.annotate("policy.decision", f"deny:{exc.rule}")
+            raise
+        telemetry.annotate("policy.decision", "allow")
+        return instrument, reference
+
+    def _within_key_notional(
+        self, order: OrderRequest, reference: ReferencePrice | None
+    ) -> Flow[None]:
+        """A market order has no price of its own: the key's notional limit is checked at
+        the venue's last price. No price, no order: the limit is never skipped."""
+        key = self.key
+        if reference is None or reference.price <= 0:
+            raise ScopeError(
+                f"key {key.key_id_hint} limits notional to {key.max_notional}; a market order "
+                "is valued at the venue's last price, which could not be read: nothing was "
+                "sent. Use a limit order, or try again"
+            )
+        try:
+            key.require(Scope.TRADE, notional=order.quantity * reference.price)
+        except ScopeError:
+            yield self.note("scope.refused", op="place_order", reason="notional")
+            raise
+
+    def reference_price(self, symbol: str) -> Flow[ReferencePrice]:
+        """The venue's last price of ``symbol``, reused while younger than the policy's
+        ``reference_max_age`` allows (half of it, so a reused price is never stale)."""
+        cached = self._references.get(symbol)
+        if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
+            return cached
+        self.venue.check_symbol(symbol)
+        payload = yield from self._call(
+            Op.TICKER_PRICE, [("symbol", symbol)], symbol=symbol, priority=Priority.ORDER
+        )
+        fresh = ReferencePrice(symbol, self.venue.parse_price(payload), time.time())
+        self._references[symbol] = fresh
+        return fresh
+
+    # --- the kill switch -------------------------------------------------------------------
+
+    def kill(self, reason: str, *, cancel_open: bool = False) -> Flow[list[Order]]:
+        """Engage the kill switch (everywhere it reaches); cancel open orders if asked."""
+        self.policy.kill_switch.engage(reason, cancel_open=cancel_open)
+        yield self.note("killswitch.engaged", reason=reason, cancel_open=cancel_open)
+        cancelled = yield from self._honour_kill_switch()
+        return cancelled
+
+    def _honour_kill_switch(self) -> Flow[list[Order]]:
+        """Cancel every open order once per engagement that asked for it."""
+        with self._kill_lock:  # two threads of one client: the first takes the engagement
+            due = self._cancel_due
+            if due is None:
+                for switch in self.policy.kill_switches():
+                    state = switch.state()
+                    if state.engaged and state.cancel_open and state.at != self._cancelled_for:
+                        due = state
+                        break
+            if due is None or due.at == self._cancelled_for:
+                self._cancel_due = None
+                return []
+            self._cancel_due, self._cancelled_for = None, due.at
+        if Scope.CANCEL not in self.key.scopes or Scope.READ not in self.key.scopes:
+            log.error("kill switch asked to cancel open orders, but this key cannot")
+            return []
+        cancelled = []
+        for order in (yield from self.open_orders()):
+            try:
+                done = yield from self.cancel_order(order.symbol, order_id=order.order_id)
+            except OrderNotFound:
+                continue  # filled or cancelled meanwhile
+            cancelled.append(done)
+        yield self.note("killswitch.cancelled", orders=len(cancelled), reason=due.reason)
+        return cancelled
+
+    def _call(
+        self,
+        op: Op,
+        params: Params,
+        *,
+        symbol: str | None = None,
+        once: bool = False,
+        address: str | None = None,
+        priority: Priority | None = None,
+    ) -> Flow[Any]:
+        """A request whose resending is harmless (``once=False``): scope, limit, retry."""
+        if self._cancel_due is not None:
+            yield from self._honour_kill_switch()
+        endpoint = self.venue.endpoints.get(op)
+        if endpoint is None:
+            raise InvalidRequest(f"{self.venue.name} does not offer {op.value}")
+        if endpoint.scope is not None:
+            self.key.require(
+                endpoint.scope,
+                symbol=symbol if op is not Op.OPEN_ORDERS else None,
+                address=address,
+            )
+        payload = yield from self._retrying(
+            endpoint, params, symbol=symbol, once=once, priority=priority
+        )
+        return payload
+
+    def stored(self, order_json: str, key: str) -> Order:
+        """An order the journal recorded, as the caller sees it."""
+        return Order.model_validate_json(order_json).model_copy(update={"idempotency_key": key})
+
+
+def _kill_listener(core: Reads) -> Callable[[KillState], None]:
+    """Tell ``core`` (if it still exists) that a local engagement wants open orders gone."""
+    ref = weakref.ref(core)
+
+    def listener(state: KillState) -> None:
+        alive = ref()
+        if alive is not None and state.cancel_open:
+            alive._cancel_due = state
+
+    return listener

@@ -1,0 +1,122 @@
+"""Finding out what became of one of our orders, and writing it down as a transition.
+
+The venue is the only authority on an order whose request may have left: :meth:`resolve`
+asks it until it holds the order, proves it absent (not found after the attempt's
+deadline, so it can never execute), or gives up (the intent stays UNKNOWN, never guessed).
+What it finds is written with the transitions of :mod:`.states`: the venue's evidence by
+:meth:`settled`, a conclusion about one attempt by :meth:`conclude`, which fails with
+:class:`StaleView` when the row has moved on since the flow read it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import AmbiguousOutcome, DuplicateOrder, OrderNotFound, UnresolvedOrder
+from ..models import Order, OrderRequest
+from ..transport.base import TransportFailure
+from ..venues.base import Op, Verdict
+from .effects import Flow, Settle, Wait
+from .pipeline import error_of
+from .reads import Reads, state_of
+from .retry import RetryPolicy
+from .states import IntentState, View
+
+__all__ = ["Resolution", "StaleView"]
+
+
+class StaleView(Exception):
+    """The journal row is no longer what this flow saw (another thread, task, process or
+    host moved it on): the flow re-reads it and decides again; it never overwrites."""
+
+
+class Resolution(Reads):
+    """Asking the venue about one client order id, and recording the answer."""
+
+    def resolve(self, symbol: str, cid: str, deadline_ms: int, seen: View) -> Flow[Order | None]:
+        """Ask the venue about ``cid`` until it answers for sure.
+
+        Returns the order, or ``None`` when it is absent after its deadline (so it can never
+        execute). Raises :class:`UnresolvedOrder` when the venue cannot tell in time, after
+        recording the intent as UNKNOWN (from ``seen`` only: else :class:`StaleView`).
+        """
+        yield self.note("order.resolving", client_order_id=cid)
+        params = self.venue.order_lookup_params(symbol, client_order_id=cid)
+        endpoint = self.venue.endpoints[Op.GET_ORDER]
+        reads = RetryPolicy(max_attempts=1_000_000, max_delay=self.settings.resolve_timeout).start()
+        give_up = time.monotonic() + self.settings.resolve_timeout
+        while True:
+            failure: Exception = AmbiguousOutcome("no answer", venue=self.venue.name)
+            try:
+                outcome = yield from self._exchange(
+                    endpoint, params, symbol=symbol, client_order_id=cid
+                )
+            except TransportFailure as exc:
+                outcome, failure = None, exc
+            if outcome is not None and outcome.verdict is Verdict.OK:
+                return self.venue.parse_order(outcome.payload)
+            if outcome is not None and isinstance(outcome.error, OrderNotFound):
+                if self.clock.now_ms() > deadline_ms:
+                    yield self.note("order.absent", client_order_id=cid)
+                    return None
+                if time.monotonic() > give_up:  # the attempt may still land: keep it unknown
+                    yield from self.conclude(cid, IntentState.UNKNOWN, seen, "not found yet")
+                    raise UnresolvedOrder(
+                        "the venue does not hold the order yet, and cannot prove that it never "
+                        "will; it is kept as unresolved, and never sent again by itself",
+                        client_order_id=cid,
+                        venue=self.venue.name,
+                    )
+                yield Wait(min(0.25, max(0.01, (deadline_ms - self.clock.now_ms()) / 1000)))
+                continue
+            if outcome is not None and outcome.clock_skew:
+                yield from self.sync_clock()
+                continue
+            retry_after = 0.0 if outcome is None else outcome.retry_after or 0.0
+            wait = reads.failed(
+                failure if outcome is None else error_of(outcome), at_least=retry_after
+            )
+            if wait is None:  # read errors never decide: the intent stays unknown
+                yield from self.conclude(cid, IntentState.UNKNOWN, seen, "venue did not answer")
+                raise UnresolvedOrder(
+                    "could not learn whether the order was placed; it is kept as unresolved",
+                    client_order_id=cid,
+                    venue=self.venue.name,
+                )
+            yield Wait(wait)
+
+    def conclude(self, cid: str, state: IntentState, seen: View, error: str) -> Flow[None]:
+        """A guarded transition (NOT_PLACED, UNKNOWN, REJECTED) from the row this flow saw;
+        :class:`StaleView` when somebody else has moved it on meanwhile."""
+        applied = yield Settle(cid, state, error=error, expect=seen)
+        if not applied:
+            raise StaleView(cid)
+
+    def adopt(self, found: Order, order: OrderRequest) -> Order:
+        """A duplicate-id reply: the earlier attempt landed. Adopt it if it is our order."""
+        if (found.symbol, found.side, found.type, found.quantity.normalize()) != (
+            order.symbol,
+            order.side,
+            order.type,
+            order.quantity.normalize(),
+        ):
+            raise DuplicateOrder(
+                f"the venue holds {found.client_order_id} with other parameters",
+                venue=self.venue.name,
+            )
+        return found
+
+    def settled(self, found: Order, key: str) -> Flow[Order]:
+        """The venue holds ``found``: the evidence transition, whoever sent it."""
+        found = found.model_copy(update={"idempotency_key": key})
+        state = state_of(found)
+        if state is not IntentState.REJECTED:  # a listed refusal proves nothing of attempts
+            yield Settle(found.client_order_id, state, found.model_dump_json(), fills=found.fills)
+        self.policy.observe(found)
+        yield self.note(
+            "order.placed",
+            client_order_id=found.client_order_id,
+            order_id=found.order_id,
+            status=found.status.value,
+        )
+        return found

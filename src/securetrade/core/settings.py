@@ -1,0 +1,81 @@
+"""The pipeline's tunables, checked when they are made.
+
+A setting that would weaken a guarantee is refused here, with a typed error, before any
+client exists: a negative settle margin turns one delayed answer into two orders; zero
+attempts or clock samples leave an order path that cannot work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import InvalidRequest
+from .retry import RetryPolicy
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunables of the pipeline. The defaults suit a bot on a normal network.
+
+    ``retry`` decides how often and how soon a request is sent again (tenacity strategies);
+    every order resend reuses the client order id and is signed afresh. ``settle_ms`` is
+    added to a request's venue deadline before "not found" counts as proof that it never
+    executed (it covers the venue's internal queueing after its gateway check).
+    """
+
+    max_attempts: int = 4  # sends of one request, retries included (the default stop)
+    max_rate_wait: float = 30.0  # longest a venue-imposed pause is waited out, seconds
+    settle_ms: int = 10_000  # margin after a request's venue deadline, see above
+    resolve_timeout: float = 60.0  # how long to keep asking about an ambiguous order, seconds
+    clock_samples: int = 3  # /time round trips per clock sync
+    recover_on_start: bool = True  # reconcile the journal before this client's first order
+    owner_patience: float = 60.0  # seconds before a PENDING intent of a silent owner is taken
+    retry: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=max_attempts)
+    # A 429/418 answer to an order is ambiguous: for a proxy or gateway that may forward
+    # the order, then answer "rate limited" itself. The venue is then asked before a resend.
+    ambiguous_rate_limits: bool = False
+
+    def __post_init__(self) -> None:
+        _whole(self, "max_attempts", 1, 1_000)
+        _seconds(self, "max_rate_wait", 0.0)
+        _whole(self, "settle_ms", 0, 3_600_000)
+        _seconds(self, "resolve_timeout", 0.001)
+        _whole(self, "clock_samples", 1, 100)
+        _seconds(self, "owner_patience", 0.001)
+        for name in ("recover_on_start", "ambiguous_rate_limits"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidRequest(f"Settings.{name} must be True or False")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise InvalidRequest("Settings.retry must be a RetryPolicy (or None)")
+
+    def retry_policy(self) -> RetryPolicy:
+        return self.retry or RetryPolicy(max_attempts=self.max_attempts)
+
+    def __repr__(self) -> str:
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if getattr(self, f.name) != f.default
+        ]
+        return f"Settings({', '.join(changed)})"
+
+
+def _whole(settings: Settings, name: str, low: int, high: int) -> None:
+    value: Any = getattr(settings, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"Settings.{name} must be a whole number from {low} to {high}")
+
+
+def _seconds(settings: Settings, name: str, low: float) -> None:
+    value: Any = getattr(settings, name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < low
+    ):
+        raise InvalidRequest(f"Settings.{name} must be a finite number of seconds >= {low}")
