@@ -73,7 +73,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         if request.param == "sqlite":
             journal = Journal(tmp_path / "journal.sqlite3", **options)
         else:
-            journal = RedisJournal.create(request.getfixturevalue("redis_url"), prefix=prefix, **options)
+            url = request.getfixturevalue("redis_url")
+            journal = RedisJournal.create(url, prefix=prefix, **options)
         opened.append(journal)
         return journal
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from securetrade import AsyncClient, IdempotencyKeyExpired, LimitOrder, OrderStatus
-from securetrade.core import IntentState, View, Journal, JournalStore, RedisJournal
+from securetrade.core import IntentState, Journal, JournalStore, RedisJournal, View
 from securetrade.core.journal import JournalError
 from securetrade.sim import Simulator
 

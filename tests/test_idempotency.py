@@ -291,9 +291,7 @@ def test_async_orders_are_durable_before_their_first_byte(
             super().__init__(path)
             self.pending: set[str] = set()
 
-        def sending_many(
-            self, attempts: Any, *, flush: bool = True
-        ) -> list[bool]:
+        def sending_many(self, attempts: Any, *, flush: bool = True) -> list[bool]:
             self.pending.update(cid for cid, _, _ in attempts)
             return super().sending_many(attempts, flush=flush)
 

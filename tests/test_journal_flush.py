@@ -15,7 +15,6 @@ import pytest
 from securetrade.core import View
 from securetrade.core.journal import IntentState, Journal, JournalError
 
-
 FRESH = View(IntentState.PENDING, 0)  # a row as claimed: no attempt yet
 
 

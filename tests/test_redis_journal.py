@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from oracle import assert_oracle
-from securetrade.core import IntentState, View, Journal, JournalStore, RedisJournal
+from securetrade.core import IntentState, Journal, JournalStore, RedisJournal, View
 from securetrade.keys import ApiKey
 from securetrade.sim import HttpsServer, Simulator
 

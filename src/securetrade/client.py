@@ -111,6 +111,18 @@ class _Base(ABC, Generic[TransportT]):
         unsafe_allow_withdraw_scope: bool = False,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
+        _check_arguments(
+            key=key,
+            journal=journal,
+            policy=policy,
+            limiter=limiter,
+            settings=settings,
+            audit=audit,
+            clock=clock,
+            timeout=timeout,
+            recv_window_ms=recv_window_ms,
+            flags=(unsafe_disable_pinning, unsafe_allow_withdraw_scope, unsafe_allow_plain_http),
+        )
         chosen = (
             get_venue(key.venue)
             if venue is None
@@ -120,8 +132,6 @@ class _Base(ABC, Generic[TransportT]):
         if bind is not None:  # a venue with state per client (ccxt): this client's own copy
             chosen = bind(key.environment, base_url=base_url)
         if recv_window_ms is not None:
-            if not 100 <= recv_window_ms <= 60_000:
-                raise InvalidRequest("recv_window_ms must be between 100 and 60000")
             chosen = _with_recv_window(chosen, recv_window_ms)
         if journal is None or isinstance(journal, (str, Path)):
             journal = Journal(journal if journal is not None else default_journal_path(chosen.name))
@@ -206,6 +216,56 @@ class _Base(ABC, Generic[TransportT]):
     def keys(self) -> KeyRing:
         """The key ring: ``client.keys.rotate(new_key)`` switches keys while running."""
         return self.core.keys
+
+
+def _check_arguments(
+    *,
+    key: Any,
+    journal: Any,
+    policy: Any,
+    limiter: Any,
+    settings: Any,
+    audit: Any,
+    clock: Any,
+    timeout: Any,
+    recv_window_ms: Any,
+    flags: tuple[Any, ...],
+) -> None:
+    """Refuse a wrong argument with a typed error that says what to pass, before the client
+    exists (and so before any request): a journal of ``""`` would otherwise be a private
+    temporary database, i.e. no durable journal at all."""
+    if not isinstance(key, (ApiKey, KeyRing)):
+        raise InvalidRequest("key must be an ApiKey or a KeyRing")
+    if isinstance(journal, str) and not journal.strip():
+        raise InvalidRequest(
+            "journal must name a file (or ':memory:' for a journal that does not outlive "
+            "the process); an empty name would keep no durable journal"
+        )
+    if journal is not None and not isinstance(journal, (str, Path)):
+        needed = ("begin", "sending", "settle", "get", "unfinished", "lease")
+        if not all(callable(getattr(journal, name, None)) for name in needed):
+            raise InvalidRequest(
+                "journal must be a path, a Journal, a RedisJournal, or None for the default"
+            )
+    for name, value, kind in (
+        ("policy", policy, Policy),
+        ("limiter", limiter, RateLimiter),
+        ("settings", settings, Settings),
+        ("audit", audit, AuditLog),
+        ("clock", clock, VenueClock),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise InvalidRequest(f"{name} must be a {kind.__name__} (or None for the default)")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        raise InvalidRequest("timeout must be a number of seconds above 0 and at most 600")
+    if recv_window_ms is not None and (
+        isinstance(recv_window_ms, bool)
+        or not isinstance(recv_window_ms, int)
+        or not 100 <= recv_window_ms <= 60_000
+    ):
+        raise InvalidRequest("recv_window_ms must be a whole number between 100 and 60000")
+    if not all(isinstance(flag, bool) for flag in flags):
+        raise InvalidRequest("the unsafe_* switches must be True or False")
 
 
 def _base_url(venue: Venue, key: ApiKey, base_url: str | None) -> str:

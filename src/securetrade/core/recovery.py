@@ -62,31 +62,34 @@ class Recovery(Resolution):
         """The submit gate: no new order goes out before the journal is reconciled."""
         if self._recovered or not self.settings.recover_on_start:
             return
-        yield from self.recover()
+        yield from self.recover(once=True)
 
-    def recover(self) -> Flow[RecoveryReport]:
+    def recover(self, *, once: bool = False) -> Flow[RecoveryReport]:
         """Match every unfinished intent of this account against the venue.
 
         Runs before this client's first order (unless ``Settings.recover_on_start`` is off)
         and may be called at any time. Intents a live owner is still working on are left to
         it. Reads made here are part of placing orders, so a trade-only key may make them.
         One reconciler per client at a time (threads and tasks wait for it), and one per
-        account across processes (a lease in the journal).
+        account across processes (a lease in the journal). ``once``: only if no
+        reconciliation of this client has finished yet (the submit gate).
         """
         while True:
             with self._gate:
+                if once and self._recovered:
+                    return RecoveryReport()
                 if not self._recovering:
                     self._recovering = True
                     break
             yield Wait(0.01)  # another thread or task of this client is reconciling
-            if self._recovered and not self._recovering:
-                return RecoveryReport()  # it just did: nothing is left for this call
         try:
             report = yield from self._leased()
-        finally:
+        except BaseException:
             with self._gate:
                 self._recovering = False
-        self._recovered = True
+            raise
+        with self._gate:
+            self._recovered, self._recovering = True, False
         yield self.note(
             "journal.recovered",
             resolved=len(report.resolved),
