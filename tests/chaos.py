@@ -1,13 +1,19 @@
 """Chaos soak of the idempotent order path (research note, section 5.4).
 
 Several bot processes place orders through every layer against the simulator over TLS on
-loopback. A share of all requests (reads included) meets a random fault, and each bot is
-killed with SIGKILL every few seconds and restarted on its journal, picking up where it
-was. When the intents are done, each bot is restarted once more to settle what is left,
-and the oracle is asserted over every intent: 0 duplicates, 0 lost, every state known.
+loopback. Each key is shared by ``--racers`` processes on one journal (SQLite, or Redis as
+hosts would share it), which race on the same intents: one takes an intent over while
+another recovers it, stalls, or dies. A share of all requests (reads included) meets a
+random fault, some reads are slow (a recovery that reads slowly while a live process takes
+over, issue 16's first failure), and each bot is killed with SIGKILL every few seconds, or
+kills itself at a random transition of the order (a checkpoint), or is stopped with
+SIGSTOP for a while and resumed; each is restarted on its journal, picking up where it was.
+When the intents are done, each key is settled once more, and the oracle is asserted over
+every intent from the venue's own book: 0 duplicates, 0 lost, every state known.
 
-    python tests/chaos.py --intents 10000           # the full run (nox -s chaos)
-    python tests/chaos.py --seconds 120             # the CI run: stops issuing after 2 min
+    python tests/chaos.py --intents 10000                   # the full run (nox -s chaos)
+    python tests/chaos.py --intents 10000 --journal redis   # the same, on a Redis journal
+    python tests/chaos.py --seconds 120                     # the CI run: 2 minutes of storm
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,8 @@ TIMEOUT = 0.4
 
 
 def chaos_faults() -> list[Fault]:
-    """Every fault of scenarios 1-6, on orders; reads meet the connection faults too."""
+    """Every fault of scenarios 1-6, on orders; reads meet the connection faults too, and
+    some are slow (answered just inside the client's timeout)."""
     return [
         Fault("drop_request", **POST),
         Fault("drop_response", **POST),
@@ -51,6 +60,7 @@ def chaos_faults() -> list[Fault]:
         Fault("rate_limit", seconds=1, **POST),
         Fault("drop_request", method="GET"),
         Fault("status", status=500, method="GET"),
+        Fault("delay", seconds=TIMEOUT * 0.75, method="GET"),
     ]
 
 
@@ -68,6 +78,38 @@ def intent_order(i: int) -> Any:
     return LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price=price)
 
 
+def open_journal(job: dict[str, Any]) -> Any:
+    """The key's journal: a SQLite file, or a Redis journal (created by the harness)."""
+    if job.get("redis"):
+        from securetrade.core import RedisJournal
+
+        return RedisJournal(job["redis"], prefix=job["prefix"])
+    return Journal(job["journal"])
+
+
+def hazards(client: Any, job: dict[str, Any]) -> None:
+    """At each transition of the order path, this bot may die (SIGKILL itself) or stall
+    (sleep past the attempt's deadline, while a racer takes the intent over)."""
+    rng = random.Random(f"{job['progress']}:{os.getpid()}")
+    kill, stall = job.get("checkpoint_kill", 0.0), job.get("checkpoint_stall", 0.0)
+    deadline_s = (RECV_MS + SETTLE_MS) / 1000
+
+    def checkpoint(name: str) -> None:
+        if name == "recovery_snapshot":
+            # A recovery that reads slowly: its snapshot ages past a deadline while its
+            # racers take intents over (issue 16's first failure).
+            if rng.random() < 0.5:
+                time.sleep(rng.uniform(0.5, 2.0) * deadline_s)
+            return
+        roll = rng.random()
+        if roll < kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif roll < kill + stall:
+            time.sleep(rng.uniform(0.2, 2.0) * deadline_s)
+
+    client.core.checkpoint = checkpoint
+
+
 def bot(job: dict[str, Any]) -> None:
     """Place intents ``first..last`` in order; record progress; never stop on an error."""
     from securetrade import Client, SecureTradeError, Settings
@@ -76,7 +118,7 @@ def bot(job: dict[str, Any]) -> None:
     key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
     client = Client(
         key,
-        journal=job["journal"],
+        journal=open_journal(job),
         base_url=job["base_url"],
         pins=job["pins"],
         cadata=job["ca"],
@@ -84,6 +126,7 @@ def bot(job: dict[str, Any]) -> None:
         timeout=TIMEOUT,
         settings=Settings(settle_ms=SETTLE_MS, resolve_timeout=20.0, max_rate_wait=5.0),
     )
+    hazards(client, job)
     progress = Path(job["progress"])
     start = int(progress.read_text()) if progress.exists() else job["first"]
     for i in range(start, job["last"]):
@@ -110,7 +153,7 @@ def settle(job: dict[str, Any]) -> None:
     key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
     client = Client(
         key,
-        journal=job["journal"],
+        journal=open_journal(job),
         base_url=job["base_url"],
         pins=job["pins"],
         cadata=job["ca"],
@@ -129,7 +172,7 @@ def settle(job: dict[str, Any]) -> None:
 
 
 def _spawn(mode: str, job: dict[str, Any]) -> subprocess.Popen[bytes]:
-    with open(job["journal"] + ".stderr", "ab") as errors:
+    with open(job["log"], "ab") as errors:
         child = subprocess.Popen(
             [sys.executable, __file__, f"--{mode}"],
             stdin=subprocess.PIPE,
@@ -142,8 +185,22 @@ def _spawn(mode: str, job: dict[str, Any]) -> subprocess.Popen[bytes]:
     return child
 
 
-def run(intents: int, seconds: float | None, bots: int, fault_rate: float, seed: int) -> int:
-    rng = random.Random(seed)
+@dataclass
+class Options:
+    intents: int
+    seconds: float | None
+    bots: int  # keys, each with its own journal
+    racers: int  # processes per key, racing on the same intents
+    fault_rate: float
+    seed: int
+    journal: str  # "sqlite" or "redis"
+    checkpoint_kill: float  # chance a bot kills itself at a checkpoint
+    checkpoint_stall: float  # chance it stalls there past the attempt's deadline
+    stall_rate: float  # per second and bot: SIGSTOP for a while, then SIGCONT
+
+
+def run(options: Options) -> int:
+    rng = random.Random(options.seed)
     started = time.monotonic()
     rich = {"USDT": Decimal("1e12"), "BTC": Decimal("1e6"), "ETH": Decimal("1e6")}
     # The storm is about faults, not pacing: limits high enough never to bind.
@@ -151,37 +208,63 @@ def run(intents: int, seconds: float | None, bots: int, fault_rate: float, seed:
     with (
         Simulator(limits=limits) as sim,
         tempfile.TemporaryDirectory(prefix="securetrade-chaos-") as tmp,
+        _redis(options.journal, Path(tmp)) as redis_url,
     ):
         server = sim.serve()
-        jobs = []
-        per_bot = intents // bots
-        for b in range(bots):
+        groups: list[dict[str, Any]] = []
+        jobs: list[dict[str, Any]] = []
+        per_key = options.intents // options.bots
+        for g in range(options.bots):
             key = sim.create_key(balances=rich)
-            jobs.append(
-                {
-                    "base_url": server.base_url,
-                    "pins": server.pins,
-                    "ca": server.ca_pem,
-                    "key_id": key.key_id,
-                    "secret": key.secret.expose().decode(),
-                    "journal": os.path.join(tmp, f"bot{b}.sqlite3"),
-                    "progress": os.path.join(tmp, f"bot{b}.progress"),
-                    "first": b * per_bot,
-                    "last": (b + 1) * per_bot,
-                }
-            )
-        sim.faults.at_random(fault_rate, chaos_faults(), seed=seed)
+            group = {
+                "base_url": server.base_url,
+                "pins": server.pins,
+                "ca": server.ca_pem,
+                "key_id": key.key_id,
+                "secret": key.secret.expose().decode(),
+                "journal": os.path.join(tmp, f"key{g}.sqlite3"),
+                "redis": redis_url,
+                "prefix": f"chaos:{g}:",
+                "log": os.path.join(tmp, f"key{g}.stderr"),
+                "progress": os.path.join(tmp, f"key{g}.settled"),
+                "first": g * per_key,
+                "last": (g + 1) * per_key,
+            }
+            if redis_url:
+                from securetrade.core import RedisJournal
+
+                RedisJournal.create(redis_url, prefix=group["prefix"]).close()
+            groups.append(group)
+            for r in range(options.racers):
+                jobs.append(
+                    {
+                        **group,
+                        "progress": os.path.join(tmp, f"key{g}-racer{r}.progress"),
+                        "checkpoint_kill": options.checkpoint_kill,
+                        "checkpoint_stall": options.checkpoint_stall,
+                    }
+                )
+        sim.faults.at_random(options.fault_rate, chaos_faults(), seed=options.seed)
         children = {b: _spawn("bot", job) for b, job in enumerate(jobs)}
         next_kill = {b: time.monotonic() + rng.uniform(2, 8) for b in children}
-        kills = restarts = 0
+        stopped: dict[int, float] = {}  # bot -> when to resume it
+        kills = self_kills = stalls = 0
+        tick = 0.05
         while children:
-            time.sleep(0.05)
+            time.sleep(tick)
             now = time.monotonic()
-            out_of_time = seconds is not None and now - started > seconds
+            out_of_time = options.seconds is not None and now - started > options.seconds
             for b, child in list(children.items()):
+                if b in stopped and (now >= stopped[b] or out_of_time):
+                    child.send_signal(signal.SIGCONT)
+                    del stopped[b]
                 if child.poll() is not None:
-                    if child.returncode != 0:
-                        print(Path(jobs[b]["journal"] + ".stderr").read_text()[-3000:])
+                    if child.returncode == -signal.SIGKILL and not out_of_time:
+                        self_kills += 1  # died at a checkpoint: restart it
+                        children[b] = _spawn("bot", jobs[b])
+                        continue
+                    if child.returncode not in (0, -signal.SIGKILL):
+                        print(Path(jobs[b]["log"]).read_text()[-3000:])
                         raise SystemExit(f"bot {b} failed with exit code {child.returncode}")
                     del children[b]
                     continue
@@ -190,25 +273,31 @@ def run(intents: int, seconds: float | None, bots: int, fault_rate: float, seed:
                     child.wait()
                     kills += 1
                     del children[b]
-                elif now >= next_kill[b]:
+                elif now >= next_kill[b] and b not in stopped:
                     child.send_signal(signal.SIGKILL)
                     child.wait()
                     kills += 1
-                    restarts += 1
                     children[b] = _spawn("bot", jobs[b])
                     next_kill[b] = now + rng.uniform(2, 8)
+                elif b not in stopped and rng.random() < options.stall_rate * tick:
+                    child.send_signal(signal.SIGSTOP)  # alive and silent, its racer goes on
+                    stopped[b] = now + rng.uniform(0.5, 3.0)
+                    stalls += 1
         storm = time.monotonic() - started
         faults_fired = len(sim.faults.fired)
         sim.faults.clear()
-        for job in jobs:  # settle what the storm left, without faults or kills
-            _spawn("settle", job).wait()
+        for group in groups:  # settle what the storm left, without faults or kills
+            _spawn("settle", group).wait()
         total = duplicates = lost = unknown = untracked = orders = 0
-        for job in jobs:
-            progress = Path(job["progress"])
-            done = int(progress.read_text()) if progress.exists() else job["first"]
-            keys = [f"chaos-{i}" for i in range(job["first"], done)]
-            journal = Journal(job["journal"])
-            account = job["key_id"]
+        for g, group in enumerate(groups):
+            done = group["first"]
+            for job in jobs[g * options.racers : (g + 1) * options.racers]:
+                progress = Path(job["progress"])
+                if progress.exists():
+                    done = max(done, int(progress.read_text()))
+            keys = [f"chaos-{i}" for i in range(group["first"], done)]
+            journal = open_journal(group)
+            account = group["key_id"]
             verdict = judge(sim, journal, account, keys)
             for key in verdict.duplicates + verdict.lost + verdict.unknown:
                 cid = derive_client_order_id("binance", account, key)
@@ -225,19 +314,23 @@ def run(intents: int, seconds: float | None, bots: int, fault_rate: float, seed:
             untracked += len(verdict.untracked)
             orders += verdict.orders
         figures = {
+            "journal": options.journal,
             "intents": total,
             "orders_at_venue": orders,
-            "bots": bots,
+            "keys": options.bots,
+            "racers_per_key": options.racers,
             "kill_9": kills,
+            "killed_at_checkpoints": self_kills,
+            "sigstop_stalls": stalls,
             "faults_fired": faults_fired,
-            "fault_rate": fault_rate,
+            "fault_rate": options.fault_rate,
             "duplicates": duplicates,
             "lost": lost,
             "unknown_after_settle": unknown,
             "untracked_orders": untracked,
             "storm_seconds": round(storm, 1),
             "total_seconds": round(time.monotonic() - started, 1),
-            "seed": seed,
+            "seed": options.seed,
         }
     print(json.dumps(figures, indent=2))
     ok = duplicates == 0 and lost == 0 and unknown == 0 and untracked == 0 and total > 0
@@ -245,12 +338,33 @@ def run(intents: int, seconds: float | None, bots: int, fault_rate: float, seed:
     return 0 if ok else 1
 
 
+@contextlib.contextmanager
+def _redis(kind: str, directory: Path) -> Iterator[str | None]:
+    """A real redis-server on a free loopback port when the journal is Redis."""
+    if kind != "redis":
+        yield None
+        return
+    from redis_server import start_redis
+
+    process, url = start_redis(directory)
+    try:
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intents", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=None, help="stop issuing after this")
-    parser.add_argument("--bots", type=int, default=4)
+    parser.add_argument("--bots", type=int, default=4, help="keys, each with its journal")
+    parser.add_argument("--racers", type=int, default=2, help="processes racing on each key")
+    parser.add_argument("--journal", choices=("sqlite", "redis"), default="sqlite")
     parser.add_argument("--fault-rate", type=float, default=0.15)
+    parser.add_argument("--checkpoint-kill", type=float, default=0.01)
+    parser.add_argument("--checkpoint-stall", type=float, default=0.005)
+    parser.add_argument("--stall-rate", type=float, default=0.05, help="SIGSTOPs per bot-second")
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--bot", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--settle", action="store_true", help=argparse.SUPPRESS)
@@ -258,7 +372,20 @@ def main() -> int:
     if args.bot or args.settle:
         (bot if args.bot else settle)(json.load(sys.stdin))
         return 0
-    return run(args.intents, args.seconds, args.bots, args.fault_rate, args.seed)
+    return run(
+        Options(
+            intents=args.intents,
+            seconds=args.seconds,
+            bots=args.bots,
+            racers=args.racers,
+            fault_rate=args.fault_rate,
+            seed=args.seed,
+            journal=args.journal,
+            checkpoint_kill=args.checkpoint_kill,
+            checkpoint_stall=args.checkpoint_stall,
+            stall_rate=args.stall_rate,
+        )
+    )
 
 
 if __name__ == "__main__":

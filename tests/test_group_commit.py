@@ -401,3 +401,44 @@ def test_one_client_serves_one_running_event_loop_at_a_time(sim: Simulator) -> N
     # The first loop has ended: a new one is welcome.
     third = asyncio.run(client.place_order(ORDER, idempotency_key="third"))
     assert third.status is OrderStatus.FILLED
+
+
+def test_a_journal_held_by_another_process_is_waited_for_off_the_event_loop(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the journal file's write lock: the loop does not wait for it
+    (up to SQLite's 30 s busy timeout); the group's transaction goes to a worker thread,
+    which waits, and the orders go through once the lock is released."""
+    import sqlite3
+
+    from securetrade.core import group_commit
+
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    waited_in: list[int] = []
+    real = group_commit._in_transaction
+
+    def watched(journal: Journal, calls: list[Any]) -> list[Any]:
+        waited_in.append(threading.get_ident())
+        return real(journal, calls)
+
+    monkeypatch.setattr(group_commit, "_in_transaction", watched)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # elsewhere
+
+    async def run() -> list[Any]:
+        async with AsyncClient(
+            sim.create_key(), transport=sim.async_transport(), journal=journal
+        ) as client:
+            await client.recover()
+            other.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.5, lambda: other.execute("ROLLBACK")).start()
+            return await asyncio.gather(
+                *(client.place_order(ORDER, idempotency_key=k) for k in ("held-1", "held-2"))
+            )
+
+    orders = asyncio.run(run())
+    other.close()
+    journal.close()
+    assert all(o.status is OrderStatus.FILLED for o in orders), orders
+    assert waited_in
+    assert threading.main_thread().ident not in waited_in

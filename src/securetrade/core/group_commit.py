@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from .effects import JournalCall, Persist
-from .journal import Journal, JournalError, JournalStore
+from .journal import Journal, JournalBusy, JournalError, JournalStore
 
 __all__ = ["GroupCommit"]
 
@@ -111,8 +111,11 @@ class GroupCommit:
                     if self._sqlite:
                         journal = self._journal
                         assert isinstance(journal, Journal)
-                        with journal.transaction():  # on the loop: a commit, no disk wait
-                            results = apply_all(journal, calls)
+                        try:
+                            with journal.transaction(wait=False):  # a commit, no disk wait
+                                results = apply_all(journal, calls)
+                        except JournalBusy:  # held elsewhere: wait for it off the loop
+                            results = await asyncio.to_thread(_in_transaction, journal, calls)
                     else:  # another store (Redis): its calls are network I/O
                         results = await asyncio.to_thread(apply_all, self._journal, calls)
                 except Exception as exc:  # the transaction failed: none of them happened
@@ -170,6 +173,11 @@ class GroupCommit:
                         future.set_result(True)
         finally:
             self._flushing = None
+
+
+def _in_transaction(journal: Journal, calls: list[JournalCall]) -> list[Any]:
+    with journal.transaction():
+        return apply_all(journal, calls)
 
 
 def _check_one_loop(previous: asyncio.AbstractEventLoop | None) -> None:

@@ -157,6 +157,9 @@ _SCHEMA = (
 
 _VERSION = 3
 
+# How long a statement waits for another process's write lock before it fails.
+_BUSY_MS = 30_000
+
 # With a durable journal the log is checkpointed every this many flushes (see _checkpoint),
 # and kept at most this long on disk once checkpointed.
 _CHECKPOINT_EVERY = 32
@@ -172,6 +175,11 @@ _COLUMNS = (
     "idempotency_key, client_order_id, account, symbol, fingerprint, state, attempts, "
     "deadline_ms, owner, order_json, error, created_at, updated_at"
 )
+
+
+class JournalBusy(Exception):
+    """The journal is held by another thread or process right now (see
+    :meth:`Journal.transaction`); internal: the group commit retries off the loop."""
 
 
 class JournalError(RuntimeError):
@@ -265,7 +273,7 @@ class Journal:
         self.path = str(path)
         self._synchronous = synchronous
         self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
         )
         # Reentrant: writes made inside :meth:`transaction` by its thread join it.
         self._lock = threading.RLock()
@@ -453,20 +461,26 @@ class Journal:
         return results
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, wait: bool = True) -> Iterator[None]:
         """One transaction, one commit, for every write this thread makes inside it.
 
         The async client's group commit: the claims, attempts and outcomes of the orders
         ready in one event-loop turn cost one commit instead of one each. Other threads
         wait for it. A write that raises inside it (an expired key) leaves the others in.
         Attempts made inside are durable only after :meth:`flush`, as with ``flush=False``.
+
+        ``wait=False`` (the event loop's way in): if another thread of this process or
+        another process holds the journal, raise :class:`JournalBusy` at once instead of
+        waiting for it; the caller then makes the same transaction in a worker thread.
         """
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            raise JournalBusy(self.path)
+        try:
             sqlite_flushes = self._sqlite_flushes
             if sqlite_flushes:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._begin_immediate(wait)
                 self._batching = True
                 try:
                     yield
@@ -479,6 +493,23 @@ class Journal:
             finally:
                 if sqlite_flushes:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            self._lock.release()
+
+    def _begin_immediate(self, wait: bool) -> None:
+        """Take the file's write lock; without ``wait``, only if it is free right now."""
+        if wait:
+            self._db.execute("BEGIN IMMEDIATE")
+            return
+        self._db.execute("PRAGMA busy_timeout=0")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise JournalBusy(self.path) from exc
+            raise
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
     def _commit(self) -> None:
         """COMMIT; if it fails, roll back, so that no later write can join a transaction

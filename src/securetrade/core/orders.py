@@ -123,13 +123,6 @@ class Core(Recovery):
         """Client order ids of this account's intents whose outcome is not yet known."""
         return [i.client_order_id for i in self.journal.unresolved(self.account)]
 
-    def checkpoint(self, name: str) -> None:
-        """Named points of the order path where a test harness may stop the process.
-
-        Does nothing unless a harness replaced it; the crash tests kill the process here to
-        prove the journal recovers from a death at each point.
-        """
-
     # --- sending -----------------------------------------------------------------------------
 
     def _submit(

@@ -100,6 +100,15 @@ class Pipeline:
         """The key new requests are signed with (the ring's active key)."""
         return self.keys.active()
 
+    def checkpoint(self, name: str) -> None:
+        """Named points of the order path (and of recovery) where a test harness may stop
+        or stall the process.
+
+        Does nothing unless a harness replaced it; the crash tests kill the process here to
+        prove the journal recovers from a death at each point, and the chaos soak stalls
+        here while other processes take over.
+        """
+
     def note(self, kind: str, **fields: Any) -> Call:
         """An audit event, as an effect: the trail may be a file, written off the loop."""
         audit = self.audit

@@ -122,6 +122,7 @@ class Recovery(Resolution):
         )
         open_orders = self.venue.parse_orders(payload)
         held = {o.client_order_id: o for o in open_orders if o.client_order_id}
+        self.checkpoint("recovery_snapshot")  # what follows may be stale: see .states
         resolved: list[Order] = []
         not_placed: list[str] = []
         unresolved: list[str] = []
