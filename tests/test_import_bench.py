@@ -30,7 +30,7 @@ def test_the_warm_up_leaves_our_modules_compiled(
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on this project's machines
     assert _process._warm_up({"ours": _process.OURS}, str(tmp_path)) is None
     cached = {path.name.split(".")[0] for path in (tmp_path / "pycache").rglob("*.pyc")}
-    assert {"client", "flows", "models", "journal"} <= cached
+    assert {"client", "orders", "models", "journal"} <= cached
     # What the row then measures: a launch that finds them all and compiles nothing.
     compiled = {path: path.stat().st_mtime_ns for path in (tmp_path / "pycache").rglob("*.pyc")}
     assert _process._failure(_process._run(_process.OURS, str(tmp_path))) is None

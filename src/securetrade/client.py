@@ -505,6 +505,7 @@ class AsyncClient(_Base[AsyncTransport]):
             Resource.LIMITER: core.limiter.blocking,
             Resource.JOURNAL: core.journal.blocking or isinstance(core.journal, Journal),
             Resource.AUDIT: core.audit.trail is not None,
+            Resource.POLICY: core.policy.blocking,
         }
         return frozenset(resource for resource, blocks in waits.items() if blocks)
 

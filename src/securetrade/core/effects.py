@@ -4,8 +4,8 @@ A flow is a generator that yields effects: :class:`Wait` (sleep), :class:`Send` 
 request, hand back the response), the journal writes and reads of the order path
 (:class:`Claim`, :class:`Persist`, :class:`Settle`, :class:`Lookup`), and :class:`Call`, any
 other call on a shared resource (the rate limiter, the journal off the order path, the
-audit trail). A driver performs the effect and sends the result back in, or throws the
-failure into the flow.
+audit trail, the policy and its kill switch). A driver performs the effect and sends the
+result back in, or throws the failure into the flow.
 
 The driver, not the core, decides how: the sync ``Client`` makes every call where it
 stands; the ``AsyncClient`` groups the order path's journal writes into shared commits
@@ -65,6 +65,7 @@ class Resource(enum.Enum):
     LIMITER = "limiter"
     JOURNAL = "journal"
     AUDIT = "audit"
+    POLICY = "policy"  # its kill switch may be shared through SQLite or Redis
 
 
 class Call:

@@ -26,10 +26,10 @@ from ..errors import (
     VenueRejected,
 )
 from ..models import Order, OrderRequest
-from ..policy import ReferencePrice
+from ..policy import Admission, ReferencePrice
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
-from .effects import Claim, Flow, Lookup, Persist, Wait
+from .effects import Call, Claim, Flow, Lookup, Persist, Resource, Wait
 from .pipeline import code_of, error_of
 from .recovery import IN_FLIGHT, Recovery
 from .resolution import StaleView
@@ -142,8 +142,12 @@ class Core(Recovery):
         """
         IN_FLIGHT.add(cid)
         sent = [False]  # whether a Persist applied: the row is no longer ``seen``
+        policy = self.policy
         try:
-            with self.policy.admit(order, cid, reference=reference) as admission:
+            admission: Admission = yield Call(
+                Resource.POLICY, lambda: policy.admit(order, cid, reference=reference)
+            )
+            with admission:
                 result = yield from self._attempts(order, key, cid, seen, sent)
                 admission.placed(result)
         except StaleView:

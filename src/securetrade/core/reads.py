@@ -163,8 +163,9 @@ class Reads(Pipeline):
         if value <= 0:
             raise InvalidRequest("amount must be greater than zero")
         params = self.venue.withdraw_params(asset, value, address, network)
+        policy = self.policy
         try:
-            self.policy.check_withdrawal()
+            yield Call(Resource.POLICY, policy.check_withdrawal)
             self.key.require(Scope.WITHDRAW, address=address)
         except LocalRefusal as exc:
             yield self.note(
@@ -224,8 +225,9 @@ class Reads(Pipeline):
         except ScopeError:
             yield self.note("scope.refused", op="place_order", reason="permission")
             raise
+        policy = self.policy
         try:
-            self.policy.check(order, final=False)
+            yield Call(Resource.POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
             instruments = yield from self.markets(priority=Priority.ORDER)
             instrument = instruments.get(order.symbol)
@@ -238,8 +240,8 @@ class Reads(Pipeline):
                 reference = yield from self.reference_price(order.symbol)
             if valued_by_key:
                 yield from self._within_key_notional(order, reference)
-            if self.policy.needs_reference(order):  # else the first check was complete
-                self.policy.check(order, reference_price=reference)
+            if policy.needs_reference(order):  # else the first check was complete
+                yield Call(Resource.POLICY, lambda: policy.check(order, reference_price=reference))
         except PolicyViolation as exc:
             if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too
                 yield from self._honour_kill_switch()
@@ -285,18 +287,22 @@ class Reads(Pipeline):
 
     def kill(self, reason: str, *, cancel_open: bool = False) -> Flow[list[Order]]:
         """Engage the kill switch (everywhere it reaches); cancel open orders if asked."""
-        self.policy.kill_switch.engage(reason, cancel_open=cancel_open)
+        switch = self.policy.kill_switch
+        yield Call(Resource.POLICY, lambda: switch.engage(reason, cancel_open=cancel_open))
         yield self.note("killswitch.engaged", reason=reason, cancel_open=cancel_open)
         cancelled = yield from self._honour_kill_switch()
         return cancelled
 
     def _honour_kill_switch(self) -> Flow[list[Order]]:
         """Cancel every open order once per engagement that asked for it."""
+        switches = self.policy.kill_switches()
+        states: list[KillState] = []
+        if self._cancel_due is None:
+            states = yield Call(Resource.POLICY, lambda: [s.state() for s in switches])
         with self._kill_lock:  # two threads of one client: the first takes the engagement
             due = self._cancel_due
             if due is None:
-                for switch in self.policy.kill_switches():
-                    state = switch.state()
+                for state in states:
                     if state.engaged and state.cancel_open and state.at != self._cancelled_for:
                         due = state
                         break

@@ -23,7 +23,7 @@ from types import TracebackType
 
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
-from .killswitch import KillSwitch
+from .killswitch import KillSwitch, MemorySwitchStore
 
 __all__ = ["Admission", "Decision", "Policy", "ReferencePrice"]
 
@@ -182,6 +182,12 @@ class Policy:
                 raise PolicyViolation(
                     f"kill switch engaged: {state.reason}; no withdrawal", rule="kill_switch"
                 )
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a check may wait on a file or the network (a kill switch shared through
+        SQLite or Redis): the async client then makes it off its event loop."""
+        return any(not isinstance(p.kill_switch.store, MemorySwitchStore) for p in self._chain())
 
     def kill_switches(self) -> list[KillSwitch]:
         """Every kill switch this policy obeys (its own and its parents')."""
