@@ -157,15 +157,37 @@ class RedisJournal:
         ``loss_window_ms`` bounds how long after a data loss an attempt recorded before it
         may still execute (default: the longest venue window, 60 s, plus the default
         settle margin); ``loss_horizon`` is how long, in seconds, new claims then ask the
-        venue before they send."""
-        if retention <= 0 or tombstone_ttl <= 0 or loss_window_ms < 0 or loss_horizon <= 0:
-            raise ValueError("retention, tombstone_ttl and loss_horizon must be positive")
-        if client is None:
-            import redis as redis_module
+        venue before they send.
 
-            if url is None:
-                raise ValueError("give a Redis url or a client")
-            client = redis_module.Redis.from_url(url)
+        Raises :class:`~securetrade.errors.InvalidRequest` for arguments it cannot use and
+        :class:`~securetrade.errors.JournalError` when the server cannot be reached; a client
+        opens its journal before sending, so nothing was sent."""
+        import redis as redis_module
+
+        from ..errors import InvalidRequest, JournalError
+
+        for name, value, zero_ok in (
+            ("retention", retention, False),
+            ("tombstone_ttl", tombstone_ttl, False),
+            ("loss_horizon", loss_horizon, False),
+            ("loss_window_ms", loss_window_ms, True),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and (value >= 0 if zero_ok else value > 0) and value < float("inf")):
+                least = "0 or more" if zero_ok else "above 0"
+                raise InvalidRequest(f"RedisJournal: {name} must be a finite number, {least}")
+        if not isinstance(prefix, str) or not prefix:
+            raise InvalidRequest("RedisJournal: prefix must be a non-empty str")
+        if client is None:
+            if not isinstance(url, str) or not url:
+                raise InvalidRequest(
+                    "RedisJournal needs a Redis URL (redis://host:port/db, rediss:// for TLS) "
+                    "or client=redis.Redis(...)"
+                )
+            try:
+                client = redis_module.Redis.from_url(url)
+            except ValueError as exc:  # the message names the schemes, never the password
+                raise InvalidRequest(f"RedisJournal: unusable Redis URL: {exc}") from None
         self._redis = client
         self._prefix = prefix
         self.retention = retention
@@ -173,14 +195,21 @@ class RedisJournal:
         self._loss_args = [loss_window_ms, max(1, int(loss_horizon * 1000))]
         self._marker = f"{prefix}marker"
         self._suspect = f"{prefix}loss"
-        self._begin = client.register_script(_BEGIN)
-        self._sending = client.register_script(_SENDING)
-        self._lease = client.register_script(_LEASE)
-        self._release = client.register_script(_RELEASE)
-        self._add_fills = client.register_script(_FILLS)
         self.path = f"redis:{prefix}"
-        self._warn_unless_durable()
-        client.set(self._marker, int(time.time() * 1000), nx=True)
+        try:
+            self._begin = client.register_script(_BEGIN)
+            self._sending = client.register_script(_SENDING)
+            self._lease = client.register_script(_LEASE)
+            self._release = client.register_script(_RELEASE)
+            self._add_fills = client.register_script(_FILLS)
+            self._warn_unless_durable()
+            client.set(self._marker, int(time.time() * 1000), nx=True)
+        except redis_module.RedisError as exc:
+            raise JournalError(
+                f"RedisJournal: the Redis server cannot be used ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); check that it runs and that the URL, password and TLS "
+                "settings are right. Nothing was sent."
+            ) from exc
 
     def _warn_unless_durable(self) -> None:
         import redis as redis_module
