@@ -226,8 +226,9 @@ def test_redis_journal_without_a_server_raises_journal_error() -> None:
     pytest.importorskip("redis")
     from securetrade.core.redis_journal import RedisJournal
 
-    with pytest.raises(JournalError, match="check that it runs"):
+    with pytest.raises(JournalError, match="check that it runs") as info:
         RedisJournal(f"redis://:hunter2@127.0.0.1:{_closed_port()}/0")
+    assert "hunter2" not in str(info.value)  # the URL's password stays out of the message
 
 
 # --- pins of the wrong shape ----------------------------------------------------------------
