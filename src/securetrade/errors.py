@@ -28,7 +28,9 @@
     │   └── ConnectFailed            the request never reached the venue
     ├── AmbiguousOutcome             the request may have executed; the idempotency layer
     │   └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
-    └── InboundRejected              (receiving side) a signed message failed verification
+    ├── InboundRejected              (receiving side) a signed message failed verification
+    └── JournalError                 the order journal cannot be opened or written: when
+                                     opening it, nothing was sent; see the message for the fix
 
 Every error carries the venue, the venue's error code and request id where there is one. No
 error ever holds a secret: messages are built from redacted values only.
@@ -49,6 +51,7 @@ __all__ = [
     "InsufficientFunds",
     "InvalidRequest",
     "IpBanned",
+    "JournalError",
     "KeyNotFound",
     "KeystoreError",
     "KeystorePermissions",
@@ -274,3 +277,17 @@ class InboundRejected(SecureTradeError):
     def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.reason = reason
+
+
+# --- the order journal cannot be used ---------------------------------------------------------
+
+
+class JournalError(SecureTradeError):
+    """The order journal could not be opened, or could not record a step of an order.
+
+    Opening a journal (a path that cannot hold one, another program's database, a newer
+    schema) raises it before anything is sent; the message says what to change. Raised by
+    an order call, a journal write failed: before the send, nothing was sent; after it, the
+    order may exist, and its intent, left unfinished in the journal, is resolved with the
+    venue by the next recovery. Not a :class:`LocalRefusal` for that second case.
+    """

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as _PydanticValidationError
 
 from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
 
 __all__ = [
     "Balance",
@@ -106,7 +110,14 @@ class OrderStatus(str, enum.Enum):
 
 
 class _Model(BaseModel):
-    """Base: immutable, no unknown fields, and our own error type on bad input."""
+    """Base: immutable, no unknown fields, and our own error type on bad input.
+
+    Every way pydantic offers to make one (the constructor, ``model_validate``, its JSON
+    and strings forms, ``model_copy(update=...)``) checks the values the same way and
+    raises :class:`~securetrade.errors.InvalidRequest`, never pydantic's own error: a copy
+    cannot hold what the constructor refuses, such as a quantity of -5 or a NaN price.
+    (``model_construct`` stays pydantic's unchecked path for trusted data.)
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
 
@@ -115,6 +126,59 @@ class _Model(BaseModel):
             super().__init__(**data)
         except _PydanticValidationError as exc:
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_strings(obj, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, with ``update`` checked as the constructor checks it.
+
+        One field of a model without model-wide validators (the core's ``idempotency_key``
+        on every order) is checked alone, for well under a microsecond; otherwise the copy
+        is validated whole, as a new model, so that a rule across fields (a LIMIT order's
+        time in force) sees the result and never an intermediate state.
+        """
+        copy = super().model_copy(deep=True) if deep else self.__copy__()
+        if not update:
+            return copy
+        cls = type(self)
+        try:
+            if len(update) == 1 and not cls.__pydantic_decorators__.model_validators:
+                for name, value in update.items():
+                    cls.__pydantic_validator__.validate_assignment(copy, name, value)
+                return copy
+            return cls.__pydantic_validator__.validate_python({**copy.__dict__, **update})  # type: ignore[no-any-return]
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+
+def _refusal(model: str, exc: _PydanticValidationError) -> InvalidRequest:
+    """Pydantic's error as ours. Validation runs our ``__init__``, whose own refusal comes
+    back wrapped: that one is returned as it is."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if len(errors) == 1 and not errors[0]["loc"]:
+        inner = errors[0].get("ctx", {}).get("error")
+        if isinstance(inner, InvalidRequest):
+            return inner
+    return InvalidRequest(_summarise(model, exc))
 
 
 def _summarise(model: str, exc: _PydanticValidationError) -> str:
@@ -156,6 +220,15 @@ class OrderRequest(_Model):
             side = data.get("side")
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}
+            kind = data.get("type", cls.model_fields["type"].default)
+            if kind == OrderType.LIMIT and data.get("time_in_force") is None:
+                # A limit order without a time in force is refused by Binance (-1102) and
+                # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
+                data = {**data, "time_in_force": TimeInForce.GTC}
+            elif kind == OrderType.MARKET and data.get("time_in_force") is not None:
+                raise InvalidRequest(
+                    "time_in_force: a MARKET order takes none (it applies to LIMIT)"
+                )
         return data
 
     @property
@@ -183,7 +256,9 @@ def _canonical(value: Decimal) -> str:
 
 
 class LimitOrder(OrderRequest):
-    """Buy or sell ``quantity`` at ``price`` or better. Time in force defaults to GTC."""
+    """Buy or sell ``quantity`` at ``price`` or better. Time in force defaults to GTC
+    (good till cancelled), also when given as ``None``, as it does for any LIMIT
+    :class:`OrderRequest`: venues either require one (Binance) or assume GTC."""
 
     type: Literal[OrderType.LIMIT] = OrderType.LIMIT
     price: Price

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import IdempotencyKeyExpired, InvalidRequest
+from ..errors import IdempotencyKeyExpired, InvalidRequest, JournalError
 from ..models import Fill
 from .states import (
     GUARDED,
@@ -182,8 +182,53 @@ class JournalBusy(Exception):
     :meth:`Journal.transaction`); internal: the group commit retries off the loop."""
 
 
-class JournalError(RuntimeError):
-    """The journal file cannot be used (another schema, or not a journal)."""
+# JournalError is defined in securetrade.errors (a SecureTradeError); this module's name
+# for it stays, for the code and tests that import it from here.
+_JOURNAL_TABLES = frozenset({"intents", "leases", "fills", "tombstones"})
+
+
+def _unusable(path: str, exc: BaseException) -> JournalError:
+    """The error for a path that cannot hold a journal: what is wrong, and what to do.
+
+    SQLite's own words ("unable to open database file") name neither the cause nor the fix;
+    the path is looked at again to tell which case it is.
+    """
+    where = Path(path)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    elsewhere = "or pass journal= a path in a directory this process can write"
+    if where.is_dir():
+        reason = "it is a directory"
+        fix = f"pass journal= a file inside it, such as {where / 'journal.sqlite3'}"
+    elif isinstance(exc, OSError):  # creating the parent directory failed
+        blocker = next((p for p in where.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a directory"
+            fix = f"move that file, {elsewhere}"
+        else:
+            reason = f"its directory {where.parent} cannot be created ({exc.strerror or exc})"
+            fix = f"create it, writable by this process, {elsewhere}"
+    elif name == "SQLITE_NOTADB" or "not a database" in text:
+        reason = "it is not an SQLite database (some other file is in the way)"
+        fix = f"move that file, {elsewhere}"
+    elif name.startswith("SQLITE_READONLY") or "readonly" in text:
+        reason = "it is read-only (SQLite writes it, and its -wal and -shm files beside it)"
+        fix = f"make the file and its directory writable by this process, {elsewhere}"
+    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        reason = f"it cannot be opened or created in {where.parent}"
+        fix = f"make that directory writable by this process, {elsewhere}"
+    elif name.startswith("SQLITE_BUSY") or "locked" in text:
+        reason = "another connection kept it locked for 30 s"
+        fix = "retry once that process is done, or give each process its own journal"
+    elif name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        reason = "it is damaged"
+        fix = "keep it for inspection, and pass journal= a new path"
+    else:
+        reason = f"it cannot be used ({type(exc).__name__}: {text})"
+        fix = elsewhere
+    error = JournalError(f"journal {path}: {reason}; {fix}. Nothing was sent.")
+    error.__cause__ = exc
+    return error
 
 
 class JournalStore(Protocol):
@@ -261,20 +306,38 @@ class Journal:
         tombstone_ttl: float = TOMBSTONE_S,
     ) -> None:
         """``retention``: seconds a finished intent (see :data:`PURGEABLE`) is kept after
-        its last change; ``tombstone_ttl``: seconds its tombstone then refuses the key."""
+        its last change; ``tombstone_ttl``: seconds its tombstone then refuses the key.
+
+        Raises :class:`JournalError`, saying what to change, when ``path`` cannot hold a
+        journal: a directory, a file that is not SQLite or is another program's database,
+        a place this process cannot write. A client opens its journal before sending.
+        """
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
-            raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
-        if retention <= 0 or tombstone_ttl <= 0:
-            raise ValueError("retention and tombstone_ttl must be positive")
+            raise InvalidRequest("synchronous must be FULL, EXTRA or NORMAL")
+        for name, value in (("retention", retention), ("tombstone_ttl", tombstone_ttl)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidRequest(f"{name} must be a positive number of seconds")
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidRequest(
+                f"journal path must be a str or Path, got {type(path).__name__}; "
+                "pass journal=':memory:' for a journal that lives in this process only"
+            )
         self.retention = retention
         self.tombstone_ttl = tombstone_ttl
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = str(path)
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str):  # a bytes path from os.PathLike
+            raise InvalidRequest("journal path must be text, not bytes")
         self._synchronous = synchronous
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
-        )
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                if Path(self.path).is_dir():
+                    raise IsADirectoryError(self.path)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(self.path, exc) from exc
         # Reentrant: writes made inside :meth:`transaction` by its thread join it.
         self._lock = threading.RLock()
         self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
@@ -285,36 +348,55 @@ class Journal:
         self._checkpointer: sqlite3.Connection | None = None  # see _checkpoint()
         self._flushes = 0
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            if self.needs_flush:  # our flushes checkpoint, off the committing thread
-                self._db.execute("PRAGMA wal_autocheckpoint=0")
-                self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-            self._db.execute("BEGIN IMMEDIATE")  # processes opening a new file at once
             try:
-                self._migrate()
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                if self.needs_flush:  # our flushes checkpoint, off the committing thread
+                    self._db.execute("PRAGMA wal_autocheckpoint=0")
+                    self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+                self._db.execute("BEGIN IMMEDIATE")  # processes opening a new file at once
+                try:
+                    self._migrate()
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.close()
+                raise _unusable(self.path, exc) from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
                 self._db.close()
                 raise
-            self._db.execute("COMMIT")
             self._open_log()
 
     def _migrate(self) -> None:
+        """Create or upgrade the schema; refuse a file that is not one of our journals
+        (another program's database would otherwise gain our tables silently)."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        foreign = sorted(tables - _JOURNAL_TABLES)
+        if "intents" not in tables and (tables or version != 0):
+            raise JournalError(
+                f"journal {self.path}: it is another program's SQLite database (tables: "
+                f"{', '.join(foreign) or 'none'}; user_version {version}), not an order "
+                "journal; pass journal= a path of its own (a new file is made there). "
+                "Nothing was sent."
+            )
         if version not in (0, *_READABLE):
             raise JournalError(
-                f"{self.path} is a journal of schema {version}; this version reads {_VERSION}"
+                f"journal {self.path}: it is a journal of schema {version}, and this version "
+                f"reads {_VERSION}; open it with the securetrade that wrote it. Nothing was sent."
             )
-        if version == 0:
-            has_old = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'intents'"
-            ).fetchone()
-            if has_old is not None:
-                raise JournalError(
-                    f"{self.path} was written by a pre-release securetrade; resolve its "
-                    "intents with that version, then start a new journal"
-                )
+        if version == 0 and tables:  # intents, but no version: a pre-release file
+            raise JournalError(
+                f"journal {self.path}: it was written by a pre-release securetrade; resolve its "
+                "intents with that version, then start a new journal. Nothing was sent."
+            )
         if version != _VERSION:
             self._db.execute(f"PRAGMA user_version={_VERSION}")
         for statement in _SCHEMA:  # IF NOT EXISTS: adds what a file lacks

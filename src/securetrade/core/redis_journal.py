@@ -223,17 +223,37 @@ class RedisJournal:
         settle margin); ``loss_horizon`` is how long, in seconds, new claims then ask the
         venue before they send. ``after_loss=True`` opens a journal whose server lost its
         data (its marker is gone): the loss is noted as above. ``create=True`` is what
-        :meth:`create` passes: use that instead."""
-        if retention <= 0 or tombstone_ttl <= 0 or loss_window_ms < 0 or loss_horizon <= 0:
-            raise ValueError("retention, tombstone_ttl and loss_horizon must be positive")
-        if "{" in prefix or "}" in prefix:
-            raise ValueError("a journal prefix may not contain braces (it is a hash tag)")
-        if client is None:
-            import redis as redis_module
+        :meth:`create` passes: use that instead.
 
-            if url is None:
-                raise ValueError("give a Redis url or a client")
-            client = redis_module.Redis.from_url(url)
+        Raises :class:`~securetrade.errors.InvalidRequest` for arguments it cannot use and
+        :class:`~securetrade.errors.JournalError` when the server cannot be reached; a client
+        opens its journal before sending, so nothing was sent."""
+        import redis as redis_module
+
+        for name, value, zero_ok in (
+            ("retention", retention, False),
+            ("tombstone_ttl", tombstone_ttl, False),
+            ("loss_horizon", loss_horizon, False),
+            ("loss_window_ms", loss_window_ms, True),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and (value >= 0 if zero_ok else value > 0) and value < float("inf")):
+                least = "0 or more" if zero_ok else "above 0"
+                raise InvalidRequest(f"RedisJournal: {name} must be a finite number, {least}")
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise InvalidRequest(
+                "RedisJournal: prefix must be a non-empty str without braces (it is a hash tag)"
+            )
+        if client is None:
+            if not isinstance(url, str) or not url:
+                raise InvalidRequest(
+                    "RedisJournal needs a Redis URL (redis://host:port/db, rediss:// for TLS) "
+                    "or client=redis.Redis(...)"
+                )
+            try:
+                client = redis_module.Redis.from_url(url)
+            except ValueError as exc:  # the message names the schemes, never the password
+                raise InvalidRequest(f"RedisJournal: unusable Redis URL: {exc}") from None
         self._redis = client
         self._prefix = prefix
         self._tag = "{" + prefix + "}"  # one hash slot for the whole journal
@@ -242,15 +262,22 @@ class RedisJournal:
         self._loss_args = [loss_window_ms, max(1, int(loss_horizon * 1000))]
         self._marker = f"{self._tag}marker"
         self._suspect = f"{self._tag}loss"
-        self._begin = client.register_script(_BEGIN)
-        self._sending = client.register_script(_SENDING)
-        self._settle = client.register_script(_SETTLE)
-        self._lease = client.register_script(_LEASE)
-        self._release = client.register_script(_RELEASE)
-        self._add_fills = client.register_script(_FILLS)
         self.path = f"redis:{prefix}"
-        self._warn_unless_durable()
-        self._open(create=create, after_loss=after_loss)
+        try:
+            self._begin = client.register_script(_BEGIN)
+            self._sending = client.register_script(_SENDING)
+            self._settle = client.register_script(_SETTLE)
+            self._lease = client.register_script(_LEASE)
+            self._release = client.register_script(_RELEASE)
+            self._add_fills = client.register_script(_FILLS)
+            self._warn_unless_durable()
+            self._open(create=create, after_loss=after_loss)
+        except redis_module.RedisError as exc:
+            raise JournalError(
+                f"RedisJournal: the Redis server cannot be used ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); check that it runs and that the URL, password and TLS "
+                "settings are right. Nothing was sent."
+            ) from exc
 
     @classmethod
     def create(cls, url: str | None = None, **options: Any) -> RedisJournal:

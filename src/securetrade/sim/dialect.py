@@ -101,6 +101,20 @@ def json_response(
     return SimResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
+def _unreadable(response: SimResponse, *, html: bool) -> SimResponse:
+    """A complete 200 whose body no client can read: the JSON cut in half, or the HTML
+    page a proxy or CDN sends in place of the venue's answer."""
+    if html:
+        body = b"<html><head><title>200 OK</title></head><body>Please wait...</body></html>"
+        return replace(
+            response,
+            status=200,
+            headers={**response.headers, "content-type": "text/html"},
+            body=body,
+        )
+    return replace(response, status=200, body=response.body[: max(1, len(response.body) // 2)])
+
+
 StatsT = TypeVar("StatsT", bound=DialectStats)
 
 
@@ -170,6 +184,8 @@ class Dialect(ABC, Generic[StatsT]):
             if replaced is not None:
                 return replaced
         response = json_response(status, payload, self._usage(request))
+        if kind in ("garbled_after", "html_after"):  # processed, the answer unreadable
+            return _unreadable(response, html=kind == "html_after")
         if kind in ("drop_response", "reset"):  # processed, the answer lost on the way
             return replace(response, drop=kind == "drop_response", reset=kind == "reset")
         return response

@@ -18,10 +18,22 @@ _KINDS = (
     "rate_limit",
     "rate_limit_after",
     "ban",
+    "garbled_after",
+    "html_after",
 )
 
 #: Kinds after which the request has been processed (the order exists).
-EXECUTED = frozenset({"drop_response", "status_after", "rate_limit_after", "reset", "delay"})
+EXECUTED = frozenset(
+    {
+        "drop_response",
+        "status_after",
+        "rate_limit_after",
+        "reset",
+        "delay",
+        "garbled_after",
+        "html_after",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -34,7 +46,9 @@ class Fault:
     Processed: ``drop_response`` closes the connection instead of answering; ``status_after``
     answers ``status``; ``rate_limit_after`` answers 429 with Retry-After ``seconds`` (a
     misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
-    response, then resets the connection;
+    response, then resets the connection; ``garbled_after`` answers 200 with the venue's
+    JSON cut in half, and ``html_after`` answers 200 with an HTML page (a proxy or CDN
+    that replaced the answer): delivered in full, but unreadable;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
     (past the client's timeout, the order lands after the client gave up).
     ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many

@@ -66,7 +66,7 @@ class PinSet:
         self, pins: Mapping[str, Iterable[str]], *, unsafe_single_pin: bool = False
     ) -> None:
         table: dict[str, frozenset[str]] = {}
-        for pattern, values in pins.items():
+        for pattern, values in _entries(pins):
             clean = frozenset(values)
             for pin in clean:
                 _validate_pin(pin)
@@ -79,6 +79,12 @@ class PinSet:
             raise InvalidRequest("a PinSet needs at least one host pattern")
         self._table = table
         self._der_cache: dict[bytes, str] = {}
+
+    @classmethod
+    def coerce(cls, pins: PinSet | Mapping[str, Iterable[str]]) -> PinSet:
+        """``pins`` as a PinSet: one as it is, a mapping checked and built; anything else
+        refused with :class:`~securetrade.errors.InvalidRequest`."""
+        return pins if isinstance(pins, PinSet) else cls(pins)
 
     def __repr__(self) -> str:
         return f"PinSet({ {k: sorted(v) for k, v in self._table.items()} })"
@@ -105,6 +111,40 @@ class PinSet:
         seen = [self.pin_of(der) for der in chain]
         if not wanted or wanted.isdisjoint(seen):
             raise PinFailure(host, seen)
+
+
+_SHAPE = "pins={'api.example.com': ['sha256/<live key>', 'sha256/<backup key>']}"
+
+
+def _entries(pins: Any) -> list[tuple[str, list[Any]]]:
+    """The (host pattern, pins) pairs of ``pins``, or InvalidRequest naming what is wrong:
+    a list or a string where a mapping of host to pins belongs, a bare string where a list
+    of pins belongs (its characters would be read as pins), a key that is not a host."""
+    if isinstance(pins, PinSet):
+        return [(pattern, list(values)) for pattern, values in pins._table.items()]
+    if not isinstance(pins, Mapping):
+        raise InvalidRequest(
+            f"pins must map each host to its pins, got {type(pins).__name__}: pass {_SHAPE} "
+            "(`securetrade pins <host>` prints them)"
+        )
+    entries = []
+    for pattern, values in pins.items():
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise InvalidRequest(f"pins: {pattern!r} is not a host name or pattern: {_SHAPE}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise InvalidRequest(
+                f"pins for {pattern!r} must be a list of pins, got {type(values).__name__}: "
+                f"{_SHAPE}"
+            )
+        listed = list(values)
+        for pin in listed:
+            if not isinstance(pin, str):
+                raise InvalidRequest(
+                    f"pins for {pattern!r}: each pin is a 'sha256/<base64>' string, got "
+                    f"{type(pin).__name__}"
+                )
+        entries.append((pattern, listed))
+    return entries
 
 
 def _validate_pin(pin: str) -> None:

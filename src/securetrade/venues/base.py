@@ -60,6 +60,7 @@ __all__ = [
     "Verdict",
     "read_json",
     "reads_answer",
+    "unreadable",
     "wire_decimal",
 ]
 
@@ -156,6 +157,20 @@ def read_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def unreadable(endpoint: Endpoint, status: int, venue: str, what: str) -> Outcome:
+    """The outcome of a delivered answer that cannot be read: ambiguous, always.
+
+    The request was sent, so it may have executed whatever the answer looks like (a 200
+    with half a body, a proxy's HTML page): the core asks the venue, never assumes that
+    nothing happened."""
+    error = AmbiguousOutcome(
+        f"{endpoint.op.value}: unreadable answer (HTTP {status}: {what}); it may have "
+        "executed, so the venue is asked",
+        venue=venue,
+    )
+    return Outcome(Verdict.AMBIGUOUS, None, error)
 
 
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:

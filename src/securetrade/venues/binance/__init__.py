@@ -8,7 +8,7 @@ Ed25519 base64) covers exactly those bytes. ``signature`` is appended last.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    unreadable,
     wire_decimal,
 )
 
@@ -140,6 +141,17 @@ _PERMISSION_SWITCHES: Mapping[str, frozenset[Scope]] = {
 _SYMBOL = re.compile(r"[A-Z0-9_.-]{1,20}")
 # newClientOrderId: ^[.A-Z:/a-z0-9_-]{1,36}$ (our derived ids are 32 of [0-9a-z]).
 CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
+# What a successful answer must look like before it is read: an order answer that is not
+# an order (a proxy's "{}", a page of another API) is unreadable, so ambiguous, and the
+# core asks the venue about the order (or reads again) instead of failing in the parser.
+# A cancel's answer is left to parse_order, which makes an unreadable one ambiguous too:
+# sending a cancel again would only be answered "unknown order".
+_SHAPES: Mapping[Op, Callable[[Any], bool]] = {
+    Op.PLACE_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
+    Op.GET_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
+    Op.OPEN_ORDERS: lambda p: isinstance(p, list),
+}
+
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -266,6 +278,11 @@ class BinanceSpot:
             and isinstance(payload.get("code"), int)
             and payload["code"] < 0
         ):
+            shape = _SHAPES.get(endpoint.op)
+            if payload is None:
+                return unreadable(endpoint, status, self.name, "not JSON")
+            if shape is not None and not shape(payload):
+                return unreadable(endpoint, status, self.name, "not the expected shape")
             return Outcome(Verdict.OK, payload)
         code = payload.get("code") if isinstance(payload, dict) else None
         message = payload.get("msg") if isinstance(payload, dict) else None

@@ -70,7 +70,11 @@ def outcome_of(exc: BaseException, status: int, headers: Any, body: bytes, venue
     duplicate = kind is DuplicateOrder or (kind is VenueRejected and "duplicate" in text.lower())
     if duplicate:
         kind = DuplicateOrder
-    if status >= 500 and verdict is Verdict.REJECTED:
+    if 200 <= status < 300 and verdict is not Verdict.AMBIGUOUS and not _is_json(body):
+        # "Done", with a body ccxt could not parse and guessed from (a proxy's page, half an
+        # answer): the request was delivered and may have executed; the venue is asked.
+        verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome
+    elif status >= 500 and verdict is Verdict.REJECTED:
         verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome  # a server failing may have acted
     elif status < 500 and "ExchangeNotAvailable" in names and status >= 400:
         # ccxt files unknown 4xx answers (400, 403, 404) as "not available"; the venue
@@ -93,6 +97,14 @@ def outcome_of(exc: BaseException, status: int, headers: Any, body: bytes, venue
         duplicate=duplicate,
         retry_after=retry_after,
     )
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -42,6 +42,7 @@ from ..base import (
     Params,
     Verdict,
     reads_answer,
+    unreadable,
     wire_decimal,
 )
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
@@ -85,6 +86,11 @@ _STATUS = {
     "rejected": OrderStatus.REJECTED,
 }
 _TIF = {t.value: t for t in TimeInForce}
+# Answers read into orders by interpret(), so that an unreadable one is an ambiguous
+# outcome the core resolves (a lookup, a read again). A cancel's answer is read by
+# parse_order later, which makes an unreadable one ambiguous too: a cancel sent again would
+# only be answered "unknown order".
+_ORDER_ANSWERS = frozenset({Op.PLACE_ORDER, Op.GET_ORDER})
 # Where a lookup by client order id among listed orders reads (``among``): unified methods.
 _AMONG = {"open": "fetch_open_orders", "closed": "fetch_closed_orders"}
 
@@ -284,8 +290,17 @@ class CcxtVenue:
             raise _refusal(self.name, exc) from None
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        """What a delivered answer means. Every failure to read it is ambiguous, since the
+        request was sent: ccxt's reading, a second request ccxt wants while reading (which
+        we never send), and an order answer that does not become an :class:`Order`."""
         if not isinstance(response, CcxtResponse):
-            raise InvalidRequest(f"{self.name} answers must come through its own transport")
+            return unreadable(
+                endpoint,
+                response.status,
+                self.name,
+                "it did not come through the ccxt transport; build the client without "
+                "transport= so that this venue opens its own",
+            )
         import ccxt
 
         try:
@@ -295,26 +310,33 @@ class CcxtVenue:
             if outcome.clock_skew and self.freshness is Freshness.NONCE:
                 outcome = replace(outcome, clock_skew=False, bad_nonce=True)
             return outcome
-        except InvalidRequest:
-            raise
         except Exception as exc:  # ccxt could not read an answer that was delivered
             log.debug("ccxt could not read a %s answer", endpoint.op.value, exc_info=True)
-            return Outcome(
-                Verdict.AMBIGUOUS,
-                None,
-                AmbiguousOutcome(
-                    f"{endpoint.op.value}: unreadable answer (HTTP {response.status}, "
-                    f"{type(exc).__name__})",
-                    venue=self.name,
-                ),
-            )
-        if endpoint.op is Op.INSTRUMENTS:
+            return unreadable(endpoint, response.status, self.name, type(exc).__name__)
+        op = endpoint.op
+        if op is Op.INSTRUMENTS:
             self.codec.run_pure(lambda exchange: exchange.set_markets(result))
-        if endpoint.op is Op.GET_ORDER and response.request is not None:
+        if op is Op.GET_ORDER and response.request is not None:
             call = response.request.call
             if call.method in _AMONG.values():
-                return self._found_in_list(call, result)
+                outcome = self._found_in_list(call, result)
+                if outcome.verdict is Verdict.OK and outcome.payload is not None:
+                    return self._as_orders(endpoint, response.status, outcome.payload)
+                return outcome
+        if (op in _ORDER_ANSWERS and op not in self.order_acks) or op is Op.OPEN_ORDERS:
+            return self._as_orders(endpoint, response.status, result)
         return Outcome(Verdict.OK, result)
+
+    def _as_orders(self, endpoint: Endpoint, status: int, result: Any) -> Outcome:
+        """An answer the core reads as orders, read now: what ccxt made of a garbled or
+        HTML answer (an order of Nones) is then ambiguous here, and the core asks the
+        venue, rather than refused later by the model as if nothing had been sent."""
+        try:
+            if endpoint.op is Op.OPEN_ORDERS:
+                return Outcome(Verdict.OK, self.parse_orders(result))
+            return Outcome(Verdict.OK, self.parse_order(result))
+        except AmbiguousOutcome as exc:
+            return unreadable(endpoint, status, self.name, exc.message)
 
     def _found_in_list(self, call: UnifiedCall, orders: Any) -> Outcome:
         """A lookup by client order id among listed orders: open ones first, then closed
@@ -409,7 +431,10 @@ class CcxtVenue:
 
     # --- unified structures into our models ------------------------------------------------
 
+    @reads_answer
     def parse_order(self, payload: Any) -> Order:
+        if isinstance(payload, Order):  # read already, by interpret()
+            return payload
         status = payload.get("status")
         filled = _decimal(payload.get("filled")) or Decimal(0)
         if status == "open" or status is None:
@@ -451,9 +476,13 @@ class CcxtVenue:
             fills=fills,
         )
 
+    @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
+        if isinstance(payload, (str, bytes, dict)):  # iterable, yet not a list of orders
+            raise TypeError("not a list of orders")
         return [self.parse_order(item) for item in payload]
 
+    @reads_answer
     def parse_balances(self, payload: Any) -> list[Balance]:
         free = payload.get("free") or {}
         used = payload.get("used") or {}
@@ -466,6 +495,7 @@ class CcxtVenue:
             for asset in sorted(set(free) | set(used))
         ]
 
+    @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
         from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
 
@@ -486,7 +516,10 @@ class CcxtVenue:
             )
         return result
 
+    @reads_answer
     def parse_server_time(self, payload: Any) -> int:
+        if isinstance(payload, bool) or not isinstance(payload, (int, str)):
+            raise TypeError(f"a server time is milliseconds, got {type(payload).__name__}")
         return int(payload)
 
     @reads_answer
@@ -496,9 +529,11 @@ class CcxtVenue:
             raise InvalidRequest(f"{self.name}: the ticker carries no last price")
         return price
 
+    @reads_answer
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
         return []  # ccxt's market list carries none; ``rate_limits`` holds ccxt's pacing
 
+    @reads_answer
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["id"])
 

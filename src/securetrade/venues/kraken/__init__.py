@@ -45,6 +45,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    unreadable,
     wire_decimal,
 )
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
@@ -199,6 +200,8 @@ class KrakenSpot:
         errors = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(errors, list):
             text = f"HTTP {status}: not a Kraken answer"
+            if 200 <= status < 300:  # delivered and "done", but unreadable: may have executed
+                return unreadable(endpoint, status, self.name, "not a Kraken answer")
             if status >= 500 or status in (0, 408):
                 return Outcome(Verdict.AMBIGUOUS, None, AmbiguousOutcome(text, venue=self.name))
             if status == 429:
@@ -209,6 +212,8 @@ class KrakenSpot:
         result = payload.get("result")
         if not failures and 200 <= status < 300:
             if endpoint.op is Op.GET_ORDER:
+                if not isinstance(result, dict):  # no result: that is not "not found"
+                    return unreadable(endpoint, status, self.name, "a lookup without a result")
                 return self._found(result)
             return Outcome(Verdict.OK, result)
         if not failures:
