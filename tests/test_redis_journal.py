@@ -199,3 +199,25 @@ def test_paused_host_is_fenced_by_the_venue_deadline(
     assert json.loads(out.splitlines()[-1])["order_id"] == placed["order_id"]
     assert sim.dialect.stats.rejections.get(-1021, 0) == expired_before + 1  # A's late send
     assert len(sim.market.orders_with_client_id(placed["client_order_id"])) == 1
+
+
+def test_every_key_of_a_journal_is_in_one_cluster_slot(redis_url: str) -> None:
+    """Redis Cluster runs a script only on keys of one hash slot: every key the journal
+    writes (intents, sets, fills, tombstones, lease, marker) carries the same hash tag."""
+    import redis
+    from redis.crc import key_slot
+
+    prefix = f"slot:{secrets.token_hex(4)}:"
+    journal = RedisJournal.create(redis_url, prefix=prefix, retention=60)
+    for n in range(3):
+        cid = f"st{n:030d}"
+        journal.begin(f"k{n}", cid, f"acct-{n}", "BTCUSDT", "fp")
+        journal.sending(cid, FRESH, 5)
+        journal.lease(f"acct-{n}", 30)
+    journal.settle("st" + "0" * 30, IntentState.FILLED, order_json="{}")
+    journal.close()
+    admin = redis.Redis.from_url(redis_url)
+    keys = [k for k in admin.scan_iter(match=f"*{prefix}*")]
+    admin.close()
+    assert len(keys) >= 10
+    assert {key_slot(k) for k in keys} == {key_slot(f"{{{prefix}}}".encode())}
