@@ -217,7 +217,7 @@ def test_every_key_of_a_journal_is_in_one_cluster_slot(redis_url: str) -> None:
     journal.settle("st" + "0" * 30, IntentState.FILLED, order_json="{}")
     journal.close()
     admin = redis.Redis.from_url(redis_url)
-    keys = [k for k in admin.scan_iter(match=f"*{prefix}*")]
+    keys = list(admin.scan_iter(match=f"*{prefix}*"))
     admin.close()
     assert len(keys) >= 10
     assert {key_slot(k) for k in keys} == {key_slot(f"{{{prefix}}}".encode())}
