@@ -510,7 +510,8 @@ def verify_path(
     """Verify a trail file (SQLite) or an export (``.jsonl``).
 
     Without ``public_keys`` the signer keys stored in a SQLite trail are used, which proves
-    integrity against anyone without the audit key but not who signed; pass the public
+    integrity against anyone without the audit key but not who signed (the report's
+    ``trusted_keys`` is False, and ``securetrade audit verify`` exits 3); pass the public
     key(s) you trust to prove that too. An export carries no keys, so it needs them.
     """
     if not Path(path).is_file():
