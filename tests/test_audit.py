@@ -229,11 +229,46 @@ def test_rewritten_chain_needs_the_trusted_key(
         f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_pem}')",
     )
     assert verify_path(trail_path).ok  # self-consistent, as far as the file alone can say
-    assert main(["audit", "verify", str(trail_path)]) == 0
-    assert "pass --public-key" in capsys.readouterr().out
+    assert main(["audit", "verify", str(trail_path)]) == 3  # ...which proves nothing
+    assert "--public-key FILE" in capsys.readouterr().out
     report = verify_path(trail_path, public_keys=[public_pem.read_text()])
     assert {p.kind for p in report.problems} == {"unknown_signer"}
     assert main(["audit", "verify", str(trail_path), "--public-key", str(public_pem)]) == 1
+
+
+def test_cli_verify_of_a_resigned_chain_fails_without_a_trusted_key(
+    trail_path: Path, public_pem: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Failure 13: with no trusted key, ``audit verify`` exited 0 on a chain re-signed with
+    another key. It must say that nothing proves who signed, and exit non-zero."""
+    capsys.readouterr()
+    assert main(["audit", "verify", str(trail_path)]) == 3  # intact, signer unproven
+    untouched = capsys.readouterr().out
+    assert untouched.startswith("UNVERIFIED: 8 records")
+    assert "no trusted key was given" in untouched
+    forger = AuditKey.generate()
+    _edit(trail_path)
+    _resign(trail_path, forger, start=1)
+    _sql(
+        trail_path,
+        "DELETE FROM audit_keys",
+        f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_pem}')",
+    )
+    assert main(["audit", "verify", str(trail_path)]) != 0
+    assert "OK" not in capsys.readouterr().out
+    assert main(["audit", "verify", str(trail_path), "--json"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert (verdict["ok"], verdict["intact"], verdict["trusted_keys"]) == (False, True, False)
+    assert main(["audit", "verify", str(trail_path), "--public-key", str(public_pem)]) == 1
+    command = [sys.executable, "-m", "securetrade", "audit", "verify", str(trail_path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+
+
+def test_cli_verify_exit_statuses_are_documented() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
+    assert "--public-key" in text
+    assert "3 intact but unproven" in text
 
 
 def test_truncated_tail_needs_an_anchor(

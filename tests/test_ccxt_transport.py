@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -280,6 +281,69 @@ def test_untrusted_certificate_is_refused(key: ApiKey, server: HttpsServer, sim:
     ):
         c.server_time()
     assert server.bytes_received == 0
+
+
+@pytest.fixture
+def hostile_tls_env(server: HttpsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The server's CA offered through SSL_CERT_FILE, and a TLS key log asked for."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(server.ca_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    key_log = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(key_log))
+    return key_log
+
+
+def _key_log_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_ccxt_sync_ignores_ssl_cert_file_and_sslkeylogfile(
+    key: ApiKey, server: HttpsServer, hostile_tls_env: Path
+) -> None:
+    options = {k: v for k, v in pinned(server).items() if k != "cadata"}
+    with (
+        Client(key, journal=":memory:", settings=FAST, **options) as c,
+        pytest.raises(UntrustedServer),
+    ):
+        c.server_time()  # the CA is only in the environment
+    assert server.bytes_received == 0
+    with Client(
+        key,
+        base_url=server.base_url,
+        cadata=server.ca_pem,
+        journal=":memory:",
+        settings=FAST,
+        unsafe_disable_pinning=True,
+    ) as c:
+        assert c.server_time() > 0
+    assert _key_log_lines(hostile_tls_env) == []
+
+
+def test_ccxt_async_ignores_ssl_cert_file_and_sslkeylogfile(
+    key: ApiKey, server: HttpsServer, hostile_tls_env: Path
+) -> None:
+    options = {k: v for k, v in pinned(server).items() if k != "cadata"}
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=":memory:", settings=FAST, **options) as c:
+            with pytest.raises(UntrustedServer):
+                await c.server_time()
+        async with AsyncClient(
+            key,
+            base_url=server.base_url,
+            cadata=server.ca_pem,
+            journal=":memory:",
+            settings=FAST,
+            unsafe_disable_pinning=True,
+        ) as c:
+            assert await c.server_time() > 0
+
+    asyncio.run(main())
+    assert _key_log_lines(hostile_tls_env) == []
 
 
 def test_the_pinned_session_is_ccxts_own(client: Client, server: HttpsServer) -> None:

@@ -61,6 +61,28 @@ def test_untrusted_host_gives_no_pins(
     assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
 
 
+def test_live_host_ignores_ssl_cert_file_and_sslkeylogfile(
+    server: HttpsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Pins are read from a chain the platform store (or --cafile) verified, never a CA
+    the environment slipped in; and no TLS key log is written."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(server.ca_pem)
+    key_log = tmp_path / "keys.log"
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("SSLKEYLOGFILE", str(key_log))
+    host_port = server.base_url.removeprefix("https://")
+    assert main(["pins", "--host", host_port]) == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
+    assert main(["pins", "--host", host_port, "--cafile", str(ca)]) == 0
+    written = key_log.read_text().splitlines() if key_log.exists() else []
+    assert [line for line in written if line and not line.startswith("#")] == []
+
+
 def test_not_a_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("hello")

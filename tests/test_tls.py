@@ -15,13 +15,16 @@ import hashlib
 import os
 import secrets
 import select
+import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,14 +35,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
+from securetrade import Client
 from securetrade.errors import InvalidRequest, LocalRefusal, PinMismatch, UntrustedServer
+from securetrade.sim import Simulator
 from securetrade.sim.binance import SimResponse
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.sim.server import HttpsServer
 from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.transport.base import HttpRequest, HttpResponse, TransportFailure
 from securetrade.transport.http import HttpTransport, check_base_url
-from securetrade.transport.tls import PinFailure, PinSet, pin_of_certificate, pinned_ssl_context
+from securetrade.transport.tls import (
+    PinFailure,
+    PinSet,
+    pin_of_certificate,
+    pinned_ssl_context,
+    verified_ssl_context,
+)
 
 HOST = "127.0.0.1"
 REQUEST = HttpRequest("GET", "/x")
@@ -578,6 +589,113 @@ def test_environment_proxies_are_ignored(
 
     assert response.status == 200
     assert genuine.bytes_received > 0
+
+
+# --- trust and key logs come from the caller, never the environment -------------------------
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "attacker-ca.pem"
+    path.write_bytes(ca.cert_pem.bytes())
+    return path
+
+
+def _hashed_ca_dir(ca_file: Path, tmp_path: Path) -> Path:
+    """A ``c_rehash``-style directory holding ``ca_file`` (OpenSSL's subject hash name)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to name a CA directory entry")
+    digest = subprocess.run(
+        [openssl, "x509", "-hash", "-noout", "-in", str(ca_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    directory = tmp_path / "attacker-ca-dir"
+    directory.mkdir()
+    shutil.copy(ca_file, directory / f"{digest}.0")
+    return directory
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+def test_ca_from_ssl_cert_environment_is_not_trusted(
+    send: Send,
+    genuine: HttpsServer,
+    ca_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    """Whoever sets the bot's environment must not add a CA: without cafile/cadata only the
+    platform's store is trusted, pinned or not (the server's CA is in neither)."""
+    value = ca_file if variable == "SSL_CERT_FILE" else _hashed_ca_dir(ca_file, tmp_path)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(value))
+    pinned = pinned_ssl_context(PinSet({HOST: [genuine.certificates.leaf_pin, backup_pin()]}))
+    for ctx in (pinned, verified_ssl_context(), None):  # None: the transport's default
+        with pytest.raises(UntrustedServer):
+            send(genuine.base_url, ctx)
+    assert_nothing_sent(genuine)
+    # Control: the same CA given by the caller is trusted.
+    assert send(genuine.base_url, verified_ssl_context(cafile=str(ca_file))).status == 200
+
+
+def _key_log_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_no_tls_key_log_even_with_sslkeylogfile(
+    send: Send,
+    ca: trustme.CA,
+    genuine: HttpsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key_log = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(key_log))
+    pinned = context([genuine.certificates.leaf_pin, backup_pin()], ca)
+    unpinned = verified_ssl_context(cadata=trusting(ca))
+    for ctx in (pinned, unpinned):
+        assert ctx.keylog_filename is None
+        assert send(genuine.base_url, ctx).status == 200
+    assert _key_log_lines(key_log) == []
+
+
+def test_unsafe_disable_pinning_writes_no_key_log_and_ignores_ssl_cert_file(
+    sim: Simulator, server: HttpsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_log = tmp_path / "keys.log"
+    ca_path = tmp_path / "sim-ca.pem"
+    ca_path.write_text(server.ca_pem)
+    monkeypatch.setenv("SSLKEYLOGFILE", str(key_log))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    key = sim.create_key()
+    with Client(
+        key,
+        base_url=server.base_url,
+        cadata=server.ca_pem,
+        journal=":memory:",
+        unsafe_disable_pinning=True,
+    ) as client:
+        assert client.server_time() > 0  # a real handshake happened
+    assert _key_log_lines(key_log) == []
+    with (
+        Client(
+            key, base_url=server.base_url, journal=":memory:", unsafe_disable_pinning=True
+        ) as client,
+        pytest.raises(UntrustedServer),
+    ):
+        client.server_time()  # the CA is only in SSL_CERT_FILE: not trusted
+    with (
+        Client(key, base_url=server.base_url, pins=server.pins, journal=":memory:") as client,
+        pytest.raises(UntrustedServer),
+    ):
+        client.server_time()  # pinned, no cadata: the platform store, not SSL_CERT_FILE
 
 
 # --- PinSet ----------------------------------------------------------------------------------

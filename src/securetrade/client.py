@@ -37,6 +37,7 @@ from .transport import (
 )
 from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
+from .transport.tls import verified_ssl_context
 from .venues import Venue, get_venue
 
 if TYPE_CHECKING:
@@ -296,9 +297,7 @@ def _ssl_context(
         logging.getLogger("securetrade").warning(
             "unsafe_disable_pinning: TLS is verified against CAs only, without pins"
         )
-        context = ssl.create_default_context(cafile=cafile, cadata=cadata)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
+        return verified_ssl_context(cafile=cafile, cadata=cadata)  # no SSL_CERT_*, no key log
     pinset = pins if isinstance(pins, PinSet) else PinSet(pins)
     return pinned_ssl_context(pinset, cafile=cafile, cadata=cadata)
 

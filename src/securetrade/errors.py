@@ -126,11 +126,20 @@ class LocalRefusal(SecureTradeError):
 
 
 class InvalidRequest(LocalRefusal, ValueError):
-    """The parameters are invalid for this venue or instrument."""
+    """The parameters are invalid for this venue or instrument.
+
+    It stays a :class:`ValueError`, as callers validating input expect; nothing in
+    securetrade catches ``ValueError`` around code that raises it without turning it back
+    into an :class:`InvalidRequest` or another error of this tree.
+    """
 
 
-class ScopeError(LocalRefusal, PermissionError):
-    """The API key was not granted the scope (or limit) this call needs."""
+class ScopeError(LocalRefusal):
+    """The API key was not granted the scope (or limit) this call needs.
+
+    Not a :class:`PermissionError`: that is an :class:`OSError`, and a bot's
+    ``except OSError`` (meant for network failures, retried) would swallow a refusal.
+    """
 
 
 class PolicyViolation(LocalRefusal):

@@ -1,8 +1,11 @@
 """``securetrade audit``: verify a tamper-evident audit trail, export it, print its head.
 
-``verify`` exits 0 when the chain is intact, 1 when any record was edited, removed,
-reordered or inserted (or the tail was cut, given an anchor), and 2 when the file cannot
-be read at all, so scripts and CI can act on the result.
+``verify`` exits 0 when the chain is intact and signed by a key the caller trusts
+(``--public-key``), 1 when any record was edited, removed, reordered or inserted (or the
+tail was cut, given an anchor), 2 when the file cannot be read at all, and 3 when the chain
+is intact but no trusted key was given: the keys stored in the file prove only that nobody
+without them changed it, not who signed, since whoever rewrites the whole file re-signs
+it with a key of their own. Scripts and CI can act on each case.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
+
+
+EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE, EXIT_UNTRUSTED = 0, 1, 2, 3
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -30,12 +36,14 @@ def _verify(args: argparse.Namespace) -> int:
         )
     except (InvalidRequest, OSError, UnicodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
+    status = EXIT_TAMPERED if not report.ok else EXIT_OK if report.trusted_keys else EXIT_UNTRUSTED
     if args.json:
         print(
             json.dumps(
                 {
-                    "ok": report.ok,
+                    "ok": status == EXIT_OK,
+                    "intact": report.ok,
                     "records": report.records,
                     "head": report.head,
                     "signers": list(report.signers),
@@ -47,18 +55,27 @@ def _verify(args: argparse.Namespace) -> int:
                 }
             )
         )
-        return 0 if report.ok else 1
-    source = "trusted keys" if report.trusted_keys else "keys stored in the file itself"
-    if report.ok:
-        print(f"OK: {report.records} records, chain intact, every signature valid ({source})")
+        return status
+    if status == EXIT_TAMPERED:
+        print(f"TAMPERED: {len(report.problems)} problem(s) in {report.records} records")
+        for problem in report.problems:
+            print(f"  {problem}")
+        return status
+    if status == EXIT_UNTRUSTED:
+        print(
+            f"UNVERIFIED: {report.records} records, chain intact against the keys stored in "
+            "the file itself, but no trusted key was given: a chain rewritten and re-signed "
+            "with another key passes that check too"
+        )
         print(f"head {report.head}")
-        if not report.trusted_keys:
-            print("note: pass --public-key to prove who signed, not only that nothing changed")
-        return 0
-    print(f"TAMPERED: {len(report.problems)} problem(s) in {report.records} records")
-    for problem in report.problems:
-        print(f"  {problem}")
-    return 1
+        print(
+            "pass the audit public key you keep apart from the trail: --public-key FILE "
+            "(see docs/audit.md)"
+        )
+        return status
+    print(f"OK: {report.records} records, chain intact, every signature valid (trusted keys)")
+    print(f"head {report.head}")
+    return status
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -102,13 +119,21 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     audit = commands.add_parser("audit", help="verify or export a tamper-evident audit trail")
     actions = audit.add_subparsers(dest="audit_command", required=True)
 
-    verify = actions.add_parser("verify", help="check the hash chain and every signature")
+    verify = actions.add_parser(
+        "verify",
+        help="check the hash chain and every signature against a trusted public key",
+        description=(
+            "Exit status: 0 intact and signed by a trusted key, 1 tampered, 2 unreadable, "
+            "3 intact but no --public-key given (nothing proves who signed)."
+        ),
+    )
     verify.add_argument("path", help="the trail (SQLite file) or an export (.jsonl)")
     verify.add_argument(
         "--public-key",
         action="append",
         metavar="PEM",
-        help="a trusted Ed25519 public key file (repeat for rotated keys)",
+        help="the audit key's Ed25519 public key (PEM file), kept apart from the trail; "
+        "repeat for rotated keys. Without it verify exits 3",
     )
     verify.add_argument(
         "--anchor", metavar="HASH", help="a head hash kept elsewhere: detects a cut tail"

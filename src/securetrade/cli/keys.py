@@ -50,45 +50,50 @@ def _read_file(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _passphrase(args: argparse.Namespace, *, new: bool) -> Secret:
-    from ..errors import InvalidRequest
+def _as_secret(value: bytes) -> Secret | None:
+    """``value`` wrapped at once (no bare secret in a frame that can raise); None if empty."""
     from ..keys import Secret
 
+    return Secret(value) if value else None
+
+
+def _passphrase(args: argparse.Namespace, *, new: bool) -> Secret:
+    from ..errors import InvalidRequest
+
     if args.passphrase_file:
-        value = _read_file(args.passphrase_file).rstrip(b"\r\n")
+        value = _as_secret(_read_file(args.passphrase_file).rstrip(b"\r\n"))
     elif os.environ.get(PASSPHRASE_ENV):
-        value = os.environ[PASSPHRASE_ENV].encode()
+        value = _as_secret(os.environ[PASSPHRASE_ENV].encode())
     elif sys.stdin.isatty():
-        value = _prompt("Keystore passphrase: ").encode()
-        if new and _prompt("Repeat the passphrase: ").encode() != value:
+        value = _as_secret(_prompt("Keystore passphrase: ").encode())
+        if new and _as_secret(_prompt("Repeat the passphrase: ").encode()) != value:
             raise InvalidRequest("the two passphrases differ")
     else:
         raise InvalidRequest(
             f"no keystore passphrase: set {PASSPHRASE_ENV}, pass --passphrase-file, "
             "use --keyring, or run in a terminal"
         )
-    if not value:
+    if value is None:
         raise InvalidRequest("the keystore passphrase is empty")
-    return Secret(value)
+    return value
 
 
 def _secret(args: argparse.Namespace, label: str) -> Secret:
     from ..errors import InvalidRequest
-    from ..keys import Secret
 
     if args.secret_file:
-        value = _read_file(args.secret_file).strip()
+        value = _as_secret(_read_file(args.secret_file).strip())
     elif args.secret_env:
-        value = os.environ.get(args.secret_env, "").encode()
-        if not value:
+        value = _as_secret(os.environ.get(args.secret_env, "").encode())
+        if value is None:
             raise InvalidRequest(f"{args.secret_env} is not set")
     elif sys.stdin.isatty():
-        value = _prompt(f"{label}: ").encode()
+        value = _as_secret(_prompt(f"{label}: ").encode())
     else:
         raise InvalidRequest("no secret: pass --secret-file PATH (or -) or --secret-env NAME")
-    if not value:
+    if value is None:
         raise InvalidRequest(f"the {label.lower()} is empty")
-    return Secret(value)
+    return value
 
 
 def _open(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
@@ -119,7 +124,7 @@ def _new_key(args: argparse.Namespace, *, like: ApiKey | None = None) -> ApiKey:
     key_id = args.key_id or _prompt("API key id: ")
     venue_passphrase = None
     if args.venue_passphrase_file:
-        venue_passphrase = _read_file(args.venue_passphrase_file).rstrip(b"\r\n")
+        venue_passphrase = _as_secret(_read_file(args.venue_passphrase_file).rstrip(b"\r\n"))
     return ApiKey(
         like.venue if like else args.venue,
         key_id,

@@ -74,10 +74,9 @@ def chain_from_host(
     """The chain the host presents, as verified against the system (or given) trust store:
     leaf first, root last. Normal verification stays on, so a host that does not validate
     gives no pins."""
-    from ..transport.tls import _verified_chain
+    from ..transport.tls import _verified_chain, verified_ssl_context
 
-    context = ssl.create_default_context(cafile=cafile)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = verified_ssl_context(cafile=cafile)  # never SSL_CERT_FILE, never a key log
     with (
         socket.create_connection((host, port), timeout=timeout) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,

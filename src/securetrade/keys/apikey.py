@@ -104,6 +104,15 @@ class ApiKey:
         withdraw_addresses: Iterable[str] = (),
         passphrase: str | bytes | Secret | None = None,
     ) -> None:
+        # First, before anything can raise: only Secrets stay in this frame, so a traceback
+        # rendered with its locals (Sentry, Rich, capture_locals) shows no secret.
+        had_passphrase = passphrase is not None
+        wrapped, wrapped_passphrase = _wrap(secret), _wrap(passphrase)
+        del secret, passphrase
+        if wrapped is None:
+            raise InvalidRequest("secret must be non-empty text, bytes or a Secret")
+        if had_passphrase and wrapped_passphrase is None:
+            raise InvalidRequest("passphrase must be non-empty text, bytes or a Secret")
         if not key_id or not key_id.isprintable() or any(c.isspace() for c in key_id):
             raise InvalidRequest("key_id must be non-empty printable text without spaces")
         if expires_at is not None and expires_at.tzinfo is None:
@@ -111,7 +120,7 @@ class ApiKey:
         values: dict[str, Any] = {
             "venue": venue,
             "key_id": key_id,
-            "secret": secret if isinstance(secret, Secret) else Secret(secret),
+            "secret": wrapped,
             "kind": _member(KeyKind, kind),
             "scopes": _scopes(scopes),
             "environment": _member(Environment, environment),
@@ -124,11 +133,7 @@ class ApiKey:
             else to_decimal(max_quantity, field="max_quantity"),
             "expires_at": expires_at,
             "withdraw_addresses": _text_set("withdraw_addresses", withdraw_addresses),
-            "passphrase": None
-            if passphrase is None
-            else passphrase
-            if isinstance(passphrase, Secret)
-            else Secret(passphrase),
+            "passphrase": wrapped_passphrase,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -143,6 +148,8 @@ class ApiKey:
         raise TypeError("an ApiKey cannot be pickled; store keys with the encrypted keystore")
 
     def __repr__(self) -> str:
+        if not hasattr(self, "environment"):  # the last field set: still being built
+            return "ApiKey(<incomplete>)"  # a traceback rendering locals shows this
         scopes = ",".join(sorted(s.value for s in self.scopes))
         return (
             f"ApiKey(venue={self.venue!r}, key_id={self.key_id_hint!r}, kind={self.kind.value}, "
@@ -264,6 +271,19 @@ class ApiKey:
 _E = TypeVar("_E", bound=enum.Enum)
 
 
+def _wrap(value: object) -> Secret | None:
+    """``value`` as a :class:`Secret`, or None when it cannot be one. It never raises, so
+    the caller can wrap every secret argument before reporting a bad one."""
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, (str, bytes)) and value:
+        try:
+            return Secret(value)
+        except (InvalidRequest, UnicodeEncodeError):  # text no encoding can carry
+            return None
+    return None
+
+
 def _member(kind: type[_E], value: Any) -> _E:
     try:
         return kind(value)
@@ -298,17 +318,17 @@ def _public_pem(secret: Secret) -> str:
     """The PEM public key of an asymmetric secret, or a note when it does not parse."""
     import base64
 
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    raw = secret.expose()
     try:
-        if raw.lstrip().startswith(b"-----BEGIN"):
-            private = serialization.load_pem_private_key(raw, password=None)
+        if secret.expose().lstrip().startswith(b"-----BEGIN"):
+            private = serialization.load_pem_private_key(secret.expose(), password=None)
         else:
             private = serialization.load_der_private_key(
-                base64.b64decode(raw, validate=True), password=None
+                base64.b64decode(secret.expose(), validate=True), password=None
             )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return "(the secret is not a PKCS#8 private key)"
     return (
         private.public_key()

@@ -17,6 +17,11 @@ in the OS keyring can open the file (``keyring`` extra).
 
 Writes are atomic (temporary file, fsync, rename) and create the file with mode 0600;
 reads refuse a file other users can access (:class:`KeystorePermissions`).
+
+An open store keeps the ciphertext, not the plaintext: each read decrypts the entries it
+needs and drops them, so neither ``vars(store)`` nor a crash report of a long-running bot
+shows the stored secrets. Decrypted entries only ever sit in locals whose ``repr`` is
+masked (:class:`_Plain`), so a traceback rendered with its locals shows none of them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -168,39 +173,65 @@ def _derive_from_passphrase(passphrase: Secret, kdf: dict[str, Any]) -> _Keys:
     return _Keys(material)
 
 
-def _derive_from_kek(kek: bytes, kdf: dict[str, Any]) -> _Keys:
+def _derive_from_kek(kek: Secret, kdf: dict[str, Any]) -> _Keys:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     salt = _unb64(kdf.get("salt"), "kdf.salt")
-    material = HKDF(hashes.SHA256(), 64, salt, _HKDF_INFO).derive(kek)
-    return _Keys(material)
+    return _Keys(HKDF(hashes.SHA256(), 64, salt, _HKDF_INFO).derive(kek.expose()))
 
 
-def _keyring_kek(service: str, username: str, *, create: bool) -> bytes:
+def _keyring_kek(service: str, username: str, *, create: bool) -> Secret:
     try:
         import keyring
     except ImportError:
         raise KeystoreError(
             "the OS keyring needs the optional keyring package: pip install 'securetrade[keyring]'"
         ) from None
-    stored = keyring.get_password(service, username)
+    found = keyring.get_password(service, username)
+    stored = Secret(found) if found else None  # the KEK's text never sits in a bare local
+    del found
     if stored is None:
         if not create:
             raise WrongPassphrase(
                 f"the OS keyring holds no key-encryption key for this keystore "
                 f"(service {service!r}, entry {username!r})"
             )
-        kek = secrets.token_bytes(32)
-        keyring.set_password(service, username, _b64(kek))
+        kek = Secret(secrets.token_bytes(32))
+        keyring.set_password(service, username, _b64(kek.expose()))
         return kek
-    try:
-        kek = base64.b64decode(stored, validate=True)
-    except (binascii.Error, ValueError):
-        raise WrongPassphrase("the OS keyring entry for this keystore is not a key") from None
-    if len(kek) != 32:
+    kek_or_none = _b64_secret(stored)
+    if kek_or_none is None or len(kek_or_none) != 32:
         raise WrongPassphrase("the OS keyring entry for this keystore is not a 32-byte key")
-    return kek
+    return kek_or_none
+
+
+def _b64_secret(text: Secret) -> Secret | None:
+    """The bytes ``text`` encodes in base64, as a Secret; None when it is not base64."""
+    try:
+        decoded = base64.b64decode(text.expose(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Secret(decoded) if decoded else None
+
+
+class _Plain(dict[str, Any]):
+    """Decrypted keystore content: a dict whose ``repr`` never shows its values.
+
+    Every JSON object read from the plaintext becomes one (``json.loads(object_hook=)``),
+    so a local holding an entry, a record or the whole set renders masked in a traceback
+    rendered with its locals, a debugger or an error reporter.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<decrypted keystore content: {len(self)} fields, not shown>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("decrypted keystore content cannot be pickled")
 
 
 class KeyStore:
@@ -209,16 +240,22 @@ class KeyStore:
     Open one with :meth:`open` / :meth:`open_with_keyring`, or make a new file with
     :meth:`create` / :meth:`create_with_keyring`. Every change is written at once,
     atomically. Keys come out as :class:`ApiKey` (:meth:`get`) or :class:`KeyRing`
-    (:meth:`ring`).
+    (:meth:`ring`), decrypted for that call only: the store holds the ciphertext.
     """
 
     def __init__(
-        self, path: Path, header: dict[str, Any], keys: _Keys, entries: dict[str, Any]
+        self,
+        path: Path,
+        header: dict[str, Any],
+        keys: _Keys,
+        sealed: dict[str, Any],
+        names: Iterable[str] = (),
     ) -> None:
         self._path = path
         self._header = header
         self._keys = keys
-        self._entries = entries
+        self._sealed = sealed  # the document as on disk: ciphertext and public header
+        self._names = tuple(sorted(names))  # for repr: names are not secret
 
     # --- opening and creating ------------------------------------------------------------
 
@@ -232,6 +269,7 @@ class KeyStore:
     ) -> KeyStore:
         """A new, empty keystore at ``path`` protected by ``passphrase``."""
         secret = _passphrase(passphrase)
+        del passphrase  # only the Secret stays in this frame
         if len(secret) < 8:
             raise InvalidRequest("a keystore passphrase needs at least 8 characters")
         params = kdf or KdfParams.default()
@@ -260,9 +298,9 @@ class KeyStore:
     def _new(cls, path: Path, header: dict[str, Any], keys: _Keys) -> KeyStore:
         if path.exists():
             raise KeystoreError(f"{path} already exists; open it instead")
-        store = cls(path, header, keys, {})
-        with store._locked():
-            store._write()
+        store = cls(path, header, keys, _seal(_Plain(), keys, header["kdf"]))
+        with store._locked() as entries:
+            store._write(entries)
         return store
 
     @classmethod
@@ -270,6 +308,7 @@ class KeyStore:
         """Open and decrypt ``path``. Raises :class:`WrongPassphrase`,
         :class:`KeystoreTampered`, :class:`KeystorePermissions` or :class:`KeyNotFound`."""
         secret = _passphrase(passphrase)
+        del passphrase  # only the Secret stays in this frame
         return cls._open(
             Path(path), lambda kdf: _derive_from_passphrase(secret, kdf), keyring=False
         )
@@ -296,8 +335,8 @@ class KeyStore:
             wanted = "a passphrase" if keyring else "the OS keyring (--keyring)"
             raise WrongPassphrase(f"this keystore is opened with {wanted}")
         keys = derive(document["kdf"])
-        entries = _decrypt(document, keys)
-        return cls(path, header, keys, entries)
+        names = list(_decrypt(document, keys))  # a wrong key or an altered file fails here
+        return cls(path, header, keys, document, names)
 
     @property
     def path(self) -> Path:
@@ -311,7 +350,7 @@ class KeyStore:
 
     def names(self) -> list[str]:
         """The names of the stored keys, sorted."""
-        return sorted(self._entries)
+        return sorted(_decrypt(self._sealed, self._keys))
 
     def get(self, name: str) -> ApiKey:
         """The key a client should sign with now under ``name`` (rotation applied)."""
@@ -320,32 +359,28 @@ class KeyStore:
     def ring(self, name: str, **options: Any) -> KeyRing:
         """The :class:`KeyRing` stored under ``name``: current, next and previous keys.
 
-        ``options`` go to :class:`KeyRing` (a ``clock`` for tests, for instance).
+        ``options`` may hold a ``clock`` for the ring (tests inject one); the rest of the
+        ring comes from the store.
         """
-        entry = self._entry(name)
-        return KeyRing(
-            _key_from(entry["current"]),
-            next=None if entry.get("next") is None else _key_from(entry["next"]),
-            activate_at=_time(entry.get("activate_at")),
-            previous=None if entry.get("previous") is None else _key_from(entry["previous"]),
-            retire_at=_time(entry.get("retire_at")),
-            overlap=timedelta(
-                seconds=float(entry.get("overlap_s", DEFAULT_OVERLAP.total_seconds()))
-            ),
-            account=entry.get("account"),
-            **options,
-        )
+        unknown = sorted(set(options) - {"clock"})
+        if unknown:
+            raise InvalidRequest(
+                f"KeyStore.ring() takes only clock= besides the name, not {', '.join(unknown)}"
+            )
+        if "clock" in options and not callable(options["clock"]):
+            raise InvalidRequest("clock= must be a function returning an aware datetime")
+        return _ring_from(_entry_in(_decrypt(self._sealed, self._keys), name, self._path), options)
 
     # --- changing (each change is written at once) -----------------------------------------
 
     def add(self, name: str, key: ApiKey, *, overlap: timedelta = DEFAULT_OVERLAP) -> None:
         """Store ``key`` under the new ``name``."""
         _check_name(name)
-        with self._locked():
-            if name in self._entries:
+        with self._locked() as entries:
+            if name in entries:
                 raise InvalidRequest(f"a key named {name!r} exists; rotate or remove it")
-            self._entries[name] = _entry_from(KeyRing(key, overlap=overlap))
-            self._write()
+            entries[name] = _entry_from(KeyRing(key, overlap=overlap))
+            self._write(entries)
 
     def rotate(
         self,
@@ -360,8 +395,8 @@ class KeyStore:
         Without ``activate_at`` the switch is immediate and the old key stays as
         ``previous`` for the overlap window; with it, ``key`` is staged to take over then.
         """
-        with self._locked():
-            ring = self.ring(name)
+        with self._locked() as entries:
+            ring = _ring_from(_entry_in(entries, name, self._path), {})
             if overlap is not None:
                 if overlap < timedelta(0):
                     raise InvalidRequest("overlap must not be negative")
@@ -369,52 +404,47 @@ class KeyStore:
             ring.stage(key, activate_at=activate_at)
             if activate_at is None:
                 ring.promote()
-            self._entries[name] = _entry_from(ring)
-            self._write()
+            entries[name] = _entry_from(ring)
+            self._write(entries)
             return ring
 
     def retire(self, name: str) -> None:
         """Forget the replaced key under ``name`` (delete it at the venue too)."""
-        with self._locked():
-            ring = self.ring(name)
+        with self._locked() as entries:
+            ring = _ring_from(_entry_in(entries, name, self._path), {})
             previous = ring.previous
             if previous is None:
                 raise KeyNotFound(f"{name!r} holds no replaced key to retire")
             ring.retire(previous.key_id)
-            self._entries[name] = _entry_from(ring)
-            self._write()
+            entries[name] = _entry_from(ring)
+            self._write(entries)
 
     def remove(self, name: str) -> None:
         """Delete ``name`` and every key under it."""
-        with self._locked():
-            self._entry(name)
-            del self._entries[name]
-            self._write()
+        with self._locked() as entries:
+            _entry_in(entries, name, self._path)
+            del entries[name]
+            self._write(entries)
 
     def change_passphrase(self, passphrase: str | bytes | Secret) -> None:
         """Re-encrypt under a new passphrase, with a new salt."""
         secret = _passphrase(passphrase)
+        del passphrase  # only the Secret stays in this frame
         if len(secret) < 8:
             raise InvalidRequest("a keystore passphrase needs at least 8 characters")
-        with self._locked():
+        with self._locked() as entries:
             params = KdfParams.default()
             header = {"kdf": params.header(secrets.token_bytes(16))}
             self._keys = _derive_from_passphrase(secret, header["kdf"])
             self._header = header
-            self._write()
+            self._write(entries)
 
     # --- internals -------------------------------------------------------------------------
 
-    def _entry(self, name: str) -> dict[str, Any]:
-        try:
-            entry: dict[str, Any] = self._entries[name]
-        except KeyError:
-            raise KeyNotFound(f"no key named {name!r} in {self._path}") from None
-        return entry
-
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise writers across processes, and start from what is on disk."""
+    def _locked(self) -> Iterator[_Plain]:
+        """Serialise writers across processes, and start from what is on disk: yields the
+        entries, decrypted for this change only."""
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_path = self._path.with_name(self._path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -431,34 +461,20 @@ class KeyStore:
                     raise KeystoreError(
                         f"{self._path} was re-keyed by another process; open it again"
                     )
-                self._entries = _decrypt(document, self._keys)
-            yield
+                self._sealed = document
+            yield _decrypt(self._sealed, self._keys)
         finally:
             os.close(fd)
 
-    def _write(self) -> None:
-        plaintext = json.dumps(
-            {"entries": self._entries}, sort_keys=True, separators=(",", ":")
-        ).encode()
-        nonce = secrets.token_bytes(12)
-        document: dict[str, Any] = {
-            "format": FORMAT,
-            "version": VERSION,
-            "cipher": CIPHER,
-            "kdf": self._header["kdf"],
-            "check": self._keys.check_value(),
-            "nonce": _b64(nonce),
-        }
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        ciphertext = AESGCM(self._keys.encrypt.expose()).encrypt(
-            nonce, plaintext, _associated_data(document)
-        )
-        document["ciphertext"] = _b64(ciphertext)
+    def _write(self, entries: _Plain) -> None:
+        """Seal ``entries`` under the current keys, write them, and keep only the seal."""
+        document = _seal(entries, self._keys, self._header["kdf"])
         _atomic_write(self._path, json.dumps(document, indent=1).encode() + b"\n")
+        self._sealed = document
+        self._names = tuple(sorted(entries))
 
     def __repr__(self) -> str:
-        return f"KeyStore({str(self._path)!r}, keys={len(self._entries)})"
+        return f"KeyStore({str(self._path)!r}, keys={len(self._names)})"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a KeyStore cannot be pickled")
@@ -514,27 +530,69 @@ def _associated_data(document: dict[str, Any]) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _decrypt(document: dict[str, Any], keys: _Keys) -> dict[str, Any]:
+def _decrypt(document: dict[str, Any], keys: _Keys) -> _Plain:
+    """The entries of a sealed document, as :class:`_Plain` dicts (masked reprs).
+
+    Failures are raised outside any ``except`` block, so no error carries the plaintext
+    in its context.
+    """
     if not hmac.compare_digest(keys.check_value(), document["check"]):
         raise WrongPassphrase("wrong passphrase: it does not open this keystore")
+    plaintext = _unseal(document, keys)
+    if plaintext is None:
+        raise KeystoreTampered(
+            "keystore failed authentication: the file was altered or corrupted; "
+            "restore it from a backup"
+        )
+    entries = _parse_entries(plaintext)
+    if entries is None:
+        raise KeystoreTampered("keystore content is malformed")
+    return entries
+
+
+def _unseal(document: dict[str, Any], keys: _Keys) -> Secret | None:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     nonce = _unb64(document["nonce"], "nonce")
     ciphertext = _unb64(document["ciphertext"], "ciphertext")
     try:
-        plaintext = AESGCM(keys.encrypt.expose()).decrypt(
-            nonce, ciphertext, _associated_data(document)
+        return Secret(
+            AESGCM(keys.encrypt.expose()).decrypt(nonce, ciphertext, _associated_data(document))
         )
-    except (InvalidTag, ValueError):
-        raise KeystoreTampered(
-            "keystore failed authentication: the file was altered or corrupted; "
-            "restore it from a backup"
-        ) from None
-    entries = json.loads(plaintext)["entries"]
-    if not isinstance(entries, dict):
-        raise KeystoreTampered("keystore content is malformed")
-    return entries
+    except (InvalidTag, ValueError):  # an empty plaintext too: the store never writes one
+        return None
+
+
+def _parse_entries(plaintext: Secret) -> _Plain | None:
+    try:
+        content = json.loads(plaintext.expose(), object_hook=_Plain)
+    except (ValueError, RecursionError):
+        return None
+    entries = content.get("entries") if isinstance(content, dict) else None
+    return entries if isinstance(entries, _Plain) else None
+
+
+def _seal(entries: _Plain, keys: _Keys, kdf: dict[str, Any]) -> dict[str, Any]:
+    """The document for ``entries``: public header, check value, nonce and ciphertext."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "cipher": CIPHER,
+        "kdf": kdf,
+        "check": keys.check_value(),
+        "nonce": _b64(nonce),
+    }
+    plaintext = Secret(
+        json.dumps({"entries": entries}, sort_keys=True, separators=(",", ":")).encode()
+    )
+    document["ciphertext"] = _b64(
+        AESGCM(keys.encrypt.expose()).encrypt(nonce, plaintext.expose(), _associated_data(document))
+    )
+    return document
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -566,57 +624,88 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # --- records ---------------------------------------------------------------------------------
 
 
-def _record(key: ApiKey) -> dict[str, Any]:
-    return {
-        "venue": key.venue,
-        "key_id": key.key_id,
-        "kind": key.kind.value,
-        "environment": key.environment.value,
-        "scopes": sorted(s.value for s in key.scopes),
-        "symbols": None if key.symbols is None else sorted(key.symbols),
-        "max_notional": None if key.max_notional is None else str(key.max_notional),
-        "max_quantity": None if key.max_quantity is None else str(key.max_quantity),
-        "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
-        "withdraw_addresses": sorted(key.withdraw_addresses),
-        "secret": _b64(key.secret.expose()),
-        "passphrase": None if key.passphrase is None else _b64(key.passphrase.expose()),
-    }
+def _record(key: ApiKey) -> _Plain:
+    return _Plain(
+        venue=key.venue,
+        key_id=key.key_id,
+        kind=key.kind.value,
+        environment=key.environment.value,
+        scopes=sorted(s.value for s in key.scopes),
+        symbols=None if key.symbols is None else sorted(key.symbols),
+        max_notional=None if key.max_notional is None else str(key.max_notional),
+        max_quantity=None if key.max_quantity is None else str(key.max_quantity),
+        expires_at=None if key.expires_at is None else key.expires_at.isoformat(),
+        withdraw_addresses=sorted(key.withdraw_addresses),
+        secret=_b64(key.secret.expose()),
+        passphrase=None if key.passphrase is None else _b64(key.passphrase.expose()),
+    )
 
 
-def _key_from(record: dict[str, Any]) -> ApiKey:
+def _key_from(record: _Plain) -> ApiKey:
+    return ApiKey(
+        record["venue"],
+        record["key_id"],
+        Secret(base64.b64decode(record["secret"], validate=True)),
+        kind=record["kind"],
+        environment=record["environment"],
+        scopes=record["scopes"],
+        symbols=record["symbols"],
+        max_notional=record["max_notional"],
+        max_quantity=record["max_quantity"],
+        expires_at=_time(record["expires_at"]),
+        withdraw_addresses=record["withdraw_addresses"],
+        passphrase=None
+        if record["passphrase"] is None
+        else Secret(base64.b64decode(record["passphrase"], validate=True)),
+    )
+
+
+def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
+    entry = entries.get(name)
+    if not isinstance(entry, _Plain):
+        raise KeyNotFound(f"no key named {name!r} in {path}")
+    return entry
+
+
+def _ring_from(entry: _Plain, options: dict[str, Any]) -> KeyRing:
+    """The ring an entry describes. A malformed entry is reported as tampering, raised
+    outside the ``except`` block so that the error holds no decrypted field."""
+    ring = _try_ring_from(entry, options)
+    if ring is None:
+        raise KeystoreTampered("a stored key is malformed: the keystore was altered")
+    return ring
+
+
+def _try_ring_from(entry: _Plain, options: dict[str, Any]) -> KeyRing | None:
     try:
-        return ApiKey(
-            record["venue"],
-            record["key_id"],
-            Secret(base64.b64decode(record["secret"])),
-            kind=record["kind"],
-            environment=record["environment"],
-            scopes=record["scopes"],
-            symbols=record["symbols"],
-            max_notional=record["max_notional"],
-            max_quantity=record["max_quantity"],
-            expires_at=_time(record["expires_at"]),
-            withdraw_addresses=record["withdraw_addresses"],
-            passphrase=None
-            if record["passphrase"] is None
-            else Secret(base64.b64decode(record["passphrase"])),
+        return KeyRing(
+            _key_from(entry["current"]),
+            next=None if entry.get("next") is None else _key_from(entry["next"]),
+            activate_at=_time(entry.get("activate_at")),
+            previous=None if entry.get("previous") is None else _key_from(entry["previous"]),
+            retire_at=_time(entry.get("retire_at")),
+            overlap=timedelta(
+                seconds=float(entry.get("overlap_s", DEFAULT_OVERLAP.total_seconds()))
+            ),
+            account=entry.get("account"),
+            **options,
         )
-    except (KeyError, TypeError, binascii.Error) as exc:
-        raise KeystoreTampered(f"a stored key is malformed ({type(exc).__name__})") from None
+    except (KeyError, TypeError, ValueError, OverflowError):  # binascii.Error and
+        return None  # InvalidRequest are ValueErrors: a field the store never writes
 
 
-def _entry_from(ring: KeyRing) -> dict[str, Any]:
+def _entry_from(ring: KeyRing) -> _Plain:
     previous, next_key = ring.previous, ring.next
     activate_at, retire_at = ring.activate_at, ring.retire_at
-    return {
-        "account": ring.account,
-        "overlap_s": ring.overlap.total_seconds(),
-        "current": _record(ring.current),
-        "next": None if next_key is None else _record(next_key),
-        "activate_at": None if activate_at is None else activate_at.isoformat(),
-        "previous": None if previous is None else _record(previous),
-        "retire_at": None if retire_at is None else retire_at.isoformat(),
-    }
+    return _Plain(
+        account=ring.account,
+        overlap_s=ring.overlap.total_seconds(),
+        current=_record(ring.current),
+        next=None if next_key is None else _record(next_key),
+        activate_at=None if activate_at is None else activate_at.isoformat(),
+        previous=None if previous is None else _record(previous),
+        retire_at=None if retire_at is None else retire_at.isoformat(),
+    )
 
 
 def _time(text: str | None) -> datetime | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import InvalidRequest, KeyNotFound
-from .apikey import ApiKey, Environment, Scope
+from .apikey import ApiKey, Environment, Scope, _member
 from .secret import Secret
 
 __all__ = ["env_names", "key_from_env"]
@@ -26,7 +26,7 @@ def env_names(venue: str, environment: Environment | str = Environment.LIVE) -> 
     ``secret_file`` names a file holding the secret (a mounted container secret, a PEM);
     it is read when ``secret`` is not set.
     """
-    env = Environment(environment) if not isinstance(environment, Environment) else environment
+    env = _member(Environment, environment)
     prefix = "SECURETRADE_" + re.sub(r"[^A-Z0-9]+", "_", venue.upper()) + f"_{env.name}_"
     fields = ("key_id", "secret", "secret_file", "passphrase", "scopes", "kind", "symbols")
     return {field: prefix + field.upper() for field in fields}
@@ -42,38 +42,65 @@ def key_from_env(
 
     Raises :class:`KeyNotFound` naming the missing variable (never a value).
     """
-    source = os.environ if environ is None else environ
     names = env_names(venue, environment)
-    key_id = source.get(names["key_id"])
-    if not key_id:
+    # Read only our variables, secrets wrapped at once; the mapping itself (all of
+    # os.environ) never sits in a frame that can raise.
+    found = _read(names, os.environ if environ is None else environ)
+    del environ
+    key_id = found.get("key_id")
+    if not isinstance(key_id, str):
         raise KeyNotFound(f"{names['key_id']} is not set")
-    secret: Secret
-    if source.get(names["secret"]):
-        secret = Secret(source[names["secret"]])
-    elif source.get(names["secret_file"]):
-        path = Path(source[names["secret_file"]])
-        try:
-            secret = Secret(path.read_bytes().strip())
-        except OSError:
-            raise KeyNotFound(f"{names['secret_file']} names a file that cannot be read") from None
-    else:
-        raise KeyNotFound(f"neither {names['secret']} nor {names['secret_file']} is set")
-    scopes = _list(source.get(names["scopes"]), default=[Scope.READ.value])
-    symbols = source.get(names["symbols"])
-    passphrase = source.get(names["passphrase"])
+    secret = found.get("secret")
+    if not isinstance(secret, Secret):
+        file_name = found.get("secret_file")
+        if not isinstance(file_name, str):
+            raise KeyNotFound(f"neither {names['secret']} nor {names['secret_file']} is set")
+        secret = _read_secret_file(Path(file_name))
+        if secret is None:
+            raise KeyNotFound(f"{names['secret_file']} names a file that cannot be read")
+    scopes, symbols, kind = found.get("scopes"), found.get("symbols"), found.get("kind")
+    passphrase = found.get("passphrase")
+    failure = None
     try:
         return ApiKey(
             venue,
             key_id,
             secret,
-            scopes=scopes,
-            kind=source.get(names["kind"]) or "hmac",
+            scopes=_list(scopes if isinstance(scopes, str) else None, default=[Scope.READ.value]),
+            kind=kind if isinstance(kind, str) else "hmac",
             environment=environment,
-            symbols=None if symbols is None else _list(symbols, default=[]),
-            passphrase=passphrase or None,
+            symbols=None if not isinstance(symbols, str) else _list(symbols, default=[]),
+            passphrase=passphrase if isinstance(passphrase, Secret) else None,
         )
     except InvalidRequest as exc:
-        raise InvalidRequest(f"environment key for {venue}: {exc.message}") from None
+        failure = exc.message
+    raise InvalidRequest(f"environment key for {venue}: {failure}")
+
+
+def _read(names: dict[str, str], source: Mapping[str, str]) -> dict[str, str | Secret]:
+    """The set, non-empty variables among ``names``, by field; secrets as :class:`Secret`.
+    Never raises: a value that is not text counts as unset."""
+    found: dict[str, str | Secret] = {}
+    for field, name in names.items():
+        value = source.get(name)
+        if not isinstance(value, str) or not value:
+            continue
+        if field not in ("secret", "passphrase"):
+            found[field] = value
+            continue
+        try:  # os.environ keeps undecodable bytes as surrogates: give the bytes back
+            found[field] = Secret(value.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            continue  # not text any venue could have issued: as good as unset
+    return found
+
+
+def _read_secret_file(path: Path) -> Secret | None:
+    try:
+        content = path.read_bytes().strip()
+    except OSError:
+        return None
+    return Secret(content) if content else None
 
 
 def _list(text: str | None, *, default: list[str]) -> list[str]:

@@ -230,6 +230,8 @@ class KeyRing:
             )
 
     def __repr__(self) -> str:
+        if "account" not in vars(self):  # still being built (a traceback shows this)
+            return "KeyRing(<incomplete>)"
         with self._lock:
             parts = [f"current={self._current.key_id_hint!r}"]
             if self._next is not None:

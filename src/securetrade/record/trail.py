@@ -83,15 +83,15 @@ class AuditKey:
     @classmethod
     def from_pem(cls, pem: bytes | str | Secret, *, password: bytes | None = None) -> AuditKey:
         """Load a PKCS#8 PEM Ed25519 private key (optionally encrypted with ``password``)."""
-        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        data = pem.expose() if isinstance(pem, Secret) else pem
-        raw = data.encode("ascii") if isinstance(data, str) else data
-        try:
-            key = serialization.load_pem_private_key(raw, password=password)
-        except (ValueError, TypeError):
-            raise InvalidRequest("not a readable PEM private key (or a wrong password)") from None
+        # Secrets first: no frame that can raise holds the PEM or its password bare.
+        wrapped = pem if isinstance(pem, Secret) else _secret_or_none(pem)
+        wrapped_password = None if password is None else _secret_or_none(password)
+        del pem, password
+        key = _private_or_none(wrapped, wrapped_password)
+        if key is None:
+            raise InvalidRequest("not a readable PEM private key (or a wrong password)")
         if not isinstance(key, Ed25519PrivateKey):
             raise InvalidRequest("the audit key must be an Ed25519 private key")
         return cls(key)
@@ -100,9 +100,11 @@ class AuditKey:
         """The private key as PKCS#8 PEM, encrypted when ``password`` is given."""
         from cryptography.hazmat.primitives import serialization
 
+        wrapped = _secret_or_none(password) if password else None
+        del password
         encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password)
-            if password
+            serialization.BestAvailableEncryption(wrapped.expose())
+            if wrapped is not None
             else serialization.NoEncryption()
         )
         return Secret(
@@ -119,6 +121,27 @@ class AuditKey:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("an AuditKey cannot be pickled")
+
+
+def _secret_or_none(value: object) -> Secret | None:
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return Secret(value) if isinstance(value, bytes) and value else None
+
+
+def _private_or_none(pem: Secret | None, password: Secret | None) -> Any:
+    """The private key a PEM holds, or None; the error stays inside this frame."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    if pem is None:
+        return None
+    try:
+        return serialization.load_pem_private_key(
+            pem.expose(), password=None if password is None else password.expose()
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +510,8 @@ def verify_path(
     """Verify a trail file (SQLite) or an export (``.jsonl``).
 
     Without ``public_keys`` the signer keys stored in a SQLite trail are used, which proves
-    integrity against anyone without the audit key but not who signed; pass the public
+    integrity against anyone without the audit key but not who signed (the report's
+    ``trusted_keys`` is False, and ``securetrade audit verify`` exits 3); pass the public
     key(s) you trust to prove that too. An export carries no keys, so it needs them.
     """
     if not Path(path).is_file():

@@ -27,13 +27,10 @@ class KrakenSigner(SecretHolder):
     __slots__ = ("_keyed",)
 
     def __init__(self, secret: Secret) -> None:
-        try:
-            raw = base64.b64decode(secret.expose(), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("a Kraken secret must be base64 text") from None
-        if not raw:
-            raise InvalidRequest("a Kraken secret must not be empty")
-        self._keyed = hmac.new(raw, digestmod=hashlib.sha512)
+        decoded = _decoded(secret)
+        if decoded is None:  # raised here, outside the except: no context holds the text
+            raise InvalidRequest("a Kraken secret must be non-empty base64 text")
+        self._keyed = hmac.new(decoded.expose(), digestmod=hashlib.sha512)
 
     def sign(self, payload: bytes) -> str:
         """Base64 HMAC-SHA512 of an already built message (``path + sha256 digest``)."""
@@ -53,3 +50,12 @@ class KrakenSigner(SecretHolder):
         body = postdata.encode("utf-8") if isinstance(postdata, str) else postdata
         inner = hashlib.sha256(nonce_text.encode("ascii") + body).digest()
         return self.sign(uri_path.encode("utf-8") + inner)
+
+
+def _decoded(secret: Secret) -> Secret | None:
+    """The bytes a base64 secret stands for, as a Secret; None when it is not base64."""
+    try:
+        raw = base64.b64decode(secret.expose(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Secret(raw) if raw else None

@@ -37,6 +37,7 @@ from .http import (
     security_refusal,
 )
 from .redaction import redact_query
+from .tls import verified_ssl_context
 
 __all__ = ["AsyncHttpTransport"]
 
@@ -370,8 +371,7 @@ class AsyncHttpTransport:
         self._prefix = parts.path.rstrip("/")
         self._host_header = parts.netloc
         if ssl_context is None and self._tls:
-            ssl_context = ssl.create_default_context()
-            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+            ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         self._context = ssl_context
         self._timeout = timeout
         self._proxy = parse_proxy(proxy) if proxy is not None else None

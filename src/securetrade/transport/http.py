@@ -33,7 +33,7 @@ from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
 from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
-from .tls import PinFailure
+from .tls import PinFailure, verified_ssl_context
 
 __all__ = [
     "USER_AGENT",
@@ -241,8 +241,7 @@ class HttpTransport:
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
-            ssl_context = ssl.create_default_context()
-            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+            ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         self._endpoint = _Endpoint(self.base_url, ssl_context, timeout, proxy)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()

@@ -9,16 +9,17 @@ What it masks, wherever it appears:
   signed GET cannot be replayed from a log line;
 * JWTs, ``Bearer``/``Basic`` credentials, passwords in URLs and PEM private keys.
 
-:class:`RedactingFilter` applies it to log records (message, arguments and formatted
-traceback); :func:`install_log_redaction` attaches it to securetrade's loggers and to
-those of the HTTP libraries underneath.
+:func:`redact_record` applies it to log records (message, arguments, formatted traceback,
+and the attached exception, detached from its frames); :func:`install_log_redaction`
+applies it to every record of securetrade's loggers and of the HTTP libraries underneath,
+their child loggers included.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..keys.secret import MASK
@@ -27,8 +28,10 @@ __all__ = [
     "MASK",
     "SENSITIVE_HEADERS",
     "SENSITIVE_PARAMS",
+    "RedactedError",
     "RedactingFilter",
     "install_log_redaction",
+    "redact_record",
     "redact_headers",
     "redact_json",
     "redact_query",
@@ -183,41 +186,154 @@ def _mask_json_field(match: re.Match[str]) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts a record's message (with its arguments merged in) and its traceback text."""
+    """Redacts a record: its message (arguments merged in), its traceback text, its stack,
+    and the exception attached to it (see :func:`redact_record`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "_securetrade_redacted", False):
-            return True  # one record, seen by several loggers on its way up
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed call: still never let its arguments through
-            message = str(record.msg)
-        record.msg = redact_text(message)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_text(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact_text(record.stack_info)
-        setattr(record, "_securetrade_redacted", True)  # noqa: B010 - not a declared field
+        redact_record(record)
         return True
 
 
-# The HTTP libraries under our transports log URLs and headers at DEBUG/INFO.
-_THIRD_PARTY_LOGGERS = ("httpx", "httpcore", "aiohttp", "aiohttp.client", "urllib3", "ccxt")
+class RedactedError(Exception):
+    """Stands in for an exception that could not be rebuilt without its traceback."""
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Apply the policy to ``record`` in place, once.
+
+    The message is rendered with its arguments and redacted. An attached exception is
+    rendered into ``exc_text`` (redacted, without locals), and ``exc_info`` is replaced
+    by a stand-in of the same type, with the redacted message and no traceback, cause or
+    context: a handler that renders the exception itself, with its frames' locals
+    (Sentry, Rich, ``capture_locals``), finds no frame to render.
+    """
+    if getattr(record, "_securetrade_redacted", False):
+        return  # one record, seen by several loggers on its way up
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed call: still never let its arguments through
+        message = str(record.msg)
+    record.msg = redact_text(message)
+    record.args = None
+    exc_info = record.exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+        if not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(exc_info)
+        clone = _stand_in(exc_info[1])
+        record.exc_info = (type(clone), clone, None)
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    setattr(record, "_securetrade_redacted", True)  # noqa: B010 - not a declared field
+
+
+_PLAIN_VALUES = (str, int, float, bool, type(None))
+
+
+def _stand_in(exc: BaseException) -> BaseException:
+    """``exc``'s type and redacted text, detached from every frame it was raised through."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = f"<{type(exc).__name__}: unprintable>"
+    text = redact_text(text)
+    clone = _same_type(exc, text)
+    if clone is None:
+        clone = RedactedError(f"{type(exc).__qualname__}: {text}")
+    clone.__traceback__ = None
+    clone.__cause__ = None
+    clone.__context__ = None
+    clone.__suppress_context__ = True
+    return clone
+
+
+def _same_type(exc: BaseException, text: str) -> BaseException | None:
+    """A copy of ``exc``'s class carrying ``text`` and its plain attributes (redacted);
+    None when the class cannot be built that way or the copy cannot print itself."""
+    cls = type(exc)
+    try:
+        clone: BaseException = cls.__new__(cls)
+        clone.args = (text,)
+        state = getattr(exc, "__dict__", None)
+        if state:
+            for name, value in state.items():
+                if isinstance(value, _PLAIN_VALUES) and not name.startswith("__"):
+                    clone.__dict__[name] = redact_text(value) if isinstance(value, str) else value
+        str(clone)
+        repr(clone)
+    except Exception:
+        return None
+    return clone
+
+
+# The HTTP libraries under our transports log URLs and headers at DEBUG/INFO. Their
+# records, and those of every logger below these names, go through the policy.
+_THIRD_PARTY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "urllib3",
+    "requests",
+    "ccxt",
+)
+_COVERED = (*_THIRD_PARTY_LOGGERS, "securetrade")
+_COVERED_CHILDREN = tuple(name + "." for name in _COVERED)
+
+
+def _covered(name: object) -> bool:
+    return isinstance(name, str) and (name in _COVERED or name.startswith(_COVERED_CHILDREN))
+
+
+class _RedactingFactory:
+    """A log record factory that redacts the records of the covered loggers as they are
+    made. A logger's filters apply only to records made on that very logger (not to
+    those its children pass up), so filters alone miss ``urllib3.connectionpool`` and any
+    logger created later; the factory sees every record, and wraps the previous factory
+    so other hooks keep working."""
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self.previous = previous
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        if _covered(record.name):
+            redact_record(record)
+        return record
 
 
 def install_log_redaction() -> None:
-    """Attach :class:`RedactingFilter` to every ``securetrade.*`` logger and to the HTTP
-    libraries' loggers. Idempotent; clients call it so that loggers created by modules
-    imported later are covered too."""
-    names = [*_THIRD_PARTY_LOGGERS, "securetrade"]
-    names += [n for n in list(logging.Logger.manager.loggerDict) if n.startswith("securetrade.")]
+    """Redact every record of ``securetrade`` and of the HTTP libraries underneath, and of
+    every logger below them (``urllib3.connectionpool``, ``securetrade.ccxt``, ...).
+
+    The record factory does it for records made from now on; :class:`RedactingFilter`
+    on each such logger that exists is a second line for the case where an application
+    replaces the factory without chaining it. Idempotent; clients call it so that loggers
+    created since the first call get their filter too.
+    """
+    _install_factory()
+    names = [*_COVERED]
+    names += [n for n in list(logging.Logger.manager.loggerDict) if _covered(n)]
     for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+_factory: _RedactingFactory | None = None
+
+
+def _install_factory() -> None:
+    """Install the factory once, and again if the factory was reset to the default. An
+    application factory set after ours is left alone: it either chains ours (nothing to
+    do) or replaced it (the filters remain), and wrapping it on every call would stack."""
+    global _factory
+    current = logging.getLogRecordFactory()
+    if isinstance(current, _RedactingFactory):
+        return
+    if _factory is None or current is logging.LogRecord:
+        _factory = _RedactingFactory(current)
+        logging.setLogRecordFactory(_factory)
 
 
 install_log_redaction()

@@ -10,6 +10,13 @@ plain :class:`ssl.SSLContext` instance. Every library that handshakes with that 
 (httpx sync and async, through a CONNECT proxy too, requests, aiohttp) runs it right after
 the handshake and before it writes a request byte; normal CA and hostname verification
 stays on.
+
+Every client context securetrade builds (pinned or not) trusts only the CAs the caller
+passed, else the platform's own store; it never reads ``SSL_CERT_FILE`` or
+``SSL_CERT_DIR`` (OpenSSL's environment overrides, which
+:meth:`ssl.SSLContext.load_default_certs` honours), and never writes TLS secrets to
+``SSLKEYLOGFILE`` (which :func:`ssl.create_default_context` honours). Whoever can set a
+bot's environment could otherwise add a CA of their own, or record every session key.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import os
 import ssl
 import sys
 import threading
@@ -25,7 +33,14 @@ from typing import Any
 
 from ..errors import InvalidRequest
 
-__all__ = ["PinFailure", "PinSet", "pin_of_certificate", "pinned_ssl_context"]
+__all__ = [
+    "PinFailure",
+    "PinSet",
+    "load_platform_trust",
+    "pin_of_certificate",
+    "pinned_ssl_context",
+    "verified_ssl_context",
+]
 
 _PREFIX = "sha256/"
 
@@ -177,6 +192,74 @@ def _verified_chain(ssl_obj: Any) -> list[bytes]:
     return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in inner.get_verified_chain()]  # type: ignore[attr-defined]
 
 
+def _client_context() -> ssl.SSLContext:
+    """What :func:`ssl.create_default_context` makes for a client, minus its reading of
+    the environment: CA and hostname verification, TLS 1.2 or newer, no key log."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.keylog_filename = None  # type: ignore[assignment]  # never SSLKEYLOGFILE
+    return context
+
+
+def verified_ssl_context(
+    *, cafile: str | None = None, cadata: str | bytes | None = None
+) -> ssl.SSLContext:
+    """A client context verified against ``cafile``/``cadata``, else the platform store.
+
+    For the paths without pins (``unsafe_disable_pinning``, ``securetrade pins --host``).
+    """
+    context = _client_context()
+    if cafile is not None or cadata is not None:
+        context.load_verify_locations(cafile=cafile, cadata=cadata)
+    else:
+        load_platform_trust(context)
+    return context
+
+
+# Where distributions keep their CA bundle, for a Python whose compiled-in OpenSSL path
+# does not exist on this system (relocatable builds): Debian and Ubuntu, Fedora and RHEL,
+# openSUSE, RHEL's extracted bundle, Alpine and macOS, Homebrew's OpenSSL.
+_SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/etc/openssl/cert.pem",
+)
+
+
+def load_platform_trust(context: ssl.SSLContext) -> None:
+    """Load the platform's CA store into ``context``, ignoring the environment.
+
+    On Windows: the system store (as :meth:`~ssl.SSLContext.load_default_certs` loads it,
+    without its ``set_default_verify_paths``). Elsewhere: OpenSSL's compiled-in CA file
+    and directory (:func:`ssl.get_default_verify_paths`' ``openssl_cafile`` and
+    ``openssl_capath``, not the ``SSL_CERT_FILE``/``SSL_CERT_DIR`` overrides), or the
+    distribution's bundle where the compiled-in file does not exist.
+    """
+    if sys.platform == "win32":
+        for store in ("CA", "ROOT"):
+            ders = bytearray()
+            for cert, encoding, trust in ssl.enum_certificates(store):
+                if encoding == "x509_asn" and (
+                    trust is True or ssl.Purpose.SERVER_AUTH.oid in trust
+                ):
+                    ders.extend(cert)
+            if ders:
+                context.load_verify_locations(cadata=bytes(ders))
+        return
+    paths = ssl.get_default_verify_paths()
+    cafile: str | None = paths.openssl_cafile
+    if not cafile or not os.path.isfile(cafile):
+        cafile = next((path for path in _SYSTEM_BUNDLES if os.path.isfile(path)), None)
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath or "") else None
+    if cafile is not None or capath is not None:
+        context.load_verify_locations(cafile=cafile, capath=capath)
+
+
 def pinned_ssl_context(
     pins: PinSet,
     *,
@@ -185,16 +268,14 @@ def pinned_ssl_context(
 ) -> ssl.SSLContext:
     """A client context with CA and hostname verification, TLS 1.2 or newer, and ``pins``.
 
-    Without ``cafile``/``cadata`` the system's trust store is used, read at the first
-    handshake rather than here (reading the bundle takes tens of milliseconds, a tenth
-    of ``import securetrade`` plus a client): what :func:`ssl.create_default_context`
-    would load, loaded before any certificate is checked. The context is a plain
-    :class:`ssl.SSLContext` (not a subclass) so anyio does not move handshakes to a thread.
+    Without ``cafile``/``cadata`` the platform's trust store is used (never one named by
+    the environment; see :func:`load_platform_trust`), read at the first handshake rather
+    than here (reading the bundle takes tens of milliseconds, a tenth of ``import
+    securetrade`` plus a client), before any certificate is checked. The context is a
+    plain :class:`ssl.SSLContext` (not a subclass) so anyio does not move handshakes to a
+    thread.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # what create_default_context makes
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
+    context = _client_context()
     trust = _Trust(context, cafile=cafile, cadata=cadata)
 
     class PinnedSocket(ssl.SSLSocket):
@@ -219,7 +300,7 @@ def pinned_ssl_context(
 
 
 class _Trust:
-    """The CAs a context verifies against: given ones at once, the system's on first use."""
+    """The CAs a context verifies against: given ones at once, the platform's on first use."""
 
     def __init__(
         self, context: ssl.SSLContext, *, cafile: str | None, cadata: str | bytes | None
@@ -236,5 +317,5 @@ class _Trust:
             return
         with self._lock:
             if not self._loaded:
-                self._context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+                load_platform_trust(self._context)
                 self._loaded = True

@@ -65,11 +65,17 @@ class CcxtKey:
     def key_id(self) -> str:
         return self._key.key_id
 
-    def credentials(self) -> tuple[str, str, str | None]:
-        """API key, secret and passphrase as text. Only the codec calls this."""
+    def lend_to(self, exchange: Any) -> None:
+        """Set the key's credentials on ccxt's exchange object, as the text ccxt reads.
+
+        Only :meth:`Codec._lent` calls this. The text goes straight onto the exchange
+        object: it is never a local of a frame that may be in a traceback (the codec's
+        frames hold this object, whose ``repr`` is masked).
+        """
         key = self._key
-        passphrase = None if key.passphrase is None else key.passphrase.expose().decode()
-        return key.key_id, key.secret.expose().decode("utf-8"), passphrase
+        exchange.apiKey = key.key_id
+        exchange.secret = key.secret.expose().decode("utf-8")
+        exchange.password = "" if key.passphrase is None else key.passphrase.expose().decode()
 
     def sign(self, payload: bytes) -> str:
         if self._own is None:
@@ -83,9 +89,17 @@ class CcxtKey:
         raise TypeError("a signer cannot be pickled")
 
 
-# What the codec lends ccxt when it only asks what a request would cost: ccxt checks that
-# credentials are there and signs with them, and the request is thrown away.
-_DRY_RUN = ("dry-run", "ZHJ5LXJ1bg==", None)
+class _DryRun:
+    """What the codec lends ccxt when it only asks what a request would cost: ccxt checks
+    that credentials are there and signs with them, and the request is thrown away."""
+
+    __slots__ = ()
+
+    def lend_to(self, exchange: Any) -> None:
+        exchange.apiKey, exchange.secret, exchange.password = "dry-run", "ZHJ5LXJ1bg==", ""
+
+
+_DRY_RUN = _DryRun()
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -178,15 +192,13 @@ class Codec:
         self, call: UnifiedCall, *, signer: CcxtKey | None, now_ms: int, nonce: int | None
     ) -> CcxtRequest:
         """The signed request ``call`` makes, without sending it."""
-        return self._build(
-            call, signer, None if signer is None else signer.credentials(), now_ms, nonce
-        )
+        return self._build(call, signer, signer, now_ms, nonce)
 
     def _build(
         self,
         call: UnifiedCall,
         signer: CcxtKey | None,
-        credentials: tuple[str, str, str | None] | None,
+        credentials: CcxtKey | _DryRun | None,
         now_ms: int,
         nonce: int | None,
     ) -> CcxtRequest:
@@ -218,9 +230,7 @@ class Codec:
         if request is None:
             raise InvalidRequest("a ccxt venue needs its own transport (the answer lost its call)")
         script = _Script(answer=response)
-        signer = request.signer
-        credentials = None if signer is None else signer.credentials()
-        with self._lock, self._lent(credentials):
+        with self._lock, self._lent(request.signer):
             self._script = script
             try:
                 return self._invoke(request.call)
@@ -232,8 +242,8 @@ class Codec:
     def cost_of(self, call: UnifiedCall, *, signed: bool) -> float:
         """The rate-limit cost ccxt assigns to the request ``call`` makes (nothing is sent,
         and no real credentials are lent)."""
-        credentials = _DRY_RUN if signed else None
-        return self._build(call, None, credentials, self._milliseconds(), None).cost
+        lent = _DRY_RUN if signed else None
+        return self._build(call, None, lent, self._milliseconds(), None).cost
 
     def run_pure(self, function: Callable[[Any], Any]) -> Any:
         """Run ``function(exchange)`` under the lock, for calls that need no request."""
@@ -349,12 +359,11 @@ class Codec:
         return type(self.exchange).nonce(self.exchange)
 
     @contextmanager
-    def _lent(self, credentials: tuple[str, str, str | None] | None) -> Iterator[None]:
+    def _lent(self, credentials: CcxtKey | _DryRun | None) -> Iterator[None]:
         """The key's credentials on the exchange object for one call, then gone."""
         exchange = self.exchange
         if credentials is not None:
-            exchange.apiKey, exchange.secret, passphrase = credentials
-            exchange.password = passphrase or ""
+            credentials.lend_to(exchange)
         try:
             yield
         finally:

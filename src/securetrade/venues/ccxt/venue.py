@@ -220,12 +220,15 @@ class CcxtVenue:
         cost = self._costs.get(shape)
         if cost is None:
             call = self._call(endpoint.op, params)
+            refused: SecureTradeError | None = None
             try:
                 units = self.codec.cost_of(call, signed=endpoint.signed)
             except InvalidRequest:
                 raise
             except Exception as exc:
-                raise _refusal(self.name, exc) from None
+                refused = _refusal(self.name, exc)
+            if refused is not None:  # raised outside the except: no ccxt frame in its context
+                raise refused
             cost = {COST: milli_cost(units)}
             self._costs[shape] = cost
         return cost
@@ -277,6 +280,7 @@ class CcxtVenue:
         codec = self.codec
         if option is not None:
             codec.exchange.options[option] = self.recv_window_ms
+        refused: SecureTradeError  # set by the except below; raised after it
         try:
             return codec.build(
                 call,
@@ -287,7 +291,8 @@ class CcxtVenue:
         except InvalidRequest:
             raise
         except Exception as exc:  # ccxt refused the arguments: nothing was sent
-            raise _refusal(self.name, exc) from None
+            refused = _refusal(self.name, exc)
+        raise refused  # outside the except: ccxt's frames (signing included) stay behind
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
         """What a delivered answer means. Every failure to read it is ambiguous, since the
