@@ -8,7 +8,6 @@ before anything is encoded.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as _PydanticValidationError
 
+from ._checks import Choice
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -80,23 +80,23 @@ def _positive(field: str) -> Any:
     return BeforeValidator(check)
 
 
-class Side(str, enum.Enum):
+class Side(str, Choice):
     BUY = "BUY"
     SELL = "SELL"
 
 
-class OrderType(str, enum.Enum):
+class OrderType(str, Choice):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
 
 
-class TimeInForce(str, enum.Enum):
+class TimeInForce(str, Choice):
     GTC = "GTC"  # good till cancelled
     IOC = "IOC"  # immediate or cancel
     FOK = "FOK"  # fill or kill
 
 
-class OrderStatus(str, enum.Enum):
+class OrderStatus(str, Choice):
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"

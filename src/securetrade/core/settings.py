@@ -7,11 +7,9 @@ attempts or clock samples leave an order path that cannot work.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
-from typing import Any
 
-from ..errors import InvalidRequest
+from .._checks import flag, instance, number, whole
 from .retry import RetryPolicy
 
 __all__ = ["Settings"]
@@ -40,17 +38,15 @@ class Settings:
     ambiguous_rate_limits: bool = False
 
     def __post_init__(self) -> None:
-        _whole(self, "max_attempts", 1, 1_000)
-        _seconds(self, "max_rate_wait", 0.0)
-        _whole(self, "settle_ms", 0, 3_600_000)
-        _seconds(self, "resolve_timeout", 0.001)
-        _whole(self, "clock_samples", 1, 100)
-        _seconds(self, "owner_patience", 0.001)
-        for name in ("recover_on_start", "ambiguous_rate_limits"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidRequest(f"Settings.{name} must be True or False")
-        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
-            raise InvalidRequest("Settings.retry must be a RetryPolicy (or None)")
+        whole("Settings.max_attempts", self.max_attempts, 1, 1_000)
+        number("Settings.max_rate_wait", self.max_rate_wait, least=0)
+        whole("Settings.settle_ms", self.settle_ms, 0, 3_600_000)
+        number("Settings.resolve_timeout", self.resolve_timeout, least=0.001)
+        whole("Settings.clock_samples", self.clock_samples, 1, 100)
+        number("Settings.owner_patience", self.owner_patience, least=0.001)
+        flag("Settings.recover_on_start", self.recover_on_start)
+        flag("Settings.ambiguous_rate_limits", self.ambiguous_rate_limits)
+        instance("Settings.retry", self.retry, RetryPolicy)
 
     def retry_policy(self) -> RetryPolicy:
         return self.retry or RetryPolicy(max_attempts=self.max_attempts)
@@ -62,20 +58,3 @@ class Settings:
             if getattr(self, f.name) != f.default
         ]
         return f"Settings({', '.join(changed)})"
-
-
-def _whole(settings: Settings, name: str, low: int, high: int) -> None:
-    value: Any = getattr(settings, name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRequest(f"Settings.{name} must be a whole number from {low} to {high}")
-
-
-def _seconds(settings: Settings, name: str, low: float) -> None:
-    value: Any = getattr(settings, name)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < low
-    ):
-        raise InvalidRequest(f"Settings.{name} must be a finite number of seconds >= {low}")

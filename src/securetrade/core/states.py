@@ -32,8 +32,9 @@ Recovery, rejoin and takeover use these same transitions; none has a write of it
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
+
+from .._checks import Choice
 
 __all__ = [
     "CONFIRMED",
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class IntentState(str, enum.Enum):
+class IntentState(str, Choice):
     """Where one intent (one idempotency key) stands."""
 
     PENDING = "PENDING"  # claimed; nothing sent yet

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
+from .._checks import Choice
 from ..errors import InvalidRequest, ScopeError
 from ..models import to_decimal
 from .secret import Secret
@@ -15,7 +16,7 @@ from .secret import Secret
 __all__ = ["ApiKey", "Environment", "KeyKind", "Scope"]
 
 
-class Scope(str, enum.Enum):
+class Scope(str, Choice):
     """What a key may do. Each venue operation declares the one it needs.
 
     ``MARGIN``, ``FUTURES`` and ``OPTIONS`` are the separate switches venues offer for
@@ -32,7 +33,7 @@ class Scope(str, enum.Enum):
     OPTIONS = "options"
 
 
-class Environment(str, enum.Enum):
+class Environment(str, Choice):
     """Where a key is valid; live keys and test keys are never interchangeable."""
 
     LIVE = "live"
@@ -41,7 +42,7 @@ class Environment(str, enum.Enum):
     SIMULATED = "simulated"
 
 
-class KeyKind(str, enum.Enum):
+class KeyKind(str, Choice):
     """The kind of secret, which decides the signature algorithm."""
 
     HMAC = "hmac"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._checks import flag, instance, number, whole
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -391,11 +392,18 @@ class AnomalyMonitor:
         cooldown: float = 60.0,
         keep: int = 1000,
     ) -> None:
-        self.detectors = list(detectors) if detectors is not None else default_detectors()
-        self.kill_switch = kill_switch
-        self.cancel_open_on_kill = cancel_open_on_kill
-        self.cooldown = float(cooldown)
-        self.alerts: deque[Alert] = deque(maxlen=keep)
+        if detectors is None:
+            self.detectors = default_detectors()
+        else:
+            if isinstance(detectors, (str, bytes)) or not hasattr(detectors, "__iter__"):
+                raise InvalidRequest("detectors must be a list of detectors")
+            self.detectors = list(detectors)
+            if not all(callable(getattr(d, "observe", None)) for d in self.detectors):
+                raise InvalidRequest("each detector must have an observe(activity) method")
+        self.kill_switch = instance("kill_switch", kill_switch, KillSwitch)
+        self.cancel_open_on_kill = flag("cancel_open_on_kill", cancel_open_on_kill)
+        self.cooldown = number("cooldown", cooldown, least=0)
+        self.alerts: deque[Alert] = deque(maxlen=whole("keep", keep, 1))
         self._callbacks: list[Callable[[Alert], None]] = []
         self._last: dict[tuple[str, str | None, Severity], float] = {}
         self._lock = threading.Lock()

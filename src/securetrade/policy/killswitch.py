@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._checks import text
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -156,8 +157,10 @@ class KillSwitch:
     """
 
     def __init__(self, store: SwitchStore | None = None, *, name: str = "default") -> None:
-        if not name or not name.isprintable():
-            raise InvalidRequest("a kill switch name must be non-empty printable text")
+        text("a kill switch name", name)
+        for method in ("read", "write"):
+            if store is not None and not callable(getattr(store, method, None)):
+                raise InvalidRequest("store must be a SwitchStore (read and write), or None")
         self.store: SwitchStore = store or MemorySwitchStore()
         self.name = name
         self._listeners: list[Callable[[KillState], None]] = []

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from types import TracebackType
 
+from .._checks import instance
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
 from .killswitch import KillSwitch, MemorySwitchStore
@@ -122,8 +123,10 @@ class Policy:
         self.max_orders = _count("max_orders", max_orders)
         self.interval = _seconds("interval", interval)
         self.daily_notional = _limit("daily_notional", daily_notional)
-        self.kill_switch = kill_switch or KillSwitch()
-        self.within = within
+        self.kill_switch = instance("kill_switch", kill_switch, KillSwitch) or KillSwitch()
+        self.within = instance("within", within, Policy)
+        if not callable(clock):
+            raise InvalidRequest("clock must be a function returning epoch seconds")
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, str] = {}  # client order id -> symbol, believed open at the venue
@@ -484,9 +487,12 @@ def _seconds(name: str, value: float) -> float:
 
 
 def _seq(name: str, values: Iterable[object]) -> list[object]:
-    if isinstance(values, str):
+    if isinstance(values, (str, bytes)):
         raise InvalidRequest(f"{name} must be a list, not one string")
-    return list(values)
+    try:
+        return list(values)
+    except TypeError:
+        raise InvalidRequest(f"{name} must be a list") from None
 
 
 def _names(name: str, values: Iterable[str]) -> frozenset[str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._checks import number, text
 from ..errors import InvalidRequest
 from . import metrics
 from .backend import Backend, Draw
@@ -60,13 +61,8 @@ class RateLimiter:
         default_pause: float = 60.0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        if not 0.0 <= margin < 1.0:
-            raise InvalidRequest("margin must be in [0, 1)")
-        if not (math.isfinite(default_pause) and default_pause > 0):
-            raise InvalidRequest("default_pause must be a positive number of seconds")
-        for name, value in (("ip", ip), ("account", account), ("namespace", namespace)):
-            if value is not None and (not value or not value.isprintable() or "}" in value):
-                raise InvalidRequest(f"{name} must be non-empty printable text without '}}'")
+        limits = _check_options(limits, backend, margin, ip, account, namespace)
+        number("default_pause", default_pause, above=0)
         self._margin = margin
         self._shares = _shares(shares)
         self._ip = ip
@@ -386,9 +382,36 @@ def _no_plans() -> _Plans:
     return [{} for _ in Priority]
 
 
+def _check_options(
+    limits: Any, backend: Any, margin: Any, ip: Any, account: Any, namespace: Any
+) -> tuple[RateLimit, ...] | None:
+    """The constructor's arguments, refused with a typed error when they cannot be used."""
+    chosen: tuple[RateLimit, ...] | None = None
+    if limits is not None:
+        if isinstance(limits, (str, bytes)) or not hasattr(limits, "__iter__"):
+            raise InvalidRequest("limits must be a list of RateLimit (or None for the venue's)")
+        chosen = tuple(limits)
+        if not all(isinstance(limit, RateLimit) for limit in chosen):
+            raise InvalidRequest("limits must be a list of RateLimit")
+    if backend is not None and not all(
+        callable(getattr(backend, name, None)) for name in ("acquire", "compile", "pause")
+    ):
+        raise InvalidRequest(
+            "backend must be a rate-limit backend; use RateLimiter.sqlite(path) or "
+            "RateLimiter.redis(url) for shared windows"
+        )
+    number("margin", margin, least=0, most=0.99)
+    for name, value in (("ip", ip), ("account", account), ("namespace", namespace)):
+        if value is not None and (text(name, value) and "}" in value):
+            raise InvalidRequest(f"{name} must be non-empty printable text without '}}'")
+    return chosen
+
+
 def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:
     chosen = dict(DEFAULT_SHARES)
     if shares is not None:
+        if not isinstance(shares, Mapping):
+            raise InvalidRequest("shares must map each Priority to a fraction of a window")
         for priority, share in shares.items():
             if not isinstance(priority, Priority):
                 raise InvalidRequest(f"shares are keyed by Priority, not {priority!r}")
@@ -396,7 +419,9 @@ def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:
     previous = 0.0
     for priority in sorted(chosen):
         share = chosen[priority]
-        if not (isinstance(share, (int, float)) and 0.0 < share <= 1.0):
+        if not (
+            isinstance(share, (int, float)) and not isinstance(share, bool) and 0.0 < share <= 1.0
+        ):
             raise InvalidRequest(f"the share of {priority.name} must be in (0, 1]")
         if share < previous:
             raise InvalidRequest("a higher priority must not get a smaller share than a lower one")

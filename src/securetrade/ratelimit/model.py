@@ -11,12 +11,12 @@ units of each kind one call spends, possibly depending on its parameters
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .._checks import Choice
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class LimitScope(str, enum.Enum):
+class LimitScope(str, Choice):
     """Whose traffic a limit counts together."""
 
     IP = "ip"  # every key behind one egress address (Binance REQUEST_WEIGHT)
@@ -42,7 +42,7 @@ class LimitScope(str, enum.Enum):
     PAIR = "pair"  # one key in one pair (Kraken's trading limits)
 
 
-class Priority(enum.IntEnum):
+class Priority(int, Choice):
     """Who goes first when a window fills: cancels, then orders, then the rest.
 
     Each class may fill a window only up to its share (:data:`DEFAULT_SHARES`), so the

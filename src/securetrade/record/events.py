@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._checks import instance, whole
 from ..transport.redaction import redact_headers, redact_query
 
 if TYPE_CHECKING:
@@ -51,7 +52,10 @@ class AuditLog:
     """
 
     def __init__(self, *, keep: int = 10_000, trail: AuditTrail | None = None) -> None:
-        self._events: deque[Event] = deque(maxlen=keep)
+        from .trail import AuditTrail
+
+        instance("trail", trail, AuditTrail)
+        self._events: deque[Event] = deque(maxlen=whole("keep", keep, 1))
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
         self.trail = trail

@@ -63,7 +63,13 @@ class AuditKey:
 
     def __init__(self, private_key: Any) -> None:
         from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+        if not isinstance(private_key, Ed25519PrivateKey):
+            raise InvalidRequest(
+                "an AuditKey holds an Ed25519 private key: use AuditKey.generate() or "
+                "AuditKey.from_pem(...)"
+            )
         self._private = private_key
         public = private_key.public_key()
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
