@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._checks import flag, instance, number, whole
 from .clock import VenueClock
 from .core import Call, Core, Flow, Journal, JournalStore, RecoveryReport, Resource, Settings, Wait
 from .core.effects import Send
@@ -255,18 +256,16 @@ def _check_arguments(
         ("audit", audit, AuditLog),
         ("clock", clock, VenueClock),
     ):
-        if value is not None and not isinstance(value, kind):
-            raise InvalidRequest(f"{name} must be a {kind.__name__} (or None for the default)")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
-        raise InvalidRequest("timeout must be a number of seconds above 0 and at most 600")
-    if recv_window_ms is not None and (
-        isinstance(recv_window_ms, bool)
-        or not isinstance(recv_window_ms, int)
-        or not 100 <= recv_window_ms <= 60_000
+        instance(name, value, kind)
+    number("timeout", timeout, above=0, most=600)
+    if recv_window_ms is not None:
+        whole("recv_window_ms", recv_window_ms, 100, 60_000)
+    for name, value in zip(
+        ("unsafe_disable_pinning", "unsafe_allow_withdraw_scope", "unsafe_allow_plain_http"),
+        flags,
+        strict=True,
     ):
-        raise InvalidRequest("recv_window_ms must be a whole number between 100 and 60000")
-    if not all(isinstance(flag, bool) for flag in flags):
-        raise InvalidRequest("the unsafe_* switches must be True or False")
+        flag(name, value)
 
 
 def _base_url(venue: Venue, key: ApiKey, base_url: str | None) -> str:
