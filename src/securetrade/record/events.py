@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._checks import instance, whole
+from .._checks import whole
+from ..errors import InvalidRequest
 from ..transport.redaction import redact_headers, redact_query
 
 if TYPE_CHECKING:
@@ -52,9 +53,8 @@ class AuditLog:
     """
 
     def __init__(self, *, keep: int = 10_000, trail: AuditTrail | None = None) -> None:
-        from .trail import AuditTrail
-
-        instance("trail", trail, AuditTrail)
+        if trail is not None and not callable(getattr(trail, "append", None)):
+            raise InvalidRequest("trail must be an AuditTrail (or None)")  # not imported: lazy
         self._events: deque[Event] = deque(maxlen=whole("keep", keep, 1))
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
