@@ -15,13 +15,16 @@ _KINDS = (
     "status_after",
     "reset",
     "delay",
+    "slow_arrival",
     "rate_limit",
     "rate_limit_after",
     "ban",
 )
 
 #: Kinds after which the request has been processed (the order exists).
-EXECUTED = frozenset({"drop_response", "status_after", "rate_limit_after", "reset", "delay"})
+EXECUTED = frozenset(
+    {"drop_response", "status_after", "rate_limit_after", "reset", "delay", "slow_arrival"}
+)
 
 
 @dataclass(slots=True)
@@ -36,7 +39,9 @@ class Fault:
     misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
     response, then resets the connection;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
-    (past the client's timeout, the order lands after the client gave up).
+    (past the client's timeout, the order lands after the client gave up);
+    ``slow_arrival`` holds it ``seconds`` before the venue counts it, as a slow first
+    connection or a congested route does: it arrives late, then is processed as usual.
     ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many
     matching requests it hits.
     """
