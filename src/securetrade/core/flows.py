@@ -15,6 +15,7 @@ limit → freshness (venue timestamp) → signing → transport → record.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -327,7 +328,7 @@ class Core:
             self._instruments = self.venue.parse_instruments(payload)
             published = self.venue.parse_rate_limits(payload)
             if published and self._adopt_published_limits:
-                self.limiter.configure(published)  # the venue's own figures beat our table
+                self.limiter.adopt(published)  # the venue's own figures beat our table
         return dict(self._instruments)
 
     def balances(self) -> Flow[list[Balance]]:
@@ -1084,9 +1085,9 @@ class Core:
         else:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         while True:
-            wait = yield from self._offloaded(
+            wait, admission = yield from self._offloaded(
                 self.limiter.blocking,
-                self.limiter.reserve,
+                self.limiter.admit,
                 cost,
                 priority,
                 symbol=symbol,
@@ -1101,32 +1102,43 @@ class Core:
                     retry_after=wait,
                 )
             yield Wait(wait)
-        timestamp = self.clock.now_ms()
-        if before_send is not None:
-            yield from before_send(timestamp)
-        # Drawn last, after every wait: requests leave in nonce order as far as we decide it.
-        nonce = None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
-        request = self.venue.prepare(
-            endpoint,
-            params,
-            key_id=key.key_id,
-            signer=self._signer_of(key) if endpoint.signed else None,
-            timestamp_ms=timestamp,
-            nonce=nonce,
-        )
-        call = telemetry.venue_call(
-            request,
-            venue=self.venue.name,
-            operation=endpoint.op.value,
-            base_url=self.base_url,
-            resend_count=resend,
-            client_order_id=client_order_id,
-        )
-        self.audit.request(endpoint.op.value, request, attempt=resend + 1)
+        # The admission holds its windows until the request can no longer reach the venue:
+        # landed with the answer below, or here if it fails or never leaves.
+        call = None
         try:
+            timestamp = self.clock.now_ms()
+            if before_send is not None:
+                yield from before_send(timestamp)
+            # Drawn last, after every wait: requests leave in nonce order as far as we decide.
+            nonce = (
+                None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
+            )
+            request = self.venue.prepare(
+                endpoint,
+                params,
+                key_id=key.key_id,
+                signer=self._signer_of(key) if endpoint.signed else None,
+                timestamp_ms=timestamp,
+                nonce=nonce,
+            )
+            call = telemetry.venue_call(
+                request,
+                venue=self.venue.name,
+                operation=endpoint.op.value,
+                base_url=self.base_url,
+                resend_count=resend,
+                client_order_id=client_order_id,
+            )
+            self.audit.request(endpoint.op.value, request, attempt=resend + 1)
             response: HttpResponse = yield Send(request, endpoint.op)
         except BaseException as exc:
-            call.end(error=exc)
+            # Nothing more of it can arrive. Direct, not offloaded: the flow may be closing
+            # (its task cancelled) and cannot yield. Should a shared limiter fail here, the
+            # admission counts until its deadline, and the caller sees the first error.
+            with contextlib.suppress(Exception):
+                self.limiter.landed(admission)
+            if call is not None:
+                call.end(error=exc)
             raise
         yield from self._offloaded(
             self.limiter.blocking,
@@ -1135,6 +1147,7 @@ class Core:
             response.headers,
             symbol=symbol,
             caller=caller,
+            landed=admission,
         )
         outcome = self.venue.interpret(endpoint, response)
         call.end(
