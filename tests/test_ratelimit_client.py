@@ -261,27 +261,33 @@ def test_a_shared_limiter_is_called_off_the_event_loop(
     import threading
 
     from securetrade import AsyncClient
+    from securetrade.ratelimit.backend import Backend
 
+    shared: Backend
     if backend == "sqlite":
-        limiter = RateLimiter.sqlite(tmp_path / "limits.sqlite3")
+        from securetrade.ratelimit.sqlite import SQLiteBackend
+
+        shared = SQLiteBackend(tmp_path / "limits.sqlite3")
     else:
-        limiter = RateLimiter.redis(
-            request.getfixturevalue("redis_url"), namespace=f"offloop-{uuid.uuid4().hex}"
-        )
-    assert limiter.blocking
+        from securetrade.ratelimit.redis import RedisBackend
+
+        shared = RedisBackend(request.getfixturevalue("redis_url"))
+    # Admissions, and landings with the venue's usage headers: every call a request makes.
     callers: dict[str, set[int]] = {"acquire": set(), "reconcile": set()}
-    real_acquire, real_reconcile = limiter.backend.acquire_at, limiter.backend.reconcile
+    real_admit, real_land = shared.admit, shared.land
 
-    def acquire_at(plan: Any) -> tuple[float, float]:
+    def admit(plan: Any) -> tuple[float, Any]:
         callers["acquire"].add(threading.get_ident())
-        return real_acquire(plan)
+        return real_admit(plan)
 
-    def reconcile(reports: Any) -> None:
+    def land(admission: Any, reports: Any = ()) -> None:
         callers["reconcile"].add(threading.get_ident())
-        real_reconcile(reports)
+        real_land(admission, reports)
 
-    limiter.backend.acquire_at = acquire_at  # type: ignore[method-assign]
-    limiter.backend.reconcile = reconcile  # type: ignore[method-assign]
+    shared.admit = admit  # type: ignore[method-assign]
+    shared.land = land  # type: ignore[method-assign]
+    limiter = RateLimiter(backend=shared, namespace=f"offloop-{uuid.uuid4().hex}")
+    assert limiter.blocking
     order = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="90000")
 
     async def run() -> list[Any]:

@@ -7,6 +7,7 @@ core. It knows nothing of orders or the journal; :mod:`.reads`, :mod:`.resolutio
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -125,7 +126,7 @@ class Pipeline:
             published = self.venue.parse_rate_limits(payload)
             if published and self._adopt_published_limits:
                 limiter = self.limiter
-                yield Call(Resource.LIMITER, limiter.configure, published)
+                yield Call(Resource.LIMITER, limiter.adopt, published)
         return self._instruments
 
     def sync_clock(self, priority: Priority = Priority.NORMAL) -> Flow[None]:
@@ -238,9 +239,9 @@ class Pipeline:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         limiter = self.limiter
         while True:
-            wait: float = yield Call(
+            wait, admission = yield Call(
                 Resource.LIMITER,
-                lambda: limiter.reserve(cost, priority, symbol=symbol, caller=caller),
+                lambda: limiter.admit(cost, priority, symbol=symbol, caller=caller),
             )
             if wait <= 0.0:
                 break
@@ -251,40 +252,56 @@ class Pipeline:
                     retry_after=wait,
                 )
             yield Wait(wait)
-        timestamp = self.clock.now_ms()
-        if before_send is not None:
-            yield from before_send(timestamp)
-        # Drawn last, after every wait: requests leave in nonce order as far as we decide it.
-        nonce = None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
-        request = self.venue.prepare(
-            endpoint,
-            params,
-            key_id=key.key_id,
-            signer=self._signer_of(key) if endpoint.signed else None,
-            timestamp_ms=timestamp,
-            nonce=nonce,
-        )
-        call = telemetry.venue_call(
-            request,
-            venue=self.venue.name,
-            operation=endpoint.op.value,
-            base_url=self.base_url,
-            resend_count=resend,
-            client_order_id=client_order_id,
-        )
+        # The admission holds its windows until the request can no longer reach the venue
+        # (guarantee 6 counts at arrival): landed with the answer below, or here when the
+        # request fails or never leaves (a stale view, a journal error, a cancelled task).
+        call = None
         audit = self.audit
-        if audit.records_wire:
-            op_name = endpoint.op.value
-            yield Call(Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1))
         try:
+            timestamp = self.clock.now_ms()
+            if before_send is not None:
+                yield from before_send(timestamp)
+            # Drawn last, after every wait: requests leave in nonce order as far as we decide.
+            nonce = (
+                None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
+            )
+            request = self.venue.prepare(
+                endpoint,
+                params,
+                key_id=key.key_id,
+                signer=self._signer_of(key) if endpoint.signed else None,
+                timestamp_ms=timestamp,
+                nonce=nonce,
+            )
+            call = telemetry.venue_call(
+                request,
+                venue=self.venue.name,
+                operation=endpoint.op.value,
+                base_url=self.base_url,
+                resend_count=resend,
+                client_order_id=client_order_id,
+            )
+            if audit.records_wire:
+                op_name = endpoint.op.value
+                yield Call(
+                    Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1)
+                )
             response: HttpResponse = yield Send(request, endpoint.op)
         except BaseException as exc:
-            call.end(error=exc)
+            # Nothing more of it can arrive. Made here, not as an effect: the flow may be
+            # closing and can yield nothing. Should a shared limiter fail now, the admission
+            # counts until its deadline, and the caller sees the first error.
+            with contextlib.suppress(Exception):
+                limiter.landed(admission)
+            if call is not None:
+                call.end(error=exc)
             raise
         status, headers = response.status, response.headers
         yield Call(
             Resource.LIMITER,
-            lambda: limiter.observe(status, headers, symbol=symbol, caller=caller),
+            lambda: limiter.observe(
+                status, headers, symbol=symbol, caller=caller, landed=admission
+            ),
         )
         outcome = self.venue.interpret(endpoint, response)
         call.end(

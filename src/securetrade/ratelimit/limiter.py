@@ -1,12 +1,18 @@
 """Exact sliding-window limits per scope, with priorities, server feedback and backends.
 
-Every configured limit is a log of (time, cost) entries per scope (the in-memory backend
-folds each millisecond into one entry dated by its latest admission): no window of
-``seconds`` ever holds more than the limit less the safety margin, at any boundary, which
-also makes it correct for a venue's clock-aligned fixed windows. A call draws on several
-limits at once (a Binance order weighs on REQUEST_WEIGHT per IP and on ORDERS per account,
-per 10 s and per day) and is admitted only when all have room; the wait is computed from
-the log, never polled. Where the logs live is the backend's business: this process
+Every kind of cost is a log of (time, cost) entries per scope (the in-memory backend folds
+each millisecond into one entry dated by its latest admission), and every configured limit
+is a window over that log: no window of ``seconds`` ever holds more than the limit less the
+safety margin, at any boundary, which also makes it correct for a venue's clock-aligned
+fixed windows. A call draws on several limits at once (a Binance order weighs on
+REQUEST_WEIGHT per IP and on ORDERS per account, per 10 s and per day) and is admitted only
+when all have room; the wait is computed from the log, never polled.
+
+The venue counts a request when it arrives, which is after we admitted it (a fresh TLS
+connection alone takes 0.1-0.3 s). So the client admits with :meth:`RateLimiter.admit`:
+the request occupies its windows from admission until :meth:`RateLimiter.landed` (its
+answer came back, or its transport gave up, so it can no longer arrive), and leaves them
+one window length after that. Where the logs live is the backend's business: this process
 (:meth:`RateLimiter.in_memory`), processes on one host (:meth:`RateLimiter.sqlite`) or
 processes on many hosts (:meth:`RateLimiter.redis`).
 """
@@ -45,7 +51,9 @@ class RateLimiter:
     part of each window a :class:`Priority` may fill (the rest is headroom for the classes
     above it). ``ip`` names the egress address: limiters sharing a backend and an ``ip``
     share the venue's per-IP budget. ``account`` names the account behind the keys (by
-    default each key is its own account). Thread-safe.
+    default each key is its own account). ``max_flight`` is the longest a request can take
+    to reach the venue once admitted: shared backends count an admission whose process died
+    before landing it as landed then. Thread-safe.
     """
 
     def __init__(
@@ -59,10 +67,12 @@ class RateLimiter:
         account: str | None = None,
         namespace: str = "securetrade",
         default_pause: float = 60.0,
+        max_flight: float = 60.0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
         limits = _check_options(limits, backend, margin, ip, account, namespace)
         number("default_pause", default_pause, above=0)
+        number("max_flight", max_flight, above=0)
         self._margin = margin
         self._shares = _shares(shares)
         self._ip = ip
@@ -70,9 +80,11 @@ class RateLimiter:
         self._namespace = namespace
         self._venue = ""
         self._default_pause = default_pause
+        self._max_flight = float(max_flight)
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self._acquire = self.backend.acquire
         self._acquire_at = self.backend.acquire_at
+        self._admit = self.backend.admit
         self._lock = threading.Lock()  # guards configuration, never held across I/O waits
         self._limits: tuple[RateLimit, ...] = tuple(limits) if limits is not None else ()
         self._given = limits is not None
@@ -157,27 +169,35 @@ class RateLimiter:
         return not self._given
 
     def configure(self, limits: Iterable[RateLimit]) -> None:
-        """Replace the limits (with those the venue publishes), keeping what was spent."""
+        """Replace the limits (with those the venue publishes), keeping what was spent.
+
+        Nothing is copied: a new window reads the log that every limit of its kind and
+        scope writes to, so it starts with every unit spent there, by any process and
+        under any table, including those still in flight.
+        """
         fresh = tuple(limits)
         with self._lock:
-            seen = dict(self._seen)
+            seen = set(self._seen.values())
             self._limits = fresh
             self._plans = _no_plans()
             self._last = _NO_LAST
             self._headers = {}
             self._seen = {}
-            longest: dict[tuple[str, LimitScope, str], tuple[RateLimit, str]] = {}
-            for (_, bucket), (limit, scope_id) in seen.items():
-                slot = (limit.kind, limit.scope, scope_id)
-                if slot not in longest or longest[slot][0].seconds < limit.seconds:
-                    longest[slot] = (limit, bucket)
-            for (kind, scope, scope_id), (_, source) in longest.items():
+            for old, scope_id in seen:
                 for limit in fresh:
-                    if limit.kind == kind and limit.scope is scope:
-                        target = self._name(limit, scope_id)
-                        self._seen[(id(limit), target)] = (limit, scope_id)
-                        if target != source:
-                            self.backend.seed(target, source, limit.seconds)
+                    if limit.kind == old.kind and limit.scope is old.scope:
+                        self._bucket_of(limit, scope_id)
+
+    def adopt(self, published: Iterable[RateLimit]) -> None:
+        """Take the limits the venue publishes, kind by kind: a kind it publishes gets the
+        venue's limits, a kind it does not keep ours (the built-in table stays in force
+        for whatever the venue has not told us). What was spent and what is in flight
+        count in the new windows from their first moment (see :meth:`configure`)."""
+        fresh = tuple(published)
+        kinds = {limit.kind for limit in fresh}
+        with self._lock:
+            kept = tuple(limit for limit in self._limits if limit.kind not in kinds)
+        self.configure(fresh + kept)
 
     @property
     def blocking(self) -> bool:
@@ -186,6 +206,43 @@ class RateLimiter:
         return not isinstance(self.backend, MemoryBackend)
 
     # --- admission --------------------------------------------------------------------------
+
+    def admit(
+        self,
+        costs: Mapping[str, int],
+        priority: Priority = Priority.NORMAL,
+        *,
+        symbol: str | None = None,
+        caller: Caller | None = None,
+    ) -> tuple[float, Any]:
+        """Take ``costs`` for a request about to be sent: ``(0.0, admission)`` if every limit
+        has room for ``priority``, else ``(wait, None)``.
+
+        The admission holds its windows while the request is on its way: pass it to
+        :meth:`landed` (or to :meth:`observe` with the answer) once the request can no
+        longer reach the venue, whether it was answered, failed or never sent; it leaves
+        each window one window length after that. A positive wait reserves nothing: wait
+        that long and call again. ``symbol`` and ``caller`` pick the instrument, pair, key
+        and account windows.
+        """
+        last = self._last
+        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+            answer: tuple[float, Any] = self._admit(last[4])
+        else:
+            entry = self._plans[priority].get((id(costs), symbol, caller))
+            if entry is None or entry[0] is not costs:
+                entry = self._compile(costs, priority, symbol, caller)
+            self._last = (costs, priority, caller, symbol, entry[1])
+            answer = self._admit(entry[1])
+        if answer[0] > 0.0:
+            self._waited(priority, answer[0])
+        return answer
+
+    def landed(self, admission: Any) -> None:
+        """The request ``admission`` let through can no longer reach the venue (answered,
+        failed, timed out or never sent): its units start leaving their windows now."""
+        if admission is not None:
+            self.backend.land(admission)
 
     def reserve(
         self,
@@ -197,7 +254,9 @@ class RateLimiter:
     ) -> float:
         """Take ``costs`` if every limit has room for ``priority`` and return 0.0; else the wait.
 
-        A positive result reserves nothing: wait that long and call again. ``symbol`` and
+        The units are dated now, as if they reached the venue at once: for calls whose
+        time on the way does not matter. A request to a venue uses :meth:`admit`. A
+        positive result reserves nothing: wait that long and call again. ``symbol`` and
         ``caller`` pick the instrument, pair, key and account windows.
         """
         last = self._last
@@ -247,7 +306,7 @@ class RateLimiter:
             self._metrics = metrics.register(self, self._meter_provider)
         share = self._shares[priority]
         with self._lock:
-            draws: dict[str, Draw] = {}
+            draws: dict[tuple[str, float], Draw] = {}
             for limit in self._limits:
                 cost = costs.get(limit.kind, 0)
                 if not cost:
@@ -261,10 +320,14 @@ class RateLimiter:
                         f"{priority.name} call may fill at most {ceiling} of that window"
                     )
                 bucket = self._bucket(limit, caller, symbol)
-                if bucket in draws:  # the same window listed twice: the tighter limit holds
-                    ceiling = min(ceiling, draws[bucket].ceiling)
-                draws[bucket] = Draw(bucket, limit.seconds, ceiling, cost)
-            entry = (costs, self.backend.compile(self._pause_key(), list(draws.values())))
+                window = (bucket, limit.seconds)
+                if window in draws:  # the same window listed twice: the tighter limit holds
+                    ceiling = min(ceiling, draws[window].ceiling)
+                draws[window] = Draw(bucket, limit.seconds, ceiling, cost)
+            plan = self.backend.compile(
+                self._pause_key(), list(draws.values()), flight=self._max_flight
+            )
+            entry = (costs, plan)
             self._plans[priority][(id(costs), symbol, caller)] = entry
             return entry
 
@@ -282,8 +345,14 @@ class RateLimiter:
         *,
         symbol: str | None = None,
         caller: Caller | None = None,
+        landed: Any = None,
     ) -> None:
-        """Reconcile with the venue's reported usage, and pause everyone on 429 or 418."""
+        """Reconcile with the venue's reported usage, and pause everyone on 429 or 418.
+
+        ``landed`` is the admission of the request this answers (see :meth:`admit`): it is
+        landed first, in the same step, so the venue's count (which includes the request)
+        meets ours with the request in it too.
+        """
         reported = self._headers.get((caller, symbol))
         if reported is None:
             with self._lock:
@@ -298,7 +367,9 @@ class RateLimiter:
             value = headers.get(header)
             if value is not None and value.isdigit() and int(value) > 0:
                 reports.append((bucket, seconds, int(value)))
-        if reports:
+        if landed is not None:
+            self.backend.land(landed, reports)
+        elif reports:
             self.backend.reconcile(reports)
         if status in (418, 429):
             retry_after = _parse_retry_after(headers.get("retry-after"))
@@ -359,14 +430,15 @@ class RateLimiter:
         return f"{account if scope is LimitScope.INSTRUMENT else key_id}/{symbol or '*'}"
 
     def _name(self, limit: RateLimit, scope_id: str) -> str:
+        # One log per kind and scope, whatever the window: every limit over it (ours, the
+        # venue's published ones, another process's) reads what all of them spent.
         # The {hash tag} keeps every key of a namespace in one Redis Cluster slot.
-        return (
-            f"{{{self._namespace}}}:{self._venue}:{limit.kind}:{limit.seconds:g}:"
-            f"{limit.scope.value}:{scope_id}"
-        )
+        return f"{{{self._namespace}}}:{self._venue}:{limit.kind}:{limit.scope.value}:{scope_id}"
 
     def _bucket(self, limit: RateLimit, caller: Caller | None, symbol: str | None) -> str:
-        scope_id = self._scope_id(limit.scope, caller, symbol)
+        return self._bucket_of(limit, self._scope_id(limit.scope, caller, symbol))
+
+    def _bucket_of(self, limit: RateLimit, scope_id: str) -> str:
         name = self._name(limit, scope_id)
         self._seen[(id(limit), name)] = (limit, scope_id)
         return name

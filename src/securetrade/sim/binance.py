@@ -100,6 +100,9 @@ class _Stats(DialectStats):
     weight: int = 0  # request weight counted, as Binance counts it
     #: (monotonic time, method, path) of every request received, in order.
     arrivals: list[tuple[float, str, str]] = field(default_factory=list)
+    #: (monotonic time, request weight) of the same requests: what the venue counts
+    #: against its weight limit at the moment each one arrives.
+    arrival_weights: list[tuple[float, int]] = field(default_factory=list)
 
 
 class BinanceDialect(Dialect[_Stats]):
@@ -132,7 +135,10 @@ class BinanceDialect(Dialect[_Stats]):
 
     def _arrived(self, request: SimRequest) -> None:
         super()._arrived(request)
-        self.stats.arrivals.append((time.monotonic(), request.method, request.path))
+        now = time.monotonic()
+        self.stats.arrivals.append((now, request.method, request.path))
+        weight = _weight(request.method, request.path, request.query)
+        self.stats.arrival_weights.append((now, weight))
 
     def _fault_answer(self, fault: Fault) -> SimResponse:
         retry = {"retry-after": str(max(1, round(fault.seconds)))}

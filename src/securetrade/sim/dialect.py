@@ -1,8 +1,9 @@
 """What every simulated venue does the same way, whatever its wire format.
 
-A request is counted as it arrives, meets the fault schedule, passes the venue's gateway
-checks, is processed, and is answered in JSON; the fault schedule decides whether it is
-processed at all and whether its answer reaches the client. :class:`Dialect` holds that
+A request meets the fault schedule, is counted as it arrives (late, for a
+``slow_arrival``), passes the venue's gateway checks, is processed, and is answered in
+JSON; the fault schedule decides when it arrives, whether it is processed at all and
+whether its answer reaches the client. :class:`Dialect` holds that
 sequence once. A dialect (``binance.py``, ``kraken.py``) supplies only what is its own:
 paths, checks, error codes and payload shapes.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -158,10 +160,12 @@ class Dialect(ABC, Generic[StatsT]):
         """Answer one request, with whatever the fault schedule has in store for it."""
         path, _, query = target.partition("?")
         request = SimRequest(method, target, path, query, headers, body, client)
-        with self._lock:
-            self._arrived(request)
         fault = self.faults.take(method, path)
         kind = None if fault is None else fault.kind
+        if fault is not None and kind == "slow_arrival":
+            time.sleep(fault.seconds)  # still on its way: the venue counts it when it gets here
+        with self._lock:
+            self._arrived(request)
         if kind == "drop_request":  # lost before the venue: nothing is processed
             return SimResponse(0, {}, b"", drop=True)
         if fault is not None and kind in ("status", "rate_limit", "ban"):  # not processed

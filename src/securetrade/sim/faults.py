@@ -15,6 +15,7 @@ _KINDS = (
     "status_after",
     "reset",
     "delay",
+    "slow_arrival",
     "rate_limit",
     "rate_limit_after",
     "ban",
@@ -32,6 +33,7 @@ EXECUTED = frozenset(
         "delay",
         "garbled_after",
         "html_after",
+        "slow_arrival",
     }
 )
 
@@ -50,7 +52,9 @@ class Fault:
     JSON cut in half, and ``html_after`` answers 200 with an HTML page (a proxy or CDN
     that replaced the answer): delivered in full, but unreadable;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
-    (past the client's timeout, the order lands after the client gave up).
+    (past the client's timeout, the order lands after the client gave up);
+    ``slow_arrival`` holds it ``seconds`` before the venue counts it, as a slow first
+    connection or a congested route does: it arrives late, then is processed as usual.
     ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many
     matching requests it hits.
     """
