@@ -493,7 +493,7 @@ class AsyncClient(_Base[AsyncTransport]):
         """Journal writes of concurrent orders, committed in groups (loaded by async users)."""
         from .core.group_commit import GroupCommit
 
-        return GroupCommit(self.core.journal)
+        return GroupCommit.of(self.core.journal)
 
     @functools.cached_property
     def _off_loop(self) -> frozenset[Resource]:

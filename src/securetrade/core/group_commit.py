@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import sqlite3
+import weakref
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -69,7 +70,19 @@ def apply_all(journal: JournalStore, calls: list[JournalCall]) -> list[Any]:
 
 
 class GroupCommit:
-    """Queues the journal calls of one event loop's orders and commits them in groups."""
+    """Queues the journal calls of one event loop's orders and commits them in groups.
+
+    One per journal (:meth:`of`): every client writing to a journal (a copy engine's
+    followers, say) joins the same groups, so their orders share commits too.
+    """
+
+    @classmethod
+    def of(cls, journal: JournalStore) -> GroupCommit:
+        """The group commit of ``journal``, made on first use."""
+        group = _GROUPS.get(journal)
+        if group is None:
+            group = _GROUPS.setdefault(journal, cls(journal))
+        return group
 
     def __init__(self, journal: JournalStore) -> None:
         self._journal = journal
@@ -175,6 +188,9 @@ class GroupCommit:
             self._flushing = None
 
 
+_GROUPS: weakref.WeakKeyDictionary[JournalStore, GroupCommit] = weakref.WeakKeyDictionary()
+
+
 def _in_transaction(journal: Journal, calls: list[JournalCall]) -> list[Any]:
     with journal.transaction():
         return apply_all(journal, calls)
@@ -185,8 +201,9 @@ def _check_one_loop(previous: asyncio.AbstractEventLoop | None) -> None:
     client): each would take the other's queue and leave its orders waiting forever."""
     if previous is not None and previous.is_running():
         raise InvalidRequest(
-            "this AsyncClient is in use on another running event loop: make one client "
-            "per event loop (thread)"
+            "this AsyncClient, or its journal, is in use on another running event loop: make "
+            "one client per event loop (thread), each with a Journal object of its own (the "
+            "same file is fine)"
         )
 
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import re
 import secrets
 import socket
@@ -349,18 +350,7 @@ class Journal:
         self._flushes = 0
         with self._lock:
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                if self.needs_flush:  # our flushes checkpoint, off the committing thread
-                    self._db.execute("PRAGMA wal_autocheckpoint=0")
-                    self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-                self._db.execute("BEGIN IMMEDIATE")  # processes opening a new file at once
-                try:
-                    self._migrate()
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+                self._prepare()
             except sqlite3.Error as exc:
                 self._db.close()
                 raise _unusable(self.path, exc) from exc
@@ -368,6 +358,34 @@ class Journal:
                 self._db.close()
                 raise
             self._open_log()
+
+    def _prepare(self) -> None:
+        """WAL mode, our settings and the schema. Processes opening a new file at once can
+        meet SQLite's deadlock guard, which answers "locked" at once instead of waiting:
+        tried again, with jitter, for as long as a busy wait would have lasted."""
+        deadline = time.monotonic() + _BUSY_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                if self.needs_flush:  # our flushes checkpoint, off the committing thread
+                    self._db.execute("PRAGMA wal_autocheckpoint=0")
+                    self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._migrate()
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                time.sleep(random.uniform(0.002, 0.02))  # noqa: S311  # nosec B311 - jitter
 
     def _migrate(self) -> None:
         """Create or upgrade the schema; refuse a file that is not one of our journals

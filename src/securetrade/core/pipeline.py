@@ -26,7 +26,7 @@ from ..errors import (
 from ..keys import ApiKey, KeyRing, Scope
 from ..models import Instrument
 from ..nonce import MemoryNonceSource, NonceSource
-from ..policy import Policy
+from ..policy import Policy, ReferencePrice
 from ..ratelimit import Caller, Priority, RateLimiter, cost_of
 from ..record import AuditLog
 from ..signing import Signer
@@ -38,9 +38,20 @@ from .journal import JournalStore
 from .retry import Attempts
 from .settings import Settings
 
-__all__ = ["Pipeline"]
+__all__ = ["MarketData", "Pipeline"]
 
 log = logging.getLogger("securetrade")
+
+
+class MarketData:
+    """What a client learns of its venue that is the same for every key: the instrument
+    rules and recent reference prices (shareable, see :meth:`Pipeline.share_market`)."""
+
+    __slots__ = ("instruments", "references")
+
+    def __init__(self) -> None:
+        self.instruments: dict[str, Instrument] = {}
+        self.references: dict[str, ReferencePrice] = {}
 
 
 class Pipeline:
@@ -92,7 +103,7 @@ class Pipeline:
         self.nonces: NonceSource | None = None
         if venue.freshness is Freshness.NONCE:
             self.nonces = nonces or _PROCESS_NONCES
-        self._instruments: dict[str, Instrument] = {}
+        self.market = MarketData()
 
     # --- what the layers above use --------------------------------------------------------
 
@@ -119,15 +130,27 @@ class Pipeline:
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
     ) -> Flow[dict[str, Instrument]]:
         """Trading rules per symbol, read once (and adopting the venue's published limits)."""
-        if refresh or not self._instruments:
+        market = self.market
+        if refresh or not market.instruments:
             endpoint = self.venue.endpoints[Op.INSTRUMENTS]
             payload = yield from self._retrying(endpoint, [], priority=priority)
-            self._instruments = self.venue.parse_instruments(payload)
+            market.instruments = self.venue.parse_instruments(payload)
             published = self.venue.parse_rate_limits(payload)
             if published and self._adopt_published_limits:
                 limiter = self.limiter
                 yield Call(Resource.LIMITER, limiter.adopt, published)
-        return self._instruments
+        return market.instruments
+
+    def share_market(self, other: Pipeline) -> None:
+        """Read the venue's instruments, reference prices and clock through ``other``: the
+        clients of one platform on one venue (a copy engine's followers, say) then learn
+        them once between them, not once each. Both must serve the same venue."""
+        if other.venue.name != self.venue.name:
+            raise InvalidRequest(
+                f"cannot share {other.venue.name}'s market data with a {self.venue.name} client"
+            )
+        self.market = other.market
+        self.clock = other.clock
 
     def sync_clock(self, priority: Priority = Priority.NORMAL) -> Flow[None]:
         """Measure the offset to venue time from a few ``/time`` round trips."""
@@ -224,7 +247,7 @@ class Pipeline:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
         if (
             getattr(self.venue, "needs_instruments", False)
-            and not self._instruments
+            and not self.market.instruments
             and endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME)
         ):
             yield from self.markets()  # ccxt builds its requests from the market list

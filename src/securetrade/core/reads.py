@@ -50,7 +50,6 @@ class Reads(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._references: dict[str, ReferencePrice] = {}
         self._cancel_due: KillState | None = None  # a kill switch asked to cancel open orders
         self._cancelled_for: float | None = None  # ...and this engagement was honoured
         self._kill_lock = threading.Lock()  # one thread honours an engagement
@@ -272,7 +271,7 @@ class Reads(Pipeline):
     def reference_price(self, symbol: str) -> Flow[ReferencePrice]:
         """The venue's last price of ``symbol``, reused while younger than the policy's
         ``reference_max_age`` allows (half of it, so a reused price is never stale)."""
-        cached = self._references.get(symbol)
+        cached = self.market.references.get(symbol)
         if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
             return cached
         self.venue.check_symbol(symbol)
@@ -280,7 +279,7 @@ class Reads(Pipeline):
             Op.TICKER_PRICE, [("symbol", symbol)], symbol=symbol, priority=Priority.ORDER
         )
         fresh = ReferencePrice(symbol, self.venue.parse_price(payload), time.time())
-        self._references[symbol] = fresh
+        self.market.references[symbol] = fresh
         return fresh
 
     # --- the kill switch -------------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""The pure part of copy trading: what one follower should do for one leader event.
+
+:func:`plan` reads nothing and sends nothing: given the event, the follower and what is
+known of the follower's account now (:class:`FollowerState`), it returns the orders to
+place, each with its idempotency key, or one :class:`~.model.Skip` with its reason. It
+is the same function whether it runs in a notebook, in the embedded engine or on one of
+several hosts, which is what makes the outcome of an event reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from ..keys import Secret
+from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
+from .model import CopyIntent, Follower, LeaderEvent, Movement, SizingMode, Skip, SkipReason
+
+__all__ = ["FollowerState", "copy_key", "follower_symbol", "plan"]
+
+_BPS = Decimal(10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerState:
+    """What :func:`plan` needs to know about a follower's account right now.
+
+    ``instrument`` is the mapped symbol's rules on the follower's venue (None: not listed
+    there). ``position`` is the base asset the follower holds (what a close sells a share
+    of); ``equity`` its value in the quote asset; ``quote_free`` and ``base_free`` what it
+    can spend. ``last_price`` (optional) is the venue's price now: an open whose bound it
+    has already passed is skipped for slippage instead of being sent to expire.
+    """
+
+    instrument: Instrument | None
+    now_ms: int
+    position: Decimal = Decimal(0)
+    equity: Decimal | None = None
+    quote_free: Decimal | None = None
+    base_free: Decimal | None = None
+    last_price: Decimal | None = None
+    quarantined: bool = False
+
+
+def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
+    """The follower's idempotency key for one leg of one event: a keyed hash, never time
+    or randomness, so a redelivered or replayed event maps to the same key on any host.
+    Keyed, so a follower cannot predict another's keys from the public event ids."""
+    message = f"{event_id}\x00{follower_id}\x00{leg}".encode()
+    digest = hmac.new(secret.expose(), message, hashlib.sha256).hexdigest()
+    return "copy-" + digest[:40]
+
+
+def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
+    """The event's symbol on the follower's venue, or None when it has no mapping."""
+    mapped = follower.symbols.get(event.symbol)
+    if mapped is not None:
+        return mapped
+    return event.symbol if follower.venue == event.venue else None
+
+
+def plan(
+    event: LeaderEvent, follower: Follower, state: FollowerState, *, secret: Secret
+) -> list[CopyIntent | Skip]:
+    """The follower's copy of ``event``: one intent per leg, or a skip with its reason."""
+
+    def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
+        return [Skip(follower.id, event.id, reason, detail)]
+
+    if state.quarantined:
+        return skip(SkipReason.QUARANTINED)
+    symbol = follower_symbol(event, follower)
+    if symbol is None or state.instrument is None or not state.instrument.trading:
+        return skip(SkipReason.UNMAPPED_SYMBOL, f"{event.symbol} on {follower.venue}")
+    rules = state.instrument
+    if event.movement is Movement.CLOSE:
+        return _close(event, follower, state, symbol, rules, secret)
+    if state.now_ms - event.at_ms > follower.ttl_ms:
+        return skip(SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
+    if follower.equity_floor is not None and (state.equity or 0) < follower.equity_floor:
+        return skip(SkipReason.RISK_LIMIT, "equity below the floor")
+    quantity = _round(_size(event, follower, state), rules.step_size, ROUND_FLOOR)
+    bound = _bound(event, follower, rules)
+    if state.last_price is not None and (
+        state.last_price > bound if event.side is Side.BUY else state.last_price < bound
+    ):
+        return skip(SkipReason.SLIPPAGE, f"last price {state.last_price} beyond {bound}")
+    notional = quantity * bound
+    if quantity <= 0 or quantity < rules.min_quantity or notional < rules.min_notional:
+        return skip(SkipReason.BELOW_MINIMUM, f"{quantity} {symbol}")
+    if follower.max_notional is not None and notional > follower.max_notional:
+        return skip(SkipReason.RISK_LIMIT, f"notional {notional} above {follower.max_notional}")
+    if follower.max_position is not None:
+        after = state.position + (quantity if event.side is Side.BUY else -quantity)
+        if abs(after) > follower.max_position:
+            return skip(SkipReason.RISK_LIMIT, f"position {after} beyond {follower.max_position}")
+    spendable = state.quote_free if event.side is Side.BUY else state.base_free
+    needed = notional if event.side is Side.BUY else quantity
+    if spendable is not None and spendable < needed:
+        return skip(SkipReason.BALANCE, f"needs {needed}, has {spendable}")
+    # Opens go out as IOC limits at the slippage bound: what cannot fill there, expires.
+    order: OrderRequest = LimitOrder(
+        symbol=symbol,
+        side=event.side,
+        quantity=quantity,
+        price=bound,
+        time_in_force=TimeInForce.IOC,
+    )
+    return [CopyIntent(follower.id, event.id, 0, order, copy_key(secret, event.id, follower.id, 0))]
+
+
+def _close(
+    event: LeaderEvent,
+    follower: Follower,
+    state: FollowerState,
+    symbol: str,
+    rules: Instrument,
+    secret: Secret,
+) -> list[CopyIntent | Skip]:
+    """A close mirrors the share of the position the leader took off, at market: a close
+    is never skipped for slippage or age (leaving a position open is the bigger risk)."""
+
+    def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
+        return [Skip(follower.id, event.id, reason, detail)]
+
+    held = state.position if event.side is Side.SELL else -state.position
+    if held <= 0:
+        return skip(SkipReason.NO_POSITION)
+    quantity = _round(held * event.close_fraction, rules.step_size, ROUND_FLOOR)
+    if event.side is Side.SELL and state.base_free is not None:
+        quantity = min(quantity, _round(state.base_free, rules.step_size, ROUND_FLOOR))
+    if quantity <= 0 or quantity < rules.min_quantity:
+        return skip(SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close")
+    order: OrderRequest = MarketOrder(symbol=symbol, side=event.side, quantity=quantity)
+    return [CopyIntent(follower.id, event.id, 0, order, copy_key(secret, event.id, follower.id, 0))]
+
+
+def _size(event: LeaderEvent, follower: Follower, state: FollowerState) -> Decimal:
+    """The open's quantity before rounding, by the follower's sizing mode."""
+    mode, value = follower.sizing.mode, follower.sizing.value
+    if mode is SizingMode.FIXED_QUANTITY:
+        return value
+    if mode is SizingMode.FIXED_NOTIONAL:
+        return value / event.price
+    if mode is SizingMode.MULTIPLIER:
+        return event.quantity * value
+    equity = state.equity or Decimal(0)
+    if mode is SizingMode.PROPORTIONAL:
+        if not event.leader_equity:
+            return Decimal(0)  # cannot scale without the leader's equity: below minimum
+        return event.quantity * equity / event.leader_equity * value
+    return equity * value / 100 / event.price  # RISK_PERCENT of equity, at the leader's price
+
+
+def _bound(event: LeaderEvent, follower: Follower, rules: Instrument) -> Decimal:
+    """The worst price an open accepts: the leader's price moved by the slippage cap,
+    rounded to the tick towards the leader's price (never past the cap)."""
+    move = event.price * follower.slippage_bps / _BPS
+    if event.side is Side.BUY:
+        return _round(event.price + move, rules.tick_size, ROUND_FLOOR)
+    return _round(event.price - move, rules.tick_size, ROUND_CEILING)
+
+
+def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    if step <= 0:
+        return value
+    return (value / step).to_integral_value(rounding=rounding) * step
