@@ -347,7 +347,9 @@ class BinanceSpot:
             venue=self.name,
             symbol=payload["symbol"],
             order_id=str(payload["orderId"]),
-            client_order_id=payload["clientOrderId"],
+            # A cancel answers the order's id in origClientOrderId; clientOrderId is the
+            # cancel's own (Binance "Cancel order").
+            client_order_id=payload.get("origClientOrderId") or payload["clientOrderId"],
             side=payload["side"],
             type=order_type,
             status=_STATUS[payload["status"]],
