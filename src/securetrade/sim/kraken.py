@@ -10,6 +10,12 @@ decaying API and add/cancel counters. Faults come from the same schedule as Bina
 are applied by the same handler (:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault
 answers with a gateway's HTML page, as Kraken's edge does.
 
+As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
+``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
+checks an order without placing it, a post-only order that would take is cancelled, and
+``userref`` is kept. ``TradesHistory``, ``SystemStatus`` and the whole ``Ticker`` answer
+are served.
+
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
 the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),
 ``OpenOrders`` and ``ClosedOrders`` filtered by ``cl_ord_id``, ``CancelOrder`` by ``txid`` or
