@@ -56,7 +56,11 @@ def test_market_order_fills_and_moves_balances(sim: Simulator, make_client: Any)
     assert order.average_price > 0
     balances = {b.asset: b.total for b in client.balances()}
     assert balances["ETH"] == Decimal("19.5")
-    assert balances["USDT"] == Decimal("100000") + order.quote_quantity
+    # The venue's commission on a sell is paid in the quote asset received.
+    commission = sum((f.commission for f in order.fills), Decimal(0))
+    assert commission == (order.quote_quantity * Decimal("0.001")).quantize(Decimal("1e-8"))
+    assert {f.commission_asset for f in order.fills} == {"USDT"}
+    assert balances["USDT"] == Decimal("100000") + order.quote_quantity - commission
 
 
 def test_reads(sim: Simulator, make_client: Any) -> None:

@@ -28,6 +28,16 @@ def example_adapter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     sys.path.remove(str(site))
 
 
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """The strict simulator with Kraken's call counters off (``kraken_limits=None``): the
+    suite lifts the client's Kraken limiter to run fast (transports.py), and tests
+    behaviour, not counters; tests/test_kraken.py and tests/test_sim_conformance.py test
+    the counters."""
+    with Simulator(kraken_limits=None) as simulator:
+        yield simulator
+
+
 @pytest.fixture(params=TRANSPORTS, ids=[t.name for t in TRANSPORTS])
 def transport(request: pytest.FixtureRequest) -> Transport:
     return request.param  # type: ignore[no-any-return]

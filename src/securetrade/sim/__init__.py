@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..keys import ApiKey, Environment, KeyKind, Scope
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
-from .binance import BinanceDialect, SimKey, SimLimits, SimResponse
+from .binance import BINANCE_FEES, BinanceDialect, SimKey, SimLimits, SimResponse
 from .engine import Market, SimInstrument
 from .faults import Fault, Faults
-from .kraken import KrakenDialect, KrakenLimits, kraken_secret
+from .kraken import KRAKEN_FEES, KRAKEN_STARTER, KrakenDialect, KrakenLimits, kraken_secret
 from .server import HttpsServer
 
 if TYPE_CHECKING:
@@ -80,9 +80,18 @@ class Simulator:
         visibility_lag_ms: int = 0,
         deadline: str = "recv_window",
         history_ttl_ms: int | None = None,
+        strict: bool = True,
+        fees: bool = True,
+        kraken_limits: KrakenLimits | None = KRAKEN_STARTER,
     ) -> None:
         """``dedupe``, ``visibility_lag_ms``, ``deadline`` and ``history_ttl_ms`` set the
-        venue's profile: see :class:`Market`."""
+        venue's profile: see :class:`Market`.
+
+        The venue is strict by default, as the live ones are (docs/simulator.md lists the
+        checks). ``strict=False`` is the lenient mode: unknown parameters, number and id
+        grammars and parameter combinations go unchecked. ``fees=False`` fills without
+        commission; ``kraken_limits=None`` turns Kraken's call counters off.
+        """
         self.faults = Faults()
         self.market = Market(
             list(instruments),
@@ -92,12 +101,21 @@ class Simulator:
             history_ttl_ms=history_ttl_ms,
         )
         self.dialect = BinanceDialect(
-            self.market, limits=limits, faults=self.faults, clock_offset_ms=clock_offset_ms
+            self.market,
+            limits=limits,
+            faults=self.faults,
+            clock_offset_ms=clock_offset_ms,
+            strict=strict,
+            fees=BINANCE_FEES if fees else None,
         )
         self.market._now_ms = self.dialect.now_ms
         # Kraken's dialect on the same engine: its paths (/0/...) never meet Binance's.
         self.kraken = KrakenDialect(
-            self.market, faults=self.faults, clock_offset_ms=clock_offset_ms
+            self.market,
+            faults=self.faults,
+            clock_offset_ms=clock_offset_ms,
+            limits=kraken_limits,
+            fees=KRAKEN_FEES if fees else None,
         )
         self._servers: list[HttpsServer | FastHttpsServer] = []
 

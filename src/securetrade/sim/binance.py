@@ -5,6 +5,13 @@ the signature over the exact query string plus body (-1022), the timestamp again
 ``recvWindow`` (-1021: older than the window, or more than 1 s ahead), duplicate client
 order ids among open orders (-2010), filters (-1013), and its published rate limits (429
 with Retry-After, then 418 for a client that keeps going).
+
+Strict by default, as the venue is: a parameter the endpoint does not read (-1104), a
+number outside Binance's grammar or a client order id outside its own (-1100), a
+parameter the order type does not take (-1106), too many decimals (-1111), an unknown
+time in force, order type or side (-1115, -1116, -1117) and an unknown symbol on any
+endpoint (-1121) are refused; fills pay the published commission. ``strict=False`` lifts
+the grammar and parameter checks, for a test that needs a lenient venue.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +31,7 @@ from urllib.parse import parse_qsl, unquote
 from cryptography.exceptions import InvalidSignature
 
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
-from .engine import Market, SimOrder, SimRejection, SimTrade
+from .engine import FeeSchedule, Market, SimOrder, SimRejection, SimTrade
 from .faults import Fault, Faults
 
 # SimKey and SimResponse live in .dialect; they are exported here too, where callers
@@ -39,13 +48,18 @@ class SimLimits:
     orders: int = 100
     orders_seconds: int = 10
     ban_seconds: float = 10.0
+    orders_day: int = 200_000
 
 
 _WEIGHTS = {
+    ("GET", "/api/v3/ping"): 1,
     ("GET", "/api/v3/time"): 1,
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("GET", "/api/v3/ticker/price"): 2,
+    ("GET", "/api/v3/ticker/24hr"): 2,
     ("POST", "/api/v3/order"): 1,
+    ("POST", "/api/v3/order/test"): 1,
+    ("GET", "/api/v3/allOrders"): 20,
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/openOrders"): 6,
@@ -57,7 +71,110 @@ _WEIGHTS = {
 
 
 # Asking about every symbol (no ``symbol`` parameter) weighs more, as at Binance.
-_ALL_SYMBOLS_WEIGHTS = {("GET", "/api/v3/openOrders"): 80, ("GET", "/api/v3/ticker/price"): 4}
+_ALL_SYMBOLS_WEIGHTS = {
+    ("GET", "/api/v3/openOrders"): 80,
+    ("GET", "/api/v3/ticker/price"): 4,
+    ("GET", "/api/v3/ticker/24hr"): 80,
+}
+_PUBLIC = frozenset(
+    {
+        ("GET", "/api/v3/ping"),
+        ("GET", "/api/v3/time"),
+        ("GET", "/api/v3/exchangeInfo"),
+        ("GET", "/api/v3/ticker/price"),
+        ("GET", "/api/v3/ticker/24hr"),
+    }
+)
+
+# The parameters each endpoint reads, from its page in Binance's spot REST reference
+# (developers.binance.com/docs/binance-spot-api-docs/rest-api/...): any other is answered
+# -1104 "Not all sent parameters were read" (errors page, -1104 UNREAD_PARAMETERS).
+_SIGNED = ("recvWindow", "timestamp", "signature")
+_ORDER_PARAMS = (
+    "symbol",
+    "side",
+    "type",
+    "timeInForce",
+    "quantity",
+    "quoteOrderQty",
+    "price",
+    "newClientOrderId",
+    "strategyId",
+    "strategyType",
+    "stopPrice",
+    "trailingDelta",
+    "icebergQty",
+    "newOrderRespType",
+    "selfTradePreventionMode",
+    *_SIGNED,
+)
+_PARAMS: dict[tuple[str, str], frozenset[str]] = {
+    route: frozenset(names)
+    for route, names in {
+        ("GET", "/api/v3/ping"): (),
+        ("GET", "/api/v3/time"): (),
+        ("GET", "/api/v3/exchangeInfo"): ("symbol", "symbols", "permissions", "symbolStatus"),
+        ("GET", "/api/v3/ticker/price"): ("symbol", "symbols"),
+        ("GET", "/api/v3/ticker/24hr"): ("symbol", "symbols", "type"),
+        ("POST", "/api/v3/order"): _ORDER_PARAMS,
+        ("POST", "/api/v3/order/test"): (*_ORDER_PARAMS, "computeCommissionRates"),
+        ("GET", "/api/v3/order"): ("symbol", "orderId", "origClientOrderId", *_SIGNED),
+        ("DELETE", "/api/v3/order"): (
+            "symbol",
+            "orderId",
+            "origClientOrderId",
+            "newClientOrderId",
+            "cancelRestrictions",
+            *_SIGNED,
+        ),
+        ("GET", "/api/v3/openOrders"): ("symbol", *_SIGNED),
+        ("GET", "/api/v3/allOrders"): (
+            "symbol",
+            "orderId",
+            "startTime",
+            "endTime",
+            "limit",
+            *_SIGNED,
+        ),
+        ("GET", "/api/v3/account"): ("omitZeroBalances", *_SIGNED),
+        ("GET", "/api/v3/myTrades"): (
+            "symbol",
+            "orderId",
+            "startTime",
+            "endTime",
+            "fromId",
+            "limit",
+            *_SIGNED,
+        ),
+        ("POST", "/sapi/v1/capital/withdraw/apply"): (
+            "coin",
+            "withdrawOrderId",
+            "network",
+            "address",
+            "addressTag",
+            "amount",
+            "transactionFeeFlag",
+            "name",
+            "walletType",
+            *_SIGNED,
+        ),
+        ("GET", "/sapi/v1/account/apiRestrictions"): _SIGNED,
+    }.items()
+}
+
+# Grammars Binance states in its -1100 answers ("legal range is ..."):
+_NUMBER = re.compile(r"([0-9]{1,20})(\.[0-9]{1,20})?")
+_NUMBER_TEXT = "^([0-9]{1,20})(\\.[0-9]{1,20})?$"
+_CLIENT_ID = re.compile(r"[a-zA-Z0-9\-_]{1,36}")
+_CLIENT_ID_TEXT = "^[a-zA-Z0-9-_]{1,36}$"
+_ORDER_ID = re.compile(r"[0-9]{1,20}")
+_ORDER_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")  # what exchangeInfo publishes here
+# Binance's other order types: real, but not modelled by this simulator.
+_UNMODELLED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+_PRECISION = 8  # baseAssetPrecision and quoteAssetPrecision published for every symbol
+#: Binance's standard spot commission without BNB: 0.1% maker and taker, in the asset
+#: received (developers.binance.com .../rest-api/account-endpoints, "commissionRates").
+BINANCE_FEES = FeeSchedule(Decimal("0.001"), Decimal("0.001"), "received")
 
 
 def _weight(method: str, path: str, query: str) -> int:
@@ -116,13 +233,20 @@ class BinanceDialect(Dialect[_Stats]):
         faults: Faults | None = None,
         clock_offset_ms: int = 0,
         clock: Callable[[], float] = time.time,
+        strict: bool = True,
+        fees: FeeSchedule | None = BINANCE_FEES,
     ) -> None:
+        """``strict=False`` lifts the parameter and grammar checks (see the module's
+        docstring); ``fees=None`` fills without commission."""
         super().__init__(
             market, _Stats(), faults=faults, clock_offset_ms=clock_offset_ms, clock=clock
         )
         self.limits = limits or SimLimits()
+        self.strict = strict
+        self.fees = fees
         self._weight: dict[str, _Counter] = {}
         self._orders: dict[str, _Counter] = {}
+        self._orders_day: dict[str, _Counter] = {}
         self._backoff_until: dict[str, float] = {}
         self._banned_until: dict[str, float] = {}
 
@@ -162,58 +286,43 @@ class BinanceDialect(Dialect[_Stats]):
     def _process(self, request: SimRequest, delay: float) -> tuple[int, Any]:
         route = (request.method, request.path)
         query, body = request.query, request.body
-        if route == ("GET", "/api/v3/time"):
-            return 200, {"serverTime": self.now_ms()}
-        if route == ("GET", "/api/v3/exchangeInfo"):
-            return 200, self._exchange_info()
-        if route == ("GET", "/api/v3/ticker/price"):
-            symbol = _required(dict(parse_qsl(query)), "symbol")
-            if symbol not in self.market.instruments:
-                raise _ApiError(400, -1121, "Invalid symbol.")
-            with self.market.lock:
-                return 200, {"symbol": symbol, "price": _text(self.market.price(symbol))}
         if route not in _WEIGHTS:
             raise _ApiError(404, -1000, "Unknown endpoint.")
+        if route in _PUBLIC:
+            params = _parameters(query, "")
+            self._check_read(route, params)
+            return 200, self._public(route, params)
         key, params = self._authenticate(query, request.headers, body)
+        self._check_read(route, params)
         if delay:
             time.sleep(delay)  # past the gateway, queued before the engine
         if route == ("POST", "/api/v3/order"):
             return 200, self._new_order(key, params)
+        if route == ("POST", "/api/v3/order/test"):
+            return 200, self._new_order(key, params, test=True)
         if route == ("GET", "/api/v3/order"):
             return 200, _order_json(self._find(key, params))
         if route == ("DELETE", "/api/v3/order"):
-            order = self._guard(
-                lambda: self.market.cancel(
-                    key.account, _required(params, "symbol"), **_lookup(params)
-                )
-            )
-            return 200, _order_json(order)
+            return 200, self._cancel(key, params)
         if route == ("GET", "/api/v3/openOrders"):
-            orders = self.market.open_orders(key.account, params.get("symbol"))
+            symbol = params.get("symbol")
+            if symbol is not None:
+                self._symbol(symbol)
+            orders = self.market.open_orders(key.account, symbol)
             return 200, [_order_json(o) for o in orders]
+        if route == ("GET", "/api/v3/allOrders"):
+            return 200, self._all_orders(key, params)
         if route == ("GET", "/api/v3/myTrades"):
+            symbol = self._symbol(_required(params, "symbol"))
             order_id = params.get("orderId")
-            if order_id is not None and not order_id.isdigit():
-                raise _ApiError(400, -1100, "Illegal characters found in parameter 'orderId'.")
+            if order_id is not None:
+                _order_id(order_id)
             trades = self.market.trades(
-                key.account,
-                _required(params, "symbol"),
-                None if order_id is None else int(order_id),
+                key.account, symbol, None if order_id is None else int(order_id)
             )
             return 200, [_trade_json(t) for t in trades]
         if route == ("GET", "/api/v3/account"):
-            account = self.market.accounts[key.account]
-            with self.market.lock:
-                balances = [
-                    {"asset": a, "free": _text(v[0]), "locked": _text(v[1])}
-                    for a, v in sorted(account.balances.items())
-                ]
-            return 200, {
-                "canTrade": key.can_trade,
-                "canWithdraw": key.can_withdraw,
-                "accountType": "SPOT",
-                "balances": balances,
-            }
+            return 200, self._account(key)
         if route == ("GET", "/sapi/v1/account/apiRestrictions"):
             return 200, {
                 "ipRestrict": key.ip_restricted,
@@ -231,6 +340,133 @@ class BinanceDialect(Dialect[_Stats]):
             raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         return 200, {"id": hashlib.sha256(body).hexdigest()[:32]}
 
+    def _public(self, route: tuple[str, str], params: dict[str, str]) -> Any:
+        if route == ("GET", "/api/v3/ping"):
+            return {}
+        if route == ("GET", "/api/v3/time"):
+            return {"serverTime": self.now_ms()}
+        if route == ("GET", "/api/v3/exchangeInfo"):
+            return self._exchange_info(self._symbols(params))
+        symbols = self._symbols(params)
+        if route == ("GET", "/api/v3/ticker/price"):
+            with self.market.lock:
+                rows = [{"symbol": s, "price": _text(self.market.price(s))} for s in symbols]
+        else:  # ticker/24hr
+            rows = [self._ticker_24h(s) for s in symbols]
+        if "symbol" in params:
+            return rows[0]
+        return rows
+
+    def _symbols(self, params: Mapping[str, str]) -> list[str]:
+        """``symbol=X`` or ``symbols=["X","Y"]`` as named instruments; all of them if neither."""
+        if "symbol" in params and "symbols" in params:
+            raise _ApiError(400, -1106, "Parameter 'symbols' sent when not required.")
+        if "symbol" in params:
+            return [self._symbol(_required(params, "symbol"))]
+        if "symbols" in params:
+            try:
+                names = json.loads(params["symbols"])
+            except ValueError:
+                names = None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise _ApiError(400, -1100, "Illegal characters found in parameter 'symbols'.")
+            return [self._symbol(n) for n in names]
+        return list(self.market.instruments)
+
+    def _symbol(self, symbol: str) -> str:
+        if symbol not in self.market.instruments:
+            raise _ApiError(400, -1121, "Invalid symbol.")
+        return symbol
+
+    def _check_read(self, route: tuple[str, str], params: Mapping[str, str]) -> None:
+        """-1104 for a parameter the endpoint does not read (a misspelt one, most often)."""
+        if not self.strict:
+            return
+        known = _PARAMS[route]
+        sent = [n for n in params if n != "signature"]
+        read = [n for n in sent if n in known]
+        if len(read) != len(sent):
+            raise _ApiError(
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{len(read)}' parameter(s) but "
+                f"was sent '{len(sent)}'.",
+            )
+
+    def _ticker_24h(self, symbol: str) -> dict[str, Any]:
+        now = self.now_ms()
+        with self.market.lock:
+            last = self.market.price(symbol)
+            open_price = self.market.instruments[symbol].start_price
+            fills = [
+                (p, q, t)
+                for o in self.market.orders.values()
+                if o.symbol == symbol
+                for p, q, t in o.fills
+            ]
+        volume = sum((q for _, q, _ in fills), Decimal(0))
+        quote = sum((p * q for p, q, _ in fills), Decimal(0))
+        prices = [p for p, _, _ in fills] + [last, open_price]
+        change = last - open_price
+        return {
+            "symbol": symbol,
+            "priceChange": _text(change),
+            "priceChangePercent": _text((change * 100 / open_price).quantize(Decimal("0.001"))),
+            "weightedAvgPrice": _text(
+                (quote / volume).quantize(Decimal("0.00000001")) if volume else last
+            ),
+            "prevClosePrice": _text(open_price),
+            "lastPrice": _text(last),
+            "lastQty": _text(fills[-1][1] if fills else Decimal(0)),
+            "bidPrice": _text(last),
+            "bidQty": "1.00000000",
+            "askPrice": _text(last),
+            "askQty": "1.00000000",
+            "openPrice": _text(open_price),
+            "highPrice": _text(max(prices)),
+            "lowPrice": _text(min(prices)),
+            "volume": _text(volume),
+            "quoteVolume": _text(quote),
+            "openTime": now - 86_400_000,
+            "closeTime": now,
+            "firstId": fills[0][2] if fills else -1,
+            "lastId": fills[-1][2] if fills else -1,
+            "count": len(fills),
+        }
+
+    def _account(self, key: SimKey) -> dict[str, Any]:
+        account = self.market.accounts[key.account]
+        with self.market.lock:
+            balances = [
+                {"asset": a, "free": _text(v[0]), "locked": _text(v[1])}
+                for a, v in sorted(account.balances.items())
+            ]
+        maker = self.fees.maker if self.fees else Decimal(0)
+        taker = self.fees.taker if self.fees else Decimal(0)
+        return {
+            "makerCommission": int(maker * 10000),
+            "takerCommission": int(taker * 10000),
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {
+                "maker": f"{maker:.8f}",
+                "taker": f"{taker:.8f}",
+                "buyer": "0.00000000",
+                "seller": "0.00000000",
+            },
+            "canTrade": key.can_trade,
+            "canWithdraw": key.can_withdraw,
+            "canDeposit": True,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.now_ms(),
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+            "uid": int(hashlib.sha256(key.account.encode()).hexdigest()[:8], 16),
+        }
+
     # --- authentication, as Binance documents it ----------------------------------------
 
     def _authenticate(
@@ -243,20 +479,8 @@ class BinanceDialect(Dialect[_Stats]):
         if key is None:
             raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         text = body.decode("ascii", "replace")
-        pairs = []
-        for part in (query, text):
-            if part:
-                try:
-                    pairs.extend(parse_qsl(part, keep_blank_values=True, strict_parsing=True))
-                except ValueError:
-                    raise _ApiError(
-                        400, -1100, "Illegal characters found in a parameter."
-                    ) from None
-        names = [k for k, _ in pairs]
-        if len(set(names)) != len(names):
-            raise _ApiError(400, -1101, "Duplicate values for a parameter detected.")
-        params = dict(pairs)
-        signature = params.pop("signature", None)
+        params = _parameters(query, text)
+        signature = params.get("signature")
         if signature is None:
             raise _ApiError(400, -1102, "Mandatory parameter 'signature' was not sent.")
         payload = _strip_signature(query) + _strip_signature(text)
@@ -269,6 +493,7 @@ class BinanceDialect(Dialect[_Stats]):
             raise _ApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent.") from None
         if recv_window > 60000:
             raise _ApiError(400, -1131, "recvWindow must be less than 60000")
+        params.pop("signature", None)
         server = self.now_ms()
         if self.market.deadline == "none":  # a venue without request deadlines
             return key, params
@@ -340,19 +565,22 @@ class BinanceDialect(Dialect[_Stats]):
 
     def _count_order(self, key: SimKey) -> None:
         now = self._clock()
+        limits = self.limits
         with self._lock:
-            counter = self._orders.setdefault(key.account, _Counter(self.limits.orders_seconds))
-            if counter.add(now, 1) > self.limits.orders:
+            counter = self._orders.setdefault(key.account, _Counter(limits.orders_seconds))
+            daily = self._orders_day.setdefault(key.account, _Counter(86400))
+            if counter.add(now, 1) > limits.orders or daily.add(now, 1) > limits.orders_day:
                 self.stats.status_429 += 1
                 raise _ApiError(
                     429,
                     -1015,
                     "Too many new orders.",
-                    {"retry-after": str(self.limits.orders_seconds)},
+                    {"retry-after": str(limits.orders_seconds)},
                 )
 
     def _usage(self, request: SimRequest) -> dict[str, str]:
-        """X-MBX-USED-WEIGHT-<window>, and X-MBX-ORDER-COUNT-<window> for a known key."""
+        """X-MBX-USED-WEIGHT-<window>, and X-MBX-ORDER-COUNT-<window> (each order window)
+        for a known key."""
         now = self._clock()
         limits = self.limits
         _, wnum, wletter = _interval(limits.weight_seconds)
@@ -369,54 +597,188 @@ class BinanceDialect(Dialect[_Stats]):
                 result[f"x-mbx-order-count-{onum}{oletter}"] = str(
                     0 if orders is None else orders.current(now)
                 )
+                daily = self._orders_day.get(key.account)
+                result["x-mbx-order-count-1d"] = str(0 if daily is None else daily.current(now))
         return result
 
     # --- orders ----------------------------------------------------------------------------
 
-    def _new_order(self, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
+    def _new_order(
+        self, key: SimKey, params: dict[str, str], *, test: bool = False
+    ) -> dict[str, Any]:
+        """``POST /api/v3/order`` (or ``/order/test``: every check, nothing placed), with
+        the checks and codes of Binance's "New order" page and errors page."""
         if not key.can_trade:
             raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        symbol = _required(params, "symbol")
+        symbol = self._symbol(_required(params, "symbol"))
         side = _required(params, "side")
         order_type = _required(params, "type")
-        if side not in ("BUY", "SELL") or order_type not in ("LIMIT", "MARKET"):
-            raise _ApiError(400, -1102, "Invalid side or type.")
-        quantity = _decimal(params, "quantity")
-        price = _decimal(params, "price") if order_type == "LIMIT" else None
-        tif = params.get("timeInForce") if order_type == "LIMIT" else None
-        if order_type == "LIMIT" and tif not in ("GTC", "IOC", "FOK"):
-            raise _ApiError(400, -1102, "Mandatory parameter 'timeInForce' was not sent.")
-        client_id = params.get("newClientOrderId") or f"sim{time.time_ns()}"
-        self._count_order(key)
+        if side not in ("BUY", "SELL"):
+            raise _ApiError(400, -1117, "Invalid side.")
+        if order_type in _UNMODELLED_TYPES:
+            raise _ApiError(400, -2010, "Order type not supported for this symbol.")
+        if order_type not in _ORDER_TYPES:
+            raise _ApiError(400, -1116, "Invalid orderType.")
+        limit = order_type != "MARKET"
+        tif = params.get("timeInForce")
+        if order_type == "LIMIT":
+            tif = _required(params, "timeInForce")
+            if tif not in ("GTC", "IOC", "FOK"):
+                raise _ApiError(400, -1115, "Invalid timeInForce.")
+        elif tif is not None:
+            if self.strict:
+                _not_required("timeInForce")
+            tif = None
+        if not limit and "price" in params and self.strict:
+            _not_required("price")
+        price = self._decimal(params, "price") if limit else None
+        quote_qty = None
+        if order_type == "MARKET" and "quoteOrderQty" in params:
+            if "quantity" in params and self.strict:
+                _not_required("quoteOrderQty")
+            quote_qty = self._decimal(params, "quoteOrderQty")
+        elif "quoteOrderQty" in params and self.strict:
+            _not_required("quoteOrderQty")
+        if quote_qty is not None and "quantity" not in params:
+            quantity = self._quantity_for(symbol, quote_qty)
+        else:
+            quantity = self._decimal(params, "quantity")
+        client_id = params.get("newClientOrderId")
+        if client_id is not None and self.strict and not _CLIENT_ID.fullmatch(client_id):
+            raise _illegal("newClientOrderId", _CLIENT_ID_TEXT)
+        client_id = client_id or f"sim{time.time_ns()}"
+        response_type = params.get(
+            "newOrderRespType", "FULL" if order_type != "LIMIT_MAKER" else "ACK"
+        )
+        if response_type not in ("ACK", "RESULT", "FULL"):
+            raise _illegal("newOrderRespType", "ACK, RESULT, FULL")
+        if not test:
+            self._count_order(key)
         order = self._guard(
             lambda: self.market.place(
                 key.account,
                 symbol=symbol,
                 side=side,
-                type=order_type,
+                type="MARKET" if order_type == "MARKET" else "LIMIT",
                 quantity=quantity,
                 price=price,
                 time_in_force=tif,
                 client_order_id=client_id,
+                fees=self.fees,
+                post_only="reject" if order_type == "LIMIT_MAKER" else None,
+                validate_only=test,
             )
         )
+        if test:
+            if params.get("computeCommissionRates") == "true":
+                return self._commission_rates()
+            return {}
+        if order_type == "LIMIT_MAKER":
+            order.display_type = "LIMIT_MAKER"
+        if response_type == "ACK":
+            return {
+                "symbol": order.symbol,
+                "orderId": order.order_id,
+                "orderListId": -1,
+                "clientOrderId": order.client_order_id,
+                "transactTime": order.created_ms,
+            }
         result = _order_json(order)
         result["transactTime"] = order.created_ms
-        result["fills"] = [
-            {
-                "price": _text(p),
-                "qty": _text(q),
-                "commission": "0",
-                "commissionAsset": "BNB",
-                "tradeId": t,
-            }
-            for p, q, t in order.fills
-        ]
+        if response_type == "FULL":
+            result["fills"] = [
+                {
+                    "price": _text(p),
+                    "qty": _text(q),
+                    "commission": _text(order.fees[t][0]) if t in order.fees else "0",
+                    "commissionAsset": order.fees[t][1] if t in order.fees else "BNB",
+                    "tradeId": t,
+                }
+                for p, q, t in order.fills
+            ]
         return result
 
+    def _commission_rates(self) -> dict[str, Any]:
+        maker = self.fees.maker if self.fees else Decimal(0)
+        taker = self.fees.taker if self.fees else Decimal(0)
+        return {
+            "standardCommissionForOrder": {"maker": f"{maker:.8f}", "taker": f"{taker:.8f}"},
+            "taxCommissionForOrder": {"maker": "0.00000000", "taker": "0.00000000"},
+            "discount": {
+                "enabledForAccount": False,
+                "enabledForSymbol": False,
+                "discountAsset": "BNB",
+                "discount": "0.00000000",
+            },
+        }
+
+    def _quantity_for(self, symbol: str, quote_qty: Decimal) -> Decimal:
+        """A ``quoteOrderQty`` market order's quantity: as much as the amount buys, at the
+        price now, rounded down to the step size."""
+        inst = self.market.instruments[symbol]
+        with self.market.lock:
+            price = self.market.price(symbol)
+        return (quote_qty / price // inst.step_size) * inst.step_size
+
+    def _decimal(self, params: Mapping[str, str], name: str) -> Decimal:
+        """A positive number in Binance's grammar (-1100), with at most the published
+        precision (-1111)."""
+        text = _required(params, name)
+        if self.strict and not _NUMBER.fullmatch(text):
+            raise _illegal(name, _NUMBER_TEXT)
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise _illegal(name, _NUMBER_TEXT) from None
+        if not value.is_finite() or value <= 0:
+            raise _ApiError(400, -1013, f"Invalid {name}.")
+        exponent = value.normalize().as_tuple().exponent
+        if self.strict and isinstance(exponent, int) and -exponent > _PRECISION:
+            raise _ApiError(400, -1111, f"Parameter '{name}' has too much precision.")
+        return value
+
     def _find(self, key: SimKey, params: dict[str, str]) -> SimOrder:
-        symbol = _required(params, "symbol")
+        symbol = self._symbol(_required(params, "symbol"))
         return self._guard(lambda: self.market.find(key.account, symbol, **_lookup(params)))
+
+    def _cancel(self, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
+        """``DELETE /api/v3/order``: the order's id in ``origClientOrderId``, and the cancel's
+        own id (``newClientOrderId`` or a generated one) in ``clientOrderId``."""
+        symbol = self._symbol(_required(params, "symbol"))
+        cancel_id = params.get("newClientOrderId")
+        if cancel_id is not None and self.strict and not _CLIENT_ID.fullmatch(cancel_id):
+            raise _illegal("newClientOrderId", _CLIENT_ID_TEXT)
+        order = self._guard(lambda: self.market.cancel(key.account, symbol, **_lookup(params)))
+        result = _order_json(order)
+        result["origClientOrderId"] = order.client_order_id
+        result["clientOrderId"] = cancel_id or f"cancel{time.time_ns()}"
+        result["transactTime"] = order.updated_ms
+        for name in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty"):
+            result.pop(name, None)  # the cancel answer does not carry these
+        return result
+
+    def _all_orders(self, key: SimKey, params: dict[str, str]) -> list[dict[str, Any]]:
+        """``GET /api/v3/allOrders``: orders of one symbol from ``orderId`` on, oldest first,
+        at most ``limit`` (500 by default, 1000 at most)."""
+        symbol = self._symbol(_required(params, "symbol"))
+        start = params.get("orderId")
+        if start is not None:
+            _order_id(start)
+        limit_text = params.get("limit", "500")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+            raise _ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
+        with self.market.lock:
+            orders = sorted(
+                (
+                    o
+                    for o in self.market.orders.values()
+                    if o.account == key.account
+                    and o.symbol == symbol
+                    and (start is None or o.order_id >= int(start))
+                ),
+                key=lambda o: o.order_id,
+            )
+        return [_order_json(o) for o in orders[: int(limit_text)]]
 
     def _guard(self, action: Callable[[], SimOrder]) -> SimOrder:
         try:
@@ -426,13 +788,14 @@ class BinanceDialect(Dialect[_Stats]):
                 "bad_symbol": (-1121, 400),
                 "duplicate": (-2010, 400),
                 "insufficient": (-2010, 400),
+                "would_take": (-2010, 400),
                 "filter": (-1013, 400),
                 "unknown": (-2013, 400),
                 "unknown_cancel": (-2011, 400),
             }[rej.reason]
             raise _ApiError(status, code, rej.detail) from None
 
-    def _exchange_info(self) -> dict[str, Any]:
+    def _exchange_info(self, symbols: list[str]) -> dict[str, Any]:
         limits = self.limits
         wunit, wnum, _ = _interval(limits.weight_seconds)
         ounit, onum, _ = _interval(limits.orders_seconds)
@@ -452,31 +815,61 @@ class BinanceDialect(Dialect[_Stats]):
                     "intervalNum": onum,
                     "limit": limits.orders,
                 },
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "DAY",
+                    "intervalNum": 1,
+                    "limit": limits.orders_day,
+                },
             ],
+            "exchangeFilters": [],
             "symbols": [
                 {
                     "symbol": i.symbol,
                     "status": "TRADING",
                     "baseAsset": i.base,
+                    "baseAssetPrecision": _PRECISION,
                     "quoteAsset": i.quote,
-                    "orderTypes": ["LIMIT", "MARKET"],
+                    "quotePrecision": _PRECISION,
+                    "quoteAssetPrecision": _PRECISION,
+                    "baseCommissionPrecision": _PRECISION,
+                    "quoteCommissionPrecision": _PRECISION,
+                    "orderTypes": list(_ORDER_TYPES),
+                    "icebergAllowed": False,
+                    "ocoAllowed": False,
+                    "quoteOrderQtyMarketAllowed": True,
+                    "allowTrailingStop": False,
+                    "cancelReplaceAllowed": False,
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
                     "filters": [
                         {
                             "filterType": "PRICE_FILTER",
                             "minPrice": _text(i.tick_size),
-                            "maxPrice": "1000000",
+                            "maxPrice": _text(i.max_price),
                             "tickSize": _text(i.tick_size),
                         },
                         {
                             "filterType": "LOT_SIZE",
                             "minQty": _text(i.min_quantity),
-                            "maxQty": "9000",
+                            "maxQty": _text(i.max_quantity),
                             "stepSize": _text(i.step_size),
                         },
-                        {"filterType": "NOTIONAL", "minNotional": _text(i.min_notional)},
+                        {
+                            "filterType": "NOTIONAL",
+                            "minNotional": _text(i.min_notional),
+                            "applyMinToMarket": True,
+                            "maxNotional": "9000000",
+                            "applyMaxToMarket": False,
+                            "avgPriceMins": 5,
+                        },
                     ],
+                    "permissions": [],
+                    "permissionSets": [["SPOT"]],
+                    "defaultSelfTradePreventionMode": "NONE",
+                    "allowedSelfTradePreventionModes": ["NONE"],
                 }
-                for i in self.market.instruments.values()
+                for i in (self.market.instruments[s] for s in symbols)
             ],
         }
 
@@ -498,6 +891,41 @@ class _ApiError(Refusal):
         super().__init__(status, {"code": code, "msg": message}, code, headers)
 
 
+def _parameters(query: str, body: str) -> dict[str, str]:
+    """The request's parameters: -1101 for a name given twice in one part; a name in both
+    the query string and the body takes the query's value ("General API information":
+    "the query string parameter will be used")."""
+    merged: dict[str, str] = {}
+    for part in (body, query):  # the query last: its values win
+        if not part:
+            continue
+        try:
+            pairs = parse_qsl(part, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise _ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+        names = [k for k, _ in pairs]
+        if len(set(names)) != len(names):
+            raise _ApiError(400, -1101, "Duplicate values for a parameter detected.")
+        merged.update(pairs)
+    return merged
+
+
+def _illegal(name: str, legal: str) -> _ApiError:
+    return _ApiError(
+        400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal}'."
+    )
+
+
+def _not_required(name: str) -> None:
+    raise _ApiError(400, -1106, f"Parameter '{name}' sent when not required.")
+
+
+def _order_id(text: str) -> int:
+    if not _ORDER_ID.fullmatch(text):
+        raise _illegal("orderId", "^[0-9]{1,20}$")
+    return int(text)
+
+
 def _strip_signature(text: str) -> str:
     """The signed payload: the part as sent, less its ``signature`` parameter."""
     if "signature=" not in text:
@@ -515,17 +943,6 @@ def _required(params: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _decimal(params: Mapping[str, str], name: str) -> Decimal:
-    text = _required(params, name)
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise _ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
-    if not value.is_finite() or value <= 0:
-        raise _ApiError(400, -1013, f"Invalid {name}.")
-    return value
-
-
 def _lookup(params: Mapping[str, str]) -> dict[str, Any]:
     order_id = params.get("orderId")
     client_id = params.get("origClientOrderId")
@@ -535,13 +952,10 @@ def _lookup(params: Mapping[str, str]) -> dict[str, Any]:
             -1102,
             "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
         )
-    try:
-        return {
-            "order_id": None if order_id is None else int(order_id),
-            "client_order_id": client_id,
-        }
-    except ValueError:
-        raise _ApiError(400, -1100, "Illegal characters found in parameter 'orderId'.") from None
+    return {
+        "order_id": None if order_id is None else _order_id(order_id),
+        "client_order_id": client_id,
+    }
 
 
 def _text(value: Decimal) -> str:
@@ -550,6 +964,7 @@ def _text(value: Decimal) -> str:
 
 def _trade_json(trade: SimTrade) -> dict[str, Any]:
     order = trade.order
+    fee = order.fees.get(trade.trade_id)
     return {
         "symbol": order.symbol,
         "id": trade.trade_id,
@@ -558,11 +973,11 @@ def _trade_json(trade: SimTrade) -> dict[str, Any]:
         "price": _text(trade.price),
         "qty": _text(trade.quantity),
         "quoteQty": _text(trade.price * trade.quantity),
-        "commission": "0",
-        "commissionAsset": "BNB",
+        "commission": _text(fee[0]) if fee else "0",
+        "commissionAsset": fee[1] if fee else "BNB",
         "time": order.updated_ms,
         "isBuyer": order.side == "BUY",
-        "isMaker": order.type == "LIMIT",
+        "isMaker": not fee[2] if fee else order.type == "LIMIT",
         "isBestMatch": True,
     }
 
@@ -571,6 +986,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
     return {
         "symbol": order.symbol,
         "orderId": order.order_id,
+        "orderListId": -1,
         "clientOrderId": order.client_order_id,
         "price": _text(order.price or Decimal(0)),
         "origQty": _text(order.quantity),
@@ -578,8 +994,14 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "cummulativeQuoteQty": _text(order.quote_filled),
         "status": order.status,
         "timeInForce": order.time_in_force or "GTC",
-        "type": order.type,
+        "type": order.display_type or order.type,
         "side": order.side,
+        "stopPrice": "0.00000000",
+        "icebergQty": "0.00000000",
         "time": order.created_ms,
         "updateTime": order.updated_ms,
+        "isWorking": True,
+        "workingTime": order.created_ms,
+        "origQuoteOrderQty": "0.00000000",
+        "selfTradePreventionMode": "NONE",
     }

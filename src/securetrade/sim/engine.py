@@ -16,7 +16,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-__all__ = ["Account", "Market", "SimInstrument", "SimOrder", "SimRejection", "SimTrade"]
+__all__ = [
+    "Account",
+    "FeeSchedule",
+    "Market",
+    "SimInstrument",
+    "SimOrder",
+    "SimRejection",
+    "SimTrade",
+]
+
+_FEE_PLACES = Decimal("0.00000001")  # commissions are kept to 8 decimals, as both venues show
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """What a venue charges per fill, as a fraction of it, and in which asset.
+
+    ``asset`` is ``"received"`` (Binance without BNB: the buyer pays in the base asset it
+    receives, the seller in the quote asset), ``"kraken"`` (the ``oflags`` defaults: a
+    buy pays in the quote currency, a sell in the base currency when the account holds
+    enough of it, else in quote), ``"base"`` or ``"quote"``.
+    """
+
+    maker: Decimal
+    taker: Decimal
+    asset: str = "received"
 
 
 class SimRejection(Exception):
@@ -38,6 +63,8 @@ class SimInstrument:
     min_quantity: Decimal
     min_notional: Decimal
     start_price: Decimal
+    max_quantity: Decimal = Decimal("9000")
+    max_price: Decimal = Decimal("1000000")
 
 
 @dataclass(slots=True)
@@ -57,6 +84,12 @@ class SimOrder:
     created_ms: int = 0
     updated_ms: int = 0
     fills: list[tuple[Decimal, Decimal, int]] = field(default_factory=list)  # price, qty, id
+    fee_schedule: FeeSchedule | None = None
+    #: trade id -> (commission, asset, taker?) of each fill
+    fees: dict[int, tuple[Decimal, str, bool]] = field(default_factory=dict)
+    userref: int | None = None
+    reason: str | None = None  # why a closed order closed, where the venue says so
+    display_type: str | None = None  # the venue's name when not MARKET or LIMIT
 
     @property
     def is_open(self) -> bool:
@@ -150,7 +183,7 @@ class Market:
         self._step += 1
         for order in list(self._open.values()):
             if order.type == "LIMIT":
-                self._try_fill(order)
+                self._try_fill(order, taker=False)  # resting: it made the book
 
     # --- orders ------------------------------------------------------------------------
 
@@ -165,7 +198,17 @@ class Market:
         price: Decimal | None,
         time_in_force: str | None,
         client_order_id: str,
+        fees: FeeSchedule | None = None,
+        post_only: str | None = None,
+        userref: int | None = None,
+        validate_only: bool = False,
     ) -> SimOrder:
+        """Place an order for ``account_name``.
+
+        ``post_only`` is ``"reject"`` (Binance ``LIMIT_MAKER``: refused if it would take) or
+        ``"cancel"`` (Kraken ``oflags=post``: accepted, then cancelled); ``validate_only``
+        runs every check and places nothing (the order returned is not kept).
+        """
         with self.lock:
             inst = self.instruments.get(symbol)
             if inst is None:
@@ -178,7 +221,28 @@ class Market:
                 raise SimRejection("duplicate", "Duplicate order sent.")
             check_price = price if price is not None and type == "LIMIT" else self.price(symbol)
             self._check_filters(inst, quantity, check_price)
+            if validate_only:
+                reserve_price = price if price is not None else self.price(symbol)
+                needed = quantity * reserve_price if side == "BUY" else quantity
+                if account.free(inst.quote if side == "BUY" else inst.base) < needed:
+                    raise SimRejection(
+                        "insufficient", "Account has insufficient balance for requested action."
+                    )
+                return SimOrder(
+                    0,
+                    client_order_id,
+                    account_name,
+                    symbol,
+                    side,
+                    type,
+                    quantity,
+                    price,
+                    time_in_force,
+                    userref=userref,
+                )
             self._advance()
+            if post_only == "reject" and price is not None and self._crosses(side, price, symbol):
+                raise SimRejection("would_take", "Order would immediately match and take.")
             now = self._now_ms()
             order = SimOrder(
                 order_id=next(self._ids),
@@ -192,13 +256,19 @@ class Market:
                 time_in_force=time_in_force,
                 created_ms=now,
                 updated_ms=now,
+                fee_schedule=fees,
+                userref=userref,
             )
             reserve_price = price if price is not None else self.price(symbol)
             if side == "BUY":
                 asset, amount = inst.quote, quantity * reserve_price
             else:
                 asset, amount = inst.base, quantity
-            if account.free(asset) < amount:
+            if fees is not None and side == "BUY" and fees.asset in ("quote", "kraken"):
+                needed = amount * (1 + fees.taker)  # a buy's fee is paid on top, in quote
+            else:
+                needed = amount
+            if account.free(asset) < needed:
                 raise SimRejection(
                     "insufficient", "Account has insufficient balance for requested action."
                 )
@@ -206,20 +276,32 @@ class Market:
             self.orders[order.order_id] = order
             self._open[order.order_id] = order
             self._by_client_id.setdefault((account_name, client_order_id), []).append(order)
-            self._try_fill(order)
+            if post_only == "cancel" and price is not None and self._crosses(side, price, symbol):
+                self._close(order, "CANCELED")
+                order.reason = "Post only order"
+                return order
+            self._try_fill(order, taker=True)
             if order.is_open and order.time_in_force in ("IOC", "FOK"):
                 self._close(order, "EXPIRED")
             return order
 
+    def _crosses(self, side: str, price: Decimal, symbol: str) -> bool:
+        market = self.price(symbol)
+        return market <= price if side == "BUY" else market >= price
+
     def _check_filters(self, inst: SimInstrument, quantity: Decimal, price: Decimal) -> None:
-        if quantity % inst.step_size != 0 or quantity < inst.min_quantity:
+        if (
+            quantity % inst.step_size != 0
+            or quantity < inst.min_quantity
+            or quantity > inst.max_quantity
+        ):
             raise SimRejection("filter", "Filter failure: LOT_SIZE")
-        if price % inst.tick_size != 0:
+        if price % inst.tick_size != 0 or price > inst.max_price:
             raise SimRejection("filter", "Filter failure: PRICE_FILTER")
         if quantity * price < inst.min_notional:
             raise SimRejection("filter", "Filter failure: NOTIONAL")
 
-    def _try_fill(self, order: SimOrder) -> None:
+    def _try_fill(self, order: SimOrder, *, taker: bool) -> None:
         market = self.price(order.symbol)
         if order.type == "LIMIT":
             assert order.price is not None
@@ -231,7 +313,7 @@ class Market:
             )
         else:
             fill_price = market
-        self._execute(order, order.quantity - order.filled, fill_price)
+        self._execute(order, order.quantity - order.filled, fill_price, taker=taker)
 
     def trade(self, order_id: int, quantity: Decimal) -> SimOrder:
         """A counterparty takes ``quantity`` (at most what is left) of a resting limit order
@@ -240,7 +322,9 @@ class Market:
             order = self._open.get(order_id)
             if order is None or order.price is None:
                 raise SimRejection("unknown", "Order does not exist.")
-            self._execute(order, min(quantity, order.quantity - order.filled), order.price)
+            self._execute(
+                order, min(quantity, order.quantity - order.filled), order.price, taker=False
+            )
             return order
 
     def trades(self, account_name: str, symbol: str, order_id: int | None) -> list[SimTrade]:
@@ -256,7 +340,9 @@ class Market:
             found = [SimTrade(o, p, q, t) for o in orders for p, q, t in o.fills]
         return sorted(found, key=lambda t: t.trade_id)
 
-    def _execute(self, order: SimOrder, quantity: Decimal, fill_price: Decimal) -> None:
+    def _execute(
+        self, order: SimOrder, quantity: Decimal, fill_price: Decimal, *, taker: bool
+    ) -> None:
         inst = self.instruments[order.symbol]
         account = self.accounts[order.account]
         reserved_price = order.price if order.price is not None else fill_price
@@ -272,7 +358,22 @@ class Market:
             account.move(inst.quote, free=quantity * fill_price)
         order.filled += quantity
         order.quote_filled += quantity * fill_price
-        order.fills.append((fill_price, quantity, next(self._trade_ids)))
+        trade_id = next(self._trade_ids)
+        order.fills.append((fill_price, quantity, trade_id))
+        schedule = order.fee_schedule
+        if schedule is not None:
+            rate = schedule.taker if taker else schedule.maker
+            if schedule.asset == "received":
+                in_base = order.side == "BUY"
+            elif schedule.asset == "kraken":
+                in_base = order.side == "SELL" and account.free(inst.base) >= quantity * rate
+            else:
+                in_base = schedule.asset == "base"
+            asset = inst.base if in_base else inst.quote
+            base_amount = quantity if in_base else quantity * fill_price
+            fee = (base_amount * rate).quantize(_FEE_PLACES, ROUND_HALF_UP)
+            account.move(asset, free=-fee)
+            order.fees[trade_id] = (fee, asset, taker)
         order.status = "FILLED" if order.filled >= order.quantity else "PARTIALLY_FILLED"
         order.updated_ms = self._now_ms()
         if order.status == "FILLED":

@@ -10,6 +10,12 @@ decaying API and add/cancel counters. Faults come from the same schedule as Bina
 are applied by the same handler (:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault
 answers with a gateway's HTML page, as Kraken's edge does.
 
+As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
+``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
+checks an order without placing it, a post-only order that would take is cancelled, and
+``userref`` is kept. ``TradesHistory``, ``SystemStatus`` and the whole ``Ticker`` answer
+are served.
+
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
 the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),
 ``OpenOrders`` and ``ClosedOrders`` filtered by ``cl_ord_id``, ``CancelOrder`` by ``txid`` or
@@ -31,17 +37,25 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
-from .engine import Market, SimInstrument, SimOrder, SimRejection
+from .engine import FeeSchedule, Market, SimInstrument, SimOrder, SimRejection
 from .faults import Fault, Faults
 
-__all__ = ["KrakenDialect", "KrakenLimits", "kraken_secret"]
+__all__ = [
+    "KRAKEN_FEES",
+    "KRAKEN_INTERMEDIATE",
+    "KRAKEN_PRO",
+    "KRAKEN_STARTER",
+    "KrakenDialect",
+    "KrakenLimits",
+    "kraken_secret",
+]
 
 # Engine asset -> (Kraken asset code, the short name used in pair altnames).
 _ASSETS = {
@@ -76,6 +90,20 @@ class KrakenLimits:
     api_decay: float = 1.0
     orders_max: int = 180
     orders_decay: float = 3.75
+
+
+# The tiers of Kraken's "Spot REST API rate limits" page (docs.kraken.com/api/docs/guides/
+# spot-rest-ratelimits): the call counter's maximum and decay per second, and the
+# add/cancel counter's. The simulator counts Starter's by default, as a new account has.
+KRAKEN_STARTER = KrakenLimits(api_max=15, api_decay=0.33, orders_max=60, orders_decay=1.0)
+KRAKEN_INTERMEDIATE = KrakenLimits(api_max=20, api_decay=0.5, orders_max=125, orders_decay=2.34)
+KRAKEN_PRO = KrakenLimits(api_max=20, api_decay=1.0, orders_max=180, orders_decay=3.75)
+#: The fees AssetPairs advertises (``fees``, ``fees_maker``: 0.26% taker, 0.16% maker at the
+#: lowest volume tier), in the currency the ``oflags`` defaults name.
+KRAKEN_FEES = FeeSchedule(Decimal("0.0016"), Decimal("0.0026"), "kraken")
+# Ledger and trade history calls add 2 to the call counter, every other call 1 (same page).
+_HEAVY = frozenset({"TradesHistory", "QueryTrades", "Ledgers", "QueryLedgers"})
+_OFLAGS = frozenset({"post", "fcib", "fciq", "nompp", "viqc"})
 
 
 @dataclass(slots=True)
@@ -119,6 +147,7 @@ class KrakenDialect(Dialect[_Stats]):
         clock_offset_ms: int = 0,
         clock: Callable[[], float] = time.time,
         query_needs_txid: bool = True,
+        fees: FeeSchedule | None = None,
     ) -> None:
         """``query_needs_txid`` (the default) refuses ``QueryOrders`` without ``txid``, as
         Kraken's API reference states; ``False`` also answers it by ``cl_ord_id`` alone, a
@@ -127,6 +156,7 @@ class KrakenDialect(Dialect[_Stats]):
             market, _Stats(), faults=faults, clock_offset_ms=clock_offset_ms, clock=clock
         )
         self.limits = limits
+        self.fees = fees
         self.nonce_window = nonce_window
         self.query_needs_txid = query_needs_txid
         self._nonces: dict[str, int] = {}  # key id -> highest nonce accepted
@@ -134,6 +164,7 @@ class KrakenDialect(Dialect[_Stats]):
         self._api: dict[str, _Counter] = {}
         self._orders: dict[str, _Counter] = {}
         self._auto = itertools.count(1)
+        self._oflags: dict[int, str] = {}  # order number -> the oflags it was placed with
         self._pairs = {self._altname(i): i for i in market.instruments.values()}
         self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
 
@@ -196,18 +227,13 @@ class KrakenDialect(Dialect[_Stats]):
                 for a in sorted(assets)
             }
         if name == "Ticker":
-            alt = params.get("pair", "")
-            inst = self._pair(alt)
-            with self.market.lock:
-                last = self.market.price(inst.symbol)
-            text = _price(last, inst)
-            return {
-                alt: {
-                    "a": [text, "1", "1.000"],
-                    "b": [text, "1", "1.000"],
-                    "c": [text, "0.00100000"],
-                }
-            }
+            wanted = [p for p in params.get("pair", "").split(",") if p]
+            pairs = wanted or list(self._pairs)
+            return {alt: self._ticker(alt, self._pair(alt)) for alt in pairs}
+        if name == "SystemStatus":
+            now = self.now_ms() // 1000
+            moment = datetime.fromtimestamp(now, tz=timezone.utc)
+            return {"status": "online", "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
         raise _Error("EGeneral:Unknown method", 404)
 
     # --- private: authentication as Kraken documents it -----------------------------------
@@ -232,7 +258,8 @@ class KrakenDialect(Dialect[_Stats]):
         with self._lock:
             self.stats.last_params[name] = dict(params)
         if name not in ("AddOrder", "CancelOrder"):
-            self._count(self._api, key, 1.0, "EAPI:Rate limit exceeded")
+            cost = 2.0 if name in _HEAVY else 1.0
+            self._count(self._api, key, cost, "EAPI:Rate limit exceeded")
         if name == "AddOrder":
             return self._add_order(key, params)
         if name == "CancelOrder":
@@ -245,6 +272,8 @@ class KrakenDialect(Dialect[_Stats]):
             return {"open": self._open_orders(key, params)}
         if name == "ClosedOrders":
             return self._closed_orders(key, params)
+        if name == "TradesHistory":
+            return self._trades_history(key, params)
         if name in ("Balance", "BalanceEx"):
             return self._balances(key, extended=name == "BalanceEx")
         if name == "Withdraw":
@@ -318,11 +347,24 @@ class KrakenDialect(Dialect[_Stats]):
         cl_ord_id = params.get("cl_ord_id")
         if cl_ord_id is not None and not _valid_cl_ord_id(cl_ord_id):
             raise _Error("EGeneral:Invalid arguments:cl_ord_id")
+        userref = _userref(params)
+        if userref is not None and cl_ord_id is not None:
+            raise _Error("EGeneral:Invalid arguments:cl_ord_id and userref")
+        flags = {f for f in params.get("oflags", "").split(",") if f}
+        if not flags <= _OFLAGS or {"fcib", "fciq"} <= flags:
+            raise _Error("EGeneral:Invalid arguments:oflags")
+        if "post" in flags and kind != "limit":
+            raise _Error("EGeneral:Invalid arguments:oflags")
         if "deadline" in params:
             self._check_deadline(params["deadline"])
         self._check_rules(inst, alt, volume, price)
-        self._count(self._orders, key, 1.0, "EOrder:Rate limit exceeded")
+        validate = params.get("validate") in ("true", "1")
+        if not validate:
+            self._count(self._orders, key, 1.0, "EOrder:Rate limit exceeded")
         client_id = cl_ord_id or f"{_AUTO_ID}{next(self._auto)}"
+        fees = self.fees
+        if fees is not None and flags & {"fcib", "fciq"}:
+            fees = FeeSchedule(fees.maker, fees.taker, "base" if "fcib" in flags else "quote")
         try:
             order = self.market.place(
                 key.account,
@@ -333,12 +375,21 @@ class KrakenDialect(Dialect[_Stats]):
                 price=price,
                 time_in_force=None if kind == "market" else ("IOC" if tif == "IOC" else "GTC"),
                 client_order_id=client_id,
+                fees=fees,
+                post_only="cancel" if "post" in flags else None,
+                userref=userref,
+                validate_only=validate,
             )
         except SimRejection as rej:
             raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
         text = f"{side} {volume:.8f} {alt} @ {kind}"
         if price is not None:
             text += f" {_price(price, inst)}"
+        if validate:  # AddOrder's validate: checked, not placed, no txid
+            return {"descr": {"order": text}}
+        self._oflags[order.order_id] = ",".join(sorted(flags)) or (
+            "fciq" if side == "buy" else "fcib"
+        )
         return {"descr": {"order": text}, "txid": [_txid(order.order_id)]}
 
     def _check_deadline(self, text: str) -> None:
@@ -399,7 +450,60 @@ class KrakenDialect(Dialect[_Stats]):
         return found
 
     def _query(self, key: SimKey, params: Mapping[str, str]) -> Any:
-        return {_txid(o.order_id): self._order_json(o) for o in self._find(key, params)}
+        trades = params.get("trades") in ("true", "1")
+        userref = _userref(params)
+        return {
+            _txid(o.order_id): self._order_json(o, trades=trades)
+            for o in self._find(key, params)
+            if userref is None or o.userref == userref
+        }
+
+    def _trades_history(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        """``TradesHistory``: the account's trades, newest first, 50 a page from ``ofs``."""
+        offset_text = params.get("ofs", "0")
+        if not offset_text.isdigit():
+            raise _Error("EGeneral:Invalid arguments:ofs")
+        with self.market.lock:
+            orders = [o for o in self.market.orders.values() if o.account == key.account]
+            rows = [(o, p, q, t) for o in orders for p, q, t in o.fills]
+        rows.sort(key=lambda row: row[3], reverse=True)
+        offset = int(offset_text)
+        page = rows[offset : offset + _CLOSED_PAGE]
+        return {
+            "trades": {_trade_txid(t): self._trade_json(o, p, q, t) for o, p, q, t in page},
+            "count": len(rows),
+        }
+
+    def _trade_json(self, order: SimOrder, price: Decimal, volume: Decimal, trade: int) -> Any:
+        inst = self.market.instruments[order.symbol]
+        fee, taker = self._fee_in_quote(order, trade, price)
+        return {
+            "ordertxid": _txid(order.order_id),
+            "postxid": _trade_txid(trade).replace("T", "P", 1),
+            "pair": self._alt_of[order.symbol],
+            "time": order.updated_ms / 1000,
+            "type": order.side.lower(),
+            "ordertype": order.type.lower(),
+            "price": _price(price, inst),
+            "cost": _price(price * volume, inst),
+            "fee": _price(fee, inst),
+            "vol": f"{volume:.8f}",
+            "margin": "0.00000",
+            "leverage": "0",
+            "misc": "",
+            "trade_id": trade,
+            "maker": not taker,
+        }
+
+    def _fee_in_quote(self, order: SimOrder, trade: int, price: Decimal) -> tuple[Decimal, bool]:
+        """A fill's fee in the quote currency (how Kraken reports every fee), and whether
+        the fill took liquidity."""
+        entry = order.fees.get(trade)
+        if entry is None:
+            return Decimal(0), order.type == "MARKET"
+        amount, asset, taker = entry
+        in_base = asset == self.market.instruments[order.symbol].base
+        return (amount * price if in_base else amount), taker
 
     def _cancel(self, key: SimKey, params: Mapping[str, str]) -> Any:
         if "txid" not in params and "cl_ord_id" not in params:
@@ -417,10 +521,13 @@ class KrakenDialect(Dialect[_Stats]):
 
     def _open_orders(self, key: SimKey, params: Mapping[str, str]) -> dict[str, Any]:
         cl_ord_id = params.get("cl_ord_id")
+        userref = _userref(params)
+        trades = params.get("trades") in ("true", "1")
         return {
-            _txid(o.order_id): self._order_json(o)
+            _txid(o.order_id): self._order_json(o, trades=trades)
             for o in self.market.open_orders(key.account, None)
-            if cl_ord_id is None or o.client_order_id == cl_ord_id
+            if (cl_ord_id is None or o.client_order_id == cl_ord_id)
+            and (userref is None or o.userref == userref)
         }
 
     def _closed_orders(self, key: SimKey, params: Mapping[str, str]) -> Any:
@@ -430,6 +537,8 @@ class KrakenDialect(Dialect[_Stats]):
             raise _Error("EGeneral:Invalid arguments:ofs")
         offset = int(offset_text)
         cl_ord_id = params.get("cl_ord_id")
+        userref = _userref(params)
+        trades = params.get("trades") in ("true", "1")
         with self.market.lock:
             closed = [
                 o
@@ -437,15 +546,16 @@ class KrakenDialect(Dialect[_Stats]):
                 if o.account == key.account
                 and not o.is_open
                 and (cl_ord_id is None or o.client_order_id == cl_ord_id)
+                and (userref is None or o.userref == userref)
             ]
         closed.sort(key=lambda o: (o.updated_ms, o.order_id), reverse=True)
         page = closed[offset : offset + _CLOSED_PAGE]
         return {
-            "closed": {_txid(o.order_id): self._order_json(o) for o in page},
+            "closed": {_txid(o.order_id): self._order_json(o, trades=trades) for o in page},
             "count": len(closed),
         }
 
-    def _order_json(self, order: SimOrder) -> dict[str, Any]:
+    def _order_json(self, order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
         inst = self.market.instruments[order.symbol]
         alt = self._alt_of[order.symbol]
         kind = order.type.lower()
@@ -455,9 +565,10 @@ class KrakenDialect(Dialect[_Stats]):
         if order.price is not None:
             text += f" {price}"
         closed = not order.is_open
+        fee = sum((self._fee_in_quote(order, t, p)[0] for p, _, t in order.fills), Decimal(0))
         result: dict[str, Any] = {
             "refid": None,
-            "userref": 0,
+            "userref": order.userref if order.userref is not None else 0,
             "cl_ord_id": None
             if order.client_order_id.startswith(_AUTO_ID)
             else order.client_order_id,
@@ -478,17 +589,48 @@ class KrakenDialect(Dialect[_Stats]):
             "vol": f"{order.quantity:.8f}",
             "vol_exec": f"{order.filled:.8f}",
             "cost": _price(order.quote_filled, inst),
-            "fee": "0.00000",
+            "fee": _price(fee, inst),
             "price": _price(average, inst),
             "stopprice": "0.00000",
             "limitprice": "0.00000",
             "misc": "",
-            "oflags": "fciq",
+            "oflags": self._oflags.get(order.order_id, "fciq"),
         }
+        if trades and order.fills:
+            result["trades"] = [_trade_txid(t) for _, _, t in order.fills]
         if closed:
             result["closetm"] = order.updated_ms / 1000
-            result["reason"] = None
+            result["reason"] = order.reason
         return result
+
+    def _ticker(self, alt: str, inst: SimInstrument) -> dict[str, Any]:
+        """Every field of Kraken's Ticker answer: ask, bid, last trade, volume, VWAP,
+        trade count, low, high and today's opening price."""
+        with self.market.lock:
+            last = self.market.price(inst.symbol)
+            fills = [
+                (p, q)
+                for o in self.market.orders.values()
+                if o.symbol == inst.symbol
+                for p, q, _ in o.fills
+            ]
+        volume = sum((q for _, q in fills), Decimal(0))
+        vwap = sum((p * q for p, q in fills), Decimal(0)) / volume if volume else last
+        prices = [p for p, _ in fills] + [last, inst.start_price]
+        text, vol, vw = _price(last, inst), f"{volume:.8f}", _price(vwap, inst)
+        low, high = _price(min(prices), inst), _price(max(prices), inst)
+        last_qty = f"{fills[-1][1]:.8f}" if fills else "0.00000000"
+        return {
+            "a": [text, "1", "1.000"],
+            "b": [text, "1", "1.000"],
+            "c": [text, last_qty],
+            "v": [vol, vol],
+            "p": [vw, vw],
+            "t": [len(fills), len(fills)],
+            "l": [low, low],
+            "h": [high, high],
+            "o": _price(inst.start_price, inst),
+        }
 
     def _balances(self, key: SimKey, *, extended: bool) -> Any:
         account = self.market.accounts[key.account]
@@ -590,6 +732,25 @@ def _order_number(txid: str) -> int | None:
             return None
         number = number * 32 + index
     return number
+
+
+def _trade_txid(number: int) -> str:
+    """Kraken-shaped trade id (``TABCDE-FGHIJ-KLMNOP``) for the engine's trade number."""
+    return "T" + _txid(number)[1:]
+
+
+def _userref(params: Mapping[str, str]) -> int | None:
+    """``userref``: a signed 32-bit integer (AddOrder's reference), or absent."""
+    text = params.get("userref")
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise _Error("EGeneral:Invalid arguments:userref") from None
+    if not -(2**31) <= value < 2**31:
+        raise _Error("EGeneral:Invalid arguments:userref")
+    return value
 
 
 def _valid_cl_ord_id(text: str) -> bool:

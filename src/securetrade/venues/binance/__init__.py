@@ -139,8 +139,9 @@ _PERMISSION_SWITCHES: Mapping[str, frozenset[Scope]] = {
 }
 
 _SYMBOL = re.compile(r"[A-Z0-9_.-]{1,20}")
-# newClientOrderId: ^[.A-Z:/a-z0-9_-]{1,36}$ (our derived ids are 32 of [0-9a-z]).
-CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
+# newClientOrderId: ^[a-zA-Z0-9-_]{1,36}$, as Binance's -1100 answer states it
+# (binance-spot-api-docs pull request 34); our derived ids are 32 of [0-9a-z].
+CLIENT_ORDER_ID = re.compile(r"[a-zA-Z0-9_-]{1,36}")
 # What a successful answer must look like before it is read: an order answer that is not
 # an order (a proxy's "{}", a page of another API) is unreadable, so ambiguous, and the
 # core asks the venue about the order (or reads again) instead of failing in the parser.
@@ -347,7 +348,9 @@ class BinanceSpot:
             venue=self.name,
             symbol=payload["symbol"],
             order_id=str(payload["orderId"]),
-            client_order_id=payload["clientOrderId"],
+            # A cancel answers the order's id in origClientOrderId; clientOrderId is the
+            # cancel's own (Binance "Cancel order").
+            client_order_id=payload.get("origClientOrderId") or payload["clientOrderId"],
             side=payload["side"],
             type=order_type,
             status=_STATUS[payload["status"]],
