@@ -1,0 +1,36 @@
+"""Copy trading for platforms: one leader event, many followers, each order at most once.
+
+- :mod:`.model`: :class:`LeaderEvent`, :class:`Follower`, :class:`Sizing`, and what a plan
+  decides (:class:`CopyIntent`, :class:`Skip` with a :class:`SkipReason`).
+- :mod:`.plan`: :func:`plan`, the pure decision for one follower (no I/O), and
+  :func:`copy_key`, the follower's idempotency key (a keyed hash of event, follower, leg).
+- :mod:`.engine`: :class:`CopyEngine`, the embedded fan-out over ``AsyncClient``.
+- :mod:`.outbox` and :mod:`.report`: the durable record of events and outcomes.
+
+See docs/copy-trading.md.
+"""
+
+from .engine import CopyEngine
+from .model import CopyIntent, Follower, LeaderEvent, Movement, Sizing, SizingMode, Skip, SkipReason
+from .outbox import Outbox, Outcome
+from .plan import FollowerState, copy_key, follower_symbol, plan
+from .report import EventReport
+
+__all__ = [
+    "CopyEngine",
+    "CopyIntent",
+    "EventReport",
+    "Follower",
+    "FollowerState",
+    "LeaderEvent",
+    "Movement",
+    "Outbox",
+    "Outcome",
+    "Sizing",
+    "SizingMode",
+    "Skip",
+    "SkipReason",
+    "copy_key",
+    "follower_symbol",
+    "plan",
+]

@@ -1,0 +1,176 @@
+"""The embedded engine's durable outbox: every leader event, and each follower's outcome.
+
+An event is written before its fan-out starts and marked done when every follower has an
+outcome; each follower's outcome is written as it is known. A process that dies mid
+fan-out finds the event not done when it starts again, and resumes it: followers with an
+outcome are not touched again, the others are planned and placed again under the same
+idempotency keys, so the journal returns any order that already went out instead of
+sending a second one. SQLite in WAL mode, like the order journal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from ..errors import JournalError
+from ..models import Side
+from .model import LeaderEvent, Movement
+
+__all__ = ["Outbox", "Outcome"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS copy_events (
+    event_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    done_at REAL
+)""",
+    """CREATE TABLE IF NOT EXISTS copy_outcomes (
+    event_id TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    leg INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    client_order_id TEXT,
+    order_id TEXT,
+    latency_ms REAL,
+    at REAL NOT NULL,
+    PRIMARY KEY (event_id, follower_id, leg)
+)""",
+    "CREATE INDEX IF NOT EXISTS copy_outcomes_follower ON copy_outcomes(follower_id, at)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one follower's copy of one event (one leg)."""
+
+    event_id: str
+    follower_id: str
+    leg: int
+    status: str  # placed, skipped, failed, quarantined
+    reason: str = ""
+    client_order_id: str | None = None
+    order_id: str | None = None
+    latency_ms: float | None = None
+
+
+class Outbox:
+    """Leader events and follower outcomes in one SQLite file (``":memory:"`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"copy outbox {self.path} cannot be used: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def receive(self, event: LeaderEvent) -> bool:
+        """Record ``event`` before its fan-out; False when it was already received."""
+        body = json.dumps(_event_body(event), separators=(",", ":"))
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO copy_events (event_id, body, received_at) VALUES (?, ?, ?)",
+                (event.id, body, time.time()),
+            )
+        return cursor.rowcount == 1
+
+    def outcomes(self, event_id: str) -> dict[tuple[str, int], Outcome]:
+        """The outcomes recorded for ``event_id``, by (follower id, leg)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, follower_id, leg, status, reason, client_order_id, order_id, "
+                "latency_ms FROM copy_outcomes WHERE event_id = ?",
+                (event_id,),
+            ).fetchall()
+        return {(r[1], r[2]): Outcome(*r) for r in rows}
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Write outcomes (the first one per follower and leg stays: a resumed fan-out
+        never rewrites what an earlier run concluded)."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO copy_outcomes (event_id, follower_id, leg, status, "
+                "reason, client_order_id, order_id, latency_ms, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (o.event_id, o.follower_id, o.leg, o.status, o.reason, o.client_order_id,
+                     o.order_id, o.latency_ms, now)
+                    for o in outcomes
+                ],
+            )  # fmt: skip
+
+    def done(self, event_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE copy_events SET done_at = ? WHERE event_id = ?", (time.time(), event_id)
+            )
+
+    def pending(self) -> list[LeaderEvent]:
+        """Events received and not done: a fan-out a crash interrupted, to resume."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM copy_events WHERE done_at IS NULL ORDER BY received_at"
+            ).fetchall()
+        return [_event_of(json.loads(row[0])) for row in rows]
+
+    def history(self, follower_id: str) -> list[Outcome]:
+        """Every outcome of one follower, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, follower_id, leg, status, reason, client_order_id, order_id, "
+                "latency_ms FROM copy_outcomes WHERE follower_id = ? ORDER BY at",
+                (follower_id,),
+            ).fetchall()
+        return [Outcome(*r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _event_body(event: LeaderEvent) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "symbol": event.symbol,
+        "side": event.side.value,
+        "quantity": str(event.quantity),
+        "price": str(event.price),
+        "at_ms": event.at_ms,
+        "movement": event.movement.value,
+        "close_fraction": str(event.close_fraction),
+        "leader_equity": None if event.leader_equity is None else str(event.leader_equity),
+        "venue": event.venue,
+    }
+
+
+def _event_of(body: dict[str, object]) -> LeaderEvent:
+    equity = body["leader_equity"]
+    return LeaderEvent(
+        id=str(body["id"]),
+        symbol=str(body["symbol"]),
+        side=Side(body["side"]),
+        quantity=Decimal(str(body["quantity"])),
+        price=Decimal(str(body["price"])),
+        at_ms=int(str(body["at_ms"])),
+        movement=Movement(body["movement"]),
+        close_fraction=Decimal(str(body["close_fraction"])),
+        leader_equity=None if equity is None else Decimal(str(equity)),
+        venue=str(body["venue"]),
+    )
