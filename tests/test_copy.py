@@ -422,3 +422,128 @@ def test_a_fan_out_killed_midway_resumes_without_a_duplicate(
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == [{"placed": 30}]
     assert [_orders_of(venue, SECRET, event, f) for f in followers] == [1] * 30
+
+
+# --- several hosts: Redis Streams workers ------------------------------------------------------
+
+WORKER = """
+import asyncio, json, os, sys
+from decimal import Decimal
+from securetrade.copy import CopyEngine, EventStream, Follower, Sizing
+from securetrade.core import RedisJournal
+from securetrade.keys import ApiKey
+
+job = json.loads(sys.stdin.read())
+followers = [
+    Follower(f["id"], ApiKey("binance", f["key_id"], f["secret"], scopes=["read", "trade"]),
+             Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
+    for f in job["followers"]
+]
+
+async def main():
+    journal = RedisJournal(job["redis"], prefix=job["prefix"])
+    engine = CopyEngine(secret=job["secret"], connect={"binance": job["connect"]},
+                        journal=journal, outbox=":memory:")
+    placed = 0
+    original = engine._place
+    async def place(seat, item, started):
+        nonlocal placed
+        outcome = await original(seat, item, started)
+        placed += 1
+        if job["kill_after"] and placed >= job["kill_after"]:
+            os.kill(os.getpid(), 9)
+        return outcome
+    engine._place = place
+    for f in followers:
+        engine.add(f)
+    stream = EventStream(job["redis"], stream=job["stream"], consumer=job["name"])
+    print("ready", flush=True)
+    await stream.work(engine, claim_idle_ms=1500, block_ms=200)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.redis
+def test_workers_on_a_redis_stream_copy_each_event_once_when_one_dies(
+    venue: Simulator, served: HttpsServer, redis_url: str
+) -> None:
+    """Three workers in one consumer group share 6 events for 15 followers; one is
+    SIGKILLed in the middle of a fan-out. Its entry is claimed by another worker and
+    copied again: every event is acknowledged, and each follower has exactly one order
+    per event at the venue."""
+    import secrets as random_names
+
+    import redis as redis_sync
+
+    from securetrade.copy import EventStream
+    from securetrade.core import RedisJournal
+
+    followers = _followers(venue, 15)
+    prefix = f"copy:{random_names.token_hex(4)}:"
+    stream_name = f"copy-events-{random_names.token_hex(4)}"
+    RedisJournal.create(redis_url, prefix=prefix).close()
+    job = {
+        "secret": "copy-engine-test-secret-0000",
+        "connect": _connect(served)["binance"],
+        "redis": redis_url,
+        "prefix": prefix,
+        "stream": stream_name,
+        "followers": [
+            {"id": f.id, "key_id": f.key.key_id, "secret": f.key.secret.expose().decode()}
+            for f in followers
+        ],
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    workers = []
+    for n, kill_after in enumerate((8, 0, 0)):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        child.stdin.write(json.dumps({**job, "name": f"worker-{n}", "kill_after": kill_after}))
+        child.stdin.close()
+        assert child.stdout.readline().strip() == "ready"
+        workers.append(child)
+
+    events = [_leader(venue, f"stream-fill-{i}") for i in range(6)]
+
+    async def publish() -> None:
+        stream = EventStream(redis_url, stream=stream_name)
+        for event in events:
+            await stream.publish(event)
+        await stream.close()
+
+    asyncio.run(publish())
+    admin = redis_sync.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            group = admin.xinfo_groups(stream_name)[0]
+            if (
+                group["pending"] == 0
+                and group["last-delivered-id"]
+                == admin.xinfo_stream(stream_name)["last-generated-id"]
+            ):
+                break
+            time.sleep(0.2)
+        group = admin.xinfo_groups(stream_name)[0]
+    finally:
+        for child in workers:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            for pipe in (child.stdout, child.stderr):
+                if pipe is not None:
+                    pipe.close()
+        admin.close()
+    assert workers[0].returncode == -signal.SIGKILL  # died mid fan-out
+    assert group["pending"] == 0  # every event acknowledged, the dead worker's too
+    for event in events:
+        assert [_orders_of(venue, SECRET, event, f) for f in followers] == [1] * 15, event.id

@@ -6,9 +6,13 @@
   :func:`copy_key`, the follower's idempotency key (a keyed hash of event, follower, leg).
 - :mod:`.engine`: :class:`CopyEngine`, the embedded fan-out over ``AsyncClient``.
 - :mod:`.outbox` and :mod:`.report`: the durable record of events and outcomes.
+- :mod:`.streams`: :class:`EventStream`, leader events on a Redis Stream for workers on
+  several hosts (a consumer group; loaded on first use, it needs the ``redis`` extra).
 
 See docs/copy-trading.md.
 """
+
+from typing import TYPE_CHECKING
 
 from .engine import CopyEngine
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Sizing, SizingMode, Skip, SkipReason
@@ -16,10 +20,18 @@ from .outbox import Outbox, Outcome
 from .plan import FollowerState, copy_key, follower_symbol, plan
 from .report import EventReport
 
+if TYPE_CHECKING:
+    from .streams import EventStream
+else:  # loaded on first use: only several hosts need Redis
+    from .._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {"EventStream": ".streams"})
+
 __all__ = [
     "CopyEngine",
     "CopyIntent",
     "EventReport",
+    "EventStream",
     "Follower",
     "FollowerState",
     "LeaderEvent",

@@ -30,6 +30,7 @@ from ..core import Journal, JournalStore
 from ..errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
+    IdempotencyKeyMismatch,
     InsufficientFunds,
     InvalidRequest,
     LocalRefusal,
@@ -243,6 +244,16 @@ class CopyEngine:
             latency,
         )
 
+    async def _stored(self, seat: _Seat, item: CopyIntent) -> Order | None:
+        """The order the journal holds for this leg's idempotency key, if any."""
+        core = seat.client.core
+        cid = core.venue.client_order_id(core.account, item.idempotency_key)
+        journal = self._journal
+        intent = await asyncio.to_thread(journal.get, cid) if journal.blocking else journal.get(cid)
+        if intent is None or intent.order_json is None:
+            return None
+        return core.stored(intent.order_json, item.idempotency_key)
+
     def _failed(
         self, seat: _Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError
     ) -> Outcome:
@@ -262,6 +273,8 @@ class CopyEngine:
         if isinstance(exc, (AmbiguousOutcome, RetryableError)):
             # Not concluded: the event stays open, and resume() asks again under the same
             # idempotency key (the journal finds the order if it went out).
+            return Outcome(event_id, follower_id, leg, "unresolved", type(exc).__name__)
+        if isinstance(exc, IdempotencyKeyMismatch):  # planned differently, nothing stored
             return Outcome(event_id, follower_id, leg, "unresolved", type(exc).__name__)
         if isinstance(exc, (VenueRejected, LocalRefusal)):
             return Outcome(event_id, follower_id, leg, "failed", f"{type(exc).__name__}")
