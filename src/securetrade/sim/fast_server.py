@@ -210,11 +210,14 @@ class FastHttpsServer(Served):
                 await asyncio.sleep(0.01)
             await self._server.wait_closed()
 
-        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        loop.close()
-        self._loop = self._thread = None
+        try:  # a loaded machine may take a while: the loop is closed whatever happens
+            asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            if not thread.is_alive():
+                loop.close()
+            self._loop = self._thread = None
 
     def __enter__(self) -> FastHttpsServer:
         return self.start()
