@@ -14,7 +14,9 @@ guarantees are the transport's, as in :mod:`securetrade.transport.http`:
 * target and body written exactly as signed;
 * failures sorted by what they mean for an order: not connected (``sent=False``), a pin
   mismatch (:class:`errors.PinMismatch`), or possibly delivered (``sent=True``);
-* a reply is taken only when it is whole: framed by Content-Length or chunked encoding.
+* a reply is taken only when it is whole and strictly framed, within the size limits:
+  the bytes are read here and parsed by the shared sans-I/O layer (:mod:`.wire`, on
+  httptools), the same as the blocking transport's.
 """
 
 from __future__ import annotations
@@ -38,101 +40,21 @@ from .http import (
 )
 from .redaction import redact_query
 from .tls import verified_ssl_context
+from .wire import (
+    DEFAULT_LIMITS,
+    Limits,
+    ProtocolError,
+    ResponseReader,
+    TunnelReader,
+    authority,
+    encode_request,
+)
 
 __all__ = ["AsyncHttpTransport"]
 
 log = logging.getLogger("securetrade.transport")
 
-_MAX_HEAD = 64 * 1024
 _READ_SIZE = 256 * 1024
-_MAX_BODY = 64 * 1024 * 1024
-
-
-class _Cut(Exception):
-    """The reply cannot be read as a whole answer (malformed, unframed or too large)."""
-
-
-class _Reply:
-    """Incremental parser of one HTTP/1.1 response in a connection's buffer."""
-
-    __slots__ = ("body_start", "chunked", "close", "headers", "length", "status")
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.length = -1
-        self.chunked = False
-        self.close = False
-        self.body_start = -1
-
-    def head(self, buffer: bytearray) -> bool:
-        """Parse the status line and headers once they are in; False while incomplete."""
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > _MAX_HEAD:
-                raise _Cut("response header too large")
-            return False
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise _Cut(f"bad status line {lines[0][:40]!r}")
-        self.status = int(code)
-        headers = self.headers
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise _Cut("bad header line")
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        if not self.chunked:
-            length = headers.get("content-length")
-            if length is not None:
-                if not length.isdigit() or int(length) > _MAX_BODY:
-                    raise _Cut("bad Content-Length")
-                self.length = int(length)
-            elif 100 <= self.status < 200 or self.status in (204, 304):
-                self.length = 0
-            else:
-                raise _Cut("response without Content-Length or chunked framing")
-        self.close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-        self.body_start = end + 4
-        return True
-
-    def body(self, buffer: bytearray) -> tuple[bytes, int] | None:
-        """The body and the bytes consumed, or None while it is incomplete."""
-        start = self.body_start
-        if not self.chunked:
-            end = start + self.length
-            if len(buffer) < end:
-                return None
-            return bytes(buffer[start:end]), end
-        parts: list[bytes] = []
-        received = 0
-        at = start
-        while True:
-            line_end = buffer.find(b"\r\n", at)
-            if line_end < 0:
-                return None
-            size_text = bytes(buffer[at:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _Cut("bad chunk size") from None
-            if size == 0:  # the trailer section (usually empty) ends with a blank line
-                end = buffer.find(b"\r\n\r\n", line_end)
-                return None if end < 0 else (b"".join(parts), end + 4)
-            chunk_start = line_end + 2
-            chunk_end = chunk_start + size
-            if len(buffer) < chunk_end + 2:
-                return None
-            parts.append(bytes(buffer[chunk_start:chunk_end]))
-            received += size
-            if received > _MAX_BODY:
-                raise _Cut("response body too large")
-            at = chunk_end + 2
 
 
 class _Connection:
@@ -142,12 +64,18 @@ class _Connection:
     layer runs in C, without asyncio's TLS protocol, whose Python layers cost about a
     third of this transport's time per request. The pinned context's socket class checks
     the pins inside the handshake, as it does for every other path.
+
+    While a request is out, arriving bytes go straight to its :class:`ResponseReader`
+    (nothing is buffered beyond the reader's limits) and the waiting task is woken once,
+    when the reply is whole or the exchange failed. Between requests (and while a proxy
+    tunnel is set up) they are kept in :attr:`buffer`.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.closed = False
+        self.reader: ResponseReader | None = None
         self._loop = loop
         self._fd = sock.fileno()
         self._waiter: asyncio.Future[None] | None = None
@@ -156,23 +84,32 @@ class _Connection:
         loop.add_reader(self._fd, self._readable)
 
     def _readable(self) -> None:
-        received = False
+        reader = self.reader
+        progress = False
         try:
             while True:  # until the socket (and the TLS layer's own buffer) is empty
                 data = self.sock.recv(_READ_SIZE)
                 if not data:
+                    if reader is not None:
+                        reader.end_of_stream()  # ProtocolError unless the reply is whole
                     self._end(ConnectionResetError("the server closed the connection"))
                     break
-                self.buffer += data
-                received = True
+                if reader is None:
+                    self.buffer += data
+                    progress = True
+                elif reader.feed(data):
+                    progress = True
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
             self._loop.add_writer(self._fd, self._flush_then_read)
-        except OSError as exc:  # ssl.SSLError too: a bad record, an alert, a reset
+        except (OSError, ProtocolError) as exc:  # ssl.SSLError too: a bad record, an alert
             self._end(exc)
-        # Bytes first: a reply followed by the end of the stream is still a whole reply.
-        self._wake(None if received else self._lost)
+        # The answer first: a reply followed by the end of the stream is still a reply.
+        if progress:
+            self._wake(None)
+        elif self._lost is not None:
+            self._wake(self._lost)
 
     def _flush_then_read(self) -> None:
         self._loop.remove_writer(self._fd)
@@ -226,7 +163,8 @@ class _Connection:
                 waiter.set_exception(exc)
 
     async def more(self) -> None:
-        """Wait until more bytes arrive (or the connection ends)."""
+        """Wait until there is progress: bytes in the buffer, or the reply whole (or the
+        connection ends)."""
         if self._lost is not None or self.closed:
             raise self._lost or ConnectionResetError("connection closed")
         self._waiter = self._loop.create_future()
@@ -235,24 +173,21 @@ class _Connection:
         finally:
             self._waiter = None
 
-    async def exchange(self, data: bytes, timeout: float) -> HttpResponse:
+    async def exchange(self, data: bytes, timeout: float, limits: Limits) -> ResponseReader:
         """Write ``data`` and read one whole reply; TimeoutError after ``timeout`` seconds
         (a timer on the loop, not ``wait_for``: that costs a task per request)."""
+        reader = self.reader = ResponseReader(limits)
         timer = self._loop.call_later(timeout, self._expire)
         try:
             self.write(data)
-            reply = _Reply()
-            while not (self.buffer and reply.head(self.buffer)):
-                await self.more()
-            while (done := reply.body(self.buffer)) is None:
+            while not reader.done:
                 await self.more()
         finally:
             timer.cancel()
-        body, used = done
-        del self.buffer[:used]
-        if reply.close or self.buffer:  # closing, or bytes nobody asked for: not reusable
+            self.reader = None
+        if not reader.reusable:  # closing, or bytes after the reply: not reusable
             self.close()
-        return HttpResponse(reply.status, reply.headers, body)
+        return reader
 
     def reusable(self) -> bool:
         """Idle and still open. Reads what arrived first: the loop may not have run since
@@ -361,6 +296,7 @@ class AsyncHttpTransport:
         timeout: float = 10.0,
         proxy: str | None = None,
         max_connections: int = 64,
+        limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
@@ -369,11 +305,17 @@ class AsyncHttpTransport:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
-        self._host_header = parts.netloc
+        default_port = self._port == (443 if self._tls else 80)
+        self._host_header = (
+            (f"[{self._host}]" if ":" in self._host else self._host)
+            if default_port
+            else authority(self._host, self._port)
+        )
         if ssl_context is None and self._tls:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         self._context = ssl_context
         self._timeout = timeout
+        self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if max_connections < 1:
             raise InvalidRequest("max_connections must be at least 1")
@@ -418,36 +360,36 @@ class AsyncHttpTransport:
         proxy_host, proxy_port, proxy_headers = self._proxy
         connection = _Connection(loop, await _open_socket(loop, proxy_host, proxy_port))
         try:
-            authority = f"{self._host}:{self._port}"
-            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            target = authority(self._host, self._port)
+            lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
             lines += [f"{name}: {value}" for name, value in proxy_headers.items()]
             connection.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            while b"\r\n\r\n" not in connection.buffer:
-                if len(connection.buffer) > _MAX_HEAD:
-                    raise ConnectionError("proxy answer too large")
+            tunnel = TunnelReader(self._limits)
+            status = None
+            while status is None:
                 await connection.more()
-            head, _, rest = bytes(connection.buffer).partition(b"\r\n\r\n")
-            status_line = head.split(b"\r\n", 1)[0]
-            if status_line.split(b" ")[1:2] != [b"200"]:
-                raise ConnectionError(f"proxy refused the tunnel: {status_line[:60]!r}")
-            if rest:  # the venue cannot have spoken yet: not a tunnel we understand
-                raise ConnectionError("the proxy sent bytes after its answer")
+                status = tunnel.feed(connection.buffer)
+                connection.buffer.clear()
+            if not 200 <= status < 300:
+                raise ConnectionError(f"the proxy refused the tunnel with HTTP {status}")
             return connection.detach()
+        except ProtocolError as exc:
+            connection.close()
+            raise ConnectionError(str(exc)) from None
         except BaseException:
             connection.close()
             raise
 
     def _encode(self, request: HttpRequest) -> bytes:
         check_request(request)
-        lines = [f"{request.method} {self._prefix}{request.target} HTTP/1.1"]
-        lines.append(f"Host: {self._host_header}")
-        named = {name.lower() for name, _ in request.headers}
-        lines += [f"{name}: {value}" for name, value in request.headers]
-        if "user-agent" not in named:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        if request.body or request.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(request.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
+        return encode_request(
+            request.method,
+            self._prefix + request.target,
+            self._host_header,
+            request.headers,
+            request.body,
+            USER_AGENT,
+        )
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         data = self._encode(request)
@@ -478,13 +420,12 @@ class AsyncHttpTransport:
                 connection = await self._connect()
                 self._open.add(connection)
             try:
-                response = await connection.exchange(data, self._timeout)
-            except (OSError, asyncio.TimeoutError, ConnectionError, _Cut) as exc:
+                reader = await connection.exchange(data, self._timeout, self._limits)
+            except (OSError, asyncio.TimeoutError, ConnectionError, ProtocolError) as exc:
                 connection.close()
                 self._open.discard(connection)
-                raise TransportFailure(
-                    f"{type(exc).__name__}: outcome unknown", sent=True
-                ) from None
+                reason = str(exc) if isinstance(exc, ProtocolError) else type(exc).__name__
+                raise TransportFailure(f"{reason}: outcome unknown", sent=True) from None
             except BaseException:
                 connection.close()  # cancelled mid-exchange: the connection is in an unknown state
                 raise
@@ -493,6 +434,8 @@ class AsyncHttpTransport:
                 self._open.discard(connection)
             else:
                 self._idle.append(connection)
+        response = reader.response
+        assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "HTTP Request: %s %s -> %d",

@@ -1,15 +1,19 @@
-"""The blocking HTTPS transport: keep-alive HTTP/1.1 on the standard library's http.client.
+"""The blocking HTTPS transport: keep-alive HTTP/1.1 on blocking sockets, TLS by
+:class:`ssl.SSLSocket`, replies read by the shared sans-I/O layer (:mod:`.wire`, on
+httptools).
 
 Why not httpx here: one keep-alive POST through ``httpx.Client`` spends about 600 µs of
-Python in its client, pool and h11 layers on this project's machine, 0.56x of which
-``http.client`` does not spend (``python -m securetrade.bench`` measures the order row
-against raw httpx). The guarantees are the transport's, not the library's:
+Python in its client, pool and h11 layers on this project's machine, most of which this
+transport does not spend (``python -m securetrade.bench`` measures the order row against
+raw httpx). The guarantees are the transport's, not the library's:
 
 * pinned TLS: the pinned :class:`ssl.SSLContext` checks the peer inside the handshake,
   direct or through a CONNECT proxy, before the first request byte;
-* no redirects (http.client never follows one), no environment proxies (it never reads
-  them), plain HTTP only to loopback and only when asked for;
+* no redirects, no environment proxies, plain HTTP only to loopback and only when asked
+  for;
 * the request target and body are written exactly as signed;
+* a reply is taken only when it is whole and strictly framed (see :mod:`.wire`), within
+  the size limits and the timeout, which bounds the whole exchange, not each read;
 * failures are sorted by what they mean for an order: a connection that was never made
   (``sent=False``, safe to resend), a pin mismatch (:class:`errors.PinMismatch`, never
   retried), or anything after the request may have been written (``sent=True``: the
@@ -19,13 +23,14 @@ against raw httpx). The guarantees are the transport's, not the library's:
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import logging
 import re
 import select
+import socket
 import ssl
 import threading
+import time
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -34,6 +39,15 @@ from . import redaction  # noqa: F401 - installs the log filters before any libr
 from .base import HttpRequest, HttpResponse, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure, verified_ssl_context
+from .wire import (
+    DEFAULT_LIMITS,
+    Limits,
+    ProtocolError,
+    ResponseReader,
+    TunnelReader,
+    authority,
+    encode_request,
+)
 
 __all__ = [
     "USER_AGENT",
@@ -54,6 +68,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: meth
 _TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
 _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
+_READ_SIZE = 256 * 1024
 
 
 def check_base_url(base_url: str, *, unsafe_allow_plain_http: bool = False) -> str:
@@ -112,22 +127,32 @@ def _not_sent(exc: BaseException) -> Exception:
     refusal = security_refusal(exc)
     if refusal is not None:
         return refusal
-    return TransportFailure(f"{type(exc).__name__}: connection not made", sent=False)
+    return TransportFailure(f"{_describe(exc)}: connection not made", sent=False)
 
 
 def _maybe_sent(exc: BaseException) -> Exception:
-    return TransportFailure(f"{type(exc).__name__}: outcome unknown", sent=True)
+    return TransportFailure(f"{_describe(exc)}: outcome unknown", sent=True)
 
 
-def _is_stale(connection: http.client.HTTPConnection) -> bool:
+def _describe(exc: BaseException) -> str:
+    """What went wrong, for a failure's message: our own reasons in full, else the kind."""
+    if isinstance(exc, ProtocolError):
+        return str(exc)
+    if isinstance(exc, socket.timeout):
+        return "TimeoutError"
+    return type(exc).__name__
+
+
+def _is_stale(sock: socket.socket) -> bool:
     """Whether an idle keep-alive connection was closed (or spoke out of turn) meanwhile.
 
     Between requests the server has nothing to say; anything readable means it closed the
     connection. Checking first keeps a request from being written into a dead socket,
     which would make its outcome look unknown for no reason.
     """
-    sock = connection.sock
-    if sock is None:
+    if sock.fileno() < 0:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)
@@ -136,56 +161,92 @@ def _is_stale(connection: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def _unframed(response: http.client.HTTPResponse) -> bool:
-    """Whether the body was delimited only by the connection closing.
-
-    http.client takes an end of stream inside the header block for its end, so a reply cut
-    after its status line would otherwise read as a complete, empty answer. Venues frame
-    every body they send; one that is not framed is treated as cut.
-    """
-    if response.chunked or response.length is not None:
-        return False
-    return not (100 <= response.status < 200 or response.status in (204, 304))
+def _exchange(sock: socket.socket, data: bytes, timeout: float, limits: Limits) -> ResponseReader:
+    """Write ``data`` and read one whole reply within ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    sock.sendall(data)
+    reader = ResponseReader(limits)
+    recv = sock.recv
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no whole reply in time")
+        sock.settimeout(remaining)
+        chunk = recv(_READ_SIZE)
+        if not chunk:
+            reader.end_of_stream()
+        if reader.feed(chunk):
+            return reader
 
 
 class _Endpoint:
     """Where connections go: the venue, and the CONNECT proxy in front of it, if any."""
 
     def __init__(
-        self, base_url: str, context: ssl.SSLContext | None, timeout: float, proxy: str | None
+        self,
+        base_url: str,
+        context: ssl.SSLContext | None,
+        timeout: float,
+        proxy: str | None,
+        limits: Limits,
     ) -> None:
         parts = urlsplit(base_url)
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.tls else 80)
         self.path_prefix = parts.path.rstrip("/")
+        default_port = self.port == (443 if self.tls else 80)
+        self.host_header = (
+            (f"[{self.host}]" if ":" in self.host else self.host)
+            if default_port
+            else authority(self.host, self.port)
+        )
         self.context = context
         self.timeout = timeout
+        self.limits = limits
         self.proxy: tuple[str, int, dict[str, str]] | None = None
         if proxy is not None:
             self.proxy = parse_proxy(proxy)
 
-    def connect(self) -> http.client.HTTPConnection:
+    def connect(self) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
             target_host, target_port = self.proxy[0], self.proxy[1]
-        connection: http.client.HTTPConnection
-        if self.tls:
-            connection = http.client.HTTPSConnection(
-                target_host, target_port, timeout=self.timeout, context=self.context
-            )
-        else:
-            connection = http.client.HTTPConnection(target_host, target_port, timeout=self.timeout)
-        connection.set_debuglevel(0)  # a global debuglevel would print signed requests
-        if self.proxy is not None:
-            connection.set_tunnel(self.host, self.port, headers=self.proxy[2])
         try:
-            connection.connect()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+            sock = socket.create_connection((target_host, target_port), timeout=self.timeout)
+        except OSError as exc:
             raise _not_sent(exc) from None
-        return connection
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy is not None:
+                self._tunnel(sock)
+            if not self.tls:
+                return sock
+            assert self.context is not None  # set whenever the scheme is https
+            # The pinned context's socket class checks the pins inside this handshake.
+            return self.context.wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ProtocolError) as exc:
+            sock.close()
+            raise _not_sent(exc) from None
+
+    def _tunnel(self, sock: socket.socket) -> None:
+        """Open the proxy's CONNECT tunnel to the venue on ``sock``."""
+        assert self.proxy is not None
+        target = authority(self.host, self.port)
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        lines += [f"{name}: {value}" for name, value in self.proxy[2].items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        tunnel = TunnelReader(self.limits)
+        status = None
+        while status is None:
+            chunk = sock.recv(_READ_SIZE)
+            if not chunk:
+                raise ProtocolError("the proxy closed the connection before answering")
+            status = tunnel.feed(chunk)
+        if not 200 <= status < 300:
+            raise ProtocolError(f"the proxy refused the tunnel with HTTP {status}")
 
 
 def check_request(request: HttpRequest) -> None:
@@ -237,17 +298,18 @@ class HttpTransport:
         *,
         timeout: float = 10.0,
         proxy: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
-        self._endpoint = _Endpoint(self.base_url, ssl_context, timeout, proxy)
-        self._idle: list[http.client.HTTPConnection] = []
+        self._endpoint = _Endpoint(self.base_url, ssl_context, timeout, proxy, limits)
+        self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _borrow(self) -> http.client.HTTPConnection:
+    def _borrow(self) -> socket.socket:
         while True:
             with self._lock:
                 if self._closed:
@@ -259,7 +321,7 @@ class HttpTransport:
                 return connection
             connection.close()
 
-    def _give_back(self, connection: http.client.HTTPConnection) -> None:
+    def _give_back(self, connection: socket.socket) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < _MAX_IDLE:
                 self._idle.append(connection)
@@ -268,48 +330,31 @@ class HttpTransport:
 
     def send(self, request: HttpRequest) -> HttpResponse:
         check_request(request)
-        headers = dict(request.headers)
-        headers.setdefault("User-Agent", USER_AGENT)
-        target = self._endpoint.path_prefix + request.target
+        endpoint = self._endpoint
+        target = endpoint.path_prefix + request.target
+        data = encode_request(
+            request.method, target, endpoint.host_header, request.headers, request.body, USER_AGENT
+        )
         connection = self._borrow()
         try:
-            # putrequest/putheader check the target and every header for CR, LF and the
-            # like before a byte goes out: such a request is refused, not sent.
-            connection.putrequest(request.method, target, skip_accept_encoding=True)
-            for name, value in headers.items():
-                connection.putheader(name, value)
-            if request.body or request.method in ("POST", "PUT", "PATCH"):
-                connection.putheader("Content-Length", str(len(request.body)))
-        except (ValueError, http.client.InvalidURL) as exc:
-            connection.close()
-            raise InvalidRequest(f"request refused before sending: {exc}") from None
-        try:
-            connection.endheaders(request.body or None)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+            reader = _exchange(connection, data, endpoint.timeout, endpoint.limits)
+        except (OSError, ProtocolError) as exc:
             connection.close()
             raise _maybe_sent(exc) from None
-        if _unframed(response):
-            connection.close()
-            raise TransportFailure(
-                "response without Content-Length or chunked framing: a cut answer cannot be "
-                "told from a whole one; outcome unknown",
-                sent=True,
-            )
-        merged: dict[str, str] = {}
-        for name, value in response.getheaders():
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        except BaseException:
+            connection.close()  # interrupted mid-exchange: the connection's state is unknown
+            raise
+        response = reader.response
+        assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "HTTP Request: %s %s -> %d", request.method, redact_query(target), response.status
             )
-        if response.will_close:
-            connection.close()
-        else:
+        if reader.reusable:
             self._give_back(connection)
-        return HttpResponse(status=response.status, headers=merged, body=body)
+        else:
+            connection.close()
+        return response
 
     def close(self) -> None:
         with self._lock:
