@@ -119,7 +119,7 @@ CASES = [
     ),
     Case(
         "content-length-superscript",
-        [_reply("HTTP/1.1 200 OK\r\nContent-Length: \u00b2".encode(), b"{}")],
+        [_reply("HTTP/1.1 200 OK\r\nContent-Length: \u00b2".encode("latin-1"), b"{}")],
         AMBIGUOUS,
     ),
     Case(
@@ -127,7 +127,7 @@ CASES = [
     ),
     Case(
         "status-superscript",
-        [_reply("HTTP/1.1 2\u00b20 OK\r\nContent-Length: 2".encode(), b"{}")],
+        [_reply("HTTP/1.1 2\u00b20 OK\r\nContent-Length: 2".encode("latin-1"), b"{}")],
         AMBIGUOUS,
     ),
     Case(
