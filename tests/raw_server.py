@@ -4,12 +4,12 @@ man in the middle might, byte for byte, and count what the client sent."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -70,6 +70,7 @@ class RawServer:
     script: Script
     tls: bool = True
     before_tls: Sequence[Step] = ()
+    stall: float = 0.0  # seconds after the handshake before reading anything
     requests: list[bytes] = field(default_factory=list)
     connections: int = 0
     app_bytes: int = 0
@@ -82,6 +83,7 @@ class RawServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -102,6 +104,8 @@ class RawServer:
 
     def _serve(self, raw: socket.socket) -> None:
         raw.settimeout(10.0)
+        with self._lock:
+            self._sockets.append(raw)
         if self.before_tls:
             with raw:
                 self._run(raw, self.before_tls)
@@ -113,7 +117,10 @@ class RawServer:
             except (OSError, ssl.SSLError):
                 raw.close()
                 return
+            with self._lock:
+                self._sockets.append(conn)  # the same descriptor, now owned by ``conn``
         with conn:
+            self._stop.wait(self.stall)
             buffer = b""
             while not self._stop.is_set():
                 try:
@@ -149,11 +156,11 @@ class RawServer:
                 if isinstance(step, bytes):
                     conn.sendall(step)
                 elif isinstance(step, float):
-                    time.sleep(step)
+                    self._stop.wait(step)
                 elif isinstance(step, Drip):
                     for byte in step.data:
                         conn.sendall(bytes([byte]))
-                        time.sleep(step.interval)
+                        self._stop.wait(step.interval)
                 elif isinstance(step, Stream):
                     conn.sendall(step.head)
                     sent = 0
@@ -174,7 +181,14 @@ class RawServer:
         return True
 
     def stop(self) -> None:
+        """Stop accepting, and wake every connection's thread (blocked in a read, a write
+        or a pause) so that it ends now."""
         self._stop.set()
         self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         for worker in self._threads:
             worker.join(timeout=5)

@@ -30,7 +30,7 @@ import ssl
 from urllib.parse import urlsplit
 
 from ..errors import InvalidRequest
-from .base import HttpRequest, HttpResponse, TransportFailure
+from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import (
     USER_AGENT,
     check_base_url,
@@ -42,6 +42,7 @@ from .redaction import redact_query
 from .tls import verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
+    Expired,
     Limits,
     ProtocolError,
     ResponseReader,
@@ -81,6 +82,10 @@ class _Connection:
         self._waiter: asyncio.Future[None] | None = None
         self._lost: BaseException | None = None
         self._unsent = b""
+        self._heard = False  # a byte of the reply arrived
+        self._phases: tuple[float, float, float] = (0.0, 0.0, 0.0)  # loop times
+        self._timeout: Timeout | None = None
+        self._timer: asyncio.TimerHandle | None = None
         loop.add_reader(self._fd, self._readable)
 
     def _readable(self) -> None:
@@ -97,8 +102,10 @@ class _Connection:
                 if reader is None:
                     self.buffer += data
                     progress = True
-                elif reader.feed(data):
-                    progress = True
+                else:
+                    self._heard = True
+                    if reader.feed(data):
+                        progress = True
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
@@ -150,9 +157,31 @@ class _Connection:
             self._lost = exc
 
     def _expire(self) -> None:
+        """The timer fired: fail the exchange if the phase under way is over its time, else
+        wait for the next phase's end (one timer per request, moved only when the phases'
+        times differ)."""
+        now = self._loop.time() + 0.001  # the loop may run a timer a hair early
+        write_at, first_at, whole_at = self._phases
+        timeout = self._timeout
+        assert timeout is not None
+        if self._unsent and now >= write_at:
+            expired = Expired("write", timeout.write)
+        elif not self._heard and now >= first_at:
+            expired = Expired("first_byte", timeout.first_byte)
+        elif now >= whole_at:
+            expired = Expired("response", timeout.response)
+        else:
+            pending = [whole_at]
+            if self._unsent:
+                pending.append(write_at)
+            if not self._heard:
+                pending.append(first_at)
+            later = [at for at in pending if at > now] or [whole_at]
+            self._timer = self._loop.call_at(min(later), self._expire)
+            return
         self.closed = True  # a reply may still be on its way: never reuse this connection
-        self._lost = TimeoutError("no whole reply in time")
-        self._wake(self._lost)
+        self._lost = expired
+        self._wake(expired)
 
     def _wake(self, exc: BaseException | None) -> None:
         waiter = self._waiter
@@ -173,17 +202,27 @@ class _Connection:
         finally:
             self._waiter = None
 
-    async def exchange(self, data: bytes, timeout: float, limits: Limits) -> ResponseReader:
-        """Write ``data`` and read one whole reply; TimeoutError after ``timeout`` seconds
-        (a timer on the loop, not ``wait_for``: that costs a task per request)."""
+    async def exchange(self, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
+        """Write ``data`` and read one whole reply, each phase within its time, counted
+        from now (a timer on the loop, not ``wait_for``: that costs a task per request)."""
         reader = self.reader = ResponseReader(limits)
-        timer = self._loop.call_later(timeout, self._expire)
+        start = self._loop.time()
+        self._phases = phases = (
+            start + timeout.write,
+            start + timeout.first_byte,
+            start + timeout.response,
+        )
+        self._timeout = timeout
+        self._heard = False
+        self._timer = self._loop.call_at(min(phases), self._expire)
         try:
             self.write(data)
             while not reader.done:
                 await self.more()
         finally:
-            timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self.reader = None
         if not reader.reusable:  # closing, or bytes after the reply: not reusable
             self.close()
@@ -238,17 +277,34 @@ async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write:
             loop.remove_reader(fd)
 
 
-async def _open_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-    """A connected non-blocking TCP socket (no Nagle delay), trying each address in turn."""
+async def _open_socket(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: Timeout
+) -> socket.socket:
+    """A connected non-blocking TCP socket (no Nagle delay), trying each address in turn:
+    the lookup within the ``resolve`` phase, the connecting within ``connect``."""
+    try:
+        addresses = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout.resolve
+        )
+    except asyncio.TimeoutError:
+        raise Expired("resolve", timeout.resolve) from None
+    deadline = loop.time() + timeout.connect
     failure: OSError = OSError(f"{host}: no address")
-    for family, kind, proto, _, address in await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    ):
+    for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await loop.sock_connect(sock, address)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Expired("connect", timeout.connect)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, address), remaining)
+            except asyncio.TimeoutError:
+                raise Expired("connect", timeout.connect) from None
+        except Expired:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             failure = exc
@@ -293,7 +349,7 @@ class AsyncHttpTransport:
         base_url: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        timeout: float = 10.0,
+        timeout: Timeout | float = 10.0,
         proxy: str | None = None,
         max_connections: int = 64,
         limits: Limits = DEFAULT_LIMITS,
@@ -314,7 +370,7 @@ class AsyncHttpTransport:
         if ssl_context is None and self._tls:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         self._context = ssl_context
-        self._timeout = timeout
+        self._timeout = Timeout.coerce(timeout)
         self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if max_connections < 1:
@@ -326,39 +382,48 @@ class AsyncHttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._closed = False
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, timeout: Timeout) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(self._open_connection(loop), self._timeout)
+            return await self._open_connection(loop, timeout)
         except (OSError, asyncio.TimeoutError, ssl.SSLError, ConnectionError) as exc:
             refusal = security_refusal(exc)
             if refusal is not None:
                 raise refusal from None
-            raise TransportFailure(
-                f"{type(exc).__name__}: connection not made", sent=False
-            ) from None
+            reason = str(exc) if isinstance(exc, Expired) else type(exc).__name__
+            raise TransportFailure(f"{reason}: connection not made", sent=False) from None
 
-    async def _open_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+    async def _open_connection(
+        self, loop: asyncio.AbstractEventLoop, timeout: Timeout
+    ) -> _Connection:
         """TCP to the venue (or through an HTTP CONNECT tunnel), then TLS, pinned."""
         if self._proxy is None:
-            sock = await _open_socket(loop, self._host, self._port)
+            sock = await _open_socket(loop, self._host, self._port, timeout)
         else:
-            sock = await self._tunnel(loop)
+            try:
+                sock = await asyncio.wait_for(self._tunnel(loop, timeout), timeout.connect)
+            except asyncio.TimeoutError:
+                raise Expired("connect", timeout.connect) from None
         if not self._tls:
             return _Connection(loop, sock)
         assert self._context is not None  # set whenever the scheme is https
-        tls = await _handshake(loop, sock, self._context, self._host)
+        try:
+            tls = await asyncio.wait_for(
+                _handshake(loop, sock, self._context, self._host), timeout.tls
+            )
+        except asyncio.TimeoutError:
+            raise Expired("tls", timeout.tls) from None
         try:
             return _Connection(loop, tls)
         except BaseException:
             tls.close()
             raise
 
-    async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> socket.socket:
         """A socket through the proxy's HTTP CONNECT tunnel to the venue, ready for TLS."""
         assert self._proxy is not None
         proxy_host, proxy_port, proxy_headers = self._proxy
-        connection = _Connection(loop, await _open_socket(loop, proxy_host, proxy_port))
+        connection = _Connection(loop, await _open_socket(loop, proxy_host, proxy_port, timeout))
         try:
             target = authority(self._host, self._port)
             lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
@@ -391,8 +456,13 @@ class AsyncHttpTransport:
             USER_AGENT,
         )
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, timeout: Timeout | float | None = None
+    ) -> HttpResponse:
+        """Send ``request`` and read its reply; ``timeout`` overrides the transport's for
+        this call."""
         data = self._encode(request)
+        phases = self._timeout if timeout is None else Timeout.coerce(timeout)
         if self._closed:
             raise TransportFailure("transport closed: connection not made", sent=False)
         loop = asyncio.get_running_loop()
@@ -407,7 +477,18 @@ class AsyncHttpTransport:
             self._loop = loop
         slots = self._slots
         assert slots is not None
-        async with slots:
+        if slots.locked():  # every connection busy: wait for one, within the pool phase
+            try:
+                await asyncio.wait_for(slots.acquire(), phases.pool)
+            except asyncio.TimeoutError:
+                raise TransportFailure(
+                    f"no free connection within {phases.pool:g} s (all {self._max_connections}"
+                    " busy): connection not made",
+                    sent=False,
+                ) from None
+        else:
+            await slots.acquire()  # free: returns at once
+        try:
             connection = None
             while self._idle:
                 candidate = self._idle.pop()
@@ -417,14 +498,16 @@ class AsyncHttpTransport:
                 candidate.close()
                 self._open.discard(candidate)
             if connection is None:
-                connection = await self._connect()
+                connection = await self._connect(phases)
                 self._open.add(connection)
             try:
-                reader = await connection.exchange(data, self._timeout, self._limits)
+                reader = await connection.exchange(data, phases, self._limits)
             except (OSError, asyncio.TimeoutError, ConnectionError, ProtocolError) as exc:
                 connection.close()
                 self._open.discard(connection)
-                reason = str(exc) if isinstance(exc, ProtocolError) else type(exc).__name__
+                reason = (
+                    str(exc) if isinstance(exc, (ProtocolError, Expired)) else type(exc).__name__
+                )
                 raise TransportFailure(f"{reason}: outcome unknown", sent=True) from None
             except BaseException:
                 connection.close()  # cancelled mid-exchange: the connection is in an unknown state
@@ -434,6 +517,8 @@ class AsyncHttpTransport:
                 self._open.discard(connection)
             else:
                 self._idle.append(connection)
+        finally:
+            slots.release()
         response = reader.response
         assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):

@@ -31,16 +31,17 @@ import socket
 import ssl
 import threading
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
-from .base import HttpRequest, HttpResponse, TransportFailure
+from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .redaction import redact_query
 from .tls import PinFailure, verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
+    Expired,
     Limits,
     ProtocolError,
     ResponseReader,
@@ -136,9 +137,9 @@ def _maybe_sent(exc: BaseException) -> Exception:
 
 def _describe(exc: BaseException) -> str:
     """What went wrong, for a failure's message: our own reasons in full, else the kind."""
-    if isinstance(exc, ProtocolError):
+    if isinstance(exc, (ProtocolError, Expired)):
         return str(exc)
-    if isinstance(exc, socket.timeout):
+    if isinstance(exc, TimeoutError):
         return "TimeoutError"
     return type(exc).__name__
 
@@ -161,23 +162,100 @@ def _is_stale(sock: socket.socket) -> bool:
     return bool(readable)
 
 
-def _exchange(sock: socket.socket, data: bytes, timeout: float, limits: Limits) -> ResponseReader:
-    """Write ``data`` and read one whole reply within ``timeout`` seconds in all."""
-    deadline = time.monotonic() + timeout
-    sock.settimeout(timeout)
-    sock.sendall(data)
+def _exchange(sock: socket.socket, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
+    """Write ``data`` and read one whole reply, each phase within its time (all counted
+    from the start: a reply that drips in cannot stretch the ``response`` phase)."""
+    start = time.monotonic()
+    whole = start + timeout.response
+    phase, seconds = (
+        ("write", timeout.write)
+        if timeout.write < timeout.response
+        else (
+            "response",
+            timeout.response,
+        )
+    )
+    sock.settimeout(seconds)  # sendall's timeout bounds the whole call
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        raise Expired(phase, seconds) from None
     reader = ResponseReader(limits)
     recv = sock.recv
+    if timeout.first_byte < timeout.response:
+        phase, until = "first_byte", start + timeout.first_byte
+    else:
+        phase, until = "response", whole
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = until - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError("no whole reply in time")
+            raise Expired(phase, getattr(timeout, phase))
         sock.settimeout(remaining)
-        chunk = recv(_READ_SIZE)
+        try:
+            chunk = recv(_READ_SIZE)
+        except TimeoutError:
+            raise Expired(phase, getattr(timeout, phase)) from None
+        phase, until = "response", whole
         if not chunk:
             reader.end_of_stream()
         if reader.feed(chunk):
             return reader
+
+
+def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
+    """The addresses of ``host``, within ``seconds``: the lookup runs on a thread of its
+    own, since :func:`socket.getaddrinfo` cannot be interrupted (a stuck resolver keeps
+    that thread, not the caller)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an address literal needs no lookup
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[list[tuple[Any, ...]] | OSError] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="securetrade-resolve", daemon=True).start()
+    if not done.wait(seconds):
+        raise Expired("resolve", seconds)
+    result = found[0]
+    if isinstance(result, OSError):
+        raise result
+    return result
+
+
+def _open_socket(host: str, port: int, timeout: Timeout) -> socket.socket:
+    """A connected TCP socket (no Nagle delay), trying each address in turn within the
+    ``connect`` phase."""
+    addresses = _resolve(host, port, timeout.resolve)
+    deadline = time.monotonic() + timeout.connect
+    failure: OSError = OSError(f"{host}: no address")
+    for family, kind, proto, _, address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Expired("connect", timeout.connect)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:
+            sock.close()
+            raise Expired("connect", timeout.connect) from None
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure
 
 
 class _Endpoint:
@@ -187,7 +265,7 @@ class _Endpoint:
         self,
         base_url: str,
         context: ssl.SSLContext | None,
-        timeout: float,
+        timeout: Timeout,
         proxy: str | None,
         limits: Limits,
     ) -> None:
@@ -209,30 +287,34 @@ class _Endpoint:
         if proxy is not None:
             self.proxy = parse_proxy(proxy)
 
-    def connect(self) -> socket.socket:
+    def connect(self, timeout: Timeout) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
             target_host, target_port = self.proxy[0], self.proxy[1]
         try:
-            sock = socket.create_connection((target_host, target_port), timeout=self.timeout)
+            sock = _open_socket(target_host, target_port, timeout)
         except OSError as exc:
             raise _not_sent(exc) from None
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.proxy is not None:
-                self._tunnel(sock)
+                sock.settimeout(timeout.connect)
+                self._tunnel(sock, time.monotonic() + timeout.connect)
             if not self.tls:
                 return sock
             assert self.context is not None  # set whenever the scheme is https
+            sock.settimeout(timeout.tls)  # bounds the whole handshake, not each read
             # The pinned context's socket class checks the pins inside this handshake.
-            return self.context.wrap_socket(sock, server_hostname=self.host)
+            try:
+                return self.context.wrap_socket(sock, server_hostname=self.host)
+            except TimeoutError:
+                raise Expired("tls", timeout.tls) from None
         except (OSError, ProtocolError) as exc:
             sock.close()
             raise _not_sent(exc) from None
 
-    def _tunnel(self, sock: socket.socket) -> None:
-        """Open the proxy's CONNECT tunnel to the venue on ``sock``."""
+    def _tunnel(self, sock: socket.socket, deadline: float) -> None:
+        """Open the proxy's CONNECT tunnel to the venue on ``sock``, by ``deadline``."""
         assert self.proxy is not None
         target = authority(self.host, self.port)
         lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
@@ -241,7 +323,14 @@ class _Endpoint:
         tunnel = TunnelReader(self.limits)
         status = None
         while status is None:
-            chunk = sock.recv(_READ_SIZE)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Expired("connect", self.timeout.connect)
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(_READ_SIZE)
+            except TimeoutError:
+                raise Expired("connect", self.timeout.connect) from None
             if not chunk:
                 raise ProtocolError("the proxy closed the connection before answering")
             status = tunnel.feed(chunk)
@@ -296,7 +385,7 @@ class HttpTransport:
         base_url: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        timeout: float = 10.0,
+        timeout: Timeout | float = 10.0,
         proxy: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
@@ -304,19 +393,21 @@ class HttpTransport:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
-        self._endpoint = _Endpoint(self.base_url, ssl_context, timeout, proxy, limits)
+        self._endpoint = _Endpoint(
+            self.base_url, ssl_context, Timeout.coerce(timeout), proxy, limits
+        )
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _borrow(self) -> socket.socket:
+    def _borrow(self, timeout: Timeout) -> socket.socket:
         while True:
             with self._lock:
                 if self._closed:
                     raise TransportFailure("transport closed: connection not made", sent=False)
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return self._endpoint.connect()
+                return self._endpoint.connect(timeout)
             if not _is_stale(connection):
                 return connection
             connection.close()
@@ -328,16 +419,20 @@ class HttpTransport:
                 return
         connection.close()
 
-    def send(self, request: HttpRequest) -> HttpResponse:
+    def send(self, request: HttpRequest, *, timeout: Timeout | float | None = None) -> HttpResponse:
+        """Send ``request`` and read its reply; ``timeout`` overrides the transport's for
+        this call (the ``pool`` phase does not apply: threads never wait for a connection,
+        each opens one if none is idle)."""
         check_request(request)
         endpoint = self._endpoint
+        phases = endpoint.timeout if timeout is None else Timeout.coerce(timeout)
         target = endpoint.path_prefix + request.target
         data = encode_request(
             request.method, target, endpoint.host_header, request.headers, request.body, USER_AGENT
         )
-        connection = self._borrow()
+        connection = self._borrow(phases)
         try:
-            reader = _exchange(connection, data, endpoint.timeout, endpoint.limits)
+            reader = _exchange(connection, data, phases, endpoint.limits)
         except (OSError, ProtocolError) as exc:
             connection.close()
             raise _maybe_sent(exc) from None

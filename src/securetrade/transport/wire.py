@@ -33,6 +33,7 @@ from .base import HttpResponse
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "Expired",
     "Limits",
     "ProtocolError",
     "ResponseReader",
@@ -64,6 +65,14 @@ DEFAULT_LIMITS = Limits()
 
 class ProtocolError(Exception):
     """The reply cannot be read as one whole answer: malformed, unframed, too large, cut."""
+
+
+class Expired(TimeoutError):
+    """A phase of one request (see :class:`~securetrade.transport.base.Timeout`) ran out."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"{phase.replace('_', ' ')} timed out after {seconds:g} s")
+        self.phase = phase
 
 
 def encode_request(
