@@ -4,6 +4,8 @@ through the simulator where a venue's answer decides an order's fate."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import pickle
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -17,12 +19,14 @@ from raw_server import HOST, Drip, RawServer, Script
 from securetrade import AsyncClient, Client
 from securetrade.core import IntentState, Journal
 from securetrade.errors import InvalidRequest
+from securetrade.keys import Secret
 from securetrade.models import MarketOrder, OrderStatus
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.transport.base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from securetrade.transport.http import HttpTransport
+from securetrade.transport.proxy import Proxy
 from securetrade.transport.tls import PinSet, pinned_ssl_context
 
 MARKET = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
@@ -280,3 +284,77 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused(value: Any) -> None:
         Timeout(value)
     with pytest.raises(InvalidRequest, match=r"Timeout\.connect"):
         Timeout(5.0, connect=value)
+
+
+# --- proxies ------------------------------------------------------------------------------------
+
+DENY = [b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"]
+
+
+def _connect_head(proxy: RawServer) -> list[bytes]:
+    assert len(proxy.requests) == 1
+    return proxy.requests[0].split(b"\r\n")
+
+
+def test_an_ipv6_venue_is_bracketed_in_the_connect_request(
+    drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """``CONNECT 2001:db8::1:8443`` left the port indistinguishable from the address."""
+    proxy = raw(lambda index, head: DENY, tls=False)
+    client = drive("https://[2001:db8::1]:8443", proxy=f"http://{HOST}:{proxy.port}")
+    assert client.failure().sent is False
+    head = _connect_head(proxy)
+    assert head[0] == b"CONNECT [2001:db8::1]:8443 HTTP/1.1"
+    assert b"Host: [2001:db8::1]:8443" in head
+
+
+def test_proxy_credentials_go_on_the_wire_and_nowhere_else(
+    drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    proxy_server = raw(lambda index, head: DENY, tls=False)
+    proxy = Proxy(f"http://trader:p%40ss-w0rd@{HOST}:{proxy_server.port}")
+    shown = f"{proxy!r} {proxy!s} {proxy}"
+    assert "p@ss-w0rd" not in shown
+    token = base64.b64encode(b"trader:p@ss-w0rd")
+    assert token.decode() not in shown
+    with pytest.raises(TypeError):
+        pickle.dumps(proxy)
+    client = drive("https://venue.invalid", proxy=proxy)
+    assert client.failure().sent is False
+    assert b"Proxy-Authorization: Basic " + token in _connect_head(proxy_server)
+
+
+def test_a_proxy_scheme_other_than_basic_can_be_given_as_a_secret(
+    drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """Proxy authentication used to be Basic only."""
+    proxy_server = raw(lambda index, head: DENY, tls=False)
+    proxy = Proxy(f"http://{HOST}:{proxy_server.port}", authorization=Secret("Bearer t0ken"))
+    assert "t0ken" not in repr(proxy)
+    client = drive("https://venue.invalid", proxy=proxy)
+    assert client.failure().sent is False
+    assert b"Proxy-Authorization: Bearer t0ken" in _connect_head(proxy_server)
+
+
+@pytest.mark.parametrize(
+    ("url", "authorization"),
+    [
+        ("http://u:p@127.0.0.1:3128", Secret("Bearer x")),  # two sets of credentials
+        ("http://127.0.0.1:3128", Secret("Bearer x\r\nX-Injected: 1")),
+        ("http://127.0.0.1:3128/path", None),
+        ("http://127.0.0.1:port", None),
+        ("https://127.0.0.1:3128", None),
+    ],
+    ids=["url-and-secret", "crlf", "path", "bad-port", "https-scheme"],
+)
+def test_a_proxy_that_cannot_be_used_as_given_is_refused(
+    url: str, authorization: Secret | None
+) -> None:
+    with pytest.raises(InvalidRequest):
+        Proxy(url, authorization=authorization)
+
+
+def test_an_ipv6_proxy_address_is_understood() -> None:
+    proxy = Proxy("http://[::1]:3128")
+    assert (proxy.host, proxy.port) == ("::1", 3128)
+    assert repr(proxy) == "Proxy(http://[::1]:3128)"

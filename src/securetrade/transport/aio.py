@@ -35,9 +35,9 @@ from .http import (
     USER_AGENT,
     check_base_url,
     check_request,
-    parse_proxy,
     security_refusal,
 )
+from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
 from .tls import verified_ssl_context
 from .wire import (
@@ -350,7 +350,7 @@ class AsyncHttpTransport:
         ssl_context: ssl.SSLContext | None,
         *,
         timeout: Timeout | float = 10.0,
-        proxy: str | None = None,
+        proxy: str | Proxy | None = None,
         max_connections: int = 64,
         limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
@@ -422,13 +422,10 @@ class AsyncHttpTransport:
     async def _tunnel(self, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> socket.socket:
         """A socket through the proxy's HTTP CONNECT tunnel to the venue, ready for TLS."""
         assert self._proxy is not None
-        proxy_host, proxy_port, proxy_headers = self._proxy
-        connection = _Connection(loop, await _open_socket(loop, proxy_host, proxy_port, timeout))
+        proxy = self._proxy
+        connection = _Connection(loop, await _open_socket(loop, proxy.host, proxy.port, timeout))
         try:
-            target = authority(self._host, self._port)
-            lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-            lines += [f"{name}: {value}" for name, value in proxy_headers.items()]
-            connection.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            connection.write(proxy.connect_request(self._host, self._port))
             tunnel = TunnelReader(self._limits)
             status = None
             while status is None:

@@ -22,7 +22,6 @@ raw httpx). The guarantees are the transport's, not the library's:
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import logging
 import re
@@ -32,11 +31,12 @@ import ssl
 import threading
 import time
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
+from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
 from .tls import PinFailure, verified_ssl_context
 from .wire import (
@@ -266,7 +266,7 @@ class _Endpoint:
         base_url: str,
         context: ssl.SSLContext | None,
         timeout: Timeout,
-        proxy: str | None,
+        proxy: str | Proxy | None,
         limits: Limits,
     ) -> None:
         parts = urlsplit(base_url)
@@ -283,15 +283,13 @@ class _Endpoint:
         self.context = context
         self.timeout = timeout
         self.limits = limits
-        self.proxy: tuple[str, int, dict[str, str]] | None = None
-        if proxy is not None:
-            self.proxy = parse_proxy(proxy)
+        self.proxy = None if proxy is None else parse_proxy(proxy)
 
     def connect(self, timeout: Timeout) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
-            target_host, target_port = self.proxy[0], self.proxy[1]
+            target_host, target_port = self.proxy.host, self.proxy.port
         try:
             sock = _open_socket(target_host, target_port, timeout)
         except OSError as exc:
@@ -316,10 +314,7 @@ class _Endpoint:
     def _tunnel(self, sock: socket.socket, deadline: float) -> None:
         """Open the proxy's CONNECT tunnel to the venue on ``sock``, by ``deadline``."""
         assert self.proxy is not None
-        target = authority(self.host, self.port)
-        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-        lines += [f"{name}: {value}" for name, value in self.proxy[2].items()]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sock.sendall(self.proxy.connect_request(self.host, self.port))
         tunnel = TunnelReader(self.limits)
         status = None
         while status is None:
@@ -353,26 +348,6 @@ def check_request(request: HttpRequest) -> None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
 
 
-def parse_proxy(proxy: str) -> tuple[str, int, dict[str, str]]:
-    """``http://[user:password@]host:port`` into host, port and the CONNECT headers."""
-    parts = urlsplit(proxy)
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidRequest(
-            "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
-            "is still TLS, pinned end to end)"
-        )
-    try:
-        port = parts.port or 8080
-    except ValueError:
-        raise InvalidRequest("proxy: the port is not a number") from None
-    headers: dict[str, str] = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        headers["Proxy-Authorization"] = f"Basic {token}"
-    return parts.hostname, port, headers
-
-
 class HttpTransport:
     """Synchronous, keep-alive HTTPS to one venue; safe to share between threads.
 
@@ -386,7 +361,7 @@ class HttpTransport:
         ssl_context: ssl.SSLContext | None,
         *,
         timeout: Timeout | float = 10.0,
-        proxy: str | None = None,
+        proxy: str | Proxy | None = None,
         limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
