@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from loops import NoReaderLoop
 from raw_server import HOST, Drip, RawServer, Script, Step, Stream
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.transport.aio import AsyncHttpTransport
@@ -195,7 +196,7 @@ def _open(kind: str, base_url: str, certs: Certificates, **kwargs: Any) -> Run:
     if kind == "sync":
         sync = HttpTransport(base_url, _context(certs), **kwargs)
         return Run(sync.send, sync.close)
-    loop = asyncio.new_event_loop()
+    loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
     inner = AsyncHttpTransport(base_url, _context(certs), **kwargs)
 
     def close() -> None:
@@ -210,7 +211,7 @@ def certs() -> Certificates:
     return make_certificates()
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=["sync", "async", "async-streams"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

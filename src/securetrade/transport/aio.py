@@ -25,8 +25,11 @@ import asyncio
 import collections
 import contextlib
 import logging
+import select
 import socket
 import ssl
+from collections.abc import Awaitable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import InvalidRequest
@@ -57,104 +60,59 @@ log = logging.getLogger("securetrade.transport")
 
 _READ_SIZE = 256 * 1024
 
+T = TypeVar("T")
 
-class _Connection:
-    """One keep-alive connection on a non-blocking socket, one request at a time.
 
-    TLS is an :class:`ssl.SSLSocket` read and written from loop callbacks: the record
-    layer runs in C, without asyncio's TLS protocol, whose Python layers cost about a
-    third of this transport's time per request. The pinned context's socket class checks
-    the pins inside the handshake, as it does for every other path.
+class _Exchange:
+    """What both kinds of connection share: one request at a time, its reply fed to a
+    :class:`ResponseReader` as bytes arrive, the waiting task woken once (reply whole, or
+    the exchange failed), and one timer for the phases of :class:`Timeout`."""
 
-    While a request is out, arriving bytes go straight to its :class:`ResponseReader`
-    (nothing is buffered beyond the reader's limits) and the waiting task is woken once,
-    when the reply is whole or the exchange failed. Between requests (and while a proxy
-    tunnel is set up) they are kept in :attr:`buffer`.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.buffer = bytearray()
         self.closed = False
         self.reader: ResponseReader | None = None
         self._loop = loop
-        self._fd = sock.fileno()
         self._waiter: asyncio.Future[None] | None = None
         self._lost: BaseException | None = None
-        self._unsent = b""
         self._heard = False  # a byte of the reply arrived
         self._phases: tuple[float, float, float] = (0.0, 0.0, 0.0)  # loop times
         self._timeout: Timeout | None = None
         self._timer: asyncio.TimerHandle | None = None
-        loop.add_reader(self._fd, self._readable)
-
-    def _readable(self) -> None:
-        reader = self.reader
-        progress = False
-        try:
-            while True:  # until the socket (and the TLS layer's own buffer) is empty
-                data = self.sock.recv(_READ_SIZE)
-                if not data:
-                    if reader is not None:
-                        reader.end_of_stream()  # ProtocolError unless the reply is whole
-                    self._end(ConnectionResetError("the server closed the connection"))
-                    break
-                if reader is None:
-                    self.buffer += data
-                    progress = True
-                else:
-                    self._heard = True
-                    if reader.feed(data):
-                        progress = True
-        except (BlockingIOError, ssl.SSLWantReadError):
-            pass
-        except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
-            self._loop.add_writer(self._fd, self._flush_then_read)
-        except (OSError, ProtocolError) as exc:  # ssl.SSLError too: a bad record, an alert
-            self._end(exc)
-        # The answer first: a reply followed by the end of the stream is still a reply.
-        if progress:
-            self._wake(None)
-        elif self._lost is not None:
-            self._wake(self._lost)
-
-    def _flush_then_read(self) -> None:
-        self._loop.remove_writer(self._fd)
-        if self._unsent:
-            self._writable()
-        self._readable()
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` now, the rest as the socket takes it (requests are small)."""
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            sent = 0
-        if sent < len(data):
-            self._unsent = data[sent:]
-            self._loop.add_writer(self._fd, self._writable)
+        raise NotImplementedError  # each kind of connection writes its own way
 
-    def _writable(self) -> None:
-        try:
-            sent = self.sock.send(self._unsent)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return
-        except OSError as exc:
-            self._lose(exc)
-            return
-        self._unsent = self._unsent[sent:]
-        if not self._unsent:
-            self._loop.remove_writer(self._fd)
+    def _writing(self) -> bool:
+        """Whether part of the request is still waiting to be written."""
+        raise NotImplementedError
 
-    def _lose(self, exc: BaseException) -> None:
-        self._end(exc)
-        self._wake(exc)
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def reusable(self) -> bool:
+        """Idle, open, and nothing received since its last reply."""
+        raise NotImplementedError
+
+    def _deliver(self, data: bytes) -> bool:
+        """Hand received bytes on; True when the waiting task should wake. Raises
+        ProtocolError when they cannot be a reply."""
+        reader = self.reader
+        if reader is None:
+            self.buffer += data
+            return True
+        self._heard = True
+        return reader.feed(data)
 
     def _end(self, exc: BaseException) -> None:
         """The stream is over: close, and fail whoever waits for more."""
         self.close()
         if self._lost is None:
             self._lost = exc
+
+    def _lose(self, exc: BaseException) -> None:
+        self._end(exc)
+        self._wake(exc)
 
     def _expire(self) -> None:
         """The timer fired: fail the exchange if the phase under way is over its time, else
@@ -164,7 +122,8 @@ class _Connection:
         write_at, first_at, whole_at = self._phases
         timeout = self._timeout
         assert timeout is not None
-        if self._unsent and now >= write_at:
+        writing = self._writing()
+        if writing and now >= write_at:
             expired = Expired("write", timeout.write)
         elif not self._heard and now >= first_at:
             expired = Expired("first_byte", timeout.first_byte)
@@ -172,7 +131,7 @@ class _Connection:
             expired = Expired("response", timeout.response)
         else:
             pending = [whole_at]
-            if self._unsent:
+            if writing:
                 pending.append(write_at)
             if not self._heard:
                 pending.append(first_at)
@@ -228,6 +187,84 @@ class _Connection:
             self.close()
         return reader
 
+
+class _Connection(_Exchange):
+    """One keep-alive connection on a non-blocking socket, one request at a time.
+
+    TLS is an :class:`ssl.SSLSocket` read and written from loop callbacks: the record
+    layer runs in C, without asyncio's TLS protocol, whose Python layers cost about a
+    third of this transport's time per request. The pinned context's socket class checks
+    the pins inside the handshake, as it does for every other path.
+
+    While a request is out, arriving bytes go straight to its :class:`ResponseReader`
+    (nothing is buffered beyond the reader's limits) and the waiting task is woken once,
+    when the reply is whole or the exchange failed. Between requests (and while a proxy
+    tunnel is set up) they are kept in :attr:`buffer`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        super().__init__(loop)
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._unsent = b""
+        loop.add_reader(self._fd, self._readable)
+
+    def _writing(self) -> bool:
+        return bool(self._unsent)
+
+    def _readable(self) -> None:
+        reader = self.reader
+        progress = False
+        try:
+            while True:  # until the socket (and the TLS layer's own buffer) is empty
+                data = self.sock.recv(_READ_SIZE)
+                if not data:
+                    if reader is not None:
+                        reader.end_of_stream()  # ProtocolError unless the reply is whole
+                    self._end(ConnectionResetError("the server closed the connection"))
+                    break
+                if self._deliver(data):
+                    progress = True
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
+            self._loop.add_writer(self._fd, self._flush_then_read)
+        except (OSError, ProtocolError) as exc:  # ssl.SSLError too: a bad record, an alert
+            self._end(exc)
+        # The answer first: a reply followed by the end of the stream is still a reply.
+        if progress:
+            self._wake(None)
+        elif self._lost is not None:
+            self._wake(self._lost)
+
+    def _flush_then_read(self) -> None:
+        self._loop.remove_writer(self._fd)
+        if self._unsent:
+            self._writable()
+        self._readable()
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now, the rest as the socket takes it (requests are small)."""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        if sent < len(data):
+            self._unsent = data[sent:]
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._unsent)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return
+        except OSError as exc:
+            self._lose(exc)
+            return
+        self._unsent = self._unsent[sent:]
+        if not self._unsent:
+            self._loop.remove_writer(self._fd)
+
     def reusable(self) -> bool:
         """Idle and still open. Reads what arrived first: the loop may not have run since
         the server closed the connection (a caller driving it with run_until_complete)."""
@@ -253,6 +290,96 @@ class _Connection:
             with contextlib.suppress(OSError, ValueError):
                 self.sock.unwrap()  # sends close_notify; the peer's answer is not awaited
         self.sock.close()
+
+
+class _StreamConnection(_Exchange, asyncio.Protocol):
+    """The same connection on asyncio's own transports, TLS by :class:`ssl.SSLObject`:
+    for event loops that cannot watch a socket (``add_reader``), such as the proactor loop
+    Windows runs by default. The pinned context's SSLObject class checks the pins inside
+    the handshake, which asyncio completes before it hands the connection over: the first
+    request byte is written after the check, as on every other path."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.transport: asyncio.Transport | None = None
+        self.gone: asyncio.Future[None] = loop.create_future()  # set once the socket is shut
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self._deliver(data):
+                self._wake(None)
+        except ProtocolError as exc:
+            self._lose(exc)
+
+    def eof_received(self) -> bool:
+        reader = self.reader
+        if reader is not None and not reader.done:
+            self._lose(ProtocolError("the connection ended before the reply was whole"))
+        else:
+            self._end(ConnectionResetError("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._lose(exc or ConnectionResetError("the connection was closed"))
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _writing(self) -> bool:
+        """What asyncio still holds. Over TLS it passes bytes to the socket's transport at
+        once, where they are out of sight: there the ``first_byte`` and ``response``
+        phases bound a request the server does not read."""
+        return self.transport is not None and self.transport.get_write_buffer_size() > 0
+
+    def reusable(self) -> bool:
+        """Idle, open, nothing received since its reply, and nothing waiting in the socket
+        either: the loop may not have run since the server closed the connection (a
+        caller driving it with run_until_complete), and between requests a server has
+        nothing to say."""
+        transport = self.transport
+        if self.closed or self.buffer or transport is None or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError, TypeError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
+        to its shutdown timeout) before letting the socket go."""
+        self.closed = True
+        if self.transport is not None and not self._loop.is_closed():
+            self.transport.abort()
+
+
+def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` can call back when a socket is readable (``add_reader``); the
+    proactor loop, Windows' default, cannot."""
+    probe, other = socket.socketpair()
+    try:
+        loop.add_reader(probe.fileno(), _nothing)
+    except NotImplementedError:
+        return False
+    else:
+        loop.remove_reader(probe.fileno())
+        return True
+    finally:
+        probe.close()
+        other.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write: bool) -> None:
@@ -376,16 +503,19 @@ class AsyncHttpTransport:
         if max_connections < 1:
             raise InvalidRequest("max_connections must be at least 1")
         self._max_connections = max_connections
-        self._idle: collections.deque[_Connection] = collections.deque()
-        self._open: set[_Connection] = set()
+        self._idle: collections.deque[_Exchange] = collections.deque()
+        self._open: set[_Exchange] = set()
+        self._watching = True  # whether the loop has add_reader (else asyncio's streams)
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._closed = False
 
-    async def _connect(self, timeout: Timeout) -> _Connection:
+    async def _connect(self, timeout: Timeout) -> _Exchange:
         loop = asyncio.get_running_loop()
         try:
-            return await self._open_connection(loop, timeout)
+            if self._watching:
+                return await self._open_connection(loop, timeout)
+            return await self._open_stream(loop, timeout)
         except (OSError, asyncio.TimeoutError, ssl.SSLError, ConnectionError) as exc:
             refusal = security_refusal(exc)
             if refusal is not None:
@@ -400,24 +530,79 @@ class AsyncHttpTransport:
         if self._proxy is None:
             sock = await _open_socket(loop, self._host, self._port, timeout)
         else:
-            try:
-                sock = await asyncio.wait_for(self._tunnel(loop, timeout), timeout.connect)
-            except asyncio.TimeoutError:
-                raise Expired("connect", timeout.connect) from None
+            sock = await self._within(self._tunnel(loop, timeout), "connect", timeout.connect)
         if not self._tls:
             return _Connection(loop, sock)
         assert self._context is not None  # set whenever the scheme is https
-        try:
-            tls = await asyncio.wait_for(
-                _handshake(loop, sock, self._context, self._host), timeout.tls
-            )
-        except asyncio.TimeoutError:
-            raise Expired("tls", timeout.tls) from None
+        tls = await self._within(
+            _handshake(loop, sock, self._context, self._host), "tls", timeout.tls
+        )
         try:
             return _Connection(loop, tls)
         except BaseException:
             tls.close()
             raise
+
+    async def _open_stream(
+        self, loop: asyncio.AbstractEventLoop, timeout: Timeout
+    ) -> _StreamConnection:
+        """The same on asyncio's own transports (loops without ``add_reader``): TCP (or
+        the proxy's tunnel), then asyncio's TLS with the pinned context, whose SSLObject
+        checks the pins in the handshake."""
+        connection = _StreamConnection(loop)
+        proxy = self._proxy
+        address = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
+        try:
+            sock = await _open_socket(loop, *address, timeout)
+            if proxy is not None or not self._tls:
+                await loop.create_connection(lambda: connection, sock=sock)
+            if proxy is not None:
+                await self._within(self._through(connection), "connect", timeout.connect)
+            if not self._tls:
+                return connection
+            assert self._context is not None  # set whenever the scheme is https
+            if proxy is None:
+                opening = loop.create_connection(
+                    lambda: connection, sock=sock, ssl=self._context, server_hostname=self._host
+                )
+                await self._within(opening, "tls", timeout.tls)
+            else:
+                assert connection.transport is not None
+                upgrade = loop.start_tls(
+                    connection.transport, connection, self._context, server_hostname=self._host
+                )
+                transport = await self._within(upgrade, "tls", timeout.tls)
+                assert isinstance(transport, asyncio.Transport)
+                connection.transport = transport
+            return connection
+        except BaseException:
+            connection.close()
+            raise
+
+    @staticmethod
+    async def _within(step: Awaitable[T], phase: str, seconds: float) -> T:
+        """``step``, or Expired once the phase's ``seconds`` have passed."""
+        try:
+            return await asyncio.wait_for(step, seconds)
+        except asyncio.TimeoutError:
+            raise Expired(phase, seconds) from None
+
+    async def _through(self, connection: _Exchange) -> None:
+        """Ask the proxy for a tunnel to the venue on ``connection``; return once it is
+        open (ConnectionError if the proxy refuses it or answers what we cannot read)."""
+        assert self._proxy is not None
+        connection.write(self._proxy.connect_request(self._host, self._port))
+        tunnel = TunnelReader(self._limits)
+        status = None
+        try:
+            while status is None:
+                await connection.more()
+                status = tunnel.feed(connection.buffer)
+                connection.buffer.clear()
+        except ProtocolError as exc:
+            raise ConnectionError(str(exc)) from None
+        if not 200 <= status < 300:
+            raise ConnectionError(f"the proxy refused the tunnel with HTTP {status}")
 
     async def _tunnel(self, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> socket.socket:
         """A socket through the proxy's HTTP CONNECT tunnel to the venue, ready for TLS."""
@@ -425,19 +610,8 @@ class AsyncHttpTransport:
         proxy = self._proxy
         connection = _Connection(loop, await _open_socket(loop, proxy.host, proxy.port, timeout))
         try:
-            connection.write(proxy.connect_request(self._host, self._port))
-            tunnel = TunnelReader(self._limits)
-            status = None
-            while status is None:
-                await connection.more()
-                status = tunnel.feed(connection.buffer)
-                connection.buffer.clear()
-            if not 200 <= status < 300:
-                raise ConnectionError(f"the proxy refused the tunnel with HTTP {status}")
+            await self._through(connection)
             return connection.detach()
-        except ProtocolError as exc:
-            connection.close()
-            raise ConnectionError(str(exc)) from None
         except BaseException:
             connection.close()
             raise
@@ -471,6 +645,7 @@ class AsyncHttpTransport:
                 )
             self._drop_all()
             self._slots = asyncio.Semaphore(self._max_connections)
+            self._watching = _watches_sockets(loop)
             self._loop = loop
         slots = self._slots
         assert slots is not None
@@ -530,11 +705,19 @@ class AsyncHttpTransport:
     async def aclose(self) -> None:
         """Close every connection (each says goodbye to TLS if its socket takes it at once)."""
         self._closed = True
-        self._drop_all()
+        connections = self._drop_all()
+        closing = [
+            connection.gone
+            for connection in connections
+            if isinstance(connection, _StreamConnection) and connection.transport is not None
+        ]
+        if closing:  # asyncio lets a transport's socket go on the loop's next turn
+            await asyncio.wait(closing, timeout=1.0)
 
-    def _drop_all(self) -> None:
+    def _drop_all(self) -> list[_Exchange]:
         """Close the pool's sockets; a connection of a loop that has ended is closed too."""
         self._idle.clear()
         connections, self._open = list(self._open), set()
         for connection in connections:
             connection.close()
+        return connections
