@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from loops import NoReaderLoop
 from securetrade.errors import InvalidRequest
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.transport.aio import AsyncHttpTransport
@@ -152,9 +153,9 @@ def serve(certs: Certificates) -> Iterator[Callable[[Script], ScriptedServer]]:
 class AsyncDriven:
     """The asyncio transport behind the blocking surface the tests use, on a private loop."""
 
-    def __init__(self, inner: AsyncHttpTransport) -> None:
+    def __init__(self, inner: AsyncHttpTransport, loop: asyncio.AbstractEventLoop) -> None:
         self.inner = inner
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop
 
     def send(self, request: HttpRequest) -> HttpResponse:
         return self.loop.run_until_complete(self.inner.send(request))
@@ -176,7 +177,7 @@ class AsyncDriven:
 Driven = HttpTransport | AsyncDriven
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=["sync", "async", "async-streams"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -188,7 +189,8 @@ def _context(certs: Certificates) -> ssl.SSLContext:
 def make(kind: str, base_url: str, certs: Certificates, **kwargs: Any) -> Driven:
     if kind == "sync":
         return HttpTransport(base_url, _context(certs), timeout=5.0, **kwargs)
-    return AsyncDriven(AsyncHttpTransport(base_url, _context(certs), timeout=5.0, **kwargs))
+    loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
+    return AsyncDriven(AsyncHttpTransport(base_url, _context(certs), timeout=5.0, **kwargs), loop)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loops import NoReaderLoop
 from securetrade import Client
 from securetrade.errors import InvalidRequest, LocalRefusal, PinMismatch, UntrustedServer
 from securetrade.sim import Simulator
@@ -168,12 +169,31 @@ def send_async(base_url: str, ctx: ssl.SSLContext | None, **kwargs: Any) -> Http
     return asyncio.run(main())
 
 
+def send_async_streams(base_url: str, ctx: ssl.SSLContext | None, **kwargs: Any) -> HttpResponse:
+    """The async transport on a loop without add_reader (as on Windows): asyncio's own
+    TLS, the pins checked by the context's SSLObject class."""
+
+    async def main() -> HttpResponse:
+        transport = AsyncHttpTransport(base_url, ctx, timeout=5.0, **kwargs)
+        try:
+            return await transport.send(REQUEST)
+        finally:
+            await transport.aclose()
+
+    loop = NoReaderLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
 Send = Callable[..., HttpResponse]
+SENDERS = {"sync": send_sync, "async": send_async, "async-streams": send_async_streams}
 
 
-@pytest.fixture(params=["sync", "async"])
+@pytest.fixture(params=list(SENDERS))
 def send(request: pytest.FixtureRequest) -> Send:
-    return send_sync if request.param == "sync" else send_async
+    return SENDERS[request.param]
 
 
 # --- the right pin ---------------------------------------------------------------------------

@@ -230,6 +230,36 @@ def _top_costs(profile: cProfile.Profile, title: str, lines: int = 25) -> str:
 
 # --- row 3: one order at a time ------------------------------------------------------------
 
+#: A filled Binance order's answer as the simulator sends it, for the parser's cost alone.
+_ORDER_BODY = (
+    b'{"symbol":"BTCUSDT","orderId":1234567,"orderListId":-1,"clientOrderId":"st-0f1e2d3c4b5a'
+    b'69788796a5b4c3d2e1f0","transactTime":1718000000000,"price":"0.00000000","origQty":"0.00100'
+    b'000","executedQty":"0.00100000","cummulativeQuoteQty":"60.00000000","status":"FILLED","time'
+    b'InForce":"GTC","type":"MARKET","side":"BUY","workingTime":1718000000000,"selfTradePrevent'
+    b'ionMode":"EXPIRE_MAKER","fills":[{"price":"60000.00000000","qty":"0.00100000","commission"'
+    b':"0.00000000","commissionAsset":"BNB","tradeId":42}]}'
+)
+_ORDER_REPLY = (
+    b"HTTP/1.1 200 OK\r\nServer: BaseHTTP/0.6 Python/3.11\r\n"
+    b"Date: Mon, 10 Jun 2024 06:13:20 GMT\r\nContent-Type: application/json\r\n"
+    b"X-MBX-USED-WEIGHT-1M: 3\r\nX-MBX-ORDER-COUNT-10S: 1\r\nX-MBX-ORDER-COUNT-1D: 1\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_ORDER_BODY), _ORDER_BODY)
+)
+
+
+def parser_cost_us(rounds: int = 5, per_round: int = 2000) -> float:
+    """Median µs the shared HTTP layer (httptools) spends reading one order's answer."""
+    from ..transport.wire import ResponseReader
+
+    timings = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(per_round):
+            reader = ResponseReader()
+            reader.feed(_ORDER_REPLY)
+        timings.append((time.perf_counter_ns() - start) / 1000 / per_round)
+    return statistics.median(timings)
+
 
 def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -> Row:
     """``order_sync_vs_raw_httpx``: place_order through every layer vs a bare POST, p50 µs.
@@ -331,7 +361,8 @@ def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -
             f"warm-up; p90 ours {p90['ours']:,.0f} / raw {p90['raw']:,.0f} µs; journal: SQLite "
             f"file, synchronous=FULL. Same client with journal=':memory:': p50 "
             f"{p50['memory']:,.0f} µs ({p50['memory'] / p50['raw']:.2f}x raw), so the durable "
-            f"journal costs ~{p50['ours'] - p50['memory']:,.0f} µs/order; {plan.describe()}; "
+            f"journal costs ~{p50['ours'] - p50['memory']:,.0f} µs/order; reading the answer "
+            f"(httptools) costs {parser_cost_us():.1f} µs/response; {plan.describe()}; "
             + ("; ".join(problems) if problems else "server counted exactly one POST per order")
         ),
     )

@@ -41,6 +41,7 @@ class SimResponse:
     body: bytes
     drop: bool = False  # the fault schedule says: close the connection instead of answering
     reset: bool = False  # the fault schedule says: send half the response, then reset
+    early_hints: bool = False  # the fault schedule says: send a 103 before the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,8 @@ class Dialect(ABC, Generic[StatsT]):
         response = json_response(status, payload, self._usage(request))
         if kind in ("garbled_after", "html_after"):  # processed, the answer unreadable
             return _unreadable(response, html=kind == "html_after")
+        if kind == "early_hints":  # processed, answered after an interim 103
+            return replace(response, early_hints=True)
         if kind in ("drop_response", "reset"):  # processed, the answer lost on the way
             return replace(response, drop=kind == "drop_response", reset=kind == "reset")
         return response

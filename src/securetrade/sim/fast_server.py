@@ -109,6 +109,10 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             self._transport = None
             return False
+        if response.early_hints:
+            transport.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </static/app.css>; rel=preload\r\n\r\n"
+            )
         head = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}"]
         head += [f"{name}: {value}" for name, value in response.headers.items()]
         head.append(f"content-length: {len(response.body)}")

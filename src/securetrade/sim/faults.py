@@ -21,6 +21,7 @@ _KINDS = (
     "ban",
     "garbled_after",
     "html_after",
+    "early_hints",
 )
 
 #: Kinds after which the request has been processed (the order exists).
@@ -34,6 +35,7 @@ EXECUTED = frozenset(
         "garbled_after",
         "html_after",
         "slow_arrival",
+        "early_hints",
     }
 )
 
@@ -51,6 +53,8 @@ class Fault:
     response, then resets the connection; ``garbled_after`` answers 200 with the venue's
     JSON cut in half, and ``html_after`` answers 200 with an HTML page (a proxy or CDN
     that replaced the answer): delivered in full, but unreadable;
+    ``early_hints`` answers normally, after an interim ``103 Early Hints`` (a CDN in front
+    of the venue that sends one): the answer is whole and must be read as it is;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
     (past the client's timeout, the order lands after the client gave up);
     ``slow_arrival`` holds it ``seconds`` before the venue counts it, as a slow first

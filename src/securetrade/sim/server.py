@@ -114,6 +114,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
                 self.request.close()
             return
+        if response.early_hints:
+            self.wfile.write(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </static/app.css>; rel=preload\r\n\r\n"
+            )
+            self.wfile.flush()
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)

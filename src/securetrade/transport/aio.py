@@ -14,7 +14,9 @@ guarantees are the transport's, as in :mod:`securetrade.transport.http`:
 * target and body written exactly as signed;
 * failures sorted by what they mean for an order: not connected (``sent=False``), a pin
   mismatch (:class:`errors.PinMismatch`), or possibly delivered (``sent=True``);
-* a reply is taken only when it is whole: framed by Content-Length or chunked encoding.
+* a reply is taken only when it is whole and strictly framed, within the size limits:
+  the bytes are read here and parsed by the shared sans-I/O layer (:mod:`.wire`, on
+  httptools), the same as the blocking transport's.
 """
 
 from __future__ import annotations
@@ -23,156 +25,217 @@ import asyncio
 import collections
 import contextlib
 import logging
+import select
 import socket
 import ssl
+from collections.abc import Awaitable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import InvalidRequest
-from .base import HttpRequest, HttpResponse, TransportFailure
+from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import (
     USER_AGENT,
     check_base_url,
     check_request,
-    parse_proxy,
     security_refusal,
 )
+from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
 from .tls import verified_ssl_context
+from .wire import (
+    DEFAULT_LIMITS,
+    Expired,
+    Limits,
+    ProtocolError,
+    ResponseReader,
+    TunnelReader,
+    authority,
+    encode_request,
+)
 
 __all__ = ["AsyncHttpTransport"]
 
 log = logging.getLogger("securetrade.transport")
 
-_MAX_HEAD = 64 * 1024
 _READ_SIZE = 256 * 1024
-_MAX_BODY = 64 * 1024 * 1024
+
+T = TypeVar("T")
 
 
-class _Cut(Exception):
-    """The reply cannot be read as a whole answer (malformed, unframed or too large)."""
+class _Exchange:
+    """What both kinds of connection share: one request at a time, its reply fed to a
+    :class:`ResponseReader` as bytes arrive, the waiting task woken once (reply whole, or
+    the exchange failed), and one timer for the phases of :class:`Timeout`."""
 
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.buffer = bytearray()
+        self.closed = False
+        self.reader: ResponseReader | None = None
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+        self._lost: BaseException | None = None
+        self._heard = False  # a byte of the reply arrived
+        self._phases: tuple[float, float, float] = (0.0, 0.0, 0.0)  # loop times
+        self._timeout: Timeout | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-class _Reply:
-    """Incremental parser of one HTTP/1.1 response in a connection's buffer."""
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError  # each kind of connection writes its own way
 
-    __slots__ = ("body_start", "chunked", "close", "headers", "length", "status")
+    def _writing(self) -> bool:
+        """Whether part of the request is still waiting to be written."""
+        raise NotImplementedError
 
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.length = -1
-        self.chunked = False
-        self.close = False
-        self.body_start = -1
+    def close(self) -> None:
+        raise NotImplementedError
 
-    def head(self, buffer: bytearray) -> bool:
-        """Parse the status line and headers once they are in; False while incomplete."""
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > _MAX_HEAD:
-                raise _Cut("response header too large")
-            return False
-        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise _Cut(f"bad status line {lines[0][:40]!r}")
-        self.status = int(code)
-        headers = self.headers
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise _Cut("bad header line")
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        if not self.chunked:
-            length = headers.get("content-length")
-            if length is not None:
-                if not length.isdigit() or int(length) > _MAX_BODY:
-                    raise _Cut("bad Content-Length")
-                self.length = int(length)
-            elif 100 <= self.status < 200 or self.status in (204, 304):
-                self.length = 0
+    def reusable(self) -> bool:
+        """Idle, open, and nothing received since its last reply."""
+        raise NotImplementedError
+
+    def _deliver(self, data: bytes) -> bool:
+        """Hand received bytes on; True when the waiting task should wake. Raises
+        ProtocolError when they cannot be a reply."""
+        reader = self.reader
+        if reader is None:
+            self.buffer += data
+            return True
+        self._heard = True
+        return reader.feed(data)
+
+    def _end(self, exc: BaseException) -> None:
+        """The stream is over: close, and fail whoever waits for more."""
+        self.close()
+        if self._lost is None:
+            self._lost = exc
+
+    def _lose(self, exc: BaseException) -> None:
+        self._end(exc)
+        self._wake(exc)
+
+    def _expire(self) -> None:
+        """The timer fired: fail the exchange if the phase under way is over its time, else
+        wait for the next phase's end (one timer per request, moved only when the phases'
+        times differ)."""
+        now = self._loop.time() + 0.001  # the loop may run a timer a hair early
+        write_at, first_at, whole_at = self._phases
+        timeout = self._timeout
+        assert timeout is not None
+        writing = self._writing()
+        if writing and now >= write_at:
+            expired = Expired("write", timeout.write)
+        elif not self._heard and now >= first_at:
+            expired = Expired("first_byte", timeout.first_byte)
+        elif now >= whole_at:
+            expired = Expired("response", timeout.response)
+        else:
+            pending = [whole_at]
+            if writing:
+                pending.append(write_at)
+            if not self._heard:
+                pending.append(first_at)
+            later = [at for at in pending if at > now] or [whole_at]
+            self._timer = self._loop.call_at(min(later), self._expire)
+            return
+        self.closed = True  # a reply may still be on its way: never reuse this connection
+        self._lost = expired
+        self._wake(expired)
+
+    def _wake(self, exc: BaseException | None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
             else:
-                raise _Cut("response without Content-Length or chunked framing")
-        self.close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-        self.body_start = end + 4
-        return True
+                waiter.set_exception(exc)
 
-    def body(self, buffer: bytearray) -> tuple[bytes, int] | None:
-        """The body and the bytes consumed, or None while it is incomplete."""
-        start = self.body_start
-        if not self.chunked:
-            end = start + self.length
-            if len(buffer) < end:
-                return None
-            return bytes(buffer[start:end]), end
-        parts: list[bytes] = []
-        received = 0
-        at = start
-        while True:
-            line_end = buffer.find(b"\r\n", at)
-            if line_end < 0:
-                return None
-            size_text = bytes(buffer[at:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _Cut("bad chunk size") from None
-            if size == 0:  # the trailer section (usually empty) ends with a blank line
-                end = buffer.find(b"\r\n\r\n", line_end)
-                return None if end < 0 else (b"".join(parts), end + 4)
-            chunk_start = line_end + 2
-            chunk_end = chunk_start + size
-            if len(buffer) < chunk_end + 2:
-                return None
-            parts.append(bytes(buffer[chunk_start:chunk_end]))
-            received += size
-            if received > _MAX_BODY:
-                raise _Cut("response body too large")
-            at = chunk_end + 2
+    async def more(self) -> None:
+        """Wait until there is progress: bytes in the buffer, or the reply whole (or the
+        connection ends)."""
+        if self._lost is not None or self.closed:
+            raise self._lost or ConnectionResetError("connection closed")
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def exchange(self, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
+        """Write ``data`` and read one whole reply, each phase within its time, counted
+        from now (a timer on the loop, not ``wait_for``: that costs a task per request)."""
+        reader = self.reader = ResponseReader(limits)
+        start = self._loop.time()
+        self._phases = phases = (
+            start + timeout.write,
+            start + timeout.first_byte,
+            start + timeout.response,
+        )
+        self._timeout = timeout
+        self._heard = False
+        self._timer = self._loop.call_at(min(phases), self._expire)
+        try:
+            self.write(data)
+            while not reader.done:
+                await self.more()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.reader = None
+        if not reader.reusable:  # closing, or bytes after the reply: not reusable
+            self.close()
+        return reader
 
 
-class _Connection:
+class _Connection(_Exchange):
     """One keep-alive connection on a non-blocking socket, one request at a time.
 
     TLS is an :class:`ssl.SSLSocket` read and written from loop callbacks: the record
     layer runs in C, without asyncio's TLS protocol, whose Python layers cost about a
     third of this transport's time per request. The pinned context's socket class checks
     the pins inside the handshake, as it does for every other path.
+
+    While a request is out, arriving bytes go straight to its :class:`ResponseReader`
+    (nothing is buffered beyond the reader's limits) and the waiting task is woken once,
+    when the reply is whole or the exchange failed. Between requests (and while a proxy
+    tunnel is set up) they are kept in :attr:`buffer`.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        super().__init__(loop)
         self.sock = sock
-        self.buffer = bytearray()
-        self.closed = False
-        self._loop = loop
         self._fd = sock.fileno()
-        self._waiter: asyncio.Future[None] | None = None
-        self._lost: BaseException | None = None
         self._unsent = b""
         loop.add_reader(self._fd, self._readable)
 
+    def _writing(self) -> bool:
+        return bool(self._unsent)
+
     def _readable(self) -> None:
-        received = False
+        reader = self.reader
+        progress = False
         try:
             while True:  # until the socket (and the TLS layer's own buffer) is empty
                 data = self.sock.recv(_READ_SIZE)
                 if not data:
+                    if reader is not None:
+                        reader.end_of_stream()  # ProtocolError unless the reply is whole
                     self._end(ConnectionResetError("the server closed the connection"))
                     break
-                self.buffer += data
-                received = True
+                if self._deliver(data):
+                    progress = True
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
             self._loop.add_writer(self._fd, self._flush_then_read)
-        except OSError as exc:  # ssl.SSLError too: a bad record, an alert, a reset
+        except (OSError, ProtocolError) as exc:  # ssl.SSLError too: a bad record, an alert
             self._end(exc)
-        # Bytes first: a reply followed by the end of the stream is still a whole reply.
-        self._wake(None if received else self._lost)
+        # The answer first: a reply followed by the end of the stream is still a reply.
+        if progress:
+            self._wake(None)
+        elif self._lost is not None:
+            self._wake(self._lost)
 
     def _flush_then_read(self) -> None:
         self._loop.remove_writer(self._fd)
@@ -202,58 +265,6 @@ class _Connection:
         if not self._unsent:
             self._loop.remove_writer(self._fd)
 
-    def _lose(self, exc: BaseException) -> None:
-        self._end(exc)
-        self._wake(exc)
-
-    def _end(self, exc: BaseException) -> None:
-        """The stream is over: close, and fail whoever waits for more."""
-        self.close()
-        if self._lost is None:
-            self._lost = exc
-
-    def _expire(self) -> None:
-        self.closed = True  # a reply may still be on its way: never reuse this connection
-        self._lost = TimeoutError("no whole reply in time")
-        self._wake(self._lost)
-
-    def _wake(self, exc: BaseException | None) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
-
-    async def more(self) -> None:
-        """Wait until more bytes arrive (or the connection ends)."""
-        if self._lost is not None or self.closed:
-            raise self._lost or ConnectionResetError("connection closed")
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    async def exchange(self, data: bytes, timeout: float) -> HttpResponse:
-        """Write ``data`` and read one whole reply; TimeoutError after ``timeout`` seconds
-        (a timer on the loop, not ``wait_for``: that costs a task per request)."""
-        timer = self._loop.call_later(timeout, self._expire)
-        try:
-            self.write(data)
-            reply = _Reply()
-            while not (self.buffer and reply.head(self.buffer)):
-                await self.more()
-            while (done := reply.body(self.buffer)) is None:
-                await self.more()
-        finally:
-            timer.cancel()
-        body, used = done
-        del self.buffer[:used]
-        if reply.close or self.buffer:  # closing, or bytes nobody asked for: not reusable
-            self.close()
-        return HttpResponse(reply.status, reply.headers, body)
-
     def reusable(self) -> bool:
         """Idle and still open. Reads what arrived first: the loop may not have run since
         the server closed the connection (a caller driving it with run_until_complete)."""
@@ -281,6 +292,96 @@ class _Connection:
         self.sock.close()
 
 
+class _StreamConnection(_Exchange, asyncio.Protocol):
+    """The same connection on asyncio's own transports, TLS by :class:`ssl.SSLObject`:
+    for event loops that cannot watch a socket (``add_reader``), such as the proactor loop
+    Windows runs by default. The pinned context's SSLObject class checks the pins inside
+    the handshake, which asyncio completes before it hands the connection over: the first
+    request byte is written after the check, as on every other path."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.transport: asyncio.Transport | None = None
+        self.gone: asyncio.Future[None] = loop.create_future()  # set once the socket is shut
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self._deliver(data):
+                self._wake(None)
+        except ProtocolError as exc:
+            self._lose(exc)
+
+    def eof_received(self) -> bool:
+        reader = self.reader
+        if reader is not None and not reader.done:
+            self._lose(ProtocolError("the connection ended before the reply was whole"))
+        else:
+            self._end(ConnectionResetError("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._lose(exc or ConnectionResetError("the connection was closed"))
+        if not self.gone.done():
+            self.gone.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _writing(self) -> bool:
+        """What asyncio still holds. Over TLS it passes bytes to the socket's transport at
+        once, where they are out of sight: there the ``first_byte`` and ``response``
+        phases bound a request the server does not read."""
+        return self.transport is not None and self.transport.get_write_buffer_size() > 0
+
+    def reusable(self) -> bool:
+        """Idle, open, nothing received since its reply, and nothing waiting in the socket
+        either: the loop may not have run since the server closed the connection (a
+        caller driving it with run_until_complete), and between requests a server has
+        nothing to say."""
+        transport = self.transport
+        if self.closed or self.buffer or transport is None or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError, TypeError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
+        to its shutdown timeout) before letting the socket go."""
+        self.closed = True
+        if self.transport is not None and not self._loop.is_closed():
+            self.transport.abort()
+
+
+def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` can call back when a socket is readable (``add_reader``); the
+    proactor loop, Windows' default, cannot."""
+    probe, other = socket.socketpair()
+    try:
+        loop.add_reader(probe.fileno(), _nothing)
+    except NotImplementedError:
+        return False
+    else:
+        loop.remove_reader(probe.fileno())
+        return True
+    finally:
+        probe.close()
+        other.close()
+
+
+def _nothing() -> None:
+    pass
+
+
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write: bool) -> None:
     """Until ``sock`` can be read (or written)."""
     future: asyncio.Future[None] = loop.create_future()
@@ -303,17 +404,34 @@ async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write:
             loop.remove_reader(fd)
 
 
-async def _open_socket(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-    """A connected non-blocking TCP socket (no Nagle delay), trying each address in turn."""
+async def _open_socket(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: Timeout
+) -> socket.socket:
+    """A connected non-blocking TCP socket (no Nagle delay), trying each address in turn:
+    the lookup within the ``resolve`` phase, the connecting within ``connect``."""
+    try:
+        addresses = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout.resolve
+        )
+    except asyncio.TimeoutError:
+        raise Expired("resolve", timeout.resolve) from None
+    deadline = loop.time() + timeout.connect
     failure: OSError = OSError(f"{host}: no address")
-    for family, kind, proto, _, address in await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    ):
+    for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await loop.sock_connect(sock, address)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Expired("connect", timeout.connect)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, address), remaining)
+            except asyncio.TimeoutError:
+                raise Expired("connect", timeout.connect) from None
+        except Expired:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             failure = exc
@@ -358,9 +476,10 @@ class AsyncHttpTransport:
         base_url: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        timeout: float = 10.0,
-        proxy: str | None = None,
+        timeout: Timeout | float = 10.0,
+        proxy: str | Proxy | None = None,
         max_connections: int = 64,
+        limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
@@ -369,69 +488,129 @@ class AsyncHttpTransport:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
-        self._host_header = parts.netloc
+        default_port = self._port == (443 if self._tls else 80)
+        self._host_header = (
+            (f"[{self._host}]" if ":" in self._host else self._host)
+            if default_port
+            else authority(self._host, self._port)
+        )
         if ssl_context is None and self._tls:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         self._context = ssl_context
-        self._timeout = timeout
+        self._timeout = Timeout.coerce(timeout)
+        self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if max_connections < 1:
             raise InvalidRequest("max_connections must be at least 1")
         self._max_connections = max_connections
-        self._idle: collections.deque[_Connection] = collections.deque()
-        self._open: set[_Connection] = set()
+        self._idle: collections.deque[_Exchange] = collections.deque()
+        self._open: set[_Exchange] = set()
+        self._watching = True  # whether the loop has add_reader (else asyncio's streams)
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._closed = False
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, timeout: Timeout) -> _Exchange:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(self._open_connection(loop), self._timeout)
+            if self._watching:
+                return await self._open_connection(loop, timeout)
+            return await self._open_stream(loop, timeout)
         except (OSError, asyncio.TimeoutError, ssl.SSLError, ConnectionError) as exc:
             refusal = security_refusal(exc)
             if refusal is not None:
                 raise refusal from None
-            raise TransportFailure(
-                f"{type(exc).__name__}: connection not made", sent=False
-            ) from None
+            reason = str(exc) if isinstance(exc, Expired) else type(exc).__name__
+            raise TransportFailure(f"{reason}: connection not made", sent=False) from None
 
-    async def _open_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+    async def _open_connection(
+        self, loop: asyncio.AbstractEventLoop, timeout: Timeout
+    ) -> _Connection:
         """TCP to the venue (or through an HTTP CONNECT tunnel), then TLS, pinned."""
         if self._proxy is None:
-            sock = await _open_socket(loop, self._host, self._port)
+            sock = await _open_socket(loop, self._host, self._port, timeout)
         else:
-            sock = await self._tunnel(loop)
+            sock = await self._within(self._tunnel(loop, timeout), "connect", timeout.connect)
         if not self._tls:
             return _Connection(loop, sock)
         assert self._context is not None  # set whenever the scheme is https
-        tls = await _handshake(loop, sock, self._context, self._host)
+        tls = await self._within(
+            _handshake(loop, sock, self._context, self._host), "tls", timeout.tls
+        )
         try:
             return _Connection(loop, tls)
         except BaseException:
             tls.close()
             raise
 
-    async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+    async def _open_stream(
+        self, loop: asyncio.AbstractEventLoop, timeout: Timeout
+    ) -> _StreamConnection:
+        """The same on asyncio's own transports (loops without ``add_reader``): TCP (or
+        the proxy's tunnel), then asyncio's TLS with the pinned context, whose SSLObject
+        checks the pins in the handshake."""
+        connection = _StreamConnection(loop)
+        proxy = self._proxy
+        address = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
+        try:
+            sock = await _open_socket(loop, *address, timeout)
+            if proxy is not None or not self._tls:
+                await loop.create_connection(lambda: connection, sock=sock)
+            if proxy is not None:
+                await self._within(self._through(connection), "connect", timeout.connect)
+            if not self._tls:
+                return connection
+            assert self._context is not None  # set whenever the scheme is https
+            if proxy is None:
+                opening = loop.create_connection(
+                    lambda: connection, sock=sock, ssl=self._context, server_hostname=self._host
+                )
+                await self._within(opening, "tls", timeout.tls)
+            else:
+                assert connection.transport is not None
+                upgrade = loop.start_tls(
+                    connection.transport, connection, self._context, server_hostname=self._host
+                )
+                transport = await self._within(upgrade, "tls", timeout.tls)
+                assert isinstance(transport, asyncio.Transport)
+                connection.transport = transport
+            return connection
+        except BaseException:
+            connection.close()
+            raise
+
+    @staticmethod
+    async def _within(step: Awaitable[T], phase: str, seconds: float) -> T:
+        """``step``, or Expired once the phase's ``seconds`` have passed."""
+        try:
+            return await asyncio.wait_for(step, seconds)
+        except asyncio.TimeoutError:
+            raise Expired(phase, seconds) from None
+
+    async def _through(self, connection: _Exchange) -> None:
+        """Ask the proxy for a tunnel to the venue on ``connection``; return once it is
+        open (ConnectionError if the proxy refuses it or answers what we cannot read)."""
+        assert self._proxy is not None
+        connection.write(self._proxy.connect_request(self._host, self._port))
+        tunnel = TunnelReader(self._limits)
+        status = None
+        try:
+            while status is None:
+                await connection.more()
+                status = tunnel.feed(connection.buffer)
+                connection.buffer.clear()
+        except ProtocolError as exc:
+            raise ConnectionError(str(exc)) from None
+        if not 200 <= status < 300:
+            raise ConnectionError(f"the proxy refused the tunnel with HTTP {status}")
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, timeout: Timeout) -> socket.socket:
         """A socket through the proxy's HTTP CONNECT tunnel to the venue, ready for TLS."""
         assert self._proxy is not None
-        proxy_host, proxy_port, proxy_headers = self._proxy
-        connection = _Connection(loop, await _open_socket(loop, proxy_host, proxy_port))
+        proxy = self._proxy
+        connection = _Connection(loop, await _open_socket(loop, proxy.host, proxy.port, timeout))
         try:
-            authority = f"{self._host}:{self._port}"
-            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-            lines += [f"{name}: {value}" for name, value in proxy_headers.items()]
-            connection.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            while b"\r\n\r\n" not in connection.buffer:
-                if len(connection.buffer) > _MAX_HEAD:
-                    raise ConnectionError("proxy answer too large")
-                await connection.more()
-            head, _, rest = bytes(connection.buffer).partition(b"\r\n\r\n")
-            status_line = head.split(b"\r\n", 1)[0]
-            if status_line.split(b" ")[1:2] != [b"200"]:
-                raise ConnectionError(f"proxy refused the tunnel: {status_line[:60]!r}")
-            if rest:  # the venue cannot have spoken yet: not a tunnel we understand
-                raise ConnectionError("the proxy sent bytes after its answer")
+            await self._through(connection)
             return connection.detach()
         except BaseException:
             connection.close()
@@ -439,18 +618,22 @@ class AsyncHttpTransport:
 
     def _encode(self, request: HttpRequest) -> bytes:
         check_request(request)
-        lines = [f"{request.method} {self._prefix}{request.target} HTTP/1.1"]
-        lines.append(f"Host: {self._host_header}")
-        named = {name.lower() for name, _ in request.headers}
-        lines += [f"{name}: {value}" for name, value in request.headers]
-        if "user-agent" not in named:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        if request.body or request.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(request.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
+        return encode_request(
+            request.method,
+            self._prefix + request.target,
+            self._host_header,
+            request.headers,
+            request.body,
+            USER_AGENT,
+        )
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, timeout: Timeout | float | None = None
+    ) -> HttpResponse:
+        """Send ``request`` and read its reply; ``timeout`` overrides the transport's for
+        this call."""
         data = self._encode(request)
+        phases = self._timeout if timeout is None else Timeout.coerce(timeout)
         if self._closed:
             raise TransportFailure("transport closed: connection not made", sent=False)
         loop = asyncio.get_running_loop()
@@ -462,10 +645,22 @@ class AsyncHttpTransport:
                 )
             self._drop_all()
             self._slots = asyncio.Semaphore(self._max_connections)
+            self._watching = _watches_sockets(loop)
             self._loop = loop
         slots = self._slots
         assert slots is not None
-        async with slots:
+        if slots.locked():  # every connection busy: wait for one, within the pool phase
+            try:
+                await asyncio.wait_for(slots.acquire(), phases.pool)
+            except asyncio.TimeoutError:
+                raise TransportFailure(
+                    f"no free connection within {phases.pool:g} s (all {self._max_connections}"
+                    " busy): connection not made",
+                    sent=False,
+                ) from None
+        else:
+            await slots.acquire()  # free: returns at once
+        try:
             connection = None
             while self._idle:
                 candidate = self._idle.pop()
@@ -475,16 +670,17 @@ class AsyncHttpTransport:
                 candidate.close()
                 self._open.discard(candidate)
             if connection is None:
-                connection = await self._connect()
+                connection = await self._connect(phases)
                 self._open.add(connection)
             try:
-                response = await connection.exchange(data, self._timeout)
-            except (OSError, asyncio.TimeoutError, ConnectionError, _Cut) as exc:
+                reader = await connection.exchange(data, phases, self._limits)
+            except (OSError, asyncio.TimeoutError, ConnectionError, ProtocolError) as exc:
                 connection.close()
                 self._open.discard(connection)
-                raise TransportFailure(
-                    f"{type(exc).__name__}: outcome unknown", sent=True
-                ) from None
+                reason = (
+                    str(exc) if isinstance(exc, (ProtocolError, Expired)) else type(exc).__name__
+                )
+                raise TransportFailure(f"{reason}: outcome unknown", sent=True) from None
             except BaseException:
                 connection.close()  # cancelled mid-exchange: the connection is in an unknown state
                 raise
@@ -493,6 +689,10 @@ class AsyncHttpTransport:
                 self._open.discard(connection)
             else:
                 self._idle.append(connection)
+        finally:
+            slots.release()
+        response = reader.response
+        assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "HTTP Request: %s %s -> %d",
@@ -505,11 +705,19 @@ class AsyncHttpTransport:
     async def aclose(self) -> None:
         """Close every connection (each says goodbye to TLS if its socket takes it at once)."""
         self._closed = True
-        self._drop_all()
+        connections = self._drop_all()
+        closing = [
+            connection.gone
+            for connection in connections
+            if isinstance(connection, _StreamConnection) and connection.transport is not None
+        ]
+        if closing:  # asyncio lets a transport's socket go on the loop's next turn
+            await asyncio.wait(closing, timeout=1.0)
 
-    def _drop_all(self) -> None:
+    def _drop_all(self) -> list[_Exchange]:
         """Close the pool's sockets; a connection of a loop that has ended is closed too."""
         self._idle.clear()
         connections, self._open = list(self._open), set()
         for connection in connections:
             connection.close()
+        return connections

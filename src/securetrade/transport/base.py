@@ -2,13 +2,91 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import InvalidRequest
 from .redaction import redact_headers, redact_query
 
-__all__ = ["AsyncTransport", "HttpRequest", "HttpResponse", "Transport", "TransportFailure"]
+__all__ = [
+    "AsyncTransport",
+    "HttpRequest",
+    "HttpResponse",
+    "Timeout",
+    "Transport",
+    "TransportFailure",
+]
+
+_PHASES = ("resolve", "connect", "tls", "pool", "write", "first_byte", "response")
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Timeout:
+    """Seconds allowed to each phase of one request; a phase not given gets ``default``.
+
+    Before a connection is in hand (nothing sent, safe to resend): ``resolve`` (the name
+    lookup), ``connect`` (TCP, and a proxy's CONNECT answer), ``tls`` (the handshake and
+    pin check), ``pool`` (waiting for a free connection where the pool is bounded).
+    Then, counted from the moment the request starts going out (the outcome is unknown
+    once one runs out): ``write`` (until the request is written), ``first_byte`` (until
+    the reply starts), ``response`` (until the reply is whole: a reply that drips in
+    slowly cannot stretch it). ``Timeout(5.0)`` gives every phase five seconds;
+    ``Timeout(5.0, connect=1.0)`` fails fast on a venue that does not answer SYN.
+    """
+
+    resolve: float
+    connect: float
+    tls: float
+    pool: float
+    write: float
+    first_byte: float
+    response: float
+
+    def __init__(
+        self,
+        default: float = 10.0,
+        *,
+        resolve: float | None = None,
+        connect: float | None = None,
+        tls: float | None = None,
+        pool: float | None = None,
+        write: float | None = None,
+        first_byte: float | None = None,
+        response: float | None = None,
+    ) -> None:
+        given = {
+            "resolve": resolve,
+            "connect": connect,
+            "tls": tls,
+            "pool": pool,
+            "write": write,
+            "first_byte": first_byte,
+            "response": response,
+        }
+        for phase in _PHASES:
+            value = given[phase]
+            seconds = _seconds(phase, default if value is None else value)
+            object.__setattr__(self, phase, seconds)
+
+    @classmethod
+    def coerce(cls, value: Timeout | float) -> Timeout:
+        """``value`` as a Timeout: one as it is, a number of seconds for every phase."""
+        return value if isinstance(value, Timeout) else cls(value)
+
+
+def _seconds(phase: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= 3600
+    ):
+        raise InvalidRequest(
+            f"Timeout.{phase} must be a number of seconds above 0 and at most 3600, got {value!r}"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,19 @@
-"""The blocking HTTPS transport: keep-alive HTTP/1.1 on the standard library's http.client.
+"""The blocking HTTPS transport: keep-alive HTTP/1.1 on blocking sockets, TLS by
+:class:`ssl.SSLSocket`, replies read by the shared sans-I/O layer (:mod:`.wire`, on
+httptools).
 
 Why not httpx here: one keep-alive POST through ``httpx.Client`` spends about 600 µs of
-Python in its client, pool and h11 layers on this project's machine, 0.56x of which
-``http.client`` does not spend (``python -m securetrade.bench`` measures the order row
-against raw httpx). The guarantees are the transport's, not the library's:
+Python in its client, pool and h11 layers on this project's machine, most of which this
+transport does not spend (``python -m securetrade.bench`` measures the order row against
+raw httpx). The guarantees are the transport's, not the library's:
 
 * pinned TLS: the pinned :class:`ssl.SSLContext` checks the peer inside the handshake,
   direct or through a CONNECT proxy, before the first request byte;
-* no redirects (http.client never follows one), no environment proxies (it never reads
-  them), plain HTTP only to loopback and only when asked for;
+* no redirects, no environment proxies, plain HTTP only to loopback and only when asked
+  for;
 * the request target and body are written exactly as signed;
+* a reply is taken only when it is whole and strictly framed (see :mod:`.wire`), within
+  the size limits and the timeout, which bounds the whole exchange, not each read;
 * failures are sorted by what they mean for an order: a connection that was never made
   (``sent=False``, safe to resend), a pin mismatch (:class:`errors.PinMismatch`, never
   retried), or anything after the request may have been written (``sent=True``: the
@@ -18,22 +22,33 @@ against raw httpx). The guarantees are the transport's, not the library's:
 
 from __future__ import annotations
 
-import base64
-import http.client
 import ipaddress
 import logging
 import re
 import select
+import socket
 import ssl
 import threading
-from typing import TypeVar
-from urllib.parse import unquote, urlsplit
+import time
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
-from .base import HttpRequest, HttpResponse, TransportFailure
+from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
+from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
 from .tls import PinFailure, verified_ssl_context
+from .wire import (
+    DEFAULT_LIMITS,
+    Expired,
+    Limits,
+    ProtocolError,
+    ResponseReader,
+    TunnelReader,
+    authority,
+    encode_request,
+)
 
 __all__ = [
     "USER_AGENT",
@@ -54,6 +69,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: meth
 _TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
 _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
+_READ_SIZE = 256 * 1024
 
 
 def check_base_url(base_url: str, *, unsafe_allow_plain_http: bool = False) -> str:
@@ -112,22 +128,32 @@ def _not_sent(exc: BaseException) -> Exception:
     refusal = security_refusal(exc)
     if refusal is not None:
         return refusal
-    return TransportFailure(f"{type(exc).__name__}: connection not made", sent=False)
+    return TransportFailure(f"{_describe(exc)}: connection not made", sent=False)
 
 
 def _maybe_sent(exc: BaseException) -> Exception:
-    return TransportFailure(f"{type(exc).__name__}: outcome unknown", sent=True)
+    return TransportFailure(f"{_describe(exc)}: outcome unknown", sent=True)
 
 
-def _is_stale(connection: http.client.HTTPConnection) -> bool:
+def _describe(exc: BaseException) -> str:
+    """What went wrong, for a failure's message: our own reasons in full, else the kind."""
+    if isinstance(exc, (ProtocolError, Expired)):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError"
+    return type(exc).__name__
+
+
+def _is_stale(sock: socket.socket) -> bool:
     """Whether an idle keep-alive connection was closed (or spoke out of turn) meanwhile.
 
     Between requests the server has nothing to say; anything readable means it closed the
     connection. Checking first keeps a request from being written into a dead socket,
     which would make its outcome look unknown for no reason.
     """
-    sock = connection.sock
-    if sock is None:
+    if sock.fileno() < 0:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)
@@ -136,56 +162,175 @@ def _is_stale(connection: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def _unframed(response: http.client.HTTPResponse) -> bool:
-    """Whether the body was delimited only by the connection closing.
+def _exchange(sock: socket.socket, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
+    """Write ``data`` and read one whole reply, each phase within its time (all counted
+    from the start: a reply that drips in cannot stretch the ``response`` phase)."""
+    start = time.monotonic()
+    whole = start + timeout.response
+    phase, seconds = (
+        ("write", timeout.write)
+        if timeout.write < timeout.response
+        else (
+            "response",
+            timeout.response,
+        )
+    )
+    sock.settimeout(seconds)  # sendall's timeout bounds the whole call
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        raise Expired(phase, seconds) from None
+    reader = ResponseReader(limits)
+    recv = sock.recv
+    if timeout.first_byte < timeout.response:
+        phase, until = "first_byte", start + timeout.first_byte
+    else:
+        phase, until = "response", whole
+    while True:
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            raise Expired(phase, getattr(timeout, phase))
+        sock.settimeout(remaining)
+        try:
+            chunk = recv(_READ_SIZE)
+        except TimeoutError:
+            raise Expired(phase, getattr(timeout, phase)) from None
+        phase, until = "response", whole
+        if not chunk:
+            reader.end_of_stream()
+        if reader.feed(chunk):
+            return reader
 
-    http.client takes an end of stream inside the header block for its end, so a reply cut
-    after its status line would otherwise read as a complete, empty answer. Venues frame
-    every body they send; one that is not framed is treated as cut.
-    """
-    if response.chunked or response.length is not None:
-        return False
-    return not (100 <= response.status < 200 or response.status in (204, 304))
+
+def _resolve(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
+    """The addresses of ``host``, within ``seconds``: the lookup runs on a thread of its
+    own, since :func:`socket.getaddrinfo` cannot be interrupted (a stuck resolver keeps
+    that thread, not the caller)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an address literal needs no lookup
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[list[tuple[Any, ...]] | OSError] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="securetrade-resolve", daemon=True).start()
+    if not done.wait(seconds):
+        raise Expired("resolve", seconds)
+    result = found[0]
+    if isinstance(result, OSError):
+        raise result
+    return result
+
+
+def _open_socket(host: str, port: int, timeout: Timeout) -> socket.socket:
+    """A connected TCP socket (no Nagle delay), trying each address in turn within the
+    ``connect`` phase."""
+    addresses = _resolve(host, port, timeout.resolve)
+    deadline = time.monotonic() + timeout.connect
+    failure: OSError = OSError(f"{host}: no address")
+    for family, kind, proto, _, address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Expired("connect", timeout.connect)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:
+            sock.close()
+            raise Expired("connect", timeout.connect) from None
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure
 
 
 class _Endpoint:
     """Where connections go: the venue, and the CONNECT proxy in front of it, if any."""
 
     def __init__(
-        self, base_url: str, context: ssl.SSLContext | None, timeout: float, proxy: str | None
+        self,
+        base_url: str,
+        context: ssl.SSLContext | None,
+        timeout: Timeout,
+        proxy: str | Proxy | None,
+        limits: Limits,
     ) -> None:
         parts = urlsplit(base_url)
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.tls else 80)
         self.path_prefix = parts.path.rstrip("/")
+        default_port = self.port == (443 if self.tls else 80)
+        self.host_header = (
+            (f"[{self.host}]" if ":" in self.host else self.host)
+            if default_port
+            else authority(self.host, self.port)
+        )
         self.context = context
         self.timeout = timeout
-        self.proxy: tuple[str, int, dict[str, str]] | None = None
-        if proxy is not None:
-            self.proxy = parse_proxy(proxy)
+        self.limits = limits
+        self.proxy = None if proxy is None else parse_proxy(proxy)
 
-    def connect(self) -> http.client.HTTPConnection:
+    def connect(self, timeout: Timeout) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
-            target_host, target_port = self.proxy[0], self.proxy[1]
-        connection: http.client.HTTPConnection
-        if self.tls:
-            connection = http.client.HTTPSConnection(
-                target_host, target_port, timeout=self.timeout, context=self.context
-            )
-        else:
-            connection = http.client.HTTPConnection(target_host, target_port, timeout=self.timeout)
-        connection.set_debuglevel(0)  # a global debuglevel would print signed requests
-        if self.proxy is not None:
-            connection.set_tunnel(self.host, self.port, headers=self.proxy[2])
+            target_host, target_port = self.proxy.host, self.proxy.port
         try:
-            connection.connect()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
+            sock = _open_socket(target_host, target_port, timeout)
+        except OSError as exc:
             raise _not_sent(exc) from None
-        return connection
+        try:
+            if self.proxy is not None:
+                sock.settimeout(timeout.connect)
+                self._tunnel(sock, time.monotonic() + timeout.connect)
+            if not self.tls:
+                return sock
+            assert self.context is not None  # set whenever the scheme is https
+            sock.settimeout(timeout.tls)  # bounds the whole handshake, not each read
+            # The pinned context's socket class checks the pins inside this handshake.
+            try:
+                return self.context.wrap_socket(sock, server_hostname=self.host)
+            except TimeoutError:
+                raise Expired("tls", timeout.tls) from None
+        except (OSError, ProtocolError) as exc:
+            sock.close()
+            raise _not_sent(exc) from None
+
+    def _tunnel(self, sock: socket.socket, deadline: float) -> None:
+        """Open the proxy's CONNECT tunnel to the venue on ``sock``, by ``deadline``."""
+        assert self.proxy is not None
+        sock.sendall(self.proxy.connect_request(self.host, self.port))
+        tunnel = TunnelReader(self.limits)
+        status = None
+        while status is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Expired("connect", self.timeout.connect)
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(_READ_SIZE)
+            except TimeoutError:
+                raise Expired("connect", self.timeout.connect) from None
+            if not chunk:
+                raise ProtocolError("the proxy closed the connection before answering")
+            status = tunnel.feed(chunk)
+        if not 200 <= status < 300:
+            raise ProtocolError(f"the proxy refused the tunnel with HTTP {status}")
 
 
 def check_request(request: HttpRequest) -> None:
@@ -203,26 +348,6 @@ def check_request(request: HttpRequest) -> None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
 
 
-def parse_proxy(proxy: str) -> tuple[str, int, dict[str, str]]:
-    """``http://[user:password@]host:port`` into host, port and the CONNECT headers."""
-    parts = urlsplit(proxy)
-    if parts.scheme != "http" or not parts.hostname:
-        raise InvalidRequest(
-            "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
-            "is still TLS, pinned end to end)"
-        )
-    try:
-        port = parts.port or 8080
-    except ValueError:
-        raise InvalidRequest("proxy: the port is not a number") from None
-    headers: dict[str, str] = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        headers["Proxy-Authorization"] = f"Basic {token}"
-    return parts.hostname, port, headers
-
-
 class HttpTransport:
     """Synchronous, keep-alive HTTPS to one venue; safe to share between threads.
 
@@ -235,81 +360,71 @@ class HttpTransport:
         base_url: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        timeout: float = 10.0,
-        proxy: str | None = None,
+        timeout: Timeout | float = 10.0,
+        proxy: str | Proxy | None = None,
+        limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
-        self._endpoint = _Endpoint(self.base_url, ssl_context, timeout, proxy)
-        self._idle: list[http.client.HTTPConnection] = []
+        self._endpoint = _Endpoint(
+            self.base_url, ssl_context, Timeout.coerce(timeout), proxy, limits
+        )
+        self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _borrow(self) -> http.client.HTTPConnection:
+    def _borrow(self, timeout: Timeout) -> socket.socket:
         while True:
             with self._lock:
                 if self._closed:
                     raise TransportFailure("transport closed: connection not made", sent=False)
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return self._endpoint.connect()
+                return self._endpoint.connect(timeout)
             if not _is_stale(connection):
                 return connection
             connection.close()
 
-    def _give_back(self, connection: http.client.HTTPConnection) -> None:
+    def _give_back(self, connection: socket.socket) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < _MAX_IDLE:
                 self._idle.append(connection)
                 return
         connection.close()
 
-    def send(self, request: HttpRequest) -> HttpResponse:
+    def send(self, request: HttpRequest, *, timeout: Timeout | float | None = None) -> HttpResponse:
+        """Send ``request`` and read its reply; ``timeout`` overrides the transport's for
+        this call (the ``pool`` phase does not apply: threads never wait for a connection,
+        each opens one if none is idle)."""
         check_request(request)
-        headers = dict(request.headers)
-        headers.setdefault("User-Agent", USER_AGENT)
-        target = self._endpoint.path_prefix + request.target
-        connection = self._borrow()
+        endpoint = self._endpoint
+        phases = endpoint.timeout if timeout is None else Timeout.coerce(timeout)
+        target = endpoint.path_prefix + request.target
+        data = encode_request(
+            request.method, target, endpoint.host_header, request.headers, request.body, USER_AGENT
+        )
+        connection = self._borrow(phases)
         try:
-            # putrequest/putheader check the target and every header for CR, LF and the
-            # like before a byte goes out: such a request is refused, not sent.
-            connection.putrequest(request.method, target, skip_accept_encoding=True)
-            for name, value in headers.items():
-                connection.putheader(name, value)
-            if request.body or request.method in ("POST", "PUT", "PATCH"):
-                connection.putheader("Content-Length", str(len(request.body)))
-        except (ValueError, http.client.InvalidURL) as exc:
-            connection.close()
-            raise InvalidRequest(f"request refused before sending: {exc}") from None
-        try:
-            connection.endheaders(request.body or None)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+            reader = _exchange(connection, data, phases, endpoint.limits)
+        except (OSError, ProtocolError) as exc:
             connection.close()
             raise _maybe_sent(exc) from None
-        if _unframed(response):
-            connection.close()
-            raise TransportFailure(
-                "response without Content-Length or chunked framing: a cut answer cannot be "
-                "told from a whole one; outcome unknown",
-                sent=True,
-            )
-        merged: dict[str, str] = {}
-        for name, value in response.getheaders():
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        except BaseException:
+            connection.close()  # interrupted mid-exchange: the connection's state is unknown
+            raise
+        response = reader.response
+        assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "HTTP Request: %s %s -> %d", request.method, redact_query(target), response.status
             )
-        if response.will_close:
-            connection.close()
-        else:
+        if reader.reusable:
             self._give_back(connection)
-        return HttpResponse(status=response.status, headers=merged, body=body)
+        else:
+            connection.close()
+        return response
 
     def close(self) -> None:
         with self._lock:

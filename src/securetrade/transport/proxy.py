@@ -1,0 +1,92 @@
+"""The HTTP CONNECT proxy in front of a venue, with its credentials kept as a Secret.
+
+Only CONNECT proxies: the venue's TLS runs inside the tunnel, pinned end to end, so the
+proxy carries bytes it cannot read. Proxies are never taken from the environment
+(``HTTPS_PROXY`` and the like): one is used only when given.
+"""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import unquote, urlsplit
+
+from ..errors import InvalidRequest
+from ..keys.secret import MASK, Secret
+from .wire import authority
+
+__all__ = ["Proxy", "parse_proxy"]
+
+_DEFAULT_PORT = 8080
+
+
+class Proxy:
+    """``http://[user:password@]host:port``; IPv6 hosts in brackets (``http://[::1]:3128``).
+
+    The credentials become the ``Proxy-Authorization`` value, held as a
+    :class:`~securetrade.keys.Secret` and shown nowhere (``repr`` masks it). A user and
+    password in the URL mean Basic; for another scheme pass the whole value as
+    ``authorization`` (``Secret("Bearer <token>")``) and leave the URL without them.
+    """
+
+    __slots__ = ("_authorization", "host", "port")
+
+    def __init__(self, url: str, *, authorization: Secret | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise InvalidRequest(
+                "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
+                "is still TLS, pinned end to end)"
+            )
+        try:
+            port = parts.port or _DEFAULT_PORT
+        except ValueError:
+            raise InvalidRequest("proxy: the port is not a number") from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise InvalidRequest("proxy: give only http://[user:password@]host:port")
+        self.host = parts.hostname
+        self.port = port
+        if parts.username is not None:
+            if authorization is not None:
+                raise InvalidRequest(
+                    "proxy: credentials in the URL and an authorization value: give one"
+                )
+            user = unquote(parts.username).encode("utf-8")
+            password = unquote(parts.password or "").encode("utf-8")
+            authorization = Secret(b"Basic " + base64.b64encode(user + b":" + password))
+        if authorization is not None:
+            if not isinstance(authorization, Secret):
+                raise InvalidRequest("proxy: authorization must be a securetrade.keys.Secret")
+            value = authorization.expose()
+            if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
+                raise InvalidRequest("proxy: the authorization value has control characters")
+        self._authorization = authorization
+
+    def __repr__(self) -> str:
+        credentials = f", authorization={MASK!r}" if self._authorization is not None else ""
+        return f"Proxy(http://{authority(self.host, self.port)}{credentials})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Proxy holds credentials and cannot be pickled")
+
+    def connect_request(self, host: str, port: int) -> bytes:
+        """The CONNECT request for a tunnel to ``host:port`` (IPv6 bracketed)."""
+        try:
+            target = authority(host, port).encode("ascii")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"{host!r}: give the venue's host name in ASCII (IDNA)") from None
+        head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n"
+        if self._authorization is not None:
+            head += b"Proxy-Authorization: " + self._authorization.expose() + b"\r\n"
+        return head + b"\r\n"
+
+
+def parse_proxy(proxy: str | Proxy) -> Proxy:
+    """``proxy`` as a :class:`Proxy`: one as it is, a URL parsed (and refused when it is
+    not an ``http://`` CONNECT proxy)."""
+    if isinstance(proxy, Proxy):
+        return proxy
+    if not isinstance(proxy, str):
+        raise InvalidRequest("proxy: give an http://host:port URL or a securetrade Proxy")
+    return Proxy(proxy)
