@@ -29,6 +29,9 @@ ROWS = (
     "ratelimit_acquire_sqlite_us",
     "ratelimit_acquire_redis_us",
     "journal_commit_us",
+    "copy_fanout_1000_vs_direct",
+    "copy_fanout_1000_vs_ccxt",
+    "copy_memory_per_follower_vs_ccxt",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 

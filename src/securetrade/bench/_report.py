@@ -43,6 +43,9 @@ TARGETS: dict[str, Target] = {
     "ratelimit_acquire_sqlite_us": Target("none in DESIGN 4 (one host)", None, on_ratio=False),
     "ratelimit_acquire_redis_us": Target("none in DESIGN 4 (many hosts)", None, on_ratio=False),
     "journal_commit_us": Target("none in DESIGN 4 (durable: FULL)", None, on_ratio=False),
+    "copy_fanout_1000_vs_direct": Target("<= 1.25x the same orders direct", 1.25),
+    "copy_fanout_1000_vs_ccxt": Target("<= 0.5x a ccxt async fan-out", 0.5),
+    "copy_memory_per_follower_vs_ccxt": Target("<= 0.2x one ccxt exchange", 0.2),
 }
 
 

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._copy import copy_rows
 from ._local import journal_row, ratelimit_redis_row, ratelimit_row, ratelimit_sqlite_row
 from ._orders import CpuPlan, async_row, cpu_plan, sync_row
 from ._process import import_row, memory_row
@@ -65,6 +66,14 @@ GROUPS: tuple[_Group, ...] = (
         lambda e, p, prof: [ratelimit_redis_row(e)],
     ),
     _Group((("journal_commit_us", "µs/intent", False),), lambda e, p, prof: [journal_row(e)]),
+    _Group(
+        (
+            ("copy_fanout_1000_vs_direct", "s", False),
+            ("copy_fanout_1000_vs_ccxt", "s", False),
+            ("copy_memory_per_follower_vs_ccxt", "KiB", False),
+        ),
+        lambda e, p, prof: copy_rows(e, p),
+    ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)
 
