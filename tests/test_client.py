@@ -255,3 +255,34 @@ def test_price_band_refuses_a_fat_finger() -> None:
     assert excinfo.value.rule == "price_band"
     with pytest.raises(PolicyViolation, match="max_quantity"):
         policy.check(MarketOrder(symbol="BTCUSDT", side="BUY", quantity="2"))
+
+
+def test_concurrent_first_orders_read_the_instruments_and_the_clock_once(sim: Simulator) -> None:
+    """A fresh AsyncClient given 30 orders at once: one task reads the instruments and
+    measures the clock; the others wait for it (they used to read and sync concurrently,
+    resetting the clock under each other's samples)."""
+    import asyncio
+
+    from securetrade import AsyncClient, LimitOrder
+
+    key = sim.create_key()
+    server = sim.serve()
+
+    async def run() -> list[Any]:
+        async with AsyncClient(
+            key,
+            base_url=server.base_url,
+            pins=server.pins,
+            cadata=server.ca_pem,
+            journal=":memory:",
+        ) as client:
+            order = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="90000")
+            return await asyncio.gather(
+                *(client.place_order(order, idempotency_key=f"first-{i}") for i in range(30))
+            )
+
+    placed = asyncio.run(run())
+    by_path = sim.dialect.stats.by_path
+    assert len({o.order_id for o in placed}) == 30
+    assert by_path.get("GET /api/v3/exchangeInfo") == 1
+    assert by_path.get("GET /api/v3/time") == 3  # Settings.clock_samples, once

@@ -547,3 +547,15 @@ def test_workers_on_a_redis_stream_copy_each_event_once_when_one_dies(
     assert group["pending"] == 0  # every event acknowledged, the dead worker's too
     for event in events:
         assert [_orders_of(venue, SECRET, event, f) for f in followers] == [1] * 15, event.id
+
+
+def test_the_copy_demo_behaves() -> None:
+    """``securetrade demo copy``: 100 followers on two venues, a revoked key, no funds, an
+    unmapped symbol, lost answers and 429s; the verdict is the venue's book."""
+    import io
+
+    from securetrade.copy.demo import run_copy_demo
+
+    out = io.StringIO()
+    assert run_copy_demo(out) == 0, out.getvalue()
+    assert "0 followers with more than one order" in out.getvalue()

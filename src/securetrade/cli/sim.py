@@ -12,6 +12,10 @@ __all__ = ["register"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.part == "copy":
+        from ..copy.demo import run_copy_demo
+
+        return run_copy_demo(sys.stdout)
     from ..demo import run_demo
 
     return run_demo(sys.stdout)
@@ -52,6 +56,13 @@ def _sim(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``demo`` and ``sim``."""
     demo = commands.add_parser("demo", help="show every protective layer against the simulator")
+    demo.add_argument(
+        "part",
+        nargs="?",
+        choices=["client", "copy"],
+        default="client",
+        help="client: one bot's protective layers (default); copy: a fan-out to 100 followers",
+    )
     demo.set_defaults(run=_demo)
     sim = commands.add_parser("sim", help="run the exchange simulator over HTTPS on loopback")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,11 +48,28 @@ class MarketData:
     """What a client learns of its venue that is the same for every key: the instrument
     rules and recent reference prices (shareable, see :meth:`Pipeline.share_market`)."""
 
-    __slots__ = ("instruments", "references")
+    __slots__ = ("_lock", "instruments", "loading", "references", "syncing")
 
     def __init__(self) -> None:
         self.instruments: dict[str, Instrument] = {}
         self.references: dict[str, ReferencePrice] = {}
+        # One reader of each at a time: the tasks, threads and clients that share this
+        # wait for it (a fresh client with 50 orders at once reads the instruments once,
+        # and its clock is not reset by one sync while another is taking samples).
+        self.loading = False
+        self.syncing = False
+        self._lock = threading.Lock()
+
+    def claim(self, work: str) -> bool:
+        """Take ``work`` ("loading" or "syncing") unless someone else is doing it."""
+        with self._lock:
+            if getattr(self, work):
+                return False
+            setattr(self, work, True)
+            return True
+
+    def release(self, work: str) -> None:
+        setattr(self, work, False)
 
 
 class Pipeline:
@@ -131,7 +149,13 @@ class Pipeline:
     ) -> Flow[dict[str, Instrument]]:
         """Trading rules per symbol, read once (and adopting the venue's published limits)."""
         market = self.market
-        if refresh or not market.instruments:
+        if not refresh and market.instruments:
+            return market.instruments
+        while not market.claim("loading"):
+            yield Wait(0.01)  # another task, thread or client is reading them now
+            if not refresh and market.instruments:
+                return market.instruments
+        try:
             endpoint = self.venue.endpoints[Op.INSTRUMENTS]
             payload = yield from self._retrying(endpoint, [], priority=priority)
             market.instruments = self.venue.parse_instruments(payload)
@@ -139,6 +163,8 @@ class Pipeline:
             if published and self._adopt_published_limits:
                 limiter = self.limiter
                 yield Call(Resource.LIMITER, limiter.adopt, published)
+        finally:
+            market.release("loading")
         return market.instruments
 
     def share_market(self, other: Pipeline) -> None:
@@ -153,7 +179,19 @@ class Pipeline:
         self.clock = other.clock
 
     def sync_clock(self, priority: Priority = Priority.NORMAL) -> Flow[None]:
-        """Measure the offset to venue time from a few ``/time`` round trips."""
+        """Measure the offset to venue time from a few ``/time`` round trips. While another
+        task, thread or client sharing this clock measures, wait for its result instead."""
+        market = self.market
+        if not market.claim("syncing"):
+            while market.syncing:
+                yield Wait(0.01)
+            return
+        try:
+            yield from self._sync_clock(priority)
+        finally:
+            market.release("syncing")
+
+    def _sync_clock(self, priority: Priority) -> Flow[None]:
         self.clock.reset()
         endpoint = self.venue.endpoints[Op.SERVER_TIME]
         for _ in range(self.settings.clock_samples):
