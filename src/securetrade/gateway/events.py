@@ -88,9 +88,12 @@ class GatewayMonitor:
         with self._lock:
             self.counts[event.reason] = self.counts.get(event.reason, 0) + 1
         self._meters()[0].add(1, {"reason": event.reason, "status": event.status})
-        if log.isEnabledFor(self.log_level):
+        # A locked-out flood is logged once, when the lock engages (locked()); each of its
+        # requests still counts in the metrics and the audit trail.
+        level = logging.DEBUG if event.reason == "locked_out" else self.log_level
+        if log.isEnabledFor(level):
             log.log(
-                self.log_level,
+                level,
                 "gateway refused %s %s: %s (%d) key=%s from %s",
                 event.route.split(" ", 1)[0],
                 event.route.split(" ", 1)[-1],
@@ -110,6 +113,12 @@ class GatewayMonitor:
             )
         for listener in self._listeners:
             listener(event)
+
+    def locked(self, name: str, seconds: float) -> None:
+        """``name`` (``addr:<ip>`` or ``key:<id>``) is locked out for ``seconds``."""
+        log.log(self.log_level, "gateway locked out %s for %.0f s", name, seconds)
+        if self.audit is not None:
+            self.audit.emit("gateway.locked_out", name=name, seconds=seconds)
 
     def timed(self, seconds: float, outcome: str) -> None:
         """The checks for one request took ``seconds`` and ended in ``outcome``."""

@@ -352,10 +352,12 @@ class GatewayMiddleware:
     def _guess(self, address: str | None, key_id: str | None, reason: str, now: float) -> _Refused:
         """A failure that may be a guess at credentials: count it against the address and
         the key id, and answer as for any authentication failure."""
-        if address is not None:
-            self.lockout.failed("addr:" + address, now)
+        names = [] if address is None else ["addr:" + address]
         if key_id is not None and reason in _GUESSES:
-            self.lockout.failed("key:" + key_id, now)
+            names.append("key:" + key_id)
+        for name in names:
+            if self.lockout.failed(name, now):
+                self.monitor.locked(name, self.lockout.duration)
         return _Refused(401, reason)
 
     async def _read_body(self, receive: Receive) -> bytes:
