@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+
 from gateway_app import key_secret
 from gateway_server import ProcessServers
 from redis_server import start_redis
-
 from securetrade.keys import Secret
 from securetrade.verify import MessageSigner
 
