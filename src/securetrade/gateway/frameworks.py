@@ -52,6 +52,9 @@ def require_scopes(*scopes: str) -> Callable[..., GatewayPrincipal]:
             raise HTTPException(status_code=403, detail="Forbidden")
         return principal
 
+    # Real classes, not this module's postponed strings: FastAPI reads them to inject the
+    # request, and Request is imported here, not at module level.
+    dependency.__annotations__ = {"request": Request, "return": GatewayPrincipal}
     return dependency
 
 
