@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._gateway import gateway_row
 from ._local import journal_row, ratelimit_redis_row, ratelimit_row, ratelimit_sqlite_row
 from ._orders import CpuPlan, async_row, cpu_plan, sync_row
 from ._process import import_row, memory_row
@@ -65,6 +66,10 @@ GROUPS: tuple[_Group, ...] = (
         lambda e, p, prof: [ratelimit_redis_row(e)],
     ),
     _Group((("journal_commit_us", "µs/intent", False),), lambda e, p, prof: [journal_row(e)]),
+    _Group(
+        (("gateway_latency_vs_starlette", "µs p50", False),),
+        lambda e, p, prof: [gateway_row(e)],
+    ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)
 
