@@ -134,3 +134,12 @@ def test_secrets_never_show_in_reprs_of_gateway_objects() -> None:
         __import__("pickle").dumps(key)
     with pytest.raises(TypeError):
         __import__("pickle").dumps(auth)
+
+
+def test_docs_gateway_cites_only_tests_that_exist() -> None:
+    from test_security_doc import ROOT, defined_tests, references
+
+    cited = references((ROOT / "docs" / "gateway.md").read_text(encoding="utf-8"))
+    assert len(cited) >= 15
+    for path, name in cited:
+        assert name in defined_tests(ROOT / path), f"docs/gateway.md cites {path}::{name}"
