@@ -29,6 +29,7 @@ ROWS = (
     "ratelimit_acquire_sqlite_us",
     "ratelimit_acquire_redis_us",
     "journal_commit_us",
+    "gateway_latency_vs_starlette",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 
