@@ -32,6 +32,7 @@ ROWS = (
     "copy_fanout_1000_vs_direct",
     "copy_fanout_1000_vs_ccxt",
     "copy_memory_per_follower_vs_ccxt",
+    "gateway_latency_vs_starlette",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 

@@ -30,15 +30,19 @@ NOT_FOR_FIRST_ORDER = [
     "securetrade.venues.ccxt",
     "securetrade.venues.kraken",
     "securetrade.verify",
+    "securetrade.gateway",
     "securetrade.sim",
     "securetrade.cli",
     "securetrade.bench",
     "asyncio",
     "aiohttp",
     "ccxt",
+    "fastapi",
     "keyring",
     "redis",
+    "starlette",
     "tenacity",
+    "uvicorn",
 ]
 # Needed by the first order (pin check, spans), but not to import and build a client.
 NOT_FOR_A_CLIENT = [*NOT_FOR_FIRST_ORDER, "cryptography", "opentelemetry", "statistics"]

@@ -42,6 +42,7 @@ TARGETS: dict[str, Target] = {
     "ratelimit_acquire_us": Target("<= 1 us; 0 window violations", 1.0, on_ratio=False),
     "ratelimit_acquire_sqlite_us": Target("none in DESIGN 4 (one host)", None, on_ratio=False),
     "ratelimit_acquire_redis_us": Target("none in DESIGN 4 (many hosts)", None, on_ratio=False),
+    "gateway_latency_vs_starlette": Target("<= 1.3x the route on bare Starlette", 1.3),
     "journal_commit_us": Target("none in DESIGN 4 (durable: FULL)", None, on_ratio=False),
     "copy_fanout_1000_vs_direct": Target("<= 1.25x the same orders direct", 1.25),
     "copy_fanout_1000_vs_ccxt": Target("<= 0.5x a ccxt async fan-out", 0.5),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._copy import copy_rows
+from ._gateway import gateway_row
 from ._local import journal_row, ratelimit_redis_row, ratelimit_row, ratelimit_sqlite_row
 from ._orders import CpuPlan, async_row, cpu_plan, sync_row
 from ._process import import_row, memory_row
@@ -73,6 +74,10 @@ GROUPS: tuple[_Group, ...] = (
             ("copy_memory_per_follower_vs_ccxt", "KiB", False),
         ),
         lambda e, p, prof: copy_rows(e, p),
+    ),
+    _Group(
+        (("gateway_latency_vs_starlette", "µs p50", False),),
+        lambda e, p, prof: [gateway_row(e)],
     ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)

@@ -31,8 +31,10 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -47,13 +49,14 @@ from ..errors import (
     KeystoreError,
     KeystorePermissions,
     KeystoreTampered,
+    ScopeError,
     WrongPassphrase,
 )
 from .apikey import ApiKey
 from .ring import DEFAULT_OVERLAP, KeyRing
 from .secret import Secret
 
-__all__ = ["KdfParams", "KeyStore", "default_keystore_path"]
+__all__ = ["InboundEntry", "KdfParams", "KeyStore", "default_keystore_path"]
 
 FORMAT = "securetrade-keystore"
 VERSION = 1
@@ -61,6 +64,7 @@ CIPHER = "aes-256-gcm"
 _CHECK_LABEL = b"securetrade keystore v1: passphrase check"
 _HKDF_INFO = b"securetrade keystore v1: keyring"
 KEYRING_SERVICE = "securetrade-keystore"
+_INBOUND_ID = re.compile(r"[A-Za-z0-9_.:/-]{1,128}").fullmatch
 
 # The floor below which a header's KDF parameters are treated as a downgrade attack.
 _ARGON2_MIN = {"iterations": 2, "lanes": 1, "memory_kib": 19 * 1024}
@@ -335,7 +339,7 @@ class KeyStore:
             wanted = "a passphrase" if keyring else "the OS keyring (--keyring)"
             raise WrongPassphrase(f"this keystore is opened with {wanted}")
         keys = derive(document["kdf"])
-        names = list(_decrypt(document, keys))  # a wrong key or an altered file fails here
+        names = _key_names(_decrypt(document, keys))  # a wrong key or an altered file fails here
         return cls(path, header, keys, document, names)
 
     @property
@@ -350,7 +354,7 @@ class KeyStore:
 
     def names(self) -> list[str]:
         """The names of the stored keys, sorted."""
-        return sorted(_decrypt(self._sealed, self._keys))
+        return _key_names(_decrypt(self._sealed, self._keys))
 
     def get(self, name: str) -> ApiKey:
         """The key a client should sign with now under ``name`` (rotation applied)."""
@@ -439,6 +443,80 @@ class KeyStore:
             self._header = header
             self._write(entries)
 
+    # --- inbound keys: who may call a gateway (securetrade.gateway) ------------------------
+
+    def add_inbound(
+        self,
+        key_id: str,
+        *,
+        tenant: str,
+        scopes: Iterable[str],
+        secret: Secret | None = None,
+        public_key: bytes | None = None,
+        networks: Iterable[str] = (),
+    ) -> None:
+        """Register a sender's key for a gateway: an HMAC ``secret`` (kept encrypted, since
+        the gateway must recompute the MAC) or an Ed25519 ``public_key`` (not a secret).
+        ``networks`` (CIDR) are the addresses it may call from; none means any."""
+        record = _inbound_record(key_id, tenant, scopes, secret, public_key, networks)
+        with self._locked() as entries:
+            table = entries.setdefault(_INBOUND, _Plain())
+            if key_id in table:
+                raise InvalidRequest(
+                    f"an inbound key {key_id!r} exists; narrow or remove it, or use a new id"
+                )
+            table[key_id] = record
+            self._write(entries)
+
+    def narrow_inbound(
+        self,
+        key_id: str,
+        *,
+        scopes: Iterable[str] | None = None,
+        networks: Iterable[str] | None = None,
+    ) -> None:
+        """Take scopes or networks away from an inbound key; never add any (as for outbound
+        keys, a wider grant is a new key with a new id, reviewed as such)."""
+        with self._locked() as entries:
+            table = entries.get(_INBOUND)
+            record = table.get(key_id) if isinstance(table, _Plain) else None
+            if not isinstance(table, _Plain) or not isinstance(record, _Plain):
+                raise KeyNotFound(f"no inbound key {key_id!r} in {self._path}")
+            old_scopes, old_nets = set(record["scopes"]), _networks(record["networks"])
+            if scopes is not None:
+                new_scopes = _scope_list(scopes)
+                if not set(new_scopes) <= old_scopes:
+                    raise ScopeError(
+                        f"inbound key {key_id!r} may only lose scopes, not gain "
+                        f"{', '.join(sorted(set(new_scopes) - old_scopes))}"
+                    )
+                record["scopes"] = new_scopes
+            if networks is not None:
+                new_nets = _networks(networks)
+                if not new_nets or not all(_within(n, old_nets) for n in new_nets):
+                    raise ScopeError(f"inbound key {key_id!r} may only be held to fewer addresses")
+                record["networks"] = [str(n) for n in new_nets]
+            self._write(entries)
+
+    def remove_inbound(self, key_id: str) -> None:
+        """Forget an inbound key: its sender is refused from the gateway's next reload."""
+        with self._locked() as entries:
+            table = entries.get(_INBOUND)
+            if not isinstance(table, _Plain) or key_id not in table:
+                raise KeyNotFound(f"no inbound key {key_id!r} in {self._path}")
+            del table[key_id]
+            self._write(entries)
+
+    def inbound(self) -> list[InboundEntry]:
+        """Every registered inbound key, HMAC secrets as :class:`Secret`, sorted by id."""
+        table = _decrypt(self._sealed, self._keys).get(_INBOUND)
+        if table is None:
+            return []
+        found = _inbound_entries(table) if isinstance(table, _Plain) else None
+        if found is None:
+            raise KeystoreTampered("an inbound key is malformed: the keystore was altered")
+        return found
+
     # --- internals -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -471,7 +549,7 @@ class KeyStore:
         document = _seal(entries, self._keys, self._header["kdf"])
         _atomic_write(self._path, json.dumps(document, indent=1).encode() + b"\n")
         self._sealed = document
-        self._names = tuple(sorted(entries))
+        self._names = tuple(_key_names(entries))
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self._path)!r}, keys={len(self._names)})"
@@ -623,6 +701,102 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 # --- records ---------------------------------------------------------------------------------
 
+_INBOUND = "@inbound"  # not a valid key name, so it never collides with one
+
+
+def _key_names(entries: _Plain) -> list[str]:
+    return sorted(name for name in entries if name != _INBOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEntry:
+    """A sender's key as a gateway holds it (see :meth:`KeyStore.add_inbound`)."""
+
+    key_id: str
+    tenant: str
+    scopes: tuple[str, ...]
+    networks: tuple[str, ...]
+    secret: Secret | None  # HMAC-SHA256
+    public_key: bytes | None  # Ed25519, raw 32 bytes
+
+
+def _scope_list(scopes: Iterable[str]) -> list[str]:
+    if isinstance(scopes, str):
+        raise InvalidRequest("scopes must be a list of strings, not one string")
+    found = sorted(set(scopes))
+    if not all(isinstance(s, str) and s and s.isprintable() for s in found):
+        raise InvalidRequest("each scope must be a non-empty printable string")
+    return found
+
+
+def _networks(networks: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    if isinstance(networks, str):
+        raise InvalidRequest("networks must be a list of CIDR strings, not one string")
+    try:
+        return [ipaddress.ip_network(n) for n in networks]
+    except (TypeError, ValueError):
+        raise InvalidRequest("networks must be CIDR blocks like 192.0.2.0/24") from None
+
+
+def _within(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    among: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> bool:
+    """Whether ``net`` lies inside one of ``among`` (anything lies inside no limit at all)."""
+    return not among or any(
+        net.version == o.version and net.subnet_of(o)  # type: ignore[arg-type]
+        for o in among
+    )
+
+
+def _inbound_record(
+    key_id: str,
+    tenant: str,
+    scopes: Iterable[str],
+    secret: Secret | None,
+    public_key: bytes | None,
+    networks: Iterable[str],
+) -> _Plain:
+    if not _INBOUND_ID(key_id) or not _INBOUND_ID(tenant):
+        raise InvalidRequest("key id and tenant must be 1-128 characters of [A-Za-z0-9_.:/-]")
+    if (secret is None) == (public_key is None):
+        raise InvalidRequest("give an inbound key either secret= (HMAC) or public_key= (Ed25519)")
+    if secret is not None and not isinstance(secret, Secret):
+        raise InvalidRequest("secret= must be a securetrade.keys.Secret")
+    if secret is not None and len(secret) < 16:
+        raise InvalidRequest("an HMAC secret needs at least 16 bytes")
+    if public_key is not None and (not isinstance(public_key, bytes) or len(public_key) != 32):
+        raise InvalidRequest("public_key= must be the raw 32-byte Ed25519 public key")
+    return _Plain(
+        tenant=tenant,
+        scopes=_scope_list(scopes),
+        networks=[str(n) for n in _networks(networks)],
+        kind="hmac" if secret is not None else "ed25519",
+        secret=None if secret is None else _b64(secret.expose()),
+        public_key=None if public_key is None else _b64(public_key),
+    )
+
+
+def _inbound_entries(table: _Plain) -> list[InboundEntry] | None:
+    try:
+        return [
+            InboundEntry(
+                key_id=key_id,
+                tenant=str(record["tenant"]),
+                scopes=tuple(record["scopes"]),
+                networks=tuple(record["networks"]),
+                secret=None
+                if record["secret"] is None
+                else Secret(base64.b64decode(record["secret"], validate=True)),
+                public_key=None
+                if record["public_key"] is None
+                else base64.b64decode(record["public_key"], validate=True),
+            )
+            for key_id, record in sorted(table.items())
+        ]
+    except (KeyError, TypeError, ValueError):
+        return None
+
 
 def _record(key: ApiKey) -> _Plain:
     return _Plain(
@@ -661,7 +835,7 @@ def _key_from(record: _Plain) -> ApiKey:
 
 
 def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
-    entry = entries.get(name)
+    entry = entries.get(name) if name != _INBOUND else None
     if not isinstance(entry, _Plain):
         raise KeyNotFound(f"no key named {name!r} in {path}")
     return entry

@@ -8,6 +8,7 @@ unexpired id early, which would re-open the replay it exists to close).
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import os
 import sqlite3
@@ -19,7 +20,19 @@ from ..errors import InboundRejected
 if TYPE_CHECKING:
     from redis import Redis
 
-__all__ = ["MemoryReplayStore", "RedisReplayStore", "ReplayStore", "SqliteReplayStore"]
+__all__ = [
+    "MemoryReplayStore",
+    "RedisReplayStore",
+    "ReplayStore",
+    "SqliteReplayStore",
+    "replay_token",
+]
+
+
+def replay_token(key_id: str, nonce: str) -> str:
+    """The id a store records for one message: the same for the verifier and the gateway,
+    so both can share a store, and of fixed length whatever the sender sent."""
+    return hashlib.sha256(f"{key_id}\x00{nonce}".encode("ascii")).hexdigest()[:32]
 
 
 class ReplayStore(Protocol):

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ..errors import InboundRejected, InvalidRequest
 from ..keys import Secret
-from .replay import MemoryReplayStore, ReplayStore
+from .replay import MemoryReplayStore, ReplayStore, replay_token
 from .scheme import (
     HEADER_KEY,
     HEADER_NONCE,
@@ -173,8 +173,9 @@ class Verifier:
             )
         if not key._check(message, raw):
             raise InboundRejected("signature does not verify", reason="bad_signature")
-        token = hashlib.sha256(f"{key_id}\x00{nonce}".encode("ascii")).hexdigest()[:32]
-        if not self.replay.remember(token, timestamp + self.window_ms + 1, now):
+        if not self.replay.remember(
+            replay_token(key_id, nonce), timestamp + self.window_ms + 1, now
+        ):
             raise InboundRejected("this message id was already used", reason="replayed")
         return key.principal
 

@@ -1,0 +1,123 @@
+"""Client addresses behind trusted proxies, and lock-outs after repeated failures.
+
+``X-Forwarded-For`` is written by whoever sends the request, so it is read only when the
+peer that connected to us is one of the configured proxies, and then from the right: each
+hop a trusted proxy appended is skipped, and the first address no trusted proxy vouches
+for is the client. A client that sends its own ``X-Forwarded-For: 1.2.3.4`` through the
+proxy gets ``1.2.3.4`` to the left of its real address, which is the one taken.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterable
+
+from ..errors import InvalidRequest
+
+__all__ = ["Lockout", "TrustedProxies"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    """The proxies (CIDR blocks) whose ``X-Forwarded-For`` the gateway believes."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        if isinstance(networks, str):
+            raise InvalidRequest("trusted proxies must be a list of CIDR strings")
+        try:
+            self.networks: tuple[_Network, ...] = tuple(ipaddress.ip_network(n) for n in networks)
+        except (TypeError, ValueError):
+            raise InvalidRequest("trusted proxies must be CIDR blocks like 10.0.0.0/8") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def client(self, peer: str | None, forwarded: list[bytes]) -> str | None:
+        """The client's address given the connecting ``peer`` and every X-Forwarded-For."""
+        if peer is None or not self.networks or not forwarded or not self.trusts(peer):
+            return peer
+        hops = [h.strip() for line in forwarded for h in line.decode("latin-1").split(",")]
+        for hop in reversed(hops):
+            if not self.trusts(hop):
+                try:
+                    return str(ipaddress.ip_address(hop))
+                except ValueError:
+                    return peer  # garbage where the client should be: judge the proxy
+        return peer
+
+
+class Lockout:
+    """Counts failures per name (``key:<id>``, ``addr:<ip>``); ``threshold`` failures
+    within ``window`` seconds lock the name for ``duration`` seconds.
+
+    Per process, bounded to ``max_names`` names: when full, names whose failures are older
+    than the window are dropped, then the oldest. Checking a name is one dict read, so a
+    locked-out flood is refused before any signature or store work.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 20,
+        window: float = 60.0,
+        duration: float = 300.0,
+        max_names: int = 100_000,
+    ) -> None:
+        if threshold < 1 or window <= 0 or duration <= 0 or max_names < 1:
+            raise InvalidRequest("lockout threshold, window, duration and size must be positive")
+        self.threshold = threshold
+        self.window = window
+        self.duration = duration
+        self.max_names = max_names
+        self._lock = threading.Lock()
+        self._locked: dict[str, float] = {}  # name -> until
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (count, first failure)
+
+    def locked_for(self, name: str, now: float) -> float:
+        """Seconds left of ``name``'s lock-out, else 0."""
+        until = self._locked.get(name)
+        if until is None:
+            return 0.0
+        if until <= now:
+            with self._lock:
+                if self._locked.get(name, now + 1) <= now:
+                    del self._locked[name]
+            return 0.0
+        return until - now
+
+    def failed(self, name: str, now: float) -> bool:
+        """Count one failure; True if it locked ``name`` out."""
+        with self._lock:
+            count, first = self._failures.get(name, (0, now))
+            if now - first > self.window:
+                count, first = 0, now
+            count += 1
+            if count >= self.threshold:
+                self._failures.pop(name, None)
+                self._locked[name] = now + self.duration
+                self._trim(self._locked, now)
+                return True
+            self._failures[name] = (count, first)
+            if len(self._failures) > self.max_names:
+                stale = [n for n, (_, t) in self._failures.items() if now - t > self.window]
+                for old in stale:
+                    del self._failures[old]
+                while len(self._failures) > self.max_names:
+                    del self._failures[next(iter(self._failures))]
+            return False
+
+    def _trim(self, table: dict[str, float], now: float) -> None:
+        if len(table) > self.max_names:
+            for name in [n for n, until in table.items() if until <= now]:
+                del table[name]
+            while len(table) > self.max_names:
+                del table[next(iter(table))]
