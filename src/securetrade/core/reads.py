@@ -12,12 +12,26 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, assess
-from ..models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, to_decimal
+from ..models import (
+    INTERVALS,
+    Balance,
+    Candle,
+    Fill,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    PublicTrade,
+    Ticker,
+    to_decimal,
+)
 from ..policy import Decision, KillState, ReferencePrice
 from ..ratelimit import Priority
 from ..transport import telemetry
@@ -66,6 +80,62 @@ class Reads(Pipeline):
         if self._cancel_due is not None:
             yield from self._honour_kill_switch()
         return dict((yield from self.markets(refresh=refresh, priority=priority)))
+
+    # --- market data: public, unsigned, and counted like every other request -------------
+
+    def ticker(self, symbol: str) -> Flow[Ticker]:
+        params = self._market_params(Op.TICKER, "ticker_params", symbol)
+        payload = yield from self._call(Op.TICKER, params, symbol=symbol, priority=Priority.BULK)
+        ticker: Ticker = self.venue.parse_ticker(payload, symbol)  # type: ignore[attr-defined]
+        return ticker
+
+    def order_book(self, symbol: str, depth: int) -> Flow[OrderBook]:
+        params = self._market_params(Op.ORDER_BOOK, "order_book_params", symbol, depth)
+        payload = yield from self._call(
+            Op.ORDER_BOOK, params, symbol=symbol, priority=Priority.BULK
+        )
+        book: OrderBook = self.venue.parse_order_book(payload, symbol)  # type: ignore[attr-defined]
+        return book
+
+    def candles(
+        self, symbol: str, interval: str, since: datetime | int | None, limit: int | None
+    ) -> Flow[list[Candle]]:
+        """Bars from ``since`` on (the first ``limit`` of them), else the latest ``limit``."""
+        if interval not in INTERVALS:
+            raise InvalidRequest(
+                f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
+            )
+        since_ms = None if since is None else _milliseconds(since, "since")
+        params = self._market_params(
+            Op.CANDLES, "candles_params", symbol, interval, since_ms, limit
+        )
+        payload = yield from self._call(Op.CANDLES, params, symbol=symbol, priority=Priority.BULK)
+        bars: list[Candle] = self.venue.parse_candles(payload, symbol, interval)  # type: ignore[attr-defined]
+        if since_ms is not None:  # a venue whose cursor is coarser than ours (Kraken: seconds)
+            bars = [b for b in bars if b.opened_at.timestamp() * 1000 >= since_ms]
+        if limit is not None and len(bars) > limit:  # a venue without a count (Kraken's OHLC)
+            bars = bars[:limit] if since_ms is not None else bars[-limit:]
+        return bars
+
+    def public_trades(self, symbol: str, limit: int | None) -> Flow[list[PublicTrade]]:
+        """The latest trades on the venue's tape, oldest first."""
+        params = self._market_params(Op.PUBLIC_TRADES, "public_trades_params", symbol, limit)
+        payload = yield from self._call(
+            Op.PUBLIC_TRADES, params, symbol=symbol, priority=Priority.BULK
+        )
+        trades: list[PublicTrade] = self.venue.parse_public_trades(payload, symbol)  # type: ignore[attr-defined]
+        if limit is not None and len(trades) > limit:
+            trades = trades[-limit:]
+        return trades
+
+    def _market_params(self, op: Op, builder: str, symbol: str, *args: Any) -> Params:
+        """The venue's parameters for a market-data call, checked before anything is sent."""
+        self.venue.check_symbol(symbol)
+        build = getattr(self.venue, builder, None)
+        if build is None or op not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} does not offer {op.value}")
+        params: Params = build(symbol, *args)
+        return params
 
     def balances(self) -> Flow[list[Balance]]:
         payload = yield from self._call(Op.BALANCES, [])
@@ -275,8 +345,11 @@ class Reads(Pipeline):
         if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
             return cached
         self.venue.check_symbol(symbol)
+        # The venue's own parameters (Kraken names the pair ``pair``); ``symbol`` otherwise.
+        ticker_params = getattr(self.venue, "ticker_params", None)
+        params = [("symbol", symbol)] if ticker_params is None else ticker_params(symbol)
         payload = yield from self._call(
-            Op.TICKER_PRICE, [("symbol", symbol)], symbol=symbol, priority=Priority.ORDER
+            Op.TICKER_PRICE, params, symbol=symbol, priority=Priority.ORDER
         )
         fresh = ReferencePrice(symbol, self.venue.parse_price(payload), time.time())
         self.market.references[symbol] = fresh
@@ -352,6 +425,17 @@ class Reads(Pipeline):
     def stored(self, order_json: str, key: str) -> Order:
         """An order the journal recorded, as the caller sees it."""
         return Order.model_validate_json(order_json).model_copy(update={"idempotency_key": key})
+
+
+def _milliseconds(moment: datetime | int, name: str) -> int:
+    """An aware datetime or milliseconds since the epoch, as milliseconds."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise InvalidRequest(f"{name} must be timezone-aware (e.g. tzinfo=timezone.utc)")
+        return int(moment.timestamp() * 1000)
+    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
+        raise InvalidRequest(f"{name} must be an aware datetime or milliseconds since the epoch")
+    return moment
 
 
 def _kill_listener(core: Reads) -> Callable[[KillState], None]:

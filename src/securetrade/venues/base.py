@@ -26,6 +26,10 @@ What an adapter provides, and where the core uses it:
 ``trades_params()``    optional, with ``parse_trades()`` and the ``TRADES`` endpoint: an
                        order's executions, each with its trade id
 ``parse_*()``          venue payloads into :mod:`securetrade.models`
+``ticker_params()``    optional, each with its ``parse_*`` and endpoint: market data
+                       (``order_book_params``, ``candles_params``,
+                       ``public_trades_params``; ``intervals`` maps the candle intervals
+                       of :data:`~securetrade.models.INTERVALS` the venue offers)
 =====================  ===================================================================
 
 Third parties register an adapter under the entry point group ``securetrade.venues``; see
@@ -62,6 +66,7 @@ __all__ = [
     "reads_answer",
     "unreadable",
     "wire_decimal",
+    "within",
 ]
 
 Params = list[tuple[str, str]]
@@ -81,6 +86,11 @@ class Op(str, enum.Enum):
     WITHDRAW = "withdraw"
     KEY_PERMISSIONS = "key_permissions"
     TRADES = "trades"  # an order's executions (fills), each with the venue's trade id
+    # Market data: public, unsigned, no key needed.
+    TICKER = "ticker"  # best bid and ask, last price, the day's range and volume
+    ORDER_BOOK = "order_book"  # a snapshot of the book to a depth
+    CANDLES = "candles"  # OHLCV bars of an interval
+    PUBLIC_TRADES = "public_trades"  # the public tape: everyone's trades
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +156,12 @@ def wire_decimal(value: Decimal) -> str:
     """Decimal to wire text: plain notation, never an exponent (``1E-5`` is refused by
     venues that read ``0.00001``)."""
     return format(value, "f")
+
+
+def within(name: str, value: int, most: int) -> None:
+    """Refuse, before anything is sent, a count outside the venue's range ``1..most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {value!r}")
 
 
 def read_json(body: bytes) -> Any:

@@ -31,7 +31,21 @@ from typing import Any
 
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, RateLimited, VenueRejected
 from ...keys import ApiKey, Environment, KeyKind
-from ...models import Balance, Instrument, Order, OrderRequest, OrderStatus, OrderType, TimeInForce
+from ...models import (
+    Balance,
+    BookLevel,
+    Candle,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    PublicTrade,
+    Side,
+    Ticker,
+    TimeInForce,
+)
 from ...ratelimit import RateLimit
 from ...signing import KrakenSigner, Signer, encode_query
 from ...transport.base import HttpRequest, HttpResponse
@@ -47,6 +61,7 @@ from ..base import (
     reads_answer,
     unreadable,
     wire_decimal,
+    within,
 )
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
 
@@ -67,6 +82,20 @@ _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a sho
 _OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
 # Which list a lookup by ``cl_ord_id`` reads. Never sent: ``prepare`` turns it into a path.
 _AMONG = "~among"
+# OHLC ``interval`` in minutes, for the intervals of models.INTERVALS Kraken offers.
+_OHLC_INTERVALS = {
+    "1m": "1",
+    "5m": "5",
+    "15m": "15",
+    "30m": "30",
+    "1h": "60",
+    "4h": "240",
+    "1d": "1440",
+    "1w": "10080",
+    "2w": "21600",
+}
+_DEPTH_MAX = 500  # Depth ``count``
+_TRADES_MAX = 1000  # Trades ``count``
 _LISTS = {"open": "/0/private/OpenOrders", "closed": "/0/private/ClosedOrders"}
 
 
@@ -342,8 +371,102 @@ class KrakenSpot:
             )
         return result
 
+    # --- market data ----------------------------------------------------------------------
+
+    intervals: Mapping[str, str] = _OHLC_INTERVALS
+
     def ticker_params(self, symbol: str) -> Params:
         return [("pair", symbol)]
+
+    def order_book_params(self, symbol: str, depth: int) -> Params:
+        """``Depth``: ``count`` 1 to 500 levels a side."""
+        within("depth", depth, _DEPTH_MAX)
+        return [("pair", symbol), ("count", str(depth))]
+
+    def candles_params(
+        self, symbol: str, interval: str, since_ms: int | None, limit: int | None
+    ) -> Params:
+        """``OHLC``: up to 720 of the most recent frames, later than ``since`` (seconds,
+        exclusive: one second earlier is sent so that a frame opening at it is included).
+        Kraken takes no count; the core keeps ``limit`` of them."""
+        wire = self.intervals.get(interval)
+        if wire is None:
+            raise InvalidRequest(
+                f"Kraken offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+            )
+        params: Params = [("pair", symbol), ("interval", wire)]
+        if since_ms is not None:
+            params.append(("since", str(max(0, since_ms // 1000 - 1))))
+        return params
+
+    def public_trades_params(self, symbol: str, limit: int | None) -> Params:
+        """``Trades``: the most recent ``count`` (1 to 1000) trades."""
+        params: Params = [("pair", symbol)]
+        if limit is not None:
+            within("limit", limit, _TRADES_MAX)
+            params.append(("count", str(limit)))
+        return params
+
+    @reads_answer
+    def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
+        """``Ticker`` of one pair: ``a``/``b`` [price, whole lot volume, lot volume], ``c``
+        [last, volume], ``v``/``l``/``h`` [today, last 24 h], ``o`` today's open."""
+        entry = _only(payload)
+        return Ticker(
+            symbol=symbol,
+            last=entry["c"][0],
+            bid=entry["b"][0],
+            ask=entry["a"][0],
+            bid_quantity=entry["b"][2],
+            ask_quantity=entry["a"][2],
+            open=entry["o"],
+            high=entry["h"][1],
+            low=entry["l"][1],
+            volume=entry["v"][1],
+        )
+
+    @reads_answer
+    def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
+        """``Depth``: ``{pair: {"bids": [[price, volume, time]], "asks": [...]}}``."""
+        entry = _only(payload)
+        return OrderBook(
+            symbol=symbol,
+            bids=tuple(BookLevel(price=row[0], quantity=row[1]) for row in entry["bids"]),
+            asks=tuple(BookLevel(price=row[0], quantity=row[1]) for row in entry["asks"]),
+        )
+
+    @reads_answer
+    def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
+        """``OHLC`` rows: time (s), open, high, low, close, vwap, volume, count."""
+        return [
+            Candle(
+                symbol=symbol,
+                interval=interval,
+                opened_at=datetime.fromtimestamp(int(row[0]), tz=timezone.utc),
+                open=row[1],
+                high=row[2],
+                low=row[3],
+                close=row[4],
+                volume=row[6],
+                trades=int(row[7]),
+            )
+            for row in _only(payload)
+        ]
+
+    @reads_answer
+    def parse_public_trades(self, payload: Any, symbol: str) -> list[PublicTrade]:
+        """``Trades`` rows: price, volume, time (s), b/s, m/l, misc, trade id; oldest first."""
+        return [
+            PublicTrade(
+                symbol=symbol,
+                trade_id=str(row[6]),
+                price=row[0],
+                quantity=row[1],
+                at=datetime.fromtimestamp(float(row[2]), tz=timezone.utc),
+                side=Side.BUY if row[3] == "b" else Side.SELL,
+            )
+            for row in _only(payload)
+        ]
 
     @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
@@ -408,6 +531,15 @@ def _listed(result: Any) -> tuple[str, Any] | None:
             if among in result:
                 return among, result[among]
     return None
+
+
+def _only(result: Any) -> Any:
+    """The one pair's entry of a market-data answer keyed by pair (Kraken names the key as
+    it likes: ``XXBTZUSD`` for ``XBTUSD``), beside its ``last`` cursor."""
+    entries = [v for k, v in result.items() if k != "last"]
+    if len(entries) != 1:
+        raise ValueError(f"expected one pair in the answer, got {len(entries)}")
+    return entries[0]
 
 
 def _step(decimals: int) -> Decimal:
