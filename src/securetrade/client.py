@@ -453,11 +453,21 @@ class Client(_Base[Transport]):
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
         """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
 
+        ``order.symbol`` may be the venue's own (``BTCUSDT``, ``XBTUSDT``) or unified
+        (``BTC/USDT``), looked up in the venue's instruments; the order comes back under
+        the venue's own name, and the same intent under either name is one order.
+
         Raises :class:`LocalRefusal` subclasses before sending anything,
         :class:`VenueRejected` when the venue says no, :class:`RetryableError` when it was
         certainly not placed, and :class:`UnresolvedOrder` when the venue cannot yet say.
         """
-        return self._run("place_order", self.core.place_order(order, idempotency_key))
+        core = self.core
+        if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
+            return self._run(
+                "place_order",
+                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
+            )
+        return self._run("place_order", core.place_order(order, idempotency_key))
 
     def check_order(self, order: OrderRequest) -> Instrument:
         """Run every local check on ``order`` without placing it (a dry run)."""
@@ -657,7 +667,13 @@ class AsyncClient(_Base[AsyncTransport]):
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order:
         """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
-        return await self._run("place_order", self.core.place_order(order, idempotency_key))
+        core = self.core
+        if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
+            return await self._run(
+                "place_order",
+                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
+            )
+        return await self._run("place_order", core.place_order(order, idempotency_key))
 
     async def check_order(self, order: OrderRequest) -> Instrument:
         """Run every local check on ``order`` without placing it (a dry run)."""

@@ -358,3 +358,53 @@ def datetime_naive() -> Any:
     from datetime import datetime
 
     return datetime(2026, 1, 1)
+
+
+# --- one symbol language -------------------------------------------------------------------
+
+
+def test_unified_symbol_is_one_intent_with_the_venues_own(
+    transport: Transport, sim: Simulator, make: Any
+) -> None:
+    """``BTC/USDT`` is accepted everywhere, found in the venue's instruments; the same
+    intent under either name is one order; reads by either name find it."""
+    client = make()
+    unified = LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.01", price="60000.00")
+    order = client.place_order(unified, idempotency_key="unified-1")
+    assert order.symbol == transport.btc
+    again = client.place_order(_resting_buy(transport), idempotency_key="unified-1")
+    assert again.order_id == order.order_id
+    assert _held(sim, order.client_order_id) == 1
+    assert _sent(sim, transport.place) == 1
+    found = client.get_order("BTC/USDT", client_order_id=order.client_order_id)
+    assert (found.order_id, found.idempotency_key) == (order.order_id, "unified-1")
+    assert [o.order_id for o in client.open_orders("BTC/USDT")] == [order.order_id]
+    assert client.check_order(unified).symbol == transport.btc
+    assert client.would_pass(unified).allowed
+    canceled = client.cancel_order("BTC/USDT", order_id=order.order_id)
+    assert canceled.status is OrderStatus.CANCELED
+    with pytest.raises(InvalidRequest, match="not listed"):
+        client.place_order(LimitOrder(symbol="DOGE/USDT", side="BUY", quantity="1", price="1"))
+    assert _sent(sim, transport.place) == 1
+
+
+def test_orders_read_back_carry_their_idempotency_key(transport: Transport, make: Any) -> None:
+    """Regression: ``open_orders()`` answered ``idempotency_key=None`` for an order placed
+    with a key. Listed and looked up, it carries the key the journal knows it by."""
+    client = make()
+    placed = client.place_order(_resting_buy(transport), idempotency_key="keyed-1")
+    (listed,) = client.open_orders(transport.btc)
+    assert listed.idempotency_key == "keyed-1"
+    by_id = client.get_order(transport.btc, order_id=placed.order_id)
+    assert by_id.idempotency_key == "keyed-1"
+
+
+def test_balances_use_common_asset_names(transport: Transport, make: Any) -> None:
+    """BTC, not Kraken's XXBT, on every venue; an empty balance reads 0, not 0E-10."""
+    client = make()
+    balances = {b.asset: b for b in client.balances()}
+    assert {"BTC", "ETH", "USDT"} <= set(balances)
+    assert str(balances["BTC"].locked) == "0"
+    assert balances["BTC"].free == Decimal(2)
+    rules = client.instruments()[transport.btc]
+    assert (rules.base_asset, rules.quote_asset) == ("BTC", "USDT")

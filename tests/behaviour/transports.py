@@ -57,7 +57,8 @@ class Transport:
     client_options: Callable[[], dict[str, Any]] = field(default=dict)
     build: Callable[..., Client] = native_client
     relabel: str | None = None  # key.venue for adapters riding on another's dialect
-    foreign_symbols: tuple[str, ...] = ("btc-usdt", "BTC/USDT")  # valid text, not its symbols
+    # Valid text, not a symbol of this venue (a unified BTC/USDT is one of every venue's).
+    foreign_symbols: tuple[str, ...] = ("btc-usdt", "btc_usdt")
     unlisted: str = "DOGEUSDT"  # well formed for this venue, but not listed
     market_data: bool = True  # the adapter offers ticker, order book, candles and trades
 

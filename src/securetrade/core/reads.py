@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, assess
@@ -42,6 +42,8 @@ from .states import IntentState
 
 __all__ = ["Reads", "state_of"]
 
+T = TypeVar("T")
+
 log = logging.getLogger("securetrade")
 
 _STATE_OF = {
@@ -67,6 +69,8 @@ class Reads(Pipeline):
         self._cancel_due: KillState | None = None  # a kill switch asked to cancel open orders
         self._cancelled_for: float | None = None  # ...and this engagement was honoured
         self._kill_lock = threading.Lock()  # one thread honours an engagement
+        # unified symbol -> the venue's, for the instrument table it was built from
+        self._unified: tuple[dict[str, Instrument], dict[str, str]] | None = None
         for switch in self.policy.kill_switches():
             switch.on_engage(_kill_listener(self))
 
@@ -84,12 +88,14 @@ class Reads(Pipeline):
     # --- market data: public, unsigned, and counted like every other request -------------
 
     def ticker(self, symbol: str) -> Flow[Ticker]:
+        symbol = yield from self.native_symbol(symbol)
         params = self._market_params(Op.TICKER, "ticker_params", symbol)
         payload = yield from self._call(Op.TICKER, params, symbol=symbol, priority=Priority.BULK)
         ticker: Ticker = self.venue.parse_ticker(payload, symbol)  # type: ignore[attr-defined]
         return ticker
 
     def order_book(self, symbol: str, depth: int) -> Flow[OrderBook]:
+        symbol = yield from self.native_symbol(symbol)
         params = self._market_params(Op.ORDER_BOOK, "order_book_params", symbol, depth)
         payload = yield from self._call(
             Op.ORDER_BOOK, params, symbol=symbol, priority=Priority.BULK
@@ -106,6 +112,7 @@ class Reads(Pipeline):
                 f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
             )
         since_ms = None if since is None else _milliseconds(since, "since")
+        symbol = yield from self.native_symbol(symbol)
         params = self._market_params(
             Op.CANDLES, "candles_params", symbol, interval, since_ms, limit
         )
@@ -119,6 +126,7 @@ class Reads(Pipeline):
 
     def public_trades(self, symbol: str, limit: int | None) -> Flow[list[PublicTrade]]:
         """The latest trades on the venue's tape, oldest first."""
+        symbol = yield from self.native_symbol(symbol)
         params = self._market_params(Op.PUBLIC_TRADES, "public_trades_params", symbol, limit)
         payload = yield from self._call(
             Op.PUBLIC_TRADES, params, symbol=symbol, priority=Priority.BULK
@@ -137,23 +145,80 @@ class Reads(Pipeline):
         params: Params = build(symbol, *args)
         return params
 
+    # --- one symbol language ---------------------------------------------------------------
+
+    def native_symbol(self, symbol: str) -> Flow[str]:
+        """The venue's own name for ``symbol``: a unified ``BASE/QUOTE`` (``BTC/USDT``) is
+        looked up in the venue's instrument table (read once); any other text is taken as
+        the venue's own (``BTCUSDT``, ``XBTUSDT``, ``AAPL``) and checked as before."""
+        if not isinstance(symbol, str) or "/" not in symbol:
+            return symbol
+        try:
+            self.venue.check_symbol(symbol)
+        except InvalidRequest:
+            pass  # not the venue's own grammar: map it
+        else:
+            return symbol  # a venue whose own symbols are unified (ccxt)
+        instruments = yield from self.markets()
+        if symbol in instruments:  # a venue whose own symbols are unified (ccxt)
+            return symbol
+        cached = self._unified
+        if cached is None or cached[0] is not instruments:
+            table = {
+                f"{i.base_asset}/{i.quote_asset}".upper(): i.symbol for i in instruments.values()
+            }
+            cached = self._unified = (instruments, table)
+        native = cached[1].get(symbol.upper())
+        if native is None:
+            raise InvalidRequest(f"{symbol} is not listed at {self.venue.name}")
+        return native
+
+    def maps_symbol(self, order: OrderRequest) -> bool:
+        """Whether ``order`` names its symbol in the unified form this venue must map."""
+        return (
+            isinstance(order, OrderRequest)
+            and "/" in order.symbol
+            and order.symbol not in self.market.instruments
+        )
+
+    def native_order(self, order: OrderRequest) -> Flow[OrderRequest]:
+        """``order`` with its symbol in the venue's own name: the intent (and so the
+        idempotency fingerprint) is the same whichever name the caller used."""
+        native = yield from self.native_symbol(order.symbol)
+        if native == order.symbol:
+            return order
+        return order.model_copy(update={"symbol": native})
+
+    def with_native_order(
+        self, order: OrderRequest, then: Callable[[OrderRequest], Flow[T]]
+    ) -> Flow[T]:
+        """Map ``order``'s symbol, then run ``then(order)`` (placing it, say)."""
+        native = yield from self.native_order(order)
+        result: T = yield from then(native)
+        return result
+
     def balances(self) -> Flow[list[Balance]]:
         payload = yield from self._call(Op.BALANCES, [])
         return self.venue.parse_balances(payload)
 
     def open_orders(self, symbol: str | None = None) -> Flow[list[Order]]:
         if symbol is not None:
+            symbol = yield from self.native_symbol(symbol)
             self.venue.check_symbol(symbol)
         params = self.venue.open_orders_params(symbol)
         payload = yield from self._call(Op.OPEN_ORDERS, params, symbol=symbol)
         orders = self.venue.parse_orders(payload)
         listed = [o for o in orders if symbol is None or o.symbol == symbol]
         self.policy.observe_open_orders(listed, symbol=symbol)
-        return listed
+        keyed = []
+        for order in listed:  # the idempotency key each of ours was placed with
+            keyed.append((yield from self._keyed(order)))
+        return keyed
 
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(
             symbol, client_order_id=client_order_id, order_id=order_id
@@ -161,12 +226,12 @@ class Reads(Pipeline):
         payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
         order = self.venue.parse_order(payload)
         self.policy.observe(order)
-        yield from self._record(order)
-        return order
+        return (yield from self._record(order))
 
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(
             symbol, client_order_id=client_order_id, order_id=order_id
@@ -179,7 +244,7 @@ class Reads(Pipeline):
             )
         else:
             order = self.venue.parse_order(payload)
-            yield from self._record(order)
+            order = yield from self._record(order)
         self.policy.observe(order)
         yield self.note("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
@@ -187,6 +252,7 @@ class Reads(Pipeline):
     def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
         """The executions of one of our orders: the venue's trades for it are recorded in
         the journal, once per trade id, and every fill recorded so far is returned."""
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         trades_params = getattr(self.venue, "trades_params", None)
         if trades_params is None or Op.TRADES not in self.venue.endpoints:
@@ -209,21 +275,33 @@ class Reads(Pipeline):
         recorded: list[Fill] = yield Call(Resource.JOURNAL, record)
         return recorded
 
-    def _record(self, order: Order) -> Flow[None]:
+    def _record(self, order: Order) -> Flow[Order]:
         """Keep the journal row of one of our orders current with what the venue said of it
         (a cancel, a fill, an UNKNOWN intent adopted when its order lands): the evidence
-        transition, which never moves an order back."""
+        transition, which never moves an order back. The order is returned with the
+        idempotency key the journal knows it by."""
         cid = order.client_order_id
         if not self.venue.owns_client_order_id(cid):
-            return
+            return order
         intent = yield Lookup(cid)
         if intent is None or intent.account != self.account:
-            return
+            return order
+        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
         state = state_of(order)
         if state is IntentState.REJECTED:
-            return  # a venue that lists a refused order: it says nothing of our attempts
-        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
+            return order  # a venue that lists a refused order: it says nothing of our attempts
         yield Settle(cid, state, order.model_dump_json(), fills=order.fills)
+        return order
+
+    def _keyed(self, order: Order) -> Flow[Order]:
+        """``order`` with the idempotency key the journal knows it by, if it is ours."""
+        cid = order.client_order_id
+        if order.idempotency_key is not None or not self.venue.owns_client_order_id(cid):
+            return order
+        intent = yield Lookup(cid)
+        if intent is None or intent.account != self.account:
+            return order
+        return order.model_copy(update={"idempotency_key": intent.idempotency_key})
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -264,12 +342,16 @@ class Reads(Pipeline):
 
     def check_order(self, order: OrderRequest) -> Flow[Instrument]:
         """Every local check of ``order`` (scope, policy, venue grammar, instrument rules)."""
+        if self.maps_symbol(order):
+            order = yield from self.native_order(order)
         instrument, _ = yield from self.vet(order)
         return instrument
 
     def would_pass(self, order: OrderRequest) -> Flow[Decision]:
         """The dry run: would ``order`` pass every local check now? Only reads are sent."""
         try:
+            if self.maps_symbol(order):
+                order = yield from self.native_order(order)
             yield from self.vet(order)
         except PolicyViolation as exc:
             return Decision.deny(exc.rule, exc.message)

@@ -17,7 +17,9 @@ How it differs from Binance, and how the contract carries it:
   first: an order only moves from open to closed, so read in this order it cannot slip
   between the two reads. ``CancelOrder`` takes ``cl_ord_id`` itself.
 * Errors are strings such as ``EOrder:Insufficient funds`` (``tables.ERRORS``).
-* Symbols are Kraken's pair altnames (``XBTUSDT``); assets are Kraken's codes (``XXBT``).
+* Symbols are Kraken's pair altnames (``XBTUSDT``); asset codes are read back in the
+  common names (``XXBT`` and ``XBT`` as ``BTC``, ``ZUSD`` as ``USD``: :func:`asset_name`),
+  in balances and instruments alike, so ``BTC/USDT`` finds ``XBTUSDT``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,40 @@ from ..base import (
 )
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
 
-__all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot"]
+__all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot", "asset_name"]
+
+# Kraken's legacy asset codes (an X before crypto, a Z before fiat) and its own short names
+# (XBT for bitcoin, XDG for dogecoin) -> the names everyone else uses. Codes not listed
+# (USDT, DOT, SOL, and every asset listed since) are already those names.
+_ASSET_NAMES = {
+    "XXBT": "BTC",
+    "XBT": "BTC",
+    "XBT.M": "BTC.M",
+    "XXDG": "DOGE",
+    "XDG": "DOGE",
+    "XETH": "ETH",
+    "XETC": "ETC",
+    "XLTC": "LTC",
+    "XMLN": "MLN",
+    "XREP": "REP",
+    "XXLM": "XLM",
+    "XXMR": "XMR",
+    "XXRP": "XRP",
+    "XZEC": "ZEC",
+    "ZUSD": "USD",
+    "ZEUR": "EUR",
+    "ZGBP": "GBP",
+    "ZCAD": "CAD",
+    "ZJPY": "JPY",
+    "ZAUD": "AUD",
+    "ZCHF": "CHF",
+}
+
+
+def asset_name(code: str) -> str:
+    """The common name of a Kraken asset code: ``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``."""
+    return _ASSET_NAMES.get(code, code)
+
 
 _SYMBOL = re.compile(r"[A-Z0-9]{2,16}(?:\.[A-Z0-9]{1,4})?")
 _STATUS = {
@@ -349,8 +384,9 @@ class KrakenSpot:
         for asset, row in sorted(payload.items()):
             total = Decimal(str(row.get("balance", "0")))
             held = Decimal(str(row.get("hold_trade", "0")))
-            result.append(Balance(asset=asset, free=max(total - held, Decimal(0)), locked=held))
-        return result
+            free = _plain(max(total - held, Decimal(0)))
+            result.append(Balance(asset=asset_name(asset), free=free, locked=_plain(held)))
+        return sorted(result, key=lambda b: b.asset)
 
     @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
@@ -361,8 +397,8 @@ class KrakenSpot:
             tick = pair.get("tick_size") or _step(int(pair["pair_decimals"]))
             result[pair["altname"]] = Instrument(
                 symbol=pair["altname"],
-                base_asset=pair["base"],
-                quote_asset=pair["quote"],
+                base_asset=asset_name(pair["base"]),
+                quote_asset=asset_name(pair["quote"]),
                 tick_size=tick,
                 step_size=_step(int(pair["lot_decimals"])),
                 min_quantity=pair.get("ordermin", "0"),
@@ -531,6 +567,14 @@ def _listed(result: Any) -> tuple[str, Any] | None:
             if among in result:
                 return among, result[among]
     return None
+
+
+def _plain(value: Decimal) -> Decimal:
+    """The same amount without the padding of Kraken's ten decimals: ``0E-10`` reads as
+    ``0`` and ``1.5000000000`` as ``1.5`` (a whole number keeps its digits: ``100``)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 def _only(result: Any) -> Any:
