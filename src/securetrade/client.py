@@ -51,6 +51,7 @@ from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
 from .venues import Venue, get_venue
+from .venues.base import Capabilities
 
 if TYPE_CHECKING:
     from .core.group_commit import GroupCommit
@@ -211,6 +212,12 @@ class _Base(ABC, Generic[TransportT]):
     @property
     def venue(self) -> Venue:
         return self.core.venue
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this venue supports: ``client.capabilities.supports("candles")``,
+        ``supports(OrderType.LIMIT)``, ``supports(TimeInForce.FOK)``, ``supports("1h")``."""
+        return self.core.capabilities
 
     @property
     def policy(self) -> Policy:

@@ -408,3 +408,38 @@ def test_balances_use_common_asset_names(transport: Transport, make: Any) -> Non
     assert balances["BTC"].free == Decimal(2)
     rules = client.instruments()[transport.btc]
     assert (rules.base_asset, rules.quote_asset) == ("BTC", "USDT")
+
+
+# --- capabilities --------------------------------------------------------------------------
+
+
+def test_capabilities_say_what_the_client_will_do(
+    transport: Transport, server: HttpsServer, make: Any
+) -> None:
+    """What ``capabilities`` denies is refused before I/O, and what it grants is offered."""
+    from securetrade import OrderType, TimeInForce
+
+    client = make()
+    caps = client.capabilities
+    assert caps.venue == transport.venue
+    assert caps.supports("place_order")
+    assert caps.supports(OrderType.LIMIT)
+    assert caps.supports(OrderType.MARKET)
+    assert caps.supports(TimeInForce.GTC)
+    for name in ("ticker", "order_book", "candles", "public_trades"):
+        assert caps.supports(name) is transport.market_data
+    assert caps.supports("1h") is transport.market_data
+    assert not caps.supports("7m")
+    if not caps.supports(TimeInForce.FOK):
+        fok = LimitOrder(
+            symbol=transport.btc, side="BUY", quantity="0.01", price="60000.00", time_in_force="FOK"
+        )
+        with pytest.raises(InvalidRequest):
+            client.place_order(fok)
+    if not caps.supports("key_permissions"):
+        with pytest.raises(InvalidRequest, match="key_permissions"):
+            client.key_permissions()
+    if not caps.supports("candles"):
+        with pytest.raises(InvalidRequest, match="does not offer"):
+            client.candles(transport.btc, "1h")
+    assert server.bytes_received == 0

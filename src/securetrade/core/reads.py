@@ -7,11 +7,12 @@ written to the journal as the evidence transition of :mod:`.states`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ from ..models import (
 from ..policy import Decision, KillState, ReferencePrice
 from ..ratelimit import Priority
 from ..transport import telemetry
-from ..venues.base import Op, Params
+from ..venues.base import Capabilities, Op, Params, capabilities_of
 from .effects import Call, Flow, Lookup, Resource, Settle
 from .pipeline import Pipeline
 from .states import IntentState
@@ -73,6 +74,11 @@ class Reads(Pipeline):
         self._unified: tuple[dict[str, Instrument], dict[str, str]] | None = None
         for switch in self.policy.kill_switches():
             switch.on_engage(_kill_listener(self))
+
+    @functools.cached_property
+    def capabilities(self) -> Capabilities:
+        """What the venue supports, read once from its tables."""
+        return capabilities_of(self.venue)
 
     def server_time(self) -> Flow[int]:
         payload = yield from self._call(Op.SERVER_TIME, [])
@@ -324,6 +330,8 @@ class Reads(Pipeline):
         return self.venue.parse_withdrawal(payload)
 
     def key_permissions(self) -> Flow[dict[str, Any]]:
+        if Op.KEY_PERMISSIONS not in self.capabilities.operations:
+            raise InvalidRequest(f"{self.venue.name} does not offer key_permissions")
         payload = yield from self._call(Op.KEY_PERMISSIONS, [])
         return dict(payload)
 
@@ -377,6 +385,19 @@ class Reads(Pipeline):
             yield self.note("scope.refused", op="place_order", reason="permission")
             raise
         policy = self.policy
+        caps = self.capabilities
+        if order.type not in caps.order_types:
+            offered = _listing(t.value for t in caps.order_types)
+            raise InvalidRequest(
+                f"{self.venue.name} takes {offered} orders, not {order.type.value}; "
+                "see client.capabilities"
+            )
+        if order.time_in_force is not None and order.time_in_force not in caps.time_in_force:
+            offered = _listing(t.value for t in caps.time_in_force)
+            raise InvalidRequest(
+                f"{self.venue.name} offers {offered}, not {order.time_in_force.value}; "
+                "see client.capabilities"
+            )
         try:
             yield Call(Resource.POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
@@ -507,6 +528,14 @@ class Reads(Pipeline):
     def stored(self, order_json: str, key: str) -> Order:
         """An order the journal recorded, as the caller sees it."""
         return Order.model_validate_json(order_json).model_copy(update={"idempotency_key": key})
+
+
+def _listing(names: Iterable[str]) -> str:
+    """``GTC and IOC``, ``FOK, GTC and IOC``: for messages."""
+    ordered: list[str] = sorted(names)
+    if len(ordered) < 2:
+        return "".join(ordered)
+    return ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
 
 def _milliseconds(moment: datetime | int, name: str) -> int:

@@ -48,12 +48,13 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
-from ..models import Balance, Instrument, Order, OrderRequest
+from ..models import Balance, Instrument, Order, OrderRequest, OrderType, TimeInForce
 from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
 
 __all__ = [
+    "Capabilities",
     "Endpoint",
     "ErrorRule",
     "Freshness",
@@ -62,6 +63,7 @@ __all__ = [
     "Params",
     "Venue",
     "Verdict",
+    "capabilities_of",
     "read_json",
     "reads_answer",
     "unreadable",
@@ -105,6 +107,64 @@ class Endpoint:
     cost: Mapping[str, int] = field(default_factory=dict)
     # Costs that depend on the parameters (first that applies wins; else ``cost``).
     cost_rules: tuple[CostRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a venue can do, as this SDK drives it: a bot (or the copy engine) checks here
+    before it tries, rather than learning from a refusal."""
+
+    venue: str
+    operations: frozenset[Op]
+    order_types: frozenset[OrderType]
+    time_in_force: frozenset[TimeInForce]
+    intervals: tuple[str, ...] = ()  # candle intervals (models.INTERVALS) the venue offers
+
+    def supports(self, what: Op | OrderType | TimeInForce | str) -> bool:
+        """``supports("ticker")``, ``supports(Op.CANDLES)``, ``supports(OrderType.LIMIT)``,
+        ``supports(TimeInForce.FOK)``, ``supports("1h")`` (a candle interval)."""
+        if isinstance(what, Op):
+            return what in self.operations
+        if isinstance(what, OrderType):
+            return what in self.order_types
+        if isinstance(what, TimeInForce):
+            return what in self.time_in_force
+        if isinstance(what, str):
+            return (
+                what in {op.value for op in self.operations}
+                or what in {t.value for t in self.order_types}
+                or what in {t.value for t in self.time_in_force}
+                or (Op.CANDLES in self.operations and what in self.intervals)
+            )
+        return False
+
+
+# Operations the core can run only if the adapter also provides these methods.
+_NEEDS = {
+    Op.TRADES: "trades_params",
+    Op.KEY_PERMISSIONS: "parse_key_permissions",
+    Op.TICKER: "ticker_params",
+    Op.ORDER_BOOK: "order_book_params",
+    Op.CANDLES: "candles_params",
+    Op.PUBLIC_TRADES: "public_trades_params",
+}
+
+
+def capabilities_of(venue: Venue) -> Capabilities:
+    """A venue's capabilities, read from its tables: the operations its endpoint table has
+    (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
+    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``."""
+    operations = frozenset(
+        op
+        for op in venue.endpoints
+        if _NEEDS.get(op) is None or callable(getattr(venue, _NEEDS[op], None))
+    )
+    order_types = getattr(venue, "order_types", None) or frozenset(OrderType)
+    time_in_force = getattr(venue, "time_in_force", None) or frozenset(TimeInForce)
+    intervals = tuple(getattr(venue, "intervals", None) or ()) if Op.CANDLES in operations else ()
+    return Capabilities(
+        venue.name, operations, frozenset(order_types), frozenset(time_in_force), intervals
+    )
 
 
 class Freshness(str, enum.Enum):

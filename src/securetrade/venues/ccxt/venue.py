@@ -413,6 +413,13 @@ class CcxtVenue:
         offered = self.codec.exchange.timeframes or {}
         return {name: name for name in INTERVALS if name in offered}
 
+    @property
+    def time_in_force(self) -> frozenset[TimeInForce]:
+        """The times in force the exchange offers (Kraken spot has no FOK)."""
+        if self.exchange_id == "kraken":
+            return frozenset({TimeInForce.GTC, TimeInForce.IOC})
+        return frozenset(TimeInForce)
+
     def ticker_params(self, symbol: str) -> Params:
         return [("symbol", symbol)]
 

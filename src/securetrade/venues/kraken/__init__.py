@@ -144,6 +144,7 @@ class KrakenSpot:
     freshness = Freshness.NONCE
     recv_window_ms = 5000
     order_acks = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
+    time_in_force = frozenset(_TIF)  # GTC and IOC: Kraken spot has no FOK
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
