@@ -35,9 +35,8 @@ def test_order_lifecycle(sim: Simulator, make_client: Any) -> None:
     assert order.status is OrderStatus.NEW
     assert order.price == Decimal("60000.00")
     assert order.idempotency_key
-    assert client.get_order("BTCUSDT", client_order_id=order.client_order_id) == order.model_copy(
-        update={"idempotency_key": None}
-    )
+    # Read back, it carries the idempotency key the journal knows it by (issue 21).
+    assert client.get_order("BTCUSDT", client_order_id=order.client_order_id) == order
     assert [o.order_id for o in client.open_orders("BTCUSDT")] == [order.order_id]
     canceled = client.cancel_order("BTCUSDT", order_id=order.order_id)
     assert canceled.status is OrderStatus.CANCELED

@@ -276,7 +276,7 @@ def _round_trip(sim: Simulator, client: Client) -> None:
         Decimal("0.00001"),
         Decimal(5),
     )
-    assert rules.base_asset == "XXBT"
+    assert (rules.base_asset, rules.quote_asset) == ("BTC", "USDT")  # not XXBT
     with pytest.raises(InsufficientFunds):
         client.place_order(BUY.model_copy(update={"quantity": Decimal("0.1")}))
     with pytest.raises(InvalidRequest, match="GTC and IOC"):

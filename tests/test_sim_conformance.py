@@ -23,6 +23,9 @@ from:
 * [K-TK]    docs.kraken.com/api/docs/rest-api/get-ticker-information
 * [K-SS]    docs.kraken.com/api/docs/rest-api/get-system-status
 * [K-AP]    docs.kraken.com/api/docs/rest-api/get-tradable-asset-pairs
+* [K-DP]    docs.kraken.com/api/docs/rest-api/get-order-book
+* [K-OHLC]  docs.kraken.com/api/docs/rest-api/get-ohlc-data
+* [K-RT]    docs.kraken.com/api/docs/rest-api/get-recent-trades
 """
 
 from __future__ import annotations
@@ -448,7 +451,100 @@ def test_ccxt_binance_flows_and_refusals(venue: Venue) -> None:
     assert "-1100" in refusal
 
 
-# --- Kraken: krakenex ----------------------------------------------------------------------
+# --- market data: depth, klines, recent trades (issue 21) --------------------------------
+
+
+def test_python_binance_depth_klines_and_trades(venue: Venue) -> None:
+    """[B-MKT] "Order book", "Kline/Candlestick data", "Recent trades list", read by
+    python-binance as it reads the live venue, with the refusals the venue answers."""
+    client = python_binance(venue, venue.sim.create_key())
+    client.order_market_buy(symbol=SYMBOL, quantity="0.001")
+    book = client.get_order_book(symbol=SYMBOL, limit=5)
+    assert set(book) == {"lastUpdateId", "bids", "asks"}
+    assert len(book["bids"]) == len(book["asks"]) == 5
+    assert Decimal(book["bids"][0][0]) < Decimal(book["asks"][0][0])
+    bars = client.get_klines(symbol=SYMBOL, interval="1h", limit=3)
+    assert len(bars) == 3
+    assert all(len(bar) == 12 for bar in bars)
+    assert bars[1][0] - bars[0][0] == 3_600_000
+    assert bars[0][6] == bars[0][0] + 3_599_999
+    start = bars[0][0]
+    assert client.get_klines(symbol=SYMBOL, interval="1h", startTime=start, limit=2)[0][0] == start
+    trades = client.get_recent_trades(symbol=SYMBOL, limit=1)
+    assert set(trades[0]) == {
+        "id",
+        "price",
+        "qty",
+        "quoteQty",
+        "time",
+        "isBuyerMaker",
+        "isBestMatch",
+    }
+    assert trades[0]["isBuyerMaker"] is False  # a market buy took the liquidity
+    # [B-ERR] -1120 BAD_INTERVAL, -1130 INVALID_PARAMETER (limit out of range), -1121
+    assert binance_code(lambda: client.get_klines(symbol=SYMBOL, interval="7m")) == -1120
+    assert binance_code(lambda: client.get_order_book(symbol=SYMBOL, limit=5001)) == -1130
+    assert binance_code(lambda: client.get_recent_trades(symbol=SYMBOL, limit=1001)) == -1130
+    assert binance_code(lambda: client.get_order_book(symbol="NOPEUSDT")) == -1121
+    assert binance_code(lambda: client._get("depth", data={"symbol": SYMBOL, "Limit": 5})) == (
+        -1104
+    )
+
+
+def test_binance_connector_and_ccxt_read_market_data(venue: Venue) -> None:
+    client = connector(venue, venue.sim.create_key())
+    assert len(client.klines(SYMBOL, "1m", limit=10)) == 10
+    assert client.trades(SYMBOL, limit=5) == client.trades(SYMBOL, limit=5)
+    exchange = ccxt_exchange(venue, venue.sim.create_key(), "binance")
+    exchange.load_markets()
+    book = exchange.fetch_order_book("BTC/USDT", 10)
+    assert len(book["bids"]) == 10
+    assert book["bids"][0][0] < book["asks"][0][0]
+    bars = exchange.fetch_ohlcv("BTC/USDT", "15m", limit=4)
+    assert len(bars) == 4
+    assert bars[1][0] - bars[0][0] == 900_000
+    trades = exchange.fetch_trades(
+        "BTC/USDT", limit=5, params={"fetchTradesMethod": "publicGetTrades"}
+    )
+    assert all(t["symbol"] == "BTC/USDT" and t["price"] > 0 for t in trades)
+
+
+def test_krakenex_and_ccxt_read_kraken_market_data(venue: Venue) -> None:
+    """[K-DP] Depth, [K-OHLC] OHLC, [K-RT] Trades, as krakenex and ccxt read them."""
+    api = kraken_client(venue, kraken_key(venue))
+    api.query_private(
+        "AddOrder", {"pair": "XBTUSDT", "type": "sell", "ordertype": "market", "volume": "0.001"}
+    )
+    depth = api.query_public("Depth", {"pair": "XBTUSDT", "count": 3})["result"]["XBTUSDT"]
+    assert len(depth["bids"]) == len(depth["asks"]) == 3
+    assert len(depth["bids"][0]) == 3
+    ohlc = api.query_public("OHLC", {"pair": "XBTUSDT", "interval": 60})["result"]
+    frames = ohlc["XBTUSDT"]
+    assert len(frames) == 720
+    assert all(len(f) == 8 for f in frames)
+    assert frames[-1][0] - frames[-2][0] == 3600
+    assert ohlc["last"] == frames[-2][0]
+    later = api.query_public("OHLC", {"pair": "XBTUSDT", "interval": 60, "since": ohlc["last"]})
+    assert [f[0] for f in later["result"]["XBTUSDT"]] == [frames[-1][0]]  # since: exclusive
+    tape = api.query_public("Trades", {"pair": "XBTUSDT", "count": 1})["result"]
+    (trade,) = tape["XBTUSDT"]
+    assert trade[3] == "s"
+    assert isinstance(trade[6], int)
+    assert int(tape["last"]) > 0
+    again = api.query_public("Trades", {"pair": "XBTUSDT", "since": tape["last"]})["result"]
+    assert again["XBTUSDT"] == []  # nothing after the cursor
+    assert api.query_public("OHLC", {"pair": "XBTUSDT", "interval": 7})["error"] == [
+        "EGeneral:Invalid arguments:interval"
+    ]
+    assert api.query_public("Depth", {"pair": "NOPEUSDT"})["error"] == ["EQuery:Unknown asset pair"]
+    exchange = ccxt_exchange(venue, kraken_key(venue), "kraken")
+    exchange.load_markets()
+    book = exchange.fetch_order_book("BTC/USDT", 5)
+    assert len(book["asks"]) == 5
+    assert book["bids"][0][0] < book["asks"][0][0]
+    bars = exchange.fetch_ohlcv("BTC/USDT", "1h", limit=5)
+    assert len(bars) == 5
+    assert exchange.fetch_trades("BTC/USDT", limit=1)[0]["side"] == "sell"
 
 
 def kraken_key(venue: Venue, **kwargs: Any) -> ApiKey:

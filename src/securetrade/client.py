@@ -12,6 +12,7 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,17 @@ from .core import Call, Core, Flow, Journal, JournalStore, RecoveryReport, Resou
 from .core.effects import Send
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
-from .models import Balance, Fill, Instrument, Order, OrderRequest
+from .models import (
+    Balance,
+    Candle,
+    Fill,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    PublicTrade,
+    Ticker,
+)
 from .nonce import NonceSource
 from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
@@ -40,6 +51,7 @@ from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
 from .venues import Venue, get_venue
+from .venues.base import Capabilities
 
 if TYPE_CHECKING:
     from .core.group_commit import GroupCommit
@@ -78,6 +90,9 @@ class _Base(ABC, Generic[TransportT]):
     (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
     path, a :class:`Journal`, a :class:`RedisJournal` shared by several hosts, or the
     default file in the user's state directory).
+    Without a key (``Client(venue="binance", pins=...)``) the client reads market data
+    only: every call that needs a key is refused with :class:`ScopeError` before anything
+    is sent, and its journal is in memory, since it can place nothing.
     ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
     where nonce venues (Kraken) draw nonces: by default one source per process; processes
     or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
@@ -91,7 +106,7 @@ class _Base(ABC, Generic[TransportT]):
 
     def __init__(
         self,
-        key: ApiKey | KeyRing,
+        key: ApiKey | KeyRing | None = None,
         *,
         venue: str | Venue | None = None,
         base_url: str | None = None,
@@ -125,6 +140,18 @@ class _Base(ABC, Generic[TransportT]):
             recv_window_ms=recv_window_ms,
             flags=(unsafe_disable_pinning, unsafe_allow_withdraw_scope, unsafe_allow_plain_http),
         )
+        if venue is not None and not isinstance(venue, str) and not hasattr(venue, "endpoints"):
+            raise InvalidRequest("venue must be a venue name (e.g. 'binance') or a venue adapter")
+        if key is None:  # market data only
+            if venue is None:
+                raise InvalidRequest(
+                    "a client without a key reads market data only; name its venue: "
+                    "Client(venue='binance', pins=...)"
+                )
+            named = get_venue(venue) if isinstance(venue, str) else venue
+            key = _market_data_key(named.name)
+            if journal is None:
+                journal = ":memory:"  # it can place nothing: no orders to keep
         chosen = (
             get_venue(key.venue)
             if venue is None
@@ -187,6 +214,12 @@ class _Base(ABC, Generic[TransportT]):
         return self.core.venue
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What this venue supports: ``client.capabilities.supports("candles")``,
+        ``supports(OrderType.LIMIT)``, ``supports(TimeInForce.FOK)``, ``supports("1h")``."""
+        return self.core.capabilities
+
+    @property
     def policy(self) -> Policy:
         return self.core.policy
 
@@ -236,8 +269,8 @@ def _check_arguments(
     """Refuse a wrong argument with a typed error that says what to pass, before the client
     exists (and so before any request): a journal of ``""`` would otherwise be a private
     temporary database, i.e. no durable journal at all."""
-    if not isinstance(key, (ApiKey, KeyRing)):
-        raise InvalidRequest("key must be an ApiKey or a KeyRing")
+    if key is not None and not isinstance(key, (ApiKey, KeyRing)):
+        raise InvalidRequest("key must be an ApiKey or a KeyRing (or None for market data only)")
     if isinstance(journal, str) and not journal.strip():
         raise InvalidRequest(
             "journal must name a file (or ':memory:' for a journal that does not outlive "
@@ -266,6 +299,24 @@ def _check_arguments(
         strict=True,
     ):
         flag(name, value)
+
+
+_MARKET_DATA_KEY_ID = "market-data-only"
+
+
+def _market_data_key(venue: str) -> ApiKey:
+    """The stand-in for the key a market-data client does not have: no scope at all, so
+    every call that needs one (anything signed) is a :class:`ScopeError` before any
+    byte is sent. Its secret is random, known to no venue, and never used."""
+    import base64
+    import secrets
+
+    return ApiKey(
+        venue,
+        _MARKET_DATA_KEY_ID,
+        base64.b64encode(secrets.token_bytes(64)),  # Kraken's signer reads base64
+        scopes=(),
+    )
 
 
 def _base_url(venue: Venue, key: ApiKey, base_url: str | None) -> str:
@@ -376,6 +427,32 @@ class Client(_Base[Transport]):
         """Trading rules per symbol (cached after the first call)."""
         return self._run("instruments", self.core.instruments(refresh=refresh))
 
+    def ticker(self, symbol: str) -> Ticker:
+        """Best bid and ask, last price and the day's range of ``symbol``. Needs no key."""
+        return self._run("ticker", self.core.ticker(symbol))
+
+    def order_book(self, symbol: str, depth: int = 100) -> OrderBook:
+        """The book of ``symbol`` to ``depth`` levels a side, best first. Needs no key."""
+        return self._run("order_book", self.core.order_book(symbol, depth))
+
+    def candles(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        *,
+        since: datetime | int | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:
+        """OHLCV bars, oldest first: from ``since`` (an aware datetime or epoch ms) on,
+        else the most recent. ``interval`` is one of ``securetrade.models.INTERVALS``
+        (``"1m"``, ``"1h"``, ``"1d"``...) that the venue offers. Needs no key."""
+        return self._run("candles", self.core.candles(symbol, interval, since, limit))
+
+    def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+        """The latest trades on the venue's public tape, oldest first (everyone's; this
+        account's own executions are :meth:`fills`). Needs no key."""
+        return self._run("trades", self.core.public_trades(symbol, limit))
+
     def balances(self) -> list[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
         return self._run("balances", self.core.balances())
@@ -383,11 +460,21 @@ class Client(_Base[Transport]):
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
         """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
 
+        ``order.symbol`` may be the venue's own (``BTCUSDT``, ``XBTUSDT``) or unified
+        (``BTC/USDT``), looked up in the venue's instruments; the order comes back under
+        the venue's own name, and the same intent under either name is one order.
+
         Raises :class:`LocalRefusal` subclasses before sending anything,
         :class:`VenueRejected` when the venue says no, :class:`RetryableError` when it was
         certainly not placed, and :class:`UnresolvedOrder` when the venue cannot yet say.
         """
-        return self._run("place_order", self.core.place_order(order, idempotency_key))
+        core = self.core
+        if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
+            return self._run(
+                "place_order",
+                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
+            )
+        return self._run("place_order", core.place_order(order, idempotency_key))
 
     def check_order(self, order: OrderRequest) -> Instrument:
         """Run every local check on ``order`` without placing it (a dry run)."""
@@ -556,6 +643,29 @@ class AsyncClient(_Base[AsyncTransport]):
         """Trading rules per symbol (cached after the first call)."""
         return await self._run("instruments", self.core.instruments(refresh=refresh))
 
+    async def ticker(self, symbol: str) -> Ticker:
+        """Best bid and ask, last price and the day's range; see :meth:`Client.ticker`."""
+        return await self._run("ticker", self.core.ticker(symbol))
+
+    async def order_book(self, symbol: str, depth: int = 100) -> OrderBook:
+        """The book to ``depth`` levels a side; see :meth:`Client.order_book`."""
+        return await self._run("order_book", self.core.order_book(symbol, depth))
+
+    async def candles(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        *,
+        since: datetime | int | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:
+        """OHLCV bars, oldest first; see :meth:`Client.candles`."""
+        return await self._run("candles", self.core.candles(symbol, interval, since, limit))
+
+    async def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+        """The latest public trades, oldest first; see :meth:`Client.trades`."""
+        return await self._run("trades", self.core.public_trades(symbol, limit))
+
     async def balances(self) -> list[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
         return await self._run("balances", self.core.balances())
@@ -564,7 +674,13 @@ class AsyncClient(_Base[AsyncTransport]):
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order:
         """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
-        return await self._run("place_order", self.core.place_order(order, idempotency_key))
+        core = self.core
+        if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
+            return await self._run(
+                "place_order",
+                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
+            )
+        return await self._run("place_order", core.place_order(order, idempotency_key))
 
     async def check_order(self, order: OrderRequest) -> Instrument:
         """Run every local check on ``order`` without placing it (a dry run)."""

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
 
 __all__ = [
+    "INTERVALS",
     "Balance",
+    "BookLevel",
+    "Candle",
     "Fill",
     "Instrument",
     "LimitOrder",
@@ -32,8 +35,11 @@ __all__ = [
     "Order",
     "OrderRequest",
     "OrderStatus",
+    "OrderBook",
     "OrderType",
+    "PublicTrade",
     "Side",
+    "Ticker",
     "TimeInForce",
     "to_decimal",
 ]
@@ -378,3 +384,105 @@ def _check_step(field: str, value: Decimal, step: Decimal) -> None:
             f"{field} {value} has more decimals than the instrument allows "
             f"(step {format(step.normalize(), 'f')}, at most {places} decimal places)"
         )
+
+
+# --- market data ---------------------------------------------------------------------------
+
+#: Candle intervals every venue is asked in, as ccxt and most charting tools name them, with
+#: their length in seconds. A venue maps the ones it offers to its own names; asking a venue
+#: for one it does not offer is refused before anything is sent.
+INTERVALS: Mapping[str, int] = {
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+    "3d": 259200,
+    "1w": 604800,
+    "2w": 1209600,
+}
+
+
+class Ticker(_Model):
+    """The market in one symbol now: best bid and ask, last trade, and the day's range.
+
+    Fields a venue does not report are ``None`` (a zero would be a price)."""
+
+    symbol: str
+    last: Money
+    bid: Money | None = None
+    ask: Money | None = None
+    bid_quantity: Money | None = None
+    ask_quantity: Money | None = None
+    open: Money | None = None
+    high: Money | None = None
+    low: Money | None = None
+    volume: Money | None = Field(default=None, description="base asset traded, last 24 h")
+    quote_volume: Money | None = None
+    at: datetime | None = None
+
+    @property
+    def spread(self) -> Decimal | None:
+        """Ask minus bid, or ``None`` when either side is unknown."""
+        if self.bid is None or self.ask is None:
+            return None
+        return self.ask - self.bid
+
+
+class BookLevel(_Model):
+    """One price level of an order book: the quantity resting at ``price``."""
+
+    price: Money
+    quantity: Money
+
+
+class OrderBook(_Model):
+    """A snapshot of the book: bids best (highest) first, asks best (lowest) first."""
+
+    symbol: str
+    bids: tuple[BookLevel, ...] = ()
+    asks: tuple[BookLevel, ...] = ()
+    at: datetime | None = None
+    sequence: int | None = Field(default=None, description="the venue's update id, if any")
+
+    @property
+    def best_bid(self) -> BookLevel | None:
+        return self.bids[0] if self.bids else None
+
+    @property
+    def best_ask(self) -> BookLevel | None:
+        return self.asks[0] if self.asks else None
+
+
+class Candle(_Model):
+    """One OHLCV bar of ``interval`` opening at ``opened_at``; the last bar of an answer may
+    still be forming."""
+
+    symbol: str
+    interval: str
+    opened_at: datetime
+    open: Money
+    high: Money
+    low: Money
+    close: Money
+    volume: Money = Field(description="base asset traded in the bar")
+    quote_volume: Money | None = None
+    trades: int | None = None
+
+
+class PublicTrade(_Model):
+    """One trade on the venue's public tape (anyone's, not only this account's)."""
+
+    symbol: str
+    trade_id: str | None
+    price: Money
+    quantity: Money
+    at: datetime
+    side: Side | None = Field(default=None, description="the taker's side, when reported")

@@ -249,3 +249,197 @@ def test_lost_journal_orphan_reported_then_adopted(
     assert again.order_id == placed.order_id
     assert _held(sim, placed.client_order_id) == 1
     assert _sent(sim, transport.place) == 1
+
+
+# --- market data ---------------------------------------------------------------------------
+
+
+def _market_client(transport: Transport, sim: Simulator, server: HttpsServer) -> Any:
+    """A client without a key: market data only."""
+    return transport.build(transport, sim, server, None)
+
+
+def test_market_data_needs_no_key(
+    transport: Transport, sim: Simulator, server: HttpsServer, make: Any
+) -> None:
+    """Ticker, book, candles and the public tape, from a client that holds no key; the
+    tape shows a trade another account made; anything signed is refused before I/O."""
+    trader = make()
+    bought = trader.place_order(MarketOrder(symbol=transport.btc, side="BUY", quantity="0.01"))
+    client = _market_client(transport, sim, server)
+    try:
+        if not transport.market_data:
+            before = server.bytes_received
+            for call in (
+                lambda: client.ticker(transport.btc),
+                lambda: client.order_book(transport.btc),
+                lambda: client.candles(transport.btc, "1h"),
+                lambda: client.trades(transport.btc),
+            ):
+                with pytest.raises(InvalidRequest, match="does not offer"):
+                    call()
+            assert server.bytes_received == before
+            return
+        ticker = client.ticker(transport.btc)
+        assert ticker.symbol == transport.btc
+        assert isinstance(ticker.last, Decimal)
+        assert ticker.bid is not None
+        assert ticker.ask is not None
+        assert ticker.bid < ticker.ask
+
+        book = client.order_book(transport.btc, 10)
+        assert 0 < len(book.bids) <= 10
+        assert 0 < len(book.asks) <= 10
+        bids = [level.price for level in book.bids]
+        asks = [level.price for level in book.asks]
+        assert bids == sorted(bids, reverse=True)
+        assert asks == sorted(asks)
+        assert bids[0] < asks[0]
+
+        bars = client.candles(transport.btc, "1h", limit=5)
+        assert len(bars) == 5
+        opened = [bar.opened_at for bar in bars]
+        assert opened == sorted(opened)
+        assert all(o.minute == 0 and o.second == 0 for o in opened)
+        assert all(bar.low <= min(bar.open, bar.close) <= bar.high for bar in bars)
+        assert bars[-1].volume >= Decimal("0.01")  # the bar now forming holds our trade
+
+        tape = client.trades(transport.btc, limit=50)
+        ((price, _, trade_id),) = sim.market.orders_with_client_id(bought.client_order_id)[0].fills
+        assert (tape[-1].price, tape[-1].trade_id) == (price, str(trade_id))
+        assert tape[-1].quantity == Decimal("0.01")
+        assert tape[-1].side is not None
+        assert tape[-1].side.value == "BUY"
+
+        before = server.bytes_received
+        with pytest.raises(ScopeError):
+            client.balances()
+        with pytest.raises(ScopeError):
+            client.place_order(_resting_buy(transport))
+        assert server.bytes_received == before
+    finally:
+        client.close()
+
+
+def test_candles_from_a_moment_on(transport: Transport, make: Any) -> None:
+    """``since`` (an aware datetime or epoch milliseconds) starts at the bar opening then,
+    and ``limit`` keeps the first bars from there, whatever the venue's cursor."""
+    from datetime import datetime, timedelta, timezone
+
+    if not transport.market_data:
+        pytest.skip("the adapter offers no market data (test_market_data_needs_no_key)")
+    client = make()
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    since = hour - timedelta(hours=6)
+    bars = client.candles(transport.btc, "1h", since=since, limit=3)
+    assert [b.opened_at for b in bars] == [since + timedelta(hours=k) for k in range(3)]
+    same = client.candles(transport.btc, "1h", since=int(since.timestamp() * 1000), limit=3)
+    assert same == bars
+
+
+def test_market_data_arguments_refused_before_io(
+    transport: Transport, server: HttpsServer, make: Any
+) -> None:
+    client = make()
+    for call in (
+        lambda: client.candles(transport.btc, "7m"),  # no venue has it
+        lambda: client.candles(transport.btc, "1h", since=datetime_naive()),
+        lambda: client.order_book(transport.btc, 0),
+        lambda: client.order_book(transport.btc, 100_000),
+        lambda: client.trades(transport.btc, limit=0),
+        lambda: client.ticker(transport.foreign_symbols[0]),
+    ):
+        with pytest.raises(InvalidRequest):
+            call()
+    assert server.bytes_received == 0
+
+
+def datetime_naive() -> Any:
+    from datetime import datetime
+
+    return datetime(2026, 1, 1)
+
+
+# --- one symbol language -------------------------------------------------------------------
+
+
+def test_unified_symbol_is_one_intent_with_the_venues_own(
+    transport: Transport, sim: Simulator, make: Any
+) -> None:
+    """``BTC/USDT`` is accepted everywhere, found in the venue's instruments; the same
+    intent under either name is one order; reads by either name find it."""
+    client = make()
+    unified = LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.01", price="60000.00")
+    order = client.place_order(unified, idempotency_key="unified-1")
+    assert order.symbol == transport.btc
+    again = client.place_order(_resting_buy(transport), idempotency_key="unified-1")
+    assert again.order_id == order.order_id
+    assert _held(sim, order.client_order_id) == 1
+    assert _sent(sim, transport.place) == 1
+    found = client.get_order("BTC/USDT", client_order_id=order.client_order_id)
+    assert (found.order_id, found.idempotency_key) == (order.order_id, "unified-1")
+    assert [o.order_id for o in client.open_orders("BTC/USDT")] == [order.order_id]
+    assert client.check_order(unified).symbol == transport.btc
+    assert client.would_pass(unified).allowed
+    canceled = client.cancel_order("BTC/USDT", order_id=order.order_id)
+    assert canceled.status is OrderStatus.CANCELED
+    with pytest.raises(InvalidRequest, match="not listed"):
+        client.place_order(LimitOrder(symbol="DOGE/USDT", side="BUY", quantity="1", price="1"))
+    assert _sent(sim, transport.place) == 1
+
+
+def test_orders_read_back_carry_their_idempotency_key(transport: Transport, make: Any) -> None:
+    """Regression: ``open_orders()`` answered ``idempotency_key=None`` for an order placed
+    with a key. Listed and looked up, it carries the key the journal knows it by."""
+    client = make()
+    placed = client.place_order(_resting_buy(transport), idempotency_key="keyed-1")
+    (listed,) = client.open_orders(transport.btc)
+    assert listed.idempotency_key == "keyed-1"
+    by_id = client.get_order(transport.btc, order_id=placed.order_id)
+    assert by_id.idempotency_key == "keyed-1"
+
+
+def test_balances_use_common_asset_names(transport: Transport, make: Any) -> None:
+    """BTC, not Kraken's XXBT, on every venue; an empty balance reads 0, not 0E-10."""
+    client = make()
+    balances = {b.asset: b for b in client.balances()}
+    assert {"BTC", "ETH", "USDT"} <= set(balances)
+    assert str(balances["BTC"].locked) == "0"
+    assert balances["BTC"].free == Decimal(2)
+    rules = client.instruments()[transport.btc]
+    assert (rules.base_asset, rules.quote_asset) == ("BTC", "USDT")
+
+
+# --- capabilities --------------------------------------------------------------------------
+
+
+def test_capabilities_say_what_the_client_will_do(
+    transport: Transport, server: HttpsServer, make: Any
+) -> None:
+    """What ``capabilities`` denies is refused before I/O, and what it grants is offered."""
+    from securetrade import OrderType, TimeInForce
+
+    client = make()
+    caps = client.capabilities
+    assert caps.venue == transport.venue
+    assert caps.supports("place_order")
+    assert caps.supports(OrderType.LIMIT)
+    assert caps.supports(OrderType.MARKET)
+    assert caps.supports(TimeInForce.GTC)
+    for name in ("ticker", "order_book", "candles", "public_trades"):
+        assert caps.supports(name) is transport.market_data
+    assert caps.supports("1h") is transport.market_data
+    assert not caps.supports("7m")
+    if not caps.supports(TimeInForce.FOK):
+        fok = LimitOrder(
+            symbol=transport.btc, side="BUY", quantity="0.01", price="60000.00", time_in_force="FOK"
+        )
+        with pytest.raises(InvalidRequest):
+            client.place_order(fok)
+    if not caps.supports("key_permissions"):
+        with pytest.raises(InvalidRequest, match="key_permissions"):
+            client.key_permissions()
+    if not caps.supports("candles"):
+        with pytest.raises(InvalidRequest, match="does not offer"):
+            client.candles(transport.btc, "1h")
+    assert server.bytes_received == 0

@@ -57,8 +57,10 @@ class Transport:
     client_options: Callable[[], dict[str, Any]] = field(default=dict)
     build: Callable[..., Client] = native_client
     relabel: str | None = None  # key.venue for adapters riding on another's dialect
-    foreign_symbols: tuple[str, ...] = ("btc-usdt", "BTC/USDT")  # valid text, not its symbols
+    # Valid text, not a symbol of this venue (a unified BTC/USDT is one of every venue's).
+    foreign_symbols: tuple[str, ...] = ("btc-usdt", "btc_usdt")
     unlisted: str = "DOGEUSDT"  # well formed for this venue, but not listed
+    market_data: bool = True  # the adapter offers ticker, order book, candles and trades
 
     def key(self, sim: Simulator, **kwargs: Any) -> ApiKey:
         made = sim.create_key(venue=self.dialect, **kwargs)
@@ -139,6 +141,7 @@ ACME = Transport(
     freshness="timestamp",
     recv_window_ms=500,
     relabel="acme",
+    market_data=False,  # its endpoint table has no market data: a typed refusal, no I/O
 )
 
 # ccxt's Binance, over the simulator's Binance dialect: ccxt builds, signs and reads every

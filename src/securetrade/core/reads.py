@@ -7,26 +7,43 @@ written to the journal as the evidence transition of :mod:`.states`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, assess
-from ..models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, to_decimal
+from ..models import (
+    INTERVALS,
+    Balance,
+    Candle,
+    Fill,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    PublicTrade,
+    Ticker,
+    to_decimal,
+)
 from ..policy import Decision, KillState, ReferencePrice
 from ..ratelimit import Priority
 from ..transport import telemetry
-from ..venues.base import Op, Params
+from ..venues.base import Capabilities, Op, Params, capabilities_of
 from .effects import Call, Flow, Lookup, Resource, Settle
 from .pipeline import Pipeline
 from .states import IntentState
 
 __all__ = ["Reads", "state_of"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("securetrade")
 
@@ -53,8 +70,15 @@ class Reads(Pipeline):
         self._cancel_due: KillState | None = None  # a kill switch asked to cancel open orders
         self._cancelled_for: float | None = None  # ...and this engagement was honoured
         self._kill_lock = threading.Lock()  # one thread honours an engagement
+        # unified symbol -> the venue's, for the instrument table it was built from
+        self._unified: tuple[dict[str, Instrument], dict[str, str]] | None = None
         for switch in self.policy.kill_switches():
             switch.on_engage(_kill_listener(self))
+
+    @functools.cached_property
+    def capabilities(self) -> Capabilities:
+        """What the venue supports, read once from its tables."""
+        return capabilities_of(self.venue)
 
     def server_time(self) -> Flow[int]:
         payload = yield from self._call(Op.SERVER_TIME, [])
@@ -67,23 +91,140 @@ class Reads(Pipeline):
             yield from self._honour_kill_switch()
         return dict((yield from self.markets(refresh=refresh, priority=priority)))
 
+    # --- market data: public, unsigned, and counted like every other request -------------
+
+    def ticker(self, symbol: str) -> Flow[Ticker]:
+        symbol = yield from self.native_symbol(symbol)
+        params = self._market_params(Op.TICKER, "ticker_params", symbol)
+        payload = yield from self._call(Op.TICKER, params, symbol=symbol, priority=Priority.BULK)
+        ticker: Ticker = self.venue.parse_ticker(payload, symbol)  # type: ignore[attr-defined]
+        return ticker
+
+    def order_book(self, symbol: str, depth: int) -> Flow[OrderBook]:
+        symbol = yield from self.native_symbol(symbol)
+        params = self._market_params(Op.ORDER_BOOK, "order_book_params", symbol, depth)
+        payload = yield from self._call(
+            Op.ORDER_BOOK, params, symbol=symbol, priority=Priority.BULK
+        )
+        book: OrderBook = self.venue.parse_order_book(payload, symbol)  # type: ignore[attr-defined]
+        return book
+
+    def candles(
+        self, symbol: str, interval: str, since: datetime | int | None, limit: int | None
+    ) -> Flow[list[Candle]]:
+        """Bars from ``since`` on (the first ``limit`` of them), else the latest ``limit``."""
+        if interval not in INTERVALS:
+            raise InvalidRequest(
+                f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
+            )
+        since_ms = None if since is None else _milliseconds(since, "since")
+        symbol = yield from self.native_symbol(symbol)
+        params = self._market_params(
+            Op.CANDLES, "candles_params", symbol, interval, since_ms, limit
+        )
+        payload = yield from self._call(Op.CANDLES, params, symbol=symbol, priority=Priority.BULK)
+        bars: list[Candle] = self.venue.parse_candles(payload, symbol, interval)  # type: ignore[attr-defined]
+        if since_ms is not None:  # a venue whose cursor is coarser than ours (Kraken: seconds)
+            bars = [b for b in bars if b.opened_at.timestamp() * 1000 >= since_ms]
+        if limit is not None and len(bars) > limit:  # a venue without a count (Kraken's OHLC)
+            bars = bars[:limit] if since_ms is not None else bars[-limit:]
+        return bars
+
+    def public_trades(self, symbol: str, limit: int | None) -> Flow[list[PublicTrade]]:
+        """The latest trades on the venue's tape, oldest first."""
+        symbol = yield from self.native_symbol(symbol)
+        params = self._market_params(Op.PUBLIC_TRADES, "public_trades_params", symbol, limit)
+        payload = yield from self._call(
+            Op.PUBLIC_TRADES, params, symbol=symbol, priority=Priority.BULK
+        )
+        trades: list[PublicTrade] = self.venue.parse_public_trades(payload, symbol)  # type: ignore[attr-defined]
+        if limit is not None and len(trades) > limit:
+            trades = trades[-limit:]
+        return trades
+
+    def _market_params(self, op: Op, builder: str, symbol: str, *args: Any) -> Params:
+        """The venue's parameters for a market-data call, checked before anything is sent."""
+        self.venue.check_symbol(symbol)
+        build = getattr(self.venue, builder, None)
+        if build is None or op not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} does not offer {op.value}")
+        params: Params = build(symbol, *args)
+        return params
+
+    # --- one symbol language ---------------------------------------------------------------
+
+    def native_symbol(self, symbol: str) -> Flow[str]:
+        """The venue's own name for ``symbol``: a unified ``BASE/QUOTE`` (``BTC/USDT``) is
+        looked up in the venue's instrument table (read once); any other text is taken as
+        the venue's own (``BTCUSDT``, ``XBTUSDT``, ``AAPL``) and checked as before."""
+        if not isinstance(symbol, str) or "/" not in symbol:
+            return symbol
+        try:
+            self.venue.check_symbol(symbol)
+        except InvalidRequest:
+            pass  # not the venue's own grammar: map it
+        else:
+            return symbol  # a venue whose own symbols are unified (ccxt)
+        instruments = yield from self.markets()
+        if symbol in instruments:  # a venue whose own symbols are unified (ccxt)
+            return symbol
+        cached = self._unified
+        if cached is None or cached[0] is not instruments:
+            table = {
+                f"{i.base_asset}/{i.quote_asset}".upper(): i.symbol for i in instruments.values()
+            }
+            cached = self._unified = (instruments, table)
+        native = cached[1].get(symbol.upper())
+        if native is None:
+            raise InvalidRequest(f"{symbol} is not listed at {self.venue.name}")
+        return native
+
+    def maps_symbol(self, order: OrderRequest) -> bool:
+        """Whether ``order`` names its symbol in the unified form this venue must map."""
+        return (
+            isinstance(order, OrderRequest)
+            and "/" in order.symbol
+            and order.symbol not in self.market.instruments
+        )
+
+    def native_order(self, order: OrderRequest) -> Flow[OrderRequest]:
+        """``order`` with its symbol in the venue's own name: the intent (and so the
+        idempotency fingerprint) is the same whichever name the caller used."""
+        native = yield from self.native_symbol(order.symbol)
+        if native == order.symbol:
+            return order
+        return order.model_copy(update={"symbol": native})
+
+    def with_native_order(
+        self, order: OrderRequest, then: Callable[[OrderRequest], Flow[T]]
+    ) -> Flow[T]:
+        """Map ``order``'s symbol, then run ``then(order)`` (placing it, say)."""
+        native = yield from self.native_order(order)
+        result: T = yield from then(native)
+        return result
+
     def balances(self) -> Flow[list[Balance]]:
         payload = yield from self._call(Op.BALANCES, [])
         return self.venue.parse_balances(payload)
 
     def open_orders(self, symbol: str | None = None) -> Flow[list[Order]]:
         if symbol is not None:
+            symbol = yield from self.native_symbol(symbol)
             self.venue.check_symbol(symbol)
         params = self.venue.open_orders_params(symbol)
         payload = yield from self._call(Op.OPEN_ORDERS, params, symbol=symbol)
         orders = self.venue.parse_orders(payload)
         listed = [o for o in orders if symbol is None or o.symbol == symbol]
         self.policy.observe_open_orders(listed, symbol=symbol)
-        return listed
+        keyed = []
+        for order in listed:  # the idempotency key each of ours was placed with
+            keyed.append((yield from self._keyed(order)))
+        return keyed
 
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(
             symbol, client_order_id=client_order_id, order_id=order_id
@@ -91,12 +232,12 @@ class Reads(Pipeline):
         payload = yield from self._call(Op.GET_ORDER, params, symbol=symbol)
         order = self.venue.parse_order(payload)
         self.policy.observe(order)
-        yield from self._record(order)
-        return order
+        return (yield from self._record(order))
 
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(
             symbol, client_order_id=client_order_id, order_id=order_id
@@ -109,7 +250,7 @@ class Reads(Pipeline):
             )
         else:
             order = self.venue.parse_order(payload)
-            yield from self._record(order)
+            order = yield from self._record(order)
         self.policy.observe(order)
         yield self.note("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
@@ -117,6 +258,7 @@ class Reads(Pipeline):
     def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
         """The executions of one of our orders: the venue's trades for it are recorded in
         the journal, once per trade id, and every fill recorded so far is returned."""
+        symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         trades_params = getattr(self.venue, "trades_params", None)
         if trades_params is None or Op.TRADES not in self.venue.endpoints:
@@ -139,21 +281,33 @@ class Reads(Pipeline):
         recorded: list[Fill] = yield Call(Resource.JOURNAL, record)
         return recorded
 
-    def _record(self, order: Order) -> Flow[None]:
+    def _record(self, order: Order) -> Flow[Order]:
         """Keep the journal row of one of our orders current with what the venue said of it
         (a cancel, a fill, an UNKNOWN intent adopted when its order lands): the evidence
-        transition, which never moves an order back."""
+        transition, which never moves an order back. The order is returned with the
+        idempotency key the journal knows it by."""
         cid = order.client_order_id
         if not self.venue.owns_client_order_id(cid):
-            return
+            return order
         intent = yield Lookup(cid)
         if intent is None or intent.account != self.account:
-            return
+            return order
+        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
         state = state_of(order)
         if state is IntentState.REJECTED:
-            return  # a venue that lists a refused order: it says nothing of our attempts
-        order = order.model_copy(update={"idempotency_key": intent.idempotency_key})
+            return order  # a venue that lists a refused order: it says nothing of our attempts
         yield Settle(cid, state, order.model_dump_json(), fills=order.fills)
+        return order
+
+    def _keyed(self, order: Order) -> Flow[Order]:
+        """``order`` with the idempotency key the journal knows it by, if it is ours."""
+        cid = order.client_order_id
+        if order.idempotency_key is not None or not self.venue.owns_client_order_id(cid):
+            return order
+        intent = yield Lookup(cid)
+        if intent is None or intent.account != self.account:
+            return order
+        return order.model_copy(update={"idempotency_key": intent.idempotency_key})
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -176,6 +330,8 @@ class Reads(Pipeline):
         return self.venue.parse_withdrawal(payload)
 
     def key_permissions(self) -> Flow[dict[str, Any]]:
+        if Op.KEY_PERMISSIONS not in self.capabilities.operations:
+            raise InvalidRequest(f"{self.venue.name} does not offer key_permissions")
         payload = yield from self._call(Op.KEY_PERMISSIONS, [])
         return dict(payload)
 
@@ -194,12 +350,16 @@ class Reads(Pipeline):
 
     def check_order(self, order: OrderRequest) -> Flow[Instrument]:
         """Every local check of ``order`` (scope, policy, venue grammar, instrument rules)."""
+        if self.maps_symbol(order):
+            order = yield from self.native_order(order)
         instrument, _ = yield from self.vet(order)
         return instrument
 
     def would_pass(self, order: OrderRequest) -> Flow[Decision]:
         """The dry run: would ``order`` pass every local check now? Only reads are sent."""
         try:
+            if self.maps_symbol(order):
+                order = yield from self.native_order(order)
             yield from self.vet(order)
         except PolicyViolation as exc:
             return Decision.deny(exc.rule, exc.message)
@@ -225,6 +385,19 @@ class Reads(Pipeline):
             yield self.note("scope.refused", op="place_order", reason="permission")
             raise
         policy = self.policy
+        caps = self.capabilities
+        if order.type not in caps.order_types:
+            offered = _listing(t.value for t in caps.order_types)
+            raise InvalidRequest(
+                f"{self.venue.name} takes {offered} orders, not {order.type.value}; "
+                "see client.capabilities"
+            )
+        if order.time_in_force is not None and order.time_in_force not in caps.time_in_force:
+            offered = _listing(t.value for t in caps.time_in_force)
+            raise InvalidRequest(
+                f"{self.venue.name} offers {offered}, not {order.time_in_force.value}; "
+                "see client.capabilities"
+            )
         try:
             yield Call(Resource.POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
@@ -275,8 +448,11 @@ class Reads(Pipeline):
         if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
             return cached
         self.venue.check_symbol(symbol)
+        # The venue's own parameters (Kraken names the pair ``pair``); ``symbol`` otherwise.
+        ticker_params = getattr(self.venue, "ticker_params", None)
+        params = [("symbol", symbol)] if ticker_params is None else ticker_params(symbol)
         payload = yield from self._call(
-            Op.TICKER_PRICE, [("symbol", symbol)], symbol=symbol, priority=Priority.ORDER
+            Op.TICKER_PRICE, params, symbol=symbol, priority=Priority.ORDER
         )
         fresh = ReferencePrice(symbol, self.venue.parse_price(payload), time.time())
         self.market.references[symbol] = fresh
@@ -352,6 +528,25 @@ class Reads(Pipeline):
     def stored(self, order_json: str, key: str) -> Order:
         """An order the journal recorded, as the caller sees it."""
         return Order.model_validate_json(order_json).model_copy(update={"idempotency_key": key})
+
+
+def _listing(names: Iterable[str]) -> str:
+    """``GTC and IOC``, ``FOK, GTC and IOC``: for messages."""
+    ordered: list[str] = sorted(names)
+    if len(ordered) < 2:
+        return "".join(ordered)
+    return ", ".join(ordered[:-1]) + " and " + ordered[-1]
+
+
+def _milliseconds(moment: datetime | int, name: str) -> int:
+    """An aware datetime or milliseconds since the epoch, as milliseconds."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            raise InvalidRequest(f"{name} must be timezone-aware (e.g. tzinfo=timezone.utc)")
+        return int(moment.timestamp() * 1000)
+    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
+        raise InvalidRequest(f"{name} must be an aware datetime or milliseconds since the epoch")
+    return moment
 
 
 def _kill_listener(core: Reads) -> Callable[[KillState], None]:

@@ -57,6 +57,9 @@ _WEIGHTS = {
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("GET", "/api/v3/ticker/price"): 2,
     ("GET", "/api/v3/ticker/24hr"): 2,
+    ("GET", "/api/v3/depth"): 5,  # by limit: see _depth_weight
+    ("GET", "/api/v3/klines"): 2,
+    ("GET", "/api/v3/trades"): 25,
     ("POST", "/api/v3/order"): 1,
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/allOrders"): 20,
@@ -83,6 +86,9 @@ _PUBLIC = frozenset(
         ("GET", "/api/v3/exchangeInfo"),
         ("GET", "/api/v3/ticker/price"),
         ("GET", "/api/v3/ticker/24hr"),
+        ("GET", "/api/v3/depth"),
+        ("GET", "/api/v3/klines"),
+        ("GET", "/api/v3/trades"),
     }
 )
 
@@ -116,6 +122,16 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
         ("GET", "/api/v3/exchangeInfo"): ("symbol", "symbols", "permissions", "symbolStatus"),
         ("GET", "/api/v3/ticker/price"): ("symbol", "symbols"),
         ("GET", "/api/v3/ticker/24hr"): ("symbol", "symbols", "type"),
+        ("GET", "/api/v3/depth"): ("symbol", "limit"),
+        ("GET", "/api/v3/klines"): (
+            "symbol",
+            "interval",
+            "startTime",
+            "endTime",
+            "timeZone",
+            "limit",
+        ),
+        ("GET", "/api/v3/trades"): ("symbol", "limit"),
         ("POST", "/api/v3/order"): _ORDER_PARAMS,
         ("POST", "/api/v3/order/test"): (*_ORDER_PARAMS, "computeCommissionRates"),
         ("GET", "/api/v3/order"): ("symbol", "orderId", "origClientOrderId", *_SIGNED),
@@ -177,7 +193,44 @@ _PRECISION = 8  # baseAssetPrecision and quoteAssetPrecision published for every
 BINANCE_FEES = FeeSchedule(Decimal("0.001"), Decimal("0.001"), "received")
 
 
+# Kline intervals (market-data-endpoints, "Kline/Candlestick data") in milliseconds; "1M"
+# (a calendar month) is not served here.
+_KLINE_MS = {
+    name: seconds * 1000
+    for name, seconds in {
+        "1s": 1,
+        "1m": 60,
+        "3m": 180,
+        "5m": 300,
+        "15m": 900,
+        "30m": 1800,
+        "1h": 3600,
+        "2h": 7200,
+        "4h": 14400,
+        "6h": 21600,
+        "8h": 28800,
+        "12h": 43200,
+        "1d": 86400,
+        "3d": 259200,
+        "1w": 604800,
+    }.items()
+}
+
+
+def _depth_weight(query: str) -> int:
+    """``depth`` weighs by ``limit`` (default 100): 5 up to 100, 25 up to 500, 50 up to
+    1000, 250 up to 5000."""
+    limit = next((p[6:] for p in query.split("&") if p.startswith("limit=")), "100")
+    size = int(limit) if limit.isdigit() else 100
+    for most, weight in ((100, 5), (500, 25), (1000, 50)):
+        if size <= most:
+            return weight
+    return 250
+
+
 def _weight(method: str, path: str, query: str) -> int:
+    if (method, path) == ("GET", "/api/v3/depth"):
+        return _depth_weight(query)
     heavy = _ALL_SYMBOLS_WEIGHTS.get((method, path))
     if heavy is not None and not any(p.startswith("symbol=") for p in query.split("&")):
         return heavy
@@ -249,6 +302,7 @@ class BinanceDialect(Dialect[_Stats]):
         self._orders_day: dict[str, _Counter] = {}
         self._backoff_until: dict[str, float] = {}
         self._banned_until: dict[str, float] = {}
+        self._book_updates = 0  # depth's lastUpdateId
 
     def revoke(self, key_id: str) -> None:
         """Forget a key, as deleting it at Binance does: it is answered with -2015 after."""
@@ -347,6 +401,12 @@ class BinanceDialect(Dialect[_Stats]):
             return {"serverTime": self.now_ms()}
         if route == ("GET", "/api/v3/exchangeInfo"):
             return self._exchange_info(self._symbols(params))
+        if route == ("GET", "/api/v3/depth"):
+            return self._depth(params)
+        if route == ("GET", "/api/v3/klines"):
+            return self._klines(params)
+        if route == ("GET", "/api/v3/trades"):
+            return self._recent_trades(params)
         symbols = self._symbols(params)
         if route == ("GET", "/api/v3/ticker/price"):
             with self.market.lock:
@@ -393,6 +453,79 @@ class BinanceDialect(Dialect[_Stats]):
                 f"was sent '{len(sent)}'.",
             )
 
+    def _depth(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /api/v3/depth``: ``limit`` 1 to 5000 (default 100), best first."""
+        symbol = self._symbol(_required(params, "symbol"))
+        limit = _limit(params, default=100, most=5000)
+        bids, asks = self.market.book(symbol, limit)
+        with self._lock:
+            self._book_updates += 1
+            update = self._book_updates
+        return {
+            "lastUpdateId": update,
+            "bids": [[_text(p), _text(q)] for p, q in bids],
+            "asks": [[_text(p), _text(q)] for p, q in asks],
+        }
+
+    def _klines(self, params: Mapping[str, str]) -> list[list[Any]]:
+        """``GET /api/v3/klines``: bars opening from ``startTime`` (aligned down) up to
+        ``endTime``, the first ``limit`` (default 500, at most 1000) of them; without
+        ``startTime``, the latest ``limit`` up to ``endTime`` or now."""
+        symbol = self._symbol(_required(params, "symbol"))
+        step = _KLINE_MS.get(_required(params, "interval"))
+        if step is None:
+            raise _ApiError(400, -1120, "Invalid interval.")
+        limit = _limit(params, default=500, most=1000)
+        start, end = _time(params, "startTime"), _time(params, "endTime")
+        if "timeZone" in params and params["timeZone"] not in ("0", "+00:00", "0:00"):
+            raise _ApiError(400, -1130, "Data sent for parameter 'timeZone' is not valid.")
+        now = self.now_ms()
+        last = (min(now, end) if end is not None else now) // step * step
+        if start is not None:
+            first = -(-start // step) * step  # the first bar opening at or after startTime
+            last = min(last, first + (limit - 1) * step)
+        else:
+            first = last - (limit - 1) * step
+        if first > last:
+            return []
+        return [
+            [
+                bar.open_ms,
+                _text(bar.open),
+                _text(bar.high),
+                _text(bar.low),
+                _text(bar.close),
+                _text(bar.volume),
+                bar.open_ms + step - 1,
+                _text(bar.quote_volume),
+                bar.count,
+                "0",
+                "0",
+                "0",
+            ]
+            for bar in self.market.bars(symbol, step, first, last)
+        ]
+
+    def _recent_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``GET /api/v3/trades``: the latest ``limit`` (default 500, at most 1000), oldest
+        first."""
+        symbol = self._symbol(_required(params, "symbol"))
+        limit = _limit(params, default=500, most=1000)
+        with self.market.lock:
+            recent = self.market.tape[symbol][-limit:]
+        return [
+            {
+                "id": t.trade_id,
+                "price": _text(t.price),
+                "qty": _text(t.quantity),
+                "quoteQty": _text(t.price * t.quantity),
+                "time": t.at_ms,
+                "isBuyerMaker": t.taker_side == "SELL",
+                "isBestMatch": True,
+            }
+            for t in recent
+        ]
+
     def _ticker_24h(self, symbol: str) -> dict[str, Any]:
         now = self.now_ms()
         with self.market.lock:
@@ -404,6 +537,7 @@ class BinanceDialect(Dialect[_Stats]):
                 if o.symbol == symbol
                 for p, q, t in o.fills
             ]
+        (bid,), (ask,) = self.market.book(symbol, 1)
         volume = sum((q for _, q, _ in fills), Decimal(0))
         quote = sum((p * q for p, q, _ in fills), Decimal(0))
         prices = [p for p, _, _ in fills] + [last, open_price]
@@ -418,10 +552,10 @@ class BinanceDialect(Dialect[_Stats]):
             "prevClosePrice": _text(open_price),
             "lastPrice": _text(last),
             "lastQty": _text(fills[-1][1] if fills else Decimal(0)),
-            "bidPrice": _text(last),
-            "bidQty": "1.00000000",
-            "askPrice": _text(last),
-            "askQty": "1.00000000",
+            "bidPrice": _text(bid[0]),
+            "bidQty": _text(bid[1]),
+            "askPrice": _text(ask[0]),
+            "askQty": _text(ask[1]),
             "openPrice": _text(open_price),
             "highPrice": _text(max(prices)),
             "lowPrice": _text(min(prices)),
@@ -956,6 +1090,28 @@ def _lookup(params: Mapping[str, str]) -> dict[str, Any]:
         "order_id": None if order_id is None else _order_id(order_id),
         "client_order_id": client_id,
     }
+
+
+def _limit(params: Mapping[str, str], *, default: int, most: int) -> int:
+    """``limit``: a whole number 1 to ``most`` (-1100 outside the number grammar, -1130
+    outside the range), ``default`` when absent."""
+    text = params.get("limit")
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise _illegal("limit", "^[0-9]{1,20}$")
+    if not 1 <= int(text) <= most:
+        raise _ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+    return int(text)
+
+
+def _time(params: Mapping[str, str], name: str) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise _illegal(name, "^[0-9]{1,20}$")
+    return int(text)
 
 
 def _text(value: Decimal) -> str:

@@ -18,12 +18,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 __all__ = [
     "Account",
+    "Bar",
     "FeeSchedule",
     "Market",
     "SimInstrument",
     "SimOrder",
     "SimRejection",
     "SimTrade",
+    "TapeTrade",
 ]
 
 _FEE_PLACES = Decimal("0.00000001")  # commissions are kept to 8 decimals, as both venues show
@@ -106,6 +108,36 @@ class SimTrade:
     trade_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class TapeTrade:
+    """One trade on the public tape: every account's executions, as the market saw them."""
+
+    trade_id: int
+    symbol: str
+    price: Decimal
+    quantity: Decimal
+    at_ms: int
+    taker_side: str  # BUY | SELL: the side that took liquidity
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLCV bar opening at ``open_ms``."""
+
+    open_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    count: int
+
+
+_HISTORY_PERIOD_S = 6 * 3600.0  # the history wave: one swing every six hours
+_BOOK_LEVELS = 5000  # the synthetic book is this deep on each side
+
+
 @dataclass(slots=True)
 class Account:
     name: str
@@ -159,6 +191,7 @@ class Market:
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
+        self.tape: dict[str, list[TapeTrade]] = {i.symbol: [] for i in instruments}
         self._step = 0
         self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
 
@@ -178,6 +211,74 @@ class Market:
         wave = Decimal(str(round(math.sin(self._step / 9.0) * 0.01, 6)))
         raw = inst.start_price * (1 + wave)
         return (raw / inst.tick_size).quantize(Decimal(1), ROUND_HALF_UP) * inst.tick_size
+
+    def history_price(self, symbol: str, at_ms: int) -> Decimal:
+        """The price path before (and between) trades, as a function of time: a wave of
+        ±2 % around the start price, one swing every six hours, so that candles exist from
+        any moment and a strategy has something to read. Deterministic."""
+        inst = self.instruments[symbol]
+        phase = at_ms / 1000.0 / _HISTORY_PERIOD_S * 2 * math.pi
+        wave = Decimal(str(round(math.sin(phase) * 0.02 + math.sin(phase * 7.3) * 0.003, 6)))
+        raw = inst.start_price * (1 + wave)
+        return (raw / inst.tick_size).quantize(Decimal(1), ROUND_HALF_UP) * inst.tick_size
+
+    def bars(self, symbol: str, interval_ms: int, first_ms: int, last_ms: int) -> list[Bar]:
+        """Bars of ``interval_ms`` opening from ``first_ms`` to ``last_ms`` (both aligned):
+        the history path, with the tape's trades in each bar; the bar now forming closes
+        at the price now."""
+        now = self._now_ms()
+        with self.lock:
+            tape = list(self.tape[symbol])
+            current = self.price(symbol)
+        bars = []
+        index = 0
+        for start in range(first_ms, last_ms + 1, interval_ms):
+            end = start + interval_ms
+            opening = self.history_price(symbol, start)
+            closing = current if start <= now < end else self.history_price(symbol, end)
+            middle = self.history_price(symbol, start + interval_ms // 2)
+            high, low = max(opening, closing, middle), min(opening, closing, middle)
+            while index < len(tape) and tape[index].at_ms < start:
+                index += 1
+            volume, quote, count = Decimal(0), Decimal(0), 0
+            while index < len(tape) and tape[index].at_ms < end:
+                trade = tape[index]
+                high, low = max(high, trade.price), min(low, trade.price)
+                volume += trade.quantity
+                quote += trade.quantity * trade.price
+                count += 1
+                index += 1
+            bars.append(Bar(start, opening, high, low, closing, volume, quote, count))
+        return bars
+
+    def book(self, symbol: str, depth: int) -> tuple[list[tuple[Decimal, Decimal]], ...]:
+        """``(bids, asks)``, best first, ``depth`` levels each: the resting limit orders of
+        every account, over a synthetic ladder one tick apart from the price now (the
+        counterparties the simulator otherwise only implies): the best bid and ask are one
+        level from the price, whatever rests further away."""
+        with self.lock:
+            inst = self.instruments[symbol]
+            price = self.price(symbol)
+            bids: dict[Decimal, Decimal] = {}
+            asks: dict[Decimal, Decimal] = {}
+            unit = inst.min_quantity * 100
+            # One level per basis point of the price (at least a tick): a deep book spans a
+            # useful range, and resting orders near the price fall inside it.
+            ticks = max(1, int(price / 10_000 / inst.tick_size))
+            spacing = inst.tick_size * ticks
+            for k in range(1, min(depth, _BOOK_LEVELS) + 1):
+                size = unit * (1 + k % 7)
+                bids[price - spacing * k] = size
+                asks[price + spacing * k] = size
+            for order in self._open.values():
+                if order.symbol != symbol or order.price is None:
+                    continue
+                side = bids if order.side == "BUY" else asks
+                left = order.quantity - order.filled
+                side[order.price] = side.get(order.price, Decimal(0)) + left
+        best_bids = sorted(bids.items(), key=lambda kv: kv[0], reverse=True)[:depth]
+        best_asks = sorted(asks.items(), key=lambda kv: kv[0])[:depth]
+        return best_bids, best_asks
 
     def _advance(self) -> None:
         self._step += 1
@@ -360,6 +461,10 @@ class Market:
         order.quote_filled += quantity * fill_price
         trade_id = next(self._trade_ids)
         order.fills.append((fill_price, quantity, trade_id))
+        taker_side = order.side if taker else ("SELL" if order.side == "BUY" else "BUY")
+        self.tape[order.symbol].append(
+            TapeTrade(trade_id, order.symbol, fill_price, quantity, self._now_ms(), taker_side)
+        )
         schedule = order.fee_schedule
         if schedule is not None:
             rate = schedule.taker if taker else schedule.maker

@@ -75,6 +75,8 @@ _TXID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _CLOSED_PAGE = 50  # ClosedOrders answers at most this many per request
 _AUTO_ID = "~auto-"  # engine client ids for orders placed without cl_ord_id
 _UUID_HEX = frozenset("0123456789abcdefABCDEF")
+_OHLC_MINUTES = frozenset({"1", "5", "15", "30", "60", "240", "1440", "10080", "21600"})
+_OHLC_FRAMES = 720  # OHLC answers at most this many, the most recent
 
 
 def kraken_secret(raw: bytes) -> str:
@@ -230,11 +232,100 @@ class KrakenDialect(Dialect[_Stats]):
             wanted = [p for p in params.get("pair", "").split(",") if p]
             pairs = wanted or list(self._pairs)
             return {alt: self._ticker(alt, self._pair(alt)) for alt in pairs}
+        if name == "Depth":
+            return self._depth(params)
+        if name == "OHLC":
+            return self._ohlc(params)
+        if name == "Trades":
+            return self._trades(params)
         if name == "SystemStatus":
             now = self.now_ms() // 1000
             moment = datetime.fromtimestamp(now, tz=timezone.utc)
             return {"status": "online", "timestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
         raise _Error("EGeneral:Unknown method", 404)
+
+    def _depth(self, params: Mapping[str, str]) -> Any:
+        """``Depth``: ``count`` 1 to 500 (default 100) levels a side, best first, each
+        ``[price, volume, timestamp]``."""
+        alt = _need(params, "pair")
+        inst = self._pair(alt)
+        count = _count(params, "count", default=100, most=500)
+        bids, asks = self.market.book(inst.symbol, count)
+        now = self.now_ms() // 1000
+        return {
+            alt: {
+                "asks": [[_price(p, inst), f"{q:.8f}", now] for p, q in asks],
+                "bids": [[_price(p, inst), f"{q:.8f}", now] for p, q in bids],
+            }
+        }
+
+    def _ohlc(self, params: Mapping[str, str]) -> Any:
+        """``OHLC``: the 720 most recent frames of ``interval`` minutes, those later than
+        ``since`` (seconds), the one now forming last; ``last`` is the newest committed
+        frame's time, to poll with."""
+        alt = _need(params, "pair")
+        inst = self._pair(alt)
+        minutes = params.get("interval", "1")
+        if minutes not in _OHLC_MINUTES:
+            raise _Error("EGeneral:Invalid arguments:interval")
+        since_text = params.get("since")
+        if since_text is not None and not since_text.isdigit():
+            raise _Error("EGeneral:Invalid arguments:since")
+        step = int(minutes) * 60_000
+        current = self.now_ms() // step * step
+        first = current - (_OHLC_FRAMES - 1) * step
+        bars = self.market.bars(inst.symbol, step, first, current)
+        since_ms = None if since_text is None else int(since_text) * 1000
+        rows = [
+            [
+                bar.open_ms // 1000,
+                _price(bar.open, inst),
+                _price(bar.high, inst),
+                _price(bar.low, inst),
+                _price(bar.close, inst),
+                _price(bar.quote_volume / bar.volume if bar.volume else bar.close, inst),
+                f"{bar.volume:.8f}",
+                bar.count,
+            ]
+            for bar in bars
+            if since_ms is None or bar.open_ms > since_ms or bar.open_ms == current
+        ]
+        return {alt: rows, "last": (current - step) // 1000}
+
+    def _trades(self, params: Mapping[str, str]) -> Any:
+        """``Trades``: ``count`` (1 to 1000, default 1000) trades, oldest first: the latest,
+        or the first later than ``since`` (seconds, or the nanosecond ``last`` cursor of an
+        earlier answer). Each ``[price, volume, time, b/s, m/l, misc, trade id]``."""
+        alt = _need(params, "pair")
+        inst = self._pair(alt)
+        count = _count(params, "count", default=1000, most=1000)
+        since_text = params.get("since")
+        if since_text is not None and not since_text.isdigit():
+            raise _Error("EGeneral:Invalid arguments:since")
+        with self.market.lock:
+            tape = list(self.market.tape[inst.symbol])
+        if since_text is None:
+            page = tape[-count:]
+        else:
+            since = int(since_text)
+            since_ns = since * 1_000_000_000 if since < 10**12 else since
+            page = [t for t in tape if t.at_ms * 1_000_000 > since_ns][:count]
+        last = page[-1].at_ms * 1_000_000 if page else (int(since_text or 0) or 0)
+        return {
+            alt: [
+                [
+                    _price(t.price, inst),
+                    f"{t.quantity:.8f}",
+                    t.at_ms / 1000,
+                    "b" if t.taker_side == "BUY" else "s",
+                    "l",
+                    "",
+                    t.trade_id,
+                ]
+                for t in page
+            ],
+            "last": str(last),
+        }
 
     # --- private: authentication as Kraken documents it -----------------------------------
 
@@ -617,12 +708,13 @@ class KrakenDialect(Dialect[_Stats]):
         volume = sum((q for _, q in fills), Decimal(0))
         vwap = sum((p * q for p, q in fills), Decimal(0)) / volume if volume else last
         prices = [p for p, _ in fills] + [last, inst.start_price]
+        (bid,), (ask,) = self.market.book(inst.symbol, 1)
         text, vol, vw = _price(last, inst), f"{volume:.8f}", _price(vwap, inst)
         low, high = _price(min(prices), inst), _price(max(prices), inst)
         last_qty = f"{fills[-1][1]:.8f}" if fills else "0.00000000"
         return {
-            "a": [text, "1", "1.000"],
-            "b": [text, "1", "1.000"],
+            "a": [_price(ask[0], inst), f"{int(ask[1])}", f"{ask[1]:.3f}"],
+            "b": [_price(bid[0], inst), f"{int(bid[1])}", f"{bid[1]:.3f}"],
             "c": [text, last_qty],
             "v": [vol, vol],
             "p": [vw, vw],
@@ -769,6 +861,15 @@ def _need(params: Mapping[str, str], name: str) -> str:
     if not value:
         raise _Error(f"EGeneral:Invalid arguments:{name}")
     return value
+
+
+def _count(params: Mapping[str, str], name: str, *, default: int, most: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise _Error(f"EGeneral:Invalid arguments:{name}")
+    return int(text)
 
 
 def _number(params: Mapping[str, str], name: str) -> Decimal:

@@ -26,6 +26,10 @@ What an adapter provides, and where the core uses it:
 ``trades_params()``    optional, with ``parse_trades()`` and the ``TRADES`` endpoint: an
                        order's executions, each with its trade id
 ``parse_*()``          venue payloads into :mod:`securetrade.models`
+``ticker_params()``    optional, each with its ``parse_*`` and endpoint: market data
+                       (``order_book_params``, ``candles_params``,
+                       ``public_trades_params``; ``intervals`` maps the candle intervals
+                       of :data:`~securetrade.models.INTERVALS` the venue offers)
 =====================  ===================================================================
 
 Third parties register an adapter under the entry point group ``securetrade.venues``; see
@@ -44,12 +48,13 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
-from ..models import Balance, Instrument, Order, OrderRequest
+from ..models import Balance, Instrument, Order, OrderRequest, OrderType, TimeInForce
 from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
 
 __all__ = [
+    "Capabilities",
     "Endpoint",
     "ErrorRule",
     "Freshness",
@@ -58,10 +63,12 @@ __all__ = [
     "Params",
     "Venue",
     "Verdict",
+    "capabilities_of",
     "read_json",
     "reads_answer",
     "unreadable",
     "wire_decimal",
+    "within",
 ]
 
 Params = list[tuple[str, str]]
@@ -81,6 +88,11 @@ class Op(str, enum.Enum):
     WITHDRAW = "withdraw"
     KEY_PERMISSIONS = "key_permissions"
     TRADES = "trades"  # an order's executions (fills), each with the venue's trade id
+    # Market data: public, unsigned, no key needed.
+    TICKER = "ticker"  # best bid and ask, last price, the day's range and volume
+    ORDER_BOOK = "order_book"  # a snapshot of the book to a depth
+    CANDLES = "candles"  # OHLCV bars of an interval
+    PUBLIC_TRADES = "public_trades"  # the public tape: everyone's trades
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,64 @@ class Endpoint:
     cost: Mapping[str, int] = field(default_factory=dict)
     # Costs that depend on the parameters (first that applies wins; else ``cost``).
     cost_rules: tuple[CostRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a venue can do, as this SDK drives it: a bot (or the copy engine) checks here
+    before it tries, rather than learning from a refusal."""
+
+    venue: str
+    operations: frozenset[Op]
+    order_types: frozenset[OrderType]
+    time_in_force: frozenset[TimeInForce]
+    intervals: tuple[str, ...] = ()  # candle intervals (models.INTERVALS) the venue offers
+
+    def supports(self, what: Op | OrderType | TimeInForce | str) -> bool:
+        """``supports("ticker")``, ``supports(Op.CANDLES)``, ``supports(OrderType.LIMIT)``,
+        ``supports(TimeInForce.FOK)``, ``supports("1h")`` (a candle interval)."""
+        if isinstance(what, Op):
+            return what in self.operations
+        if isinstance(what, OrderType):
+            return what in self.order_types
+        if isinstance(what, TimeInForce):
+            return what in self.time_in_force
+        if isinstance(what, str):
+            return (
+                what in {op.value for op in self.operations}
+                or what in {t.value for t in self.order_types}
+                or what in {t.value for t in self.time_in_force}
+                or (Op.CANDLES in self.operations and what in self.intervals)
+            )
+        return False
+
+
+# Operations the core can run only if the adapter also provides these methods.
+_NEEDS = {
+    Op.TRADES: "trades_params",
+    Op.KEY_PERMISSIONS: "parse_key_permissions",
+    Op.TICKER: "ticker_params",
+    Op.ORDER_BOOK: "order_book_params",
+    Op.CANDLES: "candles_params",
+    Op.PUBLIC_TRADES: "public_trades_params",
+}
+
+
+def capabilities_of(venue: Venue) -> Capabilities:
+    """A venue's capabilities, read from its tables: the operations its endpoint table has
+    (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
+    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``."""
+    operations = frozenset(
+        op
+        for op in venue.endpoints
+        if _NEEDS.get(op) is None or callable(getattr(venue, _NEEDS[op], None))
+    )
+    order_types = getattr(venue, "order_types", None) or frozenset(OrderType)
+    time_in_force = getattr(venue, "time_in_force", None) or frozenset(TimeInForce)
+    intervals = tuple(getattr(venue, "intervals", None) or ()) if Op.CANDLES in operations else ()
+    return Capabilities(
+        venue.name, operations, frozenset(order_types), frozenset(time_in_force), intervals
+    )
 
 
 class Freshness(str, enum.Enum):
@@ -146,6 +216,12 @@ def wire_decimal(value: Decimal) -> str:
     """Decimal to wire text: plain notation, never an exponent (``1E-5`` is refused by
     venues that read ``0.00001``)."""
     return format(value, "f")
+
+
+def within(name: str, value: int, most: int) -> None:
+    """Refuse, before anything is sent, a count outside the venue's range ``1..most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {value!r}")
 
 
 def read_json(body: bytes) -> Any:

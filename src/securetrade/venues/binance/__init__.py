@@ -26,7 +26,22 @@ from ...errors import (
     VenueRejected,
 )
 from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
-from ...models import Balance, Fill, Instrument, Order, OrderRequest, OrderStatus, OrderType
+from ...models import (
+    INTERVALS,
+    Balance,
+    BookLevel,
+    Candle,
+    Fill,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    PublicTrade,
+    Side,
+    Ticker,
+)
 from ...ratelimit import CostRule, LimitScope, RateLimit
 from ...signing import Signer, encode_query, signer_for
 from ...signing.encoding import escape
@@ -43,6 +58,7 @@ from ..base import (
     reads_answer,
     unreadable,
     wire_decimal,
+    within,
 )
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
@@ -61,6 +77,18 @@ RATE_LIMITS = (
 # Weights that depend on the parameters: leaving out the symbol asks about every symbol.
 _ALL_SYMBOLS_TICKER = (CostRule("symbol", {_W: 4}, absent=True),)
 _ALL_SYMBOLS_OPEN_ORDERS = (CostRule("symbol", {_W: 80}, absent=True),)
+# GET /api/v3/depth weighs by ``limit`` (default 100): up to 100: 5, 500: 25, 1000: 50,
+# 5000: 250 (developers.binance.com .../rest-api/market-data-endpoints, "Order book").
+_DEPTH_WEIGHTS = (
+    CostRule("limit", {_W: 5}, absent=True),
+    CostRule("limit", {_W: 5}, up_to=100),
+    CostRule("limit", {_W: 25}, up_to=500),
+    CostRule("limit", {_W: 50}, up_to=1000),
+)
+_DEPTH_MAX = 5000
+_PAGE_MAX = 1000  # klines and trades answer at most this many
+# Our candle intervals as Binance names them (the same, less "2w").
+_KLINE_INTERVALS = {name: name for name in INTERVALS if name != "2w"}
 _INTERVALS = {"SECOND": (1, "s"), "MINUTE": (60, "m"), "HOUR": (3600, "h"), "DAY": (86400, "d")}
 
 ENDPOINTS = {
@@ -77,6 +105,10 @@ ENDPOINTS = {
             {_W: 2},
             _ALL_SYMBOLS_TICKER,
         ),
+        Endpoint(Op.TICKER, "GET", "/api/v3/ticker/24hr", False, None, {_W: 2}),
+        Endpoint(Op.ORDER_BOOK, "GET", "/api/v3/depth", False, None, {_W: 250}, _DEPTH_WEIGHTS),
+        Endpoint(Op.CANDLES, "GET", "/api/v3/klines", False, None, {_W: 2}),
+        Endpoint(Op.PUBLIC_TRADES, "GET", "/api/v3/trades", False, None, {_W: 25}),
         Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
@@ -260,6 +292,44 @@ class BinanceSpot:
         """``GET /api/v3/myTrades`` for one order (Binance filters trades by order id)."""
         return [("symbol", symbol), ("orderId", order_id)]
 
+    # --- market data ----------------------------------------------------------------------
+
+    intervals: Mapping[str, str] = _KLINE_INTERVALS
+
+    def ticker_params(self, symbol: str) -> Params:
+        """``GET /api/v3/ticker/24hr`` for one symbol (weight 2)."""
+        return [("symbol", symbol)]
+
+    def order_book_params(self, symbol: str, depth: int) -> Params:
+        """``GET /api/v3/depth``: ``limit`` 1 to 5000 levels a side."""
+        within("depth", depth, _DEPTH_MAX)
+        return [("symbol", symbol), ("limit", str(depth))]
+
+    def candles_params(
+        self, symbol: str, interval: str, since_ms: int | None, limit: int | None
+    ) -> Params:
+        """``GET /api/v3/klines``: from ``startTime`` on, else the most recent; at most 1000."""
+        wire = self.intervals.get(interval)
+        if wire is None:
+            raise InvalidRequest(
+                f"Binance offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+            )
+        params: Params = [("symbol", symbol), ("interval", wire)]
+        if since_ms is not None:
+            params.append(("startTime", str(since_ms)))
+        if limit is not None:
+            within("limit", limit, _PAGE_MAX)
+            params.append(("limit", str(limit)))
+        return params
+
+    def public_trades_params(self, symbol: str, limit: int | None) -> Params:
+        """``GET /api/v3/trades``: the most recent trades, at most 1000."""
+        params: Params = [("symbol", symbol)]
+        if limit is not None:
+            within("limit", limit, _PAGE_MAX)
+            params.append(("limit", str(limit)))
+        return params
+
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
@@ -423,6 +493,72 @@ class BinanceSpot:
         return str(payload["id"])
 
     @reads_answer
+    def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
+        """``ticker/24hr`` of one symbol: the rolling 24 h window ending at ``closeTime``."""
+        return Ticker(
+            symbol=symbol,
+            last=payload["lastPrice"],
+            bid=_some(payload.get("bidPrice")),
+            ask=_some(payload.get("askPrice")),
+            bid_quantity=payload.get("bidQty"),
+            ask_quantity=payload.get("askQty"),
+            open=payload.get("openPrice"),
+            high=payload.get("highPrice"),
+            low=payload.get("lowPrice"),
+            volume=payload.get("volume"),
+            quote_volume=payload.get("quoteVolume"),
+            at=_moment(payload.get("closeTime")),
+        )
+
+    @reads_answer
+    def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
+        """``depth``: ``[price, quantity]`` text pairs, best first on each side."""
+        return OrderBook(
+            symbol=symbol,
+            bids=tuple(BookLevel(price=p, quantity=q) for p, q in payload["bids"]),
+            asks=tuple(BookLevel(price=p, quantity=q) for p, q in payload["asks"]),
+            sequence=int(payload["lastUpdateId"]),
+        )
+
+    @reads_answer
+    def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
+        """``klines`` rows: open time, O, H, L, C, volume, close time, quote volume, trades."""
+        if not isinstance(payload, list):
+            raise TypeError("klines answer a list")
+        return [
+            Candle(
+                symbol=symbol,
+                interval=interval,
+                opened_at=_moment(row[0]),
+                open=row[1],
+                high=row[2],
+                low=row[3],
+                close=row[4],
+                volume=row[5],
+                quote_volume=row[7],
+                trades=int(row[8]),
+            )
+            for row in payload
+        ]
+
+    @reads_answer
+    def parse_public_trades(self, payload: Any, symbol: str) -> list[PublicTrade]:
+        """``trades``, oldest first; the taker sold when the buyer was the maker."""
+        if not isinstance(payload, list):
+            raise TypeError("trades answer a list")
+        return [
+            PublicTrade(
+                symbol=symbol,
+                trade_id=str(t["id"]),
+                price=t["price"],
+                quantity=t["qty"],
+                at=_moment(t["time"]),
+                side=Side.SELL if t["isBuyerMaker"] else Side.BUY,
+            )
+            for t in payload
+        ]
+
+    @reads_answer
     def parse_key_permissions(self, payload: Any) -> KeyPermissions:
         """``GET /sapi/v1/account/apiRestrictions`` as the scopes each enabled switch grants."""
         switches = {
@@ -466,6 +602,20 @@ class BinanceSpot:
 
 
 BINANCE = BinanceSpot()
+
+
+def _moment(ms: Any) -> Any:
+    """Milliseconds since the epoch as an aware datetime (``None`` stays ``None``)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+
+
+def _some(price: Any) -> Any:
+    """A price that may be ``"0.00000000"`` for "none" (an empty side): ``None`` then."""
+    if price is None or Decimal(str(price)) == 0:
+        return None
+    return price
 
 
 def _seconds(value: str | None) -> float | None:

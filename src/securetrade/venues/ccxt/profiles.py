@@ -68,6 +68,9 @@ PROFILES: dict[str, Profile] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},
             "warnOnFetchOpenOrdersWithoutSymbol": False,
+            # The public tape as trades (GET /api/v3/trades), as every venue reports it,
+            # rather than ccxt's default of aggregated trades.
+            "fetchTradesMethod": "publicGetTrades",
         },
         order_acks=frozenset(),  # newOrderRespType=FULL: the answer is the order
         recv_window_option="recvWindow",

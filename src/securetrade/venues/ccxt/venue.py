@@ -21,13 +21,20 @@ from ...core.journal import derive_client_order_id, is_ours
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
+    INTERVALS,
     Balance,
+    BookLevel,
+    Candle,
     Fill,
     Instrument,
     Order,
+    OrderBook,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PublicTrade,
+    Side,
+    Ticker,
     TimeInForce,
 )
 from ...ratelimit import RateLimit
@@ -44,6 +51,7 @@ from ..base import (
     reads_answer,
     unreadable,
     wire_decimal,
+    within,
 )
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
@@ -64,6 +72,10 @@ _ENDPOINTS = {
         Endpoint(Op.SERVER_TIME, "GET", "fetch_time", False, None, {COST: 1000}),
         Endpoint(Op.INSTRUMENTS, "GET", "fetch_markets", False, None, {COST: 1000}),
         Endpoint(Op.TICKER_PRICE, "GET", "fetch_ticker", False, None, {COST: 1000}),
+        Endpoint(Op.TICKER, "GET", "fetch_ticker", False, None, {COST: 1000}),
+        Endpoint(Op.ORDER_BOOK, "GET", "fetch_order_book", False, None, {COST: 1000}),
+        Endpoint(Op.CANDLES, "GET", "fetch_ohlcv", False, None, {COST: 1000}),
+        Endpoint(Op.PUBLIC_TRADES, "GET", "fetch_trades", False, None, {COST: 1000}),
         Endpoint(Op.PLACE_ORDER, "POST", "create_order", True, Scope.TRADE, {COST: 1000}),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "cancel_order", True, Scope.CANCEL, {COST: 1000}),
         Endpoint(Op.GET_ORDER, "GET", "fetch_order", True, Scope.READ, {COST: 1000}),
@@ -393,6 +405,50 @@ class CcxtVenue:
     def open_orders_params(self, symbol: str | None) -> Params:
         return [] if symbol is None else [("symbol", symbol)]
 
+    # --- market data -------------------------------------------------------------------------
+
+    @property
+    def intervals(self) -> Mapping[str, str]:
+        """Our candle intervals that ccxt offers for this exchange (its ``timeframes``)."""
+        offered = self.codec.exchange.timeframes or {}
+        return {name: name for name in INTERVALS if name in offered}
+
+    @property
+    def time_in_force(self) -> frozenset[TimeInForce]:
+        """The times in force the exchange offers (Kraken spot has no FOK)."""
+        if self.exchange_id == "kraken":
+            return frozenset({TimeInForce.GTC, TimeInForce.IOC})
+        return frozenset(TimeInForce)
+
+    def ticker_params(self, symbol: str) -> Params:
+        return [("symbol", symbol)]
+
+    def order_book_params(self, symbol: str, depth: int) -> Params:
+        within("depth", depth, 5000)  # the exchange may allow fewer: it says so, then
+        return [("symbol", symbol), ("limit", str(depth))]
+
+    def candles_params(
+        self, symbol: str, interval: str, since_ms: int | None, limit: int | None
+    ) -> Params:
+        if interval not in self.intervals:
+            raise InvalidRequest(
+                f"{self.name} offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+            )
+        params: Params = [("symbol", symbol), ("timeframe", interval)]
+        if since_ms is not None:
+            params.append(("since", str(since_ms)))
+        if limit is not None:
+            within("limit", limit, 1000)
+            params.append(("limit", str(limit)))
+        return params
+
+    def public_trades_params(self, symbol: str, limit: int | None) -> Params:
+        params: Params = [("symbol", symbol)]
+        if limit is not None:
+            within("limit", limit, 1000)
+            params.append(("limit", str(limit)))
+        return params
+
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
@@ -407,8 +463,15 @@ class CcxtVenue:
             return UnifiedCall("fetch_time")
         if op is Op.INSTRUMENTS:
             return UnifiedCall("fetch_markets")
-        if op is Op.TICKER_PRICE:
+        if op in (Op.TICKER_PRICE, Op.TICKER):
             return UnifiedCall("fetch_ticker", (_required(p, "symbol"),))
+        if op is Op.ORDER_BOOK:
+            return UnifiedCall("fetch_order_book", (_required(p, "symbol"), _count(p, "limit")))
+        if op is Op.CANDLES:
+            bars = (_required(p, "symbol"), p.get("timeframe", "1m"))
+            return UnifiedCall("fetch_ohlcv", (*bars, _count(p, "since"), _count(p, "limit")))
+        if op is Op.PUBLIC_TRADES:
+            return UnifiedCall("fetch_trades", (_required(p, "symbol"), None, _count(p, "limit")))
         if op is Op.PLACE_ORDER:
             extra = {"clientOrderId": _required(p, "clientOrderId")}
             if "timeInForce" in p:
@@ -541,6 +604,94 @@ class CcxtVenue:
     @reads_answer
     def parse_withdrawal(self, payload: Any) -> str:
         return str(payload["id"])
+
+    @reads_answer
+    def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
+        """ccxt's unified ticker (``last``, ``bid``, ``ask``, ``baseVolume``...)."""
+        last = _decimal(payload.get("last")) or _decimal(payload.get("close"))
+        if last is None:
+            raise ValueError("the ticker carries no last price")
+        stamp = payload.get("timestamp")
+        return Ticker(
+            symbol=symbol,
+            last=last,
+            bid=_decimal(payload.get("bid")),
+            ask=_decimal(payload.get("ask")),
+            bid_quantity=_decimal(payload.get("bidVolume")),
+            ask_quantity=_decimal(payload.get("askVolume")),
+            open=_decimal(payload.get("open")),
+            high=_decimal(payload.get("high")),
+            low=_decimal(payload.get("low")),
+            volume=_decimal(payload.get("baseVolume")),
+            quote_volume=_decimal(payload.get("quoteVolume")),
+            at=None if stamp is None else _moment(stamp),
+        )
+
+    @reads_answer
+    def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
+        """ccxt's unified book: ``[price, amount]`` rows, best first."""
+        stamp = payload.get("timestamp")
+        nonce = payload.get("nonce")
+        return OrderBook(
+            symbol=symbol,
+            bids=tuple(_level(row) for row in payload["bids"]),
+            asks=tuple(_level(row) for row in payload["asks"]),
+            at=None if stamp is None else _moment(stamp),
+            sequence=None if nonce is None else int(nonce),
+        )
+
+    @reads_answer
+    def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
+        """ccxt's OHLCV rows: ``[ms, open, high, low, close, volume]``."""
+        if isinstance(payload, (str, bytes, dict)):
+            raise TypeError("not a list of candles")
+        return [
+            Candle(
+                symbol=symbol,
+                interval=interval,
+                opened_at=_moment(row[0]),
+                open=_decimal(row[1]),
+                high=_decimal(row[2]),
+                low=_decimal(row[3]),
+                close=_decimal(row[4]),
+                volume=_decimal(row[5]) or Decimal(0),
+            )
+            for row in payload
+        ]
+
+    @reads_answer
+    def parse_public_trades(self, payload: Any, symbol: str) -> list[PublicTrade]:
+        """ccxt's unified trades, oldest first."""
+        if isinstance(payload, (str, bytes, dict)):
+            raise TypeError("not a list of trades")
+        return [
+            PublicTrade(
+                symbol=symbol,
+                trade_id=None if t.get("id") is None else str(t["id"]),
+                price=_decimal(t["price"]),
+                quantity=_decimal(t["amount"]),
+                at=_moment(t["timestamp"]),
+                side=_SIDES.get(str(t.get("side"))),
+            )
+            for t in payload
+        ]
+
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+def _count(params: Mapping[str, str], name: str) -> int | None:
+    """A whole-number argument of a unified method, or ``None`` when not given."""
+    value = params.get(name)
+    return None if value is None else int(value)
+
+
+def _moment(ms: Any) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+
+
+def _level(row: Any) -> BookLevel:
+    return BookLevel(price=_decimal(row[0]), quantity=_decimal(row[1]))
 
 
 def _required(params: Mapping[str, str], name: str) -> str:

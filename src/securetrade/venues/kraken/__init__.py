@@ -17,7 +17,9 @@ How it differs from Binance, and how the contract carries it:
   first: an order only moves from open to closed, so read in this order it cannot slip
   between the two reads. ``CancelOrder`` takes ``cl_ord_id`` itself.
 * Errors are strings such as ``EOrder:Insufficient funds`` (``tables.ERRORS``).
-* Symbols are Kraken's pair altnames (``XBTUSDT``); assets are Kraken's codes (``XXBT``).
+* Symbols are Kraken's pair altnames (``XBTUSDT``); asset codes are read back in the
+  common names (``XXBT`` and ``XBT`` as ``BTC``, ``ZUSD`` as ``USD``: :func:`asset_name`),
+  in balances and instruments alike, so ``BTC/USDT`` finds ``XBTUSDT``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,21 @@ from typing import Any
 
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, RateLimited, VenueRejected
 from ...keys import ApiKey, Environment, KeyKind
-from ...models import Balance, Instrument, Order, OrderRequest, OrderStatus, OrderType, TimeInForce
+from ...models import (
+    Balance,
+    BookLevel,
+    Candle,
+    Instrument,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    PublicTrade,
+    Side,
+    Ticker,
+    TimeInForce,
+)
 from ...ratelimit import RateLimit
 from ...signing import KrakenSigner, Signer, encode_query
 from ...transport.base import HttpRequest, HttpResponse
@@ -47,10 +63,44 @@ from ..base import (
     reads_answer,
     unreadable,
     wire_decimal,
+    within,
 )
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
 
-__all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot"]
+__all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot", "asset_name"]
+
+# Kraken's legacy asset codes (an X before crypto, a Z before fiat) and its own short names
+# (XBT for bitcoin, XDG for dogecoin) -> the names everyone else uses. Codes not listed
+# (USDT, DOT, SOL, and every asset listed since) are already those names.
+_ASSET_NAMES = {
+    "XXBT": "BTC",
+    "XBT": "BTC",
+    "XBT.M": "BTC.M",
+    "XXDG": "DOGE",
+    "XDG": "DOGE",
+    "XETH": "ETH",
+    "XETC": "ETC",
+    "XLTC": "LTC",
+    "XMLN": "MLN",
+    "XREP": "REP",
+    "XXLM": "XLM",
+    "XXMR": "XMR",
+    "XXRP": "XRP",
+    "XZEC": "ZEC",
+    "ZUSD": "USD",
+    "ZEUR": "EUR",
+    "ZGBP": "GBP",
+    "ZCAD": "CAD",
+    "ZJPY": "JPY",
+    "ZAUD": "AUD",
+    "ZCHF": "CHF",
+}
+
+
+def asset_name(code: str) -> str:
+    """The common name of a Kraken asset code: ``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``."""
+    return _ASSET_NAMES.get(code, code)
+
 
 _SYMBOL = re.compile(r"[A-Z0-9]{2,16}(?:\.[A-Z0-9]{1,4})?")
 _STATUS = {
@@ -67,6 +117,20 @@ _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a sho
 _OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
 # Which list a lookup by ``cl_ord_id`` reads. Never sent: ``prepare`` turns it into a path.
 _AMONG = "~among"
+# OHLC ``interval`` in minutes, for the intervals of models.INTERVALS Kraken offers.
+_OHLC_INTERVALS = {
+    "1m": "1",
+    "5m": "5",
+    "15m": "15",
+    "30m": "30",
+    "1h": "60",
+    "4h": "240",
+    "1d": "1440",
+    "1w": "10080",
+    "2w": "21600",
+}
+_DEPTH_MAX = 500  # Depth ``count``
+_TRADES_MAX = 1000  # Trades ``count``
 _LISTS = {"open": "/0/private/OpenOrders", "closed": "/0/private/ClosedOrders"}
 
 
@@ -80,6 +144,7 @@ class KrakenSpot:
     freshness = Freshness.NONCE
     recv_window_ms = 5000
     order_acks = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
+    time_in_force = frozenset(_TIF)  # GTC and IOC: Kraken spot has no FOK
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
@@ -320,8 +385,9 @@ class KrakenSpot:
         for asset, row in sorted(payload.items()):
             total = Decimal(str(row.get("balance", "0")))
             held = Decimal(str(row.get("hold_trade", "0")))
-            result.append(Balance(asset=asset, free=max(total - held, Decimal(0)), locked=held))
-        return result
+            free = _plain(max(total - held, Decimal(0)))
+            result.append(Balance(asset=asset_name(asset), free=free, locked=_plain(held)))
+        return sorted(result, key=lambda b: b.asset)
 
     @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
@@ -332,8 +398,8 @@ class KrakenSpot:
             tick = pair.get("tick_size") or _step(int(pair["pair_decimals"]))
             result[pair["altname"]] = Instrument(
                 symbol=pair["altname"],
-                base_asset=pair["base"],
-                quote_asset=pair["quote"],
+                base_asset=asset_name(pair["base"]),
+                quote_asset=asset_name(pair["quote"]),
                 tick_size=tick,
                 step_size=_step(int(pair["lot_decimals"])),
                 min_quantity=pair.get("ordermin", "0"),
@@ -342,8 +408,102 @@ class KrakenSpot:
             )
         return result
 
+    # --- market data ----------------------------------------------------------------------
+
+    intervals: Mapping[str, str] = _OHLC_INTERVALS
+
     def ticker_params(self, symbol: str) -> Params:
         return [("pair", symbol)]
+
+    def order_book_params(self, symbol: str, depth: int) -> Params:
+        """``Depth``: ``count`` 1 to 500 levels a side."""
+        within("depth", depth, _DEPTH_MAX)
+        return [("pair", symbol), ("count", str(depth))]
+
+    def candles_params(
+        self, symbol: str, interval: str, since_ms: int | None, limit: int | None
+    ) -> Params:
+        """``OHLC``: up to 720 of the most recent frames, later than ``since`` (seconds,
+        exclusive: one second earlier is sent so that a frame opening at it is included).
+        Kraken takes no count; the core keeps ``limit`` of them."""
+        wire = self.intervals.get(interval)
+        if wire is None:
+            raise InvalidRequest(
+                f"Kraken offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+            )
+        params: Params = [("pair", symbol), ("interval", wire)]
+        if since_ms is not None:
+            params.append(("since", str(max(0, since_ms // 1000 - 1))))
+        return params
+
+    def public_trades_params(self, symbol: str, limit: int | None) -> Params:
+        """``Trades``: the most recent ``count`` (1 to 1000) trades."""
+        params: Params = [("pair", symbol)]
+        if limit is not None:
+            within("limit", limit, _TRADES_MAX)
+            params.append(("count", str(limit)))
+        return params
+
+    @reads_answer
+    def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
+        """``Ticker`` of one pair: ``a``/``b`` [price, whole lot volume, lot volume], ``c``
+        [last, volume], ``v``/``l``/``h`` [today, last 24 h], ``o`` today's open."""
+        entry = _only(payload)
+        return Ticker(
+            symbol=symbol,
+            last=entry["c"][0],
+            bid=entry["b"][0],
+            ask=entry["a"][0],
+            bid_quantity=entry["b"][2],
+            ask_quantity=entry["a"][2],
+            open=entry["o"],
+            high=entry["h"][1],
+            low=entry["l"][1],
+            volume=entry["v"][1],
+        )
+
+    @reads_answer
+    def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
+        """``Depth``: ``{pair: {"bids": [[price, volume, time]], "asks": [...]}}``."""
+        entry = _only(payload)
+        return OrderBook(
+            symbol=symbol,
+            bids=tuple(BookLevel(price=row[0], quantity=row[1]) for row in entry["bids"]),
+            asks=tuple(BookLevel(price=row[0], quantity=row[1]) for row in entry["asks"]),
+        )
+
+    @reads_answer
+    def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
+        """``OHLC`` rows: time (s), open, high, low, close, vwap, volume, count."""
+        return [
+            Candle(
+                symbol=symbol,
+                interval=interval,
+                opened_at=datetime.fromtimestamp(int(row[0]), tz=timezone.utc),
+                open=row[1],
+                high=row[2],
+                low=row[3],
+                close=row[4],
+                volume=row[6],
+                trades=int(row[7]),
+            )
+            for row in _only(payload)
+        ]
+
+    @reads_answer
+    def parse_public_trades(self, payload: Any, symbol: str) -> list[PublicTrade]:
+        """``Trades`` rows: price, volume, time (s), b/s, m/l, misc, trade id; oldest first."""
+        return [
+            PublicTrade(
+                symbol=symbol,
+                trade_id=str(row[6]),
+                price=row[0],
+                quantity=row[1],
+                at=datetime.fromtimestamp(float(row[2]), tz=timezone.utc),
+                side=Side.BUY if row[3] == "b" else Side.SELL,
+            )
+            for row in _only(payload)
+        ]
 
     @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
@@ -408,6 +568,23 @@ def _listed(result: Any) -> tuple[str, Any] | None:
             if among in result:
                 return among, result[among]
     return None
+
+
+def _plain(value: Decimal) -> Decimal:
+    """The same amount without the padding of Kraken's ten decimals: ``0E-10`` reads as
+    ``0`` and ``1.5000000000`` as ``1.5`` (a whole number keeps its digits: ``100``)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def _only(result: Any) -> Any:
+    """The one pair's entry of a market-data answer keyed by pair (Kraken names the key as
+    it likes: ``XXBTZUSD`` for ``XBTUSD``), beside its ``last`` cursor."""
+    entries = [v for k, v in result.items() if k != "last"]
+    if len(entries) != 1:
+        raise ValueError(f"expected one pair in the answer, got {len(entries)}")
+    return entries[0]
 
 
 def _step(decimals: int) -> Decimal:

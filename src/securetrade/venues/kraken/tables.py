@@ -50,6 +50,10 @@ ENDPOINTS: Mapping[Op, Endpoint] = {
         Endpoint(Op.SERVER_TIME, "GET", "/0/public/Time", False, None, {PUBLIC: 1}),
         Endpoint(Op.INSTRUMENTS, "GET", "/0/public/AssetPairs", False, None, {PUBLIC: 1}),
         Endpoint(Op.TICKER_PRICE, "GET", "/0/public/Ticker", False, None, {PUBLIC: 1}),
+        Endpoint(Op.TICKER, "GET", "/0/public/Ticker", False, None, {PUBLIC: 1}),
+        Endpoint(Op.ORDER_BOOK, "GET", "/0/public/Depth", False, None, {PUBLIC: 1}),
+        Endpoint(Op.CANDLES, "GET", "/0/public/OHLC", False, None, {PUBLIC: 1}),
+        Endpoint(Op.PUBLIC_TRADES, "GET", "/0/public/Trades", False, None, {PUBLIC: 1}),
         Endpoint(Op.PLACE_ORDER, "POST", "/0/private/AddOrder", True, Scope.TRADE, {ORDERS: 1}),
         Endpoint(
             Op.CANCEL_ORDER,
