@@ -592,7 +592,9 @@ class AsyncClient(_Base[AsyncTransport]):
             Resource.AUDIT: core.audit.trail is not None,
             Resource.POLICY: core.policy.blocking,
         }
-        return frozenset(resource for resource, blocks in waits.items() if blocks)
+        off = frozenset(resource for resource, blocks in waits.items() if blocks)
+        core.inline = frozenset(Resource) - off  # the rest the flows call in place
+        return off
 
     async def _run(self, name: str, flow: Flow[T]) -> T:
         """Drive ``flow`` on the running loop; nothing that waits on I/O runs on the loop

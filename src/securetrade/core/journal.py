@@ -884,17 +884,23 @@ class Journal:
 
 def _transition(state: IntentState, expect: View | None) -> tuple[str, tuple[Any, ...]]:
     """The SQL condition under which a write of ``state`` applies (see :mod:`.states`)."""
-    sources = SOURCES[state]
     if state in GUARDED:
         if expect is None:
             raise InvalidRequest(
                 f"a write of {state.value} must name the row it read: pass expect=intent.view"
             )
-        if expect.state not in sources:
+        if expect.state not in SOURCES[state]:
             return "0", ()
         return "state = ? AND attempts = ?", (expect.state.value, expect.attempts)
-    marks = ",".join("?" * len(sources))
-    return f"state IN ({marks})", tuple(s.value for s in sources)
+    return _FROM[state]
+
+
+# The condition of each evidence transition, built once: its allowed source states.
+_FROM: dict[IntentState, tuple[str, tuple[str, ...]]] = {
+    target: (f"state IN ({','.join('?' * len(sources))})", tuple(s.value for s in sources))
+    for target, sources in SOURCES.items()
+    if target not in GUARDED and sources
+}
 
 
 def _wire(value: Any) -> str:

@@ -29,7 +29,7 @@ from ..models import Order, OrderRequest
 from ..policy import Admission, ReferencePrice
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
-from .effects import Call, Claim, Flow, Lookup, Persist, Resource, Wait
+from .effects import Claim, Flow, Lookup, Persist, Resource, Wait
 from .pipeline import code_of, error_of
 from .recovery import IN_FLIGHT, Recovery
 from .resolution import StaleView
@@ -99,7 +99,7 @@ class Core(Recovery):
                 f"idempotency key was used for another order ({intent.fingerprint}); "
                 "nothing was sent"
             )
-        yield self.note(
+        yield from self.note(
             "order.intent",
             client_order_id=cid,
             symbol=order.symbol,
@@ -144,7 +144,7 @@ class Core(Recovery):
         sent = [False]  # whether a Persist applied: the row is no longer ``seen``
         policy = self.policy
         try:
-            admission: Admission = yield Call(
+            admission: Admission = yield from self.perform(
                 Resource.POLICY, lambda: policy.admit(order, cid, reference=reference)
             )
             with admission:
@@ -234,7 +234,7 @@ class Core(Recovery):
                 error = _absent(str(error_of(outcome)), self)
             elif outcome.verdict is Verdict.REJECTED:
                 yield from self.conclude(cid, IntentState.REJECTED, view, str(outcome.error))
-                yield self.note("order.rejected", client_order_id=cid, code=code_of(outcome))
+                yield from self.note("order.rejected", client_order_id=cid, code=code_of(outcome))
                 raise error_of(outcome)
             else:
                 error = error_of(outcome)
@@ -251,7 +251,7 @@ class Core(Recovery):
             if wait is None:
                 yield from self.conclude(cid, IntentState.NOT_PLACED, view, str(error))
                 raise error
-            yield self.note("order.resend", client_order_id=cid, attempt=retries.number)
+            yield from self.note("order.resend", client_order_id=cid, attempt=retries.number)
             if wait > 0:
                 yield Wait(wait)
 

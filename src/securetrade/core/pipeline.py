@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import VenueClock
 from ..errors import (
@@ -40,6 +40,8 @@ from .retry import Attempts
 from .settings import Settings
 
 __all__ = ["MarketData", "Pipeline"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("securetrade")
 
@@ -122,6 +124,9 @@ class Pipeline:
         if venue.freshness is Freshness.NONCE:
             self.nonces = nonces or _PROCESS_NONCES
         self.market = MarketData()
+        # The resources whose calls the driver lets the flows make in place (all of them,
+        # for the sync client); the async client removes those that wait on I/O.
+        self.inline: frozenset[Resource] = frozenset(Resource)
 
     # --- what the layers above use --------------------------------------------------------
 
@@ -139,10 +144,22 @@ class Pipeline:
         here while other processes take over.
         """
 
-    def note(self, kind: str, **fields: Any) -> Call:
-        """An audit event, as an effect: the trail may be a file, written off the loop."""
+    def perform(self, resource: Resource, function: Callable[..., T], *args: Any) -> Flow[T]:
+        """A call on a shared resource: made here when the driver said that resource answers
+        at once (:attr:`inline`), else yielded as a :class:`Call` for the driver to make
+        (the async client then makes it in a worker thread)."""
+        if resource in self.inline:
+            return function(*args)
+        result: T = yield Call(resource, function, *args)
+        return result
+
+    def note(self, kind: str, **fields: Any) -> Flow[None]:
+        """An audit event (the trail may be a file: then an effect, written off the loop)."""
         audit = self.audit
-        return Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
+        if Resource.AUDIT in self.inline:
+            audit.emit(kind, **fields)
+            return
+        yield Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
 
     def markets(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
@@ -162,7 +179,7 @@ class Pipeline:
             published = self.venue.parse_rate_limits(payload)
             if published and self._adopt_published_limits:
                 limiter = self.limiter
-                yield Call(Resource.LIMITER, limiter.adopt, published)
+                yield from self.perform(Resource.LIMITER, limiter.adopt, published)
         finally:
             market.release("loading")
         return market.instruments
@@ -199,13 +216,15 @@ class Pipeline:
             payload = yield from self._retrying(endpoint, [], priority=priority)
             received = self.clock.local_ms()  # a retried sample is wide: the median drops it
             self.clock.add_sample(sent, received, self.venue.parse_server_time(payload))
-        yield self.note("clock.synced", offset_ms=round(self.clock.offset_ms, 1))
+        yield from self.note("clock.synced", offset_ms=round(self.clock.offset_ms, 1))
         for alarm in self.clock.check():  # drift alarm: logged, and passed to clock.on_alarm
-            yield self.note("clock.alarm", reason=alarm.reason, offset_ms=round(alarm.offset_ms, 1))
+            yield from self.note(
+                "clock.alarm", reason=alarm.reason, offset_ms=round(alarm.offset_ms, 1)
+            )
 
     def _paused_for(self) -> Flow[float]:
         limiter = self.limiter
-        paused: float = yield Call(Resource.LIMITER, lambda: limiter.paused_for)
+        paused: float = yield from self.perform(Resource.LIMITER, lambda: limiter.paused_for)
         return paused
 
     def _retrying(
@@ -300,10 +319,13 @@ class Pipeline:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         limiter = self.limiter
         while True:
-            wait, admission = yield Call(
-                Resource.LIMITER,
-                lambda: limiter.admit(cost, priority, symbol=symbol, caller=caller),
-            )
+            if Resource.LIMITER in self.inline:
+                wait, admission = limiter.admit(cost, priority, symbol=symbol, caller=caller)
+            else:
+                wait, admission = yield Call(
+                    Resource.LIMITER,
+                    lambda: limiter.admit(cost, priority, symbol=symbol, caller=caller),
+                )
             if wait <= 0.0:
                 break
             if wait > self.settings.max_rate_wait:
@@ -344,7 +366,7 @@ class Pipeline:
             )
             if audit.records_wire:
                 op_name = endpoint.op.value
-                yield Call(
+                yield from self.perform(
                     Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1)
                 )
             response: HttpResponse = yield Send(request, endpoint.op)
@@ -358,12 +380,15 @@ class Pipeline:
                 call.end(error=exc)
             raise
         status, headers = response.status, response.headers
-        yield Call(
-            Resource.LIMITER,
-            lambda: limiter.observe(
-                status, headers, symbol=symbol, caller=caller, landed=admission
-            ),
-        )
+        if Resource.LIMITER in self.inline:
+            limiter.observe(status, headers, symbol=symbol, caller=caller, landed=admission)
+        else:
+            yield Call(
+                Resource.LIMITER,
+                lambda: limiter.observe(
+                    status, headers, symbol=symbol, caller=caller, landed=admission
+                ),
+            )
         outcome = self.venue.interpret(endpoint, response)
         call.end(
             status=response.status,
@@ -372,7 +397,7 @@ class Pipeline:
         )
         if audit.records_wire:
             verdict = outcome.verdict.value
-            yield Call(
+            yield from self.perform(
                 Resource.AUDIT,
                 lambda: audit.response(endpoint.op.value, response, verdict=verdict),
             )
@@ -385,7 +410,7 @@ class Pipeline:
             # refused, so certainly not executed. Resend it signed with the new key.
             outcome = dataclasses.replace(outcome, verdict=Verdict.RETRYABLE)
         elif isinstance(outcome.error, AuthenticationRejected):
-            yield self.note(
+            yield from self.note(
                 "auth.rejected",
                 op=endpoint.op.value,
                 code=code_of(outcome),

@@ -37,7 +37,7 @@ from ..policy import Decision, KillState, ReferencePrice
 from ..ratelimit import Priority
 from ..transport import telemetry
 from ..venues.base import Capabilities, Op, Params, capabilities_of
-from .effects import Call, Flow, Lookup, Resource, Settle
+from .effects import Flow, Lookup, Resource, Settle
 from .pipeline import Pipeline
 from .states import IntentState
 
@@ -252,7 +252,7 @@ class Reads(Pipeline):
             order = self.venue.parse_order(payload)
             order = yield from self._record(order)
         self.policy.observe(order)
-        yield self.note("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
+        yield from self.note("order.canceled", client_order_id=order.client_order_id, symbol=symbol)
         return order
 
     def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
@@ -278,7 +278,7 @@ class Reads(Pipeline):
             journal.record_fills(client_order_id, trades)
             return journal.fills(client_order_id)
 
-        recorded: list[Fill] = yield Call(Resource.JOURNAL, record)
+        recorded: list[Fill] = yield from self.perform(Resource.JOURNAL, record)
         return recorded
 
     def _record(self, order: Order) -> Flow[Order]:
@@ -318,14 +318,14 @@ class Reads(Pipeline):
         params = self.venue.withdraw_params(asset, value, address, network)
         policy = self.policy
         try:
-            yield Call(Resource.POLICY, policy.check_withdrawal)
+            yield from self.perform(Resource.POLICY, policy.check_withdrawal)
             self.key.require(Scope.WITHDRAW, address=address)
         except LocalRefusal as exc:
-            yield self.note(
+            yield from self.note(
                 "withdraw.refused", asset=asset, amount=value, reason=type(exc).__name__
             )
             raise
-        yield self.note("withdraw.attempt", asset=asset, amount=value, address=address)
+        yield from self.note("withdraw.attempt", asset=asset, amount=value, address=address)
         payload = yield from self._call(Op.WITHDRAW, params, once=True, address=address)
         return self.venue.parse_withdrawal(payload)
 
@@ -343,7 +343,7 @@ class Reads(Pipeline):
         key = self.key
         payload = yield from self._call(Op.KEY_PERMISSIONS, [])
         report = assess(key, parse(payload))
-        yield self.note("key.checked", key=report.key_id_hint, ok=report.ok)
+        yield from self.note("key.checked", key=report.key_id_hint, ok=report.ok)
         return report.enforce(refuse=refuse)
 
     # --- the pre-trade checks --------------------------------------------------------------
@@ -382,7 +382,7 @@ class Reads(Pipeline):
                 Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
             )
         except ScopeError:
-            yield self.note("scope.refused", op="place_order", reason="permission")
+            yield from self.note("scope.refused", op="place_order", reason="permission")
             raise
         policy = self.policy
         caps = self.capabilities
@@ -399,7 +399,7 @@ class Reads(Pipeline):
                 "see client.capabilities"
             )
         try:
-            yield Call(Resource.POLICY, lambda: policy.check(order, final=False))
+            yield from self.perform(Resource.POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
             instruments = yield from self.markets(priority=Priority.ORDER)
             instrument = instruments.get(order.symbol)
@@ -413,11 +413,15 @@ class Reads(Pipeline):
             if valued_by_key:
                 yield from self._within_key_notional(order, reference)
             if policy.needs_reference(order):  # else the first check was complete
-                yield Call(Resource.POLICY, lambda: policy.check(order, reference_price=reference))
+                yield from self.perform(
+                    Resource.POLICY, lambda: policy.check(order, reference_price=reference)
+                )
         except PolicyViolation as exc:
             if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too
                 yield from self._honour_kill_switch()
-            yield self.note("policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message)
+            yield from self.note(
+                "policy.denied", rule=exc.rule, symbol=order.symbol, reason=exc.message
+            )
             telemetry.annotate("policy.decision", f"deny:{exc.rule}")
             raise
         telemetry.annotate("policy.decision", "allow")
@@ -438,7 +442,7 @@ class Reads(Pipeline):
         try:
             key.require(Scope.TRADE, notional=order.quantity * reference.price)
         except ScopeError:
-            yield self.note("scope.refused", op="place_order", reason="notional")
+            yield from self.note("scope.refused", op="place_order", reason="notional")
             raise
 
     def reference_price(self, symbol: str) -> Flow[ReferencePrice]:
@@ -463,8 +467,10 @@ class Reads(Pipeline):
     def kill(self, reason: str, *, cancel_open: bool = False) -> Flow[list[Order]]:
         """Engage the kill switch (everywhere it reaches); cancel open orders if asked."""
         switch = self.policy.kill_switch
-        yield Call(Resource.POLICY, lambda: switch.engage(reason, cancel_open=cancel_open))
-        yield self.note("killswitch.engaged", reason=reason, cancel_open=cancel_open)
+        yield from self.perform(
+            Resource.POLICY, lambda: switch.engage(reason, cancel_open=cancel_open)
+        )
+        yield from self.note("killswitch.engaged", reason=reason, cancel_open=cancel_open)
         cancelled = yield from self._honour_kill_switch()
         return cancelled
 
@@ -473,7 +479,7 @@ class Reads(Pipeline):
         switches = self.policy.kill_switches()
         states: list[KillState] = []
         if self._cancel_due is None:
-            states = yield Call(Resource.POLICY, lambda: [s.state() for s in switches])
+            states = yield from self.perform(Resource.POLICY, lambda: [s.state() for s in switches])
         with self._kill_lock:  # two threads of one client: the first takes the engagement
             due = self._cancel_due
             if due is None:
@@ -495,7 +501,7 @@ class Reads(Pipeline):
             except OrderNotFound:
                 continue  # filled or cancelled meanwhile
             cancelled.append(done)
-        yield self.note("killswitch.cancelled", orders=len(cancelled), reason=due.reason)
+        yield from self.note("killswitch.cancelled", orders=len(cancelled), reason=due.reason)
         return cancelled
 
     def _call(

@@ -18,7 +18,7 @@ from ..errors import UnresolvedOrder
 from ..models import Order
 from ..ratelimit import Priority
 from ..venues.base import Op
-from .effects import Call, Flow, Resource, Wait
+from .effects import Flow, Resource, Wait
 from .journal import owner_is_gone, process_token
 from .resolution import Resolution, StaleView
 from .states import Intent, IntentState
@@ -90,7 +90,7 @@ class Recovery(Resolution):
             raise
         with self._gate:
             self._recovered, self._recovering = True, False
-        yield self.note(
+        yield from self.note(
             "journal.recovered",
             resolved=len(report.resolved),
             not_placed=len(report.not_placed),
@@ -102,21 +102,23 @@ class Recovery(Resolution):
     def _leased(self) -> Flow[RecoveryReport]:
         journal, account = self.journal, self.account
         lease = self.settings.resolve_timeout * 2
-        while not (yield Call(Resource.JOURNAL, journal.lease, account, lease)):
+        while not (yield from self.perform(Resource.JOURNAL, journal.lease, account, lease)):
             yield Wait(0.05)
         try:
             report = yield from self._reconcile()
         except BaseException:
             journal.release(account)  # the flow may be closing: no effect can be yielded
             raise
-        yield Call(Resource.JOURNAL, journal.release, account)
+        yield from self.perform(Resource.JOURNAL, journal.release, account)
         return report
 
     def _reconcile(self) -> Flow[RecoveryReport]:
         journal = self.journal
         # The retention policy (old finished intents become tombstones), then what is open.
-        yield Call(Resource.JOURNAL, journal.purge)
-        intents: list[Intent] = yield Call(Resource.JOURNAL, journal.unfinished, self.account)
+        yield from self.perform(Resource.JOURNAL, journal.purge)
+        intents: list[Intent] = yield from self.perform(
+            Resource.JOURNAL, journal.unfinished, self.account
+        )
         payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
         )
@@ -157,7 +159,7 @@ class Recovery(Resolution):
             except StaleView:
                 continue  # taken over since the snapshot: its new owner settles it
         ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
-        known: set[str] = yield Call(Resource.JOURNAL, journal.known, ours)
+        known: set[str] = yield from self.perform(Resource.JOURNAL, journal.known, ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)
         self._orphans.update((o.client_order_id or "", o) for o in orphans)
         for orphan in orphans:
@@ -166,7 +168,7 @@ class Recovery(Resolution):
                 orphan.client_order_id,
                 orphan.symbol,
             )
-            yield self.note("order.orphan", client_order_id=orphan.client_order_id)
+            yield from self.note("order.orphan", client_order_id=orphan.client_order_id)
         return RecoveryReport(tuple(resolved), tuple(not_placed), tuple(unresolved), orphans)
 
     def abandoned(self, intent: Intent) -> bool:

@@ -40,7 +40,7 @@ class Resolution(Reads):
         execute). Raises :class:`UnresolvedOrder` when the venue cannot tell in time, after
         recording the intent as UNKNOWN (from ``seen`` only: else :class:`StaleView`).
         """
-        yield self.note("order.resolving", client_order_id=cid)
+        yield from self.note("order.resolving", client_order_id=cid)
         params = self.venue.order_lookup_params(symbol, client_order_id=cid)
         endpoint = self.venue.endpoints[Op.GET_ORDER]
         reads = RetryPolicy(max_attempts=1_000_000, max_delay=self.settings.resolve_timeout).start()
@@ -57,7 +57,7 @@ class Resolution(Reads):
                 return self.venue.parse_order(outcome.payload)
             if outcome is not None and isinstance(outcome.error, OrderNotFound):
                 if self.clock.now_ms() > deadline_ms:
-                    yield self.note("order.absent", client_order_id=cid)
+                    yield from self.note("order.absent", client_order_id=cid)
                     return None
                 if time.monotonic() > give_up:  # the attempt may still land: keep it unknown
                     yield from self.conclude(cid, IntentState.UNKNOWN, seen, "not found yet")
@@ -113,7 +113,7 @@ class Resolution(Reads):
         if state is not IntentState.REJECTED:  # a listed refusal proves nothing of attempts
             yield Settle(found.client_order_id, state, found.model_dump_json(), fills=found.fills)
         self.policy.observe(found)
-        yield self.note(
+        yield from self.note(
             "order.placed",
             client_order_id=found.client_order_id,
             order_id=found.order_id,
