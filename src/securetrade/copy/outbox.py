@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from .._sqlite import retry_locked, wal
 from ..errors import JournalError
 from ..models import Side
 from .model import LeaderEvent, Movement
@@ -72,10 +73,8 @@ class Outbox:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+            wal(self._db, synchronous="FULL")
+            retry_locked(self._db, lambda: [self._db.execute(s) for s in _SCHEMA], 30.0)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"copy outbox {self.path} cannot be used: {exc}") from exc
         self._lock = threading.Lock()

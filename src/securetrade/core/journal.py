@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._sqlite import busy
 from ..errors import IdempotencyKeyExpired, InvalidRequest, JournalError
 from ..models import Fill
 from .states import (
@@ -380,8 +381,7 @@ class Journal:
                 self._db.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or time.monotonic() > deadline:
+                if not busy(exc) or time.monotonic() > deadline:
                     raise
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -605,7 +605,7 @@ class Journal:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if busy(exc):
                 raise JournalBusy(self.path) from exc
             raise
         finally:

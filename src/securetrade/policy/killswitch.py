@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._checks import text
+from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -84,10 +85,14 @@ class SqliteSwitchStore:
         )
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS kill_switch (name TEXT PRIMARY KEY, "
-                "reason TEXT NOT NULL, at REAL NOT NULL, cancel_open INTEGER NOT NULL)"
+            wal(self._db, synchronous="FULL")
+            retry_locked(
+                self._db,
+                lambda: self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS kill_switch (name TEXT PRIMARY KEY, "
+                    "reason TEXT NOT NULL, at REAL NOT NULL, cancel_open INTEGER NOT NULL)"
+                ),
+                30.0,
             )
 
     def read(self, name: str) -> KillState | None:

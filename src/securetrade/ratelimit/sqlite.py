@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._sqlite import retry_locked, wal
 from .backend import Backend, Draw
 
 __all__ = ["SQLiteBackend"]
@@ -83,8 +84,10 @@ class SQLiteBackend(Backend):
         self._db = sqlite3.connect(
             str(path), timeout=timeout, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        wal(self._db, timeout=timeout)
+        retry_locked(self._db, self._prepare, timeout)
+
+    def _prepare(self) -> None:
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
 
@@ -229,13 +230,16 @@ class AuditTrail:
         )
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO audit_keys (key_id, public_pem) VALUES (?, ?)",
-                (key.key_id, key.public_pem),
-            )
+            wal(self._db, synchronous=synchronous)
+
+            def schema() -> None:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO audit_keys (key_id, public_pem) VALUES (?, ?)",
+                    (key.key_id, key.public_pem),
+                )
+
+            retry_locked(self._db, schema, 30.0)
 
     def append(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> Record:
         """Link one record to the head of the chain, sign it, and store it."""

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from .._sqlite import retry_locked, wal
 from ..errors import InboundRejected
 
 if TYPE_CHECKING:
@@ -90,13 +91,18 @@ class SqliteReplayStore:
         self._db = sqlite3.connect(
             os.fspath(path), isolation_level=None, check_same_thread=False, timeout=10.0
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS st_replay "
-            "(token TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL) WITHOUT ROWID"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS st_replay_expiry ON st_replay (expires_ms)")
+        wal(self._db, timeout=10.0)
+
+        def schema() -> None:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS st_replay "
+                "(token TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS st_replay_expiry ON st_replay (expires_ms)"
+            )
+
+        retry_locked(self._db, schema, 10.0)
         self._lock = threading.Lock()
         self._writes = 0
 
