@@ -21,6 +21,7 @@ guarantees are the transport's, as in :mod:`securetrade.transport.http`:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import contextlib
@@ -63,7 +64,7 @@ _READ_SIZE = 256 * 1024
 T = TypeVar("T")
 
 
-class _Exchange:
+class _Exchange(abc.ABC):
     """What both kinds of connection share: one request at a time, its reply fed to a
     :class:`ResponseReader` as bytes arrive, the waiting task woken once (reply whole, or
     the exchange failed), and one timer for the phases of :class:`Timeout`."""
@@ -80,19 +81,21 @@ class _Exchange:
         self._timeout: Timeout | None = None
         self._timer: asyncio.TimerHandle | None = None
 
+    @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError  # each kind of connection writes its own way
+        """Write request bytes (each kind of connection writes its own way)."""
 
+    @abc.abstractmethod
     def _writing(self) -> bool:
         """Whether part of the request is still waiting to be written."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection; a waiting task is woken with the failure."""
 
+    @abc.abstractmethod
     def reusable(self) -> bool:
         """Idle, open, and nothing received since its last reply."""
-        raise NotImplementedError
 
     def _deliver(self, data: bytes) -> bool:
         """Hand received bytes on; True when the waiting task should wake. Raises
