@@ -24,7 +24,7 @@ from typing import Any
 from ..client import AsyncClient
 from ..core import Journal
 from ..models import Side
-from ._orders import CpuPlan, SimProcess, _order, _pinned, _point_ccxt_at
+from ._orders import CpuPlan, SimProcess, _order, _pinned, ccxt_binance
 from ._report import Row, failed_row
 from ._timing import Effort
 
@@ -142,21 +142,7 @@ async def _ccxt_exchanges(
     before = tracemalloc.get_traced_memory()[0]
     exchanges = []
     for i in range(n):
-        key = server.api_key(i + 1)
-        exchange = ccxt_async.binance(
-            {
-                "apiKey": key.key_id,
-                "secret": key.secret.expose().decode("ascii"),
-                "enableRateLimit": False,
-                "cafile": cafile,
-                "options": {
-                    "fetchMarkets": {"types": ["spot"]},
-                    "fetchCurrencies": False,
-                    "fetchMargins": False,
-                },
-            }
-        )
-        _point_ccxt_at(exchange, server.base_url)
+        exchange = ccxt_binance(ccxt_async, server, server.api_key(i + 1), cafile)
         exchanges.append(exchange)
     gc.collect()
     figures["ccxt_bytes"] = (tracemalloc.get_traced_memory()[0] - before) / n

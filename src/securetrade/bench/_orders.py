@@ -371,6 +371,26 @@ def sync_row(effort: Effort, plan: CpuPlan, profiles: list[str] | None = None) -
 # --- row 4: 50 concurrent tasks -------------------------------------------------------------
 
 
+def ccxt_binance(ccxt_async: Any, server: SimProcess, key: ApiKey, cafile: str) -> Any:
+    """A ccxt async Binance exchange object for ``key``, aimed at the simulator process and
+    trusting its CA; no rate limiter of ccxt's own (ours runs, so the peer's must not)."""
+    exchange = ccxt_async.binance(
+        {
+            "apiKey": key.key_id,
+            "secret": key.secret.expose().decode("ascii"),
+            "enableRateLimit": False,
+            "cafile": cafile,
+            "options": {
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+            },
+        }
+    )
+    _point_ccxt_at(exchange, server.base_url)
+    return exchange
+
+
 def _point_ccxt_at(exchange: Any, base_url: str) -> None:
     """Rewrite every ccxt API root to the simulator, keeping the paths."""
     target = urlsplit(base_url)
@@ -436,21 +456,7 @@ async def _async_main(
     exchange: Any = None
     try:
         ccxt_async = importlib.import_module("ccxt.async_support")
-        ccxt_key = server.api_key(1)
-        exchange = ccxt_async.binance(
-            {
-                "apiKey": ccxt_key.key_id,
-                "secret": ccxt_key.secret.expose().decode("ascii"),
-                "enableRateLimit": False,
-                "cafile": cafile,
-                "options": {
-                    "fetchMarkets": {"types": ["spot"]},
-                    "fetchCurrencies": False,
-                    "fetchMargins": False,
-                },
-            }
-        )
-        _point_ccxt_at(exchange, server.base_url)
+        exchange = ccxt_binance(ccxt_async, server, server.api_key(1), cafile)
 
         async def ccxt_worker(task: int, j: int) -> None:
             placed = await exchange.create_order("BTC/USDT", "limit", "buy", 0.001, 70000.0)
