@@ -53,10 +53,26 @@ def escape(text: str) -> str:
     return quote(text, safe="")
 
 
+# Parameter names come from a venue's small fixed vocabulary: their "name=" prefixes are
+# remembered (bounded: a caller's own names beyond it are encoded each time).
+_NAMES: dict[str, str] = {}
+_NAMES_MAX = 512
+
+
+def _prefix(name: str) -> str:
+    known = _NAMES.get(name)
+    if known is None:
+        known = escape(name) + "="
+        if len(_NAMES) < _NAMES_MAX and type(name) is str:
+            _NAMES[name] = known
+    return known
+
+
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
     try:
-        return "&".join([escape(k) + "=" + escape(v) for k, v in pairs])
+        names = _NAMES
+        return "&".join([(names.get(k) or _prefix(k)) + escape(v) for k, v in pairs])
     except UnicodeEncodeError:
         raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
     except (TypeError, AttributeError):

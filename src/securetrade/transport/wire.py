@@ -133,6 +133,7 @@ class ResponseReader:
         "_in_head",
         "_limits",
         "_parser",
+        "_raw",
         "_status",
         "done",
         "response",
@@ -143,6 +144,7 @@ class ResponseReader:
         self._limits = limits
         self._parser = httptools.HttpResponseParser(self)
         self._headers: dict[str, str] = {}
+        self._raw: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._body_size = 0
         self._head_size = 0  # headers kept, interim replies included
@@ -196,10 +198,17 @@ class ResponseReader:
         if size > self._limits.max_head:
             self._fail(f"reply head over {self._limits.max_head} bytes")
         self._head_size = size
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers = self._headers
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        self._raw.append((name, value))  # decoded once the head is whole
+
+    def _decoded(self) -> dict[str, str]:
+        """The head's headers by lower-case name; a repeated name's values joined by commas."""
+        headers: dict[str, str] = {}
+        for name, value in self._raw:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        self._raw = []
+        return headers
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -207,13 +216,13 @@ class ResponseReader:
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             self._fail(f"reply in HTTP/{version}, not HTTP/1.x")
-        headers = self._headers
+        headers = self._decoded()
         if 100 <= status < 200:
             if status == 101:
                 self._fail("101 Switching Protocols: no upgrade was asked for")
-            self._headers = {}  # an interim reply: its headers are not the answer's
-            self._status = status
+            self._status = status  # an interim reply: its headers are not the answer's
             return
+        self._headers = headers
         self._status = status
         self._in_head = False
         encoding = headers.get("transfer-encoding")
@@ -225,7 +234,9 @@ class ResponseReader:
                 self._fail(f"Content-Length over the {self._limits.max_body}-byte limit")
         elif status not in (204, 304):
             self._fail("reply without Content-Length or chunked framing: cut or whole?")
-        self.reusable = version == "1.1" and "close" not in _tokens(headers.get("connection", ""))
+        connection = headers.get("connection")
+        closes = connection is not None and "close" in _tokens(connection)
+        self.reusable = version == "1.1" and not closes
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size + len(body)
@@ -278,9 +289,10 @@ class _TunnelHead(ResponseReader):
         status = parser.get_status_code()
         if parser.get_http_version() not in ("1.1", "1.0"):
             self._fail(f"proxy answered in HTTP/{parser.get_http_version()}")
+        headers = self._decoded()
         if 100 <= status < 200 and status != 101:
-            self._headers = {}
             return
+        self._headers = headers
         self._status = status
         self._in_head = False
         self.done = True
