@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import contextlib
 
-from oracle import judge
+from oracle import busiest, judge
 from securetrade.core import Journal, derive_client_order_id
 from securetrade.sim import Fault, SimLimits, Simulator
 
@@ -445,19 +445,6 @@ def burster(job: dict[str, Any]) -> None:
         thread.join()
     client.close()
     limiter.close()
-
-
-def busiest(events: Sequence[tuple[float, int]], seconds: float) -> int:
-    """The most units any window (t - seconds, t] of ``events`` holds."""
-    ordered = sorted(events)
-    best = total = first = 0
-    for stamp, units in ordered:
-        total += units
-        while ordered[first][0] <= stamp - seconds:
-            total -= ordered[first][1]
-            first += 1
-        best = max(best, total)
-    return best
 
 
 @contextlib.contextmanager

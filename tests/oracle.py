@@ -6,7 +6,7 @@ never the client's opinion of either.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -125,3 +125,17 @@ def assert_oracle(
     )
     assert verdict.ok, verdict
     return verdict
+
+
+def busiest(events: Sequence[tuple[float, int]], seconds: float) -> int:
+    """The most units any window (t - seconds, t] of ``events`` holds: what the venue's
+    rate limit judges, read from its own arrival log."""
+    ordered = sorted(events)
+    best = total = first = 0
+    for stamp, units in ordered:
+        total += units
+        while ordered[first][0] <= stamp - seconds:
+            total -= ordered[first][1]
+            first += 1
+        best = max(best, total)
+    return best

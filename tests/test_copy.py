@@ -559,3 +559,13 @@ def test_the_copy_demo_behaves() -> None:
     out = io.StringIO()
     assert run_copy_demo(out) == 0, out.getvalue()
     assert "0 followers with more than one order" in out.getvalue()
+
+
+@pytest.mark.parametrize("url", ["bogus", "http://127.0.0.1:6379/0", ""])
+def test_an_event_stream_with_an_unreadable_url_is_refused_with_the_fix(url: str) -> None:
+    """redis-py answers a bad URL with ValueError; the caller gets InvalidRequest naming
+    the URL form it needs, before anything connects."""
+    from securetrade.copy.streams import EventStream
+
+    with pytest.raises(InvalidRequest, match="redis://"):
+        EventStream(url)

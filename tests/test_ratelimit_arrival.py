@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracle import busiest
 from securetrade import AsyncClient, Client, LimitOrder, Settings
 from securetrade.ratelimit import MemoryBackend, Priority, RateLimit, RateLimiter
 from securetrade.sim import Fault, HttpsServer, SimLimits, Simulator
@@ -374,19 +375,6 @@ def test_a_cancelled_request_lands_its_admission(sim: Simulator, server: HttpsSe
 # --- end to end, counted where the venue counts ---------------------------------------------------
 
 LATE = [Fault("slow_arrival", seconds=s) for s in (0.1, 0.2, 0.3)]  # a fresh connection's delay
-
-
-def busiest(events: Sequence[tuple[float, int]], seconds: float) -> int:
-    """The most units any window (t - seconds, t] of ``events`` holds."""
-    ordered = sorted(events)
-    best = total = first = 0
-    for stamp, units in ordered:
-        total += units
-        while ordered[first][0] <= stamp - seconds:
-            total -= ordered[first][1]
-            first += 1
-        best = max(best, total)
-    return best
 
 
 def check_the_venues_count(sim: Simulator, limits: SimLimits) -> None:

@@ -71,8 +71,17 @@ class EventStream:
         text("group", group)
         if client is None:
             if not isinstance(url, str) or not url:
-                raise InvalidRequest("EventStream needs a Redis URL or client=redis.asyncio.Redis")
-            client = redis_async.Redis.from_url(url)
+                raise InvalidRequest(
+                    "EventStream needs a Redis URL (redis://host:6379/0) or "
+                    "client=redis.asyncio.Redis"
+                )
+            try:
+                client = redis_async.Redis.from_url(url)
+            except ValueError as exc:  # redis-py's word for a URL it cannot read
+                raise InvalidRequest(
+                    f"EventStream: {exc}; give a URL like redis://host:6379/0 "
+                    "(or rediss:// for TLS)"
+                ) from None
         self._redis = client
         self.stream = stream
         self.group = group
