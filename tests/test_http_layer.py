@@ -361,3 +361,32 @@ def test_an_ipv6_proxy_address_is_understood() -> None:
     proxy = Proxy("http://[::1]:3128")
     assert (proxy.host, proxy.port) == ("::1", 3128)
     assert repr(proxy) == "Proxy(http://[::1]:3128)"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_client_takes_a_timeout_per_phase_and_its_transport_keeps_it(
+    kind: str, certs: Certificates, raw: Callable[..., RawServer]
+) -> None:
+    """``Client(timeout=Timeout(...))``: a per-phase timeout reached the transports only
+    when the caller built the transport by hand; the client took a plain number alone."""
+    body = b'{"serverTime":1700000000000}'
+    time_answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    server = raw(lambda index, head: [0.6, time_answer] if index == 0 else [time_answer])
+    options: dict[str, Any] = {
+        "venue": "binance",
+        "base_url": server.base_url,
+        "pins": {HOST: [certs.leaf_pin, certs.ca_pin]},
+        "cadata": certs.ca_pem,
+        "timeout": Timeout(10.0, first_byte=0.2),
+    }
+    if kind == "sync":
+        with Client(**options) as client:
+            assert client.server_time() == 1700000000000  # the slow first answer was cut
+    else:
+
+        async def main() -> int:
+            async with AsyncClient(**options) as client:
+                return await client.server_time()
+
+        assert asyncio.run(main()) == 1700000000000
+    assert len(server.requests) >= 2  # cut by the first-byte phase, then read again

@@ -43,6 +43,7 @@ from .transport import (
     AsyncTransport,
     HttpTransport,
     PinSet,
+    Timeout,
     Transport,
     TransportFailure,
     pinned_ssl_context,
@@ -97,7 +98,10 @@ class _Base(ABC, Generic[TransportT]):
     where nonce venues (Kraken) draw nonces: by default one source per process; processes
     or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
     venue clock, e.g. with drift alarm thresholds and an ``on_alarm`` callback.
-    ``limiter`` holds the rate-limit windows: in this process by default;
+    ``timeout`` is seconds for every phase of a request, or a
+    :class:`~securetrade.transport.Timeout` giving each phase its own (name lookup,
+    connect, TLS, pool wait, write, first byte, whole reply; ccxt venues take its
+    ``response``). ``limiter`` holds the rate-limit windows: in this process by default;
     ``RateLimiter.sqlite(path)`` or ``RateLimiter.redis(url)`` when processes or hosts
     share an IP or account (docs/ratelimit.md).
     """
@@ -121,7 +125,7 @@ class _Base(ABC, Generic[TransportT]):
         nonces: NonceSource | None = None,
         recv_window_ms: int | None = None,
         clock: VenueClock | None = None,
-        timeout: float = 10.0,
+        timeout: float | Timeout = 10.0,
         proxy: str | None = None,
         transport: TransportT | None = None,
         unsafe_disable_pinning: bool = False,
@@ -182,7 +186,7 @@ class _Base(ABC, Generic[TransportT]):
             transport = opener(
                 _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
                 asynchronous=isinstance(self, AsyncClient),
-                timeout=timeout,
+                timeout=Timeout.coerce(timeout).response,  # ccxt has one timeout per call
                 proxy=proxy,
                 unsafe_allow_plain_http=unsafe_allow_plain_http,
             )
@@ -203,7 +207,7 @@ class _Base(ABC, Generic[TransportT]):
         base_url: str,
         context: ssl.SSLContext,
         *,
-        timeout: float,
+        timeout: float | Timeout,
         proxy: str | None,
         unsafe_allow_plain_http: bool,
     ) -> TransportT:
@@ -290,7 +294,8 @@ def _check_arguments(
         ("clock", clock, VenueClock),
     ):
         instance(name, value, kind)
-    number("timeout", timeout, above=0, most=600)
+    if not isinstance(timeout, Timeout):  # a Timeout checked its phases when it was made
+        number("timeout", timeout, above=0, most=600)
     if recv_window_ms is not None:
         whole("recv_window_ms", recv_window_ms, 100, 60_000)
     for name, value in zip(
@@ -368,7 +373,7 @@ class Client(_Base[Transport]):
         base_url: str,
         context: ssl.SSLContext,
         *,
-        timeout: float,
+        timeout: float | Timeout,
         proxy: str | None,
         unsafe_allow_plain_http: bool,
     ) -> Transport:
@@ -561,7 +566,7 @@ class AsyncClient(_Base[AsyncTransport]):
         base_url: str,
         context: ssl.SSLContext,
         *,
-        timeout: float,
+        timeout: float | Timeout,
         proxy: str | None,
         unsafe_allow_plain_http: bool,
     ) -> AsyncTransport:
