@@ -52,6 +52,7 @@ from securetrade.transport.tls import (
     pinned_ssl_context,
     verified_ssl_context,
 )
+from securetrade.transport.via_httpx import AsyncHttpxTransport, HttpxTransport
 
 HOST = "127.0.0.1"
 REQUEST = HttpRequest("GET", "/x")
@@ -187,8 +188,30 @@ def send_async_streams(base_url: str, ctx: ssl.SSLContext | None, **kwargs: Any)
         loop.close()
 
 
+def send_httpx_sync(base_url: str, ctx: ssl.SSLContext | None, **kwargs: Any) -> HttpResponse:
+    with HttpxTransport(base_url, ctx, timeout=5.0, **kwargs) as transport:
+        return transport.send(REQUEST)
+
+
+def send_httpx_async(base_url: str, ctx: ssl.SSLContext | None, **kwargs: Any) -> HttpResponse:
+    async def main() -> HttpResponse:
+        transport = AsyncHttpxTransport(base_url, ctx, timeout=5.0, **kwargs)
+        try:
+            return await transport.send(REQUEST)
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(main())
+
+
 Send = Callable[..., HttpResponse]
-SENDERS = {"sync": send_sync, "async": send_async, "async-streams": send_async_streams}
+SENDERS = {
+    "sync": send_sync,
+    "async": send_async,
+    "async-streams": send_async_streams,
+    "httpx-sync": send_httpx_sync,
+    "httpx-async": send_httpx_async,
+}
 
 
 @pytest.fixture(params=list(SENDERS))

@@ -81,6 +81,13 @@ class Proxy:
             head += b"Proxy-Authorization: " + self._authorization.expose() + b"\r\n"
         return head + b"\r\n"
 
+    def connect_headers(self) -> dict[bytes, bytes]:
+        """The CONNECT request's extra headers, for a client that writes the request itself
+        (httpx): the credentials, if any."""
+        if self._authorization is None:
+            return {}
+        return {b"Proxy-Authorization": self._authorization.expose()}
+
 
 def parse_proxy(proxy: str | Proxy) -> Proxy:
     """``proxy`` as a :class:`Proxy`: one as it is, a URL parsed (and refused when it is
