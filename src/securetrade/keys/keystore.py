@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
     InvalidRequest,
@@ -55,6 +55,9 @@ from ..errors import (
 from .apikey import ApiKey
 from .ring import DEFAULT_OVERLAP, KeyRing
 from .secret import Secret
+
+if TYPE_CHECKING:
+    from ..oauth.credential import OAuthCredential
 
 __all__ = ["InboundEntry", "KdfParams", "KeyStore", "default_keystore_path"]
 
@@ -517,6 +520,63 @@ class KeyStore:
             raise KeystoreTampered("an inbound key is malformed: the keystore was altered")
         return found
 
+    # --- OAuth credentials and one-time-password seeds (securetrade.oauth, .mfa) -----------
+
+    def put_oauth(self, name: str, credential: OAuthCredential) -> None:
+        """Store (or replace) the OAuth credential ``name``: client secret and tokens are
+        encrypted with the rest of the store."""
+        from ..oauth.credential import OAuthCredential, credential_record
+
+        _check_name(name)
+        if not isinstance(credential, OAuthCredential):
+            raise InvalidRequest("put_oauth() takes a securetrade.oauth.OAuthCredential")
+        with self._locked() as entries:
+            entries.setdefault(_OAUTH, _Plain())[name] = _Plain(credential_record(credential))
+            self._write(entries)
+
+    def oauth(self, name: str) -> OAuthCredential:
+        """The OAuth credential ``name`` as it is on disk now (another process may have
+        refreshed it since this store was opened)."""
+        from ..oauth.credential import credential_from_record
+
+        with self._locked() as entries:
+            table = entries.get(_OAUTH)
+            record = table.get(name) if isinstance(table, _Plain) else None
+        if not isinstance(record, _Plain):
+            raise KeyNotFound(
+                f"no OAuth credential {name!r} in {self._path}; run `securetrade oauth login`"
+            )
+        credential = credential_from_record(record)
+        if credential is None:
+            raise KeystoreTampered(
+                "a stored OAuth credential is malformed: the keystore was altered"
+            )
+        return credential
+
+    def oauth_names(self) -> list[str]:
+        """The names of the stored OAuth credentials, sorted."""
+        table = _decrypt(self._sealed, self._keys).get(_OAUTH)
+        return sorted(table) if isinstance(table, _Plain) else []
+
+    def put_otp_seed(self, name: str, seed: Secret) -> None:
+        """Store a TOTP seed (base32 text, as authenticator apps show it) under its own
+        entry ``name``: a Kraken key's second factor, or an operator's enrolment."""
+        _check_name(name)
+        if not isinstance(seed, Secret):
+            raise InvalidRequest("put_otp_seed() takes the seed as a securetrade.keys.Secret")
+        with self._locked() as entries:
+            entries.setdefault(_OTP, _Plain())[name] = _b64(seed.expose())
+            self._write(entries)
+
+    def otp_seed(self, name: str) -> Secret:
+        """The TOTP seed stored under ``name``."""
+        table = _decrypt(self._sealed, self._keys).get(_OTP)
+        text = table.get(name) if isinstance(table, _Plain) else None
+        seed = _b64_secret(Secret(text)) if isinstance(text, str) and text else None
+        if seed is None:
+            raise KeyNotFound(f"no one-time-password seed {name!r} in {self._path}")
+        return seed
+
     # --- internals -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -702,10 +762,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # --- records ---------------------------------------------------------------------------------
 
 _INBOUND = "@inbound"  # not a valid key name, so it never collides with one
+_OAUTH = "@oauth"  # OAuth credentials (securetrade.oauth)
+_OTP = "@otp"  # TOTP seeds, each its own entry (securetrade.mfa)
 
 
 def _key_names(entries: _Plain) -> list[str]:
-    return sorted(name for name in entries if name != _INBOUND)
+    return sorted(name for name in entries if not name.startswith("@"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -835,7 +897,7 @@ def _key_from(record: _Plain) -> ApiKey:
 
 
 def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
-    entry = entries.get(name) if name != _INBOUND else None
+    entry = entries.get(name) if not name.startswith("@") else None
     if not isinstance(entry, _Plain):
         raise KeyNotFound(f"no key named {name!r} in {path}")
     return entry
