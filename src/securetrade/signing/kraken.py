@@ -23,7 +23,8 @@ class KrakenSigner(SecretHolder):
     The secret is base64-decoded and keyed once, here; each request only copies the keyed
     state. A key with 2FA carries its ``otp`` source; the venue adapter writes the code
     into the body before it is signed. ``postdata`` must be the exact body that is sent
-    (form or JSON), and ``nonce`` the nonce written inside it: Kraken recomputes the hash from what it receives.
+    (form or JSON), and ``nonce`` the nonce written inside it: Kraken recomputes the hash
+    from what it receives.
     """
 
     __slots__ = ("_keyed", "otp")

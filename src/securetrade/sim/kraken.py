@@ -6,10 +6,11 @@ SHA256(nonce + body))) over the exact body (``EAPI:Invalid signature``), a nonce
 than the last one the key used (``EAPI:Invalid nonce``; a nonce window can be set per
 dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), the ``otp`` of
 keys enrolled with 2FA (:meth:`KrakenDialect.enroll_otp`; ``EAPI:Invalid signature`` as
-at Kraken), pair rules from ``AssetPairs``, balances, duplicate ``cl_ord_id`` among open orders, and optionally the
-decaying API and add/cancel counters. Faults come from the same schedule as Binance's and
-are applied by the same handler (:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault
-answers with a gateway's HTML page, as Kraken's edge does.
+at Kraken), pair rules from ``AssetPairs``, balances, duplicate ``cl_ord_id`` among open
+orders, and optionally the decaying API and add/cancel counters. Faults come from the
+same schedule as Binance's and are applied by the same handler
+(:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault answers with a gateway's HTML
+page, as Kraken's edge does.
 
 As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
 ``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
