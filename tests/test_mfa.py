@@ -183,3 +183,74 @@ def test_an_enrolment_uri_is_a_secret_and_a_bad_operator_name_is_refused(
     assert "otpauth://totp/" in uri.expose().decode()
     with pytest.raises(InvalidRequest):
         Confirmer.enroll(store, "no spaces allowed")
+
+
+# --- keystore: widening a key, exporting keys -----------------------------------------------------
+
+
+def _stored_key(store: KeyStore, sim: Simulator) -> Any:
+    key = sim.create_key(venue="kraken", otp="totp", scopes=[Scope.READ])
+    store.add("bot", key)
+    return key
+
+
+def test_widening_a_key_on_rotation_needs_a_code(
+    sim: Simulator, store: KeyStore, seed: str, trail: AuditTrail
+) -> None:
+    from securetrade.errors import ScopeError
+    from securetrade.keys.guarded import rotate_wider
+
+    old = _stored_key(store, sim)
+    wider = sim.create_key(venue="kraken", scopes=[Scope.READ, Scope.TRADE])
+    with pytest.raises(ScopeError):
+        store.rotate("bot", wider)  # the plain rotation never widens
+    confirmer = _confirmer(store, trail)
+    with pytest.raises(ConfirmationRequired):
+        rotate_wider(store, "bot", wider, confirmer=confirmer, confirmation=None)
+    assert store.get("bot").key_id == old.key_id
+    code = pyotp.TOTP(seed).at(int(NOW))
+    ring = rotate_wider(
+        store, "bot", wider, confirmer=confirmer, confirmation=Confirmation("alice", code)
+    )
+    assert ring.current.key_id == wider.key_id
+    assert store.get("bot").scopes == {Scope.READ, Scope.TRADE}
+    assert store.ring("bot").previous is not None
+    assert _outcomes(trail) == [("key.widen", "missing"), ("key.widen", "confirmed")]
+
+
+def test_exporting_keys_needs_a_code_and_carries_their_totp_seeds(
+    sim: Simulator, store: KeyStore, seed: str, tmp_path: Path
+) -> None:
+    from securetrade.keys.guarded import export_keys
+
+    key = _stored_key(store, sim)
+    confirmer = _confirmer(store)
+    target = tmp_path / "moved.json.enc"
+    with pytest.raises(ConfirmationRequired):
+        export_keys(
+            store,
+            ["bot"],
+            target,
+            Secret("another passphrase"),
+            confirmer=confirmer,
+            confirmation=Confirmation("alice", "000000"),
+            kdf=CHEAP_KDF,
+        )
+    assert not target.exists()
+    code = pyotp.TOTP(seed).at(int(NOW))
+    moved = export_keys(
+        store,
+        ["bot"],
+        target,
+        Secret("another passphrase"),
+        confirmer=confirmer,
+        confirmation=Confirmation("alice", code),
+        kdf=CHEAP_KDF,
+    )
+    copy = KeyStore.open(target, b"another passphrase").get("bot")
+    assert copy.key_id == key.key_id
+    assert copy.otp is not None
+    assert copy.otp.seed == key.otp.seed
+    assert moved.names() == ["bot"]
+    with pytest.raises(ConfirmationRequired, match="not enrolled"):  # operators stay behind
+        _confirmer(moved).confirm(Confirmation("alice", code), "withdraw")
