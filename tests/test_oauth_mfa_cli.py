@@ -89,8 +89,9 @@ def test_keys_add_takes_a_totp_seed_as_its_own_entry(env: dict[str, Any], capsys
 
 
 def test_oauth_login_by_the_command_then_show(env: dict[str, Any], capsys: Any) -> None:
+    client_secret = secrets.token_urlsafe(24)
     auth = OAuthServerSim()
-    auth.register_client("cli-client", b"cli-secret-0123456789")
+    auth.register_client("cli-client", client_secret.encode())
     served = auth.serve()
     try:
         ca = env["dir"] / "ca.pem"
@@ -99,7 +100,7 @@ def test_oauth_login_by_the_command_then_show(env: dict[str, Any], capsys: Any) 
         child_env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(sys.path),
-            "CLIENT_SECRET": "cli-secret-0123456789",
+            "CLIENT_SECRET": client_secret,
         }
         argv = [
             sys.executable, "-m", "securetrade", "oauth", "login", "simbroker",
@@ -124,7 +125,7 @@ def test_oauth_login_by_the_command_then_show(env: dict[str, Any], capsys: Any) 
         httpx.get(location)  # the redirect reaches the command's loopback listener
         out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err
-        for token in [*auth._access, *auth._refresh]:
+        for token in [*auth._access, *auth._refresh, client_secret]:
             assert token not in out + err
         code, shown, _ = _run(capsys, "oauth", "show", "simbroker")
         assert code == 0
