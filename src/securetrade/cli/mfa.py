@@ -64,8 +64,9 @@ def _enroll(args: argparse.Namespace) -> int:
 def _release(args: argparse.Namespace) -> int:
     from ..policy import KillSwitch
 
-    switch = KillSwitch.from_url(args.store, name=args.name)
-    switch.confirmer = _confirmer(args, _open(args))
+    switch = KillSwitch.from_url(
+        args.store, name=args.name, confirmer=_confirmer(args, _open(args))
+    )
     switch.release(confirmation=_confirmation(args))
     _say(f"kill switch {args.name!r} released by {args.operator}")
     return 0

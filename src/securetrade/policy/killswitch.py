@@ -181,17 +181,21 @@ class KillSwitch:
         self._listeners: list[Callable[[KillState], None]] = []
 
     @classmethod
-    def from_url(cls, url: str, *, name: str = "default") -> KillSwitch:
+    def from_url(
+        cls, url: str, *, name: str = "default", confirmer: Confirmer | None = None
+    ) -> KillSwitch:
         """``memory://``, ``sqlite:///path/to/file`` (or a plain path) or ``redis://...``."""
         if url == "memory://":
-            return cls(MemorySwitchStore(), name=name)
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return cls(RedisSwitchStore(url), name=name)
-        if url.startswith("sqlite:///"):
-            return cls(SqliteSwitchStore(url.removeprefix("sqlite:///")), name=name)
-        if "://" in url:
+            store: SwitchStore = MemorySwitchStore()
+        elif url.startswith(("redis://", "rediss://", "unix://")):
+            store = RedisSwitchStore(url)
+        elif url.startswith("sqlite:///"):
+            store = SqliteSwitchStore(url.removeprefix("sqlite:///"))
+        elif "://" in url:
             raise InvalidRequest(f"unknown kill switch store {url.split('://')[0]!r}")
-        return cls(SqliteSwitchStore(url), name=name)
+        else:
+            store = SqliteSwitchStore(url)
+        return cls(store, name=name, confirmer=confirmer)
 
     def state(self) -> KillState:
         """The shared state now. An unreadable store reads as engaged (fail closed)."""
