@@ -150,3 +150,20 @@ def test_the_signed_body_carries_the_code_of_venue_time() -> None:
     )
     fields = dict(parse_qsl(request.body.decode()))
     assert fields["otp"] == pyotp.TOTP(seed).at(venue_ms // 1000)
+
+
+def test_an_invalid_otp_rendered_with_its_locals_shows_no_password(
+    sim: Simulator, served: HttpsServer
+) -> None:
+    import traceback
+
+    key = sim.create_key(venue="kraken", otp="static")
+    wrong = _with_otp(key, StaticOtp(Secret("wrong-password-" + "x" * 8)))
+    with _client(served, wrong) as client, pytest.raises(InvalidOTP) as refused:
+        client.balances()
+    rendering = traceback.TracebackException.from_exception(refused.value, capture_locals=True)
+    text = "".join(rendering.format()) + repr(refused.value)
+    assert len(rendering.stack) > 3  # the frames were walked
+    for password in ("wrong-password-" + "x" * 8, str(key.otp.code(0)) if key.otp else ""):
+        assert password
+        assert password not in text

@@ -109,9 +109,10 @@ class TokenEndpoint:
         """The form POST, built by Authlib; Secrets are opened only inside this call."""
         from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-        opened = {
-            k: v.expose().decode("ascii") if isinstance(v, Secret) else v for k, v in fields.items()
-        }
+        opened = _Masked(  # a masked repr: this frame holds the grant's secrets
+            (k, v.expose().decode("ascii") if isinstance(v, Secret) else v)
+            for k, v in fields.items()
+        )
         headers = [
             ("Content-Type", "application/x-www-form-urlencoded"),
             ("Accept", "application/json"),
