@@ -56,6 +56,7 @@ from .venues.base import Capabilities
 
 if TYPE_CHECKING:
     from .core.group_commit import GroupCommit
+    from .mfa import Confirmation
 
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
@@ -521,10 +522,20 @@ class Client(_Base[Transport]):
         return self._run("open_orders", self.core.open_orders(symbol))
 
     def withdraw(
-        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+        self,
+        asset: str,
+        amount: Decimal | str | int,
+        address: str,
+        *,
+        network: str | None = None,
+        confirmation: Confirmation | None = None,
     ) -> str:
-        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried."""
-        return self._run("withdraw", self.core.withdraw(asset, amount, address, network=network))
+        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried.
+        ``confirmation``: an operator's one-time code, when the policy has a confirmer."""
+        return self._run(
+            "withdraw",
+            self.core.withdraw(asset, amount, address, network=network, confirmation=confirmation),
+        )
 
     def recover(self) -> RecoveryReport:
         """Reconcile the journal with the venue now (it also runs before the first order)."""
@@ -728,11 +739,19 @@ class AsyncClient(_Base[AsyncTransport]):
         return await self._run("open_orders", self.core.open_orders(symbol))
 
     async def withdraw(
-        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+        self,
+        asset: str,
+        amount: Decimal | str | int,
+        address: str,
+        *,
+        network: str | None = None,
+        confirmation: Confirmation | None = None,
     ) -> str:
-        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried."""
+        """Withdraw to an allowlisted address. Needs the ``withdraw`` scope; never retried.
+        ``confirmation``: an operator's one-time code, when the policy has a confirmer."""
         return await self._run(
-            "withdraw", self.core.withdraw(asset, amount, address, network=network)
+            "withdraw",
+            self.core.withdraw(asset, amount, address, network=network, confirmation=confirmation),
         )
 
     async def recover(self) -> RecoveryReport:

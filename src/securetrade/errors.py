@@ -43,12 +43,14 @@ from typing import Any
 __all__ = [
     "AmbiguousOutcome",
     "AuthenticationRejected",
+    "ConfirmationRequired",
     "ConnectFailed",
     "DuplicateOrder",
     "IdempotencyKeyExpired",
     "IdempotencyKeyMismatch",
     "InboundRejected",
     "InsufficientFunds",
+    "InvalidOTP",
     "InvalidRequest",
     "IpBanned",
     "JournalError",
@@ -57,11 +59,13 @@ __all__ = [
     "KeystorePermissions",
     "KeystoreTampered",
     "LocalRefusal",
+    "OAuthError",
     "OrderNotFound",
     "OverPermissionedKey",
     "PinMismatch",
     "PolicyViolation",
     "RateLimited",
+    "ReauthorizationRequired",
     "RetryableError",
     "ScopeError",
     "SecureTradeError",
@@ -300,3 +304,34 @@ class JournalError(SecureTradeError):
     order may exist, and its intent, left unfinished in the journal, is resolved with the
     venue by the next recovery. Not a :class:`LocalRefusal` for that second case.
     """
+
+
+# --- OAuth and second factors (securetrade.oauth, securetrade.mfa) ----------------------------
+
+
+class ReauthorizationRequired(LocalRefusal):
+    """An OAuth credential can no longer be (or soon cannot be) renewed without a person:
+    its refresh token expires inside the warning window, was refused, or there is none.
+    Nothing was sent. Run ``securetrade oauth login <venue>`` again. ``expires_at`` is the
+    hard expiry when known."""
+
+    def __init__(self, message: str, *, expires_at: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.expires_at = expires_at
+
+
+class OAuthError(SecureTradeError):
+    """The authorization server refused or garbled a token exchange (``code`` is its OAuth
+    error, such as ``invalid_grant``); no order was involved."""
+
+
+class InvalidOTP(AuthenticationRejected):
+    """The venue refused a request signed with a key that has a second factor: almost
+    always the one-time password (a wrong static password, a TOTP seed that is not the
+    key's, or a clock off by more than one 30 s step), not the signature."""
+
+
+class ConfirmationRequired(LocalRefusal):
+    """A dangerous operation (withdraw, widening a key, releasing the kill switch,
+    exporting keys) needs a one-time code from the operator's enrolled authenticator, and
+    the code was missing, wrong, or already used. Nothing was done."""

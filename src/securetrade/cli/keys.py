@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..keys import ApiKey, KeyStore, Secret
+    from ..keys.otp import OtpSource
 
 __all__ = ["register"]
 
@@ -137,7 +138,31 @@ def _new_key(args: argparse.Namespace, *, like: ApiKey | None = None) -> ApiKey:
         max_quantity=pick("max_quantity", like.max_quantity if like else None),
         withdraw_addresses=args.withdraw_address or (like.withdraw_addresses if like else ()),
         passphrase=venue_passphrase or (like.passphrase if like else None),
+        otp=_otp(args) or (like.otp if like else None),
     )
+
+
+def _otp(args: argparse.Namespace) -> OtpSource | None:
+    """A Kraken 2FA key's second factor: ``--otp-password-file`` (static) or
+    ``--totp-seed-file`` (the seed, kept as its own keystore entry ``--totp-seed-name``)."""
+    from ..errors import InvalidRequest
+    from ..keys.otp import StaticOtp, TotpOtp
+
+    password_file = getattr(args, "otp_password_file", None)
+    seed_file = getattr(args, "totp_seed_file", None)
+    if password_file and seed_file:
+        raise InvalidRequest("a key has a static OTP password or a TOTP seed, not both")
+    if password_file:
+        password = _as_secret(_read_file(password_file).strip())
+        if password is None:
+            raise InvalidRequest("the OTP password file is empty")
+        return StaticOtp(password)
+    if seed_file:
+        seed = _as_secret(_read_file(seed_file).strip())
+        if seed is None:
+            raise InvalidRequest("the TOTP seed file is empty")
+        return TotpOtp(seed, seed_name=args.totp_seed_name or f"otp-{args.name}")
+    return None
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -313,6 +338,11 @@ def _key_options(parser: argparse.ArgumentParser, *, new: bool) -> None:
     parser.add_argument("--max-quantity", help="largest order quantity the key may place")
     parser.add_argument(
         "--withdraw-address", action="append", help="an allowlisted withdrawal address"
+    )
+    parser.add_argument("--otp-password-file", help="2FA key: its static OTP password, from a file")
+    parser.add_argument("--totp-seed-file", help="2FA key: its TOTP seed (base32), from a file")
+    parser.add_argument(
+        "--totp-seed-name", help="keystore entry for the TOTP seed (default: otp-<name>)"
     )
 
 

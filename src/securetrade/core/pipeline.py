@@ -390,6 +390,9 @@ class Pipeline:
                 ),
             )
         outcome = self.venue.interpret(endpoint, response)
+        refine = getattr(self.venue, "refine_outcome", None)
+        if refine is not None:  # optional: what the answer means for this key (Kraken OTP)
+            outcome = refine(outcome, key)
         call.end(
             status=response.status,
             verdict=outcome.verdict.value,

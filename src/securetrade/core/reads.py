@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, assess
@@ -40,6 +40,9 @@ from ..venues.base import Capabilities, Op, Params, capabilities_of
 from .effects import Flow, Lookup, Resource, Settle
 from .pipeline import Pipeline
 from .states import IntentState
+
+if TYPE_CHECKING:
+    from ..mfa import Confirmation
 
 __all__ = ["Reads", "state_of"]
 
@@ -310,7 +313,13 @@ class Reads(Pipeline):
         return order.model_copy(update={"idempotency_key": intent.idempotency_key})
 
     def withdraw(
-        self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
+        self,
+        asset: str,
+        amount: Decimal | str | int,
+        address: str,
+        *,
+        network: str | None = None,
+        confirmation: Confirmation | None = None,
     ) -> Flow[str]:
         value = to_decimal(amount, field="amount")
         if value <= 0:
@@ -320,6 +329,12 @@ class Reads(Pipeline):
         try:
             yield from self.perform(Resource.POLICY, policy.check_withdrawal)
             self.key.require(Scope.WITHDRAW, address=address)
+            yield from self.perform(  # last: a code is spent only on a withdrawal that may go
+                Resource.POLICY,
+                lambda: policy.confirm_withdrawal(
+                    confirmation, asset=asset, amount=str(value), address=address
+                ),
+            )
         except LocalRefusal as exc:
             yield from self.note(
                 "withdraw.refused", asset=asset, amount=value, reason=type(exc).__name__

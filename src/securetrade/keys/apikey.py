@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 from .._checks import Choice
 from ..errors import InvalidRequest, ScopeError
 from ..models import to_decimal
+from .otp import OtpSource, StaticOtp, TotpOtp
 from .secret import Secret
 
 __all__ = ["ApiKey", "Environment", "KeyKind", "Scope"]
@@ -68,6 +69,7 @@ class ApiKey:
         "kind",
         "max_notional",
         "max_quantity",
+        "otp",
         "passphrase",
         "scopes",
         "secret",
@@ -88,6 +90,7 @@ class ApiKey:
     expires_at: datetime | None
     withdraw_addresses: frozenset[str]
     passphrase: Secret | None
+    otp: OtpSource | None
 
     def __init__(
         self,
@@ -104,6 +107,7 @@ class ApiKey:
         expires_at: datetime | None = None,
         withdraw_addresses: Iterable[str] = (),
         passphrase: str | bytes | Secret | None = None,
+        otp: OtpSource | None = None,
     ) -> None:
         # First, before anything can raise: only Secrets stay in this frame, so a traceback
         # rendered with its locals (Sentry, Rich, capture_locals) shows no secret.
@@ -135,6 +139,7 @@ class ApiKey:
             "expires_at": expires_at,
             "withdraw_addresses": _text_set("withdraw_addresses", withdraw_addresses),
             "passphrase": wrapped_passphrase,
+            "otp": _otp(otp),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -197,6 +202,7 @@ class ApiKey:
             expires_at=_narrow_time(self.expires_at, expires_at),
             withdraw_addresses=self.withdraw_addresses,
             passphrase=self.passphrase,
+            otp=self.otp,
         )
 
     def public_parts(self) -> dict[str, str]:
@@ -217,6 +223,7 @@ class ApiKey:
             "expires": "never" if self.expires_at is None else self.expires_at.isoformat(),
             "withdraw to": ", ".join(sorted(self.withdraw_addresses)) or "nowhere",
             "passphrase": "set" if self.passphrase is not None else "none",
+            "otp": "none" if self.otp is None else self.otp.kind,
         }
         if self.kind is not KeyKind.HMAC:
             parts["public key"] = _public_pem(self.secret)
@@ -270,6 +277,13 @@ class ApiKey:
 
 
 _E = TypeVar("_E", bound=enum.Enum)
+
+
+def _otp(value: object) -> OtpSource | None:
+    """The key's second factor (``otp=``): a StaticOtp, a TotpOtp, or none."""
+    if value is not None and not isinstance(value, (StaticOtp, TotpOtp)):
+        raise InvalidRequest("otp= takes a securetrade.keys.otp.StaticOtp or TotpOtp")
+    return value
 
 
 def _wrap(value: object) -> Secret | None:

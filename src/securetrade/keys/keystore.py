@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
     InvalidRequest,
@@ -53,8 +53,12 @@ from ..errors import (
     WrongPassphrase,
 )
 from .apikey import ApiKey
+from .otp import OtpSource, StaticOtp, TotpOtp
 from .ring import DEFAULT_OVERLAP, KeyRing
 from .secret import Secret
+
+if TYPE_CHECKING:
+    from ..oauth.credential import OAuthCredential
 
 __all__ = ["InboundEntry", "KdfParams", "KeyStore", "default_keystore_path"]
 
@@ -373,7 +377,8 @@ class KeyStore:
             )
         if "clock" in options and not callable(options["clock"]):
             raise InvalidRequest("clock= must be a function returning an aware datetime")
-        return _ring_from(_entry_in(_decrypt(self._sealed, self._keys), name, self._path), options)
+        plain = _decrypt(self._sealed, self._keys)
+        return _ring_from(_entry_in(plain, name, self._path), options, plain)
 
     # --- changing (each change is written at once) -----------------------------------------
 
@@ -383,7 +388,7 @@ class KeyStore:
         with self._locked() as entries:
             if name in entries:
                 raise InvalidRequest(f"a key named {name!r} exists; rotate or remove it")
-            entries[name] = _entry_from(KeyRing(key, overlap=overlap))
+            entries[name] = _entry_from(KeyRing(key, overlap=overlap), entries)
             self._write(entries)
 
     def rotate(
@@ -400,7 +405,7 @@ class KeyStore:
         ``previous`` for the overlap window; with it, ``key`` is staged to take over then.
         """
         with self._locked() as entries:
-            ring = _ring_from(_entry_in(entries, name, self._path), {})
+            ring = _ring_from(_entry_in(entries, name, self._path), {}, entries)
             if overlap is not None:
                 if overlap < timedelta(0):
                     raise InvalidRequest("overlap must not be negative")
@@ -408,19 +413,19 @@ class KeyStore:
             ring.stage(key, activate_at=activate_at)
             if activate_at is None:
                 ring.promote()
-            entries[name] = _entry_from(ring)
+            entries[name] = _entry_from(ring, entries)
             self._write(entries)
             return ring
 
     def retire(self, name: str) -> None:
         """Forget the replaced key under ``name`` (delete it at the venue too)."""
         with self._locked() as entries:
-            ring = _ring_from(_entry_in(entries, name, self._path), {})
+            ring = _ring_from(_entry_in(entries, name, self._path), {}, entries)
             previous = ring.previous
             if previous is None:
                 raise KeyNotFound(f"{name!r} holds no replaced key to retire")
             ring.retire(previous.key_id)
-            entries[name] = _entry_from(ring)
+            entries[name] = _entry_from(ring, entries)
             self._write(entries)
 
     def remove(self, name: str) -> None:
@@ -516,6 +521,63 @@ class KeyStore:
         if found is None:
             raise KeystoreTampered("an inbound key is malformed: the keystore was altered")
         return found
+
+    # --- OAuth credentials and one-time-password seeds (securetrade.oauth, .mfa) -----------
+
+    def put_oauth(self, name: str, credential: OAuthCredential) -> None:
+        """Store (or replace) the OAuth credential ``name``: client secret and tokens are
+        encrypted with the rest of the store."""
+        from ..oauth.credential import OAuthCredential, credential_record
+
+        _check_name(name)
+        if not isinstance(credential, OAuthCredential):
+            raise InvalidRequest("put_oauth() takes a securetrade.oauth.OAuthCredential")
+        with self._locked() as entries:
+            entries.setdefault(_OAUTH, _Plain())[name] = _Plain(credential_record(credential))
+            self._write(entries)
+
+    def oauth(self, name: str) -> OAuthCredential:
+        """The OAuth credential ``name`` as it is on disk now (another process may have
+        refreshed it since this store was opened)."""
+        from ..oauth.credential import credential_from_record
+
+        with self._locked() as entries:
+            table = entries.get(_OAUTH)
+            record = table.get(name) if isinstance(table, _Plain) else None
+        if not isinstance(record, _Plain):
+            raise KeyNotFound(
+                f"no OAuth credential {name!r} in {self._path}; run `securetrade oauth login`"
+            )
+        credential = credential_from_record(record)
+        if credential is None:
+            raise KeystoreTampered(
+                "a stored OAuth credential is malformed: the keystore was altered"
+            )
+        return credential
+
+    def oauth_names(self) -> list[str]:
+        """The names of the stored OAuth credentials, sorted."""
+        table = _decrypt(self._sealed, self._keys).get(_OAUTH)
+        return sorted(table) if isinstance(table, _Plain) else []
+
+    def put_otp_seed(self, name: str, seed: Secret) -> None:
+        """Store a TOTP seed (base32 text, as authenticator apps show it) under its own
+        entry ``name``: a Kraken key's second factor, or an operator's enrolment."""
+        _check_name(name)
+        if not isinstance(seed, Secret):
+            raise InvalidRequest("put_otp_seed() takes the seed as a securetrade.keys.Secret")
+        with self._locked() as entries:
+            entries.setdefault(_OTP, _Plain())[name] = _b64(seed.expose())
+            self._write(entries)
+
+    def otp_seed(self, name: str) -> Secret:
+        """The TOTP seed stored under ``name``."""
+        table = _decrypt(self._sealed, self._keys).get(_OTP)
+        text = table.get(name) if isinstance(table, _Plain) else None
+        seed = _b64_secret(Secret(text)) if isinstance(text, str) and text else None
+        if seed is None:
+            raise KeyNotFound(f"no one-time-password seed {name!r} in {self._path}")
+        return seed
 
     # --- internals -------------------------------------------------------------------------
 
@@ -702,10 +764,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # --- records ---------------------------------------------------------------------------------
 
 _INBOUND = "@inbound"  # not a valid key name, so it never collides with one
+_OAUTH = "@oauth"  # OAuth credentials (securetrade.oauth)
+_OTP = "@otp"  # TOTP seeds, each its own entry (securetrade.mfa)
 
 
 def _key_names(entries: _Plain) -> list[str]:
-    return sorted(name for name in entries if name != _INBOUND)
+    return sorted(name for name in entries if not name.startswith("@"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -798,7 +862,30 @@ def _inbound_entries(table: _Plain) -> list[InboundEntry] | None:
         return None
 
 
-def _record(key: ApiKey) -> _Plain:
+def _otp_record(key: ApiKey, entries: _Plain) -> _Plain | None:
+    """A key's second factor as stored: a static password inline (encrypted with the key),
+    a TOTP seed by the name of its own entry, which is written here."""
+    otp = key.otp
+    if otp is None:
+        return None
+    if isinstance(otp, StaticOtp):
+        return _Plain(kind="static", password=_b64(otp.password.expose()))
+    _check_name(otp.seed_name)
+    entries.setdefault(_OTP, _Plain())[otp.seed_name] = _b64(otp.seed.expose())
+    return _Plain(kind="totp", seed=otp.seed_name)
+
+
+def _otp_from(record: Any, entries: _Plain) -> OtpSource | None:
+    if record is None:
+        return None
+    if record["kind"] == "static":
+        return StaticOtp(Secret(base64.b64decode(record["password"], validate=True)))
+    seeds = entries[_OTP]
+    name = record["seed"]
+    return TotpOtp(Secret(base64.b64decode(seeds[name], validate=True)), seed_name=name)
+
+
+def _record(key: ApiKey, entries: _Plain) -> _Plain:
     return _Plain(
         venue=key.venue,
         key_id=key.key_id,
@@ -812,10 +899,11 @@ def _record(key: ApiKey) -> _Plain:
         withdraw_addresses=sorted(key.withdraw_addresses),
         secret=_b64(key.secret.expose()),
         passphrase=None if key.passphrase is None else _b64(key.passphrase.expose()),
+        otp=_otp_record(key, entries),
     )
 
 
-def _key_from(record: _Plain) -> ApiKey:
+def _key_from(record: _Plain, entries: _Plain) -> ApiKey:
     return ApiKey(
         record["venue"],
         record["key_id"],
@@ -831,32 +919,35 @@ def _key_from(record: _Plain) -> ApiKey:
         passphrase=None
         if record["passphrase"] is None
         else Secret(base64.b64decode(record["passphrase"], validate=True)),
+        otp=_otp_from(record.get("otp"), entries),
     )
 
 
 def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
-    entry = entries.get(name) if name != _INBOUND else None
+    entry = entries.get(name) if not name.startswith("@") else None
     if not isinstance(entry, _Plain):
         raise KeyNotFound(f"no key named {name!r} in {path}")
     return entry
 
 
-def _ring_from(entry: _Plain, options: dict[str, Any]) -> KeyRing:
+def _ring_from(entry: _Plain, options: dict[str, Any], entries: _Plain) -> KeyRing:
     """The ring an entry describes. A malformed entry is reported as tampering, raised
     outside the ``except`` block so that the error holds no decrypted field."""
-    ring = _try_ring_from(entry, options)
+    ring = _try_ring_from(entry, options, entries)
     if ring is None:
         raise KeystoreTampered("a stored key is malformed: the keystore was altered")
     return ring
 
 
-def _try_ring_from(entry: _Plain, options: dict[str, Any]) -> KeyRing | None:
+def _try_ring_from(entry: _Plain, options: dict[str, Any], entries: _Plain) -> KeyRing | None:
     try:
         return KeyRing(
-            _key_from(entry["current"]),
-            next=None if entry.get("next") is None else _key_from(entry["next"]),
+            _key_from(entry["current"], entries),
+            next=None if entry.get("next") is None else _key_from(entry["next"], entries),
             activate_at=_time(entry.get("activate_at")),
-            previous=None if entry.get("previous") is None else _key_from(entry["previous"]),
+            previous=None
+            if entry.get("previous") is None
+            else _key_from(entry["previous"], entries),
             retire_at=_time(entry.get("retire_at")),
             overlap=timedelta(
                 seconds=float(entry.get("overlap_s", DEFAULT_OVERLAP.total_seconds()))
@@ -868,16 +959,16 @@ def _try_ring_from(entry: _Plain, options: dict[str, Any]) -> KeyRing | None:
         return None  # InvalidRequest are ValueErrors: a field the store never writes
 
 
-def _entry_from(ring: KeyRing) -> _Plain:
+def _entry_from(ring: KeyRing, entries: _Plain) -> _Plain:
     previous, next_key = ring.previous, ring.next
     activate_at, retire_at = ring.activate_at, ring.retire_at
     return _Plain(
         account=ring.account,
         overlap_s=ring.overlap.total_seconds(),
-        current=_record(ring.current),
-        next=None if next_key is None else _record(next_key),
+        current=_record(ring.current, entries),
+        next=None if next_key is None else _record(next_key, entries),
         activate_at=None if activate_at is None else activate_at.isoformat(),
-        previous=None if previous is None else _record(previous),
+        previous=None if previous is None else _record(previous, entries),
         retire_at=None if retire_at is None else retire_at.isoformat(),
     )
 

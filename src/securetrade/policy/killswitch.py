@@ -16,11 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._checks import text
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ..mfa import Confirmation, Confirmer
 
 __all__ = [
     "KillState",
@@ -161,8 +164,15 @@ class KillSwitch:
     asks the clients that see it to cancel the orders they have open as well.
     """
 
-    def __init__(self, store: SwitchStore | None = None, *, name: str = "default") -> None:
+    def __init__(
+        self,
+        store: SwitchStore | None = None,
+        *,
+        name: str = "default",
+        confirmer: Confirmer | None = None,
+    ) -> None:
         text("a kill switch name", name)
+        self.confirmer = confirmer  # when set, release() needs an operator's one-time code
         for method in ("read", "write"):
             if store is not None and not callable(getattr(store, method, None)):
                 raise InvalidRequest("store must be a SwitchStore (read and write), or None")
@@ -171,17 +181,21 @@ class KillSwitch:
         self._listeners: list[Callable[[KillState], None]] = []
 
     @classmethod
-    def from_url(cls, url: str, *, name: str = "default") -> KillSwitch:
+    def from_url(
+        cls, url: str, *, name: str = "default", confirmer: Confirmer | None = None
+    ) -> KillSwitch:
         """``memory://``, ``sqlite:///path/to/file`` (or a plain path) or ``redis://...``."""
         if url == "memory://":
-            return cls(MemorySwitchStore(), name=name)
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return cls(RedisSwitchStore(url), name=name)
-        if url.startswith("sqlite:///"):
-            return cls(SqliteSwitchStore(url.removeprefix("sqlite:///")), name=name)
-        if "://" in url:
+            store: SwitchStore = MemorySwitchStore()
+        elif url.startswith(("redis://", "rediss://", "unix://")):
+            store = RedisSwitchStore(url)
+        elif url.startswith("sqlite:///"):
+            store = SqliteSwitchStore(url.removeprefix("sqlite:///"))
+        elif "://" in url:
             raise InvalidRequest(f"unknown kill switch store {url.split('://')[0]!r}")
-        return cls(SqliteSwitchStore(url), name=name)
+        else:
+            store = SqliteSwitchStore(url)
+        return cls(store, name=name, confirmer=confirmer)
 
     def state(self) -> KillState:
         """The shared state now. An unreadable store reads as engaged (fail closed)."""
@@ -206,8 +220,11 @@ class KillSwitch:
         for listener in list(self._listeners):
             listener(state)
 
-    def release(self) -> None:
-        """Allow orders again. Logged, because it undoes a safety measure."""
+    def release(self, *, confirmation: Confirmation | None = None) -> None:
+        """Allow orders again. Logged, because it undoes a safety measure; with a
+        ``confirmer``, only on an unused code of an enrolled operator (``confirmation``)."""
+        if self.confirmer is not None:
+            self.confirmer.confirm(confirmation, "kill_switch.release", switch=self.name)
         self.store.write(self.name, None)
         log.warning("kill switch %r released", self.name)
 

@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .._checks import instance
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
 from .killswitch import KillSwitch, MemorySwitchStore
+
+if TYPE_CHECKING:
+    from ..mfa import Confirmation, Confirmer
 
 __all__ = ["Admission", "Decision", "Policy", "ReferencePrice"]
 
@@ -91,7 +95,9 @@ class Policy:
     price, which must be at most ``reference_max_age`` seconds old (the fat-finger guard);
     ``max_open_orders`` bounds resting orders; ``max_orders`` bounds orders per
     ``interval`` seconds (a runaway loop); ``daily_notional`` bounds the notional submitted
-    per UTC day. ``kill_switch`` blocks everything while engaged.
+    per UTC day. ``kill_switch`` blocks everything while engaged. ``confirmer``
+    (:class:`~securetrade.mfa.Confirmer`) makes every withdrawal wait for an operator's
+    one-time code.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class Policy:
         kill_switch: KillSwitch | None = None,
         within: Policy | None = None,
         clock: Callable[[], float] = time.time,
+        confirmer: Confirmer | None = None,
     ) -> None:
         self.max_notional = _limit("max_notional", max_notional)
         self.max_quantity = _limit("max_quantity", max_quantity)
@@ -125,6 +132,7 @@ class Policy:
         self.daily_notional = _limit("daily_notional", daily_notional)
         self.kill_switch = instance("kill_switch", kill_switch, KillSwitch) or KillSwitch()
         self.within = instance("within", within, Policy)
+        self.confirmer = confirmer  # when set, a withdrawal needs an operator's code
         if not callable(clock):
             raise InvalidRequest("clock must be a function returning epoch seconds")
         self._clock = clock
@@ -186,11 +194,22 @@ class Policy:
                     f"kill switch engaged: {state.reason}; no withdrawal", rule="kill_switch"
                 )
 
+    def confirm_withdrawal(self, confirmation: Confirmation | None, **detail: str) -> None:
+        """Raise :class:`~securetrade.errors.ConfirmationRequired` unless ``confirmation``
+        holds an unused code, when a policy of the chain has a ``confirmer`` (the nearest
+        one checks it: a code is good once). ``detail`` goes into the audit record."""
+        confirmer = next((p.confirmer for p in self._chain() if p.confirmer is not None), None)
+        if confirmer is not None:
+            confirmer.confirm(confirmation, "withdraw", **detail)
+
     @property
     def blocking(self) -> bool:
         """Whether a check may wait on a file or the network (a kill switch shared through
         SQLite or Redis): the async client then makes it off its event loop."""
-        return any(not isinstance(p.kill_switch.store, MemorySwitchStore) for p in self._chain())
+        return any(
+            not isinstance(p.kill_switch.store, MemorySwitchStore) or p.confirmer is not None
+            for p in self._chain()
+        )
 
     def kill_switches(self) -> list[KillSwitch]:
         """Every kill switch this policy obeys (its own and its parents')."""

@@ -23,7 +23,7 @@ def signer_for(key: ApiKey) -> Signer:
     venue, kind = key.venue, key.kind
     if kind is KeyKind.HMAC:
         if venue == "kraken":
-            return KrakenSigner(key.secret)
+            return KrakenSigner(key.secret, otp=key.otp)
         if venue == "okx":
             return OkxSigner(key.secret, key.passphrase)
         if venue == "kucoin":

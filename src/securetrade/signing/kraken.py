@@ -9,6 +9,7 @@ import hmac
 
 from ..errors import InvalidRequest
 from ..keys import Secret
+from ..keys.otp import OtpSource
 from .signers import SecretHolder
 
 __all__ = ["KrakenSigner"]
@@ -20,17 +21,20 @@ class KrakenSigner(SecretHolder):
     ``API-Sign = base64(HMAC-SHA512(base64decode(secret), uri_path + SHA256(nonce + postdata)))``
 
     The secret is base64-decoded and keyed once, here; each request only copies the keyed
-    state. ``postdata`` must be the exact body that is sent (form or JSON), and ``nonce``
-    the nonce written inside it: Kraken recomputes the hash from what it receives.
+    state. A key with 2FA carries its ``otp`` source; the venue adapter writes the code
+    into the body before it is signed. ``postdata`` must be the exact body that is sent
+    (form or JSON), and ``nonce`` the nonce written inside it: Kraken recomputes the hash
+    from what it receives.
     """
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_keyed", "otp")
 
-    def __init__(self, secret: Secret) -> None:
+    def __init__(self, secret: Secret, *, otp: OtpSource | None = None) -> None:
         decoded = _decoded(secret)
         if decoded is None:  # raised here, outside the except: no context holds the text
             raise InvalidRequest("a Kraken secret must be non-empty base64 text")
         self._keyed = hmac.new(decoded.expose(), digestmod=hashlib.sha512)
+        self.otp = otp  # the key's second factor: its code goes into the signed body
 
     def sign(self, payload: bytes) -> str:
         """Base64 HMAC-SHA512 of an already built message (``path + sha256 digest``)."""

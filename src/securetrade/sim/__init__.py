@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..keys import ApiKey, Environment, KeyKind, Scope
+from ..errors import InvalidRequest
+from ..keys import ApiKey, Environment, KeyKind, Scope, Secret
+from ..keys.otp import StaticOtp, TotpOtp
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
 from .binance import BINANCE_FEES, BinanceDialect, SimKey, SimLimits, SimResponse
 from .engine import Market, SimInstrument
@@ -130,15 +132,21 @@ class Simulator:
         withdraw_addresses: Iterable[str] = (),
         ip_restricted: bool = True,
         venue: str = "binance",
+        otp: str | None = None,
     ) -> ApiKey:
         """A new key (and account, unless ``account`` names an existing one) for this run.
 
         ``can_withdraw`` and ``ip_restricted`` set what the venue side allows, whatever
         ``scopes`` the returned key declares: a test can make an over-permissioned key.
-        ``venue="kraken"`` makes a Kraken key (HMAC, base64 secret) for the Kraken dialect.
+        ``venue="kraken"`` makes a Kraken key (HMAC, base64 secret) for the Kraken dialect;
+        ``otp="static"`` or ``otp="totp"`` turns 2FA on for it, and the key carries the
+        password or the seed.
         """
         if venue == "kraken":
-            return self._kraken_key(scopes, account, balances, can_withdraw, withdraw_addresses)
+            key = self._kraken_key(scopes, account, balances, can_withdraw, withdraw_addresses)
+            return key if otp is None else self._kraken_otp(key, otp)
+        if otp is not None:
+            raise InvalidRequest("otp= is for Kraken keys (venue='kraken')")
         key_id = secrets.token_hex(32)
         account = account or f"acct-{key_id[:8]}"
         if account not in self.market.accounts:
@@ -211,6 +219,31 @@ class Simulator:
             scopes=scopes,
             environment=Environment.SIMULATED,
             withdraw_addresses=withdraw_addresses,
+        )
+
+    def _kraken_otp(self, key: ApiKey, otp: str) -> ApiKey:
+        """``key`` with 2FA enrolled at the simulated venue, and its second factor."""
+        source: StaticOtp | TotpOtp
+        if otp == "static":
+            password = secrets.token_urlsafe(16)
+            self.kraken.enroll_otp(key.key_id, static=password.encode())
+            source = StaticOtp(Secret(password))
+        elif otp == "totp":
+            import pyotp
+
+            seed = pyotp.random_base32()
+            self.kraken.enroll_otp(key.key_id, totp_seed=seed)
+            source = TotpOtp(Secret(seed), seed_name=f"kraken-otp-{secrets.token_hex(4)}")
+        else:
+            raise InvalidRequest("otp= is 'static' or 'totp'")
+        return ApiKey(
+            key.venue,
+            key.key_id,
+            key.secret,
+            scopes=key.scopes,
+            environment=key.environment,
+            withdraw_addresses=key.withdraw_addresses,
+            otp=source,
         )
 
     def handle(

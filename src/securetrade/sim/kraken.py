@@ -4,11 +4,13 @@ It checks what Kraken checks, the way Kraken documents it: the ``API-Key`` heade
 (``EAPI:Invalid key``), ``API-Sign`` = base64(HMAC-SHA512(base64decode(secret), path +
 SHA256(nonce + body))) over the exact body (``EAPI:Invalid signature``), a nonce larger
 than the last one the key used (``EAPI:Invalid nonce``; a nonce window can be set per
-dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), pair rules from
-``AssetPairs``, balances, duplicate ``cl_ord_id`` among open orders, and optionally the
-decaying API and add/cancel counters. Faults come from the same schedule as Binance's and
-are applied by the same handler (:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault
-answers with a gateway's HTML page, as Kraken's edge does.
+dialect), ``AddOrder``'s ``deadline`` (``EService:Deadline elapsed``), the ``otp`` of
+keys enrolled with 2FA (:meth:`KrakenDialect.enroll_otp`; ``EAPI:Invalid signature`` as
+at Kraken), pair rules from ``AssetPairs``, balances, duplicate ``cl_ord_id`` among open
+orders, and optionally the decaying API and add/cancel counters. Faults come from the
+same schedule as Binance's and are applied by the same handler
+(:class:`~securetrade.sim.dialect.Dialect`); a 5xx fault answers with a gateway's HTML
+page, as Kraken's edge does.
 
 As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
 ``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
@@ -43,6 +45,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..errors import InvalidRequest
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import FeeSchedule, Market, SimInstrument, SimOrder, SimRejection
 from .faults import Fault, Faults
@@ -162,6 +165,7 @@ class KrakenDialect(Dialect[_Stats]):
         self.nonce_window = nonce_window
         self.query_needs_txid = query_needs_txid
         self._nonces: dict[str, int] = {}  # key id -> highest nonce accepted
+        self._otp: dict[str, tuple[str, bytes]] = {}  # key id -> ("static"|"totp", value)
         self._recent: dict[str, set[int]] = {}  # nonces accepted inside the window
         self._api: dict[str, _Counter] = {}
         self._orders: dict[str, _Counter] = {}
@@ -169,6 +173,38 @@ class KrakenDialect(Dialect[_Stats]):
         self._oflags: dict[int, str] = {}  # order number -> the oflags it was placed with
         self._pairs = {self._altname(i): i for i in market.instruments.values()}
         self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
+
+    def enroll_otp(
+        self, key_id: str, *, static: bytes | None = None, totp_seed: str | None = None
+    ) -> None:
+        """Turn 2FA on for a key: every private call then needs ``otp`` in its signed body,
+        the static password or the current TOTP code (one 30 s step either side allowed);
+        a missing or wrong one is ``EAPI:Invalid signature``, as at Kraken."""
+        if (static is None) == (totp_seed is None):
+            raise InvalidRequest("enroll either a static password or a TOTP seed")
+        with self._lock:
+            if static is not None:
+                self._otp[key_id] = ("static", static)
+            else:
+                assert totp_seed is not None
+                self._otp[key_id] = ("totp", totp_seed.encode("ascii"))
+
+    def _otp_accepted(self, key_id: str, given: str) -> bool:
+        with self._lock:
+            rule = self._otp.get(key_id)
+        if rule is None:
+            return True
+        kind, value = rule
+        if kind == "static":
+            return hmac.compare_digest(given.encode(), value)
+        import pyotp
+
+        return bool(
+            given
+            and pyotp.TOTP(value.decode("ascii")).verify(
+                given, for_time=self.now_ms() // 1000, valid_window=1
+            )
+        )
 
     def last_nonce(self, key_id: str) -> int:
         """The highest nonce this key has used (0 if none)."""
@@ -345,6 +381,8 @@ class KrakenDialect(Dialect[_Stats]):
             given = b""
         if not hmac.compare_digest(expected, given):
             raise _Error("EAPI:Invalid signature")
+        if not self._otp_accepted(key.key_id, params.get("otp", "")):
+            raise _Error("EAPI:Invalid signature")  # Kraken's answer to a bad OTP too
         self._accept_nonce(key.key_id, int(nonce_text))
         with self._lock:
             self.stats.last_params[name] = dict(params)

@@ -90,6 +90,9 @@ SENSITIVE_PARAMS = frozenset(
         "refreshtoken",
         "privatekey",
         "authorization",
+        "clientsecret",  # OAuth 2.0 (securetrade.oauth)
+        "codeverifier",
+        "idtoken",
     )
 )
 

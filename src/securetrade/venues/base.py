@@ -23,6 +23,9 @@ What an adapter provides, and where the core uses it:
                        after T + ``recv_window_ms``; False makes "not found" unprovable
 ``dedupe``             optional: ``"strong"`` when the venue refuses a used client order id
                        forever (then a resend is safe without a deadline)
+``refine_outcome()``   optional: ``(outcome, key) -> outcome``, what an answer means for
+                       the key that signed it (Kraken: a bad signature on a 2FA key is
+                       :class:`~securetrade.errors.InvalidOTP`)
 ``trades_params()``    optional, with ``parse_trades()`` and the ``TRADES`` endpoint: an
                        order's executions, each with its trade id
 ``parse_*()``          venue payloads into :mod:`securetrade.models`

@@ -27,11 +27,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, RateLimited, VenueRejected
+from ...errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    InvalidOTP,
+    InvalidRequest,
+    OrderNotFound,
+    RateLimited,
+    VenueRejected,
+)
 from ...keys import ApiKey, Environment, KeyKind
 from ...models import (
     Balance,
@@ -117,6 +126,7 @@ _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a sho
 _OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
 # Which list a lookup by ``cl_ord_id`` reads. Never sent: ``prepare`` turns it into a path.
 _AMONG = "~among"
+_BAD_SIGNATURE = "EAPI:Invalid signature"  # also the answer to a wrong or missing OTP
 # OHLC ``interval`` in minutes, for the intervals of models.INTERVALS Kraken offers.
 _OHLC_INTERVALS = {
     "1m": "1",
@@ -160,10 +170,10 @@ class KrakenSpot:
             )
 
     def signer(self, key: ApiKey) -> Signer:
-        """Kraken keys are HMAC-SHA512 with a base64 secret."""
+        """Kraken keys are HMAC-SHA512 with a base64 secret; a 2FA key brings its OTP."""
         if key.kind is not KeyKind.HMAC:
             raise InvalidRequest(f"Kraken spot keys are HMAC keys, not {key.kind.value}")
-        return KrakenSigner(key.secret)
+        return KrakenSigner(key.secret, otp=key.otp)
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
         """32 lowercase hex (a short UUID, Kraken's fastest ``cl_ord_id`` form), from the
@@ -198,7 +208,10 @@ class KrakenSpot:
             params = [*params, ("deadline", self._deadline(timestamp_ms))]
         elif endpoint.op is Op.GET_ORDER:
             path, params = _lookup(params)
-        body = encode_query([("nonce", str(nonce)), *params]).encode("ascii")
+        fields = [("nonce", str(nonce)), *params]
+        if signer.otp is not None:  # 2FA key: the code is part of the signed body
+            fields.append(("otp", signer.otp.code(timestamp_ms / 1000)))
+        body = encode_query(fields).encode("ascii")
         headers = (
             ("API-Key", key_id),
             ("API-Sign", signer.sign_request(path, nonce, body)),
@@ -328,6 +341,28 @@ class KrakenSpot:
             duplicate=rule == "EOrder:Duplicate order",
             retry_after=pause,
         )
+
+    def refine_outcome(self, outcome: Outcome, key: ApiKey) -> Outcome:
+        """``EAPI:Invalid signature`` is also Kraken's answer to a missing or wrong OTP:
+        on a key with 2FA configured it becomes :class:`InvalidOTP`; on one without, the
+        message says to check whether the key has 2FA at Kraken."""
+        error = outcome.error
+        if not isinstance(error, AuthenticationRejected) or error.code != _BAD_SIGNATURE:
+            return outcome
+        if key.otp is not None:
+            hint = (
+                f"{error}: Kraken refused the one-time password of this 2FA key "
+                f"({key.otp.kind}): check the {key.otp.kind} OTP set on the key at Kraken "
+                "(a TOTP seed that is the key's, and a clock within 30 s)"
+            )
+            refined: AuthenticationRejected = InvalidOTP(hint, venue=self.name, code=error.code)
+        else:
+            hint = (
+                f"{error}: if this key has two-factor authentication at Kraken, give it "
+                "its OTP (ApiKey(otp=StaticOtp(...) or TotpOtp(...))); else check the secret"
+            )
+            refined = AuthenticationRejected(hint, venue=self.name, code=error.code)
+        return replace(outcome, error=refined)
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
