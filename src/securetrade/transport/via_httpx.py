@@ -31,6 +31,7 @@ run against both httpx transports, with those differences asserted as they are.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import importlib.util
 import ssl
@@ -209,7 +210,7 @@ class _Reading:
         )
 
 
-class _Common:
+class _Common(abc.ABC):
     """What both transports share: the checked base URL, the httpx request, the phases."""
 
     def __init__(
@@ -217,12 +218,12 @@ class _Common:
         base_url: str,
         ssl_context: ssl.SSLContext | None,
         *,
-        timeout: Timeout | float,
-        proxy: str | Proxy | None,
-        limits: Limits,
-        http2: bool,
-        unsafe_allow_plain_http: bool,
-        options: Mapping[str, Any],
+        timeout: Timeout | float = 10.0,
+        proxy: str | Proxy | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        http2: bool = False,
+        unsafe_allow_plain_http: bool = False,
+        **options: Any,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
@@ -242,6 +243,11 @@ class _Common:
             "timeout": _httpx_timeout(self._timeout),
             "follow_redirects": False,
         }
+        self._client = self._open(self._settings)
+
+    @abc.abstractmethod
+    def _open(self, settings: dict[str, Any]) -> Any:
+        """The httpx client of this kind (blocking or asyncio), made with ``settings``."""
 
     def _request(
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
@@ -272,29 +278,10 @@ class HttpxTransport(_Common):
     ``trust_env``, ``mounts``, ``transport``...). ``http2=True`` needs ``httpx[http2]``.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        ssl_context: ssl.SSLContext | None,
-        *,
-        timeout: Timeout | float = 10.0,
-        proxy: str | Proxy | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        http2: bool = False,
-        unsafe_allow_plain_http: bool = False,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            base_url,
-            ssl_context,
-            timeout=timeout,
-            proxy=proxy,
-            limits=limits,
-            http2=http2,
-            unsafe_allow_plain_http=unsafe_allow_plain_http,
-            options=options,
-        )
-        self._client = httpx.Client(**self._settings)
+    _client: httpx.Client
+
+    def _open(self, settings: dict[str, Any]) -> httpx.Client:
+        return httpx.Client(**settings)
 
     def send(self, request: HttpRequest, *, timeout: Timeout | float | None = None) -> HttpResponse:
         """Send ``request`` and read its reply; ``timeout`` overrides the transport's for
@@ -342,29 +329,10 @@ class AsyncHttpxTransport(_Common):
     """The asyncio transport through ``httpx.AsyncClient``; see :class:`HttpxTransport`.
     The whole reply (head included) is bounded by the ``response`` phase here."""
 
-    def __init__(
-        self,
-        base_url: str,
-        ssl_context: ssl.SSLContext | None,
-        *,
-        timeout: Timeout | float = 10.0,
-        proxy: str | Proxy | None = None,
-        limits: Limits = DEFAULT_LIMITS,
-        http2: bool = False,
-        unsafe_allow_plain_http: bool = False,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            base_url,
-            ssl_context,
-            timeout=timeout,
-            proxy=proxy,
-            limits=limits,
-            http2=http2,
-            unsafe_allow_plain_http=unsafe_allow_plain_http,
-            options=options,
-        )
-        self._client = httpx.AsyncClient(**self._settings)
+    _client: httpx.AsyncClient
+
+    def _open(self, settings: dict[str, Any]) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**settings)
 
     async def send(
         self, request: HttpRequest, *, timeout: Timeout | float | None = None
