@@ -56,6 +56,7 @@ __all__ = [
     "KeystoreError",
     "KeystorePermissions",
     "KeystoreTampered",
+    "BackupExpired",
     "LocalRefusal",
     "OrderNotFound",
     "OverPermissionedKey",
@@ -299,4 +300,11 @@ class JournalError(SecureTradeError):
     an order call, a journal write failed: before the send, nothing was sent; after it, the
     order may exist, and its intent, left unfinished in the journal, is resolved with the
     venue by the next recovery. Not a :class:`LocalRefusal` for that second case.
+    """
+
+
+class BackupExpired(KeystoreError):
+    """A keystore backup past its expiry: restoring it could bring back shredded keys.
+
+    Restore a newer backup, or re-create the keys; an erasure stays an erasure.
     """

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..privacy.tags import truncate_ip
+
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
@@ -100,7 +102,7 @@ class GatewayMonitor:
                 event.reason,
                 event.status,
                 event.key_id or "-",
-                event.address or "-",
+                truncate_ip(event.address) if event.address else "-",  # minimised: a /24 or /48
             )
         if self.audit is not None:
             self.audit.emit(
