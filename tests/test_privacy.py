@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel
 
-from securetrade import InvalidRequest
+from securetrade import ApiKey, InvalidRequest
 from securetrade.cli import main
 from securetrade.copy import CopyEngine, Follower, LeaderEvent, Sizing
 from securetrade.keys import Secret
@@ -416,3 +416,87 @@ def test_offboard_with_erase_needs_privacy() -> None:
     )
     with pytest.raises(InvalidRequest, match="privacy"):
         asyncio.run(engine.offboard("f1", erase=True))
+
+
+# --- keystore backups ---------------------------------------------------------------------------
+
+
+def _keystore(tmp_path: Path) -> Any:
+    from securetrade.keys import KeyStore
+    from securetrade.keys.keystore import KdfParams
+
+    store = KeyStore.create(
+        tmp_path / "keys.json", "correct horse battery", kdf=KdfParams(name="scrypt", n=2**15)
+    )
+    store.add("follower-alice", ApiKey("binance", "k-alice-0001", "alice-secret-zz9"))
+    return store
+
+
+def test_a_keystore_backup_restores_until_it_expires_then_is_refused(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from securetrade.errors import BackupExpired
+    from securetrade.keys.backup import backup_keystore, restore_backup
+
+    store = _keystore(tmp_path)
+    t0 = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    expires = backup_keystore(store, tmp_path / "b.json", max_age=timedelta(days=30), now=t0)
+    assert expires == t0 + timedelta(days=30)
+    assert b"alice-secret-zz9" not in (tmp_path / "b.json").read_bytes()  # still sealed
+    restored = restore_backup(
+        tmp_path / "b.json", tmp_path / "r1.json", "correct horse battery", now=t0
+    )
+    assert restored.names() == ["follower-alice"]
+    with pytest.raises(BackupExpired, match="undo an erasure"):
+        restore_backup(
+            tmp_path / "b.json",
+            tmp_path / "r2.json",
+            "correct horse battery",
+            now=t0 + timedelta(days=31),
+        )
+    assert not (tmp_path / "r2.json").exists()
+
+
+def test_a_backup_whose_expiry_was_moved_is_refused(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from securetrade.errors import KeystoreTampered
+    from securetrade.keys.backup import backup_keystore, restore_backup
+
+    t0 = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    backup_keystore(_keystore(tmp_path), tmp_path / "b.json", max_age=timedelta(days=1), now=t0)
+    document = json.loads((tmp_path / "b.json").read_text())
+    document["expires_at"] = (t0 + timedelta(days=3650)).isoformat()
+    (tmp_path / "b.json").write_text(json.dumps(document))
+    with pytest.raises(KeystoreTampered, match="altered"):
+        restore_backup(tmp_path / "b.json", tmp_path / "r.json", "correct horse battery", now=t0)
+
+
+def test_erasure_removes_the_subjects_keystore_entries(
+    tmp_path: Path, master: Path, audit_key: AuditKey
+) -> None:
+    store = _keystore(tmp_path)
+    privacy = Privacy(_trail(tmp_path, master, audit_key), keystore=store)
+    certificate = privacy.erase(SUBJECT, keystore_names=["follower-alice", "never-there"])
+    assert certificate["stores"]["keystore"] == {"entries": 1}
+    assert store.names() == []
+
+
+def test_the_gateway_logs_a_refused_address_truncated(caplog: pytest.LogCaptureFixture) -> None:
+    from securetrade.gateway.events import GatewayMonitor, SecurityEvent
+
+    with caplog.at_level(logging.WARNING, logger="securetrade.gateway"):
+        GatewayMonitor().refused(
+            SecurityEvent("bad_signature", 401, "POST /orders", "k1", "203.0.113.77")
+        )
+    assert "203.0.113.0/24" in caplog.text
+    assert "203.0.113.77" not in caplog.text
+
+
+def test_every_test_docs_privacy_cites_exists() -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "privacy.md").read_text(encoding="utf-8")
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", doc))
+    assert len(cited) >= 10
+    assert cited <= set(globals()), sorted(cited - set(globals()))
