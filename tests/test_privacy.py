@@ -338,7 +338,7 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_offboarding_erases_and_no_file_the_sdk_wrote_holds_the_followers_data(
-    tmp_path: Path, master: Path, audit_key: AuditKey, log_file: Path
+    tmp_path: Path, master: Path, audit_key: AuditKey, log_file: Path, span_exporter: Any
 ) -> None:
     from securetrade.privacy.stores import JournalFile
 
@@ -397,6 +397,11 @@ def test_offboarding_erases_and_no_file_the_sdk_wrote_holds_the_followers_data(
     trail.close()
     assert _files_holding(tmp_path, SUBJECT, EMAIL, NAME) == []
     assert log_file.stat().st_size > 0  # the engine did log, with pseudonyms
+    spans = span_exporter.get_finished_spans()
+    assert spans  # the orders were traced, and no span names the follower
+    traced = json.dumps([[s.name, dict(s.attributes or {})] for s in spans], default=str)
+    assert SUBJECT not in traced
+    assert EMAIL not in traced
     assert _verified_at(data, tmp_path)
 
 
@@ -500,3 +505,31 @@ def test_every_test_docs_privacy_cites_exists() -> None:
     cited = set(re.findall(r"`(test_[a-z0-9_]+)`", doc))
     assert len(cited) >= 10
     assert cited <= set(globals()), sorted(cited - set(globals()))
+
+
+def test_a_shredded_data_key_is_left_in_no_page_free_list_or_wal(
+    tmp_path: Path, master: Path
+) -> None:
+    import sqlite3
+
+    vault = DataKeys(tmp_path / "vault.sqlite3", PrivacyKeys.from_file(master))
+    vault.key_for("ref-a", "trade_record", 2_000_000_000.0)
+    vault.key_for("ref-b", "trade_record", 2_000_000_000.0)
+    db = sqlite3.connect(tmp_path / "vault.sqlite3")
+    (wrapped,) = db.execute("SELECT wrapped FROM data_keys WHERE subject_ref = 'ref-a'").fetchone()
+    db.close()
+    assert any(bytes(wrapped) in p.read_bytes() for p in tmp_path.glob("vault.sqlite3*"))
+    assert vault.shred([("ref-a", "trade_record")]) == 1
+    assert vault.get("ref-a", "trade_record") is None
+    assert vault.get("ref-b", "trade_record") is not None
+    assert not any(bytes(wrapped) in p.read_bytes() for p in tmp_path.glob("vault.sqlite3*"))
+
+
+def test_a_malformed_master_key_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.key"
+    path.write_text("ab" * 20 + "not-hex-tail-zz9\n")
+    path.chmod(0o600)
+    with pytest.raises(InvalidRequest) as caught:
+        PrivacyKeys.from_file(path)
+    assert "not-hex-tail-zz9" not in str(caught.value)
+    assert caught.value.__context__ is None
