@@ -533,3 +533,28 @@ def test_a_malformed_master_key_file_is_refused_without_echoing_it(tmp_path: Pat
         PrivacyKeys.from_file(path)
     assert "not-hex-tail-zz9" not in str(caught.value)
     assert caught.value.__context__ is None
+
+
+def test_keys_backup_and_restore_commands_refuse_an_expired_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from securetrade.keys.backup import backup_keystore
+
+    keystore = _keystore(tmp_path)
+    monkeypatch.setenv("SECURETRADE_KEYSTORE_PASSPHRASE", "correct horse battery")
+    store = ["--keystore", str(tmp_path / "keys.json")]
+    assert main(["keys", "backup", *store, "-o", str(tmp_path / "b.json"), "--max-age", "1d"]) == 0
+    assert "restorable until" in capsys.readouterr().out
+    assert (
+        main(["keys", "restore", str(tmp_path / "b.json"), "--keystore", str(tmp_path / "r.json")])
+        == 0
+    )
+    capsys.readouterr()
+    made_long_ago = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    backup_keystore(keystore, tmp_path / "old.json", max_age=timedelta(days=30), now=made_long_ago)
+    late = ["--keystore", str(tmp_path / "late.json")]
+    assert main(["keys", "restore", str(tmp_path / "old.json"), *late]) == 1
+    assert "expired" in capsys.readouterr().err
+    assert not (tmp_path / "late.json").exists()
