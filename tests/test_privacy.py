@@ -318,6 +318,13 @@ def test_the_commands_erase_read_export_and_report(
     assert shown[1]["kind"] == "privacy.erasure"
     pub = str(tmp_path / "audit.pub")
     assert main(["audit", "verify", str(tmp_path / "trail.sqlite3"), "--public-key", pub]) == 0
+    exported = str(tmp_path / "trail.jsonl")  # an export of sealed records verifies too
+    assert main(["audit", "export", str(tmp_path / "trail.sqlite3"), "-o", exported]) == 0
+    assert main(["audit", "verify", exported, "--public-key", pub]) == 0
+    (tmp_path / "junk").write_bytes(b"not a database at all" * 100)
+    junk = [*where[:2], "--vault", str(tmp_path / "junk"), *where[4:]]
+    assert main(["privacy", "report", *junk]) == 2
+    assert "data-key vault" in capsys.readouterr().err
 
 
 # --- the whole deployment: copy engine, journal, outbox, logs -----------------------------------
@@ -340,7 +347,7 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
 def test_offboarding_erases_and_no_file_the_sdk_wrote_holds_the_followers_data(
     tmp_path: Path, master: Path, audit_key: AuditKey, log_file: Path, span_exporter: Any
 ) -> None:
-    from securetrade.privacy.stores import JournalFile
+    from securetrade.core import Journal
 
     data = tmp_path / "data"
     trail = AuditTrail(
@@ -390,10 +397,13 @@ def test_offboarding_erases_and_no_file_the_sdk_wrote_holds_the_followers_data(
     assert orders
     assert held_before
     certificate = erasures[privacy.personal.keys.subject_ref(SUBJECT)]
-    assert certificate["stores"]["copy_outbox"]["outcomes_with_orders"] == len(orders)
+    assert certificate["stores"]["copy_outbox"]["orders"] == len(orders)
     assert certificate["stores"]["journal"]["rows"] >= len(orders)
+    reopened = Journal(journal)
     for cid in orders:  # the subject's journal rows and tombstones are gone
-        assert JournalFile(journal).forget([cid]) == 0
+        assert reopened.get(cid) is None
+        assert reopened.tombstone(cid) is None
+    reopened.close()
     trail.close()
     assert _files_holding(tmp_path, SUBJECT, EMAIL, NAME) == []
     assert log_file.stat().st_size > 0  # the engine did log, with pseudonyms

@@ -101,26 +101,26 @@ class Privacy:
                 "reason is a short reference (a ticket id: letters, digits, _.:/#-, at most "
                 "64), never free text: it is stored in the clear"
             )
+        names = list(keystore_names)
+        if names and self.keystore is None:
+            raise InvalidRequest("keystore_names given but no keystore: pass keystore=")
         at = time.time() if now is None else float(now)
         vault = self.personal.vault
         subject_ref = self.personal.keys.subject_ref(subject)
-        entries = vault.entries(subject_ref)
-        due = [e for e in entries if e.retain_until <= at]
-        held = [e for e in entries if e.retain_until > at]
-        vault.shred([(e.subject_ref, e.retention_class) for e in due])
-        for entry in held:
-            vault.restrict(entry.subject_ref, entry.retention_class, at)
+        # Each step can be run again: the journal's rows go before the outbox rows that
+        # name them, and the keys before the record that says so.
         stores: dict[str, Any] = {}
-        order_ids: list[str] = []
-        if self.outbox is not None:
-            order_ids = self.outbox.forget(subject)
-            stores["copy_outbox"] = {"outcomes_with_orders": len(order_ids)}
+        order_ids = [] if self.outbox is None else self.outbox.order_ids(subject)
         if self.journal is not None:
             stores["journal"] = {"rows": self.journal.forget(order_ids)}
+        if self.outbox is not None:
+            stores["copy_outbox"] = {
+                "outcomes": self.outbox.forget(subject),
+                "orders": len(order_ids),
+            }
         removed: list[str] = []
-        for name in keystore_names:
-            if self.keystore is None:
-                raise InvalidRequest("keystore_names given but no keystore: pass keystore=")
+        for name in names:
+            assert self.keystore is not None  # checked above
             try:
                 self.keystore.remove(name)
             except KeyNotFound:
@@ -128,6 +128,12 @@ class Privacy:
             removed.append(name)
         if removed:
             stores["keystore"] = {"entries": len(removed)}
+        entries = vault.entries(subject_ref)
+        due = [e for e in entries if e.retain_until <= at]
+        held = [e for e in entries if e.retain_until > at]
+        vault.shred([(e.subject_ref, e.retention_class) for e in due])
+        for entry in held:
+            vault.restrict(entry.subject_ref, entry.retention_class, at)
         shredded = sorted(e.retention_class for e in due)
         restricted = [
             {"class": e.retention_class, "retain_until": _iso(e.retain_until)} for e in held

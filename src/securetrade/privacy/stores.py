@@ -61,20 +61,23 @@ class CopyOutboxFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def forget(self, follower_id: str) -> list[str]:
-        """Delete the follower's outcomes; returns their client order ids (for the journal)."""
+    def order_ids(self, follower_id: str) -> list[str]:
+        """The client order ids of the follower's copies (their journal rows)."""
+        return [
+            str(row["client_order_id"])
+            for row in self.history(follower_id)
+            if row["client_order_id"] is not None
+        ]
 
-        def work(db: sqlite3.Connection) -> list[str]:
-            ids = [
-                str(r[0])
-                for r in db.execute(
-                    "SELECT client_order_id FROM copy_outcomes "
-                    "WHERE follower_id = ? AND client_order_id IS NOT NULL",
-                    (follower_id,),
-                )
-            ]
-            db.execute("DELETE FROM copy_outcomes WHERE follower_id = ?", (follower_id,))
-            return ids
+    def forget(self, follower_id: str) -> int:
+        """Delete the follower's outcomes; returns how many."""
+
+        def work(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "DELETE FROM copy_outcomes WHERE follower_id = ?", (follower_id,)
+                ).rowcount
+            )
 
         return _run(self.path, work)
 

@@ -92,7 +92,10 @@ def personal_fields(model: type) -> dict[str, Personal]:
                 found[name] = tag
         return found
     if dataclasses.is_dataclass(model):
-        hints = typing.get_type_hints(model, include_extras=True)
+        try:
+            hints = typing.get_type_hints(model, include_extras=True)
+        except (NameError, TypeError):  # a forward reference we cannot resolve: metadata only
+            hints = {}
         for item in dataclasses.fields(model):
             tag = item.metadata.get("pii")
             if not isinstance(tag, Personal):

@@ -171,13 +171,19 @@ class DataKeys:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.keys = keys
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        with self._lock:
-            self._db.execute("PRAGMA secure_delete=ON")
-            wal(self._db)
-            retry_locked(self._db, lambda: self._db.executescript(_SCHEMA), 30.0)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            with self._lock:
+                self._db.execute("PRAGMA secure_delete=ON")
+                wal(self._db)
+                retry_locked(self._db, lambda: self._db.executescript(_SCHEMA), 30.0)
+        except sqlite3.DatabaseError as exc:
+            raise InvalidRequest(
+                f"{self.path} cannot hold a data-key vault ({exc}): give a new path or the "
+                "vault file itself"
+            ) from None
 
     @staticmethod
     def _aad(subject_ref: str, retention_class: str) -> bytes:
