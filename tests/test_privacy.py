@@ -398,7 +398,17 @@ def test_offboarding_erases_and_no_file_the_sdk_wrote_holds_the_followers_data(
     assert held_before
     certificate = erasures[privacy.personal.keys.subject_ref(SUBJECT)]
     assert certificate["stores"]["copy_outbox"]["orders"] == len(orders)
+    # copy.placed is a trade record, copy.offboarded the relationship: both were written
+    # just now, so both are held (restricted) until their periods end, none shredded yet
+    assert [r["class"] for r in certificate["restricted"]] == ["relationship", "trade_record"]
+    assert certificate["shredded"] == []
     assert certificate["stores"]["journal"]["rows"] >= len(orders)
+    ref = privacy.personal.keys.subject_ref(SUBJECT)
+    held = [o for o in privacy.read() if o.subject_ref == ref]
+    assert {o.kind for o in held} >= {"copy.placed", "copy.offboarded"}
+    assert {o.status for o in held} == {"restricted"}
+    assert privacy.sweep(now=time.time() + 6 * YEAR)["audit_keys_shredded"] == 2
+    assert {o.status for o in privacy.read() if o.subject_ref == ref} == {"erased"}
     reopened = Journal(journal)
     for cid in orders:  # the subject's journal rows and tombstones are gone
         assert reopened.get(cid) is None
