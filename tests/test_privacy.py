@@ -507,15 +507,22 @@ def test_erasure_removes_the_subjects_keystore_entries(
     assert store.names() == []
 
 
-def test_the_gateway_logs_a_refused_address_truncated(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_gateway_logs_and_records_a_refused_address_truncated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from securetrade.gateway.events import GatewayMonitor, SecurityEvent
 
+    audit = AuditLog()
+    monitor = GatewayMonitor(audit=audit)
     with caplog.at_level(logging.WARNING, logger="securetrade.gateway"):
-        GatewayMonitor().refused(
-            SecurityEvent("bad_signature", 401, "POST /orders", "k1", "203.0.113.77")
-        )
+        monitor.refused(SecurityEvent("bad_signature", 401, "POST /orders", "k1", "203.0.113.77"))
+        monitor.locked("addr:203.0.113.77", 60.0)
     assert "203.0.113.0/24" in caplog.text
     assert "203.0.113.77" not in caplog.text
+    recorded = [e.fields for e in audit.events()]
+    assert recorded[0]["address"] == "203.0.113.0/24"
+    assert recorded[1]["name"] == "addr:203.0.113.0/24"
+    assert "203.0.113.77" not in json.dumps(recorded)
 
 
 def test_every_test_docs_privacy_cites_exists() -> None:
