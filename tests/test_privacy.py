@@ -237,7 +237,7 @@ def test_export_then_erase_then_export_gives_the_record_then_nothing_personal(
     assert EMAIL not in after.getvalue()
     assert NAME not in after.getvalue()
     bob = io.StringIO()
-    privacy.export("bob", bob, now=later)
+    privacy.export("bob", bob, now=t0)  # within its period: untouched by her erasure
     assert json.loads(bob.getvalue())["personal"] == {"follower": "bob"}  # others untouched
     assert _verified(tmp_path)
 
@@ -261,6 +261,9 @@ def test_a_restricted_subject_stays_readable_until_its_date_then_the_sweep_shred
 
     assert privacy.sweep(now=t0 + 4 * YEAR)["audit_keys_shredded"] == 0  # not yet
     assert privacy.read(now=t0 + 4 * YEAR)[0].status == "restricted"
+    past = privacy.read(now=t0 + 5 * YEAR + DAY)[0]  # its date passed, not yet swept
+    assert past.status == "expired"
+    assert past.personal is None
     swept = privacy.sweep(now=t0 + 5 * YEAR + DAY)
     assert swept["audit_keys_shredded"] == 1
     assert swept["restricted_shredded"] == 1

@@ -124,6 +124,18 @@ class PersonalData:
             return OpenedRecord(
                 record.seq, record.at, record.kind, facts, subject_ref, None, "erased"
             )
+        if now >= entry.retain_until:  # the period ended: not shown, the next sweep shreds it
+            return OpenedRecord(
+                record.seq,
+                record.at,
+                record.kind,
+                facts,
+                subject_ref,
+                None,
+                "expired",
+                retention_class,
+                entry.retain_until,
+            )
         personal = _decrypt(
             dek, sealed, _aad(record.seq, record.prev, subject_ref, retention_class, record.kind)
         )
@@ -166,8 +178,9 @@ class OpenedRecord:
     """One audit record with its personal fields opened where a key still allows.
 
     ``status``: ``clear`` (layout 1, nothing sealed), ``readable``, ``restricted`` (an
-    erasure was asked; held until ``retain_until`` for a legal duty only), ``erased``
-    (the key was shredded) or ``unreadable`` (the ciphertext does not open: altered).
+    erasure was asked; held until ``retain_until`` for a legal duty only), ``expired``
+    (past ``retain_until``, awaiting the sweep: never shown), ``erased`` (the key was
+    shredded) or ``unreadable`` (the ciphertext does not open: altered).
     """
 
     seq: int
@@ -182,7 +195,7 @@ class OpenedRecord:
 
     def to_json(self, *, include_restricted: bool = True) -> dict[str, Any]:
         shown: Any = self.personal
-        if self.status == "erased":
+        if self.status in ("erased", "expired"):
             shown = ERASED
         elif self.status == "restricted" and not include_restricted:
             shown = {"restricted_until": self.retain_until}
