@@ -58,6 +58,7 @@ __all__ = [
     "KeystoreError",
     "KeystorePermissions",
     "KeystoreTampered",
+    "BackupExpired",
     "LocalRefusal",
     "OAuthError",
     "OrderNotFound",
@@ -335,3 +336,10 @@ class ConfirmationRequired(LocalRefusal):
     """A dangerous operation (withdraw, widening a key, releasing the kill switch,
     exporting keys) needs a one-time code from the operator's enrolled authenticator, and
     the code was missing, wrong, or already used. Nothing was done."""
+
+
+class BackupExpired(KeystoreError):
+    """A keystore backup past its expiry: restoring it could bring back shredded keys.
+
+    Restore a newer backup, or re-create the keys; an erasure stays an erasure.
+    """

@@ -114,8 +114,23 @@ def _head(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(args: argparse.Namespace) -> int:
+    """Each record as JSON, personal fields opened where a data key still allows."""
+    from ..errors import SecureTradeError
+    from .privacy import _now, open_privacy
+
+    try:
+        opened = open_privacy(args, write=False).read(now=_now(args.now))
+    except (SecureTradeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    for record in opened:
+        print(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True, default=str))
+    return EXIT_OK
+
+
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    """Add ``audit verify``, ``audit export`` and ``audit head``."""
+    """Add ``audit verify``, ``audit export``, ``audit head`` and ``audit read``."""
     audit = commands.add_parser("audit", help="verify or export a tamper-evident audit trail")
     actions = audit.add_subparsers(dest="audit_command", required=True)
 
@@ -150,3 +165,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     head = actions.add_parser("head", help="print the hash of the last record (the anchor)")
     head.add_argument("path", help="the trail (SQLite file)")
     head.set_defaults(run=_head)
+
+    from .privacy import store_options
+
+    read = actions.add_parser(
+        "read",
+        help="print records with personal fields decrypted; erased ones marked <erased>",
+    )
+    store_options(read)
+    read.set_defaults(run=_read)

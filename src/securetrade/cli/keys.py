@@ -346,6 +346,28 @@ def _key_options(parser: argparse.ArgumentParser, *, new: bool) -> None:
     )
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from ..keys.backup import backup_keystore
+    from ..privacy.retention import parse_period
+
+    max_age = timedelta(seconds=parse_period(args.max_age))
+    expires = backup_keystore(_open(args), args.output, max_age=max_age)
+    _say(f"wrote {args.output}: restorable until {expires.isoformat(timespec='seconds')}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from ..keys import default_keystore_path
+    from ..keys.backup import restore_backup
+
+    target = Path(args.keystore) if args.keystore else default_keystore_path()
+    store = restore_backup(args.backup, target, _passphrase(args, new=False))
+    _say(f"restored {len(store.names())} key name(s) to {target}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``keys`` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
@@ -403,3 +425,20 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--unsafe-disable-pinning", action="store_true", help="verify by CA only, no pins"
     )
     check.set_defaults(run=_guarded(_check))
+
+    backup = sub.add_parser(
+        "backup", parents=[common], help="write an expiring backup (a restore cannot undo erasures)"
+    )
+    backup.add_argument("-o", "--output", required=True, help="the backup file to write")
+    backup.add_argument(
+        "--max-age",
+        required=True,
+        help="restorable for this long (e.g. 30d): keep it under the erasure deadline",
+    )
+    backup.set_defaults(run=_guarded(_backup))
+
+    restore = sub.add_parser(
+        "restore", parents=[common], help="restore a backup to --keystore (refused once expired)"
+    )
+    restore.add_argument("backup", help="the backup file")
+    restore.set_defaults(run=_guarded(_restore))

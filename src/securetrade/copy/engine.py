@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._checks import whole
 from ..client import AsyncClient
@@ -44,6 +44,9 @@ from ..keys import KeyRing, Secret
 from ..models import Order, Side
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
+
+if TYPE_CHECKING:
+    from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Skip
 from .outbox import Outbox, Outcome
 from .plan import FollowerState, follower_symbol, plan
@@ -87,6 +90,7 @@ class CopyEngine:
         limiters: Mapping[str, RateLimiter] | None = None,
         audit: AuditLog | None = None,
         max_tasks: int = 512,
+        privacy: Privacy | None = None,
     ) -> None:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
@@ -103,6 +107,10 @@ class CopyEngine:
         self._slots = asyncio.Semaphore(whole("max_tasks", max_tasks, 1))
         self._seats: dict[str, _Seat] = {}
         self._venue_leads: dict[str, AsyncClient] = {}  # the client each venue shares through
+        if privacy is not None and not callable(getattr(privacy, "erase", None)):
+            raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
+        self.privacy = privacy
+        self.erasures: dict[str, dict[str, Any]] = {}  # subject_ref -> erasure certificate
 
     # --- followers ---------------------------------------------------------------------------
 
@@ -128,8 +136,23 @@ class CopyEngine:
         self._seats[follower.id] = _Seat(follower, client)
         self.audit.emit("copy.onboarded", follower=follower.id)
 
-    async def offboard(self, follower_id: str) -> list[Order]:
-        """Cancel the follower's open copies and forget it. Returns the cancelled orders."""
+    def _who(self, follower_id: str) -> str:
+        """How logs name a follower: its keyed pseudonym when privacy is configured."""
+        if self.privacy is None:
+            return follower_id
+        return self.privacy.personal.keys.subject_ref(follower_id)
+
+    async def offboard(
+        self, follower_id: str, *, erase: bool | None = None, reason: str = ""
+    ) -> list[Order]:
+        """Cancel the follower's open copies and forget it. Returns the cancelled orders.
+
+        With ``privacy`` configured (or ``erase=True``) the follower's personal data is then
+        erased (:meth:`securetrade.privacy.Privacy.erase`); the certificate is kept in
+        :attr:`erasures` under its ``subject_ref``. ``erase=False`` keeps it (a follower
+        who leaves copying but stays a client)."""
+        if erase and self.privacy is None:
+            raise InvalidRequest("offboard(erase=True) needs CopyEngine(privacy=Privacy(...))")
         seat = self._seats.pop(follower_id, None)
         if seat is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
@@ -147,8 +170,13 @@ class CopyEngine:
                     )
                 )
             except SecureTradeError as exc:
-                log.warning("offboarding %s: cancel failed (%s)", follower_id, type(exc).__name__)
+                log.warning(
+                    "offboarding %s: cancel failed (%s)", self._who(follower_id), type(exc).__name__
+                )
         self.audit.emit("copy.offboarded", follower=follower_id, cancelled=len(cancelled))
+        if self.privacy is not None and erase is not False:
+            certificate = self.privacy.erase(follower_id, reason=reason)
+            self.erasures[certificate["subject_ref"]] = certificate
         return cancelled
 
     @property
@@ -186,7 +214,7 @@ class CopyEngine:
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
-                log.error("copy %s to %s failed: %r", event.id, seat.follower.id, result)
+                log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
                 result = [Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))]
             outcomes.extend(result)
         self._outbox.record([o for o in outcomes if o.status != "unresolved"])
@@ -233,6 +261,15 @@ class CopyEngine:
             return self._failed(seat, item, item.leg, exc)
         self._book(seat, order)
         latency = (time.monotonic() - started) * 1000
+        # The trade record that ties the order to the person: with a privacy-enabled trail
+        # the follower is sealed under its trade_record key and kept for the legal period.
+        self.audit.emit(
+            "copy.placed",
+            follower=item.follower_id,
+            event=item.event_id,
+            leg=item.leg,
+            client_order_id=order.client_order_id,
+        )
         return Outcome(
             item.event_id,
             item.follower_id,
@@ -262,7 +299,7 @@ class CopyEngine:
         follower_id = seat.follower.id
         if isinstance(exc, (AuthenticationRejected, OverPermissionedKey)):
             seat.quarantined = f"{type(exc).__name__}: {exc.message}"
-            log.warning("follower %s quarantined: %s", follower_id, seat.quarantined)
+            log.warning("follower %s quarantined: %s", self._who(follower_id), seat.quarantined)
             self.audit.emit("copy.quarantined", follower=follower_id, reason=type(exc).__name__)
             return Outcome(event_id, follower_id, leg, "quarantined", type(exc).__name__)
         if isinstance(exc, InsufficientFunds):

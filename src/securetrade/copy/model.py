@@ -17,6 +17,7 @@ from ..errors import InvalidRequest
 from ..keys import ApiKey, KeyRing
 from ..models import OrderRequest, Side, to_decimal
 from ..policy import Policy
+from ..privacy.tags import Category, Personal
 
 __all__ = [
     "CopyIntent",
@@ -128,7 +129,9 @@ class Follower:
     that would exceed them (``risk_limit``); ``policy`` applies on top, as for any order.
     """
 
-    id: str
+    id: str = field(
+        metadata={"pii": Personal(Category.FOLLOWER_ID, subject=True, aliases=("follower",))}
+    )
     key: ApiKey | KeyRing
     sizing: Sizing
     symbols: dict[str, str] = field(default_factory=dict)

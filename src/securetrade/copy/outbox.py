@@ -14,13 +14,14 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from .._sqlite import retry_locked, wal
 from ..errors import JournalError
 from ..models import Side
+from ..privacy.tags import Category, Personal
 from .model import LeaderEvent, Movement
 
 __all__ = ["Outbox", "Outcome"]
@@ -53,7 +54,7 @@ class Outcome:
     """What became of one follower's copy of one event (one leg)."""
 
     event_id: str
-    follower_id: str
+    follower_id: str = field(metadata={"pii": Personal(Category.FOLLOWER_ID, subject=True)})
     leg: int
     status: str  # placed, skipped, failed, quarantined
     reason: str = ""

@@ -2,7 +2,8 @@
 
 An event names the reason, the HTTP status, the route, the key id the request claimed (a
 public identifier, checked against the key-id grammar before it gets here) and the client
-address. Never a secret, a signature or a body. Metrics: ``securetrade.gateway.refusals``
+address (cut to its /24 or /48 in logs and the audit trail: minimised). Never a secret,
+a signature or a body. Metrics: ``securetrade.gateway.refusals``
 (a counter, by reason and status) and ``securetrade.gateway.check_duration`` (a histogram
 of the time the checks took, in seconds, by outcome). OpenTelemetry is imported on the
 first event, and is a no-op unless the application installs an SDK.
@@ -15,6 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..privacy.tags import truncate_ip
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -100,7 +103,7 @@ class GatewayMonitor:
                 event.reason,
                 event.status,
                 event.key_id or "-",
-                event.address or "-",
+                truncate_ip(event.address) if event.address else "-",  # minimised: a /24 or /48
             )
         if self.audit is not None:
             self.audit.emit(
@@ -109,16 +112,17 @@ class GatewayMonitor:
                 status=event.status,
                 route=event.route,
                 key_id=event.key_id,
-                address=event.address,
+                address=truncate_ip(event.address) if event.address else None,  # minimised
             )
         for listener in self._listeners:
             listener(event)
 
     def locked(self, name: str, seconds: float) -> None:
         """``name`` (``addr:<ip>`` or ``key:<id>``) is locked out for ``seconds``."""
-        log.log(self.log_level, "gateway locked out %s for %.0f s", name, seconds)
+        shown = "addr:" + truncate_ip(name[5:]) if name.startswith("addr:") else name
+        log.log(self.log_level, "gateway locked out %s for %.0f s", shown, seconds)
         if self.audit is not None:
-            self.audit.emit("gateway.locked_out", name=name, seconds=seconds)
+            self.audit.emit("gateway.locked_out", name=shown, seconds=seconds)
 
     def timed(self, seconds: float, outcome: str) -> None:
         """The checks for one request took ``seconds`` and ended in ``outcome``."""

@@ -77,7 +77,8 @@ class AuditLog:
         if self.trail is not None:
             self.trail.append(kind, fields, at=event.at)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", kind, fields)
+            personal = getattr(self.trail, "personal", None)  # pseudonyms, never the raw ids
+            log.debug("%s %s", kind, fields if personal is None else personal.minimise(fields))
         for listener in self._listeners:
             listener(event)
 

@@ -25,11 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
+
+if TYPE_CHECKING:
+    from ..privacy.sealed import PersonalData
 
 __all__ = [
     "GENESIS",
@@ -215,10 +218,20 @@ class AuditTrail:
     """Append-only, hash-chained, signed records in a SQLite file (WAL).
 
     ``synchronous="NORMAL"`` (the default) survives a crash of the process; ``"FULL"``
-    also survives a power cut, at one disk flush per record.
+    also survives a power cut, at one disk flush per record. ``personal`` (a
+    :class:`~securetrade.privacy.PersonalData`) seals the personal fields of each record
+    under its subject's data key (record layout 2, :mod:`securetrade.privacy.sealed`).
     """
 
-    def __init__(self, path: str | Path, key: AuditKey, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        key: AuditKey,
+        *,
+        synchronous: str = "NORMAL",
+        personal: PersonalData | None = None,
+    ) -> None:
+        self.personal = personal
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise InvalidRequest("synchronous must be NORMAL, FULL or EXTRA")
         if str(path) != ":memory:":
@@ -246,6 +259,11 @@ class AuditTrail:
         stamp = (
             datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
         )
+        seal = (
+            None
+            if self.personal is None
+            else self.personal.prepare(kind, fields, stamp.timestamp())
+        )
         body = canonical(fields)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -254,6 +272,8 @@ class AuditTrail:
                     "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
                 seq, prev = (1, GENESIS) if head is None else (int(head[0]) + 1, str(head[1]))
+                if seal is not None:
+                    body = canonical(seal(seq, prev))
                 draft = Record(
                     seq,
                     stamp.isoformat(timespec="microseconds"),
