@@ -35,6 +35,7 @@ __all__ = [
     "Faults",
     "HttpsServer",
     "KrakenLimits",
+    "SIMULATED_VENUES",
     "SimLimits",
     "SimTransport",
     "Simulator",
@@ -63,6 +64,13 @@ DEFAULT_INSTRUMENTS = (
     ),
 )
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")}
+
+#: The venues one ``Simulator`` speaks, each with the key kinds its dialect verifies. A new
+#: dialect adds itself here; ``Simulator.create_key`` and ``securetrade sim --venue`` read it.
+SIMULATED_VENUES: dict[str, tuple[KeyKind, ...]] = {
+    "binance": (KeyKind.HMAC, KeyKind.ED25519),
+    "kraken": (KeyKind.HMAC,),
+}
 
 
 class Simulator:
@@ -137,6 +145,14 @@ class Simulator:
         ``scopes`` the returned key declares: a test can make an over-permissioned key.
         ``venue="kraken"`` makes a Kraken key (HMAC, base64 secret) for the Kraken dialect.
         """
+        if venue not in SIMULATED_VENUES or KeyKind(kind) not in SIMULATED_VENUES[venue]:
+            from ..errors import InvalidRequest
+
+            kinds = {name: [k.value for k in ks] for name, ks in SIMULATED_VENUES.items()}
+            raise InvalidRequest(
+                f"the simulator has no {venue!r} key of kind {KeyKind(kind).value!r}; "
+                f"pick a venue and kind from {kinds}"
+            )
         if venue == "kraken":
             return self._kraken_key(scopes, account, balances, can_withdraw, withdraw_addresses)
         key_id = secrets.token_hex(32)
