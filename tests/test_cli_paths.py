@@ -107,6 +107,22 @@ def test_keys_add_refuses_an_unknown_venue_and_stores_nothing(
     _refused(keystore("add", "bot", "--venue", "ccxt:binanse", "--key-id", "x"), "binanse")
 
 
+def test_keys_add_refuses_bad_options_in_their_flags_names_and_creates_nothing(
+    keystore: Callable[..., Any], tmp_path: Path
+) -> None:
+    def add(*more: str) -> subprocess.CompletedProcess[str]:
+        return keystore(
+            "add", "bot", "--venue", "binance", "--key-id", "k" * 64, "--secret-env", "S", *more,
+            env={"S": "s" * 64},
+        )  # fmt: skip
+
+    _refused(add("--max-notional", "abc"), "--max-notional", "5000")
+    _refused(add("--max-quantity", "-1"), "--max-quantity")
+    _refused(add("--scopes", "read,bogus"), "--scopes", "'bogus'", "trade")
+    _refused(add("--kind", "rsa"), "--kind rsa", "not a readable private key")
+    assert not (tmp_path / "keys.store").exists()
+
+
 def test_keys_check_names_flags_not_keywords(keystore: Callable[..., Any]) -> None:
     _add_key(keystore, "bot")
     _refused(keystore("check", "bot"), "--pin", "--base-url", "--unsafe-disable-pinning")

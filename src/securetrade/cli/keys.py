@@ -106,14 +106,24 @@ def _secret(args: argparse.Namespace, label: str) -> Secret:
     return value
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
-    from ..keys import KeyStore, default_keystore_path
+def _store_path(args: argparse.Namespace) -> Path:
+    from ..keys import default_keystore_path
 
-    path = Path(args.keystore) if args.keystore else default_keystore_path()
+    return Path(args.keystore) if args.keystore else default_keystore_path()
+
+
+def _open(
+    args: argparse.Namespace, *, create: bool = False, passphrase: Secret | None = None
+) -> KeyStore:
+    """Open the keystore; with ``create``, make it first if missing (with ``passphrase``,
+    when already asked for)."""
+    from ..keys import KeyStore
+
+    path = _store_path(args)
     if create and not path.exists():
         if args.keyring:
             return KeyStore.create_with_keyring(path)
-        store = KeyStore.create(path, _passphrase(args, new=True))
+        store = KeyStore.create(path, passphrase or _passphrase(args, new=True))
         _say(f"created keystore {path}")
         return store
     if args.keyring:
@@ -150,6 +160,43 @@ def _new_key(args: argparse.Namespace, *, like: ApiKey | None = None) -> ApiKey:
     )
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """The key's options, refused in the flags' own names before anything is read or stored."""
+    from decimal import Decimal, InvalidOperation
+
+    from ..keys import Scope
+    from ._guard import fail
+
+    known = [scope.value for scope in Scope]
+    for scope in _split(args.scopes or ""):
+        if scope not in known:
+            fail(f"--scopes: {scope!r} is not a scope; pick from {', '.join(known)}")
+    for flag, value in (
+        ("--max-notional", args.max_notional),
+        ("--max-quantity", args.max_quantity),
+    ):
+        if value is None:
+            continue
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite() or number <= 0:
+            fail(f"{flag} {value!r} is not a positive decimal number; pass one like 5000")
+
+
+def _check_secret(key: ApiKey) -> None:
+    """The secret must parse as the declared kind now, not at the first signed request."""
+    from ..errors import SecureTradeError
+    from ..signing import signer_for
+    from ._guard import fail
+
+    try:
+        signer_for(key)
+    except SecureTradeError as exc:
+        fail(f"the secret does not fit --kind {key.kind.value} at {key.venue}: {exc}")
+
+
 def _check_venue(name: str) -> None:
     """Refuse a misspelt venue before anything is stored, naming the ones there are."""
     import difflib
@@ -170,9 +217,17 @@ def _check_venue(name: str) -> None:
 
 def _add(args: argparse.Namespace) -> int:
     _check_venue(args.venue)
+    _check_flags(args)
     overlap = _duration(args.overlap)
-    store = _open(args, create=True)
-    key = _new_key(args)
+    if _store_path(args).exists():
+        store = _open(args)
+        key = _new_key(args)
+        _check_secret(key)
+    else:  # asked in the usual order, but the keystore is created only for a usable key
+        passphrase = None if args.keyring else _passphrase(args, new=True)
+        key = _new_key(args)
+        _check_secret(key)
+        store = _open(args, create=True, passphrase=passphrase)
     store.add(args.name, key, overlap=overlap)
     _say(f"added {args.name}: {key!r}")
     return 0
@@ -226,9 +281,11 @@ def _show(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     at = None if args.at is None else _when(args.at)
     overlap = None if args.overlap is None else _duration(args.overlap)
+    _check_flags(args)
     store = _open(args)
     current = store.ring(args.name).current
     key = _new_key(args, like=current)
+    _check_secret(key)
     ring = store.rotate(args.name, key, activate_at=at, overlap=overlap)
     if at is None:
         _say(f"{args.name}: now signing with {ring.current.key_id_hint}")
