@@ -284,3 +284,20 @@ def test_sim_serves_each_venue_and_removes_its_ca_file_on_any_exit(
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
     assert list(tmp_path.iterdir()) == []
+
+
+def test_simulator_makes_keys_only_for_the_venues_and_kinds_it_speaks() -> None:
+    """SIMULATED_VENUES is what ``sim --venue`` offers; a key it cannot verify is refused."""
+    from securetrade.errors import InvalidRequest
+    from securetrade.sim import SIMULATED_VENUES, Simulator
+
+    with Simulator() as sim:
+        for venue, kinds in SIMULATED_VENUES.items():
+            for kind in kinds:
+                assert sim.create_key(venue=venue, kind=kind).venue == venue
+        with pytest.raises(InvalidRequest, match="no 'coinbase' key"):
+            sim.create_key(venue="coinbase")
+        with pytest.raises(InvalidRequest, match="no 'kraken' key of kind 'ed25519'"):
+            sim.create_key(venue="kraken", kind="ed25519")
+    choices = build_parser().parse_args(["sim", "--venue", "kraken"])
+    assert choices.venue == "kraken"
