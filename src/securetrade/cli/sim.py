@@ -56,8 +56,9 @@ def _sim(args: argparse.Namespace) -> int:
     if kind not in SIMULATED_VENUES[args.venue]:
         kinds = ", ".join(k.value for k in SIMULATED_VENUES[args.venue])
         fail(f"the {args.venue} simulator takes --key-kind {kinds}, not {kind.value}")
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_sigterm)
+    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP does not exist on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _exit_on_sigterm)
     with Simulator() as sim:
         key = sim.create_key(
             kind=kind, scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL), venue=args.venue
