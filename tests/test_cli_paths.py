@@ -301,3 +301,44 @@ def test_simulator_makes_keys_only_for_the_venues_and_kinds_it_speaks() -> None:
             sim.create_key(venue="kraken", kind="ed25519")
     choices = build_parser().parse_args(["sim", "--venue", "kraken"])
     assert choices.venue == "kraken"
+
+
+def _raising(error: BaseException) -> Any:
+    import argparse
+
+    def run(args: argparse.Namespace) -> int:
+        raise error
+
+    return argparse.Namespace(run=run)
+
+
+def test_an_unexpected_error_is_one_line_that_asks_for_a_report(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from securetrade.cli._guard import EXIT_BUG, run
+
+    monkeypatch.delenv("SECURETRADE_DEBUG", raising=False)
+    assert run(_raising(RuntimeError("boom\nsecond line")), "securetrade x") == EXIT_BUG
+    err = capsys.readouterr().err
+    assert err == (
+        "securetrade x: internal error (RuntimeError: boom second line); please report it, "
+        "with the traceback from SECURETRADE_DEBUG=1\n"
+    )
+    monkeypatch.setenv("SECURETRADE_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        run(_raising(RuntimeError("boom")), "securetrade x")
+
+
+def test_guarded_lines_go_through_the_redaction_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    from securetrade.cli._guard import run
+    from securetrade.errors import InvalidRequest
+
+    token = "Bearer " + "q1" * 20  # a credential has a non-letter (see redaction.py)
+    message = f"venue said: Authorization: {token}"
+    assert run(_raising(InvalidRequest(message)), "securetrade x") == 1
+    assert run(_raising(OSError(13, "Permission denied", f"/x/{token}")), "securetrade x") == 1
+    assert run(_raising(KeyboardInterrupt()), "securetrade x") == 130
+    err = capsys.readouterr().err
+    assert token not in err
+    assert "q1" * 20 not in err
+    assert err.count("\n") == 3

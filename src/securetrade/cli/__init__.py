@@ -23,7 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = OneLineParser(
-        prog="securetrade", description="Secure client SDK for exchange and broker APIs."
+        prog="securetrade",
+        description="Secure client SDK for exchange and broker APIs.",
+        epilog=(
+            "Exit status: 0 done; 1 refused or failed, with one line on stderr that says what "
+            "to do; 2 a usage error; 130 interrupted. `audit verify` and `keys check` add their "
+            "own (see their --help)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"securetrade {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
