@@ -33,7 +33,6 @@ import copy
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -466,7 +465,9 @@ def cold_start(bots: int, seconds: float, fault_rate: float, seed: int) -> int:
     """Bursts of cold starts on each shared backend; the venue's arrival log is the referee."""
     rng = random.Random(seed)
     rich = {"USDT": Decimal("1e12"), "BTC": Decimal("1e6"), "ETH": Decimal("1e6")}
-    backends = ["sqlite"] + (["redis"] if shutil.which("redis-server") else [])
+    from redis_server import redis_binary
+
+    backends = ["sqlite"] + (["redis"] if redis_binary() else [])
     runs = []
     for backend in backends:
         with (

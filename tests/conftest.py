@@ -22,6 +22,13 @@ settings.register_profile(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that takes the Redis server, so ``-m redis`` / ``-k redis`` selects it."""
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     with Simulator() as simulator:

@@ -13,6 +13,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -105,18 +107,55 @@ def test_journal_in_a_directory_no_one_can_write_raises_journal_error() -> None:
     assert "writable" in str(error)
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only dirs"
-)
+_READ_ONLY_CHILD = """
+import sys
+from securetrade import JournalError, Journal
+try:
+    Journal(sys.argv[1])
+except JournalError as error:
+    print(error)
+    sys.exit(0)
+sys.exit("no JournalError")
+"""
+
+
+def _without_root_overrides() -> None:
+    """In the child before exec: drop the capabilities that let root ignore file modes."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def test_journal_in_a_read_only_directory_raises_journal_error(tmp_path: Path) -> None:
+    """Root writes into read-only folders, so as root the attempt runs in a child that has
+    lost the capabilities that allow it."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        error = _refused(locked / "journal.sqlite3")
+        if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            message = str(_refused(locked / "journal.sqlite3"))
+        else:
+            src = Path(securetrade.__file__).resolve().parents[1]
+            child = subprocess.run(
+                [sys.executable, "-c", _READ_ONLY_CHILD, str(locked / "journal.sqlite3")],
+                preexec_fn=_without_root_overrides,
+                env={**os.environ, "PYTHONPATH": str(src)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert child.returncode == 0, child.stderr
+            message = child.stdout
+        assert not (locked / "journal.sqlite3").exists()
     finally:
         locked.chmod(0o700)
-    assert "writable" in str(error)
+    assert "writable" in message
+    assert "journal=" in message or "securetrade" in message  # it says what to do
 
 
 def test_audit_database_given_as_journal_is_refused_not_extended(tmp_path: Path) -> None:

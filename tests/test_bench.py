@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from securetrade.bench._local import window_violations
-from securetrade.bench._report import Row
+from benchmarks._local import window_violations
+from benchmarks._report import Row
 
 ROWS = (
     "sign_binance_hmac_vs_ccxt",
@@ -35,6 +35,7 @@ ROWS = (
     "gateway_latency_vs_starlette",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(170)
@@ -42,7 +43,8 @@ def test_smoke_run_reports_every_row(tmp_path: Path) -> None:
     pytest.importorskip("ccxt")
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "securetrade.bench", "--smoke", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=160,
@@ -74,6 +76,19 @@ def test_ratio_is_ours_over_peer_and_judged_by_direction() -> None:
     missing = Row("async_throughput_vs_ccxt", 10.0, None, "orders/s", higher_is_better=True)
     assert missing.ratio is None
     assert missing.meets is None
+
+
+def test_the_benchmark_is_outside_the_package_and_its_wheel() -> None:
+    """benchmarks/ is a top-level folder of the repository; the wheel packs src/securetrade."""
+    import importlib.util
+
+    import benchmarks
+    import securetrade
+
+    assert Path(benchmarks.__file__).resolve().parent == ROOT / "benchmarks"
+    assert importlib.util.find_spec("securetrade.bench") is None
+    assert not any(Path(securetrade.__file__).parent.rglob("*bench*"))
+    assert 'packages = ["src/securetrade"]' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_limiter_window_check_finds_no_violations() -> None:

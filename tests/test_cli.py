@@ -27,6 +27,9 @@ def test_demo_passes_every_step() -> None:
     assert "All 6 steps behaved" in result.stdout
     assert result.stdout.count("    ok    ") == 6
     assert "FAIL" not in result.stdout
+    # A normal run prints no warning: step 1 narrates the clock alarm its skewed venue raises.
+    assert result.stderr == ""
+    assert "raised the clock's alarm once" in result.stdout
 
 
 def test_sim_command_serves_a_pinned_exchange() -> None:

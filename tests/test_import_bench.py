@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from securetrade.bench import _process
+from benchmarks import _process
 
 
 def test_children_share_a_private_bytecode_cache(

@@ -33,7 +33,6 @@ NOT_FOR_FIRST_ORDER = [
     "securetrade.gateway",
     "securetrade.sim",
     "securetrade.cli",
-    "securetrade.bench",
     "asyncio",
     "aiohttp",
     "ccxt",

@@ -138,7 +138,7 @@ def test_errors_are_one_line_and_exit_1(env: dict[str, Any], capsys: Any, monkey
     monkeypatch.setenv(PASSPHRASE_ENV, "not-the-passphrase")
     code, _, err = run(capsys, "list")
     assert code == 1
-    assert err.startswith("error: wrong passphrase")
+    assert err.startswith("securetrade keys list: error: wrong passphrase")
     assert len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "show", "nope")
     assert code == 1

@@ -34,7 +34,7 @@ from securetrade.transport import HttpRequest, HttpResponse
 from securetrade.venues import Endpoint, Op, Verdict, get_venue
 from securetrade.venues.kraken import CLIENT_ORDER_ID, KRAKEN, KrakenSpot
 from securetrade.venues.kraken.tables import API, ERRORS, ORDERS, PUBLIC, TIERS, rate_limits
-from signing_vectors import VECTORS, needs_vectors
+from signing_vectors import VECTORS
 
 ROOMY = [RateLimit(API, 1.0, 1000), RateLimit(ORDERS, 1.0, 1000), RateLimit(PUBLIC, 1.0, 1000)]
 BUY = LimitOrder(symbol="XBTUSDT", side="BUY", quantity="0.01", price="60000.00")
@@ -52,7 +52,6 @@ def _client(sim: Simulator, server: HttpsServer, key: ApiKey, **kwargs: Any) -> 
 # --- signing -------------------------------------------------------------------------------
 
 
-@needs_vectors
 def test_prepare_reproduces_the_documented_signature() -> None:
     """Kraken's AddOrder example: prepare() writes exactly that body and that API-Sign."""
     vector = VECTORS["kraken-addorder"]

@@ -58,7 +58,7 @@ def test_untrusted_host_gives_no_pins(
     """Without the simulator's CA the chain does not verify: no pins are suggested."""
     host_port = server.base_url.removeprefix("https://")
     assert main(["pins", "--host", host_port]) == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
 
 
 def test_live_host_ignores_ssl_cert_file_and_sslkeylogfile(
@@ -77,7 +77,7 @@ def test_live_host_ignores_ssl_cert_file_and_sslkeylogfile(
     monkeypatch.setenv("SSLKEYLOGFILE", str(key_log))
     host_port = server.base_url.removeprefix("https://")
     assert main(["pins", "--host", host_port]) == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
     assert main(["pins", "--host", host_port, "--cafile", str(ca)]) == 0
     written = key_log.read_text().splitlines() if key_log.exists() else []
     assert [line for line in written if line and not line.startswith("#")] == []
@@ -87,4 +87,4 @@ def test_not_a_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     junk = tmp_path / "junk.pem"
     junk.write_text("hello")
     assert main(["pins", str(junk)]) == 1
-    assert "no PEM or DER certificate" in capsys.readouterr().out
+    assert "no PEM or DER certificate" in capsys.readouterr().err

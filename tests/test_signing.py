@@ -33,7 +33,7 @@ from securetrade.signing import (
 from securetrade.transport.base import HttpRequest
 from securetrade.venues.base import Op
 from securetrade.venues.binance import BINANCE, ENDPOINTS
-from signing_vectors import VECTORS, needs_vectors, vector_ids
+from signing_vectors import VECTORS, vector_ids
 
 # --- vectors --------------------------------------------------------------------------------------
 
@@ -62,7 +62,6 @@ BINANCE_REST_IDS = vector_ids(_is_binance_rest)
 PREPARE_IDS = vector_ids(_prepare_reproduces)
 
 
-@needs_vectors
 def test_vector_file_holds_the_binance_vectors() -> None:
     """An emptied or renamed vector set must not silently turn the vector tests into no-ops."""
     assert len(BINANCE_IDS) >= 4

@@ -6,14 +6,17 @@ The demo exits 0 only if every step behaved.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
 from .client import Client
+from .clock import ClockAlarm, VenueClock
 from .errors import PinMismatch, ScopeError
 from .keys import Scope
 from .models import LimitOrder, MarketOrder
@@ -25,7 +28,11 @@ from .transport.tls import PinSet
 __all__ = ["run_demo"]
 
 RECV_WINDOW_MS = 1000  # short, so the replay step does not keep the reader waiting
-CLOCK_SKEW_MS = 1800  # the simulator's clock runs ahead of ours by this much
+# The simulator's clock runs ahead of ours by this much: more than the receive window, so
+# step 1 shows timestamps taken in venue time, and more than the clock's offset alarm
+# threshold (1000 ms), so that alarm fires once. Step 1 narrates it; it is not left to the
+# logger's last-resort handler, which would print it as a bare warning line.
+CLOCK_SKEW_MS = 1800
 
 
 class _Recorder:
@@ -68,6 +75,19 @@ class _Narrator:
             raise AssertionError(message)
 
 
+@contextlib.contextmanager
+def _clock_alarms_narrated() -> Iterator[None]:
+    """While step 1 runs, the clock logger's warning is not printed by logging's last-resort
+    handler (the step narrates the alarm); an application's own logging still receives it."""
+    logger = logging.getLogger("securetrade.clock")
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
+
+
 def run_demo(out: TextIO) -> int:
     """Run the demo, narrating to ``out``. Returns the process exit code."""
     n = _Narrator(out)
@@ -90,11 +110,13 @@ def run_demo(out: TextIO) -> int:
                 pinned_ssl_context(PinSet(server.pins), cadata=server.ca_pem),
             )
         )
+        alarms: list[ClockAlarm] = []
         client = Client(
             key,
             transport=transport,
             journal=Path(workdir) / "journal.sqlite3",
             recv_window_ms=RECV_WINDOW_MS,
+            clock=VenueClock(on_alarm=alarms.append),
         )
 
         def place() -> str:
@@ -106,17 +128,21 @@ def run_demo(out: TextIO) -> int:
             n.check(len(held) == 1, "the simulator should hold exactly one such order")
             offset = client.core.clock.offset_ms
             n.check(abs(offset - CLOCK_SKEW_MS) < 500, f"clock offset {offset:.0f} ms")
+            n.check([a.reason for a in alarms] == ["offset"], f"clock alarms {alarms}")
             return (
                 f"order {order.order_id} {order.status.value} as {order.client_order_id}; "
                 f"the simulator holds it. Venue clock measured {offset:+.0f} ms ahead "
-                f"(set to {CLOCK_SKEW_MS:+d}), so timestamps are in venue time"
+                f"(set to {CLOCK_SKEW_MS:+d}), so timestamps are in venue time; an offset "
+                f"that large raised the clock's alarm once (threshold "
+                f"{alarms[0].threshold_ms:.0f} ms), handed to on_alarm"
             )
 
-        n.run(
-            "Place an order through every layer (scope, policy, journal, limiter, "
-            "venue clock, signature, pinned TLS)",
-            place,
-        )
+        with _clock_alarms_narrated():
+            n.run(
+                "Place an order through every layer (scope, policy, journal, limiter, "
+                "venue clock, signature, pinned TLS)",
+                place,
+            )
 
         def withdraw() -> str:
             requests, received = stats.requests, server.bytes_received

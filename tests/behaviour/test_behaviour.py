@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from transports import Transport
+from transports import TRANSPORTS, Transport
 
 from securetrade import (
     AuthenticationRejected,
@@ -321,13 +321,19 @@ def test_market_data_needs_no_key(
         client.close()
 
 
+# Only the adapters that offer market data: the others' typed refusal is
+# test_market_data_needs_no_key's.
+_WITH_MARKET_DATA = [t for t in TRANSPORTS if t.market_data]
+
+
+@pytest.mark.parametrize(
+    "transport", _WITH_MARKET_DATA, ids=[t.name for t in _WITH_MARKET_DATA], indirect=True
+)
 def test_candles_from_a_moment_on(transport: Transport, make: Any) -> None:
     """``since`` (an aware datetime or epoch milliseconds) starts at the bar opening then,
     and ``limit`` keeps the first bars from there, whatever the venue's cursor."""
     from datetime import datetime, timedelta, timezone
 
-    if not transport.market_data:
-        pytest.skip("the adapter offers no market data (test_market_data_needs_no_key)")
     client = make()
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     since = hour - timedelta(hours=6)

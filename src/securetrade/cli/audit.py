@@ -16,18 +16,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._guard import say_error
+
 __all__ = ["register"]
 
 
 EXIT_OK, EXIT_TAMPERED, EXIT_UNREADABLE, EXIT_UNTRUSTED = 0, 1, 2, 3
+PROG = "securetrade audit verify"
 
 
 def _verify(args: argparse.Namespace) -> int:
     from ..errors import InvalidRequest
     from ..record.trail import verify_path
 
+    keys = []
+    for name in args.public_key or ():
+        try:
+            keys.append(Path(name).read_text(encoding="ascii"))
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a PEM text file"
+            say_error(PROG, f"error: --public-key {name}: {reason}; pass the audit key's PEM file")
+            return EXIT_UNREADABLE
     try:
-        keys = [Path(p).read_text(encoding="ascii") for p in args.public_key or ()]
         report = verify_path(
             args.path,
             public_keys=keys or None,
@@ -35,7 +45,11 @@ def _verify(args: argparse.Namespace) -> int:
             min_records=args.min_records,
         )
     except (InvalidRequest, OSError, UnicodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, InvalidRequest):
+            say_error(PROG, f"error: {exc}")
+        else:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            say_error(PROG, f"error: {args.path}: {why}; check the path and its permissions")
         return EXIT_UNREADABLE
     status = EXIT_TAMPERED if not report.ok else EXIT_OK if report.trusted_keys else EXIT_UNTRUSTED
     if args.json:
@@ -85,9 +99,19 @@ def _export(args: argparse.Namespace) -> int:
     try:
         records = list(read_sqlite(args.path))
     except InvalidRequest as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        say_error("securetrade audit export", f"error: {exc}")
+        return EXIT_UNREADABLE
+    try:
+        out = (
+            sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        )
+    except OSError as exc:
+        say_error(
+            "securetrade audit export",
+            f"error: cannot write {args.output} ({exc.strerror or exc}); "
+            "pass -o a file in a folder you can write to, or - for standard output",
+        )
+        return EXIT_UNREADABLE
     try:
         for record in records:
             out.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
@@ -108,8 +132,8 @@ def _head(args: argparse.Namespace) -> int:
         for record in read_sqlite(args.path):
             head = record.hash
     except InvalidRequest as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        say_error("securetrade audit head", f"error: {exc}")
+        return EXIT_UNREADABLE
     print(head)
     return 0
 
@@ -131,7 +155,14 @@ def _read(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``audit verify``, ``audit export``, ``audit head`` and ``audit read``."""
-    audit = commands.add_parser("audit", help="verify or export a tamper-evident audit trail")
+    audit = commands.add_parser(
+        "audit",
+        help="verify or export a tamper-evident audit trail",
+        description=(
+            "Check, export or anchor the hash-chained, Ed25519-signed audit trail a client "
+            "writes (audit=FILE)."
+        ),
+    )
     actions = audit.add_subparsers(dest="audit_command", required=True)
 
     verify = actions.add_parser(
@@ -157,12 +188,26 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(run=_verify)
 
-    export = actions.add_parser("export", help="write every record as JSON lines")
+    export = actions.add_parser(
+        "export",
+        help="write every record as JSON lines",
+        description=(
+            "Write every record of a trail as one JSON object per line; `audit verify` checks "
+            "the export as strictly as the file."
+        ),
+    )
     export.add_argument("path", help="the trail (SQLite file)")
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     export.set_defaults(run=_export)
 
-    head = actions.add_parser("head", help="print the hash of the last record (the anchor)")
+    head = actions.add_parser(
+        "head",
+        help="print the hash of the last record (the anchor)",
+        description=(
+            "Print the hash of the trail's last record. Keep it elsewhere and pass it to "
+            "`audit verify --anchor` later: a cut tail is then detected."
+        ),
+    )
     head.add_argument("path", help="the trail (SQLite file)")
     head.set_defaults(run=_head)
 

@@ -36,9 +36,16 @@ def _say(text: str = "", *, err: bool = False) -> None:
     print(redact_text(text), file=sys.stderr if err else sys.stdout)
 
 
-def _prompt(label: str) -> str:
+def _prompt(label: str, flag: str) -> str:
+    """Ask at the terminal without echo; without one, say which flag gives the value."""
     import getpass
 
+    if not sys.stdin.isatty():
+        from ._guard import fail
+
+        what = label.rstrip(": ")
+        what = what[0].lower() + what[1:] if what[1:2].islower() else what
+        fail(f"no terminal to ask for the {what}: pass {flag}")
     return getpass.getpass(label)
 
 
@@ -66,8 +73,9 @@ def _passphrase(args: argparse.Namespace, *, new: bool) -> Secret:
     elif os.environ.get(PASSPHRASE_ENV):
         value = _as_secret(os.environ[PASSPHRASE_ENV].encode())
     elif sys.stdin.isatty():
-        value = _as_secret(_prompt("Keystore passphrase: ").encode())
-        if new and _as_secret(_prompt("Repeat the passphrase: ").encode()) != value:
+        value = _as_secret(_prompt("Keystore passphrase: ", "--passphrase-file").encode())
+        repeat = "Repeat the passphrase: "
+        if new and _as_secret(_prompt(repeat, "--passphrase-file").encode()) != value:
             raise InvalidRequest("the two passphrases differ")
     else:
         raise InvalidRequest(
@@ -89,7 +97,9 @@ def _secret(args: argparse.Namespace, label: str) -> Secret:
         if value is None:
             raise InvalidRequest(f"{args.secret_env} is not set")
     elif sys.stdin.isatty():
-        value = _as_secret(_prompt(f"{label}: ").encode())
+        value = _as_secret(
+            _prompt(f"{label}: ", "--secret-file PATH or --secret-env NAME").encode()
+        )
     else:
         raise InvalidRequest("no secret: pass --secret-file PATH (or -) or --secret-env NAME")
     if value is None:
@@ -97,14 +107,24 @@ def _secret(args: argparse.Namespace, label: str) -> Secret:
     return value
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> KeyStore:
-    from ..keys import KeyStore, default_keystore_path
+def _store_path(args: argparse.Namespace) -> Path:
+    from ..keys import default_keystore_path
 
-    path = Path(args.keystore) if args.keystore else default_keystore_path()
+    return Path(args.keystore) if args.keystore else default_keystore_path()
+
+
+def _open(
+    args: argparse.Namespace, *, create: bool = False, passphrase: Secret | None = None
+) -> KeyStore:
+    """Open the keystore; with ``create``, make it first if missing (with ``passphrase``,
+    when already asked for)."""
+    from ..keys import KeyStore
+
+    path = _store_path(args)
     if create and not path.exists():
         if args.keyring:
             return KeyStore.create_with_keyring(path)
-        store = KeyStore.create(path, _passphrase(args, new=True))
+        store = KeyStore.create(path, passphrase or _passphrase(args, new=True))
         _say(f"created keystore {path}")
         return store
     if args.keyring:
@@ -122,7 +142,7 @@ def _new_key(args: argparse.Namespace, *, like: ApiKey | None = None) -> ApiKey:
         value = getattr(args, name, None)
         return fallback if value is None else value
 
-    key_id = args.key_id or _prompt("API key id: ")
+    key_id = args.key_id or _prompt("API key id: ", "--key-id")
     venue_passphrase = None
     if args.venue_passphrase_file:
         venue_passphrase = _as_secret(_read_file(args.venue_passphrase_file).rstrip(b"\r\n"))
@@ -165,10 +185,75 @@ def _otp(args: argparse.Namespace) -> OtpSource | None:
     return None
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """The key's options, refused in the flags' own names before anything is read or stored."""
+    from decimal import Decimal, InvalidOperation
+
+    from ..keys import Scope
+    from ._guard import fail
+
+    known = [scope.value for scope in Scope]
+    for scope in _split(args.scopes or ""):
+        if scope not in known:
+            fail(f"--scopes: {scope!r} is not a scope; pick from {', '.join(known)}")
+    for flag, value in (
+        ("--max-notional", args.max_notional),
+        ("--max-quantity", args.max_quantity),
+    ):
+        if value is None:
+            continue
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite() or number <= 0:
+            fail(f"{flag} {value!r} is not a positive decimal number; pass one like 5000")
+
+
+def _check_secret(key: ApiKey) -> None:
+    """The secret must parse as the declared kind now, not at the first signed request."""
+    from ..errors import SecureTradeError
+    from ..signing import signer_for
+    from ._guard import fail
+
+    try:
+        signer_for(key)
+    except SecureTradeError as exc:
+        fail(f"the secret does not fit --kind {key.kind.value} at {key.venue}: {exc}")
+
+
+def _check_venue(name: str) -> None:
+    """Refuse a misspelt venue before anything is stored, naming the ones there are."""
+    import difflib
+
+    from ..errors import SecureTradeError
+    from ..venues import available_venues, get_venue
+    from ._guard import fail
+
+    try:
+        get_venue(name)
+    except SecureTradeError as exc:
+        known = [v.replace(":*", ":<exchange id>") for v in available_venues()]
+        near = difflib.get_close_matches(name, [v for v in known if "<" not in v], n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        what = str(exc) if ":" in name else f"unknown venue {name!r}"
+        fail(f"{what}{hint}; pass --venue with one of: {', '.join(known)}")
+
+
 def _add(args: argparse.Namespace) -> int:
-    store = _open(args, create=True)
-    key = _new_key(args)
-    store.add(args.name, key, overlap=_duration(args.overlap))
+    _check_venue(args.venue)
+    _check_flags(args)
+    overlap = _duration(args.overlap)
+    if _store_path(args).exists():
+        store = _open(args)
+        key = _new_key(args)
+        _check_secret(key)
+    else:  # asked in the usual order, but the keystore is created only for a usable key
+        passphrase = None if args.keyring else _passphrase(args, new=True)
+        key = _new_key(args)
+        _check_secret(key)
+        store = _open(args, create=True, passphrase=passphrase)
+    store.add(args.name, key, overlap=overlap)
     _say(f"added {args.name}: {key!r}")
     return 0
 
@@ -219,11 +304,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    at = None if args.at is None else _when(args.at)
+    overlap = None if args.overlap is None else _duration(args.overlap)
+    _check_flags(args)
     store = _open(args)
     current = store.ring(args.name).current
     key = _new_key(args, like=current)
-    at = None if args.at is None else datetime.fromisoformat(args.at)
-    overlap = None if args.overlap is None else _duration(args.overlap)
+    _check_secret(key)
     ring = store.rotate(args.name, key, activate_at=at, overlap=overlap)
     if at is None:
         _say(f"{args.name}: now signing with {ring.current.key_id_hint}")
@@ -253,18 +340,25 @@ def _check(args: argparse.Namespace) -> int:
 
     from ..client import Client
     from ..keys import Scope
+    from ..venues import get_venue
+    from ._guard import fail
 
-    store = _open(args)
-    ring = store.ring(args.name)
-    key = ring.active()
     pins = None
     if args.pin:
         host = urlsplit(args.base_url).hostname if args.base_url else None
         if host is None:
-            from ..errors import InvalidRequest
-
-            raise InvalidRequest("--pin needs --base-url (the pins belong to its host)")
+            fail("--pin needs --base-url (the pins belong to its host)")
         pins = {host: list(args.pin)}
+    elif not args.unsafe_disable_pinning:
+        fail(
+            "pins are required: pass --base-url URL with --pin SHA256 twice (the venue's key "
+            "and a backup; `securetrade pins --host HOST` prints them), or "
+            "--unsafe-disable-pinning to trust any certificate the CAs accept"
+        )
+    store = _open(args)
+    key = store.ring(args.name).active()
+    if not args.base_url and key.environment not in get_venue(key.venue).base_urls:
+        fail(f"{key.venue} has no {key.environment.value} URL: pass --base-url URL")
     with Client(
         key,
         base_url=args.base_url,
@@ -287,6 +381,19 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _when(text: str) -> datetime:
+    """``--at``: an ISO 8601 time with its UTC offset."""
+    from ._guard import fail
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r} is not an ISO time; pass one like 2026-01-31T18:00+00:00")
+    if when.tzinfo is None:
+        fail(f"--at {text!r} has no UTC offset; add one, like {text}+00:00")
+    return when
+
+
 def _duration(text: str) -> timedelta:
     """``90``, ``90s``, ``15m``, ``2h`` or ``1d``."""
     from ..errors import InvalidRequest
@@ -300,24 +407,6 @@ def _duration(text: str) -> timedelta:
     if seconds < 0:
         raise InvalidRequest("a duration cannot be negative")
     return timedelta(seconds=seconds)
-
-
-def _guarded(run: Any) -> Any:
-    """Typed errors become one redacted line on stderr and exit status 1."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from ..errors import SecureTradeError
-
-        try:
-            return int(run(args))
-        except SecureTradeError as exc:
-            _say(f"error: {exc}", err=True)
-            return EXIT_FAILED
-        except OSError as exc:
-            _say(f"error: {exc.strerror or exc}", err=True)
-            return EXIT_FAILED
-
-    return wrapper
 
 
 def _key_options(parser: argparse.ArgumentParser, *, new: bool) -> None:
@@ -380,10 +469,26 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--keyring", action="store_true", help="open the keystore with a key in the OS keyring"
     )
 
-    keys = commands.add_parser("keys", help="manage API keys in the encrypted keystore")
+    keys = commands.add_parser(
+        "keys",
+        help="manage API keys in the encrypted keystore",
+        description=(
+            "Manage API keys in the encrypted keystore (Argon2id + AES-GCM). Secrets never come "
+            "from the command line and are never printed: they come from a no-echo prompt, a file"
+            " or an environment variable."
+        ),
+    )
     sub = keys.add_subparsers(dest="keys_command", required=True)
 
-    add = sub.add_parser("add", parents=[common], help="store a new key")
+    add = sub.add_parser(
+        "add",
+        parents=[common],
+        help="store a new key",
+        description=(
+            "Store a new key under NAME, with the scopes, symbols and limits it may use. The "
+            "venue is checked before anything is stored."
+        ),
+    )
     add.add_argument("name")
     add.add_argument("--venue", required=True)
     add.add_argument(
@@ -391,31 +496,65 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add.add_argument("--overlap", default="10m", help="how long a replaced key is kept")
     _key_options(add, new=True)
-    add.set_defaults(run=_guarded(_add))
+    add.set_defaults(run=_add)
 
-    listing = sub.add_parser("list", parents=[common], help="list stored keys (no secrets)")
-    listing.set_defaults(run=_guarded(_list))
+    listing = sub.add_parser(
+        "list",
+        parents=[common],
+        help="list stored keys (no secrets)",
+        description=(
+            "List the stored keys: venue, environment, a hint of the key id, kind, scopes and any"
+            " rotation under way. No secret is shown."
+        ),
+    )
+    listing.set_defaults(run=_list)
 
-    show = sub.add_parser("show", parents=[common], help="show a key's public parts")
+    show = sub.add_parser(
+        "show",
+        parents=[common],
+        help="show a key's public parts",
+        description="Show the public parts of the key stored under NAME (never its secret).",
+    )
     show.add_argument("name")
-    show.set_defaults(run=_guarded(_show))
+    show.set_defaults(run=_show)
 
-    rotate = sub.add_parser("rotate", parents=[common], help="replace a key (never wider)")
+    rotate = sub.add_parser(
+        "rotate",
+        parents=[common],
+        help="replace a key (never wider)",
+        description=(
+            "Replace the key under NAME by a new one that may do no more than it, now or at --at;"
+            " the replaced key stays known for --overlap."
+        ),
+    )
     rotate.add_argument("name")
     rotate.add_argument("--at", help="ISO time with offset to switch at (default: now)")
     rotate.add_argument("--overlap", help="how long the replaced key stays known (e.g. 15m)")
     _key_options(rotate, new=False)
-    rotate.set_defaults(run=_guarded(_rotate))
+    rotate.set_defaults(run=_rotate)
 
-    remove = sub.add_parser("remove", parents=[common], help="delete a key")
+    remove = sub.add_parser(
+        "remove",
+        parents=[common],
+        help="delete a key",
+        description=(
+            "Delete the key under NAME, or with --previous only forget the key it replaced."
+        ),
+    )
     remove.add_argument("name")
     remove.add_argument(
         "--previous", action="store_true", help="only forget the replaced key (end its overlap)"
     )
-    remove.set_defaults(run=_guarded(_remove))
+    remove.set_defaults(run=_remove)
 
     check = sub.add_parser(
-        "check", parents=[common], help="ask the venue what the key may really do"
+        "check",
+        parents=[common],
+        help="ask the venue what the key may really do",
+        description=(
+            "Ask the venue what the key under NAME may really do, over a pinned connection; "
+            "exit 3 when it can do more than it declares."
+        ),
     )
     check.add_argument("name")
     check.add_argument("--base-url", help="venue URL (default: the venue's for the environment)")
@@ -424,10 +563,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     check.add_argument(
         "--unsafe-disable-pinning", action="store_true", help="verify by CA only, no pins"
     )
-    check.set_defaults(run=_guarded(_check))
+    check.set_defaults(run=_check)
 
     backup = sub.add_parser(
-        "backup", parents=[common], help="write an expiring backup (a restore cannot undo erasures)"
+        "backup",
+        parents=[common],
+        help="write an expiring backup (a restore cannot undo erasures)",
+        description=(
+            "Copy the keystore into a backup that can be restored only until --max-age has "
+            "passed, so that restoring it cannot bring back keys erased since."
+        ),
     )
     backup.add_argument("-o", "--output", required=True, help="the backup file to write")
     backup.add_argument(
@@ -435,10 +580,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         required=True,
         help="restorable for this long (e.g. 30d): keep it under the erasure deadline",
     )
-    backup.set_defaults(run=_guarded(_backup))
+    backup.set_defaults(run=_backup)
 
     restore = sub.add_parser(
-        "restore", parents=[common], help="restore a backup to --keystore (refused once expired)"
+        "restore",
+        parents=[common],
+        help="restore a backup to --keystore (refused once expired)",
+        description="Restore a backup made by 'keys backup'; an expired or altered one is refused.",
     )
     restore.add_argument("backup", help="the backup file")
-    restore.set_defaults(run=_guarded(_restore))
+    restore.set_defaults(run=_restore)

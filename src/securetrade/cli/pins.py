@@ -17,7 +17,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChainEntry", "chain_from_file", "chain_from_host", "register", "suggest"]
+__all__ = ["ChainEntry", "chain_from_file", "chain_from_host", "register", "role", "suggest"]
 
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s+.*?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -54,18 +54,17 @@ def _entry(der: bytes) -> ChainEntry:
 
 def chain_from_file(path: Path) -> list[ChainEntry]:
     """Every certificate of a PEM bundle, or the one certificate of a DER file."""
+    from ..errors import InvalidRequest
+
     data = path.read_bytes()
     blocks = _PEM.findall(data)
-    if blocks:
-        ders = [ssl.PEM_cert_to_DER_cert(block.decode("ascii")) for block in blocks]
-    elif data[:1] == b"\x30":  # an ASN.1 SEQUENCE: DER
-        ders = [data]
-    else:
-        raise ValueError(f"{path} holds no PEM or DER certificate")
+    if not blocks and data[:1] != b"\x30":  # neither PEM nor an ASN.1 SEQUENCE (DER)
+        raise InvalidRequest(f"{path} holds no PEM or DER certificate: pass a certificate file")
     try:
+        ders = [ssl.PEM_cert_to_DER_cert(b.decode("ascii")) for b in blocks] if blocks else [data]
         return [_entry(der) for der in ders]
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a valid certificate ({exc})") from None
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidRequest(f"{path}: not a valid certificate ({exc})") from None
 
 
 def chain_from_host(
@@ -82,6 +81,14 @@ def chain_from_host(
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         return [_entry(der) for der in _verified_chain(tls)]
+
+
+def role(entry: ChainEntry) -> str:
+    """What a certificate is: a self-signed CA (a root), an intermediate CA, or a leaf."""
+    self_signed = entry.subject == entry.issuer
+    if entry.is_ca:
+        return "self-signed CA" if self_signed else "intermediate CA"
+    return "self-signed leaf" if self_signed else "leaf"
 
 
 def suggest(chain: list[ChainEntry]) -> list[str]:
@@ -104,14 +111,14 @@ def _print_chain(chain: list[ChainEntry], host: str | None, as_json: bool) -> No
         print(json.dumps(body, indent=2))
         return
     for depth, entry in enumerate(chain):
-        role = "leaf" if depth == 0 else ("root" if entry.subject == entry.issuer else "CA")
-        print(f"[{depth}] {role:4}  {entry.subject}")
+        print(f"[{depth}] {role(entry)}  {entry.subject}")
         print(f"       issuer     {entry.issuer}")
         print(f"       expires    {entry.not_after}")
         print(f"       pin        {entry.pin}")
     print()
     print("Suggested pin set (CA keys survive leaf renewals):")
     print(f"  pins={{{json.dumps(host or '*')}: {json.dumps(pins)}}}")
+    print(f"  securetrade keys check: {' '.join(f'--pin {pin}' for pin in pins)}")
     if len(pins) < 2:
         print(
             "  Only one pin: a PinSet needs at least two. Add the pin of a backup key kept "
@@ -120,16 +127,22 @@ def _print_chain(chain: list[ChainEntry], host: str | None, as_json: bool) -> No
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ._guard import fail
+
     try:
         if args.host:
             host, _, port = args.host.partition(":")
+            if not host or not (port or "443").isdigit() or not 0 < int(port or 443) < 65536:
+                fail(f"--host {args.host!r} is not HOST or HOST:PORT (a port from 1 to 65535)")
             chain = chain_from_host(host, int(port or 443), cafile=args.cafile)
             _print_chain(chain, host, args.json)
         else:
             _print_chain(chain_from_file(Path(args.file)), args.for_host, args.json)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        print(f"securetrade pins: {exc}")
-        return 1
+    except ssl.SSLError as exc:
+        fail(f"TLS with {args.host} failed ({exc.reason or exc}); check --host and --cafile")
+    except OSError as exc:
+        target = args.host or args.file
+        fail(f"{target}: {exc.strerror or exc}; check the path, host and port")
     return 0
 
 
@@ -138,7 +151,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     pins = commands.add_parser(
         "pins",
         help="compute a TLS pin set from a certificate file or a live host",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=(
+            "Print the SPKI SHA-256 pins of a certificate file or of the chain a live host "
+            "presents, with a suggested pin set (CA keys, which survive leaf renewals)."
+        ),
     )
     source = pins.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="PEM bundle or DER certificate")

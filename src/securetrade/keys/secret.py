@@ -5,11 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import Any, NoReturn
 
+from .._masking import MASK
 from ..errors import InvalidRequest
 
 __all__ = ["MASK", "Secret"]
-
-MASK = "********"
 
 
 class Secret:

@@ -16,14 +16,24 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-    from .limiter import RateLimiter
+    from .model import Usage
 
-__all__ = ["Instruments", "register"]
+__all__ = ["Instruments", "Measured", "register"]
+
+
+class Measured(Protocol):
+    """What the metrics read from a limiter. A protocol, so this module sits below
+    ``limiter`` (which registers itself here) instead of importing it back."""
+
+    @property
+    def venue(self) -> str: ...
+
+    def usage(self) -> list[Usage]: ...
 
 
 @dataclass(slots=True)
@@ -31,14 +41,14 @@ class Instruments:
     """The instruments of one meter provider, shared by every limiter that reports to it."""
 
     waits: Any
-    limiters: weakref.WeakSet[RateLimiter] = field(default_factory=weakref.WeakSet)
+    limiters: weakref.WeakSet[Measured] = field(default_factory=weakref.WeakSet)
 
 
 _lock = threading.Lock()
 _by_provider: dict[int, tuple[Any, Instruments]] = {}
 
 
-def register(limiter: RateLimiter, provider: MeterProvider | None) -> Instruments:
+def register(limiter: Measured, provider: MeterProvider | None) -> Instruments:
     """Report ``limiter`` through ``provider`` (the global one if ``None``)."""
     from opentelemetry import metrics
 

@@ -476,7 +476,7 @@ def verify_records(
 def read_sqlite(path: str | Path) -> Iterator[Record]:
     """The records of a trail file, in sequence order, read-only."""
     if not Path(path).exists():
-        raise InvalidRequest(f"{path}: no such audit trail")
+        raise InvalidRequest(f"{path}: no such audit trail; check the path (the audit= file)")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq").fetchall()  # noqa: S608  # nosec B608
@@ -545,7 +545,7 @@ def verify_path(
     key(s) you trust to prove that too. An export carries no keys, so it needs them.
     """
     if not Path(path).is_file():
-        raise InvalidRequest(f"{path}: no such audit trail")
+        raise InvalidRequest(f"{path}: no such audit trail; check the path (the audit= file)")
     is_export = str(path).endswith((".jsonl", ".json"))
     if public_keys is not None:
         keys, trusted = load_public_keys(public_keys), True

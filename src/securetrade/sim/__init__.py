@@ -37,6 +37,7 @@ __all__ = [
     "Faults",
     "HttpsServer",
     "KrakenLimits",
+    "SIMULATED_VENUES",
     "SimLimits",
     "SimTransport",
     "Simulator",
@@ -65,6 +66,13 @@ DEFAULT_INSTRUMENTS = (
     ),
 )
 DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decimal("20")}
+
+#: The venues one ``Simulator`` speaks, each with the key kinds its dialect verifies. A new
+#: dialect adds itself here; ``Simulator.create_key`` and ``securetrade sim --venue`` read it.
+SIMULATED_VENUES: dict[str, tuple[KeyKind, ...]] = {
+    "binance": (KeyKind.HMAC, KeyKind.ED25519),
+    "kraken": (KeyKind.HMAC,),
+}
 
 
 class Simulator:
@@ -142,6 +150,14 @@ class Simulator:
         ``otp="static"`` or ``otp="totp"`` turns 2FA on for it, and the key carries the
         password or the seed.
         """
+        if venue not in SIMULATED_VENUES or KeyKind(kind) not in SIMULATED_VENUES[venue]:
+            from ..errors import InvalidRequest
+
+            kinds = {name: [k.value for k in ks] for name, ks in SIMULATED_VENUES.items()}
+            raise InvalidRequest(
+                f"the simulator has no {venue!r} key of kind {KeyKind(kind).value!r}; "
+                f"pick a venue and kind from {kinds}"
+            )
         if venue == "kraken":
             key = self._kraken_key(scopes, account, balances, can_withdraw, withdraw_addresses)
             return key if otp is None else self._kraken_otp(key, otp)

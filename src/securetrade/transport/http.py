@@ -4,7 +4,7 @@ httptools).
 
 Why not httpx here: one keep-alive POST through ``httpx.Client`` spends about 600 µs of
 Python in its client, pool and h11 layers on this project's machine, most of which this
-transport does not spend (``python -m securetrade.bench`` measures the order row against
+transport does not spend (``python -m benchmarks`` measures the order row against
 raw httpx). The guarantees are the transport's, not the library's:
 
 * pinned TLS: the pinned :class:`ssl.SSLContext` checks the peer inside the handshake,

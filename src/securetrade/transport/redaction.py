@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..keys.secret import MASK
+from .._masking import MASK
 
 __all__ = [
     "MASK",

@@ -21,9 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..client import AsyncClient
-from ..core import Journal
-from ..models import Side
+from securetrade.client import AsyncClient
+from securetrade.core import Journal
+from securetrade.models import Side
+
 from ._orders import CpuPlan, SimProcess, _order, _pinned, ccxt_binance
 from ._report import Row, failed_row
 from ._timing import Effort
@@ -51,7 +52,7 @@ def copy_rows(effort: Effort, plan: CpuPlan) -> list[Row]:
 async def _measure(
     server: SimProcess, n: int, rounds: int, tmp: str, cafile: str
 ) -> dict[str, Any]:
-    from ..copy import CopyEngine, Follower, LeaderEvent, Sizing, SizingMode
+    from securetrade.copy import CopyEngine, Follower, LeaderEvent, Sizing, SizingMode
 
     figures: dict[str, Any] = {"direct": [], "copy": [], "ccxt": [], "p50": [], "p99": []}
     order = _order()

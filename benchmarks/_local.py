@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core import IntentState, Journal, View
-from ..ratelimit import Caller, LimitScope, Priority, RateLimit, RateLimiter
+from securetrade.core import IntentState, Journal, View
+from securetrade.ratelimit import Caller, LimitScope, Priority, RateLimit, RateLimiter
+
 from ._report import Row
 from ._timing import Effort, interleaved_us
 

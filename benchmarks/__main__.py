@@ -1,4 +1,4 @@
-"""Entry point: ``python -m securetrade.bench [--quick] [--json PATH]``."""
+"""Entry point: ``python -m benchmarks [--quick] [--json PATH]``."""
 
 from __future__ import annotations
 

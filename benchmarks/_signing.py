@@ -21,11 +21,12 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..keys import Secret
-from ..signing import Ed25519Signer, HmacSha256Signer, Signer
-from ..transport.base import HttpRequest
-from ..venues.base import Op
-from ..venues.binance import BINANCE
+from securetrade.keys import Secret
+from securetrade.signing import Ed25519Signer, HmacSha256Signer, Signer
+from securetrade.transport.base import HttpRequest
+from securetrade.venues.base import Op
+from securetrade.venues.binance import BINANCE
+
 from ._report import Row, failed_row
 from ._timing import Effort, interleaved_us
 

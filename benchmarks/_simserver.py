@@ -1,6 +1,6 @@
 """The simulator's HTTPS server in its own process, so it does not share the client's GIL.
 
-Run as ``python -m securetrade.bench._simserver KEYS [--cpu N]``. It prints one JSON line
+Run as ``python -m benchmarks._simserver KEYS [--cpu N]``. It prints one JSON line
 (base URL, pins, CA, and KEYS HMAC keys with ample balances), then answers ``stats`` on
 stdin with one JSON line: the number of ``POST /api/v3/order`` requests answered so far.
 
@@ -16,7 +16,7 @@ import os
 import sys
 from decimal import Decimal
 
-from ..sim import SimLimits, Simulator
+from securetrade.sim import SimLimits, Simulator
 
 __all__ = ["BALANCES", "main"]
 
@@ -28,7 +28,7 @@ def _posted(sim: Simulator) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="securetrade.bench._simserver")
+    parser = argparse.ArgumentParser(prog="benchmarks._simserver")
     parser.add_argument("keys", type=int)
     parser.add_argument("--cpu", type=int)
     parser.add_argument("--fast", action="store_true", help="serve on one asyncio loop")

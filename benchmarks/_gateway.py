@@ -35,7 +35,7 @@ def _routes() -> Any:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route as StarletteRoute
 
-    from ..gateway.models import LeaderSignal
+    from securetrade.gateway.models import LeaderSignal
 
     async def signals(request: Request) -> Response:
         body = await request.body()
@@ -56,9 +56,16 @@ def gateway_app() -> Any:
     """The same route behind the gateway: SQLite nonces and limits, the LeaderSignal model."""
     from starlette.applications import Starlette
 
-    from ..gateway import GatewayKey, GatewayMiddleware, KeyRegistry, Limit, Route, SharedState
-    from ..gateway.models import LeaderSignal
-    from ..keys import Secret
+    from securetrade.gateway import (
+        GatewayKey,
+        GatewayMiddleware,
+        KeyRegistry,
+        Limit,
+        Route,
+        SharedState,
+    )
+    from securetrade.gateway.models import LeaderSignal
+    from securetrade.keys import Secret
 
     secret = Secret(bytes.fromhex(os.environ["ST_BENCH_SECRET"]))
     keys = KeyRegistry([GatewayKey.hmac(_KEY_ID, secret, tenant="bench", scopes=["w"])])
@@ -96,7 +103,7 @@ class _Server:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         fd = self.sock.fileno()
         command = [
-            sys.executable, "-m", "uvicorn", "--factory", f"securetrade.bench._gateway:{factory}",
+            sys.executable, "-m", "uvicorn", "--factory", f"benchmarks._gateway:{factory}",
             "--fd", str(fd), "--log-level", "error", "--lifespan", "off", "--no-access-log",
             "--no-proxy-headers",
         ]  # fmt: skip
@@ -133,8 +140,8 @@ def gateway_row(effort: Effort) -> Row:
 
     import httpx
 
-    from ..gateway import GatewayAuth
-    from ..keys import Secret
+    from securetrade.gateway import GatewayAuth
+    from securetrade.keys import Secret
 
     secret = secrets.token_bytes(32)
     cpus = os.cpu_count() or 1

@@ -38,14 +38,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ..client import AsyncClient, Client
-from ..core import Journal, derive_client_order_id
-from ..keys import ApiKey, Environment, Scope
-from ..models import LimitOrder, OrderStatus
-from ..signing import HmacSha256Signer
-from ..transport.base import HttpRequest
-from ..venues.base import Op
-from ..venues.binance import BINANCE, BinanceSpot
+from securetrade.client import AsyncClient, Client
+from securetrade.core import Journal, derive_client_order_id
+from securetrade.keys import ApiKey, Environment, Scope
+from securetrade.models import LimitOrder, OrderStatus
+from securetrade.signing import HmacSha256Signer
+from securetrade.transport.base import HttpRequest
+from securetrade.venues.base import Op
+from securetrade.venues.binance import BINANCE, BinanceSpot
+
 from ._report import Row, failed_row
 from ._timing import Effort, percentile
 
@@ -101,7 +102,7 @@ class SimProcess:
     def __init__(
         self, keys: int, cpu: int | None, *, fast: bool = False, timeout: float = 60.0
     ) -> None:
-        self._argv = [sys.executable, "-m", "securetrade.bench._simserver", str(keys)]
+        self._argv = [sys.executable, "-m", "benchmarks._simserver", str(keys)]
         if cpu is not None:
             self._argv += ["--cpu", str(cpu)]
         if fast:
@@ -249,7 +250,7 @@ _ORDER_REPLY = (
 
 def parser_cost_us(rounds: int = 5, per_round: int = 2000) -> float:
     """Median µs the shared HTTP layer (httptools) spends reading one order's answer."""
-    from ..transport.wire import ResponseReader
+    from securetrade.transport.wire import ResponseReader
 
     timings = []
     for _ in range(rounds):

@@ -1,4 +1,4 @@
-"""``python -m securetrade.bench``: every row measured against its peer in one run.
+"""``python -m benchmarks``: every row measured against its peer in one run.
 
 Ratios are the point: absolute times on a shared VM drift by 20 % from run to run, so each
 row's two sides are measured back to back (usually interleaved) and compared with the
@@ -103,7 +103,7 @@ def _header(effort: Effort, plan: CpuPlan) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m securetrade.bench",
+        prog="python -m benchmarks",
         description="Measure securetrade against ccxt and raw recipes, side by side.",
     )
     size = parser.add_mutually_exclusive_group()
