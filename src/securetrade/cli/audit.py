@@ -216,6 +216,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     read = actions.add_parser(
         "read",
         help="print records with personal fields decrypted; erased ones marked <erased>",
+        description=(
+            "Print an audit trail's records with their personal fields decrypted where the data "
+            "key still exists; erased, restricted and expired ones are marked as such."
+        ),
     )
     store_options(read)
     read.set_defaults(run=_read)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .keys import _as_secret, _guarded, _key_options, _new_key, _open, _prompt, _read_file, _say
+from .keys import _as_secret, _key_options, _new_key, _open, _prompt, _read_file, _say
 
 if TYPE_CHECKING:
     from ..keys import KeyStore
@@ -34,7 +34,7 @@ def _confirmation(args: argparse.Namespace) -> Confirmation:
     if code is None:
         if not sys.stdin.isatty():
             raise InvalidRequest("no one-time code: pass --otp CODE or run in a terminal")
-        code = _prompt(f"One-time code of {args.operator}: ")
+        code = _prompt(f"One-time code of {args.operator}: ", "--otp")
     return Confirmation(args.operator, code)
 
 
@@ -119,27 +119,57 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     confirm.add_argument("--audit", help="audit trail (SQLite) to record the attempt in")
     confirm.add_argument("--audit-key-file", help="the trail's Ed25519 private key (PEM)")
 
-    mfa = commands.add_parser("mfa", help="one-time codes for dangerous operations")
+    mfa = commands.add_parser(
+        "mfa",
+        help="one-time codes for dangerous operations",
+        description=(
+            "One-time codes from an operator's authenticator for dangerous operations; each code "
+            "works once."
+        ),
+    )
     sub = mfa.add_subparsers(dest="mfa_command", required=True)
 
-    enroll = sub.add_parser("enroll", parents=[common], help="enroll an operator (TOTP)")
+    enroll = sub.add_parser(
+        "enroll",
+        parents=[common],
+        help="enroll an operator (TOTP)",
+        description=(
+            "Enroll an operator: make a TOTP seed and print the otpauth:// URI to load into an "
+            "authenticator, the only time it is shown."
+        ),
+    )
     enroll.add_argument("operator")
-    enroll.set_defaults(run=_guarded(_enroll))
+    enroll.set_defaults(run=_enroll)
 
-    release = sub.add_parser("release-kill-switch", parents=[confirm], help="release a kill switch")
+    release = sub.add_parser(
+        "release-kill-switch",
+        parents=[confirm],
+        help="release a kill switch",
+        description="Release an engaged kill switch with a fresh one-time code.",
+    )
     release.add_argument("--store", required=True, help="sqlite:///path, a path or redis://")
     release.add_argument("--name", default="default", help="which switch of the store")
-    release.set_defaults(run=_guarded(_release))
+    release.set_defaults(run=_release)
 
-    widen = sub.add_parser("widen-key", parents=[confirm], help="rotate to a wider key")
+    widen = sub.add_parser(
+        "widen-key",
+        parents=[confirm],
+        help="rotate to a wider key",
+        description="Rotate a key to one with wider scopes with a fresh one-time code.",
+    )
     widen.add_argument("name")
     _key_options(widen, new=False)
-    widen.set_defaults(run=_guarded(_widen))
+    widen.set_defaults(run=_widen)
 
-    export = sub.add_parser("export", parents=[confirm], help="copy keys to a new keystore")
+    export = sub.add_parser(
+        "export",
+        parents=[confirm],
+        help="copy keys to a new keystore",
+        description="Copy keys into a new keystore with a fresh one-time code.",
+    )
     export.add_argument("names", nargs="+")
     export.add_argument("--to", required=True, help="the new keystore file")
     export.add_argument(
         "--to-passphrase-file", required=True, help="the new keystore's passphrase, from a file"
     )
-    export.set_defaults(run=_guarded(_export))
+    export.set_defaults(run=_export)

@@ -19,7 +19,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from .keys import _as_secret, _guarded, _open, _read_file, _say
+from .keys import _as_secret, _open, _read_file, _say
 
 __all__ = ["register"]
 
@@ -116,10 +116,25 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     source.add_argument("--passphrase-file", help="read the keystore passphrase from a file")
     source.add_argument("--keyring", action="store_true", help="open it with the OS keyring")
 
-    oauth = commands.add_parser("oauth", help="OAuth 2.0 logins to brokers")
+    oauth = commands.add_parser(
+        "oauth",
+        help="OAuth 2.0 logins to brokers",
+        description=(
+            "Sign in to a broker with OAuth 2.0 (authorization code with PKCE) and keep the "
+            "tokens encrypted in the keystore."
+        ),
+    )
     sub = oauth.add_subparsers(dest="oauth_command", required=True)
 
-    log_in = sub.add_parser("login", parents=[common], help="authorize and store the tokens")
+    log_in = sub.add_parser(
+        "login",
+        parents=[common],
+        help="authorize and store the tokens",
+        description=(
+            "Open the broker's authorization page, receive the code on a loopback-only redirect, "
+            "and store the tokens."
+        ),
+    )
     log_in.add_argument("venue")
     log_in.add_argument("--name", help="keystore name of the credential (default: the venue)")
     log_in.add_argument("--client-id", required=True)
@@ -139,8 +154,15 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     log_in.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     log_in.add_argument("--port", type=int, default=0, help="loopback port (default: any)")
     log_in.add_argument("--no-browser", action="store_true", help="only print the URL")
-    log_in.set_defaults(run=_guarded(_login))
+    log_in.set_defaults(run=_login)
 
-    show = sub.add_parser("show", parents=[common], help="what is stored (no tokens)")
+    show = sub.add_parser(
+        "show",
+        parents=[common],
+        help="what is stored (no tokens)",
+        description=(
+            "Show what is stored for an OAuth credential: expiries and scope, never a token."
+        ),
+    )
     show.add_argument("name")
-    show.set_defaults(run=_guarded(_show))
+    show.set_defaults(run=_show)

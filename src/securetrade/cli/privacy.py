@@ -38,6 +38,7 @@ def _now(text: str | None) -> float | None:
 
 def open_privacy(args: argparse.Namespace, *, write: bool) -> Any:
     """The :class:`~securetrade.privacy.Privacy` the arguments describe."""
+    from ..copy import model as _copy_models  # noqa: F401  tags the copy engine's fields
     from ..errors import InvalidRequest
     from ..privacy import DataKeys, PersonalData, Privacy, PrivacyKeys, RetentionPolicy
     from ..privacy.service import TrailReader
@@ -127,11 +128,24 @@ def store_options(parser: argparse.ArgumentParser) -> None:
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``privacy keygen|erase|sweep|export|report``."""
     privacy = commands.add_parser(
-        "privacy", help="personal data: erase, export, sweep by retention, report"
+        "privacy",
+        help="personal data: erase, export, sweep by retention, report",
+        description=(
+            "Answer personal-data duties from the SDK: report what is held and for how long, "
+            "export one person's records, erase them by destroying their data keys, and enforce "
+            "retention."
+        ),
     )
     actions = privacy.add_subparsers(dest="privacy_command", required=True)
 
-    keygen = actions.add_parser("keygen", help="write a new privacy master key (0600)")
+    keygen = actions.add_parser(
+        "keygen",
+        help="write a new privacy master key (0600)",
+        description=(
+            "Write a new privacy master key to a file only its owner can read (it derives the "
+            "pseudonym pepper and wraps the data keys)."
+        ),
+    )
     keygen.add_argument("path")
     keygen.set_defaults(run=_guard(_keygen))
 
@@ -146,24 +160,44 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     erase = actions.add_parser(
         "erase",
         help="erase a subject: shred keys past retention, restrict the rest, print a certificate",
+        description=(
+            "Erase a subject: shred the data keys past their retention, restrict the rest until "
+            "their date, remove journal rows, outbox rows and keystore entries, and print a "
+            "signed certificate."
+        ),
     )
     erase.add_argument("--subject", required=True, help="the follower or account id")
     erase.add_argument("--reason", default="", help="a ticket reference (stored in the clear)")
     files(erase, write=True)
     erase.set_defaults(run=_guard(_erase))
 
-    sweep = actions.add_parser("sweep", help="enforce the retention policy now")
+    sweep = actions.add_parser(
+        "sweep",
+        help="enforce the retention policy now",
+        description=(
+            "Enforce the retention policy now: shred data keys and delete stored rows whose "
+            "period has passed."
+        ),
+    )
     files(sweep, write=True)
     sweep.set_defaults(run=_guard(_sweep))
 
     export = actions.add_parser(
-        "export", help="write a subject's records, decrypted, as JSON lines"
+        "export",
+        help="write a subject's records, decrypted, as JSON lines",
+        description=(
+            "Write one subject's records, decrypted, as JSON lines (access and portability)."
+        ),
     )
     export.add_argument("--subject", required=True)
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
     files(export, write=False)
     export.set_defaults(run=_guard(_export))
 
-    report = actions.add_parser("report", help="categories of personal data held and their periods")
+    report = actions.add_parser(
+        "report",
+        help="categories of personal data held and their periods",
+        description="List the categories of personal data held and the retention period of each.",
+    )
     files(report, write=False)
     report.set_defaults(run=_guard(_report))

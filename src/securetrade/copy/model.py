@@ -17,7 +17,7 @@ from ..errors import InvalidRequest
 from ..keys import ApiKey, KeyRing
 from ..models import OrderRequest, Side, to_decimal
 from ..policy import Policy
-from ..privacy.tags import Category, Personal
+from ..privacy.tags import Category, Personal, tagged
 
 __all__ = [
     "CopyIntent",
@@ -117,6 +117,7 @@ class Sizing:
         object.__setattr__(self, "value", value)
 
 
+@tagged
 @dataclass(eq=False)
 class Follower:
     """One account that copies the leader.

@@ -21,7 +21,7 @@ from pathlib import Path
 from .._sqlite import retry_locked, wal
 from ..errors import JournalError
 from ..models import Side
-from ..privacy.tags import Category, Personal
+from ..privacy.tags import Category, Personal, tagged
 from .model import LeaderEvent, Movement
 
 __all__ = ["Outbox", "Outcome"]
@@ -49,6 +49,7 @@ _SCHEMA = (
 )
 
 
+@tagged
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one follower's copy of one event (one leg)."""

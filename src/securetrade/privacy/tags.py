@@ -19,9 +19,11 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest
+
+_Model = TypeVar("_Model", bound=type)
 
 __all__ = [
     "Category",
@@ -30,6 +32,7 @@ __all__ = [
     "personal",
     "personal_fields",
     "pseudonym",
+    "tagged",
     "truncate_ip",
 ]
 
@@ -130,6 +133,18 @@ def truncate_ip(value: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+# Models whose fields carry tags, registered by the layers above as they are imported
+# (this layer imports none of them).
+_TAGGED: list[type] = []
+
+
+def tagged(model: _Model) -> _Model:
+    """Class decorator: ``model``'s tagged fields join :meth:`PersonalDataPolicy.default`."""
+    if model not in _TAGGED:
+        _TAGGED.append(model)
+    return model
+
+
 class PersonalDataPolicy:
     """Field name -> :class:`Personal`, built from the tagged models.
 
@@ -154,13 +169,10 @@ class PersonalDataPolicy:
 
     @classmethod
     def default(cls) -> PersonalDataPolicy:
-        """The SDK's own tagged models, plus the field names its events use."""
-        from ..copy.model import Follower
-        from ..copy.outbox import Outcome
-
+        """The models tagged so far (:func:`tagged`: the copy engine's, once imported), plus
+        the field names the SDK's events use."""
         return cls.from_models(
-            Follower,
-            Outcome,
+            *_TAGGED,
             extra={
                 "subject": Personal(Category.ACCOUNT_ID, subject=True),
                 "email": Personal(Category.EMAIL),

@@ -21,18 +21,26 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
 
-if TYPE_CHECKING:
-    from ..privacy.sealed import PersonalData
+
+class Sealer(Protocol):
+    """What seals a record's personal fields (:class:`securetrade.privacy.PersonalData`):
+    for ``fields`` of ``kind`` at ``at``, None when nothing is personal, else a function
+    that, given the record's seq and previous hash, returns the body to store."""
+
+    def prepare(
+        self, kind: str, fields: Mapping[str, Any], at: float
+    ) -> Callable[[int, str], dict[str, Any]] | None: ...
+
 
 __all__ = [
     "GENESIS",
@@ -229,7 +237,7 @@ class AuditTrail:
         key: AuditKey,
         *,
         synchronous: str = "NORMAL",
-        personal: PersonalData | None = None,
+        personal: Sealer | None = None,
     ) -> None:
         self.personal = personal
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
