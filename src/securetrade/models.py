@@ -247,11 +247,11 @@ class OrderRequest(_Model):
         return "|".join(
             [
                 self.symbol,
-                self.side.value,
-                self.type.value,
+                self.side._value_,  # _value_: .value is a Python property, this a slot read
+                self.type._value_,
                 _canonical(self.quantity),
                 "" if self.price is None else _canonical(self.price),
-                "" if self.time_in_force is None else self.time_in_force.value,
+                "" if self.time_in_force is None else self.time_in_force._value_,
             ]
         )
 

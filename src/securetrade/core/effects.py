@@ -67,6 +67,10 @@ class Resource(enum.Enum):
     AUDIT = "audit"
     POLICY = "policy"  # its kill switch may be shared through SQLite or Redis
 
+    # Members are singletons compared by identity: hashed so too, in C (Enum's own hash is
+    # a Python call, made several times per order by ``resource in inline``).
+    __hash__ = object.__hash__
+
 
 class Call:
     """Effect: ``function(*args)`` on ``resource``; answered with its result.

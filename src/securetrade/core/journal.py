@@ -115,6 +115,11 @@ def owner_is_gone(owner: str) -> bool:
     return False
 
 
+# States as the rows store them, read once (``.value`` is a Python-level property and
+# these are written on every order).
+_PENDING = IntentState.PENDING.value
+_SENDING = IntentState.SENDING.value
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS intents (
     client_order_id TEXT PRIMARY KEY,
@@ -460,7 +465,7 @@ class Journal:
                     account,
                     symbol,
                     fingerprint,
-                    IntentState.PENDING.value,
+                    _PENDING,
                     _TOKEN,
                     now,
                     now,
@@ -537,12 +542,12 @@ class Journal:
                             "deadline_ms = ?, owner = ?, error = NULL, updated_at = ? "
                             "WHERE client_order_id = ? AND state = ? AND attempts = ?",
                             (
-                                IntentState.SENDING.value,
+                                _SENDING,
                                 deadline_ms,
                                 _TOKEN,
                                 now,
                                 client_order_id,
-                                seen.state.value,
+                                seen.state._value_,
                                 seen.attempts,
                             ),
                         )
@@ -723,7 +728,7 @@ class Journal:
                 cursor = self._db.execute(
                     "UPDATE intents SET state = ?, order_json = COALESCE(?, order_json), "  # noqa: S608 placeholders  # nosec B608
                     f"error = ?, updated_at = ? WHERE client_order_id = ? AND {where}",
-                    (state.value, order_json, error, time.time(), client_order_id, *args),
+                    (state._value_, order_json, error, time.time(), client_order_id, *args),
                 )
                 applied = cursor.rowcount == 1
                 if rows and applied:  # fills of intents it keeps, only
@@ -891,7 +896,7 @@ def _transition(state: IntentState, expect: View | None) -> tuple[str, tuple[Any
             )
         if expect.state not in SOURCES[state]:
             return "0", ()
-        return "state = ? AND attempts = ?", (expect.state.value, expect.attempts)
+        return "state = ? AND attempts = ?", (expect.state._value_, expect.attempts)
     return _FROM[state]
 
 

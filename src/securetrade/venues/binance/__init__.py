@@ -261,11 +261,11 @@ class BinanceSpot:
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         params: Params = [
             ("symbol", order.symbol),
-            ("side", order.side.value),
-            ("type", order.type.value),
+            ("side", order.side._value_),
+            ("type", order.type._value_),
         ]
         if order.time_in_force is not None:
-            params.append(("timeInForce", order.time_in_force.value))
+            params.append(("timeInForce", order.time_in_force._value_))
         params.append(("quantity", wire_decimal(order.quantity)))
         if order.price is not None:
             params.append(("price", wire_decimal(order.price)))
