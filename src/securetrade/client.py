@@ -39,6 +39,7 @@ from .nonce import NonceSource
 from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
 from .record import AuditLog
+from .tables import Results
 from .transport import (
     AsyncTransport,
     HttpTransport,
@@ -442,20 +443,20 @@ class Client(_Base[Transport]):
         *,
         since: datetime | int | None = None,
         limit: int | None = None,
-    ) -> list[Candle]:
+    ) -> Results[Candle]:
         """OHLCV bars, oldest first: from ``since`` (an aware datetime or epoch ms) on,
         else the most recent. ``interval`` is one of ``securetrade.models.INTERVALS``
         (``"1m"``, ``"1h"``, ``"1d"``...) that the venue offers. Needs no key."""
-        return self._run("candles", self.core.candles(symbol, interval, since, limit))
+        return Results(self._run("candles", self.core.candles(symbol, interval, since, limit)))
 
-    def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+    def trades(self, symbol: str, *, limit: int | None = None) -> Results[PublicTrade]:
         """The latest trades on the venue's public tape, oldest first (everyone's; this
         account's own executions are :meth:`fills`). Needs no key."""
-        return self._run("trades", self.core.public_trades(symbol, limit))
+        return Results(self._run("trades", self.core.public_trades(symbol, limit)))
 
-    def balances(self) -> list[Balance]:
+    def balances(self) -> Results[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
-        return self._run("balances", self.core.balances())
+        return Results(self._run("balances", self.core.balances()))
 
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
         """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
@@ -484,9 +485,9 @@ class Client(_Base[Transport]):
         """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
         return self._run("would_pass", self.core.would_pass(order))
 
-    def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+    def kill(self, reason: str, *, cancel_open: bool = False) -> Results[Order]:
         """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
-        return self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+        return Results(self._run("kill", self.core.kill(reason, cancel_open=cancel_open)))
 
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -497,10 +498,10 @@ class Client(_Base[Transport]):
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+    def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
         """The order's fills: its trades at the venue, recorded in the journal once per
         trade id (a fill reported twice counts once). Needs the ``read`` scope."""
-        return self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        return Results(self._run("fills", self.core.fills(symbol, client_order_id=client_order_id)))
 
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -511,9 +512,9 @@ class Client(_Base[Transport]):
             self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
+    def open_orders(self, symbol: str | None = None) -> Results[Order]:
         """Open orders, for one symbol or all."""
-        return self._run("open_orders", self.core.open_orders(symbol))
+        return Results(self._run("open_orders", self.core.open_orders(symbol)))
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -660,17 +661,19 @@ class AsyncClient(_Base[AsyncTransport]):
         *,
         since: datetime | int | None = None,
         limit: int | None = None,
-    ) -> list[Candle]:
+    ) -> Results[Candle]:
         """OHLCV bars, oldest first; see :meth:`Client.candles`."""
-        return await self._run("candles", self.core.candles(symbol, interval, since, limit))
+        return Results(
+            await self._run("candles", self.core.candles(symbol, interval, since, limit))
+        )
 
-    async def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+    async def trades(self, symbol: str, *, limit: int | None = None) -> Results[PublicTrade]:
         """The latest public trades, oldest first; see :meth:`Client.trades`."""
-        return await self._run("trades", self.core.public_trades(symbol, limit))
+        return Results(await self._run("trades", self.core.public_trades(symbol, limit)))
 
-    async def balances(self) -> list[Balance]:
+    async def balances(self) -> Results[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
-        return await self._run("balances", self.core.balances())
+        return Results(await self._run("balances", self.core.balances()))
 
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
@@ -692,9 +695,9 @@ class AsyncClient(_Base[AsyncTransport]):
         """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
         return await self._run("would_pass", self.core.would_pass(order))
 
-    async def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+    async def kill(self, reason: str, *, cancel_open: bool = False) -> Results[Order]:
         """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
-        return await self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+        return Results(await self._run("kill", self.core.kill(reason, cancel_open=cancel_open)))
 
     async def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -705,9 +708,11 @@ class AsyncClient(_Base[AsyncTransport]):
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    async def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+    async def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
         """The order's fills, recorded once per trade id; see :meth:`Client.fills`."""
-        return await self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        return Results(
+            await self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        )
 
     async def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -718,9 +723,9 @@ class AsyncClient(_Base[AsyncTransport]):
             self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+    async def open_orders(self, symbol: str | None = None) -> Results[Order]:
         """Open orders, for one symbol or all."""
-        return await self._run("open_orders", self.core.open_orders(symbol))
+        return Results(await self._run("open_orders", self.core.open_orders(symbol)))
 
     async def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None

@@ -12,13 +12,14 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as _PydanticValidationError
 
 from ._checks import Choice
 from .errors import InvalidRequest
+from .tables import Tabular
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
@@ -115,7 +116,7 @@ class OrderStatus(str, Choice):
         return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
-class _Model(BaseModel):
+class _Model(Tabular, BaseModel):
     """Base: immutable, no unknown fields, and our own error type on bad input.
 
     Every way pydantic offers to make one (the constructor, ``model_validate``, its JSON
@@ -204,6 +205,16 @@ Price = Annotated[Decimal, _positive("price")]
 
 class OrderRequest(_Model):
     """What the caller wants done. Use :class:`LimitOrder` or :class:`MarketOrder`."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "price",
+        "time_in_force",
+        "client_order_id",
+    )
 
     symbol: str
     side: Side
@@ -298,6 +309,18 @@ class Fill(_Model):
 class Order(_Model):
     """An order as the venue reports it."""
 
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "side",
+        "type",
+        "status",
+        "quantity",
+        "price",
+        "filled_quantity",
+        "order_id",
+        "client_order_id",
+    )
+
     venue: str
     symbol: str
     order_id: str
@@ -343,6 +366,15 @@ class Balance(_Model):
 
 class Instrument(_Model):
     """Trading rules of one symbol, as the venue publishes them."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "tick_size",
+        "step_size",
+        "min_quantity",
+        "min_notional",
+        "trading",
+    )
 
     symbol: str
     base_asset: str
@@ -415,6 +447,8 @@ class Ticker(_Model):
 
     Fields a venue does not report are ``None`` (a zero would be a price)."""
 
+    _brief: ClassVar[tuple[str, ...]] = ("symbol", "last", "bid", "ask", "at")
+
     symbol: str
     last: Money
     bid: Money | None = None
@@ -464,6 +498,17 @@ class OrderBook(_Model):
 class Candle(_Model):
     """One OHLCV bar of ``interval`` opening at ``opened_at``; the last bar of an answer may
     still be forming."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "interval",
+        "opened_at",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    )
 
     symbol: str
     interval: str
