@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._checks import whole
 from ..client import AsyncClient
@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..keys import KeyRing, Secret
 from ..models import Order, Side
+from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
 from .model import CopyIntent, Follower, LeaderEvent, Skip
@@ -179,10 +180,15 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        results = await asyncio.gather(
-            *(self._follow(seat, event, known, started) for seat in seats),
-            return_exceptions=True,
-        )
+        shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
+        follows = [self._follow(seat, event, known, started) for seat in seats]
+        if shown is not None:
+            follows = [_ticking(follow, shown) for follow in follows]
+        try:
+            results = await asyncio.gather(*follows, return_exceptions=True)
+        finally:
+            if shown is not None:
+                shown.close()
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
@@ -360,3 +366,14 @@ class CopyEngine:
 
     def __repr__(self) -> str:
         return f"CopyEngine(followers={len(self._seats)}, quarantined={len(self.quarantined)})"
+
+
+_T = TypeVar("_T")
+
+
+async def _ticking(work: Awaitable[_T], shown: Any) -> _T:
+    """``work``, ticking the fan-out's progress bar when it finishes (either way)."""
+    try:
+        return await work
+    finally:
+        shown.update(1)
