@@ -38,6 +38,7 @@ from .models import (
 from .nonce import NonceSource
 from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
+from .ratelimit.chart import Limits
 from .record import AuditLog
 from .tables import Results
 from .transport import (
@@ -227,6 +228,12 @@ class _Base(ABC, Generic[TransportT]):
     @property
     def limiter(self) -> RateLimiter:
         return self.core.limiter
+
+    @property
+    def limits(self) -> Limits:
+        """The rate-limit windows for a person: ``usage()`` now, ``history()``, and
+        ``plot()`` (a chart of each window's occupancy over the last minutes)."""
+        return Limits(self.core.limiter)
 
     def rate_limit_usage(self) -> list[Usage]:
         """Usage of every rate-limit window per scope right now (read from its backend)."""
