@@ -85,24 +85,8 @@ TransportT = TypeVar("TransportT", Transport, AsyncTransport)
 
 
 class _Base(ABC, Generic[TransportT]):
-    """Builds the core, the TLS context and the transport; holds no I/O of its own.
-
-    ``key`` is the scoped credential, or a :class:`KeyRing` to rotate it while running;
-    ``pins`` the SPKI pins of the venue's TLS keys
-    (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
-    path, a :class:`Journal`, a :class:`RedisJournal` shared by several hosts, or the
-    default file in the user's state directory).
-    Without a key (``Client(venue="binance", pins=...)``) the client reads market data
-    only: every call that needs a key is refused with :class:`ScopeError` before anything
-    is sent, and its journal is in memory, since it can place nothing.
-    ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
-    where nonce venues (Kraken) draw nonces: by default one source per process; processes
-    or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
-    venue clock, e.g. with drift alarm thresholds and an ``on_alarm`` callback.
-    ``limiter`` holds the rate-limit windows: in this process by default;
-    ``RateLimiter.sqlite(path)`` or ``RateLimiter.redis(url)`` when processes or hosts
-    share an IP or account (docs/ratelimit.md).
-    """
+    """Builds the core, the TLS context and the transport; holds no I/O of its own. The
+    arguments are documented on :class:`Client`, the public face of both clients."""
 
     core: Core
 
@@ -369,7 +353,59 @@ def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
 
 
 class Client(_Base[Transport]):
-    """Synchronous client. Every protective layer applies to every call."""
+    """Synchronous client. Every protective layer applies to every call.
+
+    Works in scripts, threads and Jupyter (also inside a running event loop). Use it as a
+    context manager, or call :meth:`close`. Every argument is checked before anything is
+    built or sent; a wrong one raises :class:`~securetrade.errors.InvalidRequest` naming it.
+
+    Args:
+        key: The scoped credential (:class:`~securetrade.keys.ApiKey`), or a
+            :class:`~securetrade.keys.KeyRing` to rotate keys while running. Leave it out
+            (and name ``venue``) for a market-data-only client: every call that needs a key
+            is then refused with :class:`~securetrade.errors.ScopeError` before anything is
+            sent, and its journal is in memory, since it can place nothing.
+        venue: A venue name (``"binance"``, ``"kraken"``, ``"ccxt:okx"``) or a venue
+            adapter. Defaults to the key's venue.
+        base_url: The API root; defaults to the venue's URL for the key's environment
+            (live, testnet). The simulator prints its own.
+        pins: SPKI pins of the venue's TLS keys, ``{"host": ["sha256/...", ...]}`` or a
+            :class:`~securetrade.transport.PinSet`: checked after the handshake and before
+            the first request byte. Required unless ``unsafe_disable_pinning=True``.
+            ``securetrade pins --host HOST`` prints a pin set.
+        cafile: A CA bundle file to trust instead of the system's (e.g. the simulator's).
+        cadata: The same, as PEM text.
+        journal: The order journal: a file path, ``":memory:"`` (tests and notebooks: no
+            protection across restarts), a :class:`~securetrade.core.Journal`, or a
+            ``RedisJournal`` shared by several hosts. Default: the file
+            ``$XDG_STATE_HOME/securetrade/journal-<venue>.sqlite3``, that is
+            ``~/.local/state/securetrade/journal-<venue>.sqlite3`` when ``XDG_STATE_HOME``
+            is unset (:func:`default_journal_path`).
+        policy: Pre-trade limits (:class:`~securetrade.policy.Policy`); by default only
+            the key's own restrictions apply.
+        limiter: Where the rate-limit windows live (:class:`~securetrade.ratelimit.RateLimiter`):
+            this process by default; ``RateLimiter.sqlite(path)`` or
+            ``RateLimiter.redis(url)`` when processes or hosts share an IP or account.
+        settings: Retry, resolution and recovery settings (:class:`~securetrade.core.Settings`).
+        audit: Where every intent, request and state change is recorded
+            (:class:`~securetrade.record.AuditLog`, e.g. a signed ``AuditTrail``).
+        nonces: Where nonce venues (Kraken) draw nonces: one source per process by
+            default; processes or hosts sharing a key need a shared one
+            (:mod:`securetrade.nonce`).
+        recv_window_ms: How long a signed request stays valid at venues that take a
+            receive window (Binance); the venue's default otherwise.
+        clock: The venue clock (:class:`~securetrade.clock.VenueClock`), e.g. with drift
+            alarm thresholds and an ``on_alarm`` callback.
+        timeout: Seconds allowed for each HTTP exchange (connect, send and answer).
+        proxy: An ``http://`` proxy URL to tunnel through (CONNECT); pinning still applies
+            end to end.
+        transport: Replaces HTTPS entirely (the in-process simulator: ``sim.transport()``).
+        unsafe_disable_pinning: Trust any certificate the CA store accepts. For local
+            experiments only; says so in the log.
+        unsafe_allow_withdraw_scope: Let a trading client use a key that may withdraw
+            (refused by default: a leaked trading key should not drain the account).
+        unsafe_allow_plain_http: Allow an ``http://`` base URL (a local test server only).
+    """
 
     def _https(
         self,
@@ -547,6 +583,8 @@ class Client(_Base[Transport]):
         return self._run("check_key", self.core.check_key(refuse=refuse))
 
     def close(self) -> None:
+        """Close the connections; the journal, limiter and audit trail stay with their owners.
+        ``with`` calls it."""
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -562,7 +600,13 @@ class Client(_Base[Transport]):
 
 
 class AsyncClient(_Base[AsyncTransport]):
-    """Asynchronous client with the same methods as :class:`Client`, awaited."""
+    """Asynchronous client with the same methods as :class:`Client`, awaited.
+
+    It takes exactly :class:`Client`'s arguments (documented there once), except that
+    ``transport`` is an asynchronous one (``sim.async_transport()``). Use it with
+    ``async with``, or await :meth:`aclose`. Journal, limiter and audit calls that wait on
+    a file or the network run in worker threads, never on the event loop.
+    """
 
     def _https(
         self,
@@ -755,6 +799,8 @@ class AsyncClient(_Base[AsyncTransport]):
         return await self._run("check_key", self.core.check_key(refuse=refuse))
 
     async def aclose(self) -> None:
+        """Close the connections; the journal, limiter and audit trail stay with their owners.
+        ``async with`` calls it."""
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -88,22 +88,32 @@ def _positive(field: str) -> Any:
 
 
 class Side(str, Choice):
+    """Buy or sell. Accepted in either case (``"buy"``); prints as its value (``BUY``)."""
+
     BUY = "BUY"
     SELL = "SELL"
 
 
 class OrderType(str, Choice):
+    """MARKET fills now at the best price available; LIMIT at ``price`` or better."""
+
     MARKET = "MARKET"
     LIMIT = "LIMIT"
 
 
 class TimeInForce(str, Choice):
+    """How long a LIMIT order stays: GTC until filled or cancelled, IOC fills what it can
+    now and cancels the rest, FOK fills whole now or not at all."""
+
     GTC = "GTC"  # good till cancelled
     IOC = "IOC"  # immediate or cancel
     FOK = "FOK"  # fill or kill
 
 
 class OrderStatus(str, Choice):
+    """Where an order stands at the venue. NEW and PARTIALLY_FILLED are open (see
+    :attr:`is_open`); the others are final. ``print(order.status)`` shows the value."""
+
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
@@ -113,6 +123,7 @@ class OrderStatus(str, Choice):
 
     @property
     def is_open(self) -> bool:
+        """NEW and PARTIALLY_FILLED are open: the order may still fill."""
         return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -339,6 +350,7 @@ class Order(_Model):
 
     @property
     def is_open(self) -> bool:
+        """Whether the order may still fill (NEW or PARTIALLY_FILLED)."""
         return self.status.is_open
 
     @property
@@ -361,6 +373,7 @@ class Balance(_Model):
 
     @property
     def total(self) -> Decimal:
+        """``free`` plus ``locked``: everything held in this asset."""
         return self.free + self.locked
 
 
@@ -488,10 +501,12 @@ class OrderBook(_Model):
 
     @property
     def best_bid(self) -> BookLevel | None:
+        """The highest bid, or ``None`` when the bid side is empty."""
         return self.bids[0] if self.bids else None
 
     @property
     def best_ask(self) -> BookLevel | None:
+        """The lowest ask, or ``None`` when the ask side is empty."""
         return self.asks[0] if self.asks else None
 
 

@@ -154,6 +154,7 @@ class CopyEngine:
 
     @property
     def followers(self) -> list[Follower]:
+        """The followers added so far, quarantined ones included."""
         return [seat.follower for seat in self._seats.values()]
 
     @property
@@ -207,6 +208,7 @@ class CopyEngine:
         return [await self.copy(event) for event in self._outbox.pending()]
 
     def history(self, follower_id: str) -> list[Outcome]:
+        """Every recorded outcome for ``follower_id``, oldest first."""
         return self._outbox.history(follower_id)
 
     async def _follow(

@@ -64,10 +64,12 @@ class KeyCheck:
 
     @property
     def ok(self) -> bool:
+        """True when the check found nothing to fix."""
         return not self.problems
 
     @property
     def can_withdraw(self) -> bool:
+        """Whether the venue lets this key withdraw (whatever it declares)."""
         return Scope.WITHDRAW in self.granted
 
     def enforce(self, *, refuse: bool) -> KeyCheck:

@@ -49,6 +49,7 @@ class Series:
 
     @property
     def peak(self) -> int:
+        """The highest occupancy in the series."""
         return max(self.used, default=0)
 
 

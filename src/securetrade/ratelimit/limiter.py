@@ -139,6 +139,7 @@ class RateLimiter:
 
     @property
     def limits(self) -> list[RateLimit]:
+        """The limits in force now (the venue's published ones once read)."""
         return list(self._limits)
 
     @property

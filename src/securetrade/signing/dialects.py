@@ -134,6 +134,7 @@ class BybitSigner(SecretHolder):
         self._inner = inner
 
     def sign(self, payload: bytes) -> str:
+        """The hex HMAC-SHA256 (or RSA) signature of Bybit's pre-sign string."""
         return self._inner.sign(payload)
 
     def sign_request(
