@@ -98,6 +98,7 @@ def test_plot_draws_each_window_against_its_capacity(client: Client) -> None:
     png = io.BytesIO()
     figure.savefig(png, format="png")
     assert png.getvalue().startswith(b"\x89PNG")
+    assert figure._repr_png_().startswith(b"\x89PNG")  # what Jupyter shows, without pyplot
 
 
 def test_plot_on_a_given_axes(client: Client) -> None:

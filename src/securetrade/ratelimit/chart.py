@@ -8,6 +8,7 @@ window's usable capacity. matplotlib is the ``notebook`` extra, imported only by
 from __future__ import annotations
 
 import html
+import io
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
@@ -41,16 +42,10 @@ class Limits:
         Draws on ``ax`` if given (a matplotlib Axes), else on a new figure. Returns the
         figure, which Jupyter shows as an image. Needs the ``notebook`` extra."""
         series = self.history(minutes)
-        try:
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise InvalidRequest(
-                "client.limits.plot() needs matplotlib: pip install 'securetrade[notebook]'"
-            ) from None
         if ax is None:
-            figure = Figure(figsize=(9, 4), layout="constrained")
+            figure = _chart_class()(figsize=(9, 4), layout="constrained")
             ax = figure.add_subplot()
-        elif not hasattr(ax, "plot"):
+        elif not hasattr(ax, "plot") or not hasattr(ax, "axhline"):
             raise InvalidRequest("ax must be a matplotlib Axes (or None for a new figure)")
         for one in series:
             share = [100.0 * used / one.capacity for used in one.used]
@@ -90,3 +85,30 @@ class Limits:
             for name in ("kind", "window", "scope", "used", "capacity", "occupancy")
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+_CHART: Any = None
+
+
+def _chart_class() -> Any:
+    """A matplotlib ``Figure`` that Jupyter shows as an image by itself (``_repr_png_``),
+    without pyplot and its global figures: ``plot()`` keeps no state between calls."""
+    global _CHART
+    if _CHART is None:
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise InvalidRequest(
+                "client.limits.plot() needs matplotlib: pip install 'securetrade[notebook]'"
+            ) from None
+
+        class Chart(Figure):
+            """The rate-limit chart: a Figure that renders itself in a notebook."""
+
+            def _repr_png_(self) -> bytes:
+                image = io.BytesIO()
+                self.savefig(image, format="png")
+                return image.getvalue()
+
+        _CHART = Chart
+    return _CHART
