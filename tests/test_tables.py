@@ -133,3 +133,14 @@ def test_long_lists_are_counted_not_dropped() -> None:
     rows = Results([{"n": i} for i in range(120)])
     assert "... 70 more rows" in rows._repr_html_()
     assert rows._repr_html_().count("<tr>") == 51
+
+
+def test_a_key_check_renders_as_a_table(sim: Simulator) -> None:
+    key = sim.create_key(can_withdraw=True)
+    with Client(
+        key, transport=sim.transport(), journal=":memory:", unsafe_allow_withdraw_scope=True
+    ) as client:
+        page = client.check_key()._repr_html_()
+    assert "<tr><th>venue says</th><td>cancel, read, trade, withdraw</td></tr>" in page
+    assert "<tr><th>verdict</th><td>over-permissioned</td></tr>" in page
+    assert key.secret.expose().decode() not in page
