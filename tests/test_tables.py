@@ -144,3 +144,10 @@ def test_a_key_check_renders_as_a_table(sim: Simulator) -> None:
     assert "<tr><th>venue says</th><td>cancel, read, trade, withdraw</td></tr>" in page
     assert "<tr><th>verdict</th><td>over-permissioned</td></tr>" in page
     assert key.secret.expose().decode() not in page
+
+
+def test_numeric_enums_format_as_numbers() -> None:
+    from securetrade import Priority
+
+    assert f"{Priority.ORDER}" == str(Priority.ORDER.value)
+    assert f"{Priority.ORDER:>3d}" == f"{Priority.ORDER.value:>3d}"

@@ -87,7 +87,8 @@ class Choice(enum.Enum):
         return str(self.value)
 
     def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
+        """f-strings show the value too; a format spec applies to it (``f"{p:>3d}"``)."""
+        return format(self.value, spec)
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
