@@ -64,7 +64,9 @@ def docs(session: nox.Session) -> None:
     if session.posargs[:1] == ["serve"]:
         session.run("mkdocs", "serve", *session.posargs[1:])
         return
-    session.run("mkdocs", "build", "--strict", "--site-dir", f"{session.create_tmp()}/site")
+    site = f"{session.create_tmp()}/site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", site)
+    session.run("python", "tools/check_reference.py", site)
     session.run(
         "python", "-m", "pytest", "-q", "tests/test_docs_examples.py", "tests/test_docstrings.py"
     )

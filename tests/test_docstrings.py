@@ -146,3 +146,19 @@ def test_sphinx_roles_become_reference_links_on_the_site() -> None:
         '<autoref optional identifier="Client.close"><code>Client.close</code></autoref> and '
         '<autoref optional identifier="to_decimal"><code>to_decimal()</code></autoref>'
     )
+
+
+def test_the_reference_check_names_what_the_site_lacks(tmp_path: Path) -> None:
+    from tool_loader import load_tool
+
+    check = load_tool("check_reference")
+    public = {m.__name__ for m in public_modules()} - {"securetrade"}
+    assert public <= set(check.PACKAGES)  # the tool checks every public package
+    page = tmp_path / "reference" / "keys" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('<h2 id="securetrade.keys.ApiKey">ApiKey</h2>')
+    absent = check.missing(tmp_path)
+    assert "securetrade.keys.ApiKey" not in absent
+    assert "securetrade.keys.KeyRing" in absent
+    assert check.main([str(tmp_path)]) == 1
+    assert check.main([str(tmp_path / "nowhere")]) == 2
