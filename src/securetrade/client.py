@@ -393,10 +393,11 @@ class Client(_Base[Transport]):
             default; processes or hosts sharing a key need a shared one
             (:mod:`securetrade.nonce`).
         recv_window_ms: How long a signed request stays valid at venues that take a
-            receive window (Binance); the venue's default otherwise.
+            receive window (Binance: 5000 ms unless given).
         clock: The venue clock (:class:`~securetrade.clock.VenueClock`), e.g. with drift
             alarm thresholds and an ``on_alarm`` callback.
-        timeout: Seconds allowed for each HTTP exchange (connect, send and answer).
+        timeout: Seconds allowed for each HTTP exchange: it bounds the whole exchange
+            (docs/transport.md), not each read.
         proxy: An ``http://`` proxy URL to tunnel through (CONNECT); pinning still applies
             end to end.
         transport: Replaces HTTPS entirely (the in-process simulator: ``sim.transport()``).
