@@ -396,8 +396,9 @@ class Client(_Base[Transport]):
             receive window (Binance: 5000 ms unless given).
         clock: The venue clock (:class:`~securetrade.clock.VenueClock`), e.g. with drift
             alarm thresholds and an ``on_alarm`` callback.
-        timeout: Seconds allowed for each HTTP exchange: it bounds the whole exchange
-            (docs/transport.md), not each read.
+        timeout: Seconds for each phase of an HTTP exchange (lookup, connect, TLS, and
+            the reply from the request's start, however slowly it drips in; at most 600):
+            see docs/transport.md.
         proxy: An ``http://`` proxy URL to tunnel through (CONNECT); pinning still applies
             end to end.
         transport: Replaces HTTPS entirely (the in-process simulator: ``sim.transport()``).
