@@ -19,6 +19,12 @@ def _outputs(cell: Any, kind: str) -> list[str]:
 def test_the_notebook_runs_and_renders(tmp_path: Path) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
+    # Not saved: a last cell asks whether progress bars would show in this kernel.
+    notebook.cells.append(
+        nbformat.v4.new_code_cell(
+            "from securetrade.progress import interactive\nprint(interactive())"
+        )
+    )
     NotebookClient(
         notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
     ).execute()
@@ -44,6 +50,9 @@ def test_the_notebook_runs_and_renders(tmp_path: Path) -> None:
     )
     assert 'class="dataframe"' in frame[0]
     assert "notional" in frame[0]
+
+    watched = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    assert watched.strip() == "True"  # a kernel counts as someone watching
 
     chart = _outputs(by_source["tight.limits.plot(minutes=0.5)"], "image/png")
     assert len(chart) == 1

@@ -46,6 +46,8 @@ def test_recovery_over_many_intents_shows_a_bar_when_watched(
 def test_recovery_is_silent_when_nobody_watches(
     sim: Simulator, key: ApiKey, tmp_path: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    import ipykernel  # noqa: F401  (imported is not running: no kernel here)
+
     assert not interactive()  # pytest captures stderr: not a terminal, not a kernel
     report = _recover(sim, key, THRESHOLD + 10, tmp_path)
     assert len(report.not_placed) == THRESHOLD + 10

@@ -37,8 +37,11 @@ def interactive() -> bool:
     """Whether a person is likely watching: a Jupyter kernel, or stderr on a terminal."""
     if _forced is not None:
         return _forced
-    if "ipykernel" in sys.modules:
-        return True
+    ipython = sys.modules.get("IPython")  # only a running kernel counts, not an import
+    if ipython is not None:
+        shell = ipython.get_ipython()
+        if shell is not None and getattr(shell, "kernel", None) is not None:
+            return True
     isatty = getattr(sys.stderr, "isatty", None)
     try:
         return bool(isatty and isatty())
