@@ -131,8 +131,8 @@ class KeyRing:
 
     @property
     def activate_at(self) -> datetime | None:
-        """When a staged next key takes over (``None`` when nothing is staged or it waits for a
-        call)."""
+        """When the staged key takes over by itself (``None``: nothing staged, or it waits
+        for :meth:`promote`)."""
         with self._lock:
             return self._activate_at
 
@@ -146,8 +146,8 @@ class KeyRing:
 
     @property
     def retire_at(self) -> datetime | None:
-        """When the previous key stops being accepted for answers still in flight (``None`` if no
-        previous key)."""
+        """When the replaced key's overlap ends, after which deleting it at the venue is
+        safe (``None`` when no key was replaced)."""
         with self._lock:
             return self._retire_at if self.previous is not None else None
 

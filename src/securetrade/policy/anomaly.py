@@ -289,7 +289,7 @@ class NewSymbol:
         self._started: float | None = None
 
     def observe(self, activity: Activity) -> Alert | None:
-        """Alert on the first order in a symbol not traded before (after the warm-up)."""
+        """Alert on the first order in a symbol not traded before (once ``learn_for`` is over)."""
         if self._started is None:
             self._started = activity.at
         if activity.kind != "order" or activity.symbol is None:
@@ -325,7 +325,8 @@ class RejectionBurst:
         self._reasons: deque[str] = deque()
 
     def observe(self, activity: Activity) -> Alert | None:
-        """Alert on a burst of rejections that suggest misuse (auth, signature, permission)."""
+        """Alert on a burst of rejections that suggest misuse (signature, timestamp,
+        permission, credentials)."""
         if activity.kind != "rejection" or activity.reason not in MISUSE_REASONS:
             return None
         self._times.append(activity.at)
