@@ -151,3 +151,18 @@ def test_numeric_enums_format_as_numbers() -> None:
 
     assert f"{Priority.ORDER}" == str(Priority.ORDER.value)
     assert f"{Priority.ORDER:>3d}" == f"{Priority.ORDER.value:>3d}"
+
+
+def test_instruments_are_a_dict_that_renders_as_one_table(client: Client) -> None:
+    rules = client.instruments()
+    assert isinstance(rules, dict)
+    assert rules["BTCUSDT"].symbol == "BTCUSDT"
+    page = rules._repr_html_()
+    assert f"<caption>Instrument ({len(rules)})</caption>" in page
+    assert "<td>BTCUSDT</td>" in page
+    frame = rules.to_pandas()
+    assert set(frame["symbol"]) == set(rules)
+    assert frame["tick_size"].map(type).eq(Decimal).all()
+    assert repr(rules).startswith(f"KeyedResults({len(rules)} items: ")
+    rules.pop("BTCUSDT")  # a copy: the client's cache keeps its rules
+    assert "BTCUSDT" in client.instruments()

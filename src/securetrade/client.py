@@ -40,7 +40,7 @@ from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
 from .ratelimit.chart import Limits
 from .record import AuditLog
-from .tables import Results
+from .tables import KeyedResults, Results
 from .transport import (
     AsyncTransport,
     HttpTransport,
@@ -469,8 +469,8 @@ class Client(_Base[Transport]):
         self._run("sync_clock", self.core.sync_clock())
         return self.core.clock.offset_ms
 
-    def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
-        """Trading rules per symbol (cached after the first call)."""
+    def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]:
+        """Trading rules per symbol (cached after the first call; a copy each time)."""
         return self._run("instruments", self.core.instruments(refresh=refresh))
 
     def ticker(self, symbol: str) -> Ticker:
@@ -695,8 +695,8 @@ class AsyncClient(_Base[AsyncTransport]):
         await self._run("sync_clock", self.core.sync_clock())
         return self.core.clock.offset_ms
 
-    async def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
-        """Trading rules per symbol (cached after the first call)."""
+    async def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]:
+        """Trading rules per symbol (cached after the first call; a copy each time)."""
         return await self._run("instruments", self.core.instruments(refresh=refresh))
 
     async def ticker(self, symbol: str) -> Ticker:

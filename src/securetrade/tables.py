@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import InvalidRequest
 
-__all__ = ["Results", "Tabular", "to_pandas"]
+__all__ = ["KeyedResults", "Results", "Tabular", "to_pandas"]
 
 T = TypeVar("T")
 
@@ -102,6 +102,23 @@ class Results(list[T], Generic[T]):
     def to_pandas(self, *, floats: bool = False) -> Any:
         """These results as a DataFrame (see :func:`to_pandas`)."""
         return to_pandas(self, floats=floats)
+
+
+class KeyedResults(dict[str, T], Generic[T]):
+    """A dict of results by name (``client.instruments()``: rules by symbol) that shows its
+    values as one table, like :class:`Results`. An ordinary ``dict`` otherwise."""
+
+    def __repr__(self) -> str:
+        return f"KeyedResults({len(self)} items: {', '.join(list(self)[:5])}" + (
+            ", ...)" if len(self) > 5 else ")"
+        )
+
+    def _repr_html_(self) -> str:
+        return _html(list(self.values()))
+
+    def to_pandas(self, *, floats: bool = False) -> Any:
+        """The values as a DataFrame, one row each (see :func:`to_pandas`)."""
+        return to_pandas(self.values(), floats=floats)
 
 
 def _rows(items: Iterable[Any]) -> list[dict[str, Any]]:
