@@ -43,7 +43,7 @@ def trail_path(tmp_path: Path, audit_key: AuditKey) -> Path:
 @pytest.fixture
 def public_pem(tmp_path: Path, audit_key: AuditKey) -> Path:
     path = tmp_path / "audit-public.pem"
-    path.write_text(audit_key.public_pem)
+    path.write_text(audit_key.public_key_pem())
     return path
 
 
@@ -226,7 +226,7 @@ def test_rewritten_chain_needs_the_trusted_key(
     _sql(
         trail_path,
         "DELETE FROM audit_keys",
-        f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_pem}')",
+        f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_key_pem()}')",
     )
     assert verify_path(trail_path).ok  # self-consistent, as far as the file alone can say
     assert main(["audit", "verify", str(trail_path)]) == 3  # ...which proves nothing
@@ -252,7 +252,7 @@ def test_cli_verify_of_a_resigned_chain_fails_without_a_trusted_key(
     _sql(
         trail_path,
         "DELETE FROM audit_keys",
-        f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_pem}')",
+        f"INSERT INTO audit_keys VALUES ('{forger.key_id}', '{forger.public_key_pem()}')",
     )
     assert main(["audit", "verify", str(trail_path)]) != 0
     assert "OK" not in capsys.readouterr().out
@@ -334,7 +334,7 @@ def test_appends_from_threads_and_processes_form_one_chain(
     tmp_path: Path, audit_key: AuditKey
 ) -> None:
     path = tmp_path / "shared.sqlite3"
-    pem = audit_key.private_pem().expose().decode()
+    pem = audit_key.private_key_pem().expose().decode()
     writer = textwrap.dedent(
         f"""
         import sys
@@ -364,7 +364,7 @@ def test_appends_from_threads_and_processes_form_one_chain(
         thread.join()
     for process in processes:
         assert process.wait(timeout=60) == 0
-    report = trail.verify(public_keys=[audit_key.public_pem])
+    report = trail.verify(public_keys=[audit_key.public_key_pem()])
     assert report.ok, [str(p) for p in report.problems]
     assert report.records == 400
     trail.close()
@@ -375,7 +375,7 @@ def test_audit_key_stays_secret(tmp_path: Path, audit_key: AuditKey) -> None:
     assert "PRIVATE" not in repr(audit_key)
     with pytest.raises(TypeError):
         pickle.dumps(audit_key)
-    encrypted = audit_key.private_pem(password=b"correct horse")
+    encrypted = audit_key.private_key_pem(password=b"correct horse")
     assert "ENCRYPTED" in encrypted.expose().decode()
     assert AuditKey.from_pem(encrypted, password=b"correct horse").key_id == audit_key.key_id
     with pytest.raises(InvalidRequest, match="wrong password"):
@@ -418,7 +418,7 @@ def test_client_activity_is_recorded_without_secrets(tmp_path: Path, audit_key: 
                     LimitOrder(symbol="BTCUSDT", side="BUY", quantity="9", price="60000")
                 )
     trail.close()
-    signers = verify_path(path, public_keys=[audit_key.public_pem]).signers
+    signers = verify_path(path, public_keys=[audit_key.public_key_pem()]).signers
     assert signers == (audit_key.key_id,)
     kinds = [r[2] for r in _rows(path)]
     for kind in (
@@ -438,4 +438,17 @@ def test_client_activity_is_recorded_without_secrets(tmp_path: Path, audit_key: 
     blob = path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("client-audit*"))
     for form in (secret, secret.hex().encode(), base64.b64encode(secret), key.key_id.encode()):
         assert form not in blob
-    assert verify_path(path, public_keys=[audit_key.public_pem]).ok
+    assert verify_path(path, public_keys=[audit_key.public_key_pem()]).ok
+
+
+def test_both_halves_export_by_method_and_the_old_spellings_still_work(
+    audit_key: AuditKey,
+) -> None:
+    public = audit_key.public_key_pem()
+    assert public.startswith("-----BEGIN PUBLIC KEY-----")
+    with pytest.warns(DeprecationWarning, match=r"public_key_pem\(\)"):
+        assert audit_key.public_pem == public
+    with pytest.warns(DeprecationWarning, match=r"private_key_pem\(\)"):
+        old = audit_key.private_pem()
+    assert AuditKey.from_pem(old).public_key_pem() == public
+    assert AuditKey.from_pem(audit_key.private_key_pem()).key_id == audit_key.key_id

@@ -70,6 +70,7 @@ from .models import (
 from .policy import Decision, KillSwitch, Policy
 from .ratelimit import LimitScope, Priority, RateLimit, RateLimiter
 from .record import AuditLog
+from .tables import Results, to_pandas
 from .transport import PinSet
 
 if TYPE_CHECKING:
@@ -159,6 +160,8 @@ __all__ = [
     "UntrustedServer",
     "VenueRejected",
     "WrongPassphrase",
+    "Results",
+    "to_pandas",
 ]
 
 

@@ -81,6 +81,15 @@ class Choice(enum.Enum):
     :class:`~securetrade.errors.InvalidRequest` listing the accepted ones (a ``ValueError``
     still, as Python's own enums raise)."""
 
+    def __str__(self) -> str:
+        """The value, as the venue and the docs spell it: ``print(order.status)`` shows
+        ``CANCELED``, not ``OrderStatus.CANCELED`` (``repr`` still names the class)."""
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        """f-strings show the value too; a format spec applies to it (``f"{p:>3d}"``)."""
+        return format(self.value, spec)
+
     @classmethod
     def _missing_(cls, value: object) -> Any:
         allowed = ", ".join(str(member.value) for member in cls)

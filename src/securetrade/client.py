@@ -38,7 +38,9 @@ from .models import (
 from .nonce import NonceSource
 from .policy import Decision, Policy
 from .ratelimit import RateLimiter, Usage
+from .ratelimit.chart import Limits
 from .record import AuditLog
+from .tables import KeyedResults, Results
 from .transport import (
     AsyncTransport,
     HttpTransport,
@@ -85,27 +87,8 @@ TransportT = TypeVar("TransportT", Transport, AsyncTransport)
 
 
 class _Base(ABC, Generic[TransportT]):
-    """Builds the core, the TLS context and the transport; holds no I/O of its own.
-
-    ``key`` is the scoped credential, or a :class:`KeyRing` to rotate it while running;
-    ``pins`` the SPKI pins of the venue's TLS keys
-    (required unless ``unsafe_disable_pinning=True``); ``journal`` the order journal (a
-    path, a :class:`Journal`, a :class:`RedisJournal` shared by several hosts, or the
-    default file in the user's state directory).
-    Without a key (``Client(venue="binance", pins=...)``) the client reads market data
-    only: every call that needs a key is refused with :class:`ScopeError` before anything
-    is sent, and its journal is in memory, since it can place nothing.
-    ``transport`` replaces HTTPS entirely (for the in-process simulator). ``nonces`` is
-    where nonce venues (Kraken) draw nonces: by default one source per process; processes
-    or hosts sharing a key need a shared one (:mod:`securetrade.nonce`). ``clock`` is the
-    venue clock, e.g. with drift alarm thresholds and an ``on_alarm`` callback.
-    ``timeout`` is seconds for every phase of a request, or a
-    :class:`~securetrade.transport.Timeout` giving each phase its own (name lookup,
-    connect, TLS, pool wait, write, first byte, whole reply; ccxt venues take its
-    ``response``). ``limiter`` holds the rate-limit windows: in this process by default;
-    ``RateLimiter.sqlite(path)`` or ``RateLimiter.redis(url)`` when processes or hosts
-    share an IP or account (docs/ratelimit.md).
-    """
+    """Builds the core, the TLS context and the transport; holds no I/O of its own. The
+    arguments are documented on :class:`Client`, the public face of both clients."""
 
     core: Core
 
@@ -231,6 +214,12 @@ class _Base(ABC, Generic[TransportT]):
     @property
     def limiter(self) -> RateLimiter:
         return self.core.limiter
+
+    @property
+    def limits(self) -> Limits:
+        """The rate-limit windows for a person: ``usage()`` now, ``history()``, and
+        ``plot()`` (a chart of each window's occupancy over the last minutes)."""
+        return Limits(self.core.limiter)
 
     def rate_limit_usage(self) -> list[Usage]:
         """Usage of every rate-limit window per scope right now (read from its backend)."""
@@ -367,7 +356,62 @@ def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
 
 
 class Client(_Base[Transport]):
-    """Synchronous client. Every protective layer applies to every call."""
+    """Synchronous client. Every protective layer applies to every call.
+
+    Works in scripts, threads and Jupyter (also inside a running event loop). Use it as a
+    context manager, or call :meth:`close`. Every argument is checked before anything is
+    built or sent; a wrong one raises :class:`~securetrade.errors.InvalidRequest` naming it.
+
+    Args:
+        key: The scoped credential (:class:`~securetrade.keys.ApiKey`), or a
+            :class:`~securetrade.keys.KeyRing` to rotate keys while running. Leave it out
+            (and name ``venue``) for a market-data-only client: every call that needs a key
+            is then refused with :class:`~securetrade.errors.ScopeError` before anything is
+            sent, and its journal is in memory, since it can place nothing.
+        venue: A venue name (``"binance"``, ``"kraken"``, ``"ccxt:okx"``) or a venue
+            adapter. Defaults to the key's venue.
+        base_url: The API root; defaults to the venue's URL for the key's environment
+            (live, testnet). The simulator prints its own.
+        pins: SPKI pins of the venue's TLS keys, ``{"host": ["sha256/...", ...]}`` or a
+            :class:`~securetrade.transport.PinSet`: checked after the handshake and before
+            the first request byte. Required unless ``unsafe_disable_pinning=True``.
+            ``securetrade pins --host HOST`` prints a pin set.
+        cafile: A CA bundle file to trust instead of the system's (e.g. the simulator's).
+        cadata: The same, as PEM text.
+        journal: The order journal: a file path, ``":memory:"`` (tests and notebooks: no
+            protection across restarts), a :class:`~securetrade.core.Journal`, or a
+            ``RedisJournal`` shared by several hosts. Default: the file
+            ``$XDG_STATE_HOME/securetrade/journal-<venue>.sqlite3``, that is
+            ``~/.local/state/securetrade/journal-<venue>.sqlite3`` when ``XDG_STATE_HOME``
+            is unset (:func:`default_journal_path`).
+        policy: Pre-trade limits (:class:`~securetrade.policy.Policy`); by default only
+            the key's own restrictions apply.
+        limiter: Where the rate-limit windows live (:class:`~securetrade.ratelimit.RateLimiter`):
+            this process by default; ``RateLimiter.sqlite(path)`` or
+            ``RateLimiter.redis(url)`` when processes or hosts share an IP or account.
+        settings: Retry, resolution and recovery settings (:class:`~securetrade.core.Settings`).
+        audit: Where every intent, request and state change is recorded
+            (:class:`~securetrade.record.AuditLog`, e.g. a signed ``AuditTrail``).
+        nonces: Where nonce venues (Kraken) draw nonces: one source per process by
+            default; processes or hosts sharing a key need a shared one
+            (:mod:`securetrade.nonce`).
+        recv_window_ms: How long a signed request stays valid at venues that take a
+            receive window (Binance: 5000 ms unless given).
+        clock: The venue clock (:class:`~securetrade.clock.VenueClock`), e.g. with drift
+            alarm thresholds and an ``on_alarm`` callback.
+        timeout: Seconds for each phase of an HTTP exchange (lookup, connect, TLS, and
+            the reply from the request's start, however slowly it drips in; at most 600),
+            or a :class:`~securetrade.transport.Timeout` giving each phase its own (ccxt
+            venues take its ``response``): see docs/transport.md.
+        proxy: An ``http://`` proxy URL to tunnel through (CONNECT); pinning still applies
+            end to end.
+        transport: Replaces HTTPS entirely (the in-process simulator: ``sim.transport()``).
+        unsafe_disable_pinning: Trust any certificate the CA store accepts. For local
+            experiments only; says so in the log.
+        unsafe_allow_withdraw_scope: Let a trading client use a key that may withdraw
+            (refused by default: a leaked trading key should not drain the account).
+        unsafe_allow_plain_http: Allow an ``http://`` base URL (a local test server only).
+    """
 
     def _https(
         self,
@@ -429,8 +473,8 @@ class Client(_Base[Transport]):
         self._run("sync_clock", self.core.sync_clock())
         return self.core.clock.offset_ms
 
-    def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
-        """Trading rules per symbol (cached after the first call)."""
+    def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]:
+        """Trading rules per symbol (cached after the first call; a copy each time)."""
         return self._run("instruments", self.core.instruments(refresh=refresh))
 
     def ticker(self, symbol: str) -> Ticker:
@@ -448,20 +492,20 @@ class Client(_Base[Transport]):
         *,
         since: datetime | int | None = None,
         limit: int | None = None,
-    ) -> list[Candle]:
+    ) -> Results[Candle]:
         """OHLCV bars, oldest first: from ``since`` (an aware datetime or epoch ms) on,
         else the most recent. ``interval`` is one of ``securetrade.models.INTERVALS``
         (``"1m"``, ``"1h"``, ``"1d"``...) that the venue offers. Needs no key."""
-        return self._run("candles", self.core.candles(symbol, interval, since, limit))
+        return Results(self._run("candles", self.core.candles(symbol, interval, since, limit)))
 
-    def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+    def trades(self, symbol: str, *, limit: int | None = None) -> Results[PublicTrade]:
         """The latest trades on the venue's public tape, oldest first (everyone's; this
         account's own executions are :meth:`fills`). Needs no key."""
-        return self._run("trades", self.core.public_trades(symbol, limit))
+        return Results(self._run("trades", self.core.public_trades(symbol, limit)))
 
-    def balances(self) -> list[Balance]:
+    def balances(self) -> Results[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
-        return self._run("balances", self.core.balances())
+        return Results(self._run("balances", self.core.balances()))
 
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
         """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
@@ -490,9 +534,9 @@ class Client(_Base[Transport]):
         """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
         return self._run("would_pass", self.core.would_pass(order))
 
-    def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+    def kill(self, reason: str, *, cancel_open: bool = False) -> Results[Order]:
         """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
-        return self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+        return Results(self._run("kill", self.core.kill(reason, cancel_open=cancel_open)))
 
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -503,10 +547,10 @@ class Client(_Base[Transport]):
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+    def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
         """The order's fills: its trades at the venue, recorded in the journal once per
         trade id (a fill reported twice counts once). Needs the ``read`` scope."""
-        return self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        return Results(self._run("fills", self.core.fills(symbol, client_order_id=client_order_id)))
 
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -517,9 +561,9 @@ class Client(_Base[Transport]):
             self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
+    def open_orders(self, symbol: str | None = None) -> Results[Order]:
         """Open orders, for one symbol or all."""
-        return self._run("open_orders", self.core.open_orders(symbol))
+        return Results(self._run("open_orders", self.core.open_orders(symbol)))
 
     def withdraw(
         self,
@@ -555,6 +599,8 @@ class Client(_Base[Transport]):
         return self._run("check_key", self.core.check_key(refuse=refuse))
 
     def close(self) -> None:
+        """Close the connections; the journal, limiter and audit trail stay with their owners.
+        ``with`` calls it."""
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -570,7 +616,13 @@ class Client(_Base[Transport]):
 
 
 class AsyncClient(_Base[AsyncTransport]):
-    """Asynchronous client with the same methods as :class:`Client`, awaited."""
+    """Asynchronous client with the same methods as :class:`Client`, awaited.
+
+    It takes exactly :class:`Client`'s arguments (documented there once), except that
+    ``transport`` is an asynchronous one (``sim.async_transport()``). Use it with
+    ``async with``, or await :meth:`aclose`. Journal, limiter and audit calls that wait on
+    a file or the network run in worker threads, never on the event loop.
+    """
 
     def _https(
         self,
@@ -657,8 +709,8 @@ class AsyncClient(_Base[AsyncTransport]):
         await self._run("sync_clock", self.core.sync_clock())
         return self.core.clock.offset_ms
 
-    async def instruments(self, *, refresh: bool = False) -> dict[str, Instrument]:
-        """Trading rules per symbol (cached after the first call)."""
+    async def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]:
+        """Trading rules per symbol (cached after the first call; a copy each time)."""
         return await self._run("instruments", self.core.instruments(refresh=refresh))
 
     async def ticker(self, symbol: str) -> Ticker:
@@ -676,17 +728,19 @@ class AsyncClient(_Base[AsyncTransport]):
         *,
         since: datetime | int | None = None,
         limit: int | None = None,
-    ) -> list[Candle]:
+    ) -> Results[Candle]:
         """OHLCV bars, oldest first; see :meth:`Client.candles`."""
-        return await self._run("candles", self.core.candles(symbol, interval, since, limit))
+        return Results(
+            await self._run("candles", self.core.candles(symbol, interval, since, limit))
+        )
 
-    async def trades(self, symbol: str, *, limit: int | None = None) -> list[PublicTrade]:
+    async def trades(self, symbol: str, *, limit: int | None = None) -> Results[PublicTrade]:
         """The latest public trades, oldest first; see :meth:`Client.trades`."""
-        return await self._run("trades", self.core.public_trades(symbol, limit))
+        return Results(await self._run("trades", self.core.public_trades(symbol, limit)))
 
-    async def balances(self) -> list[Balance]:
+    async def balances(self) -> Results[Balance]:
         """Holdings per asset. Needs the ``read`` scope."""
-        return await self._run("balances", self.core.balances())
+        return Results(await self._run("balances", self.core.balances()))
 
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
@@ -708,9 +762,9 @@ class AsyncClient(_Base[AsyncTransport]):
         """Would ``order`` pass scope, policy and instrument rules now? Sends reads only."""
         return await self._run("would_pass", self.core.would_pass(order))
 
-    async def kill(self, reason: str, *, cancel_open: bool = False) -> list[Order]:
+    async def kill(self, reason: str, *, cancel_open: bool = False) -> Results[Order]:
         """Engage the policy's kill switch; with ``cancel_open``, cancel open orders too."""
-        return await self._run("kill", self.core.kill(reason, cancel_open=cancel_open))
+        return Results(await self._run("kill", self.core.kill(reason, cancel_open=cancel_open)))
 
     async def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -721,9 +775,11 @@ class AsyncClient(_Base[AsyncTransport]):
             self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    async def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
+    async def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
         """The order's fills, recorded once per trade id; see :meth:`Client.fills`."""
-        return await self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        return Results(
+            await self._run("fills", self.core.fills(symbol, client_order_id=client_order_id))
+        )
 
     async def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
@@ -734,9 +790,9 @@ class AsyncClient(_Base[AsyncTransport]):
             self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
         )
 
-    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+    async def open_orders(self, symbol: str | None = None) -> Results[Order]:
         """Open orders, for one symbol or all."""
-        return await self._run("open_orders", self.core.open_orders(symbol))
+        return Results(await self._run("open_orders", self.core.open_orders(symbol)))
 
     async def withdraw(
         self,
@@ -767,6 +823,8 @@ class AsyncClient(_Base[AsyncTransport]):
         return await self._run("check_key", self.core.check_key(refuse=refuse))
 
     async def aclose(self) -> None:
+        """Close the connections; the journal, limiter and audit trail stay with their owners.
+        ``async with`` calls it."""
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

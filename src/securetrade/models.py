@@ -12,13 +12,14 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as _PydanticValidationError
 
 from ._checks import Choice
 from .errors import InvalidRequest
+from .tables import Tabular
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
@@ -87,22 +88,32 @@ def _positive(field: str) -> Any:
 
 
 class Side(str, Choice):
+    """Buy or sell. Accepted in either case (``"buy"``); prints as its value (``BUY``)."""
+
     BUY = "BUY"
     SELL = "SELL"
 
 
 class OrderType(str, Choice):
+    """MARKET fills now at the best price available; LIMIT at ``price`` or better."""
+
     MARKET = "MARKET"
     LIMIT = "LIMIT"
 
 
 class TimeInForce(str, Choice):
+    """How long a LIMIT order stays: GTC until filled or cancelled, IOC fills what it can
+    now and cancels the rest, FOK fills whole now or not at all."""
+
     GTC = "GTC"  # good till cancelled
     IOC = "IOC"  # immediate or cancel
     FOK = "FOK"  # fill or kill
 
 
 class OrderStatus(str, Choice):
+    """Where an order stands at the venue. NEW and PARTIALLY_FILLED are open (see
+    :attr:`is_open`); the others are final. ``print(order.status)`` shows the value."""
+
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
@@ -112,10 +123,11 @@ class OrderStatus(str, Choice):
 
     @property
     def is_open(self) -> bool:
+        """NEW and PARTIALLY_FILLED are open: the order may still fill."""
         return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
-class _Model(BaseModel):
+class _Model(Tabular, BaseModel):
     """Base: immutable, no unknown fields, and our own error type on bad input.
 
     Every way pydantic offers to make one (the constructor, ``model_validate``, its JSON
@@ -204,6 +216,16 @@ Price = Annotated[Decimal, _positive("price")]
 
 class OrderRequest(_Model):
     """What the caller wants done. Use :class:`LimitOrder` or :class:`MarketOrder`."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "price",
+        "time_in_force",
+        "client_order_id",
+    )
 
     symbol: str
     side: Side
@@ -298,6 +320,18 @@ class Fill(_Model):
 class Order(_Model):
     """An order as the venue reports it."""
 
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "side",
+        "type",
+        "status",
+        "quantity",
+        "price",
+        "filled_quantity",
+        "order_id",
+        "client_order_id",
+    )
+
     venue: str
     symbol: str
     order_id: str
@@ -316,6 +350,7 @@ class Order(_Model):
 
     @property
     def is_open(self) -> bool:
+        """Whether the order may still fill (NEW or PARTIALLY_FILLED)."""
         return self.status.is_open
 
     @property
@@ -338,11 +373,21 @@ class Balance(_Model):
 
     @property
     def total(self) -> Decimal:
+        """``free`` plus ``locked``: everything held in this asset."""
         return self.free + self.locked
 
 
 class Instrument(_Model):
     """Trading rules of one symbol, as the venue publishes them."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "tick_size",
+        "step_size",
+        "min_quantity",
+        "min_notional",
+        "trading",
+    )
 
     symbol: str
     base_asset: str
@@ -415,6 +460,8 @@ class Ticker(_Model):
 
     Fields a venue does not report are ``None`` (a zero would be a price)."""
 
+    _brief: ClassVar[tuple[str, ...]] = ("symbol", "last", "bid", "ask", "at")
+
     symbol: str
     last: Money
     bid: Money | None = None
@@ -454,16 +501,29 @@ class OrderBook(_Model):
 
     @property
     def best_bid(self) -> BookLevel | None:
+        """The highest bid, or ``None`` when the bid side is empty."""
         return self.bids[0] if self.bids else None
 
     @property
     def best_ask(self) -> BookLevel | None:
+        """The lowest ask, or ``None`` when the ask side is empty."""
         return self.asks[0] if self.asks else None
 
 
 class Candle(_Model):
     """One OHLCV bar of ``interval`` opening at ``opened_at``; the last bar of an answer may
     still be forming."""
+
+    _brief: ClassVar[tuple[str, ...]] = (
+        "symbol",
+        "interval",
+        "opened_at",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    )
 
     symbol: str
     interval: str

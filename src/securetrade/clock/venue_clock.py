@@ -88,6 +88,8 @@ class VenueClock:
         return bool(self._samples) and self._monotonic() < self._fresh_until
 
     def local_ms(self) -> float:
+        """This host's wall time in ms, advanced by the monotonic clock so that a system clock step
+        does not move it."""
         return self._base_ms + self._monotonic() * 1000.0
 
     def now_ms(self) -> int:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._checks import whole
 from ..client import AsyncClient
@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..keys import KeyRing, Secret
 from ..models import Order, Side
+from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
 
@@ -181,6 +182,7 @@ class CopyEngine:
 
     @property
     def followers(self) -> list[Follower]:
+        """The followers added so far, quarantined ones included."""
         return [seat.follower for seat in self._seats.values()]
 
     @property
@@ -207,10 +209,15 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        results = await asyncio.gather(
-            *(self._follow(seat, event, known, started) for seat in seats),
-            return_exceptions=True,
-        )
+        shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
+        follows = [self._follow(seat, event, known, started) for seat in seats]
+        if shown is not None:
+            follows = [_ticking(follow, shown) for follow in follows]
+        try:
+            results = await asyncio.gather(*follows, return_exceptions=True)
+        finally:
+            if shown is not None:
+                shown.close()
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
@@ -229,6 +236,7 @@ class CopyEngine:
         return [await self.copy(event) for event in self._outbox.pending()]
 
     def history(self, follower_id: str) -> list[Outcome]:
+        """Every recorded outcome for ``follower_id``, oldest first."""
         return self._outbox.history(follower_id)
 
     async def _follow(
@@ -397,3 +405,14 @@ class CopyEngine:
 
     def __repr__(self) -> str:
         return f"CopyEngine(followers={len(self._seats)}, quarantined={len(self.quarantined)})"
+
+
+_T = TypeVar("_T")
+
+
+async def _ticking(work: Awaitable[_T], shown: Any) -> _T:
+    """``work``, ticking the fan-out's progress bar when it finishes (either way)."""
+    try:
+        return await work
+    finally:
+        shown.update(1)

@@ -166,10 +166,12 @@ class Follower:
 
     @property
     def venue(self) -> str:
+        """The venue of the follower's key."""
         return KeyRing.of(self.key).current.venue
 
     @property
     def account(self) -> str:
+        """The account name the follower's key trades for (journal and limits use it)."""
         return KeyRing.of(self.key).account
 
     def __repr__(self) -> str:

@@ -118,6 +118,7 @@ class Outbox:
             )  # fmt: skip
 
     def done(self, event_id: str) -> None:
+        """Mark ``event_id`` finished: every follower has a final outcome, nothing to resume."""
         with self._lock:
             self._db.execute(
                 "UPDATE copy_events SET done_at = ? WHERE event_id = ?", (time.time(), event_id)
@@ -142,6 +143,7 @@ class Outbox:
         return [Outcome(*r) for r in rows]
 
     def close(self) -> None:
+        """Close the outbox database; received events and outcomes stay for a later resume."""
         with self._lock:
             self._db.close()
 

@@ -26,6 +26,7 @@ class EventReport:
 
     @property
     def counts(self) -> dict[str, int]:
+        """How many outcomes of each status (placed, skipped, failed, quarantined, unresolved)."""
         return dict(Counter(o.status for o in self.outcomes))
 
     @property

@@ -134,6 +134,7 @@ class EventStream:
         return int(summary["pending"]) if isinstance(summary, dict) else int(summary[0])
 
     async def close(self) -> None:
+        """Close the Redis connection; unacknowledged events stay pending for another worker."""
         await self._redis.aclose()
 
     # --- one entry -----------------------------------------------------------------------------

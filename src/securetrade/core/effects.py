@@ -87,6 +87,7 @@ class Call:
         self.args = args
 
     def run(self) -> Any:
+        """Call the function with its arguments (the driver does this, on a thread or inline)."""
         return self.function(*self.args)
 
 

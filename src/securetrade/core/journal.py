@@ -254,13 +254,19 @@ class JournalStore(Protocol):
         account: str,
         symbol: str,
         fingerprint: str,
-    ) -> tuple[Intent, bool]: ...
+    ) -> tuple[Intent, bool]:
+        """Record an intent for ``idempotency_key`` unless one exists: ``(intent, created)``; an
+        existing intent comes back with ``created`` False."""
 
-    def get(self, client_order_id: str) -> Intent | None: ...
+    def get(self, client_order_id: str) -> Intent | None:
+        """The intent recorded under ``client_order_id``, or ``None``."""
 
-    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool: ...
+    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
+        """Mark an attempt as about to be sent, only if the intent is still as ``seen``: False
+        means another owner took it."""
 
-    def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]: ...
+    def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]:
+        """:meth:`sending` for several attempts in one commit; one answer each."""
 
     def settle(
         self,
@@ -271,27 +277,41 @@ class JournalStore(Protocol):
         order_json: str | None = None,
         error: str | None = None,
         fills: Sequence[Fill] = (),
-    ) -> bool: ...
+    ) -> bool:
+        """Move an intent to ``state`` (with its order, error and fills), only if it is still as
+        ``expect``: False means it moved on."""
 
-    def unfinished(self, account: str) -> list[Intent]: ...
+    def unfinished(self, account: str) -> list[Intent]:
+        """The account's intents that have no final state yet (what recovery works on)."""
 
-    def unresolved(self, account: str | None = None) -> list[Intent]: ...
+    def unresolved(self, account: str | None = None) -> list[Intent]:
+        """Intents whose outcome the venue has not confirmed (sent or unknown), for one account or
+        all."""
 
-    def known(self, client_order_ids: list[str]) -> set[str]: ...
+    def known(self, client_order_ids: list[str]) -> set[str]:
+        """Which of ``client_order_ids`` have an entry (recovery's orphan check)."""
 
-    def lease(self, account: str, seconds: float) -> bool: ...
+    def lease(self, account: str, seconds: float) -> bool:
+        """Take the account's recovery lease for ``seconds``: True if this process holds it now."""
 
-    def release(self, account: str) -> None: ...
+    def release(self, account: str) -> None:
+        """Give up the account's recovery lease if this process holds it."""
 
-    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int: ...
+    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
+        """Record ``fills`` for ``client_order_id``, once per trade id; how many were new."""
 
-    def fills(self, client_order_id: str) -> list[Fill]: ...
+    def fills(self, client_order_id: str) -> list[Fill]:
+        """The fills recorded for ``client_order_id``, once per trade id."""
 
-    def purge(self) -> int: ...
+    def purge(self) -> int:
+        """Apply the retention policy (old finished intents become tombstones); how many went."""
 
-    def tombstone(self, client_order_id: str) -> float | None: ...
+    def tombstone(self, client_order_id: str) -> float | None:
+        """When the purged ``client_order_id`` stops blocking its key (epoch seconds), or ``None``
+        if it left no tombstone."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections; what was committed stays."""
 
 
 class Journal:
@@ -426,6 +446,7 @@ class Journal:
             self._db.execute(statement)
 
     def close(self) -> None:
+        """Flush and close the journal file; what was committed stays for recovery."""
         with self._lock:
             self._closed = True
             with self._wal_lock:
@@ -488,6 +509,7 @@ class Journal:
         return intent, created
 
     def get(self, client_order_id: str) -> Intent | None:
+        """The intent recorded under ``client_order_id``, or ``None`` if there is none."""
         with self._lock:
             return self._get(client_order_id)
 

@@ -35,6 +35,7 @@ from ..models import (
 )
 from ..policy import Decision, KillState, ReferencePrice
 from ..ratelimit import Priority
+from ..tables import KeyedResults
 from ..transport import telemetry
 from ..venues.base import Capabilities, Op, Params, capabilities_of
 from .effects import Flow, Lookup, Resource, Settle
@@ -89,10 +90,11 @@ class Reads(Pipeline):
 
     def instruments(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
-    ) -> Flow[dict[str, Instrument]]:
+    ) -> Flow[KeyedResults[Instrument]]:
+        """A copy of the cached rules (the caller may change it), shown as one table."""
         if self._cancel_due is not None:
             yield from self._honour_kill_switch()
-        return dict((yield from self.markets(refresh=refresh, priority=priority)))
+        return KeyedResults((yield from self.markets(refresh=refresh, priority=priority)))
 
     # --- market data: public, unsigned, and counted like every other request -------------
 

@@ -8,6 +8,7 @@ meanwhile (and perhaps sent a newer attempt) is never overwritten by a stale con
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
@@ -16,7 +17,9 @@ from typing import Any
 
 from ..errors import UnresolvedOrder
 from ..models import Order
+from ..progress import progress
 from ..ratelimit import Priority
+from ..tables import Results
 from ..venues.base import Op
 from .effects import Flow, Resource, Wait
 from .journal import owner_is_gone, process_token
@@ -46,6 +49,26 @@ class RecoveryReport:
     not_placed: tuple[str, ...] = ()
     unresolved: tuple[str, ...] = ()
     orphans: tuple[Order, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"RecoveryReport(resolved={len(self.resolved)}, not_placed={len(self.not_placed)}, "
+            f"unresolved={len(self.unresolved)}, orphans={len(self.orphans)})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Each non-empty part as a table (Jupyter)."""
+        parts = [f"<p><strong>{html.escape(repr(self))}</strong></p>"]
+        for name in ("resolved", "orphans"):
+            orders: tuple[Order, ...] = getattr(self, name)
+            if orders:
+                parts.append(f"<p>{name}</p>" + Results(orders)._repr_html_())
+        for name in ("not_placed", "unresolved"):
+            ids: tuple[str, ...] = getattr(self, name)
+            if ids:
+                rows = Results({"client_order_id": cid} for cid in ids)
+                parts.append(f"<p>{name}</p>" + rows._repr_html_())
+        return "".join(parts)
 
 
 class Recovery(Resolution):
@@ -128,7 +151,7 @@ class Recovery(Resolution):
         resolved: list[Order] = []
         not_placed: list[str] = []
         unresolved: list[str] = []
-        for intent in intents:
+        for intent in progress(intents, total=len(intents), desc="recovery", unit="intent"):
             cid = intent.client_order_id
             if not self.abandoned(intent):
                 continue  # its owner, alive, will settle it

@@ -393,6 +393,7 @@ class RedisJournal:
         return intent, created == 1
 
     def get(self, client_order_id: str) -> Intent | None:
+        """The intent recorded under ``client_order_id``, or ``None``."""
         return _intent(self._redis.hgetall(self._intent_key(client_order_id)))
 
     def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
@@ -512,9 +513,11 @@ class RedisJournal:
         return sorted(intents, key=lambda i: i.created_at)
 
     def unfinished(self, account: str) -> list[Intent]:
+        """The account's intents that have no final state yet."""
         return [i for i in self._of_account(account) if i.state in UNFINISHED]
 
     def unresolved(self, account: str | None = None) -> list[Intent]:
+        """Intents sent or unknown, for one account or every account in this namespace."""
         if account is None:
             accounts = sorted(_text(a) for a in self._redis.smembers(f"{self._tag}accounts"))
         else:
@@ -523,6 +526,7 @@ class RedisJournal:
         return [i for a in accounts for i in self._of_account(a) if i.state in wanted]
 
     def known(self, client_order_ids: list[str]) -> set[str]:
+        """Which of ``client_order_ids`` have an entry (one pipelined round trip)."""
         pipe = self._redis.pipeline(transaction=False)
         for cid in client_order_ids:
             pipe.exists(self._intent_key(cid))
@@ -542,9 +546,11 @@ class RedisJournal:
         return False
 
     def release(self, account: str) -> None:
+        """Give up the account's recovery lease if this process holds it."""
         self._release(keys=[f"{self._tag}lease:{account}"], args=[process_token()])
 
     def close(self) -> None:
+        """Close the Redis connection; the intents stay in Redis."""
         self._redis.close()
 
     def __repr__(self) -> str:

@@ -49,6 +49,7 @@ class Settings:
         instance("Settings.retry", self.retry, RetryPolicy)
 
     def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force: ``retry`` if given, else one of ``max_attempts`` attempts."""
         return self.retry or RetryPolicy(max_attempts=self.max_attempts)
 
     def __repr__(self) -> str:

@@ -40,16 +40,22 @@ SYMBOL_GRAMMAR: dict[str, re.Pattern[str]] = {
 
 
 class Side(str, Enum):
+    """A signal's side, lowercase on the wire (``"buy"``, ``"sell"``)."""
+
     BUY = "buy"
     SELL = "sell"
 
 
 class OrderType(str, Enum):
+    """A signal's order type, lowercase on the wire (``"market"``, ``"limit"``)."""
+
     MARKET = "market"
     LIMIT = "limit"
 
 
 class TimeInForce(str, Enum):
+    """A signal's time in force, lowercase on the wire (``"gtc"``, ``"ioc"``, ``"fok"``)."""
+
     GTC = "gtc"
     IOC = "ioc"
     FOK = "fok"

@@ -35,6 +35,7 @@ class TrustedProxies:
         return bool(self.networks)
 
     def trusts(self, address: str) -> bool:
+        """Whether ``address`` is one of the trusted proxies (a malformed address is not)."""
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:

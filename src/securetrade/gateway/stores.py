@@ -117,6 +117,7 @@ class SharedState:
             raise StoreUnavailable(f"the {self.name} replay store did not answer") from None
 
     def compile(self, pause_key: str, draws: Sequence[Draw]) -> Any:
+        """Compile the per-key limit draws once, for the shared rate-limit backend."""
         return self.limits.compile(pause_key, draws, flight=1.0)
 
     def acquire(self, plan: Any) -> float:
@@ -127,12 +128,15 @@ class SharedState:
             raise StoreUnavailable(f"the {self.name} rate-limit store did not answer") from None
 
     def used(self, bucket: str, seconds: float) -> int:
+        """Units spent in a window now; raises ``StoreUnavailable`` (the gateway fails closed) if
+        the store does not answer."""
         try:
             return self.limits.used([(bucket, seconds)])[0]
         except Exception:
             raise StoreUnavailable(f"the {self.name} rate-limit store did not answer") from None
 
     def close(self) -> None:
+        """Close the store's connections."""
         self._close()
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ refuses when the venue grants more than the key declares.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,10 +65,12 @@ class KeyCheck:
 
     @property
     def ok(self) -> bool:
+        """True when the check found nothing to fix."""
         return not self.problems
 
     @property
     def can_withdraw(self) -> bool:
+        """Whether the venue lets this key withdraw (whatever it declares)."""
         return Scope.WITHDRAW in self.granted
 
     def enforce(self, *, refuse: bool) -> KeyCheck:
@@ -96,6 +99,15 @@ class KeyCheck:
         out += [f"note        {n}" for n in self.notes]
         out.append("verdict     " + ("ok" if self.ok else "over-permissioned"))
         return out
+
+    def _repr_html_(self) -> str:
+        """:meth:`lines` as a two-column table (Jupyter); labels are the first 12 columns."""
+        rows = "".join(
+            f"<tr><th>{html.escape(line[:12].strip())}</th>"
+            f"<td>{html.escape(line[12:].strip())}</td></tr>"
+            for line in self.lines()
+        )
+        return f"<table>{rows}</table>"
 
 
 def assess(key: ApiKey, permissions: KeyPermissions) -> KeyCheck:

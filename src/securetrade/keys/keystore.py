@@ -108,6 +108,8 @@ class KdfParams:
         return cls()
 
     def header(self, salt: bytes) -> dict[str, Any]:
+        """The parameters and ``salt`` as written in the keystore header, to derive the same key
+        later."""
         if self.name == "argon2id":
             return {
                 "name": "argon2id",
@@ -348,10 +350,13 @@ class KeyStore:
 
     @property
     def path(self) -> Path:
+        """The keystore file."""
         return self._path
 
     @property
     def uses_keyring(self) -> bool:
+        """Whether the file's key is kept in the system keyring rather than derived from a
+        passphrase."""
         return bool(self._header["kdf"].get("name") == "keyring")
 
     # --- reading ---------------------------------------------------------------------------

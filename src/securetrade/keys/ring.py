@@ -83,10 +83,12 @@ class KeyRing:
 
     @property
     def venue(self) -> str:
+        """The venue of the ring's keys; a ring never mixes venues."""
         return self._current.venue
 
     @property
     def environment(self) -> Environment:
+        """The environment of the current key; a ring never mixes them."""
         return self._current.environment
 
     def active(self) -> ApiKey:
@@ -117,16 +119,20 @@ class KeyRing:
 
     @property
     def current(self) -> ApiKey:
+        """The key that signs new requests now."""
         with self._lock:
             return self._current
 
     @property
     def next(self) -> ApiKey | None:
+        """The staged key that will take over at :attr:`activate_at`, if any."""
         with self._lock:
             return self._next
 
     @property
     def activate_at(self) -> datetime | None:
+        """When the staged key takes over by itself (``None``: nothing staged, or it waits
+        for :meth:`promote`)."""
         with self._lock:
             return self._activate_at
 
@@ -140,6 +146,8 @@ class KeyRing:
 
     @property
     def retire_at(self) -> datetime | None:
+        """When the replaced key's overlap ends, after which deleting it at the venue is
+        safe (``None`` when no key was replaced)."""
         with self._lock:
             return self._retire_at if self.previous is not None else None
 
@@ -210,6 +218,7 @@ class KeyRing:
                 self._previous, self._retire_at = None, None  # no overlap for a leaked key
 
     def is_revoked(self, key_id: str) -> bool:
+        """Whether ``key_id`` was revoked in this ring: it signs nothing again."""
         with self._lock:
             return key_id in self._revoked
 

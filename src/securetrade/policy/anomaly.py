@@ -142,6 +142,7 @@ class OrderRateSpike:
         self._times: deque[float] = deque()
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert when the recent order rate is far above the baseline rate."""
         if activity.kind != "order":
             return None
         now = activity.at
@@ -190,6 +191,8 @@ class SizeOutlier:
         self._sizes: dict[str, deque[float]] = {}
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert on an order far larger than this symbol's usual size (log-scale distance from the
+        median)."""
         if activity.kind != "order" or activity.symbol is None or not activity.quantity:
             return None
         size = math.log(float(activity.quantity))
@@ -236,6 +239,8 @@ class CancelReplaceLoop:
         self._quick: deque[float] = deque()
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert when orders are cancelled soon after placing, again and again (quote stuffing or a
+        runaway loop)."""
         cid = activity.client_order_id
         if activity.kind == "order" and cid is not None:
             self._placed[cid] = activity.at
@@ -284,6 +289,7 @@ class NewSymbol:
         self._started: float | None = None
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert on the first order in a symbol not traded before (once ``learn_for`` is over)."""
         if self._started is None:
             self._started = activity.at
         if activity.kind != "order" or activity.symbol is None:
@@ -319,6 +325,8 @@ class RejectionBurst:
         self._reasons: deque[str] = deque()
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert on a burst of rejections that suggest misuse (signature, timestamp,
+        permission, credentials)."""
         if activity.kind != "rejection" or activity.reason not in MISUSE_REASONS:
             return None
         self._times.append(activity.at)
@@ -346,6 +354,7 @@ class WithdrawalAttempt:
     name = "withdrawal"
 
     def observe(self, activity: Activity) -> Alert | None:
+        """Alert on every withdrawal attempt; critical when it was refused locally."""
         if activity.kind != "withdrawal":
             return None
         refused = activity.reason == "refused"

@@ -66,10 +66,12 @@ class MemorySwitchStore:
         self._lock = threading.Lock()
 
     def read(self, name: str) -> KillState | None:
+        """The switch's state, or ``None`` while released."""
         with self._lock:
             return self._states.get(name)
 
     def write(self, name: str, state: KillState | None) -> None:
+        """Engage (a state) or release (``None``) the switch."""
         with self._lock:
             if state is None:
                 self._states.pop(name, None)
@@ -99,6 +101,7 @@ class SqliteSwitchStore:
             )
 
     def read(self, name: str) -> KillState | None:
+        """The switch's state as every process on this host sees it, or ``None`` while released."""
         with self._lock:
             row = self._db.execute(
                 "SELECT reason, at, cancel_open FROM kill_switch WHERE name = ?", (name,)
@@ -108,6 +111,7 @@ class SqliteSwitchStore:
         return KillState(True, str(row[0]), float(row[1]), bool(row[2]))
 
     def write(self, name: str, state: KillState | None) -> None:
+        """Engage (a state) or release (``None``) the switch for every process on this host."""
         with self._lock:
             if state is None:
                 self._db.execute("DELETE FROM kill_switch WHERE name = ?", (name,))
@@ -119,6 +123,7 @@ class SqliteSwitchStore:
                 )
 
     def close(self) -> None:
+        """Close the database; the switch's state stays in the file."""
         with self._lock:
             self._db.close()
 
@@ -139,6 +144,7 @@ class RedisSwitchStore:
         self._prefix = prefix
 
     def read(self, name: str) -> KillState | None:
+        """The switch's state as every host sees it, or ``None`` while released."""
         raw = self._redis.get(self._prefix + name)
         if raw is None:
             return None
@@ -146,6 +152,7 @@ class RedisSwitchStore:
         return KillState(True, str(data["reason"]), float(data["at"]), bool(data["cancel_open"]))
 
     def write(self, name: str, state: KillState | None) -> None:
+        """Engage (a state) or release (``None``) the switch for every host."""
         if state is None:
             self._redis.delete(self._prefix + name)
             return
@@ -153,6 +160,7 @@ class RedisSwitchStore:
         self._redis.set(self._prefix + name, json.dumps(payload))
 
     def close(self) -> None:
+        """Close the Redis connection; the switch's state stays."""
         self._redis.close()
 
 
@@ -206,10 +214,12 @@ class KillSwitch:
 
     @property
     def engaged(self) -> bool:
+        """Whether the switch is engaged now (read from its shared store)."""
         return self.state().engaged
 
     @property
     def reason(self) -> str | None:
+        """Why the switch was engaged, or ``None`` while it is released."""
         return self.state().reason
 
     def engage(self, reason: str, *, cancel_open: bool = False) -> None:

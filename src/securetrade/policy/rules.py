@@ -62,6 +62,8 @@ class Decision:
     def deny(
         cls, rule: str, reason: str, *, limit: object = None, value: object = None
     ) -> Decision:
+        """A refusal by ``rule``, with the reason and, when numeric, the limit and the value that
+        broke it."""
         return cls(False, rule, reason, _num(limit), _num(value))
 
     def raise_if_denied(self) -> None:

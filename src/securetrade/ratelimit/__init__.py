@@ -7,6 +7,8 @@ one setting for where the windows live: :meth:`RateLimiter.in_memory`,
 """
 
 from .backend import Backend, Draw
+from .chart import Limits
+from .history import Series
 from .limiter import RateLimiter
 from .memory import MemoryBackend
 from .model import (
@@ -28,10 +30,12 @@ __all__ = [
     "CostRule",
     "Draw",
     "LimitScope",
+    "Limits",
     "MemoryBackend",
     "Priority",
     "RateLimit",
     "RateLimiter",
+    "Series",
     "Usage",
     "cost_of",
     "key_label",

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._checks import number, text
+from .._checks import number, text, whole
 from ..errors import InvalidRequest
 from . import metrics
 from .backend import Backend, Draw
+from .history import History, Series
 from .memory import MemoryBackend
 from .model import DEFAULT_SHARES, Caller, LimitScope, Priority, RateLimit, Usage
 
@@ -95,6 +96,8 @@ class RateLimiter:
         self._seen: dict[tuple[int, str], tuple[RateLimit, str]] = {}
         self._meter_provider = meter_provider
         self._metrics: metrics.Instruments | None = None
+        self.history = History()  # this process's grants, bounded: for usage charts
+        self._granted = self.history.add
 
     # --- one setting for the backend --------------------------------------------------------
 
@@ -136,6 +139,7 @@ class RateLimiter:
 
     @property
     def limits(self) -> list[RateLimit]:
+        """The limits in force now (the venue's published ones once read)."""
         return list(self._limits)
 
     @property
@@ -227,15 +231,18 @@ class RateLimiter:
         """
         last = self._last
         if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
-            answer: tuple[float, Any] = self._admit(last[4])
+            plan = last[4]
         else:
             entry = self._plans[priority].get((id(costs), symbol, caller))
             if entry is None or entry[0] is not costs:
                 entry = self._compile(costs, priority, symbol, caller)
-            self._last = (costs, priority, caller, symbol, entry[1])
-            answer = self._admit(entry[1])
+            plan = entry[1]
+            self._last = (costs, priority, caller, symbol, plan)
+        answer: tuple[float, Any] = self._admit(plan)
         if answer[0] > 0.0:
             self._waited(priority, answer[0])
+        else:
+            self._granted((_monotonic(), plan))
         return answer
 
     def landed(self, admission: Any) -> None:
@@ -261,15 +268,18 @@ class RateLimiter:
         """
         last = self._last
         if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
-            wait: float = self._acquire(last[4])
+            plan = last[4]
         else:
             entry = self._plans[priority].get((id(costs), symbol, caller))
             if entry is None or entry[0] is not costs:
                 entry = self._compile(costs, priority, symbol, caller)
-            self._last = (costs, priority, caller, symbol, entry[1])
-            wait = self._acquire(entry[1])
+            plan = entry[1]
+            self._last = (costs, priority, caller, symbol, plan)
+        wait: float = self._acquire(plan)
         if wait > 0.0:
             self._waited(priority, wait)
+        else:
+            self._granted((_monotonic(), plan))
         return wait
 
     def reserve_at(
@@ -291,6 +301,8 @@ class RateLimiter:
         wait, when = self._acquire_at(entry[1])
         if wait > 0.0:
             self._waited(priority, wait)
+        else:
+            self._granted((_monotonic(), entry[1]))
         return wait, when
 
     def _compile(
@@ -307,6 +319,7 @@ class RateLimiter:
         share = self._shares[priority]
         with self._lock:
             draws: dict[tuple[str, float], Draw] = {}
+            marks: dict[str, int] = {}  # log name -> cost, for the usage history
             for limit in self._limits:
                 cost = costs.get(limit.kind, 0)
                 if not cost:
@@ -324,9 +337,11 @@ class RateLimiter:
                 if window in draws:  # the same window listed twice: the tighter limit holds
                     ceiling = min(ceiling, draws[window].ceiling)
                 draws[window] = Draw(bucket, limit.seconds, ceiling, cost)
+                marks.setdefault(bucket, cost)
             plan = self.backend.compile(
                 self._pause_key(), list(draws.values()), flight=self._max_flight
             )
+            self.history.describe(plan, marks.items())
             entry = (costs, plan)
             self._plans[priority][(id(costs), symbol, caller)] = entry
             return entry
@@ -403,6 +418,27 @@ class RateLimiter:
             for (_, limit, scope_id), spent in zip(rows, used, strict=True)
         ]
 
+    def usage_history(self, minutes: float = 5.0, *, points: int = 300) -> list[Series]:
+        """Each window's occupancy by this process's grants over the last ``minutes``, at
+        ``points`` instants (oldest first), with its usable capacity: what
+        ``client.limits.plot()`` draws. Kept in a bounded log (see ``ratelimit.history``)."""
+        number("minutes", minutes, above=0, most=24 * 60)
+        whole("points", points, 2, 10_000)
+        with self._lock:
+            current = {id(limit) for limit in self._limits}
+            windows = [
+                (limit, scope_id, name)
+                for (_, name), (limit, scope_id) in self._seen.items()
+                if id(limit) in current
+            ]
+        return self.history.series(
+            windows,
+            now=_monotonic(),
+            seconds=minutes * 60.0,
+            points=points,
+            capacity=self._capacity,
+        )
+
     def close(self) -> None:
         """Release the backend's connections (the shared state stays)."""
         self.backend.close()
@@ -448,6 +484,7 @@ class RateLimiter:
 
 
 _NO_LAST: tuple[Any, ...] = (None, None, None, None, None)
+_monotonic = time.monotonic
 
 
 def _no_plans() -> _Plans:

@@ -114,6 +114,7 @@ class CostRule:
     up_to: int | None = None
 
     def applies(self, params: Sequence[tuple[str, str]]) -> bool:
+        """Whether this rule's cost applies to a request with ``params``."""
         value = next((v for k, v in params if k == self.param), None)
         if self.absent or value is None:
             return self.absent and value is None

@@ -21,6 +21,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -69,9 +70,11 @@ class AuditKey:
 
     Keep it apart from trading keys (a leaked trading key must not be able to rewrite the
     trail). The private half is never printed or pickled; ``key_id`` names the public half.
+    Both halves are exported the same way, by a method: :meth:`public_key_pem` (give it to
+    whoever verifies) and :meth:`private_key_pem` (keep it secret).
     """
 
-    __slots__ = ("_private", "key_id", "public_pem")
+    __slots__ = ("_private", "_public_pem", "key_id")
 
     def __init__(self, private_key: Any) -> None:
         from cryptography.hazmat.primitives import serialization
@@ -86,13 +89,13 @@ class AuditKey:
         public = private_key.public_key()
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self.key_id = hashlib.sha256(raw).hexdigest()[:16]
-        self.public_pem = public.public_bytes(
+        self._public_pem = public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode("ascii")
 
     @classmethod
     def generate(cls) -> AuditKey:
-        """A fresh key. Save it with :meth:`private_pem` or the trail cannot be extended later
+        """A fresh key. Save it with :meth:`private_key_pem` or the trail cannot be extended later
         by the same signer (a new key is fine too: each record names its signer)."""
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -114,7 +117,31 @@ class AuditKey:
             raise InvalidRequest("the audit key must be an Ed25519 private key")
         return cls(key)
 
+    def public_key_pem(self) -> str:
+        """The public half as SubjectPublicKeyInfo PEM text: what ``securetrade audit verify
+        --public-key`` and ``AuditTrail.verify(public_keys=...)`` take."""
+        return self._public_pem
+
+    @property
+    def public_pem(self) -> str:
+        """Deprecated: use :meth:`public_key_pem` (a method, like :meth:`private_key_pem`)."""
+        warnings.warn(
+            "AuditKey.public_pem is deprecated; call AuditKey.public_key_pem()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._public_pem
+
     def private_pem(self, *, password: bytes | None = None) -> Secret:
+        """Deprecated: use :meth:`private_key_pem` (same arguments)."""
+        warnings.warn(
+            "AuditKey.private_pem() is deprecated; call AuditKey.private_key_pem()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.private_key_pem(password=password)
+
+    def private_key_pem(self, *, password: bytes | None = None) -> Secret:
         """The private key as PKCS#8 PEM, encrypted when ``password`` is given."""
         from cryptography.hazmat.primitives import serialization
 
@@ -132,6 +159,7 @@ class AuditKey:
         )
 
     def sign(self, digest: bytes) -> str:
+        """The Ed25519 signature of ``digest``, base64 (of a record's chain hash)."""
         return base64.b64encode(self._private.sign(digest)).decode("ascii")
 
     def __repr__(self) -> str:
@@ -177,6 +205,7 @@ class Record:
 
     @property
     def fields(self) -> dict[str, Any]:
+        """The record's body as a dict (public values only)."""
         return dict(json.loads(self.body))
 
     def digest(self) -> str:
@@ -257,7 +286,7 @@ class AuditTrail:
                 self._db.executescript(_SCHEMA)
                 self._db.execute(
                     "INSERT OR IGNORE INTO audit_keys (key_id, public_pem) VALUES (?, ?)",
-                    (key.key_id, key.public_pem),
+                    (key.key_id, key.public_key_pem()),
                 )
 
             retry_locked(self._db, schema, 30.0)
@@ -337,6 +366,7 @@ class AuditTrail:
         return verify_path(self.path, **options)
 
     def close(self) -> None:
+        """Close the trail's database; records written so far stay, chained and signed."""
         with self._lock:
             self._db.close()
 
@@ -374,6 +404,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when the chain and every signature verified."""
         return not self.problems
 
 

@@ -134,6 +134,7 @@ class BybitSigner(SecretHolder):
         self._inner = inner
 
     def sign(self, payload: bytes) -> str:
+        """The signature of Bybit's pre-sign string: lowercase hex (HMAC), base64 (RSA)."""
         return self._inner.sign(payload)
 
     def sign_request(

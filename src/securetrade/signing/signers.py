@@ -32,7 +32,8 @@ __all__ = [
 class Signer(Protocol):
     """Turns the exact payload bytes into the signature text the venue expects."""
 
-    def sign(self, payload: bytes) -> str: ...
+    def sign(self, payload: bytes) -> str:
+        """The signature of exactly ``payload`` (the bytes sent), as the venue expects it."""
 
 
 class SecretHolder:

@@ -298,6 +298,7 @@ class Simulator:
         return server
 
     def close(self) -> None:
+        """Stop every server this simulator started; ``with`` calls it."""
         for server in self._servers:
             server.stop()
         self._servers.clear()
@@ -324,9 +325,11 @@ class SimTransport:
         self._sim = sim
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        """Hand the request to the simulator in this process (no socket); its answer."""
         return _answer(self._sim, request)
 
     def close(self) -> None:
+        """Nothing to release: the simulator runs in this process."""
         pass
 
 
@@ -337,7 +340,9 @@ class AsyncSimTransport:
         self._sim = sim
 
     async def send(self, request: HttpRequest) -> HttpResponse:
+        """Hand the request to the simulator in this process (no socket); its answer."""
         return _answer(self._sim, request)
 
     async def aclose(self) -> None:
+        """Nothing to release: the simulator runs in this process."""
         pass

@@ -93,6 +93,7 @@ class Faults:
             self._random = (probability, list(faults), random.Random(seed))  # noqa: S311  # nosec B311
 
     def add(self, fault: Fault) -> None:
+        """Queue ``fault`` for the next request it matches."""
         with self._lock:
             self._pending.append(fault)
 

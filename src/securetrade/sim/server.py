@@ -197,6 +197,7 @@ class HttpsServer(Served):
 
     @property
     def bytes_received(self) -> int:
+        """Bytes read from clients so far (tests check that nothing reached the venue)."""
         return self._server.counters.bytes_received
 
     @property
@@ -206,6 +207,7 @@ class HttpsServer(Served):
         return c.handshakes_ok, c.handshakes_failed
 
     def start(self) -> HttpsServer:
+        """Serve in a background thread; returns the server."""
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="securetrade-sim", daemon=True
         )
@@ -213,6 +215,7 @@ class HttpsServer(Served):
         return self
 
     def stop(self) -> None:
+        """Stop serving and join the thread."""
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:

@@ -128,14 +128,20 @@ class TransportFailure(Exception):
 class Transport(Protocol):
     """Sends requests synchronously, keeping connections alive."""
 
-    def send(self, request: HttpRequest) -> HttpResponse: ...
+    def send(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` exactly as given; raises ``TransportFailure`` saying whether it may
+        have been delivered."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close every connection."""
 
 
 class AsyncTransport(Protocol):
     """Sends requests from asyncio tasks."""
 
-    async def send(self, request: HttpRequest) -> HttpResponse: ...
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` exactly as given; raises ``TransportFailure`` saying whether it may
+        have been delivered."""
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close every connection."""

@@ -427,6 +427,7 @@ class HttpTransport:
         return response
 
     def close(self) -> None:
+        """Close idle connections and refuse new requests."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []

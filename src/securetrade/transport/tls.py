@@ -105,6 +105,7 @@ class PinSet:
         return f"PinSet({ {k: sorted(v) for k, v in self._table.items()} })"
 
     def pins_for(self, host: str | None) -> frozenset[str]:
+        """Every pin accepted for ``host`` (exact and wildcard entries together); empty if none."""
         host = (host or "").lower().rstrip(".")
         found: set[str] = set()
         for pattern, pins in self._table.items():
@@ -113,6 +114,7 @@ class PinSet:
         return frozenset(found)
 
     def pin_of(self, der: bytes) -> str:
+        """The ``sha256/...`` pin of a DER certificate's public key."""
         pin = self._der_cache.get(der)
         if pin is None:
             pin = pin_of_certificate(der)

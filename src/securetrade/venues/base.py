@@ -326,32 +326,46 @@ class Venue(Protocol):
         """The request exactly as it will be written. ``timestamp_ms`` is venue time;
         ``nonce`` is given when ``freshness`` is NONCE and the endpoint is signed."""
 
-    def open_orders_params(self, symbol: str | None) -> Params: ...
+    def open_orders_params(self, symbol: str | None) -> Params:
+        """Query parameters listing open orders, for one symbol or all."""
 
-    def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome: ...
+    def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        """What an answer means for the money (:class:`Outcome`): OK, rejected, retryable or
+        ambiguous."""
 
-    def order_params(self, order: OrderRequest, client_order_id: str) -> Params: ...
+    def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        """The venue's parameters for ``order`` under ``client_order_id``, in wire order."""
 
     def order_lookup_params(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
-    ) -> Params: ...
+    ) -> Params:
+        """Query parameters for one order, by the venue's id or the client order id."""
 
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
-    ) -> Params: ...
+    ) -> Params:
+        """The venue's parameters for a withdrawal to an allowlisted address."""
 
-    def parse_order(self, payload: Any) -> Order: ...
+    def parse_order(self, payload: Any) -> Order:
+        """One order from the venue's answer."""
 
-    def parse_orders(self, payload: Any) -> list[Order]: ...
+    def parse_orders(self, payload: Any) -> list[Order]:
+        """A list of orders from the venue's answer."""
 
-    def parse_balances(self, payload: Any) -> list[Balance]: ...
+    def parse_balances(self, payload: Any) -> list[Balance]:
+        """Balances from the venue's account answer."""
 
-    def parse_instruments(self, payload: Any) -> dict[str, Instrument]: ...
+    def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
+        """Trading rules per symbol from the venue's instruments answer."""
 
-    def parse_server_time(self, payload: Any) -> int: ...
+    def parse_server_time(self, payload: Any) -> int:
+        """The venue's time in epoch milliseconds."""
 
-    def parse_price(self, payload: Any) -> Decimal: ...
+    def parse_price(self, payload: Any) -> Decimal:
+        """The last price from the venue's ticker answer."""
 
-    def parse_rate_limits(self, payload: Any) -> list[RateLimit]: ...
+    def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
+        """The rate limits the venue publishes (empty if it publishes none)."""
 
-    def parse_withdrawal(self, payload: Any) -> str: ...
+    def parse_withdrawal(self, payload: Any) -> str:
+        """The withdrawal id from the venue's answer."""

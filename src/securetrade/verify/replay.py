@@ -126,6 +126,7 @@ class SqliteReplayStore:
             return int(self._db.execute("SELECT count(*) FROM st_replay").fetchone()[0])
 
     def close(self) -> None:
+        """Close the database; remembered ids stay in the file until they expire."""
         with self._lock:
             self._db.close()
 
@@ -146,4 +147,5 @@ class RedisReplayStore:
         return bool(self._client.set(self._prefix + token, b"1", nx=True, px=ttl))
 
     def close(self) -> None:
+        """Close the Redis connection; remembered ids stay until they expire."""
         self._client.close()

@@ -213,6 +213,7 @@ class CcxtVenue:
 
     @property
     def base_urls(self) -> Mapping[Environment, str]:
+        """The exchange's API root per environment, as ccxt lists it."""
         urls = self.codec.exchange.urls
         found: dict[Environment, str] = {}
         pairs = ((Environment.LIVE, urls.get("api")), (Environment.TESTNET, urls.get("test")))
@@ -421,15 +422,18 @@ class CcxtVenue:
         return frozenset(TimeInForce)
 
     def ticker_params(self, symbol: str) -> Params:
+        """Parameters for ccxt's ``fetch_ticker``."""
         return [("symbol", symbol)]
 
     def order_book_params(self, symbol: str, depth: int) -> Params:
+        """Parameters for ccxt's ``fetch_order_book``."""
         within("depth", depth, 5000)  # the exchange may allow fewer: it says so, then
         return [("symbol", symbol), ("limit", str(depth))]
 
     def candles_params(
         self, symbol: str, interval: str, since_ms: int | None, limit: int | None
     ) -> Params:
+        """Parameters for ccxt's ``fetch_ohlcv``; refuses an interval it lacks."""
         if interval not in self.intervals:
             raise InvalidRequest(
                 f"{self.name} offers the intervals {', '.join(self.intervals)}; not {interval!r}"
@@ -443,6 +447,7 @@ class CcxtVenue:
         return params
 
     def public_trades_params(self, symbol: str, limit: int | None) -> Params:
+        """Parameters for ccxt's ``fetch_trades``."""
         params: Params = [("symbol", symbol)]
         if limit is not None:
             within("limit", limit, 1000)

@@ -448,6 +448,7 @@ class KrakenSpot:
     intervals: Mapping[str, str] = _OHLC_INTERVALS
 
     def ticker_params(self, symbol: str) -> Params:
+        """Parameters for Kraken's public Ticker endpoint."""
         return [("pair", symbol)]
 
     def order_book_params(self, symbol: str, depth: int) -> Params:

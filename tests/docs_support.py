@@ -1,0 +1,85 @@
+"""What the docs' hidden set-up comments use to run each page against real things.
+
+A page's Python blocks run in order in one namespace, like a notebook. Where a block needs
+something the page's prose provides (a key, a connection, a Redis URL), an HTML comment
+just before it, invisible on the site, provides it::
+
+    <!-- docs-test
+    key, connection = docs.binance()
+    -->
+
+``docs`` is a :class:`Support` for the page: the simulator over real TLS on 127.0.0.1, a
+real redis-server, files in the page's temporary directory. Everything it starts stops
+when the page ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from redis_server import start_redis
+from securetrade import ApiKey
+from securetrade.sim import HttpsServer, Simulator
+
+
+class Support:
+    """Real resources for one page, released when the page ends."""
+
+    def __init__(self, stack: contextlib.ExitStack, directory: Path) -> None:
+        self.stack = stack
+        self.directory = directory
+        self._sim: Simulator | None = None
+        self._server: HttpsServer | None = None
+        self._redis: str | None = None
+
+    @property
+    def sim(self) -> Simulator:
+        """The page's simulator (one for the whole page)."""
+        if self._sim is None:
+            self._sim = self.stack.enter_context(Simulator())
+        return self._sim
+
+    @property
+    def server(self) -> HttpsServer:
+        """The simulator served over HTTPS on 127.0.0.1, with a fresh certificate."""
+        if self._server is None:
+            self._server = self.sim.serve()
+        return self._server
+
+    def connection(self) -> dict[str, Any]:
+        """What a client needs to reach the simulator: what ``pins=`` alone is live."""
+        server = self.server
+        return {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+
+    def binance(self, **options: Any) -> tuple[ApiKey, dict[str, Any]]:
+        """A fresh simulator key (read, trade, cancel unless told) and its connection."""
+        return self.sim.create_key(**options), self.connection()
+
+    def file(self, name: str, text: str) -> Path:
+        """Write ``text`` to ``name`` in the page's directory (its working directory)."""
+        path = self.directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def redis_url(self) -> str:
+        """A private redis-server for this page (no persistence)."""
+        if self._redis is None:
+            directory = self.directory / "redis"
+            directory.mkdir(exist_ok=True)
+            process, url = start_redis(directory)
+            self.stack.callback(_stop, process)
+            self._redis = url
+        return self._redis
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
