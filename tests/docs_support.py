@@ -75,6 +75,50 @@ class Support:
             self._redis = url
         return self._redis
 
+    def oauth(self) -> tuple[Any, str, Any]:
+        """A keystore holding an OAuth credential named ``alpaca``, logged in at the
+        simulated authorization server over TLS: ``(store, token_url, pinned_context)``."""
+        import secrets
+
+        import httpx
+
+        from securetrade.keys import KdfParams, KeyStore, Secret
+        from securetrade.oauth import OAuthCredential, TokenEndpoint, login
+        from securetrade.sim.oauth import OAuthServerSim
+        from securetrade.transport.tls import PinSet, pinned_ssl_context
+
+        client_secret = secrets.token_urlsafe(24).encode()
+        server = OAuthServerSim(access_ttl=3600)
+        server.register_client("bot-client", client_secret)
+        served = server.serve()
+        self.stack.callback(served.stop)
+        pinned = pinned_ssl_context(PinSet(served.pins), cadata=served.ca_pem)
+        store = KeyStore.create(
+            self.directory / "oauth-keys.json.enc",
+            secrets.token_bytes(16),
+            kdf=KdfParams(iterations=2, lanes=1, memory_kib=19 * 1024),
+        )
+        token_url = served.base_url + "/token"
+        endpoint = TokenEndpoint(token_url, ssl_context=pinned, venue="alpaca")
+        self.stack.callback(endpoint.close)
+
+        def browser(url: str) -> str:  # the owner approves; the redirect reaches the listener
+            with httpx.Client(verify=pinned) as agent:
+                location = agent.get(url).headers["location"]
+            httpx.get(location)
+            return str(location)
+
+        credential = OAuthCredential(
+            venue="alpaca",
+            client_id="bot-client",
+            client_secret=Secret(client_secret),
+            token_url=token_url,
+            authorize_url=served.base_url + "/authorize",
+            scope="trading",
+        )
+        login(store, "alpaca", credential, endpoint=endpoint, open_browser=browser, timeout=10)
+        return store, token_url, pinned
+
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()

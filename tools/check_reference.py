@@ -22,7 +22,9 @@ PACKAGES = [
     "securetrade.keys",
     "securetrade.models",
     "securetrade.nonce",
+    "securetrade.oauth",
     "securetrade.policy",
+    "securetrade.privacy",
     "securetrade.progress",
     "securetrade.ratelimit",
     "securetrade.record",
@@ -37,7 +39,10 @@ PACKAGES = [
     "securetrade.verify",
 ]
 # An export that shares its name with a submodule is rendered under its full path.
-RENAMED = {"securetrade.copy.plan": "securetrade.copy.plan.plan"}
+RENAMED = {
+    "securetrade.copy.plan": "securetrade.copy.plan.plan",
+    "securetrade.oauth.login": "securetrade.oauth.login.login",
+}
 
 
 def missing(site: Path) -> list[str]:

@@ -114,6 +114,7 @@ class LoopbackListener:
 
     @property
     def redirect_uri(self) -> str:
+        """The loopback URL the authorization server is told to send the browser back to."""
         return f"http://127.0.0.1:{self._server.server_address[1]}{_CALLBACK}"
 
     def wait(self, timeout: float) -> Secret:
@@ -127,6 +128,7 @@ class LoopbackListener:
             ) from None
 
     def close(self) -> None:
+        """Stop listening and free the port."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

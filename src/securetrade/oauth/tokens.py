@@ -71,6 +71,7 @@ class TokenEndpoint:
         )
 
     def close(self) -> None:
+        """Close the pinned connection to the token endpoint."""
         self._transport.close()
 
     def __enter__(self) -> TokenEndpoint:

@@ -89,6 +89,7 @@ class RetentionPolicy:
         )
 
     def class_of(self, kind: str) -> str:
+        """The retention class of an audit event ``kind`` (by its longest matching prefix)."""
         best = ""
         for prefix in self.kinds:
             if kind.startswith(prefix) and len(prefix) > len(best):
@@ -96,12 +97,15 @@ class RetentionPolicy:
         return self.kinds[best] if best else self.default_class
 
     def seconds(self, retention_class: str) -> float:
+        """How long records of ``retention_class`` are kept, in seconds."""
         return parse_period(self.classes[retention_class])
 
     def store_seconds(self, store: str) -> float:
+        """How long ``store`` keeps its rows, in seconds."""
         return parse_period(self.stores[store])
 
     def report(self) -> dict[str, Any]:
+        """Each retention class and store with its period, for a privacy notice."""
         return {
             "audit_classes": dict(self.classes),
             "event_kinds": dict(self.kinds),

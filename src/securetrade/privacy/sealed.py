@@ -194,6 +194,7 @@ class OpenedRecord:
     retain_until: float | None = None
 
     def to_json(self, *, include_restricted: bool = True) -> dict[str, Any]:
+        """The record as exported: facts, and personal fields where still readable."""
         shown: Any = self.personal
         if self.status in ("erased", "expired"):
             shown = ERASED

@@ -61,6 +61,7 @@ class Personal:
     aliases: tuple[str, ...] = ()
 
     def json_extra(self) -> dict[str, Any]:
+        """The tag as pydantic ``json_schema_extra``, so a model field carries it."""
         return {"pii": self.category.value, "subject": self.subject, "aliases": list(self.aliases)}
 
 
@@ -159,6 +160,7 @@ class PersonalDataPolicy:
     def from_models(
         cls, *models: type, extra: Mapping[str, Personal] | None = None
     ) -> PersonalDataPolicy:
+        """A policy from the tags on ``models``' fields, plus ``extra`` field names."""
         tags: dict[str, Personal] = {}
         for model in models:
             for name, tag in personal_fields(model).items():
@@ -185,6 +187,7 @@ class PersonalDataPolicy:
         )
 
     def subject_of(self, fields: Mapping[str, Any]) -> str | None:
+        """The subject ``fields`` are about (the field tagged ``subject=True``), if any."""
         for name in self.subject_fields:
             value = fields.get(name)
             if isinstance(value, str) and value:
@@ -223,4 +226,5 @@ class PersonalDataPolicy:
 
     @property
     def categories(self) -> list[str]:
+        """The categories of personal data the tagged fields hold."""
         return sorted({tag.category.value for tag in self.tags.values()})

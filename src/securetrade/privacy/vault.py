@@ -99,15 +99,20 @@ class PrivacyKeys:
 
     @property
     def pepper(self) -> bytes:
+        """The key of the subject pseudonyms (``subject_ref``), derived from the master key."""
         return self._pepper.expose()
 
     def wrap(self, dek: Secret, aad: bytes) -> tuple[bytes, bytes]:
+        """A data key sealed for storage: AES-GCM under the derived key, with ``aad``
+        binding it to its row; returns the nonce and the ciphertext."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         nonce = secrets.token_bytes(12)
         return nonce, AESGCM(self._kek.expose()).encrypt(nonce, dek.expose(), aad)
 
     def unwrap(self, nonce: bytes, wrapped: bytes, aad: bytes) -> Secret | None:
+        """A data key from its AES-GCM wrapping under the derived key; None if it does not
+        open (another key, or altered)."""
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -143,6 +148,7 @@ class DataKey:
 
     @property
     def restricted(self) -> bool:
+        """Whether the key is kept only until its date (its subject asked for erasure)."""
         return self.restricted_at is not None
 
 
@@ -245,6 +251,7 @@ class DataKeys:
         )
 
     def entries(self, subject_ref: str | None = None) -> list[DataKey]:
+        """Every data key's subject reference, class and dates (never the key)."""
         query = (
             "SELECT subject_ref, retention_class, created_at, retain_until, restricted_at "
             "FROM data_keys"
@@ -269,6 +276,7 @@ class DataKeys:
         ]
 
     def restrict(self, subject_ref: str, retention_class: str, at: float) -> None:
+        """Mark a subject's keys as restricted: kept until their date, then shredded."""
         with self._lock:
             self._db.execute(
                 "UPDATE data_keys SET restricted_at = COALESCE(restricted_at, ?) "
@@ -297,6 +305,7 @@ class DataKeys:
         return gone
 
     def close(self) -> None:
+        """Close the vault's database."""
         with self._lock:
             self._db.close()
 
