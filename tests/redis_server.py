@@ -32,15 +32,17 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server in ``directory``; return the process and its URL."""
+def start_redis(directory: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start redis-server in ``directory`` (on ``port``, else a free one: a restart takes
+    the port of the server it replaces); return the process and its URL."""
     binary = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
     if binary is None:
         pytest.fail("redis-server is not installed; the Redis backends cannot be tested")
+    wanted = port
     for _ in range(5):  # another process may take the port between probe and bind
-        port = _free_port()
+        port = wanted or _free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
         process = subprocess.Popen(
             [*args, "--save", "", "--appendonly", "no"],

@@ -7,10 +7,14 @@ venue's headers), so a gate does it all at once: one ``BEGIN IMMEDIATE`` transac
 five statements on SQLite, one Lua script on Redis, one lock in memory. Same order and same
 answers on all three:
 
-1. the caller's address or key id is locked out (shared by every process) ..... locked_out
-2. the request is older than the store's epoch (a store that lost its memory) .. restarted
-3. the nonce is recorded, or is already there and live ......................... replayed
-4. every bucket has room (GCRA), then all are spent, or none ................... rate_limited
+1. the request is older than the store's epoch (a store that lost its memory) .. restarted
+2. the caller's address or key id is locked out (shared by every process) ..... locked_out
+3. the nonce is already there and live ......................................... replayed
+4. a bucket has no room (GCRA) ............................................. rate_limited
+5. else the nonce is recorded and every bucket spent, in the same atomic step
+
+A refused request records nothing: a replay spends no budget, and a request refused for
+its rate can be sent again once its wait is over (its nonce is still unused).
 
 Rate limits are GCRA (the generic cell rate algorithm): a bucket keeps one number, the
 theoretical arrival time ``tat``; a call of cost ``c`` on ``Limit(n, w)`` moves it to
@@ -22,6 +26,7 @@ the read and the write happen under the store's write lock (or inside the script
 from __future__ import annotations
 
 import functools
+import heapq
 import os
 import sqlite3
 import threading
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from .._sqlite import retry_locked, wal
-from ..verify.replay import MemoryReplayStore
+from ..errors import InboundRejected, InvalidRequest
 
 __all__ = ["Bucket", "Gate", "MemoryGate", "SqliteGate", "Verdict", "boot_id"]
 
@@ -117,14 +122,17 @@ def _remaining(bucket: Bucket, tat: int, now: int, unit: int) -> int:
 
 def _gcra(
     buckets: Sequence[Bucket], tats: dict[str, int], now: int, unit: int
-) -> tuple[Verdict | None, list[tuple[str, int]]]:
-    """The new tat of each bucket, or the refusal if one has no room."""
+) -> tuple[Verdict, list[tuple[str, int]]]:
+    """The new tat of each bucket, or the refusal (the longest wait) if one has no room."""
     updates = []
+    wait = -1
     for bucket in buckets:
         tat = max(tats.get(bucket.name, now), now) + bucket.step(unit)
         if tat - now > bucket.width(unit):
-            return Verdict("rate_limited", (tat - now - bucket.width(unit)) / unit), []
+            wait = max(wait, tat - now - bucket.width(unit))
         updates.append((bucket.name, tat))
+    if wait >= 0:
+        return Verdict("rate_limited", wait / unit), []
     remaining = _remaining(buckets[0], updates[0][1], now, unit) if buckets else None
     return Verdict("ok", 0.0, remaining), updates
 
@@ -135,7 +143,11 @@ class MemoryGate:
     shared = False
 
     def __init__(self, *, max_entries: int = 1_000_000) -> None:
-        self._nonces = MemoryReplayStore(max_entries)
+        if max_entries < 1:
+            raise InvalidRequest("max_entries must be positive")
+        self.max_entries = max_entries
+        self._nonces: dict[str, int] = {}  # token -> expiry (ms)
+        self._expiry: list[tuple[int, str]] = []  # a heap of (expiry, token)
         self._tats: dict[str, int] = {}
         self._strikes: dict[str, tuple[int, int, int]] = {}  # name -> (count, first, until)
         self._lock = threading.Lock()
@@ -155,15 +167,30 @@ class MemoryGate:
             until = max((self._strikes.get(n, (0, 0, 0))[2] for n in locks), default=0)
             if until > now_ms:
                 return Verdict("locked_out", (until - now_ms) / 1000)
-            if not self._nonces.remember(token, expires_ms, now_ms):
+            heap, nonces = self._expiry, self._nonces
+            while heap and heap[0][0] <= now_ms:
+                stamp, old = heapq.heappop(heap)
+                if nonces.get(old) == stamp:
+                    del nonces[old]
+            if token in nonces:
                 return Verdict("replayed")
             verdict, updates = _gcra(buckets, self._tats, now, _NS)
+            if verdict.outcome != "ok":
+                return verdict  # a refused request records nothing
+            if len(nonces) >= self.max_entries:
+                raise InboundRejected(
+                    "the gateway's memory store is full: refusing new messages until ids "
+                    "expire (or give the gateway SharedState.sqlite or .redis)",
+                    reason="capacity",
+                )
+            nonces[token] = expires_ms
+            heapq.heappush(heap, (expires_ms, token))
             for name, tat in updates:
                 self._tats[name] = tat
             if len(self._tats) > 100_000:  # drop buckets that are empty again
                 for name in [n for n, t in self._tats.items() if t <= now]:
                     del self._tats[name]
-            return verdict if verdict is not None else Verdict("ok")
+            return verdict
 
     def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         now = time.time_ns() // 1_000_000
@@ -191,10 +218,12 @@ class MemoryGate:
 
 
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS st_gate_nonce
-       (token TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS st_gate_nonce_expiry ON st_gate_nonce (expires_ms)",
-    "CREATE TABLE IF NOT EXISTS st_gate_rate (name TEXT PRIMARY KEY, tat INTEGER NOT NULL)",
+    # Nonces ("n:" + token, value = expiry in ms) and rate buckets ("r:" + name, value = tat
+    # in ns) share one table, so one upsert records both and a commit writes few pages.
+    # ``step`` and ``width`` travel with a bucket's row so the upsert can judge it (NULL for
+    # a nonce). No index on the expiry: the purge every 1,000 writes scans the table.
+    """CREATE TABLE IF NOT EXISTS st_gate (name TEXT PRIMARY KEY, value INTEGER NOT NULL,
+       step INTEGER, width INTEGER) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS st_gate_strike (name TEXT PRIMARY KEY, count INTEGER NOT NULL,
        first_ms INTEGER NOT NULL, until_ms INTEGER NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS st_gate_epoch
@@ -215,33 +244,37 @@ _STRIKE = f"""INSERT INTO st_gate_strike (name, count, first_ms, until_ms)
 
 
 @functools.cache
-def _statements(locks: int, buckets: int) -> tuple[str, str]:
-    """The read and the write of one admission, for that many locks and buckets: the same
-    text each time, so sqlite3's statement cache keeps them prepared."""
-    read = (
-        "SELECT 0, name, until_ms FROM st_gate_strike WHERE name IN ("  # noqa: S608 - only ?
-        + ",".join("?" * locks)
-        + ") UNION ALL SELECT 1, name, tat FROM st_gate_rate WHERE name IN ("
-        + ",".join("?" * buckets)
-        + ")"
-    )
-    write = (
-        "INSERT INTO st_gate_rate (name, tat) VALUES "  # noqa: S608 - only ?
-        + ",".join("(?, ?)" for _ in range(buckets))
-        + " ON CONFLICT (name) DO UPDATE SET tat = excluded.tat"
-    )
-    return read, write
+def _upsert(locks: int, buckets: int) -> str:
+    """One admission as one statement, for that many locks and buckets (the same text each
+    time, so sqlite3's statement cache keeps it prepared). Parameters: ?1 now in ms, ?2 now
+    in ns, then the lock names, then (name, value, step, width) per row, the nonce first.
 
-
-_NONCE = """INSERT INTO st_gate_nonce (token, expires_ms) VALUES (?, ?)
-    ON CONFLICT (token) DO UPDATE SET expires_ms = excluded.expires_ms
-    WHERE st_gate_nonce.expires_ms <= ?"""
+    No row is written while a lock is on (the WHERE); a live nonce and a full bucket are
+    left as they are (the upsert's WHERE), and RETURNING names the rows written: all of
+    them, or the transaction is rolled back."""
+    marks = ",".join(f"?{3 + i}" for i in range(locks)) or "NULL"
+    first = 3 + locks
+    rows = ",".join(
+        f"(?{first + 4 * i}, ?{first + 4 * i + 1}, ?{first + 4 * i + 2}, ?{first + 4 * i + 3})"
+        for i in range(1 + buckets)
+    )
+    return (
+        "INSERT INTO st_gate (name, value, step, width) "  # noqa: S608 - only numbered ?
+        f"SELECT * FROM (VALUES {rows}) WHERE NOT EXISTS (SELECT 1 FROM st_gate_strike "
+        f"WHERE name IN ({marks}) AND until_ms > ?1) "
+        "ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.step IS NULL "
+        "THEN excluded.value ELSE max(value, ?2) + excluded.step END "
+        "WHERE CASE WHEN excluded.step IS NULL THEN value <= ?1 "
+        "ELSE max(value, ?2) + excluded.step - ?2 <= excluded.width END "
+        "RETURNING name, value"
+    )
 
 
 class SqliteGate:
     """Processes on one host: one SQLite file in WAL mode; each admission is one
-    ``BEGIN IMMEDIATE`` transaction (read locks and tats, insert the nonce, write the tats,
-    commit), so SQLite's write lock makes every step exact across processes.
+    ``BEGIN IMMEDIATE`` transaction of one upsert (the nonce and every bucket, unless a lock
+    is on), committed only if every row was written, so SQLite's write lock makes each
+    step exact across processes and a refused request records nothing.
 
     The epoch: the file records the boot it was last opened under. Opened after a reboot
     (a power cut may have lost the last commits, nonces among them), it starts a new epoch
@@ -296,38 +329,67 @@ class SqliteGate:
         # to ahead_ms past it: refuse up to there.
         if stamp_ms <= self.epoch_ms + ahead_ms:
             return Verdict("restarted", (self.epoch_ms + ahead_ms - stamp_ms) / 1000)
-        read, write = _statements(len(locks), len(buckets))
-        names = (*locks, *(b.name for b in buckets))
+        statement = _upsert(len(locks), len(buckets))
+        nonce = "n:" + token
+        params: list[object] = [0, 0, *locks, nonce, expires_ms, None, None]
+        for bucket in buckets:
+            params += ["r:" + bucket.name, 0, bucket.step(_NS), bucket.width(_NS)]
         db = self._db
         with self._lock:
             db.execute("BEGIN IMMEDIATE")
             try:
                 now = time.time_ns()
                 now_ms = now // 1_000_000
-                until, tats = 0, {}
-                for kind, name, value in db.execute(read, names):
-                    if kind == 0:
-                        until = max(until, value)
-                    else:
-                        tats[name] = value
-                if until > now_ms:
-                    verdict = Verdict("locked_out", (until - now_ms) / 1000)
-                elif db.execute(_NONCE, (token, expires_ms, now_ms)).rowcount != 1:
-                    verdict = Verdict("replayed")
+                params[0], params[1] = now_ms, now
+                for i, bucket in enumerate(buckets):  # a new bucket starts full
+                    params[len(locks) + 7 + 4 * i] = now + bucket.step(_NS)
+                written = dict(db.execute(statement, params).fetchall())
+                if len(written) == 1 + len(buckets):
+                    db.execute("COMMIT")
+                    first = written.get("r:" + buckets[0].name) if buckets else None
+                    left = None if first is None else _remaining(buckets[0], first, now, _NS)
+                    verdict = Verdict("ok", 0.0, left)
                 else:
-                    found, updates = _gcra(buckets, tats, now, _NS)
-                    verdict = found if found is not None else Verdict("ok")
-                    if updates:
-                        db.execute(write, [v for pair in updates for v in pair])
-                    self._writes += 1
-                    if self._writes % self._PURGE_EVERY == 0:
-                        db.execute("DELETE FROM st_gate_nonce WHERE expires_ms <= ?", (now_ms,))
-                db.execute("COMMIT")
+                    verdict = self._why(locks, nonce, buckets, written, now)
+                    db.execute("ROLLBACK")
+                self._writes += 1
+                if self._writes % self._PURGE_EVERY == 0:
+                    db.execute("DELETE FROM st_gate WHERE step IS NULL AND value <= ?", (now_ms,))
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         return verdict
+
+    def _why(
+        self,
+        locks: Sequence[str],
+        nonce: str,
+        buckets: Sequence[Bucket],
+        written: dict[str, int],
+        now: int,
+    ) -> Verdict:
+        """Why the upsert left rows out (still inside its transaction, so exact)."""
+        now_ms = now // 1_000_000
+        marks = ",".join("?" * len(locks)) or "NULL"
+        (until,) = self._db.execute(
+            f"SELECT max(until_ms) FROM st_gate_strike WHERE name IN ({marks})",  # noqa: S608
+            tuple(locks),
+        ).fetchone()
+        if until is not None and until > now_ms:
+            return Verdict("locked_out", (until - now_ms) / 1000)
+        if nonce not in written:
+            return Verdict("replayed")
+        wait = 0.0
+        for bucket in buckets:
+            if "r:" + bucket.name in written:
+                continue
+            row = self._db.execute(
+                "SELECT value FROM st_gate WHERE name = ?", ("r:" + bucket.name,)
+            ).fetchone()
+            tat = max(row[0] if row else now, now) + bucket.step(_NS)
+            wait = max(wait, (tat - now - bucket.width(_NS)) / _NS)
+        return Verdict("rate_limited", wait)
 
     def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         out = {}

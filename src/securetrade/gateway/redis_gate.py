@@ -50,17 +50,22 @@ for i = 3, 2 + nlocks do
   if left > locked then locked = left end
 end
 if locked > 0 then return {'locked_out', tostring(locked)} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {'replayed', '0'} end
 local tats = {}
+local wait = -1
 for i = 3 + nlocks, #KEYS do
   local j = 5 + (i - 3 - nlocks) * 3
   local step, width = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   tat = tat + step
-  if tat - now > width then return {'rate_limited', tostring((tat - now - width) / 1000)} end
+  if tat - now > width then wait = math.max(wait, tat - now - width) end
   tats[i] = tat
 end
+if wait >= 0 then  -- a refused request records nothing
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'replayed', '0'} end
+  return {'rate_limited', tostring(wait / 1000)}
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {'replayed', '0'} end
 local remaining = '-1'
 for i = 3 + nlocks, #KEYS do
   local left = tats[i] - now
