@@ -39,7 +39,7 @@ def _admit(
     state: SharedState, token: str, *buckets: Bucket, locks: tuple[str, ...] = ()
 ) -> Verdict:
     now = time.time_ns() // 1_000_000 + 10  # stamped after the store's epoch
-    return state.admit(token, now, now + 30_000, 0, locks, buckets)
+    return state.admit(token, now, now + 30_000, 0, locks, buckets, remaining=True)
 
 
 def test_a_bucket_admits_its_burst_then_refuses_with_the_wait(state: SharedState) -> None:

@@ -430,6 +430,7 @@ class GatewayMiddleware:
             self.max_ahead_ms,
             locks,
             buckets,
+            self.report_remaining and self.key_limit is not None,
         )
         try:
             verdict = self.state.admit(*args)

@@ -131,6 +131,7 @@ class RedisGate:
         ahead_ms: int,
         locks: Sequence[str],
         buckets: Sequence[Bucket],
+        remaining: bool = False,
     ) -> Verdict:
         p = self._prefix
         keys = [p + "epoch", p + "nonce:" + token]

@@ -91,10 +91,11 @@ class SharedState:
         ahead_ms: int,
         locks: Sequence[str],
         buckets: Sequence[Bucket],
+        remaining: bool = False,
     ) -> Verdict:
         """One request's lock-outs, epoch, nonce and buckets, in one atomic step."""
         try:
-            return self.gate.admit(token, stamp_ms, expires_ms, ahead_ms, locks, buckets)
+            return self.gate.admit(token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining)
         except SecureTradeError:
             raise  # a full memory store says so itself (InboundRejected "capacity")
         except Exception:
