@@ -452,10 +452,7 @@ class GatewayMiddleware:
                 log.warning("gateway store %s is back", self.state.name)
         outcome = verdict.outcome
         if outcome != "ok":
-            if outcome == "locked_out":
-                clock = time.monotonic()
-                for name in locks:
-                    self.lockout.lock(name, clock, verdict.wait)
+            if outcome == "locked_out":  # by another process (which name is not said)
                 raise _Refused(429, "locked_out", verdict.wait)
             if outcome == "replayed":
                 raise _Refused(409, "replayed")
