@@ -235,6 +235,8 @@ class GatewayMiddleware:
             principal, body, extra = await self._check(scope, receive, context)
         except _Refused as refusal:
             self.monitor.timed(time.perf_counter() - started, "refused")
+            if refusal.reason == "locked_out" and self.lockout.hold:
+                await anyio.sleep(self.lockout.hold)  # pace a flood, at no CPU cost
             await self._refuse(send, scope, refusal, context)
             return
         except _Gone:

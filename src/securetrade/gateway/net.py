@@ -66,6 +66,10 @@ class Lockout:
     ``max_names`` names. Checking that copy is one dict read, so a locked-out flood is
     refused before any signature or store work. ``failed`` is the same count kept here
     alone, used while the store is down.
+
+    ``hold`` is how long a locked-out caller waits for its 429: a sleeping task costs the
+    gateway no CPU, while a client that floods over keep-alive connections is slowed to
+    one request per ``hold`` per connection, and so leaves the CPU to valid clients.
     """
 
     def __init__(
@@ -75,9 +79,13 @@ class Lockout:
         window: float = 60.0,
         duration: float = 300.0,
         max_names: int = 100_000,
+        hold: float = 0.02,
     ) -> None:
         if threshold < 1 or window <= 0 or duration <= 0 or max_names < 1:
             raise InvalidRequest("lockout threshold, window, duration and size must be positive")
+        if not 0 <= hold <= 10:
+            raise InvalidRequest("lockout hold must be 0 to 10 seconds")
+        self.hold = hold
         self.threshold = threshold
         self.window = window
         self.duration = duration
