@@ -252,10 +252,11 @@ def _upsert(locks: int, buckets: int) -> str:
     time, so sqlite3's statement cache keeps it prepared). Parameters: ?1 now in ms, ?2 now
     in ns, then the lock names, then (name, value, step, width) per row, the nonce first.
 
-    No row is written while a lock is on (the WHERE); a live nonce and a full bucket are
-    left as they are (the upsert's WHERE); the count of rows written says whether all
-    were (else the transaction is rolled back). No RETURNING: its temporary table costs
-    more than the rest of the statement."""
+    No row is written while a lock is on (the WHERE). A live nonce or a full bucket makes
+    its row's new value NULL, which its NOT NULL column refuses: the statement aborts and
+    SQLite undoes every row it wrote. So one statement, in its own implicit transaction,
+    is all or nothing; no BEGIN, COMMIT or RETURNING (whose temporary table costs more than
+    the rest of the statement)."""
     marks = ",".join(f"?{3 + i}" for i in range(locks)) or "NULL"
     first = 3 + locks
     rows = ",".join(
@@ -267,17 +268,17 @@ def _upsert(locks: int, buckets: int) -> str:
         f"SELECT * FROM (VALUES {rows}) WHERE NOT EXISTS (SELECT 1 FROM st_gate_strike "
         f"WHERE name IN ({marks}) AND until_ms > ?1) "
         "ON CONFLICT (name) DO UPDATE SET value = CASE WHEN excluded.step IS NULL "
-        "THEN excluded.value ELSE max(value, ?2) + excluded.step END "
-        "WHERE CASE WHEN excluded.step IS NULL THEN value <= ?1 "
-        "ELSE max(value, ?2) + excluded.step - ?2 <= excluded.width END"
+        "THEN CASE WHEN value <= ?1 THEN excluded.value END "
+        "ELSE CASE WHEN max(value, ?2) + excluded.step - ?2 <= excluded.width "
+        "THEN max(value, ?2) + excluded.step END END"
     )
 
 
 class SqliteGate:
-    """Processes on one host: one SQLite file in WAL mode; each admission is one
-    ``BEGIN IMMEDIATE`` transaction of one upsert (the nonce and every bucket, unless a lock
-    is on), committed only if every row was written, so SQLite's write lock makes each
-    step exact across processes and a refused request records nothing.
+    """Processes on one host: one SQLite file in WAL mode; each admission is one upsert
+    statement (the nonce and every bucket, unless a lock is on) that writes every row or
+    none, under SQLite's write lock: exact across processes, and a refused request records
+    nothing.
 
     The epoch: the file records the boot it was last opened under. Opened after a reboot
     (a power cut may have lost the last commits, nonces among them), it starts a new epoch
@@ -343,16 +344,9 @@ class SqliteGate:
         params: list[object] = [0, 0, *locks, nonce, expires_ms, None, None]
         for bucket in buckets:
             params += ["r:" + bucket.name, 0, bucket.step(_NS), bucket.width(_NS)]
-        db = self._db
         with self._lock:
             for _ in range(3):
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    verdict = self._decide(statement, params, locks, nonce, buckets, remaining)
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
+                verdict = self._decide(statement, params, locks, nonce, buckets, remaining)
                 if verdict is not None:
                     return verdict
         raise sqlite3.OperationalError("the gate could neither admit nor refuse")
@@ -366,29 +360,30 @@ class SqliteGate:
         buckets: Sequence[Bucket],
         remaining: bool,
     ) -> Verdict | None:
-        """Inside BEGIN IMMEDIATE: the upsert, committed if it wrote every row; else why
-        not, read under the same write lock (None in the rare case that the state changed
-        between the two transactions: try again)."""
+        """The upsert; if it wrote nothing, why not, read in one snapshot (None in the rare
+        case that the state changed in between: try again)."""
         db = self._db
         now = time.time_ns()
         now_ms = now // 1_000_000
         params[0], params[1] = now_ms, now
         for i, bucket in enumerate(buckets):  # a new bucket starts full
             params[len(locks) + 7 + 4 * i] = now + bucket.step(_NS)
-        if db.execute(statement, params).rowcount == 1 + len(buckets):
+        try:
+            written = db.execute(statement, params).rowcount
+        except sqlite3.IntegrityError:  # a row was refused: the statement wrote nothing
+            written = 0
+        if written == 1 + len(buckets):
             left = None
             if remaining and buckets:  # one more read, only when asked
                 (tat,) = db.execute(
                     "SELECT value FROM st_gate WHERE name = ?", ("r:" + buckets[0].name,)
                 ).fetchone()
                 left = _remaining(buckets[0], tat, now, _NS)
-            db.execute("COMMIT")
             self._writes += 1
             if self._writes % self._PURGE_EVERY == 0:
                 db.execute("DELETE FROM st_gate WHERE step IS NULL AND value <= ?", (now_ms,))
             return Verdict("ok", 0.0, left)
-        db.execute("ROLLBACK")  # undo the rows that were written, then judge the state
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN")
         try:
             return self._why(locks, nonce, buckets, now)
         finally:
