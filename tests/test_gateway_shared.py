@@ -169,3 +169,37 @@ def test_a_redis_restarted_without_its_data_accepts_no_replay(tmp_path: Path) ->
                 assert int(again.headers["retry-after"]) >= 1
                 fresh = client.post("/echo", content=fresh_body, headers=fresh_headers)
                 assert fresh.status_code == 409
+
+
+@pytest.mark.redis
+def test_fail_open_checks_in_memory_while_redis_is_down_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only when asked: with Redis gone, nonces, limits and lock-outs are judged in this
+    process's memory (a replay to this process is still refused), with one warning when
+    the store goes."""
+    from gateway_app import build
+    from gateway_server import ThreadServer
+    from securetrade.gateway import SharedState
+
+    master = secrets.token_bytes(32)
+    signer = MessageSigner("acme:leader-1", key_secret(master, "acme:leader-1"))
+    forger = MessageSigner("acme:leader-2", Secret(secrets.token_bytes(32)))
+    with _redis_at(tmp_path) as (process, url):
+        state = SharedState.redis(url, timeout=0.5)
+        options: dict[str, Any] = {"fail_open": True, "max_ahead_ms": 0}
+        with ThreadServer(build(master, state=state, **options)) as server:
+            assert _post(server.url, signer, b"before") == 200
+            process.kill()
+            process.wait()
+            with caplog.at_level("WARNING", logger="securetrade.gateway"):
+                with httpx.Client(base_url=server.url, timeout=20) as client:
+                    headers = signer.headers("POST", "/echo", b"during")
+                    first = client.post("/echo", content=b"during", headers=headers)
+                    again = client.post("/echo", content=b"during", headers=headers)
+                forged = [_post(server.url, forger, b"x", source="127.0.0.3") for _ in range(21)]
+            assert (first.status_code, again.status_code) == (200, 409)
+            assert forged == [401] * 20 + [429]  # the lock-out counted here meanwhile
+            warnings = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
+            assert len(warnings) == 1
+            assert "fail_open=True" in warnings[0]

@@ -90,7 +90,9 @@ _GUESSES = frozenset({"malformed", "unknown_key", "bad_signature"})
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """At most ``requests`` in any ``seconds``-long window."""
+    """``requests`` per ``seconds``: a burst of up to ``requests`` at once, then one every
+    ``seconds / requests`` (GCRA, see :mod:`securetrade.gateway.gate`); a quiet bucket
+    refills at that pace. Over any ``seconds``-long span, at most ``2 * requests - 1``."""
 
     requests: int
     seconds: float
