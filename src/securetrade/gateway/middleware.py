@@ -92,7 +92,7 @@ _GUESSES = frozenset({"malformed", "unknown_key", "bad_signature"})
 class Limit:
     """``requests`` per ``seconds``: a burst of up to ``requests`` at once, then one every
     ``seconds / requests`` (GCRA, see :mod:`securetrade.gateway.gate`); a quiet bucket
-    refills at that pace. Over any ``seconds``-long span, at most ``2 * requests - 1``."""
+    refills at that pace. Over any ``seconds``-long span, at most ``2 * requests``."""
 
     requests: int
     seconds: float
