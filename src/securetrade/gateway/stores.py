@@ -52,7 +52,8 @@ class SharedState:
             gate = SqliteGate(path, timeout=timeout)
         except Exception:
             raise StoreUnavailable(
-                f"the gateway's SQLite file {os.fspath(path)!r} did not open"
+                f"the gateway's SQLite file {os.fspath(path)!r} did not open: check that its "
+                "directory exists and is writable by every gateway process"
             ) from None
         return cls(gate, name="sqlite")
 
