@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from securetrade.gateway import SharedState
+from securetrade.gateway import SharedState, StoreUnavailable
 from securetrade.gateway.gate import Bucket, Strikes, Verdict
 
 STORES = ["memory", "sqlite", "redis"]
@@ -134,3 +134,28 @@ def test_a_new_sqlite_file_has_nothing_to_lose(tmp_path: Path) -> None:
         assert state.admit(_token(), now - 1_000, now + 29_000, 5_000, (), ()).outcome == "ok"
     finally:
         state.close()
+
+
+def test_a_sqlite_file_held_by_another_writer_fails_closed(tmp_path: Path) -> None:
+    """A write lock held past the timeout is a store that does not answer: StoreUnavailable
+    (the middleware's 503), never a sqlite3 error, and nothing recorded."""
+    path = tmp_path / "held.db"
+    state = SharedState.sqlite(path, timeout=0.1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        token = _token()
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            _admit(state, token)
+        with pytest.raises(StoreUnavailable):
+            state.failed(["addr:a"], Strikes(3, 60_000, 60_000))
+        holder.execute("ROLLBACK")
+        assert _admit(state, token).outcome == "ok"  # the refused attempt recorded nothing
+    finally:
+        holder.close()
+        state.close()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable, match="directory exists and is writable"):
+        SharedState.sqlite(tmp_path / "missing" / "gate.db")
