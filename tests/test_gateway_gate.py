@@ -159,3 +159,10 @@ def test_a_sqlite_file_held_by_another_writer_fails_closed(tmp_path: Path) -> No
 def test_a_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="directory exists and is writable"):
         SharedState.sqlite(tmp_path / "missing" / "gate.db")
+
+
+def test_a_full_memory_store_fails_closed() -> None:
+    state = SharedState.memory(max_entries=2)
+    assert [_admit(state, _token()).outcome for _ in range(2)] == ["ok", "ok"]
+    with pytest.raises(StoreUnavailable, match="full"):
+        _admit(state, _token())

@@ -97,8 +97,8 @@ class SharedState:
         """One request's lock-outs, epoch, nonce and buckets, in one atomic step."""
         try:
             return self.gate.admit(token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining)
-        except SecureTradeError:
-            raise  # a full memory store says so itself (InboundRejected "capacity")
+        except SecureTradeError as full:  # the memory store at max_entries: fail closed
+            raise StoreUnavailable(str(full)) from None
         except Exception:
             raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 
