@@ -32,14 +32,12 @@ validated model. Nothing here imports Starlette: any ASGI server and framework w
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +47,7 @@ from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
 from ..verify.scheme import KEY_ID, NONCE, TIMESTAMP, canonical_message
+from .deadline import BodyDeadlines, SlowBody
 from .events import GatewayMonitor, SecurityEvent
 from .gate import Bucket
 from .keys import GatewayPrincipal, KeyRegistry
@@ -64,7 +63,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("securetrade.gateway")
-_asyncio_timeout: Any = getattr(asyncio, "timeout", None)
 
 BODY_KEY = "securetrade.body"
 
@@ -197,6 +195,7 @@ class GatewayMiddleware:
         self.window_ms = window_ms
         self.max_ahead_ms = max_ahead_ms
         self.body_timeout = body_timeout
+        self._deadlines = BodyDeadlines(body_timeout)
         self.proxies = TrustedProxies(trusted_proxies)
         self.lockout = lockout if lockout is not None else Lockout()
         self.monitor = monitor if monitor is not None else GatewayMonitor()
@@ -391,7 +390,7 @@ class GatewayMiddleware:
         size = 0
         cap = self.max_body_bytes
         try:
-            async with _deadline(self.body_timeout):
+            async with self._deadlines.timed():
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
@@ -403,7 +402,7 @@ class GatewayMiddleware:
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
-        except TimeoutError:
+        except SlowBody:
             raise _Refused(408, "slow_body") from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -514,34 +513,6 @@ class GatewayMiddleware:
         )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def _deadline(seconds: float) -> AbstractAsyncContextManager[Any]:
-    """A timeout for the current task: asyncio's own where it has one (3.11+: half the cost
-    of anyio's), else anyio's, which also serves trio."""
-    if _asyncio_timeout is not None:
-        try:
-            asyncio.current_task()  # raises outside an asyncio loop (trio, say)
-        except RuntimeError:
-            pass
-        else:
-            timeout: AbstractAsyncContextManager[Any] = _asyncio_timeout(seconds)
-            return timeout
-    return _AnyioDeadline(seconds)
-
-
-class _AnyioDeadline:
-    __slots__ = ("_scope", "_seconds")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    async def __aenter__(self) -> None:
-        self._scope = anyio.fail_after(self._seconds)
-        self._scope.__enter__()
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        return self._scope.__exit__(*exc)
 
 
 def _target(scope: Scope) -> str:
