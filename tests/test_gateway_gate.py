@@ -166,3 +166,18 @@ def test_a_full_memory_store_fails_closed() -> None:
     assert [_admit(state, _token()).outcome for _ in range(2)] == ["ok", "ok"]
     with pytest.raises(StoreUnavailable, match="full"):
         _admit(state, _token())
+
+
+def test_a_route_costing_more_than_a_limit_admits_is_refused_at_build() -> None:
+    """Else a new bucket on SQLite would take one such call before refusing the rest."""
+    from gateway_app import build
+    from securetrade.errors import InvalidRequest
+    from securetrade.gateway import GatewayMiddleware, KeyRegistry, Limit, Route
+
+    with pytest.raises(InvalidRequest, match="lower its cost"):
+        GatewayMiddleware(
+            build(secrets.token_bytes(32)),
+            keys=KeyRegistry([]),
+            routes=[Route("POST", "/bulk", cost=10)],
+            key_limit=Limit(5, 1.0),
+        )

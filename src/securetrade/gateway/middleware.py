@@ -24,10 +24,10 @@ Authentication failures (steps 2, 3 and 5) are counted in the shared store, so t
 lock-out of step 0 holds for every process. A store that does not answer (step 7)
 refuses with 503 and ``Retry-After``: the gateway never serves a request it could not
 check, unless built with ``fail_open=True``, which checks against this process's memory
-meanwhile and logs a warning. The verified
-body is replayed to the application byte for byte; ``scope["auth"]`` holds the
-:class:`~securetrade.gateway.keys.GatewayPrincipal`, ``scope["securetrade.body"]`` the
-validated model. Nothing here imports Starlette: any ASGI server and framework will do.
+meanwhile and logs a warning. The verified body is replayed to the application byte for
+byte; ``scope["auth"]`` holds the :class:`~securetrade.gateway.keys.GatewayPrincipal`,
+``scope["securetrade.body"]`` the validated model. Nothing here imports Starlette: any
+ASGI server and framework will do.
 """
 
 from __future__ import annotations
@@ -188,6 +188,13 @@ class GatewayMiddleware:
             if (route.method, route.path) in self.routes:
                 raise InvalidRequest(f"route {route.method} {route.path} is declared twice")
             self.routes[(route.method, route.path)] = route
+        for limit in (key_limit, tenant_limit):
+            costly = [r for r in self.routes.values() if limit and r.cost > limit.requests]
+            if limit is not None and costly:
+                raise InvalidRequest(
+                    f"route {costly[0].method} {costly[0].path} costs {costly[0].cost}, more "
+                    f"than a limit of {limit.requests} could ever admit: lower its cost"
+                )
         self.state = state if state is not None else SharedState.memory()
         self.key_limit = key_limit
         self.tenant_limit = tenant_limit
