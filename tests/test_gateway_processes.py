@@ -85,7 +85,9 @@ def test_the_same_nonce_from_8_processes_at_once_is_accepted_exactly_once(
 ) -> None:
     master = secrets.token_bytes(32)
     spec = f"sqlite:{tmp_path / 'gateway.db'}" if store == "sqlite" else f"redis:{redis_url}"
-    options = {"key_limit": None, "tenant_limit": None}
+    # max_ahead_ms=0: a new Redis starts its epoch when the servers connect, and refuses
+    # requests stamped up to max_ahead_ms past it (they could predate a restart).
+    options = {"key_limit": None, "tenant_limit": None, "max_ahead_ms": 0}
     with ProcessServers(4, master, spec, **options) as servers:
         per_round = _race(servers.url, master)
     for statuses in per_round:
@@ -100,7 +102,7 @@ def test_redis_stopped_mid_run_answers_503_never_500_and_accepts_nothing_twice(
     process, url = start_redis(tmp_path)
     signer = MessageSigner("acme:leader-1", key_secret(master, "acme:leader-1"))
     try:
-        with ProcessServers(2, master, f"redis:{url}") as servers:
+        with ProcessServers(2, master, f"redis:{url}", max_ahead_ms=0) as servers:
             sent = []
             with httpx.Client(base_url=servers.url, timeout=20) as client:
                 for n in range(20):

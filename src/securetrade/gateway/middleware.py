@@ -13,39 +13,43 @@ with a fixed problem body (RFC 9457) that names no internals, and reports one
    then the body is read, counted against the cap (413) and timed (408)
 5. signature over method, target, timestamp, nonce, key id and sha256(body) ...... 401
    (securetrade.verify's scheme; the key's allowed networks are checked next ..... 403)
-6. the nonce is recorded atomically in the shared store; already there ........... 409
-7. the route is declared, and the key holds its scopes ...................... 404 / 403
-8. rate limits per key id and per tenant, in the shared store ..................... 429
-9. the body validates against the route's model (pydantic, extra="forbid") ........ 422
+6. the route is declared, and the key holds its scopes ...................... 404 / 403
+7. one atomic step in the shared store (:mod:`.gate`): the address and key id are
+   not locked out by any process (429), the request is younger than the store's
+   epoch (503, a store that lost its nonces), the nonce is recorded (409), and the
+   per-key and per-tenant rate limits have room (429) ........... 429 / 503 / 409 / 429
+8. the body validates against the route's model (pydantic, extra="forbid") ........ 422
 
-A store that does not answer (steps 6 and 8) refuses with 503 and ``Retry-After``: the
-gateway never serves a request it could not check, unless built with ``fail_open=True``,
-which checks against this process's memory meanwhile and logs a warning. The verified
-body is replayed to the application byte for byte; ``scope["auth"]`` holds the
-:class:`~securetrade.gateway.keys.GatewayPrincipal`, ``scope["securetrade.body"]`` the
-validated model. Nothing here imports Starlette: any ASGI server and framework will do.
+Authentication failures (steps 2, 3 and 5) are counted in the shared store, so the
+lock-out of step 0 holds for every process. A store that does not answer (step 7)
+refuses with 503 and ``Retry-After``: the gateway never serves a request it could not
+check, unless built with ``fail_open=True``, which checks against this process's memory
+meanwhile and logs a warning. The verified body is replayed to the application byte for
+byte; ``scope["auth"]`` holds the :class:`~securetrade.gateway.keys.GatewayPrincipal`,
+``scope["securetrade.body"]`` the validated model. Nothing here imports Starlette: any
+ASGI server and framework will do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from ..errors import InvalidRequest
-from ..ratelimit import Draw, key_label
+from ..ratelimit import key_label
 from ..verify.replay import replay_token
 from ..verify.scheme import KEY_ID, NONCE, TIMESTAMP, canonical_message
+from .deadline import BodyDeadlines, SlowBody
 from .events import GatewayMonitor, SecurityEvent
+from .gate import Bucket
 from .keys import GatewayPrincipal, KeyRegistry
 from .net import Lockout, TrustedProxies
 from .stores import SharedState, StoreUnavailable
@@ -59,7 +63,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("securetrade.gateway")
-_asyncio_timeout: Any = getattr(asyncio, "timeout", None)
 
 BODY_KEY = "securetrade.body"
 
@@ -85,7 +88,9 @@ _GUESSES = frozenset({"malformed", "unknown_key", "bad_signature"})
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """At most ``requests`` in any ``seconds``-long window."""
+    """``requests`` per ``seconds``: a burst of up to ``requests`` at once, then one every
+    ``seconds / requests`` (GCRA, see :mod:`securetrade.gateway.gate`); a quiet bucket
+    refills at that pace. Over any ``seconds``-long span, at most ``2 * requests``."""
 
     requests: int
     seconds: float
@@ -183,6 +188,13 @@ class GatewayMiddleware:
             if (route.method, route.path) in self.routes:
                 raise InvalidRequest(f"route {route.method} {route.path} is declared twice")
             self.routes[(route.method, route.path)] = route
+        for limit in (key_limit, tenant_limit):
+            costly = [r for r in self.routes.values() if limit and r.cost > limit.requests]
+            if limit is not None and costly:
+                raise InvalidRequest(
+                    f"route {costly[0].method} {costly[0].path} costs {costly[0].cost}, more "
+                    f"than a limit of {limit.requests} could ever admit: lower its cost"
+                )
         self.state = state if state is not None else SharedState.memory()
         self.key_limit = key_limit
         self.tenant_limit = tenant_limit
@@ -190,6 +202,7 @@ class GatewayMiddleware:
         self.window_ms = window_ms
         self.max_ahead_ms = max_ahead_ms
         self.body_timeout = body_timeout
+        self._deadlines = BodyDeadlines(body_timeout)
         self.proxies = TrustedProxies(trusted_proxies)
         self.lockout = lockout if lockout is not None else Lockout()
         self.monitor = monitor if monitor is not None else GatewayMonitor()
@@ -199,7 +212,7 @@ class GatewayMiddleware:
         self.report_remaining = report_remaining
         self.namespace = namespace
         self._now_ms = now_ms if now_ms is not None else lambda: time.time_ns() // 1_000_000
-        self._plans: dict[tuple[str, int, str], tuple[Any, str]] = {}
+        self._plans: dict[tuple[str, int, str], tuple[Bucket, ...]] = {}
         self._degraded = False
         self._validation_errors: tuple[type[BaseException], ...] = (ValueError,)
         if any(r.model is not None for r in self.routes.values()):
@@ -230,6 +243,8 @@ class GatewayMiddleware:
             principal, body, extra = await self._check(scope, receive, context)
         except _Refused as refusal:
             self.monitor.timed(time.perf_counter() - started, "refused")
+            if refusal.reason == "locked_out" and self.lockout.hold:
+                await anyio.sleep(self.lockout.hold)  # pace a flood, at no CPU cost
             await self._refuse(send, scope, refusal, context)
             return
         except _Gone:
@@ -331,23 +346,17 @@ class GatewayMiddleware:
         if key.networks and not key.reachable_from(address):
             raise _Refused(403, "network")
 
-        # 6. nonce, atomically, in the shared store
-        token = replay_token(key_id, nonce)
-        expires = timestamp + self.window_ms + 1
-        if not self._shared(lambda s: s.remember(token, expires, now)):
-            raise _Refused(409, "replayed")
-
-        # 7. the route and its scopes
+        # 6. the route and its scopes
         route = self.routes.get((method, scope["path"]))
         if route is None:
             raise _Refused(404, "no_route")
         if not route.scopes <= principal.scopes:
             raise _Refused(403, "scope")
 
-        # 8. rate limits per key and per tenant
-        extra = self._limit(principal, route)
+        # 7. lock-outs, epoch, nonce and rate limits: one atomic step in the shared store
+        extra = self._admit(principal, route, address, nonce, timestamp)
 
-        # 9. the body, now that an authenticated, in-scope caller sent it
+        # 8. the body, now that an authenticated, in-scope caller sent it
         if route.model is not None:
             try:
                 scope[BODY_KEY] = route.model.model_validate_json(body)
@@ -361,9 +370,26 @@ class GatewayMiddleware:
         names = [] if address is None else ["addr:" + address]
         if key_id is not None and reason in _GUESSES:
             names.append("key:" + key_id)
-        for name in names:
-            if self.lockout.failed(name, now):
-                self.monitor.locked(name, self.lockout.duration)
+        if not names:
+            return _Refused(401, reason)
+        lockout = self.lockout
+        try:
+            counted = self.state.failed(names, lockout.strikes)
+        except StoreUnavailable:  # count here alone until the store is back
+            counted = {}
+            for name in names:
+                if lockout.failed(name, now):
+                    counted[name] = (lockout.duration, False)
+        locked_for = 0.0
+        for name, (left, already) in counted.items():
+            if left > 0:
+                lockout.lock(name, now, left)
+                if already:  # locked by an earlier failure, here or in another process
+                    locked_for = max(locked_for, left)
+                else:
+                    self.monitor.locked(name, left)
+        if locked_for:
+            return _Refused(429, "locked_out", locked_for)
         return _Refused(401, reason)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -371,7 +397,7 @@ class GatewayMiddleware:
         size = 0
         cap = self.max_body_bytes
         try:
-            async with _deadline(self.body_timeout):
+            async with self._deadlines.timed():
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
@@ -383,45 +409,67 @@ class GatewayMiddleware:
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
-        except TimeoutError:
+        except SlowBody:
             raise _Refused(408, "slow_body") from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _shared(self, call: Callable[[SharedState], Any]) -> Any:
-        """Run ``call`` on the shared store; on an outage, refuse (503) or, if built with
-        ``fail_open=True``, run it on this process's memory and warn."""
+    def _admit(
+        self,
+        principal: GatewayPrincipal,
+        route: Route,
+        address: str | None,
+        nonce: str,
+        timestamp: int,
+    ) -> list[tuple[bytes, bytes]]:
+        """Step 7: one call to the shared store; on an outage, refuse (503) or, if built
+        with ``fail_open=True``, decide on this process's memory and warn."""
+        cache = (principal.key_id, route.cost, principal.tenant)
+        buckets = self._plans.get(cache)
+        if buckets is None:
+            buckets = self._buckets(principal, route.cost)
+            self._plans[cache] = buckets
+        locks = (
+            ("key:" + principal.key_id,)
+            if address is None
+            else ("addr:" + address, "key:" + principal.key_id)
+        )
+        args = (
+            replay_token(principal.key_id, nonce),
+            timestamp,
+            timestamp + self.window_ms + 1,
+            self.max_ahead_ms,
+            locks,
+            buckets,
+            self.report_remaining and self.key_limit is not None,
+        )
         try:
-            result = call(self.state)
+            verdict = self.state.admit(*args)
         except StoreUnavailable:
             if self.fallback is None:
                 raise _Refused(503, "store_unavailable", self.retry_after) from None
             if not self._degraded:
                 self._degraded = True
                 log.warning(
-                    "gateway store %s is down: checking nonces and limits in this process's "
-                    "memory only (fail_open=True); replays across processes are possible "
-                    "until it is back",
+                    "gateway store %s is down: checking nonces, limits and lock-outs in this "
+                    "process's memory only (fail_open=True); replays across processes are "
+                    "possible until it is back",
                     self.state.name,
                 )
-            return call(self.fallback)
-        if self._degraded:
-            self._degraded = False
-            log.warning("gateway store %s is back", self.state.name)
-        return result
-
-    def _limit(self, principal: GatewayPrincipal, route: Route) -> list[tuple[bytes, bytes]]:
+            verdict = self.fallback.admit(*args)
+        else:
+            if self._degraded:
+                self._degraded = False
+                log.warning("gateway store %s is back", self.state.name)
+        outcome = verdict.outcome
+        if outcome != "ok":
+            if outcome == "locked_out":  # by another process (which name is not said)
+                raise _Refused(429, "locked_out", verdict.wait)
+            if outcome == "replayed":
+                raise _Refused(409, "replayed")
+            if outcome == "restarted":  # the store lost its nonces: not the sender's fault
+                raise _Refused(503, "store_restarted", max(verdict.wait, self.retry_after))
+            raise _Refused(429, "rate_limited", verdict.wait)
         limit = self.key_limit
-        if limit is None and self.tenant_limit is None:
-            return []
-        cache = (principal.key_id, route.cost, principal.tenant)
-        found = self._plans.get(cache)
-        if found is None:
-            found = self._compile(principal, route.cost)
-            self._plans[cache] = found
-        plan, bucket = found
-        wait = self._shared(lambda s: s.acquire(plan))
-        if wait > 0:
-            raise _Refused(429, "rate_limited", wait)
         if limit is None:
             return []
         window = f"{limit.seconds:g}"
@@ -429,22 +477,22 @@ class GatewayMiddleware:
             (b"ratelimit-limit", str(limit.requests).encode("ascii")),
             (b"ratelimit-policy", f"{limit.requests};w={window}".encode("ascii")),
         ]
-        if self.report_remaining:  # one more store read per request
-            used = self._shared(lambda s: s.used(bucket, limit.seconds))
-            left = str(max(0, limit.requests - used)).encode("ascii")
+        if self.report_remaining and verdict.remaining is not None:
+            left = str(verdict.remaining).encode("ascii")
             headers += [(b"ratelimit-remaining", left), (b"ratelimit-reset", window.encode())]
         return headers
 
-    def _compile(self, principal: GatewayPrincipal, cost: int) -> tuple[Any, str]:
-        base = f"{{{self.namespace}}}:gateway"
-        draws = []
-        bucket = f"{base}:key:{key_label(principal.key_id)}"
+    def _buckets(self, principal: GatewayPrincipal, cost: int) -> tuple[Bucket, ...]:
+        """The key's bucket first (its room is what ``RateLimit-Remaining`` reports)."""
+        buckets = []
         if self.key_limit is not None:
-            draws.append(Draw(bucket, self.key_limit.seconds, self.key_limit.requests, cost))
+            name = f"{self.namespace}:key:{key_label(principal.key_id)}"
+            buckets.append(Bucket(name, self.key_limit.requests, self.key_limit.seconds, cost))
         if self.tenant_limit is not None:
-            tenant = f"{base}:tenant:{key_label(principal.tenant)}"
-            draws.append(Draw(tenant, self.tenant_limit.seconds, self.tenant_limit.requests, cost))
-        return self.state.compile(f"{base}:pause", draws), bucket
+            name = f"{self.namespace}:tenant:{key_label(principal.tenant)}"
+            limit = self.tenant_limit
+            buckets.append(Bucket(name, limit.requests, limit.seconds, cost))
+        return tuple(buckets)
 
     async def _refuse(
         self, send: Send, scope: Scope, refusal: _Refused, context: dict[str, Any]
@@ -472,34 +520,6 @@ class GatewayMiddleware:
         )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def _deadline(seconds: float) -> AbstractAsyncContextManager[Any]:
-    """A timeout for the current task: asyncio's own where it has one (3.11+: half the cost
-    of anyio's), else anyio's, which also serves trio."""
-    if _asyncio_timeout is not None:
-        try:
-            asyncio.current_task()  # raises outside an asyncio loop (trio, say)
-        except RuntimeError:
-            pass
-        else:
-            timeout: AbstractAsyncContextManager[Any] = _asyncio_timeout(seconds)
-            return timeout
-    return _AnyioDeadline(seconds)
-
-
-class _AnyioDeadline:
-    __slots__ = ("_scope", "_seconds")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-
-    async def __aenter__(self) -> None:
-        self._scope = anyio.fail_after(self._seconds)
-        self._scope.__enter__()
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        return self._scope.__exit__(*exc)
 
 
 def _target(scope: Scope) -> str:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 
 from ..errors import InvalidRequest
+from .gate import Strikes
 
 __all__ = ["Lockout", "TrustedProxies"]
 
@@ -60,9 +61,16 @@ class Lockout:
     """Counts failures per name (``key:<id>``, ``addr:<ip>``); ``threshold`` failures
     within ``window`` seconds lock the name for ``duration`` seconds.
 
-    Per process, bounded to ``max_names`` names: when full, names whose failures are older
-    than the window are dropped, then the oldest. Checking a name is one dict read, so a
-    locked-out flood is refused before any signature or store work.
+    The counts and locks that decide live in the gateway's shared store (every process of
+    a deployment counts towards one lock-out and honours it); this object holds the
+    settings and this process's copy of the locks it has learnt of, bounded to
+    ``max_names`` names. Checking that copy is one dict read, so a locked-out flood is
+    refused before any signature or store work. ``failed`` is the same count kept here
+    alone, used while the store is down.
+
+    ``hold`` is how long a locked-out caller waits for its 429: a sleeping task costs the
+    gateway no CPU, while a client that floods over keep-alive connections is slowed to
+    one request per ``hold`` per connection, and so leaves the CPU to valid clients.
     """
 
     def __init__(
@@ -72,9 +80,13 @@ class Lockout:
         window: float = 60.0,
         duration: float = 300.0,
         max_names: int = 100_000,
+        hold: float = 0.02,
     ) -> None:
         if threshold < 1 or window <= 0 or duration <= 0 or max_names < 1:
             raise InvalidRequest("lockout threshold, window, duration and size must be positive")
+        if not 0 <= hold <= 10:
+            raise InvalidRequest("lockout hold must be 0 to 10 seconds")
+        self.hold = hold
         self.threshold = threshold
         self.window = window
         self.duration = duration
@@ -94,6 +106,19 @@ class Lockout:
                     del self._locked[name]
             return 0.0
         return until - now
+
+    @property
+    def strikes(self) -> Strikes:
+        """The settings as the shared store takes them (milliseconds)."""
+        return Strikes(
+            self.threshold, round(self.window * 1000), max(1, round(self.duration * 1000))
+        )
+
+    def lock(self, name: str, now: float, seconds: float) -> None:
+        """Remember here that the shared store has ``name`` locked for ``seconds``."""
+        with self._lock:
+            self._locked[name] = now + seconds
+            self._trim(self._locked, now)
 
     def failed(self, name: str, now: float) -> bool:
         """Count one failure; True if it locked ``name`` out."""

@@ -1,23 +1,20 @@
-"""Where the gateway keeps what its processes share: message ids seen, and rate windows.
+"""Where the gateway keeps what its processes share: nonces, rate buckets, lock-outs and the
+store's epoch, behind one failure boundary.
 
-Both come from the layers below, unchanged: the replay stores of :mod:`securetrade.verify`
-(SQLite ``INSERT ... ON CONFLICT`` judged by its row count, Redis ``SET NX PX``: one atomic
-step, never a read then a write) and the rate-limit backends of
-:mod:`securetrade.ratelimit` (one atomic script or transaction per admission). What this
-module adds is the boundary: any failure of the store becomes :class:`StoreUnavailable`,
-which the middleware answers with 503, so a request the gateway could not check is never
-served (it fails closed).
+Each request is one atomic admission on a :class:`~securetrade.gateway.gate.Gate` (one
+SQLite transaction, one Redis script). What this module adds is the boundary: any failure
+of the store becomes :class:`StoreUnavailable`, which the middleware answers with 503, so
+a request the gateway could not check is never served (it fails closed).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SecureTradeError
-from ..ratelimit import Backend, Draw, MemoryBackend
-from ..verify.replay import MemoryReplayStore, ReplayStore
+from .gate import Bucket, Gate, MemoryGate, SqliteGate, Strikes, Verdict
 
 __all__ = ["SharedState", "StoreUnavailable"]
 
@@ -31,113 +28,90 @@ class StoreUnavailable(SecureTradeError):
 
 
 class SharedState:
-    """A replay store and a rate-limit backend, with one failure boundary.
+    """A gate (nonces, rate buckets, lock-outs, epoch) with one failure boundary.
 
     Make one with :meth:`memory` (this process), :meth:`sqlite` (processes on one host) or
     :meth:`redis` (hosts sharing a Redis server).
     """
 
-    def __init__(
-        self,
-        replay: ReplayStore,
-        limits: Backend,
-        *,
-        shared: bool,
-        close: Callable[[], None] = lambda: None,
-        name: str = "custom",
-    ) -> None:
-        self.replay = replay
-        self.limits = limits
-        self.shared = shared
+    def __init__(self, gate: Gate, *, name: str = "custom") -> None:
+        self.gate = gate
+        self.shared = gate.shared
         self.name = name
-        self._close = close
 
     @classmethod
     def memory(cls, *, max_entries: int = 1_000_000) -> SharedState:
         """This process only: for tests, one-process apps, and the opt-in fallback."""
-        return cls(MemoryReplayStore(max_entries), MemoryBackend(), shared=False, name="memory")
+        return cls(MemoryGate(max_entries=max_entries), name="memory")
 
     @classmethod
-    def sqlite(cls, path: str | os.PathLike[str]) -> SharedState:
-        """One SQLite file (WAL mode) shared by every process on this host that opens it."""
-        from ..ratelimit.sqlite import SQLiteBackend
-        from ..verify.replay import SqliteReplayStore
-
-        replay = SqliteReplayStore(path)
-        limits = SQLiteBackend(os.fspath(path), timeout=2.0)
-
-        def close() -> None:
-            replay.close()
-            limits.close()
-
-        return cls(replay, limits, shared=True, close=close, name="sqlite")
+    def sqlite(cls, path: str | os.PathLike[str], *, timeout: float = 2.0) -> SharedState:
+        """One SQLite file (WAL mode) shared by every process on this host that opens it;
+        ``timeout`` bounds the wait for its write lock (then the request gets 503)."""
+        try:
+            gate = SqliteGate(path, timeout=timeout)
+        except Exception:
+            raise StoreUnavailable(
+                f"the gateway's SQLite file {os.fspath(path)!r} did not open: check that its "
+                "directory exists and is writable by every gateway process"
+            ) from None
+        return cls(gate, name="sqlite")
 
     @classmethod
     def redis(
         cls,
         url: str | Any,
         *,
-        prefix: str = "securetrade:gateway:",
+        prefix: str = "{securetrade:gateway}:",
         timeout: float = 1.0,
     ) -> SharedState:
         """A Redis server (URL or ``redis.Redis``) shared by every host of the gateway.
 
-        ``timeout`` bounds each Redis call: a store that hangs is treated as down.
+        ``timeout`` bounds each Redis call: a store that hangs is treated as down. Keep the
+        ``{...}`` hash tag in ``prefix`` on a cluster: one request's keys share a slot.
         """
         from redis import Redis
 
-        from ..ratelimit.redis import RedisBackend
-        from ..verify.replay import RedisReplayStore
+        from .redis_gate import RedisGate
 
         if isinstance(url, str):
             client: Any = Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
-            owned = True
         else:
-            client, owned = url, False
-        replay = RedisReplayStore(client, prefix=prefix + "nonce:")
-        limits = RedisBackend(client)
-
-        def close() -> None:
-            if owned:
-                client.close()
-
-        return cls(replay, limits, shared=True, close=close, name="redis")
+            client = url
+        return cls(RedisGate(client, prefix=prefix, owned=isinstance(url, str)), name="redis")
 
     # --- the failure boundary: nothing but StoreUnavailable leaves these ---------------------
 
-    def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
-        """Record a message id; False if it was already recorded and is still live."""
+    def admit(
+        self,
+        token: str,
+        stamp_ms: int,
+        expires_ms: int,
+        ahead_ms: int,
+        locks: Sequence[str],
+        buckets: Sequence[Bucket],
+        remaining: bool = False,
+    ) -> Verdict:
+        """One request's lock-outs, epoch, nonce and buckets, in one atomic step."""
         try:
-            return self.replay.remember(token, expires_ms, now_ms)
-        except SecureTradeError:
-            raise  # a full memory store says so itself (InboundRejected "capacity")
+            return self.gate.admit(token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining)
+        except SecureTradeError as full:  # the memory store at max_entries: fail closed
+            raise StoreUnavailable(str(full)) from None
         except Exception:
-            raise StoreUnavailable(f"the {self.name} replay store did not answer") from None
+            raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 
-    def compile(self, pause_key: str, draws: Sequence[Draw]) -> Any:
-        """Compile the per-key limit draws once, for the shared rate-limit backend."""
-        return self.limits.compile(pause_key, draws, flight=1.0)
-
-    def acquire(self, plan: Any) -> float:
-        """0.0 if every window of ``plan`` had room (now spent), else the wait in seconds."""
+    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
+        """Count one authentication failure against each of ``names`` (see Gate.failed)."""
         try:
-            return self.limits.acquire(plan)
+            return self.gate.failed(names, strikes)
         except Exception:
-            raise StoreUnavailable(f"the {self.name} rate-limit store did not answer") from None
-
-    def used(self, bucket: str, seconds: float) -> int:
-        """Units spent in a window now; raises ``StoreUnavailable`` (the gateway fails closed) if
-        the store does not answer."""
-        try:
-            return self.limits.used([(bucket, seconds)])[0]
-        except Exception:
-            raise StoreUnavailable(f"the {self.name} rate-limit store did not answer") from None
+            raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 
     def close(self) -> None:
         """Close the store's connections."""
-        self._close()
+        self.gate.close()
 
     def __repr__(self) -> str:
         return f"SharedState({self.name})"
