@@ -67,11 +67,11 @@ def test_intruder_order_is_reported_within_one_event_and_own_orders_are_not(
     events = asyncio.run(main())
     _, mine, foreign = events.pop()
     unknown = [e for e in events if isinstance(e, UnknownActivity)]
-    assert [u.order_id for u in unknown] == [foreign]
+    assert [u.order_id for u in unknown] == [foreign], events
     assert unknown[0].kind == "order"
     # within one event: the alert comes before (not after) the foreign order's own update
     first_foreign = next(i for i, e in enumerate(events) if getattr(e, "order_id", None) == foreign)
-    assert isinstance(events[first_foreign], UnknownActivity)
+    assert isinstance(events[first_foreign], UnknownActivity), events
     assert all(e.ours for e in events if isinstance(e, OrderUpdate) and e.order_id == mine)
 
 

@@ -100,6 +100,7 @@ class SimWebSockets(Served):
         self.frames_sent = 0
         self.connections = 0
         self.refused = 0
+        self.requests = 0
         #: trade id -> time.perf_counter_ns() when its frame was written (for the benchmark)
         self.trade_sent_ns: dict[str, int] = {}
         self._users: list[_User] = []
@@ -193,6 +194,7 @@ class SimWebSockets(Served):
                     await socket.close(1001, "closed by the simulator")
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.requests += 1  # an HTTP upgrade request arrived (the TLS handshake passed)
         if self.faults.refusing:
             self.refused += 1
             response = connection.respond(429, "Too many connection attempts\n")

@@ -1,0 +1,272 @@
+"""Streams: pins before the first frame, redacted frame logs, the blocking driver, queue
+overflow as a gap, order confirmation gated on stream health, market data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import AsyncClient, Client
+from securetrade.errors import PinMismatch, UntrustedServer
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.ws import SimWebSockets
+from securetrade.streams import (
+    BookUpdate,
+    FillEvent,
+    Resynced,
+    StreamGap,
+    StreamOptions,
+    TickerUpdate,
+    place_confirmed,
+)
+from stream_helpers import FAST, fill_ids, fill_twice, oracle, resting, tls, until, until_sync
+
+
+@pytest.fixture
+def venue(sim: Simulator) -> tuple[HttpsServer, SimWebSockets]:
+    server = sim.serve()
+    return server, sim.serve_ws(server)
+
+
+async def _first(stream: Any) -> Any:
+    async for event in stream:
+        return event
+    return None
+
+
+# --- pinned TLS: a man in the middle gets no byte -----------------------------------------
+
+
+def test_trusted_but_unpinned_stream_server_raises_pin_mismatch_and_gets_nothing(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, _ = venue
+    rogue = sim.serve_ws()  # its own CA and key: trusted below, but not pinned
+    key = sim.create_key()
+    options = {**tls(server), "cadata": server.ca_pem + rogue.ca_pem}
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **options) as client:
+            await _first(client.watch_fills(stream_url=rogue.user_url, options=FAST))
+
+    with pytest.raises(PinMismatch) as caught:
+        asyncio.run(main())
+    assert "127.0.0.1" in str(caught.value)
+    assert rogue.requests == 0  # not even the HTTP upgrade: the pins failed in the handshake
+    assert rogue.connections == 0
+
+
+def test_untrusted_stream_server_is_refused_before_any_frame(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, _ = venue
+    rogue = sim.serve_ws()
+    key = sim.create_key()
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            await _first(client.watch_orders(stream_url=rogue.user_url, options=FAST))
+
+    with pytest.raises(UntrustedServer):
+        asyncio.run(main())
+    assert rogue.requests == 0
+
+
+def test_market_stream_pins_too(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, _ = venue
+    rogue = sim.serve_ws()
+    key = sim.create_key()
+    options = {**tls(server), "cadata": server.ca_pem + rogue.ca_pem}
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **options) as client:
+            await _first(client.watch_ticker("BTCUSDT", stream_url=rogue.url, options=FAST))
+
+    with pytest.raises(PinMismatch):
+        asyncio.run(main())
+    assert rogue.requests == 0
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+
+def test_auth_frames_are_logged_redacted(
+    sim: Simulator,
+    venue: tuple[HttpsServer, SimWebSockets],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(_first(stream))
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            await client.place_order(resting())
+            await task
+
+    asyncio.run(main())
+    text = caplog.text
+    assert "userDataStream.subscribe.signature" in text  # the auth frame was logged ...
+    assert key.key_id not in text  # ... without the key id
+    assert not re.search(r"[0-9a-f]{64}", text)  # nor the signature (or the secret)
+
+
+# --- the blocking driver ----------------------------------------------------------------------
+
+
+def test_blocking_client_sees_every_fill_once_with_dropped_frames(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+    account = sim.account_of(key.key_id)
+    with Client(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+        stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+        events: list[Any] = []
+        with pytest.raises(TimeoutError):
+            stream.next(timeout=0.2)  # connects; nothing has happened yet
+        assert client._stream_hub.user.healthy
+        ids = [client.place_order(resting()).order_id for _ in range(3)]
+        ws.faults.drop.update({1, 4})
+        fill_twice(sim, ids)
+        expected = oracle(sim, account)
+
+        def have_all() -> bool:
+            with contextlib.suppress(TimeoutError):
+                events.append(stream.next(timeout=0.5))
+            return expected <= set(fill_ids(events))
+
+        until_sync(have_all)
+        stream.close()
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert any(isinstance(e, FillEvent) and e.recovered for e in events)
+
+
+# --- overflow ---------------------------------------------------------------------------------
+
+
+def test_queue_overflow_is_a_gap_and_nothing_is_lost_or_doubled(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+    account = sim.account_of(key.key_id)
+    small = StreamOptions(
+        stale_after=0.5, probe_timeout=0.5, sweep_every=0.5, min_reconnect=0.05,
+        queue_size=2, subscriber_queue=1,
+    )  # fmt: skip
+
+    async def main() -> list[Any]:
+        events: list[Any] = []
+        gate = asyncio.Event()
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_fills(stream_url=ws.user_url, options=small)
+
+            async def consume() -> None:
+                async for event in stream:
+                    await gate.wait()  # a slow consumer
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            ids = [(await client.place_order(resting())).order_id for _ in range(4)]
+            fill_twice(sim, ids)
+            await until(lambda: ws.frames_sent >= 12)  # 4 NEW, 8 TRADE
+            await asyncio.sleep(0.3)  # let the frames land on the full queue
+            gate.set()
+            expected = oracle(sim, account)
+            await until(lambda: expected <= set(fill_ids(events)))
+            task.cancel()
+        return events
+
+    events = asyncio.run(main())
+    assert any(isinstance(e, StreamGap) and e.reason == "overflow" for e in events)
+    counts = Counter(fill_ids(events))
+    assert set(counts) == oracle(sim, sim.account_of(key.key_id))
+    assert set(counts.values()) == {1}
+
+
+# --- confirmation gated on stream health --------------------------------------------------------
+
+
+def test_order_confirmed_on_the_stream_when_healthy_and_over_rest_when_down(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+
+    async def main() -> tuple[str, str, str]:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(_drain(stream))
+            hub = client._stream_hub
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            _, healthy_path = await place_confirmed(client, resting())
+            ws.faults.refuse_for(60)
+            ws.expire_all()
+            await until(lambda: not hub.user.healthy)
+            order, down_path = await place_confirmed(client, resting(price="30001"))
+            task.cancel()
+            return healthy_path, down_path, order.status.value
+
+    healthy_path, down_path, status = asyncio.run(main())
+    assert healthy_path == "stream"
+    assert down_path == "rest"
+    assert status == "NEW"
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
+
+
+# --- market data -------------------------------------------------------------------------------
+
+
+def test_ticker_and_book_streams_and_a_reconnect_marker(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            ticks: list[Any] = []
+            async for event in client.watch_ticker("BTCUSDT", stream_url=ws.url, options=FAST):
+                ticks.append(event)
+                if len(ticks) == 2:
+                    ws.expire_all()
+                if any(isinstance(e, Resynced) for e in ticks) and isinstance(event, TickerUpdate):
+                    break
+            books: list[Any] = []
+            async for event in client.watch_book("BTCUSDT", stream_url=ws.url, options=FAST):
+                books.append(event)
+                if len(books) == 3:
+                    break
+        return ticks, books
+
+    ticks, books = asyncio.run(main())
+    quotes = [t for t in ticks if isinstance(t, TickerUpdate)]
+    assert all(t.bid < t.ask and t.symbol == "BTCUSDT" for t in quotes)
+    assert all(isinstance(t.bid, Decimal) for t in quotes)
+    assert any(isinstance(t, StreamGap) for t in ticks)
+    assert all(isinstance(b, BookUpdate) and len(b.bids) == 5 for b in books)
+    assert [b.sequence for b in books] == sorted(b.sequence for b in books)
