@@ -33,6 +33,7 @@ ROWS = (
     "copy_fanout_1000_vs_ccxt",
     "copy_memory_per_follower_vs_ccxt",
     "gateway_latency_vs_starlette",
+    "stream_latency_vs_websockets",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 

@@ -73,12 +73,17 @@ class _User:
         self.socket = socket
         self.account = account
         self.muted = False
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()  # one writer: frames stay in order
+        self.outbox: asyncio.Queue[tuple[str, str | None]] = asyncio.Queue()  # stays in order
+        #: trade id -> time.perf_counter_ns() just before its frame was written here
+        self.sent_ns: dict[str, int] = {}
 
     async def write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await self.socket.send(await self.outbox.get())
+                text, trade_id = await self.outbox.get()
+                if trade_id is not None:
+                    self.sent_ns[trade_id] = time.perf_counter_ns()
+                await self.socket.send(text)
 
 
 class SimWebSockets(Served):
@@ -101,8 +106,6 @@ class SimWebSockets(Served):
         self.connections = 0
         self.refused = 0
         self.requests = 0
-        #: trade id -> time.perf_counter_ns() when its frame was written (for the benchmark)
-        self.trade_sent_ns: dict[str, int] = {}
         self._users: list[_User] = []
         self._all: set[ServerConnection] = set()
         self._held: list[tuple[_User, str]] = []
@@ -380,9 +383,12 @@ class SimWebSockets(Served):
 
     def _send(self, user: _User, text: str, trade_id: str | None) -> None:
         self.frames_sent += 1
-        if trade_id is not None:
-            self.trade_sent_ns[trade_id] = time.perf_counter_ns()
-        user.outbox.put_nowait(text)
+        user.outbox.put_nowait((text, trade_id))
+
+    def send_times(self) -> list[dict[str, int]]:
+        """Per subscribed user connection, in subscription order: trade id -> the
+        ``time.perf_counter_ns()`` just before its frame was written (for the benchmark)."""
+        return [dict(user.sent_ns) for user in self._users]
 
 
 class Intruder:

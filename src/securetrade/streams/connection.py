@@ -51,10 +51,6 @@ class Backoff:
         self.attempt = 0
 
 
-class _Stale(Exception):
-    pass
-
-
 class Connector:
     """Keeps one authenticated connection to ``url`` up until :meth:`stop`."""
 
@@ -91,6 +87,7 @@ class Connector:
         self._stopping = False
         self._socket: ClientConnection | None = None
         self._lost = ("closed", "the connection closed")
+        self._last = 0.0
 
     @property
     def healthy(self) -> bool:
@@ -119,7 +116,6 @@ class Connector:
                 ConnectionClosed,
                 InvalidHandshake,
                 asyncio.TimeoutError,
-                _Stale,
             ) as exc:
                 refusal = security_refusal(exc)
                 if refusal is not None:  # pins or certificate: never retried
@@ -148,6 +144,7 @@ class Connector:
             ping_interval=10,
             ping_timeout=10,
             max_queue=256,
+            close_timeout=2,
             logger=logging.getLogger("securetrade.streams.wire"),
         ) as socket:
             self._socket = socket
@@ -155,19 +152,44 @@ class Connector:
                 await self._authenticate(socket)
             self.connections += 1
             self.connected.set()
-            opened = time.monotonic()
             if not first:
                 await self._on_gap("reconnect", "the connection was re-established")
             self.backoff.reset()
-            while not self._stopping:
-                if time.monotonic() - opened >= self.max_age:
-                    self._lost = ("age", "the venue's connection age limit")
-                    return
-                try:
-                    text = await asyncio.wait_for(socket.recv(), self.stale_after)
-                except asyncio.TimeoutError:
-                    text = await self._probe_quiet(socket)
-                self._deliver(text)
+            self._last = time.monotonic()
+            watchdog = asyncio.get_running_loop().create_task(self._watch(socket))
+            try:
+                async for text in socket:  # no timer per frame: the watchdog keeps time
+                    self._last = time.monotonic()
+                    self._deliver(text)
+            finally:
+                watchdog.cancel()
+
+    async def _watch(self, socket: ClientConnection) -> None:
+        """Closes the socket when it reaches the venue's age limit, or when it has been
+        silent past ``stale_after`` and does not answer a probe within ``probe_timeout``
+        (pings may still be answered: a mute data path is stale all the same)."""
+        opened = time.monotonic()
+        tick = max(0.01, min(self.stale_after, self.probe_timeout or self.stale_after) / 2)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - opened >= self.max_age:
+                self._lost = ("age", "the venue's connection age limit")
+                break
+            if now - self._last < self.stale_after:
+                continue
+            probe = self._probe()
+            if probe is None:
+                self._lost = ("stale", f"no frame in {self.stale_after} s")
+                break
+            asked = time.monotonic()
+            await socket.send(probe)
+            await asyncio.sleep(self.probe_timeout)
+            if self._last < asked:
+                silent = self.stale_after + self.probe_timeout
+                self._lost = ("stale", f"no frame in {silent} s, probe unanswered")
+                break
+        await socket.close()
 
     async def _authenticate(self, socket: ClientConnection) -> None:
         assert self._auth is not None
@@ -188,20 +210,6 @@ class Connector:
             except AuthenticationRejected:
                 raise
             self._on_frame(frame)
-
-    async def _probe_quiet(self, socket: ClientConnection) -> str | bytes:
-        """Silence past ``stale_after``: ask the venue something; a socket that answers
-        pings but not this is mute (its data path is stuck), and is replaced."""
-        probe = self._probe()
-        if probe is None:
-            self._lost = ("stale", f"no frame in {self.stale_after} s")
-            raise _Stale()
-        await socket.send(probe)
-        try:
-            return await asyncio.wait_for(socket.recv(), self.probe_timeout)
-        except asyncio.TimeoutError:
-            self._lost = ("stale", f"no frame in {self.stale_after + self.probe_timeout} s")
-            raise _Stale() from None
 
     def _deliver(self, text: str | bytes) -> None:
         frame = _decode(text)
