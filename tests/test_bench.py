@@ -34,6 +34,7 @@ ROWS = (
     "copy_memory_per_follower_vs_ccxt",
     "gateway_latency_vs_starlette",
     "stream_latency_vs_websockets",
+    "stream_latency_vs_ccxtpro",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 

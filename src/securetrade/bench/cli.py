@@ -80,7 +80,14 @@ GROUPS: tuple[_Group, ...] = (
         (("gateway_latency_vs_starlette", "µs p50", False),),
         lambda e, p, prof: [gateway_row(e)],
     ),
-    _Group((("stream_latency_vs_websockets", "µs p50", False),), lambda e, p, prof: stream_rows(e)),
+    _Group(
+        (("stream_latency_vs_websockets", "µs p50", False),),
+        lambda e, p, prof: stream_rows(e, {"stream_latency_vs_websockets"}),
+    ),
+    _Group(
+        (("stream_latency_vs_ccxtpro", "µs p50", False),),
+        lambda e, p, prof: stream_rows(e, {"stream_latency_vs_ccxtpro"}),
+    ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)
 
