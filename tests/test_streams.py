@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient
+from securetrade.core.redis_journal import RedisJournal
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.ws import SimWebSockets
 from securetrade.streams import FillEvent, Resynced, StreamGap
@@ -47,12 +48,13 @@ FAULTS = ["none", "drop", "duplicate", "reorder", "mute", "close_every", "refuse
 
 
 async def _run(
-    sim: Simulator, server: HttpsServer, ws: SimWebSockets, fault: str, journal: Path
+    sim: Simulator, server: HttpsServer, ws: SimWebSockets, fault: str, journal: Any
 ) -> tuple[list[Any], set[str], AsyncClient]:
     key = sim.create_key()
     account = sim.account_of(key.key_id)
     events: list[Any] = []
-    async with AsyncClient(key, journal=str(journal), **tls(server)) as client:
+    journal = str(journal) if isinstance(journal, Path) else journal
+    async with AsyncClient(key, journal=journal, **tls(server)) as client:
         stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
 
         async def consume() -> None:
@@ -108,3 +110,18 @@ def test_every_fill_exactly_once_under_stream_faults(
             "close_every",
             "expire",
         )
+
+
+@pytest.mark.parametrize("fault", ["drop", "mute"])
+def test_every_fill_exactly_once_with_a_redis_journal(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], fault: str, redis_url: str
+) -> None:
+    """A journal shared by several hosts: its calls leave the loop (worker threads)."""
+    server, ws = venue
+    journal = RedisJournal.create(redis_url, prefix=f"streams-{fault}:")
+    events, expected, journal_fills = asyncio.run(_run(sim, server, ws, fault, journal))
+
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert journal_fills == expected
