@@ -270,3 +270,14 @@ def test_ticker_and_book_streams_and_a_reconnect_marker(
     assert any(isinstance(t, StreamGap) for t in ticks)
     assert all(isinstance(b, BookUpdate) and len(b.bids) == 5 for b in books)
     assert [b.sequence for b in books] == sorted(b.sequence for b in books)
+
+
+def test_stream_capabilities_are_redacted_in_frames_and_urls() -> None:
+    from securetrade.transport.redaction import redact_text
+
+    frame = '{"method": "userDataStream.subscribe.signature", "params": {"apiKey": "k1k1k1", '
+    frame += '"signature": "s2s2s2", "timestamp": "1"}, "listenKey": "l3l3l3", "token": "t4t4t4"}'
+    text = redact_text(frame) + redact_text("wss://stream.example/ws?listenKey=l3l3l3")
+    for value in ("k1k1k1", "s2s2s2", "l3l3l3", "t4t4t4"):
+        assert value not in text
+    assert "userDataStream.subscribe.signature" in text

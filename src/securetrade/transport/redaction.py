@@ -90,6 +90,7 @@ SENSITIVE_PARAMS = frozenset(
         "refreshtoken",
         "privatekey",
         "authorization",
+        "listenkey",  # a Binance user data stream capability (WebSocket URLs and frames)
     )
 )
 
