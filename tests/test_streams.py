@@ -76,7 +76,13 @@ async def _run(
         expected = oracle(sim, account)
         assert len(expected) == 8
         await until(lambda: expected <= set(fill_ids(events)))
+        if fault == "mute":  # the watchdog notices the silence, whatever REST already found
+            await until(lambda: any(isinstance(e, StreamGap) and e.reason == "stale"
+                                    for e in events))  # fmt: skip
+        if fault == "refuse":
+            await until(lambda: ws.refused > 0)
         ws.faults.clear()
+        await until(lambda: client._stream_hub.user.healthy)  # back after the fault
         hub = client._stream_hub
         sweeps = hub.user.gaps
         # one more reconciliation after the fault cleared: nothing may come twice
@@ -104,6 +110,13 @@ def test_every_fill_exactly_once_under_stream_faults(
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values()), counts
     assert journal_fills == expected  # the journal's fills table holds each once
+    gaps = {e.reason for e in events if isinstance(e, StreamGap)}
+    if fault == "mute":
+        assert "stale" in gaps  # the watchdog's probe went unanswered
+    if fault == "refuse":
+        assert ws.refused > 0  # reconnects were refused, and the stream came back anyway
+    if fault == "drop":
+        assert gaps & {"sequence", "sweep"}
     if fault in ("drop", "mute", "close_every", "refuse", "expire"):
         assert any(isinstance(e, StreamGap) for e in events)
         assert any(isinstance(e, FillEvent) and e.recovered for e in events) or fault in (

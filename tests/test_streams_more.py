@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient, Client
-from securetrade.errors import PinMismatch, UntrustedServer
+from securetrade.errors import InvalidRequest, PinMismatch, UntrustedServer
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.ws import SimWebSockets
 from securetrade.streams import (
@@ -281,3 +281,56 @@ def test_stream_capabilities_are_redacted_in_frames_and_urls() -> None:
     for value in ("k1k1k1", "s2s2s2", "l3l3l3", "t4t4t4"):
         assert value not in text
     assert "userDataStream.subscribe.signature" in text
+
+
+# --- bad input is refused before anything connects -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.watch_orders(stream_url="ws://127.0.0.1:1/ws-api/v3"), "wss://"),
+        (lambda c: c.watch_fills(stream_url=5), "wss://"),
+        (lambda c: c.watch_orders(colour="red"), "unknown stream options"),
+        (lambda c: c.watch_orders(monitor="yes"), "monitor"),
+        (lambda c: c.watch_fills(options={"stale_after": 1}), "options"),
+        (lambda c: c.watch_ticker("BTC&USDT"), "symbol"),
+        (lambda c: c.watch_book("BTCUSDT", stream_url="https://x"), "wss://"),
+    ],
+)
+def test_bad_stream_arguments_are_refused_with_our_error(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], call: Any, message: str
+) -> None:
+    server, ws = venue
+    with (
+        Client(sim.create_key(), journal=":memory:", **tls(server)) as client,
+        pytest.raises(InvalidRequest, match=message),
+    ):
+        call(client)
+    assert ws.requests == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"stale_after": 0},
+        {"stale_after": float("nan")},
+        {"queue_size": 0},
+        {"sweep_every": -1},
+        {"min_reconnect": -0.1},
+        {"subscriber_queue": True},
+    ],
+)
+def test_bad_stream_options_are_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest):
+        StreamOptions(**bad)
+
+
+def test_a_venue_without_streams_says_which_have_them(sim: Simulator) -> None:
+    server = sim.serve()
+    key = sim.create_key(venue="kraken")
+    with (
+        Client(key, journal=":memory:", **tls(server)) as client,
+        pytest.raises(InvalidRequest, match="streams exist for: binance"),
+    ):
+        client.watch_orders()

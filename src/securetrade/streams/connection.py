@@ -122,6 +122,14 @@ class Connector:
                     await self._on_fatal(refusal)
                     return
                 log.info("stream %s lost: %s", self._safe_url(), type(exc).__name__)
+            except Exception as exc:  # anything else would end the stream in silence
+                await self._on_fatal(
+                    ConnectFailed(
+                        f"the stream to {self._safe_url()} failed ({type(exc).__name__}); "
+                        "check stream_url and the venue's status, then watch again"
+                    )
+                )
+                return
             finally:
                 was_up = self.connected.is_set()
                 self.connected.clear()

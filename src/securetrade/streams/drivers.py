@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._checks import instance
 from ..errors import InvalidRequest
 from ..models import Fill, Order, OrderRequest
 from ..policy.anomaly import AnomalyMonitor, UnknownActivityDetector
@@ -100,6 +101,7 @@ class StreamHub:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._markets: list[MarketStream] = []
         client.audit.subscribe(self._on_audit)
 
     # --- the user data supervisor -------------------------------------------------------
@@ -158,10 +160,12 @@ class StreamHub:
             url = market_path(stream_url, channel, symbol)
         else:
             url = self.dialect.market_url(key.environment, channel, symbol)
-        return MarketStream(
+        stream = MarketStream(
             self.dialect, url=url, context=self.client._stream_tls(), symbol=symbol,
             options=options,
         )  # fmt: skip
+        self._markets.append(stream)
+        return stream
 
     def _on_audit(self, event: Event) -> None:
         user, loop = self.user, self._user_loop
@@ -220,18 +224,23 @@ class StreamHub:
 
     def close(self) -> None:
         """Stop every stream and the background loop (the blocking client's close)."""
-        user = self.user
         if self._loop is not None:
-            if user is not None:
-                self.run(user.close(), timeout=15)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            self.run(self.aclose(), timeout=15)
+            loop = self._loop
+            loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
                 self._thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()
             self._loop = None
 
     async def aclose(self) -> None:
+        """Stop the user stream and every market stream this client opened."""
         if self.user is not None:
             await self.user.close()
+        for stream in self._markets:
+            await stream.aclose()
+        self._markets.clear()
 
     # --- placing with confirmation: over the stream while it is healthy, else REST --------
 
@@ -342,12 +351,18 @@ _OPTIONS = frozenset({"stream_url", "monitor", "options"})
 
 
 def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse bad stream arguments before anything connects."""
     unknown = set(options) - _OPTIONS
     if unknown:
         raise InvalidRequest(
             f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
         )
-    return options
+    url = options.get("stream_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith("wss://")):
+        raise InvalidRequest("stream_url must be a wss:// URL: streams run over pinned TLS only")
+    instance("monitor", options.get("monitor"), AnomalyMonitor)
+    instance("options", options.get("options"), StreamOptions)
+    return dict(options)
 
 
 def watch_async(
@@ -358,8 +373,9 @@ def watch_async(
     options = _checked(options)
     if symbol is None:
         return hub.watch_user(kind, **options)
-    options.pop("monitor", None)
-    return hub.market_stream(kind, symbol, **options)
+    return hub.market_stream(
+        kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+    )
 
 
 def watch_blocking(
@@ -370,8 +386,9 @@ def watch_blocking(
     options = _checked(options)
     if symbol is None:
         return BlockingStream(hub, lambda: hub.watch_user(kind, **options))
-    options.pop("monitor", None)
-    stream = hub.market_stream(kind, symbol, **options)
+    stream = hub.market_stream(
+        kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+    )
     return BlockingStream(hub, lambda: stream)
 
 

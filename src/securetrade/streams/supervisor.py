@@ -23,10 +23,11 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._checks import number, whole
 from ..errors import SecureTradeError
 from ..keys import ApiKey
 from ..models import Fill, Order
@@ -144,7 +145,16 @@ class StreamOptions:
     min_reconnect: float | None = None
     max_reconnect: float = 30.0
     subscriber_queue: int = 10_000
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        number("stale_after", self.stale_after, above=0)
+        number("probe_timeout", self.probe_timeout, least=0)
+        number("sweep_every", self.sweep_every, above=0)
+        number("max_reconnect", self.max_reconnect, above=0)
+        if self.min_reconnect is not None:
+            number("min_reconnect", self.min_reconnect, least=0)
+        whole("queue_size", self.queue_size, 1)
+        whole("subscriber_queue", self.subscriber_queue, 1)
 
 
 class UserStream:
@@ -320,6 +330,9 @@ class UserStream:
             except SecureTradeError as exc:  # REST down during a reconciliation
                 self._resync_pending = True
                 log.warning("stream reconciliation failed (%s); retrying at the next sweep", exc)
+            except (ArithmeticError, LookupError, TypeError, ValueError) as exc:  # a bad answer
+                self._resync_pending = True
+                log.warning("stream event not understood (%s); reconciling", type(exc).__name__)
 
     async def _sweep(self) -> None:
         while True:
