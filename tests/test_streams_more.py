@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient, Client
-from securetrade.errors import InvalidRequest, PinMismatch, UntrustedServer
+from securetrade.errors import (
+    AuthenticationRejected,
+    InvalidRequest,
+    PinMismatch,
+    UntrustedServer,
+)
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.ws import SimWebSockets
 from securetrade.streams import (
@@ -334,3 +339,24 @@ def test_a_venue_without_streams_says_which_have_them(sim: Simulator) -> None:
         pytest.raises(InvalidRequest, match="streams exist for: binance"),
     ):
         client.watch_orders()
+
+
+def test_refused_subscription_raises_authentication_rejected_without_secrets(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+    secret = key.secret.expose().decode()
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            sim.revoke_key(key.key_id)  # the venue deleted the key
+            await _first(client.watch_fills(stream_url=ws.user_url, options=FAST))
+
+    with pytest.raises(AuthenticationRejected) as caught:
+        asyncio.run(main())
+    text = str(caught.value) + repr(caught.value)
+    assert "-2015" in text
+    assert "check the key" in text  # says what to do
+    assert key.key_id not in text
+    assert secret not in text
