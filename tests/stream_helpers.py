@@ -17,7 +17,12 @@ from securetrade.streams import StreamOptions
 WAIT = 60.0
 
 FAST = StreamOptions(
-    stale_after=0.5, probe_timeout=0.5, sweep_every=0.5, min_reconnect=0.05, max_reconnect=0.3
+    stale_after=0.5,
+    probe_timeout=0.5,
+    sweep_every=0.5,
+    min_reconnect=0.05,
+    max_reconnect=0.3,
+    key_check_every=0.5,
 )
 
 

@@ -157,3 +157,26 @@ def test_kill_switch_shared_with_a_bot_in_another_process_stops_its_next_order(
     assert answer == ["PolicyViolation", "kill_switch"]
     placed = [o for o in sim.market.orders.values() if o.side == "BUY"]
     assert placed == []  # the bot's order never reached the venue
+
+
+def test_key_permission_change_at_the_venue_is_unknown_activity(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+    intruder = Intruder(sim, sim.account_of(key.key_id))
+
+    async def main() -> list[Any]:
+        events: list[Any] = []
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            task = await _watch(client, ws, events)
+            await until(lambda: client._stream_hub.user._key_flags is not None)  # baseline
+            intruder.change_key(key.key_id, can_withdraw=True, ip_restricted=False)
+            await until(lambda: any(isinstance(e, UnknownActivity) for e in events))
+            task.cancel()
+        return events
+
+    unknown = [e for e in asyncio.run(main()) if isinstance(e, UnknownActivity)]
+    assert [u.kind for u in unknown] == ["key"]
+    assert unknown[0].numbers == {"enableWithdrawals": "True", "ipRestrict": "False"}
+    assert "enableWithdrawals False -> True" in unknown[0].detail

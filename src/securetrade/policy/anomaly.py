@@ -72,7 +72,7 @@ class Activity:
     ``reason``: signature, timestamp, permission, credentials, or anything else) or
     ``withdrawal`` (``reason`` is ``refused`` when it was stopped locally), or ``unknown``:
     activity on the account no process sharing the journal made, seen on the live stream
-    (``reason`` is ``order``, ``fill`` or ``withdrawal``). ``at`` is in seconds since the
+    (``reason`` is ``order``, ``fill``, ``withdrawal`` or ``key``). ``at`` is in seconds since the
     epoch.
     """
 
@@ -366,7 +366,8 @@ class WithdrawalAttempt:
 
 
 class UnknownActivityDetector:
-    """Orders, fills or withdrawals on the account that none of ours made: a stolen key.
+    """Orders, fills, withdrawals or key permission changes on the account that none of
+    ours made: a stolen key.
 
     Kinds in ``kill_on`` are critical (an :class:`AnomalyMonitor` with a kill switch
     engages it); the others are warnings. By default a withdrawal nobody asked for stops
@@ -377,12 +378,12 @@ class UnknownActivityDetector:
 
     def __init__(self, *, kill_on: Iterable[str] = ("withdrawal",)) -> None:
         if isinstance(kill_on, str) or not hasattr(kill_on, "__iter__"):
-            raise InvalidRequest("kill_on must be a set of kinds: order, fill, withdrawal")
+            raise InvalidRequest("kill_on must be a set of kinds: order, fill, withdrawal, key")
         kinds = frozenset(kill_on)
-        unknown = kinds - {"order", "fill", "withdrawal"}
+        unknown = kinds - {"order", "fill", "withdrawal", "key"}
         if unknown:
             raise InvalidRequest(
-                f"kill_on names unknown kinds {sorted(unknown)}; use order, fill, withdrawal"
+                f"kill_on names unknown kinds {sorted(unknown)}; use order, fill, withdrawal, key"
             )
         self.kill_on = kinds
 

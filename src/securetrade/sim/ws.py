@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import threading
@@ -416,3 +417,16 @@ class Intruder:
 
     def withdraw(self, asset: str, amount: Decimal) -> None:
         self.sim.market.withdraw(self.account, asset, amount)
+
+    def change_key(
+        self, key_id: str, *, can_withdraw: bool | None = None, ip_restricted: bool | None = None
+    ) -> None:
+        """Flip a key's switches at the venue (what a thief with the web login does)."""
+        dialect = self.sim.dialect
+        with dialect._lock:
+            key = dialect.keys[key_id]
+            dialect.keys[key_id] = dataclasses.replace(
+                key,
+                can_withdraw=key.can_withdraw if can_withdraw is None else can_withdraw,
+                ip_restricted=key.ip_restricted if ip_restricted is None else ip_restricted,
+            )

@@ -67,6 +67,9 @@ class _AsyncRest:
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]:
         return await self._client.fills(symbol, client_order_id=client_order_id)
 
+    async def key_permissions(self) -> dict[str, Any]:
+        return await self._client.key_permissions()
+
 
 class _SyncRest:
     """The blocking client's calls, from the stream's loop thread (its transport is safe to
@@ -87,6 +90,9 @@ class _SyncRest:
         return await asyncio.to_thread(
             lambda: self._client.fills(symbol, client_order_id=client_order_id)
         )
+
+    async def key_permissions(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self._client.key_permissions)
 
 
 class StreamHub:

@@ -115,7 +115,8 @@ class Resynced:
 @dataclass(frozen=True, slots=True)
 class UnknownActivity:
     """Activity on the account that neither this process nor any sharing its journal made:
-    the first sign of a stolen key. ``kind`` is ``order``, ``fill`` or ``withdrawal``."""
+    the first sign of a stolen key. ``kind`` is ``order``, ``fill``, ``withdrawal`` or
+    ``key`` (the key's permissions changed at the venue)."""
 
     venue: str
     kind: str

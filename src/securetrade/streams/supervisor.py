@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._checks import number, whole
-from ..errors import SecureTradeError
+from ..errors import InvalidRequest, SecureTradeError
 from ..keys import ApiKey
 from ..models import Fill, Order
 from ..policy.anomaly import Activity, AnomalyMonitor
@@ -63,6 +63,8 @@ class Rest(Protocol):
     async def order(self, symbol: str, client_order_id: str) -> Order: ...
 
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]: ...
+
+    async def key_permissions(self) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -136,7 +138,9 @@ class StreamOptions:
     asked whether the data path still flows (``probe_timeout`` to answer). ``sweep_every``:
     seconds between quiet REST checks of the orders in play. ``queue_size``: frames held
     between the socket and the processing; beyond it, frames are dropped and a gap is
-    reconciled. ``min_reconnect``: the least delay between dials (default: the venue's)."""
+    reconciled. ``min_reconnect``: the least delay between dials (default: the venue's).
+    ``key_check_every``: seconds between reads of the key's permissions at the venue (a
+    change none of ours can make)."""
 
     stale_after: float = 30.0
     probe_timeout: float = 5.0
@@ -145,8 +149,10 @@ class StreamOptions:
     min_reconnect: float | None = None
     max_reconnect: float = 30.0
     subscriber_queue: int = 10_000
+    key_check_every: float = 60.0
 
     def __post_init__(self) -> None:
+        number("key_check_every", self.key_check_every, above=0)
         number("stale_after", self.stale_after, above=0)
         number("probe_timeout", self.probe_timeout, least=0)
         number("sweep_every", self.sweep_every, above=0)
@@ -209,6 +215,8 @@ class UserStream:
         self._withdrawn: list[_Withdrawn] = []
         self._to_journal: list[tuple[str, Fill]] = []
         self._idle = False  # the processing task waits on an empty queue
+        self._key_flags: dict[str, bool] | None = None  # the key's switches at the venue
+        self._key_checks = True
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_pending = False
         self.gaps = 0
@@ -225,6 +233,7 @@ class UserStream:
             loop.create_task(self._connector.run(), name="securetrade-stream-socket"),
             loop.create_task(self._process(), name="securetrade-stream-process"),
             loop.create_task(self._sweep(), name="securetrade-stream-sweep"),
+            loop.create_task(self._key_watch(), name="securetrade-stream-keys"),
         ]
         waiter = loop.create_task(self._connector.connected.wait())
         await asyncio.wait([waiter, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
@@ -319,6 +328,8 @@ class UserStream:
                 if isinstance(item, _Marker):
                     if item.reason == "journal":
                         await self._journal_fills()
+                    elif item.reason == "keys":
+                        await self._check_key()
                     elif item.reason == "sweep":
                         await self._quiet_sweep()
                     else:
@@ -341,6 +352,45 @@ class UserStream:
                 self._offer(_Marker("retry", "the last reconciliation failed"))
             elif self._placed or any(not t.settled for t in self._orders.values()):
                 self._offer(_Marker("sweep"))
+
+    async def _key_watch(self) -> None:
+        while self._key_checks:
+            self._offer(_Marker("keys"))
+            await asyncio.sleep(self.options.key_check_every)
+
+    async def _check_key(self) -> None:
+        """Compare the key's switches at the venue with the last reading: the SDK never
+        changes them, so any change (withdrawals enabled, IP restriction lifted) is
+        someone else's."""
+        if not self._key_checks:
+            return
+        try:
+            payload = await self._rest.key_permissions()
+        except InvalidRequest:  # the venue offers no such read: nothing to compare
+            self._key_checks = False
+            return
+        except SecureTradeError as exc:  # the venue did not answer now: ask again later
+            log.warning("stream key check failed (%s); asking again later", exc)
+            return
+        flags = {k: v for k, v in payload.items() if isinstance(v, bool)}
+        before, self._key_flags = self._key_flags, flags
+        if before is None:
+            return
+        changed = sorted(k for k in set(before) | set(flags) if before.get(k) != flags.get(k))
+        if changed:
+            detail = ", ".join(f"{k} {before.get(k)} -> {flags.get(k)}" for k in changed)
+            await self._dispatch(
+                [
+                    UnknownActivity(
+                        self.venue,
+                        "key",
+                        f"the key's permissions changed at the venue ({detail}); "
+                        "no process of ours changes them",
+                        at_ms=int(time.time() * 1000),
+                        numbers={k: str(flags.get(k)) for k in changed},
+                    )
+                ]
+            )
 
     async def _dispatch(self, events: list[Any]) -> None:
         for event in events:
