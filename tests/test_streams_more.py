@@ -360,3 +360,34 @@ def test_refused_subscription_raises_authentication_rejected_without_secrets(
     assert "check the key" in text  # says what to do
     assert key.key_id not in text
     assert secret not in text
+
+
+def test_ed25519_key_subscribes_with_the_same_signed_method(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    """Binance's signed subscription takes an Ed25519 signature too: no session.logon."""
+    server, ws = venue
+    key = sim.create_key(kind="ed25519")
+    account = sim.account_of(key.key_id)
+
+    async def main() -> list[Any]:
+        events: list[Any] = []
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(_collect(stream, events))
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            order = await client.place_order(resting())
+            fill_twice(sim, [order.order_id])
+            await until(lambda: oracle(sim, account) <= set(fill_ids(events)))
+            task.cancel()
+        return events
+
+    events = asyncio.run(main())
+    assert sorted(fill_ids(events)) == sorted(oracle(sim, account))
+    assert not any(isinstance(e, FillEvent) and e.recovered for e in events)  # all live
+
+
+async def _collect(stream: Any, events: list[Any]) -> None:
+    async for event in stream:
+        events.append(event)
