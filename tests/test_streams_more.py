@@ -17,6 +17,7 @@ import pytest
 from securetrade import AsyncClient, Client
 from securetrade.errors import (
     AuthenticationRejected,
+    InsufficientFunds,
     InvalidRequest,
     PinMismatch,
     UntrustedServer,
@@ -391,3 +392,30 @@ def test_ed25519_key_subscribes_with_the_same_signed_method(
 async def _collect(stream: Any, events: list[Any]) -> None:
     async for event in stream:
         events.append(event)
+
+
+def test_an_order_the_venue_refused_does_not_stall_reconciliation(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    """Its intent was noted as ours, but no order exists to ask about: the reconciliation
+    lets it go instead of failing on it for ever (and the stream staying unhealthy)."""
+    server, ws = venue
+    key = sim.create_key(balances={"USDT": Decimal("10"), "BTC": Decimal("0")})
+
+    async def main() -> tuple[bool, int]:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(_drain(stream))
+            hub = client._stream_hub
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            with pytest.raises(InsufficientFunds):
+                await client.place_order(resting())  # 30 USDT of 10
+            gaps = hub.user.gaps
+            ws.expire_all()
+            await until(lambda: hub.user.gaps >= gaps + 2 and hub.user.healthy)
+            task.cancel()
+            return hub.user.healthy, len(hub.user._placed)
+
+    healthy, placed = asyncio.run(main())
+    assert healthy
+    assert placed == 0

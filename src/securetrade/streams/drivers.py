@@ -61,7 +61,9 @@ class _AsyncRest:
     async def open_orders(self) -> list[Order]:
         return await self._client.open_orders()
 
-    async def order(self, symbol: str, client_order_id: str) -> Order:
+    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
+        if order_id is not None:
+            return await self._client.get_order(symbol, order_id=order_id)
         return await self._client.get_order(symbol, client_order_id=client_order_id)
 
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]:
@@ -81,7 +83,11 @@ class _SyncRest:
     async def open_orders(self) -> list[Order]:
         return await asyncio.to_thread(self._client.open_orders)
 
-    async def order(self, symbol: str, client_order_id: str) -> Order:
+    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
+        if order_id is not None:
+            return await asyncio.to_thread(
+                lambda: self._client.get_order(symbol, order_id=order_id)
+            )
         return await asyncio.to_thread(
             lambda: self._client.get_order(symbol, client_order_id=client_order_id)
         )

@@ -22,13 +22,13 @@ import logging
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._checks import number, whole
-from ..errors import InvalidRequest, SecureTradeError
+from ..errors import InvalidRequest, OrderNotFound, SecureTradeError
 from ..keys import ApiKey
 from ..models import Fill, Order
 from ..policy.anomaly import Activity, AnomalyMonitor
@@ -60,7 +60,9 @@ class Rest(Protocol):
 
     async def open_orders(self) -> list[Order]: ...
 
-    async def order(self, symbol: str, client_order_id: str) -> Order: ...
+    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
+        """One order, by the venue's id when known (unambiguous), else by ours."""
+        ...
 
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]: ...
 
@@ -78,9 +80,12 @@ class _Tracked:
     cumulative: Decimal = Decimal(0)  # filled, as last reported
     status: str = "NEW"
     progress: tuple[Decimal, int] = (Decimal(-1), -1)
+    unqueryable: bool = False  # REST cannot look it up: sweeps stop asking
 
     @property
     def settled(self) -> bool:
+        if self.unqueryable:
+            return True
         return self.status not in _RANK and self.delivered >= self.cumulative
 
 
@@ -674,26 +679,40 @@ class UserStream:
 
     async def _reconcile(self) -> list[Any]:
         """Everything REST knows that the socket did not deliver, each once."""
-        candidates: dict[str, tuple[str, Order | None]] = {}
+        # client order id -> (symbol, venue order id if known, the order if listed)
+        candidates: dict[str, tuple[str, str | None, Order | None]] = {}
         for order in await self._rest.open_orders():
-            candidates[order.client_order_id] = (order.symbol, order)
-        for tracked in self._orders.values():
+            candidates[order.client_order_id] = (order.symbol, order.order_id, order)
+        for known_id, tracked in self._orders.items():
             if not tracked.settled:
-                candidates.setdefault(tracked.client_order_id, (tracked.symbol, None))
+                candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
-            candidates.setdefault(cid, (symbol, None))
+            candidates.setdefault(cid, (symbol, None, None))
         events: list[Any] = []
-        for cid, (symbol, listed) in candidates.items():
-            events.extend(await self._reconcile_order(symbol, cid, listed))
+        for cid, (symbol, order_id, listed) in candidates.items():
+            try:
+                order = listed or await self._rest.order(symbol, cid, order_id)
+            except (OrderNotFound, InvalidRequest):
+                # never reached the venue (refused before sending, or by the venue), or an
+                # id the venue's lookups cannot take: nothing to recover for it
+                self._placed.pop(cid, None)
+                if order_id is not None and order_id in self._orders:
+                    self._orders[order_id].unqueryable = True
+                continue
+            events.extend(await self._reconcile_order(cid, order))
         return events
 
-    async def _reconcile_order(self, symbol: str, cid: str, known: Order | None) -> list[Any]:
-        order = known if known is not None else await self._rest.order(symbol, cid)
+    async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
         events: list[Any] = []
         at_ms = int(time.time() * 1000)
         tracked = await self._track(order.order_id, order.symbol, cid, order.side.value,
                                     order.quantity, at_ms, events)  # fmt: skip
-        fills = await self._rest.fills(order.symbol, cid) if order.filled_quantity > 0 else []
+        fills: list[Fill] = []
+        if order.filled_quantity > 0:
+            try:
+                fills = await self._rest.fills(order.symbol, cid)
+            except InvalidRequest:  # an id the venue's trade lookup cannot take (not ours)
+                fills = []
         for fill in fills:
             if fill.trade_id is not None and fill.trade_id not in self._delivered:
                 events.append(self._deliver_fill(order.order_id, tracked, fill, at_ms,
@@ -705,6 +724,3 @@ class UserStream:
         if tracked.settled:
             self._placed.pop(cid, None)
         return events
-
-
-AsyncCall = Callable[[], Awaitable[Any]]
