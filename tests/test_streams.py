@@ -86,9 +86,7 @@ async def _run(
         hub = client._stream_hub
         sweeps = hub.user.gaps
         # one more reconciliation after the fault cleared: nothing may come twice
-        hub.user._offer(
-            __import__("securetrade.streams.supervisor").streams.supervisor._Marker("test")
-        )
+        hub.user.resync("test")
         await until(
             lambda: hub.user.gaps > sweeps and any(isinstance(e, Resynced) for e in events[-3:])
         )

@@ -419,3 +419,25 @@ def test_an_order_the_venue_refused_does_not_stall_reconciliation(
     healthy, placed = asyncio.run(main())
     assert healthy
     assert placed == 0
+
+
+def test_closing_the_client_while_a_reconciliation_is_under_way_returns(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = sim.create_key()
+
+    async def main() -> bool:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(_drain(stream))
+            hub = client._stream_hub
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            for _ in range(3):
+                await client.place_order(resting())
+            hub.user.resync("closing")  # REST calls in flight when the client closes
+            await asyncio.sleep(0)
+        await asyncio.wait_for(task, 10)  # the iterator ended with the client
+        return task.done()
+
+    assert asyncio.run(asyncio.wait_for(main(), 30))  # and nothing hung

@@ -16,7 +16,7 @@ from ..errors import SecureTradeError
 from .connection import Backoff, Connector
 from .dialects import StreamDialect
 from .events import BookUpdate, Resynced, StreamGap, TickerUpdate
-from .supervisor import StreamOptions, _Fatal
+from .options import Fatal, StreamOptions
 
 __all__ = ["MarketStream"]
 
@@ -67,7 +67,7 @@ class MarketStream:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._connector.run())
         item = await self._queue.get()
-        if isinstance(item, _Fatal):
+        if isinstance(item, Fatal):
             self._queue.put_nowait(item)
             raise item.error
         if item is None:
@@ -109,7 +109,7 @@ class MarketStream:
 
     async def _on_fatal(self, error: SecureTradeError) -> None:
         with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(_Fatal(error))
+            self._queue.put_nowait(Fatal(error))
 
     async def aclose(self) -> None:
         await self._connector.stop()

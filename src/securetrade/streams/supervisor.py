@@ -21,13 +21,11 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .._checks import number, whole
 from ..errors import InvalidRequest, OrderNotFound, SecureTradeError
 from ..keys import ApiKey
 from ..models import Fill, Order
@@ -36,98 +34,20 @@ from ..signing import Signer
 from .connection import Backoff, Connector
 from .dialects import ExecutionReport, StreamDialect, Withdrawal
 from .events import (
-    FillEvent,
-    OrderUpdate,
     Resynced,
     StreamGap,
     UnknownActivity,
     WithdrawalEvent,
 )
+from .ledger import Ledger, Tracked
+from .options import Fatal, Marker, Rest, StreamOptions, Subscription
 
 if TYPE_CHECKING:
     from ..core.journal import JournalStore
 
-__all__ = ["Rest", "Subscription", "UserStream"]
+__all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 
 log = logging.getLogger("securetrade.streams")
-
-_RANK = {"NEW": 0, "PARTIALLY_FILLED": 1}  # anything else is final
-_KEEP_TRADES = 100_000  # trade ids remembered for deduplication
-
-
-class Rest(Protocol):
-    """What reconciliation asks of the venue (the client's own REST calls)."""
-
-    async def open_orders(self) -> list[Order]: ...
-
-    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
-        """One order, by the venue's id when known (unambiguous), else by ours."""
-        ...
-
-    async def fills(self, symbol: str, client_order_id: str) -> list[Fill]: ...
-
-    async def key_permissions(self) -> dict[str, Any]: ...
-
-
-@dataclass(slots=True)
-class _Tracked:
-    symbol: str
-    client_order_id: str
-    side: str
-    ours: bool
-    quantity: Decimal = Decimal(0)
-    delivered: Decimal = Decimal(0)  # sum of the fills delivered
-    cumulative: Decimal = Decimal(0)  # filled, as last reported
-    status: str = "NEW"
-    progress: tuple[Decimal, int] = (Decimal(-1), -1)
-    unqueryable: bool = False  # REST cannot look it up: sweeps stop asking
-
-    @property
-    def settled(self) -> bool:
-        if self.unqueryable:
-            return True
-        return self.status not in _RANK and self.delivered >= self.cumulative
-
-
-@dataclass(frozen=True, slots=True)
-class _Marker:
-    reason: str
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Fatal:
-    error: SecureTradeError
-
-
-_END = object()
-
-
-class Subscription:
-    """An async iterator over the events of some kinds; :meth:`aclose` ends it."""
-
-    def __init__(self, owner: UserStream, kinds: tuple[type, ...], size: int) -> None:
-        self._owner = owner
-        self.kinds = kinds
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=size)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self.queue.get()
-        if item is _END:
-            self.queue.put_nowait(_END)  # stays ended
-            raise StopAsyncIteration
-        if isinstance(item, _Fatal):
-            self.queue.put_nowait(item)
-            raise item.error
-        return item
-
-    async def aclose(self) -> None:
-        self._owner.unsubscribe(self)
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(_END)
 
 
 @dataclass
@@ -135,37 +55,6 @@ class _Withdrawn:
     asset: str
     amount: Decimal
     at: float
-
-
-@dataclass
-class StreamOptions:
-    """Tuning of one supervisor. ``stale_after``: seconds of silence before the venue is
-    asked whether the data path still flows (``probe_timeout`` to answer). ``sweep_every``:
-    seconds between quiet REST checks of the orders in play. ``queue_size``: frames held
-    between the socket and the processing; beyond it, frames are dropped and a gap is
-    reconciled. ``min_reconnect``: the least delay between dials (default: the venue's).
-    ``key_check_every``: seconds between reads of the key's permissions at the venue (a
-    change none of ours can make)."""
-
-    stale_after: float = 30.0
-    probe_timeout: float = 5.0
-    sweep_every: float = 30.0
-    queue_size: int = 1024
-    min_reconnect: float | None = None
-    max_reconnect: float = 30.0
-    subscriber_queue: int = 10_000
-    key_check_every: float = 60.0
-
-    def __post_init__(self) -> None:
-        number("key_check_every", self.key_check_every, above=0)
-        number("stale_after", self.stale_after, above=0)
-        number("probe_timeout", self.probe_timeout, least=0)
-        number("sweep_every", self.sweep_every, above=0)
-        number("max_reconnect", self.max_reconnect, above=0)
-        if self.min_reconnect is not None:
-            number("min_reconnect", self.min_reconnect, least=0)
-        whole("queue_size", self.queue_size, 1)
-        whole("subscriber_queue", self.subscriber_queue, 1)
 
 
 class UserStream:
@@ -213,12 +102,10 @@ class UserStream:
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._subscribers: list[Subscription] = []
-        self._orders: dict[str, _Tracked] = {}
-        self._delivered: OrderedDict[str, None] = OrderedDict()
+        self.ledger = Ledger(self.venue)
         self._placed: dict[str, str] = {}  # client order id -> symbol, placed by this process
         self._ours: set[str] = set()
         self._withdrawn: list[_Withdrawn] = []
-        self._to_journal: list[tuple[str, Fill]] = []
         self._idle = False  # the processing task waits on an empty queue
         self._key_flags: dict[str, bool] | None = None  # the key's switches at the venue
         self._key_checks = True
@@ -255,13 +142,12 @@ class UserStream:
         return self.healthy
 
     async def close(self) -> None:
-        await self._connector.stop()
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        await self._connector.stop()
+        if tasks:  # a REST call being cancelled must not hold the client's close for ever
+            await asyncio.wait(tasks, timeout=5.0)
         for sub in list(self._subscribers):
             await sub.aclose()
 
@@ -280,6 +166,11 @@ class UserStream:
         self._placed[client_order_id] = symbol
         self._ours.add(client_order_id)
 
+    def resync(self, reason: str = "requested") -> None:
+        """Reconcile over REST now (a ``StreamGap`` with ``reason``, then ``Resynced``), as
+        after a gap: for a caller that has its own reason to doubt the stream."""
+        self._offer(Marker(reason, "a reconciliation was asked for"))
+
     def note_withdrawal(self, asset: str, amount: Decimal) -> None:
         self._withdrawn.append(_Withdrawn(asset, amount, time.monotonic()))
 
@@ -290,7 +181,7 @@ class UserStream:
             parsed = self.dialect.parse(frame)
         except (SecureTradeError, KeyError, TypeError, ValueError) as exc:
             log.warning("stream frame not understood (%s); reconciling", type(exc).__name__)
-            parsed = [_Marker("sequence", "a frame could not be read")]  # type: ignore[list-item]
+            parsed = [Marker("sequence", "a frame could not be read")]  # type: ignore[list-item]
         for item in parsed:
             if (
                 self._idle
@@ -305,7 +196,7 @@ class UserStream:
     def _offer(self, item: Any) -> None:
         if self._overflowed:
             try:
-                self._inbound.put_nowait(_Marker("overflow", "the stream queue was full"))
+                self._inbound.put_nowait(Marker("overflow", "the stream queue was full"))
                 self._overflowed = False
             except asyncio.QueueFull:
                 return  # dropped: the pending overflow gap covers it
@@ -315,12 +206,12 @@ class UserStream:
             self._overflowed = True
 
     async def _on_gap(self, reason: str, detail: str) -> None:
-        self._offer(_Marker(reason, detail))
+        self._offer(Marker(reason, detail))
 
     async def _on_fatal(self, error: SecureTradeError) -> None:
         for sub in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(_Fatal(error))
+                sub.queue.put_nowait(Fatal(error))
 
     # --- processing ----------------------------------------------------------------------
 
@@ -330,7 +221,7 @@ class UserStream:
             item = await self._inbound.get()
             self._idle = False
             try:
-                if isinstance(item, _Marker):
+                if isinstance(item, Marker):
                     if item.reason == "journal":
                         await self._journal_fills()
                     elif item.reason == "keys":
@@ -354,13 +245,14 @@ class UserStream:
         while True:
             await asyncio.sleep(self.options.sweep_every)
             if self._resync_pending:
-                self._offer(_Marker("retry", "the last reconciliation failed"))
-            elif self._placed or any(not t.settled for t in self._orders.values()):
-                self._offer(_Marker("sweep"))
+                self._offer(Marker("retry", "the last reconciliation failed"))
+            elif self._placed or any(not t.settled for t in self.ledger.orders.values()):
+                self._offer(Marker("sweep"))
 
     async def _key_watch(self) -> None:
+        await self._connector.connected.wait()  # the first reading once the stream is up
         while self._key_checks:
-            self._offer(_Marker("keys"))
+            self._offer(Marker("keys"))
             await asyncio.sleep(self.options.key_check_every)
 
     async def _check_key(self) -> None:
@@ -404,12 +296,12 @@ class UserStream:
             for sub in list(self._subscribers):
                 if isinstance(event, sub.kinds):
                     await sub.queue.put(event)
-        if self._to_journal:
+        if self.ledger.to_journal:
             await asyncio.sleep(0)  # the consumers take their events first ...
             await self._journal_fills()  # ... then the fills go to the journal's table
 
     async def _journal_fills(self) -> None:
-        rows, self._to_journal = self._to_journal, []
+        rows, self.ledger.to_journal = self.ledger.to_journal, []
         journal = self._journal
 
         def write() -> None:
@@ -445,49 +337,22 @@ class UserStream:
         events: list[Any] = []
         tracked = await self._track(report.order_id, report.symbol, report.client_order_id,
                                     report.side, report.quantity, report.at_ms, events)  # fmt: skip
-        now = self._execution_now(report, tracked, force=False)
+        now = self.ledger.execution_now(report, tracked, force=False)
         if now is None:  # an earlier fill of this order never came
             await self._dispatch(events)
             events = []
             await self._gap("sequence", f"order {report.order_id} skipped a fill")
-            now = self._execution_now(report, tracked, force=True)
+            now = self.ledger.execution_now(report, tracked, force=True)
             assert now is not None
-        await self._dispatch([*events, *now])
-
-    def _execution_now(
-        self, report: ExecutionReport, tracked: _Tracked, *, force: bool
-    ) -> list[Any] | None:
-        """The events of one report on a tracked order; ``None`` when it shows a gap
-        (unless ``force``: after a reconciliation, what REST did not show is taken as is)."""
-        events: list[Any] = []
-        trade = report.trade_id
-        if trade is not None and trade not in self._delivered:
-            if not force and report.cumulative - report.last_quantity > tracked.delivered:
-                return None
-            fill = Fill(
-                price=report.last_price,
-                quantity=report.last_quantity,
-                commission=report.commission,
-                commission_asset=report.commission_asset,
-                trade_id=trade,
-            )
-            events.append(
-                self._deliver_fill(report.order_id, tracked, fill, report.at_ms, recovered=False)
-            )
-        update = self._update(
-            report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
-        )
-        if update is not None:
-            events.append(update)
         if tracked.settled:
             self._placed.pop(tracked.client_order_id, None)
-        return events
+        await self._dispatch([*events, *now])
 
     def _fast(self, report: ExecutionReport) -> bool:
         """Handle a report in the socket's own task when nothing is queued before it and it
         needs no I/O but the (local) journal: one task switch less per event. False:
         the processing task takes it (a gap, a full subscriber, a networked journal)."""
-        tracked = self._orders.get(report.order_id)
+        tracked = self.ledger.orders.get(report.order_id)
         events: list[Any] = []
         if tracked is None:
             if getattr(self._journal, "blocking", False):
@@ -496,7 +361,7 @@ class UserStream:
             ours = cid in self._ours or bool(self._journal.known([cid]))
             if ours:
                 self._ours.add(cid)
-            tracked, unknown = self._new_tracked(
+            tracked, unknown = self.ledger.new_tracked(
                 report.order_id, report.symbol, cid, report.side, report.quantity,
                 report.at_ms, ours,
             )  # fmt: skip
@@ -505,50 +370,27 @@ class UserStream:
         trade = report.trade_id
         if (
             trade is not None
-            and trade not in self._delivered
+            and trade not in self.ledger.delivered
             and report.cumulative - report.last_quantity > tracked.delivered
         ):
             return False
         room = 2 + len(events)
         if any(sub.queue.maxsize - sub.queue.qsize() < room for sub in self._subscribers):
             return False
-        self._orders.setdefault(report.order_id, tracked)
-        now = self._execution_now(report, tracked, force=False)
+        self.ledger.orders.setdefault(report.order_id, tracked)
+        now = self.ledger.execution_now(report, tracked, force=False)
         assert now is not None
+        if tracked.settled:
+            self._placed.pop(tracked.client_order_id, None)
         for event in [*events, *now]:
             if isinstance(event, UnknownActivity):
                 self._alert(event)
             for sub in self._subscribers:
                 if isinstance(event, sub.kinds):
                     sub.queue.put_nowait(event)
-        if self._to_journal:
-            self._offer(_Marker("journal"))  # written by the processing task, after this
+        if self.ledger.to_journal:
+            self._offer(Marker("journal"))  # written by the processing task, after this
         return True
-
-    def _new_tracked(
-        self,
-        order_id: str,
-        symbol: str,
-        cid: str,
-        side: str,
-        quantity: Decimal,
-        at_ms: int,
-        ours: bool,
-    ) -> tuple[_Tracked, UnknownActivity | None]:
-        tracked = _Tracked(symbol, cid, side, ours, quantity)
-        if ours:
-            return tracked, None
-        return tracked, UnknownActivity(
-            self.venue,
-            "order",
-            f"order {order_id} ({side} {quantity} {symbol}) was placed by no process "
-            "sharing this journal",
-            symbol=symbol,
-            order_id=order_id,
-            client_order_id=cid,
-            amount=quantity,
-            at_ms=at_ms,
-        )
 
     async def _track(
         self,
@@ -559,12 +401,14 @@ class UserStream:
         quantity: Decimal,
         at_ms: int,
         events: list[Any],
-    ) -> _Tracked:
-        tracked = self._orders.get(order_id)
+    ) -> Tracked:
+        tracked = self.ledger.orders.get(order_id)
         if tracked is None:
             ours = await self._is_ours(cid)
-            tracked, unknown = self._new_tracked(order_id, symbol, cid, side, quantity, at_ms, ours)
-            self._orders[order_id] = tracked
+            tracked, unknown = self.ledger.new_tracked(
+                order_id, symbol, cid, side, quantity, at_ms, ours
+            )
+            self.ledger.orders[order_id] = tracked
             if unknown is not None:
                 events.append(unknown)
         return tracked
@@ -580,64 +424,6 @@ class UserStream:
         if found:
             self._ours.add(cid)
         return bool(found)
-
-    def _deliver_fill(
-        self, order_id: str, tracked: _Tracked, fill: Fill, at_ms: int, *, recovered: bool
-    ) -> FillEvent:
-        trade = fill.trade_id
-        assert trade is not None
-        self._delivered[trade] = None
-        if len(self._delivered) > _KEEP_TRADES:
-            self._delivered.popitem(last=False)
-        tracked.delivered += fill.quantity
-        if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
-            self._to_journal.append((tracked.client_order_id, fill))
-        return FillEvent(
-            self.venue,
-            tracked.symbol,
-            order_id,
-            tracked.client_order_id,
-            trade,
-            tracked.side,
-            fill.price,
-            fill.quantity,
-            fill.commission,
-            fill.commission_asset,
-            at_ms,
-            ours=tracked.ours,
-            recovered=recovered,
-        )
-
-    def _update(
-        self,
-        order_id: str,
-        tracked: _Tracked,
-        status: str,
-        cumulative: Decimal,
-        at_ms: int,
-        recovered: bool,
-    ) -> OrderUpdate | None:
-        """The order's new state, unless it is one already delivered or an older one
-        arriving late (reordered or duplicated frames)."""
-        progress = (cumulative, _RANK.get(status, 2))
-        if progress <= tracked.progress:
-            return None
-        tracked.progress = progress
-        tracked.status = status
-        tracked.cumulative = max(tracked.cumulative, cumulative)
-        return OrderUpdate(
-            self.venue,
-            tracked.symbol,
-            order_id,
-            tracked.client_order_id,
-            tracked.side,
-            status,
-            tracked.quantity,
-            cumulative,
-            at_ms,
-            ours=tracked.ours,
-            recovered=recovered,
-        )
 
     async def _withdrawal(self, item: Withdrawal) -> None:
         now = time.monotonic()
@@ -683,7 +469,7 @@ class UserStream:
         candidates: dict[str, tuple[str, str | None, Order | None]] = {}
         for order in await self._rest.open_orders():
             candidates[order.client_order_id] = (order.symbol, order.order_id, order)
-        for known_id, tracked in self._orders.items():
+        for known_id, tracked in self.ledger.orders.items():
             if not tracked.settled:
                 candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
@@ -696,8 +482,8 @@ class UserStream:
                 # never reached the venue (refused before sending, or by the venue), or an
                 # id the venue's lookups cannot take: nothing to recover for it
                 self._placed.pop(cid, None)
-                if order_id is not None and order_id in self._orders:
-                    self._orders[order_id].unqueryable = True
+                if order_id is not None and order_id in self.ledger.orders:
+                    self.ledger.orders[order_id].unqueryable = True
                 continue
             events.extend(await self._reconcile_order(cid, order))
         return events
@@ -714,10 +500,10 @@ class UserStream:
             except InvalidRequest:  # an id the venue's trade lookup cannot take (not ours)
                 fills = []
         for fill in fills:
-            if fill.trade_id is not None and fill.trade_id not in self._delivered:
-                events.append(self._deliver_fill(order.order_id, tracked, fill, at_ms,
+            if fill.trade_id is not None and fill.trade_id not in self.ledger.delivered:
+                events.append(self.ledger.deliver_fill(order.order_id, tracked, fill, at_ms,
                                                  recovered=True))  # fmt: skip
-        update = self._update(order.order_id, tracked, order.status.value,
+        update = self.ledger.update(order.order_id, tracked, order.status.value,
                               order.filled_quantity, at_ms, True)  # fmt: skip
         if update is not None:
             events.append(update)
