@@ -32,6 +32,7 @@ from securetrade.streams import (
     StreamOptions,
     TickerUpdate,
     place_confirmed,
+    place_confirmed_blocking,
 )
 from stream_helpers import FAST, fill_ids, fill_twice, oracle, resting, tls, until, until_sync
 
@@ -441,3 +442,19 @@ def test_closing_the_client_while_a_reconciliation_is_under_way_returns(
         return task.done()
 
     assert asyncio.run(asyncio.wait_for(main(), 30))  # and nothing hung
+
+
+def test_blocking_place_confirmed_uses_the_stream_when_healthy(
+    sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    with Client(sim.create_key(), journal=str(tmp_path / "j.db"), **tls(server)) as client:
+        stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+        with pytest.raises(TimeoutError):
+            stream.next(timeout=0.2)  # connects
+        until_sync(lambda: client._stream_hub.user.healthy)
+        order, path = place_confirmed_blocking(client, resting())
+        assert path == "stream"
+        assert order.status.value == "NEW"
+        update = stream.next(timeout=30)
+        assert update.order_id == order.order_id
