@@ -40,11 +40,24 @@ def _apply(fault: str, sim: Simulator, ws: SimWebSockets, stage: int) -> None:
     elif fault == "refuse" and stage == 1:
         faults.refuse_for(1.5)
         ws.expire_all()
+    elif fault == "refuse406" and stage == 1:
+        faults.refuse_for(1.5, status=406)
+        ws.expire_all()
     elif fault == "expire" and stage == 1:
         ws.expire_all()
 
 
-FAULTS = ["none", "drop", "duplicate", "reorder", "mute", "close_every", "refuse", "expire"]
+FAULTS = [
+    "none",
+    "drop",
+    "duplicate",
+    "reorder",
+    "mute",
+    "close_every",
+    "refuse",
+    "refuse406",
+    "expire",
+]
 
 
 async def _run(
@@ -79,7 +92,7 @@ async def _run(
         if fault == "mute":  # the watchdog notices the silence, whatever REST already found
             await until(lambda: any(isinstance(e, StreamGap) and e.reason == "stale"
                                     for e in events))  # fmt: skip
-        if fault == "refuse":
+        if fault.startswith("refuse"):
             await until(lambda: ws.refused > 0)
         ws.faults.clear()
         await until(lambda: client._stream_hub.user.healthy)  # back after the fault
@@ -111,11 +124,11 @@ def test_every_fill_exactly_once_under_stream_faults(
     gaps = {e.reason for e in events if isinstance(e, StreamGap)}
     if fault == "mute":
         assert "stale" in gaps  # the watchdog's probe went unanswered
-    if fault == "refuse":
+    if fault.startswith("refuse"):
         assert ws.refused > 0  # reconnects were refused, and the stream came back anyway
     if fault == "drop":
         assert gaps & {"sequence", "sweep"}
-    if fault in ("drop", "mute", "close_every", "refuse", "expire"):
+    if fault in ("drop", "mute", "close_every", "refuse", "refuse406", "expire"):
         assert any(isinstance(e, StreamGap) for e in events)
         assert any(isinstance(e, FillEvent) and e.recovered for e in events) or fault in (
             "close_every",

@@ -50,10 +50,13 @@ class WsFaults:
         self.reorder: set[int] = set()
         self.close_every: float | None = None
         self._refuse_until = 0.0
+        self.refuse_status = 429
 
-    def refuse_for(self, seconds: float) -> None:
-        """Answer new connections with 429 (Retry-After: 1) for ``seconds``."""
+    def refuse_for(self, seconds: float, *, status: int = 429) -> None:
+        """Answer new connections with ``status`` (429, or 406 as Alpaca does to a second
+        connection) and ``Retry-After: 1`` for ``seconds``."""
         self._refuse_until = time.monotonic() + seconds
+        self.refuse_status = status
 
     @property
     def refusing(self) -> bool:
@@ -201,7 +204,7 @@ class SimWebSockets(Served):
         self.requests += 1  # an HTTP upgrade request arrived (the TLS handshake passed)
         if self.faults.refusing:
             self.refused += 1
-            response = connection.respond(429, "Too many connection attempts\n")
+            response = connection.respond(self.faults.refuse_status, "Connection refused\n")
             response.headers["Retry-After"] = "1"
             return response
         return None
