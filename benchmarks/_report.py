@@ -47,6 +47,8 @@ TARGETS: dict[str, Target] = {
     "copy_fanout_1000_vs_direct": Target("<= 1.25x the same orders direct", 1.25),
     "copy_fanout_1000_vs_ccxt": Target("<= 0.5x a ccxt async fan-out", 0.5),
     "copy_memory_per_follower_vs_ccxt": Target("<= 0.2x one ccxt exchange", 0.2),
+    "stream_latency_vs_websockets": Target("<= 1.5x a bare websockets client", 1.5),
+    "stream_latency_vs_ccxtpro": Target("<= 0.5x ccxt.pro watch_orders", 0.5),
 }
 
 

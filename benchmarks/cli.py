@@ -26,6 +26,7 @@ from ._orders import CpuPlan, async_row, cpu_plan, sync_row
 from ._process import import_row, memory_row
 from ._report import Row, failed_row, render, write_json
 from ._signing import ed25519_row, sign_rows
+from ._streams import stream_rows
 from ._timing import FULL, QUICK, SMOKE, Effort
 
 __all__ = ["ROW_NAMES", "main"]
@@ -78,6 +79,14 @@ GROUPS: tuple[_Group, ...] = (
     _Group(
         (("gateway_latency_vs_starlette", "µs p50", False),),
         lambda e, p, prof: [gateway_row(e)],
+    ),
+    _Group(
+        (("stream_latency_vs_websockets", "µs p50", False),),
+        lambda e, p, prof: stream_rows(e, {"stream_latency_vs_websockets"}),
+    ),
+    _Group(
+        (("stream_latency_vs_ccxtpro", "µs p50", False),),
+        lambda e, p, prof: stream_rows(e, {"stream_latency_vs_ccxtpro"}),
     ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)

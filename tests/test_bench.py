@@ -33,6 +33,8 @@ ROWS = (
     "copy_fanout_1000_vs_ccxt",
     "copy_memory_per_follower_vs_ccxt",
     "gateway_latency_vs_starlette",
+    "stream_latency_vs_websockets",
+    "stream_latency_vs_ccxtpro",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 ROOT = Path(__file__).resolve().parents[1]

@@ -57,8 +57,11 @@ from .venues import Venue, get_venue
 from .venues.base import Capabilities
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .core.group_commit import GroupCommit
     from .mfa import Confirmation
+    from .streams import BlockingStream, StreamEvent
 
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
@@ -184,6 +187,12 @@ class _Base(ABC, Generic[TransportT]):
             )
         self._transport: TransportT = transport
         self.core.base_url = getattr(transport, "base_url", None)  # for traces
+        self._tls_args = (pins, cafile, cadata, unsafe_disable_pinning)  # for streams
+        self._stream_hub: Any = None
+
+    def _stream_tls(self) -> ssl.SSLContext:
+        """The same pinned TLS context REST uses, for the WebSocket streams."""
+        return _ssl_context(*self._tls_args)
 
     @abstractmethod
     def _https(
@@ -598,9 +607,37 @@ class Client(_Base[Transport]):
         """
         return self._run("check_key", self.core.check_key(refuse=refuse))
 
+    # --- live streams (securetrade.streams, docs/streams.md) ---------------------------
+
+    def watch_orders(self, **options: Any) -> BlockingStream:
+        """This account's order updates, gap-free, with intruder orders flagged."""
+        from .streams.drivers import watch_blocking
+
+        return watch_blocking(self, "orders", None, options)
+
+    def watch_fills(self, **options: Any) -> BlockingStream:
+        """This account's fills, each exactly once, across disconnects."""
+        from .streams.drivers import watch_blocking
+
+        return watch_blocking(self, "fills", None, options)
+
+    def watch_ticker(self, symbol: str, **options: Any) -> BlockingStream:
+        """Best bid and ask of ``symbol`` as the venue streams them."""
+        from .streams.drivers import watch_blocking
+
+        return watch_blocking(self, "ticker", symbol, options)
+
+    def watch_book(self, symbol: str, **options: Any) -> BlockingStream:
+        """Top-of-book snapshots of ``symbol``."""
+        from .streams.drivers import watch_blocking
+
+        return watch_blocking(self, "book", symbol, options)
+
     def close(self) -> None:
         """Close the connections; the journal, limiter and audit trail stay with their owners.
         ``with`` calls it."""
+        if self._stream_hub is not None:
+            self._stream_hub.close()
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -822,9 +859,37 @@ class AsyncClient(_Base[AsyncTransport]):
         """Compare declared scopes with the venue's; see :meth:`Client.check_key`."""
         return await self._run("check_key", self.core.check_key(refuse=refuse))
 
+    # --- live streams (securetrade.streams, docs/streams.md) ---------------------------
+
+    def watch_orders(self, **options: Any) -> AsyncIterator[StreamEvent]:
+        """This account's order updates, gap-free: ``async for event in ...``."""
+        from .streams.drivers import watch_async
+
+        return watch_async(self, "orders", None, options)
+
+    def watch_fills(self, **options: Any) -> AsyncIterator[StreamEvent]:
+        """This account's fills, each exactly once, across disconnects."""
+        from .streams.drivers import watch_async
+
+        return watch_async(self, "fills", None, options)
+
+    def watch_ticker(self, symbol: str, **options: Any) -> AsyncIterator[StreamEvent]:
+        """Best bid and ask of ``symbol`` as the venue streams them."""
+        from .streams.drivers import watch_async
+
+        return watch_async(self, "ticker", symbol, options)
+
+    def watch_book(self, symbol: str, **options: Any) -> AsyncIterator[StreamEvent]:
+        """Top-of-book snapshots of ``symbol``."""
+        from .streams.drivers import watch_async
+
+        return watch_async(self, "book", symbol, options)
+
     async def aclose(self) -> None:
         """Close the connections; the journal, limiter and audit trail stay with their owners.
         ``async with`` calls it."""
+        if self._stream_hub is not None:
+            await self._stream_hub.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -44,6 +44,7 @@ __all__ = [
     "RejectionBurst",
     "Severity",
     "SizeOutlier",
+    "UnknownActivityDetector",
     "WithdrawalAttempt",
     "default_detectors",
 ]
@@ -69,8 +70,10 @@ class Activity:
 
     ``kind`` is ``order`` (a new order was submitted), ``cancel``, ``rejection`` (with
     ``reason``: signature, timestamp, permission, credentials, or anything else) or
-    ``withdrawal`` (``reason`` is ``refused`` when it was stopped locally). ``at`` is in
-    seconds since the epoch.
+    ``withdrawal`` (``reason`` is ``refused`` when it was stopped locally), or ``unknown``:
+    activity on the account no process sharing the journal made, seen on the live stream
+    (``reason`` is ``order``, ``fill``, ``withdrawal`` or ``key``). ``at`` is in seconds since the
+    epoch.
     """
 
     kind: str
@@ -371,6 +374,46 @@ class WithdrawalAttempt:
         )
 
 
+class UnknownActivityDetector:
+    """Orders, fills, withdrawals or key permission changes on the account that none of
+    ours made: a stolen key.
+
+    Kinds in ``kill_on`` are critical (an :class:`AnomalyMonitor` with a kill switch
+    engages it); the others are warnings. By default a withdrawal nobody asked for stops
+    everything; pass ``kill_on={"order", "withdrawal"}`` to stop on a foreign order too.
+    """
+
+    name = "unknown_activity"
+
+    def __init__(self, *, kill_on: Iterable[str] = ("withdrawal",)) -> None:
+        if isinstance(kill_on, str) or not hasattr(kill_on, "__iter__"):
+            raise InvalidRequest("kill_on must be a set of kinds: order, fill, withdrawal, key")
+        kinds = frozenset(kill_on)
+        unknown = kinds - {"order", "fill", "withdrawal", "key"}
+        if unknown:
+            raise InvalidRequest(
+                f"kill_on names unknown kinds {sorted(unknown)}; use order, fill, withdrawal, key"
+            )
+        self.kill_on = kinds
+
+    def observe(self, activity: Activity) -> Alert | None:
+        if activity.kind != "unknown":
+            return None
+        what = activity.reason or "order"
+        return Alert(
+            self.name,
+            Severity.CRITICAL if what in self.kill_on else Severity.WARNING,
+            f"{what} on the account that no process sharing the journal made",
+            activity.at,
+            activity.symbol,
+            {
+                "kind": what,
+                "quantity": str(activity.quantity) if activity.quantity is not None else "",
+                "client_order_id": activity.client_order_id or "",
+            },
+        )
+
+
 def default_detectors() -> list[Detector]:
     """One of each detector with its default thresholds."""
     return [
@@ -380,6 +423,7 @@ def default_detectors() -> list[Detector]:
         NewSymbol(),
         RejectionBurst(),
         WithdrawalAttempt(),
+        UnknownActivityDetector(),
     ]
 
 

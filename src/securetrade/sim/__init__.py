@@ -30,6 +30,7 @@ from .server import HttpsServer
 
 if TYPE_CHECKING:
     from .fast_server import FastHttpsServer
+    from .ws import SimWebSockets
 
 __all__ = [
     "AsyncSimTransport",
@@ -128,6 +129,7 @@ class Simulator:
             fees=KRAKEN_FEES if fees else None,
         )
         self._servers: list[HttpsServer | FastHttpsServer] = []
+        self._streams: list[SimWebSockets] = []
 
     def create_key(
         self,
@@ -297,8 +299,22 @@ class Simulator:
         self._servers.append(server)
         return server
 
+    def serve_ws(self, server: HttpsServer | None = None, *, port: int = 0) -> SimWebSockets:
+        """Start the WebSocket streams on 127.0.0.1, with ``server``'s certificates (so the
+        same pins pass) when given; returns them running. See :mod:`securetrade.sim.ws`."""
+        from .ws import SimWebSockets
+
+        streams = SimWebSockets(
+            self, certificates=None if server is None else server.certificates, port=port
+        ).start()
+        self._streams.append(streams)
+        return streams
+
     def close(self) -> None:
         """Stop every server this simulator started; ``with`` calls it."""
+        for streams in self._streams:
+            streams.stop()
+        self._streams.clear()
         for server in self._servers:
             server.stop()
         self._servers.clear()

@@ -194,6 +194,11 @@ class Market:
         self.tape: dict[str, list[TapeTrade]] = {i.symbol: [] for i in instruments}
         self._step = 0
         self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
+        #: called under the lock with (what, order, fill) for every order event: ``NEW``,
+        #: ``TRADE`` (fill is (price, quantity, trade id)), ``CANCELED``, ``EXPIRED``; and
+        #: with ("WITHDRAWAL", None, (asset, amount, account)) for funds leaving an account.
+        #: The simulator's WebSockets push user data from here.
+        self.listeners: list[Callable[[str, SimOrder | None, tuple[object, ...] | None], None]] = []
 
     # --- accounts ----------------------------------------------------------------------
 
@@ -377,6 +382,7 @@ class Market:
             self.orders[order.order_id] = order
             self._open[order.order_id] = order
             self._by_client_id.setdefault((account_name, client_order_id), []).append(order)
+            self._notify("NEW", order, None)
             if post_only == "cancel" and price is not None and self._crosses(side, price, symbol):
                 self._close(order, "CANCELED")
                 order.reason = "Post only order"
@@ -483,6 +489,7 @@ class Market:
         order.updated_ms = self._now_ms()
         if order.status == "FILLED":
             self._open.pop(order.order_id, None)
+        self._notify("TRADE", order, (fill_price, quantity, trade_id))
 
     def _close(self, order: SimOrder, status: str) -> None:
         inst = self.instruments[order.symbol]
@@ -496,6 +503,20 @@ class Market:
         order.status = status
         order.updated_ms = self._now_ms()
         self._open.pop(order.order_id, None)
+        self._notify(status, order, None)
+
+    def _notify(self, what: str, order: SimOrder | None, detail: tuple[object, ...] | None) -> None:
+        for listener in list(self.listeners):
+            listener(what, order, detail)
+
+    def withdraw(self, account_name: str, asset: str, amount: Decimal) -> None:
+        """Funds leave the account (a withdrawal, however it was asked for)."""
+        with self.lock:
+            account = self.accounts[account_name]
+            if account.free(asset) < amount:
+                raise SimRejection("insufficient", "Insufficient balance for withdrawal.")
+            account.move(asset, free=-amount)
+            self._notify("WITHDRAWAL", None, (asset, amount, account_name))
 
     def find(
         self,

@@ -93,6 +93,7 @@ SENSITIVE_PARAMS = frozenset(
         "clientsecret",  # OAuth 2.0 (securetrade.oauth)
         "codeverifier",
         "idtoken",
+        "listenkey",  # a Binance user data stream capability (WebSocket URLs and frames)
     )
 )
 

@@ -1,0 +1,48 @@
+"""Live streams over pinned WebSockets: orders, fills, ticker and book, gap-free.
+
+``client.watch_orders()`` / ``watch_fills()`` / ``watch_ticker(symbol)`` /
+``watch_book(symbol)`` are async iterators on :class:`~securetrade.AsyncClient` and
+blocking iterators on :class:`~securetrade.Client`. See docs/streams.md.
+"""
+
+from __future__ import annotations
+
+from .dialects import DIALECTS, BinanceStreams, StreamDialect, dialect_for
+from .drivers import BlockingStream, StreamHub, hub_of, place_confirmed, place_confirmed_blocking
+from .events import (
+    BookUpdate,
+    FillEvent,
+    OrderUpdate,
+    Resynced,
+    StreamEvent,
+    StreamGap,
+    TickerUpdate,
+    UnknownActivity,
+    WithdrawalEvent,
+)
+from .market import MarketStream
+from .supervisor import StreamOptions, UserStream
+
+__all__ = [
+    "DIALECTS",
+    "BinanceStreams",
+    "BlockingStream",
+    "BookUpdate",
+    "FillEvent",
+    "MarketStream",
+    "OrderUpdate",
+    "Resynced",
+    "StreamDialect",
+    "StreamEvent",
+    "StreamGap",
+    "StreamHub",
+    "StreamOptions",
+    "TickerUpdate",
+    "UnknownActivity",
+    "UserStream",
+    "WithdrawalEvent",
+    "dialect_for",
+    "hub_of",
+    "place_confirmed",
+    "place_confirmed_blocking",
+]

@@ -1,0 +1,248 @@
+"""One pinned WebSocket connection at a time, kept up: backoff, staleness, venue age limit.
+
+:class:`Connector` owns the socket. It dials with the client's pinned TLS context (the pins
+are checked inside the handshake, before the HTTP upgrade, so a wrong server receives no
+byte of ours), authenticates through the dialect, and hands every frame to ``on_frame``.
+When the socket closes, goes quiet past ``stale_after`` without answering a probe, or
+reaches the venue's connection age, it reports a gap through ``on_gap`` and dials again
+after a full-jitter backoff no shorter than the venue's minimum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from ..errors import AuthenticationRejected, ConnectFailed, SecureTradeError
+from ..transport.http import security_refusal
+from ..transport.redaction import redact_text
+
+__all__ = ["Backoff", "Connector"]
+
+log = logging.getLogger("securetrade.streams")
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Full-jitter exponential backoff with a floor: ``uniform(0, min(cap, base * 2**n))``,
+    never below ``floor`` (the venue's minimum between connection attempts)."""
+
+    floor: float
+    base: float = 0.5
+    cap: float = 30.0
+    attempt: int = 0
+
+    def next(self, at_least: float = 0.0) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return max(self.floor, at_least, random.uniform(0.0, ceiling))  # noqa: S311 (jitter)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Connector:
+    """Keeps one authenticated connection to ``url`` up until :meth:`stop`."""
+
+    def __init__(
+        self,
+        url: str,
+        context: ssl.SSLContext | None,
+        *,
+        on_frame: Callable[[Any], None],
+        on_gap: Callable[[str, str], Awaitable[None]],
+        on_fatal: Callable[[SecureTradeError], Awaitable[None]],
+        auth: Callable[[], list[str]] | None,
+        check_auth: Callable[[Any], bool] | None,
+        probe: Callable[[], str | None],
+        backoff: Backoff,
+        stale_after: float,
+        probe_timeout: float,
+        max_age: float,
+    ) -> None:
+        self.url = url
+        self._context = context
+        self._on_frame = on_frame
+        self._on_gap = on_gap
+        self._on_fatal = on_fatal
+        self._auth = auth
+        self._check_auth = check_auth
+        self._probe = probe
+        self.backoff = backoff
+        self.stale_after = stale_after
+        self.probe_timeout = probe_timeout
+        self.max_age = max_age
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._stopping = False
+        self._socket: ClientConnection | None = None
+        self._lost = ("closed", "the connection closed")
+        self._last = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return self.connected.is_set()
+
+    async def run(self) -> None:
+        """Dial, read, and dial again, until stopped or a fatal error."""
+        first = True
+        while not self._stopping:
+            delay = 0.0
+            self._lost = ("closed", "the connection closed")
+            try:
+                await self._session(first)
+            except asyncio.CancelledError:
+                raise
+            except SecureTradeError as exc:
+                await self._on_fatal(exc)
+                return
+            except InvalidStatus as exc:  # refused at the upgrade: 429, 406, 503 ...
+                retry = exc.response.headers.get("Retry-After", "0")
+                delay = float(retry) if retry.isdigit() else 0.0
+                status = exc.response.status_code
+                log.warning("stream %s refused the connection (HTTP %s)", self._safe_url(), status)
+            except (
+                OSError,
+                ConnectionClosed,
+                InvalidHandshake,
+                asyncio.TimeoutError,
+            ) as exc:
+                refusal = security_refusal(exc)
+                if refusal is not None:  # pins or certificate: never retried
+                    await self._on_fatal(refusal)
+                    return
+                log.info("stream %s lost: %s", self._safe_url(), type(exc).__name__)
+            except Exception as exc:  # anything else would end the stream in silence
+                await self._on_fatal(
+                    ConnectFailed(
+                        f"the stream to {self._safe_url()} failed ({type(exc).__name__}); "
+                        "check stream_url and the venue's status, then watch again"
+                    )
+                )
+                return
+            finally:
+                was_up = self.connected.is_set()
+                self.connected.clear()
+                self._socket = None
+            if self._stopping:
+                return
+            if was_up:  # tell the consumer at once; reconcile over REST while down
+                await self._on_gap(*self._lost)
+            if self.connections > 0:
+                first = False
+            await asyncio.sleep(self.backoff.next(delay))
+
+    async def _session(self, first: bool) -> None:
+        async with connect(
+            self.url,
+            ssl=self._context,
+            proxy=None,  # never an environment proxy: the pinned path is the only path
+            compression=None,
+            open_timeout=10,
+            ping_interval=10,
+            ping_timeout=10,
+            max_queue=256,
+            close_timeout=2,
+            logger=logging.getLogger("securetrade.streams.wire"),
+        ) as socket:
+            self._socket = socket
+            if self._auth is not None:
+                await self._authenticate(socket)
+            self.connections += 1
+            self.connected.set()
+            if not first:
+                await self._on_gap("reconnect", "the connection was re-established")
+            self.backoff.reset()
+            self._last = time.monotonic()
+            watchdog = asyncio.get_running_loop().create_task(self._watch(socket))
+            try:
+                async for text in socket:  # no timer per frame: the watchdog keeps time
+                    self._last = time.monotonic()
+                    self._deliver(text)
+            finally:
+                watchdog.cancel()
+
+    async def _watch(self, socket: ClientConnection) -> None:
+        """Closes the socket when it reaches the venue's age limit, or when it has been
+        silent past ``stale_after`` and does not answer a probe within ``probe_timeout``
+        (pings may still be answered: a mute data path is stale all the same)."""
+        opened = time.monotonic()
+        tick = max(0.01, min(self.stale_after, self.probe_timeout or self.stale_after) / 2)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - opened >= self.max_age:
+                self._lost = ("age", "the venue's connection age limit")
+                break
+            if now - self._last < self.stale_after:
+                continue
+            probe = self._probe()
+            if probe is None:
+                self._lost = ("stale", f"no frame in {self.stale_after} s")
+                break
+            asked = time.monotonic()
+            await socket.send(probe)
+            await asyncio.sleep(self.probe_timeout)
+            if self._last < asked:
+                silent = self.stale_after + self.probe_timeout
+                self._lost = ("stale", f"no frame in {silent} s, probe unanswered")
+                break
+        await socket.close()
+
+    async def _authenticate(self, socket: ClientConnection) -> None:
+        assert self._auth is not None
+        assert self._check_auth is not None
+        for frame in self._auth():
+            log.debug("stream send %s", redact_text(frame))
+            await socket.send(frame)
+        deadline = time.monotonic() + 10.0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectFailed("the venue did not answer the stream subscription in 10 s")
+            text = await asyncio.wait_for(socket.recv(), remaining)
+            frame = _decode(text)
+            try:
+                if self._check_auth(frame):
+                    return
+            except AuthenticationRejected:
+                raise
+            self._on_frame(frame)
+
+    def _deliver(self, text: str | bytes) -> None:
+        frame = _decode(text)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stream recv %s", redact_text(text if isinstance(text, str) else ""))
+        self._on_frame(frame)
+
+    def _safe_url(self) -> str:
+        return redact_text(self.url)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        socket = self._socket
+        if socket is not None:
+            await socket.close()
+
+    async def drop(self) -> None:
+        """Close the current socket (a stale subscription): :meth:`run` dials again."""
+        socket = self._socket
+        if socket is not None:
+            await socket.close()
+
+
+def _decode(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

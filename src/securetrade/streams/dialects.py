@@ -1,0 +1,225 @@
+"""What differs per venue: URLs, the authentication frame, and how frames become events.
+
+A dialect is a small object with no I/O; the supervisor does the I/O. Adding a venue is one
+module with one class like :class:`BinanceStreams` registered in :data:`DIALECTS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+
+from ..errors import AuthenticationRejected, InvalidRequest
+from ..keys import ApiKey, Environment
+from ..models import to_decimal
+from ..signing import Signer
+from .events import BookUpdate, TickerUpdate
+
+__all__ = ["DIALECTS", "BinanceStreams", "ExecutionReport", "StreamDialect", "dialect_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """One order event as the venue reported it, before deduplication."""
+
+    symbol: str
+    order_id: str
+    client_order_id: str
+    side: str
+    status: str
+    execution: str  # NEW, TRADE, CANCELED, EXPIRED, REJECTED, ...
+    quantity: Decimal
+    cumulative: Decimal  # filled so far, this execution included
+    last_quantity: Decimal
+    last_price: Decimal
+    trade_id: str | None
+    commission: Decimal
+    commission_asset: str | None
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    asset: str
+    amount: Decimal
+    at_ms: int
+
+
+Parsed = ExecutionReport | Withdrawal | TickerUpdate | BookUpdate
+
+
+class StreamDialect(Protocol):
+    """The per-venue part of streaming."""
+
+    name: str
+    #: the least time between two connection attempts the venue tolerates
+    min_reconnect_delay: float
+    #: how long a connection may live before the venue closes it
+    max_connection_age: float
+
+    def user_url(self, environment: Environment) -> str: ...
+
+    def market_url(self, environment: Environment, channel: str, symbol: str) -> str: ...
+
+    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]: ...
+
+    def check_auth_answer(self, frame: Any) -> bool: ...
+
+    def probe(self) -> str | None: ...
+
+    def parse(self, frame: Any) -> list[Parsed]: ...
+
+
+def _money(value: Any, name: str) -> Decimal:
+    return to_decimal(str(value), field=name)
+
+
+class BinanceStreams:
+    """Binance Spot: user data over the WebSocket API's signed subscription
+    (``userDataStream.subscribe.signature``; the REST listenKey stream was retired for
+    Spot), market data over the raw ``/ws/<stream>`` endpoint."""
+
+    name = "binance"
+    min_reconnect_delay = 1.0  # 300 connection attempts per 5 minutes per IP
+    max_connection_age = 24 * 3600.0
+
+    _USER: ClassVar[dict[Environment, str]] = {
+        Environment.LIVE: "wss://ws-api.binance.com:443/ws-api/v3",
+        Environment.TESTNET: "wss://ws-api.testnet.binance.vision/ws-api/v3",
+    }
+    _MARKET: ClassVar[dict[Environment, str]] = {
+        Environment.LIVE: "wss://stream.binance.com:9443",
+        Environment.TESTNET: "wss://stream.testnet.binance.vision",
+    }
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def user_url(self, environment: Environment) -> str:
+        try:
+            return self._USER[environment]
+        except KeyError:
+            raise InvalidRequest(
+                f"binance has no {environment.value} stream URL; pass stream_url="
+            ) from None
+
+    def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
+        base = self._MARKET.get(environment)
+        if base is None:
+            raise InvalidRequest(f"binance has no {environment.value} stream URL; pass stream_url=")
+        return market_path(base, channel, symbol)
+
+    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
+        params = {"apiKey": key.key_id, "timestamp": str(now_ms)}
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+        params["signature"] = signer.sign(payload.encode("ascii"))
+        request = {
+            "id": f"sub-{next(self._ids)}",
+            "method": "userDataStream.subscribe.signature",
+            "params": params,
+        }
+        return [json.dumps(request)]
+
+    def check_auth_answer(self, frame: Any) -> bool:
+        """True once the subscription is confirmed; raises when it was refused."""
+        if not isinstance(frame, dict) or "status" not in frame:
+            return False
+        if str(frame.get("id", "")).startswith("sub-"):
+            if frame["status"] == 200:
+                return True
+            error = frame.get("error") or {}
+            raise AuthenticationRejected(
+                f"binance refused the user data subscription ({error.get('code')}: "
+                f"{error.get('msg')}); check the key is valid, has READ, and the clock is synced"
+            )
+        return False
+
+    def probe(self) -> str | None:
+        return json.dumps({"id": f"probe-{next(self._ids)}", "method": "ping", "params": {}})
+
+    def parse(self, frame: Any) -> list[Parsed]:
+        if not isinstance(frame, dict):
+            return []
+        if "subscriptionId" in frame and isinstance(frame.get("event"), dict):
+            return self._user_event(frame["event"])
+        if "b" in frame and "a" in frame and "s" in frame:  # bookTicker
+            return [
+                TickerUpdate(
+                    self.name,
+                    str(frame["s"]),
+                    _money(frame["b"], "b"),
+                    _money(frame["B"], "B"),
+                    _money(frame["a"], "a"),
+                    _money(frame["A"], "A"),
+                    int(frame.get("E", 0)),
+                )
+            ]
+        if "lastUpdateId" in frame and "bids" in frame:
+            return [
+                BookUpdate(
+                    self.name,
+                    str(frame.get("s", "")),
+                    tuple((_money(p, "bid"), _money(q, "bid")) for p, q in frame["bids"]),
+                    tuple((_money(p, "ask"), _money(q, "ask")) for p, q in frame["asks"]),
+                    int(frame["lastUpdateId"]),
+                )
+            ]
+        return []
+
+    def _user_event(self, event: dict[str, Any]) -> list[Parsed]:
+        kind = event.get("e")
+        if kind == "executionReport":
+            execution = str(event["x"])
+            # a cancel carries the cancel request's id in c and the order's own in C
+            cid = str(event.get("C") or event["c"]) if execution == "CANCELED" else str(event["c"])
+            trade = event.get("t", -1)
+            return [
+                ExecutionReport(
+                    symbol=str(event["s"]),
+                    order_id=str(event["i"]),
+                    client_order_id=cid,
+                    side=str(event["S"]),
+                    status=str(event["X"]),
+                    execution=execution,
+                    quantity=_money(event["q"], "q"),
+                    cumulative=_money(event["z"], "z"),
+                    last_quantity=_money(event["l"], "l"),
+                    last_price=_money(event["L"], "L"),
+                    trade_id=None if trade in (-1, None) else str(trade),
+                    commission=_money(event.get("n") or "0", "n"),
+                    commission_asset=event.get("N"),
+                    at_ms=int(event.get("E", 0)),
+                )
+            ]
+        if kind == "balanceUpdate":
+            delta = _money(event["d"], "d")
+            if delta < 0:
+                return [Withdrawal(str(event["a"]), -delta, int(event.get("E", 0)))]
+        return []
+
+
+def market_path(base: str, channel: str, symbol: str) -> str:
+    """``wss://host/ws/<symbol>@<channel>`` (Binance's raw stream path)."""
+    stream = {"ticker": "bookTicker", "book": "depth5@100ms"}.get(channel)
+    if stream is None:
+        raise InvalidRequest("channel must be 'ticker' or 'book'")
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/ws/{symbol.lower()}@{stream}"
+
+
+DIALECTS: dict[str, Callable[[], StreamDialect]] = {"binance": BinanceStreams}
+
+
+def dialect_for(venue: str) -> StreamDialect:
+    """The stream dialect of a venue, or :class:`InvalidRequest` naming the ones there are."""
+    factory = DIALECTS.get(venue)
+    if factory is None:
+        raise InvalidRequest(
+            f"{venue} has no live streams yet (streams exist for: {', '.join(sorted(DIALECTS))})"
+        )
+    return factory()

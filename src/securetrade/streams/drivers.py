@@ -1,0 +1,425 @@
+"""The two drivers of streams: async iterators for ``AsyncClient``, blocking iterators for
+``Client`` (over one event loop in a background thread per client).
+
+A :class:`StreamHub` hangs off each client: it builds the one user data supervisor of the
+client's (venue, account) on first use, with the client's pinned TLS context, key ring,
+venue clock, journal and kill switch, and tells it of every order and withdrawal the
+client makes (from its audit events), so they are never taken for an intruder's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._checks import instance
+from ..errors import InvalidRequest
+from ..models import Fill, Order, OrderRequest
+from ..policy.anomaly import AnomalyMonitor, UnknownActivityDetector
+from .dialects import dialect_for
+from .events import (
+    FillEvent,
+    OrderUpdate,
+    Resynced,
+    StreamGap,
+    UnknownActivity,
+    WithdrawalEvent,
+)
+from .market import MarketStream
+from .supervisor import StreamOptions, Subscription, UserStream
+
+if TYPE_CHECKING:
+    from ..client import AsyncClient, Client
+    from ..record.events import Event
+
+__all__ = ["BlockingStream", "StreamHub", "hub_of"]
+
+T = TypeVar("T")
+
+KINDS: dict[str, tuple[type, ...]] = {
+    "orders": (OrderUpdate, WithdrawalEvent, StreamGap, Resynced, UnknownActivity),
+    "fills": (FillEvent, StreamGap, Resynced, UnknownActivity),
+    "account": (
+        OrderUpdate,
+        FillEvent,
+        WithdrawalEvent,
+        StreamGap,
+        Resynced,
+        UnknownActivity,
+    ),
+}
+
+
+class _AsyncRest:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def open_orders(self) -> list[Order]:
+        return await self._client.open_orders()
+
+    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
+        if order_id is not None:
+            return await self._client.get_order(symbol, order_id=order_id)
+        return await self._client.get_order(symbol, client_order_id=client_order_id)
+
+    async def fills(self, symbol: str, client_order_id: str) -> list[Fill]:
+        return await self._client.fills(symbol, client_order_id=client_order_id)
+
+    async def key_permissions(self) -> dict[str, Any]:
+        return await self._client.key_permissions()
+
+
+class _SyncRest:
+    """The blocking client's calls, from the stream's loop thread (its transport is safe to
+    share between threads)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def open_orders(self) -> list[Order]:
+        return await asyncio.to_thread(self._client.open_orders)
+
+    async def order(self, symbol: str, client_order_id: str, order_id: str | None) -> Order:
+        if order_id is not None:
+            return await asyncio.to_thread(
+                lambda: self._client.get_order(symbol, order_id=order_id)
+            )
+        return await asyncio.to_thread(
+            lambda: self._client.get_order(symbol, client_order_id=client_order_id)
+        )
+
+    async def fills(self, symbol: str, client_order_id: str) -> list[Fill]:
+        return await asyncio.to_thread(
+            lambda: self._client.fills(symbol, client_order_id=client_order_id)
+        )
+
+    async def key_permissions(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self._client.key_permissions)
+
+
+class StreamHub:
+    """Everything streaming of one client."""
+
+    def __init__(self, client: Client | AsyncClient, *, asynchronous: bool) -> None:
+        self.client = client
+        self.asynchronous = asynchronous
+        self.dialect = dialect_for(client.core.venue.name)
+        self.user: UserStream | None = None
+        self._user_loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._markets: list[MarketStream] = []
+        client.audit.subscribe(self._on_audit)
+
+    # --- the user data supervisor -------------------------------------------------------
+
+    def user_stream(
+        self,
+        *,
+        stream_url: str | None,
+        monitor: AnomalyMonitor | None,
+        options: StreamOptions | None,
+    ) -> UserStream:
+        """The client's one supervisor (built on the first call, from its arguments)."""
+        if self.user is not None:
+            return self.user
+        core = self.client.core
+        key = core.keys.current
+        url = stream_url or self.dialect.user_url(key.environment)
+        if monitor is None:  # default: a foreign withdrawal engages the policy's kill switch
+            monitor = AnomalyMonitor(
+                [UnknownActivityDetector()], kill_switch=core.policy.kill_switch
+            )
+        rest = _AsyncRest(self.client) if self.asynchronous else _SyncRest(self.client)  # type: ignore[arg-type]
+
+        def credentials() -> Any:
+            current = core.keys.current
+            return current, core._signer_of(current)
+
+        self.user = UserStream(
+            self.dialect,
+            url=url,
+            context=self.client._stream_tls(),
+            credentials=credentials,
+            now_ms=core.clock.now_ms,
+            rest=rest,
+            journal=core.journal,
+            monitor=monitor,
+            options=options,
+        )
+        self._user_loop = asyncio.get_running_loop()
+        return self.user
+
+    def market_stream(
+        self,
+        channel: str,
+        symbol: str,
+        *,
+        stream_url: str | None,
+        options: StreamOptions | None,
+    ) -> MarketStream:
+        if not isinstance(symbol, str) or not symbol.isalnum():
+            raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
+        key = self.client.core.keys.current
+        if stream_url is not None:
+            from .dialects import market_path
+
+            url = market_path(stream_url, channel, symbol)
+        else:
+            url = self.dialect.market_url(key.environment, channel, symbol)
+        stream = MarketStream(
+            self.dialect, url=url, context=self.client._stream_tls(), symbol=symbol,
+            options=options,
+        )  # fmt: skip
+        self._markets.append(stream)
+        return stream
+
+    def _on_audit(self, event: Event) -> None:
+        user, loop = self.user, self._user_loop
+        if user is None or loop is None:
+            return
+        fields = event.fields
+        if event.kind == "order.intent":
+            symbol, cid = fields.get("symbol"), fields.get("client_order_id")
+            if isinstance(symbol, str) and isinstance(cid, str):
+                loop.call_soon_threadsafe(user.note_placed, symbol, cid)
+        elif event.kind == "withdraw.attempt":
+            asset, amount = fields.get("asset"), fields.get("amount")
+            if isinstance(asset, str) and amount is not None:
+                loop.call_soon_threadsafe(user.note_withdrawal, asset, Decimal(str(amount)))
+
+    # --- async iterators ------------------------------------------------------------------
+
+    def watch_user(
+        self,
+        kinds: str,
+        *,
+        stream_url: str | None = None,
+        monitor: AnomalyMonitor | None = None,
+        options: StreamOptions | None = None,
+    ) -> AsyncIterator[Any]:
+        hub = self
+
+        async def iterate() -> AsyncIterator[Any]:
+            user = hub.user_stream(stream_url=stream_url, monitor=monitor, options=options)
+            sub: Subscription = user.subscribe(KINDS[kinds])
+            try:
+                await user.start()
+                async for event in sub:
+                    yield event
+            finally:
+                await sub.aclose()
+
+        return iterate()
+
+    # --- the blocking driver's loop -------------------------------------------------------
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The background loop of a blocking client's streams (started on first use)."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="securetrade-streams", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout)
+
+    def close(self) -> None:
+        """Stop every stream and the background loop (the blocking client's close)."""
+        if self._loop is not None:
+            self.run(self.aclose(), timeout=15)
+            loop = self._loop
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()
+            self._loop = None
+
+    async def aclose(self) -> None:
+        """Stop the user stream and every market stream this client opened."""
+        if self.user is not None:
+            await self.user.close()
+        for stream in self._markets:
+            await stream.aclose()
+        self._markets.clear()
+
+    # --- placing with confirmation: over the stream while it is healthy, else REST --------
+
+    async def place_confirmed(
+        self, place: Callable[[], Awaitable[Order]], *, timeout: float
+    ) -> tuple[Order, str]:
+        """Place (``place()``), then wait for the venue's word on the order: its update on
+        the stream while the stream is healthy; over REST when the stream is down or stays
+        silent past ``timeout``. Returns the order and ``"stream"`` or ``"rest"``."""
+        user = self.user
+        sub = user.subscribe((OrderUpdate,)) if user is not None and user.healthy else None
+        try:
+            order = await place()
+            if sub is not None:
+                try:
+                    await asyncio.wait_for(_seen(sub, order.client_order_id), timeout)
+                    return order, "stream"
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if sub is not None:
+                await sub.aclose()
+        client = self.client
+        if self.asynchronous:
+            found: Order = await client.get_order(  # type: ignore[misc]
+                order.symbol, client_order_id=order.client_order_id
+            )
+        else:
+            found = await asyncio.to_thread(
+                client.get_order,  # type: ignore[arg-type]
+                order.symbol,
+                client_order_id=order.client_order_id,
+            )
+        return found, "rest"
+
+
+async def _seen(sub: Subscription, client_order_id: str) -> None:
+    async for update in sub:
+        if update.client_order_id == client_order_id:
+            return
+
+
+class BlockingStream:
+    """A blocking iterator over an async one running on the hub's loop."""
+
+    def __init__(self, hub: StreamHub, make: Callable[[], AsyncIterator[Any]]) -> None:
+        self._hub = hub
+        self._iterator: AsyncIterator[Any] | None = None
+        self._pending: Future[Any] | None = None
+        self._make = make
+
+    def __iter__(self) -> BlockingStream:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next(None)
+
+    def next(self, timeout: float | None) -> Any:
+        """The next event; ``TimeoutError`` after ``timeout`` seconds without one."""
+        if self._iterator is None:
+            self._iterator = self._hub.run(self._start())
+        future = self._pending
+        if future is None:  # a wait that timed out is resumed, not cancelled
+            future = asyncio.run_coroutine_threadsafe(_next(self._iterator), self._hub.loop())
+            self._pending = future
+        item = future.result(timeout)
+        self._pending = None
+        if item is _DONE:
+            raise StopIteration
+        return item
+
+    async def _start(self) -> AsyncIterator[Any]:
+        return self._make()
+
+    def close(self) -> None:
+        iterator = self._iterator
+        if iterator is not None:
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None:
+                self._hub.run(closer(), timeout=15)
+
+    def __enter__(self) -> BlockingStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_DONE = object()
+
+
+async def _next(iterator: AsyncIterator[Any]) -> Any:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _DONE
+
+
+def hub_of(client: Client | AsyncClient, *, asynchronous: bool) -> StreamHub:
+    hub: StreamHub | None = getattr(client, "_stream_hub", None)
+    if hub is None:
+        hub = StreamHub(client, asynchronous=asynchronous)
+        client._stream_hub = hub
+    return hub
+
+
+_OPTIONS = frozenset({"stream_url", "monitor", "options"})
+
+
+def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse bad stream arguments before anything connects."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise InvalidRequest(
+            f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
+        )
+    url = options.get("stream_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith("wss://")):
+        raise InvalidRequest("stream_url must be a wss:// URL: streams run over pinned TLS only")
+    instance("monitor", options.get("monitor"), AnomalyMonitor)
+    instance("options", options.get("options"), StreamOptions)
+    return dict(options)
+
+
+def watch_async(
+    client: AsyncClient, kind: str, symbol: str | None, options: dict[str, Any]
+) -> AsyncIterator[Any]:
+    """``AsyncClient.watch_*``: an async iterator, connected on its first ``__anext__``."""
+    hub = hub_of(client, asynchronous=True)
+    options = _checked(options)
+    if symbol is None:
+        return hub.watch_user(kind, **options)
+    return hub.market_stream(
+        kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+    )
+
+
+def watch_blocking(
+    client: Client, kind: str, symbol: str | None, options: dict[str, Any]
+) -> BlockingStream:
+    """``Client.watch_*``: a blocking iterator over the hub's background loop."""
+    hub = hub_of(client, asynchronous=False)
+    options = _checked(options)
+    if symbol is None:
+        return BlockingStream(hub, lambda: hub.watch_user(kind, **options))
+    stream = hub.market_stream(
+        kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+    )
+    return BlockingStream(hub, lambda: stream)
+
+
+async def place_confirmed(
+    client: AsyncClient, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
+) -> tuple[Order, str]:
+    """Place ``order``, then confirm it on the live stream, or over REST while the stream is
+    down (or silent past ``timeout``): silence is never taken as an answer."""
+    hub = hub_of(client, asynchronous=True)
+    return await hub.place_confirmed(lambda: client.place_order(order, **kwargs), timeout=timeout)
+
+
+def place_confirmed_blocking(
+    client: Client, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
+) -> tuple[Order, str]:
+    """:func:`place_confirmed` for the blocking client."""
+    hub = hub_of(client, asynchronous=False)
+
+    async def place() -> Order:
+        return await asyncio.to_thread(client.place_order, order, **kwargs)
+
+    return hub.run(hub.place_confirmed(place, timeout=timeout))

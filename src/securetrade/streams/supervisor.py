@@ -1,0 +1,512 @@
+"""One supervisor per (venue, account): a user data stream the bot can trust.
+
+The socket's frames go through a bounded queue to one processing task, which turns them
+into events, drops what was already delivered (trade ids, order states), records each new
+fill of ours in the journal's fills table, and fans the events out to the subscribers.
+Whenever events may have been lost (the socket dropped or went mute, the queue overflowed,
+an order's cumulative quantity jumped past the fills seen) it emits :class:`StreamGap`,
+asks the venue over REST (open orders, and every fill of each order still in play), emits
+what the socket missed, once, and then :class:`Resynced`. A periodic sweep does the same
+quietly, so a lost last fill of an order is found too, with no later frame to reveal it.
+
+An order no process sharing the journal placed, or a withdrawal this client did not make,
+is :class:`UnknownActivity`: fed to the anomaly monitor before the event is handed on,
+so its kill switch (shared, when it is a file or Redis) is engaged before the bot can act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequest, OrderNotFound, SecureTradeError
+from ..keys import ApiKey
+from ..models import Fill, Order
+from ..policy.anomaly import Activity, AnomalyMonitor
+from ..signing import Signer
+from .connection import Backoff, Connector
+from .dialects import ExecutionReport, StreamDialect, Withdrawal
+from .events import (
+    Resynced,
+    StreamGap,
+    UnknownActivity,
+    WithdrawalEvent,
+)
+from .ledger import Ledger, Tracked
+from .options import Fatal, Marker, Rest, StreamOptions, Subscription
+
+if TYPE_CHECKING:
+    from ..core.journal import JournalStore
+
+__all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
+
+log = logging.getLogger("securetrade.streams")
+
+
+@dataclass
+class _Withdrawn:
+    asset: str
+    amount: Decimal
+    at: float
+
+
+class UserStream:
+    """The account's order and fill stream, gap-free and exactly once."""
+
+    def __init__(
+        self,
+        dialect: StreamDialect,
+        *,
+        url: str,
+        context: ssl.SSLContext | None,
+        credentials: Callable[[], tuple[ApiKey, Signer]],
+        now_ms: Callable[[], int],
+        rest: Rest,
+        journal: JournalStore,
+        monitor: AnomalyMonitor,
+        options: StreamOptions | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.venue = dialect.name
+        self.options = options or StreamOptions()
+        self._rest = rest
+        self._journal = journal
+        self.monitor = monitor
+        self._credentials = credentials
+        self._now_ms = now_ms
+        floor = self.options.min_reconnect
+        self._connector = Connector(
+            url,
+            context,
+            on_frame=self._on_frame,
+            on_gap=self._on_gap,
+            on_fatal=self._on_fatal,
+            auth=lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
+            check_auth=dialect.check_auth_answer,
+            probe=dialect.probe,
+            backoff=Backoff(
+                dialect.min_reconnect_delay if floor is None else floor,
+                cap=self.options.max_reconnect,
+            ),
+            stale_after=self.options.stale_after,
+            probe_timeout=self.options.probe_timeout,
+            max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
+        )
+        self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
+        self._overflowed = False
+        self._subscribers: list[Subscription] = []
+        self.ledger = Ledger(self.venue)
+        self._placed: dict[str, str] = {}  # client order id -> symbol, placed by this process
+        self._ours: set[str] = set()
+        self._withdrawn: list[_Withdrawn] = []
+        self._idle = False  # the processing task waits on an empty queue
+        self._key_flags: dict[str, bool] | None = None  # the key's switches at the venue
+        self._key_checks = True
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resync_pending = False
+        self.gaps = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start dialling and processing (once); returns when the first subscription is up
+        or failed."""
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._connector.run(), name="securetrade-stream-socket"),
+            loop.create_task(self._process(), name="securetrade-stream-process"),
+            loop.create_task(self._sweep(), name="securetrade-stream-sweep"),
+            loop.create_task(self._key_watch(), name="securetrade-stream-keys"),
+        ]
+        waiter = loop.create_task(self._connector.connected.wait())
+        await asyncio.wait([waiter, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+
+    @property
+    def healthy(self) -> bool:
+        """Connected, subscribed, and nothing waiting to be reconciled."""
+        return self._connector.healthy and not self._resync_pending and not self._overflowed
+
+    async def wait_healthy(self, timeout: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._connector.connected.wait(), timeout)
+        return self.healthy
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await self._connector.stop()
+        if tasks:  # a REST call being cancelled must not hold the client's close for ever
+            await asyncio.wait(tasks, timeout=5.0)
+        for sub in list(self._subscribers):
+            await sub.aclose()
+
+    def subscribe(self, kinds: tuple[type, ...]) -> Subscription:
+        sub = Subscription(self, kinds, self.options.subscriber_queue)
+        self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    # --- what this process did (so it is not taken for an intruder) --------------------
+
+    def note_placed(self, symbol: str, client_order_id: str) -> None:
+        self._placed[client_order_id] = symbol
+        self._ours.add(client_order_id)
+
+    def resync(self, reason: str = "requested") -> None:
+        """Reconcile over REST now (a ``StreamGap`` with ``reason``, then ``Resynced``), as
+        after a gap: for a caller that has its own reason to doubt the stream."""
+        self._offer(Marker(reason, "a reconciliation was asked for"))
+
+    def note_withdrawal(self, asset: str, amount: Decimal) -> None:
+        self._withdrawn.append(_Withdrawn(asset, amount, time.monotonic()))
+
+    # --- the socket's side ---------------------------------------------------------------
+
+    def _on_frame(self, frame: Any) -> None:
+        try:
+            parsed = self.dialect.parse(frame)
+        except (SecureTradeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("stream frame not understood (%s); reconciling", type(exc).__name__)
+            parsed = [Marker("sequence", "a frame could not be read")]  # type: ignore[list-item]
+        for item in parsed:
+            if (
+                self._idle
+                and not self._overflowed
+                and isinstance(item, ExecutionReport)
+                and self._inbound.empty()
+                and self._fast(item)
+            ):
+                continue
+            self._offer(item)
+
+    def _offer(self, item: Any) -> None:
+        if self._overflowed:
+            try:
+                self._inbound.put_nowait(Marker("overflow", "the stream queue was full"))
+                self._overflowed = False
+            except asyncio.QueueFull:
+                return  # dropped: the pending overflow gap covers it
+        try:
+            self._inbound.put_nowait(item)
+        except asyncio.QueueFull:
+            self._overflowed = True
+
+    async def _on_gap(self, reason: str, detail: str) -> None:
+        self._offer(Marker(reason, detail))
+
+    async def _on_fatal(self, error: SecureTradeError) -> None:
+        for sub in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(Fatal(error))
+
+    # --- processing ----------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        while True:
+            self._idle = True
+            item = await self._inbound.get()
+            self._idle = False
+            try:
+                if isinstance(item, Marker):
+                    if item.reason == "journal":
+                        await self._journal_fills()
+                    elif item.reason == "keys":
+                        await self._check_key()
+                    elif item.reason == "sweep":
+                        await self._quiet_sweep()
+                    else:
+                        await self._gap(item.reason, item.detail)
+                elif isinstance(item, ExecutionReport):
+                    await self._execution(item)
+                elif isinstance(item, Withdrawal):
+                    await self._withdrawal(item)
+            except SecureTradeError as exc:  # REST down during a reconciliation
+                self._resync_pending = True
+                log.warning("stream reconciliation failed (%s); retrying at the next sweep", exc)
+            except (ArithmeticError, LookupError, TypeError, ValueError) as exc:  # a bad answer
+                self._resync_pending = True
+                log.warning("stream event not understood (%s); reconciling", type(exc).__name__)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.sweep_every)
+            if self._resync_pending:
+                self._offer(Marker("retry", "the last reconciliation failed"))
+            elif self._placed or any(not t.settled for t in self.ledger.orders.values()):
+                self._offer(Marker("sweep"))
+
+    async def _key_watch(self) -> None:
+        await self._connector.connected.wait()  # the first reading once the stream is up
+        while self._key_checks:
+            self._offer(Marker("keys"))
+            await asyncio.sleep(self.options.key_check_every)
+
+    async def _check_key(self) -> None:
+        """Compare the key's switches at the venue with the last reading: the SDK never
+        changes them, so any change (withdrawals enabled, IP restriction lifted) is
+        someone else's."""
+        if not self._key_checks:
+            return
+        try:
+            payload = await self._rest.key_permissions()
+        except InvalidRequest:  # the venue offers no such read: nothing to compare
+            self._key_checks = False
+            return
+        except SecureTradeError as exc:  # the venue did not answer now: ask again later
+            log.warning("stream key check failed (%s); asking again later", exc)
+            return
+        flags = {k: v for k, v in payload.items() if isinstance(v, bool)}
+        before, self._key_flags = self._key_flags, flags
+        if before is None:
+            return
+        changed = sorted(k for k in set(before) | set(flags) if before.get(k) != flags.get(k))
+        if changed:
+            detail = ", ".join(f"{k} {before.get(k)} -> {flags.get(k)}" for k in changed)
+            await self._dispatch(
+                [
+                    UnknownActivity(
+                        self.venue,
+                        "key",
+                        f"the key's permissions changed at the venue ({detail}); "
+                        "no process of ours changes them",
+                        at_ms=int(time.time() * 1000),
+                        numbers={k: str(flags.get(k)) for k in changed},
+                    )
+                ]
+            )
+
+    async def _dispatch(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, UnknownActivity):
+                self._alert(event)  # before anyone downstream sees it
+            for sub in list(self._subscribers):
+                if isinstance(event, sub.kinds):
+                    await sub.queue.put(event)
+        if self.ledger.to_journal:
+            await asyncio.sleep(0)  # the consumers take their events first ...
+            await self._journal_fills()  # ... then the fills go to the journal's table
+
+    async def _journal_fills(self) -> None:
+        rows, self.ledger.to_journal = self.ledger.to_journal, []
+        journal = self._journal
+
+        def write() -> None:
+            for cid, fill in rows:
+                journal.record_fills(cid, [fill])
+
+        if getattr(journal, "blocking", False):
+            await asyncio.to_thread(write)
+        else:
+            write()
+
+    async def _gap(self, reason: str, detail: str) -> None:
+        self.gaps += 1
+        self._resync_pending = True
+        await self._dispatch([StreamGap(self.venue, reason, detail)])
+        recovered = await self._reconcile()
+        self._resync_pending = False
+        await self._dispatch([*recovered, Resynced(self.venue, len(recovered))])
+
+    async def _quiet_sweep(self) -> None:
+        recovered = await self._reconcile()
+        if recovered:
+            self.gaps += 1
+            await self._dispatch(
+                [
+                    StreamGap(self.venue, "sweep", "REST shows events the socket did not"),
+                    *recovered,
+                    Resynced(self.venue, len(recovered)),
+                ]
+            )
+
+    async def _execution(self, report: ExecutionReport) -> None:
+        events: list[Any] = []
+        tracked = await self._track(report.order_id, report.symbol, report.client_order_id,
+                                    report.side, report.quantity, report.at_ms, events)  # fmt: skip
+        now = self.ledger.execution_now(report, tracked, force=False)
+        if now is None:  # an earlier fill of this order never came
+            await self._dispatch(events)
+            events = []
+            await self._gap("sequence", f"order {report.order_id} skipped a fill")
+            now = self.ledger.execution_now(report, tracked, force=True)
+            assert now is not None
+        if tracked.settled:
+            self._placed.pop(tracked.client_order_id, None)
+        await self._dispatch([*events, *now])
+
+    def _fast(self, report: ExecutionReport) -> bool:
+        """Handle a report in the socket's own task when nothing is queued before it and it
+        needs no I/O but the (local) journal: one task switch less per event. False:
+        the processing task takes it (a gap, a full subscriber, a networked journal)."""
+        tracked = self.ledger.orders.get(report.order_id)
+        events: list[Any] = []
+        if tracked is None:
+            if getattr(self._journal, "blocking", False):
+                return False
+            cid = report.client_order_id
+            ours = cid in self._ours or bool(self._journal.known([cid]))
+            if ours:
+                self._ours.add(cid)
+            tracked, unknown = self.ledger.new_tracked(
+                report.order_id, report.symbol, cid, report.side, report.quantity,
+                report.at_ms, ours,
+            )  # fmt: skip
+            if unknown is not None:
+                events.append(unknown)
+        trade = report.trade_id
+        if (
+            trade is not None
+            and trade not in self.ledger.delivered
+            and report.cumulative - report.last_quantity > tracked.delivered
+        ):
+            return False
+        room = 2 + len(events)
+        if any(sub.queue.maxsize - sub.queue.qsize() < room for sub in self._subscribers):
+            return False
+        self.ledger.orders.setdefault(report.order_id, tracked)
+        now = self.ledger.execution_now(report, tracked, force=False)
+        assert now is not None
+        if tracked.settled:
+            self._placed.pop(tracked.client_order_id, None)
+        for event in [*events, *now]:
+            if isinstance(event, UnknownActivity):
+                self._alert(event)
+            for sub in self._subscribers:
+                if isinstance(event, sub.kinds):
+                    sub.queue.put_nowait(event)
+        if self.ledger.to_journal:
+            self._offer(Marker("journal"))  # written by the processing task, after this
+        return True
+
+    async def _track(
+        self,
+        order_id: str,
+        symbol: str,
+        cid: str,
+        side: str,
+        quantity: Decimal,
+        at_ms: int,
+        events: list[Any],
+    ) -> Tracked:
+        tracked = self.ledger.orders.get(order_id)
+        if tracked is None:
+            ours = await self._is_ours(cid)
+            tracked, unknown = self.ledger.new_tracked(
+                order_id, symbol, cid, side, quantity, at_ms, ours
+            )
+            self.ledger.orders[order_id] = tracked
+            if unknown is not None:
+                events.append(unknown)
+        return tracked
+
+    async def _is_ours(self, cid: str) -> bool:
+        if cid in self._ours:
+            return True
+        journal = self._journal
+        if getattr(journal, "blocking", False):
+            found = await asyncio.to_thread(journal.known, [cid])
+        else:
+            found = journal.known([cid])
+        if found:
+            self._ours.add(cid)
+        return bool(found)
+
+    async def _withdrawal(self, item: Withdrawal) -> None:
+        now = time.monotonic()
+        self._withdrawn = [w for w in self._withdrawn if now - w.at < 3600]
+        mine = next(
+            (w for w in self._withdrawn if w.asset == item.asset and w.amount == item.amount), None
+        )
+        events: list[Any] = []
+        if mine is not None:
+            self._withdrawn.remove(mine)
+        else:
+            events.append(
+                UnknownActivity(
+                    self.venue,
+                    "withdrawal",
+                    f"{item.amount} {item.asset} left the account and this client asked for "
+                    "no such withdrawal",
+                    asset=item.asset,
+                    amount=item.amount,
+                    at_ms=item.at_ms,
+                )
+            )
+        events.append(WithdrawalEvent(self.venue, item.asset, item.amount, item.at_ms))
+        await self._dispatch(events)
+
+    def _alert(self, event: UnknownActivity) -> None:
+        self.monitor.observe(
+            Activity(
+                "unknown",
+                time.time(),
+                symbol=event.symbol or event.asset,
+                quantity=event.amount,
+                client_order_id=event.client_order_id,
+                reason=event.kind,
+            )
+        )
+
+    # --- reconciliation over REST -------------------------------------------------------
+
+    async def _reconcile(self) -> list[Any]:
+        """Everything REST knows that the socket did not deliver, each once."""
+        # client order id -> (symbol, venue order id if known, the order if listed)
+        candidates: dict[str, tuple[str, str | None, Order | None]] = {}
+        for order in await self._rest.open_orders():
+            candidates[order.client_order_id] = (order.symbol, order.order_id, order)
+        for known_id, tracked in self.ledger.orders.items():
+            if not tracked.settled:
+                candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
+        for cid, symbol in list(self._placed.items()):
+            candidates.setdefault(cid, (symbol, None, None))
+        events: list[Any] = []
+        for cid, (symbol, order_id, listed) in candidates.items():
+            try:
+                order = listed or await self._rest.order(symbol, cid, order_id)
+            except (OrderNotFound, InvalidRequest):
+                # never reached the venue (refused before sending, or by the venue), or an
+                # id the venue's lookups cannot take: nothing to recover for it
+                self._placed.pop(cid, None)
+                if order_id is not None and order_id in self.ledger.orders:
+                    self.ledger.orders[order_id].unqueryable = True
+                continue
+            events.extend(await self._reconcile_order(cid, order))
+        return events
+
+    async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
+        events: list[Any] = []
+        at_ms = int(time.time() * 1000)
+        tracked = await self._track(order.order_id, order.symbol, cid, order.side.value,
+                                    order.quantity, at_ms, events)  # fmt: skip
+        fills: list[Fill] = []
+        if order.filled_quantity > 0:
+            try:
+                fills = await self._rest.fills(order.symbol, cid)
+            except InvalidRequest:  # an id the venue's trade lookup cannot take (not ours)
+                fills = []
+        for fill in fills:
+            if fill.trade_id is not None and fill.trade_id not in self.ledger.delivered:
+                events.append(self.ledger.deliver_fill(order.order_id, tracked, fill, at_ms,
+                                                 recovered=True))  # fmt: skip
+        update = self.ledger.update(order.order_id, tracked, order.status.value,
+                              order.filled_quantity, at_ms, True)  # fmt: skip
+        if update is not None:
+            events.append(update)
+        if tracked.settled:
+            self._placed.pop(cid, None)
+        return events
