@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERVALS",
+    "AccountTrade",
     "Balance",
     "BookLevel",
     "Candle",
@@ -41,6 +42,8 @@ __all__ = [
     "Side",
     "Ticker",
     "TimeInForce",
+    "Transfer",
+    "TransferKind",
     "to_decimal",
 ]
 
@@ -486,3 +489,42 @@ class PublicTrade(_Model):
     quantity: Money
     at: datetime
     side: Side | None = Field(default=None, description="the taker's side, when reported")
+
+
+# --- account history -----------------------------------------------------------------------
+
+
+class AccountTrade(_Model):
+    """One execution of this account's orders, as the venue's trade history lists it."""
+
+    symbol: str
+    trade_id: str
+    order_id: str
+    side: Side
+    price: Money
+    quantity: Money
+    quote_quantity: Money | None = None
+    commission: Money = Decimal(0)
+    commission_asset: str | None = None
+    maker: bool | None = None
+    at: datetime
+
+
+class TransferKind(str, Choice):
+    DEPOSIT = "DEPOSIT"
+    WITHDRAWAL = "WITHDRAWAL"
+
+
+class Transfer(_Model):
+    """One deposit into or withdrawal out of the account."""
+
+    kind: TransferKind
+    transfer_id: str
+    asset: str
+    amount: Money
+    fee: Money = Decimal(0)
+    status: str = Field(description="the venue's own status word or code, as text")
+    at: datetime
+    address: str | None = None
+    network: str | None = None
+    tx_id: str | None = Field(default=None, description="the chain's transaction id")

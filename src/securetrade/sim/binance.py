@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import FeeSchedule, Market, SimOrder, SimRejection, SimTrade
 from .faults import Fault, Faults
+from .ledger import record_withdrawal, transfers_of
 
 # SimKey and SimResponse live in .dialect; they are exported here too, where callers
 # have always found them.
@@ -70,6 +71,8 @@ _WEIGHTS = {
     ("GET", "/api/v3/myTrades"): 20,
     ("POST", "/sapi/v1/capital/withdraw/apply"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
+    ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
+    ("GET", "/sapi/v1/capital/withdraw/history"): 1,
 }
 
 
@@ -175,6 +178,28 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
             *_SIGNED,
         ),
         ("GET", "/sapi/v1/account/apiRestrictions"): _SIGNED,
+        ("GET", "/sapi/v1/capital/deposit/hisrec"): (
+            "includeSource",
+            "coin",
+            "status",
+            "startTime",
+            "endTime",
+            "offset",
+            "limit",
+            "txId",
+            *_SIGNED,
+        ),
+        ("GET", "/sapi/v1/capital/withdraw/history"): (
+            "coin",
+            "withdrawOrderId",
+            "status",
+            "offset",
+            "limit",
+            "idList",
+            "startTime",
+            "endTime",
+            *_SIGNED,
+        ),
     }.items()
 }
 
@@ -367,14 +392,11 @@ class BinanceDialect(Dialect[_Stats]):
         if route == ("GET", "/api/v3/allOrders"):
             return 200, self._all_orders(key, params)
         if route == ("GET", "/api/v3/myTrades"):
-            symbol = self._symbol(_required(params, "symbol"))
-            order_id = params.get("orderId")
-            if order_id is not None:
-                _order_id(order_id)
-            trades = self.market.trades(
-                key.account, symbol, None if order_id is None else int(order_id)
-            )
-            return 200, [_trade_json(t) for t in trades]
+            return 200, self._my_trades(key, params)
+        if route == ("GET", "/sapi/v1/capital/deposit/hisrec"):
+            return 200, _deposits(self.market, key, params)
+        if route == ("GET", "/sapi/v1/capital/withdraw/history"):
+            return 200, _withdrawals(self.market, key, params)
         if route == ("GET", "/api/v3/account"):
             return 200, self._account(key)
         if route == ("GET", "/sapi/v1/account/apiRestrictions"):
@@ -392,6 +414,14 @@ class BinanceDialect(Dialect[_Stats]):
         # POST /sapi/v1/capital/withdraw/apply
         if not key.can_withdraw:
             raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        record_withdrawal(
+            self.market,
+            key.account,
+            _required(params, "coin"),
+            self._decimal(params, "amount"),
+            _required(params, "address"),
+            network=params.get("network", "ETH"),
+        )
         return 200, {"id": hashlib.sha256(body).hexdigest()[:32]}
 
     def _public(self, route: tuple[str, str], params: dict[str, str]) -> Any:
@@ -898,9 +928,8 @@ class BinanceDialect(Dialect[_Stats]):
         start = params.get("orderId")
         if start is not None:
             _order_id(start)
-        limit_text = params.get("limit", "500")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-            raise _ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
+        limit = _limit(params, default=500, most=1000)
+        begin, end = _day_range(params)
         with self.market.lock:
             orders = sorted(
                 (
@@ -909,10 +938,43 @@ class BinanceDialect(Dialect[_Stats]):
                     if o.account == key.account
                     and o.symbol == symbol
                     and (start is None or o.order_id >= int(start))
+                    and (begin is None or o.created_ms >= begin)
+                    and (end is None or o.created_ms <= end)
                 ),
                 key=lambda o: o.order_id,
             )
-        return [_order_json(o) for o in orders[: int(limit_text)]]
+        if start is None and begin is None:  # neither: the most recent
+            return [_order_json(o) for o in orders[-limit:]]
+        return [_order_json(o) for o in orders[:limit]]
+
+    def _my_trades(self, key: SimKey, params: dict[str, str]) -> list[dict[str, Any]]:
+        """``GET /api/v3/myTrades``: an order's trades; else from ``fromId`` on, or within
+        ``startTime``..``endTime`` (24 hours at most; not with ``fromId``: -1128), oldest
+        first, at most ``limit`` (500 by default, 1000 at most); with neither, the most
+        recent ``limit``."""
+        symbol = self._symbol(_required(params, "symbol"))
+        order_id = params.get("orderId")
+        if order_id is not None:
+            _order_id(order_id)
+        from_id = params.get("fromId")
+        if from_id is not None:
+            _order_id(from_id)
+            if "startTime" in params or "endTime" in params:
+                raise _ApiError(400, -1128, "Combination of optional parameters invalid.")
+        limit = _limit(params, default=500, most=1000)
+        begin, end = _day_range(params)
+        trades = [
+            t
+            for t in self.market.trades(
+                key.account, symbol, None if order_id is None else int(order_id)
+            )
+            if (from_id is None or t.trade_id >= int(from_id))
+            and (begin is None or t.at_ms >= begin)
+            and (end is None or t.at_ms <= end)
+        ]
+        if order_id is None and from_id is None and begin is None:
+            trades = trades[-limit:]  # neither: the most recent
+        return [_trade_json(t) for t in trades[:limit]]
 
     def _guard(self, action: Callable[[], SimOrder]) -> SimOrder:
         try:
@@ -1131,7 +1193,7 @@ def _trade_json(trade: SimTrade) -> dict[str, Any]:
         "quoteQty": _text(trade.price * trade.quantity),
         "commission": _text(fee[0]) if fee else "0",
         "commissionAsset": fee[1] if fee else "BNB",
-        "time": order.updated_ms,
+        "time": trade.at_ms or order.updated_ms,
         "isBuyer": order.side == "BUY",
         "isMaker": not fee[2] if fee else order.type == "LIMIT",
         "isBestMatch": True,
@@ -1161,3 +1223,95 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "origQuoteOrderQty": "0.00000000",
         "selfTradePreventionMode": "NONE",
     }
+
+
+_DAY_MS = 24 * 3600 * 1000
+_NINETY_DAYS_MS = 90 * _DAY_MS
+
+
+def _day_range(params: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``startTime``/``endTime`` of myTrades and allOrders: 24 hours apart at most
+    (-1127); one alone opens a 24-hour window from (or to) it, as Binance does."""
+    begin, end = _time(params, "startTime"), _time(params, "endTime")
+    if begin is not None and end is not None:
+        if end - begin > _DAY_MS or end < begin:
+            raise _ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
+        return begin, end
+    if begin is not None:
+        return begin, begin + _DAY_MS
+    if end is not None:
+        return end - _DAY_MS, end
+    return None, None
+
+
+def _transfer_range(market: Market, params: Mapping[str, str]) -> tuple[int, int]:
+    """The deposit and withdrawal histories' range: the last 90 days unless told, and
+    never more than 90 days (-1127)."""
+    now = market._now_ms()
+    begin, end = _time(params, "startTime"), _time(params, "endTime")
+    end = end if end is not None else (now if begin is None else begin + _NINETY_DAYS_MS)
+    begin = begin if begin is not None else end - _NINETY_DAYS_MS
+    if end - begin > _NINETY_DAYS_MS or end < begin:
+        raise _ApiError(400, -1127, "Time interval must be within 0-90 days.")
+    return begin, end
+
+
+def _paged_transfers(
+    market: Market, key: SimKey, params: Mapping[str, str], kind: str
+) -> list[Any]:
+    begin, end = _transfer_range(market, params)
+    offset_text = params.get("offset", "0")
+    if not offset_text.isdigit():
+        raise _illegal("offset", "^[0-9]{1,9}$")
+    limit = _limit(params, default=1000, most=1000)
+    coin = params.get("coin")
+    rows = [
+        t
+        for t in transfers_of(market, key.account, kind)
+        if begin <= t.at_ms <= end and (coin is None or t.asset == coin)
+    ]
+    offset = int(offset_text)
+    return rows[offset : offset + limit]
+
+
+def _deposits(market: Market, key: SimKey, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``GET /sapi/v1/capital/deposit/hisrec``, newest first."""
+    return [
+        {
+            "id": str(t.transfer_id),
+            "amount": _text(t.amount),
+            "coin": t.asset,
+            "network": t.network,
+            "status": 1,
+            "address": t.address,
+            "addressTag": "",
+            "txId": t.tx_id,
+            "insertTime": t.at_ms,
+            "transferType": 0,
+            "confirmTimes": "12/12",
+            "unlockConfirm": 0,
+            "walletType": 0,
+        }
+        for t in _paged_transfers(market, key, params, "deposit")
+    ]
+
+
+def _withdrawals(market: Market, key: SimKey, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``GET /sapi/v1/capital/withdraw/history``, newest first; ``applyTime`` is UTC text."""
+    return [
+        {
+            "id": f"{t.transfer_id:032x}",
+            "amount": _text(t.amount),
+            "transactionFee": _text(t.fee),
+            "coin": t.asset,
+            "status": 6,
+            "address": t.address,
+            "txId": t.tx_id,
+            "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.at_ms // 1000)),
+            "network": t.network,
+            "transferType": 0,
+            "confirmNo": 12,
+            "walletType": 0,
+        }
+        for t in _paged_transfers(market, key, params, "withdrawal")
+    ]

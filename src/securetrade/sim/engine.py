@@ -15,6 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ledger import SimTransfer
 
 __all__ = [
     "Account",
@@ -92,6 +96,7 @@ class SimOrder:
     userref: int | None = None
     reason: str | None = None  # why a closed order closed, where the venue says so
     display_type: str | None = None  # the venue's name when not MARKET or LIMIT
+    fill_times: dict[int, int] = field(default_factory=dict)  # trade id -> when, ms
 
     @property
     def is_open(self) -> bool:
@@ -106,6 +111,7 @@ class SimTrade:
     price: Decimal
     quantity: Decimal
     trade_id: int
+    at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,8 @@ class Market:
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
         self.tape: dict[str, list[TapeTrade]] = {i.symbol: [] for i in instruments}
+        #: deposits and withdrawals of every account, oldest first (sim/ledger.py)
+        self.transfers: list[SimTransfer] = []
         self._step = 0
         self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
 
@@ -438,7 +446,11 @@ class Market:
                 and o.symbol == symbol
                 and order_id in (None, o.order_id)
             ]
-            found = [SimTrade(o, p, q, t) for o in orders for p, q, t in o.fills]
+            found = [
+                SimTrade(o, p, q, t, o.fill_times.get(t, o.updated_ms))
+                for o in orders
+                for p, q, t in o.fills
+            ]
         return sorted(found, key=lambda t: t.trade_id)
 
     def _execute(
@@ -461,6 +473,7 @@ class Market:
         order.quote_filled += quantity * fill_price
         trade_id = next(self._trade_ids)
         order.fills.append((fill_price, quantity, trade_id))
+        order.fill_times[trade_id] = self._now_ms()
         taker_side = order.side if taker else ("SELL" if order.side == "BUY" else "BUY")
         self.tape[order.symbol].append(
             TapeTrade(trade_id, order.symbol, fill_price, quantity, self._now_ms(), taker_side)

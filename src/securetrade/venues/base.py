@@ -30,6 +30,9 @@ What an adapter provides, and where the core uses it:
                        (``order_book_params``, ``candles_params``,
                        ``public_trades_params``; ``intervals`` maps the candle intervals
                        of :data:`~securetrade.models.INTERVALS` the venue offers)
+``history_params()``   optional, with ``parse_history()`` and the ``*_HISTORY`` endpoints:
+                       one page of account history and the cursor of the next
+                       (:mod:`securetrade.core.history`)
 =====================  ===================================================================
 
 Third parties register an adapter under the entry point group ``securetrade.venues``; see
@@ -93,6 +96,11 @@ class Op(str, enum.Enum):
     ORDER_BOOK = "order_book"  # a snapshot of the book to a depth
     CANDLES = "candles"  # OHLCV bars of an interval
     PUBLIC_TRADES = "public_trades"  # the public tape: everyone's trades
+    # Account history over a time range, paged by the venue's own rules.
+    TRADE_HISTORY = "trade_history"  # this account's executions
+    ORDER_HISTORY = "order_history"  # this account's orders, closed ones included
+    DEPOSIT_HISTORY = "deposit_history"
+    WITHDRAWAL_HISTORY = "withdrawal_history"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,10 @@ _NEEDS = {
     Op.ORDER_BOOK: "order_book_params",
     Op.CANDLES: "candles_params",
     Op.PUBLIC_TRADES: "public_trades_params",
+    Op.TRADE_HISTORY: "history_params",
+    Op.ORDER_HISTORY: "history_params",
+    Op.DEPOSIT_HISTORY: "history_params",
+    Op.WITHDRAWAL_HISTORY: "history_params",
 }
 
 

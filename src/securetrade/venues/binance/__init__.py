@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
 from ...errors import (
@@ -60,6 +60,10 @@ from ..base import (
     wire_decimal,
     within,
 )
+from . import history
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 
@@ -129,6 +133,19 @@ ENDPOINTS = {
         Endpoint(
             Op.KEY_PERMISSIONS, "GET", "/sapi/v1/account/apiRestrictions", True, Scope.READ, {_W: 1}
         ),
+        Endpoint(Op.TRADE_HISTORY, "GET", "/api/v3/myTrades", True, Scope.READ, {_W: 20}),
+        Endpoint(Op.ORDER_HISTORY, "GET", "/api/v3/allOrders", True, Scope.READ, {_W: 20}),
+        Endpoint(
+            Op.DEPOSIT_HISTORY, "GET", "/sapi/v1/capital/deposit/hisrec", True, Scope.READ, {_W: 1}
+        ),
+        Endpoint(
+            Op.WITHDRAWAL_HISTORY,
+            "GET",
+            "/sapi/v1/capital/withdraw/history",
+            True,
+            Scope.READ,
+            {_W: 1},
+        ),
     )
 }
 
@@ -183,6 +200,10 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
     Op.PLACE_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
     Op.GET_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
     Op.OPEN_ORDERS: lambda p: isinstance(p, list),
+    Op.TRADE_HISTORY: lambda p: isinstance(p, list),
+    Op.ORDER_HISTORY: lambda p: isinstance(p, list),
+    Op.DEPOSIT_HISTORY: lambda p: isinstance(p, list),
+    Op.WITHDRAWAL_HISTORY: lambda p: isinstance(p, list),
 }
 
 _STATUS = {s.value: s for s in OrderStatus}
@@ -291,6 +312,18 @@ class BinanceSpot:
     def trades_params(self, symbol: str, order_id: str) -> Params:
         """``GET /api/v3/myTrades`` for one order (Binance filters trades by order id)."""
         return [("symbol", symbol), ("orderId", order_id)]
+
+    # --- account history (venues/binance/history.py) ---------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of trades, orders, deposits or withdrawals: see :mod:`.history`."""
+        return history.history_params(made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        return history.parse_history(made, cursor, payload, self.parse_order)
 
     # --- market data ----------------------------------------------------------------------
 
