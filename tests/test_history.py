@@ -68,7 +68,8 @@ def test_ten_thousand_trades_page_with_flat_memory_and_no_429(
     assert every == 10_000
     assert big_peak < small_peak * 1.5  # five times the trades, not five times the memory
     ids = [int(t.trade_id) for t in client.my_trades("BTCUSDT", since=_START)]
-    assert ids == sorted(set(ids)) and len(ids) == 10_000
+    assert ids == sorted(set(ids))
+    assert len(ids) == 10_000
     assert sim.dialect.stats.status_429 == 0
     # 1000 a page, the most Binance answers: the 2,000 in 3 pages (the third, past the end,
     # stops it), the 10,000 twice in 11 (10 full pages, then the empty one that ends it)

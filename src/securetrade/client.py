@@ -20,8 +20,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._checks import flag, instance, number, whole
 from .clock import VenueClock
-from .core import Call, Core, Flow, Journal, JournalStore, RecoveryReport, Resource, Settings, Wait
-from .core import history
+from .core import (
+    Call,
+    Core,
+    Flow,
+    Journal,
+    JournalStore,
+    RecoveryReport,
+    Resource,
+    Settings,
+    Wait,
+    history,
+)
 from .core.effects import Send
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing

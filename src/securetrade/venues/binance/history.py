@@ -118,7 +118,7 @@ def _transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
     range) and the offset of a transfer page: the newest window first."""
     if cursor is None:
         return made.end_ms, 0
-    kind, end, offset = (cursor.split(":") + ["", ""])[:3]
+    kind, end, offset = [*cursor.split(":"), "", ""][:3]
     if kind != "w" or not end.isdigit() or not offset.isdigit():
         raise InvalidRequest(f"not a Binance history cursor: {cursor!r}")
     return int(end), int(offset)
