@@ -172,3 +172,55 @@ def test_async_history_is_an_async_generator(sim: Simulator, server: HttpsServer
     ids = asyncio.run(main())
     assert len(ids) == 2500 == len(set(ids))
     assert sim.dialect.stats.status_429 == 0
+
+
+def test_kraken_pages_from_the_oldest_end_within_its_call_counter(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    """Kraken answers 50 a page, newest first, with a count: the client reads the count,
+    then the pages from the oldest end (oldest first, every trade once), filters the pair
+    (TradesHistory takes none), and stays within the starter tier's call counter, where
+    each TradesHistory costs 2: the simulator counted no rate-limit error."""
+    key = sim.create_key(venue="kraken", account="hist-k")
+    client = Client(key, journal=":memory:", **_pinned(server))
+    backfill(sim.market, "hist-k", "BTCUSDT", 120, start_ms=_START, spacing_ms=60_000)
+    backfill(sim.market, "hist-k", "ETHUSDT", 7, start_ms=_START, spacing_ms=61_000)
+    trades = list(client.my_trades("BTC/USDT", since=_START))
+    assert len(trades) == 120
+    stamps = [t.at for t in trades]
+    assert stamps == sorted(stamps)
+    assert len({t.trade_id for t in trades}) == 120
+    assert {t.symbol for t in trades} == {"BTC/USDT"}
+    assert sim.kraken.stats.by_path["POST /0/private/TradesHistory"] == 4  # count, 3 pages
+    assert "EAPI:Rate limit exceeded" not in sim.kraken.stats.rejections
+    client.close()
+
+
+def test_kraken_ranges_and_closed_orders(sim: Simulator, server: HttpsServer) -> None:
+    """``start`` is exclusive at Kraken: a range from a trade's own second includes it;
+    ClosedOrders by the time the order opened, of the asked pair only."""
+    key = sim.create_key(venue="kraken", account="hist-k")
+    client = Client(key, journal=":memory:", **_pinned(server))
+    backfill(sim.market, "hist-k", "BTCUSDT", 30, start_ms=_START, spacing_ms=60_000)
+    backfill(sim.market, "hist-k", "ETHUSDT", 7, start_ms=_START, spacing_ms=61_000)
+    late = list(client.my_trades("XBTUSDT", since=_START + 20 * 60_000))
+    assert [int(t.at.timestamp() * 1000) for t in late] == [
+        _START + k * 60_000 for k in range(20, 30)
+    ]
+    closed = list(client.closed_orders("ETH/USDT", since=_START, until=_START + 3 * 61_000))
+    assert [o.symbol for o in closed] == ["ETH/USDT"] * 4
+    client.close()
+
+
+def test_kraken_transfers_follow_the_venues_cursor(sim: Simulator, server: HttpsServer) -> None:
+    key = sim.create_key(venue="kraken", account="funds-k")
+    client = Client(key, journal=":memory:", **_pinned(server))
+    for n in range(60):  # 25 a cursor page: three pages
+        deposit(sim.market, "funds-k", "BTC", Decimal("0.01"), at_ms=_START - n * 60_000)
+    found = list(client.deposits(since=_START - _DAY_MS, until=_START))
+    assert len(found) == 60
+    assert {d.asset for d in found} == {"BTC"}  # XXBT on the wire
+    assert [d.at for d in found] == sorted((d.at for d in found), reverse=True)
+    assert sim.kraken.stats.by_path["POST /0/private/DepositStatus"] == 3
+    assert list(client.withdrawals(since=_START - _DAY_MS, until=_START)) == []
+    client.close()

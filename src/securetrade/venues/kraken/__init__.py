@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, RateLimited, VenueRejected
 from ...keys import ApiKey, Environment, KeyKind
@@ -65,7 +65,11 @@ from ..base import (
     wire_decimal,
     within,
 )
+from . import history
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot", "asset_name"]
 
@@ -407,6 +411,18 @@ class KrakenSpot:
                 trading=pair.get("status", "online") == "online",
             )
         return result
+
+    # --- account history (venues/kraken/history.py) ----------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of trades, closed orders, deposits or withdrawals: see :mod:`.history`."""
+        return history.history_params(made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        return history.parse_history(made, cursor, payload, self._order, asset_name)
 
     # --- market data ----------------------------------------------------------------------
 
