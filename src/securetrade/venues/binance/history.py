@@ -28,7 +28,15 @@ from ..base import Op, Params
 if TYPE_CHECKING:
     from ...core.history import Window
 
-__all__ = ["history_params", "parse_history"]
+__all__ = [
+    "day_end",
+    "history_params",
+    "next_cursor",
+    "next_transfer_cursor",
+    "parse_history",
+    "split",
+    "transfer_cursor",
+]
 
 PAGE = 1000  # rows per page, the most each endpoint answers
 DAY_MS = 24 * 3600 * 1000  # the longest startTime..endTime of myTrades and allOrders
@@ -53,14 +61,14 @@ def history_params(made: Window, cursor: str | None) -> Params:
     if made.op in _ID_PARAM:
         assert made.symbol is not None
         params: Params = [("symbol", made.symbol)]
-        kind, value = _split(cursor, made)
+        kind, value = split(cursor, made)
         if kind == "id":
             params.append((_ID_PARAM[made.op], str(value)))
         else:
-            params += [("startTime", str(value)), ("endTime", str(_day_end(value, made)))]
+            params += [("startTime", str(value)), ("endTime", str(day_end(value, made)))]
         return [*params, ("limit", str(PAGE))]
     if made.op in (Op.DEPOSIT_HISTORY, Op.WITHDRAWAL_HISTORY):
-        end, offset = _transfer_cursor(cursor, made)
+        end, offset = transfer_cursor(cursor, made)
         params = [] if made.asset is None else [("coin", made.asset)]
         return [
             *params,
@@ -86,19 +94,25 @@ def parse_history(
         ]
     else:
         rows = [(int(r["orderId"]), int(r["time"]), order(r)) for r in payload]
-    kind, value = _split(cursor, made)
     items = [item for _, at, item in rows if made.start_ms <= at <= made.end_ms]
     if made.op is Op.ORDER_HISTORY:
         items = [o for o in items if not o.is_open]  # closed orders only
-    past_end = any(at > made.end_ms for _, at, _ in rows)
+    return items, next_cursor(made, cursor, [(i, at) for i, at, _ in rows])
+
+
+def next_cursor(made: Window, cursor: str | None, rows: list[tuple[int, int]]) -> str | None:
+    """The cursor after a page of ``rows`` (id, time in ms), read from ``cursor``: onward
+    by id once a row is found, the next day while none is, none past the end."""
+    kind, value = split(cursor, made)
+    past_end = any(at > made.end_ms for _, at in rows)
     if rows and not past_end and (kind == "t" or len(rows) >= PAGE):
-        return items, f"id:{max(i for i, _, _ in rows) + 1}"  # onward by id from here
+        return f"id:{max(i for i, _ in rows) + 1}"  # onward by id from here
     if not rows and kind == "t" and value + DAY_MS <= made.end_ms:
-        return items, f"t:{value + DAY_MS}"  # an empty day: the next one
-    return items, None
+        return f"t:{value + DAY_MS}"  # an empty day: the next one
+    return None
 
 
-def _split(cursor: str | None, made: Window) -> tuple[str, int]:
+def split(cursor: str | None, made: Window) -> tuple[str, int]:
     """``("t", ms)`` or ``("id", n)``. The first page of a range from the very beginning
     reads by id from 0 (every trade or order there is); else the first day of it."""
     if cursor is None:
@@ -109,11 +123,11 @@ def _split(cursor: str | None, made: Window) -> tuple[str, int]:
     return kind, int(value)
 
 
-def _day_end(start: int, made: Window) -> int:
+def day_end(start: int, made: Window) -> int:
     return min(start + DAY_MS - 1, made.end_ms)
 
 
-def _transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
+def transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
     """The window (by its end: it spans 90 days back from there, or to the start of the
     range) and the offset of a transfer page: the newest window first."""
     if cursor is None:
@@ -127,16 +141,22 @@ def _transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
 def _transfers(
     made: Window, cursor: str | None, payload: list[Any]
 ) -> tuple[list[Any], str | None]:
-    end, offset = _transfer_cursor(cursor, made)
-    start = max(made.start_ms, end - TRANSFER_SPAN_MS)
     deposit = made.op is Op.DEPOSIT_HISTORY
     items = [_deposit(r) if deposit else _withdrawal(r) for r in payload]
     items = [t for t in items if made.start_ms <= _ms(t.at) <= made.end_ms]
-    if len(payload) >= PAGE:
-        return items, f"w:{end}:{offset + len(payload)}"
+    return items, next_transfer_cursor(made, cursor, len(payload))
+
+
+def next_transfer_cursor(made: Window, cursor: str | None, rows: int) -> str | None:
+    """After a transfer page of ``rows`` rows: the same window further on, else the
+    window before it, else none."""
+    end, offset = transfer_cursor(cursor, made)
+    if rows >= PAGE:
+        return f"w:{end}:{offset + rows}"
+    start = max(made.start_ms, end - TRANSFER_SPAN_MS)
     if start > made.start_ms:  # the window before this one
-        return items, f"w:{start - 1}:0"
-    return items, None
+        return f"w:{start - 1}:0"
+    return None
 
 
 def _ms(moment: datetime) -> int:
