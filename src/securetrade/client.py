@@ -33,6 +33,7 @@ from .core import (
     history,
 )
 from .core.effects import Send
+from .core.manage import cancel_all, named
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import (
@@ -554,10 +555,8 @@ class Client(_Base[Transport]):
         """
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            return self._run(
-                "place_order",
-                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
-            )
+            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            return self._run("place_order", named(order.symbol, placing))
         return self._run("place_order", core.place_order(order, idempotency_key))
 
     def check_order(self, order: OrderRequest) -> Instrument:
@@ -578,7 +577,10 @@ class Client(_Base[Transport]):
         """One order by client order id or venue order id."""
         return self._run(
             "get_order",
-            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
@@ -592,12 +594,21 @@ class Client(_Base[Transport]):
         """Cancel one order. Needs the ``cancel`` scope."""
         return self._run(
             "cancel_order",
-            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Open orders, for one symbol or all."""
-        return self._run("open_orders", self.core.open_orders(symbol))
+        """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
+        return self._run("open_orders", named(symbol, self.core.open_orders(symbol)))
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        """Cancel every open order of ``symbol`` (of every symbol when ``None``) without
+        engaging the kill switch; returns the orders cancelled. Needs ``read`` and
+        ``cancel``."""
+        return self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
 
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
@@ -830,10 +841,8 @@ class AsyncClient(_Base[AsyncTransport]):
         """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            return await self._run(
-                "place_order",
-                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
-            )
+            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            return await self._run("place_order", named(order.symbol, placing))
         return await self._run("place_order", core.place_order(order, idempotency_key))
 
     async def check_order(self, order: OrderRequest) -> Instrument:
@@ -854,7 +863,10 @@ class AsyncClient(_Base[AsyncTransport]):
         """One order by client order id or venue order id."""
         return await self._run(
             "get_order",
-            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     async def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]:
@@ -867,12 +879,19 @@ class AsyncClient(_Base[AsyncTransport]):
         """Cancel one order. Needs the ``cancel`` scope."""
         return await self._run(
             "cancel_order",
-            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Open orders, for one symbol or all."""
-        return await self._run("open_orders", self.core.open_orders(symbol))
+        """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
+        return await self._run("open_orders", named(symbol, self.core.open_orders(symbol)))
+
+    async def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        """Cancel every open order of ``symbol`` (or all); see :meth:`Client.cancel_all`."""
+        return await self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
 
     async def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None

@@ -123,3 +123,37 @@ def test_history_arguments_refused_before_io(
     with pytest.raises(InvalidRequest):
         client.deposits("not an asset")
     assert server.bytes_received == 0
+
+
+# --- cancel_all, without the kill switch -------------------------------------------------
+
+
+def test_cancel_all_of_one_symbol_then_of_every_symbol(
+    transport: Transport, sim: Simulator, make: Any
+) -> None:
+    """``cancel_all(symbol)`` cancels that symbol's open orders only; ``cancel_all()`` the
+    rest; the kill switch stays off, so the next order is placed."""
+    client = make()
+    btc = [
+        client.place_order(
+            LimitOrder(symbol=transport.btc, side="BUY", quantity="0.01", price=price)
+        )
+        for price in ("1000.00", "1001.00")
+    ]
+    eth = client.place_order(
+        LimitOrder(symbol=transport.eth, side="BUY", quantity="0.1", price="100.00")
+    )
+    done = client.cancel_all("BTC/USDT")
+    assert sorted(o.order_id for o in done) == sorted(o.order_id for o in btc)
+    assert {o.symbol for o in done} == {"BTC/USDT"}
+    held = [o for b in btc for o in sim.market.orders_with_client_id(b.client_order_id)]
+    assert [o.status for o in held] == ["CANCELED", "CANCELED"]  # as the exchange holds them
+    assert [o.order_id for o in client.open_orders()] == [eth.order_id]
+    rest = client.cancel_all()
+    assert [o.order_id for o in rest] == [eth.order_id]
+    assert client.open_orders() == []
+    assert not client.policy.kill_switch.state().engaged
+    again = client.place_order(
+        LimitOrder(symbol=transport.btc, side="BUY", quantity="0.01", price="1002.00")
+    )
+    assert again.is_open
