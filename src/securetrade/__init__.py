@@ -50,6 +50,7 @@ from .errors import (
 )
 from .keys import ApiKey, Environment, KeyCheck, KeyKind, KeyRing, Scope, Secret
 from .models import (
+    AccountTrade,
     Balance,
     BookLevel,
     Candle,
@@ -64,8 +65,13 @@ from .models import (
     OrderType,
     PublicTrade,
     Side,
+    StopLimitOrder,
+    StopLossOrder,
+    TakeProfitLimitOrder,
+    TakeProfitOrder,
     Ticker,
     TimeInForce,
+    Transfer,
 )
 from .policy import Decision, KillSwitch, Policy
 from .ratelimit import LimitScope, Priority, RateLimit, RateLimiter
@@ -128,6 +134,12 @@ __all__ = [
     "LimitScope",
     "LocalRefusal",
     "MarketOrder",
+    "StopLimitOrder",
+    "StopLossOrder",
+    "TakeProfitLimitOrder",
+    "TakeProfitOrder",
+    "AccountTrade",
+    "Transfer",
     "Order",
     "OrderNotFound",
     "OverPermissionedKey",

@@ -40,6 +40,10 @@ __all__ = [
     "OrderType",
     "PublicTrade",
     "Side",
+    "StopLimitOrder",
+    "StopLossOrder",
+    "TakeProfitLimitOrder",
+    "TakeProfitOrder",
     "Ticker",
     "TimeInForce",
     "Transfer",
@@ -97,6 +101,23 @@ class Side(str, Choice):
 class OrderType(str, Choice):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    # Conditional orders: rest unseen until the market reaches ``stop_price``, then become a
+    # market order (STOP_LOSS, TAKE_PROFIT) or a limit order at ``price`` (the _LIMIT ones).
+    # A stop-loss triggers on a move against the position (a sell at or below its stop, a
+    # buy at or above it), a take-profit on a move in its favour.
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+
+    @property
+    def is_conditional(self) -> bool:
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+    @property
+    def takes_price(self) -> bool:
+        """Whether orders of this type carry a limit price (and so a time in force)."""
+        return self in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
 
 
 class TimeInForce(str, Choice):
@@ -215,6 +236,8 @@ class OrderRequest(_Model):
     price: Price | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
+    stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
+    post_only: bool = Field(default=False, description="a LIMIT order that only makes")
 
     @model_validator(mode="before")
     @classmethod
@@ -230,14 +253,7 @@ class OrderRequest(_Model):
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}
             kind = data.get("type", cls.model_fields["type"].default)
-            if kind == OrderType.LIMIT and data.get("time_in_force") is None:
-                # A limit order without a time in force is refused by Binance (-1102) and
-                # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
-                data = {**data, "time_in_force": TimeInForce.GTC}
-            elif kind == OrderType.MARKET and data.get("time_in_force") is not None:
-                raise InvalidRequest(
-                    "time_in_force: a MARKET order takes none (it applies to LIMIT)"
-                )
+            data = _check_kind(kind, data)
         return data
 
     @property
@@ -246,17 +262,50 @@ class OrderRequest(_Model):
         return None if self.price is None else self.quantity * self.price
 
     def fingerprint(self) -> str:
-        """A canonical text of the parameters that define the intent (idempotency check)."""
-        return "|".join(
-            [
-                self.symbol,
-                self.side.value,
-                self.type.value,
-                _canonical(self.quantity),
-                "" if self.price is None else _canonical(self.price),
-                "" if self.time_in_force is None else self.time_in_force.value,
-            ]
+        """A canonical text of the parameters that define the intent (idempotency check).
+        A stop price and post-only are appended only when set, so the fingerprint of
+        every plain order is what it always was (journals written before keep matching)."""
+        parts = [
+            self.symbol,
+            self.side.value,
+            self.type.value,
+            _canonical(self.quantity),
+            "" if self.price is None else _canonical(self.price),
+            "" if self.time_in_force is None else self.time_in_force.value,
+        ]
+        if self.stop_price is not None:
+            parts.append("stop=" + _canonical(self.stop_price))
+        if self.post_only:
+            parts.append("post_only")
+        return "|".join(parts)
+
+
+def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields each order type takes: a price and time in force for the limit kinds
+    (GTC unless told), a stop price for the conditional ones, post-only on LIMIT alone."""
+    try:
+        kind = OrderType(kind)
+    except ValueError:
+        return data  # the field's own validation refuses it
+    if kind.takes_price and data.get("time_in_force") is None:
+        # A limit order without a time in force is refused by Binance (-1102) and
+        # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
+        data = {**data, "time_in_force": TimeInForce.GTC}
+    elif not kind.takes_price and data.get("time_in_force") is not None:
+        raise InvalidRequest(
+            f"time_in_force: a {kind.value} order takes none (it applies to limit orders)"
         )
+    if kind.takes_price and data.get("price") is None:
+        raise InvalidRequest(f"price: a {kind.value} order needs a limit price")
+    if not kind.takes_price and data.get("price") is not None:
+        raise InvalidRequest(f"price: a {kind.value} order takes no limit price")
+    if kind.is_conditional and data.get("stop_price") is None:
+        raise InvalidRequest(f"stop_price: a {kind.value} order needs its trigger price")
+    if not kind.is_conditional and data.get("stop_price") is not None:
+        raise InvalidRequest(f"stop_price: a {kind.value} order has no trigger")
+    if data.get("post_only") and kind is not OrderType.LIMIT:
+        raise InvalidRequest("post_only: only a LIMIT order can be post-only")
+    return data
 
 
 def _canonical(value: Decimal) -> str:
@@ -280,6 +329,46 @@ class MarketOrder(OrderRequest):
     type: Literal[OrderType.MARKET] = OrderType.MARKET
     price: None = None
     time_in_force: None = None
+
+
+class StopLossOrder(OrderRequest):
+    """A market order sent once the price reaches ``stop_price`` against the position: a
+    SELL when it falls to the stop, a BUY when it rises to it."""
+
+    type: Literal[OrderType.STOP_LOSS] = OrderType.STOP_LOSS
+    stop_price: Price
+    price: None = None
+    time_in_force: None = None
+
+
+class StopLimitOrder(OrderRequest):
+    """A limit order at ``price`` placed once the price reaches ``stop_price`` against
+    the position (Binance ``STOP_LOSS_LIMIT``, Kraken ``stop-loss-limit``)."""
+
+    type: Literal[OrderType.STOP_LOSS_LIMIT] = OrderType.STOP_LOSS_LIMIT
+    stop_price: Price
+    price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
+
+
+class TakeProfitOrder(OrderRequest):
+    """A market order sent once the price reaches ``stop_price`` in the position's favour:
+    a SELL when it rises to it, a BUY when it falls to it."""
+
+    type: Literal[OrderType.TAKE_PROFIT] = OrderType.TAKE_PROFIT
+    stop_price: Price
+    price: None = None
+    time_in_force: None = None
+
+
+class TakeProfitLimitOrder(OrderRequest):
+    """A limit order at ``price`` placed once the price reaches ``stop_price`` in the
+    position's favour."""
+
+    type: Literal[OrderType.TAKE_PROFIT_LIMIT] = OrderType.TAKE_PROFIT_LIMIT
+    stop_price: Price
+    price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
 
 
 # Amounts the venue reports: finite and not negative, checked by pydantic's own decimal
@@ -315,6 +404,7 @@ class Order(_Model):
     time_in_force: TimeInForce | None = None
     created_at: datetime | None = None
     fills: tuple[Fill, ...] = ()
+    stop_price: Money | None = Field(default=None, description="a conditional's trigger")
     idempotency_key: str | None = Field(default=None, description="the key this order answers")
 
     @property
@@ -367,6 +457,8 @@ class Instrument(_Model):
             raise InvalidRequest(
                 f"quantity {order.quantity} is below the minimum {self.min_quantity}"
             )
+        if order.stop_price is not None:
+            _check_step("stop_price", order.stop_price, self.tick_size)
         if order.price is not None:
             _check_step("price", order.price, self.tick_size)
             notional = order.quantity * order.price

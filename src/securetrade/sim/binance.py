@@ -209,9 +209,25 @@ _NUMBER_TEXT = "^([0-9]{1,20})(\\.[0-9]{1,20})?$"
 _CLIENT_ID = re.compile(r"[a-zA-Z0-9\-_]{1,36}")
 _CLIENT_ID_TEXT = "^[a-zA-Z0-9-_]{1,36}$"
 _ORDER_ID = re.compile(r"[0-9]{1,20}")
-_ORDER_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")  # what exchangeInfo publishes here
-# Binance's other order types: real, but not modelled by this simulator.
-_UNMODELLED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+# What exchangeInfo publishes here: every spot order type Binance has.
+_ORDER_TYPES = (
+    "LIMIT",
+    "MARKET",
+    "LIMIT_MAKER",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
+# Conditional types -> (the order they become once triggered, "loss" or "profit").
+_CONDITIONAL = {
+    "STOP_LOSS": ("MARKET", "loss"),
+    "STOP_LOSS_LIMIT": ("LIMIT", "loss"),
+    "TAKE_PROFIT": ("MARKET", "profit"),
+    "TAKE_PROFIT_LIMIT": ("LIMIT", "profit"),
+}
+# Binance's other order types: real, but not modelled by this simulator (none left).
+_UNMODELLED_TYPES: tuple[str, ...] = ()
 _PRECISION = 8  # baseAssetPrecision and quoteAssetPrecision published for every symbol
 #: Binance's standard spot commission without BNB: 0.1% maker and taker, in the asset
 #: received (developers.binance.com .../rest-api/account-endpoints, "commissionRates").
@@ -783,9 +799,13 @@ class BinanceDialect(Dialect[_Stats]):
             raise _ApiError(400, -2010, "Order type not supported for this symbol.")
         if order_type not in _ORDER_TYPES:
             raise _ApiError(400, -1116, "Invalid orderType.")
-        limit = order_type != "MARKET"
+        becomes, stop_kind = _CONDITIONAL.get(order_type, (order_type, None))
+        limit = becomes != "MARKET"
         tif = params.get("timeInForce")
-        if order_type == "LIMIT":
+        stop_price = self._decimal(params, "stopPrice") if stop_kind is not None else None
+        if stop_kind is None and "stopPrice" in params and self.strict:
+            _not_required("stopPrice")
+        if order_type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             tif = _required(params, "timeInForce")
             if tif not in ("GTC", "IOC", "FOK"):
                 raise _ApiError(400, -1115, "Invalid timeInForce.")
@@ -823,7 +843,7 @@ class BinanceDialect(Dialect[_Stats]):
                 key.account,
                 symbol=symbol,
                 side=side,
-                type="MARKET" if order_type == "MARKET" else "LIMIT",
+                type="MARKET" if becomes == "MARKET" else "LIMIT",
                 quantity=quantity,
                 price=price,
                 time_in_force=tif,
@@ -831,14 +851,16 @@ class BinanceDialect(Dialect[_Stats]):
                 fees=self.fees,
                 post_only="reject" if order_type == "LIMIT_MAKER" else None,
                 validate_only=test,
+                stop_price=stop_price,
+                stop_kind=stop_kind,
             )
         )
         if test:
             if params.get("computeCommissionRates") == "true":
                 return self._commission_rates()
             return {}
-        if order_type == "LIMIT_MAKER":
-            order.display_type = "LIMIT_MAKER"
+        if order_type != becomes or order_type == "LIMIT_MAKER":
+            order.display_type = order_type
         if response_type == "ACK":
             return {
                 "symbol": order.symbol,
@@ -985,6 +1007,7 @@ class BinanceDialect(Dialect[_Stats]):
                 "duplicate": (-2010, 400),
                 "insufficient": (-2010, 400),
                 "would_take": (-2010, 400),
+                "would_trigger": (-2010, 400),
                 "filter": (-1013, 400),
                 "unknown": (-2013, 400),
                 "unknown_cancel": (-2011, 400),
@@ -1214,7 +1237,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "timeInForce": order.time_in_force or "GTC",
         "type": order.display_type or order.type,
         "side": order.side,
-        "stopPrice": "0.00000000",
+        "stopPrice": _text(order.stop_price) if order.stop_price is not None else "0.00000000",
         "icebergQty": "0.00000000",
         "time": order.created_ms,
         "updateTime": order.updated_ms,

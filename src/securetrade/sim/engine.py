@@ -97,6 +97,17 @@ class SimOrder:
     reason: str | None = None  # why a closed order closed, where the venue says so
     display_type: str | None = None  # the venue's name when not MARKET or LIMIT
     fill_times: dict[int, int] = field(default_factory=dict)  # trade id -> when, ms
+    # A conditional order: its trigger, and whether it fires as the price falls to it
+    # ("below": a sell stop-loss, a buy take-profit) or rises to it ("above"); it rests
+    # unseen (in no book, filling nothing) until then, and acts as ``type`` after.
+    stop_price: Decimal | None = None
+    trigger: str | None = None
+    triggered: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        """A conditional order whose trigger the price has not reached yet."""
+        return self.stop_price is not None and not self.triggered
 
     @property
     def is_open(self) -> bool:
@@ -201,6 +212,7 @@ class Market:
         #: deposits and withdrawals of every account, oldest first (sim/ledger.py)
         self.transfers: list[SimTransfer] = []
         self._step = 0
+        self._pinned: dict[str, Decimal] = {}  # symbol -> a price set by set_price
         self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
 
     # --- accounts ----------------------------------------------------------------------
@@ -214,7 +226,11 @@ class Market:
     # --- prices ------------------------------------------------------------------------
 
     def price(self, symbol: str) -> Decimal:
-        """The market price now: a slow deterministic wave around the start price."""
+        """The market price now: a slow deterministic wave around the start price, or
+        where :meth:`set_price` put it."""
+        pinned = self._pinned.get(symbol)
+        if pinned is not None:
+            return pinned
         inst = self.instruments[symbol]
         wave = Decimal(str(round(math.sin(self._step / 9.0) * 0.01, 6)))
         raw = inst.start_price * (1 + wave)
@@ -279,7 +295,7 @@ class Market:
                 bids[price - spacing * k] = size
                 asks[price + spacing * k] = size
             for order in self._open.values():
-                if order.symbol != symbol or order.price is None:
+                if order.symbol != symbol or order.price is None or order.waiting:
                     continue
                 side = bids if order.side == "BUY" else asks
                 left = order.quantity - order.filled
@@ -288,11 +304,37 @@ class Market:
         best_asks = sorted(asks.items(), key=lambda kv: kv[0])[:depth]
         return best_bids, best_asks
 
+    def set_price(self, symbol: str, price: Decimal | None) -> None:
+        """Move the market in ``symbol`` to ``price`` (``None``: back to its wave), for
+        tests and demos: conditional orders whose trigger it reaches fire, and resting
+        limit orders it crosses fill."""
+        with self.lock:
+            if price is None:
+                self._pinned.pop(symbol, None)
+            else:
+                self._pinned[symbol] = price
+            self._match()
+
     def _advance(self) -> None:
         self._step += 1
+        self._match()
+
+    def _match(self) -> None:
         for order in list(self._open.values()):
-            if order.type == "LIMIT":
+            if order.waiting:
+                if not self._reached(order):
+                    continue
+                order.triggered = True
+                self._try_fill(order, taker=True)  # it arrives at the book now
+            elif order.type == "LIMIT":
                 self._try_fill(order, taker=False)  # resting: it made the book
+
+    def _reached(self, order: SimOrder) -> bool:
+        assert order.stop_price is not None
+        market = self.price(order.symbol)
+        return (
+            market <= order.stop_price if order.trigger == "below" else market >= order.stop_price
+        )
 
     # --- orders ------------------------------------------------------------------------
 
@@ -311,13 +353,22 @@ class Market:
         post_only: str | None = None,
         userref: int | None = None,
         validate_only: bool = False,
+        stop_price: Decimal | None = None,
+        stop_kind: str | None = None,
     ) -> SimOrder:
         """Place an order for ``account_name``.
 
         ``post_only`` is ``"reject"`` (Binance ``LIMIT_MAKER``: refused if it would take) or
         ``"cancel"`` (Kraken ``oflags=post``: accepted, then cancelled); ``validate_only``
         runs every check and places nothing (the order returned is not kept).
+        ``stop_price`` with ``stop_kind`` ``"loss"`` or ``"profit"`` makes it conditional:
+        refused when the price is already there (it would trigger at once), else resting
+        unseen until the price reaches it.
         """
+        trigger = None
+        if stop_price is not None:
+            against = stop_kind == "loss"
+            trigger = "below" if (side == "SELL") == against else "above"
         with self.lock:
             inst = self.instruments.get(symbol)
             if inst is None:
@@ -350,6 +401,10 @@ class Market:
                     userref=userref,
                 )
             self._advance()
+            if stop_price is not None:
+                market = self.price(symbol)
+                if (market <= stop_price) if trigger == "below" else (market >= stop_price):
+                    raise SimRejection("would_trigger", "Stop price would trigger immediately.")
             if post_only == "reject" and price is not None and self._crosses(side, price, symbol):
                 raise SimRejection("would_take", "Order would immediately match and take.")
             now = self._now_ms()
@@ -367,8 +422,10 @@ class Market:
                 updated_ms=now,
                 fee_schedule=fees,
                 userref=userref,
+                stop_price=stop_price,
+                trigger=trigger,
             )
-            reserve_price = price if price is not None else self.price(symbol)
+            reserve_price = price if price is not None else (stop_price or self.price(symbol))
             if side == "BUY":
                 asset, amount = inst.quote, quantity * reserve_price
             else:
@@ -389,6 +446,8 @@ class Market:
                 self._close(order, "CANCELED")
                 order.reason = "Post only order"
                 return order
+            if order.waiting:
+                return order  # rests unseen until its trigger
             self._try_fill(order, taker=True)
             if order.is_open and order.time_in_force in ("IOC", "FOK"):
                 self._close(order, "EXPIRED")
@@ -458,7 +517,7 @@ class Market:
     ) -> None:
         inst = self.instruments[order.symbol]
         account = self.accounts[order.account]
-        reserved_price = order.price if order.price is not None else fill_price
+        reserved_price = _reserved(order, fill_price)
         if order.side == "BUY":
             account.move(
                 inst.quote,
@@ -502,7 +561,7 @@ class Market:
         account = self.accounts[order.account]
         remaining = order.quantity - order.filled
         if order.side == "BUY":
-            price = order.price if order.price is not None else self.price(order.symbol)
+            price = _reserved(order, self.price(order.symbol))
             account.move(inst.quote, free=remaining * price, locked=-remaining * price)
         else:
             account.move(inst.base, free=remaining, locked=-remaining)
@@ -582,3 +641,11 @@ class Market:
         """Every order ever placed with this client order id (for tests and the demo)."""
         with self.lock:
             return [o for o in self.orders.values() if o.client_order_id == client_order_id]
+
+
+def _reserved(order: SimOrder, market: Decimal) -> Decimal:
+    """The price a buy reserved quote at when placed: its limit, else its stop, else the
+    market price (a market order executes at once, at that price)."""
+    if order.price is not None:
+        return order.price
+    return order.stop_price if order.stop_price is not None else market

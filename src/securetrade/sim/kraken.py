@@ -439,10 +439,16 @@ class KrakenDialect(Dialect[_Stats]):
         kind = _need(params, "ordertype")
         if side not in ("buy", "sell"):
             raise _Error("EGeneral:Invalid arguments:type")
-        if kind not in ("limit", "market"):
+        if kind not in ("limit", "market", *_CONDITIONAL):
             raise _Error("EGeneral:Invalid arguments:ordertype")
         volume = _number(params, "volume")
-        price = _number(params, "price") if kind == "limit" else None
+        becomes, stop_kind = _CONDITIONAL.get(kind, (kind, None))
+        stop_price = None
+        if stop_kind is not None:  # price is the trigger; price2 the limit, if any
+            stop_price = _number(params, "price")
+            price = _number(params, "price2") if becomes == "limit" else None
+        else:
+            price = _number(params, "price") if kind == "limit" else None
         tif = params.get("timeinforce", "GTC")
         if tif not in ("GTC", "IOC", "GTD"):
             raise _Error("EGeneral:Invalid arguments:timeinforce")
@@ -455,7 +461,7 @@ class KrakenDialect(Dialect[_Stats]):
         flags = {f for f in params.get("oflags", "").split(",") if f}
         if not flags <= _OFLAGS or {"fcib", "fciq"} <= flags:
             raise _Error("EGeneral:Invalid arguments:oflags")
-        if "post" in flags and kind != "limit":
+        if "post" in flags and kind != "limit":  # (Kraken: limit orders only)
             raise _Error("EGeneral:Invalid arguments:oflags")
         if "deadline" in params:
             self._check_deadline(params["deadline"])
@@ -472,15 +478,17 @@ class KrakenDialect(Dialect[_Stats]):
                 key.account,
                 symbol=inst.symbol,
                 side=side.upper(),
-                type=kind.upper(),
+                type=becomes.upper(),
                 quantity=volume,
                 price=price,
-                time_in_force=None if kind == "market" else ("IOC" if tif == "IOC" else "GTC"),
+                time_in_force=None if becomes == "market" else ("IOC" if tif == "IOC" else "GTC"),
                 client_order_id=client_id,
                 fees=fees,
                 post_only="cancel" if "post" in flags else None,
                 userref=userref,
                 validate_only=validate,
+                stop_price=stop_price,
+                stop_kind=stop_kind,
             )
         except SimRejection as rej:
             raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
@@ -489,6 +497,8 @@ class KrakenDialect(Dialect[_Stats]):
             text += f" {_price(price, inst)}"
         if validate:  # AddOrder's validate: checked, not placed, no txid
             return {"descr": {"order": text}}
+        if stop_kind is not None:
+            order.display_type = kind
         self._oflags[order.order_id] = ",".join(sorted(flags)) or (
             "fciq" if side == "buy" else "fcib"
         )
@@ -720,8 +730,11 @@ class KrakenDialect(Dialect[_Stats]):
     def _order_json(self, order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
         inst = self.market.instruments[order.symbol]
         alt = self._alt_of[order.symbol]
-        kind = order.type.lower()
+        kind = order.display_type or order.type.lower()
         price = _price(order.price, inst) if order.price is not None else "0"
+        price2 = "0"
+        if order.stop_price is not None:  # Kraken: price the trigger, price2 the limit
+            price, price2 = _price(order.stop_price, inst), price
         average = order.quote_filled / order.filled if order.filled else Decimal(0)
         text = f"{order.side.lower()} {order.quantity:.8f} {alt} @ {kind}"
         if order.price is not None:
@@ -743,7 +756,7 @@ class KrakenDialect(Dialect[_Stats]):
                 "type": order.side.lower(),
                 "ordertype": kind,
                 "price": price,
-                "price2": "0",
+                "price2": price2,
                 "leverage": "none",
                 "order": text,
                 "close": "",
@@ -753,7 +766,7 @@ class KrakenDialect(Dialect[_Stats]):
             "cost": _price(order.quote_filled, inst),
             "fee": _price(fee, inst),
             "price": _price(average, inst),
-            "stopprice": "0.00000",
+            "stopprice": price if order.stop_price is not None else "0.00000",
             "limitprice": "0.00000",
             "misc": "",
             "oflags": self._oflags.get(order.order_id, "fciq"),
@@ -849,7 +862,14 @@ class KrakenDialect(Dialect[_Stats]):
         }
 
 
+_CONDITIONAL = {  # Kraken's conditional order types -> (what they become, loss or profit)
+    "stop-loss": ("market", "loss"),
+    "stop-loss-limit": ("limit", "loss"),
+    "take-profit": ("market", "profit"),
+    "take-profit-limit": ("limit", "profit"),
+}
 _REJECTIONS = {
+    "would_trigger": "EOrder:Invalid price:trigger price would trigger immediately",
     "bad_symbol": "EQuery:Unknown asset pair",
     "duplicate": "EOrder:Duplicate order",
     "insufficient": "EOrder:Insufficient funds",

@@ -206,6 +206,7 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
     Op.WITHDRAWAL_HISTORY: lambda p: isinstance(p, list),
 }
 
+_TYPES = {"LIMIT_MAKER": "LIMIT"}  # a post-only limit order, read back as a limit order
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -280,16 +281,20 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
+        kind = "LIMIT_MAKER" if order.post_only else order.type.value
         params: Params = [
             ("symbol", order.symbol),
             ("side", order.side.value),
-            ("type", order.type.value),
+            ("type", kind),
         ]
-        if order.time_in_force is not None:
+        if order.time_in_force is not None and not order.post_only:
             params.append(("timeInForce", order.time_in_force.value))
         params.append(("quantity", wire_decimal(order.quantity)))
         if order.price is not None:
             params.append(("price", wire_decimal(order.price)))
+        if order.stop_price is not None:
+            params.append(("stopPrice", wire_decimal(order.stop_price)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
         return params
@@ -446,7 +451,8 @@ class BinanceSpot:
         price = payload.get("price")
         stamp = payload.get("time", payload.get("transactTime"))
         tif = payload.get("timeInForce")
-        order_type = OrderType(payload["type"])
+        order_type = OrderType(_TYPES.get(payload["type"], payload["type"]))
+        stop = payload.get("stopPrice")
         return Order(
             venue=self.name,
             symbol=payload["symbol"],
@@ -458,10 +464,11 @@ class BinanceSpot:
             type=order_type,
             status=_STATUS[payload["status"]],
             quantity=payload["origQty"],
-            price=None if order_type is OrderType.MARKET or price is None else price,
+            price=price if order_type.takes_price and price is not None else None,
+            stop_price=stop if order_type.is_conditional and stop is not None else None,
             filled_quantity=payload.get("executedQty", "0"),
             quote_quantity=payload.get("cummulativeQuoteQty", "0"),
-            time_in_force=tif if order_type is OrderType.LIMIT else None,
+            time_in_force=tif if order_type.takes_price and tif else None,
             created_at=None
             if stamp is None
             else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),

@@ -390,6 +390,10 @@ class CcxtVenue:
 
     # --- unified calls from our parameters -------------------------------------------------
 
+    # Conditional orders are not mapped onto ccxt's trigger parameters: refused before
+    # any I/O (client.capabilities says so).
+    order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
+
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         params: Params = [
             ("symbol", order.symbol),
@@ -397,9 +401,16 @@ class CcxtVenue:
             ("side", order.side.value.lower()),
             ("amount", wire_decimal(order.quantity)),
             ("price", "" if order.price is None else wire_decimal(order.price)),
-            ("timeInForce", "" if order.time_in_force is None else order.time_in_force.value),
+            # A post-only order is a maker order whatever its time in force: ccxt makes it
+            # Binance's LIMIT_MAKER, which refuses one (-1106).
+            (
+                "timeInForce",
+                "" if order.time_in_force is None or order.post_only else order.time_in_force.value,
+            ),
             ("clientOrderId", client_order_id),
         ]
+        if order.post_only:  # ccxt's unified flag: LIMIT_MAKER at Binance, oflags at Kraken
+            params.append(("postOnly", "true"))
         return params
 
     def order_lookup_params(
@@ -510,9 +521,11 @@ class CcxtVenue:
         if op is Op.PUBLIC_TRADES:
             return UnifiedCall("fetch_trades", (_required(p, "symbol"), None, _count(p, "limit")))
         if op is Op.PLACE_ORDER:
-            extra = {"clientOrderId": _required(p, "clientOrderId")}
+            extra: dict[str, Any] = {"clientOrderId": _required(p, "clientOrderId")}
             if "timeInForce" in p:
                 extra["timeInForce"] = p["timeInForce"]
+            if p.get("postOnly") == "true":
+                extra["postOnly"] = True
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
         if op is Op.GET_ORDER and "among" in p:

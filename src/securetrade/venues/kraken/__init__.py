@@ -224,11 +224,17 @@ class KrakenSpot:
         params: Params = [
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
-            ("ordertype", order.type.value.lower()),
+            ("ordertype", order.type.value.lower().replace("_", "-")),
             ("volume", wire_decimal(order.quantity)),
         ]
-        if order.price is not None:
+        if order.stop_price is not None:  # Kraken: price is the trigger, price2 the limit
+            params.append(("price", wire_decimal(order.stop_price)))
+            if order.price is not None:
+                params.append(("price2", wire_decimal(order.price)))
+        elif order.price is not None:
             params.append(("price", wire_decimal(order.price)))
+        if order.post_only:
+            params.append(("oflags", "post"))
         if order.time_in_force is not None:
             tif = _TIF.get(order.time_in_force)
             if tif is None:
@@ -354,7 +360,7 @@ class KrakenSpot:
 
     def _order(self, txid: str, entry: Mapping[str, Any]) -> Order:
         descr = entry.get("descr", {})
-        order_type = OrderType(str(descr["ordertype"]).upper())
+        order_type = OrderType(str(descr["ordertype"]).upper().replace("-", "_"))
         quantity = Decimal(str(entry["vol"]))
         filled = Decimal(str(entry.get("vol_exec", "0")))
         status = _STATUS[str(entry["status"])]
@@ -364,6 +370,9 @@ class KrakenSpot:
             status = OrderStatus.EXPIRED  # closed before filling in full (an IOC remainder)
         opened = entry.get("opentm")
         limit = descr.get("price")
+        stop = None
+        if order_type.is_conditional:  # price is the trigger; price2 the limit, if any
+            stop, limit = limit, descr.get("price2")
         return Order(
             venue=self.name,
             symbol=str(descr["pair"]),
@@ -373,11 +382,12 @@ class KrakenSpot:
             type=order_type,
             status=status,
             quantity=quantity,
-            price=limit if order_type is OrderType.LIMIT else None,
+            price=limit if order_type.takes_price else None,
+            stop_price=stop,
             filled_quantity=filled,
             quote_quantity=entry.get("cost", "0"),
             time_in_force=TimeInForce(entry.get("timeinforce", "GTC"))
-            if order_type is OrderType.LIMIT
+            if order_type.takes_price
             else None,
             created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
         )
