@@ -2,8 +2,8 @@
 
 Pull hourly candles, compute a moving-average signal, take the side it says, protect
 the position with a stop-limit order on the other side, then read the fills back from the
-account's trade history. The same steps as examples/strategy.ipynb, cell for cell; swap the simulator for
-a real venue by building the client with your key and pins instead.
+account's trade history. The same steps as examples/strategy.ipynb, cell for cell; for a
+real venue, build the client with your key and pins instead of the simulator's.
 """
 
 from __future__ import annotations
