@@ -33,7 +33,7 @@ from .core import (
     history,
 )
 from .core.effects import Send
-from .core.manage import cancel_all, named
+from .core.manage import amend, cancel_all, named
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import (
@@ -610,6 +610,35 @@ class Client(_Base[Transport]):
         ``cancel``."""
         return self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
 
+    def amend(
+        self,
+        symbol: str,
+        *,
+        order_id: str | None = None,
+        client_order_id: str | None = None,
+        quantity: Decimal | str | int | None = None,
+        price: Decimal | str | int | None = None,
+        stop_price: Decimal | str | int | None = None,
+    ) -> Order:
+        """Replace an open order by the same one at a new quantity, price or stop price:
+        a journaled cancel-then-place, never two live orders for it, resumable after a
+        crash (run it again). Returns the replacement. Needs ``read``, ``cancel``, ``trade``."""
+        return self._run(
+            "amend",
+            named(
+                symbol,
+                amend(
+                    self.core,
+                    symbol,
+                    order_id=order_id,
+                    client_order_id=client_order_id,
+                    quantity=quantity,
+                    price=price,
+                    stop_price=stop_price,
+                ),
+            ),
+        )
+
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
     ) -> str:
@@ -892,6 +921,33 @@ class AsyncClient(_Base[AsyncTransport]):
     async def cancel_all(self, symbol: str | None = None) -> list[Order]:
         """Cancel every open order of ``symbol`` (or all); see :meth:`Client.cancel_all`."""
         return await self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
+
+    async def amend(
+        self,
+        symbol: str,
+        *,
+        order_id: str | None = None,
+        client_order_id: str | None = None,
+        quantity: Decimal | str | int | None = None,
+        price: Decimal | str | int | None = None,
+        stop_price: Decimal | str | int | None = None,
+    ) -> Order:
+        """Replace an open order (cancel, then place once); see :meth:`Client.amend`."""
+        return await self._run(
+            "amend",
+            named(
+                symbol,
+                amend(
+                    self.core,
+                    symbol,
+                    order_id=order_id,
+                    client_order_id=client_order_id,
+                    quantity=quantity,
+                    price=price,
+                    stop_price=stop_price,
+                ),
+            ),
+        )
 
     async def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None

@@ -177,3 +177,36 @@ def test_conditional_orders_are_checked_before_io(
             symbol=transport.btc, side="SELL", quantity="0.01", stop_price="50000", post_only=True
         )
     assert server.bytes_received == before
+
+
+# --- amend: a journaled cancel-then-place -------------------------------------------------
+
+
+def test_amend_replaces_once_and_never_leaves_two_live(
+    transport: Transport, sim: Simulator, server: HttpsServer, make: Any
+) -> None:
+    """The replacement is placed once per replaced order: the same amend again returns
+    it; another amend of the old order is refused; a bad change is refused before the
+    live order is touched."""
+    from securetrade import IdempotencyKeyMismatch
+
+    client = make()
+    old = client.place_order(
+        LimitOrder(symbol=transport.btc, side="BUY", quantity="0.01", price="60000.00")
+    )
+    with pytest.raises(InvalidRequest):
+        client.amend(transport.btc, order_id=old.order_id, price="60000.001")  # off the tick
+    assert _held(sim, old.client_order_id).status == "NEW"
+    new = client.amend("BTC/USDT", order_id=old.order_id, price="59000.00", quantity="0.02")
+    assert (new.symbol, new.price, new.quantity, new.status) == (
+        "BTC/USDT",
+        Decimal("59000.00"),
+        Decimal("0.02"),
+        OrderStatus.NEW,
+    )
+    assert _held(sim, old.client_order_id).status == "CANCELED"
+    again = client.amend(transport.btc, order_id=old.order_id, price="59000.00", quantity="0.02")
+    assert again.order_id == new.order_id
+    with pytest.raises(IdempotencyKeyMismatch):
+        client.amend(transport.btc, order_id=old.order_id, price="58000.00")
+    assert [o.order_id for o in client.open_orders(transport.btc)] == [new.order_id]
