@@ -224,3 +224,51 @@ def test_kraken_transfers_follow_the_venues_cursor(sim: Simulator, server: Https
     assert sim.kraken.stats.by_path["POST /0/private/DepositStatus"] == 3
     assert list(client.withdrawals(since=_START - _DAY_MS, until=_START)) == []
     client.close()
+
+
+def test_an_unreadable_page_is_our_error_not_a_key_error() -> None:
+    """A page of the wrong shape (a proxy's answer, a changed API) is AmbiguousOutcome from
+    every adapter, never a KeyError or TypeError from inside the parser; a venue whose
+    paging does not move on is stopped rather than asked for the same page forever."""
+    from securetrade import AmbiguousOutcome
+    from securetrade.core.history import checked, stalled
+    from securetrade.venues.base import Op
+    from securetrade.venues.binance import BINANCE
+    from securetrade.venues.kraken import KRAKEN
+
+    trades = checked(Op.TRADE_HISTORY, "BTCUSDT", None, _START, _START + _DAY_MS)
+    funds = checked(Op.DEPOSIT_HISTORY, None, None, _START, _START + _DAY_MS)
+    for venue, made, payload in [
+        (BINANCE, trades, [{"id": 1}]),
+        (BINANCE, trades, {"code": 0}),
+        (BINANCE, funds, [{"coin": "BTC", "insertTime": "soon"}]),
+        (KRAKEN, trades, {"trades": [], "count": 1}),
+        (KRAKEN, trades, {"count": "many"}),
+        (KRAKEN, funds, {"deposit": [{"refid": "x"}], "next_cursor": "2"}),
+    ]:
+        with pytest.raises(AmbiguousOutcome):
+            venue.parse_history(made, None, payload)  # type: ignore[attr-defined]
+    with pytest.raises(AmbiguousOutcome, match="same page"):
+        stalled("binance", "id:5", "id:5")
+
+
+def test_async_cancel_all_and_amend(sim: Simulator, server: HttpsServer) -> None:
+    from securetrade import LimitOrder
+
+    key = sim.create_key()
+
+    async def main() -> tuple[list[Any], Any, list[Any]]:
+        async with AsyncClient(key, journal=":memory:", **_pinned(server)) as client:
+            old = await client.place_order(
+                LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.01", price="60000.00")
+            )
+            new = await client.amend("BTCUSDT", order_id=old.order_id, price="59000.00")
+            await client.place_order(
+                LimitOrder(symbol="ETHUSDT", side="BUY", quantity="0.1", price="100.00")
+            )
+            gone = await client.cancel_all("BTCUSDT")
+            return gone, new, await client.open_orders()
+
+    gone, new, still = asyncio.run(main())
+    assert [o.order_id for o in gone] == [new.order_id]
+    assert [o.symbol for o in still] == ["ETHUSDT"]
