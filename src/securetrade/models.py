@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic import ValidationError as _PydanticValidationError
 
 from ._checks import Choice
@@ -238,6 +238,16 @@ class OrderRequest(_Model):
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
     stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
     post_only: bool = Field(default=False, description="a LIMIT order that only makes")
+    # Set by amend alone (:func:`replacing`), never by a caller: the venue order id this
+    # order replaces in one atomic request where the venue has one (Binance
+    # order/cancelReplace). Not a field, so not in the fingerprint nor the constructor: a
+    # key without the cancel scope cannot cancel an order by placing one.
+    _replaces: str | None = PrivateAttr(default=None)
+
+    @property
+    def replaces(self) -> str | None:
+        """The venue order id this order cancels as it is placed (amend), if any."""
+        return self._replaces
 
     @model_validator(mode="before")
     @classmethod
@@ -278,6 +288,13 @@ class OrderRequest(_Model):
         if self.post_only:
             parts.append("post_only")
         return "|".join(parts)
+
+
+def replacing(order: OrderRequest, order_id: str) -> OrderRequest:
+    """A copy of ``order`` that replaces the venue's order ``order_id`` as it is placed."""
+    copy = order.model_copy()
+    copy._replaces = order_id
+    return copy
 
 
 def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:

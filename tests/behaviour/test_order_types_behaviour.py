@@ -210,3 +210,7 @@ def test_amend_replaces_once_and_never_leaves_two_live(
     with pytest.raises(IdempotencyKeyMismatch):
         client.amend(transport.btc, order_id=old.order_id, price="58000.00")
     assert [o.order_id for o in client.open_orders(transport.btc)] == [new.order_id]
+    sent = sim.dialect.stats.by_path
+    if getattr(client.venue, "atomic_replace", False):  # Binance: one cancel-and-place
+        assert sent["POST /api/v3/order/cancelReplace"] == 1
+        assert "DELETE /api/v3/order" not in sent

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequest, OrderNotFound
 from ..keys import Scope
-from ..models import Order, OrderRequest, OrderStatus, to_decimal
+from ..models import Order, OrderRequest, OrderStatus, replacing, to_decimal
 from .effects import Flow
 from .reads import Reads
 
@@ -59,7 +59,8 @@ def amend(
     stop_price: Decimal | str | int | None,
 ) -> Flow[Order]:
     """Replace an open order with the same order at a new quantity, price or stop price:
-    cancel it, then place the replacement, never both live at once.
+    in one atomic request where the venue has one (Binance ``order/cancelReplace``), else
+    cancel it, then place the replacement; never both live at once.
 
     The replacement's idempotency key derives from the replaced order's client order id
     (:func:`replacement_key`), so it is placed at most once whatever happens: an amend
@@ -88,6 +89,14 @@ def amend(
     # Read before the cancel: a cancel's answer may name the cancel's own id instead
     # (Binance's clientOrderId, which ccxt reads), and the key must be the order's.
     key = replacement_key(old.client_order_id)
+    core.key.require(Scope.CANCEL, symbol=old.symbol)  # the atomic path cancels too
+    if old.is_open and getattr(core.venue, "atomic_replace", False):
+        # One request cancels the old order and places this one, or does neither.
+        atomic = replacing(replacement, old.order_id)
+        placed: Order = yield from core.place_order(atomic, key)
+        yield from core.get_order(old.symbol, order_id=old.order_id)  # its journal row too
+        yield from core.note("order.amended", replaced=old.order_id, atomic=True)
+        return placed
     if old.is_open:
         try:
             old = yield from core.cancel_order(old.symbol, order_id=old.order_id)
@@ -99,7 +108,7 @@ def amend(
             f"order {old.order_id} filled before it could be amended; nothing was placed",
             venue=core.venue.name,
         )
-    placed: Order = yield from core.place_order(replacement, key)
+    placed = yield from core.place_order(replacement, key)
     yield from core.note(
         "order.amended", replaced=old.order_id, client_order_id=placed.client_order_id
     )

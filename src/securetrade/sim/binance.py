@@ -62,6 +62,7 @@ _WEIGHTS = {
     ("GET", "/api/v3/klines"): 2,
     ("GET", "/api/v3/trades"): 25,
     ("POST", "/api/v3/order"): 1,
+    ("POST", "/api/v3/order/cancelReplace"): 1,
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/allOrders"): 20,
     ("DELETE", "/api/v3/order"): 1,
@@ -136,6 +137,15 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
         ),
         ("GET", "/api/v3/trades"): ("symbol", "limit"),
         ("POST", "/api/v3/order"): _ORDER_PARAMS,
+        ("POST", "/api/v3/order/cancelReplace"): (
+            *_ORDER_PARAMS,
+            "cancelReplaceMode",
+            "cancelOrderId",
+            "cancelOrigClientOrderId",
+            "cancelNewClientOrderId",
+            "cancelRestrictions",
+            "orderRateLimitExceededMode",
+        ),
         ("POST", "/api/v3/order/test"): (*_ORDER_PARAMS, "computeCommissionRates"),
         ("GET", "/api/v3/order"): ("symbol", "orderId", "origClientOrderId", *_SIGNED),
         ("DELETE", "/api/v3/order"): (
@@ -393,6 +403,8 @@ class BinanceDialect(Dialect[_Stats]):
             time.sleep(delay)  # past the gateway, queued before the engine
         if route == ("POST", "/api/v3/order"):
             return 200, self._new_order(key, params)
+        if route == ("POST", "/api/v3/order/cancelReplace"):
+            return 200, self._cancel_replace(key, params)
         if route == ("POST", "/api/v3/order/test"):
             return 200, self._new_order(key, params, test=True)
         if route == ("GET", "/api/v3/order"):
@@ -883,6 +895,43 @@ class BinanceDialect(Dialect[_Stats]):
                 for p, q, t in order.fills
             ]
         return result
+
+    def _cancel_replace(self, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
+        """``POST /api/v3/order/cancelReplace``: cancel one order and place another, under
+        one lock, so nothing sees both or neither live. ``STOP_ON_FAILURE``: a failed cancel
+        places nothing (-2022); a new order refused after the cancel is -2021."""
+        if not key.can_trade:
+            raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        mode = _required(params, "cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise _illegal("cancelReplaceMode", "STOP_ON_FAILURE, ALLOW_FAILURE")
+        lookup = {
+            "orderId": params.get("cancelOrderId"),
+            "origClientOrderId": params.get("cancelOrigClientOrderId"),
+        }
+        cancel = {k: v for k, v in lookup.items() if v is not None}
+        new = {
+            k: v
+            for k, v in params.items()
+            if not k.startswith("cancel") and k != "orderRateLimitExceededMode"
+        }
+        with self.market.lock:
+            try:
+                cancelled = self._cancel(key, {"symbol": params.get("symbol", ""), **cancel})
+            except _ApiError as failed:
+                if mode == "STOP_ON_FAILURE":
+                    raise _ApiError(400, -2022, "Order cancel-replace failed.") from failed
+                raise
+            try:
+                placed = self._new_order(key, new)
+            except _ApiError as failed:
+                raise _ApiError(400, -2021, "Order cancel-replace partially failed.") from failed
+        return {
+            "cancelResult": "SUCCESS",
+            "newOrderResult": "SUCCESS",
+            "cancelResponse": cancelled,
+            "newOrderResponse": placed,
+        }
 
     def _commission_rates(self) -> dict[str, Any]:
         maker = self.fees.maker if self.fees else Decimal(0)

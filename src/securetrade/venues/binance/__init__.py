@@ -168,6 +168,11 @@ ERRORS: Mapping[int, ErrorRule] = {
     -2010: (Verdict.REJECTED, VenueRejected),  # NEW_ORDER_REJECTED (refined below)
     -2011: (Verdict.REJECTED, OrderNotFound),  # CANCEL_REJECTED
     -2013: (Verdict.REJECTED, OrderNotFound),  # NO_SUCH_ORDER
+    # order/cancelReplace with STOP_ON_FAILURE: the cancel failed, nothing was placed
+    # (-2022), or the cancel succeeded and the new order was refused (-2021): either way
+    # the new order is certainly not live.
+    -2021: (Verdict.REJECTED, VenueRejected),
+    -2022: (Verdict.REJECTED, VenueRejected),
     -2014: (Verdict.REJECTED, AuthenticationRejected),  # BAD_API_KEY_FMT
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
@@ -206,6 +211,7 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
     Op.WITHDRAWAL_HISTORY: lambda p: isinstance(p, list),
 }
 
+_CANCEL_REPLACE = "/api/v3/order/cancelReplace"  # weight 1, one order on the order count
 _TYPES = {"LIMIT_MAKER": "LIMIT"}  # a post-only limit order, read back as a limit order
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
@@ -226,6 +232,7 @@ class BinanceSpot:
     freshness = Freshness.TIMESTAMP
     recv_window_ms = 5000
     order_acks: frozenset[Op] = frozenset()  # order endpoints answer with the order itself
+    atomic_replace = True  # amend sends order/cancelReplace: the cancel and the new order
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):
@@ -265,6 +272,9 @@ class BinanceSpot:
                 ("timestamp", str(timestamp_ms)),
             ]
             headers = (("X-MBX-APIKEY", key_id),)
+        path = endpoint.path
+        if endpoint.op is Op.PLACE_ORDER and any(n == "cancelReplaceMode" for n, _ in params):
+            path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
@@ -273,7 +283,7 @@ class BinanceSpot:
         if endpoint.method == "POST":
             return HttpRequest(
                 "POST",
-                endpoint.path,
+                path,
                 (*headers, ("Content-Type", "application/x-www-form-urlencoded")),
                 encoded.encode("ascii"),
             )
@@ -297,6 +307,8 @@ class BinanceSpot:
             params.append(("stopPrice", wire_decimal(order.stop_price)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
+        if order.replaces is not None:  # amend: cancel it and place this, atomically
+            params += [("cancelReplaceMode", "STOP_ON_FAILURE"), ("cancelOrderId", order.replaces)]
         return params
 
     def open_orders_params(self, symbol: str | None) -> Params:
@@ -387,6 +399,9 @@ class BinanceSpot:
             and isinstance(payload.get("code"), int)
             and payload["code"] < 0
         ):
+            if endpoint.op is Op.PLACE_ORDER and isinstance(payload, dict):
+                # order/cancelReplace: both parts succeeded; the new order is the answer
+                payload = payload.get("newOrderResponse", payload)
             shape = _SHAPES.get(endpoint.op)
             if payload is None:
                 return unreadable(endpoint, status, self.name, "not JSON")
