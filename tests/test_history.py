@@ -272,3 +272,36 @@ def test_async_cancel_all_and_amend(sim: Simulator, server: HttpsServer) -> None
     gone, new, still = asyncio.run(main())
     assert [o.order_id for o in gone] == [new.order_id]
     assert [o.symbol for o in still] == ["ETHUSDT"]
+
+
+def test_wrong_arguments_to_the_new_calls_are_typed_errors(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    """Every new call refuses a wrong argument with an InvalidRequest that says what to
+    pass, never a TypeError from inside, and sends nothing."""
+    from securetrade import LimitOrder, StopLimitOrder
+
+    client = _client(sim, server)
+    client.instruments()
+    before = server.bytes_received
+    wrong: list[Any] = [
+        lambda: client.my_trades(123),
+        lambda: client.my_trades("BTCUSDT", since="yesterday"),
+        lambda: client.my_trades("BTCUSDT", since=-5),
+        lambda: client.closed_orders("BTCUSDT", until=1.5),
+        lambda: client.deposits(5),
+        lambda: client.withdrawals("BTC", since=True),
+        lambda: client.cancel_all(42),
+        lambda: client.amend(5, order_id="5", price="1"),
+        lambda: client.amend("BTCUSDT", order_id=5, price="1"),
+        lambda: client.amend("BTCUSDT", order_id="5"),
+        lambda: LimitOrder(symbol="BTCUSDT", side="BUY", quantity="1", price="1", post_only="y"),
+        lambda: StopLimitOrder(
+            symbol="BTCUSDT", side="BUY", quantity="1", price="1", stop_price="nan"
+        ),
+    ]
+    for call in wrong:
+        with pytest.raises(InvalidRequest):
+            call()
+    assert server.bytes_received == before
+    client.close()

@@ -14,7 +14,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    model_validator,
+)
 from pydantic import ValidationError as _PydanticValidationError
 
 from ._checks import Choice
@@ -237,7 +245,7 @@ class OrderRequest(_Model):
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
     stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
-    post_only: bool = Field(default=False, description="a LIMIT order that only makes")
+    post_only: StrictBool = Field(default=False, description="a LIMIT order that only makes")
     # Set by amend alone (:func:`replacing`), never by a caller: the venue order id this
     # order replaces in one atomic request where the venue has one (Binance
     # order/cancelReplace). Not a field, so not in the fingerprint nor the constructor: a

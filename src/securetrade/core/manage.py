@@ -29,6 +29,8 @@ T = TypeVar("T")
 def cancel_all(core: Reads, symbol: str | None) -> Flow[list[Order]]:
     """Cancel every open order of ``symbol`` (every symbol when ``None``); the orders
     cancelled, as the venue reports them. One that fills or goes meanwhile is skipped."""
+    if symbol is not None and not isinstance(symbol, str):
+        raise InvalidRequest("symbol must be text such as 'BTCUSDT' or 'BTC/USDT', or None")
     core.key.require(Scope.CANCEL, symbol=None if symbol is None or "/" in symbol else symbol)
     listed = yield from core.open_orders(symbol)
     cancelled = []
@@ -69,6 +71,11 @@ def amend(
     changes place one replacement, and the second is refused (its fingerprint differs).
     An order that filled before its cancel is not replaced: :class:`OrderNotFound`.
     """
+    if not isinstance(symbol, str):
+        raise InvalidRequest("symbol must be text such as 'BTCUSDT' or 'BTC/USDT'")
+    for name, given in (("order_id", order_id), ("client_order_id", client_order_id)):
+        if given is not None and not isinstance(given, str):
+            raise InvalidRequest(f"{name} must be text, as the venue reported it")
     if quantity is None and price is None and stop_price is None:
         raise InvalidRequest("amend needs a new quantity, price or stop_price")
     old = yield from core.get_order(symbol, order_id=order_id, client_order_id=client_order_id)
