@@ -848,7 +848,8 @@ class AsyncClient(_Base[AsyncTransport]):
         since: datetime | int | None,
         until: datetime | int | None,
     ) -> AsyncIterator[Any]:
-        return self._pages(name, history.checked(op, symbol, asset, since, until))
+        made = history.offered(self.core, history.checked(op, symbol, asset, since, until))
+        return self._pages(name, made)
 
     async def _pages(self, name: str, made: history.Window) -> AsyncIterator[Any]:
         made = await self._run(name, history.resolved(self.core, made))

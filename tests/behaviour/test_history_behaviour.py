@@ -18,7 +18,7 @@ from transports import Transport
 from securetrade import InvalidRequest, LimitOrder, MarketOrder
 from securetrade.models import AccountTrade, Transfer, TransferKind
 from securetrade.sim import HttpsServer, Simulator
-from securetrade.sim.ledger import backfill, deposit
+from securetrade.sim.ledger import backfill, deposit, record_withdrawal
 
 _START = 1_780_000_000_000  # venue time, ms
 _MINUTE = 60_000
@@ -110,6 +110,9 @@ def test_deposits_and_withdrawals(
     only = list(client.deposits("BTC", since=since, until=_START))
     assert [(d.asset, d.amount) for d in only] == [("BTC", Decimal("0.5"))]
     assert list(client.withdrawals(since=since, until=_START)) == []
+    record_withdrawal(sim.market, "funds", "USDT", Decimal(7), "addr-1", at_ms=_START - 1000)
+    (out,) = client.withdrawals("USDT", since=since, until=_START)
+    assert (out.kind, out.asset, out.amount) == (TransferKind.WITHDRAWAL, "USDT", Decimal(7))
 
 
 def test_history_arguments_refused_before_io(

@@ -91,13 +91,20 @@ def window(
     return (yield from resolved(core, made))
 
 
-def resolved(core: Reads, made: Window) -> Flow[Window]:
-    """``made`` with its symbol in the venue's own name, checked against the venue."""
+def offered(core: Reads, made: Window) -> Window:
+    """``made``, if the venue offers its history at all (else refused, before any I/O)."""
     venue = core.venue
     if getattr(venue, "history_params", None) is None or made.op not in venue.endpoints:
         raise InvalidRequest(
             f"{venue.name} does not offer {made.op.value}; see client.capabilities"
         )
+    return made
+
+
+def resolved(core: Reads, made: Window) -> Flow[Window]:
+    """``made`` with its symbol in the venue's own name, checked against the venue."""
+    offered(core, made)
+    venue = core.venue
     if made.symbol is None or made.asked != made.symbol:
         return made
     native = yield from core.native_symbol(made.symbol)
