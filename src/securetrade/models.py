@@ -44,6 +44,7 @@ __all__ = [
     "Order",
     "OrderRequest",
     "OrderStatus",
+    "OcoOrder",
     "OrderBook",
     "OrderType",
     "PublicTrade",
@@ -117,6 +118,11 @@ class OrderType(str, Choice):
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
     TAKE_PROFIT = "TAKE_PROFIT"
     TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+    # One-cancels-the-other: a limit order at ``price`` and a stop at ``stop_price`` (a
+    # stop-limit at ``stop_limit_price`` if given) on one quantity; when one executes, the
+    # venue cancels the other. A SELL's limit is above the market and its stop below; a
+    # BUY's the other way round.
+    OCO = "OCO"
 
     @property
     def is_conditional(self) -> bool:
@@ -125,7 +131,12 @@ class OrderType(str, Choice):
     @property
     def takes_price(self) -> bool:
         """Whether orders of this type carry a limit price (and so a time in force)."""
-        return self in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
+        return self in (
+            OrderType.LIMIT,
+            OrderType.STOP_LOSS_LIMIT,
+            OrderType.TAKE_PROFIT_LIMIT,
+            OrderType.OCO,
+        )
 
 
 class TimeInForce(str, Choice):
@@ -246,6 +257,7 @@ class OrderRequest(_Model):
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
     stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
     post_only: StrictBool = Field(default=False, description="a LIMIT order that only makes")
+    stop_limit_price: Price | None = Field(default=None, description="an OCO's stop-limit")
     # Set by amend alone (:func:`replacing`), never by a caller: the venue order id this
     # order replaces in one atomic request where the venue has one (Binance
     # order/cancelReplace). Not a field, so not in the fingerprint nor the constructor: a
@@ -295,6 +307,8 @@ class OrderRequest(_Model):
             parts.append("stop=" + _canonical(self.stop_price))
         if self.post_only:
             parts.append("post_only")
+        if self.stop_limit_price is not None:
+            parts.append("stop_limit=" + _canonical(self.stop_limit_price))
         return "|".join(parts)
 
 
@@ -330,7 +344,28 @@ def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(f"stop_price: a {kind.value} order has no trigger")
     if data.get("post_only") and kind is not OrderType.LIMIT:
         raise InvalidRequest("post_only: only a LIMIT order can be post-only")
+    if data.get("stop_limit_price") is not None and kind is not OrderType.OCO:
+        raise InvalidRequest("stop_limit_price: only an OCO order has one (its stop leg's)")
+    if kind is OrderType.OCO:
+        _check_oco(data)
     return data
+
+
+def _check_oco(data: dict[str, Any]) -> None:
+    """An OCO's legs on the right sides: a SELL's limit above its stop (take the profit
+    above, cut the loss below), a BUY's below it; the stop-limit beyond its trigger."""
+    try:
+        side = Side(str(data.get("side")))
+        price = to_decimal(data.get("price"), field="price")
+        stop = to_decimal(data.get("stop_price"), field="stop_price")
+    except (InvalidRequest, ValueError):
+        return  # the fields' own validation says what is wrong
+    if (side is Side.SELL and price <= stop) or (side is Side.BUY and price >= stop):
+        where = "above" if side is Side.SELL else "below"
+        raise InvalidRequest(
+            f"an OCO {side.value}'s limit price must be {where} its stop_price "
+            f"(got price {price}, stop_price {stop})"
+        )
 
 
 def _canonical(value: Decimal) -> str:
@@ -384,6 +419,22 @@ class TakeProfitOrder(OrderRequest):
     stop_price: Price
     price: None = None
     time_in_force: None = None
+
+
+class OcoOrder(OrderRequest):
+    """One-cancels-the-other (Binance ``orderList/oco``): a limit order at ``price`` and
+    a stop at ``stop_price`` (a stop-limit at ``stop_limit_price``, else a stop-market) on
+    one ``quantity``; when one executes, the venue cancels the other. For a SELL, the
+    limit is the take-profit above the market and the stop the stop-loss below it.
+
+    The order the client reports is the limit leg (its client order id is the intent's);
+    cancelling it cancels both legs."""
+
+    type: Literal[OrderType.OCO] = OrderType.OCO
+    price: Price
+    stop_price: Price
+    stop_limit_price: Price | None = None
+    time_in_force: TimeInForce | None = TimeInForce.GTC
 
 
 class TakeProfitLimitOrder(OrderRequest):

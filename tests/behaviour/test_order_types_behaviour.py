@@ -214,3 +214,77 @@ def test_amend_replaces_once_and_never_leaves_two_live(
     if getattr(client.venue, "atomic_replace", False):  # Binance: one cancel-and-place
         assert sent["POST /api/v3/order/cancelReplace"] == 1
         assert "DELETE /api/v3/order" not in sent
+
+
+# --- OCO, where the venue has it (Binance) -------------------------------------------------
+
+
+def _oco(client: Any, transport: Transport, sim: Simulator) -> Any:
+    from securetrade.models import OcoOrder
+
+    last = sim.market.price(_ENGINE_BTC)
+    stop = _ticks(client, transport, last * Decimal("0.98"))
+    return OcoOrder(
+        symbol=transport.btc,
+        side="SELL",
+        quantity="0.01",
+        price=_ticks(client, transport, last * Decimal("1.02")),
+        stop_price=stop,
+        stop_limit_price=_ticks(client, transport, stop * Decimal("0.995")),
+    )
+
+
+def test_oco_take_profit_fills_and_the_stop_goes(
+    transport: Transport, sim: Simulator, server: HttpsServer, make: Any
+) -> None:
+    """An OCO is one intent: placed once per key (its limit leg carries the client order
+    id), both legs live at the venue; when the price reaches the take-profit, the limit
+    leg fills and the venue cancels the stop leg."""
+    client = make()
+    order = _oco(client, transport, sim)
+    if not _offers(client, OrderType.OCO, server, lambda: client.place_order(order)):
+        return
+    placed = client.place_order(order, idempotency_key="oco-1")
+    assert (placed.type, placed.status, placed.price) == (
+        OrderType.OCO,
+        OrderStatus.NEW,
+        order.price,
+    )
+    again = client.place_order(order, idempotency_key="oco-1")
+    assert again.order_id == placed.order_id
+    legs = [o for o in sim.market.orders.values() if o.list_id != -1]
+    assert len(legs) == 2
+    assert {o.display_type for o in legs} == {"LIMIT_MAKER", "STOP_LOSS_LIMIT"}
+    sim.market.set_price(_ENGINE_BTC, order.price)
+    assert sorted(o.status for o in legs) == ["EXPIRED", "FILLED"]
+    done = client.get_order(transport.btc, order_id=placed.order_id)
+    assert (done.type, done.status) == (OrderType.OCO, OrderStatus.FILLED)
+
+
+def test_oco_stop_triggers_and_cancelling_one_leg_cancels_both(
+    transport: Transport, sim: Simulator, server: HttpsServer, make: Any
+) -> None:
+    client = make()
+    order = _oco(client, transport, sim)
+    if not _offers(client, OrderType.OCO, server, lambda: client.place_order(order)):
+        return
+    first = client.place_order(order)
+    sim.market.set_price(_ENGINE_BTC, order.stop_price)  # the stop-loss fires
+    legs = {o.display_type: o for o in sim.market.orders.values() if o.list_id != -1}
+    assert legs["STOP_LOSS_LIMIT"].status == "FILLED"
+    assert legs["LIMIT_MAKER"].status == "EXPIRED"
+    assert client.get_order(transport.btc, order_id=first.order_id).status is OrderStatus.EXPIRED
+    sim.market.set_price(_ENGINE_BTC, None)
+    second = client.place_order(_oco(client, transport, sim))
+    client.cancel_order(transport.btc, order_id=second.order_id)
+    live = [o for o in sim.market.orders.values() if o.is_open]
+    assert live == []  # both legs went with the one cancelled
+
+
+def test_oco_legs_on_the_wrong_sides_are_refused_locally(transport: Transport) -> None:
+    from securetrade.models import OcoOrder
+
+    with pytest.raises(InvalidRequest, match="above its stop_price"):
+        OcoOrder(symbol=transport.btc, side="SELL", quantity="1", price="90", stop_price="100")
+    with pytest.raises(InvalidRequest, match="below its stop_price"):
+        OcoOrder(symbol=transport.btc, side="BUY", quantity="1", price="110", stop_price="100")

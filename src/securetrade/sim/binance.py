@@ -34,6 +34,7 @@ from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResp
 from .engine import FeeSchedule, Market, SimOrder, SimRejection, SimTrade
 from .faults import Fault, Faults
 from .ledger import record_withdrawal, transfers_of
+from .lists import oco
 
 # SimKey and SimResponse live in .dialect; they are exported here too, where callers
 # have always found them.
@@ -63,6 +64,7 @@ _WEIGHTS = {
     ("GET", "/api/v3/trades"): 25,
     ("POST", "/api/v3/order"): 1,
     ("POST", "/api/v3/order/cancelReplace"): 1,
+    ("POST", "/api/v3/orderList/oco"): 1,
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/allOrders"): 20,
     ("DELETE", "/api/v3/order"): 1,
@@ -137,6 +139,20 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
         ),
         ("GET", "/api/v3/trades"): ("symbol", "limit"),
         ("POST", "/api/v3/order"): _ORDER_PARAMS,
+        ("POST", "/api/v3/orderList/oco"): (
+            "symbol",
+            "listClientOrderId",
+            "side",
+            "quantity",
+            *(
+                f"{leg}{name}"
+                for leg in ("above", "below")
+                for name in ("Type", "ClientOrderId", "Price", "StopPrice", "TimeInForce")
+            ),
+            "newOrderRespType",
+            "selfTradePreventionMode",
+            *_SIGNED,
+        ),
         ("POST", "/api/v3/order/cancelReplace"): (
             *_ORDER_PARAMS,
             "cancelReplaceMode",
@@ -405,6 +421,8 @@ class BinanceDialect(Dialect[_Stats]):
             return 200, self._new_order(key, params)
         if route == ("POST", "/api/v3/order/cancelReplace"):
             return 200, self._cancel_replace(key, params)
+        if route == ("POST", "/api/v3/orderList/oco"):
+            return 200, oco(self, key, params)
         if route == ("POST", "/api/v3/order/test"):
             return 200, self._new_order(key, params, test=True)
         if route == ("GET", "/api/v3/order"):
@@ -1276,7 +1294,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
     return {
         "symbol": order.symbol,
         "orderId": order.order_id,
-        "orderListId": -1,
+        "orderListId": order.list_id,
         "clientOrderId": order.client_order_id,
         "price": _text(order.price or Decimal(0)),
         "origQty": _text(order.quantity),

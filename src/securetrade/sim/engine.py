@@ -105,6 +105,10 @@ class SimOrder:
     stop_price: Decimal | None = None
     trigger: str | None = None
     triggered: bool = False
+    # An order list (OCO): its id, and the other leg, closed when this one executes,
+    # triggers or is cancelled (see :meth:`Market.link`).
+    list_id: int = -1
+    linked: int | None = None
 
     @property
     def waiting(self) -> bool:
@@ -192,6 +196,7 @@ class Market(MarketData):
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
+        self._list_ids = itertools.count(1)
         self.tape: dict[str, list[TapeTrade]] = {i.symbol: [] for i in instruments}
         #: deposits and withdrawals of every account, oldest first (sim/ledger.py)
         self.transfers: list[SimTransfer] = []
@@ -241,6 +246,7 @@ class Market(MarketData):
                 if not self._reached(order):
                     continue
                 order.triggered = True
+                self._unlink(order, "EXPIRED")  # one triggered: the other goes
                 self._try_fill(order, taker=True)  # it arrives at the book now
             elif order.type == "LIMIT":
                 self._try_fill(order, taker=False)  # resting: it made the book
@@ -471,6 +477,21 @@ class Market(MarketData):
         order.updated_ms = self._now_ms()
         if order.status == "FILLED":
             self._open.pop(order.order_id, None)
+        self._unlink(order, "EXPIRED")  # one executed: the other goes
+
+    def link(self, first: SimOrder, second: SimOrder) -> None:
+        """Make two open orders one OCO list: when one executes, triggers or is
+        cancelled, the other is closed."""
+        with self.lock:
+            first.linked, second.linked = second.order_id, first.order_id
+            first.list_id = second.list_id = next(self._list_ids)
+
+    def _unlink(self, order: SimOrder, status: str) -> None:
+        other = self._open.get(order.linked) if order.linked is not None else None
+        order.linked = None
+        if other is not None:
+            other.linked = None
+            self._close(other, status)
 
     def _close(self, order: SimOrder, status: str) -> None:
         inst = self.instruments[order.symbol]
@@ -540,6 +561,7 @@ class Market(MarketData):
             if not order.is_open:
                 raise SimRejection("unknown_cancel", "Unknown order sent.")
             self._close(order, "CANCELED")
+            self._unlink(order, "CANCELED")  # cancelling one leg cancels the list
             return order
 
     def open_orders(self, account_name: str, symbol: str | None) -> list[SimOrder]:

@@ -61,6 +61,7 @@ from ..base import (
     within,
 )
 from . import history
+from .lists import OCO_PATH, limit_leg, oco_params
 
 if TYPE_CHECKING:
     from ...core.history import Window
@@ -89,6 +90,8 @@ _DEPTH_WEIGHTS = (
     CostRule("limit", {_W: 25}, up_to=500),
     CostRule("limit", {_W: 50}, up_to=1000),
 )
+# An OCO (sent to orderList/oco when listClientOrderId is present) is two orders.
+_ORDER_LISTS = (CostRule("listClientOrderId", {_W: 1, _O: 2}),)
 _DEPTH_MAX = 5000
 _PAGE_MAX = 1000  # klines and trades answer at most this many
 # Our candle intervals as Binance names them (the same, less "2w").
@@ -113,7 +116,15 @@ ENDPOINTS = {
         Endpoint(Op.ORDER_BOOK, "GET", "/api/v3/depth", False, None, {_W: 250}, _DEPTH_WEIGHTS),
         Endpoint(Op.CANDLES, "GET", "/api/v3/klines", False, None, {_W: 2}),
         Endpoint(Op.PUBLIC_TRADES, "GET", "/api/v3/trades", False, None, {_W: 25}),
-        Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
+        Endpoint(
+            Op.PLACE_ORDER,
+            "POST",
+            "/api/v3/order",
+            True,
+            Scope.TRADE,
+            {_W: 1, _O: 1},
+            _ORDER_LISTS,
+        ),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
         Endpoint(
@@ -275,6 +286,8 @@ class BinanceSpot:
         path = endpoint.path
         if endpoint.op is Op.PLACE_ORDER and any(n == "cancelReplaceMode" for n, _ in params):
             path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
+        elif endpoint.op is Op.PLACE_ORDER and any(n == "listClientOrderId" for n, _ in params):
+            path = OCO_PATH  # an order list: the OCO's two legs
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
@@ -291,6 +304,8 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        if order.type is OrderType.OCO:
+            return oco_params(order, client_order_id)
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
         kind = "LIMIT_MAKER" if order.post_only else order.type.value
         params: Params = [
@@ -402,6 +417,7 @@ class BinanceSpot:
             if endpoint.op is Op.PLACE_ORDER and isinstance(payload, dict):
                 # order/cancelReplace: both parts succeeded; the new order is the answer
                 payload = payload.get("newOrderResponse", payload)
+                payload = limit_leg(payload)  # an OCO's answer: its limit leg is the order
             shape = _SHAPES.get(endpoint.op)
             if payload is None:
                 return unreadable(endpoint, status, self.name, "not JSON")
@@ -467,6 +483,8 @@ class BinanceSpot:
         stamp = payload.get("time", payload.get("transactTime"))
         tif = payload.get("timeInForce")
         order_type = OrderType(_TYPES.get(payload["type"], payload["type"]))
+        if payload["type"] == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
+            order_type = OrderType.OCO  # the limit leg of an OCO: the order we placed
         stop = payload.get("stopPrice")
         return Order(
             venue=self.name,

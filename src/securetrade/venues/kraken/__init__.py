@@ -149,6 +149,8 @@ class KrakenSpot:
     recv_window_ms = 5000
     order_acks = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
     time_in_force = frozenset(_TIF)  # GTC and IOC: Kraken spot has no FOK
+    # Kraken spot has no one-cancels-the-other order: refused before any I/O.
+    order_types = frozenset(t for t in OrderType if t is not OrderType.OCO)
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
