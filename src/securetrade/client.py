@@ -11,7 +11,7 @@ import os
 import ssl
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._checks import flag, instance, number, whole
+from .client_calls import AccountCalls, AsyncAccountCalls
 from .clock import VenueClock
 from .core import (
     Call,
@@ -30,14 +31,12 @@ from .core import (
     Resource,
     Settings,
     Wait,
-    history,
 )
 from .core.effects import Send
-from .core.manage import amend, cancel_all, named
+from .core.manage import named
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import (
-    AccountTrade,
     Balance,
     Candle,
     Fill,
@@ -47,7 +46,6 @@ from .models import (
     OrderRequest,
     PublicTrade,
     Ticker,
-    Transfer,
 )
 from .nonce import NonceSource
 from .policy import Decision, Policy
@@ -65,7 +63,7 @@ from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
 from .venues import Venue, get_venue
-from .venues.base import Capabilities, Op
+from .venues.base import Capabilities
 
 if TYPE_CHECKING:
     from .core.group_commit import GroupCommit
@@ -374,7 +372,7 @@ def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
     return clone
 
 
-class Client(_Base[Transport]):
+class Client(_Base[Transport], AccountCalls):
     """Synchronous client. Every protective layer applies to every call."""
 
     def _https(
@@ -471,77 +469,6 @@ class Client(_Base[Transport]):
         """Holdings per asset. Needs the ``read`` scope."""
         return self._run("balances", self.core.balances())
 
-    # --- account history: lazy, one page at a time (core/history.py) -----------------------
-
-    def my_trades(
-        self,
-        symbol: str,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> Iterator[AccountTrade]:
-        """This account's trades in ``symbol`` from ``since`` to ``until`` (aware datetimes
-        or epoch ms; from the first, to now), oldest first, as a generator that reads the
-        venue's pages as it goes. Arguments are checked now; needs the ``read`` scope."""
-        return self._history("my_trades", Op.TRADE_HISTORY, symbol, None, since, until)
-
-    def closed_orders(
-        self,
-        symbol: str,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> Iterator[Order]:
-        """This account's closed orders (filled, cancelled, expired) in ``symbol`` placed
-        from ``since`` to ``until``, oldest first, lazily; see :meth:`my_trades`."""
-        return self._history("closed_orders", Op.ORDER_HISTORY, symbol, None, since, until)
-
-    def deposits(
-        self,
-        asset: str | None = None,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> Iterator[Transfer]:
-        """Deposits (of ``asset``, or all) from ``since`` to ``until``, newest first (the
-        venues' order), lazily. Needs the ``read`` scope."""
-        return self._history("deposits", Op.DEPOSIT_HISTORY, None, asset, since, until)
-
-    def withdrawals(
-        self,
-        asset: str | None = None,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> Iterator[Transfer]:
-        """Withdrawals (of ``asset``, or all), newest first, lazily; see :meth:`deposits`."""
-        return self._history("withdrawals", Op.WITHDRAWAL_HISTORY, None, asset, since, until)
-
-    def _history(
-        self,
-        name: str,
-        op: Op,
-        symbol: str | None,
-        asset: str | None,
-        since: datetime | int | None,
-        until: datetime | int | None,
-    ) -> Iterator[Any]:
-        made = self._run(name, history.window(self.core, op, symbol, asset, since, until))
-        return self._pages(name, made)
-
-    def _pages(self, name: str, made: history.Window) -> Iterator[Any]:
-        """The items of ``made``, page after page: one page is held at a time."""
-        cursor: str | None = None
-        while True:
-            page = self._run(name, history.page(self.core, made, cursor))
-            history.stalled(self.core.venue.name, cursor, page.cursor)
-            items, cursor = page.items, page.cursor
-            del page
-            yield from items
-            del items  # before the next page is read: never two pages at once
-            if cursor is None:
-                return
-
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order:
         """Place ``order`` at most once per ``idempotency_key`` (generated when omitted).
 
@@ -604,41 +531,6 @@ class Client(_Base[Transport]):
         """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
         return self._run("open_orders", named(symbol, self.core.open_orders(symbol)))
 
-    def cancel_all(self, symbol: str | None = None) -> list[Order]:
-        """Cancel every open order of ``symbol`` (of every symbol when ``None``) without
-        engaging the kill switch; returns the orders cancelled. Needs ``read`` and
-        ``cancel``."""
-        return self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
-
-    def amend(
-        self,
-        symbol: str,
-        *,
-        order_id: str | None = None,
-        client_order_id: str | None = None,
-        quantity: Decimal | str | int | None = None,
-        price: Decimal | str | int | None = None,
-        stop_price: Decimal | str | int | None = None,
-    ) -> Order:
-        """Replace an open order by the same one at a new quantity, price or stop price:
-        a journaled cancel-then-place, never two live orders for it, resumable after a
-        crash (run it again). Returns the replacement. Needs ``read``, ``cancel``, ``trade``."""
-        return self._run(
-            "amend",
-            named(
-                symbol,
-                amend(
-                    self.core,
-                    symbol,
-                    order_id=order_id,
-                    client_order_id=client_order_id,
-                    quantity=quantity,
-                    price=price,
-                    stop_price=stop_price,
-                ),
-            ),
-        )
-
     def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
     ) -> str:
@@ -677,7 +569,7 @@ class Client(_Base[Transport]):
         self.close()
 
 
-class AsyncClient(_Base[AsyncTransport]):
+class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
     """Asynchronous client with the same methods as :class:`Client`, awaited."""
 
     def _https(
@@ -796,75 +688,6 @@ class AsyncClient(_Base[AsyncTransport]):
         """Holdings per asset. Needs the ``read`` scope."""
         return await self._run("balances", self.core.balances())
 
-    # --- account history: async generators, one page at a time ----------------------------
-
-    def my_trades(
-        self,
-        symbol: str,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> AsyncIterator[AccountTrade]:
-        """``async for trade in client.my_trades(...)``: see :meth:`Client.my_trades`.
-        Arguments are checked now, the symbol when the first page is read."""
-        return self._history("my_trades", Op.TRADE_HISTORY, symbol, None, since, until)
-
-    def closed_orders(
-        self,
-        symbol: str,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> AsyncIterator[Order]:
-        """Closed orders, oldest first: see :meth:`Client.closed_orders`."""
-        return self._history("closed_orders", Op.ORDER_HISTORY, symbol, None, since, until)
-
-    def deposits(
-        self,
-        asset: str | None = None,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> AsyncIterator[Transfer]:
-        """Deposits, newest first: see :meth:`Client.deposits`."""
-        return self._history("deposits", Op.DEPOSIT_HISTORY, None, asset, since, until)
-
-    def withdrawals(
-        self,
-        asset: str | None = None,
-        *,
-        since: datetime | int | None = None,
-        until: datetime | int | None = None,
-    ) -> AsyncIterator[Transfer]:
-        """Withdrawals, newest first: see :meth:`Client.withdrawals`."""
-        return self._history("withdrawals", Op.WITHDRAWAL_HISTORY, None, asset, since, until)
-
-    def _history(
-        self,
-        name: str,
-        op: Op,
-        symbol: str | None,
-        asset: str | None,
-        since: datetime | int | None,
-        until: datetime | int | None,
-    ) -> AsyncIterator[Any]:
-        made = history.offered(self.core, history.checked(op, symbol, asset, since, until))
-        return self._pages(name, made)
-
-    async def _pages(self, name: str, made: history.Window) -> AsyncIterator[Any]:
-        made = await self._run(name, history.resolved(self.core, made))
-        cursor: str | None = None
-        while True:
-            page = await self._run(name, history.page(self.core, made, cursor))
-            history.stalled(self.core.venue.name, cursor, page.cursor)
-            items, cursor = page.items, page.cursor
-            del page
-            for item in items:
-                yield item
-            del items  # before the next page is read: never two pages at once
-            if cursor is None:
-                return
-
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order:
@@ -918,37 +741,6 @@ class AsyncClient(_Base[AsyncTransport]):
     async def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
         return await self._run("open_orders", named(symbol, self.core.open_orders(symbol)))
-
-    async def cancel_all(self, symbol: str | None = None) -> list[Order]:
-        """Cancel every open order of ``symbol`` (or all); see :meth:`Client.cancel_all`."""
-        return await self._run("cancel_all", named(symbol, cancel_all(self.core, symbol)))
-
-    async def amend(
-        self,
-        symbol: str,
-        *,
-        order_id: str | None = None,
-        client_order_id: str | None = None,
-        quantity: Decimal | str | int | None = None,
-        price: Decimal | str | int | None = None,
-        stop_price: Decimal | str | int | None = None,
-    ) -> Order:
-        """Replace an open order (cancel, then place once); see :meth:`Client.amend`."""
-        return await self._run(
-            "amend",
-            named(
-                symbol,
-                amend(
-                    self.core,
-                    symbol,
-                    order_id=order_id,
-                    client_order_id=client_order_id,
-                    quantity=quantity,
-                    price=price,
-                    stop_price=stop_price,
-                ),
-            ),
-        )
 
     async def withdraw(
         self, asset: str, amount: Decimal | str | int, address: str, *, network: str | None = None
