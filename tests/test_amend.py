@@ -48,3 +48,31 @@ def test_an_order_filled_before_its_amend_is_not_replaced(
         client.amend("BTCUSDT", order_id=placed.order_id, price="59000.00")
     assert len(sim.market.orders) == 1  # nothing was placed for it
     client.close()
+
+
+def test_an_adapter_that_declares_no_order_types_takes_market_and_limit_only(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    """A third-party adapter written before conditional orders existed does not declare
+    them: it is not asked to send them (it might drop the stop price and place a plain
+    order), nor post-only orders (it might drop the flag and take)."""
+    from securetrade import InvalidRequest, OrderType, StopLossOrder
+    from securetrade.venues.binance import BinanceSpot
+
+    class Older(BinanceSpot):
+        order_types = None  # type: ignore[assignment]
+        post_only = False
+
+    client = Client(sim.create_key(), venue=Older(), journal=":memory:", **_pinned(server))
+    caps = client.capabilities
+    assert caps.order_types == {OrderType.MARKET, OrderType.LIMIT}
+    assert not caps.supports("post_only")
+    before = server.bytes_received
+    with pytest.raises(InvalidRequest, match="STOP_LOSS"):
+        client.place_order(
+            StopLossOrder(symbol="BTCUSDT", side="SELL", quantity="0.01", stop_price="50000.00")
+        )
+    with pytest.raises(InvalidRequest, match="post-only"):
+        client.place_order(_RESTING.model_copy(update={"post_only": True}))
+    assert server.bytes_received == before
+    client.close()

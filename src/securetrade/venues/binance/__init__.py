@@ -244,6 +244,8 @@ class BinanceSpot:
     recv_window_ms = 5000
     order_acks: frozenset[Op] = frozenset()  # order endpoints answer with the order itself
     atomic_replace = True  # amend sends order/cancelReplace: the cancel and the new order
+    order_types = frozenset(OrderType)  # every one: stops, take-profits, OCO (order lists)
+    post_only = True  # LIMIT_MAKER
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):

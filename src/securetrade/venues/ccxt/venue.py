@@ -393,6 +393,7 @@ class CcxtVenue:
     # Conditional orders are not mapped onto ccxt's trigger parameters: refused before
     # any I/O (client.capabilities says so).
     order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
+    post_only = True  # ccxt's unified postOnly flag
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         params: Params = [

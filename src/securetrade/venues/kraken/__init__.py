@@ -151,6 +151,7 @@ class KrakenSpot:
     time_in_force = frozenset(_TIF)  # GTC and IOC: Kraken spot has no FOK
     # Kraken spot has no one-cancels-the-other order: refused before any I/O.
     order_types = frozenset(t for t in OrderType if t is not OrderType.OCO)
+    post_only = True  # oflags=post
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
