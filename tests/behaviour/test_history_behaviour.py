@@ -148,6 +148,8 @@ def test_cancel_all_of_one_symbol_then_of_every_symbol(
     )
     done = client.cancel_all("BTC/USDT")
     assert sorted(o.order_id for o in done) == sorted(o.order_id for o in btc)
+    # each as the order it was, its own client order id (not a cancel's: ccxt's Binance)
+    assert sorted(o.client_order_id for o in done) == sorted(o.client_order_id for o in btc)
     assert {o.symbol for o in done} == {"BTC/USDT"}
     held = [o for b in btc for o in sim.market.orders_with_client_id(b.client_order_id)]
     assert [o.status for o in held] == ["CANCELED", "CANCELED"]  # as the exchange holds them

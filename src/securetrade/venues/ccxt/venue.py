@@ -578,7 +578,7 @@ class CcxtVenue:
             venue=self.name,
             symbol=payload["symbol"],
             order_id=str(payload["id"]),
-            client_order_id=payload.get("clientOrderId") or "",
+            client_order_id=_client_order_id(payload),
             side=str(payload["side"]).upper(),
             type=order_type,
             status=state,
@@ -729,6 +729,14 @@ class CcxtVenue:
 
 
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+def _client_order_id(payload: Any) -> str:
+    """The order's own client order id. A Binance cancel answers the cancel's id in
+    ``clientOrderId`` and the order's in ``origClientOrderId``, and ccxt reads the first."""
+    info = payload.get("info")
+    original = info.get("origClientOrderId") if isinstance(info, dict) else None
+    return str(original or payload.get("clientOrderId") or "")
 
 
 def _count(params: Mapping[str, str], name: str) -> int | None:
