@@ -50,6 +50,7 @@ from .errors import (
 )
 from .keys import ApiKey, Environment, KeyCheck, KeyKind, KeyRing, Scope, Secret
 from .models import (
+    AccountTrade,
     Balance,
     BookLevel,
     Candle,
@@ -57,6 +58,7 @@ from .models import (
     Instrument,
     LimitOrder,
     MarketOrder,
+    OcoOrder,
     Order,
     OrderBook,
     OrderRequest,
@@ -64,8 +66,13 @@ from .models import (
     OrderType,
     PublicTrade,
     Side,
+    StopLimitOrder,
+    StopLossOrder,
+    TakeProfitLimitOrder,
+    TakeProfitOrder,
     Ticker,
     TimeInForce,
+    Transfer,
 )
 from .policy import Decision, KillSwitch, Policy
 from .ratelimit import LimitScope, Priority, RateLimit, RateLimiter
@@ -129,6 +136,13 @@ __all__ = [
     "LimitScope",
     "LocalRefusal",
     "MarketOrder",
+    "OcoOrder",
+    "StopLimitOrder",
+    "StopLossOrder",
+    "TakeProfitLimitOrder",
+    "TakeProfitOrder",
+    "AccountTrade",
+    "Transfer",
     "Order",
     "OrderNotFound",
     "OverPermissionedKey",

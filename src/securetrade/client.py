@@ -19,9 +19,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._checks import flag, instance, number, whole
+from .client_calls import AccountCalls, AsyncAccountCalls
 from .clock import VenueClock
-from .core import Call, Core, Flow, Journal, JournalStore, RecoveryReport, Resource, Settings, Wait
+from .core import (
+    Call,
+    Core,
+    Flow,
+    Journal,
+    JournalStore,
+    RecoveryReport,
+    Resource,
+    Settings,
+    Wait,
+)
 from .core.effects import Send
+from .core.manage import named
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
 from .models import (
@@ -364,7 +376,7 @@ def _with_recv_window(venue: Venue, recv_window_ms: int) -> Venue:
     return clone
 
 
-class Client(_Base[Transport]):
+class Client(_Base[Transport], AccountCalls):
     """Synchronous client. Every protective layer applies to every call.
 
     Works in scripts, threads and Jupyter (also inside a running event loop). Use it as a
@@ -529,10 +541,8 @@ class Client(_Base[Transport]):
         """
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            return self._run(
-                "place_order",
-                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
-            )
+            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            return self._run("place_order", named(order.symbol, placing))
         return self._run("place_order", core.place_order(order, idempotency_key))
 
     def check_order(self, order: OrderRequest) -> Instrument:
@@ -553,7 +563,10 @@ class Client(_Base[Transport]):
         """One order by client order id or venue order id."""
         return self._run(
             "get_order",
-            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
@@ -567,12 +580,15 @@ class Client(_Base[Transport]):
         """Cancel one order. Needs the ``cancel`` scope."""
         return self._run(
             "cancel_order",
-            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     def open_orders(self, symbol: str | None = None) -> Results[Order]:
-        """Open orders, for one symbol or all."""
-        return Results(self._run("open_orders", self.core.open_orders(symbol)))
+        """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
+        return Results(self._run("open_orders", named(symbol, self.core.open_orders(symbol))))
 
     def withdraw(
         self,
@@ -652,7 +668,7 @@ class Client(_Base[Transport]):
         self.close()
 
 
-class AsyncClient(_Base[AsyncTransport]):
+class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
     """Asynchronous client with the same methods as :class:`Client`, awaited.
 
     It takes exactly :class:`Client`'s arguments (documented there once), except that
@@ -785,10 +801,8 @@ class AsyncClient(_Base[AsyncTransport]):
         """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            return await self._run(
-                "place_order",
-                core.with_native_order(order, lambda o: core.place_order(o, idempotency_key)),
-            )
+            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            return await self._run("place_order", named(order.symbol, placing))
         return await self._run("place_order", core.place_order(order, idempotency_key))
 
     async def check_order(self, order: OrderRequest) -> Instrument:
@@ -809,7 +823,10 @@ class AsyncClient(_Base[AsyncTransport]):
         """One order by client order id or venue order id."""
         return await self._run(
             "get_order",
-            self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.get_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     async def fills(self, symbol: str, *, client_order_id: str) -> Results[Fill]:
@@ -824,12 +841,15 @@ class AsyncClient(_Base[AsyncTransport]):
         """Cancel one order. Needs the ``cancel`` scope."""
         return await self._run(
             "cancel_order",
-            self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            named(
+                symbol,
+                self.core.cancel_order(symbol, client_order_id=client_order_id, order_id=order_id),
+            ),
         )
 
     async def open_orders(self, symbol: str | None = None) -> Results[Order]:
-        """Open orders, for one symbol or all."""
-        return Results(await self._run("open_orders", self.core.open_orders(symbol)))
+        """Open orders, for one symbol or all (named as asked: ``BTC/USDT`` in, out)."""
+        return Results(await self._run("open_orders", named(symbol, self.core.open_orders(symbol))))
 
     async def withdraw(
         self,

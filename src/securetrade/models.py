@@ -14,7 +14,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    model_validator,
+)
 from pydantic import ValidationError as _PydanticValidationError
 
 from ._checks import Choice
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERVALS",
+    "AccountTrade",
     "Balance",
     "BookLevel",
     "Candle",
@@ -36,12 +45,19 @@ __all__ = [
     "Order",
     "OrderRequest",
     "OrderStatus",
+    "OcoOrder",
     "OrderBook",
     "OrderType",
     "PublicTrade",
     "Side",
+    "StopLimitOrder",
+    "StopLossOrder",
+    "TakeProfitLimitOrder",
+    "TakeProfitOrder",
     "Ticker",
     "TimeInForce",
+    "Transfer",
+    "TransferKind",
     "to_decimal",
 ]
 
@@ -99,6 +115,33 @@ class OrderType(str, Choice):
 
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    # Conditional orders: rest unseen until the market reaches ``stop_price``, then become a
+    # market order (STOP_LOSS, TAKE_PROFIT) or a limit order at ``price`` (the _LIMIT ones).
+    # A stop-loss triggers on a move against the position (a sell at or below its stop, a
+    # buy at or above it), a take-profit on a move in its favour.
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+    # One-cancels-the-other: a limit order at ``price`` and a stop at ``stop_price`` (a
+    # stop-limit at ``stop_limit_price`` if given) on one quantity; when one executes, the
+    # venue cancels the other. A SELL's limit is above the market and its stop below; a
+    # BUY's the other way round.
+    OCO = "OCO"
+
+    @property
+    def is_conditional(self) -> bool:
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+    @property
+    def takes_price(self) -> bool:
+        """Whether orders of this type carry a limit price (and so a time in force)."""
+        return self in (
+            OrderType.LIMIT,
+            OrderType.STOP_LOSS_LIMIT,
+            OrderType.TAKE_PROFIT_LIMIT,
+            OrderType.OCO,
+        )
 
 
 class TimeInForce(str, Choice):
@@ -234,6 +277,19 @@ class OrderRequest(_Model):
     price: Price | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
+    stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
+    post_only: StrictBool = Field(default=False, description="a LIMIT order that only makes")
+    stop_limit_price: Price | None = Field(default=None, description="an OCO's stop-limit")
+    # Set by amend alone (:func:`replacing`), never by a caller: the venue order id this
+    # order replaces in one atomic request where the venue has one (Binance
+    # order/cancelReplace). Not a field, so not in the fingerprint nor the constructor: a
+    # key without the cancel scope cannot cancel an order by placing one.
+    _replaces: str | None = PrivateAttr(default=None)
+
+    @property
+    def replaces(self) -> str | None:
+        """The venue order id this order cancels as it is placed (amend), if any."""
+        return self._replaces
 
     @model_validator(mode="before")
     @classmethod
@@ -249,14 +305,7 @@ class OrderRequest(_Model):
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}
             kind = data.get("type", cls.model_fields["type"].default)
-            if kind == OrderType.LIMIT and data.get("time_in_force") is None:
-                # A limit order without a time in force is refused by Binance (-1102) and
-                # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
-                data = {**data, "time_in_force": TimeInForce.GTC}
-            elif kind == OrderType.MARKET and data.get("time_in_force") is not None:
-                raise InvalidRequest(
-                    "time_in_force: a MARKET order takes none (it applies to LIMIT)"
-                )
+            data = _check_kind(kind, data)
         return data
 
     @property
@@ -265,16 +314,79 @@ class OrderRequest(_Model):
         return None if self.price is None else self.quantity * self.price
 
     def fingerprint(self) -> str:
-        """A canonical text of the parameters that define the intent (idempotency check)."""
-        return "|".join(
-            [
-                self.symbol,
-                self.side._value_,  # _value_: .value is a Python property, this a slot read
-                self.type._value_,
-                _canonical(self.quantity),
-                "" if self.price is None else _canonical(self.price),
-                "" if self.time_in_force is None else self.time_in_force._value_,
-            ]
+        """A canonical text of the parameters that define the intent (idempotency check).
+        A stop price and post-only are appended only when set, so the fingerprint of
+        every plain order is what it always was (journals written before keep matching)."""
+        parts = [
+            self.symbol,
+            self.side._value_,  # _value_: .value is a Python property, this a slot read
+            self.type._value_,
+            _canonical(self.quantity),
+            "" if self.price is None else _canonical(self.price),
+            "" if self.time_in_force is None else self.time_in_force._value_,
+        ]
+        if self.stop_price is not None:
+            parts.append("stop=" + _canonical(self.stop_price))
+        if self.post_only:
+            parts.append("post_only")
+        if self.stop_limit_price is not None:
+            parts.append("stop_limit=" + _canonical(self.stop_limit_price))
+        return "|".join(parts)
+
+
+def replacing(order: OrderRequest, order_id: str) -> OrderRequest:
+    """A copy of ``order`` that replaces the venue's order ``order_id`` as it is placed."""
+    copy = order.model_copy()
+    copy._replaces = order_id
+    return copy
+
+
+def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields each order type takes: a price and time in force for the limit kinds
+    (GTC unless told), a stop price for the conditional ones, post-only on LIMIT alone."""
+    try:
+        kind = OrderType(kind)
+    except ValueError:
+        return data  # the field's own validation refuses it
+    if kind.takes_price and data.get("time_in_force") is None:
+        # A limit order without a time in force is refused by Binance (-1102) and
+        # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
+        data = {**data, "time_in_force": TimeInForce.GTC}
+    elif not kind.takes_price and data.get("time_in_force") is not None:
+        raise InvalidRequest(
+            f"time_in_force: a {kind.value} order takes none (it applies to limit orders)"
+        )
+    if kind.takes_price and data.get("price") is None:
+        raise InvalidRequest(f"price: a {kind.value} order needs a limit price")
+    if not kind.takes_price and data.get("price") is not None:
+        raise InvalidRequest(f"price: a {kind.value} order takes no limit price")
+    if kind.is_conditional and data.get("stop_price") is None:
+        raise InvalidRequest(f"stop_price: a {kind.value} order needs its trigger price")
+    if not kind.is_conditional and data.get("stop_price") is not None:
+        raise InvalidRequest(f"stop_price: a {kind.value} order has no trigger")
+    if data.get("post_only") and kind is not OrderType.LIMIT:
+        raise InvalidRequest("post_only: only a LIMIT order can be post-only")
+    if data.get("stop_limit_price") is not None and kind is not OrderType.OCO:
+        raise InvalidRequest("stop_limit_price: only an OCO order has one (its stop leg's)")
+    if kind is OrderType.OCO:
+        _check_oco(data)
+    return data
+
+
+def _check_oco(data: dict[str, Any]) -> None:
+    """An OCO's legs on the right sides: a SELL's limit above its stop (take the profit
+    above, cut the loss below), a BUY's below it; the stop-limit beyond its trigger."""
+    try:
+        side = Side(str(data.get("side")))
+        price = to_decimal(data.get("price"), field="price")
+        stop = to_decimal(data.get("stop_price"), field="stop_price")
+    except (InvalidRequest, ValueError):
+        return  # the fields' own validation says what is wrong
+    if (side is Side.SELL and price <= stop) or (side is Side.BUY and price >= stop):
+        where = "above" if side is Side.SELL else "below"
+        raise InvalidRequest(
+            f"an OCO {side.value}'s limit price must be {where} its stop_price "
+            f"(got price {price}, stop_price {stop})"
         )
 
 
@@ -299,6 +411,62 @@ class MarketOrder(OrderRequest):
     type: Literal[OrderType.MARKET] = OrderType.MARKET
     price: None = None
     time_in_force: None = None
+
+
+class StopLossOrder(OrderRequest):
+    """A market order sent once the price reaches ``stop_price`` against the position: a
+    SELL when it falls to the stop, a BUY when it rises to it."""
+
+    type: Literal[OrderType.STOP_LOSS] = OrderType.STOP_LOSS
+    stop_price: Price
+    price: None = None
+    time_in_force: None = None
+
+
+class StopLimitOrder(OrderRequest):
+    """A limit order at ``price`` placed once the price reaches ``stop_price`` against
+    the position (Binance ``STOP_LOSS_LIMIT``, Kraken ``stop-loss-limit``)."""
+
+    type: Literal[OrderType.STOP_LOSS_LIMIT] = OrderType.STOP_LOSS_LIMIT
+    stop_price: Price
+    price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
+
+
+class TakeProfitOrder(OrderRequest):
+    """A market order sent once the price reaches ``stop_price`` in the position's favour:
+    a SELL when it rises to it, a BUY when it falls to it."""
+
+    type: Literal[OrderType.TAKE_PROFIT] = OrderType.TAKE_PROFIT
+    stop_price: Price
+    price: None = None
+    time_in_force: None = None
+
+
+class OcoOrder(OrderRequest):
+    """One-cancels-the-other (Binance ``orderList/oco``): a limit order at ``price`` and
+    a stop at ``stop_price`` (a stop-limit at ``stop_limit_price``, else a stop-market) on
+    one ``quantity``; when one executes, the venue cancels the other. For a SELL, the
+    limit is the take-profit above the market and the stop the stop-loss below it.
+
+    The order the client reports is the limit leg (its client order id is the intent's);
+    cancelling it cancels both legs."""
+
+    type: Literal[OrderType.OCO] = OrderType.OCO
+    price: Price
+    stop_price: Price
+    stop_limit_price: Price | None = None
+    time_in_force: TimeInForce | None = TimeInForce.GTC
+
+
+class TakeProfitLimitOrder(OrderRequest):
+    """A limit order at ``price`` placed once the price reaches ``stop_price`` in the
+    position's favour."""
+
+    type: Literal[OrderType.TAKE_PROFIT_LIMIT] = OrderType.TAKE_PROFIT_LIMIT
+    stop_price: Price
+    price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
 
 
 # Amounts the venue reports: finite and not negative, checked by pydantic's own decimal
@@ -346,6 +514,7 @@ class Order(_Model):
     time_in_force: TimeInForce | None = None
     created_at: datetime | None = None
     fills: tuple[Fill, ...] = ()
+    stop_price: Money | None = Field(default=None, description="a conditional's trigger")
     idempotency_key: str | None = Field(default=None, description="the key this order answers")
 
     @property
@@ -409,6 +578,8 @@ class Instrument(_Model):
             raise InvalidRequest(
                 f"quantity {order.quantity} is below the minimum {self.min_quantity}"
             )
+        if order.stop_price is not None:
+            _check_step("stop_price", order.stop_price, self.tick_size)
         if order.price is not None:
             _check_step("price", order.price, self.tick_size)
             notional = order.quantity * order.price
@@ -546,3 +717,42 @@ class PublicTrade(_Model):
     quantity: Money
     at: datetime
     side: Side | None = Field(default=None, description="the taker's side, when reported")
+
+
+# --- account history -----------------------------------------------------------------------
+
+
+class AccountTrade(_Model):
+    """One execution of this account's orders, as the venue's trade history lists it."""
+
+    symbol: str
+    trade_id: str
+    order_id: str
+    side: Side
+    price: Money
+    quantity: Money
+    quote_quantity: Money | None = None
+    commission: Money = Decimal(0)
+    commission_asset: str | None = None
+    maker: bool | None = None
+    at: datetime
+
+
+class TransferKind(str, Choice):
+    DEPOSIT = "DEPOSIT"
+    WITHDRAWAL = "WITHDRAWAL"
+
+
+class Transfer(_Model):
+    """One deposit into or withdrawal out of the account."""
+
+    kind: TransferKind
+    transfer_id: str
+    asset: str
+    amount: Money
+    fee: Money = Decimal(0)
+    status: str = Field(description="the venue's own status word or code, as text")
+    at: datetime
+    address: str | None = None
+    network: str | None = None
+    tx_id: str | None = Field(default=None, description="the chain's transaction id")

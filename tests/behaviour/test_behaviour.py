@@ -377,18 +377,24 @@ def test_unified_symbol_is_one_intent_with_the_venues_own(
     client = make()
     unified = LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.01", price="60000.00")
     order = client.place_order(unified, idempotency_key="unified-1")
-    assert order.symbol == transport.btc
+    assert order.symbol == "BTC/USDT"  # named as asked
     again = client.place_order(_resting_buy(transport), idempotency_key="unified-1")
     assert again.order_id == order.order_id
+    assert again.symbol == transport.btc  # ...and the venue's own name as asked
     assert _held(sim, order.client_order_id) == 1
     assert _sent(sim, transport.place) == 1
     found = client.get_order("BTC/USDT", client_order_id=order.client_order_id)
     assert (found.order_id, found.idempotency_key) == (order.order_id, "unified-1")
-    assert [o.order_id for o in client.open_orders("BTC/USDT")] == [order.order_id]
+    assert found.symbol == "BTC/USDT"
+    assert [(o.order_id, o.symbol) for o in client.open_orders("BTC/USDT")] == [
+        (order.order_id, "BTC/USDT")
+    ]
+    assert client.get_order(transport.btc, order_id=order.order_id).symbol == transport.btc
     assert client.check_order(unified).symbol == transport.btc
     assert client.would_pass(unified).allowed
     canceled = client.cancel_order("BTC/USDT", order_id=order.order_id)
     assert canceled.status is OrderStatus.CANCELED
+    assert canceled.symbol == "BTC/USDT"
     with pytest.raises(InvalidRequest, match="not listed"):
         client.place_order(LimitOrder(symbol="DOGE/USDT", side="BUY", quantity="1", price="1"))
     assert _sent(sim, transport.place) == 1

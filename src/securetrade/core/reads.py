@@ -409,6 +409,10 @@ class Reads(Pipeline):
                 f"{self.venue.name} takes {offered} orders, not {order.type.value}; "
                 "see client.capabilities"
             )
+        if order.post_only and not caps.post_only:
+            raise InvalidRequest(
+                f"{self.venue.name} takes no post-only orders; see client.capabilities"
+            )
         if order.time_in_force is not None and order.time_in_force not in caps.time_in_force:
             offered = _listing(t.value for t in caps.time_in_force)
             raise InvalidRequest(

@@ -33,6 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import FeeSchedule, Market, SimOrder, SimRejection, SimTrade
 from .faults import Fault, Faults
+from .ledger import record_withdrawal, transfers_of
+from .lists import oco
 
 # SimKey and SimResponse live in .dialect; they are exported here too, where callers
 # have always found them.
@@ -61,6 +63,8 @@ _WEIGHTS = {
     ("GET", "/api/v3/klines"): 2,
     ("GET", "/api/v3/trades"): 25,
     ("POST", "/api/v3/order"): 1,
+    ("POST", "/api/v3/order/cancelReplace"): 1,
+    ("POST", "/api/v3/orderList/oco"): 1,
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/allOrders"): 20,
     ("DELETE", "/api/v3/order"): 1,
@@ -70,6 +74,8 @@ _WEIGHTS = {
     ("GET", "/api/v3/myTrades"): 20,
     ("POST", "/sapi/v1/capital/withdraw/apply"): 1,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
+    ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
+    ("GET", "/sapi/v1/capital/withdraw/history"): 1,
 }
 
 
@@ -133,6 +139,29 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
         ),
         ("GET", "/api/v3/trades"): ("symbol", "limit"),
         ("POST", "/api/v3/order"): _ORDER_PARAMS,
+        ("POST", "/api/v3/orderList/oco"): (
+            "symbol",
+            "listClientOrderId",
+            "side",
+            "quantity",
+            *(
+                f"{leg}{name}"
+                for leg in ("above", "below")
+                for name in ("Type", "ClientOrderId", "Price", "StopPrice", "TimeInForce")
+            ),
+            "newOrderRespType",
+            "selfTradePreventionMode",
+            *_SIGNED,
+        ),
+        ("POST", "/api/v3/order/cancelReplace"): (
+            *_ORDER_PARAMS,
+            "cancelReplaceMode",
+            "cancelOrderId",
+            "cancelOrigClientOrderId",
+            "cancelNewClientOrderId",
+            "cancelRestrictions",
+            "orderRateLimitExceededMode",
+        ),
         ("POST", "/api/v3/order/test"): (*_ORDER_PARAMS, "computeCommissionRates"),
         ("GET", "/api/v3/order"): ("symbol", "orderId", "origClientOrderId", *_SIGNED),
         ("DELETE", "/api/v3/order"): (
@@ -175,6 +204,28 @@ _PARAMS: dict[tuple[str, str], frozenset[str]] = {
             *_SIGNED,
         ),
         ("GET", "/sapi/v1/account/apiRestrictions"): _SIGNED,
+        ("GET", "/sapi/v1/capital/deposit/hisrec"): (
+            "includeSource",
+            "coin",
+            "status",
+            "startTime",
+            "endTime",
+            "offset",
+            "limit",
+            "txId",
+            *_SIGNED,
+        ),
+        ("GET", "/sapi/v1/capital/withdraw/history"): (
+            "coin",
+            "withdrawOrderId",
+            "status",
+            "offset",
+            "limit",
+            "idList",
+            "startTime",
+            "endTime",
+            *_SIGNED,
+        ),
     }.items()
 }
 
@@ -184,9 +235,25 @@ _NUMBER_TEXT = "^([0-9]{1,20})(\\.[0-9]{1,20})?$"
 _CLIENT_ID = re.compile(r"[a-zA-Z0-9\-_]{1,36}")
 _CLIENT_ID_TEXT = "^[a-zA-Z0-9-_]{1,36}$"
 _ORDER_ID = re.compile(r"[0-9]{1,20}")
-_ORDER_TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")  # what exchangeInfo publishes here
-# Binance's other order types: real, but not modelled by this simulator.
-_UNMODELLED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+# What exchangeInfo publishes here: every spot order type Binance has.
+_ORDER_TYPES = (
+    "LIMIT",
+    "MARKET",
+    "LIMIT_MAKER",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
+# Conditional types -> (the order they become once triggered, "loss" or "profit").
+_CONDITIONAL = {
+    "STOP_LOSS": ("MARKET", "loss"),
+    "STOP_LOSS_LIMIT": ("LIMIT", "loss"),
+    "TAKE_PROFIT": ("MARKET", "profit"),
+    "TAKE_PROFIT_LIMIT": ("LIMIT", "profit"),
+}
+# Binance's other order types: real, but not modelled by this simulator (none left).
+_UNMODELLED_TYPES: tuple[str, ...] = ()
 _PRECISION = 8  # baseAssetPrecision and quoteAssetPrecision published for every symbol
 #: Binance's standard spot commission without BNB: 0.1% maker and taker, in the asset
 #: received (developers.binance.com .../rest-api/account-endpoints, "commissionRates").
@@ -352,6 +419,10 @@ class BinanceDialect(Dialect[_Stats]):
             time.sleep(delay)  # past the gateway, queued before the engine
         if route == ("POST", "/api/v3/order"):
             return 200, self._new_order(key, params)
+        if route == ("POST", "/api/v3/order/cancelReplace"):
+            return 200, self._cancel_replace(key, params)
+        if route == ("POST", "/api/v3/orderList/oco"):
+            return 200, oco(self, key, params)
         if route == ("POST", "/api/v3/order/test"):
             return 200, self._new_order(key, params, test=True)
         if route == ("GET", "/api/v3/order"):
@@ -367,14 +438,11 @@ class BinanceDialect(Dialect[_Stats]):
         if route == ("GET", "/api/v3/allOrders"):
             return 200, self._all_orders(key, params)
         if route == ("GET", "/api/v3/myTrades"):
-            symbol = self._symbol(_required(params, "symbol"))
-            order_id = params.get("orderId")
-            if order_id is not None:
-                _order_id(order_id)
-            trades = self.market.trades(
-                key.account, symbol, None if order_id is None else int(order_id)
-            )
-            return 200, [_trade_json(t) for t in trades]
+            return 200, self._my_trades(key, params)
+        if route == ("GET", "/sapi/v1/capital/deposit/hisrec"):
+            return 200, _deposits(self.market, key, params)
+        if route == ("GET", "/sapi/v1/capital/withdraw/history"):
+            return 200, _withdrawals(self.market, key, params)
         if route == ("GET", "/api/v3/account"):
             return 200, self._account(key)
         if route == ("GET", "/sapi/v1/account/apiRestrictions"):
@@ -392,6 +460,14 @@ class BinanceDialect(Dialect[_Stats]):
         # POST /sapi/v1/capital/withdraw/apply
         if not key.can_withdraw:
             raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        record_withdrawal(
+            self.market,
+            key.account,
+            _required(params, "coin"),
+            self._decimal(params, "amount"),
+            _required(params, "address"),
+            network=params.get("network", "ETH"),
+        )
         return 200, {"id": hashlib.sha256(body).hexdigest()[:32]}
 
     def _public(self, route: tuple[str, str], params: dict[str, str]) -> Any:
@@ -753,9 +829,13 @@ class BinanceDialect(Dialect[_Stats]):
             raise _ApiError(400, -2010, "Order type not supported for this symbol.")
         if order_type not in _ORDER_TYPES:
             raise _ApiError(400, -1116, "Invalid orderType.")
-        limit = order_type != "MARKET"
+        becomes, stop_kind = _CONDITIONAL.get(order_type, (order_type, None))
+        limit = becomes != "MARKET"
         tif = params.get("timeInForce")
-        if order_type == "LIMIT":
+        stop_price = self._decimal(params, "stopPrice") if stop_kind is not None else None
+        if stop_kind is None and "stopPrice" in params and self.strict:
+            _not_required("stopPrice")
+        if order_type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             tif = _required(params, "timeInForce")
             if tif not in ("GTC", "IOC", "FOK"):
                 raise _ApiError(400, -1115, "Invalid timeInForce.")
@@ -793,7 +873,7 @@ class BinanceDialect(Dialect[_Stats]):
                 key.account,
                 symbol=symbol,
                 side=side,
-                type="MARKET" if order_type == "MARKET" else "LIMIT",
+                type="MARKET" if becomes == "MARKET" else "LIMIT",
                 quantity=quantity,
                 price=price,
                 time_in_force=tif,
@@ -801,14 +881,16 @@ class BinanceDialect(Dialect[_Stats]):
                 fees=self.fees,
                 post_only="reject" if order_type == "LIMIT_MAKER" else None,
                 validate_only=test,
+                stop_price=stop_price,
+                stop_kind=stop_kind,
             )
         )
         if test:
             if params.get("computeCommissionRates") == "true":
                 return self._commission_rates()
             return {}
-        if order_type == "LIMIT_MAKER":
-            order.display_type = "LIMIT_MAKER"
+        if order_type != becomes or order_type == "LIMIT_MAKER":
+            order.display_type = order_type
         if response_type == "ACK":
             return {
                 "symbol": order.symbol,
@@ -831,6 +913,43 @@ class BinanceDialect(Dialect[_Stats]):
                 for p, q, t in order.fills
             ]
         return result
+
+    def _cancel_replace(self, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
+        """``POST /api/v3/order/cancelReplace``: cancel one order and place another, under
+        one lock, so nothing sees both or neither live. ``STOP_ON_FAILURE``: a failed cancel
+        places nothing (-2022); a new order refused after the cancel is -2021."""
+        if not key.can_trade:
+            raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        mode = _required(params, "cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise _illegal("cancelReplaceMode", "STOP_ON_FAILURE, ALLOW_FAILURE")
+        lookup = {
+            "orderId": params.get("cancelOrderId"),
+            "origClientOrderId": params.get("cancelOrigClientOrderId"),
+        }
+        cancel = {k: v for k, v in lookup.items() if v is not None}
+        new = {
+            k: v
+            for k, v in params.items()
+            if not k.startswith("cancel") and k != "orderRateLimitExceededMode"
+        }
+        with self.market.lock:
+            try:
+                cancelled = self._cancel(key, {"symbol": params.get("symbol", ""), **cancel})
+            except _ApiError as failed:
+                if mode == "STOP_ON_FAILURE":
+                    raise _ApiError(400, -2022, "Order cancel-replace failed.") from failed
+                raise
+            try:
+                placed = self._new_order(key, new)
+            except _ApiError as failed:
+                raise _ApiError(400, -2021, "Order cancel-replace partially failed.") from failed
+        return {
+            "cancelResult": "SUCCESS",
+            "newOrderResult": "SUCCESS",
+            "cancelResponse": cancelled,
+            "newOrderResponse": placed,
+        }
 
     def _commission_rates(self) -> dict[str, Any]:
         maker = self.fees.maker if self.fees else Decimal(0)
@@ -898,9 +1017,8 @@ class BinanceDialect(Dialect[_Stats]):
         start = params.get("orderId")
         if start is not None:
             _order_id(start)
-        limit_text = params.get("limit", "500")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-            raise _ApiError(400, -1100, "Illegal characters found in parameter 'limit'.")
+        limit = _limit(params, default=500, most=1000)
+        begin, end = _day_range(params)
         with self.market.lock:
             orders = sorted(
                 (
@@ -909,10 +1027,43 @@ class BinanceDialect(Dialect[_Stats]):
                     if o.account == key.account
                     and o.symbol == symbol
                     and (start is None or o.order_id >= int(start))
+                    and (begin is None or o.created_ms >= begin)
+                    and (end is None or o.created_ms <= end)
                 ),
                 key=lambda o: o.order_id,
             )
-        return [_order_json(o) for o in orders[: int(limit_text)]]
+        if start is None and begin is None:  # neither: the most recent
+            return [_order_json(o) for o in orders[-limit:]]
+        return [_order_json(o) for o in orders[:limit]]
+
+    def _my_trades(self, key: SimKey, params: dict[str, str]) -> list[dict[str, Any]]:
+        """``GET /api/v3/myTrades``: an order's trades; else from ``fromId`` on, or within
+        ``startTime``..``endTime`` (24 hours at most; not with ``fromId``: -1128), oldest
+        first, at most ``limit`` (500 by default, 1000 at most); with neither, the most
+        recent ``limit``."""
+        symbol = self._symbol(_required(params, "symbol"))
+        order_id = params.get("orderId")
+        if order_id is not None:
+            _order_id(order_id)
+        from_id = params.get("fromId")
+        if from_id is not None:
+            _order_id(from_id)
+            if "startTime" in params or "endTime" in params:
+                raise _ApiError(400, -1128, "Combination of optional parameters invalid.")
+        limit = _limit(params, default=500, most=1000)
+        begin, end = _day_range(params)
+        trades = [
+            t
+            for t in self.market.trades(
+                key.account, symbol, None if order_id is None else int(order_id)
+            )
+            if (from_id is None or t.trade_id >= int(from_id))
+            and (begin is None or t.at_ms >= begin)
+            and (end is None or t.at_ms <= end)
+        ]
+        if order_id is None and from_id is None and begin is None:
+            trades = trades[-limit:]  # neither: the most recent
+        return [_trade_json(t) for t in trades[:limit]]
 
     def _guard(self, action: Callable[[], SimOrder]) -> SimOrder:
         try:
@@ -923,6 +1074,7 @@ class BinanceDialect(Dialect[_Stats]):
                 "duplicate": (-2010, 400),
                 "insufficient": (-2010, 400),
                 "would_take": (-2010, 400),
+                "would_trigger": (-2010, 400),
                 "filter": (-1013, 400),
                 "unknown": (-2013, 400),
                 "unknown_cancel": (-2011, 400),
@@ -1131,7 +1283,7 @@ def _trade_json(trade: SimTrade) -> dict[str, Any]:
         "quoteQty": _text(trade.price * trade.quantity),
         "commission": _text(fee[0]) if fee else "0",
         "commissionAsset": fee[1] if fee else "BNB",
-        "time": order.updated_ms,
+        "time": trade.at_ms or order.updated_ms,
         "isBuyer": order.side == "BUY",
         "isMaker": not fee[2] if fee else order.type == "LIMIT",
         "isBestMatch": True,
@@ -1142,7 +1294,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
     return {
         "symbol": order.symbol,
         "orderId": order.order_id,
-        "orderListId": -1,
+        "orderListId": order.list_id,
         "clientOrderId": order.client_order_id,
         "price": _text(order.price or Decimal(0)),
         "origQty": _text(order.quantity),
@@ -1152,7 +1304,7 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "timeInForce": order.time_in_force or "GTC",
         "type": order.display_type or order.type,
         "side": order.side,
-        "stopPrice": "0.00000000",
+        "stopPrice": _text(order.stop_price) if order.stop_price is not None else "0.00000000",
         "icebergQty": "0.00000000",
         "time": order.created_ms,
         "updateTime": order.updated_ms,
@@ -1161,3 +1313,95 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "origQuoteOrderQty": "0.00000000",
         "selfTradePreventionMode": "NONE",
     }
+
+
+_DAY_MS = 24 * 3600 * 1000
+_NINETY_DAYS_MS = 90 * _DAY_MS
+
+
+def _day_range(params: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``startTime``/``endTime`` of myTrades and allOrders: 24 hours apart at most
+    (-1127); one alone opens a 24-hour window from (or to) it, as Binance does."""
+    begin, end = _time(params, "startTime"), _time(params, "endTime")
+    if begin is not None and end is not None:
+        if end - begin > _DAY_MS or end < begin:
+            raise _ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
+        return begin, end
+    if begin is not None:
+        return begin, begin + _DAY_MS
+    if end is not None:
+        return end - _DAY_MS, end
+    return None, None
+
+
+def _transfer_range(market: Market, params: Mapping[str, str]) -> tuple[int, int]:
+    """The deposit and withdrawal histories' range: the last 90 days unless told, and
+    never more than 90 days (-1127)."""
+    now = market._now_ms()
+    begin, end = _time(params, "startTime"), _time(params, "endTime")
+    end = end if end is not None else (now if begin is None else begin + _NINETY_DAYS_MS)
+    begin = begin if begin is not None else end - _NINETY_DAYS_MS
+    if end - begin > _NINETY_DAYS_MS or end < begin:
+        raise _ApiError(400, -1127, "Time interval must be within 0-90 days.")
+    return begin, end
+
+
+def _paged_transfers(
+    market: Market, key: SimKey, params: Mapping[str, str], kind: str
+) -> list[Any]:
+    begin, end = _transfer_range(market, params)
+    offset_text = params.get("offset", "0")
+    if not offset_text.isdigit():
+        raise _illegal("offset", "^[0-9]{1,9}$")
+    limit = _limit(params, default=1000, most=1000)
+    coin = params.get("coin")
+    rows = [
+        t
+        for t in transfers_of(market, key.account, kind)
+        if begin <= t.at_ms <= end and (coin is None or t.asset == coin)
+    ]
+    offset = int(offset_text)
+    return rows[offset : offset + limit]
+
+
+def _deposits(market: Market, key: SimKey, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``GET /sapi/v1/capital/deposit/hisrec``, newest first."""
+    return [
+        {
+            "id": str(t.transfer_id),
+            "amount": _text(t.amount),
+            "coin": t.asset,
+            "network": t.network,
+            "status": 1,
+            "address": t.address,
+            "addressTag": "",
+            "txId": t.tx_id,
+            "insertTime": t.at_ms,
+            "transferType": 0,
+            "confirmTimes": "12/12",
+            "unlockConfirm": 0,
+            "walletType": 0,
+        }
+        for t in _paged_transfers(market, key, params, "deposit")
+    ]
+
+
+def _withdrawals(market: Market, key: SimKey, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``GET /sapi/v1/capital/withdraw/history``, newest first; ``applyTime`` is UTC text."""
+    return [
+        {
+            "id": f"{t.transfer_id:032x}",
+            "amount": _text(t.amount),
+            "transactionFee": _text(t.fee),
+            "coin": t.asset,
+            "status": 6,
+            "address": t.address,
+            "txId": t.tx_id,
+            "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.at_ms // 1000)),
+            "network": t.network,
+            "transferType": 0,
+            "confirmNo": 12,
+            "walletType": 0,
+        }
+        for t in _paged_transfers(market, key, params, "withdrawal")
+    ]

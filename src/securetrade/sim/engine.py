@@ -15,6 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from .quotes import Bar, MarketData
+
+if TYPE_CHECKING:
+    from .ledger import SimTransfer
 
 __all__ = [
     "Account",
@@ -92,6 +98,22 @@ class SimOrder:
     userref: int | None = None
     reason: str | None = None  # why a closed order closed, where the venue says so
     display_type: str | None = None  # the venue's name when not MARKET or LIMIT
+    fill_times: dict[int, int] = field(default_factory=dict)  # trade id -> when, ms
+    # A conditional order: its trigger, and whether it fires as the price falls to it
+    # ("below": a sell stop-loss, a buy take-profit) or rises to it ("above"); it rests
+    # unseen (in no book, filling nothing) until then, and acts as ``type`` after.
+    stop_price: Decimal | None = None
+    trigger: str | None = None
+    triggered: bool = False
+    # An order list (OCO): its id, and the other leg, closed when this one executes,
+    # triggers or is cancelled (see :meth:`Market.link`).
+    list_id: int = -1
+    linked: int | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """A conditional order whose trigger the price has not reached yet."""
+        return self.stop_price is not None and not self.triggered
 
     @property
     def is_open(self) -> bool:
@@ -106,6 +128,7 @@ class SimTrade:
     price: Decimal
     quantity: Decimal
     trade_id: int
+    at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,24 +141,6 @@ class TapeTrade:
     quantity: Decimal
     at_ms: int
     taker_side: str  # BUY | SELL: the side that took liquidity
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One OHLCV bar opening at ``open_ms``."""
-
-    open_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    quote_volume: Decimal
-    count: int
-
-
-_HISTORY_PERIOD_S = 6 * 3600.0  # the history wave: one swing every six hours
-_BOOK_LEVELS = 5000  # the synthetic book is this deep on each side
 
 
 @dataclass(slots=True)
@@ -152,7 +157,7 @@ class Account:
         row[1] += locked
 
 
-class Market:
+class Market(MarketData):
     """Order book of one simulated exchange, thread-safe behind one lock."""
 
     def __init__(
@@ -191,8 +196,12 @@ class Market:
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(1)
+        self._list_ids = itertools.count(1)
         self.tape: dict[str, list[TapeTrade]] = {i.symbol: [] for i in instruments}
+        #: deposits and withdrawals of every account, oldest first (sim/ledger.py)
+        self.transfers: list[SimTransfer] = []
         self._step = 0
+        self._pinned: dict[str, Decimal] = {}  # symbol -> a price set by set_price
         self._now_ms: Callable[[], int] = now_ms or (lambda: int(time.time() * 1000))
         #: called under the lock with (what, order, fill) for every order event: ``NEW``,
         #: ``TRADE`` (fill is (price, quantity, trade id)), ``CANCELED``, ``EXPIRED``; and
@@ -211,85 +220,48 @@ class Market:
     # --- prices ------------------------------------------------------------------------
 
     def price(self, symbol: str) -> Decimal:
-        """The market price now: a slow deterministic wave around the start price."""
+        """The market price now: a slow deterministic wave around the start price, or
+        where :meth:`set_price` put it."""
+        pinned = self._pinned.get(symbol)
+        if pinned is not None:
+            return pinned
         inst = self.instruments[symbol]
         wave = Decimal(str(round(math.sin(self._step / 9.0) * 0.01, 6)))
         raw = inst.start_price * (1 + wave)
         return (raw / inst.tick_size).quantize(Decimal(1), ROUND_HALF_UP) * inst.tick_size
 
-    def history_price(self, symbol: str, at_ms: int) -> Decimal:
-        """The price path before (and between) trades, as a function of time: a wave of
-        ±2 % around the start price, one swing every six hours, so that candles exist from
-        any moment and a strategy has something to read. Deterministic."""
-        inst = self.instruments[symbol]
-        phase = at_ms / 1000.0 / _HISTORY_PERIOD_S * 2 * math.pi
-        wave = Decimal(str(round(math.sin(phase) * 0.02 + math.sin(phase * 7.3) * 0.003, 6)))
-        raw = inst.start_price * (1 + wave)
-        return (raw / inst.tick_size).quantize(Decimal(1), ROUND_HALF_UP) * inst.tick_size
-
-    def bars(self, symbol: str, interval_ms: int, first_ms: int, last_ms: int) -> list[Bar]:
-        """Bars of ``interval_ms`` opening from ``first_ms`` to ``last_ms`` (both aligned):
-        the history path, with the tape's trades in each bar; the bar now forming closes
-        at the price now."""
-        now = self._now_ms()
+    def set_price(self, symbol: str, price: Decimal | None) -> None:
+        """Move the market in ``symbol`` to ``price`` (``None``: back to its wave), for
+        tests and demos: conditional orders whose trigger it reaches fire, and resting
+        limit orders it crosses fill."""
         with self.lock:
-            tape = list(self.tape[symbol])
-            current = self.price(symbol)
-        bars = []
-        index = 0
-        for start in range(first_ms, last_ms + 1, interval_ms):
-            end = start + interval_ms
-            opening = self.history_price(symbol, start)
-            closing = current if start <= now < end else self.history_price(symbol, end)
-            middle = self.history_price(symbol, start + interval_ms // 2)
-            high, low = max(opening, closing, middle), min(opening, closing, middle)
-            while index < len(tape) and tape[index].at_ms < start:
-                index += 1
-            volume, quote, count = Decimal(0), Decimal(0), 0
-            while index < len(tape) and tape[index].at_ms < end:
-                trade = tape[index]
-                high, low = max(high, trade.price), min(low, trade.price)
-                volume += trade.quantity
-                quote += trade.quantity * trade.price
-                count += 1
-                index += 1
-            bars.append(Bar(start, opening, high, low, closing, volume, quote, count))
-        return bars
-
-    def book(self, symbol: str, depth: int) -> tuple[list[tuple[Decimal, Decimal]], ...]:
-        """``(bids, asks)``, best first, ``depth`` levels each: the resting limit orders of
-        every account, over a synthetic ladder one tick apart from the price now (the
-        counterparties the simulator otherwise only implies): the best bid and ask are one
-        level from the price, whatever rests further away."""
-        with self.lock:
-            inst = self.instruments[symbol]
-            price = self.price(symbol)
-            bids: dict[Decimal, Decimal] = {}
-            asks: dict[Decimal, Decimal] = {}
-            unit = inst.min_quantity * 100
-            # One level per basis point of the price (at least a tick): a deep book spans a
-            # useful range, and resting orders near the price fall inside it.
-            ticks = max(1, int(price / 10_000 / inst.tick_size))
-            spacing = inst.tick_size * ticks
-            for k in range(1, min(depth, _BOOK_LEVELS) + 1):
-                size = unit * (1 + k % 7)
-                bids[price - spacing * k] = size
-                asks[price + spacing * k] = size
-            for order in self._open.values():
-                if order.symbol != symbol or order.price is None:
-                    continue
-                side = bids if order.side == "BUY" else asks
-                left = order.quantity - order.filled
-                side[order.price] = side.get(order.price, Decimal(0)) + left
-        best_bids = sorted(bids.items(), key=lambda kv: kv[0], reverse=True)[:depth]
-        best_asks = sorted(asks.items(), key=lambda kv: kv[0])[:depth]
-        return best_bids, best_asks
+            if price is None:
+                self._pinned.pop(symbol, None)
+            else:
+                self._pinned[symbol] = price
+            self._match()
 
     def _advance(self) -> None:
         self._step += 1
+        self._match()
+
+    def _match(self) -> None:
         for order in list(self._open.values()):
-            if order.type == "LIMIT":
+            if order.waiting:
+                if not self._reached(order):
+                    continue
+                order.triggered = True
+                self._unlink(order, "EXPIRED")  # one triggered: the other goes
+                self._try_fill(order, taker=True)  # it arrives at the book now
+            elif order.type == "LIMIT":
                 self._try_fill(order, taker=False)  # resting: it made the book
+
+    def _reached(self, order: SimOrder) -> bool:
+        assert order.stop_price is not None
+        market = self.price(order.symbol)
+        return (
+            market <= order.stop_price if order.trigger == "below" else market >= order.stop_price
+        )
 
     # --- orders ------------------------------------------------------------------------
 
@@ -308,13 +280,22 @@ class Market:
         post_only: str | None = None,
         userref: int | None = None,
         validate_only: bool = False,
+        stop_price: Decimal | None = None,
+        stop_kind: str | None = None,
     ) -> SimOrder:
         """Place an order for ``account_name``.
 
         ``post_only`` is ``"reject"`` (Binance ``LIMIT_MAKER``: refused if it would take) or
         ``"cancel"`` (Kraken ``oflags=post``: accepted, then cancelled); ``validate_only``
         runs every check and places nothing (the order returned is not kept).
+        ``stop_price`` with ``stop_kind`` ``"loss"`` or ``"profit"`` makes it conditional:
+        refused when the price is already there (it would trigger at once), else resting
+        unseen until the price reaches it.
         """
+        trigger = None
+        if stop_price is not None:
+            against = stop_kind == "loss"
+            trigger = "below" if (side == "SELL") == against else "above"
         with self.lock:
             inst = self.instruments.get(symbol)
             if inst is None:
@@ -347,6 +328,10 @@ class Market:
                     userref=userref,
                 )
             self._advance()
+            if stop_price is not None:
+                market = self.price(symbol)
+                if (market <= stop_price) if trigger == "below" else (market >= stop_price):
+                    raise SimRejection("would_trigger", "Stop price would trigger immediately.")
             if post_only == "reject" and price is not None and self._crosses(side, price, symbol):
                 raise SimRejection("would_take", "Order would immediately match and take.")
             now = self._now_ms()
@@ -364,8 +349,10 @@ class Market:
                 updated_ms=now,
                 fee_schedule=fees,
                 userref=userref,
+                stop_price=stop_price,
+                trigger=trigger,
             )
-            reserve_price = price if price is not None else self.price(symbol)
+            reserve_price = price if price is not None else (stop_price or self.price(symbol))
             if side == "BUY":
                 asset, amount = inst.quote, quantity * reserve_price
             else:
@@ -387,6 +374,8 @@ class Market:
                 self._close(order, "CANCELED")
                 order.reason = "Post only order"
                 return order
+            if order.waiting:
+                return order  # rests unseen until its trigger
             self._try_fill(order, taker=True)
             if order.is_open and order.time_in_force in ("IOC", "FOK"):
                 self._close(order, "EXPIRED")
@@ -444,7 +433,11 @@ class Market:
                 and o.symbol == symbol
                 and order_id in (None, o.order_id)
             ]
-            found = [SimTrade(o, p, q, t) for o in orders for p, q, t in o.fills]
+            found = [
+                SimTrade(o, p, q, t, o.fill_times.get(t, o.updated_ms))
+                for o in orders
+                for p, q, t in o.fills
+            ]
         return sorted(found, key=lambda t: t.trade_id)
 
     def _execute(
@@ -452,7 +445,7 @@ class Market:
     ) -> None:
         inst = self.instruments[order.symbol]
         account = self.accounts[order.account]
-        reserved_price = order.price if order.price is not None else fill_price
+        reserved_price = _reserved(order, fill_price)
         if order.side == "BUY":
             account.move(
                 inst.quote,
@@ -467,6 +460,7 @@ class Market:
         order.quote_filled += quantity * fill_price
         trade_id = next(self._trade_ids)
         order.fills.append((fill_price, quantity, trade_id))
+        order.fill_times[trade_id] = self._now_ms()
         taker_side = order.side if taker else ("SELL" if order.side == "BUY" else "BUY")
         self.tape[order.symbol].append(
             TapeTrade(trade_id, order.symbol, fill_price, quantity, self._now_ms(), taker_side)
@@ -490,13 +484,28 @@ class Market:
         if order.status == "FILLED":
             self._open.pop(order.order_id, None)
         self._notify("TRADE", order, (fill_price, quantity, trade_id))
+        self._unlink(order, "EXPIRED")  # one executed: the other goes
+
+    def link(self, first: SimOrder, second: SimOrder) -> None:
+        """Make two open orders one OCO list: when one executes, triggers or is
+        cancelled, the other is closed."""
+        with self.lock:
+            first.linked, second.linked = second.order_id, first.order_id
+            first.list_id = second.list_id = next(self._list_ids)
+
+    def _unlink(self, order: SimOrder, status: str) -> None:
+        other = self._open.get(order.linked) if order.linked is not None else None
+        order.linked = None
+        if other is not None:
+            other.linked = None
+            self._close(other, status)
 
     def _close(self, order: SimOrder, status: str) -> None:
         inst = self.instruments[order.symbol]
         account = self.accounts[order.account]
         remaining = order.quantity - order.filled
         if order.side == "BUY":
-            price = order.price if order.price is not None else self.price(order.symbol)
+            price = _reserved(order, self.price(order.symbol))
             account.move(inst.quote, free=remaining * price, locked=-remaining * price)
         else:
             account.move(inst.base, free=remaining, locked=-remaining)
@@ -573,6 +582,7 @@ class Market:
             if not order.is_open:
                 raise SimRejection("unknown_cancel", "Unknown order sent.")
             self._close(order, "CANCELED")
+            self._unlink(order, "CANCELED")  # cancelling one leg cancels the list
             return order
 
     def open_orders(self, account_name: str, symbol: str | None) -> list[SimOrder]:
@@ -590,3 +600,11 @@ class Market:
         """Every order ever placed with this client order id (for tests and the demo)."""
         with self.lock:
             return [o for o in self.orders.values() if o.client_order_id == client_order_id]
+
+
+def _reserved(order: SimOrder, market: Decimal) -> Decimal:
+    """The price a buy reserved quote at when placed: its limit, else its stop, else the
+    market price (a market order executes at once, at that price)."""
+    if order.price is not None:
+        return order.price
+    return order.stop_price if order.stop_price is not None else market

@@ -49,6 +49,7 @@ from ..errors import InvalidRequest
 from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
 from .engine import FeeSchedule, Market, SimInstrument, SimOrder, SimRejection
 from .faults import Fault, Faults
+from .ledger import SimTransfer, record_withdrawal, transfers_of
 
 __all__ = [
     "KRAKEN_FEES",
@@ -76,6 +77,7 @@ _STATUS = {
 }
 _TXID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _CLOSED_PAGE = 50  # ClosedOrders answers at most this many per request
+_TRANSFER_PAGE = 25  # DepositStatus and WithdrawStatus, a cursor page
 _AUTO_ID = "~auto-"  # engine client ids for orders placed without cl_ord_id
 _UUID_HEX = frozenset("0123456789abcdefABCDEF")
 _OHLC_MINUTES = frozenset({"1", "5", "15", "30", "60", "240", "1440", "10080", "21600"})
@@ -408,7 +410,16 @@ class KrakenDialect(Dialect[_Stats]):
         if name == "Withdraw":
             if not key.can_withdraw:
                 raise _Error("EGeneral:Permission denied")
+            record_withdrawal(
+                self.market,
+                key.account,
+                _engine_asset(_need(params, "asset")),
+                _number(params, "amount"),
+                _need(params, "key"),
+            )
             return {"refid": hashlib.sha256(body).hexdigest()[:18].upper()}
+        if name in ("DepositStatus", "WithdrawStatus"):
+            return self._transfers(key, params, name == "DepositStatus")
         raise _Error("EGeneral:Unknown method")
 
     def _body(self, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
@@ -466,10 +477,16 @@ class KrakenDialect(Dialect[_Stats]):
         kind = _need(params, "ordertype")
         if side not in ("buy", "sell"):
             raise _Error("EGeneral:Invalid arguments:type")
-        if kind not in ("limit", "market"):
+        if kind not in ("limit", "market", *_CONDITIONAL):
             raise _Error("EGeneral:Invalid arguments:ordertype")
         volume = _number(params, "volume")
-        price = _number(params, "price") if kind == "limit" else None
+        becomes, stop_kind = _CONDITIONAL.get(kind, (kind, None))
+        stop_price = None
+        if stop_kind is not None:  # price is the trigger; price2 the limit, if any
+            stop_price = _number(params, "price")
+            price = _number(params, "price2") if becomes == "limit" else None
+        else:
+            price = _number(params, "price") if kind == "limit" else None
         tif = params.get("timeinforce", "GTC")
         if tif not in ("GTC", "IOC", "GTD"):
             raise _Error("EGeneral:Invalid arguments:timeinforce")
@@ -482,7 +499,7 @@ class KrakenDialect(Dialect[_Stats]):
         flags = {f for f in params.get("oflags", "").split(",") if f}
         if not flags <= _OFLAGS or {"fcib", "fciq"} <= flags:
             raise _Error("EGeneral:Invalid arguments:oflags")
-        if "post" in flags and kind != "limit":
+        if "post" in flags and kind != "limit":  # (Kraken: limit orders only)
             raise _Error("EGeneral:Invalid arguments:oflags")
         if "deadline" in params:
             self._check_deadline(params["deadline"])
@@ -499,15 +516,17 @@ class KrakenDialect(Dialect[_Stats]):
                 key.account,
                 symbol=inst.symbol,
                 side=side.upper(),
-                type=kind.upper(),
+                type=becomes.upper(),
                 quantity=volume,
                 price=price,
-                time_in_force=None if kind == "market" else ("IOC" if tif == "IOC" else "GTC"),
+                time_in_force=None if becomes == "market" else ("IOC" if tif == "IOC" else "GTC"),
                 client_order_id=client_id,
                 fees=fees,
                 post_only="cancel" if "post" in flags else None,
                 userref=userref,
                 validate_only=validate,
+                stop_price=stop_price,
+                stop_kind=stop_kind,
             )
         except SimRejection as rej:
             raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
@@ -516,6 +535,8 @@ class KrakenDialect(Dialect[_Stats]):
             text += f" {_price(price, inst)}"
         if validate:  # AddOrder's validate: checked, not placed, no txid
             return {"descr": {"order": text}}
+        if stop_kind is not None:
+            order.display_type = kind
         self._oflags[order.order_id] = ",".join(sorted(flags)) or (
             "fciq" if side == "buy" else "fcib"
         )
@@ -588,14 +609,21 @@ class KrakenDialect(Dialect[_Stats]):
         }
 
     def _trades_history(self, key: SimKey, params: Mapping[str, str]) -> Any:
-        """``TradesHistory``: the account's trades, newest first, 50 a page from ``ofs``."""
+        """``TradesHistory``: the account's trades after ``start`` (exclusive) up to ``end``
+        (inclusive), in seconds, newest first, 50 a page from ``ofs``."""
         offset_text = params.get("ofs", "0")
         if not offset_text.isdigit():
             raise _Error("EGeneral:Invalid arguments:ofs")
+        after, upto = _seconds(params, "start"), _seconds(params, "end")
         with self.market.lock:
             orders = [o for o in self.market.orders.values() if o.account == key.account]
-            rows = [(o, p, q, t) for o in orders for p, q, t in o.fills]
-        rows.sort(key=lambda row: row[3], reverse=True)
+            rows = [
+                (o, p, q, t)
+                for o in orders
+                for p, q, t in o.fills
+                if _between(o.fill_times.get(t, o.updated_ms), after, upto)
+            ]
+        rows.sort(key=lambda row: (row[0].fill_times.get(row[3], 0), row[3]), reverse=True)
         offset = int(offset_text)
         page = rows[offset : offset + _CLOSED_PAGE]
         return {
@@ -610,7 +638,7 @@ class KrakenDialect(Dialect[_Stats]):
             "ordertxid": _txid(order.order_id),
             "postxid": _trade_txid(trade).replace("T", "P", 1),
             "pair": self._alt_of[order.symbol],
-            "time": order.updated_ms / 1000,
+            "time": order.fill_times.get(trade, order.updated_ms) / 1000,
             "type": order.side.lower(),
             "ordertype": order.type.lower(),
             "price": _price(price, inst),
@@ -633,6 +661,48 @@ class KrakenDialect(Dialect[_Stats]):
         amount, asset, taker = entry
         in_base = asset == self.market.instruments[order.symbol].base
         return (amount * price if in_base else amount), taker
+
+    def _transfers(self, key: SimKey, params: Mapping[str, str], deposits: bool) -> Any:
+        """``DepositStatus`` / ``WithdrawStatus``: newest first; without ``cursor`` the
+        most recent as a plain list, with it ``_TRANSFER_PAGE`` a page and the
+        ``next_cursor`` (an offset, as text) of the next, ``None`` after the last."""
+        after, upto = _seconds(params, "start"), _seconds(params, "end")
+        asset = params.get("asset")
+        rows = [
+            t
+            for t in transfers_of(self.market, key.account, "deposit" if deposits else "withdrawal")
+            if _between(t.at_ms, after, upto) and (asset is None or _engine_asset(asset) == t.asset)
+        ]
+        cursor = params.get("cursor")
+        if cursor is None or cursor == "false":
+            return [self._transfer_json(t, deposits) for t in rows[:_TRANSFER_PAGE]]
+        offset = 0 if cursor == "true" else int(cursor) if cursor.isdigit() else -1
+        if offset < 0:
+            raise _Error("EGeneral:Invalid arguments:cursor")
+        page = rows[offset : offset + _TRANSFER_PAGE]
+        following = offset + len(page)
+        return {
+            "deposit" if deposits else "withdrawals": [
+                self._transfer_json(t, deposits) for t in page
+            ],
+            "next_cursor": str(following) if following < len(rows) else None,
+        }
+
+    @staticmethod
+    def _transfer_json(transfer: SimTransfer, deposit: bool) -> dict[str, Any]:
+        return {
+            "method": transfer.network,
+            "aclass": "currency",
+            "asset": _code(transfer.asset),
+            "refid": f"{'D' if deposit else 'W'}{transfer.transfer_id:017d}",
+            "txid": transfer.tx_id,
+            "info": transfer.address,
+            "amount": f"{transfer.amount:.8f}",
+            "fee": f"{transfer.fee:.8f}",
+            "time": transfer.at_ms // 1000,
+            "status": "Success",
+            "network": transfer.network,
+        }
 
     def _cancel(self, key: SimKey, params: Mapping[str, str]) -> Any:
         if "txid" not in params and "cl_ord_id" not in params:
@@ -668,6 +738,16 @@ class KrakenDialect(Dialect[_Stats]):
         cl_ord_id = params.get("cl_ord_id")
         userref = _userref(params)
         trades = params.get("trades") in ("true", "1")
+        after, upto = _seconds(params, "start"), _seconds(params, "end")
+        closetime = params.get("closetime", "both")
+        if closetime not in ("open", "close", "both"):
+            raise _Error("EGeneral:Invalid arguments:closetime")
+
+        def within(order: SimOrder) -> bool:  # by when it opened, closed, or either
+            opened = _between(order.created_ms, after, upto)
+            closed = _between(order.updated_ms, after, upto)
+            return {"open": opened, "close": closed, "both": opened or closed}[closetime]
+
         with self.market.lock:
             closed = [
                 o
@@ -676,6 +756,7 @@ class KrakenDialect(Dialect[_Stats]):
                 and not o.is_open
                 and (cl_ord_id is None or o.client_order_id == cl_ord_id)
                 and (userref is None or o.userref == userref)
+                and within(o)
             ]
         closed.sort(key=lambda o: (o.updated_ms, o.order_id), reverse=True)
         page = closed[offset : offset + _CLOSED_PAGE]
@@ -687,8 +768,11 @@ class KrakenDialect(Dialect[_Stats]):
     def _order_json(self, order: SimOrder, *, trades: bool = False) -> dict[str, Any]:
         inst = self.market.instruments[order.symbol]
         alt = self._alt_of[order.symbol]
-        kind = order.type.lower()
+        kind = order.display_type or order.type.lower()
         price = _price(order.price, inst) if order.price is not None else "0"
+        price2 = "0"
+        if order.stop_price is not None:  # Kraken: price the trigger, price2 the limit
+            price, price2 = _price(order.stop_price, inst), price
         average = order.quote_filled / order.filled if order.filled else Decimal(0)
         text = f"{order.side.lower()} {order.quantity:.8f} {alt} @ {kind}"
         if order.price is not None:
@@ -710,7 +794,7 @@ class KrakenDialect(Dialect[_Stats]):
                 "type": order.side.lower(),
                 "ordertype": kind,
                 "price": price,
-                "price2": "0",
+                "price2": price2,
                 "leverage": "none",
                 "order": text,
                 "close": "",
@@ -720,7 +804,7 @@ class KrakenDialect(Dialect[_Stats]):
             "cost": _price(order.quote_filled, inst),
             "fee": _price(fee, inst),
             "price": _price(average, inst),
-            "stopprice": "0.00000",
+            "stopprice": price if order.stop_price is not None else "0.00000",
             "limitprice": "0.00000",
             "misc": "",
             "oflags": self._oflags.get(order.order_id, "fciq"),
@@ -816,12 +900,44 @@ class KrakenDialect(Dialect[_Stats]):
         }
 
 
+_CONDITIONAL = {  # Kraken's conditional order types -> (what they become, loss or profit)
+    "stop-loss": ("market", "loss"),
+    "stop-loss-limit": ("limit", "loss"),
+    "take-profit": ("market", "profit"),
+    "take-profit-limit": ("limit", "profit"),
+}
 _REJECTIONS = {
+    "would_trigger": "EOrder:Invalid price:trigger price would trigger immediately",
     "bad_symbol": "EQuery:Unknown asset pair",
     "duplicate": "EOrder:Duplicate order",
     "insufficient": "EOrder:Insufficient funds",
     "filter": "EGeneral:Invalid arguments",
 }
+
+
+def _seconds(params: Mapping[str, str], name: str) -> float | None:
+    """``start`` or ``end``: a unix time in seconds (a txid there is not modelled)."""
+    text = params.get(name)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise _Error(f"EGeneral:Invalid arguments:{name}") from None
+
+
+def _between(at_ms: int, after: float | None, upto: float | None) -> bool:
+    """After ``start`` (exclusive) and up to ``end`` (inclusive), as Kraken's ranges are."""
+    seconds = at_ms / 1000
+    return (after is None or seconds > after) and (upto is None or seconds <= upto)
+
+
+def _engine_asset(code: str) -> str:
+    """A Kraken asset code (``XXBT``, ``ZUSD``, ``USDT``) as the engine names it."""
+    for asset, (long, short) in _ASSETS.items():
+        if code in (long, short):
+            return asset
+    return code
 
 
 def _code(asset: str) -> str:

@@ -33,6 +33,9 @@ What an adapter provides, and where the core uses it:
                        (``order_book_params``, ``candles_params``,
                        ``public_trades_params``; ``intervals`` maps the candle intervals
                        of :data:`~securetrade.models.INTERVALS` the venue offers)
+``history_params()``   optional, with ``parse_history()`` and the ``*_HISTORY`` endpoints:
+                       one page of account history and the cursor of the next
+                       (:mod:`securetrade.core.history`)
 =====================  ===================================================================
 
 Third parties register an adapter under the entry point group ``securetrade.venues``; see
@@ -96,6 +99,11 @@ class Op(str, enum.Enum):
     ORDER_BOOK = "order_book"  # a snapshot of the book to a depth
     CANDLES = "candles"  # OHLCV bars of an interval
     PUBLIC_TRADES = "public_trades"  # the public tape: everyone's trades
+    # Account history over a time range, paged by the venue's own rules.
+    TRADE_HISTORY = "trade_history"  # this account's executions
+    ORDER_HISTORY = "order_history"  # this account's orders, closed ones included
+    DEPOSIT_HISTORY = "deposit_history"
+    WITHDRAWAL_HISTORY = "withdrawal_history"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,7 @@ class Capabilities:
     order_types: frozenset[OrderType]
     time_in_force: frozenset[TimeInForce]
     intervals: tuple[str, ...] = ()  # candle intervals (models.INTERVALS) the venue offers
+    post_only: bool = False  # limit orders that are refused or cancelled rather than take
 
     def supports(self, what: Op | OrderType | TimeInForce | str) -> bool:
         """``supports("ticker")``, ``supports(Op.CANDLES)``, ``supports(OrderType.LIMIT)``,
@@ -138,6 +147,7 @@ class Capabilities:
                 or what in {t.value for t in self.order_types}
                 or what in {t.value for t in self.time_in_force}
                 or (Op.CANDLES in self.operations and what in self.intervals)
+                or (what == "post_only" and self.post_only)
             )
         return False
 
@@ -150,24 +160,39 @@ _NEEDS = {
     Op.ORDER_BOOK: "order_book_params",
     Op.CANDLES: "candles_params",
     Op.PUBLIC_TRADES: "public_trades_params",
+    Op.TRADE_HISTORY: "history_params",
+    Op.ORDER_HISTORY: "history_params",
+    Op.DEPOSIT_HISTORY: "history_params",
+    Op.WITHDRAWAL_HISTORY: "history_params",
 }
 
 
 def capabilities_of(venue: Venue) -> Capabilities:
     """A venue's capabilities, read from its tables: the operations its endpoint table has
     (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
-    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``."""
+    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``, and
+    whether it takes post-only orders (``post_only = True``)."""
     operations = frozenset(
         op
         for op in venue.endpoints
         if _NEEDS.get(op) is None or callable(getattr(venue, _NEEDS[op], None))
     )
-    order_types = getattr(venue, "order_types", None) or frozenset(OrderType)
+    # An adapter that does not declare its order types takes market and limit orders only:
+    # the conditional ones need parameters (a stop price) it may not send.
+    order_types = getattr(venue, "order_types", None) or _BASIC_TYPES
     time_in_force = getattr(venue, "time_in_force", None) or frozenset(TimeInForce)
     intervals = tuple(getattr(venue, "intervals", None) or ()) if Op.CANDLES in operations else ()
     return Capabilities(
-        venue.name, operations, frozenset(order_types), frozenset(time_in_force), intervals
+        venue.name,
+        operations,
+        frozenset(order_types),
+        frozenset(time_in_force),
+        intervals,
+        post_only=getattr(venue, "post_only", False) is True,
     )
+
+
+_BASIC_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 
 
 class Freshness(str, enum.Enum):

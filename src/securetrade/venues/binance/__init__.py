@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
 from ...errors import (
@@ -60,6 +60,11 @@ from ..base import (
     wire_decimal,
     within,
 )
+from . import history
+from .lists import OCO_PATH, limit_leg, oco_params
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 
@@ -85,6 +90,8 @@ _DEPTH_WEIGHTS = (
     CostRule("limit", {_W: 25}, up_to=500),
     CostRule("limit", {_W: 50}, up_to=1000),
 )
+# An OCO (sent to orderList/oco when listClientOrderId is present) is two orders.
+_ORDER_LISTS = (CostRule("listClientOrderId", {_W: 1, _O: 2}),)
 _DEPTH_MAX = 5000
 _PAGE_MAX = 1000  # klines and trades answer at most this many
 # Our candle intervals as Binance names them (the same, less "2w").
@@ -109,7 +116,15 @@ ENDPOINTS = {
         Endpoint(Op.ORDER_BOOK, "GET", "/api/v3/depth", False, None, {_W: 250}, _DEPTH_WEIGHTS),
         Endpoint(Op.CANDLES, "GET", "/api/v3/klines", False, None, {_W: 2}),
         Endpoint(Op.PUBLIC_TRADES, "GET", "/api/v3/trades", False, None, {_W: 25}),
-        Endpoint(Op.PLACE_ORDER, "POST", "/api/v3/order", True, Scope.TRADE, {_W: 1, _O: 1}),
+        Endpoint(
+            Op.PLACE_ORDER,
+            "POST",
+            "/api/v3/order",
+            True,
+            Scope.TRADE,
+            {_W: 1, _O: 1},
+            _ORDER_LISTS,
+        ),
         Endpoint(Op.CANCEL_ORDER, "DELETE", "/api/v3/order", True, Scope.CANCEL, {_W: 1}),
         Endpoint(Op.GET_ORDER, "GET", "/api/v3/order", True, Scope.READ, {_W: 4}),
         Endpoint(
@@ -128,6 +143,19 @@ ENDPOINTS = {
         ),
         Endpoint(
             Op.KEY_PERMISSIONS, "GET", "/sapi/v1/account/apiRestrictions", True, Scope.READ, {_W: 1}
+        ),
+        Endpoint(Op.TRADE_HISTORY, "GET", "/api/v3/myTrades", True, Scope.READ, {_W: 20}),
+        Endpoint(Op.ORDER_HISTORY, "GET", "/api/v3/allOrders", True, Scope.READ, {_W: 20}),
+        Endpoint(
+            Op.DEPOSIT_HISTORY, "GET", "/sapi/v1/capital/deposit/hisrec", True, Scope.READ, {_W: 1}
+        ),
+        Endpoint(
+            Op.WITHDRAWAL_HISTORY,
+            "GET",
+            "/sapi/v1/capital/withdraw/history",
+            True,
+            Scope.READ,
+            {_W: 1},
         ),
     )
 }
@@ -151,6 +179,11 @@ ERRORS: Mapping[int, ErrorRule] = {
     -2010: (Verdict.REJECTED, VenueRejected),  # NEW_ORDER_REJECTED (refined below)
     -2011: (Verdict.REJECTED, OrderNotFound),  # CANCEL_REJECTED
     -2013: (Verdict.REJECTED, OrderNotFound),  # NO_SUCH_ORDER
+    # order/cancelReplace with STOP_ON_FAILURE: the cancel failed, nothing was placed
+    # (-2022), or the cancel succeeded and the new order was refused (-2021): either way
+    # the new order is certainly not live.
+    -2021: (Verdict.REJECTED, VenueRejected),
+    -2022: (Verdict.REJECTED, VenueRejected),
     -2014: (Verdict.REJECTED, AuthenticationRejected),  # BAD_API_KEY_FMT
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
@@ -183,8 +216,14 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
     Op.PLACE_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
     Op.GET_ORDER: lambda p: isinstance(p, dict) and "orderId" in p,
     Op.OPEN_ORDERS: lambda p: isinstance(p, list),
+    Op.TRADE_HISTORY: lambda p: isinstance(p, list),
+    Op.ORDER_HISTORY: lambda p: isinstance(p, list),
+    Op.DEPOSIT_HISTORY: lambda p: isinstance(p, list),
+    Op.WITHDRAWAL_HISTORY: lambda p: isinstance(p, list),
 }
 
+_CANCEL_REPLACE = "/api/v3/order/cancelReplace"  # weight 1, one order on the order count
+_TYPES = {"LIMIT_MAKER": "LIMIT"}  # a post-only limit order, read back as a limit order
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -204,6 +243,9 @@ class BinanceSpot:
     freshness = Freshness.TIMESTAMP
     recv_window_ms = 5000
     order_acks: frozenset[Op] = frozenset()  # order endpoints answer with the order itself
+    atomic_replace = True  # amend sends order/cancelReplace: the cancel and the new order
+    order_types = frozenset(OrderType)  # every one: stops, take-profits, OCO (order lists)
+    post_only = True  # LIMIT_MAKER
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):
@@ -243,6 +285,11 @@ class BinanceSpot:
                 ("timestamp", str(timestamp_ms)),
             ]
             headers = (("X-MBX-APIKEY", key_id),)
+        path = endpoint.path
+        if endpoint.op is Op.PLACE_ORDER and any(n == "cancelReplaceMode" for n, _ in params):
+            path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
+        elif endpoint.op is Op.PLACE_ORDER and any(n == "listClientOrderId" for n, _ in params):
+            path = OCO_PATH  # an order list: the OCO's two legs
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
@@ -251,7 +298,7 @@ class BinanceSpot:
         if endpoint.method == "POST":
             return HttpRequest(
                 "POST",
-                endpoint.path,
+                path,
                 (*headers, ("Content-Type", "application/x-www-form-urlencoded")),
                 encoded.encode("ascii"),
             )
@@ -259,18 +306,26 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        if order.type is OrderType.OCO:
+            return oco_params(order, client_order_id)
+        # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
+        kind = "LIMIT_MAKER" if order.post_only else order.type.value
         params: Params = [
             ("symbol", order.symbol),
             ("side", order.side._value_),
-            ("type", order.type._value_),
+            ("type", kind),
         ]
-        if order.time_in_force is not None:
+        if order.time_in_force is not None and not order.post_only:
             params.append(("timeInForce", order.time_in_force._value_))
         params.append(("quantity", wire_decimal(order.quantity)))
         if order.price is not None:
             params.append(("price", wire_decimal(order.price)))
+        if order.stop_price is not None:
+            params.append(("stopPrice", wire_decimal(order.stop_price)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
+        if order.replaces is not None:  # amend: cancel it and place this, atomically
+            params += [("cancelReplaceMode", "STOP_ON_FAILURE"), ("cancelOrderId", order.replaces)]
         return params
 
     def open_orders_params(self, symbol: str | None) -> Params:
@@ -291,6 +346,18 @@ class BinanceSpot:
     def trades_params(self, symbol: str, order_id: str) -> Params:
         """``GET /api/v3/myTrades`` for one order (Binance filters trades by order id)."""
         return [("symbol", symbol), ("orderId", order_id)]
+
+    # --- account history (venues/binance/history.py) ---------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of trades, orders, deposits or withdrawals: see :mod:`.history`."""
+        return history.history_params(made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        return history.parse_history(made, cursor, payload, self.parse_order)
 
     # --- market data ----------------------------------------------------------------------
 
@@ -349,6 +416,10 @@ class BinanceSpot:
             and isinstance(payload.get("code"), int)
             and payload["code"] < 0
         ):
+            if endpoint.op is Op.PLACE_ORDER and isinstance(payload, dict):
+                # order/cancelReplace: both parts succeeded; the new order is the answer
+                payload = payload.get("newOrderResponse", payload)
+                payload = limit_leg(payload)  # an OCO's answer: its limit leg is the order
             shape = _SHAPES.get(endpoint.op)
             if payload is None:
                 return unreadable(endpoint, status, self.name, "not JSON")
@@ -413,7 +484,10 @@ class BinanceSpot:
         price = payload.get("price")
         stamp = payload.get("time", payload.get("transactTime"))
         tif = payload.get("timeInForce")
-        order_type = OrderType(payload["type"])
+        order_type = OrderType(_TYPES.get(payload["type"], payload["type"]))
+        if payload["type"] == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
+            order_type = OrderType.OCO  # the limit leg of an OCO: the order we placed
+        stop = payload.get("stopPrice")
         return Order(
             venue=self.name,
             symbol=payload["symbol"],
@@ -425,10 +499,11 @@ class BinanceSpot:
             type=order_type,
             status=_STATUS[payload["status"]],
             quantity=payload["origQty"],
-            price=None if order_type is OrderType.MARKET or price is None else price,
+            price=price if order_type.takes_price and price is not None else None,
+            stop_price=stop if order_type.is_conditional and stop is not None else None,
             filled_quantity=payload.get("executedQty", "0"),
             quote_quantity=payload.get("cummulativeQuoteQty", "0"),
-            time_in_force=tif if order_type is OrderType.LIMIT else None,
+            time_in_force=tif if order_type.takes_price and tif else None,
             created_at=None
             if stamp is None
             else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),

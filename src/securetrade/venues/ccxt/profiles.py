@@ -46,6 +46,9 @@ class Profile:
     id_marker: str | None = None
     lookup_in_lists: bool = False
     deadline: Callable[[int, int], tuple[str, str]] | None = None
+    # How account history pages at this exchange (venues/ccxt/history.py): "binance",
+    # "kraken", or None (not offered through ccxt: refused before any I/O).
+    paging: str | None = None
 
     def owns_hex_id(self, client_order_id: str) -> bool:
         """True for a 32-hex id with this profile's marker (``id_marker`` is set)."""
@@ -74,6 +77,7 @@ PROFILES: dict[str, Profile] = {
         },
         order_acks=frozenset(),  # newOrderRespType=FULL: the answer is the order
         recv_window_option="recvWindow",
+        paging="binance",
     ),
     # QueryOrders needs a txid (Kraken's API reference); OpenOrders and ClosedOrders take
     # cl_ord_id as a filter. ccxt's fetch_order would send the id as ``userref``.
@@ -82,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         id_marker="5e",  # the marker of the native Kraken venue's ids
         lookup_in_lists=True,
         deadline=kraken_deadline,
+        paging="kraken",
     ),
 }
 DEFAULT = Profile(options={"defaultType": "spot"})

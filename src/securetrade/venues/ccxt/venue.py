@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
@@ -53,9 +53,13 @@ from ..base import (
     wire_decimal,
     within,
 )
+from . import history
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
 from .profiles import DEFAULT, PROFILES
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["COST", "CcxtVenue"]
 
@@ -84,6 +88,12 @@ _ENDPOINTS = {
         Endpoint(Op.WITHDRAW, "POST", "withdraw", True, Scope.WITHDRAW, {COST: 1000}),
         Endpoint(Op.KEY_PERMISSIONS, "GET", "(none)", True, Scope.READ, {COST: 1000}),
     )
+}
+
+# Offered where the exchange's paging is mapped (Profile.paging; venues/ccxt/history.py).
+_HISTORY_ENDPOINTS = {
+    op: Endpoint(op, "GET", history.method_of(op), True, Scope.READ, {COST: 1000})
+    for op in (Op.TRADE_HISTORY, Op.ORDER_HISTORY, Op.DEPOSIT_HISTORY, Op.WITHDRAWAL_HISTORY)
 }
 
 # A unified symbol: BASE/QUOTE, with :SETTLE and an expiry/strike suffix for derivatives.
@@ -137,6 +147,8 @@ class CcxtVenue:
         self.freshness = profile.freshness
         self.order_acks = profile.order_acks
         self._profile = profile
+        if profile.paging is not None:
+            self.endpoints = {**_ENDPOINTS, **_HISTORY_ENDPOINTS}
         self._options = {**profile.options, **(options or {})}
         self._sandbox = sandbox
         self._urls = dict(urls) if urls else None
@@ -379,6 +391,11 @@ class CcxtVenue:
 
     # --- unified calls from our parameters -------------------------------------------------
 
+    # Conditional orders are not mapped onto ccxt's trigger parameters: refused before
+    # any I/O (client.capabilities says so).
+    order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
+    post_only = True  # ccxt's unified postOnly flag
+
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         params: Params = [
             ("symbol", order.symbol),
@@ -386,9 +403,16 @@ class CcxtVenue:
             ("side", order.side.value.lower()),
             ("amount", wire_decimal(order.quantity)),
             ("price", "" if order.price is None else wire_decimal(order.price)),
-            ("timeInForce", "" if order.time_in_force is None else order.time_in_force.value),
+            # A post-only order is a maker order whatever its time in force: ccxt makes it
+            # Binance's LIMIT_MAKER, which refuses one (-1106).
+            (
+                "timeInForce",
+                "" if order.time_in_force is None or order.post_only else order.time_in_force.value,
+            ),
             ("clientOrderId", client_order_id),
         ]
+        if order.post_only:  # ccxt's unified flag: LIMIT_MAKER at Binance, oflags at Kraken
+            params.append(("postOnly", "true"))
         return params
 
     def order_lookup_params(
@@ -462,8 +486,33 @@ class CcxtVenue:
             params.append(("network", network))
         return params
 
+    # --- account history (venues/ccxt/history.py) -------------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of history as a unified call's arguments: see :mod:`.history`."""
+        return history.history_params(self._profile.paging, made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        return history.parse_history(self._profile.paging, made, cursor, payload, self.parse_order)
+
+    def _history_call(self, op: Op, p: Mapping[str, str]) -> UnifiedCall:
+        """A page of history: the exchange's own parameters (``x.``) passed on as given."""
+        extra = {k[len(history.EXTRA) :]: v for k, v in p.items() if k.startswith(history.EXTRA)}
+        since, limit = _count(p, "since"), _count(p, "limit")
+        if op in (Op.DEPOSIT_HISTORY, Op.WITHDRAWAL_HISTORY):
+            return UnifiedCall(history.method_of(op), (p.get("code"), since, limit), extra)
+        method = history.method_of(op)
+        if self._profile.paging == "kraken" and op is Op.ORDER_HISTORY:
+            method = "fetch_closed_orders"  # Kraken lists closed orders, not all of them
+        return UnifiedCall(method, (p.get("symbol"), since, limit), extra)
+
     def _call(self, op: Op, params: Params) -> UnifiedCall:
         p = {name: value for name, value in params if value != ""}
+        if op in _HISTORY_ENDPOINTS:
+            return self._history_call(op, p)
         if op is Op.SERVER_TIME:
             return UnifiedCall("fetch_time")
         if op is Op.INSTRUMENTS:
@@ -478,9 +527,11 @@ class CcxtVenue:
         if op is Op.PUBLIC_TRADES:
             return UnifiedCall("fetch_trades", (_required(p, "symbol"), None, _count(p, "limit")))
         if op is Op.PLACE_ORDER:
-            extra = {"clientOrderId": _required(p, "clientOrderId")}
+            extra: dict[str, Any] = {"clientOrderId": _required(p, "clientOrderId")}
             if "timeInForce" in p:
                 extra["timeInForce"] = p["timeInForce"]
+            if p.get("postOnly") == "true":
+                extra["postOnly"] = True
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
         if op is Op.GET_ORDER and "among" in p:
@@ -532,7 +583,7 @@ class CcxtVenue:
             venue=self.name,
             symbol=payload["symbol"],
             order_id=str(payload["id"]),
-            client_order_id=payload.get("clientOrderId") or "",
+            client_order_id=_client_order_id(payload),
             side=str(payload["side"]).upper(),
             type=order_type,
             status=state,
@@ -683,6 +734,14 @@ class CcxtVenue:
 
 
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+def _client_order_id(payload: Any) -> str:
+    """The order's own client order id. A Binance cancel answers the cancel's id in
+    ``clientOrderId`` and the order's in ``origClientOrderId``, and ccxt reads the first."""
+    info = payload.get("info")
+    original = info.get("origClientOrderId") if isinstance(info, dict) else None
+    return str(original or payload.get("clientOrderId") or "")
 
 
 def _count(params: Mapping[str, str], name: str) -> int | None:

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import (
     AmbiguousOutcome,
@@ -74,7 +74,11 @@ from ..base import (
     wire_decimal,
     within,
 )
+from . import history
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot", "asset_name"]
 
@@ -155,6 +159,9 @@ class KrakenSpot:
     recv_window_ms = 5000
     order_acks = frozenset({Op.PLACE_ORDER, Op.CANCEL_ORDER})
     time_in_force = frozenset(_TIF)  # GTC and IOC: Kraken spot has no FOK
+    # Kraken spot has no one-cancels-the-other order: refused before any I/O.
+    order_types = frozenset(t for t in OrderType if t is not OrderType.OCO)
+    post_only = True  # oflags=post
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
@@ -233,11 +240,17 @@ class KrakenSpot:
         params: Params = [
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
-            ("ordertype", order.type.value.lower()),
+            ("ordertype", order.type.value.lower().replace("_", "-")),
             ("volume", wire_decimal(order.quantity)),
         ]
-        if order.price is not None:
+        if order.stop_price is not None:  # Kraken: price is the trigger, price2 the limit
+            params.append(("price", wire_decimal(order.stop_price)))
+            if order.price is not None:
+                params.append(("price2", wire_decimal(order.price)))
+        elif order.price is not None:
             params.append(("price", wire_decimal(order.price)))
+        if order.post_only:
+            params.append(("oflags", "post"))
         if order.time_in_force is not None:
             tif = _TIF.get(order.time_in_force)
             if tif is None:
@@ -385,7 +398,7 @@ class KrakenSpot:
 
     def _order(self, txid: str, entry: Mapping[str, Any]) -> Order:
         descr = entry.get("descr", {})
-        order_type = OrderType(str(descr["ordertype"]).upper())
+        order_type = OrderType(str(descr["ordertype"]).upper().replace("-", "_"))
         quantity = Decimal(str(entry["vol"]))
         filled = Decimal(str(entry.get("vol_exec", "0")))
         status = _STATUS[str(entry["status"])]
@@ -395,6 +408,9 @@ class KrakenSpot:
             status = OrderStatus.EXPIRED  # closed before filling in full (an IOC remainder)
         opened = entry.get("opentm")
         limit = descr.get("price")
+        stop = None
+        if order_type.is_conditional:  # price is the trigger; price2 the limit, if any
+            stop, limit = limit, descr.get("price2")
         return Order(
             venue=self.name,
             symbol=str(descr["pair"]),
@@ -404,11 +420,12 @@ class KrakenSpot:
             type=order_type,
             status=status,
             quantity=quantity,
-            price=limit if order_type is OrderType.LIMIT else None,
+            price=limit if order_type.takes_price else None,
+            stop_price=stop,
             filled_quantity=filled,
             quote_quantity=entry.get("cost", "0"),
             time_in_force=TimeInForce(entry.get("timeinforce", "GTC"))
-            if order_type is OrderType.LIMIT
+            if order_type.takes_price
             else None,
             created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
         )
@@ -442,6 +459,18 @@ class KrakenSpot:
                 trading=pair.get("status", "online") == "online",
             )
         return result
+
+    # --- account history (venues/kraken/history.py) ----------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of trades, closed orders, deposits or withdrawals: see :mod:`.history`."""
+        return history.history_params(made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        return history.parse_history(made, cursor, payload, self._order, asset_name)
 
     # --- market data ----------------------------------------------------------------------
 

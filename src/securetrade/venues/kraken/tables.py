@@ -67,6 +67,15 @@ ENDPOINTS: Mapping[Op, Endpoint] = {
         Endpoint(Op.OPEN_ORDERS, "POST", "/0/private/OpenOrders", True, Scope.READ, {API: 1}),
         Endpoint(Op.BALANCES, "POST", "/0/private/BalanceEx", True, Scope.READ, {API: 1}),
         Endpoint(Op.WITHDRAW, "POST", "/0/private/Withdraw", True, Scope.WITHDRAW, {API: 1}),
+        # Trade history calls add 2 to the call counter ("Spot REST API rate limits").
+        Endpoint(Op.TRADE_HISTORY, "POST", "/0/private/TradesHistory", True, Scope.READ, {API: 2}),
+        Endpoint(Op.ORDER_HISTORY, "POST", "/0/private/ClosedOrders", True, Scope.READ, {API: 1}),
+        Endpoint(
+            Op.DEPOSIT_HISTORY, "POST", "/0/private/DepositStatus", True, Scope.READ, {API: 1}
+        ),
+        Endpoint(
+            Op.WITHDRAWAL_HISTORY, "POST", "/0/private/WithdrawStatus", True, Scope.READ, {API: 1}
+        ),
     )
 }
 
