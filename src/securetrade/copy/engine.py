@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,28 +41,20 @@ from ..errors import (
     VenueRejected,
 )
 from ..keys import KeyRing, Secret
-from ..models import Order, Side
+from ..models import Instrument, Order, Side
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
+from ._seat import Bound, Seat, breaks, divergence, net, view
+from .breaker import Breaker, BreakerSettings
 from .model import CopyIntent, Follower, LeaderEvent, Skip
 from .outbox import Outbox, Outcome
 from .plan import FollowerState, follower_symbol, plan
+from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
 __all__ = ["CopyEngine"]
 
 log = logging.getLogger("securetrade.copy")
-
-
-@dataclass
-class _Seat:
-    """One follower in the engine: its client, what it holds, whether it is quarantined."""
-
-    follower: Follower
-    client: AsyncClient
-    balances: dict[str, Decimal] | None = None  # read once, then kept by our own fills
-    quarantined: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one event at a time per follower
 
 
 class CopyEngine:
@@ -74,7 +66,11 @@ class CopyEngine:
     ``journal`` is the one order journal of every follower (a path or a store);
     ``outbox`` where events and outcomes are kept, so a crash resumes a fan-out;
     ``limiters`` a shared ``RateLimiter`` per venue (default: one in memory per venue);
-    ``max_tasks`` bounds the followers in flight at once.
+    ``max_tasks`` bounds the followers in flight at once, ``per_account`` those of one
+    venue account (several followers may trade one account) and ``per_egress`` those
+    behind one egress IP (a venue's connect options may name their ``egress``: venues
+    reached through one NAT address share it; by default each venue is its own);
+    ``breaker`` when a follower's repeated failures open its circuit breaker.
     """
 
     def __init__(
@@ -87,6 +83,9 @@ class CopyEngine:
         limiters: Mapping[str, RateLimiter] | None = None,
         audit: AuditLog | None = None,
         max_tasks: int = 512,
+        per_account: int = 4,
+        per_egress: int = 256,
+        breaker: BreakerSettings | None = None,
     ) -> None:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
@@ -94,6 +93,15 @@ class CopyEngine:
         if not isinstance(connect, Mapping) or not connect:
             raise InvalidRequest("connect maps each venue name to its AsyncClient options")
         self._connect = {name: dict(options) for name, options in connect.items()}
+        self._egress_of = {
+            name: str(options.pop("egress", name)) for name, options in self._connect.items()
+        }
+        self._per_account = whole("per_account", per_account, 1)
+        self._per_egress = whole("per_egress", per_egress, 1)
+        self._bounds: dict[str, Bound] = {}
+        if breaker is not None and not isinstance(breaker, BreakerSettings):
+            raise InvalidRequest("breaker takes a BreakerSettings")
+        self._breaker = breaker or BreakerSettings()
         self._journal: JournalStore = (
             Journal(journal) if isinstance(journal, (str, Path)) else journal
         )
@@ -101,7 +109,7 @@ class CopyEngine:
         self._limiters: dict[str, RateLimiter] = dict(limiters or {})
         self.audit = audit or AuditLog()
         self._slots = asyncio.Semaphore(whole("max_tasks", max_tasks, 1))
-        self._seats: dict[str, _Seat] = {}
+        self._seats: dict[str, Seat] = {}
         self._venue_leads: dict[str, AsyncClient] = {}  # the client each venue shares through
 
     # --- followers ---------------------------------------------------------------------------
@@ -112,7 +120,7 @@ class CopyEngine:
             raise InvalidRequest("add() takes a Follower")
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = _Seat(follower, self._client_for(follower))
+        self._seats[follower.id] = self._seat(follower, self._client_for(follower))
 
     async def onboard(self, follower: Follower) -> None:
         """Check ``follower``'s key at the venue before it copies anything: a key that can
@@ -125,7 +133,7 @@ class CopyEngine:
             raise
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = _Seat(follower, client)
+        self._seats[follower.id] = self._seat(follower, client)
         self.audit.emit("copy.onboarded", follower=follower.id)
 
     async def offboard(self, follower_id: str) -> list[Order]:
@@ -163,6 +171,28 @@ class CopyEngine:
     def release(self, follower_id: str) -> None:
         """Lift a follower's quarantine (after its key was fixed)."""
         self._seats[follower_id].quarantined = None
+
+    @property
+    def breakers(self) -> dict[str, str]:
+        """Follower id -> its breaker's state, for the followers whose breaker is not closed."""
+        return {f: s.breaker.state for f, s in self._seats.items() if s.breaker.state != "closed"}
+
+    @property
+    def concurrency_peaks(self) -> dict[str, int]:
+        """The most followers each bound (``account:<venue>:<account>``,
+        ``egress:<name>``) held in flight at once so far."""
+        return {name: bound.peak for name, bound in self._bounds.items()}
+
+    def _seat(self, follower: Follower, client: AsyncClient) -> Seat:
+        account = self._bound(f"account:{follower.venue}:{follower.account}", self._per_account)
+        egress = self._bound(f"egress:{self._egress_of[follower.venue]}", self._per_egress)
+        return Seat(follower, client, Breaker(self._breaker), account, egress)
+
+    def _bound(self, name: str, size: int) -> Bound:
+        bound = self._bounds.get(name)
+        if bound is None:
+            bound = self._bounds[name] = Bound(size)
+        return bound
 
     # --- events --------------------------------------------------------------------------------
 
@@ -203,9 +233,152 @@ class CopyEngine:
     def history(self, follower_id: str) -> list[Outcome]:
         return self._outbox.history(follower_id)
 
+    # --- reconciliation ------------------------------------------------------------------------
+
+    async def reconcile(
+        self,
+        snapshot: LeaderSnapshot,
+        followers: Iterable[str] | None = None,
+        *,
+        apply: bool = False,
+    ) -> ReconcileReport:
+        """Compare each follower (all, or the ids in ``followers``) with ``snapshot`` and
+        propose, or with ``apply=True`` place, what brings it back in line (see
+        :mod:`.reconcile`). A follower's manual close is recorded as an override and never
+        reopened. Applying first resumes the events a crash left open, so their orders
+        count; without ``apply``, a follower still unresolved in one is reported as such.
+        Reconciling the same snapshot again places nothing new (the keys are derived from
+        the snapshot's id), nor does a later one once the follower is in line."""
+        if not isinstance(snapshot, LeaderSnapshot):
+            raise InvalidRequest("reconcile() takes a LeaderSnapshot")
+        if followers is None:
+            seats = list(self._seats.values())
+        else:
+            unknown = [f for f in followers if f not in self._seats]
+            if unknown:
+                raise InvalidRequest(f"no follower {unknown[0]!r}: add() it first")
+            seats = [self._seats[f] for f in followers]
+        if apply:
+            await self.resume()
+        open_for: set[str] = set()
+        for event in self._outbox.pending():
+            concluded = {fid for fid, _ in self._outbox.outcomes(event.id)}
+            open_for.update(f for f in self._seats if f not in concluded)
+        overrides = self._outbox.overrides()
+        results = await asyncio.gather(
+            *(self._reconcile_one(seat, snapshot, overrides, open_for, apply) for seat in seats),
+            return_exceptions=True,
+        )
+        divergences: list[Divergence] = []
+        for seat, result in zip(seats, results, strict=True):
+            if isinstance(result, BaseException):  # a defect of ours: reported, not lost
+                log.error("reconciling %s failed: %r", seat.follower.id, result)
+                result = [divergence(seat, "skip", f"error:{type(result).__name__}")]
+            divergences.extend(result)
+        report = ReconcileReport(snapshot, tuple(divergences), apply)
+        self.audit.emit("copy.reconciled", snapshot=snapshot.id, applied=apply, **report.counts)
+        return report
+
+    async def _reconcile_one(
+        self,
+        seat: Seat,
+        snapshot: LeaderSnapshot,
+        overrides: Mapping[tuple[str, str], str],
+        open_for: set[str],
+        apply: bool,
+    ) -> list[Divergence]:
+        follower = seat.follower
+        async with self._slots, seat.lock:
+            if seat.quarantined:
+                return [divergence(seat, "skip", "quarantined")]
+            if follower.id in open_for:
+                return [divergence(seat, "skip", "unresolved")]
+            async with seat.account, seat.egress:
+                try:
+                    instruments = await seat.client.instruments()
+                    balances = {b.asset: b for b in await seat.client.balances()}
+                    copied, opened = await self._copied(seat)
+                except SecureTradeError as exc:
+                    return [divergence(seat, "skip", type(exc).__name__)]
+                seat.balances = {asset: b.free for asset, b in balances.items()}
+                found = []
+                for leader_symbol in snapshot.positions:
+                    mapped = follower.symbols.get(leader_symbol)
+                    if mapped is None and follower.venue == snapshot.venue:
+                        mapped = leader_symbol
+                    rules = instruments.get(mapped) if mapped is not None else None
+                    try:
+                        pending = await self._pending(seat, rules, opened)
+                    except SecureTradeError as exc:
+                        found.append(divergence(seat, "skip", type(exc).__name__))
+                        continue
+                    symbol = mapped or leader_symbol
+                    overridden = (follower.id, symbol) in overrides
+                    seen = view(
+                        snapshot, leader_symbol, rules, balances, copied, pending, overridden
+                    )
+                    verdict = reconcile_plan(
+                        snapshot, follower, leader_symbol, symbol, seen, secret=self._secret
+                    )
+                    found.append(await self._settle(seat, verdict, apply))
+                return found
+
+    async def _settle(self, seat: Seat, found: Divergence, apply: bool) -> Divergence:
+        """Record an override or a cleared one; place a correction when applying."""
+        fid = seat.follower.id
+        if found.action == "override":
+            if self._outbox.override(fid, found.symbol, found.reason):
+                self.audit.emit("copy.manual_override", follower=fid, symbol=found.symbol)
+        elif found.reason == "override_cleared":
+            self._outbox.clear_override(fid, found.symbol)
+        elif found.action == "place" and apply and found.intent is not None:
+            outcome = await self._place(seat, found.intent, time.monotonic())
+            if outcome.status != "unresolved":
+                self._outbox.record([outcome])
+            detail = f"{outcome.status}:{outcome.reason}" if outcome.reason else outcome.status
+            return replace(found, outcome=detail)
+        return found
+
+    async def _copied(self, seat: Seat) -> tuple[dict[str, Decimal], list[Order]]:
+        """The net base each symbol's copy orders filled (fees in the base asset taken
+        off), as the journal recorded their final answers, and those still open."""
+        journal = self._journal
+        copied: dict[str, Decimal] = {}
+        opened: list[Order] = []
+        for outcome in self._outbox.history(seat.follower.id):
+            if outcome.status != "placed" or outcome.client_order_id is None:
+                continue
+            cid = outcome.client_order_id
+            intent = (
+                await asyncio.to_thread(journal.get, cid) if journal.blocking else journal.get(cid)
+            )
+            if intent is None or intent.order_json is None:
+                continue
+            order = Order.model_validate_json(intent.order_json)
+            copied[order.symbol] = copied.get(order.symbol, Decimal(0)) + net(seat, order)
+            if order.is_open:
+                opened.append(order)
+        return copied, opened
+
+    async def _pending(self, seat: Seat, rules: Instrument | None, opened: list[Order]) -> Decimal:
+        """The signed quantity the follower's copy orders in ``rules``' symbol still have
+        open, as the venue says (asked only when the journal knows of an open one)."""
+        if rules is None or not any(o.symbol == rules.symbol for o in opened):
+            return Decimal(0)
+        ours = {o.client_order_id for o in opened}
+        live = await seat.client.open_orders(rules.symbol)
+        return sum(
+            (
+                (o.quantity - o.filled_quantity) * (1 if o.side is Side.BUY else -1)
+                for o in live
+                if o.client_order_id in ours
+            ),
+            Decimal(0),
+        )
+
     async def _follow(
         self,
-        seat: _Seat,
+        seat: Seat,
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
@@ -214,19 +387,26 @@ class CopyEngine:
         if (follower.id, 0) in known:
             return [known[(follower.id, 0)]]
         async with self._slots, seat.lock:
-            try:
-                state = await self._state(seat, event)
-            except SecureTradeError as exc:
-                return [self._failed(seat, event, 0, exc)]
-            outcomes = []
-            for item in plan(event, follower, state, secret=self._secret):
-                if isinstance(item, Skip):
-                    outcomes.append(Outcome(event.id, follower.id, 0, "skipped", item.reason.value))
-                else:
-                    outcomes.append(await self._place(seat, item, started))
+            if not seat.quarantined and not seat.breaker.allow():
+                return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
+            failures = seat.breaker.failures
+            async with seat.account, seat.egress:
+                try:
+                    state = await self._state(seat, event)
+                except SecureTradeError as exc:
+                    return [self._failed(seat, event, 0, exc)]
+                outcomes = []
+                for item in plan(event, follower, state, secret=self._secret):
+                    if isinstance(item, Skip):
+                        reason = item.reason.value
+                        outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
+                    else:
+                        outcomes.append(await self._place(seat, item, started))
+            if seat.breaker.failures <= failures:  # the venue answered: the run of failures ends
+                seat.breaker.succeeded()
             return outcomes
 
-    async def _place(self, seat: _Seat, item: CopyIntent, started: float) -> Outcome:
+    async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
@@ -244,7 +424,7 @@ class CopyEngine:
             latency,
         )
 
-    async def _stored(self, seat: _Seat, item: CopyIntent) -> Order | None:
+    async def _stored(self, seat: Seat, item: CopyIntent) -> Order | None:
         """The order the journal holds for this leg's idempotency key, if any."""
         core = seat.client.core
         cid = core.venue.client_order_id(core.account, item.idempotency_key)
@@ -255,11 +435,14 @@ class CopyEngine:
         return core.stored(intent.order_json, item.idempotency_key)
 
     def _failed(
-        self, seat: _Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError
+        self, seat: Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError
     ) -> Outcome:
         """An error, sorted by what it means for this follower and for the event."""
         event_id = about.id if isinstance(about, LeaderEvent) else about.event_id
         follower_id = seat.follower.id
+        if breaks(exc) and seat.breaker.failed():
+            log.warning("follower %s: circuit breaker open (%s)", follower_id, type(exc).__name__)
+            self.audit.emit("copy.circuit_open", follower=follower_id, reason=type(exc).__name__)
         if isinstance(exc, (AuthenticationRejected, OverPermissionedKey)):
             seat.quarantined = f"{type(exc).__name__}: {exc.message}"
             log.warning("follower %s quarantined: %s", follower_id, seat.quarantined)
@@ -282,7 +465,7 @@ class CopyEngine:
 
     # --- what the plan needs --------------------------------------------------------------
 
-    async def _state(self, seat: _Seat, event: LeaderEvent) -> FollowerState:
+    async def _state(self, seat: Seat, event: LeaderEvent) -> FollowerState:
         follower, client = seat.follower, seat.client
         now_ms = int(time.time() * 1000)
         if seat.quarantined:
@@ -305,7 +488,7 @@ class CopyEngine:
             base_free=base,
         )
 
-    def _book(self, seat: _Seat, order: Order) -> None:
+    def _book(self, seat: Seat, order: Order) -> None:
         """Keep the follower's balances current from its own fills (no read per event)."""
         balances = seat.balances
         if balances is None or order.filled_quantity <= 0:

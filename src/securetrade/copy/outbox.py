@@ -45,6 +45,14 @@ _SCHEMA = (
     PRIMARY KEY (event_id, follower_id, leg)
 )""",
     "CREATE INDEX IF NOT EXISTS copy_outcomes_follower ON copy_outcomes(follower_id, at)",
+    # A follower's manual close of a copied position: reconciliation never reopens it.
+    """CREATE TABLE IF NOT EXISTS copy_overrides (
+    follower_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (follower_id, symbol)
+)""",
 )
 
 
@@ -138,6 +146,30 @@ class Outbox:
                 (follower_id,),
             ).fetchall()
         return [Outcome(*r) for r in rows]
+
+    def override(self, follower_id: str, symbol: str, reason: str) -> bool:
+        """Record a manual close of ``follower_id``'s copies in ``symbol`` (its venue's
+        symbol); False when one was already on record (the first reason stays)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO copy_overrides (follower_id, symbol, reason, at) "
+                "VALUES (?, ?, ?, ?)",
+                (follower_id, symbol, reason, time.time()),
+            )
+        return cursor.rowcount == 1
+
+    def clear_override(self, follower_id: str, symbol: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM copy_overrides WHERE follower_id = ? AND symbol = ?",
+                (follower_id, symbol),
+            )
+
+    def overrides(self) -> dict[tuple[str, str], str]:
+        """(follower id, symbol) -> the recorded reason, for every override on record."""
+        with self._lock:
+            rows = self._db.execute("SELECT follower_id, symbol, reason FROM copy_overrides")
+            return {(r[0], r[1]): r[2] for r in rows.fetchall()}
 
     def close(self) -> None:
         with self._lock:
