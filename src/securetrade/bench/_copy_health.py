@@ -85,8 +85,9 @@ async def _measure(server: SimProcess, n: int, rounds: int, tmp: str) -> dict[st
     for name, each in (("alone", alone), ("crowded", crowded), ("small", small)):
         await each.copy(event(f"warm-{name}"))  # balances read once; the bad key quarantined
     server.command("storm")  # from now on the throttled follower's venue answers 429
+    order = [("alone", alone), ("crowded", crowded), ("small", small)]
     for r in range(rounds):
-        for name, each in (("alone", alone), ("crowded", crowded), ("small", small)):
+        for name, each in order if r % 2 == 0 else order[1::-1] + order[2:]:  # swap who goes first
             report = await each.copy(event(f"{name}-{r}"))
             figures[name].append((report.latency_ms(0.5), report.latency_ms(0.99)))
             if name == "crowded":

@@ -111,7 +111,8 @@ class Outbox:
         """Write outcomes (the first one per follower and leg stays: a resumed fan-out
         never rewrites what an earlier run concluded)."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._db:  # one transaction: one sync for a whole fan-out
+            self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO copy_outcomes (event_id, follower_id, leg, status, "
                 "reason, client_order_id, order_id, latency_ms, at) "
