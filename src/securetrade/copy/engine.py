@@ -209,10 +209,21 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        results = await asyncio.gather(
-            *(self._follow(seat, event, known, started) for seat in seats),
-            return_exceptions=True,
-        )
+        # Each venue's instruments are read once per event, not once per follower; a venue
+        # whose read fails leaves each follower to read (and fail, and count) on its own.
+        rules = {venue: asyncio.ensure_future(lead.instruments())
+                 for venue, lead in self._venue_leads.items()}  # fmt: skip
+        try:
+            results = await asyncio.gather(
+                *(self._follow(seat, event, known, started, rules) for seat in seats),
+                return_exceptions=True,
+            )
+        finally:
+            for task in rules.values():
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # seen: a failed read is not "never retrieved"
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
@@ -382,6 +393,7 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
+        rules: Mapping[str, asyncio.Future[dict[str, Instrument]]],
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -392,7 +404,7 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    state = await self._state(seat, event)
+                    state = await self._state(seat, event, rules.get(follower.venue))
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -465,13 +477,25 @@ class CopyEngine:
 
     # --- what the plan needs --------------------------------------------------------------
 
-    async def _state(self, seat: Seat, event: LeaderEvent) -> FollowerState:
+    async def _state(
+        self,
+        seat: Seat,
+        event: LeaderEvent,
+        shared: asyncio.Future[dict[str, Instrument]] | None = None,
+    ) -> FollowerState:
         follower, client = seat.follower, seat.client
         now_ms = int(time.time() * 1000)
         if seat.quarantined:
             return FollowerState(None, now_ms, quarantined=True)
         symbol = follower_symbol(event, follower)
-        instruments = await client.instruments()
+        instruments: dict[str, Instrument] | None = None
+        if shared is not None:
+            try:
+                instruments = await asyncio.shield(shared)
+            except SecureTradeError:
+                instruments = None  # read on its own below: its failure is its own
+        if instruments is None:
+            instruments = await client.instruments()
         rules = instruments.get(symbol) if symbol is not None else None
         if rules is None:
             return FollowerState(None, now_ms)
