@@ -8,6 +8,7 @@ a :class:`Follower` is one account that mirrors the leader under its own sizing 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -160,11 +161,11 @@ class Follower:
                     raise InvalidRequest(f"Follower.{name} must not be negative")
                 setattr(self, name, amount)
 
-    @property
-    def venue(self) -> str:
+    @functools.cached_property
+    def venue(self) -> str:  # a ring's keys all belong to one venue account: fixed
         return KeyRing.of(self.key).current.venue
 
-    @property
+    @functools.cached_property
     def account(self) -> str:
         return KeyRing.of(self.key).account
 
