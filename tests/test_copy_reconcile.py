@@ -148,6 +148,15 @@ def test_a_corrections_key_is_derived_from_the_snapshot_never_from_time() -> Non
     assert key(_snapshot()) != key(_snapshot(id="snap-2"))
 
 
+def test_a_target_that_cannot_be_sized_is_skipped_never_read_as_flat() -> None:
+    proportional = _plain(Sizing("proportional", "1"))
+    held = _seen(held=Decimal("0.01"), copied=Decimal("0.01"))
+    found = reconcile_plan(
+        _snapshot(equity=None), proportional, "BTCUSDT", "BTCUSDT", held, secret=SECRET
+    )
+    assert (found.action, found.reason, found.intent) == ("skip", "equity_unknown", None)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -301,9 +310,10 @@ def test_a_manual_close_is_recorded_and_never_reopened(
             orders_then = len(_orders(venue, manual))
             flat = await engine.reconcile(_holding(venue, "snap-3", "0"), apply=True)
             reopened = await engine.copy(_leader_open(venue, "open-2"))
-            return first, second, orders_then, flat, reopened
+            after = await engine.reconcile(_holding(venue, "snap-4"), apply=True)
+            return first, second, orders_then, flat, reopened, after
 
-    first, second, orders_then, flat, reopened = asyncio.run(run())
+    first, second, orders_then, flat, reopened, after = asyncio.run(run())
     by_id = {d.follower_id: d for d in first.divergences}
     assert by_id[manual.id].action == "override"
     assert {by_id[f.id].action for f in followers[1:]} == {"in_line"}
@@ -318,6 +328,8 @@ def test_a_manual_close_is_recorded_and_never_reopened(
         f.id: "place" for f in followers[1:]
     }
     assert reopened.counts == {"placed": 3}
+    # What it closed by hand stays written off: its new copy is in line, not an override.
+    assert after.counts == {"in_line": 3}
     assert len(_orders(venue, manual)) == 3
 
 

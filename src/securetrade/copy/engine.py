@@ -209,21 +209,10 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        # Each venue's instruments are read once per event, not once per follower; a venue
-        # whose read fails leaves each follower to read (and fail, and count) on its own.
-        rules = {venue: asyncio.ensure_future(lead.instruments())
-                 for venue, lead in self._venue_leads.items()}  # fmt: skip
-        try:
-            results = await asyncio.gather(
-                *(self._follow(seat, event, known, started, rules) for seat in seats),
-                return_exceptions=True,
-            )
-        finally:
-            for task in rules.values():
-                if not task.done():
-                    task.cancel()
-                elif not task.cancelled():
-                    task.exception()  # seen: a failed read is not "never retrieved"
+        results = await asyncio.gather(
+            *(self._follow(seat, event, known, started) for seat in seats),
+            return_exceptions=True,
+        )
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
@@ -294,7 +283,7 @@ class CopyEngine:
         self,
         seat: Seat,
         snapshot: LeaderSnapshot,
-        overrides: Mapping[tuple[str, str], str],
+        overrides: Mapping[tuple[str, str], tuple[bool, Decimal]],
         open_for: set[str],
         apply: bool,
     ) -> list[Divergence]:
@@ -324,21 +313,23 @@ class CopyEngine:
                         found.append(divergence(seat, "skip", type(exc).__name__))
                         continue
                     symbol = mapped or leader_symbol
-                    overridden = (follower.id, symbol) in overrides
-                    seen = view(
-                        snapshot, leader_symbol, rules, balances, copied, pending, overridden
-                    )
+                    active, written_off = overrides.get((follower.id, symbol), (False, Decimal(0)))
+                    seen = view(snapshot, leader_symbol, rules, balances, copied, pending, active)
+                    if written_off:  # closed by hand earlier: no longer the copier's
+                        seen = replace(seen, copied=seen.copied - written_off)
                     verdict = reconcile_plan(
                         snapshot, follower, leader_symbol, symbol, seen, secret=self._secret
                     )
-                    found.append(await self._settle(seat, verdict, apply))
+                    gap = seen.copied - seen.held
+                    found.append(await self._settle(seat, verdict, apply, gap))
                 return found
 
-    async def _settle(self, seat: Seat, found: Divergence, apply: bool) -> Divergence:
-        """Record an override or a cleared one; place a correction when applying."""
+    async def _settle(self, seat: Seat, found: Divergence, apply: bool, gap: Decimal) -> Divergence:
+        """Record an override (``gap``: what the follower closed by hand) or a cleared
+        one; place a correction when applying."""
         fid = seat.follower.id
         if found.action == "override":
-            if self._outbox.override(fid, found.symbol, found.reason):
+            if self._outbox.override(fid, found.symbol, found.reason, gap):
                 self.audit.emit("copy.manual_override", follower=fid, symbol=found.symbol)
         elif found.reason == "override_cleared":
             self._outbox.clear_override(fid, found.symbol)
@@ -393,7 +384,6 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        rules: Mapping[str, asyncio.Future[dict[str, Instrument]]],
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -404,7 +394,7 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    state = await self._state(seat, event, rules.get(follower.venue))
+                    state = await self._state(seat, event)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -477,25 +467,13 @@ class CopyEngine:
 
     # --- what the plan needs --------------------------------------------------------------
 
-    async def _state(
-        self,
-        seat: Seat,
-        event: LeaderEvent,
-        shared: asyncio.Future[dict[str, Instrument]] | None = None,
-    ) -> FollowerState:
+    async def _state(self, seat: Seat, event: LeaderEvent) -> FollowerState:
         follower, client = seat.follower, seat.client
         now_ms = int(time.time() * 1000)
         if seat.quarantined:
             return FollowerState(None, now_ms, quarantined=True)
         symbol = follower_symbol(event, follower)
-        instruments: dict[str, Instrument] | None = None
-        if shared is not None:
-            try:
-                instruments = await asyncio.shield(shared)
-            except SecureTradeError:
-                instruments = None  # read on its own below: its failure is its own
-        if instruments is None:
-            instruments = await client.instruments()
+        instruments = await client.instruments()  # the venue's shared, cached table
         rules = instruments.get(symbol) if symbol is not None else None
         if rules is None:
             return FollowerState(None, now_ms)

@@ -130,7 +130,7 @@ class Divergence:
     target: Decimal
     position: Decimal
     action: str
-    reason: str = ""
+    reason: str = ""  # also ``equity_unknown``: proportional sizing without either equity
     intent: CopyIntent | None = None
     outcome: str | None = None
 
@@ -193,6 +193,8 @@ def reconcile_plan(
         return result("skip", "unmapped_symbol")
     step = rules.step_size if rules.step_size > 0 else Decimal(0)
     target = _target(snapshot, follower, leader_symbol, leader, view, rules)
+    if target is None:  # it cannot be sized: never read as "the follower should be flat"
+        return result("skip", "equity_unknown")
     if view.overridden:
         if leader == 0:  # the leader is flat too: the override has served its purpose
             return result("in_line", "override_cleared", target=target)
@@ -239,18 +241,24 @@ def _target(
     leader: Decimal,
     view: FollowerView,
     rules: Instrument,
-) -> Decimal:
-    """The follower's position for the leader's, by its sizing. The fixed modes size one
-    copy, so their target is one copy's worth while the leader holds, none when flat."""
+) -> Decimal | None:
+    """The follower's position for the leader's, by its sizing (None: the equity it
+    needs is unknown). The fixed modes size one copy, so their target is one copy's worth
+    while the leader holds, none when flat."""
     if leader <= 0:
         return Decimal(0)
     mode, value = follower.sizing.mode, follower.sizing.value
     price = snapshot.prices[leader_symbol]
+    needs_equity = mode in (SizingMode.PROPORTIONAL, SizingMode.RISK_PERCENT)
+    if needs_equity and view.equity is None:
+        return None
     equity = view.equity or Decimal(0)
     if mode is SizingMode.MULTIPLIER:
         raw = leader * value
     elif mode is SizingMode.PROPORTIONAL:
-        raw = leader * equity / snapshot.equity * value if snapshot.equity else Decimal(0)
+        if not snapshot.equity:
+            return None
+        raw = leader * equity / snapshot.equity * value
     elif mode is SizingMode.FIXED_QUANTITY:
         raw = value
     elif mode is SizingMode.FIXED_NOTIONAL:
