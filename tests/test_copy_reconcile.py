@@ -333,6 +333,28 @@ def test_a_manual_close_is_recorded_and_never_reopened(
     assert len(_orders(venue, manual)) == 3
 
 
+def test_reconcile_refuses_what_is_not_a_snapshot_or_a_list_of_followers(
+    venue: Simulator, served: HttpsServer
+) -> None:
+    async def run() -> list[str]:
+        refused = []
+        async with CopyEngine(secret=SECRET, connect={"binance": _connect(served)},
+                              journal=":memory:") as engine:  # fmt: skip
+            engine.add(_followers(venue, 1)[0])
+            for call in (
+                engine.reconcile({"BTCUSDT": 1}),  # type: ignore[arg-type]
+                engine.reconcile(_holding(venue, "s"), "f0"),
+                engine.reconcile(_holding(venue, "s"), ["nobody"]),
+            ):
+                try:
+                    await call
+                except InvalidRequest as exc:
+                    refused.append(str(exc))
+        return refused
+
+    assert len(asyncio.run(run())) == 3
+
+
 def _sell_everything(served: HttpsServer, follower: Follower) -> None:
     with Client(follower.key, **_connect(served)) as client:
         held = next(b.free for b in client.balances() if b.asset == "BTC")
@@ -383,6 +405,8 @@ def test_the_breaker_opens_after_a_run_of_failures_and_probes_once() -> None:
     assert breaker.allow()  # the probe
     assert breaker.state == "half_open"
     assert not breaker.allow()  # nothing else while it is out
+    clock.now += 10
+    assert breaker.allow()  # unless it never answered: probed again
     assert breaker.failed()  # failed again: open for twice as long
     clock.now += 10
     assert not breaker.allow()
@@ -417,7 +441,7 @@ def test_a_follower_failing_again_and_again_is_cut_off_then_probed(
                               breaker=settings) as engine:  # fmt: skip
             for follower in [*good, sick]:
                 engine.add(follower)
-            seen = []
+            seen, reconciled = [], None
             for i in range(5):
                 if i == 4:  # past the cooldown, and the venue answers again
                     clock.now += 61
@@ -428,9 +452,15 @@ def test_a_follower_failing_again_and_again_is_cut_off_then_probed(
                 seen.append((by_id["sick"].status, by_id["sick"].reason,
                              kraken_requests() - before, dict(engine.breakers)))  # fmt: skip
                 assert {by_id[f.id].status for f in good} == {"placed"}
-            return seen
+                if i == 3:  # open: reconciliation leaves it alone too, and sends nothing
+                    before = kraken_requests()
+                    report = await engine.reconcile(_holding(venue, "while-open"))
+                    why = {d.follower_id: d.reason for d in report.divergences}["sick"]
+                    reconciled = (why, kraken_requests() - before)
+            return seen, reconciled
 
-    seen = asyncio.run(run())
+    seen, reconciled = asyncio.run(run())
+    assert reconciled == ("circuit_open", 0)
     assert [s[3] for s in seen[:4]] == [{}, {}, {"sick": "open"}, {"sick": "open"}]
     assert all(s[0] == "unresolved" and s[2] > 0 for s in seen[:3])
     assert seen[3][:3] == ("skipped", "circuit_open", 0)  # nothing sent for it

@@ -61,11 +61,14 @@ class Breaker:
 
     def allow(self) -> bool:
         """Whether an attempt may go out now (an open breaker past its cooldown lets one
-        probe through and turns half-open; it lets no other through until that answers)."""
+        probe through and turns half-open; it lets no other through until that answers,
+        or until a cooldown has passed without an answer: a probe lost is probed again)."""
         if self.state == "closed":
             return True
-        if self.state == "open" and self._clock() >= self._until:
+        now = self._clock()
+        if now >= self._until:
             self.state = "half_open"
+            self._until = now + self._cooldown  # the probe's lease
             return True
         return False
 

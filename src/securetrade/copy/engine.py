@@ -253,6 +253,8 @@ class CopyEngine:
             raise InvalidRequest("reconcile() takes a LeaderSnapshot")
         if followers is None:
             seats = list(self._seats.values())
+        elif isinstance(followers, str):
+            raise InvalidRequest("reconcile() takes a list of follower ids, not one string")
         else:
             unknown = [f for f in followers if f not in self._seats]
             if unknown:
@@ -291,15 +293,21 @@ class CopyEngine:
         async with self._slots, seat.lock:
             if seat.quarantined:
                 return [divergence(seat, "skip", "quarantined")]
-            if follower.id in open_for:
-                return [divergence(seat, "skip", "unresolved")]
+            if follower.id in open_for:  # its events first (a closed breaker's reason)
+                blocked = "unresolved" if seat.breaker.state == "closed" else "circuit_open"
+                return [divergence(seat, "skip", blocked)]
+            if not seat.breaker.allow():
+                return [divergence(seat, "skip", "circuit_open")]
             async with seat.account, seat.egress:
                 try:
                     instruments = await seat.client.instruments()
                     balances = {b.asset: b for b in await seat.client.balances()}
                     copied, opened = await self._copied(seat)
                 except SecureTradeError as exc:
+                    if breaks(exc):
+                        seat.breaker.failed()
                     return [divergence(seat, "skip", type(exc).__name__)]
+                seat.breaker.succeeded()
                 seat.balances = {asset: b.free for asset, b in balances.items()}
                 found = []
                 for leader_symbol in snapshot.positions:
