@@ -54,6 +54,10 @@ from .report import EventReport
 
 __all__ = ["CopyEngine"]
 
+#: Per event: each venue's instruments table, as the first follower of the venue read it
+#: (None: that read failed, and each follower reads on its own).
+_Reads = dict[str, "asyncio.Future[dict[str, Instrument] | None]"]
+
 log = logging.getLogger("securetrade.copy")
 
 
@@ -209,8 +213,9 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
+        reads: _Reads = {}  # each venue's instruments, read once for this event
         results = await asyncio.gather(
-            *(self._follow(seat, event, known, started) for seat in seats),
+            *(self._follow(seat, event, known, started, reads) for seat in seats),
             return_exceptions=True,
         )
         outcomes: list[Outcome] = []
@@ -392,6 +397,7 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
+        reads: _Reads | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -402,7 +408,7 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    state = await self._state(seat, event)
+                    state = await self._state(seat, event, reads)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -475,13 +481,15 @@ class CopyEngine:
 
     # --- what the plan needs --------------------------------------------------------------
 
-    async def _state(self, seat: Seat, event: LeaderEvent) -> FollowerState:
+    async def _state(
+        self, seat: Seat, event: LeaderEvent, reads: _Reads | None = None
+    ) -> FollowerState:
         follower, client = seat.follower, seat.client
         now_ms = int(time.time() * 1000)
         if seat.quarantined:
             return FollowerState(None, now_ms, quarantined=True)
         symbol = follower_symbol(event, follower)
-        instruments = await client.instruments()  # the venue's shared, cached table
+        instruments = await _instruments(client, follower.venue, reads)
         rules = instruments.get(symbol) if symbol is not None else None
         if rules is None:
             return FollowerState(None, now_ms)
@@ -553,3 +561,25 @@ class CopyEngine:
 
     def __repr__(self) -> str:
         return f"CopyEngine(followers={len(self._seats)}, quarantined={len(self.quarantined)})"
+
+
+async def _instruments(
+    client: AsyncClient, venue: str, reads: _Reads | None
+) -> dict[str, Instrument]:
+    """The venue's instruments, read by the first of its followers in this event and
+    handed to the others (the read copies the whole table: once per venue, not once per
+    follower). A failed first read leaves each follower to read, and fail, on its own."""
+    if reads is None:
+        return await client.instruments()
+    waiting = reads.get(venue)
+    if waiting is not None:
+        table = await waiting
+        return table if table is not None else await client.instruments()
+    done: asyncio.Future[dict[str, Instrument] | None] = asyncio.get_running_loop().create_future()
+    reads[venue] = done
+    table = None
+    try:
+        table = await client.instruments()
+        return table
+    finally:
+        done.set_result(table)  # None when it failed (or was cancelled): the others read
