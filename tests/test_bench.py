@@ -32,6 +32,9 @@ ROWS = (
     "copy_fanout_1000_vs_direct",
     "copy_fanout_1000_vs_ccxt",
     "copy_memory_per_follower_vs_ccxt",
+    "copy_healthy_p99_with_bad_followers",
+    "copy_latency_p99_100",
+    "copy_latency_p99_1000",
     "gateway_latency_vs_starlette",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
