@@ -115,6 +115,21 @@ def test_what_is_held_or_still_open_is_not_placed_again() -> None:
     assert found.intent.order.quantity == Decimal("0.0005")
 
 
+def test_a_follower_sized_per_event_is_topped_up_only_from_nothing() -> None:
+    """Three fixed-size copies while the leader holds: the leader's position says nothing
+    of how many copies there should be, so they are left alone (never sold down to one)."""
+    fixed = _plain(Sizing("fixed_quantity", "0.001"))
+    three = _seen(held=Decimal("0.003"), copied=Decimal("0.003"))
+    found = reconcile_plan(_snapshot(), fixed, "BTCUSDT", "BTCUSDT", three, secret=SECRET)
+    assert (found.action, found.reason, found.intent) == ("in_line", "sized_per_event", None)
+    none = reconcile_plan(_snapshot(), fixed, "BTCUSDT", "BTCUSDT", _seen(), secret=SECRET)
+    assert none.intent is not None
+    assert none.intent.order.quantity == Decimal("0.001")
+    flat = reconcile_plan(_snapshot("0"), fixed, "BTCUSDT", "BTCUSDT", three, secret=SECRET)
+    assert flat.intent is not None
+    assert (flat.intent.order.side.value, flat.intent.order.quantity) == ("SELL", Decimal("0.003"))
+
+
 def test_a_flat_leader_closes_only_the_copied_part_at_market() -> None:
     seen = _seen(held=Decimal("1.002"), copied=Decimal("0.002"))
     found = reconcile_plan(_snapshot("0"), _plain(), "BTCUSDT", "BTCUSDT", seen, secret=SECRET)

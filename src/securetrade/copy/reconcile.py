@@ -46,6 +46,11 @@ from .plan import copy_key
 __all__ = ["Divergence", "FollowerView", "LeaderSnapshot", "ReconcileReport", "reconcile_plan"]
 
 _BPS = Decimal(10_000)
+#: Sizing modes that size each copy on its own (one copy per leader open), not in
+#: proportion to the leader's position.
+_PER_EVENT = frozenset(
+    {SizingMode.FIXED_QUANTITY, SizingMode.FIXED_NOTIONAL, SizingMode.RISK_PERCENT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,10 @@ def reconcile_plan(
     if view.copied > 0 and view.copied - view.held > step:
         # The follower holds less than its copies left it: it closed by hand.
         return result("override", f"holds {view.held} of {view.copied} copied", target=target)
+    if follower.sizing.mode in _PER_EVENT and leader > 0 and position + view.pending > 0:
+        # Sized per event, not by the leader's position: how many copies it should hold
+        # cannot be told from the position, so one that holds some is left as it is.
+        return result("in_line", "sized_per_event", target=position + view.pending)
     missing = target - position - view.pending
     if abs(missing) <= step or abs(missing) < rules.min_quantity:
         return result("in_line", target=target)
@@ -243,8 +252,8 @@ def _target(
     rules: Instrument,
 ) -> Decimal | None:
     """The follower's position for the leader's, by its sizing (None: the equity it
-    needs is unknown). The fixed modes size one copy, so their target is one copy's worth
-    while the leader holds, none when flat."""
+    needs is unknown). The modes sized per event give one copy's worth while the leader
+    holds (used only when the follower holds none), none when it is flat."""
     if leader <= 0:
         return Decimal(0)
     mode, value = follower.sizing.mode, follower.sizing.value
