@@ -370,6 +370,33 @@ def test_reconcile_refuses_what_is_not_a_snapshot_or_a_list_of_followers(
     assert len(asyncio.run(run())) == 3
 
 
+def test_an_override_outlives_the_engine_that_recorded_it(
+    venue: Simulator, served: HttpsServer, tmp_path: Any
+) -> None:
+    """The override is in the outbox: an engine started later on the same files still
+    leaves the follower's manual close alone."""
+    [follower] = _followers(venue, 1)
+    files = {"journal": str(tmp_path / "j.sqlite3"), "outbox": str(tmp_path / "o.sqlite3")}
+
+    async def run() -> Any:
+        async with CopyEngine(secret=SECRET, connect={"binance": _connect(served)},
+                              **files) as engine:  # fmt: skip
+            engine.add(follower)
+            await engine.copy(_leader_open(venue, "open-1"))
+            await asyncio.to_thread(_sell_everything, served, follower)
+            first = await engine.reconcile(_holding(venue, "snap-1"), apply=True)
+        async with CopyEngine(secret=SECRET, connect={"binance": _connect(served)},
+                              **files) as engine:  # fmt: skip
+            engine.add(follower)
+            later = await engine.reconcile(_holding(venue, "snap-2"), apply=True)
+        return first, later
+
+    first, later = asyncio.run(run())
+    assert first.counts == {"override": 1}
+    assert [(d.action, d.reason) for d in later.divergences] == [("skip", "manual_override")]
+    assert len(_orders(venue, follower)) == 2  # the copy and the manual sell
+
+
 def _sell_everything(served: HttpsServer, follower: Follower) -> None:
     with Client(follower.key, **_connect(served)) as client:
         held = next(b.free for b in client.balances() if b.asset == "BTC")
