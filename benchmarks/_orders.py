@@ -100,13 +100,21 @@ class SimProcess:
     """Parent's handle on the ``_simserver`` child: start, talk over pipes, stop."""
 
     def __init__(
-        self, keys: int, cpu: int | None, *, fast: bool = False, timeout: float = 60.0
+        self,
+        keys: int,
+        cpu: int | None,
+        *,
+        fast: bool = False,
+        timeout: float = 60.0,
+        kraken: int = 0,
     ) -> None:
         self._argv = [sys.executable, "-m", "benchmarks._simserver", str(keys)]
         if cpu is not None:
             self._argv += ["--cpu", str(cpu)]
         if fast:
             self._argv.append("--fast")
+        if kraken:
+            self._argv += ["--kraken", str(kraken)]
         self._timeout = timeout
         self._process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
@@ -170,10 +178,11 @@ class SimProcess:
     def pins(self) -> dict[str, list[str]]:
         return {str(h): [str(p) for p in v] for h, v in self.hello["pins"].items()}
 
-    def api_key(self, index: int) -> ApiKey:
-        key_id, secret = self.hello["keys"][index]
+    def api_key(self, index: int, venue: str = "binance") -> ApiKey:
+        keys = self.hello["keys"] if venue == "binance" else self.hello[f"{venue}_keys"]
+        key_id, secret = keys[index]
         return ApiKey(
-            "binance",
+            venue,
             key_id,
             secret,
             scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._copy import copy_rows
+from ._copy_health import health_rows
 from ._gateway import gateway_row
 from ._local import journal_row, ratelimit_redis_row, ratelimit_row, ratelimit_sqlite_row
 from ._orders import CpuPlan, async_row, cpu_plan, sync_row
@@ -75,6 +76,14 @@ GROUPS: tuple[_Group, ...] = (
             ("copy_memory_per_follower_vs_ccxt", "KiB", False),
         ),
         lambda e, p, prof: copy_rows(e, p),
+    ),
+    _Group(
+        (
+            ("copy_healthy_p99_with_bad_followers", "ms p99", False),
+            ("copy_latency_p99_100", "ms p99", False),
+            ("copy_latency_p99_1000", "ms p99", False),
+        ),
+        lambda e, p, prof: health_rows(e, p),
     ),
     _Group(
         (("gateway_latency_vs_starlette", "µs p50", False),),

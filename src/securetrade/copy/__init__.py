@@ -4,7 +4,11 @@
   decides (:class:`CopyIntent`, :class:`Skip` with a :class:`SkipReason`).
 - :mod:`.plan`: :func:`plan`, the pure decision for one follower (no I/O), and
   :func:`copy_key`, the follower's idempotency key (a keyed hash of event, follower, leg).
-- :mod:`.engine`: :class:`CopyEngine`, the embedded fan-out over ``AsyncClient``.
+- :mod:`.engine`: :class:`CopyEngine`, the embedded fan-out over ``AsyncClient``, with a
+  circuit breaker per follower (:mod:`.breaker`) and concurrency bounds per venue
+  account and per egress IP.
+- :mod:`.reconcile`: :func:`reconcile_plan`, the pure catch-up of one follower against a
+  :class:`LeaderSnapshot` (``CopyEngine.reconcile`` reads and applies it).
 - :mod:`.outbox` and :mod:`.report`: the durable record of events and outcomes.
 - :mod:`.streams`: :class:`EventStream`, leader events on a Redis Stream for workers on
   several hosts (a consumer group; loaded on first use, it needs the ``redis`` extra).
@@ -14,10 +18,12 @@ See docs/copy-trading.md.
 
 from typing import TYPE_CHECKING
 
+from .breaker import BreakerSettings
 from .engine import CopyEngine
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Sizing, SizingMode, Skip, SkipReason
 from .outbox import Outbox, Outcome
 from .plan import FollowerState, copy_key, follower_symbol, plan
+from .reconcile import Divergence, FollowerView, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
 if TYPE_CHECKING:
@@ -28,16 +34,21 @@ else:  # loaded on first use: only several hosts need Redis
     __getattr__, __dir__ = lazy_exports(__name__, {"EventStream": ".streams"})
 
 __all__ = [
+    "BreakerSettings",
     "CopyEngine",
     "CopyIntent",
+    "Divergence",
     "EventReport",
     "EventStream",
     "Follower",
     "FollowerState",
+    "FollowerView",
     "LeaderEvent",
+    "LeaderSnapshot",
     "Movement",
     "Outbox",
     "Outcome",
+    "ReconcileReport",
     "Sizing",
     "SizingMode",
     "Skip",
@@ -45,4 +56,5 @@ __all__ = [
     "copy_key",
     "follower_symbol",
     "plan",
+    "reconcile_plan",
 ]

@@ -8,6 +8,7 @@ a :class:`Follower` is one account that mirrors the leader under its own sizing 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -164,12 +165,13 @@ class Follower:
                     raise InvalidRequest(f"Follower.{name} must not be negative")
                 setattr(self, name, amount)
 
-    @property
+    @functools.cached_property
     def venue(self) -> str:
-        """The venue of the follower's key."""
+        """The venue of the follower's key (a ring's keys all belong to one venue account:
+        fixed, so worked out once)."""
         return KeyRing.of(self.key).current.venue
 
-    @property
+    @functools.cached_property
     def account(self) -> str:
         """The account name the follower's key trades for (journal and limits use it)."""
         return KeyRing.of(self.key).account

@@ -46,6 +46,18 @@ _SCHEMA = (
     PRIMARY KEY (event_id, follower_id, leg)
 )""",
     "CREATE INDEX IF NOT EXISTS copy_outcomes_follower ON copy_outcomes(follower_id, at)",
+    # A follower's manual close of a copied position: reconciliation never reopens it while
+    # ``active``; ``written_off`` is the copied quantity the follower closed by hand, taken
+    # off what its copies count for from then on (a decimal string).
+    """CREATE TABLE IF NOT EXISTS copy_overrides (
+    follower_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    written_off TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (follower_id, symbol)
+)""",
 )
 
 
@@ -105,7 +117,8 @@ class Outbox:
         """Write outcomes (the first one per follower and leg stays: a resumed fan-out
         never rewrites what an earlier run concluded)."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._db:  # one transaction: one sync for a whole fan-out
+            self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO copy_outcomes (event_id, follower_id, leg, status, "
                 "reason, client_order_id, order_id, latency_ms, at) "
@@ -141,6 +154,41 @@ class Outbox:
                 (follower_id,),
             ).fetchall()
         return [Outcome(*r) for r in rows]
+
+    def override(self, follower_id: str, symbol: str, reason: str, closed: Decimal) -> bool:
+        """Record that ``follower_id`` closed ``closed`` of its copies in ``symbol`` (its
+        venue's symbol) by hand: the override is active until cleared, and ``closed`` is
+        written off its copies for good. False when an active one was already on record."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            row = self._db.execute(
+                "SELECT written_off, active FROM copy_overrides WHERE follower_id = ? "
+                "AND symbol = ?",
+                (follower_id, symbol),
+            ).fetchone()
+            before = Decimal(row[0]) if row else Decimal(0)
+            self._db.execute(
+                "INSERT OR REPLACE INTO copy_overrides (follower_id, symbol, reason, "
+                "written_off, active, at) VALUES (?, ?, ?, ?, 1, ?)",
+                (follower_id, symbol, reason, str(before + closed), time.time()),
+            )
+        return not (row and row[1])
+
+    def clear_override(self, follower_id: str, symbol: str) -> None:
+        """End an override (the leader is flat there too); what it wrote off stays off."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE copy_overrides SET active = 0, at = ? WHERE follower_id = ? AND symbol = ?",
+                (time.time(), follower_id, symbol),
+            )
+
+    def overrides(self) -> dict[tuple[str, str], tuple[bool, Decimal]]:
+        """(follower id, symbol) -> (active, quantity written off), for every one on record."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT follower_id, symbol, active, written_off FROM copy_overrides"
+            ).fetchall()
+        return {(r[0], r[1]): (bool(r[2]), Decimal(r[3])) for r in rows}
 
     def close(self) -> None:
         """Close the outbox database; received events and outcomes stay for a later resume."""

@@ -1,0 +1,119 @@
+"""One follower inside the engine (its seat) and the engine's bookkeeping around it.
+
+A seat holds the follower's client, its balances as last read and kept by its own fills,
+its quarantine, its circuit breaker and the concurrency bounds it shares with the other
+followers of its venue account and of its egress IP. The helpers turn what the venue and
+the journal say of a seat into what :mod:`.reconcile` needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ..client import AsyncClient
+from ..errors import (
+    AmbiguousOutcome,
+    JournalError,
+    LocalRefusal,
+    RateLimited,
+    RetryableError,
+    SecureTradeError,
+    VenueRejected,
+)
+from ..models import Balance, Instrument, Order, Side
+from .breaker import Breaker
+from .model import Follower
+from .reconcile import Divergence, FollowerView, LeaderSnapshot
+
+__all__ = ["Bound", "Seat", "breaks", "divergence", "net", "view"]
+
+
+@dataclass
+class Seat:
+    """One follower in the engine: its client, what it holds, whether it is quarantined."""
+
+    follower: Follower
+    client: AsyncClient
+    breaker: Breaker
+    account: Bound  # shared by the followers of one venue account
+    egress: Bound  # shared by the followers behind one egress IP
+    balances: dict[str, Decimal] | None = None  # read once, then kept by our own fills
+    quarantined: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one event at a time per follower
+
+
+class Bound:
+    """A concurrency bound (a semaphore) that remembers the most it held at once."""
+
+    __slots__ = ("in_flight", "peak", "size", "slots")
+
+    def __init__(self, size: int) -> None:
+        self.slots = asyncio.Semaphore(size)
+        self.size = size
+        self.in_flight = 0
+        self.peak = 0
+
+    async def __aenter__(self) -> None:
+        await self.slots.acquire()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self.slots.release()
+
+
+def divergence(seat: Seat, action: str, reason: str) -> Divergence:
+    """A follower-wide verdict (no symbol was looked at)."""
+    return Divergence(seat.follower.id, "*", Decimal(0), Decimal(0), action, reason)
+
+
+def net(seat: Seat, order: Order) -> Decimal:
+    """What ``order`` changed in the follower's base asset (fees in it taken off)."""
+    rules = seat.client.core.market.instruments.get(order.symbol)
+    signed = order.filled_quantity if order.side is Side.BUY else -order.filled_quantity
+    if rules is not None:
+        for fill in order.fills:
+            if fill.commission_asset == rules.base_asset:
+                signed -= fill.commission
+    return signed
+
+
+def view(
+    snapshot: LeaderSnapshot,
+    leader_symbol: str,
+    rules: Instrument | None,
+    balances: Mapping[str, Balance],
+    copied: Mapping[str, Decimal],
+    pending: Decimal,
+    overridden: bool,
+) -> FollowerView:
+    if rules is None:
+        return FollowerView(None, Decimal(0), Decimal(0), overridden=overridden)
+    zero = Balance(asset=rules.base_asset, free=Decimal(0))
+    base = balances.get(rules.base_asset, zero)
+    quote = balances.get(rules.quote_asset, zero)
+    price = snapshot.prices.get(leader_symbol, Decimal(0))
+    return FollowerView(
+        rules,
+        held=base.total,
+        copied=copied.get(rules.symbol, Decimal(0)),
+        pending=pending,
+        equity=quote.total + base.total * price,
+        quote_free=quote.free,
+        overridden=overridden,
+    )
+
+
+def breaks(exc: SecureTradeError) -> bool:
+    """Whether ``exc`` counts towards the follower's breaker: the venue or the way to it
+    failing (5xx, refused connections, lost answers), not a key (quarantine), a rate limit
+    (the limiter's), a refusal of ours nor a venue's answer about the order."""
+    if isinstance(exc, RateLimited):
+        return False
+    if isinstance(exc, (RetryableError, AmbiguousOutcome)):
+        return True
+    return not isinstance(exc, (VenueRejected, LocalRefusal, JournalError))
