@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
 
 __all__ = [
+    "CRYPTO_TIME_IN_FORCE",
     "INTERVALS",
+    "AssetClass",
     "Balance",
     "BookLevel",
     "Candle",
@@ -100,6 +102,22 @@ class TimeInForce(str, Choice):
     GTC = "GTC"  # good till cancelled
     IOC = "IOC"  # immediate or cancel
     FOK = "FOK"  # fill or kill
+    # Brokers' sessions (stocks, forex): the crypto exchanges offer none of these.
+    DAY = "DAY"  # until the end of the trading day (Alpaca ``day``, OANDA ``GFD``)
+    OPG = "OPG"  # in the opening auction only (Alpaca)
+    CLS = "CLS"  # in the closing auction only (Alpaca)
+
+
+#: What the crypto exchanges offer: their markets never close, so no day or auction orders.
+CRYPTO_TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+
+
+class AssetClass(str, Choice):
+    """What an instrument trades, which decides its sessions and its quantity rules."""
+
+    CRYPTO = "CRYPTO"  # around the clock; quantity in the base asset
+    US_EQUITY = "US_EQUITY"  # exchange sessions and a market clock; shares, maybe fractional
+    FOREX = "FOREX"  # the week round, Sunday to Friday; whole units, signed at OANDA
 
 
 class OrderStatus(str, Choice):
@@ -212,6 +230,8 @@ class OrderRequest(_Model):
     price: Price | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
+    # Brokers with sessions (Alpaca): may it execute outside the regular session.
+    extended_hours: bool = Field(default=False, description="trade outside regular hours")
 
     @model_validator(mode="before")
     @classmethod
@@ -253,6 +273,7 @@ class OrderRequest(_Model):
                 "" if self.price is None else _canonical(self.price),
                 "" if self.time_in_force is None else self.time_in_force.value,
             ]
+            + (["extended_hours"] if self.extended_hours else [])  # older intents unchanged
         )
 
 
@@ -352,6 +373,9 @@ class Instrument(_Model):
     min_quantity: Money = Decimal(0)
     min_notional: Money = Decimal(0)
     trading: bool = True
+    asset_class: AssetClass = AssetClass.CRYPTO
+    # Forex: the decimal place of one pip (-4 for EUR_USD, -2 for USD_JPY); None elsewhere.
+    pip_location: int | None = None
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""

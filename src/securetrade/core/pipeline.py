@@ -308,7 +308,8 @@ class Pipeline:
             and endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME)
         ):
             yield from self.markets()  # ccxt builds its requests from the market list
-        if endpoint.signed and not self.clock.synced:
+        if endpoint.signed and not self.clock.synced and endpoint.op is not Op.SERVER_TIME:
+            # (A venue whose clock needs the key, Alpaca's /v2/clock, reads it signed.)
             yield from self.sync_clock(priority)
         key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
         caller = self._caller(key)

@@ -27,6 +27,7 @@ from ...errors import (
 )
 from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
 from ...models import (
+    CRYPTO_TIME_IN_FORCE,
     INTERVALS,
     Balance,
     BookLevel,
@@ -204,6 +205,7 @@ class BinanceSpot:
     freshness = Freshness.TIMESTAMP
     recv_window_ms = 5000
     order_acks: frozenset[Op] = frozenset()  # order endpoints answer with the order itself
+    time_in_force = CRYPTO_TIME_IN_FORCE  # GTC, IOC, FOK: no sessions
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):
