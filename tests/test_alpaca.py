@@ -97,7 +97,8 @@ def test_client_order_id_is_the_journals_deterministic_id() -> None:
 
 def test_capabilities_are_stocks_sessions_without_market_data() -> None:
     found = capabilities_of(get_venue("alpaca"))
-    assert found.supports(TimeInForce.DAY) and found.supports(TimeInForce.OPG)
+    assert found.supports(TimeInForce.DAY)
+    assert found.supports(TimeInForce.OPG)
     assert found.supports(Op.PLACE_ORDER)
     assert not found.supports(Op.TICKER)  # Alpaca's prices are on its data API, not here
     assert not found.supports("withdraw")
