@@ -24,11 +24,23 @@ def _demo(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     from ..keys import KeyKind, Scope
     from ..sim import Simulator
+    from ..sim.brokers import BrokerSimulator
 
-    sim = Simulator()
-    key = sim.create_key(
-        kind=KeyKind(args.key_kind),
-        scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL),
+    sim: Simulator | BrokerSimulator
+    if args.venue in ("alpaca", "oanda"):
+        if args.key_kind != "hmac":
+            print(f"{args.venue} keys are a key id and a secret text: --key-kind hmac")
+            return 2
+        sim = BrokerSimulator(args.venue)
+        key = sim.create_key()
+    else:
+        sim = Simulator()
+        key = sim.create_key(
+            kind=KeyKind(args.key_kind),
+            scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL),
+        )
+    dialect = {"alpaca": "Alpaca Trading API v2", "oanda": "OANDA v20"}.get(
+        args.venue, "Binance spot"
     )
     server = sim.serve(port=args.port)
     with tempfile.NamedTemporaryFile(
@@ -36,7 +48,7 @@ def _sim(args: argparse.Namespace) -> int:
     ) as handle:
         handle.write(server.ca_pem)
     secret = key.secret.expose().decode()
-    print("securetrade simulator (Binance spot dialect) is running")
+    print(f"securetrade simulator ({dialect} dialect) is running")
     print(f"  base URL   {server.base_url}")
     print(f"  CA file    {handle.name}")
     print(f"  pins       {' '.join(server.pins[server.host])}")
@@ -67,4 +79,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     sim = commands.add_parser("sim", help="run the exchange simulator over HTTPS on loopback")
     sim.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
     sim.add_argument("--key-kind", choices=["hmac", "ed25519"], default="hmac")
+    sim.add_argument(
+        "--venue",
+        choices=["binance", "alpaca", "oanda"],
+        default="binance",
+        help="the dialect to serve: binance (default), alpaca (stocks) or oanda (forex)",
+    )
     sim.set_defaults(run=_sim)
