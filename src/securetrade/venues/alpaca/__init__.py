@@ -338,7 +338,9 @@ class Alpaca:
             ambiguous = AmbiguousOutcome(text, venue=self.name, code=code)
             return Outcome(Verdict.AMBIGUOUS, payload, ambiguous)
         rule = ERRORS.get(code) if isinstance(code, int) else None
-        if rule is None:
+        if endpoint.op is Op.CANCEL_ORDER and status == 422:
+            rule = (Verdict.REJECTED, OrderNotFound)  # "not cancelable": no open order
+        elif rule is None:
             rule = (Verdict.REJECTED, OrderNotFound if status == 404 else VenueRejected)
         verdict, kind = rule
         return Outcome(
