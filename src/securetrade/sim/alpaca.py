@@ -145,7 +145,7 @@ class AlpacaDialect(Dialect[_Stats]):
         if fault.kind in ("status", "status_after"):
             page = f"<html><body><h1>{fault.status} Gateway</h1></body></html>".encode()
             return SimResponse(fault.status, {"content-type": "text/html"}, page)
-        if fault.kind in ("rate_limit", "rate_limit_after"):
+        if fault.kind == "rate_limit":  # refused at the gate: never processed
             body = {"code": 42910000, "message": "rate limit exceeded"}
             return json_response(429, body, {"retry-after": str(max(1, round(fault.seconds)))})
         return None

@@ -18,7 +18,8 @@ What it checks and answers as OANDA documents it (v20 REST):
   ``GET /v3/instruments/{instrument}/candles``;
 * every answer carries ``lastTransactionID``; every state change is a numbered
   transaction of the account, so ``sinceid`` lists them gap-free;
-* 120 requests a second per account (429 otherwise).
+* 120 requests a second per account (429 with Retry-After: 1 otherwise; OANDA documents
+  the limit, not the header, so the header is this simulator's choice).
 
 A 5xx fault answers with a JSON ``errorMessage``, as OANDA's API does.
 """
@@ -150,10 +151,10 @@ class OandaDialect(Dialect[_Stats]):
         if fault.kind in ("status", "status_after"):
             body = {"errorMessage": "Service unavailable, please try again later"}
             return json_response(fault.status, body)
-        if fault.kind in ("rate_limit", "rate_limit_after"):
-            return json_response(
-                429, {"errorMessage": "Rate limit violation of newly established connections"}
-            )
+        if fault.kind == "rate_limit":  # refused at the gate: never processed
+            retry = {"retry-after": str(max(1, round(fault.seconds)))}
+            body = {"errorMessage": "Rate limit violation of newly established connections"}
+            return json_response(429, body, retry)
         return None
 
     def _gate(self, request: SimRequest) -> SimResponse | None:
@@ -167,7 +168,8 @@ class OandaDialect(Dialect[_Stats]):
             while calls and calls[0] <= now - _RATE_WINDOW_S:
                 calls.popleft()
             if len(calls) >= limit:
-                return json_response(429, {"errorMessage": "Requests per second exceeded"})
+                body = {"errorMessage": "Requests per second exceeded"}
+                return json_response(429, body, {"retry-after": "1"})
             calls.append(now)
         return None
 
