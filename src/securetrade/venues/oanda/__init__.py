@@ -434,7 +434,8 @@ class Oanda:
 
     def order_book_params(self, symbol: str, depth: int) -> Params:
         """The pricing answer's bid and ask ladder (liquidity per price), not OANDA's
-        positioning book; ``depth`` bounds the levels kept."""
+        positioning book. OANDA sends the few levels it has; ``depth`` (1 to 20) is
+        checked before anything is sent."""
         within("depth", depth, 20)
         return [("instrument", symbol)]
 
