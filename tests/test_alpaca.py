@@ -18,8 +18,12 @@ from securetrade import (
     InvalidRequest,
     LimitOrder,
     MarketOrder,
+    OrderRequest,
+    OrderType,
     PolicyViolation,
     Settings,
+    StopLimitOrder,
+    StopOrder,
 )
 from securetrade.core import IntentState, Journal, derive_client_order_id
 from securetrade.keys import ApiKey, Environment
@@ -311,3 +315,55 @@ def _assert_oracle(sim: BrokerSimulator, journal: Path, account: str, keys: list
         j.close()
     assert verdict.ok, verdict
     assert verdict.orders == len(keys)
+
+
+def test_stop_and_stop_limit_orders(sim: BrokerSimulator, server: HttpsServer) -> None:
+    """A stop buy above the market waits (open, cancellable); one below it triggers and
+    fills at market; a stop-limit rests as a limit order once triggered."""
+    with _client(sim, server) as client:
+        waiting = client.place_order(
+            StopOrder(symbol="AAPL", side="BUY", quantity="1", stop_price="900.00"),
+            idempotency_key="s1",
+        )
+        assert waiting.type is OrderType.STOP
+        assert waiting.status is OrderStatus.NEW
+        assert waiting.stop_price == Decimal("900.00")
+        assert waiting.client_order_id in {o.client_order_id for o in client.open_orders()}
+        assert client.cancel_order("AAPL", order_id=waiting.order_id).status is (
+            OrderStatus.CANCELED
+        )
+        client.place_order(
+            StopOrder(symbol="AAPL", side="BUY", quantity="1", stop_price="1.00"),
+            idempotency_key="s2",
+        )
+        fired = client.get_order(
+            "AAPL", client_order_id=client.venue.client_order_id(client.core.account, "s2")
+        )
+        assert fired.status is OrderStatus.FILLED
+        assert fired.type is OrderType.STOP
+        limited = client.place_order(
+            StopLimitOrder(
+                symbol="AAPL", side="BUY", quantity="1", stop_price="1.00", price="2.00"
+            ),
+            idempotency_key="s3",
+        )
+        assert limited.time_in_force is TimeInForce.GTC
+        again = client.get_order("AAPL", order_id=limited.order_id)
+        assert again.status is OrderStatus.NEW  # triggered, resting at 2.00
+        assert again.price == Decimal("2.00")
+        assert len(sim.market.orders_with_client_id(limited.client_order_id)) == 1
+    assert [b["type"] for b in sim.dialect.stats.bodies] == ["stop", "stop", "stop_limit"]
+    assert sim.dialect.stats.bodies[2]["stop_price"] == "1.00"
+
+
+def test_stop_orders_need_a_stop_price_and_crypto_venues_refuse_them() -> None:
+    with pytest.raises(InvalidRequest):
+        OrderRequest(symbol="AAPL", side="BUY", type="STOP", quantity="1")
+    with pytest.raises(InvalidRequest):
+        LimitOrder(symbol="AAPL", side="BUY", quantity="1", price="1", stop_price="2")
+    plain = LimitOrder(symbol="AAPL", side="BUY", quantity="1", price="1")
+    stop = StopLimitOrder(symbol="AAPL", side="BUY", quantity="1", price="1", stop_price="2")
+    assert "stop=" not in plain.fingerprint()  # older intents keep their fingerprint
+    assert stop.fingerprint().endswith("stop=2")
+    assert not capabilities_of(get_venue("binance")).supports(OrderType.STOP)
+    assert capabilities_of(ALPACA).supports(OrderType.STOP_LIMIT)

@@ -64,6 +64,8 @@ from .models import (
     OrderType,
     PublicTrade,
     Side,
+    StopLimitOrder,
+    StopOrder,
     Ticker,
     TimeInForce,
 )
@@ -128,6 +130,8 @@ __all__ = [
     "LimitScope",
     "LocalRefusal",
     "MarketOrder",
+    "StopLimitOrder",
+    "StopOrder",
     "Order",
     "OrderNotFound",
     "OverPermissionedKey",

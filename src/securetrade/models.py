@@ -41,6 +41,8 @@ __all__ = [
     "OrderType",
     "PublicTrade",
     "Side",
+    "StopLimitOrder",
+    "StopOrder",
     "Ticker",
     "TimeInForce",
     "to_decimal",
@@ -96,6 +98,10 @@ class Side(str, Choice):
 class OrderType(str, Choice):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
+    # Brokers' stop orders (Alpaca): a market, or a limit, order once the price trades
+    # through ``stop_price``. The crypto adapters offer neither (see their capabilities).
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
 
 
 class TimeInForce(str, Choice):
@@ -232,6 +238,8 @@ class OrderRequest(_Model):
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
     # Brokers with sessions (Alpaca): may it execute outside the regular session.
     extended_hours: bool = Field(default=False, description="trade outside regular hours")
+    # STOP and STOP_LIMIT orders: the price whose trade sets the order off.
+    stop_price: Price | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -247,7 +255,10 @@ class OrderRequest(_Model):
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}
             kind = data.get("type", cls.model_fields["type"].default)
-            if kind == OrderType.LIMIT and data.get("time_in_force") is None:
+            if (
+                kind in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+                and data.get("time_in_force") is None
+            ):
                 # A limit order without a time in force is refused by Binance (-1102) and
                 # means GTC elsewhere: it is GTC, here, in the fingerprint and on the wire.
                 data = {**data, "time_in_force": TimeInForce.GTC}
@@ -256,6 +267,19 @@ class OrderRequest(_Model):
                     "time_in_force: a MARKET order takes none (it applies to LIMIT)"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _check_stop(self) -> Self:
+        stops = (OrderType.STOP, OrderType.STOP_LIMIT)
+        if (self.type in stops) != (self.stop_price is not None):
+            raise InvalidRequest(
+                "stop_price: STOP and STOP_LIMIT orders need one, other orders take none"
+            )
+        if self.type is OrderType.STOP and self.price is not None:
+            raise InvalidRequest("price: a STOP order executes at market; use STOP_LIMIT")
+        if self.type is OrderType.STOP_LIMIT and self.price is None:
+            raise InvalidRequest("price: a STOP_LIMIT order needs its limit price")
+        return self
 
     @property
     def notional(self) -> Decimal | None:
@@ -273,7 +297,9 @@ class OrderRequest(_Model):
                 "" if self.price is None else _canonical(self.price),
                 "" if self.time_in_force is None else self.time_in_force.value,
             ]
-            + (["extended_hours"] if self.extended_hours else [])  # older intents unchanged
+            # Appended only when set: the fingerprints of older intents are unchanged.
+            + (["extended_hours"] if self.extended_hours else [])
+            + ([f"stop={_canonical(self.stop_price)}"] if self.stop_price is not None else [])
         )
 
 
@@ -298,6 +324,25 @@ class MarketOrder(OrderRequest):
     type: Literal[OrderType.MARKET] = OrderType.MARKET
     price: None = None
     time_in_force: None = None
+
+
+class StopOrder(OrderRequest):
+    """Buy or sell ``quantity`` at market once the price trades at ``stop_price`` (a buy
+    at or above it, a sell at or below). Brokers only (Alpaca)."""
+
+    type: Literal[OrderType.STOP] = OrderType.STOP
+    price: None = None
+    stop_price: Price
+
+
+class StopLimitOrder(OrderRequest):
+    """A limit order at ``price`` placed once the price trades at ``stop_price``. Time in
+    force defaults to GTC, as for a limit order. Brokers only (Alpaca)."""
+
+    type: Literal[OrderType.STOP_LIMIT] = OrderType.STOP_LIMIT
+    price: Price
+    stop_price: Price
+    time_in_force: TimeInForce | None = TimeInForce.GTC
 
 
 # Amounts the venue reports: finite and not negative, checked by pydantic's own decimal
@@ -333,6 +378,7 @@ class Order(_Model):
     time_in_force: TimeInForce | None = None
     created_at: datetime | None = None
     fills: tuple[Fill, ...] = ()
+    stop_price: Money | None = None  # STOP and STOP_LIMIT orders
     idempotency_key: str | None = Field(default=None, description="the key this order answers")
 
     @property
@@ -388,6 +434,8 @@ class Instrument(_Model):
             raise InvalidRequest(
                 f"quantity {order.quantity} is below the minimum {self.min_quantity}"
             )
+        if order.stop_price is not None:
+            _check_step("stop_price", order.stop_price, self.tick_size)
         if order.price is not None:
             _check_step("price", order.price, self.tick_size)
             notional = order.quantity * order.price

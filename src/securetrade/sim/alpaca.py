@@ -14,6 +14,9 @@ What it checks and answers as Alpaca documents it (Trading API v2):
 * 200 requests a minute per account (429, code 42910000), with the ``X-RateLimit-*``
   headers on every answer.
 
+Stop and stop-limit orders wait in the dialect until their stop price trades (checked on
+every request), then go to the engine as a market or limit order under the same client id.
+
 The market clock is the simulator's: ``market_open`` says whether the regular session is
 open now; ``next_open``/``next_close`` are derived from it. Orders are not refused for the
 hours (Alpaca queues a DAY order placed while closed): the client's policy refuses them.
@@ -82,6 +85,7 @@ _FIELDS = frozenset(
         "order_class",
     }
 )
+_KINDS = frozenset({"market", "limit", "stop", "stop_limit"})
 _TIF = {"day": "GTC", "gtc": "GTC", "opg": "GTC", "cls": "GTC", "ioc": "IOC", "fok": "FOK"}
 _STATUS = {
     "NEW": "new",
@@ -133,7 +137,10 @@ class AlpacaDialect(Dialect[_Stats]):
         self._calls: dict[str, deque[float]] = {}
         self._auto = itertools.count(1)
         self._ids: dict[str, int] = {}  # Alpaca order id (a UUID) -> engine order number
-        self._wire: dict[int, tuple[str, bool]] = {}  # order number -> (its TIF, extended)
+        self._wire: dict[int, _Wire] = {}  # engine order number -> what was asked on the wire
+        self._stops: dict[str, _Stop] = {}  # stop orders by Alpaca id, triggered or not
+        self._stop_cids: dict[tuple[str, str], str] = {}  # (account, client id) -> Alpaca id
+        self._stop_lock = threading.RLock()
         self._rate_lock = threading.Lock()
 
     def add_secret(self, key_id: str, secret: bytes) -> None:
@@ -185,6 +192,7 @@ class AlpacaDialect(Dialect[_Stats]):
         if delay:
             time.sleep(delay)
         account = self._authenticate(request)
+        self._trigger()
         method, path = request.method, request.path
         query = dict(parse_qsl(request.query, keep_blank_values=True))
         if method == "GET" and path == "/v2/clock":
@@ -199,13 +207,29 @@ class AlpacaDialect(Dialect[_Stats]):
             symbols = set(filter(None, query.get("symbols", "").split(",")))
             if query.get("status", "open") != "open":
                 raise _Error(422, 42210000, "this simulator lists open orders only")
-            listed = self.market.open_orders(account, None)
-            return 200, [self._order(o) for o in listed if not symbols or o.symbol in symbols]
+            listed = [self._order(o) for o in self.market.open_orders(account, None)]
+            with self._stop_lock:
+                waiting = [_stop_body(t) for t in self._stops.values() if t.waits(account)]
+            return 200, [o for o in listed + waiting if not symbols or o["symbol"] in symbols]
         if method == "GET" and path == "/v2/orders:by_client_order_id":
             cid = query.get("client_order_id", "")
+            with self._stop_lock:
+                stop = self._stops.get(self._stop_cids.get((account, cid), ""))
+            if stop is not None and stop.engine is None:
+                return 200, _stop_body(stop)
             return 200, self._order(self._find(account, client_order_id=cid))
         if path.startswith("/v2/orders/") and method in ("GET", "DELETE"):
-            number = self._ids.get(path.removeprefix("/v2/orders/"))
+            alpaca_id = path.removeprefix("/v2/orders/")
+            with self._stop_lock:
+                stop = self._stops.get(alpaca_id)
+                if stop is not None and stop.account == account and stop.engine is None:
+                    if method == "GET":
+                        return 200, _stop_body(stop)
+                    if stop.status != "new":
+                        raise _Error(422, 42210000, "order is not cancelable")
+                    stop.status = "canceled"
+                    return 204, None
+            number = self._ids.get(alpaca_id)
             if number is None:
                 raise _Error(404, 40410000, "order not found")
             if method == "GET":
@@ -272,11 +296,14 @@ class AlpacaDialect(Dialect[_Stats]):
             raise _Error(422, 42210000, f"asset {symbol} not found")
         side, kind = fields.get("side"), fields.get("type")
         tif = fields.get("time_in_force")
-        if side not in ("buy", "sell") or kind not in ("market", "limit") or tif not in _TIF:
+        if side not in ("buy", "sell") or kind not in _KINDS or tif not in _TIF:
             raise _Error(422, 42210000, "invalid side, type or time_in_force")
         price = _number(fields.get("limit_price"), "limit_price")
-        if (kind == "limit") != (price is not None):
+        if (kind in ("limit", "stop_limit")) != (price is not None):
             raise _Error(422, 42210000, "limit_price is required for limit orders only")
+        stop_price = _number(fields.get("stop_price"), "stop_price")
+        if (kind in ("stop", "stop_limit")) != (stop_price is not None):
+            raise _Error(422, 42210000, "stop_price is required for stop orders only")
         quantity = _number(fields.get("qty"), "qty")
         notional = _number(fields.get("notional"), "notional")
         if (quantity is None) == (notional is None):
@@ -296,6 +323,28 @@ class AlpacaDialect(Dialect[_Stats]):
             cid = f"~auto-{next(self._auto)}"
         elif not isinstance(cid, str) or not 1 <= len(cid) <= 128:
             raise _Error(422, 42210000, "client_order_id must be at most 128 characters")
+        with self._stop_lock:
+            if (account, cid) in self._stop_cids:  # strong dedupe covers stop orders too
+                raise _Error(422, 40010001, "client_order_id must be unique")
+            if stop_price is not None:
+                if any(o.account == account for o in self.market.orders_with_client_id(cid)):
+                    raise _Error(422, 40010001, "client_order_id must be unique")
+                stop = _Stop(
+                    str(uuid.uuid4()),
+                    account,
+                    inst.symbol,
+                    side,
+                    kind,
+                    quantity,
+                    stop_price,
+                    price,
+                    tif,
+                    cid,
+                    self.now_ms(),
+                )
+                self._stops[stop.alpaca_id] = stop
+                self._stop_cids[(account, cid)] = stop.alpaca_id
+                return _stop_body(stop)
         try:
             order = self.market.place(
                 account,
@@ -313,8 +362,37 @@ class AlpacaDialect(Dialect[_Stats]):
             if exc.reason == "insufficient":
                 raise _Error(403, 40310000, "insufficient buying power") from None
             raise _Error(422, 42210000, exc.detail or exc.reason) from None
-        self._wire[order.order_id] = (tif, extended)
+        self._wire[order.order_id] = _Wire(tif, extended)
         return self._order(order)
+
+    def _trigger(self) -> None:
+        """Stop orders whose stop price has traded go to the engine: a market order, or a
+        limit order at their limit price, under the same client id."""
+        with self._stop_lock:
+            for stop in self._stops.values():
+                if stop.status != "new":
+                    continue
+                market = self.market.price(stop.symbol)
+                if (market < stop.stop_price) if stop.side == "buy" else (market > stop.stop_price):
+                    continue
+                limit = stop.kind == "stop_limit"
+                try:
+                    order = self.market.place(
+                        stop.account,
+                        symbol=stop.symbol,
+                        side=stop.side.upper(),
+                        type="LIMIT" if limit else "MARKET",
+                        quantity=stop.quantity,
+                        price=stop.limit_price,
+                        time_in_force=_TIF[stop.tif] if limit else None,
+                        client_order_id=stop.cid,
+                    )
+                except SimRejection:
+                    stop.status = "rejected"
+                    continue
+                stop.status, stop.engine = "triggered", order.order_id
+                self._ids[stop.alpaca_id] = order.order_id
+                self._wire[order.order_id] = _Wire(stop.tif, False, stop.kind, stop.stop_price)
 
     def _find(
         self, account: str, *, order_id: int | None = None, client_order_id: str | None = None
@@ -327,12 +405,14 @@ class AlpacaDialect(Dialect[_Stats]):
             raise _Error(404, 40410000, "order not found") from None
 
     def _order(self, order: SimOrder) -> dict[str, Any]:
-        order_id = str(uuid.UUID(int=order.order_id))
+        wire = self._wire.get(order.order_id, _Wire("day", False))
+        stop = self._stops.get(self._stop_cids.get((order.account, order.client_order_id), ""))
+        order_id = stop.alpaca_id if stop is not None else str(uuid.UUID(int=order.order_id))
         self._ids[order_id] = order.order_id
         filled = order.filled
         average = order.quote_filled / filled if filled else None
         created = _stamp(datetime.fromtimestamp(order.created_ms / 1000, tz=timezone.utc))
-        tif, extended = self._wire.get(order.order_id, ("day", False))
+        tif, extended, kind = wire.tif, wire.extended, wire.kind or order.type.lower()
         return {
             "id": order_id,
             "client_order_id": order.client_order_id,
@@ -346,15 +426,74 @@ class AlpacaDialect(Dialect[_Stats]):
             "filled_qty": format(filled, "f"),
             "filled_avg_price": None if average is None else format(average.quantize(_NINE), "f"),
             "order_class": "",
-            "order_type": order.type.lower(),
-            "type": order.type.lower(),
+            "order_type": kind,
+            "type": kind,
             "side": order.side.lower(),
             "time_in_force": tif,
             "limit_price": None if order.price is None else format(order.price, "f"),
-            "stop_price": None,
+            "stop_price": None if wire.stop_price is None else format(wire.stop_price, "f"),
             "status": _STATUS.get(order.status, "new"),
             "extended_hours": extended,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """What an order asked for on the wire, beyond what the engine keeps."""
+
+    tif: str
+    extended: bool
+    kind: str | None = None  # "stop" or "stop_limit" for a triggered stop order
+    stop_price: Decimal | None = None
+
+
+@dataclass(slots=True)
+class _Stop:
+    """A stop order: held here until its stop price trades, then in the engine."""
+
+    alpaca_id: str
+    account: str
+    symbol: str
+    side: str  # buy | sell
+    kind: str  # stop | stop_limit
+    quantity: Decimal
+    stop_price: Decimal
+    limit_price: Decimal | None
+    tif: str
+    cid: str
+    created_ms: int
+    status: str = "new"  # new | canceled | rejected | triggered
+    engine: int | None = None  # the engine's order number once triggered
+
+    def waits(self, account: str) -> bool:
+        return self.account == account and self.status == "new"
+
+
+def _stop_body(stop: _Stop) -> dict[str, Any]:
+    """A stop order that has not triggered, as Alpaca shows it."""
+    created = _stamp(datetime.fromtimestamp(stop.created_ms / 1000, tz=timezone.utc))
+    return {
+        "id": stop.alpaca_id,
+        "client_order_id": stop.cid,
+        "created_at": created,
+        "updated_at": created,
+        "submitted_at": created,
+        "symbol": stop.symbol,
+        "asset_class": "us_equity",
+        "qty": format(stop.quantity, "f"),
+        "notional": None,
+        "filled_qty": "0",
+        "filled_avg_price": None,
+        "order_class": "",
+        "order_type": stop.kind,
+        "type": stop.kind,
+        "side": stop.side,
+        "time_in_force": stop.tif,
+        "limit_price": None if stop.limit_price is None else format(stop.limit_price, "f"),
+        "stop_price": format(stop.stop_price, "f"),
+        "status": "new" if stop.status == "new" else stop.status,
+        "extended_hours": False,
+    }
 
 
 def _asset(inst: SimInstrument) -> dict[str, Any]:

@@ -48,7 +48,15 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
-from ..models import Balance, Instrument, Order, OrderRequest, OrderType, TimeInForce
+from ..models import (
+    CRYPTO_TIME_IN_FORCE,
+    Balance,
+    Instrument,
+    Order,
+    OrderRequest,
+    OrderType,
+    TimeInForce,
+)
 from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
@@ -153,14 +161,17 @@ _NEEDS = {
 def capabilities_of(venue: Venue) -> Capabilities:
     """A venue's capabilities, read from its tables: the operations its endpoint table has
     (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
-    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``."""
+    them (else MARKET and LIMIT, and GTC, IOC and FOK), its candle ``intervals``."""
     operations = frozenset(
         op
         for op in venue.endpoints
         if _NEEDS.get(op) is None or callable(getattr(venue, _NEEDS[op], None))
     )
-    order_types = getattr(venue, "order_types", None) or frozenset(OrderType)
-    time_in_force = getattr(venue, "time_in_force", None) or frozenset(TimeInForce)
+    # MARKET and LIMIT unless declared: stop orders are a broker's, declared where offered.
+    order_types = getattr(venue, "order_types", None) or frozenset(
+        {OrderType.MARKET, OrderType.LIMIT}
+    )
+    time_in_force = getattr(venue, "time_in_force", None) or CRYPTO_TIME_IN_FORCE
     intervals = tuple(getattr(venue, "intervals", None) or ()) if Op.CANDLES in operations else ()
     return Capabilities(
         venue.name, operations, frozenset(order_types), frozenset(time_in_force), intervals

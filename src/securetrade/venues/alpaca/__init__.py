@@ -22,6 +22,8 @@ How it differs from the crypto venues, and how the contract carries it:
   refused before it is sent, unless it asks for ``extended_hours`` and is of the kind
   Alpaca takes there (LIMIT, DAY).
 * Quantities may be fractional (nine decimals) on fractionable assets, as DAY orders.
+* Market, limit, stop and stop-limit orders (:class:`~securetrade.models.StopOrder`,
+  :class:`~securetrade.models.StopLimitOrder`: ``stop_price`` on the wire).
 * Cancelling needs Alpaca's order id: a cancel by client order id first reads the order
   (a follow-up request), then deletes it; the answer is an acknowledgement (HTTP 204), so
   the core reads the order back.
@@ -90,6 +92,15 @@ _TIF = {
     TimeInForce.CLS: "cls",
 }
 _TIF_BACK = {wire: tif for tif, wire in _TIF.items()}
+_TYPES = {
+    OrderType.MARKET: "market",
+    OrderType.LIMIT: "limit",
+    OrderType.STOP: "stop",
+    OrderType.STOP_LIMIT: "stop_limit",
+}
+_TYPES_BACK = {wire: kind for kind, wire in _TYPES.items()}
+_LIMITED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})  # those with a limit price
+_PLAIN = frozenset({OrderType.MARKET, OrderType.LIMIT})  # those without a stop price
 _STATUS = {
     "new": OrderStatus.NEW,
     "accepted": OrderStatus.NEW,
@@ -149,7 +160,7 @@ class Alpaca:
     request_deadline = False  # a held request executes whenever it arrives
     dedupe = "strong"  # a used client_order_id is refused forever: a resend is safe
     order_acks = frozenset({Op.CANCEL_ORDER})
-    order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
+    order_types = frozenset(_TYPES)
     time_in_force = frozenset(_TIF)
 
     def __init__(self) -> None:
@@ -252,11 +263,13 @@ class Alpaca:
             ("symbol", order.symbol),
             ("qty", wire_decimal(order.quantity)),
             ("side", order.side.value.lower()),
-            ("type", order.type.value.lower()),
+            ("type", _TYPES[order.type]),
             ("time_in_force", _TIF[tif]),
         ]
         if order.price is not None:
             params.append(("limit_price", wire_decimal(order.price)))
+        if order.stop_price is not None:
+            params.append(("stop_price", wire_decimal(order.stop_price)))
         if extended:
             params.append(("extended_hours", "true"))
         params.append(("client_order_id", client_order_id))
@@ -368,7 +381,7 @@ class Alpaca:
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
-        order_type = _order_type(str(payload.get("type") or payload["order_type"]))
+        order_type = _TYPES_BACK[str(payload.get("type") or payload["order_type"])]
         quantity = payload.get("qty")
         filled = Decimal(str(payload.get("filled_qty") or "0"))
         if quantity is None:  # a notional order: its quantity is what filled
@@ -385,11 +398,12 @@ class Alpaca:
             type=order_type,
             status=status,
             quantity=Decimal(str(quantity)),
-            price=payload.get("limit_price") if order_type is OrderType.LIMIT else None,
+            price=payload.get("limit_price") if order_type in _LIMITED else None,
             filled_quantity=filled,
             quote_quantity=filled * Decimal(str(average)) if average else Decimal(0),
-            time_in_force=tif if order_type is OrderType.LIMIT else None,
+            time_in_force=tif if order_type in _LIMITED else None,
             created_at=parse_time(payload["created_at"]) if payload.get("created_at") else None,
+            stop_price=payload.get("stop_price") if order_type not in _PLAIN else None,
         )
 
     @reads_answer
@@ -481,14 +495,6 @@ def parse_time(text: str) -> datetime:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _order_type(wire: str) -> OrderType:
-    if wire == "market":
-        return OrderType.MARKET
-    if wire == "limit":
-        return OrderType.LIMIT
-    raise ValueError(f"order type {wire!r} is not one this SDK places")
 
 
 def _order_body(params: Params) -> list[tuple[str, Any]]:
