@@ -38,9 +38,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from .dialect import Dialect, DialectStats, Refusal, SimRequest, SimResponse, json_response
+from .dialect import Dialect, DialectStats, SimRequest, SimResponse, json_response
 from .engine import Market, SimInstrument, SimOrder, SimRejection
 from .faults import Fault, Faults
+from .oanda_market import OandaError, candles, instrument_body, pricing, stamp, whole
 
 __all__ = ["OANDA_INSTRUMENTS", "OandaDialect", "oanda_market"]
 
@@ -70,13 +71,11 @@ OANDA_INSTRUMENTS = (
     ),
 )
 OANDA_BALANCES = {"USD": Decimal("100000"), "EUR": Decimal("100000"), "JPY": Decimal("10000000")}
-_PIPS = {"EUR_USD": -4, "USD_JPY": -2}
 _RATE_WINDOW_S = 1.0
 _TIF = frozenset({"GTC", "GFD", "IOC", "FOK"})
 _FIELDS = frozenset(
     {"type", "instrument", "units", "timeInForce", "positionFill", "price", "clientExtensions"}
 )
-_GRANULARITY = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14400, "D": 86400}
 
 
 def oanda_market(now_ms: Callable[[], int] | None = None) -> Market:
@@ -102,13 +101,6 @@ class _Book:
     @property
     def last(self) -> str:
         return str(len(self.transactions))
-
-
-class _Error(Refusal):
-    """OANDA's error body: ``errorMessage`` (and ``errorCode``), with ``lastTransactionID``."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(status, {"errorCode": code, "errorMessage": message, **extra}, code)
 
 
 class OandaDialect(Dialect[_Stats]):
@@ -178,16 +170,16 @@ class OandaDialect(Dialect[_Stats]):
             time.sleep(delay)
         account = self.tokens.get(_token(request))
         if account is None:
-            raise _Error(
+            raise OandaError(
                 401, "INVALID_AUTHORIZATION", "Insufficient authorization to perform request."
             )
         path = request.path
         query = dict(parse_qsl(request.query, keep_blank_values=True))
         if path.startswith("/v3/instruments/") and path.endswith("/candles"):
-            return 200, self._candles(path.split("/")[3], query)
+            return 200, candles(self.market, self.now_ms(), path.split("/")[3], query)
         prefix = f"/v3/accounts/{account}"
         if not path.startswith(prefix + "/"):
-            raise _Error(
+            raise OandaError(
                 403, "INVALID_AUTHORIZATION", "The token is not authorized for this account"
             )
         rest = path.removeprefix(prefix)
@@ -199,10 +191,10 @@ class OandaDialect(Dialect[_Stats]):
     ) -> tuple[int, Any]:
         book = self.book(account)
         if method == "GET" and rest == "/pricing":
-            return 200, self._pricing(query, book)
+            return 200, pricing(self.market, self.now_ms(), query, book.last)
         if method == "GET" and rest == "/instruments":
             return 200, {
-                "instruments": [_instrument(i) for i in self.market.instruments.values()],
+                "instruments": [instrument_body(i) for i in self.market.instruments.values()],
                 "lastTransactionID": book.last,
             }
         if method == "GET" and rest == "/summary":
@@ -216,12 +208,12 @@ class OandaDialect(Dialect[_Stats]):
                 "lastTransactionID": book.last,
             }
         if method == "GET" and rest == "/transactions/sinceid":
-            since = _whole(query.get("id", ""), "id")
+            since = whole(query.get("id", ""), "id")
             return 200, {"transactions": book.transactions[since:], "lastTransactionID": book.last}
         if method == "GET" and rest.startswith("/transactions/"):
-            number = _whole(rest.removeprefix("/transactions/"), "transactionID")
+            number = whole(rest.removeprefix("/transactions/"), "transactionID")
             if not 1 <= number <= len(book.transactions):
-                raise _Error(
+                raise OandaError(
                     404,
                     "NO_SUCH_TRANSACTION",
                     "The transaction does not exist",
@@ -240,7 +232,7 @@ class OandaDialect(Dialect[_Stats]):
                 }
             if method == "PUT" and action == "cancel":
                 return 200, self._cancel(account, book, unquote(spec))
-        raise _Error(
+        raise OandaError(
             404, "NOT_FOUND", "The requested endpoint does not exist", lastTransactionID=book.last
         )
 
@@ -249,7 +241,7 @@ class OandaDialect(Dialect[_Stats]):
     def _record(self, book: _Book, kind: str, **fields: Any) -> dict[str, Any]:
         number = len(book.transactions) + 1
         moment = datetime.fromtimestamp(self.now_ms() / 1000, tz=timezone.utc)
-        transaction = {"id": str(number), "time": _stamp(moment), "type": kind, **fields}
+        transaction = {"id": str(number), "time": stamp(moment), "type": kind, **fields}
         book.transactions.append(transaction)
         return transaction
 
@@ -257,12 +249,12 @@ class OandaDialect(Dialect[_Stats]):
         try:
             wrapper = json.loads(body)
         except ValueError:
-            raise _Error(
+            raise OandaError(
                 400, "INVALID_REQUEST", "Invalid JSON", lastTransactionID=book.last
             ) from None
         order = wrapper.get("order") if isinstance(wrapper, dict) else None
         if not isinstance(order, dict) or set(wrapper) != {"order"}:
-            raise _Error(
+            raise OandaError(
                 400,
                 "INVALID_REQUEST",
                 "The order specification is missing",
@@ -293,7 +285,7 @@ class OandaDialect(Dialect[_Stats]):
             reason = "CLIENT_ORDER_ID_INVALID"
         if reason is not None:
             reject = self._record(book, kind=f"{kind}_ORDER_REJECT", rejectReason=reason)
-            raise _Error(
+            raise OandaError(
                 400,
                 reason,
                 f"The order was rejected: {reason}",
@@ -334,7 +326,7 @@ class OandaDialect(Dialect[_Stats]):
                     rejectReason="CLIENT_ORDER_ID_ALREADY_EXISTS",
                     **create_fields,
                 )
-                raise _Error(
+                raise OandaError(
                     400,
                     "CLIENT_ORDER_ID_ALREADY_EXISTS",
                     "The client order ID specified is already in use",
@@ -367,7 +359,7 @@ class OandaDialect(Dialect[_Stats]):
                 }
             code = "INSUFFICIENT_MARGIN" if exc.reason == "insufficient" else "UNITS_INVALID"
             reject = self._record(book, f"{kind}_ORDER_REJECT", rejectReason=code, **create_fields)
-            raise _Error(
+            raise OandaError(
                 400,
                 code,
                 exc.detail or code,
@@ -449,7 +441,7 @@ class OandaDialect(Dialect[_Stats]):
         stillborn = book.stillborn.get(spec[1:]) if spec.startswith("@") else None
         if stillborn is not None:
             return stillborn
-        raise _Error(
+        raise OandaError(
             404,
             "ORDER_DOESNT_EXIST",
             "The Order specified does not exist",
@@ -459,7 +451,7 @@ class OandaDialect(Dialect[_Stats]):
     def _cancel(self, account: str, book: _Book, spec: str) -> dict[str, Any]:
         order = self._engine_order(account, book, spec)
         if order is None or not order.is_open:
-            raise _Error(
+            raise OandaError(
                 404,
                 "ORDER_DOESNT_EXIST",
                 "The Order specified does not exist",
@@ -489,7 +481,7 @@ class OandaDialect(Dialect[_Stats]):
         entry: dict[str, Any] = {
             "id": str(self._public_id(order, book)),
             "createTime": create.get("time")
-            or _stamp(datetime.fromtimestamp(order.created_ms / 1000, tz=timezone.utc)),
+            or stamp(datetime.fromtimestamp(order.created_ms / 1000, tz=timezone.utc)),
             "type": order.type,
             "instrument": order.symbol,
             "units": create.get("units")
@@ -506,41 +498,6 @@ class OandaDialect(Dialect[_Stats]):
             entry["fillingTransactionID"] = fill["id"]
         return entry
 
-    def _pricing(self, query: dict[str, str], book: _Book) -> dict[str, Any]:
-        names = [n for n in query.get("instruments", "").split(",") if n]
-        if not names or any(n not in self.market.instruments for n in names):
-            raise _Error(
-                400,
-                "INVALID_INSTRUMENT",
-                "Invalid value specified for 'instruments'",
-                lastTransactionID=book.last,
-            )
-        now = _stamp(datetime.fromtimestamp(self.now_ms() / 1000, tz=timezone.utc))
-        prices = []
-        for name in names:
-            inst = self.market.instruments[name]
-            mid = self.market.price(name)
-            half = inst.tick_size * 7
-            prices.append(
-                {
-                    "type": "PRICE",
-                    "instrument": name,
-                    "time": now,
-                    "tradeable": True,
-                    "bids": [
-                        {"price": format(mid - half, "f"), "liquidity": 1000000},
-                        {"price": format(mid - half * 2, "f"), "liquidity": 5000000},
-                    ],
-                    "asks": [
-                        {"price": format(mid + half, "f"), "liquidity": 1000000},
-                        {"price": format(mid + half * 2, "f"), "liquidity": 5000000},
-                    ],
-                    "closeoutBid": format(mid - half * 2, "f"),
-                    "closeoutAsk": format(mid + half * 2, "f"),
-                }
-            )
-        return {"prices": prices, "time": now}
-
     def _summary(self, account: str, book: _Book) -> dict[str, Any]:
         free, locked = self.market.accounts[account].balances.get("USD", [Decimal(0), Decimal(0)])
         return {
@@ -555,55 +512,6 @@ class OandaDialect(Dialect[_Stats]):
             },
             "lastTransactionID": book.last,
         }
-
-    def _candles(self, instrument: str, query: dict[str, str]) -> dict[str, Any]:
-        seconds = _GRANULARITY.get(query.get("granularity", "S5"))
-        if instrument not in self.market.instruments or seconds is None:
-            raise _Error(400, "INVALID_REQUEST", "Invalid instrument or granularity")
-        count = _whole(query.get("count", "500"), "count")
-        if not 1 <= count <= 5000:
-            raise _Error(400, "INVALID_REQUEST", "count must be 1 to 5000")
-        interval_ms = seconds * 1000
-        now = self.now_ms()
-        if "from" in query:
-            first = _whole(query["from"], "from") * 1000
-        else:
-            first = now - count * interval_ms
-        last = min(now, first + (count - 1) * interval_ms)
-        bars = self.market.bars(instrument, interval_ms, first, last)
-        return {
-            "instrument": instrument,
-            "granularity": query["granularity"],
-            "candles": [
-                {
-                    "time": _stamp(datetime.fromtimestamp(b.open_ms / 1000, tz=timezone.utc)),
-                    "volume": b.count,
-                    "complete": b.open_ms + interval_ms <= now,
-                    "mid": {
-                        "o": format(b.open, "f"),
-                        "h": format(b.high, "f"),
-                        "l": format(b.low, "f"),
-                        "c": format(b.close, "f"),
-                    },
-                }
-                for b in bars[:count]
-            ],
-        }
-
-
-def _instrument(inst: SimInstrument) -> dict[str, Any]:
-    precision = -inst.tick_size.as_tuple().exponent  # type: ignore[operator]
-    return {
-        "name": inst.symbol,
-        "type": "CURRENCY",
-        "displayName": inst.symbol.replace("_", "/"),
-        "pipLocation": _PIPS.get(inst.symbol, -4),
-        "displayPrecision": precision,
-        "tradeUnitsPrecision": 0,
-        "minimumTradeSize": "1",
-        "maximumOrderUnits": format(inst.max_quantity, "f"),
-        "marginRate": "0.02",
-    }
 
 
 def _token(request: SimRequest) -> bytes:
@@ -632,14 +540,3 @@ def _price(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return price if price.is_finite() and price > 0 else None
-
-
-def _whole(text: str, name: str) -> int:
-    if not text.isdigit():
-        raise _Error(400, "INVALID_REQUEST", f"Invalid value specified for '{name}'")
-    return int(text)
-
-
-def _stamp(moment: datetime) -> str:
-    """RFC 3339 with nanoseconds, as OANDA writes its times."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
