@@ -29,7 +29,7 @@ from securetrade.sim import Fault, HttpsServer
 from securetrade.sim.brokers import BrokerSimulator
 from securetrade.venues import Op
 from securetrade.venues.base import capabilities_of
-from securetrade.venues.oanda import OANDA, signed_units
+from securetrade.venues.oanda import OANDA, Oanda, signed_units
 from securetrade.venues.oanda.tables import RATE_LIMITS, REST
 
 FAST = Settings(settle_ms=300, resolve_timeout=1.5)
@@ -280,7 +280,69 @@ def test_the_cursor_follows_last_transaction_id(sim: BrokerSimulator, server: Ht
         client.place_order(
             MarketOrder(symbol="USD_JPY", side="BUY", quantity="10"), idempotency_key="c"
         )
-        assert client.core.venue.cursor >= 2  # type: ignore[attr-defined]
+        assert OANDA.cursor(client.core.account) >= 2
+
+
+@pytest.mark.parametrize("page", [1000, 2], ids=["one-page", "paged"])
+def test_a_lost_201_is_found_in_the_transactions_when_the_client_id_lookup_is_blind(
+    sim: BrokerSimulator, server: HttpsServer, tmp_path: Path, page: int
+) -> None:
+    """If ``@{clientID}`` answers for PENDING orders only (the research note's reading),
+    a filled market order whose 201 was lost is found by its fill transaction, scanned
+    gap-free (page after page) from the cursor noted when the create was sent: here a
+    process that knew no cursor for the account, so from its first transaction."""
+    sim.dialect.lookup_pending_only = True  # type: ignore[union-attr]
+    sim.dialect.transactions_page = page  # type: ignore[union-attr]
+    journal = tmp_path / "j.sqlite3"
+    key = sim.create_key()
+    with (
+        _client(sim, server, key=key, journal=journal, venue=Oanda()) as fresh,
+        _client(sim, server, key=key, journal=journal) as other,
+    ):
+        fresh.instruments()  # its first reads: its cursor is 0, the account has no history
+        fresh.recover()
+        for n in range(3):  # another process's history: 6 transactions it never saw
+            other.place_order(
+                MarketOrder(symbol="EUR_USD", side="BUY", quantity="10"), idempotency_key=f"h{n}"
+            )
+        _post_fault("drop_response", sim, key)
+        order = fresh.place_order(
+            MarketOrder(symbol="EUR_USD", side="SELL", quantity="100"), idempotency_key="scan"
+        )
+        account = fresh.core.account
+    assert order.status is OrderStatus.FILLED
+    assert order.side is Side.SELL
+    assert order.quote_quantity > 0
+    assert _posts(sim) == 4  # never resent
+    scans = sum(n for p, n in sim.dialect.stats.by_path.items() if "/transactions/sinceid" in p)
+    assert scans == (4 if page == 2 else 1)  # pages of 2: (1,2) (3,4) (5,6) (7=create, 8=fill)
+    _assert_oracle(sim, journal, account, ["h0", "h1", "h2", "scan"])
+
+
+def test_a_lost_201_of_a_cancelled_fok_is_known_from_its_create_transaction(
+    sim: BrokerSimulator, server: HttpsServer, tmp_path: Path
+) -> None:
+    """Created and cancelled at once (too little margin), the answer lost: the scan finds
+    the create, the order read by its id is CANCELLED with nothing filled: known."""
+    sim.dialect.lookup_pending_only = True  # type: ignore[union-attr]
+    journal = tmp_path / "j.sqlite3"
+    key = sim.create_key()
+    _post_fault("drop_response", sim, key)
+    with _client(sim, server, key=key, journal=journal) as client:
+        order = client.place_order(
+            MarketOrder(symbol="EUR_USD", side="BUY", quantity="90000000"), idempotency_key="fok"
+        )
+        account = client.core.account
+    assert order.status is OrderStatus.CANCELED
+    assert order.filled_quantity == 0
+    assert _posts(sim) == 1
+    j = Journal(journal)
+    try:
+        intent = j.get(derive_client_order_id("oanda", account, "fok"))
+        assert intent is not None
+        assert intent.state is IntentState.CANCELED
+    finally:
+        j.close()
 
 
 def _assert_oracle(sim: BrokerSimulator, journal: Path, account: str, keys: list[str]) -> None:

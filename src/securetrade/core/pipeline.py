@@ -390,7 +390,14 @@ class Pipeline:
                     status, headers, symbol=symbol, caller=caller, landed=admission
                 ),
             )
-        outcome = self.venue.interpret(endpoint, response)
+        # A venue whose answer is read against what was asked (OANDA's transaction scan
+        # looks for the client order id it asked about, in an account's transactions).
+        asked = getattr(self.venue, "interpret_asked", None)
+        outcome = (
+            self.venue.interpret(endpoint, response)
+            if asked is None
+            else asked(endpoint, params, response, key_id=key.key_id)
+        )
         call.end(
             status=response.status,
             verdict=outcome.verdict.value,

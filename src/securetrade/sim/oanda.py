@@ -12,7 +12,8 @@ What it checks and answers as OANDA documents it (v20 REST):
 * ``clientExtensions.id`` is refused only while an order holding it is PENDING (400,
   ``orderRejectTransaction`` with ``CLIENT_ORDER_ID_ALREADY_EXISTS``): the engine this
   dialect runs over dedupes open orders only;
-* ``GET .../orders/{id|@clientID}`` in any state, ``PUT .../orders/{spec}/cancel``,
+* ``GET .../orders/{id|@clientID}`` in any state (PENDING only, with
+  ``lookup_pending_only``), ``PUT .../orders/{spec}/cancel``,
   ``GET .../pendingOrders``, ``GET .../summary``, ``GET .../instruments``,
   ``GET .../pricing``, ``GET .../transactions/{id}``, ``GET .../transactions/sinceid``,
   ``GET /v3/instruments/{instrument}/candles``;
@@ -78,6 +79,11 @@ _FIELDS = frozenset(
 )
 
 
+# Account ids, unique in the process as OANDA's are for good: an account's transaction ids
+# only grow, and a client may remember a cursor in one across simulators.
+_ACCOUNTS = itertools.count(1)
+
+
 def oanda_market(now_ms: Callable[[], int] | None = None) -> Market:
     """The engine OANDA's dialect runs over: dedupe of pending orders only, no deadline."""
     return Market(list(OANDA_INSTRUMENTS), now_ms=now_ms, dedupe="open_only", deadline="none")
@@ -121,14 +127,18 @@ class OandaDialect(Dialect[_Stats]):
         self.tokens: dict[bytes, str] = {}  # bearer token -> account id
         self.requests_per_second = requests_per_second
         self.hedging_enabled = False  # a US account: FIFO, no hedging
+        #: ``True``: ``GET .../orders/@{clientID}`` answers for PENDING orders only (the
+        #: reading of the research note, not confirmed): a filled or cancelled order is
+        #: then found in the account's transactions only.
+        self.lookup_pending_only = False
+        self.transactions_page = 1000  # sinceid answers at most this many
         self._books: dict[str, _Book] = {}
         self._calls: dict[str, deque[float]] = {}
-        self._accounts = itertools.count(1)
         self._book_lock = threading.RLock()
 
     def new_account_id(self) -> str:
         """A practice account id in OANDA's shape: ``101-004-<user>-<sub>``."""
-        return f"101-004-{1435156 + next(self._accounts)}-001"
+        return f"101-004-{1435156 + next(_ACCOUNTS)}-001"
 
     def add_secret(self, key_id: str, secret: bytes) -> None:
         self.tokens[secret] = self.keys[key_id].account
@@ -209,7 +219,8 @@ class OandaDialect(Dialect[_Stats]):
             }
         if method == "GET" and rest == "/transactions/sinceid":
             since = whole(query.get("id", ""), "id")
-            return 200, {"transactions": book.transactions[since:], "lastTransactionID": book.last}
+            page = book.transactions[since : since + self.transactions_page]
+            return 200, {"transactions": page, "lastTransactionID": book.last}
         if method == "GET" and rest.startswith("/transactions/"):
             number = whole(rest.removeprefix("/transactions/"), "transactionID")
             if not 1 <= number <= len(book.transactions):
@@ -284,7 +295,8 @@ class OandaDialect(Dialect[_Stats]):
         elif cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 128):
             reason = "CLIENT_ORDER_ID_INVALID"
         if reason is not None:
-            reject = self._record(book, kind=f"{kind}_ORDER_REJECT", rejectReason=reason)
+            named = {"clientExtensions": {"id": cid}} if isinstance(cid, str) else {}
+            reject = self._record(book, kind=f"{kind}_ORDER_REJECT", rejectReason=reason, **named)
             raise OandaError(
                 400,
                 reason,
@@ -436,9 +448,14 @@ class OandaDialect(Dialect[_Stats]):
 
     def _lookup(self, account: str, book: _Book, spec: str) -> dict[str, Any]:
         order = self._engine_order(account, book, spec)
-        if order is not None:
+        by_client = spec.startswith("@")
+        if order is not None and not (by_client and self.lookup_pending_only and not order.is_open):
             return self._order(order, book)
-        stillborn = book.stillborn.get(spec[1:]) if spec.startswith("@") else None
+        stillborn = None
+        if not (by_client and self.lookup_pending_only):  # found by client id, or by id
+            for client_id, entry in book.stillborn.items():
+                if spec in (f"@{client_id}", entry["id"]):
+                    stillborn = entry
         if stillborn is not None:
             return stillborn
         raise OandaError(

@@ -19,6 +19,9 @@ What an adapter provides, and where the core uses it:
 ``client_order_id()``  our deterministic id, in the venue's client-order-id grammar
 ``order_acks``         operations answered by an acknowledgement only: the core reads the
                        order back by client order id
+``interpret_asked()``  optional, in place of ``interpret()``: the answer read against the
+                       parameters asked and the key id (OANDA's lookup scans an account's
+                       transactions for the client order id it asked about)
 ``request_deadline``   optional, default True: a request stamped T can no longer execute
                        after T + ``recv_window_ms``; False makes "not found" unprovable
 ``dedupe``             optional: ``"strong"`` when the venue refuses a used client order id

@@ -19,13 +19,19 @@ How it differs from the crypto venues, and how the contract carries it:
   transaction (``GET /transactions/{fillingTransactionID}``: price and units).
 * A 201 carrying ``orderCancelTransaction`` (a FOK that could not fill, for want of margin
   or liquidity) is a refusal, never a fill; the HTTP status alone decides nothing.
-* Every answer carries ``lastTransactionID``: the latest seen is kept (:attr:`Oanda.cursor`).
+* Every answer carries ``lastTransactionID``: the latest seen is kept per account
+  (:meth:`Oanda.cursor`), and noted for each create as it is first sent. When
+  ``@{clientID}`` does not find an order, the lookup goes on through the account's
+  transactions since that cursor (``/transactions/sinceid``, page after page: gap-free),
+  looking for the order's create or fill. A process that starts afresh knows no cursor
+  and scans from the account's first transaction.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -95,6 +101,8 @@ _STATE = {
     "CANCELLED": OrderStatus.CANCELED,
 }
 _TXN = "~transaction"  # a lookup's follow-up: read the fill transaction by id (never sent)
+_SINCE = "~since"  # a lookup's follow-up: scan the transactions after this id (never sent)
+_REMEMBERED = 100_000  # creates whose starting cursor is kept (the latest)
 _GRANULARITY = {
     "1m": "M1",
     "5m": "M5",
@@ -135,16 +143,19 @@ class Oanda:
     intervals: Mapping[str, str] = _GRANULARITY
 
     def __init__(self) -> None:
-        self._cursor = 0
+        self._cursors: dict[str, int] = {}  # account -> highest lastTransactionID seen
+        # client order id -> the account's cursor when its create was first sent: where a
+        # scan of the account's transactions for it starts (kept for the latest creates).
+        self._sent_after: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "Oanda()"
 
-    @property
-    def cursor(self) -> int:
-        """The highest ``lastTransactionID`` any answer has carried (0 before the first)."""
-        return self._cursor
+    def cursor(self, account: str) -> int:
+        """The highest ``lastTransactionID`` an answer for ``account`` carried (0 before)."""
+        with self._lock:
+            return self._cursors.get(account, 0)
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):
@@ -186,12 +197,18 @@ class Oanda:
         op = endpoint.op
         if op is Op.PLACE_ORDER:
             body = encode_json({"order": _order_body(params)})
+            self._remember(key_id, fields.get("clientExtensions.id"))
         elif op is Op.CANDLES:
             instrument = fields.get("instrument", "")
             self.check_symbol(instrument)
             path = path.replace("{instrument}", instrument)
             rest = [(k, v) for k, v in params if k != "instrument"]
             path += "?" + encode_query(rest)
+        elif op is Op.GET_ORDER and _SINCE in fields and "order_id" not in fields:
+            if not _ID.fullmatch(fields[_SINCE]) and fields[_SINCE] != "0":
+                raise InvalidRequest("an OANDA transaction id is a number")
+            base = endpoint.path.replace("{account}", key_id).removesuffix("/orders")
+            path = base + "/transactions/sinceid?" + encode_query([("id", fields[_SINCE])])
         elif op in (Op.GET_ORDER, Op.CANCEL_ORDER):
             path += "/" + _specifier(fields)
             if op is Op.CANCEL_ORDER:
@@ -264,11 +281,71 @@ class Oanda:
 
     # --- responses ----------------------------------------------------------------------
 
+    def interpret_asked(
+        self, endpoint: Endpoint, params: Params, response: HttpResponse, *, key_id: str
+    ) -> Outcome:
+        """:meth:`interpret`, plus the account's cursor, and the lookup by client id
+        carried on, gap-free, through the account's transactions since the create was sent:
+        the create or the fill of the order asked about is found there even when
+        ``@{clientID}`` does not answer for it."""
+        payload = read_json(response.body)
+        if isinstance(payload, dict):
+            self._advance(key_id, payload.get("lastTransactionID"))
+        fields = dict(params)
+        cid = fields.get("client_order_id")
+        if endpoint.op is not Op.GET_ORDER or cid is None or "order_id" in fields:
+            return self.interpret(endpoint, response)
+        if _SINCE in fields and 200 <= response.status < 300:
+            return self._scanned(endpoint, response.status, payload, cid)
+        outcome = self.interpret(endpoint, response)
+        if _SINCE not in fields and isinstance(outcome.error, OrderNotFound):
+            with self._lock:
+                start = self._sent_after.get((key_id, cid), 0)
+            return Outcome(Verdict.OK, None, follow_up=[(_SINCE, str(start))])
+        return outcome
+
+    def _scanned(self, endpoint: Endpoint, status: int, payload: Any, cid: str) -> Outcome:
+        """One page of ``/transactions/sinceid``: the fill of ``cid`` (found), its create
+        alone (read the order by its id), more pages to read, or none of it (not found)."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("transactions"), list):
+            return unreadable(endpoint, status, self.name, "not a transaction list")
+        created = None
+        last = 0
+        for txn in payload["transactions"]:
+            if not isinstance(txn, dict) or not _ID.fullmatch(str(txn.get("id"))):
+                return unreadable(endpoint, status, self.name, "a transaction without an id")
+            last = max(last, int(txn["id"]))
+            ours = (txn.get("clientExtensions") or {}).get("id") == cid or txn.get(
+                "clientOrderID"
+            ) == cid
+            kind = str(txn.get("type"))
+            if not ours or kind.endswith("_REJECT"):
+                continue  # a refused create (our own resend's duplicate, say) made nothing
+            if kind == "ORDER_FILL":
+                return Outcome(Verdict.OK, {"transaction": txn})
+            if kind.endswith("_ORDER"):
+                created = str(txn["id"])  # the order's id is its create's transaction id
+        if created is not None:
+            return Outcome(Verdict.OK, None, follow_up=[("order_id", created)])
+        newest = payload.get("lastTransactionID")
+        if last and isinstance(newest, str) and _ID.fullmatch(newest) and last < int(newest):
+            return Outcome(Verdict.OK, None, follow_up=[(_SINCE, str(last))])
+        absent = OrderNotFound("no order and no transaction with this client id", venue=self.name)
+        return Outcome(Verdict.REJECTED, payload, absent)
+
+    def _remember(self, account: str, cid: str | None) -> None:
+        """Where a scan for ``cid`` starts: the account's cursor before its first send."""
+        if cid is None:
+            return
+        with self._lock:
+            if (account, cid) not in self._sent_after:
+                self._sent_after[(account, cid)] = self._cursors.get(account, 0)
+                while len(self._sent_after) > _REMEMBERED:
+                    self._sent_after.popitem(last=False)
+
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
         payload = read_json(response.body)
         status = response.status
-        if isinstance(payload, dict):
-            self._advance(payload.get("lastTransactionID"))
         if 200 <= status < 300:
             if not isinstance(payload, dict):
                 return unreadable(endpoint, status, self.name, "not a JSON object")
@@ -324,10 +401,10 @@ class Oanda:
             return Outcome(Verdict.REJECTED, payload, error)
         return Outcome(Verdict.OK, payload)
 
-    def _advance(self, last: Any) -> None:
+    def _advance(self, account: str, last: Any) -> None:
         if isinstance(last, str) and _ID.fullmatch(last):
             with self._lock:
-                self._cursor = max(self._cursor, int(last))
+                self._cursors[account] = max(self._cursors.get(account, 0), int(last))
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
