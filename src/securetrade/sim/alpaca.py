@@ -520,7 +520,12 @@ def _number(value: Any, name: str) -> Decimal | None:
         number = Decimal(str(value))
     except InvalidOperation:
         raise _Error(422, 42210000, f"invalid {name}") from None
-    if not number.is_finite() or number <= 0 or number.as_tuple().exponent < -9:  # type: ignore[operator]
+    if (
+        not number.is_finite()
+        or number <= 0
+        or number.adjusted() > 12  # no share count or price is this large: refused, not read
+        or number.as_tuple().exponent < -9  # type: ignore[operator]
+    ):
         raise _Error(422, 42210000, f"invalid {name}")
     return number
 

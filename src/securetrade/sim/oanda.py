@@ -544,7 +544,9 @@ def _units(value: Any) -> Decimal | None:
         units = Decimal(value)
     except InvalidOperation:
         return None
-    if not units.is_finite() or units == 0 or units != units.to_integral_value():
+    if not units.is_finite() or units == 0 or units.adjusted() > 12:
+        return None
+    if units != units.to_integral_value():
         return None
     return units
 
@@ -556,4 +558,4 @@ def _price(value: Any) -> Decimal | None:
         price = Decimal(value)
     except InvalidOperation:
         return None
-    return price if price.is_finite() and price > 0 else None
+    return price if price.is_finite() and price > 0 and price.adjusted() <= 12 else None
