@@ -76,6 +76,7 @@ def test_places_market_and_limit_orders_with_signed_units(
         )
         assert sold.status is OrderStatus.FILLED
         assert sold.side is Side.SELL
+        assert sold.signed_quantity == Decimal(-1000)
         assert sold.filled_quantity == Decimal(1000)
         assert sold.average_price is not None
         assert sold.average_price > Decimal("1")

@@ -386,6 +386,11 @@ class Order(_Model):
         return self.status.is_open
 
     @property
+    def signed_quantity(self) -> Decimal:
+        """The quantity signed by side, as OANDA writes units: a sell is negative."""
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    @property
     def average_price(self) -> Decimal | None:
         """Quantity-weighted fill price, or ``None`` while nothing has filled."""
         filled = sum((f.quantity for f in self.fills), Decimal(0))
