@@ -20,6 +20,7 @@ from securetrade import (
     MarketOrder,
     OrderRequest,
     OrderType,
+    Policy,
     PolicyViolation,
     Settings,
     StopLimitOrder,
@@ -157,13 +158,25 @@ def test_fractional_gtc_and_bad_extended_hours_are_refused_before_sending(
                 LimitOrder(symbol="AAPL", side="BUY", quantity="0.5", price="100"),
                 idempotency_key="f1",
             )
-        with pytest.raises(InvalidRequest, match="extended-hours"):
+        with pytest.raises(PolicyViolation) as refused:  # asked for, not allowed
             client.place_order(
                 LimitOrder(
-                    symbol="AAPL", side="BUY", quantity="1", price="100", extended_hours=True
+                    symbol="AAPL",
+                    side="BUY",
+                    quantity="1",
+                    price="100",
+                    time_in_force="DAY",
+                    extended_hours=True,
                 ),
-                idempotency_key="f2",
+                idempotency_key="f0",
             )
+        assert refused.value.rule == "extended_hours"
+    allowed = _client(sim, server, policy=Policy(extended_hours=True))
+    with allowed, pytest.raises(InvalidRequest, match="extended-hours"):  # allowed, not GTC
+        allowed.place_order(
+            LimitOrder(symbol="AAPL", side="BUY", quantity="1", price="100", extended_hours=True),
+            idempotency_key="f2",
+        )
     assert _posts(sim) == 0
 
 
@@ -172,7 +185,8 @@ def test_market_clock_refuses_regular_orders_while_closed(
 ) -> None:
     sim.dialect.market_open = False  # type: ignore[union-attr]
     journal = tmp_path / "j.sqlite3"
-    with _client(sim, server, journal=journal) as client:
+    allowed = Policy(extended_hours=True)
+    with _client(sim, server, journal=journal, policy=allowed) as client:
         client.sync_clock()
         with pytest.raises(PolicyViolation) as refused:
             client.place_order(

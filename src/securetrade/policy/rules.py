@@ -91,7 +91,9 @@ class Policy:
     price, which must be at most ``reference_max_age`` seconds old (the fat-finger guard);
     ``max_open_orders`` bounds resting orders; ``max_orders`` bounds orders per
     ``interval`` seconds (a runaway loop); ``daily_notional`` bounds the notional submitted
-    per UTC day. ``kill_switch`` blocks everything while engaged.
+    per UTC day. ``kill_switch`` blocks everything while engaged. ``extended_hours``
+    allows orders that ask to trade outside a broker's regular session (Alpaca); refused
+    unless allowed, by this policy and every policy it is ``within``.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Policy:
         kill_switch: KillSwitch | None = None,
         within: Policy | None = None,
         clock: Callable[[], float] = time.time,
+        extended_hours: bool = False,
     ) -> None:
         self.max_notional = _limit("max_notional", max_notional)
         self.max_quantity = _limit("max_quantity", max_quantity)
@@ -125,6 +128,9 @@ class Policy:
         self.daily_notional = _limit("daily_notional", daily_notional)
         self.kill_switch = instance("kill_switch", kill_switch, KillSwitch) or KillSwitch()
         self.within = instance("within", within, Policy)
+        if not isinstance(extended_hours, bool):
+            raise InvalidRequest("extended_hours must be True or False")
+        self.extended_hours = extended_hours
         if not callable(clock):
             raise InvalidRequest("clock must be a function returning epoch seconds")
         self._clock = clock
@@ -282,6 +288,11 @@ class Policy:
             return Decision.deny("kill_switch", f"kill switch engaged: {state.reason}")
         if self.symbols is not None and order.symbol not in self.symbols:
             return Decision.deny("symbols", f"{order.symbol} is not on the allowlist")
+        if order.extended_hours and not self.extended_hours:
+            return Decision.deny(
+                "extended_hours",
+                "orders outside regular hours are not allowed: Policy(extended_hours=True)",
+            )
         if self.sides is not None and order.side not in self.sides:
             allowed = ", ".join(sorted(s.value for s in self.sides))
             return Decision.deny("sides", f"{order.side.value} orders are not allowed ({allowed})")
