@@ -311,3 +311,33 @@ def test_capabilities_say_what_the_client_will_do(
         with pytest.raises(InvalidRequest, match="does not offer"):
             client.candles(broker.first, "1h")
     assert served.bytes_received == 0
+
+
+def test_async_client_races_on_one_key_and_places_once(
+    broker: Broker, venue: BrokerSimulator, served: HttpsServer
+) -> None:
+    """The asyncio client on the broker: ten tasks with one idempotency key, one order."""
+    import asyncio
+
+    from securetrade import AsyncClient
+
+    key = venue.create_key()
+    order = _rest(broker)
+
+    async def run() -> list[Any]:
+        async with AsyncClient(
+            key,
+            journal=":memory:",
+            settings=FAST,
+            base_url=served.base_url,
+            pins=served.pins,
+            cadata=served.ca_pem,
+        ) as client:
+            return await asyncio.gather(
+                *(client.place_order(order, idempotency_key="raced") for _ in range(10))
+            )
+
+    placed = asyncio.run(run())
+    assert len({o.order_id for o in placed}) == 1
+    assert _held(venue, placed[0].client_order_id) == 1
+    assert _posts(venue) == 1
