@@ -381,3 +381,23 @@ def test_stop_orders_need_a_stop_price_and_crypto_venues_refuse_them() -> None:
     assert stop.fingerprint().endswith("stop=2")
     assert not capabilities_of(get_venue("binance")).supports(OrderType.STOP)
     assert capabilities_of(ALPACA).supports(OrderType.STOP_LIMIT)
+
+
+def test_request_authentication_is_chosen_in_signer_alone() -> None:
+    """prepare() sends whatever headers the chosen authentication gives: an OAuth bearer
+    token returned by ``signer()`` would be sent as is, with no other change."""
+    from securetrade.keys import Secret
+    from securetrade.signing.presented import BearerToken
+
+    token = "oauth-" + "t" * 24
+    request = ALPACA.prepare(
+        ALPACA.endpoints[Op.BALANCES],
+        [],
+        key_id="ignored",
+        signer=BearerToken(Secret(token)),
+        timestamp_ms=0,
+    )
+    assert dict(request.headers) == {"Authorization": "Bearer " + token}
+    assert token not in repr(request)
+    with pytest.raises(InvalidRequest):
+        ALPACA.prepare(ALPACA.endpoints[Op.BALANCES], [], key_id="k", signer=None, timestamp_ms=0)

@@ -12,7 +12,7 @@ header tuple of the request being written.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..keys import Secret
 from .signers import SecretHolder
@@ -22,8 +22,10 @@ __all__ = ["BearerToken", "HeaderAuth", "KeyHeaders"]
 Headers = tuple[tuple[str, str], ...]
 
 
+@runtime_checkable
 class HeaderAuth(Protocol):
-    """What a broker adapter asks of its request authentication: the headers to add."""
+    """What a broker adapter asks of its request authentication: the headers to add. Any
+    object with these methods will do (an OAuth bearer token that refreshes itself)."""
 
     def headers(self, key_id: str) -> Headers: ...
 

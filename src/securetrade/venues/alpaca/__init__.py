@@ -232,10 +232,9 @@ class Alpaca:
             path = path + "?" + encode_query(params)
         headers: tuple[tuple[str, str], ...] = ()
         if endpoint.signed:
-            if not isinstance(signer, KeyHeaders):
+            if not isinstance(signer, HeaderAuth):  # what signer() chose: key headers today
                 raise InvalidRequest(f"{endpoint.op.value} needs an Alpaca key")
-            auth: HeaderAuth = signer
-            headers = auth.headers(key_id)
+            headers = signer.headers(key_id)
         if body:
             headers = (*headers, ("Content-Type", "application/json"))
         return HttpRequest(method, path, headers, body)

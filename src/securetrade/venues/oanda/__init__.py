@@ -223,10 +223,9 @@ class Oanda:
             instrument = fields.get("instrument", "EUR_USD")
             self.check_symbol(instrument)
             path += "?" + encode_query([("instruments", instrument)])
-        if not isinstance(signer, BearerToken):
+        if not isinstance(signer, HeaderAuth):  # what signer() chose: the bearer token
             raise InvalidRequest(f"{op.value} needs an OANDA token")
-        auth: HeaderAuth = signer
-        headers = (*auth.headers(key_id), ("Accept-Datetime-Format", "RFC3339"))
+        headers = (*signer.headers(key_id), ("Accept-Datetime-Format", "RFC3339"))
         if body:
             headers = (*headers, ("Content-Type", "application/json"))
         return HttpRequest(method, path, headers, body)
