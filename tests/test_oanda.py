@@ -27,7 +27,7 @@ from securetrade.keys import ApiKey, Environment
 from securetrade.models import AssetClass, OrderStatus, Side, TimeInForce
 from securetrade.sim import Fault, HttpsServer
 from securetrade.sim.brokers import BrokerSimulator
-from securetrade.venues import Op
+from securetrade.venues import Op, Verdict
 from securetrade.venues.base import capabilities_of
 from securetrade.venues.oanda import OANDA, Oanda, signed_units
 from securetrade.venues.oanda.tables import RATE_LIMITS, REST
@@ -354,3 +354,23 @@ def _assert_oracle(sim: BrokerSimulator, journal: Path, account: str, keys: list
         j.close()
     assert verdict.ok, verdict
     assert verdict.orders == len(keys)
+
+
+def test_a_scan_page_of_the_wrong_shape_is_ambiguous_never_a_crash() -> None:
+    """Whatever a transactions page holds, the scan answers with an outcome."""
+    from securetrade.transport.base import HttpResponse
+
+    endpoint = OANDA.endpoints[Op.GET_ORDER]
+    asked = [("client_order_id", "st" + "1" * 30), ("~since", "0")]
+    for body in (
+        b'{"transactions": [{"id": "1", "clientExtensions": "x", "type": "ORDER_FILL"}]}',
+        b'{"transactions": [{"id": "x"}]}',
+        b'{"transactions": "none"}',
+        b"[]",
+    ):
+        outcome = OANDA.interpret_asked(
+            endpoint, asked, HttpResponse(200, {}, body), key_id="101-004-1-001"
+        )
+        assert outcome.verdict is not Verdict.OK or outcome.follow_up is not None
+        if outcome.verdict is not Verdict.OK:
+            assert outcome.error is not None

@@ -31,6 +31,7 @@ How it differs from the crypto venues, and how the contract carries it:
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -504,7 +505,9 @@ def _order_body(params: Params) -> list[tuple[str, Any]]:
 
 
 def _seconds(value: str | None) -> float | None:
+    """Retry-After in seconds; None for anything that is not a usable pause."""
     try:
-        return None if value is None else max(0.0, float(value))
+        seconds = None if value is None else float(value)
     except ValueError:
         return None
+    return None if seconds is None or not math.isfinite(seconds) else max(0.0, seconds)

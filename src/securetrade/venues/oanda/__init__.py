@@ -314,9 +314,9 @@ class Oanda:
             if not isinstance(txn, dict) or not _ID.fullmatch(str(txn.get("id"))):
                 return unreadable(endpoint, status, self.name, "a transaction without an id")
             last = max(last, int(txn["id"]))
-            ours = (txn.get("clientExtensions") or {}).get("id") == cid or txn.get(
-                "clientOrderID"
-            ) == cid
+            extensions = txn.get("clientExtensions")
+            named = extensions.get("id") if isinstance(extensions, dict) else None
+            ours = cid in (named, txn.get("clientOrderID"))
             kind = str(txn.get("type"))
             if not ours or kind.endswith("_REJECT"):
                 continue  # a refused create (our own resend's duplicate, say) made nothing
