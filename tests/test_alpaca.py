@@ -401,3 +401,27 @@ def test_request_authentication_is_chosen_in_signer_alone() -> None:
     assert token not in repr(request)
     with pytest.raises(InvalidRequest):
         ALPACA.prepare(ALPACA.endpoints[Op.BALANCES], [], key_id="k", signer=None, timestamp_ms=0)
+
+
+def test_a_duplicate_with_another_limit_price_is_not_adopted(
+    sim: BrokerSimulator, server: HttpsServer
+) -> None:
+    key = sim.create_key()
+    with _client(sim, server, key=key) as client:
+        cid = ALPACA.client_order_id(client.core.account, "p1")
+        placed = sim.market.place(
+            sim.account_of(key.key_id),
+            symbol="AAPL",
+            side="BUY",
+            type="LIMIT",
+            quantity=Decimal(1),
+            price=Decimal("101.00"),
+            time_in_force="GTC",
+            client_order_id=cid,
+        )
+        sim.market.cancel(placed.account, None, order_id=placed.order_id, client_order_id=None)
+        with pytest.raises(DuplicateOrder, match="other parameters"):
+            client.place_order(
+                LimitOrder(symbol="AAPL", side="BUY", quantity="1", price="100.00"),
+                idempotency_key="p1",
+            )
