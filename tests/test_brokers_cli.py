@@ -35,7 +35,9 @@ def test_broker_examples_run_against_the_simulator(example: str, expected: list[
 
 
 @pytest.mark.parametrize(
-    ("venue", "asset"), [("alpaca", "USD"), ("oanda", "USD")], ids=["alpaca", "oanda"]
+    ("venue", "asset"),
+    [("alpaca", "USD"), ("oanda", "USD"), ("kraken", "BTC")],
+    ids=["alpaca", "oanda", "kraken"],
 )
 def test_sim_command_serves_a_broker(venue: str, asset: str) -> None:
     process = subprocess.Popen(
@@ -64,7 +66,7 @@ def test_sim_command_serves_a_broker(venue: str, asset: str) -> None:
                 seen["secret"] = line.strip()
             elif "dialect" in line:
                 seen["banner"] = line
-        assert ("Alpaca" if venue == "alpaca" else "OANDA") in seen["banner"]
+        assert {"alpaca": "Alpaca", "oanda": "OANDA", "kraken": "Kraken"}[venue] in seen["banner"]
         key = ApiKey(venue, seen["key"], seen["secret"], scopes=["read"], environment="simulated")
         with Client(
             key,
@@ -73,7 +75,7 @@ def test_sim_command_serves_a_broker(venue: str, asset: str) -> None:
             cafile=seen["ca"],
             journal=":memory:",
         ) as client:
-            assert [b.asset for b in client.balances()] == [asset]
+            assert asset in [b.asset for b in client.balances()]
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -33,15 +33,23 @@ def _sim(args: argparse.Namespace) -> int:
             return 2
         sim = BrokerSimulator(args.venue)
         key = sim.create_key()
+    elif args.venue == "kraken":  # the same simulator serves Kraken's paths (/0/...)
+        if args.key_kind != "hmac":
+            print("kraken keys are HMAC keys with a base64 secret: --key-kind hmac")
+            return 2
+        sim = Simulator()
+        key = sim.create_key(scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL), venue="kraken")
     else:
         sim = Simulator()
         key = sim.create_key(
             kind=KeyKind(args.key_kind),
             scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL),
         )
-    dialect = {"alpaca": "Alpaca Trading API v2", "oanda": "OANDA v20"}.get(
-        args.venue, "Binance spot"
-    )
+    dialect = {
+        "alpaca": "Alpaca Trading API v2",
+        "oanda": "OANDA v20",
+        "kraken": "Kraken spot",
+    }.get(args.venue, "Binance spot")
     server = sim.serve(port=args.port)
     with tempfile.NamedTemporaryFile(
         "w", prefix="securetrade-sim-ca-", suffix=".pem", delete=False
@@ -81,8 +89,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     sim.add_argument("--key-kind", choices=["hmac", "ed25519"], default="hmac")
     sim.add_argument(
         "--venue",
-        choices=["binance", "alpaca", "oanda"],
+        choices=["binance", "kraken", "alpaca", "oanda"],
         default="binance",
-        help="the dialect to serve: binance (default), alpaca (stocks) or oanda (forex)",
+        help="the dialect whose key is made: binance (default), kraken, alpaca (stocks) or "
+        "oanda (forex)",
     )
     sim.set_defaults(run=_sim)
