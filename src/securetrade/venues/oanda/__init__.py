@@ -23,8 +23,9 @@ How it differs from the crypto venues, and how the contract carries it:
   (:meth:`Oanda.cursor`), and noted for each create as it is first sent. When
   ``@{clientID}`` does not find an order, the lookup goes on through the account's
   transactions since that cursor (``/transactions/sinceid``, page after page: gap-free),
-  looking for the order's create or fill. A process that starts afresh knows no cursor
-  and scans from the account's first transaction.
+  looking for the order's create or fill. The cursor is learned from any answer (a new
+  process reads instruments and open orders before its first order); a create sent
+  before any answer for its account was read is scanned from the first transaction.
 """
 
 from __future__ import annotations
