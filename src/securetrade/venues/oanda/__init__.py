@@ -50,16 +50,12 @@ from ...keys import ApiKey, Environment, KeyKind
 from ...models import (
     AssetClass,
     Balance,
-    BookLevel,
-    Candle,
     Instrument,
     Order,
-    OrderBook,
     OrderRequest,
     OrderStatus,
     OrderType,
     Side,
-    Ticker,
     TimeInForce,
 )
 from ...ratelimit import RateLimit
@@ -79,8 +75,8 @@ from ..base import (
     reads_answer,
     unreadable,
     wire_decimal,
-    within,
 )
+from .market_data import OandaMarketData
 from .tables import BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
 
 __all__ = ["OANDA", "Oanda", "signed_units"]
@@ -104,21 +100,6 @@ _STATE = {
 _TXN = "~transaction"  # a lookup's follow-up: read the fill transaction by id (never sent)
 _SINCE = "~since"  # a lookup's follow-up: scan the transactions after this id (never sent)
 _REMEMBERED = 100_000  # creates whose starting cursor is kept (the latest)
-_GRANULARITY = {
-    "1m": "M1",
-    "5m": "M5",
-    "15m": "M15",
-    "30m": "M30",
-    "1h": "H1",
-    "2h": "H2",
-    "4h": "H4",
-    "6h": "H6",
-    "8h": "H8",
-    "12h": "H12",
-    "1d": "D",
-    "1w": "W",
-}
-_CANDLES_MAX = 5000
 
 
 def signed_units(side: Side, quantity: Decimal) -> str:
@@ -126,7 +107,7 @@ def signed_units(side: Side, quantity: Decimal) -> str:
     return wire_decimal(quantity if side is Side.BUY else -quantity)
 
 
-class Oanda:
+class Oanda(OandaMarketData):
     """The OANDA v20 adapter (forex and CFDs through one account per key)."""
 
     name = "oanda"
@@ -141,7 +122,6 @@ class Oanda:
     order_acks = frozenset({Op.CANCEL_ORDER})
     order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
     time_in_force = frozenset(_TIF)
-    intervals: Mapping[str, str] = _GRANULARITY
 
     def __init__(self) -> None:
         self._cursors: dict[str, int] = {}  # account -> highest lastTransactionID seen
@@ -505,82 +485,6 @@ class Oanda:
     def parse_server_time(self, payload: Any) -> int:
         """The ``time`` of the pricing answer: venue time."""
         return int(parse_time(payload["time"]).timestamp() * 1000)
-
-    def ticker_params(self, symbol: str) -> Params:
-        return [("instrument", symbol)]
-
-    def order_book_params(self, symbol: str, depth: int) -> Params:
-        """The pricing answer's bid and ask ladder (liquidity per price), not OANDA's
-        positioning book. OANDA sends the few levels it has; ``depth`` (1 to 20) is
-        checked before anything is sent."""
-        within("depth", depth, 20)
-        return [("instrument", symbol)]
-
-    def candles_params(
-        self, symbol: str, interval: str, since_ms: int | None, limit: int | None
-    ) -> Params:
-        granularity = self.intervals.get(interval)
-        if granularity is None:
-            raise InvalidRequest(
-                f"OANDA offers the intervals {', '.join(self.intervals)}; not {interval!r}"
-            )
-        params: Params = [("instrument", symbol), ("granularity", granularity), ("price", "M")]
-        if since_ms is not None:
-            params.append(("from", str(since_ms // 1000)))
-        if limit is not None:
-            within("limit", limit, _CANDLES_MAX)
-            params.append(("count", str(limit)))
-        return params
-
-    @reads_answer
-    def parse_price(self, payload: Any) -> Decimal:
-        """The mid of the best bid and ask of the one instrument asked for."""
-        (price,) = payload["prices"]
-        return (
-            Decimal(str(price["bids"][0]["price"])) + Decimal(str(price["asks"][0]["price"]))
-        ) / 2
-
-    @reads_answer
-    def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
-        (price,) = payload["prices"]
-        bid, ask = price["bids"][0], price["asks"][0]
-        mid = (Decimal(str(bid["price"])) + Decimal(str(ask["price"]))) / 2
-        return Ticker(
-            symbol=symbol,
-            last=mid,
-            bid=bid["price"],
-            ask=ask["price"],
-            bid_quantity=Decimal(str(bid["liquidity"])),
-            ask_quantity=Decimal(str(ask["liquidity"])),
-            at=parse_time(price["time"]),
-        )
-
-    @reads_answer
-    def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
-        (price,) = payload["prices"]
-        return OrderBook(
-            symbol=symbol,
-            bids=tuple(BookLevel(price=b["price"], quantity=b["liquidity"]) for b in price["bids"]),
-            asks=tuple(BookLevel(price=a["price"], quantity=a["liquidity"]) for a in price["asks"]),
-        )
-
-    @reads_answer
-    def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
-        """Mid candles: ``time`` (RFC 3339), ``mid`` o/h/l/c, ``volume`` (tick count)."""
-        return [
-            Candle(
-                symbol=symbol,
-                interval=interval,
-                opened_at=parse_time(bar["time"]),
-                open=bar["mid"]["o"],
-                high=bar["mid"]["h"],
-                low=bar["mid"]["l"],
-                close=bar["mid"]["c"],
-                volume=Decimal(str(bar["volume"])),
-                trades=int(bar["volume"]),
-            )
-            for bar in payload["candles"]
-        ]
 
     @reads_answer
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
