@@ -78,6 +78,7 @@ from ..base import (
     unreadable,
     wire_decimal,
 )
+from ..times import parse_time
 from .tables import BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
 
 __all__ = ["ALPACA", "Alpaca", "MarketSession", "parse_time"]
@@ -480,17 +481,6 @@ class Alpaca:
 ALPACA = Alpaca()
 
 _OBJECTS = frozenset({Op.SERVER_TIME, Op.PLACE_ORDER, Op.GET_ORDER, Op.BALANCES})
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def parse_time(text: str) -> datetime:
-    """Alpaca's RFC 3339 times (nanoseconds, ``Z`` or an offset) as aware datetimes."""
-    text = str(text).replace("Z", "+00:00")
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError("a time without its offset")
-    return moment
 
 
 def _ms(moment: datetime) -> int:

@@ -62,7 +62,6 @@ from ...ratelimit import RateLimit
 from ...signing import Signer, encode_json, encode_query
 from ...signing.presented import BearerToken, HeaderAuth
 from ...transport.base import HttpRequest, HttpResponse
-from ..alpaca import parse_time
 from ..base import (
     Endpoint,
     ErrorRule,
@@ -76,6 +75,7 @@ from ..base import (
     unreadable,
     wire_decimal,
 )
+from ..times import parse_time
 from .market_data import OandaMarketData
 from .tables import BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from ...errors import InvalidRequest
 from ...models import BookLevel, Candle, OrderBook, Ticker
-from ..alpaca import parse_time
 from ..base import Params, reads_answer, within
+from ..times import parse_time
 
 __all__ = ["OandaMarketData"]
 
