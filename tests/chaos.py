@@ -24,6 +24,14 @@ simulator's own arrival log: no window of it may hold more than the venue's limi
     python tests/chaos.py --intents 10000 --journal redis   # the same, on a Redis journal
     python tests/chaos.py --seconds 120                     # the CI run: 2 minutes of storm
     python tests/chaos.py --mode cold-start                 # only the burst
+    python tests/chaos.py --venue oanda --seconds 60        # the storm on a broker
+
+``--venue alpaca|oanda`` runs the order storm against that broker's simulator dialect
+(stocks, forex). OANDA cannot prove a create absent that it never saw (no request
+deadline, dedupe of pending orders only), so a create lost before the venue, or a bot
+killed between its journal commit and its send, stays UNKNOWN: the oracle then requires
+that the venue holds no order for each such intent, and counts them apart
+(``unknown_unprovable``), while 0 duplicates, 0 lost and 0 untracked hold as everywhere.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ import contextlib
 from oracle import busiest, judge
 from securetrade.core import Journal, derive_client_order_id
 from securetrade.sim import Fault, SimLimits, Simulator
+from securetrade.sim.brokers import BrokerSimulator
 
 POST = {"method": "POST", "path": "/api/v3/order"}
 RECV_MS = 250
@@ -60,17 +69,28 @@ SETTLE_MS = 800  # must exceed the longest the venue queues an order past its ga
 TIMEOUT = 0.4
 
 
-def chaos_faults() -> list[Fault]:
+# Where each venue's orders are created (OANDA's path holds the account: any POST).
+ORDER_POST: dict[str, dict[str, Any]] = {
+    "binance": POST,
+    "alpaca": {"method": "POST", "path": "/v2/orders"},
+    "oanda": {"method": "POST", "path": None},
+}
+SCOPES = ("read", "trade", "cancel")
+ENV = "simulated"
+
+
+def chaos_faults(venue: str = "binance") -> list[Fault]:
     """Every fault of scenarios 1-6, on orders; reads meet the connection faults too, and
     some are slow (answered just inside the client's timeout)."""
+    post = ORDER_POST[venue]
     return [
-        Fault("drop_request", **POST),
-        Fault("drop_response", **POST),
-        Fault("status", status=503, **POST),
-        Fault("status_after", status=502, **POST),
-        Fault("reset", **POST),
-        Fault("delay", seconds=TIMEOUT + 0.2, **POST),
-        Fault("rate_limit", seconds=1, **POST),
+        Fault("drop_request", **post),
+        Fault("drop_response", **post),
+        Fault("status", status=503, **post),
+        Fault("status_after", status=502, **post),
+        Fault("reset", **post),
+        Fault("delay", seconds=TIMEOUT + 0.2, **post),
+        Fault("rate_limit", seconds=1, **post),
         Fault("drop_request", method="GET"),
         Fault("status", status=500, method="GET"),
         Fault("delay", seconds=TIMEOUT * 0.75, method="GET"),
@@ -80,11 +100,21 @@ def chaos_faults() -> list[Fault]:
 # --- the bot (a child process) -----------------------------------------------------------
 
 
-def intent_order(i: int) -> Any:
+def intent_order(i: int, venue: str = "binance") -> Any:
     """Intent ``i``'s order: the same parameters after any restart (seeded by ``i``)."""
     from securetrade.models import LimitOrder, MarketOrder
 
     rng = random.Random(i)
+    if venue == "alpaca":  # stocks: fractional market orders, resting limit buys
+        if rng.random() < 0.5:
+            return MarketOrder(symbol="SPY", side=rng.choice(("BUY", "SELL")), quantity="0.5")
+        price = f"{rng.randint(150, 180)}.{rng.randint(0, 99):02d}"
+        return LimitOrder(symbol="AAPL", side="BUY", quantity="1", price=price)
+    if venue == "oanda":  # forex: signed units, resting limit buys below the market
+        if rng.random() < 0.5:
+            return MarketOrder(symbol="EUR_USD", side=rng.choice(("BUY", "SELL")), quantity="100")
+        price = f"1.0{rng.randint(0, 7000):04d}"
+        return LimitOrder(symbol="EUR_USD", side="BUY", quantity="100", price=price)
     if rng.random() < 0.5:
         return MarketOrder(symbol="ETHUSDT", side=rng.choice(("BUY", "SELL")), quantity="0.01")
     price = str(rng.randint(55000, 60000))
@@ -123,12 +153,16 @@ def hazards(client: Any, job: dict[str, Any]) -> None:
     client.core.checkpoint = checkpoint
 
 
+def key_venue(job: dict[str, Any]) -> str:
+    return str(job.get("venue", "binance"))
+
+
 def bot(job: dict[str, Any]) -> None:
     """Place intents ``first..last`` in order; record progress; never stop on an error."""
     from securetrade import Client, SecureTradeError, Settings
     from securetrade.keys import ApiKey
 
-    key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
+    key = ApiKey(key_venue(job), job["key_id"], job["secret"], scopes=SCOPES, environment=ENV)
     client = Client(
         key,
         journal=open_journal(job),
@@ -149,7 +183,7 @@ def bot(job: dict[str, Any]) -> None:
         # A failure before the intent was recorded (a read that failed) is tried again.
         for _ in range(20):
             with contextlib.suppress(SecureTradeError):
-                client.place_order(intent_order(i), idempotency_key=key)
+                client.place_order(intent_order(i, key_venue(job)), idempotency_key=key)
             if client.journal.get(cid) is not None:
                 break
         partial = progress.with_suffix(".partial")  # a kill mid-write must not lose it
@@ -163,7 +197,7 @@ def settle(job: dict[str, Any]) -> None:
     from securetrade import Client, SecureTradeError, Settings
     from securetrade.keys import ApiKey
 
-    key = ApiKey("binance", job["key_id"], job["secret"], scopes=("read", "trade", "cancel"))
+    key = ApiKey(key_venue(job), job["key_id"], job["secret"], scopes=SCOPES, environment=ENV)
     client = Client(
         key,
         journal=open_journal(job),
@@ -171,13 +205,18 @@ def settle(job: dict[str, Any]) -> None:
         pins=job["pins"],
         cadata=job["ca"],
         recv_window_ms=RECV_MS,
-        settings=Settings(settle_ms=SETTLE_MS, resolve_timeout=30.0),
+        # OANDA's unprovable intents stay unknown however long it is asked: ask briefly.
+        settings=Settings(
+            settle_ms=SETTLE_MS, resolve_timeout=3.0 if key_venue(job) == "oanda" else 30.0
+        ),
     )
     client.recover()
     for intent in client.journal.unfinished(client.core.account):
         i = int(intent.idempotency_key.removeprefix("chaos-"))
         with contextlib.suppress(SecureTradeError):
-            client.place_order(intent_order(i), idempotency_key=intent.idempotency_key)
+            client.place_order(
+                intent_order(i, key_venue(job)), idempotency_key=intent.idempotency_key
+            )
     client.close()
 
 
@@ -207,6 +246,7 @@ class Options:
     fault_rate: float
     seed: int
     journal: str  # "sqlite" or "redis"
+    venue: str  # "binance", or a broker: "alpaca", "oanda"
     checkpoint_kill: float  # chance a bot kills itself at a checkpoint
     checkpoint_stall: float  # chance it stalls there past the attempt's deadline
     stall_rate: float  # per second and bot: SIGSTOP for a while, then SIGCONT
@@ -216,10 +256,23 @@ def run(options: Options) -> int:
     rng = random.Random(options.seed)
     started = time.monotonic()
     rich = {"USDT": Decimal("1e12"), "BTC": Decimal("1e6"), "ETH": Decimal("1e6")}
+    if options.venue == "alpaca":
+        rich = {"USD": Decimal("1e12"), "AAPL": Decimal("1e6"), "SPY": Decimal("1e6")}
+    elif options.venue == "oanda":
+        rich = {"USD": Decimal("1e12"), "EUR": Decimal("1e12"), "JPY": Decimal("1e12")}
     # The storm is about faults, not pacing: limits high enough never to bind.
     limits = SimLimits(weight=10_000_000, orders=1_000_000, orders_seconds=10)
+    sim: Any
+    if options.venue == "binance":
+        sim = Simulator(limits=limits)
+    else:
+        sim = BrokerSimulator(options.venue)
+        if options.venue == "alpaca":
+            sim.dialect.requests_per_minute = None  # faults, not pacing
+        else:
+            sim.dialect.requests_per_second = None
     with (
-        Simulator(limits=limits) as sim,
+        sim,
         tempfile.TemporaryDirectory(prefix="securetrade-chaos-") as tmp,
         _redis(options.journal, Path(tmp)) as redis_url,
     ):
@@ -230,6 +283,7 @@ def run(options: Options) -> int:
         for g in range(options.bots):
             key = sim.create_key(balances=rich)
             group = {
+                "venue": options.venue,
                 "base_url": server.base_url,
                 "pins": server.pins,
                 "ca": server.ca_pem,
@@ -257,7 +311,7 @@ def run(options: Options) -> int:
                         "checkpoint_stall": options.checkpoint_stall,
                     }
                 )
-        sim.faults.at_random(options.fault_rate, chaos_faults(), seed=options.seed)
+        sim.faults.at_random(options.fault_rate, chaos_faults(options.venue), seed=options.seed)
         children = {b: _spawn("bot", job) for b, job in enumerate(jobs)}
         next_kill = {b: time.monotonic() + rng.uniform(2, 8) for b in children}
         stopped: dict[int, float] = {}  # bot -> when to resume it
@@ -301,7 +355,7 @@ def run(options: Options) -> int:
         sim.faults.clear()
         for group in groups:  # settle what the storm left, without faults or kills
             _spawn("settle", group).wait()
-        total = duplicates = lost = unknown = untracked = orders = 0
+        total = duplicates = lost = unknown = untracked = orders = unprovable = 0
         for g, group in enumerate(groups):
             done = group["first"]
             for job in jobs[g * options.racers : (g + 1) * options.racers]:
@@ -311,9 +365,19 @@ def run(options: Options) -> int:
             keys = [f"chaos-{i}" for i in range(group["first"], done)]
             journal = open_journal(group)
             account = group["key_id"]
-            verdict = judge(sim, journal, account, keys)
+            verdict = judge(sim, journal, account, keys, venue=options.venue)
+            if options.venue == "oanda":  # unknown, and nothing at the venue: unprovable
+                absent = [
+                    k
+                    for k in verdict.unknown
+                    if not sim.market.orders_with_client_id(
+                        derive_client_order_id("oanda", account, k)
+                    )
+                ]
+                unprovable += len(absent)
+                verdict.unknown = [k for k in verdict.unknown if k not in absent]
             for key in verdict.duplicates + verdict.lost + verdict.unknown:
-                cid = derive_client_order_id("binance", account, key)
+                cid = derive_client_order_id(options.venue, account, key)
                 held = [
                     (o.order_id, o.status, o.created_ms)
                     for o in sim.market.orders_with_client_id(cid)
@@ -327,6 +391,7 @@ def run(options: Options) -> int:
             untracked += len(verdict.untracked)
             orders += verdict.orders
         figures = {
+            "venue": options.venue,
             "journal": options.journal,
             "intents": total,
             "orders_at_venue": orders,
@@ -340,6 +405,7 @@ def run(options: Options) -> int:
             "duplicates": duplicates,
             "lost": lost,
             "unknown_after_settle": unknown,
+            "unknown_unprovable": unprovable,
             "untracked_orders": untracked,
             "storm_seconds": round(storm, 1),
             "total_seconds": round(time.monotonic() - started, 1),
@@ -556,6 +622,12 @@ def main() -> int:
     parser.add_argument("--bots", type=int, default=4, help="keys, each with its journal")
     parser.add_argument("--racers", type=int, default=2, help="processes racing on each key")
     parser.add_argument("--journal", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument(
+        "--venue",
+        choices=("binance", "alpaca", "oanda"),
+        default="binance",
+        help="the dialect the order storm runs against (the cold-start burst is Binance's)",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.15)
     parser.add_argument("--checkpoint-kill", type=float, default=0.01)
     parser.add_argument("--checkpoint-stall", type=float, default=0.005)
@@ -589,6 +661,7 @@ def main() -> int:
                 fault_rate=args.fault_rate,
                 seed=args.seed,
                 journal=args.journal,
+                venue=args.venue,
                 checkpoint_kill=args.checkpoint_kill,
                 checkpoint_stall=args.checkpoint_stall,
                 stall_rate=args.stall_rate,

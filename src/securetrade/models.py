@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
 
 __all__ = [
+    "CRYPTO_TIME_IN_FORCE",
     "INTERVALS",
     "AccountTrade",
+    "AssetClass",
     "Balance",
     "BookLevel",
     "Candle",
@@ -151,6 +153,22 @@ class TimeInForce(str, Choice):
     GTC = "GTC"  # good till cancelled
     IOC = "IOC"  # immediate or cancel
     FOK = "FOK"  # fill or kill
+    # Brokers' sessions (stocks, forex): the crypto exchanges offer none of these.
+    DAY = "DAY"  # until the end of the trading day (Alpaca ``day``, OANDA ``GFD``)
+    OPG = "OPG"  # in the opening auction only (Alpaca)
+    CLS = "CLS"  # in the closing auction only (Alpaca)
+
+
+#: What the crypto exchanges offer: their markets never close, so no day or auction orders.
+CRYPTO_TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+
+
+class AssetClass(str, Choice):
+    """What an instrument trades, which decides its sessions and its quantity rules."""
+
+    CRYPTO = "CRYPTO"  # around the clock; quantity in the base asset
+    US_EQUITY = "US_EQUITY"  # exchange sessions and a market clock; shares, maybe fractional
+    FOREX = "FOREX"  # the week round, Sunday to Friday; whole units, signed at OANDA
 
 
 class OrderStatus(str, Choice):
@@ -277,6 +295,8 @@ class OrderRequest(_Model):
     price: Price | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
+    # Brokers with sessions (Alpaca): may it execute outside the regular session.
+    extended_hours: bool = Field(default=False, description="trade outside regular hours")
     stop_price: Price | None = Field(default=None, description="the trigger of a conditional")
     post_only: StrictBool = Field(default=False, description="a LIMIT order that only makes")
     stop_limit_price: Price | None = Field(default=None, description="an OCO's stop-limit")
@@ -331,6 +351,8 @@ class OrderRequest(_Model):
             parts.append("post_only")
         if self.stop_limit_price is not None:
             parts.append("stop_limit=" + _canonical(self.stop_limit_price))
+        if self.extended_hours:
+            parts.append("extended_hours")
         return "|".join(parts)
 
 
@@ -523,6 +545,11 @@ class Order(_Model):
         return self.status.is_open
 
     @property
+    def signed_quantity(self) -> Decimal:
+        """The quantity signed by side, as OANDA writes units: a sell is negative."""
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    @property
     def average_price(self) -> Decimal | None:
         """Quantity-weighted fill price, or ``None`` while nothing has filled."""
         filled = sum((f.quantity for f in self.fills), Decimal(0))
@@ -566,6 +593,9 @@ class Instrument(_Model):
     min_quantity: Money = Decimal(0)
     min_notional: Money = Decimal(0)
     trading: bool = True
+    asset_class: AssetClass = AssetClass.CRYPTO
+    # Forex: the decimal place of one pip (-4 for EUR_USD, -2 for USD_JPY); None elsewhere.
+    pip_location: int | None = None
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""

@@ -30,15 +30,25 @@ from securetrade.errors import InboundRejected, InvalidRequest, SecureTradeError
 from securetrade.keys import Secret
 from securetrade.signing.encoding import encode_json, encode_query
 from securetrade.transport.base import HttpResponse
+from securetrade.venues.alpaca import Alpaca
 from securetrade.venues.base import Outcome, Verdict
 from securetrade.venues.binance import BINANCE
 from securetrade.venues.kraken import KrakenSpot
+from securetrade.venues.oanda import Oanda
 from securetrade.verify import InboundKey, MemoryReplayStore, MessageSigner, Verifier
 
 __all__ = ["TARGETS", "UntypedError", "encoders", "parse_payload", "parsers", "verifier"]
 
 KRAKEN = KrakenSpot()
-VENUES = (BINANCE, KRAKEN)
+ALPACA, OANDA = Alpaca(), Oanda()  # the brokers (their own objects: no shared state)
+VENUES = (BINANCE, KRAKEN, ALPACA, OANDA)
+# OANDA reads a lookup's answer against what it asked: by client id, and a scan of the
+# account's transactions from a cursor.
+_ASKED = (
+    [("client_order_id", "st" + "0" * 30)],
+    [("client_order_id", "st" + "0" * 30), ("~since", "0")],
+    [("order_id", "7")],
+)
 
 
 class UntypedError(AssertionError):
@@ -123,6 +133,15 @@ def parsers(data: bytes) -> None:
     for venue in VENUES:
         for endpoint in venue.endpoints.values():
             outcome = _only((), lambda e=endpoint, v=venue: v.interpret(e, response))
+            _check_outcome(outcome)
+    for endpoint in OANDA.endpoints.values():
+        for asked in _ASKED:
+            outcome = _only(
+                (),
+                lambda e=endpoint, a=asked: OANDA.interpret_asked(
+                    e, a, response, key_id="101-004-1-001"
+                ),
+            )
             _check_outcome(outcome)
     try:
         payload = json.loads(body)

@@ -40,6 +40,14 @@ keys = st.sampled_from(
         "interval", "rateLimitType", "intervalNum", "id", "open", "descr", "ordertype",
         "pair", "vol", "vol_exec", "opentm", "cost", "result", "error", "c", "balance",
         "hold_trade", "unixtime", "refid",
+        # the brokers' (Alpaca, OANDA)
+        "client_order_id", "filled_qty", "filled_avg_price", "limit_price", "stop_price",
+        "created_at", "timestamp", "is_open", "next_open", "next_close", "cash", "currency",
+        "order", "transaction", "transactions", "orderCreateTransaction",
+        "orderFillTransaction", "orderCancelTransaction", "lastTransactionID", "units",
+        "instrument", "state", "clientExtensions", "instruments", "name", "pipLocation",
+        "displayPrecision", "tradeUnitsPrecision", "account", "prices", "bids", "asks",
+        "liquidity", "reason", "orderID", "createTime", "fillingTransactionID",
     ]
 ) | st.text(max_size=6)  # fmt: skip
 payloads = st.recursive(

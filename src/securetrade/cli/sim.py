@@ -14,7 +14,12 @@ from typing import Any
 
 __all__ = ["register"]
 
-_DIALECTS = {"binance": "Binance spot", "kraken": "Kraken spot"}
+_DIALECTS = {
+    "binance": "Binance spot",
+    "kraken": "Kraken spot",
+    "alpaca": "Alpaca Trading API v2",
+    "oanda": "OANDA v20",
+}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -49,7 +54,8 @@ def _ca_file(pem: str) -> Iterator[str]:
 
 def _sim(args: argparse.Namespace) -> int:
     from ..keys import KeyKind, Scope
-    from ..sim import SIMULATED_VENUES, Simulator
+    from ..sim import BROKER_VENUES, SIMULATED_VENUES, Simulator
+    from ..sim.brokers import BrokerSimulator
     from ._guard import fail
 
     kind = KeyKind(args.key_kind)
@@ -59,9 +65,13 @@ def _sim(args: argparse.Namespace) -> int:
     for name in ("SIGTERM", "SIGHUP"):  # SIGHUP does not exist on Windows
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _exit_on_sigterm)
-    with Simulator() as sim:
-        key = sim.create_key(
-            kind=kind, scopes=(Scope.READ, Scope.TRADE, Scope.CANCEL), venue=args.venue
+    broker = args.venue in BROKER_VENUES
+    with BrokerSimulator(args.venue) if broker else Simulator() as sim:
+        scopes = (Scope.READ, Scope.TRADE, Scope.CANCEL)
+        key = (
+            sim.create_key(scopes=scopes)
+            if isinstance(sim, BrokerSimulator)
+            else sim.create_key(kind=kind, scopes=scopes, venue=args.venue)
         )
         server = sim.serve(port=args.port)
         with _ca_file(server.ca_pem) as ca_path:
@@ -126,6 +136,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--key-kind",
         choices=sorted({k.value for kinds in SIMULATED_VENUES.values() for k in kinds}),
         default="hmac",
-        help="the kind of key to make (kraken: hmac only)",
+        help="the kind of key to make (hmac everywhere; ed25519 on binance)",
     )
     sim.set_defaults(run=_sim)

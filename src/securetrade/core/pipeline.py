@@ -308,7 +308,8 @@ class Pipeline:
             and endpoint.op not in (Op.INSTRUMENTS, Op.SERVER_TIME)
         ):
             yield from self.markets()  # ccxt builds its requests from the market list
-        if endpoint.signed and not self.clock.synced:
+        if endpoint.signed and not self.clock.synced and endpoint.op is not Op.SERVER_TIME:
+            # (A venue whose clock needs the key, Alpaca's /v2/clock, reads it signed.)
             yield from self.sync_clock(priority)
         key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
         caller = self._caller(key)
@@ -389,7 +390,14 @@ class Pipeline:
                     status, headers, symbol=symbol, caller=caller, landed=admission
                 ),
             )
-        outcome = self.venue.interpret(endpoint, response)
+        # A venue whose answer is read against what was asked (OANDA's transaction scan
+        # looks for the client order id it asked about, in an account's transactions).
+        asked = getattr(self.venue, "interpret_asked", None)
+        outcome = (
+            self.venue.interpret(endpoint, response)
+            if asked is None
+            else asked(endpoint, params, response, key_id=key.key_id)
+        )
         refine = getattr(self.venue, "refine_outcome", None)
         if refine is not None:  # optional: what the answer means for this key (Kraken OTP)
             outcome = refine(outcome, key)

@@ -99,6 +99,9 @@ class Resolution(Reads):
             order.side,
             order.type,
             order.quantity.normalize(),
+        ) or any(  # limit and stop prices too, where the venue reports them
+            theirs is not None and ours is not None and theirs.normalize() != ours.normalize()
+            for theirs, ours in ((found.price, order.price), (found.stop_price, order.stop_price))
         ):
             raise DuplicateOrder(
                 f"the venue holds {found.client_order_id} with other parameters",

@@ -52,6 +52,11 @@ class KeyKind(str, Choice):
     EC_P256 = "ec-p256"
 
 
+#: Brokers whose keys are paper (practice) keys unless ``environment="live"`` says otherwise,
+#: as their own SDKs default (alpaca-py ``paper=True``); the exchanges' keys default to live.
+PAPER_FIRST = frozenset({"alpaca", "oanda"})
+
+
 class ApiKey:
     """One venue credential with its scopes and limits.
 
@@ -100,7 +105,7 @@ class ApiKey:
         *,
         scopes: Iterable[Scope | str] = (Scope.READ,),
         kind: KeyKind | str = KeyKind.HMAC,
-        environment: Environment | str = Environment.LIVE,
+        environment: Environment | str | None = None,
         symbols: Iterable[str] | None = None,
         max_notional: Decimal | int | str | None = None,
         max_quantity: Decimal | int | str | None = None,
@@ -128,7 +133,9 @@ class ApiKey:
             "secret": wrapped,
             "kind": _member(KeyKind, kind),
             "scopes": _scopes(scopes),
-            "environment": _member(Environment, environment),
+            "environment": _member(Environment, environment)
+            if environment is not None
+            else (Environment.PAPER if venue in PAPER_FIRST else Environment.LIVE),
             "symbols": None if symbols is None else _text_set("symbols", symbols),
             "max_notional": None
             if max_notional is None

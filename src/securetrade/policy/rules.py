@@ -99,7 +99,9 @@ class Policy:
     ``interval`` seconds (a runaway loop); ``daily_notional`` bounds the notional submitted
     per UTC day. ``kill_switch`` blocks everything while engaged. ``confirmer``
     (:class:`~securetrade.mfa.Confirmer`) makes every withdrawal wait for an operator's
-    one-time code.
+    one-time code. ``extended_hours`` allows orders that ask to trade outside a broker's
+    regular session (Alpaca); refused unless allowed, by this policy and every policy it is
+    ``within``.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Policy:
         within: Policy | None = None,
         clock: Callable[[], float] = time.time,
         confirmer: Confirmer | None = None,
+        extended_hours: bool = False,
     ) -> None:
         self.max_notional = _limit("max_notional", max_notional)
         self.max_quantity = _limit("max_quantity", max_quantity)
@@ -135,6 +138,9 @@ class Policy:
         self.kill_switch = instance("kill_switch", kill_switch, KillSwitch) or KillSwitch()
         self.within = instance("within", within, Policy)
         self.confirmer = confirmer  # when set, a withdrawal needs an operator's code
+        if not isinstance(extended_hours, bool):
+            raise InvalidRequest("extended_hours must be True or False")
+        self.extended_hours = extended_hours
         if not callable(clock):
             raise InvalidRequest("clock must be a function returning epoch seconds")
         self._clock = clock
@@ -303,6 +309,11 @@ class Policy:
             return Decision.deny("kill_switch", f"kill switch engaged: {state.reason}")
         if self.symbols is not None and order.symbol not in self.symbols:
             return Decision.deny("symbols", f"{order.symbol} is not on the allowlist")
+        if order.extended_hours and not self.extended_hours:
+            return Decision.deny(
+                "extended_hours",
+                "orders outside regular hours are not allowed: Policy(extended_hours=True)",
+            )
         if self.sides is not None and order.side not in self.sides:
             allowed = ", ".join(sorted(s.value for s in self.sides))
             return Decision.deny("sides", f"{order.side.value} orders are not allowed ({allowed})")

@@ -38,6 +38,7 @@ __all__ = [
     "Faults",
     "HttpsServer",
     "KrakenLimits",
+    "BROKER_VENUES",
     "SIMULATED_VENUES",
     "SimLimits",
     "SimTransport",
@@ -73,7 +74,11 @@ DEFAULT_BALANCES = {"USDT": Decimal("100000"), "BTC": Decimal("2"), "ETH": Decim
 SIMULATED_VENUES: dict[str, tuple[KeyKind, ...]] = {
     "binance": (KeyKind.HMAC, KeyKind.ED25519),
     "kraken": (KeyKind.HMAC,),
+    "alpaca": (KeyKind.HMAC,),  # served by BrokerSimulator (sim.brokers)
+    "oanda": (KeyKind.HMAC,),
 }
+# The venues a BrokerSimulator serves rather than Simulator.
+BROKER_VENUES = frozenset({"alpaca", "oanda"})
 
 
 class Simulator:

@@ -99,7 +99,9 @@ class Refusal(Exception):
 def json_response(
     status: int, payload: Any, headers: Mapping[str, str] | None = None
 ) -> SimResponse:
-    """An answer with a compact JSON body, as both venues send them."""
+    """An answer with a compact JSON body, as the venues send them; none for a 204."""
+    if status == 204:  # No Content (Alpaca's accepted cancel): no body may follow
+        return SimResponse(status, dict(headers or {}), b"")
     body = json.dumps(payload, separators=(",", ":")).encode()
     return SimResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 

@@ -3,7 +3,7 @@
 Adapters are found by name, and loaded only when first asked for, so a bot pays for the
 venues it uses and nothing else:
 
-* the built-in ones (``binance``, ``kraken``);
+* the built-in ones (``binance``, ``kraken``, and the brokers ``alpaca``, ``oanda``);
 * families named ``prefix:rest`` (``ccxt:bybit``), whose factory gets ``rest``;
 * third-party adapters, registered under the entry point group ``securetrade.venues``.
   The entry point names the venue and points at an adapter object, or at a callable
@@ -41,6 +41,8 @@ ENTRY_POINT_GROUP = "securetrade.venues"
 _BUILTIN = {
     "binance": "securetrade.venues.binance:BINANCE",
     "kraken": "securetrade.venues.kraken:KRAKEN",
+    "alpaca": "securetrade.venues.alpaca:ALPACA",
+    "oanda": "securetrade.venues.oanda:OANDA",
 }
 # "prefix:rest" names -> a factory called with ``rest``. The ccxt transport adds itself here.
 _FAMILIES: dict[str, str] = {"ccxt": "securetrade.venues.ccxt:CcxtVenue"}

@@ -19,6 +19,9 @@ What an adapter provides, and where the core uses it:
 ``client_order_id()``  our deterministic id, in the venue's client-order-id grammar
 ``order_acks``         operations answered by an acknowledgement only: the core reads the
                        order back by client order id
+``interpret_asked()``  optional, in place of ``interpret()``: the answer read against the
+                       parameters asked and the key id (OANDA's lookup scans an account's
+                       transactions for the client order id it asked about)
 ``request_deadline``   optional, default True: a request stamped T can no longer execute
                        after T + ``recv_window_ms``; False makes "not found" unprovable
 ``dedupe``             optional: ``"strong"`` when the venue refuses a used client order id
@@ -54,7 +57,15 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
-from ..models import Balance, Instrument, Order, OrderRequest, OrderType, TimeInForce
+from ..models import (
+    CRYPTO_TIME_IN_FORCE,
+    Balance,
+    Instrument,
+    Order,
+    OrderRequest,
+    OrderType,
+    TimeInForce,
+)
 from ..ratelimit import CostRule, RateLimit
 from ..signing import Signer
 from ..transport.base import HttpRequest, HttpResponse
@@ -170,7 +181,7 @@ _NEEDS = {
 def capabilities_of(venue: Venue) -> Capabilities:
     """A venue's capabilities, read from its tables: the operations its endpoint table has
     (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
-    them (else MARKET and LIMIT, and every time in force), its candle ``intervals``, and
+    them (else MARKET and LIMIT, and GTC, IOC and FOK), its candle ``intervals``, and
     whether it takes post-only orders (``post_only = True``)."""
     operations = frozenset(
         op
@@ -180,7 +191,7 @@ def capabilities_of(venue: Venue) -> Capabilities:
     # An adapter that does not declare its order types takes market and limit orders only:
     # the conditional ones need parameters (a stop price) it may not send.
     order_types = getattr(venue, "order_types", None) or _BASIC_TYPES
-    time_in_force = getattr(venue, "time_in_force", None) or frozenset(TimeInForce)
+    time_in_force = getattr(venue, "time_in_force", None) or CRYPTO_TIME_IN_FORCE
     intervals = tuple(getattr(venue, "intervals", None) or ()) if Op.CANDLES in operations else ()
     return Capabilities(
         venue.name,

@@ -27,6 +27,7 @@ from ...errors import (
 )
 from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
 from ...models import (
+    CRYPTO_TIME_IN_FORCE,
     INTERVALS,
     Balance,
     BookLevel,
@@ -246,6 +247,7 @@ class BinanceSpot:
     atomic_replace = True  # amend sends order/cancelReplace: the cancel and the new order
     order_types = frozenset(OrderType)  # every one: stops, take-profits, OCO (order lists)
     post_only = True  # LIMIT_MAKER
+    time_in_force = CRYPTO_TIME_IN_FORCE  # GTC, IOC, FOK: no sessions
 
     def check_symbol(self, symbol: str) -> None:
         if not _SYMBOL.fullmatch(symbol):

@@ -21,6 +21,7 @@ from ...core.journal import derive_client_order_id, is_ours
 from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
+    CRYPTO_TIME_IN_FORCE,
     INTERVALS,
     Balance,
     BookLevel,
@@ -443,7 +444,7 @@ class CcxtVenue:
         """The times in force the exchange offers (Kraken spot has no FOK)."""
         if self.exchange_id == "kraken":
             return frozenset({TimeInForce.GTC, TimeInForce.IOC})
-        return frozenset(TimeInForce)
+        return CRYPTO_TIME_IN_FORCE
 
     def ticker_params(self, symbol: str) -> Params:
         """Parameters for ccxt's ``fetch_ticker``."""
