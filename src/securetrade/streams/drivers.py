@@ -163,6 +163,8 @@ class StreamHub:
         stream_url: str | None,
         options: StreamOptions | None,
     ) -> MarketStream:
+        """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
+        with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
         if not isinstance(symbol, str) or not symbol.isalnum():
             raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
         key = self.client.core.keys.current
@@ -203,6 +205,8 @@ class StreamHub:
         monitor: AnomalyMonitor | None = None,
         options: StreamOptions | None = None,
     ) -> AsyncIterator[Any]:
+        """An async iterator over the user stream's events of ``kinds`` (``orders``, ``fills`` or
+        ``account``); the supervisor connects on its first ``__anext__``."""
         hub = self
 
         async def iterate() -> AsyncIterator[Any]:
@@ -232,6 +236,8 @@ class StreamHub:
             return self._loop
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the background loop and wait up to ``timeout`` seconds for its
+        result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout)
 
     def close(self) -> None:
@@ -328,6 +334,8 @@ class BlockingStream:
         return self._make()
 
     def close(self) -> None:
+        """Close the async iterator underneath: a user stream subscription ends, a market stream
+        disconnects."""
         iterator = self._iterator
         if iterator is not None:
             closer = getattr(iterator, "aclose", None)
@@ -352,6 +360,7 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 
 def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub:
+    """The client's :class:`StreamHub`, made and attached on first use."""
     hub: StreamHub | None = getattr(client, "_stream_hub", None)
     if hub is None:
         hub = StreamHub(client, asynchronous=asynchronous)
