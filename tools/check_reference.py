@@ -30,6 +30,7 @@ PACKAGES = [
     "securetrade.record",
     "securetrade.signing",
     "securetrade.sim",
+    "securetrade.streams",
     "securetrade.tables",
     "securetrade.transport",
     "securetrade.venues",

@@ -25,20 +25,30 @@ import json
 import threading
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .binance import BinanceDialect
 from .certs import Certificates, make_certificates
-from .engine import SimOrder
+from .engine import Market, SimOrder
 from .server import Served, server_context
 
-if TYPE_CHECKING:
-    from . import Simulator
+__all__ = ["Intruder", "SimVenue", "SimWebSockets", "WsFaults"]
 
-__all__ = ["Intruder", "SimWebSockets", "WsFaults"]
+
+class SimVenue(Protocol):
+    """What the streams need of the simulator (a :class:`~securetrade.sim.Simulator` is
+    one): its matching engine and its Binance dialect, for keys and the venue clock. A
+    Protocol, so this module sits below ``securetrade.sim`` and never imports it."""
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def dialect(self) -> BinanceDialect: ...
 
 
 class WsFaults:
@@ -95,7 +105,7 @@ class SimWebSockets(Served):
 
     def __init__(
         self,
-        sim: Simulator,
+        sim: SimVenue,
         *,
         certificates: Certificates | None = None,
         host: str = "127.0.0.1",
@@ -399,7 +409,7 @@ class Intruder:
     """Someone else with the account's credentials: places orders and withdraws funds
     through a session of its own (not the bot's client, not its journal)."""
 
-    def __init__(self, sim: Simulator, account: str) -> None:
+    def __init__(self, sim: SimVenue, account: str) -> None:
         self.sim = sim
         self.account = account
         self._ids = itertools.count(1)

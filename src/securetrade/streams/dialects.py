@@ -45,6 +45,8 @@ class ExecutionReport:
 
 @dataclass(frozen=True, slots=True)
 class Withdrawal:
+    """Funds that left the account, as the venue reported them (a negative balance update)."""
+
     asset: str
     amount: Decimal
     at_ms: int
@@ -62,17 +64,25 @@ class StreamDialect(Protocol):
     #: how long a connection may live before the venue closes it
     max_connection_age: float
 
-    def user_url(self, environment: Environment) -> str: ...
+    def user_url(self, environment: Environment) -> str:
+        """The URL of the account's user data stream in ``environment``."""
 
-    def market_url(self, environment: Environment, channel: str, symbol: str) -> str: ...
+    def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
+        """The URL of ``symbol``'s ``channel`` (``ticker`` or ``book``) in ``environment``."""
 
-    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]: ...
+    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
+        """The frames that authenticate and subscribe, signed with ``key`` at venue time ``now_ms``;
+        sent on every (re)connect."""
 
-    def check_auth_answer(self, frame: Any) -> bool: ...
+    def check_auth_answer(self, frame: Any) -> bool:
+        """True once ``frame`` confirms the subscription; raises when the venue refused it."""
 
-    def probe(self) -> str | None: ...
+    def probe(self) -> str | None:
+        """A frame the venue answers, sent when the socket goes quiet to tell a stale connection
+        from a quiet account; None if there is none."""
 
-    def parse(self, frame: Any) -> list[Parsed]: ...
+    def parse(self, frame: Any) -> list[Parsed]:
+        """The events in one decoded frame (none for frames of no interest, such as answers)."""
 
 
 def _money(value: Any, name: str) -> Decimal:
@@ -101,6 +111,8 @@ class BinanceStreams:
         self._ids = itertools.count(1)
 
     def user_url(self, environment: Environment) -> str:
+        """The WebSocket API URL of ``environment``; :class:`InvalidRequest` (pass ``stream_url=``)
+        where Binance has none."""
         try:
             return self._USER[environment]
         except KeyError:
@@ -109,12 +121,16 @@ class BinanceStreams:
             ) from None
 
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
+        """The raw stream URL of ``symbol``'s ``channel`` (``ticker`` or ``book``) in
+        ``environment``."""
         base = self._MARKET.get(environment)
         if base is None:
             raise InvalidRequest(f"binance has no {environment.value} stream URL; pass stream_url=")
         return market_path(base, channel, symbol)
 
     def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
+        """One signed ``userDataStream.subscribe.signature`` request (the key id, the timestamp and
+        their signature; never the secret)."""
         params = {"apiKey": key.key_id, "timestamp": str(now_ms)}
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
         params["signature"] = signer.sign(payload.encode("ascii"))
@@ -140,9 +156,12 @@ class BinanceStreams:
         return False
 
     def probe(self) -> str | None:
+        """A WebSocket API ``ping`` request: any answer proves the path still flows."""
         return json.dumps({"id": f"probe-{next(self._ids)}", "method": "ping", "params": {}})
 
     def parse(self, frame: Any) -> list[Parsed]:
+        """Execution reports, withdrawals (negative balance updates), tickers and book snapshots in
+        ``frame``; anything else is ignored."""
         if not isinstance(frame, dict):
             return []
         if "subscriptionId" in frame and isinstance(frame.get("event"), dict):

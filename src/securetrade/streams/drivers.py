@@ -29,11 +29,11 @@ from .events import (
     UnknownActivity,
     WithdrawalEvent,
 )
+from .host import AsyncHost, BlockingHost
 from .market import MarketStream
 from .supervisor import StreamOptions, Subscription, UserStream
 
 if TYPE_CHECKING:
-    from ..client import AsyncClient, Client
     from ..record.events import Event
 
 __all__ = ["BlockingStream", "StreamHub", "hub_of"]
@@ -55,7 +55,7 @@ KINDS: dict[str, tuple[type, ...]] = {
 
 
 class _AsyncRest:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncHost) -> None:
         self._client = client
 
     async def open_orders(self) -> list[Order]:
@@ -77,7 +77,7 @@ class _SyncRest:
     """The blocking client's calls, from the stream's loop thread (its transport is safe to
     share between threads)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: BlockingHost) -> None:
         self._client = client
 
     async def open_orders(self) -> list[Order]:
@@ -104,7 +104,7 @@ class _SyncRest:
 class StreamHub:
     """Everything streaming of one client."""
 
-    def __init__(self, client: Client | AsyncClient, *, asynchronous: bool) -> None:
+    def __init__(self, client: BlockingHost | AsyncHost, *, asynchronous: bool) -> None:
         self.client = client
         self.asynchronous = asynchronous
         self.dialect = dialect_for(client.core.venue.name)
@@ -163,6 +163,8 @@ class StreamHub:
         stream_url: str | None,
         options: StreamOptions | None,
     ) -> MarketStream:
+        """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
+        with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
         if not isinstance(symbol, str) or not symbol.isalnum():
             raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
         key = self.client.core.keys.current
@@ -203,6 +205,8 @@ class StreamHub:
         monitor: AnomalyMonitor | None = None,
         options: StreamOptions | None = None,
     ) -> AsyncIterator[Any]:
+        """An async iterator over the user stream's events of ``kinds`` (``orders``, ``fills`` or
+        ``account``); the supervisor connects on its first ``__anext__``."""
         hub = self
 
         async def iterate() -> AsyncIterator[Any]:
@@ -232,6 +236,8 @@ class StreamHub:
             return self._loop
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the background loop and wait up to ``timeout`` seconds for its
+        result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout)
 
     def close(self) -> None:
@@ -328,6 +334,8 @@ class BlockingStream:
         return self._make()
 
     def close(self) -> None:
+        """Close the async iterator underneath: a user stream subscription ends, a market stream
+        disconnects."""
         iterator = self._iterator
         if iterator is not None:
             closer = getattr(iterator, "aclose", None)
@@ -351,7 +359,8 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
         return _DONE
 
 
-def hub_of(client: Client | AsyncClient, *, asynchronous: bool) -> StreamHub:
+def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub:
+    """The client's :class:`StreamHub`, made and attached on first use."""
     hub: StreamHub | None = getattr(client, "_stream_hub", None)
     if hub is None:
         hub = StreamHub(client, asynchronous=asynchronous)
@@ -378,7 +387,7 @@ def _checked(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def watch_async(
-    client: AsyncClient, kind: str, symbol: str | None, options: dict[str, Any]
+    client: AsyncHost, kind: str, symbol: str | None, options: dict[str, Any]
 ) -> AsyncIterator[Any]:
     """``AsyncClient.watch_*``: an async iterator, connected on its first ``__anext__``."""
     hub = hub_of(client, asynchronous=True)
@@ -391,7 +400,7 @@ def watch_async(
 
 
 def watch_blocking(
-    client: Client, kind: str, symbol: str | None, options: dict[str, Any]
+    client: BlockingHost, kind: str, symbol: str | None, options: dict[str, Any]
 ) -> BlockingStream:
     """``Client.watch_*``: a blocking iterator over the hub's background loop."""
     hub = hub_of(client, asynchronous=False)
@@ -405,7 +414,7 @@ def watch_blocking(
 
 
 async def place_confirmed(
-    client: AsyncClient, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
+    client: AsyncHost, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
 ) -> tuple[Order, str]:
     """Place ``order``, then confirm it on the live stream, or over REST while the stream is
     down (or silent past ``timeout``): silence is never taken as an answer."""
@@ -414,7 +423,7 @@ async def place_confirmed(
 
 
 def place_confirmed_blocking(
-    client: Client, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
+    client: BlockingHost, order: OrderRequest, *, timeout: float = 2.0, **kwargs: Any
 ) -> tuple[Order, str]:
     """:func:`place_confirmed` for the blocking client."""
     hub = hub_of(client, asynchronous=False)

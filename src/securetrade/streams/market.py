@@ -112,6 +112,7 @@ class MarketStream:
             self._queue.put_nowait(Fatal(error))
 
     async def aclose(self) -> None:
+        """Disconnect and end the iteration (a waiting ``__anext__`` stops)."""
         await self._connector.stop()
         if self._task is not None:
             self._task.cancel()

@@ -137,11 +137,14 @@ class UserStream:
         return self._connector.healthy and not self._resync_pending and not self._overflowed
 
     async def wait_healthy(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a connection; then whether the stream is
+        :attr:`healthy`."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._connector.connected.wait(), timeout)
         return self.healthy
 
     async def close(self) -> None:
+        """Stop the socket and the background tasks, and end every subscription."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -152,17 +155,22 @@ class UserStream:
             await sub.aclose()
 
     def subscribe(self, kinds: tuple[type, ...]) -> Subscription:
+        """A new subscription to the events of the given types, each in a bounded queue of its
+        own."""
         sub = Subscription(self, kinds, self.options.subscriber_queue)
         self._subscribers.append(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub`` (its ``aclose`` calls this)."""
         if sub in self._subscribers:
             self._subscribers.remove(sub)
 
     # --- what this process did (so it is not taken for an intruder) --------------------
 
     def note_placed(self, symbol: str, client_order_id: str) -> None:
+        """Record an order this process is placing, so its events are ours and a lost answer is
+        swept over REST."""
         self._placed[client_order_id] = symbol
         self._ours.add(client_order_id)
 
@@ -172,6 +180,8 @@ class UserStream:
         self._offer(Marker(reason, "a reconciliation was asked for"))
 
     def note_withdrawal(self, asset: str, amount: Decimal) -> None:
+        """Record a withdrawal this process made, so the venue's report of it (matched within an
+        hour) is not taken for an intruder's."""
         self._withdrawn.append(_Withdrawn(asset, amount, time.monotonic()))
 
     # --- the socket's side ---------------------------------------------------------------
