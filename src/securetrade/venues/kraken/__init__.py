@@ -437,6 +437,9 @@ class KrakenSpot:
     def parse_history(
         self, made: Window, cursor: str | None, payload: Any
     ) -> tuple[list[Any], str | None]:
+        """One page of ``TradesHistory``, ``ClosedOrders`` or a transfer status as our
+        models, within the call's range, and the cursor of the next page (``None``: the
+        last)."""
         return history.parse_history(made, cursor, payload, self._order, asset_name)
 
     # --- market data ----------------------------------------------------------------------
