@@ -23,6 +23,7 @@ from typing import Any
 from redis_server import start_redis
 from securetrade import ApiKey
 from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.brokers import BrokerSimulator
 
 
 class Support:
@@ -57,6 +58,14 @@ class Support:
     def binance(self, **options: Any) -> tuple[ApiKey, dict[str, Any]]:
         """A fresh simulator key (read, trade, cancel unless told) and its connection."""
         return self.sim.create_key(**options), self.connection()
+
+    def broker(self, venue: str) -> tuple[BrokerSimulator, ApiKey, dict[str, Any]]:
+        """A simulated broker (``"alpaca"`` or ``"oanda"``) over HTTPS on 127.0.0.1, a fresh
+        key on it and what a client needs to reach it (its own, not the exchanges')."""
+        sim = self.stack.enter_context(BrokerSimulator(venue))
+        server = sim.serve()
+        connection = {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+        return sim, sim.create_key(), connection
 
     def file(self, name: str, text: str) -> Path:
         """Write ``text`` to ``name`` in the page's directory (its working directory)."""

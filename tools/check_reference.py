@@ -34,9 +34,11 @@ PACKAGES = [
     "securetrade.tables",
     "securetrade.transport",
     "securetrade.venues",
+    "securetrade.venues.alpaca",
     "securetrade.venues.binance",
     "securetrade.venues.ccxt",
     "securetrade.venues.kraken",
+    "securetrade.venues.oanda",
     "securetrade.verify",
 ]
 # An export that shares its name with a submodule is rendered under its full path.

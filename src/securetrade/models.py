@@ -133,6 +133,8 @@ class OrderType(str, Choice):
 
     @property
     def is_conditional(self) -> bool:
+        """Whether this is a type other than MARKET and LIMIT: a stop, a take-profit or an
+        OCO, all of which carry a ``stop_price``."""
         return self not in (OrderType.MARKET, OrderType.LIMIT)
 
     @property

@@ -152,10 +152,13 @@ class ReconcileReport:
 
     @property
     def counts(self) -> dict[str, int]:
+        """How many divergences call for each action (``in_line``, ``place``, ...)."""
         return dict(Counter(d.action for d in self.divergences))
 
     @property
     def proposals(self) -> list[CopyIntent]:
+        """The orders that bring the followers in line: the ``intent`` of each divergence
+        that has one."""
         return [d.intent for d in self.divergences if d.intent is not None]
 
     def _repr_html_(self) -> str:

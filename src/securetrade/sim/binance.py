@@ -30,7 +30,8 @@ from urllib.parse import parse_qsl, unquote
 
 from cryptography.exceptions import InvalidSignature
 
-from .dialect import Dialect, DialectStats, Refusal, SimKey, SimRequest, SimResponse, json_response
+from .binance_wire import _ApiError, _order_json, _required, _text
+from .dialect import Dialect, DialectStats, SimKey, SimRequest, SimResponse, json_response
 from .engine import FeeSchedule, Market, SimOrder, SimRejection, SimTrade
 from .faults import Fault, Faults
 from .ledger import record_withdrawal, transfers_of
@@ -1168,15 +1169,6 @@ class BinanceDialect(Dialect[_Stats]):
 _UNKNOWN_ERROR = "An unknown error occurred while processing the request."
 
 
-class _ApiError(Refusal):
-    """Binance's error: ``{"code": ..., "msg": ...}``, counted by its code."""
-
-    def __init__(
-        self, status: int, code: int, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(status, {"code": code, "msg": message}, code, headers)
-
-
 def _parameters(query: str, body: str) -> dict[str, str]:
     """The request's parameters: -1101 for a name given twice in one part; a name in both
     the query string and the body takes the query's value ("General API information":
@@ -1220,15 +1212,6 @@ def _strip_signature(text: str) -> str:
     return "&".join(kept)
 
 
-def _required(params: Mapping[str, str], name: str) -> str:
-    value = params.get(name)
-    if not value:
-        raise _ApiError(
-            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-        )
-    return value
-
-
 def _lookup(params: Mapping[str, str]) -> dict[str, Any]:
     order_id = params.get("orderId")
     client_id = params.get("origClientOrderId")
@@ -1266,10 +1249,6 @@ def _time(params: Mapping[str, str], name: str) -> int | None:
     return int(text)
 
 
-def _text(value: Decimal) -> str:
-    return format(value, "f")
-
-
 def _trade_json(trade: SimTrade) -> dict[str, Any]:
     order = trade.order
     fee = order.fees.get(trade.trade_id)
@@ -1287,31 +1266,6 @@ def _trade_json(trade: SimTrade) -> dict[str, Any]:
         "isBuyer": order.side == "BUY",
         "isMaker": not fee[2] if fee else order.type == "LIMIT",
         "isBestMatch": True,
-    }
-
-
-def _order_json(order: SimOrder) -> dict[str, Any]:
-    return {
-        "symbol": order.symbol,
-        "orderId": order.order_id,
-        "orderListId": order.list_id,
-        "clientOrderId": order.client_order_id,
-        "price": _text(order.price or Decimal(0)),
-        "origQty": _text(order.quantity),
-        "executedQty": _text(order.filled),
-        "cummulativeQuoteQty": _text(order.quote_filled),
-        "status": order.status,
-        "timeInForce": order.time_in_force or "GTC",
-        "type": order.display_type or order.type,
-        "side": order.side,
-        "stopPrice": _text(order.stop_price) if order.stop_price is not None else "0.00000000",
-        "icebergQty": "0.00000000",
-        "time": order.created_ms,
-        "updateTime": order.updated_ms,
-        "isWorking": True,
-        "workingTime": order.created_ms,
-        "origQuoteOrderQty": "0.00000000",
-        "selfTradePreventionMode": "NONE",
     }
 
 

@@ -10,30 +10,14 @@ orders against the venue's order-rate limits.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from decimal import Decimal
 
-from .engine import Market, SimOrder
+from .engine import Market
+from .records import SimOrder, SimTransfer
 
 __all__ = ["SimTransfer", "backfill", "deposit", "record_withdrawal", "transfers_of"]
 
 _transfer_ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class SimTransfer:
-    """One deposit (``kind="deposit"``) or withdrawal of an account."""
-
-    transfer_id: int
-    account: str
-    kind: str
-    asset: str
-    amount: Decimal
-    at_ms: int
-    address: str
-    network: str
-    tx_id: str
-    fee: Decimal = Decimal(0)
 
 
 def deposit(

@@ -12,22 +12,38 @@ orders on the account's order count.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Protocol
 
-from .engine import SimOrder
-
-if TYPE_CHECKING:
-    from .binance import BinanceDialect
-    from .dialect import SimKey
+from .binance_wire import _ApiError, _order_json, _required
+from .dialect import SimKey
+from .engine import FeeSchedule, Market
+from .records import SimOrder
 
 __all__ = ["oco"]
 
 _STOPS = {"STOP_LOSS": "MARKET", "STOP_LOSS_LIMIT": "LIMIT"}
 
 
-def oco(dialect: BinanceDialect, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
-    from .binance import _ApiError, _order_json, _required
+class BinanceDialect(Protocol):
+    """What an order list needs of the Binance dialect (``sim.binance``, above this module):
+    its market and fees, its symbol and number checks, its order count and refusals."""
 
+    market: Market
+    fees: FeeSchedule | None
+
+    def _symbol(self, symbol: str) -> str: ...
+
+    def _decimal(self, params: Mapping[str, str], name: str) -> Decimal: ...
+
+    def _count_order(self, key: SimKey) -> None: ...
+
+    def _guard(self, action: Callable[[], SimOrder]) -> SimOrder: ...
+
+
+def oco(dialect: BinanceDialect, key: SimKey, params: dict[str, str]) -> dict[str, Any]:
+    """Place both legs of an OCO for ``key`` from Binance's parameters, or neither."""
     if not key.can_trade:
         raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
     market = dialect.market

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import SimInstrument, SimOrder, TapeTrade
+    from .records import SimInstrument, SimOrder, TapeTrade
 
 __all__ = ["Bar", "MarketData"]
 

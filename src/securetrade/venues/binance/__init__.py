@@ -359,6 +359,8 @@ class BinanceSpot:
     def parse_history(
         self, made: Window, cursor: str | None, payload: Any
     ) -> tuple[list[Any], str | None]:
+        """One page of ``myTrades``, ``allOrders`` or a transfer history as our models,
+        within the call's range, and the cursor of the next page (``None``: the last)."""
         return history.parse_history(made, cursor, payload, self.parse_order)
 
     # --- market data ----------------------------------------------------------------------

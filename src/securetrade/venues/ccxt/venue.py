@@ -497,6 +497,8 @@ class CcxtVenue:
     def parse_history(
         self, made: Window, cursor: str | None, payload: Any
     ) -> tuple[list[Any], str | None]:
+        """One page of ccxt's unified trades, orders or transfers as our models, within the
+        call's range, and the cursor of the next page (``None``: the last)."""
         return history.parse_history(self._profile.paging, made, cursor, payload, self.parse_order)
 
     def _history_call(self, op: Op, p: Mapping[str, str]) -> UnifiedCall:

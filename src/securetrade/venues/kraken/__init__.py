@@ -75,45 +75,12 @@ from ..base import (
     within,
 )
 from . import history
-from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, rate_limits
+from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, asset_name, rate_limits
 
 if TYPE_CHECKING:
     from ...core.history import Window
 
 __all__ = ["CLIENT_ORDER_ID", "ENDPOINTS", "ERRORS", "KRAKEN", "KrakenSpot", "asset_name"]
-
-# Kraken's legacy asset codes (an X before crypto, a Z before fiat) and its own short names
-# (XBT for bitcoin, XDG for dogecoin) -> the names everyone else uses. Codes not listed
-# (USDT, DOT, SOL, and every asset listed since) are already those names.
-_ASSET_NAMES = {
-    "XXBT": "BTC",
-    "XBT": "BTC",
-    "XBT.M": "BTC.M",
-    "XXDG": "DOGE",
-    "XDG": "DOGE",
-    "XETH": "ETH",
-    "XETC": "ETC",
-    "XLTC": "LTC",
-    "XMLN": "MLN",
-    "XREP": "REP",
-    "XXLM": "XLM",
-    "XXMR": "XMR",
-    "XXRP": "XRP",
-    "XZEC": "ZEC",
-    "ZUSD": "USD",
-    "ZEUR": "EUR",
-    "ZGBP": "GBP",
-    "ZCAD": "CAD",
-    "ZJPY": "JPY",
-    "ZAUD": "AUD",
-    "ZCHF": "CHF",
-}
-
-
-def asset_name(code: str) -> str:
-    """The common name of a Kraken asset code: ``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``."""
-    return _ASSET_NAMES.get(code, code)
-
 
 _SYMBOL = re.compile(r"[A-Z0-9]{2,16}(?:\.[A-Z0-9]{1,4})?")
 _STATUS = {
@@ -470,6 +437,9 @@ class KrakenSpot:
     def parse_history(
         self, made: Window, cursor: str | None, payload: Any
     ) -> tuple[list[Any], str | None]:
+        """One page of ``TradesHistory``, ``ClosedOrders`` or a transfer status as our
+        models, within the call's range, and the cursor of the next page (``None``: the
+        last)."""
         return history.parse_history(made, cursor, payload, self._order, asset_name)
 
     # --- market data ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
+from .tables import asset_name
 
 if TYPE_CHECKING:
     from ...core.history import Window
@@ -95,8 +96,6 @@ def same_pair(one: str, other: str) -> bool:
 
 
 def _readings(name: str) -> set[tuple[str, str]]:
-    from . import asset_name
-
     return {(asset_name(name[:i]), asset_name(name[i:])) for i in range(2, len(name) - 1)}
 
 

@@ -1,4 +1,5 @@
-"""Kraken spot REST as data: endpoints, error strings, rate limits, client-order-id grammar.
+"""Kraken spot REST as data: endpoints, error strings, rate limits, client-order-id grammar,
+asset names.
 
 Sources: docs.kraken.com (Spot REST, "Spot Client Order Identifiers") and Kraken's support
 articles on API error messages and rate limits. See docs/venues.md for what is not
@@ -33,6 +34,7 @@ __all__ = [
     "PUBLIC",
     "RATE_PAUSES",
     "TIERS",
+    "asset_name",
     "rate_limits",
 ]
 
@@ -169,3 +171,36 @@ CLIENT_ORDER_ID = re.compile(
     r"|[0-9a-fA-F]{32}"
     r"|[\x21-\x7e]{1,18}"
 )
+
+
+# Kraken's legacy asset codes (an X before crypto, a Z before fiat) and its own short names
+# (XBT for bitcoin, XDG for dogecoin) -> the names everyone else uses. Codes not listed
+# (USDT, DOT, SOL, and every asset listed since) are already those names.
+_ASSET_NAMES = {
+    "XXBT": "BTC",
+    "XBT": "BTC",
+    "XBT.M": "BTC.M",
+    "XXDG": "DOGE",
+    "XDG": "DOGE",
+    "XETH": "ETH",
+    "XETC": "ETC",
+    "XLTC": "LTC",
+    "XMLN": "MLN",
+    "XREP": "REP",
+    "XXLM": "XLM",
+    "XXMR": "XMR",
+    "XXRP": "XRP",
+    "XZEC": "ZEC",
+    "ZUSD": "USD",
+    "ZEUR": "EUR",
+    "ZGBP": "GBP",
+    "ZCAD": "CAD",
+    "ZJPY": "JPY",
+    "ZAUD": "AUD",
+    "ZCHF": "CHF",
+}
+
+
+def asset_name(code: str) -> str:
+    """The common name of a Kraken asset code: ``XXBT`` -> ``BTC``, ``ZUSD`` -> ``USD``."""
+    return _ASSET_NAMES.get(code, code)
