@@ -289,11 +289,19 @@ def test_sim_serves_each_venue_and_removes_its_ca_file_on_any_exit(
 def test_simulator_makes_keys_only_for_the_venues_and_kinds_it_speaks() -> None:
     """SIMULATED_VENUES is what ``sim --venue`` offers; a key it cannot verify is refused."""
     from securetrade.errors import InvalidRequest
-    from securetrade.sim import SIMULATED_VENUES, Simulator
+    from securetrade.sim import BROKER_VENUES, SIMULATED_VENUES, Simulator
+    from securetrade.sim.brokers import BrokerSimulator
 
+    for broker in sorted(BROKER_VENUES):
+        with BrokerSimulator(broker) as served:
+            assert served.create_key().venue == broker
     with Simulator() as sim:
         for venue, kinds in SIMULATED_VENUES.items():
             for kind in kinds:
+                if venue in BROKER_VENUES:  # never a key the exchange simulator cannot verify
+                    with pytest.raises(InvalidRequest, match="BrokerSimulator"):
+                        sim.create_key(venue=venue, kind=kind)
+                    continue
                 assert sim.create_key(venue=venue, kind=kind).venue == venue
         with pytest.raises(InvalidRequest, match="no 'coinbase' key"):
             sim.create_key(venue="coinbase")

@@ -157,9 +157,13 @@ class Simulator:
         ``otp="static"`` or ``otp="totp"`` turns 2FA on for it, and the key carries the
         password or the seed.
         """
-        if venue not in SIMULATED_VENUES or KeyKind(kind) not in SIMULATED_VENUES[venue]:
-            from ..errors import InvalidRequest
 
+        if venue in BROKER_VENUES:
+            raise InvalidRequest(
+                f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({venue!r}); "
+                "make its keys there"
+            )
+        if venue not in SIMULATED_VENUES or KeyKind(kind) not in SIMULATED_VENUES[venue]:
             kinds = {name: [k.value for k in ks] for name, ks in SIMULATED_VENUES.items()}
             raise InvalidRequest(
                 f"the simulator has no {venue!r} key of kind {KeyKind(kind).value!r}; "
