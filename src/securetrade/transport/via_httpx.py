@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import importlib.util
 import ssl
 import time
@@ -87,16 +88,18 @@ class _Progress:
     """Whether the request itself began to go out, told by httpcore's trace events: a
     failure before that (the pool, the connection, TLS, a proxy's CONNECT) sent nothing."""
 
-    __slots__ = ("sending",)
+    __slots__ = ("sending", "since")
 
     def __init__(self) -> None:
         self.sending = False
+        self.since = 0.0  # when it began to go out (monotonic)
 
     def note(self, event: str, info: dict[str, Any]) -> None:
         if event.endswith("send_request_headers.started"):
             request = info.get("request")
             if getattr(request, "method", b"") != b"CONNECT":  # the proxy's is not ours
                 self.sending = True
+                self.since = time.monotonic()
 
     async def anote(self, event: str, info: dict[str, Any]) -> None:
         self.note(event, info)
@@ -344,21 +347,38 @@ class AsyncHttpxTransport(_Common):
         if self._client.is_closed:
             raise TransportFailure("transport closed: connection not made", sent=False)
         _per_call(timeout, phases, prepared)
-        # httpx bounds the connection's phases itself; past their sum, the time that ran
-        # out is the reply's (ambiguous, once the request began to go out).
-        whole = phases.pool + 2 * max(phases.connect, phases.tls) + phases.response
         progress = _Progress()
         prepared.extensions["trace"] = progress.anote
+        # httpx bounds the connection's phases itself (the first deadline is past their
+        # sum); once the request begins to go out, the whole reply has the response phase,
+        # however its head drips in.
+        connecting = phases.pool + 2 * max(phases.connect, phases.tls)
+        connected_by = time.monotonic() + connecting
+        exchange = asyncio.ensure_future(self._exchange(prepared, phases, progress))
         try:
-            return await asyncio.wait_for(self._exchange(prepared, phases, progress), whole)
-        except asyncio.TimeoutError:
-            if not progress.sending:
-                raise TransportFailure(
-                    f"no connection within {whole:g} s: connection not made", sent=False
-                ) from None
+            while True:
+                due = (progress.since if progress.sending else connected_by) + phases.response
+                done, _ = await asyncio.wait({exchange}, timeout=max(0.0, due - time.monotonic()))
+                if done:
+                    return exchange.result()
+                if (
+                    time.monotonic()
+                    >= (progress.since if progress.sending else connected_by) + phases.response
+                ):
+                    break
+        finally:
+            if not exchange.done():
+                exchange.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await exchange
+        if not progress.sending:
             raise TransportFailure(
-                f"response timed out after {phases.response:g} s: outcome unknown", sent=True
-            ) from None
+                f"no request sent within {connecting + phases.response:g} s: connection not made",
+                sent=False,
+            )
+        raise TransportFailure(
+            f"response timed out after {phases.response:g} s: outcome unknown", sent=True
+        )
 
     async def _exchange(
         self, prepared: httpx.Request, phases: Timeout, progress: _Progress
