@@ -522,7 +522,9 @@ def test_workers_on_a_redis_stream_copy_each_event_once_when_one_dies(
 
     asyncio.run(publish())
     admin = redis_sync.Redis.from_url(redis_url)
-    deadline = time.monotonic() + 90
+    # A liveness bound, not a speed claim: the takeover takes ~4 s on Redis 7, while on
+    # the Valkey 9.1 server the test extra installs it took ~60 s (cause under study).
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
             group = admin.xinfo_groups(stream_name)[0]
