@@ -1,6 +1,7 @@
 """Stream latency: from the simulator writing a fill's frame to the consumer holding it.
 
-Two consumers watch the same account on the same simulator WebSocket server at once:
+Two consumers watch the same account on the same simulator WebSocket server, taking turns
+(one connected at a time, so neither's latency holds the other's parsing):
 
 * ``stream_latency_vs_websockets``: our ``AsyncClient.watch_fills()`` (pinned TLS, parse
   to Decimal, dedupe, journal the fill, fan out) against a bare ``websockets`` client on
@@ -10,10 +11,9 @@ Two consumers watch the same account on the same simulator WebSocket server at o
   ``watch_orders()`` (ccxt.pro subscribes with the same ``userDataStream.subscribe.signature``
   on the WebSocket API URL, which can be pointed at the simulator, trusting its CA).
 
-Each fill's frame goes to both connections; each side's latency runs from the moment its
-own copy was written (same process, one ``perf_counter_ns`` clock). Ratios: ours over the
-peer's, at p50 (the row) and p99 (the note). Every order is filled by one trade, so a
-trade id names one order's update on both sides.
+Each side's latency runs from the moment its frame was written (same process, one
+``perf_counter_ns`` clock). Ratios: ours over the peer's, at p50 (the row) and p99 (the
+note). Every order is filled by one trade, so a trade id names one order's update.
 """
 
 from __future__ import annotations
@@ -151,63 +151,111 @@ def _trade_of(sim: Any, order_id: str) -> str:
 
 
 async def _measure(name: str, count: int) -> tuple[list[float], list[float]]:
+    """Latencies in µs, ours and the peer's, from phases that take turns (ours, the peer's,
+    ours, the peer's): one consumer connected at a time, so neither pays for the other's
+    work on the shared event loop (side by side, each frame's latency held the other
+    library's parsing of its own copy)."""
     from securetrade.client import AsyncClient
     from securetrade.models import LimitOrder
     from securetrade.sim import Simulator
-    from securetrade.streams import FillEvent, OrderUpdate, StreamOptions
 
     with Simulator() as sim, tempfile.TemporaryDirectory(prefix="securetrade-bench-") as tmp:
         server = sim.serve()
         ws = sim.serve_ws(server)
         key = sim.create_key(balances={"USDT": Decimal("10000000"), "BTC": Decimal("0")})
-        options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
-        client = AsyncClient(
-            key,
-            base_url=server.base_url,
-            pins=server.pins,
-            cadata=server.ca_pem,
-            journal=str(Path(tmp) / "journal.db"),
-        )
-        async with client:
+        settings: dict[str, Any] = {
+            "base_url": server.base_url,
+            "pins": server.pins,
+            "cadata": server.ca_pem,
+            "journal": str(Path(tmp) / "journal.db"),
+        }
+        phases = 4
+        per_phase = max(1, count // phases)
+        async with AsyncClient(key, **settings) as client:
             orders = [
                 await client.place_order(
                     LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="30000")
                 )
-                for _ in range(count)
+                for _ in range(per_phase * phases)
             ]
-            ours: dict[str, int] = {}
-            peer: dict[str, int] = {}
-            make = _bare_peer if name == "stream_latency_vs_websockets" else _ccxtpro_peer
-            peer_read, peer_close = await make(sim, ws, key, peer, count)  # subscribes first
-            peer_task = asyncio.create_task(peer_read())
-            fills = name == "stream_latency_vs_websockets"
-            watch = client.watch_fills if fills else client.watch_orders
-            stream = watch(stream_url=ws.user_url, options=options)
+        ours: list[float] = []
+        peer: list[float] = []
+        for phase in range(phases):
+            batch = orders[phase * per_phase : (phase + 1) * per_phase]
+            if phase % 2 == 0:
+                ours += await _our_phase(name, sim, ws, key, settings, batch)
+            else:
+                peer += await _peer_phase(name, sim, ws, key, batch)
+    return ours, peer
 
-            async def consume_ours() -> None:
-                async for event in stream:
-                    if isinstance(event, FillEvent):
-                        ours[event.trade_id] = time.perf_counter_ns()
-                    elif isinstance(event, OrderUpdate) and event.status == "FILLED":
-                        ours[_trade_of(sim, event.order_id)] = time.perf_counter_ns()
-                    if len(ours) >= count:
-                        return
 
-            ours_task = asyncio.create_task(consume_ours())
-            while len(ws.send_times()) < 2:  # ours subscribed too
-                await asyncio.sleep(0.01)
+def _trade_paced(sim: Any, batch: list[Any]) -> threading.Thread:
+    """The counterparties fill each order of ``batch``, paced, from another thread."""
 
-            def trade() -> None:  # the counterparties, paced, from another thread
-                for order in orders:
-                    sim.market.trade(int(order.order_id), Decimal("0.001"))
-                    time.sleep(0.002)
+    def trade() -> None:
+        for order in batch:
+            sim.market.trade(int(order.order_id), Decimal("0.001"))
+            time.sleep(0.002)
 
-            threading.Thread(target=trade, daemon=True).start()
-            await asyncio.wait_for(asyncio.gather(ours_task, peer_task), 120)
-            sent_peer, sent_ours = ws.send_times()[:2]
-            await peer_close()
-    common = [t for t in sent_ours if t in ours and t in peer and t in sent_peer]
-    return (
-        [(ours[t] - sent_ours[t]) / 1000 for t in common],
-        [(peer[t] - sent_peer[t]) / 1000 for t in common],
-    )
+    thread = threading.Thread(target=trade, daemon=True)
+    thread.start()
+    return thread
+
+
+async def _wait_subscribed(ws: Any) -> None:
+    while not ws.send_times():
+        await asyncio.sleep(0.01)
+
+
+def _latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
+    return [(seen[t] - sent[t]) / 1000 for t in seen if t in sent]
+
+
+async def _our_phase(
+    name: str, sim: Any, ws: Any, key: Any, settings: dict[str, Any], batch: list[Any]
+) -> list[float]:
+    from securetrade.client import AsyncClient
+    from securetrade.streams import FillEvent, OrderUpdate, StreamOptions
+
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+    seen: dict[str, int] = {}
+    async with AsyncClient(key, **settings) as client:
+        fills = name == "stream_latency_vs_websockets"
+        watch = client.watch_fills if fills else client.watch_orders
+        stream = watch(stream_url=ws.user_url, options=options)
+
+        async def consume() -> None:
+            async for event in stream:
+                if isinstance(event, FillEvent):
+                    seen[event.trade_id] = time.perf_counter_ns()
+                elif isinstance(event, OrderUpdate) and event.status == "FILLED":
+                    seen[_trade_of(sim, event.order_id)] = time.perf_counter_ns()
+                if len(seen) >= len(batch):
+                    return
+
+        task = asyncio.create_task(consume())
+        await _wait_subscribed(ws)
+        thread = _trade_paced(sim, batch)
+        await asyncio.wait_for(task, 120)
+        sent = ws.send_times()[0]
+    thread.join()
+    while ws.send_times():  # the server has seen us leave
+        await asyncio.sleep(0.01)
+    return _latencies(sent, seen)
+
+
+async def _peer_phase(name: str, sim: Any, ws: Any, key: Any, batch: list[Any]) -> list[float]:
+    seen: dict[str, int] = {}
+    make = _bare_peer if name == "stream_latency_vs_websockets" else _ccxtpro_peer
+    read, close = await make(sim, ws, key, seen, len(batch))  # subscribed when it returns
+    try:
+        task = asyncio.create_task(read())
+        thread = _trade_paced(sim, batch)
+        await asyncio.wait_for(task, 120)
+        sent = ws.send_times()[0]
+    finally:
+        await close()
+    thread.join()
+    while ws.send_times():  # the server has seen the peer leave
+        await asyncio.sleep(0.01)
+    return _latencies(sent, seen)
