@@ -762,12 +762,12 @@ def test_pinset_needs_a_pattern() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        "sha1/" + base64.b64encode(os.urandom(32)).decode(),  # wrong prefix
-        base64.b64encode(os.urandom(32)).decode(),  # no prefix
-        "SHA256/" + base64.b64encode(os.urandom(32)).decode(),  # prefix is case-sensitive
-        "sha256/" + base64.b64encode(os.urandom(20)).decode(),  # SHA-1 sized
-        "sha256/" + base64.b64encode(os.urandom(33)).decode(),  # too long
-        "sha256/" + base64.b64encode(os.urandom(32)).decode().rstrip("="),  # no padding
+        "sha1/" + base64.b64encode(bytes(range(1, 1 + 32))).decode(),  # wrong prefix
+        base64.b64encode(bytes(range(2, 2 + 32))).decode(),  # no prefix
+        "SHA256/" + base64.b64encode(bytes(range(3, 3 + 32))).decode(),  # prefix is case-sensitive
+        "sha256/" + base64.b64encode(bytes(range(4, 4 + 20))).decode(),  # SHA-1 sized
+        "sha256/" + base64.b64encode(bytes(range(5, 5 + 33))).decode(),  # too long
+        "sha256/" + base64.b64encode(bytes(range(6, 6 + 32))).decode().rstrip("="),  # no padding
         "sha256/" + "!" * 44,  # not base64
         "sha256/",  # empty
         "sha256/" + base64.urlsafe_b64encode(b"\xff" * 32).decode(),  # url-safe alphabet
