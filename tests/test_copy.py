@@ -349,9 +349,9 @@ from securetrade.keys import ApiKey
 job = json.loads(sys.stdin.read())
 followers = [
     Follower(f["id"], ApiKey("binance", f["key_id"], f["secret"], scopes=["read", "trade"]),
-             Sizing("fixed_notional", "100"), slippage_bps=Decimal(300))
+             Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
     for f in job["followers"]
-]
+]  # a long TTL: on a loaded machine the two processes' start-up alone can outlast the default
 event = LeaderEvent(**job["event"])
 
 async def main():

@@ -87,7 +87,9 @@ def test_the_same_nonce_from_8_processes_at_once_is_accepted_exactly_once(
     spec = f"sqlite:{tmp_path / 'gateway.db'}" if store == "sqlite" else f"redis:{redis_url}"
     # max_ahead_ms=0: a new Redis starts its epoch when the servers connect, and refuses
     # requests stamped up to max_ahead_ms past it (they could predate a restart).
-    options = {"key_limit": None, "tenant_limit": None, "max_ahead_ms": 0}
+    # window_ms: the rounds are signed before the racers spawn, which takes tens of seconds
+    # on a loaded machine; the nonce, not the clock, must decide each round.
+    options = {"key_limit": None, "tenant_limit": None, "max_ahead_ms": 0, "window_ms": 600_000}
     with ProcessServers(4, master, spec, **options) as servers:
         per_round = _race(servers.url, master)
     for statuses in per_round:

@@ -272,13 +272,17 @@ def test_published_limits_below_what_is_in_flight_admit_nothing_until_it_lands(
     wait, refused = limiter.admit({W: 1})
     assert refused is None
     assert wait == pytest.approx(window, abs=1e-6)
+    landing = time.monotonic()
     for admission in flying:
         limiter.landed(admission)
+    # Redis dates each landing by its own TIME: on a loaded machine the five spread over
+    # this long, and the last leaves the window that much after the first.
+    spread = time.monotonic() - landing if backends.kind == "redis" else 0.0
     wait, refused = limiter.admit({W: 1})  # landed just now: they count a window more
     assert refused is None
     assert 0.0 < wait <= window
     backends.advance(wait)
-    assert limiter.admit({W: 3})[0] == 0.0
+    assert limiter.admit({W: 3})[0] <= spread
 
 
 def test_a_kind_the_venue_does_not_publish_keeps_its_built_in_limit(sim: Simulator) -> None:

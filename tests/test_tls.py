@@ -1013,3 +1013,26 @@ def test_system_trust_is_read_at_the_first_handshake_and_still_enforced(
     bundle = ssl.get_default_verify_paths().cafile
     if bundle is not None and os.path.exists(bundle):
         assert ctx.cert_store_stats()["x509_ca"] > 0
+
+
+def test_a_connection_reset_before_the_handshake_leaves_no_socket_behind() -> None:
+    """CPython's ``SSLSocket._create`` takes the descriptor, then raises from its "connected?"
+    probe when the peer has already reset, without closing what it made; the pinned
+    context's socket class closes it (the httpx transport met this as a ResourceWarning)."""
+    context = pinned_ssl_context(PinSet({HOST: [backup_pin(), backup_pin()]}))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sock = socket.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        # SO_LINGER 0: close() sends RST, not FIN
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()
+        select.select([sock], [], [], 5)  # the reset has arrived
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            try:
+                with pytest.raises(OSError):
+                    context.wrap_socket(sock, server_hostname=HOST)
+                gc.collect()
+            finally:
+                sock.close()
+        assert sock.fileno() == -1

@@ -262,6 +262,9 @@ def load_platform_trust(context: ssl.SSLContext) -> None:
         context.load_verify_locations(cafile=cafile, capath=capath)
 
 
+_wrapping = threading.local()  # the socket ``PinnedSocket._create`` is making, per thread
+
+
 def pinned_ssl_context(
     pins: PinSet,
     *,
@@ -281,6 +284,28 @@ def pinned_ssl_context(
     trust = _Trust(context, cafile=cafile, cadata=cadata)
 
     class PinnedSocket(ssl.SSLSocket):
+        def __new__(cls, *args: Any, **kwargs: Any) -> PinnedSocket:
+            self = super().__new__(cls, *args, **kwargs)
+            _wrapping.made = self
+            return self
+
+        @classmethod
+        def _create(cls, sock: Any, *args: Any, **kwargs: Any) -> PinnedSocket:
+            # CPython's own ``_create`` takes the descriptor from ``sock`` and then, if the
+            # peer reset the connection before the handshake, raises from its "connected?"
+            # probe without closing the socket it made: the descriptor would wait for the
+            # garbage collector. Close it here, whatever ``_create`` raised.
+            _wrapping.made = None
+            try:
+                return super()._create(sock, *args, **kwargs)  # type: ignore[misc, no-any-return]
+            except BaseException:
+                orphan = _wrapping.made
+                if orphan is not None:
+                    orphan.close()
+                raise
+            finally:
+                _wrapping.made = None
+
         def do_handshake(self, block: bool = False) -> None:
             trust.ready()
             super().do_handshake(block)
