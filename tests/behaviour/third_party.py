@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli on 3.10
+    import tomli as tomllib
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "third_party_venue"
 
