@@ -110,8 +110,7 @@ class Core(Recovery):
         self, order: OrderRequest, key: str, cid: str, reference: ReferencePrice | None
     ) -> Flow[Order]:
         """The long road: claim the intent (PENDING), then admit and send, or rejoin."""
-        fingerprint = order.fingerprint()
-        intent, created = yield Claim(key, cid, self.account, order.symbol, fingerprint)
+        intent, created = yield Claim(key, cid, self.account, order.symbol, order.fingerprint())
         yield from self._claimed(order, intent, created)
         self.checkpoint("after_claim_commit")
         orphan = self._orphans.pop(cid, None)
@@ -124,9 +123,9 @@ class Core(Recovery):
         return (yield from self._rejoin(order, key, cid, reference))
 
     def _claimed(self, order: OrderRequest, intent: Intent, created: bool) -> Flow[None]:
-        """What follows every claim: the key must name the same order, and the audit trail
-        learns of the intent."""
-        if intent.fingerprint != order.fingerprint():
+        """What follows every claim: the key must name the same order (a row this claim
+        created holds this order's fingerprint), and the audit trail learns of the intent."""
+        if not created and intent.fingerprint != order.fingerprint():
             raise IdempotencyKeyMismatch(
                 f"idempotency key was used for another order ({intent.fingerprint}); "
                 "nothing was sent"
