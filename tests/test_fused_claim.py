@@ -330,6 +330,7 @@ def test_an_order_the_limiter_holds_back_waits_as_a_claim_then_persists_its_atte
     journal = store()
     client = _client(sim, server, journal, tls_options)
     client.recover()
+    client.place_order(MARKET, idempotency_key="warm")  # instruments and clock read
     cid = _cid(client.core.account, "held")
     seen: dict[str, Any] = {}
 
@@ -339,7 +340,7 @@ def test_an_order_the_limiter_holds_back_waits_as_a_claim_then_persists_its_atte
             seen[name] = (intent.state, intent.attempts)
 
     client.core.checkpoint = look  # type: ignore[method-assign]
-    client.core.limiter.observe(429, {"Retry-After": "1"})  # pause every request for 1 s
+    client.core.limiter.observe(429, {"retry-after": "1"})  # pause every request for 1 s
     assert client.core.limiter.paused_for > 0
     placed = client.place_order(MARKET, idempotency_key="held")
     client.close()
@@ -348,4 +349,4 @@ def test_an_order_the_limiter_holds_back_waits_as_a_claim_then_persists_its_atte
         "after_attempt_commit": (IntentState.SENDING, 1),
     }
     assert placed.client_order_id == cid
-    assert _posts(sim) == 1
+    assert _posts(sim) == 2

@@ -22,6 +22,7 @@ limit → freshness (venue timestamp) → signing → transport → record.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -200,6 +201,10 @@ class Core(Recovery):
                 self.journal.settle(
                     cid, IntentState.NOT_PLACED, expect=last, error=type(exc).__name__
                 )
+            elif last is None and isinstance(exc, SecureTradeError):
+                # A new key refused or failed before its claim was written (a venue rule,
+                # a rate pause too long): recorded as the long road records it.
+                yield from self._not_placed(order, key, cid, exc)
             raise
         finally:
             IN_FLIGHT.discard(cid)
@@ -326,6 +331,18 @@ class Core(Recovery):
             yield from self.note("order.resend", client_order_id=cid, attempt=retries.number)
             if wait > 0:
                 yield Wait(wait)
+
+    def _not_placed(
+        self, order: OrderRequest, key: str, cid: str, error: SecureTradeError
+    ) -> Flow[None]:
+        """Record a new key that stopped before its claim as NOT_PLACED (claim, then the
+        guarded transition); a row already there is left as it is."""
+        with contextlib.suppress(SecureTradeError):  # the caller's error says what happened
+            intent, created = yield Claim(key, cid, self.account, order.symbol, order.fingerprint())
+            if created:
+                yield Settle(
+                    cid, IntentState.NOT_PLACED, error=type(error).__name__, expect=intent.view
+                )
 
     def _still_allowed(self, cid: str, box: list[View | None]) -> Flow[None]:
         """After a fused claim, the last look at the kill switch before any byte leaves
