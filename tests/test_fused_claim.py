@@ -350,3 +350,27 @@ def test_an_order_the_limiter_holds_back_waits_as_a_claim_then_persists_its_atte
     }
     assert placed.client_order_id == cid
     assert _posts(sim) == 2
+
+
+# --- a known key on the short road ----------------------------------------------------------
+
+
+def test_a_known_key_replays_its_answer_and_costs_no_order_slot(
+    sim: Simulator, server: HttpsServer, tls_options: Any, store: Any
+) -> None:
+    """A replay is admitted before its claim finds the row: the admission is given back,
+    so max_orders counts the orders sent, not the replays."""
+    journal = store()
+    policy = Policy(max_orders=2, interval=600.0)
+    client = _client(sim, server, journal, tls_options, policy=policy)
+    client.recover()
+    first = client.place_order(MARKET, idempotency_key="known")
+    again = client.place_order(MARKET, idempotency_key="known")
+    assert again.order_id == first.order_id
+    client.place_order(MARKET, idempotency_key="second")  # the second of 2: admitted
+    with pytest.raises(PolicyViolation) as refused:
+        client.place_order(MARKET, idempotency_key="third")
+    client.close()
+    assert refused.value.rule == "max_orders"
+    assert _posts(sim) == 2
+    assert journal.get(_cid(client.core.account, "third")) is None  # refused by the checks

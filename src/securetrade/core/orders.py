@@ -168,6 +168,7 @@ class Core(Recovery):
         IN_FLIGHT.add(cid)
         sent = [False]  # whether a Persist (or fused claim) applied: the row moved on
         view = [seen]  # the row as this flow last saw or wrote it
+        long_road = False  # refused by the policy before a claim: _claim records it
         policy = self.policy
         try:
             try:
@@ -177,6 +178,7 @@ class Core(Recovery):
             except SecureTradeError:
                 if seen is not None:
                     raise
+                long_road = True
                 return (yield from self._claim(order, key, cid, reference))
             with admission:
                 try:
@@ -201,7 +203,7 @@ class Core(Recovery):
                 self.journal.settle(
                     cid, IntentState.NOT_PLACED, expect=last, error=type(exc).__name__
                 )
-            elif last is None and isinstance(exc, SecureTradeError):
+            elif last is None and not long_road and isinstance(exc, SecureTradeError):
                 # A new key refused or failed before its claim was written (a venue rule,
                 # a rate pause too long): recorded as the long road records it.
                 yield from self._not_placed(order, key, cid, exc)
@@ -340,6 +342,7 @@ class Core(Recovery):
         with contextlib.suppress(SecureTradeError):  # the caller's error says what happened
             intent, created = yield Claim(key, cid, self.account, order.symbol, order.fingerprint())
             if created:
+                yield from self._claimed(order, intent, True)  # the audit trail learns of it
                 yield Settle(
                     cid, IntentState.NOT_PLACED, error=type(error).__name__, expect=intent.view
                 )
