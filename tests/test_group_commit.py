@@ -277,7 +277,9 @@ def test_an_answer_learned_later_is_not_overwritten_by_an_older_one(sim: Simulat
 @pytest.mark.parametrize("step", ["Claim", "Persist"])
 def test_a_task_cancelled_while_its_write_waits_leaves_no_trace(sim: Simulator, step: str) -> None:
     """Cancelled before the group took its write: the write never happens (a queued attempt
-    applied after the flow was closed would say SENDING for an order never sent)."""
+    applied after the flow was closed would say SENDING for an order never sent). A new
+    key's first write is its claim fused with attempt 1; a later attempt is a Persist (here
+    the resend of a key proven NOT_PLACED)."""
     from securetrade.core.effects import Claim, Persist
     from securetrade.core.group_commit import GroupCommit
 
@@ -295,6 +297,9 @@ def test_a_task_cancelled_while_its_write_waits_leaves_no_trace(sim: Simulator, 
 
     client.__dict__["_group"] = CancelWhileQueued(journal)
     cid = client.core.venue.client_order_id(client.core.account, "k")
+    if step == "Persist":
+        journal.begin("k", cid, client.core.account, ORDER.symbol, ORDER.fingerprint())
+        assert journal.settle(cid, IntentState.NOT_PLACED, expect=View(IntentState.PENDING, 0))
 
     async def run() -> None:
         await client.recover()

@@ -99,6 +99,9 @@ class Claim:
     The journal writes every order makes (claim, attempt, outcome) are effects of their
     own so that the async driver can group them: the writes of all orders ready in one
     event-loop turn share one commit, and their attempts one fsync (group commit).
+
+    With ``deadline_ms`` the claim is fused with attempt 1: a new row is created SENDING,
+    and, like a :class:`Persist`, is answered only once durable.
     """
 
     idempotency_key: str
@@ -106,10 +109,29 @@ class Claim:
     account: str
     symbol: str
     fingerprint: str
+    deadline_ms: int | None = None
+
+    @property
+    def durable(self) -> bool:
+        """Whether a created row is an attempt, to be on disk before it is answered."""
+        return self.deadline_ms is not None
 
     def apply(self, journal: JournalStore) -> tuple[Intent, bool]:
+        if self.deadline_ms is None:
+            return journal.begin(
+                self.idempotency_key,
+                self.client_order_id,
+                self.account,
+                self.symbol,
+                self.fingerprint,
+            )
         return journal.begin(
-            self.idempotency_key, self.client_order_id, self.account, self.symbol, self.fingerprint
+            self.idempotency_key,
+            self.client_order_id,
+            self.account,
+            self.symbol,
+            self.fingerprint,
+            sending_deadline_ms=self.deadline_ms,
         )
 
 

@@ -1,11 +1,12 @@
 """The async client's group commit: the journal writes of concurrent orders share commits.
 
 Every order writes the journal three times: its claim, its attempt (durable before the
-first byte) and its outcome. Made one by one on the event loop, those commits cost more
-CPU than the rest of the order. Grouped, the writes of every order ready in one loop turn
-share one transaction, and the attempts among them one ``fdatasync``, made in a worker
-thread while the loop goes on serving replies. Each order still waits for its own write:
-an attempt is answered only once a flush that began after its commit has returned.
+first byte) and its outcome; twice when its claim and first attempt are fused. Made one
+by one on the event loop, those commits cost more CPU than the rest of the order.
+Grouped, the writes of every order ready in one loop turn share one transaction, and the
+attempts among them one ``fdatasync``, made in a worker thread while the loop goes on
+serving replies. Each order still waits for its own write: an attempt is answered only
+once a flush that began after its commit has returned.
 Reads of a row on the order path (:class:`~.flows.Lookup`) take the same queue, so they
 see every write queued before them.
 """
@@ -19,7 +20,7 @@ import weakref
 from typing import Any
 
 from ..errors import InvalidRequest
-from .effects import JournalCall, Persist
+from .effects import Claim, JournalCall, Persist
 from .journal import Journal, JournalBusy, JournalError, JournalStore
 
 __all__ = ["GroupCommit"]
@@ -89,7 +90,8 @@ class GroupCommit:
         self._sqlite = isinstance(journal, Journal)
         self._needs_flush = isinstance(journal, Journal) and journal.needs_flush
         self._queue: list[tuple[JournalCall, asyncio.Future[Any]]] = []
-        self._unflushed: list[asyncio.Future[Any]] = []  # attempts committed, not yet on disk
+        # Attempts committed, not yet on disk, each with the answer it gets once it is.
+        self._unflushed: list[tuple[asyncio.Future[Any], Any]] = []
         self._draining: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,7 +157,9 @@ class GroupCommit:
             if isinstance(result, _Raised):
                 future.set_exception(_own(result.error))
             elif durable and result is True and type(call) is Persist:
-                self._unflushed.append(future)
+                self._unflushed.append((future, True))
+            elif durable and type(call) is Claim and call.durable and result[1]:
+                self._unflushed.append((future, result))  # a claim fused with attempt 1
             else:
                 future.set_result(result)
         if self._unflushed and self._flushing is None:
@@ -173,17 +177,17 @@ class GroupCommit:
                     await asyncio.to_thread(journal.flush)
                 except Exception as exc:  # not durable: those orders must not be sent
                     error = _journal_error(exc)
-                    for future in waiting:
+                    for future, _ in waiting:
                         if not future.done():
                             future.set_exception(_own(error))
                     continue
                 except BaseException:
-                    for future in waiting:
+                    for future, _ in waiting:
                         future.cancel()
                     raise
-                for future in waiting:
+                for future, answer in waiting:
                     if not future.done():
-                        future.set_result(True)
+                        future.set_result(answer)
         finally:
             self._flushing = None
 

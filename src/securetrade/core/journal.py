@@ -254,9 +254,13 @@ class JournalStore(Protocol):
         account: str,
         symbol: str,
         fingerprint: str,
+        *,
+        sending_deadline_ms: int | None = None,
     ) -> tuple[Intent, bool]:
         """Record an intent for ``idempotency_key`` unless one exists: ``(intent, created)``; an
-        existing intent comes back with ``created`` False."""
+        existing intent comes back with ``created`` False. With ``sending_deadline_ms`` the
+        new intent is created as attempt 1 already SENDING (claim and attempt fused in one
+        durable write: see :meth:`Journal.begin`)."""
 
     def get(self, client_order_id: str) -> Intent | None:
         """The intent recorded under ``client_order_id``, or ``None``."""
@@ -465,47 +469,76 @@ class Journal:
         account: str,
         symbol: str,
         fingerprint: str,
+        *,
+        sending_deadline_ms: int | None = None,
     ) -> tuple[Intent, bool]:
         """Record the intent as PENDING. Returns ``(intent, created)``; ``created`` is False
         when it already existed (then its owner sends, or has sent). The client order id is
         derived from venue, account and idempotency key, so it is the row key.
 
+        With ``sending_deadline_ms`` (the order path, when the policy and the rate limiter
+        have admitted the order at once) the new row is attempt 1, SENDING, valid at the
+        venue until that deadline: the claim and the attempt in one write, durable (as
+        :meth:`sending`) before this returns. To a crash, a reader or recovery it is
+        exactly the row a claim followed by :meth:`sending` leaves; an existing row is
+        left as it is, so a second claimant still rejoins.
+
         Raises :class:`IdempotencyKeyExpired` when the key's intent was purged and its
         tombstone still stands (one statement: the tombstone check is part of the INSERT).
         """
         now = time.time()
+        fused = sending_deadline_ms is not None
+        state, attempts, deadline = (
+            (IntentState.SENDING, 1, sending_deadline_ms)
+            if sending_deadline_ms is not None
+            else (IntentState.PENDING, 0, 0)
+        )
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO intents (idempotency_key, client_order_id, account, "
-                "symbol, fingerprint, state, owner, created_at, updated_at) "
-                "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM tombstones "
-                "WHERE client_order_id = ?2 AND expires_at > ?8)",
-                (
-                    idempotency_key,
-                    client_order_id,
-                    account,
-                    symbol,
-                    fingerprint,
-                    _PENDING,
-                    _TOKEN,
-                    now,
-                    now,
-                ),
-            )
+            joined = self._batching  # inside transaction(): its caller commits and flushes
+            sqlite_flushes = fused and not joined and self._sqlite_flushes
+            if sqlite_flushes:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            try:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO intents (idempotency_key, client_order_id, account, "
+                    "symbol, fingerprint, state, attempts, deadline_ms, owner, created_at, "
+                    "updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM tombstones WHERE client_order_id = ?2 AND expires_at > ?10)",
+                    (
+                        idempotency_key,
+                        client_order_id,
+                        account,
+                        symbol,
+                        fingerprint,
+                        state._value_,
+                        attempts,
+                        deadline,
+                        _TOKEN,
+                        now,
+                        now,
+                    ),
+                )
+            finally:
+                if sqlite_flushes:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
             created = cursor.rowcount == 1
+            intent: Intent | None
             if created:  # the row is exactly what was just written: no need to read it back
-                return Intent(
+                intent = Intent(
                     idempotency_key, client_order_id, account, symbol, fingerprint,
-                    IntentState.PENDING, 0, 0, _TOKEN, None, None, now, now,
-                ), True  # fmt: skip
-            intent = self._get(client_order_id)
-            if intent is None:
-                until = self._db.execute(
-                    "SELECT expires_at FROM tombstones WHERE client_order_id = ?",
-                    (client_order_id,),
-                ).fetchone()
+                    state, attempts, deadline, _TOKEN, None, None, now, now,
+                )  # fmt: skip
+            else:
+                intent = self._get(client_order_id)
+                if intent is None:
+                    until = self._db.execute(
+                        "SELECT expires_at FROM tombstones WHERE client_order_id = ?",
+                        (client_order_id,),
+                    ).fetchone()
         if intent is None:
             raise _expired(client_order_id, until[0] if until else now)
+        if created and fused and not joined and not self._sqlite_flushes:
+            self.flush()  # an attempt: on disk before any byte of it leaves
         return intent, created
 
     def get(self, client_order_id: str) -> Intent | None:

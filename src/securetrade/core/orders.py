@@ -2,7 +2,16 @@
 
 The life of an order is the state machine of :mod:`.states`. This flow claims the intent,
 has the policy admit it, makes each attempt durable (the transition to SENDING, from the
-row it read) before any byte leaves, and records what the venue answered. Whenever the
+row it read) before any byte leaves, and records what the venue answered.
+
+A new key takes a shorter road to the same rows: the policy admits the order first, and
+when the rate limiter admits it at once, the claim is written together with attempt 1 (a
+new row, SENDING, in one durable write: :class:`~.effects.Claim` with a deadline). A crash
+then leaves what a claim and an attempt leave, and recovery asks the venue as it does for
+any SENDING row. When the limiter makes the order wait, the claim is written before the
+wait, PENDING, as on the long road. The kill switch is asked again after the fused write,
+since that claim was written after the admission; a key that turns out to be claimed
+already gives its admission back and rejoins. Whenever the
 journal says the row has moved on (another thread, process or host claimed, sent or
 settled it), the flow drops what it was doing and *rejoins*: it re-reads the row and
 decides from what is there, never from what it remembered.
@@ -13,6 +22,7 @@ limit → freshness (venue timestamp) → signing → transport → record.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -29,12 +39,12 @@ from ..models import Order, OrderRequest
 from ..policy import Admission, ReferencePrice
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
-from .effects import Claim, Flow, Lookup, Persist, Resource, Wait
+from .effects import Claim, Flow, Lookup, Persist, Resource, Settle, Wait
 from .pipeline import code_of, error_of
 from .recovery import IN_FLIGHT, Recovery
 from .resolution import StaleView
 from .retry import Attempts
-from .states import IntentState, View
+from .states import Intent, IntentState, View
 
 __all__ = ["NO_DEADLINE", "Core"]
 
@@ -91,24 +101,18 @@ class Core(Recovery):
         _, reference = yield from self.vet(order)
         yield from self.ready()
         cid = self.venue.client_order_id(self.account, key)
-        fingerprint = order.fingerprint()
         self.checkpoint("before_claim_commit")
-        intent, created = yield Claim(key, cid, self.account, order.symbol, fingerprint)
-        if intent.fingerprint != fingerprint:
-            raise IdempotencyKeyMismatch(
-                f"idempotency key was used for another order ({intent.fingerprint}); "
-                "nothing was sent"
-            )
-        yield from self.note(
-            "order.intent",
-            client_order_id=cid,
-            symbol=order.symbol,
-            new=created,
-            side=order.side.value,
-            type=order.type.value,
-            quantity=order.quantity,
-            price=order.price,
-        )
+        if cid not in self._orphans:
+            # Admitted first, claimed with attempt 1 when the limiter lets it go at once.
+            return (yield from self._submit(order, key, cid, None, reference))
+        return (yield from self._claim(order, key, cid, reference))
+
+    def _claim(
+        self, order: OrderRequest, key: str, cid: str, reference: ReferencePrice | None
+    ) -> Flow[Order]:
+        """The long road: claim the intent (PENDING), then admit and send, or rejoin."""
+        intent, created = yield Claim(key, cid, self.account, order.symbol, order.fingerprint())
+        yield from self._claimed(order, intent, created)
         self.checkpoint("after_claim_commit")
         orphan = self._orphans.pop(cid, None)
         if created and orphan is not None:
@@ -118,6 +122,25 @@ class Core(Recovery):
         if created:
             return (yield from self._submit(order, key, cid, intent.view, reference))
         return (yield from self._rejoin(order, key, cid, reference))
+
+    def _claimed(self, order: OrderRequest, intent: Intent, created: bool) -> Flow[None]:
+        """What follows every claim: the key must name the same order (a row this claim
+        created holds this order's fingerprint), and the audit trail learns of the intent."""
+        if not created and intent.fingerprint != order.fingerprint():
+            raise IdempotencyKeyMismatch(
+                f"idempotency key was used for another order ({intent.fingerprint}); "
+                "nothing was sent"
+            )
+        yield from self.note(
+            "order.intent",
+            client_order_id=intent.client_order_id,
+            symbol=order.symbol,
+            new=created,
+            side=order.side.value,
+            type=order.type.value,
+            quantity=order.quantity,
+            price=order.price,
+        )
 
     def unresolved(self) -> list[str]:
         """Client order ids of this account's intents whose outcome is not yet known."""
@@ -130,7 +153,7 @@ class Core(Recovery):
         order: OrderRequest,
         key: str,
         cid: str,
-        seen: View,
+        seen: View | None,
         reference: ReferencePrice | None,
     ) -> Flow[Order]:
         """Have the policy admit the order, then send ``cid`` until the venue holds it,
@@ -138,56 +161,109 @@ class Core(Recovery):
         so no resend (a rejoin, a takeover, a retry after NOT_PLACED) skips admission.
 
         ``seen`` is the row as last read: each send first moves it to SENDING from exactly
-        that (compare-and-set), so two owners can never both send.
+        that (compare-and-set), so two owners can never both send. ``None``: no claim yet
+        (a new key); the first attempt claims it (see the module), and a refusal by the
+        policy takes the long road, so that a known key's answer is still replayed.
         """
         IN_FLIGHT.add(cid)
-        sent = [False]  # whether a Persist applied: the row is no longer ``seen``
+        sent = [False]  # whether a Persist (or fused claim) applied: the row moved on
+        view = [seen]  # the row as this flow last saw or wrote it
+        long_road = False  # refused by the policy before a claim: _claim records it
         policy = self.policy
         try:
-            admission: Admission = yield from self.perform(
-                Resource.POLICY, lambda: policy.admit(order, cid, reference=reference)
-            )
+            try:
+                admission: Admission = yield from self.perform(
+                    Resource.POLICY, lambda: policy.admit(order, cid, reference=reference)
+                )
+            except SecureTradeError:
+                if seen is not None:
+                    raise
+                long_road = True
+                return (yield from self._claim(order, key, cid, reference))
             with admission:
-                result = yield from self._attempts(order, key, cid, seen, sent)
+                try:
+                    result = yield from self._attempts(order, key, cid, view, sent)
+                except _Taken:
+                    admission.withdraw()  # whoever sends under this key is admitted anew
+                    raise
                 admission.placed(result)
         except StaleView:
             result = yield from self._rejoin(order, key, cid, reference)
+        except _Taken as taken:
+            yield from self._claimed(order, taken.intent, False)
+            self.checkpoint("after_claim_commit")
+            result = yield from self._rejoin(order, key, cid, reference)
         except BaseException as exc:
-            if not sent[0] and seen.state is IntentState.PENDING:
+            last = view[0]
+            if not sent[0] and last is not None and last.state is IntentState.PENDING:
                 # Stopped before any byte left (refused locally, cancelled, rate-paused):
                 # the key may be used again to send the same order. A direct call, not an
                 # effect: this also runs while the flow is being closed, when it can yield
                 # nothing; the compare-and-set leaves a row somebody else moved alone.
                 self.journal.settle(
-                    cid, IntentState.NOT_PLACED, expect=seen, error=type(exc).__name__
+                    cid, IntentState.NOT_PLACED, expect=last, error=type(exc).__name__
                 )
+            elif last is None and not long_road and isinstance(exc, SecureTradeError):
+                # A new key refused or failed before its claim was written (a venue rule,
+                # a rate pause too long): recorded as the long road records it.
+                yield from self._not_placed(order, key, cid, exc)
             raise
         finally:
             IN_FLIGHT.discard(cid)
         return result
 
     def _attempts(
-        self, order: OrderRequest, key: str, cid: str, seen: View, sent: list[bool]
+        self,
+        order: OrderRequest,
+        key: str,
+        cid: str,
+        box: list[View | None],
+        sent: list[bool],
     ) -> Flow[Order]:
+        """Send until the venue answers for sure. ``box`` holds the row as this flow last
+        saw or wrote it (None: not claimed yet) and ``sent`` whether an attempt is on
+        record; both are read by the caller when this raises."""
         endpoint = self.venue.endpoints[Op.PLACE_ORDER]
         params = self.venue.order_params(order, cid)
         retries: Attempts | None = None
         started = time.monotonic()
-        view = seen
+        fingerprint = order.fingerprint() if box[0] is None else ""
+
+        def claim(deadline_ms: int | None) -> Flow[None]:
+            """A new key's claim: PENDING before a wait, or fused with attempt 1."""
+            intent, created = yield Claim(
+                key, cid, self.account, order.symbol, fingerprint, deadline_ms
+            )
+            if not created:
+                raise _Taken(intent)  # claimed already (or after a noted loss): rejoin
+            box[0] = intent.view
+            yield from self._claimed(order, intent, True)
+            self.checkpoint("after_claim_commit")
+
+        def before_wait() -> Flow[None]:
+            if box[0] is None:  # the intent waits for the limiter as a claim (PENDING)
+                yield from claim(None)
+
         while True:
             deadline = [0]
 
             def before_send(timestamp_ms: int, deadline: list[int] = deadline) -> Flow[None]:
-                nonlocal view
                 deadline[0] = (
                     timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
                     if self._absence_provable
                     else NO_DEADLINE
                 )
+                view = box[0]
+                if view is None:  # claim and attempt 1 in one durable write
+                    yield from claim(deadline[0])
+                    sent[0] = True
+                    yield from self._still_allowed(cid, box)
+                    self.checkpoint("after_attempt_commit")
+                    return
                 claimed = yield Persist(cid, view, deadline[0])  # durable before any byte
                 if not claimed:
                     raise StaleView(cid)
-                view, sent[0] = View(IntentState.SENDING, view.attempts + 1), True
+                box[0], sent[0] = View(IntentState.SENDING, view.attempts + 1), True
                 self.checkpoint("after_attempt_commit")
 
             failure: TransportFailure | None = None
@@ -197,12 +273,15 @@ class Core(Recovery):
                     params,
                     before_send,
                     symbol=order.symbol,
-                    resend=view.attempts,
+                    resend=0 if box[0] is None else box[0].attempts,
                     client_order_id=cid,
+                    before_wait=before_wait,
                 )
             except TransportFailure as exc:
                 failure = exc
             self.checkpoint("after_response")
+            view = box[0]
+            assert view is not None  # before_send ran: the attempt is on record
             error: SecureTradeError
             pause = 0.0
             if failure is not None:
@@ -255,6 +334,30 @@ class Core(Recovery):
             if wait > 0:
                 yield Wait(wait)
 
+    def _not_placed(
+        self, order: OrderRequest, key: str, cid: str, error: SecureTradeError
+    ) -> Flow[None]:
+        """Record a new key that stopped before its claim as NOT_PLACED (claim, then the
+        guarded transition); a row already there is left as it is."""
+        with contextlib.suppress(SecureTradeError):  # the caller's error says what happened
+            intent, created = yield Claim(key, cid, self.account, order.symbol, order.fingerprint())
+            if created:
+                yield from self._claimed(order, intent, True)  # the audit trail learns of it
+                yield Settle(
+                    cid, IntentState.NOT_PLACED, error=type(error).__name__, expect=intent.view
+                )
+
+    def _still_allowed(self, cid: str, box: list[View | None]) -> Flow[None]:
+        """After a fused claim, the last look at the kill switch before any byte leaves
+        (the claim was written after the admission, so a switch engaged in between would
+        otherwise not stop it). Engaged: attempt 1 is proven never sent, NOT_PLACED."""
+        policy = self.policy
+        try:
+            yield from self.perform(Resource.POLICY, policy.check_kill_switch)
+        except SecureTradeError as exc:
+            yield Settle(cid, IntentState.NOT_PLACED, error=str(exc), expect=box[0])
+            raise
+
     def _rejoin(
         self, order: OrderRequest, key: str, cid: str, reference: ReferencePrice | None
     ) -> Flow[Order]:
@@ -300,6 +403,15 @@ class Core(Recovery):
             # Absent after its deadline: that attempt can never execute. Send it again, from
             # the row as read: if somebody else got there first, the next read shows it.
             return (yield from self._submit(order, key, cid, intent.view, reference))
+
+
+class _Taken(Exception):
+    """A new key's claim found its row already there: the order is not this flow's to
+    send as it stands; it gives its admissions back and rejoins the row."""
+
+    def __init__(self, intent: Intent) -> None:
+        super().__init__(intent.client_order_id)
+        self.intent = intent
 
 
 def _absent(reason: str, core: Core) -> SecureTradeError:

@@ -293,12 +293,15 @@ class Pipeline:
         priority: Priority | None = None,
         resend: int = 0,
         client_order_id: str | None = None,
+        before_wait: Callable[[], Flow[None]] | None = None,
     ) -> Flow[Outcome]:
         """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
 
         ``resend`` counts the earlier sends of the same request (for traces and metrics);
         ``before_send`` runs once the request may go, before it is built (the order path
-        makes its attempt durable there).
+        makes its attempt durable there); ``before_wait`` runs once, before the first wait
+        for the rate limiter, if it makes the request wait at all (the order path claims
+        its intent there, so that the claim is not held back by the wait).
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
@@ -335,6 +338,9 @@ class Pipeline:
                     venue=self.venue.name,
                     retry_after=wait,
                 )
+            if before_wait is not None:
+                yield from before_wait()
+                before_wait = None
             yield Wait(wait)
         # The admission holds its windows until the request can no longer reach the venue
         # (guarantee 6 counts at arrival): landed with the answer below, or here when the

@@ -90,7 +90,8 @@ end
 
 # KEYS: intent hash, unfinished set of the account, set of accounts, tombstone, marker,
 # suspect. ARGV: idempotency key, client order id, account, symbol, fingerprint, owner,
-# now, now_ms, loss window ms, loss horizon ms.
+# now, now_ms, loss window ms, loss horizon ms, and the deadline of attempt 1 when the
+# claim is fused with it ('' for a plain PENDING claim).
 # Returns 0 (exists), 1 (created), 2 (created UNKNOWN after a loss), -1 (tombstone).
 _BEGIN = (
     _NOTE_LOSS
@@ -98,12 +99,13 @@ _BEGIN = (
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 note_loss(KEYS[5], KEYS[6], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))
-local state, deadline, created = 'PENDING', 0, 1
+local state, attempts, deadline, created = 'PENDING', 0, 0, 1
+if ARGV[11] ~= '' then state, attempts, deadline = 'SENDING', 1, ARGV[11] end
 local suspect = redis.call('GET', KEYS[6])
-if suspect then state, deadline, created = 'UNKNOWN', suspect, 2 end
+if suspect then state, attempts, deadline, created = 'UNKNOWN', 0, suspect, 2 end
 redis.call('HSET', KEYS[1], 'idempotency_key', ARGV[1], 'client_order_id', ARGV[2],
   'account', ARGV[3], 'symbol', ARGV[4], 'fingerprint', ARGV[5], 'state', state,
-  'attempts', 0, 'deadline_ms', deadline, 'owner', ARGV[6], 'created_at', ARGV[7],
+  'attempts', attempts, 'deadline_ms', deadline, 'owner', ARGV[6], 'created_at', ARGV[7],
   'updated_at', ARGV[7])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
@@ -355,14 +357,19 @@ class RedisJournal:
         account: str,
         symbol: str,
         fingerprint: str,
+        *,
+        sending_deadline_ms: int | None = None,
     ) -> tuple[Intent, bool]:
-        """Record the intent as PENDING, once; see :meth:`Journal.begin`.
+        """Record the intent as PENDING, once; see :meth:`Journal.begin`. With
+        ``sending_deadline_ms``, as attempt 1 already SENDING (one script for both).
 
         After a noted data loss the new intent is UNKNOWN instead, with the loss's venue
         bound as its deadline, and ``created`` is False: the caller then resolves it with
-        the venue before any send, as for an intent somebody else may have sent.
+        the venue before any send, as for an intent somebody else may have sent (a fused
+        claim too: it never records an attempt then).
         """
         now = time.time()
+        token = process_token()
         created = self._begin(
             keys=[
                 self._intent_key(client_order_id),
@@ -378,15 +385,23 @@ class RedisJournal:
                 account,
                 symbol,
                 fingerprint,
-                process_token(),
+                token,
                 repr(now),
                 int(now * 1000),
                 *self._loss_args,
+                "" if sending_deadline_ms is None else int(sending_deadline_ms),
             ],
         )
         if created == -1:
             left = self._redis.pttl(self._tombstone_key(client_order_id))
             raise _expired(client_order_id, now + max(0, int(left)) / 1000)
+        if created == 1:  # exactly what the script wrote: no second round trip to read it
+            fused = sending_deadline_ms is not None
+            return Intent(
+                idempotency_key, client_order_id, account, symbol, fingerprint,
+                IntentState.SENDING if fused else IntentState.PENDING, int(fused),
+                int(sending_deadline_ms or 0), token, None, None, now, now,
+            ), True  # fmt: skip
         intent = self.get(client_order_id)
         if intent is None:  # purged or lost between the script and this read
             raise _expired(client_order_id, now)

@@ -8,6 +8,7 @@ back, re-reads, and decides again; nobody overwrites what they did not see.
 
 ::
 
+    (claim fused with attempt 1) ─────────► SENDING (attempt 1: see below)
     (claim) ──► PENDING ──persist──► SENDING ──persist──► SENDING (next attempt)
                   │                    │ │ └─────────────► REJECTED (the venue said no)
                   │ stopped before     │ └─ venue silent ─► UNKNOWN ──persist──► SENDING
@@ -28,6 +29,12 @@ Two kinds of transition:
   but never moves an order back (a final state only takes itself again, with newer fills).
 
 Recovery, rejoin and takeover use these same transitions; none has a write of its own.
+
+A claim creates a row only where there is none (or a tombstone refuses it), so it needs
+no guard. A new key admitted at once by the policy and the rate limiter is claimed
+*fused*: the row is created as attempt 1, SENDING, with its deadline, in one durable
+write; that is the row a claim followed by the transition to SENDING leaves, so nothing
+downstream tells them apart.
 """
 
 from __future__ import annotations
@@ -93,7 +100,7 @@ _BEFORE_CONFIRMED = (_S.PENDING, _S.SENDING, _S.UNKNOWN, _S.NOT_PLACED, _S.REJEC
 
 #: For each target state, the states a row may be in for the write to apply.
 SOURCES: dict[IntentState, tuple[IntentState, ...]] = {
-    _S.PENDING: (),  # only a claim creates it
+    _S.PENDING: (),  # only a claim creates it (a fused claim creates SENDING, attempt 1)
     _S.SENDING: SENDABLE,
     _S.NOT_PLACED: (_S.PENDING, _S.SENDING, _S.UNKNOWN),
     _S.UNKNOWN: (_S.SENDING, _S.UNKNOWN),

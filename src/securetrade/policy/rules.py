@@ -12,6 +12,7 @@ rules that value the order against a reference price read from the venue.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -251,7 +252,18 @@ class Policy:
         finally:
             for policy in reversed(chain):
                 policy._lock.release()
-        return Admission(chain, client_order_id, order.symbol, notional)
+        return Admission(chain, client_order_id, order.symbol, notional, at=now)
+
+    def check_kill_switch(self) -> None:
+        """Raise :class:`PolicyViolation` when the kill switch of this policy, or of one it
+        sits within, is engaged. The order path asks again right before an admitted order
+        leaves, when its claim was written after its admission."""
+        for policy in self._chain():
+            state = policy.kill_switch.state()
+            if state.engaged:
+                Decision.deny(
+                    "kill_switch", f"kill switch engaged: {state.reason}"
+                ).raise_if_denied()
 
     # --- what the venue says ---------------------------------------------------------------
 
@@ -422,12 +434,19 @@ class Admission:
     """
 
     def __init__(
-        self, chain: list[Policy], client_order_id: str, symbol: str, notional: Decimal
+        self,
+        chain: list[Policy],
+        client_order_id: str,
+        symbol: str,
+        notional: Decimal,
+        *,
+        at: float | None = None,
     ) -> None:
         self._chain = chain
         self.client_order_id = client_order_id
         self.symbol = symbol
         self.notional = notional
+        self._at = at  # when it was counted against max_orders
         self._done = False
 
     def placed(self, order: Order) -> None:
@@ -453,6 +472,19 @@ class Admission:
             with policy._lock:
                 if policy._pending.pop(self.client_order_id, None) is not None:
                     policy._spent -= self.notional
+
+    def withdraw(self) -> None:
+        """The order was not this caller's to send after all (its idempotency key was
+        claimed already): give back its reservation and its place in the order count, as
+        if it had never been admitted. Whoever sends under that key is admitted anew."""
+        self.release()
+        at = self._at
+        self._at = None
+        if at is None:
+            return
+        for policy in self._chain:
+            with policy._lock, contextlib.suppress(ValueError):
+                policy._sent.remove(at)
 
     def _keep_open(self) -> None:
         """Outcome unknown: count it as open until the venue says otherwise."""
