@@ -108,6 +108,7 @@ class Core(Recovery):
             type=order.type.value,
             quantity=order.quantity,
             price=order.price,
+            **({} if order.quote_quantity is None else {"quote_quantity": order.quote_quantity}),
         )
         self.checkpoint("after_claim_commit")
         orphan = self._orphans.pop(cid, None)

@@ -129,6 +129,7 @@ class KrakenSpot:
     # Kraken spot has no one-cancels-the-other order: refused before any I/O.
     order_types = frozenset(t for t in OrderType if t is not OrderType.OCO)
     post_only = True  # oflags=post
+    quote_quantity = frozenset({Side.BUY})  # oflags=viqc: market buys only
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
@@ -208,8 +209,11 @@ class KrakenSpot:
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
             ("ordertype", order.type.value.lower().replace("_", "-")),
-            ("volume", wire_decimal(order.quantity)),
         ]
+        if order.quote_quantity is not None:  # a market buy: viqc, volume in the quote
+            params += [("volume", wire_decimal(order.quote_quantity)), ("oflags", "viqc")]
+        else:
+            params.append(("volume", wire_decimal(order.base_quantity)))
         if order.stop_price is not None:  # Kraken: price is the trigger, price2 the limit
             params.append(("price", wire_decimal(order.stop_price)))
             if order.price is not None:
@@ -368,6 +372,10 @@ class KrakenSpot:
         order_type = OrderType(str(descr["ordertype"]).upper().replace("-", "_"))
         quantity = Decimal(str(entry["vol"]))
         filled = Decimal(str(entry.get("vol_exec", "0")))
+        asked = None
+        if "viqc" in str(entry.get("oflags", "")).split(","):
+            # The volume is the quote amount asked; the base quantity is what executed.
+            asked, quantity = quantity, filled
         status = _STATUS[str(entry["status"])]
         if status is OrderStatus.NEW and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
@@ -395,6 +403,7 @@ class KrakenSpot:
             if order_type.takes_price
             else None,
             created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
+            quote_order_quantity=asked,
         )
 
     @reads_answer
