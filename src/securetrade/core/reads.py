@@ -465,10 +465,16 @@ class Reads(Pipeline):
         limit is never skipped."""
         key = self.key
         if reference is None or reference.price <= 0:
+            if order.quantity is None:
+                raise ScopeError(
+                    f"key {key.key_id_hint} limits quantity to {key.max_quantity}; a "
+                    "quote_quantity order is sized at the venue's last price, which could "
+                    "not be read: nothing was sent. Give the quantity, or try again"
+                )
             raise ScopeError(
-                f"key {key.key_id_hint} limits each order's notional or quantity; a market "
-                "order is valued (a quote-quantity order sized) at the venue's last price, "
-                "which could not be read: nothing was sent. Use a limit order, or try again"
+                f"key {key.key_id_hint} limits notional to {key.max_notional}; a market order "
+                "is valued at the venue's last price, which could not be read: nothing was "
+                "sent. Use a limit order, or try again"
             )
         try:
             if order.quantity is None:
