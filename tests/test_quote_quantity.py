@@ -348,3 +348,15 @@ def test_ccxt_kraken_buys_with_cost_and_refuses_a_cost_sell(
     (book,) = sim.market.orders_with_client_id(placed.client_order_id)
     _check_fill(placed, book, SPEND, sim.market.instruments["BTCUSDT"].step_size)
     assert sim.kraken.stats.by_path["POST /0/private/AddOrder"] == 1
+
+
+def test_alpaca_refuses_a_notional_beyond_cents_of_any_size(alpaca: BrokerSimulator) -> None:
+    server = alpaca.serve()
+    with Client(alpaca.create_key(), **_tls(server, recv_window_ms=300)) as client:
+        for amount in ("1.001", "1" * 30 + ".001"):
+            with pytest.raises(InvalidRequest, match="whole cents"):
+                client.place_order(_buy("AAPL", Decimal(amount)), idempotency_key=amount[-8:])
+        assert alpaca.dialect.stats.bodies == []
+        placed = client.place_order(_buy("AAPL", Decimal("20.500")), idempotency_key="ok")
+    assert alpaca.dialect.stats.bodies[0]["notional"] == "20.500"
+    assert placed.quote_order_quantity == Decimal("20.5")

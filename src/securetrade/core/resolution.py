@@ -95,12 +95,7 @@ class Resolution(Reads):
     def adopt(self, found: Order, order: OrderRequest) -> Order:
         """A duplicate-id reply: the earlier attempt landed. Adopt it if it is our order."""
         if (
-            (found.symbol, found.side, found.type)
-            != (
-                order.symbol,
-                order.side,
-                order.type,
-            )
+            (found.symbol, found.side, found.type) != (order.symbol, order.side, order.type)
             or not _same_size(found, order)
             or any(  # limit and stop prices too, where the venue reports them
                 theirs is not None and ours is not None and theirs.normalize() != ours.normalize()

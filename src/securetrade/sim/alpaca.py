@@ -95,7 +95,6 @@ _STATUS = {
     "EXPIRED": "expired",
 }
 _NINE = Decimal("0.000000001")
-_CENT = Decimal("0.01")
 _RATE_WINDOW_S = 60.0
 
 
@@ -312,7 +311,8 @@ class AlpacaDialect(Dialect[_Stats]):
         if notional is not None:
             if kind != "market" or tif != "day":
                 raise _Error(422, 42210000, "notional orders must be DAY market orders")
-            if notional != notional.quantize(_CENT):
+            exponent = notional.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -2:
                 raise _Error(422, 42210000, "notional must be limited to 2 decimal places")
             quantity = Decimal(0)  # the engine works it out at the price it fills at
         elif quantity is None:

@@ -127,7 +127,6 @@ _STATUS = {
 # The header names (their values are redacted: transport/redaction.py), not secrets.
 _KEY_HEADER, _SECRET_HEADER = "APCA-API-KEY-ID", "APCA-API-SECRET-KEY"
 _FRACTION_STEP = Decimal("0.000000001")  # nine decimals
-_CENT = Decimal("0.01")  # a notional order's amount: whole cents
 _ORDER_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
@@ -291,7 +290,7 @@ class Alpaca:
                 "Alpaca takes notional (quote_quantity) orders as MARKET orders with "
                 "time_in_force DAY, in the regular session"
             )
-        if notional != notional.quantize(_CENT):
+        if _places(notional) > 2:
             raise InvalidRequest(
                 f"Alpaca takes a notional in whole cents: {notional} has more than 2 decimals"
             )
@@ -516,6 +515,20 @@ _OBJECTS = frozenset({Op.SERVER_TIME, Op.PLACE_ORDER, Op.GET_ORDER, Op.BALANCES}
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _places(value: Decimal) -> int:
+    """Decimal places that matter (``1.10`` has one), exactly, at any size: normalize()
+    and quantize() round past 28 digits."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    places = -exponent
+    for digit in reversed(digits):
+        if digit or not places:
+            break
+        places -= 1
+    return places
 
 
 def _order_body(params: Params) -> list[tuple[str, Any]]:
