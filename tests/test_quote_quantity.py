@@ -272,13 +272,20 @@ def test_alpaca_duplicate_id_is_adopted_on_the_notional_alone(
     assert len(alpaca.market.orders_with_client_id(first.client_order_id)) == 1
 
 
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("drop_response", {}), ("reset", {}), ("status_after", {"status": 504})],
+    ids=["drop_response", "reset", "504"],
+)
 def test_alpaca_lost_answer_to_a_notional_create_is_found(
-    alpaca: BrokerSimulator, tmp_path: Path
+    alpaca: BrokerSimulator, tmp_path: Path, kind: str, options: dict[str, Any]
 ) -> None:
+    """Executed, then no readable answer: never resent blindly (Alpaca's strong dedupe
+    would refuse it anyway), found by client id, one order at the venue."""
     server = alpaca.serve()
     key = alpaca.create_key()
     journal = tmp_path / "journal.sqlite3"
-    alpaca.faults.add(Fault("drop_response", "POST", "/v2/orders"))
+    alpaca.faults.add(Fault(kind, "POST", "/v2/orders", **options))
     with Client(key, **_tls(server, journal=journal, recv_window_ms=300)) as client:
         placed = client.place_order(_buy("SPY"), idempotency_key="lost")
         account = client.core.account
