@@ -5,15 +5,19 @@ before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oracle import TERMINAL, judge
 from securetrade import (
+    AsyncClient,
     Client,
     DuplicateOrder,
     IdempotencyKeyMismatch,
@@ -28,6 +32,7 @@ from securetrade.keys import ApiKey
 from securetrade.models import Order, OrderRequest, Side
 from securetrade.sim import Fault, HttpsServer, Simulator
 from securetrade.sim.brokers import BrokerSimulator
+from securetrade.sim.engine import Market, SimInstrument, SimRejection
 
 FAST = Settings(settle_ms=300, resolve_timeout=10.0)
 SPEND = Decimal("100")
@@ -367,3 +372,49 @@ def test_alpaca_refuses_a_notional_beyond_cents_of_any_size(alpaca: BrokerSimula
         placed = client.place_order(_buy("AAPL", Decimal("20.500")), idempotency_key="ok")
     assert alpaca.dialect.stats.bodies[0]["notional"] == "20.500"
     assert placed.quote_order_quantity == Decimal("20.5")
+
+
+# --- the simulator's arithmetic, and the async client ------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amount=st.decimals(min_value=Decimal("10"), max_value=Decimal("50000"), places=2),
+    price=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2),
+    side=st.sampled_from(["BUY", "SELL"]),
+)
+def test_engine_quantity_is_on_the_step_and_never_over_the_amount(
+    amount: Decimal, price: Decimal, side: str
+) -> None:
+    step = Decimal("0.0001")
+    inst = SimInstrument("XY", "X", "Y", Decimal("0.01"), step, step, Decimal("1"), price)
+    market = Market([inst])
+    market.open_account("a", {"X": Decimal("1e9"), "Y": Decimal("1e12")})
+    market.set_price("XY", price)
+    size = amount / price
+
+    def place() -> Any:
+        return market.place(
+            "a", symbol="XY", side=side, type="MARKET", quantity=Decimal(0), price=None,
+            time_in_force=None, client_order_id="c", quote_quantity=amount,
+        )  # fmt: skip
+
+    if size < step or size >= inst.max_quantity + step:  # the venue's lot size says no
+        with pytest.raises(SimRejection, match="LOT_SIZE"):
+            place()
+        return
+    order = place()
+    assert order.quote_order_qty == amount
+    assert order.filled == order.quantity
+    assert order.quantity % step == 0
+    assert order.quote_filled <= amount < order.quote_filled + step * price
+
+
+def test_async_client_places_a_quote_order(sim: Simulator, server: HttpsServer) -> None:
+    async def run() -> Order:
+        async with AsyncClient(sim.create_key(), **_tls(server)) as client:
+            return await client.place_order(_buy("ETHUSDT"), idempotency_key="aq")
+
+    placed = asyncio.run(run())
+    (book,) = sim.market.orders_with_client_id(placed.client_order_id)
+    _check_fill(placed, book, SPEND, sim.market.instruments["ETHUSDT"].step_size)
