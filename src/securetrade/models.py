@@ -659,6 +659,9 @@ class Instrument(_Model):
     asset_class: AssetClass = AssetClass.CRYPTO
     # Forex: the decimal place of one pip (-4 for EUR_USD, -2 for USD_JPY); None elsewhere.
     pip_location: int | None = None
+    # The increment of a quote-quantity order's amount (Binance quoteAssetPrecision, Kraken
+    # cost_decimals, Alpaca's cents); 0 where the venue publishes none.
+    quote_step: Money = Field(default=Decimal(0), description="a quote amount's increment")
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
@@ -669,11 +672,14 @@ class Instrument(_Model):
         if order.quantity is None:
             # Sized in the quote asset: the venue works out a base quantity on its step
             # from the book; the amount itself must reach the minimum notional.
-            if order.notional is not None and order.notional < self.min_notional:
-                raise InvalidRequest(
-                    f"quote_quantity {order.notional} is below the minimum notional "
-                    f"{self.min_notional} of {self.symbol}"
-                )
+            quote = order.notional
+            if quote is not None:
+                _check_step("quote_quantity", quote, self.quote_step)
+                if quote < self.min_notional:
+                    raise InvalidRequest(
+                        f"quote_quantity {quote} is below the minimum notional "
+                        f"{self.min_notional} of {self.symbol}"
+                    )
             return
         _check_step("quantity", order.quantity, self.step_size)
         if order.quantity < self.min_quantity:

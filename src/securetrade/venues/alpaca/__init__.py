@@ -283,16 +283,13 @@ class Alpaca:
 
     def _notional_params(self, order: OrderRequest, client_order_id: str) -> Params:
         """A quote-quantity order as Alpaca's ``notional``: a MARKET order for the day (the
-        only kind Alpaca sizes in dollars), in the regular session, in whole cents."""
+        only kind Alpaca sizes in dollars), in the regular session. Whole cents are checked
+        with the instrument's rules (``quote_step``), before this."""
         notional = order.quote_quantity
         if notional is None or order.type is not OrderType.MARKET or order.extended_hours:
             raise InvalidRequest(
                 "Alpaca takes notional (quote_quantity) orders as MARKET orders with "
                 "time_in_force DAY, in the regular session"
-            )
-        if _places(notional) > 2:
-            raise InvalidRequest(
-                f"Alpaca takes a notional in whole cents: {notional} has more than 2 decimals"
             )
         self._require_open_market()
         return [
@@ -471,6 +468,7 @@ class Alpaca:
                 min_quantity=asset.get("min_order_size") or step,
                 trading=bool(asset.get("tradable")) and asset.get("status") == "active",
                 asset_class=AssetClass.CRYPTO if crypto else AssetClass.US_EQUITY,
+                quote_step=Decimal("0.01"),  # a notional is in whole cents
             )
         return result
 
@@ -515,20 +513,6 @@ _OBJECTS = frozenset({Op.SERVER_TIME, Op.PLACE_ORDER, Op.GET_ORDER, Op.BALANCES}
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _places(value: Decimal) -> int:
-    """Decimal places that matter (``1.10`` has one), exactly, at any size: normalize()
-    and quantize() round past 28 digits."""
-    _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or exponent >= 0:
-        return 0
-    places = -exponent
-    for digit in reversed(digits):
-        if digit or not places:
-            break
-        places -= 1
-    return places
 
 
 def _order_body(params: Params) -> list[tuple[str, Any]]:

@@ -564,6 +564,7 @@ class BinanceSpot:
                 min_quantity=lot.get("minQty", "0"),
                 min_notional=notional.get("minNotional", "0"),
                 trading=sym.get("status", "TRADING") == "TRADING",
+                quote_step=_places_step(sym.get("quoteAssetPrecision")),
             )
         return result
 
@@ -714,3 +715,10 @@ def _seconds(value: str | None) -> float | None:
         return None
     # "nan", "inf" and negative values parse as floats but are no pause anyone can honour.
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def _places_step(places: Any) -> Decimal:
+    """``quoteAssetPrecision`` (decimal places) as an increment; 0 (unchecked) if absent."""
+    if places is None:
+        return Decimal(0)
+    return Decimal(1).scaleb(-int(places))

@@ -420,7 +420,8 @@ class KrakenSpot:
     @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
         """AssetPairs, keyed by altname: tick from ``tick_size`` (else ``pair_decimals``),
-        step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``."""
+        step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``, the quote
+        amount's increment from ``cost_decimals``."""
         result = {}
         for pair in payload.values():
             tick = pair.get("tick_size") or _step(int(pair["pair_decimals"]))
@@ -433,6 +434,7 @@ class KrakenSpot:
                 min_quantity=pair.get("ordermin", "0"),
                 min_notional=pair.get("costmin", "0"),
                 trading=pair.get("status", "online") == "online",
+                quote_step=_step(int(pair["cost_decimals"])) if "cost_decimals" in pair else 0,
             )
         return result
 
