@@ -340,6 +340,10 @@ def test_ccxt_binance_places_a_cost_order(sim: Simulator, server: HttpsServer) -
     with Client(_ccxt_key(sim, "binance"), **_tls(server, recv_window_ms=2000)) as client:
         assert client.capabilities.quote_quantity == frozenset(Side)
         placed = client.place_order(_buy("BTC/USDT"), idempotency_key="cb")
+        # ccxt would cut the amount to the price's precision: refused instead, unsent.
+        with pytest.raises(InvalidRequest, match="decimal places"):
+            client.place_order(_buy("BTC/USDT", Decimal("100.001")), idempotency_key="cut")
+    assert sim.dialect.stats.by_path["POST /api/v3/order"] == 1
     (book,) = sim.market.orders_with_client_id(placed.client_order_id)
     _check_fill(placed, book, SPEND, sim.market.instruments["BTCUSDT"].step_size)
 

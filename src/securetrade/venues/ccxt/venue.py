@@ -667,6 +667,11 @@ class CcxtVenue:
                 min_quantity=_decimal((limits.get("amount") or {}).get("min")) or Decimal(0),
                 min_notional=_decimal((limits.get("cost") or {}).get("min")) or Decimal(0),
                 trading=market.get("active") is not False,
+                # ccxt truncates a cost to this (cost_to_precision; Binance's quoteOrderQty
+                # to the price's): an amount off it is refused, never silently cut.
+                quote_step=_step(
+                    precision.get("cost") or precision.get("price"), mode, TICK_SIZE, DECIMAL_PLACES
+                ),
             )
         return result
 
