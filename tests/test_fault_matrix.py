@@ -26,6 +26,7 @@ from securetrade.sim import HttpsServer, Simulator
 
 LIMIT = LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.001", price="60000")
 MARKET = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
+QUOTE = MarketOrder(symbol="ETHUSDT", side="BUY", quote_quantity="50")  # 50 USDT of ETH
 POST = {"method": "POST", "path": "/api/v3/order"}
 RECV_MS = 300
 SETTLE_MS = 300
@@ -163,7 +164,7 @@ def test_1b_dropped_request_waits_out_the_deadline_then_resends(
 # --- 2: executed, response lost -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("order", [LIMIT, MARKET], ids=["limit", "market"])
+@pytest.mark.parametrize("order", [LIMIT, MARKET, QUOTE], ids=["limit", "market", "quote"])
 @pytest.mark.parametrize("lag_ms", [0, 1000])
 def test_2_lost_response_is_found_not_resent(
     journal_path: Path, tls_options: Any, order: OrderRequest, lag_ms: int

@@ -285,6 +285,7 @@ class OrderRequest(_Model):
         "side",
         "type",
         "quantity",
+        "quote_quantity",
         "price",
         "time_in_force",
         "client_order_id",
@@ -293,7 +294,12 @@ class OrderRequest(_Model):
     symbol: str
     side: Side
     type: OrderType
-    quantity: Quantity
+    # Exactly one of the two: the base asset's quantity, or (MARKET orders alone) the
+    # quote asset's amount to spend (a BUY) or to receive (a SELL): "buy 100 USDT of BTC".
+    quantity: Quantity | None = None
+    quote_quantity: Annotated[Decimal, _positive("quote_quantity")] | None = Field(
+        default=None, description="a MARKET order sized in the quote asset"
+    )
     price: Price | None = None
     time_in_force: TimeInForce | None = None
     client_order_id: str | None = Field(default=None, description="set by the idempotency layer")
@@ -332,8 +338,34 @@ class OrderRequest(_Model):
 
     @property
     def notional(self) -> Decimal | None:
-        """Quantity times limit price; ``None`` for a market order."""
-        return None if self.price is None else self.quantity * self.price
+        """Quantity times limit price; a quote-quantity order's quote amount; ``None`` for
+        a market order sized in the base asset (its value depends on the fill)."""
+        if self.quote_quantity is not None:
+            return self.quote_quantity
+        if self.price is None or self.quantity is None:
+            return None
+        return self.quantity * self.price
+
+    @property
+    def base_quantity(self) -> Decimal:
+        """The base quantity of an order sized in it. A quote-quantity order has none until
+        it fills: asking is refused (callers that may see one check ``quote_quantity``)."""
+        if self.quantity is None:
+            raise InvalidRequest(
+                f"this {self.type.value} order is sized by quote_quantity {self.quote_quantity}: "
+                "its base quantity is known only once it fills"
+            )
+        return self.quantity
+
+    def estimated_quantity(self, price: Decimal) -> Decimal:
+        """The base quantity, or a quote-quantity order's estimate at ``price`` (quote
+        amount / price): what the size limits judge before the fill decides it."""
+        quote = self.quote_quantity
+        if quote is None:
+            return self.base_quantity
+        if price <= 0:
+            raise InvalidRequest(f"cannot value {self.symbol} at a price of {price}")
+        return quote / price
 
     def fingerprint(self) -> str:
         """A canonical text of the parameters that define the intent (idempotency check).
@@ -343,7 +375,7 @@ class OrderRequest(_Model):
             self.symbol,
             self.side._value_,  # _value_: .value is a Python property, this a slot read
             self.type._value_,
-            _canonical(self.quantity),
+            "" if self.quantity is None else _canonical(self.quantity),
             "" if self.price is None else _canonical(self.price),
             "" if self.time_in_force is None else self.time_in_force._value_,
         ]
@@ -355,6 +387,8 @@ class OrderRequest(_Model):
             parts.append("stop_limit=" + _canonical(self.stop_limit_price))
         if self.extended_hours:
             parts.append("extended_hours")
+        if self.quote_quantity is not None:
+            parts.append("quote=" + _canonical(self.quote_quantity))
         return "|".join(parts)
 
 
@@ -394,7 +428,26 @@ def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("stop_limit_price: only an OCO order has one (its stop leg's)")
     if kind is OrderType.OCO:
         _check_oco(data)
+    _check_size(kind, data)
     return data
+
+
+def _check_size(kind: OrderType, data: dict[str, Any]) -> None:
+    """Exactly one size: a base ``quantity``, or a MARKET order's ``quote_quantity``."""
+    quote = data.get("quote_quantity") is not None
+    base = data.get("quantity") is not None
+    if quote and kind is not OrderType.MARKET:
+        raise InvalidRequest(
+            f"quote_quantity: only a MARKET order can be sized in the quote asset, not a "
+            f"{kind.value} one; give its quantity"
+        )
+    if quote and base:
+        raise InvalidRequest(
+            "give either quantity (base asset) or quote_quantity (quote asset), not both"
+        )
+    if not quote and not base:
+        hint = " (or quote_quantity, the quote asset to spend)" if kind is OrderType.MARKET else ""
+        raise InvalidRequest(f"quantity: a {kind.value} order needs a quantity{hint}")
 
 
 def _check_oco(data: dict[str, Any]) -> None:
@@ -430,7 +483,10 @@ class LimitOrder(OrderRequest):
 
 
 class MarketOrder(OrderRequest):
-    """Buy or sell ``quantity`` at the best price available now."""
+    """Buy or sell ``quantity`` at the best price available now; or, given
+    ``quote_quantity`` instead, spend (BUY) or receive (SELL) that much of the quote asset:
+    ``MarketOrder(symbol="BTCUSDT", side="BUY", quote_quantity=Decimal("100"))`` buys 100
+    USDT's worth of BTC, the venue working out the base quantity from the book."""
 
     type: Literal[OrderType.MARKET] = OrderType.MARKET
     price: None = None
@@ -540,6 +596,11 @@ class Order(_Model):
     fills: tuple[Fill, ...] = ()
     stop_price: Money | None = Field(default=None, description="a conditional's trigger")
     idempotency_key: str | None = Field(default=None, description="the key this order answers")
+    # A quote-quantity order's asked amount (Binance origQuoteOrderQty, Alpaca notional);
+    # ``quantity`` is then what the venue worked out, or filled, in the base asset.
+    quote_order_quantity: Money | None = Field(
+        default=None, description="the quote amount a quote-quantity order asked for"
+    )
 
     @property
     def is_open(self) -> bool:
@@ -598,6 +659,9 @@ class Instrument(_Model):
     asset_class: AssetClass = AssetClass.CRYPTO
     # Forex: the decimal place of one pip (-4 for EUR_USD, -2 for USD_JPY); None elsewhere.
     pip_location: int | None = None
+    # The increment of a quote-quantity order's amount (Binance quoteAssetPrecision, Kraken
+    # cost_decimals, Alpaca's cents); 0 where the venue publishes none.
+    quote_step: Money = Field(default=Decimal(0), description="a quote amount's increment")
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
@@ -605,6 +669,18 @@ class Instrument(_Model):
             raise InvalidRequest(f"order for {order.symbol} checked against {self.symbol}")
         if not self.trading:
             raise InvalidRequest(f"{self.symbol} is not trading")
+        if order.quantity is None:
+            # Sized in the quote asset: the venue works out a base quantity on its step
+            # from the book; the amount itself must reach the minimum notional.
+            quote = order.notional
+            if quote is not None:
+                _check_step("quote_quantity", quote, self.quote_step)
+                if quote < self.min_notional:
+                    raise InvalidRequest(
+                        f"quote_quantity {quote} is below the minimum notional "
+                        f"{self.min_notional} of {self.symbol}"
+                    )
+            return
         _check_step("quantity", order.quantity, self.step_size)
         if order.quantity < self.min_quantity:
             raise InvalidRequest(

@@ -140,6 +140,7 @@ class Core(Recovery):
             type=order.type.value,
             quantity=order.quantity,
             price=order.price,
+            **({} if order.quote_quantity is None else {"quote_quantity": order.quote_quantity}),
         )
 
     def unresolved(self) -> list[str]:

@@ -409,6 +409,13 @@ class Reads(Pipeline):
                 f"{self.venue.name} takes {offered} orders, not {order.type.value}; "
                 "see client.capabilities"
             )
+        if order.quote_quantity is not None and order.side not in caps.quote_quantity:
+            sides = _listing(s.value for s in caps.quote_quantity)
+            raise InvalidRequest(
+                f"{self.venue.name} takes no quote_quantity {order.side.value} orders"
+                + (f" (only {sides})" if sides else "")
+                + "; give the quantity in the base asset. See client.capabilities"
+            )
         if order.post_only and not caps.post_only:
             raise InvalidRequest(
                 f"{self.venue.name} takes no post-only orders; see client.capabilities"
@@ -429,9 +436,10 @@ class Reads(Pipeline):
             instrument.check(order)
             reference = None
             valued_by_key = order.notional is None and key.max_notional is not None
-            if valued_by_key or self.policy.needs_reference(order):
+            sized_by_key = order.quantity is None and key.max_quantity is not None
+            if valued_by_key or sized_by_key or self.policy.needs_reference(order):
                 reference = yield from self.reference_price(order.symbol)
-            if valued_by_key:
+            if valued_by_key or sized_by_key:
                 yield from self._within_key_notional(order, reference)
             if policy.needs_reference(order):  # else the first check was complete
                 yield from self.perform(
@@ -452,16 +460,27 @@ class Reads(Pipeline):
         self, order: OrderRequest, reference: ReferencePrice | None
     ) -> Flow[None]:
         """A market order has no price of its own: the key's notional limit is checked at
-        the venue's last price. No price, no order: the limit is never skipped."""
+        the venue's last price; a quote-quantity order has no base quantity: the key's
+        quantity limit is checked on its amount over that price. No price, no order: the
+        limit is never skipped."""
         key = self.key
         if reference is None or reference.price <= 0:
+            if order.quantity is None:
+                raise ScopeError(
+                    f"key {key.key_id_hint} limits quantity to {key.max_quantity}; a "
+                    "quote_quantity order is sized at the venue's last price, which could "
+                    "not be read: nothing was sent. Give the quantity, or try again"
+                )
             raise ScopeError(
                 f"key {key.key_id_hint} limits notional to {key.max_notional}; a market order "
                 "is valued at the venue's last price, which could not be read: nothing was "
                 "sent. Use a limit order, or try again"
             )
         try:
-            key.require(Scope.TRADE, notional=order.quantity * reference.price)
+            if order.quantity is None:
+                key.require(Scope.TRADE, quantity=order.estimated_quantity(reference.price))
+            else:
+                key.require(Scope.TRADE, notional=order.quantity * reference.price)
         except ScopeError:
             yield from self.note("scope.refused", op="place_order", reason="notional")
             raise

@@ -94,14 +94,16 @@ class Resolution(Reads):
 
     def adopt(self, found: Order, order: OrderRequest) -> Order:
         """A duplicate-id reply: the earlier attempt landed. Adopt it if it is our order."""
-        if (found.symbol, found.side, found.type, found.quantity.normalize()) != (
-            order.symbol,
-            order.side,
-            order.type,
-            order.quantity.normalize(),
-        ) or any(  # limit and stop prices too, where the venue reports them
-            theirs is not None and ours is not None and theirs.normalize() != ours.normalize()
-            for theirs, ours in ((found.price, order.price), (found.stop_price, order.stop_price))
+        if (
+            (found.symbol, found.side, found.type) != (order.symbol, order.side, order.type)
+            or not _same_size(found, order)
+            or any(  # limit and stop prices too, where the venue reports them
+                theirs is not None and ours is not None and theirs.normalize() != ours.normalize()
+                for theirs, ours in (
+                    (found.price, order.price),
+                    (found.stop_price, order.stop_price),
+                )
+            )
         ):
             raise DuplicateOrder(
                 f"the venue holds {found.client_order_id} with other parameters",
@@ -123,3 +125,15 @@ class Resolution(Reads):
             status=found.status.value,
         )
         return found
+
+
+def _same_size(found: Order, order: OrderRequest) -> bool:
+    """The venue's order asks for what ours asks: the same quote amount for a quote-quantity
+    order (its base quantity is the venue's own arithmetic), else the same base quantity of
+    an order that is not sized in the quote asset."""
+    asked = found.quote_order_quantity
+    if order.quote_quantity is not None:
+        return asked is not None and asked.normalize() == order.quote_quantity.normalize()
+    if asked is not None or order.quantity is None:
+        return False
+    return found.quantity.normalize() == order.quantity.normalize()

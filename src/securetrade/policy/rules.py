@@ -159,10 +159,12 @@ class Policy:
         for policy in self._chain():
             if policy.price_band is not None and order.price is not None:
                 return True
-            if order.price is None and (
+            if order.notional is None and (
                 policy.max_notional is not None or policy.daily_notional is not None
             ):
                 return True
+            if order.quantity is None and policy.max_quantity is not None:
+                return True  # a quote-quantity order is sized at the reference price
         return False
 
     def evaluate(
@@ -329,13 +331,22 @@ class Policy:
         if self.sides is not None and order.side not in self.sides:
             allowed = ", ".join(sorted(s.value for s in self.sides))
             return Decision.deny("sides", f"{order.side.value} orders are not allowed ({allowed})")
-        if self.max_quantity is not None and order.quantity > self.max_quantity:
-            return Decision.deny(
-                "max_quantity",
-                f"quantity {order.quantity} exceeds max_quantity {self.max_quantity}",
-                limit=self.max_quantity,
-                value=order.quantity,
-            )
+        if self.max_quantity is not None:
+            size = _size(order, ref, self.price_band)
+            if size is None and final:
+                return Decision.deny(
+                    "reference_price",
+                    f"no reference price for {order.symbol}: cannot size a quote_quantity "
+                    "order against max_quantity",
+                )
+            if size is not None and size > self.max_quantity:
+                estimated = "" if order.quantity is not None else "estimated "
+                return Decision.deny(
+                    "max_quantity",
+                    f"{estimated}quantity {size} exceeds max_quantity {self.max_quantity}",
+                    limit=self.max_quantity,
+                    value=size,
+                )
         notional = _notional(order, ref)
         if self.max_notional is not None and notional is not None and notional > self.max_notional:
             return Decision.deny(
@@ -387,8 +398,13 @@ class Policy:
         *,
         final: bool,
     ) -> Decision:
-        wants_price = (self.price_band is not None and order.price is not None) or (
-            notional is None and (self.max_notional is not None or self.daily_notional is not None)
+        wants_price = (
+            (self.price_band is not None and order.price is not None)
+            or (
+                notional is None
+                and (self.max_notional is not None or self.daily_notional is not None)
+            )
+            or (order.quantity is None and self.max_quantity is not None)
         )
         if not wants_price:
             return ALLOW
@@ -520,11 +536,25 @@ def _reference(
 
 
 def _notional(order: OrderRequest, ref: ReferencePrice | None) -> Decimal | None:
-    if order.price is not None:
-        return order.quantity * order.price
-    if ref is not None:
+    notional = order.notional  # a limit price's, or a quote-quantity order's own amount
+    if notional is not None:
+        return notional
+    if ref is not None and order.quantity is not None:
         return order.quantity * ref.price
     return None
+
+
+def _size(order: OrderRequest, ref: ReferencePrice | None, band: Decimal | None) -> Decimal | None:
+    """The base quantity, or a quote-quantity order's conservative estimate: its amount
+    over the reference price less the price band (the lowest price the band lets through;
+    a lower price buys, or must sell, more), so the estimate errs high. ``None`` while no
+    reference price is known."""
+    if order.quantity is not None:
+        return order.quantity
+    if ref is None or ref.price <= 0:
+        return None
+    floor = ref.price * (1 - band) if band is not None else ref.price
+    return order.estimated_quantity(floor)
 
 
 def _limit(name: str, value: Decimal | int | str | None) -> Decimal | None:

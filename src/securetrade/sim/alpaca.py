@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -309,11 +309,15 @@ class AlpacaDialect(Dialect[_Stats]):
         if (quantity is None) == (notional is None):
             raise _Error(422, 42210000, "qty or notional is required, not both")
         if notional is not None:
-            if kind != "market":
-                raise _Error(422, 42210000, "notional orders are market orders")
-            quantity = (notional / self.market.price(inst.symbol)).quantize(_NINE, ROUND_DOWN)
-        assert quantity is not None
-        if quantity != quantity.to_integral_value() and tif != "day":
+            if kind != "market" or tif != "day":
+                raise _Error(422, 42210000, "notional orders must be DAY market orders")
+            exponent = notional.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -2:
+                raise _Error(422, 42210000, "notional must be limited to 2 decimal places")
+            quantity = Decimal(0)  # the engine works it out at the price it fills at
+        elif quantity is None:
+            raise _Error(422, 42210000, "qty or notional is required")
+        elif quantity != quantity.to_integral_value() and tif != "day":
             raise _Error(422, 42210000, "fractional orders must be DAY orders")
         extended = fields.get("extended_hours", False)
         if not isinstance(extended, bool) or (extended and (kind != "limit" or tif != "day")):
@@ -355,6 +359,7 @@ class AlpacaDialect(Dialect[_Stats]):
                 price=price,
                 time_in_force=_TIF[tif] if kind == "limit" else ("IOC" if tif == "ioc" else None),
                 client_order_id=cid,
+                quote_quantity=notional,
             )
         except SimRejection as exc:
             if exc.reason == "duplicate":
@@ -421,8 +426,11 @@ class AlpacaDialect(Dialect[_Stats]):
             "submitted_at": created,
             "symbol": order.symbol,
             "asset_class": "us_equity",
-            "qty": format(order.quantity, "f"),
-            "notional": None,
+            # A notional order reports its dollars, and no qty (Alpaca's order object).
+            "qty": None if order.quote_order_qty is not None else format(order.quantity, "f"),
+            "notional": None
+            if order.quote_order_qty is None
+            else format(order.quote_order_qty, "f"),
             "filled_qty": format(filled, "f"),
             "filled_avg_price": None if average is None else format(average.quantize(_NINE), "f"),
             "order_class": "",

@@ -855,8 +855,9 @@ class BinanceDialect(Dialect[_Stats]):
         elif "quoteOrderQty" in params and self.strict:
             _not_required("quoteOrderQty")
         if quote_qty is not None and "quantity" not in params:
-            quantity = self._quantity_for(symbol, quote_qty)
+            quantity = Decimal(0)  # the engine works it out at the price it fills at
         else:
+            quote_qty = None
             quantity = self._decimal(params, "quantity")
         client_id = params.get("newClientOrderId")
         if client_id is not None and self.strict and not _CLIENT_ID.fullmatch(client_id):
@@ -884,6 +885,7 @@ class BinanceDialect(Dialect[_Stats]):
                 validate_only=test,
                 stop_price=stop_price,
                 stop_kind=stop_kind,
+                quote_quantity=quote_qty,
             )
         )
         if test:
@@ -965,14 +967,6 @@ class BinanceDialect(Dialect[_Stats]):
                 "discount": "0.00000000",
             },
         }
-
-    def _quantity_for(self, symbol: str, quote_qty: Decimal) -> Decimal:
-        """A ``quoteOrderQty`` market order's quantity: as much as the amount buys, at the
-        price now, rounded down to the step size."""
-        inst = self.market.instruments[symbol]
-        with self.market.lock:
-            price = self.market.price(symbol)
-        return (quote_qty / price // inst.step_size) * inst.step_size
 
     def _decimal(self, params: Mapping[str, str], name: str) -> Decimal:
         """A positive number in Binance's grammar (-1100), with at most the published

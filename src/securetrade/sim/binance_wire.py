@@ -59,6 +59,6 @@ def _order_json(order: SimOrder) -> dict[str, Any]:
         "updateTime": order.updated_ms,
         "isWorking": True,
         "workingTime": order.created_ms,
-        "origQuoteOrderQty": "0.00000000",
+        "origQuoteOrderQty": _text(order.quote_order_qty or Decimal(0)),
         "selfTradePreventionMode": "NONE",
     }

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from .quotes import Bar, MarketData
 from .records import FeeSchedule, SimInstrument, SimOrder, SimTrade, SimTransfer, TapeTrade
@@ -182,6 +182,7 @@ class Market(MarketData):
         validate_only: bool = False,
         stop_price: Decimal | None = None,
         stop_kind: str | None = None,
+        quote_quantity: Decimal | None = None,
     ) -> SimOrder:
         """Place an order for ``account_name``.
 
@@ -191,6 +192,9 @@ class Market(MarketData):
         ``stop_price`` with ``stop_kind`` ``"loss"`` or ``"profit"`` makes it conditional:
         refused when the price is already there (it would trigger at once), else resting
         unseen until the price reaches it.
+        ``quote_quantity`` (a MARKET order; ``quantity`` is then ignored) spends (BUY) or
+        receives (SELL) that much of the quote asset: the quantity is the amount over the
+        price the order fills at, rounded down to the instrument's step, as Binance does.
         """
         trigger = None
         if stop_price is not None:
@@ -206,6 +210,13 @@ class Market(MarketData):
                 self.dedupe == "open_only" and any(o.is_open for o in same_id)
             ):
                 raise SimRejection("duplicate", "Duplicate order sent.")
+            advanced = False
+            if quote_quantity is not None:
+                if type != "MARKET":
+                    raise SimRejection("filter", "Quote order quantity is for MARKET orders.")
+                self._advance()  # the price this order fills at
+                advanced = True
+                quantity = self._quantity_for(inst, quote_quantity)
             check_price = price if price is not None and type == "LIMIT" else self.price(symbol)
             self._check_filters(inst, quantity, check_price)
             if validate_only:
@@ -226,8 +237,10 @@ class Market(MarketData):
                     price,
                     time_in_force,
                     userref=userref,
+                    quote_order_qty=quote_quantity,
                 )
-            self._advance()
+            if not advanced:
+                self._advance()
             if stop_price is not None:
                 market = self.price(symbol)
                 if (market <= stop_price) if trigger == "below" else (market >= stop_price):
@@ -251,6 +264,7 @@ class Market(MarketData):
                 userref=userref,
                 stop_price=stop_price,
                 trigger=trigger,
+                quote_order_qty=quote_quantity,
             )
             reserve_price = price if price is not None else (stop_price or self.price(symbol))
             if side == "BUY":
@@ -280,6 +294,16 @@ class Market(MarketData):
             if order.is_open and order.time_in_force in ("IOC", "FOK"):
                 self._close(order, "EXPIRED")
             return order
+
+    def _quantity_for(self, inst: SimInstrument, quote: Decimal) -> Decimal:
+        """The base quantity ``quote`` buys (or must sell) at the price now, rounded down to
+        the step: never more quote than asked. Refused when that is below one step."""
+        if quote <= 0:
+            raise SimRejection("filter", "Filter failure: NOTIONAL")
+        steps = (quote / self.price(inst.symbol) / inst.step_size).to_integral_value(ROUND_DOWN)
+        if steps < 1:
+            raise SimRejection("filter", "Filter failure: LOT_SIZE")
+        return steps * inst.step_size
 
     def _crosses(self, side: str, price: Decimal, symbol: str) -> bool:
         market = self.price(symbol)

@@ -501,9 +501,17 @@ class KrakenDialect(Dialect[_Stats]):
             raise _Error("EGeneral:Invalid arguments:oflags")
         if "post" in flags and kind != "limit":  # (Kraken: limit orders only)
             raise _Error("EGeneral:Invalid arguments:oflags")
+        # viqc: the volume is in the quote currency; Kraken takes it on market buys alone
+        # (a sell answers "Invalid arguments:viqc", as ccxt found).
+        quote = volume if "viqc" in flags else None
+        if quote is not None and (kind != "market" or side != "buy"):
+            raise _Error("EGeneral:Invalid arguments:viqc")
         if "deadline" in params:
             self._check_deadline(params["deadline"])
-        self._check_rules(inst, alt, volume, price)
+        if quote is None:
+            self._check_rules(inst, alt, volume, price)
+        elif quote < inst.min_notional:
+            raise _Error("EOrder:Cost minimum not met")
         validate = params.get("validate") in ("true", "1")
         if not validate:
             self._count(self._orders, key, 1.0, "EOrder:Rate limit exceeded")
@@ -527,6 +535,7 @@ class KrakenDialect(Dialect[_Stats]):
                 validate_only=validate,
                 stop_price=stop_price,
                 stop_kind=stop_kind,
+                quote_quantity=quote,
             )
         except SimRejection as rej:
             raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
@@ -799,7 +808,8 @@ class KrakenDialect(Dialect[_Stats]):
                 "order": text,
                 "close": "",
             },
-            "vol": f"{order.quantity:.8f}",
+            # A viqc order's volume is the quote amount it was given; what executed is base.
+            "vol": f"{order.quote_order_qty or order.quantity:.8f}",
             "vol_exec": f"{order.filled:.8f}",
             "cost": _price(order.quote_filled, inst),
             "fee": _price(fee, inst),

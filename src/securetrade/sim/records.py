@@ -75,6 +75,9 @@ class SimOrder:
     # triggers or is cancelled (see :meth:`Market.link`).
     list_id: int = -1
     linked: int | None = None
+    # A MARKET order sized in the quote asset: the amount asked (its ``quantity`` is what
+    # the engine worked out from it at the market price, on the instrument's step).
+    quote_order_qty: Decimal | None = None
 
     @property
     def waiting(self) -> bool:

@@ -64,6 +64,7 @@ from ..models import (
     Order,
     OrderRequest,
     OrderType,
+    Side,
     TimeInForce,
 )
 from ..ratelimit import CostRule, RateLimit
@@ -142,10 +143,14 @@ class Capabilities:
     time_in_force: frozenset[TimeInForce]
     intervals: tuple[str, ...] = ()  # candle intervals (models.INTERVALS) the venue offers
     post_only: bool = False  # limit orders that are refused or cancelled rather than take
+    # The sides on which MARKET orders may be sized in the quote asset (quote_quantity):
+    # both at Binance and Alpaca, BUY alone at Kraken (``viqc``), none at OANDA.
+    quote_quantity: frozenset[Side] = frozenset()
 
     def supports(self, what: Op | OrderType | TimeInForce | str) -> bool:
         """``supports("ticker")``, ``supports(Op.CANDLES)``, ``supports(OrderType.LIMIT)``,
-        ``supports(TimeInForce.FOK)``, ``supports("1h")`` (a candle interval)."""
+        ``supports(TimeInForce.FOK)``, ``supports("1h")`` (a candle interval),
+        ``supports("quote_quantity")`` (on some side: see :attr:`quote_quantity`)."""
         if isinstance(what, Op):
             return what in self.operations
         if isinstance(what, OrderType):
@@ -159,6 +164,7 @@ class Capabilities:
                 or what in {t.value for t in self.time_in_force}
                 or (Op.CANDLES in self.operations and what in self.intervals)
                 or (what == "post_only" and self.post_only)
+                or (what == "quote_quantity" and bool(self.quote_quantity))
             )
         return False
 
@@ -182,7 +188,8 @@ def capabilities_of(venue: Venue) -> Capabilities:
     """A venue's capabilities, read from its tables: the operations its endpoint table has
     (and whose methods it provides), ``order_types`` and ``time_in_force`` where it declares
     them (else MARKET and LIMIT, and GTC, IOC and FOK), its candle ``intervals``, and
-    whether it takes post-only orders (``post_only = True``)."""
+    whether it takes post-only orders (``post_only = True``), and the sides on which it takes
+    quote-quantity market orders (``quote_quantity``, a set of :class:`Side`)."""
     operations = frozenset(
         op
         for op in venue.endpoints
@@ -200,6 +207,7 @@ def capabilities_of(venue: Venue) -> Capabilities:
         frozenset(time_in_force),
         intervals,
         post_only=getattr(venue, "post_only", False) is True,
+        quote_quantity=frozenset(getattr(venue, "quote_quantity", None) or ()),
     )
 
 

@@ -59,6 +59,7 @@ from ...models import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    Side,
     TimeInForce,
 )
 from ...ratelimit import RateLimit
@@ -164,6 +165,7 @@ class Alpaca:
     order_acks = frozenset({Op.CANCEL_ORDER})
     order_types = frozenset(_TYPES)
     time_in_force = frozenset(_TIF)
+    quote_quantity = frozenset(Side)  # ``notional`` market orders, DAY only, either side
 
     def __init__(self) -> None:
         self._session: MarketSession | None = None
@@ -247,7 +249,10 @@ class Alpaca:
         if not 1 <= len(client_order_id) <= 128:
             raise InvalidRequest("Alpaca client_order_id is 1 to 128 characters")
         tif = order.time_in_force or TimeInForce.DAY  # a market order: for the day
-        fractional = order.quantity != order.quantity.to_integral_value()
+        if order.quote_quantity is not None:
+            return self._notional_params(order, client_order_id)
+        quantity = order.base_quantity
+        fractional = quantity != quantity.to_integral_value()
         if fractional and tif is not TimeInForce.DAY:
             raise InvalidRequest(
                 "Alpaca takes fractional quantities on DAY orders only: pass "
@@ -262,7 +267,7 @@ class Alpaca:
             self._require_open_market()
         params: Params = [
             ("symbol", order.symbol),
-            ("qty", wire_decimal(order.quantity)),
+            ("qty", wire_decimal(quantity)),
             ("side", order.side.value.lower()),
             ("type", _TYPES[order.type]),
             ("time_in_force", _TIF[tif]),
@@ -275,6 +280,26 @@ class Alpaca:
             params.append(("extended_hours", "true"))
         params.append(("client_order_id", client_order_id))
         return params
+
+    def _notional_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        """A quote-quantity order as Alpaca's ``notional``: a MARKET order for the day (the
+        only kind Alpaca sizes in dollars), in the regular session. Whole cents are checked
+        with the instrument's rules (``quote_step``), before this."""
+        notional = order.quote_quantity
+        if notional is None or order.type is not OrderType.MARKET or order.extended_hours:
+            raise InvalidRequest(
+                "Alpaca takes notional (quote_quantity) orders as MARKET orders with "
+                "time_in_force DAY, in the regular session"
+            )
+        self._require_open_market()
+        return [
+            ("symbol", order.symbol),
+            ("notional", wire_decimal(notional)),
+            ("side", order.side.value.lower()),
+            ("type", _TYPES[order.type]),
+            ("time_in_force", _TIF[TimeInForce.DAY]),
+            ("client_order_id", client_order_id),
+        ]
 
     def _require_open_market(self) -> None:
         """Refuse an order for the regular session while it is closed (policy rule
@@ -385,6 +410,7 @@ class Alpaca:
         order_type = _TYPES_BACK[str(payload.get("type") or payload["order_type"])]
         quantity = payload.get("qty")
         filled = Decimal(str(payload.get("filled_qty") or "0"))
+        notional = payload.get("notional")
         if quantity is None:  # a notional order: its quantity is what filled
             quantity = filled
         average = payload.get("filled_avg_price")
@@ -405,6 +431,7 @@ class Alpaca:
             time_in_force=tif if order_type in _LIMITED else None,
             created_at=parse_time(payload["created_at"]) if payload.get("created_at") else None,
             stop_price=payload.get("stop_price") if order_type not in _PLAIN else None,
+            quote_order_quantity=None if notional is None else Decimal(str(notional)),
         )
 
     @reads_answer
@@ -441,6 +468,7 @@ class Alpaca:
                 min_quantity=asset.get("min_order_size") or step,
                 trading=bool(asset.get("tradable")) and asset.get("status") == "active",
                 asset_class=AssetClass.CRYPTO if crypto else AssetClass.US_EQUITY,
+                quote_step=Decimal("0.01"),  # a notional is in whole cents
             )
         return result
 

@@ -247,6 +247,7 @@ class BinanceSpot:
     atomic_replace = True  # amend sends order/cancelReplace: the cancel and the new order
     order_types = frozenset(OrderType)  # every one: stops, take-profits, OCO (order lists)
     post_only = True  # LIMIT_MAKER
+    quote_quantity = frozenset(Side)  # MARKET orders with quoteOrderQty, either side
     time_in_force = CRYPTO_TIME_IN_FORCE  # GTC, IOC, FOK: no sessions
 
     def check_symbol(self, symbol: str) -> None:
@@ -319,7 +320,10 @@ class BinanceSpot:
         ]
         if order.time_in_force is not None and not order.post_only:
             params.append(("timeInForce", order.time_in_force._value_))
-        params.append(("quantity", wire_decimal(order.quantity)))
+        if order.quote_quantity is not None:  # a MARKET order: spend or receive this much
+            params.append(("quoteOrderQty", wire_decimal(order.quote_quantity)))
+        else:
+            params.append(("quantity", wire_decimal(order.base_quantity)))
         if order.price is not None:
             params.append(("price", wire_decimal(order.price)))
         if order.stop_price is not None:
@@ -492,6 +496,9 @@ class BinanceSpot:
         if payload["type"] == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
             order_type = OrderType.OCO  # the limit leg of an OCO: the order we placed
         stop = payload.get("stopPrice")
+        # Binance answers "0.00000000" for an order sized in the base asset.
+        asked = payload.get("origQuoteOrderQty")
+        asked = asked if asked is not None and Decimal(str(asked)) > 0 else None
         return Order(
             venue=self.name,
             symbol=payload["symbol"],
@@ -512,6 +519,7 @@ class BinanceSpot:
             if stamp is None
             else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
             fills=fills,
+            quote_order_quantity=asked,
         )
 
     @reads_answer
@@ -556,6 +564,7 @@ class BinanceSpot:
                 min_quantity=lot.get("minQty", "0"),
                 min_notional=notional.get("minNotional", "0"),
                 trading=sym.get("status", "TRADING") == "TRADING",
+                quote_step=_places_step(sym.get("quoteAssetPrecision")),
             )
         return result
 
@@ -706,3 +715,10 @@ def _seconds(value: str | None) -> float | None:
         return None
     # "nan", "inf" and negative values parse as floats but are no pause anyone can honour.
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def _places_step(places: Any) -> Decimal:
+    """``quoteAssetPrecision`` (decimal places) as an increment; 0 (unchecked) if absent."""
+    if places is None:
+        return Decimal(0)
+    return Decimal(1).scaleb(-int(places))

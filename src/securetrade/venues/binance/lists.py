@@ -33,7 +33,7 @@ def oco_params(order: OrderRequest, client_order_id: str) -> Params:
     params: Params = [
         ("symbol", order.symbol),
         ("side", order.side.value),
-        ("quantity", wire_decimal(order.quantity)),
+        ("quantity", wire_decimal(order.base_quantity)),
         ("listClientOrderId", f"{client_order_id}-l"),
         (f"{limit_side}Type", "LIMIT_MAKER"),
         (f"{limit_side}Price", wire_decimal(order.price)),

@@ -397,12 +397,30 @@ class CcxtVenue:
     order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
     post_only = True  # ccxt's unified postOnly flag
 
+    @property
+    def quote_quantity(self) -> frozenset[Side]:
+        """The sides on which the exchange takes market orders sized in the quote currency,
+        as ccxt says (``has['createMarketBuyOrderWithCost']`` and the sell one): both at
+        Binance, buys alone at Kraken (``viqc``)."""
+        has = self.codec.exchange.has or {}
+        return frozenset(
+            side
+            for side, name in (
+                (Side.BUY, "createMarketBuyOrderWithCost"),
+                (Side.SELL, "createMarketSellOrderWithCost"),
+            )
+            if has.get(name) is True
+        )
+
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        # A quote-quantity order goes as ccxt's own createMarketOrderWithCost sends it:
+        # create_order with the cost as the amount and in params['cost'].
+        size = order.quote_quantity if order.quote_quantity is not None else order.base_quantity
         params: Params = [
             ("symbol", order.symbol),
             ("type", order.type.value.lower()),
             ("side", order.side.value.lower()),
-            ("amount", wire_decimal(order.quantity)),
+            ("amount", wire_decimal(size)),
             ("price", "" if order.price is None else wire_decimal(order.price)),
             # A post-only order is a maker order whatever its time in force: ccxt makes it
             # Binance's LIMIT_MAKER, which refuses one (-1106).
@@ -414,6 +432,8 @@ class CcxtVenue:
         ]
         if order.post_only:  # ccxt's unified flag: LIMIT_MAKER at Binance, oflags at Kraken
             params.append(("postOnly", "true"))
+        if order.quote_quantity is not None:  # quoteOrderQty at Binance, viqc at Kraken
+            params.append(("cost", wire_decimal(order.quote_quantity)))
         return params
 
     def order_lookup_params(
@@ -535,6 +555,8 @@ class CcxtVenue:
                 extra["timeInForce"] = p["timeInForce"]
             if p.get("postOnly") == "true":
                 extra["postOnly"] = True
+            if "cost" in p:
+                extra["cost"] = p["cost"]
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
         if op is Op.GET_ORDER and "among" in p:
@@ -590,7 +612,11 @@ class CcxtVenue:
             side=str(payload["side"]).upper(),
             type=order_type,
             status=state,
-            quantity=_decimal(payload.get("amount")) or Decimal(0),
+            # ccxt reads a Kraken viqc order's quote volume as its amount: the base
+            # quantity of such an order is what executed.
+            quantity=filled
+            if _viqc(payload.get("info"))
+            else _decimal(payload.get("amount")) or Decimal(0),
             price=None if order_type is OrderType.MARKET or not price else price,
             filled_quantity=filled,
             quote_quantity=_decimal(payload.get("cost")) or Decimal(0),
@@ -601,6 +627,7 @@ class CcxtVenue:
             if stamp is None
             else datetime.fromtimestamp(int(stamp) / 1000, tz=timezone.utc),
             fills=fills,
+            quote_order_quantity=_asked_quote(payload.get("info")),
         )
 
     @reads_answer
@@ -640,6 +667,11 @@ class CcxtVenue:
                 min_quantity=_decimal((limits.get("amount") or {}).get("min")) or Decimal(0),
                 min_notional=_decimal((limits.get("cost") or {}).get("min")) or Decimal(0),
                 trading=market.get("active") is not False,
+                # ccxt truncates a cost to this (cost_to_precision; Binance's quoteOrderQty
+                # to the price's): an amount off it is refused, never silently cut.
+                quote_step=_step(
+                    precision.get("cost") or precision.get("price"), mode, TICK_SIZE, DECIMAL_PLACES
+                ),
             )
         return result
 
@@ -794,3 +826,22 @@ def _refusal(venue: str, exc: BaseException) -> SecureTradeError:
     from ...transport.redaction import redact_query
 
     return InvalidRequest(f"{venue}: {type(exc).__name__}: {redact_query(str(exc))[:300]}")
+
+
+def _asked_quote(info: Any) -> Decimal | None:
+    """The quote amount a quote-quantity order asked for, from the exchange's own answer
+    (ccxt's unified order has no field for it): Binance ``origQuoteOrderQty`` (zero for an
+    order sized in the base asset), Kraken ``vol`` on an order with the ``viqc`` flag."""
+    if not isinstance(info, dict):
+        return None
+    asked = _decimal(info.get("origQuoteOrderQty"))
+    if asked:
+        return asked
+    if _viqc(info):
+        return _decimal(info.get("vol"))
+    return None
+
+
+def _viqc(info: Any) -> bool:
+    """A Kraken order whose volume is in the quote currency (``oflags`` has ``viqc``)."""
+    return isinstance(info, dict) and "viqc" in str(info.get("oflags") or "").split(",")

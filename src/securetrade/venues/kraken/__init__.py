@@ -129,6 +129,7 @@ class KrakenSpot:
     # Kraken spot has no one-cancels-the-other order: refused before any I/O.
     order_types = frozenset(t for t in OrderType if t is not OrderType.OCO)
     post_only = True  # oflags=post
+    quote_quantity = frozenset({Side.BUY})  # oflags=viqc: market buys only
 
     def __init__(self, tier: str = "starter") -> None:
         self.tier = tier
@@ -208,8 +209,11 @@ class KrakenSpot:
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
             ("ordertype", order.type.value.lower().replace("_", "-")),
-            ("volume", wire_decimal(order.quantity)),
         ]
+        if order.quote_quantity is not None:  # a market buy: viqc, volume in the quote
+            params += [("volume", wire_decimal(order.quote_quantity)), ("oflags", "viqc")]
+        else:
+            params.append(("volume", wire_decimal(order.base_quantity)))
         if order.stop_price is not None:  # Kraken: price is the trigger, price2 the limit
             params.append(("price", wire_decimal(order.stop_price)))
             if order.price is not None:
@@ -368,6 +372,10 @@ class KrakenSpot:
         order_type = OrderType(str(descr["ordertype"]).upper().replace("-", "_"))
         quantity = Decimal(str(entry["vol"]))
         filled = Decimal(str(entry.get("vol_exec", "0")))
+        asked = None
+        if "viqc" in str(entry.get("oflags", "")).split(","):
+            # The volume is the quote amount asked; the base quantity is what executed.
+            asked, quantity = quantity, filled
         status = _STATUS[str(entry["status"])]
         if status is OrderStatus.NEW and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
@@ -395,6 +403,7 @@ class KrakenSpot:
             if order_type.takes_price
             else None,
             created_at=None if not opened else datetime.fromtimestamp(opened, tz=timezone.utc),
+            quote_order_quantity=asked,
         )
 
     @reads_answer
@@ -411,7 +420,8 @@ class KrakenSpot:
     @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
         """AssetPairs, keyed by altname: tick from ``tick_size`` (else ``pair_decimals``),
-        step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``."""
+        step from ``lot_decimals``, minimums from ``ordermin`` and ``costmin``, the quote
+        amount's increment from ``cost_decimals``."""
         result = {}
         for pair in payload.values():
             tick = pair.get("tick_size") or _step(int(pair["pair_decimals"]))
@@ -424,6 +434,7 @@ class KrakenSpot:
                 min_quantity=pair.get("ordermin", "0"),
                 min_notional=pair.get("costmin", "0"),
                 trading=pair.get("status", "online") == "online",
+                quote_step=_step(int(pair["cost_decimals"])) if "cost_decimals" in pair else 0,
             )
         return result
 

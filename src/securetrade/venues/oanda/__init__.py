@@ -229,7 +229,7 @@ class Oanda(OandaMarketData):
         params: Params = [
             ("type", order.type.value),
             ("instrument", order.symbol),
-            ("units", signed_units(order.side, order.quantity)),
+            ("units", signed_units(order.side, order.base_quantity)),
             ("timeInForce", tif),
             ("positionFill", "DEFAULT"),
         ]
