@@ -247,6 +247,29 @@ def test_a_dead_refresh_token_asks_for_a_login_and_other_venues_refuse_the_key(
     auth.revoke(live)
     with _client(key, api) as client, pytest.raises(ReauthorizationRequired, match="login"):
         client.balances()
+    assert auth.refused == ["invalid_grant"]
+
+
+def test_reauthorization_is_required_ahead_of_the_hard_expiry_before_any_request(
+    broker: BrokerSimulator,
+    auth: OAuthServerSim,
+    auth_server: HttpsServer,
+    api: HttpsServer,
+    store: KeyStore,
+    clocks: Clocks,
+) -> None:
+    auth.refresh_ttl = 3600  # the refresh token dies in an hour: a person must log in
+    _login(store, auth_server)
+    source = TokenSource(
+        store, "alpaca", endpoint=_endpoint(auth_server), warning=timedelta(hours=2)
+    )
+    with (
+        _client(_key(source), api) as client,
+        pytest.raises(ReauthorizationRequired, match="can be renewed only until"),
+    ):
+        client.balances()
+    assert broker.dialect.stats.requests == 0  # nothing reached the broker
+    assert auth.refresh_calls == 0
 
 
 def test_eight_processes_trading_with_one_credential_make_one_refresh_call(

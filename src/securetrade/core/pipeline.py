@@ -450,13 +450,17 @@ class Pipeline:
                     )
                 )
             if endpoint.op in _NEVER_RESENT:
+                again = (
+                    "place the order again (the same idempotency key may be used)"
+                    if endpoint.op is Op.PLACE_ORDER
+                    else "call again"
+                )
                 outcome = dataclasses.replace(
                     outcome,
                     error=AccessTokenRefused(
                         f"{endpoint.op.value}: {self.venue.name} refused the OAuth access "
                         "token (revoked, or expired by its clock): nothing was done, and "
-                        "the token is refreshed before the next request. Place it again; "
-                        "the same idempotency key may be used",
+                        f"the token is refreshed before the next request; {again}",
                         venue=self.venue.name,
                         code=code_of(outcome),
                     ),

@@ -99,9 +99,15 @@ class TokenSource:
 
     def due(self) -> bool:
         """Whether the next request needs :meth:`renew` first: the token expires within
-        the margin, or a venue refused it. Reads memory only (no file, no network)."""
+        the margin, a venue refused it, or the refresh token's hard expiry is inside the
+        warning window (then :meth:`renew` raises ReauthorizationRequired, as
+        :meth:`token` does). Reads memory only (no file, no network)."""
         credential = self._cached
-        return credential is None or self._stale(credential, self._clock())
+        if credential is None:
+            return True
+        now = self._clock()
+        hard = credential.refresh_expires_at
+        return self._stale(credential, now) or (hard is not None and now >= hard - self._warning)
 
     def current(self) -> Secret:
         """The access token as held now, without refreshing (the pipeline renews first,
