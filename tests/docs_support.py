@@ -84,9 +84,10 @@ class Support:
             self._redis = url
         return self._redis
 
-    def oauth(self) -> tuple[Any, str, Any]:
+    def oauth(self, broker: BrokerSimulator | None = None) -> tuple[Any, str, Any]:
         """A keystore holding an OAuth credential named ``alpaca``, logged in at the
-        simulated authorization server over TLS: ``(store, token_url, pinned_context)``."""
+        simulated authorization server over TLS: ``(store, token_url, pinned_context)``.
+        With ``broker`` (an Alpaca simulator), the broker accepts its tokens."""
         import secrets
 
         import httpx
@@ -99,11 +100,13 @@ class Support:
         client_secret = secrets.token_urlsafe(24).encode()
         server = OAuthServerSim(access_ttl=3600)
         server.register_client("bot-client", client_secret)
+        if broker is not None:
+            broker.authorize(server)
         served = server.serve()
         self.stack.callback(served.stop)
         pinned = pinned_ssl_context(PinSet(served.pins), cadata=served.ca_pem)
         store = KeyStore.create(
-            self.directory / "oauth-keys.json.enc",
+            self.directory / f"oauth-keys-{secrets.token_hex(4)}.json.enc",
             secrets.token_bytes(16),
             kdf=KdfParams(iterations=2, lanes=1, memory_kib=19 * 1024),
         )

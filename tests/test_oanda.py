@@ -58,6 +58,13 @@ def _posts(sim: BrokerSimulator) -> int:
     return sum(n for p, n in sim.dialect.stats.by_path.items() if p.startswith("POST "))
 
 
+class _WithoutAccountRead(Oanda):
+    """OANDA without the account read before each order: that read teaches the cursor, and
+    this process must send its create knowing none (as after a restart)."""
+
+    account_endpoint = None
+
+
 def _post_fault(kind: str, sim: BrokerSimulator, key: ApiKey, **kwargs: Any) -> None:
     sim.faults.add(Fault(kind, "POST", f"/v3/accounts/{key.key_id}/orders", **kwargs))
 
@@ -70,6 +77,7 @@ def test_units_are_signed_from_side_and_quantity() -> None:
 def test_places_market_and_limit_orders_with_signed_units(
     sim: BrokerSimulator, server: HttpsServer
 ) -> None:
+    sim.dialect.hedging_enabled = True  # type: ignore[union-attr]  # the BUY outsizes the short
     with _client(sim, server) as client:
         sold = client.place_order(
             MarketOrder(symbol="EUR_USD", side="SELL", quantity="1000"), idempotency_key="s1"
@@ -297,7 +305,7 @@ def test_a_lost_201_is_found_in_the_transactions_when_the_client_id_lookup_is_bl
     journal = tmp_path / "j.sqlite3"
     key = sim.create_key()
     with (
-        _client(sim, server, key=key, journal=journal, venue=Oanda()) as fresh,
+        _client(sim, server, key=key, journal=journal, venue=_WithoutAccountRead()) as fresh,
         _client(sim, server, key=key, journal=journal) as other,
     ):
         fresh.instruments()  # its first reads: its cursor is 0, the account has no history
@@ -308,7 +316,7 @@ def test_a_lost_201_is_found_in_the_transactions_when_the_client_id_lookup_is_bl
             )
         _post_fault("drop_response", sim, key)
         order = fresh.place_order(
-            MarketOrder(symbol="EUR_USD", side="SELL", quantity="100"), idempotency_key="scan"
+            MarketOrder(symbol="EUR_USD", side="SELL", quantity="30"), idempotency_key="scan"
         )
         account = fresh.core.account
     assert order.status is OrderStatus.FILLED

@@ -32,7 +32,7 @@ from .core import (
     Settings,
     Wait,
 )
-from .core.effects import Send
+from .core.effects import Renew, Send
 from .core.manage import named
 from .errors import InvalidRequest
 from .keys import ApiKey, KeyCheck, KeyRing
@@ -473,6 +473,11 @@ class Client(_Base[Transport], AccountCalls):
                             failure = exc
                     elif kind is Wait:
                         time.sleep(effect.seconds)  # type: ignore[union-attr]
+                    elif kind is Renew:  # an OAuth token: refreshed here, raised in the flow
+                        try:
+                            effect.source.renew()  # type: ignore[union-attr]
+                        except Exception as exc:
+                            failure = exc
                     else:  # a journal, limiter or audit call: its error is raised in the flow
                         try:
                             value = (
@@ -739,6 +744,11 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
                             failure = exc
                     elif kind is Wait:
                         await _asleep(effect.seconds)  # type: ignore[union-attr]
+                    elif kind is Renew:  # an OAuth token: refreshed off the loop, once
+                        try:
+                            await effect.source.arenew()  # type: ignore[union-attr]
+                        except Exception as exc:
+                            failure = exc
                     else:  # an order's journal call (grouped), or a limiter, journal, audit call
                         try:
                             if kind is Call:

@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessTokenRefused",
     "AmbiguousOutcome",
     "AuthenticationRejected",
     "ConfirmationRequired",
@@ -74,6 +75,7 @@ __all__ = [
     "UntrustedServer",
     "VenueRejected",
     "WrongPassphrase",
+    "HedgingNotAllowed",
 ]
 
 
@@ -324,6 +326,20 @@ class ReauthorizationRequired(LocalRefusal):
 class OAuthError(SecureTradeError):
     """The authorization server refused or garbled a token exchange (``code`` is its OAuth
     error, such as ``invalid_grant``); no order was involved."""
+
+
+class AccessTokenRefused(AuthenticationRejected):
+    """The venue refused the OAuth access token of an order's create (revoked, or expired
+    by the server's clock). Certainly not placed; the token is refreshed before the next
+    request. A create is never resent on its own: place the order again (the same
+    idempotency key may be used)."""
+
+
+class HedgingNotAllowed(PolicyViolation):
+    """The account nets positions (OANDA ``hedgingEnabled=false``, the FIFO rule of US
+    accounts): an order against an open position may reduce or close it, never close it
+    and open the opposite one in the same order. Nothing was sent. Close the position
+    first (an order of its size), then place the rest as a new order."""
 
 
 class InvalidOTP(AuthenticationRejected):

@@ -2,8 +2,9 @@
 
 A flow is a generator that yields effects: :class:`Wait` (sleep), :class:`Send` (write a
 request, hand back the response), the journal writes and reads of the order path
-(:class:`Claim`, :class:`Persist`, :class:`Settle`, :class:`Lookup`), and :class:`Call`, any
-other call on a shared resource (the rate limiter, the journal off the order path, the
+(:class:`Claim`, :class:`Persist`, :class:`Settle`, :class:`Lookup`), :class:`Renew` (an
+OAuth access token refreshed before a request), and :class:`Call`, any other call on a
+shared resource (the rate limiter, the journal off the order path, the
 audit trail, the policy and its kill switch). A driver performs the effect and sends the
 result back in, or throws the failure into the flow.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..models import Fill
 from ..transport.base import HttpRequest
@@ -35,6 +36,8 @@ __all__ = [
     "JournalCall",
     "Lookup",
     "Persist",
+    "Renew",
+    "Renewable",
     "Resource",
     "Send",
     "Settle",
@@ -57,6 +60,24 @@ class Send:
 
     request: HttpRequest
     op: Op
+
+
+class Renewable(Protocol):
+    """A request credential that must be renewed now and then (an OAuth token source)."""
+
+    def renew(self) -> None: ...
+
+    async def arenew(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """Effect: renew ``source`` before the next request (its token expires within the
+    margin, or a venue refused it). The sync driver calls ``source.renew()``; the async
+    driver awaits ``source.arenew()``, which refreshes in a worker thread, one refresh per
+    credential in flight, so the event loop never waits on the authorization server."""
+
+    source: Renewable
 
 
 class Resource(enum.Enum):
@@ -188,5 +209,5 @@ class Lookup:
 
 
 JournalCall = Claim | Persist | Settle | Lookup
-Effect = Wait | Send | Call | JournalCall
+Effect = Wait | Send | Call | Renew | JournalCall
 Flow = Generator[Effect, Any, T]

@@ -27,6 +27,7 @@ import time
 import uuid
 
 from ..errors import (
+    AccessTokenRefused,
     ConnectFailed,
     IdempotencyKeyMismatch,
     InvalidRequest,
@@ -312,6 +313,10 @@ class Core(Recovery):
                     return (yield from self.settled(found, key))
                 # Proven absent after its deadline: whatever the answer said, not placed.
                 error = _absent(str(error_of(outcome)), self)
+            elif isinstance(outcome.error, AccessTokenRefused):
+                # Refused at the door (401): not placed, and not resent on its own.
+                yield from self.conclude(cid, IntentState.NOT_PLACED, view, str(outcome.error))
+                raise outcome.error
             elif outcome.verdict is Verdict.REJECTED:
                 yield from self.conclude(cid, IntentState.REJECTED, view, str(outcome.error))
                 yield from self.note("order.rejected", client_order_id=cid, code=code_of(outcome))

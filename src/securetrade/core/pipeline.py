@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ..clock import VenueClock
 from ..errors import (
+    AccessTokenRefused,
     AmbiguousOutcome,
     AuthenticationRejected,
     ConnectFailed,
@@ -34,7 +35,7 @@ from ..signing import Signer
 from ..transport import telemetry
 from ..transport.base import HttpResponse, TransportFailure
 from ..venues.base import Endpoint, Freshness, Op, Outcome, Params, Venue, Verdict
-from .effects import Call, Flow, Resource, Send, Wait
+from .effects import Call, Flow, Renew, Resource, Send, Wait
 from .journal import JournalStore
 from .retry import Attempts
 from .settings import Settings
@@ -97,6 +98,11 @@ class Pipeline:
         key = self.keys.current
         if key.venue != venue.name:
             raise InvalidRequest(f"key is for {key.venue!r}, client is for {venue.name!r}")
+        if getattr(key, "source", None) is not None and not getattr(venue, "takes_oauth", False):
+            raise InvalidRequest(
+                f"{venue.name} takes no OAuth access tokens: use an API key of that venue "
+                "(OAuthKey works with venue='alpaca')"
+            )
         if Scope.WITHDRAW in key.scopes and not unsafe_allow_withdraw_scope:
             raise InvalidRequest(
                 "this key can withdraw funds; a trading client refuses such a key because a "
@@ -294,6 +300,7 @@ class Pipeline:
         resend: int = 0,
         client_order_id: str | None = None,
         before_wait: Callable[[], Flow[None]] | None = None,
+        reauthorized: bool = False,
     ) -> Flow[Outcome]:
         """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
 
@@ -302,6 +309,7 @@ class Pipeline:
         makes its attempt durable there); ``before_wait`` runs once, before the first wait
         for the rate limiter, if it makes the request wait at all (the order path claims
         its intent there, so that the claim is not held back by the wait).
+        ``reauthorized``: this is the one resend after an OAuth token was refused and renewed.
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
@@ -316,6 +324,10 @@ class Pipeline:
             yield from self.sync_clock(priority)
         key = self.key  # the key this attempt is signed with (the ring may rotate meanwhile)
         caller = self._caller(key)
+        signer = self._signer_of(key) if endpoint.signed else None
+        bearer = getattr(signer, "renewable", None)  # an OAuth token source, or None
+        if bearer is not None and bearer.due():
+            yield Renew(bearer)  # ahead of expiry: the driver refreshes (off the loop)
         request_cost = getattr(self.venue, "request_cost", None)  # costs ccxt computes per call
         if request_cost is not None:
             cost = request_cost(endpoint, params)
@@ -355,11 +367,12 @@ class Pipeline:
             nonce = (
                 None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
             )
+            presented = None if bearer is None else bearer.current()  # the token sent
             request = self.venue.prepare(
                 endpoint,
                 params,
                 key_id=key.key_id,
-                signer=self._signer_of(key) if endpoint.signed else None,
+                signer=signer,
                 timestamp_ms=timestamp,
                 nonce=nonce,
             )
@@ -419,6 +432,46 @@ class Pipeline:
                 lambda: audit.response(endpoint.op.value, response, verdict=verdict),
             )
         if (
+            bearer is not None
+            and presented is not None
+            and status == 401
+            and isinstance(outcome.error, AuthenticationRejected)
+        ):
+            # The OAuth token was refused (revoked, or expired by the server's clock):
+            # renew it. A read, lookup or cancel is sent once more with the new token; a
+            # create never is (it was not placed: the order path concludes so).
+            bearer.refused(presented)
+            yield from self.note("auth.token_refused", op=endpoint.op.value, code=code_of(outcome))
+            if endpoint.op not in _NEVER_RESENT and not reauthorized:
+                yield Renew(bearer)
+                return (
+                    yield from self._exchange(
+                        endpoint,
+                        params,
+                        symbol=symbol,
+                        priority=priority,
+                        resend=resend + 1,
+                        client_order_id=client_order_id,
+                        reauthorized=True,
+                    )
+                )
+            if endpoint.op in _NEVER_RESENT:
+                again = (
+                    "place the order again (the same idempotency key may be used)"
+                    if endpoint.op is Op.PLACE_ORDER
+                    else "call again"
+                )
+                outcome = dataclasses.replace(
+                    outcome,
+                    error=AccessTokenRefused(
+                        f"{endpoint.op.value}: {self.venue.name} refused the OAuth access "
+                        "token (revoked, or expired by its clock): nothing was done, and "
+                        f"the token is refreshed before the next request; {again}",
+                        venue=self.venue.name,
+                        code=code_of(outcome),
+                    ),
+                )
+        if (
             outcome.verdict is Verdict.REJECTED
             and isinstance(outcome.error, AuthenticationRejected)
             and self.keys.superseded(key.key_id)
@@ -460,6 +513,9 @@ class Pipeline:
             signer = self._signers.setdefault(key.key_id, self.venue.signer(key))
         return signer
 
+
+# Never sent again after a refused OAuth token: the caller decides (through the journal).
+_NEVER_RESENT = frozenset({Op.PLACE_ORDER, Op.WITHDRAW})
 
 # Who goes first when rate-limit windows fill: cancels, then orders and the reads that
 # settle them, then the rest; market data last. Unlisted operations are NORMAL.

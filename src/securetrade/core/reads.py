@@ -434,6 +434,12 @@ class Reads(Pipeline):
             if instrument is None:
                 raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
             instrument.check(order)
+            # The account's own rules, from the account as read now (OANDA: no hedging).
+            account_endpoint = getattr(self.venue, "account_endpoint", None)
+            check_account = getattr(self.venue, "check_account", None)
+            if account_endpoint is not None and check_account is not None:
+                account = yield from self._retrying(account_endpoint, [], priority=Priority.ORDER)
+                check_account(order, account)
             reference = None
             valued_by_key = order.notional is None and key.max_notional is not None
             sized_by_key = order.quantity is None and key.max_quantity is not None

@@ -2,8 +2,10 @@
 
 What it checks and answers as Alpaca documents it (Trading API v2):
 
-* the ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` headers on every request (401,
-  code 40110000, otherwise);
+* the ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` headers on every request, or an
+  OAuth access token (``Authorization: Bearer``) that ``authorization`` (an
+  :class:`~securetrade.sim.oauth.OAuthServerSim`) issued, for the account it was issued
+  for; 401, code 40110000, otherwise (unknown, expired or revoked tokens alike);
 * ``POST /v2/orders`` with a JSON body of string numbers; unknown fields, bad numbers and
   combinations Alpaca refuses are 422 (code 42210000); a reused ``client_order_id`` is 422
   with code 40010001, also after the first order closed (strong dedupe, which the engine
@@ -36,12 +38,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from .dialect import Dialect, DialectStats, Refusal, SimRequest, SimResponse, json_response
 from .engine import Market, SimInstrument, SimOrder, SimRejection
 from .faults import Fault, Faults
+
+if TYPE_CHECKING:
+    from .oauth import OAuthServerSim
 
 __all__ = ["ALPACA_INSTRUMENTS", "AlpacaDialect", "alpaca_market"]
 
@@ -132,6 +137,7 @@ class AlpacaDialect(Dialect[_Stats]):
             market, _Stats(), faults=faults, clock_offset_ms=clock_offset_ms, clock=clock
         )
         self.secrets: dict[str, bytes] = {}  # key id -> secret
+        self.authorization: OAuthServerSim | None = None  # whose bearer tokens count
         self.requests_per_minute = requests_per_minute
         self.market_open = True  # the regular session, as /v2/clock reports it
         self._calls: dict[str, deque[float]] = {}
@@ -160,12 +166,12 @@ class AlpacaDialect(Dialect[_Stats]):
     def _gate(self, request: SimRequest) -> SimResponse | None:
         """200 requests a minute per account, counted as they arrive."""
         limit = self.requests_per_minute
-        key = self.keys.get(request.headers.get("apca-api-key-id", ""))
-        if limit is None or key is None:
+        account = self._caller(request)
+        if limit is None or account is None:
             return None
         now = self._clock()
         with self._rate_lock:
-            calls = self._calls.setdefault(key.account, deque())
+            calls = self._calls.setdefault(account, deque())
             while calls and calls[0] <= now - _RATE_WINDOW_S:
                 calls.popleft()
             if len(calls) >= limit:
@@ -176,11 +182,11 @@ class AlpacaDialect(Dialect[_Stats]):
         return None
 
     def _usage(self, request: SimRequest) -> dict[str, str]:
-        key = self.keys.get(request.headers.get("apca-api-key-id", ""))
-        if key is None or self.requests_per_minute is None:
+        account = self._caller(request)
+        if account is None or self.requests_per_minute is None:
             return {}
         with self._rate_lock:
-            used = len(self._calls.get(key.account, ()))
+            used = len(self._calls.get(account, ()))
         reset = int(self._clock()) + int(_RATE_WINDOW_S)
         return {
             "x-ratelimit-limit": str(self.requests_per_minute),
@@ -243,7 +249,23 @@ class AlpacaDialect(Dialect[_Stats]):
 
     # --- the venue's checks -------------------------------------------------------------
 
+    def _caller(self, request: SimRequest) -> str | None:
+        """The account a request claims to be for (its key id, or its bearer token)."""
+        bearer = _bearer(request)
+        if bearer is not None:
+            server = self.authorization
+            return None if server is None else server.account_of(bearer)
+        key = self.keys.get(request.headers.get("apca-api-key-id", ""))
+        return None if key is None else key.account
+
     def _authenticate(self, request: SimRequest) -> str:
+        bearer = _bearer(request)
+        if bearer is not None:  # an OAuth app acting for the account that approved it
+            server = self.authorization
+            account = None if server is None else server.account_of(bearer)
+            if account is None or account not in self.market.accounts:
+                raise _Error(401, 40110000, "request is not authorized")
+            return account
         key_id = request.headers.get("apca-api-key-id", "")
         secret = request.headers.get("apca-api-secret-key", "").encode()
         expected = self.secrets.get(key_id)
@@ -502,6 +524,12 @@ def _stop_body(stop: _Stop) -> dict[str, Any]:
         "status": "new" if stop.status == "new" else stop.status,
         "extended_hours": False,
     }
+
+
+def _bearer(request: SimRequest) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if the request has one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token else None
 
 
 def _asset(inst: SimInstrument) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .server import HttpsServer
 
 if TYPE_CHECKING:
     from .engine import Market
+    from .oauth import OAuthServerSim
 
 __all__ = ["BROKERS", "BrokerSimulator"]
 
@@ -79,6 +80,20 @@ class BrokerSimulator:
         dialect.add_key(SimKey(key_id, account))
         dialect.add_secret(key_id, secret.encode())
         return ApiKey(self.venue, key_id, secret, scopes=scopes, environment=Environment.SIMULATED)
+
+    def authorize(self, server: OAuthServerSim, *, account: str | None = None) -> str:
+        """Have this broker accept the access tokens ``server`` issues (Alpaca Connect),
+        each for the account whose owner approved the app: ``account``, or a new one
+        (opened with the usual balances). Returns that account."""
+        dialect = self.dialect
+        if not isinstance(dialect, AlpacaDialect):
+            raise InvalidRequest("OANDA takes personal access tokens only, not OAuth apps")
+        account = account or f"acct-oauth-{secrets.token_hex(4)}"
+        if account not in self.market.accounts:
+            self.market.open_account(account, dict(ALPACA_BALANCES))
+        server.resource_owner = account
+        dialect.authorization = server
+        return account
 
     def account_of(self, key_id: str) -> str:
         return self.dialect.keys[key_id].account

@@ -14,7 +14,8 @@ What it checks and answers as OANDA documents it (v20 REST):
   dialect runs over dedupes open orders only;
 * ``GET .../orders/{id|@clientID}`` in any state (PENDING only, with
   ``lookup_pending_only``), ``PUT .../orders/{spec}/cancel``,
-  ``GET .../pendingOrders``, ``GET .../summary``, ``GET .../instruments``,
+  ``GET .../pendingOrders``, ``GET .../summary``, ``GET /v3/accounts/{id}`` (with
+  ``hedgingEnabled`` and the open ``positions``), ``GET .../instruments``,
   ``GET .../pricing``, ``GET .../transactions/{id}``, ``GET .../transactions/sinceid``,
   ``GET /v3/instruments/{instrument}/candles``;
 * every answer carries ``lastTransactionID``; every state change is a numbered
@@ -127,6 +128,7 @@ class OandaDialect(Dialect[_Stats]):
         self.tokens: dict[bytes, str] = {}  # bearer token -> account id
         self.requests_per_second = requests_per_second
         self.hedging_enabled = False  # a US account: FIFO, no hedging
+        self.hedging: dict[str, bool] = {}  # per account, where it differs from the above
         #: ``True``: ``GET .../orders/@{clientID}`` answers for PENDING orders only (the
         #: reading of the research note, not confirmed): a filled or cancelled order is
         #: then found in the account's transactions only.
@@ -188,7 +190,7 @@ class OandaDialect(Dialect[_Stats]):
         if path.startswith("/v3/instruments/") and path.endswith("/candles"):
             return 200, candles(self.market, self.now_ms(), path.split("/")[3], query)
         prefix = f"/v3/accounts/{account}"
-        if not path.startswith(prefix + "/"):
+        if path != prefix and not path.startswith(prefix + "/"):
             raise OandaError(
                 403, "INVALID_AUTHORIZATION", "The token is not authorized for this account"
             )
@@ -209,6 +211,8 @@ class OandaDialect(Dialect[_Stats]):
             }
         if method == "GET" and rest == "/summary":
             return 200, self._summary(account, book)
+        if method == "GET" and rest == "":
+            return 200, self._details(account, book)
         if method == "POST" and rest == "/orders":
             return 201, self._place(account, book, body)
         if method == "GET" and rest == "/pendingOrders":
@@ -515,6 +519,12 @@ class OandaDialect(Dialect[_Stats]):
             entry["fillingTransactionID"] = fill["id"]
         return entry
 
+    def _details(self, account: str, book: _Book) -> dict[str, Any]:
+        """``GET /v3/accounts/{id}``: the summary's fields and the open positions."""
+        summary = self._summary(account, book)
+        summary["account"]["positions"] = _positions(self.market, account)
+        return summary
+
     def _summary(self, account: str, book: _Book) -> dict[str, Any]:
         free, locked = self.market.accounts[account].balances.get("USD", [Decimal(0), Decimal(0)])
         return {
@@ -523,12 +533,31 @@ class OandaDialect(Dialect[_Stats]):
                 "currency": "USD",
                 "balance": format(free + locked, "f"),
                 "marginAvailable": format(free, "f"),
-                "hedgingEnabled": self.hedging_enabled,
+                "hedgingEnabled": self.hedging.get(account, self.hedging_enabled),
                 "pendingOrderCount": len(self.market.open_orders(account, None)),
                 "lastTransactionID": book.last,
             },
             "lastTransactionID": book.last,
         }
+
+
+def _positions(market: Market, account: str) -> list[dict[str, Any]]:
+    """The account's open positions: the filled units of its orders, netted per
+    instrument (long units positive, short units negative, as OANDA writes them)."""
+    net: dict[str, Decimal] = {}
+    for order in list(market.orders.values()):
+        if order.account == account and order.filled:
+            signed = order.filled if order.side == "BUY" else -order.filled
+            net[order.symbol] = net.get(order.symbol, Decimal(0)) + signed
+    return [
+        {
+            "instrument": symbol,
+            "long": {"units": format(max(units, Decimal(0)), "f")},
+            "short": {"units": format(min(units, Decimal(0)), "f")},
+        }
+        for symbol, units in sorted(net.items())
+        if units
+    ]
 
 
 def _token(request: SimRequest) -> bytes:

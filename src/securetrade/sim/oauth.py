@@ -12,7 +12,13 @@ must follow anyway:
   refresh token is single-use, and a reused one is ``invalid_grant``.
 * ``/v1/me`` answers 200 to a live ``Authorization: Bearer`` token, else 401.
 
-``refresh_calls`` counts refresh requests (the oracle of the single-flight test).
+Every grant is for the account of ``resource_owner`` (whoever approves at ``/authorize``),
+and the tokens of its refreshes too: a broker's dialect asks :meth:`OAuthServerSim.
+account_of` whose a bearer token is (None: unknown, expired or revoked). :meth:`revoke`
+plays the account owner withdrawing the app's access token in the broker's dashboard.
+
+``refresh_calls`` counts refresh requests (the oracle of the single-flight test);
+``refresh_gate``, when set, holds every refresh until a test opens it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class _Grant:
     challenge: str
     scope: str
     expires: float
+    account: str
     used: bool = False
 
 
@@ -50,7 +57,14 @@ class _Refresh:
     client_id: str
     scope: str
     expires: float | None
+    account: str
     used: bool = False
+
+
+@dataclass(slots=True)
+class _Access:
+    expires: float
+    account: str
 
 
 class OAuthServerSim:
@@ -73,7 +87,11 @@ class OAuthServerSim:
         self._clients: dict[str, bytes] = {}
         self._codes: dict[str, _Grant] = {}
         self._refresh: dict[str, _Refresh] = {}
-        self._access: dict[str, float] = {}  # token -> expiry
+        self._access: dict[str, _Access] = {}  # token -> expiry and account
+        self.resource_owner = "sim-user"  # the account whose owner approves at /authorize
+        self.refresh_gate: threading.Event | None = None  # holds refreshes until set
+        self.issued: list[str] = []  # every token ever issued (revoked ones too)
+        self.held = threading.Event()  # set once a refresh waits at ``refresh_gate``
         self._lock = threading.Lock()
         self.refresh_calls = 0
         self.code_calls = 0
@@ -115,7 +133,12 @@ class OAuthServerSim:
         code = secrets.token_urlsafe(32)
         with self._lock:
             self._codes[code] = _Grant(
-                client_id, redirect, challenge, query.get("scope", ""), self.clock() + _CODE_TTL
+                client_id,
+                redirect,
+                challenge,
+                query.get("scope", ""),
+                self.clock() + _CODE_TTL,
+                self.resource_owner,
             )
         location = redirect + "?" + urlencode({"code": code, "state": query["state"]})
         return SimResponse(302, {"location": location}, b"")
@@ -132,6 +155,11 @@ class OAuthServerSim:
         if grant == "refresh_token":
             if self.refresh_delay:
                 time.sleep(self.refresh_delay)
+            gate = self.refresh_gate
+            if gate is not None:
+                self.held.set()
+            if gate is not None and not gate.wait(timeout=30.0):
+                return self._error(503, "temporarily_unavailable")  # nobody opened it
             return self._refresh_grant(client_id, form)
         return self._error(400, "unsupported_grant_type")
 
@@ -167,7 +195,7 @@ class OAuthServerSim:
             computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
             if not verifier or not hmac.compare_digest(computed, grant.challenge):
                 return self._error(400, "invalid_grant")
-            return json_response(200, self._issue(client_id, grant.scope))
+            return json_response(200, self._issue(client_id, grant.scope, grant.account))
 
     def _refresh_grant(self, client_id: str, form: dict[str, str]) -> SimResponse:
         with self._lock:
@@ -182,13 +210,17 @@ class OAuthServerSim:
                 return self._error(400, "invalid_grant")
             if self.rotate:
                 held.used = True
-            return json_response(200, self._issue(client_id, held.scope, rotate=self.rotate))
+            answer = self._issue(client_id, held.scope, held.account, rotate=self.rotate)
+            return json_response(200, answer)
 
-    def _issue(self, client_id: str, scope: str, *, rotate: bool = True) -> dict[str, object]:
+    def _issue(
+        self, client_id: str, scope: str, account: str, *, rotate: bool = True
+    ) -> dict[str, object]:
         """A new access token (and, unless not rotating, a new refresh token); locked."""
         access = secrets.token_urlsafe(32)
         now = self.clock()
-        self._access[access] = now + self.access_ttl
+        self._access[access] = _Access(now + self.access_ttl, account)
+        self.issued.append(access)
         answer: dict[str, object] = {
             "access_token": access,
             "token_type": "Bearer",
@@ -198,7 +230,8 @@ class OAuthServerSim:
         if rotate:
             refresh = secrets.token_urlsafe(32)
             expires = None if self.refresh_ttl is None else now + self.refresh_ttl
-            self._refresh[refresh] = _Refresh(client_id, scope, expires)
+            self._refresh[refresh] = _Refresh(client_id, scope, expires, account)
+            self.issued.append(refresh)
             answer["refresh_token"] = refresh
             if self.refresh_ttl is not None:
                 answer["refresh_expires_in"] = self.refresh_ttl
@@ -207,11 +240,36 @@ class OAuthServerSim:
     def _me(self, headers: dict[str, str]) -> SimResponse:
         value = headers.get("authorization", "")
         token = value[7:] if value.startswith("Bearer ") else ""
-        with self._lock:
-            expiry = self._access.get(token)
-        if expiry is None or expiry < self.clock():
+        account = self.account_of(token)
+        if account is None:
             return json_response(401, {"error": "invalid_token"})
-        return json_response(200, {"id": "sim-user", "status": "ACTIVE"})
+        return json_response(200, {"id": account, "status": "ACTIVE"})
+
+    def account_of(self, token: str) -> str | None:
+        """The account a live access token was issued for; None when the token is
+        unknown, expired (by this server's clock) or revoked."""
+        with self._lock:
+            held = self._access.get(token)
+        if held is None or held.expires < self.clock():
+            return None
+        return held.account
+
+    def revoke(self, token: str) -> None:
+        """Withdraw an access token (the owner revoking the app's access): from now on
+        the resource servers answer 401 to it. Its refresh token stays valid."""
+        with self._lock:
+            self._access.pop(token, None)
+
+    def revoke_refresh_tokens(self) -> None:
+        """The owner removes the app: every refresh token dies (``invalid_grant``)."""
+        with self._lock:
+            self._refresh.clear()
+
+    def live_tokens(self) -> list[str]:
+        """The access tokens that are neither expired nor revoked (for tests)."""
+        now = self.clock()
+        with self._lock:
+            return [t for t, held in self._access.items() if held.expires >= now]
 
     def _error(self, status: int, code: str) -> SimResponse:
         self.refused.append(code)  # list.append is atomic: callable with or without the lock

@@ -4,9 +4,9 @@ exchanges.
 How it differs from the crypto venues, and how the contract carries it:
 
 * Nothing is signed. The key id and secret travel in ``APCA-API-KEY-ID`` and
-  ``APCA-API-SECRET-KEY`` on every request (both redacted everywhere). :meth:`Alpaca.signer`
-  is the one place that picks the request authentication, so OAuth bearer tokens can be
-  wired in there.
+  ``APCA-API-SECRET-KEY`` on every request (both redacted everywhere), or, for an
+  :class:`~securetrade.oauth.OAuthKey`, an OAuth access token travels as ``Authorization:
+  Bearer`` (Alpaca Connect). :meth:`Alpaca.signer` is the one place that picks which.
 * Paper trading is the default: :data:`tables.BASE_URLS` has the paper host for
   ``Environment.PAPER`` and the live host only for a key created with
   ``environment="live"``.
@@ -162,6 +162,7 @@ class Alpaca:
     recv_window_ms = 5000
     request_deadline = False  # a held request executes whenever it arrives
     dedupe = "strong"  # a used client_order_id is refused forever: a resend is safe
+    takes_oauth = True  # an OAuthKey's bearer token instead of the key headers
     order_acks = frozenset({Op.CANCEL_ORDER})
     order_types = frozenset(_TYPES)
     time_in_force = frozenset(_TIF)
@@ -186,7 +187,13 @@ class Alpaca:
         """The request authentication for ``key``: the one place that chooses it.
 
         An Alpaca API key (kind HMAC: a key id and a secret text) is presented in the
-        ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers."""
+        ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers; an OAuth key's access token
+        as ``Authorization: Bearer`` (refreshed by the request pipeline)."""
+        source = getattr(key, "source", None)  # an OAuthKey's TokenSource
+        if source is not None:
+            from ...oauth.session import BearerSigner
+
+            return BearerSigner(source)
         if key.kind is not KeyKind.HMAC:
             raise InvalidRequest(
                 f"Alpaca keys are a key id and a secret (kind 'hmac'), not {key.kind.value}"
@@ -236,7 +243,7 @@ class Alpaca:
             path = path + "?" + encode_query(params)
         headers: tuple[tuple[str, str], ...] = ()
         if endpoint.signed:
-            if not isinstance(signer, HeaderAuth):  # what signer() chose: key headers today
+            if not isinstance(signer, HeaderAuth):  # what signer() chose: headers or bearer
                 raise InvalidRequest(f"{endpoint.op.value} needs an Alpaca key")
             headers = signer.headers(key_id)
         if body:

@@ -19,6 +19,13 @@ How it differs from the crypto venues, and how the contract carries it:
   transaction (``GET /transactions/{fillingTransactionID}``: price and units).
 * A 201 carrying ``orderCancelTransaction`` (a FOK that could not fill, for want of margin
   or liquidity) is a refusal, never a fill; the HTTP status alone decides nothing.
+* FIFO and no-hedging accounts (US accounts, NFA rule 2-43(b): ``hedgingEnabled`` false)
+  net positions: an order against an open position reduces it, oldest trade first. One
+  that is larger than the position would close it *and* open the opposite one in the same
+  order; it is refused before anything is sent (:class:`~securetrade.errors.
+  HedgingNotAllowed`), from the account as read just before (``GET /v3/accounts/{id}``:
+  ``hedgingEnabled`` and ``positions``). Close first, then open: two orders, each one
+  the journal knows. A copy engine's per-leader sub-positions must net on such accounts.
 * Every answer carries ``lastTransactionID``: the latest seen is kept per account
   (:meth:`Oanda.cursor`), and noted for each create as it is first sent. When
   ``@{clientID}`` does not find an order, the lookup goes on through the account's
@@ -41,6 +48,7 @@ from ...core.journal import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
+    HedgingNotAllowed,
     InvalidRequest,
     OrderNotFound,
     RateLimited,
@@ -77,7 +85,7 @@ from ..base import (
 )
 from ..times import parse_time
 from .market_data import OandaMarketData
-from .tables import BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
+from .tables import ACCOUNT, BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
 
 __all__ = ["OANDA", "Oanda", "signed_units"]
 
@@ -122,6 +130,8 @@ class Oanda(OandaMarketData):
     order_acks = frozenset({Op.CANCEL_ORDER})
     order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
     time_in_force = frozenset(_TIF)
+    # Read before each order, for check_account to apply the account's rules.
+    account_endpoint: Endpoint | None = ACCOUNT
 
     def __init__(self) -> None:
         self._cursors: dict[str, int] = {}  # account -> highest lastTransactionID seen
@@ -450,6 +460,41 @@ class Oanda(OandaMarketData):
     @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
         return [self._order(entry) for entry in payload["orders"]]
+
+    def check_account(self, order: OrderRequest, payload: Any) -> None:
+        """The account's rules, applied locally before anything is sent: on a netting
+        (FIFO, no-hedging) account, refuse an order that would close the open position of
+        its instrument and open the opposite one."""
+        hedging, net = self._position(payload, order.symbol)
+        if hedging or net == 0:
+            return
+        units = order.quantity if order.side is Side.BUY else -order.quantity
+        if (units > 0) == (net > 0) or abs(units) <= abs(net):
+            return  # it adds to the position, or reduces or closes it
+        held = "long" if net > 0 else "short"
+        raise HedgingNotAllowed(
+            f"this OANDA account does not allow hedging (FIFO, hedgingEnabled=false): a "
+            f"{order.side.value} of {order.quantity} {order.symbol} against the open {held} "
+            f"position of {abs(net)} would close it and open the opposite one; nothing was "
+            f"sent. Close the position first (a {order.side.value} of {abs(net)}), then "
+            f"place the remaining {abs(units) - abs(net)} as a new order",
+            rule="no_hedging",
+            venue=self.name,
+        )
+
+    @reads_answer
+    def _position(self, payload: Any, symbol: str) -> tuple[bool, Decimal]:
+        """(hedging allowed, net units of ``symbol``) from ``GET /v3/accounts/{id}``."""
+        account = payload["account"]
+        hedging = account["hedgingEnabled"]
+        if not isinstance(hedging, bool):
+            raise TypeError("hedgingEnabled is not a boolean")
+        net = Decimal(0)
+        for position in account.get("positions") or ():
+            if position["instrument"] == symbol:
+                net += Decimal(str(position["long"]["units"]))
+                net += Decimal(str(position["short"]["units"]))  # negative or zero
+        return hedging, net
 
     @reads_answer
     def parse_balances(self, payload: Any) -> list[Balance]:

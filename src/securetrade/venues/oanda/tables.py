@@ -23,7 +23,7 @@ from ...keys import Environment, Scope
 from ...ratelimit import LimitScope, RateLimit
 from ..base import Endpoint, ErrorRule, Op, Verdict
 
-__all__ = ["BASE_URLS", "DUPLICATE", "ENDPOINTS", "ERRORS", "RATE_LIMITS", "REST"]
+__all__ = ["ACCOUNT", "BASE_URLS", "DUPLICATE", "ENDPOINTS", "ERRORS", "RATE_LIMITS", "REST"]
 
 REST = "OANDA_REST"
 
@@ -53,6 +53,10 @@ ENDPOINTS: Mapping[Op, Endpoint] = {
         Endpoint(Op.BALANCES, "GET", _ACCOUNT + "/summary", True, Scope.READ, _ONE),
     )
 }
+
+#: The whole account (``hedgingEnabled`` and the open positions), read before each order to
+#: apply the account's rules locally: a read that is part of placing an order.
+ACCOUNT = Endpoint(Op.BALANCES, "GET", _ACCOUNT, True, Scope.READ, _ONE)
 
 #: The reject reason (and error code) of a create whose client id a PENDING order holds.
 DUPLICATE = "CLIENT_ORDER_ID_ALREADY_EXISTS"
