@@ -468,13 +468,14 @@ class Oanda(OandaMarketData):
         hedging, net = self._position(payload, order.symbol)
         if hedging or net == 0:
             return
-        units = order.quantity if order.side is Side.BUY else -order.quantity
+        quantity = order.base_quantity  # OANDA takes no quote-sized order (capabilities)
+        units = quantity if order.side is Side.BUY else -quantity
         if (units > 0) == (net > 0) or abs(units) <= abs(net):
             return  # it adds to the position, or reduces or closes it
         held = "long" if net > 0 else "short"
         raise HedgingNotAllowed(
             f"this OANDA account does not allow hedging (FIFO, hedgingEnabled=false): a "
-            f"{order.side.value} of {order.quantity} {order.symbol} against the open {held} "
+            f"{order.side.value} of {quantity} {order.symbol} against the open {held} "
             f"position of {abs(net)} would close it and open the opposite one; nothing was "
             f"sent. Close the position first (a {order.side.value} of {abs(net)}), then "
             f"place the remaining {abs(units) - abs(net)} as a new order",
