@@ -54,7 +54,7 @@ from ..base import (
     wire_decimal,
     within,
 )
-from . import history
+from . import history, offers
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
 from .profiles import DEFAULT, PROFILES
@@ -126,7 +126,6 @@ class CcxtVenue:
     object; given a ``base_url``, every ccxt API root points at it.
     """
 
-    endpoints: Mapping[Op, Endpoint] = _ENDPOINTS
     errors: Mapping[Any, ErrorRule] = ERRORS
     recv_window_ms = 5000
 
@@ -148,8 +147,7 @@ class CcxtVenue:
         self.freshness = profile.freshness
         self.order_acks = profile.order_acks
         self._profile = profile
-        if profile.paging is not None:
-            self.endpoints = {**_ENDPOINTS, **_HISTORY_ENDPOINTS}
+        self._endpoints: Mapping[Op, Endpoint] | None = None
         self._options = {**profile.options, **(options or {})}
         self._sandbox = sandbox
         self._urls = dict(urls) if urls else None
@@ -216,6 +214,29 @@ class CcxtVenue:
         return self._codec
 
     # --- the tables ----------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> Mapping[Op, Endpoint]:
+        """The operations ccxt's ``has`` table says the exchange offers (history where
+        its paging is mapped, Profile.paging): what ``client.capabilities`` lists."""
+        if self._endpoints is None:
+            table = _ENDPOINTS
+            if self._profile.paging is not None:
+                table = {**_ENDPOINTS, **_HISTORY_ENDPOINTS}
+            self._endpoints = offers.offered_endpoints(self.codec.exchange, table)
+        return self._endpoints
+
+    @property
+    def order_types(self) -> frozenset[OrderType]:
+        """MARKET and LIMIT, and the stop-loss and take-profit kinds where ccxt maps their
+        trigger for the exchange and its profile vouches for looking them up (offers.py).
+        No OCO: ccxt has no unified form of one."""
+        return offers.order_types(self.codec.exchange, conditional=self._profile.conditional)
+
+    @property
+    def post_only(self) -> bool:
+        """Whether ccxt maps its unified ``postOnly`` for the exchange's spot orders."""
+        return offers.takes_post_only(self.codec.exchange)
 
     @property
     def rate_limits(self) -> Sequence[RateLimit]:
@@ -392,15 +413,18 @@ class CcxtVenue:
 
     # --- unified calls from our parameters -------------------------------------------------
 
-    # Conditional orders are not mapped onto ccxt's trigger parameters: refused before
-    # any I/O (client.capabilities says so).
-    order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
-    post_only = True  # ccxt's unified postOnly flag
-
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        """ccxt's ``create_order`` arguments. A stop-loss or take-profit is a market or
+        limit order with ccxt's unified trigger (``stopLossPrice``, ``takeProfitPrice``),
+        which ccxt makes Binance's STOP_LOSS... or Kraken's stop-loss... order."""
+        if order.type not in self.order_types:
+            raise InvalidRequest(
+                f"{self.name} takes no {order.type.value} orders; see client.capabilities"
+            )
+        trigger = offers.conditional_param(order.type)
         params: Params = [
             ("symbol", order.symbol),
-            ("type", order.type.value.lower()),
+            ("type", "limit" if order.type.takes_price else "market"),
             ("side", order.side.value.lower()),
             ("amount", wire_decimal(order.quantity)),
             ("price", "" if order.price is None else wire_decimal(order.price)),
@@ -414,6 +438,8 @@ class CcxtVenue:
         ]
         if order.post_only:  # ccxt's unified flag: LIMIT_MAKER at Binance, oflags at Kraken
             params.append(("postOnly", "true"))
+        if trigger is not None and order.stop_price is not None:
+            params.append((trigger, wire_decimal(order.stop_price)))
         return params
 
     def order_lookup_params(
@@ -535,6 +561,9 @@ class CcxtVenue:
                 extra["timeInForce"] = p["timeInForce"]
             if p.get("postOnly") == "true":
                 extra["postOnly"] = True
+            for trigger in ("stopLossPrice", "takeProfitPrice"):
+                if trigger in p:
+                    extra[trigger] = p[trigger]
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
         if op is Op.GET_ORDER and "among" in p:
@@ -568,8 +597,7 @@ class CcxtVenue:
             state = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW
         else:
             state = _STATUS.get(status, OrderStatus.NEW)
-        kind = str(payload.get("type") or "").upper()
-        order_type = OrderType.MARKET if kind == OrderType.MARKET.value else OrderType.LIMIT
+        order_type, stop = _order_type(payload)
         price = _decimal(payload.get("price"))
         stamp = payload.get("timestamp")
         fills = tuple(
@@ -591,11 +619,12 @@ class CcxtVenue:
             type=order_type,
             status=state,
             quantity=_decimal(payload.get("amount")) or Decimal(0),
-            price=None if order_type is OrderType.MARKET or not price else price,
+            price=price if order_type.takes_price and price else None,
+            stop_price=stop,
             filled_quantity=filled,
             quote_quantity=_decimal(payload.get("cost")) or Decimal(0),
             time_in_force=_TIF.get(payload.get("timeInForce") or "")
-            if order_type is OrderType.LIMIT
+            if order_type.takes_price
             else None,
             created_at=None
             if stamp is None
@@ -737,6 +766,42 @@ class CcxtVenue:
 
 
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+
+
+# ccxt's order types as exchanges name them (Binance's STOP_LOSS_LIMIT lower-cased,
+# Kraken's stop-loss-limit), once dashes and spaces are underscores.
+_CONDITIONAL = {
+    t.value.lower(): t for t in OrderType if t.is_conditional and t is not OrderType.OCO
+}
+
+
+def _order_type(payload: Any) -> tuple[OrderType, Decimal | None]:
+    """Our type of a unified order, and its trigger. ccxt reports a Binance stop as a
+    ``limit`` or ``market`` order with ``triggerPrice`` (its own type, STOP_LOSS_LIMIT,
+    stays in ``info``), and a Kraken one with ``stopLossPrice`` or ``takeProfitPrice``.
+    A bare ``triggerPrice`` is a stop-loss, as ccxt's Binance reads one when placing."""
+    kind = _type_name(payload.get("type"))
+    info = payload.get("info")
+    raw = _type_name(info.get("type")) if isinstance(info, dict) else ""
+    loss = _decimal(payload.get("stopLossPrice")) or None
+    profit = _decimal(payload.get("takeProfitPrice")) or None
+    trigger = loss or profit or _decimal(payload.get("triggerPrice")) or None
+    for name in (kind, raw):
+        if name in _CONDITIONAL:
+            return _CONDITIONAL[name], trigger
+    limit = kind not in ("market", "")
+    if loss is None and profit is None and trigger is not None:
+        loss = trigger
+    if loss is not None:
+        return (OrderType.STOP_LOSS_LIMIT if limit else OrderType.STOP_LOSS), loss
+    if profit is not None:
+        return (OrderType.TAKE_PROFIT_LIMIT if limit else OrderType.TAKE_PROFIT), profit
+    return (OrderType.LIMIT if kind != "market" else OrderType.MARKET), None
+
+
+def _type_name(value: Any) -> str:
+    """An order type as ``stop_loss_limit``, however the exchange or ccxt spells it."""
+    return str(value or "").lower().replace("-", "_").replace(" ", "_")
 
 
 def _client_order_id(payload: Any) -> str:
