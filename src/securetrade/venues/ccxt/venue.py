@@ -368,6 +368,11 @@ class CcxtVenue:
         op = endpoint.op
         if op is Op.INSTRUMENTS:
             self.codec.run_pure(lambda exchange: exchange.set_markets(result))
+        if self._profile.paging == "kraken" and op in (Op.TRADE_HISTORY, Op.ORDER_HISTORY):
+            try:  # what ccxt's reading drops: the count, the venue's order (history.py)
+                return Outcome(Verdict.OK, history.kraken_page(op, result, response.body))
+            except (ValueError, TypeError, KeyError) as exc:
+                return unreadable(endpoint, response.status, self.name, type(exc).__name__)
         if op is Op.GET_ORDER and response.request is not None:
             call = response.request.call
             if call.method in _AMONG.values():
