@@ -18,7 +18,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
-from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
+from ...errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    InvalidRequest,
+    OrderNotFound,
+    SecureTradeError,
+)
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
     CRYPTO_TIME_IN_FORCE,
@@ -207,7 +213,12 @@ class CcxtVenue:
     def codec(self) -> Codec:
         """The ccxt exchange object behind this venue, built at first use."""
         if self._codec is None:
-            codec = Codec(self.exchange_id, options=self._options, urls=self._urls)
+            codec = Codec(
+                self.exchange_id,
+                options=self._options,
+                urls=self._urls,
+                otp_field=self._profile.otp,
+            )
             if self._sandbox:
                 codec.exchange.set_sandbox_mode(True)
             self._codec = codec
@@ -292,6 +303,11 @@ class CcxtVenue:
         """The key as ccxt's ``sign()`` reads it, lent one call at a time."""
         if key.venue != self.name:
             raise InvalidRequest(f"key is for {key.venue!r}, venue is {self.name!r}")
+        if key.otp is not None and self._profile.otp is None:
+            raise InvalidRequest(
+                f"{self.name} takes no one-time password with an API key; build the key "
+                "without otp= (ccxt:kraken is the ccxt venue that takes one)"
+            )
         return CcxtKey(key)
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
@@ -383,6 +399,24 @@ class CcxtVenue:
         if (op in _ORDER_ANSWERS and op not in self.order_acks) or op is Op.OPEN_ORDERS:
             return self._as_orders(endpoint, response.status, result)
         return Outcome(Verdict.OK, result)
+
+    def refine_outcome(self, outcome: Outcome, key: ApiKey) -> Outcome:
+        """On an exchange whose keys take a one-time password (Kraken), a refused
+        signature on a 2FA key is :class:`~securetrade.errors.InvalidOTP` with a hint, as
+        the native adapter reads it (:mod:`..kraken.otp`)."""
+        if self._profile.otp is None:
+            return outcome
+        from ..kraken.otp import BAD_SIGNATURE, refine_signature_refusal
+
+        error = outcome.error
+        if (
+            isinstance(error, SecureTradeError)
+            and error.code == BAD_SIGNATURE
+            and not isinstance(error, AuthenticationRejected)
+        ):  # ccxt files it as a plain ExchangeError: it is the key that was refused
+            error = AuthenticationRejected(error.message, venue=self.name, code=error.code)
+            outcome = replace(outcome, verdict=Verdict.REJECTED, error=error)
+        return refine_signature_refusal(outcome, key, self.name)
 
     def _as_orders(self, endpoint: Endpoint, status: int, result: Any) -> Outcome:
         """An answer the core reads as orders, read now: what ccxt made of a garbled or
