@@ -11,6 +11,7 @@ The behavioural suite (tests/behaviour/test_order_types_behaviour.py) runs the r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -268,3 +269,38 @@ def test_post_only_goes_as_ccxts_flag(sim: Simulator, server: HttpsServer) -> No
         placed = client.place_order(order.model_copy(update={"post_only": True}))
         assert placed.status is OrderStatus.NEW
     assert sim.kraken.stats.last_params["AddOrder"]["oflags"] == "post"
+
+
+def test_an_async_client_places_a_take_profit_through_ccxt(
+    sim: Simulator, server: HttpsServer
+) -> None:
+    """ccxt's aiohttp path: the same parameters, the same reading back."""
+    from securetrade import AsyncClient
+    from securetrade.models import TakeProfitOrder
+
+    key = _key(sim, "kraken", "kraken")
+    target = (sim.market.price("BTCUSDT") * Decimal("0.97")).quantize(Decimal("0.1"))
+    order = TakeProfitOrder(symbol="BTC/USDT", side="BUY", quantity="0.01", stop_price=target)
+
+    async def run() -> Any:
+        options: dict[str, Any] = {
+            "base_url": server.base_url,
+            "pins": server.pins,
+            "cadata": server.ca_pem,
+            "journal": ":memory:",
+            "settings": FAST,
+            "recv_window_ms": 2000,
+            "limiter": RateLimiter([RateLimit(COST, 1.0, 1_000_000)]),
+        }
+        async with AsyncClient(key, **options) as client:
+            return await client.place_order(order, idempotency_key="tp-async")
+
+    placed = asyncio.run(run())
+    assert (placed.type, placed.status, placed.stop_price) == (
+        OrderType.TAKE_PROFIT,
+        OrderStatus.NEW,
+        target,
+    )
+    assert sim.kraken.stats.last_params["AddOrder"]["ordertype"] == "take-profit"
+    sim.market.set_price("BTCUSDT", target)
+    assert _held(sim, placed.client_order_id).status == "FILLED"
