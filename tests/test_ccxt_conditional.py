@@ -304,3 +304,38 @@ def test_an_async_client_places_a_take_profit_through_ccxt(
     assert sim.kraken.stats.last_params["AddOrder"]["ordertype"] == "take-profit"
     sim.market.set_price("BTCUSDT", target)
     assert _held(sim, placed.client_order_id).status == "FILLED"
+
+
+def test_the_simulated_kraken_describes_a_trigger_order_as_kraken_does(sim: Simulator) -> None:
+    """AddOrder's ``descr.order`` reads ``sell ... @ stop loss <trigger> -> limit <limit>``
+    (Kraken's form, which ccxt's parse_order reads the trigger and limit from)."""
+    import json
+    import time
+
+    import ccxt
+
+    from securetrade.venues.base import Endpoint
+    from securetrade.venues.kraken import KRAKEN
+
+    key = sim.create_key(venue="kraken")
+    params = [
+        ("pair", "XBTUSDT"),
+        ("type", "sell"),
+        ("ordertype", "stop-loss-limit"),
+        ("volume", "0.01"),
+        ("price", "58000.0"),
+        ("price2", "57500.0"),
+    ]
+    endpoint = Endpoint(Op.PLACE_ORDER, "POST", "/0/private/AddOrder", True, None)
+    request = KRAKEN.prepare(
+        endpoint, params, key_id=key.key_id, signer=KRAKEN.signer(key),
+        timestamp_ms=sim.kraken.now_ms(), nonce=time.time_ns() // 1000,
+    )  # fmt: skip
+    headers = {k.lower(): v for k, v in request.headers}
+    answer = json.loads(sim.handle(request.method, request.target, headers, request.body).body)
+    text = answer["result"]["descr"]["order"]
+    assert text == "sell 0.01000000 XBTUSDT @ stop loss 58000.00 -> limit 57500.00"
+    exchange = ccxt.kraken()
+    exchange.markets, exchange.marketsByAltname = {}, {}
+    parsed = exchange.parse_order(answer["result"])
+    assert (parsed["stopLossPrice"], parsed["price"]) == (58000.0, 57500.0)
