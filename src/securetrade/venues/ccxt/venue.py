@@ -153,7 +153,9 @@ class CcxtVenue:
         self.freshness = profile.freshness
         self.order_acks = profile.order_acks
         self._profile = profile
-        self._endpoints: Mapping[Op, Endpoint] | None = None
+        self._endpoints: Mapping[Op, Endpoint] | None = None  # ccxt's tables, read once
+        self._order_types: frozenset[OrderType] | None = None
+        self._post_only: bool | None = None
         self._options = {**profile.options, **(options or {})}
         self._sandbox = sandbox
         self._urls = dict(urls) if urls else None
@@ -242,12 +244,17 @@ class CcxtVenue:
         """MARKET and LIMIT, and the stop-loss and take-profit kinds where ccxt maps their
         trigger for the exchange and its profile vouches for looking them up (offers.py).
         No OCO: ccxt has no unified form of one."""
-        return offers.order_types(self.codec.exchange, conditional=self._profile.conditional)
+        if self._order_types is None:  # read once: every order is checked against it
+            exchange = self.codec.exchange
+            self._order_types = offers.order_types(exchange, conditional=self._profile.conditional)
+        return self._order_types
 
     @property
     def post_only(self) -> bool:
         """Whether ccxt maps its unified ``postOnly`` for the exchange's spot orders."""
-        return offers.takes_post_only(self.codec.exchange)
+        if self._post_only is None:
+            self._post_only = offers.takes_post_only(self.codec.exchange)
+        return self._post_only
 
     @property
     def rate_limits(self) -> Sequence[RateLimit]:
