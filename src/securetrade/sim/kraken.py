@@ -539,9 +539,12 @@ class KrakenDialect(Dialect[_Stats]):
             )
         except SimRejection as rej:
             raise _Error(_REJECTIONS.get(rej.reason, "EGeneral:Invalid arguments")) from None
-        text = f"{side} {volume:.8f} {alt} @ {kind}"
-        if price is not None:
-            text += f" {_price(price, inst)}"
+        text = _described(
+            f"{side} {volume:.8f} {alt}",
+            kind,
+            None if price is None else _price(price, inst),
+            None if stop_price is None else _price(stop_price, inst),
+        )
         if validate:  # AddOrder's validate: checked, not placed, no txid
             return {"descr": {"order": text}}
         if stop_kind is not None:
@@ -783,9 +786,12 @@ class KrakenDialect(Dialect[_Stats]):
         if order.stop_price is not None:  # Kraken: price the trigger, price2 the limit
             price, price2 = _price(order.stop_price, inst), price
         average = order.quote_filled / order.filled if order.filled else Decimal(0)
-        text = f"{order.side.lower()} {order.quantity:.8f} {alt} @ {kind}"
-        if order.price is not None:
-            text += f" {price}"
+        text = _described(
+            f"{order.side.lower()} {order.quantity:.8f} {alt}",
+            kind,
+            None if order.price is None else _price(order.price, inst),
+            None if order.stop_price is None else _price(order.stop_price, inst),
+        )
         closed = not order.is_open
         fee = sum((self._fee_in_quote(order, t, p)[0] for p, _, t in order.fills), Decimal(0))
         result: dict[str, Any] = {
@@ -1007,6 +1013,15 @@ def _userref(params: Mapping[str, str]) -> int | None:
     if not -(2**31) <= value < 2**31:
         raise _Error("EGeneral:Invalid arguments:userref")
     return value
+
+
+def _described(head: str, kind: str, limit: str | None, trigger: str | None) -> str:
+    """An order's ``descr.order`` text as Kraken writes it: ``sell 0.01000000 XBTUSD @
+    limit 60000.0``, or for a trigger order ``... @ stop loss 58000.0 -> limit 57500.0``."""
+    if trigger is None:
+        return f"{head} @ {kind}" + ("" if limit is None else f" {limit}")
+    named = kind.removesuffix("-limit").replace("-", " ")
+    return f"{head} @ {named} {trigger}" + ("" if limit is None else f" -> limit {limit}")
 
 
 def _valid_cl_ord_id(text: str) -> bool:

@@ -15,6 +15,10 @@ the first and the last and take the middle away, so that our layers sit in betwe
 The exchange object's clock reads the venue time the core gives, its throttler and
 retries are off, its verbose log goes through our redaction, and it holds the API secret
 only for the duration of one call.
+
+A key with a second factor (Kraken's 2FA) has its one-time password added to the
+parameters of every private call the codec builds, before ccxt signs them, so the ``otp``
+travels inside the signed body as the venue requires; ccxt itself knows of no such field.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, NoReturn
 
 from ...errors import InvalidRequest
 from ...keys import ApiKey
+from ...keys.otp import OtpSource
 from ...signing import Signer, signer_for
 from ...transport.base import HttpRequest, HttpResponse
 from ...transport.redaction import redact_headers, redact_query
@@ -64,6 +69,11 @@ class CcxtKey:
     @property
     def key_id(self) -> str:
         return self._key.key_id
+
+    @property
+    def otp(self) -> OtpSource | None:
+        """The key's second factor, if it has one (its codes are made per request)."""
+        return self._key.otp
 
     def lend_to(self, exchange: Any) -> None:
         """Set the key's credentials on ccxt's exchange object, as the text ccxt reads.
@@ -126,7 +136,7 @@ class _Captured(Exception):
 class _Script:
     """What ``fetch`` does during one unified call: record the request, or answer it."""
 
-    __slots__ = ("answer", "captured", "cost", "fetches", "nonce", "now_ms")
+    __slots__ = ("answer", "captured", "cost", "fetches", "nonce", "now_ms", "otp")
 
     def __init__(
         self,
@@ -134,10 +144,12 @@ class _Script:
         now_ms: int | None = None,
         nonce: int | None = None,
         answer: CcxtResponse | None = None,
+        otp: OtpSource | None = None,
     ) -> None:
         self.now_ms = now_ms
         self.nonce = nonce
         self.answer = answer
+        self.otp = otp  # only while building: an answer read back needs no code
         self.captured: tuple[str, str, dict[str, str], str | None] | None = None
         self.cost = 0.0
         self.fetches = 0
@@ -152,7 +164,12 @@ class Codec:
     """
 
     def __init__(
-        self, exchange_id: str, *, options: Mapping[str, Any], urls: Mapping[str, str] | None
+        self,
+        exchange_id: str,
+        *,
+        options: Mapping[str, Any],
+        urls: Mapping[str, str] | None,
+        otp_field: str | None = None,
     ) -> None:
         import ccxt
 
@@ -171,6 +188,7 @@ class Codec:
         self.exchange = exchange
         self.id = exchange_id
         self.rate_limit_ms = float(exchange.rateLimit or 1000)
+        self._otp_field = otp_field  # the private calls' field for a 2FA key's code
         self._lock = threading.RLock()
         self._script: _Script | None = None
         # Instance attributes shadow the class's methods: ccxt calls ours.
@@ -202,7 +220,8 @@ class Codec:
         now_ms: int,
         nonce: int | None,
     ) -> CcxtRequest:
-        script = _Script(now_ms=now_ms, nonce=nonce)
+        otp = credentials.otp if isinstance(credentials, CcxtKey) else None
+        script = _Script(now_ms=now_ms, nonce=nonce, otp=otp)
         with self._lock, self._lent(credentials):
             self._script = script
             try:
@@ -265,7 +284,8 @@ class Codec:
         config: Any = None,
         *rest: Any,
     ) -> Any:
-        """ccxt's implicit endpoints call this: note the cost, then sign as ccxt does."""
+        """ccxt's implicit endpoints call this: note the cost, add a 2FA key's one-time
+        password to a private call's parameters, then sign as ccxt does."""
         exchange = self.exchange
         params = {} if params is None else params
         config = {} if config is None else config
@@ -274,6 +294,10 @@ class Codec:
             script.cost += float(
                 exchange.calculate_rate_limiter_cost(api, method, path, params, config)
             )
+            field = self._otp_field
+            if script.otp is not None and field is not None and _section(api) == "private":
+                # The code of venue time, as the native adapter makes it (keys/otp.py).
+                params = {**params, field: script.otp.code(self._milliseconds() / 1000)}
         return type(exchange).fetch2(exchange, path, api, method, params, config)
 
     def _fetch(
@@ -370,6 +394,13 @@ class Codec:
             exchange.apiKey = ""
             exchange.secret = ""  # clears the credential, sets none  # nosec B105
             exchange.password = ""  # clears it too  # nosec B105
+
+
+def _section(api: Any) -> str:
+    """The API section of an implicit endpoint (``['private']`` -> ``private``)."""
+    if isinstance(api, (list, tuple)) and api:
+        return str(api[0])
+    return str(api)
 
 
 def _point_at(exchange: Any, urls: Mapping[str, str]) -> None:

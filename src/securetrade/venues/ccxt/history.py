@@ -11,15 +11,22 @@ Paging is per exchange (``Profile.paging``):
 * ``binance``: the native adapter's rules (:mod:`..binance.history`): 24-hour windows
   (``since``/``until``) until a row is found, then ``fromId``/``orderId``; transfers in
   90-day windows with ``offset``. Oldest first; transfers newest first.
-* ``kraken``: ``ofs`` pages of 50 from the newest (ccxt does not pass Kraken's ``count``
-  on, which reading from the oldest end needs), so items come newest first; the pair is
-  kept here (ccxt would filter a page after the fact, which breaks the page count).
-  Transfers: the one list Kraken answers without a cursor (ccxt drops cursor pages).
+* ``kraken``: the native adapter's rules (:mod:`..kraken.history`): ``ofs`` pages of 50,
+  the venue's newest first, with ``count``; the first page learns the count and the rest
+  are read from the oldest end, so items come oldest first. ccxt's reading drops ``count``
+  and sorts each page by time, so the venue reads the count and the ids' order from the
+  answer (:func:`kraken_page`). ``end`` is sent as Kraken's own parameter, in seconds and
+  fixed for the whole range (ccxt passes ClosedOrders an ``until`` in milliseconds), so
+  what closes meanwhile cannot shift the offsets. The pair is kept here (ccxt would filter
+  a page after the fact, which breaks the page count). Transfers: the one list Kraken
+  answers without a cursor (ccxt drops cursor pages).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,7 +39,7 @@ from ..binance import history as binance
 if TYPE_CHECKING:
     from ...core.history import Window
 
-__all__ = ["EXTRA", "history_params", "parse_history"]
+__all__ = ["EXTRA", "KrakenPage", "history_params", "kraken_page", "parse_history"]
 
 EXTRA = "x."  # a parameter name with this prefix goes to the exchange as it is
 _KRAKEN_PAGE = 50
@@ -86,21 +93,43 @@ def _kraken_params(made: Window, cursor: str | None) -> Params:
     if made.op in (Op.DEPOSIT_HISTORY, Op.WITHDRAWAL_HISTORY):
         head = [] if made.asset is None else [("code", made.asset)]
         return [*head, ("since", since), (EXTRA + "until", str(made.end_ms))]
-    offset = _offset(cursor)
-    params: Params = [("since", since), (EXTRA + "until", str(made.end_ms))]
-    params.append((EXTRA + "ofs", str(offset)))
+    offset = 0 if cursor is None else _offset(cursor)[0]
+    end = str(-(-made.end_ms // 1000))  # inclusive, whole seconds, rounded up
+    params: Params = [("since", since), (EXTRA + "end", end), (EXTRA + "ofs", str(offset))]
     if made.op is Op.ORDER_HISTORY:
         params.append((EXTRA + "closetime", "open"))
     return params
 
 
-def _offset(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    kind, _, value = cursor.partition(":")
-    if kind != "ofs" or not value.isdigit():
+def _offset(cursor: str) -> tuple[int, int]:
+    """A Kraken page's cursor ``o:<ofs>:<take>``: its offset, and how many of its rows
+    (the first, on the wire) are still unread."""
+    kind, offset, take = [*cursor.split(":"), "", ""][:3]
+    if kind != "o" or not offset.isdigit() or not take.isdigit():
         raise InvalidRequest(f"not a ccxt history cursor: {cursor!r}")
-    return int(value)
+    return int(offset), int(take)
+
+
+@dataclass(frozen=True, slots=True)
+class KrakenPage:
+    """A TradesHistory or ClosedOrders page as ccxt read it (``rows``), with what its
+    reading drops: how many match the range (``count``) and the ids in the venue's own
+    order, newest first (``ids``)."""
+
+    rows: list[Any]
+    count: int
+    ids: tuple[str, ...]
+
+
+def kraken_page(op: Op, rows: Any, body: bytes) -> KrakenPage:
+    """``rows`` (ccxt's result) and the count and id order of the answer ``body``."""
+    if isinstance(rows, (str, bytes, dict)):
+        raise TypeError("a page of history is a list")
+    result = json.loads(body)["result"]
+    listed = result["trades" if op is Op.TRADE_HISTORY else "closed"]
+    if not isinstance(listed, dict):
+        raise TypeError("a Kraken page of history maps ids to entries")
+    return KrakenPage(list(rows), int(result["count"]), tuple(str(k) for k in listed))
 
 
 def parse_history(
@@ -111,6 +140,8 @@ def parse_history(
     order: Callable[[Any], Order],
 ) -> tuple[list[Any], str | None]:
     """ccxt's unified structures of one page as our models, and the next cursor."""
+    if paging == "kraken" and made.op in (Op.TRADE_HISTORY, Op.ORDER_HISTORY):
+        return _kraken_page(made, cursor, payload, order)
     if isinstance(payload, (str, bytes, dict)):
         raise TypeError("a page of history is a list")
     rows = list(payload)
@@ -120,21 +151,39 @@ def parse_history(
         if paging == "binance":
             return items, binance.next_transfer_cursor(made, cursor, len(rows))
         return items, None
-    stamps = [(int(r["id"]) if paging == "binance" else 0, int(r["timestamp"])) for r in rows]
+    stamps = [(int(r["id"]), int(r["timestamp"])) for r in rows]
+    return _kept(made, rows, order), binance.next_cursor(made, cursor, stamps)
+
+
+def _kept(made: Window, rows: list[Any], order: Callable[[Any], Order]) -> list[Any]:
+    """Trades or closed orders of ``rows`` within the range, of the asked pair."""
     if made.op is Op.TRADE_HISTORY:
-        items = [t for t in map(_trade, rows) if _within(made, t.at)]
+        items: list[Any] = [t for t in map(_trade, rows) if _within(made, t.at)]
     else:  # closed orders only
         items = [o for o in map(order, rows) if _within(made, o.created_at) and not o.is_open]
-    kept = items
     if made.symbol is not None:
-        kept = [i for i in kept if i.symbol == made.symbol]
-    if paging == "binance":
-        return kept, binance.next_cursor(made, cursor, stamps)
-    # ccxt sorts each page oldest first; the pages come newest first: so do their items
-    kept.sort(key=lambda i: i.at if made.op is Op.TRADE_HISTORY else i.created_at, reverse=True)
-    if len(rows) < _KRAKEN_PAGE:
-        return kept, None
-    return kept, f"ofs:{_offset(cursor) + len(rows)}"
+        items = [i for i in items if i.symbol == made.symbol]
+    return items
+
+
+def _kraken_page(
+    made: Window, cursor: str | None, payload: Any, order: Callable[[Any], Order]
+) -> tuple[list[Any], str | None]:
+    """One Kraken page, oldest first, and the next (older rows: a lower offset)."""
+    if not isinstance(payload, KrakenPage):
+        raise TypeError("a Kraken page of history comes with its count (kraken_page)")
+    if cursor is None and payload.count > _KRAKEN_PAGE:  # the count told: the oldest next
+        return [], f"o:{payload.count - _KRAKEN_PAGE}:{_KRAKEN_PAGE}"
+    offset, take = (0, len(payload.ids)) if cursor is None else _offset(cursor)
+    by_id = {str(row["id"]): row for row in payload.rows}
+    # The first ``take`` on the wire are this page's unread rows; oldest first here. An
+    # id ccxt left out (before ``since``) has no row.
+    rows = [by_id[i] for i in reversed(payload.ids[:take]) if i in by_id]
+    items = _kept(made, rows, order)
+    if offset == 0:
+        return items, None
+    earlier = max(0, offset - _KRAKEN_PAGE)
+    return items, f"o:{earlier}:{offset - earlier}"
 
 
 def _within(made: Window, moment: datetime | None) -> bool:

@@ -37,6 +37,11 @@ class Profile:
     * ``deadline``: ``(timestamp_ms, recv_window_ms) -> (parameter, value)``, an order
       parameter after which the matching engine refuses the order. Nonce venues need it:
       a nonce never expires, so without it a delayed order could execute at any time.
+    * ``conditional``: trigger orders (stop-loss, take-profit) live in the exchange's
+      ordinary order book, where the journal's lookup by client order id finds them; the
+      types ccxt maps for the exchange are then offered (see :mod:`.offers`).
+    * ``otp``: the signed-body field of a 2FA key's one-time password (Kraken's ``otp``);
+      ``None``: the exchange takes none, and a key that carries one is refused.
     """
 
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -49,6 +54,8 @@ class Profile:
     # How account history pages at this exchange (venues/ccxt/history.py): "binance",
     # "kraken", or None (not offered through ccxt: refused before any I/O).
     paging: str | None = None
+    conditional: bool = False
+    otp: str | None = None
 
     def owns_hex_id(self, client_order_id: str) -> bool:
         """True for a 32-hex id with this profile's marker (``id_marker`` is set)."""
@@ -78,6 +85,7 @@ PROFILES: dict[str, Profile] = {
         order_acks=frozenset(),  # newOrderRespType=FULL: the answer is the order
         recv_window_option="recvWindow",
         paging="binance",
+        conditional=True,  # STOP_LOSS... are orders like any other: order?origClientOrderId
     ),
     # QueryOrders needs a txid (Kraken's API reference); OpenOrders and ClosedOrders take
     # cl_ord_id as a filter. ccxt's fetch_order would send the id as ``userref``.
@@ -87,6 +95,8 @@ PROFILES: dict[str, Profile] = {
         lookup_in_lists=True,
         deadline=kraken_deadline,
         paging="kraken",
+        conditional=True,  # stop-loss... rest in OpenOrders, found there by cl_ord_id
+        otp="otp",  # in the POST data of every private call, signed with it
     ),
 }
 DEFAULT = Profile(options={"defaultType": "spot"})

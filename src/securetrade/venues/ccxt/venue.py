@@ -13,25 +13,27 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
-from ...errors import AmbiguousOutcome, InvalidRequest, OrderNotFound, SecureTradeError
+from ...errors import (
+    AmbiguousOutcome,
+    AuthenticationRejected,
+    InvalidRequest,
+    OrderNotFound,
+    SecureTradeError,
+)
 from ...keys import ApiKey, Environment, Scope
 from ...models import (
     CRYPTO_TIME_IN_FORCE,
     INTERVALS,
     Balance,
-    BookLevel,
     Candle,
-    Fill,
     Instrument,
     Order,
     OrderBook,
     OrderRequest,
-    OrderStatus,
     OrderType,
     PublicTrade,
     Side,
@@ -54,7 +56,7 @@ from ..base import (
     wire_decimal,
     within,
 )
-from . import history
+from . import history, offers, reading
 from .codec import CcxtKey, CcxtResponse, Codec, UnifiedCall, milli_cost
 from .errors import ERRORS, outcome_of
 from .profiles import DEFAULT, PROFILES
@@ -100,15 +102,6 @@ _HISTORY_ENDPOINTS = {
 # A unified symbol: BASE/QUOTE, with :SETTLE and an expiry/strike suffix for derivatives.
 _SYMBOL = re.compile(r"[A-Za-z0-9._]{1,32}/[A-Za-z0-9._]{1,32}(?::[A-Za-z0-9._-]{1,48})?")
 
-_STATUS = {
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "canceling": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
-_TIF = {t.value: t for t in TimeInForce}
 # Answers read into orders by interpret(), so that an unreadable one is an ambiguous
 # outcome the core resolves (a lookup, a read again). A cancel's answer is read by
 # parse_order later, which makes an unreadable one ambiguous too: a cancel sent again would
@@ -126,7 +119,6 @@ class CcxtVenue:
     object; given a ``base_url``, every ccxt API root points at it.
     """
 
-    endpoints: Mapping[Op, Endpoint] = _ENDPOINTS
     errors: Mapping[Any, ErrorRule] = ERRORS
     recv_window_ms = 5000
 
@@ -148,8 +140,9 @@ class CcxtVenue:
         self.freshness = profile.freshness
         self.order_acks = profile.order_acks
         self._profile = profile
-        if profile.paging is not None:
-            self.endpoints = {**_ENDPOINTS, **_HISTORY_ENDPOINTS}
+        self._endpoints: Mapping[Op, Endpoint] | None = None  # ccxt's tables, read once
+        self._order_types: frozenset[OrderType] | None = None
+        self._post_only: bool | None = None
         self._options = {**profile.options, **(options or {})}
         self._sandbox = sandbox
         self._urls = dict(urls) if urls else None
@@ -209,13 +202,61 @@ class CcxtVenue:
     def codec(self) -> Codec:
         """The ccxt exchange object behind this venue, built at first use."""
         if self._codec is None:
-            codec = Codec(self.exchange_id, options=self._options, urls=self._urls)
+            codec = Codec(
+                self.exchange_id,
+                options=self._options,
+                urls=self._urls,
+                otp_field=self._profile.otp,
+            )
             if self._sandbox:
                 codec.exchange.set_sandbox_mode(True)
             self._codec = codec
         return self._codec
 
     # --- the tables ----------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> Mapping[Op, Endpoint]:
+        """The operations ccxt's ``has`` table says the exchange offers (history where
+        its paging is mapped, Profile.paging): what ``client.capabilities`` lists."""
+        if self._endpoints is None:
+            table = _ENDPOINTS
+            if self._profile.paging is not None:
+                table = {**_ENDPOINTS, **_HISTORY_ENDPOINTS}
+            self._endpoints = offers.offered_endpoints(self.codec.exchange, table)
+        return self._endpoints
+
+    @property
+    def order_types(self) -> frozenset[OrderType]:
+        """MARKET and LIMIT, and the stop-loss and take-profit kinds where ccxt maps their
+        trigger for the exchange and its profile vouches for looking them up (offers.py).
+        No OCO: ccxt has no unified form of one."""
+        if self._order_types is None:  # read once: every order is checked against it
+            exchange = self.codec.exchange
+            self._order_types = offers.order_types(exchange, conditional=self._profile.conditional)
+        return self._order_types
+
+    @property
+    def post_only(self) -> bool:
+        """Whether ccxt maps its unified ``postOnly`` for the exchange's spot orders."""
+        if self._post_only is None:
+            self._post_only = offers.takes_post_only(self.codec.exchange)
+        return self._post_only
+
+    @property
+    def quote_quantity(self) -> frozenset[Side]:
+        """The sides on which the exchange takes market orders sized in the quote currency,
+        as ccxt says (``has['createMarketBuyOrderWithCost']`` and the sell one): both at
+        Binance, buys alone at Kraken (``viqc``)."""
+        has = self.codec.exchange.has or {}
+        return frozenset(
+            side
+            for side, name in (
+                (Side.BUY, "createMarketBuyOrderWithCost"),
+                (Side.SELL, "createMarketSellOrderWithCost"),
+            )
+            if has.get(name) is True
+        )
 
     @property
     def rate_limits(self) -> Sequence[RateLimit]:
@@ -271,6 +312,11 @@ class CcxtVenue:
         """The key as ccxt's ``sign()`` reads it, lent one call at a time."""
         if key.venue != self.name:
             raise InvalidRequest(f"key is for {key.venue!r}, venue is {self.name!r}")
+        if key.otp is not None and self._profile.otp is None:
+            raise InvalidRequest(
+                f"{self.name} takes no one-time password with an API key; build the key "
+                "without otp= (ccxt:kraken is the ccxt venue that takes one)"
+            )
         return CcxtKey(key)
 
     def client_order_id(self, account: str, idempotency_key: str) -> str:
@@ -347,6 +393,11 @@ class CcxtVenue:
         op = endpoint.op
         if op is Op.INSTRUMENTS:
             self.codec.run_pure(lambda exchange: exchange.set_markets(result))
+        if self._profile.paging == "kraken" and op in (Op.TRADE_HISTORY, Op.ORDER_HISTORY):
+            try:  # what ccxt's reading drops: the count, the venue's order (history.py)
+                return Outcome(Verdict.OK, history.kraken_page(op, result, response.body))
+            except (ValueError, TypeError, KeyError) as exc:
+                return unreadable(endpoint, response.status, self.name, type(exc).__name__)
         if op is Op.GET_ORDER and response.request is not None:
             call = response.request.call
             if call.method in _AMONG.values():
@@ -357,6 +408,24 @@ class CcxtVenue:
         if (op in _ORDER_ANSWERS and op not in self.order_acks) or op is Op.OPEN_ORDERS:
             return self._as_orders(endpoint, response.status, result)
         return Outcome(Verdict.OK, result)
+
+    def refine_outcome(self, outcome: Outcome, key: ApiKey) -> Outcome:
+        """On an exchange whose keys take a one-time password (Kraken), a refused
+        signature on a 2FA key is :class:`~securetrade.errors.InvalidOTP` with a hint, as
+        the native adapter reads it (:mod:`..kraken.otp`)."""
+        if self._profile.otp is None:
+            return outcome
+        from ..kraken.otp import BAD_SIGNATURE, refine_signature_refusal
+
+        error = outcome.error
+        if (
+            isinstance(error, SecureTradeError)
+            and error.code == BAD_SIGNATURE
+            and not isinstance(error, AuthenticationRejected)
+        ):  # ccxt files it as a plain ExchangeError: it is the key that was refused
+            error = AuthenticationRejected(error.message, venue=self.name, code=error.code)
+            outcome = replace(outcome, verdict=Verdict.REJECTED, error=error)
+        return refine_signature_refusal(outcome, key, self.name)
 
     def _as_orders(self, endpoint: Endpoint, status: int, result: Any) -> Outcome:
         """An answer the core reads as orders, read now: what ccxt made of a garbled or
@@ -392,33 +461,21 @@ class CcxtVenue:
 
     # --- unified calls from our parameters -------------------------------------------------
 
-    # Conditional orders are not mapped onto ccxt's trigger parameters: refused before
-    # any I/O (client.capabilities says so).
-    order_types = frozenset({OrderType.MARKET, OrderType.LIMIT})
-    post_only = True  # ccxt's unified postOnly flag
-
-    @property
-    def quote_quantity(self) -> frozenset[Side]:
-        """The sides on which the exchange takes market orders sized in the quote currency,
-        as ccxt says (``has['createMarketBuyOrderWithCost']`` and the sell one): both at
-        Binance, buys alone at Kraken (``viqc``)."""
-        has = self.codec.exchange.has or {}
-        return frozenset(
-            side
-            for side, name in (
-                (Side.BUY, "createMarketBuyOrderWithCost"),
-                (Side.SELL, "createMarketSellOrderWithCost"),
-            )
-            if has.get(name) is True
-        )
-
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        """ccxt's ``create_order`` arguments. A stop-loss or take-profit is a market or
+        limit order with ccxt's unified trigger (``stopLossPrice``, ``takeProfitPrice``),
+        which ccxt makes Binance's STOP_LOSS... or Kraken's stop-loss... order."""
+        if order.type not in self.order_types:
+            raise InvalidRequest(
+                f"{self.name} takes no {order.type.value} orders; see client.capabilities"
+            )
+        trigger = offers.conditional_param(order.type)
         # A quote-quantity order goes as ccxt's own createMarketOrderWithCost sends it:
         # create_order with the cost as the amount and in params['cost'].
         size = order.quote_quantity if order.quote_quantity is not None else order.base_quantity
         params: Params = [
             ("symbol", order.symbol),
-            ("type", order.type.value.lower()),
+            ("type", "limit" if order.type.takes_price else "market"),
             ("side", order.side.value.lower()),
             ("amount", wire_decimal(size)),
             ("price", "" if order.price is None else wire_decimal(order.price)),
@@ -434,6 +491,8 @@ class CcxtVenue:
             params.append(("postOnly", "true"))
         if order.quote_quantity is not None:  # quoteOrderQty at Binance, viqc at Kraken
             params.append(("cost", wire_decimal(order.quote_quantity)))
+        if trigger is not None and order.stop_price is not None:
+            params.append((trigger, wire_decimal(order.stop_price)))
         return params
 
     def order_lookup_params(
@@ -557,6 +616,9 @@ class CcxtVenue:
                 extra["postOnly"] = True
             if "cost" in p:
                 extra["cost"] = p["cost"]
+            for trigger in ("stopLossPrice", "takeProfitPrice"):
+                if trigger in p:
+                    extra[trigger] = p[trigger]
             args = (p["symbol"], p["type"], p["side"], p["amount"], p.get("price"))
             return UnifiedCall("create_order", args, extra)
         if op is Op.GET_ORDER and "among" in p:
@@ -582,111 +644,27 @@ class CcxtVenue:
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
-        if isinstance(payload, Order):  # read already, by interpret()
-            return payload
-        status = payload.get("status")
-        filled = _decimal(payload.get("filled")) or Decimal(0)
-        if status == "open" or status is None:
-            state = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW
-        else:
-            state = _STATUS.get(status, OrderStatus.NEW)
-        kind = str(payload.get("type") or "").upper()
-        order_type = OrderType.MARKET if kind == OrderType.MARKET.value else OrderType.LIMIT
-        price = _decimal(payload.get("price"))
-        stamp = payload.get("timestamp")
-        fills = tuple(
-            Fill(
-                price=_decimal(t.get("price")) or Decimal(0),
-                quantity=_decimal(t.get("amount")) or Decimal(0),
-                commission=_decimal((t.get("fee") or {}).get("cost")) or Decimal(0),
-                commission_asset=(t.get("fee") or {}).get("currency"),
-                trade_id=None if t.get("id") is None else str(t["id"]),
-            )
-            for t in payload.get("trades") or ()
-        )
-        return Order(
-            venue=self.name,
-            symbol=payload["symbol"],
-            order_id=str(payload["id"]),
-            client_order_id=_client_order_id(payload),
-            side=str(payload["side"]).upper(),
-            type=order_type,
-            status=state,
-            # ccxt reads a Kraken viqc order's quote volume as its amount: the base
-            # quantity of such an order is what executed.
-            quantity=filled
-            if _viqc(payload.get("info"))
-            else _decimal(payload.get("amount")) or Decimal(0),
-            price=None if order_type is OrderType.MARKET or not price else price,
-            filled_quantity=filled,
-            quote_quantity=_decimal(payload.get("cost")) or Decimal(0),
-            time_in_force=_TIF.get(payload.get("timeInForce") or "")
-            if order_type is OrderType.LIMIT
-            else None,
-            created_at=None
-            if stamp is None
-            else datetime.fromtimestamp(int(stamp) / 1000, tz=timezone.utc),
-            fills=fills,
-            quote_order_quantity=_asked_quote(payload.get("info")),
-        )
+        return reading.order(self.name, payload)
 
     @reads_answer
     def parse_orders(self, payload: Any) -> list[Order]:
-        if isinstance(payload, (str, bytes, dict)):  # iterable, yet not a list of orders
-            raise TypeError("not a list of orders")
-        return [self.parse_order(item) for item in payload]
+        return reading.orders(self.name, payload)
 
     @reads_answer
     def parse_balances(self, payload: Any) -> list[Balance]:
-        free = payload.get("free") or {}
-        used = payload.get("used") or {}
-        return [
-            Balance(
-                asset=asset,
-                free=_decimal(free.get(asset)) or Decimal(0),
-                locked=_decimal(used.get(asset)) or Decimal(0),
-            )
-            for asset in sorted(set(free) | set(used))
-        ]
+        return reading.balances(payload)
 
     @reads_answer
     def parse_instruments(self, payload: Any) -> dict[str, Instrument]:
-        from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
-
-        mode = self.codec.exchange.precisionMode
-        result: dict[str, Instrument] = {}
-        for market in payload:
-            precision = market.get("precision") or {}
-            limits = market.get("limits") or {}
-            result[market["symbol"]] = Instrument(
-                symbol=market["symbol"],
-                base_asset=market["base"],
-                quote_asset=market["quote"],
-                tick_size=_step(precision.get("price"), mode, TICK_SIZE, DECIMAL_PLACES),
-                step_size=_step(precision.get("amount"), mode, TICK_SIZE, DECIMAL_PLACES),
-                min_quantity=_decimal((limits.get("amount") or {}).get("min")) or Decimal(0),
-                min_notional=_decimal((limits.get("cost") or {}).get("min")) or Decimal(0),
-                trading=market.get("active") is not False,
-                # ccxt truncates a cost to this (cost_to_precision; Binance's quoteOrderQty
-                # to the price's): an amount off it is refused, never silently cut.
-                quote_step=_step(
-                    precision.get("cost") or precision.get("price"), mode, TICK_SIZE, DECIMAL_PLACES
-                ),
-            )
-        return result
+        return reading.instruments(payload, self.codec.exchange.precisionMode)
 
     @reads_answer
     def parse_server_time(self, payload: Any) -> int:
-        if isinstance(payload, bool) or not isinstance(payload, (int, str)):
-            raise TypeError(f"a server time is milliseconds, got {type(payload).__name__}")
-        return int(payload)
+        return reading.server_time(payload)
 
     @reads_answer
     def parse_price(self, payload: Any) -> Decimal:
-        price = _decimal(payload.get("last")) or _decimal(payload.get("close"))
-        if price is None:
-            raise InvalidRequest(f"{self.name}: the ticker carries no last price")
-        return price
+        return reading.price(self.name, payload)
 
     @reads_answer
     def parse_rate_limits(self, payload: Any) -> list[RateLimit]:
@@ -699,98 +677,28 @@ class CcxtVenue:
     @reads_answer
     def parse_ticker(self, payload: Any, symbol: str) -> Ticker:
         """ccxt's unified ticker (``last``, ``bid``, ``ask``, ``baseVolume``...)."""
-        last = _decimal(payload.get("last")) or _decimal(payload.get("close"))
-        if last is None:
-            raise ValueError("the ticker carries no last price")
-        stamp = payload.get("timestamp")
-        return Ticker(
-            symbol=symbol,
-            last=last,
-            bid=_decimal(payload.get("bid")),
-            ask=_decimal(payload.get("ask")),
-            bid_quantity=_decimal(payload.get("bidVolume")),
-            ask_quantity=_decimal(payload.get("askVolume")),
-            open=_decimal(payload.get("open")),
-            high=_decimal(payload.get("high")),
-            low=_decimal(payload.get("low")),
-            volume=_decimal(payload.get("baseVolume")),
-            quote_volume=_decimal(payload.get("quoteVolume")),
-            at=None if stamp is None else _moment(stamp),
-        )
+        return reading.ticker(payload, symbol)
 
     @reads_answer
     def parse_order_book(self, payload: Any, symbol: str) -> OrderBook:
         """ccxt's unified book: ``[price, amount]`` rows, best first."""
-        stamp = payload.get("timestamp")
-        nonce = payload.get("nonce")
-        return OrderBook(
-            symbol=symbol,
-            bids=tuple(_level(row) for row in payload["bids"]),
-            asks=tuple(_level(row) for row in payload["asks"]),
-            at=None if stamp is None else _moment(stamp),
-            sequence=None if nonce is None else int(nonce),
-        )
+        return reading.order_book(payload, symbol)
 
     @reads_answer
     def parse_candles(self, payload: Any, symbol: str, interval: str) -> list[Candle]:
         """ccxt's OHLCV rows: ``[ms, open, high, low, close, volume]``."""
-        if isinstance(payload, (str, bytes, dict)):
-            raise TypeError("not a list of candles")
-        return [
-            Candle(
-                symbol=symbol,
-                interval=interval,
-                opened_at=_moment(row[0]),
-                open=_decimal(row[1]),
-                high=_decimal(row[2]),
-                low=_decimal(row[3]),
-                close=_decimal(row[4]),
-                volume=_decimal(row[5]) or Decimal(0),
-            )
-            for row in payload
-        ]
+        return reading.candles(payload, symbol, interval)
 
     @reads_answer
     def parse_public_trades(self, payload: Any, symbol: str) -> list[PublicTrade]:
         """ccxt's unified trades, oldest first."""
-        if isinstance(payload, (str, bytes, dict)):
-            raise TypeError("not a list of trades")
-        return [
-            PublicTrade(
-                symbol=symbol,
-                trade_id=None if t.get("id") is None else str(t["id"]),
-                price=_decimal(t["price"]),
-                quantity=_decimal(t["amount"]),
-                at=_moment(t["timestamp"]),
-                side=_SIDES.get(str(t.get("side"))),
-            )
-            for t in payload
-        ]
-
-
-_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
-
-
-def _client_order_id(payload: Any) -> str:
-    """The order's own client order id. A Binance cancel answers the cancel's id in
-    ``clientOrderId`` and the order's in ``origClientOrderId``, and ccxt reads the first."""
-    info = payload.get("info")
-    original = info.get("origClientOrderId") if isinstance(info, dict) else None
-    return str(original or payload.get("clientOrderId") or "")
+        return reading.public_trades(payload, symbol)
 
 
 def _count(params: Mapping[str, str], name: str) -> int | None:
     """A whole-number argument of a unified method, or ``None`` when not given."""
     value = params.get(name)
     return None if value is None else int(value)
-
-
-def _moment(ms: Any) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
-
-
-def _level(row: Any) -> BookLevel:
-    return BookLevel(price=_decimal(row[0]), quantity=_decimal(row[1]))
 
 
 def _required(params: Mapping[str, str], name: str) -> str:
@@ -800,48 +708,8 @@ def _required(params: Mapping[str, str], name: str) -> str:
         raise InvalidRequest(f"{name} is required") from None
 
 
-def _decimal(value: Any) -> Decimal | None:
-    """A unified number (text, since the codec sets ``number = str``) as a Decimal."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, float):
-        return Decimal(repr(value))  # a float ccxt produced outside parse_number
-    return Decimal(str(value))
-
-
-def _step(value: Any, mode: int, tick_size: int, decimal_places: int) -> Decimal:
-    """A price or amount increment from ccxt's precision, whatever its precision mode."""
-    number = _decimal(value)
-    if number is None:
-        return Decimal(0)
-    if mode == tick_size:
-        return number
-    if mode == decimal_places:
-        return Decimal(1).scaleb(-int(number))
-    return Decimal(0)  # significant digits: no fixed increment to check against
-
-
 def _refusal(venue: str, exc: BaseException) -> SecureTradeError:
     """ccxt refused to build a request: a local refusal, since nothing was sent."""
     from ...transport.redaction import redact_query
 
     return InvalidRequest(f"{venue}: {type(exc).__name__}: {redact_query(str(exc))[:300]}")
-
-
-def _asked_quote(info: Any) -> Decimal | None:
-    """The quote amount a quote-quantity order asked for, from the exchange's own answer
-    (ccxt's unified order has no field for it): Binance ``origQuoteOrderQty`` (zero for an
-    order sized in the base asset), Kraken ``vol`` on an order with the ``viqc`` flag."""
-    if not isinstance(info, dict):
-        return None
-    asked = _decimal(info.get("origQuoteOrderQty"))
-    if asked:
-        return asked
-    if _viqc(info):
-        return _decimal(info.get("vol"))
-    return None
-
-
-def _viqc(info: Any) -> bool:
-    """A Kraken order whose volume is in the quote currency (``oflags`` has ``viqc``)."""
-    return isinstance(info, dict) and "viqc" in str(info.get("oflags") or "").split(",")

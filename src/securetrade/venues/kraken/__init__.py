@@ -27,15 +27,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from ...errors import (
     AmbiguousOutcome,
-    AuthenticationRejected,
-    InvalidOTP,
     InvalidRequest,
     OrderNotFound,
     RateLimited,
@@ -75,6 +72,7 @@ from ..base import (
     within,
 )
 from . import history
+from .otp import refine_signature_refusal
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, asset_name, rate_limits
 
 if TYPE_CHECKING:
@@ -97,7 +95,6 @@ _CID_PREFIX = "5e"  # marks the ids this SDK derives (hex, so the id stays a sho
 _OWN_CID = re.compile(_CID_PREFIX + "[0-9a-f]{30}").fullmatch
 # Which list a lookup by ``cl_ord_id`` reads. Never sent: ``prepare`` turns it into a path.
 _AMONG = "~among"
-_BAD_SIGNATURE = "EAPI:Invalid signature"  # also the answer to a wrong or missing OTP
 # OHLC ``interval`` in minutes, for the intervals of models.INTERVALS Kraken offers.
 _OHLC_INTERVALS = {
     "1m": "1",
@@ -329,24 +326,8 @@ class KrakenSpot:
     def refine_outcome(self, outcome: Outcome, key: ApiKey) -> Outcome:
         """``EAPI:Invalid signature`` is also Kraken's answer to a missing or wrong OTP:
         on a key with 2FA configured it becomes :class:`InvalidOTP`; on one without, the
-        message says to check whether the key has 2FA at Kraken."""
-        error = outcome.error
-        if not isinstance(error, AuthenticationRejected) or error.code != _BAD_SIGNATURE:
-            return outcome
-        if key.otp is not None:
-            hint = (
-                f"{error}: Kraken refused the one-time password of this 2FA key "
-                f"({key.otp.kind}): check the {key.otp.kind} OTP set on the key at Kraken "
-                "(a TOTP seed that is the key's, and a clock within 30 s)"
-            )
-            refined: AuthenticationRejected = InvalidOTP(hint, venue=self.name, code=error.code)
-        else:
-            hint = (
-                f"{error}: if this key has two-factor authentication at Kraken, give it "
-                "its OTP (ApiKey(otp=StaticOtp(...) or TotpOtp(...))); else check the secret"
-            )
-            refined = AuthenticationRejected(hint, venue=self.name, code=error.code)
-        return replace(outcome, error=refined)
+        message says to check whether the key has 2FA at Kraken (see :mod:`.otp`)."""
+        return refine_signature_refusal(outcome, key, self.name)
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
