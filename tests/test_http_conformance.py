@@ -199,12 +199,13 @@ def _open(kind: str, base_url: str, certs: Certificates, **kwargs: Any) -> Run:
             base_url, _context(certs), **kwargs
         )
         return Run(sync.send, sync.close)
-    loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
     inner: AsyncHttpTransport | AsyncHttpxTransport
     if kind == "httpx-async":
         inner = AsyncHttpxTransport(base_url, _context(certs), **kwargs)
     else:
         inner = AsyncHttpTransport(base_url, _context(certs), **kwargs)
+    # After the transport: one refused at construction leaves no loop unclosed.
+    loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
 
     def close() -> None:
         loop.run_until_complete(inner.aclose())

@@ -105,11 +105,12 @@ class Driven:
         )
         self.sync: HttpTransport | None = None
         self.inner: AsyncHttpTransport | None = None
-        self.loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
         if kind == "sync":
             self.sync = HttpTransport(base_url, context, **kwargs)
         else:
             self.inner = AsyncHttpTransport(base_url, context, **kwargs)
+        # After the transport: one refused at construction leaves no loop unclosed.
+        self.loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
 
     def send(self, request: HttpRequest = ORDER, **kwargs: Any) -> HttpResponse:
         if self.sync is not None:

@@ -189,8 +189,10 @@ def _context(certs: Certificates) -> ssl.SSLContext:
 def make(kind: str, base_url: str, certs: Certificates, **kwargs: Any) -> Driven:
     if kind == "sync":
         return HttpTransport(base_url, _context(certs), timeout=5.0, **kwargs)
+    # The transport first: one refused at construction must not leave a loop unclosed.
+    transport = AsyncHttpTransport(base_url, _context(certs), timeout=5.0, **kwargs)
     loop = NoReaderLoop() if kind == "async-streams" else asyncio.new_event_loop()
-    return AsyncDriven(AsyncHttpTransport(base_url, _context(certs), timeout=5.0, **kwargs), loop)
+    return AsyncDriven(transport, loop)
 
 
 @pytest.fixture
