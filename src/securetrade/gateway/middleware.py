@@ -46,7 +46,7 @@ import anyio
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
-from ..verify.scheme import KEY_ID, NONCE, TIMESTAMP, canonical_message
+from ..verify.scheme import KEY_ID, METHOD, NONCE, TARGET, TIMESTAMP, _unchecked_message
 from .deadline import BodyDeadlines, SlowBody
 from .events import GatewayMonitor, SecurityEvent
 from .gate import Bucket
@@ -213,6 +213,16 @@ class GatewayMiddleware:
         self.namespace = namespace
         self._now_ms = now_ms if now_ms is not None else lambda: time.time_ns() // 1_000_000
         self._plans: dict[tuple[str, int, str], tuple[Bucket, ...]] = {}
+        self._limit_headers: list[tuple[bytes, bytes]] = []  # the same on every answer
+        self._window = b""
+        if key_limit is not None:
+            window = f"{key_limit.seconds:g}"
+            self._window = window.encode("ascii")
+            policy = f"{key_limit.requests};w={window}"
+            self._limit_headers = [
+                (b"ratelimit-limit", str(key_limit.requests).encode("ascii")),
+                (b"ratelimit-policy", policy.encode("ascii")),
+            ]
         self._degraded = False
         self._validation_errors: tuple[type[BaseException], ...] = (ValueError,)
         if any(r.model is not None for r in self.routes.values()):
@@ -266,7 +276,7 @@ class GatewayMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, replay, send_with_limits)
+        await self.app(scope, replay, send_with_limits if extra else send)
 
     async def _check(
         self, scope: Scope, receive: Receive, context: dict[str, Any]
@@ -334,10 +344,9 @@ class GatewayMiddleware:
         # 5. signature
         method: str = scope["method"]
         target = _target(scope)
-        try:
-            message = canonical_message(method, target, timestamp, nonce, key_id, body)
-        except InvalidRequest:
-            raise self._guess(address, key_id, "malformed", clock) from None
+        if not (METHOD(method) and TARGET(target)):  # the headers were checked in step 2
+            raise self._guess(address, key_id, "malformed", clock)
+        message = _unchecked_message(method, target, timestamp, nonce, key_id, body)
         valid = key.check(message, signature)
         if not (valid and known):
             reason = "unknown_key" if not known else "bad_signature"
@@ -397,7 +406,7 @@ class GatewayMiddleware:
         size = 0
         cap = self.max_body_bytes
         try:
-            async with self._deadlines.timed():
+            with self._deadlines.timed():
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
@@ -469,17 +478,10 @@ class GatewayMiddleware:
             if outcome == "restarted":  # the store lost its nonces: not the sender's fault
                 raise _Refused(503, "store_restarted", max(verdict.wait, self.retry_after))
             raise _Refused(429, "rate_limited", verdict.wait)
-        limit = self.key_limit
-        if limit is None:
-            return []
-        window = f"{limit.seconds:g}"
-        headers = [
-            (b"ratelimit-limit", str(limit.requests).encode("ascii")),
-            (b"ratelimit-policy", f"{limit.requests};w={window}".encode("ascii")),
-        ]
-        if self.report_remaining and verdict.remaining is not None:
+        headers = self._limit_headers
+        if self.report_remaining and headers and verdict.remaining is not None:
             left = str(verdict.remaining).encode("ascii")
-            headers += [(b"ratelimit-remaining", left), (b"ratelimit-reset", window.encode())]
+            return [*headers, (b"ratelimit-remaining", left), (b"ratelimit-reset", self._window)]
         return headers
 
     def _buckets(self, principal: GatewayPrincipal, cost: int) -> tuple[Bucket, ...]:
