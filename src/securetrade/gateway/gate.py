@@ -31,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -105,9 +105,9 @@ class Gate(Protocol):
         ``remaining`` asks for the first bucket's room (one more read on SQLite)."""
         ...
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
-        """Count one authentication failure against each name; per name, the seconds it is
-        now locked for (0 if not) and whether it was locked already before this failure."""
+    def failed(self, counts: Mapping[str, int], strikes: Strikes) -> dict[str, tuple[float, bool]]:
+        """Count ``counts[name]`` authentication failures against each name; per name, the
+        seconds it is now locked for (0 if not) and whether it was locked already before."""
         ...
 
     def close(self) -> None: ...
@@ -200,18 +200,18 @@ class MemoryGate:
                     del self._tats[name]
             return verdict
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
+    def failed(self, counts: Mapping[str, int], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         now = time.time_ns() // 1_000_000
         out = {}
         with self._lock:
-            for name in names:
+            for name, n in counts.items():
                 count, first, until = self._strikes.get(name, (0, now, 0))
                 if until > now:
                     out[name] = ((until - now) / 1000, True)
                     continue
                 if first <= now - strikes.window_ms or until:
                     count, first = 0, now
-                count += 1
+                count += n
                 until = now + strikes.duration_ms if count >= strikes.threshold else 0
                 self._strikes[name] = (count, first, until)
                 out[name] = ((until - now) / 1000 if until else 0.0, False)
@@ -240,13 +240,14 @@ _SCHEMA = (
 # A strike resets when its window has passed or its lock has ended; a lock stays as it is.
 _RESET = "(first_ms <= :now - :window OR (until_ms > 0 AND until_ms <= :now))"
 _STRIKE = f"""INSERT INTO st_gate_strike (name, count, first_ms, until_ms)
-    VALUES (:name, 1, :now, CASE WHEN :threshold <= 1 THEN :now + :duration ELSE 0 END)
+    VALUES (:name, :n, :now, CASE WHEN :n >= :threshold THEN :now + :duration ELSE 0 END)
     ON CONFLICT (name) DO UPDATE SET
-      count = CASE WHEN until_ms > :now THEN count + 1 WHEN {_RESET} THEN 1 ELSE count + 1 END,
+      count = CASE WHEN until_ms > :now THEN count + :n WHEN {_RESET} THEN :n
+              ELSE count + :n END,
       first_ms = CASE WHEN until_ms > :now THEN first_ms WHEN {_RESET} THEN :now
                  ELSE first_ms END,
       until_ms = CASE WHEN until_ms > :now THEN until_ms
-                 WHEN (CASE WHEN {_RESET} THEN 1 ELSE count + 1 END) >= :threshold
+                 WHEN (CASE WHEN {_RESET} THEN :n ELSE count + :n END) >= :threshold
                  THEN :now + :duration ELSE 0 END
     RETURNING count, until_ms"""  # noqa: S608 - a constant
 
@@ -431,7 +432,7 @@ class SqliteGate:
                 wait = max(wait, tat - now - width)
         return Verdict("rate_limited", wait / _NS) if wait >= 0 else None
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
+    def failed(self, counts: Mapping[str, int], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         out = {}
         with self._lock:
             now = time.time_ns() // 1_000_000
@@ -441,12 +442,13 @@ class SqliteGate:
                 "duration": strikes.duration_ms,
                 "threshold": strikes.threshold,
             }
-            for name in names:  # each statement is its own atomic transaction
-                count, until = self._db.execute(_STRIKE, {**params, "name": name}).fetchone()
+            for name, n in counts.items():  # each statement is its own atomic transaction
+                row = {**params, "name": name, "n": n}
+                count, until = self._db.execute(_STRIKE, row).fetchone()
                 locked = until > now
                 out[name] = (
                     (until - now) / 1000 if locked else 0.0,
-                    locked and count > strikes.threshold,
+                    locked and count - n >= strikes.threshold,  # it was locked before these
                 )
             self._writes += 1
             if self._writes % self._PURGE_EVERY == 0:

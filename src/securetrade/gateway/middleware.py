@@ -382,13 +382,20 @@ class GatewayMiddleware:
         if not names:
             return _Refused(401, reason)
         lockout = self.lockout
+        due: dict[str, int] = {}
+        reached = []
+        for name in names:  # counted here first: written to the store a batch at a time
+            count, alone = lockout.pending(name, now)
+            if count:
+                due[name] = count
+            if alone:
+                reached.append(name)
+        if not due:
+            return _Refused(401, reason)
         try:
-            counted = self.state.failed(names, lockout.strikes)
-        except StoreUnavailable:  # count here alone until the store is back
-            counted = {}
-            for name in names:
-                if lockout.failed(name, now):
-                    counted[name] = (lockout.duration, False)
+            counted = self.state.failed(due, lockout.strikes)
+        except StoreUnavailable:  # this process's own count decides until the store is back
+            counted = dict.fromkeys(reached, (lockout.duration, False))
         locked_for = 0.0
         for name, (left, already) in counted.items():
             if left > 0:

@@ -17,7 +17,7 @@ Redis with ``appendonly yes`` and ``appendfsync always``, or without persistence
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .gate import Bucket, Strikes, Verdict
@@ -79,7 +79,8 @@ end
 return {'ok', remaining}
 """
 
-# KEYS: lock, strikes per name.  ARGV: threshold, window_ms, duration_ms.
+# KEYS: lock, strikes per name.  ARGV: threshold, window_ms, duration_ms, then the number
+# of failures per name.
 _FAILED = """
 local out = {}
 for i = 1, #KEYS, 2 do
@@ -88,8 +89,9 @@ for i = 1, #KEYS, 2 do
     table.insert(out, left)
     table.insert(out, 1)
   else
-    local count = redis.call('INCR', KEYS[i + 1])
-    if count == 1 then redis.call('PEXPIRE', KEYS[i + 1], ARGV[2]) end
+    local n = tonumber(ARGV[4 + (i - 1) / 2])
+    local count = redis.call('INCRBY', KEYS[i + 1], n)
+    if count == n then redis.call('PEXPIRE', KEYS[i + 1], ARGV[2]) end
     if count >= tonumber(ARGV[1]) then
       redis.call('SET', KEYS[i], '1', 'PX', ARGV[3])
       redis.call('DEL', KEYS[i + 1])
@@ -149,11 +151,12 @@ class RedisGate:
             return Verdict("ok", 0.0, None if number < 0 else int(number))
         return Verdict(kind, number / 1000)
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
+    def failed(self, counts: Mapping[str, int], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         keys = []
+        names = list(counts)
         for name in names:
             keys += [self._prefix + "lock:" + name, self._prefix + "strikes:" + name]
-        args = [strikes.threshold, strikes.window_ms, strikes.duration_ms]
+        args = [strikes.threshold, strikes.window_ms, strikes.duration_ms, *counts.values()]
         flat = self._failed(keys=keys, args=args)
         return {
             name: (int(flat[2 * i]) / 1000, bool(int(flat[2 * i + 1])))

@@ -10,7 +10,7 @@ a request the gateway could not check is never served (it fails closed).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SecureTradeError
@@ -102,10 +102,14 @@ class SharedState:
         except Exception:
             raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
-        """Count one authentication failure against each of ``names`` (see Gate.failed)."""
+    def failed(
+        self, names: Sequence[str] | Mapping[str, int], strikes: Strikes
+    ) -> dict[str, tuple[float, bool]]:
+        """Count authentication failures: one against each of ``names``, or ``names[name]``
+        against each name of a mapping, in one write (see Gate.failed)."""
+        counts = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names, 1)
         try:
-            return self.gate.failed(names, strikes)
+            return self.gate.failed(counts, strikes)
         except Exception:
             raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 
