@@ -52,7 +52,7 @@ from .events import GatewayMonitor, SecurityEvent
 from .gate import Bucket
 from .keys import GatewayPrincipal, KeyRegistry
 from .net import Lockout, TrustedProxies
-from .stores import SharedState, StoreUnavailable
+from .stores import SharedState, StoreRolledBack, StoreUnavailable
 
 __all__ = ["GatewayMiddleware", "Limit", "Route"]
 
@@ -224,6 +224,7 @@ class GatewayMiddleware:
                 (b"ratelimit-policy", policy.encode("ascii")),
             ]
         self._degraded = False
+        self._rolled_back = False
         self._validation_errors: tuple[type[BaseException], ...] = (ValueError,)
         if any(r.model is not None for r in self.routes.values()):
             from pydantic import ValidationError
@@ -460,6 +461,16 @@ class GatewayMiddleware:
         )
         try:
             verdict = self.state.admit(*args)
+        except StoreRolledBack:  # never the fallback: the store forgot nonces it had seen
+            if not self._rolled_back:
+                self._rolled_back = True
+                log.error(
+                    "gateway store %s is behind what this gateway has seen of it (restored "
+                    "from an older snapshot?): refusing every request until an operator "
+                    "calls SharedState.acknowledge_rollback()",
+                    self.state.name,
+                )
+            raise _Refused(503, "store_rolled_back", self.retry_after) from None
         except StoreUnavailable:
             if self.fallback is None:
                 raise _Refused(503, "store_unavailable", self.retry_after) from None
@@ -473,6 +484,7 @@ class GatewayMiddleware:
                 )
             verdict = self.fallback.admit(*args)
         else:
+            self._rolled_back = False
             if self._degraded:
                 self._degraded = False
                 log.warning("gateway store %s is back", self.state.name)
