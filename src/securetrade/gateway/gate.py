@@ -13,6 +13,10 @@ answers on all three:
 4. a bucket has no room (GCRA) ............................................. rate_limited
 5. else the nonce is recorded and every bucket spent, in the same atomic step
 
+On Redis, before all of these, the store must not be behind this process's watermark
+(restored from an older snapshot) ................................... rolled_back
+(see :mod:`.redis_gate`).
+
 A refused request records nothing: a replay spends no budget, and a request refused for
 its rate can be sent again once its wait is over (its nonce is still unused).
 
@@ -68,8 +72,9 @@ class Bucket:
 
 
 class Verdict(NamedTuple):
-    """``outcome`` is ok, locked_out, restarted, replayed or rate_limited; ``wait`` the
-    seconds to wait before trying again; ``remaining`` calls left in the first bucket."""
+    """``outcome`` is ok, locked_out, restarted, rolled_back (Redis), replayed or
+    rate_limited; ``wait`` the seconds to wait before trying again; ``remaining`` calls
+    left in the first bucket."""
 
     outcome: str
     wait: float = 0.0

@@ -16,18 +16,21 @@ with a fixed problem body (RFC 9457) that names no internals, and reports one
 6. the route is declared, and the key holds its scopes ...................... 404 / 403
 7. one atomic step in the shared store (:mod:`.gate`): the address and key id are
    not locked out by any process (429), the request is younger than the store's
-   epoch (503, a store that lost its nonces), the nonce is recorded (409), and the
+   epoch (503, a store that lost its nonces; also 503 for a Redis behind this
+   process's watermark, restored from an older snapshot), the nonce is recorded (409),
+   and the
    per-key and per-tenant rate limits have room (429) ........... 429 / 503 / 409 / 429
 8. the body validates against the route's model (pydantic, extra="forbid") ........ 422
 
-Authentication failures (steps 2, 3 and 5) are counted in the shared store, so the
-lock-out of step 0 holds for every process. A store that does not answer (step 7)
-refuses with 503 and ``Retry-After``: the gateway never serves a request it could not
-check, unless built with ``fail_open=True``, which checks against this process's memory
-meanwhile and logs a warning. The verified body is replayed to the application byte for
-byte; ``scope["auth"]`` holds the :class:`~securetrade.gateway.keys.GatewayPrincipal`,
-``scope["securetrade.body"]`` the validated model. Nothing here imports Starlette: any
-ASGI server and framework will do.
+Authentication failures (steps 2, 3 and 5) are counted here and written to the shared
+store a batch at a time (:class:`~securetrade.gateway.net.Lockout`), so the lock-out of
+step 0 holds for every process and a flood of them is not a flood of writes. A store
+that does not answer (step 7) refuses with 503 and ``Retry-After``: the gateway never
+serves a request it could not check, unless built with ``fail_open=True``, which checks
+against this process's memory meanwhile and logs a warning. The verified body is replayed
+to the application byte for byte; ``scope["auth"]`` holds the
+:class:`~securetrade.gateway.keys.GatewayPrincipal`, ``scope["securetrade.body"]`` the
+validated model. Nothing here imports Starlette: any ASGI server and framework will do.
 """
 
 from __future__ import annotations
