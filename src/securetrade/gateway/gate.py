@@ -317,6 +317,7 @@ class SqliteGate:
         # kernel and SQLite's checksums a quarter of what a 4 KiB one does.
         self._db.execute("PRAGMA page_size = 1024")
         wal(self._db, timeout=10.0)
+        self._cursor = self._db.cursor()  # one for the admissions: no cursor made per request
         self._lock = threading.Lock()
         self._writes = 0
         self.epoch_ms = retry_locked(self._db, self._open, 10.0)
@@ -390,7 +391,7 @@ class SqliteGate:
             params[at] = now + bucket.ns[0]
             at += 4
         try:
-            written = db.execute(statement, params).rowcount
+            written = self._cursor.execute(statement, params).rowcount
         except sqlite3.IntegrityError:  # a row was refused: the statement wrote nothing
             written = 0
         if written == 1 + len(buckets):
