@@ -55,7 +55,9 @@ def test_failures_are_written_a_batch_at_a_time_and_lock_across_processes(
     fresh_redis: str,
 ) -> None:
     threshold, batch, processes = 20, 5, 3
-    options = {"lockout": {"threshold": threshold, "window": 60, "duration": 60}}
+    # max_ahead_ms=0: a new Redis refuses requests stamped up to max_ahead_ms past its
+    # epoch (they could predate a restart), and the valid requests below may come that soon.
+    options = {"lockout": {"threshold": threshold, "window": 60, "duration": 60}, "max_ahead_ms": 0}
     master = secrets.token_bytes(32)
     forger = MessageSigner("acme:leader-2", Secret(secrets.token_bytes(32)))
     leader = MessageSigner("acme:leader-1", key_secret(master, "acme:leader-1"))
@@ -82,7 +84,7 @@ def test_failures_are_written_a_batch_at_a_time_and_lock_across_processes(
         codes = [_post(servers[n % processes].url, forger) for n in range(10 * processes)]
         assert set(codes) <= {401, 429}
         assert codes[-processes:] == [429] * processes
-        assert _scripts_run(redis) - before <= 2 * processes  # the valid ones above are none
+        assert _scripts_run(redis) - before <= processes  # address and key in one script
 
 
 def test_one_process_writes_nothing_until_a_batch_and_locks_at_exactly_the_threshold(
