@@ -17,7 +17,7 @@ from .events import GatewayMonitor, SecurityEvent
 from .keys import GatewayKey, GatewayPrincipal, KeyRegistry
 from .middleware import GatewayMiddleware, Limit, Route
 from .net import Lockout, TrustedProxies
-from .stores import SharedState, StoreUnavailable
+from .stores import SharedState, StoreRolledBack, StoreUnavailable
 
 if TYPE_CHECKING:
     from .frameworks import principal_of, require_scopes, requires_scopes, validated_body
@@ -55,6 +55,7 @@ __all__ = [
     "SecurityEvent",
     "SharedState",
     "Side",
+    "StoreRolledBack",
     "StoreUnavailable",
     "TimeInForce",
     "TrustedProxies",

@@ -39,7 +39,8 @@ class BodyDeadlines:
         self._timer: asyncio.TimerHandle | None = None
 
     def timed(self) -> _Timed | _AnyioTimed:
-        """``async with deadlines.timed():`` around a read; raises :class:`SlowBody`."""
+        """``with deadlines.timed():`` (or ``async with``) around a read, inside the task
+        that reads; raises :class:`SlowBody`."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
@@ -92,10 +93,10 @@ class _Timed:
         self._task = task
         self._loop = loop
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         self._deadlines._begin(self._task, self._loop)
 
-    async def __aexit__(
+    def __exit__(
         self,
         kind: type[BaseException] | None,
         exc: BaseException | None,
@@ -105,6 +106,17 @@ class _Timed:
         if self._deadlines._end(self._task, cancelled):
             raise SlowBody from None
 
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.__exit__(kind, exc, trace)
+
 
 class _AnyioTimed:
     __slots__ = ("_scope", "_seconds")
@@ -112,11 +124,11 @@ class _AnyioTimed:
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         self._scope = anyio.fail_after(self._seconds)
         self._scope.__enter__()
 
-    async def __aexit__(
+    def __exit__(
         self,
         kind: type[BaseException] | None,
         exc: BaseException | None,
@@ -126,3 +138,14 @@ class _AnyioTimed:
             self._scope.__exit__(kind, exc, trace)
         except TimeoutError:
             raise SlowBody from None
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.__exit__(kind, exc, trace)

@@ -16,18 +16,21 @@ with a fixed problem body (RFC 9457) that names no internals, and reports one
 6. the route is declared, and the key holds its scopes ...................... 404 / 403
 7. one atomic step in the shared store (:mod:`.gate`): the address and key id are
    not locked out by any process (429), the request is younger than the store's
-   epoch (503, a store that lost its nonces), the nonce is recorded (409), and the
+   epoch (503, a store that lost its nonces; also 503 for a Redis behind this
+   process's watermark, restored from an older snapshot), the nonce is recorded (409),
+   and the
    per-key and per-tenant rate limits have room (429) ........... 429 / 503 / 409 / 429
 8. the body validates against the route's model (pydantic, extra="forbid") ........ 422
 
-Authentication failures (steps 2, 3 and 5) are counted in the shared store, so the
-lock-out of step 0 holds for every process. A store that does not answer (step 7)
-refuses with 503 and ``Retry-After``: the gateway never serves a request it could not
-check, unless built with ``fail_open=True``, which checks against this process's memory
-meanwhile and logs a warning. The verified body is replayed to the application byte for
-byte; ``scope["auth"]`` holds the :class:`~securetrade.gateway.keys.GatewayPrincipal`,
-``scope["securetrade.body"]`` the validated model. Nothing here imports Starlette: any
-ASGI server and framework will do.
+Authentication failures (steps 2, 3 and 5) are counted here and written to the shared
+store a batch at a time (:class:`~securetrade.gateway.net.Lockout`), so the lock-out of
+step 0 holds for every process and a flood of them is not a flood of writes. A store
+that does not answer (step 7) refuses with 503 and ``Retry-After``: the gateway never
+serves a request it could not check, unless built with ``fail_open=True``, which checks
+against this process's memory meanwhile and logs a warning. The verified body is replayed
+to the application byte for byte; ``scope["auth"]`` holds the
+:class:`~securetrade.gateway.keys.GatewayPrincipal`, ``scope["securetrade.body"]`` the
+validated model. Nothing here imports Starlette: any ASGI server and framework will do.
 """
 
 from __future__ import annotations
@@ -46,13 +49,13 @@ import anyio
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
-from ..verify.scheme import KEY_ID, NONCE, TIMESTAMP, canonical_message
+from ..verify.scheme import KEY_ID, METHOD, NONCE, TARGET, TIMESTAMP, _unchecked_message
 from .deadline import BodyDeadlines, SlowBody
 from .events import GatewayMonitor, SecurityEvent
 from .gate import Bucket
 from .keys import GatewayPrincipal, KeyRegistry
 from .net import Lockout, TrustedProxies
-from .stores import SharedState, StoreUnavailable
+from .stores import SharedState, StoreRolledBack, StoreUnavailable
 
 __all__ = ["GatewayMiddleware", "Limit", "Route"]
 
@@ -213,7 +216,18 @@ class GatewayMiddleware:
         self.namespace = namespace
         self._now_ms = now_ms if now_ms is not None else lambda: time.time_ns() // 1_000_000
         self._plans: dict[tuple[str, int, str], tuple[Bucket, ...]] = {}
+        self._limit_headers: list[tuple[bytes, bytes]] = []  # the same on every answer
+        self._window = b""
+        if key_limit is not None:
+            window = f"{key_limit.seconds:g}"
+            self._window = window.encode("ascii")
+            policy = f"{key_limit.requests};w={window}"
+            self._limit_headers = [
+                (b"ratelimit-limit", str(key_limit.requests).encode("ascii")),
+                (b"ratelimit-policy", policy.encode("ascii")),
+            ]
         self._degraded = False
+        self._rolled_back = False
         self._validation_errors: tuple[type[BaseException], ...] = (ValueError,)
         if any(r.model is not None for r in self.routes.values()):
             from pydantic import ValidationError
@@ -266,7 +280,7 @@ class GatewayMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, replay, send_with_limits)
+        await self.app(scope, replay, send_with_limits if extra else send)
 
     async def _check(
         self, scope: Scope, receive: Receive, context: dict[str, Any]
@@ -334,10 +348,9 @@ class GatewayMiddleware:
         # 5. signature
         method: str = scope["method"]
         target = _target(scope)
-        try:
-            message = canonical_message(method, target, timestamp, nonce, key_id, body)
-        except InvalidRequest:
-            raise self._guess(address, key_id, "malformed", clock) from None
+        if not (METHOD(method) and TARGET(target)):  # the headers were checked in step 2
+            raise self._guess(address, key_id, "malformed", clock)
+        message = _unchecked_message(method, target, timestamp, nonce, key_id, body)
         valid = key.check(message, signature)
         if not (valid and known):
             reason = "unknown_key" if not known else "bad_signature"
@@ -373,13 +386,20 @@ class GatewayMiddleware:
         if not names:
             return _Refused(401, reason)
         lockout = self.lockout
+        due: dict[str, int] = {}
+        reached = []
+        for name in names:  # counted here first: written to the store a batch at a time
+            count, alone = lockout.pending(name, now)
+            if count:
+                due[name] = count
+            if alone:
+                reached.append(name)
+        if not due:
+            return _Refused(401, reason)
         try:
-            counted = self.state.failed(names, lockout.strikes)
-        except StoreUnavailable:  # count here alone until the store is back
-            counted = {}
-            for name in names:
-                if lockout.failed(name, now):
-                    counted[name] = (lockout.duration, False)
+            counted = self.state.failed(due, lockout.strikes)
+        except StoreUnavailable:  # this process's own count decides until the store is back
+            counted = dict.fromkeys(reached, (lockout.duration, False))
         locked_for = 0.0
         for name, (left, already) in counted.items():
             if left > 0:
@@ -397,7 +417,7 @@ class GatewayMiddleware:
         size = 0
         cap = self.max_body_bytes
         try:
-            async with self._deadlines.timed():
+            with self._deadlines.timed():
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
@@ -444,6 +464,16 @@ class GatewayMiddleware:
         )
         try:
             verdict = self.state.admit(*args)
+        except StoreRolledBack:  # never the fallback: the store forgot nonces it had seen
+            if not self._rolled_back:
+                self._rolled_back = True
+                log.error(
+                    "gateway store %s is behind what this gateway has seen of it (restored "
+                    "from an older snapshot?): refusing every request until an operator "
+                    "calls SharedState.acknowledge_rollback()",
+                    self.state.name,
+                )
+            raise _Refused(503, "store_rolled_back", self.retry_after) from None
         except StoreUnavailable:
             if self.fallback is None:
                 raise _Refused(503, "store_unavailable", self.retry_after) from None
@@ -457,6 +487,7 @@ class GatewayMiddleware:
                 )
             verdict = self.fallback.admit(*args)
         else:
+            self._rolled_back = False
             if self._degraded:
                 self._degraded = False
                 log.warning("gateway store %s is back", self.state.name)
@@ -469,17 +500,10 @@ class GatewayMiddleware:
             if outcome == "restarted":  # the store lost its nonces: not the sender's fault
                 raise _Refused(503, "store_restarted", max(verdict.wait, self.retry_after))
             raise _Refused(429, "rate_limited", verdict.wait)
-        limit = self.key_limit
-        if limit is None:
-            return []
-        window = f"{limit.seconds:g}"
-        headers = [
-            (b"ratelimit-limit", str(limit.requests).encode("ascii")),
-            (b"ratelimit-policy", f"{limit.requests};w={window}".encode("ascii")),
-        ]
-        if self.report_remaining and verdict.remaining is not None:
+        headers = self._limit_headers
+        if self.report_remaining and headers and verdict.remaining is not None:
             left = str(verdict.remaining).encode("ascii")
-            headers += [(b"ratelimit-remaining", left), (b"ratelimit-reset", window.encode())]
+            return [*headers, (b"ratelimit-remaining", left), (b"ratelimit-reset", self._window)]
         return headers
 
     def _buckets(self, principal: GatewayPrincipal, cost: int) -> tuple[Bucket, ...]:

@@ -65,8 +65,14 @@ class Lockout:
     a deployment counts towards one lock-out and honours it); this object holds the
     settings and this process's copy of the locks it has learnt of, bounded to
     ``max_names`` names. Checking that copy is one dict read, so a locked-out flood is
-    refused before any signature or store work. ``failed`` is the same count kept here
-    alone, used while the store is down.
+    refused before any signature or store work.
+
+    Failures are counted here first and written to the store ``batch`` at a time (default
+    a quarter of ``threshold``), or at once when this process alone has seen ``threshold``
+    of a name: a flood of bad signatures costs one store write per ``batch`` failures,
+    not one each. With ``P`` processes, a name is locked after at most
+    ``threshold + P * (batch - 1)`` failures within ``window``; one process locks at
+    exactly ``threshold``. While the store is down, this process's own count decides.
 
     ``hold`` is how long a locked-out caller waits for its 429: a sleeping task costs the
     gateway no CPU, while a client that floods over keep-alive connections is slowed to
@@ -81,11 +87,17 @@ class Lockout:
         duration: float = 300.0,
         max_names: int = 100_000,
         hold: float = 0.02,
+        batch: int | None = None,
     ) -> None:
         if threshold < 1 or window <= 0 or duration <= 0 or max_names < 1:
             raise InvalidRequest("lockout threshold, window, duration and size must be positive")
         if not 0 <= hold <= 10:
             raise InvalidRequest("lockout hold must be 0 to 10 seconds")
+        if batch is None:
+            batch = max(1, threshold // 4)
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= threshold:
+            raise InvalidRequest("lockout batch must be a whole number from 1 to threshold")
+        self.batch = batch
         self.hold = hold
         self.threshold = threshold
         self.window = window
@@ -93,7 +105,8 @@ class Lockout:
         self.max_names = max_names
         self._lock = threading.Lock()
         self._locked: dict[str, float] = {}  # name -> until
-        self._failures: dict[str, tuple[int, float]] = {}  # name -> (count, first failure)
+        # name -> (failures within the window here, the first of them, how many unwritten)
+        self._failures: dict[str, tuple[int, float, int]] = {}
 
     def locked_for(self, name: str, now: float) -> float:
         """Seconds left of ``name``'s lock-out, else 0."""
@@ -120,26 +133,30 @@ class Lockout:
             self._locked[name] = now + seconds
             self._trim(self._locked, now)
 
-    def failed(self, name: str, now: float) -> bool:
-        """Count one failure; True if it locked ``name`` out."""
+    def pending(self, name: str, now: float) -> tuple[int, bool]:
+        """Count one failure of ``name`` here. Returns how many of its failures to write to
+        the shared store now (0: keep counting here), and whether this process alone has
+        seen ``threshold`` of them within the window (what decides while the store is down).
+        """
         with self._lock:
-            count, first = self._failures.get(name, (0, now))
-            if now - first > self.window:
-                count, first = 0, now
+            count, first, unwritten = self._failures.get(name, (0, now, 0))
+            if now - first > self.window:  # the window is over: these no longer count
+                count, first, unwritten = 0, now, 0
             count += 1
-            if count >= self.threshold:
+            unwritten += 1
+            reached = count >= self.threshold
+            due = unwritten if unwritten >= self.batch or reached else 0
+            if reached:
                 self._failures.pop(name, None)
-                self._locked[name] = now + self.duration
-                self._trim(self._locked, now)
-                return True
-            self._failures[name] = (count, first)
-            if len(self._failures) > self.max_names:
-                stale = [n for n, (_, t) in self._failures.items() if now - t > self.window]
-                for old in stale:
-                    del self._failures[old]
-                while len(self._failures) > self.max_names:
-                    del self._failures[next(iter(self._failures))]
-            return False
+            else:
+                self._failures[name] = (count, first, unwritten - due)
+                if len(self._failures) > self.max_names:
+                    stale = [n for n, (_, t, _) in self._failures.items() if now - t > self.window]
+                    for old in stale:
+                        del self._failures[old]
+                    while len(self._failures) > self.max_names:
+                        del self._failures[next(iter(self._failures))]
+            return due, reached
 
     def _trim(self, table: dict[str, float], now: float) -> None:
         if len(table) > self.max_names:

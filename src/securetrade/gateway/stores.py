@@ -10,13 +10,13 @@ a request the gateway could not check is never served (it fails closed).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import SecureTradeError
+from ..errors import InvalidRequest, SecureTradeError
 from .gate import Bucket, Gate, MemoryGate, SqliteGate, Strikes, Verdict
 
-__all__ = ["SharedState", "StoreUnavailable"]
+__all__ = ["SharedState", "StoreRolledBack", "StoreUnavailable"]
 
 
 class StoreUnavailable(SecureTradeError):
@@ -24,6 +24,15 @@ class StoreUnavailable(SecureTradeError):
 
     Bring the store back (the gateway recovers by itself on the next request), or start
     the gateway with ``fail_open=True`` to check against this process's memory meanwhile.
+    """
+
+
+class StoreRolledBack(StoreUnavailable):
+    """The gateway's Redis is behind what this process has seen of it: it was restored
+    from an older snapshot, and has forgotten the nonces recorded since. Every request is
+    refused (503) until an operator checks the store and calls
+    :meth:`SharedState.acknowledge_rollback` (a new epoch then refuses the requests
+    signed before it until they are stale, so none of the forgotten ones is served).
     """
 
 
@@ -64,11 +73,15 @@ class SharedState:
         *,
         prefix: str = "{securetrade:gateway}:",
         timeout: float = 1.0,
+        watermark: str | os.PathLike[str] | None = None,
     ) -> SharedState:
         """A Redis server (URL or ``redis.Redis``) shared by every host of the gateway.
 
         ``timeout`` bounds each Redis call: a store that hangs is treated as down. Keep the
         ``{...}`` hash tag in ``prefix`` on a cluster: one request's keys share a slot.
+        ``watermark`` is a file where this process keeps how far it has seen the store
+        get, so that a restore from an older snapshot is noticed even across a restart of
+        the gateway (see :class:`StoreRolledBack`).
         """
         from redis import Redis
 
@@ -80,7 +93,8 @@ class SharedState:
             )
         else:
             client = url
-        return cls(RedisGate(client, prefix=prefix, owned=isinstance(url, str)), name="redis")
+        gate = RedisGate(client, prefix=prefix, owned=isinstance(url, str), watermark=watermark)
+        return cls(gate, name="redis")
 
     # --- the failure boundary: nothing but StoreUnavailable leaves these ---------------------
 
@@ -96,16 +110,44 @@ class SharedState:
     ) -> Verdict:
         """One request's lock-outs, epoch, nonce and buckets, in one atomic step."""
         try:
-            return self.gate.admit(token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining)
+            verdict = self.gate.admit(
+                token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining
+            )
         except SecureTradeError as full:  # the memory store at max_entries: fail closed
             raise StoreUnavailable(str(full)) from None
         except Exception:
             raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
+        if verdict.outcome == "rolled_back":
+            raise StoreRolledBack(
+                f"the {self.name} gateway store is behind what this gateway has seen of it "
+                "(restored from an older snapshot?): nonces recorded since are lost, so "
+                "every request is refused; check the store, then call "
+                "SharedState.acknowledge_rollback() to start a new epoch"
+            )
+        return verdict
 
-    def failed(self, names: Sequence[str], strikes: Strikes) -> dict[str, tuple[float, bool]]:
-        """Count one authentication failure against each of ``names`` (see Gate.failed)."""
+    def acknowledge_rollback(self) -> int:
+        """Accept a rolled-back store as it is: a new epoch starts now (requests signed
+        before it are refused until stale), and every gateway process serves again.
+        Returns the new epoch (ms since the Unix epoch)."""
+        acknowledge = getattr(self.gate, "acknowledge", None)
+        if acknowledge is None:
+            raise InvalidRequest(f"the {self.name} gateway store has no rollback to acknowledge")
         try:
-            return self.gate.failed(names, strikes)
+            return int(acknowledge())
+        except SecureTradeError:
+            raise
+        except Exception:
+            raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
+
+    def failed(
+        self, names: Sequence[str] | Mapping[str, int], strikes: Strikes
+    ) -> dict[str, tuple[float, bool]]:
+        """Count authentication failures: one against each of ``names``, or ``names[name]``
+        against each name of a mapping, in one write (see Gate.failed)."""
+        counts = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names, 1)
+        try:
+            return self.gate.failed(counts, strikes)
         except Exception:
             raise StoreUnavailable(f"the {self.name} gateway store did not answer") from None
 

@@ -74,6 +74,14 @@ def canonical_message(
         raise InvalidRequest("key id must be 1-128 characters of [A-Za-z0-9_.:/-]")
     if not 0 <= timestamp_ms < 10**16:
         raise InvalidRequest("timestamp must be epoch milliseconds")
+    return _unchecked_message(method, target, timestamp_ms, nonce, key_id, body)
+
+
+def _unchecked_message(
+    method: str, target: str, timestamp_ms: int, nonce: str, key_id: str, body: bytes
+) -> bytes:
+    """:func:`canonical_message` for fields already checked against the grammars above
+    (the gateway checks each header as it reads it)."""
     digest = hashlib.sha256(body).hexdigest()
     text = "\n".join((VERSION, method, target, str(timestamp_ms), nonce, key_id, digest))
     return text.encode("ascii")
