@@ -40,11 +40,12 @@ from ..errors import (
     SecureTradeError,
     VenueRejected,
 )
-from ..keys import KeyRing, Secret
+from ..keys import Secret
 from ..models import Instrument, Order, Side
 from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
+from ._egress import Lane, Lanes
 from ._seat import Bound, Seat, breaks, divergence, net, view
 from .breaker import Breaker, BreakerSettings
 
@@ -58,9 +59,10 @@ from .report import EventReport
 
 __all__ = ["CopyEngine"]
 
-#: Per event: each venue's instruments table, as the first follower of the venue read it
-#: (None: that read failed, and each follower reads on its own).
-_Reads = dict[str, "asyncio.Future[dict[str, Instrument] | None]"]
+#: Per event: each lane's instruments table, as the first follower of the lane read it
+#: (None: that read failed, and each follower reads on its own). Per lane, not per venue:
+#: the read also gives the lane's limiter the venue's published limits.
+_Reads = dict["Lane", "asyncio.Future[dict[str, Instrument] | None]"]
 
 log = logging.getLogger("securetrade.copy")
 
@@ -73,15 +75,19 @@ class CopyEngine:
     options that reach it (``base_url``, ``pins``, ``cadata``, ``timeout``...);
     ``journal`` is the one order journal of every follower (a path or a store);
     ``outbox`` where events and outcomes are kept, so a crash resumes a fan-out;
-    ``limiters`` a shared ``RateLimiter`` per venue (default: one in memory per venue);
+    ``limiters`` a shared ``RateLimiter`` per venue (default: one in memory per venue),
+    or for a venue with ``egress_ips`` one per address (``{ip: RateLimiter(ip=ip,
+    backend=shared)}``; default: in memory, one backend);
     ``max_tasks`` bounds the followers in flight at once, ``per_account`` those of one
     venue account (several followers may trade one account) and ``per_egress`` those
     behind one egress IP (a venue's connect options may name their ``egress``: venues
     reached through one NAT address share it; by default each venue is its own; None:
-    ``max_tasks``). Requests on the wire are bounded by the connection pool in any case;
-    a bound below the fan-out splits it in waves, and the journal then commits each wave
-    on its own (measured: 46 journal hand-offs to a thread instead of 1 for 1,000
-    followers at a bound of 256);
+    ``max_tasks``). A venue's connect options may instead list ``egress_ips``, addresses
+    of this host to send from: each has its own connection pool, per-IP weight windows
+    and pause, shared by the followers placed on it (see :mod:`._egress`). Requests on
+    the wire are bounded by the connection pool in any case; a bound below the fan-out
+    splits it in waves, and the journal then commits each wave on its own (measured: 46
+    journal hand-offs to a thread instead of 1 for 1,000 followers at a bound of 256);
     ``breaker`` when a follower's repeated failures open its circuit breaker.
     """
 
@@ -92,7 +98,7 @@ class CopyEngine:
         connect: Mapping[str, Mapping[str, Any]],
         journal: str | Path | JournalStore,
         outbox: str | Path = ":memory:",
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, RateLimiter | Mapping[str, RateLimiter]] | None = None,
         audit: AuditLog | None = None,
         max_tasks: int = 4096,
         per_account: int = 4,
@@ -103,12 +109,7 @@ class CopyEngine:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
             raise InvalidRequest("the copy engine's secret must be at least 16 bytes")
-        if not isinstance(connect, Mapping) or not connect:
-            raise InvalidRequest("connect maps each venue name to its AsyncClient options")
-        self._connect = {name: dict(options) for name, options in connect.items()}
-        self._egress_of = {
-            name: str(options.pop("egress", name)) for name, options in self._connect.items()
-        }
+        self._lanes = Lanes(connect, limiters)
         tasks = whole("max_tasks", max_tasks, 1)
         self._per_account = whole("per_account", per_account, 1)
         self._per_egress = whole("per_egress", tasks if per_egress is None else per_egress, 1)
@@ -120,11 +121,9 @@ class CopyEngine:
             Journal(journal) if isinstance(journal, (str, Path)) else journal
         )
         self._outbox = Outbox(outbox)
-        self._limiters: dict[str, RateLimiter] = dict(limiters or {})
         self.audit = audit or AuditLog()
         self._slots = asyncio.Semaphore(tasks)
         self._seats: dict[str, Seat] = {}
-        self._venue_leads: dict[str, AsyncClient] = {}  # the client each venue shares through
         if privacy is not None and not callable(getattr(privacy, "erase", None)):
             raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
         self.privacy = privacy
@@ -138,12 +137,14 @@ class CopyEngine:
             raise InvalidRequest("add() takes a Follower")
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = self._seat(follower, self._client_for(follower))
+        lane = self._lanes.assign(follower)
+        self._seats[follower.id] = self._seat(follower, self._client_for(follower, lane), lane)
 
     async def onboard(self, follower: Follower) -> None:
         """Check ``follower``'s key at the venue before it copies anything: a key that can
         withdraw, or more than it declares, is refused (:class:`OverPermissionedKey`)."""
-        client = self._client_for(follower)
+        lane = self._lanes.assign(follower)
+        client = self._client_for(follower, lane)
         try:
             await client.check_key(refuse=True)
         except SecureTradeError:
@@ -151,7 +152,7 @@ class CopyEngine:
             raise
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = self._seat(follower, client)
+        self._seats[follower.id] = self._seat(follower, client, lane)
         self.audit.emit("copy.onboarded", follower=follower.id)
 
     def _who(self, follower_id: str) -> str:
@@ -174,6 +175,7 @@ class CopyEngine:
         seat = self._seats.pop(follower_id, None)
         if seat is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
+        self._lanes.unseat(follower_id)
         cancelled = []
         for outcome in self._outbox.history(follower_id):
             if outcome.status != "placed" or outcome.client_order_id is None:
@@ -222,9 +224,23 @@ class CopyEngine:
         ``egress:<name>``) held in flight at once so far."""
         return {name: bound.peak for name, bound in self._bounds.items()}
 
-    def _seat(self, follower: Follower, client: AsyncClient) -> Seat:
+    @property
+    def egress(self) -> dict[str, str]:
+        """Follower id -> the egress its orders leave through: one of its venue's
+        ``egress_ips``, or the venue's ``egress`` name (by default the venue's)."""
+        return {fid: self._lanes.egress(lane) for fid, lane in self._lanes.of.items()}
+
+    def limiter(self, follower_id: str) -> RateLimiter:
+        """The rate limiter ``follower_id``'s orders draw on (its egress IP's)."""
+        lane = self._lanes.of.get(follower_id)
+        if lane is None:
+            raise InvalidRequest(f"no follower {follower_id!r}")
+        return self._lanes.limiter(lane)
+
+    def _seat(self, follower: Follower, client: AsyncClient, lane: Lane) -> Seat:
         account = self._bound(f"account:{follower.venue}:{follower.account}", self._per_account)
-        egress = self._bound(f"egress:{self._egress_of[follower.venue]}", self._per_egress)
+        egress = self._bound(f"egress:{self._lanes.egress(lane)}", self._per_egress)
+        self._lanes.seat(follower, lane)
         return Seat(follower, client, Breaker(self._breaker), account, egress)
 
     def _bound(self, name: str, size: int) -> Bound:
@@ -539,7 +555,7 @@ class CopyEngine:
         if seat.quarantined:
             return FollowerState(None, now_ms, quarantined=True)
         symbol = follower_symbol(event, follower)
-        instruments = await _instruments(client, follower.venue, reads)
+        instruments = await _instruments(client, self._lanes.of[follower.id], reads)
         rules = instruments.get(symbol) if symbol is not None else None
         if rules is None:
             return FollowerState(None, now_ms)
@@ -576,31 +592,12 @@ class CopyEngine:
 
     # --- clients -------------------------------------------------------------------------------
 
-    def _client_for(self, follower: Follower) -> AsyncClient:
-        venue = follower.venue
-        options = self._connect.get(venue)
-        if options is None:
-            raise InvalidRequest(f"no connect options for {venue!r}; pass connect={{...}}")
-        lead = self._venue_leads.get(venue)
-        limiter = self._limiters.get(venue)
-        if limiter is None:
-            limiter = self._limiters[venue] = RateLimiter()
-        shared: dict[str, Any] = {"journal": self._journal, "limiter": limiter, "audit": self.audit}
-        if lead is not None:
-            shared["transport"] = lead._transport  # the egress: one connection pool
-        client = AsyncClient(
-            KeyRing.of(follower.key), policy=follower.policy, **{**options, **shared}
-        )
-        if lead is None:
-            self._venue_leads[venue] = client
-        else:
-            client.core.share_market(lead.core)
-        return client
+    def _client_for(self, follower: Follower, lane: Lane) -> AsyncClient:
+        return self._lanes.client(follower, lane, self._journal, self.audit)
 
     async def aclose(self) -> None:
         """Close the connection pools and the outbox (the journal is the caller's)."""
-        for client in self._venue_leads.values():
-            await client.aclose()
+        await self._lanes.aclose()
         self._outbox.close()
 
     async def __aenter__(self) -> CopyEngine:
@@ -625,19 +622,19 @@ async def _ticking(work: Awaitable[_T], shown: Any) -> _T:
 
 
 async def _instruments(
-    client: AsyncClient, venue: str, reads: _Reads | None
+    client: AsyncClient, lane: Lane, reads: _Reads | None
 ) -> dict[str, Instrument]:
-    """The venue's instruments, read by the first of its followers in this event and
-    handed to the others (the read copies the whole table: once per venue, not once per
+    """The venue's instruments, read by the first follower of each lane in this event and
+    handed to the others (the read copies the whole table: once per lane, not once per
     follower). A failed first read leaves each follower to read, and fail, on its own."""
     if reads is None:
         return await client.instruments()
-    waiting = reads.get(venue)
+    waiting = reads.get(lane)
     if waiting is not None:
         table = await waiting
         return table if table is not None else await client.instruments()
     done: asyncio.Future[dict[str, Instrument] | None] = asyncio.get_running_loop().create_future()
-    reads[venue] = done
+    reads[lane] = done
     table = None
     try:
         table = await client.instruments()
