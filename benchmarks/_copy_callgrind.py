@@ -38,7 +38,7 @@ __all__ = ["main"]
 async def _work(mode: str, n: int, rounds: int, tmp: str) -> None:
     """Inside valgrind: set up, warm up, then ``rounds`` fan-outs (or direct batches)."""
     from securetrade.client import AsyncClient
-    from securetrade.copy import CopyEngine, Follower, LeaderEvent, Sizing
+    from securetrade.copy import CopyEngine, Follower, LeaderEvent, Sizing, SizingMode
     from securetrade.core import Journal
     from securetrade.models import Side
 
@@ -67,7 +67,7 @@ async def _work(mode: str, n: int, rounds: int, tmp: str) -> None:
                 Follower(
                     f"f{i}",
                     server.api_key(i + 1),
-                    Sizing("fixed_quantity", order.quantity),
+                    Sizing(SizingMode.FIXED_QUANTITY, order.quantity),
                     slippage_bps=Decimal(0),
                     ttl_ms=600_000,
                 )

@@ -105,6 +105,7 @@ def view(
         equity=quote.total + base.total * price,
         quote_free=quote.free,
         overridden=overridden,
+        base_free=base.free,
     )
 
 

@@ -130,6 +130,9 @@ class Follower:
     open may fill (opens go out as IOC limits at that bound); ``ttl_ms`` is how old an event
     may be for an open to be copied (closes are always copied). The limits refuse a copy
     that would exceed them (``risk_limit``); ``policy`` applies on top, as for any order.
+    ``long_only`` (the default) says the account cannot go below zero in a symbol (a spot
+    account, or one the platform does not let short): reconciliation then never sells more
+    than it holds free, nor mirrors a short leader (see :mod:`.reconcile`).
     ``egress_ip`` pins the follower to one of its venue's ``egress_ips`` (a key
     allowlisted for that address); by default the engine picks one.
     """
@@ -147,6 +150,7 @@ class Follower:
     equity_floor: Decimal | None = None  # no new opens below this equity
     policy: Policy | None = None
     egress_ip: str | None = None
+    long_only: bool = True
 
     def __post_init__(self) -> None:
         text("Follower.id", self.id)
@@ -168,6 +172,8 @@ class Follower:
                 if amount < 0:
                     raise InvalidRequest(f"Follower.{name} must not be negative")
                 setattr(self, name, amount)
+        if not isinstance(self.long_only, bool):
+            raise InvalidRequest("Follower.long_only is True or False")
         if self.egress_ip is not None:
             try:
                 self.egress_ip = str(ipaddress.ip_address(self.egress_ip))
