@@ -46,24 +46,42 @@ class Seat:
 
 
 class Bound:
-    """A concurrency bound (a semaphore) that remembers the most it held at once."""
+    """A concurrency bound that remembers the most it held at once.
 
-    __slots__ = ("in_flight", "peak", "size", "slots")
+    It waits on a semaphore only once more followers have joined it than it admits: a
+    bound no fan-out can fill (one follower's own account, a thousand followers under a
+    bound of 4,096) costs a count, not a semaphore's acquire and release per follower.
+    Each member is in flight at most once at a time (its seat's lock), so until then the
+    members in flight never exceed the size; the semaphore made when the bound starts to
+    bind counts those already in flight as taken, and their exits give them back.
+    """
+
+    __slots__ = ("in_flight", "members", "peak", "size", "slots")
 
     def __init__(self, size: int) -> None:
-        self.slots = asyncio.Semaphore(size)
+        self.slots: asyncio.Semaphore | None = None
         self.size = size
+        self.members = 0
         self.in_flight = 0
         self.peak = 0
 
+    def join(self) -> None:
+        """One more follower may enter this bound."""
+        self.members += 1
+        if self.slots is None and self.members > self.size:
+            self.slots = asyncio.Semaphore(self.size - self.in_flight)
+
     async def __aenter__(self) -> None:
-        await self.slots.acquire()
+        if self.slots is not None:
+            await self.slots.acquire()
         self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
 
     async def __aexit__(self, *exc: object) -> None:
         self.in_flight -= 1
-        self.slots.release()
+        if self.slots is not None:
+            self.slots.release()
 
 
 def divergence(seat: Seat, action: str, reason: str) -> Divergence:

@@ -122,7 +122,7 @@ class CopyEngine:
         )
         self._outbox = Outbox(outbox)
         self.audit = audit or AuditLog()
-        self._slots = asyncio.Semaphore(tasks)
+        self._slots = Bound(tasks)  # every follower in flight
         self._seats: dict[str, Seat] = {}
         if privacy is not None and not callable(getattr(privacy, "erase", None)):
             raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
@@ -240,6 +240,8 @@ class CopyEngine:
     def _seat(self, follower: Follower, client: AsyncClient, lane: Lane) -> Seat:
         account = self._bound(f"account:{follower.venue}:{follower.account}", self._per_account)
         egress = self._bound(f"egress:{self._lanes.egress(lane)}", self._per_egress)
+        for bound in (self._slots, account, egress):
+            bound.join()
         self._lanes.seat(follower, lane)
         return Seat(follower, client, Breaker(self._breaker), account, egress)
 
