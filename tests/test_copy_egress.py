@@ -224,3 +224,39 @@ def test_a_transport_sends_from_its_local_address_or_says_why_not() -> None:
         assert venue.dialect.stats.requests == 0
         assert asyncio.run(send("127.0.0.3")).status == 200
         assert venue.dialect.stats.arrival_clients == ["127.0.0.3"]
+
+
+def test_a_bound_that_starts_to_bind_mid_flight_counts_those_already_inside() -> None:
+    """A bound takes no semaphore while its members fit; when a member joins with two
+    inside a bound of two, the third waits for one of them to leave, never runs as a
+    third at once."""
+    from securetrade.copy._seat import Bound
+
+    async def run() -> list[str]:
+        bound, seen = Bound(2), []
+        for _ in range(2):
+            bound.join()
+        assert bound.slots is None
+        release = asyncio.Event()
+
+        async def member(name: str) -> None:
+            async with bound:
+                seen.append(f"{name} in ({bound.in_flight})")
+                await release.wait()
+            seen.append(f"{name} out")
+
+        first = [asyncio.create_task(member(n)) for n in ("a", "b")]
+        await asyncio.sleep(0)
+        bound.join()  # a third member, while two are inside
+        third = asyncio.create_task(member("c"))
+        await asyncio.sleep(0.01)
+        assert [entry for entry in seen if entry.startswith("c")] == []  # it waits
+        assert bound.in_flight == 2
+        release.set()
+        await asyncio.gather(*first, third)
+        assert bound.peak == 2
+        return seen
+
+    seen = asyncio.run(run())
+    entered = next(i for i, entry in enumerate(seen) if entry.startswith("c in"))
+    assert entered > min(seen.index("a out"), seen.index("b out"))
