@@ -141,9 +141,10 @@ def test_reconciling_a_short_leader_never_sells_below_zero_at_the_venue() -> Non
                                        {"BTCUSDT": price}, int(time.time() * 1000))  # fmt: skip
                 applied = await engine.reconcile(short, apply=True)
                 again = await engine.reconcile(short, apply=True)
-                return opened, applied, again
+                audited = [e.fields["clamped"] for e in engine.audit.events("copy.reconciled")]
+                return opened, applied, again, audited
 
-        opened, applied, again = asyncio.run(run())
+        opened, applied, again, audited = asyncio.run(run())
         balances = {
             f.id: venue.market.accounts[venue.account_of(f.key.key_id)].balances["BTC"]
             for f in (keep, busy)
@@ -162,6 +163,7 @@ def test_reconciling_a_short_leader_never_sells_below_zero_at_the_venue() -> Non
     assert 0 < sold <= found["busy"].position - Decimal("0.0015")  # what its order left free
     assert found["busy"].clamped >= Decimal("0.002") + Decimal("0.0015")  # the short, the lock
     assert {d.follower_id for d in applied.clamped} == {"keep", "busy"}
+    assert audited[0] == 2  # the audit trail counts the clamps too
     assert rejected == {}  # no sell the venue had to refuse
     keep_free, keep_locked = balances["keep"]
     assert 1 <= keep_free + keep_locked < Decimal("1.00001")  # its own BTC stays (and dust)

@@ -342,7 +342,13 @@ class CopyEngine:
                 result = [divergence(seat, "skip", f"error:{type(result).__name__}")]
             divergences.extend(result)
         report = ReconcileReport(snapshot, tuple(divergences), apply)
-        self.audit.emit("copy.reconciled", snapshot=snapshot.id, applied=apply, **report.counts)
+        self.audit.emit(
+            "copy.reconciled",
+            snapshot=snapshot.id,
+            applied=apply,
+            clamped=len(report.clamped),  # long-only followers kept from going below zero
+            **report.counts,
+        )
         return report
 
     async def _reconcile_one(
