@@ -46,23 +46,18 @@ from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
 from ._egress import Lane, Lanes
-from ._seat import Bound, Seat, breaks, divergence, net, view
+from ._seat import Bound, Reads, Seat, book, breaks, divergence, follower_state, net, view
 from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Skip
 from .outbox import Outbox, Outcome
-from .plan import FollowerState, follower_symbol, plan
+from .plan import plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
 __all__ = ["CopyEngine"]
-
-#: Per event: each lane's instruments table, as the first follower of the lane read it
-#: (None: that read failed, and each follower reads on its own). Per lane, not per venue:
-#: the read also gives the lane's limiter the venue's published limits.
-_Reads = dict["Lane", "asyncio.Future[dict[str, Instrument] | None]"]
 
 log = logging.getLogger("securetrade.copy")
 
@@ -266,7 +261,7 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        reads: _Reads = {}  # each venue's instruments, read once for this event
+        reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
         follows = [self._follow(seat, event, known, started, reads) for seat in seats]
         if shown is not None:
@@ -462,7 +457,7 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        reads: _Reads | None = None,
+        reads: Reads | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -473,7 +468,8 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    state = await self._state(seat, event, reads)
+                    lane = self._lanes.of[follower.id]
+                    state = await follower_state(seat, event, lane, reads)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -492,7 +488,7 @@ class CopyEngine:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
-        self._book(seat, order)
+        book(seat, order)
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
@@ -553,51 +549,6 @@ class CopyEngine:
             return Outcome(event_id, follower_id, leg, "failed", f"{type(exc).__name__}")
         return Outcome(event_id, follower_id, leg, "unresolved", type(exc).__name__)
 
-    # --- what the plan needs --------------------------------------------------------------
-
-    async def _state(
-        self, seat: Seat, event: LeaderEvent, reads: _Reads | None = None
-    ) -> FollowerState:
-        follower, client = seat.follower, seat.client
-        now_ms = int(time.time() * 1000)
-        if seat.quarantined:
-            return FollowerState(None, now_ms, quarantined=True)
-        symbol = follower_symbol(event, follower)
-        instruments = await _instruments(client, self._lanes.of[follower.id], reads)
-        rules = instruments.get(symbol) if symbol is not None else None
-        if rules is None:
-            return FollowerState(None, now_ms)
-        if seat.balances is None:
-            seat.balances = {b.asset: b.free for b in await client.balances()}
-        base = seat.balances.get(rules.base_asset, Decimal(0))
-        quote = seat.balances.get(rules.quote_asset, Decimal(0))
-        return FollowerState(
-            rules,
-            now_ms,
-            position=base,
-            equity=quote + base * event.price,
-            quote_free=quote,
-            base_free=base,
-        )
-
-    def _book(self, seat: Seat, order: Order) -> None:
-        """Keep the follower's balances current from its own fills (no read per event)."""
-        balances = seat.balances
-        if balances is None or order.filled_quantity <= 0:
-            return
-        rules = seat.client.core.market.instruments.get(order.symbol)
-        if rules is None:
-            seat.balances = None
-            return
-        sign = 1 if order.side is Side.BUY else -1
-        base, quote = rules.base_asset, rules.quote_asset
-        balances[base] = balances.get(base, Decimal(0)) + sign * order.filled_quantity
-        balances[quote] = balances.get(quote, Decimal(0)) - sign * order.quote_quantity
-        for fill in order.fills:
-            if fill.commission and fill.commission_asset:
-                asset = fill.commission_asset
-                balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
-
     # --- clients -------------------------------------------------------------------------------
 
     def _client_for(self, follower: Follower, lane: Lane) -> AsyncClient:
@@ -627,25 +578,3 @@ async def _ticking(work: Awaitable[_T], shown: Any) -> _T:
         return await work
     finally:
         shown.update(1)
-
-
-async def _instruments(
-    client: AsyncClient, lane: Lane, reads: _Reads | None
-) -> dict[str, Instrument]:
-    """The venue's instruments, read by the first follower of each lane in this event and
-    handed to the others (the read copies the whole table: once per lane, not once per
-    follower). A failed first read leaves each follower to read, and fail, on its own."""
-    if reads is None:
-        return await client.instruments()
-    waiting = reads.get(lane)
-    if waiting is not None:
-        table = await waiting
-        return table if table is not None else await client.instruments()
-    done: asyncio.Future[dict[str, Instrument] | None] = asyncio.get_running_loop().create_future()
-    reads[lane] = done
-    table = None
-    try:
-        table = await client.instruments()
-        return table
-    finally:
-        done.set_result(table)  # None when it failed (or was cancelled): the others read
