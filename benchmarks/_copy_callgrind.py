@@ -1,7 +1,9 @@
 """CPU per follower order, counted in instructions by valgrind's callgrind (not a bench row).
 
 Wall figures of the copy fan-out move by 3x on a machine shared with other jobs; the
-instructions the client process executes do not. This runs the fan-out (and, for the
+instructions the client process executes move far less (up to 20% between runs at a load
+average of 20: group commits, event-loop turns and collections still follow timing, so
+compare several runs). This runs the fan-out (and, for the
 peer, the same orders placed directly through one ``AsyncClient``) inside
 ``valgrind --tool=callgrind``, the simulator in its own process outside valgrind, and
 differences runs: a process doing ``rounds`` fan-outs of ``n`` orders against one doing
