@@ -176,7 +176,7 @@ def test_a_target_that_cannot_be_sized_is_skipped_never_read_as_flat() -> None:
     "bad",
     [
         {"id": ""},
-        {"positions": {"BTCUSDT": "-1"}},
+        {"positions": {"BTCUSDT": "-1"}, "prices": {}},  # a short needs its price too
         {"positions": {"BTCUSDT": "1"}, "prices": {}},
         {"prices": {"BTCUSDT": "0"}},
         {"positions": "BTCUSDT"},

@@ -9,6 +9,7 @@ the journal say of a seat into what :mod:`.reconcile` needs.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,11 +25,29 @@ from ..errors import (
     VenueRejected,
 )
 from ..models import Balance, Instrument, Order, Side
+from ._egress import Lane
 from .breaker import Breaker
-from .model import Follower
+from .model import Follower, LeaderEvent
+from .plan import FollowerState, follower_symbol
 from .reconcile import Divergence, FollowerView, LeaderSnapshot
 
-__all__ = ["Bound", "Seat", "breaks", "divergence", "net", "view"]
+__all__ = [
+    "Bound",
+    "Reads",
+    "Seat",
+    "book",
+    "breaks",
+    "divergence",
+    "follower_state",
+    "instruments",
+    "net",
+    "view",
+]
+
+#: Per event: each lane's instruments table, as the first follower of the lane read it
+#: (None: that read failed, and each follower reads on its own). Per lane, not per venue:
+#: the read also gives the lane's limiter the venue's published limits.
+Reads = dict[Lane, "asyncio.Future[dict[str, Instrument] | None]"]
 
 
 @dataclass
@@ -46,24 +65,42 @@ class Seat:
 
 
 class Bound:
-    """A concurrency bound (a semaphore) that remembers the most it held at once."""
+    """A concurrency bound that remembers the most it held at once.
 
-    __slots__ = ("in_flight", "peak", "size", "slots")
+    It waits on a semaphore only once more followers have joined it than it admits: a
+    bound no fan-out can fill (one follower's own account, a thousand followers under a
+    bound of 4,096) costs a count, not a semaphore's acquire and release per follower.
+    Each member is in flight at most once at a time (its seat's lock), so until then the
+    members in flight never exceed the size; the semaphore made when the bound starts to
+    bind counts those already in flight as taken, and their exits give them back.
+    """
+
+    __slots__ = ("in_flight", "members", "peak", "size", "slots")
 
     def __init__(self, size: int) -> None:
-        self.slots = asyncio.Semaphore(size)
+        self.slots: asyncio.Semaphore | None = None
         self.size = size
+        self.members = 0
         self.in_flight = 0
         self.peak = 0
 
+    def join(self) -> None:
+        """One more follower may enter this bound."""
+        self.members += 1
+        if self.slots is None and self.members > self.size:
+            self.slots = asyncio.Semaphore(self.size - self.in_flight)
+
     async def __aenter__(self) -> None:
-        await self.slots.acquire()
+        if self.slots is not None:
+            await self.slots.acquire()
         self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
 
     async def __aexit__(self, *exc: object) -> None:
         self.in_flight -= 1
-        self.slots.release()
+        if self.slots is not None:
+            self.slots.release()
 
 
 def divergence(seat: Seat, action: str, reason: str) -> Divergence:
@@ -105,6 +142,7 @@ def view(
         equity=quote.total + base.total * price,
         quote_free=quote.free,
         overridden=overridden,
+        base_free=base.free,
     )
 
 
@@ -117,3 +155,75 @@ def breaks(exc: SecureTradeError) -> bool:
     if isinstance(exc, (RetryableError, AmbiguousOutcome)):
         return True
     return not isinstance(exc, (VenueRejected, LocalRefusal, JournalError))
+
+
+# --- what the plan needs, and what a fill changes ---------------------------------------
+
+
+async def follower_state(
+    seat: Seat, event: LeaderEvent, lane: Lane, reads: Reads | None = None
+) -> FollowerState:
+    """What :func:`~.plan.plan` needs to know of ``seat``'s account for ``event``: its
+    balances are read once, then kept by :func:`book`."""
+    follower, client = seat.follower, seat.client
+    now_ms = int(time.time() * 1000)
+    if seat.quarantined:
+        return FollowerState(None, now_ms, quarantined=True)
+    symbol = follower_symbol(event, follower)
+    table = await instruments(client, lane, reads)
+    rules = table.get(symbol) if symbol is not None else None
+    if rules is None:
+        return FollowerState(None, now_ms)
+    if seat.balances is None:
+        seat.balances = {b.asset: b.free for b in await client.balances()}
+    base = seat.balances.get(rules.base_asset, Decimal(0))
+    quote = seat.balances.get(rules.quote_asset, Decimal(0))
+    return FollowerState(
+        rules,
+        now_ms,
+        position=base,
+        equity=quote + base * event.price,
+        quote_free=quote,
+        base_free=base,
+    )
+
+
+def book(seat: Seat, order: Order) -> None:
+    """Keep the follower's balances current from its own fills (no read per event)."""
+    balances = seat.balances
+    if balances is None or order.filled_quantity <= 0:
+        return
+    rules = seat.client.core.market.instruments.get(order.symbol)
+    if rules is None:
+        seat.balances = None
+        return
+    sign = 1 if order.side is Side.BUY else -1
+    base, quote = rules.base_asset, rules.quote_asset
+    balances[base] = balances.get(base, Decimal(0)) + sign * order.filled_quantity
+    balances[quote] = balances.get(quote, Decimal(0)) - sign * order.quote_quantity
+    for fill in order.fills:
+        if fill.commission and fill.commission_asset:
+            asset = fill.commission_asset
+            balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
+
+
+async def instruments(
+    client: AsyncClient, lane: Lane, reads: Reads | None
+) -> dict[str, Instrument]:
+    """The venue's instruments, read by the first follower of each lane in this event and
+    handed to the others (the read copies the whole table: once per lane, not once per
+    follower). A failed first read leaves each follower to read, and fail, on its own."""
+    if reads is None:
+        return await client.instruments()
+    waiting = reads.get(lane)
+    if waiting is not None:
+        table = await waiting
+        return table if table is not None else await client.instruments()
+    done: asyncio.Future[dict[str, Instrument] | None] = asyncio.get_running_loop().create_future()
+    reads[lane] = done
+    table = None
+    try:
+        table = await client.instruments()
+        return table
+    finally:
+        done.set_result(table)  # None when it failed (or was cancelled): the others read

@@ -40,27 +40,24 @@ from ..errors import (
     SecureTradeError,
     VenueRejected,
 )
-from ..keys import KeyRing, Secret
+from ..keys import Secret
 from ..models import Instrument, Order, Side
 from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
-from ._seat import Bound, Seat, breaks, divergence, net, view
+from ._egress import Lane, Lanes
+from ._seat import Bound, Reads, Seat, book, breaks, divergence, follower_state, net, view
 from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Skip
 from .outbox import Outbox, Outcome
-from .plan import FollowerState, follower_symbol, plan
+from .plan import plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
 __all__ = ["CopyEngine"]
-
-#: Per event: each venue's instruments table, as the first follower of the venue read it
-#: (None: that read failed, and each follower reads on its own).
-_Reads = dict[str, "asyncio.Future[dict[str, Instrument] | None]"]
 
 log = logging.getLogger("securetrade.copy")
 
@@ -73,15 +70,19 @@ class CopyEngine:
     options that reach it (``base_url``, ``pins``, ``cadata``, ``timeout``...);
     ``journal`` is the one order journal of every follower (a path or a store);
     ``outbox`` where events and outcomes are kept, so a crash resumes a fan-out;
-    ``limiters`` a shared ``RateLimiter`` per venue (default: one in memory per venue);
+    ``limiters`` a shared ``RateLimiter`` per venue (default: one in memory per venue),
+    or for a venue with ``egress_ips`` one per address (``{ip: RateLimiter(ip=ip,
+    backend=shared)}``; default: in memory, one backend);
     ``max_tasks`` bounds the followers in flight at once, ``per_account`` those of one
     venue account (several followers may trade one account) and ``per_egress`` those
     behind one egress IP (a venue's connect options may name their ``egress``: venues
     reached through one NAT address share it; by default each venue is its own; None:
-    ``max_tasks``). Requests on the wire are bounded by the connection pool in any case;
-    a bound below the fan-out splits it in waves, and the journal then commits each wave
-    on its own (measured: 46 journal hand-offs to a thread instead of 1 for 1,000
-    followers at a bound of 256);
+    ``max_tasks``). A venue's connect options may instead list ``egress_ips``, addresses
+    of this host to send from: each has its own connection pool, per-IP weight windows
+    and pause, shared by the followers placed on it (see :mod:`._egress`). Requests on
+    the wire are bounded by the connection pool in any case; a bound below the fan-out
+    splits it in waves, and the journal then commits each wave on its own (measured: 46
+    journal hand-offs to a thread instead of 1 for 1,000 followers at a bound of 256);
     ``breaker`` when a follower's repeated failures open its circuit breaker.
     """
 
@@ -92,7 +93,7 @@ class CopyEngine:
         connect: Mapping[str, Mapping[str, Any]],
         journal: str | Path | JournalStore,
         outbox: str | Path = ":memory:",
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, RateLimiter | Mapping[str, RateLimiter]] | None = None,
         audit: AuditLog | None = None,
         max_tasks: int = 4096,
         per_account: int = 4,
@@ -103,12 +104,7 @@ class CopyEngine:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
             raise InvalidRequest("the copy engine's secret must be at least 16 bytes")
-        if not isinstance(connect, Mapping) or not connect:
-            raise InvalidRequest("connect maps each venue name to its AsyncClient options")
-        self._connect = {name: dict(options) for name, options in connect.items()}
-        self._egress_of = {
-            name: str(options.pop("egress", name)) for name, options in self._connect.items()
-        }
+        self._lanes = Lanes(connect, limiters)
         tasks = whole("max_tasks", max_tasks, 1)
         self._per_account = whole("per_account", per_account, 1)
         self._per_egress = whole("per_egress", tasks if per_egress is None else per_egress, 1)
@@ -120,11 +116,9 @@ class CopyEngine:
             Journal(journal) if isinstance(journal, (str, Path)) else journal
         )
         self._outbox = Outbox(outbox)
-        self._limiters: dict[str, RateLimiter] = dict(limiters or {})
         self.audit = audit or AuditLog()
-        self._slots = asyncio.Semaphore(tasks)
+        self._slots = Bound(tasks)  # every follower in flight
         self._seats: dict[str, Seat] = {}
-        self._venue_leads: dict[str, AsyncClient] = {}  # the client each venue shares through
         if privacy is not None and not callable(getattr(privacy, "erase", None)):
             raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
         self.privacy = privacy
@@ -138,12 +132,14 @@ class CopyEngine:
             raise InvalidRequest("add() takes a Follower")
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = self._seat(follower, self._client_for(follower))
+        lane = self._lanes.assign(follower)
+        self._seats[follower.id] = self._seat(follower, self._client_for(follower, lane), lane)
 
     async def onboard(self, follower: Follower) -> None:
         """Check ``follower``'s key at the venue before it copies anything: a key that can
         withdraw, or more than it declares, is refused (:class:`OverPermissionedKey`)."""
-        client = self._client_for(follower)
+        lane = self._lanes.assign(follower)
+        client = self._client_for(follower, lane)
         try:
             await client.check_key(refuse=True)
         except SecureTradeError:
@@ -151,7 +147,7 @@ class CopyEngine:
             raise
         if follower.id in self._seats:
             raise InvalidRequest(f"follower {follower.id!r} is already registered")
-        self._seats[follower.id] = self._seat(follower, client)
+        self._seats[follower.id] = self._seat(follower, client, lane)
         self.audit.emit("copy.onboarded", follower=follower.id)
 
     def _who(self, follower_id: str) -> str:
@@ -174,6 +170,7 @@ class CopyEngine:
         seat = self._seats.pop(follower_id, None)
         if seat is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
+        self._lanes.unseat(follower_id)
         cancelled = []
         for outcome in self._outbox.history(follower_id):
             if outcome.status != "placed" or outcome.client_order_id is None:
@@ -222,9 +219,25 @@ class CopyEngine:
         ``egress:<name>``) held in flight at once so far."""
         return {name: bound.peak for name, bound in self._bounds.items()}
 
-    def _seat(self, follower: Follower, client: AsyncClient) -> Seat:
+    @property
+    def egress(self) -> dict[str, str]:
+        """Follower id -> the egress its orders leave through: one of its venue's
+        ``egress_ips``, or the venue's ``egress`` name (by default the venue's)."""
+        return {fid: self._lanes.egress(lane) for fid, lane in self._lanes.of.items()}
+
+    def limiter(self, follower_id: str) -> RateLimiter:
+        """The rate limiter ``follower_id``'s orders draw on (its egress IP's)."""
+        lane = self._lanes.of.get(follower_id)
+        if lane is None:
+            raise InvalidRequest(f"no follower {follower_id!r}")
+        return self._lanes.limiter(lane)
+
+    def _seat(self, follower: Follower, client: AsyncClient, lane: Lane) -> Seat:
         account = self._bound(f"account:{follower.venue}:{follower.account}", self._per_account)
-        egress = self._bound(f"egress:{self._egress_of[follower.venue]}", self._per_egress)
+        egress = self._bound(f"egress:{self._lanes.egress(lane)}", self._per_egress)
+        for bound in (self._slots, account, egress):
+            bound.join()
+        self._lanes.seat(follower, lane)
         return Seat(follower, client, Breaker(self._breaker), account, egress)
 
     def _bound(self, name: str, size: int) -> Bound:
@@ -248,7 +261,7 @@ class CopyEngine:
         self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
-        reads: _Reads = {}  # each venue's instruments, read once for this event
+        reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
         follows = [self._follow(seat, event, known, started, reads) for seat in seats]
         if shown is not None:
@@ -324,7 +337,13 @@ class CopyEngine:
                 result = [divergence(seat, "skip", f"error:{type(result).__name__}")]
             divergences.extend(result)
         report = ReconcileReport(snapshot, tuple(divergences), apply)
-        self.audit.emit("copy.reconciled", snapshot=snapshot.id, applied=apply, **report.counts)
+        self.audit.emit(
+            "copy.reconciled",
+            snapshot=snapshot.id,
+            applied=apply,
+            clamped=len(report.clamped),  # long-only followers kept from going below zero
+            **report.counts,
+        )
         return report
 
     async def _reconcile_one(
@@ -438,7 +457,7 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        reads: _Reads | None = None,
+        reads: Reads | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -449,7 +468,8 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    state = await self._state(seat, event, reads)
+                    lane = self._lanes.of[follower.id]
+                    state = await follower_state(seat, event, lane, reads)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -468,7 +488,7 @@ class CopyEngine:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
-        self._book(seat, order)
+        book(seat, order)
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
@@ -529,78 +549,14 @@ class CopyEngine:
             return Outcome(event_id, follower_id, leg, "failed", f"{type(exc).__name__}")
         return Outcome(event_id, follower_id, leg, "unresolved", type(exc).__name__)
 
-    # --- what the plan needs --------------------------------------------------------------
-
-    async def _state(
-        self, seat: Seat, event: LeaderEvent, reads: _Reads | None = None
-    ) -> FollowerState:
-        follower, client = seat.follower, seat.client
-        now_ms = int(time.time() * 1000)
-        if seat.quarantined:
-            return FollowerState(None, now_ms, quarantined=True)
-        symbol = follower_symbol(event, follower)
-        instruments = await _instruments(client, follower.venue, reads)
-        rules = instruments.get(symbol) if symbol is not None else None
-        if rules is None:
-            return FollowerState(None, now_ms)
-        if seat.balances is None:
-            seat.balances = {b.asset: b.free for b in await client.balances()}
-        base = seat.balances.get(rules.base_asset, Decimal(0))
-        quote = seat.balances.get(rules.quote_asset, Decimal(0))
-        return FollowerState(
-            rules,
-            now_ms,
-            position=base,
-            equity=quote + base * event.price,
-            quote_free=quote,
-            base_free=base,
-        )
-
-    def _book(self, seat: Seat, order: Order) -> None:
-        """Keep the follower's balances current from its own fills (no read per event)."""
-        balances = seat.balances
-        if balances is None or order.filled_quantity <= 0:
-            return
-        rules = seat.client.core.market.instruments.get(order.symbol)
-        if rules is None:
-            seat.balances = None
-            return
-        sign = 1 if order.side is Side.BUY else -1
-        base, quote = rules.base_asset, rules.quote_asset
-        balances[base] = balances.get(base, Decimal(0)) + sign * order.filled_quantity
-        balances[quote] = balances.get(quote, Decimal(0)) - sign * order.quote_quantity
-        for fill in order.fills:
-            if fill.commission and fill.commission_asset:
-                asset = fill.commission_asset
-                balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
-
     # --- clients -------------------------------------------------------------------------------
 
-    def _client_for(self, follower: Follower) -> AsyncClient:
-        venue = follower.venue
-        options = self._connect.get(venue)
-        if options is None:
-            raise InvalidRequest(f"no connect options for {venue!r}; pass connect={{...}}")
-        lead = self._venue_leads.get(venue)
-        limiter = self._limiters.get(venue)
-        if limiter is None:
-            limiter = self._limiters[venue] = RateLimiter()
-        shared: dict[str, Any] = {"journal": self._journal, "limiter": limiter, "audit": self.audit}
-        if lead is not None:
-            shared["transport"] = lead._transport  # the egress: one connection pool
-        client = AsyncClient(
-            KeyRing.of(follower.key), policy=follower.policy, **{**options, **shared}
-        )
-        if lead is None:
-            self._venue_leads[venue] = client
-        else:
-            client.core.share_market(lead.core)
-        return client
+    def _client_for(self, follower: Follower, lane: Lane) -> AsyncClient:
+        return self._lanes.client(follower, lane, self._journal, self.audit)
 
     async def aclose(self) -> None:
         """Close the connection pools and the outbox (the journal is the caller's)."""
-        for client in self._venue_leads.values():
-            await client.aclose()
+        await self._lanes.aclose()
         self._outbox.close()
 
     async def __aenter__(self) -> CopyEngine:
@@ -622,25 +578,3 @@ async def _ticking(work: Awaitable[_T], shown: Any) -> _T:
         return await work
     finally:
         shown.update(1)
-
-
-async def _instruments(
-    client: AsyncClient, venue: str, reads: _Reads | None
-) -> dict[str, Instrument]:
-    """The venue's instruments, read by the first of its followers in this event and
-    handed to the others (the read copies the whole table: once per venue, not once per
-    follower). A failed first read leaves each follower to read, and fail, on its own."""
-    if reads is None:
-        return await client.instruments()
-    waiting = reads.get(venue)
-    if waiting is not None:
-        table = await waiting
-        return table if table is not None else await client.instruments()
-    done: asyncio.Future[dict[str, Instrument] | None] = asyncio.get_running_loop().create_future()
-    reads[venue] = done
-    table = None
-    try:
-        table = await client.instruments()
-        return table
-    finally:
-        done.set_result(table)  # None when it failed (or was cancelled): the others read

@@ -9,6 +9,7 @@ a :class:`Follower` is one account that mirrors the leader under its own sizing 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -129,6 +130,11 @@ class Follower:
     open may fill (opens go out as IOC limits at that bound); ``ttl_ms`` is how old an event
     may be for an open to be copied (closes are always copied). The limits refuse a copy
     that would exceed them (``risk_limit``); ``policy`` applies on top, as for any order.
+    ``long_only`` (the default) says the account cannot go below zero in a symbol (a spot
+    account, or one the platform does not let short): reconciliation then never sells more
+    than it holds free, nor mirrors a short leader (see :mod:`.reconcile`).
+    ``egress_ip`` pins the follower to one of its venue's ``egress_ips`` (a key
+    allowlisted for that address); by default the engine picks one.
     """
 
     id: str = field(
@@ -143,6 +149,8 @@ class Follower:
     max_position: Decimal | None = None  # absolute, in the base asset, after the copy
     equity_floor: Decimal | None = None  # no new opens below this equity
     policy: Policy | None = None
+    egress_ip: str | None = None
+    long_only: bool = True
 
     def __post_init__(self) -> None:
         text("Follower.id", self.id)
@@ -164,6 +172,15 @@ class Follower:
                 if amount < 0:
                     raise InvalidRequest(f"Follower.{name} must not be negative")
                 setattr(self, name, amount)
+        if not isinstance(self.long_only, bool):
+            raise InvalidRequest("Follower.long_only is True or False")
+        if self.egress_ip is not None:
+            try:
+                self.egress_ip = str(ipaddress.ip_address(self.egress_ip))
+            except (TypeError, ValueError):
+                raise InvalidRequest(
+                    f"Follower.egress_ip must be an IP address, not {self.egress_ip!r}"
+                ) from None
 
     @functools.cached_property
     def venue(self) -> str:

@@ -17,7 +17,15 @@ what brings the follower back in line, as a :class:`Divergence`.
   the same snapshot reconciled twice, on one host or several, places one order at most,
   and a later snapshot finds the correction in the follower's copied position.
 
-Spot positions are long only: the leader's position in a symbol is the base it holds.
+Long-only followers (``Follower.long_only``, the default: a spot account, or one the
+platform does not let short) never get a correction that would take them below zero: a
+leader that is short (a negative position, on a margin or futures venue) sizes their
+target at zero, and a sell is cut to the base they have free (what their own open orders
+lock stays locked). Each such cut is reported on the :class:`Divergence` (``clamped``,
+reason ``long_only``). A follower with ``long_only=False`` mirrors the short: its target
+is the leader's position scaled, negative included, and its position is what its copy
+orders filled, net (a manual buy-back of a short is not detected: the base it holds
+says nothing of what it owes).
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ _PER_EVENT = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class LeaderSnapshot:
-    """What the leader holds now, per symbol (0 for a symbol it copied and closed).
+    """What the leader holds now, per symbol (0 for a symbol it copied and closed; less than
+    0 for a short, on a margin or futures venue).
 
     ``id`` names the snapshot: reconciling the same snapshot again derives the same keys,
     so it places nothing new. ``prices`` are the leader's prices for the symbols it holds
@@ -77,8 +86,6 @@ class LeaderSnapshot:
         positions = {}
         for symbol, amount in self.positions.items():
             value = to_decimal(amount, field=f"LeaderSnapshot.positions[{symbol!r}]")
-            if value < 0:
-                raise InvalidRequest("LeaderSnapshot.positions are spot holdings: never negative")
             positions[text("LeaderSnapshot symbol", symbol)] = value
         prices = {}
         for symbol, amount in self.prices.items():
@@ -86,7 +93,7 @@ class LeaderSnapshot:
             if value <= 0:
                 raise InvalidRequest("LeaderSnapshot.prices must be greater than zero")
             prices[symbol] = value
-        missing = [s for s, q in positions.items() if q > 0 and s not in prices]
+        missing = [s for s, q in positions.items() if q != 0 and s not in prices]
         if missing:
             raise InvalidRequest(f"LeaderSnapshot needs a price for {', '.join(sorted(missing))}")
         object.__setattr__(self, "positions", positions)
@@ -105,9 +112,11 @@ class LeaderSnapshot:
 class FollowerView:
     """What reconciliation knows of one follower in one symbol (its venue's symbol).
 
-    ``held``: the base asset the venue says it holds (free and locked); ``copied``: the net
-    base its copy orders filled; ``pending``: the signed quantity its copy orders still
-    have open at the venue (a buy positive); ``overridden``: a manual close is on record.
+    ``held``: the base asset the venue says it holds (free and locked); ``base_free``: the
+    part of it not locked by open orders (None: unknown, ``held`` is used); ``copied``: the
+    net base its copy orders filled; ``pending``: the signed quantity its copy orders
+    still have open at the venue (a buy positive); ``overridden``: a manual close is on
+    record.
     """
 
     instrument: Instrument | None
@@ -117,6 +126,7 @@ class FollowerView:
     equity: Decimal | None = None
     quote_free: Decimal | None = None
     overridden: bool = False
+    base_free: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +137,9 @@ class Divergence:
     ``override`` (a manual close, recorded now), ``skip`` (out of line, with ``reason``:
     ``manual_override``, ``balance``, ``risk_limit``, ``below_minimum``,
     ``unmapped_symbol``, ``unresolved``...). ``outcome`` is set when the correction was
-    applied (``placed``, ``failed``...).
+    applied (``placed``, ``failed``...). ``clamped`` is how much base a long-only follower
+    was not given, to stay at or above zero (its reason is then ``long_only`` unless
+    another one applies).
     """
 
     follower_id: str
@@ -138,6 +150,7 @@ class Divergence:
     reason: str = ""  # also ``equity_unknown``: proportional sizing without either equity
     intent: CopyIntent | None = None
     outcome: str | None = None
+    clamped: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,11 @@ class ReconcileReport:
     def counts(self) -> dict[str, int]:
         """How many divergences call for each action (``in_line``, ``place``, ...)."""
         return dict(Counter(d.action for d in self.divergences))
+
+    @property
+    def clamped(self) -> list[Divergence]:
+        """The divergences where a long-only follower was kept from going below zero."""
+        return [d for d in self.divergences if d.clamped > 0]
 
     @property
     def proposals(self) -> list[CopyIntent]:
@@ -192,10 +210,15 @@ def reconcile_plan(
     on the follower's venue). Pure: the engine reads the view and applies the result."""
     rules = view.instrument
     position = max(Decimal(0), min(view.held, view.copied))
+    if not follower.long_only and view.copied < 0:
+        position = view.copied  # short: what its copies sold, net
     leader = snapshot.positions.get(leader_symbol, Decimal(0))
+    clamped = Decimal(0)
 
     def result(action: str, reason: str = "", *, target: Decimal = Decimal(0)) -> Divergence:
-        return Divergence(follower.id, symbol, target, position, action, reason)
+        if clamped and not reason:
+            reason = "long_only"
+        return Divergence(follower.id, symbol, target, position, action, reason, clamped=clamped)
 
     if rules is None or not rules.trading:
         return result("skip", "unmapped_symbol")
@@ -203,6 +226,8 @@ def reconcile_plan(
     target = _target(snapshot, follower, leader_symbol, leader, view, rules)
     if target is None:  # it cannot be sized: never read as "the follower should be flat"
         return result("skip", "equity_unknown")
+    if follower.long_only and target < 0:  # the leader is short: a long-only one is flat
+        target, clamped = Decimal(0), -target
     if view.overridden:
         if leader == 0:  # the leader is flat too: the override has served its purpose
             return result("in_line", "override_cleared", target=target)
@@ -210,7 +235,7 @@ def reconcile_plan(
     if view.copied > 0 and view.copied - view.held > step:
         # The follower holds less than its copies left it: it closed by hand.
         return result("override", f"holds {view.held} of {view.copied} copied", target=target)
-    if follower.sizing.mode in _PER_EVENT and leader > 0 and position + view.pending > 0:
+    if follower.sizing.mode in _PER_EVENT and leader * (position + view.pending) > 0:
         # Sized per event, not by the leader's position: how many copies it should hold
         # cannot be told from the position, so one that holds some is left as it is.
         return result("in_line", "sized_per_event", target=position + view.pending)
@@ -220,7 +245,13 @@ def reconcile_plan(
     key = copy_key(secret, snapshot.event_id(leader_symbol), follower.id, 0)
     order: OrderRequest
     if missing < 0:  # an excess: closes go through at market
-        quantity = _floor(min(-missing, view.held), step)
+        wanted = -missing
+        if follower.long_only:  # never below zero, nor into what its own orders lock
+            free = view.held if view.base_free is None else min(view.held, view.base_free)
+            if wanted > free:
+                clamped += wanted - max(free, Decimal(0))
+                wanted = max(free, Decimal(0))
+        quantity = _floor(wanted, step)
         if quantity <= 0 or quantity < rules.min_quantity:
             return result("skip", "below_minimum", target=target)
         order = MarketOrder(symbol=symbol, side=Side.SELL, quantity=quantity)
@@ -243,7 +274,10 @@ def reconcile_plan(
             time_in_force=TimeInForce.IOC,
         )
     intent = CopyIntent(follower.id, snapshot.event_id(leader_symbol), 0, order, key)
-    return Divergence(follower.id, symbol, target, position, "place", "", intent)
+    reason = "long_only" if clamped else ""
+    return Divergence(
+        follower.id, symbol, target, position, "place", reason, intent, clamped=clamped
+    )
 
 
 def _target(
@@ -255,10 +289,13 @@ def _target(
     rules: Instrument,
 ) -> Decimal | None:
     """The follower's position for the leader's, by its sizing (None: the equity it
-    needs is unknown). The modes sized per event give one copy's worth while the leader
-    holds (used only when the follower holds none), none when it is flat."""
-    if leader <= 0:
+    needs is unknown): negative for a short leader. The modes sized per event give one
+    copy's worth while the leader holds (used only when the follower holds none), none
+    when it is flat."""
+    if leader == 0:
         return Decimal(0)
+    sign = 1 if leader > 0 else -1
+    leader = abs(leader)
     mode, value = follower.sizing.mode, follower.sizing.value
     price = snapshot.prices[leader_symbol]
     needs_equity = mode in (SizingMode.PROPORTIONAL, SizingMode.RISK_PERCENT)
@@ -280,7 +317,7 @@ def _target(
     target = _floor(raw, rules.step_size)
     if follower.max_position is not None:
         target = min(target, _floor(follower.max_position, rules.step_size))
-    return target
+    return sign * target
 
 
 def _floor(value: Decimal, step: Decimal) -> Decimal:

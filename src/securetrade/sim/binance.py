@@ -341,6 +341,9 @@ class _Stats(DialectStats):
     #: (monotonic time, request weight) of the same requests: what the venue counts
     #: against its weight limit at the moment each one arrives.
     arrival_weights: list[tuple[float, int]] = field(default_factory=list)
+    #: The same requests' peer addresses, in the same order: ``zip`` them with
+    #: ``arrival_weights`` for the weight each source IP spent (the venue's limit is per IP).
+    arrival_clients: list[str] = field(default_factory=list)
 
 
 class BinanceDialect(Dialect[_Stats]):
@@ -385,6 +388,7 @@ class BinanceDialect(Dialect[_Stats]):
         self.stats.arrivals.append((now, request.method, request.path))
         weight = _weight(request.method, request.path, request.query)
         self.stats.arrival_weights.append((now, weight))
+        self.stats.arrival_clients.append(request.client)
 
     def _fault_answer(self, fault: Fault) -> SimResponse:
         retry = {"retry-after": str(max(1, round(fault.seconds)))}

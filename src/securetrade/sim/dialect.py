@@ -163,7 +163,7 @@ class Dialect(ABC, Generic[StatsT]):
         """Answer one request, with whatever the fault schedule has in store for it."""
         path, _, query = target.partition("?")
         request = SimRequest(method, target, path, query, headers, body, client)
-        fault = self.faults.take(method, path)
+        fault = self.faults.take(method, path, client)
         kind = None if fault is None else fault.kind
         if fault is not None and kind == "slow_arrival":
             time.sleep(fault.seconds)  # still on its way: the venue counts it when it gets here

@@ -59,7 +59,8 @@ class Fault:
     (past the client's timeout, the order lands after the client gave up);
     ``slow_arrival`` holds it ``seconds`` before the venue counts it, as a slow first
     connection or a congested route does: it arrives late, then is processed as usual.
-    ``method``/``path`` select the requests (``None`` matches any); ``times`` is how many
+    ``method``/``path`` select the requests (``None`` matches any), and ``client`` the
+    peer address they come from (one egress IP of several); ``times`` is how many
     matching requests it hits.
     """
 
@@ -69,6 +70,15 @@ class Fault:
     times: int = 1
     status: int = 503
     seconds: float = 1.0
+    client: str | None = None
+
+    def matches(self, method: str, path: str, client: str | None) -> bool:
+        """Whether this fault selects a request."""
+        return (
+            self.method in (None, method)
+            and self.path in (None, path)
+            and self.client in (None, client)
+        )
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -106,15 +116,16 @@ class Faults:
         times: int = 1,
         status: int = 503,
         seconds: float = 1.0,
+        client: str | None = None,
     ) -> None:
         """Schedule a fault; see :class:`Fault`."""
-        self.add(Fault(kind, method, path, times, status, seconds))
+        self.add(Fault(kind, method, path, times, status, seconds, client))
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The fault that hits this request, if any (and count it down)."""
+    def take(self, method: str, path: str, client: str | None = None) -> Fault | None:
+        """The fault that hits this request from ``client``, if any (and count it down)."""
         with self._lock:
             for fault in self._pending:
-                if (fault.method in (None, method)) and (fault.path in (None, path)):
+                if fault.matches(method, path, client):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._pending.remove(fault)
@@ -123,9 +134,7 @@ class Faults:
             if self._random is not None:
                 probability, faults, rng = self._random
                 if rng.random() < probability:
-                    matching = [
-                        f for f in faults if f.method in (None, method) and f.path in (None, path)
-                    ]
+                    matching = [f for f in faults if f.matches(method, path, client)]
                     if matching:
                         fault = rng.choice(matching)
                         self.fired.append((fault.kind, method, path))

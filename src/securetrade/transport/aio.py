@@ -25,6 +25,7 @@ import abc
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import logging
 import select
 import socket
@@ -408,10 +409,16 @@ async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write:
 
 
 async def _open_socket(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: Timeout
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    timeout: Timeout,
+    local_address: str | None = None,
 ) -> socket.socket:
     """A connected non-blocking TCP socket (no Nagle delay), trying each address in turn:
-    the lookup within the ``resolve`` phase, the connecting within ``connect``."""
+    the lookup within the ``resolve`` phase, the connecting within ``connect``. With
+    ``local_address`` the socket leaves from that address of this host (the egress IP the
+    venue counts its per-IP limits by)."""
     try:
         addresses = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout.resolve
@@ -425,6 +432,8 @@ async def _open_socket(
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if local_address is not None:
+                _bind(sock, local_address)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Expired("connect", timeout.connect)
@@ -444,6 +453,31 @@ async def _open_socket(
             raise
         return sock
     raise failure
+
+
+def _bind(sock: socket.socket, local_address: str) -> None:
+    """Send from ``local_address`` (any free port)."""
+    try:
+        sock.bind((local_address, 0))
+    except OSError as exc:
+        sock.close()
+        raise TransportFailure(
+            f"cannot send from {local_address} ({exc.strerror}): give an address of this "
+            "host as the egress; connection not made",
+            sent=False,
+        ) from None
+
+
+def _local_address(value: str | None) -> str | None:
+    """``value`` checked as an IP address literal (the egress to bind), or None."""
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except (TypeError, ValueError):
+        raise InvalidRequest(
+            f"local_address must be an IP address of this host, not {value!r}"
+        ) from None
 
 
 async def _handshake(
@@ -471,7 +505,8 @@ class AsyncHttpTransport:
     Connections are opened on demand inside the running loop (so the transport, and an
     ``AsyncClient``, may be built outside any loop), at most ``max_connections`` at once;
     each carries one request at a time and goes back to the idle pool when its reply has
-    been read whole.
+    been read whole. ``local_address`` sends every connection from that address of this
+    host: a platform with several egress IPs gives each its own transport.
     """
 
     def __init__(
@@ -484,8 +519,10 @@ class AsyncHttpTransport:
         max_connections: int = 64,
         limits: Limits = DEFAULT_LIMITS,
         unsafe_allow_plain_http: bool = False,
+        local_address: str | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
+        self.local_address = _local_address(local_address)
         parts = urlsplit(self.base_url)
         self._tls = parts.scheme == "https"
         self._host = parts.hostname or ""
@@ -531,7 +568,7 @@ class AsyncHttpTransport:
     ) -> _Connection:
         """TCP to the venue (or through an HTTP CONNECT tunnel), then TLS, pinned."""
         if self._proxy is None:
-            sock = await _open_socket(loop, self._host, self._port, timeout)
+            sock = await _open_socket(loop, self._host, self._port, timeout, self.local_address)
         else:
             sock = await self._within(self._tunnel(loop, timeout), "connect", timeout.connect)
         if not self._tls:
@@ -556,7 +593,7 @@ class AsyncHttpTransport:
         proxy = self._proxy
         address = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
         try:
-            sock = await _open_socket(loop, *address, timeout)
+            sock = await _open_socket(loop, *address, timeout, self.local_address)
             if proxy is not None or not self._tls:
                 await loop.create_connection(lambda: connection, sock=sock)
             if proxy is not None:
@@ -611,7 +648,8 @@ class AsyncHttpTransport:
         """A socket through the proxy's HTTP CONNECT tunnel to the venue, ready for TLS."""
         assert self._proxy is not None
         proxy = self._proxy
-        connection = _Connection(loop, await _open_socket(loop, proxy.host, proxy.port, timeout))
+        opened = await _open_socket(loop, proxy.host, proxy.port, timeout, self.local_address)
+        connection = _Connection(loop, opened)
         try:
             await self._through(connection)
             return connection.detach()
