@@ -11,6 +11,7 @@ after a full-jitter backoff no shorter than the venue's minimum.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -62,15 +63,17 @@ class Connector:
         on_frame: Callable[[Any], None],
         on_gap: Callable[[str, str], Awaitable[None]],
         on_fatal: Callable[[SecureTradeError], Awaitable[None]],
-        auth: Callable[[], list[str]] | None,
+        auth: Callable[[], list[str] | Awaitable[list[str]]] | None,
         check_auth: Callable[[Any], bool] | None,
         probe: Callable[[], str | None],
         backoff: Backoff,
         stale_after: float,
         probe_timeout: float,
         max_age: float,
+        decode: Callable[[str | bytes], Any] | None = None,
     ) -> None:
         self.url = url
+        self._decode = decode or _decode
         self._context = context
         self._on_frame = on_frame
         self._on_gap = on_gap
@@ -202,7 +205,10 @@ class Connector:
     async def _authenticate(self, socket: ClientConnection) -> None:
         assert self._auth is not None
         assert self._check_auth is not None
-        for frame in self._auth():
+        frames = self._auth()
+        if inspect.isawaitable(frames):  # a token fetched over REST first (Kraken)
+            frames = await frames
+        for frame in frames:
             log.debug("stream send %s", redact_text(frame))
             await socket.send(frame)
         deadline = time.monotonic() + 10.0
@@ -211,7 +217,7 @@ class Connector:
             if remaining <= 0:
                 raise ConnectFailed("the venue did not answer the stream subscription in 10 s")
             text = await asyncio.wait_for(socket.recv(), remaining)
-            frame = _decode(text)
+            frame = self._decode(text)
             try:
                 if self._check_auth(frame):
                     return
@@ -220,7 +226,7 @@ class Connector:
             self._on_frame(frame)
 
     def _deliver(self, text: str | bytes) -> None:
-        frame = _decode(text)
+        frame = self._decode(text)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("stream recv %s", redact_text(text if isinstance(text, str) else ""))
         self._on_frame(frame)
@@ -233,6 +239,15 @@ class Connector:
         socket = self._socket
         if socket is not None:
             await socket.close()
+
+    async def send(self, frames: list[str]) -> None:
+        """Send ``frames`` on the current socket, if there is one (a resubscription)."""
+        socket = self._socket
+        if socket is None:
+            return
+        for frame in frames:
+            log.debug("stream send %s", redact_text(frame))
+            await socket.send(frame)
 
     async def drop(self) -> None:
         """Close the current socket (a stale subscription): :meth:`run` dials again."""

@@ -1,0 +1,352 @@
+"""Kraken live streams (WebSocket API v2) over the simulator's pinned WebSockets: every fill
+exactly once under each stream fault (the oracle is the simulator's own trade list), the
+book kept and checked against its CRC32 checksum, the token never shown, the pins checked
+before the first byte, and an intruder's order reported."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import AsyncClient
+from securetrade.errors import PinMismatch
+from securetrade.keys import ApiKey
+from securetrade.models import LimitOrder
+from securetrade.ratelimit import RateLimiter
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.kraken import _order_number, _trade_txid, _txid
+from securetrade.sim.kraken_ws import KrakenWebSockets
+from securetrade.sim.kraken_ws import book_checksum as venue_checksum
+from securetrade.sim.ws import Intruder
+from securetrade.streams import (
+    BookUpdate,
+    FillEvent,
+    OrderUpdate,
+    Resynced,
+    StreamGap,
+    TickerUpdate,
+    UnknownActivity,
+)
+from securetrade.streams.kraken import KrakenStreams, book_checksum
+from stream_helpers import FAST, fill_ids, tls, until
+
+ACCOUNT = "kraken-streams"
+
+
+@pytest.fixture
+def ksim() -> Iterator[Simulator]:
+    with Simulator(kraken_limits=None) as simulator:  # reconciling is not rate-limited here
+        yield simulator
+
+
+@pytest.fixture
+def venue(ksim: Simulator) -> tuple[HttpsServer, KrakenWebSockets]:
+    server = ksim.serve()
+    return server, ksim.serve_kraken_ws(server)
+
+
+def _client(server: HttpsServer, key: ApiKey, journal: str, **extra: Any) -> AsyncClient:
+    return AsyncClient(
+        key, journal=journal, limiter=RateLimiter.in_memory([]), **{**tls(server), **extra}
+    )
+
+
+def _resting() -> LimitOrder:
+    return LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.001", price="30000")
+
+
+def _oracle(sim: Simulator) -> set[str]:
+    """Every trade the simulator executed for the account, as Kraken names it (a txid)."""
+    return {_trade_txid(t.trade_id) for t in sim.market.trades(ACCOUNT, "BTCUSDT", None)}
+
+
+def _apply(fault: str, ws: KrakenWebSockets, stage: int) -> None:
+    faults = ws.faults
+    if fault == "drop" and stage == 0:
+        faults.drop.update({2, 5, 9})
+    elif fault == "duplicate" and stage == 0:
+        faults.duplicate.update(range(1, 13))
+    elif fault == "reorder" and stage == 0:
+        faults.reorder.update({1, 4, 6})
+    elif fault == "mute" and stage == 1:
+        ws.mute()
+    elif fault == "close_every" and stage == 0:
+        faults.close_every = 0.3
+    elif fault == "refuse" and stage == 1:
+        faults.refuse_for(1.5)
+        ws.expire_all()
+    elif fault == "expire" and stage == 1:
+        ws.expire_all()
+
+
+async def _run(
+    sim: Simulator, server: HttpsServer, ws: KrakenWebSockets, fault: str, journal: str
+) -> tuple[list[Any], set[str], set[str]]:
+    key = sim.create_key(venue="kraken", account=ACCOUNT)
+    events: list[Any] = []
+    async with _client(server, key, journal) as client:
+        stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+
+        async def consume() -> None:
+            async for event in stream:
+                events.append(event)
+
+        task = asyncio.create_task(consume())
+        await until(lambda: client._stream_hub is not None and client._stream_hub.user is not None
+                    and client._stream_hub.user.healthy)  # fmt: skip
+        orders = [await client.place_order(_resting()) for _ in range(4)]
+        numbers = [_order_number(o.order_id) for o in orders]
+        _apply(fault, ws, 0)
+        for number in numbers:
+            assert number is not None
+            sim.market.trade(number, Decimal("0.0004"))
+        await asyncio.sleep(0.2)
+        _apply(fault, ws, 1)
+        for number in numbers:
+            assert number is not None
+            sim.market.trade(number, Decimal("0.0006"))
+        expected = _oracle(sim)
+        assert len(expected) == 8
+        await until(lambda: expected <= set(fill_ids(events)))
+        if fault == "mute":
+            await until(lambda: any(isinstance(e, StreamGap) and e.reason == "stale"
+                                    for e in events))  # fmt: skip
+        if fault == "refuse":
+            await until(lambda: ws.refused > 0)
+        ws.faults.clear()
+        hub = client._stream_hub
+        await until(lambda: hub.user.healthy)
+        gaps = hub.user.gaps
+        hub.user.resync("test")  # one more reconciliation: nothing may come twice
+        await until(lambda: hub.user.gaps > gaps and any(isinstance(e, Resynced)
+                                                         for e in events[-3:]))  # fmt: skip
+        task.cancel()
+        journal_fills = {
+            f.trade_id
+            for o in orders
+            for f in client.journal.fills(o.client_order_id)
+            if f.trade_id is not None
+        }
+    return events, expected, journal_fills
+
+
+@pytest.mark.parametrize(
+    "fault", ["none", "drop", "duplicate", "reorder", "mute", "close_every", "refuse", "expire"]
+)
+def test_every_kraken_fill_exactly_once_under_stream_faults(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], fault: str, tmp_path: Path
+) -> None:
+    server, ws = venue
+    events, expected, journal_fills = asyncio.run(
+        _run(ksim, server, ws, fault, str(tmp_path / "j.db"))
+    )
+
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert all(n == 1 for n in counts.values()), counts
+    assert journal_fills == expected  # the journal's fills table holds each once
+    fills = [e for e in events if isinstance(e, FillEvent)]
+    assert {e.symbol for e in fills} == {"BTC/USDT"}  # unified out, whichever path found it
+    assert sum((e.quantity for e in fills), Decimal(0)) == Decimal("0.004")
+    gaps = {e.reason for e in events if isinstance(e, StreamGap)}
+    if fault == "drop":
+        assert gaps & {"sequence", "sweep"}
+        assert any(e.recovered for e in fills)
+    if fault == "mute":
+        assert "stale" in gaps
+    if fault == "refuse":
+        assert ws.refused > 0
+    if fault != "none":
+        assert gaps
+
+
+def test_a_skipped_sequence_number_is_a_gap_reported_before_the_frame_events() -> None:
+    dialect = KrakenStreams()
+    row = {"order_id": "O1", "symbol": "BTC/USD", "side": "buy", "order_qty": Decimal("1"),
+           "cum_qty": Decimal("0"), "order_status": "new", "exec_type": "new"}  # fmt: skip
+    assert dialect.parse({"channel": "executions", "type": "snapshot", "data": [],
+                          "sequence": 1}) == []  # fmt: skip
+    first = dialect.parse({"channel": "executions", "type": "update", "data": [row],
+                           "sequence": 2})  # fmt: skip
+    assert [type(i).__name__ for i in first] == ["ExecutionReport"]
+    # a later update names only what changed: the rest is remembered
+    late = {"order_id": "O1", "exec_type": "canceled", "order_status": "canceled"}
+    skipped = dialect.parse({"channel": "executions", "type": "update", "data": [late],
+                             "sequence": 4})  # fmt: skip
+    assert [type(i).__name__ for i in skipped] == ["Marker", "ExecutionReport"]
+    assert skipped[0].reason == "sequence"
+    report = skipped[1]
+    assert (report.symbol, report.side, report.status) == ("BTC/USD", "BUY", "CANCELED")
+    assert report.quantity == Decimal("1")
+
+
+def test_the_book_checksum_follows_krakens_algorithm_on_the_wire_texts() -> None:
+    """The client's checksum (over Decimals read from the wire) and the simulator's (over
+    the texts it wrote) agree, trailing zeros and leading zeros handled as Kraken says."""
+    asks = [("45285.2", "0.00100000"), ("45286.4", "1.54582015"), ("45286.6", "1.00000000")]
+    bids = [("45283.5", "0.10000000"), ("45283.4", "1.54582015"), ("45282.1", "0.00100000")]
+    wire = venue_checksum(asks, bids)
+    parsed = book_checksum(
+        [(Decimal(p), Decimal(q)) for p, q in asks], [(Decimal(p), Decimal(q)) for p, q in bids]
+    )
+    assert parsed == wire
+    assert book_checksum([(Decimal("45285.2"), Decimal("0.001"))], []) != venue_checksum(
+        [("45285.2", "0.00100000")], []
+    )  # the digits as written count: 0.001 is not 0.00100000
+
+
+def test_book_is_kept_checked_and_a_bad_checksum_resubscribes(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    async def main() -> list[Any]:
+        events: list[Any] = []
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_book("BTC/USDT", stream_url=ws.market_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            await until(lambda: any(isinstance(e, BookUpdate) for e in events))
+            ws.corrupt_checksums(1)
+            ksim.market.set_price("BTCUSDT", ksim.market.price("BTCUSDT") + Decimal(50))
+            await until(lambda: any(isinstance(e, Resynced) for e in events))
+            ksim.market.set_price("BTCUSDT", ksim.market.price("BTCUSDT") + Decimal(50))
+            bids, asks = ksim.market.book("BTCUSDT", 10)
+            await until(lambda: isinstance(events[-1], BookUpdate)
+                        and events[-1].bids[0][0] == bids[0][0])  # fmt: skip
+            task.cancel()
+            events.append((bids, asks))
+        return events
+
+    events = asyncio.run(main())
+    bids, asks = events.pop()
+    gaps = [e for e in events if isinstance(e, StreamGap)]
+    assert [g.reason for g in gaps] == ["checksum"]
+    at = events.index(gaps[0])
+    assert isinstance(events[at + 1], Resynced)  # then the fresh snapshot
+    assert isinstance(events[at + 2], BookUpdate)
+    last = events[-1]
+    assert last.symbol == "BTC/USDT"
+    assert [p for p, _ in last.bids] == [p for p, _ in bids]  # the book kept from updates
+    assert [p for p, _ in last.asks] == [p for p, _ in asks]
+    assert ws.connections == 1  # resynced on the same connection
+
+
+def test_ticker_in_unified_symbols(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    async def main() -> TickerUpdate:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            await client.instruments()  # then the venue's own name maps too
+            stream = client.watch_ticker("XBTUSDT", stream_url=ws.market_url, options=FAST)
+            async for event in stream:
+                if isinstance(event, TickerUpdate):
+                    return event
+        raise AssertionError("no ticker")
+
+    ticker = asyncio.run(main())
+    assert ticker.symbol == "BTC/USDT"
+    assert ticker.venue == "kraken"
+    assert isinstance(ticker.bid, Decimal)
+    assert ticker.bid < ticker.ask
+
+
+def test_the_token_is_never_logged(
+    ksim: Simulator,
+    venue: tuple[HttpsServer, KrakenWebSockets],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(stream.__anext__())
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            await client.place_order(_resting())
+            await task
+            repr(client._stream_hub.user.dialect)
+
+    asyncio.run(main())
+    tokens = list(ksim.kraken.ws_tokens)
+    assert tokens  # one was issued and used
+    text = caplog.text
+    assert '"channel": "executions"' in text  # the subscription frame was logged ...
+    assert all(token not in text for token in tokens)  # ... without its token
+    assert all(token[:12] not in text for token in tokens)
+
+
+def test_pins_are_checked_before_the_token_could_go_out(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, _ = venue
+    rogue = ksim.serve_kraken_ws()  # its own CA and key: trusted below, but not pinned
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    async def main() -> None:
+        async with _client(server, key, str(tmp_path / "j.db"),
+                           cadata=server.ca_pem + rogue.ca_pem) as client:  # fmt: skip
+            async for _ in client.watch_fills(stream_url=rogue.user_url, options=FAST):
+                break
+
+    with pytest.raises(PinMismatch):
+        asyncio.run(main())
+    assert rogue.requests == 0  # not even the HTTP upgrade
+    assert rogue.connections == 0
+
+
+def test_an_intruders_order_is_reported_within_one_event(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    intruder = Intruder(ksim, ACCOUNT)
+
+    async def main() -> list[Any]:
+        events: list[Any] = []
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            mine = await client.place_order(_resting())
+            await until(lambda: any(isinstance(e, OrderUpdate) for e in events))
+            foreign = intruder.place("BTCUSDT", "BUY", Decimal("0.001"), Decimal("31000"))
+            await until(lambda: any(isinstance(e, UnknownActivity) for e in events))
+            task.cancel()
+            events.append(("ids", mine.order_id, _txid(foreign.order_id)))
+        return events
+
+    events = asyncio.run(main())
+    _, mine, foreign = events.pop()
+    unknown = [e for e in events if isinstance(e, UnknownActivity)]
+    assert [u.order_id for u in unknown] == [foreign], events
+    assert unknown[0].kind == "order"
+    assert unknown[0].symbol == "BTC/USDT"
+    first = next(i for i, e in enumerate(events) if getattr(e, "order_id", None) == foreign)
+    assert isinstance(events[first], UnknownActivity)  # the alert before the order's update
+    assert all(e.ours for e in events if isinstance(e, OrderUpdate) and e.order_id == mine)
