@@ -6,6 +6,7 @@ before the first byte, and an intruder's order reported."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -15,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from securetrade import AsyncClient
+from securetrade import AsyncClient, Client
 from securetrade.errors import PinMismatch
-from securetrade.keys import ApiKey
+from securetrade.keys import ApiKey, Secret
 from securetrade.models import LimitOrder
 from securetrade.ratelimit import RateLimiter
 from securetrade.sim import HttpsServer, Simulator
@@ -33,9 +34,10 @@ from securetrade.streams import (
     StreamGap,
     TickerUpdate,
     UnknownActivity,
+    WithdrawalEvent,
 )
 from securetrade.streams.kraken import KrakenStreams, book_checksum
-from stream_helpers import FAST, fill_ids, tls, until
+from stream_helpers import FAST, fill_ids, tls, until, until_sync
 
 ACCOUNT = "kraken-streams"
 
@@ -350,3 +352,115 @@ def test_an_intruders_order_is_reported_within_one_event(
     first = next(i for i, e in enumerate(events) if getattr(e, "order_id", None) == foreign)
     assert isinstance(events[first], UnknownActivity)  # the alert before the order's update
     assert all(e.ours for e in events if isinstance(e, OrderUpdate) and e.order_id == mine)
+
+
+def test_an_intruders_withdrawal_engages_the_kill_switch_by_default(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    """Withdrawals come on the balances channel, subscribed to with the same token."""
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    intruder = Intruder(ksim, ACCOUNT)
+
+    async def main() -> tuple[list[Any], bool, bool]:
+        events: list[Any] = []
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            before = client.policy.kill_switch.engaged
+            intruder.withdraw("BTC", Decimal("0.25"))
+            await until(lambda: any(isinstance(e, WithdrawalEvent) for e in events))
+            task.cancel()
+            return events, before, client.policy.kill_switch.engaged
+
+    events, before, after = asyncio.run(main())
+    assert not before
+    assert after
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("UnknownActivity") < kinds.index("WithdrawalEvent")
+    unknown = next(e for e in events if isinstance(e, UnknownActivity))
+    assert (unknown.kind, unknown.asset, unknown.amount) == ("withdrawal", "BTC", Decimal("0.25"))
+
+
+def test_withdrawal_assets_are_named_as_the_stream_names_them() -> None:
+    """A withdrawal of ``XBT`` this client asked for matches the stream's ``BTC``."""
+    dialect = KrakenStreams()
+    entry = {"type": "withdrawal", "asset": "BTC", "amount": Decimal("-0.25"),
+             "timestamp": "2026-01-02T03:04:05.000000Z"}  # fmt: skip
+    (withdrawal,) = dialect.parse({"channel": "balances", "type": "update", "data": [entry]})
+    assert withdrawal.asset == dialect.asset("XBT") == dialect.asset("XXBT") == "BTC"
+    assert withdrawal.amount == Decimal("0.25")
+    trade = {**entry, "type": "trade"}
+    assert dialect.parse({"channel": "balances", "type": "update", "data": [trade]}) == []
+
+
+def test_an_orders_trades_over_rest_past_twenty_and_the_token_as_a_secret(
+    ksim: Simulator, tmp_path: Path
+) -> None:
+    """What reconciliation reads: QueryOrders names the trades, QueryTrades (20 a request)
+    gives them, each once; the WebSocket token comes back as a Secret."""
+    server = ksim.serve()
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    async def main() -> tuple[list[Any], Secret]:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            order = await client.place_order(
+                LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.025", price="30000")
+            )
+            number = _order_number(order.order_id)
+            assert number is not None
+            for _ in range(25):
+                ksim.market.trade(number, Decimal("0.001"))
+            fills = await client.fills("BTC/USDT", client_order_id=order.client_order_id)
+            return list(fills), await client.ws_token()
+
+    fills, token = asyncio.run(main())
+    assert len(fills) == 25
+    assert {f.trade_id for f in fills} == _oracle(ksim)
+    assert sum((f.quantity for f in fills), Decimal(0)) == Decimal("0.025")
+    assert len(ksim.kraken.stats.last_params["QueryTrades"]["txid"].split(",")) == 5  # 20 + 5
+    issued = list(ksim.kraken.ws_tokens)
+    assert isinstance(token, Secret)
+    assert token.expose().decode() in issued
+    assert issued[0] not in repr(token)
+    assert issued[0] not in str(token)
+
+
+def test_blocking_client_sees_every_kraken_fill_once_with_dropped_frames(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    limiter = RateLimiter.in_memory([])
+    with Client(key, journal=str(tmp_path / "j.db"), limiter=limiter, **tls(server)) as client:
+        stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+        events: list[Any] = []
+        with pytest.raises(TimeoutError):
+            stream.next(timeout=0.2)  # connects (a token first); nothing has happened yet
+        assert client._stream_hub.user.healthy
+        numbers = [_order_number(client.place_order(_resting()).order_id) for _ in range(3)]
+        ws.faults.drop.update({4, 6})  # after the three "new" updates: two trades lost
+        for quantity in ("0.0004", "0.0006"):
+            for number in numbers:
+                assert number is not None
+                ksim.market.trade(number, Decimal(quantity))
+        expected = _oracle(ksim)
+
+        def have_all() -> bool:
+            with contextlib.suppress(TimeoutError):
+                events.append(stream.next(timeout=0.5))
+            return expected <= set(fill_ids(events))
+
+        until_sync(have_all)
+        stream.close()
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert any(isinstance(e, FillEvent) and e.recovered for e in events)

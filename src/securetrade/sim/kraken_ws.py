@@ -6,8 +6,9 @@ with ``{"method", "success", "result" | "error", "req_id"}``; ``ping`` is answer
 ``pong``. The private ``executions`` channel needs a token from ``GetWebSocketsToken``
 (checked against the Kraken dialect's tokens), sends a snapshot of the open orders, then an
 update for every order event of the token's account, each message numbered by
-``sequence``. ``book`` sends a snapshot and then the changed price levels, each message
-with the CRC32 checksum of the top ten levels; ``ticker`` the best bid and ask. Prices and
+``sequence``; the private ``balances`` channel reports every withdrawal as a ledger
+entry. ``book`` sends a snapshot and then the changed price levels, each message with the
+CRC32 checksum of the top ten levels; ``ticker`` the best bid and ask. Prices and
 quantities are JSON numbers written with the pair's precision, as Kraken writes them.
 
 The faults of :class:`~securetrade.sim.ws.WsFaults` apply to the executions updates (mute,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import time
@@ -79,11 +81,14 @@ def book_checksum(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> i
 
 
 class _Subscriber(_User):
-    """A connection subscribed to ``executions``: its own sequence numbers."""
+    """A connection subscribed to private channels: which ones, and its own sequence
+    numbers of ``executions``."""
 
     def __init__(self, socket: ServerConnection, account: str) -> None:
         super().__init__(socket, account)
         self.sequence = 0
+        self.executions = False
+        self.balances = False
 
 
 class KrakenWebSockets(SimWebSockets):
@@ -100,6 +105,7 @@ class KrakenWebSockets(SimWebSockets):
         super().__init__(sim, certificates=certificates, host=host, port=port)
         self.kraken = sim.kraken
         self._corrupt = 0
+        self._ledger_ids = itertools.count(1)
 
     @property
     def user_url(self) -> str:
@@ -157,19 +163,26 @@ class KrakenWebSockets(SimWebSockets):
             answer: dict[str, Any] = {"method": method, "req_id": req_id, "time_in": received}
             if method == "ping":
                 answer = {"method": "pong", "req_id": req_id, "time_in": received}
-            elif method == "subscribe" and params.get("channel") == "executions":
+            elif method == "subscribe" and params.get("channel") in ("executions", "balances"):
+                channel = str(params["channel"])
                 account = self.kraken.ws_account(str(params.get("token", "")))
-                if account is None:
+                if account is None or (subscriber is not None and subscriber.account != account):
                     answer.update(success=False, error="EAccount:Invalid token")
                 else:
-                    answer.update(success=True, result={"channel": "executions"})
-                    subscriber = _Subscriber(socket, account)
-                    tasks[("executions", "")] = asyncio.get_running_loop().create_task(
-                        subscriber.write()
-                    )
+                    answer.update(success=True, result={"channel": channel})
+                    if subscriber is None:
+                        subscriber = _Subscriber(socket, account)
+                        tasks[("private", "")] = asyncio.get_running_loop().create_task(
+                            subscriber.write()
+                        )
+                        self._users.append(subscriber)
                     await socket.send(json.dumps({**answer, "time_out": _now()}))
-                    self._snapshot(subscriber, bool(params.get("snap_orders", True)))
-                    self._users.append(subscriber)
+                    if channel == "executions":
+                        subscriber.executions = True
+                        self._snapshot(subscriber, bool(params.get("snap_orders", True)))
+                    else:
+                        subscriber.balances = True
+                        self._balances_snapshot(subscriber)
                     continue
             elif method in ("subscribe", "unsubscribe") and params.get("channel") in (
                 "book",
@@ -304,6 +317,23 @@ class KrakenWebSockets(SimWebSockets):
         """Engine listener (under the market lock, any thread): build the data now, number
         and send it on the server's loop."""
         if order is None:  # a withdrawal: Kraken reports it on the balances channel
+            assert detail is not None
+            asset, amount, account = detail
+            entry = {
+                "ledger_id": f"L{next(self._ledger_ids):017d}",
+                "ref_id": f"W{next(self._ledger_ids):017d}",
+                "timestamp": _now(),
+                "type": "withdrawal",
+                "asset": str(asset),
+                "asset_class": "currency",
+                "category": "withdrawal",
+                "wallet_type": "spot",
+                "wallet_id": "main",
+                "amount": -Decimal(str(amount)),
+                "fee": Decimal(0),
+            }
+            frame = _dumps({"channel": "balances", "type": "update", "data": [entry]})
+            self._loop.call_soon_threadsafe(self._fan_out_balances, str(account), frame)
             return
         rows: list[dict[str, Any]]
         if what == "TRADE":
@@ -360,9 +390,28 @@ class KrakenWebSockets(SimWebSockets):
             )
         return row
 
+    def _balances_snapshot(self, subscriber: _Subscriber) -> None:
+        account = self.sim.market.accounts[subscriber.account]
+        with self.sim.market.lock:
+            rows = [
+                {"asset": asset, "asset_class": "currency", "balance": free + held}
+                for asset, (free, held) in sorted(account.balances.items())
+            ]
+        frame = {"channel": "balances", "type": "snapshot", "data": rows}
+        self._send(subscriber, _dumps(frame), None)
+
+    def _fan_out_balances(self, account: str, frame: str) -> None:
+        for user in list(self._users):
+            if isinstance(user, _Subscriber) and user.balances and user.account == account:
+                if user.muted:
+                    continue
+                self._send(user, frame, None)
+
     def _fan_out(self, account: str, text: str, trade_id: str | None) -> None:
         for user in list(self._users):
             if user.account != account or user.muted or not isinstance(user, _Subscriber):
+                continue
+            if not user.executions:
                 continue
             user.sequence += 1
             frame = (f'{{"channel":"executions","type":"update","data":{text},'

@@ -205,12 +205,18 @@ class Connector:
     async def _authenticate(self, socket: ClientConnection) -> None:
         assert self._auth is not None
         assert self._check_auth is not None
-        frames = self._auth()
-        if inspect.isawaitable(frames):  # a token fetched over REST first (Kraken)
-            frames = await frames
-        for frame in frames:
-            log.debug("stream send %s", redact_text(frame))
-            await socket.send(frame)
+        made = self._auth()
+        frames: list[str] = await made if inspect.isawaitable(made) else made  # Kraken: a token
+        made = []
+        try:
+            while frames:
+                frame = frames.pop(0)
+                log.debug("stream send %s", redact_text(frame))
+                await socket.send(frame)
+                frame = ""
+        finally:  # a frame may carry a token: none is left in a traceback's locals
+            frames.clear()
+            frame = ""
         deadline = time.monotonic() + 10.0
         while True:
             remaining = deadline - time.monotonic()

@@ -230,6 +230,8 @@ class StreamHub:
         elif event.kind == "withdraw.attempt":
             asset, amount = fields.get("asset"), fields.get("amount")
             if isinstance(asset, str) and amount is not None:
+                named = getattr(self.dialect, "asset", None)  # the stream's name of the asset
+                asset = named(asset) if named is not None else asset
                 loop.call_soon_threadsafe(user.note_withdrawal, asset, Decimal(str(amount)))
 
     # --- async iterators ------------------------------------------------------------------

@@ -9,6 +9,8 @@ How it differs from Binance, and where each difference is met:
   masked wherever frames are logged.
 * Every ``executions`` message carries a ``sequence``: a number skipped is a gap, reported
   before the message's own events, and reconciled over REST by the supervisor.
+* Withdrawals come on the ``balances`` channel (ledger entries of type ``withdrawal``),
+  subscribed to with the same token.
 * Updates may name only what changed: the last known fields of each order are kept, so
   every report is whole.
 * The ``book`` is kept here from its snapshot and updates, and checked against the CRC32
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import zlib
 from collections import OrderedDict
 from datetime import datetime
@@ -32,11 +35,14 @@ from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment, Secret
 from ..models import to_decimal
 from ..signing import Signer
-from .dialects import ExecutionReport, Parsed
+from ..venues.kraken.tables import asset_name
+from .dialects import ExecutionReport, Parsed, Withdrawal
 from .events import BookUpdate, TickerUpdate
 from .options import Marker
 
 __all__ = ["KrakenStreams", "book_checksum"]
+
+log = logging.getLogger("securetrade.streams")
 
 _STATUS = {
     "pending_new": "NEW",
@@ -90,6 +96,7 @@ class KrakenStreams:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
+        self._private: dict[int, str] = {}  # request id -> the private channel it subscribes
         self._sequence: int | None = None
         self._orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._bids: dict[Decimal, Decimal] | None = None
@@ -120,28 +127,45 @@ class KrakenStreams:
         raise InvalidRequest("kraken streams authenticate with a WebSocket token (ws_token)")
 
     def token_frames(self, token: Secret) -> list[str]:
-        """The ``executions`` subscription with ``token`` (open orders in the snapshot): sent
-        on every connect, which also restarts the sequence numbers."""
+        """The ``executions`` subscription with ``token`` (open orders in the snapshot), and
+        the ``balances`` one (withdrawals): sent on every connect, which also restarts the
+        sequence numbers."""
         self._sequence = None
-        params = {
-            "channel": "executions",
-            "token": token.expose().decode("ascii"),
-            "snap_orders": True,
-            "snap_trades": False,
-        }
-        return [json.dumps({"method": "subscribe", "params": params, "req_id": next(self._ids)})]
+        frames = []
+        for channel, extra in (
+            ("executions", {"snap_orders": True, "snap_trades": False}),
+            ("balances", {"snapshot": False}),
+        ):
+            req_id = next(self._ids)
+            self._private[req_id] = channel
+            params = {"channel": channel, "token": token.expose().decode("ascii"), **extra}
+            frames.append(json.dumps({"method": "subscribe", "params": params, "req_id": req_id}))
+        return frames
 
     def check_auth_answer(self, frame: Any) -> bool:
-        """True once the executions subscription is confirmed; raises when it was refused."""
+        """True once the executions subscription is confirmed; raises when it was refused.
+        A refused ``balances`` subscription (a key that may not query funds) only costs the
+        withdrawal alerts, and is logged."""
         if not isinstance(frame, dict) or frame.get("method") != "subscribe":
             return False
+        channel = self._private.pop(frame.get("req_id"), None)  # type: ignore[arg-type]
         if frame.get("success") is True:
             result = frame.get("result") or {}
             return bool(result.get("channel") == "executions")
+        if channel == "balances":
+            log.warning("kraken refused the balances subscription (%s): no withdrawal alerts; "
+                        "give the key 'Query funds' at Kraken", frame.get("error"))  # fmt: skip
+            return False
         raise AuthenticationRejected(
             f"kraken refused the executions subscription ({frame.get('error')}); check the "
             "key has 'Access WebSockets API' and 'Query open orders & trades' at Kraken"
         )
+
+    @staticmethod
+    def asset(code: str) -> str:
+        """A Kraken asset code in the common name (``XXBT`` and ``XBT`` are ``BTC``), as
+        the balances channel names it: so a withdrawal of ours is matched."""
+        return asset_name(code)
 
     def market_frames(self, channel: str, symbol: str) -> list[str]:
         """The subscription to ``symbol``'s ``channel`` (a new connection: a new book)."""
@@ -196,6 +220,16 @@ class KrakenStreams:
             return self._executions(frame, data)
         if channel == "book":
             return self._book(frame, data)
+        if channel == "balances" and frame.get("type") == "update":
+            return [
+                Withdrawal(
+                    self.asset(str(row["asset"])),
+                    abs(_number(row["amount"], "amount")),
+                    _ms(row.get("timestamp")),
+                )
+                for row in data
+                if isinstance(row, dict) and row.get("type") == "withdrawal"
+            ]
         if channel == "ticker":
             return [
                 TickerUpdate(
