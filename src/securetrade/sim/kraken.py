@@ -15,8 +15,9 @@ page, as Kraken's edge does.
 As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
 ``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
 checks an order without placing it, a post-only order that would take is cancelled, and
-``userref`` is kept. ``TradesHistory``, ``SystemStatus`` and the whole ``Ticker`` answer
-are served.
+``userref`` is kept. ``TradesHistory``, ``QueryTrades``, ``SystemStatus`` and the whole
+``Ticker`` answer are served, and ``GetWebSocketsToken`` issues the tokens its WebSocket
+API (:mod:`securetrade.sim.kraken_ws`) accepts.
 
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
 the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),

@@ -1,8 +1,11 @@
 """Market data streams (best bid/ask, top of book): public, one connection each.
 
-Each frame is a whole snapshot, so a gap needs no REST call: the next frame is complete.
+Each event is a whole snapshot, so a gap needs no REST call: the next one is complete.
 The supervisor still tells the consumer (:class:`StreamGap`, then :class:`Resynced` with
-nothing recovered), and checks that book update ids only grow.
+nothing recovered), and checks that book update ids only grow. A venue whose book comes
+as updates (Kraken) keeps it in its dialect and checks it against the venue's checksum:
+a mismatch is a :class:`StreamGap` and a resubscription on the same connection, whose
+fresh snapshot comes after :class:`Resynced`.
 """
 
 from __future__ import annotations
