@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient, Client
-from securetrade.errors import PinMismatch
+from securetrade.errors import AuthenticationRejected, InvalidRequest, PinMismatch
 from securetrade.keys import ApiKey, Secret
 from securetrade.models import LimitOrder
 from securetrade.ratelimit import RateLimiter
@@ -464,3 +464,47 @@ def test_blocking_client_sees_every_kraken_fill_once_with_dropped_frames(
     assert set(counts) == expected
     assert set(counts.values()) == {1}
     assert any(isinstance(e, FillEvent) and e.recovered for e in events)
+
+
+def test_a_refused_token_ends_the_stream_with_our_error_and_no_token_in_it(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    ksim.kraken.ws_token_ttl = 0  # every token has expired by the time it is used
+
+    async def main() -> None:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            async for _ in client.watch_orders(stream_url=ws.user_url, options=FAST):
+                break
+
+    with pytest.raises(AuthenticationRejected) as caught:
+        asyncio.run(main())
+    message = str(caught.value)
+    assert "executions" in message
+    assert "WebSockets" in message  # what to check at Kraken
+    assert all(token not in message for token in ksim.kraken.ws_tokens)
+
+
+def test_a_pair_kraken_does_not_list_is_refused_with_invalid_request(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    async def main() -> None:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            async for _ in client.watch_ticker("DOGE/EUR", stream_url=ws.market_url):
+                break
+
+    with pytest.raises(InvalidRequest, match="unified pair name"):
+        asyncio.run(main())
+    with pytest.raises(InvalidRequest, match="unified symbols"):
+        asyncio.run(_native_unknown(server, key, ws, tmp_path))
+
+
+async def _native_unknown(
+    server: HttpsServer, key: ApiKey, ws: KrakenWebSockets, tmp_path: Path
+) -> None:
+    async with _client(server, key, str(tmp_path / "k.db")) as client:
+        client.watch_book("NOTAPAIR", stream_url=ws.market_url)  # refused before connecting

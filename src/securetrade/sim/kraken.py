@@ -179,6 +179,8 @@ class KrakenDialect(Dialect[_Stats]):
         self._pairs = {self._altname(i): i for i in market.instruments.values()}
         self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
         self.ws_tokens: dict[str, tuple[str, float]] = {}  # token -> (account, issued)
+        #: seconds a WebSocket token stays good for a subscription (0: refused at once)
+        self.ws_token_ttl: float = _WS_TOKEN_TTL
 
     def enroll_otp(
         self, key_id: str, *, static: bytes | None = None, totp_seed: str | None = None
@@ -634,7 +636,7 @@ class KrakenDialect(Dialect[_Stats]):
 
     def issue_ws_token(self, account: str) -> str:
         """A new WebSocket token of ``account``: the WebSocket side accepts it for a
-        subscription within ``_WS_TOKEN_TTL`` seconds of issue."""
+        subscription within :attr:`ws_token_ttl` seconds of issue."""
         token = base64.b64encode(secrets.token_bytes(30)).decode("ascii")
         with self._lock:
             self.ws_tokens[token] = (account, time.monotonic())
@@ -644,7 +646,7 @@ class KrakenDialect(Dialect[_Stats]):
         """The account of a WebSocket token still valid to subscribe with, else None."""
         with self._lock:
             found = self.ws_tokens.get(token)
-        if found is None or time.monotonic() - found[1] > _WS_TOKEN_TTL:
+        if found is None or time.monotonic() - found[1] >= self.ws_token_ttl:
             return None
         return found[0]
 

@@ -131,6 +131,7 @@ class KrakenStreams:
         the ``balances`` one (withdrawals): sent on every connect, which also restarts the
         sequence numbers."""
         self._sequence = None
+        self._private.clear()  # answers to an earlier connection's requests never come
         frames = []
         for channel, extra in (
             ("executions", {"snap_orders": True, "snap_trades": False}),
