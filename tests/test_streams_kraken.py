@@ -508,3 +508,61 @@ async def _native_unknown(
 ) -> None:
     async with _client(server, key, str(tmp_path / "k.db")) as client:
         client.watch_book("NOTAPAIR", stream_url=ws.market_url)  # refused before connecting
+
+
+def test_orders_placed_without_a_client_id_are_each_reported_and_reconciled(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
+) -> None:
+    """Kraken's web UI places orders with no ``cl_ord_id``: three of them are three
+    intruders, and a reconciliation keeps them apart (keyed by the venue's order id). The
+    first two updates are lost; the third one's sequence number shows the gap."""
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+
+    def place_bare(n: int) -> str:
+        order = ksim.market.place(ACCOUNT, symbol="BTCUSDT", side="BUY", type="LIMIT",
+                                  quantity=Decimal("0.001"), price=Decimal("31000"),
+                                  time_in_force="GTC", client_order_id=f"~auto-9{n}")  # fmt: skip
+        return _txid(order.order_id)
+
+    async def main() -> tuple[list[Any], list[str]]:
+        events: list[Any] = []
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            hub = client._stream_hub
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            ws.faults.drop.update({1, 2})
+            ids = [place_bare(1), place_bare(2), place_bare(3)]
+            await until(lambda: len([e for e in events if isinstance(e, OrderUpdate)]) == 3)
+            gaps = hub.user.gaps
+            hub.user.resync("test")
+            await until(lambda: hub.user.gaps > gaps and isinstance(events[-1], Resynced))
+            task.cancel()
+        return events, ids
+
+    events, ids = asyncio.run(main())
+    unknown = [e for e in events if isinstance(e, UnknownActivity)]
+    assert sorted(u.order_id or "" for u in unknown) == sorted(ids)
+    assert {u.client_order_id for u in unknown} == {""}
+    updates = [e for e in events if isinstance(e, OrderUpdate)]
+    assert sorted(u.order_id for u in updates) == sorted(ids)  # each once, none recovered twice
+    assert sum(u.recovered for u in updates) >= 2  # the lost ones, found over REST
+    assert "sequence" in {e.reason for e in events if isinstance(e, StreamGap)}
+
+
+def test_ws_token_where_the_venue_has_none_is_refused_before_any_io(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    server = sim.serve()
+    with (
+        Client(sim.create_key(), journal=str(tmp_path / "j.db"), **tls(server)) as client,
+        pytest.raises(InvalidRequest, match="no WebSocket token"),
+    ):
+        client.ws_token()
+    assert server.bytes_received == 0

@@ -177,7 +177,7 @@ class StreamHub:
         with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
         key = self.client.core.keys.current
         if getattr(self.dialect, "unified_symbols", False):
-            symbol = self.unified(symbol) if isinstance(symbol, str) else symbol
+            symbol = self.unified(symbol.upper()) if isinstance(symbol, str) else symbol
             if not isinstance(symbol, str) or not _UNIFIED.fullmatch(symbol):
                 raise InvalidRequest(
                     f"{self.dialect.name} streams take unified symbols, such as BTC/USD"

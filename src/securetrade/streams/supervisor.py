@@ -499,18 +499,21 @@ class UserStream:
 
     async def _reconcile(self) -> list[Any]:
         """Everything REST knows that the socket did not deliver, each once."""
-        # client order id -> (symbol, venue order id if known, the order if listed)
-        candidates: dict[str, tuple[str, str | None, Order | None]] = {}
+        # client order id (the venue's id for an order placed without one, as on Kraken's
+        # web UI) -> (client order id, symbol, venue order id if known, the order if listed)
+        candidates: dict[str, tuple[str, str, str | None, Order | None]] = {}
         for order in await self._rest.open_orders():
             symbol = self._unify(order.symbol)
-            candidates[order.client_order_id] = (symbol, order.order_id, order)
+            cid = order.client_order_id
+            candidates[cid or order.order_id] = (cid, symbol, order.order_id, order)
         for known_id, tracked in self.ledger.orders.items():
             if not tracked.settled:
-                candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
+                cid = tracked.client_order_id
+                candidates.setdefault(cid or known_id, (cid, tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
-            candidates.setdefault(cid, (symbol, None, None))
+            candidates.setdefault(cid, (cid, symbol, None, None))
         events: list[Any] = []
-        for cid, (symbol, order_id, listed) in candidates.items():
+        for cid, symbol, order_id, listed in candidates.values():
             try:
                 order = listed or await self._rest.order(symbol, cid, order_id)
             except (OrderNotFound, InvalidRequest):
