@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient, Client
+from securetrade.core.redis_journal import RedisJournal
 from securetrade.errors import AuthenticationRejected, InvalidRequest, PinMismatch
 from securetrade.keys import ApiKey, Secret
 from securetrade.models import LimitOrder
@@ -54,7 +55,7 @@ def venue(ksim: Simulator) -> tuple[HttpsServer, KrakenWebSockets]:
     return server, ksim.serve_kraken_ws(server)
 
 
-def _client(server: HttpsServer, key: ApiKey, journal: str, **extra: Any) -> AsyncClient:
+def _client(server: HttpsServer, key: ApiKey, journal: Any, **extra: Any) -> AsyncClient:
     return AsyncClient(
         key, journal=journal, limiter=RateLimiter.in_memory([]), **{**tls(server), **extra}
     )
@@ -89,7 +90,7 @@ def _apply(fault: str, ws: KrakenWebSockets, stage: int) -> None:
 
 
 async def _run(
-    sim: Simulator, server: HttpsServer, ws: KrakenWebSockets, fault: str, journal: str
+    sim: Simulator, server: HttpsServer, ws: KrakenWebSockets, fault: str, journal: Any
 ) -> tuple[list[Any], set[str], set[str]]:
     key = sim.create_key(venue="kraken", account=ACCOUNT)
     events: list[Any] = []
@@ -566,3 +567,17 @@ def test_ws_token_where_the_venue_has_none_is_refused_before_any_io(
     ):
         client.ws_token()
     assert server.bytes_received == 0
+
+
+def test_every_kraken_fill_exactly_once_with_a_redis_journal(
+    ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], redis_url: str
+) -> None:
+    """A journal shared by several hosts: its calls leave the loop (worker threads)."""
+    server, ws = venue
+    journal = RedisJournal.create(redis_url, prefix="kraken-streams:")
+    events, expected, journal_fills = asyncio.run(_run(ksim, server, ws, "drop", journal))
+
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert journal_fills == expected
