@@ -25,7 +25,6 @@ How it differs from Binance, and how the contract carries it:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -76,7 +75,7 @@ from ..base import (
     wire_decimal,
     within,
 )
-from . import history
+from . import history, trades
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, asset_name, rate_limits
 
 if TYPE_CHECKING:
@@ -115,12 +114,6 @@ _OHLC_INTERVALS = {
 _DEPTH_MAX = 500  # Depth ``count``
 _TRADES_MAX = 1000  # Trades ``count``
 _LISTS = {"open": "/0/private/OpenOrders", "closed": "/0/private/ClosedOrders"}
-# The chain of an order's trades (markers, never sent): the trade ids to ask for now, those
-# left for later requests, and the trades read so far (JSON).
-_TRADE_IDS = "~trade_ids"
-_TRADES_LEFT = "~trades_left"
-_TRADES_READ = "~trades_read"
-_QUERY_TRADES_MAX = 20  # QueryTrades takes at most 20 txids
 
 
 class KrakenSpot:
@@ -191,7 +184,7 @@ class KrakenSpot:
         elif endpoint.op is Op.GET_ORDER:
             path, params = _lookup(params)
         elif endpoint.op is Op.TRADES:
-            path, params = _trades_request(params)
+            path, params = trades.trades_request(params)
         fields = [("nonce", str(nonce)), *params]
         if signer.otp is not None:  # 2FA key: the code is part of the signed body
             fields.append(("otp", signer.otp.code(timestamp_ms / 1000)))
@@ -297,52 +290,16 @@ class KrakenSpot:
         self, endpoint: Endpoint, params: Params, response: HttpResponse, *, key_id: str
     ) -> Outcome:
         """:meth:`interpret`; for an order's trades, also the next step of the chain
-        QueryOrders -> QueryTrades (20 ids a request), carrying what was read so far."""
+        QueryOrders -> QueryTrades (20 ids a request): see :mod:`.trades`."""
         outcome = self.interpret(endpoint, response)
         if endpoint.op is not Op.TRADES or outcome.verdict is not Verdict.OK:
             return outcome
-        return self._trades_step(dict(params), outcome.payload)
-
-    def _trades_step(self, fields: Mapping[str, str], result: Any) -> Outcome:
-        if not isinstance(result, dict):
-            return unreadable_outcome(self.name, "an order's trades: not a map")
-        read: dict[str, Any] = json.loads(fields.get(_TRADES_READ, "{}"))
-        if _TRADE_IDS in fields:  # a QueryTrades answer: {trade txid: trade}
-            read.update(result)
-            pending = fields.get(_TRADES_LEFT, "")
-        else:  # a QueryOrders answer: {order txid: order with its "trades"}
-            entry = next(iter(result.values()), None)
-            if not isinstance(entry, dict):
-                absent = OrderNotFound("no such order", venue=self.name)
-                return Outcome(Verdict.REJECTED, None, absent)
-            pending = ",".join(str(t) for t in entry.get("trades") or ())
-        ids = [i for i in pending.split(",") if i]
-        if not ids:
-            return Outcome(Verdict.OK, read)
-        return Outcome(
-            Verdict.OK,
-            None,
-            follow_up=[
-                (_TRADE_IDS, ",".join(ids[:_QUERY_TRADES_MAX])),
-                (_TRADES_LEFT, ",".join(ids[_QUERY_TRADES_MAX:])),
-                (_TRADES_READ, json.dumps(read)),
-            ],
-        )
+        return trades.trades_step(self.name, dict(params), outcome.payload)
 
     @reads_answer
     def parse_trades(self, payload: Any) -> list[Fill]:
-        """QueryTrades entries as fills, identified by the trade txid (the ``exec_id`` of
-        the WebSocket executions channel); Kraken charges every fee in the quote currency."""
-        fills = [
-            Fill(
-                price=entry["price"],
-                quantity=entry["vol"],
-                commission=entry.get("fee", "0"),
-                trade_id=str(txid),
-            )
-            for txid, entry in payload.items()
-        ]
-        return sorted(fills, key=lambda f: str(payload[f.trade_id].get("time", "")))
+        """The trades of the chain's last answer as fills: see :mod:`.trades`."""
+        return trades.parse_trades(payload)
 
     @reads_answer
     def parse_ws_token(self, payload: Any) -> Secret:
@@ -664,21 +621,6 @@ def _lookup(params: Params) -> tuple[str, Params]:
     if among not in _LISTS or not any(name == "cl_ord_id" for name, _ in rest):
         raise InvalidRequest("a Kraken order lookup needs a txid or a cl_ord_id")
     return _LISTS[among], rest
-
-
-def _trades_request(params: Params) -> tuple[str, Params]:
-    """Where one step of an order's trades goes: QueryTrades for the ids the last answer
-    named, else QueryOrders (with ``trades``) for the ids. The ``~`` markers are not sent."""
-    fields = dict(params)
-    ids = fields.get(_TRADE_IDS)
-    if ids is None:
-        return ENDPOINTS[Op.GET_ORDER].path, [(n, v) for n, v in params if not n.startswith("~")]
-    return "/0/private/QueryTrades", [("txid", ids)]
-
-
-def unreadable_outcome(venue: str, what: str) -> Outcome:
-    """A read whose answer cannot be understood (resending it is harmless)."""
-    return Outcome(Verdict.AMBIGUOUS, None, AmbiguousOutcome(what, venue=venue))
 
 
 def _listed(result: Any) -> tuple[str, Any] | None:
