@@ -581,3 +581,55 @@ def test_every_kraken_fill_exactly_once_with_a_redis_journal(
     assert set(counts) == expected
     assert set(counts.values()) == {1}
     assert journal_fills == expected
+
+
+@pytest.mark.parametrize("log_size", [75, 120, 150, 300])
+def test_no_piece_of_the_token_in_the_websockets_frame_log(
+    ksim: Simulator,
+    venue: tuple[HttpsServer, KrakenWebSockets],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    log_size: int,
+) -> None:
+    """websockets elides the middle of a long frame in its log (``WEBSOCKETS_MAX_LOG_SIZE``):
+    wherever the cut falls, no piece of the token is left for a reader of the logs."""
+    from websockets.frames import Frame
+
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    monkeypatch.setattr(Frame, "MAX_LOG_SIZE", log_size)
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
+            task = asyncio.create_task(stream.__anext__())
+            await until(lambda: client._stream_hub.user is not None
+                        and client._stream_hub.user.healthy)  # fmt: skip
+            task.cancel()
+
+    asyncio.run(main())
+    # ours, not the simulator's server (websockets.server logs what it received, unmasked)
+    ours = [r for r in caplog.records if r.name.startswith("securetrade")]
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "> GET /v2" in text  # websockets' own wire log ran, through our logger
+    for token in ksim.kraken.ws_tokens:
+        pieces = {token[i : i + 8] for i in range(len(token) - 7)}
+        assert not [p for p in pieces if p in text], token
+
+
+def test_an_elided_frame_line_is_dropped_from_the_wire_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where websockets' cut leaves the end of a token without its key, the line goes."""
+    wire = logging.getLogger("securetrade.streams.wire")
+    caplog.set_level(logging.DEBUG, logger="securetrade.streams.wire")
+    wire.debug("> %s", 'TEXT \'{"method": "subscri...kXwG+tGl6cU91HSk+", "x": 1}\' [300 bytes]')
+    wire.debug("> %s", 'TEXT \'{"method": "ping", "req_id": 3}\' [33 bytes]')
+    wire.debug("= connection is %s", "OPEN")
+    lines = [r.getMessage() for r in caplog.records if r.name == "securetrade.streams.wire"]
+    assert lines == [
+        '> TEXT \'{"method": "ping", "req_id": 3}\' [33 bytes]',
+        "= connection is OPEN",
+    ]

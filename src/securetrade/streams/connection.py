@@ -31,6 +31,20 @@ from ..transport.redaction import redact_text
 __all__ = ["Backoff", "Connector"]
 
 log = logging.getLogger("securetrade.streams")
+_WIRE = "securetrade.streams.wire"  # the websockets library's own frame log
+
+
+class _WholeFramesOnly(logging.Filter):
+    """Drops the websockets library's log line of a frame whose middle it elided (``...``):
+    the cut can fall inside a token, leaving a piece no redaction can recognise. The
+    Connector logs every frame it sends or receives whole, and redacted, itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text[:2] in ("> ", "< ") and "..." in text)
+
+
+logging.getLogger(_WIRE).addFilter(_WholeFramesOnly())
 
 
 @dataclass(slots=True)
@@ -156,7 +170,7 @@ class Connector:
             ping_timeout=10,
             max_queue=256,
             close_timeout=2,
-            logger=logging.getLogger("securetrade.streams.wire"),
+            logger=logging.getLogger(_WIRE),
         ) as socket:
             self._socket = socket
             if self._auth is not None:
