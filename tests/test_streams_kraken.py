@@ -633,3 +633,50 @@ def test_an_elided_frame_line_is_dropped_from_the_wire_log(
         '> TEXT \'{"method": "ping", "req_id": 3}\' [33 bytes]',
         "= connection is OPEN",
     ]
+
+
+def test_a_token_the_venue_cannot_give_now_is_a_failed_attempt_retried(
+    ksim: Simulator,
+    venue: tuple[HttpsServer, KrakenWebSockets],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GetWebSocketsToken answering 503 while the stream reconnects: the attempt fails, is
+    retried after the backoff, and the fills made meanwhile come once."""
+    server, ws = venue
+    key = ksim.create_key(venue="kraken", account=ACCOUNT)
+    token_path = "/0/private/GetWebSocketsToken"
+    caplog.set_level(logging.INFO, logger="securetrade.streams")
+
+    async def main() -> tuple[list[Any], set[str]]:
+        events: list[Any] = []
+        async with _client(server, key, str(tmp_path / "j.db")) as client:
+            stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+
+            task = asyncio.create_task(consume())
+            hub = client._stream_hub
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            order = await client.place_order(_resting())
+            number = _order_number(order.order_id)
+            assert number is not None
+            ksim.faults.inject("status", path=token_path, times=4)
+            ws.expire_all()
+            await until(lambda: not hub.user.healthy)
+            ksim.market.trade(number, Decimal("0.0004"))  # while the stream is down
+            await until(lambda: hub.user.healthy)
+            ksim.market.trade(number, Decimal("0.0006"))
+            expected = _oracle(ksim)
+            await until(lambda: expected <= set(fill_ids(events)))
+            task.cancel()
+        return events, expected
+
+    events, expected = asyncio.run(main())
+    assert ("status", "POST", token_path) in ksim.faults.fired
+    assert "lost: ConnectionError" in caplog.text  # a failed attempt, not the stream's end
+    counts = Counter(fill_ids(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
