@@ -49,6 +49,7 @@ TARGETS: dict[str, Target] = {
     "copy_memory_per_follower_vs_ccxt": Target("<= 0.2x one ccxt exchange", 0.2),
     "stream_latency_vs_websockets": Target("<= 1.5x a bare websockets client", 1.5),
     "stream_latency_vs_ccxtpro": Target("<= 0.5x ccxt.pro watch_orders", 0.5),
+    "kraken_stream_latency_vs_websockets": Target("<= 1.5x a bare websockets client", 1.5),
     "copy_healthy_p99_with_bad_followers": Target("<= 1.2x without the bad followers", 1.2),
     "copy_latency_p99_100": Target("none in DESIGN 4 (published as measured)", None, False),
     "copy_latency_p99_1000": Target("none in DESIGN 4 (published as measured)", None, False),

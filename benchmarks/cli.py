@@ -28,6 +28,7 @@ from ._process import import_row, memory_row
 from ._report import Row, failed_row, render, write_json
 from ._signing import ed25519_row, sign_rows
 from ._streams import stream_rows
+from ._streams_kraken import kraken_stream_rows
 from ._timing import FULL, QUICK, SMOKE, Effort
 
 __all__ = ["ROW_NAMES", "main"]
@@ -96,6 +97,10 @@ GROUPS: tuple[_Group, ...] = (
     _Group(
         (("stream_latency_vs_ccxtpro", "µs p50", False),),
         lambda e, p, prof: stream_rows(e, {"stream_latency_vs_ccxtpro"}),
+    ),
+    _Group(
+        (("kraken_stream_latency_vs_websockets", "µs p50", False),),
+        lambda e, p, prof: kraken_stream_rows(e),
     ),
 )
 ROW_NAMES = tuple(name for group in GROUPS for name, _, _ in group.rows)

@@ -38,6 +38,7 @@ ROWS = (
     "gateway_latency_vs_starlette",
     "stream_latency_vs_websockets",
     "stream_latency_vs_ccxtpro",
+    "kraken_stream_latency_vs_websockets",
 )
 FIELDS = ("name", "ours", "peer", "unit", "ratio", "target", "ok")
 ROOT = Path(__file__).resolve().parents[1]

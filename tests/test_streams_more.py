@@ -333,14 +333,18 @@ def test_bad_stream_options_are_refused(bad: dict[str, Any]) -> None:
         StreamOptions(**bad)
 
 
-def test_a_venue_without_streams_says_which_have_them(sim: Simulator) -> None:
-    server = sim.serve()
-    key = sim.create_key(venue="kraken")
-    with (
-        Client(key, journal=":memory:", **tls(server)) as client,
-        pytest.raises(InvalidRequest, match="streams exist for: binance"),
-    ):
-        client.watch_orders()
+def test_a_venue_without_streams_says_which_have_them() -> None:
+    from securetrade.keys import ApiKey
+    from securetrade.sim.brokers import BrokerSimulator
+
+    with BrokerSimulator("alpaca") as broker:
+        server = broker.serve()
+        key = ApiKey("alpaca", "PKX", "secret-text", scopes=["read"])
+        with (
+            Client(key, journal=":memory:", **tls(server)) as client,
+            pytest.raises(InvalidRequest, match="streams exist for: binance, kraken"),
+        ):
+            client.watch_orders()
 
 
 def test_refused_subscription_raises_authentication_rejected_without_secrets(

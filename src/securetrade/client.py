@@ -35,7 +35,7 @@ from .core import (
 from .core.effects import Renew, Send
 from .core.manage import named
 from .errors import InvalidRequest
-from .keys import ApiKey, KeyCheck, KeyRing
+from .keys import ApiKey, KeyCheck, KeyRing, Secret
 from .models import (
     Balance,
     Candle,
@@ -619,6 +619,12 @@ class Client(_Base[Transport], AccountCalls):
         """What the venue says this key may do."""
         return self._run("key_permissions", self.core.key_permissions())
 
+    def ws_token(self) -> Secret:
+        """A fresh token for the account's private WebSocket (Kraken's
+        ``GetWebSocketsToken``), as a :class:`~securetrade.keys.Secret`; the streams ask for
+        one on every connect."""
+        return self._run("ws_token", self.core.ws_token())
+
     def check_key(self, *, refuse: bool = False) -> KeyCheck:
         """Compare the key's declared scopes with what the venue really allows.
 
@@ -884,6 +890,10 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
     async def key_permissions(self) -> dict[str, Any]:
         """What the venue says this key may do."""
         return await self._run("key_permissions", self.core.key_permissions())
+
+    async def ws_token(self) -> Secret:
+        """A fresh private WebSocket token; see :meth:`Client.ws_token`."""
+        return await self._run("ws_token", self.core.ws_token())
 
     async def check_key(self, *, refuse: bool = False) -> KeyCheck:
         """Compare declared scopes with the venue's; see :meth:`Client.check_key`."""

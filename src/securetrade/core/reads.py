@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
-from ..keys import KeyCheck, Scope, assess
+from ..keys import KeyCheck, Scope, Secret, assess
 from ..models import (
     INTERVALS,
     Balance,
@@ -345,6 +345,17 @@ class Reads(Pipeline):
         yield from self.note("withdraw.attempt", asset=asset, amount=value, address=address)
         payload = yield from self._call(Op.WITHDRAW, params, once=True, address=address)
         return self.venue.parse_withdrawal(payload)
+
+    def ws_token(self) -> Flow[Secret]:
+        """A fresh token that opens the account's private WebSocket (Kraken's
+        ``GetWebSocketsToken``), held as a :class:`~securetrade.keys.Secret` from the moment
+        the answer is read; asked for anew on every (re)connect, as the venue wants."""
+        parse = getattr(self.venue, "parse_ws_token", None)
+        if parse is None or Op.WS_TOKEN not in self.venue.endpoints:
+            raise InvalidRequest(f"{self.venue.name} issues no WebSocket token")
+        payload = yield from self._call(Op.WS_TOKEN, [])
+        token: Secret = parse(payload)
+        return token
 
     def key_permissions(self) -> Flow[dict[str, Any]]:
         if Op.KEY_PERMISSIONS not in self.capabilities.operations:

@@ -30,6 +30,7 @@ from .server import HttpsServer
 
 if TYPE_CHECKING:
     from .fast_server import FastHttpsServer
+    from .kraken_ws import KrakenWebSockets
     from .ws import SimWebSockets
 
 __all__ = [
@@ -316,6 +317,20 @@ class Simulator:
         streams = SimWebSockets(
             self, certificates=None if server is None else server.certificates, port=port
         ).start()
+        self._streams.append(streams)
+        return streams
+
+    def serve_kraken_ws(
+        self, server: HttpsServer | None = None, *, port: int = 0
+    ) -> KrakenWebSockets:
+        """Start Kraken's WebSocket API v2 on 127.0.0.1, with ``server``'s certificates when
+        given; returns it running. See :mod:`securetrade.sim.kraken_ws`."""
+        from .kraken_ws import KrakenWebSockets
+
+        streams = KrakenWebSockets(
+            self, certificates=None if server is None else server.certificates, port=port
+        )
+        streams.start()
         self._streams.append(streams)
         return streams
 

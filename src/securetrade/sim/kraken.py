@@ -15,8 +15,9 @@ page, as Kraken's edge does.
 As the venue does by default, the call counters run at the Starter tier (``KRAKEN_STARTER``;
 ``limits=None`` turns them off), fills pay the fees ``AssetPairs`` advertises, ``validate``
 checks an order without placing it, a post-only order that would take is cancelled, and
-``userref`` is kept. ``TradesHistory``, ``SystemStatus`` and the whole ``Ticker`` answer
-are served.
+``userref`` is kept. ``TradesHistory``, ``QueryTrades``, ``SystemStatus`` and the whole
+``Ticker`` answer are served, and ``GetWebSocketsToken`` issues the tokens its WebSocket
+API (:mod:`securetrade.sim.kraken_ws`) accepts.
 
 Orders are found as Kraken documents it: ``QueryOrders`` by ``txid`` (``cl_ord_id`` narrows
 the result; without a ``txid`` it is refused unless ``query_needs_txid`` is turned off),
@@ -36,6 +37,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +84,7 @@ _AUTO_ID = "~auto-"  # engine client ids for orders placed without cl_ord_id
 _UUID_HEX = frozenset("0123456789abcdefABCDEF")
 _OHLC_MINUTES = frozenset({"1", "5", "15", "30", "60", "240", "1440", "10080", "21600"})
 _OHLC_FRAMES = 720  # OHLC answers at most this many, the most recent
+_WS_TOKEN_TTL = 900  # a WebSocket token must open a subscription within 15 minutes
 
 
 def kraken_secret(raw: bytes) -> str:
@@ -175,6 +178,9 @@ class KrakenDialect(Dialect[_Stats]):
         self._oflags: dict[int, str] = {}  # order number -> the oflags it was placed with
         self._pairs = {self._altname(i): i for i in market.instruments.values()}
         self._alt_of = {i.symbol: name for name, i in self._pairs.items()}
+        self.ws_tokens: dict[str, tuple[str, float]] = {}  # token -> (account, issued)
+        #: seconds a WebSocket token stays good for a subscription (0: refused at once)
+        self.ws_token_ttl: float = _WS_TOKEN_TTL
 
     def enroll_otp(
         self, key_id: str, *, static: bytes | None = None, totp_seed: str | None = None
@@ -420,6 +426,10 @@ class KrakenDialect(Dialect[_Stats]):
             return {"refid": hashlib.sha256(body).hexdigest()[:18].upper()}
         if name in ("DepositStatus", "WithdrawStatus"):
             return self._transfers(key, params, name == "DepositStatus")
+        if name == "QueryTrades":
+            return self._query_trades(key, params)
+        if name == "GetWebSocketsToken":
+            return {"token": self.issue_ws_token(key.account), "expires": _WS_TOKEN_TTL}
         raise _Error("EGeneral:Unknown method")
 
     def _body(self, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
@@ -619,6 +629,38 @@ class KrakenDialect(Dialect[_Stats]):
             for o in self._find(key, params)
             if userref is None or o.userref == userref
         }
+
+    def _query_trades(self, key: SimKey, params: Mapping[str, str]) -> Any:
+        """``QueryTrades``: up to 20 of the account's trades by txid, comma separated."""
+        wanted = [t for t in _need(params, "txid").split(",") if t]
+        if len(wanted) > 20:
+            raise _Error("EGeneral:Invalid arguments:txid")
+        numbers = {_order_number("O" + t[1:]) for t in wanted if t.startswith("T")}
+        with self.market.lock:
+            rows = [
+                (o, p, q, t)
+                for o in self.market.orders.values()
+                if o.account == key.account
+                for p, q, t in o.fills
+                if t in numbers
+            ]
+        return {_trade_txid(t): self._trade_json(o, p, q, t) for o, p, q, t in rows}
+
+    def issue_ws_token(self, account: str) -> str:
+        """A new WebSocket token of ``account``: the WebSocket side accepts it for a
+        subscription within :attr:`ws_token_ttl` seconds of issue."""
+        token = base64.b64encode(secrets.token_bytes(30)).decode("ascii")
+        with self._lock:
+            self.ws_tokens[token] = (account, time.monotonic())
+        return token
+
+    def ws_account(self, token: str) -> str | None:
+        """The account of a WebSocket token still valid to subscribe with, else None."""
+        with self._lock:
+            found = self.ws_tokens.get(token)
+        if found is None or time.monotonic() - found[1] >= self.ws_token_ttl:
+            return None
+        return found[0]
 
     def _trades_history(self, key: SimKey, params: Mapping[str, str]) -> Any:
         """``TradesHistory``: the account's trades after ``start`` (exclusive) up to ``end``

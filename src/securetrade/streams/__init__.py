@@ -20,8 +20,11 @@ from .events import (
     UnknownActivity,
     WithdrawalEvent,
 )
+from .kraken import KrakenStreams
 from .market import MarketStream
 from .supervisor import StreamOptions, UserStream
+
+DIALECTS["kraken"] = KrakenStreams  # registered here: the module builds on .dialects
 
 __all__ = [
     "DIALECTS",
@@ -29,6 +32,7 @@ __all__ = [
     "BlockingStream",
     "BookUpdate",
     "FillEvent",
+    "KrakenStreams",
     "MarketStream",
     "OrderUpdate",
     "Resynced",

@@ -11,6 +11,7 @@ after a full-jitter backoff no shorter than the venue's minimum.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -30,6 +31,20 @@ from ..transport.redaction import redact_text
 __all__ = ["Backoff", "Connector"]
 
 log = logging.getLogger("securetrade.streams")
+_WIRE = "securetrade.streams.wire"  # the websockets library's own frame log
+
+
+class _WholeFramesOnly(logging.Filter):
+    """Drops the websockets library's log line of a frame whose middle it elided (``...``):
+    the cut can fall inside a token, leaving a piece no redaction can recognise. The
+    Connector logs every frame it sends or receives whole, and redacted, itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text[:2] in ("> ", "< ") and "..." in text)
+
+
+logging.getLogger(_WIRE).addFilter(_WholeFramesOnly())
 
 
 @dataclass(slots=True)
@@ -62,15 +77,17 @@ class Connector:
         on_frame: Callable[[Any], None],
         on_gap: Callable[[str, str], Awaitable[None]],
         on_fatal: Callable[[SecureTradeError], Awaitable[None]],
-        auth: Callable[[], list[str]] | None,
+        auth: Callable[[], list[str] | Awaitable[list[str]]] | None,
         check_auth: Callable[[Any], bool] | None,
         probe: Callable[[], str | None],
         backoff: Backoff,
         stale_after: float,
         probe_timeout: float,
         max_age: float,
+        decode: Callable[[str | bytes], Any] | None = None,
     ) -> None:
         self.url = url
+        self._decode = decode or _decode
         self._context = context
         self._on_frame = on_frame
         self._on_gap = on_gap
@@ -153,7 +170,7 @@ class Connector:
             ping_timeout=10,
             max_queue=256,
             close_timeout=2,
-            logger=logging.getLogger("securetrade.streams.wire"),
+            logger=logging.getLogger(_WIRE),
         ) as socket:
             self._socket = socket
             if self._auth is not None:
@@ -202,16 +219,25 @@ class Connector:
     async def _authenticate(self, socket: ClientConnection) -> None:
         assert self._auth is not None
         assert self._check_auth is not None
-        for frame in self._auth():
-            log.debug("stream send %s", redact_text(frame))
-            await socket.send(frame)
+        made = self._auth()
+        frames: list[str] = await made if inspect.isawaitable(made) else made  # Kraken: a token
+        made = []
+        try:
+            while frames:
+                frame = frames.pop(0)
+                log.debug("stream send %s", redact_text(frame))
+                await socket.send(frame)
+                frame = ""
+        finally:  # a frame may carry a token: none is left in a traceback's locals
+            frames.clear()
+            frame = ""
         deadline = time.monotonic() + 10.0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ConnectFailed("the venue did not answer the stream subscription in 10 s")
             text = await asyncio.wait_for(socket.recv(), remaining)
-            frame = _decode(text)
+            frame = self._decode(text)
             try:
                 if self._check_auth(frame):
                     return
@@ -220,7 +246,7 @@ class Connector:
             self._on_frame(frame)
 
     def _deliver(self, text: str | bytes) -> None:
-        frame = _decode(text)
+        frame = self._decode(text)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("stream recv %s", redact_text(text if isinstance(text, str) else ""))
         self._on_frame(frame)
@@ -233,6 +259,15 @@ class Connector:
         socket = self._socket
         if socket is not None:
             await socket.close()
+
+    async def send(self, frames: list[str]) -> None:
+        """Send ``frames`` on the current socket, if there is one (a resubscription)."""
+        socket = self._socket
+        if socket is None:
+            return
+        for frame in frames:
+            log.debug("stream send %s", redact_text(frame))
+            await socket.send(frame)
 
     async def drop(self) -> None:
         """Close the current socket (a stale subscription): :meth:`run` dials again."""

@@ -19,8 +19,16 @@ from ..keys import ApiKey, Environment
 from ..models import to_decimal
 from ..signing import Signer
 from .events import BookUpdate, TickerUpdate
+from .options import Marker
 
-__all__ = ["DIALECTS", "BinanceStreams", "ExecutionReport", "StreamDialect", "dialect_for"]
+__all__ = [
+    "DIALECTS",
+    "BinanceStreams",
+    "ExecutionReport",
+    "Parsed",
+    "StreamDialect",
+    "dialect_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,9 @@ class Withdrawal:
     at_ms: int
 
 
-Parsed = ExecutionReport | Withdrawal | TickerUpdate | BookUpdate
+#: what a dialect reads from frames; a :class:`Marker` reports a gap the frames show
+#: (a sequence number skipped, a checksum that did not match)
+Parsed = ExecutionReport | Withdrawal | TickerUpdate | BookUpdate | Marker
 
 
 class StreamDialect(Protocol):

@@ -10,6 +10,7 @@ client makes (from its audit events), so they are never taken for an intruder's.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._checks import instance
 from ..errors import InvalidRequest
+from ..keys import Secret
 from ..models import Fill, Order, OrderRequest
 from ..policy.anomaly import AnomalyMonitor, UnknownActivityDetector
 from .dialects import dialect_for
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["BlockingStream", "StreamHub", "hub_of"]
 
 T = TypeVar("T")
+_UNIFIED = re.compile(r"[A-Z0-9]{1,16}/[A-Z0-9]{1,16}")
 
 KINDS: dict[str, tuple[type, ...]] = {
     "orders": (OrderUpdate, WithdrawalEvent, StreamGap, Resynced, UnknownActivity),
@@ -72,6 +75,9 @@ class _AsyncRest:
     async def key_permissions(self) -> dict[str, Any]:
         return await self._client.key_permissions()
 
+    async def ws_token(self) -> Secret:
+        return await self._client.ws_token()
+
 
 class _SyncRest:
     """The blocking client's calls, from the stream's loop thread (its transport is safe to
@@ -99,6 +105,9 @@ class _SyncRest:
 
     async def key_permissions(self) -> dict[str, Any]:
         return await asyncio.to_thread(self._client.key_permissions)
+
+    async def ws_token(self) -> Secret:
+        return await asyncio.to_thread(self._client.ws_token)
 
 
 class StreamHub:
@@ -151,6 +160,7 @@ class StreamHub:
             journal=core.journal,
             monitor=monitor,
             options=options,
+            unify=self.unified if getattr(self.dialect, "unified_symbols", False) else None,
         )
         self._user_loop = asyncio.get_running_loop()
         return self.user
@@ -165,21 +175,48 @@ class StreamHub:
     ) -> MarketStream:
         """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
         with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
-        if not isinstance(symbol, str) or not symbol.isalnum():
-            raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
         key = self.client.core.keys.current
-        if stream_url is not None:
-            from .dialects import market_path
-
-            url = market_path(stream_url, channel, symbol)
+        if getattr(self.dialect, "unified_symbols", False):
+            symbol = self.unified(symbol.upper()) if isinstance(symbol, str) else symbol
+            if not isinstance(symbol, str) or not _UNIFIED.fullmatch(symbol):
+                raise InvalidRequest(
+                    f"{self.dialect.name} streams take unified symbols, such as BTC/USD"
+                )
+            dialect = dialect_for(self.dialect.name)  # its own book and numbering
+            url = stream_url or dialect.market_url(key.environment, channel, symbol)
         else:
-            url = self.dialect.market_url(key.environment, channel, symbol)
+            if not isinstance(symbol, str) or not symbol.isalnum():
+                raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
+            dialect = self.dialect
+            if stream_url is not None:
+                from .dialects import market_path
+
+                url = market_path(stream_url, channel, symbol)
+            else:
+                url = self.dialect.market_url(key.environment, channel, symbol)
         stream = MarketStream(
-            self.dialect, url=url, context=self.client._stream_tls(), symbol=symbol,
-            options=options,
+            dialect, url=url, context=self.client._stream_tls(), symbol=symbol,
+            options=options, channel=channel,
         )  # fmt: skip
         self._markets.append(stream)
         return stream
+
+    def unified(self, symbol: str) -> str:
+        """``symbol`` as ``BASE/QUOTE`` when it is one of the venue's own names the client's
+        instrument table knows (``XBTUSDT`` -> ``BTC/USDT``); else as given."""
+        instrument = self.client.core.market.instruments.get(symbol)
+        if instrument is None:
+            return symbol
+        return f"{instrument.base_asset}/{instrument.quote_asset}"
+
+    async def _load_instruments(self) -> None:
+        """Read the venue's instruments once, so its own symbols can be named unified."""
+        if self.client.core.market.instruments:
+            return
+        if self.asynchronous:
+            await self.client.instruments()  # type: ignore[misc]
+        else:
+            await asyncio.to_thread(self.client.instruments)
 
     def _on_audit(self, event: Event) -> None:
         user, loop = self.user, self._user_loop
@@ -193,6 +230,8 @@ class StreamHub:
         elif event.kind == "withdraw.attempt":
             asset, amount = fields.get("asset"), fields.get("amount")
             if isinstance(asset, str) and amount is not None:
+                named = getattr(self.dialect, "asset", None)  # the stream's name of the asset
+                asset = named(asset) if named is not None else asset
                 loop.call_soon_threadsafe(user.note_withdrawal, asset, Decimal(str(amount)))
 
     # --- async iterators ------------------------------------------------------------------
@@ -210,6 +249,8 @@ class StreamHub:
         hub = self
 
         async def iterate() -> AsyncIterator[Any]:
+            if getattr(hub.dialect, "unified_symbols", False):
+                await hub._load_instruments()
             user = hub.user_stream(stream_url=stream_url, monitor=monitor, options=options)
             sub: Subscription = user.subscribe(KINDS[kinds])
             try:

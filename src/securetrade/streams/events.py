@@ -97,7 +97,8 @@ class BookUpdate:
 @dataclass(frozen=True, slots=True)
 class StreamGap:
     """The stream may have lost events: ``reason`` is ``reconnect``, ``stale``,
-    ``overflow``, ``sequence`` or ``sweep``. A reconciliation follows."""
+    ``overflow``, ``sequence`` or ``sweep`` (a reconciliation follows), or, on a book,
+    ``checksum`` (a fresh snapshot follows)."""
 
     venue: str
     reason: str

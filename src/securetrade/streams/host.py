@@ -11,8 +11,10 @@ import ssl
 from typing import Any, Protocol
 
 from ..core import Core
-from ..models import Fill, Order, OrderRequest
+from ..keys import Secret
+from ..models import Fill, Instrument, Order, OrderRequest
 from ..record import AuditLog
+from ..tables import KeyedResults
 
 __all__ = ["AsyncHost", "BlockingHost", "Host"]
 
@@ -45,6 +47,10 @@ class AsyncHost(Host, Protocol):
 
     async def key_permissions(self) -> dict[str, Any]: ...
 
+    async def ws_token(self) -> Secret: ...
+
+    async def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]: ...
+
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order: ...
@@ -62,5 +68,9 @@ class BlockingHost(Host, Protocol):
     def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]: ...
 
     def key_permissions(self) -> dict[str, Any]: ...
+
+    def ws_token(self) -> Secret: ...
+
+    def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]: ...
 
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order: ...

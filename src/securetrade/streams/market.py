@@ -1,8 +1,11 @@
 """Market data streams (best bid/ask, top of book): public, one connection each.
 
-Each frame is a whole snapshot, so a gap needs no REST call: the next frame is complete.
+Each event is a whole snapshot, so a gap needs no REST call: the next one is complete.
 The supervisor still tells the consumer (:class:`StreamGap`, then :class:`Resynced` with
-nothing recovered), and checks that book update ids only grow.
+nothing recovered), and checks that book update ids only grow. A venue whose book comes
+as updates (Kraken) keeps it in its dialect and checks it against the venue's checksum:
+a mismatch is a :class:`StreamGap` and a resubscription on the same connection, whose
+fresh snapshot comes after :class:`Resynced`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ..errors import SecureTradeError
 from .connection import Backoff, Connector
 from .dialects import StreamDialect
 from .events import BookUpdate, Resynced, StreamGap, TickerUpdate
-from .options import Fatal, StreamOptions
+from .options import Fatal, Marker, StreamOptions
 
 __all__ = ["MarketStream"]
 
@@ -32,6 +35,7 @@ class MarketStream:
         context: ssl.SSLContext | None,
         symbol: str,
         options: StreamOptions | None = None,
+        channel: str = "",
     ) -> None:
         self.options = options or StreamOptions(stale_after=5.0)
         self.venue = dialect.name
@@ -40,6 +44,10 @@ class MarketStream:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._last_sequence = -1
+        self._resyncing = False
+        self._channel = channel
+        # A venue whose market data is subscribed to in a frame (Kraken), not by its URL.
+        frames = getattr(dialect, "market_frames", None)
         floor = self.options.min_reconnect
         self._connector = Connector(
             url,
@@ -47,8 +55,8 @@ class MarketStream:
             on_frame=self._on_frame,
             on_gap=self._on_gap,
             on_fatal=self._on_fatal,
-            auth=None,
-            check_auth=None,
+            auth=None if frames is None else lambda: frames(channel, symbol),
+            check_auth=getattr(dialect, "check_market_answer", None),
             probe=lambda: None,  # market data flows all the time: silence is staleness
             backoff=Backoff(
                 dialect.min_reconnect_delay if floor is None else floor,
@@ -57,8 +65,10 @@ class MarketStream:
             stale_after=self.options.stale_after,
             probe_timeout=0.0,
             max_age=dialect.max_connection_age - 600.0,
+            decode=getattr(dialect, "decode", None),
         )
         self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     def __aiter__(self) -> MarketStream:
         return self
@@ -93,7 +103,13 @@ class MarketStream:
         except (SecureTradeError, KeyError, TypeError, ValueError):
             parsed = []
         for item in parsed:
+            if isinstance(item, Marker):  # the venue's checksum showed a wrong book
+                self._resubscribe(item)
+                continue
             if isinstance(item, BookUpdate):
+                if self._resyncing:  # the fresh snapshot the resubscription asked for
+                    self._resyncing = False
+                    self._put(Resynced(self.venue, 0))
                 if item.sequence <= self._last_sequence:
                     self._put(StreamGap(self.venue, "sequence", "book update id went back"))
                     self._put(Resynced(self.venue, 0))
@@ -102,9 +118,23 @@ class MarketStream:
             if isinstance(item, (TickerUpdate, BookUpdate)):
                 self._put(item)
 
+    def _resubscribe(self, marker: Marker) -> None:
+        """Tell the consumer, and ask the venue for a fresh snapshot on this connection."""
+        self._put(StreamGap(self.venue, marker.reason, marker.detail))
+        again = getattr(self._dialect, "resubscribe_frames", None)
+        if self._resyncing or again is None:
+            return
+        self._resyncing = True
+        task = asyncio.get_running_loop().create_task(
+            self._connector.send(again(self._channel, self.symbol))
+        )
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
     async def _on_gap(self, reason: str, detail: str) -> None:
         self._put(StreamGap(self.venue, reason, detail))
         if reason == "reconnect":
+            self._resyncing = False  # the new connection's snapshot is the fresh one
             self._put(Resynced(self.venue, 0))
 
     async def _on_fatal(self, error: SecureTradeError) -> None:

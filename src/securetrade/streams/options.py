@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .._checks import number, whole
 from ..errors import SecureTradeError
+from ..keys import Secret
 from ..models import Fill, Order
 
 __all__ = ["Rest", "StreamOptions", "Subscription"]
@@ -27,6 +28,10 @@ class Rest(Protocol):
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]: ...
 
     async def key_permissions(self) -> dict[str, Any]: ...
+
+    async def ws_token(self) -> Secret:
+        """A fresh token for a venue whose private stream opens with one (Kraken)."""
+        ...
 
 
 @dataclass

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, OrderNotFound, SecureTradeError
+from ..errors import (
+    AuthenticationRejected,
+    InvalidRequest,
+    OrderNotFound,
+    ScopeError,
+    SecureTradeError,
+)
 from ..keys import ApiKey
 from ..models import Fill, Order
 from ..policy.anomaly import Activity, AnomalyMonitor
@@ -72,8 +78,10 @@ class UserStream:
         journal: JournalStore,
         monitor: AnomalyMonitor,
         options: StreamOptions | None = None,
+        unify: Callable[[str], str] | None = None,
     ) -> None:
         self.dialect = dialect
+        self._unify = unify or (lambda symbol: symbol)
         self.venue = dialect.name
         self.options = options or StreamOptions()
         self._rest = rest
@@ -88,7 +96,9 @@ class UserStream:
             on_frame=self._on_frame,
             on_gap=self._on_gap,
             on_fatal=self._on_fatal,
-            auth=lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
+            auth=self._token_frames
+            if getattr(dialect, "needs_token", False)
+            else lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
             check_auth=dialect.check_auth_answer,
             probe=dialect.probe,
             backoff=Backoff(
@@ -98,6 +108,7 @@ class UserStream:
             stale_after=self.options.stale_after,
             probe_timeout=self.options.probe_timeout,
             max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
+            decode=getattr(dialect, "decode", None),
         )
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
@@ -186,12 +197,25 @@ class UserStream:
 
     # --- the socket's side ---------------------------------------------------------------
 
+    async def _token_frames(self) -> list[str]:
+        """A fresh token over REST, then the dialect's subscription with it (every connect).
+        A venue that cannot answer now is a failed connection attempt, retried after the
+        backoff; a refusal (the key, its scope) ends the stream."""
+        try:
+            token = await self._rest.ws_token()
+        except (AuthenticationRejected, ScopeError, InvalidRequest):
+            raise
+        except SecureTradeError as exc:
+            raise ConnectionError(f"no WebSocket token now ({type(exc).__name__})") from None
+        frames: list[str] = self.dialect.token_frames(token)  # type: ignore[attr-defined]
+        return frames
+
     def _on_frame(self, frame: Any) -> None:
         try:
             parsed = self.dialect.parse(frame)
         except (SecureTradeError, KeyError, TypeError, ValueError) as exc:
             log.warning("stream frame not understood (%s); reconciling", type(exc).__name__)
-            parsed = [Marker("sequence", "a frame could not be read")]  # type: ignore[list-item]
+            parsed = [Marker("sequence", "a frame could not be read")]
         for item in parsed:
             if (
                 self._idle
@@ -475,17 +499,21 @@ class UserStream:
 
     async def _reconcile(self) -> list[Any]:
         """Everything REST knows that the socket did not deliver, each once."""
-        # client order id -> (symbol, venue order id if known, the order if listed)
-        candidates: dict[str, tuple[str, str | None, Order | None]] = {}
+        # client order id (the venue's id for an order placed without one, as on Kraken's
+        # web UI) -> (client order id, symbol, venue order id if known, the order if listed)
+        candidates: dict[str, tuple[str, str, str | None, Order | None]] = {}
         for order in await self._rest.open_orders():
-            candidates[order.client_order_id] = (order.symbol, order.order_id, order)
+            symbol = self._unify(order.symbol)
+            cid = order.client_order_id
+            candidates[cid or order.order_id] = (cid, symbol, order.order_id, order)
         for known_id, tracked in self.ledger.orders.items():
             if not tracked.settled:
-                candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
+                cid = tracked.client_order_id
+                candidates.setdefault(cid or known_id, (cid, tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
-            candidates.setdefault(cid, (symbol, None, None))
+            candidates.setdefault(cid, (cid, symbol, None, None))
         events: list[Any] = []
-        for cid, (symbol, order_id, listed) in candidates.items():
+        for cid, symbol, order_id, listed in candidates.values():
             try:
                 order = listed or await self._rest.order(symbol, cid, order_id)
             except (OrderNotFound, InvalidRequest):
@@ -501,8 +529,8 @@ class UserStream:
     async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
         events: list[Any] = []
         at_ms = int(time.time() * 1000)
-        tracked = await self._track(order.order_id, order.symbol, cid, order.side.value,
-                                    order.quantity, at_ms, events)  # fmt: skip
+        tracked = await self._track(order.order_id, self._unify(order.symbol), cid,
+                                    order.side.value, order.quantity, at_ms, events)  # fmt: skip
         fills: list[Fill] = []
         if order.filled_quantity > 0:
             try:

@@ -36,6 +36,8 @@ What an adapter provides, and where the core uses it:
                        (``order_book_params``, ``candles_params``,
                        ``public_trades_params``; ``intervals`` maps the candle intervals
                        of :data:`~securetrade.models.INTERVALS` the venue offers)
+``parse_ws_token()``   optional, with the ``WS_TOKEN`` endpoint: the token that opens the
+                       account's private WebSocket, as a :class:`~securetrade.keys.Secret`
 ``history_params()``   optional, with ``parse_history()`` and the ``*_HISTORY`` endpoints:
                        one page of account history and the cursor of the next
                        (:mod:`securetrade.core.history`)
@@ -116,6 +118,8 @@ class Op(str, enum.Enum):
     ORDER_HISTORY = "order_history"  # this account's orders, closed ones included
     DEPOSIT_HISTORY = "deposit_history"
     WITHDRAWAL_HISTORY = "withdrawal_history"
+    # A short-lived token that opens the account's private WebSocket (an operation's name).
+    WS_TOKEN = "ws_token"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,7 @@ _NEEDS = {
     Op.ORDER_HISTORY: "history_params",
     Op.DEPOSIT_HISTORY: "history_params",
     Op.WITHDRAWAL_HISTORY: "history_params",
+    Op.WS_TOKEN: "parse_ws_token",
 }
 
 

@@ -38,11 +38,12 @@ from ...errors import (
     RateLimited,
     VenueRejected,
 )
-from ...keys import ApiKey, Environment, KeyKind
+from ...keys import ApiKey, Environment, KeyKind, Secret
 from ...models import (
     Balance,
     BookLevel,
     Candle,
+    Fill,
     Instrument,
     Order,
     OrderBook,
@@ -71,7 +72,7 @@ from ..base import (
     wire_decimal,
     within,
 )
-from . import history
+from . import history, trades
 from .otp import refine_signature_refusal
 from .tables import CLIENT_ORDER_ID, ENDPOINTS, ERRORS, RATE_PAUSES, asset_name, rate_limits
 
@@ -180,6 +181,8 @@ class KrakenSpot:
             params = [*params, ("deadline", self._deadline(timestamp_ms))]
         elif endpoint.op is Op.GET_ORDER:
             path, params = _lookup(params)
+        elif endpoint.op is Op.TRADES:
+            path, params = trades.trades_request(params)
         fields = [("nonce", str(nonce)), *params]
         if signer.otp is not None:  # 2FA key: the code is part of the signed body
             fields.append(("otp", signer.otp.code(timestamp_ms / 1000)))
@@ -245,6 +248,11 @@ class KrakenSpot:
             return [("cl_ord_id", client_order_id)]
         raise InvalidRequest("give order_id or client_order_id")
 
+    def trades_params(self, symbol: str, order_id: str) -> Params:
+        """An order's trades: first its trade ids (QueryOrders with ``trades``), then the
+        trades themselves (QueryTrades, follow-up requests of 20 ids each)."""
+        return [("txid", order_id), ("trades", "true")]
+
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
@@ -278,6 +286,26 @@ class KrakenSpot:
         if not failures:
             failures = [f"HTTP {status}"]
         return self._failure(failures, status)
+
+    def interpret_asked(
+        self, endpoint: Endpoint, params: Params, response: HttpResponse, *, key_id: str
+    ) -> Outcome:
+        """:meth:`interpret`; for an order's trades, also the next step of the chain
+        QueryOrders -> QueryTrades (20 ids a request): see :mod:`.trades`."""
+        outcome = self.interpret(endpoint, response)
+        if endpoint.op is not Op.TRADES or outcome.verdict is not Verdict.OK:
+            return outcome
+        return trades.trades_step(self.name, dict(params), outcome.payload)
+
+    @reads_answer
+    def parse_trades(self, payload: Any) -> list[Fill]:
+        """The trades of the chain's last answer as fills: see :mod:`.trades`."""
+        return trades.parse_trades(payload)
+
+    @reads_answer
+    def parse_ws_token(self, payload: Any) -> Secret:
+        """GetWebSocketsToken: the token, wrapped before anything else touches it."""
+        return Secret(str(payload["token"]))
 
     def _found(self, result: Any) -> Outcome:
         """A lookup's answer: QueryOrders ``{txid: order}``, OpenOrders ``{"open": {...}}``

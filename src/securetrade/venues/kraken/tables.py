@@ -67,6 +67,10 @@ ENDPOINTS: Mapping[Op, Endpoint] = {
         ),
         Endpoint(Op.GET_ORDER, "POST", "/0/private/QueryOrders", True, Scope.READ, {API: 1}),
         Endpoint(Op.OPEN_ORDERS, "POST", "/0/private/OpenOrders", True, Scope.READ, {API: 1}),
+        # An order's trades: QueryOrders (its trade ids), then QueryTrades (20 at a time),
+        # a trade history call at 2 on the call counter.
+        Endpoint(Op.TRADES, "POST", "/0/private/QueryOrders", True, Scope.READ, {API: 2}),
+        Endpoint(Op.WS_TOKEN, "POST", "/0/private/GetWebSocketsToken", True, Scope.READ, {API: 1}),
         Endpoint(Op.BALANCES, "POST", "/0/private/BalanceEx", True, Scope.READ, {API: 1}),
         Endpoint(Op.WITHDRAW, "POST", "/0/private/Withdraw", True, Scope.WITHDRAW, {API: 1}),
         # Trade history calls add 2 to the call counter ("Spot REST API rate limits").
