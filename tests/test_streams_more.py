@@ -338,7 +338,7 @@ def test_a_venue_without_streams_says_which_have_them(sim: Simulator) -> None:
     key = sim.create_key(venue="kraken")
     with (
         Client(key, journal=":memory:", **tls(server)) as client,
-        pytest.raises(InvalidRequest, match="streams exist for: binance"),
+        pytest.raises(InvalidRequest, match="streams exist for: alpaca, binance, oanda"),
     ):
         client.watch_orders()
 

@@ -14,14 +14,16 @@ import asyncio
 import json
 import logging
 import random
+import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from ..errors import AuthenticationRejected, ConnectFailed, SecureTradeError
 from ..transport.http import security_refusal
@@ -30,6 +32,27 @@ from ..transport.redaction import redact_text
 __all__ = ["Backoff", "Connector"]
 
 log = logging.getLogger("securetrade.streams")
+
+
+class _FrameSizesOnly(logging.Filter):
+    """The wire log shows each data frame's kind and size, never its bytes: websockets
+    would print a frame's head and tail, and Alpaca's auth frame ends with the secret.
+    The connector logs frames itself, redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args and isinstance(args[0], Frame):
+            frame = args[0]
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                record.args = (f"{frame.opcode.name} [{len(frame.data)} bytes]", *args[1:])
+        elif isinstance(record.msg, str):  # already rendered (the redacting record factory)
+            record.msg = _DATA_FRAME.sub(r"\g<head> \g<size>", record.msg)
+        return True
+
+
+_DATA_FRAME = re.compile(r"^(?P<head>[<>] (?:TEXT|BINARY|CONT)) .*(?P<size>\[\d+ bytes\])$", re.S)
+WIRE = logging.getLogger("securetrade.streams.wire")
+WIRE.addFilter(_FrameSizesOnly())
 
 
 @dataclass(slots=True)
@@ -62,15 +85,17 @@ class Connector:
         on_frame: Callable[[Any], None],
         on_gap: Callable[[str, str], Awaitable[None]],
         on_fatal: Callable[[SecureTradeError], Awaitable[None]],
-        auth: Callable[[], list[str]] | None,
+        auth: Callable[[], Sequence[str | bytes]] | None,
         check_auth: Callable[[Any], bool] | None,
         probe: Callable[[], str | None],
         backoff: Backoff,
         stale_after: float,
         probe_timeout: float,
         max_age: float,
+        redact: Callable[[str | bytes], str] | None = None,
     ) -> None:
         self.url = url
+        self._redact = redact or _redact
         self._context = context
         self._on_frame = on_frame
         self._on_gap = on_gap
@@ -153,7 +178,7 @@ class Connector:
             ping_timeout=10,
             max_queue=256,
             close_timeout=2,
-            logger=logging.getLogger("securetrade.streams.wire"),
+            logger=WIRE,
         ) as socket:
             self._socket = socket
             if self._auth is not None:
@@ -203,8 +228,9 @@ class Connector:
         assert self._auth is not None
         assert self._check_auth is not None
         for frame in self._auth():
-            log.debug("stream send %s", redact_text(frame))
-            await socket.send(frame)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("stream send %s", self._redact(frame))
+            await socket.send(frame, text=True)  # bytes too: every venue here speaks text
         deadline = time.monotonic() + 10.0
         while True:
             remaining = deadline - time.monotonic()
@@ -222,7 +248,7 @@ class Connector:
     def _deliver(self, text: str | bytes) -> None:
         frame = _decode(text)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("stream recv %s", redact_text(text if isinstance(text, str) else ""))
+            log.debug("stream recv %s", self._redact(text))
         self._on_frame(frame)
 
     def _safe_url(self) -> str:
@@ -239,6 +265,10 @@ class Connector:
         socket = self._socket
         if socket is not None:
             await socket.close()
+
+
+def _redact(frame: str | bytes) -> str:
+    return redact_text(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
 
 
 def _decode(text: str | bytes) -> Any:

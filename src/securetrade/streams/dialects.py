@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
@@ -70,7 +70,7 @@ class StreamDialect(Protocol):
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
         """The URL of ``symbol``'s ``channel`` (``ticker`` or ``book``) in ``environment``."""
 
-    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
+    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> Sequence[str | bytes]:
         """The frames that authenticate and subscribe, signed with ``key`` at venue time ``now_ms``;
         sent on every (re)connect."""
 

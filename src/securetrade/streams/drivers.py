@@ -130,7 +130,9 @@ class StreamHub:
             return self.user
         core = self.client.core
         key = core.keys.current
-        url = stream_url or self.dialect.user_url(key.environment)
+        url = (stream_url or self.dialect.user_url(key.environment)).replace(
+            "{account}", key.key_id  # OANDA: the stream is the account's, named in its path
+        )
         if monitor is None:  # default: a foreign withdrawal engages the policy's kill switch
             monitor = AnomalyMonitor(
                 [UnknownActivityDetector()], kill_switch=core.policy.kill_switch
@@ -151,6 +153,7 @@ class StreamHub:
             journal=core.journal,
             monitor=monitor,
             options=options,
+            rest_url=core.base_url,
         )
         self._user_loop = asyncio.get_running_loop()
         return self.user
@@ -379,8 +382,11 @@ def _checked(options: dict[str, Any]) -> dict[str, Any]:
             f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
         )
     url = options.get("stream_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith("wss://")):
-        raise InvalidRequest("stream_url must be a wss:// URL: streams run over pinned TLS only")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("wss://", "https://"))):
+        raise InvalidRequest(
+            "stream_url must be a wss:// (or, for OANDA's line stream, https://) URL: "
+            "streams run over pinned TLS only"
+        )
     instance("monitor", options.get("monitor"), AnomalyMonitor)
     instance("options", options.get("options"), StreamOptions)
     return dict(options)

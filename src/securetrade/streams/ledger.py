@@ -33,6 +33,7 @@ class Tracked:
     ours: bool
     quantity: Decimal = Decimal(0)
     delivered: Decimal = Decimal(0)  # sum of the fills delivered
+    value: Decimal = Decimal(0)  # their price times quantity, summed
     cumulative: Decimal = Decimal(0)  # filled, as last reported
     status: str = "NEW"
     progress: tuple[Decimal, int] = (Decimal(-1), -1)
@@ -61,7 +62,11 @@ class Ledger:
         (unless ``force``: after a reconciliation, what REST did not show is taken as is)."""
         events: list[Any] = []
         trade = report.trade_id
-        if trade is not None and trade not in self.delivered:
+        if (
+            trade is not None
+            and trade not in self.delivered
+            and report.cumulative > tracked.delivered  # else a recovered fill covered it
+        ):
             if not force and report.cumulative - report.last_quantity > tracked.delivered:
                 return None
             fill = Fill(
@@ -115,6 +120,7 @@ class Ledger:
         if len(self.delivered) > KEEP_TRADES:
             self.delivered.popitem(last=False)
         tracked.delivered += fill.quantity
+        tracked.value += fill.price * fill.quantity
         if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
             self.to_journal.append((tracked.client_order_id, fill))
         return FillEvent(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
@@ -40,6 +41,7 @@ from .events import (
     WithdrawalEvent,
 )
 from .ledger import Ledger, Tracked
+from .lines import LineConnector
 from .options import Fatal, Marker, Rest, StreamOptions, Subscription
 
 if TYPE_CHECKING:
@@ -72,7 +74,10 @@ class UserStream:
         journal: JournalStore,
         monitor: AnomalyMonitor,
         options: StreamOptions | None = None,
+        rest_url: str | None = None,
     ) -> None:
+        """``rest_url``: the venue's REST base, where a line stream's missed transactions
+        are read (OANDA's ``sinceid``)."""
         self.dialect = dialect
         self.venue = dialect.name
         self.options = options or StreamOptions()
@@ -82,23 +87,44 @@ class UserStream:
         self._credentials = credentials
         self._now_ms = now_ms
         floor = self.options.min_reconnect
-        self._connector = Connector(
-            url,
-            context,
-            on_frame=self._on_frame,
-            on_gap=self._on_gap,
-            on_fatal=self._on_fatal,
-            auth=lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
-            check_auth=dialect.check_auth_answer,
-            probe=dialect.probe,
-            backoff=Backoff(
-                dialect.min_reconnect_delay if floor is None else floor,
-                cap=self.options.max_reconnect,
-            ),
-            stale_after=self.options.stale_after,
-            probe_timeout=self.options.probe_timeout,
-            max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
+        backoff = Backoff(
+            dialect.min_reconnect_delay if floor is None else floor,
+            cap=self.options.max_reconnect,
         )
+        self._connector: Connector | LineConnector
+        if getattr(dialect, "transport", "websocket") == "http":  # OANDA: a line stream
+            replay = getattr(dialect, "replay_url", None)
+            self._connector = LineConnector(
+                url,
+                context,
+                on_frame=self._on_frame,
+                on_gap=self._on_gap,
+                on_fatal=self._on_fatal,
+                headers=lambda: dialect.headers(*self._credentials()),  # type: ignore[attr-defined]
+                ids=dialect.ids,  # type: ignore[attr-defined]
+                replay_url=None
+                if rest_url is None or replay is None
+                else replay(rest_url).replace("{account}", credentials()[0].key_id),
+                backoff=backoff,
+                stale_after=self.options.stale_after,
+                max_age=dialect.max_connection_age - 600.0,
+            )
+        else:
+            self._connector = Connector(
+                url,
+                context,
+                on_frame=self._on_frame,
+                on_gap=self._on_gap,
+                on_fatal=self._on_fatal,
+                auth=lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
+                check_auth=dialect.check_auth_answer,
+                probe=dialect.probe,
+                backoff=backoff,
+                stale_after=self.options.stale_after,
+                probe_timeout=self.options.probe_timeout,
+                max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
+                redact=getattr(dialect, "redact", None),
+            )
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._subscribers: list[Subscription] = []
@@ -475,6 +501,13 @@ class UserStream:
 
     async def _reconcile(self) -> list[Any]:
         """Everything REST knows that the socket did not deliver, each once."""
+        events: list[Any] = []
+        replay = getattr(self._connector, "replay", None)
+        if replay is not None:  # a numbered stream: what was missed, read back in order
+            for frame in await replay():
+                for item in self.dialect.parse(frame):
+                    if isinstance(item, ExecutionReport):
+                        events.extend(await self._replayed(item))
         # client order id -> (symbol, venue order id if known, the order if listed)
         candidates: dict[str, tuple[str, str | None, Order | None]] = {}
         for order in await self._rest.open_orders():
@@ -484,7 +517,6 @@ class UserStream:
                 candidates.setdefault(tracked.client_order_id, (tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
             candidates.setdefault(cid, (symbol, None, None))
-        events: list[Any] = []
         for cid, (symbol, order_id, listed) in candidates.items():
             try:
                 order = listed or await self._rest.order(symbol, cid, order_id)
@@ -498,17 +530,28 @@ class UserStream:
             events.extend(await self._reconcile_order(cid, order))
         return events
 
+    async def _replayed(self, report: ExecutionReport) -> list[Any]:
+        """The events of one report read back over REST (marked recovered), each once."""
+        events: list[Any] = []
+        tracked = await self._track(report.order_id, report.symbol, report.client_order_id,
+                                    report.side, report.quantity, report.at_ms, events)  # fmt: skip
+        now = self.ledger.execution_now(report, tracked, force=True) or []
+        if tracked.settled:
+            self._placed.pop(tracked.client_order_id, None)
+        return [*events, *(dataclasses.replace(e, recovered=True) for e in now)]
+
     async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
         events: list[Any] = []
         at_ms = int(time.time() * 1000)
         tracked = await self._track(order.order_id, order.symbol, cid, order.side.value,
                                     order.quantity, at_ms, events)  # fmt: skip
         fills: list[Fill] = []
-        if order.filled_quantity > 0:
+        if order.filled_quantity > tracked.delivered:
             try:
                 fills = await self._rest.fills(order.symbol, cid)
-            except InvalidRequest:  # an id the venue's trade lookup cannot take (not ours)
-                fills = []
+            except InvalidRequest:  # no trade list at this venue, or an id it cannot take
+                fills_of = getattr(self.dialect, "fills_of", None)
+                fills = [] if fills_of is None else fills_of(order, tracked)
         for fill in fills:
             if fill.trade_id is not None and fill.trade_id not in self.ledger.delivered:
                 events.append(self.ledger.deliver_fill(order.order_id, tracked, fill, at_ms,
