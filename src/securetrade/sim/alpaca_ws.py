@@ -17,20 +17,31 @@ import asyncio
 import hmac
 import json
 import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from .certs import Certificates
-from .engine import SimOrder
+from .engine import Market, SimOrder
 from .ws import SimVenue, SimWebSockets, _User
 
 if TYPE_CHECKING:
     from .alpaca import AlpacaDialect
-    from .brokers import BrokerSimulator
 
 __all__ = ["AlpacaWebSockets"]
+
+
+class Broker(Protocol):
+    """What the stream needs of a :class:`~securetrade.sim.brokers.BrokerSimulator` (a
+    Protocol, so this module sits below ``securetrade.sim.brokers``)."""
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def dialect(self) -> Any: ...
+
 
 _EVENTS = {"NEW": "new", "CANCELED": "canceled", "EXPIRED": "expired"}
 
@@ -40,7 +51,7 @@ class AlpacaWebSockets(SimWebSockets):
 
     def __init__(
         self,
-        sim: BrokerSimulator,
+        sim: Broker,
         *,
         certificates: Certificates | None = None,
         host: str = "127.0.0.1",
@@ -139,5 +150,5 @@ class AlpacaWebSockets(SimWebSockets):
 
 
 def _error(code: int, message: str) -> str:
-    return json.dumps({"stream": "authorization", "data": {"action": "error", "status": "error",
-                                                           "code": code, "msg": message}})  # fmt: skip
+    data = {"action": "error", "status": "error", "code": code, "msg": message}
+    return json.dumps({"stream": "authorization", "data": data})

@@ -23,19 +23,30 @@ import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .certs import Certificates, make_certificates
-from .engine import SimOrder
+from .engine import Market, SimOrder
 from .oanda_market import stamp
 from .server import Served, server_context
 from .ws import WsFaults
 
 if TYPE_CHECKING:
-    from .brokers import BrokerSimulator
     from .oanda import OandaDialect
 
 __all__ = ["OandaStreamServer"]
+
+
+class Broker(Protocol):
+    """What the stream needs of a :class:`~securetrade.sim.brokers.BrokerSimulator` (a
+    Protocol, so this module sits below ``securetrade.sim.brokers``)."""
+
+    @property
+    def market(self) -> Market: ...
+
+    @property
+    def dialect(self) -> Any: ...
+
 
 _CLOSE = object()  # a connection's queue item: end the stream now
 
@@ -86,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         owner = self.server.owner
         dialect = owner.oanda
         scheme, _, token = self.headers.get("authorization", "").partition(" ")
@@ -155,7 +166,7 @@ class OandaStreamServer(Served):
 
     def __init__(
         self,
-        sim: BrokerSimulator,
+        sim: Broker,
         *,
         certificates: Certificates | None = None,
         host: str = "127.0.0.1",
@@ -163,7 +174,7 @@ class OandaStreamServer(Served):
         heartbeat_every: float = 0.2,
     ) -> None:
         self.sim = sim
-        self.oanda: OandaDialect = sim.dialect  # type: ignore[assignment]
+        self.oanda: OandaDialect = sim.dialect
         self.certificates = certificates or make_certificates()
         self.host = host
         self.port = port

@@ -131,7 +131,8 @@ class StreamHub:
         core = self.client.core
         key = core.keys.current
         url = (stream_url or self.dialect.user_url(key.environment)).replace(
-            "{account}", key.key_id  # OANDA: the stream is the account's, named in its path
+            "{account}",
+            key.key_id,  # OANDA: the stream is the account's, named in its path
         )
         if monitor is None:  # default: a foreign withdrawal engages the policy's kill switch
             monitor = AnomalyMonitor(
@@ -374,18 +375,20 @@ def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub
 _OPTIONS = frozenset({"stream_url", "monitor", "options"})
 
 
-def _checked(options: dict[str, Any]) -> dict[str, Any]:
+def _checked(options: dict[str, Any], hub: StreamHub) -> dict[str, Any]:
     """Refuse bad stream arguments before anything connects."""
     unknown = set(options) - _OPTIONS
     if unknown:
         raise InvalidRequest(
             f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
         )
+    # a WebSocket venue's streams are wss://; OANDA's line stream is https://
+    scheme = "https://" if getattr(hub.dialect, "transport", "") == "http" else "wss://"
     url = options.get("stream_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("wss://", "https://"))):
+    if url is not None and (not isinstance(url, str) or not url.startswith(scheme)):
         raise InvalidRequest(
-            "stream_url must be a wss:// (or, for OANDA's line stream, https://) URL: "
-            "streams run over pinned TLS only"
+            f"stream_url must be a {scheme} URL: {hub.dialect.name}'s streams run over "
+            "pinned TLS only"
         )
     instance("monitor", options.get("monitor"), AnomalyMonitor)
     instance("options", options.get("options"), StreamOptions)
@@ -397,7 +400,7 @@ def watch_async(
 ) -> AsyncIterator[Any]:
     """``AsyncClient.watch_*``: an async iterator, connected on its first ``__anext__``."""
     hub = hub_of(client, asynchronous=True)
-    options = _checked(options)
+    options = _checked(options, hub)
     if symbol is None:
         return hub.watch_user(kind, **options)
     return hub.market_stream(
@@ -410,7 +413,7 @@ def watch_blocking(
 ) -> BlockingStream:
     """``Client.watch_*``: a blocking iterator over the hub's background loop."""
     hub = hub_of(client, asynchronous=False)
-    options = _checked(options)
+    options = _checked(options, hub)
     if symbol is None:
         return BlockingStream(hub, lambda: hub.watch_user(kind, **options))
     stream = hub.market_stream(
