@@ -7,6 +7,7 @@ without the pinned key gets no byte."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -18,15 +19,22 @@ from typing import Any
 
 import pytest
 
-from securetrade import AsyncClient
-from securetrade.errors import PinMismatch
+from securetrade import AsyncClient, Client
+from securetrade.errors import InvalidRequest, PinMismatch
 from securetrade.models import LimitOrder, MarketOrder, Order
 from securetrade.sim import HttpsServer
 from securetrade.sim.brokers import BrokerSimulator
 from securetrade.sim.ws import Intruder
-from securetrade.streams import FillEvent, OrderUpdate, Resynced, StreamGap, UnknownActivity
+from securetrade.streams import (
+    FillEvent,
+    OrderUpdate,
+    Resynced,
+    StreamGap,
+    StreamOptions,
+    UnknownActivity,
+)
 from securetrade.streams.alpaca import fill_id
-from stream_helpers import FAST, tls, until
+from stream_helpers import FAST, tls, until, until_sync
 
 
 @pytest.fixture(params=["alpaca", "oanda"])
@@ -339,3 +347,81 @@ def test_credentials_never_reach_the_log(
         assert "> TEXT [" in ours  # the wire log shows frames by size only
         assert '"action": "auth"' in ours  # the auth frame was logged ...
         assert key.key_id not in ours  # ... without the key id
+
+
+def test_alpaca_406_holds_the_next_dial_for_the_venues_wait(tmp_path: Path) -> None:
+    """Alpaca answers 406 while a dead connection of the account is still held (~90 s):
+    with the venue's defaults the supervisor waits that out instead of dialling again."""
+    with BrokerSimulator("alpaca") as sim:
+        server = sim.serve()
+        stream = sim.serve_stream(server)
+        key = sim.create_key()
+        options = StreamOptions(stale_after=0.5, probe_timeout=0.5, sweep_every=0.5)
+
+        async def main() -> tuple[int, int]:
+            async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+                watch = client.watch_orders(stream_url=stream.user_url, options=options)
+                task = asyncio.create_task(_drain(watch))
+                await until(lambda: client._stream_hub.user is not None
+                            and client._stream_hub.user.healthy)  # fmt: skip
+                stream.faults.refuse_for(60, status=406)
+                stream.expire_all()
+                await until(lambda: stream.refused == 1)
+                seen = stream.requests
+                await asyncio.sleep(3.0)  # past the 1 s floor and the 1 s Retry-After
+                task.cancel()
+                return seen, stream.requests
+
+        seen, later = asyncio.run(main())
+    assert later == seen  # no further dial while Alpaca would still refuse
+
+
+async def _drain(watch: Any) -> None:
+    async for _ in watch:
+        pass
+
+
+def test_broker_streams_refuse_market_data_and_wrong_schemes(
+    broker: BrokerSimulator, tmp_path: Path
+) -> None:
+    server = broker.serve()
+    stream = broker.serve_stream(server)
+    other = "wss://127.0.0.1:1/stream" if broker.venue == "oanda" else "https://127.0.0.1:1/"
+    with Client(broker.create_key(), journal=":memory:", **tls(server)) as client:
+        with pytest.raises(InvalidRequest, match="orders and fills only"):
+            client.watch_ticker("AAPL", stream_url=stream.url if broker.venue == "alpaca"
+                                else stream.base_url)  # fmt: skip
+        with pytest.raises(InvalidRequest, match="stream_url must be"):
+            client.watch_fills(stream_url=other)
+    assert stream.requests == 0
+
+
+def test_blocking_client_sees_each_oanda_fill_once_with_dropped_lines(tmp_path: Path) -> None:
+    with BrokerSimulator("oanda") as sim:
+        server = sim.serve()
+        stream = sim.serve_stream(server)
+        key = sim.create_key()
+        account = sim.account_of(key.key_id)
+        events: list[Any] = []
+        with Client(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            watch = client.watch_fills(stream_url=stream.user_url, options=FAST)
+            with pytest.raises(TimeoutError):
+                watch.next(timeout=0.2)  # connects; nothing has happened yet
+            until_sync(lambda: client._stream_hub.user.healthy)
+            stream.faults.drop.update({2, 3, 6})
+            for _ in range(3):
+                client.place_order(MarketOrder(symbol="EUR_USD", side="SELL", quantity="100"))
+            book = sim.dialect.book(account)  # type: ignore[union-attr]
+            expected = {t["id"] for t in book.transactions if t["type"] == "ORDER_FILL"}
+
+            def have_all() -> bool:
+                with contextlib.suppress(TimeoutError):
+                    events.append(watch.next(timeout=0.5))
+                return expected <= {f.trade_id for f in _fills(events)}
+
+            until_sync(have_all)
+            watch.close()
+    counts = Counter(f.trade_id for f in _fills(events))
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert any(f.recovered for f in _fills(events))

@@ -66,7 +66,10 @@ class AlpacaStreams:
     # One trade_updates connection per account: a storm of dials is answered 406 and a
     # half-dead connection is held ~90 s (research note 2.2), so never dial quickly.
     min_reconnect_delay = 1.0
+    #: after a 406 ("connection limit exceeded") wait out the ~90 s a dead connection is held
+    refusal_floor: ClassVar[dict[int, float]] = {406: 90.0}
     max_connection_age = 24 * 3600.0
+    market_data = False  # watch_ticker / watch_book: not offered here
 
     _USER: ClassVar[dict[Environment, str]] = {
         Environment.PAPER: "wss://paper-api.alpaca.markets/stream",

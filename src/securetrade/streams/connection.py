@@ -17,7 +17,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +93,11 @@ class Connector:
         probe_timeout: float,
         max_age: float,
         redact: Callable[[str | bytes], str] | None = None,
+        refusal_floor: Mapping[int, float] | None = None,
     ) -> None:
         self.url = url
         self._redact = redact or _redact
+        self._refusal_floor = refusal_floor or {}
         self._context = context
         self._on_frame = on_frame
         self._on_gap = on_gap
@@ -135,6 +137,7 @@ class Connector:
                 retry = exc.response.headers.get("Retry-After", "0")
                 delay = float(retry) if retry.isdigit() else 0.0
                 status = exc.response.status_code
+                delay = max(delay, self._refusal_floor.get(status, 0.0))
                 log.warning("stream %s refused the connection (HTTP %s)", self._safe_url(), status)
             except (
                 OSError,

@@ -172,6 +172,8 @@ class StreamHub:
         if not isinstance(symbol, str) or not symbol.isalnum():
             raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
         key = self.client.core.keys.current
+        if not getattr(self.dialect, "market_data", True):  # says what to use instead
+            self.dialect.market_url(key.environment, channel, symbol)
         if stream_url is not None:
             from .dialects import market_path
 

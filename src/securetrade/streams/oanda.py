@@ -45,6 +45,7 @@ class OandaStreams:
     transport = "http"  # a line stream over HTTPS, not a WebSocket
     min_reconnect_delay = 0.5  # OANDA asks for at most 2 new connections a second
     max_connection_age = 24 * 3600.0
+    market_data = False  # watch_ticker / watch_book: not offered here
 
     _STREAM: ClassVar[dict[Environment, str]] = {
         Environment.PAPER: "https://stream-fxpractice.oanda.com",

@@ -124,6 +124,9 @@ class UserStream:
                 probe_timeout=self.options.probe_timeout,
                 max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
                 redact=getattr(dialect, "redact", None),
+                # the venue's waits after a refusal (Alpaca's 406), unless the caller set
+                # its own min_reconnect
+                refusal_floor=getattr(dialect, "refusal_floor", None) if floor is None else None,
             )
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
