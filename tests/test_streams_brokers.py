@@ -32,6 +32,7 @@ from securetrade.streams import (
     StreamGap,
     StreamOptions,
     UnknownActivity,
+    WithdrawalEvent,
 )
 from securetrade.streams.alpaca import fill_id
 from stream_helpers import FAST, tls, until, until_sync
@@ -425,3 +426,39 @@ def test_blocking_client_sees_each_oanda_fill_once_with_dropped_lines(tmp_path: 
     assert set(counts) == expected
     assert set(counts.values()) == {1}
     assert any(f.recovered for f in _fills(events))
+
+
+def test_oanda_withdrawal_nobody_asked_for_engages_the_kill_switch(tmp_path: Path) -> None:
+    """OANDA reports money leaving the account as a negative TRANSFER_FUNDS; this client
+    cannot withdraw there, so any is someone else's: an alert, and the kill switch."""
+    with BrokerSimulator("oanda") as sim:
+        server = sim.serve()
+        stream = sim.serve_stream(server)
+        key = sim.create_key()
+        account = sim.account_of(key.key_id)
+
+        async def main() -> tuple[list[Any], bool, bool]:
+            events: list[Any] = []
+            async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+                watch = client.watch_orders(stream_url=stream.user_url, options=FAST)
+
+                async def consume() -> None:
+                    async for event in watch:
+                        events.append(event)
+
+                task = asyncio.create_task(consume())
+                await until(lambda: client._stream_hub.user is not None
+                            and client._stream_hub.user.healthy)  # fmt: skip
+                before = client.policy.kill_switch.engaged
+                sim.market.withdraw(account, "USD", Decimal("2500"))  # at OANDA, not by us
+                await until(lambda: any(isinstance(e, WithdrawalEvent) for e in events))
+                task.cancel()
+                return events, before, client.policy.kill_switch.engaged
+
+        events, before, after = asyncio.run(main())
+    assert not before
+    assert after
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.index("UnknownActivity") < kinds.index("WithdrawalEvent")
+    unknown = next(e for e in events if isinstance(e, UnknownActivity))
+    assert (unknown.kind, unknown.amount) == ("withdrawal", Decimal("2500"))

@@ -187,7 +187,7 @@ class OandaStreamServer(Served):
         self.refused = 0
         self._held: list[tuple[_Stream, str]] = []
         self._counter = itertools.count(1)
-        self._engine: queue.Queue[tuple[str, SimOrder] | None] = queue.Queue()
+        self._engine: queue.Queue[tuple[str, SimOrder | None, Any] | None] = queue.Queue()
         self._server = _Server(self, server_context(self.certificates))
         self.port = self._server.server_address[1]
         self._threads: list[threading.Thread] = []
@@ -276,10 +276,10 @@ class OandaStreamServer(Served):
     def _on_market(
         self, what: str, order: SimOrder | None, detail: tuple[object, ...] | None
     ) -> None:
-        """Engine listener (under the market lock): a fill or cancel is recorded as a
-        transaction by another thread, which may take the dialect's book lock."""
-        if order is not None and what in ("TRADE", "CANCELED", "EXPIRED"):
-            self._engine.put((what, order))
+        """Engine listener (under the market lock): a fill, cancel or withdrawal is recorded
+        as a transaction by another thread, which may take the dialect's book lock."""
+        if what == "WITHDRAWAL" or (order is not None and what in ("TRADE", "CANCELED", "EXPIRED")):
+            self._engine.put((what, order, detail))
 
     def _record_engine(self) -> None:
         dialect = self.oanda
@@ -287,8 +287,17 @@ class OandaStreamServer(Served):
             item = self._engine.get()
             if item is None:
                 return
-            what, order = item
+            what, order, detail = item
             with dialect._book_lock:
+                if what == "WITHDRAWAL":  # money out: a negative TRANSFER_FUNDS
+                    _asset, amount, account = detail
+                    book = dialect.book(str(account))
+                    reason = "CLIENT_FUNDING"
+                    dialect._record(
+                        book, "TRANSFER_FUNDS", amount=f"-{amount}", fundingReason=reason
+                    )
+                    continue
+                assert order is not None
                 book = dialect.book(order.account)
                 if what == "TRADE" and order.status == "FILLED":
                     dialect._fill_of(order, book)

@@ -117,7 +117,8 @@ class OandaStreams:
         if kind == "TRANSFER_FUNDS":
             amount = _money(frame["amount"], "amount")
             if amount < 0:
-                return [Withdrawal(str(frame.get("currency") or "USD"), -amount, 0)]
+                # OANDA names no currency: amounts are in the account's home currency
+                return [Withdrawal(str(frame.get("currency") or "HOME"), -amount, 0)]
         return []
 
     def _report(
