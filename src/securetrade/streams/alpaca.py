@@ -17,8 +17,8 @@ lost fills, reconciliation reads the order and delivers the missing quantity as 
 recovered fill at the price that makes the order's average right (``fills_of``).
 
 The auth frame carries the secret itself (Alpaca checks it, nothing is signed): it is
-built into bytes from the signer, sent as a text frame, and logged only through
-:meth:`AlpacaStreams.redact`, which removes both the key id and the secret.
+logged only through :meth:`AlpacaStreams.redact`, which removes both the key id and the
+secret, and the wire log shows frames by size only.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..keys import ApiKey, Environment
 from ..models import Fill, Order, to_decimal
 from ..signing import Signer
 from ..transport.redaction import redact_text
+from ..venues.times import parse_time
 from .dialects import ExecutionReport, Parsed
 from .ledger import Tracked
 
@@ -57,6 +58,11 @@ def fill_id(order_id: str, cumulative: Decimal) -> str:
 
 def _money(value: Any, name: str) -> Decimal:
     return to_decimal(str(value), field=name)
+
+
+def _ms(stamp: Any) -> int:
+    """An RFC 3339 time (nanoseconds allowed) as epoch milliseconds; 0 when absent."""
+    return int(parse_time(str(stamp)).timestamp() * 1000) if stamp else 0
 
 
 class AlpacaStreams:
@@ -95,9 +101,10 @@ class AlpacaStreams:
 
     def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str | bytes]:
         """The auth frame (key id and secret, as bytes) and the ``listen`` frame."""
-        head = json.dumps({"action": "auth", "key": key.key_id, "secret": ""})[:-2]
-        auth = head.encode() + signer.sign(b"").encode() + b'"}'
-        return [auth, _LISTEN]
+        # the secret leaves the signer as text (as the REST headers take it), straight
+        # into the frame; the log shows :meth:`redact`'s form of it
+        return [json.dumps({"action": "auth", "key": key.key_id, "secret": signer.sign(b"")}),
+                _LISTEN]  # fmt: skip
 
     def redact(self, frame: str | bytes) -> str:
         """A frame for the log: the auth frame's key id and secret are never shown."""
@@ -151,7 +158,7 @@ class AlpacaStreams:
                 trade_id=fill_id(order_id, cumulative) if filled else None,
                 commission=Decimal(0),  # Alpaca charges no commission on its stock orders
                 commission_asset=None,
-                at_ms=0,
+                at_ms=_ms(data.get("timestamp")),
             )
         ]
 

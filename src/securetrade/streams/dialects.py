@@ -2,6 +2,13 @@
 
 A dialect is a small object with no I/O; the supervisor does the I/O. Adding a venue is one
 module with one class like :class:`BinanceStreams` registered in :data:`DIALECTS`.
+
+Optional members, read when present: ``transport = "http"`` with ``headers(key, signer)``,
+``ids(frame)`` and ``replay_url(rest_base)`` for a numbered line stream over HTTPS
+(OANDA); ``redact(frame)`` for the frame log; ``fills_of(order, tracked)`` for a venue
+with no per-order trade list (Alpaca); ``refusal_floor`` (HTTP status -> seconds to
+wait before dialling again); ``market_data = False`` where ``watch_ticker`` is not
+offered.
 """
 
 from __future__ import annotations

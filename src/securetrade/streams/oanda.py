@@ -26,6 +26,7 @@ from ..keys import ApiKey, Environment
 from ..models import to_decimal
 from ..signing import Signer
 from ..signing.presented import HeaderAuth
+from ..venues.times import parse_time
 from .dialects import ExecutionReport, Parsed, Withdrawal
 
 __all__ = ["OandaStreams"]
@@ -36,6 +37,11 @@ _PATH = "/v3/accounts/{account}"
 
 def _money(value: Any, name: str) -> Decimal:
     return to_decimal(str(value), field=name)
+
+
+def _ms(stamp: Any) -> int:
+    """An RFC 3339 time (nanoseconds allowed) as epoch milliseconds; 0 when absent."""
+    return int(parse_time(str(stamp)).timestamp() * 1000) if stamp else 0
 
 
 class OandaStreams:
@@ -118,7 +124,8 @@ class OandaStreams:
             amount = _money(frame["amount"], "amount")
             if amount < 0:
                 # OANDA names no currency: amounts are in the account's home currency
-                return [Withdrawal(str(frame.get("currency") or "HOME"), -amount, 0)]
+                asset = str(frame.get("currency") or "HOME")
+                return [Withdrawal(asset, -amount, _ms(frame.get("time")))]
         return []
 
     def _report(
@@ -148,5 +155,5 @@ class OandaStreams:
             if fill is not None
             else Decimal(0),
             commission_asset=None,
-            at_ms=0,
+            at_ms=_ms(frame.get("time")),
         )
