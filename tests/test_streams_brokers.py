@@ -183,14 +183,10 @@ def test_every_fill_exactly_once_under_stream_faults(
     # every share the simulator executed reached the consumer once, and the journal once
     assert sum(f.quantity for f in fills) == sum(expected.values())
     assert {f.trade_id: f.quantity for f in fills} == journal_fills
-    if broker.venue == "oanda" or fault not in LOSSY | {"reorder"}:
-        # each execution by its own identity (OANDA: the fill's transaction id)
-        assert {f.trade_id: f.quantity for f in fills} == expected
-    else:
-        # Alpaca lists no executions over REST: what the socket lost comes back as one
-        # fill per order bringing it to the filled quantity Alpaca reports
-        assert set(counts) <= set(expected)
-        assert all(q == Decimal("10") for q in per_order.values())
+    # each execution under its own identity (Alpaca: order@cumulative, read back from the
+    # FILL activities; OANDA: the fill's transaction id, read back from sinceid)
+    assert {f.trade_id: f.quantity for f in fills} == expected
+    assert all(q == (Decimal("10") if broker.venue == "alpaca" else q) for q in per_order.values())
     gaps = {e.reason for e in events if isinstance(e, StreamGap)}
     if fault == "mute":
         assert "stale" in gaps
@@ -462,3 +458,29 @@ def test_oanda_withdrawal_nobody_asked_for_engages_the_kill_switch(tmp_path: Pat
     assert kinds.index("UnknownActivity") < kinds.index("WithdrawalEvent")
     unknown = next(e for e in events if isinstance(e, UnknownActivity))
     assert (unknown.kind, unknown.amount) == ("withdrawal", Decimal("2500"))
+
+
+def test_alpaca_my_trades_reads_every_fill_activity_across_pages() -> None:
+    """The FILL activities reconciliation reads, as ``my_trades``: 101 executions of one
+    order come back over two pages, oldest first, each once with its cumulative identity."""
+    with BrokerSimulator("alpaca") as sim:
+        server = sim.serve()
+        key = sim.create_key()
+        with Client(key, journal=":memory:", **tls(server)) as client:
+            order = client.place_order(
+                LimitOrder(symbol="AAPL", side="BUY", quantity="101", price="180")
+            )
+            number = uuid.UUID(order.order_id).int
+            for _ in range(101):
+                sim.market.trade(number, Decimal("1"))
+            sim.market.trade(
+                uuid.UUID(client.place_order(_resting("alpaca")).order_id).int, Decimal("3")
+            )
+            trades = list(client.my_trades("AAPL"))
+            pages = sim.dialect.stats.by_path.get("GET /v2/account/activities/FILL", 0)
+    mine = [t for t in trades if t.order_id == order.order_id]
+    assert [t.trade_id for t in mine] == [
+        fill_id(order.order_id, Decimal(n)) for n in range(1, 102)
+    ]
+    assert len(trades) == 102  # the other order's execution too, once
+    assert pages == 2

@@ -12,9 +12,10 @@ come as binary; they hold JSON all the same.
 
 Alpaca numbers nothing, and its REST API has no per-order list of executions. So a fill
 is known by the point it brings the order to: ``<order id>@<filled quantity after it>``,
-which the stream's event and a later REST read of the order both show. When the socket
-lost fills, reconciliation reads the order and delivers the missing quantity as one
-recovered fill at the price that makes the order's average right (``fills_of``).
+which the stream's event (the order's ``filled_qty``) and the account's FILL activities
+(``order_id``, ``cum_qty``) both show. When the socket lost fills, reconciliation reads
+the order, then the account's FILL activities since it was created (``my_trades``), and
+delivers the executions not yet seen, each under its own identity.
 
 The auth frame carries the secret itself (Alpaca checks it, nothing is signed): it is
 logged only through :meth:`AlpacaStreams.redact`, which removes both the key id and the
@@ -29,12 +30,12 @@ from typing import Any, ClassVar
 
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment
-from ..models import Fill, Order, to_decimal
+from ..models import to_decimal
 from ..signing import Signer
 from ..transport.redaction import redact_text
+from ..venues.alpaca.history import trade_id as fill_id
 from ..venues.times import parse_time
 from .dialects import ExecutionReport, Parsed
-from .ledger import Tracked
 
 __all__ = ["AlpacaStreams", "fill_id"]
 
@@ -49,11 +50,6 @@ _STATUS = {
     "replaced": "CANCELED",
 }
 _LISTEN = json.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}})
-
-
-def fill_id(order_id: str, cumulative: Decimal) -> str:
-    """The identity of the fill that brought ``order_id`` to ``cumulative`` filled."""
-    return f"{order_id}@{format(cumulative.normalize(), 'f')}"
 
 
 def _money(value: Any, name: str) -> Decimal:
@@ -76,6 +72,7 @@ class AlpacaStreams:
     refusal_floor: ClassVar[dict[int, float]] = {406: 90.0}
     max_connection_age = 24 * 3600.0
     market_data = False  # watch_ticker / watch_book: not offered here
+    fills_in_history = True  # missed fills are read back from the FILL activities
 
     _USER: ClassVar[dict[Environment, str]] = {
         Environment.PAPER: "wss://paper-api.alpaca.markets/stream",
@@ -159,22 +156,5 @@ class AlpacaStreams:
                 commission=Decimal(0),  # Alpaca charges no commission on its stock orders
                 commission_asset=None,
                 at_ms=_ms(data.get("timestamp")),
-            )
-        ]
-
-    def fills_of(self, order: Order, tracked: Tracked) -> list[Fill]:
-        """What REST shows filled beyond what was delivered, as one fill: the quantity
-        missing, at the price that makes the order's average what Alpaca reports."""
-        missing = order.filled_quantity - tracked.delivered
-        if missing <= 0:
-            return []
-        price = (order.quote_quantity - tracked.value) / missing
-        return [
-            Fill(
-                price=price,
-                quantity=missing,
-                commission=Decimal(0),
-                commission_asset=None,
-                trade_id=fill_id(order.order_id, order.filled_quantity),
             )
         ]

@@ -5,8 +5,9 @@ module with one class like :class:`BinanceStreams` registered in :data:`DIALECTS
 
 Optional members, read when present: ``transport = "http"`` with ``headers(key, signer)``,
 ``ids(frame)`` and ``replay_url(rest_base)`` for a numbered line stream over HTTPS
-(OANDA); ``redact(frame)`` for the frame log; ``fills_of(order, tracked)`` for a venue
-with no per-order trade list (Alpaca); ``refusal_floor`` (HTTP status -> seconds to
+(OANDA); ``redact(frame)`` for the frame log; ``fills_in_history = True`` for a venue
+whose executions are read back from the account's trade history, having no per-order
+list (Alpaca); ``refusal_floor`` (HTTP status -> seconds to
 wait before dialling again); ``market_data = False`` where ``watch_ticker`` is not
 offered.
 """

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._checks import instance
 from ..errors import InvalidRequest
-from ..models import Fill, Order, OrderRequest
+from ..models import AccountTrade, Fill, Order, OrderRequest
 from ..policy.anomaly import AnomalyMonitor, UnknownActivityDetector
 from .dialects import dialect_for
 from .events import (
@@ -72,6 +72,9 @@ class _AsyncRest:
     async def key_permissions(self) -> dict[str, Any]:
         return await self._client.key_permissions()
 
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        return [trade async for trade in self._client.my_trades(symbol, since=since_ms)]
+
 
 class _SyncRest:
     """The blocking client's calls, from the stream's loop thread (its transport is safe to
@@ -99,6 +102,9 @@ class _SyncRest:
 
     async def key_permissions(self) -> dict[str, Any]:
         return await asyncio.to_thread(self._client.key_permissions)
+
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        return await asyncio.to_thread(lambda: list(self._client.my_trades(symbol, since=since_ms)))
 
 
 class StreamHub:

@@ -8,10 +8,12 @@ a :class:`BlockingHost`; mypy checks that where the client hands itself to the d
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..core import Core
-from ..models import Fill, Order, OrderRequest
+from ..models import AccountTrade, Fill, Order, OrderRequest
 from ..record import AuditLog
 
 __all__ = ["AsyncHost", "BlockingHost", "Host"]
@@ -45,6 +47,14 @@ class AsyncHost(Host, Protocol):
 
     async def key_permissions(self) -> dict[str, Any]: ...
 
+    def my_trades(
+        self,
+        symbol: str,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> AsyncIterator[AccountTrade]: ...
+
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order: ...
@@ -62,5 +72,13 @@ class BlockingHost(Host, Protocol):
     def fills(self, symbol: str, *, client_order_id: str) -> list[Fill]: ...
 
     def key_permissions(self) -> dict[str, Any]: ...
+
+    def my_trades(
+        self,
+        symbol: str,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> Iterator[AccountTrade]: ...
 
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order: ...

@@ -33,7 +33,6 @@ class Tracked:
     ours: bool
     quantity: Decimal = Decimal(0)
     delivered: Decimal = Decimal(0)  # sum of the fills delivered
-    value: Decimal = Decimal(0)  # their price times quantity, summed
     cumulative: Decimal = Decimal(0)  # filled, as last reported
     status: str = "NEW"
     progress: tuple[Decimal, int] = (Decimal(-1), -1)
@@ -120,7 +119,6 @@ class Ledger:
         if len(self.delivered) > KEEP_TRADES:
             self.delivered.popitem(last=False)
         tracked.delivered += fill.quantity
-        tracked.value += fill.price * fill.quantity
         if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
             self.to_journal.append((tracked.client_order_id, fill))
         return FillEvent(

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from .._checks import number, whole
 from ..errors import SecureTradeError
-from ..models import Fill, Order
+from ..models import AccountTrade, Fill, Order
 
 __all__ = ["Rest", "StreamOptions", "Subscription"]
 
@@ -27,6 +27,10 @@ class Rest(Protocol):
     async def fills(self, symbol: str, client_order_id: str) -> list[Fill]: ...
 
     async def key_permissions(self) -> dict[str, Any]: ...
+
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        """The account's executions in ``symbol`` since ``since_ms`` (its trade history)."""
+        ...
 
 
 @dataclass

@@ -543,6 +543,28 @@ class UserStream:
             self._placed.pop(tracked.client_order_id, None)
         return [*events, *(dataclasses.replace(e, recovered=True) for e in now)]
 
+    async def _history_fills(self, order: Order) -> list[Fill]:
+        """The order's executions from the account's trade history, where the venue keeps
+        one but no per-order list (Alpaca's FILL activities)."""
+        if not getattr(self.dialect, "fills_in_history", False):
+            return []
+        since = 0 if order.created_at is None else int(order.created_at.timestamp() * 1000)
+        try:
+            trades = await self._rest.my_trades(order.symbol, max(0, since - 1000))
+        except InvalidRequest:
+            return []
+        return [
+            Fill(
+                price=t.price,
+                quantity=t.quantity,
+                commission=t.commission,
+                commission_asset=t.commission_asset,
+                trade_id=t.trade_id,
+            )
+            for t in trades
+            if t.order_id == order.order_id
+        ]
+
     async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
         events: list[Any] = []
         at_ms = int(time.time() * 1000)
@@ -552,9 +574,8 @@ class UserStream:
         if order.filled_quantity > tracked.delivered:
             try:
                 fills = await self._rest.fills(order.symbol, cid)
-            except InvalidRequest:  # no trade list at this venue, or an id it cannot take
-                fills_of = getattr(self.dialect, "fills_of", None)
-                fills = [] if fills_of is None else fills_of(order, tracked)
+            except InvalidRequest:  # no trade list per order here, or an id it cannot take
+                fills = await self._history_fills(order)
         for fill in fills:
             if fill.trade_id is not None and fill.trade_id not in self.ledger.delivered:
                 events.append(self.ledger.deliver_fill(order.order_id, tracked, fill, at_ms,
