@@ -125,12 +125,14 @@ class _Handler(BaseHTTPRequestHandler):
             owner.connections += 1
             owner.streams.append(stream)
         try:
-            self._chunk(owner.heartbeat(account))
+            first = owner.heartbeat(account, stream)
+            if first is not None:
+                self._chunk(first)
             while True:
                 try:
                     item = stream.lines.get(timeout=owner.heartbeat_every)
                 except queue.Empty:
-                    item = None if stream.muted else owner.heartbeat(account)
+                    item = None if stream.muted else owner.heartbeat(account, stream)
                 if item is _CLOSE:
                     break
                 if item is not None and not stream.muted:
@@ -248,9 +250,15 @@ class OandaStreamServer(Served):
 
     # --- transactions -------------------------------------------------------------------
 
-    def heartbeat(self, account: str) -> str:
+    def heartbeat(self, account: str, stream: _Stream) -> str | None:
+        """A heartbeat naming the account's last transaction, or None while a transaction
+        line is still queued for ``stream`` (a heartbeat must not run ahead of the lines:
+        the transactions are queued under the same lock)."""
         moment = datetime.fromtimestamp(self.oanda.now_ms() / 1000, tz=timezone.utc)
-        last = self.oanda.book(account).last
+        with self.oanda._book_lock:
+            if not stream.lines.empty():
+                return None
+            last = self.oanda.book(account).last
         return json.dumps({"type": "HEARTBEAT", "lastTransactionID": last, "time": stamp(moment)})
 
     def _on_transaction(self, account: str, transaction: dict[str, Any]) -> None:
