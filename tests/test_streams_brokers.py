@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from securetrade import AsyncClient, Client
-from securetrade.errors import InvalidRequest, PinMismatch
+from securetrade.errors import AuthenticationRejected, InvalidRequest, PinMismatch
 from securetrade.models import LimitOrder, MarketOrder, Order
 from securetrade.sim import HttpsServer
 from securetrade.sim.brokers import BrokerSimulator
@@ -484,3 +484,26 @@ def test_alpaca_my_trades_reads_every_fill_activity_across_pages() -> None:
     ]
     assert len(trades) == 102  # the other order's execution too, once
     assert pages == 2
+
+
+def test_refused_stream_credentials_raise_authentication_rejected_without_them(
+    broker: BrokerSimulator, tmp_path: Path
+) -> None:
+    server = broker.serve()
+    stream = broker.serve_stream(server)
+    key = broker.create_key()
+    secret = key.secret.expose()
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            if broker.venue == "alpaca":  # the key is revoked at the venue
+                broker.dialect.secrets[key.key_id] = b"revoked"  # type: ignore[union-attr]
+            else:
+                del broker.dialect.tokens[secret]  # type: ignore[union-attr]
+            async for _ in client.watch_fills(stream_url=stream.user_url, options=FAST):
+                break
+
+    with pytest.raises(AuthenticationRejected) as caught:
+        asyncio.run(main())
+    assert secret.decode() not in str(caught.value)
+    assert "check" in str(caught.value)  # says what to do
