@@ -69,13 +69,13 @@ async def _work(mode: str, n: int, rounds: int, tmp: str) -> None:
                 Follower(
                     f"f{i}",
                     server.api_key(i + 1),
-                    Sizing(SizingMode.FIXED_QUANTITY, order.quantity),
+                    Sizing(SizingMode.FIXED_QUANTITY, order.base_quantity),
                     slippage_bps=Decimal(0),
                     ttl_ms=600_000,
                 )
             )
         for r in range(rounds + 1):
-            event = LeaderEvent(f"e{r}", order.symbol, Side.BUY, order.quantity, order.price,
+            event = LeaderEvent(f"e{r}", order.symbol, Side.BUY, order.base_quantity, order.price,
                                 int(time.time() * 1000))  # fmt: skip
             report = await engine.copy(event)
             if report.counts != {"placed": n}:

@@ -333,18 +333,17 @@ def test_bad_stream_options_are_refused(bad: dict[str, Any]) -> None:
         StreamOptions(**bad)
 
 
-def test_a_venue_without_streams_says_which_have_them() -> None:
+def test_a_venue_without_streams_says_which_have_them(sim: Simulator) -> None:
     from securetrade.keys import ApiKey
-    from securetrade.sim.brokers import BrokerSimulator
 
-    with BrokerSimulator("alpaca") as broker:
-        server = broker.serve()
-        key = ApiKey("alpaca", "PKX", "secret-text", scopes=["read"])
-        with (
-            Client(key, journal=":memory:", **tls(server)) as client,
-            pytest.raises(InvalidRequest, match="streams exist for: binance, kraken"),
-        ):
-            client.watch_orders()
+    server = sim.serve()
+    made = sim.create_key()
+    key = ApiKey("ccxt:binance", made.key_id, made.secret, scopes=made.scopes)
+    with (
+        Client(key, journal=":memory:", **tls(server)) as client,
+        pytest.raises(InvalidRequest, match="streams exist for: alpaca, binance, kraken, oanda"),
+    ):
+        client.watch_orders()
 
 
 def test_refused_subscription_raises_authentication_rejected_without_secrets(

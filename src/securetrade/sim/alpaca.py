@@ -207,6 +207,8 @@ class AlpacaDialect(Dialect[_Stats]):
             return 200, [_asset(i) for i in self.market.instruments.values()]
         if method == "GET" and path == "/v2/account":
             return 200, self._account(account)
+        if method == "GET" and path == "/v2/account/activities/FILL":
+            return 200, self._fill_activities(account, query)
         if method == "POST" and path == "/v2/orders":
             return 200, self._place(account, request.body)
         if method == "GET" and path == "/v2/orders":
@@ -299,6 +301,51 @@ class AlpacaDialect(Dialect[_Stats]):
             "non_marginable_buying_power": format(free, "f"),
             "buying_power": format(free, "f"),
         }
+
+    def _fill_activities(self, account: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """Account activities of type FILL: every execution with the order's cumulative
+        quantity after it; ``after``/``until`` (exclusive), ``direction`` (``desc`` unless
+        ``asc``), ``page_size`` (at most 100) and ``page_token`` (start after that id)."""
+        try:
+            after = _moment(query.get("after"), 0)
+            until = _moment(query.get("until"), 2**62)
+            size = min(100, int(query.get("page_size") or 100))
+        except ValueError:
+            raise _Error(422, 42210000, "invalid after, until or page_size") from None
+        trades = sorted(
+            (t for s in self.market.instruments for t in self.market.trades(account, s, None)),
+            key=lambda t: t.trade_id,
+        )
+        rows: list[dict[str, Any]] = []
+        cumulative: dict[int, Decimal] = {}
+        for trade in trades:
+            order = trade.order
+            done = cumulative[order.order_id] = cumulative.get(order.order_id, 0) + trade.quantity
+            if not after < trade.at_ms < until:
+                continue
+            moment = datetime.fromtimestamp(trade.at_ms / 1000, tz=timezone.utc)
+            rows.append({
+                "id": f"{moment:%Y%m%d%H%M%S}{trade.at_ms % 1000:03d}::"
+                      f"{uuid.uuid5(uuid.NAMESPACE_OID, str(trade.trade_id))}",
+                "activity_type": "FILL",
+                "transaction_time": _stamp(moment),
+                "type": "fill" if done >= order.quantity else "partial_fill",
+                "price": format(trade.price, "f"),
+                "qty": format(trade.quantity, "f"),
+                "side": order.side.lower(),
+                "symbol": order.symbol,
+                "leaves_qty": format(order.quantity - done, "f"),
+                "order_id": self._order(order)["id"],
+                "cum_qty": format(done, "f"),
+                "order_status": "filled" if done >= order.quantity else "partially_filled",
+            })  # fmt: skip
+        if query.get("direction", "desc") != "asc":
+            rows.reverse()
+        token = query.get("page_token")
+        if token is not None:
+            ids = [row["id"] for row in rows]
+            rows = rows[ids.index(token) + 1 :] if token in ids else []
+        return rows[:size]
 
     def _place(self, account: str, body: bytes) -> dict[str, Any]:
         try:
@@ -564,6 +611,15 @@ def _number(value: Any, name: str) -> Decimal | None:
     ):
         raise _Error(422, 42210000, f"invalid {name}")
     return number
+
+
+def _moment(text: str | None, default: int) -> int:
+    """Epoch ms of an RFC 3339 time or a date (``YYYY-MM-DD``), as the activities take."""
+    if not text:
+        return default
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _stamp(moment: datetime) -> str:

@@ -24,7 +24,9 @@ from .oanda import OANDA_BALANCES, OandaDialect, oanda_market
 from .server import HttpsServer
 
 if TYPE_CHECKING:
+    from .alpaca_ws import AlpacaWebSockets
     from .engine import Market
+    from .oanda_stream import OandaStreamServer
     from .oauth import OAuthServerSim
 
 __all__ = ["BROKERS", "BrokerSimulator"]
@@ -53,6 +55,7 @@ class BrokerSimulator:
             )
         self.market._now_ms = self.dialect.now_ms
         self._servers: list[HttpsServer] = []
+        self._streams: list[AlpacaWebSockets | OandaStreamServer] = []
 
     def create_key(
         self,
@@ -115,11 +118,35 @@ class BrokerSimulator:
         self._servers.append(server)
         return server
 
+    def serve_stream(
+        self, server: HttpsServer | None = None, *, port: int = 0
+    ) -> AlpacaWebSockets | OandaStreamServer:
+        """Start the broker's live stream on 127.0.0.1 (Alpaca's ``trade_updates``
+        WebSocket, OANDA's transaction stream), with ``server``'s certificates (so the
+        same pins pass) when given; returns it running. Its ``user_url`` is the
+        ``stream_url=`` for ``watch_orders``/``watch_fills``."""
+        certificates = None if server is None else server.certificates
+        stream: AlpacaWebSockets | OandaStreamServer
+        if self.venue == "alpaca":
+            from .alpaca_ws import AlpacaWebSockets
+
+            stream = AlpacaWebSockets(self, certificates=certificates, port=port)
+            stream.start()
+        else:
+            from .oanda_stream import OandaStreamServer
+
+            stream = OandaStreamServer(self, certificates=certificates, port=port).start()
+        self._streams.append(stream)
+        return stream
+
     def transport(self) -> BrokerTransport:
         """In-process: no sockets, the same handler."""
         return BrokerTransport(self)
 
     def close(self) -> None:
+        for stream in self._streams:
+            stream.stop()
+        self._streams.clear()
         for server in self._servers:
             server.stop()
         self._servers.clear()

@@ -99,6 +99,7 @@ class _Stats(DialectStats):
 class _Book:
     """One account's transactions, numbered from 1 with no gaps."""
 
+    account: str = ""
     transactions: list[dict[str, Any]] = field(default_factory=list)
     created: dict[int, int] = field(default_factory=dict)  # order number -> create txn id
     filled: dict[int, int] = field(default_factory=dict)  # order number -> fill txn id
@@ -137,6 +138,8 @@ class OandaDialect(Dialect[_Stats]):
         self._books: dict[str, _Book] = {}
         self._calls: dict[str, deque[float]] = {}
         self._book_lock = threading.RLock()
+        #: called with (account, transaction) as each is recorded (the transaction stream)
+        self.transaction_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def new_account_id(self) -> str:
         """A practice account id in OANDA's shape: ``101-004-<user>-<sub>``."""
@@ -147,7 +150,10 @@ class OandaDialect(Dialect[_Stats]):
 
     def book(self, account: str) -> _Book:
         with self._book_lock:
-            return self._books.setdefault(account, _Book())
+            book = self._books.get(account)
+            if book is None:
+                book = self._books[account] = _Book(account)
+            return book
 
     # --- the shared handler's hooks -----------------------------------------------------
 
@@ -258,6 +264,8 @@ class OandaDialect(Dialect[_Stats]):
         moment = datetime.fromtimestamp(self.now_ms() / 1000, tz=timezone.utc)
         transaction = {"id": str(number), "time": stamp(moment), "type": kind, **fields}
         book.transactions.append(transaction)
+        for listener in list(self.transaction_listeners):
+            listener(book.account, transaction)
         return transaction
 
     def _place(self, account: str, book: _Book, body: bytes) -> dict[str, Any]:

@@ -7,6 +7,7 @@ blocking iterators on :class:`~securetrade.Client`. See docs/streams.md.
 
 from __future__ import annotations
 
+from .alpaca import AlpacaStreams
 from .dialects import DIALECTS, BinanceStreams, StreamDialect, dialect_for
 from .drivers import BlockingStream, StreamHub, hub_of, place_confirmed, place_confirmed_blocking
 from .events import (
@@ -22,18 +23,23 @@ from .events import (
 )
 from .kraken import KrakenStreams
 from .market import MarketStream
+from .oanda import OandaStreams
 from .supervisor import StreamOptions, UserStream
 
 DIALECTS["kraken"] = KrakenStreams  # registered here: the module builds on .dialects
+DIALECTS["alpaca"] = AlpacaStreams
+DIALECTS["oanda"] = OandaStreams
 
 __all__ = [
     "DIALECTS",
+    "AlpacaStreams",
     "BinanceStreams",
     "BlockingStream",
     "BookUpdate",
     "FillEvent",
     "KrakenStreams",
     "MarketStream",
+    "OandaStreams",
     "OrderUpdate",
     "Resynced",
     "StreamDialect",

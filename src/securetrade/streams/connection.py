@@ -15,14 +15,16 @@ import inspect
 import json
 import logging
 import random
+import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from ..errors import AuthenticationRejected, ConnectFailed, SecureTradeError
 from ..transport.http import security_refusal
@@ -31,7 +33,6 @@ from ..transport.redaction import redact_text
 __all__ = ["Backoff", "Connector"]
 
 log = logging.getLogger("securetrade.streams")
-_WIRE = "securetrade.streams.wire"  # the websockets library's own frame log
 
 
 class _WholeFramesOnly(logging.Filter):
@@ -44,7 +45,26 @@ class _WholeFramesOnly(logging.Filter):
         return not (text[:2] in ("> ", "< ") and "..." in text)
 
 
-logging.getLogger(_WIRE).addFilter(_WholeFramesOnly())
+class _FrameSizesOnly(logging.Filter):
+    """The wire log shows each data frame's kind and size, never its bytes: websockets
+    would print a frame's head and tail, and Alpaca's auth frame ends with the secret.
+    The connector logs frames itself, redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args and isinstance(args[0], Frame):
+            frame = args[0]
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                record.args = (f"{frame.opcode.name} [{len(frame.data)} bytes]", *args[1:])
+        elif isinstance(record.msg, str):  # already rendered (the redacting record factory)
+            record.msg = _DATA_FRAME.sub(r"\g<head> \g<size>", record.msg)
+        return True
+
+
+_DATA_FRAME = re.compile(r"^(?P<head>[<>] (?:TEXT|BINARY|CONT)) .*(?P<size>\[\d+ bytes\])$", re.S)
+WIRE = logging.getLogger("securetrade.streams.wire")  # the websockets library's own frame log
+WIRE.addFilter(_FrameSizesOnly())  # data frames as sizes ...
+WIRE.addFilter(_WholeFramesOnly())  # ... and any line still cut short is dropped
 
 
 @dataclass(slots=True)
@@ -77,7 +97,7 @@ class Connector:
         on_frame: Callable[[Any], None],
         on_gap: Callable[[str, str], Awaitable[None]],
         on_fatal: Callable[[SecureTradeError], Awaitable[None]],
-        auth: Callable[[], list[str] | Awaitable[list[str]]] | None,
+        auth: Callable[[], Sequence[str | bytes] | Awaitable[Sequence[str | bytes]]] | None,
         check_auth: Callable[[Any], bool] | None,
         probe: Callable[[], str | None],
         backoff: Backoff,
@@ -85,9 +105,13 @@ class Connector:
         probe_timeout: float,
         max_age: float,
         decode: Callable[[str | bytes], Any] | None = None,
+        redact: Callable[[str | bytes], str] | None = None,
+        refusal_floor: Mapping[int, float] | None = None,
     ) -> None:
         self.url = url
         self._decode = decode or _decode
+        self._redact = redact or _redact
+        self._refusal_floor = refusal_floor or {}
         self._context = context
         self._on_frame = on_frame
         self._on_gap = on_gap
@@ -127,6 +151,7 @@ class Connector:
                 retry = exc.response.headers.get("Retry-After", "0")
                 delay = float(retry) if retry.isdigit() else 0.0
                 status = exc.response.status_code
+                delay = max(delay, self._refusal_floor.get(status, 0.0))
                 log.warning("stream %s refused the connection (HTTP %s)", self._safe_url(), status)
             except (
                 OSError,
@@ -170,7 +195,7 @@ class Connector:
             ping_timeout=10,
             max_queue=256,
             close_timeout=2,
-            logger=logging.getLogger(_WIRE),
+            logger=WIRE,
         ) as socket:
             self._socket = socket
             if self._auth is not None:
@@ -220,13 +245,14 @@ class Connector:
         assert self._auth is not None
         assert self._check_auth is not None
         made = self._auth()
-        frames: list[str] = await made if inspect.isawaitable(made) else made  # Kraken: a token
+        frames = list(await made if inspect.isawaitable(made) else made)  # Kraken: a token
         made = []
         try:
             while frames:
                 frame = frames.pop(0)
-                log.debug("stream send %s", redact_text(frame))
-                await socket.send(frame)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("stream send %s", self._redact(frame))
+                await socket.send(frame, text=True)  # bytes too: every venue here speaks text
                 frame = ""
         finally:  # a frame may carry a token: none is left in a traceback's locals
             frames.clear()
@@ -248,7 +274,7 @@ class Connector:
     def _deliver(self, text: str | bytes) -> None:
         frame = self._decode(text)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("stream recv %s", redact_text(text if isinstance(text, str) else ""))
+            log.debug("stream recv %s", self._redact(text))
         self._on_frame(frame)
 
     def _safe_url(self) -> str:
@@ -266,7 +292,8 @@ class Connector:
         if socket is None:
             return
         for frame in frames:
-            log.debug("stream send %s", redact_text(frame))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("stream send %s", self._redact(frame))
             await socket.send(frame)
 
     async def drop(self) -> None:
@@ -274,6 +301,10 @@ class Connector:
         socket = self._socket
         if socket is not None:
             await socket.close()
+
+
+def _redact(frame: str | bytes) -> str:
+    return redact_text(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
 
 
 def _decode(text: str | bytes) -> Any:

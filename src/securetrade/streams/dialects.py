@@ -2,13 +2,21 @@
 
 A dialect is a small object with no I/O; the supervisor does the I/O. Adding a venue is one
 module with one class like :class:`BinanceStreams` registered in :data:`DIALECTS`.
+
+Optional members, read when present: ``transport = "http"`` with ``headers(key, signer)``,
+``ids(frame)`` and ``replay_url(rest_base)`` for a numbered line stream over HTTPS
+(OANDA); ``redact(frame)`` for the frame log; ``fills_in_history = True`` for a venue
+whose executions are read back from the account's trade history, having no per-order
+list (Alpaca); ``refusal_floor`` (HTTP status -> seconds to
+wait before dialling again); ``market_data = False`` where ``watch_ticker`` is not
+offered.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
@@ -80,7 +88,7 @@ class StreamDialect(Protocol):
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
         """The URL of ``symbol``'s ``channel`` (``ticker`` or ``book``) in ``environment``."""
 
-    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
+    def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> Sequence[str | bytes]:
         """The frames that authenticate and subscribe, signed with ``key`` at venue time ``now_ms``;
         sent on every (re)connect."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._checks import instance
 from ..errors import InvalidRequest
 from ..keys import Secret
-from ..models import Fill, Order, OrderRequest
+from ..models import AccountTrade, Fill, Order, OrderRequest
 from ..policy.anomaly import AnomalyMonitor, UnknownActivityDetector
 from .dialects import dialect_for
 from .events import (
@@ -78,6 +78,9 @@ class _AsyncRest:
     async def ws_token(self) -> Secret:
         return await self._client.ws_token()
 
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        return [trade async for trade in self._client.my_trades(symbol, since=since_ms)]
+
 
 class _SyncRest:
     """The blocking client's calls, from the stream's loop thread (its transport is safe to
@@ -109,6 +112,9 @@ class _SyncRest:
     async def ws_token(self) -> Secret:
         return await asyncio.to_thread(self._client.ws_token)
 
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        return await asyncio.to_thread(lambda: list(self._client.my_trades(symbol, since=since_ms)))
+
 
 class StreamHub:
     """Everything streaming of one client."""
@@ -139,7 +145,10 @@ class StreamHub:
             return self.user
         core = self.client.core
         key = core.keys.current
-        url = stream_url or self.dialect.user_url(key.environment)
+        url = (stream_url or self.dialect.user_url(key.environment)).replace(
+            "{account}",
+            key.key_id,  # OANDA: the stream is the account's, named in its path
+        )
         if monitor is None:  # default: a foreign withdrawal engages the policy's kill switch
             monitor = AnomalyMonitor(
                 [UnknownActivityDetector()], kill_switch=core.policy.kill_switch
@@ -161,6 +170,7 @@ class StreamHub:
             monitor=monitor,
             options=options,
             unify=self.unified if getattr(self.dialect, "unified_symbols", False) else None,
+            rest_url=core.base_url,
         )
         self._user_loop = asyncio.get_running_loop()
         return self.user
@@ -176,6 +186,8 @@ class StreamHub:
         """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
         with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
         key = self.client.core.keys.current
+        if not getattr(self.dialect, "market_data", True):  # says what to use instead
+            self.dialect.market_url(key.environment, channel, symbol)
         if getattr(self.dialect, "unified_symbols", False):
             symbol = self.unified(symbol.upper()) if isinstance(symbol, str) else symbol
             if not isinstance(symbol, str) or not _UNIFIED.fullmatch(symbol):
@@ -412,16 +424,21 @@ def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub
 _OPTIONS = frozenset({"stream_url", "monitor", "options"})
 
 
-def _checked(options: dict[str, Any]) -> dict[str, Any]:
+def _checked(options: dict[str, Any], hub: StreamHub) -> dict[str, Any]:
     """Refuse bad stream arguments before anything connects."""
     unknown = set(options) - _OPTIONS
     if unknown:
         raise InvalidRequest(
             f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
         )
+    # a WebSocket venue's streams are wss://; OANDA's line stream is https://
+    scheme = "https://" if getattr(hub.dialect, "transport", "") == "http" else "wss://"
     url = options.get("stream_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith("wss://")):
-        raise InvalidRequest("stream_url must be a wss:// URL: streams run over pinned TLS only")
+    if url is not None and (not isinstance(url, str) or not url.startswith(scheme)):
+        raise InvalidRequest(
+            f"stream_url must be a {scheme} URL: {hub.dialect.name}'s streams run over "
+            "pinned TLS only"
+        )
     instance("monitor", options.get("monitor"), AnomalyMonitor)
     instance("options", options.get("options"), StreamOptions)
     return dict(options)
@@ -432,7 +449,7 @@ def watch_async(
 ) -> AsyncIterator[Any]:
     """``AsyncClient.watch_*``: an async iterator, connected on its first ``__anext__``."""
     hub = hub_of(client, asynchronous=True)
-    options = _checked(options)
+    options = _checked(options, hub)
     if symbol is None:
         return hub.watch_user(kind, **options)
     return hub.market_stream(
@@ -445,7 +462,7 @@ def watch_blocking(
 ) -> BlockingStream:
     """``Client.watch_*``: a blocking iterator over the hub's background loop."""
     hub = hub_of(client, asynchronous=False)
-    options = _checked(options)
+    options = _checked(options, hub)
     if symbol is None:
         return BlockingStream(hub, lambda: hub.watch_user(kind, **options))
     stream = hub.market_stream(

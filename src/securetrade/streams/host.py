@@ -8,11 +8,13 @@ a :class:`BlockingHost`; mypy checks that where the client hands itself to the d
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..core import Core
 from ..keys import Secret
-from ..models import Fill, Instrument, Order, OrderRequest
+from ..models import AccountTrade, Fill, Instrument, Order, OrderRequest
 from ..record import AuditLog
 from ..tables import KeyedResults
 
@@ -51,6 +53,14 @@ class AsyncHost(Host, Protocol):
 
     async def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]: ...
 
+    def my_trades(
+        self,
+        symbol: str,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> AsyncIterator[AccountTrade]: ...
+
     async def place_order(
         self, order: OrderRequest, *, idempotency_key: str | None = None
     ) -> Order: ...
@@ -72,5 +82,13 @@ class BlockingHost(Host, Protocol):
     def ws_token(self) -> Secret: ...
 
     def instruments(self, *, refresh: bool = False) -> KeyedResults[Instrument]: ...
+
+    def my_trades(
+        self,
+        symbol: str,
+        *,
+        since: datetime | int | None = None,
+        until: datetime | int | None = None,
+    ) -> Iterator[AccountTrade]: ...
 
     def place_order(self, order: OrderRequest, *, idempotency_key: str | None = None) -> Order: ...

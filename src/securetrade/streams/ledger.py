@@ -61,7 +61,11 @@ class Ledger:
         (unless ``force``: after a reconciliation, what REST did not show is taken as is)."""
         events: list[Any] = []
         trade = report.trade_id
-        if trade is not None and trade not in self.delivered:
+        if (
+            trade is not None
+            and trade not in self.delivered
+            and report.cumulative > tracked.delivered  # else a recovered fill covered it
+        ):
             if not force and report.cumulative - report.last_quantity > tracked.delivered:
                 return None
             fill = Fill(

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from .._checks import number, whole
 from ..errors import SecureTradeError
 from ..keys import Secret
-from ..models import Fill, Order
+from ..models import AccountTrade, Fill, Order
 
 __all__ = ["Rest", "StreamOptions", "Subscription"]
 
@@ -31,6 +31,10 @@ class Rest(Protocol):
 
     async def ws_token(self) -> Secret:
         """A fresh token for a venue whose private stream opens with one (Kraken)."""
+        ...
+
+    async def my_trades(self, symbol: str, since_ms: int) -> list[AccountTrade]:
+        """The account's executions in ``symbol`` since ``since_ms`` (its trade history)."""
         ...
 
 

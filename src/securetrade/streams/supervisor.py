@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
@@ -46,6 +47,7 @@ from .events import (
     WithdrawalEvent,
 )
 from .ledger import Ledger, Tracked
+from .lines import LineConnector
 from .options import Fatal, Marker, Rest, StreamOptions, Subscription
 
 if TYPE_CHECKING:
@@ -79,7 +81,10 @@ class UserStream:
         monitor: AnomalyMonitor,
         options: StreamOptions | None = None,
         unify: Callable[[str], str] | None = None,
+        rest_url: str | None = None,
     ) -> None:
+        """``rest_url``: the venue's REST base, where a line stream's missed transactions
+        are read (OANDA's ``sinceid``)."""
         self.dialect = dialect
         self._unify = unify or (lambda symbol: symbol)
         self.venue = dialect.name
@@ -90,26 +95,50 @@ class UserStream:
         self._credentials = credentials
         self._now_ms = now_ms
         floor = self.options.min_reconnect
-        self._connector = Connector(
-            url,
-            context,
-            on_frame=self._on_frame,
-            on_gap=self._on_gap,
-            on_fatal=self._on_fatal,
-            auth=self._token_frames
-            if getattr(dialect, "needs_token", False)
-            else lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
-            check_auth=dialect.check_auth_answer,
-            probe=dialect.probe,
-            backoff=Backoff(
-                dialect.min_reconnect_delay if floor is None else floor,
-                cap=self.options.max_reconnect,
-            ),
-            stale_after=self.options.stale_after,
-            probe_timeout=self.options.probe_timeout,
-            max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
-            decode=getattr(dialect, "decode", None),
+        backoff = Backoff(
+            dialect.min_reconnect_delay if floor is None else floor,
+            cap=self.options.max_reconnect,
         )
+        self._connector: Connector | LineConnector
+        if getattr(dialect, "transport", "websocket") == "http":  # OANDA: a line stream
+            replay = getattr(dialect, "replay_url", None)
+            self._connector = LineConnector(
+                url,
+                context,
+                on_frame=self._on_frame,
+                on_gap=self._on_gap,
+                on_fatal=self._on_fatal,
+                headers=lambda: dialect.headers(*self._credentials()),  # type: ignore[attr-defined]
+                ids=dialect.ids,  # type: ignore[attr-defined]
+                replay_url=None
+                if rest_url is None or replay is None
+                else replay(rest_url).replace("{account}", credentials()[0].key_id),
+                backoff=backoff,
+                stale_after=self.options.stale_after,
+                max_age=dialect.max_connection_age - 600.0,
+            )
+        else:
+            self._connector = Connector(
+                url,
+                context,
+                on_frame=self._on_frame,
+                on_gap=self._on_gap,
+                on_fatal=self._on_fatal,
+                auth=self._token_frames
+                if getattr(dialect, "needs_token", False)
+                else lambda: dialect.auth_frames(*self._credentials(), self._now_ms()),
+                check_auth=dialect.check_auth_answer,
+                probe=dialect.probe,
+                backoff=backoff,
+                stale_after=self.options.stale_after,
+                probe_timeout=self.options.probe_timeout,
+                max_age=dialect.max_connection_age - 600.0,  # leave before the venue cuts
+                decode=getattr(dialect, "decode", None),
+                redact=getattr(dialect, "redact", None),
+                # the venue's waits after a refusal (Alpaca's 406), unless the caller set
+                # its own min_reconnect
+                refusal_floor=getattr(dialect, "refusal_floor", None) if floor is None else None,
+            )
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._subscribers: list[Subscription] = []
@@ -499,6 +528,13 @@ class UserStream:
 
     async def _reconcile(self) -> list[Any]:
         """Everything REST knows that the socket did not deliver, each once."""
+        events: list[Any] = []
+        replay = getattr(self._connector, "replay", None)
+        if replay is not None:  # a numbered stream: what was missed, read back in order
+            for frame in await replay():
+                for item in self.dialect.parse(frame):
+                    if isinstance(item, ExecutionReport):
+                        events.extend(await self._replayed(item))
         # client order id (the venue's id for an order placed without one, as on Kraken's
         # web UI) -> (client order id, symbol, venue order id if known, the order if listed)
         candidates: dict[str, tuple[str, str, str | None, Order | None]] = {}
@@ -512,7 +548,6 @@ class UserStream:
                 candidates.setdefault(cid or known_id, (cid, tracked.symbol, known_id, None))
         for cid, symbol in list(self._placed.items()):
             candidates.setdefault(cid, (cid, symbol, None, None))
-        events: list[Any] = []
         for cid, symbol, order_id, listed in candidates.values():
             try:
                 order = listed or await self._rest.order(symbol, cid, order_id)
@@ -526,17 +561,49 @@ class UserStream:
             events.extend(await self._reconcile_order(cid, order))
         return events
 
+    async def _replayed(self, report: ExecutionReport) -> list[Any]:
+        """The events of one report read back over REST (marked recovered), each once."""
+        events: list[Any] = []
+        tracked = await self._track(report.order_id, report.symbol, report.client_order_id,
+                                    report.side, report.quantity, report.at_ms, events)  # fmt: skip
+        now = self.ledger.execution_now(report, tracked, force=True) or []
+        if tracked.settled:
+            self._placed.pop(tracked.client_order_id, None)
+        return [*events, *(dataclasses.replace(e, recovered=True) for e in now)]
+
+    async def _history_fills(self, order: Order) -> list[Fill]:
+        """The order's executions from the account's trade history, where the venue keeps
+        one but no per-order list (Alpaca's FILL activities)."""
+        if not getattr(self.dialect, "fills_in_history", False):
+            return []
+        since = 0 if order.created_at is None else int(order.created_at.timestamp() * 1000)
+        try:
+            trades = await self._rest.my_trades(order.symbol, max(0, since - 1000))
+        except InvalidRequest:
+            return []
+        return [
+            Fill(
+                price=t.price,
+                quantity=t.quantity,
+                commission=t.commission,
+                commission_asset=t.commission_asset,
+                trade_id=t.trade_id,
+            )
+            for t in trades
+            if t.order_id == order.order_id
+        ]
+
     async def _reconcile_order(self, cid: str, order: Order) -> list[Any]:
         events: list[Any] = []
         at_ms = int(time.time() * 1000)
         tracked = await self._track(order.order_id, self._unify(order.symbol), cid,
                                     order.side.value, order.quantity, at_ms, events)  # fmt: skip
         fills: list[Fill] = []
-        if order.filled_quantity > 0:
+        if order.filled_quantity > tracked.delivered:
             try:
                 fills = await self._rest.fills(order.symbol, cid)
-            except InvalidRequest:  # an id the venue's trade lookup cannot take (not ours)
-                fills = []
+            except InvalidRequest:  # no trade list per order here, or an id it cannot take
+                fills = await self._history_fills(order)
         for fill in fills:
             if fill.trade_id is not None and fill.trade_id not in self.ledger.delivered:
                 events.append(self.ledger.deliver_fill(order.order_id, tracked, fill, at_ms,

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.journal import derive_client_order_id, is_ours
 from ...errors import (
@@ -80,7 +80,11 @@ from ..base import (
     wire_decimal,
 )
 from ..times import parse_time
+from . import history
 from .tables import BASE_URLS, DUPLICATE, ENDPOINTS, ERRORS, RATE_LIMITS
+
+if TYPE_CHECKING:
+    from ...core.history import Window
 
 __all__ = ["ALPACA", "Alpaca", "MarketSession", "parse_time"]
 
@@ -511,6 +515,20 @@ class Alpaca:
     @reads_answer
     def parse_withdrawal(self, payload: Any) -> str:
         raise VenueRejected("Alpaca's Trading API moves no money out", venue=self.name)
+
+    # --- account history (venues/alpaca/history.py) -----------------------------------------
+
+    def history_params(self, made: Window, cursor: str | None) -> Params:
+        """One page of the account's fills (``my_trades``): see :mod:`.history`."""
+        return history.history_params(made, cursor)
+
+    @reads_answer
+    def parse_history(
+        self, made: Window, cursor: str | None, payload: Any
+    ) -> tuple[list[Any], str | None]:
+        """One page of FILL activities as :class:`~securetrade.models.AccountTrade`, and the
+        cursor of the next page (``None``: the last)."""
+        return history.parse_history(made, cursor, payload)
 
 
 ALPACA = Alpaca()

@@ -49,6 +49,8 @@ ENDPOINTS: Mapping[Op, Endpoint] = {
         Endpoint(Op.GET_ORDER, "GET", "/v2/orders", True, Scope.READ, _ONE),
         Endpoint(Op.OPEN_ORDERS, "GET", "/v2/orders", True, Scope.READ, _ONE),
         Endpoint(Op.BALANCES, "GET", "/v2/account", True, Scope.READ, _ONE),
+        # Every execution of the account (account activities of type FILL), paged.
+        Endpoint(Op.TRADE_HISTORY, "GET", "/v2/account/activities/FILL", True, Scope.READ, _ONE),
     )
 }
 
