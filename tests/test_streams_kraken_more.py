@@ -325,17 +325,15 @@ def test_no_piece_of_the_token_in_the_websockets_frame_log(
         assert not [p for p in pieces if p in text], token
 
 
-def test_an_elided_frame_line_is_dropped_from_the_wire_log(
+def test_an_elided_frame_line_keeps_only_its_size_in_the_wire_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Where websockets' cut leaves the end of a token without its key, the line goes."""
+    """Where websockets' cut would leave the end of a token without its key, the line keeps
+    only the frame's kind and size (as every data frame's line does)."""
     wire = logging.getLogger("securetrade.streams.wire")
     caplog.set_level(logging.DEBUG, logger="securetrade.streams.wire")
     wire.debug("> %s", 'TEXT \'{"method": "subscri...kXwG+tGl6cU91HSk+", "x": 1}\' [300 bytes]')
     wire.debug("> %s", 'TEXT \'{"method": "ping", "req_id": 3}\' [33 bytes]')
     wire.debug("= connection is %s", "OPEN")
     lines = [r.getMessage() for r in caplog.records if r.name == "securetrade.streams.wire"]
-    assert lines == [
-        '> TEXT \'{"method": "ping", "req_id": 3}\' [33 bytes]',
-        "= connection is OPEN",
-    ]
+    assert lines == ["> TEXT [300 bytes]", "> TEXT [33 bytes]", "= connection is OPEN"]
