@@ -59,7 +59,7 @@ def master(tmp_path: Path) -> Path:
 def audit_key(tmp_path: Path) -> AuditKey:
     key = AuditKey.generate()
     (tmp_path / "audit.pem").write_bytes(key.private_key_pem().expose())
-    (tmp_path / "audit.pub").write_text(key.public_pem, encoding="ascii")
+    (tmp_path / "audit.pub").write_text(key.public_key_pem(), encoding="ascii")
     return key
 
 
