@@ -10,6 +10,7 @@ client makes (from its audit events), so they are never taken for an intruder's.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -291,7 +292,7 @@ class StreamHub:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the background loop and wait up to ``timeout`` seconds for its
         result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout)
+        return _result(asyncio.run_coroutine_threadsafe(coroutine, self.loop()), timeout)
 
     def close(self) -> None:
         """Stop every stream and the background loop (the blocking client's close)."""
@@ -377,7 +378,7 @@ class BlockingStream:
         if future is None:  # a wait that timed out is resumed, not cancelled
             future = asyncio.run_coroutine_threadsafe(_next(self._iterator), self._hub.loop())
             self._pending = future
-        item = future.result(timeout)
+        item = _result(future, timeout)
         self._pending = None
         if item is _DONE:
             raise StopIteration
@@ -490,3 +491,12 @@ def place_confirmed_blocking(
         return await asyncio.to_thread(client.place_order, order, **kwargs)
 
     return hub.run(hub.place_confirmed(place, timeout=timeout))
+
+
+def _result(future: Future[T], timeout: float | None) -> T:
+    """``future.result(timeout)``, its timeout the builtin ``TimeoutError`` (which
+    concurrent.futures raises itself only from Python 3.11)."""
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"nothing came within {timeout} s") from None
