@@ -688,6 +688,10 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
     a file or the network run in worker threads, never on the event loop.
     """
 
+    # The address of this host its connections leave from (None: the system's choice); the
+    # copy engine's clients for one egress IP set it.
+    _local_address: str | None = None
+
     def _https(
         self,
         base_url: str,
@@ -705,6 +709,7 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
             timeout=timeout,
             proxy=proxy,
             unsafe_allow_plain_http=unsafe_allow_plain_http,
+            local_address=self._local_address,
         )
 
     @functools.cached_property

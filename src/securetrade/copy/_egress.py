@@ -15,7 +15,6 @@ A venue without ``egress_ips`` has one lane, unbound, as before: the host's addr
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +26,6 @@ from ..keys import KeyRing
 from ..ratelimit import MemoryBackend, RateLimiter
 from ..record import AuditLog
 from ..transport.aio import AsyncHttpTransport
-from ..transport.base import AsyncTransport, Timeout
 from .model import Follower
 
 __all__ = ["Lanes"]
@@ -189,24 +187,6 @@ class _BoundClient(AsyncClient):
     def __init__(self, *args: Any, local_address: str, **options: Any) -> None:
         self._local_address = local_address
         super().__init__(*args, **options)
-
-    def _https(
-        self,
-        base_url: str,
-        context: ssl.SSLContext,
-        *,
-        timeout: float | Timeout,
-        proxy: str | None,
-        unsafe_allow_plain_http: bool,
-    ) -> AsyncTransport:
-        return AsyncHttpTransport(
-            base_url,
-            context,
-            timeout=timeout,
-            proxy=proxy,
-            unsafe_allow_plain_http=unsafe_allow_plain_http,
-            local_address=self._local_address,
-        )
 
 
 def _addresses(venue: str, given: object) -> tuple[str, ...]:
