@@ -465,6 +465,7 @@ asyncio.run(main())
 
 
 @pytest.mark.redis
+@pytest.mark.timeout(330)  # past the takeover's own 300 s liveness bound below
 def test_workers_on_a_redis_stream_copy_each_event_once_when_one_dies(
     venue: Simulator, served: HttpsServer, redis_url: str
 ) -> None:
