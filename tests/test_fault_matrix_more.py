@@ -446,7 +446,9 @@ def test_14_reconciliation_gate_stays_closed_while_reads_fail(
     assert len(_posts(sim)) == 1
     gaps = _gaps(sim, "/api/v3/openOrders")
     assert len(gaps) >= 3
-    assert gaps[-1] > gaps[0]  # backed off between the reads
+    # Backed off between the reads: the retry policy never waits less than 50 ms, a floor
+    # that a loaded machine can only lengthen (reads with no pause arrive milliseconds apart).
+    assert min(gaps) >= 0.049
     sim.faults.clear()
     restarted.place_order(LIMIT, idempotency_key="14-gate-new")
     restarted.close()

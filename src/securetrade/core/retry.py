@@ -55,14 +55,17 @@ class RetryPolicy:
     def strategies(self) -> tuple[Any, Any]:
         """The (stop, wait) pair, defaults built on first use."""
         if self._stop is None or self._wait is None:
-            from tenacity import stop_after_attempt, stop_after_delay, wait_exponential_jitter
+            from tenacity import stop_after_attempt, stop_after_delay, wait_exponential, wait_random
 
             if self._stop is None:
                 self._stop = stop_after_attempt(self.max_attempts) | stop_after_delay(
                     self.max_delay
                 )
             if self._wait is None:
-                self._wait = wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05)
+                # 0.05 s doubling to 2 s, plus up to 50 ms of jitter. Built from the two
+                # strategies every tenacity since 8.2 has (``wait_exponential_jitter`` takes
+                # ``multiplier`` only in releases after 9.1.2).
+                self._wait = wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05)
         return self._stop, self._wait
 
     def __repr__(self) -> str:
