@@ -38,6 +38,20 @@ def journal_path(tmp_path: Path) -> Path:
     return tmp_path / "journal.sqlite3"
 
 
+_MADE: list[Client] = []  # every client a test built, closed when the test ends
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close the clients a test left open: their pooled TLS sockets would otherwise wait
+    for the garbage collector, whose ResourceWarning lands in whichever test runs then."""
+    yield
+    made = _MADE[:]
+    _MADE.clear()
+    for client in made:
+        client.close()
+
+
 def _client(
     sim: Simulator,
     server: HttpsServer,
@@ -49,7 +63,9 @@ def _client(
 ) -> Client:
     kwargs.setdefault("recv_window_ms", RECV_MS)
     kwargs.setdefault("settings", FAST)
-    return Client(key or sim.create_key(), journal=journal, **tls_options(server), **kwargs)
+    client = Client(key or sim.create_key(), journal=journal, **tls_options(server), **kwargs)
+    _MADE.append(client)
+    return client
 
 
 def _posts(sim: Simulator) -> list[float]:

@@ -44,12 +44,28 @@ def _posts(sim: Simulator) -> int:
     return sim.dialect.stats.by_path.get("POST /api/v3/order", 0)
 
 
+_MADE: list[Client] = []  # every client a test built, closed when the test ends
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close the clients a test left open: their pooled TLS sockets would otherwise wait
+    for the garbage collector, whose ResourceWarning lands in whichever test runs then."""
+    yield
+    made = _MADE[:]
+    _MADE.clear()
+    for client in made:
+        client.close()
+
+
 def _client(
     sim: Simulator, server: HttpsServer, journal: JournalStore | str, tls: Any, **kw: Any
 ) -> Client:
     kw.setdefault("key", None)
     key = kw.pop("key") or sim.create_key()
-    return Client(key, journal=journal, **tls(server), **kw)
+    client = Client(key, journal=journal, **tls(server), **kw)
+    _MADE.append(client)
+    return client
 
 
 @pytest.fixture(params=["sqlite", "redis"])
