@@ -294,6 +294,35 @@ def test_one_bad_follower_is_quarantined_and_the_others_go_on(
     assert report.complete
 
 
+def test_a_refused_timestamp_leaves_the_follower_unresolved_not_quarantined(
+    venue: Simulator, served: HttpsServer
+) -> None:
+    """A request that reaches the venue after its receive window (a loaded host, a slow
+    route) is refused for its timestamp (-1021). That is no fault of the follower's key:
+    the follower stays in the engine, unresolved, and resume() places its order once."""
+    follower = _followers(venue, 1)[0]
+    event = _leader(venue)
+    connect = {"binance": {**_connect(served)["binance"], "recv_window_ms": 100}}
+    venue.faults.inject("slow_arrival", method="POST", path="/api/v3/order", times=50,
+                        seconds=0.3)  # fmt: skip
+
+    async def run() -> Any:
+        async with CopyEngine(secret=SECRET, connect=connect, journal=":memory:") as engine:
+            engine.add(follower)
+            first = await engine.copy(event)
+            quarantined = dict(engine.quarantined)
+            venue.faults.clear()
+            return first, quarantined, await engine.resume()
+
+    first, quarantined, resumed = asyncio.run(run())
+    (outcome,) = first.outcomes
+    assert (outcome.status, outcome.reason) == ("unresolved", "TimestampRejected")
+    assert quarantined == {}
+    assert venue.dialect.stats.by_path.get("POST /api/v3/order", 0) >= 1  # refused there
+    assert [o.status for report in resumed for o in report.outcomes] == ["placed"]
+    assert _orders_of(venue, SECRET, event, follower) == 1
+
+
 def test_a_lost_answer_is_resolved_not_sent_twice(venue: Simulator, served: HttpsServer) -> None:
     followers = _followers(venue, 10)
     event = _leader(venue)

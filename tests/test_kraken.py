@@ -24,6 +24,7 @@ from securetrade import (
     RateLimited,
     RetryableError,
     Settings,
+    TimestampRejected,
     VenueRejected,
 )
 from securetrade.keys import ApiKey, Scope
@@ -135,7 +136,7 @@ def _answer(*errors: str, status: int = 200, result: Any = None) -> HttpResponse
         ("EOrder:Unknown order", Verdict.REJECTED, OrderNotFound),
         ("EOrder:Duplicate order", Verdict.REJECTED, DuplicateOrder),
         ("EAPI:Invalid signature", Verdict.REJECTED, AuthenticationRejected),
-        ("EAPI:Invalid nonce", Verdict.RETRYABLE, AuthenticationRejected),
+        ("EAPI:Invalid nonce", Verdict.RETRYABLE, TimestampRejected),
         ("EAPI:Rate limit exceeded", Verdict.RETRYABLE, RateLimited),
         ("EService:Unavailable", Verdict.RETRYABLE, RetryableError),
         ("EService:Deadline elapsed", Verdict.RETRYABLE, RetryableError),

@@ -19,6 +19,7 @@
     │       └── PinMismatch          ... or it verified but holds no pinned key
     ├── VenueRejected                the venue answered "no": certainly not executed
     │   ├── AuthenticationRejected   bad key, bad signature, expired timestamp
+    │   │   └── TimestampRejected    only the timestamp or nonce: a clock or a delay, not the key
     │   ├── InsufficientFunds
     │   ├── OrderNotFound
     │   └── DuplicateOrder           the client order id is already in use at the venue
@@ -44,9 +45,11 @@ __all__ = [
     "AccessTokenRefused",
     "AmbiguousOutcome",
     "AuthenticationRejected",
+    "BackupExpired",
     "ConfirmationRequired",
     "ConnectFailed",
     "DuplicateOrder",
+    "HedgingNotAllowed",
     "IdempotencyKeyExpired",
     "IdempotencyKeyMismatch",
     "InboundRejected",
@@ -59,7 +62,6 @@ __all__ = [
     "KeystoreError",
     "KeystorePermissions",
     "KeystoreTampered",
-    "BackupExpired",
     "LocalRefusal",
     "OAuthError",
     "OrderNotFound",
@@ -71,11 +73,11 @@ __all__ = [
     "RetryableError",
     "ScopeError",
     "SecureTradeError",
+    "TimestampRejected",
     "UnresolvedOrder",
     "UntrustedServer",
     "VenueRejected",
     "WrongPassphrase",
-    "HedgingNotAllowed",
 ]
 
 
@@ -224,6 +226,12 @@ class VenueRejected(SecureTradeError):
 
 class AuthenticationRejected(VenueRejected):
     """The venue refused the credentials, the signature or the timestamp."""
+
+
+class TimestampRejected(AuthenticationRejected):
+    """The venue refused the request's timestamp or nonce (outside its receive window, or
+    not above the last one): our clock or a delay on the way, not the key. Certainly not
+    executed; the clock is resynchronised before the next request, so send it again."""
 
 
 class InsufficientFunds(VenueRejected):

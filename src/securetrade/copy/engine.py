@@ -38,6 +38,7 @@ from ..errors import (
     PolicyViolation,
     RetryableError,
     SecureTradeError,
+    TimestampRejected,
     VenueRejected,
 )
 from ..keys import Secret
@@ -529,6 +530,10 @@ class CopyEngine:
         if breaks(exc) and seat.breaker.failed():
             log.warning("follower %s: circuit breaker open (%s)", follower_id, type(exc).__name__)
             self.audit.emit("copy.circuit_open", follower=follower_id, reason=type(exc).__name__)
+        if isinstance(exc, TimestampRejected):
+            # Our clock or a slow way to the venue, not the follower's key: not placed, and
+            # resume() sends it again under the same idempotency key once the clock is synced.
+            return Outcome(event_id, follower_id, leg, "unresolved", type(exc).__name__)
         if isinstance(exc, (AuthenticationRejected, OverPermissionedKey)):
             seat.quarantined = f"{type(exc).__name__}: {exc.message}"
             log.warning("follower %s quarantined: %s", self._who(follower_id), seat.quarantined)

@@ -23,6 +23,7 @@ from ...errors import (
     IpBanned,
     OrderNotFound,
     RateLimited,
+    TimestampRejected,
     VenueRejected,
 )
 from ...keys import ApiKey, Environment, KeyKind, KeyPermissions, Scope
@@ -171,7 +172,7 @@ ERRORS: Mapping[int, ErrorRule] = {
     -1008: (Verdict.RETRYABLE, RateLimited),  # SERVER_BUSY
     -1013: (Verdict.REJECTED, VenueRejected),  # filter failure
     -1015: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_ORDERS
-    -1021: (Verdict.RETRYABLE, AuthenticationRejected),  # INVALID_TIMESTAMP
+    -1021: (Verdict.RETRYABLE, TimestampRejected),  # INVALID_TIMESTAMP
     -1022: (Verdict.REJECTED, AuthenticationRejected),  # INVALID_SIGNATURE
     -1100: (Verdict.REJECTED, VenueRejected),  # ILLEGAL_CHARS
     -1102: (Verdict.REJECTED, VenueRejected),  # MANDATORY_PARAM_EMPTY_OR_MALFORMED

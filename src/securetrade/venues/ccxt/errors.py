@@ -26,6 +26,7 @@ from ...errors import (
     OrderNotFound,
     RateLimited,
     SecureTradeError,
+    TimestampRejected,
     VenueRejected,
 )
 from ...transport.redaction import redact_query
@@ -38,7 +39,7 @@ ERRORS: dict[str, ErrorRule] = {
     "DuplicateOrderId": (Verdict.REJECTED, DuplicateOrder),
     "OrderNotFound": (Verdict.REJECTED, OrderNotFound),
     "InsufficientFunds": (Verdict.REJECTED, InsufficientFunds),
-    "InvalidNonce": (Verdict.RETRYABLE, AuthenticationRejected),  # stale timestamp or nonce
+    "InvalidNonce": (Verdict.RETRYABLE, TimestampRejected),  # stale timestamp or nonce
     "AuthenticationError": (Verdict.REJECTED, AuthenticationRejected),
     "DDoSProtection": (Verdict.RETRYABLE, RateLimited),
     "RateLimitExceeded": (Verdict.RETRYABLE, RateLimited),

@@ -19,6 +19,7 @@ from ...errors import (
     OrderNotFound,
     RateLimited,
     RetryableError,
+    TimestampRejected,
     VenueRejected,
 )
 from ...keys import Scope
@@ -92,7 +93,7 @@ ERRORS: Mapping[str, ErrorRule] = {
     "EAPI:Invalid key": (Verdict.REJECTED, AuthenticationRejected),
     "EAPI:Invalid signature": (Verdict.REJECTED, AuthenticationRejected),
     # Refused before any processing; a fresh, larger nonce may pass.
-    "EAPI:Invalid nonce": (Verdict.RETRYABLE, AuthenticationRejected),
+    "EAPI:Invalid nonce": (Verdict.RETRYABLE, TimestampRejected),
     "EAPI:Rate limit exceeded": (Verdict.RETRYABLE, RateLimited),
     "EAPI:Feature disabled": (Verdict.REJECTED, VenueRejected),
     "EAPI:Bad request": (Verdict.REJECTED, VenueRejected),
