@@ -2,7 +2,8 @@
 
 Reads one JSON object on stdin (Redis URL, journal prefix, stream, worker name, venue
 connect options, followers, and ``at``: where to stop) and prints ``ready``, then
-``copy <event id>`` each time its engine starts copying an event. The points:
+``copy <event id>`` each time its engine starts copying an event, and ``dying <epoch
+seconds>`` just before it kills or stops itself. The points:
 
 - ``lease``: SIGKILL as soon as it holds a follower account's recovery lease;
 - ``claimed``: SIGKILL when its first event is handed to the engine, before any order;
@@ -22,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +33,7 @@ from securetrade.keys import ApiKey
 
 
 def _die(how: signal.Signals = signal.SIGKILL) -> None:
-    sys.stdout.flush()
+    print("dying", time.time(), flush=True)  # when, for the test's takeover clock
     os.kill(os.getpid(), how)
 
 

@@ -184,11 +184,12 @@ def test_a_worker_killed_at_each_step_has_its_events_completed_within_the_takeov
         give_up = time.monotonic() + 3 * bound
         while not _exited(doomed) and time.monotonic() < give_up:
             time.sleep(0.02)
-        died = time.monotonic()
         assert _exited(doomed), "the worker never reached its kill point"
+        said, when = doomed.stdout.readline().split()
+        assert said == "dying"
         while not group.settled(admin) and time.monotonic() < give_up:
             time.sleep(0.1)
-        took = time.monotonic() - died
+        took = time.time() - float(when)  # from the moment it killed itself
         assert group.settled(admin), "the dead worker's entry was never completed"
     finally:
         outputs = group.close()
@@ -226,6 +227,7 @@ def test_a_frozen_worker_resumed_after_a_takeover_places_nothing_twice(
         stopped = os.waitid(os.P_PID, frozen.pid, os.WSTOPPED | os.WNOWAIT)
         assert stopped is not None
         assert stopped.si_status == signal.SIGSTOP
+        assert frozen.stdout.readline().startswith("dying ")
         group.start()
         give_up = time.monotonic() + 3 * bound
         while not group.settled(admin) and time.monotonic() < give_up:
@@ -244,7 +246,7 @@ def test_a_frozen_worker_resumed_after_a_takeover_places_nothing_twice(
         assert [_orders_of(venue, event, f) for f in followers] == [1] * 10, event.id
     out, err = outputs[0]
     # Resumed, it copied only the event it was in: the two others were the taker's.
-    assert out == "", err  # after the first event's "copy" line, read above
+    assert out == "", err  # after its first event's "copy" and "dying" lines, read above
     assert err.count("claimed by another worker") >= 2, err
 
 
