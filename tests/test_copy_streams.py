@@ -314,7 +314,7 @@ def test_a_live_worker_slower_than_the_claim_idle_time_keeps_its_entry(
     assert [_orders_of(venue, event, f) for f in followers] == [1] * 6
 
 
-def test_redis_failures_on_the_stream_are_journal_errors(redis_url: str) -> None:
+def test_redis_failures_on_the_stream_are_journal_errors() -> None:
     """A server that goes away mid-work: the caller gets the SDK's JournalError saying
     what to check, not redis-py's exception."""
     from securetrade.copy import EventStream
@@ -363,6 +363,8 @@ def test_the_takeover_bound_follows_the_settings() -> None:
     assert takeover_bound(longer, recv_window_ms=5_000, claim_idle_ms=2_000) == 32.5
     with pytest.raises(InvalidRequest, match="claim_idle_ms"):
         takeover_bound(claim_idle_ms=0)
+    with pytest.raises(InvalidRequest, match="Settings"):
+        takeover_bound({"recovery_lease": 1})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("url", ["bogus", "http://127.0.0.1:6379/0", ""])

@@ -141,8 +141,8 @@ class EventStream:
         acknowledged). First the entries other workers left idle for ``claim_idle_ms``,
         then new ones. Returns the reports of the events this worker completed.
 
-        The entries in hand are heartbeaten every quarter of ``claim_idle_ms``, so only a
-        worker that stopped running (dead or frozen) has its entries claimed."""
+        The idle time of the entries in hand is reset every quarter of ``claim_idle_ms``,
+        so only a worker that stopped running (dead or frozen) has its entries claimed."""
         whole("claim_idle_ms", claim_idle_ms, 1)
         whole("block_ms", block_ms, 1)
         whole("count", count, 1)
@@ -307,7 +307,10 @@ def takeover_bound(
     at most, for the dead worker's recovery lease to lapse or its last attempt's deadline
     to pass, whichever is later. They are added, not overlapped, so the bound holds
     whatever order they come in, with the difference as room for the fan-out itself."""
-    settings = settings or Settings()
+    if settings is None:
+        settings = Settings()
+    elif not isinstance(settings, Settings):
+        raise InvalidRequest("takeover_bound() takes a securetrade.Settings (or None)")
     whole("recv_window_ms", recv_window_ms, 0)
     whole("claim_idle_ms", claim_idle_ms, 1)
     whole("block_ms", block_ms, 1)
