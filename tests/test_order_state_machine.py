@@ -330,6 +330,50 @@ def test_failure_03_a_dead_holders_lease_is_taken_by_one_process_only(
     assert raced == [dead]
 
 
+def test_failure_03b_a_slow_reconciler_keeps_its_short_lease_renewed(
+    sim: Simulator, server: HttpsServer, tls_options: Any, store: Any
+) -> None:
+    """A reconciliation that lasts three times ``Settings.recovery_lease`` (it waits out a
+    dead process's attempt until its deadline) holds the lease all along: renewed at
+    every step, it never lapses, so no other process may reconcile the account meanwhile.
+    A dead reconciler's lease, unrenewed, lapses after the same short time."""
+    import os
+    import socket
+
+    journal = store()
+    key = sim.create_key()
+    cid = _sending_row(journal, sim, key, "slow-recovery", int(time.time() * 1000) + 3_000)
+    _set_owner(journal, cid, f"{socket.gethostname()}:{os.getpid()}:0dead0ff")  # gone
+    settings = Settings(recovery_lease=1.0, recover_on_start=False)
+    client = _client(sim, server, store(), tls_options, key=key, settings=settings)
+    reports: list[Any] = []
+    recovering = threading.Thread(target=lambda: reports.append(client.recover()))
+    started = time.monotonic()
+    recovering.start()
+    left: list[float | None] = []
+    while recovering.is_alive():
+        seen = _lease_left(journal, key.key_id)
+        if seen is not None or left:  # from its first sight on
+            left.append(seen)
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    assert reports[0].not_placed == (cid,)  # absent after its deadline: concluded
+    assert took > 2.5  # three leases long
+    held = [s for s in left[:-3] if s is not None and s > 0]  # the last: being released
+    assert len(held) == len(left[:-3]) > 20, left
+
+
+def _lease_left(journal: Any, account: str) -> float | None:
+    """Seconds the account's recovery lease still has, as the store holds it (negative:
+    lapsed, None: no lease)."""
+    if isinstance(journal, Journal):
+        row = journal._db.execute("SELECT until FROM leases WHERE account = ?", (account,))
+        found = row.fetchone()
+        return None if found is None else float(found[0]) - time.time()
+    ms = journal._redis.pttl(f"{journal._tag}lease:{account}")
+    return None if ms < 0 else ms / 1000
+
+
 def _lease_modules(store: Any) -> list[Any]:
     from securetrade.core import redis_journal
 

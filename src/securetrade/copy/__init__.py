@@ -27,11 +27,13 @@ from .reconcile import Divergence, FollowerView, LeaderSnapshot, ReconcileReport
 from .report import EventReport
 
 if TYPE_CHECKING:
-    from .streams import EventStream
+    from .streams import EventStream, takeover_bound
 else:  # loaded on first use: only several hosts need Redis
     from .._lazy import lazy_exports
 
-    __getattr__, __dir__ = lazy_exports(__name__, {"EventStream": ".streams"})
+    __getattr__, __dir__ = lazy_exports(
+        __name__, {"EventStream": ".streams", "takeover_bound": ".streams"}
+    )
 
 __all__ = [
     "BreakerSettings",
@@ -57,4 +59,5 @@ __all__ = [
     "follower_symbol",
     "plan",
     "reconcile_plan",
+    "takeover_bound",
 ]

@@ -10,19 +10,31 @@ that dies leaves its entries pending, and another worker claims them once they h
 idle for ``claim_idle_ms`` (``XAUTOCLAIM``) and copies the event again. The followers'
 idempotency keys and the shared journal make that second copy place nothing twice.
 
+A live worker keeps the entries in its hands from going idle: it heartbeats them
+(``XCLAIM ... JUSTID`` in a script, and only while the group still names it as their
+consumer), so however long a fan-out takes, nobody claims it away. A worker that was
+stopped past ``claim_idle_ms`` (a paused VM, SIGSTOP) finds on resuming that its entries
+were claimed; those it has not started are left to their new owner, and the one it was in
+the middle of is finished under the same idempotency keys, so nothing is placed twice. How
+soon a dead worker's events are completed by another is in docs/copy-trading.md ("The
+takeover bound").
+
 Redis Streams is the queue; nothing here is a queue of our own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._checks import text, whole
+from ..core.settings import Settings
 from ..errors import InvalidRequest, JournalError
 from ..models import Side
 from .model import LeaderEvent, Movement
@@ -31,9 +43,25 @@ from .report import EventReport
 if TYPE_CHECKING:
     from .engine import CopyEngine
 
-__all__ = ["EventStream"]
+__all__ = ["EventStream", "takeover_bound"]
 
 log = logging.getLogger("securetrade.copy")
+
+# KEYS: the stream. ARGV: group, consumer, entry ids. Each entry the group still has
+# pending for this consumer gets its idle time reset (XCLAIM JUSTID: no delivery counted);
+# returns the ids that are still this consumer's. An entry another worker claimed is not
+# touched: the check and the claim are one script, so no claim can slip in between.
+_HEARTBEAT = """
+local kept = {}
+for i = 3, #ARGV do
+  local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if entry and entry[2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept[#kept + 1] = ARGV[i]
+  end
+end
+return kept
+"""
 
 _FIELDS = (
     "id",
@@ -87,6 +115,7 @@ class EventStream:
         self.group = group
         self.consumer = text("consumer", consumer or f"{socket.gethostname()}:{os.getpid()}")
         self._ready = False
+        self._beat = client.register_script(_HEARTBEAT)
 
     async def publish(self, event: LeaderEvent) -> str:
         """Put ``event`` on the stream; returns its entry id."""
@@ -95,7 +124,7 @@ class EventStream:
         fields = {name: str(_value(getattr(event, name))) for name in _FIELDS}
         if event.leader_equity is not None:
             fields["leader_equity"] = str(event.leader_equity)
-        entry = await self._redis.xadd(self.stream, fields)
+        entry = await self._call("publish the event", self._redis.xadd(self.stream, fields))
         return _text(entry)
 
     async def work(
@@ -103,34 +132,57 @@ class EventStream:
         engine: CopyEngine,
         *,
         stop: asyncio.Event | None = None,
-        claim_idle_ms: int = 30_000,
+        claim_idle_ms: int = 10_000,
         block_ms: int = 500,
         count: int = 10,
         limit: int | None = None,
     ) -> list[EventReport]:
         """Copy events from the stream until ``stop`` is set (or ``limit`` entries are
         acknowledged). First the entries other workers left idle for ``claim_idle_ms``,
-        then new ones. Returns the reports of the events this worker completed."""
+        then new ones. Returns the reports of the events this worker completed.
+
+        The idle time of the entries in hand is reset every quarter of ``claim_idle_ms``,
+        so only a worker that stopped running (dead or frozen) has its entries claimed."""
         whole("claim_idle_ms", claim_idle_ms, 1)
         whole("block_ms", block_ms, 1)
         whole("count", count, 1)
         await self._create_group()
+        held: set[str] = set()  # entries this worker was handed and has not finished
+        beating = asyncio.create_task(self._heartbeats(held, claim_idle_ms / 4000))
         done: list[EventReport] = []
-        while not (stop is not None and stop.is_set()):
-            if limit is not None and len(done) >= limit:
-                break
-            claimed = await self._claim(claim_idle_ms, count)
-            entries = claimed or await self._read(block_ms, count)
-            for entry_id, fields in entries:
-                report = await self._handle(engine, entry_id, fields)
-                if report is not None:
-                    done.append(report)
+        try:
+            while not (stop is not None and stop.is_set()):
+                if limit is not None and len(done) >= limit:
+                    break
+                claimed = await self._claim(claim_idle_ms, count)
+                entries = claimed or await self._read(block_ms, count)
+                held.update(entry_id for entry_id, _ in entries)
+                for entry_id, fields in entries:
+                    try:
+                        if not await self._still_ours(entry_id, held):
+                            log.warning(
+                                "copy stream entry %s was claimed by another worker while "
+                                "this one was not running: left to it",
+                                entry_id,
+                            )
+                            continue
+                        report = await self._handle(engine, entry_id, fields)
+                    finally:
+                        held.discard(entry_id)
+                    if report is not None:
+                        done.append(report)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
         return done
 
     async def pending(self) -> int:
         """Entries handed to a worker and not yet acknowledged."""
         await self._create_group()
-        summary = await self._redis.xpending(self.stream, self.group)
+        summary = await self._call(
+            "read the pending entries", self._redis.xpending(self.stream, self.group)
+        )
         return int(summary["pending"]) if isinstance(summary, dict) else int(summary[0])
 
     async def close(self) -> None:
@@ -147,43 +199,131 @@ class EventStream:
         except InvalidRequest as exc:
             # Not an event anyone could copy: acknowledged, so it cannot block the group.
             log.error("copy stream entry %s is not a leader event (%s): dropped", entry_id, exc)
-            await self._redis.xack(self.stream, self.group, entry_id)
+            await self._ack(entry_id)
             return None
         report = await engine.copy(event)
         if report.complete:
-            await self._redis.xack(self.stream, self.group, entry_id)
+            # Acknowledged even if another worker claimed it meanwhile: the event is complete
+            # (the claimer's copy places nothing new, and its own XACK is then a no-op).
+            await self._ack(entry_id)
             return report
         # Unresolved followers: left pending, so this or another worker copies it again.
         return None
 
+    async def _ack(self, entry_id: str) -> None:
+        await self._call(
+            "acknowledge the entry", self._redis.xack(self.stream, self.group, entry_id)
+        )
+
+    async def _still_ours(self, entry_id: str, held: set[str]) -> bool:
+        """Whether the group still has ``entry_id`` pending for this worker (its idle time
+        reset on the way); False once another worker has claimed it."""
+        if entry_id not in held:  # the heartbeat found it claimed already
+            return False
+        return bool(await self._heartbeat([entry_id]))
+
+    async def _heartbeat(self, entry_ids: list[str]) -> list[str]:
+        kept = await self._call(
+            "heartbeat the entries in hand",
+            self._beat(keys=[self.stream], args=[self.group, self.consumer, *entry_ids]),
+        )
+        return [_text(entry_id) for entry_id in kept or []]
+
+    async def _heartbeats(self, held: set[str], every: float) -> None:
+        """Keep the entries in hand from going idle; forget those another worker claimed."""
+        while True:
+            await asyncio.sleep(every)
+            ids = sorted(held)
+            if not ids:
+                continue
+            try:
+                kept = set(await self._heartbeat(ids))
+            except JournalError as exc:  # the work loop meets the same failure and raises
+                log.warning("copy stream heartbeat failed: %s", exc)
+                continue
+            for entry_id in ids:
+                if entry_id not in kept and entry_id in held:
+                    held.discard(entry_id)
+                    log.warning("copy stream entry %s was claimed by another worker", entry_id)
+
     async def _create_group(self) -> None:
         if self._ready:
             return
-        from redis.exceptions import ResponseError
+        from redis.exceptions import RedisError, ResponseError
 
         try:
             await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise JournalError(f"cannot create the copy stream's group: {exc}") from exc
+        except RedisError as exc:
+            raise _unreachable("create the consumer group", exc) from exc
         self._ready = True
 
     async def _claim(self, idle_ms: int, count: int) -> list[tuple[str, dict[str, str]]]:
-        answer = await self._redis.xautoclaim(
-            self.stream, self.group, self.consumer, min_idle_time=idle_ms, start_id="0-0",
-            count=count,
+        answer = await self._call(
+            "claim idle entries",
+            self._redis.xautoclaim(
+                self.stream, self.group, self.consumer, min_idle_time=idle_ms,
+                start_id="0-0", count=count,
+            ),
         )  # fmt: skip
         claimed = answer[1] if len(answer) > 1 else []
         return [(_text(entry_id), _fields(raw)) for entry_id, raw in claimed if raw]
 
     async def _read(self, block_ms: int, count: int) -> list[tuple[str, dict[str, str]]]:
-        answer = await self._redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        answer = await self._call(
+            "read new entries",
+            self._redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            ),
         )
         entries: list[tuple[str, dict[str, str]]] = []
         for _stream, items in answer or []:
             entries.extend((_text(entry_id), _fields(raw)) for entry_id, raw in items)
         return entries
+
+    async def _call(self, what: str, pending: Awaitable[Any]) -> Any:
+        """One Redis round trip; a failure comes out as :class:`JournalError`."""
+        from redis.exceptions import RedisError
+
+        try:
+            return await pending
+        except RedisError as exc:
+            raise _unreachable(what, exc) from exc
+
+
+def takeover_bound(
+    settings: Settings | None = None,
+    *,
+    recv_window_ms: int = 5_000,
+    claim_idle_ms: int = 10_000,
+    block_ms: int = 500,
+) -> float:
+    """The longest time, in seconds, from a worker's death to the completion of its events
+    by another worker (an idle one), for these settings and a venue whose requests stay
+    executable for ``recv_window_ms``. The parts, in docs/copy-trading.md ("The takeover
+    bound"): the entry goes idle and is claimed at the next poll; then the claimer waits,
+    at most, for the dead worker's recovery lease to lapse or its last attempt's deadline
+    to pass, whichever is later. They are added, not overlapped, so the bound holds
+    whatever order they come in, with the difference as room for the fan-out itself."""
+    if settings is None:
+        settings = Settings()
+    elif not isinstance(settings, Settings):
+        raise InvalidRequest("takeover_bound() takes a securetrade.Settings (or None)")
+    whole("recv_window_ms", recv_window_ms, 0)
+    whole("claim_idle_ms", claim_idle_ms, 1)
+    whole("block_ms", block_ms, 1)
+    claimed = (claim_idle_ms + block_ms) / 1000
+    deadline = (recv_window_ms + settings.settle_ms) / 1000
+    return claimed + max(settings.recovery_lease, deadline)
+
+
+def _unreachable(what: str, exc: Exception) -> JournalError:
+    return JournalError(
+        f"copy stream: could not {what} ({type(exc).__name__}: {str(exc)[:200]}); check that "
+        "the Redis server runs and is reachable; unacknowledged events stay pending"
+    )
 
 
 def _value(value: object) -> object:

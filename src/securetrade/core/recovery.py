@@ -80,6 +80,9 @@ class Recovery(Resolution):
         self._recovering = False  # a thread or task of this client is reconciling now
         self._gate = threading.Lock()  # guards the two flags above across threads
         self._orphans: dict[str, Order] = {}  # venue orders recovery could not match
+        self._lease_renewed: float | None = (
+            None  # monotonic time of the last renewal; None: not held
+        )
 
     def ready(self) -> Flow[None]:
         """The submit gate: no new order goes out before the journal is reconciled."""
@@ -123,17 +126,39 @@ class Recovery(Resolution):
         return report
 
     def _leased(self) -> Flow[RecoveryReport]:
+        """Reconcile under the account's lease. The lease is short
+        (``Settings.recovery_lease``) and renewed at every step (:meth:`renew_lease`): a
+        process that dies holding it frees the account within that time, while a live one,
+        however slow, keeps it."""
         journal, account = self.journal, self.account
-        lease = self.settings.resolve_timeout * 2
+        lease = self.settings.recovery_lease
         while not (yield from self.perform(Resource.JOURNAL, journal.lease, account, lease)):
             yield Wait(0.05)
+        self._lease_renewed = time.monotonic()
         try:
             report = yield from self._reconcile()
         except BaseException:
+            self._lease_renewed = None
             journal.release(account)  # the flow may be closing: no effect can be yielded
             raise
+        self._lease_renewed = None
         yield from self.perform(Resource.JOURNAL, journal.release, account)
         return report
+
+    def renew_lease(self) -> Flow[None]:
+        """Extend the reconciliation lease while this client holds it (a step of recovery,
+        or of a resolution it waits for). Renewed after a quarter of its length at most,
+        so a step never finds it expired unless that one step outlasted three quarters."""
+        renewed = self._lease_renewed
+        lease = self.settings.recovery_lease
+        if renewed is None or time.monotonic() - renewed < lease / 4:
+            return
+        self._lease_renewed = time.monotonic()
+        held = yield from self.perform(Resource.JOURNAL, self.journal.lease, self.account, lease)
+        if not held:
+            # This process was stopped past the lease and another took it. Its conclusions
+            # are compare-and-set transitions (see .states): going on cannot undo the other's.
+            log.warning("recovery of %s: lease lost to another process", self.account)
 
     def _reconcile(self) -> Flow[RecoveryReport]:
         journal = self.journal
@@ -142,6 +167,7 @@ class Recovery(Resolution):
         intents: list[Intent] = yield from self.perform(
             Resource.JOURNAL, journal.unfinished, self.account
         )
+        yield from self.renew_lease()
         payload = yield from self._retrying(
             self.venue.endpoints[Op.OPEN_ORDERS], [], priority=Priority.ORDER
         )
@@ -153,6 +179,7 @@ class Recovery(Resolution):
         unresolved: list[str] = []
         for intent in progress(intents, total=len(intents), desc="recovery", unit="intent"):
             cid = intent.client_order_id
+            yield from self.renew_lease()
             if not self.abandoned(intent):
                 continue  # its owner, alive, will settle it
             try:
@@ -181,6 +208,7 @@ class Recovery(Resolution):
                     resolved.append((yield from self.settled(found, intent.idempotency_key)))
             except StaleView:
                 continue  # taken over since the snapshot: its new owner settles it
+        yield from self.renew_lease()
         ours = [cid for cid in held if self.venue.owns_client_order_id(cid)]
         known: set[str] = yield from self.perform(Resource.JOURNAL, journal.known, ours)
         orphans = tuple(held[cid] for cid in ours if cid not in known)

@@ -548,21 +548,33 @@ class RedisJournal:
         return {cid for cid, hit in zip(client_order_ids, pipe.execute(), strict=True) if hit}
 
     def lease(self, account: str, seconds: float) -> bool:
-        """The account's reconciliation lease; see :meth:`Journal.lease`."""
+        """The account's reconciliation lease; see :meth:`Journal.lease`. A server that
+        cannot answer raises :class:`JournalError` (the caller sends nothing then)."""
+        import redis as redis_module
+
         key = f"{self._tag}lease:{account}"
         ms = max(1, int(seconds * 1000))
-        if self._lease(keys=[key], args=[process_token(), ms, ""]):
-            return True
-        holder = self._redis.get(key)
-        if holder is not None and owner_is_gone(_text(holder)):
-            # Its holder died on this host: take it over, but only from that very holder
-            # (compare-and-set in the script), so two processes cannot both take it.
-            return bool(self._lease(keys=[key], args=[process_token(), ms, _text(holder)]))
+        try:
+            if self._lease(keys=[key], args=[process_token(), ms, ""]):
+                return True
+            holder = self._redis.get(key)
+            if holder is not None and owner_is_gone(_text(holder)):
+                # Its holder died on this host: take it over, but only from that very holder
+                # (compare-and-set in the script), so two processes cannot both take it.
+                return bool(self._lease(keys=[key], args=[process_token(), ms, _text(holder)]))
+        except redis_module.RedisError as exc:
+            raise _unreachable("take the recovery lease", exc) from exc
         return False
 
     def release(self, account: str) -> None:
-        """Give up the account's recovery lease if this process holds it."""
-        self._release(keys=[f"{self._tag}lease:{account}"], args=[process_token()])
+        """Give up the account's recovery lease if this process holds it (else it expires
+        by itself, after ``Settings.recovery_lease``)."""
+        import redis as redis_module
+
+        try:
+            self._release(keys=[f"{self._tag}lease:{account}"], args=[process_token()])
+        except redis_module.RedisError as exc:
+            raise _unreachable("release the recovery lease", exc) from exc
 
     def close(self) -> None:
         """Close the Redis connection; the intents stay in Redis."""
@@ -570,6 +582,14 @@ class RedisJournal:
 
     def __repr__(self) -> str:
         return f"RedisJournal(prefix={self._prefix!r})"
+
+
+def _unreachable(what: str, exc: Exception) -> JournalError:
+    """A Redis failure as the SDK's journal error, saying what to check."""
+    return JournalError(
+        f"RedisJournal: could not {what} ({type(exc).__name__}: {str(exc)[:200]}); check "
+        "that the Redis server runs and is reachable, then try again"
+    )
 
 
 def _text(value: Any) -> str:

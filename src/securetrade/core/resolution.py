@@ -46,6 +46,7 @@ class Resolution(Reads):
         reads = RetryPolicy(max_attempts=1_000_000, max_delay=self.settings.resolve_timeout).start()
         give_up = time.monotonic() + self.settings.resolve_timeout
         while True:
+            yield from self.renew_lease()  # recovery may be waiting on this answer
             failure: Exception = AmbiguousOutcome("no answer", venue=self.venue.name)
             try:
                 outcome = yield from self._exchange(
@@ -84,6 +85,12 @@ class Resolution(Reads):
                     venue=self.venue.name,
                 )
             yield Wait(wait)
+
+    def renew_lease(self) -> Flow[None]:
+        """Keep the account's reconciliation lease alive while waiting; nothing here (the
+        recovery layer above holds the lease and renews it)."""
+        return
+        yield
 
     def conclude(self, cid: str, state: IntentState, seen: View, error: str) -> Flow[None]:
         """A guarded transition (NOT_PLACED, UNKNOWN, REJECTED) from the row this flow saw;

@@ -32,6 +32,11 @@ class Settings:
     clock_samples: int = 3  # /time round trips per clock sync
     recover_on_start: bool = True  # reconcile the journal before this client's first order
     owner_patience: float = 60.0  # seconds before a PENDING intent of a silent owner is taken
+    # An account's reconciliation lease, seconds. Its holder renews it at every step, so a
+    # live reconciler keeps it however long it works, and one that died frees the account
+    # for the next process within this time (a copy worker taking over a dead one's events
+    # waits it out: see docs/copy-trading.md, "The takeover bound").
+    recovery_lease: float = 10.0
     retry: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=max_attempts)
     # A 429/418 answer to an order is ambiguous: for a proxy or gateway that may forward
     # the order, then answer "rate limited" itself. The venue is then asked before a resend.
@@ -44,6 +49,7 @@ class Settings:
         number("Settings.resolve_timeout", self.resolve_timeout, least=0.001)
         whole("Settings.clock_samples", self.clock_samples, 1, 100)
         number("Settings.owner_patience", self.owner_patience, least=0.001)
+        number("Settings.recovery_lease", self.recovery_lease, least=0.1, most=3_600.0)
         flag("Settings.recover_on_start", self.recover_on_start)
         flag("Settings.ambiguous_rate_limits", self.ambiguous_rate_limits)
         instance("Settings.retry", self.retry, RetryPolicy)

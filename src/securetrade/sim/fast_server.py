@@ -147,7 +147,11 @@ class _Connection(asyncio.Protocol):
             self._handle.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            # Closed by the peer. Python 3.10's TLS transport is not marked closed by a
+            # lost connection and warns (ResourceWarning) when collected; later ones ignore this.
+            transport.close()
         self._server._open.discard(self)
 
 
