@@ -29,3 +29,6 @@ from .dialect import SimKey, SimResponse
 # SimKey and SimResponse live in .dialect; they are exported here too, where callers
 # have always found them.
 __all__ = ["BinanceDialect", "SimKey", "SimLimits", "SimResponse"]
+
+# Pickles and reprs name the classes the layers hold where they have always been found.
+BinanceDialect.__module__ = SimLimits.__module__ = __name__

@@ -60,3 +60,6 @@ __all__ = [
     "KrakenLimits",
     "kraken_secret",
 ]
+
+# Pickles and reprs name the classes the layers hold where they have always been found.
+KrakenDialect.__module__ = KrakenLimits.__module__ = kraken_secret.__module__ = __name__
