@@ -20,6 +20,8 @@ from securetrade.sim import HttpsServer
 # Loaded on first use only; none is on the path of import, one client and its first order.
 NOT_FOR_FIRST_ORDER = [
     "securetrade.keys.keystore",
+    "securetrade.keys.keystore_entries",
+    "securetrade.keys.keystore_file",
     "securetrade.keys.providers",
     "securetrade.policy.anomaly",
     "securetrade.record.trail",

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackupExpired, InvalidRequest, KeystoreError, KeystoreTampered
-from .keystore import (
-    KeyStore,
+from .keystore import KeyStore, _passphrase
+from .keystore_file import (
     _atomic_write,
     _b64,
     _decrypt,
     _derive_from_passphrase,
     _Keys,
-    _passphrase,
     _read_document,
     _unb64,
 )

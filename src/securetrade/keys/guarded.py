@@ -18,15 +18,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest, KeyNotFound
 from .apikey import ApiKey
-from .keystore import (
-    _OTP,
-    KdfParams,
-    KeyStore,
-    _entry_from,
-    _entry_in,
-    _Plain,
-    _ring_from,
-)
+from .keystore import KdfParams, KeyStore
+from .keystore_entries import _OTP, _entry_from, _entry_in, _ring_from
+from .keystore_file import _Plain
 from .ring import KeyRing
 from .secret import Secret
 

@@ -1,0 +1,247 @@
+"""What every model shares: numbers read as Decimal, the enums, and the base model that
+raises :class:`~securetrade.errors.InvalidRequest` instead of pydantic's own error.
+
+The lowest layer of :mod:`securetrade.models`: orders, market data and account history
+build on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import ValidationError as _PydanticValidationError
+
+from .._checks import Choice
+from ..errors import InvalidRequest
+from ..tables import Tabular
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # pydantic's own dependency; typing.Self is 3.11+
+
+__all__ = [
+    "CRYPTO_TIME_IN_FORCE",
+    "AssetClass",
+    "OrderStatus",
+    "OrderType",
+    "Side",
+    "TimeInForce",
+    "to_decimal",
+]
+
+
+def to_decimal(value: Any, *, field: str = "value") -> Decimal:
+    """Turn a caller's number into a finite Decimal, refusing what cannot be money."""
+    if type(value) is str:  # the common case (venue answers): Decimal() strips blanks itself
+        try:
+            result = Decimal(value)
+        except InvalidOperation:
+            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+    elif isinstance(value, bool):
+        raise InvalidRequest(f"{field}: a boolean is not a number")
+    elif isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, float):
+        result = Decimal(repr(value))  # shortest repr, never the binary expansion
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+    else:
+        raise InvalidRequest(f"{field}: expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise InvalidRequest(f"{field}: {value!r} is not finite")
+    return result
+
+
+def _positive(field: str) -> Any:
+    def check(value: Any) -> Decimal:
+        result = to_decimal(value, field=field)
+        if result <= 0:
+            raise InvalidRequest(f"{field}: must be greater than zero, got {result}")
+        return result
+
+    return BeforeValidator(check)
+
+
+class Side(str, Choice):
+    """Buy or sell. Accepted in either case (``"buy"``); prints as its value (``BUY``)."""
+
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(str, Choice):
+    """MARKET fills now at the best price available; LIMIT at ``price`` or better."""
+
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    # Conditional orders: rest unseen until the market reaches ``stop_price``, then become a
+    # market order (STOP_LOSS, TAKE_PROFIT) or a limit order at ``price`` (the _LIMIT ones).
+    # A stop-loss triggers on a move against the position (a sell at or below its stop, a
+    # buy at or above it), a take-profit on a move in its favour.
+    STOP_LOSS = "STOP_LOSS"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
+    # One-cancels-the-other: a limit order at ``price`` and a stop at ``stop_price`` (a
+    # stop-limit at ``stop_limit_price`` if given) on one quantity; when one executes, the
+    # venue cancels the other. A SELL's limit is above the market and its stop below; a
+    # BUY's the other way round.
+    OCO = "OCO"
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether this is a type other than MARKET and LIMIT: a stop, a take-profit or an
+        OCO, all of which carry a ``stop_price``."""
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+    @property
+    def takes_price(self) -> bool:
+        """Whether orders of this type carry a limit price (and so a time in force)."""
+        return self in (
+            OrderType.LIMIT,
+            OrderType.STOP_LOSS_LIMIT,
+            OrderType.TAKE_PROFIT_LIMIT,
+            OrderType.OCO,
+        )
+
+
+class TimeInForce(str, Choice):
+    """How long a LIMIT order stays: GTC until filled or cancelled, IOC fills what it can
+    now and cancels the rest, FOK fills whole now or not at all."""
+
+    GTC = "GTC"  # good till cancelled
+    IOC = "IOC"  # immediate or cancel
+    FOK = "FOK"  # fill or kill
+    # Brokers' sessions (stocks, forex): the crypto exchanges offer none of these.
+    DAY = "DAY"  # until the end of the trading day (Alpaca ``day``, OANDA ``GFD``)
+    OPG = "OPG"  # in the opening auction only (Alpaca)
+    CLS = "CLS"  # in the closing auction only (Alpaca)
+
+
+#: What the crypto exchanges offer: their markets never close, so no day or auction orders.
+CRYPTO_TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK})
+
+
+class AssetClass(str, Choice):
+    """What an instrument trades, which decides its sessions and its quantity rules."""
+
+    CRYPTO = "CRYPTO"  # around the clock; quantity in the base asset
+    US_EQUITY = "US_EQUITY"  # exchange sessions and a market clock; shares, maybe fractional
+    FOREX = "FOREX"  # the week round, Sunday to Friday; whole units, signed at OANDA
+
+
+class OrderStatus(str, Choice):
+    """Where an order stands at the venue. NEW and PARTIALLY_FILLED are open (see
+    :attr:`is_open`); the others are final. ``print(order.status)`` shows the value."""
+
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_open(self) -> bool:
+        """NEW and PARTIALLY_FILLED are open: the order may still fill."""
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class _Model(Tabular, BaseModel):
+    """Base: immutable, no unknown fields, and our own error type on bad input.
+
+    Every way pydantic offers to make one (the constructor, ``model_validate``, its JSON
+    and strings forms, ``model_copy(update=...)``) checks the values the same way and
+    raises :class:`~securetrade.errors.InvalidRequest`, never pydantic's own error: a copy
+    cannot hold what the constructor refuses, such as a quantity of -5 or a NaN price.
+    (``model_construct`` stays pydantic's unchecked path for trusted data.)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except _PydanticValidationError as exc:
+            raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_strings(obj, **kwargs)
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, with ``update`` checked as the constructor checks it.
+
+        One field of a model without model-wide validators (the core's ``idempotency_key``
+        on every order) is checked alone, for well under a microsecond; otherwise the copy
+        is validated whole, as a new model, so that a rule across fields (a LIMIT order's
+        time in force) sees the result and never an intermediate state.
+        """
+        copy = super().model_copy(deep=True) if deep else self.__copy__()
+        if not update:
+            return copy
+        cls = type(self)
+        try:
+            if len(update) == 1 and not cls.__pydantic_decorators__.model_validators:
+                for name, value in update.items():
+                    cls.__pydantic_validator__.validate_assignment(copy, name, value)
+                return copy
+            return cls.__pydantic_validator__.validate_python({**copy.__dict__, **update})  # type: ignore[no-any-return]
+        except _PydanticValidationError as exc:
+            raise _refusal(cls.__name__, exc) from None
+
+
+def _refusal(model: str, exc: _PydanticValidationError) -> InvalidRequest:
+    """Pydantic's error as ours. Validation runs our ``__init__``, whose own refusal comes
+    back wrapped: that one is returned as it is."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if len(errors) == 1 and not errors[0]["loc"]:
+        inner = errors[0].get("ctx", {}).get("error")
+        if isinstance(inner, InvalidRequest):
+            return inner
+    return InvalidRequest(_summarise(model, exc))
+
+
+def _summarise(model: str, exc: _PydanticValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"])
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+        if where and not message.startswith(f"{where}: "):
+            message = f"{where}: {message}"
+        problems.append(message)
+    return f"invalid {model}: " + "; ".join(problems)
+
+
+Quantity = Annotated[Decimal, _positive("quantity")]
+Price = Annotated[Decimal, _positive("price")]
+
+
+# Amounts the venue reports: finite and not negative, checked by pydantic's own decimal
+# validator (the caller's input, Quantity and Price, goes through to_decimal for its
+# messages). Same answers as to_decimal on every input: a bool, NaN or "0x10" is refused.
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
