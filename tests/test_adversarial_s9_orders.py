@@ -1,0 +1,105 @@
+"""The order path under attack: interleavings between the admission and the bytes leaving.
+
+Each test forces one interleaving over real TLS to the simulator and reads the verdict
+from the venue's side (the POSTs it received, the orders it holds) and the journal row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import Client, MarketOrder, Policy, PolicyViolation
+from securetrade.core import IntentState, Journal, Settings
+from securetrade.policy import KillSwitch
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.venues import get_venue
+
+MARKET = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
+
+
+def _posts(sim: Simulator) -> int:
+    return sim.dialect.stats.by_path.get("POST /api/v3/order", 0)
+
+
+def _cid(account: str, key: str) -> str:
+    return get_venue("binance").client_order_id(account, key)
+
+
+def _shared_switch(tmp_path: Path) -> tuple[Policy, KillSwitch]:
+    """A policy whose kill switch lives in a SQLite store, and a second switch over the
+    same store: another process's handle on it."""
+    store = str(tmp_path / "switch.sqlite3")
+    return Policy(kill_switch=KillSwitch.from_url(store)), KillSwitch.from_url(store)
+
+
+def test_kill_switch_engaged_before_a_retry_stops_the_resend(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """Attempt 1 is refused with 429 (not executed, so it is resent). Between that answer
+    and the resend, another process engages the shared kill switch: the resend must not
+    leave. One POST, no order, the row NOT_PLACED."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(
+        sim.create_key(),
+        journal=journal,
+        policy=policy,
+        settings=Settings(max_rate_wait=5.0),
+        **tls_options(server),
+    )
+    client.recover()
+    sim.faults.inject("rate_limit", method="POST", path="/api/v3/order", seconds=0.2)
+
+    def engage(name: str) -> None:
+        if name == "after_response":
+            elsewhere.engage("risk desk: stop everything")
+
+    client.core.checkpoint = engage  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PolicyViolation) as refused:
+            client.place_order(MARKET, idempotency_key="retry-ks")
+    finally:
+        client.close()
+    assert refused.value.rule == "kill_switch"
+    assert _posts(sim) == 1
+    cid = _cid(client.core.account, "retry-ks")
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 2)
+    journal.close()
+
+
+def test_kill_switch_engaged_while_the_limiter_holds_the_order_stops_the_send(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The limiter makes an admitted order wait (its claim is written PENDING first);
+    the switch is engaged during that wait. When the limiter lets it go, it must not be
+    sent: the attempt is recorded, then found stopped, NOT_PLACED."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, policy=policy, **tls_options(server))
+    client.recover()
+    client.place_order(MARKET, idempotency_key="warm")  # instruments and clock read
+    before = _posts(sim)
+
+    def engage(name: str) -> None:
+        if name == "after_claim_commit":
+            elsewhere.engage("risk desk: stop everything")
+
+    client.core.checkpoint = engage  # type: ignore[method-assign]
+    client.core.limiter.observe(429, {"retry-after": "1"})  # the next request waits 1 s
+    try:
+        with pytest.raises(PolicyViolation):
+            client.place_order(MARKET, idempotency_key="held-ks")
+    finally:
+        client.close()
+    assert _posts(sim) == before
+    cid = _cid(client.core.account, "held-ks")
+    intent = journal.get(cid)
+    assert intent is not None
+    assert intent.state is IntentState.NOT_PLACED
+    journal.close()
