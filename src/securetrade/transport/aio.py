@@ -44,7 +44,7 @@ from .http import (
 )
 from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
-from .tls import verified_ssl_context
+from .tls import check_context, verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
     Expired,
@@ -536,6 +536,8 @@ class AsyncHttpTransport:
         )
         if ssl_context is None and self._tls:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
+        if self._tls:
+            check_context(ssl_context)
         self._context = ssl_context
         self._timeout = Timeout.coerce(timeout)
         self._limits = limits
@@ -552,6 +554,8 @@ class AsyncHttpTransport:
 
     async def _connect(self, timeout: Timeout) -> _Exchange:
         loop = asyncio.get_running_loop()
+        if self._tls:
+            check_context(self._context)  # as it is now: nothing weakened since
         try:
             if self._watching:
                 return await self._open_connection(loop, timeout)

@@ -38,7 +38,7 @@ from . import redaction  # noqa: F401 - installs the log filters before any libr
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
-from .tls import PinFailure, verified_ssl_context
+from .tls import PinFailure, check_context, verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
     Expired,
@@ -287,6 +287,8 @@ class _Endpoint:
 
     def connect(self, timeout: Timeout) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
+        if self.tls:
+            check_context(self.context)  # as it is now: nothing weakened since
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
             target_host, target_port = self.proxy.host, self.proxy.port
@@ -368,6 +370,8 @@ class HttpTransport:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
+        if self.base_url.startswith("https"):
+            check_context(ssl_context)
         self._endpoint = _Endpoint(
             self.base_url, ssl_context, Timeout.coerce(timeout), proxy, limits
         )

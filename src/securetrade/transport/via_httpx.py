@@ -46,7 +46,7 @@ from ..errors import InvalidRequest
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import USER_AGENT, check_base_url, check_request, security_refusal
 from .proxy import Proxy, parse_proxy
-from .tls import verified_ssl_context
+from .tls import check_context, verified_ssl_context
 from .wire import DEFAULT_LIMITS, Limits, authority
 
 __all__ = ["AsyncHttpxTransport", "HttpxTransport"]
@@ -231,6 +231,10 @@ class _Common(abc.ABC):
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
+        tls = self.base_url.startswith("https")
+        if tls:
+            check_context(ssl_context)
+        self._context = ssl_context if tls else None
         if not isinstance(limits, Limits):
             raise InvalidRequest("limits must be a securetrade.transport.Limits")
         if http2 and importlib.util.find_spec("h2") is None:  # the codec httpx needs for it
@@ -256,6 +260,8 @@ class _Common(abc.ABC):
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
     ) -> httpx.Request:
         check_request(request)
+        if self._context is not None:
+            check_context(self._context)  # as it is now: httpx may open a connection
         headers = [("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT)]
         given = {name.lower() for name, _ in request.headers}
         headers = [(n, v) for n, v in headers if n.lower() not in given]
