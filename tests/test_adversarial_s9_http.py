@@ -5,7 +5,13 @@ each transport it concerns."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import secrets
+import socket
 import ssl
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,11 +19,15 @@ import pytest
 
 from loops import NoReaderLoop
 from raw_server import HOST, RawServer, Script, Stream
+from securetrade import Client
 from securetrade.errors import InvalidRequest
+from securetrade.sim import Simulator
 from securetrade.sim.certs import Certificates, make_certificates
+from securetrade.transport import proxy as proxy_module
 from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.transport.base import HttpRequest, HttpResponse, TransportFailure
 from securetrade.transport.http import HttpTransport
+from securetrade.transport.proxy import Proxy
 from securetrade.transport.tls import PinSet, pinned_ssl_context, verified_ssl_context
 from securetrade.transport.via_httpx import AsyncHttpxTransport, HttpxTransport
 
@@ -202,3 +212,179 @@ def test_securetrade_contexts_pinned_or_verified_are_taken(
     assert drive(kind, server.base_url, _pinned(certs)).send().status == 200
     verified = drive(kind, server.base_url, verified_ssl_context(cadata=certs.ca_pem))
     assert verified.send().status == 200
+
+
+# --- proxies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["httpx-sync", "httpx-async"])
+def test_httpx_behind_a_proxy_refuses_an_ipv6_venue_it_would_connect_unbracketed(
+    kind: str, certs: Certificates, raw: Callable[..., RawServer]
+) -> None:
+    """httpcore wrote ``CONNECT 2001:db8::1:8443``: the proxy cannot tell the port from
+    the address. The httpx transports now refuse that combination when built (the
+    default transports bracket it: test_http_layer)."""
+    proxy = raw(lambda index, seen: [b"HTTP/1.1 407 No\r\nContent-Length: 0\r\n\r\n"], tls=False)
+    with pytest.raises(InvalidRequest):
+        Driven(
+            kind, "https://[2001:db8::1]:8443", _pinned(certs), proxy=f"http://{HOST}:{proxy.port}"
+        )
+    assert proxy.requests == []
+
+
+@pytest.mark.parametrize("kind", ["httpx-sync", "httpx-async"])
+def test_httpx_reaches_a_proxy_given_as_an_ipv6_literal(kind: str, certs: Certificates) -> None:
+    """Control for the refusal above: an IPv6 *proxy* literal works through httpx (its
+    CONNECT names the venue by host name, with the credentials)."""
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(b"HTTP/1.1 407 No\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        client = Driven(
+            kind,
+            "https://venue.invalid",
+            _pinned(certs),
+            proxy=f"http://u:pw@[::1]:{port}",
+            timeout=5.0,
+        )
+        try:
+            with pytest.raises(TransportFailure) as caught:
+                client.send()
+        finally:
+            client.close()
+    finally:
+        thread.join(5)
+        listener.close()
+    assert caught.value.sent is False
+    assert seen
+    assert seen[0].startswith(b"CONNECT venue.invalid:443 HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic dTpwdw==" in seen[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1:3128",
+        "http://[zz]:3128",
+        "http://u:\ud800@127.0.0.1:3128",
+        "http://127.0.0.1:0",
+    ],
+    ids=["unclosed-ipv6", "invalid-ipv6", "surrogate-password", "port-0"],
+)
+def test_a_malformed_proxy_url_is_a_typed_refusal(url: str) -> None:
+    """These raised ValueError or UnicodeEncodeError from urllib (or, port 0, quietly
+    became port 8080, a proxy nobody named)."""
+    with pytest.raises(InvalidRequest):
+        Proxy(url)
+
+
+def _frames_holding(exc: BaseException, needle: str, skip: Any) -> list[str]:
+    """The functions in ``exc``'s tracebacks (its context and cause too) with a local
+    whose repr shows ``needle``; the frame ``skip`` (the test's own) left out."""
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += [current.__context__, current.__cause__]
+        tb = current.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame is not skip:
+                for name, value in frame.f_locals.items():
+                    with contextlib.suppress(Exception):
+                        if needle in repr(value):
+                            found.append(f"{frame.f_code.co_name}:{name}")
+            tb = tb.tb_next
+    return found
+
+
+@pytest.mark.parametrize("where", ["malformed-proxy", "later-failure"])
+def test_a_client_refusal_carries_no_frame_holding_the_proxy_password(
+    where: str, sim: Simulator
+) -> None:
+    """The proxy URL was kept as plain text in the client's constructor frames (and the
+    parser's): a traceback with locals (a crash reporter, a debugger) showed the proxy
+    password. It is a Proxy, its credentials a Secret, from the first line on."""
+    password = "pw-" + secrets.token_hex(8)
+    if where == "malformed-proxy":
+        proxy, pins = f"http://trader:{password}@[::1:3128", {HOST: ["sha256/x"]}
+    else:
+        proxy, pins = f"http://trader:{password}@{HOST}:3128", {HOST: ["sha256/not-base64!"]}
+    with pytest.raises(InvalidRequest) as caught:
+        Client(sim.create_key(), journal=":memory:", pins=pins, proxy=proxy)
+    assert password not in str(caught.value)
+    here = sys._getframe()
+    assert _frames_holding(caught.value, password, here) == []
+
+
+def test_a_proxy_password_never_enters_urllibs_process_wide_cache(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``urlsplit`` keeps every URL it splits in an ``lru_cache``: the proxy URL, password
+    and all, stayed in the process after the client was built (seen by
+    ``gc.get_referrers`` as the cache's key). The credentials are split off first."""
+    password = "pw-" + secrets.token_hex(8)
+    split: list[str] = []
+    real = proxy_module.urlsplit
+
+    def spy(url: str, *args: Any, **kwargs: Any) -> Any:
+        split.append(url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(proxy_module, "urlsplit", spy)
+    server = sim.serve()
+    try:
+        client = Client(
+            sim.create_key(),
+            journal=":memory:",
+            pins=server.pins,
+            cadata=server.ca_pem,
+            base_url=server.base_url,
+            proxy=f"http://trader:{password}@{HOST}:3128",
+        )
+        client.close()
+    finally:
+        server.stop()
+    assert split == [f"http://{HOST}:3128"]
+    assert password not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "password", "host", "port"),
+    [
+        ("http://u:p@h:1", "u", "p", "h", 1),
+        ("http://u%40x:p%3Aq@[::1]:3128", "u@x", "p:q", "::1", 3128),
+        ("http://a@b:c@h:2/", "a@b", "c", "h", 2),  # the last @ ends the user info
+        ("http://u@h", "u", "", "h", 8080),
+        ("http://h:3", None, None, "h", 3),
+    ],
+)
+def test_a_proxy_url_is_read_as_urllib_reads_it(
+    url: str, user: str | None, password: str | None, host: str, port: int
+) -> None:
+    """Control for the split above: the same host, port and credentials as urllib."""
+    proxy = Proxy(url)
+    assert (proxy.host, proxy.port) == (host, port)
+    headers = proxy.connect_headers()
+    if user is None:
+        assert headers == {}
+    else:
+        token = base64.b64encode(f"{user}:{password}".encode())
+        assert headers == {b"Proxy-Authorization": b"Basic " + token}

@@ -39,6 +39,7 @@ import ssl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,10 +77,19 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-def _httpx_proxy(proxy: str | Proxy | None) -> httpx.Proxy | None:
+def _httpx_proxy(proxy: str | Proxy | None, venue_host: str) -> httpx.Proxy | None:
+    """The proxy as httpx takes it. An IPv6 venue literal is refused behind a proxy:
+    httpcore writes it unbracketed in its CONNECT (``CONNECT 2001:db8::1:8443``), so
+    the proxy cannot tell the port from the address and may tunnel somewhere else."""
     if proxy is None:
         return None
     parsed = parse_proxy(proxy)
+    if ":" in venue_host:
+        raise InvalidRequest(
+            "HttpxTransport cannot reach an IPv6 venue address through a proxy (httpx "
+            "writes it unbracketed in the CONNECT request); use the default transport "
+            "(HttpTransport or AsyncHttpTransport) or the venue's host name"
+        )
     headers = parsed.connect_headers()
     return httpx.Proxy(f"http://{authority(parsed.host, parsed.port)}", headers=headers)
 
@@ -246,7 +256,7 @@ class _Common(abc.ABC):
             "verify": ssl_context if ssl_context is not None else False,
             "trust_env": False,
             "http2": http2,
-            "proxy": _httpx_proxy(proxy),
+            "proxy": _httpx_proxy(proxy, urlsplit(self.base_url).hostname or ""),
             "timeout": _httpx_timeout(self._timeout),
             "follow_redirects": False,
         }
