@@ -388,3 +388,24 @@ def test_a_proxy_url_is_read_as_urllib_reads_it(
     else:
         token = base64.b64encode(f"{user}:{password}".encode())
         assert headers == {b"Proxy-Authorization": b"Basic " + token}
+
+
+# --- answers that are no HTTP status ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [b"000", b"099", b"600", b"999"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_final_status_outside_200_to_599_is_an_unreadable_answer(
+    kind: str, status: bytes, drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """The parsers take any three digits: ``HTTP/1.1 000`` came back to the venue layer
+    as an answer with status 0 (neither success, refusal nor server error). It is now an
+    unreadable answer to a request that went out: ambiguous, and the connection closed."""
+    reply = b"HTTP/1.1 " + status + b" X\r\nContent-Length: 2\r\n\r\n{}"
+    server = raw(lambda index, seen: [reply] if index == 0 else [OK])
+    client = drive(kind, server.base_url)
+    with pytest.raises(TransportFailure) as caught:
+        client.send()
+    assert caught.value.sent is True
+    assert client.send().status == 200
+    assert server.connections == 2

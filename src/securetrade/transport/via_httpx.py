@@ -140,6 +140,8 @@ def _check_head(response: httpx.Response, limits: Limits) -> None:
     body is read (the request is out: every refusal is ambiguous)."""
     if response.status_code == 101:
         raise TransportFailure("101 Switching Protocols: no upgrade was asked for", sent=True)
+    if not 200 <= response.status_code <= 599:  # h11 reads any three digits
+        raise TransportFailure(f"status {response.status_code} is no HTTP status", sent=True)
     if response.http_version not in ("HTTP/1.1", "HTTP/1.0", "HTTP/2"):
         raise TransportFailure(f"reply in {response.http_version[:20]}", sent=True)
     raw = response.headers.raw

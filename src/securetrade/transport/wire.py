@@ -9,7 +9,8 @@ before a header's colon, obs-fold, a status of four digits, versions other than 
 Content-Length. On top of the parser this module decides what the transports accept:
 
 * interim (1xx) replies are skipped and the final one read; ``101`` is refused (we never
-  ask to switch protocols);
+  ask to switch protocols), and so is a final status outside 200-599 (``000``, ``999``:
+  llhttp reads any three digits);
 * the body must be framed by Content-Length or ``Transfer-Encoding: chunked`` (exactly
   that coding: we ask for no other), else the reply cannot be told whole from cut;
 * ``Connection`` is read as a token list: ``keep-alive, close`` closes;
@@ -234,6 +235,8 @@ class ResponseReader:
                 self._fail("101 Switching Protocols: no upgrade was asked for")
             self._status = status  # an interim reply: its headers are not the answer's
             return
+        if not 200 <= status <= 599:  # llhttp takes any three digits: 000, 999...
+            self._fail(f"status {status} is no HTTP status: the answer cannot be read")
         self._headers = headers
         self._status = status
         self._in_head = False
