@@ -103,3 +103,47 @@ def test_kill_switch_engaged_while_the_limiter_holds_the_order_stops_the_send(
     assert intent is not None
     assert intent.state is IntentState.NOT_PLACED
     journal.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 304, 307, 308])
+def test_a_redirect_after_the_order_executed_is_never_a_rejection(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path, status: int
+) -> None:
+    """The venue executes the order, then something in front of it answers with a 3xx.
+    A 304 (its body dropped, as HTTP says) used to be read as a plain refusal: the
+    FILLED order was journaled REJECTED and the caller told VenueRejected. No redirect
+    is followed and none is an answer: the venue is asked, and the order is adopted."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **tls_options(server))
+    client.recover()
+    sim.faults.inject("status_after", method="POST", path="/api/v3/order", status=status)
+    try:
+        placed = client.place_order(MARKET, idempotency_key=f"redirect-{status}")
+    finally:
+        client.close()
+    assert _posts(sim) == 1
+    held = sim.market.orders_with_client_id(placed.client_order_id)
+    assert [o.order_id for o in held] == [int(placed.order_id)]
+    intent = journal.get(placed.client_order_id)
+    assert intent is not None
+    assert intent.state is IntentState.FILLED
+    journal.close()
+
+
+def test_a_redirect_before_the_order_executed_is_resent_once_proven_absent(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The 3xx came before the venue saw the order: asked, the venue does not hold it
+    after its deadline, so it is sent again (same client order id) and placed once."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **tls_options(server))
+    client.recover()
+    sim.faults.inject("status", method="POST", path="/api/v3/order", status=304)
+    try:
+        placed = client.place_order(MARKET, idempotency_key="redirect-early")
+    finally:
+        client.close()
+    assert _posts(sim) == 2
+    held = sim.market.orders_with_client_id(placed.client_order_id)
+    assert [o.order_id for o in held] == [int(placed.order_id)]
+    journal.close()
