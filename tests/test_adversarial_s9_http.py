@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -408,4 +409,25 @@ def test_a_final_status_outside_200_to_599_is_an_unreadable_answer(
         client.send()
     assert caught.value.sent is True
     assert client.send().status == 200
+    assert server.connections == 2
+
+
+# --- a kept-alive connection that speaks out of turn -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reply_the_venue_sends_between_requests_is_never_the_next_answer(
+    kind: str, drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """After a whole reply, the idle kept-alive connection receives a second, unasked
+    reply (a stale answer, a desynchronised front end). The next request must get its
+    own answer, from a fresh connection, never that one. (A guard: every transport
+    holds today, h11's included through httpcore's readable-when-idle check.)"""
+    stale = b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"old":1}'
+    fresh = b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"new":1}'
+    server = raw(lambda index, seen: [OK, 0.1, stale] if index == 0 else [fresh])
+    client = drive(kind, server.base_url)
+    assert client.send().body == b"{}"
+    time.sleep(0.4)  # the stale reply has arrived in the idle connection's buffer
+    assert client.send().body == b'{"new":1}'
     assert server.connections == 2

@@ -6,12 +6,13 @@ from the venue's side (the POSTs it received, the orders it holds) and the journ
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from securetrade import Client, MarketOrder, Policy, PolicyViolation
+from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
 from securetrade.core import IntentState, Journal, Settings
 from securetrade.policy import KillSwitch
 from securetrade.sim import HttpsServer, Simulator
@@ -66,6 +67,42 @@ def test_kill_switch_engaged_before_a_retry_stops_the_resend(
     assert refused.value.rule == "kill_switch"
     assert _posts(sim) == 1
     cid = _cid(client.core.account, "retry-ks")
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 2)
+    journal.close()
+
+
+def test_kill_switch_engaged_before_a_retry_stops_the_resend_on_the_async_client(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The same interleaving through the asyncio driver (its journal writes and the
+    kill switch read go through worker threads)."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    sim.faults.inject("rate_limit", method="POST", path="/api/v3/order", seconds=0.2)
+
+    def engage(name: str) -> None:
+        if name == "after_response":
+            elsewhere.engage("risk desk: stop everything")
+
+    async def run() -> str:
+        async with AsyncClient(
+            sim.create_key(),
+            journal=journal,
+            policy=policy,
+            settings=Settings(max_rate_wait=5.0),
+            **tls_options(server),
+        ) as client:
+            await client.recover()
+            client.core.checkpoint = engage  # type: ignore[method-assign]
+            with pytest.raises(PolicyViolation):
+                await client.place_order(MARKET, idempotency_key="retry-ks-async")
+            return _cid(client.core.account, "retry-ks-async")
+
+    cid = asyncio.run(run())
+    assert _posts(sim) == 1
     assert sim.market.orders_with_client_id(cid) == []
     intent = journal.get(cid)
     assert intent is not None
