@@ -431,3 +431,61 @@ def test_a_reply_the_venue_sends_between_requests_is_never_the_next_answer(
     time.sleep(0.4)  # the stale reply has arrived in the idle connection's buffer
     assert client.send().body == b'{"new":1}'
     assert server.connections == 2
+
+
+# --- base URLs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://\u4f8b\u3048.jp",
+        "https://venue.example\r\nX-Injected: 1",
+        "https://venue.example/\x00",
+        "https://a b.example",
+        "https://[::1",
+        "https://venue.example:99999",
+        "https://venue.example:0",
+        "https://",
+        "https://trader:p4ss-w0rd@venue.example",
+        "https://venue.example/?q=1",
+        "https://venue.example/#f",
+    ],
+    ids=[
+        "non-ascii-host",
+        "crlf",
+        "nul",
+        "space",
+        "unclosed-ipv6",
+        "port-too-big",
+        "port-0",
+        "no-host",
+        "credentials",
+        "query",
+        "fragment",
+    ],
+)
+@pytest.mark.parametrize("kind", ["sync", "async", "httpx-sync"])
+def test_a_base_url_that_is_not_plain_is_refused_when_the_transport_is_built(
+    kind: str, url: str, certs: Certificates
+) -> None:
+    """These reached the socket layer: a ValueError from urllib (port, IPv6), a
+    UnicodeEncodeError writing the Host header, a name lookup of ``a b.example``; a
+    user and password were quietly dropped (and echoed in the refusal of a plain-http
+    URL). Now each is InvalidRequest before anything is opened, naming no credentials."""
+    with pytest.raises(InvalidRequest) as caught:
+        Driven(kind, url, _pinned(certs))
+    assert "p4ss" not in str(caught.value)
+
+
+def test_plain_base_urls_are_still_taken(certs: Certificates) -> None:
+    """Control: host names (underscores and xn-- forms included), addresses, ports,
+    paths."""
+    for url in (
+        "https://api.binance.com",
+        "https://xn--r8jz45g.jp/v1",
+        "https://my_host.internal:8443/api/",
+        "https://127.0.0.1:8443",
+        "https://[2001:db8::1]/v3",
+    ):
+        HttpTransport(url, _pinned(certs)).close()

@@ -68,22 +68,62 @@ USER_AGENT = "securetrade"  # what both transports send unless a venue sets its 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: methods, names
 _TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
 _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
+_VISIBLE = re.compile(r"[\x21-\x7e]+").fullmatch  # visible ASCII: no spaces, controls
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?").fullmatch
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
 _READ_SIZE = 256 * 1024
 
 
 def check_base_url(base_url: str, *, unsafe_allow_plain_http: bool = False) -> str:
-    """Refuse anything but ``https://``, except plain HTTP to loopback when asked for."""
-    parts = urlsplit(base_url)
+    """Refuse anything but ``https://``, except plain HTTP to loopback when asked for,
+    and any base URL whose every part is not plain: visible ASCII (an international
+    host name in its ``xn--`` form), a host name or address literal, a port from 1 to
+    65535, no credentials (never sent), no query or fragment. Anything else used to
+    reach the socket layer (a ValueError, a UnicodeEncodeError writing the Host header)
+    or to be quietly dropped. The refusal names no more of the URL than its host."""
+    if not isinstance(base_url, str) or _VISIBLE(base_url) is None:
+        raise InvalidRequest(
+            "base_url must be visible ASCII without spaces or controls (give an "
+            "international host name in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest(
+            "base_url: the port must be a number from 1 to 65535, and an IPv6 address "
+            "a valid one in brackets (https://[2001:db8::1]:8443)"
+        ) from None
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(
+            f"base_url for {host}: remove the user and password (they are never sent; "
+            "credentials belong in the key)"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequest(f"base_url for {host}: give no query or fragment")
+    if not host or not (_HOST_NAME(host) or _is_address(host)):
+        raise InvalidRequest("base_url: give a host name or an address literal")
+    if port == 0:
+        raise InvalidRequest(f"base_url for {host}: the port must be from 1 to 65535")
     if parts.scheme == "https":
         return base_url.rstrip("/")
-    if parts.scheme == "http" and unsafe_allow_plain_http and _is_loopback(parts.hostname):
-        log.warning("unsafe_allow_plain_http: sending to %s without TLS", base_url)
+    if parts.scheme == "http" and unsafe_allow_plain_http and _is_loopback(host):
+        log.warning("unsafe_allow_plain_http: sending to %s without TLS", host)
         return base_url.rstrip("/")
     raise InvalidRequest(
-        f"{base_url!r}: only https:// is allowed (plain http only to loopback, "
+        f"base_url for {host}: only https:// is allowed (plain http only to loopback, "
         "with unsafe_allow_plain_http=True)"
     )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str | None) -> bool:
