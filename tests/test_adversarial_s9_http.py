@@ -108,7 +108,7 @@ def drive(certs: Certificates) -> Iterator[Callable[..., Driven]]:
 # --- chunked trailers ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sync", "async", "async-streams"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_an_endless_trailer_after_the_last_chunk_is_refused_within_the_head_limit(
     kind: str, drive: Callable[..., Driven], raw: Callable[..., RawServer]
 ) -> None:
@@ -122,7 +122,9 @@ def test_an_endless_trailer_after_the_last_chunk_is_refused_within_the_head_limi
     with pytest.raises(TransportFailure) as caught:
         client.send()
     assert caught.value.sent is True
-    assert "trailers over" in str(caught.value)
+    # h11 (httpx) bounds an incomplete line itself (100 KiB), in its own words.
+    assert "trailers over" in str(caught.value) or kind.startswith("httpx")
+    assert "timed out" not in str(caught.value)
 
 
 def test_a_reply_with_trailers_of_fair_size_is_still_read(
