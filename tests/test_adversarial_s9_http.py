@@ -491,3 +491,36 @@ def test_plain_base_urls_are_still_taken(certs: Certificates) -> None:
         "https://[2001:db8::1]/v3",
     ):
         HttpTransport(url, _pinned(certs)).close()
+
+
+# --- headers that would frame the request twice ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "0"),
+        ("Host", "other.example"),
+        ("Connection", "Upgrade"),
+        ("Expect", "100-continue"),
+    ],
+    ids=["transfer-encoding", "content-length", "host", "connection", "expect"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async", "httpx-sync"])
+def test_a_request_header_that_frames_the_request_is_refused_before_sending(
+    kind: str,
+    header: tuple[str, str],
+    drive: Callable[..., Driven],
+    raw: Callable[..., RawServer],
+) -> None:
+    """A ``Transfer-Encoding: chunked`` next to the Content-Length the transport writes
+    (or a second Content-Length or Host) was written as given: a front end and the venue
+    could read the body differently, the classic request-smuggling split. Refused with
+    InvalidRequest, and no byte reaches the server."""
+    server = raw()
+    client = drive(kind, server.base_url)
+    request = HttpRequest("POST", "/api/v3/order", (header,), b"symbol=ETHUSDT")
+    with pytest.raises(InvalidRequest):
+        client.send(request)
+    assert server.requests == []

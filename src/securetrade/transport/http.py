@@ -71,6 +71,22 @@ _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
 _VISIBLE = re.compile(r"[\x21-\x7e]+").fullmatch  # visible ASCII: no spaces, controls
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?").fullmatch
+# Headers that frame the request or steer the connection: written by the transport
+# alone (Host, Content-Length), or never (the rest: one body, no upgrade, no 100-continue).
+_TRANSPORTS_OWN = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+    }
+)
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
 _READ_SIZE = 256 * 1024
 
@@ -388,6 +404,12 @@ def check_request(request: HttpRequest) -> None:
     for name, value in request.headers:
         if _TOKEN(name) is None or _VALUE(value) is None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
+        if name.lower() in _TRANSPORTS_OWN:
+            raise InvalidRequest(
+                f"request refused before sending: {name} is the transport's to write (a "
+                "second framing or Host header would let the venue's front end and the "
+                "venue read different requests)"
+            )
 
 
 class HttpTransport:
