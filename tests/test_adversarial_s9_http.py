@@ -26,7 +26,7 @@ from securetrade.sim import Simulator
 from securetrade.sim.certs import Certificates, make_certificates
 from securetrade.transport import proxy as proxy_module
 from securetrade.transport.aio import AsyncHttpTransport
-from securetrade.transport.base import HttpRequest, HttpResponse, TransportFailure
+from securetrade.transport.base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from securetrade.transport.http import HttpTransport
 from securetrade.transport.proxy import Proxy
 from securetrade.transport.tls import PinSet, pinned_ssl_context, verified_ssl_context
@@ -524,3 +524,49 @@ def test_a_request_header_that_frames_the_request_is_refused_before_sending(
     with pytest.raises(InvalidRequest):
         client.send(request)
     assert server.requests == []
+
+
+# --- arguments of the wrong kind -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        HttpRequest("POST", "/api/v3/order", (), "a str body"),  # type: ignore[arg-type]
+        HttpRequest("POST", "/api/v3/order", (("X-A", 5),), b""),  # type: ignore[arg-type]
+        HttpRequest("POST", "/api/v3/order", (("X-A", "b", "c"),), b""),  # type: ignore[arg-type]
+        HttpRequest(b"POST", "/api/v3/order", (), b""),  # type: ignore[arg-type]
+        HttpRequest("POST", None, (), b""),  # type: ignore[arg-type]
+    ],
+    ids=["str-body", "int-header", "triple-header", "bytes-method", "no-target"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async", "httpx-sync"])
+def test_a_request_of_the_wrong_kind_is_a_typed_refusal(
+    kind: str, request_: HttpRequest, drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """These raised TypeError or ValueError from the request checks or the encoder."""
+    server = raw()
+    client = drive(kind, server.base_url)
+    with pytest.raises(InvalidRequest):
+        client.send(request_)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "httpx-sync"])
+def test_limits_of_the_wrong_kind_are_refused_when_the_transport_is_built(
+    kind: str, certs: Certificates
+) -> None:
+    """The default transports took ``limits="x"`` and failed at the first reply, after
+    the request had gone out."""
+    with pytest.raises(InvalidRequest):
+        Driven(kind, "https://venue.example", _pinned(certs), limits="x")
+
+
+@pytest.mark.parametrize("seconds", [10**400, -(10**400)])
+def test_a_timeout_too_large_for_a_float_is_a_typed_refusal(seconds: int, sim: Simulator) -> None:
+    """``math.isfinite(10**400)`` raised OverflowError, from Timeout and from the
+    client's own argument check."""
+    with pytest.raises(InvalidRequest):
+        Timeout.coerce(seconds)
+    with pytest.raises(InvalidRequest):
+        Client(sim.create_key(), journal=":memory:", unsafe_disable_pinning=True, timeout=seconds)

@@ -53,6 +53,7 @@ from .wire import (
     ResponseReader,
     TunnelReader,
     authority,
+    check_limits,
     encode_request,
 )
 
@@ -540,6 +541,7 @@ class AsyncHttpTransport:
             check_context(ssl_context)
         self._context = ssl_context
         self._timeout = Timeout.coerce(timeout)
+        check_limits(limits)
         self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if max_connections < 1:

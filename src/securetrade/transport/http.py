@@ -47,6 +47,7 @@ from .wire import (
     ResponseReader,
     TunnelReader,
     authority,
+    check_limits,
     encode_request,
 )
 
@@ -397,6 +398,24 @@ def check_request(request: HttpRequest) -> None:
     Venue adapters build requests from validated fields, so this never fires in normal
     use; it is the last line against a CR or LF smuggling a header or a second request.
     """
+    if (
+        not isinstance(request, HttpRequest)
+        or not isinstance(request.method, str)
+        or not isinstance(request.target, str)
+        or not isinstance(request.body, bytes)
+        or not isinstance(request.headers, (tuple, list))
+        or not all(
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+            for pair in request.headers
+        )
+    ):
+        raise InvalidRequest(
+            "request refused before sending: give an HttpRequest of str method and target, "
+            "a tuple of (str, str) headers and a bytes body"
+        )
     if _TOKEN(request.method) is None:
         raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
     if _TARGET(request.target) is None:
@@ -434,6 +453,7 @@ class HttpTransport:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
         if self.base_url.startswith("https"):
             check_context(ssl_context)
+        check_limits(limits)
         self._endpoint = _Endpoint(
             self.base_url, ssl_context, Timeout.coerce(timeout), proxy, limits
         )

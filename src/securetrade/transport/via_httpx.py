@@ -48,7 +48,7 @@ from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import USER_AGENT, check_base_url, check_request, security_refusal
 from .proxy import Proxy, parse_proxy
 from .tls import check_context, verified_ssl_context
-from .wire import DEFAULT_LIMITS, Limits, authority
+from .wire import DEFAULT_LIMITS, Limits, authority, check_limits
 
 __all__ = ["AsyncHttpxTransport", "HttpxTransport"]
 
@@ -247,8 +247,7 @@ class _Common(abc.ABC):
         if tls:
             check_context(ssl_context)
         self._context = ssl_context if tls else None
-        if not isinstance(limits, Limits):
-            raise InvalidRequest("limits must be a securetrade.transport.Limits")
+        check_limits(limits)
         if http2 and importlib.util.find_spec("h2") is None:  # the codec httpx needs for it
             raise InvalidRequest("http2=True needs the h2 package: pip install 'httpx[http2]'")
         self._timeout = Timeout.coerce(timeout)

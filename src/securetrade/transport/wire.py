@@ -41,6 +41,7 @@ __all__ = [
     "ResponseReader",
     "TunnelReader",
     "authority",
+    "check_limits",
     "encode_request",
 ]
 
@@ -63,6 +64,13 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def check_limits(limits: object) -> None:
+    """Refuse anything but a :class:`Limits` where a transport takes its limits (a
+    number or a dict would fail at the first reply, after the request went out)."""
+    if not isinstance(limits, Limits):
+        raise InvalidRequest("limits must be a securetrade.transport.Limits")
 
 
 class ProtocolError(Exception):
