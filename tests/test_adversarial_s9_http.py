@@ -570,3 +570,24 @@ def test_a_timeout_too_large_for_a_float_is_a_typed_refusal(seconds: int, sim: S
         Timeout.coerce(seconds)
     with pytest.raises(InvalidRequest):
         Client(sim.create_key(), journal=":memory:", unsafe_disable_pinning=True, timeout=seconds)
+
+
+@pytest.mark.parametrize("kind", ["httpx-sync", "httpx-async"])
+def test_an_httpx_transport_keeps_no_readable_proxy_credentials(
+    kind: str, certs: Certificates
+) -> None:
+    """The httpx transports kept the settings they opened httpx with, ``httpx.Proxy``
+    included, whose repr shows ``Proxy-Authorization: Basic ...`` in clear: any repr of
+    the transport's state (a debugger, a crash reporter's locals) showed the proxy
+    password, base64 being no cover."""
+    password = "pw-" + secrets.token_hex(8)
+    token = base64.b64encode(f"trader:{password}".encode()).decode()
+    driven = Driven(
+        kind, "https://venue.example", _pinned(certs), proxy=f"http://trader:{password}@{HOST}:3128"
+    )
+    try:
+        shown = repr(vars(driven.transport))
+        assert token not in shown
+        assert password not in shown
+    finally:
+        driven.close()

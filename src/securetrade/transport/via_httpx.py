@@ -252,7 +252,8 @@ class _Common(abc.ABC):
             raise InvalidRequest("http2=True needs the h2 package: pip install 'httpx[http2]'")
         self._timeout = Timeout.coerce(timeout)
         self._limits = limits
-        self._settings: dict[str, Any] = {
+        # Not kept: httpx.Proxy's repr shows its Proxy-Authorization in clear.
+        settings: dict[str, Any] = {
             **_options(options),
             "verify": ssl_context if ssl_context is not None else False,
             "trust_env": False,
@@ -261,7 +262,7 @@ class _Common(abc.ABC):
             "timeout": _httpx_timeout(self._timeout),
             "follow_redirects": False,
         }
-        self._client = self._open(self._settings)
+        self._client = self._open(settings)
 
     @abc.abstractmethod
     def _open(self, settings: dict[str, Any]) -> Any:
