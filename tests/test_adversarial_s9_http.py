@@ -591,3 +591,22 @@ def test_an_httpx_transport_keeps_no_readable_proxy_credentials(
         assert password not in shown
     finally:
         driven.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reply_that_comes_after_its_request_timed_out_is_never_the_next_answer(
+    kind: str, drive: Callable[..., Driven], raw: Callable[..., RawServer]
+) -> None:
+    """Request 1 times out waiting for its reply (ambiguous), which arrives late; request
+    2 must be answered on a new connection by its own reply, never by the late one. (A
+    guard: every transport closes a connection a timeout interrupted.)"""
+    late = b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"old":1}'
+    fresh = b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"new":1}'
+    server = raw(lambda index, seen: [0.6, late] if index == 0 else [fresh])
+    client = drive(kind, server.base_url, timeout=0.3)
+    with pytest.raises(TransportFailure) as caught:
+        client.send()
+    assert caught.value.sent is True
+    time.sleep(0.5)  # the late reply is sent meanwhile
+    assert client.send().body == b'{"new":1}'
+    assert server.connections == 2
