@@ -14,6 +14,7 @@ import pytest
 
 from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
 from securetrade.core import IntentState, Journal, Settings
+from securetrade.errors import InvalidRequest
 from securetrade.policy import KillSwitch
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.venues import get_venue
@@ -184,3 +185,38 @@ def test_a_redirect_before_the_order_executed_is_resent_once_proven_absent(
     held = sim.market.orders_with_client_id(placed.client_order_id)
     assert [o.order_id for o in held] == [int(placed.order_id)]
     journal.close()
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"client_order_id": "abc\r\nX-Injected: 1"},
+        {"client_order_id": "a" * 100_000},
+        {"client_order_id": "tab\there"},
+        {"client_order_id": ""},
+        {"order_id": "1\r\nX: y"},
+        {"order_id": 12345},
+    ],
+    ids=["cid-crlf", "cid-huge", "cid-tab", "cid-empty", "oid-crlf", "oid-int"],
+)
+@pytest.mark.parametrize("call", ["cancel_order", "get_order"])
+def test_an_order_reference_that_is_no_reference_is_refused_before_sending(
+    sim: Simulator,
+    server: HttpsServer,
+    tls_options: Any,
+    call: str,
+    reference: dict[str, Any],
+) -> None:
+    """A client order id with CR/LF, a tab or 100,000 characters went to the venue
+    (url-encoded) and came back as "unknown order" or HTTP 414; now InvalidRequest, and
+    no request about it reaches the venue."""
+    client = Client(sim.create_key(), journal=":memory:", **tls_options(server))
+    try:
+        client.ticker("BTCUSDT")  # the client's own reads first: the venue is reachable
+        before = dict(sim.dialect.stats.by_path)
+        with pytest.raises(InvalidRequest):
+            getattr(client, call)("BTCUSDT", **reference)
+        after = dict(sim.dialect.stats.by_path)
+    finally:
+        client.close()
+    assert after == before
