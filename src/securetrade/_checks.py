@@ -35,7 +35,7 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     ok = (
         not isinstance(value, bool)
         and isinstance(value, (int, float))
-        and math.isfinite(value)
+        and (isinstance(value, int) or math.isfinite(value))  # a huge int overflows isfinite
         and (above is None or value > above)
         and (least is None or value >= least)
         and (most is None or value <= most)

@@ -62,6 +62,7 @@ from .transport import (
     TransportFailure,
     pinned_ssl_context,
 )
+from .transport.proxy import Proxy, parse_proxy
 from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
@@ -125,12 +126,22 @@ class _Base(ABC, Generic[TransportT]):
         recv_window_ms: int | None = None,
         clock: VenueClock | None = None,
         timeout: float | Timeout = 10.0,
-        proxy: str | None = None,
+        proxy: str | Proxy | None = None,
         transport: TransportT | None = None,
         unsafe_disable_pinning: bool = False,
         unsafe_allow_withdraw_scope: bool = False,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
+        # The proxy URL may carry a password: held as a Proxy (its credentials a Secret)
+        # before anything else can fail, so that no frame below this one, and this one
+        # from here on, holds it as plain text (a traceback's locals, a debugger).
+        proxy_url: Secret | None = None
+        if proxy is not None:
+            try:
+                proxy, proxy_url = _held_proxy(proxy)
+            except InvalidRequest:
+                del proxy  # the refused URL stays out of this frame's locals
+                raise
         _check_arguments(
             key=key,
             journal=journal,
@@ -186,7 +197,7 @@ class _Base(ABC, Generic[TransportT]):
                 _ssl_context(pins, cafile, cadata, unsafe_disable_pinning),
                 asynchronous=isinstance(self, AsyncClient),
                 timeout=Timeout.coerce(timeout).response,  # ccxt has one timeout per call
-                proxy=proxy,
+                proxy=_ccxt_proxy(proxy, proxy_url),
                 unsafe_allow_plain_http=unsafe_allow_plain_http,
             )
         if transport is None:
@@ -213,7 +224,7 @@ class _Base(ABC, Generic[TransportT]):
         context: ssl.SSLContext,
         *,
         timeout: float | Timeout,
-        proxy: str | None,
+        proxy: Proxy | None,
         unsafe_allow_plain_http: bool,
     ) -> TransportT:
         """The HTTPS transport this driver uses: blocking or asyncio."""
@@ -266,6 +277,35 @@ class _Base(ABC, Generic[TransportT]):
     def keys(self) -> KeyRing:
         """The key ring: ``client.keys.rotate(new_key)`` switches keys while running."""
         return self.core.keys
+
+
+def _held_proxy(proxy: object) -> tuple[Proxy, Secret | None]:
+    """``proxy`` as a :class:`Proxy`, and its URL as a Secret when given as one (only a
+    ccxt venue, whose HTTP stack takes a URL, reads it back)."""
+    if isinstance(proxy, Proxy):
+        return proxy, None
+    if not isinstance(proxy, str):
+        raise InvalidRequest("proxy: give an http://host:port URL or a securetrade Proxy")
+    try:
+        held = parse_proxy(proxy)
+    except InvalidRequest as exc:
+        reason = str(exc)  # raised anew below, without this frame's URL or the parser's
+    else:
+        return held, Secret(proxy)
+    del proxy
+    raise InvalidRequest(reason)
+
+
+def _ccxt_proxy(proxy: Proxy | None, url: Secret | None) -> str | None:
+    """The proxy URL for a ccxt venue's own HTTP stack (requests, aiohttp)."""
+    if proxy is None:
+        return None
+    if url is None:
+        raise InvalidRequest(
+            "a ccxt venue takes its proxy as a URL (http://[user:password@]host:port), "
+            "not as a Proxy object"
+        )
+    return url.expose().decode("utf-8")
 
 
 def _check_arguments(
@@ -440,7 +480,7 @@ class Client(_Base[Transport], AccountCalls):
         context: ssl.SSLContext,
         *,
         timeout: float | Timeout,
-        proxy: str | None,
+        proxy: Proxy | None,
         unsafe_allow_plain_http: bool,
     ) -> Transport:
         return HttpTransport(
@@ -698,7 +738,7 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
         context: ssl.SSLContext,
         *,
         timeout: float | Timeout,
-        proxy: str | None,
+        proxy: Proxy | None,
         unsafe_allow_plain_http: bool,
     ) -> AsyncTransport:
         from .transport.aio import AsyncHttpTransport

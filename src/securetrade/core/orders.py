@@ -10,8 +10,9 @@ new row, SENDING, in one durable write: :class:`~.effects.Claim` with a deadline
 then leaves what a claim and an attempt leave, and recovery asks the venue as it does for
 any SENDING row. When the limiter makes the order wait, the claim is written before the
 wait, PENDING, as on the long road. The kill switch is asked again after the fused write,
-since that claim was written after the admission; a key that turns out to be claimed
-already gives its admission back and rejoins. Whenever the
+since that claim was written after the admission, and so it is after every attempt's
+durable write, retries included (a switch engaged during a wait must stop the send); a
+key that turns out to be claimed already gives its admission back and rejoins. Whenever the
 journal says the row has moved on (another thread, process or host claimed, sent or
 settled it), the flow drops what it was doing and *rejoins*: it re-reads the row and
 decides from what is there, never from what it remembered.
@@ -266,6 +267,8 @@ class Core(Recovery):
                 if not claimed:
                     raise StaleView(cid)
                 box[0], sent[0] = View(IntentState.SENDING, view.attempts + 1), True
+                # The admission may be long past (a rate wait, a retry): look again.
+                yield from self._still_allowed(cid, box)
                 self.checkpoint("after_attempt_commit")
 
             failure: TransportFailure | None = None
@@ -354,9 +357,12 @@ class Core(Recovery):
                 )
 
     def _still_allowed(self, cid: str, box: list[View | None]) -> Flow[None]:
-        """After a fused claim, the last look at the kill switch before any byte leaves
-        (the claim was written after the admission, so a switch engaged in between would
-        otherwise not stop it). Engaged: attempt 1 is proven never sent, NOT_PLACED."""
+        """The last look at the kill switch before an attempt's bytes leave, once the
+        attempt is on record: the admission may be long past (a fused claim written after
+        it, a wait for the limiter, a retry), and a switch engaged meanwhile, here or by
+        another process sharing its store, must still stop the send. Engaged: this
+        attempt is proven never sent, and every earlier one proven not executed (only
+        then is an attempt resent), so the row is NOT_PLACED."""
         policy = self.policy
         try:
             yield from self.perform(Resource.POLICY, policy.check_kill_switch)

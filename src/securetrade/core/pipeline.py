@@ -34,7 +34,16 @@ from ..record import AuditLog
 from ..signing import Signer
 from ..transport import telemetry
 from ..transport.base import HttpResponse, TransportFailure
-from ..venues.base import Endpoint, Freshness, Op, Outcome, Params, Venue, Verdict
+from ..venues.base import (
+    Endpoint,
+    Freshness,
+    Op,
+    Outcome,
+    Params,
+    Venue,
+    Verdict,
+    unreadable,
+)
 from .effects import Call, Flow, Renew, Resource, Send, Wait
 from .journal import JournalStore
 from .retry import Attempts
@@ -420,6 +429,12 @@ class Pipeline:
         refine = getattr(self.venue, "refine_outcome", None)
         if refine is not None:  # optional: what the answer means for this key (Kraken OTP)
             outcome = refine(outcome, key)
+        if 300 <= status < 400:
+            # No redirect is followed (a signed request is never resent elsewhere), and a
+            # 3xx is no answer to it: whoever sent it (the venue, a CDN, a proxy) may have
+            # passed the request on first. Never "rejected" (a 304 after the order filled
+            # was journaled REJECTED): ambiguous, so the venue is asked.
+            outcome = unreadable(endpoint, status, self.venue.name, "a redirect, not followed")
         call.end(
             status=response.status,
             verdict=outcome.verdict.value,

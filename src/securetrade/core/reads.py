@@ -51,6 +51,29 @@ T = TypeVar("T")
 
 log = logging.getLogger("securetrade")
 
+_MAX_REF = 128  # the longest order reference a supported venue takes (Alpaca's)
+
+
+def _check_refs(client_order_id: object, order_id: object) -> None:
+    """An order reference is 1-128 printable ASCII characters, checked before anything is
+    sent: one with CR, LF or 100,000 characters used to go to the venue (encoded, but
+    sent), to come back as "not found" or HTTP 414 rather than a refusal here. Each venue
+    refuses what else it does not take (Kraken: a space) with its own reasons."""
+    for name, value in (("client_order_id", client_order_id), ("order_id", order_id)):
+        if value is None:
+            continue
+        if (
+            not isinstance(value, str)
+            or not 0 < len(value) <= _MAX_REF
+            or not value.isascii()
+            or not all("\x20" <= c <= "\x7e" for c in value)
+        ):
+            raise InvalidRequest(
+                f"{name} must be the venue's reference as text: 1-{_MAX_REF} printable ASCII "
+                "characters (e.g. order.order_id or order.client_order_id)"
+            )
+
+
 _STATE_OF = {
     OrderStatus.NEW: IntentState.ACKED,
     OrderStatus.PARTIALLY_FILLED: IntentState.ACKED,
@@ -229,6 +252,7 @@ class Reads(Pipeline):
     def get_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        _check_refs(client_order_id, order_id)
         symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(
@@ -242,6 +266,7 @@ class Reads(Pipeline):
     def cancel_order(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Flow[Order]:
+        _check_refs(client_order_id, order_id)
         symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         params = self.venue.order_lookup_params(

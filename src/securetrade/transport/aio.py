@@ -44,7 +44,7 @@ from .http import (
 )
 from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
-from .tls import verified_ssl_context
+from .tls import check_context, verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
     Expired,
@@ -53,6 +53,7 @@ from .wire import (
     ResponseReader,
     TunnelReader,
     authority,
+    check_limits,
     encode_request,
 )
 
@@ -536,8 +537,11 @@ class AsyncHttpTransport:
         )
         if ssl_context is None and self._tls:
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
+        if self._tls:
+            check_context(ssl_context)
         self._context = ssl_context
         self._timeout = Timeout.coerce(timeout)
+        check_limits(limits)
         self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if max_connections < 1:
@@ -552,6 +556,8 @@ class AsyncHttpTransport:
 
     async def _connect(self, timeout: Timeout) -> _Exchange:
         loop = asyncio.get_running_loop()
+        if self._tls:
+            check_context(self._context)  # as it is now: nothing weakened since
         try:
             if self._watching:
                 return await self._open_connection(loop, timeout)

@@ -80,8 +80,8 @@ def _seconds(phase: str, value: object) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
+        or not 0 < value <= 3600  # first: NaN fails it, and 10**400 meets no isfinite()
         or not math.isfinite(value)
-        or not 0 < value <= 3600
     ):
         raise InvalidRequest(
             f"Timeout.{phase} must be a number of seconds above 0 and at most 3600, got {value!r}"

@@ -38,7 +38,7 @@ from . import redaction  # noqa: F401 - installs the log filters before any libr
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .proxy import Proxy, parse_proxy
 from .redaction import redact_query
-from .tls import PinFailure, verified_ssl_context
+from .tls import PinFailure, check_context, verified_ssl_context
 from .wire import (
     DEFAULT_LIMITS,
     Expired,
@@ -47,6 +47,7 @@ from .wire import (
     ResponseReader,
     TunnelReader,
     authority,
+    check_limits,
     encode_request,
 )
 
@@ -68,22 +69,78 @@ USER_AGENT = "securetrade"  # what both transports send unless a venue sets its 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # RFC 9110: methods, names
 _TARGET = re.compile(r"/[\x21-\x7e]*").fullmatch  # origin form: visible ASCII, no spaces
 _VALUE = re.compile(r"[\t\x20-\x7e]*").fullmatch  # no CR, LF or other controls
+_VISIBLE = re.compile(r"[\x21-\x7e]+").fullmatch  # visible ASCII: no spaces, controls
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?").fullmatch
+# Headers that frame the request or steer the connection: written by the transport
+# alone (Host, Content-Length), or never (the rest: one body, no upgrade, no 100-continue).
+_TRANSPORTS_OWN = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+    }
+)
 _MAX_IDLE = 16  # idle keep-alive connections kept per transport
 _READ_SIZE = 256 * 1024
 
 
 def check_base_url(base_url: str, *, unsafe_allow_plain_http: bool = False) -> str:
-    """Refuse anything but ``https://``, except plain HTTP to loopback when asked for."""
-    parts = urlsplit(base_url)
+    """Refuse anything but ``https://``, except plain HTTP to loopback when asked for,
+    and any base URL whose every part is not plain: visible ASCII (an international
+    host name in its ``xn--`` form), a host name or address literal, a port from 1 to
+    65535, no credentials (never sent), no query or fragment. Anything else used to
+    reach the socket layer (a ValueError, a UnicodeEncodeError writing the Host header)
+    or to be quietly dropped. The refusal names no more of the URL than its host."""
+    if not isinstance(base_url, str) or _VISIBLE(base_url) is None:
+        raise InvalidRequest(
+            "base_url must be visible ASCII without spaces or controls (give an "
+            "international host name in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest(
+            "base_url: the port must be a number from 1 to 65535, and an IPv6 address "
+            "a valid one in brackets (https://[2001:db8::1]:8443)"
+        ) from None
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(
+            f"base_url for {host}: remove the user and password (they are never sent; "
+            "credentials belong in the key)"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequest(f"base_url for {host}: give no query or fragment")
+    if not host or not (_HOST_NAME(host) or _is_address(host)):
+        raise InvalidRequest("base_url: give a host name or an address literal")
+    if port == 0:
+        raise InvalidRequest(f"base_url for {host}: the port must be from 1 to 65535")
     if parts.scheme == "https":
         return base_url.rstrip("/")
-    if parts.scheme == "http" and unsafe_allow_plain_http and _is_loopback(parts.hostname):
-        log.warning("unsafe_allow_plain_http: sending to %s without TLS", base_url)
+    if parts.scheme == "http" and unsafe_allow_plain_http and _is_loopback(host):
+        log.warning("unsafe_allow_plain_http: sending to %s without TLS", host)
         return base_url.rstrip("/")
     raise InvalidRequest(
-        f"{base_url!r}: only https:// is allowed (plain http only to loopback, "
+        f"base_url for {host}: only https:// is allowed (plain http only to loopback, "
         "with unsafe_allow_plain_http=True)"
     )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -287,6 +344,8 @@ class _Endpoint:
 
     def connect(self, timeout: Timeout) -> socket.socket:
         """A new connection, handshaken (and pinned) before it is returned."""
+        if self.tls:
+            check_context(self.context)  # as it is now: nothing weakened since
         target_host, target_port = self.host, self.port
         if self.proxy is not None:
             target_host, target_port = self.proxy.host, self.proxy.port
@@ -339,6 +398,24 @@ def check_request(request: HttpRequest) -> None:
     Venue adapters build requests from validated fields, so this never fires in normal
     use; it is the last line against a CR or LF smuggling a header or a second request.
     """
+    if (
+        not isinstance(request, HttpRequest)
+        or not isinstance(request.method, str)
+        or not isinstance(request.target, str)
+        or not isinstance(request.body, bytes)
+        or not isinstance(request.headers, (tuple, list))
+        or not all(
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+            for pair in request.headers
+        )
+    ):
+        raise InvalidRequest(
+            "request refused before sending: give an HttpRequest of str method and target, "
+            "a tuple of (str, str) headers and a bytes body"
+        )
     if _TOKEN(request.method) is None:
         raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
     if _TARGET(request.target) is None:
@@ -346,6 +423,12 @@ def check_request(request: HttpRequest) -> None:
     for name, value in request.headers:
         if _TOKEN(name) is None or _VALUE(value) is None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
+        if name.lower() in _TRANSPORTS_OWN:
+            raise InvalidRequest(
+                f"request refused before sending: {name} is the transport's to write (a "
+                "second framing or Host header would let the venue's front end and the "
+                "venue read different requests)"
+            )
 
 
 class HttpTransport:
@@ -368,6 +451,9 @@ class HttpTransport:
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
+        if self.base_url.startswith("https"):
+            check_context(ssl_context)
+        check_limits(limits)
         self._endpoint = _Endpoint(
             self.base_url, ssl_context, Timeout.coerce(timeout), proxy, limits
         )

@@ -31,35 +31,16 @@ class Proxy:
     __slots__ = ("_authorization", "host", "port")
 
     def __init__(self, url: str, *, authorization: Secret | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise InvalidRequest(
-                "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
-                "is still TLS, pinned end to end)"
-            )
         try:
-            port = parts.port or _DEFAULT_PORT
-        except ValueError:
-            raise InvalidRequest("proxy: the port is not a number") from None
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise InvalidRequest("proxy: give only http://[user:password@]host:port")
-        self.host = parts.hostname
-        self.port = port
-        if parts.username is not None:
-            if authorization is not None:
-                raise InvalidRequest(
-                    "proxy: credentials in the URL and an authorization value: give one"
-                )
-            user = unquote(parts.username).encode("utf-8")
-            password = unquote(parts.password or "").encode("utf-8")
-            authorization = Secret(b"Basic " + base64.b64encode(user + b":" + password))
-        if authorization is not None:
-            if not isinstance(authorization, Secret):
-                raise InvalidRequest("proxy: authorization must be a securetrade.keys.Secret")
-            value = authorization.expose()
-            if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
-                raise InvalidRequest("proxy: the authorization value has control characters")
-        self._authorization = authorization
+            self.host, self.port, self._authorization = _parse(url, authorization)
+        except InvalidRequest as exc:
+            reason = str(exc)
+        else:
+            return
+        # Raised anew, outside the handler: the refusal's traceback holds neither this
+        # frame's URL (deleted) nor the parser's frame, whose locals hold the password.
+        del url
+        raise InvalidRequest(reason)
 
     def __repr__(self) -> str:
         credentials = f", authorization={MASK!r}" if self._authorization is not None else ""
@@ -89,6 +70,69 @@ class Proxy:
         return {b"Proxy-Authorization": self._authorization.expose()}
 
 
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@``, and that user info (None if absent), split
+    as :func:`urllib.parse.urlsplit` splits it. The password never reaches ``urlsplit``,
+    whose cache (``functools.lru_cache``) would keep the whole URL for the process's
+    life."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url, None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    user_info, at, host_port = rest[:end].rpartition("@")
+    if not at:
+        return url, None
+    return f"{scheme}://{host_port}{rest[end:]}", user_info
+
+
+def _parse(url: str, authorization: Secret | None) -> tuple[str, int, Secret | None]:
+    """The host, port and Proxy-Authorization value of a proxy URL, or InvalidRequest."""
+    if not isinstance(url, str):
+        raise InvalidRequest("proxy: give an http://host:port URL or a securetrade Proxy")
+    url, user_info = _without_credentials(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # an unclosed or invalid IPv6 literal
+        raise InvalidRequest(
+            "proxy: the host is not a name or an address (IPv6 goes in brackets: http://[::1]:3128)"
+        ) from None
+    if parts.scheme != "http" or not host:
+        raise InvalidRequest(
+            "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
+            "is still TLS, pinned end to end)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is None:
+        port = _DEFAULT_PORT
+    if port == 0:  # not silently the default port: a proxy nobody named
+        raise InvalidRequest("proxy: the port is not a number from 1 to 65535")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidRequest("proxy: give only http://[user:password@]host:port")
+    if user_info is not None:
+        if authorization is not None:
+            raise InvalidRequest(
+                "proxy: credentials in the URL and an authorization value: give one"
+            )
+        username, _, secret = user_info.partition(":")
+        try:
+            user = unquote(username).encode("utf-8")
+            password = unquote(secret).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest("proxy: the user or password is not valid text") from None
+        authorization = Secret(b"Basic " + base64.b64encode(user + b":" + password))
+    if authorization is not None:
+        if not isinstance(authorization, Secret):
+            raise InvalidRequest("proxy: authorization must be a securetrade.keys.Secret")
+        value = authorization.expose()
+        if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in value):
+            raise InvalidRequest("proxy: the authorization value has control characters")
+    return host, port, authorization
+
+
 def parse_proxy(proxy: str | Proxy) -> Proxy:
     """``proxy`` as a :class:`Proxy`: one as it is, a URL parsed (and refused when it is
     not an ``http://`` CONNECT proxy)."""
@@ -96,4 +140,9 @@ def parse_proxy(proxy: str | Proxy) -> Proxy:
         return proxy
     if not isinstance(proxy, str):
         raise InvalidRequest("proxy: give an http://host:port URL or a securetrade Proxy")
-    return Proxy(proxy)
+    try:
+        return Proxy(proxy)
+    except InvalidRequest as exc:
+        reason = str(exc)
+    del proxy  # as in Proxy: the refusal carries no frame holding the URL
+    raise InvalidRequest(reason)

@@ -28,6 +28,7 @@ import os
 import ssl
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..errors import InvalidRequest
 
 __all__ = [
     "PinFailure",
+    "check_context",
     "PinSet",
     "load_platform_trust",
     "pin_of_certificate",
@@ -217,7 +219,51 @@ def verified_ssl_context(
         context.load_verify_locations(cafile=cafile, cadata=cadata)
     else:
         load_platform_trust(context)
+    _MADE[context] = None  # verified, deliberately without pins
     return context
+
+
+# The client contexts made here, each with the socket and object classes that check its
+# pins (None: verified without pins, as asked for). A transport takes no other.
+_MADE: weakref.WeakKeyDictionary[ssl.SSLContext, tuple[type, type] | None] = (
+    weakref.WeakKeyDictionary()
+)
+_TLS_12_OR_NEWER = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
+_HOW = (
+    "build it with securetrade.transport.tls.pinned_ssl_context(PinSet({...})) "
+    "(or verified_ssl_context() to go without pins) and leave it as made"
+)
+
+
+def check_context(context: object) -> None:
+    """Refuse a TLS context a transport must not use, before any connection is made.
+
+    Every transport calls this when it is built and again before each new connection
+    (the httpx ones before each request), so a context can be neither slipped in (one
+    made elsewhere may skip verification, trust ``SSL_CERT_FILE`` or log session keys)
+    nor weakened after the fact (verification turned off, pins unhooked, a key log
+    file set, an old TLS version allowed): each would let a man in the middle read or
+    answer a signed request. Raises :class:`~securetrade.errors.InvalidRequest`.
+    """
+    if not isinstance(context, ssl.SSLContext):
+        raise InvalidRequest(f"ssl_context must be an ssl.SSLContext: {_HOW}")
+    try:
+        hooks = _MADE[context]
+    except KeyError:
+        raise InvalidRequest(
+            "ssl_context was not made by securetrade (a context built elsewhere may skip "
+            f"verification, read SSL_CERT_FILE or log its keys): {_HOW}"
+        ) from None
+    except TypeError:  # not hashable as a weak key: certainly not one of ours
+        raise InvalidRequest(f"ssl_context was not made by securetrade: {_HOW}") from None
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        raise InvalidRequest(f"ssl_context no longer verifies certificates and host names: {_HOW}")
+    if context.minimum_version not in _TLS_12_OR_NEWER:
+        raise InvalidRequest(f"ssl_context allows TLS older than 1.2: {_HOW}")
+    if context.keylog_filename is not None:
+        raise InvalidRequest(f"ssl_context writes its session keys to a file: {_HOW}")
+    if hooks is not None and (context.sslsocket_class, context.sslobject_class) != hooks:
+        raise InvalidRequest(f"ssl_context no longer checks its pins: {_HOW}")
 
 
 # Where distributions keep their CA bundle, for a Python whose compiled-in OpenSSL path
@@ -323,6 +369,7 @@ def pinned_ssl_context(
 
     context.sslsocket_class = PinnedSocket
     context.sslobject_class = PinnedObject
+    _MADE[context] = (PinnedSocket, PinnedObject)
     return context
 
 

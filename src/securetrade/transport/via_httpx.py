@@ -39,6 +39,7 @@ import ssl
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -46,8 +47,8 @@ from ..errors import InvalidRequest
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import USER_AGENT, check_base_url, check_request, security_refusal
 from .proxy import Proxy, parse_proxy
-from .tls import verified_ssl_context
-from .wire import DEFAULT_LIMITS, Limits, authority
+from .tls import check_context, verified_ssl_context
+from .wire import DEFAULT_LIMITS, Limits, authority, check_limits
 
 __all__ = ["AsyncHttpxTransport", "HttpxTransport"]
 
@@ -76,10 +77,19 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-def _httpx_proxy(proxy: str | Proxy | None) -> httpx.Proxy | None:
+def _httpx_proxy(proxy: str | Proxy | None, venue_host: str) -> httpx.Proxy | None:
+    """The proxy as httpx takes it. An IPv6 venue literal is refused behind a proxy:
+    httpcore writes it unbracketed in its CONNECT (``CONNECT 2001:db8::1:8443``), so
+    the proxy cannot tell the port from the address and may tunnel somewhere else."""
     if proxy is None:
         return None
     parsed = parse_proxy(proxy)
+    if ":" in venue_host:
+        raise InvalidRequest(
+            "HttpxTransport cannot reach an IPv6 venue address through a proxy (httpx "
+            "writes it unbracketed in the CONNECT request); use the default transport "
+            "(HttpTransport or AsyncHttpTransport) or the venue's host name"
+        )
     headers = parsed.connect_headers()
     return httpx.Proxy(f"http://{authority(parsed.host, parsed.port)}", headers=headers)
 
@@ -130,6 +140,8 @@ def _check_head(response: httpx.Response, limits: Limits) -> None:
     body is read (the request is out: every refusal is ambiguous)."""
     if response.status_code == 101:
         raise TransportFailure("101 Switching Protocols: no upgrade was asked for", sent=True)
+    if not 200 <= response.status_code <= 599:  # h11 reads any three digits
+        raise TransportFailure(f"status {response.status_code} is no HTTP status", sent=True)
     if response.http_version not in ("HTTP/1.1", "HTTP/1.0", "HTTP/2"):
         raise TransportFailure(f"reply in {response.http_version[:20]}", sent=True)
     raw = response.headers.raw
@@ -231,22 +243,26 @@ class _Common(abc.ABC):
         self.base_url = check_base_url(base_url, unsafe_allow_plain_http=unsafe_allow_plain_http)
         if ssl_context is None and self.base_url.startswith("https"):
             ssl_context = verified_ssl_context()  # the platform's CAs, never SSL_CERT_*
-        if not isinstance(limits, Limits):
-            raise InvalidRequest("limits must be a securetrade.transport.Limits")
+        tls = self.base_url.startswith("https")
+        if tls:
+            check_context(ssl_context)
+        self._context = ssl_context if tls else None
+        check_limits(limits)
         if http2 and importlib.util.find_spec("h2") is None:  # the codec httpx needs for it
             raise InvalidRequest("http2=True needs the h2 package: pip install 'httpx[http2]'")
         self._timeout = Timeout.coerce(timeout)
         self._limits = limits
-        self._settings: dict[str, Any] = {
+        # Not kept: httpx.Proxy's repr shows its Proxy-Authorization in clear.
+        settings: dict[str, Any] = {
             **_options(options),
             "verify": ssl_context if ssl_context is not None else False,
             "trust_env": False,
             "http2": http2,
-            "proxy": _httpx_proxy(proxy),
+            "proxy": _httpx_proxy(proxy, urlsplit(self.base_url).hostname or ""),
             "timeout": _httpx_timeout(self._timeout),
             "follow_redirects": False,
         }
-        self._client = self._open(self._settings)
+        self._client = self._open(settings)
 
     @abc.abstractmethod
     def _open(self, settings: dict[str, Any]) -> Any:
@@ -256,6 +272,8 @@ class _Common(abc.ABC):
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
     ) -> httpx.Request:
         check_request(request)
+        if self._context is not None:
+            check_context(self._context)  # as it is now: httpx may open a connection
         headers = [("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT)]
         given = {name.lower() for name, _ in request.headers}
         headers = [(n, v) for n, v in headers if n.lower() not in given]

@@ -9,12 +9,14 @@ before a header's colon, obs-fold, a status of four digits, versions other than 
 Content-Length. On top of the parser this module decides what the transports accept:
 
 * interim (1xx) replies are skipped and the final one read; ``101`` is refused (we never
-  ask to switch protocols);
+  ask to switch protocols), and so is a final status outside 200-599 (``000``, ``999``:
+  llhttp reads any three digits);
 * the body must be framed by Content-Length or ``Transfer-Encoding: chunked`` (exactly
   that coding: we ask for no other), else the reply cannot be told whole from cut;
 * ``Connection`` is read as a token list: ``keep-alive, close`` closes;
 * limits are enforced as bytes arrive, before anything is kept: the head (interim replies
-  included) and the body, whatever a header or a chunk size declares;
+  included, and the trailer section after the last chunk, which llhttp holds line by
+  line) and the body, whatever a header or a chunk size declares;
 * bytes after the reply make the connection unusable (the reply itself stands).
 
 Every refusal is a :class:`ProtocolError`; the transports turn it into a
@@ -39,6 +41,7 @@ __all__ = [
     "ResponseReader",
     "TunnelReader",
     "authority",
+    "check_limits",
     "encode_request",
 ]
 
@@ -61,6 +64,13 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def check_limits(limits: object) -> None:
+    """Refuse anything but a :class:`Limits` where a transport takes its limits (a
+    number or a dict would fail at the first reply, after the request went out)."""
+    if not isinstance(limits, Limits):
+        raise InvalidRequest("limits must be a securetrade.transport.Limits")
 
 
 class ProtocolError(Exception):
@@ -135,6 +145,8 @@ class ResponseReader:
         "_parser",
         "_raw",
         "_status",
+        "_tail_fed",
+        "_trailing",
         "done",
         "response",
         "reusable",
@@ -152,6 +164,8 @@ class ResponseReader:
         self._in_head = True
         self._status = 0
         self._error: str | None = None
+        self._trailing = False  # a chunk header seen, no data since: maybe the last chunk
+        self._tail_fed = 0  # bytes fed since then (a trailer section, if it was the last)
         self.done = False
         self.reusable = False
         self.response: HttpResponse | None = None
@@ -166,14 +180,21 @@ class ResponseReader:
             return True
         if self._in_head:
             self._head_fed += len(data)
+        elif self._trailing:
+            self._tail_fed += len(data)
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade, _Stop) as exc:
             if not self.done:
                 raise ProtocolError(self._error or f"malformed reply: {exc}") from None
             self.reusable = False  # what followed the reply is not a reply
-        if self._in_head and not self.done and self._head_fed > self._limits.max_head:
-            raise ProtocolError(f"reply head over {self._limits.max_head} bytes")
+        if not self.done:
+            if self._in_head and self._head_fed > self._limits.max_head:
+                raise ProtocolError(f"reply head over {self._limits.max_head} bytes")
+            if self._trailing and self._tail_fed > self._limits.max_head:
+                # llhttp keeps a trailer line whole until it ends: one that never ends
+                # would grow without bound, so the trailer section counts as head.
+                raise ProtocolError(f"reply trailers over {self._limits.max_head} bytes")
         return self.done
 
     def end_of_stream(self) -> None:
@@ -222,6 +243,8 @@ class ResponseReader:
                 self._fail("101 Switching Protocols: no upgrade was asked for")
             self._status = status  # an interim reply: its headers are not the answer's
             return
+        if not 200 <= status <= 599:  # llhttp takes any three digits: 000, 999...
+            self._fail(f"status {status} is no HTTP status: the answer cannot be read")
         self._headers = headers
         self._status = status
         self._in_head = False
@@ -238,7 +261,17 @@ class ResponseReader:
         closes = connection is not None and "close" in _tokens(connection)
         self.reusable = version == "1.1" and not closes
 
+    def on_chunk_header(self) -> None:
+        # A chunk of data follows at once, unless this was the last chunk (size 0): then
+        # the trailer section does, and no data until the reply ends.
+        self._trailing = True
+        self._tail_fed = 0
+
+    def on_chunk_complete(self) -> None:
+        self._trailing = False
+
     def on_body(self, body: bytes) -> None:
+        self._trailing = False
         size = self._body_size + len(body)
         if size > self._limits.max_body:
             self._fail(f"reply body over the {self._limits.max_body}-byte limit")

@@ -1,0 +1,222 @@
+"""The order path under attack: interleavings between the admission and the bytes leaving.
+
+Each test forces one interleaving over real TLS to the simulator and reads the verdict
+from the venue's side (the POSTs it received, the orders it holds) and the journal row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
+from securetrade.core import IntentState, Journal, Settings
+from securetrade.errors import InvalidRequest
+from securetrade.policy import KillSwitch
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.venues import get_venue
+
+MARKET = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
+
+
+def _posts(sim: Simulator) -> int:
+    return sim.dialect.stats.by_path.get("POST /api/v3/order", 0)
+
+
+def _cid(account: str, key: str) -> str:
+    return get_venue("binance").client_order_id(account, key)
+
+
+def _shared_switch(tmp_path: Path) -> tuple[Policy, KillSwitch]:
+    """A policy whose kill switch lives in a SQLite store, and a second switch over the
+    same store: another process's handle on it."""
+    store = str(tmp_path / "switch.sqlite3")
+    return Policy(kill_switch=KillSwitch.from_url(store)), KillSwitch.from_url(store)
+
+
+def test_kill_switch_engaged_before_a_retry_stops_the_resend(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """Attempt 1 is refused with 429 (not executed, so it is resent). Between that answer
+    and the resend, another process engages the shared kill switch: the resend must not
+    leave. One POST, no order, the row NOT_PLACED."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(
+        sim.create_key(),
+        journal=journal,
+        policy=policy,
+        settings=Settings(max_rate_wait=5.0),
+        **tls_options(server),
+    )
+    client.recover()
+    sim.faults.inject("rate_limit", method="POST", path="/api/v3/order", seconds=0.2)
+
+    def engage(name: str) -> None:
+        if name == "after_response":
+            elsewhere.engage("risk desk: stop everything")
+
+    client.core.checkpoint = engage  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PolicyViolation) as refused:
+            client.place_order(MARKET, idempotency_key="retry-ks")
+    finally:
+        client.close()
+    assert refused.value.rule == "kill_switch"
+    assert _posts(sim) == 1
+    cid = _cid(client.core.account, "retry-ks")
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 2)
+    journal.close()
+
+
+def test_kill_switch_engaged_before_a_retry_stops_the_resend_on_the_async_client(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The same interleaving through the asyncio driver (its journal writes and the
+    kill switch read go through worker threads)."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    sim.faults.inject("rate_limit", method="POST", path="/api/v3/order", seconds=0.2)
+
+    def engage(name: str) -> None:
+        if name == "after_response":
+            elsewhere.engage("risk desk: stop everything")
+
+    async def run() -> str:
+        async with AsyncClient(
+            sim.create_key(),
+            journal=journal,
+            policy=policy,
+            settings=Settings(max_rate_wait=5.0),
+            **tls_options(server),
+        ) as client:
+            await client.recover()
+            client.core.checkpoint = engage  # type: ignore[method-assign]
+            with pytest.raises(PolicyViolation):
+                await client.place_order(MARKET, idempotency_key="retry-ks-async")
+            return _cid(client.core.account, "retry-ks-async")
+
+    cid = asyncio.run(run())
+    assert _posts(sim) == 1
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 2)
+    journal.close()
+
+
+def test_kill_switch_engaged_while_the_limiter_holds_the_order_stops_the_send(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The limiter makes an admitted order wait (its claim is written PENDING first);
+    the switch is engaged during that wait. When the limiter lets it go, it must not be
+    sent: the attempt is recorded, then found stopped, NOT_PLACED."""
+    policy, elsewhere = _shared_switch(tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, policy=policy, **tls_options(server))
+    client.recover()
+    client.place_order(MARKET, idempotency_key="warm")  # instruments and clock read
+    before = _posts(sim)
+
+    def engage(name: str) -> None:
+        if name == "after_claim_commit":
+            elsewhere.engage("risk desk: stop everything")
+
+    client.core.checkpoint = engage  # type: ignore[method-assign]
+    client.core.limiter.observe(429, {"retry-after": "1"})  # the next request waits 1 s
+    try:
+        with pytest.raises(PolicyViolation):
+            client.place_order(MARKET, idempotency_key="held-ks")
+    finally:
+        client.close()
+    assert _posts(sim) == before
+    cid = _cid(client.core.account, "held-ks")
+    intent = journal.get(cid)
+    assert intent is not None
+    assert intent.state is IntentState.NOT_PLACED
+    journal.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 304, 307, 308])
+def test_a_redirect_after_the_order_executed_is_never_a_rejection(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path, status: int
+) -> None:
+    """The venue executes the order, then something in front of it answers with a 3xx.
+    A 304 (its body dropped, as HTTP says) used to be read as a plain refusal: the
+    FILLED order was journaled REJECTED and the caller told VenueRejected. No redirect
+    is followed and none is an answer: the venue is asked, and the order is adopted."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **tls_options(server))
+    client.recover()
+    sim.faults.inject("status_after", method="POST", path="/api/v3/order", status=status)
+    try:
+        placed = client.place_order(MARKET, idempotency_key=f"redirect-{status}")
+    finally:
+        client.close()
+    assert _posts(sim) == 1
+    held = sim.market.orders_with_client_id(placed.client_order_id)
+    assert [o.order_id for o in held] == [int(placed.order_id)]
+    intent = journal.get(placed.client_order_id)
+    assert intent is not None
+    assert intent.state is IntentState.FILLED
+    journal.close()
+
+
+def test_a_redirect_before_the_order_executed_is_resent_once_proven_absent(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """The 3xx came before the venue saw the order: asked, the venue does not hold it
+    after its deadline, so it is sent again (same client order id) and placed once."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **tls_options(server))
+    client.recover()
+    sim.faults.inject("status", method="POST", path="/api/v3/order", status=304)
+    try:
+        placed = client.place_order(MARKET, idempotency_key="redirect-early")
+    finally:
+        client.close()
+    assert _posts(sim) == 2
+    held = sim.market.orders_with_client_id(placed.client_order_id)
+    assert [o.order_id for o in held] == [int(placed.order_id)]
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"client_order_id": "abc\r\nX-Injected: 1"},
+        {"client_order_id": "a" * 100_000},
+        {"client_order_id": "tab\there"},
+        {"client_order_id": ""},
+        {"order_id": "1\r\nX: y"},
+        {"order_id": 12345},
+    ],
+    ids=["cid-crlf", "cid-huge", "cid-tab", "cid-empty", "oid-crlf", "oid-int"],
+)
+@pytest.mark.parametrize("call", ["cancel_order", "get_order"])
+def test_an_order_reference_that_is_no_reference_is_refused_before_sending(
+    sim: Simulator,
+    server: HttpsServer,
+    tls_options: Any,
+    call: str,
+    reference: dict[str, Any],
+) -> None:
+    """A client order id with CR/LF, a tab or 100,000 characters went to the venue
+    (url-encoded) and came back as "unknown order" or HTTP 414; now InvalidRequest, and
+    no request about it reaches the venue."""
+    client = Client(sim.create_key(), journal=":memory:", **tls_options(server))
+    try:
+        client.ticker("BTCUSDT")  # the client's own reads first: the venue is reachable
+        before = dict(sim.dialect.stats.by_path)
+        with pytest.raises(InvalidRequest):
+            getattr(client, call)("BTCUSDT", **reference)
+        after = dict(sim.dialect.stats.by_path)
+    finally:
+        client.close()
+    assert after == before
