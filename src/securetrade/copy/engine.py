@@ -259,12 +259,15 @@ class CopyEngine:
         if not isinstance(event, LeaderEvent):
             raise InvalidRequest("copy() takes a LeaderEvent")
         started = time.monotonic()
-        self._outbox.receive(event)
+        # A first delivery books each fill into the follower's balances; a redelivery (a
+        # resume, a replay, the same event racing itself) may get back the journal's answer
+        # for an order already booked, so its followers read their balances again instead.
+        fresh = self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [self._follow(seat, event, known, started, reads) for seat in seats]
+        follows = [self._follow(seat, event, known, started, fresh, reads) for seat in seats]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -408,7 +411,9 @@ class CopyEngine:
         elif found.reason == "override_cleared":
             self._outbox.clear_override(fid, found.symbol)
         elif found.action == "place" and apply and found.intent is not None:
-            outcome = await self._place(seat, found.intent, time.monotonic())
+            # Balances were read before this correction; its answer may be one placed
+            # before (the same snapshot again): read them anew rather than book it twice.
+            outcome = await self._place(seat, found.intent, time.monotonic(), fresh=False)
             if outcome.status != "unresolved":
                 self._outbox.record([outcome])
             detail = f"{outcome.status}:{outcome.reason}" if outcome.reason else outcome.status
@@ -458,6 +463,7 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
+        fresh: bool,
         reads: Reads | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
@@ -479,17 +485,23 @@ class CopyEngine:
                         reason = item.reason.value
                         outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
                     else:
-                        outcomes.append(await self._place(seat, item, started))
+                        outcomes.append(await self._place(seat, item, started, fresh=fresh))
             if seat.breaker.failures <= failures:  # the venue answered: the run of failures ends
                 seat.breaker.succeeded()
             return outcomes
 
-    async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
+    async def _place(self, seat: Seat, item: CopyIntent, started: float, *, fresh: bool) -> Outcome:
+        """Place one leg. ``fresh``: the event's first delivery, whose answers are booked
+        into the seat's balances; otherwise the answer may be one booked already, and the
+        balances are read again before the follower's next copy."""
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
-        book(seat, order)
+        if fresh:
+            book(seat, order)
+        else:
+            seat.balances = None
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
