@@ -13,8 +13,21 @@ from typing import Any
 
 import pytest
 
-from securetrade.copy import CopyEngine, Follower, LeaderEvent, Sizing
+from securetrade import ApiKey
+from securetrade.copy import (
+    CopyEngine,
+    CopyIntent,
+    Follower,
+    FollowerState,
+    LeaderEvent,
+    Sizing,
+    Skip,
+    SkipReason,
+    plan,
+)
+from securetrade.copy.reconcile import FollowerView, LeaderSnapshot, reconcile_plan
 from securetrade.keys import Secret
+from securetrade.models import Instrument
 from securetrade.sim import HttpsServer, SimLimits, Simulator
 
 SECRET = Secret(b"copy-adversarial-test-secret-000")
@@ -75,3 +88,92 @@ def test_a_redelivery_racing_its_first_delivery_does_not_count_the_fill_twice(
     assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
     base = next((b.total for b in balances if b.asset == "BTC"), Decimal(0))
     assert 0 <= base < step  # the close sold what the open bought, but for dust below a step
+
+
+# --- sizing and pricing at the edges of Decimal and of the venue's rules ---------------------
+
+
+def _rules(tick: str, step: str = "0.001") -> Instrument:
+    return Instrument(symbol="BTCUSDT", base_asset="BTC", quote_asset="USDT", tick_size=tick,
+                      step_size=step, min_quantity="0", min_notional="0")  # fmt: skip
+
+
+def _open(side: str, price: str, quantity: str = "1") -> LeaderEvent:
+    return LeaderEvent("edge-1", "BTCUSDT", side, quantity, price, 1_000)
+
+
+def _someone(sizing: Sizing, slippage_bps: int) -> Follower:
+    key = ApiKey("binance", "k-follower-0001", "not-a-real-secret", scopes=["read", "trade"])
+    return Follower("f1", key, sizing, slippage_bps=Decimal(slippage_bps), ttl_ms=10**9)
+
+
+@pytest.mark.parametrize(
+    ("event", "tick", "slippage_bps"),
+    [
+        (_open("BUY", "0.1"), "1", 0),  # the leader's price is under one of our ticks
+        (_open("BUY", "1E-30"), "0.01", 10_000),  # even with the widest cap
+    ],
+)
+def test_a_price_bound_of_zero_is_a_skip_never_an_error(
+    event: LeaderEvent, tick: str, slippage_bps: int
+) -> None:
+    """An open's bound that rounds to zero made plan() raise (a LimitOrder at price 0);
+    in the engine that left the follower unresolved on every resume, the event never done."""
+    follower = _someone(Sizing("fixed_quantity", "1"), slippage_bps)
+    state = FollowerState(_rules(tick), 2_000, equity=Decimal(10**9),
+                          quote_free=Decimal(10**9), base_free=Decimal(10**9))  # fmt: skip
+    [item] = plan(event, follower, state, secret=SECRET)
+    assert isinstance(item, Skip)
+    assert item.reason is SkipReason.BELOW_MINIMUM
+
+
+def test_a_sell_with_a_full_cap_goes_out_at_one_tick_not_at_zero() -> None:
+    """slippage_bps=10000 lets a sell fill at any price: its limit is the lowest the venue
+    takes (one tick), not zero (a LimitOrder at 0 raised inside the plan)."""
+    follower = _someone(Sizing("fixed_quantity", "0.5"), 10_000)
+    state = FollowerState(_rules("0.01"), 2_000, base_free=Decimal(1))
+    [item] = plan(_open("SELL", "60000"), follower, state, secret=SECRET)
+    assert isinstance(item, CopyIntent)
+    assert (item.order.price, item.order.quantity) == (Decimal("0.01"), Decimal("0.5"))
+
+
+@pytest.mark.parametrize(
+    ("sizing", "event"),
+    [
+        (Sizing("fixed_notional", "1"), _open("BUY", "60000")),  # 0.0000166 under a step
+        (Sizing("multiplier", "1E-10"), _open("BUY", "60000")),
+        (Sizing("proportional", "1"), _open("BUY", "60000")),  # no leader equity known
+        (Sizing("risk_percent", "1E-20"), _open("BUY", "60000")),
+    ],
+)
+def test_a_quantity_that_rounds_to_zero_is_skipped_below_minimum(
+    sizing: Sizing, event: LeaderEvent
+) -> None:
+    follower = _someone(sizing, 50)
+    state = FollowerState(_rules("0.01"), 2_000, equity=Decimal(1000), quote_free=Decimal(1000),
+                          base_free=Decimal(0))  # fmt: skip
+    [item] = plan(event, follower, state, secret=SECRET)
+    assert isinstance(item, Skip), item
+    assert item.reason is SkipReason.BELOW_MINIMUM, item
+
+
+def test_a_close_of_a_position_under_one_step_is_skipped_not_sent_as_zero() -> None:
+    follower = _someone(Sizing("fixed_quantity", "1"), 50)
+    state = FollowerState(_rules("0.01"), 2_000, position=Decimal("0.0004"),
+                          base_free=Decimal("0.0004"))  # fmt: skip
+    close = LeaderEvent("edge-2", "BTCUSDT", "SELL", "1", "60000", 1_000, movement="close")
+    [item] = plan(close, follower, state, secret=SECRET)
+    assert isinstance(item, Skip), item
+    assert item.reason is SkipReason.BELOW_MINIMUM, item
+
+
+def test_reconciling_at_a_price_under_one_tick_skips_instead_of_raising() -> None:
+    """The same zero bound in reconciliation: a missing open at a leader price under the
+    follower's tick made reconcile_plan() raise (a LimitOrder at 0) instead of skipping."""
+    snapshot = LeaderSnapshot(id="snap-edge", positions={"BTCUSDT": Decimal(5)},
+                              prices={"BTCUSDT": Decimal("0.1")}, at_ms=1_000)  # fmt: skip
+    view = FollowerView(_rules("1"), held=Decimal(0), copied=Decimal(0),
+                        equity=Decimal(10**6), quote_free=Decimal(10**6))  # fmt: skip
+    follower = _someone(Sizing("multiplier", "1"), 0)
+    found = reconcile_plan(snapshot, follower, "BTCUSDT", "BTCUSDT", view, secret=SECRET)
+    assert (found.action, found.reason) == ("skip", "below_minimum")

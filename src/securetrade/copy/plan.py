@@ -84,6 +84,8 @@ def plan(
         return skip(SkipReason.RISK_LIMIT, "equity below the floor")
     quantity = _round(_size(event, follower, state), rules.step_size, ROUND_FLOOR)
     bound = _bound(event, follower, rules)
+    if bound <= 0:  # a price under one tick, or a sell capped at zero: no limit order
+        return skip(SkipReason.BELOW_MINIMUM, f"price bound {bound} is not above zero")
     if state.last_price is not None and (
         state.last_price > bound if event.side is Side.BUY else state.last_price < bound
     ):
@@ -179,11 +181,14 @@ def _size(event: LeaderEvent, follower: Follower, state: FollowerState) -> Decim
 
 def _bound(event: LeaderEvent, follower: Follower, rules: Instrument) -> Decimal:
     """The worst price an open accepts: the leader's price moved by the slippage cap,
-    rounded to the tick towards the leader's price (never past the cap)."""
+    rounded to the tick towards the leader's price (never past the cap). A sell whose
+    cap reaches zero (a 100 % cap) accepts any price: its bound is the lowest the venue
+    takes, one tick. Zero or less (a buy at a price under one tick): nothing to place."""
     move = event.price * follower.slippage_bps / _BPS
     if event.side is Side.BUY:
         return _round(event.price + move, rules.tick_size, ROUND_FLOOR)
-    return _round(event.price - move, rules.tick_size, ROUND_CEILING)
+    bound = _round(event.price - move, rules.tick_size, ROUND_CEILING)
+    return rules.tick_size if bound <= 0 < rules.tick_size else bound
 
 
 def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
