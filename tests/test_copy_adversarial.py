@@ -23,6 +23,7 @@ from securetrade.copy import (
     Sizing,
     Skip,
     SkipReason,
+    copy_key,
     plan,
 )
 from securetrade.copy.reconcile import FollowerView, LeaderSnapshot, reconcile_plan
@@ -177,3 +178,45 @@ def test_reconciling_at_a_price_under_one_tick_skips_instead_of_raising() -> Non
     follower = _someone(Sizing("multiplier", "1"), 0)
     found = reconcile_plan(snapshot, follower, "BTCUSDT", "BTCUSDT", view, secret=SECRET)
     assert (found.action, found.reason) == ("skip", "below_minimum")
+
+
+def test_a_follower_offboarded_mid_fan_out_gets_no_order_after_offboard_returns(
+    venue: Simulator, served: HttpsServer, tmp_path: Path
+) -> None:
+    """offboard() during a fan-out returned at once while the follower's copy was still on
+    its way, so the order was placed (and its outcome written to the outbox, after an
+    erasure too) once the follower had been let go."""
+    followers = [
+        Follower(f"f{i}", venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+                 Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
+        for i in range(5)
+    ]  # fmt: skip
+    event = _event(venue, "open-while-leaving")
+    leaving = followers[0]
+
+    def orders_of_leaver() -> int:
+        from securetrade.venues import get_venue
+
+        idem = copy_key(SECRET, event.id, leaving.id, 0)
+        cid = get_venue("binance").client_order_id(leaving.account, idem)
+        return len(venue.market.orders_with_client_id(cid))
+
+    async def run() -> Any:
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=str(tmp_path / "j.sqlite3")
+        ) as engine:
+            for follower in followers:
+                engine.add(follower)
+            fan_out = asyncio.ensure_future(engine.copy(event))
+            await asyncio.sleep(0)  # every follower's copy is under way
+            await asyncio.sleep(0)
+            await engine.offboard(leaving.id, erase=False)
+            at_offboard = orders_of_leaver()
+            report = await fan_out
+            return at_offboard, report, engine.history(leaving.id)
+
+    at_offboard, report, history = asyncio.run(run())
+    assert orders_of_leaver() == at_offboard  # nothing placed for it after offboard()
+    assert history == []  # forgotten: no outcome written back for it
+    others = [o for o in report.outcomes if o.follower_id != leaving.id]
+    assert {o.status for o in others} == {"placed"}

@@ -172,6 +172,10 @@ class CopyEngine:
         if seat is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
         self._lanes.unseat(follower_id)
+        # A fan-out in flight may be placing this follower's copy: wait for it, so nothing
+        # is placed for the follower once this returns (its later turns see it gone).
+        async with seat.lock:
+            pass
         cancelled = []
         for outcome in self._outbox.history(follower_id):
             if outcome.status != "placed" or outcome.client_order_id is None:
@@ -281,7 +285,11 @@ class CopyEngine:
                 log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
                 result = [Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))]
             outcomes.extend(result)
-        self._outbox.record([o for o in outcomes if o.status != "unresolved"])
+        # A follower offboarded during the fan-out is forgotten (and maybe erased): its
+        # outcome is in the report, not written back into the outbox.
+        self._outbox.record(
+            [o for o in outcomes if o.status != "unresolved" and o.follower_id in self._seats]
+        )
         report = EventReport(event, tuple(outcomes), time.monotonic() - started)
         if report.complete:
             self._outbox.done(event.id)
@@ -470,6 +478,8 @@ class CopyEngine:
         if (follower.id, 0) in known:
             return [known[(follower.id, 0)]]
         async with self._slots, seat.lock:
+            if self._seats.get(follower.id) is not seat:  # offboarded while it waited
+                return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
             if not seat.quarantined and not seat.breaker.allow():
                 return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
             failures = seat.breaker.failures
