@@ -220,3 +220,40 @@ def test_a_follower_offboarded_mid_fan_out_gets_no_order_after_offboard_returns(
     assert history == []  # forgotten: no outcome written back for it
     others = [o for o in report.outcomes if o.follower_id != leaving.id]
     assert {o.status for o in others} == {"placed"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: an engine with its own outbox cannot tell the journal's stored "
+    "answer (another process placed it) from a fresh one, and books a fill its balance read "
+    "already holds; needs place_order to say that its answer was replayed",
+)
+def test_a_second_process_taking_over_an_event_does_not_count_its_fill_twice(
+    venue: Simulator, served: HttpsServer, tmp_path: Path
+) -> None:
+    """Worker A copies an open and dies before acknowledging it; worker B (one journal,
+    its own outbox) gets the event again: the journal hands B A's order, whose fill B's
+    first balance read already holds. B's close of the position must still go out."""
+    follower = Follower(
+        "taken-over",
+        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+    opened = _event(venue, "open-2")
+
+    async def worker(outbox: str, events: list[LeaderEvent]) -> list[Any]:
+        journal = str(tmp_path / "j.sqlite3")
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=journal, outbox=outbox
+        ) as engine:
+            engine.add(follower)
+            return [await engine.copy(event) for event in events]
+
+    asyncio.run(worker(str(tmp_path / "a.sqlite3"), [opened]))
+    closing = _event(venue, "close-2", "SELL", movement="close")
+    again, closed = asyncio.run(worker(str(tmp_path / "b.sqlite3"), [opened, closing]))
+    assert again.counts == {"placed": 1}
+    (outcome,) = closed.outcomes
+    assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
