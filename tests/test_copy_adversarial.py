@@ -222,12 +222,6 @@ def test_a_follower_offboarded_mid_fan_out_gets_no_order_after_offboard_returns(
     assert {o.status for o in others} == {"placed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: an engine with its own outbox cannot tell the journal's stored "
-    "answer (another process placed it) from a fresh one, and books a fill its balance read "
-    "already holds; needs place_order to say that its answer was replayed",
-)
 def test_a_second_process_taking_over_an_event_does_not_count_its_fill_twice(
     venue: Simulator, served: HttpsServer, tmp_path: Path
 ) -> None:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Skip
 from .outbox import Outbox, Outcome
-from .plan import plan
+from .plan import copy_key, plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -485,6 +485,13 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
+                    if fresh and seat.balances is None and not seat.quarantined:
+                        # The balances are read in this turn: if another worker (one
+                        # journal, its own outbox) already sent this copy, the read holds
+                        # its fill, and the journal's answer must not be booked on top.
+                        # Asked before the read, so an order it misses is not in the read.
+                        key = copy_key(self._secret, event.id, follower.id, 0)
+                        fresh = not await self._journaled(seat, key)
                     lane = self._lanes.of[follower.id]
                     state = await follower_state(seat, event, lane, reads)
                 except SecureTradeError as exc:
@@ -533,15 +540,14 @@ class CopyEngine:
             latency,
         )
 
-    async def _stored(self, seat: Seat, item: CopyIntent) -> Order | None:
-        """The order the journal holds for this leg's idempotency key, if any."""
+    async def _journaled(self, seat: Seat, key: str) -> bool:
+        """Whether the journal has an intent under this idempotency key (the order may
+        be at the venue already, sent by this engine before or by another worker)."""
         core = seat.client.core
-        cid = core.venue.client_order_id(core.account, item.idempotency_key)
+        cid = core.venue.client_order_id(core.account, key)
         journal = self._journal
         intent = await asyncio.to_thread(journal.get, cid) if journal.blocking else journal.get(cid)
-        if intent is None or intent.order_json is None:
-            return None
-        return core.stored(intent.order_json, item.idempotency_key)
+        return intent is not None
 
     def _failed(
         self, seat: Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError
