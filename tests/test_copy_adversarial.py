@@ -251,3 +251,47 @@ def test_a_second_process_taking_over_an_event_does_not_count_its_fill_twice(
     assert again.counts == {"placed": 1}
     (outcome,) = closed.outcomes
     assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
+
+
+@pytest.mark.parametrize("max_tasks", [4096, 2])
+def test_a_close_arriving_before_the_opens_fan_out_is_done_closes_what_was_opened(
+    venue: Simulator, served: HttpsServer, tmp_path: Path, max_tasks: int
+) -> None:
+    """The leader's close is copied while its open is still fanning out (also with fewer
+    slots than followers, so both events queue): each follower copies the open first and
+    then sells what it bought, never the close first (nothing to sell, a skip) and then
+    the open (a position the leader no longer holds)."""
+    followers = [
+        Follower(f"q{i}", venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+                 Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
+        for i in range(6)
+    ]  # fmt: skip
+    opened = _event(venue, "open-3")
+    closing = _event(venue, "close-3", "SELL", movement="close")
+
+    async def run() -> Any:
+        async with CopyEngine(
+            secret=SECRET,
+            connect=_connect(served),
+            journal=str(tmp_path / "j.sqlite3"),
+            max_tasks=max_tasks,
+        ) as engine:
+            for follower in followers:
+                engine.add(follower)
+            first = asyncio.ensure_future(engine.copy(opened))
+            await asyncio.sleep(0)
+            second = asyncio.ensure_future(engine.copy(closing))
+            reports = await asyncio.gather(first, second)
+            client = engine._seats["q0"].client
+            step = (await client.instruments())["BTCUSDT"].step_size
+            held = [
+                next((b.total for b in await engine._seats[f.id].client.balances()
+                      if b.asset == "BTC"), Decimal(0))
+                for f in followers
+            ]  # fmt: skip
+            return reports, step, held
+
+    (open_report, close_report), step, held = asyncio.run(run())
+    assert open_report.counts == {"placed": 6}
+    assert close_report.counts == {"placed": 6}, close_report.outcomes
+    assert all(0 <= base < step for base in held), held
