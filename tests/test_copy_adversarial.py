@@ -295,3 +295,38 @@ def test_a_close_arriving_before_the_opens_fan_out_is_done_closes_what_was_opene
     assert open_report.counts == {"placed": 6}
     assert close_report.counts == {"placed": 6}, close_report.outcomes
     assert all(0 <= base < step for base in held), held
+
+
+def test_an_open_resumed_after_the_leaders_close_is_not_placed(
+    venue: Simulator, served: HttpsServer
+) -> None:
+    """The open stays unresolved for a follower (its order refused for a late arrival),
+    the leader's close comes and finds nothing to close; resume() then placed the open,
+    leaving the follower holding a position the leader had already closed."""
+    follower = Follower(
+        "late",
+        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+    connect = {"binance": {**_connect(served)["binance"], "recv_window_ms": 100}}
+    opened = _event(venue, "open-4")
+
+    async def run() -> Any:
+        async with CopyEngine(secret=SECRET, connect=connect, journal=":memory:") as engine:
+            engine.add(follower)
+            venue.faults.inject("slow_arrival", method="POST", path="/api/v3/order",
+                                times=50, seconds=0.3)  # fmt: skip
+            first = await engine.copy(opened)
+            venue.faults.clear()
+            closed = await engine.copy(_event(venue, "close-4", "SELL", movement="close"))
+            resumed = await engine.resume()
+            balances = await engine._seats["late"].client.balances()
+            return first, closed, resumed, balances
+
+    first, closed, resumed, balances = asyncio.run(run())
+    assert [o.status for o in first.outcomes] == ["unresolved"]
+    assert [o.reason for o in closed.outcomes] == ["no_position"]
+    assert [o.status for report in resumed for o in report.outcomes] == ["skipped"]
+    assert next((b.total for b in balances if b.asset == "BTC"), Decimal(0)) == 0

@@ -52,7 +52,7 @@ from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
-from .model import CopyIntent, Follower, LeaderEvent, Skip
+from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
 from .plan import copy_key, plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
@@ -124,6 +124,9 @@ class CopyEngine:
             raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
         self.privacy = privacy
         self.erasures: dict[str, dict[str, Any]] = {}  # subject_ref -> erasure certificate
+        # (venue, leader symbol) -> when the leader's latest close there happened (epoch
+        # ms), as received by this engine: an open from before it is not copied any more.
+        self._closed_at: dict[tuple[str, str], int] = {}
 
     # --- followers ---------------------------------------------------------------------------
 
@@ -268,10 +271,16 @@ class CopyEngine:
         # for an order already booked, so its followers read their balances again instead.
         fresh = self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
+        where = (event.venue, event.symbol)
+        closed_at = self._closed_at.get(where)
+        if event.movement is Movement.CLOSE and (closed_at is None or event.at_ms > closed_at):
+            self._closed_at[where] = event.at_ms
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [self._follow(seat, event, known, started, fresh, reads) for seat in seats]
+        follows = [
+            self._follow(seat, event, known, started, fresh, reads, closed_at) for seat in seats
+        ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -473,6 +482,7 @@ class CopyEngine:
         started: float,
         fresh: bool,
         reads: Reads | None = None,
+        closed_at: int | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -493,7 +503,7 @@ class CopyEngine:
                         key = copy_key(self._secret, event.id, follower.id, 0)
                         fresh = not await self._journaled(seat, key)
                     lane = self._lanes.of[follower.id]
-                    state = await follower_state(seat, event, lane, reads)
+                    state = await follower_state(seat, event, lane, reads, closed_at)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []

@@ -33,6 +33,9 @@ class FollowerState:
     of); ``equity`` its value in the quote asset; ``quote_free`` and ``base_free`` what it
     can spend. ``last_price`` (optional) is the venue's price now: an open whose bound it
     has already passed is skipped for slippage instead of being sent to expire.
+    ``closed_at_ms`` is when the leader's latest close in the event's symbol happened, as
+    far as the engine knows: an open from before it is stale (the leader holds no more of
+    it), however young, and is skipped as such (a resumed or late-delivered open).
     """
 
     instrument: Instrument | None
@@ -43,6 +46,7 @@ class FollowerState:
     base_free: Decimal | None = None
     last_price: Decimal | None = None
     quarantined: bool = False
+    closed_at_ms: int | None = None
 
 
 def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
@@ -78,6 +82,8 @@ def plan(
     rules = state.instrument
     if event.movement is Movement.CLOSE:
         return _close(event, follower, state, symbol, rules, secret)
+    if state.closed_at_ms is not None and event.at_ms < state.closed_at_ms:
+        return skip(SkipReason.TTL, f"the leader closed {event.symbol} after this open")
     if state.now_ms - event.at_ms > follower.ttl_ms:
         return skip(SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
     if follower.equity_floor is not None and (state.equity or 0) < follower.equity_floor:
