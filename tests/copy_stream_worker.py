@@ -75,11 +75,11 @@ async def main() -> None:
     placing = engine._place
     placed = 0
 
-    async def place(seat: Any, item: Any, started: float) -> Any:
+    async def place(seat: Any, item: Any, started: float, **options: Any) -> Any:
         nonlocal placed
         if kind == "slow":
             await asyncio.sleep(0.5)
-        outcome = await placing(seat, item, started)
+        outcome = await placing(seat, item, started, **options)
         placed += 1
         if kind == "placed" and placed == int(number):
             _die()

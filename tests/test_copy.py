@@ -388,9 +388,9 @@ async def main():
                         journal=job["journal"], outbox=job["outbox"])
     placed = 0
     original = engine._place
-    async def place(seat, item, started):
+    async def place(seat, item, started, **options):
         nonlocal placed
-        outcome = await original(seat, item, started)
+        outcome = await original(seat, item, started, **options)
         placed += 1
         if job["kill_after"] and placed >= job["kill_after"]:
             os.kill(os.getpid(), 9)

@@ -274,9 +274,9 @@ def test_a_live_worker_slower_than_the_claim_idle_time_keeps_its_entry(
             copies.append(name)
             return await copying(leader)
 
-        async def place(seat: Any, item: Any, started: float) -> Any:
+        async def place(seat: Any, item: Any, started: float, **options: Any) -> Any:
             await asyncio.sleep(slow)
-            return await placing(seat, item, started)
+            return await placing(seat, item, started, **options)
 
         engine.copy = copy  # type: ignore[method-assign]
         engine._place = place  # type: ignore[method-assign]

@@ -161,10 +161,15 @@ def breaks(exc: SecureTradeError) -> bool:
 
 
 async def follower_state(
-    seat: Seat, event: LeaderEvent, lane: Lane, reads: Reads | None = None
+    seat: Seat,
+    event: LeaderEvent,
+    lane: Lane,
+    reads: Reads | None = None,
+    closed_at_ms: int | None = None,
 ) -> FollowerState:
     """What :func:`~.plan.plan` needs to know of ``seat``'s account for ``event``: its
-    balances are read once, then kept by :func:`book`."""
+    balances are read once, then kept by :func:`book`. ``closed_at_ms``: when the leader
+    last closed the event's symbol (see :class:`~.plan.FollowerState`)."""
     follower, client = seat.follower, seat.client
     now_ms = int(time.time() * 1000)
     if seat.quarantined:
@@ -185,6 +190,7 @@ async def follower_state(
         equity=quote + base * event.price,
         quote_free=quote,
         base_free=base,
+        closed_at_ms=closed_at_ms,
     )
 
 

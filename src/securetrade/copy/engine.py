@@ -52,9 +52,9 @@ from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
-from .model import CopyIntent, Follower, LeaderEvent, Skip
+from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import plan
+from .plan import copy_key, plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -124,6 +124,9 @@ class CopyEngine:
             raise InvalidRequest("privacy must be a securetrade.privacy.Privacy (or None)")
         self.privacy = privacy
         self.erasures: dict[str, dict[str, Any]] = {}  # subject_ref -> erasure certificate
+        # (venue, leader symbol) -> when the leader's latest close there happened (epoch
+        # ms), as received by this engine: an open from before it is not copied any more.
+        self._closed_at: dict[tuple[str, str], int] = {}
 
     # --- followers ---------------------------------------------------------------------------
 
@@ -172,6 +175,10 @@ class CopyEngine:
         if seat is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
         self._lanes.unseat(follower_id)
+        # A fan-out in flight may be placing this follower's copy: wait for it, so nothing
+        # is placed for the follower once this returns (its later turns see it gone).
+        async with seat.lock:
+            pass
         cancelled = []
         for outcome in self._outbox.history(follower_id):
             if outcome.status != "placed" or outcome.client_order_id is None:
@@ -259,12 +266,21 @@ class CopyEngine:
         if not isinstance(event, LeaderEvent):
             raise InvalidRequest("copy() takes a LeaderEvent")
         started = time.monotonic()
-        self._outbox.receive(event)
+        # A first delivery books each fill into the follower's balances; a redelivery (a
+        # resume, a replay, the same event racing itself) may get back the journal's answer
+        # for an order already booked, so its followers read their balances again instead.
+        fresh = self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
+        where = (event.venue, event.symbol)
+        closed_at = self._closed_at.get(where)
+        if event.movement is Movement.CLOSE and (closed_at is None or event.at_ms > closed_at):
+            self._closed_at[where] = event.at_ms
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [self._follow(seat, event, known, started, reads) for seat in seats]
+        follows = [
+            self._follow(seat, event, known, started, fresh, reads, closed_at) for seat in seats
+        ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -278,7 +294,11 @@ class CopyEngine:
                 log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
                 result = [Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))]
             outcomes.extend(result)
-        self._outbox.record([o for o in outcomes if o.status != "unresolved"])
+        # A follower offboarded during the fan-out is forgotten (and maybe erased): its
+        # outcome is in the report, not written back into the outbox.
+        self._outbox.record(
+            [o for o in outcomes if o.status != "unresolved" and o.follower_id in self._seats]
+        )
         report = EventReport(event, tuple(outcomes), time.monotonic() - started)
         if report.complete:
             self._outbox.done(event.id)
@@ -408,7 +428,9 @@ class CopyEngine:
         elif found.reason == "override_cleared":
             self._outbox.clear_override(fid, found.symbol)
         elif found.action == "place" and apply and found.intent is not None:
-            outcome = await self._place(seat, found.intent, time.monotonic())
+            # Balances were read before this correction; its answer may be one placed
+            # before (the same snapshot again): read them anew rather than book it twice.
+            outcome = await self._place(seat, found.intent, time.monotonic(), fresh=False)
             if outcome.status != "unresolved":
                 self._outbox.record([outcome])
             detail = f"{outcome.status}:{outcome.reason}" if outcome.reason else outcome.status
@@ -458,19 +480,30 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
+        fresh: bool,
         reads: Reads | None = None,
+        closed_at: int | None = None,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
             return [known[(follower.id, 0)]]
         async with self._slots, seat.lock:
+            if self._seats.get(follower.id) is not seat:  # offboarded while it waited
+                return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
             if not seat.quarantined and not seat.breaker.allow():
                 return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
+                    if fresh and seat.balances is None and not seat.quarantined:
+                        # The balances are read in this turn: if another worker (one
+                        # journal, its own outbox) already sent this copy, the read holds
+                        # its fill, and the journal's answer must not be booked on top.
+                        # Asked before the read, so an order it misses is not in the read.
+                        key = copy_key(self._secret, event.id, follower.id, 0)
+                        fresh = not await self._journaled(seat, key)
                     lane = self._lanes.of[follower.id]
-                    state = await follower_state(seat, event, lane, reads)
+                    state = await follower_state(seat, event, lane, reads, closed_at)
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
@@ -479,17 +512,23 @@ class CopyEngine:
                         reason = item.reason.value
                         outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
                     else:
-                        outcomes.append(await self._place(seat, item, started))
+                        outcomes.append(await self._place(seat, item, started, fresh=fresh))
             if seat.breaker.failures <= failures:  # the venue answered: the run of failures ends
                 seat.breaker.succeeded()
             return outcomes
 
-    async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
+    async def _place(self, seat: Seat, item: CopyIntent, started: float, *, fresh: bool) -> Outcome:
+        """Place one leg. ``fresh``: the event's first delivery, whose answers are booked
+        into the seat's balances; otherwise the answer may be one booked already, and the
+        balances are read again before the follower's next copy."""
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
-        book(seat, order)
+        if fresh:
+            book(seat, order)
+        else:
+            seat.balances = None
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
@@ -511,15 +550,14 @@ class CopyEngine:
             latency,
         )
 
-    async def _stored(self, seat: Seat, item: CopyIntent) -> Order | None:
-        """The order the journal holds for this leg's idempotency key, if any."""
+    async def _journaled(self, seat: Seat, key: str) -> bool:
+        """Whether the journal has an intent under this idempotency key (the order may
+        be at the venue already, sent by this engine before or by another worker)."""
         core = seat.client.core
-        cid = core.venue.client_order_id(core.account, item.idempotency_key)
+        cid = core.venue.client_order_id(core.account, key)
         journal = self._journal
         intent = await asyncio.to_thread(journal.get, cid) if journal.blocking else journal.get(cid)
-        if intent is None or intent.order_json is None:
-            return None
-        return core.stored(intent.order_json, item.idempotency_key)
+        return intent is not None
 
     def _failed(
         self, seat: Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError

@@ -33,6 +33,9 @@ class FollowerState:
     of); ``equity`` its value in the quote asset; ``quote_free`` and ``base_free`` what it
     can spend. ``last_price`` (optional) is the venue's price now: an open whose bound it
     has already passed is skipped for slippage instead of being sent to expire.
+    ``closed_at_ms`` is when the leader's latest close in the event's symbol happened, as
+    far as the engine knows: an open from before it is stale (the leader holds no more of
+    it), however young, and is skipped as such (a resumed or late-delivered open).
     """
 
     instrument: Instrument | None
@@ -43,6 +46,7 @@ class FollowerState:
     base_free: Decimal | None = None
     last_price: Decimal | None = None
     quarantined: bool = False
+    closed_at_ms: int | None = None
 
 
 def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
@@ -78,12 +82,16 @@ def plan(
     rules = state.instrument
     if event.movement is Movement.CLOSE:
         return _close(event, follower, state, symbol, rules, secret)
+    if state.closed_at_ms is not None and event.at_ms < state.closed_at_ms:
+        return skip(SkipReason.TTL, f"the leader closed {event.symbol} after this open")
     if state.now_ms - event.at_ms > follower.ttl_ms:
         return skip(SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
     if follower.equity_floor is not None and (state.equity or 0) < follower.equity_floor:
         return skip(SkipReason.RISK_LIMIT, "equity below the floor")
     quantity = _round(_size(event, follower, state), rules.step_size, ROUND_FLOOR)
     bound = _bound(event, follower, rules)
+    if bound <= 0:  # a price under one tick, or a sell capped at zero: no limit order
+        return skip(SkipReason.BELOW_MINIMUM, f"price bound {bound} is not above zero")
     if state.last_price is not None and (
         state.last_price > bound if event.side is Side.BUY else state.last_price < bound
     ):
@@ -179,11 +187,14 @@ def _size(event: LeaderEvent, follower: Follower, state: FollowerState) -> Decim
 
 def _bound(event: LeaderEvent, follower: Follower, rules: Instrument) -> Decimal:
     """The worst price an open accepts: the leader's price moved by the slippage cap,
-    rounded to the tick towards the leader's price (never past the cap)."""
+    rounded to the tick towards the leader's price (never past the cap). A sell whose
+    cap reaches zero (a 100 % cap) accepts any price: its bound is the lowest the venue
+    takes, one tick. Zero or less (a buy at a price under one tick): nothing to place."""
     move = event.price * follower.slippage_bps / _BPS
     if event.side is Side.BUY:
         return _round(event.price + move, rules.tick_size, ROUND_FLOOR)
-    return _round(event.price - move, rules.tick_size, ROUND_CEILING)
+    bound = _round(event.price - move, rules.tick_size, ROUND_CEILING)
+    return rules.tick_size if bound <= 0 < rules.tick_size else bound
 
 
 def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:

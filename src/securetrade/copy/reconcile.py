@@ -260,7 +260,12 @@ def reconcile_plan(
         bound = _floor(price + price * follower.slippage_bps / _BPS, rules.tick_size)
         quantity = _floor(missing, step)
         notional = quantity * bound
-        if quantity <= 0 or quantity < rules.min_quantity or notional < rules.min_notional:
+        if (
+            bound <= 0  # the leader's price is under one of this venue's ticks
+            or quantity <= 0
+            or quantity < rules.min_quantity
+            or notional < rules.min_notional
+        ):
             return result("skip", "below_minimum", target=target)
         if follower.max_notional is not None and notional > follower.max_notional:
             return result("skip", "risk_limit", target=target)
