@@ -46,6 +46,7 @@ from typing import Any
 
 import anyio
 
+from .._checks import number, texts, whole
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
@@ -99,10 +100,8 @@ class Limit:
     seconds: float
 
     def __post_init__(self) -> None:
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
-            raise InvalidRequest("a limit's requests must be a whole number")
-        if self.requests < 1 or not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise InvalidRequest("a limit needs requests >= 1 and a positive window")
+        whole("a limit's requests", self.requests, 1)
+        number("a limit's window (seconds)", self.seconds, above=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +117,14 @@ class Route:
     cost: int = 1
 
     def __post_init__(self) -> None:
-        if not self.method.isupper() or not self.path.startswith("/"):
+        if (
+            not isinstance(self.method, str)
+            or not isinstance(self.path, str)
+            or not self.method.isupper()
+            or not self.path.startswith("/")
+        ):
             raise InvalidRequest("a route needs an upper-case method and a path from /")
-        if isinstance(self.scopes, str):
-            raise InvalidRequest("scopes must be a list of strings, not one string")
-        object.__setattr__(self, "scopes", frozenset(self.scopes))
+        object.__setattr__(self, "scopes", frozenset(texts("a route's scopes", self.scopes)))
         if self.model is not None and not hasattr(self.model, "model_validate_json"):
             raise InvalidRequest("a route's model must be a pydantic model class")
         if isinstance(self.cost, bool) or not isinstance(self.cost, int) or self.cost < 1:

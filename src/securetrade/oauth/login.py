@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._checks import whole
 from ..errors import InvalidRequest, OAuthError
 from ..keys.keystore import KeyStore
 from ..keys.secret import Secret
@@ -105,7 +106,13 @@ class LoopbackListener:
     """
 
     def __init__(self, *, port: int = 0) -> None:
-        self._server = _LoopbackServer(("127.0.0.1", port), _Callback)
+        whole("port (0 for any free one)", port, 0, 65535)
+        try:
+            self._server = _LoopbackServer(("127.0.0.1", port), _Callback)
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pass port=0 for a free one"
+            ) from None
         self._server.answers = queue.Queue()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="securetrade-oauth-callback", daemon=True

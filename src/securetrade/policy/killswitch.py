@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import text
-from .._sqlite import retry_locked, wal
+from .._checks import safe_repr, text
+from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -83,11 +82,8 @@ class SqliteSwitchStore:
     """Every process on this host that opens the same file (WAL mode)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = connect(path, what="kill switch store", timeout=30.0)
         self.path = str(path)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
         self._lock = threading.Lock()
         with self._lock:
             wal(self._db, synchronous="FULL")
@@ -242,5 +238,6 @@ class KillSwitch:
         """Call ``listener`` when this process engages the switch (to cancel open orders)."""
         self._listeners.append(listener)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"KillSwitch(name={self.name!r}, store={type(self.store).__name__})"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._checks import number, text, whole
+from .._checks import number, safe_repr, text, whole
 from ..errors import InvalidRequest
 from . import metrics
 from .backend import Backend, Draw
@@ -443,6 +443,7 @@ class RateLimiter:
         """Release the backend's connections (the shared state stays)."""
         self.backend.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"RateLimiter(venue={self._venue!r}, backend={type(self.backend).__name__}, "

@@ -12,11 +12,10 @@ units of each kind one call spends, possibly depending on its parameters
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._checks import Choice
+from .._checks import Choice, number, text, whole
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -80,12 +79,10 @@ class RateLimit:
     scope: LimitScope = LimitScope.IP
 
     def __post_init__(self) -> None:
-        if not self.kind or not self.kind.isprintable() or ":" in self.kind:
+        if ":" in text("rate limit kind", self.kind):
             raise InvalidRequest(f"rate limit kind {self.kind!r} must be printable, without ':'")
-        if not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise InvalidRequest(f"rate limit window must be a positive time, not {self.seconds}")
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
-            raise InvalidRequest(f"rate limit must be a positive integer, not {self.limit!r}")
+        number("rate limit window (seconds)", self.seconds, above=0)
+        whole("rate limit (requests or weight per window)", self.limit, 1)
         if not isinstance(self.scope, LimitScope):
             object.__setattr__(self, "scope", _scope(self.scope))
 

@@ -33,6 +33,7 @@ import time
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .._checks import text
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
@@ -74,7 +75,7 @@ _READ_SIZE = 256 * 1024
 
 def check_base_url(base_url: str, *, unsafe_allow_plain_http: bool = False) -> str:
     """Refuse anything but ``https://``, except plain HTTP to loopback when asked for."""
-    parts = urlsplit(base_url)
+    parts = urlsplit(text("base_url", base_url))
     if parts.scheme == "https":
         return base_url.rstrip("/")
     if parts.scheme == "http" and unsafe_allow_plain_http and _is_loopback(parts.hostname):

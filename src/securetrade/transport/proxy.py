@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
+from .._checks import safe_repr
 from ..errors import InvalidRequest
 from ..keys.secret import MASK, Secret
 from .wire import authority
@@ -31,8 +32,8 @@ class Proxy:
     __slots__ = ("_authorization", "host", "port")
 
     def __init__(self, url: str, *, authorization: Secret | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "http" or not parts.hostname:
             raise InvalidRequest(
                 "proxy: give an http://host:port CONNECT proxy (the venue connection inside it "
                 "is still TLS, pinned end to end)"
@@ -61,6 +62,7 @@ class Proxy:
                 raise InvalidRequest("proxy: the authorization value has control characters")
         self._authorization = authorization
 
+    @safe_repr
     def __repr__(self) -> str:
         credentials = f", authorization={MASK!r}" if self._authorization is not None else ""
         return f"Proxy(http://{authority(self.host, self.port)}{credentials})"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._checks import instance, whole
 from ..errors import InboundRejected, InvalidRequest
 from ..keys import Secret
 from .replay import MemoryReplayStore, ReplayStore, replay_token
@@ -125,10 +126,13 @@ class Verifier:
         max_ahead_ms: int = 5_000,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        if not 0 < window_ms <= 3_600_000 or not 0 <= max_ahead_ms <= window_ms:
-            raise InvalidRequest("window_ms must be in 1..3600000 and max_ahead_ms <= window_ms")
+        whole("window_ms", window_ms, 1, 3_600_000)
+        whole("max_ahead_ms", max_ahead_ms, 0, window_ms)
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InvalidRequest("keys must be a list of InboundKey")
         self._keys: dict[str, InboundKey] = {}
         for key in keys:
+            instance("each of keys", key, InboundKey, optional=False)
             if key.principal.key_id in self._keys:
                 raise InvalidRequest(f"two keys share the id {key.principal.key_id!r}")
             self._keys[key.principal.key_id] = key

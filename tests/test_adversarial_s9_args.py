@@ -1,0 +1,363 @@
+"""Every public constructor and function refuses a wrong argument with a typed error
+(issue 16: "every Settings and constructor argument is validated; no ValueError,
+TypeError, AttributeError or sqlite3 error reaches a caller of the public API").
+
+Each case builds a public object from arguments that work, then replaces one argument at
+a time with a wrong value (None, a wrong type, a negative, zero, NaN, an infinity, an
+integer too large for a float, an empty string, a boolean for a number, a list for a
+text). The call either accepts the value or raises a :class:`SecureTradeError`; any other
+exception is an escape. A second set of cases names values that must be refused, and
+checks that the message says what to pass instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import securetrade
+from securetrade import InvalidRequest, SecureTradeError
+
+HUGE = 10**400
+PIN_A = "sha256/" + "A" * 43 + "="
+PIN_B = "sha256/" + "B" * 43 + "="
+
+WRONG: list[Any] = [
+    None,
+    "",
+    "x",
+    -1,
+    0,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    HUGE,
+    -HUGE,
+    True,
+    [],
+    ["x"],
+    {},
+    object(),
+    b"x",
+    Decimal("NaN"),
+    Decimal("-1"),
+    timedelta(days=-1),
+    timedelta.max,
+]
+
+
+def _key() -> Any:
+    from securetrade.keys import ApiKey
+
+    return ApiKey("binance", "key-id", "secret-value")
+
+
+def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    """Public callables with arguments that build them; one argument at a time is spoiled."""
+    from securetrade import (
+        copy,
+        core,
+        gateway,
+        keys,
+        policy,
+        ratelimit,
+        record,
+        sim,
+        streams,
+        transport,
+    )
+    from securetrade.clock import VenueClock
+    from securetrade.nonce import FileNonceSource, MemoryNonceSource
+    from securetrade.oauth import LoopbackListener, TokenEndpoint
+    from securetrade.verify import MemoryReplayStore, SqliteReplayStore, Verifier
+
+    key = _key()
+    client = {"journal": ":memory:", "unsafe_disable_pinning": True}
+    environ = {
+        "SECURETRADE_BINANCE_LIVE_KEY_ID": "key-id",
+        "SECURETRADE_BINANCE_LIVE_SECRET": "secret-value",
+    }
+    return {
+        "Settings": (securetrade.Settings, {}),
+        "RetryPolicy": (securetrade.RetryPolicy, {}),
+        "Journal": (securetrade.Journal, {"path": str(tmp / "j.db")}),
+        "Client": (securetrade.Client, {"key": key, **client}),
+        "AsyncClient": (securetrade.AsyncClient, {"key": key, **client}),
+        "ApiKey": (keys.ApiKey, {"venue": "binance", "key_id": "k", "secret": "s"}),
+        "Secret": (keys.Secret, {"value": "s"}),
+        "KeyRing": (
+            keys.KeyRing,
+            {
+                "current": key,
+                "next": keys.ApiKey("binance", "next-key-id", "next-secret"),
+                "activate_at": datetime.now(UTC) + timedelta(hours=1),
+            },
+        ),
+        "KdfParams": (keys.KdfParams, {}),
+        "env_names": (keys.env_names, {"venue": "binance"}),
+        "key_from_env": (keys.key_from_env, {"venue": "binance", "environ": environ}),
+        "PinSet": (securetrade.PinSet, {"pins": {"example.com": [PIN_A, PIN_B]}}),
+        "Policy": (securetrade.Policy, {}),
+        "KillSwitch": (securetrade.KillSwitch, {}),
+        "SqliteSwitchStore": (policy.SqliteSwitchStore, {"path": str(tmp / "k.db")}),
+        "AnomalyMonitor": (policy.AnomalyMonitor, {}),
+        "CancelReplaceLoop": (policy.CancelReplaceLoop, {}),
+        "NewSymbol": (policy.NewSymbol, {}),
+        "OrderRateSpike": (policy.OrderRateSpike, {}),
+        "RejectionBurst": (policy.RejectionBurst, {}),
+        "SizeOutlier": (policy.SizeOutlier, {}),
+        "RateLimit": (ratelimit.RateLimit, {"kind": "weight", "seconds": 60.0, "limit": 10}),
+        "RateLimiter": (ratelimit.RateLimiter, {}),
+        "CostRule": (ratelimit.CostRule, {"param": "p", "cost": {"weight": 1}}),
+        "AuditLog": (record.AuditLog, {}),
+        "Lockout": (gateway.Lockout, {}),
+        "Limit": (gateway.Limit, {"requests": 10, "seconds": 1.0}),
+        "Route": (gateway.Route, {"method": "POST", "path": "/orders"}),
+        "TrustedProxies": (gateway.TrustedProxies, {}),
+        "GatewayMonitor": (gateway.GatewayMonitor, {}),
+        "Timeout": (transport.Timeout, {}),
+        "Limits": (transport.Limits, {}),
+        "Proxy": (transport.Proxy, {"url": "http://127.0.0.1:3128"}),
+        "HttpTransport": (
+            transport.HttpTransport,
+            {"base_url": "https://127.0.0.1:1", "ssl_context": None},
+        ),
+        "StreamOptions": (streams.StreamOptions, {}),
+        "BreakerSettings": (copy.BreakerSettings, {}),
+        "Outbox": (copy.Outbox, {"path": str(tmp / "o.db")}),
+        "Sizing": (copy.Sizing, {"mode": copy.SizingMode("fixed"), "value": Decimal("1")})
+        if "fixed" in {m.value for m in copy.SizingMode}
+        else (copy.Sizing, {"mode": next(iter(copy.SizingMode)), "value": Decimal("1")}),
+        "Fault": (sim.Fault, {"kind": "status"}),
+        "SimLimits": (sim.SimLimits, {}),
+        "KrakenLimits": (sim.KrakenLimits, {}),
+        "Simulator": (sim.Simulator, {}),
+        "LoopbackListener": (LoopbackListener, {}),
+        "TokenEndpoint": (TokenEndpoint, {"token_url": "https://127.0.0.1:1/token"}),
+        "MemoryReplayStore": (MemoryReplayStore, {}),
+        "SqliteReplayStore": (SqliteReplayStore, {"path": str(tmp / "r.db")}),
+        "Verifier": (Verifier, {"keys": []}),
+        "VenueClock": (VenueClock, {}),
+        "MemoryNonceSource": (MemoryNonceSource, {}),
+        "FileNonceSource": (FileNonceSource, {"directory": str(tmp / "n")}),
+        "derive_client_order_id": (
+            core.derive_client_order_id,
+            {"venue": "binance", "account": "a", "idempotency_key": "k"},
+        ),
+    }
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+def _close(made: Any) -> None:
+    """Release what a call built (a listener's socket, a database, a pool)."""
+    for name in ("close", "stop"):
+        close = getattr(made, name, None)
+        if callable(close):
+            result = close()
+            if inspect.iscoroutine(result):
+                result.close()
+            return
+
+
+def _all_cases() -> list[tuple[str, str]]:
+    cases = _cases(Path("/nonexistent"))
+    return [
+        (name, argument)
+        for name, (function, _) in cases.items()
+        for argument in _parameters(function)
+    ]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory: a wrong value taken as a file name lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(("case", "argument"), _all_cases())
+def test_a_wrong_argument_is_accepted_or_a_securetrade_error(
+    case: str, argument: str, workdir: Path
+) -> None:
+    function, good = _cases(workdir)[case]
+    _close(function(**good))  # the good arguments work: what follows tests one argument
+    for value in WRONG:
+        try:
+            made = function(**{**good, argument: value})
+        except SecureTradeError:
+            continue
+        except Exception as exc:  # pragma: no cover - the failure this test reports
+            pytest.fail(f"{case}({argument}={value!r}) raised {type(exc).__name__}: {exc}")
+        _close(made)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(
+    "case",
+    [
+        name
+        for name, (function, _) in _cases(Path("/nonexistent")).items()
+        if inspect.isclass(function)
+    ],
+)
+def test_an_object_refused_half_way_still_has_a_repr(case: str, workdir: Path) -> None:
+    """A traceback renderer or a logger shows ``self`` of a failed ``__init__``: its repr
+    must work on the half-built object, not raise ``AttributeError``."""
+    cls, good = _cases(workdir)[case]
+    for argument in _parameters(cls):
+        for value in WRONG:
+            obj = cls.__new__(cls)
+            try:
+                obj.__init__(**{**good, argument: value})
+            except SecureTradeError:
+                text = repr(obj)
+                assert isinstance(text, str)
+                assert "secret-value" not in text
+            else:
+                _close(obj)
+
+
+# --- values that must be refused, with a message that says what to pass -------------------
+
+REFUSED = [
+    ("Settings", "max_rate_wait", HUGE, "finite number"),
+    ("Settings", "resolve_timeout", HUGE, "finite number"),
+    ("RetryPolicy", "stop", "x", "stop strategy"),
+    ("RetryPolicy", "wait", 3, "wait strategy"),
+    ("RetryPolicy", "max_delay", HUGE, "finite number"),
+    ("RateLimit", "kind", 7, "printable text"),
+    ("RateLimit", "seconds", HUGE, "finite number"),
+    ("RateLimit", "seconds", None, "finite number"),
+    ("RateLimit", "limit", True, "whole number"),
+    ("RateLimiter", "margin", HUGE, "finite number"),
+    ("AuditLog", "keep", HUGE, "whole number from 1 to"),
+    ("AnomalyMonitor", "keep", HUGE, "whole number from 1 to"),
+    ("SizeOutlier", "history", float("inf"), "whole number"),
+    ("RejectionBurst", "threshold", 2.5, "whole number"),
+    ("NewSymbol", "known", None, "list of strings"),
+    ("NewSymbol", "learn_for", "", "finite number"),
+    ("Lockout", "threshold", None, "whole number"),
+    ("Lockout", "hold", Decimal("NaN"), "finite number"),
+    ("Limit", "seconds", HUGE, "finite number"),
+    ("Route", "method", None, "upper-case method"),
+    ("Route", "scopes", None, "list of strings"),
+    ("Timeout", "connect", HUGE, "at most 3600"),
+    ("Proxy", "url", 1, "http://host:port"),
+    ("HttpTransport", "base_url", [], "printable text"),
+    ("TokenEndpoint", "token_url", -1, "printable text"),
+    ("ApiKey", "venue", [], "printable text"),
+    ("ApiKey", "key_id", -1, "printable text"),
+    ("ApiKey", "scopes", None, "list of scopes"),
+    ("ApiKey", "expires_at", "2030-01-01", "datetime"),
+    ("ApiKey", "withdraw_addresses", None, "list of strings"),
+    ("KeyRing", "overlap", None, "timedelta"),
+    ("KeyRing", "activate_at", "", "timezone-aware"),
+    ("KeyRing", "clock", None, "function"),
+    ("env_names", "venue", None, "printable text"),
+    ("key_from_env", "environ", "", "mapping"),
+    ("SqliteSwitchStore", "path", None, "file path"),
+    ("SqliteReplayStore", "path", None, "file path"),
+    ("FileNonceSource", "directory", None, "file path"),
+    ("MemoryReplayStore", "max_entries", -1, "whole number"),
+    ("Verifier", "keys", None, "list of InboundKey"),
+    ("Verifier", "keys", ["x"], "InboundKey"),
+    ("Verifier", "window_ms", None, "whole number"),
+    ("VenueClock", "window", HUGE, "whole number"),
+    ("VenueClock", "max_offset_ms", -1, "finite number"),
+    ("VenueClock", "wall", None, "function"),
+    ("Fault", "kind", None, "is not one of"),
+    ("Fault", "times", 0, "whole number"),
+    ("Simulator", "instruments", None, "list of SimInstrument"),
+    ("Simulator", "instruments", "x", "list of SimInstrument"),
+    ("Simulator", "dedupe", None, "open_only"),
+    ("Simulator", "history_ttl_ms", -1, "whole number"),
+    ("LoopbackListener", "port", -1, "whole number from 0 to 65535"),
+    ("LoopbackListener", "port", None, "whole number from 0 to 65535"),
+    ("Client", "cafile", "", "file path"),
+    ("Client", "cadata", "x", "CA certificate"),
+    ("AsyncClient", "cafile", -1, "file path"),
+]
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(("case", "argument", "value", "says"), REFUSED)
+def test_a_wrong_value_is_refused_saying_what_to_pass(
+    case: str, argument: str, value: Any, says: str, workdir: Path
+) -> None:
+    function, good = _cases(workdir)[case]
+    with pytest.raises(InvalidRequest) as raised:
+        _close(function(**{**good, argument: value}))
+    assert says in str(raised.value)
+
+
+def test_a_cafile_that_holds_no_certificate_is_refused(workdir: Path) -> None:
+    """A file that exists but holds no CA is an InvalidRequest, not an ``ssl.SSLError``."""
+    (workdir / "empty.pem").write_text("not a certificate\n")
+    with pytest.raises(InvalidRequest, match="pass a PEM bundle"):
+        securetrade.Client(
+            _key(),
+            journal=":memory:",
+            cafile=str(workdir / "empty.pem"),
+            unsafe_disable_pinning=True,
+        )
+
+
+def test_a_taken_port_is_refused_with_the_way_out(workdir: Path) -> None:
+    from securetrade.oauth import LoopbackListener
+
+    first = LoopbackListener()
+    try:
+        port = int(first.redirect_uri.split(":")[2].split("/")[0])
+        with pytest.raises(InvalidRequest, match="port=0"):
+            LoopbackListener(port=port)
+    finally:
+        first.close()
+
+
+def test_a_path_that_cannot_hold_a_database_is_refused(workdir: Path) -> None:
+    """A directory given as a store's file: an InvalidRequest, never a ``sqlite3`` error."""
+    from securetrade.policy import SqliteSwitchStore
+    from securetrade.verify import SqliteReplayStore
+
+    (workdir / "a-directory").mkdir()
+    for store in (SqliteSwitchStore, SqliteReplayStore):
+        with pytest.raises(InvalidRequest, match="writable file path"):
+            store(str(workdir / "a-directory"))
+
+
+def test_a_wrong_value_is_not_taken_for_a_file_name(workdir: Path) -> None:
+    """``None`` or a number given as a store's path once became a file named ``None``."""
+    from securetrade.policy import SqliteSwitchStore
+
+    for value in (None, 0, True, [], b"x"):
+        with pytest.raises(InvalidRequest):
+            SqliteSwitchStore(value)  # type: ignore[arg-type]
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_refused_key_pickles_and_reprs_no_secret() -> None:
+    """An ApiKey refused for another argument leaves no secret in its half-built repr."""
+    from securetrade.keys import ApiKey
+
+    obj = ApiKey.__new__(ApiKey)
+    with pytest.raises(InvalidRequest):
+        obj.__init__("binance", "key id with spaces", "secret-value")  # type: ignore[misc]
+    assert "secret-value" not in repr(obj)
+    with pytest.raises(Exception) as raised:
+        pickle.dumps(obj)
+    assert "secret-value" not in str(raised.value)
