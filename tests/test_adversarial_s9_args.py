@@ -74,11 +74,24 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         transport,
     )
     from securetrade.clock import VenueClock
+    from securetrade.keys import Secret
+    from securetrade.mfa import Confirmation
     from securetrade.nonce import FileNonceSource, MemoryNonceSource
-    from securetrade.oauth import LoopbackListener, TokenEndpoint
-    from securetrade.verify import MemoryReplayStore, SqliteReplayStore, Verifier
+    from securetrade.oauth import LoopbackListener, OAuthCredential, TokenEndpoint
+    from securetrade.privacy import PrivacyKeys, parse_period, pseudonym, truncate_ip
+    from securetrade.signing import (
+        HmacSha256Signer,
+        KucoinSigner,
+        encode_query,
+        iso_timestamp,
+        with_query,
+    )
+    from securetrade.transport.aio import AsyncHttpTransport
+    from securetrade.verify import MemoryReplayStore, MessageSigner, SqliteReplayStore, Verifier
 
     key = _key()
+    secret = Secret("secret-value")
+    sizing = copy.Sizing(mode=next(iter(copy.SizingMode)), value=Decimal("1"))
     client = {"journal": ":memory:", "unsafe_disable_pinning": True}
     environ = {
         "SECURETRADE_BINANCE_LIVE_KEY_ID": "key-id",
@@ -147,6 +160,60 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         "VenueClock": (VenueClock, {}),
         "MemoryNonceSource": (MemoryNonceSource, {}),
         "FileNonceSource": (FileNonceSource, {"directory": str(tmp / "n")}),
+        "AsyncHttpTransport": (
+            AsyncHttpTransport,
+            {"base_url": "https://127.0.0.1:1", "ssl_context": None},
+        ),
+        "Follower": (copy.Follower, {"id": "f1", "key": key, "sizing": sizing}),
+        "LeaderEvent": (
+            copy.LeaderEvent,
+            {
+                "id": "e1",
+                "symbol": "BTCUSDT",
+                "side": securetrade.Side.BUY,
+                "quantity": Decimal("1"),
+                "price": Decimal("100"),
+                "at_ms": 1,
+            },
+        ),
+        "LeaderSnapshot": (
+            copy.LeaderSnapshot,
+            {
+                "id": "s1",
+                "positions": {"BTCUSDT": Decimal("1")},
+                "prices": {"BTCUSDT": Decimal("1")},
+                "at_ms": 1,
+            },
+        ),
+        "copy_key": (
+            copy.copy_key,
+            {"secret": secret, "event_id": "e", "follower_id": "f", "leg": 0},
+        ),
+        "GatewayAuth": (gateway.GatewayAuth, {"key_id": "k", "secret": secret}),
+        "MessageSigner": (MessageSigner, {"key_id": "k", "secret": secret}),
+        "Confirmation": (Confirmation, {"operator": "op", "code": "123456"}),
+        "HmacSha256Signer": (HmacSha256Signer, {"secret": secret}),
+        "KucoinSigner": (KucoinSigner, {"secret": secret, "passphrase": secret}),
+        "iso_timestamp": (iso_timestamp, {"ms": 1}),
+        "encode_query": (encode_query, {"pairs": [("a", "b")]}),
+        "with_query": (with_query, {"path": "/p", "pairs": [("a", "b")]}),
+        "PrivacyKeys": (PrivacyKeys, {"master": Secret(b"m" * 32)}),
+        "parse_period": (parse_period, {"text": "30d"}),
+        "pseudonym": (pseudonym, {"pepper": b"p" * 32, "value": "v"}),
+        "truncate_ip": (truncate_ip, {"value": "192.0.2.1"}),
+        "ReferencePrice": (
+            policy.ReferencePrice,
+            {"symbol": "BTCUSDT", "price": Decimal("1"), "at": 1.0},
+        ),
+        "OAuthCredential": (
+            OAuthCredential,
+            {
+                "venue": "alpaca",
+                "client_id": "c",
+                "token_url": "https://127.0.0.1:1/token",
+                "authorize_url": "https://127.0.0.1:1/authorize",
+            },
+        ),
         "derive_client_order_id": (
             core.derive_client_order_id,
             {"venue": "binance", "account": "a", "idempotency_key": "k"},
@@ -291,6 +358,28 @@ REFUSED = [
     ("Client", "cafile", "", "file path"),
     ("Client", "cadata", "x", "CA certificate"),
     ("AsyncClient", "cafile", -1, "file path"),
+    ("Client", "transport", "x", "send() and close()"),
+    ("AsyncClient", "transport", "x", "send() and aclose()"),
+    ("Client", "nonces", "x", "NonceSource"),
+    ("Client", "proxy", 3128, "http://host:port"),
+    ("Client", "base_url", 1, "printable text"),
+    ("Journal", "retention", HUGE, "at most"),
+    ("Journal", "tombstone_ttl", float("inf"), "at most"),
+    ("AsyncHttpTransport", "max_connections", None, "whole number"),
+    ("KillSwitch", "store", "x", "SwitchStore"),
+    ("KillSwitch", "confirmer", "x", "Confirmer"),
+    ("copy_key", "secret", None, "Secret"),
+    ("HmacSha256Signer", "secret", "raw text", "Secret"),
+    ("KucoinSigner", "passphrase", "raw text", "Secret"),
+    ("MessageSigner", "key_id", None, "key id"),
+    ("MessageSigner", "kind", None, "HMAC or Ed25519"),
+    ("iso_timestamp", "ms", float("nan"), "whole number"),
+    ("iso_timestamp", "ms", HUGE, "whole number"),
+    ("encode_query", "pairs", "x", "pairs of strings"),
+    ("pseudonym", "pepper", None, "non-empty bytes"),
+    ("pseudonym", "value", None, "printable text"),
+    ("OAuthCredential", "venue", -1, "venue name"),
+    ("OAuthCredential", "client_id", -1, "client id"),
 ]
 
 
@@ -303,6 +392,23 @@ def test_a_wrong_value_is_refused_saying_what_to_pass(
     with pytest.raises(InvalidRequest) as raised:
         _close(function(**{**good, argument: value}))
     assert says in str(raised.value)
+
+
+def test_a_redis_journal_refuses_a_huge_period_before_connecting() -> None:
+    """Checked before the server is reached: no Redis is listening on port 1."""
+    from securetrade.core import RedisJournal
+
+    for argument in ("retention", "tombstone_ttl", "loss_horizon"):
+        with pytest.raises(InvalidRequest, match="at most"):
+            RedisJournal("redis://127.0.0.1:1/0", **{argument: HUGE})
+
+
+def test_a_wrong_value_reads_as_none_for_an_ip_to_truncate() -> None:
+    """truncate_ip stores nothing it cannot read as an address, whatever its type."""
+    from securetrade.privacy import truncate_ip
+
+    assert truncate_ip(None) == "?"  # type: ignore[arg-type]
+    assert truncate_ip("192.0.2.77") == "192.0.2.0/24"
 
 
 def test_a_cafile_that_holds_no_certificate_is_refused(workdir: Path) -> None:

@@ -122,13 +122,14 @@ def instance(name: str, value: Any, kind: type | tuple[type, ...], *, optional: 
 def safe_repr(method: Callable[[T], str]) -> Callable[[T], str]:
     """Wrap a ``__repr__`` so that an object whose ``__init__`` refused an argument still
     has one: a traceback renderer or logger showing ``self`` of the failed ``__init__``
-    would otherwise raise ``AttributeError`` on the attribute never set."""
+    would otherwise raise ``AttributeError`` on the attribute never set (or the error of a
+    property computed from a refused one)."""
 
     @functools.wraps(method)
     def wrapper(self: T) -> str:
         try:
             return method(self)
-        except AttributeError:
+        except Exception:  # an attribute never set, or a check on one: repr must not raise
             return f"<{type(self).__name__}, refused while being built>"
 
     return wrapper

@@ -17,6 +17,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from ..keys import Secret
 from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
+from ..signing.signers import held
 from .model import CopyIntent, Follower, LeaderEvent, Movement, SizingMode, Skip, SkipReason
 
 __all__ = ["FollowerState", "copy_key", "follower_symbol", "plan"]
@@ -50,7 +51,7 @@ def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
     or randomness, so a redelivered or replayed event maps to the same key on any host.
     Keyed, so a follower cannot predict another's keys from the public event ids."""
     message = f"{event_id}\x00{follower_id}\x00{leg}".encode()
-    digest = hmac.new(secret.expose(), message, hashlib.sha256).hexdigest()
+    digest = hmac.new(held(secret).expose(), message, hashlib.sha256).hexdigest()
     return "copy-" + digest[:40]
 
 

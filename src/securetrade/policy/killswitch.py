@@ -176,6 +176,8 @@ class KillSwitch:
         confirmer: Confirmer | None = None,
     ) -> None:
         text("a kill switch name", name)
+        if confirmer is not None and not callable(getattr(confirmer, "confirm", None)):
+            raise InvalidRequest("confirmer must be a securetrade.mfa.Confirmer (or None)")
         self.confirmer = confirmer  # when set, release() needs an operator's one-time code
         for method in ("read", "write"):
             if store is not None and not callable(getattr(store, method, None)):

@@ -75,8 +75,8 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
         return "&".join([(names.get(k) or _prefix(k)) + escape(v) for k, v in pairs])
     except UnicodeEncodeError:
         raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
-    except (TypeError, AttributeError):
-        raise InvalidRequest("query parameter names and values must be strings") from None
+    except (TypeError, AttributeError, ValueError):
+        raise InvalidRequest("query parameters must be (name, value) pairs of strings") from None
 
 
 def with_query(path: str, pairs: Iterable[tuple[str, str]]) -> str:

@@ -33,6 +33,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from .._checks import function
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..signing import Ed25519Signer, HmacSha256Base64Signer, Signer
@@ -105,15 +106,16 @@ class MessageSigner(SecretHolder):
         *,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        if not KEY_ID(key_id):
+        if not isinstance(key_id, str) or not KEY_ID(key_id):
             raise InvalidRequest("key id must be 1-128 characters of [A-Za-z0-9_.:/-]")
+        function("now_ms", now_ms)
         signer: Signer
         if kind is KeyKind.HMAC:
             signer = HmacSha256Base64Signer(secret)
         elif kind is KeyKind.ED25519:
             signer = Ed25519Signer(secret)
         else:
-            raise InvalidRequest(f"messages are signed with HMAC or Ed25519 keys, not {kind.value}")
+            raise InvalidRequest(f"messages are signed with HMAC or Ed25519 keys, not {kind!r}")
         self.key_id = key_id
         self._signer = signer
         self._now_ms = now_ms
