@@ -78,7 +78,14 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     from securetrade.mfa import Confirmation
     from securetrade.nonce import FileNonceSource, MemoryNonceSource
     from securetrade.oauth import LoopbackListener, OAuthCredential, TokenEndpoint
-    from securetrade.privacy import PrivacyKeys, parse_period, pseudonym, truncate_ip
+    from securetrade.privacy import (
+        DataKeys,
+        PrivacyKeys,
+        RetentionPolicy,
+        parse_period,
+        pseudonym,
+        truncate_ip,
+    )
     from securetrade.signing import (
         HmacSha256Signer,
         KucoinSigner,
@@ -87,10 +94,22 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         with_query,
     )
     from securetrade.transport.aio import AsyncHttpTransport
-    from securetrade.verify import MemoryReplayStore, MessageSigner, SqliteReplayStore, Verifier
+    from securetrade.verify import (
+        InboundKey,
+        MemoryReplayStore,
+        MessageSigner,
+        SqliteReplayStore,
+        Verifier,
+    )
 
     key = _key()
     secret = Secret("secret-value")
+    privacy_keys = PrivacyKeys(Secret(b"m" * 32))
+    audit_key = record.AuditKey.generate()
+    trail_path = tmp / "trail.db"
+    if tmp.is_dir() and not trail_path.exists():
+        trail = record.AuditTrail(str(trail_path), audit_key)
+        trail.close()
     sizing = copy.Sizing(mode=next(iter(copy.SizingMode)), value=Decimal("1"))
     client = {"journal": ":memory:", "unsafe_disable_pinning": True}
     environ = {
@@ -212,6 +231,27 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
                 "client_id": "c",
                 "token_url": "https://127.0.0.1:1/token",
                 "authorize_url": "https://127.0.0.1:1/authorize",
+            },
+        ),
+        "AuditKey": (record.AuditKey, {"private_key": audit_key._private}),
+        "AuditTrail": (record.AuditTrail, {"path": str(tmp / "audit.db"), "key": audit_key}),
+        "verify_path": (record.verify_path, {"path": str(trail_path)}),
+        "DataKeys": (DataKeys, {"path": str(tmp / "vault.db"), "keys": privacy_keys}),
+        "RetentionPolicy": (RetentionPolicy, {}),
+        "InboundKey.hmac": (InboundKey.hmac, {"key_id": "k", "secret": secret, "name": "svc"}),
+        "Verifier+key": (Verifier, {"keys": [InboundKey.hmac("k", secret, name="svc")]}),
+        "TrustedProxies+networks": (gateway.TrustedProxies, {"networks": ["10.0.0.0/8"]}),
+        "MemoryBackend": (ratelimit.MemoryBackend, {}),
+        "key_label": (ratelimit.key_label, {"key_id": "k"}),
+        "cost_of": (ratelimit.cost_of, {"base": {"weight": 1}, "rules": [], "params": []}),
+        "MemorySwitchStore": (policy.MemorySwitchStore, {}),
+        "Admission": (
+            policy.Admission,
+            {
+                "chain": [securetrade.Policy()],
+                "client_order_id": "c",
+                "symbol": "S",
+                "notional": Decimal(1),
             },
         ),
         "derive_client_order_id": (
@@ -380,6 +420,18 @@ REFUSED = [
     ("pseudonym", "value", None, "printable text"),
     ("OAuthCredential", "venue", -1, "venue name"),
     ("OAuthCredential", "client_id", -1, "client id"),
+    ("AuditTrail", "path", None, "file path"),
+    ("AuditTrail", "key", None, "AuditKey"),
+    ("verify_path", "path", None, "file path"),
+    ("verify_path", "public_keys", -1, "list of PEM public keys"),
+    ("verify_path", "min_records", "", "whole number"),
+    ("RetentionPolicy", "classes", None, "mapping"),
+    ("RetentionPolicy", "default_class", [], "printable text"),
+    ("InboundKey.hmac", "key_id", None, "key id"),
+    ("InboundKey.hmac", "secret", None, "Secret"),
+    ("InboundKey.hmac", "scopes", None, "list of strings"),
+    ("key_label", "key_id", None, "printable text"),
+    ("cost_of", "rules", "x", "list of CostRule"),
 ]
 
 

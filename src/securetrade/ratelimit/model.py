@@ -128,9 +128,14 @@ def cost_of(
     The mapping returned is one of the table's own objects, never a new one, so limiters
     can cache their plans by identity.
     """
-    for rule in rules:
-        if rule.applies(params):
-            return rule.cost
+    try:  # free when nothing raises: this runs for every request
+        for rule in rules:
+            if rule.applies(params):
+                return rule.cost
+    except (TypeError, AttributeError, ValueError):
+        raise InvalidRequest(
+            "cost_of takes a list of CostRule and the request's (name, value) pairs"
+        ) from None
     return base
 
 
@@ -146,7 +151,7 @@ class Usage:
 
 def key_label(key_id: str) -> str:
     """A short, stable name for an API key in shared state and metrics (never the id)."""
-    return hashlib.sha256(key_id.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text("key_id", key_id).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False, slots=True)

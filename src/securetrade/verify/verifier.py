@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._checks import instance, whole
+from .._checks import instance, text, texts, whole
 from ..errors import InboundRejected, InvalidRequest
 from ..keys import Secret
+from ..signing.signers import held
 from .replay import MemoryReplayStore, ReplayStore, replay_token
 from .scheme import (
     HEADER_KEY,
@@ -55,7 +56,7 @@ class InboundKey:
         cls, key_id: str, secret: Secret, *, name: str, scopes: Iterable[str] = ()
     ) -> InboundKey:
         """A shared-secret key: the signature is base64 HMAC-SHA256."""
-        keyed = hmac.new(secret.expose(), digestmod=hashlib.sha256)
+        keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
         def check(message: bytes, signature: bytes) -> bool:
             mac = keyed.copy()
@@ -100,11 +101,9 @@ class InboundKey:
 
 
 def _principal(key_id: str, name: str, scopes: Iterable[str]) -> Principal:
-    if not KEY_ID(key_id):
+    if not isinstance(key_id, str) or not KEY_ID(key_id):
         raise InvalidRequest("key id must be 1-128 characters of [A-Za-z0-9_.:/-]")
-    if isinstance(scopes, str):
-        raise InvalidRequest("scopes must be a list of strings, not one string")
-    return Principal(name, key_id, frozenset(scopes))
+    return Principal(text("name", name), key_id, frozenset(texts("scopes", scopes)))
 
 
 class Verifier:
