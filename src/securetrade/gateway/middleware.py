@@ -46,7 +46,7 @@ from typing import Any
 
 import anyio
 
-from .._checks import number, texts, whole
+from .._checks import function, instance, number, texts, whole
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
@@ -182,14 +182,25 @@ class GatewayMiddleware:
     ) -> None:
         if not isinstance(keys, KeyRegistry):
             raise InvalidRequest("keys= must be a securetrade.gateway.KeyRegistry")
-        if not 0 < window_ms <= 3_600_000 or not 0 <= max_ahead_ms <= window_ms:
-            raise InvalidRequest("window_ms must be in 1..3600000 and max_ahead_ms <= window_ms")
-        if max_body_bytes < 0 or body_timeout <= 0 or retry_after < 1:
-            raise InvalidRequest("max_body_bytes >= 0, body_timeout > 0, retry_after >= 1")
+        whole("window_ms", window_ms, 1, 3_600_000)
+        whole("max_ahead_ms", max_ahead_ms, 0, window_ms)
+        whole("max_body_bytes", max_body_bytes, 0)
+        number("body_timeout (seconds)", body_timeout, above=0, most=3600)
+        whole("retry_after (seconds)", retry_after, 1, 86_400)
+        instance("key_limit", key_limit, Limit)
+        instance("tenant_limit", tenant_limit, Limit)
+        instance("lockout", lockout, Lockout)
+        instance("monitor", monitor, GatewayMonitor)
+        instance("state", state, SharedState)
+        function("now_ms", now_ms, optional=True)
+        open_paths = texts("open_paths", open_paths)
+        if isinstance(routes, (str, bytes)) or not isinstance(routes, Iterable):
+            raise InvalidRequest("routes must be a list of Route")
         self.app = app
         self.keys = keys
         self.routes: dict[tuple[str, str], Route] = {}
         for route in routes:
+            instance("each of routes", route, Route, optional=False)
             if (route.method, route.path) in self.routes:
                 raise InvalidRequest(f"route {route.method} {route.path} is declared twice")
             self.routes[(route.method, route.path)] = route

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .._checks import whole
+from .._checks import instance, text, whole
 from ..errors import InvalidRequest, OAuthError
 from ..keys.keystore import KeyStore
 from ..keys.secret import Secret
@@ -59,6 +59,9 @@ def authorization_request(
     from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
     from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+    instance("credential", credential, OAuthCredential, optional=False)
+    text("redirect_uri", redirect_uri)
+    text("scope", scope, empty=True)
     state = Secret(secrets.token_urlsafe(32))  # 256 bits
     verifier = Secret(secrets.token_urlsafe(64))  # 86 characters of [A-Za-z0-9_-]
     url = prepare_grant_uri(
