@@ -53,6 +53,14 @@ WRONG: list[Any] = [
 ]
 
 
+NO_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there: constructors must not need it
+
+
+def _handler(request: Any) -> Any:
+    """A handler for the simulator's HTTPS server (never called: nothing connects)."""
+    return None
+
+
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     """An ASGI app for the gateway middleware to wrap."""
 
@@ -80,7 +88,7 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     from securetrade.clock import VenueClock
     from securetrade.keys import Secret
     from securetrade.mfa import Confirmation
-    from securetrade.nonce import FileNonceSource, MemoryNonceSource
+    from securetrade.nonce import FileNonceSource, MemoryNonceSource, RedisNonceSource
     from securetrade.oauth import (
         LoopbackListener,
         OAuthCredential,
@@ -89,6 +97,7 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     )
     from securetrade.privacy import (
         DataKeys,
+        PersonalData,
         PrivacyKeys,
         RetentionPolicy,
         parse_period,
@@ -107,6 +116,7 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         InboundKey,
         MemoryReplayStore,
         MessageSigner,
+        RedisReplayStore,
         SqliteReplayStore,
         Verifier,
     )
@@ -294,6 +304,12 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
             authorization_request,
             {"credential": credential, "redirect_uri": "http://127.0.0.1:8/callback"},
         ),
+        "RedisNonceSource": (RedisNonceSource, {"client": NO_REDIS}),
+        "RedisReplayStore": (RedisReplayStore, {"client": NO_REDIS}),
+        "RedisSwitchStore": (policy.RedisSwitchStore, {"url_or_client": NO_REDIS}),
+        "PersonalData": (PersonalData, {"vault": DataKeys(str(tmp / "pd.db"), privacy_keys)})
+        if tmp.is_dir()
+        else (PersonalData, {"vault": None}),
         "derive_client_order_id": (
             core.derive_client_order_id,
             {"venue": "binance", "account": "a", "idempotency_key": "k"},
@@ -482,6 +498,11 @@ REFUSED = [
     ("GatewayMiddleware", "open_paths", None, "list of strings"),
     ("authorization_request", "credential", None, "OAuthCredential"),
     ("CopyEngine", "limiters", "x", "map each venue"),
+    ("RedisNonceSource", "client", None, "Redis URL"),
+    ("RedisNonceSource", "client", "", "unusable Redis URL"),
+    ("RedisReplayStore", "client", "http://x", "unusable Redis URL"),
+    ("RedisSwitchStore", "url_or_client", 7, "Redis URL"),
+    ("PersonalData", "vault", None, "DataKeys"),
     ("authorization_request", "redirect_uri", ["x"], "printable text"),
 ]
 

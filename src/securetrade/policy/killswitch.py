@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._checks import safe_repr, text
+from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
 
@@ -128,15 +129,7 @@ class RedisSwitchStore:
     """Every process on every host that uses the same Redis (``securetrade[redis]``)."""
 
     def __init__(self, url_or_client: Any, *, prefix: str = "securetrade:killswitch:") -> None:
-        if isinstance(url_or_client, str):
-            try:
-                import redis
-            except ImportError:
-                raise InvalidRequest(
-                    "the Redis kill switch needs redis-py: pip install 'securetrade[redis]'"
-                ) from None
-            url_or_client = redis.Redis.from_url(url_or_client, socket_timeout=5.0)
-        self._redis = url_or_client
+        self._redis = redis_client(url_or_client, what="the Redis kill switch", socket_timeout=5.0)
         self._prefix = prefix
 
     def read(self, name: str) -> KillState | None:

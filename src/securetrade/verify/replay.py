@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 from .._checks import whole
+from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InboundRejected
 
@@ -131,11 +132,7 @@ class RedisReplayStore:
     """Hosts sharing a Redis: ``SET token NX PX ttl``; Redis expires the ids itself."""
 
     def __init__(self, client: Redis | str, *, prefix: str = "securetrade:replay:") -> None:
-        if isinstance(client, str):
-            from redis import Redis
-
-            client = Redis.from_url(client)
-        self._client: Redis = client
+        self._client: Redis = redis_client(client, what="RedisReplayStore")
         self._prefix = prefix
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
