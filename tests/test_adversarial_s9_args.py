@@ -107,11 +107,16 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
     from securetrade.signing import (
         HmacSha256Signer,
         KucoinSigner,
+        encode_json,
         encode_query,
+        is_plain,
         iso_timestamp,
+        signer_for,
         with_query,
     )
+    from securetrade.streams import dialect_for
     from securetrade.transport.aio import AsyncHttpTransport
+    from securetrade.venues import get_venue
     from securetrade.verify import (
         InboundKey,
         MemoryReplayStore,
@@ -119,6 +124,7 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         RedisReplayStore,
         SqliteReplayStore,
         Verifier,
+        canonical_message,
     )
 
     key = _key()
@@ -310,6 +316,23 @@ def _cases(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
         "PersonalData": (PersonalData, {"vault": DataKeys(str(tmp / "pd.db"), privacy_keys)})
         if tmp.is_dir()
         else (PersonalData, {"vault": None}),
+        "get_venue": (get_venue, {"name": "binance"}),
+        "signer_for": (signer_for, {"key": key}),
+        "is_plain": (is_plain, {"text": "abc"}),
+        "encode_json": (encode_json, {"fields": {"a": "1"}}),
+        "canonical_message": (
+            canonical_message,
+            {
+                "method": "POST",
+                "target": "/o",
+                "timestamp_ms": 1,
+                "nonce": "n" * 16,
+                "key_id": "k",
+                "body": b"",
+            },
+        ),
+        "dialect_for": (dialect_for, {"venue": "binance"}),
+        "to_pandas": (securetrade.to_pandas, {"items": []}),
         "derive_client_order_id": (
             core.derive_client_order_id,
             {"venue": "binance", "account": "a", "idempotency_key": "k"},
@@ -503,6 +526,17 @@ REFUSED = [
     ("RedisReplayStore", "client", "http://x", "unusable Redis URL"),
     ("RedisSwitchStore", "url_or_client", 7, "Redis URL"),
     ("PersonalData", "vault", None, "DataKeys"),
+    ("get_venue", "name", None, "venue name"),
+    ("get_venue", "name", [], "venue name"),
+    ("signer_for", "key", None, "ApiKey"),
+    ("is_plain", "text", None, "text"),
+    ("encode_json", "fields", "x", "(name, value) pairs"),
+    ("encode_json", "fields", None, "(name, value) pairs"),
+    ("canonical_message", "method", None, "must be text"),
+    ("canonical_message", "timestamp_ms", float("nan"), "whole number"),
+    ("canonical_message", "body", "x", "exact bytes"),
+    ("dialect_for", "venue", [], "printable text"),
+    ("to_pandas", "items", None, "list of securetrade results"),
     ("authorization_request", "redirect_uri", ["x"], "printable text"),
 ]
 
@@ -531,6 +565,17 @@ def test_keystore_create_refuses_a_wrong_argument(argument: str, value: Any, wor
     good: dict[str, Any] = {"path": workdir / "keys.enc", "passphrase": "pass phrase 1"}
     with pytest.raises(InvalidRequest):
         KeyStore.create(**{**good, argument: value})
+
+
+def test_streams_and_copy_helpers_refuse_what_is_not_theirs() -> None:
+    """hub_of and follower_symbol take a client and copy-trading objects only."""
+    from securetrade.copy import follower_symbol
+    from securetrade.streams import hub_of
+
+    with pytest.raises(InvalidRequest, match="Client or AsyncClient"):
+        hub_of(None, asynchronous=False)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="LeaderEvent"):
+        follower_symbol(None, None)  # type: ignore[arg-type]
 
 
 def test_a_redis_journal_refuses_a_huge_period_before_connecting() -> None:

@@ -15,6 +15,7 @@ import hmac
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from .._checks import instance
 from ..keys import Secret
 from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
 from ..signing.signers import held
@@ -57,6 +58,8 @@ def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
 
 def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
     """The event's symbol on the follower's venue, or None when it has no mapping."""
+    instance("event", event, LeaderEvent, optional=False)
+    instance("follower", follower, Follower, optional=False)
     mapped = follower.symbols.get(event.symbol)
     if mapped is not None:
         return mapped

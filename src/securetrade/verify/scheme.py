@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from .._checks import function
+from .._checks import function, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..signing import Ed25519Signer, HmacSha256Base64Signer, Signer
@@ -65,6 +65,11 @@ def canonical_message(
     method: str, target: str, timestamp_ms: int, nonce: str, key_id: str, body: bytes
 ) -> bytes:
     """The exact bytes signed for one message (see the module docstring)."""
+    if not all(isinstance(part, str) for part in (method, target, nonce, key_id)):
+        raise InvalidRequest("method, target, nonce and key_id must be text")
+    whole("timestamp_ms (epoch milliseconds)", timestamp_ms, 0, 10**16 - 1)
+    if not isinstance(body, bytes):
+        raise InvalidRequest("body must be the exact bytes sent (b'' for none)")
     if not METHOD(method):
         raise InvalidRequest("method must be an upper-case HTTP method")
     if not TARGET(target):
