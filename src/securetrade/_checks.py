@@ -26,6 +26,7 @@ __all__ = [
     "number",
     "path",
     "safe_repr",
+    "seconds",
     "text",
     "texts",
     "whole",
@@ -70,6 +71,17 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
         kind = "a positive finite number" if above == 0 else "a finite number"
         raise InvalidRequest(f"{name} must be {kind} {' and '.join(bounds)}".rstrip())
     return float(value)
+
+
+#: The longest duration any setting takes, in seconds (about 31 years): a longer wait would
+#: overflow ``threading``'s and the event loop's timeouts (``OverflowError``) when used.
+LONGEST = 1e9
+
+
+def seconds(name: str, value: Any, *, above: float | None = None, least: float | None = None,
+            most: float = LONGEST) -> float:  # fmt: skip
+    """A duration in seconds: a finite number within ``most`` (at most :data:`LONGEST`)."""
+    return number(f"{name} (seconds)", value, above=above, least=least, most=min(most, LONGEST))
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._checks import function, number, safe_repr, whole
+from .._checks import function, safe_repr, seconds, whole
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -40,7 +40,7 @@ class RetryPolicy:
         self._stop = function("RetryPolicy.stop (a tenacity stop strategy)", stop, optional=True)
         self._wait = function("RetryPolicy.wait (a tenacity wait strategy)", wait, optional=True)
         self.max_attempts = whole("RetryPolicy.max_attempts", max_attempts, 1)
-        self.max_delay = number("RetryPolicy.max_delay (seconds)", max_delay, above=0)
+        self.max_delay = seconds("RetryPolicy.max_delay", max_delay, above=0)
 
     def start(self, started: float | None = None) -> Attempts:
         """Track one request's attempts; ``started`` is when the first began (monotonic)."""

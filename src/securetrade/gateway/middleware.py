@@ -47,6 +47,7 @@ from typing import Any
 import anyio
 
 from .._checks import function, instance, number, texts, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
@@ -101,7 +102,7 @@ class Limit:
 
     def __post_init__(self) -> None:
         whole("a limit's requests", self.requests, 1)
-        number("a limit's window (seconds)", self.seconds, above=0)
+        duration("a limit's window", self.seconds, above=0)
 
 
 @dataclass(frozen=True, slots=True)

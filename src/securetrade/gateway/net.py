@@ -13,7 +13,7 @@ import ipaddress
 import threading
 from collections.abc import Iterable
 
-from .._checks import number, whole
+from .._checks import seconds, whole
 from ..errors import InvalidRequest
 from .gate import Strikes
 
@@ -91,10 +91,10 @@ class Lockout:
         batch: int | None = None,
     ) -> None:
         whole("lockout threshold", threshold, 1)
-        number("lockout window (seconds)", window, above=0)
-        number("lockout duration (seconds)", duration, above=0)
+        seconds("lockout window", window, above=0)
+        seconds("lockout duration", duration, above=0)
         whole("lockout max_names", max_names, 1)
-        number("lockout hold (seconds)", hold, least=0, most=10)
+        seconds("lockout hold", hold, least=0, most=10)
         if batch is None:
             batch = max(1, threshold // 4)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= threshold:

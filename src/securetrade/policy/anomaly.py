@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import flag, instance, number, texts, whole
+from .._checks import flag, instance, number, seconds, texts, whole
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -282,7 +282,7 @@ class NewSymbol:
 
     def __init__(self, *, known: Iterable[str] = (), learn_for: float = 3600.0) -> None:
         self.known = set(texts("known (symbols)", known))
-        self.learn_for = number("learn_for", learn_for, least=0)
+        self.learn_for = seconds("learn_for", learn_for, least=0)
         self._started: float | None = None
 
     def observe(self, activity: Activity) -> Alert | None:
@@ -449,7 +449,7 @@ class AnomalyMonitor:
                 raise InvalidRequest("each detector must have an observe(activity) method")
         self.kill_switch = instance("kill_switch", kill_switch, KillSwitch)
         self.cancel_open_on_kill = flag("cancel_open_on_kill", cancel_open_on_kill)
-        self.cooldown = number("cooldown", cooldown, least=0)
+        self.cooldown = seconds("cooldown", cooldown, least=0)
         self.alerts: deque[Alert] = deque(maxlen=whole("keep", keep, 1))
         self._callbacks: list[Callable[[Alert], None]] = []
         self._last: dict[tuple[str, str | None, Severity], float] = {}

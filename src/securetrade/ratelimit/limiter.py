@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._checks import number, safe_repr, text, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from . import metrics
 from .backend import Backend, Draw
@@ -72,8 +73,8 @@ class RateLimiter:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         limits = _check_options(limits, backend, margin, ip, account, namespace)
-        number("default_pause", default_pause, above=0)
-        number("max_flight", max_flight, above=0)
+        duration("default_pause", default_pause, above=0)
+        duration("max_flight", max_flight, above=0)
         self._margin = margin
         self._shares = _shares(shares)
         self._ip = ip

@@ -15,7 +15,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._checks import Choice, number, text, whole
+from .._checks import Choice, text, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -81,7 +82,7 @@ class RateLimit:
     def __post_init__(self) -> None:
         if ":" in text("rate limit kind", self.kind):
             raise InvalidRequest(f"rate limit kind {self.kind!r} must be printable, without ':'")
-        number("rate limit window (seconds)", self.seconds, above=0)
+        duration("rate limit window", self.seconds, above=0)
         whole("rate limit (requests or weight per window)", self.limit, 1)
         if not isinstance(self.scope, LimitScope):
             object.__setattr__(self, "scope", _scope(self.scope))
