@@ -8,24 +8,43 @@ argument and what it takes, before anything is built or sent; never a ``TypeErro
 from __future__ import annotations
 
 import enum
+import functools
 import math
-from typing import Any
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from .errors import InvalidRequest
 
-__all__ = ["Choice", "flag", "instance", "number", "text", "whole"]
+__all__ = [
+    "LARGEST",
+    "Choice",
+    "flag",
+    "function",
+    "instance",
+    "number",
+    "path",
+    "safe_repr",
+    "seconds",
+    "text",
+    "texts",
+    "whole",
+]
+
+#: The largest whole number any setting takes: what SQLite, ``deque(maxlen=...)`` and the
+#: C-level APIs under them hold; a larger one would fail later with an ``OverflowError``.
+LARGEST = 2**63 - 1
+
+T = TypeVar("T")
 
 
 def whole(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """A whole number from ``low`` to ``high`` (booleans are not numbers)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        upper = f" to {high}" if high is not None else " or more"
-        raise InvalidRequest(f"{name} must be a whole number from {low}{upper}")
+    """A whole number from ``low`` to ``high`` (booleans are not numbers); without ``high``,
+    at most :data:`LARGEST`, so that no store or buffer sized by it overflows later."""
+    top = LARGEST if high is None else high
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {top}")
     return value
 
 
@@ -35,21 +54,34 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     ok = (
         not isinstance(value, bool)
         and isinstance(value, (int, float))
-        and (isinstance(value, int) or math.isfinite(value))  # a huge int overflows isfinite
+        and abs(value) <= sys.float_info.max  # an int past it has no float (OverflowError)
+        and math.isfinite(value)
         and (above is None or value > above)
         and (least is None or value >= least)
         and (most is None or value <= most)
     )
     if not ok:
         bounds = []
-        if above is not None:
+        if above is not None and above != 0:
             bounds.append(f"above {above:g}")
         if least is not None:
             bounds.append(f"at least {least:g}")
         if most is not None:
             bounds.append(f"at most {most:g}")
-        raise InvalidRequest(f"{name} must be a finite number {' and '.join(bounds)}".rstrip())
+        kind = "a positive finite number" if above == 0 else "a finite number"
+        raise InvalidRequest(f"{name} must be {kind} {' and '.join(bounds)}".rstrip())
     return float(value)
+
+
+#: The longest duration any setting takes, in seconds (about 31 years): a longer wait would
+#: overflow ``threading``'s and the event loop's timeouts (``OverflowError``) when used.
+LONGEST = 1e9
+
+
+def seconds(name: str, value: Any, *, above: float | None = None, least: float | None = None,
+            most: float = LONGEST) -> float:  # fmt: skip
+    """A duration in seconds: a finite number within ``most`` (at most :data:`LONGEST`)."""
+    return number(f"{name} (seconds)", value, above=above, least=least, most=min(most, LONGEST))
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:
@@ -57,6 +89,29 @@ def text(name: str, value: Any, *, empty: bool = False) -> str:
     if not isinstance(value, str) or (not empty and not value) or not value.isprintable():
         raise InvalidRequest(f"{name} must be {'' if empty else 'non-empty '}printable text")
     return value
+
+
+def path(name: str, value: Any) -> str | os.PathLike[str]:
+    """A file system path: a non-empty ``str`` or ``os.PathLike`` naming a ``str`` path."""
+    named = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(named, str) or not named or "\x00" in named:
+        raise InvalidRequest(f"{name} must be a file path (a non-empty str or pathlib.Path)")
+    return value  # type: ignore[no-any-return]
+
+
+def texts(name: str, values: Any) -> list[str]:
+    """A list (any iterable) of printable texts; one bare string would otherwise become a
+    list of its characters, so it is refused."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidRequest(f"{name} must be a list of strings, not one string")
+    return [text(f"each of {name}", value) for value in values]
+
+
+def function(name: str, value: Any, *, optional: bool = False) -> Any:
+    """A callable (or None when ``optional``): refused here, not when first called."""
+    if (value is None and optional) or callable(value):
+        return value
+    raise InvalidRequest(f"{name} must be a function" + (" (or None)" if optional else ""))
 
 
 def flag(name: str, value: Any) -> bool:
@@ -74,6 +129,22 @@ def instance(name: str, value: Any, kind: type | tuple[type, ...], *, optional: 
         names = " or ".join(k.__name__ for k in kinds)
         raise InvalidRequest(f"{name} must be a {names}" + (" (or None)" if optional else ""))
     return value
+
+
+def safe_repr(method: Callable[[T], str]) -> Callable[[T], str]:
+    """Wrap a ``__repr__`` so that an object whose ``__init__`` refused an argument still
+    has one: a traceback renderer or logger showing ``self`` of the failed ``__init__``
+    would otherwise raise ``AttributeError`` on the attribute never set (or the error of a
+    property computed from a refused one)."""
+
+    @functools.wraps(method)
+    def wrapper(self: T) -> str:
+        try:
+            return method(self)
+        except Exception:  # an attribute never set, or a check on one: repr must not raise
+            return f"<{type(self).__name__}, refused while being built>"
+
+    return wrapper
 
 
 class Choice(enum.Enum):

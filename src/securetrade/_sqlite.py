@@ -8,15 +8,35 @@ as the busy timeout would have waited.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["busy", "retry_locked", "wal"]
+from ._checks import path
+from .errors import InvalidRequest
+
+__all__ = ["busy", "connect", "retry_locked", "wal"]
 
 T = TypeVar("T")
+
+
+def connect(file: Any, *, what: str, timeout: float) -> sqlite3.Connection:
+    """Open the SQLite file ``file`` (creating its directory) for a store named ``what``;
+    a path that cannot hold one is refused with :class:`~securetrade.errors.InvalidRequest`
+    saying so, never a raw ``sqlite3`` or ``OSError``."""
+    name = os.fspath(path(f"{what} path", file))
+    try:
+        if name != ":memory:":
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(name, isolation_level=None, check_same_thread=False, timeout=timeout)
+    except (OSError, sqlite3.Error) as exc:
+        raise InvalidRequest(
+            f"{what} {name}: cannot open a database there ({exc}); pass a writable file path"
+        ) from None
 
 
 def busy(exc: sqlite3.Error) -> bool:

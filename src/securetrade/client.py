@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._checks import flag, instance, number, whole
+from ._checks import flag, instance, number, safe_repr, text, whole
 from .client_calls import AccountCalls, AsyncAccountCalls
 from .clock import VenueClock
 from .core import (
@@ -57,12 +57,13 @@ from .transport import (
     AsyncTransport,
     HttpTransport,
     PinSet,
+    Proxy,
     Timeout,
     Transport,
     TransportFailure,
     pinned_ssl_context,
 )
-from .transport.proxy import Proxy, parse_proxy
+from .transport.proxy import parse_proxy
 from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
@@ -153,6 +154,11 @@ class _Base(ABC, Generic[TransportT]):
             timeout=timeout,
             recv_window_ms=recv_window_ms,
             flags=(unsafe_disable_pinning, unsafe_allow_withdraw_scope, unsafe_allow_plain_http),
+            base_url=base_url,
+            proxy=proxy,
+            nonces=nonces,
+            transport=transport,
+            closer="aclose" if isinstance(self, AsyncClient) else "close",
         )
         if venue is not None and not isinstance(venue, str) and not hasattr(venue, "endpoints"):
             raise InvalidRequest("venue must be a venue name (e.g. 'binance') or a venue adapter")
@@ -269,6 +275,7 @@ class _Base(ABC, Generic[TransportT]):
     def journal(self) -> JournalStore:
         return self.core.journal
 
+    @safe_repr
     def __repr__(self) -> str:
         key = self.core.keys.current
         return f"{type(self).__name__}(venue={self.core.venue.name!r}, key={key!r})"
@@ -320,6 +327,11 @@ def _check_arguments(
     timeout: Any,
     recv_window_ms: Any,
     flags: tuple[Any, ...],
+    base_url: Any = None,
+    proxy: Any = None,
+    nonces: Any = None,
+    transport: Any = None,
+    closer: str = "close",
 ) -> None:
     """Refuse a wrong argument with a typed error that says what to pass, before the client
     exists (and so before any request): a journal of ``""`` would otherwise be a private
@@ -349,6 +361,21 @@ def _check_arguments(
         number("timeout", timeout, above=0, most=600)
     if recv_window_ms is not None:
         whole("recv_window_ms", recv_window_ms, 100, 60_000)
+    if base_url is not None:
+        text("base_url", base_url)
+    if proxy is not None and not isinstance(proxy, (str, Proxy)):
+        raise InvalidRequest("proxy must be an http://host:port URL or a Proxy (or None)")
+    if nonces is not None and not all(
+        callable(getattr(nonces, name, None)) for name in ("next", "advance_to")
+    ):
+        raise InvalidRequest("nonces must be a NonceSource (MemoryNonceSource, ...) or None")
+    if transport is not None and not all(
+        callable(getattr(transport, name, None)) for name in ("send", closer)
+    ):
+        raise InvalidRequest(
+            f"transport must have send() and {closer}() (such as sim.transport()), or be None "
+            "for HTTPS"
+        )
     for name, value in zip(
         ("unsafe_disable_pinning", "unsafe_allow_withdraw_scope", "unsafe_allow_plain_http"),
         flags,

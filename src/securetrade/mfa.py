@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._checks import safe_repr
 from .errors import ConfirmationRequired, InvalidRequest, KeyNotFound
 from .keys.secret import Secret
 
@@ -55,6 +56,7 @@ class Confirmation:
         object.__setattr__(self, "operator", operator)
         object.__setattr__(self, "code", wrapped)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"Confirmation(operator={self.operator!r}, code=<secret>)"
 

@@ -165,6 +165,8 @@ def to_pandas(items: Iterable[Any], *, floats: bool = False) -> Any:
     """
     if not isinstance(floats, bool):
         raise InvalidRequest("to_pandas: floats must be True or False")
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise InvalidRequest("to_pandas takes a list of securetrade results (orders, fills...)")
     try:
         import pandas as pd
     except ImportError:

@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .._checks import function, number, whole
+
 __all__ = ["ClockAlarm", "VenueClock"]
 
 log = logging.getLogger("securetrade.clock")
@@ -60,10 +62,14 @@ class VenueClock:
         monotonic: Callable[[], float] = time.monotonic,
         resync_every: float | None = 300.0,
     ) -> None:
-        if max_offset_ms <= 0 or max_drift_ms <= 0:
-            raise ValueError("clock alarm thresholds must be positive")
-        if resync_every is not None and resync_every <= 0:
-            raise ValueError("resync_every must be positive (or None)")
+        number("max_offset_ms", max_offset_ms, above=0)
+        number("max_drift_ms", max_drift_ms, above=0)
+        if resync_every is not None:
+            number("resync_every (seconds, or None)", resync_every, above=0)
+        whole("window", window, 1, 10_000)
+        function("on_alarm", on_alarm, optional=True)
+        function("wall", wall)
+        function("monotonic", monotonic)
         self.resync_every = resync_every
         self._fresh_until = float("inf")  # monotonic seconds: the offset is trusted until
         self._monotonic = monotonic

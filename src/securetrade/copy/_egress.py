@@ -63,7 +63,11 @@ class Lanes:
             self.egress_name[venue] = str(name if name is not None else venue)
             self.options[venue] = options
         self.limiters: dict[Lane, RateLimiter] = {}
-        for venue, limiter in dict(limiters or {}).items():
+        if limiters is not None and not isinstance(limiters, Mapping):
+            raise InvalidRequest(
+                "limiters must map each venue to a RateLimiter (or {ip: RateLimiter}), or be None"
+            )
+        for venue, limiter in (limiters or {}).items():
             self._take_limiters(venue, limiter)
         self.leads: dict[Lane, AsyncClient] = {}  # the client each lane shares through
         self._of_account: dict[tuple[str, str], str] = {}  # (venue, account) -> its IP

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import whole
+from .._checks import safe_repr, whole
 from ..client import AsyncClient
 from ..core import Journal, JournalStore
 from ..errors import (
@@ -608,6 +608,7 @@ class CopyEngine:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"CopyEngine(followers={len(self._seats)}, quarantined={len(self.quarantined)})"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .._checks import Choice, instance, text, whole
+from .._checks import Choice, instance, safe_repr, text, whole
 from ..errors import InvalidRequest
 from ..keys import ApiKey, KeyRing
 from ..models import OrderRequest, Side, to_decimal
@@ -193,6 +193,7 @@ class Follower:
         """The account name the follower's key trades for (journal and limits use it)."""
         return KeyRing.of(self.key).account
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"Follower(id={self.id!r}, venue={self.venue!r}, sizing={self.sizing.mode.value})"
 

@@ -15,8 +15,10 @@ import hmac
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from .._checks import instance
 from ..keys import Secret
 from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
+from ..signing.signers import held
 from .model import CopyIntent, Follower, LeaderEvent, Movement, SizingMode, Skip, SkipReason
 
 __all__ = ["FollowerState", "copy_key", "follower_symbol", "plan"]
@@ -54,12 +56,14 @@ def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
     or randomness, so a redelivered or replayed event maps to the same key on any host.
     Keyed, so a follower cannot predict another's keys from the public event ids."""
     message = f"{event_id}\x00{follower_id}\x00{leg}".encode()
-    digest = hmac.new(secret.expose(), message, hashlib.sha256).hexdigest()
+    digest = hmac.new(held(secret).expose(), message, hashlib.sha256).hexdigest()
     return "copy-" + digest[:40]
 
 
 def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
     """The event's symbol on the follower's venue, or None when it has no mapping."""
+    instance("event", event, LeaderEvent, optional=False)
+    instance("follower", follower, Follower, optional=False)
     mapped = follower.symbols.get(event.symbol)
     if mapped is not None:
         return mapped

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._checks import number
 from .._sqlite import busy
 from ..errors import IdempotencyKeyExpired, InvalidRequest, JournalError
 from ..models import Fill
@@ -65,6 +66,14 @@ __all__ = [
 #: least a day), then their tombstones 90 days.
 RETENTION_S = 7 * 86400.0
 TOMBSTONE_S = 90 * 86400.0
+#: The longest retention or tombstone period taken: a century. A longer one would carry a
+#: timestamp past what a float (and SQLite's REAL, Redis's integer score) can hold.
+MAX_PERIOD_S = 100 * 365 * 86400.0
+
+
+def retention_period(name: str, value: object) -> float:
+    """A retention or tombstone period in seconds, above 0 and at most a century."""
+    return number(f"{name} (seconds)", value, above=0, most=MAX_PERIOD_S)
 
 
 def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> str:
@@ -345,9 +354,8 @@ class Journal:
         """
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise InvalidRequest("synchronous must be FULL, EXTRA or NORMAL")
-        for name, value in (("retention", retention), ("tombstone_ttl", tombstone_ttl)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidRequest(f"{name} must be a positive number of seconds")
+        retention_period("retention", retention)
+        retention_period("tombstone_ttl", tombstone_ttl)
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidRequest(
                 f"journal path must be a str or Path, got {type(path).__name__}; "

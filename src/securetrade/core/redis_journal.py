@@ -40,9 +40,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._checks import number
 from ..errors import InvalidRequest
 from ..models import Fill
 from .journal import (
+    MAX_PERIOD_S,
     RETENTION_S,
     TOMBSTONE_S,
     JournalError,
@@ -50,6 +52,7 @@ from .journal import (
     _wire,
     owner_is_gone,
     process_token,
+    retention_period,
 )
 from .states import GUARDED, PURGEABLE, SOURCES, UNFINISHED, Intent, IntentState, View
 
@@ -232,16 +235,10 @@ class RedisJournal:
         opens its journal before sending, so nothing was sent."""
         import redis as redis_module
 
-        for name, value, zero_ok in (
-            ("retention", retention, False),
-            ("tombstone_ttl", tombstone_ttl, False),
-            ("loss_horizon", loss_horizon, False),
-            ("loss_window_ms", loss_window_ms, True),
-        ):
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and (value >= 0 if zero_ok else value > 0) and value < float("inf")):
-                least = "0 or more" if zero_ok else "above 0"
-                raise InvalidRequest(f"RedisJournal: {name} must be a finite number, {least}")
+        retention_period("RedisJournal: retention", retention)
+        retention_period("RedisJournal: tombstone_ttl", tombstone_ttl)
+        retention_period("RedisJournal: loss_horizon", loss_horizon)
+        number("RedisJournal: loss_window_ms", loss_window_ms, least=0, most=MAX_PERIOD_S * 1000)
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise InvalidRequest(
                 "RedisJournal: prefix must be a non-empty str without braces (it is a hash tag)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest
+from .._checks import function, safe_repr, seconds, whole
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -34,19 +34,13 @@ class RetryPolicy:
         max_attempts: int = 4,
         max_delay: float = 60.0,
     ) -> None:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise InvalidRequest("RetryPolicy.max_attempts must be a whole number >= 1")
-        if (
-            isinstance(max_delay, bool)
-            or not isinstance(max_delay, (int, float))
-            or not max_delay > 0
-            or max_delay == float("inf")
-        ):
-            raise InvalidRequest("RetryPolicy.max_delay must be a finite number of seconds > 0")
-        self._stop = stop
-        self._wait = wait
-        self.max_attempts = max_attempts
-        self.max_delay = max_delay
+        # A strategy is called with tenacity's retry state: a tenacity ``stop_*``/``wait_*``
+        # object or any function of it. Anything else would fail on the first retry, after
+        # a send, so it is refused here.
+        self._stop = function("RetryPolicy.stop (a tenacity stop strategy)", stop, optional=True)
+        self._wait = function("RetryPolicy.wait (a tenacity wait strategy)", wait, optional=True)
+        self.max_attempts = whole("RetryPolicy.max_attempts", max_attempts, 1)
+        self.max_delay = seconds("RetryPolicy.max_delay", max_delay, above=0)
 
     def start(self, started: float | None = None) -> Attempts:
         """Track one request's attempts; ``started`` is when the first began (monotonic)."""
@@ -68,6 +62,7 @@ class RetryPolicy:
                 self._wait = wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05)
         return self._stop, self._wait
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"RetryPolicy(max_attempts={self.max_attempts}, max_delay={self.max_delay})"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .._checks import flag, instance, number, whole
+from .._checks import flag, instance, seconds, whole
 from .retry import RetryPolicy
 
 __all__ = ["Settings"]
@@ -44,12 +44,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         whole("Settings.max_attempts", self.max_attempts, 1, 1_000)
-        number("Settings.max_rate_wait", self.max_rate_wait, least=0)
+        seconds("Settings.max_rate_wait", self.max_rate_wait, least=0)
         whole("Settings.settle_ms", self.settle_ms, 0, 3_600_000)
-        number("Settings.resolve_timeout", self.resolve_timeout, least=0.001)
+        seconds("Settings.resolve_timeout", self.resolve_timeout, least=0.001)
         whole("Settings.clock_samples", self.clock_samples, 1, 100)
-        number("Settings.owner_patience", self.owner_patience, least=0.001)
-        number("Settings.recovery_lease", self.recovery_lease, least=0.1, most=3_600.0)
+        seconds("Settings.owner_patience", self.owner_patience, least=0.001)
+        seconds("Settings.recovery_lease", self.recovery_lease, least=0.1, most=3_600.0)
         flag("Settings.recover_on_start", self.recover_on_start)
         flag("Settings.ambiguous_rate_limits", self.ambiguous_rate_limits)
         instance("Settings.retry", self.retry, RetryPolicy)

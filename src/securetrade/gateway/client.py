@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from .._checks import safe_repr
 from ..keys import KeyKind, Secret
 from ..verify import MessageSigner
 
@@ -49,6 +50,7 @@ class GatewayAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         yield self.sign(request)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"GatewayAuth({self.signer.key_id!r})"
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._checks import instance, safe_repr
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..verify import InboundKey
@@ -53,8 +54,9 @@ class GatewayKey:
         tenant: str,
         networks: Iterable[str],
     ) -> None:
-        if not KEY_ID(tenant):
+        if not isinstance(tenant, str) or not KEY_ID(tenant):
             raise InvalidRequest("tenant must be 1-128 characters of [A-Za-z0-9_.:/-]")
+        instance("inbound", inbound, InboundKey, optional=False)
         if isinstance(networks, str):
             raise InvalidRequest("networks must be a list of CIDR strings, not one string")
         try:
@@ -113,6 +115,7 @@ class GatewayKey:
             return False
         return any(ip in net for net in self.networks)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"GatewayKey({self.principal.key_id!r}, tenant={self.principal.tenant!r})"
 
@@ -140,6 +143,8 @@ class KeyRegistry:
     """
 
     def __init__(self, keys: Iterable[GatewayKey], *, decoy_kind: KeyKind | None = None) -> None:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InvalidRequest("a KeyRegistry holds a list of GatewayKey objects")
         self._keys: dict[str, GatewayKey] = {}
         for key in keys:
             if not isinstance(key, GatewayKey):
@@ -194,5 +199,6 @@ class KeyRegistry:
             return self._decoy, False
         return key, True
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"KeyRegistry({len(self._keys)} keys)"

@@ -46,6 +46,8 @@ from typing import Any
 
 import anyio
 
+from .._checks import function, instance, number, texts, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from ..ratelimit import key_label
 from ..verify.replay import replay_token
@@ -99,10 +101,8 @@ class Limit:
     seconds: float
 
     def __post_init__(self) -> None:
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int):
-            raise InvalidRequest("a limit's requests must be a whole number")
-        if self.requests < 1 or not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise InvalidRequest("a limit needs requests >= 1 and a positive window")
+        whole("a limit's requests", self.requests, 1)
+        duration("a limit's window", self.seconds, above=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +118,14 @@ class Route:
     cost: int = 1
 
     def __post_init__(self) -> None:
-        if not self.method.isupper() or not self.path.startswith("/"):
+        if (
+            not isinstance(self.method, str)
+            or not isinstance(self.path, str)
+            or not self.method.isupper()
+            or not self.path.startswith("/")
+        ):
             raise InvalidRequest("a route needs an upper-case method and a path from /")
-        if isinstance(self.scopes, str):
-            raise InvalidRequest("scopes must be a list of strings, not one string")
-        object.__setattr__(self, "scopes", frozenset(self.scopes))
+        object.__setattr__(self, "scopes", frozenset(texts("a route's scopes", self.scopes)))
         if self.model is not None and not hasattr(self.model, "model_validate_json"):
             raise InvalidRequest("a route's model must be a pydantic model class")
         if isinstance(self.cost, bool) or not isinstance(self.cost, int) or self.cost < 1:
@@ -180,14 +183,25 @@ class GatewayMiddleware:
     ) -> None:
         if not isinstance(keys, KeyRegistry):
             raise InvalidRequest("keys= must be a securetrade.gateway.KeyRegistry")
-        if not 0 < window_ms <= 3_600_000 or not 0 <= max_ahead_ms <= window_ms:
-            raise InvalidRequest("window_ms must be in 1..3600000 and max_ahead_ms <= window_ms")
-        if max_body_bytes < 0 or body_timeout <= 0 or retry_after < 1:
-            raise InvalidRequest("max_body_bytes >= 0, body_timeout > 0, retry_after >= 1")
+        whole("window_ms", window_ms, 1, 3_600_000)
+        whole("max_ahead_ms", max_ahead_ms, 0, window_ms)
+        whole("max_body_bytes", max_body_bytes, 0)
+        number("body_timeout (seconds)", body_timeout, above=0, most=3600)
+        whole("retry_after (seconds)", retry_after, 1, 86_400)
+        instance("key_limit", key_limit, Limit)
+        instance("tenant_limit", tenant_limit, Limit)
+        instance("lockout", lockout, Lockout)
+        instance("monitor", monitor, GatewayMonitor)
+        instance("state", state, SharedState)
+        function("now_ms", now_ms, optional=True)
+        open_paths = texts("open_paths", open_paths)
+        if isinstance(routes, (str, bytes)) or not isinstance(routes, Iterable):
+            raise InvalidRequest("routes must be a list of Route")
         self.app = app
         self.keys = keys
         self.routes: dict[tuple[str, str], Route] = {}
         for route in routes:
+            instance("each of routes", route, Route, optional=False)
             if (route.method, route.path) in self.routes:
                 raise InvalidRequest(f"route {route.method} {route.path} is declared twice")
             self.routes[(route.method, route.path)] = route

@@ -13,6 +13,7 @@ import ipaddress
 import threading
 from collections.abc import Iterable
 
+from .._checks import seconds, whole
 from ..errors import InvalidRequest
 from .gate import Strikes
 
@@ -89,10 +90,11 @@ class Lockout:
         hold: float = 0.02,
         batch: int | None = None,
     ) -> None:
-        if threshold < 1 or window <= 0 or duration <= 0 or max_names < 1:
-            raise InvalidRequest("lockout threshold, window, duration and size must be positive")
-        if not 0 <= hold <= 10:
-            raise InvalidRequest("lockout hold must be 0 to 10 seconds")
+        whole("lockout threshold", threshold, 1)
+        seconds("lockout window", window, above=0)
+        seconds("lockout duration", duration, above=0)
+        whole("lockout max_names", max_names, 1)
+        seconds("lockout hold", hold, least=0, most=10)
         if batch is None:
             batch = max(1, threshold // 4)
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= threshold:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
-from .._checks import Choice
+from .._checks import Choice, instance, text, texts
 from ..errors import InvalidRequest, ScopeError
 from ..models import to_decimal
 from .otp import OtpSource, StaticOtp, TotpOtp
@@ -123,8 +123,10 @@ class ApiKey:
             raise InvalidRequest("secret must be non-empty text, bytes or a Secret")
         if had_passphrase and wrapped_passphrase is None:
             raise InvalidRequest("passphrase must be non-empty text, bytes or a Secret")
-        if not key_id or not key_id.isprintable() or any(c.isspace() for c in key_id):
+        text("venue", venue)
+        if any(c.isspace() for c in text("key_id", key_id)):
             raise InvalidRequest("key_id must be non-empty printable text without spaces")
+        expires_at = instance("expires_at", expires_at, datetime)
         if expires_at is not None and expires_at.tzinfo is None:
             raise InvalidRequest("expires_at must be timezone-aware")
         values: dict[str, Any] = {
@@ -315,16 +317,14 @@ def _member(kind: type[_E], value: Any) -> _E:
 
 
 def _scopes(values: Iterable[Scope | str]) -> frozenset[Scope]:
-    if isinstance(values, str):
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise InvalidRequest("scopes must be a list of scopes, not one string")
     return frozenset(_member(Scope, v) for v in values)
 
 
 def _text_set(name: str, values: Iterable[str]) -> frozenset[str]:
     """A set of names; one bare string would otherwise become a set of its characters."""
-    if isinstance(values, str):
-        raise InvalidRequest(f"{name} must be a list of strings, not one string")
-    return frozenset(values)
+    return frozenset(texts(name, values))
 
 
 def _narrow(name: str, current: Decimal | None, wanted: Any) -> Decimal | None:

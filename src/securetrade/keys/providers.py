@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from .._checks import text
 from ..errors import InvalidRequest, KeyNotFound
 from .apikey import ApiKey, Environment, Scope, _member
 from .secret import Secret
@@ -27,6 +28,7 @@ def env_names(venue: str, environment: Environment | str = Environment.LIVE) -> 
     it is read when ``secret`` is not set.
     """
     env = _member(Environment, environment)
+    venue = text("venue", venue)
     prefix = "SECURETRADE_" + re.sub(r"[^A-Z0-9]+", "_", venue.upper()) + f"_{env.name}_"
     fields = ("key_id", "secret", "secret_file", "passphrase", "scopes", "kind", "symbols")
     return {field: prefix + field.upper() for field in fields}
@@ -45,6 +47,8 @@ def key_from_env(
     names = env_names(venue, environment)
     # Read only our variables, secrets wrapped at once; the mapping itself (all of
     # os.environ) never sits in a frame that can raise.
+    if environ is not None and not isinstance(environ, Mapping):
+        raise InvalidRequest("environ must be a mapping of variable names to values (or None)")
     found = _read(names, os.environ if environ is None else environ)
     del environ
     key_id = found.get("key_id")

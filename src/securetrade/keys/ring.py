@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import NoReturn
 
+from .._checks import function, text
 from ..errors import InvalidRequest, ScopeError
 from .apikey import ApiKey, Environment
 
@@ -53,8 +54,11 @@ class KeyRing:
     ) -> None:
         if not isinstance(current, ApiKey):
             raise InvalidRequest("a KeyRing holds ApiKey objects")
-        if overlap < timedelta(0):
-            raise InvalidRequest("overlap must not be negative")
+        if not isinstance(overlap, timedelta) or overlap < timedelta(0):
+            raise InvalidRequest("overlap must be a timedelta, not negative")
+        if account is not None:
+            text("account", account)
+        function("clock", clock)
         self._lock = threading.RLock()
         self._clock = clock
         self._current = current
@@ -70,7 +74,7 @@ class KeyRing:
             if previous.key_id == current.key_id:
                 raise InvalidRequest("previous and current are the same key")
             self._previous = previous
-            self._retire_at = _aware(retire_at, "retire_at") if retire_at else None
+            self._retire_at = _aware(retire_at, "retire_at") if retire_at is not None else None
         if next is not None:
             self.stage(next, activate_at=activate_at)
 
@@ -254,6 +258,6 @@ class KeyRing:
 
 
 def _aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise InvalidRequest(f"{name} must be timezone-aware")
     return moment

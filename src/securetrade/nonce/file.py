@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .._checks import path, safe_repr
 from ..errors import InvalidRequest
 from .base import Resolution, check_floor, following, stream_name
 
@@ -37,8 +38,13 @@ class FileNonceSource:
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.resolution = resolution
-        self._directory = Path(directory)
-        self._directory.mkdir(parents=True, exist_ok=True)
+        self._directory = Path(path("directory", directory))
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidRequest(
+                f"nonce directory {self._directory}: {exc.strerror}; pass a writable directory"
+            ) from None
         self._durable = durable
         self._time_ns = time_ns
         # flock excludes other open file descriptions, not threads sharing one: a thread
@@ -100,5 +106,6 @@ class FileNonceSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"FileNonceSource({str(self._directory)!r}, {self.resolution.name.lower()})"

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._checks import safe_repr
+from .._redis import redis_client
 from ..errors import InvalidRequest
 from .base import MAX_NONCE, Resolution, check_floor, stream_name
 
@@ -50,16 +52,13 @@ class RedisNonceSource:
         prefix: str = "securetrade:nonce:",
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if isinstance(client, str):
-            from redis import Redis
-
-            client = Redis.from_url(client)
+        redis: Redis = redis_client(client, what="RedisNonceSource")
         self.resolution = resolution
-        self._client: Redis = client
+        self._client = redis
         self._prefix = prefix
         self._time_ns = time_ns
-        self._next: Any = client.register_script(_NEXT)
-        self._floor: Any = client.register_script(_FLOOR)
+        self._next: Any = redis.register_script(_NEXT)
+        self._floor: Any = redis.register_script(_FLOOR)
 
     def next(self, key_id: str) -> int:
         now = self.resolution.now(self._time_ns)
@@ -79,5 +78,6 @@ class RedisNonceSource:
         """Release the Redis connection pool."""
         self._client.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"RedisNonceSource({self.resolution.name.lower()})"

@@ -44,9 +44,9 @@ class OAuthCredential:
     obtained_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        if not self.venue or not self.venue.isprintable():
+        if not isinstance(self.venue, str) or not self.venue or not self.venue.isprintable():
             raise InvalidRequest("an OAuth credential needs a venue name")
-        if not self.client_id or not self.client_id.isprintable():
+        if not isinstance(self.client_id, str) or not self.client_id.isprintable():
             raise InvalidRequest("an OAuth credential needs the client id its server issued")
         for name in ("token_url", "authorize_url"):
             _check_https(name, getattr(self, name))

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._checks import instance, text, whole
 from ..errors import InvalidRequest, OAuthError
 from ..keys.keystore import KeyStore
 from ..keys.secret import Secret
@@ -58,6 +59,9 @@ def authorization_request(
     from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
     from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+    instance("credential", credential, OAuthCredential, optional=False)
+    text("redirect_uri", redirect_uri)
+    text("scope", scope, empty=True)
     state = Secret(secrets.token_urlsafe(32))  # 256 bits
     verifier = Secret(secrets.token_urlsafe(64))  # 86 characters of [A-Za-z0-9_-]
     url = prepare_grant_uri(
@@ -105,7 +109,13 @@ class LoopbackListener:
     """
 
     def __init__(self, *, port: int = 0) -> None:
-        self._server = _LoopbackServer(("127.0.0.1", port), _Callback)
+        whole("port (0 for any free one)", port, 0, 65535)
+        try:
+            self._server = _LoopbackServer(("127.0.0.1", port), _Callback)
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pass port=0 for a free one"
+            ) from None
         self._server.answers = queue.Queue()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="securetrade-oauth-callback", daemon=True

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
+from .._checks import text
 from ..errors import ConnectFailed, OAuthError, ReauthorizationRequired
 from ..keys.secret import Secret
 from ..transport.base import HttpRequest, HttpResponse, Timeout, TransportFailure
@@ -61,7 +62,7 @@ class TokenEndpoint:
     ) -> None:
         if client_auth not in _CLIENT_AUTH:
             raise OAuthError(f"client_auth must be one of {', '.join(_CLIENT_AUTH)}")
-        parts = urlsplit(token_url)
+        parts = urlsplit(text("token_url", token_url))
         self.token_url = token_url
         self.client_auth = client_auth
         self.venue = venue  # for spans and errors

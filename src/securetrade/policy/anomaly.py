@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import flag, instance, number, whole
+from .._checks import flag, instance, number, seconds, texts, whole
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -108,9 +108,7 @@ class Detector(Protocol):
 
 
 def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidRequest(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    return number(name, value, above=0)
 
 
 def _trim(times: deque[float], oldest: float) -> None:
@@ -141,7 +139,7 @@ class OrderRateSpike:
         if self.baseline <= self.window:
             raise InvalidRequest("baseline must be longer than window")
         self.factor = _positive("factor", factor)
-        self.floor = int(_positive("floor", floor))
+        self.floor = whole("floor", floor, 1)
         self._times: deque[float] = deque()
 
     def observe(self, activity: Activity) -> Alert | None:
@@ -187,8 +185,8 @@ class SizeOutlier:
         factor: float = 10.0,
         z: float = 4.0,
     ) -> None:
-        self.history = int(_positive("history", history))
-        self.min_samples = int(_positive("min_samples", min_samples))
+        self.history = whole("history", history, 1)
+        self.min_samples = whole("min_samples", min_samples, 1)
         self.factor = _positive("factor", factor)
         self.z = _positive("z", z)
         self._sizes: dict[str, deque[float]] = {}
@@ -237,7 +235,7 @@ class CancelReplaceLoop:
     def __init__(self, *, window: float = 10.0, max_life: float = 2.0, threshold: int = 10) -> None:
         self.window = _positive("window", window)
         self.max_life = _positive("max_life", max_life)
-        self.threshold = int(_positive("threshold", threshold))
+        self.threshold = whole("threshold", threshold, 1)
         self._placed: dict[str, float] = {}
         self._quick: deque[float] = deque()
 
@@ -283,12 +281,8 @@ class NewSymbol:
     name = "new_symbol"
 
     def __init__(self, *, known: Iterable[str] = (), learn_for: float = 3600.0) -> None:
-        if isinstance(known, str):
-            raise InvalidRequest("known must be a list of symbols, not one string")
-        self.known = set(known)
-        self.learn_for = float(learn_for)
-        if self.learn_for < 0:
-            raise InvalidRequest("learn_for must not be negative")
+        self.known = set(texts("known (symbols)", known))
+        self.learn_for = seconds("learn_for", learn_for, least=0)
         self._started: float | None = None
 
     def observe(self, activity: Activity) -> Alert | None:
@@ -323,7 +317,7 @@ class RejectionBurst:
 
     def __init__(self, *, window: float = 60.0, threshold: int = 5) -> None:
         self.window = _positive("window", window)
-        self.threshold = int(_positive("threshold", threshold))
+        self.threshold = whole("threshold", threshold, 1)
         self._times: deque[float] = deque()
         self._reasons: deque[str] = deque()
 
@@ -455,7 +449,7 @@ class AnomalyMonitor:
                 raise InvalidRequest("each detector must have an observe(activity) method")
         self.kill_switch = instance("kill_switch", kill_switch, KillSwitch)
         self.cancel_open_on_kill = flag("cancel_open_on_kill", cancel_open_on_kill)
-        self.cooldown = number("cooldown", cooldown, least=0)
+        self.cooldown = seconds("cooldown", cooldown, least=0)
         self.alerts: deque[Alert] = deque(maxlen=whole("keep", keep, 1))
         self._callbacks: list[Callable[[Alert], None]] = []
         self._last: dict[tuple[str, str | None, Severity], float] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import text
-from .._sqlite import retry_locked, wal
+from .._checks import safe_repr, text
+from .._redis import redis_client
+from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -83,11 +83,8 @@ class SqliteSwitchStore:
     """Every process on this host that opens the same file (WAL mode)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = connect(path, what="kill switch store", timeout=30.0)
         self.path = str(path)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
         self._lock = threading.Lock()
         with self._lock:
             wal(self._db, synchronous="FULL")
@@ -132,15 +129,7 @@ class RedisSwitchStore:
     """Every process on every host that uses the same Redis (``securetrade[redis]``)."""
 
     def __init__(self, url_or_client: Any, *, prefix: str = "securetrade:killswitch:") -> None:
-        if isinstance(url_or_client, str):
-            try:
-                import redis
-            except ImportError:
-                raise InvalidRequest(
-                    "the Redis kill switch needs redis-py: pip install 'securetrade[redis]'"
-                ) from None
-            url_or_client = redis.Redis.from_url(url_or_client, socket_timeout=5.0)
-        self._redis = url_or_client
+        self._redis = redis_client(url_or_client, what="the Redis kill switch", socket_timeout=5.0)
         self._prefix = prefix
 
     def read(self, name: str) -> KillState | None:
@@ -180,6 +169,8 @@ class KillSwitch:
         confirmer: Confirmer | None = None,
     ) -> None:
         text("a kill switch name", name)
+        if confirmer is not None and not callable(getattr(confirmer, "confirm", None)):
+            raise InvalidRequest("confirmer must be a securetrade.mfa.Confirmer (or None)")
         self.confirmer = confirmer  # when set, release() needs an operator's one-time code
         for method in ("read", "write"):
             if store is not None and not callable(getattr(store, method, None)):
@@ -242,5 +233,6 @@ class KillSwitch:
         """Call ``listener`` when this process engages the switch (to cancel open orders)."""
         self._listeners.append(listener)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"KillSwitch(name={self.name!r}, store={type(self.store).__name__})"

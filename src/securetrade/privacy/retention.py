@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import text
 from ..errors import InvalidRequest
 
 __all__ = ["RetentionPolicy", "parse_period"]
@@ -63,6 +64,10 @@ class RetentionPolicy:
     default_class: str = "relationship"
 
     def __post_init__(self) -> None:
+        for name in ("classes", "kinds", "stores"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise InvalidRequest(f"RetentionPolicy.{name} must be a mapping of names to text")
+        text("RetentionPolicy.default_class", self.default_class)
         for period in (*self.classes.values(), *self.stores.values()):
             parse_period(period)
         for target in (*self.kinds.values(), self.default_class):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._checks import instance, safe_repr
 from ..keys.secret import Secret
 from .retention import RetentionPolicy
 from .tags import PersonalDataPolicy
@@ -52,10 +53,10 @@ class PersonalData:
         policy: PersonalDataPolicy | None = None,
         retention: RetentionPolicy | None = None,
     ) -> None:
-        self.vault = vault
+        self.vault = instance("vault", vault, DataKeys, optional=False)
         self.keys = vault.keys
-        self.policy = policy or PersonalDataPolicy.default()
-        self.retention = retention or RetentionPolicy()
+        self.policy = instance("policy", policy, PersonalDataPolicy) or PersonalDataPolicy.default()
+        self.retention = instance("retention", retention, RetentionPolicy) or RetentionPolicy()
 
     def minimise(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The fields as a log line or a span may carry them (pseudonyms, truncated IPs)."""
@@ -156,6 +157,7 @@ class PersonalData:
             entry.retain_until,
         )
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"PersonalData(vault={self.vault!r})"
 

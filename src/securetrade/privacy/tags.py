@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from .._checks import text
 from ..errors import InvalidRequest
 
 _Model = TypeVar("_Model", bound=type)
@@ -120,7 +121,11 @@ def personal_fields(model: type) -> dict[str, Personal]:
 def pseudonym(pepper: bytes, value: str) -> str:
     """A keyed pseudonym of ``value``: stable for one pepper, not guessable without it
     (a plain hash of an email or an account id is)."""
-    return hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    if not isinstance(pepper, (bytes, bytearray)) or not pepper:
+        raise InvalidRequest("pepper must be non-empty bytes (the privacy key's pepper)")
+    return hmac.new(
+        pepper, text("value", value, empty=True).encode("utf-8", "surrogatepass"), hashlib.sha256
+    ).hexdigest()[:32]
 
 
 def truncate_ip(value: str) -> str:
@@ -128,7 +133,7 @@ def truncate_ip(value: str) -> str:
     an address comes back as ``"?"`` (never stored as it was)."""
     try:
         address = ipaddress.ip_address(value.strip())
-    except ValueError:
+    except (ValueError, AttributeError):  # not text: not an address either
         return "?"
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))

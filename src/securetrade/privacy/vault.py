@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .._checks import safe_repr
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
@@ -312,6 +313,7 @@ class DataKeys:
     def __iter__(self) -> Iterator[DataKey]:
         return iter(self.entries())
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"DataKeys(path={self.path!r})"
 

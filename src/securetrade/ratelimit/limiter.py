@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._checks import number, text, whole
+from .._checks import number, safe_repr, text, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from . import metrics
 from .backend import Backend, Draw
@@ -72,8 +73,8 @@ class RateLimiter:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         limits = _check_options(limits, backend, margin, ip, account, namespace)
-        number("default_pause", default_pause, above=0)
-        number("max_flight", max_flight, above=0)
+        duration("default_pause", default_pause, above=0)
+        duration("max_flight", max_flight, above=0)
         self._margin = margin
         self._shares = _shares(shares)
         self._ip = ip
@@ -443,6 +444,7 @@ class RateLimiter:
         """Release the backend's connections (the shared state stays)."""
         self.backend.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         return (
             f"RateLimiter(venue={self._venue!r}, backend={type(self.backend).__name__}, "

@@ -12,11 +12,11 @@ units of each kind one call spends, possibly depending on its parameters
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._checks import Choice
+from .._checks import Choice, text, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -80,12 +80,10 @@ class RateLimit:
     scope: LimitScope = LimitScope.IP
 
     def __post_init__(self) -> None:
-        if not self.kind or not self.kind.isprintable() or ":" in self.kind:
+        if ":" in text("rate limit kind", self.kind):
             raise InvalidRequest(f"rate limit kind {self.kind!r} must be printable, without ':'")
-        if not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise InvalidRequest(f"rate limit window must be a positive time, not {self.seconds}")
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
-            raise InvalidRequest(f"rate limit must be a positive integer, not {self.limit!r}")
+        duration("rate limit window", self.seconds, above=0)
+        whole("rate limit (requests or weight per window)", self.limit, 1)
         if not isinstance(self.scope, LimitScope):
             object.__setattr__(self, "scope", _scope(self.scope))
 
@@ -131,9 +129,14 @@ def cost_of(
     The mapping returned is one of the table's own objects, never a new one, so limiters
     can cache their plans by identity.
     """
-    for rule in rules:
-        if rule.applies(params):
-            return rule.cost
+    try:  # free when nothing raises: this runs for every request
+        for rule in rules:
+            if rule.applies(params):
+                return rule.cost
+    except (TypeError, AttributeError, ValueError):
+        raise InvalidRequest(
+            "cost_of takes a list of CostRule and the request's (name, value) pairs"
+        ) from None
     return base
 
 
@@ -149,7 +152,7 @@ class Usage:
 
 def key_label(key_id: str) -> str:
     """A short, stable name for an API key in shared state and metrics (never the id)."""
-    return hashlib.sha256(key_id.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text("key_id", key_id).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True, eq=False, slots=True)

@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from .._sqlite import retry_locked, wal
+from .._checks import instance, safe_repr, text, whole
+from .._checks import path as checked_path
+from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
 
@@ -162,6 +164,7 @@ class AuditKey:
         """The Ed25519 signature of ``digest``, base64 (of a record's chain hash)."""
         return base64.b64encode(self._private.sign(digest)).decode("ascii")
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"AuditKey(key_id={self.key_id!r})"
 
@@ -271,13 +274,10 @@ class AuditTrail:
         self.personal = personal
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise InvalidRequest("synchronous must be NORMAL, FULL or EXTRA")
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        instance("key", key, AuditKey, optional=False)
+        self._db = connect(path, what="audit trail", timeout=30.0)
         self.path = str(path)
         self.key = key
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
         self._lock = threading.Lock()
         with self._lock:
             wal(self._db, synchronous=synchronous)
@@ -370,6 +370,7 @@ class AuditTrail:
         with self._lock:
             self._db.close()
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"AuditTrail(path={self.path!r}, key={self.key!r})"
 
@@ -583,8 +584,16 @@ def verify_path(
     ``trusted_keys`` is False, and ``securetrade audit verify`` exits 3); pass the public
     key(s) you trust to prove that too. An export carries no keys, so it needs them.
     """
-    if not Path(path).is_file():
+    if not Path(checked_path("path", path)).is_file():
         raise InvalidRequest(f"{path}: no such audit trail; check the path (the audit= file)")
+    if public_keys is not None and (
+        isinstance(public_keys, (str, bytes)) or not isinstance(public_keys, Iterable)
+    ):
+        raise InvalidRequest("public_keys must be a list of PEM public keys, not one")
+    if anchor is not None:
+        text("anchor (a record hash)", anchor)
+    if min_records is not None:
+        whole("min_records", min_records, 0)
     is_export = str(path).endswith((".jsonl", ".json"))
     if public_keys is not None:
         keys, trusted = load_public_keys(public_keys), True

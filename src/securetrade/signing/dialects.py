@@ -10,9 +10,17 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from .._checks import whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
-from .signers import HmacSha256Base64Signer, HmacSha256Signer, RsaSigner, SecretHolder, Signer
+from .signers import (
+    HmacSha256Base64Signer,
+    HmacSha256Signer,
+    RsaSigner,
+    SecretHolder,
+    Signer,
+    held,
+)
 
 __all__ = ["BybitSigner", "KucoinSigner", "OkxSigner", "iso_timestamp"]
 
@@ -23,6 +31,7 @@ _PATH = re.compile(r"/[!-~]*").fullmatch
 
 def iso_timestamp(ms: int) -> str:
     """``2020-12-08T09:08:57.715Z``: OKX's timestamp form for epoch milliseconds ``ms``."""
+    whole("ms (epoch milliseconds)", ms, 0, 253_402_300_799_999)  # to 9999-12-31
     moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
@@ -46,7 +55,7 @@ class _MethodPathSigner(SecretHolder):
 
     def __init__(self, secret: Secret, passphrase: Secret | None) -> None:
         self._mac = HmacSha256Base64Signer(secret)
-        self._passphrase = passphrase
+        self._passphrase = None if passphrase is None else held(passphrase, "passphrase")
 
     def sign(self, payload: bytes) -> str:
         return self._mac.sign(payload)

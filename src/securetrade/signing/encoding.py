@@ -41,6 +41,8 @@ _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~
 
 def is_plain(text: str) -> bool:
     """True when ``text`` needs no percent-encoding."""
+    if not isinstance(text, str):
+        raise InvalidRequest("is_plain takes text (a str)")
     return _PLAIN(text) is not None
 
 
@@ -75,8 +77,8 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
         return "&".join([(names.get(k) or _prefix(k)) + escape(v) for k, v in pairs])
     except UnicodeEncodeError:
         raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
-    except (TypeError, AttributeError):
-        raise InvalidRequest("query parameter names and values must be strings") from None
+    except (TypeError, AttributeError, ValueError):
+        raise InvalidRequest("query parameters must be (name, value) pairs of strings") from None
 
 
 def with_query(path: str, pairs: Iterable[tuple[str, str]]) -> str:
@@ -126,6 +128,17 @@ def encode_json(fields: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
     mappings of those. Decoding the result with any conforming JSON parser gives exactly
     the given fields.
     """
+    if not isinstance(fields, Mapping) and (
+        isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable)
+    ):
+        raise InvalidRequest("body fields must be a mapping or a list of (name, value) pairs")
     items = fields.items() if isinstance(fields, Mapping) else fields
-    body = _object(items, "body")
+    try:
+        body = _object(items, "body")
+    except InvalidRequest:
+        raise
+    except (TypeError, ValueError):  # an item that is not a (name, value) pair
+        raise InvalidRequest(
+            "body fields must be a mapping or a list of (name, value) pairs"
+        ) from None
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")

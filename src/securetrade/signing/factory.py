@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._checks import instance
 from ..errors import InvalidRequest
 from ..keys import ApiKey, KeyKind
 from .dialects import BybitSigner, KucoinSigner, OkxSigner
@@ -20,6 +21,7 @@ def signer_for(key: ApiKey) -> Signer:
     decides among them; the asymmetric kinds decide by themselves. Venues not named here
     (Binance, the simulator) use the plain primitives.
     """
+    instance("key", key, ApiKey, optional=False)
     venue, kind = key.venue, key.kind
     if kind is KeyKind.HMAC:
         if venue == "kraken":

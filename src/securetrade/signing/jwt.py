@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .keyload import load_ec_p256, load_ed25519
-from .signers import SecretHolder
+from .signers import SecretHolder, held
 
 __all__ = ["COINBASE_MAX_LIFETIME_S", "JwtSigner", "b64url"]
 
@@ -47,7 +47,8 @@ class JwtSigner(SecretHolder):
     __slots__ = ("_ec", "_ed", "alg", "key_name")
 
     def __init__(self, key_name: str, secret: Secret, kind: KeyKind) -> None:
-        if not key_name or not key_name.isprintable():
+        held(secret)
+        if not isinstance(key_name, str) or not key_name or not key_name.isprintable():
             raise InvalidRequest("a JWT key name must be printable, non-empty text")
         self.key_name = key_name
         self._ec: Any = None

@@ -10,7 +10,7 @@ import hmac
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..keys.otp import OtpSource
-from .signers import SecretHolder
+from .signers import SecretHolder, held
 
 __all__ = ["KrakenSigner"]
 
@@ -30,7 +30,7 @@ class KrakenSigner(SecretHolder):
     __slots__ = ("_keyed", "otp")
 
     def __init__(self, secret: Secret, *, otp: OtpSource | None = None) -> None:
-        decoded = _decoded(secret)
+        decoded = _decoded(held(secret))
         if decoded is None:  # raised here, outside the except: no context holds the text
             raise InvalidRequest("a Kraken secret must be non-empty base64 text")
         self._keyed = hmac.new(decoded.expose(), digestmod=hashlib.sha512)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
+from .._checks import instance
 from ..keys import Secret
 from .keyload import load_ed25519, load_rsa
 
@@ -36,6 +37,15 @@ class Signer(Protocol):
         """The signature of exactly ``payload`` (the bytes sent), as the venue expects it."""
 
 
+def held(secret: object, name: str = "secret") -> Secret:
+    """``secret`` as a :class:`~securetrade.keys.Secret`: a signer takes nothing else, so
+    that no plain text key reaches a frame, a log or a traceback."""
+    checked: Secret = instance(
+        f"{name} (a securetrade.keys.Secret)", secret, Secret, optional=False
+    )
+    return checked
+
+
 class SecretHolder:
     """Base of every signer: no repr of the key, no pickling, no copying."""
 
@@ -54,7 +64,7 @@ class HmacSha256Signer(SecretHolder):
     __slots__ = ("_keyed",)
 
     def __init__(self, secret: Secret) -> None:
-        self._keyed = hmac.new(secret.expose(), digestmod=hashlib.sha256)
+        self._keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
     def sign(self, payload: bytes) -> str:
         mac = self._keyed.copy()
@@ -68,7 +78,7 @@ class HmacSha256Base64Signer(SecretHolder):
     __slots__ = ("_keyed",)
 
     def __init__(self, secret: Secret) -> None:
-        self._keyed = hmac.new(secret.expose(), digestmod=hashlib.sha256)
+        self._keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
     def sign(self, payload: bytes) -> str:
         mac = self._keyed.copy()
@@ -85,7 +95,7 @@ class Ed25519Signer(SecretHolder):
     __slots__ = ("_key",)
 
     def __init__(self, secret: Secret) -> None:
-        self._key: Ed25519PrivateKey = load_ed25519(secret)
+        self._key: Ed25519PrivateKey = load_ed25519(held(secret))
 
     def sign(self, payload: bytes) -> str:
         return base64.b64encode(self._key.sign(payload)).decode("ascii")
@@ -100,7 +110,7 @@ class RsaSigner(SecretHolder):
         from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
         from cryptography.hazmat.primitives.hashes import SHA256
 
-        self._key: RSAPrivateKey = load_rsa(secret)
+        self._key: RSAPrivateKey = load_rsa(held(secret))
         self._padding = PKCS1v15()
         self._hash = SHA256()
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .._checks import flag, instance, whole
 from ..errors import InvalidRequest
 from ..keys import ApiKey, Environment, KeyKind, Scope, Secret
 from ..keys.otp import StaticOtp, TotpOtp
@@ -109,6 +110,13 @@ class Simulator:
         grammars and parameter combinations go unchecked. ``fees=False`` fills without
         commission; ``kraken_limits=None`` turns Kraken's call counters off.
         """
+        if isinstance(instruments, (str, bytes)) or not isinstance(instruments, Iterable):
+            raise InvalidRequest("instruments must be a list of SimInstrument")
+        instance("limits", limits, SimLimits)
+        instance("kraken_limits", kraken_limits, KrakenLimits)
+        whole("clock_offset_ms", clock_offset_ms, -86_400_000, 86_400_000)
+        flag("strict", strict)
+        flag("fees", fees)
         self.faults = Faults()
         self.market = Market(
             list(instruments),

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
+from .._checks import instance, whole
+from ..errors import InvalidRequest
 from .quotes import Bar, MarketData
 from .records import FeeSchedule, SimInstrument, SimOrder, SimTrade, SimTransfer, TapeTrade
 
@@ -71,11 +73,14 @@ class Market(MarketData):
         history_ttl_ms: int | None = None,
     ) -> None:
         if dedupe not in ("open_only", "strong", "none"):
-            raise ValueError("dedupe must be open_only, strong or none")
+            raise InvalidRequest("dedupe must be open_only, strong or none")
         if deadline not in ("recv_window", "none"):
-            raise ValueError("deadline must be recv_window or none")
-        if history_ttl_ms is not None and history_ttl_ms < 0:
-            raise ValueError("history_ttl_ms must be >= 0")
+            raise InvalidRequest("deadline must be recv_window or none")
+        if history_ttl_ms is not None:
+            whole("history_ttl_ms (or None)", history_ttl_ms, 0)
+        whole("visibility_lag_ms", visibility_lag_ms, 0)
+        for instrument in instruments:
+            instance("each of instruments", instrument, SimInstrument, optional=False)
         #: How the venue treats a repeated client order id: refused while the first order is
         #: open (Binance), refused forever (Bybit, Coinbase), or accepted (no dedupe at all).
         self.dedupe = dedupe

@@ -6,6 +6,9 @@ import random
 import threading
 from dataclasses import dataclass
 
+from .._checks import number, whole
+from ..errors import InvalidRequest
+
 __all__ = ["EXECUTED", "Fault", "Faults"]
 
 _KINDS = (
@@ -82,7 +85,10 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"fault kind must be one of {_KINDS}")
+            raise InvalidRequest(f"fault kind {self.kind!r} is not one of {', '.join(_KINDS)}")
+        whole("Fault.times", self.times, 1)
+        whole("Fault.status", self.status, 100, 599)
+        number("Fault.seconds", self.seconds, least=0)
 
 
 class Faults:

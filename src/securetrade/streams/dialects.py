@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from .._checks import text
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment
 from ..models import to_decimal
@@ -254,7 +255,7 @@ DIALECTS: dict[str, Callable[[], StreamDialect]] = {"binance": BinanceStreams}
 
 def dialect_for(venue: str) -> StreamDialect:
     """The stream dialect of a venue, or :class:`InvalidRequest` naming the ones there are."""
-    factory = DIALECTS.get(venue)
+    factory = DIALECTS.get(text("venue", venue))
     if factory is None:
         raise InvalidRequest(
             f"{venue} has no live streams yet (streams exist for: {', '.join(sorted(DIALECTS))})"

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import instance
+from .._checks import flag, instance
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import AccountTrade, Fill, Order, OrderRequest
@@ -121,8 +121,10 @@ class StreamHub:
     """Everything streaming of one client."""
 
     def __init__(self, client: BlockingHost | AsyncHost, *, asynchronous: bool) -> None:
+        if not hasattr(client, "core"):
+            raise InvalidRequest("streams need a securetrade Client or AsyncClient")
         self.client = client
-        self.asynchronous = asynchronous
+        self.asynchronous = flag("asynchronous", asynchronous)
         self.dialect = dialect_for(client.core.venue.name)
         self.user: UserStream | None = None
         self._user_loop: asyncio.AbstractEventLoop | None = None

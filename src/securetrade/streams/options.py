@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._checks import number, whole
+from .._checks import seconds, whole
 from ..errors import SecureTradeError
 from ..keys import Secret
 from ..models import AccountTrade, Fill, Order
@@ -58,13 +58,13 @@ class StreamOptions:
     key_check_every: float = 60.0
 
     def __post_init__(self) -> None:
-        number("key_check_every", self.key_check_every, above=0)
-        number("stale_after", self.stale_after, above=0)
-        number("probe_timeout", self.probe_timeout, least=0)
-        number("sweep_every", self.sweep_every, above=0)
-        number("max_reconnect", self.max_reconnect, above=0)
+        seconds("key_check_every", self.key_check_every, above=0)
+        seconds("stale_after", self.stale_after, above=0)
+        seconds("probe_timeout", self.probe_timeout, least=0)
+        seconds("sweep_every", self.sweep_every, above=0)
+        seconds("max_reconnect", self.max_reconnect, above=0)
         if self.min_reconnect is not None:
-            number("min_reconnect", self.min_reconnect, least=0)
+            seconds("min_reconnect", self.min_reconnect, least=0)
         whole("queue_size", self.queue_size, 1)
         whole("subscriber_queue", self.subscriber_queue, 1)
 

@@ -34,6 +34,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from .._checks import whole
 from ..errors import InvalidRequest
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import (
@@ -544,9 +545,7 @@ class AsyncHttpTransport:
         check_limits(limits)
         self._limits = limits
         self._proxy = parse_proxy(proxy) if proxy is not None else None
-        if max_connections < 1:
-            raise InvalidRequest("max_connections must be at least 1")
-        self._max_connections = max_connections
+        self._max_connections = whole("max_connections", max_connections, 1)
         self._idle: collections.deque[_Exchange] = collections.deque()
         self._open: set[_Exchange] = set()
         self._watching = True  # whether the loop has add_reader (else asyncio's streams)

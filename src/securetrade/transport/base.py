@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
-from ..errors import InvalidRequest
+from .._checks import number, safe_repr
 from .redaction import redact_headers, redact_query
 
 __all__ = [
@@ -70,6 +69,11 @@ class Timeout:
             seconds = _seconds(phase, default if value is None else value)
             object.__setattr__(self, phase, seconds)
 
+    @safe_repr
+    def __repr__(self) -> str:
+        phases = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return f"Timeout({phases})"
+
     @classmethod
     def coerce(cls, value: Timeout | float) -> Timeout:
         """``value`` as a Timeout: one as it is, a number of seconds for every phase."""
@@ -77,16 +81,7 @@ class Timeout:
 
 
 def _seconds(phase: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value <= 3600  # first: NaN fails it, and 10**400 meets no isfinite()
-        or not math.isfinite(value)
-    ):
-        raise InvalidRequest(
-            f"Timeout.{phase} must be a number of seconds above 0 and at most 3600, got {value!r}"
-        )
-    return float(value)
+    return number(f"Timeout.{phase} (seconds)", value, above=0, most=3600)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
+from .._checks import safe_repr
 from ..errors import InvalidRequest
 from ..keys.secret import MASK, Secret
 from .wire import authority
@@ -42,6 +43,7 @@ class Proxy:
         del url
         raise InvalidRequest(reason)
 
+    @safe_repr
     def __repr__(self) -> str:
         credentials = f", authorization={MASK!r}" if self._authorization is not None else ""
         return f"Proxy(http://{authority(self.host, self.port)}{credentials})"

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._checks import path, safe_repr
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -103,6 +104,7 @@ class PinSet:
         refused with :class:`~securetrade.errors.InvalidRequest`."""
         return pins if isinstance(pins, PinSet) else cls(pins)
 
+    @safe_repr
     def __repr__(self) -> str:
         return f"PinSet({ {k: sorted(v) for k, v in self._table.items()} })"
 
@@ -207,6 +209,24 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
+def load_trust(
+    context: ssl.SSLContext, *, cafile: str | None = None, cadata: str | bytes | None = None
+) -> None:
+    """Trust the CA certificates in ``cafile`` (a PEM file) and ``cadata`` (PEM text or DER
+    bytes); one that holds none is refused before any connection is made."""
+    if cafile is not None:
+        path("cafile (a PEM file of CA certificates)", cafile)
+    if cadata is not None and (not isinstance(cadata, (str, bytes)) or not cadata):
+        raise InvalidRequest("cadata must be PEM text or DER bytes of CA certificates")
+    try:
+        context.load_verify_locations(cafile=cafile, cadata=cadata)
+    except (OSError, ValueError, TypeError) as exc:  # ssl.SSLError is an OSError
+        what = "cafile" if cafile is not None else "cadata"
+        raise InvalidRequest(
+            f"{what}: no CA certificate could be loaded from it ({exc}); pass a PEM bundle"
+        ) from None
+
+
 def verified_ssl_context(
     *, cafile: str | None = None, cadata: str | bytes | None = None
 ) -> ssl.SSLContext:
@@ -216,7 +236,7 @@ def verified_ssl_context(
     """
     context = _client_context()
     if cafile is not None or cadata is not None:
-        context.load_verify_locations(cafile=cafile, cadata=cadata)
+        load_trust(context, cafile=cafile, cadata=cadata)
     else:
         load_platform_trust(context)
     _MADE[context] = None  # verified, deliberately without pins
@@ -383,7 +403,7 @@ class _Trust:
         self._lock = threading.Lock()
         self._loaded = False
         if cafile is not None or cadata is not None:
-            context.load_verify_locations(cafile=cafile, cadata=cadata)
+            load_trust(context, cafile=cafile, cadata=cadata)
             self._loaded = True
 
     def ready(self) -> None:

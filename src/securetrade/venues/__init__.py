@@ -19,6 +19,7 @@ import importlib
 import threading
 from typing import Any
 
+from .._checks import text
 from ..errors import InvalidRequest
 from .base import Endpoint, ErrorRule, Freshness, Op, Outcome, Venue, Verdict
 
@@ -53,7 +54,7 @@ _lock = threading.Lock()
 
 def get_venue(name: str) -> Venue:
     """The adapter registered under ``name`` (built in, a family, or an entry point)."""
-    venue = _loaded.get(name)
+    venue = _loaded.get(text("venue name (such as 'binance')", name))
     if venue is not None:
         return venue
     with _lock:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
-import sqlite3
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from .._sqlite import retry_locked, wal
+from .._checks import whole
+from .._redis import redis_client
+from .._sqlite import connect, retry_locked, wal
 from ..errors import InboundRejected
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ class MemoryReplayStore:
     """One process: a dict plus an expiry heap, under a lock, at most ``max_entries`` ids."""
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be positive")
-        self.max_entries = max_entries
+        self.max_entries = whole("max_entries", max_entries, 1)
         self._expiry: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -88,9 +87,7 @@ class SqliteReplayStore:
     _PURGE_EVERY = 1000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = sqlite3.connect(
-            os.fspath(path), isolation_level=None, check_same_thread=False, timeout=10.0
-        )
+        self._db = connect(path, what="replay store", timeout=10.0)
         wal(self._db, timeout=10.0)
 
         def schema() -> None:
@@ -135,11 +132,7 @@ class RedisReplayStore:
     """Hosts sharing a Redis: ``SET token NX PX ttl``; Redis expires the ids itself."""
 
     def __init__(self, client: Redis | str, *, prefix: str = "securetrade:replay:") -> None:
-        if isinstance(client, str):
-            from redis import Redis
-
-            client = Redis.from_url(client)
-        self._client: Redis = client
+        self._client: Redis = redis_client(client, what="RedisReplayStore")
         self._prefix = prefix
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:

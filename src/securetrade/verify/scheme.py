@@ -33,6 +33,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from .._checks import function, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..signing import Ed25519Signer, HmacSha256Base64Signer, Signer
@@ -64,6 +65,11 @@ def canonical_message(
     method: str, target: str, timestamp_ms: int, nonce: str, key_id: str, body: bytes
 ) -> bytes:
     """The exact bytes signed for one message (see the module docstring)."""
+    if not all(isinstance(part, str) for part in (method, target, nonce, key_id)):
+        raise InvalidRequest("method, target, nonce and key_id must be text")
+    whole("timestamp_ms (epoch milliseconds)", timestamp_ms, 0, 10**16 - 1)
+    if not isinstance(body, bytes):
+        raise InvalidRequest("body must be the exact bytes sent (b'' for none)")
     if not METHOD(method):
         raise InvalidRequest("method must be an upper-case HTTP method")
     if not TARGET(target):
@@ -105,15 +111,16 @@ class MessageSigner(SecretHolder):
         *,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        if not KEY_ID(key_id):
+        if not isinstance(key_id, str) or not KEY_ID(key_id):
             raise InvalidRequest("key id must be 1-128 characters of [A-Za-z0-9_.:/-]")
+        function("now_ms", now_ms)
         signer: Signer
         if kind is KeyKind.HMAC:
             signer = HmacSha256Base64Signer(secret)
         elif kind is KeyKind.ED25519:
             signer = Ed25519Signer(secret)
         else:
-            raise InvalidRequest(f"messages are signed with HMAC or Ed25519 keys, not {kind.value}")
+            raise InvalidRequest(f"messages are signed with HMAC or Ed25519 keys, not {kind!r}")
         self.key_id = key_id
         self._signer = signer
         self._now_ms = now_ms

@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._checks import instance, text, texts, whole
 from ..errors import InboundRejected, InvalidRequest
 from ..keys import Secret
+from ..signing.signers import held
 from .replay import MemoryReplayStore, ReplayStore, replay_token
 from .scheme import (
     HEADER_KEY,
@@ -54,7 +56,7 @@ class InboundKey:
         cls, key_id: str, secret: Secret, *, name: str, scopes: Iterable[str] = ()
     ) -> InboundKey:
         """A shared-secret key: the signature is base64 HMAC-SHA256."""
-        keyed = hmac.new(secret.expose(), digestmod=hashlib.sha256)
+        keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
         def check(message: bytes, signature: bytes) -> bool:
             mac = keyed.copy()
@@ -99,11 +101,9 @@ class InboundKey:
 
 
 def _principal(key_id: str, name: str, scopes: Iterable[str]) -> Principal:
-    if not KEY_ID(key_id):
+    if not isinstance(key_id, str) or not KEY_ID(key_id):
         raise InvalidRequest("key id must be 1-128 characters of [A-Za-z0-9_.:/-]")
-    if isinstance(scopes, str):
-        raise InvalidRequest("scopes must be a list of strings, not one string")
-    return Principal(name, key_id, frozenset(scopes))
+    return Principal(text("name", name), key_id, frozenset(texts("scopes", scopes)))
 
 
 class Verifier:
@@ -125,10 +125,13 @@ class Verifier:
         max_ahead_ms: int = 5_000,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        if not 0 < window_ms <= 3_600_000 or not 0 <= max_ahead_ms <= window_ms:
-            raise InvalidRequest("window_ms must be in 1..3600000 and max_ahead_ms <= window_ms")
+        whole("window_ms", window_ms, 1, 3_600_000)
+        whole("max_ahead_ms", max_ahead_ms, 0, window_ms)
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InvalidRequest("keys must be a list of InboundKey")
         self._keys: dict[str, InboundKey] = {}
         for key in keys:
+            instance("each of keys", key, InboundKey, optional=False)
             if key.principal.key_id in self._keys:
                 raise InvalidRequest(f"two keys share the id {key.principal.key_id!r}")
             self._keys[key.principal.key_id] = key
