@@ -452,7 +452,7 @@ REFUSED = [
     ("Route", "scopes", None, "list of strings"),
     ("Timeout", "connect", HUGE, "at most 3600"),
     ("Proxy", "url", 1, "http://host:port"),
-    ("HttpTransport", "base_url", [], "printable text"),
+    ("HttpTransport", "base_url", [], "visible ASCII"),
     ("TokenEndpoint", "token_url", -1, "printable text"),
     ("ApiKey", "venue", [], "printable text"),
     ("ApiKey", "key_id", -1, "printable text"),
@@ -560,19 +560,23 @@ def test_a_wrong_value_is_refused_saying_what_to_pass(
     assert says in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, AttributeError),
-    reason="keys/keystore.py is being split by another change: KeyStore.create needs "
-    "_checks.path on path and _checks.instance on kdf (see the s9-h2 report)",
-)
-@pytest.mark.parametrize(("argument", "value"), [("path", None), ("kdf", "x")])
+@pytest.mark.parametrize(("argument", "value"), [("path", None), ("path", 5), ("kdf", "x")])
 def test_keystore_create_refuses_a_wrong_argument(argument: str, value: Any, workdir: Path) -> None:
     from securetrade.keys import KeyStore
 
     good: dict[str, Any] = {"path": workdir / "keys.enc", "passphrase": "pass phrase 1"}
     with pytest.raises(InvalidRequest):
         KeyStore.create(**{**good, argument: value})
+
+
+@pytest.mark.parametrize("path", [None, 5, ""])
+def test_keystore_open_refuses_what_is_no_path(path: Any) -> None:
+    from securetrade.keys import KeyStore
+
+    with pytest.raises(InvalidRequest, match="file path"):
+        KeyStore.open(path, "pass phrase 1")
+    with pytest.raises(InvalidRequest, match="file path"):
+        KeyStore.open_with_keyring(path)
 
 
 def test_streams_and_copy_helpers_refuse_what_is_not_theirs() -> None:

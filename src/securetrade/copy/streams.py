@@ -110,6 +110,10 @@ class EventStream:
                     f"EventStream: {exc}; give a URL like redis://host:6379/0 "
                     "(or rediss:// for TLS)"
                 ) from None
+        elif not callable(getattr(client, "register_script", None)):
+            raise InvalidRequest(
+                f"EventStream: client must be a redis.asyncio.Redis, not {type(client).__name__}"
+            )
         self._redis = client
         self.stream = stream
         self.group = group

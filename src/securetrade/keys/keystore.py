@@ -36,6 +36,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .._checks import instance
+from .._checks import path as checked_path
 from ..errors import (
     InvalidRequest,
     KeyNotFound,
@@ -173,10 +175,10 @@ class KeyStore:
         del passphrase  # only the Secret stays in this frame
         if len(secret) < 8:
             raise InvalidRequest("a keystore passphrase needs at least 8 characters")
-        params = kdf or KdfParams.default()
+        params = KdfParams.default() if kdf is None else instance("kdf", kdf, KdfParams)
         header = {"kdf": params.header(secrets.token_bytes(16))}
         keys = _derive_from_passphrase(secret, header["kdf"])
-        return cls._new(Path(path), header, keys)
+        return cls._new(Path(checked_path("KeyStore path", path)), header, keys)
 
     @classmethod
     def create_with_keyring(
@@ -193,7 +195,7 @@ class KeyStore:
             }
         }
         keys = _derive_from_kek(_keyring_kek(service, username, create=True), header["kdf"])
-        return cls._new(Path(path), header, keys)
+        return cls._new(Path(checked_path("KeyStore path", path)), header, keys)
 
     @classmethod
     def _new(cls, path: Path, header: dict[str, Any], keys: _Keys) -> KeyStore:
@@ -211,7 +213,9 @@ class KeyStore:
         secret = _passphrase(passphrase)
         del passphrase  # only the Secret stays in this frame
         return cls._open(
-            Path(path), lambda kdf: _derive_from_passphrase(secret, kdf), keyring=False
+            Path(checked_path("KeyStore path", path)),
+            lambda kdf: _derive_from_passphrase(secret, kdf),
+            keyring=False,
         )
 
     @classmethod
@@ -224,7 +228,7 @@ class KeyStore:
                 raise KeystoreTampered("keystore keyring reference is malformed")
             return _derive_from_kek(_keyring_kek(service, username, create=False), kdf)
 
-        return cls._open(Path(path), derive, keyring=True)
+        return cls._open(Path(checked_path("KeyStore path", path)), derive, keyring=True)
 
     @classmethod
     def _open(
