@@ -1,6 +1,7 @@
-"""Streams: messages go from the socket's protocol callback straight to the supervisor (no
-reading task's ``recv()`` in between), in order, with a failing handler still ending the
-stream as a fatal error."""
+"""Streams, the path from a frame to the consumer: messages go from the socket's protocol
+callback straight to the supervisor (no reading task's ``recv()`` in between), in order,
+with a failing handler still ending the stream as a fatal error; the journal's validated
+Fill is built after delivery, with what it would refuse refused before."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from securetrade import AsyncClient
+from securetrade.core.journal import Journal
 from securetrade.errors import InvalidRequest, SecureTradeError
+from securetrade.models import Fill
 from securetrade.sim import Simulator
-from securetrade.streams import FillEvent
+from securetrade.streams import FillEvent, ledger
 from securetrade.streams.connection import Backoff, Connector
+from securetrade.streams.dialects import ExecutionReport
 from securetrade.streams.drivers import hub_of
+from securetrade.streams.ledger import Ledger, Tracked
 from stream_helpers import FAST, WAIT, resting, tls, until
 
 
@@ -173,3 +179,105 @@ def test_a_failing_frame_handler_still_ends_the_stream_as_fatal() -> None:
     assert "below zero" in str(fatal[0])
     # both from the socket's callback; the one after the failure is never handled
     assert got == [({"n": 1}, True), ({"n": 2}, True)]
+
+
+# --- the journal's Fill is built after the consumer has the event -----------------------------
+
+
+def test_the_journal_fill_is_built_after_the_consumer_has_the_event(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validated :class:`Fill` for the journal's table is made by the processing task,
+    after delivery: none exists yet when the consumer holds the FillEvent, and the
+    journal still gets every fill with the event's numbers."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    built: list[Fill] = []
+
+    def counted(**fields: Any) -> Fill:
+        built.append(Fill(**fields))
+        return built[-1]
+
+    monkeypatch.setattr(ledger, "Fill", counted)
+    path = str(tmp_path / "j.db")
+
+    async def main() -> list[tuple[FillEvent, int]]:
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(2)]
+            seen: list[tuple[FillEvent, int]] = []
+            stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    if isinstance(event, FillEvent):
+                        seen.append((event, len(built)))
+                        if len(seen) == len(orders):
+                            return
+
+            task = asyncio.create_task(consume())
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            for i, order in enumerate(orders):  # one at a time: the journal's row, then the next
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+                await until(lambda i=i: len(seen) > i and len(built) > i)  # type: ignore[misc]
+            await asyncio.wait_for(task, WAIT)
+            return seen
+
+    seen = asyncio.run(main())
+    assert [count for _, count in seen] == [0, 1]  # each event came before its Fill
+    journal = Journal(path)
+    try:
+        for event, _ in seen:
+            (row,) = journal.fills(event.client_order_id)
+            assert (row.trade_id, row.price, row.quantity) == (
+                event.trade_id,
+                event.price,
+                event.quantity,
+            )
+    finally:
+        journal.close()
+
+
+def _report(**changes: Any) -> ExecutionReport:
+    fields: dict[str, Any] = {
+        "symbol": "BTCUSDT",
+        "order_id": "7",
+        "client_order_id": "c7",
+        "side": "BUY",
+        "status": "FILLED",
+        "execution": "TRADE",
+        "quantity": Decimal("1"),
+        "cumulative": Decimal("1"),
+        "last_quantity": Decimal("1"),
+        "last_price": Decimal("30000"),
+        "trade_id": "t7",
+        "commission": Decimal("0.1"),
+        "commission_asset": "USDT",
+        "at_ms": 1,
+    }
+    return ExecutionReport(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"last_price": Decimal("-30000")},
+        {"last_quantity": Decimal("-1"), "cumulative": Decimal("0.5")},
+        {"commission": Decimal("-0.1")},
+        {"commission_asset": 5},
+    ],
+)
+def test_a_fill_fill_would_refuse_is_refused_before_delivery(changes: dict[str, Any]) -> None:
+    """What :class:`Fill` refuses is still refused, before any event or journal row."""
+    book = Ledger("binance")
+    tracked = Tracked("BTCUSDT", "c7", "BUY", True, Decimal("1"))
+    with pytest.raises(InvalidRequest, match="cannot be used"):
+        book.execution_now(_report(**changes), tracked, force=True)
+    assert not book.delivered
+    assert book.to_journal == []
+    assert tracked.delivered == 0
+    ok = book.execution_now(_report(), tracked, force=True)  # a whole report still goes
+    assert ok is not None
+    assert isinstance(ok[0], FillEvent)
+    assert [fill.trade_id for _, fill in book.take_journal()] == ["t7"]

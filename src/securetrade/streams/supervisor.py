@@ -364,7 +364,7 @@ class UserStream:
             await self._journal_fills()  # ... then the fills go to the journal's table
 
     async def _journal_fills(self) -> None:
-        rows, self.ledger.to_journal = self.ledger.to_journal, []
+        rows = self.ledger.take_journal()
         journal = self._journal
 
         def write() -> None:
