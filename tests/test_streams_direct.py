@@ -19,7 +19,7 @@ from securetrade.core.journal import Journal
 from securetrade.errors import InvalidRequest, SecureTradeError
 from securetrade.models import Fill
 from securetrade.sim import Simulator
-from securetrade.streams import FillEvent, ledger
+from securetrade.streams import FillEvent, UnknownActivity, ledger
 from securetrade.streams.connection import Backoff, Connector
 from securetrade.streams.dialects import ExecutionReport
 from securetrade.streams.drivers import hub_of
@@ -281,3 +281,54 @@ def test_a_fill_fill_would_refuse_is_refused_before_delivery(changes: dict[str, 
     assert ok is not None
     assert isinstance(ok[0], FillEvent)
     assert [fill.trade_id for _, fill in book.take_journal()] == ["t7"]
+
+
+# --- orders placed before the stream began: one journal query at start ---------------------
+
+
+def test_orders_placed_before_the_stream_are_looked_up_once_at_start(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Orders another client on the same journal placed before the stream began are found
+    in one journal query at start; their fills then need no lookup on the frame's path,
+    and are still ours (no UnknownActivity)."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    path = str(tmp_path / "j.db")
+    lookups: list[list[str]] = []
+
+    async def main() -> list[Any]:
+        async with AsyncClient(key, journal=path, **tls(server)) as placer:
+            orders = [await placer.place_order(resting()) for _ in range(3)]
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            journal: Any = client.core.journal
+            known = journal.known
+
+            def counted(cids: list[str]) -> set[str]:
+                lookups.append(list(cids))
+                return set(known(cids))
+
+            journal.known = counted
+            events: list[Any] = []
+
+            async def consume() -> None:
+                async for event in client.watch_fills(stream_url=ws.user_url, options=FAST):
+                    events.append(event)
+                    if sum(isinstance(e, FillEvent) for e in events) == len(orders):
+                        return
+
+            task = asyncio.create_task(consume())
+            cids = {o.client_order_id for o in orders}
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and cids <= hub.user._ours, timeout=20)
+            assert [set(batch) for batch in lookups] == [cids]  # one query, every order
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await asyncio.wait_for(task, WAIT)
+            return events
+
+    events = asyncio.run(main())
+    assert len(lookups) == 1  # the start's one query, none per order
+    assert not any(isinstance(e, UnknownActivity) for e in events)
+    assert all(e.ours for e in events if isinstance(e, FillEvent))

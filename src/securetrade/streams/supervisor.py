@@ -166,6 +166,7 @@ class UserStream:
             loop.create_task(self._process(), name="securetrade-stream-process"),
             loop.create_task(self._sweep(), name="securetrade-stream-sweep"),
             loop.create_task(self._key_watch(), name="securetrade-stream-keys"),
+            loop.create_task(self._preload(), name="securetrade-stream-preload"),
         ]
         waiter = loop.create_task(self._connector.connected.wait())
         await asyncio.wait([waiter, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
@@ -479,14 +480,32 @@ class UserStream:
     async def _is_ours(self, cid: str) -> bool:
         if cid in self._ours:
             return True
+        return bool(await self._known([cid]))
+
+    async def _known(self, cids: list[str]) -> set[str]:
+        """Which of ``cids`` the journal has (placed by a process sharing it), remembered."""
         journal = self._journal
         if getattr(journal, "blocking", False):
-            found = await asyncio.to_thread(journal.known, [cid])
+            found = await asyncio.to_thread(journal.known, cids)
         else:
-            found = journal.known([cid])
-        if found:
-            self._ours.add(cid)
-        return bool(found)
+            found = journal.known(cids)
+        self._ours.update(found)
+        return found
+
+    async def _preload(self) -> None:
+        """Look the account's open orders up in the journal at start, in one query: the
+        first report of an order placed before this stream began (a restart, another
+        client on the journal) then finds it in memory instead of asking the journal on
+        the frame's path. Only an optimisation: a failure leaves the per-order lookup."""
+        try:
+            orders = await self._rest.open_orders()
+        except SecureTradeError as exc:
+            log.info("stream preload skipped (%s)", type(exc).__name__)
+            return
+        cids = [o.client_order_id for o in orders if o.client_order_id]
+        unknown = [cid for cid in cids if cid not in self._ours]
+        if unknown:
+            await self._known(unknown)
 
     async def _withdrawal(self, item: Withdrawal) -> None:
         now = time.monotonic()
