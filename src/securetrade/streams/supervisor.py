@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 
 log = logging.getLogger("securetrade.streams")
+_PRELOAD_WAIT = 5.0  # seconds the start waits for the open orders' journal lookup
 
 
 @dataclass
@@ -156,9 +157,14 @@ class UserStream:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start dialling and processing (once); returns when the first subscription is up
-        or failed."""
+        """Start dialling and processing (once), after looking the open orders up in the
+        journal (:meth:`_preload`); returns when the first subscription is up or failed."""
         if self._tasks:
+            return
+        # before dialling, so its REST answer is not read while the first frames wait
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._preload(), _PRELOAD_WAIT)
+        if self._tasks:  # started meanwhile by another subscriber
             return
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -166,7 +172,6 @@ class UserStream:
             loop.create_task(self._process(), name="securetrade-stream-process"),
             loop.create_task(self._sweep(), name="securetrade-stream-sweep"),
             loop.create_task(self._key_watch(), name="securetrade-stream-keys"),
-            loop.create_task(self._preload(), name="securetrade-stream-preload"),
         ]
         waiter = loop.create_task(self._connector.connected.wait())
         await asyncio.wait([waiter, self._tasks[0]], return_when=asyncio.FIRST_COMPLETED)
