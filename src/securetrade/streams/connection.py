@@ -25,6 +25,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from ..errors import AuthenticationRejected, ConnectFailed, SecureTradeError
 from ..transport.http import security_refusal
@@ -65,6 +66,55 @@ _DATA_FRAME = re.compile(r"^(?P<head>[<>] (?:TEXT|BINARY|CONT)) .*(?P<size>\[\d+
 WIRE = logging.getLogger("securetrade.streams.wire")  # the websockets library's own frame log
 WIRE.addFilter(_FrameSizesOnly())  # data frames as sizes ...
 WIRE.addFilter(_WholeFramesOnly())  # ... and any line still cut short is dropped
+
+
+_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+
+
+class _DirectConnection(ClientConnection):
+    """A client connection that hands each whole data message to ``sink`` from the
+    protocol's own callback, once ``sink`` is set (after the subscription is confirmed).
+
+    Awaiting ``recv()`` in a reading task costs a task switch per message before any
+    parsing starts; delivered here, the consumer is woken one event-loop turn sooner.
+    A message is delivered here only while nothing is waiting in the connection's own
+    queue (a fragmented message, frames from before ``sink`` was set): those are read by
+    ``recv()`` first, so every message still arrives in order, through one path or the
+    other. A ``sink`` that raises gets the error kept in ``failure`` and the connection
+    closed, so the reading task ends and re-raises it where a ``recv()`` loop would have.
+    """
+
+    sink: Callable[[str | bytes], None] | None = None
+    failure: BaseException | None = None
+    closing: asyncio.Task[None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if self.failure is not None and isinstance(event, Frame) and event.opcode in _DATA:
+            return  # the stream is ending on the sink's error: nothing after it is handled
+        sink = self.sink
+        if (
+            sink is None
+            or not isinstance(event, Frame)
+            or not event.fin
+            or event.opcode not in (Opcode.TEXT, Opcode.BINARY)
+            or len(getattr(self.recv_messages, "frames", (None,)))  # queued: recv() first
+        ):
+            super().process_event(event)
+            return
+        payload = bytes(event.data)
+        data: str | bytes = payload
+        if event.opcode is Opcode.TEXT:
+            try:
+                data = payload.decode("utf-8")
+            except UnicodeDecodeError:  # the library's own path refuses it (close 1007)
+                super().process_event(event)
+                return
+        try:
+            sink(data)
+        except Exception as exc:  # kept, and raised by the reading task
+            self.sink = None
+            self.failure = exc
+            self.closing = self.loop.create_task(self.close())
 
 
 @dataclass(slots=True)
@@ -196,6 +246,7 @@ class Connector:
             max_queue=256,
             close_timeout=2,
             logger=WIRE,
+            create_connection=_DirectConnection,
         ) as socket:
             self._socket = socket
             if self._auth is not None:
@@ -207,12 +258,20 @@ class Connector:
             self.backoff.reset()
             self._last = time.monotonic()
             watchdog = asyncio.get_running_loop().create_task(self._watch(socket))
+            direct = socket if isinstance(socket, _DirectConnection) else None
+            if direct is not None:  # from now on, messages come to _received as they arrive
+                direct.sink = self._received
             try:
+                # what the sink cannot take (queued before it was set, fragmented) comes here
                 async for text in socket:  # no timer per frame: the watchdog keeps time
-                    self._last = time.monotonic()
-                    self._deliver(text)
+                    self._received(text)
             finally:
                 watchdog.cancel()
+                if direct is not None:
+                    direct.sink = None
+                    failure, direct.failure = direct.failure, None
+                    if failure is not None:  # the sink's error, not the close it caused
+                        raise failure
 
     async def _watch(self, socket: ClientConnection) -> None:
         """Closes the socket when it reaches the venue's age limit, or when it has been
@@ -271,7 +330,8 @@ class Connector:
                 raise
             self._on_frame(frame)
 
-    def _deliver(self, text: str | bytes) -> None:
+    def _received(self, text: str | bytes) -> None:
+        self._last = time.monotonic()
         frame = self._decode(text)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("stream recv %s", self._redact(text))

@@ -3,7 +3,8 @@
 A fill is delivered once per venue trade id; an order update only when it moves the order
 forward (more filled, or a later status), so duplicated and late frames are dropped. A
 new fill of ours is queued for the journal's fills table (``to_journal``), written by the
-supervisor after the consumers have the event.
+supervisor after the consumers have the event: the journal's :class:`Fill` (a validated
+model) is built then too, off the path from the frame to the consumer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ..errors import InvalidRequest
 from ..models import Fill
 from .dialects import ExecutionReport
 from .events import FillEvent, OrderUpdate, UnknownActivity
@@ -52,7 +54,7 @@ class Ledger:
         self.venue = venue
         self.orders: dict[str, Tracked] = {}
         self.delivered: OrderedDict[str, None] = OrderedDict()
-        self.to_journal: list[tuple[str, Fill]] = []
+        self.to_journal: list[tuple[str, FillEvent]] = []
 
     def execution_now(
         self, report: ExecutionReport, tracked: Tracked, *, force: bool
@@ -68,16 +70,13 @@ class Ledger:
         ):
             if not force and report.cumulative - report.last_quantity > tracked.delivered:
                 return None
-            fill = Fill(
-                price=report.last_price,
-                quantity=report.last_quantity,
-                commission=report.commission,
-                commission_asset=report.commission_asset,
-                trade_id=trade,
-            )
-            events.append(
-                self.deliver_fill(report.order_id, tracked, fill, report.at_ms, recovered=False)
-            )
+            _check_amounts(report, trade)
+            amounts = (report.last_price, report.last_quantity, report.commission)
+            fill = self._deliver(
+                report.order_id, tracked, trade, *amounts, report.commission_asset,
+                report.at_ms, recovered=False,
+            )  # fmt: skip
+            events.append(fill)
         update = self.update(
             report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
         )
@@ -113,29 +112,48 @@ class Ledger:
     def deliver_fill(
         self, order_id: str, tracked: Tracked, fill: Fill, at_ms: int, *, recovered: bool
     ) -> FillEvent:
+        """The event of a fill read over REST (already a checked :class:`Fill`)."""
         trade = fill.trade_id
         assert trade is not None
+        return self._deliver(
+            order_id, tracked, trade, fill.price, fill.quantity, fill.commission,
+            fill.commission_asset, at_ms, recovered=recovered,
+        )  # fmt: skip
+
+    def _deliver(
+        self,
+        order_id: str,
+        tracked: Tracked,
+        trade: str,
+        price: Decimal,
+        quantity: Decimal,
+        commission: Decimal,
+        commission_asset: str | None,
+        at_ms: int,
+        *,
+        recovered: bool,
+    ) -> FillEvent:
         self.delivered[trade] = None
         if len(self.delivered) > KEEP_TRADES:
             self.delivered.popitem(last=False)
-        tracked.delivered += fill.quantity
+        tracked.delivered += quantity
+        event = FillEvent(
+            self.venue, tracked.symbol, order_id, tracked.client_order_id, trade,
+            tracked.side, price, quantity, commission, commission_asset, at_ms,
+            ours=tracked.ours, recovered=recovered,
+        )  # fmt: skip
         if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
-            self.to_journal.append((tracked.client_order_id, fill))
-        return FillEvent(
-            self.venue,
-            tracked.symbol,
-            order_id,
-            tracked.client_order_id,
-            trade,
-            tracked.side,
-            fill.price,
-            fill.quantity,
-            fill.commission,
-            fill.commission_asset,
-            at_ms,
-            ours=tracked.ours,
-            recovered=recovered,
-        )
+            self.to_journal.append((tracked.client_order_id, event))
+        return event
+
+    def take_journal(self) -> list[tuple[str, Fill]]:
+        """The fills waiting for the journal's table (client order id, fill), now emptied."""
+        rows, self.to_journal = self.to_journal, []
+        return [
+            (cid, Fill(price=e.price, quantity=e.quantity, commission=e.commission,
+                       commission_asset=e.commission_asset, trade_id=e.trade_id))
+            for cid, e in rows
+        ]  # fmt: skip
 
     def update(
         self,
@@ -166,4 +184,23 @@ class Ledger:
             at_ms,
             ours=tracked.ours,
             recovered=recovered,
+        )
+
+
+def _check_amounts(report: ExecutionReport, trade: str) -> None:
+    """What :class:`Fill` would refuse in a reported execution, checked before its event is
+    handed on (the Fill itself is built when the journal is written): the dialects read
+    every number with ``to_decimal`` (finite), so a negative amount and a commission asset
+    that is not text are what is left to refuse."""
+    asset = report.commission_asset
+    if (
+        report.last_price < 0
+        or report.last_quantity < 0
+        or report.commission < 0
+        or (asset is not None and type(asset) is not str)
+    ):
+        raise InvalidRequest(
+            f"{report.order_id}: trade {trade} was reported with a negative price, quantity "
+            "or commission, or a commission asset that is not text; the venue's report "
+            "cannot be used (reconcile over REST)"
         )

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 
 log = logging.getLogger("securetrade.streams")
+_PRELOAD_WAIT = 5.0  # seconds the start waits for the open orders' journal lookup
 
 
 @dataclass
@@ -156,9 +157,14 @@ class UserStream:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start dialling and processing (once); returns when the first subscription is up
-        or failed."""
+        """Start dialling and processing (once), after looking the open orders up in the
+        journal (:meth:`_preload`); returns when the first subscription is up or failed."""
         if self._tasks:
+            return
+        # before dialling, so its REST answer is not read while the first frames wait
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._preload(), _PRELOAD_WAIT)
+        if self._tasks:  # started meanwhile by another subscriber
             return
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -364,7 +370,7 @@ class UserStream:
             await self._journal_fills()  # ... then the fills go to the journal's table
 
     async def _journal_fills(self) -> None:
-        rows, self.ledger.to_journal = self.ledger.to_journal, []
+        rows = self.ledger.take_journal()
         journal = self._journal
 
         def write() -> None:
@@ -479,14 +485,32 @@ class UserStream:
     async def _is_ours(self, cid: str) -> bool:
         if cid in self._ours:
             return True
+        return bool(await self._known([cid]))
+
+    async def _known(self, cids: list[str]) -> set[str]:
+        """Which of ``cids`` the journal has (placed by a process sharing it), remembered."""
         journal = self._journal
         if getattr(journal, "blocking", False):
-            found = await asyncio.to_thread(journal.known, [cid])
+            found = await asyncio.to_thread(journal.known, cids)
         else:
-            found = journal.known([cid])
-        if found:
-            self._ours.add(cid)
-        return bool(found)
+            found = journal.known(cids)
+        self._ours.update(found)
+        return found
+
+    async def _preload(self) -> None:
+        """Look the account's open orders up in the journal at start, in one query: the
+        first report of an order placed before this stream began (a restart, another
+        client on the journal) then finds it in memory instead of asking the journal on
+        the frame's path. Only an optimisation: a failure leaves the per-order lookup."""
+        try:
+            orders = await self._rest.open_orders()
+        except SecureTradeError as exc:
+            log.info("stream preload skipped (%s)", type(exc).__name__)
+            return
+        cids = [o.client_order_id for o in orders if o.client_order_id]
+        unknown = [cid for cid in cids if cid not in self._ours]
+        if unknown:
+            await self._known(unknown)
 
     async def _withdrawal(self, item: Withdrawal) -> None:
         now = time.monotonic()

@@ -1,0 +1,334 @@
+"""Streams, the path from a frame to the consumer: messages go from the socket's protocol
+callback straight to the supervisor (no reading task's ``recv()`` in between), in order,
+with a failing handler still ending the stream as a fatal error; the journal's validated
+Fill is built after delivery, with what it would refuse refused before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from securetrade import AsyncClient
+from securetrade.core.journal import Journal
+from securetrade.errors import InvalidRequest, SecureTradeError
+from securetrade.models import Fill
+from securetrade.sim import Simulator
+from securetrade.streams import FillEvent, UnknownActivity, ledger
+from securetrade.streams.connection import Backoff, Connector
+from securetrade.streams.dialects import ExecutionReport
+from securetrade.streams.drivers import hub_of
+from securetrade.streams.ledger import Ledger, Tracked
+from stream_helpers import FAST, WAIT, resting, tls, until
+
+
+def test_fills_reach_the_supervisor_from_the_socket_callback(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The frame is parsed in the connection's ``data_received``, outside any task: the
+    consumer is woken one event-loop turn after the bytes arrive, as a bare client's is."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    in_task: list[bool] = []
+
+    async def main() -> list[str]:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(3)]
+            user = hub_of(client, asynchronous=True).user_stream(
+                stream_url=ws.user_url, monitor=None, options=FAST
+            )
+            connector: Any = user._connector
+            handle = connector._on_frame
+
+            def recording(frame: Any) -> None:
+                if isinstance(frame, dict) and isinstance(frame.get("event"), dict):
+                    in_task.append(asyncio.current_task() is not None)
+                handle(frame)
+
+            connector._on_frame = recording
+            seen: list[str] = []
+
+            async def consume() -> None:
+                async for event in client.watch_fills(stream_url=ws.user_url, options=FAST):
+                    if isinstance(event, FillEvent):
+                        seen.append(event.trade_id)
+                        if len(seen) == len(orders):
+                            return
+
+            task = asyncio.create_task(consume())
+            await until(lambda: user.healthy)
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await asyncio.wait_for(task, WAIT)
+            return seen
+
+    seen = asyncio.run(main())
+    assert len(set(seen)) == 3
+    assert in_task  # the fills' frames were seen ...
+    assert not any(in_task)  # ... each handed over from the protocol callback, not a task
+
+
+async def _run_connector(
+    messages: Sequence[str | list[str]],
+    on_frame: Callable[[Any], None],
+    done: Callable[[], bool] = lambda: False,
+) -> list[SecureTradeError]:
+    """A loopback WebSocket server answers the Connector's subscription, then, once the
+    Connector is reading, writes ``messages`` (a list: one message in fragments) in one
+    write, so they arrive together; the Connector reads until ``done()`` or a fatal
+    error, and the fatal errors it reported are returned."""
+    fatal: list[SecureTradeError] = []
+    connector: Connector
+
+    async def handler(socket: ServerConnection) -> None:
+        await socket.recv()  # the subscription
+        await socket.send('{"subscribed": true}')
+        await connector.connected.wait()  # the client reads the stream from now on
+        protocol = socket.protocol
+        for message in messages:
+            if isinstance(message, str):
+                protocol.send_text(message.encode())
+            else:
+                first, *middle, last = message
+                protocol.send_text(first.encode(), fin=False)
+                for part in middle:
+                    protocol.send_continuation(part.encode(), fin=False)
+                protocol.send_continuation(last.encode(), fin=True)
+        socket.send_data()  # every frame in one write
+        await socket.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+
+        async def on_gap(reason: str, detail: str) -> None:
+            await connector.stop()  # the first loss ends the test's connection
+
+        async def on_fatal(error: SecureTradeError) -> None:
+            fatal.append(error)
+
+        connector = Connector(
+            f"ws://127.0.0.1:{port}",
+            None,
+            on_frame=on_frame,
+            on_gap=on_gap,
+            on_fatal=on_fatal,
+            auth=lambda: ["subscribe"],
+            check_auth=lambda frame: frame == {"subscribed": True},
+            probe=lambda: None,
+            backoff=Backoff(0.0),
+            stale_after=WAIT,
+            probe_timeout=1.0,
+            max_age=3600.0,
+        )
+        run = asyncio.create_task(connector.run())
+
+        async def stop_when_done() -> None:
+            await until(done)
+            await connector.stop()
+
+        stopper = asyncio.create_task(stop_when_done())
+        await asyncio.wait_for(run, WAIT)
+        stopper.cancel()
+    return fatal
+
+
+def test_a_fragmented_message_keeps_its_place_among_whole_ones() -> None:
+    """A fragmented message waits in the library's queue for ``recv()``; whole messages
+    behind it wait there too, so none overtakes it."""
+    got: list[Any] = []
+    direct: list[bool] = []
+
+    def on_frame(frame: Any) -> None:
+        direct.append(asyncio.current_task() is None)
+        got.append(frame)
+
+    script: list[str | list[str]] = [
+        '{"n": 1}',
+        ['{"n"', ": ", "2}"],
+        '{"n": 3}',
+        '{"n": 4}',
+        ['{"n": ', "5}"],
+        '{"n": 6}',
+    ]
+    fatal = asyncio.run(_run_connector(script, on_frame, lambda: len(got) >= 6))
+    assert fatal == []
+    assert [frame["n"] for frame in got] == [1, 2, 3, 4, 5, 6]
+    assert direct[0]  # the first came straight from the socket's callback ...
+    assert not direct[1]  # ... the fragmented one through recv(), and what followed it too
+    assert not direct[2]
+
+
+def test_a_failing_frame_handler_still_ends_the_stream_as_fatal() -> None:
+    """An error from the handler (raised in the protocol callback now) reaches ``on_fatal``
+    as it did from the reading task, and no later message is handled."""
+    got: list[tuple[Any, bool]] = []
+
+    def on_frame(frame: Any) -> None:
+        got.append((frame, asyncio.current_task() is None))
+        if frame == {"n": 2}:
+            raise InvalidRequest("price: -1 is below zero")
+
+    fatal = asyncio.run(_run_connector(['{"n": 1}', '{"n": 2}', '{"n": 3}'], on_frame))
+    assert [type(e) for e in fatal] == [InvalidRequest]
+    assert "below zero" in str(fatal[0])
+    # both from the socket's callback; the one after the failure is never handled
+    assert got == [({"n": 1}, True), ({"n": 2}, True)]
+
+
+# --- the journal's Fill is built after the consumer has the event -----------------------------
+
+
+def test_the_journal_fill_is_built_after_the_consumer_has_the_event(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validated :class:`Fill` for the journal's table is made by the processing task,
+    after delivery: none exists yet when the consumer holds the FillEvent, and the
+    journal still gets every fill with the event's numbers."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    built: list[Fill] = []
+
+    def counted(**fields: Any) -> Fill:
+        built.append(Fill(**fields))
+        return built[-1]
+
+    monkeypatch.setattr(ledger, "Fill", counted)
+    path = str(tmp_path / "j.db")
+
+    async def main() -> list[tuple[FillEvent, int]]:
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(2)]
+            seen: list[tuple[FillEvent, int]] = []
+            stream = client.watch_fills(stream_url=ws.user_url, options=FAST)
+
+            async def consume() -> None:
+                async for event in stream:
+                    if isinstance(event, FillEvent):
+                        seen.append((event, len(built)))
+                        if len(seen) == len(orders):
+                            return
+
+            task = asyncio.create_task(consume())
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            for i, order in enumerate(orders):  # one at a time: the journal's row, then the next
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+                await until(lambda i=i: len(seen) > i and len(built) > i)  # type: ignore[misc]
+            await asyncio.wait_for(task, WAIT)
+            return seen
+
+    seen = asyncio.run(main())
+    assert [count for _, count in seen] == [0, 1]  # each event came before its Fill
+    journal = Journal(path)
+    try:
+        for event, _ in seen:
+            (row,) = journal.fills(event.client_order_id)
+            assert (row.trade_id, row.price, row.quantity) == (
+                event.trade_id,
+                event.price,
+                event.quantity,
+            )
+    finally:
+        journal.close()
+
+
+def _report(**changes: Any) -> ExecutionReport:
+    fields: dict[str, Any] = {
+        "symbol": "BTCUSDT",
+        "order_id": "7",
+        "client_order_id": "c7",
+        "side": "BUY",
+        "status": "FILLED",
+        "execution": "TRADE",
+        "quantity": Decimal("1"),
+        "cumulative": Decimal("1"),
+        "last_quantity": Decimal("1"),
+        "last_price": Decimal("30000"),
+        "trade_id": "t7",
+        "commission": Decimal("0.1"),
+        "commission_asset": "USDT",
+        "at_ms": 1,
+    }
+    return ExecutionReport(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"last_price": Decimal("-30000")},
+        {"last_quantity": Decimal("-1"), "cumulative": Decimal("0.5")},
+        {"commission": Decimal("-0.1")},
+        {"commission_asset": 5},
+    ],
+)
+def test_a_fill_fill_would_refuse_is_refused_before_delivery(changes: dict[str, Any]) -> None:
+    """What :class:`Fill` refuses is still refused, before any event or journal row."""
+    book = Ledger("binance")
+    tracked = Tracked("BTCUSDT", "c7", "BUY", True, Decimal("1"))
+    with pytest.raises(InvalidRequest, match="cannot be used"):
+        book.execution_now(_report(**changes), tracked, force=True)
+    assert not book.delivered
+    assert book.to_journal == []
+    assert tracked.delivered == 0
+    ok = book.execution_now(_report(), tracked, force=True)  # a whole report still goes
+    assert ok is not None
+    assert isinstance(ok[0], FillEvent)
+    assert [fill.trade_id for _, fill in book.take_journal()] == ["t7"]
+
+
+# --- orders placed before the stream began: one journal query at start ---------------------
+
+
+def test_orders_placed_before_the_stream_are_looked_up_once_at_start(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Orders another client on the same journal placed before the stream began are found
+    in one journal query at start; their fills then need no lookup on the frame's path,
+    and are still ours (no UnknownActivity)."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    path = str(tmp_path / "j.db")
+    lookups: list[list[str]] = []
+
+    async def main() -> list[Any]:
+        async with AsyncClient(key, journal=path, **tls(server)) as placer:
+            orders = [await placer.place_order(resting()) for _ in range(3)]
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            journal: Any = client.core.journal
+            known = journal.known
+
+            def counted(cids: list[str]) -> set[str]:
+                lookups.append(list(cids))
+                return set(known(cids))
+
+            journal.known = counted
+            events: list[Any] = []
+
+            async def consume() -> None:
+                async for event in client.watch_fills(stream_url=ws.user_url, options=FAST):
+                    events.append(event)
+                    if sum(isinstance(e, FillEvent) for e in events) == len(orders):
+                        return
+
+            task = asyncio.create_task(consume())
+            cids = {o.client_order_id for o in orders}
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and cids <= hub.user._ours, timeout=20)
+            assert [set(batch) for batch in lookups] == [cids]  # one query, every order
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await asyncio.wait_for(task, WAIT)
+            return events
+
+    events = asyncio.run(main())
+    assert len(lookups) == 1  # the start's one query, none per order
+    assert not any(isinstance(e, UnknownActivity) for e in events)
+    assert all(e.ours for e in events if isinstance(e, FillEvent))
