@@ -332,3 +332,47 @@ def test_orders_placed_before_the_stream_are_looked_up_once_at_start(
     assert len(lookups) == 1  # the start's one query, none per order
     assert not any(isinstance(e, UnknownActivity) for e in events)
     assert all(e.ours for e in events if isinstance(e, FillEvent))
+
+
+def test_orders_of_another_client_filled_before_the_socket_is_up_are_delivered_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Orders another client on the journal placed before the stream began, filled while
+    the venue still refuses the stream's connection: the start's lookup marks them ours,
+    and the sweep delivers their fills (recovered), each once, rather than never."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    path = str(tmp_path / "j.db")
+
+    async def main() -> list[Any]:
+        async with AsyncClient(key, journal=path, **tls(server)) as placer:
+            orders = [await placer.place_order(resting()) for _ in range(3)]
+        ws.faults.refuse_for(2.0)
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            events: list[Any] = []
+
+            async def consume() -> None:
+                async for event in client.watch_fills(stream_url=ws.user_url, options=FAST):
+                    events.append(event)
+                    if sum(isinstance(e, FillEvent) for e in events) == len(orders):
+                        await asyncio.sleep(1.0)  # time for a second delivery to show
+                        return
+
+            task = asyncio.create_task(consume())
+            cids = {o.client_order_id for o in orders}
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and cids <= hub.user._ours, timeout=20)
+            assert not hub.user._connector.healthy  # still refused: the fills come first
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await asyncio.wait_for(task, WAIT)
+            return events
+
+    events = asyncio.run(main())
+    fills = [e for e in events if isinstance(e, FillEvent)]
+    assert len(fills) == 3
+    assert len({f.trade_id for f in fills}) == 3
+    assert all(f.recovered for f in fills)  # read over REST: the socket was not up
+    assert all(f.ours for f in fills)
+    assert not any(isinstance(e, UnknownActivity) for e in events)

@@ -144,7 +144,7 @@ class UserStream:
         self._overflowed = False
         self._subscribers: list[Subscription] = []
         self.ledger = Ledger(self.venue)
-        self._placed: dict[str, str] = {}  # client order id -> symbol, placed by this process
+        self._placed: dict[str, str] = {}  # client order id -> symbol: ours, swept until settled
         self._ours: set[str] = set()
         self._withdrawn: list[_Withdrawn] = []
         self._idle = False  # the processing task waits on an empty queue
@@ -511,6 +511,10 @@ class UserStream:
         unknown = [cid for cid in cids if cid not in self._ours]
         if unknown:
             await self._known(unknown)
+        for order in orders:  # swept like this process's own: a fill before the socket is
+            cid = order.client_order_id  # up is then delivered (recovered), not lost
+            if cid and cid in self._ours:
+                self._placed.setdefault(cid, self._unify(order.symbol))
 
     async def _withdrawal(self, item: Withdrawal) -> None:
         now = time.monotonic()
