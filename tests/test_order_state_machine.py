@@ -31,6 +31,7 @@ from securetrade import (
 )
 from securetrade.core import IntentState, Journal, JournalStore, RedisJournal, Settings, View
 from securetrade.core import journal as journal_module
+from securetrade.core import store as store_module
 from securetrade.core.states import GUARDED, SOURCES, may_write
 from securetrade.sim import HttpsServer, Simulator
 
@@ -307,7 +308,7 @@ def test_failure_03_a_dead_holders_lease_is_taken_by_one_process_only(
     tokens = {"a": "this-host:2:aaaa", "b": "this-host:3:bbbb"}
 
     def as_process(name: str) -> None:
-        monkeypatch.setattr(journal_module, "_TOKEN", tokens[name])
+        monkeypatch.setattr(store_module, "_TOKEN", tokens[name])
 
     as_process("a")
     assert a.lease("acct", 60)

@@ -25,8 +25,8 @@ from typing import Any, Protocol, TypeVar
 from ..models import Fill
 from ..transport.base import HttpRequest
 from ..venues.base import Op
-from .journal import JournalStore
 from .states import Intent, IntentState, View
+from .store import JournalStore
 
 __all__ = [
     "Call",

@@ -15,23 +15,18 @@ tombstone, and while that lasts the same idempotency key raises
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import random
-import re
-import secrets
-import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .._checks import number
 from .._sqlite import busy
-from ..errors import IdempotencyKeyExpired, InvalidRequest, JournalError
+from ..errors import InvalidRequest, JournalError
 from ..models import Fill
 from .states import (
     GUARDED,
@@ -42,6 +37,18 @@ from .states import (
     Intent,
     IntentState,
     View,
+)
+from .store import (
+    RETENTION_S,
+    TOMBSTONE_S,
+    JournalStore,
+    _expired,
+    _wire,
+    derive_client_order_id,
+    is_ours,
+    owner_is_gone,
+    process_token,
+    retention_period,
 )
 
 log = logging.getLogger("securetrade.journal")
@@ -60,68 +67,6 @@ __all__ = [
     "owner_is_gone",
     "process_token",
 ]
-
-
-#: Defaults of the retention policy: finished rows are kept a week (Stripe keeps keys at
-#: least a day), then their tombstones 90 days.
-RETENTION_S = 7 * 86400.0
-TOMBSTONE_S = 90 * 86400.0
-#: The longest retention or tombstone period taken: a century. A longer one would carry a
-#: timestamp past what a float (and SQLite's REAL, Redis's integer score) can hold.
-MAX_PERIOD_S = 100 * 365 * 86400.0
-
-
-def retention_period(name: str, value: object) -> float:
-    """A retention or tombstone period in seconds, above 0 and at most a century."""
-    return number(f"{name} (seconds)", value, above=0, most=MAX_PERIOD_S)
-
-
-def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> str:
-    """The same intent gets the same id on any host: 32 characters of ``[0-9a-z]``.
-
-    32 lowercase alphanumerics fit every supported venue's grammar (OKX allows at most
-    32, alphanumeric only); the ``st`` prefix marks orders this SDK placed.
-    """
-    digest = hashlib.sha256(f"{venue}\x00{account}\x00{idempotency_key}".encode()).hexdigest()
-    return "st" + digest[:30]
-
-
-_OURS = re.compile(r"st[0-9a-f]{30}").fullmatch
-
-
-def is_ours(client_order_id: str) -> bool:
-    """True when the id has the shape :func:`derive_client_order_id` gives."""
-    return _OURS(client_order_id) is not None
-
-
-def process_token() -> str:
-    """Who owns an intent: host, pid and a per-process random part (pids get reused)."""
-    return _TOKEN
-
-
-_TOKEN = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def owner_is_gone(owner: str) -> bool:
-    """True when ``owner`` is certainly dead: a process of this host that no longer runs.
-
-    An owner on another host, or a live pid, counts as possibly alive; callers then fall
-    back to the request deadline, after which the owner's attempt cannot execute anyway.
-    """
-    host, _, rest = owner.partition(":")
-    pid_text, _, _token = rest.partition(":")
-    if owner == _TOKEN or host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True  # our pid, another token: a process that used to have our pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 # States as the rows store them, read once (``.value`` is a Python-level property and
@@ -245,86 +190,6 @@ def _unusable(path: str, exc: BaseException) -> JournalError:
     error = JournalError(f"journal {path}: {reason}; {fix}. Nothing was sent.")
     error.__cause__ = exc
     return error
-
-
-class JournalStore(Protocol):
-    """What the core needs of a journal: SQLite (:class:`Journal`, one host) or Redis
-    (:class:`~securetrade.core.redis_journal.RedisJournal`, several hosts).
-
-    ``blocking``: whether its calls wait on the network, so that the async client makes
-    them in a worker thread."""
-
-    blocking: bool
-
-    def begin(
-        self,
-        idempotency_key: str,
-        client_order_id: str,
-        account: str,
-        symbol: str,
-        fingerprint: str,
-        *,
-        sending_deadline_ms: int | None = None,
-    ) -> tuple[Intent, bool]:
-        """Record an intent for ``idempotency_key`` unless one exists: ``(intent, created)``; an
-        existing intent comes back with ``created`` False. With ``sending_deadline_ms`` the
-        new intent is created as attempt 1 already SENDING (claim and attempt fused in one
-        durable write: see :meth:`Journal.begin`)."""
-
-    def get(self, client_order_id: str) -> Intent | None:
-        """The intent recorded under ``client_order_id``, or ``None``."""
-
-    def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
-        """Mark an attempt as about to be sent, only if the intent is still as ``seen``: False
-        means another owner took it."""
-
-    def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]:
-        """:meth:`sending` for several attempts in one commit; one answer each."""
-
-    def settle(
-        self,
-        client_order_id: str,
-        state: IntentState,
-        *,
-        expect: View | None = None,
-        order_json: str | None = None,
-        error: str | None = None,
-        fills: Sequence[Fill] = (),
-    ) -> bool:
-        """Move an intent to ``state`` (with its order, error and fills), only if it is still as
-        ``expect``: False means it moved on."""
-
-    def unfinished(self, account: str) -> list[Intent]:
-        """The account's intents that have no final state yet (what recovery works on)."""
-
-    def unresolved(self, account: str | None = None) -> list[Intent]:
-        """Intents whose outcome the venue has not confirmed (sent or unknown), for one account or
-        all."""
-
-    def known(self, client_order_ids: list[str]) -> set[str]:
-        """Which of ``client_order_ids`` have an entry (recovery's orphan check)."""
-
-    def lease(self, account: str, seconds: float) -> bool:
-        """Take the account's recovery lease for ``seconds``: True if this process holds it now."""
-
-    def release(self, account: str) -> None:
-        """Give up the account's recovery lease if this process holds it."""
-
-    def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
-        """Record ``fills`` for ``client_order_id``, once per trade id; how many were new."""
-
-    def fills(self, client_order_id: str) -> list[Fill]:
-        """The fills recorded for ``client_order_id``, once per trade id."""
-
-    def purge(self) -> int:
-        """Apply the retention policy (old finished intents become tombstones); how many went."""
-
-    def tombstone(self, client_order_id: str) -> float | None:
-        """When the purged ``client_order_id`` stops blocking its key (epoch seconds), or ``None``
-        if it left no tombstone."""
-
-    def close(self) -> None:
-        """Release the store's connections; what was committed stays."""
 
 
 class Journal:
@@ -521,7 +386,7 @@ class Journal:
                         state._value_,
                         attempts,
                         deadline,
-                        _TOKEN,
+                        process_token(),
                         now,
                         now,
                     ),
@@ -534,7 +399,7 @@ class Journal:
             if created:  # the row is exactly what was just written: no need to read it back
                 intent = Intent(
                     idempotency_key, client_order_id, account, symbol, fingerprint,
-                    state, attempts, deadline, _TOKEN, None, None, now, now,
+                    state, attempts, deadline, process_token(), None, None, now, now,
                 )  # fmt: skip
             else:
                 intent = self._get(client_order_id)
@@ -607,7 +472,7 @@ class Journal:
                             (
                                 _SENDING,
                                 deadline_ms,
-                                _TOKEN,
+                                process_token(),
                                 now,
                                 client_order_id,
                                 seen.state._value_,
@@ -834,7 +699,7 @@ class Journal:
                 "INSERT INTO leases (account, owner, until) VALUES (?, ?, ?) "
                 "ON CONFLICT(account) DO UPDATE SET owner = excluded.owner, "
                 "until = excluded.until WHERE leases.owner = excluded.owner OR leases.until < ?",
-                (account, _TOKEN, now + seconds, now),
+                (account, process_token(), now + seconds, now),
             )
             if cursor.rowcount == 1:
                 return True
@@ -846,7 +711,7 @@ class Journal:
                 # dead, only the first one's update finds it still there.
                 cursor = self._db.execute(
                     "UPDATE leases SET owner = ?, until = ? WHERE account = ? AND owner = ?",
-                    (_TOKEN, now + seconds, account, row[0]),
+                    (process_token(), now + seconds, account, row[0]),
                 )
                 return cursor.rowcount == 1
             return False
@@ -855,7 +720,7 @@ class Journal:
         """Give the lease back (if this process holds it)."""
         with self._lock:
             self._db.execute(
-                "DELETE FROM leases WHERE account = ? AND owner = ?", (account, _TOKEN)
+                "DELETE FROM leases WHERE account = ? AND owner = ?", (account, process_token())
             )
 
     def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
@@ -971,10 +836,6 @@ _FROM: dict[IntentState, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _wire(value: Any) -> str:
-    return format(value, "f")
-
-
 def _fill_rows(
     client_order_id: str, fills: Iterable[Fill]
 ) -> list[tuple[str, str, str, str, str, str | None]]:
@@ -991,16 +852,6 @@ def _fill_rows(
         for f in fills
         if f.trade_id is not None
     ]
-
-
-def _expired(client_order_id: str, until: float) -> IdempotencyKeyExpired:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
-    return IdempotencyKeyExpired(
-        f"the intent of this idempotency key ({client_order_id}) was purged from the journal "
-        f"after its retention period; the key is refused until {stamp}, and nothing was "
-        "sent. Use a new key for a new order",
-        client_order_id=client_order_id,
-    )
 
 
 def _intent(row: tuple[Any, ...]) -> Intent:

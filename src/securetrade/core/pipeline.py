@@ -45,9 +45,9 @@ from ..venues.base import (
     unreadable,
 )
 from .effects import Call, Flow, Renew, Resource, Send, Wait
-from .journal import JournalStore
 from .retry import Attempts
 from .settings import Settings
+from .store import JournalStore
 
 __all__ = ["MarketData", "Pipeline"]
 

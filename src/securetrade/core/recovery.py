@@ -22,9 +22,9 @@ from ..ratelimit import Priority
 from ..tables import Results
 from ..venues.base import Op
 from .effects import Flow, Resource, Wait
-from .journal import owner_is_gone, process_token
 from .resolution import Resolution, StaleView
 from .states import Intent, IntentState
+from .store import owner_is_gone, process_token
 
 __all__ = ["IN_FLIGHT", "RecoveryReport", "Recovery"]
 

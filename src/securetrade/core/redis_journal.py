@@ -41,20 +41,19 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._checks import number
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, JournalError
 from ..models import Fill
-from .journal import (
+from .states import GUARDED, PURGEABLE, SOURCES, UNFINISHED, Intent, IntentState, View
+from .store import (
     MAX_PERIOD_S,
     RETENTION_S,
     TOMBSTONE_S,
-    JournalError,
     _expired,
     _wire,
     owner_is_gone,
     process_token,
     retention_period,
 )
-from .states import GUARDED, PURGEABLE, SOURCES, UNFINISHED, Intent, IntentState, View
 
 if TYPE_CHECKING:
     import redis

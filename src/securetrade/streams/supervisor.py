@@ -51,7 +51,7 @@ from .lines import LineConnector
 from .options import Fatal, Marker, Rest, StreamOptions, Subscription
 
 if TYPE_CHECKING:
-    from ..core.journal import JournalStore
+    from ..core.store import JournalStore
 
 __all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 

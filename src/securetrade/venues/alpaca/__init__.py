@@ -41,7 +41,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ...core.journal import derive_client_order_id, is_ours
+from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
     InvalidRequest,

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ...core.journal import derive_client_order_id, is_ours
+from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
     AuthenticationRejected,

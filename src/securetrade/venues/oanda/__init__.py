@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ...core.journal import derive_client_order_id, is_ours
+from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
