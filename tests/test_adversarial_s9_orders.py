@@ -14,10 +14,14 @@ import pytest
 
 from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
 from securetrade.core import IntentState, Journal, Settings
-from securetrade.errors import InvalidRequest
+from securetrade.errors import InvalidRequest, PinMismatch, UntrustedServer
 from securetrade.policy import KillSwitch
 from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.certs import make_certificates
+from securetrade.transport import HttpTransport, PinSet, pinned_ssl_context
+from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.venues import get_venue
+from securetrade.venues.base import Op
 
 MARKET = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
 
@@ -220,3 +224,152 @@ def test_an_order_reference_that_is_no_reference_is_refused_before_sending(
     finally:
         client.close()
     assert after == before
+
+
+# --- a refusal on this side after the attempt went on record (issue #16) --------------------
+
+
+class _Refusal:
+    """Turns a venue that the client reached into one its next connection is refused
+    by, on this side, once the order's attempt is on record (checkpoint
+    ``after_attempt_commit``): a server presenting a chain without a pinned key (``pin``),
+    one from a CA the client does not trust (``ca``), or the client's own context weakened
+    after the transport took it (``context``, a key log file set). The server drops its
+    connections at that moment, so the attempt needs a new one, with a new handshake."""
+
+    def __init__(self, server: HttpsServer, how: str, tmp_path: Path) -> None:
+        self.server, self.how, self.tmp_path = server, how, tmp_path
+        self.other = make_certificates()
+        self.context = pinned_ssl_context(
+            PinSet(server.pins), cadata=server.ca_pem + self.other.ca_pem
+        )
+        self.expected: type[Exception] = {
+            "pin": PinMismatch,
+            "ca": UntrustedServer,
+            "context": InvalidRequest,
+        }[how]
+        self.received: int | None = None  # the venue's byte count when the attempt was recorded
+
+    def options(self, *, asynchronous: bool) -> dict[str, Any]:
+        base_url = self.server.base_url
+        if self.how == "ca":  # trusts the venue's CA only
+            return {"base_url": base_url, "pins": self.server.pins, "cadata": self.server.ca_pem}
+        make = AsyncHttpTransport if asynchronous else HttpTransport
+        return {"base_url": base_url, "transport": make(base_url, self.context)}
+
+    def __call__(self, name: str) -> None:
+        if name != "after_attempt_commit" or self.received is not None:
+            return
+        self.received = self.server.bytes_received
+        if self.how == "context":
+            self.context.keylog_filename = str(self.tmp_path / "keys.log")
+        else:
+            self.server.impersonate(self.other)
+        self.server.drop_connections()
+
+
+def _nothing_arrived(sim: Simulator, refusal: _Refusal) -> None:
+    """The venue's side: its arrival log has no order, and not one byte came after the
+    attempt was recorded."""
+    assert [a for a in sim.dialect.stats.arrivals if a[1] == "POST"] == []
+    assert refusal.received is not None
+    assert refusal.server.bytes_received == refusal.received
+
+
+@pytest.mark.parametrize("how", ["pin", "ca", "context"])
+def test_a_refusal_on_this_side_after_the_attempt_is_recorded_is_not_placed(
+    sim: Simulator, server: HttpsServer, tmp_path: Path, how: str
+) -> None:
+    """The claim and attempt 1 are durable (SENDING), then the transport refuses the
+    connection here: a pin mismatch, a certificate from another CA, or a context that
+    was weakened. No byte reached the venue, so the row must end NOT_PLACED (it was left
+    SENDING, for recovery to ask the venue about an order it never saw), and the caller
+    gets the typed error."""
+    refusal = _Refusal(server, how, tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **refusal.options(asynchronous=False))
+    client.recover()
+    client.core.checkpoint = refusal  # type: ignore[method-assign]
+    try:
+        with pytest.raises(refusal.expected):
+            client.place_order(MARKET, idempotency_key=f"refused-{how}")
+    finally:
+        client.close()
+    _nothing_arrived(sim, refusal)
+    cid = _cid(client.core.account, f"refused-{how}")
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 1)
+    assert journal.unresolved(client.core.account) == []
+    journal.close()
+
+
+@pytest.mark.parametrize("how", ["pin", "ca", "context"])
+def test_a_refusal_on_this_side_after_the_attempt_is_recorded_on_the_async_client(
+    sim: Simulator, server: HttpsServer, tmp_path: Path, how: str
+) -> None:
+    """The same on the AsyncClient (its journal writes grouped): NOT_PLACED, nothing
+    arrived."""
+    refusal = _Refusal(server, how, tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+
+    async def main() -> str:
+        client = AsyncClient(
+            sim.create_key(), journal=journal, **refusal.options(asynchronous=True)
+        )
+        try:
+            await client.recover()
+            client.core.checkpoint = refusal  # type: ignore[method-assign]
+            with pytest.raises(refusal.expected):
+                await client.place_order(MARKET, idempotency_key=f"refused-{how}")
+        finally:
+            await client.aclose()
+        return _cid(client.core.account, f"refused-{how}")
+
+    cid = asyncio.run(main())
+    _nothing_arrived(sim, refusal)
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 1)
+    journal.close()
+
+
+def test_a_refusal_raised_after_the_answer_came_stays_ambiguous(
+    sim: Simulator, server: HttpsServer, tls_options: Any, tmp_path: Path
+) -> None:
+    """A refusal of ours raised once the request is out (here: reading the answer) proves
+    nothing about the venue. The order was executed: the row must not be NOT_PLACED
+    (the key would then place it twice); it stays unresolved, and recovery finds it."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = Client(sim.create_key(), journal=journal, **tls_options(server))
+    client.recover()
+    venue = client.core.venue
+    interpret = venue.interpret
+
+    def refuse_the_order(endpoint: Any, response: Any) -> Any:
+        if endpoint.op is Op.PLACE_ORDER:
+            raise InvalidRequest("this answer was refused on our side")
+        return interpret(endpoint, response)
+
+    venue.interpret = refuse_the_order  # type: ignore[method-assign]
+    try:
+        with pytest.raises(InvalidRequest):
+            client.place_order(MARKET, idempotency_key="late-refusal")
+        venue.interpret = interpret  # type: ignore[method-assign]
+        cid = _cid(client.core.account, "late-refusal")
+        intent = journal.get(cid)
+        assert intent is not None
+        assert intent.state is IntentState.SENDING
+        assert _posts(sim) == 1
+        client.recover()
+    finally:
+        venue.interpret = interpret  # type: ignore[method-assign]
+        client.close()
+    held = sim.market.orders_with_client_id(cid)
+    assert len(held) == 1
+    intent = journal.get(cid)
+    assert intent is not None
+    assert intent.state is IntentState.FILLED
+    journal.close()
