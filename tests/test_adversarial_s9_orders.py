@@ -7,6 +7,8 @@ from the venue's side (the POSTs it received, the orders it holds) and the journ
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,12 @@ from securetrade.errors import InvalidRequest, PinMismatch, UntrustedServer
 from securetrade.policy import KillSwitch
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.certs import make_certificates
-from securetrade.transport import HttpTransport, PinSet, pinned_ssl_context
+from securetrade.transport import HttpRequest, HttpTransport, PinSet, pinned_ssl_context
 from securetrade.transport.aio import AsyncHttpTransport
+from securetrade.transport.tls import verified_ssl_context
 from securetrade.venues import get_venue
 from securetrade.venues.base import Op
+from securetrade.venues.ccxt.transport import CcxtAsyncTransport, CcxtSyncTransport
 
 MARKET = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
 
@@ -373,3 +377,123 @@ def test_a_refusal_raised_after_the_answer_came_stays_ambiguous(
     assert intent is not None
     assert intent.state is IntentState.FILLED
     journal.close()
+
+
+# --- the ccxt transports check the TLS context as the others do -------------------------------
+
+
+def _pinned_to(server: HttpsServer) -> ssl.SSLContext:
+    return pinned_ssl_context(PinSet(server.pins), cadata=server.ca_pem)
+
+
+def _weakened(server: HttpsServer, weakness: str) -> ssl.SSLContext:
+    """A context a transport must not take: without verification, with its pin check
+    unhooked, made outside securetrade, allowing TLS older than 1.2, logging its keys."""
+    if weakness == "foreign":
+        return ssl.create_default_context(cadata=server.ca_pem)
+    context = _pinned_to(server)
+    _weaken(context, weakness)
+    return context
+
+
+def _weaken(context: ssl.SSLContext, weakness: str) -> None:
+    if weakness == "unverified":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif weakness == "unhooked":
+        context.sslsocket_class = ssl.SSLSocket
+        context.sslobject_class = ssl.SSLObject
+    elif weakness == "old-tls":
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    else:
+        assert weakness == "keylog"
+        context.keylog_filename = os.devnull
+
+
+class _Ccxt:
+    """A ccxt transport behind one blocking surface: the sync one on a ccxt exchange
+    object's own requests session, the async one on its own loop."""
+
+    def __init__(self, kind: str, context: Any) -> None:
+        import ccxt
+
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.session = ccxt.binance().session
+        if kind == "sync":
+            self.transport: Any = CcxtSyncTransport(self.session, context)
+        else:
+            self.transport = CcxtAsyncTransport(context)
+            self.loop = asyncio.new_event_loop()
+
+    def send(self, request: HttpRequest) -> Any:
+        if self.loop is None:
+            return self.transport.send(request)
+        return self.loop.run_until_complete(self.transport.send(request))
+
+    def close(self) -> None:
+        if self.loop is None:
+            self.transport.close()
+            return
+        self.loop.run_until_complete(self.transport.aclose())
+        self.loop.close()
+
+
+@pytest.mark.parametrize("weakness", ["unverified", "unhooked", "foreign", "old-tls", "keylog"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_weak_context_is_refused_by_the_ccxt_transports_when_built(
+    sim: Simulator, server: HttpsServer, kind: str, weakness: str
+) -> None:
+    """Built directly, a ccxt transport took any SSL context (one without verification
+    then carried a signed order to whoever answered); now refused as the native and httpx
+    transports refuse it, and ccxt's session is left as it was."""
+    import ccxt
+
+    session = ccxt.binance().session
+    adapter = session.get_adapter("https://venue.example")
+    context = _weakened(server, weakness)
+    build: Any = (
+        (lambda: CcxtSyncTransport(session, context))
+        if kind == "sync"
+        else (lambda: CcxtAsyncTransport(context))
+    )
+    with pytest.raises(InvalidRequest):
+        build()
+    assert session.get_adapter("https://venue.example") is adapter
+    assert server.handshakes == (0, 0)
+
+
+@pytest.mark.parametrize("weakness", ["unverified", "unhooked", "old-tls", "keylog"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_context_weakened_after_the_ccxt_transport_was_built_sends_nothing(
+    sim: Simulator, server: HttpsServer, kind: str, weakness: str
+) -> None:
+    """The context is checked again before each request: weakened after the transport
+    took it, and the venue's connections dropped so that a new one would be made with
+    it, no request leaves (the venue's arrival log has none)."""
+    context = _pinned_to(server)
+    transport = _Ccxt(kind, context)
+    time_request = HttpRequest("GET", server.base_url + "/api/v3/time")
+    try:
+        assert transport.send(time_request).status == 200
+        server.drop_connections()
+        _weaken(context, weakness)
+        before = (list(sim.dialect.stats.arrivals), server.bytes_received)
+        with pytest.raises(InvalidRequest):
+            transport.send(time_request)
+        assert (list(sim.dialect.stats.arrivals), server.bytes_received) == before
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_securetrade_contexts_pinned_or_verified_are_taken_by_the_ccxt_transports(
+    sim: Simulator, server: HttpsServer, kind: str
+) -> None:
+    """Control: the contexts securetrade makes pass the check and carry requests."""
+    time_request = HttpRequest("GET", server.base_url + "/api/v3/time")
+    for context in (_pinned_to(server), verified_ssl_context(cadata=server.ca_pem)):
+        transport = _Ccxt(kind, context)
+        try:
+            assert transport.send(time_request).status == 200
+        finally:
+            transport.close()
