@@ -7,24 +7,40 @@ from the venue's side (the POSTs it received, the orders it holds) and the journ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from oracle import judge
 from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
 from securetrade.core import IntentState, Journal, Settings
-from securetrade.errors import InvalidRequest, PinMismatch, UntrustedServer
+from securetrade.errors import (
+    InvalidRequest,
+    PinMismatch,
+    UntrustedServer,
+)
+from securetrade.keys import ApiKey
+from securetrade.models import OrderRequest
 from securetrade.policy import KillSwitch
 from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.brokers import BrokerSimulator
 from securetrade.sim.certs import make_certificates
-from securetrade.transport import HttpRequest, HttpTransport, PinSet, pinned_ssl_context
+from securetrade.transport import (
+    HttpRequest,
+    HttpResponse,
+    HttpTransport,
+    PinSet,
+    pinned_ssl_context,
+)
 from securetrade.transport.aio import AsyncHttpTransport
 from securetrade.transport.tls import verified_ssl_context
 from securetrade.venues import get_venue
-from securetrade.venues.base import Op
+from securetrade.venues.base import Op, Verdict
 from securetrade.venues.ccxt.transport import CcxtAsyncTransport, CcxtSyncTransport
 
 MARKET = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
@@ -497,3 +513,99 @@ def test_securetrade_contexts_pinned_or_verified_are_taken_by_the_ccxt_transport
             assert transport.send(time_request).status == 200
         finally:
             transport.close()
+
+
+# --- a 4xx page after the order was sent (issue #16) ----------------------------------------
+
+FAST = Settings(settle_ms=300, resolve_timeout=20.0)
+FUNDS = {"USDT": Decimal(100_000), "BTC": Decimal(1), "ETH": Decimal(10)}
+
+
+def _venue_setup(
+    venue: str, stack: contextlib.ExitStack
+) -> tuple[Any, ApiKey, OrderRequest, str, str]:
+    """A simulator of ``venue`` serving over TLS, a key, a market order, its create's path
+    and the venue name client order ids are derived with."""
+    if venue in ("alpaca", "oanda"):
+        broker = stack.enter_context(BrokerSimulator(venue))
+        key = broker.create_key()
+        path = "/v2/orders" if venue == "alpaca" else f"/v3/accounts/{key.key_id}/orders"
+        symbol, quantity = ("AAPL", "1") if venue == "alpaca" else ("EUR_USD", "1000")
+        return broker, key, MarketOrder(symbol=symbol, side="BUY", quantity=quantity), path, venue
+    sim = stack.enter_context(Simulator())
+    if venue == "kraken":
+        key = sim.create_key(venue="kraken", balances=FUNDS)
+        order = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
+        return sim, key, order, "/0/private/AddOrder", venue
+    made = sim.create_key()
+    if venue == "binance":
+        return sim, made, MARKET, "/api/v3/order", venue
+    key = ApiKey(  # the same key, labelled for the ccxt venue
+        "ccxt:binance",
+        made.key_id,
+        made.secret,
+        scopes=made.scopes,
+        kind=made.kind,
+        environment=made.environment,
+    )
+    order = MarketOrder(symbol="BTC/USDT", side="BUY", quantity="0.001")
+    return sim, key, order, "/api/v3/order", "ccxt:binance"
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+@pytest.mark.parametrize("venue", ["binance", "kraken", "alpaca", "oanda", "ccxt"])
+def test_a_4xx_page_after_the_order_executed_is_never_a_rejection(
+    tmp_path: Path, venue: str, status: int
+) -> None:
+    """The venue executes the order, then a CDN or firewall in front of it answers with
+    a 4xx HTML page. That page names no venue error: it was read as a refusal, and the
+    FILLED order journaled REJECTED (the caller told VenueRejected, free to place it
+    again). Now ambiguous: the venue is asked, and the journal ends as the venue's book
+    says (the oracle, read from the simulator)."""
+    with contextlib.ExitStack() as stack:
+        sim, key, order, path, named = _venue_setup(venue, stack)
+        server = sim.serve()
+        journal = Journal(tmp_path / "journal.sqlite3")
+        stack.callback(journal.close)
+        sim.faults.inject("blocked_after", method="POST", path=path, status=status)
+        with Client(
+            key,
+            journal=journal,
+            settings=FAST,
+            recv_window_ms=None if venue == "kraken" else 300,  # Kraken's least is 2 s
+            base_url=server.base_url,
+            pins=server.pins,
+            cadata=server.ca_pem,
+        ) as client:
+            placed = client.place_order(order, idempotency_key="blocked")
+            account = client.core.account
+        assert sim.faults.fired == [("blocked_after", "POST", path)]
+        held = sim.market.orders_with_client_id(placed.client_order_id)
+        assert [o.status for o in held] == ["FILLED"]  # the venue's book: one order, filled
+        intent = journal.get(placed.client_order_id)
+        assert intent is not None
+        assert intent.state is IntentState.FILLED  # the journal says what the venue says
+        if venue != "kraken":  # (the oracle reads Binance's and the brokers' accounts)
+            verdict = judge(sim, journal, account, ["blocked"], venue=named)
+            assert verdict.ok, verdict
+
+
+def test_only_a_create_refused_with_a_known_code_is_rejected() -> None:
+    """Read by the venue's table: a listed code that means "not placed" is a refusal; a
+    code the table does not know, or no venue error at all, proves nothing for a create
+    (ambiguous: asked about). A read refused so stays a refusal."""
+    binance = get_venue("binance")
+    create = binance.endpoints[Op.PLACE_ORDER]
+    lookup = binance.endpoints[Op.GET_ORDER]
+
+    def answer(status: int, body: bytes) -> HttpResponse:
+        return HttpResponse(status, {}, body)
+
+    known = answer(400, b'{"code": -2010, "msg": "Account has insufficient balance"}')
+    unknown = answer(400, b'{"code": -1199, "msg": "something new"}')
+    page = answer(403, b"<html><body>Request blocked</body></html>")
+    assert binance.interpret(create, known).verdict is Verdict.REJECTED
+    assert binance.interpret(create, unknown).verdict is Verdict.AMBIGUOUS
+    assert binance.interpret(create, page).verdict is Verdict.AMBIGUOUS
+    assert binance.interpret(lookup, unknown).verdict is Verdict.REJECTED
+    assert binance.interpret(lookup, page).verdict is Verdict.REJECTED

@@ -58,6 +58,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    refusal_not_known,
     unreadable,
     wire_decimal,
     within,
@@ -163,7 +164,8 @@ ENDPOINTS = {
 }
 
 # Venue error code -> (verdict, exception type). Codes not listed fall back on the HTTP
-# status: 4xx is a rejection, 5xx is ambiguous.
+# status: 5xx is ambiguous, 4xx a refusal of a read or cancel but ambiguous for a create
+# (venues.base.refusal_not_known).
 ERRORS: Mapping[int, ErrorRule] = {
     -1000: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNKNOWN
     -1003: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_REQUESTS
@@ -476,7 +478,10 @@ class BinanceSpot:
             return Outcome(
                 Verdict.AMBIGUOUS, payload, AmbiguousOutcome(text, venue=self.name, code=code)
             )
-        return Outcome(Verdict.REJECTED, payload, VenueRejected(text, venue=self.name, code=code))
+        # No listed code: a 4xx page from something in front of the venue, or a code this
+        # table does not know. Neither proves that an order was not placed.
+        error = VenueRejected(text, venue=self.name, code=code)
+        return refusal_not_known(endpoint, status, self.name, error, payload)
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
