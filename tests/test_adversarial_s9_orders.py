@@ -602,10 +602,29 @@ def test_only_a_create_refused_with_a_known_code_is_rejected() -> None:
         return HttpResponse(status, {}, body)
 
     known = answer(400, b'{"code": -2010, "msg": "Account has insufficient balance"}')
-    unknown = answer(400, b'{"code": -1199, "msg": "something new"}')
+    malformed = answer(400, b'{"code": -1104, "msg": "Not all sent parameters were read"}')
+    unknown = answer(400, b'{"code": -2099, "msg": "something new"}')
     page = answer(403, b"<html><body>Request blocked</body></html>")
     assert binance.interpret(create, known).verdict is Verdict.REJECTED
+    assert binance.interpret(create, malformed).verdict is Verdict.REJECTED  # 11xx: request
     assert binance.interpret(create, unknown).verdict is Verdict.AMBIGUOUS
     assert binance.interpret(create, page).verdict is Verdict.AMBIGUOUS
     assert binance.interpret(lookup, unknown).verdict is Verdict.REJECTED
     assert binance.interpret(lookup, page).verdict is Verdict.REJECTED
+
+
+def test_an_oanda_create_refused_with_a_reject_transaction_is_rejected() -> None:
+    """OANDA records a refused create as an orderRejectTransaction: whatever its reason,
+    that is the venue saying "not placed". The same 400 without it proves nothing."""
+    oanda = get_venue("oanda")
+    create = oanda.endpoints[Op.PLACE_ORDER]
+    recorded = HttpResponse(
+        400,
+        {},
+        b'{"orderRejectTransaction": {"type": "MARKET_ORDER_REJECT", "rejectReason": '
+        b'"UNITS_MINIMUM_NOT_MET"}, "errorCode": "UNITS_MINIMUM_NOT_MET", '
+        b'"errorMessage": "The units specified is less than the minimum"}',
+    )
+    bare = HttpResponse(400, {}, b"<html><body>Bad Request</body></html>")
+    assert oanda.interpret(create, recorded).verdict is Verdict.REJECTED
+    assert oanda.interpret(create, bare).verdict is Verdict.AMBIGUOUS

@@ -192,6 +192,10 @@ ERRORS: Mapping[int, ErrorRule] = {
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
 
+# Binance's "11xx - Request issues" (documented as a category): the request was refused
+# as malformed or invalid before anything was done, whichever code of the range it is.
+_REQUEST_ISSUES = (-1199, -1100)
+
 # apiRestrictions switch -> the scopes it grants (one switch can grant several).
 _PERMISSION_SWITCHES: Mapping[str, frozenset[Scope]] = {
     "enableReading": frozenset({Scope.READ}),
@@ -478,9 +482,11 @@ class BinanceSpot:
             return Outcome(
                 Verdict.AMBIGUOUS, payload, AmbiguousOutcome(text, venue=self.name, code=code)
             )
-        # No listed code: a 4xx page from something in front of the venue, or a code this
-        # table does not know. Neither proves that an order was not placed.
         error = VenueRejected(text, venue=self.name, code=code)
+        if isinstance(code, int) and _REQUEST_ISSUES[0] <= code <= _REQUEST_ISSUES[1]:
+            return Outcome(Verdict.REJECTED, payload, error)  # refused as it was read
+        # No code this table knows: a 4xx page from something in front of the venue, or a
+        # new code. Neither proves that an order was not placed.
         return refusal_not_known(endpoint, status, self.name, error, payload)
 
     @reads_answer

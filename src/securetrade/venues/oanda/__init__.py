@@ -364,6 +364,8 @@ class Oanda(OandaMarketData):
         rule = ERRORS.get(str(code)) if code is not None else None
         if rule is None and status in (401, 403) and isinstance(fields.get("errorMessage"), str):
             rule = (Verdict.REJECTED, AuthenticationRejected)  # OANDA's own refusal of the token
+        if rule is None and isinstance(rejected, dict):
+            rule = (Verdict.REJECTED, VenueRejected)  # OANDA recorded the create as rejected
         if rule is None:  # no listed code: a page from in front of OANDA, or a new code
             refused = (
                 AuthenticationRejected
