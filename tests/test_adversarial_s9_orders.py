@@ -19,6 +19,7 @@ import pytest
 from oracle import judge
 from securetrade import AsyncClient, Client, MarketOrder, Policy, PolicyViolation
 from securetrade.core import IntentState, Journal, Settings
+from securetrade.core.journal import derive_client_order_id
 from securetrade.errors import (
     InvalidRequest,
     PinMismatch,
@@ -270,10 +271,14 @@ class _Refusal:
         }[how]
         self.received: int | None = None  # the venue's byte count when the attempt was recorded
 
-    def options(self, *, asynchronous: bool) -> dict[str, Any]:
+    def options(self, *, asynchronous: bool, ccxt: bool = False) -> dict[str, Any]:
         base_url = self.server.base_url
         if self.how == "ca":  # trusts the venue's CA only
             return {"base_url": base_url, "pins": self.server.pins, "cadata": self.server.ca_pem}
+        if ccxt:  # the venue opens ccxt's own stack: both CAs trusted, the venue's pins
+            assert self.how == "pin"
+            cadata = self.server.ca_pem + self.other.ca_pem
+            return {"base_url": base_url, "pins": self.server.pins, "cadata": cadata}
         make = AsyncHttpTransport if asynchronous else HttpTransport
         return {"base_url": base_url, "transport": make(base_url, self.context)}
 
@@ -628,3 +633,60 @@ def test_an_oanda_create_refused_with_a_reject_transaction_is_rejected() -> None
     bare = HttpResponse(400, {}, b"<html><body>Bad Request</body></html>")
     assert oanda.interpret(create, recorded).verdict is Verdict.REJECTED
     assert oanda.interpret(create, bare).verdict is Verdict.AMBIGUOUS
+
+
+@pytest.mark.parametrize("how", ["pin", "ca"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_refusal_after_the_attempt_is_recorded_through_ccxt_is_not_placed(
+    sim: Simulator, server: HttpsServer, tmp_path: Path, how: str, asynchronous: bool
+) -> None:
+    """The same through ccxt's own HTTP stacks (requests, aiohttp): the handshake of the
+    order's connection is refused here, nothing arrives, the row ends NOT_PLACED."""
+    refusal = _Refusal(server, how, tmp_path)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    made = sim.create_key()
+    key = ApiKey(
+        "ccxt:binance",
+        made.key_id,
+        made.secret,
+        scopes=made.scopes,
+        kind=made.kind,
+        environment=made.environment,
+    )
+    options = refusal.options(asynchronous=asynchronous, ccxt=True)
+    order = MarketOrder(symbol="BTC/USDT", side="BUY", quantity="0.001")
+
+    async def place_async() -> str:
+        client = AsyncClient(key, journal=journal, **options)
+        try:
+            await client.recover()
+            # aiohttp learns of a dropped connection only when its loop runs: dropped here,
+            # else the order may go out on the dead one (a write that fails is ambiguous).
+            server.drop_connections()
+            await asyncio.sleep(0.2)
+            client.core.checkpoint = refusal  # type: ignore[method-assign]
+            with pytest.raises(refusal.expected):
+                await client.place_order(order, idempotency_key="ccxt-refused")
+        finally:
+            await client.aclose()
+        return client.core.account
+
+    if asynchronous:
+        account = asyncio.run(place_async())
+    else:
+        client = Client(key, journal=journal, **options)
+        try:
+            client.recover()
+            client.core.checkpoint = refusal  # type: ignore[method-assign]
+            with pytest.raises(refusal.expected):
+                client.place_order(order, idempotency_key="ccxt-refused")
+        finally:
+            client.close()
+        account = client.core.account
+    _nothing_arrived(sim, refusal)
+    cid = derive_client_order_id("ccxt:binance", account, "ccxt-refused")
+    assert sim.market.orders_with_client_id(cid) == []
+    intent = journal.get(cid)
+    assert intent is not None
+    assert (intent.state, intent.attempts) == (IntentState.NOT_PLACED, 1)
+    journal.close()
