@@ -34,7 +34,7 @@ from .core import (
 )
 from .core.effects import Renew, Send
 from .core.manage import named
-from .errors import InvalidRequest
+from .errors import InvalidRequest, LocalRefusal
 from .keys import ApiKey, KeyCheck, KeyRing, Secret
 from .models import (
     Balance,
@@ -68,7 +68,7 @@ from .transport.redaction import install_log_redaction
 from .transport.telemetry import span
 from .transport.tls import verified_ssl_context
 from .venues import Venue, get_venue
-from .venues.base import Capabilities
+from .venues.base import Capabilities, Op
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -538,6 +538,14 @@ class Client(_Base[Transport], AccountCalls):
                             value = self._transport.send(effect.request)  # type: ignore[union-attr]
                         except TransportFailure as exc:
                             failure = exc
+                        except LocalRefusal as exc:
+                            if effect.op is not Op.PLACE_ORDER:  # type: ignore[union-attr]
+                                raise
+                            # A transport refuses (a pin, a certificate, its context, the
+                            # request) only before any byte of the request left: the order
+                            # path settles its recorded attempt NOT_PLACED. Reads keep
+                            # their own handling of refusals (core.reads): raised as is.
+                            failure = exc
                     elif kind is Wait:
                         time.sleep(effect.seconds)  # type: ignore[union-attr]
                     elif kind is Renew:  # an OAuth token: refreshed here, raised in the flow
@@ -820,6 +828,10 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
                             value = await self._transport.send(effect.request)  # type: ignore[union-attr]
                         except TransportFailure as exc:
                             failure = exc
+                        except LocalRefusal as exc:
+                            if effect.op is not Op.PLACE_ORDER:  # type: ignore[union-attr]
+                                raise
+                            failure = exc  # refused before any byte left: as in Client._run
                     elif kind is Wait:
                         await _asleep(effect.seconds)  # type: ignore[union-attr]
                     elif kind is Renew:  # an OAuth token: refreshed off the loop, once

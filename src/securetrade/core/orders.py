@@ -24,6 +24,7 @@ limit → freshness (venue timestamp) → signing → transport → record.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 
@@ -32,6 +33,7 @@ from ..errors import (
     ConnectFailed,
     IdempotencyKeyMismatch,
     InvalidRequest,
+    LocalRefusal,
     RateLimited,
     RetryableError,
     SecureTradeError,
@@ -249,8 +251,13 @@ class Core(Recovery):
 
         while True:
             deadline = [0]
+            # This attempt is on record and has not left: from the end of before_send until
+            # the transport returns an answer (after_send).
+            recorded = [False]
 
-            def before_send(timestamp_ms: int, deadline: list[int] = deadline) -> Flow[None]:
+            def before_send(
+                timestamp_ms: int, deadline: list[int] = deadline, recorded: list[bool] = recorded
+            ) -> Flow[None]:
                 deadline[0] = (
                     timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
                     if self._absence_provable
@@ -261,6 +268,7 @@ class Core(Recovery):
                     yield from claim(deadline[0])
                     sent[0] = True
                     yield from self._still_allowed(cid, box)
+                    recorded[0] = True
                     self.checkpoint("after_attempt_commit")
                     return
                 claimed = yield Persist(cid, view, deadline[0])  # durable before any byte
@@ -269,6 +277,7 @@ class Core(Recovery):
                 box[0], sent[0] = View(IntentState.SENDING, view.attempts + 1), True
                 # The admission may be long past (a rate wait, a retry): look again.
                 yield from self._still_allowed(cid, box)
+                recorded[0] = True
                 self.checkpoint("after_attempt_commit")
 
             failure: TransportFailure | None = None
@@ -281,9 +290,21 @@ class Core(Recovery):
                     resend=0 if box[0] is None else box[0].attempts,
                     client_order_id=cid,
                     before_wait=before_wait,
+                    after_send=functools.partial(recorded.__setitem__, 0, False),
                 )
             except TransportFailure as exc:
                 failure = exc
+            except LocalRefusal as exc:
+                if recorded[0]:
+                    # Refused on this side after the attempt went on record, before a byte
+                    # of it left (the TLS handshake refused the server, the transport
+                    # refused its context or the request): this attempt never left and
+                    # every earlier one is proven not executed, so NOT_PLACED, not a row
+                    # left SENDING for recovery to ask the venue about.
+                    yield Settle(
+                        cid, IntentState.NOT_PLACED, error=type(exc).__name__, expect=box[0]
+                    )
+                raise
             self.checkpoint("after_response")
             view = box[0]
             assert view is not None  # before_send ran: the attempt is on record

@@ -310,6 +310,7 @@ class Pipeline:
         client_order_id: str | None = None,
         before_wait: Callable[[], Flow[None]] | None = None,
         reauthorized: bool = False,
+        after_send: Callable[[], None] | None = None,
     ) -> Flow[Outcome]:
         """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
 
@@ -319,6 +320,9 @@ class Pipeline:
         for the rate limiter, if it makes the request wait at all (the order path claims
         its intent there, so that the claim is not held back by the wait).
         ``reauthorized``: this is the one resend after an OAuth token was refused and renewed.
+        ``after_send`` runs once the transport has returned an answer: from there on the
+        request has left, whatever is raised later (the order path tells "refused before
+        any byte left" from "sent" by it).
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
@@ -399,6 +403,8 @@ class Pipeline:
                     Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1)
                 )
             response: HttpResponse = yield Send(request, endpoint.op)
+            if after_send is not None:
+                after_send()
         except BaseException as exc:
             # Nothing more of it can arrive. Made here, not as an effect: the flow may be
             # closing and can yield nothing. Should a shared limiter fail now, the admission

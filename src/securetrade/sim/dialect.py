@@ -106,14 +106,16 @@ def json_response(
     return SimResponse(status, {"content-type": "application/json", **(headers or {})}, body)
 
 
-def _unreadable(response: SimResponse, *, html: bool) -> SimResponse:
-    """A complete 200 whose body no client can read: the JSON cut in half, or the HTML
-    page a proxy or CDN sends in place of the venue's answer."""
+def _unreadable(response: SimResponse, *, html: bool, status: int = 200) -> SimResponse:
+    """A complete answer (``status``, 200 unless given) whose body no client can read: the
+    JSON cut in half, or the HTML page a proxy or CDN sends in place of the venue's."""
     if html:
-        body = b"<html><head><title>200 OK</title></head><body>Please wait...</body></html>"
+        body = (
+            f"<html><head><title>{status}</title></head><body>Please wait...</body></html>"
+        ).encode()
         return replace(
             response,
-            status=200,
+            status=status,
             headers={**response.headers, "content-type": "text/html"},
             body=body,
         )
@@ -193,6 +195,8 @@ class Dialect(ABC, Generic[StatsT]):
         response = json_response(status, payload, self._usage(request))
         if kind in ("garbled_after", "html_after"):  # processed, the answer unreadable
             return _unreadable(response, html=kind == "html_after")
+        if fault is not None and kind == "blocked_after":  # processed, a 4xx page instead
+            return _unreadable(response, html=True, status=fault.status)
         if kind == "early_hints":  # processed, answered after an interim 103
             return replace(response, early_hints=True)
         if kind in ("drop_response", "reset"):  # processed, the answer lost on the way

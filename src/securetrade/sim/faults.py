@@ -24,6 +24,7 @@ _KINDS = (
     "ban",
     "garbled_after",
     "html_after",
+    "blocked_after",
     "early_hints",
 )
 
@@ -37,6 +38,7 @@ EXECUTED = frozenset(
         "delay",
         "garbled_after",
         "html_after",
+        "blocked_after",
         "slow_arrival",
         "early_hints",
     }
@@ -55,7 +57,9 @@ class Fault:
     misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
     response, then resets the connection; ``garbled_after`` answers 200 with the venue's
     JSON cut in half, and ``html_after`` answers 200 with an HTML page (a proxy or CDN
-    that replaced the answer): delivered in full, but unreadable;
+    that replaced the answer): delivered in full, but unreadable; ``blocked_after``
+    answers ``status`` (a 4xx: 403, 404) with an HTML page, as a CDN or web application
+    firewall that passed the request on and then blocked the answer does;
     ``early_hints`` answers normally, after an interim ``103 Early Hints`` (a CDN in front
     of the venue that sends one): the answer is whole and must be read as it is;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it

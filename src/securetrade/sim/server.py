@@ -75,10 +75,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 raise
             with counters.lock:
                 counters.handshakes_ok += 1
+        with counters.lock:
+            self.server.open.add(self.request)
         super().setup()
         self.rfile = _CountingReader(self.rfile, counters)  # type: ignore[assignment]
 
     def finish(self) -> None:
+        with self.server.counters.lock:
+            self.server.open.discard(self.request)
         super().finish()
         if self.server.tls is not None:
             self.request.close()  # the TLS socket: socketserver only closes the one it accepted
@@ -140,6 +144,7 @@ class _Server(ThreadingHTTPServer):
         self.handler = handler
         self.tls = tls
         self.counters = _Counters()
+        self.open: set[socket.socket] = set()  # the client connections being served
         super().__init__(address, _RequestHandler)
 
 
@@ -205,6 +210,20 @@ class HttpsServer(Served):
         """(completed, failed) TLS handshakes."""
         c = self._server.counters
         return c.handshakes_ok, c.handshakes_failed
+
+    def drop_connections(self) -> None:
+        """Close every client connection now (a load balancer dropping idle keep-alives):
+        the client's next request opens a new connection, with a new handshake."""
+        with self._server.counters.lock:
+            connections = list(self._server.open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def impersonate(self, certificates: Certificates) -> None:
+        """Answer every new handshake with ``certificates`` from now on: somebody between
+        the client and the venue, with a chain of their own (the pins tests)."""
+        self._server.tls = server_context(certificates)
 
     def start(self) -> HttpsServer:
         """Serve in a background thread; returns the server."""

@@ -125,7 +125,9 @@ class Transport(Protocol):
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """Send ``request`` exactly as given; raises ``TransportFailure`` saying whether it may
-        have been delivered."""
+        have been delivered. A :class:`~securetrade.errors.LocalRefusal` (a pin or
+        certificate refused, a weakened context, a malformed request) only before any byte
+        of the request left: the order path then records the attempt as not placed."""
 
     def close(self) -> None:
         """Close every connection."""
@@ -135,8 +137,7 @@ class AsyncTransport(Protocol):
     """Sends requests from asyncio tasks."""
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        """Send ``request`` exactly as given; raises ``TransportFailure`` saying whether it may
-        have been delivered."""
+        """Send ``request`` exactly as given; as :meth:`Transport.send`."""
 
     async def aclose(self) -> None:
         """Close every connection."""

@@ -86,6 +86,7 @@ __all__ = [
     "capabilities_of",
     "read_json",
     "reads_answer",
+    "refusal_not_known",
     "unreadable",
     "wire_decimal",
     "within",
@@ -299,6 +300,28 @@ def unreadable(endpoint: Endpoint, status: int, venue: str, what: str) -> Outcom
         venue=venue,
     )
     return Outcome(Verdict.AMBIGUOUS, None, error)
+
+
+def refusal_not_known(
+    endpoint: Endpoint, status: int, venue: str, error: SecureTradeError, payload: Any = None
+) -> Outcome:
+    """The outcome of a 4xx answer that names no error this venue's table knows: a body
+    that is not the venue's error (a CDN's or firewall's 403 or 404 page, a 400 that
+    cannot be read), or an error code not listed.
+
+    For a read or a cancel that is a refusal (``error``). For an order's create it proves
+    nothing: whoever answered may have passed the order on first, so it is ambiguous and
+    the core asks the venue. Only a venue error whose code is known to mean "not placed"
+    may conclude REJECTED."""
+    if endpoint.op is not Op.PLACE_ORDER:
+        return Outcome(Verdict.REJECTED, payload, error)
+    ambiguous = AmbiguousOutcome(
+        f"{endpoint.op.value}: HTTP {status} with no venue error known to mean not placed "
+        f"({str(error)[:200]}); it may have executed, so the venue is asked",
+        venue=venue,
+        code=error.code,
+    )
+    return Outcome(Verdict.AMBIGUOUS, payload, ambiguous)
 
 
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:

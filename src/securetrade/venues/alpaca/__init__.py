@@ -76,6 +76,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    refusal_not_known,
     unreadable,
     wire_decimal,
 )
@@ -390,8 +391,10 @@ class Alpaca:
         rule = ERRORS.get(code) if isinstance(code, int) else None
         if endpoint.op is Op.CANCEL_ORDER and status == 422:
             rule = (Verdict.REJECTED, OrderNotFound)  # "not cancelable": no open order
-        elif rule is None:
-            rule = (Verdict.REJECTED, OrderNotFound if status == 404 else VenueRejected)
+        elif rule is None:  # no listed code: a page from in front of Alpaca, or a new code
+            refused = OrderNotFound if status == 404 else VenueRejected
+            error = refused(text, venue=self.name, code=code)
+            return refusal_not_known(endpoint, status, self.name, error, payload)
         verdict, kind = rule
         return Outcome(
             verdict,

@@ -58,6 +58,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    refusal_not_known,
     unreadable,
     wire_decimal,
     within,
@@ -163,7 +164,8 @@ ENDPOINTS = {
 }
 
 # Venue error code -> (verdict, exception type). Codes not listed fall back on the HTTP
-# status: 4xx is a rejection, 5xx is ambiguous.
+# status: 5xx is ambiguous, 4xx a refusal of a read or cancel but ambiguous for a create
+# (venues.base.refusal_not_known).
 ERRORS: Mapping[int, ErrorRule] = {
     -1000: (Verdict.AMBIGUOUS, AmbiguousOutcome),  # UNKNOWN
     -1003: (Verdict.RETRYABLE, RateLimited),  # TOO_MANY_REQUESTS
@@ -189,6 +191,10 @@ ERRORS: Mapping[int, ErrorRule] = {
     -2014: (Verdict.REJECTED, AuthenticationRejected),  # BAD_API_KEY_FMT
     -2015: (Verdict.REJECTED, AuthenticationRejected),  # REJECTED_MBX_KEY
 }
+
+# Binance's "11xx - Request issues" (documented as a category): the request was refused
+# as malformed or invalid before anything was done, whichever code of the range it is.
+_REQUEST_ISSUES = (-1199, -1100)
 
 # apiRestrictions switch -> the scopes it grants (one switch can grant several).
 _PERMISSION_SWITCHES: Mapping[str, frozenset[Scope]] = {
@@ -476,7 +482,12 @@ class BinanceSpot:
             return Outcome(
                 Verdict.AMBIGUOUS, payload, AmbiguousOutcome(text, venue=self.name, code=code)
             )
-        return Outcome(Verdict.REJECTED, payload, VenueRejected(text, venue=self.name, code=code))
+        error = VenueRejected(text, venue=self.name, code=code)
+        if isinstance(code, int) and _REQUEST_ISSUES[0] <= code <= _REQUEST_ISSUES[1]:
+            return Outcome(Verdict.REJECTED, payload, error)  # refused as it was read
+        # No code this table knows: a 4xx page from something in front of the venue, or a
+        # new code. Neither proves that an order was not placed.
+        return refusal_not_known(endpoint, status, self.name, error, payload)
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:

@@ -57,8 +57,18 @@ ERRORS: dict[str, ErrorRule] = {
 }
 
 
-def outcome_of(exc: BaseException, status: int, headers: Any, body: bytes, venue: str) -> Outcome:
-    """The :class:`Outcome` of an answer ccxt turned into ``exc``."""
+def outcome_of(
+    exc: BaseException,
+    status: int,
+    headers: Any,
+    body: bytes,
+    venue: str,
+    *,
+    creates: bool = False,
+) -> Outcome:
+    """The :class:`Outcome` of an answer ccxt turned into ``exc``. ``creates``: the answer
+    is to an order's create, which only a venue error known to mean "not placed" may
+    conclude REJECTED (see :func:`~securetrade.venues.base.refusal_not_known`)."""
     names = [cls.__name__ for cls in type(exc).__mro__]
     verdict, kind = next(
         (ERRORS[name] for name in names if name in ERRORS),
@@ -78,9 +88,20 @@ def outcome_of(exc: BaseException, status: int, headers: Any, body: bytes, venue
     elif status >= 500 and verdict is Verdict.REJECTED:
         verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome  # a server failing may have acted
     elif status < 500 and "ExchangeNotAvailable" in names and status >= 400:
-        # ccxt files unknown 4xx answers (400, 403, 404) as "not available"; the venue
-        # did answer, and a 4xx is a refusal.
-        verdict, kind = Verdict.REJECTED, VenueRejected
+        # ccxt files unknown 4xx answers (400, 403, 404) as "not available": a refusal of
+        # a read or a cancel; for a create, whoever answered may have passed it on first.
+        verdict, kind = (
+            (Verdict.AMBIGUOUS, AmbiguousOutcome) if creates else (Verdict.REJECTED, VenueRejected)
+        )
+    elif (
+        creates
+        and 400 <= status < 500
+        and verdict is Verdict.REJECTED
+        and (not _is_json(body) or type(exc).__name__ == "ExchangeError")
+    ):
+        # A create refused by a page that is not the venue's (ccxt guessed from the
+        # status), or by ccxt's generic "no" for a code it does not know: not proof.
+        verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome
     retry_after = _seconds(_header(headers, "retry-after"))
     code = _venue_code(body)
     error: SecureTradeError

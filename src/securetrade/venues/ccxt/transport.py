@@ -8,7 +8,11 @@
 
 ccxt's own ``fetch`` is never used (the codec replaces it), so its retries, throttle and
 logging never run; what runs is the connection pool ccxt would have used, with the pin
-checked inside the TLS handshake, before the first request byte. Failures are sorted the
+checked inside the TLS handshake, before the first request byte. The context is checked
+(:func:`~securetrade.transport.tls.check_context`) when a transport is built and again
+before each request, as the httpx transports do (the pools open connections on their own
+schedule): one made elsewhere, or weakened since, never carries a request. Failures are
+sorted the
 same way as on the native transports: pin and certificate failures become
 :class:`~securetrade.errors.UntrustedServer` (never retried), a connection never made is
 ``sent=False``, anything later is ``sent=True`` and the core asks the venue.
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 from ...errors import InvalidRequest
 from ...transport.base import HttpRequest, HttpResponse, TransportFailure
 from ...transport.http import check_base_url, security_refusal
+from ...transport.tls import check_context
 from .codec import CcxtRequest, CcxtResponse
 
 if TYPE_CHECKING:
@@ -112,12 +117,14 @@ class CcxtSyncTransport:
         proxy: str | None = None,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
+        check_context(context)  # before the session is touched: a refusal leaves it as it was
         adapter = _pinned_adapter(context)
         session.trust_env = False
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.proxies = {"http": proxy, "https": proxy} if proxy else {}
         self._session = session
+        self._context = context
         self._timeout = timeout
         self._origins = _Origins(unsafe_allow_plain_http)
 
@@ -125,6 +132,7 @@ class CcxtSyncTransport:
         import requests
 
         url = self._origins.url(request)
+        check_context(self._context)  # as it is now: the pool may open a connection
         try:
             response = self._session.request(
                 request.method,
@@ -183,6 +191,7 @@ class CcxtAsyncTransport:
         proxy: str | None = None,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
+        check_context(context)
         self._context = context
         self._timeout = timeout
         self._proxy = proxy
@@ -205,6 +214,7 @@ class CcxtAsyncTransport:
         from yarl import URL
 
         url = self._origins.url(request)
+        check_context(self._context)  # as it is now: the connector may open a connection
         exchange = self._exchange
         if exchange is None or exchange.session is None or exchange.session.closed:
             exchange = self._exchange = self._open()

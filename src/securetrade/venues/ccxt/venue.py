@@ -383,7 +383,14 @@ class CcxtVenue:
         try:
             result = self.codec.read(response)
         except ccxt.BaseError as exc:
-            outcome = outcome_of(exc, response.status, response.headers, response.body, self.name)
+            outcome = outcome_of(
+                exc,
+                response.status,
+                response.headers,
+                response.body,
+                self.name,
+                creates=endpoint.op is Op.PLACE_ORDER,
+            )
             if outcome.clock_skew and self.freshness is Freshness.NONCE:
                 outcome = replace(outcome, clock_skew=False, bad_nonce=True)
             return outcome

@@ -68,6 +68,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    refusal_not_known,
     unreadable,
     wire_decimal,
     within,
@@ -274,7 +275,8 @@ class KrakenSpot:
             if status == 429:
                 limited = RateLimited(text, venue=self.name, retry_after=1.0)
                 return Outcome(Verdict.RETRYABLE, None, limited, retry_after=1.0)
-            return Outcome(Verdict.REJECTED, None, VenueRejected(text, venue=self.name))
+            error = VenueRejected(text, venue=self.name)
+            return refusal_not_known(endpoint, status, self.name, error)
         failures = [str(e) for e in errors if str(e).startswith("E")]  # "W..." are warnings
         result = payload.get("result")
         if not failures and 200 <= status < 300:

@@ -80,6 +80,7 @@ from ..base import (
     Verdict,
     read_json,
     reads_answer,
+    refusal_not_known,
     unreadable,
     wire_decimal,
 )
@@ -361,8 +362,20 @@ class Oanda(OandaMarketData):
                 Verdict.AMBIGUOUS, payload, AmbiguousOutcome(text, venue=self.name, code=code)
             )
         rule = ERRORS.get(str(code)) if code is not None else None
-        if rule is None:
-            rule = (Verdict.REJECTED, OrderNotFound if status == 404 else VenueRejected)
+        if rule is None and status in (401, 403) and isinstance(fields.get("errorMessage"), str):
+            rule = (Verdict.REJECTED, AuthenticationRejected)  # OANDA's own refusal of the token
+        if rule is None and isinstance(rejected, dict):
+            rule = (Verdict.REJECTED, VenueRejected)  # OANDA recorded the create as rejected
+        if rule is None:  # no listed code: a page from in front of OANDA, or a new code
+            refused = (
+                AuthenticationRejected
+                if status in (401, 403)
+                else OrderNotFound
+                if status == 404
+                else VenueRejected
+            )
+            error = refused(text, venue=self.name, code=code)
+            return refusal_not_known(endpoint, status, self.name, error, payload)
         verdict, kind = rule
         if status in (401, 403):
             kind = AuthenticationRejected
