@@ -219,8 +219,8 @@ def test_an_account_named_on_the_limiter_joins_keys() -> None:
         ({"kind": "A:B"}, "kind"),
         ({"seconds": 0.0}, "window"),
         ({"seconds": float("nan")}, "window"),
-        ({"limit": 0}, "positive integer"),
-        ({"limit": 2.5}, "positive integer"),
+        ({"limit": 0}, "whole number from 1"),
+        ({"limit": 2.5}, "whole number from 1"),
         ({"scope": "planet"}, "scope"),
     ],
 )
