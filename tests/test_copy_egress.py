@@ -200,7 +200,7 @@ def test_egress_settings_are_checked_before_anything_is_sent() -> None:
 def test_a_transport_sends_from_its_local_address_or_says_why_not() -> None:
     """``local_address`` is checked when the transport is made; an address this host does
     not have fails the connection as not sent, naming the address to fix."""
-    from securetrade.client import _ssl_context
+    from securetrade.client_base import _ssl_context
     from securetrade.transport.aio import AsyncHttpTransport
     from securetrade.transport.base import HttpRequest, TransportFailure
 
