@@ -228,9 +228,15 @@ def test_every_command_has_a_plain_text_description() -> None:
             assert markup not in text, f"{parser.prog} --help shows {markup}"
 
 
-def _start_sim(tmp: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def _start_sim(
+    tmp: Path, *args: str, ignoring_sigint: bool = False
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    def ignore_sigint() -> None:  # as a supervisor or a test runner's worker may start it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     process = subprocess.Popen(
         [sys.executable, "-m", "securetrade", "sim", *args],
+        preexec_fn=ignore_sigint if ignoring_sigint else None,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -275,7 +281,11 @@ def test_sim_serves_each_venue_and_removes_its_ca_file_on_any_exit(
             assert client.balances()  # a signed request that venue's own dialect accepted
     finally:
         process.send_signal(stop)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never left running (its pipes would warn in a later test)
+            process.wait()
         assert process.stdout is not None
         assert process.stderr is not None
         errors = process.stderr.read()
@@ -283,6 +293,24 @@ def test_sim_serves_each_venue_and_removes_its_ca_file_on_any_exit(
         process.stderr.close()
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sim_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """Python installs no Ctrl-C handler in a process that inherits SIGINT ignored; the
+    simulator then ran on after Ctrl-C (seen in CI: a pytest worker started it so)."""
+    process, _shown = _start_sim(tmp_path, "--venue", "binance", ignoring_sigint=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()
+    process.stderr.close()
+    assert process.returncode == 0
     assert list(tmp_path.iterdir()) == []
 
 

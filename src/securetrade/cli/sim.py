@@ -33,7 +33,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM and SIGHUP end the command as Ctrl-C does, so every ``finally`` runs."""
+    """SIGINT, SIGTERM and SIGHUP end the command as Ctrl-C does, so every ``finally`` runs."""
     raise KeyboardInterrupt
 
 
@@ -62,7 +62,9 @@ def _sim(args: argparse.Namespace) -> int:
     if kind not in SIMULATED_VENUES[args.venue]:
         kinds = ", ".join(k.value for k in SIMULATED_VENUES[args.venue])
         fail(f"the {args.venue} simulator takes --key-kind {kinds}, not {kind.value}")
-    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP does not exist on Windows
+    # SIGINT too: a process started with SIGINT ignored (by a supervisor, a test runner's
+    # worker) inherits that, and Python then installs no Ctrl-C handler of its own.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP does not exist on Windows
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _exit_on_sigterm)
     broker = args.venue in BROKER_VENUES
