@@ -140,10 +140,13 @@ def test_failure_01_stale_recovery_never_overwrites_a_live_takeover(
     setup = store()
     past = int(time.time() * 1000) - 60_000
     cid = _sending_row(setup, sim, key, "k1", past)
-    settings = Settings(settle_ms=3000, resolve_timeout=10.0)  # covers the 2 s hold
+    # The settle margin covers the venue's 2 s hold with room for a loaded host: the venue
+    # may run that order up to 2.5 s past its timestamp (0.5 s window, then the hold), and
+    # a stalled thread or a clock estimate off by a second must not turn that into "absent".
+    settings = Settings(settle_ms=6000, resolve_timeout=12.0)
     r = _client(sim, server, store(slow), tls_options, key=key, settings=settings,
                 recv_window_ms=500)  # fmt: skip
-    live = Settings(settle_ms=3000, resolve_timeout=10.0, recover_on_start=False)
+    live = Settings(settle_ms=6000, resolve_timeout=12.0, recover_on_start=False)
     b = _client(sim, server, store(), tls_options, key=key, recv_window_ms=500, settings=live)
     c = _client(sim, server, store(), tls_options, key=key, recv_window_ms=500, settings=live)
     results: dict[str, Any] = {}
