@@ -51,6 +51,19 @@ def test_same_key_same_order(sim: Simulator, make_client: Any) -> None:
     assert _posts(sim) == 1
 
 
+def test_a_replayed_answer_says_so(sim: Simulator, make_client: Any) -> None:
+    """The call that sent the order gets it with replayed False; the same key again gets
+    the journal's answer, the same order, with replayed True (a copier books it once)."""
+    client = make_client(sim.create_key())
+    first = client.place_order(ORDER, idempotency_key="k-replay")
+    again = client.place_order(ORDER, idempotency_key="k-replay")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again == first  # one order, however it came back
+    assert _posts(sim) == 1
+    fresh = client.place_order(ORDER, idempotency_key="k-other")
+    assert not fresh.replayed
+
+
 def test_same_key_other_parameters_sends_nothing(sim: Simulator, make_client: Any) -> None:
     client = make_client(sim.create_key())
     client.place_order(ORDER, idempotency_key="k-2")
@@ -212,6 +225,7 @@ def test_crash_after_send_is_resolved_on_restart(sim: Simulator, tmp_path: Path)
         order = restarted.place_order(ORDER, idempotency_key="crash")
     assert order.client_order_id == cid
     assert _held(sim, cid) == 1
+    assert order.replayed  # the dead process sent it: not this call's order
 
 
 def test_client_order_id_is_deterministic_and_fits_every_venue() -> None:
@@ -270,6 +284,23 @@ def test_async_client_over_tls_never_doubles_an_order(
     cid = asyncio.run(run())
     assert sim.faults.fired == [(fault, "POST", "/api/v3/order")]
     assert _held(sim, cid) == 1
+
+
+def test_async_replayed_answer_says_so(sim: Simulator, tls_options: Any) -> None:
+    """The async client marks the journal's answer to a repeated key as replayed too."""
+    server = sim.serve()
+    key = sim.create_key()
+
+    async def run() -> tuple[Any, Any]:
+        async with AsyncClient(key, journal=":memory:", **tls_options(server)) as client:
+            first = await client.place_order(ORDER, idempotency_key="async-replay")
+            again = await client.place_order(ORDER, idempotency_key="async-replay")
+            return first, again
+
+    first, again = asyncio.run(run())
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again == first
+    assert _held(sim, first.client_order_id) == 1
 
 
 def test_async_orders_are_durable_before_their_first_byte(
