@@ -187,6 +187,65 @@ def test_a_redelivery_to_a_second_worker_racing_the_first_books_the_fill_once(
     assert 0 <= account.free("BTC") < step
 
 
+def test_a_worker_taking_over_a_copy_sent_by_one_that_died_books_its_fill_once(
+    venue: Simulator, served: HttpsServer, tmp_path: Path
+) -> None:
+    """Worker A's copy reaches the venue and fills, and A dies before the answer is
+    recorded (its row stays SENDING). Worker B (one journal file, its own outbox) gets the
+    event: its client's recovery finds A's order at the venue and records it, its balance
+    read holds A's fill, and place_order hands A's order back, replayed. Booking it would
+    count the fill twice, and B's close would try to sell twice what is held."""
+    follower = Follower(
+        "orphaned",
+        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+    opened = _event(venue, "open-4")
+    journal = str(tmp_path / "j.sqlite3")
+
+    class Died(BaseException):
+        """The worker's death between the venue's answer and its record."""
+
+    def die_after_response(name: str) -> None:
+        if name == "after_response":
+            raise Died(name)
+
+    async def run() -> Any:
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
+        ) as a:
+            a.add(follower)
+            a._seats["orphaned"].client.core.checkpoint = die_after_response  # type: ignore[method-assign]
+            dead = await a.copy(opened)
+        assert [o.status for o in dead.outcomes] == ["unresolved"]  # nothing recorded
+        assert len(venue.market.orders) == 1  # but the order is at the venue, filled
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
+        ) as b:
+            b.add(follower)
+            again = await b.copy(opened)
+            seat = b._seats["orphaned"]
+            kept = dict(seat.balances or {})
+            step = (await seat.client.instruments())["BTCUSDT"].step_size
+            closed = await b.copy(_event(venue, "close-4", "SELL", movement="close"))
+            return again, kept, step, closed
+
+    again, kept, step, closed = asyncio.run(run())
+    assert again.counts == {"placed": 1}
+    (bought,) = venue.market.orders_with_client_id(again.outcomes[0].client_order_id)
+    assert (bought.side, bought.status) == ("BUY", "FILLED")
+    held = bought.filled - sum(fee for fee, asset, _ in bought.fees.values() if asset == "BTC")
+    assert kept.get("BTC") in (None, held)  # not booked on top of the read that holds it
+    (outcome,) = closed.outcomes
+    assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
+    (sold,) = venue.market.orders_with_client_id(outcome.client_order_id)
+    assert (sold.side, sold.account) == ("SELL", bought.account)
+    assert 0 <= held - sold.filled < step
+    assert 0 <= venue.market.accounts[bought.account].free("BTC") < step
+
+
 # --- sizing and pricing at the edges of Decimal and of the venue's rules ---------------------
 
 

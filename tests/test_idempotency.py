@@ -228,6 +228,38 @@ def test_crash_after_send_is_resolved_on_restart(sim: Simulator, tmp_path: Path)
     assert order.replayed  # the dead process sent it: not this call's order
 
 
+def test_an_order_found_at_the_venue_under_an_earlier_send_is_replayed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A call that dies between the venue's answer and its record leaves the row SENDING.
+    The next call with the key (no recovery run first) asks the venue and finds the order:
+    it resolved it, but did not send it, so the answer is marked replayed; a caller that
+    books fills must not count the earlier send's fill again."""
+    key = sim.create_key()
+    path = tmp_path / "journal.sqlite3"
+
+    class Died(BaseException):
+        pass
+
+    def die_after_response(name: str) -> None:
+        if name == "after_response":
+            raise Died(name)
+
+    dying = Client(key, transport=sim.transport(), journal=path)
+    dying.core.checkpoint = die_after_response  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        dying.place_order(ORDER, idempotency_key="found")
+    cid = derive_client_order_id("binance", key.key_id, "found")
+    settings = Settings(recover_on_start=False)
+    with Client(key, transport=sim.transport(), journal=path, settings=settings) as next_one:
+        assert next_one.unresolved() == [cid]  # SENDING: nothing recorded the answer
+        order = next_one.place_order(ORDER, idempotency_key="found")
+    dying.close()
+    assert order.client_order_id == cid
+    assert order.replayed
+    assert (_held(sim, cid), _posts(sim)) == (1, 1)
+
+
 def test_client_order_id_is_deterministic_and_fits_every_venue() -> None:
     a = derive_client_order_id("binance", "acct", "key-1")
     assert a == derive_client_order_id("binance", "acct", "key-1")
