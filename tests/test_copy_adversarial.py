@@ -26,7 +26,9 @@ from securetrade.copy import (
     copy_key,
     plan,
 )
+from securetrade.copy import engine as engine_module
 from securetrade.copy.reconcile import FollowerView, LeaderSnapshot, reconcile_plan
+from securetrade.core import RedisJournal
 from securetrade.keys import Secret
 from securetrade.models import Instrument
 from securetrade.sim import HttpsServer, SimLimits, Simulator
@@ -89,6 +91,159 @@ def test_a_redelivery_racing_its_first_delivery_does_not_count_the_fill_twice(
     assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
     base = next((b.total for b in balances if b.asset == "BTC"), Decimal(0))
     assert 0 <= base < step  # the close sold what the open bought, but for dust below a step
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_redelivery_to_a_second_worker_racing_the_first_books_the_fill_once(
+    venue: Simulator,
+    served: HttpsServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    store: str,
+) -> None:
+    """Workers A and B (one journal, each its own outbox) get the same open at once. B
+    finds no copy in the journal yet, then reads the follower's balances after A's order
+    filled, and gets A's order back from place_order. Booking that replayed answer on top
+    of a read that holds its fill counted the fill twice: B's close then tried to sell
+    twice what was bought and was refused. Only the answer B sent itself may be booked."""
+    follower = Follower(
+        "raced",
+        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+    opened = _event(venue, "open-3")
+    redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
+    prefix = f"c2-race-{time.time_ns()}:"
+    real_state = engine_module.follower_state
+    if store == "redis":
+        RedisJournal.create(redis_url, prefix=prefix).close()
+
+    opened_stores: list[RedisJournal] = []
+
+    def journal() -> Any:
+        if store == "redis":
+            opened_stores.append(RedisJournal(redis_url, prefix=prefix))
+            return opened_stores[-1]
+        return str(tmp_path / "j.sqlite3")
+
+    async def run() -> Any:
+        b_reading, a_done = asyncio.Event(), asyncio.Event()
+        async with (
+            CopyEngine(
+                secret=SECRET, connect=_connect(served), journal=journal(), outbox=":memory:"
+            ) as a,
+            CopyEngine(
+                secret=SECRET, connect=_connect(served), journal=journal(), outbox=":memory:"
+            ) as b,
+        ):
+            a.add(follower)
+            b.add(follower)
+            b_seat = b._seats["raced"]
+
+            async def gated(seat: Any, *args: Any) -> Any:
+                """A reads once B is past its journal check; B reads once A is done."""
+                if seat is b_seat:
+                    b_reading.set()
+                    await a_done.wait()
+                else:
+                    await b_reading.wait()
+                return await real_state(seat, *args)
+
+            monkeypatch.setattr(engine_module, "follower_state", gated)
+
+            async def first() -> Any:
+                try:
+                    return await a.copy(opened)
+                finally:
+                    a_done.set()
+
+            by_a, by_b = await asyncio.gather(first(), b.copy(opened))
+            monkeypatch.setattr(engine_module, "follower_state", real_state)
+            kept = dict(b_seat.balances or {})
+            step = (await b_seat.client.instruments())["BTCUSDT"].step_size
+            closed = await b.copy(_event(venue, "close-3", "SELL", movement="close"))
+            return by_a, by_b, kept, step, closed
+
+    by_a, by_b, kept, step, closed = asyncio.run(run())
+    for each in opened_stores:  # an engine leaves the journal to its caller
+        each.close()
+    assert by_a.counts == by_b.counts == {"placed": 1}
+    cid = by_a.outcomes[0].client_order_id
+    assert by_b.outcomes[0].client_order_id == cid
+    (bought,) = venue.market.orders_with_client_id(cid)
+    assert (bought.side, bought.filled > 0) == ("BUY", True)
+    account = venue.market.accounts[bought.account]
+    held = bought.filled - sum(fee for fee, asset, _ in bought.fees.values() if asset == "BTC")
+    assert kept.get("BTC") in (None, held)  # booked once, or to be read again
+    (outcome,) = closed.outcomes
+    assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
+    (sold,) = venue.market.orders_with_client_id(outcome.client_order_id)
+    assert (sold.side, sold.account) == ("SELL", bought.account)
+    # The close sold what the open left held (its fee in BTC off), but for dust below a step.
+    assert 0 <= held - sold.filled < step
+    assert 0 <= account.free("BTC") < step
+
+
+def test_a_worker_taking_over_a_copy_sent_by_one_that_died_books_its_fill_once(
+    venue: Simulator, served: HttpsServer, tmp_path: Path
+) -> None:
+    """Worker A's copy reaches the venue and fills, and A dies before the answer is
+    recorded (its row stays SENDING). Worker B (one journal file, its own outbox) gets the
+    event: its client's recovery finds A's order at the venue and records it, its balance
+    read holds A's fill, and place_order hands A's order back, replayed. Booking it would
+    count the fill twice, and B's close would try to sell twice what is held."""
+    follower = Follower(
+        "orphaned",
+        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+    opened = _event(venue, "open-4")
+    journal = str(tmp_path / "j.sqlite3")
+
+    class Died(BaseException):
+        """The worker's death between the venue's answer and its record."""
+
+    def die_after_response(name: str) -> None:
+        if name == "after_response":
+            raise Died(name)
+
+    async def run() -> Any:
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
+        ) as a:
+            a.add(follower)
+            a._seats["orphaned"].client.core.checkpoint = die_after_response  # type: ignore[method-assign]
+            dead = await a.copy(opened)
+        assert [o.status for o in dead.outcomes] == ["unresolved"]  # nothing recorded
+        assert len(venue.market.orders) == 1  # but the order is at the venue, filled
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
+        ) as b:
+            b.add(follower)
+            again = await b.copy(opened)
+            seat = b._seats["orphaned"]
+            kept = dict(seat.balances or {})
+            step = (await seat.client.instruments())["BTCUSDT"].step_size
+            closed = await b.copy(_event(venue, "close-4", "SELL", movement="close"))
+            return again, kept, step, closed
+
+    again, kept, step, closed = asyncio.run(run())
+    assert again.counts == {"placed": 1}
+    (bought,) = venue.market.orders_with_client_id(again.outcomes[0].client_order_id)
+    assert (bought.side, bought.status) == ("BUY", "FILLED")
+    held = bought.filled - sum(fee for fee, asset, _ in bought.fees.values() if asset == "BTC")
+    assert kept.get("BTC") in (None, held)  # not booked on top of the read that holds it
+    (outcome,) = closed.outcomes
+    assert (outcome.status, outcome.reason) == ("placed", "FILLED"), outcome
+    (sold,) = venue.market.orders_with_client_id(outcome.client_order_id)
+    assert (sold.side, sold.account) == ("SELL", bought.account)
+    assert 0 <= held - sold.filled < step
+    assert 0 <= venue.market.accounts[bought.account].free("BTC") < step
 
 
 # --- sizing and pricing at the edges of Decimal and of the venue's rules ---------------------

@@ -51,6 +51,19 @@ def test_same_key_same_order(sim: Simulator, make_client: Any) -> None:
     assert _posts(sim) == 1
 
 
+def test_a_replayed_answer_says_so(sim: Simulator, make_client: Any) -> None:
+    """The call that sent the order gets it with replayed False; the same key again gets
+    the journal's answer, the same order, with replayed True (a copier books it once)."""
+    client = make_client(sim.create_key())
+    first = client.place_order(ORDER, idempotency_key="k-replay")
+    again = client.place_order(ORDER, idempotency_key="k-replay")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again == first  # one order, however it came back
+    assert _posts(sim) == 1
+    fresh = client.place_order(ORDER, idempotency_key="k-other")
+    assert not fresh.replayed
+
+
 def test_same_key_other_parameters_sends_nothing(sim: Simulator, make_client: Any) -> None:
     client = make_client(sim.create_key())
     client.place_order(ORDER, idempotency_key="k-2")
@@ -212,6 +225,39 @@ def test_crash_after_send_is_resolved_on_restart(sim: Simulator, tmp_path: Path)
         order = restarted.place_order(ORDER, idempotency_key="crash")
     assert order.client_order_id == cid
     assert _held(sim, cid) == 1
+    assert order.replayed  # the dead process sent it: not this call's order
+
+
+def test_an_order_found_at_the_venue_under_an_earlier_send_is_replayed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A call that dies between the venue's answer and its record leaves the row SENDING.
+    The next call with the key (no recovery run first) asks the venue and finds the order:
+    it resolved it, but did not send it, so the answer is marked replayed; a caller that
+    books fills must not count the earlier send's fill again."""
+    key = sim.create_key()
+    path = tmp_path / "journal.sqlite3"
+
+    class Died(BaseException):
+        pass
+
+    def die_after_response(name: str) -> None:
+        if name == "after_response":
+            raise Died(name)
+
+    dying = Client(key, transport=sim.transport(), journal=path)
+    dying.core.checkpoint = die_after_response  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        dying.place_order(ORDER, idempotency_key="found")
+    cid = derive_client_order_id("binance", key.key_id, "found")
+    settings = Settings(recover_on_start=False)
+    with Client(key, transport=sim.transport(), journal=path, settings=settings) as next_one:
+        assert next_one.unresolved() == [cid]  # SENDING: nothing recorded the answer
+        order = next_one.place_order(ORDER, idempotency_key="found")
+    dying.close()
+    assert order.client_order_id == cid
+    assert order.replayed
+    assert (_held(sim, cid), _posts(sim)) == (1, 1)
 
 
 def test_client_order_id_is_deterministic_and_fits_every_venue() -> None:
@@ -270,6 +316,23 @@ def test_async_client_over_tls_never_doubles_an_order(
     cid = asyncio.run(run())
     assert sim.faults.fired == [(fault, "POST", "/api/v3/order")]
     assert _held(sim, cid) == 1
+
+
+def test_async_replayed_answer_says_so(sim: Simulator, tls_options: Any) -> None:
+    """The async client marks the journal's answer to a repeated key as replayed too."""
+    server = sim.serve()
+    key = sim.create_key()
+
+    async def run() -> tuple[Any, Any]:
+        async with AsyncClient(key, journal=":memory:", **tls_options(server)) as client:
+            first = await client.place_order(ORDER, idempotency_key="async-replay")
+            again = await client.place_order(ORDER, idempotency_key="async-replay")
+            return first, again
+
+    first, again = asyncio.run(run())
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again == first
+    assert _held(sim, first.client_order_id) == 1
 
 
 def test_async_orders_are_durable_before_their_first_byte(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import pickle
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from securetrade.models import (
     OrderType,
     Side,
     TimeInForce,
+    as_replayed,
 )
 
 
@@ -227,6 +229,25 @@ def test_orders_are_hashable_values() -> None:
     assert limit(quantity="0.1") == limit(quantity=0.1)
     assert hash(limit(quantity="0.1")) == hash(limit(quantity=0.1))
     assert limit() != limit(side="SELL")
+
+
+def test_replayed_says_how_an_order_came_back_not_what_it_is() -> None:
+    """``replayed`` is how place_order came by an order: two reports of one order are
+    equal and hash alike whatever it says, and the journal's JSON never stores it (a
+    replay read back from the journal is marked by the reader, not by what was written)."""
+    order = Order(venue="binance", symbol="BTCUSDT", order_id="7", client_order_id="c-7",
+                  side="BUY", type="MARKET", status="FILLED", quantity="1")  # fmt: skip
+    replay = as_replayed(order)
+    assert (order.replayed, replay.replayed) == (False, True)
+    assert replay == order
+    assert order == replay
+    assert hash(replay) == hash(order)
+    assert replay != order.model_copy(update={"order_id": "8"})
+    assert replay.model_dump_json() == order.model_dump_json()
+    assert not Order.model_validate_json(replay.model_dump_json()).replayed
+    assert replay.model_copy(update={"symbol": "ETHUSDT"}).replayed  # kept by a relabel
+    assert pickle.loads(pickle.dumps(replay)).replayed
+    assert repr(replay) == repr(order)
 
 
 # --- fingerprint ----------------------------------------------------------------------------------

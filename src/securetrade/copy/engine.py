@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import copy_key, plan
+from .plan import plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -266,10 +266,7 @@ class CopyEngine:
         if not isinstance(event, LeaderEvent):
             raise InvalidRequest("copy() takes a LeaderEvent")
         started = time.monotonic()
-        # A first delivery books each fill into the follower's balances; a redelivery (a
-        # resume, a replay, the same event racing itself) may get back the journal's answer
-        # for an order already booked, so its followers read their balances again instead.
-        fresh = self._outbox.receive(event)
+        self._outbox.receive(event)
         known = self._outbox.outcomes(event.id)
         where = (event.venue, event.symbol)
         closed_at = self._closed_at.get(where)
@@ -278,9 +275,7 @@ class CopyEngine:
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [
-            self._follow(seat, event, known, started, fresh, reads, closed_at) for seat in seats
-        ]
+        follows = [self._follow(seat, event, known, started, reads, closed_at) for seat in seats]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -428,9 +423,10 @@ class CopyEngine:
         elif found.reason == "override_cleared":
             self._outbox.clear_override(fid, found.symbol)
         elif found.action == "place" and apply and found.intent is not None:
-            # Balances were read before this correction; its answer may be one placed
-            # before (the same snapshot again): read them anew rather than book it twice.
-            outcome = await self._place(seat, found.intent, time.monotonic(), fresh=False)
+            # A correction is made because the kept balances drifted from the venue's
+            # (a hand trade): read them anew rather than book onto them.
+            outcome = await self._place(seat, found.intent, time.monotonic())
+            seat.balances = None
             if outcome.status != "unresolved":
                 self._outbox.record([outcome])
             detail = f"{outcome.status}:{outcome.reason}" if outcome.reason else outcome.status
@@ -480,7 +476,6 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        fresh: bool,
         reads: Reads | None = None,
         closed_at: int | None = None,
     ) -> list[Outcome]:
@@ -495,13 +490,6 @@ class CopyEngine:
             failures = seat.breaker.failures
             async with seat.account, seat.egress:
                 try:
-                    if fresh and seat.balances is None and not seat.quarantined:
-                        # The balances are read in this turn: if another worker (one
-                        # journal, its own outbox) already sent this copy, the read holds
-                        # its fill, and the journal's answer must not be booked on top.
-                        # Asked before the read, so an order it misses is not in the read.
-                        key = copy_key(self._secret, event.id, follower.id, 0)
-                        fresh = not await self._journaled(seat, key)
                     lane = self._lanes.of[follower.id]
                     state = await follower_state(seat, event, lane, reads, closed_at)
                 except SecureTradeError as exc:
@@ -512,23 +500,25 @@ class CopyEngine:
                         reason = item.reason.value
                         outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
                     else:
-                        outcomes.append(await self._place(seat, item, started, fresh=fresh))
+                        outcomes.append(await self._place(seat, item, started))
             if seat.breaker.failures <= failures:  # the venue answered: the run of failures ends
                 seat.breaker.succeeded()
             return outcomes
 
-    async def _place(self, seat: Seat, item: CopyIntent, started: float, *, fresh: bool) -> Outcome:
-        """Place one leg. ``fresh``: the event's first delivery, whose answers are booked
-        into the seat's balances; otherwise the answer may be one booked already, and the
-        balances are read again before the follower's next copy."""
+    async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
+        """Place one leg. Only an order this call sent is booked into the seat's balances
+        (they were read before it went out, so its fill is not in them). A replayed answer
+        (a redelivery, the same event racing itself, another worker on the journal taking
+        over) may be counted already, by the call that sent it or by a balance read made
+        after its fill: the balances are read again before the follower's next copy."""
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
-        if fresh:
-            book(seat, order)
-        else:
+        if order.replayed:
             seat.balances = None
+        else:
+            book(seat, order)
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
@@ -549,15 +539,6 @@ class CopyEngine:
             order.order_id,
             latency,
         )
-
-    async def _journaled(self, seat: Seat, key: str) -> bool:
-        """Whether the journal has an intent under this idempotency key (the order may
-        be at the venue already, sent by this engine before or by another worker)."""
-        core = seat.client.core
-        cid = core.venue.client_order_id(core.account, key)
-        journal = self._journal
-        intent = await asyncio.to_thread(journal.get, cid) if journal.blocking else journal.get(cid)
-        return intent is not None
 
     def _failed(
         self, seat: Seat, about: LeaderEvent | CopyIntent, leg: int, exc: SecureTradeError

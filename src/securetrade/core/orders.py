@@ -39,7 +39,7 @@ from ..errors import (
     SecureTradeError,
     VenueRejected,
 )
-from ..models import Order, OrderRequest
+from ..models import Order, OrderRequest, as_replayed
 from ..policy import Admission, ReferencePrice
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
@@ -121,8 +121,10 @@ class Core(Recovery):
         orphan = self._orphans.pop(cid, None)
         if created and orphan is not None:
             # Recovery saw this very id at the venue with no journal entry (the journal was
-            # lost or moved): the order exists, so adopt it rather than send it again.
-            return (yield from self.settled(self.adopt(orphan, order), key))
+            # lost or moved): the order exists, so adopt it rather than send it again. An
+            # earlier call sent it: replayed.
+            adopted = yield from self.settled(self.adopt(orphan, order), key)
+            return as_replayed(adopted)
         if created:
             return (yield from self._submit(order, key, cid, intent.view, reference))
         return (yield from self._rejoin(order, key, cid, reference))
@@ -395,7 +397,9 @@ class Core(Recovery):
         self, order: OrderRequest, key: str, cid: str, reference: ReferencePrice | None
     ) -> Flow[Order]:
         """Same key again, or a row that moved on: return the known result, or find out
-        what became of the last attempt, re-reading the row after every change."""
+        what became of the last attempt, re-reading the row after every change. An answer
+        this call did not send itself comes back marked :attr:`~.Order.replayed`; one it
+        sends (a resend after a proven absence) does not."""
         patience = self.clock.local_ms() + _OWNER_PATIENCE_MS
         while True:
             intent = yield Lookup(cid)
@@ -409,7 +413,7 @@ class Core(Recovery):
                 if created:
                     return (yield from self._submit(order, key, cid, intent.view, reference))
             if intent.order_json is not None:
-                return self.stored(intent.order_json, key)
+                return as_replayed(self.stored(intent.order_json, key))
             state = intent.state
             if state is IntentState.REJECTED:
                 raise VenueRejected(
@@ -432,7 +436,9 @@ class Core(Recovery):
             except StaleView:
                 continue  # moved on while we asked: read it again
             if found is not None:
-                return (yield from self.settled(found, key))
+                # Found under an earlier call's send (another owner's, or one that died
+                # before recording the answer): not this call's order, so replayed.
+                return as_replayed((yield from self.settled(found, key)))
             # Absent after its deadline: that attempt can never execute. Send it again, from
             # the row as read: if somebody else got there first, the next read shows it.
             return (yield from self._submit(order, key, cid, intent.view, reference))

@@ -169,6 +169,13 @@ def replacing(order: OrderRequest, order_id: str) -> OrderRequest:
     return copy
 
 
+def as_replayed(order: Order, replayed: bool = True) -> Order:
+    """A copy of ``order`` marked as an earlier call's answer (see :attr:`Order.replayed`)."""
+    copy = order.model_copy()
+    copy._replayed = replayed
+    return copy
+
+
 def _check_kind(kind: Any, data: dict[str, Any]) -> dict[str, Any]:
     """The fields each order type takes: a price and time in force for the limit kinds
     (GTC unless told), a stop price for the conditional ones, post-only on LIMIT alone."""
@@ -330,7 +337,11 @@ class Fill(_Model):
 
 
 class Order(_Model):
-    """An order as the venue reports it."""
+    """An order as the venue reports it.
+
+    :attr:`replayed` tells how ``place_order`` came by it; it is not part of what the
+    order is, so two reports of one order are equal (and hash alike) whatever it says.
+    """
 
     _brief: ClassVar[tuple[str, ...]] = (
         "symbol",
@@ -365,6 +376,27 @@ class Order(_Model):
     quote_order_quantity: Money | None = Field(
         default=None, description="the quote amount a quote-quantity order asked for"
     )
+
+    # Set by the idempotency layer alone (:func:`as_replayed`): not a field, so not in the
+    # journal's JSON, the constructor or the hash. Pickled with the order, as it was said.
+    _replayed: bool = PrivateAttr(default=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True when ``place_order`` did not send this order itself: an earlier call's
+        answer under the same idempotency key, read back from the journal or found at the
+        venue after that call's send. False when this call's own send placed it. Whoever
+        keeps positions from the answers (the copy engine) books only the False ones: a
+        replayed answer is one an earlier call may have counted already."""
+        return self._replayed
+
+    def __eq__(self, other: object) -> bool:
+        """The same order, however it reached the caller (``replayed`` aside)."""
+        if isinstance(other, Order) and other._replayed is not self._replayed:
+            other = as_replayed(other, self._replayed)
+        return super().__eq__(other)
+
+    # Frozen: pydantic gives the class its hash of the fields (the __eq__ above unset it).
 
     @property
     def is_open(self) -> bool:
