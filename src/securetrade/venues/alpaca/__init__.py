@@ -392,8 +392,8 @@ class Alpaca:
         if endpoint.op is Op.CANCEL_ORDER and status == 422:
             rule = (Verdict.REJECTED, OrderNotFound)  # "not cancelable": no open order
         elif rule is None:  # no listed code: a page from in front of Alpaca, or a new code
-            refused = OrderNotFound if status == 404 else VenueRejected
-            error = refused(text, venue=self.name, code=code)
+            # Never "not found", even as a 404: only Alpaca's own 40410000 says that.
+            error = VenueRejected(text, venue=self.name, code=code)
             return refusal_not_known(endpoint, status, self.name, error, payload)
         verdict, kind = rule
         return Outcome(

@@ -1,0 +1,247 @@
+"""Resolution under attack: a lookup whose answer is not the venue's never proves an order
+absent (issue #16: at most one order per idempotency key, whatever fails).
+
+After an ambiguous send the order path asks the venue about the client order id; only the
+venue's own readable "no such order" (after the attempt's deadline) lets it record
+NOT_PLACED and send again. Each test drops the create's answer over real TLS to the
+simulator, then spoils the lookups, and reads the verdict at the venue (its book, the
+creates it received) and in the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oracle import judge
+from securetrade import Client, MarketOrder
+from securetrade.core import IntentState, Journal, Settings
+from securetrade.errors import OrderNotFound, UnresolvedOrder
+from securetrade.keys import ApiKey
+from securetrade.models import OrderRequest
+from securetrade.sim import HttpsServer, Simulator
+from securetrade.sim.brokers import BrokerSimulator
+from securetrade.sim.certs import make_certificates
+from securetrade.transport import HttpResponse
+from securetrade.venues import get_venue
+from securetrade.venues.base import Op, Verdict
+
+# The deadline (recv window + settle) passes long before resolution gives up: a lookup
+# read as "not found" would conclude NOT_PLACED and send the order again.
+FAST = Settings(settle_ms=100, resolve_timeout=2.5)
+FUNDS = {"USDT": Decimal(100_000), "BTC": Decimal(1), "ETH": Decimal(10)}
+VENUES = ["binance", "kraken", "alpaca", "oanda", "ccxt"]
+KEY = "lookup"
+
+
+class _Venue:
+    """A simulator of one venue serving over TLS, a key, a market order, the path of its
+    create and the venue name client order ids are derived with."""
+
+    def __init__(self, venue: str, stack: contextlib.ExitStack) -> None:
+        self.venue = venue
+        self.sim: Any
+        self.named = venue
+        if venue in ("alpaca", "oanda"):
+            self.sim = stack.enter_context(BrokerSimulator(venue))
+            self.key = self.sim.create_key()
+            account = self.key.key_id
+            self.create = "/v2/orders" if venue == "alpaca" else f"/v3/accounts/{account}/orders"
+            symbol, quantity = ("AAPL", "1") if venue == "alpaca" else ("EUR_USD", "1000")
+            self.order: OrderRequest = MarketOrder(symbol=symbol, side="BUY", quantity=quantity)
+            return
+        self.sim = stack.enter_context(Simulator())
+        if venue == "kraken":
+            self.key = self.sim.create_key(venue="kraken", balances=FUNDS)
+            self.order = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
+            self.create = "/0/private/AddOrder"
+            return
+        made = self.sim.create_key()
+        self.create = "/api/v3/order"
+        if venue == "binance":
+            self.key = made
+            self.order = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
+            return
+        self.named = "ccxt:binance"
+        self.key = ApiKey(  # the same key, labelled for the ccxt venue
+            self.named,
+            made.key_id,
+            made.secret,
+            scopes=made.scopes,
+            kind=made.kind,
+            environment=made.environment,
+        )
+        self.order = MarketOrder(symbol="BTC/USDT", side="BUY", quantity="0.001")
+
+    def lookups(self, cid: str) -> list[tuple[str, str]]:
+        """Every request by which the venue is asked about ``cid``."""
+        if self.venue == "kraken":  # among open orders, then closed ones
+            return [("POST", "/0/private/OpenOrders"), ("POST", "/0/private/ClosedOrders")]
+        if self.venue == "alpaca":
+            return [("GET", "/v2/orders:by_client_order_id")]
+        if self.venue == "oanda":  # by client id, then the account's transactions
+            account = self.key.key_id
+            return [
+                ("GET", f"/v3/accounts/{account}/orders/@{cid}"),
+                ("GET", f"/v3/accounts/{account}/transactions/sinceid"),
+            ]
+        return [("GET", "/api/v3/order")]
+
+    def creates(self) -> int:
+        """How many creates the venue received."""
+        dialect = self.sim.kraken if self.venue == "kraken" else self.sim.dialect
+        return int(dialect.stats.by_path.get(f"POST {self.create}", 0))
+
+    def client(self, server: HttpsServer, journal: Journal) -> Client:
+        return Client(
+            self.key,
+            journal=journal,
+            settings=FAST,
+            recv_window_ms=None if self.venue == "kraken" else 300,  # Kraken's least is 2 s
+            base_url=server.base_url,
+            pins=server.pins,
+            cadata=server.ca_pem,
+        )
+
+
+def _one_order_adopted(at: _Venue, client: Client, journal: Journal, cid: str) -> None:
+    """Once the venue can be read again, the same key finds and adopts its one order."""
+    placed = client.place_order(at.order, idempotency_key=KEY)
+    assert placed.client_order_id == cid
+    assert [o.status for o in at.sim.market.orders_with_client_id(cid)] == ["FILLED"]
+    assert at.creates() == 1
+    intent = journal.get(cid)
+    assert intent is not None
+    assert intent.state is IntentState.FILLED
+    if at.venue != "kraken":  # (the oracle reads Binance's and the brokers' accounts)
+        verdict = judge(at.sim, journal, client.core.account, [KEY], venue=at.named)
+        assert verdict.ok, verdict
+
+
+@pytest.mark.parametrize("status", [404, 403, 410])
+@pytest.mark.parametrize("venue", VENUES)
+def test_an_html_page_answering_the_lookups_never_proves_the_order_absent(
+    tmp_path: Path, venue: str, status: int
+) -> None:
+    """The create executes and its answer is lost; every lookup is then answered by a
+    CDN's or firewall's HTML page with ``status``. Such a 404 was read at Alpaca and OANDA
+    as the venue's "no such order": after the deadline the intent went NOT_PLACED and the
+    order was sent again. Now the page is no answer: the intent stays unresolved (UNKNOWN),
+    the venue received one create, and once the pages stop the same key adopts it."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue(venue, stack)
+        server = at.sim.serve()
+        journal = Journal(tmp_path / "journal.sqlite3")
+        stack.callback(journal.close)
+        with at.client(server, journal) as client:
+            client.recover()  # (reads the open orders: before the lookups are spoiled)
+            cid = client.core.venue.client_order_id(client.core.account, KEY)
+            at.sim.faults.inject("drop_response", method="POST", path=at.create)
+            for method, path in at.lookups(cid):
+                at.sim.faults.inject(
+                    "blocked_after", method=method, path=path, status=status, times=100_000
+                )
+            with pytest.raises(UnresolvedOrder):
+                client.place_order(at.order, idempotency_key=KEY)
+            assert ("drop_response", "POST", at.create) in at.sim.faults.fired
+            assert any(kind == "blocked_after" for kind, _, _ in at.sim.faults.fired)
+            assert at.creates() == 1  # never sent again
+            assert len(at.sim.market.orders_with_client_id(cid)) == 1
+            intent = journal.get(cid)
+            assert intent is not None
+            assert intent.state is IntentState.UNKNOWN
+            at.sim.faults.clear()
+            _one_order_adopted(at, client, journal, cid)
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_a_lookup_refused_on_this_side_leaves_the_order_unresolved(
+    tmp_path: Path, venue: str
+) -> None:
+    """The create executes and its answer is lost; the lookup's connection then meets a
+    server with a chain of somebody else's (no pinned key, a CA not trusted here). That
+    refusal ("no request byte was sent") reached the caller as if the order had not been
+    sent, the row left SENDING with an order at the venue. Now the caller gets
+    UnresolvedOrder, the row is UNKNOWN, and once the venue's own chain is back the same
+    key adopts its one order."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue(venue, stack)
+        server = at.sim.serve()
+        journal = Journal(tmp_path / "journal.sqlite3")
+        stack.callback(journal.close)
+        other = make_certificates()
+        with at.client(server, journal) as client:
+            client.recover()  # (reads the open orders: before the lookups are spoiled)
+            cid = client.core.venue.client_order_id(client.core.account, KEY)
+            at.sim.faults.inject("drop_response", method="POST", path=at.create)
+
+            def intercept(name: str) -> None:
+                if name == "after_response":  # the create's answer was lost: now ask
+                    server.impersonate(other)
+                    server.drop_connections()
+
+            client.core.checkpoint = intercept  # type: ignore[method-assign]
+            with pytest.raises(UnresolvedOrder) as raised:
+                client.place_order(at.order, idempotency_key=KEY)
+            assert "nothing was sent" not in str(raised.value)
+            assert at.creates() == 1
+            assert len(at.sim.market.orders_with_client_id(cid)) == 1
+            intent = journal.get(cid)
+            assert intent is not None
+            assert intent.state is IntentState.UNKNOWN
+            client.core.checkpoint = lambda name: None  # type: ignore[method-assign]
+            server.impersonate(server.certificates)
+            server.drop_connections()
+            _one_order_adopted(at, client, journal, cid)
+
+
+_PAGE = b"<html><body><h1>Not Found</h1></body></html>"
+
+
+@pytest.mark.parametrize("venue", ["binance", "kraken", "alpaca", "oanda"])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, _PAGE),
+        (404, b""),
+        (404, b'{"code": -20'),  # JSON cut short
+        (404, b"[]"),
+        (404, b'{"message": "Not Found"}'),  # a gateway's JSON, no venue error
+        (410, _PAGE),
+        (400, b"garbage"),
+        (200, _PAGE),
+        (200, b""),
+        (200, b'{"orderId": 1'),
+    ],
+)
+def test_only_the_venues_own_answer_says_an_order_does_not_exist(
+    venue: str, status: int, body: bytes
+) -> None:
+    """An answer to a lookup that is not the venue's readable error is never
+    :class:`OrderNotFound`: at worst a refusal or ambiguous, which resolution asks again."""
+    adapter = get_venue(venue)
+    lookup = adapter.endpoints[Op.GET_ORDER]
+    outcome = adapter.interpret(lookup, HttpResponse(status, {}, body))
+    assert outcome.verdict is not Verdict.OK
+    assert not isinstance(outcome.error, OrderNotFound), outcome.error
+
+
+@pytest.mark.parametrize(
+    ("venue", "body"),
+    [
+        ("binance", b'{"code": -2013, "msg": "Order does not exist."}'),
+        ("alpaca", b'{"code": 40410000, "message": "order not found"}'),
+        ("oanda", b'{"errorCode": "ORDER_DOESNT_EXIST", "errorMessage": "Order not found"}'),
+    ],
+)
+def test_the_venues_own_not_found_still_proves_absence(venue: str, body: bytes) -> None:
+    """The venue's readable "no such order" is still read as such (else no lookup could
+    ever prove an order absent, and every lost create would stay unresolved)."""
+    adapter = get_venue(venue)
+    outcome = adapter.interpret(adapter.endpoints[Op.GET_ORDER], HttpResponse(404, {}, body))
+    assert outcome.verdict is Verdict.REJECTED
+    assert isinstance(outcome.error, OrderNotFound)
