@@ -245,3 +245,20 @@ def test_the_venues_own_not_found_still_proves_absence(venue: str, body: bytes) 
     outcome = adapter.interpret(adapter.endpoints[Op.GET_ORDER], HttpResponse(404, {}, body))
     assert outcome.verdict is Verdict.REJECTED
     assert isinstance(outcome.error, OrderNotFound)
+
+
+@pytest.mark.parametrize("body", [_PAGE, b"", b'{"code": -20'])
+def test_ccxt_not_found_from_a_page_that_is_not_the_venues_is_no_answer(body: bytes) -> None:
+    """ccxt may raise its OrderNotFound from a body it could not read as the venue's
+    answer (a match on the page's text, or the status alone): that is no "not found".
+    From the venue's JSON it still is."""
+    import ccxt
+
+    from securetrade.venues.ccxt.errors import outcome_of
+
+    guessed = outcome_of(ccxt.OrderNotFound("Order does not exist."), 404, {}, body, "ccxt:binance")
+    assert not isinstance(guessed.error, OrderNotFound)
+    said = b'{"code": -2013, "msg": "Order does not exist."}'
+    read = outcome_of(ccxt.OrderNotFound("Order does not exist."), 400, {}, said, "ccxt:binance")
+    assert read.verdict is Verdict.REJECTED
+    assert isinstance(read.error, OrderNotFound)
