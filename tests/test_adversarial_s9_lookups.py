@@ -10,6 +10,7 @@ creates it received) and in the journal.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from oracle import judge
-from securetrade import Client, MarketOrder
+from securetrade import AsyncClient, Client, MarketOrder
 from securetrade.core import IntentState, Journal, Settings
 from securetrade.errors import OrderNotFound, UnresolvedOrder
 from securetrade.keys import ApiKey
@@ -262,3 +263,49 @@ def test_ccxt_not_found_from_a_page_that_is_not_the_venues_is_no_answer(body: by
     read = outcome_of(ccxt.OrderNotFound("Order does not exist."), 400, {}, said, "ccxt:binance")
     assert read.verdict is Verdict.REJECTED
     assert isinstance(read.error, OrderNotFound)
+
+
+def test_a_lookup_refused_on_this_side_leaves_the_order_unresolved_async(
+    tmp_path: Path,
+) -> None:
+    """The same through AsyncClient's driver: the lookup's refusal goes into the flow,
+    which leaves the intent UNKNOWN and raises UnresolvedOrder."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue("binance", stack)
+        server = at.sim.serve()
+        journal = Journal(tmp_path / "journal.sqlite3")
+        stack.callback(journal.close)
+        other = make_certificates()
+
+        def intercept(name: str) -> None:
+            if name == "after_response":  # the create's answer was lost: now ask
+                server.impersonate(other)
+                server.drop_connections()
+
+        async def place() -> str:
+            client = AsyncClient(
+                at.key,
+                journal=journal,
+                settings=FAST,
+                recv_window_ms=300,
+                base_url=server.base_url,
+                pins=server.pins,
+                cadata=server.ca_pem,
+            )
+            try:
+                await client.recover()
+                cid = client.core.venue.client_order_id(client.core.account, KEY)
+                at.sim.faults.inject("drop_response", method="POST", path=at.create)
+                client.core.checkpoint = intercept  # type: ignore[method-assign]
+                with pytest.raises(UnresolvedOrder):
+                    await client.place_order(at.order, idempotency_key=KEY)
+            finally:
+                await client.aclose()
+            return cid
+
+        cid = asyncio.run(place())
+        assert at.creates() == 1
+        assert len(at.sim.market.orders_with_client_id(cid)) == 1
+        intent = journal.get(cid)
+        assert intent is not None
+        assert intent.state is IntentState.UNKNOWN
