@@ -24,18 +24,21 @@ from securetrade.core import IntentState, Journal, Settings
 from securetrade.errors import OrderNotFound, UnresolvedOrder
 from securetrade.keys import ApiKey
 from securetrade.models import OrderRequest
+from securetrade.ratelimit import RateLimit, RateLimiter
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.brokers import BrokerSimulator
 from securetrade.sim.certs import make_certificates
 from securetrade.transport import HttpResponse
 from securetrade.venues import get_venue
 from securetrade.venues.base import Op, Verdict
+from securetrade.venues.ccxt.venue import COST
 
 # The deadline (recv window + settle) passes long before resolution gives up: a lookup
 # read as "not found" would conclude NOT_PLACED and send the order again.
 FAST = Settings(settle_ms=100, resolve_timeout=2.5)
+KRAKEN_FAST = Settings(settle_ms=100, resolve_timeout=4.0)  # Kraken's least window is 2 s
 FUNDS = {"USDT": Decimal(100_000), "BTC": Decimal(1), "ETH": Decimal(10)}
-VENUES = ["binance", "kraken", "alpaca", "oanda", "ccxt"]
+VENUES = ["binance", "kraken", "alpaca", "oanda", "ccxt", "ccxt-kraken"]
 KEY = "lookup"
 
 
@@ -47,6 +50,7 @@ class _Venue:
         self.venue = venue
         self.sim: Any
         self.named = venue
+        self.kraken = venue in ("kraken", "ccxt-kraken")
         if venue in ("alpaca", "oanda"):
             self.sim = stack.enter_context(BrokerSimulator(venue))
             self.key = self.sim.create_key()
@@ -55,11 +59,15 @@ class _Venue:
             symbol, quantity = ("AAPL", "1") if venue == "alpaca" else ("EUR_USD", "1000")
             self.order: OrderRequest = MarketOrder(symbol=symbol, side="BUY", quantity=quantity)
             return
-        self.sim = stack.enter_context(Simulator())
-        if venue == "kraken":
+        self.sim = stack.enter_context(Simulator(kraken_limits=None))
+        if self.kraken:
             self.key = self.sim.create_key(venue="kraken", balances=FUNDS)
             self.order = MarketOrder(symbol="ETHUSDT", side="BUY", quantity="0.01")
             self.create = "/0/private/AddOrder"
+            if venue == "ccxt-kraken":
+                self.named = "ccxt:kraken"
+                self.key = self._relabelled(self.key)
+                self.order = MarketOrder(symbol="ETH/USDT", side="BUY", quantity="0.01")
             return
         made = self.sim.create_key()
         self.create = "/api/v3/order"
@@ -68,7 +76,12 @@ class _Venue:
             self.order = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
             return
         self.named = "ccxt:binance"
-        self.key = ApiKey(  # the same key, labelled for the ccxt venue
+        self.key = self._relabelled(made)
+        self.order = MarketOrder(symbol="BTC/USDT", side="BUY", quantity="0.001")
+
+    def _relabelled(self, made: ApiKey) -> ApiKey:
+        """The same key, labelled for the ccxt venue."""
+        return ApiKey(
             self.named,
             made.key_id,
             made.secret,
@@ -76,11 +89,10 @@ class _Venue:
             kind=made.kind,
             environment=made.environment,
         )
-        self.order = MarketOrder(symbol="BTC/USDT", side="BUY", quantity="0.001")
 
     def lookups(self, cid: str) -> list[tuple[str, str]]:
         """Every request by which the venue is asked about ``cid``."""
-        if self.venue == "kraken":  # among open orders, then closed ones
+        if self.kraken:  # among open orders, then closed ones
             return [("POST", "/0/private/OpenOrders"), ("POST", "/0/private/ClosedOrders")]
         if self.venue == "alpaca":
             return [("GET", "/v2/orders:by_client_order_id")]
@@ -94,18 +106,22 @@ class _Venue:
 
     def creates(self) -> int:
         """How many creates the venue received."""
-        dialect = self.sim.kraken if self.venue == "kraken" else self.sim.dialect
+        dialect = self.sim.kraken if self.kraken else self.sim.dialect
         return int(dialect.stats.by_path.get(f"POST {self.create}", 0))
 
     def client(self, server: HttpsServer, journal: Journal) -> Client:
+        extra: dict[str, Any] = {}
+        if self.venue == "ccxt-kraken":  # room in the limiter: ccxt paces Kraken's reads
+            extra["limiter"] = RateLimiter([RateLimit(COST, 1.0, 1_000_000)])
         return Client(
             self.key,
             journal=journal,
-            settings=FAST,
-            recv_window_ms=None if self.venue == "kraken" else 300,  # Kraken's least is 2 s
+            settings=KRAKEN_FAST if self.kraken else FAST,
+            recv_window_ms=2000 if self.kraken else 300,  # Kraken's least is 2 s
             base_url=server.base_url,
             pins=server.pins,
             cadata=server.ca_pem,
+            **extra,
         )
 
 
@@ -118,12 +134,12 @@ def _one_order_adopted(at: _Venue, client: Client, journal: Journal, cid: str) -
     intent = journal.get(cid)
     assert intent is not None
     assert intent.state is IntentState.FILLED
-    if at.venue != "kraken":  # (the oracle reads Binance's and the brokers' accounts)
+    if not at.kraken:  # (the oracle reads Binance's and the brokers' accounts)
         verdict = judge(at.sim, journal, client.core.account, [KEY], venue=at.named)
         assert verdict.ok, verdict
 
 
-@pytest.mark.parametrize("status", [404, 403, 410])
+@pytest.mark.parametrize("status", [404, 403, 410, 200])
 @pytest.mark.parametrize("venue", VENUES)
 def test_an_html_page_answering_the_lookups_never_proves_the_order_absent(
     tmp_path: Path, venue: str, status: int
@@ -144,12 +160,16 @@ def test_an_html_page_answering_the_lookups_never_proves_the_order_absent(
             at.sim.faults.inject("drop_response", method="POST", path=at.create)
             for method, path in at.lookups(cid):
                 at.sim.faults.inject(
-                    "blocked_after", method=method, path=path, status=status, times=100_000
+                    "html_after" if status == 200 else "blocked_after",
+                    method=method,
+                    path=path,
+                    status=status,
+                    times=100_000,
                 )
             with pytest.raises(UnresolvedOrder):
                 client.place_order(at.order, idempotency_key=KEY)
             assert ("drop_response", "POST", at.create) in at.sim.faults.fired
-            assert any(kind == "blocked_after" for kind, _, _ in at.sim.faults.fired)
+            assert any(kind.endswith("_after") for kind, _, _ in at.sim.faults.fired)
             assert at.creates() == 1  # never sent again
             assert len(at.sim.market.orders_with_client_id(cid)) == 1
             intent = journal.get(cid)
