@@ -139,16 +139,28 @@ def _one_order_adopted(at: _Venue, client: Client, journal: Journal, cid: str) -
         assert verdict.ok, verdict
 
 
-@pytest.mark.parametrize("status", [404, 403, 410, 200])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ("blocked_after", 404),  # an HTML page with the status
+        ("blocked_after", 403),
+        ("blocked_after", 410),
+        ("html_after", 200),
+        ("empty_after", 404),  # the status, no body
+        ("garbled_after", 200),  # the venue's JSON cut short
+    ],
+)
 @pytest.mark.parametrize("venue", VENUES)
-def test_an_html_page_answering_the_lookups_never_proves_the_order_absent(
-    tmp_path: Path, venue: str, status: int
+def test_an_unreadable_answer_to_the_lookups_never_proves_the_order_absent(
+    tmp_path: Path, venue: str, fault: str, status: int
 ) -> None:
     """The create executes and its answer is lost; every lookup is then answered by a
-    CDN's or firewall's HTML page with ``status``. Such a 404 was read at Alpaca and OANDA
-    as the venue's "no such order": after the deadline the intent went NOT_PLACED and the
-    order was sent again. Now the page is no answer: the intent stays unresolved (UNKNOWN),
-    the venue received one create, and once the pages stop the same key adopts it."""
+    CDN's or firewall's HTML page with ``status``, a bare status, or JSON cut short. A
+    404 page was read at Alpaca (and OANDA) as the venue's "no such order", a 200 page by
+    ccxt's Kraken as no orders: after the deadline the intent went NOT_PLACED and the
+    order was sent again. Now such an answer is none: the intent stays unresolved
+    (UNKNOWN), the venue received one create, and once the faults stop the same key adopts
+    it."""
     with contextlib.ExitStack() as stack:
         at = _Venue(venue, stack)
         server = at.sim.serve()
@@ -159,13 +171,7 @@ def test_an_html_page_answering_the_lookups_never_proves_the_order_absent(
             cid = client.core.venue.client_order_id(client.core.account, KEY)
             at.sim.faults.inject("drop_response", method="POST", path=at.create)
             for method, path in at.lookups(cid):
-                at.sim.faults.inject(
-                    "html_after" if status == 200 else "blocked_after",
-                    method=method,
-                    path=path,
-                    status=status,
-                    times=100_000,
-                )
+                at.sim.faults.inject(fault, method=method, path=path, status=status, times=100_000)
             with pytest.raises(UnresolvedOrder):
                 client.place_order(at.order, idempotency_key=KEY)
             assert ("drop_response", "POST", at.create) in at.sim.faults.fired
