@@ -335,3 +335,16 @@ def test_a_lookup_refused_on_this_side_leaves_the_order_unresolved_async(
         intent = journal.get(cid)
         assert intent is not None
         assert intent.state is IntentState.UNKNOWN
+
+
+@pytest.mark.parametrize("body", [_PAGE, b"", b'{"code": 422'])
+def test_alpaca_a_422_page_to_a_cancel_is_not_a_closed_order(body: bytes) -> None:
+    """Alpaca answers a cancel of an order no longer open with a JSON 422; a 422 page in
+    front of it (or half an answer) says nothing of the order, so it is not
+    :class:`OrderNotFound`, which an amend reads as "gone meanwhile"."""
+    alpaca = get_venue("alpaca")
+    cancel = alpaca.endpoints[Op.CANCEL_ORDER]
+    outcome = alpaca.interpret(cancel, HttpResponse(422, {}, body))
+    assert not isinstance(outcome.error, OrderNotFound)
+    said = b'{"code": 42210000, "message": "order is not cancelable"}'
+    assert isinstance(alpaca.interpret(cancel, HttpResponse(422, {}, said)).error, OrderNotFound)
