@@ -348,3 +348,41 @@ def test_alpaca_a_422_page_to_a_cancel_is_not_a_closed_order(body: bytes) -> Non
     assert not isinstance(outcome.error, OrderNotFound)
     said = b'{"code": 42210000, "message": "order is not cancelable"}'
     assert isinstance(alpaca.interpret(cancel, HttpResponse(422, {}, said)).error, OrderNotFound)
+
+
+def test_a_lookup_held_back_by_a_long_venue_pause_leaves_the_order_unresolved(
+    tmp_path: Path,
+) -> None:
+    """A proxy forwards the create, which executes, then answers 429 with a minute's
+    Retry-After (read as ambiguous, ``ambiguous_rate_limits``). The lookup that must
+    resolve it is held back by that pause, longer than ``max_rate_wait``: the caller was
+    given RateLimited, a retryable error ("certainly not executed"), with the row SENDING
+    and the order at the venue. Now it gets UnresolvedOrder and the row is UNKNOWN."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue("binance", stack)
+        server = at.sim.serve()
+        journal = Journal(tmp_path / "journal.sqlite3")
+        stack.callback(journal.close)
+        settings = Settings(
+            settle_ms=100, resolve_timeout=2.5, ambiguous_rate_limits=True, max_rate_wait=1.0
+        )
+        with Client(
+            at.key,
+            journal=journal,
+            settings=settings,
+            recv_window_ms=300,
+            base_url=server.base_url,
+            pins=server.pins,
+            cadata=server.ca_pem,
+        ) as client:
+            client.recover()
+            cid = client.core.venue.client_order_id(client.core.account, KEY)
+            at.sim.faults.inject("rate_limit_after", method="POST", path=at.create, seconds=60)
+            with pytest.raises(UnresolvedOrder):
+                client.place_order(at.order, idempotency_key=KEY)
+        assert at.sim.faults.fired == [("rate_limit_after", "POST", at.create)]
+        assert at.creates() == 1
+        assert len(at.sim.market.orders_with_client_id(cid)) == 1
+        intent = journal.get(cid)
+        assert intent is not None
+        assert intent.state is IntentState.UNKNOWN

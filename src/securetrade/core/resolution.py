@@ -15,8 +15,8 @@ import time
 from ..errors import (
     AmbiguousOutcome,
     DuplicateOrder,
-    LocalRefusal,
     OrderNotFound,
+    SecureTradeError,
     UnresolvedOrder,
 )
 from ..models import Order, OrderRequest
@@ -60,14 +60,15 @@ class Resolution(Reads):
                 )
             except TransportFailure as exc:
                 outcome, failure = None, exc
-            except LocalRefusal as exc:
-                # The lookup was refused on this side (a pin mismatch, an untrusted chain):
-                # nothing of it left, but the attempt it asks about may be at the venue.
-                # The caller must not read "nothing was sent" of the order: unresolved.
+            except SecureTradeError as exc:
+                # The lookup did not happen: refused on this side (a pin mismatch, an
+                # untrusted chain) or held back (a venue pause longer than max_rate_wait).
+                # The attempt it asks about may be at the venue, so the caller must not
+                # read "nothing was sent" or "retry" of the order: unresolved.
                 yield from self.conclude(cid, IntentState.UNKNOWN, seen, type(exc).__name__)
                 raise UnresolvedOrder(
-                    f"could not ask the venue whether the order was placed (the lookup was "
-                    f"refused here: {type(exc).__name__}); the order may be at the venue, so "
+                    f"could not ask the venue whether the order was placed (the lookup "
+                    f"failed here: {type(exc).__name__}); the order may be at the venue, so "
                     "it is kept as unresolved, and never sent again by itself",
                     client_order_id=cid,
                     venue=self.venue.name,
