@@ -62,6 +62,12 @@ from .client_base import T, _asleep, _Base, _in_thread, default_journal_path
 
 __all__ = ["AsyncClient", "Client", "default_journal_path"]
 
+# Sends whose local refusal (a pin, a certificate, the transport's context) goes into the
+# flow, which has its own reading of it: an order's create settles its recorded attempt
+# NOT_PLACED; a lookup that resolves an attempt leaves it unresolved (the attempt may be at
+# the venue). Other refusals are raised to the caller as they are.
+_REFUSALS_INTO_FLOW = frozenset({Op.PLACE_ORDER, Op.GET_ORDER})
+
 
 class Client(_Base[Transport], AccountCalls):
     """Synchronous client. Every protective layer applies to every call.
@@ -159,12 +165,11 @@ class Client(_Base[Transport], AccountCalls):
                         except TransportFailure as exc:
                             failure = exc
                         except LocalRefusal as exc:
-                            if effect.op is not Op.PLACE_ORDER:  # type: ignore[union-attr]
+                            if effect.op not in _REFUSALS_INTO_FLOW:  # type: ignore[union-attr]
                                 raise
                             # A transport refuses (a pin, a certificate, its context, the
-                            # request) only before any byte of the request left: the order
-                            # path settles its recorded attempt NOT_PLACED. Reads keep
-                            # their own handling of refusals (core.reads): raised as is.
+                            # request) only before any byte of the request left: the flow
+                            # reads it (see _REFUSALS_INTO_FLOW).
                             failure = exc
                     elif kind is Wait:
                         time.sleep(effect.seconds)  # type: ignore[union-attr]
@@ -451,7 +456,7 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
                         except TransportFailure as exc:
                             failure = exc
                         except LocalRefusal as exc:
-                            if effect.op is not Op.PLACE_ORDER:  # type: ignore[union-attr]
+                            if effect.op not in _REFUSALS_INTO_FLOW:  # type: ignore[union-attr]
                                 raise
                             failure = exc  # refused before any byte left: as in Client._run
                     elif kind is Wait:

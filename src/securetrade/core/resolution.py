@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import time
 
-from ..errors import AmbiguousOutcome, DuplicateOrder, OrderNotFound, UnresolvedOrder
+from ..errors import (
+    AmbiguousOutcome,
+    DuplicateOrder,
+    OrderNotFound,
+    SecureTradeError,
+    UnresolvedOrder,
+)
 from ..models import Order, OrderRequest
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
@@ -54,6 +60,19 @@ class Resolution(Reads):
                 )
             except TransportFailure as exc:
                 outcome, failure = None, exc
+            except SecureTradeError as exc:
+                # The lookup did not happen: refused on this side (a pin mismatch, an
+                # untrusted chain) or held back (a venue pause longer than max_rate_wait).
+                # The attempt it asks about may be at the venue, so the caller must not
+                # read "nothing was sent" or "retry" of the order: unresolved.
+                yield from self.conclude(cid, IntentState.UNKNOWN, seen, type(exc).__name__)
+                raise UnresolvedOrder(
+                    f"could not ask the venue whether the order was placed (the lookup "
+                    f"failed here: {type(exc).__name__}); the order may be at the venue, so "
+                    "it is kept as unresolved, and never sent again by itself",
+                    client_order_id=cid,
+                    venue=self.venue.name,
+                ) from exc
             if outcome is not None and outcome.verdict is Verdict.OK:
                 return self.venue.parse_order(outcome.payload)
             if outcome is not None and isinstance(outcome.error, OrderNotFound):

@@ -197,6 +197,8 @@ class Dialect(ABC, Generic[StatsT]):
             return _unreadable(response, html=kind == "html_after")
         if fault is not None and kind == "blocked_after":  # processed, a 4xx page instead
             return _unreadable(response, html=True, status=fault.status)
+        if fault is not None and kind == "empty_after":  # processed, a bare status instead
+            return replace(response, status=fault.status, body=b"")
         if kind == "early_hints":  # processed, answered after an interim 103
             return replace(response, early_hints=True)
         if kind in ("drop_response", "reset"):  # processed, the answer lost on the way

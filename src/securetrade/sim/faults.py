@@ -25,6 +25,7 @@ _KINDS = (
     "garbled_after",
     "html_after",
     "blocked_after",
+    "empty_after",
     "early_hints",
 )
 
@@ -39,6 +40,7 @@ EXECUTED = frozenset(
         "garbled_after",
         "html_after",
         "blocked_after",
+        "empty_after",
         "slow_arrival",
         "early_hints",
     }
@@ -59,7 +61,8 @@ class Fault:
     JSON cut in half, and ``html_after`` answers 200 with an HTML page (a proxy or CDN
     that replaced the answer): delivered in full, but unreadable; ``blocked_after``
     answers ``status`` (a 4xx: 403, 404) with an HTML page, as a CDN or web application
-    firewall that passed the request on and then blocked the answer does;
+    firewall that passed the request on and then blocked the answer does; ``empty_after``
+    answers ``status`` with no body at all (a proxy's bare 404 or 502);
     ``early_hints`` answers normally, after an interim ``103 Early Hints`` (a CDN in front
     of the venue that sends one): the answer is whole and must be read as it is;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it

@@ -309,10 +309,13 @@ def refusal_not_known(
     that is not the venue's error (a CDN's or firewall's 403 or 404 page, a 400 that
     cannot be read), or an error code not listed.
 
-    For a read or a cancel that is a refusal (``error``). For an order's create it proves
-    nothing: whoever answered may have passed the order on first, so it is ambiguous and
-    the core asks the venue. Only a venue error whose code is known to mean "not placed"
-    may conclude REJECTED."""
+    For a read or a cancel that is a refusal (``error``), and never
+    :class:`~securetrade.errors.OrderNotFound`, whatever the status: only the venue's own
+    listed error says that an order does not exist, and a lookup read as "not found" lets
+    the order path send the order again (a CDN's 404 page would make a second order).
+    For an order's create it proves nothing: whoever answered may have passed the order on
+    first, so it is ambiguous and the core asks the venue. Only a venue error whose code is
+    known to mean "not placed" may conclude REJECTED."""
     if endpoint.op is not Op.PLACE_ORDER:
         return Outcome(Verdict.REJECTED, payload, error)
     ambiguous = AmbiguousOutcome(

@@ -389,11 +389,11 @@ class Alpaca:
             ambiguous = AmbiguousOutcome(text, venue=self.name, code=code)
             return Outcome(Verdict.AMBIGUOUS, payload, ambiguous)
         rule = ERRORS.get(code) if isinstance(code, int) else None
-        if endpoint.op is Op.CANCEL_ORDER and status == 422:
-            rule = (Verdict.REJECTED, OrderNotFound)  # "not cancelable": no open order
+        if endpoint.op is Op.CANCEL_ORDER and status == 422 and isinstance(payload, dict):
+            rule = (Verdict.REJECTED, OrderNotFound)  # Alpaca's "not cancelable": not open
         elif rule is None:  # no listed code: a page from in front of Alpaca, or a new code
-            refused = OrderNotFound if status == 404 else VenueRejected
-            error = refused(text, venue=self.name, code=code)
+            # Never "not found", even as a 404: only Alpaca's own 40410000 says that.
+            error = VenueRejected(text, venue=self.name, code=code)
             return refusal_not_known(endpoint, status, self.name, error, payload)
         verdict, kind = rule
         return Outcome(

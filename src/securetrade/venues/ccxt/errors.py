@@ -102,6 +102,11 @@ def outcome_of(
         # A create refused by a page that is not the venue's (ccxt guessed from the
         # status), or by ccxt's generic "no" for a code it does not know: not proof.
         verdict, kind = Verdict.AMBIGUOUS, AmbiguousOutcome
+    elif kind is OrderNotFound and not _is_json(body):
+        # "No such order" guessed from a page that is not the venue's answer (ccxt's match
+        # on its text, or the status alone): it says nothing of the order, and a lookup
+        # read as "not found" lets the order path send the order again.
+        verdict, kind = Verdict.REJECTED, VenueRejected
     retry_after = _seconds(_header(headers, "retry-after"))
     code = _venue_code(body)
     error: SecureTradeError

@@ -51,6 +51,7 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    read_json,
     reads_answer,
     unreadable,
     wire_decimal,
@@ -107,6 +108,10 @@ _SYMBOL = re.compile(r"[A-Za-z0-9._]{1,32}/[A-Za-z0-9._]{1,32}(?::[A-Za-z0-9._-]
 # parse_order later, which makes an unreadable one ambiguous too: a cancel sent again would
 # only be answered "unknown order".
 _ORDER_ANSWERS = frozenset({Op.PLACE_ORDER, Op.GET_ORDER})
+# Answers that can tell that an order does not exist. ccxt reads a 2xx page that is not
+# JSON without a word for some exchanges (its Kraken makes no orders of it, an empty list):
+# such an answer is unreadable, never "not found", which would let the order be sent again.
+_LOOKUPS = frozenset({Op.GET_ORDER, Op.OPEN_ORDERS, Op.TRADES})
 # Where a lookup by client order id among listed orders reads (``among``): unified methods.
 _AMONG = {"open": "fetch_open_orders", "closed": "fetch_closed_orders"}
 
@@ -380,6 +385,12 @@ class CcxtVenue:
             )
         import ccxt
 
+        if (
+            endpoint.op in _LOOKUPS
+            and 200 <= response.status < 300
+            and read_json(response.body) is None
+        ):
+            return unreadable(endpoint, response.status, self.name, "not JSON")
         try:
             result = self.codec.read(response)
         except ccxt.BaseError as exc:

@@ -367,13 +367,8 @@ class Oanda(OandaMarketData):
         if rule is None and isinstance(rejected, dict):
             rule = (Verdict.REJECTED, VenueRejected)  # OANDA recorded the create as rejected
         if rule is None:  # no listed code: a page from in front of OANDA, or a new code
-            refused = (
-                AuthenticationRejected
-                if status in (401, 403)
-                else OrderNotFound
-                if status == 404
-                else VenueRejected
-            )
+            # Never "not found", even as a 404: only OANDA's own errorCode says that.
+            refused = AuthenticationRejected if status in (401, 403) else VenueRejected
             error = refused(text, venue=self.name, code=code)
             return refusal_not_known(endpoint, status, self.name, error, payload)
         verdict, kind = rule
