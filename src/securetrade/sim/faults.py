@@ -27,6 +27,7 @@ _KINDS = (
     "blocked_after",
     "empty_after",
     "early_hints",
+    "cancel_not_found",
 )
 
 #: Kinds after which the request has been processed (the order exists).
@@ -53,7 +54,9 @@ class Fault:
 
     Not processed: ``drop_request`` closes the connection (the client cannot tell whether
     it arrived); ``status`` answers ``status`` (a 5xx); ``rate_limit`` answers 429 and
-    ``ban`` 418, both with Retry-After ``seconds``.
+    ``ban`` 418, both with Retry-After ``seconds``; ``cancel_not_found`` answers with the
+    venue's own "no such order" (as to a cancel of an order it does not know), while the
+    order stays as it was: a lagging venue, or a replica that has not caught up.
     Processed: ``drop_response`` closes the connection instead of answering; ``status_after``
     answers ``status``; ``rate_limit_after`` answers 429 with Retry-After ``seconds`` (a
     misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
