@@ -194,6 +194,8 @@ class Dialect(ABC, Generic[StatsT]):
             replaced = self._fault_answer(fault)
             if replaced is not None:
                 return replaced
+        if fault is not None and kind == "strip_after" and isinstance(payload, dict):
+            payload = {name: value for name, value in payload.items() if name != fault.field}
         response = json_response(status, payload, self._usage(request))
         if kind in ("garbled_after", "html_after"):  # processed, the answer unreadable
             return _unreadable(response, html=kind == "html_after")
