@@ -148,3 +148,39 @@ def test_amend_places_nothing_while_the_old_order_is_still_open_async(venue: str
 
         old, _, new = asyncio.run(run())
         _amended_once(at, old, new)
+
+
+def test_a_partly_filled_order_whose_cancel_lags_is_not_replaced_either() -> None:
+    """PARTIALLY_FILLED is open too: a lagging "no such order" to its cancel places
+    nothing, and the order keeps its fill."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue("binance", stack)
+        with Client(at.key, journal=":memory:", **at.options) as client:
+            old = client.place_order(at.order)
+            at.sim.market.trade(int(old.order_id), Decimal("0.004"))
+            at.sim.faults.inject("cancel_not_found", method="DELETE", path="/api/v3/order")
+            with pytest.raises(OrderStillOpen, match="PARTIALLY_FILLED"):
+                client.amend(old.symbol, order_id=old.order_id, price=at.new_price)
+    (only,) = at.ours()
+    assert (only.client_order_id, only.status, only.filled) == (
+        old.client_order_id,
+        "PARTIALLY_FILLED",
+        Decimal("0.004"),
+    )
+
+
+def test_a_partly_filled_then_cancelled_order_is_replaced_at_the_quantity_asked() -> None:
+    """An order that partly filled and was then cancelled is no longer live, so replacing
+    it never makes two: it is replaced at the quantity asked for, or its original one
+    without a new quantity (not at what was left unfilled), as amend's docstring says."""
+    with contextlib.ExitStack() as stack:
+        at = _Venue("binance", stack)
+        with Client(at.key, journal=":memory:", **at.options) as client:
+            old = client.place_order(at.order)
+            at.sim.market.trade(int(old.order_id), Decimal("0.004"))
+            client.cancel_order(old.symbol, order_id=old.order_id)
+            new = client.amend(old.symbol, order_id=old.order_id, price=at.new_price)
+    assert (new.quantity, new.price) == (Decimal("0.01"), Decimal(at.new_price))
+    (live,) = at.live()
+    assert live.client_order_id == new.client_order_id
+    assert len(at.ours()) == 2
