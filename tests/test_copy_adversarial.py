@@ -48,8 +48,29 @@ def served(venue: Simulator) -> HttpsServer:
     return venue.serve_fast()
 
 
-def _connect(server: HttpsServer) -> dict[str, dict[str, Any]]:
-    return {"binance": {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}}
+def _connect(server: HttpsServer, **client: Any) -> dict[str, dict[str, Any]]:
+    pinned = {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+    return {"binance": {**pinned, **client}}
+
+
+def _follower(sim: Simulator, name: str) -> Follower:
+    """A follower with a fresh, well-funded account: 100 USDT a copy, 3% slippage cap."""
+    return Follower(
+        name,
+        sim.create_key(balances={"USDT": Decimal(1_000_000)}),
+        Sizing("fixed_notional", "100"),
+        slippage_bps=Decimal(300),
+        ttl_ms=600_000,
+    )
+
+
+def _engine(
+    server: HttpsServer, journal: Any, *, client: dict[str, Any] | None = None, **options: Any
+) -> CopyEngine:
+    """A copy engine on ``journal`` whose followers trade at ``server`` (their clients
+    built with ``client``'s options besides the pins)."""
+    connect = _connect(server, **(client or {}))
+    return CopyEngine(secret=SECRET, connect=connect, journal=journal, **options)
 
 
 def _event(sim: Simulator, event_id: str, side: str = "BUY", **over: Any) -> LeaderEvent:
@@ -64,19 +85,11 @@ def test_a_redelivery_racing_its_first_delivery_does_not_count_the_fill_twice(
     first one's order back from the journal (one order at the venue). Booking that answer
     again counted the fill twice, so the follower's close then tried to sell twice what it
     held, was refused for its balance and left the position open."""
-    follower = Follower(
-        "racer",
-        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-        Sizing("fixed_notional", "100"),
-        slippage_bps=Decimal(300),
-        ttl_ms=600_000,
-    )
+    follower = _follower(venue, "racer")
     opened = _event(venue, "open-1")
 
     async def run() -> Any:
-        async with CopyEngine(
-            secret=SECRET, connect=_connect(served), journal=str(tmp_path / "j.sqlite3")
-        ) as engine:
+        async with _engine(served, str(tmp_path / "j.sqlite3")) as engine:
             engine.add(follower)
             first, again = await asyncio.gather(engine.copy(opened), engine.copy(opened))
             closed = await engine.copy(_event(venue, "close-1", "SELL", movement="close"))
@@ -107,13 +120,7 @@ def test_a_redelivery_to_a_second_worker_racing_the_first_books_the_fill_once(
     filled, and gets A's order back from place_order. Booking that replayed answer on top
     of a read that holds its fill counted the fill twice: B's close then tried to sell
     twice what was bought and was refused. Only the answer B sent itself may be booked."""
-    follower = Follower(
-        "raced",
-        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-        Sizing("fixed_notional", "100"),
-        slippage_bps=Decimal(300),
-        ttl_ms=600_000,
-    )
+    follower = _follower(venue, "raced")
     opened = _event(venue, "open-3")
     redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
     prefix = f"c2-race-{time.time_ns()}:"
@@ -132,12 +139,8 @@ def test_a_redelivery_to_a_second_worker_racing_the_first_books_the_fill_once(
     async def run() -> Any:
         b_reading, a_done = asyncio.Event(), asyncio.Event()
         async with (
-            CopyEngine(
-                secret=SECRET, connect=_connect(served), journal=journal(), outbox=":memory:"
-            ) as a,
-            CopyEngine(
-                secret=SECRET, connect=_connect(served), journal=journal(), outbox=":memory:"
-            ) as b,
+            _engine(served, journal(), outbox=":memory:") as a,
+            _engine(served, journal(), outbox=":memory:") as b,
         ):
             a.add(follower)
             b.add(follower)
@@ -195,13 +198,7 @@ def test_a_worker_taking_over_a_copy_sent_by_one_that_died_books_its_fill_once(
     event: its client's recovery finds A's order at the venue and records it, its balance
     read holds A's fill, and place_order hands A's order back, replayed. Booking it would
     count the fill twice, and B's close would try to sell twice what is held."""
-    follower = Follower(
-        "orphaned",
-        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-        Sizing("fixed_notional", "100"),
-        slippage_bps=Decimal(300),
-        ttl_ms=600_000,
-    )
+    follower = _follower(venue, "orphaned")
     opened = _event(venue, "open-4")
     journal = str(tmp_path / "j.sqlite3")
 
@@ -213,17 +210,13 @@ def test_a_worker_taking_over_a_copy_sent_by_one_that_died_books_its_fill_once(
             raise Died(name)
 
     async def run() -> Any:
-        async with CopyEngine(
-            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
-        ) as a:
+        async with _engine(served, journal, outbox=":memory:") as a:
             a.add(follower)
             a._seats["orphaned"].client.core.checkpoint = die_after_response  # type: ignore[method-assign]
             dead = await a.copy(opened)
         assert [o.status for o in dead.outcomes] == ["unresolved"]  # nothing recorded
         assert len(venue.market.orders) == 1  # but the order is at the venue, filled
-        async with CopyEngine(
-            secret=SECRET, connect=_connect(served), journal=journal, outbox=":memory:"
-        ) as b:
+        async with _engine(served, journal, outbox=":memory:") as b:
             b.add(follower)
             again = await b.copy(opened)
             seat = b._seats["orphaned"]
@@ -341,11 +334,7 @@ def test_a_follower_offboarded_mid_fan_out_gets_no_order_after_offboard_returns(
     """offboard() during a fan-out returned at once while the follower's copy was still on
     its way, so the order was placed (and its outcome written to the outbox, after an
     erasure too) once the follower had been let go."""
-    followers = [
-        Follower(f"f{i}", venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-                 Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
-        for i in range(5)
-    ]  # fmt: skip
+    followers = [_follower(venue, f"f{i}") for i in range(5)]
     event = _event(venue, "open-while-leaving")
     leaving = followers[0]
 
@@ -357,9 +346,7 @@ def test_a_follower_offboarded_mid_fan_out_gets_no_order_after_offboard_returns(
         return len(venue.market.orders_with_client_id(cid))
 
     async def run() -> Any:
-        async with CopyEngine(
-            secret=SECRET, connect=_connect(served), journal=str(tmp_path / "j.sqlite3")
-        ) as engine:
+        async with _engine(served, str(tmp_path / "j.sqlite3")) as engine:
             for follower in followers:
                 engine.add(follower)
             fan_out = asyncio.ensure_future(engine.copy(event))
@@ -383,20 +370,12 @@ def test_a_second_process_taking_over_an_event_does_not_count_its_fill_twice(
     """Worker A copies an open and dies before acknowledging it; worker B (one journal,
     its own outbox) gets the event again: the journal hands B A's order, whose fill B's
     first balance read already holds. B's close of the position must still go out."""
-    follower = Follower(
-        "taken-over",
-        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-        Sizing("fixed_notional", "100"),
-        slippage_bps=Decimal(300),
-        ttl_ms=600_000,
-    )
+    follower = _follower(venue, "taken-over")
     opened = _event(venue, "open-2")
 
     async def worker(outbox: str, events: list[LeaderEvent]) -> list[Any]:
         journal = str(tmp_path / "j.sqlite3")
-        async with CopyEngine(
-            secret=SECRET, connect=_connect(served), journal=journal, outbox=outbox
-        ) as engine:
+        async with _engine(served, journal, outbox=outbox) as engine:
             engine.add(follower)
             return [await engine.copy(event) for event in events]
 
@@ -416,21 +395,12 @@ def test_a_close_arriving_before_the_opens_fan_out_is_done_closes_what_was_opene
     slots than followers, so both events queue): each follower copies the open first and
     then sells what it bought, never the close first (nothing to sell, a skip) and then
     the open (a position the leader no longer holds)."""
-    followers = [
-        Follower(f"q{i}", venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-                 Sizing("fixed_notional", "100"), slippage_bps=Decimal(300), ttl_ms=600_000)
-        for i in range(6)
-    ]  # fmt: skip
+    followers = [_follower(venue, f"q{i}") for i in range(6)]
     opened = _event(venue, "open-3")
     closing = _event(venue, "close-3", "SELL", movement="close")
 
     async def run() -> Any:
-        async with CopyEngine(
-            secret=SECRET,
-            connect=_connect(served),
-            journal=str(tmp_path / "j.sqlite3"),
-            max_tasks=max_tasks,
-        ) as engine:
+        async with _engine(served, str(tmp_path / "j.sqlite3"), max_tasks=max_tasks) as engine:
             for follower in followers:
                 engine.add(follower)
             first = asyncio.ensure_future(engine.copy(opened))
@@ -458,18 +428,11 @@ def test_an_open_resumed_after_the_leaders_close_is_not_placed(
     """The open stays unresolved for a follower (its order refused for a late arrival),
     the leader's close comes and finds nothing to close; resume() then placed the open,
     leaving the follower holding a position the leader had already closed."""
-    follower = Follower(
-        "late",
-        venue.create_key(balances={"USDT": Decimal(1_000_000)}),
-        Sizing("fixed_notional", "100"),
-        slippage_bps=Decimal(300),
-        ttl_ms=600_000,
-    )
-    connect = {"binance": {**_connect(served)["binance"], "recv_window_ms": 100}}
+    follower = _follower(venue, "late")
     opened = _event(venue, "open-4")
 
     async def run() -> Any:
-        async with CopyEngine(secret=SECRET, connect=connect, journal=":memory:") as engine:
+        async with _engine(served, ":memory:", client={"recv_window_ms": 100}) as engine:
             engine.add(follower)
             venue.faults.inject("slow_arrival", method="POST", path="/api/v3/order",
                                 times=50, seconds=0.3)  # fmt: skip

@@ -19,6 +19,8 @@ from securetrade import (
     InvalidRequest,
     LimitOrder,
     MarketOrder,
+    OrderNotFound,
+    SecureTradeError,
     Settings,
     UnresolvedOrder,
 )
@@ -382,3 +384,83 @@ def test_a_scan_page_of_the_wrong_shape_is_ambiguous_never_a_crash() -> None:
         assert outcome.verdict is not Verdict.OK or outcome.follow_up is not None
         if outcome.verdict is not Verdict.OK:
             assert outcome.error is not None
+
+
+def test_a_transaction_page_that_does_not_say_how_far_it_reaches_proves_nothing(
+    sim: BrokerSimulator, server: HttpsServer
+) -> None:
+    """``@{clientID}`` answers for PENDING orders only, so a filled order is looked for in
+    the account's transactions, two a page; each page comes without ``lastTransactionID``
+    (a replica or a proxy dropped it), so nobody can tell whether more follow. The first
+    page, without ours, was read as "no such order" (a caller would send it again); now
+    it is no answer, and once the pages are whole again the order is found, filled."""
+    sim.dialect.lookup_pending_only = True  # type: ignore[union-attr]
+    sim.dialect.transactions_page = 2  # type: ignore[union-attr]
+    key = sim.create_key()
+    with _client(sim, server, key=key) as trader:
+        for n in range(2):  # history first: the first page holds none of ours
+            trader.place_order(
+                MarketOrder(symbol="EUR_USD", side="BUY", quantity="10"), idempotency_key=f"h{n}"
+            )
+        placed = trader.place_order(
+            MarketOrder(symbol="EUR_USD", side="SELL", quantity="20"), idempotency_key="ours"
+        )
+    since = f"/v3/accounts/{key.key_id}/transactions/sinceid"
+    sim.faults.inject("strip_after", method="GET", path=since, field="lastTransactionID", times=99)
+    # Another process (an adapter of its own: it knows no cursor) asks by client id.
+    with _client(sim, server, key=key, venue=Oanda()) as reader:
+        with pytest.raises(SecureTradeError) as raised:
+            reader.get_order("EUR_USD", client_order_id=placed.client_order_id)
+        assert not isinstance(raised.value, OrderNotFound), raised.value
+        assert ("strip_after", "GET", since) in sim.faults.fired
+        sim.faults.clear()
+        found = reader.get_order("EUR_USD", client_order_id=placed.client_order_id)
+    assert (found.order_id, found.status) == (placed.order_id, OrderStatus.FILLED)
+
+
+@pytest.mark.parametrize(
+    ("since", "body"),
+    [
+        ("0", b'{"transactions": []}'),  # no lastTransactionID: how far it reaches is unknown
+        ("0", b'{"transactions": [{"id": "1", "type": "MARKET_ORDER"}]}'),
+        ("0", b'{"transactions": [], "lastTransactionID": "x"}'),
+        ("5", b'{"transactions": [], "lastTransactionID": "3"}'),  # behind our cursor
+        ("5", b'{"transactions": [], "lastTransactionID": "7"}'),  # empty, yet more exist
+        ("0", b'{"transactions": [{"id": "2", "type": "MARKET_ORDER"}], "lastTransactionID": "2"}'),
+        ("2", b'{"transactions": [{"id": "3", "type": "MARKET_ORDER"}], "lastTransactionID": "2"}'),
+    ],
+    ids=["no-last", "list-no-last", "bad-last", "behind", "empty-more", "gap", "beyond-last"],
+)
+def test_a_scan_page_that_cannot_be_complete_is_no_answer(since: str, body: bytes) -> None:
+    """Only a page that provably reaches the account's last transaction, gap-free from
+    where the scan started, says the client id is nowhere: anything else is ambiguous."""
+    from securetrade.transport.base import HttpResponse
+
+    asked = [("client_order_id", "st" + "1" * 30), ("~since", since)]
+    outcome = Oanda().interpret_asked(
+        OANDA.endpoints[Op.GET_ORDER], asked, HttpResponse(200, {}, body), key_id="101-004-1-001"
+    )
+    assert outcome.verdict is Verdict.AMBIGUOUS
+    assert not isinstance(outcome.error, OrderNotFound)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"transactions": [], "lastTransactionID": "5"}',
+        b'{"transactions": [{"id": "6", "type": "MARKET_ORDER"}, {"id": "7", "type": "ORDER_FILL"}]'
+        b', "lastTransactionID": "7"}',
+    ],
+)
+def test_a_complete_scan_without_the_client_id_still_proves_it_absent(body: bytes) -> None:
+    """A page that reaches the account's last transaction from where the scan started,
+    without the client id, is still "no such order" (else no lost create could ever be
+    proven absent)."""
+    from securetrade.transport.base import HttpResponse
+
+    asked = [("client_order_id", "st" + "1" * 30), ("~since", "5")]
+    outcome = Oanda().interpret_asked(
+        OANDA.endpoints[Op.GET_ORDER], asked, HttpResponse(200, {}, body), key_id="101-004-1-001"
+    )
+    assert outcome.verdict is Verdict.REJECTED
+    assert isinstance(outcome.error, OrderNotFound)

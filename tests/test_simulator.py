@@ -220,3 +220,18 @@ def test_fault_schedule_counts_down(sim: Simulator, creds: tuple[str, bytes]) ->
     sim.faults.inject("status", method="GET", path="/api/v3/time", times=2, status=502)
     responses: list[Any] = [sim.handle("GET", "/api/v3/time", {}, b"") for _ in range(3)]
     assert [r.status for r in responses] == [502, 502, 200]
+
+
+def test_a_strip_after_fault_names_the_field_it_drops_and_only_it_does() -> None:
+    """A strip_after without ``field`` would strip nothing (a test that cannot fail), and
+    a ``field`` on another kind would be silently ignored: both are refused."""
+    from securetrade import InvalidRequest
+    from securetrade.sim import Fault
+
+    with pytest.raises(InvalidRequest, match="field"):
+        Fault("strip_after", "GET", "/v3/x")
+    with pytest.raises(InvalidRequest, match="field"):
+        Fault("status", field="lastTransactionID")
+    with pytest.raises(InvalidRequest, match="field"):
+        Fault("strip_after", field="")
+    assert Fault("strip_after", field="lastTransactionID").field == "lastTransactionID"

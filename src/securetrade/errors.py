@@ -26,7 +26,8 @@
     ├── RetryableError               certainly not executed, may succeed later
     │   ├── RateLimited              429 (and 418 as IpBanned): wait ``retry_after`` seconds
     │   │   └── IpBanned
-    │   └── ConnectFailed            the request never reached the venue
+    │   ├── ConnectFailed            the request never reached the venue
+    │   └── OrderStillOpen           an amend's cancel was not done: amend again later
     ├── AmbiguousOutcome             the request may have executed; the idempotency layer
     │   └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
     ├── InboundRejected              (receiving side) a signed message failed verification
@@ -65,6 +66,7 @@ __all__ = [
     "LocalRefusal",
     "OAuthError",
     "OrderNotFound",
+    "OrderStillOpen",
     "OverPermissionedKey",
     "PinMismatch",
     "PolicyViolation",
@@ -267,6 +269,13 @@ class IpBanned(RateLimited):
 
 class ConnectFailed(RetryableError):
     """The connection could not be made, so the request never reached the venue."""
+
+
+class OrderStillOpen(RetryableError):
+    """An amend found the order it replaces still open after its cancel was answered
+    "no such order" (a lagging venue, or a replica that has not caught up): nothing was
+    placed, so two orders are never live at once. Amend again later; the replacement's
+    idempotency key is still unused, so the retry places it at most once."""
 
 
 # --- may have executed ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidRequest, OrderNotFound
+from ..errors import InvalidRequest, OrderNotFound, OrderStillOpen
 from ..keys import Scope
 from ..models import Order, OrderRequest, OrderStatus, replacing, to_decimal
 from .effects import Flow
@@ -69,7 +69,12 @@ def amend(
     killed between the cancel and the place, run again, cancels nothing (the order is
     gone) and places the replacement once; two amends of one order with different
     changes place one replacement, and the second is refused (its fingerprint differs).
-    An order that filled before its cancel is not replaced: :class:`OrderNotFound`.
+    An order that filled before its cancel is not replaced: :class:`OrderNotFound`. One
+    that partly filled, then was cancelled, is replaced at the quantity asked for (or its
+    original quantity), not at what was left unfilled: say the remainder if that is meant.
+    A cancel answered "no such order" while the order still reads open (a lagging venue,
+    or a replica behind) places nothing: :class:`OrderStillOpen`, and the same amend may
+    be run again later (the replacement's key is still unused).
     """
     if not isinstance(symbol, str):
         raise InvalidRequest("symbol must be text such as 'BTCUSDT' or 'BTC/USDT'")
@@ -109,6 +114,13 @@ def amend(
             old = yield from core.cancel_order(old.symbol, order_id=old.order_id)
         except OrderNotFound:  # gone meanwhile: filled, or cancelled by an earlier attempt
             old = yield from core.get_order(old.symbol, order_id=old.order_id)
+            if old.is_open:  # ... or not: a venue (or its replica) lagging behind itself
+                raise OrderStillOpen(
+                    f"order {old.order_id} still reads {old.status.value} although its cancel"
+                    " was answered 'no such order'; nothing was placed: amend again later"
+                    " (the replacement's idempotency key is still unused)",
+                    venue=core.venue.name,
+                ) from None
     core.checkpoint("amend_after_cancel")
     if old.status is OrderStatus.FILLED:
         raise OrderNotFound(

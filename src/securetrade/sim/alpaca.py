@@ -154,6 +154,9 @@ class AlpacaDialect(Dialect[_Stats]):
 
     # --- the shared handler's hooks -----------------------------------------------------
 
+    def _unknown_order(self, request: SimRequest) -> _Error:
+        return _Error(404, 40410000, "order not found")
+
     def _fault_answer(self, fault: Fault) -> SimResponse | None:
         if fault.kind in ("status", "status_after"):
             page = f"<html><body><h1>{fault.status} Gateway</h1></body></html>".encode()

@@ -85,6 +85,9 @@ class BinanceDialect(_BinanceTrading, _BinanceMarket):
         self.stats.arrival_weights.append((now, weight))
         self.stats.arrival_clients.append(request.client)
 
+    def _unknown_order(self, request: SimRequest) -> _ApiError:
+        return _ApiError(400, -2011, "Unknown order sent.")
+
     def _fault_answer(self, fault: Fault) -> SimResponse:
         retry = {"retry-after": str(max(1, round(fault.seconds)))}
         if fault.kind in ("status", "status_after"):

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from ..models import INTERVALS
 from .binance_wire import _ApiError, _required
 from .dialect import Dialect, DialectStats
 from .engine import FeeSchedule, SimOrder, SimRejection
@@ -243,27 +244,12 @@ _PRECISION = 8  # baseAssetPrecision and quoteAssetPrecision published for every
 BINANCE_FEES = FeeSchedule(Decimal("0.001"), Decimal("0.001"), "received")
 
 
-# Kline intervals (market-data-endpoints, "Kline/Candlestick data") in milliseconds; "1M"
-# (a calendar month) is not served here.
+# Kline intervals (market-data-endpoints, "Kline/Candlestick data") in milliseconds: ours
+# (models.INTERVALS) but "2w", which Binance does not offer, and its "1s"; "1M" (a
+# calendar month) is not served here.
 _KLINE_MS = {
-    name: seconds * 1000
-    for name, seconds in {
-        "1s": 1,
-        "1m": 60,
-        "3m": 180,
-        "5m": 300,
-        "15m": 900,
-        "30m": 1800,
-        "1h": 3600,
-        "2h": 7200,
-        "4h": 14400,
-        "6h": 21600,
-        "8h": 28800,
-        "12h": 43200,
-        "1d": 86400,
-        "3d": 259200,
-        "1w": 604800,
-    }.items()
+    "1s": 1000,
+    **{name: seconds * 1000 for name, seconds in INTERVALS.items() if name != "2w"},
 }
 
 

@@ -182,6 +182,8 @@ class Dialect(ABC, Generic[StatsT]):
             return limited
         delay = fault.seconds if fault is not None and kind == "delay" else 0.0
         try:
+            if kind == "cancel_not_found":  # past the gateway, but not processed
+                raise self._unknown_order(request)
             status, payload = self._process(request, delay)
         except Refusal as err:
             with self._lock:
@@ -192,6 +194,8 @@ class Dialect(ABC, Generic[StatsT]):
             replaced = self._fault_answer(fault)
             if replaced is not None:
                 return replaced
+        if fault is not None and kind == "strip_after" and isinstance(payload, dict):
+            payload = {name: value for name, value in payload.items() if name != fault.field}
         response = json_response(status, payload, self._usage(request))
         if kind in ("garbled_after", "html_after"):  # processed, the answer unreadable
             return _unreadable(response, html=kind == "html_after")
@@ -225,6 +229,11 @@ class Dialect(ABC, Generic[StatsT]):
     def _process(self, request: SimRequest, delay: float) -> tuple[int, Any]:
         """The venue's answer as (status, JSON payload), or :class:`Refusal`. ``delay``
         is how long to hold the request where this venue queues it (a ``delay`` fault)."""
+
+    @abstractmethod
+    def _unknown_order(self, request: SimRequest) -> Refusal:
+        """This venue's refusal of a cancel of an order it does not know (for the
+        ``cancel_not_found`` fault, whatever the request)."""
 
     @abstractmethod
     def _fault_answer(self, fault: Fault) -> SimResponse | None:

@@ -27,6 +27,8 @@ _KINDS = (
     "blocked_after",
     "empty_after",
     "early_hints",
+    "cancel_not_found",
+    "strip_after",
 )
 
 #: Kinds after which the request has been processed (the order exists).
@@ -41,6 +43,7 @@ EXECUTED = frozenset(
         "html_after",
         "blocked_after",
         "empty_after",
+        "strip_after",
         "slow_arrival",
         "early_hints",
     }
@@ -53,7 +56,9 @@ class Fault:
 
     Not processed: ``drop_request`` closes the connection (the client cannot tell whether
     it arrived); ``status`` answers ``status`` (a 5xx); ``rate_limit`` answers 429 and
-    ``ban`` 418, both with Retry-After ``seconds``.
+    ``ban`` 418, both with Retry-After ``seconds``; ``cancel_not_found`` answers with the
+    venue's own "no such order" (as to a cancel of an order it does not know), while the
+    order stays as it was: a lagging venue, or a replica that has not caught up.
     Processed: ``drop_response`` closes the connection instead of answering; ``status_after``
     answers ``status``; ``rate_limit_after`` answers 429 with Retry-After ``seconds`` (a
     misbehaving proxy that forwarded the request, then throttled); ``reset`` sends half a
@@ -62,7 +67,9 @@ class Fault:
     that replaced the answer): delivered in full, but unreadable; ``blocked_after``
     answers ``status`` (a 4xx: 403, 404) with an HTML page, as a CDN or web application
     firewall that passed the request on and then blocked the answer does; ``empty_after``
-    answers ``status`` with no body at all (a proxy's bare 404 or 502);
+    answers ``status`` with no body at all (a proxy's bare 404 or 502); ``strip_after``
+    answers with the venue's JSON object less its top-level ``field`` (a replica or a
+    proxy that drops what it does not know, OANDA's ``lastTransactionID`` say);
     ``early_hints`` answers normally, after an interim ``103 Early Hints`` (a CDN in front
     of the venue that sends one): the answer is whole and must be read as it is;
     ``delay`` holds the request ``seconds`` after the gateway's checks, then processes it
@@ -81,6 +88,7 @@ class Fault:
     status: int = 503
     seconds: float = 1.0
     client: str | None = None
+    field: str | None = None
 
     def matches(self, method: str, path: str, client: str | None) -> bool:
         """Whether this fault selects a request."""
@@ -96,6 +104,10 @@ class Fault:
         whole("Fault.times", self.times, 1)
         whole("Fault.status", self.status, 100, 599)
         number("Fault.seconds", self.seconds, least=0)
+        if (self.kind == "strip_after") != (self.field is not None):
+            raise InvalidRequest("Fault.field names the field a strip_after fault drops (only)")
+        if self.field is not None and (not isinstance(self.field, str) or not self.field):
+            raise InvalidRequest("Fault.field must be a field's name, such as 'lastTransactionID'")
 
 
 class Faults:
@@ -130,9 +142,10 @@ class Faults:
         status: int = 503,
         seconds: float = 1.0,
         client: str | None = None,
+        field: str | None = None,
     ) -> None:
         """Schedule a fault; see :class:`Fault`."""
-        self.add(Fault(kind, method, path, times, status, seconds, client))
+        self.add(Fault(kind, method, path, times, status, seconds, client, field))
 
     def take(self, method: str, path: str, client: str | None = None) -> Fault | None:
         """The fault that hits this request from ``client``, if any (and count it down)."""

@@ -123,6 +123,9 @@ class KrakenDialect(_KrakenTrading, _KrakenMarket):
 
     # --- what differs from the shared handler (see Dialect.handle) ----------------------
 
+    def _unknown_order(self, request: SimRequest) -> _Error:
+        return _Error("EOrder:Unknown order")
+
     def _fault_answer(self, fault: Fault) -> SimResponse | None:
         if fault.kind in ("status", "status_after"):
             return _gateway(fault.status)  # whether it was processed, the client cannot tell

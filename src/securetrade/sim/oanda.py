@@ -157,6 +157,12 @@ class OandaDialect(Dialect[_Stats]):
 
     # --- the shared handler's hooks -----------------------------------------------------
 
+    def _unknown_order(self, request: SimRequest) -> OandaError:
+        account = self.tokens.get(_token(request))
+        last = self.book(account).last if account is not None else None
+        extra = {} if last is None else {"lastTransactionID": last}
+        return OandaError(404, "ORDER_DOESNT_EXIST", "The Order specified does not exist", **extra)
+
     def _fault_answer(self, fault: Fault) -> SimResponse | None:
         if fault.kind in ("status", "status_after"):
             body = {"errorMessage": "Service unavailable, please try again later"}

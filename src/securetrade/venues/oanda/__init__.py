@@ -30,7 +30,9 @@ How it differs from the crypto venues, and how the contract carries it:
   (:meth:`Oanda.cursor`), and noted for each create as it is first sent. When
   ``@{clientID}`` does not find an order, the lookup goes on through the account's
   transactions since that cursor (``/transactions/sinceid``, page after page: gap-free),
-  looking for the order's create or fill. The cursor is learned from any answer (a new
+  looking for the order's create or fill. It is absent only when the pages reach the
+  account's ``lastTransactionID``; a page without one (or behind the cursor, or with a
+  gap) cannot show that, and is no answer. The cursor is learned from any answer (a new
   process reads instruments and open orders before its first order); a create sent
   before any answer for its account was read is scanned from the first transaction.
 """
@@ -287,7 +289,7 @@ class Oanda(OandaMarketData):
         if endpoint.op is not Op.GET_ORDER or cid is None or "order_id" in fields:
             return self.interpret(endpoint, response)
         if _SINCE in fields and 200 <= response.status < 300:
-            return self._scanned(endpoint, response.status, payload, cid)
+            return self._scanned(endpoint, response.status, payload, cid, fields[_SINCE])
         outcome = self.interpret(endpoint, response)
         if _SINCE not in fields and isinstance(outcome.error, OrderNotFound):
             with self._lock:
@@ -295,17 +297,29 @@ class Oanda(OandaMarketData):
             return Outcome(Verdict.OK, None, follow_up=[(_SINCE, str(start))])
         return outcome
 
-    def _scanned(self, endpoint: Endpoint, status: int, payload: Any, cid: str) -> Outcome:
-        """One page of ``/transactions/sinceid``: the fill of ``cid`` (found), its create
-        alone (read the order by its id), more pages to read, or none of it (not found)."""
+    def _scanned(
+        self, endpoint: Endpoint, status: int, payload: Any, cid: str, since: str
+    ) -> Outcome:
+        """One page of ``/transactions/sinceid`` (the transactions after ``since``): the fill
+        of ``cid`` (found), its create alone (read the order by its id), more pages to read,
+        or none of it (not found). "Not found" only from a page that provably reaches the
+        account's last transaction (its ``lastTransactionID``), gap-free from ``since``:
+        a page that does not say how far the account reaches, or that skips or overshoots,
+        may leave out the very transaction asked about, and "not found" lets the order
+        be sent again. Such a page is no answer (ambiguous)."""
         if not isinstance(payload, dict) or not isinstance(payload.get("transactions"), list):
             return unreadable(endpoint, status, self.name, "not a transaction list")
+        if not _ID.fullmatch(since):
+            return unreadable(endpoint, status, self.name, "no transaction to scan from")
         created = None
-        last = 0
+        start = last = int(since)
+        gapless = True  # each id the one after the previous, from ``since`` on
         for txn in payload["transactions"]:
             if not isinstance(txn, dict) or not _ID.fullmatch(str(txn.get("id"))):
                 return unreadable(endpoint, status, self.name, "a transaction without an id")
-            last = max(last, int(txn["id"]))
+            number = int(txn["id"])
+            gapless = gapless and number == last + 1
+            last = max(last, number)
             extensions = txn.get("clientExtensions")
             named = extensions.get("id") if isinstance(extensions, dict) else None
             ours = cid in (named, txn.get("clientOrderID"))
@@ -319,7 +333,16 @@ class Oanda(OandaMarketData):
         if created is not None:
             return Outcome(Verdict.OK, None, follow_up=[("order_id", created)])
         newest = payload.get("lastTransactionID")
-        if last and isinstance(newest, str) and _ID.fullmatch(newest) and last < int(newest):
+        if not isinstance(newest, str) or not _ID.fullmatch(newest):
+            return unreadable(endpoint, status, self.name, "no lastTransactionID: how far?")
+        reach = int(newest)
+        if not gapless or last > reach:
+            return unreadable(endpoint, status, self.name, f"transactions not gap-free to {reach}")
+        if reach < start:  # a replica behind the transaction the scan started from
+            return unreadable(endpoint, status, self.name, f"lastTransactionID {reach} < {start}")
+        if last < reach:
+            if last == start:  # an empty page, yet later transactions exist
+                return unreadable(endpoint, status, self.name, f"no transaction after {start}")
             return Outcome(Verdict.OK, None, follow_up=[(_SINCE, str(last))])
         absent = OrderNotFound("no order and no transaction with this client id", venue=self.name)
         return Outcome(Verdict.REJECTED, payload, absent)
