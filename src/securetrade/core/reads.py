@@ -141,7 +141,7 @@ class Reads(Pipeline):
         self, symbol: str, interval: str, since: datetime | int | None, limit: int | None
     ) -> Flow[list[Candle]]:
         """Bars from ``since`` on (the first ``limit`` of them), else the latest ``limit``."""
-        if interval not in INTERVALS:
+        if not isinstance(interval, str) or interval not in INTERVALS:
             raise InvalidRequest(
                 f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
             )
@@ -288,6 +288,9 @@ class Reads(Pipeline):
     def fills(self, symbol: str, *, client_order_id: str) -> Flow[list[Fill]]:
         """The executions of one of our orders: the venue's trades for it are recorded in
         the journal, once per trade id, and every fill recorded so far is returned."""
+        if client_order_id is None:
+            raise InvalidRequest("fills() needs the order's client_order_id")
+        _check_refs(client_order_id, None)
         symbol = yield from self.native_symbol(symbol)
         self.venue.check_symbol(symbol)
         trades_params = getattr(self.venue, "trades_params", None)

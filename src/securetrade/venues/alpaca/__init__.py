@@ -183,7 +183,7 @@ class Alpaca:
     # --- identity and authentication ----------------------------------------------------
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.fullmatch(symbol):
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
                 f"symbol {symbol!r} is not an Alpaca symbol (a ticker such as AAPL or BRK.B)"
             )

@@ -258,7 +258,7 @@ class BinanceSpot:
     time_in_force = CRYPTO_TIME_IN_FORCE  # GTC, IOC, FOK: no sessions
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.fullmatch(symbol):
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
 
     def signer(self, key: ApiKey) -> Signer:

@@ -308,7 +308,7 @@ class CcxtVenue:
     # --- the contract ----------------------------------------------------------------------
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.fullmatch(symbol):
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
                 f"symbol {symbol!r} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
             )

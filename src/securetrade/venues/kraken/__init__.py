@@ -138,7 +138,7 @@ class KrakenSpot:
         return f"KrakenSpot(tier={self.tier!r})"
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.fullmatch(symbol):
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
                 f"symbol {symbol!r} is not a Kraken pair name (its altname, e.g. XBTUSDT)"
             )

@@ -152,7 +152,7 @@ class Oanda(OandaMarketData):
             return self._cursors.get(account, 0)
 
     def check_symbol(self, symbol: str) -> None:
-        if not _SYMBOL.fullmatch(symbol):
+        if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(f"symbol {symbol!r} is not an OANDA instrument (e.g. EUR_USD)")
 
     def signer(self, key: ApiKey) -> Signer:
