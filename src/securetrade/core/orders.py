@@ -142,8 +142,8 @@ class Core(Recovery):
             client_order_id=intent.client_order_id,
             symbol=order.symbol,
             new=created,
-            side=order.side.value,
-            type=order.type.value,
+            side=order.side._value_,  # _value_: a slot read; .value is a Python property
+            type=order.type._value_,
             quantity=order.quantity,
             price=order.price,
             **({} if order.quote_quantity is None else {"quote_quantity": order.quote_quantity}),

@@ -392,7 +392,7 @@ class Pipeline:
             call = telemetry.venue_call(
                 request,
                 venue=self.venue.name,
-                operation=endpoint.op.value,
+                operation=endpoint.op._value_,  # a slot read, not enum's Python property
                 base_url=self.base_url,
                 resend_count=resend,
                 client_order_id=client_order_id,
@@ -443,7 +443,7 @@ class Pipeline:
             outcome = unreadable(endpoint, status, self.venue.name, "a redirect, not followed")
         call.end(
             status=response.status,
-            verdict=outcome.verdict.value,
+            verdict=outcome.verdict._value_,
             unknown=outcome.verdict is Verdict.AMBIGUOUS,
         )
         if audit.records_wire:

@@ -148,7 +148,7 @@ class Resolution(Reads):
             "order.placed",
             client_order_id=found.client_order_id,
             order_id=found.order_id,
-            status=found.status.value,
+            status=found.status._value_,  # a slot read, not enum's Python-level property
         )
         return found
 

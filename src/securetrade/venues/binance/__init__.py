@@ -296,10 +296,13 @@ class BinanceSpot:
             ]
             headers = (("X-MBX-APIKEY", key_id),)
         path = endpoint.path
-        if endpoint.op is Op.PLACE_ORDER and any(n == "cancelReplaceMode" for n, _ in params):
-            path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
-        elif endpoint.op is Op.PLACE_ORDER and any(n == "listClientOrderId" for n, _ in params):
-            path = OCO_PATH  # an order list: the OCO's two legs
+        if endpoint.op is Op.PLACE_ORDER:
+            # One look at the names (not a generator per kind: this runs on every order).
+            names = {n for n, _ in params}
+            if "cancelReplaceMode" in names:
+                path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
+            elif "listClientOrderId" in names:
+                path = OCO_PATH  # an order list: the OCO's two legs
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
@@ -319,7 +322,7 @@ class BinanceSpot:
         if order.type is OrderType.OCO:
             return oco_params(order, client_order_id)
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
-        kind = "LIMIT_MAKER" if order.post_only else order.type.value
+        kind = "LIMIT_MAKER" if order.post_only else order.type._value_
         params: Params = [
             ("symbol", order.symbol),
             ("side", order.side._value_),
