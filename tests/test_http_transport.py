@@ -424,3 +424,38 @@ def test_the_async_transport_survives_a_new_event_loop(
     asyncio.run(client.aclose())
     assert len(server.requests) == 2
     gc.collect()  # the abandoned connections are reported here, under this test's filters
+
+
+@pytest.mark.parametrize("loop_kind", ["sockets", "streams"])
+def test_async_phases_hold_on_a_reused_connection(
+    serve: Callable[..., ScriptedServer], certs: Certificates, loop_kind: str
+) -> None:
+    """A finished exchange's timer is left to fire rather than cancelled: firing into the
+    idle connection it leaves it open for the next request, and a later request with a
+    shorter time than the pending timer's still fails within its own time."""
+
+    def script(index: int, head: bytes) -> tuple[bytes, bool]:
+        if index == 2:
+            time.sleep(3.0)  # no answer in time; then the connection ends
+            return b"", True
+        return OK, False
+
+    server = serve(script)
+    client = AsyncHttpTransport(server.base_url, _context(certs), timeout=60.0)
+    loop = NoReaderLoop() if loop_kind == "streams" else asyncio.new_event_loop()
+
+    async def run() -> str:
+        assert (await client.send(HttpRequest("GET", "/a"), timeout=0.2)).status == 200
+        await asyncio.sleep(0.5)  # that exchange's timer fires into the idle connection
+        assert (await client.send(HttpRequest("GET", "/b"))).status == 200  # timer: 60 s
+        with pytest.raises(TransportFailure) as failed:
+            await client.send(HttpRequest("GET", "/c"), timeout=0.3)
+        return str(failed.value)
+
+    try:
+        message = loop.run_until_complete(run())
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+    assert server.connections == 1  # /b reused the connection the stale timer left alone
+    assert "timed out after 0.3 s" in message  # its own time, not the pending 60 s timer

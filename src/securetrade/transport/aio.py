@@ -120,10 +120,32 @@ class _Exchange(abc.ABC):
         self._end(exc)
         self._wake(exc)
 
+    def _arm(self, at: float) -> None:
+        """Have the timer fire at ``at`` or earlier. A timer still pending from an earlier
+        exchange that fires no later is kept: :meth:`_expire` moves it on to this
+        exchange's phases. Scheduling and cancelling a loop timer per request cost more
+        Python than the rest of the wait for the reply (a heap of Python-level handles)."""
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= at:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(at, self._expire)
+
+    def _disarm(self) -> None:
+        """Cancel the timer (the connection is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _expire(self) -> None:
         """The timer fired: fail the exchange if the phase under way is over its time, else
-        wait for the next phase's end (one timer per request, moved only when the phases'
-        times differ)."""
+        wait for the next phase's end. Between exchanges it does nothing: the timer of a
+        finished exchange is left to fire rather than cancelled, and the next exchange
+        arms it again (:meth:`_arm`)."""
+        self._timer = None
+        if self.reader is None:
+            return
         now = self._loop.time() + 0.001  # the loop may run a timer a hair early
         write_at, first_at, whole_at = self._phases
         timeout = self._timeout
@@ -179,16 +201,13 @@ class _Exchange(abc.ABC):
         )
         self._timeout = timeout
         self._heard = False
-        self._timer = self._loop.call_at(min(phases), self._expire)
+        self._arm(min(phases))
         try:
             self.write(data)
             while not reader.done:
                 await self.more()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self.reader = None
+            self.reader = None  # the timer stays: it fires into an idle connection, or the next
         if not reader.reusable:  # closing, or bytes after the reply: not reusable
             self.close()
         return reader
@@ -286,6 +305,7 @@ class _Connection(_Exchange):
 
     def close(self) -> None:
         """Close now: a TLS goodbye if the socket takes it at once, then the socket."""
+        self._disarm()
         if self.closed and self.sock.fileno() < 0:
             return
         self.closed = True
@@ -363,6 +383,7 @@ class _StreamConnection(_Exchange, asyncio.Protocol):
     def close(self) -> None:
         """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
         to its shutdown timeout) before letting the socket go."""
+        self._disarm()
         self.closed = True
         if self.transport is not None and not self._loop.is_closed():
             self.transport.abort()
