@@ -30,7 +30,7 @@ import logging
 import select
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -232,6 +232,10 @@ class _Connection(_Exchange):
         self.sock = sock
         self._fd = sock.fileno()
         self._unsent = b""
+        # Decrypted bytes TLS holds that the socket no longer signals (none in plain HTTP).
+        self._tls_pending: Callable[[], int] = (
+            sock.pending if isinstance(sock, ssl.SSLSocket) else _no_bytes
+        )
         loop.add_reader(self._fd, self._readable)
 
     def _writing(self) -> bool:
@@ -250,6 +254,12 @@ class _Connection(_Exchange):
                     break
                 if self._deliver(data):
                     progress = True
+                    if reader is not None and reader.done and not self._tls_pending():
+                        # The reply is whole and TLS holds nothing more: no read ending in
+                        # "would block" (an exception) per reply. Whatever follows it (an
+                        # end of stream, stray bytes) calls this again (the loop watches
+                        # the socket level-triggered) or is found by reusable().
+                        break
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
@@ -407,6 +417,10 @@ def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _nothing() -> None:
     pass
+
+
+def _no_bytes() -> int:
+    return 0
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write: bool) -> None:
