@@ -430,9 +430,10 @@ class Reads(Pipeline):
         if self._cancel_due is not None:
             yield from self._honour_kill_switch()
         key = self.key
+        notional = order.notional  # a property that multiplies: read once
         try:
             key.require(
-                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
+                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=notional
             )
         except ScopeError:
             yield from self.note("scope.refused", op="place_order", reason="permission")
@@ -477,13 +478,14 @@ class Reads(Pipeline):
                 account = yield from self._retrying(account_endpoint, [], priority=Priority.ORDER)
                 check_account(order, account)
             reference = None
-            valued_by_key = order.notional is None and key.max_notional is not None
+            valued_by_key = notional is None and key.max_notional is not None
             sized_by_key = order.quantity is None and key.max_quantity is not None
-            if valued_by_key or sized_by_key or self.policy.needs_reference(order):
+            priced_by_policy = policy.needs_reference(order)
+            if valued_by_key or sized_by_key or priced_by_policy:
                 reference = yield from self.reference_price(order.symbol)
             if valued_by_key or sized_by_key:
                 yield from self._within_key_notional(order, reference)
-            if policy.needs_reference(order):  # else the first check was complete
+            if priced_by_policy:  # else the first check was complete
                 yield from self.perform(
                     Resource.POLICY, lambda: policy.check(order, reference_price=reference)
                 )
