@@ -491,3 +491,30 @@ def test_venue_amounts_are_judged_like_caller_amounts(value: Any) -> None:
             Fill(price=value, quantity="1")
     else:
         assert Fill(price=value, quantity="1").price == expected
+
+
+def test_a_copy_keeps_the_private_marks_and_shares_no_state() -> None:
+    """_Model's own shallow copy (the order path's, to add the idempotency key): the
+    copy carries the marks the core set (amend's order id, replayed) and marking the
+    copy leaves the original as it was."""
+    from securetrade.models.orders import replacing
+
+    amended = replacing(limit(), "123")
+    copied = amended.model_copy()
+    assert copied == amended
+    assert copied.replaces == "123"
+    assert limit().replaces is None
+    assert copied.__dict__ is not amended.__dict__
+    assert copied.model_fields_set == amended.model_fields_set
+    assert copied.model_fields_set is not amended.model_fields_set
+    answer = Order(venue="binance", symbol="BTCUSDT", order_id="7", client_order_id="c-7",
+                   side="BUY", type="LIMIT", status="NEW", quantity="1", price="100")  # fmt: skip
+    replayed = as_replayed(answer)
+    assert replayed.replayed
+    assert not answer.replayed
+    keyed = replayed.model_copy(update={"idempotency_key": "k-1"})
+    assert keyed.replayed
+    assert keyed.idempotency_key == "k-1"
+    assert replayed.idempotency_key is None
+    assert not as_replayed(keyed, False).replayed
+    assert keyed.replayed

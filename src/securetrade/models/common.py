@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as _PydanticValidationError
+from pydantic_core import PydanticUndefined
 
 from .._checks import Choice
 from ..errors import InvalidRequest
@@ -30,6 +31,9 @@ __all__ = [
     "TimeInForce",
     "to_decimal",
 ]
+
+
+_set = object.__setattr__  # past a frozen model's own __setattr__, as pydantic's copy does
 
 
 def to_decimal(value: Any, *, field: str = "value") -> Decimal:
@@ -167,10 +171,32 @@ class _Model(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
 
     def __init__(self, **data: Any) -> None:
+        # pydantic's own __init__ is this one call (and a warning for a model validator
+        # returning another object, which ours never do); called here, one Python frame
+        # less for every model made (the order path makes two per order).
         try:
-            super().__init__(**data)
+            self.__pydantic_validator__.validate_python(data, self_instance=self)
         except _PydanticValidationError as exc:
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+    def __copy__(self) -> Self:
+        """A shallow copy, as pydantic's, without its generic ``copy.copy`` per part (the
+        order path copies every answer once, to add its idempotency key)."""
+        cls = type(self)
+        copy = cls.__new__(cls)
+        _set(copy, "__dict__", dict(self.__dict__))
+        extra = self.__pydantic_extra__
+        _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+        _set(copy, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        private = getattr(self, "__pydantic_private__", None)
+        _set(
+            copy,
+            "__pydantic_private__",
+            None
+            if private is None
+            else {k: v for k, v in private.items() if v is not PydanticUndefined},
+        )
+        return copy
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
