@@ -518,3 +518,20 @@ def test_a_copy_keeps_the_private_marks_and_shares_no_state() -> None:
     assert replayed.idempotency_key is None
     assert not as_replayed(keyed, False).replayed
     assert keyed.replayed
+
+
+def test_private_marks_start_fresh_on_every_model() -> None:
+    """Private attributes start from their defaults on every model however it is made
+    (constructor, JSON, model_construct): marking one model never marks the next."""
+
+    def answer() -> Order:
+        return Order(venue="binance", symbol="BTCUSDT", order_id="7", client_order_id="c-7",
+                     side="BUY", type="LIMIT", status="NEW", quantity="1", price="100")  # fmt: skip
+
+    first = answer()
+    first._replayed = True  # as the core marks an answer (as_replayed marks a copy)
+    assert first.replayed
+    assert not answer().replayed
+    assert not Order.model_validate_json(first.model_dump_json()).replayed
+    assert not Order.model_construct(**dict(first)).replayed
+    assert limit().replaces is None

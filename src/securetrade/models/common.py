@@ -15,6 +15,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as _PydanticValidationError
 from pydantic_core import PydanticUndefined
 
+try:  # pydantic's generic private-attribute initialiser, replaced where it is simple
+    from pydantic._internal import _model_construction
+
+    _GENERIC_POST_INIT: object = _model_construction.init_private_attributes
+except (ImportError, AttributeError):  # another pydantic layout: its own way everywhere
+    _GENERIC_POST_INIT = None
+
 from .._checks import Choice
 from ..errors import InvalidRequest
 from ..tables import Tabular
@@ -34,6 +41,8 @@ __all__ = [
 
 
 _set = object.__setattr__  # past a frozen model's own __setattr__, as pydantic's copy does
+# Immutable defaults a private attribute may share between models, set without a copy.
+_PLAIN_DEFAULTS = frozenset({bool, int, str, type(None)})
 
 
 def to_decimal(value: Any, *, field: str = "value") -> Decimal:
@@ -178,6 +187,31 @@ class _Model(Tabular, BaseModel):
             self.__pydantic_validator__.validate_python(data, self_instance=self)
         except _PydanticValidationError as exc:
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Private attributes with plain defaults (the marks the core sets: amend's order
+        id, replayed) start from a prepared dict: pydantic's generic initialiser costs a
+        handful of Python calls per model made (every answer the venue sends)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        private = cls.__private_attributes__
+        if not private or _GENERIC_POST_INIT is None:
+            return
+        if cls.model_post_init is not _GENERIC_POST_INIT:
+            return  # none, or a model_post_init of the model's own: pydantic's way
+        if any(
+            attr.default_factory is not None or type(attr.default) not in _PLAIN_DEFAULTS
+            for attr in private.values()
+        ):
+            return
+        defaults = {name: attr.default for name, attr in private.items()}
+
+        def model_post_init(self: _Model, context: Any, /) -> None:
+            # pydantic-core sets the store to None before this runs, on every path
+            if self.__pydantic_private__ is None:
+                _set(self, "__pydantic_private__", dict(defaults))
+
+        setattr(cls, "model_post_init", model_post_init)  # noqa: B010 a method, replaced
 
     def __copy__(self) -> Self:
         """A shallow copy, as pydantic's, without its generic ``copy.copy`` per part (the
