@@ -535,3 +535,12 @@ def test_private_marks_start_fresh_on_every_model() -> None:
     assert not Order.model_validate_json(first.model_dump_json()).replayed
     assert not Order.model_construct(**dict(first)).replayed
     assert limit().replaces is None
+
+
+def test_order_type_and_status_properties_name_their_members() -> None:
+    """The members each property tests (kept in module tuples, read once)."""
+    priced = {OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT}
+    priced.add(OrderType.OCO)
+    assert {t for t in OrderType if t.takes_price} == priced
+    assert {t for t in OrderType if not t.is_conditional} == {OrderType.MARKET, OrderType.LIMIT}
+    assert {s for s in OrderStatus if s.is_open} == {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED}

@@ -53,6 +53,9 @@ log = logging.getLogger("securetrade")
 
 _MAX_REF = 128  # the longest order reference a supported venue takes (Alpaca's)
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_TRADE, _POLICY, _ORDER = Scope.TRADE, Resource.POLICY, Priority.ORDER
+
 
 def _check_refs(client_order_id: object, order_id: object) -> None:
     """An order reference is 1-128 printable ASCII characters, checked before anything is
@@ -432,9 +435,7 @@ class Reads(Pipeline):
         key = self.key
         notional = order.notional  # a property that multiplies: read once
         try:
-            key.require(
-                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=notional
-            )
+            key.require(_TRADE, symbol=order.symbol, quantity=order.quantity, notional=notional)
         except ScopeError:
             yield from self.note("scope.refused", op="place_order", reason="permission")
             raise
@@ -464,9 +465,9 @@ class Reads(Pipeline):
                 "see client.capabilities"
             )
         try:
-            yield from self.perform(Resource.POLICY, lambda: policy.check(order, final=False))
+            yield from self.perform(_POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
-            instruments = yield from self.markets(priority=Priority.ORDER)
+            instruments = yield from self.markets(priority=_ORDER)
             instrument = instruments.get(order.symbol)
             if instrument is None:
                 raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")

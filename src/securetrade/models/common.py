@@ -112,17 +112,19 @@ class OrderType(str, Choice):
     def is_conditional(self) -> bool:
         """Whether this is a type other than MARKET and LIMIT: a stop, a take-profit or an
         OCO, all of which carry a ``stop_price``."""
-        return self not in (OrderType.MARKET, OrderType.LIMIT)
+        return self not in _UNCONDITIONAL
 
     @property
     def takes_price(self) -> bool:
         """Whether orders of this type carry a limit price (and so a time in force)."""
-        return self in (
-            OrderType.LIMIT,
-            OrderType.STOP_LOSS_LIMIT,
-            OrderType.TAKE_PROFIT_LIMIT,
-            OrderType.OCO,
-        )
+        return self in _PRICED
+
+
+# The members these properties test, read once. In Python 3.11 reading a member off its
+# class (``OrderType.LIMIT``) goes through the enum metaclass's __getattr__ hook, a slow
+# attribute path, and the properties run several times for every order.
+_UNCONDITIONAL = (OrderType.MARKET, OrderType.LIMIT)
+_PRICED = (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT, OrderType.OCO)
 
 
 class TimeInForce(str, Choice):
@@ -164,7 +166,10 @@ class OrderStatus(str, Choice):
     @property
     def is_open(self) -> bool:
         """NEW and PARTIALLY_FILLED are open: the order may still fill."""
-        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        return self in _OPEN
+
+
+_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)  # read once, as _PRICED
 
 
 class _Model(Tabular, BaseModel):

@@ -74,6 +74,9 @@ __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 _W = "REQUEST_WEIGHT"
 _O = "ORDERS"
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_PLACE_ORDER, _OCO, _OK = Op.PLACE_ORDER, OrderType.OCO, Verdict.OK
+
 # Published spot limits: 6000 weight per minute per IP, 100 orders per 10 s and 200 000
 # per day per account. Replaced by what exchangeInfo publishes once it has been read.
 _SCOPES = {_W: LimitScope.IP, _O: LimitScope.ACCOUNT}
@@ -296,7 +299,7 @@ class BinanceSpot:
             ]
             headers = (("X-MBX-APIKEY", key_id),)
         path = endpoint.path
-        if endpoint.op is Op.PLACE_ORDER:
+        if endpoint.op is _PLACE_ORDER:
             # One look at the names (not a generator per kind: this runs on every order).
             names = {n for n, _ in params}
             if "cancelReplaceMode" in names:
@@ -319,7 +322,7 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
-        if order.type is OrderType.OCO:
+        if order.type is _OCO:
             return oco_params(order, client_order_id)
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
         kind = "LIMIT_MAKER" if order.post_only else order.type._value_
@@ -434,7 +437,7 @@ class BinanceSpot:
             and isinstance(payload.get("code"), int)
             and payload["code"] < 0
         ):
-            if endpoint.op is Op.PLACE_ORDER and isinstance(payload, dict):
+            if endpoint.op is _PLACE_ORDER and isinstance(payload, dict):
                 # order/cancelReplace: both parts succeeded; the new order is the answer
                 payload = payload.get("newOrderResponse", payload)
                 payload = limit_leg(payload)  # an OCO's answer: its limit leg is the order
@@ -443,7 +446,7 @@ class BinanceSpot:
                 return unreadable(endpoint, status, self.name, "not JSON")
             if shape is not None and not shape(payload):
                 return unreadable(endpoint, status, self.name, "not the expected shape")
-            return Outcome(Verdict.OK, payload)
+            return Outcome(_OK, payload)
         code = payload.get("code") if isinstance(payload, dict) else None
         message = payload.get("msg") if isinstance(payload, dict) else None
         text = str(message or f"HTTP {status}")[:300]
