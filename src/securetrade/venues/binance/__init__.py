@@ -235,6 +235,7 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
 
 _CANCEL_REPLACE = "/api/v3/order/cancelReplace"  # weight 1, one order on the order count
 _TYPES = {"LIMIT_MAKER": "LIMIT"}  # a post-only limit order, read back as a limit order
+_TYPE_OF = {**{t.value: t for t in OrderType}, **{k: OrderType(v) for k, v in _TYPES.items()}}
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -510,9 +511,13 @@ class BinanceSpot:
         price = payload.get("price")
         stamp = payload.get("time", payload.get("transactTime"))
         tif = payload.get("timeInForce")
-        order_type = OrderType(_TYPES.get(payload["type"], payload["type"]))
-        if payload["type"] == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
-            order_type = OrderType.OCO  # the limit leg of an OCO: the order we placed
+        kind = payload["type"]
+        # A dict of the usual names, not OrderType(...): the enum's call is Python-level.
+        order_type = _TYPE_OF.get(kind) if type(kind) is str else None
+        if order_type is None:  # anything else as OrderType reads it (or its ValueError)
+            order_type = OrderType(_TYPES.get(kind, kind))
+        if kind == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
+            order_type = _OCO  # the limit leg of an OCO: the order we placed
         stop = payload.get("stopPrice")
         # Binance answers "0.00000000" for an order sized in the base asset.
         asked = payload.get("origQuoteOrderQty")
