@@ -212,7 +212,8 @@ class _Model(Tabular, BaseModel):
         defaults = {name: attr.default for name, attr in private.items()}
 
         def model_post_init(self: _Model, context: Any, /) -> None:
-            # pydantic-core sets the store to None before this runs, on every path
+            """Give the new model its private attributes' defaults (pydantic-core sets
+            their store to None before this runs, on every path that makes a model)."""
             if self.__pydantic_private__ is None:
                 _set(self, "__pydantic_private__", dict(defaults))
 
