@@ -544,3 +544,16 @@ def test_order_type_and_status_properties_name_their_members() -> None:
     assert {t for t in OrderType if t.takes_price} == priced
     assert {t for t in OrderType if not t.is_conditional} == {OrderType.MARKET, OrderType.LIMIT}
     assert {s for s in OrderStatus if s.is_open} == {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED}
+
+
+def test_choice_values_read_as_enum_values_do() -> None:
+    """Choice's own ``value`` (read in C) gives what Enum's gives, on every member, and
+    still serialises through pydantic as the venue's spelling."""
+    import enum
+
+    for kind in (Side, OrderType, OrderStatus, TimeInForce):
+        for member in kind:
+            assert member.value == enum.Enum.__dict__["value"].__get__(member, kind)
+            assert member.value is member._value_
+    assert limit().model_dump(mode="json")["side"] == "BUY"
+    assert f"{OrderStatus.CANCELED}" == str(OrderStatus.CANCELED) == "CANCELED"
