@@ -588,3 +588,21 @@ def test_ccxt_refusal_read_from_an_unparseable_200_is_ambiguous() -> None:
     said = outcome_of(ccxt.InvalidOrder("Invalid order"), 200, {}, b'{"error":["EOrder"]}', "x")
     assert said.verdict is Verdict.REJECTED  # a readable refusal stays a refusal
     assert isinstance(said.error, VenueRejected)
+
+
+def test_binance_order_types_read_back_as_placed_and_garbage_is_ambiguous() -> None:
+    from securetrade.models import OrderType
+    from securetrade.venues.binance import BinanceSpot
+
+    venue = BinanceSpot()
+    base = {"symbol": "BTCUSDT", "orderId": 1, "orderListId": -1, "clientOrderId": "c-1",
+            "price": "100", "stopPrice": "90", "origQty": "1", "executedQty": "0",
+            "status": "NEW", "timeInForce": "GTC", "side": "BUY"}  # fmt: skip
+    for kind in OrderType:
+        assert venue.parse_order({**base, "type": kind.value}).type is kind
+    assert venue.parse_order({**base, "type": "LIMIT_MAKER"}).type is OrderType.LIMIT
+    oco_leg = {**base, "type": "LIMIT_MAKER", "orderListId": 7}
+    assert venue.parse_order(oco_leg).type is OrderType.OCO
+    for garbage in ("FOO", ["LIMIT"], None, 5, ""):
+        with pytest.raises(AmbiguousOutcome):
+            venue.parse_order({**base, "type": garbage})

@@ -87,6 +87,16 @@ def test_signed_path_keeps_the_path_and_the_pairs(path: str, pairs: list[tuple[s
 def test_query_refuses_non_strings() -> None:
     with pytest.raises(InvalidRequest):
         encode_query([("quantity", Decimal("1"))])  # type: ignore[list-item]
+    with pytest.raises(InvalidRequest):  # bytes answer isalnum() too: still not text
+        encode_query([("symbol", b"BTCUSDT")])  # type: ignore[list-item]
+
+
+def test_letters_and_digits_beyond_ascii_are_percent_encoded() -> None:
+    """The letters-and-digits shortcut is for ASCII alone: a fullwidth digit or an accented
+    letter is a letter or digit to Python, but must travel percent-encoded."""
+    assert encode_query([("a", "BTC1"), ("b", "\uff11"), ("c", "caf\u00e9")]) == (
+        "a=BTC1&b=%EF%BC%91&c=caf%C3%A9"
+    )
 
 
 # --- JSON -----------------------------------------------------------------------------------------

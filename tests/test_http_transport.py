@@ -35,7 +35,8 @@ HOST = "127.0.0.1"
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 #: What the server does with one request: (bytes to send back, close the connection after).
-Script = Callable[[int, bytes], tuple[bytes, bool]]
+#: A list of byte strings is sent as separate writes, 50 ms apart (separate TLS records).
+Script = Callable[[int, bytes], tuple[bytes | list[bytes], bool]]
 
 
 def _keep_alive(index: int, head: bytes) -> tuple[bytes, bool]:
@@ -102,7 +103,10 @@ class ScriptedServer:
                     self.requests.append(head)
                 reply, close = self.script(index, head)
                 try:
-                    conn.sendall(reply)
+                    for n, chunk in enumerate(reply if isinstance(reply, list) else [reply]):
+                        if n:
+                            time.sleep(0.05)
+                        conn.sendall(chunk)
                 except OSError:
                     return
                 if close:
@@ -248,6 +252,23 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
     client.close()
     assert first.status == second.status == 200
     assert len(server.requests) == 2
+    assert server.connections == 2
+
+
+def test_bytes_after_a_whole_reply_keep_its_connection_out_of_the_pool(
+    serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
+) -> None:
+    """Bytes the server sends after a whole reply, in a later TLS record (the async
+    transport stops reading once a reply is whole), are no answer to the next request:
+    that one goes on a fresh connection and gets its own reply."""
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nXX"
+    server = serve(lambda index, head: ([OK, stray] if index == 0 else OK, False))
+    client = transport(server, certs)
+    first = client.send(HttpRequest("GET", "/x"))
+    time.sleep(0.3)  # let the stray reply arrive
+    second = client.send(HttpRequest("GET", "/y"))
+    client.close()
+    assert first.body == second.body == b"ok"
     assert server.connections == 2
 
 
@@ -424,3 +445,76 @@ def test_the_async_transport_survives_a_new_event_loop(
     asyncio.run(client.aclose())
     assert len(server.requests) == 2
     gc.collect()  # the abandoned connections are reported here, under this test's filters
+
+
+@pytest.mark.parametrize("loop_kind", ["sockets", "streams"])
+def test_async_phases_hold_on_a_reused_connection(
+    serve: Callable[..., ScriptedServer], certs: Certificates, loop_kind: str
+) -> None:
+    """A finished exchange's timer is left to fire rather than cancelled: firing into the
+    idle connection it leaves it open for the next request, and a later request with a
+    shorter time than the pending timer's still fails within its own time."""
+
+    def script(index: int, head: bytes) -> tuple[bytes, bool]:
+        if index == 2:
+            time.sleep(3.0)  # no answer in time; then the connection ends
+            return b"", True
+        return OK, False
+
+    server = serve(script)
+    client = AsyncHttpTransport(server.base_url, _context(certs), timeout=60.0)
+    loop = NoReaderLoop() if loop_kind == "streams" else asyncio.new_event_loop()
+
+    async def run() -> str:
+        assert (await client.send(HttpRequest("GET", "/a"), timeout=0.2)).status == 200
+        await asyncio.sleep(0.5)  # that exchange's timer fires into the idle connection
+        assert (await client.send(HttpRequest("GET", "/b"))).status == 200  # timer: 60 s
+        with pytest.raises(TransportFailure) as failed:
+            await client.send(HttpRequest("GET", "/c"), timeout=0.3)
+        return str(failed.value)
+
+    try:
+        message = loop.run_until_complete(run())
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+    assert server.connections == 1  # /b reused the connection the stale timer left alone
+    assert "timed out after 0.3 s" in message  # its own time, not the pending 60 s timer
+
+
+def test_the_async_transport_reads_plain_http_replies_on_loopback(certs: Certificates) -> None:
+    """Plain HTTP (loopback, when asked for): a plain socket has no TLS buffer to ask
+    about once a reply is whole, and its connection is kept alive all the same."""
+    listener = socket.create_server((HOST, 0))
+    accepted: list[socket.socket] = []
+
+    def serve_plain() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        buffer = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\r\n\r\n" in buffer:
+                _, _, buffer = buffer.partition(b"\r\n\r\n")
+                conn.sendall(OK)
+
+    threading.Thread(target=serve_plain, daemon=True).start()
+    url = f"http://{HOST}:{listener.getsockname()[1]}"
+    client = AsyncHttpTransport(url, _context(certs), timeout=5.0, unsafe_allow_plain_http=True)
+
+    async def twice() -> list[bytes]:
+        try:
+            return [(await client.send(HttpRequest("GET", f"/{n}"))).body for n in range(2)]
+        finally:
+            await client.aclose()
+
+    try:
+        assert asyncio.run(twice()) == [b"ok", b"ok"]
+        assert len(accepted) == 1  # one kept-alive connection for both
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()

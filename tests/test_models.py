@@ -491,3 +491,69 @@ def test_venue_amounts_are_judged_like_caller_amounts(value: Any) -> None:
             Fill(price=value, quantity="1")
     else:
         assert Fill(price=value, quantity="1").price == expected
+
+
+def test_a_copy_keeps_the_private_marks_and_shares_no_state() -> None:
+    """_Model's own shallow copy (the order path's, to add the idempotency key): the
+    copy carries the marks the core set (amend's order id, replayed) and marking the
+    copy leaves the original as it was."""
+    from securetrade.models.orders import replacing
+
+    amended = replacing(limit(), "123")
+    copied = amended.model_copy()
+    assert copied == amended
+    assert copied.replaces == "123"
+    assert limit().replaces is None
+    assert copied.__dict__ is not amended.__dict__
+    assert copied.model_fields_set == amended.model_fields_set
+    assert copied.model_fields_set is not amended.model_fields_set
+    answer = Order(venue="binance", symbol="BTCUSDT", order_id="7", client_order_id="c-7",
+                   side="BUY", type="LIMIT", status="NEW", quantity="1", price="100")  # fmt: skip
+    replayed = as_replayed(answer)
+    assert replayed.replayed
+    assert not answer.replayed
+    keyed = replayed.model_copy(update={"idempotency_key": "k-1"})
+    assert keyed.replayed
+    assert keyed.idempotency_key == "k-1"
+    assert replayed.idempotency_key is None
+    assert not as_replayed(keyed, False).replayed
+    assert keyed.replayed
+
+
+def test_private_marks_start_fresh_on_every_model() -> None:
+    """Private attributes start from their defaults on every model however it is made
+    (constructor, JSON, model_construct): marking one model never marks the next."""
+
+    def answer() -> Order:
+        return Order(venue="binance", symbol="BTCUSDT", order_id="7", client_order_id="c-7",
+                     side="BUY", type="LIMIT", status="NEW", quantity="1", price="100")  # fmt: skip
+
+    first = answer()
+    first._replayed = True  # as the core marks an answer (as_replayed marks a copy)
+    assert first.replayed
+    assert not answer().replayed
+    assert not Order.model_validate_json(first.model_dump_json()).replayed
+    assert not Order.model_construct(**dict(first)).replayed
+    assert limit().replaces is None
+
+
+def test_order_type_and_status_properties_name_their_members() -> None:
+    """The members each property tests (kept in module tuples, read once)."""
+    priced = {OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT}
+    priced.add(OrderType.OCO)
+    assert {t for t in OrderType if t.takes_price} == priced
+    assert {t for t in OrderType if not t.is_conditional} == {OrderType.MARKET, OrderType.LIMIT}
+    assert {s for s in OrderStatus if s.is_open} == {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED}
+
+
+def test_choice_values_read_as_enum_values_do() -> None:
+    """Choice's own ``value`` (read in C) gives what Enum's gives, on every member, and
+    still serialises through pydantic as the venue's spelling."""
+    import enum
+
+    for kind in (Side, OrderType, OrderStatus, TimeInForce):
+        for member in kind:
+            assert member.value == enum.Enum.__dict__["value"].__get__(member, kind)
+            assert member.value is member._value_
+    assert limit().model_dump(mode="json")["side"] == "BUY"
+    assert f"{OrderStatus.CANCELED}" == str(OrderStatus.CANCELED) == "CANCELED"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InvalidRequest
 
@@ -151,6 +152,12 @@ class Choice(enum.Enum):
     """Base of the public enums: an unknown value is refused with
     :class:`~securetrade.errors.InvalidRequest` listing the accepted ones (a ``ValueError``
     still, as Python's own enums raise)."""
+
+    # Enum's own ``value`` is a Python-level descriptor: two Python calls per read. This one
+    # reads the member's value in C; pydantic reads it for every enum field it serialises
+    # (an order's side, type, status and time in force, journaled with every order).
+    if not TYPE_CHECKING:  # typed as Enum's own (mypy would take it for a member)
+        value = property(operator.attrgetter("_value_"))
 
     def __str__(self) -> str:
         """The value, as the venue and the docs spell it: ``print(order.status)`` shows

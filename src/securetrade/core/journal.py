@@ -73,6 +73,7 @@ __all__ = [
 # these are written on every order).
 _PENDING = IntentState.PENDING.value
 _SENDING = IntentState.SENDING.value
+_PENDING_STATE, _SENDING_STATE = IntentState.PENDING, IntentState.SENDING  # read once, too
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS intents (
@@ -362,9 +363,9 @@ class Journal:
         now = time.time()
         fused = sending_deadline_ms is not None
         state, attempts, deadline = (
-            (IntentState.SENDING, 1, sending_deadline_ms)
+            (_SENDING_STATE, 1, sending_deadline_ms)
             if sending_deadline_ms is not None
-            else (IntentState.PENDING, 0, 0)
+            else (_PENDING_STATE, 0, 0)
         )
         with self._lock:
             joined = self._batching  # inside transaction(): its caller commits and flushes

@@ -61,6 +61,9 @@ _OWNER_PATIENCE_MS = 1000.0
 
 _MAX_KEY = 255
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_POLICY, _PLACE_ORDER, _OK = Resource.POLICY, Op.PLACE_ORDER, Verdict.OK
+
 
 class Core(Recovery):
     """All protective layers for one key at one venue; holds no I/O of its own.
@@ -142,8 +145,8 @@ class Core(Recovery):
             client_order_id=intent.client_order_id,
             symbol=order.symbol,
             new=created,
-            side=order.side.value,
-            type=order.type.value,
+            side=order.side._value_,  # _value_: a slot read; .value is a Python property
+            type=order.type._value_,
             quantity=order.quantity,
             price=order.price,
             **({} if order.quote_quantity is None else {"quote_quantity": order.quote_quantity}),
@@ -180,7 +183,7 @@ class Core(Recovery):
         try:
             try:
                 admission: Admission = yield from self.perform(
-                    Resource.POLICY, lambda: policy.admit(order, cid, reference=reference)
+                    _POLICY, lambda: policy.admit(order, cid, reference=reference)
                 )
             except SecureTradeError:
                 if seen is not None:
@@ -230,7 +233,7 @@ class Core(Recovery):
         """Send until the venue answers for sure. ``box`` holds the row as this flow last
         saw or wrote it (None: not claimed yet) and ``sent`` whether an attempt is on
         record; both are read by the caller when this raises."""
-        endpoint = self.venue.endpoints[Op.PLACE_ORDER]
+        endpoint = self.venue.endpoints[_PLACE_ORDER]
         params = self.venue.order_params(order, cid)
         retries: Attempts | None = None
         started = time.monotonic()
@@ -318,13 +321,13 @@ class Core(Recovery):
                     if found is not None:
                         return (yield from self.settled(found, key))
                 error = ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
-            elif outcome.verdict is Verdict.OK and Op.PLACE_ORDER in self.venue.order_acks:
+            elif outcome.verdict is _OK and _PLACE_ORDER in self.venue.order_acks:
                 # An acknowledgement only: the venue holds it, read it back by client order id.
                 found = yield from self.resolve(order.symbol, cid, deadline[0], view)
                 if found is not None:
                     return (yield from self.settled(found, key))
                 error = _absent("acknowledged, then not found after its deadline", self)
-            elif outcome.verdict is Verdict.OK:
+            elif outcome.verdict is _OK:
                 return (yield from self.settled(self.venue.parse_order(outcome.payload), key))
             elif (
                 outcome.duplicate
@@ -388,7 +391,7 @@ class Core(Recovery):
         then is an attempt resent), so the row is NOT_PLACED."""
         policy = self.policy
         try:
-            yield from self.perform(Resource.POLICY, policy.check_kill_switch)
+            yield from self.perform(_POLICY, policy.check_kill_switch)
         except SecureTradeError as exc:
             yield Settle(cid, IntentState.NOT_PLACED, error=str(exc), expect=box[0])
             raise

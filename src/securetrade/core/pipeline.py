@@ -171,7 +171,7 @@ class Pipeline:
     def note(self, kind: str, **fields: Any) -> Flow[None]:
         """An audit event (the trail may be a file: then an effect, written off the loop)."""
         audit = self.audit
-        if Resource.AUDIT in self.inline:
+        if _AUDIT in self.inline:
             audit.emit(kind, **fields)
             return
         yield Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
@@ -325,7 +325,7 @@ class Pipeline:
         any byte left" from "sent" by it).
         """
         if priority is None:
-            priority = _PRIORITY.get(endpoint.op, Priority.NORMAL)
+            priority = _PRIORITY.get(endpoint.op, _NORMAL)
         if (
             getattr(self.venue, "needs_instruments", False)
             and not self.market.instruments
@@ -348,7 +348,7 @@ class Pipeline:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         limiter = self.limiter
         while True:
-            if Resource.LIMITER in self.inline:
+            if _LIMITER in self.inline:
                 wait, admission = limiter.admit(cost, priority, symbol=symbol, caller=caller)
             else:
                 wait, admission = yield Call(
@@ -392,7 +392,7 @@ class Pipeline:
             call = telemetry.venue_call(
                 request,
                 venue=self.venue.name,
-                operation=endpoint.op.value,
+                operation=endpoint.op._value_,  # a slot read, not enum's Python property
                 base_url=self.base_url,
                 resend_count=resend,
                 client_order_id=client_order_id,
@@ -415,7 +415,7 @@ class Pipeline:
                 call.end(error=exc)
             raise
         status, headers = response.status, response.headers
-        if Resource.LIMITER in self.inline:
+        if _LIMITER in self.inline:
             limiter.observe(status, headers, symbol=symbol, caller=caller, landed=admission)
         else:
             yield Call(
@@ -443,8 +443,8 @@ class Pipeline:
             outcome = unreadable(endpoint, status, self.venue.name, "a redirect, not followed")
         call.end(
             status=response.status,
-            verdict=outcome.verdict.value,
-            unknown=outcome.verdict is Verdict.AMBIGUOUS,
+            verdict=outcome.verdict._value_,
+            unknown=outcome.verdict is _AMBIGUOUS,
         )
         if audit.records_wire:
             verdict = outcome.verdict.value
@@ -493,7 +493,7 @@ class Pipeline:
                     ),
                 )
         if (
-            outcome.verdict is Verdict.REJECTED
+            outcome.verdict is _REJECTED
             and isinstance(outcome.error, AuthenticationRejected)
             and self.keys.superseded(key.key_id)
         ):
@@ -507,7 +507,7 @@ class Pipeline:
                 code=code_of(outcome),
                 reason="timestamp" if outcome.clock_skew else "credentials",
             )
-        if outcome.verdict is Verdict.OK and outcome.follow_up is not None:
+        if outcome.verdict is _OK and outcome.follow_up is not None:
             # One operation, several requests: each is charged, stamped and signed anew.
             # The follow-up's parameters replace the same-named ones of this request.
             named = {name for name, _ in outcome.follow_up}
@@ -551,6 +551,10 @@ _PRIORITY = {
 
 # Shared by every client of this process that does not bring its own source.
 _PROCESS_NONCES: NonceSource = MemoryNonceSource()
+
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_AUDIT, _LIMITER, _NORMAL = Resource.AUDIT, Resource.LIMITER, Priority.NORMAL
+_OK, _AMBIGUOUS, _REJECTED = Verdict.OK, Verdict.AMBIGUOUS, Verdict.REJECTED
 
 
 def error_of(outcome: Outcome) -> SecureTradeError:

@@ -53,6 +53,9 @@ log = logging.getLogger("securetrade")
 
 _MAX_REF = 128  # the longest order reference a supported venue takes (Alpaca's)
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_TRADE, _POLICY, _ORDER = Scope.TRADE, Resource.POLICY, Priority.ORDER
+
 
 def _check_refs(client_order_id: object, order_id: object) -> None:
     """An order reference is 1-128 printable ASCII characters, checked before anything is
@@ -433,10 +436,9 @@ class Reads(Pipeline):
         if self._cancel_due is not None:
             yield from self._honour_kill_switch()
         key = self.key
+        notional = order.notional  # a property that multiplies: read once
         try:
-            key.require(
-                Scope.TRADE, symbol=order.symbol, quantity=order.quantity, notional=order.notional
-            )
+            key.require(_TRADE, symbol=order.symbol, quantity=order.quantity, notional=notional)
         except ScopeError:
             yield from self.note("scope.refused", op="place_order", reason="permission")
             raise
@@ -466,9 +468,9 @@ class Reads(Pipeline):
                 "see client.capabilities"
             )
         try:
-            yield from self.perform(Resource.POLICY, lambda: policy.check(order, final=False))
+            yield from self.perform(_POLICY, lambda: policy.check(order, final=False))
             self.venue.check_symbol(order.symbol)
-            instruments = yield from self.markets(priority=Priority.ORDER)
+            instruments = yield from self.markets(priority=_ORDER)
             instrument = instruments.get(order.symbol)
             if instrument is None:
                 raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
@@ -480,13 +482,14 @@ class Reads(Pipeline):
                 account = yield from self._retrying(account_endpoint, [], priority=Priority.ORDER)
                 check_account(order, account)
             reference = None
-            valued_by_key = order.notional is None and key.max_notional is not None
+            valued_by_key = notional is None and key.max_notional is not None
             sized_by_key = order.quantity is None and key.max_quantity is not None
-            if valued_by_key or sized_by_key or self.policy.needs_reference(order):
+            priced_by_policy = policy.needs_reference(order)
+            if valued_by_key or sized_by_key or priced_by_policy:
                 reference = yield from self.reference_price(order.symbol)
             if valued_by_key or sized_by_key:
                 yield from self._within_key_notional(order, reference)
-            if policy.needs_reference(order):  # else the first check was complete
+            if priced_by_policy:  # else the first check was complete
                 yield from self.perform(
                     Resource.POLICY, lambda: policy.check(order, reference_price=reference)
                 )

@@ -30,6 +30,9 @@ from .states import IntentState, View
 
 __all__ = ["Resolution", "StaleView"]
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_REJECTED = IntentState.REJECTED
+
 
 class StaleView(Exception):
     """The journal row is no longer what this flow saw (another thread, task, process or
@@ -141,14 +144,14 @@ class Resolution(Reads):
         """The venue holds ``found``: the evidence transition, whoever sent it."""
         found = found.model_copy(update={"idempotency_key": key})
         state = state_of(found)
-        if state is not IntentState.REJECTED:  # a listed refusal proves nothing of attempts
+        if state is not _REJECTED:  # a listed refusal proves nothing of attempts
             yield Settle(found.client_order_id, state, found.model_dump_json(), fills=found.fills)
         self.policy.observe(found)
         yield from self.note(
             "order.placed",
             client_order_id=found.client_order_id,
             order_id=found.order_id,
-            status=found.status.value,
+            status=found.status._value_,  # a slot read, not enum's Python-level property
         )
         return found
 

@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as _PydanticValidationError
+from pydantic_core import PydanticUndefined
+
+try:  # pydantic's generic private-attribute initialiser, replaced where it is simple
+    from pydantic._internal import _model_construction
+
+    _GENERIC_POST_INIT: object = _model_construction.init_private_attributes
+except (ImportError, AttributeError):  # another pydantic layout: its own way everywhere
+    _GENERIC_POST_INIT = None
 
 from .._checks import Choice
 from ..errors import InvalidRequest
@@ -30,6 +38,11 @@ __all__ = [
     "TimeInForce",
     "to_decimal",
 ]
+
+
+_set = object.__setattr__  # past a frozen model's own __setattr__, as pydantic's copy does
+# Immutable defaults a private attribute may share between models, set without a copy.
+_PLAIN_DEFAULTS = frozenset({bool, int, str, type(None)})
 
 
 def to_decimal(value: Any, *, field: str = "value") -> Decimal:
@@ -99,17 +112,19 @@ class OrderType(str, Choice):
     def is_conditional(self) -> bool:
         """Whether this is a type other than MARKET and LIMIT: a stop, a take-profit or an
         OCO, all of which carry a ``stop_price``."""
-        return self not in (OrderType.MARKET, OrderType.LIMIT)
+        return self not in _UNCONDITIONAL
 
     @property
     def takes_price(self) -> bool:
         """Whether orders of this type carry a limit price (and so a time in force)."""
-        return self in (
-            OrderType.LIMIT,
-            OrderType.STOP_LOSS_LIMIT,
-            OrderType.TAKE_PROFIT_LIMIT,
-            OrderType.OCO,
-        )
+        return self in _PRICED
+
+
+# The members these properties test, read once. In Python 3.11 reading a member off its
+# class (``OrderType.LIMIT``) goes through the enum metaclass's __getattr__ hook, a slow
+# attribute path, and the properties run several times for every order.
+_UNCONDITIONAL = (OrderType.MARKET, OrderType.LIMIT)
+_PRICED = (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT, OrderType.OCO)
 
 
 class TimeInForce(str, Choice):
@@ -151,7 +166,10 @@ class OrderStatus(str, Choice):
     @property
     def is_open(self) -> bool:
         """NEW and PARTIALLY_FILLED are open: the order may still fill."""
-        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        return self in _OPEN
+
+
+_OPEN = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)  # read once, as _PRICED
 
 
 class _Model(Tabular, BaseModel):
@@ -167,10 +185,58 @@ class _Model(Tabular, BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
 
     def __init__(self, **data: Any) -> None:
+        # pydantic's own __init__ is this one call (and a warning for a model validator
+        # returning another object, which ours never do); called here, one Python frame
+        # less for every model made (the order path makes two per order).
         try:
-            super().__init__(**data)
+            self.__pydantic_validator__.validate_python(data, self_instance=self)
         except _PydanticValidationError as exc:
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Private attributes with plain defaults (the marks the core sets: amend's order
+        id, replayed) start from a prepared dict: pydantic's generic initialiser costs a
+        handful of Python calls per model made (every answer the venue sends)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        private = cls.__private_attributes__
+        if not private or _GENERIC_POST_INIT is None:
+            return
+        if cls.model_post_init is not _GENERIC_POST_INIT:
+            return  # none, or a model_post_init of the model's own: pydantic's way
+        if any(
+            attr.default_factory is not None or type(attr.default) not in _PLAIN_DEFAULTS
+            for attr in private.values()
+        ):
+            return
+        defaults = {name: attr.default for name, attr in private.items()}
+
+        def model_post_init(self: _Model, context: Any, /) -> None:
+            """Give the new model its private attributes' defaults (pydantic-core sets
+            their store to None before this runs, on every path that makes a model)."""
+            if self.__pydantic_private__ is None:
+                _set(self, "__pydantic_private__", dict(defaults))
+
+        setattr(cls, "model_post_init", model_post_init)  # noqa: B010 a method, replaced
+
+    def __copy__(self) -> Self:
+        """A shallow copy, as pydantic's, without its generic ``copy.copy`` per part (the
+        order path copies every answer once, to add its idempotency key)."""
+        cls = type(self)
+        copy = cls.__new__(cls)
+        _set(copy, "__dict__", dict(self.__dict__))
+        extra = self.__pydantic_extra__
+        _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+        _set(copy, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        private = getattr(self, "__pydantic_private__", None)
+        _set(
+            copy,
+            "__pydantic_private__",
+            None
+            if private is None
+            else {k: v for k, v in private.items() if v is not PydanticUndefined},
+        )
+        return copy
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:

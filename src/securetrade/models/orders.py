@@ -87,7 +87,11 @@ class OrderRequest(_Model):
     @property
     def replaces(self) -> str | None:
         """The venue order id this order cancels as it is placed (amend), if any."""
-        return self._replaces
+        # Read from pydantic's private store directly: ``self._replaces`` is found only
+        # after a failed attribute lookup (an AttributeError) and pydantic's __getattr__,
+        # and this is read for every order sent.
+        private = self.__pydantic_private__
+        return None if private is None else private.get("_replaces")
 
     @model_validator(mode="before")
     @classmethod

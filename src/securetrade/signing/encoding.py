@@ -48,6 +48,10 @@ def is_plain(text: str) -> bool:
 
 def escape(text: str) -> str:
     """``text`` percent-encoded for a query string (unreserved characters stay as they are)."""
+    # ASCII letters and digits alone (symbols, sides, timestamps): two flag checks in C,
+    # a tenth of the strip below, which scans the 66 unreserved characters per character.
+    if text.isascii() and text.isalnum():
+        return text
     if not text.strip(_UNRESERVED):
         return text
     if _BASE64(text):
@@ -74,7 +78,14 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
     try:
         names = _NAMES
-        return "&".join([(names.get(k) or _prefix(k)) + escape(v) for k, v in pairs])
+        # escape()'s own first test inline: most values are letters and digits alone, and
+        # a call per value is most of what encoding them costs.
+        return "&".join(
+            [
+                (names.get(k) or _prefix(k)) + (v if v.isascii() and v.isalnum() else escape(v))
+                for k, v in pairs
+            ]
+        )
     except UnicodeEncodeError:
         raise InvalidRequest("a parameter holds a lone surrogate, which is not text") from None
     except (TypeError, AttributeError, ValueError):

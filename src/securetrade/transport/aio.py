@@ -30,7 +30,7 @@ import logging
 import select
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -120,10 +120,32 @@ class _Exchange(abc.ABC):
         self._end(exc)
         self._wake(exc)
 
+    def _arm(self, at: float) -> None:
+        """Have the timer fire at ``at`` or earlier. A timer still pending from an earlier
+        exchange that fires no later is kept: :meth:`_expire` moves it on to this
+        exchange's phases. Scheduling and cancelling a loop timer per request cost more
+        Python than the rest of the wait for the reply (a heap of Python-level handles)."""
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= at:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(at, self._expire)
+
+    def _disarm(self) -> None:
+        """Cancel the timer (the connection is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _expire(self) -> None:
         """The timer fired: fail the exchange if the phase under way is over its time, else
-        wait for the next phase's end (one timer per request, moved only when the phases'
-        times differ)."""
+        wait for the next phase's end. Between exchanges it does nothing: the timer of a
+        finished exchange is left to fire rather than cancelled, and the next exchange
+        arms it again (:meth:`_arm`)."""
+        self._timer = None
+        if self.reader is None:
+            return
         now = self._loop.time() + 0.001  # the loop may run a timer a hair early
         write_at, first_at, whole_at = self._phases
         timeout = self._timeout
@@ -179,16 +201,13 @@ class _Exchange(abc.ABC):
         )
         self._timeout = timeout
         self._heard = False
-        self._timer = self._loop.call_at(min(phases), self._expire)
+        self._arm(min(phases))
         try:
             self.write(data)
             while not reader.done:
                 await self.more()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self.reader = None
+            self.reader = None  # the timer stays: it fires into an idle connection, or the next
         if not reader.reusable:  # closing, or bytes after the reply: not reusable
             self.close()
         return reader
@@ -213,6 +232,10 @@ class _Connection(_Exchange):
         self.sock = sock
         self._fd = sock.fileno()
         self._unsent = b""
+        # Decrypted bytes TLS holds that the socket no longer signals (none in plain HTTP).
+        self._tls_pending: Callable[[], int] = (
+            sock.pending if isinstance(sock, ssl.SSLSocket) else _no_bytes
+        )
         loop.add_reader(self._fd, self._readable)
 
     def _writing(self) -> bool:
@@ -231,6 +254,12 @@ class _Connection(_Exchange):
                     break
                 if self._deliver(data):
                     progress = True
+                    if reader is not None and reader.done and not self._tls_pending():
+                        # The reply is whole and TLS holds nothing more: no read ending in
+                        # "would block" (an exception) per reply. Whatever follows it (an
+                        # end of stream, stray bytes) calls this again (the loop watches
+                        # the socket level-triggered) or is found by reusable().
+                        break
         except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except ssl.SSLWantWriteError:  # the TLS layer must write before it reads on
@@ -286,6 +315,7 @@ class _Connection(_Exchange):
 
     def close(self) -> None:
         """Close now: a TLS goodbye if the socket takes it at once, then the socket."""
+        self._disarm()
         if self.closed and self.sock.fileno() < 0:
             return
         self.closed = True
@@ -363,6 +393,7 @@ class _StreamConnection(_Exchange, asyncio.Protocol):
     def close(self) -> None:
         """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
         to its shutdown timeout) before letting the socket go."""
+        self._disarm()
         self.closed = True
         if self.transport is not None and not self._loop.is_closed():
             self.transport.abort()
@@ -386,6 +417,10 @@ def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _nothing() -> None:
     pass
+
+
+def _no_bytes() -> int:
+    return 0
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, write: bool) -> None:

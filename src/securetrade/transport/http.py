@@ -404,23 +404,23 @@ def check_request(request: HttpRequest) -> None:
         or not isinstance(request.target, str)
         or not isinstance(request.body, bytes)
         or not isinstance(request.headers, (tuple, list))
-        or not all(
-            isinstance(pair, tuple)
-            and len(pair) == 2
-            and isinstance(pair[0], str)
-            and isinstance(pair[1], str)
-            for pair in request.headers
-        )
     ):
-        raise InvalidRequest(
-            "request refused before sending: give an HttpRequest of str method and target, "
-            "a tuple of (str, str) headers and a bytes body"
-        )
+        raise _malformed()
     if _TOKEN(request.method) is None:
         raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
     if _TARGET(request.target) is None:
         raise InvalidRequest("request refused before sending: the target has spaces or controls")
-    for name, value in request.headers:
+    # One loop for the shape and the text of each header (a generator for the shape
+    # would cost a Python-level resumption per header on every request).
+    for pair in request.headers:
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+        ):
+            raise _malformed()
+        name, value = pair
         if _TOKEN(name) is None or _VALUE(value) is None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
         if name.lower() in _TRANSPORTS_OWN:
@@ -429,6 +429,13 @@ def check_request(request: HttpRequest) -> None:
                 "second framing or Host header would let the venue's front end and the "
                 "venue read different requests)"
             )
+
+
+def _malformed() -> InvalidRequest:
+    return InvalidRequest(
+        "request refused before sending: give an HttpRequest of str method and target, "
+        "a tuple of (str, str) headers and a bytes body"
+    )
 
 
 class HttpTransport:

@@ -74,6 +74,9 @@ __all__ = ["BINANCE", "BinanceSpot", "ERRORS", "RATE_LIMITS"]
 _W = "REQUEST_WEIGHT"
 _O = "ORDERS"
 
+# Read once, at import, as in models.common (a member read off its class is slow in 3.11).
+_PLACE_ORDER, _OCO, _OK = Op.PLACE_ORDER, OrderType.OCO, Verdict.OK
+
 # Published spot limits: 6000 weight per minute per IP, 100 orders per 10 s and 200 000
 # per day per account. Replaced by what exchangeInfo publishes once it has been read.
 _SCOPES = {_W: LimitScope.IP, _O: LimitScope.ACCOUNT}
@@ -232,6 +235,7 @@ _SHAPES: Mapping[Op, Callable[[Any], bool]] = {
 
 _CANCEL_REPLACE = "/api/v3/order/cancelReplace"  # weight 1, one order on the order count
 _TYPES = {"LIMIT_MAKER": "LIMIT"}  # a post-only limit order, read back as a limit order
+_TYPE_OF = {**{t.value: t for t in OrderType}, **{k: OrderType(v) for k, v in _TYPES.items()}}
 _STATUS = {s.value: s for s in OrderStatus}
 _STATUS["PENDING_CANCEL"] = OrderStatus.CANCELED
 _STATUS["EXPIRED_IN_MATCH"] = OrderStatus.EXPIRED
@@ -296,10 +300,13 @@ class BinanceSpot:
             ]
             headers = (("X-MBX-APIKEY", key_id),)
         path = endpoint.path
-        if endpoint.op is Op.PLACE_ORDER and any(n == "cancelReplaceMode" for n, _ in params):
-            path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
-        elif endpoint.op is Op.PLACE_ORDER and any(n == "listClientOrderId" for n, _ in params):
-            path = OCO_PATH  # an order list: the OCO's two legs
+        if endpoint.op is _PLACE_ORDER:
+            # One look at the names (not a generator per kind: this runs on every order).
+            names = {n for n, _ in params}
+            if "cancelReplaceMode" in names:
+                path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
+            elif "listClientOrderId" in names:
+                path = OCO_PATH  # an order list: the OCO's two legs
         encoded = encode_query(params)
         if endpoint.signed:
             assert signer is not None
@@ -316,10 +323,10 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
-        if order.type is OrderType.OCO:
+        if order.type is _OCO:
             return oco_params(order, client_order_id)
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
-        kind = "LIMIT_MAKER" if order.post_only else order.type.value
+        kind = "LIMIT_MAKER" if order.post_only else order.type._value_
         params: Params = [
             ("symbol", order.symbol),
             ("side", order.side._value_),
@@ -431,7 +438,7 @@ class BinanceSpot:
             and isinstance(payload.get("code"), int)
             and payload["code"] < 0
         ):
-            if endpoint.op is Op.PLACE_ORDER and isinstance(payload, dict):
+            if endpoint.op is _PLACE_ORDER and isinstance(payload, dict):
                 # order/cancelReplace: both parts succeeded; the new order is the answer
                 payload = payload.get("newOrderResponse", payload)
                 payload = limit_leg(payload)  # an OCO's answer: its limit leg is the order
@@ -440,7 +447,7 @@ class BinanceSpot:
                 return unreadable(endpoint, status, self.name, "not JSON")
             if shape is not None and not shape(payload):
                 return unreadable(endpoint, status, self.name, "not the expected shape")
-            return Outcome(Verdict.OK, payload)
+            return Outcome(_OK, payload)
         code = payload.get("code") if isinstance(payload, dict) else None
         message = payload.get("msg") if isinstance(payload, dict) else None
         text = str(message or f"HTTP {status}")[:300]
@@ -504,9 +511,13 @@ class BinanceSpot:
         price = payload.get("price")
         stamp = payload.get("time", payload.get("transactTime"))
         tif = payload.get("timeInForce")
-        order_type = OrderType(_TYPES.get(payload["type"], payload["type"]))
-        if payload["type"] == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
-            order_type = OrderType.OCO  # the limit leg of an OCO: the order we placed
+        kind = payload["type"]
+        # A dict of the usual names, not OrderType(...): the enum's call is Python-level.
+        order_type = _TYPE_OF.get(kind) if type(kind) is str else None
+        if order_type is None:  # anything else as OrderType reads it (or its ValueError)
+            order_type = OrderType(_TYPES.get(kind, kind))
+        if kind == "LIMIT_MAKER" and payload.get("orderListId", -1) != -1:
+            order_type = _OCO  # the limit leg of an OCO: the order we placed
         stop = payload.get("stopPrice")
         # Binance answers "0.00000000" for an order sized in the base asset.
         asked = payload.get("origQuoteOrderQty")
