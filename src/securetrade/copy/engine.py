@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import plan
+from .plan import CopyKeys, EventKeys, plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -105,6 +105,7 @@ class CopyEngine:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
             raise InvalidRequest("the copy engine's secret must be at least 16 bytes")
+        self._keys = CopyKeys(self._secret)  # keyed once: per event, per follower, no re-keying
         self._lanes = Lanes(connect, limiters)
         tasks = whole("max_tasks", max_tasks, 1)
         self._per_account = whole("per_account", per_account, 1)
@@ -275,7 +276,10 @@ class CopyEngine:
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [self._follow(seat, event, known, started, reads, closed_at) for seat in seats]
+        keys = self._keys.event(event.id)
+        follows = [
+            self._follow(seat, event, known, started, reads, closed_at, keys) for seat in seats
+        ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -476,8 +480,9 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        reads: Reads | None = None,
-        closed_at: int | None = None,
+        reads: Reads,
+        closed_at: int | None,
+        keys: EventKeys,
     ) -> list[Outcome]:
         follower = seat.follower
         if (follower.id, 0) in known:
@@ -495,7 +500,8 @@ class CopyEngine:
                 except SecureTradeError as exc:
                     return [self._failed(seat, event, 0, exc)]
                 outcomes = []
-                for item in plan(event, follower, state, secret=self._secret):
+                items = plan(event, follower, state, secret=keys)
+                for item in items:
                     if isinstance(item, Skip):
                         reason = item.reason.value
                         outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
