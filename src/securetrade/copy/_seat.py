@@ -90,17 +90,26 @@ class Bound:
         if self.slots is None and self.members > self.size:
             self.slots = asyncio.Semaphore(self.size - self.in_flight)
 
-    async def __aenter__(self) -> None:
-        if self.slots is not None:
-            await self.slots.acquire()
+    def enter(self) -> None:
+        """Count a member in, once its slot is acquired (when the bound binds): the
+        fan-out's way in, without a coroutine per bound and follower."""
         self.in_flight += 1
         if self.in_flight > self.peak:
             self.peak = self.in_flight
 
-    async def __aexit__(self, *exc: object) -> None:
+    def leave(self) -> None:
+        """Count a member out, giving its slot back."""
         self.in_flight -= 1
         if self.slots is not None:
             self.slots.release()
+
+    async def __aenter__(self) -> None:
+        if self.slots is not None:
+            await self.slots.acquire()
+        self.enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave()
 
 
 def divergence(seat: Seat, action: str, reason: str) -> Divergence:
