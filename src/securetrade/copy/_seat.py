@@ -28,7 +28,7 @@ from ..models import Balance, Instrument, Order, Side
 from ._egress import Lane
 from .breaker import Breaker
 from .model import Follower, LeaderEvent
-from .plan import FollowerState, follower_symbol
+from .plan import FollowerState, mapped_symbol
 from .reconcile import Divergence, FollowerView, LeaderSnapshot
 
 __all__ = [
@@ -183,8 +183,10 @@ async def follower_state(
     now_ms = int(time.time() * 1000)
     if seat.quarantined:
         return FollowerState(None, now_ms, quarantined=True)
-    symbol = follower_symbol(event, follower)
-    table = await instruments(client, lane, reads)
+    symbol = mapped_symbol(event, follower)
+    table = _read(reads, lane)
+    if table is None:
+        table = await instruments(client, lane, reads)
     rules = table.get(symbol) if symbol is not None else None
     if rules is None:
         return FollowerState(None, now_ms)
@@ -220,6 +222,13 @@ def book(seat: Seat, order: Order) -> None:
         if fill.commission and fill.commission_asset:
             asset = fill.commission_asset
             balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
+
+
+def _read(reads: Reads | None, lane: Lane) -> dict[str, Instrument] | None:
+    """The lane's table as this event's first follower read it, when that read is done
+    (no coroutine per follower for what the others only look up); else None."""
+    done = reads.get(lane) if reads is not None else None
+    return done.result() if done is not None and done.done() else None
 
 
 async def instruments(

@@ -111,6 +111,12 @@ def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
     """The event's symbol on the follower's venue, or None when it has no mapping."""
     instance("event", event, LeaderEvent, optional=False)
     instance("follower", follower, Follower, optional=False)
+    return mapped_symbol(event, follower)
+
+
+def mapped_symbol(event: LeaderEvent, follower: Follower) -> str | None:
+    """:func:`follower_symbol` for callers whose event and follower are checked already
+    (the engine's own, once per follower and event)."""
     mapped = follower.symbols.get(event.symbol)
     if mapped is not None:
         return mapped
