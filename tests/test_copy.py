@@ -7,8 +7,11 @@ at most one order per (event, leg), whatever is redelivered, resumed or raced.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -22,6 +25,7 @@ import pytest
 from securetrade import ApiKey, InvalidRequest
 from securetrade.copy import (
     CopyEngine,
+    CopyKeys,
     Follower,
     FollowerState,
     LeaderEvent,
@@ -167,6 +171,40 @@ def test_the_idempotency_key_is_a_keyed_hash_of_event_follower_and_leg() -> None
     [intent] = plan(_event(id="e1"), _follower(id="f1"), _state(), secret=SECRET)
     assert not isinstance(intent, Skip)
     assert intent.idempotency_key == key
+
+
+@pytest.mark.parametrize(
+    ("event_id", "follower_id", "leg"), [("e1", "f1", 0), ("ë-7", "f\u00e9", 3)]
+)
+def test_event_keys_are_the_keys_journals_already_hold(
+    event_id: str, follower_id: str, leg: int
+) -> None:
+    """The engine keys the secret once and each event once; its keys must be the very ones
+    copy_key always made (HMAC-SHA256 of event, NUL, follower, NUL, leg), or a fan-out
+    resumed across an upgrade would place its followers' orders a second time."""
+    message = f"{event_id}\x00{follower_id}\x00{leg}".encode()
+    expected = "copy-" + hmac.new(SECRET.expose(), message, hashlib.sha256).hexdigest()[:40]
+    keys = CopyKeys(SECRET).event(event_id)
+    assert keys.key(follower_id, leg) == expected
+    assert keys.key(follower_id, leg) == expected  # the event's state is copied, not consumed
+    assert copy_key(SECRET, event_id, follower_id, leg) == expected
+    event = _event(id=event_id)
+    [intent] = plan(event, _follower(id=follower_id), _state(), secret=keys)
+    assert not isinstance(intent, Skip)
+    assert intent.idempotency_key == keys.key(follower_id, 0)
+    assert intent.idempotency_key == copy_key(SECRET, event_id, follower_id, 0)
+
+
+def test_plan_refuses_another_events_keys_and_the_keys_keep_the_secret() -> None:
+    keys = CopyKeys(SECRET).event("e1")
+    with pytest.raises(InvalidRequest, match="keys of event 'e1' for event 'e2'"):
+        plan(_event(id="e2"), _follower(), _state(), secret=keys)
+    secret_hex = SECRET.expose().hex()
+    for holder in (keys, CopyKeys(SECRET)):
+        assert secret_hex not in repr(holder)
+        assert SECRET.expose().decode() not in repr(holder)
+        with pytest.raises(TypeError):
+            pickle.dumps(holder)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 - :mod:`.model`: :class:`LeaderEvent`, :class:`Follower`, :class:`Sizing`, and what a plan
   decides (:class:`CopyIntent`, :class:`Skip` with a :class:`SkipReason`).
 - :mod:`.plan`: :func:`plan`, the pure decision for one follower (no I/O), and
-  :func:`copy_key`, the follower's idempotency key (a keyed hash of event, follower, leg).
+  :func:`copy_key`, the follower's idempotency key (a keyed hash of event, follower, leg;
+  :class:`CopyKeys` keys it once for a fan-out).
 - :mod:`.engine`: :class:`CopyEngine`, the embedded fan-out over ``AsyncClient``, with a
   circuit breaker per follower (:mod:`.breaker`) and concurrency bounds per venue
   account and per egress IP.
@@ -22,7 +23,7 @@ from .breaker import BreakerSettings
 from .engine import CopyEngine
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Sizing, SizingMode, Skip, SkipReason
 from .outbox import Outbox, Outcome
-from .plan import FollowerState, copy_key, follower_symbol, plan
+from .plan import CopyKeys, EventKeys, FollowerState, copy_key, follower_symbol, plan
 from .reconcile import Divergence, FollowerView, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -38,8 +39,10 @@ else:  # loaded on first use: only several hosts need Redis
 __all__ = [
     "BreakerSettings",
     "CopyEngine",
+    "CopyKeys",
     "CopyIntent",
     "Divergence",
+    "EventKeys",
     "EventReport",
     "EventStream",
     "Follower",

@@ -28,7 +28,7 @@ from ..models import Balance, Instrument, Order, Side
 from ._egress import Lane
 from .breaker import Breaker
 from .model import Follower, LeaderEvent
-from .plan import FollowerState, follower_symbol
+from .plan import FollowerState, mapped_symbol
 from .reconcile import Divergence, FollowerView, LeaderSnapshot
 
 __all__ = [
@@ -90,17 +90,26 @@ class Bound:
         if self.slots is None and self.members > self.size:
             self.slots = asyncio.Semaphore(self.size - self.in_flight)
 
-    async def __aenter__(self) -> None:
-        if self.slots is not None:
-            await self.slots.acquire()
+    def enter(self) -> None:
+        """Count a member in, once its slot is acquired (when the bound binds): the
+        fan-out's way in, without a coroutine per bound and follower."""
         self.in_flight += 1
         if self.in_flight > self.peak:
             self.peak = self.in_flight
 
-    async def __aexit__(self, *exc: object) -> None:
+    def leave(self) -> None:
+        """Count a member out, giving its slot back."""
         self.in_flight -= 1
         if self.slots is not None:
             self.slots.release()
+
+    async def __aenter__(self) -> None:
+        if self.slots is not None:
+            await self.slots.acquire()
+        self.enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.leave()
 
 
 def divergence(seat: Seat, action: str, reason: str) -> Divergence:
@@ -174,8 +183,10 @@ async def follower_state(
     now_ms = int(time.time() * 1000)
     if seat.quarantined:
         return FollowerState(None, now_ms, quarantined=True)
-    symbol = follower_symbol(event, follower)
-    table = await instruments(client, lane, reads)
+    symbol = mapped_symbol(event, follower)
+    table = _read(reads, lane)
+    if table is None:
+        table = await instruments(client, lane, reads)
     rules = table.get(symbol) if symbol is not None else None
     if rules is None:
         return FollowerState(None, now_ms)
@@ -211,6 +222,13 @@ def book(seat: Seat, order: Order) -> None:
         if fill.commission and fill.commission_asset:
             asset = fill.commission_asset
             balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
+
+
+def _read(reads: Reads | None, lane: Lane) -> dict[str, Instrument] | None:
+    """The lane's table as this event's first follower read it, when that read is done
+    (no coroutine per follower for what the others only look up); else None."""
+    done = reads.get(lane) if reads is not None else None
+    return done.result() if done is not None and done.done() else None
 
 
 async def instruments(

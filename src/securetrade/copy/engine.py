@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import plan
+from .plan import CopyKeys, EventKeys, plan
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -105,6 +105,7 @@ class CopyEngine:
         self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         if len(self._secret.expose()) < 16:
             raise InvalidRequest("the copy engine's secret must be at least 16 bytes")
+        self._keys = CopyKeys(self._secret)  # keyed once: per event, per follower, no re-keying
         self._lanes = Lanes(connect, limiters)
         tasks = whole("max_tasks", max_tasks, 1)
         self._per_account = whole("per_account", per_account, 1)
@@ -275,7 +276,10 @@ class CopyEngine:
         seats = list(self._seats.values())
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
-        follows = [self._follow(seat, event, known, started, reads, closed_at) for seat in seats]
+        keys = self._keys.event(event.id)
+        follows = [
+            self._follow(seat, event, known, started, reads, closed_at, keys) for seat in seats
+        ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
         try:
@@ -476,34 +480,69 @@ class CopyEngine:
         event: LeaderEvent,
         known: dict[tuple[str, int], Outcome],
         started: float,
-        reads: Reads | None = None,
-        closed_at: int | None = None,
+        reads: Reads,
+        closed_at: int | None,
+        keys: EventKeys,
     ) -> list[Outcome]:
+        """One follower's copy of ``event``: within its bounds and under its lock, read
+        what the plan needs, plan, and place each leg.
+
+        Written flat, the bounds and the lock entered by hand rather than by ``async
+        with``: a fan-out holds a thousand of these across the venue's answer, and each
+        object one holds there (a bound ``__aexit__``, the plan's state) is young garbage
+        the collector walks at every pass and that brings its next full collection nearer.
+        """
         follower = seat.follower
-        if (follower.id, 0) in known:
+        if known and (follower.id, 0) in known:
             return [known[(follower.id, 0)]]
-        async with self._slots, seat.lock:
-            if self._seats.get(follower.id) is not seat:  # offboarded while it waited
-                return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
-            if not seat.quarantined and not seat.breaker.allow():
-                return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
-            failures = seat.breaker.failures
-            async with seat.account, seat.egress:
+        slots, lock = self._slots, seat.lock
+        if slots.slots is not None:
+            await slots.slots.acquire()
+        slots.enter()
+        try:
+            await lock.acquire()
+            try:
+                if self._seats.get(follower.id) is not seat:  # offboarded while it waited
+                    return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
+                if not seat.quarantined and not seat.breaker.allow():
+                    return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
+                failures = seat.breaker.failures
+                account, egress = seat.account, seat.egress
+                if account.slots is not None:
+                    await account.slots.acquire()
+                account.enter()
                 try:
-                    lane = self._lanes.of[follower.id]
-                    state = await follower_state(seat, event, lane, reads, closed_at)
-                except SecureTradeError as exc:
-                    return [self._failed(seat, event, 0, exc)]
-                outcomes = []
-                for item in plan(event, follower, state, secret=self._secret):
-                    if isinstance(item, Skip):
-                        reason = item.reason.value
-                        outcomes.append(Outcome(event.id, follower.id, 0, "skipped", reason))
-                    else:
-                        outcomes.append(await self._place(seat, item, started))
-            if seat.breaker.failures <= failures:  # the venue answered: the run of failures ends
-                seat.breaker.succeeded()
-            return outcomes
+                    if egress.slots is not None:
+                        await egress.slots.acquire()
+                    egress.enter()
+                    try:
+                        try:
+                            lane = self._lanes.of[follower.id]
+                            state = await follower_state(seat, event, lane, reads, closed_at)
+                        except SecureTradeError as exc:
+                            return [self._failed(seat, event, 0, exc)]
+                        items = plan(event, follower, state, secret=keys)
+                        del state  # not held while the orders are out
+                        outcomes = []
+                        for item in items:
+                            if isinstance(item, Skip):
+                                reason = item.reason.value
+                                outcomes.append(
+                                    Outcome(event.id, follower.id, 0, "skipped", reason)
+                                )
+                                continue
+                            outcomes.append(await self._place(seat, item, started))
+                    finally:
+                        egress.leave()
+                finally:
+                    account.leave()
+                if seat.breaker.failures <= failures:  # the venue answered: failures end
+                    seat.breaker.succeeded()
+                return outcomes
+            finally:
+                lock.release()
+        finally:
+            slots.leave()
 
     async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
         """Place one leg. Only an order this call sent is booked into the seat's balances

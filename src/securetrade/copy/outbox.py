@@ -123,11 +123,11 @@ class Outbox:
                 "INSERT OR IGNORE INTO copy_outcomes (event_id, follower_id, leg, status, "
                 "reason, client_order_id, order_id, latency_ms, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+                (  # one row at a time: a fan-out's thousand rows are never all held at once
                     (o.event_id, o.follower_id, o.leg, o.status, o.reason, o.client_order_id,
                      o.order_id, o.latency_ms, now)
                     for o in outcomes
-                ],
+                ),
             )  # fmt: skip
 
     def done(self, event_id: str) -> None:

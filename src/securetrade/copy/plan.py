@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from .._checks import instance
+from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
-from ..signing.signers import held
+from ..signing.signers import SecretHolder, held
 from .model import CopyIntent, Follower, LeaderEvent, Movement, SizingMode, Skip, SkipReason
 
-__all__ = ["FollowerState", "copy_key", "follower_symbol", "plan"]
+__all__ = ["CopyKeys", "EventKeys", "FollowerState", "copy_key", "follower_symbol", "plan"]
 
 _BPS = Decimal(10_000)
 
@@ -54,16 +55,68 @@ class FollowerState:
 def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
     """The follower's idempotency key for one leg of one event: a keyed hash, never time
     or randomness, so a redelivered or replayed event maps to the same key on any host.
-    Keyed, so a follower cannot predict another's keys from the public event ids."""
-    message = f"{event_id}\x00{follower_id}\x00{leg}".encode()
-    digest = hmac.new(held(secret).expose(), message, hashlib.sha256).hexdigest()
-    return "copy-" + digest[:40]
+    Keyed, so a follower cannot predict another's keys from the public event ids.
+
+    It is ``copy-`` and the first 40 hex digits of HMAC-SHA256 under the secret of the
+    event id, NUL, the follower id, NUL, the leg: keys in journals rely on it not changing."""
+    return CopyKeys(secret).event(event_id).key(follower_id, leg)
+
+
+class CopyKeys(SecretHolder):
+    """:func:`copy_key`'s keys under one secret, keyed once: the secret is exposed when this
+    is made, not once per follower, and it is never repr'd, pickled nor copied."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: Secret) -> None:
+        self._keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
+
+    def event(self, event_id: str) -> EventKeys:
+        """The keys of ``event_id``'s followers (its part of the hash is taken once)."""
+        return EventKeys(self._keyed, event_id)
+
+
+class EventKeys(SecretHolder):
+    """One event's followers' keys: :func:`copy_key` with the keyed hash of the event's id
+    computed once per event, so a follower costs only its own part of the hash."""
+
+    __slots__ = ("_keyed", "event_id")
+
+    def __init__(self, keyed: hmac.HMAC, event_id: str) -> None:
+        mac = keyed.copy()
+        mac.update(f"{event_id}\x00".encode())
+        self._keyed = mac
+        self.event_id = event_id
+
+    def key(self, follower_id: str, leg: int) -> str:
+        """The key of ``follower_id``'s leg ``leg`` of this event."""
+        mac = self._keyed.copy()
+        mac.update(f"{follower_id}\x00{leg}".encode())
+        return "copy-" + mac.hexdigest()[:40]
+
+
+def _keys(secret: Secret | EventKeys, event: LeaderEvent) -> EventKeys:
+    """``event``'s keys: the engine's, keyed once per event, or made here from a secret."""
+    if isinstance(secret, EventKeys):
+        if secret.event_id != event.id:
+            raise InvalidRequest(
+                f"plan() got the keys of event {secret.event_id!r} for event {event.id!r}: "
+                "pass the secret, or the keys made for this event"
+            )
+        return secret
+    return CopyKeys(secret).event(event.id)
 
 
 def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
     """The event's symbol on the follower's venue, or None when it has no mapping."""
     instance("event", event, LeaderEvent, optional=False)
     instance("follower", follower, Follower, optional=False)
+    return mapped_symbol(event, follower)
+
+
+def mapped_symbol(event: LeaderEvent, follower: Follower) -> str | None:
+    """:func:`follower_symbol` for callers whose event and follower are checked already
+    (the engine's own, once per follower and event)."""
     mapped = follower.symbols.get(event.symbol)
     if mapped is not None:
         return mapped
@@ -71,9 +124,12 @@ def follower_symbol(event: LeaderEvent, follower: Follower) -> str | None:
 
 
 def plan(
-    event: LeaderEvent, follower: Follower, state: FollowerState, *, secret: Secret
+    event: LeaderEvent, follower: Follower, state: FollowerState, *, secret: Secret | EventKeys
 ) -> list[CopyIntent | Skip]:
-    """The follower's copy of ``event``: one intent per leg, or a skip with its reason."""
+    """The follower's copy of ``event``: one intent per leg, or a skip with its reason.
+
+    ``secret`` keys the idempotency keys; a fan-out passes the event's :class:`EventKeys`
+    instead (the same keys, the secret keyed once per event rather than per follower)."""
 
     def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
         return [Skip(follower.id, event.id, reason, detail)]
@@ -115,7 +171,8 @@ def plan(
         return skip(SkipReason.BALANCE, f"needs {needed}, has {spendable}")
     # Opens go out as IOC limits at the slippage bound: what cannot fill there, expires.
     order = _ioc_limit(symbol, event.side, quantity, bound)
-    return [CopyIntent(follower.id, event.id, 0, order, copy_key(secret, event.id, follower.id, 0))]
+    key = _keys(secret, event).key(follower.id, 0)
+    return [CopyIntent(follower.id, event.id, 0, order, key)]
 
 
 def _close(
@@ -124,7 +181,7 @@ def _close(
     state: FollowerState,
     symbol: str,
     rules: Instrument,
-    secret: Secret,
+    secret: Secret | EventKeys,
 ) -> list[CopyIntent | Skip]:
     """A close mirrors the share of the position the leader took off, at market: a close
     is never skipped for slippage or age (leaving a position open is the bigger risk)."""
@@ -141,7 +198,8 @@ def _close(
     if quantity <= 0 or quantity < rules.min_quantity:
         return skip(SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close")
     order = _market(symbol, event.side, quantity)
-    return [CopyIntent(follower.id, event.id, 0, order, copy_key(secret, event.id, follower.id, 0))]
+    key = _keys(secret, event).key(follower.id, 0)
+    return [CopyIntent(follower.id, event.id, 0, order, key)]
 
 
 # The followers of one event mostly place the same order (one sizing, one leader price):

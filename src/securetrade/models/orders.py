@@ -392,7 +392,10 @@ class Order(_Model):
         venue after that call's send. False when this call's own send placed it. Whoever
         keeps positions from the answers (the copy engine) books only the False ones: a
         replayed answer is one an earlier call may have counted already."""
-        return self._replayed
+        # Read from pydantic's store of private attributes, as ``self._replayed`` does by
+        # way of BaseModel.__getattr__ at ~2 us: the copy engine asks once per follower.
+        private = self.__pydantic_private__
+        return bool(private.get("_replayed", False)) if private else False
 
     def __eq__(self, other: object) -> bool:
         """The same order, however it reached the caller (``replayed`` aside)."""
