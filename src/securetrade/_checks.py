@@ -73,6 +73,11 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     return float(value)
 
 
+#: The longest file name and path the usual file systems take (Linux's NAME_MAX and
+#: PATH_MAX); a longer one would fail when opened with an ``OSError``.
+LONGEST_NAME = 255
+LONGEST_PATH = 4096
+
 #: The longest duration any setting takes, in seconds (about 31 years): a longer wait would
 #: overflow ``threading``'s and the event loop's timeouts (``OverflowError``) when used.
 LONGEST = 1e9
@@ -96,6 +101,13 @@ def path(name: str, value: Any) -> str | os.PathLike[str]:
     named = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(named, str) or not named or "\x00" in named:
         raise InvalidRequest(f"{name} must be a file path (a non-empty str or pathlib.Path)")
+    if len(named) > LONGEST_PATH or any(
+        len(part.encode("utf-8", "surrogateescape")) > LONGEST_NAME for part in named.split(os.sep)
+    ):
+        raise InvalidRequest(
+            f"{name} is too long for a file system (at most {LONGEST_NAME} bytes a name, "
+            f"{LONGEST_PATH} characters in all): give a shorter path"
+        )
     return value  # type: ignore[no-any-return]
 
 

@@ -184,6 +184,7 @@ class KillSwitch:
         cls, url: str, *, name: str = "default", confirmer: Confirmer | None = None
     ) -> KillSwitch:
         """``memory://``, ``sqlite:///path/to/file`` (or a plain path) or ``redis://...``."""
+        text("kill switch url (memory://, sqlite:///path or redis://host)", url)
         if url == "memory://":
             store: SwitchStore = MemorySwitchStore()
         elif url.startswith(("redis://", "rediss://", "unix://")):
