@@ -391,7 +391,10 @@ def _target_cases() -> list[tuple[type, str]]:
 @pytest.mark.parametrize(
     ("cls", "method"), _target_cases(), ids=[f"{c.__name__}.{m}" for c, m in _target_cases()]
 )
-def test_method_refuses_hostile_arguments(tmp_path: Path, cls: type, method: str) -> None:
+def test_method_refuses_hostile_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, method: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a hostile value taken as a relative file name lands here
     obj = TARGETS[cls](tmp_path)
     try:
         escapes = _walk(obj, cls, method, tmp_path)
