@@ -174,7 +174,7 @@ BASELINE: dict[str, Any] = {
 
 #: Where one class needs another baseline than the table's (a file that must exist).
 OVERRIDES: dict[tuple[str, str], Any] = {
-    ("RetentionPolicy.load", "path"): lambda tmp: _written(tmp / "retention.toml", ""),
+    ("RetentionPolicy.load", "path"): lambda tmp: _written(tmp / "retention.json", "{}"),
     ("RateLimiter.redis", "url"): "redis://127.0.0.1:1/0",  # nothing listens: never dialled
     ("PrivacyKeys.from_file", "path"): lambda tmp: PrivacyKeys.generate(tmp / "k") and tmp / "k",
 }

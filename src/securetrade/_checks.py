@@ -20,6 +20,7 @@ from .errors import InvalidRequest
 __all__ = [
     "LARGEST",
     "Choice",
+    "epoch",
     "flag",
     "function",
     "instance",
@@ -87,6 +88,16 @@ def seconds(name: str, value: Any, *, above: float | None = None, least: float |
             most: float = LONGEST) -> float:  # fmt: skip
     """A duration in seconds: a finite number within ``most`` (at most :data:`LONGEST`)."""
     return number(f"{name} (seconds)", value, above=above, least=least, most=min(most, LONGEST))
+
+
+#: The last second a date may name: 9999-12-31T23:59:59Z, where ``datetime`` ends (a later
+#: one is an ``OverflowError`` or ``ValueError`` when turned into a date).
+LAST_SECOND = 253_402_300_799
+
+
+def epoch(name: str, value: Any) -> float:
+    """A moment as epoch seconds: a finite number from 1970 to the end of year 9999."""
+    return number(f"{name} (epoch seconds)", value, least=0, most=LAST_SECOND)
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:

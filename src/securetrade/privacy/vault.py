@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .._checks import safe_repr
+from .._checks import instance, safe_repr
+from .._checks import path as checked_path
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
@@ -60,13 +61,18 @@ class PrivacyKeys:
     @classmethod
     def generate(cls, path: str | os.PathLike[str]) -> PrivacyKeys:
         """Write a new master key to ``path`` (mode 0600; refuses to overwrite)."""
-        target = Path(path)
+        target = Path(checked_path("the privacy master key path", path))
         material = secrets.token_bytes(32)
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise InvalidRequest(
                 f"{target} already exists: keep it, or remove it on purpose"
+            ) from None
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot create the privacy master key {target}: {exc.strerror}; give a path "
+                "in a directory you can write"
             ) from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(material.hex().encode("ascii") + b"\n")
@@ -75,7 +81,7 @@ class PrivacyKeys:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PrivacyKeys:
         """Read a master key written by :meth:`generate` (refused if others may read it)."""
-        target = Path(path)
+        target = Path(checked_path("the privacy master key path", path))
         try:
             info = target.stat()
             raw = Secret(target.read_bytes().strip())
@@ -108,6 +114,8 @@ class PrivacyKeys:
         binding it to its row; returns the nonce and the ciphertext."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        instance("dek", dek, Secret, optional=False)
+        instance("aad", aad, bytes, optional=False)
         nonce = secrets.token_bytes(12)
         return nonce, AESGCM(self._kek.expose()).encrypt(nonce, dek.expose(), aad)
 
@@ -117,6 +125,8 @@ class PrivacyKeys:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        for name, value in (("nonce", nonce), ("wrapped", wrapped), ("aad", aad)):
+            instance(name, value, bytes, optional=False)
         try:
             return Secret(AESGCM(self._kek.expose()).decrypt(nonce, wrapped, aad))
         except (InvalidTag, ValueError):
