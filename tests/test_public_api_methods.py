@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import io
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,6 +42,7 @@ from securetrade import (
     Results,
     SecureTradeError,
 )
+from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Sizing
 from securetrade.core.states import View
 from securetrade.keys import KdfParams, Secret
 from securetrade.oauth import OAuthCredential
@@ -95,6 +97,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 
+COPY_SECRET = Secret(b"walk-copy-engine-secret-0000")
 FAST_KDF = KdfParams(iterations=2, lanes=1, memory_kib=19 * 1024)
 
 
@@ -170,6 +173,19 @@ BASELINE: dict[str, Any] = {
     "retention_class": "relationship",
     "store": "journal",
     "pepper": b"walk-pepper",
+    "follower_id": "walk-f",
+    "follower": lambda tmp: Follower(
+        "walk-f", _api_key(), Sizing("fixed_notional", "100"), slippage_bps=Decimal(300)
+    ),
+    "event": lambda tmp: LeaderEvent(
+        "walk-event", "BTCUSDT", "BUY", "0.01", Decimal("60000"), int(time.time() * 1000)
+    ),
+    "snapshot": lambda tmp: LeaderSnapshot(
+        "walk-snapshot",
+        {"BTCUSDT": Decimal("0.01")},
+        {"BTCUSDT": Decimal("60000")},
+        int(time.time() * 1000),
+    ),
 }
 
 #: Where one class needs another baseline than the table's (a file that must exist).
@@ -403,6 +419,24 @@ def test_method_refuses_hostile_arguments(
         close = getattr(obj, "close", None)
         if callable(close) and not isinstance(obj, list):
             close()
+    assert not escapes, "\n".join(escapes)
+
+
+@pytest.mark.parametrize("method", _public_methods(CopyEngine))
+def test_copy_engine_method_refuses_hostile_arguments(
+    venue: dict[str, Any], method: str, tmp_path: Path
+) -> None:
+    """The copy engine's entry points, each on a fresh engine over the simulator."""
+    connect = {"binance": {k: venue[k] for k in ("base_url", "pins", "cadata")}}
+
+    async def walk() -> list[str]:
+        engine = CopyEngine(secret=COPY_SECRET, connect=connect, journal=":memory:")
+        async with engine:
+            if method != "add":
+                engine.add(_value("CopyEngine.add", "follower", tmp_path))
+            return await _awalk(engine, CopyEngine, method, tmp_path)
+
+    escapes = asyncio.run(walk())
     assert not escapes, "\n".join(escapes)
 
 

@@ -126,7 +126,8 @@ def texts(name: str, values: Any) -> list[str]:
     """A list (any iterable) of printable texts; one bare string would otherwise become a
     list of its characters, so it is refused."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InvalidRequest(f"{name} must be a list of strings, not one string")
+        one = " (not one string)" if isinstance(values, (str, bytes)) else ""
+        raise InvalidRequest(f"{name} must be a list of strings{one}")
     return [text(f"each of {name}", value) for value in values]
 
 
