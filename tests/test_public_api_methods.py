@@ -301,15 +301,16 @@ def _finish_sync(result: Any) -> None:
 
 
 async def _finish_async(result: Any) -> None:
+    """As :func:`_finish_sync`: await a coroutine, read an async generator's first item
+    (history pages); a stream (not a generator: it would wait for the venue) is closed."""
     if inspect.isawaitable(result):
         await result
-    elif hasattr(result, "__anext__"):
-        aclose = getattr(result, "aclose", None)
-        if inspect.isasyncgen(result):
-            async for _ in result:
-                break
-        if callable(aclose):
-            await aclose()
+    elif inspect.isasyncgen(result):
+        async for _ in result:
+            break
+        await result.aclose()
+    elif callable(getattr(result, "aclose", None)):
+        await result.aclose()
 
 
 def _walk_sync(venue: dict[str, Any], method: str, tmp: Path) -> list[str]:
@@ -437,6 +438,42 @@ def test_copy_engine_method_refuses_hostile_arguments(
             return await _awalk(engine, CopyEngine, method, tmp_path)
 
     escapes = asyncio.run(walk())
+    assert not escapes, "\n".join(escapes)
+
+
+@pytest.mark.parametrize("method", ["watch_ticker", "watch_book"])
+def test_market_streams_refuse_a_hostile_symbol(method: str) -> None:
+    """With a stream URL given, the symbol itself is what a market stream checks first; no
+    hostile value is a symbol, so each is refused before anything connects."""
+    escapes = []
+    with Simulator() as sim:
+        server = sim.serve()
+        ws = sim.serve_ws(server)
+        options = {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+        with Client(sim.create_key(), journal=":memory:", **options) as client:
+            for value in HOSTILE:
+                case = Case(method, "symbol", {"stream_url": ws.url}, value)
+                try:
+                    _finish_sync(getattr(client, method)(value, stream_url=ws.url))
+                    escapes.append(f"{method}({value!r:.40}) was accepted")
+                except SecureTradeError:
+                    pass
+                except Exception as exc:
+                    escapes.append(_escape(case, exc))
+
+        async def walk() -> None:
+            async with AsyncClient(sim.create_key(), journal=":memory:", **options) as client:
+                for value in HOSTILE:
+                    case = Case(method, "symbol (async)", {"stream_url": ws.url}, value)
+                    try:
+                        await _finish_async(getattr(client, method)(value, stream_url=ws.url))
+                        escapes.append(f"async {method}({value!r:.40}) was accepted")
+                    except SecureTradeError:
+                        pass
+                    except Exception as exc:
+                        escapes.append(_escape(case, exc))
+
+        asyncio.run(walk())
     assert not escapes, "\n".join(escapes)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._checks import instance, text, texts, whole
+from .._checks import instance, text, whole
 from .._checks import seconds as duration
 from .._sqlite import busy
 from ..errors import InvalidRequest, JournalError
@@ -428,7 +428,7 @@ class Journal:
 
     def get(self, client_order_id: str) -> Intent | None:
         """The intent recorded under ``client_order_id``, or ``None`` if there is none."""
-        text("client_order_id", client_order_id)
+        _id("client_order_id", client_order_id)
         with self._lock:
             return self._get(client_order_id)
 
@@ -660,7 +660,7 @@ class Journal:
 
         ``fills``, the executions the answer carries, are recorded (once per trade id) in
         the same transaction. Not waiting for the disk: see the class."""
-        text("client_order_id", client_order_id)
+        _id("client_order_id", client_order_id)
         instance("state", state, IntentState, optional=False)
         instance("expect", expect, View)
         instance("order_json", order_json, str)
@@ -690,7 +690,7 @@ class Journal:
 
     def unfinished(self, account: str) -> list[Intent]:
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
-        text("account", account)
+        _id("account", account)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant  # nosec B608
@@ -704,7 +704,7 @@ class Journal:
         query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant  # nosec B608
         args: tuple[str, ...] = (IntentState.SENDING.value, IntentState.UNKNOWN.value)
         if account is not None:
-            text("account", account)
+            _id("account", account)
             query += " AND account = ?"
             args += (account,)
         with self._lock:
@@ -714,7 +714,7 @@ class Journal:
     def lease(self, account: str, seconds: float) -> bool:
         """Take (or renew) the account's reconciliation lease for ``seconds``; False when
         another live process holds it. One reconciler per account at a time."""
-        text("account", account)
+        _id("account", account)
         duration("seconds", seconds, above=0)
         now = time.time()
         with self._lock:
@@ -741,7 +741,7 @@ class Journal:
 
     def release(self, account: str) -> None:
         """Give the lease back (if this process holds it)."""
-        text("account", account)
+        _id("account", account)
         with self._lock:
             self._db.execute(
                 "DELETE FROM leases WHERE account = ? AND owner = ?", (account, process_token())
@@ -762,7 +762,7 @@ class Journal:
 
     def fills(self, client_order_id: str) -> list[Fill]:
         """The order's recorded fills, oldest first."""
-        text("client_order_id", client_order_id)
+        _id("client_order_id", client_order_id)
         with self._lock:
             rows = self._db.execute(
                 "SELECT trade_id, price, quantity, commission, commission_asset FROM fills "
@@ -815,7 +815,7 @@ class Journal:
 
     def tombstone(self, client_order_id: str) -> float | None:
         """Until when (epoch seconds) a purged intent's key is refused; None: no tombstone."""
-        text("client_order_id", client_order_id)
+        _id("client_order_id", client_order_id)
         with self._lock:
             row = self._db.execute(
                 "SELECT expires_at FROM tombstones WHERE client_order_id = ? AND expires_at > ?",
@@ -825,7 +825,9 @@ class Journal:
 
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have a journal row."""
-        client_order_ids = texts("client_order_ids", client_order_ids)
+        if isinstance(client_order_ids, (str, bytes)) or not isinstance(client_order_ids, Iterable):
+            raise InvalidRequest("client_order_ids must be a list of client order ids")
+        client_order_ids = [_id("each of client_order_ids", c) for c in client_order_ids]
         found: set[str] = set()
         with self._lock:
             for start in range(0, len(client_order_ids), 500):
@@ -867,7 +869,7 @@ def _fill_rows(
     client_order_id: str, fills: Iterable[Fill]
 ) -> list[tuple[str, str, str, str, str, str | None]]:
     """Rows of the fills table; a fill without a trade id cannot be told apart: not kept."""
-    text("client_order_id", client_order_id)
+    _id("client_order_id", client_order_id)
     if isinstance(fills, (str, bytes)) or not isinstance(fills, Iterable):
         raise InvalidRequest("fills must be a list of Fill")
     fills = [instance("each fill", f, Fill, optional=False) for f in fills]
@@ -914,8 +916,16 @@ def _attempts(attempts: object) -> list[tuple[str, View, int]]:
         if not isinstance(attempt, tuple) or len(attempt) != 3:
             raise InvalidRequest("each attempt must be a (client_order_id, seen, deadline_ms)")
         client_order_id, seen, deadline_ms = attempt
-        text("client_order_id", client_order_id)
+        _id("client_order_id", client_order_id)
         instance("seen", seen, View, optional=False)
         whole("deadline_ms", deadline_ms, 0)
         checked.append((client_order_id, seen, deadline_ms))
     return checked
+
+
+def _id(name: str, value: object) -> str:
+    """An id or account to look up or settle by: text (any text: ids the venue gave, even
+    empty ones, are looked up as they are; only :meth:`Journal.begin` writes new ones)."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text (a str), not {type(value).__name__}")
+    return value
