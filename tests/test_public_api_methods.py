@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from securetrade import (
@@ -44,8 +45,20 @@ from securetrade import (
 )
 from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Sizing
 from securetrade.core.states import View
+from securetrade.gateway import (
+    GatewayAuth,
+    GatewayKey,
+    GatewayMonitor,
+    GatewayPrincipal,
+    KeyRegistry,
+    Lockout,
+    SecurityEvent,
+    TrustedProxies,
+)
 from securetrade.keys import KdfParams, Secret
 from securetrade.oauth import OAuthCredential
+from securetrade.policy import AnomalyMonitor
+from securetrade.policy.anomaly import Activity
 from securetrade.privacy import (
     DataKeys,
     PersonalData,
@@ -54,7 +67,7 @@ from securetrade.privacy import (
     PrivacyKeys,
     RetentionPolicy,
 )
-from securetrade.record import AuditKey
+from securetrade.record import AuditKey, Event
 from securetrade.sim import Simulator
 from securetrade.streams import StreamOptions
 from securetrade.transport import HttpRequest, HttpResponse
@@ -174,6 +187,22 @@ BASELINE: dict[str, Any] = {
     "store": "journal",
     "pepper": b"walk-pepper",
     "follower_id": "walk-f",
+    "now": 1_700_000_000.0,
+    "at": 1_700_000_000.0,
+    "retain_until": 1_800_000_000.0,
+    "subject_ref": "walk-ref",
+    "pairs": lambda tmp: [("walk-ref", "relationship")],
+    "outcome": "ok",
+    "message": b"walk",
+    "signature": b"\x00" * 64,
+    "public_key": b"\x00" * 32,
+    "secret": lambda tmp: Secret(b"walk-gateway-secret-0001"),
+    "peer": "127.0.0.1",
+    "forwarded": lambda tmp: [],
+    "callback": lambda tmp: _ignore,
+    "audit": lambda tmp: AuditLog(),
+    "activity": lambda tmp: Activity("order", 1_700_000_000.0, "BTCUSDT"),
+    "record": lambda tmp: _record(tmp),
     "follower": lambda tmp: Follower(
         "walk-f", _api_key(), Sizing("fixed_notional", "100"), slippage_bps=Decimal(300)
     ),
@@ -191,6 +220,14 @@ BASELINE: dict[str, Any] = {
 #: Where one class needs another baseline than the table's (a file that must exist).
 OVERRIDES: dict[tuple[str, str], Any] = {
     ("RetentionPolicy.load", "path"): lambda tmp: _written(tmp / "retention.json", "{}"),
+    ("GatewayAuth.sign", "request"): lambda tmp: _gateway_request(),
+    ("GatewayAuth.auth_flow", "request"): lambda tmp: _gateway_request(),
+    ("GatewayMonitor.refused", "event"): lambda tmp: SecurityEvent(
+        "bad_signature", 401, "/orders", "walk-key-0001", "127.0.0.1"
+    ),
+    ("AnomalyMonitor.observe_event", "event"): lambda tmp: Event("order.placed", {}),
+    ("GatewayKey.reachable_from", "address"): "127.0.0.1",
+    ("KeyRegistry.from_keystore", "store"): lambda tmp: _keystore(tmp),
     ("RateLimiter.redis", "url"): "redis://127.0.0.1:1/0",  # nothing listens: never dialled
     ("PrivacyKeys.from_file", "path"): lambda tmp: PrivacyKeys.generate(tmp / "k") and tmp / "k",
 }
@@ -201,6 +238,25 @@ NOT_WALKED = {"close", "aclose"}
 
 def _ignore(*_: Any) -> None:
     """A listener that does nothing."""
+
+
+def _gateway_request() -> httpx.Request:
+    return httpx.Request("POST", "https://gateway.test/orders", content=b"{}")
+
+
+def _record(tmp: Path) -> Any:
+    """A record of a trail with personal data, to open."""
+    trail = AuditTrail(tmp / "opened.sqlite3", AuditKey.generate())
+    try:
+        return trail.append("walk", {"note": "walk"})
+    finally:
+        trail.close()
+
+
+def _personal_data(tmp: Path) -> PersonalData:
+    master = tmp / "pd.key"
+    PrivacyKeys.generate(master)
+    return PersonalData(DataKeys(tmp / "pd.sqlite3", PrivacyKeys.from_file(master)))
 
 
 def _written(path: Path, content: str) -> Path:
@@ -399,7 +455,21 @@ TARGETS: dict[type, Callable[[Path], Any]] = {
     PrivacyKeys: lambda tmp: PrivacyKeys.generate(tmp / "privacy.key"),
     RetentionPolicy: lambda tmp: RetentionPolicy(),
     PersonalDataPolicy: lambda tmp: PersonalDataPolicy.default(),
+    PersonalData: _personal_data,
+    DataKeys: lambda tmp: _personal_data(tmp).vault,
+    AnomalyMonitor: lambda tmp: AnomalyMonitor(),
+    GatewayAuth: lambda tmp: GatewayAuth("walk-key-0001", Secret(b"walk-gateway-secret-0001")),
+    GatewayMonitor: lambda tmp: GatewayMonitor(),
+    Lockout: lambda tmp: Lockout(),
+    KeyRegistry: lambda tmp: KeyRegistry([_gateway_key()]),
+    GatewayKey: lambda tmp: _gateway_key(),
+    GatewayPrincipal: lambda tmp: GatewayPrincipal("walk-key-0001", "walk", frozenset({"read"})),
+    TrustedProxies: lambda tmp: TrustedProxies(["10.0.0.0/8"]),
 }
+
+
+def _gateway_key() -> GatewayKey:
+    return GatewayKey.hmac("walk-key-0001", Secret(b"walk-gateway-secret-0001"), tenant="walk")
 
 
 def _target_cases() -> list[tuple[type, str]]:
