@@ -493,6 +493,26 @@ def test_method_refuses_hostile_arguments(
     assert not escapes, "\n".join(escapes)
 
 
+#: Methods keeping a function to call later: a value that is not one is refused at once.
+LISTENERS = [
+    (AuditLog, "subscribe"),
+    (AnomalyMonitor, "subscribe"),
+    (KillSwitch, "on_engage"),
+    (GatewayMonitor, "subscribe"),
+]
+
+
+@pytest.mark.parametrize(("cls", "method"), LISTENERS)
+def test_a_listener_that_cannot_be_called_is_refused_when_given(
+    tmp_path: Path, cls: type, method: str
+) -> None:
+    """Accepting it would fail later, inside whatever emits (an order's audit event)."""
+    obj = TARGETS[cls](tmp_path)
+    for value in HOSTILE:
+        with pytest.raises(SecureTradeError):
+            getattr(obj, method)(value)
+
+
 @pytest.mark.parametrize("method", _public_methods(CopyEngine))
 def test_copy_engine_method_refuses_hostile_arguments(
     venue: dict[str, Any], method: str, tmp_path: Path

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._checks import function, text
 from .._checks import seconds as duration
-from .._checks import text
 from ..errors import InvalidRequest
 from ..privacy.tags import truncate_ip
 
@@ -64,7 +64,7 @@ class GatewayMonitor:
 
     def subscribe(self, listener: Callable[[SecurityEvent], None]) -> None:
         """Call ``listener(event)`` for every refusal from now on."""
-        self._listeners.append(listener)
+        self._listeners.append(function("listener", listener))
 
     def _meters(self) -> tuple[Any, Any]:
         instruments = self._instruments

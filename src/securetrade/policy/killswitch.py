@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import safe_repr, text
+from .._checks import function, safe_repr, text
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
@@ -232,7 +232,7 @@ class KillSwitch:
 
     def on_engage(self, listener: Callable[[KillState], None]) -> None:
         """Call ``listener`` when this process engages the switch (to cancel open orders)."""
-        self._listeners.append(listener)
+        self._listeners.append(function("listener", listener))
 
     @safe_repr
     def __repr__(self) -> str:

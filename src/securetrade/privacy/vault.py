@@ -17,12 +17,12 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .._checks import instance, safe_repr
+from .._checks import epoch, instance, safe_repr, text
 from .._checks import path as checked_path
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
@@ -209,6 +209,8 @@ class DataKeys:
     def key_for(self, subject_ref: str, retention_class: str, retain_until: float) -> Secret:
         """The data key of (subject, class), made on first use; ``retain_until`` only ever
         moves later (a new record extends its class's retention)."""
+        _pair(subject_ref, retention_class)
+        epoch("retain_until", retain_until)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -249,6 +251,7 @@ class DataKeys:
 
     def get(self, subject_ref: str, retention_class: str) -> Secret | None:
         """The data key, or None once shredded (or never made)."""
+        _pair(subject_ref, retention_class)
         with self._lock:
             row = self._db.execute(
                 "SELECT nonce, wrapped FROM data_keys "
@@ -269,6 +272,7 @@ class DataKeys:
         )
         params: tuple[str, ...] = ()
         if subject_ref is not None:
+            text("subject_ref", subject_ref)
             query += " WHERE subject_ref = ?"
             params = (subject_ref,)
         with self._lock:
@@ -288,6 +292,8 @@ class DataKeys:
 
     def restrict(self, subject_ref: str, retention_class: str, at: float) -> None:
         """Mark a subject's keys as restricted: kept until their date, then shredded."""
+        _pair(subject_ref, retention_class)
+        epoch("at", at)
         with self._lock:
             self._db.execute(
                 "UPDATE data_keys SET restricted_at = COALESCE(restricted_at, ?) "
@@ -297,6 +303,13 @@ class DataKeys:
 
     def shred(self, pairs: list[tuple[str, str]]) -> int:
         """Destroy these data keys, leaving no copy in the file, its free pages or its WAL."""
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise InvalidRequest("pairs must be a list of (subject_ref, retention_class)")
+        pairs = list(pairs)
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise InvalidRequest("each pair must be a (subject_ref, retention_class) tuple")
+            _pair(*pair)
         if not pairs:
             return 0
         with self._lock:
@@ -333,3 +346,9 @@ def compact(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.execute("VACUUM")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _pair(subject_ref: object, retention_class: object) -> None:
+    """A data key's name: the subject's pseudonym and the retention class, both text."""
+    text("subject_ref", subject_ref)
+    text("retention_class", retention_class)
