@@ -43,7 +43,7 @@ from securetrade import (
     Results,
     SecureTradeError,
 )
-from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Sizing
+from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Outbox, Sizing
 from securetrade.core.states import View
 from securetrade.gateway import (
     GatewayAuth,
@@ -53,8 +53,10 @@ from securetrade.gateway import (
     KeyRegistry,
     Lockout,
     SecurityEvent,
+    SharedState,
     TrustedProxies,
 )
+from securetrade.gateway.gate import Bucket, Strikes
 from securetrade.keys import KdfParams, Secret
 from securetrade.oauth import OAuthCredential
 from securetrade.policy import AnomalyMonitor
@@ -203,6 +205,17 @@ BASELINE: dict[str, Any] = {
     "audit": lambda tmp: AuditLog(),
     "activity": lambda tmp: Activity("order", 1_700_000_000.0, "BTCUSDT"),
     "record": lambda tmp: _record(tmp),
+    "event_id": "walk-event",
+    "closed": Decimal("0.01"),
+    "outcomes": lambda tmp: [],
+    "token": "walk-token",
+    "stamp_ms": 1_700_000_000_000,
+    "expires_ms": 1_700_000_030_000,
+    "ahead_ms": 5_000,
+    "locks": lambda tmp: ["addr:127.0.0.1"],
+    "buckets": lambda tmp: [Bucket("key:walk", 10, 1.0, 1)],
+    "names": lambda tmp: ["addr:127.0.0.1"],
+    "strikes": lambda tmp: Strikes(5, 60_000, 300_000),
     "follower": lambda tmp: Follower(
         "walk-f", _api_key(), Sizing("fixed_notional", "100"), slippage_bps=Decimal(300)
     ),
@@ -228,6 +241,7 @@ OVERRIDES: dict[tuple[str, str], Any] = {
     ("AnomalyMonitor.observe_event", "event"): lambda tmp: Event("order.placed", {}),
     ("GatewayKey.reachable_from", "address"): "127.0.0.1",
     ("KeyRegistry.from_keystore", "store"): lambda tmp: _keystore(tmp),
+    ("SharedState.redis", "url"): "redis://127.0.0.1:1/0",
     ("RateLimiter.redis", "url"): "redis://127.0.0.1:1/0",  # nothing listens: never dialled
     ("PrivacyKeys.from_file", "path"): lambda tmp: PrivacyKeys.generate(tmp / "k") and tmp / "k",
 }
@@ -465,6 +479,8 @@ TARGETS: dict[type, Callable[[Path], Any]] = {
     GatewayKey: lambda tmp: _gateway_key(),
     GatewayPrincipal: lambda tmp: GatewayPrincipal("walk-key-0001", "walk", frozenset({"read"})),
     TrustedProxies: lambda tmp: TrustedProxies(["10.0.0.0/8"]),
+    SharedState: lambda tmp: SharedState.sqlite(tmp / "gateway.sqlite3"),
+    Outbox: lambda tmp: Outbox(tmp / "outbox.sqlite3"),
 }
 
 
