@@ -243,6 +243,10 @@ OVERRIDES: dict[tuple[str, str], Any] = {
     ("GatewayKey.reachable_from", "address"): "127.0.0.1",
     ("KeyRegistry.from_keystore", "store"): lambda tmp: _keystore(tmp),
     ("SharedState.redis", "url"): "redis://127.0.0.1:1/0",
+    ("KeyStore.add", "name"): "walk-2",
+    ("KeyStore.open", "path"): lambda tmp: tmp / "keys.json",
+    ("KeyStore.open", "passphrase"): "walk-passphrase-0001",
+    ("RetentionPolicy.store_seconds", "store"): "journal.terminal",
     ("RateLimiter.redis", "url"): "redis://127.0.0.1:1/0",  # nothing listens: never dialled
     ("PrivacyKeys.from_file", "path"): lambda tmp: PrivacyKeys.generate(tmp / "k") and tmp / "k",
 }
@@ -253,6 +257,11 @@ WITH: dict[str, dict[str, Any]] = {
     "amend": {"order_id": "1", "price": "100"},
     "get_order": {"order_id": "1"},
     "cancel_order": {"order_id": "1"},
+}
+#: The same for the other classes, by ``Class.method``.
+TARGET_WITH: dict[str, dict[str, Any]] = {
+    "Journal.settle": {"expect": View(IntentState.PENDING, 0)},
+    "KeyStore.add_inbound": {"secret": Secret(b"walk-inbound-secret-00001")},
 }
 #: Arguments of which a call takes one or the other: each is walked without its partner.
 EITHER = {"order_id": "client_order_id", "client_order_id": "order_id"}
@@ -485,6 +494,9 @@ def test_async_client_method_refuses_hostile_arguments(
 def _keystore(tmp: Path) -> Any:
     store = KeyStore.create(tmp / "keys.json", "walk-passphrase-0001", kdf=FAST_KDF)
     store.add("walk", _api_key())
+    store.add_inbound(
+        "walk-key-0001", tenant="walk", scopes=["read", "trade"], secret=Secret(b"s" * 32)
+    )
     return store
 
 
@@ -506,7 +518,7 @@ TARGETS: dict[type, Callable[[Path], Any]] = {
     AuditLog: lambda tmp: AuditLog(),
     AuditTrail: lambda tmp: AuditTrail(tmp / "audit.sqlite3", AuditKey.generate()),
     Policy: lambda tmp: Policy(),
-    Results: lambda tmp: Results([1, 2, 3]),
+    Results: lambda tmp: Results([{"symbol": "BTCUSDT", "price": Decimal("1")}]),
     Privacy: _privacy,
     PrivacyKeys: lambda tmp: PrivacyKeys.generate(tmp / "privacy.key"),
     RetentionPolicy: lambda tmp: RetentionPolicy(),
@@ -543,7 +555,7 @@ def test_method_refuses_hostile_arguments(
     monkeypatch.chdir(tmp_path)  # a hostile value taken as a relative file name lands here
     obj = TARGETS[cls](tmp_path)
     try:
-        escapes = _walk(obj, cls, method, tmp_path)
+        escapes = _walk(obj, cls, method, tmp_path, TARGET_WITH.get(f"{cls.__name__}.{method}"))
     finally:
         close = getattr(obj, "close", None)
         if callable(close) and not isinstance(obj, list):

@@ -65,17 +65,17 @@ class InboundEntry:
 
 
 def _scope_list(scopes: Iterable[str]) -> list[str]:
-    if isinstance(scopes, str):
-        raise InvalidRequest("scopes must be a list of strings, not one string")
-    found = sorted(set(scopes))
-    if not all(isinstance(s, str) and s and s.isprintable() for s in found):
+    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
+        raise InvalidRequest("scopes must be a list of strings, such as ['read', 'trade']")
+    listed = list(scopes)
+    if not all(isinstance(s, str) and s and s.isprintable() for s in listed):
         raise InvalidRequest("each scope must be a non-empty printable string")
-    return found
+    return sorted(set(listed))
 
 
 def _networks(networks: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    if isinstance(networks, str):
-        raise InvalidRequest("networks must be a list of CIDR strings, not one string")
+    if isinstance(networks, (str, bytes)) or not isinstance(networks, Iterable):
+        raise InvalidRequest("networks must be a list of CIDR strings, such as ['192.0.2.0/24']")
     try:
         return [ipaddress.ip_network(n) for n in networks]
     except (TypeError, ValueError):
