@@ -254,20 +254,10 @@ class RateLimiter:
         """The request ``admission`` let through can no longer reach the venue (answered,
         failed, timed out or never sent): its units start leaving their windows now."""
         if admission is not None:
-            self._land(admission)
-
-    def _land(self, admission: Any, reports: list[tuple[str, float, int]] | None = None) -> None:
-        """Land ``admission``; anything but what :meth:`admit` returned is refused (the
-        backends unpack it on their first step, before changing anything)."""
-        try:
-            if reports is None:
+            try:  # on every request: no extra call (a try costs nothing until it catches)
                 self.backend.land(admission)
-            else:
-                self.backend.land(admission, reports)
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
-            raise InvalidRequest(
-                "admission must be the second item admit() returned for that request"
-            ) from None
+            except _NOT_AN_ADMISSION:
+                raise InvalidRequest(_ADMISSION) from None
 
     def reserve(
         self,
@@ -406,7 +396,10 @@ class RateLimiter:
             if value is not None and value.isdigit() and int(value) > 0:
                 reports.append((bucket, seconds, int(value)))
         if landed is not None:
-            self._land(landed, reports)
+            try:
+                self.backend.land(landed, reports)
+            except _NOT_AN_ADMISSION:
+                raise InvalidRequest(_ADMISSION) from None
         elif reports:
             self.backend.reconcile(reports)
         if status in (418, 429):
@@ -538,6 +531,12 @@ def _check_options(
         if value is not None and (text(name, value) and "}" in value):
             raise InvalidRequest(f"{name} must be non-empty printable text without '}}'")
     return chosen
+
+
+#: What a backend raises when unpacking something :meth:`RateLimiter.admit` did not return
+#: (on its first step, before it changes anything).
+_NOT_AN_ADMISSION = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+_ADMISSION = "admission must be the second item admit() returned for that request"
 
 
 def _limit_list(name: str, limits: Any) -> tuple[RateLimit, ...]:
