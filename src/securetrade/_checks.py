@@ -21,6 +21,7 @@ from .errors import InvalidRequest
 __all__ = [
     "LARGEST",
     "Choice",
+    "epoch",
     "flag",
     "function",
     "instance",
@@ -74,6 +75,11 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     return float(value)
 
 
+#: The longest file name and path the usual file systems take (Linux's NAME_MAX and
+#: PATH_MAX); a longer one would fail when opened with an ``OSError``.
+LONGEST_NAME = 255
+LONGEST_PATH = 4096
+
 #: The longest duration any setting takes, in seconds (about 31 years): a longer wait would
 #: overflow ``threading``'s and the event loop's timeouts (``OverflowError``) when used.
 LONGEST = 1e9
@@ -83,6 +89,16 @@ def seconds(name: str, value: Any, *, above: float | None = None, least: float |
             most: float = LONGEST) -> float:  # fmt: skip
     """A duration in seconds: a finite number within ``most`` (at most :data:`LONGEST`)."""
     return number(f"{name} (seconds)", value, above=above, least=least, most=min(most, LONGEST))
+
+
+#: The last second a date may name: 9999-12-31T23:59:59Z, where ``datetime`` ends (a later
+#: one is an ``OverflowError`` or ``ValueError`` when turned into a date).
+LAST_SECOND = 253_402_300_799
+
+
+def epoch(name: str, value: Any) -> float:
+    """A moment as epoch seconds: a finite number from 1970 to the end of year 9999."""
+    return number(f"{name} (epoch seconds)", value, least=0, most=LAST_SECOND)
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:
@@ -97,6 +113,13 @@ def path(name: str, value: Any) -> str | os.PathLike[str]:
     named = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(named, str) or not named or "\x00" in named:
         raise InvalidRequest(f"{name} must be a file path (a non-empty str or pathlib.Path)")
+    if len(named) > LONGEST_PATH or any(
+        len(part.encode("utf-8", "surrogateescape")) > LONGEST_NAME for part in named.split(os.sep)
+    ):
+        raise InvalidRequest(
+            f"{name} is too long for a file system (at most {LONGEST_NAME} bytes a name, "
+            f"{LONGEST_PATH} characters in all): give a shorter path"
+        )
     return value  # type: ignore[no-any-return]
 
 
@@ -104,7 +127,8 @@ def texts(name: str, values: Any) -> list[str]:
     """A list (any iterable) of printable texts; one bare string would otherwise become a
     list of its characters, so it is refused."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise InvalidRequest(f"{name} must be a list of strings, not one string")
+        one = " (not one string)" if isinstance(values, (str, bytes)) else ""
+        raise InvalidRequest(f"{name} must be a list of strings{one}")
     return [text(f"each of {name}", value) for value in values]
 
 

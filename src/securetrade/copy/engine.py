@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import safe_repr, whole
+from .._checks import safe_repr, text, texts, whole
 from ..client import AsyncClient
 from ..core import Journal, JournalStore
 from ..errors import (
@@ -143,6 +143,8 @@ class CopyEngine:
     async def onboard(self, follower: Follower) -> None:
         """Check ``follower``'s key at the venue before it copies anything: a key that can
         withdraw, or more than it declares, is refused (:class:`OverPermissionedKey`)."""
+        if not isinstance(follower, Follower):
+            raise InvalidRequest("onboard() takes a Follower")
         lane = self._lanes.assign(follower)
         client = self._client_for(follower, lane)
         try:
@@ -170,6 +172,7 @@ class CopyEngine:
         erased (:meth:`securetrade.privacy.Privacy.erase`); the certificate is kept in
         :attr:`erasures` under its ``subject_ref``. ``erase=False`` keeps it (a follower
         who leaves copying but stays a client)."""
+        text("follower_id", follower_id)
         if erase and self.privacy is None:
             raise InvalidRequest("offboard(erase=True) needs CopyEngine(privacy=Privacy(...))")
         seat = self._seats.pop(follower_id, None)
@@ -215,7 +218,10 @@ class CopyEngine:
 
     def release(self, follower_id: str) -> None:
         """Lift a follower's quarantine (after its key was fixed)."""
-        self._seats[follower_id].quarantined = None
+        seat = self._seats.get(text("follower_id", follower_id))
+        if seat is None:
+            raise InvalidRequest(f"no follower {follower_id!r}: add() it first")
+        seat.quarantined = None
 
     @property
     def breakers(self) -> dict[str, str]:
@@ -236,7 +242,7 @@ class CopyEngine:
 
     def limiter(self, follower_id: str) -> RateLimiter:
         """The rate limiter ``follower_id``'s orders draw on (its egress IP's)."""
-        lane = self._lanes.of.get(follower_id)
+        lane = self._lanes.of.get(text("follower_id", follower_id))
         if lane is None:
             raise InvalidRequest(f"no follower {follower_id!r}")
         return self._lanes.limiter(lane)
@@ -310,7 +316,7 @@ class CopyEngine:
 
     def history(self, follower_id: str) -> list[Outcome]:
         """Every recorded outcome for ``follower_id``, oldest first."""
-        return self._outbox.history(follower_id)
+        return self._outbox.history(text("follower_id", follower_id))
 
     # --- reconciliation ------------------------------------------------------------------------
 
@@ -335,6 +341,7 @@ class CopyEngine:
         elif isinstance(followers, str):
             raise InvalidRequest("reconcile() takes a list of follower ids, not one string")
         else:
+            followers = texts("followers", followers)
             unknown = [f for f in followers if f not in self._seats]
             if unknown:
                 raise InvalidRequest(f"no follower {unknown[0]!r}: add() it first")

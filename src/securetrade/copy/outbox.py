@@ -14,12 +14,14 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from .._checks import instance
 from .._sqlite import retry_locked, wal
-from ..errors import JournalError
+from ..errors import InvalidRequest, JournalError
 from ..models import Side
 from ..privacy.tags import Category, Personal, tagged
 from .model import LeaderEvent, Movement
@@ -95,6 +97,7 @@ class Outbox:
 
     def receive(self, event: LeaderEvent) -> bool:
         """Record ``event`` before its fan-out; False when it was already received."""
+        instance("event", event, LeaderEvent, optional=False)
         body = json.dumps(_event_body(event), separators=(",", ":"))
         with self._lock:
             cursor = self._db.execute(
@@ -105,6 +108,7 @@ class Outbox:
 
     def outcomes(self, event_id: str) -> dict[tuple[str, int], Outcome]:
         """The outcomes recorded for ``event_id``, by (follower id, leg)."""
+        _id("event_id", event_id)
         with self._lock:
             rows = self._db.execute(
                 "SELECT event_id, follower_id, leg, status, reason, client_order_id, order_id, "
@@ -116,6 +120,11 @@ class Outbox:
     def record(self, outcomes: list[Outcome]) -> None:
         """Write outcomes (the first one per follower and leg stays: a resumed fan-out
         never rewrites what an earlier run concluded)."""
+        if isinstance(outcomes, (str, bytes)) or not isinstance(outcomes, Iterable):
+            raise InvalidRequest("outcomes must be a list of Outcome")
+        outcomes = list(outcomes)
+        if not all(isinstance(o, Outcome) for o in outcomes):
+            raise InvalidRequest("outcomes must be a list of Outcome")
         now = time.time()
         with self._lock, self._db:  # one transaction: one sync for a whole fan-out
             self._db.execute("BEGIN")
@@ -132,6 +141,7 @@ class Outbox:
 
     def done(self, event_id: str) -> None:
         """Mark ``event_id`` finished: every follower has a final outcome, nothing to resume."""
+        _id("event_id", event_id)
         with self._lock:
             self._db.execute(
                 "UPDATE copy_events SET done_at = ? WHERE event_id = ?", (time.time(), event_id)
@@ -147,6 +157,7 @@ class Outbox:
 
     def history(self, follower_id: str) -> list[Outcome]:
         """Every outcome of one follower, oldest first."""
+        _id("follower_id", follower_id)
         with self._lock:
             rows = self._db.execute(
                 "SELECT event_id, follower_id, leg, status, reason, client_order_id, order_id, "
@@ -159,6 +170,11 @@ class Outbox:
         """Record that ``follower_id`` closed ``closed`` of its copies in ``symbol`` (its
         venue's symbol) by hand: the override is active until cleared, and ``closed`` is
         written off its copies for good. False when an active one was already on record."""
+        _id("follower_id", follower_id)
+        _id("symbol", symbol)
+        _id("reason", reason)
+        if not isinstance(closed, Decimal) or not closed.is_finite():
+            raise InvalidRequest("closed must be a finite Decimal (the quantity closed by hand)")
         with self._lock, self._db:
             self._db.execute("BEGIN")
             row = self._db.execute(
@@ -176,6 +192,8 @@ class Outbox:
 
     def clear_override(self, follower_id: str, symbol: str) -> None:
         """End an override (the leader is flat there too); what it wrote off stays off."""
+        _id("follower_id", follower_id)
+        _id("symbol", symbol)
         with self._lock:
             self._db.execute(
                 "UPDATE copy_overrides SET active = 0, at = ? WHERE follower_id = ? AND symbol = ?",
@@ -225,3 +243,10 @@ def _event_of(body: dict[str, object]) -> LeaderEvent:
         leader_equity=None if equity is None else Decimal(str(equity)),
         venue=str(body["venue"]),
     )
+
+
+def _id(name: str, value: object) -> str:
+    """An id, symbol or reason to store or look up by: text."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text (a str), not {type(value).__name__}")
+    return value

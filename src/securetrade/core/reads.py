@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._checks import text
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, Secret, assess
 from ..models import (
@@ -354,6 +355,10 @@ class Reads(Pipeline):
         network: str | None = None,
         confirmation: Confirmation | None = None,
     ) -> Flow[str]:
+        text("asset", asset)
+        text("address (an allowlisted withdrawal address)", address)
+        if network is not None:
+            text("network", network)
         value = to_decimal(amount, field="amount")
         if value <= 0:
             raise InvalidRequest("amount must be greater than zero")

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .._checks import safe_repr
+from .._checks import instance, safe_repr
 from ..keys import KeyKind, Secret
 from ..verify import MessageSigner
 
@@ -42,13 +42,15 @@ class GatewayAuth(httpx.Auth):
 
     def sign(self, request: httpx.Request) -> httpx.Request:
         """Sign ``request`` in place (its body must be read) and return it."""
+        instance("request", request, httpx.Request, optional=False)
         target = request.url.raw_path.decode("ascii")
         headers = self.signer.headers(request.method, target, request.content)
         request.headers.update(headers)
         return request
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        yield self.sign(request)
+        """httpx's hook: the request, signed (checked before the flow starts)."""
+        return _flow(self.sign(request))
 
     @safe_repr
     def __repr__(self) -> str:
@@ -56,3 +58,7 @@ class GatewayAuth(httpx.Auth):
 
     def __reduce__(self) -> Any:
         raise TypeError("a GatewayAuth cannot be pickled")
+
+
+def _flow(request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    yield request

@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._checks import function, text
+from .._checks import seconds as duration
+from ..errors import InvalidRequest
 from ..privacy.tags import truncate_ip
 
 if TYPE_CHECKING:
@@ -61,7 +64,7 @@ class GatewayMonitor:
 
     def subscribe(self, listener: Callable[[SecurityEvent], None]) -> None:
         """Call ``listener(event)`` for every refusal from now on."""
-        self._listeners.append(listener)
+        self._listeners.append(function("listener", listener))
 
     def _meters(self) -> tuple[Any, Any]:
         instruments = self._instruments
@@ -88,6 +91,8 @@ class GatewayMonitor:
 
     def refused(self, event: SecurityEvent) -> None:
         """Record one refusal everywhere it is reported."""
+        if not isinstance(event, SecurityEvent):
+            raise InvalidRequest("refused() takes a SecurityEvent")
         with self._lock:
             self.counts[event.reason] = self.counts.get(event.reason, 0) + 1
         self._meters()[0].add(1, {"reason": event.reason, "status": event.status})
@@ -119,6 +124,8 @@ class GatewayMonitor:
 
     def locked(self, name: str, seconds: float) -> None:
         """``name`` (``addr:<ip>`` or ``key:<id>``) is locked out for ``seconds``."""
+        text("name", name)
+        duration("seconds", seconds, least=0)
         shown = "addr:" + truncate_ip(name[5:]) if name.startswith("addr:") else name
         log.log(self.log_level, "gateway locked out %s for %.0f s", shown, seconds)
         if self.audit is not None:
@@ -126,4 +133,6 @@ class GatewayMonitor:
 
     def timed(self, seconds: float, outcome: str) -> None:
         """The checks for one request took ``seconds`` and ended in ``outcome``."""
+        duration("seconds", seconds, least=0)
+        text("outcome", outcome)
         self._meters()[1].record(seconds, {"outcome": outcome})

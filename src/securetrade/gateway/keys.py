@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._checks import instance, safe_repr
+from .._checks import instance, safe_repr, text
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..verify import InboundKey
@@ -39,6 +39,8 @@ class GatewayPrincipal:
 
     def allows(self, *scopes: str) -> bool:
         """Whether this key holds every one of ``scopes``."""
+        for scope in scopes:
+            text("scope", scope)
         return all(scope in self.scopes for scope in scopes)
 
 
@@ -101,10 +103,13 @@ class GatewayKey:
 
     def check(self, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's over ``message`` (constant time for HMAC)."""
+        instance("message", message, bytes, optional=False)
+        instance("signature", signature, bytes, optional=False)
         return self._inbound._check(message, signature)
 
     def reachable_from(self, address: str | None) -> bool:
         """Whether a request from ``address`` may use this key (any, without networks)."""
+        instance("address", address, str)
         if not self.networks:
             return True
         if address is None:
@@ -160,6 +165,12 @@ class KeyRegistry:
     @classmethod
     def from_keystore(cls, store: KeyStore, **options: Any) -> KeyRegistry:
         """The inbound keys registered in ``store`` (:meth:`KeyStore.add_inbound`)."""
+        from ..keys import KeyStore
+
+        instance("store", store, KeyStore, optional=False)
+        unknown = sorted(set(options) - {"decoy_kind"})
+        if unknown:
+            raise InvalidRequest(f"KeyRegistry.from_keystore() takes decoy_kind=, not {unknown}")
         keys = []
         for entry in store.inbound():
             if entry.secret is not None:
@@ -194,6 +205,8 @@ class KeyRegistry:
     def lookup(self, key_id: str) -> tuple[GatewayKey, bool]:
         """``(key, True)`` for a known id, else ``(decoy, False)``: the caller goes on
         through the same checks either way and refuses at the signature."""
+        if not isinstance(key_id, str):
+            raise InvalidRequest("key_id must be text (the request's key id header)")
         key = self._keys.get(key_id)
         if key is None:
             return self._decoy, False

@@ -13,7 +13,8 @@ import ipaddress
 import threading
 from collections.abc import Iterable
 
-from .._checks import seconds, whole
+from .._checks import number, seconds, text, whole
+from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from .gate import Strikes
 
@@ -38,6 +39,8 @@ class TrustedProxies:
 
     def trusts(self, address: str) -> bool:
         """Whether ``address`` is one of the trusted proxies (a malformed address is not)."""
+        if not isinstance(address, str):
+            raise InvalidRequest("address must be text (an IP address)")
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
@@ -112,6 +115,7 @@ class Lockout:
 
     def locked_for(self, name: str, now: float) -> float:
         """Seconds left of ``name``'s lock-out, else 0."""
+        _name_and_time(name, now)
         until = self._locked.get(name)
         if until is None:
             return 0.0
@@ -131,6 +135,8 @@ class Lockout:
 
     def lock(self, name: str, now: float, seconds: float) -> None:
         """Remember here that the shared store has ``name`` locked for ``seconds``."""
+        _name_and_time(name, now)
+        duration("seconds", seconds, least=0)
         with self._lock:
             self._locked[name] = now + seconds
             self._trim(self._locked, now)
@@ -140,6 +146,7 @@ class Lockout:
         the shared store now (0: keep counting here), and whether this process alone has
         seen ``threshold`` of them within the window (what decides while the store is down).
         """
+        _name_and_time(name, now)
         with self._lock:
             count, first, unwritten = self._failures.get(name, (0, now, 0))
             if now - first > self.window:  # the window is over: these no longer count
@@ -166,3 +173,9 @@ class Lockout:
                 del table[name]
             while len(table) > self.max_names:
                 del table[next(iter(table))]
+
+
+def _name_and_time(name: object, now: object) -> None:
+    """A lock-out name (``addr:<ip>``, ``key:<id>``) and the clock reading it is judged at."""
+    text("name", name)
+    number("now", now)

@@ -13,6 +13,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._checks import instance, seconds, text, whole
+from .._checks import path as checked_path
+from .._redis import redis_client
 from ..errors import InvalidRequest, SecureTradeError
 from .gate import Bucket, Gate, MemoryGate, SqliteGate, Strikes, Verdict
 
@@ -51,12 +54,15 @@ class SharedState:
     @classmethod
     def memory(cls, *, max_entries: int = 1_000_000) -> SharedState:
         """This process only: for tests, one-process apps, and the opt-in fallback."""
+        whole("max_entries", max_entries, 1)
         return cls(MemoryGate(max_entries=max_entries), name="memory")
 
     @classmethod
     def sqlite(cls, path: str | os.PathLike[str], *, timeout: float = 2.0) -> SharedState:
         """One SQLite file (WAL mode) shared by every process on this host that opens it;
         ``timeout`` bounds the wait for its write lock (then the request gets 503)."""
+        checked_path("the gateway's SQLite path", path)
+        seconds("timeout", timeout, above=0)
         try:
             gate = SqliteGate(path, timeout=timeout)
         except Exception:
@@ -83,16 +89,15 @@ class SharedState:
         get, so that a restore from an older snapshot is noticed even across a restart of
         the gateway (see :class:`StoreRolledBack`).
         """
-        from redis import Redis
-
         from .redis_gate import RedisGate
 
-        if isinstance(url, str):
-            client: Any = Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
-        else:
-            client = url
+        text("prefix", prefix)
+        seconds("timeout", timeout, above=0)
+        if watermark is not None:
+            checked_path("watermark", watermark)
+        client: Any = redis_client(
+            url, what="SharedState.redis", socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         gate = RedisGate(client, prefix=prefix, owned=isinstance(url, str), watermark=watermark)
         return cls(gate, name="redis")
 
@@ -109,6 +114,15 @@ class SharedState:
         remaining: bool = False,
     ) -> Verdict:
         """One request's lock-outs, epoch, nonce and buckets, in one atomic step."""
+        text("token", token)
+        for name, value in (("stamp_ms", stamp_ms), ("expires_ms", expires_ms)):
+            whole(name, value, 0)
+        whole("ahead_ms", ahead_ms, 0)
+        _names("locks", locks)
+        if isinstance(buckets, (str, bytes)) or not isinstance(buckets, Sequence):
+            raise InvalidRequest("buckets must be a list of Bucket")
+        for bucket in buckets:
+            instance("each bucket", bucket, Bucket, optional=False)
         try:
             verdict = self.gate.admit(
                 token, stamp_ms, expires_ms, ahead_ms, locks, buckets, remaining
@@ -145,7 +159,14 @@ class SharedState:
     ) -> dict[str, tuple[float, bool]]:
         """Count authentication failures: one against each of ``names``, or ``names[name]``
         against each name of a mapping, in one write (see Gate.failed)."""
-        counts = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names, 1)
+        instance("strikes", strikes, Strikes, optional=False)
+        if isinstance(names, Mapping):
+            counts = dict(names)
+            _names("names", list(counts))
+            for count in counts.values():
+                whole("each failure count", count, 1)
+        else:
+            counts = dict.fromkeys(_names("names", names), 1)
         try:
             return self.gate.failed(counts, strikes)
         except Exception:
@@ -157,3 +178,10 @@ class SharedState:
 
     def __repr__(self) -> str:
         return f"SharedState({self.name})"
+
+
+def _names(what: str, names: object) -> list[str]:
+    """Lock-out names (``addr:<ip>``, ``key:<id>``): a list of text."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, Mapping)):
+        raise InvalidRequest(f"{what} must be a list of lock-out names (addr:<ip>, key:<id>)")
+    return [text(f"each of {what}", name) for name in names]

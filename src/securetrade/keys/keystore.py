@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .._checks import instance
+from .._checks import instance, text
 from .._checks import path as checked_path
 from ..errors import (
     InvalidRequest,
@@ -52,12 +52,14 @@ from .keystore_entries import (
     _OAUTH,
     _OTP,
     InboundEntry,
+    _check_inbound_id,
     _check_name,
     _entry_from,
     _entry_in,
     _inbound_entries,
     _inbound_record,
     _key_names,
+    _name_text,
     _networks,
     _ring_from,
     _scope_list,
@@ -185,6 +187,8 @@ class KeyStore:
         cls, path: str | os.PathLike[str], *, service: str = KEYRING_SERVICE
     ) -> KeyStore:
         """A new keystore whose key-encryption key is generated into the OS keyring."""
+        text("service", service)
+        target = Path(checked_path("KeyStore path", path))
         username = secrets.token_hex(8)
         header = {
             "kdf": {
@@ -195,7 +199,7 @@ class KeyStore:
             }
         }
         keys = _derive_from_kek(_keyring_kek(service, username, create=True), header["kdf"])
-        return cls._new(Path(checked_path("KeyStore path", path)), header, keys)
+        return cls._new(target, header, keys)
 
     @classmethod
     def _new(cls, path: Path, header: dict[str, Any], keys: _Keys) -> KeyStore:
@@ -307,8 +311,8 @@ class KeyStore:
         with self._locked() as entries:
             ring = _ring_from(_entry_in(entries, name, self._path), {}, entries)
             if overlap is not None:
-                if overlap < timedelta(0):
-                    raise InvalidRequest("overlap must not be negative")
+                if not isinstance(overlap, timedelta) or overlap < timedelta(0):
+                    raise InvalidRequest("overlap must be a timedelta, not negative")
                 ring.overlap = overlap
             ring.stage(key, activate_at=activate_at)
             if activate_at is None:
@@ -382,6 +386,7 @@ class KeyStore:
     ) -> None:
         """Take scopes or networks away from an inbound key; never add any (as for outbound
         keys, a wider grant is a new key with a new id, reviewed as such)."""
+        _check_inbound_id(key_id)
         with self._locked() as entries:
             table = entries.get(_INBOUND)
             record = table.get(key_id) if isinstance(table, _Plain) else None
@@ -405,6 +410,7 @@ class KeyStore:
 
     def remove_inbound(self, key_id: str) -> None:
         """Forget an inbound key: its sender is refused from the gateway's next reload."""
+        _check_inbound_id(key_id)
         with self._locked() as entries:
             table = entries.get(_INBOUND)
             if not isinstance(table, _Plain) or key_id not in table:
@@ -441,6 +447,7 @@ class KeyStore:
         refreshed it since this store was opened)."""
         from ..oauth.credential import credential_from_record
 
+        _name_text(name)
         with self._locked() as entries:
             table = entries.get(_OAUTH)
             record = table.get(name) if isinstance(table, _Plain) else None
@@ -472,6 +479,7 @@ class KeyStore:
 
     def otp_seed(self, name: str) -> Secret:
         """The TOTP seed stored under ``name``."""
+        _name_text(name)
         table = _decrypt(self._sealed, self._keys).get(_OTP)
         text = table.get(name) if isinstance(table, _Plain) else None
         seed = _b64_secret(Secret(text)) if isinstance(text, str) and text else None

@@ -29,6 +29,18 @@ __all__ = ["InboundEntry"]
 
 _INBOUND_ID = re.compile(r"[A-Za-z0-9_.:/-]{1,128}").fullmatch
 
+
+def _inbound_id(value: object) -> bool:
+    """Whether ``value`` is an inbound key id or tenant: 1-128 of ``[A-Za-z0-9_.:/-]``."""
+    return isinstance(value, str) and _INBOUND_ID(value) is not None
+
+
+def _check_inbound_id(key_id: object) -> str:
+    if not _inbound_id(key_id):
+        raise InvalidRequest("an inbound key id is 1-128 characters of [A-Za-z0-9_.:/-]")
+    return key_id  # type: ignore[return-value]
+
+
 # --- records ---------------------------------------------------------------------------------
 
 _INBOUND = "@inbound"  # not a valid key name, so it never collides with one
@@ -53,17 +65,17 @@ class InboundEntry:
 
 
 def _scope_list(scopes: Iterable[str]) -> list[str]:
-    if isinstance(scopes, str):
-        raise InvalidRequest("scopes must be a list of strings, not one string")
-    found = sorted(set(scopes))
-    if not all(isinstance(s, str) and s and s.isprintable() for s in found):
+    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
+        raise InvalidRequest("scopes must be a list of strings, such as ['read', 'trade']")
+    listed = list(scopes)
+    if not all(isinstance(s, str) and s and s.isprintable() for s in listed):
         raise InvalidRequest("each scope must be a non-empty printable string")
-    return found
+    return sorted(set(listed))
 
 
 def _networks(networks: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    if isinstance(networks, str):
-        raise InvalidRequest("networks must be a list of CIDR strings, not one string")
+    if isinstance(networks, (str, bytes)) or not isinstance(networks, Iterable):
+        raise InvalidRequest("networks must be a list of CIDR strings, such as ['192.0.2.0/24']")
     try:
         return [ipaddress.ip_network(n) for n in networks]
     except (TypeError, ValueError):
@@ -89,7 +101,7 @@ def _inbound_record(
     public_key: bytes | None,
     networks: Iterable[str],
 ) -> _Plain:
-    if not _INBOUND_ID(key_id) or not _INBOUND_ID(tenant):
+    if not _inbound_id(key_id) or not _inbound_id(tenant):
         raise InvalidRequest("key id and tenant must be 1-128 characters of [A-Za-z0-9_.:/-]")
     if (secret is None) == (public_key is None):
         raise InvalidRequest("give an inbound key either secret= (HMAC) or public_key= (Ed25519)")
@@ -192,6 +204,7 @@ def _key_from(record: _Plain, entries: _Plain) -> ApiKey:
 
 
 def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
+    _name_text(name)
     entry = entries.get(name) if not name.startswith("@") else None
     if not isinstance(entry, _Plain):
         raise KeyNotFound(f"no key named {name!r} in {path}")
@@ -246,5 +259,17 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 64
+        or not all(c.isalnum() or c in "-_." for c in name)
+    ):
         raise InvalidRequest("a key name is 1-64 characters of letters, digits, - _ .")
+
+
+def _name_text(name: object) -> str:
+    """A name to look up: text (a name of the wrong form is simply not found)."""
+    if not isinstance(name, str):
+        raise InvalidRequest("a key name is text: 1-64 characters of letters, digits, - _ .")
+    return name

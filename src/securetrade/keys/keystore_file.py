@@ -119,18 +119,26 @@ def _keyring_kek(service: str, username: str, *, create: bool) -> Secret:
         raise KeystoreError(
             "the OS keyring needs the optional keyring package: pip install 'securetrade[keyring]'"
         ) from None
-    found = keyring.get_password(service, username)
-    stored = Secret(found) if found else None  # the KEK's text never sits in a bare local
-    del found
-    if stored is None:
-        if not create:
-            raise WrongPassphrase(
-                f"the OS keyring holds no key-encryption key for this keystore "
-                f"(service {service!r}, entry {username!r})"
-            )
-        kek = Secret(secrets.token_bytes(32))
-        keyring.set_password(service, username, _b64(kek.expose()))
-        return kek
+    from keyring.errors import KeyringError
+
+    try:
+        found = keyring.get_password(service, username)
+        stored = Secret(found) if found else None  # the KEK's text never sits in a bare local
+        del found
+        if stored is None:
+            if not create:
+                raise WrongPassphrase(
+                    f"the OS keyring holds no key-encryption key for this keystore "
+                    f"(service {service!r}, entry {username!r})"
+                )
+            kek = Secret(secrets.token_bytes(32))
+            keyring.set_password(service, username, _b64(kek.expose()))
+            return kek
+    except KeyringError as exc:  # no backend (a server, a container), locked, refused
+        raise KeystoreError(
+            f"the OS keyring is not usable here ({type(exc).__name__}); install and unlock "
+            "a keyring backend, or use a passphrase: KeyStore.create(path, passphrase)"
+        ) from None
     kek_or_none = _b64_secret(stored)
     if kek_or_none is None or len(kek_or_none) != 32:
         raise WrongPassphrase("the OS keyring entry for this keystore is not a 32-byte key")

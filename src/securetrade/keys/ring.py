@@ -115,6 +115,7 @@ class KeyRing:
 
     def superseded(self, key_id: str) -> bool:
         """True when a request signed with ``key_id`` would now be signed with another key."""
+        text("key_id", key_id)
         with self._lock:
             try:
                 return self.active().key_id != key_id
@@ -157,6 +158,7 @@ class KeyRing:
 
     def find(self, key_id: str) -> ApiKey | None:
         """The key with this id, if the ring still holds it (revoked keys are gone)."""
+        text("key_id", key_id)
         with self._lock:
             for key in (self._current, self._next, self.previous):
                 if key is not None and key.key_id == key_id and key_id not in self._revoked:
@@ -197,6 +199,7 @@ class KeyRing:
 
     def retire(self, key_id: str) -> None:
         """End the overlap of the replaced key early: the ring forgets it."""
+        text("key_id", key_id)
         with self._lock:
             if self._previous is not None and self._previous.key_id == key_id:
                 self._previous, self._retire_at = None, None
@@ -211,6 +214,7 @@ class KeyRing:
     def revoke(self, key_id: str) -> None:
         """Stop using ``key_id`` at once (it leaked). A staged next key takes over if the
         current one is revoked; otherwise the ring refuses to sign until one is staged."""
+        text("key_id", key_id)
         with self._lock:
             self._revoked.add(key_id)
             if self._previous is not None and self._previous.key_id == key_id:
@@ -223,6 +227,7 @@ class KeyRing:
 
     def is_revoked(self, key_id: str) -> bool:
         """Whether ``key_id`` was revoked in this ring: it signs nothing again."""
+        text("key_id", key_id)
         with self._lock:
             return key_id in self._revoked
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import flag, instance, number, seconds, texts, whole
+from .._checks import flag, function, instance, number, seconds, texts, whole
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -457,10 +457,11 @@ class AnomalyMonitor:
 
     def subscribe(self, callback: Callable[[Alert], None]) -> None:
         """Call ``callback(alert)`` for every alert raised from now on."""
-        self._callbacks.append(callback)
+        self._callbacks.append(function("callback", callback))
 
     def observe(self, activity: Activity) -> list[Alert]:
         """Feed one activity to every detector; returns the alerts it raised."""
+        instance("activity", activity, Activity, optional=False)
         raised = []
         with self._lock:
             for detector in self.detectors:
@@ -480,10 +481,18 @@ class AnomalyMonitor:
 
     def watch(self, audit: AuditLog) -> None:
         """Watch everything a client reports (pass ``client.audit``)."""
+        if not callable(getattr(audit, "subscribe", None)):
+            raise InvalidRequest("watch() takes an AuditLog (such as client.audit)")
         audit.subscribe(self.observe_event)
 
     def observe_event(self, event: Event) -> None:
         """Listener for :class:`~securetrade.record.AuditLog`: reads the core's events."""
+        if not (
+            isinstance(getattr(event, "kind", None), str)
+            and isinstance(getattr(event, "fields", None), Mapping)
+            and isinstance(getattr(event, "at", None), (int, float))
+        ):
+            raise InvalidRequest("observe_event() takes an audit Event (kind, fields, at)")
         activity = activity_of(event.kind, event.fields, event.at)
         if activity is not None:
             self.observe(activity)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import safe_repr, text
+from .._checks import function, safe_repr, text
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
@@ -184,6 +184,7 @@ class KillSwitch:
         cls, url: str, *, name: str = "default", confirmer: Confirmer | None = None
     ) -> KillSwitch:
         """``memory://``, ``sqlite:///path/to/file`` (or a plain path) or ``redis://...``."""
+        text("kill switch url (memory://, sqlite:///path or redis://host)", url)
         if url == "memory://":
             store: SwitchStore = MemorySwitchStore()
         elif url.startswith(("redis://", "rediss://", "unix://")):
@@ -231,7 +232,7 @@ class KillSwitch:
 
     def on_engage(self, listener: Callable[[KillState], None]) -> None:
         """Call ``listener`` when this process engages the switch (to cancel open orders)."""
-        self._listeners.append(listener)
+        self._listeners.append(function("listener", listener))
 
     @safe_repr
     def __repr__(self) -> str:

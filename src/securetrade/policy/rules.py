@@ -23,7 +23,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._checks import instance
+from .._checks import instance, text
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
 from .killswitch import KillSwitch, MemorySwitchStore
@@ -156,6 +156,7 @@ class Policy:
 
     def needs_reference(self, order: OrderRequest) -> bool:
         """Whether some rule in the chain must value ``order`` against the venue's price."""
+        _request(order)
         for policy in self._chain():
             if policy.price_band is not None and order.price is not None:
                 return True
@@ -171,7 +172,7 @@ class Policy:
         self, order: OrderRequest, *, reference: ReferencePrice | Decimal | None = None
     ) -> Decision:
         """Would ``order`` pass every rule now? Changes nothing (a dry run)."""
-        ref = _reference(order, reference, self._clock())
+        ref = _reference(_request(order), reference, self._clock())
         for policy in self._chain():
             with policy._lock:
                 decision = policy._decide(order, ref, final=True)
@@ -191,7 +192,7 @@ class Policy:
         With ``final=False`` the rules that need a reference price are skipped when none is
         given: the first of the two steps, taken before anything is fetched.
         """
-        ref = _reference(order, reference_price, self._clock())
+        ref = _reference(_request(order), reference_price, self._clock())
         for policy in self._chain():
             with policy._lock:
                 policy._decide(order, ref, final=final).raise_if_denied()
@@ -238,7 +239,8 @@ class Policy:
         Use the returned :class:`Admission` as a context manager around sending: it gives
         the reservation back when the order certainly did not reach the book.
         """
-        ref = _reference(order, reference, self._clock())
+        text("client_order_id", client_order_id)
+        ref = _reference(_request(order), reference, self._clock())
         chain = self._chain()
         for policy in chain:  # always child before parent: no lock-order inversion
             policy._lock.acquire()
@@ -271,6 +273,7 @@ class Policy:
 
     def observe(self, order: Order) -> None:
         """Learn an order's state from the venue (a lookup, a cancel, a fill)."""
+        _venue_order(order)
         for policy in self._chain():
             with policy._lock:
                 if order.is_open:
@@ -280,7 +283,11 @@ class Policy:
 
     def observe_open_orders(self, orders: Iterable[Order], *, symbol: str | None = None) -> None:
         """Replace what is believed open (for ``symbol``, or all) with the venue's list."""
-        listed = {o.client_order_id: o.symbol for o in orders if o.is_open}
+        if symbol is not None:
+            text("symbol", symbol)
+        if isinstance(orders, (str, bytes)) or not isinstance(orders, Iterable):
+            raise InvalidRequest("orders must be a list of Order (as the venue listed them)")
+        listed = {o.client_order_id: o.symbol for o in map(_venue_order, orders) if o.is_open}
         for policy in self._chain():
             with policy._lock:
                 if symbol is None:
@@ -601,3 +608,17 @@ def _side(value: object) -> Side:
         return Side(str(value).upper() if isinstance(value, str) else value)
     except ValueError:
         raise InvalidRequest(f"{value!r} is not a side (BUY, SELL)") from None
+
+
+def _request(order: object) -> OrderRequest:
+    """The order asked about, refused unless it is one (a str or dict has no rules' fields)."""
+    if not isinstance(order, OrderRequest):
+        raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
+    return order
+
+
+def _venue_order(order: object) -> Order:
+    """An order as the venue reported it: what the open-order count learns from."""
+    if not isinstance(order, Order):
+        raise InvalidRequest("order must be an Order as the client returned it (get_order, ...)")
+    return order

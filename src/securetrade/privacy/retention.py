@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import path as checked_path
 from .._checks import text
 from ..errors import InvalidRequest
 
@@ -78,6 +79,7 @@ class RetentionPolicy:
     def load(cls, path: str | Path) -> RetentionPolicy:
         """A policy from a JSON file ``{"classes": {...}, "kinds": {...}, "stores": {...}}``;
         what it leaves out keeps the default."""
+        checked_path("the retention policy path", path)
         try:
             data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -95,6 +97,7 @@ class RetentionPolicy:
 
     def class_of(self, kind: str) -> str:
         """The retention class of an audit event ``kind`` (by its longest matching prefix)."""
+        text("kind", kind)
         best = ""
         for prefix in self.kinds:
             if kind.startswith(prefix) and len(prefix) > len(best):
@@ -103,11 +106,11 @@ class RetentionPolicy:
 
     def seconds(self, retention_class: str) -> float:
         """How long records of ``retention_class`` are kept, in seconds."""
-        return parse_period(self.classes[retention_class])
+        return parse_period(_known("retention class", retention_class, self.classes))
 
     def store_seconds(self, store: str) -> float:
         """How long ``store`` keeps its rows, in seconds."""
-        return parse_period(self.stores[store])
+        return parse_period(_known("store", store, self.stores))
 
     def report(self) -> dict[str, Any]:
         """Each retention class and store with its period, for a privacy notice."""
@@ -116,3 +119,10 @@ class RetentionPolicy:
             "event_kinds": dict(self.kinds),
             "stores": dict(self.stores),
         }
+
+
+def _known(what: str, name: object, table: Mapping[str, str]) -> str:
+    """The period ``table`` gives ``name``; an unknown name is refused, naming the known."""
+    if not isinstance(name, str) or name not in table:
+        raise InvalidRequest(f"unknown {what} {name!r:.60}; one of: {', '.join(sorted(table))}")
+    return table[name]

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._checks import instance, safe_repr
+from .._checks import epoch, instance, safe_repr
+from ..errors import InvalidRequest
 from ..keys.secret import Secret
 from .retention import RetentionPolicy
 from .tags import PersonalDataPolicy
@@ -109,6 +110,11 @@ class PersonalData:
 
     def open(self, record: Record, *, now: float) -> OpenedRecord:
         """A record as ``audit read`` and ``privacy export`` show it."""
+        if not isinstance(getattr(record, "body", None), str) or not isinstance(
+            getattr(record, "seq", None), int
+        ):
+            raise InvalidRequest("open() takes an audit Record (from trail.records())")
+        epoch("now", now)
         fields = record.fields
         if fields.get("layout") != LAYOUT or not isinstance(fields.get("sealed"), dict):
             return OpenedRecord(record.seq, record.at, record.kind, fields, None, None, "clear")

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
+from .._checks import epoch, texts
 from ..errors import InvalidRequest, KeyNotFound
 from .retention import RetentionPolicy
 from .sealed import OpenedRecord, PersonalData
@@ -101,10 +102,10 @@ class Privacy:
                 "reason is a short reference (a ticket id: letters, digits, _.:/#-, at most "
                 "64), never free text: it is stored in the clear"
             )
-        names = list(keystore_names)
+        names = texts("keystore_names", keystore_names)
         if names and self.keystore is None:
             raise InvalidRequest("keystore_names given but no keystore: pass keystore=")
-        at = time.time() if now is None else float(now)
+        at = _moment(now)
         vault = self.personal.vault
         subject_ref = self.personal.keys.subject_ref(subject)
         # Each step can be run again: the journal's rows go before the outbox rows that
@@ -173,7 +174,7 @@ class Privacy:
 
     def sweep(self, *, now: float | None = None) -> dict[str, Any]:
         """Shred every data key past its retention date, and apply each store's period."""
-        at = time.time() if now is None else float(now)
+        at = _moment(now)
         vault = self.personal.vault
         due = [e for e in vault.entries() if e.retain_until <= at]
         vault.shred([(e.subject_ref, e.retention_class) for e in due])
@@ -207,13 +208,15 @@ class Privacy:
 
     def read(self, *, now: float | None = None) -> list[OpenedRecord]:
         """Every record, personal fields opened where a key still allows."""
-        at = time.time() if now is None else float(now)
+        at = _moment(now)
         return [self.personal.open(r, now=at) for r in self.trail.records()]
 
     def export(self, subject: str, out: IO[str], *, now: float | None = None) -> int:
         """Write ``subject``'s records as JSON lines; returns how many. Records restricted
         by an erasure show only their retention date, shredded ones show ``<erased>``."""
-        at = time.time() if now is None else float(now)
+        if not callable(getattr(out, "write", None)):
+            raise InvalidRequest("out must be a text file open for writing (or io.StringIO)")
+        at = _moment(now)
         subject_ref = self.personal.keys.subject_ref(subject)
         count = 0
         for opened in self.read(now=at):
@@ -237,7 +240,7 @@ class Privacy:
 
     def report(self, *, now: float | None = None) -> dict[str, Any]:
         """What categories of personal data are held, where, and for how long."""
-        at = time.time() if now is None else float(now)
+        at = _moment(now)
         entries = self.personal.vault.entries()
         policy = self.personal.policy
         return {
@@ -268,3 +271,8 @@ class Privacy:
                 if store is not None
             ),
         }
+
+
+def _moment(now: float | None) -> float:
+    """The time a duty runs at: now, or the epoch seconds given (tests, a replayed run)."""
+    return time.time() if now is None else epoch("now", now)

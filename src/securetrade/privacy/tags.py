@@ -166,8 +166,12 @@ class PersonalDataPolicy:
         cls, *models: type, extra: Mapping[str, Personal] | None = None
     ) -> PersonalDataPolicy:
         """A policy from the tags on ``models``' fields, plus ``extra`` field names."""
+        if extra is not None and not isinstance(extra, Mapping):
+            raise InvalidRequest("extra must map field names to Personal(...) tags")
         tags: dict[str, Personal] = {}
         for model in models:
+            if not isinstance(model, type):
+                raise InvalidRequest(f"models are classes (dataclasses), not {model!r:.40}")
             for name, tag in personal_fields(model).items():
                 for alias in tag.aliases or (name,):
                     tags.setdefault(alias, tag)
@@ -193,6 +197,7 @@ class PersonalDataPolicy:
 
     def subject_of(self, fields: Mapping[str, Any]) -> str | None:
         """The subject ``fields`` are about (the field tagged ``subject=True``), if any."""
+        _fields(fields)
         for name in self.subject_fields:
             value = fields.get(name)
             if isinstance(value, str) and value:
@@ -203,7 +208,7 @@ class PersonalDataPolicy:
         """(clear, personal): the trading facts, and the tagged fields (IPs truncated)."""
         clear: dict[str, Any] = {}
         private: dict[str, Any] = {}
-        for name, value in fields.items():
+        for name, value in _fields(fields).items():
             tag = self.tags.get(name)
             if tag is None or value is None:
                 clear[name] = value
@@ -216,6 +221,8 @@ class PersonalDataPolicy:
     def minimise(self, fields: Mapping[str, Any], pepper: bytes) -> dict[str, Any]:
         """``fields`` for a log line or a span: each personal value replaced by its keyed
         pseudonym (IPs by their truncated network), the subject as ``subject_ref``."""
+        if not isinstance(pepper, bytes) or not pepper:
+            raise InvalidRequest("pepper must be the key's bytes (PrivacyKeys.pepper)")
         clear, private = self.split(fields)
         subject = self.subject_of(fields)
         if subject is not None:
@@ -233,3 +240,10 @@ class PersonalDataPolicy:
     def categories(self) -> list[str]:
         """The categories of personal data the tagged fields hold."""
         return sorted({tag.category.value for tag in self.tags.values()})
+
+
+def _fields(fields: object) -> Mapping[str, Any]:
+    """An event's fields: a mapping of names to values (as given to the audit trail)."""
+    if not isinstance(fields, Mapping):
+        raise InvalidRequest("fields must be a mapping of field names to values")
+    return fields

@@ -17,12 +17,13 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .._checks import safe_repr
+from .._checks import epoch, instance, safe_repr, text
+from .._checks import path as checked_path
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest
 from ..keys.secret import Secret
@@ -60,13 +61,18 @@ class PrivacyKeys:
     @classmethod
     def generate(cls, path: str | os.PathLike[str]) -> PrivacyKeys:
         """Write a new master key to ``path`` (mode 0600; refuses to overwrite)."""
-        target = Path(path)
+        target = Path(checked_path("the privacy master key path", path))
         material = secrets.token_bytes(32)
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise InvalidRequest(
                 f"{target} already exists: keep it, or remove it on purpose"
+            ) from None
+        except OSError as exc:
+            raise InvalidRequest(
+                f"cannot create the privacy master key {target}: {exc.strerror}; give a path "
+                "in a directory you can write"
             ) from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(material.hex().encode("ascii") + b"\n")
@@ -75,7 +81,7 @@ class PrivacyKeys:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PrivacyKeys:
         """Read a master key written by :meth:`generate` (refused if others may read it)."""
-        target = Path(path)
+        target = Path(checked_path("the privacy master key path", path))
         try:
             info = target.stat()
             raw = Secret(target.read_bytes().strip())
@@ -108,6 +114,8 @@ class PrivacyKeys:
         binding it to its row; returns the nonce and the ciphertext."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        instance("dek", dek, Secret, optional=False)
+        instance("aad", aad, bytes, optional=False)
         nonce = secrets.token_bytes(12)
         return nonce, AESGCM(self._kek.expose()).encrypt(nonce, dek.expose(), aad)
 
@@ -117,6 +125,8 @@ class PrivacyKeys:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        for name, value in (("nonce", nonce), ("wrapped", wrapped), ("aad", aad)):
+            instance(name, value, bytes, optional=False)
         try:
             return Secret(AESGCM(self._kek.expose()).decrypt(nonce, wrapped, aad))
         except (InvalidTag, ValueError):
@@ -199,6 +209,8 @@ class DataKeys:
     def key_for(self, subject_ref: str, retention_class: str, retain_until: float) -> Secret:
         """The data key of (subject, class), made on first use; ``retain_until`` only ever
         moves later (a new record extends its class's retention)."""
+        _pair(subject_ref, retention_class)
+        epoch("retain_until", retain_until)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -239,6 +251,7 @@ class DataKeys:
 
     def get(self, subject_ref: str, retention_class: str) -> Secret | None:
         """The data key, or None once shredded (or never made)."""
+        _pair(subject_ref, retention_class)
         with self._lock:
             row = self._db.execute(
                 "SELECT nonce, wrapped FROM data_keys "
@@ -259,6 +272,7 @@ class DataKeys:
         )
         params: tuple[str, ...] = ()
         if subject_ref is not None:
+            text("subject_ref", subject_ref)
             query += " WHERE subject_ref = ?"
             params = (subject_ref,)
         with self._lock:
@@ -278,6 +292,8 @@ class DataKeys:
 
     def restrict(self, subject_ref: str, retention_class: str, at: float) -> None:
         """Mark a subject's keys as restricted: kept until their date, then shredded."""
+        _pair(subject_ref, retention_class)
+        epoch("at", at)
         with self._lock:
             self._db.execute(
                 "UPDATE data_keys SET restricted_at = COALESCE(restricted_at, ?) "
@@ -287,6 +303,13 @@ class DataKeys:
 
     def shred(self, pairs: list[tuple[str, str]]) -> int:
         """Destroy these data keys, leaving no copy in the file, its free pages or its WAL."""
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise InvalidRequest("pairs must be a list of (subject_ref, retention_class)")
+        pairs = list(pairs)
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise InvalidRequest("each pair must be a (subject_ref, retention_class) tuple")
+            _pair(*pair)
         if not pairs:
             return 0
         with self._lock:
@@ -323,3 +346,9 @@ def compact(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.execute("VACUUM")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _pair(subject_ref: object, retention_class: object) -> None:
+    """A data key's name: the subject's pseudonym and the retention class, both text."""
+    text("subject_ref", subject_ref)
+    text("retention_class", retention_class)

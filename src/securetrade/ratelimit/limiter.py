@@ -157,6 +157,9 @@ class RateLimiter:
         is when nobody chose the limits. ``caller`` makes that key's and account's windows
         visible in :meth:`usage` before their first call.
         """
+        text("venue", venue)
+        fresh = _limit_list("table", table)
+        _check_target(None, caller)
         with self._lock:
             if self._venue and self._venue != venue:
                 raise InvalidRequest(
@@ -164,7 +167,7 @@ class RateLimiter:
                 )
             self._venue = venue
             if not self._limits and not self._given:
-                self._limits = tuple(table)
+                self._limits = fresh
             for limit in self._limits:
                 if limit.scope not in (LimitScope.INSTRUMENT, LimitScope.PAIR):
                     self._bucket(limit, caller, None)
@@ -180,7 +183,7 @@ class RateLimiter:
         scope writes to, so it starts with every unit spent there, by any process and
         under any table, including those still in flight.
         """
-        fresh = tuple(limits)
+        fresh = _limit_list("limits", limits)
         with self._lock:
             seen = set(self._seen.values())
             self._limits = fresh
@@ -198,7 +201,7 @@ class RateLimiter:
         venue's limits, a kind it does not keep ours (the built-in table stays in force
         for whatever the venue has not told us). What was spent and what is in flight
         count in the new windows from their first moment (see :meth:`configure`)."""
-        fresh = tuple(published)
+        fresh = _limit_list("published", published)
         kinds = {limit.kind for limit in fresh}
         with self._lock:
             kept = tuple(limit for limit in self._limits if limit.kind not in kinds)
@@ -234,6 +237,7 @@ class RateLimiter:
         if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
             plan = last[4]
         else:
+            _check_call(costs, priority, symbol, caller)
             entry = self._plans[priority].get((id(costs), symbol, caller))
             if entry is None or entry[0] is not costs:
                 entry = self._compile(costs, priority, symbol, caller)
@@ -250,7 +254,10 @@ class RateLimiter:
         """The request ``admission`` let through can no longer reach the venue (answered,
         failed, timed out or never sent): its units start leaving their windows now."""
         if admission is not None:
-            self.backend.land(admission)
+            try:  # on every request: no extra call (a try costs nothing until it catches)
+                self.backend.land(admission)
+            except _NOT_AN_ADMISSION:
+                raise InvalidRequest(_ADMISSION) from None
 
     def reserve(
         self,
@@ -271,6 +278,7 @@ class RateLimiter:
         if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
             plan = last[4]
         else:
+            _check_call(costs, priority, symbol, caller)
             entry = self._plans[priority].get((id(costs), symbol, caller))
             if entry is None or entry[0] is not costs:
                 entry = self._compile(costs, priority, symbol, caller)
@@ -296,6 +304,7 @@ class RateLimiter:
         For audits and for checking limits from outside: grants made by many processes
         through one Redis are all dated by that server's clock.
         """
+        _check_call(costs, priority, symbol, caller)
         entry = self._plans[priority].get((id(costs), symbol, caller))
         if entry is None or entry[0] is not costs:
             entry = self._compile(costs, priority, symbol, caller)
@@ -369,8 +378,11 @@ class RateLimiter:
         landed first, in the same step, so the venue's count (which includes the request)
         meets ours with the request in it too.
         """
-        reported = self._headers.get((caller, symbol))
+        if not isinstance(headers, Mapping):
+            raise InvalidRequest("headers must be the response's headers (a mapping)")
+        reported = self._headers.get((caller, symbol)) if _target_ok(symbol, caller) else None
         if reported is None:
+            _check_target(symbol, caller)
             with self._lock:
                 reported = [
                     (limit.header, self._bucket(limit, caller, symbol), limit.seconds)
@@ -384,7 +396,10 @@ class RateLimiter:
             if value is not None and value.isdigit() and int(value) > 0:
                 reports.append((bucket, seconds, int(value)))
         if landed is not None:
-            self.backend.land(landed, reports)
+            try:
+                self.backend.land(landed, reports)
+            except _NOT_AN_ADMISSION:
+                raise InvalidRequest(_ADMISSION) from None
         elif reports:
             self.backend.reconcile(reports)
         if status in (418, 429):
@@ -516,6 +531,44 @@ def _check_options(
         if value is not None and (text(name, value) and "}" in value):
             raise InvalidRequest(f"{name} must be non-empty printable text without '}}'")
     return chosen
+
+
+#: What a backend raises when unpacking something :meth:`RateLimiter.admit` did not return
+#: (on its first step, before it changes anything).
+_NOT_AN_ADMISSION = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+_ADMISSION = "admission must be the second item admit() returned for that request"
+
+
+def _limit_list(name: str, limits: Any) -> tuple[RateLimit, ...]:
+    """A list of :class:`RateLimit`, refused with a typed error otherwise."""
+    if isinstance(limits, (str, bytes)) or not hasattr(limits, "__iter__"):
+        raise InvalidRequest(f"{name} must be a list of RateLimit")
+    chosen = tuple(limits)
+    if not all(isinstance(limit, RateLimit) for limit in chosen):
+        raise InvalidRequest(f"{name} must be a list of RateLimit")
+    return chosen
+
+
+def _target_ok(symbol: Any, caller: Any) -> bool:
+    """Whether ``symbol`` and ``caller`` may key a window (the common case, checked fast)."""
+    return (symbol is None or type(symbol) is str) and (caller is None or type(caller) is Caller)
+
+
+def _check_target(symbol: Any, caller: Any) -> None:
+    """The instrument and the key/account a call spends, refused unless usable."""
+    if symbol is not None:
+        text("symbol", symbol)
+    if caller is not None and not isinstance(caller, Caller):
+        raise InvalidRequest("caller must be a securetrade.ratelimit.Caller (or None)")
+
+
+def _check_call(costs: Any, priority: Any, symbol: Any, caller: Any) -> None:
+    """A request's costs, priority and windows: checked before a plan is looked up."""
+    if not isinstance(costs, Mapping):
+        raise InvalidRequest("costs must map a limit kind to a whole number of units")
+    if not isinstance(priority, Priority):
+        raise InvalidRequest(f"priority must be a Priority, not {priority!r:.40}")
+    _check_target(symbol, caller)
 
 
 def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from .._checks import function
 from .backend import Backend, Draw
 
 __all__ = ["MemoryBackend"]
@@ -120,7 +121,7 @@ class MemoryBackend(Backend):
     """Windows in this process's memory, dated by ``clock`` (monotonic by default)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self._clock = function("clock", clock)
         self._lock = threading.Lock()
         self._logs: dict[str, _Log] = {}
         self._windows: dict[tuple[str, float], _Window] = {}

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from .._redis import redis_client
 from .backend import Backend, Draw
 
 __all__ = ["RedisBackend"]
@@ -248,11 +249,7 @@ class RedisBackend(Backend):
     shared = True
 
     def __init__(self, url: str | Any) -> None:
-        import redis
-
-        self._redis: Any = (
-            redis.Redis.from_url(url, socket_timeout=10.0) if isinstance(url, str) else url
-        )
+        self._redis: Any = redis_client(url, what="RateLimiter.redis", socket_timeout=10.0)
         self._owned = isinstance(url, str)
         self._take = self._redis.register_script(_TAKE)
         self._land = self._redis.register_script(_LAND)

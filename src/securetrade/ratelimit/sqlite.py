@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._checks import function
+from .._checks import path as checked_path
+from .._checks import seconds as duration
 from .._sqlite import retry_locked, wal
 from .backend import Backend, Draw
 
@@ -73,6 +76,9 @@ class SQLiteBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 30.0,
     ) -> None:
+        checked_path("RateLimiter.sqlite path", path)
+        function("clock", clock)
+        duration("timeout", timeout, above=0)
         self._clock = clock
         self._now: Callable[[], int] = (
             time.monotonic_ns if clock is time.monotonic else lambda: _ns(clock())

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._checks import whole
+from .._checks import function, text, whole
 from ..errors import InvalidRequest
 from ..transport.redaction import redact_headers, redact_query
 
@@ -67,10 +67,11 @@ class AuditLog:
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` for every event from now on."""
-        self._listeners.append(listener)
+        self._listeners.append(function("listener", listener))
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Record one event. Fields must already be public (no secrets, redacted URLs)."""
+        text("kind", kind)
         event = Event(kind, fields)
         with self._lock:
             self._events.append(event)

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from .._checks import instance, safe_repr, text, whole
+from .._checks import epoch, instance, safe_repr, text, whole
 from .._checks import path as checked_path
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
@@ -293,6 +293,9 @@ class AuditTrail:
 
     def append(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> Record:
         """Link one record to the head of the chain, sign it, and store it."""
+        text("kind", kind)
+        if at is not None:
+            epoch("at", at)
         stamp = (
             datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
         )

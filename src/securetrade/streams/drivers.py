@@ -202,6 +202,7 @@ class StreamHub:
         else:
             if not isinstance(symbol, str) or not symbol.isalnum():
                 raise InvalidRequest("symbol must be the venue's symbol, letters and digits only")
+            self.client.core.venue.check_symbol(symbol)  # the REST calls' grammar: length too
             dialect = self.dialect
             if stream_url is not None:
                 from .dialects import market_path
@@ -447,10 +448,18 @@ def _checked(options: dict[str, Any], hub: StreamHub) -> dict[str, Any]:
     return dict(options)
 
 
+def _market_symbol(kind: str, symbol: str | None) -> None:
+    """A market stream needs its symbol: without one, the call would open the account's
+    stream of a kind it does not have (a ``KeyError`` on the first read)."""
+    if kind in ("ticker", "book") and symbol is None:
+        raise InvalidRequest(f"watch_{kind}() needs the symbol to watch, such as BTCUSDT")
+
+
 def watch_async(
     client: AsyncHost, kind: str, symbol: str | None, options: dict[str, Any]
 ) -> AsyncIterator[Any]:
     """``AsyncClient.watch_*``: an async iterator, connected on its first ``__anext__``."""
+    _market_symbol(kind, symbol)
     hub = hub_of(client, asynchronous=True)
     options = _checked(options, hub)
     if symbol is None:
@@ -464,6 +473,7 @@ def watch_blocking(
     client: BlockingHost, kind: str, symbol: str | None, options: dict[str, Any]
 ) -> BlockingStream:
     """``Client.watch_*``: a blocking iterator over the hub's background loop."""
+    _market_symbol(kind, symbol)
     hub = hub_of(client, asynchronous=False)
     options = _checked(options, hub)
     if symbol is None:

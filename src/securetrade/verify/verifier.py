@@ -74,6 +74,7 @@ class InboundKey:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+        instance("public_key", public_key, bytes, optional=False)
         try:
             if public_key.lstrip().startswith(b"-----BEGIN"):
                 key: Any = load_pem_public_key(public_key)
