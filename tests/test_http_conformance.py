@@ -507,7 +507,8 @@ def test_a_whole_reply_leaves_no_garbage_cycle(after: bytes) -> None:
     try:
         reader = ResponseReader()
         assert reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + after)
-        assert reader.response is not None and reader.response.body == b"ok"
+        assert reader.response is not None
+        assert reader.response.body == b"ok"
         assert reader.reusable is (not after)
         assert reader.feed(b"more")  # bytes after the reply: still the reply, not reusable
         assert not reader.reusable
