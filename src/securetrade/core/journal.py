@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._checks import instance, text, whole
+from .._checks import LARGEST, instance, text, whole
 from .._checks import seconds as duration
 from .._sqlite import busy
 from ..errors import InvalidRequest, JournalError
@@ -362,15 +362,24 @@ class Journal:
         Raises :class:`IdempotencyKeyExpired` when the key's intent was purged and its
         tombstone still stands (one statement: the tombstone check is part of the INSERT).
         """
-        for name, value in (
-            ("idempotency_key", idempotency_key),
-            ("client_order_id", client_order_id),
-            ("account", account),
-            ("symbol", symbol),
-            ("fingerprint", fingerprint),
+        if not (  # the order path's own values pass here; the named checks say what is wrong
+            _printable(idempotency_key)
+            and _printable(client_order_id)
+            and _printable(account)
+            and _printable(symbol)
+            and _printable(fingerprint)
         ):
-            text(name, value)
-        if sending_deadline_ms is not None:
+            for name, value in (
+                ("idempotency_key", idempotency_key),
+                ("client_order_id", client_order_id),
+                ("account", account),
+                ("symbol", symbol),
+                ("fingerprint", fingerprint),
+            ):
+                text(name, value)
+        if sending_deadline_ms is not None and (
+            type(sending_deadline_ms) is not int or not 0 <= sending_deadline_ms <= LARGEST
+        ):
             whole("sending_deadline_ms", sending_deadline_ms, 0)
         now = time.time()
         fused = sending_deadline_ms is not None
@@ -661,11 +670,18 @@ class Journal:
 
         ``fills``, the executions the answer carries, are recorded (once per trade id) in
         the same transaction. Not waiting for the disk: see the class."""
-        _id("client_order_id", client_order_id)
-        instance("state", state, IntentState, optional=False)
-        instance("expect", expect, View)
-        instance("order_json", order_json, str)
-        instance("error", error, str)
+        if not (  # the order path's own values pass here; the named checks say what is wrong
+            type(client_order_id) is str
+            and type(state) is IntentState
+            and (expect is None or type(expect) is View)
+            and (order_json is None or type(order_json) is str)
+            and (error is None or type(error) is str)
+        ):
+            _id("client_order_id", client_order_id)
+            instance("state", state, IntentState, optional=False)
+            instance("expect", expect, View)
+            instance("order_json", order_json, str)
+            instance("error", error, str)
         where, args = _transition(state, expect)
         rows = _fill_rows(client_order_id, fills)
         with self._lock:
@@ -871,6 +887,8 @@ def _fill_rows(
 ) -> list[tuple[str, str, str, str, str, str | None]]:
     """Rows of the fills table; a fill without a trade id cannot be told apart: not kept."""
     _id("client_order_id", client_order_id)
+    if type(fills) in (tuple, list) and not fills:
+        return []
     if isinstance(fills, (str, bytes)) or not isinstance(fills, Iterable):
         raise InvalidRequest("fills must be a list of Fill")
     fills = [instance("each fill", f, Fill, optional=False) for f in fills]
@@ -910,6 +928,16 @@ def _intent(row: tuple[Any, ...]) -> Intent:
 
 def _attempts(attempts: object) -> list[tuple[str, View, int]]:
     """``sending_many``'s ``(client_order_id, seen, deadline_ms)`` triples, checked."""
+    if type(attempts) is list and all(
+        type(a) is tuple
+        and len(a) == 3
+        and type(a[0]) is str
+        and type(a[1]) is View
+        and type(a[2]) is int
+        and 0 <= a[2] <= LARGEST
+        for a in attempts
+    ):
+        return attempts  # the group commit's own list: nothing to copy
     if isinstance(attempts, (str, bytes)) or not isinstance(attempts, Iterable):
         raise InvalidRequest("attempts must be a list of (client_order_id, seen, deadline_ms)")
     checked = []
@@ -922,6 +950,12 @@ def _attempts(attempts: object) -> list[tuple[str, View, int]]:
         whole("deadline_ms", deadline_ms, 0)
         checked.append((client_order_id, seen, deadline_ms))
     return checked
+
+
+def _printable(value: object) -> bool:
+    """What :func:`~securetrade._checks.text` accepts, as a bool: its error is built only
+    for a value that fails."""
+    return type(value) is str and value != "" and value.isprintable()
 
 
 def _id(name: str, value: object) -> str:

@@ -71,7 +71,8 @@ class AuditLog:
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Record one event. Fields must already be public (no secrets, redacted URLs)."""
-        text("kind", kind)
+        if type(kind) is not str or not kind.isprintable() or not kind:
+            text("kind", kind)  # the layers' own kinds pass above: this says what is wrong
         event = Event(kind, fields)
         with self._lock:
             self._events.append(event)
