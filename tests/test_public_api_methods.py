@@ -44,6 +44,7 @@ from securetrade import (
     SecureTradeError,
 )
 from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Outbox, Sizing
+from securetrade.core.redis_journal import RedisJournal
 from securetrade.core.states import View
 from securetrade.gateway import (
     GatewayAuth,
@@ -660,3 +661,21 @@ def test_the_walk_covers_the_methods(tmp_path: Path) -> None:
     assert calls >= 60 * len(HOSTILE)  # 1,152 client calls when written
     others = sum(1 for c, m in _target_cases() for _ in _cases(c, m, tmp_path))
     assert others >= 250 * len(HOSTILE)  # 4,914 when written
+
+
+@pytest.mark.parametrize("method", _public_methods(RedisJournal))
+def test_redis_journal_method_refuses_hostile_arguments(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """The shared journal takes the same checks as the SQLite one (store.check_*): a wrong
+    argument was a Redis DataError, a TypeError (an unhashable state) or a stored garbage
+    row before."""
+    monkeypatch.chdir(tmp_path)
+    journal = RedisJournal.create(redis_url, prefix=f"walk-{method}-{tmp_path.name}:")
+    try:
+        escapes = _walk(
+            journal, RedisJournal, method, tmp_path, TARGET_WITH.get(f"Journal.{method}")
+        )
+    finally:
+        journal.close()
+    assert not escapes, "\n".join(escapes)

@@ -25,8 +25,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._checks import LARGEST, instance, text, whole
-from .._checks import seconds as duration
 from .._sqlite import busy
 from ..errors import InvalidRequest, JournalError
 from ..models import Fill
@@ -46,6 +44,13 @@ from .store import (
     JournalStore,
     _expired,
     _wire,
+    check_attempts,
+    check_begin,
+    check_fills,
+    check_id,
+    check_ids,
+    check_lease_seconds,
+    check_settle,
     derive_client_order_id,
     is_ours,
     owner_is_gone,
@@ -362,25 +367,8 @@ class Journal:
         Raises :class:`IdempotencyKeyExpired` when the key's intent was purged and its
         tombstone still stands (one statement: the tombstone check is part of the INSERT).
         """
-        if not (  # the order path's own values pass here; the named checks say what is wrong
-            _printable(idempotency_key)
-            and _printable(client_order_id)
-            and _printable(account)
-            and _printable(symbol)
-            and _printable(fingerprint)
-        ):
-            for name, value in (
-                ("idempotency_key", idempotency_key),
-                ("client_order_id", client_order_id),
-                ("account", account),
-                ("symbol", symbol),
-                ("fingerprint", fingerprint),
-            ):
-                text(name, value)
-        if sending_deadline_ms is not None and (
-            type(sending_deadline_ms) is not int or not 0 <= sending_deadline_ms <= LARGEST
-        ):
-            whole("sending_deadline_ms", sending_deadline_ms, 0)
+        check_begin(idempotency_key, client_order_id, account, symbol, fingerprint,
+                    sending_deadline_ms)  # fmt: skip
         now = time.time()
         fused = sending_deadline_ms is not None
         state, attempts, deadline = (
@@ -438,7 +426,7 @@ class Journal:
 
     def get(self, client_order_id: str) -> Intent | None:
         """The intent recorded under ``client_order_id``, or ``None`` if there is none."""
-        _id("client_order_id", client_order_id)
+        check_id("client_order_id", client_order_id)
         with self._lock:
             return self._get(client_order_id)
 
@@ -473,7 +461,7 @@ class Journal:
         flushes in a worker thread). :attr:`needs_flush` says whether there is any. Inside
         :meth:`transaction` the attempts join it: committed with it, flushed by the caller.
         """
-        attempts = _attempts(attempts)
+        attempts = check_attempts(attempts)
         results: list[bool] = []
         with self._lock:
             joined = self._batching  # inside transaction() (held by this thread): it commits
@@ -670,18 +658,7 @@ class Journal:
 
         ``fills``, the executions the answer carries, are recorded (once per trade id) in
         the same transaction. Not waiting for the disk: see the class."""
-        if not (  # the order path's own values pass here; the named checks say what is wrong
-            type(client_order_id) is str
-            and type(state) is IntentState
-            and (expect is None or type(expect) is View)
-            and (order_json is None or type(order_json) is str)
-            and (error is None or type(error) is str)
-        ):
-            _id("client_order_id", client_order_id)
-            instance("state", state, IntentState, optional=False)
-            instance("expect", expect, View)
-            instance("order_json", order_json, str)
-            instance("error", error, str)
+        check_settle(client_order_id, state, expect, order_json, error)
         where, args = _transition(state, expect)
         rows = _fill_rows(client_order_id, fills)
         with self._lock:
@@ -707,7 +684,7 @@ class Journal:
 
     def unfinished(self, account: str) -> list[Intent]:
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
-        _id("account", account)
+        check_id("account", account)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant  # nosec B608
@@ -721,7 +698,7 @@ class Journal:
         query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant  # nosec B608
         args: tuple[str, ...] = (IntentState.SENDING.value, IntentState.UNKNOWN.value)
         if account is not None:
-            _id("account", account)
+            check_id("account", account)
             query += " AND account = ?"
             args += (account,)
         with self._lock:
@@ -731,8 +708,8 @@ class Journal:
     def lease(self, account: str, seconds: float) -> bool:
         """Take (or renew) the account's reconciliation lease for ``seconds``; False when
         another live process holds it. One reconciler per account at a time."""
-        _id("account", account)
-        duration("seconds", seconds, above=0)
+        check_id("account", account)
+        check_lease_seconds(seconds)
         now = time.time()
         with self._lock:
             cursor = self._db.execute(
@@ -758,7 +735,7 @@ class Journal:
 
     def release(self, account: str) -> None:
         """Give the lease back (if this process holds it)."""
-        _id("account", account)
+        check_id("account", account)
         with self._lock:
             self._db.execute(
                 "DELETE FROM leases WHERE account = ? AND owner = ?", (account, process_token())
@@ -779,7 +756,7 @@ class Journal:
 
     def fills(self, client_order_id: str) -> list[Fill]:
         """The order's recorded fills, oldest first."""
-        _id("client_order_id", client_order_id)
+        check_id("client_order_id", client_order_id)
         with self._lock:
             rows = self._db.execute(
                 "SELECT trade_id, price, quantity, commission, commission_asset FROM fills "
@@ -832,7 +809,7 @@ class Journal:
 
     def tombstone(self, client_order_id: str) -> float | None:
         """Until when (epoch seconds) a purged intent's key is refused; None: no tombstone."""
-        _id("client_order_id", client_order_id)
+        check_id("client_order_id", client_order_id)
         with self._lock:
             row = self._db.execute(
                 "SELECT expires_at FROM tombstones WHERE client_order_id = ? AND expires_at > ?",
@@ -842,9 +819,7 @@ class Journal:
 
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have a journal row."""
-        if isinstance(client_order_ids, (str, bytes)) or not isinstance(client_order_ids, Iterable):
-            raise InvalidRequest("client_order_ids must be a list of client order ids")
-        client_order_ids = [_id("each of client_order_ids", c) for c in client_order_ids]
+        client_order_ids = check_ids(client_order_ids)
         found: set[str] = set()
         with self._lock:
             for start in range(0, len(client_order_ids), 500):
@@ -886,12 +861,7 @@ def _fill_rows(
     client_order_id: str, fills: Iterable[Fill]
 ) -> list[tuple[str, str, str, str, str, str | None]]:
     """Rows of the fills table; a fill without a trade id cannot be told apart: not kept."""
-    _id("client_order_id", client_order_id)
-    if type(fills) in (tuple, list) and not fills:
-        return []
-    if isinstance(fills, (str, bytes)) or not isinstance(fills, Iterable):
-        raise InvalidRequest("fills must be a list of Fill")
-    fills = [instance("each fill", f, Fill, optional=False) for f in fills]
+    check_id("client_order_id", client_order_id)
     return [
         (
             client_order_id,
@@ -901,7 +871,7 @@ def _fill_rows(
             _wire(f.commission),
             f.commission_asset,
         )
-        for f in fills
+        for f in check_fills(fills)
         if f.trade_id is not None
     ]
 
@@ -924,43 +894,3 @@ def _intent(row: tuple[Any, ...]) -> Intent:
         created_at=created,
         updated_at=updated,
     )
-
-
-def _attempts(attempts: object) -> list[tuple[str, View, int]]:
-    """``sending_many``'s ``(client_order_id, seen, deadline_ms)`` triples, checked."""
-    if type(attempts) is list and all(
-        type(a) is tuple
-        and len(a) == 3
-        and type(a[0]) is str
-        and type(a[1]) is View
-        and type(a[2]) is int
-        and 0 <= a[2] <= LARGEST
-        for a in attempts
-    ):
-        return attempts  # the group commit's own list: nothing to copy
-    if isinstance(attempts, (str, bytes)) or not isinstance(attempts, Iterable):
-        raise InvalidRequest("attempts must be a list of (client_order_id, seen, deadline_ms)")
-    checked = []
-    for attempt in attempts:
-        if not isinstance(attempt, tuple) or len(attempt) != 3:
-            raise InvalidRequest("each attempt must be a (client_order_id, seen, deadline_ms)")
-        client_order_id, seen, deadline_ms = attempt
-        _id("client_order_id", client_order_id)
-        instance("seen", seen, View, optional=False)
-        whole("deadline_ms", deadline_ms, 0)
-        checked.append((client_order_id, seen, deadline_ms))
-    return checked
-
-
-def _printable(value: object) -> bool:
-    """What :func:`~securetrade._checks.text` accepts, as a bool: its error is built only
-    for a value that fails."""
-    return type(value) is str and value != "" and value.isprintable()
-
-
-def _id(name: str, value: object) -> str:
-    """An id or account to look up or settle by: text (any text: ids the venue gave, even
-    empty ones, are looked up as they are; only :meth:`Journal.begin` writes new ones)."""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be text (a str), not {type(value).__name__}")
-    return value

@@ -34,6 +34,7 @@ change, and its tombstone ``tombstone_ttl`` seconds later.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -50,6 +51,13 @@ from .store import (
     TOMBSTONE_S,
     _expired,
     _wire,
+    check_attempts,
+    check_begin,
+    check_fills,
+    check_id,
+    check_ids,
+    check_lease_seconds,
+    check_settle,
     owner_is_gone,
     process_token,
     retention_period,
@@ -285,6 +293,13 @@ class RedisJournal:
         a bot that creates the journal each time it starts would take a server that lost
         its data for a new, empty journal, and send again what was already sent.
         """
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "url", "create"}
+        unknown = sorted(str(name) for name in options if name not in known)
+        if unknown:
+            raise InvalidRequest(
+                f"RedisJournal.create: no option {unknown[0]!r}; the options are "
+                f"{', '.join(sorted(known))}"
+            )
         return cls(url, create=True, **options)
 
     def _open(self, *, create: bool, after_loss: bool) -> None:
@@ -364,6 +379,8 @@ class RedisJournal:
         the venue before any send, as for an intent somebody else may have sent (a fused
         claim too: it never records an attempt then).
         """
+        check_begin(idempotency_key, client_order_id, account, symbol, fingerprint,
+                    sending_deadline_ms)  # fmt: skip
         now = time.time()
         token = process_token()
         created = self._begin(
@@ -405,10 +422,17 @@ class RedisJournal:
 
     def get(self, client_order_id: str) -> Intent | None:
         """The intent recorded under ``client_order_id``, or ``None``."""
+        check_id("client_order_id", client_order_id)
         return _intent(self._redis.hgetall(self._intent_key(client_order_id)))
 
     def sending(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
         """The transition to SENDING, from ``seen`` only; see :meth:`Journal.sending`."""
+        ((client_order_id, seen, deadline_ms),) = check_attempts(
+            [(client_order_id, seen, deadline_ms)]
+        )
+        return self._send(client_order_id, seen, deadline_ms)
+
+    def _send(self, client_order_id: str, seen: View, deadline_ms: int) -> bool:
         now = time.time()
         return bool(
             self._sending(
@@ -434,7 +458,7 @@ class RedisJournal:
 
     def sending_many(self, attempts: Sequence[tuple[str, View, int]]) -> list[bool]:
         """Each claim is its own atomic script; the server's AOF makes them durable."""
-        return [self.sending(cid, seen, deadline) for cid, seen, deadline in attempts]
+        return [self._send(cid, seen, deadline) for cid, seen, deadline in check_attempts(attempts)]
 
     def settle(
         self,
@@ -448,6 +472,8 @@ class RedisJournal:
     ) -> bool:
         """A transition of the intent, checked and written in one script; see
         :meth:`Journal.settle`. Returns whether it applied."""
+        check_settle(client_order_id, state, expect, order_json, error)
+        fills = check_fills(fills)
         if state in GUARDED and expect is None:
             raise InvalidRequest(
                 f"a write of {state.value} must name the row it read: pass expect=intent.view"
@@ -483,6 +509,8 @@ class RedisJournal:
 
     def record_fills(self, client_order_id: str, fills: Iterable[Fill]) -> int:
         """Record executions, once per trade id; see :meth:`Journal.record_fills`."""
+        check_id("client_order_id", client_order_id)
+        fills = check_fills(fills)
         pipe = self._redis.pipeline(transaction=False)
         self._queue_fills(pipe, client_order_id, fills)
         results = pipe.execute()
@@ -499,6 +527,7 @@ class RedisJournal:
 
     def fills(self, client_order_id: str) -> list[Fill]:
         """The order's recorded fills, in trade id order."""
+        check_id("client_order_id", client_order_id)
         raw = self._redis.hgetall(self._fills_key(client_order_id))
         rows = sorted(((_text(k), _text(v)) for k, v in raw.items()), key=_trade_order)
         return [Fill(trade_id=t, **json.loads(v)) for t, v in rows]
@@ -510,6 +539,7 @@ class RedisJournal:
     def tombstone(self, client_order_id: str) -> float | None:
         """Until when (epoch seconds) a purged intent's key is refused; None: no tombstone.
         While the intent itself is kept, its tombstone is only scheduled: None."""
+        check_id("client_order_id", client_order_id)
         if self._redis.exists(self._intent_key(client_order_id)):
             return None
         left = int(self._redis.pttl(self._tombstone_key(client_order_id)))
@@ -525,6 +555,7 @@ class RedisJournal:
 
     def unfinished(self, account: str) -> list[Intent]:
         """The account's intents that have no final state yet."""
+        check_id("account", account)
         return [i for i in self._of_account(account) if i.state in UNFINISHED]
 
     def unresolved(self, account: str | None = None) -> list[Intent]:
@@ -532,12 +563,13 @@ class RedisJournal:
         if account is None:
             accounts = sorted(_text(a) for a in self._redis.smembers(f"{self._tag}accounts"))
         else:
-            accounts = [account]
+            accounts = [check_id("account", account)]
         wanted = (IntentState.SENDING, IntentState.UNKNOWN)
         return [i for a in accounts for i in self._of_account(a) if i.state in wanted]
 
     def known(self, client_order_ids: list[str]) -> set[str]:
         """Which of ``client_order_ids`` have an entry (one pipelined round trip)."""
+        client_order_ids = check_ids(client_order_ids)
         pipe = self._redis.pipeline(transaction=False)
         for cid in client_order_ids:
             pipe.exists(self._intent_key(cid))
@@ -548,6 +580,8 @@ class RedisJournal:
         cannot answer raises :class:`JournalError` (the caller sends nothing then)."""
         import redis as redis_module
 
+        check_id("account", account)
+        check_lease_seconds(seconds)
         key = f"{self._tag}lease:{account}"
         ms = max(1, int(seconds * 1000))
         try:
@@ -567,6 +601,7 @@ class RedisJournal:
         by itself, after ``Settings.recovery_lease``)."""
         import redis as redis_module
 
+        check_id("account", account)
         try:
             self._release(keys=[f"{self._tag}lease:{account}"], args=[process_token()])
         except redis_module.RedisError as exc:

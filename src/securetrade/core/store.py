@@ -1,7 +1,8 @@
 """What every order journal shares, whichever store holds it (SQLite on one host, Redis
 across hosts): the intent's deterministic client order id, who owns an intent, the retention
-bounds, the :class:`JournalStore` protocol the order flows are written against, and the
-helpers both stores use to write amounts and refuse a purged key."""
+bounds, the :class:`JournalStore` protocol the order flows are written against, the
+helpers both stores use to write amounts and refuse a purged key, and the checks both
+apply to their arguments at entry."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from .._checks import number
-from ..errors import IdempotencyKeyExpired
+from .._checks import LARGEST, instance, number, text, whole
+from .._checks import seconds as duration
+from ..errors import IdempotencyKeyExpired, InvalidRequest
 from ..models import Fill
 from .states import Intent, IntentState, View
 
@@ -24,6 +26,13 @@ __all__ = [
     "RETENTION_S",
     "TOMBSTONE_S",
     "JournalStore",
+    "check_attempts",
+    "check_begin",
+    "check_fills",
+    "check_id",
+    "check_ids",
+    "check_lease_seconds",
+    "check_settle",
     "derive_client_order_id",
     "is_ours",
     "owner_is_gone",
@@ -186,3 +195,119 @@ def _expired(client_order_id: str, until: float) -> IdempotencyKeyExpired:
         "sent. Use a new key for a new order",
         client_order_id=client_order_id,
     )
+
+
+# --- arguments, checked at each journal's entry -------------------------------------------------
+# The order path passes its own values, which pass the first test of each check; the
+# named checks run only for a value that fails, to say what is wrong (the hot path pays one
+# type test per argument). A journal is public API: no sqlite3 or Redis error of a wrong
+# argument may reach its caller.
+
+
+def check_begin(
+    idempotency_key: object,
+    client_order_id: object,
+    account: object,
+    symbol: object,
+    fingerprint: object,
+    sending_deadline_ms: object,
+) -> None:
+    """A new intent's ids (printable text) and its fused attempt's deadline (or None)."""
+    if not (
+        _printable(idempotency_key)
+        and _printable(client_order_id)
+        and _printable(account)
+        and _printable(symbol)
+        and _printable(fingerprint)
+    ):
+        for name, value in (
+            ("idempotency_key", idempotency_key),
+            ("client_order_id", client_order_id),
+            ("account", account),
+            ("symbol", symbol),
+            ("fingerprint", fingerprint),
+        ):
+            text(name, value)
+    if sending_deadline_ms is not None and (
+        type(sending_deadline_ms) is not int or not 0 <= sending_deadline_ms <= LARGEST
+    ):
+        whole("sending_deadline_ms", sending_deadline_ms, 0)
+
+
+def check_settle(
+    client_order_id: object, state: object, expect: object, order_json: object, error: object
+) -> None:
+    """A transition's id, target state, expected view and texts."""
+    if not (
+        type(client_order_id) is str
+        and type(state) is IntentState
+        and (expect is None or type(expect) is View)
+        and (order_json is None or type(order_json) is str)
+        and (error is None or type(error) is str)
+    ):
+        check_id("client_order_id", client_order_id)
+        instance("state", state, IntentState, optional=False)
+        instance("expect", expect, View)
+        instance("order_json", order_json, str)
+        instance("error", error, str)
+
+
+def check_attempts(attempts: object) -> list[tuple[str, View, int]]:
+    """``sending_many``'s ``(client_order_id, seen, deadline_ms)`` triples."""
+    if type(attempts) is list and all(
+        type(a) is tuple
+        and len(a) == 3
+        and type(a[0]) is str
+        and type(a[1]) is View
+        and type(a[2]) is int
+        and 0 <= a[2] <= LARGEST
+        for a in attempts
+    ):
+        return attempts  # the group commit's own list: nothing to copy
+    if isinstance(attempts, (str, bytes)) or not isinstance(attempts, Iterable):
+        raise InvalidRequest("attempts must be a list of (client_order_id, seen, deadline_ms)")
+    checked = []
+    for attempt in attempts:
+        if not isinstance(attempt, tuple) or len(attempt) != 3:
+            raise InvalidRequest("each attempt must be a (client_order_id, seen, deadline_ms)")
+        client_order_id, seen, deadline_ms = attempt
+        check_id("client_order_id", client_order_id)
+        instance("seen", seen, View, optional=False)
+        whole("deadline_ms", deadline_ms, 0)
+        checked.append((client_order_id, seen, deadline_ms))
+    return checked
+
+
+def check_fills(fills: object) -> Sequence[Fill]:
+    """The executions an answer carries: a list of :class:`~securetrade.models.Fill`."""
+    if isinstance(fills, (tuple, list)) and all(type(f) is Fill for f in fills):
+        return fills
+    if isinstance(fills, (str, bytes)) or not isinstance(fills, Iterable):
+        raise InvalidRequest("fills must be a list of Fill")
+    return [instance("each fill", f, Fill, optional=False) for f in fills]
+
+
+def check_ids(client_order_ids: object) -> list[str]:
+    """A list of client order ids to look up."""
+    if isinstance(client_order_ids, (str, bytes)) or not isinstance(client_order_ids, Iterable):
+        raise InvalidRequest("client_order_ids must be a list of client order ids")
+    return [check_id("each of client_order_ids", c) for c in client_order_ids]
+
+
+def check_lease_seconds(seconds: object) -> float:
+    """How long a recovery lease is taken for."""
+    return duration("seconds", seconds, above=0)
+
+
+def check_id(name: str, value: object) -> str:
+    """An id or account to look up or settle by: text (any text: ids the venue gave, even
+    empty ones, are looked up as they are; only ``begin`` writes new ones)."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text (a str), not {type(value).__name__}")
+    return value
+
+
+def _printable(value: object) -> bool:
+    """What :func:`~securetrade._checks.text` accepts, as a bool: its error is built only
+    for a value that fails."""
+    return type(value) is str and value != "" and value.isprintable()
