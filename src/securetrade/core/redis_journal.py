@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._checks import number
+from .._redis import redis_client
 from ..errors import InvalidRequest, JournalError
 from ..models import Fill
 from .states import GUARDED, PURGEABLE, SOURCES, UNFINISHED, Intent, IntentState, View
@@ -260,7 +261,7 @@ class RedisJournal:
                 client = redis_module.Redis.from_url(url)
             except ValueError as exc:  # the message names the schemes, never the password
                 raise InvalidRequest(f"RedisJournal: unusable Redis URL: {exc}") from None
-        self._redis = client
+        self._redis = client = redis_client(client, what="RedisJournal")
         self._prefix = prefix
         self._tag = "{" + prefix + "}"  # one hash slot for the whole journal
         self.retention = retention

@@ -47,6 +47,13 @@ class SharedState:
     """
 
     def __init__(self, gate: Gate, *, name: str = "custom") -> None:
+        if not isinstance(getattr(gate, "shared", None), bool) or not callable(
+            getattr(gate, "admit", None)
+        ):
+            raise InvalidRequest(
+                "SharedState needs a gate (see securetrade.gateway.gate.Gate); build one with "
+                "SharedState.memory(), .sqlite(path) or .redis(url)"
+            )
         self.gate = gate
         self.shared = gate.shared
         self.name = name

@@ -158,6 +158,13 @@ class PersonalDataPolicy:
     """
 
     def __init__(self, tags: Mapping[str, Personal]) -> None:
+        if not isinstance(tags, Mapping) or not all(
+            isinstance(name, str) and isinstance(tag, Personal) for name, tag in tags.items()
+        ):
+            raise InvalidRequest(
+                "tags must map field names to Personal(...) tags; PersonalDataPolicy.default() "
+                "builds the SDK's own"
+            )
         self.tags = dict(tags)
         self.subject_fields = tuple(name for name, tag in self.tags.items() if tag.subject)
 

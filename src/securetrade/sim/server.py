@@ -18,6 +18,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..errors import InvalidRequest
 from .binance import SimResponse
 from .certs import Certificates, make_certificates
 
@@ -194,6 +195,8 @@ class HttpsServer(Served):
         port: int = 0,
         certificates: Certificates | None = None,
     ) -> None:
+        if not callable(handler):
+            raise InvalidRequest("HttpsServer needs a handler: a function(request) -> response")
         self.certificates = certificates or make_certificates()
         self._server = _Server((host, port), handler, server_context(self.certificates))
         self.host = host
