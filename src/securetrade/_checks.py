@@ -14,7 +14,7 @@ import operator
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from .errors import InvalidRequest
 
@@ -101,11 +101,17 @@ def epoch(name: str, value: Any) -> float:
     return number(f"{name} (epoch seconds)", value, least=0, most=LAST_SECOND)
 
 
+def is_text(value: object, *, empty: bool = False) -> TypeGuard[str]:
+    """Whether :func:`text` accepts ``value``, as a bool: for hot paths that build the
+    error only for a value that fails."""
+    return isinstance(value, str) and (empty or value != "") and value.isprintable()
+
+
 def text(name: str, value: Any, *, empty: bool = False) -> str:
     """Printable text (non-empty unless ``empty``)."""
-    if not isinstance(value, str) or (not empty and not value) or not value.isprintable():
-        raise InvalidRequest(f"{name} must be {'' if empty else 'non-empty '}printable text")
-    return value
+    if is_text(value, empty=empty):
+        return value
+    raise InvalidRequest(f"{name} must be {'' if empty else 'non-empty '}printable text")
 
 
 def path(name: str, value: Any) -> str | os.PathLike[str]:

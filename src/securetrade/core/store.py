@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from .._checks import LARGEST, instance, number, text, whole
+from .._checks import LARGEST, instance, is_text, number, text, whole
 from .._checks import seconds as duration
 from ..errors import IdempotencyKeyExpired, InvalidRequest
 from ..models import Fill
@@ -214,11 +214,11 @@ def check_begin(
 ) -> None:
     """A new intent's ids (printable text) and its fused attempt's deadline (or None)."""
     if not (
-        _printable(idempotency_key)
-        and _printable(client_order_id)
-        and _printable(account)
-        and _printable(symbol)
-        and _printable(fingerprint)
+        is_text(idempotency_key)
+        and is_text(client_order_id)
+        and is_text(account)
+        and is_text(symbol)
+        and is_text(fingerprint)
     ):
         for name, value in (
             ("idempotency_key", idempotency_key),
@@ -305,9 +305,3 @@ def check_id(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be text (a str), not {type(value).__name__}")
     return value
-
-
-def _printable(value: object) -> bool:
-    """What :func:`~securetrade._checks.text` accepts, as a bool: its error is built only
-    for a value that fails."""
-    return type(value) is str and value != "" and value.isprintable()

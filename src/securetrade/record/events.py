@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._checks import function, text, whole
+from .._checks import function, is_text, text, whole
 from ..errors import InvalidRequest
 from ..transport.redaction import redact_headers, redact_query
 
@@ -71,7 +71,7 @@ class AuditLog:
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Record one event. Fields must already be public (no secrets, redacted URLs)."""
-        if type(kind) is not str or not kind.isprintable() or not kind:
+        if not is_text(kind):
             text("kind", kind)  # the layers' own kinds pass above: this says what is wrong
         event = Event(kind, fields)
         with self._lock:
