@@ -280,6 +280,46 @@ def test_waiting_for_a_free_pooled_connection_is_cut_by_the_pool_phase(
     assert len(server.requests) == 1
 
 
+def test_a_pool_wait_that_times_out_or_is_cancelled_leaves_no_slot_taken(
+    certs: Certificates, raw: Callable[..., RawServer]
+) -> None:
+    """The wait for a pooled connection is cut by a timer on the waiting task: neither a
+    waiter whose pool phase ran out nor one cancelled from outside may keep a slot, so
+    the next caller gets the connection once it is free."""
+    server = raw(lambda index, head: [0.4, OK])
+
+    async def main() -> tuple[object, object, object, HttpResponse]:
+        transport = AsyncHttpTransport(
+            server.base_url,
+            pinned_ssl_context(PinSet({HOST: [certs.leaf_pin, certs.ca_pin]}), cadata=certs.ca_pem),
+            timeout=Timeout(10.0, pool=5.0),
+            max_connections=1,
+        )
+        try:
+            holder = asyncio.ensure_future(transport.send(ORDER))
+            await asyncio.sleep(0.05)
+            timed_out = asyncio.ensure_future(
+                transport.send(ORDER, timeout=Timeout(10.0, pool=0.1))
+            )
+            cancelled = asyncio.ensure_future(transport.send(ORDER))
+            await asyncio.sleep(0.15)
+            cancelled.cancel()
+            outcomes = await asyncio.gather(holder, timed_out, cancelled, return_exceptions=True)
+            after = await transport.send(ORDER, timeout=Timeout(10.0, pool=1.0))
+            return (*outcomes, after)  # type: ignore[return-value]
+        finally:
+            await transport.aclose()
+
+    held, timed_out, cancelled, after = asyncio.run(main())
+    assert isinstance(held, HttpResponse)
+    assert isinstance(timed_out, TransportFailure)
+    assert timed_out.sent is False
+    assert "no free connection" in str(timed_out)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert after.status == 200
+    assert len(server.requests) == 2
+
+
 @pytest.mark.parametrize(
     "value",
     [0, -1, float("nan"), float("inf"), True, "5", 3601],

@@ -30,6 +30,7 @@ import logging
 import select
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -65,6 +66,18 @@ log = logging.getLogger("securetrade.transport")
 _READ_SIZE = 256 * 1024
 
 T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+
+    async def _within_seconds(step: Awaitable[T], seconds: float) -> T:
+        """``step``, or :class:`asyncio.TimeoutError` after ``seconds``: a timer that
+        cancels the waiting task. ``wait_for`` would wrap ``step`` in a task of its own,
+        which a fan-out pays for every order that waits for a pooled connection."""
+        async with asyncio.timeout(seconds):
+            return await step
+
+else:  # Python 3.10: no asyncio.timeout
+    _within_seconds = asyncio.wait_for
 
 
 class _Exchange(abc.ABC):
@@ -732,7 +745,7 @@ class AsyncHttpTransport:
         assert slots is not None
         if slots.locked():  # every connection busy: wait for one, within the pool phase
             try:
-                await asyncio.wait_for(slots.acquire(), phases.pool)
+                await _within_seconds(slots.acquire(), phases.pool)
             except asyncio.TimeoutError:
                 raise TransportFailure(
                     f"no free connection within {phases.pool:g} s (all {self._max_connections}"
