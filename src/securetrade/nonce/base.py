@@ -9,13 +9,13 @@ steps backwards, so they never repeat and never go down.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from .._checks import Choice
 from ..errors import InvalidRequest
 
 __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
@@ -25,7 +25,7 @@ __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
 MAX_NONCE = 2**53 - 1
 
 
-class Resolution(enum.Enum):
+class Resolution(Choice):
     """The unit of a clock-based nonce. A venue key, once used at one, may be stuck at it.
 
     Kraken compares each nonce with the highest it has seen for the key, forever: after a

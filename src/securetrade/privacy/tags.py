@@ -18,10 +18,9 @@ import ipaddress
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
-from .._checks import text
+from .._checks import Choice, text
 from ..errors import InvalidRequest
 
 _Model = TypeVar("_Model", bound=type)
@@ -38,7 +37,7 @@ __all__ = [
 ]
 
 
-class Category(str, Enum):
+class Category(str, Choice):
     """The kinds of personal data the SDK may hold; CREDENTIAL is CPRA "sensitive"."""
 
     ACCOUNT_ID = "account_id"
