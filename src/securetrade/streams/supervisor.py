@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._checks import seconds, text
 from ..errors import (
     AuthenticationRejected,
     InvalidRequest,
@@ -185,6 +186,7 @@ class UserStream:
     async def wait_healthy(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a connection; then whether the stream is
         :attr:`healthy`."""
+        seconds("timeout", timeout, least=0)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._connector.connected.wait(), timeout)
         return self.healthy
@@ -203,6 +205,8 @@ class UserStream:
     def subscribe(self, kinds: tuple[type, ...]) -> Subscription:
         """A new subscription to the events of the given types, each in a bounded queue of its
         own."""
+        if not (isinstance(kinds, tuple) and kinds and all(isinstance(k, type) for k in kinds)):
+            raise InvalidRequest("kinds must be a tuple of event classes, such as (OrderUpdate,)")
         sub = Subscription(self, kinds, self.options.subscriber_queue)
         self._subscribers.append(sub)
         return sub
@@ -217,17 +221,23 @@ class UserStream:
     def note_placed(self, symbol: str, client_order_id: str) -> None:
         """Record an order this process is placing, so its events are ours and a lost answer is
         swept over REST."""
+        text("symbol", symbol)
+        text("client_order_id", client_order_id)
         self._placed[client_order_id] = symbol
         self._ours.add(client_order_id)
 
     def resync(self, reason: str = "requested") -> None:
         """Reconcile over REST now (a ``StreamGap`` with ``reason``, then ``Resynced``), as
         after a gap: for a caller that has its own reason to doubt the stream."""
+        text("reason", reason)
         self._offer(Marker(reason, "a reconciliation was asked for"))
 
     def note_withdrawal(self, asset: str, amount: Decimal) -> None:
         """Record a withdrawal this process made, so the venue's report of it (matched within an
         hour) is not taken for an intruder's."""
+        text("asset", asset)
+        if not (isinstance(amount, Decimal) and amount.is_finite() and amount > 0):
+            raise InvalidRequest("amount must be a positive, finite Decimal")
         self._withdrawn.append(_Withdrawn(asset, amount, time.monotonic()))
 
     # --- the socket's side ---------------------------------------------------------------
