@@ -1139,3 +1139,61 @@ def test_stream_dialect_methods_refuse_hostile_arguments(
         e for method in _public_methods(dialect) for e in _walk(obj, dialect, method, tmp_path)
     ]
     assert not escapes, "\n".join(escapes)
+
+
+class _Rest:
+    """The REST side a user stream reconciles through (answers nothing: never called)."""
+
+    async def open_orders(self) -> list[Any]:
+        return []
+
+
+def _stream_parts() -> dict[str, dict[str, Any]]:
+    """Working constructor arguments of MarketStream and UserStream (nothing connects
+    until they are started)."""
+    from securetrade.streams import BinanceStreams
+
+    common = {"dialect": BinanceStreams(), "url": "wss://127.0.0.1:9/ws", "context": None}
+    return {
+        "MarketStream": {**common, "symbol": "BTCUSDT", "options": None, "channel": "ticker"},
+        "UserStream": {
+            **common,
+            "credentials": lambda: (_api_key(), _signer()),
+            "now_ms": lambda: 0,
+            "rest": _Rest(),
+            "journal": Journal(":memory:"),
+            "monitor": AnomalyMonitor(),
+            "options": None,
+            "unify": None,
+            "rest_url": None,
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", ["MarketStream", "UserStream"])
+def test_stream_constructors_refuse_hostile_arguments(kind: str) -> None:
+    """Built by hand (a platform's own venue), a stream refuses a wrong part when built:
+    before, a URL, context or symbol of any type was kept and failed at the first connect,
+    inside a background task, and a wrong dialect or options was an AttributeError."""
+    from securetrade import streams
+
+    cls = getattr(streams, kind)
+    escapes: list[str] = []
+    accepted: list[str] = []
+    for argument in _stream_parts()[kind]:
+        for value in HOSTILE:
+            parts = _stream_parts()[kind]
+            parts[argument] = value
+            dialect = parts.pop("dialect")
+            try:
+                cls(dialect, **parts)
+            except SecureTradeError:
+                continue
+            except Exception as exc:
+                escapes.append(f"{kind}({argument}={value!r:.40}): {type(exc).__name__}: {exc}")
+                continue
+            accepted.append(f"{argument}={value!r:.20}")
+    assert not escapes, "\n".join(escapes)
+    defaults = {"options=None", "unify=None", "rest_url=None", "context=None", "channel=''"}
+    printable = ("symbol=' '", "symbol='xxx")  # text: the venue's grammar is checked later
+    assert all(a in defaults or a.startswith(printable) for a in accepted), accepted

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._checks import seconds, text
+from .._checks import function, instance, is_text, seconds, text
 from ..errors import (
     AuthenticationRejected,
     InvalidRequest,
@@ -49,7 +49,7 @@ from .events import (
 )
 from .ledger import Ledger, Tracked
 from .lines import LineConnector
-from .options import Fatal, Marker, Rest, StreamOptions, Subscription
+from .options import Fatal, Marker, Rest, StreamOptions, Subscription, check_stream
 
 if TYPE_CHECKING:
     from ..core.store import JournalStore
@@ -87,6 +87,17 @@ class UserStream:
     ) -> None:
         """``rest_url``: the venue's REST base, where a line stream's missed transactions
         are read (OANDA's ``sinceid``)."""
+        check_stream(dialect, url, context, options)
+        for name, value in (("credentials", credentials), ("now_ms", now_ms)):
+            function(name, value)
+        function("unify", unify, optional=True)
+        if not callable(getattr(rest, "open_orders", None)):
+            raise InvalidRequest("rest must answer the stream's REST questions (see streams.Rest)")
+        instance("monitor", monitor, AnomalyMonitor, optional=False)
+        if not callable(getattr(journal, "known", None)):  # what it asks (and records fills)
+            raise InvalidRequest("journal must be the client's order journal (a JournalStore)")
+        if rest_url is not None and not (is_text(rest_url) and rest_url.startswith("https://")):
+            raise InvalidRequest("rest_url must be the venue's https:// REST base (or None)")
         self.dialect = dialect
         self._unify = unify or (lambda symbol: symbol)
         self.venue = dialect.name
