@@ -984,6 +984,8 @@ async def _fresh_user(
     hub: Any, *, stream_url: Any = None, monitor: Any = None, options: Any = None, url: str = ""
 ) -> Any:
     """``user_stream`` as on a hub that has none yet (it keeps its first), closed after."""
+    if hub.user is not None:  # one an earlier call (watch_user) started
+        await hub.user.close()
     hub.user = None
     user = hub.user_stream(stream_url=stream_url or url, monitor=monitor, options=options)
     await user.close()
