@@ -48,6 +48,7 @@ from securetrade import (
     Results,
     SecureTradeError,
 )
+from securetrade.clock import VenueClock
 from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Outbox, Sizing
 from securetrade.core.redis_journal import RedisJournal
 from securetrade.core.states import View
@@ -64,6 +65,7 @@ from securetrade.gateway import (
 )
 from securetrade.gateway.gate import Bucket, Strikes
 from securetrade.keys import KdfParams, Secret
+from securetrade.nonce import MemoryNonceSource
 from securetrade.oauth import OAuthCredential
 from securetrade.policy import AnomalyMonitor
 from securetrade.policy.anomaly import Activity
@@ -76,9 +78,11 @@ from securetrade.privacy import (
     RetentionPolicy,
 )
 from securetrade.record import AuditKey, Event
+from securetrade.signing import HmacSha256Signer
 from securetrade.sim import Simulator
 from securetrade.streams import StreamOptions
 from securetrade.transport import HttpRequest, HttpResponse
+from securetrade.verify import MemoryReplayStore
 from test_public_api_errors import SUBPACKAGES
 
 
@@ -242,6 +246,14 @@ BASELINE: dict[str, Any] = {
     "event": lambda tmp: LeaderEvent(
         "walk-event", "BTCUSDT", "BUY", "0.01", Decimal("60000"), int(time.time() * 1000)
     ),
+    "other": lambda tmp: _api_key(),
+    "scope": "read",
+    "floor": 5,
+    "payload": b"walk",
+    "sent_local_ms": 1_700_000_000_000.0,
+    "received_local_ms": 1_700_000_000_050.0,
+    "server_ms": 1_700_000_000_025,
+    "now_ms": 1_700_000_000_000,
     "snapshot": lambda tmp: LeaderSnapshot(
         "walk-snapshot",
         {"BTCUSDT": Decimal("0.01")},
@@ -554,6 +566,11 @@ TARGETS: dict[type, Callable[[Path], Any]] = {
     TrustedProxies: lambda tmp: TrustedProxies(["10.0.0.0/8"]),
     SharedState: lambda tmp: SharedState.sqlite(tmp / "gateway.sqlite3"),
     Outbox: lambda tmp: Outbox(tmp / "outbox.sqlite3"),
+    ApiKey: lambda tmp: _api_key(),
+    MemoryNonceSource: lambda tmp: MemoryNonceSource(),
+    VenueClock: lambda tmp: VenueClock(),
+    HmacSha256Signer: lambda tmp: HmacSha256Signer(Secret(b"walk-signing-secret-0001")),
+    MemoryReplayStore: lambda tmp: MemoryReplayStore(),
 }
 
 

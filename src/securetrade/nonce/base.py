@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from .._checks import Choice
+from .._checks import Choice, is_text
 from ..errors import InvalidRequest
 
 __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
@@ -66,8 +66,8 @@ class NonceSource(Protocol):
 
 def stream_name(key_id: str) -> str:
     """A stable name for the key's sequence that does not spell out the key id."""
-    if not key_id:
-        raise InvalidRequest("a nonce sequence needs a non-empty key id")
+    if not is_text(key_id):  # an int or None would name a sequence by its text
+        raise InvalidRequest("a nonce sequence needs a key id: non-empty printable text")
     return hashlib.sha256(key_id.encode("utf-8")).hexdigest()[:32]
 
 
