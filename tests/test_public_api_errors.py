@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,39 @@ SUBPACKAGES = (
 )  # fmt: skip
 
 
-def _classes() -> dict[str, type]:
-    """Every exported class by its public name (``Policy``, ``copy.Follower``), enums
-    aside: looking a member up by value follows Python's Enum contract."""
-    found: dict[str, type] = {}
+def _exported() -> dict[str, Any]:
+    """Every name in the ``__all__`` of securetrade and its subpackages, by public name
+    (``Policy``, ``copy.Follower``); an object exported twice is named once."""
+    found: dict[str, Any] = {}
     for prefix, module in [("", securetrade)] + [
         (f"{name}.", importlib.import_module(f"securetrade.{name}")) for name in SUBPACKAGES
     ]:
         for name in getattr(module, "__all__", ()):
-            kind = getattr(module, name, None)
-            if (
-                inspect.isclass(kind)
-                and not issubclass(kind, (BaseException, enum.Enum))
-                and kind not in found.values()
-            ):
-                found[prefix + name] = kind
+            value = getattr(module, name, None)
+            if not any(value is seen for seen in found.values()):
+                found[prefix + name] = value
     return found
 
 
+def _classes() -> dict[str, type]:
+    """Every exported class but errors and enums (walked by their own test below)."""
+    return {
+        name: kind
+        for name, kind in _exported().items()
+        if inspect.isclass(kind) and not issubclass(kind, (BaseException, enum.Enum))
+    }
+
+
+def _enums() -> dict[str, type[enum.Enum]]:
+    return {
+        name: kind
+        for name, kind in _exported().items()
+        if inspect.isclass(kind) and issubclass(kind, enum.Enum)
+    }
+
+
 CLASSES = _classes()
+ENUMS = _enums()
 
 
 def _constructors() -> list[tuple[str, str]]:
@@ -88,3 +103,45 @@ def test_the_walk_covers_the_public_constructors() -> None:
     kinds = {kind for kind, _ in _constructors()}
     assert {"Policy", "RateLimiter", "AuditLog", "KillSwitch", "Settings"} <= kinds
     assert {"core.RedisJournal", "privacy.PersonalDataPolicy", "gateway.SharedState"} <= kinds
+
+
+class _Unprintable:
+    """A value whose ``str`` raises: a message built with ``str(value)`` would raise too."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this value")
+
+
+#: What an enum is called with besides :data:`WRONG`: a name instead of a value, a huge
+#: one, numbers that are not (NaN, infinities), and values with no text.
+NOT_MEMBERS = [
+    "bogus", "BUY", "buy ", "\x00", "x" * 100_000, 10**100, -(10**100), 1.5,
+    float("-inf"), Decimal("NaN"), Decimal("Infinity"), _Unprintable(),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(ENUMS))
+def test_an_unknown_enum_value_is_a_securetrade_error(kind: str) -> None:
+    """``Side("bogus")`` is an InvalidRequest naming the accepted values (a ValueError
+    still), the same for every exported enum; a value that is one gives its member."""
+    cls = ENUMS[kind]
+    for value in WRONG + NOT_MEMBERS:
+        message = ""
+        try:
+            member = cls(value)
+        except SecureTradeError as exc:
+            message = str(exc)
+        except Exception as exc:  # pragma: no cover - the failure this test reports
+            pytest.fail(f"{kind}({value!r:.40}) raised {type(exc).__name__}: {exc}")
+        if message:
+            assert len(message) < 400, f"{kind}: the message repeats the whole value"
+            assert all(str(m.value) in message for m in cls), f"{kind}: {message}"
+            continue
+        assert member.value == value
+    for member in cls:
+        assert cls(member.value) is member
+
+
+def test_the_walk_covers_the_exported_enums() -> None:
+    assert len(ENUMS) >= 25  # 25 when written
+    assert {"Side", "gateway.Side", "policy.Severity", "core.Resource", "venues.Op"} <= set(ENUMS)

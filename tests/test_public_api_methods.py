@@ -12,9 +12,12 @@ slip past it untested; a coverage assertion keeps the walk from walking nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import inspect
 import io
 import itertools
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+import securetrade
 from securetrade import (
     ApiKey,
     AsyncClient,
@@ -32,6 +36,7 @@ from securetrade import (
     AuditTrail,
     Client,
     IntentState,
+    InvalidRequest,
     Journal,
     KeyRing,
     KeyStore,
@@ -43,6 +48,7 @@ from securetrade import (
     Results,
     SecureTradeError,
 )
+from securetrade.clock import VenueClock
 from securetrade.copy import CopyEngine, Follower, LeaderEvent, LeaderSnapshot, Outbox, Sizing
 from securetrade.core.redis_journal import RedisJournal
 from securetrade.core.states import View
@@ -59,6 +65,7 @@ from securetrade.gateway import (
 )
 from securetrade.gateway.gate import Bucket, Strikes
 from securetrade.keys import KdfParams, Secret
+from securetrade.nonce import MemoryNonceSource
 from securetrade.oauth import OAuthCredential
 from securetrade.policy import AnomalyMonitor
 from securetrade.policy.anomaly import Activity
@@ -71,9 +78,20 @@ from securetrade.privacy import (
     RetentionPolicy,
 )
 from securetrade.record import AuditKey, Event
+from securetrade.signing import HmacSha256Signer
 from securetrade.sim import Simulator
 from securetrade.streams import StreamOptions
 from securetrade.transport import HttpRequest, HttpResponse
+from securetrade.verify import MemoryReplayStore
+from test_public_api_errors import SUBPACKAGES
+
+
+class _Unprintable:
+    """A value whose ``str`` raises: a message built with ``str(value)`` raises too."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this value")
+
 
 HOSTILE: list[Any] = [
     None,
@@ -94,6 +112,10 @@ HOSTILE: list[Any] = [
     "x" * 100_000,
     "\x00",
     "a\r\nb",
+    float("-inf"),
+    Decimal("-Infinity"),
+    -(10**100),
+    _Unprintable(),
 ]
 
 #: Stream options the ``watch_*`` methods take as keywords (their ``**options``).
@@ -224,6 +246,14 @@ BASELINE: dict[str, Any] = {
     "event": lambda tmp: LeaderEvent(
         "walk-event", "BTCUSDT", "BUY", "0.01", Decimal("60000"), int(time.time() * 1000)
     ),
+    "other": lambda tmp: _api_key(),
+    "scope": "read",
+    "floor": 5,
+    "payload": b"walk",
+    "sent_local_ms": 1_700_000_000_000.0,
+    "received_local_ms": 1_700_000_000_050.0,
+    "server_ms": 1_700_000_000_025,
+    "now_ms": 1_700_000_000_000,
     "snapshot": lambda tmp: LeaderSnapshot(
         "walk-snapshot",
         {"BTCUSDT": Decimal("0.01")},
@@ -536,6 +566,11 @@ TARGETS: dict[type, Callable[[Path], Any]] = {
     TrustedProxies: lambda tmp: TrustedProxies(["10.0.0.0/8"]),
     SharedState: lambda tmp: SharedState.sqlite(tmp / "gateway.sqlite3"),
     Outbox: lambda tmp: Outbox(tmp / "outbox.sqlite3"),
+    ApiKey: lambda tmp: _api_key(),
+    MemoryNonceSource: lambda tmp: MemoryNonceSource(),
+    VenueClock: lambda tmp: VenueClock(),
+    HmacSha256Signer: lambda tmp: HmacSha256Signer(Secret(b"walk-signing-secret-0001")),
+    MemoryReplayStore: lambda tmp: MemoryReplayStore(),
 }
 
 
@@ -679,3 +714,505 @@ def test_redis_journal_method_refuses_hostile_arguments(
     finally:
         journal.close()
     assert not escapes, "\n".join(escapes)
+
+
+# --- the module-level functions securetrade and its subpackages export -----------------------
+
+
+def _instrument() -> Any:
+    from securetrade.models import Instrument
+
+    return Instrument(
+        symbol="BTCUSDT",
+        base_asset="BTC",
+        quote_asset="USDT",
+        tick_size=Decimal("0.01"),
+        step_size=Decimal("0.00001"),
+    )
+
+
+def _follower_state() -> Any:
+    from securetrade.copy import FollowerState
+
+    return FollowerState(_instrument(), int(time.time() * 1000), equity=Decimal("10000"))
+
+
+def _follower_view() -> Any:
+    from securetrade.copy import FollowerView
+
+    return FollowerView(_instrument(), Decimal("0"), Decimal("0"), equity=Decimal("10000"))
+
+
+def _key_permissions() -> Any:
+    from securetrade.keys import KeyPermissions, Scope
+
+    return KeyPermissions({"enableReading": frozenset({Scope.READ})}, ip_restricted=True)
+
+
+def _trail_file(tmp: Path) -> Path:
+    path = tmp / "verified.sqlite3"
+    trail = AuditTrail(path, AuditKey.generate())
+    trail.append("walk", {"note": "walk"})
+    trail.close()
+    return path
+
+
+@dataclass
+class _Personal:
+    """A model with a tagged field, for ``personal_fields``."""
+
+    email: str = ""
+
+
+#: Working arguments of the exported functions, by ``module.function`` and parameter, where
+#: the table above has none or another meaning (``value`` is an IP for ``truncate_ip``).
+FUNCTION_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "to_pandas": {"items": lambda tmp: []},
+    "copy.copy_key": {"secret": lambda tmp: COPY_SECRET, "leg": 0},
+    "copy.plan": {"state": lambda tmp: _follower_state(), "secret": lambda tmp: COPY_SECRET},
+    "copy.reconcile_plan": {
+        "leader_symbol": "BTCUSDT",
+        "view": lambda tmp: _follower_view(),
+        "secret": lambda tmp: COPY_SECRET,
+    },
+    "keys.assess": {"permissions": lambda tmp: _key_permissions()},
+    "keys.key_from_env": {
+        "environ": lambda tmp: {
+            "SECURETRADE_BINANCE_API_KEY": "walk-key",
+            "SECURETRADE_BINANCE_API_SECRET": "walk-secret",
+        }
+    },
+    "ratelimit.cost_of": {"base": lambda tmp: {"weight": 1}, "rules": (), "params": ()},
+    "ratelimit.key_label": {"key_id": "walk-key-0001"},
+    "record.verify_path": {"path": _trail_file},
+    "privacy.parse_period": {"text": "30d"},
+    "privacy.personal": {"category": "email"},  # a Category, or its value
+    "privacy.personal_fields": {"model": lambda tmp: _Personal},
+    "privacy.pseudonym": {"value": "walk-subject"},
+    "privacy.truncate_ip": {"value": "192.0.2.7"},
+    "oauth.authorization_request": {"redirect_uri": "http://127.0.0.1:8765/callback"},
+    "verify.canonical_message": {
+        "method": "POST",
+        "target": "/orders",
+        "timestamp_ms": 1_700_000_000_000,
+        "nonce": "walk-nonce",
+        "body": b"{}",
+    },
+    "models.to_decimal": {"value": "1.5"},
+    "signing.encode_json": {"fields": lambda tmp: {"a": "1"}},
+    "signing.encode_query": {"pairs": lambda tmp: [("a", "1")]},
+    "signing.is_plain": {"text": "walk"},
+    "signing.iso_timestamp": {"ms": 1_700_000_000_000},
+    "signing.signer_for": {"key": lambda tmp: _api_key()},
+    "signing.with_query": {"path": "/api/v3/order", "pairs": lambda tmp: [("a", "1")]},
+    "venues.get_venue": {"name": "binance"},
+}
+
+#: Functions not walked here, and why.
+FUNCTIONS_NOT_WALKED = {
+    # Called by Starlette/FastAPI with the request of a route it serves (tested in
+    # test_gateway.py with the framework itself), not with values a caller makes.
+    "gateway.principal_of",
+    "gateway.validated_body",
+    # An interactive browser login that waits for the authorization server's redirect;
+    # its arguments are walked in test_oauth.py.
+    "oauth.login",
+}
+
+#: Functions whose arguments come from the simulator (a client, a certificate, pins).
+FUNCTION_VENUE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "transport.pin_of_certificate": lambda venue: {
+        "der": ssl.PEM_cert_to_DER_cert(venue["cadata"])
+    },
+    "transport.pinned_ssl_context": lambda venue: {
+        "pins": venue["pins"],
+        "cadata": venue["cadata"],
+    },
+}
+#: Functions that take a client: built on the simulator, blocking or async.
+CLIENT_FUNCTIONS = {
+    "streams.hub_of": "sync",
+    "streams.place_confirmed_blocking": "sync",
+    "streams.place_confirmed": "async",
+}
+
+
+def _exported_functions() -> dict[str, Callable[..., Any]]:
+    found: dict[str, Callable[..., Any]] = {}
+    for prefix, module in [("", securetrade)] + [
+        (f"{name}.", importlib.import_module(f"securetrade.{name}")) for name in SUBPACKAGES
+    ]:
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name, None)
+            if inspect.isfunction(value) and not any(value is f for f in found.values()):
+                found[prefix + name] = value
+    return found
+
+
+FUNCTIONS = _exported_functions()
+WALKED_FUNCTIONS = sorted(set(FUNCTIONS) - FUNCTIONS_NOT_WALKED)
+
+
+def _function_cases(name: str, tmp: Path, extra: dict[str, Any] | None = None) -> Iterator[Case]:
+    table = FUNCTION_ARGUMENTS.get(name, {})
+    signature = inspect.signature(FUNCTIONS[name])
+    base: dict[str, Any] = {}
+    for p in signature.parameters.values():
+        if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            if extra and p.name in extra:
+                continue
+            value = table.get(p.name, BASELINE.get(p.name, _NO_BASELINE))
+            base[p.name] = value(tmp) if callable(value) else value
+    base.update(extra or {})
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            for value in HOSTILE:
+                yield Case(name, f"*{p.name}", base, value, (value,))
+            continue
+        names = KEYWORDS.get(name, ("walk_unknown",)) if p.kind is p.VAR_KEYWORD else (p.name,)
+        for argument, value in itertools.product(names, HOSTILE):
+            yield Case(name, argument, {**base, argument: value}, value)
+
+
+_NO_BASELINE = object()
+
+
+def _function_extra(name: str, venue: dict[str, Any], client: Any) -> dict[str, Any]:
+    extra = FUNCTION_VENUE[name](venue) if name in FUNCTION_VENUE else {}
+    if client is not None:
+        extra["client"] = client
+    if name in CLIENT_FUNCTIONS and name != "streams.hub_of":
+        extra["timeout"] = 0.5  # a stream never started: confirmed over REST at once
+    if name == "streams.hub_of":
+        extra["asynchronous"] = False
+    return extra
+
+
+@pytest.mark.parametrize("name", WALKED_FUNCTIONS)
+def test_exported_function_refuses_hostile_arguments(
+    venue: dict[str, Any], name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each function of an ``__all__``, one hostile argument at a time."""
+    monkeypatch.chdir(tmp_path)
+    function = FUNCTIONS[name]
+    escapes: list[str] = []
+
+    def run(case: Case) -> Any:
+        return function(*case.args, **case.kwargs)
+
+    if CLIENT_FUNCTIONS.get(name) == "async":
+
+        async def walk() -> None:
+            async with AsyncClient(**_client_options(venue)) as client:
+                for case in _function_cases(name, tmp_path, _function_extra(name, venue, client)):
+                    try:
+                        await _finish_async(run(case))
+                    except SecureTradeError:
+                        pass
+                    except Exception as exc:
+                        escapes.append(_escape(case, exc))
+
+        asyncio.run(walk())
+    else:
+        with contextlib.ExitStack() as stack:
+            client = None
+            if name in CLIENT_FUNCTIONS:
+                client = stack.enter_context(Client(**_client_options(venue)))
+            for case in _function_cases(name, tmp_path, _function_extra(name, venue, client)):
+                try:
+                    _finish_sync(run(case))
+                except SecureTradeError:
+                    pass
+                except Exception as exc:
+                    escapes.append(_escape(case, exc))
+    assert not escapes, "\n".join(escapes)
+
+
+def test_the_function_walk_covers_the_exported_functions(tmp_path: Path) -> None:
+    """Every required parameter has a working value, and the walk reaches them all."""
+    missing = [
+        f"{name}({p.name})"
+        for name in WALKED_FUNCTIONS
+        for p in inspect.signature(FUNCTIONS[name]).parameters.values()
+        if p.default is p.empty
+        and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        and p.name not in FUNCTION_ARGUMENTS.get(name, {})
+        and p.name not in BASELINE
+        and p.name not in ("client", "der", "pins", "asynchronous")  # see _function_extra
+    ]
+    assert not missing
+    assert len(WALKED_FUNCTIONS) >= 35  # 40 when written
+    assert {"core.derive_client_order_id", "streams.hub_of", "models.to_decimal"} <= set(
+        WALKED_FUNCTIONS
+    )
+
+
+# --- streams: the hub, its user stream, a blocking stream, the dialects ----------------------
+
+#: One call per (class, method, argument): the value walked goes where ``v`` is.
+HUB_CALLS: dict[str, Callable[[Any, Any, str], Any]] = {
+    "StreamHub.market_stream(channel)": lambda hub, v, url: hub.market_stream(
+        v, "BTCUSDT", stream_url=url, options=None
+    ),
+    "StreamHub.market_stream(symbol)": lambda hub, v, url: hub.market_stream(
+        "ticker", v, stream_url=url, options=None
+    ),
+    "StreamHub.market_stream(stream_url)": lambda hub, v, url: hub.market_stream(
+        "ticker", "BTCUSDT", stream_url=v, options=None
+    ),
+    "StreamHub.market_stream(options)": lambda hub, v, url: hub.market_stream(
+        "ticker", "BTCUSDT", stream_url=url, options=v
+    ),
+    "StreamHub.unified(symbol)": lambda hub, v, url: hub.unified(v),
+    "StreamHub.watch_user(kinds)": lambda hub, v, url: hub.watch_user(v, stream_url=url),
+    "StreamHub.watch_user(stream_url)": lambda hub, v, url: hub.watch_user("orders", stream_url=v),
+    "StreamHub.watch_user(monitor)": lambda hub, v, url: hub.watch_user(
+        "orders", stream_url=url, monitor=v
+    ),
+    "StreamHub.watch_user(options)": lambda hub, v, url: hub.watch_user(
+        "orders", stream_url=url, options=v
+    ),
+    "StreamHub.place_confirmed(place)": lambda hub, v, url: hub.place_confirmed(v, timeout=1),
+    "StreamHub.place_confirmed(timeout)": lambda hub, v, url: hub.place_confirmed(
+        _never_placed, timeout=v
+    ),
+    "StreamHub.user_stream(stream_url)": lambda hub, v, url: _fresh_user(hub, stream_url=v),
+    "StreamHub.user_stream(monitor)": lambda hub, v, url: _fresh_user(hub, monitor=v, url=url),
+    "StreamHub.user_stream(options)": lambda hub, v, url: _fresh_user(hub, options=v, url=url),
+}
+USER_CALLS: dict[str, Callable[[Any, Any], Any]] = {
+    "UserStream.note_placed(symbol)": lambda user, v: user.note_placed(v, "walk-1"),
+    "UserStream.note_placed(client_order_id)": lambda user, v: user.note_placed("BTCUSDT", v),
+    "UserStream.note_withdrawal(asset)": lambda user, v: user.note_withdrawal(v, Decimal(1)),
+    "UserStream.note_withdrawal(amount)": lambda user, v: user.note_withdrawal("BTC", v),
+    "UserStream.resync(reason)": lambda user, v: user.resync(v),
+    "UserStream.subscribe(kinds)": lambda user, v: user.subscribe(v),
+    "UserStream.unsubscribe(sub)": lambda user, v: user.unsubscribe(v),
+    "UserStream.wait_healthy(timeout)": lambda user, v: user.wait_healthy(v),
+}
+
+
+async def _never_placed() -> Any:
+    """A ``place`` that places nothing (its refusal is a typed error, as a client's is)."""
+    raise InvalidRequest("walk: nothing is placed")
+
+
+async def _fresh_user(
+    hub: Any, *, stream_url: Any = None, monitor: Any = None, options: Any = None, url: str = ""
+) -> Any:
+    """``user_stream`` as on a hub that has none yet (it keeps its first), closed after."""
+    if hub.user is not None:  # one an earlier call (watch_user) started
+        await hub.user.close()
+    hub.user = None
+    user = hub.user_stream(stream_url=stream_url or url, monitor=monitor, options=options)
+    await user.close()
+    hub.user = None
+
+
+async def _settle(result: Any) -> None:
+    """Await a coroutine, read an async iterator's first item, close a stream."""
+    if inspect.isawaitable(result):
+        await asyncio.wait_for(result, 10)
+    elif inspect.isasyncgen(result):
+        try:
+            await asyncio.wait_for(result.__anext__(), 2)
+        except TimeoutError:
+            pass  # connected and waiting for the account's first event: accepted
+        finally:
+            await result.aclose()
+    elif callable(getattr(result, "aclose", None)):
+        await result.aclose()
+
+
+def test_stream_hub_and_user_stream_refuse_hostile_arguments(venue: dict[str, Any]) -> None:
+    """Over the simulator's WebSocket server: each hostile value is refused with a typed
+    error before anything connects (a wait whose time runs out is the builtin TimeoutError,
+    as documented, and counts as accepted)."""
+    escapes: list[str] = []
+
+    async def walk() -> None:
+        from securetrade.streams import hub_of
+
+        url = venue["_stream_url"]
+        async with AsyncClient(**_client_options(venue)) as client:
+            hub = hub_of(client, asynchronous=True)
+            for label, call in HUB_CALLS.items():
+                for value in HOSTILE:
+                    try:
+                        await _settle(call(hub, value, url))
+                    except (SecureTradeError, TimeoutError):
+                        pass
+                    except Exception as exc:
+                        escapes.append(f"{label}={value!r:.40}: {type(exc).__name__}: {exc}")
+            user = hub.user_stream(stream_url=url, monitor=None, options=None)
+            try:
+                for label, user_call in USER_CALLS.items():
+                    for value in HOSTILE:
+                        try:
+                            await _settle(user_call(user, value))
+                        except SecureTradeError:
+                            pass
+                        except Exception as exc:
+                            escapes.append(f"{label}={value!r:.40}: {type(exc).__name__}: {exc}")
+            finally:
+                await user.close()
+
+    asyncio.run(walk())
+    assert not escapes, "\n".join(escapes)
+
+
+def test_the_stream_walk_covers_the_hub_and_the_user_stream() -> None:
+    """Every public method of StreamHub and UserStream taking an argument is in a table."""
+    from securetrade.streams import StreamHub, UserStream
+
+    walked = {label.partition("(")[0] for label in [*HUB_CALLS, *USER_CALLS]}
+    for cls in (StreamHub, UserStream):
+        for method in _public_methods(cls):
+            params = inspect.signature(getattr(cls, method)).parameters
+            if method not in ("run", "loop", "start") and len(params) > 1:
+                assert f"{cls.__name__}.{method}" in walked
+
+
+@pytest.mark.parametrize("method", ["next", "run"])
+def test_blocking_stream_and_hub_refuse_a_hostile_timeout(
+    venue: dict[str, Any], method: str
+) -> None:
+    """``BlockingStream.next(timeout)`` and ``StreamHub.run(coroutine, timeout)`` check the
+    timeout before anything is scheduled (a TypeError or OverflowError from the future
+    before); a timeout that runs out is the documented TimeoutError."""
+    escapes: list[str] = []
+    with Client(**_client_options(venue)) as client:
+        stream = client.watch_ticker("BTCUSDT", stream_url=venue["_stream_url"])
+        hub = stream._hub
+        try:
+            for value in HOSTILE:
+                coroutine = asyncio.sleep(0)
+                try:
+                    if method == "next":
+                        stream.next(value)
+                    else:
+                        hub.run(coroutine, value)
+                except (SecureTradeError, TimeoutError):
+                    pass
+                except Exception as exc:
+                    escapes.append(f"{method}(timeout={value!r:.40}): {type(exc).__name__}")
+                finally:
+                    coroutine.close()
+            for value in HOSTILE:
+                try:
+                    hub.run(value)
+                except SecureTradeError:
+                    pass
+                except Exception as exc:
+                    escapes.append(f"run(coroutine={value!r:.40}): {type(exc).__name__}")
+        finally:
+            stream.close()
+    assert not escapes, "\n".join(escapes)
+
+
+def _dialects() -> list[type]:
+    from securetrade import streams
+
+    return [
+        kind
+        for name in streams.__all__
+        if inspect.isclass(kind := getattr(streams, name))
+        and name.endswith("Streams")
+        and callable(getattr(kind, "parse", None))
+    ]
+
+
+#: Working arguments of the dialects' methods (by parameter name).
+DIALECT_ARGUMENTS: dict[str, Any] = {
+    "environment": "live",
+    "channel": "ticker",
+    "symbol": "BTCUSDT",
+    "frame": "{}",
+    "text": "{}",
+    "code": "XBT",
+    "now_ms": 1_700_000_000_000,
+    "rest_base": "https://api.example.test",
+    "token": lambda tmp: Secret(b"walk-ws-token-0001"),
+    "signer": lambda tmp: _signer(),
+    "key": lambda tmp: _api_key(),
+}
+
+
+def _signer() -> Any:
+    from securetrade.signing import signer_for
+
+    return signer_for(_api_key())
+
+
+@pytest.mark.parametrize("dialect", _dialects(), ids=lambda d: d.__name__)
+def test_stream_dialect_methods_refuse_hostile_arguments(
+    dialect: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dialects are exported (a platform may add its own venue's): their URLs and
+    frames refuse what is not an environment, a channel or a symbol with a typed error;
+    ``market_url(None, ...)`` was an AttributeError from the error message itself."""
+    for name, value in DIALECT_ARGUMENTS.items():
+        monkeypatch.setitem(BASELINE, name, value)
+    obj = dialect()
+    escapes = [
+        e for method in _public_methods(dialect) for e in _walk(obj, dialect, method, tmp_path)
+    ]
+    assert not escapes, "\n".join(escapes)
+
+
+class _Rest:
+    """The REST side a user stream reconciles through (answers nothing: never called)."""
+
+    async def open_orders(self) -> list[Any]:
+        return []
+
+
+def _stream_parts() -> dict[str, dict[str, Any]]:
+    """Working constructor arguments of MarketStream and UserStream (nothing connects
+    until they are started)."""
+    from securetrade.streams import BinanceStreams
+
+    common = {"dialect": BinanceStreams(), "url": "wss://127.0.0.1:9/ws", "context": None}
+    return {
+        "MarketStream": {**common, "symbol": "BTCUSDT", "options": None, "channel": "ticker"},
+        "UserStream": {
+            **common,
+            "credentials": lambda: (_api_key(), _signer()),
+            "now_ms": lambda: 0,
+            "rest": _Rest(),
+            "journal": Journal(":memory:"),
+            "monitor": AnomalyMonitor(),
+            "options": None,
+            "unify": None,
+            "rest_url": None,
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", ["MarketStream", "UserStream"])
+def test_stream_constructors_refuse_hostile_arguments(kind: str) -> None:
+    """Built by hand (a platform's own venue), a stream refuses a wrong part when built:
+    before, a URL, context or symbol of any type was kept and failed at the first connect,
+    inside a background task, and a wrong dialect or options was an AttributeError."""
+    from securetrade import streams
+
+    cls = getattr(streams, kind)
+    escapes: list[str] = []
+    accepted: list[str] = []
+    for argument in _stream_parts()[kind]:
+        for value in HOSTILE:
+            parts = _stream_parts()[kind]
+            parts[argument] = value
+            dialect = parts.pop("dialect")
+            try:
+                cls(dialect, **parts)
+            except SecureTradeError:
+                continue
+            except Exception as exc:
+                escapes.append(f"{kind}({argument}={value!r:.40}): {type(exc).__name__}: {exc}")
+                continue
+            accepted.append(f"{argument}={value!r:.20}")
+    assert not escapes, "\n".join(escapes)
+    defaults = {"options=None", "unify=None", "rest_url=None", "context=None", "channel=''"}
+    printable = ("symbol=' '", "symbol='xxx")  # text: the venue's grammar is checked later
+    assert all(a in defaults or a.startswith(printable) for a in accepted), accepted

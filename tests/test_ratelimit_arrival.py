@@ -39,7 +39,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracle import busiest
-from securetrade import AsyncClient, Client, LimitOrder, Settings
+from securetrade import AsyncClient, Client, InvalidRequest, LimitOrder, Settings
 from securetrade.ratelimit import MemoryBackend, Priority, RateLimit, RateLimiter
 from securetrade.sim import Fault, HttpsServer, SimLimits, Simulator
 
@@ -591,3 +591,51 @@ def test_async_tasks_never_exceed_the_venues_count_when_requests_arrive_late() -
 
         asyncio.run(run())
         check_the_venues_count(sim, VENUE)
+
+
+# --- what landed() and observe(landed=...) take -------------------------------------------------
+
+NOT_ADMISSIONS: list[Any] = [
+    "x", 0, -1, 10**100, float("nan"), True, b"x", [], {}, (), ("ticket", [], []), object(),
+]  # fmt: skip
+
+
+def test_a_value_admit_did_not_return_is_refused_before_the_backend_sees_it(
+    backends: Backends,
+) -> None:
+    """A copy of an admission as a plain tuple used to be landed (it unpacked like one):
+    the request it names then left its windows twice. Each such value is now refused
+    before the backend is called, and nothing changes."""
+    limiter = backends.build([RateLimit(W, 60.0, 10, header=HEADER)])
+    admission = limiter.admit({W: 1})[1]
+    assert admission is not None
+    for value in [tuple(admission), *NOT_ADMISSIONS]:
+        with pytest.raises(InvalidRequest, match="admit"):
+            limiter.landed(value)
+        with pytest.raises(InvalidRequest, match="admit"):
+            limiter.observe(200, {HEADER: "1"}, landed=value)
+    assert used(limiter) == [1]  # still in flight: nothing landed, nothing reconciled
+    limiter.landed(admission)
+    assert used(limiter) == [1]
+    wait, second = limiter.admit({W: 1})
+    assert (wait, used(limiter)) == (0.0, [2])
+    limiter.observe(200, {HEADER: "2"}, landed=second)
+    assert used(limiter) == [2]
+
+
+class _BrokenLand(MemoryBackend):
+    """A backend with a bug in land(): what it raises is its own failure."""
+
+    def land(self, admission: Any, reports: Any = ()) -> None:
+        raise KeyError("a bug inside the backend")
+
+
+def test_an_error_inside_the_backends_land_is_not_taken_for_a_wrong_argument() -> None:
+    """It used to come out as InvalidRequest ("admission must be ..."): the caller was
+    told to fix an argument that was right, and the backend's bug was hidden."""
+    limiter = RateLimiter([RateLimit(W, 60.0, 10)], backend=_BrokenLand())
+    admission = limiter.admit({W: 1})[1]
+    with pytest.raises(KeyError, match="a bug inside the backend"):
+        limiter.landed(admission)
+    with pytest.raises(KeyError, match="a bug inside the backend"):
+        limiter.observe(200, {}, landed=admission)

@@ -179,9 +179,10 @@ def safe_repr(method: Callable[[T], str]) -> Callable[[T], str]:
 
 
 class Choice(enum.Enum):
-    """Base of the public enums: an unknown value is refused with
+    """Base of every exported enum: an unknown value is refused with
     :class:`~securetrade.errors.InvalidRequest` listing the accepted ones (a ``ValueError``
-    still, as Python's own enums raise)."""
+    still, as Python's own enums raise, so pydantic still turns it into its own
+    ``ValidationError`` for a model field of the enum's type)."""
 
     # Enum's own ``value`` is a Python-level descriptor: two Python calls per read. This one
     # reads the member's value in C; pydantic reads it for every enum field it serialises
@@ -201,4 +202,5 @@ class Choice(enum.Enum):
     @classmethod
     def _missing_(cls, value: object) -> Any:
         allowed = ", ".join(str(member.value) for member in cls)
-        raise InvalidRequest(f"{value!r} is not a {cls.__name__} ({allowed})")
+        # Cut short: a 100,000-character value would otherwise be the whole message.
+        raise InvalidRequest(f"{value!r:.40} is not a {cls.__name__}: give one of {allowed}")

@@ -106,6 +106,12 @@ class VenueClock:
         """Record one ``/time`` round trip measured with :meth:`local_ms`."""
         import statistics  # loaded at the first sync, not at import
 
+        for name, value in (
+            ("sent_local_ms", sent_local_ms),
+            ("received_local_ms", received_local_ms),
+            ("server_ms", server_ms),
+        ):
+            number(name, value, least=0)
         midpoint = (sent_local_ms + received_local_ms) / 2.0
         with self._lock:
             if self.resync_every is not None:

@@ -15,7 +15,7 @@ import hmac
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from .._checks import instance
+from .._checks import instance, text, whole
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, TimeInForce
@@ -59,6 +59,9 @@ def copy_key(secret: Secret, event_id: str, follower_id: str, leg: int) -> str:
 
     It is ``copy-`` and the first 40 hex digits of HMAC-SHA256 under the secret of the
     event id, NUL, the follower id, NUL, the leg: keys in journals rely on it not changing."""
+    text("event_id", event_id)
+    text("follower_id", follower_id)
+    whole("leg", leg, 0)
     return CopyKeys(secret).event(event_id).key(follower_id, leg)
 
 
@@ -130,6 +133,13 @@ def plan(
 
     ``secret`` keys the idempotency keys; a fan-out passes the event's :class:`EventKeys`
     instead (the same keys, the secret keyed once per event rather than per follower)."""
+
+    if not (
+        type(event) is LeaderEvent and type(follower) is Follower and type(state) is FollowerState
+    ):  # the engine's own are (one test each per follower); anything else is checked here
+        instance("event", event, LeaderEvent, optional=False)
+        instance("follower", follower, Follower, optional=False)
+        instance("state", state, FollowerState, optional=False)
 
     def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
         return [Skip(follower.id, event.id, reason, detail)]

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
-from .._checks import text, whole
+from .._checks import instance, text, whole
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import (
@@ -208,6 +208,11 @@ def reconcile_plan(
 ) -> Divergence:
     """What brings ``follower`` in line with ``snapshot`` in ``leader_symbol`` (``symbol``
     on the follower's venue). Pure: the engine reads the view and applies the result."""
+    instance("snapshot", snapshot, LeaderSnapshot, optional=False)
+    instance("follower", follower, Follower, optional=False)
+    text("leader_symbol", leader_symbol)
+    text("symbol", symbol)
+    instance("view", view, FollowerView, optional=False)
     rules = view.instrument
     position = max(Decimal(0), min(view.held, view.copied))
     if not follower.long_only and view.copied < 0:

@@ -17,11 +17,11 @@ on disk), so that its event loop never blocks.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from .._checks import Choice
 from ..models import Fill
 from ..transport.base import HttpRequest
 from ..venues.base import Op
@@ -80,7 +80,7 @@ class Renew:
     source: Renewable
 
 
-class Resource(enum.Enum):
+class Resource(Choice):
     """Whose call a :class:`Call` is: the driver knows which of them wait on I/O."""
 
     LIMITER = "limiter"

@@ -61,6 +61,22 @@ def derive_client_order_id(venue: str, account: str, idempotency_key: str) -> st
     32 lowercase alphanumerics fit every supported venue's grammar (OKX allows at most
     32, alphanumeric only); the ``st`` prefix marks orders this SDK placed.
     """
+    if not (  # is_text() inlined: this runs for every order
+        type(venue) is str
+        and type(account) is str
+        and type(idempotency_key) is str
+        and venue.isprintable()
+        and account.isprintable()
+        and idempotency_key.isprintable()
+        and venue
+        and account
+        and idempotency_key
+    ):
+        # Refused, not formatted: None or a list would hash as its text ("None") and
+        # give a stable id to an intent nobody named.
+        for name, value in (("venue", venue), ("account", account)):
+            text(name, value)
+        text("idempotency_key", idempotency_key)
     digest = hashlib.sha256(f"{venue}\x00{account}\x00{idempotency_key}".encode()).hexdigest()
     return "st" + digest[:30]
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from .._checks import Choice
 
 __all__ = [
     "SYMBOL_GRAMMAR",
@@ -39,21 +40,21 @@ SYMBOL_GRAMMAR: dict[str, re.Pattern[str]] = {
 }
 
 
-class Side(str, Enum):
+class Side(str, Choice):
     """A signal's side, lowercase on the wire (``"buy"``, ``"sell"``)."""
 
     BUY = "buy"
     SELL = "sell"
 
 
-class OrderType(str, Enum):
+class OrderType(str, Choice):
     """A signal's order type, lowercase on the wire (``"market"``, ``"limit"``)."""
 
     MARKET = "market"
     LIMIT = "limit"
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(str, Choice):
     """A signal's time in force, lowercase on the wire (``"gtc"``, ``"ioc"``, ``"fok"``)."""
 
     GTC = "gtc"

@@ -243,6 +243,7 @@ class ApiKey:
 
         A key ring uses it so that a rotation can replace a key but never widen it.
         """
+        instance("other", other, ApiKey, optional=False)
         return (
             other.venue == self.venue
             and other.environment is self.environment
@@ -267,6 +268,8 @@ class ApiKey:
         now: datetime | None = None,
     ) -> None:
         """Raise :class:`ScopeError` unless this key may do ``scope`` with these values."""
+        if type(scope) is not Scope:  # its value ("read") is taken; anything else refused
+            scope = Scope(scope)
         moment = now or datetime.now(timezone.utc)
         if self.expires_at is not None and moment >= self.expires_at:
             raise ScopeError(f"key {self.key_id_hint} expired at {self.expires_at.isoformat()}")
@@ -367,6 +370,8 @@ def _at_most(value: Decimal | None, bound: Decimal | None) -> bool:
 def _narrow_time(current: datetime | None, wanted: datetime | None) -> datetime | None:
     if wanted is None:
         return current
+    if not isinstance(wanted, datetime):
+        raise InvalidRequest("expires_at must be a timezone-aware datetime")
     if wanted.tzinfo is None:
         raise InvalidRequest("expires_at must be timezone-aware")
     if current is not None and wanted > current:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .._checks import instance
 from ..errors import OverPermissionedKey
 from .apikey import ApiKey, Scope
 
@@ -112,6 +113,8 @@ class KeyCheck:
 
 def assess(key: ApiKey, permissions: KeyPermissions) -> KeyCheck:
     """Compare ``key``'s declared scopes with the venue's ``permissions`` (no I/O)."""
+    instance("key", key, ApiKey, optional=False)
+    instance("permissions", permissions, KeyPermissions, optional=False)
     declared = key.scopes
     granted = permissions.scopes
     excess = {

@@ -9,13 +9,13 @@ steps backwards, so they never repeat and never go down.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from .._checks import Choice, is_text
 from ..errors import InvalidRequest
 
 __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
@@ -25,7 +25,7 @@ __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
 MAX_NONCE = 2**53 - 1
 
 
-class Resolution(enum.Enum):
+class Resolution(Choice):
     """The unit of a clock-based nonce. A venue key, once used at one, may be stuck at it.
 
     Kraken compares each nonce with the highest it has seen for the key, forever: after a
@@ -66,8 +66,8 @@ class NonceSource(Protocol):
 
 def stream_name(key_id: str) -> str:
     """A stable name for the key's sequence that does not spell out the key id."""
-    if not key_id:
-        raise InvalidRequest("a nonce sequence needs a non-empty key id")
+    if not is_text(key_id):  # an int or None would name a sequence by its text
+        raise InvalidRequest("a nonce sequence needs a key id: non-empty printable text")
     return hashlib.sha256(key_id.encode("utf-8")).hexdigest()[:32]
 
 

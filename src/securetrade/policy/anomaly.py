@@ -15,7 +15,6 @@ same way.
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import statistics
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import flag, function, instance, number, seconds, texts, whole
+from .._checks import Choice, flag, function, instance, number, seconds, texts, whole
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -52,7 +51,7 @@ __all__ = [
 log = logging.getLogger("securetrade.anomaly")
 
 
-class Severity(enum.IntEnum):
+class Severity(int, Choice):
     """How urgent an alert is; the values are the :mod:`logging` levels it is logged at."""
 
     INFO = logging.INFO

@@ -12,16 +12,17 @@ which IP addresses are truncated before they are stored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
-from .._checks import text
+from .._checks import Choice, flag, text, texts
 from ..errors import InvalidRequest
 
 _Model = TypeVar("_Model", bound=type)
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class Category(str, Enum):
+class Category(str, Choice):
     """The kinds of personal data the SDK may hold; CREDENTIAL is CPRA "sensitive"."""
 
     ACCOUNT_ID = "account_id"
@@ -72,8 +73,25 @@ def personal(
     """A pydantic ``Field`` tagged as personal data (other ``Field`` options pass through)."""
     from pydantic import Field
 
-    tag = Personal(category, subject, tuple(aliases))
+    unknown = sorted(set(options) - _field_options(Field))
+    if unknown:
+        raise InvalidRequest(
+            f"personal() passes options on to pydantic's Field, which takes no {unknown}"
+        )
+    tag = Personal(Category(category), flag("subject", subject), tuple(texts("aliases", aliases)))
     return Field(json_schema_extra=tag.json_extra(), **options)
+
+
+@functools.cache
+def _field_options(field: Callable[..., Any]) -> frozenset[str]:
+    """What ``personal(**options)`` passes on: the named parameters of pydantic's ``Field``
+    (of the installed version), but the one it sets itself."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(
+        name
+        for name, p in inspect.signature(field).parameters.items()
+        if p.kind in named and name != "json_schema_extra"
+    )
 
 
 def _from_extra(extra: object) -> Personal | None:

@@ -38,6 +38,12 @@ class Backend(ABC):
     """Shared window state. ``shared`` says whether other processes can see it."""
 
     shared: bool = False
+    #: The type of every admission :meth:`admit` returns, when the backend gives them one
+    #: of their own: the limiter refuses any other value before :meth:`land` sees it (a
+    #: wrong argument is the caller's :class:`~securetrade.errors.InvalidRequest`, while an
+    #: error raised inside :meth:`land` stays the backend's own). ``None``: not declared,
+    #: every value is passed on.
+    admission_type: type | None = None
 
     @abstractmethod
     def compile(self, pause_key: str, draws: Sequence[Draw], *, flight: float = 60.0) -> Any:

@@ -87,6 +87,7 @@ class RateLimiter:
         self._acquire = self.backend.acquire
         self._acquire_at = self.backend.acquire_at
         self._admit = self.backend.admit
+        self._admission_type = self.backend.admission_type
         self._lock = threading.Lock()  # guards configuration, never held across I/O waits
         self._limits: tuple[RateLimit, ...] = tuple(limits) if limits is not None else ()
         self._given = limits is not None
@@ -254,10 +255,16 @@ class RateLimiter:
         """The request ``admission`` let through can no longer reach the venue (answered,
         failed, timed out or never sent): its units start leaving their windows now."""
         if admission is not None:
-            try:  # on every request: no extra call (a try costs nothing until it catches)
-                self.backend.land(admission)
-            except _NOT_AN_ADMISSION:
-                raise InvalidRequest(_ADMISSION) from None
+            self._check_admission(admission)
+            self.backend.land(admission)
+
+    def _check_admission(self, admission: Any) -> None:
+        """Refuse a value :meth:`admit` did not return, before the backend sees it: an
+        error raised inside ``land`` is then the backend's own, never taken for the
+        caller's (one type test per request)."""
+        kind = self._admission_type
+        if kind is not None and type(admission) is not kind:
+            raise InvalidRequest(_ADMISSION)
 
     def reserve(
         self,
@@ -396,10 +403,8 @@ class RateLimiter:
             if value is not None and value.isdigit() and int(value) > 0:
                 reports.append((bucket, seconds, int(value)))
         if landed is not None:
-            try:
-                self.backend.land(landed, reports)
-            except _NOT_AN_ADMISSION:
-                raise InvalidRequest(_ADMISSION) from None
+            self._check_admission(landed)
+            self.backend.land(landed, reports)
         elif reports:
             self.backend.reconcile(reports)
         if status in (418, 429):
@@ -533,10 +538,10 @@ def _check_options(
     return chosen
 
 
-#: What a backend raises when unpacking something :meth:`RateLimiter.admit` did not return
-#: (on its first step, before it changes anything).
-_NOT_AN_ADMISSION = (TypeError, ValueError, AttributeError, KeyError, IndexError)
-_ADMISSION = "admission must be the second item admit() returned for that request"
+_ADMISSION = (
+    "admission must be the second item admit() returned for that request, "
+    "or None when admit() returned a wait"
+)
 
 
 def _limit_list(name: str, limits: Any) -> tuple[RateLimit, ...]:

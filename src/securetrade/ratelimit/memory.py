@@ -105,7 +105,15 @@ class _Window:
 # an admission gets (made once), and (log, cost) per budget drawn on: all that the hot
 # path needs, without an attribute lookup or a len().
 _Draws = tuple[tuple[_Window, int, int, _Log], ...]
-_Logs = tuple[tuple[_Log, int], ...]
+
+
+class _Logs(tuple[tuple[_Log, int], ...]):
+    """An admission: (log, cost) per budget drawn on, made once per plan. A type of its
+    own, so that the limiter tells one from any other value with a single type test."""
+
+    __slots__ = ()
+
+
 _Plan = tuple[
     list[float],
     _Draws,
@@ -119,6 +127,8 @@ _Plan = tuple[
 
 class MemoryBackend(Backend):
     """Windows in this process's memory, dated by ``clock`` (monotonic by default)."""
+
+    admission_type = _Logs
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = function("clock", clock)
@@ -156,7 +166,7 @@ class MemoryBackend(Backend):
                 window = self._window(draw.bucket, draw.seconds, now)
                 compiled.append((window, draw.cost, draw.ceiling, window.log))
                 costs[window.log] = max(costs.get(window.log, 0), draw.cost)
-            logs = tuple(costs.items())
+            logs = _Logs(costs.items())
             single = compiled[0] if len(compiled) == 1 else None
             return pause, tuple(compiled), self._lock, self._clock, single, (0.0, logs), logs
 

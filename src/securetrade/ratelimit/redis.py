@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._redis import redis_client
 from .backend import Backend, Draw
@@ -236,7 +236,14 @@ return result
 )
 
 _Plan = tuple[list[str], list[int], list[int]]  # keys, arguments, cost per log
-_Admission = tuple[str, list[str], list[int]]  # ticket, (zset, hash) per log, cost per log
+
+
+class _Admission(NamedTuple):
+    """An admission in flight (its own type: the limiter checks it before :meth:`land`)."""
+
+    ticket: str
+    keys: list[str]  # (zset, hash) per log
+    costs: list[int]  # per log
 
 
 def _us(seconds: float) -> int:
@@ -247,6 +254,7 @@ class RedisBackend(Backend):
     """Windows in Redis at ``url`` (or an existing ``redis.Redis`` client)."""
 
     shared = True
+    admission_type = _Admission
 
     def __init__(self, url: str | Any) -> None:
         self._redis: Any = redis_client(url, what="RateLimiter.redis", socket_timeout=10.0)
@@ -282,7 +290,7 @@ class RedisBackend(Backend):
         wait, _ = self._take(keys=keys, args=[ticket, *args])
         if int(wait) > 0:
             return int(wait) / 1_000_000, None
-        return 0.0, (ticket, keys[1:], costs)
+        return 0.0, _Admission(ticket, keys[1:], costs)
 
     def land(self, admission: _Admission, reports: Sequence[tuple[str, float, int]] = ()) -> None:
         ticket, keys, costs = admission
@@ -293,7 +301,7 @@ class RedisBackend(Backend):
 
     def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
         if reports:
-            self.land(("", [], []), reports)
+            self.land(_Admission("", [], []), reports)
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=[key], args=[max(1, _us(seconds))])

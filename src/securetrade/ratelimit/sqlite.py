@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from .._checks import function
 from .._checks import path as checked_path
@@ -57,7 +58,13 @@ _NS = 1_000_000_000
 # Per log: (log, cost, ((span ns, ceiling), ...)).
 _Logs = tuple[tuple[str, int, tuple[tuple[int, int], ...]], ...]
 _Plan = tuple[str, _Logs, int]  # pause key, logs, flight ns
-_Admission = tuple[int, tuple[tuple[str, int], ...]]  # ticket, (log, cost) per log
+
+
+class _Admission(NamedTuple):
+    """An admission in flight (its own type: the limiter checks it before :meth:`land`)."""
+
+    ticket: int
+    logs: tuple[tuple[str, int], ...]  # (log, cost) per log
 
 
 def _ns(seconds: float) -> int:
@@ -68,6 +75,7 @@ class SQLiteBackend(Backend):
     """Windows in the SQLite file at ``path``, shared by every process that opens it."""
 
     shared = True
+    admission_type = _Admission
 
     def __init__(
         self,
@@ -148,7 +156,7 @@ class SQLiteBackend(Backend):
             ticket = self._tickets.getrandbits(62)
             for log, cost, _ in logs:
                 self._add(db, log, now + flight, cost, 0, ticket, now)
-            return 0.0, (ticket, tuple((log, cost) for log, cost, _ in logs))
+            return 0.0, _Admission(ticket, tuple((log, cost) for log, cost, _ in logs))
 
     def land(self, admission: _Admission, reports: Sequence[tuple[str, float, int]] = ()) -> None:
         ticket, logs = admission

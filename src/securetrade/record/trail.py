@@ -63,8 +63,20 @@ GENESIS = "0" * 64  # the "previous hash" of the first record
 def canonical(fields: Mapping[str, Any]) -> str:
     """The one text form of a record's fields: sorted keys, no spaces, Decimal as text."""
     return json.dumps(
-        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_text_of
     )
+
+
+def _text_of(value: Any) -> str:
+    """A value JSON has no form for, as its text (a Decimal, a date): refused with a typed
+    error when even that fails, rather than the value's own exception."""
+    try:
+        return str(value)
+    except Exception:
+        raise InvalidRequest(
+            f"a record field holds a {type(value).__name__} with no text form: give "
+            "strings, numbers, Decimals, lists or mappings of them"
+        ) from None
 
 
 class AuditKey:
@@ -294,6 +306,8 @@ class AuditTrail:
     def append(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> Record:
         """Link one record to the head of the chain, sign it, and store it."""
         text("kind", kind)
+        if not isinstance(fields, Mapping):
+            raise InvalidRequest("fields must map field names to values (a dict)")
         if at is not None:
             epoch("at", at)
         stamp = (

@@ -94,6 +94,8 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
 
 def with_query(path: str, pairs: Iterable[tuple[str, str]]) -> str:
     """``path?query`` (or ``path`` alone when there are no pairs): the signed request path."""
+    if type(path) is not str:  # formatted below: any object would pass as its text
+        raise InvalidRequest("path must be the request path as a str, such as /api/v3/order")
     query = encode_query(pairs)
     return f"{path}?{query}" if query else path
 

@@ -13,6 +13,7 @@ import hmac
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from .._checks import instance
+from ..errors import InvalidRequest
 from ..keys import Secret
 from .keyload import load_ed25519, load_rsa
 
@@ -35,6 +36,14 @@ class Signer(Protocol):
 
     def sign(self, payload: bytes) -> str:
         """The signature of exactly ``payload`` (the bytes sent), as the venue expects it."""
+
+
+def _payload(payload: object) -> bytes:
+    """A payload that is not ``bytes``: a ``bytearray`` or ``memoryview`` is taken as its
+    bytes; anything else (a str, which would need an encoding) is refused."""
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    raise InvalidRequest("a payload to sign is the exact bytes sent (encode text first)")
 
 
 def held(secret: object, name: str = "secret") -> Secret:
@@ -67,6 +76,8 @@ class HmacSha256Signer(SecretHolder):
         self._keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
     def sign(self, payload: bytes) -> str:
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         mac = self._keyed.copy()
         mac.update(payload)
         return mac.hexdigest()
@@ -81,6 +92,8 @@ class HmacSha256Base64Signer(SecretHolder):
         self._keyed = hmac.new(held(secret).expose(), digestmod=hashlib.sha256)
 
     def sign(self, payload: bytes) -> str:
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         mac = self._keyed.copy()
         mac.update(payload)
         return base64.b64encode(mac.digest()).decode("ascii")
@@ -98,6 +111,8 @@ class Ed25519Signer(SecretHolder):
         self._key: Ed25519PrivateKey = load_ed25519(held(secret))
 
     def sign(self, payload: bytes) -> str:
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         return base64.b64encode(self._key.sign(payload)).decode("ascii")
 
 
@@ -115,4 +130,6 @@ class RsaSigner(SecretHolder):
         self._hash = SHA256()
 
     def sign(self, payload: bytes) -> str:
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         return base64.b64encode(self._key.sign(payload, self._padding, self._hash)).decode("ascii")

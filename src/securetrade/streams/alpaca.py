@@ -35,7 +35,7 @@ from ..signing import Signer
 from ..transport.redaction import redact_text
 from ..venues.alpaca.history import trade_id as fill_id
 from ..venues.times import parse_time
-from .dialects import ExecutionReport, Parsed
+from .dialects import ExecutionReport, Parsed, check_signing
 
 __all__ = ["AlpacaStreams", "fill_id"]
 
@@ -82,6 +82,7 @@ class AlpacaStreams:
     def user_url(self, environment: Environment) -> str:
         """The trade stream of ``environment``; :class:`InvalidRequest` (pass ``stream_url=``)
         where Alpaca has none."""
+        environment = Environment(environment)  # a member, or its value; else InvalidRequest
         try:
             return self._USER[environment]
         except KeyError:
@@ -98,6 +99,7 @@ class AlpacaStreams:
 
     def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str | bytes]:
         """The auth frame (key id and secret, as bytes) and the ``listen`` frame."""
+        check_signing(key, signer, now_ms)
         # the secret leaves the signer as text (as the REST headers take it), straight
         # into the frame; the log shows :meth:`redact`'s form of it
         return [json.dumps({"action": "auth", "key": key.key_id, "secret": signer.sign(b"")}),
@@ -105,6 +107,8 @@ class AlpacaStreams:
 
     def redact(self, frame: str | bytes) -> str:
         """A frame for the log: the auth frame's key id and secret are never shown."""
+        if not isinstance(frame, (str, bytes)):
+            raise InvalidRequest("frame must be the text or bytes of one WebSocket frame")
         try:
             decoded = json.loads(frame)
         except ValueError:

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
-from .._checks import text
+from .._checks import instance, text, whole
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment
 from ..models import to_decimal
@@ -132,6 +132,7 @@ class BinanceStreams:
     def user_url(self, environment: Environment) -> str:
         """The WebSocket API URL of ``environment``; :class:`InvalidRequest` (pass ``stream_url=``)
         where Binance has none."""
+        environment = Environment(environment)  # a member, or its value; else InvalidRequest
         try:
             return self._USER[environment]
         except KeyError:
@@ -142,6 +143,7 @@ class BinanceStreams:
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
         """The raw stream URL of ``symbol``'s ``channel`` (``ticker`` or ``book``) in
         ``environment``."""
+        environment = Environment(environment)
         base = self._MARKET.get(environment)
         if base is None:
             raise InvalidRequest(f"binance has no {environment.value} stream URL; pass stream_url=")
@@ -150,6 +152,7 @@ class BinanceStreams:
     def auth_frames(self, key: ApiKey, signer: Signer, now_ms: int) -> list[str]:
         """One signed ``userDataStream.subscribe.signature`` request (the key id, the timestamp and
         their signature; never the secret)."""
+        check_signing(key, signer, now_ms)
         params = {"apiKey": key.key_id, "timestamp": str(now_ms)}
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
         params["signature"] = signer.sign(payload.encode("ascii"))
@@ -241,11 +244,24 @@ class BinanceStreams:
         return []
 
 
+_CHANNELS = {"ticker": "bookTicker", "book": "depth5@100ms"}
+
+
+def check_signing(key: Any, signer: Any, now_ms: Any) -> None:
+    """``auth_frames``' arguments, refused before anything is signed: a wrong one would be
+    an AttributeError, or its text signed and sent (``str(None)`` as the timestamp)."""
+    instance("key", key, ApiKey, optional=False)
+    if not callable(getattr(signer, "sign", None)):
+        raise InvalidRequest("signer must be the key's Signer: securetrade.signing.signer_for(key)")
+    whole("now_ms", now_ms, 0)
+
+
 def market_path(base: str, channel: str, symbol: str) -> str:
     """``wss://host/ws/<symbol>@<channel>`` (Binance's raw stream path)."""
-    stream = {"ticker": "bookTicker", "book": "depth5@100ms"}.get(channel)
+    stream = _CHANNELS.get(channel) if isinstance(channel, str) else None
     if stream is None:
         raise InvalidRequest("channel must be 'ticker' or 'book'")
+    text("symbol", symbol)
     parts = urlsplit(base)
     return f"{parts.scheme}://{parts.netloc}/ws/{symbol.lower()}@{stream}"
 

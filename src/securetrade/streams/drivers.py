@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import flag, instance
+from .._checks import flag, function, instance, is_text, seconds
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import AccountTrade, Fill, Order, OrderRequest
@@ -143,9 +144,18 @@ class StreamHub:
         monitor: AnomalyMonitor | None,
         options: StreamOptions | None,
     ) -> UserStream:
-        """The client's one supervisor (built on the first call, from its arguments)."""
+        """The client's one supervisor (built on the first call, from its arguments), on the
+        event loop it runs on: an async caller's, or a blocking client's through :meth:`run`."""
         if self.user is not None:
             return self.user
+        self._check_options(stream_url, monitor, options)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            raise InvalidRequest(
+                "user_stream() is called on the event loop the stream runs on: await it from "
+                "async code, or use the client's watch_orders() / watch_fills()"
+            ) from None
         core = self.client.core
         key = core.keys.current
         url = (stream_url or self.dialect.user_url(key.environment)).replace(
@@ -175,7 +185,7 @@ class StreamHub:
             unify=self.unified if getattr(self.dialect, "unified_symbols", False) else None,
             rest_url=core.base_url,
         )
-        self._user_loop = asyncio.get_running_loop()
+        self._user_loop = running
         return self.user
 
     def market_stream(
@@ -188,6 +198,9 @@ class StreamHub:
     ) -> MarketStream:
         """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
         with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
+        if channel not in ("ticker", "book"):
+            raise InvalidRequest("channel must be 'ticker' or 'book'")
+        self._check_options(stream_url, None, options)
         key = self.client.core.keys.current
         if not getattr(self.dialect, "market_data", True):  # says what to use instead
             self.dialect.market_url(key.environment, channel, symbol)
@@ -220,6 +233,8 @@ class StreamHub:
     def unified(self, symbol: str) -> str:
         """``symbol`` as ``BASE/QUOTE`` when it is one of the venue's own names the client's
         instrument table knows (``XBTUSDT`` -> ``BTC/USDT``); else as given."""
+        if not isinstance(symbol, str):
+            raise InvalidRequest("symbol must be a str, such as XBTUSDT")
         instrument = self.client.core.market.instruments.get(symbol)
         if instrument is None:
             return symbol
@@ -262,6 +277,9 @@ class StreamHub:
     ) -> AsyncIterator[Any]:
         """An async iterator over the user stream's events of ``kinds`` (``orders``, ``fills`` or
         ``account``); the supervisor connects on its first ``__anext__``."""
+        if not isinstance(kinds, str) or kinds not in KINDS:
+            raise InvalidRequest(f"kinds must be one of {sorted(KINDS)}")
+        self._check_options(stream_url, monitor, options)
         hub = self
 
         async def iterate() -> AsyncIterator[Any]:
@@ -277,6 +295,18 @@ class StreamHub:
                 await sub.aclose()
 
         return iterate()
+
+    def _check_options(self, stream_url: Any, monitor: Any, options: Any) -> None:
+        """Refuse bad stream arguments before anything connects."""
+        # a WebSocket venue's streams are wss://; OANDA's line stream is https://
+        scheme = "https://" if getattr(self.dialect, "transport", "") == "http" else "wss://"
+        if stream_url is not None and not (is_text(stream_url) and stream_url.startswith(scheme)):
+            raise InvalidRequest(
+                f"stream_url must be a {scheme} URL: {self.dialect.name}'s streams run over "
+                "pinned TLS only"
+            )
+        instance("monitor", monitor, AnomalyMonitor)
+        instance("options", options, StreamOptions)
 
     # --- the blocking driver's loop -------------------------------------------------------
 
@@ -295,6 +325,9 @@ class StreamHub:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the background loop and wait up to ``timeout`` seconds for its
         result."""
+        if not isinstance(coroutine, Coroutine):
+            raise InvalidRequest("run() takes a coroutine: call the async function, then pass it")
+        _check_timeout(timeout)
         return _result(asyncio.run_coroutine_threadsafe(coroutine, self.loop()), timeout)
 
     def close(self) -> None:
@@ -325,6 +358,8 @@ class StreamHub:
         """Place (``place()``), then wait for the venue's word on the order: its update on
         the stream while the stream is healthy; over REST when the stream is down or stays
         silent past ``timeout``. Returns the order and ``"stream"`` or ``"rest"``."""
+        function("place", place)
+        seconds("timeout", timeout, least=0)
         user = self.user
         sub = user.subscribe((OrderUpdate,)) if user is not None and user.healthy else None
         try:
@@ -375,6 +410,7 @@ class BlockingStream:
 
     def next(self, timeout: float | None) -> Any:
         """The next event; ``TimeoutError`` after ``timeout`` seconds without one."""
+        _check_timeout(timeout)
         if self._iterator is None:
             self._iterator = self._hub.run(self._start())
         future = self._pending
@@ -435,16 +471,7 @@ def _checked(options: dict[str, Any], hub: StreamHub) -> dict[str, Any]:
         raise InvalidRequest(
             f"unknown stream options {sorted(unknown)}; use stream_url=, monitor=, options="
         )
-    # a WebSocket venue's streams are wss://; OANDA's line stream is https://
-    scheme = "https://" if getattr(hub.dialect, "transport", "") == "http" else "wss://"
-    url = options.get("stream_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(scheme)):
-        raise InvalidRequest(
-            f"stream_url must be a {scheme} URL: {hub.dialect.name}'s streams run over "
-            "pinned TLS only"
-        )
-    instance("monitor", options.get("monitor"), AnomalyMonitor)
-    instance("options", options.get("options"), StreamOptions)
+    hub._check_options(options.get("stream_url"), options.get("monitor"), options.get("options"))
     return dict(options)
 
 
@@ -490,6 +517,7 @@ async def place_confirmed(
     """Place ``order``, then confirm it on the live stream, or over REST while the stream is
     down (or silent past ``timeout``): silence is never taken as an answer."""
     hub = hub_of(client, asynchronous=True)
+    _check_placing(client, order, timeout, kwargs)
     return await hub.place_confirmed(lambda: client.place_order(order, **kwargs), timeout=timeout)
 
 
@@ -498,11 +526,37 @@ def place_confirmed_blocking(
 ) -> tuple[Order, str]:
     """:func:`place_confirmed` for the blocking client."""
     hub = hub_of(client, asynchronous=False)
+    _check_placing(client, order, timeout, kwargs)
 
     async def place() -> Order:
         return await asyncio.to_thread(client.place_order, order, **kwargs)
 
     return hub.run(hub.place_confirmed(place, timeout=timeout))
+
+
+def _check_timeout(timeout: Any) -> None:
+    """A wait's ``timeout``: None (no limit) or seconds; checked before anything is
+    scheduled, as ``Future.result`` would raise a TypeError or OverflowError only then."""
+    if timeout is not None:
+        seconds("timeout", timeout, least=0)
+
+
+def _check_placing(client: Any, order: Any, timeout: Any, kwargs: dict[str, Any]) -> None:
+    """place_confirmed's arguments, refused before anything is placed: a keyword the
+    client's ``place_order`` does not take would otherwise be its TypeError."""
+    seconds("timeout", timeout, least=0)
+    try:
+        inspect.signature(client.place_order).bind(order, **kwargs)
+    except TypeError:
+        taken = [
+            name
+            for name, p in inspect.signature(client.place_order).parameters.items()
+            if p.kind is p.KEYWORD_ONLY
+        ]
+        raise InvalidRequest(
+            f"place_confirmed passes {sorted(kwargs)} on to place_order, which takes "
+            f"only {taken} besides the order"
+        ) from None
 
 
 def _result(future: Future[T], timeout: float | None) -> T:

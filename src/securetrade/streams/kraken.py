@@ -31,6 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from .._checks import text
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment, Secret
 from ..models import to_decimal
@@ -108,6 +109,7 @@ class KrakenStreams:
     def user_url(self, environment: Environment) -> str:
         """The private endpoint of ``environment``; :class:`InvalidRequest` (pass
         ``stream_url=``) where Kraken has none."""
+        environment = Environment(environment)  # a member, or its value; else InvalidRequest
         url = self._USER.get(environment)
         if url is None:
             raise InvalidRequest(f"kraken has no {environment.value} stream URL; pass stream_url=")
@@ -117,6 +119,7 @@ class KrakenStreams:
         """The public endpoint: the channel and symbol travel in the subscription frame."""
         if channel not in ("ticker", "book"):
             raise InvalidRequest("channel must be 'ticker' or 'book'")
+        environment = Environment(environment)
         url = self._MARKET.get(environment)
         if url is None:
             raise InvalidRequest(f"kraken has no {environment.value} stream URL; pass stream_url=")
@@ -130,6 +133,8 @@ class KrakenStreams:
         """The ``executions`` subscription with ``token`` (open orders in the snapshot), and
         the ``balances`` one (withdrawals): sent on every connect, which also restarts the
         sequence numbers."""
+        if not isinstance(token, Secret):
+            raise InvalidRequest("token must be the Secret that ws_token() returned")
         self._sequence = None
         self._private.clear()  # answers to an earlier connection's requests never come
         frames = []
@@ -166,10 +171,13 @@ class KrakenStreams:
     def asset(code: str) -> str:
         """A Kraken asset code in the common name (``XXBT`` and ``XBT`` are ``BTC``), as
         the balances channel names it: so a withdrawal of ours is matched."""
+        if not isinstance(code, str):
+            raise InvalidRequest("code must be a Kraken asset code as a str, such as XXBT")
         return asset_name(code)
 
     def market_frames(self, channel: str, symbol: str) -> list[str]:
         """The subscription to ``symbol``'s ``channel`` (a new connection: a new book)."""
+        _check_market(channel, symbol)
         self._bids = self._asks = None
         params: dict[str, Any] = {"channel": channel, "symbol": [symbol], "snapshot": True}
         if channel == "book":
@@ -178,6 +186,7 @@ class KrakenStreams:
 
     def resubscribe_frames(self, channel: str, symbol: str) -> list[str]:
         """Unsubscribe and subscribe again on the same connection: a fresh snapshot."""
+        _check_market(channel, symbol)
         params = {"channel": channel, "symbol": [symbol]}
         leave = {"method": "unsubscribe", "params": params, "req_id": next(self._ids)}
         return [json.dumps(leave), *self.market_frames(channel, symbol)]
@@ -201,6 +210,8 @@ class KrakenStreams:
     @staticmethod
     def decode(text: str | bytes) -> Any:
         """JSON with numbers read as Decimal (Kraken writes prices as numbers)."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise InvalidRequest("text must be one frame's text or bytes")
         try:
             return json.loads(text, parse_float=Decimal)
         except ValueError:
@@ -327,3 +338,10 @@ class KrakenStreams:
                 )
             )
         return items
+
+
+def _check_market(channel: Any, symbol: Any) -> None:
+    """A market subscription's channel and symbol, refused before a frame is made."""
+    if channel not in ("ticker", "book"):
+        raise InvalidRequest("channel must be 'ticker' or 'book'")
+    text("symbol", symbol)

@@ -15,11 +15,12 @@ import contextlib
 import ssl
 from typing import Any
 
-from ..errors import SecureTradeError
+from .._checks import text
+from ..errors import InvalidRequest, SecureTradeError
 from .connection import Backoff, Connector
 from .dialects import StreamDialect
 from .events import BookUpdate, Resynced, StreamGap, TickerUpdate
-from .options import Fatal, Marker, StreamOptions
+from .options import Fatal, Marker, StreamOptions, check_stream
 
 __all__ = ["MarketStream"]
 
@@ -37,6 +38,10 @@ class MarketStream:
         options: StreamOptions | None = None,
         channel: str = "",
     ) -> None:
+        check_stream(dialect, url, context, options)
+        text("symbol", symbol)
+        if channel not in ("", "ticker", "book"):
+            raise InvalidRequest("channel must be 'ticker' or 'book'")
         self.options = options or StreamOptions(stale_after=5.0)
         self.venue = dialect.name
         self.symbol = symbol

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from .._checks import text
 from ..errors import InvalidRequest
 from ..keys import ApiKey, Environment
 from ..models import to_decimal
@@ -61,6 +62,7 @@ class OandaStreams:
     def user_url(self, environment: Environment) -> str:
         """The transaction stream of ``environment``, ``{account}`` still to be filled in;
         :class:`InvalidRequest` (pass ``stream_url=``) where OANDA has none."""
+        environment = Environment(environment)  # a member, or its value; else InvalidRequest
         base = self._STREAM.get(environment)
         if base is None:
             raise InvalidRequest(f"oanda has no {environment.value} stream URL; pass stream_url=")
@@ -68,6 +70,7 @@ class OandaStreams:
 
     def replay_url(self, rest_base: str) -> str:
         """Where the missed transactions are read: ``sinceid`` on the REST host."""
+        text("rest_base", rest_base)
         return rest_base.rstrip("/") + _PATH + "/transactions/sinceid"
 
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._checks import seconds, whole
-from ..errors import SecureTradeError
+from .._checks import instance, is_text, seconds, whole
+from ..errors import InvalidRequest, SecureTradeError
 from ..keys import Secret
 from ..models import AccountTrade, Fill, Order
 
 __all__ = ["Rest", "StreamOptions", "Subscription"]
+
+
+def check_stream(dialect: Any, url: Any, context: Any, options: Any) -> None:
+    """What every stream is built from, refused when built (not at its first connect, in a
+    background task): a venue's dialect, a ``wss://`` (or, for a line stream,
+    ``https://``) URL, a TLS context or None, :class:`StreamOptions` or None."""
+    named = isinstance(getattr(dialect, "name", None), str)
+    if not (named and callable(getattr(dialect, "parse", None))):
+        raise InvalidRequest(
+            "dialect must be a stream dialect: securetrade.streams.dialect_for(venue)"
+        )
+    if not (is_text(url) and url.startswith(("wss://", "https://"))):
+        raise InvalidRequest("url must be a wss:// (or a line stream's https://) URL")
+    instance("context", context, ssl.SSLContext)
+    instance("options", options, StreamOptions)
 
 
 class Rest(Protocol):

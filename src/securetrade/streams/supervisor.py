@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._checks import function, instance, is_text, seconds, text
 from ..errors import (
     AuthenticationRejected,
     InvalidRequest,
@@ -48,7 +49,7 @@ from .events import (
 )
 from .ledger import Ledger, Tracked
 from .lines import LineConnector
-from .options import Fatal, Marker, Rest, StreamOptions, Subscription
+from .options import Fatal, Marker, Rest, StreamOptions, Subscription, check_stream
 
 if TYPE_CHECKING:
     from ..core.store import JournalStore
@@ -86,6 +87,17 @@ class UserStream:
     ) -> None:
         """``rest_url``: the venue's REST base, where a line stream's missed transactions
         are read (OANDA's ``sinceid``)."""
+        check_stream(dialect, url, context, options)
+        for name, value in (("credentials", credentials), ("now_ms", now_ms)):
+            function(name, value)
+        function("unify", unify, optional=True)
+        if not callable(getattr(rest, "open_orders", None)):
+            raise InvalidRequest("rest must answer the stream's REST questions (see streams.Rest)")
+        instance("monitor", monitor, AnomalyMonitor, optional=False)
+        if not callable(getattr(journal, "known", None)):  # what it asks (and records fills)
+            raise InvalidRequest("journal must be the client's order journal (a JournalStore)")
+        if rest_url is not None and not (is_text(rest_url) and rest_url.startswith("https://")):
+            raise InvalidRequest("rest_url must be the venue's https:// REST base (or None)")
         self.dialect = dialect
         self._unify = unify or (lambda symbol: symbol)
         self.venue = dialect.name
@@ -185,6 +197,7 @@ class UserStream:
     async def wait_healthy(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a connection; then whether the stream is
         :attr:`healthy`."""
+        seconds("timeout", timeout, least=0)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._connector.connected.wait(), timeout)
         return self.healthy
@@ -203,6 +216,8 @@ class UserStream:
     def subscribe(self, kinds: tuple[type, ...]) -> Subscription:
         """A new subscription to the events of the given types, each in a bounded queue of its
         own."""
+        if not (isinstance(kinds, tuple) and kinds and all(isinstance(k, type) for k in kinds)):
+            raise InvalidRequest("kinds must be a tuple of event classes, such as (OrderUpdate,)")
         sub = Subscription(self, kinds, self.options.subscriber_queue)
         self._subscribers.append(sub)
         return sub
@@ -217,17 +232,23 @@ class UserStream:
     def note_placed(self, symbol: str, client_order_id: str) -> None:
         """Record an order this process is placing, so its events are ours and a lost answer is
         swept over REST."""
+        text("symbol", symbol)
+        text("client_order_id", client_order_id)
         self._placed[client_order_id] = symbol
         self._ours.add(client_order_id)
 
     def resync(self, reason: str = "requested") -> None:
         """Reconcile over REST now (a ``StreamGap`` with ``reason``, then ``Resynced``), as
         after a gap: for a caller that has its own reason to doubt the stream."""
+        text("reason", reason)
         self._offer(Marker(reason, "a reconciliation was asked for"))
 
     def note_withdrawal(self, asset: str, amount: Decimal) -> None:
         """Record a withdrawal this process made, so the venue's report of it (matched within an
         hour) is not taken for an intruder's."""
+        text("asset", asset)
+        if not (isinstance(amount, Decimal) and amount.is_finite() and amount > 0):
+            raise InvalidRequest("amount must be a positive, finite Decimal")
         self._withdrawn.append(_Withdrawn(asset, amount, time.monotonic()))
 
     # --- the socket's side ---------------------------------------------------------------

@@ -53,7 +53,17 @@ def pin_of_certificate(der: bytes) -> str:
     from cryptography import x509  # first used at the first handshake, not at import
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    cert = x509.load_der_x509_certificate(der)
+    if not isinstance(der, (bytes, bytearray, memoryview)):
+        raise InvalidRequest(
+            "der must be a certificate's DER bytes (ssl.PEM_cert_to_DER_cert turns PEM into it)"
+        )
+    try:
+        cert = x509.load_der_x509_certificate(bytes(der))
+    except ValueError:  # cryptography's word for bytes that are no DER certificate
+        raise InvalidRequest(
+            "der is not a DER certificate: give the certificate's bytes, as "
+            "ssl.PEM_cert_to_DER_cert or SSLSocket.getpeercert(binary_form=True) return them"
+        ) from None
     spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return _PREFIX + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 

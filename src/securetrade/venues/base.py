@@ -49,7 +49,6 @@ Third parties register an adapter under the entry point group ``securetrade.venu
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +56,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from .._checks import Choice
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -95,7 +95,7 @@ __all__ = [
 Params = list[tuple[str, str]]
 
 
-class Op(str, enum.Enum):
+class Op(str, Choice):
     """The operations every venue maps to its endpoints."""
 
     SERVER_TIME = "server_time"
@@ -220,14 +220,14 @@ def capabilities_of(venue: Venue) -> Capabilities:
 _BASIC_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 
 
-class Freshness(str, enum.Enum):
+class Freshness(str, Choice):
     """How a venue tells a fresh signed request from a replayed or delayed one."""
 
     TIMESTAMP = "timestamp"  # venue-time timestamp, accepted within a receive window
     NONCE = "nonce"  # an integer that must exceed the last one seen for the key
 
 
-class Verdict(str, enum.Enum):
+class Verdict(str, Choice):
     """The meaning of an answer for the money: the core acts on this, never on codes."""
 
     OK = "ok"

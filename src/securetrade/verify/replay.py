@@ -14,7 +14,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from .._checks import whole
+from .._checks import LARGEST, is_text, text, whole
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InboundRejected
@@ -45,6 +45,14 @@ class ReplayStore(Protocol):
         ...
 
 
+def _check_remember(token: object, expires_ms: object, now_ms: object) -> None:
+    """``remember``'s arguments, named when one is wrong (a store would otherwise compare
+    or hash it: a TypeError, or a garbage row)."""
+    text("token", token)
+    whole("expires_ms", expires_ms, 0)
+    whole("now_ms", now_ms, 0)
+
+
 class MemoryReplayStore:
     """One process: a dict plus an expiry heap, under a lock, at most ``max_entries`` ids."""
 
@@ -58,6 +66,10 @@ class MemoryReplayStore:
         return len(self._expiry)
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        if not (is_text(token) and type(expires_ms) is int and type(now_ms) is int) or not (
+            0 <= expires_ms <= LARGEST and 0 <= now_ms <= LARGEST
+        ):
+            _check_remember(token, expires_ms, now_ms)
         with self._lock:
             heap, expiry = self._heap, self._expiry
             while heap and heap[0][0] <= now_ms:
@@ -104,6 +116,10 @@ class SqliteReplayStore:
         self._writes = 0
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        if not (is_text(token) and type(expires_ms) is int and type(now_ms) is int) or not (
+            0 <= expires_ms <= LARGEST and 0 <= now_ms <= LARGEST
+        ):
+            _check_remember(token, expires_ms, now_ms)
         with self._lock:
             # Insert, or take over a row whose message is stale; a live row wins (0 rows).
             cursor = self._db.execute(
@@ -136,6 +152,10 @@ class RedisReplayStore:
         self._prefix = prefix
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
+        if not (is_text(token) and type(expires_ms) is int and type(now_ms) is int) or not (
+            0 <= expires_ms <= LARGEST and 0 <= now_ms <= LARGEST
+        ):
+            _check_remember(token, expires_ms, now_ms)
         ttl = max(1, expires_ms - now_ms)
         return bool(self._client.set(self._prefix + token, b"1", nx=True, px=ttl))
 
