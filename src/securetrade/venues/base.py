@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from pydantic_core import from_json as _from_json
+
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -282,6 +284,14 @@ def read_json(body: bytes) -> Any:
     ``interpret`` then sorts it by status alone."""
     if not body:
         return None
+    try:
+        # pydantic-core's parser: the same values as json.loads on every document both
+        # read, for under half the instructions (one answer per order). It refuses some
+        # that json reads (a lone surrogate escape, nesting past its limit, UTF-16): json
+        # has the last word on those, so what is readable does not change.
+        return _from_json(body)
+    except ValueError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
