@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, StrictBool, model_validator
 
+from .._checks import plain_decimal
 from ..errors import InvalidRequest
 from .common import (
     Money,
@@ -249,8 +250,7 @@ def _check_oco(data: dict[str, Any]) -> None:
 
 
 def _canonical(value: Decimal) -> str:
-    normal = value.normalize()
-    return format(normal, "f")
+    return plain_decimal(value.normalize())
 
 
 class LimitOrder(OrderRequest):

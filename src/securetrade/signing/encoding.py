@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from .._checks import plain_decimal
 from ..errors import InvalidRequest
 
 __all__ = ["encode_json", "encode_query", "escape", "is_plain", "with_query"]
@@ -109,7 +110,7 @@ def _wire(value: Any, where: str) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidRequest(f"{where} is not a finite number")
-        return format(value, "f")
+        return plain_decimal(value)
     if isinstance(value, float):
         raise InvalidRequest(f"{where} is a float; money and sizes travel as Decimal or str")
     if isinstance(value, Mapping):

@@ -59,6 +59,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic_core import from_json as _from_json
 
+from .._checks import plain_decimal
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -267,10 +268,9 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def wire_decimal(value: Decimal) -> str:
-    """Decimal to wire text: plain notation, never an exponent (``1E-5`` is refused by
-    venues that read ``0.00001``)."""
-    return format(value, "f")
+# Decimal to wire text: plain notation, never an exponent (``1E-5`` is refused by venues
+# that read ``0.00001``).
+wire_decimal = plain_decimal
 
 
 def within(name: str, value: int, most: int) -> None:
