@@ -75,10 +75,19 @@ def _prefix(name: str) -> str:
     return known
 
 
+# The unreserved characters as bytes: what bytes.translate deletes to tell, in one C call
+# over all the values of a query, that none needs percent-encoding.
+_UNRESERVED_BYTES = _UNRESERVED.encode("ascii")
+
+
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """``k=v&k=v`` with percent-encoding applied only where a character needs it."""
     try:
         names = _NAMES
+        if type(pairs) is list:  # a signed order's ten values, all plain: one test for all
+            values = "".join([v for _, v in pairs])
+            if values.isascii() and not values.encode("ascii").translate(None, _UNRESERVED_BYTES):
+                return "&".join([(names.get(k) or _prefix(k)) + v for k, v in pairs])
         # escape()'s own first test inline: most values are letters and digits alone, and
         # a call per value is most of what encoding them costs.
         return "&".join(

@@ -301,8 +301,8 @@ class BinanceSpot:
             headers = (("X-MBX-APIKEY", key_id),)
         path = endpoint.path
         if endpoint.op is _PLACE_ORDER:
-            # One look at the names (not a generator per kind: this runs on every order).
-            names = {n for n, _ in params}
+            # One look at the names (dict() builds in C: this runs on every order).
+            names = dict(params)
             if "cancelReplaceMode" in names:
                 path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
             elif "listClientOrderId" in names:
