@@ -255,6 +255,34 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
     assert server.connections == 2
 
 
+def test_the_reuse_check_of_an_idle_connection_reads_nothing(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    """An idle TLS socket read ends in SSLWantReadError, raised and caught per request: the
+    check polls the socket instead, and reads only when something arrived."""
+    server = serve()
+    client = make("async", server.base_url, certs)
+    assert isinstance(client, AsyncDriven)
+    try:
+        client.send(HttpRequest("GET", "/x"))
+        (connection,) = client.inner._idle
+        reads: list[int] = []
+        sock = connection.sock  # type: ignore[attr-defined]
+        real_recv = sock.recv
+
+        def counted(size: int) -> bytes:
+            reads.append(size)
+            return real_recv(size)  # type: ignore[no-any-return]
+
+        sock.recv = counted
+        assert connection.reusable()
+        assert reads == []
+        assert client.send(HttpRequest("GET", "/y")).body == b"ok"
+        assert server.connections == 1
+    finally:
+        client.dispose()
+
+
 def test_bytes_after_a_whole_reply_keep_its_connection_out_of_the_pool(
     serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:

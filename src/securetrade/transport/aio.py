@@ -303,9 +303,21 @@ class _Connection(_Exchange):
     def reusable(self) -> bool:
         """Idle and still open. Reads what arrived first: the loop may not have run since
         the server closed the connection (a caller driving it with run_until_complete)."""
-        if not self.closed and not self.buffer:
+        if not self.closed and not self.buffer and self._arrived():
             self._readable()  # an end of stream marks it closed; stray bytes fill the buffer
         return not self.closed and not self.buffer
+
+    def _arrived(self) -> bool:
+        """Whether anything waits to be read: bytes TLS decrypted and holds, or the socket
+        readable (an end of stream too). Asked with a poll, not a read: a read of an idle
+        TLS socket ends in SSLWantReadError, an exception raised and caught per request."""
+        if self._tls_pending():
+            return True
+        try:
+            readable, _, _ = select.select((self._fd,), (), (), 0)
+        except (OSError, ValueError):
+            return True  # the read says what is wrong with the socket
+        return bool(readable)
 
     def detach(self) -> socket.socket:
         """Stop watching the socket and hand it over (a proxy tunnel, now to carry TLS)."""
