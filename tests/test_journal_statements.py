@@ -67,3 +67,24 @@ def test_a_guarded_transition_still_needs_the_row_it_read(tmp_path: Path) -> Non
     assert not journal.settle("st-g", IntentState.NOT_PLACED, expect=View(IntentState.SENDING, 2))
     assert journal.settle("st-g", IntentState.NOT_PLACED, expect=View(IntentState.SENDING, 1))
     journal.close()
+
+
+def test_the_source_states_written_into_the_statements_are_plain_words() -> None:
+    """The evidence transitions write their source states into the SQL as literals: each
+    must be a plain word, nothing a quote could end."""
+    assert all(s.value.isidentifier() and s.value.isupper() for s in IntentState)
+
+
+def test_settle_records_the_error_or_none(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    _begin(journal, "st-e")
+    sent = View(IntentState.SENDING, 1)
+    assert journal.settle("st-e", IntentState.NOT_PLACED, expect=sent, error="it's 'q'; -- x")
+    row = journal.get("st-e")
+    assert row is not None
+    assert row.error == "it's 'q'; -- x"
+    assert journal.settle("st-e", IntentState.FILLED, order_json="{}")
+    row = journal.get("st-e")
+    assert row is not None
+    assert (row.state, row.error, row.order_json) == (IntentState.FILLED, None, "{}")
+    journal.close()
