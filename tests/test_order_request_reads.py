@@ -7,14 +7,18 @@ from decimal import Decimal
 
 import pytest
 
+from securetrade.errors import InvalidRequest
 from securetrade.models import (
+    Instrument,
     LimitOrder,
     MarketOrder,
     OcoOrder,
     OrderRequest,
     StopLimitOrder,
     StopLossOrder,
+    replacing,
 )
+from securetrade.venues.binance import BINANCE
 
 ORDERS = [
     LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.0010", price="70000.00"),
@@ -68,3 +72,64 @@ def test_fingerprint_and_notional_of_every_kind(order: OrderRequest, fingerprint
     copy = order.model_copy()
     assert copy.fingerprint() == fingerprint
     assert copy.notional == order.notional
+
+
+CID = "st0123456789abcdef0123456789abcd"
+_TAIL = [("newClientOrderId", CID), ("newOrderRespType", "FULL")]
+PARAMS = {
+    0: [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "LIMIT"), ("timeInForce", "GTC"),
+        ("quantity", "0.0010"), ("price", "70000.00"), *_TAIL],
+    1: [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "LIMIT_MAKER"), ("quantity", "2"),
+        ("price", "100000"), *_TAIL],
+    3: [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "0.5"), *_TAIL],
+    4: [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "MARKET"), ("quoteOrderQty", "100.50"),
+        *_TAIL],
+    5: [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "STOP_LOSS"), ("quantity", "1"),
+        ("stopPrice", "60000"), *_TAIL],
+    6: [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "STOP_LOSS_LIMIT"),
+        ("timeInForce", "GTC"), ("quantity", "1"), ("price", "59000"), ("stopPrice", "60000"),
+        *_TAIL],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("index", "params"), sorted(PARAMS.items()))
+def test_binance_order_params_of_every_kind(index: int, params: list[tuple[str, str]]) -> None:
+    assert BINANCE.order_params(ORDERS[index], CID) == params
+    amend = replacing(ORDERS[index], "12345")
+    assert BINANCE.order_params(amend, CID) == [
+        *params,
+        ("cancelReplaceMode", "STOP_ON_FAILURE"),
+        ("cancelOrderId", "12345"),
+    ]
+
+
+def _instrument(**rules: str) -> Instrument:
+    base = {"symbol": "BTCUSDT", "base_asset": "BTC", "quote_asset": "USDT"}
+    return Instrument(**{**base, "tick_size": "0.01", "step_size": "0.0001", **rules})
+
+
+@pytest.mark.parametrize(
+    ("order", "rules", "refusal"),
+    [
+        (ORDERS[0], {}, None),
+        (ORDERS[0], {"min_notional": "100"}, "notional 70.000000 is below the minimum 100"),
+        (ORDERS[0], {"min_quantity": "0.01"}, "quantity 0.0010 is below the minimum 0.01"),
+        (ORDERS[0], {"step_size": "0.01"}, "quantity"),
+        (ORDERS[0], {"tick_size": "1000"}, None),
+        (ORDERS[0], {"tick_size": "0.3"}, "price"),
+        (ORDERS[0], {"trading": "false"}, "BTCUSDT is not trading"),
+        (ORDERS[5], {"tick_size": "7"}, "stop_price"),
+        (ORDERS[4], {"min_notional": "200"}, "quote_quantity 100.50 is below"),
+        (ORDERS[2], {}, "order for AAPL checked against BTCUSDT"),
+    ],
+)
+def test_instrument_check_of_the_fields(
+    order: OrderRequest, rules: dict[str, str], refusal: str | None
+) -> None:
+    instrument = _instrument(**rules)
+    if refusal is None:
+        instrument.check(order)
+        return
+    with pytest.raises(InvalidRequest) as caught:
+        instrument.check(order)
+    assert refusal in str(caught.value)

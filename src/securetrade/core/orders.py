@@ -140,16 +140,18 @@ class Core(Recovery):
                 f"idempotency key was used for another order ({intent.fingerprint}); "
                 "nothing was sent"
             )
+        fields = order.__dict__  # one read of the model, not seven (pydantic's hook is slow)
+        quote = fields["quote_quantity"]
         yield from self.note(
             "order.intent",
             client_order_id=intent.client_order_id,
-            symbol=order.symbol,
+            symbol=fields["symbol"],
             new=created,
-            side=order.side._value_,  # _value_: a slot read; .value is a Python property
-            type=order.type._value_,
-            quantity=order.quantity,
-            price=order.price,
-            **({} if order.quote_quantity is None else {"quote_quantity": order.quote_quantity}),
+            side=fields["side"]._value_,  # _value_: a slot read; .value is a Python property
+            type=fields["type"]._value_,
+            quantity=fields["quantity"],
+            price=fields["price"],
+            **({} if quote is None else {"quote_quantity": quote}),
         )
 
     def unresolved(self) -> list[str]:

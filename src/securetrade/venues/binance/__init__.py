@@ -323,25 +323,34 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
-        if order.type is _OCO:
+        # The fields from __dict__: a model's attribute read goes through pydantic's
+        # __getattr__ hook, slowly, and this runs for every order sent.
+        fields = order.__dict__
+        kind = fields["type"]
+        if kind is _OCO:
             return oco_params(order, client_order_id)
+        post_only, tif, quote = (
+            fields["post_only"],
+            fields["time_in_force"],
+            fields["quote_quantity"],
+        )
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
-        kind = "LIMIT_MAKER" if order.post_only else order.type._value_
         params: Params = [
-            ("symbol", order.symbol),
-            ("side", order.side._value_),
-            ("type", kind),
+            ("symbol", fields["symbol"]),
+            ("side", fields["side"]._value_),
+            ("type", "LIMIT_MAKER" if post_only else kind._value_),
         ]
-        if order.time_in_force is not None and not order.post_only:
-            params.append(("timeInForce", order.time_in_force._value_))
-        if order.quote_quantity is not None:  # a MARKET order: spend or receive this much
-            params.append(("quoteOrderQty", wire_decimal(order.quote_quantity)))
+        if tif is not None and not post_only:
+            params.append(("timeInForce", tif._value_))
+        if quote is not None:  # a MARKET order: spend or receive this much
+            params.append(("quoteOrderQty", wire_decimal(quote)))
         else:
             params.append(("quantity", wire_decimal(order.base_quantity)))
-        if order.price is not None:
-            params.append(("price", wire_decimal(order.price)))
-        if order.stop_price is not None:
-            params.append(("stopPrice", wire_decimal(order.stop_price)))
+        price, stop = fields["price"], fields["stop_price"]
+        if price is not None:
+            params.append(("price", wire_decimal(price)))
+        if stop is not None:
+            params.append(("stopPrice", wire_decimal(stop)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
         if order.replaces is not None:  # amend: cancel it and place this, atomically
