@@ -3,19 +3,24 @@ __dict__: pinned here for every kind of order, against the fields read one by on
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 
 from securetrade.errors import InvalidRequest
 from securetrade.models import (
+    Fill,
     Instrument,
     LimitOrder,
     MarketOrder,
     OcoOrder,
+    Order,
     OrderRequest,
     StopLimitOrder,
     StopLossOrder,
+    as_json,
+    as_replayed,
     replacing,
 )
 from securetrade.venues.binance import BINANCE
@@ -133,3 +138,26 @@ def test_instrument_check_of_the_fields(
     with pytest.raises(InvalidRequest) as caught:
         instrument.check(order)
     assert refusal in str(caught.value)
+
+
+def test_as_json_is_model_dump_json() -> None:
+    """The journal's text of an answer, made by pydantic's serializer directly."""
+    filled = Order(
+        venue="binance", symbol="BTCUSDT", order_id="1", client_order_id=CID, side="BUY",
+        type="LIMIT", status="FILLED", quantity="0.001", price="70000.00",
+        filled_quantity="0.001", quote_quantity="70", time_in_force="GTC",
+        created_at=datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc),
+        fills=(Fill(price="70000", quantity="0.001", commission_asset="BTC", trade_id="9"),),
+    )  # fmt: skip
+    bare = Order(
+        venue="kraken", symbol="XBTUSD", order_id="O-1", client_order_id=CID, side="SELL",
+        type="MARKET", status="NEW", quantity="1",
+    )  # fmt: skip
+    for order in (
+        filled,
+        bare,
+        as_replayed(filled),
+        filled.model_copy(update={"idempotency_key": "k"}),
+    ):
+        assert as_json(order) == order.model_dump_json()
+        assert Order.model_validate_json(as_json(order)) == order

@@ -32,6 +32,7 @@ from ..models import (
     OrderStatus,
     PublicTrade,
     Ticker,
+    as_json,
     to_decimal,
 )
 from ..policy import Decision, KillState, ReferencePrice
@@ -333,7 +334,7 @@ class Reads(Pipeline):
         state = state_of(order)
         if state is IntentState.REJECTED:
             return order  # a venue that lists a refused order: it says nothing of our attempts
-        yield Settle(cid, state, order.model_dump_json(), fills=order.fills)
+        yield Settle(cid, state, as_json(order), fills=order.fills)
         return order
 
     def _keyed(self, order: Order) -> Flow[Order]:

@@ -19,7 +19,7 @@ from ..errors import (
     SecureTradeError,
     UnresolvedOrder,
 )
-from ..models import Order, OrderRequest
+from ..models import Order, OrderRequest, as_json
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
 from .effects import Flow, Settle, Wait
@@ -145,7 +145,7 @@ class Resolution(Reads):
         found = found.model_copy(update={"idempotency_key": key})
         state = state_of(found)
         if state is not _REJECTED:  # a listed refusal proves nothing of attempts
-            yield Settle(found.client_order_id, state, found.model_dump_json(), fills=found.fills)
+            yield Settle(found.client_order_id, state, as_json(found), fills=found.fills)
         self.policy.observe(found)
         yield from self.note(
             "order.placed",
