@@ -83,6 +83,7 @@ class _Exchange(abc.ABC):
         self._phases: tuple[float, float, float] = (0.0, 0.0, 0.0)  # loop times
         self._timeout: Timeout | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._spare: ResponseReader | None = None  # the last reply's, for the next one
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
@@ -192,7 +193,11 @@ class _Exchange(abc.ABC):
     async def exchange(self, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
         """Write ``data`` and read one whole reply, each phase within its time, counted
         from now (a timer on the loop, not ``wait_for``: that costs a task per request)."""
-        reader = self.reader = ResponseReader(limits)
+        reader = self._spare
+        if reader is None or not reader.again(limits):
+            reader = ResponseReader(limits, keep_parser=True)
+        self._spare = None
+        self.reader = reader
         start = self._loop.time()
         self._phases = phases = (
             start + timeout.write,
@@ -209,8 +214,17 @@ class _Exchange(abc.ABC):
         finally:
             self.reader = None  # the timer stays: it fires into an idle connection, or the next
         if not reader.reusable:  # closing, or bytes after the reply: not reusable
+            reader.release()
             self.close()
+        else:  # its parser reads the next reply (the caller takes this one's response first)
+            self._spare = reader
         return reader
+
+    def _drop_spare(self) -> None:
+        """The connection is closing: free the kept reader and its parser now."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.release()
 
 
 class _Connection(_Exchange):
@@ -328,6 +342,7 @@ class _Connection(_Exchange):
     def close(self) -> None:
         """Close now: a TLS goodbye if the socket takes it at once, then the socket."""
         self._disarm()
+        self._drop_spare()
         if self.closed and self.sock.fileno() < 0:
             return
         self.closed = True
@@ -406,6 +421,7 @@ class _StreamConnection(_Exchange, asyncio.Protocol):
         """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
         to its shutdown timeout) before letting the socket go."""
         self._disarm()
+        self._drop_spare()
         self.closed = True
         if self.transport is not None and not self._loop.is_closed():
             self.transport.abort()
@@ -766,7 +782,7 @@ class AsyncHttpTransport:
                 connection = await self._connect(phases)
                 self._open.add(connection)
             try:
-                reader = await connection.exchange(data, phases, self._limits)
+                response = (await connection.exchange(data, phases, self._limits)).response
             except (OSError, asyncio.TimeoutError, ConnectionError, ProtocolError) as exc:
                 connection.close()
                 self._open.discard(connection)
@@ -784,7 +800,6 @@ class AsyncHttpTransport:
                 self._idle.append(connection)
         finally:
             slots.release()
-        response = reader.response
         assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
