@@ -172,9 +172,9 @@ class Pipeline:
         """An audit event (the trail may be a file: then an effect, written off the loop)."""
         audit = self.audit
         if _AUDIT in self.inline:
-            audit.emit(kind, **fields)
+            audit.record(kind, fields)
             return
-        yield Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
+        yield Call(Resource.AUDIT, lambda: audit.record(kind, fields))
 
     def markets(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
