@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -42,5 +43,40 @@ def test_the_order_path_notes_through_record(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(audit, "record", lambda kind, fields: calls.append((kind, fields)))
     monkeypatch.setattr(audit, "emit", lambda kind, **fields: pytest.fail("emit: repacked"))
     holder = SimpleNamespace(audit=audit, inline=frozenset(Resource))
+    holder.note_fields = functools.partial(Pipeline.note_fields, holder)  # type: ignore[arg-type]
     list(Pipeline.note(holder, "order.placed", client_order_id="st1"))  # type: ignore[arg-type]
     assert calls == [("order.placed", {"client_order_id": "st1"})]
+
+
+def test_a_placed_orders_notes_say_what_they_said() -> None:
+    from securetrade import Client, LimitOrder, MarketOrder
+    from securetrade.sim import Simulator
+
+    with Simulator() as sim:
+        audit = AuditLog()
+        key = sim.create_key()
+        with Client(key, transport=sim.transport(), journal=":memory:", audit=audit) as client:
+            placed = client.place_order(
+                LimitOrder(symbol="BTCUSDT", side="BUY", quantity="0.01", price="60000")
+            )
+            client.place_order(
+                MarketOrder(symbol="BTCUSDT", side="BUY", quote_quantity="50"),
+                idempotency_key="quote-1",
+            )
+    limit, market = audit.events("order.intent")
+    assert limit.fields == {
+        "client_order_id": placed.client_order_id,
+        "symbol": "BTCUSDT",
+        "new": True,
+        "side": "BUY",
+        "type": "LIMIT",
+        "quantity": Decimal("0.01"),
+        "price": Decimal("60000"),
+    }
+    assert market.fields["quote_quantity"] == Decimal("50")
+    assert market.fields["quantity"] is None
+    assert audit.events("order.placed")[0].fields == {
+        "client_order_id": placed.client_order_id,
+        "order_id": placed.order_id,
+        "status": placed.status.value,
+    }

@@ -141,18 +141,19 @@ class Core(Recovery):
                 "nothing was sent"
             )
         fields = order.__dict__  # one read of the model, not seven (pydantic's hook is slow)
+        event = {
+            "client_order_id": intent.client_order_id,
+            "symbol": fields["symbol"],
+            "new": created,
+            "side": fields["side"]._value_,  # _value_: a slot read; .value is a property
+            "type": fields["type"]._value_,
+            "quantity": fields["quantity"],
+            "price": fields["price"],
+        }
         quote = fields["quote_quantity"]
-        yield from self.note(
-            "order.intent",
-            client_order_id=intent.client_order_id,
-            symbol=fields["symbol"],
-            new=created,
-            side=fields["side"]._value_,  # _value_: a slot read; .value is a Python property
-            type=fields["type"]._value_,
-            quantity=fields["quantity"],
-            price=fields["price"],
-            **({} if quote is None else {"quote_quantity": quote}),
-        )
+        if quote is not None:
+            event["quote_quantity"] = quote
+        yield from self.note_fields("order.intent", event)
 
     def unresolved(self) -> list[str]:
         """Client order ids of this account's intents whose outcome is not yet known."""
