@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -161,3 +162,40 @@ def test_as_json_is_model_dump_json() -> None:
     ):
         assert as_json(order) == order.model_dump_json()
         assert Order.model_validate_json(as_json(order)) == order
+
+
+_ORDER_FIELDS: dict[str, Any] = {
+    "venue": "binance", "symbol": "BTCUSDT", "order_id": "1", "client_order_id": CID,
+    "side": "BUY", "type": "LIMIT", "status": "FILLED", "quantity": "0.001",
+    "price": "70000.00", "time_in_force": "GTC", "fills": (),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"quantity": "-1"},
+        {"price": "NaN"},
+        {"side": "HOLD"},
+        {"unknown": 1},
+        {"fills": [{"price": "1", "quantity": "x"}]},
+        {"created_at": "not a date"},
+    ],
+)
+def test_from_fields_makes_and_refuses_what_the_constructor_does(change: dict[str, Any]) -> None:
+    fields = {**_ORDER_FIELDS, **change}
+    try:
+        expected: Order | str = Order(**fields)
+    except InvalidRequest as exc:
+        expected = str(exc)
+    try:
+        made: Order | str = Order.from_fields(dict(fields))
+    except InvalidRequest as exc:
+        made = str(exc)
+    assert made == expected
+    if isinstance(made, Order):
+        assert isinstance(expected, Order)
+        assert made.model_fields_set == expected.model_fields_set
+        assert made.replayed is False
+        assert as_replayed(made).replayed is True

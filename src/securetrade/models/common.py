@@ -196,6 +196,19 @@ class _Model(Tabular, BaseModel):
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
 
     @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """The model made from a dict of its fields, checked and refused exactly as the
+        constructor does. For parsers that build the dict anyway (a venue's answer, one
+        per order): ``cls(**fields)`` turns it into keywords and back into a dict three
+        times on the way to the same validator call."""
+        model = cls.__new__(cls)
+        try:
+            cls.__pydantic_validator__.validate_python(fields, self_instance=model)
+        except _PydanticValidationError as exc:
+            raise InvalidRequest(_summarise(cls.__name__, exc)) from None
+        return model
+
+    @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Private attributes with plain defaults (the marks the core sets: amend's order
         id, replayed) start from a prepared dict: pydantic's generic initialiser costs a

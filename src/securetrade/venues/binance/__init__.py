@@ -507,13 +507,17 @@ class BinanceSpot:
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
+        # from_fields: the dicts built here go to the validators as they are (one answer
+        # per order; a constructor call would turn each into keywords and back).
         fills = tuple(
-            Fill(
-                price=f["price"],
-                quantity=f["qty"],
-                commission=f.get("commission", "0"),
-                commission_asset=f.get("commissionAsset"),
-                trade_id=None if f.get("tradeId") is None else str(f["tradeId"]),
+            Fill.from_fields(
+                {
+                    "price": f["price"],
+                    "quantity": f["qty"],
+                    "commission": f.get("commission", "0"),
+                    "commission_asset": f.get("commissionAsset"),
+                    "trade_id": None if f.get("tradeId") is None else str(f["tradeId"]),
+                }
             )
             for f in payload.get("fills", ())
         )
@@ -531,27 +535,29 @@ class BinanceSpot:
         # Binance answers "0.00000000" for an order sized in the base asset.
         asked = payload.get("origQuoteOrderQty")
         asked = asked if asked is not None and Decimal(str(asked)) > 0 else None
-        return Order(
-            venue=self.name,
-            symbol=payload["symbol"],
-            order_id=str(payload["orderId"]),
-            # A cancel answers the order's id in origClientOrderId; clientOrderId is the
-            # cancel's own (Binance "Cancel order").
-            client_order_id=payload.get("origClientOrderId") or payload["clientOrderId"],
-            side=payload["side"],
-            type=order_type,
-            status=_STATUS[payload["status"]],
-            quantity=payload["origQty"],
-            price=price if order_type.takes_price and price is not None else None,
-            stop_price=stop if order_type.is_conditional and stop is not None else None,
-            filled_quantity=payload.get("executedQty", "0"),
-            quote_quantity=payload.get("cummulativeQuoteQty", "0"),
-            time_in_force=tif if order_type.takes_price and tif else None,
-            created_at=None
-            if stamp is None
-            else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
-            fills=fills,
-            quote_order_quantity=asked,
+        return Order.from_fields(
+            {
+                "venue": self.name,
+                "symbol": payload["symbol"],
+                "order_id": str(payload["orderId"]),
+                # A cancel answers the order's id in origClientOrderId; clientOrderId is the
+                # cancel's own (Binance "Cancel order").
+                "client_order_id": payload.get("origClientOrderId") or payload["clientOrderId"],
+                "side": payload["side"],
+                "type": order_type,
+                "status": _STATUS[payload["status"]],
+                "quantity": payload["origQty"],
+                "price": price if order_type.takes_price and price is not None else None,
+                "stop_price": stop if order_type.is_conditional and stop is not None else None,
+                "filled_quantity": payload.get("executedQty", "0"),
+                "quote_quantity": payload.get("cummulativeQuoteQty", "0"),
+                "time_in_force": tif if order_type.takes_price and tif else None,
+                "created_at": None
+                if stamp is None
+                else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
+                "fills": fills,
+                "quote_order_quantity": asked,
+            }
         )
 
     @reads_answer
