@@ -199,3 +199,34 @@ def test_from_fields_makes_and_refuses_what_the_constructor_does(change: dict[st
         assert made.model_fields_set == expected.model_fields_set
         assert made.replayed is False
         assert as_replayed(made).replayed is True
+
+
+def test_a_policy_without_notional_limits_never_values_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notional multiplies, and the order path asks the policy twice per order: it is
+    worked out only for a policy with a notional limit, which still refuses as before."""
+    from securetrade.errors import PolicyViolation
+    from securetrade.policy import Policy
+
+    reads: list[int] = []
+    real = OrderRequest.notional
+
+    def counted(self: OrderRequest) -> Decimal | None:
+        reads.append(1)
+        return real.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(OrderRequest, "notional", property(counted))
+    order = ORDERS[0]  # 0.0010 at 70000.00: 70
+    plain = Policy(max_orders=100)
+    plain.check(order, final=False)
+    assert not plain.needs_reference(order)
+    assert reads == []
+    for limits in ({"max_notional": "50"}, {"daily_notional": "60"}):
+        with pytest.raises(PolicyViolation):
+            Policy(**limits).check(order)  # type: ignore[arg-type]
+    Policy(max_notional="100").check(order)
+    assert reads
+    market = ORDERS[3]  # no price: valued at the reference price when a limit asks
+    assert Policy(max_notional="100").needs_reference(market)
+    assert not Policy().needs_reference(market)
