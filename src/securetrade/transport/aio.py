@@ -193,10 +193,11 @@ class _Exchange(abc.ABC):
     async def exchange(self, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
         """Write ``data`` and read one whole reply, each phase within its time, counted
         from now (a timer on the loop, not ``wait_for``: that costs a task per request)."""
-        reader = self._spare
+        reader, self._spare = self._spare, None
         if reader is None or not reader.again(limits):
+            if reader is not None:
+                reader.release()  # other limits: freed now, not by the cyclic collector
             reader = ResponseReader(limits, keep_parser=True)
-        self._spare = None
         self.reader = reader
         start = self._loop.time()
         self._phases = phases = (
