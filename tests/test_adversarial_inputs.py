@@ -382,6 +382,26 @@ def test_model_copy_of_valid_updates_still_copies() -> None:
     assert ORDER.model_copy(deep=True) == ORDER
 
 
+@pytest.mark.parametrize("value", [5, ["k"], Decimal(1), {"k": 1}])
+def test_model_copy_of_a_text_field_refuses_what_is_no_str(value: Any) -> None:
+    """A str is stored as it is (nothing about it could be refused); anything else is
+    still asked of pydantic, and refused with our error."""
+    with pytest.raises(InvalidRequest):
+        ORDER.model_copy(update={"idempotency_key": value})
+
+
+def test_model_copy_of_a_text_field_makes_what_the_constructor_makes() -> None:
+    keyed = ORDER.model_copy(update={"idempotency_key": "k-1"})
+    made = Order(**{**ORDER.model_dump(), "idempotency_key": "k-1"})
+    assert keyed == made
+    assert keyed.model_dump_json() == made.model_dump_json()
+    assert keyed.model_fields_set == ORDER.model_fields_set | {"idempotency_key"}
+    assert "idempotency_key" not in ORDER.model_fields_set
+    # Only fields a plain str is valid for: never one a validator or constraint checks.
+    assert {"idempotency_key", "client_order_id", "symbol"} <= Order._any_text
+    assert "quantity" not in Order._any_text
+
+
 # --- a LIMIT order without a time in force --------------------------------------------------
 
 

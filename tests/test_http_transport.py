@@ -255,6 +255,74 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
     assert server.connections == 2
 
 
+def test_the_reuse_check_of_an_idle_connection_reads_nothing(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    """An idle TLS socket read ends in SSLWantReadError, raised and caught per request: the
+    check polls the socket instead, and reads only when something arrived."""
+    server = serve()
+    client = make("async", server.base_url, certs)
+    assert isinstance(client, AsyncDriven)
+    try:
+        client.send(HttpRequest("GET", "/x"))
+        (connection,) = client.inner._idle
+        reads: list[int] = []
+        sock = connection.sock  # type: ignore[attr-defined]
+        real_recv = sock.recv
+
+        def counted(size: int) -> bytes:
+            reads.append(size)
+            return real_recv(size)  # type: ignore[no-any-return]
+
+        sock.recv = counted
+        assert connection.reusable()
+        assert reads == []
+        assert client.send(HttpRequest("GET", "/y")).body == b"ok"
+        assert server.connections == 1
+    finally:
+        client.dispose()
+
+
+def test_a_kept_connection_reads_each_reply_with_the_same_parser(
+    serve: Callable[..., ScriptedServer], certs: Certificates
+) -> None:
+    """The async transport keeps a reusable connection's reader and parser for its next
+    reply: each reply still reads whole and alone, whatever its framing."""
+    replies = [
+        OK,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew",
+        b"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n",
+        OK,
+    ]
+    server = serve(lambda index, head: (replies[index], False))
+    client = make("async", server.base_url, certs)
+    assert isinstance(client, AsyncDriven)
+    try:
+        got = []
+        parsers = set()
+        for n in range(len(replies)):
+            response = client.send(HttpRequest("GET", f"/{n}"))
+            got.append((response.status, response.body, response.headers.get("x-a")))
+            (connection,) = client.inner._idle
+            parsers.add(id(connection._spare._parser))  # type: ignore[union-attr]
+        assert got == [
+            (200, b"ok", None),
+            (200, b"abc", None),
+            (204, b"", "1"),
+            (201, b"new", None),
+            (429, b"", None),
+            (200, b"ok", None),
+        ]
+        assert server.connections == 1
+        assert len(parsers) == 1
+        connection.close()
+        assert connection._spare is None  # released with the connection
+    finally:
+        client.dispose()
+
+
 def test_bytes_after_a_whole_reply_keep_its_connection_out_of_the_pool(
     serve: Callable[..., ScriptedServer], certs: Certificates, transport: Callable[..., Driven]
 ) -> None:

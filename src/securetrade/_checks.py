@@ -14,6 +14,7 @@ import operator
 import os
 import sys
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from .errors import InvalidRequest
@@ -23,6 +24,7 @@ __all__ = [
     "Choice",
     "epoch",
     "flag",
+    "plain_decimal",
     "function",
     "instance",
     "number",
@@ -99,6 +101,14 @@ LAST_SECOND = 253_402_300_799
 def epoch(name: str, value: Any) -> float:
     """A moment as epoch seconds: a finite number from 1970 to the end of year 9999."""
     return number(f"{name} (epoch seconds)", value, least=0, most=LAST_SECOND)
+
+
+def plain_decimal(value: Decimal) -> str:
+    """A Decimal in plain notation, never an exponent: ``format(value, "f")``, which
+    ``str`` already is unless it would write one (a positive exponent, or under 1E-6).
+    Half the instructions of format's own spec parsing, on every price and size sent."""
+    written = str(value)
+    return format(value, "f") if "E" in written else written
 
 
 def is_text(value: object, *, empty: bool = False) -> TypeGuard[str]:

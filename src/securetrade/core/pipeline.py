@@ -170,11 +170,16 @@ class Pipeline:
 
     def note(self, kind: str, **fields: Any) -> Flow[None]:
         """An audit event (the trail may be a file: then an effect, written off the loop)."""
+        return self.note_fields(kind, fields)
+
+    def note_fields(self, kind: str, fields: dict[str, Any]) -> Flow[None]:
+        """:meth:`note` with the fields as a dict: the order path's two notes per order
+        build theirs as a literal, with no keywords to pack and unpack on the way."""
         audit = self.audit
         if _AUDIT in self.inline:
-            audit.emit(kind, **fields)
+            audit.record(kind, fields)
             return
-        yield Call(Resource.AUDIT, lambda: audit.emit(kind, **fields))
+        yield Call(Resource.AUDIT, lambda: audit.record(kind, fields))
 
     def markets(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK

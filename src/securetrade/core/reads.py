@@ -32,6 +32,7 @@ from ..models import (
     OrderStatus,
     PublicTrade,
     Ticker,
+    as_json,
     to_decimal,
 )
 from ..policy import Decision, KillState, ReferencePrice
@@ -90,7 +91,7 @@ _STATE_OF = {
 
 def state_of(order: Order) -> IntentState:
     """The journal state of an order the venue reports."""
-    return _STATE_OF[order.status]
+    return _STATE_OF[order.__dict__["status"]]  # one read past pydantic's slow hook
 
 
 class Reads(Pipeline):
@@ -333,7 +334,7 @@ class Reads(Pipeline):
         state = state_of(order)
         if state is IntentState.REJECTED:
             return order  # a venue that lists a refused order: it says nothing of our attempts
-        yield Settle(cid, state, order.model_dump_json(), fills=order.fills)
+        yield Settle(cid, state, as_json(order), fills=order.fills)
         return order
 
     def _keyed(self, order: Order) -> Flow[Order]:
@@ -442,43 +443,47 @@ class Reads(Pipeline):
             yield from self._honour_kill_switch()
         key = self.key
         notional = order.notional  # a property that multiplies: read once
+        # The fields from __dict__: a model's attribute read goes through pydantic's
+        # __getattr__ hook, slowly, and this runs for every order.
+        fields = order.__dict__
+        quantity, tif = fields["quantity"], fields["time_in_force"]
         try:
-            key.require(_TRADE, symbol=order.symbol, quantity=order.quantity, notional=notional)
+            key.require(_TRADE, symbol=fields["symbol"], quantity=quantity, notional=notional)
         except ScopeError:
             yield from self.note("scope.refused", op="place_order", reason="permission")
             raise
         policy = self.policy
         caps = self.capabilities
-        if order.type not in caps.order_types:
+        if fields["type"] not in caps.order_types:
             offered = _listing(t.value for t in caps.order_types)
             raise InvalidRequest(
                 f"{self.venue.name} takes {offered} orders, not {order.type.value}; "
                 "see client.capabilities"
             )
-        if order.quote_quantity is not None and order.side not in caps.quote_quantity:
+        if fields["quote_quantity"] is not None and fields["side"] not in caps.quote_quantity:
             sides = _listing(s.value for s in caps.quote_quantity)
             raise InvalidRequest(
                 f"{self.venue.name} takes no quote_quantity {order.side.value} orders"
                 + (f" (only {sides})" if sides else "")
                 + "; give the quantity in the base asset. See client.capabilities"
             )
-        if order.post_only and not caps.post_only:
+        if fields["post_only"] and not caps.post_only:
             raise InvalidRequest(
                 f"{self.venue.name} takes no post-only orders; see client.capabilities"
             )
-        if order.time_in_force is not None and order.time_in_force not in caps.time_in_force:
+        if tif is not None and tif not in caps.time_in_force:
             offered = _listing(t.value for t in caps.time_in_force)
             raise InvalidRequest(
-                f"{self.venue.name} offers {offered}, not {order.time_in_force.value}; "
-                "see client.capabilities"
+                f"{self.venue.name} offers {offered}, not {tif.value}; see client.capabilities"
             )
         try:
             yield from self.perform(_POLICY, lambda: policy.check(order, final=False))
-            self.venue.check_symbol(order.symbol)
+            symbol = fields["symbol"]
+            self.venue.check_symbol(symbol)
             instruments = yield from self.markets(priority=_ORDER)
-            instrument = instruments.get(order.symbol)
+            instrument = instruments.get(symbol)
             if instrument is None:
-                raise InvalidRequest(f"{order.symbol} is not listed at {self.venue.name}")
+                raise InvalidRequest(f"{symbol} is not listed at {self.venue.name}")
             instrument.check(order)
             # The account's own rules, from the account as read now (OANDA: no hedging).
             account_endpoint = getattr(self.venue, "account_endpoint", None)
@@ -488,10 +493,10 @@ class Reads(Pipeline):
                 check_account(order, account)
             reference = None
             valued_by_key = notional is None and key.max_notional is not None
-            sized_by_key = order.quantity is None and key.max_quantity is not None
+            sized_by_key = quantity is None and key.max_quantity is not None
             priced_by_policy = policy.needs_reference(order)
             if valued_by_key or sized_by_key or priced_by_policy:
-                reference = yield from self.reference_price(order.symbol)
+                reference = yield from self.reference_price(symbol)
             if valued_by_key or sized_by_key:
                 yield from self._within_key_notional(order, reference)
             if priced_by_policy:  # else the first check was complete

@@ -19,7 +19,7 @@ from ..errors import (
     SecureTradeError,
     UnresolvedOrder,
 )
-from ..models import Order, OrderRequest
+from ..models import Order, OrderRequest, as_json
 from ..transport.base import TransportFailure
 from ..venues.base import Op, Verdict
 from .effects import Flow, Settle, Wait
@@ -145,14 +145,15 @@ class Resolution(Reads):
         found = found.model_copy(update={"idempotency_key": key})
         state = state_of(found)
         if state is not _REJECTED:  # a listed refusal proves nothing of attempts
-            yield Settle(found.client_order_id, state, found.model_dump_json(), fills=found.fills)
+            yield Settle(found.client_order_id, state, as_json(found), fills=found.fills)
         self.policy.observe(found)
-        yield from self.note(
-            "order.placed",
-            client_order_id=found.client_order_id,
-            order_id=found.order_id,
-            status=found.status._value_,  # a slot read, not enum's Python-level property
-        )
+        fields = found.__dict__  # one read of the model (pydantic's attribute hook is slow)
+        event = {
+            "client_order_id": fields["client_order_id"],
+            "order_id": fields["order_id"],
+            "status": fields["status"]._value_,  # a slot read, not enum's Python property
+        }
+        yield from self.note_fields("order.placed", event)
         return found
 
 

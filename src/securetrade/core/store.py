@@ -13,9 +13,9 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from .._checks import LARGEST, instance, is_text, number, text, whole
+from .._checks import LARGEST, instance, is_text, number, plain_decimal, text, whole
 from .._checks import seconds as duration
 from ..errors import IdempotencyKeyExpired, InvalidRequest
 from ..models import Fill
@@ -199,8 +199,7 @@ class JournalStore(Protocol):
         """Release the store's connections; what was committed stays."""
 
 
-def _wire(value: Any) -> str:
-    return format(value, "f")
+_wire = plain_decimal  # a fill's amounts as the journal keeps them
 
 
 def _expired(client_order_id: str, until: float) -> IdempotencyKeyExpired:

@@ -36,6 +36,7 @@ from .orders import (
     TakeProfitLimitOrder,
     TakeProfitOrder,
 )
+from .orders import as_json as as_json  # not in __all__; the core's journal writes use it
 from .orders import as_replayed as as_replayed  # not in __all__; core.orders imports it here
 from .orders import replacing as replacing  # not in __all__; core.manage imports it here
 
@@ -74,7 +75,7 @@ __all__ = [
 
 # Pickles and reprs name each model where it has always been imported from (the package
 # itself, as before the split), not the submodule that holds it.
-for _name in [*__all__, "replacing", "as_replayed"]:
+for _name in [*__all__, "replacing", "as_replayed", "as_json"]:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith(f"{__name__}."):
         _obj.__module__ = __name__

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as _PydanticValidationError
@@ -183,6 +183,8 @@ class _Model(Tabular, BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, defer_build=True)
+    # Prepared per class: the fields model_copy may set to a str without asking pydantic.
+    _any_text: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **data: Any) -> None:
         # pydantic's own __init__ is this one call (and a warning for a model validator
@@ -194,11 +196,25 @@ class _Model(Tabular, BaseModel):
             raise InvalidRequest(_summarise(type(self).__name__, exc)) from None
 
     @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Self:
+        """The model made from a dict of its fields, checked and refused exactly as the
+        constructor does. For parsers that build the dict anyway (a venue's answer, one
+        per order): ``cls(**fields)`` turns it into keywords and back into a dict three
+        times on the way to the same validator call."""
+        model = cls.__new__(cls)
+        try:
+            cls.__pydantic_validator__.validate_python(fields, self_instance=model)
+        except _PydanticValidationError as exc:
+            raise InvalidRequest(_summarise(cls.__name__, exc)) from None
+        return model
+
+    @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         """Private attributes with plain defaults (the marks the core sets: amend's order
         id, replayed) start from a prepared dict: pydantic's generic initialiser costs a
         handful of Python calls per model made (every answer the venue sends)."""
         super().__pydantic_init_subclass__(**kwargs)
+        cls._any_text = _any_text_fields(cls)
         private = cls.__private_attributes__
         if not private or _GENERIC_POST_INIT is None:
             return
@@ -274,11 +290,40 @@ class _Model(Tabular, BaseModel):
         try:
             if len(update) == 1 and not cls.__pydantic_decorators__.model_validators:
                 for name, value in update.items():
+                    if type(value) is str and name in cls._any_text:
+                        # A field that takes any str (the order path's idempotency key on
+                        # every answer): pydantic would only store it, as done here.
+                        copy.__dict__[name] = value
+                        copy.__pydantic_fields_set__.add(name)
+                        return copy
                     cls.__pydantic_validator__.validate_assignment(copy, name, value)
                 return copy
             return cls.__pydantic_validator__.validate_python({**copy.__dict__, **update})  # type: ignore[no-any-return]
         except _PydanticValidationError as exc:
             raise _refusal(cls.__name__, exc) from None
+
+
+def _any_text_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields a plain ``str`` is valid for as it is: typed ``str`` or ``str | None``,
+    with no constraint, validator or string setting of the model that could refuse or
+    change it (see :meth:`_Model.model_copy`)."""
+    if any(
+        k.startswith("str_") or k in ("strict", "coerce_numbers_to_str") for k in cls.model_config
+    ):
+        return frozenset()
+    checked = {
+        name
+        for decorator in cls.__pydantic_decorators__.field_validators.values()
+        for name in decorator.info.fields
+    }
+    return frozenset(
+        name
+        for name, field in cls.model_fields.items()
+        if field.annotation in (str, str | None)
+        and not field.metadata
+        and name not in checked
+        and "*" not in checked
+    )
 
 
 def _refusal(model: str, exc: _PydanticValidationError) -> InvalidRequest:

@@ -58,11 +58,15 @@ class Instrument(_Model):
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
-        if order.symbol != self.symbol:
+        # Both models' fields from __dict__: an attribute read of a model goes through
+        # pydantic's __getattr__ hook, slowly, and this runs for every order.
+        rules, asked = self.__dict__, order.__dict__
+        if asked["symbol"] != rules["symbol"]:
             raise InvalidRequest(f"order for {order.symbol} checked against {self.symbol}")
-        if not self.trading:
+        if not rules["trading"]:
             raise InvalidRequest(f"{self.symbol} is not trading")
-        if order.quantity is None:
+        quantity = asked["quantity"]
+        if quantity is None:
             # Sized in the quote asset: the venue works out a base quantity on its step
             # from the book; the amount itself must reach the minimum notional.
             quote = order.notional
@@ -74,17 +78,16 @@ class Instrument(_Model):
                         f"{self.min_notional} of {self.symbol}"
                     )
             return
-        _check_step("quantity", order.quantity, self.step_size)
-        if order.quantity < self.min_quantity:
-            raise InvalidRequest(
-                f"quantity {order.quantity} is below the minimum {self.min_quantity}"
-            )
-        if order.stop_price is not None:
-            _check_step("stop_price", order.stop_price, self.tick_size)
-        if order.price is not None:
-            _check_step("price", order.price, self.tick_size)
-            notional = order.quantity * order.price
-            if notional < self.min_notional:
+        _check_step("quantity", quantity, rules["step_size"])
+        if quantity < rules["min_quantity"]:
+            raise InvalidRequest(f"quantity {quantity} is below the minimum {self.min_quantity}")
+        stop, price, tick = asked["stop_price"], asked["price"], rules["tick_size"]
+        if stop is not None:
+            _check_step("stop_price", stop, tick)
+        if price is not None:
+            _check_step("price", price, tick)
+            notional = quantity * price
+            if notional < rules["min_notional"]:
                 raise InvalidRequest(
                     f"notional {notional} is below the minimum {self.min_notional}"
                 )

@@ -89,6 +89,10 @@ def _num(value: object) -> Decimal | None:
     return Decimal(str(value))
 
 
+# Read once, as in models.common: a member read off its enum class is slow in 3.11.
+_MARKET = OrderType.MARKET
+
+
 class Policy:
     """Limits that apply to every order, whatever the key allows.
 
@@ -160,11 +164,13 @@ class Policy:
         for policy in self._chain():
             if policy.price_band is not None and order.price is not None:
                 return True
-            if order.notional is None and (
+            # The policy's limits first: the order's notional multiplies, and is asked
+            # only when a limit would use it.
+            if (
                 policy.max_notional is not None or policy.daily_notional is not None
-            ):
+            ) and order.notional is None:
                 return True
-            if order.quantity is None and policy.max_quantity is not None:
+            if policy.max_quantity is not None and order.quantity is None:
                 return True  # a quote-quantity order is sized at the reference price
         return False
 
@@ -354,7 +360,10 @@ class Policy:
                     limit=self.max_quantity,
                     value=size,
                 )
-        notional = _notional(order, ref)
+        # Valued only when a limit needs the value (the order's notional multiplies; this
+        # runs twice per order): without one, _decide_on_price has no use for it either.
+        valued = self.max_notional is not None or self.daily_notional is not None
+        notional = _notional(order, ref) if valued else None
         if self.max_notional is not None and notional is not None and notional > self.max_notional:
             return Decision.deny(
                 "max_notional",
@@ -411,7 +420,7 @@ class Policy:
                 notional is None
                 and (self.max_notional is not None or self.daily_notional is not None)
             )
-            or (order.quantity is None and self.max_quantity is not None)
+            or (self.max_quantity is not None and order.quantity is None)
         )
         if not wants_price:
             return ALLOW
@@ -477,14 +486,17 @@ class Admission:
         if self._done:
             return
         self._done = True
-        filled = order.type is OrderType.MARKET and order.quote_quantity > 0
-        spent = order.quote_quantity if filled else self.notional
+        fields = order.__dict__  # one read of the model (pydantic's attribute hook is slow)
+        quote = fields["quote_quantity"]
+        filled = fields["type"] is _MARKET and quote > 0
+        spent = quote if filled else self.notional
+        is_open = fields["status"].is_open
         for policy in self._chain:
             with policy._lock:
                 policy._pending.pop(self.client_order_id, None)
                 policy._spent += spent - self.notional
-                if order.is_open:
-                    policy._open[order.client_order_id] = order.symbol
+                if is_open:
+                    policy._open[fields["client_order_id"]] = fields["symbol"]
 
     def release(self) -> None:
         """The order certainly never reached the book: give back its notional and slot."""

@@ -71,6 +71,13 @@ class AuditLog:
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Record one event. Fields must already be public (no secrets, redacted URLs)."""
+        self.record(kind, fields)
+
+    def record(self, kind: str, fields: dict[str, Any]) -> None:
+        """:meth:`emit`, with the fields as the dict they already are (the core's notes,
+        made per order: not packed into keywords a second time). The dict is kept."""
+        if not isinstance(fields, dict):
+            raise InvalidRequest("fields must be a dict of public values")
         if not is_text(kind):
             text("kind", kind)  # the layers' own kinds pass above: this says what is wrong
         event = Event(kind, fields)

@@ -96,6 +96,7 @@ class _Exchange(abc.ABC):
         self._phases: tuple[float, float, float] = (0.0, 0.0, 0.0)  # loop times
         self._timeout: Timeout | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._spare: ResponseReader | None = None  # the last reply's, for the next one
 
     @abc.abstractmethod
     def write(self, data: bytes) -> None:
@@ -205,7 +206,12 @@ class _Exchange(abc.ABC):
     async def exchange(self, data: bytes, timeout: Timeout, limits: Limits) -> ResponseReader:
         """Write ``data`` and read one whole reply, each phase within its time, counted
         from now (a timer on the loop, not ``wait_for``: that costs a task per request)."""
-        reader = self.reader = ResponseReader(limits)
+        reader, self._spare = self._spare, None
+        if reader is None or not reader.again(limits):
+            if reader is not None:
+                reader.release()  # other limits: freed now, not by the cyclic collector
+            reader = ResponseReader(limits, keep_parser=True)
+        self.reader = reader
         start = self._loop.time()
         self._phases = phases = (
             start + timeout.write,
@@ -222,8 +228,17 @@ class _Exchange(abc.ABC):
         finally:
             self.reader = None  # the timer stays: it fires into an idle connection, or the next
         if not reader.reusable:  # closing, or bytes after the reply: not reusable
+            reader.release()
             self.close()
+        else:  # its parser reads the next reply (the caller takes this one's response first)
+            self._spare = reader
         return reader
+
+    def _drop_spare(self) -> None:
+        """The connection is closing: free the kept reader and its parser now."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.release()
 
 
 class _Connection(_Exchange):
@@ -316,9 +331,21 @@ class _Connection(_Exchange):
     def reusable(self) -> bool:
         """Idle and still open. Reads what arrived first: the loop may not have run since
         the server closed the connection (a caller driving it with run_until_complete)."""
-        if not self.closed and not self.buffer:
+        if not self.closed and not self.buffer and self._arrived():
             self._readable()  # an end of stream marks it closed; stray bytes fill the buffer
         return not self.closed and not self.buffer
+
+    def _arrived(self) -> bool:
+        """Whether anything waits to be read: bytes TLS decrypted and holds, or the socket
+        readable (an end of stream too). Asked with a poll, not a read: a read of an idle
+        TLS socket ends in SSLWantReadError, an exception raised and caught per request."""
+        if self._tls_pending():
+            return True
+        try:
+            readable, _, _ = select.select((self._fd,), (), (), 0)
+        except (OSError, ValueError):
+            return True  # the read says what is wrong with the socket
+        return bool(readable)
 
     def detach(self) -> socket.socket:
         """Stop watching the socket and hand it over (a proxy tunnel, now to carry TLS)."""
@@ -329,6 +356,7 @@ class _Connection(_Exchange):
     def close(self) -> None:
         """Close now: a TLS goodbye if the socket takes it at once, then the socket."""
         self._disarm()
+        self._drop_spare()
         if self.closed and self.sock.fileno() < 0:
             return
         self.closed = True
@@ -407,6 +435,7 @@ class _StreamConnection(_Exchange, asyncio.Protocol):
         """Close now. No TLS goodbye: asyncio would wait for the peer's answer to it (up
         to its shutdown timeout) before letting the socket go."""
         self._disarm()
+        self._drop_spare()
         self.closed = True
         if self.transport is not None and not self._loop.is_closed():
             self.transport.abort()
@@ -767,7 +796,7 @@ class AsyncHttpTransport:
                 connection = await self._connect(phases)
                 self._open.add(connection)
             try:
-                reader = await connection.exchange(data, phases, self._limits)
+                response = (await connection.exchange(data, phases, self._limits)).response
             except (OSError, asyncio.TimeoutError, ConnectionError, ProtocolError) as exc:
                 connection.close()
                 self._open.discard(connection)
@@ -785,7 +814,6 @@ class AsyncHttpTransport:
                 self._idle.append(connection)
         finally:
             slots.release()
-        response = reader.response
         assert response is not None  # the reader is done
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -406,10 +406,19 @@ def check_request(request: HttpRequest) -> None:
         or not isinstance(request.headers, (tuple, list))
     ):
         raise _malformed()
-    if _TOKEN(request.method) is None:
-        raise InvalidRequest(f"request refused before sending: bad method {request.method!r}")
-    if _TARGET(request.target) is None:
-        raise InvalidRequest("request refused before sending: the target has spaces or controls")
+    passed = _PASSED
+    method, target = request.method, request.target
+    if type(method) is not str or method not in passed:
+        if _TOKEN(method) is None:
+            raise InvalidRequest(f"request refused before sending: bad method {method!r}")
+        _remember(method)
+    if type(target) is not str or target not in passed:
+        if _TARGET(target) is None:
+            raise InvalidRequest(
+                "request refused before sending: the target has spaces or controls"
+            )
+        if "?" not in target:  # a path; a query (a timestamp, a signature) is one-off
+            _remember(target)
     # One loop for the shape and the text of each header (a generator for the shape
     # would cost a Python-level resumption per header on every request).
     for pair in request.headers:
@@ -420,6 +429,8 @@ def check_request(request: HttpRequest) -> None:
             and isinstance(pair[1], str)
         ):
             raise _malformed()
+        if pair in passed and type(pair[0]) is str and type(pair[1]) is str:
+            continue
         name, value = pair
         if _TOKEN(name) is None or _VALUE(value) is None:
             raise InvalidRequest(f"request refused before sending: bad header {name!r}")
@@ -429,6 +440,23 @@ def check_request(request: HttpRequest) -> None:
                 "second framing or Host header would let the venue's front end and the "
                 "venue read different requests)"
             )
+        _remember(pair)
+
+
+# What passed the checks above (methods, targets, header pairs; exact str only): a
+# client's order requests repeat their method, path and headers (the key id, the content
+# type), and each regex costs more than the set lookup. Bounded: beyond it, checked anew.
+_PASSED: set[str | tuple[str, str]] = set()
+_PASSED_MAX = 1024
+
+
+def _remember(item: str | tuple[str, str]) -> None:
+    """Keep ``item`` as checked: only exact str (a subclass may compare equal to text it
+    does not write), and only while the set has room."""
+    if len(_PASSED) < _PASSED_MAX and (
+        type(item) is str or (type(item) is tuple and type(item[0]) is str and type(item[1]) is str)
+    ):
+        _PASSED.add(item)
 
 
 def _malformed() -> InvalidRequest:

@@ -141,6 +141,7 @@ class ResponseReader:
         "_head_size",
         "_headers",
         "_in_head",
+        "_keep",
         "_limits",
         "_parser",
         "_raw",
@@ -152,8 +153,11 @@ class ResponseReader:
         "reusable",
     )
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, keep_parser: bool = False) -> None:
         self._limits = limits
+        # keep_parser: the parser stays after the reply, for the connection's next one
+        # (see again()); whoever keeps the reader calls release() when it is done with it.
+        self._keep = keep_parser
         # The parser holds this reader's callbacks and the reader holds the parser: a cycle,
         # broken once the reply is whole so that the pair is freed at once rather than by
         # the cyclic collector (12 objects per request, and full collections take longer).
@@ -201,6 +205,31 @@ class ResponseReader:
                 # would grow without bound, so the trailer section counts as head.
                 raise ProtocolError(f"reply trailers over {self._limits.max_head} bytes")
         return self.done
+
+    def again(self, limits: Limits) -> bool:
+        """Ready this reader, and its parser, for the connection's next reply: only after
+        a whole reply that left the connection reusable (llhttp then waits for the next
+        message), with the same limits. False: make a new reader. A parser costs more to
+        make and free than the rest of a reply's reading."""
+        if not (self.done and self.reusable and self._parser is not None):
+            return False
+        if limits is not self._limits:
+            return False
+        self._headers = {}
+        self._raw = []
+        self._body = []
+        self._body_size = self._head_size = self._head_fed = self._tail_fed = 0
+        self._in_head = True
+        self._status = 0
+        self._error = None
+        self._trailing = self.done = self.reusable = False
+        self.response = None
+        return True
+
+    def release(self) -> None:
+        """Drop the parser (it and this reader refer to each other): freed now, not by the
+        cyclic collector."""
+        self._parser = None
 
     def end_of_stream(self) -> None:
         """The connection ended: fine after the reply, a cut reply before it."""
@@ -290,7 +319,8 @@ class ResponseReader:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self.response = HttpResponse(self._status, self._headers, body)
         self.done = True
-        self._parser = None  # feed_data's own reference keeps it alive until it returns
+        if not self._keep:
+            self._parser = None  # feed_data's own reference keeps it alive until it returns
 
 
 class TunnelReader:

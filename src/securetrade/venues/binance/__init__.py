@@ -301,8 +301,8 @@ class BinanceSpot:
             headers = (("X-MBX-APIKEY", key_id),)
         path = endpoint.path
         if endpoint.op is _PLACE_ORDER:
-            # One look at the names (not a generator per kind: this runs on every order).
-            names = {n for n, _ in params}
+            # One look at the names (dict() builds in C: this runs on every order).
+            names = dict(params)
             if "cancelReplaceMode" in names:
                 path = _CANCEL_REPLACE  # the same new order, with the cancel of the one it replaces
             elif "listClientOrderId" in names:
@@ -323,25 +323,34 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
-        if order.type is _OCO:
+        # The fields from __dict__: a model's attribute read goes through pydantic's
+        # __getattr__ hook, slowly, and this runs for every order sent.
+        fields = order.__dict__
+        kind = fields["type"]
+        if kind is _OCO:
             return oco_params(order, client_order_id)
+        post_only, tif, quote = (
+            fields["post_only"],
+            fields["time_in_force"],
+            fields["quote_quantity"],
+        )
         # A post-only limit order is Binance's LIMIT_MAKER, which takes no time in force.
-        kind = "LIMIT_MAKER" if order.post_only else order.type._value_
         params: Params = [
-            ("symbol", order.symbol),
-            ("side", order.side._value_),
-            ("type", kind),
+            ("symbol", fields["symbol"]),
+            ("side", fields["side"]._value_),
+            ("type", "LIMIT_MAKER" if post_only else kind._value_),
         ]
-        if order.time_in_force is not None and not order.post_only:
-            params.append(("timeInForce", order.time_in_force._value_))
-        if order.quote_quantity is not None:  # a MARKET order: spend or receive this much
-            params.append(("quoteOrderQty", wire_decimal(order.quote_quantity)))
+        if tif is not None and not post_only:
+            params.append(("timeInForce", tif._value_))
+        if quote is not None:  # a MARKET order: spend or receive this much
+            params.append(("quoteOrderQty", wire_decimal(quote)))
         else:
             params.append(("quantity", wire_decimal(order.base_quantity)))
-        if order.price is not None:
-            params.append(("price", wire_decimal(order.price)))
-        if order.stop_price is not None:
-            params.append(("stopPrice", wire_decimal(order.stop_price)))
+        price, stop = fields["price"], fields["stop_price"]
+        if price is not None:
+            params.append(("price", wire_decimal(price)))
+        if stop is not None:
+            params.append(("stopPrice", wire_decimal(stop)))
         params.append(("newClientOrderId", client_order_id))
         params.append(("newOrderRespType", "FULL"))
         if order.replaces is not None:  # amend: cancel it and place this, atomically
@@ -498,13 +507,17 @@ class BinanceSpot:
 
     @reads_answer
     def parse_order(self, payload: Any) -> Order:
+        # from_fields: the dicts built here go to the validators as they are (one answer
+        # per order; a constructor call would turn each into keywords and back).
         fills = tuple(
-            Fill(
-                price=f["price"],
-                quantity=f["qty"],
-                commission=f.get("commission", "0"),
-                commission_asset=f.get("commissionAsset"),
-                trade_id=None if f.get("tradeId") is None else str(f["tradeId"]),
+            Fill.from_fields(
+                {
+                    "price": f["price"],
+                    "quantity": f["qty"],
+                    "commission": f.get("commission", "0"),
+                    "commission_asset": f.get("commissionAsset"),
+                    "trade_id": None if f.get("tradeId") is None else str(f["tradeId"]),
+                }
             )
             for f in payload.get("fills", ())
         )
@@ -522,27 +535,29 @@ class BinanceSpot:
         # Binance answers "0.00000000" for an order sized in the base asset.
         asked = payload.get("origQuoteOrderQty")
         asked = asked if asked is not None and Decimal(str(asked)) > 0 else None
-        return Order(
-            venue=self.name,
-            symbol=payload["symbol"],
-            order_id=str(payload["orderId"]),
-            # A cancel answers the order's id in origClientOrderId; clientOrderId is the
-            # cancel's own (Binance "Cancel order").
-            client_order_id=payload.get("origClientOrderId") or payload["clientOrderId"],
-            side=payload["side"],
-            type=order_type,
-            status=_STATUS[payload["status"]],
-            quantity=payload["origQty"],
-            price=price if order_type.takes_price and price is not None else None,
-            stop_price=stop if order_type.is_conditional and stop is not None else None,
-            filled_quantity=payload.get("executedQty", "0"),
-            quote_quantity=payload.get("cummulativeQuoteQty", "0"),
-            time_in_force=tif if order_type.takes_price and tif else None,
-            created_at=None
-            if stamp is None
-            else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
-            fills=fills,
-            quote_order_quantity=asked,
+        return Order.from_fields(
+            {
+                "venue": self.name,
+                "symbol": payload["symbol"],
+                "order_id": str(payload["orderId"]),
+                # A cancel answers the order's id in origClientOrderId; clientOrderId is the
+                # cancel's own (Binance "Cancel order").
+                "client_order_id": payload.get("origClientOrderId") or payload["clientOrderId"],
+                "side": payload["side"],
+                "type": order_type,
+                "status": _STATUS[payload["status"]],
+                "quantity": payload["origQty"],
+                "price": price if order_type.takes_price and price is not None else None,
+                "stop_price": stop if order_type.is_conditional and stop is not None else None,
+                "filled_quantity": payload.get("executedQty", "0"),
+                "quote_quantity": payload.get("cummulativeQuoteQty", "0"),
+                "time_in_force": tif if order_type.takes_price and tif else None,
+                "created_at": None
+                if stamp is None
+                else datetime.fromtimestamp(stamp / 1000, tz=timezone.utc),
+                "fills": fills,
+                "quote_order_quantity": asked,
+            }
         )
 
     @reads_answer
