@@ -19,7 +19,14 @@ from securetrade.core.journal import Journal
 from securetrade.errors import InvalidRequest, SecureTradeError
 from securetrade.models import Fill
 from securetrade.sim import Simulator
-from securetrade.streams import FillEvent, UnknownActivity, ledger
+from securetrade.streams import (
+    FillEvent,
+    Resynced,
+    StreamGap,
+    StreamOptions,
+    UnknownActivity,
+    ledger,
+)
 from securetrade.streams.connection import Backoff, Connector
 from securetrade.streams.dialects import ExecutionReport
 from securetrade.streams.drivers import hub_of
@@ -237,6 +244,115 @@ def test_the_journal_fill_is_built_after_the_consumer_has_the_event(
             )
     finally:
         journal.close()
+
+
+def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only ``watch_fills`` open, the socket's callback builds no OrderUpdate, yet
+    each order's state moves forward: a reconciliation afterwards recovers nothing (no
+    update or fill is delivered again), and the journal has every fill."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    built: list[str] = []
+    real_update, real_fill = ledger.OrderUpdate, ledger.FillEvent
+
+    def update(*args: Any, **kwargs: Any) -> Any:
+        built.append("update")
+        return real_update(*args, **kwargs)
+
+    def fill(*args: Any, **kwargs: Any) -> Any:
+        built.append("fill")
+        return real_fill(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "OrderUpdate", update)
+    monkeypatch.setattr(ledger, "FillEvent", fill)
+    path = str(tmp_path / "j.db")
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+
+    async def main() -> tuple[list[Any], list[str], list[str]]:
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(3)]
+            events: list[Any] = []
+            stream = client.watch_fills(stream_url=ws.user_url, options=options)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+                    if isinstance(event, Resynced):
+                        return
+
+            task = asyncio.create_task(consume())
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await until(lambda: sum(isinstance(e, FillEvent) for e in events) == len(orders))
+            on_socket = list(built)
+            assert hub.user is not None
+            hub.user.resync("test")
+            await asyncio.wait_for(task, WAIT)
+            return events, on_socket, [o.client_order_id for o in orders]
+
+    events, on_socket, cids = asyncio.run(main())
+    assert on_socket == ["fill"] * 3  # no OrderUpdate built for a consumer of fills
+    fills = [e for e in events if isinstance(e, FillEvent)]
+    assert len({e.trade_id for e in fills}) == len(fills) == 3
+    gap, resynced = events[-2:]
+    assert isinstance(gap, StreamGap)
+    assert gap.reason == "test"
+    assert isinstance(resynced, Resynced)
+    assert resynced.recovered == 0  # each order's state had moved on
+    journal = Journal(path)
+    try:
+        assert all(len(journal.fills(cid)) == 1 for cid in cids)
+    finally:
+        journal.close()
+
+
+def test_the_journal_is_asked_for_after_the_consumer_has_run(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The processing task is woken for the journal's write only after the consumer woken
+    by the event has had its turn: the consumer runs first."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    order: list[str] = []
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(3)]
+            hub = hub_of(client, asynchronous=True)
+            user = hub.user_stream(stream_url=ws.user_url, monitor=None, options=options)
+            offer = user._offer
+
+            def recording(item: Any) -> None:
+                if getattr(item, "reason", None) == "journal":
+                    order.append("journal")
+                offer(item)
+
+            user._offer = recording  # type: ignore[method-assign]
+            stream = client.watch_fills(stream_url=ws.user_url, options=options)
+
+            async def consume() -> None:
+                async for event in stream:
+                    if isinstance(event, FillEvent):
+                        order.append("event")
+                        if order.count("event") == len(orders):
+                            return
+
+            task = asyncio.create_task(consume())
+            await until(lambda: user.healthy)
+            for i, placed in enumerate(orders):  # one at a time, each on its own frame
+                sim.market.trade(int(placed.order_id), Decimal("0.001"))
+                await until(lambda i=i: order.count("journal") > i)  # type: ignore[misc]
+            await asyncio.wait_for(task, WAIT)
+
+    asyncio.run(main())
+    assert order == ["event", "journal"] * 3
 
 
 def _report(**changes: Any) -> ExecutionReport:

@@ -2,9 +2,11 @@
 
 A fill is delivered once per venue trade id; an order update only when it moves the order
 forward (more filled, or a later status), so duplicated and late frames are dropped. A
-new fill of ours is queued for the journal's fills table (``to_journal``), written by the
-supervisor after the consumers have the event: the journal's :class:`Fill` (a validated
-model) is built then too, off the path from the frame to the consumer.
+new fill of ours is queued for the journal's fills table (``to_journal``, its numbers as
+reported), written by the supervisor after the consumers have the event: the journal's
+:class:`Fill` (a validated model) is built then too, off the path from the frame to the
+consumer. The state moves forward whether or not an event is built for it, so a caller
+with no subscriber of a kind (``fills=False``, ``updates=False``) skips building those.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["Ledger", "Tracked"]
 
 RANK = {"NEW": 0, "PARTIALLY_FILLED": 1}  # anything else is final
 KEEP_TRADES = 100_000  # trade ids remembered for deduplication
+#: a fill waiting for the journal: client order id, trade id, price, quantity, commission, asset
+JournalRow = tuple[str, str, Decimal, Decimal, Decimal, str | None]
 
 
 @dataclass(slots=True)
@@ -54,13 +58,20 @@ class Ledger:
         self.venue = venue
         self.orders: dict[str, Tracked] = {}
         self.delivered: OrderedDict[str, None] = OrderedDict()
-        self.to_journal: list[tuple[str, FillEvent]] = []
+        self.to_journal: list[JournalRow] = []
 
     def execution_now(
-        self, report: ExecutionReport, tracked: Tracked, *, force: bool
+        self,
+        report: ExecutionReport,
+        tracked: Tracked,
+        *,
+        force: bool,
+        fills: bool = True,
+        updates: bool = True,
     ) -> list[Any] | None:
         """The events of one report on a tracked order; ``None`` when it shows a gap
-        (unless ``force``: after a reconciliation, what REST did not show is taken as is)."""
+        (unless ``force``: after a reconciliation, what REST did not show is taken as is).
+        ``fills``/``updates`` False: that kind of event is recorded but not built."""
         events: list[Any] = []
         trade = report.trade_id
         if (
@@ -74,13 +85,14 @@ class Ledger:
             amounts = (report.last_price, report.last_quantity, report.commission)
             fill = self._deliver(
                 report.order_id, tracked, trade, *amounts, report.commission_asset,
-                report.at_ms, recovered=False,
+                report.at_ms, recovered=False, build=fills,
             )  # fmt: skip
-            events.append(fill)
-        update = self.update(
-            report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
-        )
-        if update is not None:
+            if fill is not None:
+                events.append(fill)
+        if _advance(tracked, report.status, report.cumulative) and updates:
+            update = self._update(
+                report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
+            )
             events.append(update)
         return events
 
@@ -115,10 +127,12 @@ class Ledger:
         """The event of a fill read over REST (already a checked :class:`Fill`)."""
         trade = fill.trade_id
         assert trade is not None
-        return self._deliver(
+        event = self._deliver(
             order_id, tracked, trade, fill.price, fill.quantity, fill.commission,
-            fill.commission_asset, at_ms, recovered=recovered,
+            fill.commission_asset, at_ms, recovered=recovered, build=True,
         )  # fmt: skip
+        assert event is not None
+        return event
 
     def _deliver(
         self,
@@ -132,27 +146,32 @@ class Ledger:
         at_ms: int,
         *,
         recovered: bool,
-    ) -> FillEvent:
-        self.delivered[trade] = None
-        if len(self.delivered) > KEEP_TRADES:
-            self.delivered.popitem(last=False)
+        build: bool,
+    ) -> FillEvent | None:
+        delivered = self.delivered
+        delivered[trade] = None
+        if len(delivered) > KEEP_TRADES:
+            delivered.popitem(last=False)
         tracked.delivered += quantity
-        event = FillEvent(
+        if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
+            self.to_journal.append(
+                (tracked.client_order_id, trade, price, quantity, commission, commission_asset)
+            )
+        if not build:
+            return None
+        return FillEvent(
             self.venue, tracked.symbol, order_id, tracked.client_order_id, trade,
             tracked.side, price, quantity, commission, commission_asset, at_ms,
-            ours=tracked.ours, recovered=recovered,
+            tracked.ours, recovered,
         )  # fmt: skip
-        if tracked.ours:  # the journal's fills table: once per trade id, whoever reports it
-            self.to_journal.append((tracked.client_order_id, event))
-        return event
 
     def take_journal(self) -> list[tuple[str, Fill]]:
         """The fills waiting for the journal's table (client order id, fill), now emptied."""
         rows, self.to_journal = self.to_journal, []
         return [
-            (cid, Fill(price=e.price, quantity=e.quantity, commission=e.commission,
-                       commission_asset=e.commission_asset, trade_id=e.trade_id))
-            for cid, e in rows
+            (cid, Fill(price=price, quantity=quantity, commission=commission,
+                       commission_asset=asset, trade_id=trade))
+            for cid, trade, price, quantity, commission, asset in rows
         ]  # fmt: skip
 
     def update(
@@ -166,25 +185,35 @@ class Ledger:
     ) -> OrderUpdate | None:
         """The order's new state, unless it is one already delivered or an older one
         arriving late (reordered or duplicated frames)."""
-        progress = (cumulative, RANK.get(status, 2))
-        if progress <= tracked.progress:
+        if not _advance(tracked, status, cumulative):
             return None
-        tracked.progress = progress
-        tracked.status = status
-        tracked.cumulative = max(tracked.cumulative, cumulative)
+        return self._update(order_id, tracked, status, cumulative, at_ms, recovered)
+
+    def _update(
+        self,
+        order_id: str,
+        tracked: Tracked,
+        status: str,
+        cumulative: Decimal,
+        at_ms: int,
+        recovered: bool,
+    ) -> OrderUpdate:
         return OrderUpdate(
-            self.venue,
-            tracked.symbol,
-            order_id,
-            tracked.client_order_id,
-            tracked.side,
-            status,
-            tracked.quantity,
-            cumulative,
-            at_ms,
-            ours=tracked.ours,
-            recovered=recovered,
-        )
+            self.venue, tracked.symbol, order_id, tracked.client_order_id, tracked.side,
+            status, tracked.quantity, cumulative, at_ms, tracked.ours, recovered,
+        )  # fmt: skip
+
+
+def _advance(tracked: Tracked, status: str, cumulative: Decimal) -> bool:
+    """Move ``tracked`` to (``status``, ``cumulative``) if that is forward; whether it was."""
+    progress = (cumulative, RANK.get(status, 2))
+    if progress <= tracked.progress:
+        return False
+    tracked.progress = progress
+    tracked.status = status
+    if cumulative > tracked.cumulative:
+        tracked.cumulative = cumulative
+    return True
 
 
 def _check_amounts(report: ExecutionReport, trade: str) -> None:

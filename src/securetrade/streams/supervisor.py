@@ -41,6 +41,8 @@ from ..signing import Signer
 from .connection import Backoff, Connector
 from .dialects import ExecutionReport, StreamDialect, Withdrawal
 from .events import (
+    FillEvent,
+    OrderUpdate,
     Resynced,
     StreamGap,
     UnknownActivity,
@@ -57,6 +59,7 @@ __all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 
 log = logging.getLogger("securetrade.streams")
 _PRELOAD_WAIT = 5.0  # seconds the start waits for the open orders' journal lookup
+_JOURNAL = Marker("journal")
 
 
 @dataclass
@@ -143,6 +146,12 @@ class UserStream:
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._subscribers: list[Subscription] = []
+        # the subscriptions taking each kind the socket's callback delivers, kept with
+        # _subscribers (not looked up per event)
+        self._fill_subs: tuple[Subscription, ...] = ()
+        self._update_subs: tuple[Subscription, ...] = ()
+        self._unknown_subs: tuple[Subscription, ...] = ()
+        self._journal_soon = False  # a journal marker is due once the consumers have run
         self.ledger = Ledger(self.venue)
         self._placed: dict[str, str] = {}  # client order id -> symbol: ours, swept until settled
         self._ours: set[str] = set()
@@ -205,12 +214,20 @@ class UserStream:
         own."""
         sub = Subscription(self, kinds, self.options.subscriber_queue)
         self._subscribers.append(sub)
+        self._route()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to ``sub`` (its ``aclose`` calls this)."""
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+            self._route()
+
+    def _route(self) -> None:
+        subs = self._subscribers
+        self._fill_subs = tuple(s for s in subs if issubclass(FillEvent, s.kinds))
+        self._update_subs = tuple(s for s in subs if issubclass(OrderUpdate, s.kinds))
+        self._unknown_subs = tuple(s for s in subs if issubclass(UnknownActivity, s.kinds))
 
     # --- what this process did (so it is not taken for an intruder) --------------------
 
@@ -420,9 +437,14 @@ class UserStream:
     def _fast(self, report: ExecutionReport) -> bool:
         """Handle a report in the socket's own task when nothing is queued before it and it
         needs no I/O but the (local) journal: one task switch less per event. False:
-        the processing task takes it (a gap, a full subscriber, a networked journal)."""
-        tracked = self.ledger.orders.get(report.order_id)
-        events: list[Any] = []
+        the processing task takes it (a gap, a full subscriber, a networked journal).
+
+        Only the events some subscriber takes are built; the ledger moves forward all the
+        same, before anything is handed on (so a duplicate frame right behind finds the
+        trade delivered). The journal's write is asked for after the consumers' turn."""
+        ledger = self.ledger
+        tracked = ledger.orders.get(report.order_id)
+        unknown: UnknownActivity | None = None
         if tracked is None:
             if getattr(self._journal, "blocking", False):
                 return False
@@ -430,36 +452,46 @@ class UserStream:
             ours = cid in self._ours or bool(self._journal.known([cid]))
             if ours:
                 self._ours.add(cid)
-            tracked, unknown = self.ledger.new_tracked(
+            tracked, unknown = ledger.new_tracked(
                 report.order_id, report.symbol, cid, report.side, report.quantity,
                 report.at_ms, ours,
             )  # fmt: skip
-            if unknown is not None:
-                events.append(unknown)
         trade = report.trade_id
         if (
             trade is not None
-            and trade not in self.ledger.delivered
+            and trade not in ledger.delivered
             and report.cumulative - report.last_quantity > tracked.delivered
         ):
             return False
-        room = 2 + len(events)
-        if any(sub.queue.maxsize - sub.queue.qsize() < room for sub in self._subscribers):
-            return False
-        self.ledger.orders.setdefault(report.order_id, tracked)
-        now = self.ledger.execution_now(report, tracked, force=False)
+        room = 3 if unknown is not None else 2
+        for sub in self._subscribers:
+            queue = sub.queue
+            if queue.maxsize - queue.qsize() < room:
+                return False
+        ledger.orders.setdefault(report.order_id, tracked)
+        fill_subs, update_subs = self._fill_subs, self._update_subs
+        now = ledger.execution_now(
+            report, tracked, force=False, fills=bool(fill_subs), updates=bool(update_subs)
+        )
         assert now is not None
         if tracked.settled:
             self._placed.pop(tracked.client_order_id, None)
-        for event in [*events, *now]:
-            if isinstance(event, UnknownActivity):
-                self._alert(event)
-            for sub in self._subscribers:
-                if isinstance(event, sub.kinds):
-                    sub.queue.put_nowait(event)
-        if self.ledger.to_journal:
-            self._offer(Marker("journal"))  # written by the processing task, after this
+        if unknown is not None:
+            self._alert(unknown)  # before anyone downstream sees it
+            for sub in self._unknown_subs:
+                sub.queue.put_nowait(unknown)
+        for event in now:
+            for sub in fill_subs if type(event) is FillEvent else update_subs:
+                sub.queue.put_nowait(event)
+        if ledger.to_journal and not self._journal_soon:
+            # called after the consumers just woken have run: written by the processing task
+            self._journal_soon = True
+            asyncio.get_running_loop().call_soon(self._journal_marker)
         return True
+
+    def _journal_marker(self) -> None:
+        self._journal_soon = False
+        self._offer(_JOURNAL)
 
     async def _track(
         self,
