@@ -28,7 +28,7 @@ from securetrade.streams import (
     ledger,
 )
 from securetrade.streams.connection import Backoff, Connector
-from securetrade.streams.dialects import ExecutionReport
+from securetrade.streams.dialects import BinanceStreams, ExecutionReport
 from securetrade.streams.drivers import hub_of
 from securetrade.streams.ledger import Ledger, Tracked
 from stream_helpers import FAST, WAIT, resting, tls, until
@@ -492,3 +492,36 @@ def test_orders_of_another_client_filled_before_the_socket_is_up_are_delivered_o
     assert all(f.recovered for f in fills)  # read over REST: the socket was not up
     assert all(f.ours for f in fills)
     assert not any(isinstance(e, UnknownActivity) for e in events)
+
+
+# --- Binance execution reports: the amounts, as JSON gives them -----------------------------
+
+
+def _binance_report(**amounts: Any) -> dict[str, Any]:
+    event = {"e": "executionReport", "E": 5, "s": "BTCUSDT", "c": "c1", "C": "", "S": "BUY",
+             "x": "TRADE", "X": "FILLED", "i": 7, "t": 9, "N": "USDT",
+             "q": "1", "z": "1", "l": "1", "L": "30000.5", "n": "0.1"}  # fmt: skip
+    return {"subscriptionId": 0, "event": {**event, **amounts}}
+
+
+def test_binance_amounts_given_as_json_numbers_read_as_their_text_does() -> None:
+    """Execution amounts read straight with ``to_decimal``: a JSON number is the same
+    Decimal as its text, and a missing commission is zero."""
+    dialect = BinanceStreams()
+    (text,) = dialect.parse(_binance_report())
+    (number,) = dialect.parse(_binance_report(q=1, z=1, l=1, L=30000.5, n=0.1))
+    (bare,) = dialect.parse(_binance_report(n=None))
+    assert isinstance(text, ExecutionReport)
+    assert text == number
+    assert (text.last_price, text.commission, text.trade_id) == (Decimal("30000.5"),
+                                                                Decimal("0.1"), "9")  # fmt: skip
+    assert isinstance(bare, ExecutionReport)
+    assert bare.commission == 0
+
+
+@pytest.mark.parametrize("bad", [True, [1], {"v": 1}, "NaN", "Infinity", "1,5", "", None])
+def test_binance_amounts_that_are_no_number_are_refused_with_our_error(bad: Any) -> None:
+    """What cannot be money is :class:`InvalidRequest` naming the field (the supervisor
+    then reconciles over REST), never a TypeError or a NaN that reaches the consumer."""
+    with pytest.raises(InvalidRequest, match=r"^L: "):
+        BinanceStreams().parse(_binance_report(L=bad))
