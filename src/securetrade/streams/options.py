@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,13 +88,86 @@ class Fatal:
 END = object()
 
 
+class Mailbox:
+    """A bounded FIFO between the stream and one consumer: ``asyncio.Queue``'s
+    ``put_nowait``, ``put`` (waits for room) and ``get``, without its task accounting
+    (``join``/``task_done``, which no subscription uses). Every event passes one on its
+    way from the socket's callback to the consumer: this takes a third of the Python
+    calls a Queue makes per item (callgrind: 5-7K fewer instructions per event, of ~190K)."""
+
+    __slots__ = ("_getters", "_items", "_putters", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()  # consumers waiting for an item
+        self._putters: deque[asyncio.Future[None]] = deque()  # producers waiting for room
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        """Add ``item``, or :class:`asyncio.QueueFull` when there is no room."""
+        items = self._items
+        if len(items) >= self.maxsize:
+            raise asyncio.QueueFull
+        items.append(item)
+        if self._getters:
+            _wake(self._getters)
+
+    async def put(self, item: Any) -> None:
+        """Add ``item``, waiting for room first."""
+        while len(self._items) >= self.maxsize:
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)
+                if len(self._items) < self.maxsize and not putter.cancelled():
+                    _wake(self._putters)  # the room it was given goes to the next
+                raise
+        self.put_nowait(item)
+
+    async def get(self) -> Any:
+        """The oldest item, waiting for one."""
+        items = self._items
+        while not items:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                if items and not getter.cancelled():
+                    _wake(self._getters)  # the item it was woken for goes to the next
+                raise
+        item = items.popleft()
+        if self._putters:
+            _wake(self._putters)
+        return item
+
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wake the first of ``waiters`` still waiting."""
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
 class Subscription:
     """An async iterator over the events of some kinds; :meth:`aclose` ends it."""
 
     def __init__(self, owner: _Owner, kinds: tuple[type, ...], size: int) -> None:
         self._owner = owner
         self.kinds = kinds
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=size)
+        self.queue = Mailbox(size)
 
     def __aiter__(self) -> Subscription:
         return self
