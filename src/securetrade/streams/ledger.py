@@ -25,6 +25,7 @@ __all__ = ["Ledger", "Tracked"]
 
 RANK = {"NEW": 0, "PARTIALLY_FILLED": 1}  # anything else is final
 KEEP_TRADES = 100_000  # trade ids remembered for deduplication
+_ZERO = Decimal(0)
 #: a fill waiting for the journal: client order id, trade id, price, quantity, commission, asset
 JournalRow = tuple[str, str, Decimal, Decimal, Decimal, str | None]
 
@@ -82,10 +83,9 @@ class Ledger:
             if not force and report.cumulative - report.last_quantity > tracked.delivered:
                 return None
             _check_amounts(report, trade)
-            amounts = (report.last_price, report.last_quantity, report.commission)
             fill = self._deliver(
-                report.order_id, tracked, trade, *amounts, report.commission_asset,
-                report.at_ms, recovered=False, build=fills,
+                report.order_id, tracked, trade, report.last_price, report.last_quantity,
+                report.commission, report.commission_asset, report.at_ms, False, fills,
             )  # fmt: skip
             if fill is not None:
                 events.append(fill)
@@ -129,7 +129,7 @@ class Ledger:
         assert trade is not None
         event = self._deliver(
             order_id, tracked, trade, fill.price, fill.quantity, fill.commission,
-            fill.commission_asset, at_ms, recovered=recovered, build=True,
+            fill.commission_asset, at_ms, recovered, True,
         )  # fmt: skip
         assert event is not None
         return event
@@ -144,7 +144,6 @@ class Ledger:
         commission: Decimal,
         commission_asset: str | None,
         at_ms: int,
-        *,
         recovered: bool,
         build: bool,
     ) -> FillEvent | None:
@@ -223,9 +222,9 @@ def _check_amounts(report: ExecutionReport, trade: str) -> None:
     that is not text are what is left to refuse."""
     asset = report.commission_asset
     if (
-        report.last_price < 0
-        or report.last_quantity < 0
-        or report.commission < 0
+        report.last_price < _ZERO  # Decimal to Decimal: no int to convert per comparison
+        or report.last_quantity < _ZERO
+        or report.commission < _ZERO
         or (asset is not None and type(asset) is not str)
     ):
         raise InvalidRequest(

@@ -95,6 +95,8 @@ class UserStream:
         self.options = options or StreamOptions()
         self._rest = rest
         self._journal = journal
+        # its calls wait on the network (Redis): made off the loop, never on the frame's path
+        self._journal_blocking = bool(getattr(journal, "blocking", False))
         self.monitor = monitor
         self._credentials = credentials
         self._now_ms = now_ms
@@ -394,7 +396,7 @@ class UserStream:
             for cid, fill in rows:
                 journal.record_fills(cid, [fill])
 
-        if getattr(journal, "blocking", False):
+        if self._journal_blocking:
             await asyncio.to_thread(write)
         else:
             write()
@@ -446,7 +448,7 @@ class UserStream:
         tracked = ledger.orders.get(report.order_id)
         unknown: UnknownActivity | None = None
         if tracked is None:
-            if getattr(self._journal, "blocking", False):
+            if self._journal_blocking:
                 return False
             cid = report.client_order_id
             ours = cid in self._ours or bool(self._journal.known([cid]))
@@ -522,7 +524,7 @@ class UserStream:
     async def _known(self, cids: list[str]) -> set[str]:
         """Which of ``cids`` the journal has (placed by a process sharing it), remembered."""
         journal = self._journal
-        if getattr(journal, "blocking", False):
+        if self._journal_blocking:
             found = await asyncio.to_thread(journal.known, cids)
         else:
             found = journal.known(cids)
