@@ -500,21 +500,25 @@ def test_orders_of_another_client_filled_before_the_socket_is_up_are_delivered_o
 def _binance_report(**amounts: Any) -> dict[str, Any]:
     event = {"e": "executionReport", "E": 5, "s": "BTCUSDT", "c": "c1", "C": "", "S": "BUY",
              "x": "TRADE", "X": "FILLED", "i": 7, "t": 9, "N": "USDT",
-             "q": "1", "z": "1", "l": "1", "L": "30000.5", "n": "0.1"}  # fmt: skip
+             "q": "2", "z": "1.5", "l": "1", "L": "30000.5", "n": "0.1"}  # fmt: skip
     return {"subscriptionId": 0, "event": {**event, **amounts}}
 
 
 def test_binance_amounts_given_as_json_numbers_read_as_their_text_does() -> None:
-    """Execution amounts read straight with ``to_decimal``: a JSON number is the same
-    Decimal as its text, and a missing commission is zero."""
+    """Each field of the report read from its key (the report is built positionally), the
+    amounts straight with ``to_decimal``: a JSON number is the same Decimal as its text,
+    and a missing commission is zero."""
     dialect = BinanceStreams()
     (text,) = dialect.parse(_binance_report())
-    (number,) = dialect.parse(_binance_report(q=1, z=1, l=1, L=30000.5, n=0.1))
+    (number,) = dialect.parse(_binance_report(q=2, z=1.5, l=1, L=30000.5, n=0.1))
     (bare,) = dialect.parse(_binance_report(n=None))
-    assert isinstance(text, ExecutionReport)
+    assert text == ExecutionReport(
+        symbol="BTCUSDT", order_id="7", client_order_id="c1", side="BUY", status="FILLED",
+        execution="TRADE", quantity=Decimal(2), cumulative=Decimal("1.5"),
+        last_quantity=Decimal(1), last_price=Decimal("30000.5"), trade_id="9",
+        commission=Decimal("0.1"), commission_asset="USDT", at_ms=5,
+    )  # fmt: skip
     assert text == number
-    assert (text.last_price, text.commission, text.trade_id) == (Decimal("30000.5"),
-                                                                Decimal("0.1"), "9")  # fmt: skip
     assert isinstance(bare, ExecutionReport)
     assert bare.commission == 0
 

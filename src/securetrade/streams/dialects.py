@@ -218,22 +218,23 @@ class BinanceStreams:
             # a cancel carries the cancel request's id in c and the order's own in C
             cid = str(event.get("C") or event["c"]) if execution == "CANCELED" else str(event["c"])
             trade = event.get("t", -1)
+            # positional, in the fields' order (keywords cost 0.5 µs per frame here)
             return [
                 ExecutionReport(
-                    symbol=str(event["s"]),
-                    order_id=str(event["i"]),
-                    client_order_id=cid,
-                    side=str(event["S"]),
-                    status=str(event["X"]),
-                    execution=execution,
-                    quantity=to_decimal(event["q"], field="q"),  # to_decimal takes JSON's
-                    cumulative=to_decimal(event["z"], field="z"),  # types itself
-                    last_quantity=to_decimal(event["l"], field="l"),
-                    last_price=to_decimal(event["L"], field="L"),
-                    trade_id=None if trade in (-1, None) else str(trade),
-                    commission=to_decimal(event.get("n") or "0", field="n"),
-                    commission_asset=event.get("N"),
-                    at_ms=int(event.get("E", 0)),
+                    str(event["s"]),  # symbol
+                    str(event["i"]),  # order_id
+                    cid,  # client_order_id
+                    str(event["S"]),  # side
+                    str(event["X"]),  # status
+                    execution,
+                    to_decimal(event["q"], field="q"),  # quantity; to_decimal takes JSON's
+                    to_decimal(event["z"], field="z"),  # cumulative; types itself
+                    to_decimal(event["l"], field="l"),  # last_quantity
+                    to_decimal(event["L"], field="L"),  # last_price
+                    None if trade in (-1, None) else str(trade),  # trade_id
+                    to_decimal(event.get("n") or "0", field="n"),  # commission
+                    event.get("N"),  # commission_asset
+                    int(event.get("E", 0)),  # at_ms
                 )
             ]
         if kind == "balanceUpdate":
