@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -18,9 +18,11 @@ from securetrade import AsyncClient
 from securetrade.core.journal import Journal
 from securetrade.errors import InvalidRequest, SecureTradeError
 from securetrade.models import Fill
+from securetrade.policy.anomaly import AnomalyMonitor
 from securetrade.sim import Simulator
 from securetrade.streams import (
     FillEvent,
+    OrderUpdate,
     Resynced,
     StreamGap,
     StreamOptions,
@@ -31,6 +33,7 @@ from securetrade.streams.connection import Backoff, Connector
 from securetrade.streams.dialects import BinanceStreams, ExecutionReport
 from securetrade.streams.drivers import hub_of
 from securetrade.streams.ledger import Ledger, Tracked
+from securetrade.streams.supervisor import UserStream
 from stream_helpers import FAST, WAIT, resting, tls, until
 
 
@@ -529,3 +532,53 @@ def test_binance_amounts_that_are_no_number_are_refused_with_our_error(bad: Any)
     then reconciles over REST), never a TypeError or a NaN that reaches the consumer."""
     with pytest.raises(InvalidRequest, match=r"^L: "):
         BinanceStreams().parse(_binance_report(L=bad))
+
+
+# --- deliver first, book after ----------------------------------------------------------------
+
+
+def test_the_consumer_has_its_event_before_the_ledger_books_it_and_nothing_comes_twice(
+    tmp_path: Path,
+) -> None:
+    """The socket's callback hands the event on and leaves the ledger's moves for a call
+    made after the consumers' turn; a frame right behind it in the same read (a duplicate,
+    or the next report of an order first seen in the one before) books them first, so the
+    duplicate is dropped and the order is tracked once, at its latest state."""
+    journal = Journal(tmp_path / "j.db")
+
+    async def main() -> None:
+        user = UserStream(
+            BinanceStreams(),
+            url="wss://127.0.0.1:9/ws-api/v3",
+            context=None,
+            credentials=lambda: cast(Any, None),
+            now_ms=lambda: 0,
+            rest=cast(Any, None),
+            journal=journal,
+            monitor=AnomalyMonitor([]),
+        )
+        sub = user.subscribe((FillEvent, OrderUpdate))
+        user._ours.update({"c1", "c2"})
+        user._idle = True  # as when the processing task waits on an empty queue
+        fill = _binance_report(z="1")
+        user._on_frame(fill)
+        assert sub.queue.qsize() == 2  # the fill and the order's update, handed on ...
+        assert "9" not in user.ledger.delivered  # ... before the ledger books them
+        assert user.ledger.orders == {}
+        user._on_frame(fill)  # the same frame again, in the same read
+        assert sub.queue.qsize() == 2  # dropped: the first was booked before it
+        assert "9" in user.ledger.delivered
+        new = _binance_report(i=8, c="c2", x="NEW", X="NEW", t=-1, q="1", z="0", l="0", L="0")
+        user._on_frame(new)  # an order first seen, then its fill, in one read
+        user._on_frame(_binance_report(i=8, c="c2", t=10, q="1", z="1"))
+        await asyncio.sleep(0)  # the booking call
+        assert user.ledger.orders["8"].status == "FILLED"
+        assert user.ledger.orders["8"].delivered == 1
+        events = [await sub.queue.get() for _ in range(sub.queue.qsize())]
+        assert sum(isinstance(e, FillEvent) for e in events) == 2
+        assert [cid for cid, _ in user.ledger.take_journal()] == ["c1", "c2"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()

@@ -5,8 +5,10 @@ forward (more filled, or a later status), so duplicated and late frames are drop
 new fill of ours is queued for the journal's fills table (``to_journal``, its numbers as
 reported), written by the supervisor after the consumers have the event: the journal's
 :class:`Fill` (a validated model) is built then too, off the path from the frame to the
-consumer. The state moves forward whether or not an event is built for it, so a caller
-with no subscriber of a kind (``fills=False``, ``updates=False``) skips building those.
+consumer. :meth:`Ledger.execution_now` is :meth:`~Ledger.news` (what a report brings,
+read without changing anything), the events, then :meth:`~Ledger.record` (the ledger's
+moves): the socket's callback uses the parts apart, to build only the events some
+subscriber takes and to book after the consumers have theirs.
 """
 
 from __future__ import annotations
@@ -67,14 +69,29 @@ class Ledger:
         tracked: Tracked,
         *,
         force: bool,
-        fills: bool = True,
-        updates: bool = True,
     ) -> list[Any] | None:
         """The events of one report on a tracked order; ``None`` when it shows a gap
-        (unless ``force``: after a reconciliation, what REST did not show is taken as is).
-        ``fills``/``updates`` False: that kind of event is recorded but not built."""
+        (unless ``force``: after a reconciliation, what REST did not show is taken as is)."""
+        news = self.news(report, tracked, force=force)
+        if news is None:
+            return None
+        fill, forward = news
         events: list[Any] = []
+        if fill:
+            events.append(self.fill_event(report, tracked))
+        if forward:
+            events.append(self.update_event(report, tracked))
+        self.record(report, tracked, fill)
+        return events
+
+    def news(
+        self, report: ExecutionReport, tracked: Tracked, *, force: bool
+    ) -> tuple[bool, bool] | None:
+        """What ``report`` brings, changing nothing: (a fill not delivered yet, the order
+        moving forward); ``None`` when it shows a gap (unless ``force``). A new fill's
+        amounts are checked here, before any event of it exists."""
         trade = report.trade_id
+        fill = False
         if (
             trade is not None
             and trade not in self.delivered
@@ -83,18 +100,34 @@ class Ledger:
             if not force and report.cumulative - report.last_quantity > tracked.delivered:
                 return None
             _check_amounts(report, trade)
-            fill = self._deliver(
-                report.order_id, tracked, trade, report.last_price, report.last_quantity,
-                report.commission, report.commission_asset, report.at_ms, False, fills,
+            fill = True
+        return fill, (report.cumulative, RANK.get(report.status, 2)) > tracked.progress
+
+    def record(self, report: ExecutionReport, tracked: Tracked, fill: bool) -> None:
+        """Move the ledger past ``report``, whose :meth:`news` were ``fill``: its trade
+        delivered (and queued for the journal), the order's state forward."""
+        if fill:
+            assert report.trade_id is not None
+            self._record_fill(
+                tracked, report.trade_id, report.last_price, report.last_quantity,
+                report.commission, report.commission_asset,
             )  # fmt: skip
-            if fill is not None:
-                events.append(fill)
-        if _advance(tracked, report.status, report.cumulative) and updates:
-            update = self._update(
-                report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
-            )
-            events.append(update)
-        return events
+        _advance(tracked, report.status, report.cumulative)
+
+    def fill_event(self, report: ExecutionReport, tracked: Tracked) -> FillEvent:
+        """The event of the fill in ``report`` (its :meth:`news` said there is one)."""
+        assert report.trade_id is not None
+        return FillEvent(
+            self.venue, tracked.symbol, report.order_id, tracked.client_order_id,
+            report.trade_id, tracked.side, report.last_price, report.last_quantity,
+            report.commission, report.commission_asset, report.at_ms, tracked.ours, False,
+        )  # fmt: skip
+
+    def update_event(self, report: ExecutionReport, tracked: Tracked) -> OrderUpdate:
+        """The order's state in ``report`` (its :meth:`news` said it moves forward)."""
+        return self._update(
+            report.order_id, tracked, report.status, report.cumulative, report.at_ms, False
+        )
 
     def new_tracked(
         self,
@@ -127,26 +160,25 @@ class Ledger:
         """The event of a fill read over REST (already a checked :class:`Fill`)."""
         trade = fill.trade_id
         assert trade is not None
-        event = self._deliver(
-            order_id, tracked, trade, fill.price, fill.quantity, fill.commission,
-            fill.commission_asset, at_ms, recovered, True,
+        event = FillEvent(
+            self.venue, tracked.symbol, order_id, tracked.client_order_id, trade,
+            tracked.side, fill.price, fill.quantity, fill.commission, fill.commission_asset,
+            at_ms, tracked.ours, recovered,
         )  # fmt: skip
-        assert event is not None
+        self._record_fill(
+            tracked, trade, fill.price, fill.quantity, fill.commission, fill.commission_asset
+        )
         return event
 
-    def _deliver(
+    def _record_fill(
         self,
-        order_id: str,
         tracked: Tracked,
         trade: str,
         price: Decimal,
         quantity: Decimal,
         commission: Decimal,
         commission_asset: str | None,
-        at_ms: int,
-        recovered: bool,
-        build: bool,
-    ) -> FillEvent | None:
+    ) -> None:
         delivered = self.delivered
         delivered[trade] = None
         if len(delivered) > KEEP_TRADES:
@@ -156,13 +188,6 @@ class Ledger:
             self.to_journal.append(
                 (tracked.client_order_id, trade, price, quantity, commission, commission_asset)
             )
-        if not build:
-            return None
-        return FillEvent(
-            self.venue, tracked.symbol, order_id, tracked.client_order_id, trade,
-            tracked.side, price, quantity, commission, commission_asset, at_ms,
-            tracked.ours, recovered,
-        )  # fmt: skip
 
     def take_journal(self) -> list[tuple[str, Fill]]:
         """The fills waiting for the journal's table (client order id, fill), now emptied."""

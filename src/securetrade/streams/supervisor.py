@@ -153,7 +153,9 @@ class UserStream:
         self._fill_subs: tuple[Subscription, ...] = ()
         self._update_subs: tuple[Subscription, ...] = ()
         self._unknown_subs: tuple[Subscription, ...] = ()
-        self._journal_soon = False  # a journal marker is due once the consumers have run
+        # reports the socket's callback handed on whose ledger moves wait for _settle
+        self._unsettled: list[tuple[ExecutionReport, Tracked, bool]] = []
+        self._settle_soon = False  # _settle_later is called once the consumers have run
         self.ledger = Ledger(self.venue)
         self._placed: dict[str, str] = {}  # client order id -> symbol: ours, swept until settled
         self._ours: set[str] = set()
@@ -265,6 +267,8 @@ class UserStream:
         return frames
 
     def _on_frame(self, frame: Any) -> None:
+        if self._unsettled:  # a frame right behind the last one, before its settling
+            self._settle()
         try:
             parsed = self.dialect.parse(frame)
         except (SecureTradeError, KeyError, TypeError, ValueError) as exc:
@@ -308,6 +312,7 @@ class UserStream:
             self._idle = True
             item = await self._inbound.get()
             self._idle = False
+            self._settle()  # the ledger as the consumers' events left it
             try:
                 if isinstance(item, Marker):
                     if item.reason == "journal":
@@ -332,6 +337,7 @@ class UserStream:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.options.sweep_every)
+            self._settle()
             if self._resync_pending:
                 self._offer(Marker("retry", "the last reconciliation failed"))
             elif self._placed or any(not t.settled for t in self.ledger.orders.values()):
@@ -441,9 +447,11 @@ class UserStream:
         needs no I/O but the (local) journal: one task switch less per event. False:
         the processing task takes it (a gap, a full subscriber, a networked journal).
 
-        Only the events some subscriber takes are built; the ledger moves forward all the
-        same, before anything is handed on (so a duplicate frame right behind finds the
-        trade delivered). The journal's write is asked for after the consumers' turn."""
+        Deliver first, book after: what the report brings is read off the ledger without
+        changing it, only the events some subscriber takes are built and handed on, and
+        the ledger's moves wait in ``_unsettled`` for :meth:`_settle_later`, called after
+        the consumers just woken have run. Whatever reads the ledger settles first (the
+        next frame, the processing task, the sweep), so nothing is delivered twice."""
         ledger = self.ledger
         tracked = ledger.orders.get(report.order_id)
         unknown: UnknownActivity | None = None
@@ -458,42 +466,52 @@ class UserStream:
                 report.order_id, report.symbol, cid, report.side, report.quantity,
                 report.at_ms, ours,
             )  # fmt: skip
-        trade = report.trade_id
-        if (
-            trade is not None
-            and trade not in ledger.delivered
-            and report.cumulative - report.last_quantity > tracked.delivered
-        ):
+        news = ledger.news(report, tracked, force=False)
+        if news is None:  # an earlier fill of this order never came
             return False
         room = 3 if unknown is not None else 2
         for sub in self._subscribers:
             queue = sub.queue
             if queue.maxsize - queue.qsize() < room:
                 return False
-        ledger.orders.setdefault(report.order_id, tracked)
-        fill_subs, update_subs = self._fill_subs, self._update_subs
-        now = ledger.execution_now(
-            report, tracked, force=False, fills=bool(fill_subs), updates=bool(update_subs)
-        )
-        assert now is not None
-        if tracked.settled:
-            self._placed.pop(tracked.client_order_id, None)
+        fill, forward = news
         if unknown is not None:
             self._alert(unknown)  # before anyone downstream sees it
             for sub in self._unknown_subs:
                 sub.queue.put_nowait(unknown)
-        for event in now:
-            for sub in fill_subs if type(event) is FillEvent else update_subs:
+        if fill and self._fill_subs:
+            event: Any = ledger.fill_event(report, tracked)
+            for sub in self._fill_subs:
                 sub.queue.put_nowait(event)
-        if ledger.to_journal and not self._journal_soon:
-            # called after the consumers just woken have run: written by the processing task
-            self._journal_soon = True
-            asyncio.get_running_loop().call_soon(self._journal_marker)
+        if forward and self._update_subs:
+            event = ledger.update_event(report, tracked)
+            for sub in self._update_subs:
+                sub.queue.put_nowait(event)
+        self._unsettled.append((report, tracked, fill))
+        if not self._settle_soon:  # called after the consumers woken above
+            self._settle_soon = True
+            asyncio.get_running_loop().call_soon(self._settle_later)
         return True
 
-    def _journal_marker(self) -> None:
-        self._journal_soon = False
-        self._offer(_JOURNAL)
+    def _settle(self) -> None:
+        """Make the ledger moves of the reports :meth:`_fast` handed on."""
+        if not self._unsettled:
+            return
+        pending, self._unsettled = self._unsettled, []
+        ledger = self.ledger
+        for report, tracked, fill in pending:
+            ledger.orders.setdefault(report.order_id, tracked)
+            ledger.record(report, tracked, fill)
+            if tracked.settled:
+                self._placed.pop(tracked.client_order_id, None)
+
+    def _settle_later(self) -> None:
+        """The ledger's moves and the journal's write, once the consumers have had their
+        events (the write by the processing task)."""
+        self._settle_soon = False
+        self._settle()
+        if self.ledger.to_journal:
+            self._offer(_JOURNAL)
 
     async def _track(
         self,
