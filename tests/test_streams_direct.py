@@ -582,3 +582,34 @@ def test_the_consumer_has_its_event_before_the_ledger_books_it_and_nothing_comes
         asyncio.run(main())
     finally:
         journal.close()
+
+
+def test_a_report_with_amounts_no_fill_can_have_is_reconciled_not_fatal(tmp_path: Path) -> None:
+    """A negative price on the socket's fast path goes to the processing task, as every
+    report it cannot use does there (refused, then reconciled over REST): raised from the
+    socket's callback, it would have ended the whole stream as fatal."""
+    journal = Journal(tmp_path / "j.db")
+
+    async def main() -> None:
+        user = UserStream(
+            BinanceStreams(),
+            url="wss://127.0.0.1:9/ws-api/v3",
+            context=None,
+            credentials=lambda: cast(Any, None),
+            now_ms=lambda: 0,
+            rest=cast(Any, None),
+            journal=journal,
+            monitor=AnomalyMonitor([]),
+        )
+        sub = user.subscribe((FillEvent, OrderUpdate))
+        user._ours.add("c1")
+        user._idle = True  # as when the processing task waits on an empty queue
+        user._on_frame(_binance_report(z="1", L="-30000"))  # does not raise
+        assert sub.queue.qsize() == 0  # nothing handed on ...
+        assert user._inbound.qsize() == 1  # ... the report waits for the processing task
+        assert "9" not in user.ledger.delivered
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()

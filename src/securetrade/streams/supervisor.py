@@ -466,7 +466,10 @@ class UserStream:
                 report.order_id, report.symbol, cid, report.side, report.quantity,
                 report.at_ms, ours,
             )  # fmt: skip
-        news = ledger.news(report, tracked, force=False)
+        try:
+            news = ledger.news(report, tracked, force=False)
+        except InvalidRequest:  # amounts no fill can have: refused where every report is,
+            return False  # in the processing task, which reconciles (the stream goes on)
         if news is None:  # an earlier fill of this order never came
             return False
         room = 3 if unknown is not None else 2
