@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -18,12 +18,22 @@ from securetrade import AsyncClient
 from securetrade.core.journal import Journal
 from securetrade.errors import InvalidRequest, SecureTradeError
 from securetrade.models import Fill
+from securetrade.policy.anomaly import AnomalyMonitor
 from securetrade.sim import Simulator
-from securetrade.streams import FillEvent, UnknownActivity, ledger
+from securetrade.streams import (
+    FillEvent,
+    OrderUpdate,
+    Resynced,
+    StreamGap,
+    StreamOptions,
+    UnknownActivity,
+    ledger,
+)
 from securetrade.streams.connection import Backoff, Connector
-from securetrade.streams.dialects import ExecutionReport
+from securetrade.streams.dialects import BinanceStreams, ExecutionReport
 from securetrade.streams.drivers import hub_of
 from securetrade.streams.ledger import Ledger, Tracked
+from securetrade.streams.supervisor import UserStream
 from stream_helpers import FAST, WAIT, resting, tls, until
 
 
@@ -239,6 +249,115 @@ def test_the_journal_fill_is_built_after_the_consumer_has_the_event(
         journal.close()
 
 
+def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only ``watch_fills`` open, the socket's callback builds no OrderUpdate, yet
+    each order's state moves forward: a reconciliation afterwards recovers nothing (no
+    update or fill is delivered again), and the journal has every fill."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    built: list[str] = []
+    real_update, real_fill = ledger.OrderUpdate, ledger.FillEvent
+
+    def update(*args: Any, **kwargs: Any) -> Any:
+        built.append("update")
+        return real_update(*args, **kwargs)
+
+    def fill(*args: Any, **kwargs: Any) -> Any:
+        built.append("fill")
+        return real_fill(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "OrderUpdate", update)
+    monkeypatch.setattr(ledger, "FillEvent", fill)
+    path = str(tmp_path / "j.db")
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+
+    async def main() -> tuple[list[Any], list[str], list[str]]:
+        async with AsyncClient(key, journal=path, **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(3)]
+            events: list[Any] = []
+            stream = client.watch_fills(stream_url=ws.user_url, options=options)
+
+            async def consume() -> None:
+                async for event in stream:
+                    events.append(event)
+                    if isinstance(event, Resynced):
+                        return
+
+            task = asyncio.create_task(consume())
+            hub = hub_of(client, asynchronous=True)
+            await until(lambda: hub.user is not None and hub.user.healthy)
+            for order in orders:
+                sim.market.trade(int(order.order_id), Decimal("0.001"))
+            await until(lambda: sum(isinstance(e, FillEvent) for e in events) == len(orders))
+            on_socket = list(built)
+            assert hub.user is not None
+            hub.user.resync("test")
+            await asyncio.wait_for(task, WAIT)
+            return events, on_socket, [o.client_order_id for o in orders]
+
+    events, on_socket, cids = asyncio.run(main())
+    assert on_socket == ["fill"] * 3  # no OrderUpdate built for a consumer of fills
+    fills = [e for e in events if isinstance(e, FillEvent)]
+    assert len({e.trade_id for e in fills}) == len(fills) == 3
+    gap, resynced = events[-2:]
+    assert isinstance(gap, StreamGap)
+    assert gap.reason == "test"
+    assert isinstance(resynced, Resynced)
+    assert resynced.recovered == 0  # each order's state had moved on
+    journal = Journal(path)
+    try:
+        assert all(len(journal.fills(cid)) == 1 for cid in cids)
+    finally:
+        journal.close()
+
+
+def test_the_journal_is_asked_for_after_the_consumer_has_run(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The processing task is woken for the journal's write only after the consumer woken
+    by the event has had its turn: the consumer runs first."""
+    server = sim.serve()
+    ws = sim.serve_ws(server)
+    key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
+    order: list[str] = []
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+
+    async def main() -> None:
+        async with AsyncClient(key, journal=str(tmp_path / "j.db"), **tls(server)) as client:
+            orders = [await client.place_order(resting()) for _ in range(3)]
+            hub = hub_of(client, asynchronous=True)
+            user = hub.user_stream(stream_url=ws.user_url, monitor=None, options=options)
+            offer = user._offer
+
+            def recording(item: Any) -> None:
+                if getattr(item, "reason", None) == "journal":
+                    order.append("journal")
+                offer(item)
+
+            user._offer = recording  # type: ignore[method-assign]
+            stream = client.watch_fills(stream_url=ws.user_url, options=options)
+
+            async def consume() -> None:
+                async for event in stream:
+                    if isinstance(event, FillEvent):
+                        order.append("event")
+                        if order.count("event") == len(orders):
+                            return
+
+            task = asyncio.create_task(consume())
+            await until(lambda: user.healthy)
+            for i, placed in enumerate(orders):  # one at a time, each on its own frame
+                sim.market.trade(int(placed.order_id), Decimal("0.001"))
+                await until(lambda i=i: order.count("journal") > i)  # type: ignore[misc]
+            await asyncio.wait_for(task, WAIT)
+
+    asyncio.run(main())
+    assert order == ["event", "journal"] * 3
+
+
 def _report(**changes: Any) -> ExecutionReport:
     fields: dict[str, Any] = {
         "symbol": "BTCUSDT",
@@ -376,3 +495,128 @@ def test_orders_of_another_client_filled_before_the_socket_is_up_are_delivered_o
     assert all(f.recovered for f in fills)  # read over REST: the socket was not up
     assert all(f.ours for f in fills)
     assert not any(isinstance(e, UnknownActivity) for e in events)
+
+
+# --- Binance execution reports: the amounts, as JSON gives them -----------------------------
+
+
+def _binance_report(**amounts: Any) -> dict[str, Any]:
+    event = {"e": "executionReport", "E": 5, "s": "BTCUSDT", "c": "c1", "C": "", "S": "BUY",
+             "x": "TRADE", "X": "FILLED", "i": 7, "t": 9, "N": "USDT",
+             "q": "2", "z": "1.5", "l": "1", "L": "30000.5", "n": "0.1"}  # fmt: skip
+    return {"subscriptionId": 0, "event": {**event, **amounts}}
+
+
+def test_binance_amounts_given_as_json_numbers_read_as_their_text_does() -> None:
+    """Each field of the report read from its key (the report is built positionally), the
+    amounts straight with ``to_decimal``: a JSON number is the same Decimal as its text,
+    and a missing commission is zero."""
+    dialect = BinanceStreams()
+    (text,) = dialect.parse(_binance_report())
+    (number,) = dialect.parse(_binance_report(q=2, z=1.5, l=1, L=30000.5, n=0.1))
+    (bare,) = dialect.parse(_binance_report(n=None))
+    assert text == ExecutionReport(
+        symbol="BTCUSDT", order_id="7", client_order_id="c1", side="BUY", status="FILLED",
+        execution="TRADE", quantity=Decimal(2), cumulative=Decimal("1.5"),
+        last_quantity=Decimal(1), last_price=Decimal("30000.5"), trade_id="9",
+        commission=Decimal("0.1"), commission_asset="USDT", at_ms=5,
+    )  # fmt: skip
+    assert text == number
+    assert isinstance(bare, ExecutionReport)
+    assert bare.commission == 0
+
+
+@pytest.mark.parametrize("bad", [True, [1], {"v": 1}, "NaN", "Infinity", "1,5", "", None])
+def test_binance_amounts_that_are_no_number_are_refused_with_our_error(bad: Any) -> None:
+    """What cannot be money is :class:`InvalidRequest` naming the field (the supervisor
+    then reconciles over REST), never a TypeError or a NaN that reaches the consumer."""
+    with pytest.raises(InvalidRequest, match=r"^L: "):
+        BinanceStreams().parse(_binance_report(L=bad))
+
+
+# --- deliver first, book after ----------------------------------------------------------------
+
+
+class _UnusedRest:
+    """A REST side for a stream that is fed frames by hand: asked anything, the test fails."""
+
+    async def open_orders(self) -> list[Any]:
+        raise AssertionError("the stream asked REST for its open orders")
+
+
+def test_the_consumer_has_its_event_before_the_ledger_books_it_and_nothing_comes_twice(
+    tmp_path: Path,
+) -> None:
+    """The socket's callback hands the event on and leaves the ledger's moves for a call
+    made after the consumers' turn; a frame right behind it in the same read (a duplicate,
+    or the next report of an order first seen in the one before) books them first, so the
+    duplicate is dropped and the order is tracked once, at its latest state."""
+    journal = Journal(tmp_path / "j.db")
+
+    async def main() -> None:
+        user = UserStream(
+            BinanceStreams(),
+            url="wss://127.0.0.1:9/ws-api/v3",
+            context=None,
+            credentials=lambda: cast(Any, None),
+            now_ms=lambda: 0,
+            rest=_UnusedRest(),
+            journal=journal,
+            monitor=AnomalyMonitor([]),
+        )
+        sub = user.subscribe((FillEvent, OrderUpdate))
+        user._ours.update({"c1", "c2"})
+        user._idle = True  # as when the processing task waits on an empty queue
+        fill = _binance_report(z="1")
+        user._on_frame(fill)
+        assert sub.queue.qsize() == 2  # the fill and the order's update, handed on ...
+        assert "9" not in user.ledger.delivered  # ... before the ledger books them
+        assert user.ledger.orders == {}
+        user._on_frame(fill)  # the same frame again, in the same read
+        assert sub.queue.qsize() == 2  # dropped: the first was booked before it
+        assert "9" in user.ledger.delivered
+        new = _binance_report(i=8, c="c2", x="NEW", X="NEW", t=-1, q="1", z="0", l="0", L="0")
+        user._on_frame(new)  # an order first seen, then its fill, in one read
+        user._on_frame(_binance_report(i=8, c="c2", t=10, q="1", z="1"))
+        await asyncio.sleep(0)  # the booking call
+        assert user.ledger.orders["8"].status == "FILLED"
+        assert user.ledger.orders["8"].delivered == 1
+        events = [await sub.queue.get() for _ in range(sub.queue.qsize())]
+        assert sum(isinstance(e, FillEvent) for e in events) == 2
+        assert [cid for cid, _ in user.ledger.take_journal()] == ["c1", "c2"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()
+
+
+def test_a_report_with_amounts_no_fill_can_have_is_reconciled_not_fatal(tmp_path: Path) -> None:
+    """A negative price on the socket's fast path goes to the processing task, as every
+    report it cannot use does there (refused, then reconciled over REST): raised from the
+    socket's callback, it would have ended the whole stream as fatal."""
+    journal = Journal(tmp_path / "j.db")
+
+    async def main() -> None:
+        user = UserStream(
+            BinanceStreams(),
+            url="wss://127.0.0.1:9/ws-api/v3",
+            context=None,
+            credentials=lambda: cast(Any, None),
+            now_ms=lambda: 0,
+            rest=_UnusedRest(),
+            journal=journal,
+            monitor=AnomalyMonitor([]),
+        )
+        sub = user.subscribe((FillEvent, OrderUpdate))
+        user._ours.add("c1")
+        user._idle = True  # as when the processing task waits on an empty queue
+        user._on_frame(_binance_report(z="1", L="-30000"))  # does not raise
+        assert sub.queue.qsize() == 0  # nothing handed on ...
+        assert user._inbound.qsize() == 1  # ... the report waits for the processing task
+        assert "9" not in user.ledger.delivered
+
+    try:
+        asyncio.run(main())
+    finally:
+        journal.close()

@@ -40,9 +40,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExecutionReport:
-    """One order event as the venue reported it, before deduplication."""
+    """One order event as the venue reported it, before deduplication. Not frozen: one is
+    built per frame on the path to the consumer, and a frozen dataclass sets each of its 14
+    fields through ``object.__setattr__`` (2.6 against 0.8 µs); nothing changes one."""
 
     symbol: str
     order_id: str
@@ -219,22 +221,23 @@ class BinanceStreams:
             # a cancel carries the cancel request's id in c and the order's own in C
             cid = str(event.get("C") or event["c"]) if execution == "CANCELED" else str(event["c"])
             trade = event.get("t", -1)
+            # positional, in the fields' order (keywords cost 0.5 µs per frame here)
             return [
                 ExecutionReport(
-                    symbol=str(event["s"]),
-                    order_id=str(event["i"]),
-                    client_order_id=cid,
-                    side=str(event["S"]),
-                    status=str(event["X"]),
-                    execution=execution,
-                    quantity=_money(event["q"], "q"),
-                    cumulative=_money(event["z"], "z"),
-                    last_quantity=_money(event["l"], "l"),
-                    last_price=_money(event["L"], "L"),
-                    trade_id=None if trade in (-1, None) else str(trade),
-                    commission=_money(event.get("n") or "0", "n"),
-                    commission_asset=event.get("N"),
-                    at_ms=int(event.get("E", 0)),
+                    str(event["s"]),  # symbol
+                    str(event["i"]),  # order_id
+                    cid,  # client_order_id
+                    str(event["S"]),  # side
+                    str(event["X"]),  # status
+                    execution,
+                    to_decimal(event["q"], field="q"),  # quantity; to_decimal takes JSON's
+                    to_decimal(event["z"], field="z"),  # cumulative; types itself
+                    to_decimal(event["l"], field="l"),  # last_quantity
+                    to_decimal(event["L"], field="L"),  # last_price
+                    None if trade in (-1, None) else str(trade),  # trade_id
+                    to_decimal(event.get("n") or "0", field="n"),  # commission
+                    event.get("N"),  # commission_asset
+                    int(event.get("E", 0)),  # at_ms
                 )
             ]
         if kind == "balanceUpdate":

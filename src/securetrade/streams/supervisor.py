@@ -42,6 +42,8 @@ from ..signing import Signer
 from .connection import Backoff, Connector
 from .dialects import ExecutionReport, StreamDialect, Withdrawal
 from .events import (
+    FillEvent,
+    OrderUpdate,
     Resynced,
     StreamGap,
     UnknownActivity,
@@ -58,6 +60,7 @@ __all__ = ["Rest", "StreamOptions", "Subscription", "UserStream"]
 
 log = logging.getLogger("securetrade.streams")
 _PRELOAD_WAIT = 5.0  # seconds the start waits for the open orders' journal lookup
+_JOURNAL = Marker("journal")
 
 
 @dataclass
@@ -104,6 +107,8 @@ class UserStream:
         self.options = options or StreamOptions()
         self._rest = rest
         self._journal = journal
+        # its calls wait on the network (Redis): made off the loop, never on the frame's path
+        self._journal_blocking = bool(getattr(journal, "blocking", False))
         self.monitor = monitor
         self._credentials = credentials
         self._now_ms = now_ms
@@ -155,6 +160,14 @@ class UserStream:
         self._inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.options.queue_size)
         self._overflowed = False
         self._subscribers: list[Subscription] = []
+        # the subscriptions taking each kind the socket's callback delivers, kept with
+        # _subscribers (not looked up per event)
+        self._fill_subs: tuple[Subscription, ...] = ()
+        self._update_subs: tuple[Subscription, ...] = ()
+        self._unknown_subs: tuple[Subscription, ...] = ()
+        # reports the socket's callback handed on whose ledger moves wait for _settle
+        self._unsettled: list[tuple[ExecutionReport, Tracked, bool]] = []
+        self._settle_soon = False  # _settle_later is called once the consumers have run
         self.ledger = Ledger(self.venue)
         self._placed: dict[str, str] = {}  # client order id -> symbol: ours, swept until settled
         self._ours: set[str] = set()
@@ -220,12 +233,20 @@ class UserStream:
             raise InvalidRequest("kinds must be a tuple of event classes, such as (OrderUpdate,)")
         sub = Subscription(self, kinds, self.options.subscriber_queue)
         self._subscribers.append(sub)
+        self._route()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to ``sub`` (its ``aclose`` calls this)."""
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+            self._route()
+
+    def _route(self) -> None:
+        subs = self._subscribers
+        self._fill_subs = tuple(s for s in subs if issubclass(FillEvent, s.kinds))
+        self._update_subs = tuple(s for s in subs if issubclass(OrderUpdate, s.kinds))
+        self._unknown_subs = tuple(s for s in subs if issubclass(UnknownActivity, s.kinds))
 
     # --- what this process did (so it is not taken for an intruder) --------------------
 
@@ -267,6 +288,8 @@ class UserStream:
         return frames
 
     def _on_frame(self, frame: Any) -> None:
+        if self._unsettled:  # a frame right behind the last one, before its settling
+            self._settle()
         try:
             parsed = self.dialect.parse(frame)
         except (SecureTradeError, KeyError, TypeError, ValueError) as exc:
@@ -310,6 +333,7 @@ class UserStream:
             self._idle = True
             item = await self._inbound.get()
             self._idle = False
+            self._settle()  # the ledger as the consumers' events left it
             try:
                 if isinstance(item, Marker):
                     if item.reason == "journal":
@@ -334,6 +358,7 @@ class UserStream:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.options.sweep_every)
+            self._settle()
             if self._resync_pending:
                 self._offer(Marker("retry", "the last reconciliation failed"))
             elif self._placed or any(not t.settled for t in self.ledger.orders.values()):
@@ -398,7 +423,7 @@ class UserStream:
             for cid, fill in rows:
                 journal.record_fills(cid, [fill])
 
-        if getattr(journal, "blocking", False):
+        if self._journal_blocking:
             await asyncio.to_thread(write)
         else:
             write()
@@ -441,46 +466,76 @@ class UserStream:
     def _fast(self, report: ExecutionReport) -> bool:
         """Handle a report in the socket's own task when nothing is queued before it and it
         needs no I/O but the (local) journal: one task switch less per event. False:
-        the processing task takes it (a gap, a full subscriber, a networked journal)."""
-        tracked = self.ledger.orders.get(report.order_id)
-        events: list[Any] = []
+        the processing task takes it (a gap, a full subscriber, a networked journal).
+
+        Deliver first, book after: what the report brings is read off the ledger without
+        changing it, only the events some subscriber takes are built and handed on, and
+        the ledger's moves wait in ``_unsettled`` for :meth:`_settle_later`, called after
+        the consumers just woken have run. Whatever reads the ledger settles first (the
+        next frame, the processing task, the sweep), so nothing is delivered twice."""
+        ledger = self.ledger
+        tracked = ledger.orders.get(report.order_id)
+        unknown: UnknownActivity | None = None
         if tracked is None:
-            if getattr(self._journal, "blocking", False):
+            if self._journal_blocking:
                 return False
             cid = report.client_order_id
             ours = cid in self._ours or bool(self._journal.known([cid]))
             if ours:
                 self._ours.add(cid)
-            tracked, unknown = self.ledger.new_tracked(
+            tracked, unknown = ledger.new_tracked(
                 report.order_id, report.symbol, cid, report.side, report.quantity,
                 report.at_ms, ours,
             )  # fmt: skip
-            if unknown is not None:
-                events.append(unknown)
-        trade = report.trade_id
-        if (
-            trade is not None
-            and trade not in self.ledger.delivered
-            and report.cumulative - report.last_quantity > tracked.delivered
-        ):
+        try:
+            news = ledger.news(report, tracked, force=False)
+        except InvalidRequest:  # amounts no fill can have: refused where every report is,
+            return False  # in the processing task, which reconciles (the stream goes on)
+        if news is None:  # an earlier fill of this order never came
             return False
-        room = 2 + len(events)
-        if any(sub.queue.maxsize - sub.queue.qsize() < room for sub in self._subscribers):
-            return False
-        self.ledger.orders.setdefault(report.order_id, tracked)
-        now = self.ledger.execution_now(report, tracked, force=False)
-        assert now is not None
-        if tracked.settled:
-            self._placed.pop(tracked.client_order_id, None)
-        for event in [*events, *now]:
-            if isinstance(event, UnknownActivity):
-                self._alert(event)
-            for sub in self._subscribers:
-                if isinstance(event, sub.kinds):
-                    sub.queue.put_nowait(event)
-        if self.ledger.to_journal:
-            self._offer(Marker("journal"))  # written by the processing task, after this
+        room = 3 if unknown is not None else 2
+        for sub in self._subscribers:
+            queue = sub.queue
+            if queue.maxsize - queue.qsize() < room:
+                return False
+        fill, forward = news
+        if unknown is not None:
+            self._alert(unknown)  # before anyone downstream sees it
+            for sub in self._unknown_subs:
+                sub.queue.put_nowait(unknown)
+        if fill and self._fill_subs:
+            event: Any = ledger.fill_event(report, tracked)
+            for sub in self._fill_subs:
+                sub.queue.put_nowait(event)
+        if forward and self._update_subs:
+            event = ledger.update_event(report, tracked)
+            for sub in self._update_subs:
+                sub.queue.put_nowait(event)
+        self._unsettled.append((report, tracked, fill))
+        if not self._settle_soon:  # called after the consumers woken above
+            self._settle_soon = True
+            asyncio.get_running_loop().call_soon(self._settle_later)
         return True
+
+    def _settle(self) -> None:
+        """Make the ledger moves of the reports :meth:`_fast` handed on."""
+        if not self._unsettled:
+            return
+        pending, self._unsettled = self._unsettled, []
+        ledger = self.ledger
+        for report, tracked, fill in pending:
+            ledger.orders.setdefault(report.order_id, tracked)
+            ledger.record(report, tracked, fill)
+            if tracked.settled:
+                self._placed.pop(tracked.client_order_id, None)
+
+    def _settle_later(self) -> None:
+        """The ledger's moves and the journal's write, once the consumers have had their
+        events (the write by the processing task)."""
+        self._settle_soon = False
+        self._settle()
+        if self.ledger.to_journal:
+            self._offer(_JOURNAL)
 
     async def _track(
         self,
@@ -511,7 +566,7 @@ class UserStream:
     async def _known(self, cids: list[str]) -> set[str]:
         """Which of ``cids`` the journal has (placed by a process sharing it), remembered."""
         journal = self._journal
-        if getattr(journal, "blocking", False):
+        if self._journal_blocking:
             found = await asyncio.to_thread(journal.known, cids)
         else:
             found = journal.known(cids)
