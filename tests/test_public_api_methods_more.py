@@ -21,10 +21,16 @@ from securetrade.transport import HttpResponse
 from securetrade.venues import Op, Outcome, Verdict, get_venue
 from test_public_api_methods import BASELINE, _public_methods, _walk
 
-VENUES = ["binance", "kraken", "alpaca", "oanda"]
+VENUES = ["binance", "kraken", "alpaca", "oanda", "ccxt:bybit"]  # ccxt: no ccxt import needed
 
 #: A symbol each venue's grammar accepts.
-SYMBOLS = {"binance": "BTCUSDT", "kraken": "XBTUSDT", "alpaca": "AAPL", "oanda": "EUR_USD"}
+SYMBOLS = {
+    "binance": "BTCUSDT",
+    "kraken": "XBTUSDT",
+    "alpaca": "AAPL",
+    "oanda": "EUR_USD",
+    "ccxt:bybit": "BTC/USDT",
+}
 
 
 def _venue_key(name: str) -> ApiKey:
@@ -64,6 +70,12 @@ def _venue_arguments(name: str) -> dict[str, Any]:
         "response": lambda tmp: HttpResponse(200, b"{}"),
         "key": lambda tmp: _venue_key(name),
         "outcome": lambda tmp: Outcome(Verdict.OK, {}, None),
+        "environment": "live",  # ccxt's bind() and open_transport()
+        "context": None,
+        "asynchronous": False,
+        "timeout": 5.0,
+        "proxy": None,
+        "unsafe_allow_plain_http": False,
     }
 
 
