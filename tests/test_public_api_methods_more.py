@@ -7,19 +7,32 @@ Same rule: one hostile argument at a time; the call accepts it or raises a
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from securetrade import SecureTradeError
+from securetrade import SecureTradeError, oauth, policy, signing, sim, verify
 from securetrade.core.history import Window
-from securetrade.keys import ApiKey
+from securetrade.keys import ApiKey, Secret
+from securetrade.keys.check import KeyCheck
 from securetrade.models import LimitOrder
-from securetrade.transport import HttpResponse
+from securetrade.transport import HttpResponse, PinSet
+from securetrade.transport.tls import PinFailure
 from securetrade.venues import Op, Outcome, Verdict, get_venue
-from test_public_api_methods import BASELINE, _public_methods, _walk
+from test_public_api_methods import (
+    BASELINE,
+    HOSTILE,
+    OVERRIDES,
+    _cases,
+    _escape,
+    _finish_sync,
+    _public_methods,
+    _walk,
+)
 
 VENUES = ["binance", "kraken", "alpaca", "oanda", "ccxt:bybit"]  # ccxt: no ccxt import needed
 
@@ -105,3 +118,250 @@ def test_venue_prepare_refuses_a_params_list_with_a_wrong_pair(name: str) -> Non
             venue.prepare(
                 endpoint, params, key_id="walk", signer=signer, timestamp_ms=1_700_000_000_000
             )
+
+
+# --- pins, signers, the inbound verifier, the token endpoint, policy, the simulator ----------
+
+
+def _der() -> bytes:
+    """A real certificate (the simulator's leaf), in DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from securetrade.sim.certs import make_certificates
+
+    pem = make_certificates().cert_pem
+    return x509.load_pem_x509_certificates(pem)[0].public_bytes(Encoding.DER)
+
+
+def _pins() -> Any:
+
+    return PinSet({"127.0.0.1": ["sha256/" + "A" * 43 + "=", "sha256/" + "B" * 43 + "="]})
+
+
+def _jwt_signer() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    from securetrade.keys import KeyKind
+    from securetrade.signing import JwtSigner
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return JwtSigner("walk-kid", Secret(base64.b64encode(seed + public)), KeyKind.ED25519)
+
+
+def _verifier() -> Any:
+    from securetrade.verify import InboundKey, Verifier
+
+    key = InboundKey.hmac("walk-key-0001", Secret(b"walk-inbound-secret-00001"), name="walk")
+    return Verifier([key])
+
+
+def _key_check() -> Any:
+    from securetrade.keys import KeyPermissions, Scope
+    from securetrade.keys.check import assess
+
+    permissions = KeyPermissions({"enableReading": frozenset({Scope.READ})}, True)
+    return assess(_venue_key("binance"), permissions)
+
+
+#: Each class walked here, and how to build one (closed after its walk when it can be).
+MORE_TARGETS: dict[type, Callable[[Path], Any]] = {
+    PinSet: lambda tmp: _pins(),
+    signing.KrakenSigner: lambda tmp: _signers()["KrakenSigner"](),
+    signing.OkxSigner: lambda tmp: _signers()["OkxSigner"](),
+    signing.KucoinSigner: lambda tmp: _signers()["KucoinSigner"](),
+    signing.BybitSigner: lambda tmp: _signers()["BybitSigner"](),
+    signing.JwtSigner: lambda tmp: _jwt_signer(),
+    signing.Ed25519Signer: lambda tmp: _signers()["Ed25519Signer"](),
+    signing.HmacSha256Base64Signer: lambda tmp: _signers()["HmacSha256Base64Signer"](),
+    verify.Verifier: lambda tmp: _verifier(),
+    verify.MessageSigner: lambda tmp: _message_signer(),
+    verify.SqliteReplayStore: lambda tmp: _replay_store(tmp),
+    oauth.TokenEndpoint: lambda tmp: _token_endpoint(),
+    policy.NewSymbol: lambda tmp: policy.NewSymbol(),
+    policy.OrderRateSpike: lambda tmp: policy.OrderRateSpike(),
+    policy.RejectionBurst: lambda tmp: policy.RejectionBurst(),
+    policy.SizeOutlier: lambda tmp: policy.SizeOutlier(),
+    policy.WithdrawalAttempt: lambda tmp: policy.WithdrawalAttempt(),
+    policy.CancelReplaceLoop: lambda tmp: policy.CancelReplaceLoop(),
+    policy.MemorySwitchStore: lambda tmp: policy.MemorySwitchStore(),
+    policy.SqliteSwitchStore: lambda tmp: _switch_store(tmp),
+    KeyCheck: lambda tmp: _key_check(),
+    sim.Simulator: lambda tmp: sim.Simulator(),
+    sim.Faults: lambda tmp: sim.Faults(),
+    sim.Fault: lambda tmp: sim.Fault("drop_request"),
+    sim.SimTransport: lambda tmp: sim.Simulator().transport(),
+}
+
+
+def _signers() -> dict[str, Callable[[], Any]]:
+    secret = Secret(b"walk-signing-secret-0001")
+    return {
+        "KrakenSigner": lambda: signing.KrakenSigner(Secret(base64.b64encode(b"k" * 64))),
+        "OkxSigner": lambda: signing.OkxSigner(secret, Secret(b"walk-pass")),
+        "KucoinSigner": lambda: signing.KucoinSigner(secret, Secret(b"walk-pass")),
+        "BybitSigner": lambda: signing.BybitSigner(secret),
+        "Ed25519Signer": lambda: signing.Ed25519Signer(Secret(_ed25519_pem())),
+        "HmacSha256Base64Signer": lambda: signing.HmacSha256Base64Signer(secret),
+    }
+
+
+def _ed25519_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def _message_signer() -> Any:
+    from securetrade.verify import MessageSigner
+
+    return MessageSigner("walk-key-0001", Secret(b"walk-inbound-secret-00001"))
+
+
+def _replay_store(tmp: Path) -> Any:
+    from securetrade.verify import SqliteReplayStore
+
+    return SqliteReplayStore(tmp / "replay.sqlite3")
+
+
+def _token_endpoint() -> Any:
+    from securetrade.oauth import TokenEndpoint
+
+    return TokenEndpoint("https://127.0.0.1:9/token", timeout=0.5)  # nothing listens
+
+
+def _switch_store(tmp: Path) -> Any:
+    from securetrade.policy import SqliteSwitchStore
+
+    return SqliteSwitchStore(tmp / "switch.sqlite3")
+
+
+def _more_arguments() -> dict[str, Any]:
+    """Working arguments of the classes above, by parameter name."""
+    from securetrade.policy import KillState
+    from securetrade.sim import Fault
+    from securetrade.transport import HttpRequest
+
+    return {
+        "chain": lambda tmp: [_der()],
+        "host": "127.0.0.1",
+        "pins": lambda tmp: {"127.0.0.1": ["sha256/" + "A" * 43 + "="]},
+        "der": lambda tmp: _der(),
+        "uri_path": "/0/private/Balance",
+        "postdata": "nonce=1",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "method": "GET",
+        "request_path": "/api/v5/account/balance",
+        "timestamp_ms": 1_700_000_000_000,
+        "api_key": "walk-key-0001",
+        "recv_window_ms": 5000,
+        "path": "/api/v3/brokerage/accounts",
+        "now_s": 1_700_000_000,
+        "claims": lambda tmp: {"sub": "walk"},
+        "target": "/orders",
+        "headers": lambda tmp: {},
+        "body": b"{}",
+        "code": lambda tmp: Secret(b"walk-code"),
+        "verifier": lambda tmp: Secret(b"walk-verifier-" + b"v" * 40),
+        "redirect_uri": "http://127.0.0.1:8080/callback",
+        "refuse": False,
+        "state": lambda tmp: KillState(True, "walk", 1_700_000_000.0),
+        "key_id": "walk-key-0001",
+        "fault": lambda tmp: Fault("drop_request"),
+        "probability": 0.5,
+        "faults": lambda tmp: [Fault("drop_request")],
+        "client": None,
+        "request": lambda tmp: HttpRequest("GET", "/api/v3/time"),
+    }
+
+
+#: Where one method needs another baseline than the name's.
+MORE_OVERRIDES: dict[tuple[str, str], Any] = {
+    ("KrakenSigner.sign_request", "nonce"): 1,
+    ("JwtSigner.coinbase_token", "method"): "GET",
+    ("Faults.inject", "kind"): "drop_request",
+    ("Faults.take", "path"): "/api/v3/time",
+    ("Fault.matches", "path"): "/api/v3/time",
+    ("Simulator.handle", "target"): "/api/v3/time",
+    ("SqliteSwitchStore.read", "name"): "walk",
+    ("SqliteReplayStore.remember", "now_ms"): 1_700_000_000_000,
+}
+
+#: Answers a class documents besides a SecureTradeError: PinSet.check raises the
+#: handshake's PinFailure (an ssl.SSLError, turned into PinMismatch by the transports)
+#: for a chain carrying none of the host's pins, as it must inside a handshake.
+DOCUMENTED: dict[type, tuple[type[BaseException], ...]] = {PinSet: (PinFailure,)}
+
+#: Methods not walked here, and why.
+MORE_NOT_WALKED = {
+    "Simulator.serve",  # each starts servers (their port is walked by the constructor walk)
+    "Simulator.serve_fast",
+    "Simulator.serve_ws",
+    "Simulator.serve_kraken_ws",
+}
+
+
+def _more_cases() -> list[tuple[type, str]]:
+    return [
+        (cls, method)
+        for cls in MORE_TARGETS
+        for method in _public_methods(cls)
+        if f"{cls.__name__}.{method}" not in MORE_NOT_WALKED
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "method"), _more_cases(), ids=[f"{c.__name__}.{m}" for c, m in _more_cases()]
+)
+def test_more_methods_refuse_hostile_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, method: str
+) -> None:
+    """Pins, signers, the inbound verifier, the token endpoint, the policy detectors and
+    switch stores, the key check and the simulator's public classes."""
+    monkeypatch.chdir(tmp_path)
+    for argument, value in _more_arguments().items():
+        monkeypatch.setitem(BASELINE, argument, value)
+    for where, value in MORE_OVERRIDES.items():
+        monkeypatch.setitem(OVERRIDES, where, value)
+    obj = MORE_TARGETS[cls](tmp_path)
+    answers = (SecureTradeError, *DOCUMENTED.get(cls, ()))
+    escapes = []
+    try:
+        for case in _cases(cls, method, tmp_path):
+            try:
+                _finish_sync(getattr(obj, method)(*case.args, **case.kwargs))
+            except answers:
+                pass
+            except Exception as exc:
+                escapes.append(_escape(case, exc))
+    finally:
+        close = getattr(obj, "close", None)
+        if callable(close):
+            close()
+    assert not escapes, "\n".join(escapes)
+
+
+def test_faults_refuse_what_is_no_fault_when_given() -> None:
+    """Accepted, a non-Fault failed later inside take(), in the simulator's request handler
+    (an AttributeError on the server thread); now it is refused by add() and at_random()."""
+    faults = sim.Faults()
+    for value in HOSTILE:
+        with pytest.raises(SecureTradeError):
+            faults.add(value)
+        with pytest.raises(SecureTradeError):
+            faults.at_random(0.5, [value])
+    assert faults.take("GET", "/api/v3/time") is None

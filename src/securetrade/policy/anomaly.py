@@ -106,6 +106,12 @@ class Detector(Protocol):
     def observe(self, activity: Activity) -> Alert | None: ...
 
 
+def _activity(activity: object) -> None:
+    """A detector is fed Activity records only (AnomalyMonitor.observe checks the same)."""
+    if type(activity) is not Activity and not isinstance(activity, Activity):
+        raise InvalidRequest("activity must be a securetrade.policy.Activity")
+
+
 def _positive(name: str, value: float) -> float:
     return number(name, value, above=0)
 
@@ -143,6 +149,7 @@ class OrderRateSpike:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert when the recent order rate is far above the baseline rate."""
+        _activity(activity)
         if activity.kind != "order":
             return None
         now = activity.at
@@ -193,6 +200,7 @@ class SizeOutlier:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on an order far larger than this symbol's usual size (log-scale distance from the
         median)."""
+        _activity(activity)
         if activity.kind != "order" or activity.symbol is None or not activity.quantity:
             return None
         size = math.log(float(activity.quantity))
@@ -241,6 +249,7 @@ class CancelReplaceLoop:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert when orders are cancelled soon after placing, again and again (quote stuffing or a
         runaway loop)."""
+        _activity(activity)
         cid = activity.client_order_id
         if activity.kind == "order" and cid is not None:
             self._placed[cid] = activity.at
@@ -286,6 +295,7 @@ class NewSymbol:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on the first order in a symbol not traded before (once ``learn_for`` is over)."""
+        _activity(activity)
         if self._started is None:
             self._started = activity.at
         if activity.kind != "order" or activity.symbol is None:
@@ -323,6 +333,7 @@ class RejectionBurst:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on a burst of rejections that suggest misuse (signature, timestamp,
         permission, credentials)."""
+        _activity(activity)
         if activity.kind != "rejection" or activity.reason not in MISUSE_REASONS:
             return None
         self._times.append(activity.at)
@@ -351,6 +362,7 @@ class WithdrawalAttempt:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on every withdrawal attempt; critical when it was refused locally."""
+        _activity(activity)
         if activity.kind != "withdrawal":
             return None
         refused = activity.reason == "refused"
@@ -390,6 +402,7 @@ class UnknownActivityDetector:
         self.kill_on = kinds
 
     def observe(self, activity: Activity) -> Alert | None:
+        _activity(activity)
         if activity.kind != "unknown":
             return None
         what = activity.reason or "order"
