@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from securetrade import SecureTradeError, oauth, policy, signing, sim, verify
+from securetrade import (
+    AuditKey,
+    Decision,
+    Instrument,
+    RetryPolicy,
+    SecureTradeError,
+    oauth,
+    policy,
+    signing,
+    sim,
+    verify,
+)
 from securetrade.core.history import Window
-from securetrade.keys import ApiKey, Secret
+from securetrade.keys import ApiKey, KdfParams, Secret
 from securetrade.keys.check import KeyCheck
 from securetrade.models import LimitOrder
-from securetrade.transport import HttpResponse, PinSet
+from securetrade.nonce import FileNonceSource
+from securetrade.ratelimit import Caller, CostRule
+from securetrade.transport import HttpResponse, PinSet, Proxy, Timeout
 from securetrade.transport.tls import PinFailure
 from securetrade.venues import Op, Outcome, Verdict, get_venue
 from test_public_api_methods import (
@@ -199,7 +213,62 @@ MORE_TARGETS: dict[type, Callable[[Path], Any]] = {
     sim.Faults: lambda tmp: sim.Faults(),
     sim.Fault: lambda tmp: sim.Fault("drop_request"),
     sim.SimTransport: lambda tmp: sim.Simulator().transport(),
+    signing.RsaSigner: lambda tmp: signing.RsaSigner(Secret(_rsa_pem())),
+    verify.InboundKey: lambda tmp: verify.InboundKey,  # its constructors are classmethods
+    oauth.OAuthCredential: lambda tmp: BASELINE["credential"](tmp),
+    AuditKey: lambda tmp: AuditKey.generate(),
+    Decision: lambda tmp: Decision,
+    RetryPolicy: lambda tmp: RetryPolicy(),
+    Instrument: lambda tmp: _instrument(),
+    FileNonceSource: lambda tmp: FileNonceSource(tmp / "nonces"),
+    Timeout: lambda tmp: Timeout,
+    Proxy: lambda tmp: Proxy("http://127.0.0.1:3128"),
+    KdfParams: lambda tmp: KdfParams(),
+    CostRule: lambda tmp: CostRule("symbol", {"weight": 2}),
+    Caller: lambda tmp: Caller,
 }
+
+
+def _rsa_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def _instrument() -> Any:
+    return get_venue("binance").parse_instruments(
+        {
+            "symbols": [
+                {
+                    "symbol": "BTCUSDT",
+                    "status": "TRADING",
+                    "baseAsset": "BTC",
+                    "quoteAsset": "USDT",
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "tickSize": "0.01",
+                            "minPrice": "0.01",
+                            "maxPrice": "1000000",
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "stepSize": "0.00001",
+                            "minQty": "0.00001",
+                            "maxQty": "9000",
+                        },
+                        {"filterType": "NOTIONAL", "minNotional": "5"},
+                    ],
+                }
+            ]
+        }
+    )["BTCUSDT"]
 
 
 def _signers() -> dict[str, Callable[[], Any]]:
@@ -286,6 +355,21 @@ def _more_arguments() -> dict[str, Any]:
         "faults": lambda tmp: [Fault("drop_request")],
         "client": None,
         "request": lambda tmp: HttpRequest("GET", "/api/v3/time"),
+        "public_key": b"\x01" * 32,
+        "pem": lambda tmp: AuditKey.generate().private_pem(),
+        "digest": b"\x00" * 32,
+        "rule": "walk",
+        "reason": "walk",
+        "order": lambda tmp: LimitOrder(
+            symbol="BTCUSDT", side="BUY", quantity="0.001", price="100"
+        ),
+        "tokens": lambda tmp: {"access_token": "walk-access", "expires_in": 3600},
+        "now": lambda tmp: datetime.now(timezone.utc),
+        "margin": lambda tmp: timedelta(seconds=60),
+        "value": 5.0,
+        "port": 443,
+        "salt": b"\x00" * 16,
+        "params": lambda tmp: [("symbol", "BTCUSDT")],
     }
 
 
@@ -321,6 +405,7 @@ def _more_cases() -> list[tuple[type, str]]:
         for cls in MORE_TARGETS
         for method in _public_methods(cls)
         if f"{cls.__name__}.{method}" not in MORE_NOT_WALKED
+        and not method.startswith("model_")  # pydantic's own, documented ValidationError
     ]
 
 

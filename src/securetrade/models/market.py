@@ -58,6 +58,8 @@ class Instrument(_Model):
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
+        if not isinstance(order, OrderRequest):
+            raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
         if order.symbol != self.symbol:
             raise InvalidRequest(f"order for {order.symbol} checked against {self.symbol}")
         if not self.trading:

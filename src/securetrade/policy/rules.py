@@ -86,6 +86,8 @@ def _num(value: object) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest("a denial's limit and value are numbers (a Decimal) or None")
     return Decimal(str(value))
 
 
