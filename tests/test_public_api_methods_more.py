@@ -7,6 +7,7 @@ Same rule: one hostile argument at a time; the call accepts it or raises a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -450,3 +451,72 @@ def test_faults_refuse_what_is_no_fault_when_given() -> None:
         with pytest.raises(SecureTradeError):
             faults.at_random(0.5, [value])
     assert faults.take("GET", "/api/v3/time") is None
+
+
+#: The Redis-backed stores, built on the real redis-server the fixture starts.
+REDIS_TARGETS: dict[str, Callable[[str], Any]] = {
+    "RedisSwitchStore": lambda url: policy.RedisSwitchStore(url),
+    "RedisReplayStore": lambda url: verify.RedisReplayStore(url),
+    "RedisNonceSource": lambda url: _redis_nonces(url),
+}
+
+
+def _redis_nonces(url: str) -> Any:
+    from securetrade.nonce import RedisNonceSource
+
+    return RedisNonceSource(url)
+
+
+@pytest.mark.parametrize("name", list(REDIS_TARGETS))
+def test_redis_store_methods_refuse_hostile_arguments(
+    name: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the SQLite and in-memory stores, over a real redis-server: a name, token or key
+    id that is no text is refused before a command is sent."""
+    for argument, value in _more_arguments().items():
+        monkeypatch.setitem(BASELINE, argument, value)
+    for where, value in MORE_OVERRIDES.items():
+        monkeypatch.setitem(OVERRIDES, where, value)
+    obj = REDIS_TARGETS[name](redis_url)
+    cls = type(obj)
+    try:
+        escapes = [e for method in _public_methods(cls) for e in _walk(obj, cls, method, tmp_path)]
+    finally:
+        close = getattr(obj, "close", None)
+        if callable(close):
+            close()
+    assert not escapes, "\n".join(escapes)
+
+
+def test_async_sim_transport_and_server_refuse_hostile_arguments(tmp_path: Path) -> None:
+    """AsyncSimTransport.send takes an HttpRequest only (the same check as SimTransport's);
+    HttpsServer.impersonate takes Certificates only."""
+    from securetrade.sim.certs import make_certificates
+
+    simulator = sim.Simulator()
+    transport = simulator.async_transport()
+    escapes: list[str] = []
+
+    async def walk() -> None:
+        for value in HOSTILE:
+            try:
+                await transport.send(value)
+            except SecureTradeError:
+                pass
+            except Exception as exc:
+                escapes.append(f"send({value!r:.40}): {type(exc).__name__}: {exc}")
+
+    asyncio.run(walk())
+    server = simulator.serve()
+    try:
+        for value in HOSTILE:
+            try:
+                server.impersonate(value)
+            except SecureTradeError:
+                pass
+            except Exception as exc:
+                escapes.append(f"impersonate({value!r:.40}): {type(exc).__name__}: {exc}")
+        server.impersonate(make_certificates())  # the real thing is still taken
+    finally:
+        simulator.close()
+    assert not escapes, "\n".join(escapes)
