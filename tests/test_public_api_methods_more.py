@@ -227,7 +227,28 @@ MORE_TARGETS: dict[type, Callable[[Path], Any]] = {
     KdfParams: lambda tmp: KdfParams(),
     CostRule: lambda tmp: CostRule("symbol", {"weight": 2}),
     Caller: lambda tmp: Caller,
+    oauth.TokenSource: lambda tmp: _token_source(tmp),
+    oauth.BearerSigner: lambda tmp: oauth.BearerSigner(_token_source(tmp)),
+    oauth.OAuthKey: lambda tmp: oauth.OAuthKey(_token_source(tmp), scopes=["read", "trade"]),
 }
+
+
+def _token_source(tmp: Path) -> Any:
+    """A source over a keystore holding a fresh token (nothing is refreshed)."""
+    from securetrade import KeyStore
+    from test_public_api_methods import FAST_KDF
+
+    store = KeyStore.create(tmp / "oauth-keys.json", "walk-passphrase-0001", kdf=FAST_KDF)
+    credential = oauth.OAuthCredential(
+        "alpaca",
+        "walk-client",
+        "https://example.test/token",
+        "https://example.test/auth",
+        access_token=Secret(b"walk-access-token"),
+        expires_at=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    store.put_oauth("walk", credential)
+    return oauth.TokenSource(store, "walk")
 
 
 def _rsa_pem() -> bytes:
@@ -384,6 +405,7 @@ MORE_OVERRIDES: dict[tuple[str, str], Any] = {
     ("Simulator.handle", "target"): "/api/v3/time",
     ("SqliteSwitchStore.read", "name"): "walk",
     ("SqliteReplayStore.remember", "now_ms"): 1_700_000_000_000,
+    ("TokenSource.refused", "token"): lambda tmp: Secret(b"walk-access-token"),
 }
 
 #: Answers a class documents besides a SecureTradeError: PinSet.check raises the
@@ -519,4 +541,30 @@ def test_async_sim_transport_and_server_refuse_hostile_arguments(tmp_path: Path)
         server.impersonate(make_certificates())  # the real thing is still taken
     finally:
         simulator.close()
+    assert not escapes, "\n".join(escapes)
+
+
+@pytest.mark.parametrize("field", ["kind", "at", "symbol", "quantity", "client_order_id", "reason"])
+def test_an_activity_with_a_hostile_field_is_refused_before_a_detector_sees_it(field: str) -> None:
+    """Activity is exported (a platform feeds its own): a field of the wrong type was a
+    TypeError inside a detector (``now - baseline`` on a text ``at``, ``math.log`` of a
+    list), on the order's path; now the record refuses it when built."""
+    escapes = []
+    for value in HOSTILE:
+        parts: dict[str, Any] = {
+            "kind": "order",
+            "at": 1_700_000_000.0,
+            "symbol": "BTCUSDT",
+            "quantity": Decimal("1"),
+            "client_order_id": "walk-1",
+            "reason": None,
+        }
+        parts[field] = value
+        try:
+            policy.AnomalyMonitor().observe(policy.Activity(**parts))
+            policy.SizeOutlier().observe(policy.Activity(**parts))
+        except SecureTradeError:
+            pass
+        except Exception as exc:
+            escapes.append(f"Activity({field}={value!r:.40}): {type(exc).__name__}: {exc}")
     assert not escapes, "\n".join(escapes)

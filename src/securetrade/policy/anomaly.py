@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import Choice, flag, function, instance, number, seconds, texts, whole
+from .._checks import (
+    Choice,
+    flag,
+    function,
+    instance,
+    is_text,
+    number,
+    seconds,
+    text,
+    texts,
+    whole,
+)
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -81,6 +92,37 @@ class Activity:
     quantity: Decimal | None = None
     client_order_id: str | None = None
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        """Checked once here, so that no detector meets a wrong type later (a TypeError
+        inside the monitor, on the order's path). The usual record takes the first test."""
+        kind, at, symbol, quantity = self.kind, self.at, self.symbol, self.quantity
+        if (
+            type(kind) is str
+            and kind
+            and kind.isprintable()
+            and (type(at) is float or type(at) is int)
+            and -1e308 < at < 1e308  # NaN fails both
+            and (symbol is None or (type(symbol) is str and symbol.isprintable()))
+            and (quantity is None or (type(quantity) is Decimal and quantity.is_finite()
+                                      and quantity >= 0))
+            and (self.client_order_id is None or type(self.client_order_id) is str)
+            and (self.reason is None or type(self.reason) is str)
+            and (self.client_order_id is None or self.client_order_id.isprintable())
+            and (self.reason is None or self.reason.isprintable())
+        ):  # fmt: skip
+            return
+        text("kind", self.kind)
+        number("at (epoch seconds)", self.at)
+        for name in ("symbol", "client_order_id", "reason"):
+            value = getattr(self, name)
+            if value is not None and not is_text(value, empty=True):  # a venue may send ""
+                raise InvalidRequest(f"{name} must be text or None")
+        quantity = self.quantity
+        if quantity is not None and not (
+            isinstance(quantity, Decimal) and quantity.is_finite() and quantity >= 0
+        ):
+            raise InvalidRequest("quantity must be a finite Decimal of at least 0, or None")
 
 
 @dataclass(frozen=True, slots=True)
