@@ -29,12 +29,13 @@ from securetrade import (
     sim,
     verify,
 )
+from securetrade.copy import CopyKeys, EventKeys
 from securetrade.core.history import Window
 from securetrade.keys import ApiKey, KdfParams, Secret
 from securetrade.keys.check import KeyCheck
-from securetrade.models import LimitOrder
+from securetrade.models import LimitOrder, MarketOrder
 from securetrade.nonce import FileNonceSource
-from securetrade.ratelimit import Caller, CostRule
+from securetrade.ratelimit import Caller, CostRule, Limits, RateLimit, RateLimiter
 from securetrade.transport import HttpResponse, PinSet, Proxy, Timeout
 from securetrade.transport.tls import PinFailure
 from securetrade.venues import Op, Outcome, Verdict, get_venue
@@ -230,6 +231,10 @@ MORE_TARGETS: dict[type, Callable[[Path], Any]] = {
     oauth.TokenSource: lambda tmp: _token_source(tmp),
     oauth.BearerSigner: lambda tmp: oauth.BearerSigner(_token_source(tmp)),
     oauth.OAuthKey: lambda tmp: oauth.OAuthKey(_token_source(tmp), scopes=["read", "trade"]),
+    MarketOrder: lambda tmp: MarketOrder(symbol="BTCUSDT", side="BUY", quote_quantity="100"),
+    CopyKeys: lambda tmp: CopyKeys(Secret(b"walk-copy-secret-000000000000")),
+    EventKeys: lambda tmp: CopyKeys(Secret(b"walk-copy-secret-000000000000")).event("walk-event"),
+    Limits: lambda tmp: Limits(RateLimiter.in_memory([RateLimit("weight", 60.0, 1200)])),
 }
 
 
@@ -391,6 +396,11 @@ def _more_arguments() -> dict[str, Any]:
         "value": 5.0,
         "port": 443,
         "salt": b"\x00" * 16,
+        "event_id": "walk-event",
+        "follower_id": "walk-f",
+        "leg": 0,
+        "minutes": 5.0,
+        "price": Decimal("100"),
         "params": lambda tmp: [("symbol", "BTCUSDT")],
     }
 
@@ -419,6 +429,7 @@ MORE_NOT_WALKED = {
     "Simulator.serve_fast",
     "Simulator.serve_ws",
     "Simulator.serve_kraken_ws",
+    "Limits.plot",  # draws with matplotlib (an extra); history() is the same reading
 }
 
 
