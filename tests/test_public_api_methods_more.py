@@ -579,3 +579,19 @@ def test_an_activity_with_a_hostile_field_is_refused_before_a_detector_sees_it(f
         except Exception as exc:
             escapes.append(f"Activity({field}={value!r:.40}): {type(exc).__name__}: {exc}")
     assert not escapes, "\n".join(escapes)
+
+
+def test_a_copy_key_is_never_made_from_an_id_nobody_named() -> None:
+    """None, a number or a list was formatted into the hash ("None") and gave a stable
+    key; each is refused now, as derive_client_order_id refuses it."""
+    keys = CopyKeys(Secret(b"walk-copy-secret-000000000000"))
+    for value in HOSTILE:
+        if isinstance(value, str) and value and value.isprintable():
+            continue  # text: a name someone gave
+        with pytest.raises(SecureTradeError):
+            keys.event(value)
+        with pytest.raises(SecureTradeError):
+            keys.event("walk-event").key(value, 0)
+    for leg in (None, -1, 1.5, True, "0", 10**100):
+        with pytest.raises(SecureTradeError):
+            keys.event("walk-event").key("walk-f", leg)
