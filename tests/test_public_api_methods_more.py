@@ -45,6 +45,7 @@ from test_public_api_methods import (
     BASELINE,
     HOSTILE,
     OVERRIDES,
+    TARGET_WITH,
     _cases,
     _escape,
     _finish_sync,
@@ -500,7 +501,14 @@ REDIS_TARGETS: dict[str, Callable[[str], Any]] = {
     "RedisSwitchStore": lambda url: policy.RedisSwitchStore(url),
     "RedisReplayStore": lambda url: verify.RedisReplayStore(url),
     "RedisNonceSource": lambda url: _redis_nonces(url),
+    "RedisJournal": lambda url: _redis_journal(url),
 }
+
+
+def _redis_journal(url: str) -> Any:
+    from securetrade.core.redis_journal import RedisJournal
+
+    return RedisJournal.create(url, prefix="walk-journal:")
 
 
 def _redis_nonces(url: str) -> Any:
@@ -522,7 +530,11 @@ def test_redis_store_methods_refuse_hostile_arguments(
     obj = REDIS_TARGETS[name](redis_url)
     cls = type(obj)
     try:
-        escapes = [e for method in _public_methods(cls) for e in _walk(obj, cls, method, tmp_path)]
+        escapes = [
+            e
+            for method in _public_methods(cls)
+            for e in _walk(obj, cls, method, tmp_path, TARGET_WITH.get(f"Journal.{method}"))
+        ]
     finally:
         close = getattr(obj, "close", None)
         if callable(close):
@@ -633,7 +645,6 @@ ELSEWHERE: dict[str, str] = {
     "AsyncSimTransport": "test_async_sim_transport_and_server_refuse_hostile_arguments",
     "HttpsServer": "test_async_sim_transport_and_server_refuse_hostile_arguments",
     "Core": "not walked: the engine behind Client, reached through it",
-    "RedisJournal": "not walked yet: Journal (SQLite) is",
     "MemoryBackend": "not walked yet: its plans come from compile(), RateLimiter is walked",
     "EventStream": "not walked yet: needs a Redis stream and a CopyEngine",
     "Admission": "not walked yet: placed() takes a venue's Order",
