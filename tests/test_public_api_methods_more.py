@@ -650,7 +650,7 @@ ELSEWHERE: dict[str, str] = {
     "Admission": "not walked yet: placed() takes a venue's Order",
     "GatewayMiddleware": "not walked yet: reload() rereads its keystore",
     "LoopbackListener": "not walked yet: wait() blocks for a browser's callback",
-    "HttpTransport": "not walked yet: the clients' walk sends through it",
+    "HttpTransport": "test_http_transport_send_refuses_hostile_arguments",
 }
 
 
@@ -697,3 +697,32 @@ def test_the_walks_cover_the_exported_classes() -> None:
                 missing.append(f"{name}.{exported}: {takes}")
     assert not missing, "\n".join(missing)
     assert len(walked) >= 60  # 62 classes when written
+
+
+def test_http_transport_send_refuses_hostile_arguments(tmp_path: Path) -> None:
+    """HttpTransport.send over real TLS to the simulator: a request that is no HttpRequest
+    and a timeout that is no Timeout or number are refused before anything is written."""
+    from securetrade.transport import HttpRequest, HttpTransport
+    from securetrade.transport.tls import pinned_ssl_context
+
+    with sim.Simulator() as simulator:
+        server = simulator.serve()
+        context = pinned_ssl_context(PinSet(server.pins), cadata=server.ca_pem)
+        transport = HttpTransport(server.base_url, context, timeout=5.0)
+        escapes = []
+        try:
+            assert transport.send(HttpRequest("GET", "/api/v3/time")).status == 200
+            for value in HOSTILE:
+                for call in (
+                    lambda v: transport.send(v),
+                    lambda v: transport.send(HttpRequest("GET", "/api/v3/time"), timeout=v),
+                ):
+                    try:
+                        call(value)
+                    except SecureTradeError:
+                        pass
+                    except Exception as exc:
+                        escapes.append(f"send({value!r:.40}): {type(exc).__name__}: {exc}")
+        finally:
+            transport.close()
+    assert not escapes, "\n".join(escapes)
