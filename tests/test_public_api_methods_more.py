@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -644,9 +645,9 @@ ELSEWHERE: dict[str, str] = {
     "Core": "not walked: the engine behind Client, reached through it",
     "MemoryBackend": "not walked yet: its plans come from compile(), RateLimiter is walked",
     "EventStream": "not walked yet: needs a Redis stream and a CopyEngine",
-    "Admission": "not walked yet: placed() takes a venue's Order",
+    "Admission": "test_admission_placed_and_loopback_wait_refuse_hostile_arguments",
     "GatewayMiddleware": "not walked yet: reload() rereads its keystore",
-    "LoopbackListener": "not walked yet: wait() blocks for a browser's callback",
+    "LoopbackListener": "test_admission_placed_and_loopback_wait_refuse_hostile_arguments",
     "HttpTransport": "test_http_transport_send_refuses_hostile_arguments",
 }
 
@@ -723,3 +724,49 @@ def test_http_transport_send_refuses_hostile_arguments(tmp_path: Path) -> None:
         finally:
             transport.close()
     assert not escapes, "\n".join(escapes)
+
+
+def test_admission_placed_and_loopback_wait_refuse_hostile_arguments() -> None:
+    """Admission.placed took the admission as done before reading the order, then failed
+    with an AttributeError (the notional stayed counted as pending); LoopbackListener.wait
+    passed any timeout to the queue (None waited for ever, -1 was a ValueError)."""
+    venue = get_venue("binance")
+    order = venue.parse_order(
+        {
+            "symbol": "BTCUSDT", "orderId": 1, "clientOrderId": "walk-1", "price": "100",
+            "origQty": "1", "executedQty": "0", "cummulativeQuoteQty": "0",
+            "status": "NEW", "timeInForce": "GTC", "type": "LIMIT", "side": "BUY",
+            "time": 1_700_000_000_000, "updateTime": 1_700_000_000_000,
+        }
+    )  # fmt: skip
+    escapes = []
+    for value in HOSTILE:
+        admission = policy.Admission([policy.Policy()], "walk-1", "BTCUSDT", Decimal("100"))
+        try:
+            admission.placed(value)
+        except SecureTradeError:
+            admission.placed(order)  # still open to the real answer
+        except Exception as exc:
+            escapes.append(f"placed({value!r:.40}): {type(exc).__name__}: {exc}")
+    assert not escapes, "\n".join(escapes)
+    listener = oauth.LoopbackListener()
+    try:
+        for value in HOSTILE:
+            if type(value) is float and 0 < value < 2:
+                continue  # a real wait: it would time out with OAuthError after it
+            outcome: list[BaseException] = []
+            waiter = threading.Thread(target=_wait, args=(listener, value, outcome), daemon=True)
+            waiter.start()
+            waiter.join(5)  # a wait that does not return (None: for ever) is an escape too
+            if waiter.is_alive() or not isinstance(outcome[0], SecureTradeError):
+                escapes.append(f"wait({value!r:.40}): {outcome[:1] or 'still waiting'}")
+    finally:
+        listener.close()
+    assert not escapes, "\n".join(escapes)
+
+
+def _wait(listener: Any, timeout: Any, outcome: list[BaseException]) -> None:
+    try:
+        listener.wait(timeout)
+    except BaseException as exc:  # reported by the test
+        outcome.append(exc)

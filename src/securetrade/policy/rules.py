@@ -476,6 +476,7 @@ class Admission:
 
     def placed(self, order: Order) -> None:
         """The venue accepted the order: it is now open, or already done."""
+        instance("order", order, Order, optional=False)  # before anything is counted
         if self._done:
             return
         self._done = True
