@@ -33,6 +33,7 @@ from securetrade import (
 )
 from securetrade.copy import CopyKeys, EventKeys, EventReport, LeaderSnapshot
 from securetrade.core.history import Window
+from securetrade.gateway import GatewayMiddleware
 from securetrade.keys import ApiKey, KdfParams, Secret
 from securetrade.keys.check import KeyCheck
 from securetrade.models import LimitOrder, MarketOrder
@@ -241,6 +242,7 @@ MORE_TARGETS: dict[type, Callable[[Path], Any]] = {
     Limits: lambda tmp: Limits(RateLimiter.in_memory([RateLimit("weight", 60.0, 1200)])),
     LeaderSnapshot: lambda tmp: BASELINE["snapshot"](tmp),
     EventReport: lambda tmp: EventReport(BASELINE["event"](tmp), (), 0.5),
+    GatewayMiddleware: lambda tmp: _middleware(),
     OpenedRecord: lambda tmp: OpenedRecord(
         1, "2026-01-01T00:00:00Z", "walk", {}, None, None, "open"
     ),
@@ -263,6 +265,23 @@ def _token_source(tmp: Path) -> Any:
     )
     store.put_oauth("walk", credential)
     return oauth.TokenSource(store, "walk")
+
+
+def _middleware() -> Any:
+    from securetrade.gateway import Route
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        """An app that is never reached (nothing is served here)."""
+
+    read = frozenset({"read"})
+    return GatewayMiddleware(app, keys=_registry(), routes=[Route("GET", "/whoami", scopes=read)])
+
+
+def _registry() -> Any:
+    from securetrade.gateway import GatewayKey, KeyRegistry
+
+    secret = Secret(b"walk-gateway-secret-0001")
+    return KeyRegistry([GatewayKey.hmac("walk-key-0001", secret, tenant="walk")])
 
 
 def _rsa_pem() -> bytes:
@@ -410,6 +429,7 @@ def _more_arguments() -> dict[str, Any]:
         "leg": 0,
         "minutes": 5.0,
         "price": Decimal("100"),
+        "keys": lambda tmp: _registry(),
         "quantile": 0.5,
         "include_restricted": False,
         "params": lambda tmp: [("symbol", "BTCUSDT")],
@@ -646,7 +666,6 @@ ELSEWHERE: dict[str, str] = {
     "MemoryBackend": "not walked yet: its plans come from compile(), RateLimiter is walked",
     "EventStream": "not walked yet: needs a Redis stream and a CopyEngine",
     "Admission": "test_admission_placed_and_loopback_wait_refuse_hostile_arguments",
-    "GatewayMiddleware": "not walked yet: reload() rereads its keystore",
     "LoopbackListener": "test_admission_placed_and_loopback_wait_refuse_hostile_arguments",
     "HttpTransport": "test_http_transport_send_refuses_hostile_arguments",
 }
