@@ -76,7 +76,7 @@ class CopyKeys(SecretHolder):
 
     def event(self, event_id: str) -> EventKeys:
         """The keys of ``event_id``'s followers (its part of the hash is taken once)."""
-        return EventKeys(self._keyed, event_id)
+        return EventKeys(self._keyed, text("event_id", event_id))
 
 
 class EventKeys(SecretHolder):
@@ -93,6 +93,16 @@ class EventKeys(SecretHolder):
 
     def key(self, follower_id: str, leg: int) -> str:
         """The key of ``follower_id``'s leg ``leg`` of this event."""
+        if not (  # inlined: this runs once per follower of every event
+            type(follower_id) is str
+            and follower_id
+            and follower_id.isprintable()
+            and type(leg) is int
+            and 0 <= leg < 1 << 31
+        ):
+            # Refused, not formatted: None would hash as "None" and key a trade nobody named.
+            text("follower_id", follower_id)
+            whole("leg", leg, 0, (1 << 31) - 1)
         mac = self._keyed.copy()
         mac.update(f"{follower_id}\x00{leg}".encode())
         return "copy-" + mac.hexdigest()[:40]

@@ -104,8 +104,9 @@ class LeaderSnapshot:
             )
 
     def event_id(self, symbol: str) -> str:
-        """The pseudo-event a correction on ``symbol`` is recorded (and keyed) under."""
-        return f"reconcile:{self.id}:{symbol}"
+        """The pseudo-event a correction on ``symbol`` is recorded (and keyed) under (a
+        symbol that is no text would name an event, "…:None", that no correction made)."""
+        return f"reconcile:{self.id}:{text('symbol', symbol)}"
 
 
 @dataclass(frozen=True, slots=True)

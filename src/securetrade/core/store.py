@@ -86,6 +86,8 @@ _OURS = re.compile(r"st[0-9a-f]{30}").fullmatch
 
 def is_ours(client_order_id: str) -> bool:
     """True when the id has the shape :func:`derive_client_order_id` gives."""
+    if type(client_order_id) is not str:  # a regex on a non-str is a TypeError
+        text("client_order_id", client_order_id)
     return _OURS(client_order_id) is not None
 
 

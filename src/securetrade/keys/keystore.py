@@ -126,6 +126,8 @@ class KdfParams:
     def header(self, salt: bytes) -> dict[str, Any]:
         """The parameters and ``salt`` as written in the keystore header, to derive the same key
         later."""
+        if not isinstance(salt, bytes) or not salt:
+            raise InvalidRequest("salt must be random bytes (os.urandom(16))")
         if self.name == "argon2id":
             return {
                 "name": "argon2id",

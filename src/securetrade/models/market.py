@@ -58,6 +58,8 @@ class Instrument(_Model):
 
     def check(self, order: OrderRequest) -> None:
         """Raise :class:`InvalidRequest` unless ``order`` fits these rules. Sends nothing."""
+        if not isinstance(order, OrderRequest):
+            raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
         # Both models' fields from __dict__: an attribute read of a model goes through
         # pydantic's __getattr__ hook, slowly, and this runs for every order.
         rules, asked = self.__dict__, order.__dict__

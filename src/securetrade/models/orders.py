@@ -142,8 +142,10 @@ class OrderRequest(_Model):
         quote = self.quote_quantity
         if quote is None:
             return self.base_quantity
-        if price <= 0:
-            raise InvalidRequest(f"cannot value {self.symbol} at a price of {price}")
+        if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+            raise InvalidRequest(
+                f"cannot value {self.symbol} at that price: give a positive finite Decimal"
+            )
         return quote / price
 
     def fingerprint(self) -> str:

@@ -70,6 +70,22 @@ class OAuthCredential:
 
         A server that does not rotate the refresh token leaves the old one in place; one
         that states no expiry leaves ``expires_at`` unknown (None)."""
+        if not isinstance(tokens, Mapping) or not isinstance(tokens.get("access_token"), Secret):
+            raise InvalidRequest(
+                "tokens must be a parsed token response: a mapping whose access_token is a "
+                "Secret (as TokenEndpoint returns it)"
+            )
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise InvalidRequest("now must be a timezone-aware datetime (UTC)")
+        for field in ("expires_in", "refresh_expires_in"):
+            seconds = tokens.get(field)
+            if seconds is not None and not (
+                type(seconds) in (int, float) and 0 <= seconds <= 10**9  # a float NaN fails too
+            ):
+                raise InvalidRequest(f"{field} must be a number of seconds (or absent)")
+        for field in ("refresh_token",):
+            if tokens.get(field) is not None and not isinstance(tokens[field], Secret):
+                raise InvalidRequest(f"{field} must be a Secret (or absent)")
         expires_in = tokens.get("expires_in")
         refresh_in = tokens.get("refresh_expires_in")
         return replace(

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .._checks import instance, text, whole
+from .._checks import instance, seconds, text, whole
 from ..errors import InvalidRequest, OAuthError
 from ..keys.keystore import KeyStore
 from ..keys.secret import Secret
@@ -129,6 +129,7 @@ class LoopbackListener:
 
     def wait(self, timeout: float) -> Secret:
         """The callback's query string (as a Secret: it holds the code)."""
+        timeout = seconds("timeout", timeout, above=0)  # None would wait for ever
         try:
             return self._server.answers.get(timeout=timeout)
         except queue.Empty:

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
-from .._checks import text
-from ..errors import ConnectFailed, OAuthError, ReauthorizationRequired
+from .._checks import instance, is_text, text
+from ..errors import ConnectFailed, InvalidRequest, OAuthError, ReauthorizationRequired
 from ..keys.secret import Secret
 from ..transport.base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from ..transport.http import HttpTransport
@@ -40,6 +40,15 @@ class _Masked(dict[str, Any]):
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a token answer cannot be pickled")
+
+
+def _grant_secret(name: str, value: object) -> None:
+    """A code or PKCE verifier: a Secret of printable ASCII (a form field, sent as is)."""
+    if not isinstance(value, Secret):
+        raise InvalidRequest(f"{name} must be a securetrade.keys.Secret (as the login gives it)")
+    raw = value.expose()
+    if not raw or not raw.isascii() or not raw.decode("ascii").isprintable():
+        raise InvalidRequest(f"{name} must hold printable ASCII (as the login gives it)")
 
 
 class TokenEndpoint:
@@ -85,6 +94,11 @@ class TokenEndpoint:
         self, credential: OAuthCredential, code: Secret, verifier: Secret, redirect_uri: str
     ) -> Mapping[str, Any]:
         """Trade an authorization code and its PKCE verifier for tokens (RFC 7636 4.5)."""
+        instance("credential", credential, OAuthCredential, optional=False)
+        _grant_secret("code", code)
+        _grant_secret("verifier", verifier)
+        if not is_text(redirect_uri) or not redirect_uri.startswith(("https://", "http://")):
+            raise InvalidRequest("redirect_uri must be the http(s):// URL the login registered")
         request = self._request(
             credential,
             "authorization_code",
@@ -96,6 +110,7 @@ class TokenEndpoint:
 
     def refresh(self, credential: OAuthCredential) -> Mapping[str, Any]:
         """Spend the credential's refresh token (single-use where the server rotates it)."""
+        instance("credential", credential, OAuthCredential, optional=False)
         if credential.refresh_token is None:
             raise ReauthorizationRequired(
                 f"the {credential.venue} credential has no refresh token; "

@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import Choice, flag, function, instance, number, seconds, texts, whole
+from .._checks import (
+    Choice,
+    flag,
+    function,
+    instance,
+    is_text,
+    number,
+    seconds,
+    text,
+    texts,
+    whole,
+)
 from ..errors import InvalidRequest
 from .killswitch import KillSwitch
 
@@ -82,6 +93,37 @@ class Activity:
     client_order_id: str | None = None
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        """Checked once here, so that no detector meets a wrong type later (a TypeError
+        inside the monitor, on the order's path). The usual record takes the first test."""
+        kind, at, symbol, quantity = self.kind, self.at, self.symbol, self.quantity
+        if (
+            type(kind) is str
+            and kind
+            and kind.isprintable()
+            and (type(at) is float or type(at) is int)
+            and -1e308 < at < 1e308  # NaN fails both
+            and (symbol is None or (type(symbol) is str and symbol.isprintable()))
+            and (quantity is None or (type(quantity) is Decimal and quantity.is_finite()
+                                      and quantity >= 0))
+            and (self.client_order_id is None or type(self.client_order_id) is str)
+            and (self.reason is None or type(self.reason) is str)
+            and (self.client_order_id is None or self.client_order_id.isprintable())
+            and (self.reason is None or self.reason.isprintable())
+        ):  # fmt: skip
+            return
+        text("kind", self.kind)
+        number("at (epoch seconds)", self.at)
+        for name in ("symbol", "client_order_id", "reason"):
+            value = getattr(self, name)
+            if value is not None and not is_text(value, empty=True):  # a venue may send ""
+                raise InvalidRequest(f"{name} must be text or None")
+        quantity = self.quantity
+        if quantity is not None and not (
+            isinstance(quantity, Decimal) and quantity.is_finite() and quantity >= 0
+        ):
+            raise InvalidRequest("quantity must be a finite Decimal of at least 0, or None")
+
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -104,6 +146,12 @@ class Detector(Protocol):
     name: str
 
     def observe(self, activity: Activity) -> Alert | None: ...
+
+
+def _activity(activity: object) -> None:
+    """A detector is fed Activity records only (AnomalyMonitor.observe checks the same)."""
+    if type(activity) is not Activity and not isinstance(activity, Activity):
+        raise InvalidRequest("activity must be a securetrade.policy.Activity")
 
 
 def _positive(name: str, value: float) -> float:
@@ -143,6 +191,7 @@ class OrderRateSpike:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert when the recent order rate is far above the baseline rate."""
+        _activity(activity)
         if activity.kind != "order":
             return None
         now = activity.at
@@ -193,6 +242,7 @@ class SizeOutlier:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on an order far larger than this symbol's usual size (log-scale distance from the
         median)."""
+        _activity(activity)
         if activity.kind != "order" or activity.symbol is None or not activity.quantity:
             return None
         size = math.log(float(activity.quantity))
@@ -241,6 +291,7 @@ class CancelReplaceLoop:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert when orders are cancelled soon after placing, again and again (quote stuffing or a
         runaway loop)."""
+        _activity(activity)
         cid = activity.client_order_id
         if activity.kind == "order" and cid is not None:
             self._placed[cid] = activity.at
@@ -286,6 +337,7 @@ class NewSymbol:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on the first order in a symbol not traded before (once ``learn_for`` is over)."""
+        _activity(activity)
         if self._started is None:
             self._started = activity.at
         if activity.kind != "order" or activity.symbol is None:
@@ -323,6 +375,7 @@ class RejectionBurst:
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on a burst of rejections that suggest misuse (signature, timestamp,
         permission, credentials)."""
+        _activity(activity)
         if activity.kind != "rejection" or activity.reason not in MISUSE_REASONS:
             return None
         self._times.append(activity.at)
@@ -351,6 +404,7 @@ class WithdrawalAttempt:
 
     def observe(self, activity: Activity) -> Alert | None:
         """Alert on every withdrawal attempt; critical when it was refused locally."""
+        _activity(activity)
         if activity.kind != "withdrawal":
             return None
         refused = activity.reason == "refused"
@@ -390,6 +444,7 @@ class UnknownActivityDetector:
         self.kill_on = kinds
 
     def observe(self, activity: Activity) -> Alert | None:
+        _activity(activity)
         if activity.kind != "unknown":
             return None
         what = activity.reason or "order"

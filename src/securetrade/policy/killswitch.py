@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._checks import function, safe_repr, text
+from .._checks import function, instance, safe_repr, text
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
 from ..errors import InvalidRequest
@@ -58,6 +58,12 @@ class SwitchStore(Protocol):
     def write(self, name: str, state: KillState | None) -> None: ...
 
 
+def _switch(name: object, state: object = None) -> None:
+    """A store's arguments: the switch's name (text) and a KillState or None (release)."""
+    text("name (the kill switch's name)", name)
+    instance("state", state, KillState)
+
+
 class MemorySwitchStore:
     """This process only."""
 
@@ -67,11 +73,13 @@ class MemorySwitchStore:
 
     def read(self, name: str) -> KillState | None:
         """The switch's state, or ``None`` while released."""
+        _switch(name)
         with self._lock:
             return self._states.get(name)
 
     def write(self, name: str, state: KillState | None) -> None:
         """Engage (a state) or release (``None``) the switch."""
+        _switch(name, state)
         with self._lock:
             if state is None:
                 self._states.pop(name, None)
@@ -99,6 +107,7 @@ class SqliteSwitchStore:
 
     def read(self, name: str) -> KillState | None:
         """The switch's state as every process on this host sees it, or ``None`` while released."""
+        _switch(name)
         with self._lock:
             row = self._db.execute(
                 "SELECT reason, at, cancel_open FROM kill_switch WHERE name = ?", (name,)
@@ -109,6 +118,7 @@ class SqliteSwitchStore:
 
     def write(self, name: str, state: KillState | None) -> None:
         """Engage (a state) or release (``None``) the switch for every process on this host."""
+        _switch(name, state)
         with self._lock:
             if state is None:
                 self._db.execute("DELETE FROM kill_switch WHERE name = ?", (name,))
@@ -134,6 +144,7 @@ class RedisSwitchStore:
 
     def read(self, name: str) -> KillState | None:
         """The switch's state as every host sees it, or ``None`` while released."""
+        _switch(name)
         raw = self._redis.get(self._prefix + name)
         if raw is None:
             return None
@@ -142,6 +153,7 @@ class RedisSwitchStore:
 
     def write(self, name: str, state: KillState | None) -> None:
         """Engage (a state) or release (``None``) the switch for every host."""
+        _switch(name, state)
         if state is None:
             self._redis.delete(self._prefix + name)
             return

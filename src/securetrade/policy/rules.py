@@ -86,6 +86,8 @@ def _num(value: object) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest("a denial's limit and value are numbers (a Decimal) or None")
     return Decimal(str(value))
 
 
@@ -483,6 +485,7 @@ class Admission:
 
     def placed(self, order: Order) -> None:
         """The venue accepted the order: it is now open, or already done."""
+        instance("order", order, Order, optional=False)  # before anything is counted
         if self._done:
             return
         self._done = True

@@ -96,6 +96,9 @@ def _scope(value: object) -> LimitScope:
         raise InvalidRequest(f"rate limit scope {value!r} is not one of {names}") from None
 
 
+_PARAMS = "params must be (name, value) pairs of text, as a venue's *_params() give"
+
+
 @dataclass(frozen=True, slots=True)
 class CostRule:
     """A parameter-dependent cost: ``cost`` replaces the endpoint's base cost when it applies.
@@ -113,7 +116,14 @@ class CostRule:
 
     def applies(self, params: Sequence[tuple[str, str]]) -> bool:
         """Whether this rule's cost applies to a request with ``params``."""
-        value = next((v for k, v in params if k == self.param), None)
+        if isinstance(params, (str, bytes)):
+            raise InvalidRequest(_PARAMS)
+        try:  # unpacking is the test of a pair; a wrong one is the refusal below
+            value = next((v for k, v in params if k == self.param), None)
+        except (TypeError, ValueError):
+            raise InvalidRequest(_PARAMS) from None
+        if value is not None and type(value) is not str:
+            raise InvalidRequest(_PARAMS)
         if self.absent or value is None:
             return self.absent and value is None
         if self.up_to is None:

@@ -161,6 +161,8 @@ class AuditKey:
 
         wrapped = _secret_or_none(password) if password else None
         del password
+        if wrapped is not None and len(wrapped.expose()) > 1023:  # the PKCS#8 backend's limit
+            raise InvalidRequest("password must be at most 1023 bytes")
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(wrapped.expose())
             if wrapped is not None
@@ -174,6 +176,8 @@ class AuditKey:
 
     def sign(self, digest: bytes) -> str:
         """The Ed25519 signature of ``digest``, base64 (of a record's chain hash)."""
+        if not isinstance(digest, bytes):
+            raise InvalidRequest("digest must be bytes (a record's chain hash)")
         return base64.b64encode(self._private.sign(digest)).decode("ascii")
 
     @safe_repr

@@ -19,6 +19,7 @@ from .signers import (
     RsaSigner,
     SecretHolder,
     Signer,
+    body_bytes,
     held,
 )
 
@@ -37,13 +38,13 @@ def iso_timestamp(ms: int) -> str:
 
 
 def _text(value: bytes | str) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else value
+    return body_bytes("body", value)
 
 
 def _method_path(method: str, request_path: str) -> bytes:
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise InvalidRequest(f"method {method!r} is not one of {', '.join(sorted(_METHODS))}")
-    if _PATH(request_path) is None or "#" in request_path:
+    if not isinstance(request_path, str) or _PATH(request_path) is None or "#" in request_path:
         raise InvalidRequest("request path must start with '/' and hold printable ASCII only")
     return method.encode("ascii") + request_path.encode("ascii")
 
@@ -64,6 +65,8 @@ class _MethodPathSigner(SecretHolder):
         self, timestamp: str, method: str, request_path: str, body: bytes | str = b""
     ) -> str:
         """The signature header for one request; ``request_path`` includes any query."""
+        if not isinstance(timestamp, str) or not timestamp.isascii() or not timestamp.isprintable():
+            raise InvalidRequest("timestamp must be printable ASCII text (iso_timestamp(ms))")
         return self._mac.sign(
             timestamp.encode("ascii") + _method_path(method, request_path) + _text(body)
         )
@@ -150,7 +153,9 @@ class BybitSigner(SecretHolder):
         self, timestamp_ms: int, api_key: str, recv_window_ms: int, payload: bytes | str = b""
     ) -> str:
         """The signature header for one request."""
-        if not api_key.isascii() or not api_key.isprintable():
+        if not isinstance(api_key, str) or not api_key.isascii() or not api_key.isprintable():
             raise InvalidRequest("a Bybit api key is printable ASCII")
-        prefix = f"{int(timestamp_ms)}{api_key}{int(recv_window_ms)}".encode("ascii")
+        whole("timestamp_ms (epoch milliseconds)", timestamp_ms, 0)
+        whole("recv_window_ms", recv_window_ms, 1)
+        prefix = f"{timestamp_ms}{api_key}{recv_window_ms}".encode("ascii")
         return self._inner.sign(prefix + _text(payload))

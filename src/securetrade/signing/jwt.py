@@ -16,10 +16,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from .._checks import LAST_SECOND, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .keyload import load_ec_p256, load_ed25519
-from .signers import SecretHolder, held
+from .signers import SecretHolder, _payload, held
 
 __all__ = ["COINBASE_MAX_LIFETIME_S", "JwtSigner", "b64url"]
 
@@ -34,7 +35,18 @@ def b64url(data: bytes) -> str:
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    """The claims as JSON: whether a value serialises is known by serialising it, so the
+    encoder's refusal is the check (a NaN, bytes, a key that is not text)."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequest("claims must be a mapping of text to JSON values")
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidRequest(
+            "claims must be a mapping of text to JSON values (text, whole or finite "
+            "numbers, booleans, None, lists and mappings of them)"
+        ) from None
+    return text.encode()
 
 
 class JwtSigner(SecretHolder):
@@ -64,6 +76,8 @@ class JwtSigner(SecretHolder):
 
     def sign(self, payload: bytes) -> str:
         """The base64url signature segment over a JWS signing input."""
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         if self._ed is not None:
             return b64url(self._ed.sign(payload))
         from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
@@ -76,7 +90,7 @@ class JwtSigner(SecretHolder):
     def token(self, claims: Mapping[str, Any], *, nonce: str | None = None) -> str:
         """A compact JWS over ``claims`` (their order is kept), with a random header nonce."""
         nonce = secrets.token_hex(16) if nonce is None else nonce
-        if _NONCE(nonce) is None:
+        if not isinstance(nonce, str) or _NONCE(nonce) is None:
             raise InvalidRequest("a JWT nonce is 16 to 64 lowercase hex digits")
         header = {"alg": self.alg, "kid": self.key_name, "nonce": nonce, "typ": "JWT"}
         signing_input = b64url(_json(header)) + "." + b64url(_json(claims))
@@ -96,8 +110,8 @@ class JwtSigner(SecretHolder):
         ``None``, a WebSocket token. ``now_s`` is venue time in seconds; the token is
         valid for ``lifetime_s`` (at most 120) from then.
         """
-        if not 0 < lifetime_s <= COINBASE_MAX_LIFETIME_S:
-            raise InvalidRequest(f"lifetime_s must be in 1..{COINBASE_MAX_LIFETIME_S}")
+        whole("lifetime_s", lifetime_s, 1, COINBASE_MAX_LIFETIME_S)
+        whole("now_s (epoch seconds)", now_s, 0, LAST_SECOND)
         claims: dict[str, Any] = {
             "sub": self.key_name,
             "iss": "cdp",
@@ -107,8 +121,10 @@ class JwtSigner(SecretHolder):
         if (method is None) != (path is None):
             raise InvalidRequest("give both method and path (REST) or neither (WebSocket)")
         if method is not None and path is not None:
-            if method not in _METHODS:
+            if not isinstance(method, str) or method not in _METHODS:
                 raise InvalidRequest(f"method {method!r} is not an HTTP method Coinbase uses")
+            if not isinstance(path, str) or not isinstance(host, str):
+                raise InvalidRequest("path and host must be text")
             bare = path.split("?", 1)[0]
             if not re.fullmatch(r"/[!-~]*", bare) or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
                 raise InvalidRequest("path must start with '/' and host be a plain host name")

@@ -10,7 +10,7 @@ import hmac
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..keys.otp import OtpSource
-from .signers import SecretHolder, held
+from .signers import SecretHolder, _payload, body_bytes, held
 
 __all__ = ["KrakenSigner"]
 
@@ -38,6 +38,8 @@ class KrakenSigner(SecretHolder):
 
     def sign(self, payload: bytes) -> str:
         """Base64 HMAC-SHA512 of an already built message (``path + sha256 digest``)."""
+        if type(payload) is not bytes:
+            payload = _payload(payload)
         mac = self._keyed.copy()
         mac.update(payload)
         return base64.b64encode(mac.digest()).decode("ascii")
@@ -48,12 +50,19 @@ class KrakenSigner(SecretHolder):
         ``uri_path`` starts at ``/0/private/...`` and includes the query string if one is
         sent; ``postdata`` is the body exactly as sent.
         """
-        nonce_text = str(nonce)
-        if not nonce_text.isdigit():
-            raise InvalidRequest("a Kraken nonce must be an unsigned integer")
-        body = postdata.encode("utf-8") if isinstance(postdata, str) else postdata
+        if type(nonce) is int:  # not bool, and not an object whose str() is anything
+            nonce_text = str(nonce)
+        elif isinstance(nonce, str):
+            nonce_text = nonce
+        else:
+            nonce_text = ""
+        if not (nonce_text.isascii() and nonce_text.isdigit()):
+            raise InvalidRequest("a Kraken nonce must be an unsigned integer (or its digits)")
+        if not isinstance(uri_path, str) or not uri_path.startswith("/"):
+            raise InvalidRequest("uri_path must be text starting with '/' (/0/private/...)")
+        body = body_bytes("postdata", postdata)
         inner = hashlib.sha256(nonce_text.encode("ascii") + body).digest()
-        return self.sign(uri_path.encode("utf-8") + inner)
+        return self.sign(uri_path.encode("utf-8", "surrogatepass") + inner)
 
 
 def _decoded(secret: Secret) -> Secret | None:

@@ -51,6 +51,18 @@ def _payload(payload: object) -> bytes:
     raise InvalidRequest("a payload to sign is the exact bytes sent (encode text first)")
 
 
+def body_bytes(name: str, value: object) -> bytes:
+    """A body or message part given as ``bytes`` or ``str`` (sent as UTF-8), as bytes;
+    anything else is refused (it was a TypeError from the concatenation)."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidRequest(f"{name} must be the bytes sent, or text (sent as UTF-8)")
+
+
 def held(secret: object, name: str = "secret") -> Secret:
     """``secret`` as a :class:`~securetrade.keys.Secret`: a signer takes nothing else, so
     that no plain text key reaches a frame, a log or a traceback."""

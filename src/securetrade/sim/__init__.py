@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .._checks import flag, instance, whole
+from .._checks import flag, instance, is_text, text, whole
 from ..errors import InvalidRequest
 from ..keys import ApiKey, Environment, KeyKind, Scope, Secret
 from ..keys.otp import StaticOtp, TotpOtp
@@ -166,7 +166,19 @@ class Simulator:
         ``otp="static"`` or ``otp="totp"`` turns 2FA on for it, and the key carries the
         password or the seed.
         """
-
+        text("venue", venue)
+        if balances is not None and not (
+            isinstance(balances, dict)
+            and all(
+                is_text(asset) and isinstance(amount, Decimal) and amount.is_finite()
+                and amount >= 0
+                for asset, amount in balances.items()
+            )
+        ):  # fmt: skip
+            raise InvalidRequest(
+                "balances must map each asset to a Decimal of at least 0, such as "
+                "{'USDT': Decimal('1000')}"
+            )
         if venue in BROKER_VENUES:
             raise InvalidRequest(
                 f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({venue!r}); "
@@ -228,7 +240,10 @@ class Simulator:
 
     def account_of(self, key_id: str) -> str:
         """The account a key belongs to (a rotated-in key is created on the same one)."""
-        return self.dialect.keys[key_id].account
+        key = self.dialect.keys.get(text("key_id", key_id))
+        if key is None:
+            raise InvalidRequest("key_id names no key of this simulator (see create_key)")
+        return key.account
 
     def revoke_key(self, key_id: str) -> None:
         """Delete a key at the venue: every later request signed with it fails with -2015."""
@@ -291,6 +306,7 @@ class Simulator:
         client: str = "127.0.0.1",
     ) -> SimResponse:
         """Answer one request (the shared handler behind every way of serving)."""
+        _request_parts(method, target, headers, body, client)
         if target.startswith("/0/"):
             return self.kraken.handle(method, target, headers, body, client)
         return self.dialect.handle(method, target, headers, body, client)
@@ -358,7 +374,23 @@ class Simulator:
         self.close()
 
 
+def _request_parts(method: object, target: object, headers: object, body: object,
+                   client: object) -> None:  # fmt: skip
+    """What :meth:`Simulator.handle` takes, refused here rather than deep in a dialect."""
+    text("method", method)
+    if not is_text(target) or not target.startswith("/"):
+        raise InvalidRequest("target must be the request target: text starting with '/'")
+    if not isinstance(headers, dict) or not all(
+        type(k) is str and type(v) is str for k, v in headers.items()
+    ):
+        raise InvalidRequest("headers must be a dict of lower-case header names to values")
+    if type(body) is not bytes:
+        raise InvalidRequest("body must be the request body as bytes")
+    text("client (the caller's address)", client)
+
+
 def _answer(sim: Simulator, request: HttpRequest) -> HttpResponse:
+    instance("request", request, HttpRequest, optional=False)
     headers = {k.lower(): v for k, v in request.headers}
     response = sim.handle(request.method, request.target, headers, request.body)
     if response.drop or response.reset:

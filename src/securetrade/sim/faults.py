@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._checks import number, whole
+from .._checks import instance, number, whole
 from ..errors import InvalidRequest
 
 __all__ = ["EXECUTED", "Fault", "Faults"]
@@ -122,13 +123,19 @@ class Faults:
     def at_random(self, probability: float, faults: list[Fault], *, seed: int = 0) -> None:
         """Besides the schedule, hit each request with ``probability`` of one of ``faults``
         (picked uniformly among those matching it; seeded, so a run can be replayed)."""
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError("probability must be between 0 and 1")
+        number("probability", probability, least=0.0, most=1.0)
+        if isinstance(faults, (str, bytes)) or not isinstance(faults, Iterable):
+            raise InvalidRequest("faults must be a list of Fault")
+        faults = list(faults)
+        if not all(isinstance(f, Fault) for f in faults):
+            raise InvalidRequest("faults must be a list of Fault (Fault('error'), ...)")
+        whole("seed", seed, 0)
         with self._lock:
             self._random = (probability, list(faults), random.Random(seed))  # noqa: S311  # nosec B311
 
     def add(self, fault: Fault) -> None:
         """Queue ``fault`` for the next request it matches."""
+        instance("fault", fault, Fault, optional=False)
         with self._lock:
             self._pending.append(fault)
 

@@ -226,6 +226,10 @@ class HttpsServer(Served):
     def impersonate(self, certificates: Certificates) -> None:
         """Answer every new handshake with ``certificates`` from now on: somebody between
         the client and the venue, with a chain of their own (the pins tests)."""
+        if not isinstance(certificates, Certificates):
+            raise InvalidRequest(
+                "certificates must be sim.certs.Certificates (make_certificates())"
+            )
         self._server.tls = server_context(certificates)
 
     def start(self) -> HttpsServer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
-from .._checks import safe_repr
+from .._checks import safe_repr, text, whole
 from ..errors import InvalidRequest
 from ..keys.secret import MASK, Secret
 from .wire import authority
@@ -55,6 +55,8 @@ class Proxy:
 
     def connect_request(self, host: str, port: int) -> bytes:
         """The CONNECT request for a tunnel to ``host:port`` (IPv6 bracketed)."""
+        text("host", host)
+        whole("port", port, 1, 65535)
         try:
             target = authority(host, port).encode("ascii")
         except UnicodeEncodeError:

@@ -120,6 +120,8 @@ class PinSet:
 
     def pins_for(self, host: str | None) -> frozenset[str]:
         """Every pin accepted for ``host`` (exact and wildcard entries together); empty if none."""
+        if host is not None and not isinstance(host, str):
+            raise InvalidRequest("host must be a host name (text) or None")
         host = (host or "").lower().rstrip(".")
         found: set[str] = set()
         for pattern, pins in self._table.items():
@@ -129,6 +131,8 @@ class PinSet:
 
     def pin_of(self, der: bytes) -> str:
         """The ``sha256/...`` pin of a DER certificate's public key."""
+        if type(der) is not bytes:  # not a cache key: checked (and refused) there
+            return pin_of_certificate(der)
         pin = self._der_cache.get(der)
         if pin is None:
             pin = pin_of_certificate(der)
@@ -138,6 +142,8 @@ class PinSet:
 
     def check(self, chain: list[bytes], host: str | None) -> None:
         """Raise :class:`PinFailure` unless a certificate of ``chain`` carries a pin."""
+        if not isinstance(chain, (list, tuple)):
+            raise InvalidRequest("chain must be a list of DER certificates (bytes), leaf first")
         wanted = self.pins_for(host)
         seen = [self.pin_of(der) for der in chain]
         if not wanted or wanted.isdisjoint(seen):

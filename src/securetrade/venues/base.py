@@ -58,7 +58,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic_core import from_json as _from_json
 
-from .._checks import Choice, plain_decimal
+from .._checks import Choice, plain_decimal, text
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -86,6 +86,14 @@ __all__ = [
     "Venue",
     "Verdict",
     "capabilities_of",
+    "check_amount",
+    "check_answer",
+    "check_candles",
+    "check_intent",
+    "check_order",
+    "check_params",
+    "check_prepare",
+    "check_window",
     "read_json",
     "reads_answer",
     "refusal_not_known",
@@ -334,6 +342,103 @@ def refusal_not_known(
         code=error.code,
     )
     return Outcome(Verdict.AMBIGUOUS, payload, ambiguous)
+
+
+#: Why each check below is spelled out with ``type(...) is``: ``prepare``, ``interpret``
+#: and ``order_params`` run for every order, and a failed test builds its message only then.
+
+
+def check_params(params: Any) -> None:
+    """Refuse parameters that are not a list of ``(name, value)`` texts (``Params``): a
+    caller building them by hand got a TypeError from the encoder before."""
+    if type(params) is list:
+        try:  # unpacking is the cheapest test of a pair; a wrong one is the refusal below
+            for pair in params:
+                name, value = pair
+                if type(pair) is not tuple or type(name) is not str or type(value) is not str:
+                    break
+            else:
+                return
+        except (TypeError, ValueError):
+            pass
+    raise InvalidRequest(
+        "params must be a list of (name, value) pairs of text, as the venue's *_params() give"
+    )
+
+
+def check_prepare(
+    endpoint: Any, params: Any, key_id: Any, signer: Any, timestamp_ms: Any, nonce: Any
+) -> None:
+    """The arguments of :meth:`Venue.prepare`, refused before anything is encoded or signed."""
+    if type(endpoint) is not Endpoint and not isinstance(endpoint, Endpoint):
+        raise InvalidRequest("endpoint must be an Endpoint from the venue's endpoints table")
+    check_params(params)
+    if type(key_id) is not str or not key_id.isprintable():
+        raise InvalidRequest("key_id must be printable text (the API key's id)")
+    if signer is not None and not callable(getattr(signer, "sign", None)):
+        raise InvalidRequest("signer must be a Signer (the venue's signer(key)) or None")
+    if type(timestamp_ms) is not int or not 0 <= timestamp_ms < 1 << 63:
+        raise InvalidRequest("timestamp_ms must be venue time: whole epoch milliseconds")
+    if nonce is not None and (type(nonce) is not int or not 0 <= nonce < 1 << 63):
+        raise InvalidRequest("nonce must be a whole number from 0 (or None)")
+
+
+def check_answer(endpoint: Any, response: Any) -> None:
+    """The arguments of :meth:`Venue.interpret`: an endpoint and the response to it."""
+    if type(endpoint) is not Endpoint and not isinstance(endpoint, Endpoint):
+        raise InvalidRequest("endpoint must be an Endpoint from the venue's endpoints table")
+    if type(response) is not HttpResponse and not isinstance(response, HttpResponse):
+        raise InvalidRequest("response must be the HttpResponse the transport returned")
+
+
+def check_order(order: Any, client_order_id: Any) -> None:
+    """The arguments of :meth:`Venue.order_params`: an order model and an id of text."""
+    if not isinstance(order, OrderRequest):
+        raise InvalidRequest("order must be an OrderRequest (LimitOrder, MarketOrder, ...)")
+    if type(client_order_id) is not str or not client_order_id.isprintable() or not client_order_id:
+        text("client_order_id", client_order_id)
+
+
+def check_intent(account: Any, idempotency_key: Any) -> None:
+    """The arguments of :meth:`Venue.client_order_id`: two printable texts (None or a list
+    would be hashed as its text and give a stable id to an intent nobody named)."""
+    if not (
+        type(account) is str
+        and type(idempotency_key) is str
+        and account.isprintable()
+        and idempotency_key.isprintable()
+        and account
+        and idempotency_key
+    ):
+        text("account", account)
+        text("idempotency_key", idempotency_key)
+
+
+def check_candles(interval: Any, since_ms: Any) -> None:
+    """The interval (a name such as ``1m``) and the optional start of a candles request."""
+    if type(interval) is not str:
+        raise InvalidRequest("interval must be text such as '1m' (see models.INTERVALS)")
+    if since_ms is not None and (type(since_ms) is not int or not 0 <= since_ms < 1 << 63):
+        raise InvalidRequest("since_ms must be whole epoch milliseconds from 0 (or None)")
+
+
+def check_amount(amount: Any) -> Decimal:
+    """A withdrawal's amount: a positive finite Decimal (money is never a float)."""
+    if type(amount) is not Decimal or not amount.is_finite() or amount <= 0:
+        raise InvalidRequest("amount must be a positive finite Decimal, such as Decimal('0.5')")
+    return amount
+
+
+def check_window(made: Any) -> Any:
+    """A history window (:class:`securetrade.core.history.Window`, built by the history
+    pager; a layer above, so it is known here by its fields)."""
+    if (
+        not isinstance(getattr(made, "op", None), Op)
+        or type(getattr(made, "start_ms", None)) is not int
+        or type(getattr(made, "end_ms", None)) is not int
+    ):
+        raise InvalidRequest("made must be a history Window (securetrade.core.history)")
+    return made
 
 
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:

@@ -184,11 +184,24 @@ class Verifier:
         return key.principal
 
 
+_HEADERS = "headers must be a mapping of header names to values, or (name, value) pairs, as text"
+
+
 def _st_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     """The ``X-ST-*`` headers by lower-case name; a repeated one is malformed."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    if isinstance(headers, Mapping):
+        items: Iterable[Any] = headers.items()
+    elif isinstance(headers, Iterable) and not isinstance(headers, (str, bytes)):
+        items = headers
+    else:
+        raise InvalidRequest(_HEADERS)
     found: dict[str, str] = {}
-    for name, value in items:
+    for pair in items:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidRequest(_HEADERS)
+        name, value = pair
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidRequest(_HEADERS + " (decode bytes as latin-1 first)")
         lowered = name.lower()
         if lowered.startswith("x-st-"):
             if lowered in found:

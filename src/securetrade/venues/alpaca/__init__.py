@@ -41,6 +41,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import instance, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -74,6 +75,10 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    check_answer,
+    check_order,
+    check_prepare,
+    check_window,
     read_json,
     reads_answer,
     refusal_not_known,
@@ -194,6 +199,7 @@ class Alpaca:
         An Alpaca API key (kind HMAC: a key id and a secret text) is presented in the
         ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers; an OAuth key's access token
         as ``Authorization: Bearer`` (refreshed by the request pipeline)."""
+        instance("key", key, ApiKey, optional=False)
         source = getattr(key, "source", None)  # an OAuthKey's TokenSource
         if source is not None:
             from ...oauth.session import BearerSigner
@@ -224,6 +230,7 @@ class Alpaca:
         timestamp_ms: int,
         nonce: int | None = None,
     ) -> HttpRequest:
+        check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         method, path = endpoint.method, endpoint.path
         body = b""
         fields = dict(params)
@@ -258,6 +265,7 @@ class Alpaca:
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         """The order as Alpaca's JSON fields (``prepare`` types them); refused here, before
         anything is sent, when Alpaca could not take it or the market is closed to it."""
+        check_order(order, client_order_id)
         if not 1 <= len(client_order_id) <= 128:
             raise InvalidRequest("Alpaca client_order_id is 1 to 128 characters")
         tif = order.time_in_force or TimeInForce.DAY  # a market order: for the day
@@ -351,6 +359,10 @@ class Alpaca:
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Params:
         if order_id is not None:
+            text("order_id", order_id)
+        if client_order_id is not None:
+            text("client_order_id", client_order_id)
+        if order_id is not None:
             return [("order_id", order_id)]
         if client_order_id is not None:
             if not 1 <= len(client_order_id) <= 128 or not client_order_id.isprintable():
@@ -366,6 +378,7 @@ class Alpaca:
     # --- responses ----------------------------------------------------------------------
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        check_answer(endpoint, response)
         payload = read_json(response.body)
         status = response.status
         if 200 <= status < 300:
@@ -523,6 +536,7 @@ class Alpaca:
 
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of the account's fills (``my_trades``): see :mod:`.history`."""
+        check_window(made)
         return history.history_params(made, cursor)
 
     @reads_answer

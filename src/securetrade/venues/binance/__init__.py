@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import instance, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -56,6 +57,12 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    check_amount,
+    check_answer,
+    check_candles,
+    check_order,
+    check_prepare,
+    check_window,
     read_json,
     reads_answer,
     refusal_not_known,
@@ -267,6 +274,7 @@ class BinanceSpot:
 
     def signer(self, key: ApiKey) -> Signer:
         """HMAC-SHA256 (hex), Ed25519 or RSA PKCS#1 v1.5 (base64), as the key's kind says."""
+        instance("key", key, ApiKey, optional=False)
         if key.kind not in (KeyKind.HMAC, KeyKind.ED25519, KeyKind.RSA):
             raise InvalidRequest(f"Binance keys are HMAC, Ed25519 or RSA, not {key.kind.value}")
         return signer_for(key)
@@ -289,6 +297,7 @@ class BinanceSpot:
         timestamp_ms: int,
         nonce: int | None = None,
     ) -> HttpRequest:
+        check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         headers: tuple[tuple[str, str], ...] = ()
         if endpoint.signed:
             if signer is None:
@@ -323,6 +332,7 @@ class BinanceSpot:
         return HttpRequest(endpoint.method, target, headers)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        check_order(order, client_order_id)
         # The fields from __dict__: a model's attribute read goes through pydantic's
         # __getattr__ hook, slowly, and this runs for every order sent.
         fields = order.__dict__
@@ -363,6 +373,10 @@ class BinanceSpot:
     def order_lookup_params(
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Params:
+        if order_id is not None:
+            text("order_id", order_id)
+        if client_order_id is not None:
+            text("client_order_id", client_order_id)
         params: Params = [("symbol", symbol)]
         if order_id is not None:
             params.append(("orderId", order_id))
@@ -380,6 +394,7 @@ class BinanceSpot:
 
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, orders, deposits or withdrawals: see :mod:`.history`."""
+        check_window(made)
         return history.history_params(made, cursor)
 
     @reads_answer
@@ -407,6 +422,7 @@ class BinanceSpot:
         self, symbol: str, interval: str, since_ms: int | None, limit: int | None
     ) -> Params:
         """``GET /api/v3/klines``: from ``startTime`` on, else the most recent; at most 1000."""
+        check_candles(interval, since_ms)
         wire = self.intervals.get(interval)
         if wire is None:
             raise InvalidRequest(
@@ -431,6 +447,7 @@ class BinanceSpot:
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
+        check_amount(amount)
         params: Params = [("coin", asset), ("address", address), ("amount", wire_decimal(amount))]
         if network:
             params.append(("network", network))
@@ -439,6 +456,7 @@ class BinanceSpot:
     # --- responses ----------------------------------------------------------------------
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        check_answer(endpoint, response)
         payload = read_json(response.body)
         status = response.status
         if 200 <= status < 300 and not (

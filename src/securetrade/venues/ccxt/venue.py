@@ -16,6 +16,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import instance
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -51,6 +52,13 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    check_amount,
+    check_answer,
+    check_candles,
+    check_order,
+    check_params,
+    check_prepare,
+    check_window,
     read_json,
     reads_answer,
     unreadable,
@@ -286,6 +294,8 @@ class CcxtVenue:
 
     def request_cost(self, endpoint: Endpoint, params: Params) -> Mapping[str, int]:
         """What ccxt charges for this request, in thousandths of its cost unit."""
+        instance("endpoint", endpoint, Endpoint, optional=False)
+        check_params(params)
         if endpoint.op is Op.KEY_PERMISSIONS:
             return endpoint.cost
         shape = (endpoint.op, tuple(sorted(name for name, value in params if value)))
@@ -315,6 +325,7 @@ class CcxtVenue:
 
     def signer(self, key: ApiKey) -> Signer:
         """The key as ccxt's ``sign()`` reads it, lent one call at a time."""
+        instance("key", key, ApiKey, optional=False)
         if key.venue != self.name:
             raise InvalidRequest(f"key is for {key.venue!r}, venue is {self.name!r}")
         if key.otp is not None and self._profile.otp is None:
@@ -346,6 +357,7 @@ class CcxtVenue:
         timestamp_ms: int,
         nonce: int | None = None,
     ) -> HttpRequest:
+        check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         call = self._call(endpoint.op, params)
         deadline = self._profile.deadline
         if endpoint.op is Op.PLACE_ORDER and deadline is not None:
@@ -375,6 +387,7 @@ class CcxtVenue:
         """What a delivered answer means. Every failure to read it is ambiguous, since the
         request was sent: ccxt's reading, a second request ccxt wants while reading (which
         we never send), and an order answer that does not become an :class:`Order`."""
+        check_answer(endpoint, response)
         if not isinstance(response, CcxtResponse):
             return unreadable(
                 endpoint,
@@ -431,6 +444,8 @@ class CcxtVenue:
         """On an exchange whose keys take a one-time password (Kraken), a refused
         signature on a 2FA key is :class:`~securetrade.errors.InvalidOTP` with a hint, as
         the native adapter reads it (:mod:`..kraken.otp`)."""
+        instance("outcome", outcome, Outcome, optional=False)
+        instance("key", key, ApiKey, optional=False)
         if self._profile.otp is None:
             return outcome
         from ..kraken.otp import BAD_SIGNATURE, refine_signature_refusal
@@ -483,6 +498,7 @@ class CcxtVenue:
         """ccxt's ``create_order`` arguments. A stop-loss or take-profit is a market or
         limit order with ccxt's unified trigger (``stopLossPrice``, ``takeProfitPrice``),
         which ccxt makes Binance's STOP_LOSS... or Kraken's stop-loss... order."""
+        check_order(order, client_order_id)
         if order.type not in self.order_types:
             raise InvalidRequest(
                 f"{self.name} takes no {order.type.value} orders; see client.capabilities"
@@ -556,6 +572,7 @@ class CcxtVenue:
         self, symbol: str, interval: str, since_ms: int | None, limit: int | None
     ) -> Params:
         """Parameters for ccxt's ``fetch_ohlcv``; refuses an interval it lacks."""
+        check_candles(interval, since_ms)
         if interval not in self.intervals:
             raise InvalidRequest(
                 f"{self.name} offers the intervals {', '.join(self.intervals)}; not {interval!r}"
@@ -579,6 +596,7 @@ class CcxtVenue:
     def withdraw_params(
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
+        check_amount(amount)
         params: Params = [("code", asset), ("amount", wire_decimal(amount)), ("address", address)]
         if network:
             params.append(("network", network))
@@ -588,6 +606,7 @@ class CcxtVenue:
 
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of history as a unified call's arguments: see :mod:`.history`."""
+        check_window(made)
         return history.history_params(self._profile.paging, made, cursor)
 
     @reads_answer

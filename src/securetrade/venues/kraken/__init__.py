@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import instance, text
 from ...errors import (
     AmbiguousOutcome,
     InvalidRequest,
@@ -66,6 +67,14 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    check_amount,
+    check_answer,
+    check_candles,
+    check_intent,
+    check_order,
+    check_params,
+    check_prepare,
+    check_window,
     read_json,
     reads_answer,
     refusal_not_known,
@@ -145,6 +154,7 @@ class KrakenSpot:
 
     def signer(self, key: ApiKey) -> Signer:
         """Kraken keys are HMAC-SHA512 with a base64 secret; a 2FA key brings its OTP."""
+        instance("key", key, ApiKey, optional=False)
         if key.kind is not KeyKind.HMAC:
             raise InvalidRequest(f"Kraken spot keys are HMAC keys, not {key.kind.value}")
         return KrakenSigner(key.secret, otp=key.otp)
@@ -152,10 +162,13 @@ class KrakenSpot:
     def client_order_id(self, account: str, idempotency_key: str) -> str:
         """32 lowercase hex (a short UUID, Kraken's fastest ``cl_ord_id`` form), from the
         venue, account and idempotency key, so every host derives the same one."""
+        check_intent(account, idempotency_key)
         material = f"{self.name}\x00{account}\x00{idempotency_key}".encode()
         return _CID_PREFIX + hashlib.sha256(material).hexdigest()[:30]
 
     def owns_client_order_id(self, client_order_id: str) -> bool:
+        if type(client_order_id) is not str:
+            text("client_order_id", client_order_id)
         return _OWN_CID(client_order_id) is not None
 
     # --- requests -----------------------------------------------------------------------
@@ -170,6 +183,7 @@ class KrakenSpot:
         timestamp_ms: int,
         nonce: int | None = None,
     ) -> HttpRequest:
+        check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         if not endpoint.signed:
             encoded = encode_query(params)
             return HttpRequest(endpoint.method, endpoint.path + ("?" + encoded if encoded else ""))
@@ -204,6 +218,7 @@ class KrakenSpot:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        check_order(order, client_order_id)
         if not CLIENT_ORDER_ID.fullmatch(client_order_id):
             raise InvalidRequest(f"{client_order_id!r} is not a Kraken cl_ord_id")
         params: Params = [
@@ -242,6 +257,10 @@ class KrakenSpot:
         """``txid`` for QueryOrders (and CancelOrder); ``cl_ord_id`` alone, which a lookup
         sends to OpenOrders (then ClosedOrders) and a cancel to CancelOrder."""
         if order_id is not None:
+            text("order_id", order_id)
+        if client_order_id is not None:
+            text("client_order_id", client_order_id)
+        if order_id is not None:
             return [("txid", order_id)]
         if client_order_id is not None:
             if not CLIENT_ORDER_ID.fullmatch(client_order_id):
@@ -258,11 +277,13 @@ class KrakenSpot:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         """``address`` is the name of a withdrawal key set up in the Kraken account."""
+        check_amount(amount)
         return [("asset", asset), ("key", address), ("amount", wire_decimal(amount))]
 
     # --- responses ----------------------------------------------------------------------
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        check_answer(endpoint, response)
         payload = read_json(response.body)
         status = response.status
         errors = payload.get("error") if isinstance(payload, dict) else None
@@ -294,6 +315,8 @@ class KrakenSpot:
     ) -> Outcome:
         """:meth:`interpret`; for an order's trades, also the next step of the chain
         QueryOrders -> QueryTrades (20 ids a request): see :mod:`.trades`."""
+        check_answer(endpoint, response)
+        check_params(params)
         outcome = self.interpret(endpoint, response)
         if endpoint.op is not Op.TRADES or outcome.verdict is not Verdict.OK:
             return outcome
@@ -357,6 +380,8 @@ class KrakenSpot:
         """``EAPI:Invalid signature`` is also Kraken's answer to a missing or wrong OTP:
         on a key with 2FA configured it becomes :class:`InvalidOTP`; on one without, the
         message says to check whether the key has 2FA at Kraken (see :mod:`.otp`)."""
+        instance("outcome", outcome, Outcome, optional=False)
+        instance("key", key, ApiKey, optional=False)
         return refine_signature_refusal(outcome, key, self.name)
 
     @reads_answer
@@ -453,6 +478,7 @@ class KrakenSpot:
 
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, closed orders, deposits or withdrawals: see :mod:`.history`."""
+        check_window(made)
         return history.history_params(made, cursor)
 
     @reads_answer
@@ -483,6 +509,7 @@ class KrakenSpot:
         """``OHLC``: up to 720 of the most recent frames, later than ``since`` (seconds,
         exclusive: one second earlier is sent so that a frame opening at it is included).
         Kraken takes no count; the core keeps ``limit`` of them."""
+        check_candles(interval, since_ms)
         wire = self.intervals.get(interval)
         if wire is None:
             raise InvalidRequest(

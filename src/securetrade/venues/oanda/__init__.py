@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ..._checks import instance, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -80,6 +81,10 @@ from ..base import (
     Outcome,
     Params,
     Verdict,
+    check_answer,
+    check_order,
+    check_params,
+    check_prepare,
     read_json,
     reads_answer,
     refusal_not_known,
@@ -148,6 +153,7 @@ class Oanda(OandaMarketData):
 
     def cursor(self, account: str) -> int:
         """The highest ``lastTransactionID`` an answer for ``account`` carried (0 before)."""
+        text("account", account)
         with self._lock:
             return self._cursors.get(account, 0)
 
@@ -158,6 +164,7 @@ class Oanda(OandaMarketData):
     def signer(self, key: ApiKey) -> Signer:
         """The request authentication for ``key``: the one place that chooses it. An
         OANDA personal access token (kind HMAC: a secret text) is a bearer token."""
+        instance("key", key, ApiKey, optional=False)
         if key.kind is not KeyKind.HMAC:
             raise InvalidRequest(f"OANDA keys are a token (kind 'hmac'), not {key.kind.value}")
         return BearerToken(key.secret)
@@ -180,6 +187,7 @@ class Oanda(OandaMarketData):
         timestamp_ms: int,
         nonce: int | None = None,
     ) -> HttpRequest:
+        check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         if not _ACCOUNT_ID.fullmatch(key_id):
             raise InvalidRequest(
                 f"an OANDA key id is its account id (e.g. 101-004-1435156-001), not {key_id!r}"
@@ -225,6 +233,7 @@ class Oanda(OandaMarketData):
         return HttpRequest(method, path, headers, body)
 
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
+        check_order(order, client_order_id)
         if not is_ours(client_order_id) and not 1 <= len(client_order_id) <= 128:
             raise InvalidRequest("an OANDA client id is 1 to 128 characters")
         if order.extended_hours:
@@ -258,6 +267,10 @@ class Oanda(OandaMarketData):
         self, symbol: str, *, client_order_id: str | None = None, order_id: str | None = None
     ) -> Params:
         if order_id is not None:
+            text("order_id", order_id)
+        if client_order_id is not None:
+            text("client_order_id", client_order_id)
+        if order_id is not None:
             if not _ID.fullmatch(order_id):
                 raise InvalidRequest(f"{order_id!r} is not an OANDA order id (a number)")
             return [("order_id", order_id)]
@@ -281,6 +294,8 @@ class Oanda(OandaMarketData):
         carried on, gap-free, through the account's transactions since the create was sent:
         the create or the fill of the order asked about is found there even when
         ``@{clientID}`` does not answer for it."""
+        check_answer(endpoint, response)
+        check_params(params)
         payload = read_json(response.body)
         if isinstance(payload, dict):
             self._advance(key_id, payload.get("lastTransactionID"))
@@ -358,6 +373,7 @@ class Oanda(OandaMarketData):
                     self._sent_after.popitem(last=False)
 
     def interpret(self, endpoint: Endpoint, response: HttpResponse) -> Outcome:
+        check_answer(endpoint, response)
         payload = read_json(response.body)
         status = response.status
         if 200 <= status < 300:
@@ -496,6 +512,7 @@ class Oanda(OandaMarketData):
         """The account's rules, applied locally before anything is sent: on a netting
         (FIFO, no-hedging) account, refuse an order that would close the open position of
         its instrument and open the opposite one."""
+        instance("order", order, OrderRequest, optional=False)
         hedging, net = self._position(payload, order.symbol)
         if hedging or net == 0:
             return

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import InvalidRequest
 from ...models import BookLevel, Candle, OrderBook, Ticker
-from ..base import Params, reads_answer, within
+from ..base import Params, check_candles, reads_answer, within
 from ..times import parse_time
 
 __all__ = ["OandaMarketData"]
@@ -50,6 +50,7 @@ class OandaMarketData:
     def candles_params(
         self, symbol: str, interval: str, since_ms: int | None, limit: int | None
     ) -> Params:
+        check_candles(interval, since_ms)
         granularity = self.intervals.get(interval)
         if granularity is None:
             raise InvalidRequest(
