@@ -167,18 +167,8 @@ class Simulator:
         password or the seed.
         """
         text("venue", venue)
-        if balances is not None and not (
-            isinstance(balances, dict)
-            and all(
-                is_text(asset) and isinstance(amount, Decimal) and amount.is_finite()
-                and amount >= 0
-                for asset, amount in balances.items()
-            )
-        ):  # fmt: skip
-            raise InvalidRequest(
-                "balances must map each asset to a Decimal of at least 0, such as "
-                "{'USDT': Decimal('1000')}"
-            )
+        if balances is not None:
+            balances = _opening_balances(balances)
         if venue in BROKER_VENUES:
             raise InvalidRequest(
                 f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({venue!r}); "
@@ -426,3 +416,24 @@ class AsyncSimTransport:
     async def aclose(self) -> None:
         """Nothing to release: the simulator runs in this process."""
         pass
+
+
+def _opening_balances(balances: object) -> dict[str, Decimal]:
+    """``balances`` as Decimals: each asset's amount a Decimal or a whole number (not a
+    float, whose binary value is not the amount written), finite and at least 0."""
+    if isinstance(balances, dict):
+        opening = {}
+        for asset, amount in balances.items():
+            if not is_text(asset):
+                break
+            if type(amount) is int:
+                amount = Decimal(amount)
+            if not (isinstance(amount, Decimal) and amount.is_finite() and amount >= 0):
+                break
+            opening[asset] = amount
+        else:
+            return opening
+    raise InvalidRequest(
+        "balances must map each asset to a Decimal (or a whole number) of at least 0, "
+        "such as {'USDT': Decimal('1000')}"
+    )
