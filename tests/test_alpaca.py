@@ -425,3 +425,27 @@ def test_a_duplicate_with_another_limit_price_is_not_adopted(
                 LimitOrder(symbol="AAPL", side="BUY", quantity="1", price="100.00"),
                 idempotency_key="p1",
             )
+
+
+@pytest.mark.parametrize("venue", ["alpaca", "oanda"])
+def test_broker_simulator_opening_balances_are_checked_as_the_exchange_simulators_are(
+    venue: str,
+) -> None:
+    """Whole numbers open the account as Decimals; a float, a negative amount or a mapping
+    that is no dict is refused with InvalidRequest before any key or account is made."""
+    from securetrade import InvalidRequest
+    from securetrade.sim import Simulator
+
+    with BrokerSimulator(venue) as simulator:
+        before = dict(simulator.market.accounts)
+        for bad in ({"USD": 1000.5}, {"USD": Decimal(-1)}, [("USD", 1)], {7: Decimal(1)}):
+            with pytest.raises(InvalidRequest, match="balances must map each asset"):
+                simulator.create_key(balances=bad)  # type: ignore[arg-type]
+        assert simulator.market.accounts == before
+        key = simulator.create_key(balances={"USD": 1000})  # type: ignore[dict-item]
+        account = simulator.market.accounts[simulator.account_of(key.key_id)]
+        assert account.balances["USD"][0] == Decimal(1000)
+    with Simulator() as exchange:
+        exchange.create_key(balances={"USDT": 250})  # type: ignore[dict-item]
+        with pytest.raises(InvalidRequest, match="balances must map each asset"):
+            exchange.create_key(balances={"USDT": 0.1})  # type: ignore[dict-item]

@@ -544,6 +544,20 @@ class _UnusedRest:
         raise AssertionError("the stream asked REST for its open orders")
 
 
+def _hand_fed_stream(journal: Journal) -> UserStream:
+    """A Binance user stream that no socket feeds: the test hands it frames itself."""
+    return UserStream(
+        BinanceStreams(),
+        url="wss://127.0.0.1:9/ws-api/v3",
+        context=None,
+        credentials=lambda: cast(Any, None),
+        now_ms=lambda: 0,
+        rest=_UnusedRest(),
+        journal=journal,
+        monitor=AnomalyMonitor([]),
+    )
+
+
 def test_the_consumer_has_its_event_before_the_ledger_books_it_and_nothing_comes_twice(
     tmp_path: Path,
 ) -> None:
@@ -554,16 +568,7 @@ def test_the_consumer_has_its_event_before_the_ledger_books_it_and_nothing_comes
     journal = Journal(tmp_path / "j.db")
 
     async def main() -> None:
-        user = UserStream(
-            BinanceStreams(),
-            url="wss://127.0.0.1:9/ws-api/v3",
-            context=None,
-            credentials=lambda: cast(Any, None),
-            now_ms=lambda: 0,
-            rest=_UnusedRest(),
-            journal=journal,
-            monitor=AnomalyMonitor([]),
-        )
+        user = _hand_fed_stream(journal)
         sub = user.subscribe((FillEvent, OrderUpdate))
         user._ours.update({"c1", "c2"})
         user._idle = True  # as when the processing task waits on an empty queue
@@ -598,16 +603,7 @@ def test_a_report_with_amounts_no_fill_can_have_is_reconciled_not_fatal(tmp_path
     journal = Journal(tmp_path / "j.db")
 
     async def main() -> None:
-        user = UserStream(
-            BinanceStreams(),
-            url="wss://127.0.0.1:9/ws-api/v3",
-            context=None,
-            credentials=lambda: cast(Any, None),
-            now_ms=lambda: 0,
-            rest=_UnusedRest(),
-            journal=journal,
-            monitor=AnomalyMonitor([]),
-        )
+        user = _hand_fed_stream(journal)
         sub = user.subscribe((FillEvent, OrderUpdate))
         user._ours.add("c1")
         user._idle = True  # as when the processing task waits on an empty queue

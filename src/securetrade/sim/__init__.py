@@ -24,7 +24,7 @@ from ..keys import ApiKey, Environment, KeyKind, Scope, Secret
 from ..keys.otp import StaticOtp, TotpOtp
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
 from .binance import BINANCE_FEES, BinanceDialect, SimKey, SimLimits, SimResponse
-from .engine import Market, SimInstrument
+from .engine import Market, SimInstrument, opening_balances
 from .faults import Fault, Faults
 from .kraken import KRAKEN_FEES, KRAKEN_STARTER, KrakenDialect, KrakenLimits, kraken_secret
 from .server import HttpsServer
@@ -168,7 +168,7 @@ class Simulator:
         """
         text("venue", venue)
         if balances is not None:
-            balances = _opening_balances(balances)
+            balances = opening_balances(balances)
         if venue in BROKER_VENUES:
             raise InvalidRequest(
                 f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({venue!r}); "
@@ -416,24 +416,3 @@ class AsyncSimTransport:
     async def aclose(self) -> None:
         """Nothing to release: the simulator runs in this process."""
         pass
-
-
-def _opening_balances(balances: object) -> dict[str, Decimal]:
-    """``balances`` as Decimals: each asset's amount a Decimal or a whole number (not a
-    float, whose binary value is not the amount written), finite and at least 0."""
-    if isinstance(balances, dict):
-        opening = {}
-        for asset, amount in balances.items():
-            if not is_text(asset):
-                break
-            if type(amount) is int:
-                amount = Decimal(amount)
-            if not (isinstance(amount, Decimal) and amount.is_finite() and amount >= 0):
-                break
-            opening[asset] = amount
-        else:
-            return opening
-    raise InvalidRequest(
-        "balances must map each asset to a Decimal (or a whole number) of at least 0, "
-        "such as {'USDT': Decimal('1000')}"
-    )

@@ -19,6 +19,7 @@ from ..keys import ApiKey, Environment, Scope
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
 from .alpaca import ALPACA_BALANCES, AlpacaDialect, alpaca_market
 from .dialect import Dialect, SimKey, SimResponse
+from .engine import opening_balances
 from .faults import Faults
 from .oanda import OANDA_BALANCES, OandaDialect, oanda_market
 from .server import HttpsServer
@@ -68,6 +69,8 @@ class BrokerSimulator:
 
         Alpaca: a key id and secret, presented in headers. OANDA: the key id is the
         account id (``101-...``), the secret a bearer token."""
+        if balances is not None:
+            balances = opening_balances(balances)
         dialect = self.dialect
         if isinstance(dialect, AlpacaDialect):
             key_id = "PK" + secrets.token_hex(9).upper()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from .._checks import instance, whole
+from .._checks import instance, is_text, whole
 from ..errors import InvalidRequest
 from .quotes import Bar, MarketData
 from .records import FeeSchedule, SimInstrument, SimOrder, SimTrade, SimTransfer, TapeTrade
@@ -31,6 +31,7 @@ __all__ = [
     "SimRejection",
     "SimTrade",
     "TapeTrade",
+    "opening_balances",
 ]
 
 _FEE_PLACES = Decimal("0.00000001")  # commissions are kept to 8 decimals, as both venues show
@@ -537,3 +538,24 @@ def _reserved(order: SimOrder, market: Decimal) -> Decimal:
     if order.price is not None:
         return order.price
     return order.stop_price if order.stop_price is not None else market
+
+
+def opening_balances(balances: object) -> dict[str, Decimal]:
+    """``balances`` as Decimals: each asset's amount a Decimal or a whole number (not a
+    float, whose binary value is not the amount written), finite and at least 0."""
+    if isinstance(balances, dict):
+        opening = {}
+        for asset, amount in balances.items():
+            if not is_text(asset):
+                break
+            if type(amount) is int:
+                amount = Decimal(amount)
+            if not (isinstance(amount, Decimal) and amount.is_finite() and amount >= 0):
+                break
+            opening[asset] = amount
+        else:
+            return opening
+    raise InvalidRequest(
+        "balances must map each asset to a Decimal (or a whole number) of at least 0, "
+        "such as {'USDT': Decimal('1000')}"
+    )
