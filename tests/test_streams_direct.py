@@ -254,23 +254,36 @@ def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
 ) -> None:
     """With only ``watch_fills`` open, the socket's callback builds no OrderUpdate, yet
     each order's state moves forward: a reconciliation afterwards recovers nothing (no
-    update or fill is delivered again), and the journal has every fill."""
+    update or fill is delivered again), and the journal has every fill. Only what the
+    socket's path builds is counted: a report that arrives while the processing task is
+    busy (the first fill's journal write) is taken there, which builds every kind."""
     server = sim.serve()
     ws = sim.serve_ws(server)
     key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
-    built: list[str] = []
-    real_update, real_fill = ledger.OrderUpdate, ledger.FillEvent
+    built: list[str] = []  # what the socket's path built, in order
+    on_socket = [False]
+    real_update, real_fill, real_fast = ledger.OrderUpdate, ledger.FillEvent, UserStream._fast
 
     def update(*args: Any, **kwargs: Any) -> Any:
-        built.append("update")
+        if on_socket[0]:
+            built.append("update")
         return real_update(*args, **kwargs)
 
     def fill(*args: Any, **kwargs: Any) -> Any:
-        built.append("fill")
+        if on_socket[0]:
+            built.append("fill")
         return real_fill(*args, **kwargs)
+
+    def fast(self: UserStream, report: ExecutionReport) -> bool:
+        on_socket[0] = True
+        try:
+            return real_fast(self, report)
+        finally:
+            on_socket[0] = False
 
     monkeypatch.setattr(ledger, "OrderUpdate", update)
     monkeypatch.setattr(ledger, "FillEvent", fill)
+    monkeypatch.setattr(UserStream, "_fast", fast)
     path = str(tmp_path / "j.db")
     options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
 
@@ -289,17 +302,20 @@ def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
             task = asyncio.create_task(consume())
             hub = hub_of(client, asynchronous=True)
             await until(lambda: hub.user is not None and hub.user.healthy)
+            user = hub.user
+            assert user is not None
+            await until(lambda: user._idle and user._inbound.empty())  # the socket's path
             for order in orders:
                 sim.market.trade(int(order.order_id), Decimal("0.001"))
             await until(lambda: sum(isinstance(e, FillEvent) for e in events) == len(orders))
-            on_socket = list(built)
             assert hub.user is not None
             hub.user.resync("test")
             await asyncio.wait_for(task, WAIT)
-            return events, on_socket, [o.client_order_id for o in orders]
+            return events, list(built), [o.client_order_id for o in orders]
 
-    events, on_socket, cids = asyncio.run(main())
-    assert on_socket == ["fill"] * 3  # no OrderUpdate built for a consumer of fills
+    events, socket_built, cids = asyncio.run(main())
+    assert socket_built[:1] == ["fill"]  # the first fill took the socket's path ...
+    assert set(socket_built) == {"fill"}  # ... which built no OrderUpdate for fills alone
     fills = [e for e in events if isinstance(e, FillEvent)]
     assert len({e.trade_id for e in fills}) == len(fills) == 3
     gap, resynced = events[-2:]
