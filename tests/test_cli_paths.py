@@ -314,6 +314,33 @@ def test_sim_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_ctrl_c_just_as_the_sim_says_it_is_ready_still_ends_it_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fresh-clone CI once saw exit 130: the SIGINT landed after "Press Ctrl-C" was
+    flushed but before the wait loop's ``try``. Here it lands inside that very print."""
+    import builtins
+
+    from securetrade.cli import sim as sim_command
+
+    def interrupted_at_the_ready_line(*args: Any, **kwargs: Any) -> None:
+        builtins.print(*args, **kwargs)
+        if args and str(args[0]).startswith("Press Ctrl-C"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim_command, "print", interrupted_at_the_ready_line, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    handlers = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
+    try:
+        args = build_parser().parse_args(["sim", "--venue", "binance"])
+        assert sim_command._sim(args) == 0
+    finally:
+        for name, handler in handlers.items():
+            signal.signal(getattr(signal, name), handler)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_simulator_makes_keys_only_for_the_venues_and_kinds_it_speaks() -> None:
     """SIMULATED_VENUES is what ``sim --venue`` offers; a key it cannot verify is refused."""
     from securetrade.errors import InvalidRequest

@@ -89,8 +89,10 @@ def _sim(args: argparse.Namespace) -> int:
             secret = key.secret.expose().decode()
             print("\n".join("    " + line for line in secret.splitlines()))
             del secret
-            print("Press Ctrl-C to stop.", flush=True)
+            # The line a supervisor waits for is printed inside the ``try``: a Ctrl-C that
+            # lands between its flush and the loop still ends the command cleanly (exit 0).
             try:
+                print("Press Ctrl-C to stop.", flush=True)
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
