@@ -331,7 +331,9 @@ def test_a_ctrl_c_just_as_the_sim_says_it_is_ready_still_ends_it_cleanly(
     monkeypatch.setattr(sim_command, "print", interrupted_at_the_ready_line, raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
-    handlers = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")}
+    handlers = {
+        name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+    }
     try:
         args = build_parser().parse_args(["sim", "--venue", "binance"])
         assert sim_command._sim(args) == 0
