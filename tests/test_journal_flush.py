@@ -142,3 +142,66 @@ def test_an_answer_records_its_fills_with_it_and_only_for_a_kept_intent(tmp_path
     journal.settle("st" + "9" * 30, IntentState.FILLED, fills=fills)
     assert journal.fills("st" + "9" * 30) == []
     journal.close()
+
+
+def test_flush_here_flushes_on_the_calling_thread_only_when_that_is_a_plain_wait(
+    tmp_path: Path, synced: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop's way to flush: never behind another thread's flush or checkpoint,
+    never a checkpoint itself (two waits for the disk, copying the log)."""
+    import threading
+
+    from securetrade.core import journal as journal_module
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+    assert journal.sending_many([(cid, FRESH, 1)], flush=False) == [True]
+    synced.clear()
+    assert journal.flush_here() is True
+    assert synced == [os.stat(str(tmp_path / "j.sqlite3") + "-wal").st_ino]
+    assert journal.last_sync_s > 0
+    # Another thread holds the log (a flush or checkpoint in a worker): not waited for.
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with journal._wal_lock:
+            taken.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(10)
+    try:
+        assert journal.flush_here() is False
+    finally:
+        release.set()
+        holder.join()
+    assert len(synced) == 1
+    # A checkpoint due with this flush: left to flush() in a worker thread.
+    monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 1)
+    assert journal.flush_here() is False
+    assert len(synced) == 1
+    journal.flush()
+    assert len(synced) == 2
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.flush_here()
+
+
+def test_flush_here_reports_a_failed_flush_and_trusts_no_later_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+    assert journal.sending_many([(cid, FRESH, 1)], flush=False) == [True]
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(JournalError, match="could not flush"):
+        journal.flush_here()
+    monkeypatch.undo()
+    with pytest.raises(JournalError, match="reopen the journal"):
+        journal.flush_here()
+    journal.close()

@@ -259,6 +259,8 @@ class Journal:
         self._flush_failure: str | None = None  # once a flush failed, no later one is trusted
         self._checkpointer: sqlite3.Connection | None = None  # see _checkpoint()
         self._flushes = 0
+        #: Seconds the last ``fdatasync`` of the log took: how fast this disk is now.
+        self.last_sync_s = 0.0
         with self._lock:
             try:
                 self._prepare()
@@ -597,36 +599,63 @@ class Journal:
         except OSError:
             self._wal_fd = None  # sending_many falls back to a FULL commit
 
+    def flush_here(self) -> bool:
+        """:meth:`flush` on the calling thread, when it is only a wait for the log's
+        ``fdatasync``: the event loop's way (see ``GroupCommit``). False, having done
+        nothing, when a checkpoint is due with this flush or another thread is flushing
+        or checkpointing right now: then call :meth:`flush` from a worker thread."""
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
+        if not self.needs_flush:
+            return True
+        if not self._wal_lock.acquire(blocking=False):
+            return False
+        try:
+            if (self._flushes + 1) % _CHECKPOINT_EVERY == 0:
+                return False
+            self._sync_log()
+        finally:
+            self._wal_lock.release()
+        return True
+
     def _flush_log(self) -> None:
-        """Put everything committed so far on disk: ``fdatasync`` of the ``-wal`` file.
+        """Put everything committed so far on disk (:meth:`_sync_log`), and checkpoint
+        every ``_CHECKPOINT_EVERY`` flushes."""
+        with self._wal_lock:
+            self._sync_log()
+            if self._flushes % _CHECKPOINT_EVERY == 0:
+                self._checkpoint()
+
+    def _sync_log(self) -> None:
+        """``fdatasync`` of the ``-wal`` file, timed into :attr:`last_sync_s`; the caller
+        holds ``_wal_lock``.
 
         A checkpoint that moved frames into the database file flushed the log before it
         and the database after it, so whatever it took is on disk as well. If the log file
         was replaced meanwhile (every connection closed and a new one opened it), the new
         one is opened and flushed.
         """
-        with self._wal_lock:
-            wal = self.path + "-wal"
-            if self._flush_failure is not None:
-                raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
-            fd = self._wal_fd
-            if fd is None:
-                return
-            try:
-                if os.fstat(fd).st_ino != os.stat(wal).st_ino:
-                    self._wal_fd = None
-                    os.close(fd)
-                    fd = self._wal_fd = os.open(wal, os.O_RDONLY)
-                if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
-                    os.fsync(fd)
-                else:
-                    os.fdatasync(fd)
-            except OSError as exc:  # not durable: the caller must not send
-                self._flush_failure = f"a flush of the journal failed ({exc})"
-                raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
-            self._flushes += 1
-            if self._flushes % _CHECKPOINT_EVERY == 0:
-                self._checkpoint()
+        wal = self.path + "-wal"
+        if self._flush_failure is not None:
+            raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
+        fd = self._wal_fd
+        if fd is None:
+            return
+        try:
+            if os.fstat(fd).st_ino != os.stat(wal).st_ino:
+                self._wal_fd = None
+                os.close(fd)
+                fd = self._wal_fd = os.open(wal, os.O_RDONLY)
+            started = time.perf_counter()
+            if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
+                os.fsync(fd)
+            else:
+                os.fdatasync(fd)
+            self.last_sync_s = time.perf_counter() - started
+        except OSError as exc:  # not durable: the caller must not send
+            self._flush_failure = f"a flush of the journal failed ({exc})"
+            raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
+        self._flushes += 1
 
     def _checkpoint(self) -> None:
         """Copy the log into the database file, from the flushing thread (the async client's
