@@ -54,6 +54,9 @@ _STATUS = {
     "expired": "EXPIRED",
 }
 _KEEP_ORDERS = 10_000  # orders whose last known fields are kept
+# one decoder for every frame: json.loads(text, parse_float=...) builds a JSONDecoder and
+# its scanner on each call
+_DECODER = json.JSONDecoder(parse_float=Decimal)
 _DEPTH = 10  # book levels subscribed to (the checksum covers the top ten)
 
 
@@ -213,7 +216,9 @@ class KrakenStreams:
         if not isinstance(text, (str, bytes, bytearray)):
             raise InvalidRequest("text must be one frame's text or bytes")
         try:
-            return json.loads(text, parse_float=Decimal)
+            if isinstance(text, str):
+                return _DECODER.decode(text)
+            return json.loads(text, parse_float=Decimal)  # bytes: json finds the encoding
         except ValueError:
             return None
 
