@@ -57,3 +57,43 @@ def test_kraken_decode_builds_no_json_decoder_per_frame(monkeypatch: pytest.Monk
 def test_kraken_decode_refuses_what_is_no_frame() -> None:
     with pytest.raises(InvalidRequest):
         KrakenStreams.decode(12)  # type: ignore[arg-type]
+
+
+def _executions(sequence: int, *rows: dict[str, Any]) -> dict[str, Any]:
+    return {"channel": "executions", "type": "update", "data": list(rows), "sequence": sequence}
+
+
+def _whole(order_id: str) -> dict[str, Any]:
+    return {"order_id": order_id, "symbol": "BTC/USD", "side": "buy", "exec_type": "new",
+            "order_qty": Decimal("1"), "cum_qty": Decimal(0), "order_status": "new",
+            "cl_ord_id": f"c-{order_id}"}  # fmt: skip
+
+
+def test_kraken_orders_last_fields_are_merged_and_the_least_recently_reported_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An update names only what changed: the order's other fields come from the last ones
+    known; a trade's own fields are not kept for the next update; past the limit, the order
+    reported least recently is forgotten (an update of it alone is then not whole)."""
+    import securetrade.streams.kraken as kraken
+
+    monkeypatch.setattr(kraken, "_KEEP_ORDERS", 2)
+    dialect = KrakenStreams()
+    dialect.parse(_executions(1, _whole("O1"), _whole("O2")))
+    trade = {"order_id": "O1", "exec_type": "trade", "exec_id": "T1", "trade_id": 7,
+             "last_qty": Decimal("0.4"), "last_price": Decimal("100.5"), "cost": Decimal(1),
+             "fees": [{"asset": "USD", "qty": Decimal("0.01")}], "cum_qty": Decimal("0.4"),
+             "order_status": "partially_filled"}  # fmt: skip
+    (filled,) = dialect.parse(_executions(2, trade))  # O1 is now the most recent
+    assert (filled.symbol, filled.client_order_id, filled.side) == ("BTC/USD", "c-O1", "BUY")
+    assert (filled.trade_id, filled.last_quantity) == ("T1", Decimal("0.4"))
+    assert filled.last_price == Decimal("100.5")
+    assert filled.commission == Decimal("0.01")
+    assert filled.status == "PARTIALLY_FILLED"
+    dialect.parse(_executions(3, _whole("O3")))  # a third order: O2 is forgotten, not O1
+    status = {"exec_type": "status", "order_status": "canceled"}
+    (later,) = dialect.parse(_executions(4, {"order_id": "O1", **status}))
+    assert (later.symbol, later.cumulative) == ("BTC/USD", Decimal("0.4"))
+    assert later.status == "CANCELED"
+    assert (later.trade_id, later.last_quantity, later.commission) == (None, 0, 0)
+    assert dialect.parse(_executions(5, {"order_id": "O2", **status})) == []

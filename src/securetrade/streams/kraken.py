@@ -57,6 +57,8 @@ _KEEP_ORDERS = 10_000  # orders whose last known fields are kept
 # one decoder for every frame: json.loads(text, parse_float=...) builds a JSONDecoder and
 # its scanner on each call
 _DECODER = json.JSONDecoder(parse_float=Decimal)
+# a trade's own fields: not kept as the order's last known state
+_TRADE_FIELDS = frozenset({"exec_id", "trade_id", "last_qty", "last_price", "fees", "cost"})
 _DEPTH = 10  # book levels subscribed to (the checksum covers the top ten)
 
 
@@ -279,12 +281,17 @@ class KrakenStreams:
 
     def _report(self, row: dict[str, Any]) -> ExecutionReport | None:
         order_id = str(row["order_id"])
-        known = self._orders.pop(order_id, {})
-        trade = {"exec_id", "trade_id", "last_qty", "last_price", "fees", "cost"}
-        known.update({k: v for k, v in row.items() if k not in trade})
-        self._orders[order_id] = known
-        if len(self._orders) > _KEEP_ORDERS:
-            self._orders.popitem(last=False)
+        orders = self._orders
+        known = orders.get(order_id)
+        if known is None:
+            known = orders[order_id] = {}
+            if len(orders) > _KEEP_ORDERS:
+                orders.popitem(last=False)
+        else:
+            orders.move_to_end(order_id)  # the most recently reported is kept longest
+        for k, v in row.items():  # an update names only what changed: merged in place
+            if k not in _TRADE_FIELDS:
+                known[k] = v
         if "symbol" not in known or "side" not in known:
             return None  # never seen whole (a restated order from before the snapshot)
         kind = str(row.get("exec_type", "status"))
