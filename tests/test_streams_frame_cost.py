@@ -97,3 +97,47 @@ def test_kraken_orders_last_fields_are_merged_and_the_least_recently_reported_fo
     assert later.status == "CANCELED"
     assert (later.trade_id, later.last_quantity, later.commission) == (None, 0, 0)
     assert dialect.parse(_executions(5, {"order_id": "O2", **status})) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Decimal("0.001"),
+        Decimal("-2"),
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        "1.5",
+        3,
+        "x",
+        True,
+        None,
+        [1],
+    ],
+)
+def test_kraken_numbers_read_as_to_decimal_reads_them(value: Any) -> None:
+    from securetrade.models import to_decimal
+    from securetrade.streams.kraken import _number
+
+    try:
+        expected: Any = to_decimal(value if isinstance(value, Decimal) else str(value), field="f")
+    except InvalidRequest as exc:
+        expected = str(exc)
+    try:
+        got: Any = _number(value, "f")
+    except InvalidRequest as exc:
+        got = str(exc)
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+def test_a_kraken_json_number_is_taken_as_decoded_without_another_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """decode reads JSON numbers as finite Decimals: one type check, not to_decimal's walk."""
+    import securetrade.streams.kraken as kraken
+
+    def refused(value: Any, *, field: str = "value") -> Decimal:
+        raise AssertionError("to_decimal called for a decoded number")
+
+    monkeypatch.setattr(kraken, "to_decimal", refused)
+    assert kraken._number(Decimal("0.00100000"), "order_qty") == Decimal("0.001")

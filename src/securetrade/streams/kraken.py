@@ -75,6 +75,8 @@ def book_checksum(asks: list[tuple[Decimal, Decimal]], bids: list[tuple[Decimal,
 
 
 def _number(value: Any, name: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite():  # a JSON number, as decode reads it
+        return value
     return to_decimal(value if isinstance(value, Decimal) else str(value), field=name)
 
 
