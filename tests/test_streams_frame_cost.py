@@ -141,3 +141,19 @@ def test_a_kraken_json_number_is_taken_as_decoded_without_another_check(
 
     monkeypatch.setattr(kraken, "to_decimal", refused)
     assert kraken._number(Decimal("0.00100000"), "order_qty") == Decimal("0.001")
+
+
+def test_a_kraken_trade_is_read_into_every_field_of_its_report() -> None:
+    from securetrade.streams.dialects import ExecutionReport
+
+    row = {**_whole("O9"), "exec_type": "trade", "exec_id": "T9", "trade_id": 3,
+           "last_qty": Decimal("0.25"), "last_price": Decimal("101.5"), "cum_qty": Decimal("0.25"),
+           "order_status": "partially_filled", "timestamp": "2026-12-07T21:00:00.123456Z",
+           "fees": [{"asset": "USD", "qty": Decimal("0.01")},
+                    {"asset": "USD", "qty": Decimal("0.002")}]}  # fmt: skip
+    (report,) = KrakenStreams().parse(_executions(1, row))
+    assert report == ExecutionReport(
+        "BTC/USD", "O9", "c-O9", "BUY", "PARTIALLY_FILLED", "TRADE", Decimal(1),
+        Decimal("0.25"), Decimal("0.25"), Decimal("101.5"), "T9", Decimal("0.012"), "USD",
+        1796677200123,
+    )  # fmt: skip
