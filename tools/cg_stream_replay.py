@@ -11,7 +11,10 @@ show. Run from the worktree root:
 
 ``kraken``: each fill is two frames (the trade, then the order's ``filled`` update, as the
 venue sends them); ``binance``: one ``executionReport``. ``--orders`` watches orders
-instead of fills. Without valgrind it prints µs per fill (a sanity check only).
+instead of fills. ``--direct``: the frames go through the websockets connection's
+``process_event`` (``_DirectConnection``, as a read of both frames together delivers
+them) instead of straight to ``_received``. Without valgrind it prints µs per fill and
+from handing the first frame over to the consumer (sanity checks only).
 """
 
 from __future__ import annotations
@@ -98,7 +101,41 @@ class _Rest:
         return []
 
 
-async def main(venue: str, n: int, orders: bool) -> None:
+def _direct(received: Any) -> Any:
+    """``received`` behind a websockets client connection's ``process_event``, as the
+    connector sets it up (a transport that writes nothing)."""
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.uri import parse_uri
+
+    from securetrade.streams.connection import _DirectConnection
+
+    class Transport(asyncio.Transport):
+        def pause_reading(self) -> None: ...
+
+        def resume_reading(self) -> None: ...
+
+        def write(self, data: Any) -> None: ...
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+        def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None: ...
+
+    connection = _DirectConnection(ClientProtocol(parse_uri("wss://127.0.0.1:9/v2")))
+    connection.connection_made(Transport())
+    connection.sink = received
+
+    def process(text: str) -> None:
+        connection.process_event(Frame(Opcode.TEXT, text.encode()))
+
+    return process
+
+
+async def main(venue: str, n: int, orders: bool, direct: bool = False) -> None:
     from securetrade.core import Journal
     from securetrade.policy.anomaly import AnomalyMonitor
     from securetrade.streams import FillEvent, OrderUpdate
@@ -124,6 +161,8 @@ async def main(venue: str, n: int, orders: bool) -> None:
         sub = user.subscribe((OrderUpdate,) if orders else (FillEvent,))
         process = asyncio.get_running_loop().create_task(user._process())
         received = user._connector._received  # type: ignore[union-attr]
+        if direct:
+            received = _direct(received)
 
         async def iterate() -> AsyncIterator[Any]:  # as the driver's watch_user wraps it
             async for event in sub:
@@ -174,4 +213,11 @@ async def main(venue: str, n: int, orders: bool) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 500, "--orders" in sys.argv))
+    asyncio.run(
+        main(
+            args[0],
+            int(args[1]) if len(args) > 1 else 500,
+            "--orders" in sys.argv,
+            "--direct" in sys.argv,
+        )
+    )
