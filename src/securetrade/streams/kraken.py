@@ -292,9 +292,10 @@ class KrakenStreams:
                 orders.popitem(last=False)
         else:
             orders.move_to_end(order_id)  # the most recently reported is kept longest
-        for k, v in row.items():  # an update names only what changed: merged in place
-            if k not in _TRADE_FIELDS:
-                known[k] = v
+        known.update(row)  # an update names only what changed: merged in place, ...
+        if not _TRADE_FIELDS.isdisjoint(row):  # ... but a trade's own fields are not kept
+            for field in _TRADE_FIELDS:
+                known.pop(field, None)
         if "symbol" not in known or "side" not in known:
             return None  # never seen whole (a restated order from before the snapshot)
         kind = str(row.get("exec_type", "status"))
