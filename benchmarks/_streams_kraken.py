@@ -1,13 +1,16 @@
 """Kraken stream latency: from the simulator writing a fill's ``executions`` message to the
-consumer holding it, ours against a bare ``websockets`` client on the same frames.
+consumer holding it, ours against a bare ``websockets`` client on the same frames. The two
+take turns (ours, the peer's, ours, the peer's; one connected at a time), as the Binance
+rows do: side by side on one event loop, each frame's latency held the other consumer's
+work on its own copy.
 
 ``kraken_stream_latency_vs_websockets``: our ``AsyncClient.watch_fills()`` on Kraken
 (pinned TLS, numbers read as Decimal, sequence check, order state merged, dedupe, journal
 the fill, fan out) against a bare client on the same pinned context that sends the same
 token subscription and decodes each message with ``json.loads(parse_float=Decimal)``.
 ccxt.pro is not compared: its Kraken spot streams speak WebSocket API v1, which the
-simulator does not serve. Each side's latency runs from the moment its own copy of the
-message was written (one process, one ``perf_counter_ns`` clock).
+simulator does not serve. Each side's latency runs from the moment its copy of the message
+was written (one process, one ``perf_counter_ns`` clock).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def kraken_stream_rows(effort: Effort) -> list[Row]:
 
 
 async def _bare_peer(ws: Any, token: Any, seen: dict[str, int], count: int) -> Any:
-    """Subscribed when this returns; the returned task reads until ``count`` fills."""
+    """Subscribed when this returns; the returned coroutine reads until ``count`` fills."""
     from websockets.asyncio.client import connect
 
     from securetrade.transport.tls import PinSet, pinned_ssl_context
@@ -73,16 +76,17 @@ async def _bare_peer(ws: Any, token: Any, seen: dict[str, int], count: int) -> A
             if len(seen) >= count:
                 return
 
-    return asyncio.create_task(read()), socket.close
+    return read, socket.close
 
 
 async def _measure(count: int) -> tuple[list[float], list[float]]:
+    """Latencies in µs, ours and the peer's, from phases that take turns (ours, the peer's,
+    ours, the peer's) as the Binance rows do: one consumer connected at a time, so neither
+    pays for the other's work on the shared event loop."""
     from securetrade.client import AsyncClient
     from securetrade.models import LimitOrder
     from securetrade.ratelimit import RateLimiter
     from securetrade.sim import Simulator
-    from securetrade.sim.kraken import _order_number
-    from securetrade.streams import FillEvent, StreamOptions
 
     with (
         Simulator(kraken_limits=None) as sim,
@@ -91,51 +95,111 @@ async def _measure(count: int) -> tuple[list[float], list[float]]:
         server = sim.serve()
         ws = sim.serve_kraken_ws(server)
         key = sim.create_key(venue="kraken", balances={"USDT": Decimal("10000000")})
-        options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
-        client = AsyncClient(
-            key,
-            base_url=server.base_url,
-            pins=server.pins,
-            cadata=server.ca_pem,
-            journal=str(Path(tmp) / "journal.db"),
-            limiter=RateLimiter.in_memory([]),  # placing the orders is not what is timed
-        )
-        async with client:
+        settings: dict[str, Any] = {
+            "base_url": server.base_url,
+            "pins": server.pins,
+            "cadata": server.ca_pem,
+            "journal": str(Path(tmp) / "journal.db"),
+            "limiter": RateLimiter.in_memory([]),  # placing the orders is not what is timed
+        }
+        phases = 4
+        per_phase = max(1, count // phases)
+        async with AsyncClient(key, **settings) as client:
             orders = [
                 await client.place_order(
                     LimitOrder(symbol="BTC/USDT", side="BUY", quantity="0.001", price="30000")
                 )
-                for _ in range(count)
+                for _ in range(per_phase * phases)
             ]
-            ours: dict[str, int] = {}
-            peer: dict[str, int] = {}
-            peer_task, peer_close = await _bare_peer(ws, await client.ws_token(), peer, count)
-            stream = client.watch_fills(stream_url=ws.user_url, options=options)
+        ours: list[float] = []
+        peer: list[float] = []
+        for phase in range(phases):
+            batch = orders[phase * per_phase : (phase + 1) * per_phase]
+            if phase % 2 == 0:
+                ours += await _our_phase(sim, ws, key, settings, batch)
+            else:
+                peer += await _peer_phase(sim, ws, key, settings, batch)
+    return ours, peer
 
-            async def consume_ours() -> None:
-                async for event in stream:
-                    if isinstance(event, FillEvent):
-                        ours[event.trade_id] = time.perf_counter_ns()
-                    if len(ours) >= count:
-                        return
 
-            ours_task = asyncio.create_task(consume_ours())
-            while len(ws.send_times()) < 2:  # ours subscribed too
-                await asyncio.sleep(0.01)
+def _trade_paced(sim: Any, batch: list[Any]) -> threading.Thread:
+    """The counterparties fill each order of ``batch``, paced, from another thread."""
+    from securetrade.sim.kraken import _order_number
 
-            def trade() -> None:  # the counterparties, paced, from another thread
-                for order in orders:
-                    number = _order_number(order.order_id)
-                    if number is not None:
-                        sim.market.trade(number, Decimal("0.001"))
-                    time.sleep(0.002)
+    def trade() -> None:
+        for order in batch:
+            number = _order_number(order.order_id)
+            if number is not None:
+                sim.market.trade(number, Decimal("0.001"))
+            time.sleep(0.002)
 
-            threading.Thread(target=trade, daemon=True).start()
-            await asyncio.wait_for(asyncio.gather(ours_task, peer_task), 120)
-            sent_peer, sent_ours = ws.send_times()[:2]
-            await peer_close()
-    common = [t for t in sent_ours if t in ours and t in peer and t in sent_peer]
-    return (
-        [(ours[t] - sent_ours[t]) / 1000 for t in common],
-        [(peer[t] - sent_peer[t]) / 1000 for t in common],
-    )
+    thread = threading.Thread(target=trade, daemon=True)
+    thread.start()
+    return thread
+
+
+async def _subscribed(ws: Any) -> None:
+    """The consumer is subscribed, and the snapshot of the open orders it was sent (to
+    either side alike) has had its time to be read before the first fill."""
+    while not ws.send_times():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+
+async def _left(ws: Any) -> None:
+    while ws.send_times():  # the server has seen the consumer leave
+        await asyncio.sleep(0.01)
+
+
+def _latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
+    return [(seen[t] - sent[t]) / 1000 for t in seen if t in sent]
+
+
+async def _our_phase(
+    sim: Any, ws: Any, key: Any, settings: dict[str, Any], batch: list[Any]
+) -> list[float]:
+    from securetrade.client import AsyncClient
+    from securetrade.streams import FillEvent, StreamOptions
+
+    options = StreamOptions(sweep_every=3600.0, stale_after=60.0)
+    seen: dict[str, int] = {}
+    async with AsyncClient(key, **settings) as client:
+        stream = client.watch_fills(stream_url=ws.user_url, options=options)
+
+        async def consume() -> None:
+            async for event in stream:
+                if isinstance(event, FillEvent):
+                    seen[event.trade_id] = time.perf_counter_ns()
+                if len(seen) >= len(batch):
+                    return
+
+        task = asyncio.create_task(consume())
+        await _subscribed(ws)
+        thread = _trade_paced(sim, batch)
+        await asyncio.wait_for(task, 120)
+        sent = ws.send_times()[0]
+    thread.join()
+    await _left(ws)
+    return _latencies(sent, seen)
+
+
+async def _peer_phase(
+    sim: Any, ws: Any, key: Any, settings: dict[str, Any], batch: list[Any]
+) -> list[float]:
+    from securetrade.client import AsyncClient
+
+    seen: dict[str, int] = {}
+    async with AsyncClient(key, **settings) as client:  # only for the token
+        token = await client.ws_token()
+    read, close = await _bare_peer(ws, token, seen, len(batch))  # subscribed when it returns
+    try:
+        task = asyncio.create_task(read())
+        await _subscribed(ws)
+        thread = _trade_paced(sim, batch)
+        await asyncio.wait_for(task, 120)
+        sent = ws.send_times()[0]
+    finally:
+        await close()
+    thread.join()
+    await _left(ws)
+    return _latencies(sent, seen)

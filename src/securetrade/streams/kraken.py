@@ -54,6 +54,12 @@ _STATUS = {
     "expired": "EXPIRED",
 }
 _KEEP_ORDERS = 10_000  # orders whose last known fields are kept
+# one decoder for every frame: json.loads(text, parse_float=...) builds a JSONDecoder and
+# its scanner on each call
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+_ZERO = Decimal(0)
+# a trade's own fields: not kept as the order's last known state
+_TRADE_FIELDS = frozenset({"exec_id", "trade_id", "last_qty", "last_price", "fees", "cost"})
 _DEPTH = 10  # book levels subscribed to (the checksum covers the top ten)
 
 
@@ -70,6 +76,8 @@ def book_checksum(asks: list[tuple[Decimal, Decimal]], bids: list[tuple[Decimal,
 
 
 def _number(value: Any, name: str) -> Decimal:
+    if type(value) is Decimal and value.is_finite():  # a JSON number, as decode reads it
+        return value
     return to_decimal(value if isinstance(value, Decimal) else str(value), field=name)
 
 
@@ -213,7 +221,9 @@ class KrakenStreams:
         if not isinstance(text, (str, bytes, bytearray)):
             raise InvalidRequest("text must be one frame's text or bytes")
         try:
-            return json.loads(text, parse_float=Decimal)
+            if isinstance(text, str):
+                return _DECODER.decode(text)
+            return json.loads(text, parse_float=Decimal)  # bytes: json finds the encoding
         except ValueError:
             return None
 
@@ -274,32 +284,42 @@ class KrakenStreams:
 
     def _report(self, row: dict[str, Any]) -> ExecutionReport | None:
         order_id = str(row["order_id"])
-        known = self._orders.pop(order_id, {})
-        trade = {"exec_id", "trade_id", "last_qty", "last_price", "fees", "cost"}
-        known.update({k: v for k, v in row.items() if k not in trade})
-        self._orders[order_id] = known
-        if len(self._orders) > _KEEP_ORDERS:
-            self._orders.popitem(last=False)
+        orders = self._orders
+        known = orders.get(order_id)
+        if known is None:
+            known = orders[order_id] = {}
+            if len(orders) > _KEEP_ORDERS:
+                orders.popitem(last=False)
+        else:
+            orders.move_to_end(order_id)  # the most recently reported is kept longest
+        known.update(row)  # an update names only what changed: merged in place, ...
+        if not _TRADE_FIELDS.isdisjoint(row):  # ... but a trade's own fields are not kept
+            for field in _TRADE_FIELDS:
+                known.pop(field, None)
         if "symbol" not in known or "side" not in known:
             return None  # never seen whole (a restated order from before the snapshot)
         kind = str(row.get("exec_type", "status"))
         fees = row.get("fees") or []
         traded = kind == "trade" and row.get("exec_id") is not None
+        commission = _ZERO
+        for fee in fees:
+            commission += _number(fee["qty"], "fees")
+        # positional, in the fields' order (keywords cost more per frame)
         return ExecutionReport(
-            symbol=str(known["symbol"]),
-            order_id=order_id,
-            client_order_id=str(known.get("cl_ord_id") or ""),
-            side=str(known["side"]).upper(),
-            status=_STATUS.get(str(known.get("order_status", "new")), "NEW"),
-            execution=kind.upper(),
-            quantity=_number(known.get("order_qty", 0), "order_qty"),
-            cumulative=_number(known.get("cum_qty", 0), "cum_qty"),
-            last_quantity=_number(row.get("last_qty", 0), "last_qty"),
-            last_price=_number(row.get("last_price", 0), "last_price"),
-            trade_id=str(row["exec_id"]) if traded else None,
-            commission=sum((_number(f["qty"], "fees") for f in fees), Decimal(0)),
-            commission_asset=str(fees[0]["asset"]) if fees else None,
-            at_ms=_ms(row.get("timestamp")),
+            str(known["symbol"]),  # symbol
+            order_id,
+            str(known.get("cl_ord_id") or ""),  # client_order_id
+            str(known["side"]).upper(),  # side
+            _STATUS.get(str(known.get("order_status", "new")), "NEW"),  # status
+            kind.upper(),  # execution
+            _number(known.get("order_qty", 0), "order_qty"),  # quantity
+            _number(known.get("cum_qty", 0), "cum_qty"),  # cumulative
+            _number(row.get("last_qty", 0), "last_qty"),  # last_quantity
+            _number(row.get("last_price", 0), "last_price"),  # last_price
+            str(row["exec_id"]) if traded else None,  # trade_id
+            commission,
+            str(fees[0]["asset"]) if fees else None,  # commission_asset
+            _ms(row.get("timestamp")),  # at_ms
         )
 
     def _book(self, frame: dict[str, Any], data: list[Any]) -> list[Parsed]:
