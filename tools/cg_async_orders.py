@@ -21,17 +21,23 @@ from pathlib import Path
 
 sys.path.insert(0, os.getcwd())
 
-from benchmarks._orders import SimProcess, _order  # noqa: E402
-from securetrade import AsyncClient  # noqa: E402
-from securetrade.core import Journal  # noqa: E402
+from benchmarks._orders import SimProcess, _order
+from securetrade import AsyncClient
+from securetrade.core import Journal
 
 
 def _callgrind(flag: str) -> None:
-    subprocess.run(["callgrind_control", "-i", flag, str(os.getpid())], capture_output=True)
+    subprocess.run(  # noqa: S603 - valgrind's own control tool, our pid
+        ["callgrind_control", "-i", flag, str(os.getpid())],  # noqa: S607
+        capture_output=True,
+    )
 
 
 async def main(n: int) -> None:
-    with SimProcess(3, None, fast=True, timeout=300) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        SimProcess(3, None, fast=True, timeout=300) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         journal = Journal(Path(tmp) / "j.sqlite3", synchronous="FULL")
         client = AsyncClient(
             server.api_key(0),
