@@ -36,9 +36,10 @@ __all__ = ["INLINE_FLUSH_S", "THREAD_PERIOD_S", "GroupCommit"]
 INLINE_FLUSH_S: Final = 0.001
 #: How long flushes go to a worker thread once the disk was measured slow.
 THREAD_PERIOD_S: Final = 1.0
-#: Weight of the newest ``fdatasync`` time in the smoothed one: one slow flush (10 ms on
-#: a disk that usually takes 0.2 ms) sends the next ones to the thread at once.
-_SMOOTHING: Final = 0.25
+#: Weight of the newest ``fdatasync`` time in the smoothed one: a 3 ms hiccup on a disk
+#: that usually takes 0.2 ms is ridden out on the loop; one 10 ms flush, or a disk that
+#: stays at 2 ms for a few flushes, sends the next ones to the thread.
+_SMOOTHING: Final = 0.1
 
 
 class _Raised:
