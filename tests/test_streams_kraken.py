@@ -223,6 +223,11 @@ def test_an_intruders_withdrawal_engages_the_kill_switch_by_default(
     assert (unknown.kind, unknown.asset, unknown.amount) == ("withdrawal", "BTC", Decimal("0.25"))
 
 
+def _connected(client: Client) -> bool:
+    hub = client._stream_hub
+    return hub is not None and hub.user is not None and hub.user.healthy
+
+
 def test_blocking_client_sees_every_kraken_fill_once_with_dropped_frames(
     ksim: Simulator, venue: tuple[HttpsServer, KrakenWebSockets], tmp_path: Path
 ) -> None:
@@ -234,7 +239,7 @@ def test_blocking_client_sees_every_kraken_fill_once_with_dropped_frames(
         events: list[Any] = []
         with pytest.raises(TimeoutError):
             stream.next(timeout=0.2)  # connects (a token first); nothing has happened yet
-        assert client._stream_hub.user.healthy
+        until_sync(lambda: _connected(client))  # a loaded host connects after the 0.2 s
         numbers = [_order_number(client.place_order(kraken_resting()).order_id) for _ in range(3)]
         ws.faults.drop.update({4, 6})  # after the three "new" updates: two trades lost
         for quantity in ("0.0004", "0.0006"):

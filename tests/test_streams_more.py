@@ -52,6 +52,12 @@ async def _first(stream: Any) -> Any:
 # --- pinned TLS: a man in the middle gets no byte -----------------------------------------
 
 
+def _connected(client: Client) -> bool:
+    """The client's user stream exists and is connected (a loaded host connects late)."""
+    hub = client._stream_hub
+    return hub is not None and hub.user is not None and hub.user.healthy
+
+
 def test_trusted_but_unpinned_stream_server_raises_pin_mismatch_and_gets_nothing(
     sim: Simulator, venue: tuple[HttpsServer, SimWebSockets], tmp_path: Path
 ) -> None:
@@ -147,7 +153,7 @@ def test_blocking_client_sees_every_fill_once_with_dropped_frames(
         events: list[Any] = []
         with pytest.raises(TimeoutError):
             stream.next(timeout=0.2)  # starts connecting; nothing has happened yet
-        until_sync(lambda: client._stream_hub.user.healthy)  # a loaded host connects late
+        until_sync(lambda: _connected(client))  # a loaded host connects late
         ids = [client.place_order(resting()).order_id for _ in range(3)]
         ws.faults.drop.update({1, 4})
         fill_twice(sim, ids)
@@ -455,7 +461,7 @@ def test_blocking_place_confirmed_uses_the_stream_when_healthy(
         stream = client.watch_orders(stream_url=ws.user_url, options=FAST)
         with pytest.raises(TimeoutError):
             stream.next(timeout=0.2)  # connects
-        until_sync(lambda: client._stream_hub.user.healthy)
+        until_sync(lambda: _connected(client))
         order, path = place_confirmed_blocking(client, resting())
         assert path == "stream"
         assert order.status.value == "NEW"
