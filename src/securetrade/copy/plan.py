@@ -151,48 +151,71 @@ def plan(
         instance("follower", follower, Follower, optional=False)
         instance("state", state, FollowerState, optional=False)
 
-    def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
-        return [Skip(follower.id, event.id, reason, detail)]
-
     if state.quarantined:
-        return skip(SkipReason.QUARANTINED)
-    symbol = follower_symbol(event, follower)
+        return _skip(follower, event, SkipReason.QUARANTINED)
+    symbol = mapped_symbol(event, follower)  # their types were checked above
     if symbol is None or state.instrument is None or not state.instrument.trading:
-        return skip(SkipReason.UNMAPPED_SYMBOL, f"{event.symbol} on {follower.venue}")
+        return _skip(
+            follower, event, SkipReason.UNMAPPED_SYMBOL, f"{event.symbol} on {follower.venue}"
+        )
     rules = state.instrument
     if event.movement is Movement.CLOSE:
         return _close(event, follower, state, symbol, rules, secret)
     if state.closed_at_ms is not None and event.at_ms < state.closed_at_ms:
-        return skip(SkipReason.TTL, f"the leader closed {event.symbol} after this open")
+        return _skip(
+            follower, event, SkipReason.TTL, f"the leader closed {event.symbol} after this open"
+        )
     if state.now_ms - event.at_ms > follower.ttl_ms:
-        return skip(SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
+        return _skip(follower, event, SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
     if follower.equity_floor is not None and (state.equity or 0) < follower.equity_floor:
-        return skip(SkipReason.RISK_LIMIT, "equity below the floor")
+        return _skip(follower, event, SkipReason.RISK_LIMIT, "equity below the floor")
     quantity = _round(_size(event, follower, state), rules.step_size, ROUND_FLOOR)
     bound = _bound(event, follower, rules)
     if bound <= 0:  # a price under one tick, or a sell capped at zero: no limit order
-        return skip(SkipReason.BELOW_MINIMUM, f"price bound {bound} is not above zero")
+        return _skip(
+            follower, event, SkipReason.BELOW_MINIMUM, f"price bound {bound} is not above zero"
+        )
     if state.last_price is not None and (
         state.last_price > bound if event.side is Side.BUY else state.last_price < bound
     ):
-        return skip(SkipReason.SLIPPAGE, f"last price {state.last_price} beyond {bound}")
+        return _skip(
+            follower, event, SkipReason.SLIPPAGE, f"last price {state.last_price} beyond {bound}"
+        )
     notional = quantity * bound
     if quantity <= 0 or quantity < rules.min_quantity or notional < rules.min_notional:
-        return skip(SkipReason.BELOW_MINIMUM, f"{quantity} {symbol}")
+        return _skip(follower, event, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol}")
     if follower.max_notional is not None and notional > follower.max_notional:
-        return skip(SkipReason.RISK_LIMIT, f"notional {notional} above {follower.max_notional}")
+        return _skip(
+            follower,
+            event,
+            SkipReason.RISK_LIMIT,
+            f"notional {notional} above {follower.max_notional}",
+        )
     if follower.max_position is not None:
         after = state.position + (quantity if event.side is Side.BUY else -quantity)
         if abs(after) > follower.max_position:
-            return skip(SkipReason.RISK_LIMIT, f"position {after} beyond {follower.max_position}")
+            return _skip(
+                follower,
+                event,
+                SkipReason.RISK_LIMIT,
+                f"position {after} beyond {follower.max_position}",
+            )
     spendable = state.quote_free if event.side is Side.BUY else state.base_free
     needed = notional if event.side is Side.BUY else quantity
     if spendable is not None and spendable < needed:
-        return skip(SkipReason.BALANCE, f"needs {needed}, has {spendable}")
+        return _skip(follower, event, SkipReason.BALANCE, f"needs {needed}, has {spendable}")
     # Opens go out as IOC limits at the slippage bound: what cannot fill there, expires.
     order = _ioc_limit(symbol, event.side, quantity, bound)
     key = _keys(secret, event).key(follower.id, 0)
     return [CopyIntent(follower.id, event.id, 0, order, key)]
+
+
+def _skip(
+    follower: Follower, event: LeaderEvent, reason: SkipReason, detail: str = ""
+) -> list[CopyIntent | Skip]:
+    """A follower's plan that places nothing, and why (a function, not a closure made
+    per follower: plan runs once per follower of every event)."""
+    return [Skip(follower.id, event.id, reason, detail)]
 
 
 def _close(
@@ -206,17 +229,14 @@ def _close(
     """A close mirrors the share of the position the leader took off, at market: a close
     is never skipped for slippage or age (leaving a position open is the bigger risk)."""
 
-    def skip(reason: SkipReason, detail: str = "") -> list[CopyIntent | Skip]:
-        return [Skip(follower.id, event.id, reason, detail)]
-
     held = state.position if event.side is Side.SELL else -state.position
     if held <= 0:
-        return skip(SkipReason.NO_POSITION)
+        return _skip(follower, event, SkipReason.NO_POSITION)
     quantity = _round(held * event.close_fraction, rules.step_size, ROUND_FLOOR)
     if event.side is Side.SELL and state.base_free is not None:
         quantity = min(quantity, _round(state.base_free, rules.step_size, ROUND_FLOOR))
     if quantity <= 0 or quantity < rules.min_quantity:
-        return skip(SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close")
+        return _skip(follower, event, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close")
     order = _market(symbol, event.side, quantity)
     key = _keys(secret, event).key(follower.id, 0)
     return [CopyIntent(follower.id, event.id, 0, order, key)]
