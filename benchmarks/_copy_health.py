@@ -32,12 +32,16 @@ from ._timing import Effort
 __all__ = ["health_rows"]
 
 _FOLLOWERS = {"full": 1000, "quick": 300, "smoke": 10}
-_ROUNDS = {"full": 3, "quick": 2, "smoke": 1}
+# Events per side. One 1,000-follower event's p99 moves by 2x between events on a machine
+# shared with other jobs (420-1,075 ms in one run, 1,870 ms once): three a side read the
+# ratio anywhere from 0.78 to 1.47 in five runs of unchanged code, so seven a side, each
+# pair alternating who goes first, and the per-pair ratios' spread in the note.
+_ROUNDS = {"full": 7, "quick": 3, "smoke": 1}
 
 
 def health_rows(effort: Effort, plan: CpuPlan) -> list[Row]:
     n = _FOLLOWERS.get(effort.label, 1000)
-    rounds = _ROUNDS.get(effort.label, 3)
+    rounds = _ROUNDS.get(effort.label, 7)
     with (
         _pinned(plan.client),
         SimProcess(n, plan.server, fast=True, timeout=600, kraken=1) as server,
@@ -107,6 +111,12 @@ def _rows(figures: dict[str, Any], n: int, rounds: int, plan: CpuPlan) -> list[R
     alone99, crowded99 = _median(figures["alone"], 1), _median(figures["crowded"], 1)
     if alone99 is None or crowded99 is None:
         return [failed_row("copy_healthy_p99_with_bad_followers", "ms p99", "no follower placed")]
+    pairs = [
+        c[1] / a[1]
+        for a, c in zip(figures["alone"], figures["crowded"], strict=True)
+        if a[1] and c[1] is not None
+    ]
+    spread = f"; per-event ratios {min(pairs):.2f}-{max(pairs):.2f}" if pairs else ""
     rows = [
         Row(
             "copy_healthy_p99_with_bad_followers",
@@ -115,8 +125,8 @@ def _rows(figures: dict[str, Any], n: int, rounds: int, plan: CpuPlan) -> list[R
             "ms p99",
             peer_name=f"the same {n} followers without the two bad ones",
             note=f"{n} healthy followers + one quarantined + one answered 429 on every order "
-            f"(outcomes {figures['counts']}); median of {rounds} alternating events per side; "
-            f"{plan.describe()}",
+            f"(outcomes {figures['counts']}); median of {rounds} alternating events per side"
+            f"{spread}; {plan.describe()}",
         )
     ]
     for name, count, pairs in (

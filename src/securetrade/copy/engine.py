@@ -568,12 +568,14 @@ class CopyEngine:
         latency = (time.monotonic() - started) * 1000
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
-        self.audit.emit(
+        self.audit.record(  # the fields as a dict: not packed into keywords, per follower
             "copy.placed",
-            follower=item.follower_id,
-            event=item.event_id,
-            leg=item.leg,
-            client_order_id=order.client_order_id,
+            {
+                "follower": item.follower_id,
+                "event": item.event_id,
+                "leg": item.leg,
+                "client_order_id": order.client_order_id,
+            },
         )
         return Outcome(
             item.event_id,
