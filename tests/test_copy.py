@@ -195,18 +195,6 @@ def test_event_keys_are_the_keys_journals_already_hold(
     assert intent.idempotency_key == copy_key(SECRET, event_id, follower_id, 0)
 
 
-@pytest.mark.parametrize("length", [16, 63, 64, 65, 200])
-def test_copy_keys_are_hmac_sha256_whatever_the_secrets_length(length: int) -> None:
-    """The keys are HMAC-SHA256 computed as its two keyed hashes (the inner and outer
-    pads): a secret shorter than SHA-256's 64-byte block is padded, one longer is hashed
-    first, as HMAC does; any other handling would change every key in the journals."""
-    secret = Secret(bytes(range(7, 7 + length)))
-    message = b"e-9\x00f-3\x002"
-    expected = "copy-" + hmac.new(secret.expose(), message, hashlib.sha256).hexdigest()[:40]
-    assert CopyKeys(secret).event("e-9").key("f-3", 2) == expected
-    assert copy_key(secret, "e-9", "f-3", 2) == expected
-
-
 def test_plan_refuses_another_events_keys_and_the_keys_keep_the_secret() -> None:
     keys = CopyKeys(SECRET).event("e1")
     with pytest.raises(InvalidRequest, match="keys of event 'e1' for event 'e2'"):
