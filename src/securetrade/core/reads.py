@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import text
+from .._checks import shown, text
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, Secret, assess
 from ..models import (
@@ -148,7 +148,7 @@ class Reads(Pipeline):
         """Bars from ``since`` on (the first ``limit`` of them), else the latest ``limit``."""
         if not isinstance(interval, str) or interval not in INTERVALS:
             raise InvalidRequest(
-                f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
+                f"interval must be one of {', '.join(INTERVALS)}, not {shown(interval)}"
             )
         since_ms = None if since is None else _milliseconds(since, "since")
         symbol = yield from self.native_symbol(symbol)

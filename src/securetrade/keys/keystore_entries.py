@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .._checks import shown
 from ..errors import InvalidRequest, KeyNotFound, KeystoreTampered
 from .apikey import ApiKey
 from .keystore_file import _b64, _Plain
@@ -207,7 +208,7 @@ def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
     _name_text(name)
     entry = entries.get(name) if not name.startswith("@") else None
     if not isinstance(entry, _Plain):
-        raise KeyNotFound(f"no key named {name!r} in {path}")
+        raise KeyNotFound(f"no key named {shown(name)} in {path}")
     return entry
 
 

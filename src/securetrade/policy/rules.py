@@ -23,7 +23,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._checks import instance, text
+from .._checks import instance, shown, text
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
 from .killswitch import KillSwitch, MemorySwitchStore
@@ -592,13 +592,13 @@ def _count(name: str, value: int | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"{name} must be a whole number of at least 1, got {value!r}")
+        raise InvalidRequest(f"{name} must be a whole number of at least 1, got {shown(value)}")
     return value
 
 
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise InvalidRequest(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidRequest(f"{name} must be a positive number of seconds, got {shown(value)}")
     return float(value)
 
 
@@ -622,7 +622,7 @@ def _side(value: object) -> Side:
     try:
         return Side(str(value).upper() if isinstance(value, str) else value)
     except ValueError:
-        raise InvalidRequest(f"{value!r} is not a side (BUY, SELL)") from None
+        raise InvalidRequest(f"{shown(value)} is not a side (BUY, SELL)") from None
 
 
 def _request(order: object) -> OrderRequest:

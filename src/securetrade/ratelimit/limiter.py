@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._checks import number, safe_repr, text, whole
+from .._checks import number, safe_repr, shown, text, whole
 from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from . import metrics
@@ -164,7 +164,7 @@ class RateLimiter:
         with self._lock:
             if self._venue and self._venue != venue:
                 raise InvalidRequest(
-                    f"this rate limiter serves {self._venue!r}; make another for {venue!r}"
+                    f"this rate limiter serves {self._venue!r}; make another for {shown(venue)}"
                 )
             self._venue = venue
             if not self._limits and not self._given:
@@ -330,7 +330,7 @@ class RateLimiter:
         caller: Caller | None,
     ) -> tuple[Mapping[str, int], Any]:
         if not isinstance(priority, Priority):
-            raise InvalidRequest(f"priority must be a Priority, not {priority!r}")
+            raise InvalidRequest(f"priority must be a Priority, not {shown(priority)}")
         if self._metrics is None:
             self._metrics = metrics.register(self, self._meter_provider)
         share = self._shares[priority]
@@ -572,7 +572,7 @@ def _check_call(costs: Any, priority: Any, symbol: Any, caller: Any) -> None:
     if not isinstance(costs, Mapping):
         raise InvalidRequest("costs must map a limit kind to a whole number of units")
     if not isinstance(priority, Priority):
-        raise InvalidRequest(f"priority must be a Priority, not {priority!r:.40}")
+        raise InvalidRequest(f"priority must be a Priority, not {shown(priority, 40)}")
     _check_target(symbol, caller)
 
 
@@ -583,7 +583,7 @@ def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:
             raise InvalidRequest("shares must map each Priority to a fraction of a window")
         for priority, share in shares.items():
             if not isinstance(priority, Priority):
-                raise InvalidRequest(f"shares are keyed by Priority, not {priority!r}")
+                raise InvalidRequest(f"shares are keyed by Priority, not {shown(priority)}")
             chosen[priority] = share
     previous = 0.0
     for priority in sorted(chosen):

@@ -58,7 +58,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic_core import from_json as _from_json
 
-from .._checks import Choice, plain_decimal, text
+from .._checks import Choice, plain_decimal, shown, text
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -283,7 +283,7 @@ wire_decimal = plain_decimal
 def within(name: str, value: int, most: int) -> None:
     """Refuse, before anything is sent, a count outside the venue's range ``1..most``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {value!r}")
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {shown(value)}")
 
 
 def read_json(body: bytes) -> Any:

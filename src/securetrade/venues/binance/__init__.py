@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance, text
+from ..._checks import instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -270,7 +270,9 @@ class BinanceSpot:
 
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-            raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
+            raise InvalidRequest(
+                f"symbol {shown(symbol)} is not a Binance spot symbol (A-Z 0-9 _ . -)"
+            )
 
     def signer(self, key: ApiKey) -> Signer:
         """HMAC-SHA256 (hex), Ed25519 or RSA PKCS#1 v1.5 (base64), as the key's kind says."""
@@ -426,7 +428,7 @@ class BinanceSpot:
         wire = self.intervals.get(interval)
         if wire is None:
             raise InvalidRequest(
-                f"Binance offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"Binance offers the intervals {', '.join(self.intervals)}; not {shown(interval)}"
             )
         params: Params = [("symbol", symbol), ("interval", wire)]
         if since_ms is not None:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -119,7 +120,7 @@ def split(cursor: str | None, made: Window) -> tuple[str, int]:
         return ("id", 0) if made.start_ms == 0 else ("t", made.start_ms)
     kind, _, value = cursor.partition(":")
     if kind not in ("t", "id") or not value.isdigit():
-        raise InvalidRequest(f"not a Binance history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return kind, int(value)
 
 
@@ -134,7 +135,7 @@ def transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
         return made.end_ms, 0
     kind, end, offset = [*cursor.split(":"), "", ""][:3]
     if kind != "w" or not end.isdigit() or not offset.isdigit():
-        raise InvalidRequest(f"not a Binance history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return int(end), int(offset)
 
 

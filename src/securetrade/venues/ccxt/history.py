@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -106,7 +107,7 @@ def _offset(cursor: str) -> tuple[int, int]:
     (the first, on the wire) are still unread."""
     kind, offset, take = [*cursor.split(":"), "", ""][:3]
     if kind != "o" or not offset.isdigit() or not take.isdigit():
-        raise InvalidRequest(f"not a ccxt history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a ccxt history cursor: {shown(cursor)}")
     return int(offset), int(take)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance
+from ..._checks import instance, shown
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -146,7 +146,7 @@ class CcxtVenue:
         import ccxt
 
         if exchange_id not in ccxt.exchanges:
-            raise InvalidRequest(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
+            raise InvalidRequest(f"ccxt has no exchange {shown(exchange_id)} (see ccxt.exchanges)")
         profile = PROFILES.get(exchange_id, DEFAULT)
         self.exchange_id = exchange_id
         self.name = f"ccxt:{exchange_id}"
@@ -320,7 +320,7 @@ class CcxtVenue:
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
-                f"symbol {symbol!r} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
+                f"symbol {shown(symbol)} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
             )
 
     def signer(self, key: ApiKey) -> Signer:
@@ -575,7 +575,8 @@ class CcxtVenue:
         check_candles(interval, since_ms)
         if interval not in self.intervals:
             raise InvalidRequest(
-                f"{self.name} offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"{self.name} offers the intervals {', '.join(self.intervals)}; "
+                f"not {shown(interval)}"
             )
         params: Params = [("symbol", symbol), ("timeframe", interval)]
         if since_ms is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -102,14 +103,14 @@ def _readings(name: str) -> set[tuple[str, str]]:
 def _offset(cursor: str) -> tuple[int, int]:
     kind, offset, take = [*cursor.split(":"), "", ""][:3]
     if kind != "o" or not offset.isdigit() or not take.isdigit():
-        raise InvalidRequest(f"not a Kraken history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a Kraken history cursor: {shown(cursor)}")
     return int(offset), int(take)
 
 
 def _venue_cursor(cursor: str) -> str:
     kind, _, value = cursor.partition(":")
     if kind != "c" or not value:
-        raise InvalidRequest(f"not a Kraken history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a Kraken history cursor: {shown(cursor)}")
     return value
 
 
