@@ -129,3 +129,117 @@ def test_memory_backend_pauses_for_as_long_as_a_venue_says() -> None:
     assert backend.paused_for("walk") > 1e11
     with pytest.raises(SecureTradeError, match="pause"):
         backend.pause("walk", float("inf"))
+
+
+# --- EventStream (over a real redis-server) --------------------------------------------------
+
+
+def _event_stream_calls(engine: Any) -> dict[str, Any]:
+    """One call per argument of EventStream's public methods; the value goes where ``v``
+    is. ``work`` is given a set stop, so that a baseline call returns at once."""
+    import asyncio
+
+    def stopped() -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()
+        return event
+
+    return {
+        "publish(event)": lambda s, v: s.publish(v),
+        "work(engine)": lambda s, v: s.work(v, stop=stopped()),
+        "work(stop)": lambda s, v: s.work(engine, stop=v, limit=0),
+        "work(claim_idle_ms)": lambda s, v: s.work(engine, stop=stopped(), claim_idle_ms=v),
+        "work(block_ms)": lambda s, v: s.work(engine, stop=stopped(), block_ms=v),
+        "work(count)": lambda s, v: s.work(engine, stop=stopped(), count=v),
+        "work(limit)": lambda s, v: s.work(engine, stop=stopped(), limit=v),
+    }
+
+
+def test_event_stream_refuses_hostile_arguments(redis_url: str) -> None:
+    """The constructor and each method: a stream, group or consumer name, an engine, a
+    stop event or a limit that is none is refused before Redis is asked anything."""
+    import asyncio
+
+    from securetrade.copy import CopyEngine, EventStream
+    from test_public_api_methods import COPY_SECRET
+
+    escapes: list[str] = []
+    for argument in ("url", "client", "stream", "group", "consumer"):
+        for value in EVERY_HOSTILE:
+            parts: dict[str, Any] = {"url": redis_url, "stream": "walk:events"}
+            parts[argument] = value
+            try:
+                built = EventStream(parts.pop("url"), **parts)
+            except SecureTradeError:
+                continue
+            except Exception as exc:
+                escapes.append(f"EventStream({argument}={_shown(value)}): {type(exc).__name__}")
+                continue
+            asyncio.run(built.close())
+
+    async def walk() -> None:
+        connect = {"binance": {"base_url": "https://127.0.0.1:9"}}  # never dialled
+        async with CopyEngine(secret=COPY_SECRET, connect=connect, journal=":memory:") as engine:
+            stream = EventStream(redis_url, stream="walk:events")
+            try:
+                for label, call in _event_stream_calls(engine).items():
+                    for value in EVERY_HOSTILE:
+                        try:
+                            await asyncio.wait_for(call(stream, value), 10)
+                        except SecureTradeError:
+                            pass
+                        except Exception as exc:
+                            escapes.append(f"{label}={_shown(value)}: {type(exc).__name__}: {exc}")
+                assert await stream.pending() == 0
+            finally:
+                await stream.close()
+
+    asyncio.run(walk())
+    assert not escapes, "\n".join(escapes)
+
+
+def test_event_stream_work_refuses_what_is_no_engine_or_limit_before_reading(
+    redis_url: str,
+) -> None:
+    """A stop set at once, or a limit of 0, returned before anything used the engine: a
+    wrong engine or limit was accepted, and failed only on the first entry (an
+    AttributeError inside the worker) or compared as a TypeError."""
+    import asyncio
+
+    from securetrade.copy import EventStream
+
+    async def walk() -> None:
+        stream = EventStream(redis_url, stream="walk:events:2")
+        try:
+            for value in EVERY_HOSTILE:
+                with pytest.raises(SecureTradeError, match="engine"):
+                    await stream.work(value, limit=0)
+            for value in (-1, 1.5, "1", True, float("nan"), 10**100):
+                with pytest.raises(SecureTradeError, match="limit"):
+                    await stream.work(None, limit=value)  # type: ignore[arg-type]
+        finally:
+            await stream.close()
+
+    asyncio.run(walk())
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, 5, b"5", "-3", " 7"])
+def test_rate_limiter_observe_reads_only_plain_digits_from_a_usage_header(value: Any) -> None:
+    """``str.isdigit`` takes a superscript two and int() then refused it; 5,000 digits
+    passed too and int() raised on the length; an int value was an AttributeError. The
+    header is the venue's: one that is no count is ignored, as a missing one is."""
+    from securetrade import RateLimit, RateLimiter
+
+    limiter = RateLimiter.in_memory([RateLimit("weight", 60.0, 1200, header="x-used")])
+    limiter.observe(200, {"x-used": value})
+    limiter.observe(200, {"x-used": "7"})
+    assert limiter.backend.used([(b, 60.0) for b in limiter.backend._logs]) == [7]
+
+
+@pytest.mark.parametrize("status", [None, "429", 429.0, DUNDER_HOSTILE[4]])
+def test_rate_limiter_observe_refuses_a_status_that_is_no_int(status: Any) -> None:
+    from securetrade import RateLimit, RateLimiter
+
+    limiter = RateLimiter.in_memory([RateLimit("weight", 60.0, 1200)])
+    with pytest.raises(SecureTradeError, match="status"):
+        limiter.observe(status, {})

@@ -30,7 +30,7 @@ from .._checks import number, safe_repr, shown, text, whole
 from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from . import metrics
-from .backend import Backend, Draw
+from .backend import Backend, Draw, Reports
 from .history import History, Series
 from .memory import MemoryBackend
 from .model import DEFAULT_SHARES, Caller, LimitScope, Priority, RateLimit, Usage
@@ -387,6 +387,8 @@ class RateLimiter:
         """
         if not isinstance(headers, Mapping):
             raise InvalidRequest("headers must be the response's headers (a mapping)")
+        if type(status) is not int:  # compared with 418 and 429: a hostile __eq__ ran
+            raise InvalidRequest("status must be the response's HTTP status (an int)")
         reported = self._headers.get((caller, symbol)) if _target_ok(symbol, caller) else None
         if reported is None:
             _check_target(symbol, caller)
@@ -397,11 +399,15 @@ class RateLimiter:
                     if limit.header is not None
                 ]
                 self._headers[(caller, symbol)] = reported
-        reports = []
+        reports = Reports()  # checked here: the backend takes it as it is
         for header, bucket, seconds in reported:
             value = headers.get(header)
-            if value is not None and value.isdigit() and int(value) > 0:
-                reports.append((bucket, seconds, int(value)))
+            # ASCII digits only, and fewer than a 64-bit count has: int() refuses "²" and
+            # 5,000 digits with a ValueError; a venue that sends either reports nothing.
+            if type(value) is str and value.isascii() and value.isdigit() and len(value) < 19:
+                used = int(value)
+                if used > 0:
+                    reports.append((bucket, seconds, used))
         if landed is not None:
             self._check_admission(landed)
             self.backend.land(landed, reports)

@@ -24,6 +24,7 @@ from ..errors import InvalidRequest
 from .backend import (
     Backend,
     Draw,
+    Reports,
     checked_buckets,
     checked_draws,
     checked_pause,
@@ -330,7 +331,8 @@ class MemoryBackend(Backend):
         # On every request too: _Log.add() with expire() and add() inlined.
         if type(admission) is not _Logs:
             raise InvalidRequest("admission must be what this backend's admit() returned")
-        if type(reports) is not tuple or reports:  # not the default ()
+        kind = type(reports)
+        if kind is not Reports and (kind is not tuple or reports):  # the limiter's, or ()
             checked_reports(reports)
         lock = self._lock
         lock.acquire()
