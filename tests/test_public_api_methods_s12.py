@@ -243,3 +243,101 @@ def test_rate_limiter_observe_refuses_a_status_that_is_no_int(status: Any) -> No
     limiter = RateLimiter.in_memory([RateLimit("weight", 60.0, 1200)])
     with pytest.raises(SecureTradeError, match="status"):
         limiter.observe(status, {})
+
+
+# --- Core: the order engine behind Client, driven by a client's own runner ------------------
+
+#: Arguments of Core's methods the method walk's table has no working value for.
+CORE_ARGUMENTS: dict[str, Any] = {
+    "intent": None,  # walked with its hostile values only: abandoned() reads a journal row
+    "error": "walk",
+    "resource": "POLICY",  # replaced by the Resource in the walk
+    "function": lambda tmp: _nothing,
+    "then": lambda tmp: _no_flow,
+    "depth": 5,
+    "limit": 5,
+    "since": None,
+    "interval": "1m",
+    "kind": "walk",
+}
+#: Answers Core documents besides a SecureTradeError: resolve() and conclude() raise
+#: StaleView (the core's own signal, caught by its callers) when the journal row is no
+#: longer the one the flow saw; a baseline whose row moved on gets it too.
+CORE_DOCUMENTED = ("StaleView",)
+
+
+def _nothing(*_: Any) -> None:
+    """A function ``perform`` may call."""
+
+
+def _no_flow(order: Any) -> Any:
+    """A ``then`` for ``with_native_order``: a flow that yields nothing."""
+    return iter(())
+
+
+@pytest.fixture(scope="module")
+def core_client() -> Any:
+    """One client over the simulator, with one order placed (for its id and row)."""
+    from decimal import Decimal
+
+    from securetrade import Client, Settings
+    from securetrade.sim import Simulator
+    from test_public_api_methods import _order
+
+    with Simulator() as simulator:
+        server = simulator.serve()
+        key = simulator.create_key(balances={"USDT": Decimal("100000"), "BTC": Decimal("1")})
+        options = {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+        quick = Settings(resolve_timeout=0.2)  # a symbol the venue refuses: asked again till then
+        with Client(key, journal=":memory:", settings=quick, **options) as client:
+            placed = client.place_order(_order(), idempotency_key="core-walk-1")
+            yield client, placed
+
+
+def _core_methods() -> list[str]:
+    from securetrade.core import Core
+
+    return _public_methods(Core)
+
+
+@pytest.mark.parametrize("method", _core_methods())
+def test_core_methods_refuse_hostile_arguments(
+    core_client: Any, method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Core is exported (securetrade.core): each public flow, driven as Client drives it,
+    refuses a hostile argument with a typed error. A flag whose truth raised, a Resource,
+    order, function or found order of the wrong type were a TypeError or AttributeError
+    from inside the flow; an int whose str raised was written into a request."""
+    import inspect
+
+    from securetrade.core import Core, Resource
+
+    client, placed = core_client
+    for name, value in CORE_ARGUMENTS.items():
+        monkeypatch.setitem(BASELINE, name, value)
+    monkeypatch.setitem(BASELINE, "found", placed)
+    monkeypatch.setitem(BASELINE, "cid", placed.client_order_id)
+    monkeypatch.setitem(BASELINE, "order_json", placed.model_dump_json())
+    monkeypatch.setitem(BASELINE, "other", client.core)
+    monkeypatch.setitem(BASELINE, "key", "core-walk-1")
+    monkeypatch.setitem(BASELINE, "resource", Resource.POLICY)
+    escapes = []
+    for case in _cases(Core, method, tmp_path):
+        if case.value is not HOSTILE[-1] or case.args:  # *args: one more positional each
+            continue
+        for value in EVERY_HOSTILE:
+            kwargs = {**case.kwargs, case.argument: value}
+            try:
+                result = getattr(client.core, method)(**kwargs)
+                if inspect.isgenerator(result):
+                    client._run(method, result)
+            except SecureTradeError:
+                pass
+            except Exception as exc:
+                if type(exc).__name__ in CORE_DOCUMENTED and method in ("resolve", "conclude"):
+                    continue
+                escapes.append(
+                    f"{method}({case.argument}={_shown(value)}) raised "
+                    f"{type(exc).__name__}: {str(exc)[:160]}"
+                )
+    assert not escapes, "\n".join(escapes)
