@@ -188,11 +188,11 @@ class Pipeline:
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
     ) -> Flow[dict[str, Instrument]]:
         """Trading rules per symbol, read once (and adopting the venue's published limits)."""
+        market = self.market
+        if refresh is False and market.instruments:  # the cached rules: every order asks
+            return market.instruments
         flag("refresh", refresh)
         instance("priority", priority, Priority, optional=False)
-        market = self.market
-        if not refresh and market.instruments:
-            return market.instruments
         while not market.claim("loading"):
             yield Wait(0.01)  # another task, thread or client is reading them now
             if not refresh and market.instruments:

@@ -227,7 +227,8 @@ class Reads(Pipeline):
     def native_order(self, order: OrderRequest) -> Flow[OrderRequest]:
         """``order`` with its symbol in the venue's own name: the intent (and so the
         idempotency fingerprint) is the same whichever name the caller used."""
-        instance("order", order, OrderRequest, optional=False)
+        if not isinstance(order, OrderRequest):
+            instance("order", order, OrderRequest, optional=False)
         native = yield from self.native_symbol(order.symbol)
         if native == order.symbol:
             return order
@@ -237,7 +238,8 @@ class Reads(Pipeline):
         self, order: OrderRequest, then: Callable[[OrderRequest], Flow[T]]
     ) -> Flow[T]:
         """Map ``order``'s symbol, then run ``then(order)`` (placing it, say)."""
-        function("then", then)
+        if not callable(then):
+            function("then", then)
         native = yield from self.native_order(order)
         result: T = yield from then(native)
         return result
