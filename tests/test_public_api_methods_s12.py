@@ -8,6 +8,7 @@ it or raises a :class:`SecureTradeError`, and anything else is an escape.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +342,101 @@ def test_core_methods_refuse_hostile_arguments(
                     f"{type(exc).__name__}: {str(exc)[:160]}"
                 )
     assert not escapes, "\n".join(escapes)
+
+
+# --- the ccxt profiles besides the default one (ccxt:bybit is walked with the adapters) ------
+
+CCXT_PROFILED = ["ccxt:binance", "ccxt:kraken"]
+
+
+@pytest.mark.parametrize("name", CCXT_PROFILED)
+def test_ccxt_profiled_venue_methods_refuse_hostile_arguments(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ccxt's Binance and Kraken carry profiles of their own (Kraken's deadline and
+    nonce, its id marker, lookups in the order lists; Binance's paging): their methods are
+    walked as the default profile's are, with the dunder-hostile values too."""
+    import base64
+
+    import test_public_api_methods_more as more
+    from securetrade.keys import ApiKey
+    from securetrade.venues import get_venue
+
+    pytest.importorskip("ccxt")
+    secret = base64.b64encode(b"walk" * 16).decode()
+    monkeypatch.setitem(more.SYMBOLS, name, "BTC/USDT")
+    monkeypatch.setattr(
+        more,
+        "_venue_key",
+        lambda venue: ApiKey(venue, "walk-key-0001", secret, scopes=["read", "trade"]),
+    )
+    for argument, value in more._venue_arguments(name).items():
+        monkeypatch.setitem(BASELINE, argument, value)
+    venue = get_venue(name)
+    cls = type(venue)
+    escapes = [
+        e for method in _public_methods(cls) for e in _walk_all(venue, cls, method, tmp_path)
+    ]
+    assert not escapes, "\n".join(escapes)
+
+
+def test_ccxt_profile_helpers_refuse_hostile_arguments() -> None:
+    """Profile.owns_hex_id and kraken_deadline, called by the adapter with what it
+    built, refuse anything else with a typed error (a TypeError from the regex or the
+    comparison before)."""
+    pytest.importorskip("ccxt")
+    from securetrade.venues.ccxt.profiles import PROFILES, kraken_deadline
+
+    escapes = []
+    for value in EVERY_HOSTILE:
+        for label, call in (
+            ("owns_hex_id", lambda v: PROFILES["kraken"].owns_hex_id(v)),
+            ("kraken_deadline(timestamp_ms)", lambda v: kraken_deadline(v, 5000)),
+            ("kraken_deadline(recv_window_ms)", lambda v: kraken_deadline(1_700_000_000_000, v)),
+        ):
+            try:
+                call(value)
+            except SecureTradeError:
+                pass
+            except Exception as exc:
+                escapes.append(f"{label}={_shown(value)}: {type(exc).__name__}: {exc}")
+    assert not escapes, "\n".join(escapes)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000])
+def test_cost_rule_and_history_cursors_read_only_numbers_int_takes(value: str) -> None:
+    """``str.isdigit`` takes '²', which int() refuses, and 5,000 digits, which int()
+    refuses by length: both were a ValueError from a rule's check or a cursor's read."""
+    from securetrade.core.history import Window
+    from securetrade.ratelimit import CostRule
+    from securetrade.venues import Op, get_venue
+
+    assert not CostRule("limit", {"weight": 5}, up_to=100).applies([("limit", value)])
+    cursors = {
+        "binance": [f"t:{value}", f"id:{value}", f"w:{value}:0"],
+        "kraken": [f"o:{value}:0", f"o:0:{value}"],
+        "ccxt:binance": [f"t:{value}"],
+        "ccxt:kraken": [f"o:{value}:0"],
+    }
+    for name, given in cursors.items():
+        venue = get_venue(name)
+        symbol = "BTC/USDT" if name.startswith("ccxt") else "BTCUSDT"
+        for op in (Op.TRADES, Op.ORDER_HISTORY, Op.WITHDRAWAL_HISTORY):
+            made = Window(op, symbol, symbol, None, 1_700_000_000_000, 1_700_000_100_000)
+            for cursor in given:
+                with contextlib.suppress(SecureTradeError):  # refused, or read: no ValueError
+                    venue.history_params(made, cursor)
+
+
+@pytest.mark.parametrize("name", ["binance", "kraken", "alpaca", "ccxt:binance", "ccxt:kraken"])
+def test_a_history_cursor_that_is_no_text_is_refused(name: str) -> None:
+    """A number or an object as the cursor was an AttributeError (``.partition``)."""
+    from securetrade.core.history import Window
+    from securetrade.venues import Op, get_venue
+
+    venue = get_venue(name)
+    symbol = {"alpaca": "AAPL"}.get(name, "BTC/USDT" if name.startswith("ccxt") else "BTCUSDT")
+    made = Window(Op.TRADES, symbol, symbol, None, 1_700_000_000_000, 1_700_000_100_000)
+    for cursor in (0, -1, b"t:1", object(), 1.5, DUNDER_HOSTILE[0]):
+        with pytest.raises(SecureTradeError):
+            venue.history_params(made, cursor)

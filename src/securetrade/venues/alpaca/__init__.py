@@ -76,6 +76,7 @@ from ..base import (
     Params,
     Verdict,
     check_answer,
+    check_cursor,
     check_order,
     check_prepare,
     check_window,
@@ -537,6 +538,7 @@ class Alpaca:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of the account's fills (``my_trades``): see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer

@@ -60,6 +60,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_order,
     check_prepare,
     check_window,
@@ -397,6 +398,7 @@ class BinanceSpot:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, orders, deposits or withdrawals: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer

@@ -119,7 +119,7 @@ def split(cursor: str | None, made: Window) -> tuple[str, int]:
     if cursor is None:
         return ("id", 0) if made.start_ms == 0 else ("t", made.start_ms)
     kind, _, value = cursor.partition(":")
-    if kind not in ("t", "id") or not value.isdigit():
+    if kind not in ("t", "id") or not _count(value):
         raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return kind, int(value)
 
@@ -134,7 +134,7 @@ def transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
     if cursor is None:
         return made.end_ms, 0
     kind, end, offset = [*cursor.split(":"), "", ""][:3]
-    if kind != "w" or not end.isdigit() or not offset.isdigit():
+    if kind != "w" or not _count(end) or not _count(offset):
         raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return int(end), int(offset)
 
@@ -215,3 +215,9 @@ def _withdrawal(row: Any) -> Transfer:
         network=row.get("network") or None,
         tx_id=row.get("txId") or None,
     )
+
+
+def _count(text: str) -> bool:
+    """A cursor's number: decimal digits ``int()`` reads ('²' is a digit it refuses), at
+    most 19 of them (4,300 would be a ValueError)."""
+    return text.isdecimal() and len(text) < 20

@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance, shown
+from ..._checks import flag, instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -55,6 +55,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_order,
     check_params,
     check_prepare,
@@ -177,6 +178,8 @@ class CcxtVenue:
         for a testnet key, or ``base_url`` for every API root."""
         if environment is Environment.SIMULATED and base_url is None:
             raise InvalidRequest(f"{self.name}: a simulated key needs base_url=")
+        if base_url is not None:
+            base_url = text("base_url", base_url)
         return CcxtVenue(
             self.exchange_id,
             options=self._options,
@@ -196,7 +199,7 @@ class CcxtVenue:
         """The transport of a client of this venue: ccxt's own HTTP stack, pinned."""
         from .transport import CcxtAsyncTransport, CcxtSyncTransport
 
-        if asynchronous:
+        if flag("asynchronous", asynchronous):
             return CcxtAsyncTransport(
                 context,
                 timeout=timeout,
@@ -598,6 +601,8 @@ class CcxtVenue:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         check_amount(amount)
+        if network is not None:
+            network = text("network", network, empty=True)
         params: Params = [("code", asset), ("amount", wire_decimal(amount)), ("address", address)]
         if network:
             params.append(("network", network))
@@ -608,6 +613,7 @@ class CcxtVenue:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of history as a unified call's arguments: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(self._profile.paging, made, cursor)
 
     @reads_answer

@@ -70,6 +70,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_intent,
     check_order,
     check_params,
@@ -479,6 +480,7 @@ class KrakenSpot:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, closed orders, deposits or withdrawals: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer

@@ -102,7 +102,7 @@ def _readings(name: str) -> set[tuple[str, str]]:
 
 def _offset(cursor: str) -> tuple[int, int]:
     kind, offset, take = [*cursor.split(":"), "", ""][:3]
-    if kind != "o" or not offset.isdigit() or not take.isdigit():
+    if kind != "o" or not _count(offset) or not _count(take):
         raise InvalidRequest(f"not a Kraken history cursor: {shown(cursor)}")
     return int(offset), int(take)
 
@@ -167,3 +167,9 @@ def _transfers(
     if not rows or not following:
         return items, None
     return items, f"c:{following}"
+
+
+def _count(text: str) -> bool:
+    """A cursor's number: decimal digits ``int()`` reads ('²' is a digit it refuses), at
+    most 19 of them (4,300 would be a ValueError)."""
+    return text.isdecimal() and len(text) < 20
