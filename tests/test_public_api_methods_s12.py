@@ -440,3 +440,52 @@ def test_a_history_cursor_that_is_no_text_is_refused(name: str) -> None:
     for cursor in (0, -1, b"t:1", object(), 1.5, DUNDER_HOSTILE[0]):
         with pytest.raises(SecureTradeError):
             venue.history_params(made, cursor)
+
+
+# --- the CLI: a bad argument ends with a message, never "internal error" ---------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "rotate", "walk", "--overlap", "nan"],
+        ["keys", "rotate", "walk", "--overlap", "inf"],
+        ["keys", "rotate", "walk", "--overlap", "99999999999999999999999"],
+        ["pins", "--host", ""],
+        ["pins", "--host", ".."],
+        ["pins", "--host", "x" * 200],
+        ["audit", "head", "."],
+        ["audit", "export", "."],
+    ],
+)
+def test_the_cli_refuses_a_bad_argument_with_a_message(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Each was exit 70, "internal error" (OverflowError, ValueError, TypeError,
+    UnicodeError, sqlite3.OperationalError): now exit 1 or 2 with what to do."""
+    from securetrade.cli import main
+    from securetrade.cli._guard import EXIT_BUG
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SECURETRADE_DEBUG", raising=False)
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(""))
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code not in (0, EXIT_BUG)
+    assert "internal error" not in capsys.readouterr().err
+
+
+def test_an_audit_trail_name_with_a_query_is_not_read_as_the_uri_query(tmp_path: Path) -> None:
+    """The read-only open built ``file:{path}?mode=ro``: a '?' or '#' in the file name
+    became the URI's query or fragment, and the trail was not the file opened."""
+    from securetrade import AuditKey, AuditTrail
+    from securetrade.record.trail import read_sqlite
+
+    path = tmp_path / "trail#1?x.sqlite3"
+    trail = AuditTrail(path, AuditKey.generate())
+    trail.append("walk", {"note": "walk"})
+    trail.close()
+    assert [r.kind for r in read_sqlite(path)] == ["walk"]
