@@ -110,23 +110,32 @@ class _TextRaisingEverywhere(str):
     def __len__(self) -> int:
         raise RuntimeError("len")
 
-    def isprintable(self) -> bool:
-        raise RuntimeError("isprintable")
-
     def __hash__(self) -> int:
         raise RuntimeError("hash")
 
 
-def test_text_is_read_with_strs_own_methods_and_given_back_as_a_plain_str() -> None:
-    """A str subclass passed the isinstance check, then its own methods ran in the check
-    (``!=``, ``isprintable``) and wherever the value went (a dict key: its ``__hash__``)."""
-    from securetrade._checks import is_text, text
+class _TextOfItsOwn(str):
+    """A str subclass that keeps str's comparisons and writing (a caller's newtype)."""
 
-    value = _TextRaisingEverywhere("walk")
-    assert is_text(value)
-    checked = text("name", value)
+    def isprintable(self) -> bool:
+        raise RuntimeError("isprintable")
+
+
+def test_text_refuses_a_str_subclass_redefining_what_it_is_used_for() -> None:
+    """A str subclass passed the isinstance check, then its own methods ran in the check
+    (``!=``) and wherever the value went (a dict key: its ``__hash__``; a message: its
+    ``__repr__``). One that redefines them is refused; one that does not is read with
+    str's own methods and given back as a plain str; an enum member is text."""
+    from securetrade._checks import is_text, text, whole
+
+    assert not is_text(_TextRaisingEverywhere("walk"))
+    with pytest.raises(InvalidRequest):
+        text("name", _TextRaisingEverywhere("walk"))
+    checked = text("name", _TextOfItsOwn("walk"))
     assert type(checked) is str
     assert checked == "walk"
-    assert {checked: 1}["walk"] == 1
-    assert not is_text(_TextRaisingEverywhere(""))
     assert text("side", Side.BUY) == "BUY"
+    assert whole("priority", securetrade.Priority(1), 0) == 1
+    for value in DUNDER_HOSTILE:
+        with pytest.raises(InvalidRequest):
+            whole("count", value, 0)

@@ -49,7 +49,12 @@ def whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     """A whole number from ``low`` to ``high`` (booleans are not numbers); without ``high``,
     at most :data:`LARGEST`, so that no store or buffer sized by it overflows later."""
     top = LARGEST if high is None else high
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (type(value) is not int and not _plain_subclass(value, int))
+        or not low <= value <= top
+    ):
         raise InvalidRequest(f"{name} must be a whole number from {low} to {top}")
     return value
 
@@ -113,13 +118,33 @@ def plain_decimal(value: Decimal) -> str:
     return format(value, "f") if "E" in written else written
 
 
+#: What a ``str`` or ``int`` subclass must not redefine to be taken as one: the value is
+#: hashed, compared, written into a message or onto the wire wherever it goes next.
+_OWN_DUNDERS = ("__eq__", "__ne__", "__hash__", "__repr__", "__str__", "__format__", "__len__")
+
+
+def _plain_subclass(value: object, base: type) -> bool:
+    """An enum member (its methods are the enum's), or a subclass of ``base`` that keeps
+    ``base``'s methods: one whose ``==``, hash or repr may raise is no text or number."""
+    if isinstance(value, enum.Enum):
+        return True
+    kind = type(value)
+    return all(getattr(kind, name) is getattr(base, name) for name in _OWN_DUNDERS)
+
+
 def is_text(value: object, *, empty: bool = False) -> TypeGuard[str]:
     """Whether :func:`text` accepts ``value``, as a bool: for hot paths that build the
-    error only for a value that fails. A ``str`` subclass is read with ``str``'s own
-    methods (its ``__ne__``, ``__len__`` or ``isprintable`` may raise)."""
+    error only for a value that fails. A ``str`` subclass that redefines how it compares,
+    hashes or writes itself is refused (see :func:`_plain_subclass`); another is read with
+    ``str``'s own methods."""
     if type(value) is str:
         return (empty or value != "") and value.isprintable()
-    return isinstance(value, str) and (empty or str.__len__(value) > 0) and str.isprintable(value)
+    return (
+        isinstance(value, str)
+        and _plain_subclass(value, str)
+        and (empty or str.__len__(value) > 0)
+        and str.isprintable(value)
+    )
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import flag, function, instance, shown, text
+from .._checks import LAST_SECOND, flag, function, instance, shown, text
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, Secret, assess
 from ..models import (
@@ -660,7 +660,7 @@ def _milliseconds(moment: datetime | int, name: str) -> int:
         if moment.tzinfo is None:
             raise InvalidRequest(f"{name} must be timezone-aware (e.g. tzinfo=timezone.utc)")
         return int(moment.timestamp() * 1000)
-    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
+    if type(moment) is not int or not 0 <= moment <= LAST_SECOND * 1000:  # str() of 5,000 digits
         raise InvalidRequest(f"{name} must be an aware datetime or milliseconds since the epoch")
     return moment
 

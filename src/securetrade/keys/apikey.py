@@ -270,7 +270,7 @@ class ApiKey:
         """Raise :class:`ScopeError` unless this key may do ``scope`` with these values."""
         if type(scope) is not Scope:  # its value ("read") is taken; anything else refused
             scope = Scope(scope)
-        moment = now or datetime.now(timezone.utc)
+        moment = datetime.now(timezone.utc) if now is None else instance("now", now, datetime)
         if self.expires_at is not None and moment >= self.expires_at:
             raise ScopeError(f"key {self.key_id_hint} expired at {self.expires_at.isoformat()}")
         if scope not in self.scopes:

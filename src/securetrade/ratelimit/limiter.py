@@ -235,7 +235,12 @@ class RateLimiter:
         and account windows.
         """
         last = self._last
-        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+        if (
+            last[0] is costs
+            and last[1] is priority
+            and last[2] is caller
+            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
+        ):  # the same call again; an == of a caller's object never runs
             plan = last[4]
         else:
             _check_call(costs, priority, symbol, caller)
@@ -282,7 +287,12 @@ class RateLimiter:
         ``caller`` pick the instrument, pair, key and account windows.
         """
         last = self._last
-        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+        if (
+            last[0] is costs
+            and last[1] is priority
+            and last[2] is caller
+            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
+        ):  # the same call again; an == of a caller's object never runs
             plan = last[4]
         else:
             _check_call(costs, priority, symbol, caller)

@@ -159,7 +159,8 @@ class AuditKey:
         """The private key as PKCS#8 PEM, encrypted when ``password`` is given."""
         from cryptography.hazmat.primitives import serialization
 
-        wrapped = _secret_or_none(password) if password else None
+        empty = password is None or (type(password) is bytes and not password)
+        wrapped = None if empty else _secret_or_none(password)  # no caller's __bool__
         del password
         if wrapped is not None and len(wrapped.expose()) > 1023:  # the PKCS#8 backend's limit
             raise InvalidRequest("password must be at most 1023 bytes")

@@ -452,6 +452,8 @@ class BinanceSpot:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         check_amount(amount)
+        if network is not None:  # its truth is asked next: no caller's __bool__
+            network = text("network", network, empty=True)
         params: Params = [("coin", asset), ("address", address), ("amount", wire_decimal(amount))]
         if network:
             params.append(("network", network))
