@@ -3,6 +3,7 @@ raise: every enum lookup and every message about them ends in a typed error."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import pkgutil
@@ -139,3 +140,24 @@ def test_text_refuses_a_str_subclass_redefining_what_it_is_used_for() -> None:
     for value in DUNDER_HOSTILE:
         with pytest.raises(InvalidRequest):
             whole("count", value, 0)
+
+
+class _PlainCount(int):
+    """An int subclass that redefines nothing (a caller's newtype)."""
+
+
+def test_settings_refuse_a_number_that_writes_itself_with_a_raising_repr() -> None:
+    """Settings kept an int subclass whose repr raises (number() took it): the settings'
+    own repr raised then. A subclass that redefines nothing is still a number (whole()
+    looked for an int's __len__ before, an AttributeError)."""
+    import dataclasses
+
+    from securetrade import Settings
+    from securetrade._checks import number, whole
+
+    for field in dataclasses.fields(Settings):
+        for value in DUNDER_HOSTILE:
+            with contextlib.suppress(SecureTradeError):  # refused, or kept and shown
+                repr(Settings(**{field.name: value}))
+    assert whole("count", _PlainCount(3), 0) == 3
+    assert number("seconds", _PlainCount(3)) == 3.0

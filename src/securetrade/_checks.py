@@ -65,6 +65,10 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     ok = (
         not isinstance(value, bool)
         and isinstance(value, (int, float))
+        and (
+            type(value) in (int, float)  # a subclass kept as given must write itself plainly
+            or _plain_subclass(value, int if isinstance(value, int) else float)
+        )
         and abs(value) <= sys.float_info.max  # an int past it has no float (OverflowError)
         and math.isfinite(value)
         and (above is None or value > above)
@@ -129,7 +133,7 @@ def _plain_subclass(value: object, base: type) -> bool:
     if isinstance(value, enum.Enum):
         return True
     kind = type(value)
-    return all(getattr(kind, name) is getattr(base, name) for name in _OWN_DUNDERS)
+    return all(getattr(kind, name, None) is getattr(base, name, None) for name in _OWN_DUNDERS)
 
 
 def is_text(value: object, *, empty: bool = False) -> TypeGuard[str]:
