@@ -7,6 +7,7 @@ argument and what it takes, before anything is built or sent; never a ``TypeErro
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import math
@@ -31,6 +32,7 @@ __all__ = [
     "path",
     "safe_repr",
     "seconds",
+    "shown",
     "text",
     "texts",
     "whole",
@@ -47,7 +49,12 @@ def whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     """A whole number from ``low`` to ``high`` (booleans are not numbers); without ``high``,
     at most :data:`LARGEST`, so that no store or buffer sized by it overflows later."""
     top = LARGEST if high is None else high
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (type(value) is not int and not _plain_subclass(value, int))
+        or not low <= value <= top
+    ):
         raise InvalidRequest(f"{name} must be a whole number from {low} to {top}")
     return value
 
@@ -58,6 +65,10 @@ def number(name: str, value: Any, *, above: float | None = None, least: float | 
     ok = (
         not isinstance(value, bool)
         and isinstance(value, (int, float))
+        and (
+            type(value) in (int, float)  # a subclass kept as given must write itself plainly
+            or _plain_subclass(value, int if isinstance(value, int) else float)
+        )
         and abs(value) <= sys.float_info.max  # an int past it has no float (OverflowError)
         and math.isfinite(value)
         and (above is None or value > above)
@@ -111,16 +122,41 @@ def plain_decimal(value: Decimal) -> str:
     return format(value, "f") if "E" in written else written
 
 
+#: What a ``str`` or ``int`` subclass must not redefine to be taken as one: the value is
+#: hashed, compared, written into a message or onto the wire wherever it goes next.
+_OWN_DUNDERS = ("__eq__", "__ne__", "__hash__", "__repr__", "__str__", "__format__", "__len__")
+
+
+def _plain_subclass(value: object, base: type) -> bool:
+    """An enum member (its methods are the enum's), or a subclass of ``base`` that keeps
+    ``base``'s methods: one whose ``==``, hash or repr may raise is no text or number."""
+    if isinstance(value, enum.Enum):
+        return True
+    kind = type(value)
+    return all(getattr(kind, name, None) is getattr(base, name, None) for name in _OWN_DUNDERS)
+
+
 def is_text(value: object, *, empty: bool = False) -> TypeGuard[str]:
     """Whether :func:`text` accepts ``value``, as a bool: for hot paths that build the
-    error only for a value that fails."""
-    return isinstance(value, str) and (empty or value != "") and value.isprintable()
+    error only for a value that fails. A ``str`` subclass that redefines how it compares,
+    hashes or writes itself is refused (see :func:`_plain_subclass`); another is read with
+    ``str``'s own methods."""
+    if type(value) is str:
+        return (empty or value != "") and value.isprintable()
+    return (
+        isinstance(value, str)
+        and _plain_subclass(value, str)
+        and (empty or str.__len__(value) > 0)
+        and str.isprintable(value)
+    )
 
 
 def text(name: str, value: Any, *, empty: bool = False) -> str:
-    """Printable text (non-empty unless ``empty``)."""
+    """Printable text (non-empty unless ``empty``), as a plain ``str``: a subclass's
+    value is copied out, so that no ``__hash__``, ``__eq__`` or ``__repr__`` of the
+    caller's class runs where it is used (a dict key, a message)."""
     if is_text(value, empty=empty):
-        return value
+        return value if type(value) is str else str.__str__(value)
     raise InvalidRequest(f"{name} must be {'' if empty else 'non-empty '}printable text")
 
 
@@ -188,11 +224,46 @@ def safe_repr(method: Callable[[T], str]) -> Callable[[T], str]:
     return wrapper
 
 
-class Choice(enum.Enum):
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for an error message about a value the
+    caller gave: never raises, whatever the value's ``__repr__`` does (raises, returns no
+    str, or is an int too long to write, a ``ValueError`` past 4,300 digits)."""
+    try:
+        written = repr(value)
+    except Exception:  # the caller's own object: its failure must not become ours
+        try:
+            kind = type(value).__name__
+        except Exception:
+            kind = "value"
+        return f"<a {kind:.{limit}} that cannot be shown>"
+    return written[:limit]
+
+
+class _ChoiceType(enum.EnumMeta):
+    """The class of :class:`Choice`: a lookup ``Side(value)`` that fails for any reason,
+    a value whose ``__hash__``, ``__eq__`` or ``__repr__`` raises included, is refused
+    with :class:`~securetrade.errors.InvalidRequest` (``Enum.__new__`` would let the
+    value's own error out, or raise its own while writing the value into its message).
+
+    A found value is one dict lookup here, as ``Enum.__new__`` does after one more frame."""
+
+    def __call__(cls, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # the functional API (a new enum class): Enum's own
+            return super().__call__(value, *args, **kwargs)
+        if type(value) is cls:
+            return value
+        try:
+            return cls._value2member_map_[value]
+        except Exception:  # a miss, an unhashable value, or a hash or == that raises
+            return cls._lookup(value)  # type: ignore[attr-defined]
+
+
+class Choice(enum.Enum, metaclass=_ChoiceType):
     """Base of every exported enum: an unknown value is refused with
     :class:`~securetrade.errors.InvalidRequest` listing the accepted ones (a ``ValueError``
     still, as Python's own enums raise, so pydantic still turns it into its own
-    ``ValidationError`` for a model field of the enum's type)."""
+    ``ValidationError`` for a model field of the enum's type). Whatever the value's own
+    methods do: see :class:`_ChoiceType`."""
 
     # Enum's own ``value`` is a Python-level descriptor: two Python calls per read. This one
     # reads the member's value in C; pydantic reads it for every enum field it serialises
@@ -210,7 +281,17 @@ class Choice(enum.Enum):
         return format(self.value, spec)
 
     @classmethod
+    def _lookup(cls, value: object) -> Any:
+        """The member ``value`` names when the dict missed it (an unhashable value equal
+        to a member's, as ``Enum.__new__`` searches), or the refusal."""
+        with contextlib.suppress(Exception):  # an __eq__ (or its answer's __bool__) raising
+            for member in cls._member_map_.values():
+                if member._value_ == value:
+                    return member
+        return cls._missing_(value)
+
+    @classmethod
     def _missing_(cls, value: object) -> Any:
         allowed = ", ".join(str(member.value) for member in cls)
         # Cut short: a 100,000-character value would otherwise be the whole message.
-        raise InvalidRequest(f"{value!r:.40} is not a {cls.__name__}: give one of {allowed}")
+        raise InvalidRequest(f"{shown(value)} is not a {cls.__name__}: give one of {allowed}")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._checks import safe_repr
+from ._checks import safe_repr, shown
 from .errors import ConfirmationRequired, InvalidRequest, KeyNotFound
 from .keys.secret import Secret
 
@@ -113,7 +113,9 @@ class Confirmer:
         :class:`~securetrade.errors.ConfirmationRequired`. ``detail`` (public values:
         asset, amount, key name) goes into the audit record."""
         if action not in ACTIONS:
-            raise InvalidRequest(f"unknown action {action!r}: one of {', '.join(sorted(ACTIONS))}")
+            raise InvalidRequest(
+                f"unknown action {shown(action)}: one of {', '.join(sorted(ACTIONS))}"
+            )
         if confirmation is None:
             self._record(None, action, "missing", detail)
             raise ConfirmationRequired(
@@ -130,14 +132,15 @@ class Confirmer:
         if seed is None:
             self._record(operator, action, "not_enrolled", detail)
             raise ConfirmationRequired(
-                f"operator {operator!r} is not enrolled: run `securetrade mfa enroll {operator}`"
+                f"operator {shown(operator)} is not enrolled: "
+                f"run `securetrade mfa enroll {operator}`"
             )
         now = self._clock()
         step = _matching_step(seed, confirmation.code, now)
         if step is None:
             self._record(operator, action, "wrong_code", detail)
             raise ConfirmationRequired(
-                f"the code for {operator!r} is wrong or expired; {action} was not done: enter "
+                f"the code for {shown(operator)} is wrong or expired; {action} was not done: enter "
                 "the code your authenticator shows now (check this machine's clock)"
             )
         token = hashlib.sha256(f"confirm\x00{operator}\x00{step}".encode()).hexdigest()[:32]
@@ -156,7 +159,7 @@ class Confirmer:
         if not fresh:
             self._record(operator, action, "reused", detail)
             raise ConfirmationRequired(
-                f"this code of {operator!r} was already used; {action} was not done: wait "
+                f"this code of {shown(operator)} was already used; {action} was not done: wait "
                 "for the next code"
             )
         self._record(operator, action, "confirmed", detail)

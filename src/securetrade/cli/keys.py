@@ -14,11 +14,14 @@ can do more than it declares.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .._checks import LONGEST
 
 if TYPE_CHECKING:
     from ..keys import ApiKey, KeyStore, Secret
@@ -406,6 +409,8 @@ def _duration(text: str) -> timedelta:
         raise InvalidRequest(f"{text!r} is not a duration (like 90s, 15m, 2h)") from None
     if seconds < 0:
         raise InvalidRequest("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds > LONGEST:  # timedelta's OverflowError
+        raise InvalidRequest(f"a duration is at most {LONGEST:.0f} seconds (about 31 years)")
     return timedelta(seconds=seconds)
 
 

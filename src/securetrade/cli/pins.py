@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._guard import fail
 
     try:
-        if args.host:
+        if args.host is not None:  # "" too: no host (the file mode would get no file)
             host, _, port = args.host.partition(":")
             if not host or not (port or "443").isdigit() or not 0 < int(port or 443) < 65536:
                 fail(f"--host {args.host!r} is not HOST or HOST:PORT (a port from 1 to 65535)")
@@ -138,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
             _print_chain(chain, host, args.json)
         else:
             _print_chain(chain_from_file(Path(args.file)), args.for_host, args.json)
+    except UnicodeError:  # the IDNA codec: a label empty or over 63 characters
+        fail(f"--host {args.host[:80]!r} is not a host name (labels of 1 to 63 characters)")
     except ssl.SSLError as exc:
         fail(f"TLS with {args.host} failed ({exc.reason or exc}); check --host and --cafile")
     except OSError as exc:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import safe_repr, text, texts, whole
+from .._checks import flag, safe_repr, text, texts, whole
 from ..client import AsyncClient
 from ..core import Journal, JournalStore
 from ..errors import (
@@ -173,6 +173,8 @@ class CopyEngine:
         :attr:`erasures` under its ``subject_ref``. ``erase=False`` keeps it (a follower
         who leaves copying but stays a client)."""
         text("follower_id", follower_id)
+        if erase is not None:
+            flag("erase", erase)
         if erase and self.privacy is None:
             raise InvalidRequest("offboard(erase=True) needs CopyEngine(privacy=Privacy(...))")
         seat = self._seats.pop(follower_id, None)
@@ -336,6 +338,7 @@ class CopyEngine:
         the snapshot's id), nor does a later one once the follower is in line."""
         if not isinstance(snapshot, LeaderSnapshot):
             raise InvalidRequest("reconcile() takes a LeaderSnapshot")
+        flag("apply", apply)
         if followers is None:
             seats = list(self._seats.values())
         elif isinstance(followers, str):

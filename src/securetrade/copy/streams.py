@@ -33,7 +33,7 @@ from collections.abc import Awaitable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._checks import text, whole
+from .._checks import instance, text, whole
 from ..core.settings import Settings
 from ..errors import InvalidRequest, JournalError
 from ..models import Side
@@ -95,8 +95,10 @@ class EventStream:
     ) -> None:
         import redis.asyncio as redis_async
 
-        text("stream", stream)
-        text("group", group)
+        stream = text("stream", stream)
+        group = text("group", group)
+        if consumer is not None:  # "" is the default too
+            consumer = text("consumer", consumer, empty=True)
         if client is None:
             if not isinstance(url, str) or not url:
                 raise InvalidRequest(
@@ -117,7 +119,7 @@ class EventStream:
         self._redis = client
         self.stream = stream
         self.group = group
-        self.consumer = text("consumer", consumer or f"{socket.gethostname()}:{os.getpid()}")
+        self.consumer = consumer or text("consumer", f"{socket.gethostname()}:{os.getpid()}")
         self._ready = False
         self._beat = client.register_script(_HEARTBEAT)
 
@@ -147,9 +149,15 @@ class EventStream:
 
         The idle time of the entries in hand is reset every quarter of ``claim_idle_ms``,
         so only a worker that stopped running (dead or frozen) has its entries claimed."""
+        from .engine import CopyEngine
+
+        if limit is not None:
+            whole("limit", limit, 0)
         whole("claim_idle_ms", claim_idle_ms, 1)
         whole("block_ms", block_ms, 1)
         whole("count", count, 1)
+        instance("engine", engine, CopyEngine, optional=False)
+        instance("stop", stop, asyncio.Event)
         await self._create_group()
         held: set[str] = set()  # entries this worker was handed and has not finished
         beating = asyncio.create_task(self._heartbeats(held, claim_idle_ms / 4000))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from .._checks import shown
 from ..errors import AmbiguousOutcome, InvalidRequest
 from ..models import AccountTrade, Order, Transfer
 from ..ratelimit import Priority
@@ -69,7 +70,7 @@ def checked(
     if per_symbol and not isinstance(symbol, str):
         raise InvalidRequest(f"{op.value} needs a symbol (e.g. 'BTCUSDT' or 'BTC/USDT')")
     if asset is not None and (not isinstance(asset, str) or not asset.isalnum()):
-        raise InvalidRequest(f"asset must be an asset code such as 'BTC', not {asset!r}")
+        raise InvalidRequest(f"asset must be an asset code such as 'BTC', not {shown(asset)}")
     start = 0 if since is None else _milliseconds(since, "since")
     end = int(time.time() * 1000) if until is None else _milliseconds(until, "until")
     if end < start:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._checks import flag, function, instance
 from ..clock import VenueClock
 from ..errors import (
     AccessTokenRefused,
@@ -163,6 +164,8 @@ class Pipeline:
         """A call on a shared resource: made here when the driver said that resource answers
         at once (:attr:`inline`), else yielded as a :class:`Call` for the driver to make
         (the async client then makes it in a worker thread)."""
+        if type(resource) is not Resource or not callable(function):
+            _refuse_call(resource, function)
         if resource in self.inline:
             return function(*args)
         result: T = yield Call(resource, function, *args)
@@ -186,8 +189,10 @@ class Pipeline:
     ) -> Flow[dict[str, Instrument]]:
         """Trading rules per symbol, read once (and adopting the venue's published limits)."""
         market = self.market
-        if not refresh and market.instruments:
+        if refresh is False and market.instruments:  # the cached rules: every order asks
             return market.instruments
+        flag("refresh", refresh)
+        instance("priority", priority, Priority, optional=False)
         while not market.claim("loading"):
             yield Wait(0.01)  # another task, thread or client is reading them now
             if not refresh and market.instruments:
@@ -208,6 +213,7 @@ class Pipeline:
         """Read the venue's instruments, reference prices and clock through ``other``: the
         clients of one platform on one venue (a copy engine's followers, say) then learn
         them once between them, not once each. Both must serve the same venue."""
+        instance("other", other, Pipeline, optional=False)
         if other.venue.name != self.venue.name:
             raise InvalidRequest(
                 f"cannot share {other.venue.name}'s market data with a {self.venue.name} client"
@@ -570,3 +576,9 @@ def error_of(outcome: Outcome) -> SecureTradeError:
 
 def code_of(outcome: Outcome) -> int | str | None:
     return None if outcome.error is None else outcome.error.code
+
+
+def _refuse_call(resource: Any, call: Any) -> None:
+    """``perform``'s refusal: a resource that is no :class:`Resource`, or no function."""
+    instance("resource", resource, Resource, optional=False)
+    function("function", call)

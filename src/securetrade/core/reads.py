@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import text
+from .._checks import LAST_SECOND, flag, function, instance, shown, text
 from ..errors import InvalidRequest, LocalRefusal, OrderNotFound, PolicyViolation, ScopeError
 from ..keys import KeyCheck, Scope, Secret, assess
 from ..models import (
@@ -120,6 +120,7 @@ class Reads(Pipeline):
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
     ) -> Flow[KeyedResults[Instrument]]:
         """A copy of the cached rules (the caller may change it), shown as one table."""
+        flag("refresh", refresh)
         if self._cancel_due is not None:
             yield from self._honour_kill_switch()
         return KeyedResults((yield from self.markets(refresh=refresh, priority=priority)))
@@ -134,6 +135,7 @@ class Reads(Pipeline):
         return ticker
 
     def order_book(self, symbol: str, depth: int) -> Flow[OrderBook]:
+        depth = _plain_int(depth)
         symbol = yield from self.native_symbol(symbol)
         params = self._market_params(Op.ORDER_BOOK, "order_book_params", symbol, depth)
         payload = yield from self._call(
@@ -146,9 +148,10 @@ class Reads(Pipeline):
         self, symbol: str, interval: str, since: datetime | int | None, limit: int | None
     ) -> Flow[list[Candle]]:
         """Bars from ``since`` on (the first ``limit`` of them), else the latest ``limit``."""
-        if not isinstance(interval, str) or interval not in INTERVALS:
+        limit = _plain_int(limit)
+        if not isinstance(interval, str) or (interval := str.__str__(interval)) not in INTERVALS:
             raise InvalidRequest(
-                f"interval must be one of {', '.join(INTERVALS)}, not {interval!r}"
+                f"interval must be one of {', '.join(INTERVALS)}, not {shown(interval)}"
             )
         since_ms = None if since is None else _milliseconds(since, "since")
         symbol = yield from self.native_symbol(symbol)
@@ -165,6 +168,7 @@ class Reads(Pipeline):
 
     def public_trades(self, symbol: str, limit: int | None) -> Flow[list[PublicTrade]]:
         """The latest trades on the venue's tape, oldest first."""
+        limit = _plain_int(limit)
         symbol = yield from self.native_symbol(symbol)
         params = self._market_params(Op.PUBLIC_TRADES, "public_trades_params", symbol, limit)
         payload = yield from self._call(
@@ -223,6 +227,8 @@ class Reads(Pipeline):
     def native_order(self, order: OrderRequest) -> Flow[OrderRequest]:
         """``order`` with its symbol in the venue's own name: the intent (and so the
         idempotency fingerprint) is the same whichever name the caller used."""
+        if not isinstance(order, OrderRequest):
+            instance("order", order, OrderRequest, optional=False)
         native = yield from self.native_symbol(order.symbol)
         if native == order.symbol:
             return order
@@ -232,6 +238,8 @@ class Reads(Pipeline):
         self, order: OrderRequest, then: Callable[[OrderRequest], Flow[T]]
     ) -> Flow[T]:
         """Map ``order``'s symbol, then run ``then(order)`` (placing it, say)."""
+        if not callable(then):
+            function("then", then)
         native = yield from self.native_order(order)
         result: T = yield from then(native)
         return result
@@ -402,6 +410,7 @@ class Reads(Pipeline):
 
     def check_key(self, *, refuse: bool = False) -> Flow[KeyCheck]:
         """Ask the venue what the key may really do; warn, or refuse, if more than declared."""
+        flag("refuse", refuse)
         parse = getattr(self.venue, "parse_key_permissions", None)
         if parse is None or Op.KEY_PERMISSIONS not in self.venue.endpoints:
             raise InvalidRequest(f"{self.venue.name} cannot report what a key may do")
@@ -546,6 +555,8 @@ class Reads(Pipeline):
     def reference_price(self, symbol: str) -> Flow[ReferencePrice]:
         """The venue's last price of ``symbol``, reused while younger than the policy's
         ``reference_max_age`` allows (half of it, so a reused price is never stale)."""
+        if type(symbol) is not str:  # a dict key next: a list, or a hash that raises
+            symbol = text("symbol", symbol)
         cached = self.market.references.get(symbol)
         if cached is not None and time.time() - cached.at < self.policy.reference_max_age / 2:
             return cached
@@ -564,6 +575,7 @@ class Reads(Pipeline):
 
     def kill(self, reason: str, *, cancel_open: bool = False) -> Flow[list[Order]]:
         """Engage the kill switch (everywhere it reaches); cancel open orders if asked."""
+        flag("cancel_open", cancel_open)
         switch = self.policy.kill_switch
         yield from self.perform(
             Resource.POLICY, lambda: switch.engage(reason, cancel_open=cancel_open)
@@ -648,7 +660,7 @@ def _milliseconds(moment: datetime | int, name: str) -> int:
         if moment.tzinfo is None:
             raise InvalidRequest(f"{name} must be timezone-aware (e.g. tzinfo=timezone.utc)")
         return int(moment.timestamp() * 1000)
-    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
+    if type(moment) is not int or not 0 <= moment <= LAST_SECOND * 1000:  # str() of 5,000 digits
         raise InvalidRequest(f"{name} must be an aware datetime or milliseconds since the epoch")
     return moment
 
@@ -663,3 +675,11 @@ def _kill_listener(core: Reads) -> Callable[[KillState], None]:
             alive._cancel_due = state
 
     return listener
+
+
+def _plain_int(value: Any) -> Any:
+    """An ``int`` subclass as a plain ``int`` (its own ``__str__`` would write the wire
+    parameter); anything else as it is, for the venue's own check to refuse."""
+    if isinstance(value, int) and type(value) is not int and not isinstance(value, bool):
+        return int.__index__(value)
+    return value

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import flag, instance
 from ..errors import UnresolvedOrder
 from ..models import Order
 from ..progress import progress
@@ -100,6 +101,7 @@ class Recovery(Resolution):
         account across processes (a lease in the journal). ``once``: only if no
         reconciliation of this client has finished yet (the submit gate).
         """
+        flag("once", once)
         while True:
             with self._gate:
                 if once and self._recovered:
@@ -224,6 +226,7 @@ class Recovery(Resolution):
 
     def abandoned(self, intent: Intent) -> bool:
         """True when no live owner is working on ``intent`` any more."""
+        instance("intent", intent, Intent, optional=False)
         if intent.owner == process_token():
             return intent.client_order_id not in IN_FLIGHT
         if owner_is_gone(intent.owner):

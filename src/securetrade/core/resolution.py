@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from .._checks import instance, text, whole
 from ..errors import (
     AmbiguousOutcome,
     DuplicateOrder,
@@ -49,6 +50,9 @@ class Resolution(Reads):
         execute). Raises :class:`UnresolvedOrder` when the venue cannot tell in time, after
         recording the intent as UNKNOWN (from ``seen`` only: else :class:`StaleView`).
         """
+        symbol, cid = text("symbol", symbol), text("cid", cid)
+        whole("deadline_ms", deadline_ms, 0)
+        instance("seen", seen, View, optional=False)
         yield from self.note("order.resolving", client_order_id=cid)
         params = self.venue.order_lookup_params(symbol, client_order_id=cid)
         endpoint = self.venue.endpoints[Op.GET_ORDER]
@@ -117,12 +121,18 @@ class Resolution(Reads):
     def conclude(self, cid: str, state: IntentState, seen: View, error: str) -> Flow[None]:
         """A guarded transition (NOT_PLACED, UNKNOWN, REJECTED) from the row this flow saw;
         :class:`StaleView` when somebody else has moved it on meanwhile."""
+        cid = text("cid", cid)
+        instance("state", state, IntentState, optional=False)
+        instance("seen", seen, View, optional=False)
+        text("error", error, empty=True)
         applied = yield Settle(cid, state, error=error, expect=seen)
         if not applied:
             raise StaleView(cid)
 
     def adopt(self, found: Order, order: OrderRequest) -> Order:
         """A duplicate-id reply: the earlier attempt landed. Adopt it if it is our order."""
+        instance("found", found, Order, optional=False)
+        instance("order", order, OrderRequest, optional=False)
         if (
             (found.symbol, found.side, found.type) != (order.symbol, order.side, order.type)
             or not _same_size(found, order)
@@ -142,6 +152,8 @@ class Resolution(Reads):
 
     def settled(self, found: Order, key: str) -> Flow[Order]:
         """The venue holds ``found``: the evidence transition, whoever sent it."""
+        if type(found) is not Order:
+            instance("found", found, Order, optional=False)
         found = found.model_copy(update={"idempotency_key": key})
         state = state_of(found)
         if state is not _REJECTED:  # a listed refusal proves nothing of attempts

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
-from .._checks import Choice, instance, text, texts
+from .._checks import Choice, instance, shown, text, texts
 from ..errors import InvalidRequest, ScopeError
 from ..models import to_decimal
 from .otp import OtpSource, StaticOtp, TotpOtp
@@ -270,7 +270,7 @@ class ApiKey:
         """Raise :class:`ScopeError` unless this key may do ``scope`` with these values."""
         if type(scope) is not Scope:  # its value ("read") is taken; anything else refused
             scope = Scope(scope)
-        moment = now or datetime.now(timezone.utc)
+        moment = datetime.now(timezone.utc) if now is None else instance("now", now, datetime)
         if self.expires_at is not None and moment >= self.expires_at:
             raise ScopeError(f"key {self.key_id_hint} expired at {self.expires_at.isoformat()}")
         if scope not in self.scopes:
@@ -316,7 +316,7 @@ def _member(kind: type[_E], value: Any) -> _E:
         return kind(value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in kind)
-        raise InvalidRequest(f"{value!r} is not a {kind.__name__} ({allowed})") from None
+        raise InvalidRequest(f"{shown(value)} is not a {kind.__name__} ({allowed})") from None
 
 
 def _scopes(values: Iterable[Scope | str]) -> frozenset[Scope]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from .._checks import shown
 from ..errors import InvalidRequest, KeyNotFound
 from .apikey import ApiKey
 from .keystore import KdfParams, KeyStore
@@ -47,7 +48,9 @@ def rotate_wider(
         ring = _ring_from(_entry_in(entries, name, store.path), {}, entries)
         current = ring.current
         if current.covers(key):
-            raise InvalidRequest(f"the new key for {name!r} is not wider: use KeyStore.rotate()")
+            raise InvalidRequest(
+                f"the new key for {shown(name)} is not wider: use KeyStore.rotate()"
+            )
         if (key.venue, key.environment) != (current.venue, current.environment):
             raise InvalidRequest("a rotation keeps the venue and the environment of the key")
         gained = sorted(s.value for s in key.scopes - current.scopes)

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .._checks import instance, text
+from .._checks import instance, shown, text
 from .._checks import path as checked_path
 from ..errors import (
     InvalidRequest,
@@ -293,7 +293,7 @@ class KeyStore:
         _check_name(name)
         with self._locked() as entries:
             if name in entries:
-                raise InvalidRequest(f"a key named {name!r} exists; rotate or remove it")
+                raise InvalidRequest(f"a key named {shown(name)} exists; rotate or remove it")
             entries[name] = _entry_from(KeyRing(key, overlap=overlap), entries)
             self._write(entries)
 
@@ -329,7 +329,7 @@ class KeyStore:
             ring = _ring_from(_entry_in(entries, name, self._path), {}, entries)
             previous = ring.previous
             if previous is None:
-                raise KeyNotFound(f"{name!r} holds no replaced key to retire")
+                raise KeyNotFound(f"{shown(name)} holds no replaced key to retire")
             ring.retire(previous.key_id)
             entries[name] = _entry_from(ring, entries)
             self._write(entries)
@@ -374,7 +374,7 @@ class KeyStore:
             table = entries.setdefault(_INBOUND, _Plain())
             if key_id in table:
                 raise InvalidRequest(
-                    f"an inbound key {key_id!r} exists; narrow or remove it, or use a new id"
+                    f"an inbound key {shown(key_id)} exists; narrow or remove it, or use a new id"
                 )
             table[key_id] = record
             self._write(entries)
@@ -393,20 +393,22 @@ class KeyStore:
             table = entries.get(_INBOUND)
             record = table.get(key_id) if isinstance(table, _Plain) else None
             if not isinstance(table, _Plain) or not isinstance(record, _Plain):
-                raise KeyNotFound(f"no inbound key {key_id!r} in {self._path}")
+                raise KeyNotFound(f"no inbound key {shown(key_id)} in {self._path}")
             old_scopes, old_nets = set(record["scopes"]), _networks(record["networks"])
             if scopes is not None:
                 new_scopes = _scope_list(scopes)
                 if not set(new_scopes) <= old_scopes:
                     raise ScopeError(
-                        f"inbound key {key_id!r} may only lose scopes, not gain "
+                        f"inbound key {shown(key_id)} may only lose scopes, not gain "
                         f"{', '.join(sorted(set(new_scopes) - old_scopes))}"
                     )
                 record["scopes"] = new_scopes
             if networks is not None:
                 new_nets = _networks(networks)
                 if not new_nets or not all(_within(n, old_nets) for n in new_nets):
-                    raise ScopeError(f"inbound key {key_id!r} may only be held to fewer addresses")
+                    raise ScopeError(
+                        f"inbound key {shown(key_id)} may only be held to fewer addresses"
+                    )
                 record["networks"] = [str(n) for n in new_nets]
             self._write(entries)
 
@@ -416,7 +418,7 @@ class KeyStore:
         with self._locked() as entries:
             table = entries.get(_INBOUND)
             if not isinstance(table, _Plain) or key_id not in table:
-                raise KeyNotFound(f"no inbound key {key_id!r} in {self._path}")
+                raise KeyNotFound(f"no inbound key {shown(key_id)} in {self._path}")
             del table[key_id]
             self._write(entries)
 
@@ -455,7 +457,7 @@ class KeyStore:
             record = table.get(name) if isinstance(table, _Plain) else None
         if not isinstance(record, _Plain):
             raise KeyNotFound(
-                f"no OAuth credential {name!r} in {self._path}; run `securetrade oauth login`"
+                f"no OAuth credential {shown(name)} in {self._path}; run `securetrade oauth login`"
             )
         credential = credential_from_record(record)
         if credential is None:
@@ -486,7 +488,7 @@ class KeyStore:
         text = table.get(name) if isinstance(table, _Plain) else None
         seed = _b64_secret(Secret(text)) if isinstance(text, str) and text else None
         if seed is None:
-            raise KeyNotFound(f"no one-time-password seed {name!r} in {self._path}")
+            raise KeyNotFound(f"no one-time-password seed {shown(name)} in {self._path}")
         return seed
 
     # --- internals -------------------------------------------------------------------------

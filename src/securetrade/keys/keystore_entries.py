@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .._checks import is_text, shown
 from ..errors import InvalidRequest, KeyNotFound, KeystoreTampered
 from .apikey import ApiKey
 from .keystore_file import _b64, _Plain
@@ -207,7 +208,7 @@ def _entry_in(entries: _Plain, name: str, path: Path) -> _Plain:
     _name_text(name)
     entry = entries.get(name) if not name.startswith("@") else None
     if not isinstance(entry, _Plain):
-        raise KeyNotFound(f"no key named {name!r} in {path}")
+        raise KeyNotFound(f"no key named {shown(name)} in {path}")
     return entry
 
 
@@ -260,8 +261,7 @@ def _time(text: str | None) -> datetime | None:
 
 def _check_name(name: str) -> None:
     if (
-        not isinstance(name, str)
-        or not name
+        not is_text(name)  # a str subclass redefining == or hash is refused here too
         or len(name) > 64
         or not all(c.isalnum() or c in "-_." for c in name)
     ):
@@ -270,6 +270,6 @@ def _check_name(name: str) -> None:
 
 def _name_text(name: object) -> str:
     """A name to look up: text (a name of the wrong form is simply not found)."""
-    if not isinstance(name, str):
+    if not isinstance(name, str) or (type(name) is not str and not is_text(name, empty=True)):
         raise InvalidRequest("a key name is text: 1-64 characters of letters, digits, - _ .")
-    return name
+    return str.__str__(name)  # a plain str: the lookup hashes and compares it

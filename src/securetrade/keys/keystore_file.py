@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._checks import shown
 from ..errors import (
     KeyNotFound,
     KeystoreError,
@@ -100,7 +101,7 @@ def _derive_from_passphrase(passphrase: Secret, kdf: dict[str, Any]) -> _Keys:
 
         material = Scrypt(salt=salt, length=64, n=n, r=r, p=p).derive(passphrase.expose())
     else:
-        raise KeystoreTampered(f"keystore names an unknown KDF {name!r}")
+        raise KeystoreTampered(f"keystore names an unknown KDF {shown(name)}")
     return _Keys(material)
 
 
@@ -129,7 +130,7 @@ def _keyring_kek(service: str, username: str, *, create: bool) -> Secret:
             if not create:
                 raise WrongPassphrase(
                     f"the OS keyring holds no key-encryption key for this keystore "
-                    f"(service {service!r}, entry {username!r})"
+                    f"(service {shown(service)}, entry {shown(username)})"
                 )
             kek = Secret(secrets.token_bytes(32))
             keyring.set_password(service, username, _b64(kek.expose()))
@@ -211,7 +212,7 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise KeystoreTampered(f"{path}: unsupported keystore version or cipher")
     for name, kind in (("kdf", dict), ("check", str), ("nonce", str), ("ciphertext", str)):
         if not isinstance(document.get(name), kind):
-            raise KeystoreTampered(f"{path}: keystore field {name!r} is missing or malformed")
+            raise KeystoreTampered(f"{path}: keystore field {shown(name)} is missing or malformed")
     extra = set(document) - {"format", "version", "cipher", "kdf", "check", "nonce", "ciphertext"}
     if extra:
         raise KeystoreTampered(f"{path}: unexpected keystore fields {sorted(extra)}")

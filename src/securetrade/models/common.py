@@ -22,7 +22,7 @@ try:  # pydantic's generic private-attribute initialiser, replaced where it is s
 except (ImportError, AttributeError):  # another pydantic layout: its own way everywhere
     _GENERIC_POST_INIT = None
 
-from .._checks import Choice
+from .._checks import Choice, shown
 from ..errors import InvalidRequest
 from ..tables import Tabular
 
@@ -51,7 +51,7 @@ def to_decimal(value: Any, *, field: str = "value") -> Decimal:
         try:
             result = Decimal(value)
         except InvalidOperation:
-            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+            raise InvalidRequest(f"{field}: {shown(value)} is not a decimal number") from None
     elif isinstance(value, bool):
         raise InvalidRequest(f"{field}: a boolean is not a number")
     elif isinstance(value, Decimal):
@@ -64,11 +64,11 @@ def to_decimal(value: Any, *, field: str = "value") -> Decimal:
         try:
             result = Decimal(value.strip())
         except InvalidOperation:
-            raise InvalidRequest(f"{field}: {value!r} is not a decimal number") from None
+            raise InvalidRequest(f"{field}: {shown(value)} is not a decimal number") from None
     else:
         raise InvalidRequest(f"{field}: expected a number, got {type(value).__name__}")
     if not result.is_finite():
-        raise InvalidRequest(f"{field}: {value!r} is not finite")
+        raise InvalidRequest(f"{field}: {shown(value)} is not finite")
     return result
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, StrictBool, model_validator
 
-from .._checks import plain_decimal
+from .._checks import plain_decimal, shown
 from ..errors import InvalidRequest
 from .common import (
     Money,
@@ -100,10 +100,12 @@ class OrderRequest(_Model):
         if isinstance(data, dict):
             symbol = data.get("symbol")
             if isinstance(symbol, str) and not _SYMBOL_RE.fullmatch(symbol):
-                raise InvalidRequest(f"symbol: {symbol!r} has characters no venue accepts")
+                raise InvalidRequest(f"symbol: {shown(symbol)} has characters no venue accepts")
             cid = data.get("client_order_id")
             if isinstance(cid, str) and not _CLIENT_ID_RE.fullmatch(cid):
-                raise InvalidRequest(f"client_order_id: {cid!r} must be 1-36 of A-Z a-z 0-9 _ -")
+                raise InvalidRequest(
+                    f"client_order_id: {shown(cid)} must be 1-36 of A-Z a-z 0-9 _ -"
+                )
             side = data.get("side")
             if isinstance(side, str):
                 data = {**data, "side": side.upper()}

@@ -120,6 +120,8 @@ class TokenSource:
     def refused(self, token: Secret) -> None:
         """A venue answered 401 to ``token``: the next request renews first, even though
         its stated expiry has not come (revoked, or the server's clock is ahead)."""
+        if not isinstance(token, Secret):  # compared with ours next: no caller's ==
+            raise InvalidRequest("token must be the Secret the venue refused")
         credential = self._cached
         if credential is not None and credential.access_token == token:
             self._refused = token

@@ -23,7 +23,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._checks import instance, text
+from .._checks import LARGEST, instance, shown, text
 from ..errors import AmbiguousOutcome, InvalidRequest, PolicyViolation
 from ..models import Order, OrderRequest, OrderType, Side, to_decimal
 from .killswitch import KillSwitch, MemorySwitchStore
@@ -86,9 +86,12 @@ def _num(value: object) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest("a denial's limit and value are numbers (a Decimal) or None")
-    return Decimal(str(value))
+    # An int subclass would write its own str; a 5,000-digit int's str() is a ValueError.
+    if type(value) is int and -LARGEST <= value <= LARGEST:
+        return Decimal(value)
+    if type(value) is float:
+        return Decimal(repr(value))
+    raise InvalidRequest("a denial's limit and value are numbers (a Decimal) or None")
 
 
 # Read once, as in models.common: a member read off its enum class is slow in 3.11.
@@ -592,13 +595,13 @@ def _count(name: str, value: int | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"{name} must be a whole number of at least 1, got {value!r}")
+        raise InvalidRequest(f"{name} must be a whole number of at least 1, got {shown(value)}")
     return value
 
 
 def _seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-        raise InvalidRequest(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidRequest(f"{name} must be a positive number of seconds, got {shown(value)}")
     return float(value)
 
 
@@ -622,7 +625,7 @@ def _side(value: object) -> Side:
     try:
         return Side(str(value).upper() if isinstance(value, str) else value)
     except ValueError:
-        raise InvalidRequest(f"{value!r} is not a side (BUY, SELL)") from None
+        raise InvalidRequest(f"{shown(value)} is not a side (BUY, SELL)") from None
 
 
 def _request(order: object) -> OrderRequest:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import path as checked_path
-from .._checks import text
+from .._checks import shown, text
 from ..errors import InvalidRequest
 
 __all__ = ["RetentionPolicy", "parse_period"]
@@ -49,7 +49,8 @@ def parse_period(text: str) -> float:
     match = _PERIOD.match(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise InvalidRequest(
-            f"retention period {text!r}: write a whole number and a unit (s m h d w y), e.g. 30d"
+            f"retention period {shown(text)}: "
+            "write a whole number and a unit (s m h d w y), e.g. 30d"
         )
     return int(match.group(1)) * _UNITS[match.group(2)]
 
@@ -73,7 +74,7 @@ class RetentionPolicy:
             parse_period(period)
         for target in (*self.kinds.values(), self.default_class):
             if target not in self.classes:
-                raise InvalidRequest(f"retention class {target!r} has no period in classes")
+                raise InvalidRequest(f"retention class {shown(target)} has no period in classes")
 
     @classmethod
     def load(cls, path: str | Path) -> RetentionPolicy:
@@ -124,5 +125,7 @@ class RetentionPolicy:
 def _known(what: str, name: object, table: Mapping[str, str]) -> str:
     """The period ``table`` gives ``name``; an unknown name is refused, naming the known."""
     if not isinstance(name, str) or name not in table:
-        raise InvalidRequest(f"unknown {what} {name!r:.60}; one of: {', '.join(sorted(table))}")
+        raise InvalidRequest(
+            f"unknown {what} {shown(name, 60)}; one of: {', '.join(sorted(table))}"
+        )
     return table[name]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._checks import Choice, flag, text, texts
+from .._checks import Choice, flag, shown, text, texts
 from ..errors import InvalidRequest
 
 _Model = TypeVar("_Model", bound=type)
@@ -133,7 +133,7 @@ def personal_fields(model: type) -> dict[str, Personal]:
             if tag is not None:
                 found[item.name] = tag
         return found
-    raise InvalidRequest(f"{model!r} is neither a pydantic model nor a dataclass")
+    raise InvalidRequest(f"{shown(model)} is neither a pydantic model nor a dataclass")
 
 
 def pseudonym(pepper: bytes, value: str) -> str:
@@ -196,7 +196,7 @@ class PersonalDataPolicy:
         tags: dict[str, Personal] = {}
         for model in models:
             if not isinstance(model, type):
-                raise InvalidRequest(f"models are classes (dataclasses), not {model!r:.40}")
+                raise InvalidRequest(f"models are classes (dataclasses), not {shown(model, 40)}")
             for name, tag in personal_fields(model).items():
                 for alias in tag.aliases or (name,):
                     tags.setdefault(alias, tag)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
+
+from .._checks import LARGEST, LONGEST, is_text, number, text
+from ..errors import InvalidRequest
 
 __all__ = ["Backend", "Draw"]
 
@@ -98,3 +101,86 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 optional: the in-memory backend holds nothing
         """Release connections; the shared state itself stays."""
+
+
+# The checks of a backend's public methods, for a caller that uses one directly (the
+# limiter passes only what it built, which passes them): a hostile value is refused with
+# InvalidRequest before any window is touched, never a TypeError from inside, nor a NaN
+# window length kept.
+
+
+def _length(value: Any) -> bool:
+    """A window length: a positive finite number of seconds (NaN fails the comparison)."""
+    kind = type(value)
+    return (kind is float or kind is int) and 0 < value <= LONGEST
+
+
+def checked_draws(draws: Any) -> Sequence[Draw]:
+    """``compile``'s draws: a list of :class:`Draw` (empty for a call that costs
+    nothing), each field of its type."""
+    if type(draws) is not list and type(draws) is not tuple:
+        raise InvalidRequest("draws must be a list of Draw(bucket, seconds, ceiling, cost)")
+    for draw in draws:
+        if not (
+            isinstance(draw, Draw)
+            and is_text(draw.bucket)
+            and _length(draw.seconds)
+            and type(draw.ceiling) is int
+            and 0 <= draw.ceiling <= LARGEST
+            and type(draw.cost) is int
+            and 0 <= draw.cost <= LARGEST
+        ):
+            raise InvalidRequest(
+                "each draw must be a Draw of a bucket name, a window length in seconds, "
+                "and a ceiling and a cost that are whole numbers of at least 0"
+            )
+    return cast("Sequence[Draw]", draws)
+
+
+class Reports(list[tuple[str, float, int]]):
+    """Reports the limiter built from a venue's headers (its own buckets and window
+    lengths, a whole number it parsed): checked where built, so not again on every
+    landing (the per-report check costs a few thousand instructions a request)."""
+
+    __slots__ = ()
+
+
+def checked_reports(reports: Any) -> Sequence[tuple[str, float, int]]:
+    """``land``'s and ``reconcile``'s reports: a list of ``(bucket, seconds, used)``."""
+    kind = type(reports)
+    if kind is Reports:
+        return cast("Reports", reports)
+    if kind is not list and kind is not tuple:
+        raise InvalidRequest("reports must be a list of (bucket, seconds, used) tuples")
+    for report in reports:
+        if not (
+            type(report) is tuple
+            and len(report) == 3
+            and is_text(report[0])
+            and _length(report[1])
+            and type(report[2]) is int
+            and 0 <= report[2] <= LARGEST
+        ):
+            raise InvalidRequest(
+                "each report must be (bucket name, window length in seconds, units used as "
+                "a whole number of at least 0)"
+            )
+    return cast("Sequence[tuple[str, float, int]]", reports)
+
+
+def checked_buckets(buckets: Any) -> Sequence[tuple[str, float]]:
+    """``used``'s windows: a list of ``(bucket, seconds)``."""
+    if type(buckets) is not list and type(buckets) is not tuple:
+        raise InvalidRequest("buckets must be a list of (bucket, seconds) tuples")
+    for bucket in buckets:
+        if not (
+            type(bucket) is tuple and len(bucket) == 2 and is_text(bucket[0]) and _length(bucket[1])
+        ):
+            raise InvalidRequest("each bucket must be (bucket name, window length in seconds)")
+    return buckets
+
+
+def checked_pause(key: Any, duration: Any = 0.0) -> tuple[str, float]:
+    """``pause``'s key and seconds (``paused_for``'s key). No bound on the seconds but
+    a finite float's: a venue's Retry-After of a year pauses for a year."""
+    return text("pause key", key), number("pause (seconds)", duration, least=0)

@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._checks import number, safe_repr, text, whole
+from .._checks import number, safe_repr, shown, text, whole
 from .._checks import seconds as duration
 from ..errors import InvalidRequest
 from . import metrics
-from .backend import Backend, Draw
+from .backend import Backend, Draw, Reports
 from .history import History, Series
 from .memory import MemoryBackend
 from .model import DEFAULT_SHARES, Caller, LimitScope, Priority, RateLimit, Usage
@@ -164,7 +164,7 @@ class RateLimiter:
         with self._lock:
             if self._venue and self._venue != venue:
                 raise InvalidRequest(
-                    f"this rate limiter serves {self._venue!r}; make another for {venue!r}"
+                    f"this rate limiter serves {self._venue!r}; make another for {shown(venue)}"
                 )
             self._venue = venue
             if not self._limits and not self._given:
@@ -235,7 +235,12 @@ class RateLimiter:
         and account windows.
         """
         last = self._last
-        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+        if (
+            last[0] is costs
+            and last[1] is priority
+            and last[2] is caller
+            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
+        ):  # the same call again; an == of a caller's object never runs
             plan = last[4]
         else:
             _check_call(costs, priority, symbol, caller)
@@ -282,7 +287,12 @@ class RateLimiter:
         ``caller`` pick the instrument, pair, key and account windows.
         """
         last = self._last
-        if last[0] is costs and last[1] is priority and last[2] is caller and last[3] == symbol:
+        if (
+            last[0] is costs
+            and last[1] is priority
+            and last[2] is caller
+            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
+        ):  # the same call again; an == of a caller's object never runs
             plan = last[4]
         else:
             _check_call(costs, priority, symbol, caller)
@@ -330,7 +340,7 @@ class RateLimiter:
         caller: Caller | None,
     ) -> tuple[Mapping[str, int], Any]:
         if not isinstance(priority, Priority):
-            raise InvalidRequest(f"priority must be a Priority, not {priority!r}")
+            raise InvalidRequest(f"priority must be a Priority, not {shown(priority)}")
         if self._metrics is None:
             self._metrics = metrics.register(self, self._meter_provider)
         share = self._shares[priority]
@@ -387,6 +397,8 @@ class RateLimiter:
         """
         if not isinstance(headers, Mapping):
             raise InvalidRequest("headers must be the response's headers (a mapping)")
+        if type(status) is not int:  # compared with 418 and 429: a hostile __eq__ ran
+            raise InvalidRequest("status must be the response's HTTP status (an int)")
         reported = self._headers.get((caller, symbol)) if _target_ok(symbol, caller) else None
         if reported is None:
             _check_target(symbol, caller)
@@ -397,11 +409,15 @@ class RateLimiter:
                     if limit.header is not None
                 ]
                 self._headers[(caller, symbol)] = reported
-        reports = []
+        reports = Reports()  # checked here: the backend takes it as it is
         for header, bucket, seconds in reported:
             value = headers.get(header)
-            if value is not None and value.isdigit() and int(value) > 0:
-                reports.append((bucket, seconds, int(value)))
+            # ASCII digits only, and fewer than a 64-bit count has: int() refuses "²" and
+            # 5,000 digits with a ValueError; a venue that sends either reports nothing.
+            if type(value) is str and value.isascii() and value.isdigit() and len(value) < 19:
+                used = int(value)
+                if used > 0:
+                    reports.append((bucket, seconds, used))
         if landed is not None:
             self._check_admission(landed)
             self.backend.land(landed, reports)
@@ -572,7 +588,7 @@ def _check_call(costs: Any, priority: Any, symbol: Any, caller: Any) -> None:
     if not isinstance(costs, Mapping):
         raise InvalidRequest("costs must map a limit kind to a whole number of units")
     if not isinstance(priority, Priority):
-        raise InvalidRequest(f"priority must be a Priority, not {priority!r:.40}")
+        raise InvalidRequest(f"priority must be a Priority, not {shown(priority, 40)}")
     _check_target(symbol, caller)
 
 
@@ -583,7 +599,7 @@ def _shares(shares: Mapping[Priority, float] | None) -> dict[Priority, float]:
             raise InvalidRequest("shares must map each Priority to a fraction of a window")
         for priority, share in shares.items():
             if not isinstance(priority, Priority):
-                raise InvalidRequest(f"shares are keyed by Priority, not {priority!r}")
+                raise InvalidRequest(f"shares are keyed by Priority, not {shown(priority)}")
             chosen[priority] = share
     previous = 0.0
     for priority in sorted(chosen):

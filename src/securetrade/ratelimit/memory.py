@@ -16,9 +16,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._checks import function
-from .backend import Backend, Draw
+from .._checks import seconds as checked_seconds
+from ..errors import InvalidRequest
+from .backend import (
+    Backend,
+    Draw,
+    Reports,
+    checked_buckets,
+    checked_draws,
+    checked_pause,
+    checked_reports,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -113,6 +124,20 @@ class _Logs(tuple[tuple[_Log, int], ...]):
 
     __slots__ = ()
 
+    def __new__(cls, iterable: Any = ()) -> _Logs:
+        """Made by :meth:`MemoryBackend.compile` only (it is reachable as the backend's
+        ``admission_type``): anything but its (log, cost) pairs is refused."""
+        try:
+            pairs = tuple(iterable)
+        except Exception:
+            pairs = None
+        if pairs is None or not all(
+            type(p) is tuple and len(p) == 2 and type(p[0]) is _Log and type(p[1]) is int
+            for p in pairs
+        ):
+            raise InvalidRequest("an admission is made by MemoryBackend.compile(), not by hand")
+        return super().__new__(cls, pairs)
+
 
 _Plan = tuple[
     list[float],
@@ -123,6 +148,10 @@ _Plan = tuple[
     "tuple[float, _Logs]",
     _Logs,
 ]
+
+
+def _not_a_plan() -> InvalidRequest:
+    return InvalidRequest("plan must be what this backend's compile() returned")
 
 
 class MemoryBackend(Backend):
@@ -157,6 +186,9 @@ class MemoryBackend(Backend):
         return window
 
     def compile(self, pause_key: str, draws: Sequence[Draw], *, flight: float = 60.0) -> _Plan:
+        pause_key = checked_pause(pause_key)[0]
+        draws = checked_draws(draws)
+        checked_seconds("flight", flight, above=0)
         with self._lock:
             now = self._clock()
             pause = self._pauses.setdefault(pause_key, [0.0])
@@ -175,7 +207,12 @@ class MemoryBackend(Backend):
         # time returned. Both must reach the same decision;
         # test_memory_fast_path_decides_like_acquire_at checks it. The lock is taken with
         # acquire()/release() rather than "with": 120 ns less on CPython 3.11.
-        pause, draws, lock, clock, single, _, logs = plan
+        try:
+            pause, draws, lock, clock, single, _, logs = plan
+        except (TypeError, ValueError):
+            raise _not_a_plan() from None
+        if lock is not self._lock:
+            raise _not_a_plan()
         lock.acquire()
         try:
             now = clock()  # read under the lock: an entry is dated when admitted
@@ -223,7 +260,12 @@ class MemoryBackend(Backend):
             lock.release()
 
     def acquire_at(self, plan: _Plan) -> tuple[float, float]:
-        pause, draws, _, _, _, _, logs = plan
+        try:
+            pause, draws, lock, _, _, _, logs = plan
+        except (TypeError, ValueError):
+            raise _not_a_plan() from None
+        if lock is not self._lock:
+            raise _not_a_plan()
         with self._lock:
             now = self._clock()
             if now < pause[0]:
@@ -243,7 +285,12 @@ class MemoryBackend(Backend):
     def admit(self, plan: _Plan) -> tuple[float, _Logs | None]:
         # The hot path of every request (<= 1 µs uncontended): acquire() that counts the
         # units in flight instead of logging them, and answers with a tuple made once.
-        pause, draws, lock, clock, single, granted, logs = plan
+        try:
+            pause, draws, lock, clock, single, granted, logs = plan
+        except (TypeError, ValueError):
+            raise _not_a_plan() from None
+        if lock is not self._lock:
+            raise _not_a_plan()
         lock.acquire()
         try:
             now = clock()
@@ -282,6 +329,11 @@ class MemoryBackend(Backend):
 
     def land(self, admission: _Logs, reports: Sequence[tuple[str, float, int]] = ()) -> None:
         # On every request too: _Log.add() with expire() and add() inlined.
+        if type(admission) is not _Logs:
+            raise InvalidRequest("admission must be what this backend's admit() returned")
+        kind = type(reports)
+        if kind is not Reports and (kind is not tuple or reports):  # the limiter's, or ()
+            checked_reports(reports)
         lock = self._lock
         lock.acquire()
         try:
@@ -307,6 +359,7 @@ class MemoryBackend(Backend):
             lock.release()
 
     def reconcile(self, reports: Sequence[tuple[str, float, int]]) -> None:
+        checked_reports(reports)
         with self._lock:
             self._reconcile(self._clock(), reports)
 
@@ -322,16 +375,19 @@ class MemoryBackend(Backend):
                         other.report(now, missing, seconds)
 
     def pause(self, key: str, seconds: float) -> None:
+        key, seconds = checked_pause(key, seconds)
         with self._lock:
             cell = self._pauses.setdefault(key, [0.0])
             cell[0] = max(cell[0], self._clock() + seconds)
 
     def paused_for(self, key: str) -> float:
+        key = checked_pause(key)[0]
         with self._lock:
             cell = self._pauses.get(key)
             return 0.0 if cell is None else max(0.0, cell[0] - self._clock())
 
     def used(self, buckets: Sequence[tuple[str, float]]) -> list[int]:
+        checked_buckets(buckets)
         with self._lock:
             now = self._clock()
             result = []

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._checks import Choice, text, whole
+from .._checks import Choice, shown, text, whole
 from .._checks import seconds as duration
 from ..errors import InvalidRequest
 
@@ -93,7 +93,7 @@ def _scope(value: object) -> LimitScope:
         return LimitScope(value)
     except ValueError:
         names = ", ".join(s.value for s in LimitScope)
-        raise InvalidRequest(f"rate limit scope {value!r} is not one of {names}") from None
+        raise InvalidRequest(f"rate limit scope {shown(value)} is not one of {names}") from None
 
 
 _PARAMS = "params must be (name, value) pairs of text, as a venue's *_params() give"
@@ -128,7 +128,8 @@ class CostRule:
             return self.absent and value is None
         if self.up_to is None:
             return True
-        return value.isdigit() and int(value) <= self.up_to
+        # isdecimal: int() takes it ('²' is a digit int() refuses); 4,300+ digits neither
+        return value.isdecimal() and len(value) < 20 and int(value) <= self.up_to
 
 
 def cost_of(

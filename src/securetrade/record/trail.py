@@ -159,7 +159,8 @@ class AuditKey:
         """The private key as PKCS#8 PEM, encrypted when ``password`` is given."""
         from cryptography.hazmat.primitives import serialization
 
-        wrapped = _secret_or_none(password) if password else None
+        empty = password is None or (type(password) is bytes and not password)
+        wrapped = None if empty else _secret_or_none(password)  # no caller's __bool__
         del password
         if wrapped is not None and len(wrapped.expose()) > 1023:  # the PKCS#8 backend's limit
             raise InvalidRequest("password must be at most 1023 bytes")
@@ -534,11 +535,21 @@ def verify_records(
     return VerifyReport(count, head, tuple(problems), trusted, tuple(sorted(signers)))
 
 
+def _read_only(path: str | Path) -> sqlite3.Connection:
+    """The trail file opened read-only. Its name goes into the URI percent-encoded: a
+    ``?`` or ``#`` in it was read as the URI's query (``mode=rw`` from a file name)."""
+    file = Path(path)
+    if not file.is_file():  # a directory: sqlite3's "unable to open database file" before
+        raise InvalidRequest(f"{path}: no such audit trail file; check the path (the audit= file)")
+    try:
+        return sqlite3.connect(file.absolute().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise InvalidRequest(f"{path}: the audit trail did not open ({exc}); check it") from None
+
+
 def read_sqlite(path: str | Path) -> Iterator[Record]:
     """The records of a trail file, in sequence order, read-only."""
-    if not Path(path).exists():
-        raise InvalidRequest(f"{path}: no such audit trail; check the path (the audit= file)")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _read_only(path)
     try:
         rows = db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq").fetchall()  # noqa: S608  # nosec B608
     except sqlite3.DatabaseError as exc:
@@ -560,7 +571,7 @@ def read_sqlite(path: str | Path) -> Iterator[Record]:
 
 def stored_public_keys(path: str | Path) -> dict[str, Any]:
     """The signer keys a trail file carries (trust them only as far as the file itself)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = _read_only(path)
     try:
         rows = db.execute("SELECT public_pem FROM audit_keys").fetchall()
     except sqlite3.Error:

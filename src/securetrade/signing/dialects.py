@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .._checks import whole
+from .._checks import shown, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .signers import (
@@ -43,7 +43,7 @@ def _text(value: bytes | str) -> bytes:
 
 def _method_path(method: str, request_path: str) -> bytes:
     if not isinstance(method, str) or method not in _METHODS:
-        raise InvalidRequest(f"method {method!r} is not one of {', '.join(sorted(_METHODS))}")
+        raise InvalidRequest(f"method {shown(method)} is not one of {', '.join(sorted(_METHODS))}")
     if not isinstance(request_path, str) or _PATH(request_path) is None or "#" in request_path:
         raise InvalidRequest("request path must start with '/' and hold printable ASCII only")
     return method.encode("ascii") + request_path.encode("ascii")

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from .._checks import plain_decimal
+from .._checks import plain_decimal, shown
 from ..errors import InvalidRequest
 
 __all__ = ["encode_json", "encode_query", "escape", "is_plain", "with_query"]
@@ -139,7 +139,7 @@ def _object(items: Iterable[tuple[Any, Any]], where: str) -> dict[str, Any]:
         if _SURROGATE(key):
             raise InvalidRequest(f"{where} has a key with a lone surrogate")
         if key in result:
-            raise InvalidRequest(f"{where} repeats the key {key!r}")
+            raise InvalidRequest(f"{where} repeats the key {shown(key)}")
         result[key] = _wire(value, f"{where}.{key}")
     return result
 

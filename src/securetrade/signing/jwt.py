@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from .._checks import LAST_SECOND, whole
+from .._checks import LAST_SECOND, shown, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .keyload import load_ec_p256, load_ed25519
@@ -122,7 +122,7 @@ class JwtSigner(SecretHolder):
             raise InvalidRequest("give both method and path (REST) or neither (WebSocket)")
         if method is not None and path is not None:
             if not isinstance(method, str) or method not in _METHODS:
-                raise InvalidRequest(f"method {method!r} is not an HTTP method Coinbase uses")
+                raise InvalidRequest(f"method {shown(method)} is not an HTTP method Coinbase uses")
             if not isinstance(path, str) or not isinstance(host, str):
                 raise InvalidRequest("path and host must be text")
             bare = path.split("?", 1)[0]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .._checks import flag, instance, is_text, text, whole
+from .._checks import flag, instance, is_text, shown, text, whole
 from ..errors import InvalidRequest
 from ..keys import ApiKey, Environment, KeyKind, Scope, Secret
 from ..keys.otp import StaticOtp, TotpOtp
@@ -171,13 +171,13 @@ class Simulator:
             balances = opening_balances(balances)
         if venue in BROKER_VENUES:
             raise InvalidRequest(
-                f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({venue!r}); "
+                f"{venue} is served by securetrade.sim.brokers.BrokerSimulator({shown(venue)}); "
                 "make its keys there"
             )
         if venue not in SIMULATED_VENUES or KeyKind(kind) not in SIMULATED_VENUES[venue]:
             kinds = {name: [k.value for k in ks] for name, ks in SIMULATED_VENUES.items()}
             raise InvalidRequest(
-                f"the simulator has no {venue!r} key of kind {KeyKind(kind).value!r}; "
+                f"the simulator has no {shown(venue)} key of kind {KeyKind(kind).value!r}; "
                 f"pick a venue and kind from {kinds}"
             )
         if venue == "kraken":

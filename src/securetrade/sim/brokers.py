@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._checks import shown
 from ..errors import InvalidRequest
 from ..keys import ApiKey, Environment, Scope
 from ..transport.base import HttpRequest, HttpResponse, TransportFailure
@@ -40,7 +41,7 @@ class BrokerSimulator:
 
     def __init__(self, venue: str, *, clock_offset_ms: int = 0) -> None:
         if venue not in BROKERS:
-            raise InvalidRequest(f"venue must be one of {', '.join(BROKERS)}, not {venue!r}")
+            raise InvalidRequest(f"venue must be one of {', '.join(BROKERS)}, not {shown(venue)}")
         self.venue = venue
         self.faults = Faults()
         self.dialect: AlpacaDialect | OandaDialect

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._checks import instance, number, whole
+from .._checks import instance, is_text, number, shown, whole
 from ..errors import InvalidRequest
 
 __all__ = ["EXECUTED", "Fault", "Faults"]
@@ -100,8 +100,8 @@ class Fault:
         )
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise InvalidRequest(f"fault kind {self.kind!r} is not one of {', '.join(_KINDS)}")
+        if not is_text(self.kind) or self.kind not in _KINDS:  # no caller's == or hash
+            raise InvalidRequest(f"fault kind {shown(self.kind)} is not one of {', '.join(_KINDS)}")
         whole("Fault.times", self.times, 1)
         whole("Fault.status", self.status, 100, 599)
         number("Fault.seconds", self.seconds, least=0)

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
-from .._checks import instance, text, whole
+from .._checks import instance, is_text, text, whole
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment
 from ..models import to_decimal
@@ -261,7 +261,7 @@ def check_signing(key: Any, signer: Any, now_ms: Any) -> None:
 
 def market_path(base: str, channel: str, symbol: str) -> str:
     """``wss://host/ws/<symbol>@<channel>`` (Binance's raw stream path)."""
-    stream = _CHANNELS.get(channel) if isinstance(channel, str) else None
+    stream = _CHANNELS.get(channel) if is_text(channel) else None  # no caller's ==
     if stream is None:
         raise InvalidRequest("channel must be 'ticker' or 'book'")
     text("symbol", symbol)

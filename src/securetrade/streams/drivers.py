@@ -198,7 +198,7 @@ class StreamHub:
     ) -> MarketStream:
         """A new ticker or book stream of ``symbol`` (``channel`` ``ticker`` or ``book``), closed
         with the client; :class:`InvalidRequest` for a symbol that is not the venue's."""
-        if channel not in ("ticker", "book"):
+        if not is_text(channel) or channel not in ("ticker", "book"):  # no caller's ==
             raise InvalidRequest("channel must be 'ticker' or 'book'")
         self._check_options(stream_url, None, options)
         key = self.client.core.keys.current

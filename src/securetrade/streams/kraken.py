@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .._checks import text
+from .._checks import is_text, text
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment, Secret
 from ..models import to_decimal
@@ -125,7 +125,7 @@ class KrakenStreams:
 
     def market_url(self, environment: Environment, channel: str, symbol: str) -> str:
         """The public endpoint: the channel and symbol travel in the subscription frame."""
-        if channel not in ("ticker", "book"):
+        if not is_text(channel) or channel not in ("ticker", "book"):  # no caller's ==
             raise InvalidRequest("channel must be 'ticker' or 'book'")
         environment = Environment(environment)
         url = self._MARKET.get(environment)
@@ -362,6 +362,6 @@ class KrakenStreams:
 
 def _check_market(channel: Any, symbol: Any) -> None:
     """A market subscription's channel and symbol, refused before a frame is made."""
-    if channel not in ("ticker", "book"):
+    if not is_text(channel) or channel not in ("ticker", "book"):  # no caller's ==
         raise InvalidRequest("channel must be 'ticker' or 'book'")
     text("symbol", symbol)

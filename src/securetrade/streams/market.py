@@ -15,7 +15,7 @@ import contextlib
 import ssl
 from typing import Any
 
-from .._checks import text
+from .._checks import is_text, text
 from ..errors import InvalidRequest, SecureTradeError
 from .connection import Backoff, Connector
 from .dialects import StreamDialect
@@ -40,7 +40,7 @@ class MarketStream:
     ) -> None:
         check_stream(dialect, url, context, options)
         text("symbol", symbol)
-        if channel not in ("", "ticker", "book"):
+        if not is_text(channel, empty=True) or channel not in ("", "ticker", "book"):
             raise InvalidRequest("channel must be 'ticker' or 'book'")
         self.options = options or StreamOptions(stale_after=5.0)
         self.venue = dialect.name

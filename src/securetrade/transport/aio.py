@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from .._checks import whole
+from .._checks import shown, whole
 from ..errors import InvalidRequest
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
 from .http import (
@@ -555,7 +555,7 @@ def _local_address(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value))
     except (TypeError, ValueError):
         raise InvalidRequest(
-            f"local_address must be an IP address of this host, not {value!r}"
+            f"local_address must be an IP address of this host, not {shown(value)}"
         ) from None
 
 

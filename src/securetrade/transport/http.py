@@ -33,6 +33,7 @@ import time
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .._checks import shown
 from ..errors import InvalidRequest, PinMismatch, UntrustedServer
 from . import redaction  # noqa: F401 - installs the log filters before any library logs
 from .base import HttpRequest, HttpResponse, Timeout, TransportFailure
@@ -410,7 +411,7 @@ def check_request(request: HttpRequest) -> None:
     method, target = request.method, request.target
     if type(method) is not str or method not in passed:
         if _TOKEN(method) is None:
-            raise InvalidRequest(f"request refused before sending: bad method {method!r}")
+            raise InvalidRequest(f"request refused before sending: bad method {shown(method)}")
         _remember(method)
     if type(target) is not str or target not in passed:
         if _TARGET(target) is None:
@@ -433,7 +434,7 @@ def check_request(request: HttpRequest) -> None:
             continue
         name, value = pair
         if _TOKEN(name) is None or _VALUE(value) is None:
-            raise InvalidRequest(f"request refused before sending: bad header {name!r}")
+            raise InvalidRequest(f"request refused before sending: bad header {shown(name)}")
         if name.lower() in _TRANSPORTS_OWN:
             raise InvalidRequest(
                 f"request refused before sending: {name} is the transport's to write (a "

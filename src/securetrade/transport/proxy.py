@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
-from .._checks import safe_repr, text, whole
+from .._checks import safe_repr, shown, text, whole
 from ..errors import InvalidRequest
 from ..keys.secret import MASK, Secret
 from .wire import authority
@@ -60,7 +60,9 @@ class Proxy:
         try:
             target = authority(host, port).encode("ascii")
         except UnicodeEncodeError:
-            raise InvalidRequest(f"{host!r}: give the venue's host name in ASCII (IDNA)") from None
+            raise InvalidRequest(
+                f"{shown(host)}: give the venue's host name in ASCII (IDNA)"
+            ) from None
         head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n"
         if self._authorization is not None:
             head += b"Proxy-Authorization: " + self._authorization.expose() + b"\r\n"

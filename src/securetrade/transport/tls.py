@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._checks import path, safe_repr
+from .._checks import path, safe_repr, shown
 from ..errors import InvalidRequest
 
 __all__ = [
@@ -100,7 +100,7 @@ class PinSet:
                 _validate_pin(pin)
             if len(clean) < 2 and not unsafe_single_pin:
                 raise InvalidRequest(
-                    f"pins for {pattern!r}: give at least two (the live key and a backup)"
+                    f"pins for {shown(pattern)}: give at least two (the live key and a backup)"
                 )
             table[pattern.lower()] = clean
         if not table:
@@ -167,17 +167,17 @@ def _entries(pins: Any) -> list[tuple[str, list[Any]]]:
     entries = []
     for pattern, values in pins.items():
         if not isinstance(pattern, str) or not pattern.strip():
-            raise InvalidRequest(f"pins: {pattern!r} is not a host name or pattern: {_SHAPE}")
+            raise InvalidRequest(f"pins: {shown(pattern)} is not a host name or pattern: {_SHAPE}")
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise InvalidRequest(
-                f"pins for {pattern!r} must be a list of pins, got {type(values).__name__}: "
+                f"pins for {shown(pattern)} must be a list of pins, got {type(values).__name__}: "
                 f"{_SHAPE}"
             )
         listed = list(values)
         for pin in listed:
             if not isinstance(pin, str):
                 raise InvalidRequest(
-                    f"pins for {pattern!r}: each pin is a 'sha256/<base64>' string, got "
+                    f"pins for {shown(pattern)}: each pin is a 'sha256/<base64>' string, got "
                     f"{type(pin).__name__}"
                 )
         entries.append((pattern, listed))
@@ -186,13 +186,13 @@ def _entries(pins: Any) -> list[tuple[str, list[Any]]]:
 
 def _validate_pin(pin: str) -> None:
     if not pin.startswith(_PREFIX):
-        raise InvalidRequest(f"pin {pin!r} must start with {_PREFIX!r}")
+        raise InvalidRequest(f"pin {shown(pin)} must start with {_PREFIX!r}")
     try:
         raw = base64.b64decode(pin[len(_PREFIX) :], validate=True)
     except ValueError:
-        raise InvalidRequest(f"pin {pin!r} is not valid base64") from None
+        raise InvalidRequest(f"pin {shown(pin)} is not valid base64") from None
     if len(raw) != 32:
-        raise InvalidRequest(f"pin {pin!r} is not a SHA-256 digest")
+        raise InvalidRequest(f"pin {shown(pin)} is not a SHA-256 digest")
 
 
 def _host_matches(pattern: str, host: str) -> bool:

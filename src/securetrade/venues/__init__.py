@@ -19,7 +19,7 @@ import importlib
 import threading
 from typing import Any
 
-from .._checks import text
+from .._checks import shown, text
 from ..errors import InvalidRequest
 from .base import Endpoint, ErrorRule, Freshness, Op, Outcome, Venue, Verdict
 
@@ -63,7 +63,7 @@ def get_venue(name: str) -> Venue:
             venue = _load(name)
             if venue.name != name:
                 raise InvalidRequest(
-                    f"the adapter registered as {name!r} calls itself {venue.name!r}"
+                    f"the adapter registered as {shown(name)} calls itself {venue.name!r}"
                 )
             _loaded[name] = venue
     return venue
@@ -86,7 +86,7 @@ def _load(name: str) -> Venue:
         if entry.name == name:
             return _resolve(entry.load(), None)
     known = ", ".join(available_venues())
-    raise InvalidRequest(f"unknown venue {name!r} (known: {known})")
+    raise InvalidRequest(f"unknown venue {shown(name)} (known: {known})")
 
 
 def _import(target: str) -> Any:
@@ -102,7 +102,9 @@ def _resolve(obj: Any, rest: str | None) -> Venue:
         obj = obj()
     for required in ("name", "endpoints", "prepare", "interpret"):
         if not hasattr(obj, required):
-            raise InvalidRequest(f"{obj!r} is not a venue adapter: it has no {required!r}")
+            raise InvalidRequest(
+                f"{shown(obj)} is not a venue adapter: it has no {shown(required)}"
+            )
     venue: Venue = obj
     return venue
 

@@ -58,7 +58,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic_core import from_json as _from_json
 
-from .._checks import Choice, plain_decimal, text
+from .._checks import Choice, is_text, plain_decimal, shown, text
 from ..errors import AmbiguousOutcome, InvalidRequest, SecureTradeError
 from ..keys import ApiKey, Environment, Scope
 from ..models import (
@@ -282,8 +282,8 @@ wire_decimal = plain_decimal
 
 def within(name: str, value: int, most: int) -> None:
     """Refuse, before anything is sent, a count outside the venue's range ``1..most``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {value!r}")
+    if type(value) is not int or not 1 <= value <= most:  # an int subclass writes its own str
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {most}, got {shown(value)}")
 
 
 def read_json(body: bytes) -> Any:
@@ -439,6 +439,18 @@ def check_window(made: Any) -> Any:
     ):
         raise InvalidRequest("made must be a history Window (securetrade.core.history)")
     return made
+
+
+def check_cursor(cursor: Any) -> str | None:
+    """A history page's cursor: None (the first page) or the text a page answered with,
+    as a plain ``str`` (a number, bytes or an object was an AttributeError inside)."""
+    if cursor is None:
+        return None
+    if type(cursor) is str and cursor.isprintable() and cursor:
+        return cursor
+    if is_text(cursor):
+        return str.__str__(cursor)
+    raise InvalidRequest("cursor must be None or the cursor a page of history answered")
 
 
 def reads_answer(parse: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R]:

@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from .._checks import function, whole
+from .._checks import function, shown, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..signing import Ed25519Signer, HmacSha256Base64Signer, Signer
@@ -120,7 +120,9 @@ class MessageSigner(SecretHolder):
         elif kind is KeyKind.ED25519:
             signer = Ed25519Signer(secret)
         else:
-            raise InvalidRequest(f"messages are signed with HMAC or Ed25519 keys, not {kind!r}")
+            raise InvalidRequest(
+                f"messages are signed with HMAC or Ed25519 keys, not {shown(kind)}"
+            )
         self.key_id = key_id
         self._signer = signer
         self._now_ms = now_ms

@@ -41,7 +41,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance, text
+from ..._checks import instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -76,6 +76,7 @@ from ..base import (
     Params,
     Verdict,
     check_answer,
+    check_cursor,
     check_order,
     check_prepare,
     check_window,
@@ -190,7 +191,7 @@ class Alpaca:
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
-                f"symbol {symbol!r} is not an Alpaca symbol (a ticker such as AAPL or BRK.B)"
+                f"symbol {shown(symbol)} is not an Alpaca symbol (a ticker such as AAPL or BRK.B)"
             )
 
     def signer(self, key: ApiKey) -> Signer:
@@ -240,7 +241,7 @@ class Alpaca:
             order_id = fields.get("order_id")
             if order_id is not None:
                 if not _ORDER_ID.fullmatch(order_id):
-                    raise InvalidRequest(f"{order_id!r} is not an Alpaca order id")
+                    raise InvalidRequest(f"{shown(order_id)} is not an Alpaca order id")
                 path = f"/v2/orders/{order_id}"
             elif "client_order_id" in fields:
                 method = "GET"  # a cancel by client id reads the order first
@@ -366,7 +367,7 @@ class Alpaca:
             return [("order_id", order_id)]
         if client_order_id is not None:
             if not 1 <= len(client_order_id) <= 128 or not client_order_id.isprintable():
-                raise InvalidRequest(f"{client_order_id!r} is not an Alpaca client_order_id")
+                raise InvalidRequest(f"{shown(client_order_id)} is not an Alpaca client_order_id")
             return [("client_order_id", client_order_id)]
         raise InvalidRequest("give order_id or client_order_id")
 
@@ -537,6 +538,7 @@ class Alpaca:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of the account's fills (``my_trades``): see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer

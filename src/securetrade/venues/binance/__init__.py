@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance, text
+from ..._checks import instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -60,6 +60,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_order,
     check_prepare,
     check_window,
@@ -270,7 +271,9 @@ class BinanceSpot:
 
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-            raise InvalidRequest(f"symbol {symbol!r} is not a Binance spot symbol (A-Z 0-9 _ . -)")
+            raise InvalidRequest(
+                f"symbol {shown(symbol)} is not a Binance spot symbol (A-Z 0-9 _ . -)"
+            )
 
     def signer(self, key: ApiKey) -> Signer:
         """HMAC-SHA256 (hex), Ed25519 or RSA PKCS#1 v1.5 (base64), as the key's kind says."""
@@ -395,6 +398,7 @@ class BinanceSpot:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, orders, deposits or withdrawals: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer
@@ -426,7 +430,7 @@ class BinanceSpot:
         wire = self.intervals.get(interval)
         if wire is None:
             raise InvalidRequest(
-                f"Binance offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"Binance offers the intervals {', '.join(self.intervals)}; not {shown(interval)}"
             )
         params: Params = [("symbol", symbol), ("interval", wire)]
         if since_ms is not None:
@@ -448,6 +452,8 @@ class BinanceSpot:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         check_amount(amount)
+        if network is not None:  # its truth is asked next: no caller's __bool__
+            network = text("network", network, empty=True)
         params: Params = [("coin", asset), ("address", address), ("amount", wire_decimal(amount))]
         if network:
             params.append(("network", network))

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -118,8 +119,8 @@ def split(cursor: str | None, made: Window) -> tuple[str, int]:
     if cursor is None:
         return ("id", 0) if made.start_ms == 0 else ("t", made.start_ms)
     kind, _, value = cursor.partition(":")
-    if kind not in ("t", "id") or not value.isdigit():
-        raise InvalidRequest(f"not a Binance history cursor: {cursor!r}")
+    if kind not in ("t", "id") or not _count(value):
+        raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return kind, int(value)
 
 
@@ -133,8 +134,8 @@ def transfer_cursor(cursor: str | None, made: Window) -> tuple[int, int]:
     if cursor is None:
         return made.end_ms, 0
     kind, end, offset = [*cursor.split(":"), "", ""][:3]
-    if kind != "w" or not end.isdigit() or not offset.isdigit():
-        raise InvalidRequest(f"not a Binance history cursor: {cursor!r}")
+    if kind != "w" or not _count(end) or not _count(offset):
+        raise InvalidRequest(f"not a Binance history cursor: {shown(cursor)}")
     return int(end), int(offset)
 
 
@@ -214,3 +215,9 @@ def _withdrawal(row: Any) -> Transfer:
         network=row.get("network") or None,
         tx_id=row.get("txId") or None,
     )
+
+
+def _count(text: str) -> bool:
+    """A cursor's number: decimal digits ``int()`` reads ('²' is a digit it refuses), at
+    most 19 of them (4,300 would be a ValueError)."""
+    return text.isdecimal() and len(text) < 20

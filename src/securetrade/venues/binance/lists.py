@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import OrderRequest, Side
 from ..base import Params, wire_decimal
@@ -28,7 +29,7 @@ def oco_params(order: OrderRequest, client_order_id: str) -> Params:
     if order.price is None or order.stop_price is None:
         raise InvalidRequest("an OCO needs its limit price and its stop_price")
     if len(client_order_id) > 34:
-        raise InvalidRequest(f"{client_order_id!r} leaves no room for the OCO legs' suffixes")
+        raise InvalidRequest(f"{shown(client_order_id)} leaves no room for the OCO legs' suffixes")
     limit_side, stop_side = ("above", "below") if order.side is Side.SELL else ("below", "above")
     params: Params = [
         ("symbol", order.symbol),

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...keys import ApiKey
 from ...keys.otp import OtpSource
@@ -174,7 +175,7 @@ class Codec:
         import ccxt
 
         if exchange_id not in ccxt.exchanges:
-            raise InvalidRequest(f"ccxt has no exchange {exchange_id!r}")
+            raise InvalidRequest(f"ccxt has no exchange {shown(exchange_id)}")
         exchange = getattr(ccxt, exchange_id)(
             {
                 "enableRateLimit": False,  # our limiter paces every request

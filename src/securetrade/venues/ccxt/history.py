@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -105,8 +106,8 @@ def _offset(cursor: str) -> tuple[int, int]:
     """A Kraken page's cursor ``o:<ofs>:<take>``: its offset, and how many of its rows
     (the first, on the wire) are still unread."""
     kind, offset, take = [*cursor.split(":"), "", ""][:3]
-    if kind != "o" or not offset.isdigit() or not take.isdigit():
-        raise InvalidRequest(f"not a ccxt history cursor: {cursor!r}")
+    if kind != "o" or not _count(offset) or not _count(take):
+        raise InvalidRequest(f"not a ccxt history cursor: {shown(cursor)}")
     return int(offset), int(take)
 
 
@@ -231,3 +232,9 @@ def _transfer(op: Op, row: Any) -> Transfer:
         network=row.get("network") or None,
         tx_id=row.get("txid") or None,
     )
+
+
+def _count(text: str) -> bool:
+    """A cursor's number: decimal digits ``int()`` reads ('²' is a digit it refuses), at
+    most 19 of them (4,300 would be a ValueError)."""
+    return text.isdecimal() and len(text) < 20

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..._checks import LAST_SECOND, whole
 from ...errors import InvalidRequest
 from ..base import Freshness, Op
 
@@ -59,14 +60,19 @@ class Profile:
 
     def owns_hex_id(self, client_order_id: str) -> bool:
         """True for a 32-hex id with this profile's marker (``id_marker`` is set)."""
+        if not isinstance(client_order_id, str):  # no id of ours (a TypeError from re before)
+            return False
         marker = self.id_marker or ""
-        return _HEX32.fullmatch(client_order_id) is not None and client_order_id.startswith(marker)
+        return _HEX32.fullmatch(client_order_id) is not None and str.startswith(
+            client_order_id, marker
+        )
 
 
 def kraken_deadline(timestamp_ms: int, recv_window_ms: int) -> tuple[str, str]:
     """AddOrder's ``deadline``: venue time plus the window, RFC 3339, whole seconds rounded
     down (never later than the core assumes). Kraken accepts 2 to 60 seconds ahead."""
-    if not 2000 <= recv_window_ms <= 60_000:
+    whole("timestamp_ms", timestamp_ms, 0, LAST_SECOND * 1000)
+    if type(recv_window_ms) is not int or not 2000 <= recv_window_ms <= 60_000:
         raise InvalidRequest("Kraken accepts order deadlines 2 to 60 s ahead: recv_window_ms")
     moment = datetime.fromtimestamp((timestamp_ms + recv_window_ms) // 1000, tz=timezone.utc)
     return "deadline", moment.strftime("%Y-%m-%dT%H:%M:%SZ")

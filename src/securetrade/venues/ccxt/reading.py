@@ -156,7 +156,8 @@ def server_time(payload: Any) -> int:
     """``fetch_time``'s milliseconds."""
     if isinstance(payload, bool) or not isinstance(payload, (int, str)):
         raise TypeError(f"a server time is milliseconds, got {type(payload).__name__}")
-    return int(payload)
+    # A subclass's own int() or repr (in int()'s ValueError) must not run: its value only.
+    return int(str.__str__(payload) if isinstance(payload, str) else int.__index__(payload))
 
 
 def price(venue: str, payload: Any) -> Decimal:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance
+from ..._checks import flag, instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -55,6 +55,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_order,
     check_params,
     check_prepare,
@@ -146,7 +147,7 @@ class CcxtVenue:
         import ccxt
 
         if exchange_id not in ccxt.exchanges:
-            raise InvalidRequest(f"ccxt has no exchange {exchange_id!r} (see ccxt.exchanges)")
+            raise InvalidRequest(f"ccxt has no exchange {shown(exchange_id)} (see ccxt.exchanges)")
         profile = PROFILES.get(exchange_id, DEFAULT)
         self.exchange_id = exchange_id
         self.name = f"ccxt:{exchange_id}"
@@ -177,6 +178,8 @@ class CcxtVenue:
         for a testnet key, or ``base_url`` for every API root."""
         if environment is Environment.SIMULATED and base_url is None:
             raise InvalidRequest(f"{self.name}: a simulated key needs base_url=")
+        if base_url is not None:
+            base_url = text("base_url", base_url)
         return CcxtVenue(
             self.exchange_id,
             options=self._options,
@@ -196,7 +199,7 @@ class CcxtVenue:
         """The transport of a client of this venue: ccxt's own HTTP stack, pinned."""
         from .transport import CcxtAsyncTransport, CcxtSyncTransport
 
-        if asynchronous:
+        if flag("asynchronous", asynchronous):
             return CcxtAsyncTransport(
                 context,
                 timeout=timeout,
@@ -320,7 +323,7 @@ class CcxtVenue:
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
-                f"symbol {symbol!r} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
+                f"symbol {shown(symbol)} is not a ccxt unified symbol (BASE/QUOTE, e.g. BTC/USDT)"
             )
 
     def signer(self, key: ApiKey) -> Signer:
@@ -575,7 +578,8 @@ class CcxtVenue:
         check_candles(interval, since_ms)
         if interval not in self.intervals:
             raise InvalidRequest(
-                f"{self.name} offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"{self.name} offers the intervals {', '.join(self.intervals)}; "
+                f"not {shown(interval)}"
             )
         params: Params = [("symbol", symbol), ("timeframe", interval)]
         if since_ms is not None:
@@ -597,6 +601,8 @@ class CcxtVenue:
         self, asset: str, amount: Decimal, address: str, network: str | None
     ) -> Params:
         check_amount(amount)
+        if network is not None:
+            network = text("network", network, empty=True)
         params: Params = [("code", asset), ("amount", wire_decimal(amount)), ("address", address)]
         if network:
             params.append(("network", network))
@@ -607,6 +613,7 @@ class CcxtVenue:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of history as a unified call's arguments: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(self._profile.paging, made, cursor)
 
     @reads_answer

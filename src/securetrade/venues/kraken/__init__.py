@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from ..._checks import instance, text
+from ..._checks import instance, shown, text
 from ...errors import (
     AmbiguousOutcome,
     InvalidRequest,
@@ -70,6 +70,7 @@ from ..base import (
     check_amount,
     check_answer,
     check_candles,
+    check_cursor,
     check_intent,
     check_order,
     check_params,
@@ -149,7 +150,7 @@ class KrakenSpot:
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
             raise InvalidRequest(
-                f"symbol {symbol!r} is not a Kraken pair name (its altname, e.g. XBTUSDT)"
+                f"symbol {shown(symbol)} is not a Kraken pair name (its altname, e.g. XBTUSDT)"
             )
 
     def signer(self, key: ApiKey) -> Signer:
@@ -220,7 +221,7 @@ class KrakenSpot:
     def order_params(self, order: OrderRequest, client_order_id: str) -> Params:
         check_order(order, client_order_id)
         if not CLIENT_ORDER_ID.fullmatch(client_order_id):
-            raise InvalidRequest(f"{client_order_id!r} is not a Kraken cl_ord_id")
+            raise InvalidRequest(f"{shown(client_order_id)} is not a Kraken cl_ord_id")
         params: Params = [
             ("pair", order.symbol),
             ("type", order.side.value.lower()),
@@ -264,7 +265,7 @@ class KrakenSpot:
             return [("txid", order_id)]
         if client_order_id is not None:
             if not CLIENT_ORDER_ID.fullmatch(client_order_id):
-                raise InvalidRequest(f"{client_order_id!r} is not a Kraken cl_ord_id")
+                raise InvalidRequest(f"{shown(client_order_id)} is not a Kraken cl_ord_id")
             return [("cl_ord_id", client_order_id)]
         raise InvalidRequest("give order_id or client_order_id")
 
@@ -479,6 +480,7 @@ class KrakenSpot:
     def history_params(self, made: Window, cursor: str | None) -> Params:
         """One page of trades, closed orders, deposits or withdrawals: see :mod:`.history`."""
         check_window(made)
+        cursor = check_cursor(cursor)
         return history.history_params(made, cursor)
 
     @reads_answer
@@ -513,7 +515,7 @@ class KrakenSpot:
         wire = self.intervals.get(interval)
         if wire is None:
             raise InvalidRequest(
-                f"Kraken offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"Kraken offers the intervals {', '.join(self.intervals)}; not {shown(interval)}"
             )
         params: Params = [("pair", symbol), ("interval", wire)]
         if since_ms is not None:

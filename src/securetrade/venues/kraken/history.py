@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import AccountTrade, Order, Side, Transfer, TransferKind
 from ..base import Op, Params
@@ -101,15 +102,15 @@ def _readings(name: str) -> set[tuple[str, str]]:
 
 def _offset(cursor: str) -> tuple[int, int]:
     kind, offset, take = [*cursor.split(":"), "", ""][:3]
-    if kind != "o" or not offset.isdigit() or not take.isdigit():
-        raise InvalidRequest(f"not a Kraken history cursor: {cursor!r}")
+    if kind != "o" or not _count(offset) or not _count(take):
+        raise InvalidRequest(f"not a Kraken history cursor: {shown(cursor)}")
     return int(offset), int(take)
 
 
 def _venue_cursor(cursor: str) -> str:
     kind, _, value = cursor.partition(":")
     if kind != "c" or not value:
-        raise InvalidRequest(f"not a Kraken history cursor: {cursor!r}")
+        raise InvalidRequest(f"not a Kraken history cursor: {shown(cursor)}")
     return value
 
 
@@ -166,3 +167,9 @@ def _transfers(
     if not rows or not following:
         return items, None
     return items, f"c:{following}"
+
+
+def _count(text: str) -> bool:
+    """A cursor's number: decimal digits ``int()`` reads ('²' is a digit it refuses), at
+    most 19 of them (4,300 would be a ValueError)."""
+    return text.isdecimal() and len(text) < 20

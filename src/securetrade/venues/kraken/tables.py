@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..._checks import shown
 from ...errors import (
     AmbiguousOutcome,
     AuthenticationRejected,
@@ -161,7 +162,7 @@ def rate_limits(tier: str) -> tuple[RateLimit, ...]:
     try:
         (api_max, api_decay), (orders_max, orders_decay) = TIERS[tier]
     except KeyError:
-        raise ValueError(f"unknown Kraken tier {tier!r} (known: {', '.join(TIERS)})") from None
+        raise ValueError(f"unknown Kraken tier {shown(tier)} (known: {', '.join(TIERS)})") from None
     return (
         RateLimit(API, api_max / api_decay, api_max, scope=LimitScope.API_KEY),
         RateLimit(ORDERS, orders_max / orders_decay, orders_max, scope=LimitScope.PAIR),

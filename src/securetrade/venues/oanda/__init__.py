@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..._checks import instance, text
+from ..._checks import instance, shown, text
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -159,7 +159,9 @@ class Oanda(OandaMarketData):
 
     def check_symbol(self, symbol: str) -> None:
         if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
-            raise InvalidRequest(f"symbol {symbol!r} is not an OANDA instrument (e.g. EUR_USD)")
+            raise InvalidRequest(
+                f"symbol {shown(symbol)} is not an OANDA instrument (e.g. EUR_USD)"
+            )
 
     def signer(self, key: ApiKey) -> Signer:
         """The request authentication for ``key``: the one place that chooses it. An
@@ -190,7 +192,7 @@ class Oanda(OandaMarketData):
         check_prepare(endpoint, params, key_id, signer, timestamp_ms, nonce)
         if not _ACCOUNT_ID.fullmatch(key_id):
             raise InvalidRequest(
-                f"an OANDA key id is its account id (e.g. 101-004-1435156-001), not {key_id!r}"
+                f"an OANDA key id is its account id (e.g. 101-004-1435156-001), not {shown(key_id)}"
             )
         fields = dict(params)
         path = endpoint.path.replace("{account}", key_id)
@@ -272,11 +274,11 @@ class Oanda(OandaMarketData):
             text("client_order_id", client_order_id)
         if order_id is not None:
             if not _ID.fullmatch(order_id):
-                raise InvalidRequest(f"{order_id!r} is not an OANDA order id (a number)")
+                raise InvalidRequest(f"{shown(order_id)} is not an OANDA order id (a number)")
             return [("order_id", order_id)]
         if client_order_id is not None:
             if not 1 <= len(client_order_id) <= 128 or not client_order_id.isprintable():
-                raise InvalidRequest(f"{client_order_id!r} is not an OANDA client id")
+                raise InvalidRequest(f"{shown(client_order_id)} is not an OANDA client id")
             return [("client_order_id", client_order_id)]
         raise InvalidRequest("give order_id or client_order_id")
 

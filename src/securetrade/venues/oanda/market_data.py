@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..._checks import shown
 from ...errors import InvalidRequest
 from ...models import BookLevel, Candle, OrderBook, Ticker
 from ..base import Params, check_candles, reads_answer, within
@@ -54,7 +55,7 @@ class OandaMarketData:
         granularity = self.intervals.get(interval)
         if granularity is None:
             raise InvalidRequest(
-                f"OANDA offers the intervals {', '.join(self.intervals)}; not {interval!r}"
+                f"OANDA offers the intervals {', '.join(self.intervals)}; not {shown(interval)}"
             )
         params: Params = [("instrument", symbol), ("granularity", granularity), ("price", "M")]
         if since_ms is not None:
