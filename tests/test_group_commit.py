@@ -14,8 +14,15 @@ from typing import Any, ClassVar
 import pytest
 
 from securetrade import AsyncClient, IdempotencyKeyExpired, LimitOrder, OrderStatus
-from securetrade.core import IntentState, Journal, JournalStore, RedisJournal, View, group_commit
-from securetrade.core import journal as journal_module
+from securetrade.core import (
+    IntentState,
+    Journal,
+    JournalStore,
+    RedisJournal,
+    View,
+    group_commit,
+    journal_durability,
+)
 from securetrade.core.journal import JournalError
 from securetrade.sim import Simulator
 
@@ -131,7 +138,7 @@ def test_a_failed_flush_sends_nothing(
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     if where == "thread":  # every flush checkpoints, so none is made on the loop
-        monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 1)
+        monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 1)
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -423,9 +430,7 @@ def test_the_log_is_checkpointed_by_flushes_not_by_commits(
 ) -> None:
     """A durable journal leaves checkpoints (two waits for the disk) to its flushes, which
     the async client makes in a worker thread, never to a commit on the event loop."""
-    from securetrade.core import journal as journal_module
-
-    monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 4)
+    monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 4)
     journal = Journal(tmp_path / "j.sqlite3")
     checkpoints: list[str] = []
     committing: list[str] = []

@@ -151,7 +151,7 @@ def test_flush_here_flushes_on_the_calling_thread_only_when_that_is_a_plain_wait
     never a checkpoint itself (two waits for the disk, copying the log)."""
     import threading
 
-    from securetrade.core import journal as journal_module
+    from securetrade.core import journal_durability
 
     journal = Journal(tmp_path / "j.sqlite3")
     cid = _begin(journal, 1)
@@ -178,7 +178,7 @@ def test_flush_here_flushes_on_the_calling_thread_only_when_that_is_a_plain_wait
         holder.join()
     assert len(synced) == 1
     # A checkpoint due with this flush: left to flush() in a worker thread.
-    monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 1)
     assert journal.flush_here() is False
     assert len(synced) == 1
     journal.flush()

@@ -1,9 +1,10 @@
 """The I/O-free core: the order state machine, the flows of effects, and the journal.
 
-Modules, lowest first: :mod:`.states` (the order's life), :mod:`.journal` and
-:mod:`.redis_journal` (stores that enforce it), :mod:`.effects` (what flows ask drivers to
-do), :mod:`.settings`, then the flows, each layer on the one before: :mod:`.pipeline` (one
-request), :mod:`.reads`, :mod:`.resolution`, :mod:`.recovery`, :mod:`.orders` (``Core``).
+Modules, lowest first: :mod:`.states` (the order's life), :mod:`.journal` (on its layers
+:mod:`.journal_file` and :mod:`.journal_durability`) and :mod:`.redis_journal` (stores that
+enforce it), :mod:`.effects` (what flows ask drivers to do), :mod:`.settings`, then the
+flows, each layer on the one before: :mod:`.pipeline` (one request), :mod:`.reads`,
+:mod:`.resolution`, :mod:`.recovery`, :mod:`.orders` (``Core``).
 """
 
 from typing import TYPE_CHECKING

@@ -10,24 +10,29 @@ Besides the intents, the journal keeps each order's **fills**, one row per venue
 and **tombstones**: a finished intent older than the retention period is purged to a
 tombstone, and while that lasts the same idempotency key raises
 :class:`~securetrade.errors.IdempotencyKeyExpired` instead of placing a second order.
+
+:class:`Journal` is built in three layers, each on the one below: :mod:`.journal_file`
+(opening the file, WAL mode, schema and migration, refusing a file that cannot be one),
+:mod:`.journal_durability` (transactions, commits, the log's flush and checkpoints), and
+this module, the intents themselves (begin, send, settle, leases, fills, retention). The
+intent operations are the only ones an order flow calls; the layers below are its plumbing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import busy
 from ..errors import InvalidRequest, JournalError
 from ..models import Fill
+from .journal_durability import JournalBusy as JournalBusy
+from .journal_durability import _DurableJournalFile
+from .journal_file import _BUSY_MS, _unusable
 from .states import (
     GUARDED,
     PURGEABLE,
@@ -58,8 +63,6 @@ from .store import (
     retention_period,
 )
 
-log = logging.getLogger("securetrade.journal")
-
 __all__ = [
     "PURGEABLE",
     "UNFINISHED",
@@ -82,125 +85,22 @@ _PENDING = IntentState.PENDING.value
 _SENDING = IntentState.SENDING.value
 _PENDING_STATE, _SENDING_STATE = IntentState.PENDING, IntentState.SENDING  # read once, too
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS intents (
-    client_order_id TEXT PRIMARY KEY,
-    idempotency_key TEXT NOT NULL,
-    account TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    deadline_ms INTEGER NOT NULL DEFAULT 0,
-    owner TEXT NOT NULL DEFAULT '',
-    order_json TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-)""",
-    "CREATE INDEX IF NOT EXISTS intents_state ON intents(account, state)",
-    """CREATE TABLE IF NOT EXISTS leases (
-    account TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    until REAL NOT NULL
-)""",
-    # One row per venue trade: the primary key is what makes a fill reported twice one fill.
-    """CREATE TABLE IF NOT EXISTS fills (
-    client_order_id TEXT NOT NULL,
-    trade_id TEXT NOT NULL,
-    price TEXT NOT NULL,
-    quantity TEXT NOT NULL,
-    commission TEXT NOT NULL,
-    commission_asset TEXT,
-    PRIMARY KEY (client_order_id, trade_id)
-)""",
-    # Earlier version 3 files recorded an answer's fills with a trigger that parsed the
-    # answer's JSON; settle() now takes the fills themselves, in the same transaction.
-    "DROP TRIGGER IF EXISTS fills_of_answer",
-    """CREATE TABLE IF NOT EXISTS tombstones (
-    client_order_id TEXT PRIMARY KEY,
-    purged_at REAL NOT NULL,
-    expires_at REAL NOT NULL
-)""",
-)
-
-_VERSION = 3
-
-# How long a statement waits for another process's write lock before it fails.
-_BUSY_MS = 30_000
-
-# With a durable journal the log is checkpointed every this many flushes (see _checkpoint),
-# and kept at most this long on disk once checkpointed.
-_CHECKPOINT_EVERY = 32
-_WAL_LIMIT_BYTES = 16 * 1024 * 1024
-
 _INSERT_FILL = (
     "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, commission, "
     "commission_asset) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_READABLE = (2, 3)  # version 3 only adds tables: a version 2 file is upgraded in place
 
 _COLUMNS = (
     "idempotency_key, client_order_id, account, symbol, fingerprint, state, attempts, "
     "deadline_ms, owner, order_json, error, created_at, updated_at"
 )
 
-
-class JournalBusy(Exception):
-    """The journal is held by another thread or process right now (see
-    :meth:`Journal.transaction`); internal: the group commit retries off the loop."""
-
-
 # JournalError is defined in securetrade.errors (a SecureTradeError); this module's name
-# for it stays, for the code and tests that import it from here.
-_JOURNAL_TABLES = frozenset({"intents", "leases", "fills", "tombstones"})
+# for it stays, for the code and tests that import it from here. So does JournalBusy's,
+# defined with the transactions in journal_durability.
 
 
-def _unusable(path: str, exc: BaseException) -> JournalError:
-    """The error for a path that cannot hold a journal: what is wrong, and what to do.
-
-    SQLite's own words ("unable to open database file") name neither the cause nor the fix;
-    the path is looked at again to tell which case it is.
-    """
-    where = Path(path)
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    elsewhere = "or pass journal= a path in a directory this process can write"
-    if where.is_dir():
-        reason = "it is a directory"
-        fix = f"pass journal= a file inside it, such as {where / 'journal.sqlite3'}"
-    elif isinstance(exc, OSError):  # creating the parent directory failed
-        blocker = next((p for p in where.parents if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            reason = f"{blocker} is a file, not a directory"
-            fix = f"move that file, {elsewhere}"
-        else:
-            reason = f"its directory {where.parent} cannot be created ({exc.strerror or exc})"
-            fix = f"create it, writable by this process, {elsewhere}"
-    elif name == "SQLITE_NOTADB" or "not a database" in text:
-        reason = "it is not an SQLite database (some other file is in the way)"
-        fix = f"move that file, {elsewhere}"
-    elif name.startswith("SQLITE_READONLY") or "readonly" in text:
-        reason = "it is read-only (SQLite writes it, and its -wal and -shm files beside it)"
-        fix = f"make the file and its directory writable by this process, {elsewhere}"
-    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        reason = f"it cannot be opened or created in {where.parent}"
-        fix = f"make that directory writable by this process, {elsewhere}"
-    elif name.startswith("SQLITE_BUSY") or "locked" in text:
-        reason = "another connection kept it locked for 30 s"
-        fix = "retry once that process is done, or give each process its own journal"
-    elif name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-        reason = "it is damaged"
-        fix = "keep it for inspection, and pass journal= a new path"
-    else:
-        reason = f"it cannot be used ({type(exc).__name__}: {text})"
-        fix = elsewhere
-    error = JournalError(f"journal {path}: {reason}; {fix}. Nothing was sent.")
-    error.__cause__ = exc
-    return error
-
-
-class Journal:
+class Journal(_DurableJournalFile):
     """SQLite order journal. ``path=":memory:"`` keeps it in this process only.
 
     Only the commit that precedes a send waits for the disk (``synchronous``, FULL by
@@ -271,79 +171,6 @@ class Journal:
                 self._db.close()
                 raise
             self._open_log()
-
-    def _prepare(self) -> None:
-        """WAL mode, our settings and the schema. Processes opening a new file at once can
-        meet SQLite's deadlock guard, which answers "locked" at once instead of waiting:
-        tried again, with jitter, for as long as a busy wait would have lasted."""
-        deadline = time.monotonic() + _BUSY_MS / 1000
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                if self.needs_flush:  # our flushes checkpoint, off the committing thread
-                    self._db.execute("PRAGMA wal_autocheckpoint=0")
-                    self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._migrate()
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if not busy(exc) or time.monotonic() > deadline:
-                    raise
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                time.sleep(random.uniform(0.002, 0.02))  # noqa: S311  # nosec B311 - jitter
-
-    def _migrate(self) -> None:
-        """Create or upgrade the schema; refuse a file that is not one of our journals
-        (another program's database would otherwise gain our tables silently)."""
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {
-            row[0]
-            for row in self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
-        foreign = sorted(tables - _JOURNAL_TABLES)
-        if "intents" not in tables and (tables or version != 0):
-            raise JournalError(
-                f"journal {self.path}: it is another program's SQLite database (tables: "
-                f"{', '.join(foreign) or 'none'}; user_version {version}), not an order "
-                "journal; pass journal= a path of its own (a new file is made there). "
-                "Nothing was sent."
-            )
-        if version not in (0, *_READABLE):
-            raise JournalError(
-                f"journal {self.path}: it is a journal of schema {version}, and this version "
-                f"reads {_VERSION}; open it with the securetrade that wrote it. Nothing was sent."
-            )
-        if version == 0 and tables:  # intents, but no version: a pre-release file
-            raise JournalError(
-                f"journal {self.path}: it was written by a pre-release securetrade; resolve its "
-                "intents with that version, then start a new journal. Nothing was sent."
-            )
-        if version != _VERSION:
-            self._db.execute(f"PRAGMA user_version={_VERSION}")
-        for statement in _SCHEMA:  # IF NOT EXISTS: adds what a file lacks
-            self._db.execute(statement)
-
-    def close(self) -> None:
-        """Flush and close the journal file; what was committed stays for recovery."""
-        with self._lock:
-            self._closed = True
-            with self._wal_lock:
-                if self._checkpointer is not None:
-                    self._checkpointer.close()
-                    self._checkpointer = None
-                if self._wal_fd is not None:
-                    os.close(self._wal_fd)
-                    self._wal_fd = None
-            self._db.close()
 
     def begin(
         self,
@@ -506,170 +333,6 @@ class Journal:
         if flush and not joined and not self._sqlite_flushes and any(results):
             self.flush()
         return results
-
-    @contextlib.contextmanager
-    def transaction(self, *, wait: bool = True) -> Iterator[None]:
-        """One transaction, one commit, for every write this thread makes inside it.
-
-        The async client's group commit: the claims, attempts and outcomes of the orders
-        ready in one event-loop turn cost one commit instead of one each. Other threads
-        wait for it. A write that raises inside it (an expired key) leaves the others in.
-        Attempts made inside are durable only after :meth:`flush`, as with ``flush=False``.
-
-        ``wait=False`` (the event loop's way in): if another thread of this process or
-        another process holds the journal, raise :class:`JournalBusy` at once instead of
-        waiting for it; the caller then makes the same transaction in a worker thread.
-        """
-        if not self._lock.acquire(blocking=wait):
-            raise JournalBusy(self.path)
-        try:
-            sqlite_flushes = self._sqlite_flushes
-            if sqlite_flushes:
-                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-            try:
-                self._begin_immediate(wait)
-                self._batching = True
-                try:
-                    yield
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._batching = False
-                self._commit()
-            finally:
-                if sqlite_flushes:
-                    self._db.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            self._lock.release()
-
-    def _begin_immediate(self, wait: bool) -> None:
-        """Take the file's write lock; without ``wait``, only if it is free right now."""
-        if wait:
-            self._db.execute("BEGIN IMMEDIATE")
-            return
-        self._db.execute("PRAGMA busy_timeout=0")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if busy(exc):
-                raise JournalBusy(self.path) from exc
-            raise
-        finally:
-            self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-
-    def _commit(self) -> None:
-        """COMMIT; if it fails, roll back, so that no later write can join a transaction
-        nobody will commit (and no attempt is reported recorded that is not)."""
-        try:
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-
-    @property
-    def _sqlite_flushes(self) -> bool:
-        """No descriptor on the log to flush it ourselves: SQLite's commit must wait."""
-        return self.needs_flush and self._wal_fd is None
-
-    @property
-    def needs_flush(self) -> bool:
-        """Whether a commit waits for the disk at all (not in memory, not NORMAL)."""
-        return self.path != ":memory:" and self._synchronous != "NORMAL"
-
-    def flush(self) -> None:
-        """Make every commit so far durable (see :meth:`sending_many`); safe from any thread.
-
-        Raises :class:`JournalError` when that cannot be proven: the journal is closed, the
-        flush failed, or an earlier one did (after a failed ``fdatasync`` the system may
-        have dropped the pages it could not write, so a later success proves nothing).
-        """
-        if self._closed:
-            raise JournalError(f"{self.path}: the journal is closed")
-        if self.needs_flush:
-            self._flush_log()
-
-    def _open_log(self) -> None:
-        """Open the ``-wal`` file for :meth:`_flush_log` (it exists once WAL mode wrote)."""
-        if self.path == ":memory:":
-            return
-        try:
-            self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY)
-        except OSError:
-            self._wal_fd = None  # sending_many falls back to a FULL commit
-
-    def flush_here(self) -> bool:
-        """:meth:`flush` on the calling thread, when it is only a wait for the log's
-        ``fdatasync``: the event loop's way (see ``GroupCommit``). False, having done
-        nothing, when a checkpoint is due with this flush or another thread is flushing
-        or checkpointing right now: then call :meth:`flush` from a worker thread."""
-        if self._closed:
-            raise JournalError(f"{self.path}: the journal is closed")
-        if not self.needs_flush:
-            return True
-        if not self._wal_lock.acquire(blocking=False):
-            return False
-        try:
-            if (self._flushes + 1) % _CHECKPOINT_EVERY == 0:
-                return False
-            self._sync_log()
-        finally:
-            self._wal_lock.release()
-        return True
-
-    def _flush_log(self) -> None:
-        """Put everything committed so far on disk (:meth:`_sync_log`), and checkpoint
-        every ``_CHECKPOINT_EVERY`` flushes."""
-        with self._wal_lock:
-            self._sync_log()
-            if self._flushes % _CHECKPOINT_EVERY == 0:
-                self._checkpoint()
-
-    def _sync_log(self) -> None:
-        """``fdatasync`` of the ``-wal`` file, timed into :attr:`last_sync_s`; the caller
-        holds ``_wal_lock``.
-
-        A checkpoint that moved frames into the database file flushed the log before it
-        and the database after it, so whatever it took is on disk as well. If the log file
-        was replaced meanwhile (every connection closed and a new one opened it), the new
-        one is opened and flushed.
-        """
-        wal = self.path + "-wal"
-        if self._flush_failure is not None:
-            raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
-        fd = self._wal_fd
-        if fd is None:
-            return
-        try:
-            if os.fstat(fd).st_ino != os.stat(wal).st_ino:
-                self._wal_fd = None
-                os.close(fd)
-                fd = self._wal_fd = os.open(wal, os.O_RDONLY)
-            started = time.perf_counter()
-            if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
-                os.fsync(fd)
-            else:
-                os.fdatasync(fd)
-            self.last_sync_s = time.perf_counter() - started
-        except OSError as exc:  # not durable: the caller must not send
-            self._flush_failure = f"a flush of the journal failed ({exc})"
-            raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
-        self._flushes += 1
-
-    def _checkpoint(self) -> None:
-        """Copy the log into the database file, from the flushing thread (the async client's
-        worker), on a connection of its own: SQLite would otherwise do it inside a commit,
-        on the event loop, with two waits for the disk. PASSIVE: writers go on meanwhile.
-        A checkpoint that fails is retried at a later flush; it costs only log length."""
-        try:
-            if self._checkpointer is None:
-                self._checkpointer = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=0.5
-                )
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            log.warning("journal checkpoint deferred: %s", exc)
 
     def settle(
         self,
