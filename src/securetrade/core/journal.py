@@ -152,7 +152,8 @@ class Journal(_DurableJournalFile):
             raise _unusable(self.path, exc) from exc
         # Reentrant: writes made inside :meth:`transaction` by its thread join it.
         self._lock = threading.RLock()
-        self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
+        # The log's descriptor, opened at the first flush; reentrant for flush_here().
+        self._wal_lock = threading.RLock()
         self._wal_fd: int | None = None
         self._batching = False  # inside transaction(): writes join it, it commits them
         self._closed = False

@@ -41,7 +41,7 @@ class _DurableJournalFile(_JournalFile):
 
     # Set, and said what each is, by Journal.__init__ (securetrade.core.journal).
     _lock: threading.RLock
-    _wal_lock: threading.Lock
+    _wal_lock: threading.RLock
     _wal_fd: int | None
     _batching: bool
     _closed: bool
@@ -154,7 +154,10 @@ class _DurableJournalFile(_JournalFile):
         """:meth:`flush` on the calling thread, when it is only a wait for the log's
         ``fdatasync``: the event loop's way (see ``GroupCommit``). False, having done
         nothing, when a checkpoint is due with this flush or another thread is flushing
-        or checkpointing right now: then call :meth:`flush` from a worker thread."""
+        or checkpointing right now: then call :meth:`flush` from a worker thread.
+
+        The flush itself is :meth:`flush`, called with the log's lock held (it is
+        reentrant), so whatever a subclass does around a flush sees this one too."""
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
         if not self.needs_flush:
@@ -164,7 +167,7 @@ class _DurableJournalFile(_JournalFile):
         try:
             if (self._flushes + 1) % _CHECKPOINT_EVERY == 0:
                 return False
-            self._sync_log()
+            self.flush()
         finally:
             self._wal_lock.release()
         return True
