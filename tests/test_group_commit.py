@@ -14,15 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from securetrade import AsyncClient, IdempotencyKeyExpired, LimitOrder, OrderStatus
-from securetrade.core import (
-    IntentState,
-    Journal,
-    JournalStore,
-    RedisJournal,
-    View,
-    group_commit,
-    journal_durability,
-)
+from securetrade.core import IntentState, Journal, JournalStore, RedisJournal, View
 from securetrade.core.journal import JournalError
 from securetrade.sim import Simulator
 
@@ -132,13 +124,10 @@ def test_an_expired_key_fails_only_its_own_order(sim: Simulator, tmp_path: Path)
     journal.close()
 
 
-@pytest.mark.parametrize("where", ["loop", "thread"])
 def test_a_failed_flush_sends_nothing(
-    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    if where == "thread":  # every flush checkpoints, so none is made on the loop
-        monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 1)
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -149,77 +138,6 @@ def test_a_failed_flush_sends_nothing(
     assert all(isinstance(r, JournalError) for r in results), results
     assert len({id(r) for r in results}) == len(results)  # each order raises its own
     assert _posts(sim) == 0  # not durable, so not sent
-    journal.close()
-
-
-@pytest.fixture
-def flush_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The thread of each fdatasync made, in order."""
-    seen: list[int] = []
-    real = os.fdatasync
-
-    def datasync(fd: int) -> None:
-        seen.append(threading.get_ident())
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", datasync)
-    return seen
-
-
-def _rounds(sim: Simulator, journal: Journal, rounds: int, pause: float = 0.0) -> list[Any]:
-    """``rounds`` batches of five concurrent orders, one batch after the other."""
-    key = sim.create_key()
-
-    async def run() -> list[Any]:
-        placed: list[Any] = []
-        async with AsyncClient(
-            key, transport=sim.async_transport(), journal=journal, recv_window_ms=60_000
-        ) as client:
-            for r in range(rounds):
-                placed += await asyncio.gather(
-                    *(client.place_order(ORDER, idempotency_key=f"r{r}-{i}") for i in range(5))
-                )
-                await asyncio.sleep(pause)
-        return placed
-
-    return asyncio.run(run())
-
-
-def test_a_fast_disk_is_flushed_on_the_event_loop(
-    sim: Simulator, tmp_path: Path, flush_threads: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No hand-off to a thread (its context switches cost more CPU than a fast fdatasync
-    takes), and each order is still sent only after the flush of its attempt."""
-    monkeypatch.setattr(group_commit, "INLINE_FLUSH_S", 10.0)  # every disk counts as fast
-    journal = Journal(tmp_path / "j.sqlite3")
-    orders = _rounds(sim, journal, 6)
-    assert all(o.status is OrderStatus.FILLED for o in orders)
-    assert _posts(sim) == 30
-    assert len(flush_threads) >= 6
-    assert set(flush_threads) == {threading.main_thread().ident}
-    journal.close()
-
-
-def test_a_slow_disk_is_flushed_in_a_thread_and_measured_again_later(
-    sim: Simulator, tmp_path: Path, flush_threads: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A flush on the loop that took longer than INLINE_FLUSH_S sends the next ones to a
-    worker thread for THREAD_PERIOD_S; then one on the loop measures the disk again."""
-    monkeypatch.setattr(group_commit, "INLINE_FLUSH_S", 0.0)  # every disk counts as slow
-    monkeypatch.setattr(group_commit, "THREAD_PERIOD_S", 0.3)
-    journal = Journal(tmp_path / "j.sqlite3")
-    main = threading.main_thread().ident
-    orders = _rounds(sim, journal, 4)
-    assert all(o.status is OrderStatus.FILLED for o in orders)
-    assert flush_threads[0] == main  # measured on the loop: too slow
-    assert len(flush_threads) >= 4
-    assert main not in flush_threads[1:]  # the rest within the period: in a thread
-    flush_threads.clear()
-    orders = _rounds(sim, journal, 4, pause=0.2)  # spans the end of a period
-    assert all(o.status is OrderStatus.FILLED for o in orders)
-    assert flush_threads.count(main) >= 1  # measured again on the loop
-    assert set(flush_threads) != {main}
-    assert _posts(sim) == 40
     journal.close()
 
 
@@ -430,7 +348,9 @@ def test_the_log_is_checkpointed_by_flushes_not_by_commits(
 ) -> None:
     """A durable journal leaves checkpoints (two waits for the disk) to its flushes, which
     the async client makes in a worker thread, never to a commit on the event loop."""
-    monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 4)
+    from securetrade.core import journal_durability as journal_module
+
+    monkeypatch.setattr(journal_module, "_CHECKPOINT_EVERY", 4)
     journal = Journal(tmp_path / "j.sqlite3")
     checkpoints: list[str] = []
     committing: list[str] = []

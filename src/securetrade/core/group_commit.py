@@ -4,17 +4,11 @@ Every order writes the journal three times: its claim, its attempt (durable befo
 first byte) and its outcome; twice when its claim and first attempt are fused. Made one
 by one on the event loop, those commits cost more CPU than the rest of the order.
 Grouped, the writes of every order ready in one loop turn share one transaction, and the
-attempts among them one ``fdatasync``. Each order still waits for its own write: an
-attempt is answered only once a flush that began after its commit has returned.
-
-Where the flush is waited for depends on the disk. Handing it to a worker thread lets the
-loop serve replies meanwhile, but the hand-off costs the process context switches and
-GIL round trips: measured on a 2-CPU VM, about 0.5 ms of CPU per flush round, 20% of an
-order's CPU under load. A disk that syncs the log in well under that (most local SSDs) is
-cheaper to wait for on the loop, so the flush is made there while the smoothed
-``fdatasync`` time stays under ``INLINE_FLUSH_S``. When a disk is slower, or slows down,
-the flushes go to a thread for ``THREAD_PERIOD_S``; then one flush on the loop measures
-the disk again. The loop is thus held up at most once a period by a slow disk.
+attempts among them one ``fdatasync``, made in a worker thread while the loop goes on
+serving replies. Each order still waits for its own write: an attempt is answered only
+once a flush that began after its commit has returned.
+Reads of a row on the order path (:class:`~.flows.Lookup`) take the same queue, so they
+see every write queued before them.
 """
 
 from __future__ import annotations
@@ -23,23 +17,13 @@ import asyncio
 import copy
 import sqlite3
 import weakref
-from typing import Any, Final
+from typing import Any
 
 from ..errors import InvalidRequest
 from .effects import Claim, JournalCall, Persist
 from .journal import Journal, JournalBusy, JournalError, JournalStore
 
-__all__ = ["INLINE_FLUSH_S", "THREAD_PERIOD_S", "GroupCommit"]
-
-#: A flush is waited for on the event loop while the smoothed ``fdatasync`` time of the
-#: journal's log stays under this many seconds; above it, in a worker thread.
-INLINE_FLUSH_S: Final = 0.001
-#: How long flushes go to a worker thread once the disk was measured slow.
-THREAD_PERIOD_S: Final = 1.0
-#: Weight of the newest ``fdatasync`` time in the smoothed one: a 3 ms hiccup on a disk
-#: that usually takes 0.2 ms is ridden out on the loop; one 10 ms flush, or a disk that
-#: stays at 2 ms for a few flushes, sends the next ones to the thread.
-_SMOOTHING: Final = 0.1
+__all__ = ["GroupCommit"]
 
 
 class _Raised:
@@ -111,8 +95,6 @@ class GroupCommit:
         self._draining: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sync_s: float | None = None  # smoothed fdatasync seconds on the loop
-        self._thread_until = 0.0  # loop time until which flushes go to a worker thread
 
     async def perform(self, call: JournalCall) -> Any:
         """Perform ``call`` with the others of this loop turn; its result, or its error."""
@@ -192,11 +174,7 @@ class GroupCommit:
             while self._unflushed:
                 waiting, self._unflushed = self._unflushed, []
                 try:
-                    loop = asyncio.get_running_loop()
-                    if loop.time() >= self._thread_until and journal.flush_here():
-                        self._learn(journal.last_sync_s, loop)
-                    else:
-                        await asyncio.to_thread(journal.flush)
+                    await asyncio.to_thread(journal.flush)
                 except Exception as exc:  # not durable: those orders must not be sent
                     error = _journal_error(exc)
                     for future, _ in waiting:
@@ -212,19 +190,6 @@ class GroupCommit:
                         future.set_result(answer)
         finally:
             self._flushing = None
-
-    def _learn(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Fold a flush made on the loop into the smoothed ``fdatasync`` time; past
-        ``INLINE_FLUSH_S``, send the next ``THREAD_PERIOD_S`` of flushes to a thread.
-        (Only flushes made here are timed: in a thread, the wait for the GIL after the
-        ``fdatasync`` would count as the disk's.)"""
-        before = self._sync_s
-        smoothed = seconds if before is None else before + _SMOOTHING * (seconds - before)
-        if smoothed < INLINE_FLUSH_S:
-            self._sync_s = smoothed
-        else:  # measured afresh by the first flush on the loop after the period
-            self._sync_s = None
-            self._thread_until = loop.time() + THREAD_PERIOD_S
 
 
 _GROUPS: weakref.WeakKeyDictionary[JournalStore, GroupCommit] = weakref.WeakKeyDictionary()

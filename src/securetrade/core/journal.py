@@ -152,16 +152,13 @@ class Journal(_DurableJournalFile):
             raise _unusable(self.path, exc) from exc
         # Reentrant: writes made inside :meth:`transaction` by its thread join it.
         self._lock = threading.RLock()
-        # The log's descriptor, opened at the first flush; reentrant for flush_here().
-        self._wal_lock = threading.RLock()
+        self._wal_lock = threading.Lock()  # the log's descriptor, opened at the first flush
         self._wal_fd: int | None = None
         self._batching = False  # inside transaction(): writes join it, it commits them
         self._closed = False
         self._flush_failure: str | None = None  # once a flush failed, no later one is trusted
         self._checkpointer: sqlite3.Connection | None = None  # see _checkpoint()
         self._flushes = 0
-        #: Seconds the last ``fdatasync`` of the log took: how fast this disk is now.
-        self.last_sync_s = 0.0
         with self._lock:
             try:
                 self._prepare()

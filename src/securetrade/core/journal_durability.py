@@ -16,7 +16,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 
 from .._sqlite import busy
@@ -41,14 +40,13 @@ class _DurableJournalFile(_JournalFile):
 
     # Set, and said what each is, by Journal.__init__ (securetrade.core.journal).
     _lock: threading.RLock
-    _wal_lock: threading.RLock
+    _wal_lock: threading.Lock
     _wal_fd: int | None
     _batching: bool
     _closed: bool
     _flush_failure: str | None
     _checkpointer: sqlite3.Connection | None
     _flushes: int
-    last_sync_s: float
 
     def close(self) -> None:
         """Flush and close the journal file; what was committed stays for recovery."""
@@ -150,66 +148,36 @@ class _DurableJournalFile(_JournalFile):
         except OSError:
             self._wal_fd = None  # sending_many falls back to a FULL commit
 
-    def flush_here(self) -> bool:
-        """:meth:`flush` on the calling thread, when it is only a wait for the log's
-        ``fdatasync``: the event loop's way (see ``GroupCommit``). False, having done
-        nothing, when a checkpoint is due with this flush or another thread is flushing
-        or checkpointing right now: then call :meth:`flush` from a worker thread.
-
-        The flush itself is :meth:`flush`, called with the log's lock held (it is
-        reentrant), so whatever a subclass does around a flush sees this one too."""
-        if self._closed:
-            raise JournalError(f"{self.path}: the journal is closed")
-        if not self.needs_flush:
-            return True
-        if not self._wal_lock.acquire(blocking=False):
-            return False
-        try:
-            if (self._flushes + 1) % _CHECKPOINT_EVERY == 0:
-                return False
-            self.flush()
-        finally:
-            self._wal_lock.release()
-        return True
-
     def _flush_log(self) -> None:
-        """Put everything committed so far on disk (:meth:`_sync_log`), and checkpoint
-        every ``_CHECKPOINT_EVERY`` flushes."""
-        with self._wal_lock:
-            self._sync_log()
-            if self._flushes % _CHECKPOINT_EVERY == 0:
-                self._checkpoint()
-
-    def _sync_log(self) -> None:
-        """``fdatasync`` of the ``-wal`` file, timed into :attr:`last_sync_s`; the caller
-        holds ``_wal_lock``.
+        """Put everything committed so far on disk: ``fdatasync`` of the ``-wal`` file.
 
         A checkpoint that moved frames into the database file flushed the log before it
         and the database after it, so whatever it took is on disk as well. If the log file
         was replaced meanwhile (every connection closed and a new one opened it), the new
         one is opened and flushed.
         """
-        wal = self.path + "-wal"
-        if self._flush_failure is not None:
-            raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
-        fd = self._wal_fd
-        if fd is None:
-            return
-        try:
-            if os.fstat(fd).st_ino != os.stat(wal).st_ino:
-                self._wal_fd = None
-                os.close(fd)
-                fd = self._wal_fd = os.open(wal, os.O_RDONLY)
-            started = time.perf_counter()
-            if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
-                os.fsync(fd)
-            else:
-                os.fdatasync(fd)
-            self.last_sync_s = time.perf_counter() - started
-        except OSError as exc:  # not durable: the caller must not send
-            self._flush_failure = f"a flush of the journal failed ({exc})"
-            raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
-        self._flushes += 1
+        with self._wal_lock:
+            wal = self.path + "-wal"
+            if self._flush_failure is not None:
+                raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
+            fd = self._wal_fd
+            if fd is None:
+                return
+            try:
+                if os.fstat(fd).st_ino != os.stat(wal).st_ino:
+                    self._wal_fd = None
+                    os.close(fd)
+                    fd = self._wal_fd = os.open(wal, os.O_RDONLY)
+                if self._synchronous == "EXTRA" or not hasattr(os, "fdatasync"):
+                    os.fsync(fd)
+                else:
+                    os.fdatasync(fd)
+            except OSError as exc:  # not durable: the caller must not send
+                self._flush_failure = f"a flush of the journal failed ({exc})"
+                raise JournalError(f"{wal}: could not flush the journal ({exc})") from exc
+            self._flushes += 1
+            if self._flushes % _CHECKPOINT_EVERY == 0:
+                self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Copy the log into the database file, from the flushing thread (the async client's
