@@ -234,27 +234,39 @@ class RateLimiter:
         that long and call again. ``symbol`` and ``caller`` pick the instrument, pair, key
         and account windows.
         """
-        last = self._last
-        if (
-            last[0] is costs
-            and last[1] is priority
-            and last[2] is caller
-            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
-        ):  # the same call again; an == of a caller's object never runs
-            plan = last[4]
-        else:
-            _check_call(costs, priority, symbol, caller)
-            entry = self._plans[priority].get((id(costs), symbol, caller))
-            if entry is None or entry[0] is not costs:
-                entry = self._compile(costs, priority, symbol, caller)
-            plan = entry[1]
-            self._last = (costs, priority, caller, symbol, plan)
+        plan = self._plan(costs, priority, symbol, caller)
         answer: tuple[float, Any] = self._admit(plan)
         if answer[0] > 0.0:
             self._waited(priority, answer[0])
         else:
             self._granted((_monotonic(), plan))
         return answer
+
+    def _plan(
+        self,
+        costs: Mapping[str, int],
+        priority: Priority,
+        symbol: str | None,
+        caller: Caller | None,
+    ) -> Any:
+        """The compiled plan for one call's arguments: the last call's when it is the same
+        call again (an ``==`` of a caller's object never runs), else checked and looked
+        up, compiled on first use."""
+        last = self._last
+        if (
+            last[0] is costs
+            and last[1] is priority
+            and last[2] is caller
+            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
+        ):
+            return last[4]
+        _check_call(costs, priority, symbol, caller)
+        entry = self._plans[priority].get((id(costs), symbol, caller))
+        if entry is None or entry[0] is not costs:
+            entry = self._compile(costs, priority, symbol, caller)
+        plan = entry[1]
+        self._last = (costs, priority, caller, symbol, plan)
+        return plan
 
     def landed(self, admission: Any) -> None:
         """The request ``admission`` let through can no longer reach the venue (answered,
@@ -286,21 +298,7 @@ class RateLimiter:
         positive result reserves nothing: wait that long and call again. ``symbol`` and
         ``caller`` pick the instrument, pair, key and account windows.
         """
-        last = self._last
-        if (
-            last[0] is costs
-            and last[1] is priority
-            and last[2] is caller
-            and (last[3] is symbol or (type(symbol) is str and last[3] == symbol))
-        ):  # the same call again; an == of a caller's object never runs
-            plan = last[4]
-        else:
-            _check_call(costs, priority, symbol, caller)
-            entry = self._plans[priority].get((id(costs), symbol, caller))
-            if entry is None or entry[0] is not costs:
-                entry = self._compile(costs, priority, symbol, caller)
-            plan = entry[1]
-            self._last = (costs, priority, caller, symbol, plan)
+        plan = self._plan(costs, priority, symbol, caller)
         wait: float = self._acquire(plan)
         if wait > 0.0:
             self._waited(priority, wait)
@@ -321,15 +319,12 @@ class RateLimiter:
         For audits and for checking limits from outside: grants made by many processes
         through one Redis are all dated by that server's clock.
         """
-        _check_call(costs, priority, symbol, caller)
-        entry = self._plans[priority].get((id(costs), symbol, caller))
-        if entry is None or entry[0] is not costs:
-            entry = self._compile(costs, priority, symbol, caller)
-        wait, when = self._acquire_at(entry[1])
+        plan = self._plan(costs, priority, symbol, caller)
+        wait, when = self._acquire_at(plan)
         if wait > 0.0:
             self._waited(priority, wait)
         else:
-            self._granted((_monotonic(), entry[1]))
+            self._granted((_monotonic(), plan))
         return wait, when
 
     def _compile(
