@@ -7,10 +7,7 @@ import heapq
 import os
 import random
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +18,7 @@ from typing import Any
 from securetrade.core import IntentState, Journal, View
 from securetrade.ratelimit import Caller, LimitScope, Priority, RateLimit, RateLimiter
 
+from ._redis import start_redis, stop_redis
 from ._report import Row
 from ._timing import Effort, interleaved_us
 
@@ -189,31 +187,12 @@ def _few(effort: Effort) -> Effort:
 
 @contextmanager
 def _redis_server(directory: Path) -> Iterator[str]:
-    """A private redis-server on a free loopback port, without persistence."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    options = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
-    process = subprocess.Popen(  # noqa: S603 a fixed binary and arguments, no shell
-        [binary, *options, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A private Redis-protocol server on a free loopback port, without persistence."""
+    process, url = start_redis(directory)
     try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_redis(process)
 
 
 def journal_row(effort: Effort) -> Row:

@@ -1,7 +1,8 @@
 """The Redis tests' server comes from pip when the machine has no redis-server.
 
-The packaged binary (tests/redis_server.py) is started directly, whatever is on PATH, and
-must behave as the Redis backends need: scripts, streams with consumer groups, and PING.
+The packaged binary (found by benchmarks/_redis.py, which tests/redis_server.py uses) is
+started directly, whatever is on PATH, and must behave as the Redis backends need:
+scripts, streams with consumer groups, and PING.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import redis
 
-from redis_server import _packaged_server, redis_binary, start_redis
+from benchmarks._redis import _packaged_server
+from redis_server import redis_binary, start_redis
 
 TESTS = Path(__file__).resolve().parent
 
@@ -47,7 +49,11 @@ def test_redis_packaged_server_serves_scripts_and_consumer_groups(tmp_path: Path
 def test_redis_binary_is_found_without_redis_server_on_path(tmp_path: Path) -> None:
     """With PATH holding no redis-server, the lookup still answers with a real binary."""
     code = "from redis_server import redis_binary; print(redis_binary())"
-    env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(TESTS)}
+    env = {
+        **os.environ,
+        "PATH": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join((str(TESTS), str(TESTS.parent))),
+    }
     found = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
