@@ -161,3 +161,22 @@ def test_settings_refuse_a_number_that_writes_itself_with_a_raising_repr() -> No
                 repr(Settings(**{field.name: value}))
     assert whole("count", _PlainCount(3), 0) == 3
     assert number("seconds", _PlainCount(3)) == 3.0
+
+
+def test_a_str_subclass_of_its_own_is_refused_saying_to_pass_a_plain_str() -> None:
+    """Session 13 (issue 16): the checks that look a name up (a retention class, an inbound
+    key id, an HTTP method, a gateway scope) take a plain copy of a str subclass that
+    keeps str's methods, and refuse one of its own with what to give instead."""
+    from hostile_values import TextBadEq, TextBadHash
+    from securetrade._checks import as_text, text
+    from securetrade.privacy import RetentionPolicy
+
+    assert type(as_text(_TextOfItsOwn("walk"))) is str
+    assert as_text(TextBadHash("walk")) is None
+    assert as_text(b"walk") is None
+    for value in (TextBadHash("BUY"), TextBadEq("BUY")):
+        with pytest.raises(InvalidRequest, match="pass a plain str"):
+            text("name", value)
+        with pytest.raises(InvalidRequest, match="pass a plain str"):
+            RetentionPolicy().seconds(value)
+    assert RetentionPolicy().seconds(_TextOfItsOwn("relationship")) > 0

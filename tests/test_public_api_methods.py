@@ -125,32 +125,9 @@ HOSTILE: list[Any] = [
 BASE_HOSTILE: list[Any] = HOSTILE[: -len(DUNDER_HOSTILE)]
 #: Walks in which a dunder-hostile value still escapes (a str subclass whose hash or ==
 #: raises, a flag whose truth raises, a 5,000-digit int): walked with BASE_HOSTILE until
-#: fixed. Session 12's backlog: take one out with its fix.
-DUNDER_BACKLOG = {
-    "test_async_client_method_refuses_hostile_arguments[deposits]",
-    "test_async_client_method_refuses_hostile_arguments[withdrawals]",
-    "test_client_method_refuses_hostile_arguments[deposits]",
-    "test_client_method_refuses_hostile_arguments[withdrawals]",
-    "test_exported_function_refuses_hostile_arguments[gateway.require_scopes]",
-    "test_exported_function_refuses_hostile_arguments[gateway.requires_scopes]",
-    "test_method_refuses_hostile_arguments[Journal.sending_many]",
-    "test_method_refuses_hostile_arguments[KeyRegistry.lookup]",
-    "test_method_refuses_hostile_arguments[KeyStore.add_inbound]",
-    "test_method_refuses_hostile_arguments[KeyStore.narrow_inbound]",
-    "test_method_refuses_hostile_arguments[KeyStore.remove_inbound]",
-    "test_method_refuses_hostile_arguments[RetentionPolicy.seconds]",
-    "test_method_refuses_hostile_arguments[RetentionPolicy.store_seconds]",
-    "test_method_refuses_hostile_arguments[TrustedProxies.client]",
-    "test_more_methods_refuse_hostile_arguments[JwtSigner.coinbase_token]",
-    "test_more_methods_refuse_hostile_arguments[KeyCheck.enforce]",
-    "test_more_methods_refuse_hostile_arguments[KrakenSigner.sign_request]",
-    "test_more_methods_refuse_hostile_arguments[KucoinSigner.sign_request]",
-    "test_more_methods_refuse_hostile_arguments[OkxSigner.sign_request]",
-    "test_more_methods_refuse_hostile_arguments[Simulator.create_key]",
-    "test_redis_store_methods_refuse_hostile_arguments[RedisNonceSource]",
-    "test_stream_dialect_methods_refuse_hostile_arguments[KrakenStreams]",
-    "test_stream_hub_and_user_stream_refuse_hostile_arguments",
-}
+#: fixed. Session 12's 23 were fixed in session 13 (each walk now takes every value): a
+#: walk named here again needs its fix, and its own issue.
+DUNDER_BACKLOG: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -1054,7 +1031,9 @@ async def _fresh_user(
     if hub.user is not None:  # one an earlier call (watch_user) started
         await hub.user.close()
     hub.user = None
-    user = hub.user_stream(stream_url=stream_url or url, monitor=monitor, options=options)
+    # Not ``stream_url or url``: the walk's own truth test must not be what a value breaks.
+    chosen = url if stream_url is None else stream_url
+    user = hub.user_stream(stream_url=chosen, monitor=monitor, options=options)
     await user.close()
     hub.user = None
 

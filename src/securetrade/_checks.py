@@ -29,6 +29,8 @@ __all__ = [
     "function",
     "instance",
     "number",
+    "as_text",
+    "own_methods",
     "path",
     "safe_repr",
     "seconds",
@@ -157,7 +159,35 @@ def text(name: str, value: Any, *, empty: bool = False) -> str:
     caller's class runs where it is used (a dict key, a message)."""
     if is_text(value, empty=empty):
         return value if type(value) is str else str.__str__(value)
-    raise InvalidRequest(f"{name} must be {'' if empty else 'non-empty '}printable text")
+    kind = "" if empty else "non-empty "
+    raise InvalidRequest(f"{name} must be {kind}printable text{own_methods(value)}")
+
+
+def as_text(value: object) -> str | None:
+    """``value`` as a plain ``str`` when it is a ``str`` or a subclass keeping ``str``'s
+    own ``==``, hash and repr (copied out, as :func:`text` does); else None. For a check
+    that writes its own refusal (add :func:`own_methods` to it): the copy, not the
+    caller's object, is then looked up, compared and stored."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str) and _plain_subclass(value, str):
+        return str.__str__(value)
+    return None
+
+
+def own_methods(value: object) -> str:
+    """What to add to a refusal of ``value`` when it is a ``str`` subclass that
+    redefines how it compares, hashes or shows itself: that it is the reason, and what to
+    give instead ("" for any other value)."""
+    if isinstance(value, str) and not _plain_subclass(value, str):
+        try:
+            kind = type(value).__name__
+        except Exception:  # a metaclass's own __getattribute__
+            kind = "str subclass"
+        return (
+            f" (a {kind:.40} redefines how it compares, hashes or shows itself: pass a plain str)"
+        )
+    return ""
 
 
 def path(name: str, value: Any) -> str | os.PathLike[str]:

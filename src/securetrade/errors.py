@@ -31,6 +31,8 @@
     ├── AmbiguousOutcome             the request may have executed; the idempotency layer
     │   └── UnresolvedOrder          asks the venue, and raises this only when it cannot tell
     ├── InboundRejected              (receiving side) a signed message failed verification
+    ├── IntentChanged                an order's journal row moved on since it was read (another
+    │                                writer): nothing was overwritten; read it again, decide
     └── JournalError                 the order journal cannot be opened or written: when
                                      opening it, nothing was sent; see the message for the fix
 
@@ -55,6 +57,7 @@ __all__ = [
     "IdempotencyKeyMismatch",
     "InboundRejected",
     "InsufficientFunds",
+    "IntentChanged",
     "InvalidOTP",
     "InvalidRequest",
     "IpBanned",
@@ -310,6 +313,22 @@ class InboundRejected(SecureTradeError):
     def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.reason = reason
+
+
+# --- another writer moved an order on -------------------------------------------------------
+
+
+class IntentChanged(SecureTradeError):
+    """A guarded step of an order (``Core.conclude``, the UNKNOWN that ``Core.resolve``
+    records when the venue cannot tell) found its journal row no longer the one the caller
+    read: another thread, task, process or host moved it on meanwhile. Nothing was
+    overwritten. Read the intent again (``core.journal.get(client_order_id)``) and decide
+    from what it holds now; the order calls of a client do so themselves.
+    """
+
+    def __init__(self, message: str, *, client_order_id: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.client_order_id = client_order_id
 
 
 # --- the order journal cannot be used ---------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from .._checks import shown
+from .._checks import LAST_SECOND, shown, whole
 from ..errors import AmbiguousOutcome, InvalidRequest
 from ..models import AccountTrade, Order, Transfer
 from ..ratelimit import Priority
@@ -26,6 +26,9 @@ from .reads import Reads
 __all__ = ["HISTORY_OPS", "Page", "Window", "page", "stalled", "window"]
 
 T = TypeVar("T")
+
+#: The last millisecond a moment may name (9999-12-31T23:59:59.999Z, where dates end).
+LAST_MILLISECOND = LAST_SECOND * 1000 + 999
 
 # What each history operation yields, and whether it names one symbol (else an asset).
 HISTORY_OPS: dict[Op, tuple[type[Any], bool]] = {
@@ -139,6 +142,10 @@ def _milliseconds(moment: datetime | int, name: str) -> int:
         if moment.tzinfo is None:
             raise InvalidRequest(f"{name} must be timezone-aware (e.g. tzinfo=timezone.utc)")
         return int(moment.timestamp() * 1000)
-    if isinstance(moment, bool) or not isinstance(moment, int) or moment < 0:
-        raise InvalidRequest(f"{name} must be an aware datetime or milliseconds since the epoch")
-    return moment
+    try:  # a plain int within the dates there are: a 5,000-digit one has no str() to send
+        return int.__int__(whole(name, moment, 0, LAST_MILLISECOND))
+    except InvalidRequest:
+        raise InvalidRequest(
+            f"{name} must be an aware datetime or milliseconds since the epoch (0 to "
+            f"{LAST_MILLISECOND}, the end of year 9999)"
+        ) from None

@@ -289,6 +289,8 @@ class Journal(_DurableJournalFile):
         :meth:`transaction` the attempts join it: committed with it, flushed by the caller.
         """
         attempts = check_attempts(attempts)
+        if flush is not True and flush is not False:  # read after the commit: checked first
+            raise InvalidRequest("flush must be True or False (False: call flush() yourself)")
         results: list[bool] = []
         with self._lock:
             joined = self._batching  # inside transaction() (held by this thread): it commits

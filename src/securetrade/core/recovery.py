@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ log = logging.getLogger("securetrade")
 
 #: Client order ids some client of this process is sending right now: not abandoned.
 IN_FLIGHT: set[str] = set()
+if hasattr(os, "register_at_fork"):
+    # A forked child runs none of its parent's flows (only the forking thread goes on, with
+    # a token of its own: see process_token): what they held in flight is not the child's.
+    os.register_at_fork(after_in_child=IN_FLIGHT.clear)
 
 
 @dataclass(frozen=True, slots=True)

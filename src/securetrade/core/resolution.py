@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 
-from .._checks import instance, text, whole
+from .._checks import instance, shown, text, whole
 from ..errors import (
     AmbiguousOutcome,
     DuplicateOrder,
+    IntentChanged,
     OrderNotFound,
     SecureTradeError,
     UnresolvedOrder,
@@ -35,9 +36,21 @@ __all__ = ["Resolution", "StaleView"]
 _REJECTED = IntentState.REJECTED
 
 
-class StaleView(Exception):
+class StaleView(IntentChanged):
     """The journal row is no longer what this flow saw (another thread, task, process or
-    host moved it on): the flow re-reads it and decides again; it never overwrites."""
+    host moved it on): the flow re-reads it and decides again; it never overwrites.
+
+    The core's own signal, caught by its order and recovery flows; a caller driving
+    :meth:`Resolution.resolve` or :meth:`Resolution.conclude` itself gets it as the public
+    :class:`~securetrade.errors.IntentChanged`, a typed error saying what to do."""
+
+    def __init__(self, cid: str) -> None:
+        super().__init__(
+            f"the journal row of order {shown(cid, 80)} is not the one it was read as (another "
+            "writer settled, claimed or resent it, or there is none); nothing was "
+            "overwritten: read it again (core.journal.get) and decide from what it holds now",
+            client_order_id=cid,
+        )
 
 
 class Resolution(Reads):

@@ -92,11 +92,30 @@ def is_ours(client_order_id: str) -> bool:
 
 
 def process_token() -> str:
-    """Who owns an intent: host, pid and a per-process random part (pids get reused)."""
+    """Who owns an intent: host, pid and a per-process random part (pids get reused).
+
+    A child made by ``os.fork()`` (multiprocessing's fork start method: a worker per
+    account) gets a token of its own as it starts, so that neither process takes the
+    other's intents or recovery lease for its own."""
     return _TOKEN
 
 
-_TOKEN = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+def _minted() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+_TOKEN = _minted()
+
+
+def _new_token_after_fork() -> None:
+    """In a forked child: a token of its own (the parent's would make every intent and
+    lease of the parent "ours": taken over as abandoned, renewed as held)."""
+    global _TOKEN
+    _TOKEN = _minted()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: Windows has no fork
+    os.register_at_fork(after_in_child=_new_token_after_fork)
 
 
 def owner_is_gone(owner: str) -> bool:

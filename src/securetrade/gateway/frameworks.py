@@ -11,6 +11,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._checks import as_text, own_methods
 from ..errors import InvalidRequest
 from .keys import GatewayPrincipal
 from .middleware import _PROBLEMS, BODY_KEY
@@ -19,9 +20,16 @@ __all__ = ["principal_of", "require_scopes", "requires_scopes", "validated_body"
 
 
 def _needed(scopes: tuple[str, ...]) -> frozenset[str]:
-    if not scopes or not all(isinstance(s, str) and s for s in scopes):
+    """The scopes as a set of plain strs (a subclass's own hash or == never runs in it)."""
+    plain: list[str] = []
+    for scope in scopes:
+        name = as_text(scope)
+        if not name:
+            raise InvalidRequest(f"each scope must be a non-empty string{own_methods(scope)}")
+        plain.append(name)
+    if not plain:
         raise InvalidRequest("name at least one scope, as strings")
-    return frozenset(scopes)
+    return frozenset(plain)
 
 
 def principal_of(request: Any) -> GatewayPrincipal | None:

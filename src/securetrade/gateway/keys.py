@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._checks import instance, safe_repr, text
+from .._checks import as_text, instance, own_methods, safe_repr, text
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from ..verify import InboundKey
@@ -205,9 +205,12 @@ class KeyRegistry:
     def lookup(self, key_id: str) -> tuple[GatewayKey, bool]:
         """``(key, True)`` for a known id, else ``(decoy, False)``: the caller goes on
         through the same checks either way and refuses at the signature."""
-        if not isinstance(key_id, str):
-            raise InvalidRequest("key_id must be text (the request's key id header)")
-        key = self._keys.get(key_id)
+        plain = as_text(key_id)  # looked up in a dict: the caller's own hash never runs
+        if plain is None:
+            raise InvalidRequest(
+                f"key_id must be text (the request's key id header){own_methods(key_id)}"
+            )
+        key = self._keys.get(plain)
         if key is None:
             return self._decoy, False
         return key, True

@@ -48,7 +48,12 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
     def client(self, peer: str | None, forwarded: list[bytes]) -> str | None:
-        """The client's address given the connecting ``peer`` and every X-Forwarded-For."""
+        """The client's address given the connecting ``peer`` and every X-Forwarded-For
+        (a list of the header's values, as bytes)."""
+        if type(forwarded) not in (list, tuple) or not all(
+            type(line) in (bytes, bytearray) for line in forwarded
+        ):
+            raise InvalidRequest("forwarded must be a list of X-Forwarded-For values as bytes")
         if peer is None or not self.networks or not forwarded or not self.trusts(peer):
             return peer
         hops = [h.strip() for line in forwarded for h in line.decode("latin-1").split(",")]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .._checks import instance
+from .._checks import flag, instance
 from ..errors import OverPermissionedKey
 from .apikey import ApiKey, Scope
 
@@ -76,6 +76,7 @@ class KeyCheck:
 
     def enforce(self, *, refuse: bool) -> KeyCheck:
         """Log each problem as a warning; with ``refuse`` raise :class:`OverPermissionedKey`."""
+        flag("refuse", refuse)  # checked first: a truth that raises must not skip the refusal
         for problem in self.problems:
             log.warning("key check: %s", problem)
         for note in self.notes:

@@ -370,6 +370,7 @@ class KeyStore:
         the gateway must recompute the MAC) or an Ed25519 ``public_key`` (not a secret).
         ``networks`` (CIDR) are the addresses it may call from; none means any."""
         record = _inbound_record(key_id, tenant, scopes, secret, public_key, networks)
+        key_id = _check_inbound_id(key_id)  # a plain str keys the table (checked above)
         with self._locked() as entries:
             table = entries.setdefault(_INBOUND, _Plain())
             if key_id in table:
@@ -388,7 +389,7 @@ class KeyStore:
     ) -> None:
         """Take scopes or networks away from an inbound key; never add any (as for outbound
         keys, a wider grant is a new key with a new id, reviewed as such)."""
-        _check_inbound_id(key_id)
+        key_id = _check_inbound_id(key_id)  # a plain str looks the table up
         with self._locked() as entries:
             table = entries.get(_INBOUND)
             record = table.get(key_id) if isinstance(table, _Plain) else None
@@ -414,7 +415,7 @@ class KeyStore:
 
     def remove_inbound(self, key_id: str) -> None:
         """Forget an inbound key: its sender is refused from the gateway's next reload."""
-        _check_inbound_id(key_id)
+        key_id = _check_inbound_id(key_id)  # a plain str looks the table up
         with self._locked() as entries:
             table = entries.get(_INBOUND)
             if not isinstance(table, _Plain) or key_id not in table:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .._checks import is_text, shown
+from .._checks import as_text, is_text, own_methods, shown
 from ..errors import InvalidRequest, KeyNotFound, KeystoreTampered
 from .apikey import ApiKey
 from .keystore_file import _b64, _Plain
@@ -32,14 +32,21 @@ _INBOUND_ID = re.compile(r"[A-Za-z0-9_.:/-]{1,128}").fullmatch
 
 
 def _inbound_id(value: object) -> bool:
-    """Whether ``value`` is an inbound key id or tenant: 1-128 of ``[A-Za-z0-9_.:/-]``."""
-    return isinstance(value, str) and _INBOUND_ID(value) is not None
+    """Whether ``value`` is an inbound key id or tenant: 1-128 of ``[A-Za-z0-9_.:/-]``
+    (a str subclass of its own ``==``, hash or repr is not one: see :func:`as_text`)."""
+    plain = as_text(value)
+    return plain is not None and _INBOUND_ID(plain) is not None
 
 
 def _check_inbound_id(key_id: object) -> str:
-    if not _inbound_id(key_id):
-        raise InvalidRequest("an inbound key id is 1-128 characters of [A-Za-z0-9_.:/-]")
-    return key_id  # type: ignore[return-value]
+    """``key_id`` as a plain str: the table is looked up and keyed with it, never with the
+    caller's object."""
+    plain = as_text(key_id)
+    if plain is None or _INBOUND_ID(plain) is None:
+        raise InvalidRequest(
+            f"an inbound key id is 1-128 characters of [A-Za-z0-9_.:/-]{own_methods(key_id)}"
+        )
+    return plain
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -103,7 +110,10 @@ def _inbound_record(
     networks: Iterable[str],
 ) -> _Plain:
     if not _inbound_id(key_id) or not _inbound_id(tenant):
-        raise InvalidRequest("key id and tenant must be 1-128 characters of [A-Za-z0-9_.:/-]")
+        wrong = tenant if _inbound_id(key_id) else key_id
+        raise InvalidRequest(
+            f"key id and tenant must be 1-128 characters of [A-Za-z0-9_.:/-]{own_methods(wrong)}"
+        )
     if (secret is None) == (public_key is None):
         raise InvalidRequest("give an inbound key either secret= (HMAC) or public_key= (Ed25519)")
     if secret is not None and not isinstance(secret, Secret):
@@ -113,7 +123,7 @@ def _inbound_record(
     if public_key is not None and (not isinstance(public_key, bytes) or len(public_key) != 32):
         raise InvalidRequest("public_key= must be the raw 32-byte Ed25519 public key")
     return _Plain(
-        tenant=tenant,
+        tenant=as_text(tenant),
         scopes=_scope_list(scopes),
         networks=[str(n) for n in _networks(networks)],
         kind="hmac" if secret is not None else "ed25519",

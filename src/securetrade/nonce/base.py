@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from .._checks import Choice, is_text
+from .._checks import Choice, is_text, whole
 from ..errors import InvalidRequest
 
 __all__ = ["MemoryNonceSource", "NonceSource", "Resolution", "stream_name"]
@@ -72,9 +72,15 @@ def stream_name(key_id: str) -> str:
 
 
 def check_floor(floor: int) -> int:
-    if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor < MAX_NONCE:
-        raise InvalidRequest(f"a nonce floor must be an integer in [0, {MAX_NONCE})")
-    return floor
+    """``floor`` as a plain int: what a store writes is never the caller's subclass (whose
+    own str or repr the Redis client or SQLite would call)."""
+    try:
+        return int.__int__(whole("floor", floor, 0, MAX_NONCE - 1))
+    except InvalidRequest:
+        raise InvalidRequest(
+            f"a nonce floor must be an integer in [0, {MAX_NONCE}): the highest nonce the "
+            "venue has seen"
+        ) from None
 
 
 def following(high_water: int, now: int) -> int:
@@ -114,7 +120,7 @@ class MemoryNonceSource:
 
     def advance_to(self, key_id: str, floor: int) -> None:
         name = stream_name(key_id)
-        check_floor(floor)
+        floor = check_floor(floor)
         with self._lock:
             self._last[name] = max(self._last.get(name, 0), floor)
 

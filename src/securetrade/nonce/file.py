@@ -89,7 +89,7 @@ class FileNonceSource:
         return self._update(key_id, lambda current: following(current, now))
 
     def advance_to(self, key_id: str, floor: int) -> None:
-        check_floor(floor)
+        floor = check_floor(floor)
         self._update(key_id, lambda current: max(current, floor))
 
     def close(self) -> None:

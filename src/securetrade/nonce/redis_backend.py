@@ -71,7 +71,7 @@ class RedisNonceSource:
         return int(value)
 
     def advance_to(self, key_id: str, floor: int) -> None:
-        check_floor(floor)
+        floor = check_floor(floor)
         self._floor(keys=[self._prefix + stream_name(key_id)], args=[floor])
 
     def close(self) -> None:

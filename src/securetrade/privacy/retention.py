@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import as_text, own_methods, shown, text
 from .._checks import path as checked_path
-from .._checks import shown, text
 from ..errors import InvalidRequest
 
 __all__ = ["RetentionPolicy", "parse_period"]
@@ -124,8 +124,10 @@ class RetentionPolicy:
 
 def _known(what: str, name: object, table: Mapping[str, str]) -> str:
     """The period ``table`` gives ``name``; an unknown name is refused, naming the known."""
-    if not isinstance(name, str) or name not in table:
+    plain = as_text(name)  # a str subclass's own hash or == never runs in the lookup
+    if plain is None or plain not in table:
         raise InvalidRequest(
-            f"unknown {what} {shown(name, 60)}; one of: {', '.join(sorted(table))}"
+            f"unknown {what} {shown(name, 60)}{own_methods(name)}; one of: "
+            f"{', '.join(sorted(table))}"
         )
-    return table[name]
+    return table[plain]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .._checks import shown, whole
+from .._checks import as_text, own_methods, shown, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .signers import (
@@ -42,8 +42,13 @@ def _text(value: bytes | str) -> bytes:
 
 
 def _method_path(method: str, request_path: str) -> bytes:
-    if not isinstance(method, str) or method not in _METHODS:
-        raise InvalidRequest(f"method {shown(method)} is not one of {', '.join(sorted(_METHODS))}")
+    verb = as_text(method)  # the caller's str subclass is neither hashed nor signed
+    if verb is None or verb not in _METHODS:
+        raise InvalidRequest(
+            f"method {shown(method)}{own_methods(method)} is not one of "
+            f"{', '.join(sorted(_METHODS))}"
+        )
+    method = verb
     if not isinstance(request_path, str) or _PATH(request_path) is None or "#" in request_path:
         raise InvalidRequest("request path must start with '/' and hold printable ASCII only")
     return method.encode("ascii") + request_path.encode("ascii")

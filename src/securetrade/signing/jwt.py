@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from .._checks import LAST_SECOND, shown, whole
+from .._checks import LAST_SECOND, as_text, own_methods, shown, whole
 from ..errors import InvalidRequest
 from ..keys import KeyKind, Secret
 from .keyload import load_ec_p256, load_ed25519
@@ -121,8 +121,13 @@ class JwtSigner(SecretHolder):
         if (method is None) != (path is None):
             raise InvalidRequest("give both method and path (REST) or neither (WebSocket)")
         if method is not None and path is not None:
-            if not isinstance(method, str) or method not in _METHODS:
-                raise InvalidRequest(f"method {shown(method)} is not an HTTP method Coinbase uses")
+            verb = as_text(method)  # the caller's str subclass is neither hashed nor sent
+            if verb is None or verb not in _METHODS:
+                raise InvalidRequest(
+                    f"method {shown(method)}{own_methods(method)} is not an HTTP method "
+                    f"Coinbase uses: one of {', '.join(sorted(_METHODS))}"
+                )
+            method = verb
             if not isinstance(path, str) or not isinstance(host, str):
                 raise InvalidRequest("path and host must be text")
             bare = path.split("?", 1)[0]

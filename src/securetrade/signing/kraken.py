@@ -51,13 +51,17 @@ class KrakenSigner(SecretHolder):
         sent; ``postdata`` is the body exactly as sent.
         """
         if type(nonce) is int:  # not bool, and not an object whose str() is anything
-            nonce_text = str(nonce)
+            # Within uint64, as Kraken reads it: a 5,000-digit int has no str() either.
+            nonce_text = str(nonce) if 0 <= nonce < 2**64 else ""
         elif isinstance(nonce, str):
             nonce_text = nonce
         else:
             nonce_text = ""
         if not (nonce_text.isascii() and nonce_text.isdigit()):
-            raise InvalidRequest("a Kraken nonce must be an unsigned integer (or its digits)")
+            raise InvalidRequest(
+                "a Kraken nonce must be an unsigned 64-bit integer (or its digits): take it "
+                "from the key's nonce source"
+            )
         if not isinstance(uri_path, str) or not uri_path.startswith("/"):
             raise InvalidRequest("uri_path must be text starting with '/' (/0/private/...)")
         body = body_bytes("postdata", postdata)

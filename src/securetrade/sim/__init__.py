@@ -167,6 +167,8 @@ class Simulator:
         password or the seed.
         """
         text("venue", venue)
+        if account is not None:  # a plain str: the accounts table hashes and compares it
+            account = text("account (an account name, or None for a new one)", account)
         if balances is not None:
             balances = opening_balances(balances)
         if venue in BROKER_VENUES:

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._checks import flag, function, instance, is_text, seconds
+from .._checks import as_text, flag, function, instance, is_text, own_methods, seconds
 from ..errors import InvalidRequest
 from ..keys import Secret
 from ..models import AccountTrade, Fill, Order, OrderRequest
@@ -233,8 +233,10 @@ class StreamHub:
     def unified(self, symbol: str) -> str:
         """``symbol`` as ``BASE/QUOTE`` when it is one of the venue's own names the client's
         instrument table knows (``XBTUSDT`` -> ``BTC/USDT``); else as given."""
-        if not isinstance(symbol, str):
-            raise InvalidRequest("symbol must be a str, such as XBTUSDT")
+        plain = as_text(symbol)  # looked up in a dict: the caller's own hash never runs
+        if plain is None:
+            raise InvalidRequest(f"symbol must be a str, such as XBTUSDT{own_methods(symbol)}")
+        symbol = plain
         instrument = self.client.core.market.instruments.get(symbol)
         if instrument is None:
             return symbol
@@ -277,8 +279,10 @@ class StreamHub:
     ) -> AsyncIterator[Any]:
         """An async iterator over the user stream's events of ``kinds`` (``orders``, ``fills`` or
         ``account``); the supervisor connects on its first ``__anext__``."""
-        if not isinstance(kinds, str) or kinds not in KINDS:
-            raise InvalidRequest(f"kinds must be one of {sorted(KINDS)}")
+        plain = as_text(kinds)  # looked up in a dict: the caller's own hash never runs
+        if plain is None or plain not in KINDS:
+            raise InvalidRequest(f"kinds must be one of {sorted(KINDS)}{own_methods(kinds)}")
+        kinds = plain
         self._check_options(stream_url, monitor, options)
         hub = self
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .._checks import is_text, text
+from .._checks import as_text, is_text, own_methods, text
 from ..errors import AuthenticationRejected, InvalidRequest
 from ..keys import ApiKey, Environment, Secret
 from ..models import to_decimal
@@ -179,9 +179,12 @@ class KrakenStreams:
     def asset(code: str) -> str:
         """A Kraken asset code in the common name (``XXBT`` and ``XBT`` are ``BTC``), as
         the balances channel names it: so a withdrawal of ours is matched."""
-        if not isinstance(code, str):
-            raise InvalidRequest("code must be a Kraken asset code as a str, such as XXBT")
-        return asset_name(code)
+        plain = as_text(code)  # looked up in a dict: the caller's own hash never runs
+        if plain is None:
+            raise InvalidRequest(
+                f"code must be a Kraken asset code as a str, such as XXBT{own_methods(code)}"
+            )
+        return asset_name(plain)
 
     def market_frames(self, channel: str, symbol: str) -> list[str]:
         """The subscription to ``symbol``'s ``channel`` (a new connection: a new book)."""
