@@ -187,3 +187,24 @@ def test_the_state_index_holds_the_intents_in_flight_only(tmp_path: Path) -> Non
             assert "intents_unfinished" in plan, (statement, plan)
     finally:
         journal.close()
+
+
+def test_a_fill_written_by_version_3_code_on_an_upgraded_file_is_found(tmp_path: Path) -> None:
+    """A process started before the upgrade keeps its own statements: its fill insert
+    names no intent_at. It lands under 0, is the order's fill, and is not recorded twice."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        journal.begin("key-a", A, "acct", "BTCUSDT", "fp", sending_deadline_ms=10**13)
+        journal._db.execute(  # version 3's statement, as that process sends it
+            "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, "
+            "commission, commission_asset) VALUES (?, ?, ?, ?, ?, ?)",
+            (A, "t1", "1", "1", "0", None),
+        )
+        assert [f.trade_id for f in journal.fills(A)] == ["t1"]
+        assert journal.record_fills(A, [Fill(price="1", quantity="1", trade_id="t1")]) == 0
+        assert journal.settle(
+            A, IntentState.FILLED, fills=[Fill(price="2", quantity="1", trade_id="t2")]
+        )
+        assert [f.trade_id for f in journal.fills(A)] == ["t1", "t2"]
+    finally:
+        journal.close()

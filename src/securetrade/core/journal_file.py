@@ -29,10 +29,12 @@ UNFINISHED_SQL = "(" + " OR ".join(f"state = '{s.value}'" for s in UNFINISHED) +
 # Version 4 puts the intent's created_at first in that key (0 for an order the journal
 # holds no intent of): the fills a commit writes go to the right-hand end of the index,
 # one page for the group, where a key led by the client order id (a hash) put each order's
-# fills on a page of its own. ``id`` keeps the order the fills were recorded in.
+# fills on a page of its own. ``id`` keeps the order the fills were recorded in. The
+# default 0 is for a process still running version 3 code on an upgraded file: its
+# inserts name no intent_at, and land where fills of no intent go (found, kept once).
 _FILLS = """CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY,
-    intent_at REAL NOT NULL,
+    intent_at REAL NOT NULL DEFAULT 0,
     client_order_id TEXT NOT NULL,
     trade_id TEXT NOT NULL,
     price TEXT NOT NULL,
