@@ -142,3 +142,51 @@ def test_an_answer_records_its_fills_with_it_and_only_for_a_kept_intent(tmp_path
     journal.settle("st" + "9" * 30, IntentState.FILLED, fills=fills)
     assert journal.fills("st" + "9" * 30) == []
     journal.close()
+
+
+def test_the_log_starts_over_after_a_checkpoint_that_commits_raced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The async client commits on its event loop while its worker thread checkpoints:
+    a commit lands during the copy. A checkpoint that only copied what it found (PASSIVE)
+    left the log not wholly copied, so the next commit appended to it instead of starting
+    it over, and under a steady flow of orders it grew for as long as the flow lasted."""
+    import sqlite3
+    import struct
+
+    from securetrade.core import journal_durability
+
+    monkeypatch.setattr(journal_durability, "_CHECKPOINT_EVERY", 1)
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    numbers = iter(range(1000, 2000))
+    connect = sqlite3.connect
+
+    class Racing:
+        """The checkpointer's connection; the loop commits while its PASSIVE copies."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.db = connect(*args, **kwargs)  # type: ignore[arg-type]
+
+        def execute(self, statement: str) -> sqlite3.Cursor:
+            cursor = self.db.execute(statement)
+            if "PASSIVE" in statement:
+                _begin(journal, next(numbers))
+            return cursor
+
+        def close(self) -> None:
+            self.db.close()
+
+    monkeypatch.setattr(journal_durability.sqlite3, "connect", Racing)
+
+    def restarts() -> int:  # the log header's checkpoint sequence: +1 per start-over
+        with open(f"{path}-wal", "rb") as wal:
+            return int(struct.unpack(">I", wal.read(16)[12:16])[0])
+
+    for n in range(3):
+        _begin(journal, n)
+        journal.flush()  # flush, checkpoint (the race), then ...
+        before = restarts()
+        _begin(journal, 100 + n)  # ... the next commit starts the log over
+        assert restarts() == before + 1
+    journal.close()

@@ -9,6 +9,7 @@ import pytest
 
 from securetrade.core.journal import Journal
 from securetrade.core.states import GUARDED, SOURCES, IntentState, View
+from securetrade.models import Fill
 
 
 def _begin(journal: Journal, cid: str, deadline: int | None = 10**13) -> None:
@@ -21,18 +22,21 @@ def _begin(journal: Journal, cid: str, deadline: int | None = 10**13) -> None:
 
 def test_the_order_paths_statements_build_no_temporary_btree(tmp_path: Path) -> None:
     """SQLite codes ``state IN (?, ?, ?)`` with a temporary b-tree of the values, built and
-    dropped per statement: a settle paid for one on every order."""
+    dropped per statement: a settle paid for one on every order. So does the condition of
+    a partial index written that way (evaluated on every write of a row), and an INSERT
+    whose SELECT reads the table it writes (a fill checked against the fills)."""
     journal = Journal(tmp_path / "j.sqlite3")
     statements: list[str] = []
     journal._db.set_trace_callback(statements.append)
     try:
         _begin(journal, "st-1")
         assert journal.settle("st-1", IntentState.ACKED, order_json='{"x": 1}')
-        assert journal.settle("st-1", IntentState.FILLED, order_json='{"x": 2}')
+        fill = Fill(price="10", quantity="1", trade_id="t-1")
+        assert journal.settle("st-1", IntentState.FILLED, order_json='{"x": 2}', fills=[fill])
     finally:
         journal._db.set_trace_callback(None)
     writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
-    assert len(writes) == 3
+    assert len(writes) == 4  # the claim, two answers, the answer's fill
     for statement in writes:
         plan = journal._db.execute(f"EXPLAIN {statement}").fetchall()
         assert "OpenEphemeral" not in {row[1] for row in plan}, statement

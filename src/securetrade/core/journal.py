@@ -32,7 +32,7 @@ from ..errors import InvalidRequest, JournalError
 from ..models import Fill
 from .journal_durability import JournalBusy as JournalBusy
 from .journal_durability import _DurableJournalFile
-from .journal_file import _BUSY_MS, _unusable
+from .journal_file import _BUSY_MS, UNFINISHED_SQL, _unusable
 from .states import (
     GUARDED,
     PURGEABLE,
@@ -85,9 +85,17 @@ _PENDING = IntentState.PENDING.value
 _SENDING = IntentState.SENDING.value
 _PENDING_STATE, _SENDING_STATE = IntentState.PENDING, IntentState.SENDING  # read once, too
 
+# A fill is keyed by its intent's created_at (see journal_file), client order id and trade
+# id; by 0 instead of created_at when the journal holds no intent of the order, and for
+# as long as fills recorded so stay (a trade query about an order placed elsewhere, then
+# a begin here), so that each trade has one key. VALUES, not SELECT: an INSERT whose
+# SELECT reads the table it writes goes through a temporary table, on every fill.
+_INTENT_AT = "COALESCE((SELECT created_at FROM intents WHERE client_order_id = ?1), 0)"
 _INSERT_FILL = (
-    "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, commission, "
-    "commission_asset) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO fills (intent_at, client_order_id, trade_id, price, quantity, "
+    "commission, commission_asset) VALUES (COALESCE((SELECT created_at FROM intents WHERE "
+    "client_order_id = ?1 AND NOT EXISTS (SELECT 1 FROM fills WHERE intent_at = 0 AND "
+    "client_order_id = ?1)), 0), ?1, ?2, ?3, ?4, ?5, ?6)"
 )
 
 _COLUMNS = (
@@ -386,16 +394,18 @@ class Journal(_DurableJournalFile):
         """This account's intents the venue has not confirmed (PENDING, SENDING, UNKNOWN)."""
         check_id("account", account)
         with self._lock:
-            rows = self._db.execute(
+            rows = self._db.execute(  # the partial index's own condition: it is used
                 f"SELECT {_COLUMNS} FROM intents "  # noqa: S608 constant  # nosec B608
-                "WHERE account = ? AND state IN (?, ?, ?) ORDER BY created_at",
-                (account, *(s.value for s in UNFINISHED)),
+                f"WHERE account = ? AND {UNFINISHED_SQL} ORDER BY created_at",
+                (account,),
             ).fetchall()
         return [_intent(r) for r in rows]
 
     def unresolved(self, account: str | None = None) -> list[Intent]:
         """Intents whose outcome is not known: SENDING or UNKNOWN."""
-        query = f"SELECT {_COLUMNS} FROM intents WHERE state IN (?, ?)"  # noqa: S608 constant  # nosec B608
+        query = (  # among the unfinished: the partial index on them is used
+            f"SELECT {_COLUMNS} FROM intents WHERE {UNFINISHED_SQL} AND state IN (?, ?)"  # noqa: S608 constant  # nosec B608
+        )
         args: tuple[str, ...] = (IntentState.SENDING.value, IntentState.UNKNOWN.value)
         if account is not None:
             check_id("account", account)
@@ -459,8 +469,8 @@ class Journal(_DurableJournalFile):
         check_id("client_order_id", client_order_id)
         with self._lock:
             rows = self._db.execute(
-                "SELECT trade_id, price, quantity, commission, commission_asset FROM fills "
-                "WHERE client_order_id = ? ORDER BY rowid",
+                "SELECT trade_id, price, quantity, commission, commission_asset FROM fills "  # noqa: S608 constant  # nosec B608
+                f"WHERE intent_at IN (0, {_INTENT_AT}) AND client_order_id = ?1 ORDER BY id",
                 (client_order_id,),
             ).fetchall()
         return [
@@ -482,24 +492,22 @@ class Journal(_DurableJournalFile):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("DELETE FROM tombstones WHERE expires_at <= ?", (now,))
-                old = [
-                    row[0]
-                    for row in self._db.execute(
-                        f"SELECT client_order_id FROM intents WHERE state IN ({marks}) "  # noqa: S608 placeholders  # nosec B608
-                        "AND updated_at < ?",
-                        (*states, now - self.retention),
-                    )
-                ]
+                old: list[tuple[str, float]] = self._db.execute(
+                    f"SELECT client_order_id, created_at FROM intents WHERE state IN ({marks}) "  # noqa: S608 placeholders  # nosec B608
+                    "AND updated_at < ?",
+                    (*states, now - self.retention),
+                ).fetchall()
                 self._db.executemany(
                     "INSERT OR REPLACE INTO tombstones (client_order_id, purged_at, expires_at) "
                     "VALUES (?, ?, ?)",
-                    [(cid, now, now + self.tombstone_ttl) for cid in old],
+                    [(cid, now, now + self.tombstone_ttl) for cid, _ in old],
+                )
+                self._db.executemany(  # under its intent, or recorded before it (see fills)
+                    "DELETE FROM fills WHERE intent_at IN (0, ?) AND client_order_id = ?",
+                    [(created, cid) for cid, created in old],
                 )
                 self._db.executemany(
-                    "DELETE FROM fills WHERE client_order_id = ?", [(cid,) for cid in old]
-                )
-                self._db.executemany(
-                    "DELETE FROM intents WHERE client_order_id = ?", [(cid,) for cid in old]
+                    "DELETE FROM intents WHERE client_order_id = ?", [(cid,) for cid, _ in old]
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
