@@ -457,7 +457,11 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 
 def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub:
-    """The client's :class:`StreamHub`, made and attached on first use."""
+    """The client's :class:`StreamHub`, made and attached on first use (refused in a child
+    forked after the client was built: its streams' connections are the parent's)."""
+    here = getattr(client, "_here", None)
+    if here is not None:
+        here()
     hub: StreamHub | None = getattr(client, "_stream_hub", None)
     if hub is None:
         hub = StreamHub(client, asynchronous=asynchronous)

@@ -1,0 +1,184 @@
+"""A client (or journal) built before ``os.fork()`` and used in the child is refused with
+:class:`InheritedAcrossFork` before anything is sent or written; the parent's goes on.
+
+Its pooled TLS connection and SQLite connection are the parent's: the child writing on the
+parent's TLS session breaks its framing (and the answer may be read by the wrong process:
+an order's outcome lost or given to the other), and SQLite says a connection must not cross
+a fork. Each test forks for real (the venue is the simulator over real TLS on loopback) and
+the child reports through a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import AsyncClient, Client, InheritedAcrossFork, Journal, MarketOrder
+from securetrade.sim import Simulator
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork only")
+
+
+def _in_child(work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a forked child; its answer (JSON) or the error it raised, as text."""
+    out_read, out_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, and leave without running the parent's teardown
+        code = 0
+        try:
+            os.close(out_read)
+            answer = json.dumps({"answer": work()})
+        except BaseException as exc:
+            answer = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            code = 1
+        with os.fdopen(out_write, "w") as out:
+            out.write(answer)
+        os._exit(code)
+    os.close(out_write)
+    with os.fdopen(out_read) as out:
+        answer = json.loads(out.read() or '{"error": "no answer"}')
+    os.waitpid(pid, 0)
+    assert "error" not in answer, answer["error"]
+    return answer["answer"]
+
+
+def _said(exc: InheritedAcrossFork) -> str:
+    """The error's type, when its message says what to do."""
+    return (
+        type(exc).__name__
+        if "build the" in str(exc).lower() and "after the fork" in str(exc)
+        else f"no advice: {exc}"
+    )
+
+
+def _refusal(call: Callable[[], Any]) -> str:
+    """What ``call`` raised: the error's type and whether it says what to do."""
+    try:
+        call()
+    except InheritedAcrossFork as exc:
+        return _said(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+@pytest.fixture(scope="module")
+def venue() -> Iterator[dict[str, Any]]:
+    with Simulator() as simulator:
+        server = simulator.serve()
+        key = simulator.create_key(balances={"USDT": Decimal("100000"), "BTC": Decimal("1")})
+        yield {
+            "server": server,
+            "key": key,
+            "options": {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem},
+        }
+
+
+BUY = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
+
+
+def test_an_inherited_client_refuses_in_the_child(venue: dict[str, Any], tmp_path: Path) -> None:
+    server = venue["server"]
+    with Client(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"]) as client:
+        client.place_order(BUY, idempotency_key="parent-1")  # a pooled TLS connection now
+        received, handshakes = server.bytes_received, server.handshakes
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: client.place_order(BUY, idempotency_key="child-1")),
+                _refusal(client.balances),
+                _refusal(client.unresolved),  # the journal itself refuses too
+                _refusal(lambda: client.journal.get("x")),
+                _refusal(lambda: next(iter(client.watch_orders()))),
+            ]
+            client.close()  # nothing: the connections are the parent's
+            client.journal.close()  # nor the parent's SQLite connection
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 5
+        assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        core = client.core  # nothing of the child's order was written
+        assert core.journal.get(core.venue.client_order_id(core.account, "child-1")) is None
+        # The parent's next order, on its own connection (no new handshake) and journal.
+        assert client.place_order(BUY, idempotency_key="parent-2").status.name == "FILLED"
+        assert server.handshakes == handshakes
+
+
+def test_an_inherited_async_client_refuses_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    server = venue["server"]
+    loop = asyncio.new_event_loop()
+    client = AsyncClient(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"])
+    try:
+        loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-1"))
+        received, handshakes = server.bytes_received, server.handshakes
+
+        async def refused() -> list[str]:
+            answers = []
+            for call in (
+                lambda: client.place_order(BUY, idempotency_key="child-1"),
+                client.balances,
+                client.server_time,
+            ):
+                try:
+                    await call()
+                    answers.append("no error")
+                except InheritedAcrossFork as exc:
+                    answers.append(_said(exc))
+            await client.aclose()  # nothing: no TLS goodbye on the parent's sessions
+            return answers
+
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 3
+        assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        order = loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-2"))
+        assert order.status.name == "FILLED"
+        assert server.handshakes == handshakes  # the pooled connection still the parent's
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+
+
+def test_an_inherited_journal_refuses_in_the_child(tmp_path: Path) -> None:
+    """Every call, before it touches the file; close() leaves the parent's connection."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        _, created = journal.begin("k1", "cid-1", "acct", "BTCUSDT", "fp")
+        assert created
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: journal.get("cid-1")),
+                _refusal(lambda: journal.begin("k2", "cid-2", "acct", "BTCUSDT", "fp")),
+                _refusal(journal.flush),
+                _refusal(lambda: journal.lease("acct", 30.0)),
+            ]
+            journal.close()
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 4
+        assert journal.get("cid-2") is None
+        got = journal.get("cid-1")
+        assert got is not None
+        assert got.idempotency_key == "k1"
+        assert journal.begin("k3", "cid-3", "acct", "BTCUSDT", "fp")[1]
+        journal.flush()
+    finally:
+        journal.close()
+
+
+def test_a_client_built_in_the_child_works(venue: dict[str, Any], tmp_path: Path) -> None:
+    """What the error says to do: build it in the worker, after the fork."""
+
+    def child() -> str:
+        with Client(venue["key"], journal=tmp_path / "c.sqlite3", **venue["options"]) as own:
+            return own.place_order(BUY, idempotency_key="child-own").status.name
+
+    assert _in_child(child) == "FILLED"
