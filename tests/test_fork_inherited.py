@@ -182,3 +182,55 @@ def test_a_client_built_in_the_child_works(venue: dict[str, Any], tmp_path: Path
             return own.place_order(BUY, idempotency_key="child-own").status.name
 
     assert _in_child(child) == "FILLED"
+
+
+def test_an_inherited_sqlite_limiter_and_audit_trail_refuse_in_the_child(tmp_path: Path) -> None:
+    """The SQLite rate-limit windows and the signed audit trail: refused before the file is
+    touched; the parent's go on (its chain still verifies)."""
+    from securetrade.ratelimit.sqlite import SQLiteBackend
+    from securetrade.record import AuditKey, AuditTrail
+
+    windows = SQLiteBackend(tmp_path / "limits.sqlite3")
+    trail = AuditTrail(tmp_path / "audit.sqlite3", AuditKey.generate())
+    try:
+        trail.append("parent", {"n": 1})
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: windows.used([("orders", 10.0)])),
+                _refusal(lambda: windows.pause("orders", 1.0)),
+                _refusal(lambda: trail.append("child", {"n": 2})),
+            ]
+            windows.close()
+            trail.close()
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 3
+        assert windows.used([("orders", 10.0)]) == [0]
+        trail.append("parent", {"n": 3})
+        assert [record.kind for record in trail.records()] == ["parent", "parent"]
+        assert trail.verify().ok
+    finally:
+        windows.close()
+        trail.close()
+
+
+def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path: Path) -> None:
+    """It reopens its key files in the child (the parent's descriptions share their flock)
+    with a lock of its own: the parent's was held by one of its threads at the fork, and
+    the child waited on it for ever. Nonces stay strictly increasing across both."""
+    import signal
+
+    from securetrade.nonce.file import FileNonceSource
+
+    source = FileNonceSource(tmp_path / "nonces")
+    first = source.next("key")
+
+    def child() -> int:
+        signal.alarm(20)  # a deadlocked child dies: "no answer"
+        return source.next("key")
+
+    with source._lock:  # a thread of the parent mid-draw as the fork happens
+        drawn = _in_child(child)
+    assert first < drawn < source.next("key")
+    source.close()
