@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -234,3 +235,69 @@ def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path:
         drawn = _in_child(child)
     assert first < drawn < source.next("key")
     source.close()
+
+
+@pytest.mark.redis
+def test_an_inherited_event_stream_refuses_in_the_child(redis_url: str) -> None:
+    """The copy engine's Redis Stream: its asyncio Redis pool does not reopen after a fork
+    (its connections are the parent's, of the parent's loop), and its consumer name
+    (host:pid) is the parent's. Refused before anything is sent; the parent's publishes."""
+    import redis
+
+    from securetrade.copy import EventStream, LeaderEvent
+
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    stream = EventStream(redis_url, stream=name)
+    event = LeaderEvent("e1", "BTCUSDT", "BUY", "0.01", "60000", 1_000)
+
+    async def child() -> list[str]:
+        answers = []
+        for call in (lambda: stream.publish(event), stream.pending):
+            try:
+                await call()
+                answers.append("no error")
+            except InheritedAcrossFork as exc:
+                answers.append(_said(exc))
+        await stream.close()  # nothing: the connections are the parent's
+        return answers
+
+    assert _in_child(lambda: asyncio.run(child())) == ["InheritedAcrossFork"] * 2
+
+    async def parent() -> None:
+        try:
+            await stream.publish(event)
+        finally:
+            await stream.close()
+
+    asyncio.run(parent())
+    assert redis.Redis.from_url(redis_url).xlen(name) == 1  # the parent's event only
+
+
+@pytest.mark.redis
+def test_an_inherited_redis_journal_opens_its_own_connection_in_the_child(
+    redis_url: str,
+) -> None:
+    """redis-py's pool drops the parent's connections in a child (without a word on them)
+    and opens its own: a RedisJournal carried across a fork is safe to use, and the
+    parent's connection stays its own."""
+    from securetrade.core.redis_journal import RedisJournal
+
+    prefix = f"fork-{uuid.uuid4().hex[:8]}:"
+    journal = RedisJournal.create(redis_url, prefix=prefix)
+    try:
+        journal.begin("k1", "cid-1", "acct", "BTCUSDT", "fp")
+        mine = journal._redis.client_id()
+
+        def child() -> list[Any]:
+            _, created = journal.begin("k2", "cid-2", "acct", "BTCUSDT", "fp")
+            return [journal._redis.client_id(), created]
+
+        theirs, created = _in_child(child)
+        assert created
+        assert theirs != mine
+        assert journal._redis.client_id() == mine
+        got = journal.get("cid-2")
+        assert got is not None
+        assert got.idempotency_key == "k2"
+    finally:
+        journal.close()

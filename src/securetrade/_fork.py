@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from .errors import InheritedAcrossFork
 
-__all__ = ["RefusingLock", "generation", "park", "refused", "watch"]
+__all__ = ["Refusing", "RefusingLock", "generation", "park", "refused", "watch"]
 
 #: How many forks deep this process is: 0 in the process that imported securetrade, one
 #: more in each child ``os.fork()`` makes. Objects keep the one they were built in.
@@ -79,6 +79,23 @@ class RefusingLock:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+class Refusing:
+    """Stands in the child for a store's client of the parent's connections (a
+    ``redis.asyncio`` client, whose pool does not reopen after a fork): any use raises
+    :class:`InheritedAcrossFork`."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise refused(self._what)
+
+    def __call__(self, *args: object, **kwargs: object) -> Any:
+        raise refused(self._what)
 
 
 def _in_child() -> None:
