@@ -185,14 +185,22 @@ def test_a_client_built_in_the_child_works(venue: dict[str, Any], tmp_path: Path
     assert _in_child(child) == "FILLED"
 
 
-def test_an_inherited_sqlite_limiter_and_audit_trail_refuse_in_the_child(tmp_path: Path) -> None:
-    """The SQLite rate-limit windows and the signed audit trail: refused before the file is
-    touched; the parent's go on (its chain still verifies)."""
+def test_inherited_sqlite_stores_refuse_in_the_child(tmp_path: Path) -> None:
+    """The SQLite rate-limit windows, the signed audit trail, the kill switch's store and
+    the copy outbox: refused before the file is touched; the parent's go on (its audit
+    chain still verifies)."""
+    from securetrade.copy import LeaderEvent
+    from securetrade.copy.outbox import Outbox
+    from securetrade.policy import SqliteSwitchStore
+    from securetrade.policy.killswitch import KillState
     from securetrade.ratelimit.sqlite import SQLiteBackend
     from securetrade.record import AuditKey, AuditTrail
 
     windows = SQLiteBackend(tmp_path / "limits.sqlite3")
     trail = AuditTrail(tmp_path / "audit.sqlite3", AuditKey.generate())
+    switch = SqliteSwitchStore(tmp_path / "switch.sqlite3")
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    event = LeaderEvent("e1", "BTCUSDT", "BUY", "0.01", "60000", 1_000)
     try:
         trail.append("parent", {"n": 1})
 
@@ -201,19 +209,26 @@ def test_an_inherited_sqlite_limiter_and_audit_trail_refuse_in_the_child(tmp_pat
                 _refusal(lambda: windows.used([("orders", 10.0)])),
                 _refusal(lambda: windows.pause("orders", 1.0)),
                 _refusal(lambda: trail.append("child", {"n": 2})),
+                _refusal(lambda: switch.read("main")),
+                _refusal(lambda: switch.write("main", KillState(True, "child"))),
+                _refusal(lambda: outbox.receive(event)),
+                _refusal(lambda: outbox.override("f1", "BTCUSDT", "child", Decimal(0))),
             ]
-            windows.close()
-            trail.close()
+            for store in (windows, trail, switch, outbox):
+                store.close()  # nothing: the connections are the parent's
             return refusals
 
-        assert _in_child(child) == ["InheritedAcrossFork"] * 3
+        assert _in_child(child) == ["InheritedAcrossFork"] * 7
         assert windows.used([("orders", 10.0)]) == [0]
         trail.append("parent", {"n": 3})
         assert [record.kind for record in trail.records()] == ["parent", "parent"]
         assert trail.verify().ok
+        assert switch.read("main") is None
+        assert outbox.overrides() == {}
+        assert outbox.receive(event)  # the child's was never written
     finally:
-        windows.close()
-        trail.close()
+        for store in (windows, trail, switch, outbox):
+            store.close()
 
 
 def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path: Path) -> None:

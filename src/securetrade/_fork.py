@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from .errors import InheritedAcrossFork
 
-__all__ = ["Refusing", "RefusingLock", "generation", "park", "refused", "watch"]
+__all__ = ["Refusing", "RefusingLock", "disown", "generation", "park", "refused", "watch"]
 
 #: How many forks deep this process is: 0 in the process that imported securetrade, one
 #: more in each child ``os.fork()`` makes. Objects keep the one they were built in.
@@ -47,6 +47,15 @@ def park(*resources: object) -> None:
     """Keep the parent's ``resources`` referenced in the child, so that no finalizer closes
     them (a SQLite connection's close could write to the file the parent is using)."""
     _PARKED.extend(resource for resource in resources if resource is not None)
+
+
+def disown(store: Any, what: str) -> None:
+    """A SQLite store's ``_after_fork``: it is marked ``_inherited`` (its ``close`` then does
+    nothing), its connection ``_db`` parked, and its lock ``_lock``, which every method
+    takes first, swapped for a :class:`RefusingLock`."""
+    store._inherited = True
+    park(store._db)
+    store._lock = RefusingLock(what)
 
 
 def refused(what: str) -> InheritedAcrossFork:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
 from .. import _fork
 from .._checks import function
@@ -109,9 +109,7 @@ class SQLiteBackend(Backend):
         """In a child forked while this was open (see :mod:`securetrade._fork`): every call
         raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
         and the parent's SQLite connection is parked, never used or closed."""
-        self._inherited = True
-        _fork.park(self._db)
-        self._lock = cast(Any, _fork.RefusingLock("SQLite rate limiter"))
+        _fork.disown(self, "SQLite rate limiter")
 
     def _prepare(self) -> None:
         with self._transaction() as db:

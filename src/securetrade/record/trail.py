@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol
 
 from .. import _fork
 from .._checks import epoch, instance, safe_repr, text, whole
@@ -391,9 +391,7 @@ class AuditTrail:
         """In a child forked while this was open (see :mod:`securetrade._fork`): every call
         raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
         and the parent's SQLite connection is parked, never used or closed."""
-        self._inherited = True
-        _fork.park(self._db)
-        self._lock = cast(Any, _fork.RefusingLock("AuditTrail"))
+        _fork.disown(self, "AuditTrail")
 
     def verify(self, **options: Any) -> VerifyReport:
         """Check the whole chain; see :func:`verify_records` for the options."""
