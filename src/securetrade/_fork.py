@@ -8,11 +8,13 @@ not ask (for an order, a lost or misattributed outcome); SQLite says a connectio
 cross a fork (its locks are not inherited, and the WAL index is shared memory); a lock a
 parent's thread held at the fork is held for ever in the child. So a child builds its own.
 
-Nothing is paid per call for this: the child bumps :data:`generation` as it starts (a
-client compares the one it was built in once per call, an int compare; no ``os.getpid()``,
-which is a system call each time), and each store registered with :func:`watch` swaps its
-lock for one that refuses, and parks its SQLite connections here, never closed in the child
-(closing one could roll back into the WAL index the parent is using).
+A call pays an int compare at most: the child bumps :data:`generation` as it starts (a
+client compares the one it was built in, once per call; no ``os.getpid()``, which is a
+system call each time), and each store registered with :func:`watch` gets its
+``_after_fork()`` called there. A SQLite store swaps the lock its every method takes first
+for one that refuses, and parks its connection here, never closed in the child (closing
+one could roll back into the WAL index the parent is using); the file nonce source opens
+descriptors of its own instead, and the Redis event stream refuses.
 """
 
 from __future__ import annotations
@@ -110,8 +112,14 @@ class Refusing:
 def _in_child() -> None:
     global generation
     generation += 1
-    for store in list(_STORES):
-        store._after_fork()
+    failure: BaseException | None = None
+    for store in list(_STORES):  # every one, even if one fails (its error is then raised)
+        try:
+            store._after_fork()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 if hasattr(os, "register_at_fork"):  # POSIX: Windows has no fork
