@@ -74,8 +74,11 @@ class Client(_Base[Transport], AccountCalls):
     """Synchronous client. Every protective layer applies to every call.
 
     Works in scripts, threads and Jupyter (also inside a running event loop). Use it as a
-    context manager, or call :meth:`close`. Every argument is checked before anything is
-    built or sent; a wrong one raises :class:`~securetrade.errors.InvalidRequest` naming it.
+    context manager, or call :meth:`close`. Build it in the process that uses it: in a child
+    forked after it was built (a multiprocessing worker), every call raises
+    :class:`~securetrade.errors.InheritedAcrossFork` before sending or writing anything.
+    Every argument is checked before anything is built or sent; a wrong one raises
+    :class:`~securetrade.errors.InvalidRequest` naming it.
 
     Args:
         key: The scoped credential (:class:`~securetrade.keys.ApiKey`), or a
