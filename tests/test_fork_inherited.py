@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -90,9 +91,12 @@ def test_an_inherited_client_refuses_in_the_child(venue: dict[str, Any], tmp_pat
     with Client(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"]) as client:
         client.place_order(BUY, idempotency_key="parent-1")  # a pooled TLS connection now
         received, handshakes = server.bytes_received, server.handshakes
+        made = client.watch_orders()  # a stream made before the fork, not yet iterated
 
         def child() -> list[str]:
+            signal.alarm(20)  # a child waiting for ever dies: "no answer"
             refusals = [
+                _refusal(lambda: next(made)),
                 _refusal(lambda: client.place_order(BUY, idempotency_key="child-1")),
                 _refusal(client.balances),
                 _refusal(client.unresolved),  # the journal itself refuses too
@@ -103,7 +107,7 @@ def test_an_inherited_client_refuses_in_the_child(venue: dict[str, Any], tmp_pat
             client.journal.close()  # nor the parent's SQLite connection
             return refusals
 
-        assert _in_child(child) == ["InheritedAcrossFork"] * 5
+        assert _in_child(child) == ["InheritedAcrossFork"] * 6
         assert (server.bytes_received, server.handshakes) == (received, handshakes)
         core = client.core  # nothing of the child's order was written
         assert core.journal.get(core.venue.client_order_id(core.account, "child-1")) is None
@@ -235,8 +239,6 @@ def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path:
     """It reopens its key files in the child (the parent's descriptions share their flock)
     with a lock of its own: the parent's was held by one of its threads at the fork, and
     the child waited on it for ever. Nonces stay strictly increasing across both."""
-    import signal
-
     from securetrade.nonce.file import FileNonceSource
 
     source = FileNonceSource(tmp_path / "nonces")
