@@ -14,6 +14,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _fork
 from .client_calls import AccountCalls, AsyncAccountCalls
 from .core import (
     Call,
@@ -73,8 +74,11 @@ class Client(_Base[Transport], AccountCalls):
     """Synchronous client. Every protective layer applies to every call.
 
     Works in scripts, threads and Jupyter (also inside a running event loop). Use it as a
-    context manager, or call :meth:`close`. Every argument is checked before anything is
-    built or sent; a wrong one raises :class:`~securetrade.errors.InvalidRequest` naming it.
+    context manager, or call :meth:`close`. Build it in the process that uses it: in a child
+    forked after it was built (a multiprocessing worker), every call raises
+    :class:`~securetrade.errors.InheritedAcrossFork` before sending or writing anything.
+    Every argument is checked before anything is built or sent; a wrong one raises
+    :class:`~securetrade.errors.InvalidRequest` naming it.
 
     Args:
         key: The scoped credential (:class:`~securetrade.keys.ApiKey`), or a
@@ -147,6 +151,9 @@ class Client(_Base[Transport], AccountCalls):
     def _run(self, name: str, flow: Flow[T]) -> T:
         """Drive ``flow``: every effect is performed here, in this thread, in order. The
         flow is closed when this returns or raises, whatever happened."""
+        if self._generation != _fork.generation:  # a forked child: nothing of this is its own
+            flow.close()
+            raise _fork.refused("Client")
         journal = self.core.journal
         with span(name, venue=self.core.venue.name):
             value: Any = None
@@ -362,7 +369,10 @@ class Client(_Base[Transport], AccountCalls):
 
     def close(self) -> None:
         """Close the connections; the journal, limiter and audit trail stay with their owners.
-        ``with`` calls it."""
+        ``with`` calls it. In a child forked after the client was built it does nothing: the
+        connections are the parent's, and it goes on using them."""
+        if self._inherited:
+            return
         if self._stream_hub is not None:
             self._stream_hub.close()
         self._transport.close()
@@ -438,6 +448,9 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
     async def _run(self, name: str, flow: Flow[T]) -> T:
         """Drive ``flow`` on the running loop; nothing that waits on I/O runs on the loop
         itself. The flow is closed when this returns or raises (a cancelled task too)."""
+        if self._generation != _fork.generation:  # a forked child: see Client._run
+            flow.close()
+            raise _fork.refused("AsyncClient")
         off_loop = self._off_loop
         with span(name, venue=self.core.venue.name):
             value: Any = None
@@ -638,7 +651,9 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
 
     async def aclose(self) -> None:
         """Close the connections; the journal, limiter and audit trail stay with their owners.
-        ``async with`` calls it."""
+        ``async with`` calls it. In a forked child it does nothing (see :meth:`Client.close`)."""
+        if self._inherited:
+            return
         if self._stream_hub is not None:
             await self._stream_hub.aclose()
         await self._transport.aclose()

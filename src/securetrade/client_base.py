@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _fork
 from ._checks import flag, instance, number, safe_repr, text, whole
 from .clock import VenueClock
 from .core import (
@@ -100,6 +101,9 @@ class _Base(ABC, Generic[TransportT]):
         unsafe_allow_withdraw_scope: bool = False,
         unsafe_allow_plain_http: bool = False,
     ) -> None:
+        # The fork this client was built in: in a child os.fork() made it refuses every
+        # call (see securetrade._fork), its connections and journal being the parent's.
+        self._generation = _fork.generation
         # The proxy URL may carry a password: held as a Proxy (its credentials a Secret)
         # before anything else can fail, so that no frame below this one, and this one
         # from here on, holds it as plain text (a traceback's locals, a debugger).
@@ -185,6 +189,19 @@ class _Base(ABC, Generic[TransportT]):
         self.core.base_url = getattr(transport, "base_url", None)  # for traces
         self._tls_args = (pins, cafile, cadata, unsafe_disable_pinning)  # for streams
         self._stream_hub: Any = None
+
+    def _here(self) -> None:
+        """Raise :class:`~securetrade.errors.InheritedAcrossFork` in a child forked after
+        this client was built (each call's first step; an int compare)."""
+        if self._generation != _fork.generation:
+            raise _fork.refused(type(self).__name__)
+
+    @property
+    def _inherited(self) -> bool:
+        """Whether this process is a child forked after the client was built: its
+        connections are the parent's, to be left alone (a TLS close_notify sent from here
+        would end the parent's sessions)."""
+        return self._generation != _fork.generation
 
     def _stream_tls(self) -> ssl.SSLContext:
         """The same pinned TLS context REST uses, for the WebSocket streams."""

@@ -55,6 +55,7 @@ __all__ = [
     "HedgingNotAllowed",
     "IdempotencyKeyExpired",
     "IdempotencyKeyMismatch",
+    "InheritedAcrossFork",
     "InboundRejected",
     "InsufficientFunds",
     "IntentChanged",
@@ -137,6 +138,16 @@ def _rebuild(cls: type[SecureTradeError], message: str, state: dict[str, Any]) -
 
 class LocalRefusal(SecureTradeError):
     """Refused locally, before any byte left the process."""
+
+
+class InheritedAcrossFork(LocalRefusal):
+    """An object built before ``os.fork()`` (a :class:`~securetrade.Client`, a journal, a
+    SQLite limiter or audit trail) was used in the forked child. Its connections, SQLite
+    file handles and locks are its parent's: using them from two processes could mix two
+    processes' bytes on one TLS session, hand one an answer meant for the other, or corrupt
+    the SQLite file. Refused before anything was sent or written; the parent's object goes
+    on working. Build it in the worker, after the fork (with :mod:`multiprocessing`: inside
+    the worker's function, or use the ``spawn`` or ``forkserver`` start method)."""
 
 
 class InvalidRequest(LocalRefusal, ValueError):

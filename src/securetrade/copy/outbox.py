@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from .. import _fork
 from .._checks import instance
 from .._sqlite import retry_locked, wal
 from ..errors import InvalidRequest, JournalError
@@ -94,6 +95,15 @@ class Outbox:
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"copy outbox {self.path} cannot be used: {exc}") from exc
         self._lock = threading.Lock()
+        _fork.watch(self)  # a forked child refuses to use it
+
+    _inherited = False  # set in a child forked while it was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this was open (see :mod:`securetrade._fork`): every call
+        raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
+        and the parent's SQLite connection is parked, never used or closed."""
+        _fork.disown(self, "copy Outbox")
 
     def receive(self, event: LeaderEvent) -> bool:
         """Record ``event`` before its fan-out; False when it was already received."""
@@ -209,7 +219,10 @@ class Outbox:
         return {(r[0], r[1]): (bool(r[2]), Decimal(r[3])) for r in rows}
 
     def close(self) -> None:
-        """Close the outbox database; received events and outcomes stay for a later resume."""
+        """Close the outbox database; received events and outcomes stay for a later resume
+        (in a forked child, nothing: the connection is the parent's)."""
+        if self._inherited:
+            return
         with self._lock:
             self._db.close()
 

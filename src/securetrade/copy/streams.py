@@ -33,6 +33,7 @@ from collections.abc import Awaitable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .. import _fork
 from .._checks import instance, text, whole
 from ..core.settings import Settings
 from ..errors import InvalidRequest, JournalError
@@ -122,6 +123,19 @@ class EventStream:
         self.consumer = consumer or text("consumer", f"{socket.gethostname()}:{os.getpid()}")
         self._ready = False
         self._beat = client.register_script(_HEARTBEAT)
+        _fork.watch(self)  # a forked child refuses to use it
+
+    _inherited = False  # set in a child forked after it was built
+
+    def _after_fork(self) -> None:
+        """In a forked child (see :mod:`securetrade._fork`): every call raises
+        :class:`~securetrade.errors.InheritedAcrossFork` before anything is sent. The
+        asyncio Redis client's pool does not reopen after a fork: its connections are the
+        parent's (and of the parent's event loop), and the consumer name (host:pid by
+        default) too: two processes under one name would keep each other's entries."""
+        self._inherited = True
+        _fork.park(self._redis, self._beat)
+        self._redis = self._beat = _fork.Refusing("EventStream")
 
     async def publish(self, event: LeaderEvent) -> str:
         """Put ``event`` on the stream; returns its entry id."""
@@ -198,7 +212,10 @@ class EventStream:
         return int(summary["pending"]) if isinstance(summary, dict) else int(summary[0])
 
     async def close(self) -> None:
-        """Close the Redis connection; unacknowledged events stay pending for another worker."""
+        """Close the Redis connection; unacknowledged events stay pending for another worker.
+        In a child forked after it was built it does nothing: the connections are the parent's."""
+        if self._inherited:
+            return
         await self._redis.aclose()
 
     # --- one entry -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _fork
 from ..errors import InvalidRequest, JournalError
 from ..models import Fill
 from .journal_durability import JournalBusy as JournalBusy
@@ -177,6 +178,7 @@ class Journal(_DurableJournalFile):
                 self._db.close()
                 raise
             self._open_log()
+        _fork.watch(self)  # a forked child refuses to use it
 
     def begin(
         self,

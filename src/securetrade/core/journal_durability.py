@@ -17,7 +17,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from typing import Any, cast
 
+from .. import _fork
 from .._sqlite import busy
 from ..errors import JournalError
 from .journal_file import _BUSY_MS, _JournalFile
@@ -48,8 +50,23 @@ class _DurableJournalFile(_JournalFile):
     _checkpointer: sqlite3.Connection | None
     _flushes: int
 
+    _inherited = False  # set in a child forked while the journal was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this journal was open (see :mod:`securetrade._fork`):
+        every call raises :class:`~securetrade.errors.InheritedAcrossFork` before touching
+        the file, and the parent's SQLite connections are parked, never used or closed."""
+        self._inherited = True
+        _fork.park(self._db, self._checkpointer)
+        refusing = cast(Any, _fork.RefusingLock("Journal"))
+        self._lock = refusing
+        self._wal_lock = refusing
+
     def close(self) -> None:
-        """Flush and close the journal file; what was committed stays for recovery."""
+        """Flush and close the journal file; what was committed stays for recovery. In a
+        child forked while it was open it does nothing: the file is the parent's."""
+        if self._inherited:
+            return
         with self._lock:
             self._closed = True
             with self._wal_lock:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import _fork
 from .._checks import path, safe_repr
 from ..errors import InvalidRequest
 from .base import Resolution, check_floor, following, stream_name
@@ -52,12 +53,19 @@ class FileNonceSource:
         # sharing its parent's description would share its lock too.
         self._lock = threading.Lock()
         self._fds: dict[str, int] = {}
-        self._pid = os.getpid()
+        _fork.watch(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see :mod:`securetrade._fork`): its own descriptors, opened at
+        the next draw (the parent's share its flock), and a lock of its own (the parent's may
+        be held by a thread that does not exist here). Closing the inherited descriptors
+        here leaves the parent's open file descriptions, and their locks, as they are."""
+        inherited, self._fds = self._fds, {}
+        self._lock = threading.Lock()
+        for fd in inherited.values():
+            os.close(fd)
 
     def _fd(self, name: str) -> int:
-        if self._pid != os.getpid():
-            self._fds = {}
-            self._pid = os.getpid()
         fd = self._fds.get(name)
         if fd is None:
             path = self._directory / f"{name}.nonce"
@@ -95,9 +103,8 @@ class FileNonceSource:
     def close(self) -> None:
         """Close the open key files (they are reopened on the next draw)."""
         with self._lock:
-            if self._pid == os.getpid():
-                for fd in self._fds.values():
-                    os.close(fd)
+            for fd in self._fds.values():
+                os.close(fd)
             self._fds = {}
 
     def __enter__(self) -> FileNonceSource:

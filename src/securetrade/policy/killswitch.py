@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import _fork
 from .._checks import function, instance, safe_repr, text
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
@@ -104,6 +105,15 @@ class SqliteSwitchStore:
                 ),
                 30.0,
             )
+        _fork.watch(self)  # a forked child refuses to use it
+
+    _inherited = False  # set in a child forked while it was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this was open (see :mod:`securetrade._fork`): every call
+        raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
+        and the parent's SQLite connection is parked, never used or closed."""
+        _fork.disown(self, "kill switch store")
 
     def read(self, name: str) -> KillState | None:
         """The switch's state as every process on this host sees it, or ``None`` while released."""
@@ -130,7 +140,10 @@ class SqliteSwitchStore:
                 )
 
     def close(self) -> None:
-        """Close the database; the switch's state stays in the file."""
+        """Close the database; the switch's state stays in the file (in a forked child,
+        nothing: the connection is the parent's)."""
+        if self._inherited:
+            return
         with self._lock:
             self._db.close()
 

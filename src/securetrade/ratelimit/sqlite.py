@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from .. import _fork
 from .._checks import function
 from .._checks import path as checked_path
 from .._checks import seconds as duration
@@ -100,6 +101,15 @@ class SQLiteBackend(Backend):
         )
         wal(self._db, timeout=timeout)
         retry_locked(self._db, self._prepare, timeout)
+        _fork.watch(self)  # a forked child refuses to use it
+
+    _inherited = False  # set in a child forked while it was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this was open (see :mod:`securetrade._fork`): every call
+        raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
+        and the parent's SQLite connection is parked, never used or closed."""
+        _fork.disown(self, "SQLite rate limiter")
 
     def _prepare(self) -> None:
         with self._transaction() as db:
@@ -239,6 +249,9 @@ class SQLiteBackend(Backend):
             return [self._window(db, bucket, _ns(seconds), now) for bucket, seconds in buckets]
 
     def close(self) -> None:
+        """Close the database; in a forked child, nothing (it is the parent's)."""
+        if self._inherited:
+            return
         with self._lock:
             self._db.close()
 

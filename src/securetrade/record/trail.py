@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+from .. import _fork
 from .._checks import epoch, instance, safe_repr, text, whole
 from .._checks import path as checked_path
 from .._sqlite import connect, retry_locked, wal
@@ -307,6 +308,7 @@ class AuditTrail:
                 )
 
             retry_locked(self._db, schema, 30.0)
+        _fork.watch(self)  # a forked child refuses to use it
 
     def append(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> Record:
         """Link one record to the head of the chain, sign it, and store it."""
@@ -383,12 +385,23 @@ class AuditTrail:
         """Every record, in chain order."""
         return list(read_sqlite(self.path))
 
+    _inherited = False  # set in a child forked while it was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this was open (see :mod:`securetrade._fork`): every call
+        raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
+        and the parent's SQLite connection is parked, never used or closed."""
+        _fork.disown(self, "AuditTrail")
+
     def verify(self, **options: Any) -> VerifyReport:
         """Check the whole chain; see :func:`verify_records` for the options."""
         return verify_path(self.path, **options)
 
     def close(self) -> None:
-        """Close the trail's database; records written so far stay, chained and signed."""
+        """Close the trail's database; records written so far stay, chained and signed. In
+        a child forked while it was open it does nothing: the database is the parent's."""
+        if self._inherited:
+            return
         with self._lock:
             self._db.close()
 

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import _fork
 from .._checks import as_text, flag, function, instance, is_text, own_methods, seconds
 from ..errors import InvalidRequest
 from ..keys import Secret
@@ -405,6 +406,7 @@ class BlockingStream:
         self._iterator: AsyncIterator[Any] | None = None
         self._pending: Future[Any] | None = None
         self._make = make
+        self._generation = _fork.generation  # its loop's thread is not in a forked child
 
     def __iter__(self) -> BlockingStream:
         return self
@@ -413,7 +415,12 @@ class BlockingStream:
         return self.next(None)
 
     def next(self, timeout: float | None) -> Any:
-        """The next event; ``TimeoutError`` after ``timeout`` seconds without one."""
+        """The next event; ``TimeoutError`` after ``timeout`` seconds without one.
+        :class:`~securetrade.errors.InheritedAcrossFork` in a child forked after the stream
+        was made: its connection and its loop's thread are the parent's (the child waited
+        for ever on a loop with no thread)."""
+        if self._generation != _fork.generation:
+            raise _fork.refused("stream (and its Client)")
         _check_timeout(timeout)
         if self._iterator is None:
             self._iterator = self._hub.run(self._start())
@@ -457,7 +464,11 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 
 def hub_of(client: BlockingHost | AsyncHost, *, asynchronous: bool) -> StreamHub:
-    """The client's :class:`StreamHub`, made and attached on first use."""
+    """The client's :class:`StreamHub`, made and attached on first use (refused in a child
+    forked after the client was built: its streams' connections are the parent's)."""
+    here = getattr(client, "_here", None)
+    if here is not None:
+        here()
     hub: StreamHub | None = getattr(client, "_stream_hub", None)
     if hub is None:
         hub = StreamHub(client, asynchronous=asynchronous)

@@ -1,0 +1,320 @@
+"""A client (or journal) built before ``os.fork()`` and used in the child is refused with
+:class:`InheritedAcrossFork` before anything is sent or written; the parent's goes on.
+
+Its pooled TLS connection and SQLite connection are the parent's: the child writing on the
+parent's TLS session breaks its framing (and the answer may be read by the wrong process:
+an order's outcome lost or given to the other), and SQLite says a connection must not cross
+a fork. Each test forks for real (the venue is the simulator over real TLS on loopback) and
+the child reports through a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securetrade import AsyncClient, Client, InheritedAcrossFork, Journal, MarketOrder
+from securetrade.sim import Simulator
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork only")
+
+
+def _in_child(work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a forked child; its answer (JSON) or the error it raised, as text."""
+    out_read, out_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, and leave without running the parent's teardown
+        code = 0
+        try:
+            os.close(out_read)
+            answer = json.dumps({"answer": work()})
+        except BaseException as exc:
+            answer = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            code = 1
+        with os.fdopen(out_write, "w") as out:
+            out.write(answer)
+        os._exit(code)
+    os.close(out_write)
+    with os.fdopen(out_read) as out:
+        answer = json.loads(out.read() or '{"error": "no answer"}')
+    os.waitpid(pid, 0)
+    assert "error" not in answer, answer["error"]
+    return answer["answer"]
+
+
+def _said(exc: InheritedAcrossFork) -> str:
+    """The error's type, when its message says what to do."""
+    return (
+        type(exc).__name__
+        if "build the" in str(exc).lower() and "after the fork" in str(exc)
+        else f"no advice: {exc}"
+    )
+
+
+def _refusal(call: Callable[[], Any]) -> str:
+    """What ``call`` raised: the error's type and whether it says what to do."""
+    try:
+        call()
+    except InheritedAcrossFork as exc:
+        return _said(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+@pytest.fixture(scope="module")
+def venue() -> Iterator[dict[str, Any]]:
+    with Simulator() as simulator:
+        server = simulator.serve()
+        key = simulator.create_key(balances={"USDT": Decimal("100000"), "BTC": Decimal("1")})
+        yield {
+            "server": server,
+            "key": key,
+            "options": {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem},
+        }
+
+
+BUY = MarketOrder(symbol="BTCUSDT", side="BUY", quantity="0.001")
+
+
+def test_an_inherited_client_refuses_in_the_child(venue: dict[str, Any], tmp_path: Path) -> None:
+    server = venue["server"]
+    with Client(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"]) as client:
+        client.place_order(BUY, idempotency_key="parent-1")  # a pooled TLS connection now
+        received, handshakes = server.bytes_received, server.handshakes
+        made = client.watch_orders()  # a stream made before the fork, not yet iterated
+
+        def child() -> list[str]:
+            signal.alarm(20)  # a child waiting for ever dies: "no answer"
+            refusals = [
+                _refusal(lambda: next(made)),
+                _refusal(lambda: client.place_order(BUY, idempotency_key="child-1")),
+                _refusal(client.balances),
+                _refusal(client.unresolved),  # the journal itself refuses too
+                _refusal(lambda: client.journal.get("x")),
+                _refusal(lambda: next(iter(client.watch_orders()))),
+            ]
+            client.close()  # nothing: the connections are the parent's
+            client.journal.close()  # nor the parent's SQLite connection
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 6
+        assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        core = client.core  # nothing of the child's order was written
+        assert core.journal.get(core.venue.client_order_id(core.account, "child-1")) is None
+        # The parent's next order, on its own connection (no new handshake) and journal.
+        assert client.place_order(BUY, idempotency_key="parent-2").status.name == "FILLED"
+        assert server.handshakes == handshakes
+
+
+def test_an_inherited_async_client_refuses_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    server = venue["server"]
+    loop = asyncio.new_event_loop()
+    client = AsyncClient(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"])
+    try:
+        loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-1"))
+        received, handshakes = server.bytes_received, server.handshakes
+
+        async def refused() -> list[str]:
+            answers = []
+            for call in (
+                lambda: client.place_order(BUY, idempotency_key="child-1"),
+                client.balances,
+                client.server_time,
+            ):
+                try:
+                    await call()
+                    answers.append("no error")
+                except InheritedAcrossFork as exc:
+                    answers.append(_said(exc))
+            await client.aclose()  # nothing: no TLS goodbye on the parent's sessions
+            return answers
+
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 3
+        assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        order = loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-2"))
+        assert order.status.name == "FILLED"
+        assert server.handshakes == handshakes  # the pooled connection still the parent's
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+
+
+def test_an_inherited_journal_refuses_in_the_child(tmp_path: Path) -> None:
+    """Every call, before it touches the file; close() leaves the parent's connection."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        _, created = journal.begin("k1", "cid-1", "acct", "BTCUSDT", "fp")
+        assert created
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: journal.get("cid-1")),
+                _refusal(lambda: journal.begin("k2", "cid-2", "acct", "BTCUSDT", "fp")),
+                _refusal(journal.flush),
+                _refusal(lambda: journal.lease("acct", 30.0)),
+            ]
+            journal.close()
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 4
+        assert journal.get("cid-2") is None
+        got = journal.get("cid-1")
+        assert got is not None
+        assert got.idempotency_key == "k1"
+        assert journal.begin("k3", "cid-3", "acct", "BTCUSDT", "fp")[1]
+        journal.flush()
+    finally:
+        journal.close()
+
+
+def test_a_client_built_in_the_child_works(venue: dict[str, Any], tmp_path: Path) -> None:
+    """What the error says to do: build it in the worker, after the fork."""
+
+    def child() -> str:
+        with Client(venue["key"], journal=tmp_path / "c.sqlite3", **venue["options"]) as own:
+            return own.place_order(BUY, idempotency_key="child-own").status.name
+
+    assert _in_child(child) == "FILLED"
+
+
+def test_inherited_sqlite_stores_refuse_in_the_child(tmp_path: Path) -> None:
+    """The SQLite rate-limit windows, the signed audit trail, the kill switch's store and
+    the copy outbox: refused before the file is touched; the parent's go on (its audit
+    chain still verifies)."""
+    from securetrade.copy import LeaderEvent
+    from securetrade.copy.outbox import Outbox
+    from securetrade.policy import SqliteSwitchStore
+    from securetrade.policy.killswitch import KillState
+    from securetrade.ratelimit.sqlite import SQLiteBackend
+    from securetrade.record import AuditKey, AuditTrail
+
+    windows = SQLiteBackend(tmp_path / "limits.sqlite3")
+    trail = AuditTrail(tmp_path / "audit.sqlite3", AuditKey.generate())
+    switch = SqliteSwitchStore(tmp_path / "switch.sqlite3")
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    event = LeaderEvent("e1", "BTCUSDT", "BUY", "0.01", "60000", 1_000)
+    try:
+        trail.append("parent", {"n": 1})
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: windows.used([("orders", 10.0)])),
+                _refusal(lambda: windows.pause("orders", 1.0)),
+                _refusal(lambda: trail.append("child", {"n": 2})),
+                _refusal(lambda: switch.read("main")),
+                _refusal(lambda: switch.write("main", KillState(True, "child"))),
+                _refusal(lambda: outbox.receive(event)),
+                _refusal(lambda: outbox.override("f1", "BTCUSDT", "child", Decimal(0))),
+            ]
+            for store in (windows, trail, switch, outbox):
+                store.close()  # nothing: the connections are the parent's
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 7
+        assert windows.used([("orders", 10.0)]) == [0]
+        trail.append("parent", {"n": 3})
+        assert [record.kind for record in trail.records()] == ["parent", "parent"]
+        assert trail.verify().ok
+        assert switch.read("main") is None
+        assert outbox.overrides() == {}
+        assert outbox.receive(event)  # the child's was never written
+    finally:
+        for store in (windows, trail, switch, outbox):
+            store.close()
+
+
+def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path: Path) -> None:
+    """It reopens its key files in the child (the parent's descriptions share their flock)
+    with a lock of its own: the parent's was held by one of its threads at the fork, and
+    the child waited on it for ever. Nonces stay strictly increasing across both."""
+    from securetrade.nonce.file import FileNonceSource
+
+    source = FileNonceSource(tmp_path / "nonces")
+    first = source.next("key")
+
+    def child() -> int:
+        signal.alarm(20)  # a deadlocked child dies: "no answer"
+        return source.next("key")
+
+    with source._lock:  # a thread of the parent mid-draw as the fork happens
+        drawn = _in_child(child)
+    assert first < drawn < source.next("key")
+    source.close()
+
+
+@pytest.mark.redis
+def test_an_inherited_event_stream_refuses_in_the_child(redis_url: str) -> None:
+    """The copy engine's Redis Stream: its asyncio Redis pool does not reopen after a fork
+    (its connections are the parent's, of the parent's loop), and its consumer name
+    (host:pid) is the parent's. Refused before anything is sent; the parent's publishes."""
+    import redis
+
+    from securetrade.copy import EventStream, LeaderEvent
+
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    stream = EventStream(redis_url, stream=name)
+    event = LeaderEvent("e1", "BTCUSDT", "BUY", "0.01", "60000", 1_000)
+
+    async def child() -> list[str]:
+        answers = []
+        for call in (lambda: stream.publish(event), stream.pending):
+            try:
+                await call()
+                answers.append("no error")
+            except InheritedAcrossFork as exc:
+                answers.append(_said(exc))
+        await stream.close()  # nothing: the connections are the parent's
+        return answers
+
+    assert _in_child(lambda: asyncio.run(child())) == ["InheritedAcrossFork"] * 2
+
+    async def parent() -> None:
+        try:
+            await stream.publish(event)
+        finally:
+            await stream.close()
+
+    asyncio.run(parent())
+    assert redis.Redis.from_url(redis_url).xlen(name) == 1  # the parent's event only
+
+
+@pytest.mark.redis
+def test_an_inherited_redis_journal_opens_its_own_connection_in_the_child(
+    redis_url: str,
+) -> None:
+    """redis-py's pool drops the parent's connections in a child (without a word on them)
+    and opens its own: a RedisJournal carried across a fork is safe to use, and the
+    parent's connection stays its own."""
+    from securetrade.core.redis_journal import RedisJournal
+
+    prefix = f"fork-{uuid.uuid4().hex[:8]}:"
+    journal = RedisJournal.create(redis_url, prefix=prefix)
+    try:
+        journal.begin("k1", "cid-1", "acct", "BTCUSDT", "fp")
+        mine = journal._redis.client_id()
+
+        def child() -> list[Any]:
+            _, created = journal.begin("k2", "cid-2", "acct", "BTCUSDT", "fp")
+            return [journal._redis.client_id(), created]
+
+        theirs, created = _in_child(child)
+        assert created
+        assert theirs != mine
+        assert journal._redis.client_id() == mine
+        got = journal.get("cid-2")
+        assert got is not None
+        assert got.idempotency_key == "k2"
+    finally:
+        journal.close()
