@@ -8,9 +8,8 @@ withdrawal on the account that no process sharing the journal made.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 __all__ = [
     "BookUpdate",
@@ -142,23 +141,3 @@ StreamEvent = (
     | Resynced
     | UnknownActivity
 )
-
-
-def draft_of(cls: type[Any]) -> type[Any]:
-    """An unfrozen twin of the frozen, slotted event class ``cls``: the same fields in the
-    same slots, so that an instance built with it becomes a ``cls`` by assigning
-    ``__class__`` (and is frozen from then on)::
-
-        event = _Draft(...)  # the same arguments as cls(...)
-        event.__class__ = cls
-
-    On the path from a frame to the consumer: a frozen dataclass sets each field through
-    ``object.__setattr__``, 17K instructions for OrderUpdate's 11 against 5K this way.
-    The two layouts are checked here, once (a TypeError at import, not at an event)."""
-    specs: list[Any] = []
-    for f in fields(cls):
-        specs.append((f.name, f.type) if f.default is MISSING else (f.name, f.type, f.default))
-    draft = make_dataclass(f"_{cls.__name__}Draft", specs, slots=True)
-    probe: Any = object.__new__(draft)
-    probe.__class__ = cls  # refused unless the slots are the same
-    return draft

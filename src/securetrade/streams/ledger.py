@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .._drafts import draft_of
 from ..errors import InvalidRequest
 from ..models import Fill
 from .dialects import ExecutionReport
-from .events import FillEvent, OrderUpdate, UnknownActivity, draft_of
+from .events import FillEvent, OrderUpdate, UnknownActivity
 
 __all__ = ["Ledger", "Tracked"]
 
