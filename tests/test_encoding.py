@@ -12,7 +12,7 @@ import json
 import re
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from hypothesis import example, given, settings
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from securetrade.errors import InvalidRequest
 from securetrade.signing import encode_json, encode_query, with_query
+from securetrade.signing.encoding import escape
 
 # Any code point, lone surrogates included, plus a dense mix of the characters that could
 # split a parameter, end a string or confuse a decoder.
@@ -33,6 +34,26 @@ hostile_text = st.one_of(
 
 def _has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+_BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(st.sampled_from(_BASE64_ALPHABET)),
+        st.text(st.sampled_from([*_BASE64_ALPHABET, ".", "_", "~", "-"])),
+        st.text(
+            st.sampled_from([*_BASE64_ALPHABET, *(c for c in _NASTY if not _has_surrogate(c))])
+        ),
+    )
+)
+@example("q83vEjRWeJA+/w==")  # a base64 signature's three escapes
+@example("0.001")  # unreserved, not alphanumeric
+@example("ab+c.d")  # base64 and unreserved mixed: neither fast path
+def test_escape_is_quote_on_every_fast_path(text: str) -> None:
+    assert escape(text) == quote(text, safe="")
 
 
 # --- query / form ---------------------------------------------------------------------------------

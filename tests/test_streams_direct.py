@@ -262,7 +262,8 @@ def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
     key = sim.create_key(balances={"USDT": Decimal("1000"), "BTC": Decimal(0)})
     built: list[str] = []  # what the socket's path built, in order
     on_socket = [False]
-    real_update, real_fill, real_fast = ledger.OrderUpdate, ledger.FillEvent, UserStream._fast
+    # the ledger builds its events as drafts (events.draft_of): those are what is counted
+    real_update, real_fill, real_fast = ledger._UpdateDraft, ledger._FillDraft, UserStream._fast
 
     def update(*args: Any, **kwargs: Any) -> Any:
         if on_socket[0]:
@@ -281,8 +282,8 @@ def test_only_the_kinds_subscribed_to_are_built_and_the_ledger_still_moves(
         finally:
             on_socket[0] = False
 
-    monkeypatch.setattr(ledger, "OrderUpdate", update)
-    monkeypatch.setattr(ledger, "FillEvent", fill)
+    monkeypatch.setattr(ledger, "_UpdateDraft", update)
+    monkeypatch.setattr(ledger, "_FillDraft", fill)
     monkeypatch.setattr(UserStream, "_fast", fast)
     path = str(tmp_path / "j.db")
     options = StreamOptions(sweep_every=3600.0, stale_after=60.0)

@@ -157,3 +157,72 @@ def test_a_kraken_trade_is_read_into_every_field_of_its_report() -> None:
         Decimal("0.25"), Decimal("0.25"), Decimal("101.5"), "T9", Decimal("0.012"), "USD",
         1796677200123,
     )  # fmt: skip
+
+
+_MORE_FRAMES: list[str | bytes] = [
+    *_FRAMES,
+    '{"subscriptionId":0,"event":{"e":"executionReport","q":"0.001","t":5000}}',
+    '{"a": 1}\n',  # a blank after the object: json.loads takes it
+    '{"a": 1}{"b": 2}',  # two objects: json.loads refuses the second
+    '{"a": [1, 2, {"b": null}], "c": "\\u00e9", "d": 1.5e3, "e": true}',
+    '{"a": NaN, "b": Infinity}',
+    '{"a": 1',
+    '{"a": "\x01"}',  # a control character inside a string: refused (strict)
+    "[1, 2]",
+    '"text"',
+    "{",
+]
+
+
+@pytest.mark.parametrize("text", _MORE_FRAMES)
+def test_the_connectors_decode_reads_frames_as_json_loads(text: str | bytes) -> None:
+    """The connector's decode calls json's C scanner directly for an object with no blank
+    around it; whatever the frame, the result is json.loads' (None where it refuses)."""
+    from securetrade.streams.connection import _decode
+
+    try:
+        expected: Any = json.loads(text)
+    except ValueError:
+        expected = None
+    got = _decode(text)
+    assert got == expected  # json's NaN is one float object: equal to itself here
+    assert repr(got) == repr(expected)
+
+
+def test_the_ledgers_events_are_the_frozen_events_the_constructors_build() -> None:
+    """The ledger builds its events as unfrozen drafts turned into the event classes
+    (events.draft_of): what comes out is the same event, frozen, equal and hashed alike."""
+    import dataclasses
+
+    from securetrade.streams.dialects import ExecutionReport
+    from securetrade.streams.events import FillEvent, OrderUpdate
+    from securetrade.streams.ledger import Ledger
+
+    ledger = Ledger("binance")
+    report = ExecutionReport(
+        "BTCUSDT", "17", "cid-1", "BUY", "FILLED", "TRADE", Decimal("0.001"),
+        Decimal("0.001"), Decimal("0.001"), Decimal("30000"), "5000", Decimal("0.03"),
+        "USDT", 1765000000000,
+    )  # fmt: skip
+    tracked, unknown = ledger.new_tracked("17", "BTCUSDT", "cid-1", "BUY", Decimal("0.001"),
+                                          1765000000000, True)  # fmt: skip
+    assert unknown is None
+    fill = ledger.fill_event(report, tracked)
+    update = ledger.update_event(report, tracked)
+    expected_fill = FillEvent(
+        "binance", "BTCUSDT", "17", "cid-1", "5000", "BUY", Decimal("30000"),
+        Decimal("0.001"), Decimal("0.03"), "USDT", 1765000000000, True, False,
+    )  # fmt: skip
+    expected_update = OrderUpdate(
+        "binance", "BTCUSDT", "17", "cid-1", "BUY", "FILLED", Decimal("0.001"),
+        Decimal("0.001"), 1765000000000, True, False,
+    )  # fmt: skip
+    for got, expected in ((fill, expected_fill), (update, expected_update)):
+        assert type(got) is type(expected)
+        assert got == expected
+        assert hash(got) == hash(expected)
+        assert repr(got) == repr(expected)
+        assert dataclasses.asdict(got) == dataclasses.asdict(expected)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.venue = "other"  # type: ignore[misc]
+        assert dataclasses.replace(got, recovered=True).recovered is True

@@ -31,12 +31,11 @@ __all__ = ["encode_json", "encode_query", "escape", "is_plain", "with_query"]
 _PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 _SURROGATE = re.compile("[\ud800-\udfff]").search
 # Base64 text (Ed25519 and RSA signatures) needs only three escapes; replace() is ~20x
-# faster than quote() on it, and this runs once per signed request.
-_BASE64 = re.compile(r"[A-Za-z0-9+/=]*").fullmatch
+# faster than quote() on it, and this runs once per signed request. Its alphabet:
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
-# The unreserved characters: text made of these alone goes out as it is. str.strip() with
-# them as its argument tells, in C, whether anything else is in the text (3x a regex).
+# The unreserved characters: text made of these alone goes out as it is.
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
 
 
@@ -50,13 +49,18 @@ def is_plain(text: str) -> bool:
 def escape(text: str) -> str:
     """``text`` percent-encoded for a query string (unreserved characters stay as they are)."""
     # ASCII letters and digits alone (symbols, sides, timestamps): two flag checks in C,
-    # a tenth of the strip below, which scans the 66 unreserved characters per character.
-    if text.isascii() and text.isalnum():
-        return text
-    if not text.strip(_UNRESERVED):
-        return text
-    if _BASE64(text):
-        return text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    # a tenth of the tests below.
+    if text.isascii():
+        if text.isalnum():
+            return text
+        # Base64 (Ed25519 and RSA signatures, once per signed request) first: one C pass
+        # of bytes.translate tells it, where str.strip and a regex took two; its letters
+        # and digits stay as they are, so replacing the other three is the whole escape.
+        raw = text.encode("ascii")
+        if not raw.translate(None, _BASE64_BYTES):
+            return text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+        if not raw.translate(None, _UNRESERVED_BYTES):
+            return text
     return quote(text, safe="")
 
 

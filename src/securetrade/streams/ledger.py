@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .._drafts import draft_of
 from ..errors import InvalidRequest
 from ..models import Fill
 from .dialects import ExecutionReport
@@ -28,6 +29,9 @@ __all__ = ["Ledger", "Tracked"]
 RANK = {"NEW": 0, "PARTIALLY_FILLED": 1}  # anything else is final
 KEEP_TRADES = 100_000  # trade ids remembered for deduplication
 _ZERO = Decimal(0)
+# Events are built unfrozen, then made what they are (see draft_of): once per frame.
+_FillDraft = draft_of(FillEvent)
+_UpdateDraft = draft_of(OrderUpdate)
 #: a fill waiting for the journal: client order id, trade id, price, quantity, commission, asset
 JournalRow = tuple[str, str, Decimal, Decimal, Decimal, str | None]
 
@@ -117,11 +121,13 @@ class Ledger:
     def fill_event(self, report: ExecutionReport, tracked: Tracked) -> FillEvent:
         """The event of the fill in ``report`` (its :meth:`news` said there is one)."""
         assert report.trade_id is not None
-        return FillEvent(
+        event = _FillDraft(
             self.venue, tracked.symbol, report.order_id, tracked.client_order_id,
             report.trade_id, tracked.side, report.last_price, report.last_quantity,
             report.commission, report.commission_asset, report.at_ms, tracked.ours, False,
         )  # fmt: skip
+        event.__class__ = FillEvent
+        return event  # type: ignore[no-any-return]
 
     def update_event(self, report: ExecutionReport, tracked: Tracked) -> OrderUpdate:
         """The order's state in ``report`` (its :meth:`news` said it moves forward)."""
@@ -222,10 +228,12 @@ class Ledger:
         at_ms: int,
         recovered: bool,
     ) -> OrderUpdate:
-        return OrderUpdate(
+        event = _UpdateDraft(
             self.venue, tracked.symbol, order_id, tracked.client_order_id, tracked.side,
             status, tracked.quantity, cumulative, at_ms, tracked.ours, recovered,
         )  # fmt: skip
+        event.__class__ = OrderUpdate
+        return event  # type: ignore[no-any-return]
 
 
 def _advance(tracked: Tracked, status: str, cumulative: Decimal) -> bool:

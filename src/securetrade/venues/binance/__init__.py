@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..._checks import instance, shown, text
+from ..._drafts import draft_of
 from ...core.store import derive_client_order_id, is_ours
 from ...errors import (
     AmbiguousOutcome,
@@ -84,6 +85,9 @@ _O = "ORDERS"
 
 # Read once, at import, as in models.common (a member read off its class is slow in 3.11).
 _PLACE_ORDER, _OCO, _OK = Op.PLACE_ORDER, OrderType.OCO, Verdict.OK
+# A signed POST (every order) is built unfrozen, then made an HttpRequest (see draft_of):
+# the frozen class's own __init__ costs 7K instructions, a fifth of preparing an order.
+_RequestDraft = draft_of(HttpRequest)
 
 # Published spot limits: 6000 weight per minute per IP, 100 orders per 10 s and 200 000
 # per day per account. Replaced by what exchangeInfo publishes once it has been read.
@@ -325,12 +329,14 @@ class BinanceSpot:
             signature = escape(signer.sign(encoded.encode("ascii")))
             encoded = f"{encoded}&signature={signature}" if encoded else f"signature={signature}"
         if endpoint.method == "POST":
-            return HttpRequest(
+            request = _RequestDraft(
                 "POST",
                 path,
                 (*headers, ("Content-Type", "application/x-www-form-urlencoded")),
                 encoded.encode("ascii"),
             )
+            request.__class__ = HttpRequest
+            return request  # type: ignore[no-any-return]
         target = endpoint.path + ("?" + encoded if encoded else "")
         return HttpRequest(endpoint.method, target, headers)
 
