@@ -297,10 +297,13 @@ class CopyEngine:
                 shown.close()
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
-            if isinstance(result, BaseException):  # a defect of ours: never silently lost
+            if isinstance(result, Outcome):  # one leg: no list per follower
+                outcomes.append(result)
+            elif isinstance(result, BaseException):  # a defect of ours: never silently lost
                 log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
-                result = [Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))]
-            outcomes.extend(result)
+                outcomes.append(Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result)))
+            else:
+                outcomes.extend(result)
         # A follower offboarded during the fan-out is forgotten (and maybe erased): its
         # outcome is in the report, not written back into the outbox.
         self._outbox.record(
@@ -493,7 +496,7 @@ class CopyEngine:
         reads: Reads,
         closed_at: int | None,
         keys: EventKeys,
-    ) -> list[Outcome]:
+    ) -> Outcome | list[Outcome]:
         """One follower's copy of ``event``: within its bounds and under its lock, read
         what the plan needs, plan, and place each leg.
 
@@ -504,7 +507,7 @@ class CopyEngine:
         """
         follower = seat.follower
         if known and (follower.id, 0) in known:
-            return [known[(follower.id, 0)]]
+            return known[(follower.id, 0)]
         slots, lock = self._slots, seat.lock
         if slots.slots is not None:
             await slots.slots.acquire()
@@ -513,9 +516,9 @@ class CopyEngine:
             await lock.acquire()
             try:
                 if self._seats.get(follower.id) is not seat:  # offboarded while it waited
-                    return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
+                    return Outcome(event.id, follower.id, 0, "skipped", "offboarded")
                 if not seat.quarantined and not seat.breaker.allow():
-                    return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
+                    return Outcome(event.id, follower.id, 0, "skipped", "circuit_open")
                 failures = seat.breaker.failures
                 account, egress = seat.account, seat.egress
                 if account.slots is not None:
@@ -530,18 +533,34 @@ class CopyEngine:
                             lane = self._lanes.of[follower.id]
                             state = await follower_state(seat, event, lane, reads, closed_at)
                         except SecureTradeError as exc:
-                            return [self._failed(seat, event, 0, exc)]
+                            return self._failed(seat, event, 0, exc)
                         items = plan(event, follower, state, secret=keys)
                         del state  # not held while the orders are out
-                        outcomes = []
-                        for item in items:
+                        if len(items) == 1:  # one leg (every plan today): placed right here
+                            item = items[0]
+                            del items
                             if isinstance(item, Skip):
                                 reason = item.reason.value
-                                outcomes.append(
-                                    Outcome(event.id, follower.id, 0, "skipped", reason)
-                                )
-                                continue
-                            outcomes.append(await self._place(seat, item, started))
+                                outcome = Outcome(event.id, follower.id, 0, "skipped", reason)
+                            else:
+                                # Only the order and its key are held across the venue's
+                                # answer: no intent, list or second coroutine per follower.
+                                order, key, leg = item.order, item.idempotency_key, item.leg
+                                del item
+                                try:
+                                    placed = await seat.client.place_order(
+                                        order, idempotency_key=key
+                                    )
+                                except SecureTradeError as exc:
+                                    outcome = self._failed(seat, event, leg, exc)
+                                else:
+                                    outcome = self._placed(seat, event.id, leg, placed, started)
+                            outcomes: Outcome | list[Outcome] = outcome
+                        else:  # a loop, not a comprehension: no cells for its closure
+                            legs = []
+                            for item in items:
+                                legs.append(await self._leg(seat, item, started))
+                            outcomes = legs
                     finally:
                         egress.leave()
                 finally:
@@ -554,36 +573,47 @@ class CopyEngine:
         finally:
             slots.leave()
 
+    async def _leg(self, seat: Seat, item: CopyIntent | Skip, started: float) -> Outcome:
+        """One leg of a plan: a skip's outcome, or the intent placed."""
+        if isinstance(item, Skip):
+            return Outcome(item.event_id, item.follower_id, 0, "skipped", item.reason.value)
+        return await self._place(seat, item, started)
+
     async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
-        """Place one leg. Only an order this call sent is booked into the seat's balances
-        (they were read before it went out, so its fill is not in them). A replayed answer
-        (a redelivery, the same event racing itself, another worker on the journal taking
-        over) may be counted already, by the call that sent it or by a balance read made
-        after its fill: the balances are read again before the follower's next copy."""
+        """Place one leg (see :meth:`_placed`)."""
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
+        return self._placed(seat, item.event_id, item.leg, order, started)
+
+    def _placed(self, seat: Seat, event_id: str, leg: int, order: Order, started: float) -> Outcome:
+        """A leg the venue took. Only an order this call sent is booked into the seat's
+        balances (they were read before it went out, so its fill is not in them). A replayed
+        answer (a redelivery, the same event racing itself, another worker on the journal
+        taking over) may be counted already, by the call that sent it or by a balance read
+        made after its fill: the balances are read again before the follower's next copy."""
         if order.replayed:
             seat.balances = None
         else:
             book(seat, order)
         latency = (time.monotonic() - started) * 1000
+        follower_id = seat.follower.id
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
         self.audit.record(  # the fields as a dict: not packed into keywords, per follower
             "copy.placed",
             {
-                "follower": item.follower_id,
-                "event": item.event_id,
-                "leg": item.leg,
+                "follower": follower_id,
+                "event": event_id,
+                "leg": leg,
                 "client_order_id": order.client_order_id,
             },
         )
         return Outcome(
-            item.event_id,
-            item.follower_id,
-            item.leg,
+            event_id,
+            follower_id,
+            leg,
             "placed",
             order.status.value,
             order.client_order_id,
