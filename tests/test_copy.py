@@ -146,6 +146,63 @@ def test_a_close_mirrors_the_fraction_at_market_however_old_or_far() -> None:
     assert (intent.order.type.value, intent.order.quantity) == ("MARKET", Decimal("0.15"))
 
 
+def test_one_events_shared_terms_decide_as_plan_does_for_every_follower() -> None:
+    """The engine decides through :func:`decide` with the event's ``terms`` shared by its
+    followers (the open's quantity, bound and order worked out once per sizing and cap).
+    Whatever order followers come in, each gets what :func:`plan` gives it on its own:
+    the limits, balances and equity that differ between followers are checked each time,
+    and a follower with another cap, sizing or rules gets its own terms."""
+    from securetrade.copy.plan import Terms, decide
+
+    wider = RULES.model_copy(update={"min_notional": Decimal(500)})
+    cases: list[tuple[Follower, FollowerState]] = [
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01"), max_notional=Decimal(100)), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(quote_free=Decimal(10))),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01"), slippage_bps=Decimal(0)), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.02")), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(instrument=wider)),
+        (_follower(sizing=Sizing("fixed_notional", "100")), _state()),
+        (_follower(sizing=Sizing("multiplier", "0.1"), max_position=Decimal("0.01")), _state()),
+        (_follower(sizing=Sizing("proportional", "1")), _state(equity=Decimal(10_000))),
+        (_follower(sizing=Sizing("proportional", "1")), _state()),
+        (_follower(sizing=Sizing("risk_percent", "3")), _state(equity=Decimal(1_000))),
+        (
+            _follower(sizing=Sizing("fixed_quantity", "0.01"), equity_floor=Decimal(60_000)),
+            _state(),
+        ),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(last_price=Decimal(61_000))),
+    ]
+    event = _event()
+
+    def alone(follower: Follower, state: FollowerState) -> Any:
+        [item] = plan(event, follower, state, secret=SECRET)
+        return item if isinstance(item, Skip) else item.order
+
+    expected = [alone(f, s) for f, s in cases]
+    assert len({id(e) for e in expected if not isinstance(e, Skip)}) > 3  # distinct terms
+    for order in (cases, cases[::-1], cases + cases):
+        terms: Terms = {}
+        for follower, state in order:
+            got = decide(
+                event,
+                follower,
+                "BTCUSDT",
+                state.instrument,
+                state.now_ms,
+                state.position,
+                state.equity,
+                state.quote_free,
+                state.base_free,
+                state.last_price,
+                state.quarantined,
+                state.closed_at_ms,
+                terms,
+            )
+            assert got == expected[cases.index((follower, state))], (follower, state)
+        assert terms  # the shared terms were used
+
+
 def test_a_symbol_map_carries_the_event_to_another_venue() -> None:
     kraken = ApiKey("kraken", "k-kraken-0001", "bm90LWEtcmVhbC1zZWNyZXQ=", scopes=["trade"])
     rules = RULES.model_copy(update={"symbol": "XBTUSDT"})

@@ -47,14 +47,26 @@ from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
 from ._egress import Lane, Lanes
-from ._seat import Bound, Reads, Seat, book, breaks, divergence, follower_state, net, view
+from ._seat import (
+    Bound,
+    Reads,
+    Seat,
+    book,
+    breaks,
+    decided_from,
+    decided_now,
+    divergence,
+    follower_state,
+    net,
+    view,
+)
 from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import CopyKeys, EventKeys, plan
+from .plan import CopyKeys, EventKeys, Terms
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -285,8 +297,10 @@ class CopyEngine:
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
         keys = self._keys.event(event.id)
+        terms: Terms = {}  # the open's terms, worked out once per sizing and cap
         follows = [
-            self._follow(seat, event, known, started, reads, closed_at, keys) for seat in seats
+            self._follow(seat, event, known, started, reads, closed_at, keys, terms)
+            for seat in seats
         ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
@@ -297,13 +311,10 @@ class CopyEngine:
                 shown.close()
         outcomes: list[Outcome] = []
         for seat, result in zip(seats, results, strict=True):
-            if isinstance(result, Outcome):  # one leg: no list per follower
-                outcomes.append(result)
-            elif isinstance(result, BaseException):  # a defect of ours: never silently lost
+            if isinstance(result, BaseException):  # a defect of ours: never silently lost
                 log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
-                outcomes.append(Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result)))
-            else:
-                outcomes.extend(result)
+                result = Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))
+            outcomes.append(result)
         # A follower offboarded during the fan-out is forgotten (and maybe erased): its
         # outcome is in the report, not written back into the outbox.
         self._outbox.record(
@@ -496,9 +507,11 @@ class CopyEngine:
         reads: Reads,
         closed_at: int | None,
         keys: EventKeys,
-    ) -> Outcome | list[Outcome]:
+        terms: Terms,
+    ) -> Outcome:
         """One follower's copy of ``event``: within its bounds and under its lock, read
-        what the plan needs, plan, and place each leg.
+        what the plan needs, decide (:func:`~.plan.decide`, as :func:`~.plan.plan`
+        does) and place its one leg.
 
         Written flat, the bounds and the lock entered by hand rather than by ``async
         with``: a fan-out holds a thousand of these across the venue's answer, and each
@@ -531,53 +544,37 @@ class CopyEngine:
                     try:
                         try:
                             lane = self._lanes.of[follower.id]
-                            state = await follower_state(seat, event, lane, reads, closed_at)
+                            decided = decided_now(seat, event, lane, reads, closed_at, terms)
+                            if decided is None:  # the lane's instruments or balances to read
+                                state = await follower_state(seat, event, lane, reads, closed_at)
+                                decided = decided_from(state, event, follower, terms)
+                                del state  # not held while the order is out
                         except SecureTradeError as exc:
                             return self._failed(seat, event, 0, exc)
-                        items = plan(event, follower, state, secret=keys)
-                        del state  # not held while the orders are out
-                        if len(items) == 1:  # one leg (every plan today): placed right here
-                            item = items[0]
-                            del items
-                            if isinstance(item, Skip):
-                                reason = item.reason.value
-                                outcome = Outcome(event.id, follower.id, 0, "skipped", reason)
+                        if isinstance(decided, Skip):
+                            reason = decided.reason.value
+                            outcome = Outcome(event.id, follower.id, 0, "skipped", reason)
+                        else:
+                            # Only the order and its key are held across the venue's answer:
+                            # no state, intent, list or second coroutine per follower.
+                            key = keys.key(follower.id, 0)
+                            try:
+                                placed = await seat.client.place_order(decided, idempotency_key=key)
+                            except SecureTradeError as exc:
+                                outcome = self._failed(seat, event, 0, exc)
                             else:
-                                # Only the order and its key are held across the venue's
-                                # answer: no intent, list or second coroutine per follower.
-                                order, key, leg = item.order, item.idempotency_key, item.leg
-                                del item
-                                try:
-                                    placed = await seat.client.place_order(
-                                        order, idempotency_key=key
-                                    )
-                                except SecureTradeError as exc:
-                                    outcome = self._failed(seat, event, leg, exc)
-                                else:
-                                    outcome = self._placed(seat, event.id, leg, placed, started)
-                            outcomes: Outcome | list[Outcome] = outcome
-                        else:  # a loop, not a comprehension: no cells for its closure
-                            legs = []
-                            for item in items:
-                                legs.append(await self._leg(seat, item, started))
-                            outcomes = legs
+                                outcome = self._placed(seat, event.id, 0, placed, started)
                     finally:
                         egress.leave()
                 finally:
                     account.leave()
                 if seat.breaker.failures <= failures:  # the venue answered: failures end
                     seat.breaker.succeeded()
-                return outcomes
+                return outcome
             finally:
                 lock.release()
         finally:
             slots.leave()
-
-    async def _leg(self, seat: Seat, item: CopyIntent | Skip, started: float) -> Outcome:
-        """One leg of a plan: a skip's outcome, or the intent placed."""
-        if isinstance(item, Skip):
-            return Outcome(item.event_id, item.follower_id, 0, "skipped", item.reason.value)
-        return await self._place(seat, item, started)
 
     async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
         """Place one leg (see :meth:`_placed`)."""
