@@ -274,22 +274,29 @@ _ZERO = Decimal(0)
 
 
 def book(seat: Seat, order: Order) -> None:
-    """Keep the follower's balances current from its own fills (no read per event)."""
+    """Keep the follower's balances current from its own fills (no read per event).
+
+    Written for the fan-out, where it runs once per follower: Decimal constants and
+    additions only, no ``Decimal(0)`` made nor int converted per call."""
     balances = seat.balances
-    if balances is None or order.filled_quantity <= 0:
+    filled = order.filled_quantity
+    if balances is None or filled <= _ZERO:
         return
     rules = seat.client.core.market.instruments.get(order.symbol)
     if rules is None:
         seat.balances = None
         return
-    sign = 1 if order.side is Side.BUY else -1
     base, quote = rules.base_asset, rules.quote_asset
-    balances[base] = balances.get(base, Decimal(0)) + sign * order.filled_quantity
-    balances[quote] = balances.get(quote, Decimal(0)) - sign * order.quote_quantity
+    if order.side is Side.BUY:
+        balances[base] = balances.get(base, _ZERO) + filled
+        balances[quote] = balances.get(quote, _ZERO) - order.quote_quantity
+    else:
+        balances[base] = balances.get(base, _ZERO) - filled
+        balances[quote] = balances.get(quote, _ZERO) + order.quote_quantity
     for fill in order.fills:
         if fill.commission and fill.commission_asset:
             asset = fill.commission_asset
-            balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
+            balances[asset] = balances.get(asset, _ZERO) - fill.commission
 
 
 def _read(reads: Reads | None, lane: Lane) -> dict[str, Instrument] | None:
