@@ -32,6 +32,17 @@ from securetrade.core import RedisJournal
 from securetrade.keys import ApiKey
 
 
+def _slowed(client: Any, delay: float) -> None:
+    """``client``'s orders sent ``delay`` seconds late (after the engine planned them)."""
+    sending = client.place_order
+
+    async def place_order(order: Any, **options: Any) -> Any:
+        await asyncio.sleep(delay)
+        return await sending(order, **options)
+
+    client.place_order = place_order
+
+
 def _die(how: signal.Signals = signal.SIGKILL) -> None:
     print("dying", time.time(), flush=True)  # when, for the test's takeover clock
     os.kill(os.getpid(), how)
@@ -72,14 +83,12 @@ async def main() -> None:
         return await copying(event)
 
     engine.copy = copy  # type: ignore[method-assign]
-    placing = engine._place
+    answered = engine._placed  # each order the venue took, once its answer is in
     placed = 0
 
-    async def place(seat: Any, item: Any, started: float, **options: Any) -> Any:
+    def place(*args: Any) -> Any:
         nonlocal placed
-        if kind == "slow":
-            await asyncio.sleep(0.5)
-        outcome = await placing(seat, item, started, **options)
+        outcome = answered(*args)
         placed += 1
         if kind == "placed" and placed == int(number):
             _die()
@@ -87,9 +96,12 @@ async def main() -> None:
             _die(signal.SIGSTOP)  # frozen here until the test sends SIGCONT
         return outcome
 
-    engine._place = place  # type: ignore[method-assign]
+    engine._placed = place  # type: ignore[method-assign]
     for follower in followers:
         engine.add(follower)
+    if kind == "slow":  # each order sent half a second late
+        for seat in engine._seats.values():
+            _slowed(seat.client, 0.5)
     stream = EventStream(job["redis"], stream=job["stream"], consumer=job["name"])
     if kind == "before_ack":
         acking = stream._ack

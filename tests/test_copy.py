@@ -35,6 +35,7 @@ from securetrade.copy import (
     copy_key,
     plan,
 )
+from securetrade.errors import RetryableError
 from securetrade.keys import Secret
 from securetrade.models import Instrument
 from securetrade.sim import HttpsServer, SimLimits, Simulator
@@ -143,6 +144,63 @@ def test_a_close_mirrors_the_fraction_at_market_however_old_or_far() -> None:
     [intent] = plan(event, _follower(ttl_ms=1), state, secret=SECRET)
     assert not isinstance(intent, Skip)
     assert (intent.order.type.value, intent.order.quantity) == ("MARKET", Decimal("0.15"))
+
+
+def test_one_events_shared_terms_decide_as_plan_does_for_every_follower() -> None:
+    """The engine decides through :func:`decide` with the event's ``terms`` shared by its
+    followers (the open's quantity, bound and order worked out once per sizing and cap).
+    Whatever order followers come in, each gets what :func:`plan` gives it on its own:
+    the limits, balances and equity that differ between followers are checked each time,
+    and a follower with another cap, sizing or rules gets its own terms."""
+    from securetrade.copy.plan import Terms, decide
+
+    wider = RULES.model_copy(update={"min_notional": Decimal(500)})
+    cases: list[tuple[Follower, FollowerState]] = [
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01"), max_notional=Decimal(100)), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(quote_free=Decimal(10))),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01"), slippage_bps=Decimal(0)), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.02")), _state()),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(instrument=wider)),
+        (_follower(sizing=Sizing("fixed_notional", "100")), _state()),
+        (_follower(sizing=Sizing("multiplier", "0.1"), max_position=Decimal("0.01")), _state()),
+        (_follower(sizing=Sizing("proportional", "1")), _state(equity=Decimal(10_000))),
+        (_follower(sizing=Sizing("proportional", "1")), _state()),
+        (_follower(sizing=Sizing("risk_percent", "3")), _state(equity=Decimal(1_000))),
+        (
+            _follower(sizing=Sizing("fixed_quantity", "0.01"), equity_floor=Decimal(60_000)),
+            _state(),
+        ),
+        (_follower(sizing=Sizing("fixed_quantity", "0.01")), _state(last_price=Decimal(61_000))),
+    ]
+    event = _event()
+
+    def alone(follower: Follower, state: FollowerState) -> Any:
+        [item] = plan(event, follower, state, secret=SECRET)
+        return item if isinstance(item, Skip) else item.order
+
+    expected = [alone(f, s) for f, s in cases]
+    assert len({id(e) for e in expected if not isinstance(e, Skip)}) > 3  # distinct terms
+    for order in (cases, cases[::-1], cases + cases):
+        terms: Terms = {}
+        for follower, state in order:
+            got = decide(
+                event,
+                follower,
+                "BTCUSDT",
+                state.instrument,
+                state.now_ms,
+                state.position,
+                state.equity,
+                state.quote_free,
+                state.base_free,
+                state.last_price,
+                state.quarantined,
+                state.closed_at_ms,
+                terms,
+            )
+            assert got == expected[cases.index((follower, state))], (follower, state)
+        assert terms  # the shared terms were used
 
 
 def test_a_symbol_map_carries_the_event_to_another_venue() -> None:
@@ -425,15 +483,15 @@ async def main():
     engine = CopyEngine(secret=job["secret"], connect={"binance": job["connect"]},
                         journal=job["journal"], outbox=job["outbox"])
     placed = 0
-    original = engine._place
-    async def place(seat, item, started, **options):
+    original = engine._placed  # each order the venue took, once its answer is in
+    def answered(*args):
         nonlocal placed
-        outcome = await original(seat, item, started, **options)
+        outcome = original(*args)
         placed += 1
         if job["kill_after"] and placed >= job["kill_after"]:
             os.kill(os.getpid(), 9)
         return outcome
-    engine._place = place
+    engine._placed = answered
     for f in followers:
         engine.add(f)
     if job["resume"]:
@@ -501,3 +559,70 @@ def test_the_copy_demo_behaves() -> None:
     out = io.StringIO()
     assert run_copy_demo(out) == 0, out.getvalue()
     assert "0 followers with more than one order" in out.getvalue()
+
+
+def test_a_follower_waiting_on_the_venue_holds_one_coroutine_of_the_engine_and_no_plan(
+    venue: Simulator, served: HttpsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a fan-out holds per follower across the venue's answer is what the collector
+    walks at every pass and what brings a full collection into the event (a thousand
+    followers in flight): one coroutine of the engine's per follower, not a second one
+    for the placement, and neither the plan's list, its intent nor a closure's cells."""
+    import gc
+
+    from securetrade.client import AsyncClient
+    from securetrade.copy.model import CopyIntent
+
+    n = 50
+    followers = _followers(venue, n)
+    copy_dir = str(Path(CopyEngine.__module__.replace(".", os.sep)).parent)
+
+    def held() -> dict[str, int]:
+        found = {"engine coroutines": 0, "intents": 0, "cells": 0, "lists": 0}
+        for o in gc.get_objects():
+            if type(o).__name__ == "coroutine" and o.cr_frame is not None:  # not finished
+                found["engine coroutines"] += copy_dir in o.cr_code.co_filename
+            elif isinstance(o, CopyIntent):
+                found["intents"] += 1
+            elif type(o).__name__ == "cell":
+                found["cells"] += 1
+            elif type(o) is list:
+                found["lists"] += 1
+        return found
+
+    async def run() -> tuple[dict[str, int], dict[str, int]]:
+        async with CopyEngine(
+            secret=SECRET, connect=_connect(served), journal=str(tmp_path / "j.sqlite3")
+        ) as engine:
+            for follower in followers:
+                engine.add(follower)
+            await engine.copy(_leader(venue, "warm"))  # balances and instruments read
+            gate = asyncio.Event()
+            waiting: list[str] = []
+
+            async def answer_later(self: AsyncClient, order: Any, **options: Any) -> Any:
+                waiting.append(options["idempotency_key"])
+                await gate.wait()
+                raise RetryableError("not sent")  # left unresolved: nothing placed
+
+            monkeypatch.setattr(AsyncClient, "place_order", answer_later)
+            for _ in range(3):
+                await asyncio.sleep(0)  # the loop lets go of the warm fan-out's handles
+            gc.collect()
+            before = held()
+            fan_out = asyncio.ensure_future(engine.copy(_leader(venue, "held")))
+            while len(waiting) < n:
+                await asyncio.sleep(0.01)
+            gc.collect()
+            during = held()
+            gate.set()
+            report = await fan_out
+            assert report.counts == {"unresolved": n}, report.counts
+            return before, during
+
+    before, during = asyncio.run(run())
+    added = {k: during[k] - before[k] for k in during}
+    assert added["engine coroutines"] == n + 1, added  # each follower's, and copy() itself
+    assert added["intents"] == 0, added
+    assert added["cells"] < n / 2, added  # copy()'s own few, none per follower
+    assert added["lists"] < n / 2, added

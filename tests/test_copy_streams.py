@@ -268,20 +268,23 @@ def test_a_live_worker_slower_than_the_claim_idle_time_keeps_its_entry(
     async def worker(name: str, slow: float, stop: asyncio.Event) -> None:
         engine = CopyEngine(secret=SECRET, connect={"binance": group.job["connect"]},
                             journal=journal)  # fmt: skip
-        copying, placing = engine.copy, engine._place
+        copying = engine.copy
 
         async def copy(leader: LeaderEvent) -> Any:
             copies.append(name)
             return await copying(leader)
 
-        async def place(seat: Any, item: Any, started: float, **options: Any) -> Any:
-            await asyncio.sleep(slow)
-            return await placing(seat, item, started, **options)
-
         engine.copy = copy  # type: ignore[method-assign]
-        engine._place = place  # type: ignore[method-assign]
         for follower in followers:
             engine.add(follower)
+        for seat in engine._seats.values():  # each order sent ``slow`` seconds late
+            sending = seat.client.place_order
+
+            async def place_order(order: Any, *, _send: Any = sending, **options: Any) -> Any:
+                await asyncio.sleep(slow)
+                return await _send(order, **options)
+
+            seat.client.place_order = place_order  # type: ignore[method-assign]
         stream = EventStream(redis_url, stream=group.stream, consumer=name)
         try:
             await stream.work(engine, stop=stop, claim_idle_ms=400, block_ms=50)

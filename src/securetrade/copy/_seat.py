@@ -24,11 +24,11 @@ from ..errors import (
     SecureTradeError,
     VenueRejected,
 )
-from ..models import Balance, Instrument, Order, Side
+from ..models import Balance, Instrument, Order, OrderRequest, Side
 from ._egress import Lane
 from .breaker import Breaker
-from .model import Follower, LeaderEvent
-from .plan import FollowerState, mapped_symbol
+from .model import Follower, LeaderEvent, Skip
+from .plan import FollowerState, Terms, decide, mapped_symbol
 from .reconcile import Divergence, FollowerView, LeaderSnapshot
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "Seat",
     "book",
     "breaks",
+    "decided_from",
+    "decided_now",
     "divergence",
     "follower_state",
     "instruments",
@@ -205,23 +207,96 @@ async def follower_state(
     )
 
 
-def book(seat: Seat, order: Order) -> None:
-    """Keep the follower's balances current from its own fills (no read per event)."""
+def decided_now(
+    seat: Seat,
+    event: LeaderEvent,
+    lane: Lane,
+    reads: Reads,
+    closed_at_ms: int | None,
+    terms: Terms,
+) -> OrderRequest | Skip | None:
+    """:func:`~.plan.decide` for ``seat``, from what :func:`follower_state` would hand
+    :func:`~.plan.plan`, without making the state nor awaiting anything; None when
+    something must be read first (the lane's instruments, the follower's balances: then
+    :func:`follower_state` and :func:`decided_from`). Every follower of a fan-out but the
+    first ones of each lane decides here. ``terms``: the event's, shared by its followers."""
+    table = _read(reads, lane)
+    if table is None or seat.balances is None or seat.quarantined:
+        return None
+    follower = seat.follower
+    now_ms = int(time.time() * 1000)
+    symbol = mapped_symbol(event, follower)
+    rules = table.get(symbol) if symbol is not None else None
+    if rules is None:
+        return decide(event, follower, symbol, None, now_ms)
     balances = seat.balances
-    if balances is None or order.filled_quantity <= 0:
+    base = balances.get(rules.base_asset, _ZERO)
+    quote = balances.get(rules.quote_asset, _ZERO)
+    return decide(
+        event,
+        follower,
+        symbol,
+        rules,
+        now_ms,
+        base,
+        quote + base * event.price,
+        quote,
+        base,
+        None,
+        False,
+        closed_at_ms,
+        terms,
+    )
+
+
+def decided_from(
+    state: FollowerState, event: LeaderEvent, follower: Follower, terms: Terms
+) -> OrderRequest | Skip:
+    """:func:`~.plan.decide` from a :func:`follower_state`."""
+    return decide(
+        event,
+        follower,
+        mapped_symbol(event, follower),
+        state.instrument,
+        state.now_ms,
+        state.position,
+        state.equity,
+        state.quote_free,
+        state.base_free,
+        state.last_price,
+        state.quarantined,
+        state.closed_at_ms,
+        terms,
+    )
+
+
+_ZERO = Decimal(0)
+
+
+def book(seat: Seat, order: Order) -> None:
+    """Keep the follower's balances current from its own fills (no read per event).
+
+    Written for the fan-out, where it runs once per follower: Decimal constants and
+    additions only, no ``Decimal(0)`` made nor int converted per call."""
+    balances = seat.balances
+    filled = order.filled_quantity
+    if balances is None or filled <= _ZERO:
         return
     rules = seat.client.core.market.instruments.get(order.symbol)
     if rules is None:
         seat.balances = None
         return
-    sign = 1 if order.side is Side.BUY else -1
     base, quote = rules.base_asset, rules.quote_asset
-    balances[base] = balances.get(base, Decimal(0)) + sign * order.filled_quantity
-    balances[quote] = balances.get(quote, Decimal(0)) - sign * order.quote_quantity
+    if order.side is Side.BUY:
+        balances[base] = balances.get(base, _ZERO) + filled
+        balances[quote] = balances.get(quote, _ZERO) - order.quote_quantity
+    else:
+        balances[base] = balances.get(base, _ZERO) - filled
+        balances[quote] = balances.get(quote, _ZERO) + order.quote_quantity
     for fill in order.fills:
         if fill.commission and fill.commission_asset:
             asset = fill.commission_asset
-            balances[asset] = balances.get(asset, Decimal(0)) - fill.commission
+            balances[asset] = balances.get(asset, _ZERO) - fill.commission
 
 
 def _read(reads: Reads | None, lane: Lane) -> dict[str, Instrument] | None:

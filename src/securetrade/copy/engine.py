@@ -47,14 +47,26 @@ from ..progress import bar
 from ..ratelimit import RateLimiter
 from ..record import AuditLog
 from ._egress import Lane, Lanes
-from ._seat import Bound, Reads, Seat, book, breaks, divergence, follower_state, net, view
+from ._seat import (
+    Bound,
+    Reads,
+    Seat,
+    book,
+    breaks,
+    decided_from,
+    decided_now,
+    divergence,
+    follower_state,
+    net,
+    view,
+)
 from .breaker import Breaker, BreakerSettings
 
 if TYPE_CHECKING:
     from ..privacy import Privacy
 from .model import CopyIntent, Follower, LeaderEvent, Movement, Skip
 from .outbox import Outbox, Outcome
-from .plan import CopyKeys, EventKeys, plan
+from .plan import CopyKeys, EventKeys, Terms
 from .reconcile import Divergence, LeaderSnapshot, ReconcileReport, reconcile_plan
 from .report import EventReport
 
@@ -285,8 +297,10 @@ class CopyEngine:
         reads: Reads = {}  # each venue's instruments, read once for this event
         shown = bar(total=len(seats), desc=f"copy {event.id}", unit="follower")
         keys = self._keys.event(event.id)
+        terms: Terms = {}  # the open's terms, worked out once per sizing and cap
         follows = [
-            self._follow(seat, event, known, started, reads, closed_at, keys) for seat in seats
+            self._follow(seat, event, known, started, reads, closed_at, keys, terms)
+            for seat in seats
         ]
         if shown is not None:
             follows = [_ticking(follow, shown) for follow in follows]
@@ -299,8 +313,8 @@ class CopyEngine:
         for seat, result in zip(seats, results, strict=True):
             if isinstance(result, BaseException):  # a defect of ours: never silently lost
                 log.error("copy %s to %s failed: %r", event.id, self._who(seat.follower.id), result)
-                result = [Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))]
-            outcomes.extend(result)
+                result = Outcome(event.id, seat.follower.id, 0, "unresolved", repr(result))
+            outcomes.append(result)
         # A follower offboarded during the fan-out is forgotten (and maybe erased): its
         # outcome is in the report, not written back into the outbox.
         self._outbox.record(
@@ -493,9 +507,11 @@ class CopyEngine:
         reads: Reads,
         closed_at: int | None,
         keys: EventKeys,
-    ) -> list[Outcome]:
+        terms: Terms,
+    ) -> Outcome:
         """One follower's copy of ``event``: within its bounds and under its lock, read
-        what the plan needs, plan, and place each leg.
+        what the plan needs, decide (:func:`~.plan.decide`, as :func:`~.plan.plan`
+        does) and place its one leg.
 
         Written flat, the bounds and the lock entered by hand rather than by ``async
         with``: a fan-out holds a thousand of these across the venue's answer, and each
@@ -504,7 +520,7 @@ class CopyEngine:
         """
         follower = seat.follower
         if known and (follower.id, 0) in known:
-            return [known[(follower.id, 0)]]
+            return known[(follower.id, 0)]
         slots, lock = self._slots, seat.lock
         if slots.slots is not None:
             await slots.slots.acquire()
@@ -513,9 +529,9 @@ class CopyEngine:
             await lock.acquire()
             try:
                 if self._seats.get(follower.id) is not seat:  # offboarded while it waited
-                    return [Outcome(event.id, follower.id, 0, "skipped", "offboarded")]
+                    return Outcome(event.id, follower.id, 0, "skipped", "offboarded")
                 if not seat.quarantined and not seat.breaker.allow():
-                    return [Outcome(event.id, follower.id, 0, "skipped", "circuit_open")]
+                    return Outcome(event.id, follower.id, 0, "skipped", "circuit_open")
                 failures = seat.breaker.failures
                 account, egress = seat.account, seat.egress
                 if account.slots is not None:
@@ -528,62 +544,73 @@ class CopyEngine:
                     try:
                         try:
                             lane = self._lanes.of[follower.id]
-                            state = await follower_state(seat, event, lane, reads, closed_at)
+                            decided = decided_now(seat, event, lane, reads, closed_at, terms)
+                            if decided is None:  # the lane's instruments or balances to read
+                                state = await follower_state(seat, event, lane, reads, closed_at)
+                                decided = decided_from(state, event, follower, terms)
+                                del state  # not held while the order is out
                         except SecureTradeError as exc:
-                            return [self._failed(seat, event, 0, exc)]
-                        items = plan(event, follower, state, secret=keys)
-                        del state  # not held while the orders are out
-                        outcomes = []
-                        for item in items:
-                            if isinstance(item, Skip):
-                                reason = item.reason.value
-                                outcomes.append(
-                                    Outcome(event.id, follower.id, 0, "skipped", reason)
-                                )
-                                continue
-                            outcomes.append(await self._place(seat, item, started))
+                            return self._failed(seat, event, 0, exc)
+                        if isinstance(decided, Skip):
+                            reason = decided.reason.value
+                            outcome = Outcome(event.id, follower.id, 0, "skipped", reason)
+                        else:
+                            # Only the order and its key are held across the venue's answer:
+                            # no state, intent, list or second coroutine per follower.
+                            key = keys.key(follower.id, 0)
+                            try:
+                                placed = await seat.client.place_order(decided, idempotency_key=key)
+                            except SecureTradeError as exc:
+                                outcome = self._failed(seat, event, 0, exc)
+                            else:
+                                outcome = self._placed(seat, event.id, 0, placed, started)
                     finally:
                         egress.leave()
                 finally:
                     account.leave()
                 if seat.breaker.failures <= failures:  # the venue answered: failures end
                     seat.breaker.succeeded()
-                return outcomes
+                return outcome
             finally:
                 lock.release()
         finally:
             slots.leave()
 
     async def _place(self, seat: Seat, item: CopyIntent, started: float) -> Outcome:
-        """Place one leg. Only an order this call sent is booked into the seat's balances
-        (they were read before it went out, so its fill is not in them). A replayed answer
-        (a redelivery, the same event racing itself, another worker on the journal taking
-        over) may be counted already, by the call that sent it or by a balance read made
-        after its fill: the balances are read again before the follower's next copy."""
+        """Place one leg (see :meth:`_placed`)."""
         try:
             order = await seat.client.place_order(item.order, idempotency_key=item.idempotency_key)
         except SecureTradeError as exc:
             return self._failed(seat, item, item.leg, exc)
+        return self._placed(seat, item.event_id, item.leg, order, started)
+
+    def _placed(self, seat: Seat, event_id: str, leg: int, order: Order, started: float) -> Outcome:
+        """A leg the venue took. Only an order this call sent is booked into the seat's
+        balances (they were read before it went out, so its fill is not in them). A replayed
+        answer (a redelivery, the same event racing itself, another worker on the journal
+        taking over) may be counted already, by the call that sent it or by a balance read
+        made after its fill: the balances are read again before the follower's next copy."""
         if order.replayed:
             seat.balances = None
         else:
             book(seat, order)
         latency = (time.monotonic() - started) * 1000
+        follower_id = seat.follower.id
         # The trade record that ties the order to the person: with a privacy-enabled trail
         # the follower is sealed under its trade_record key and kept for the legal period.
         self.audit.record(  # the fields as a dict: not packed into keywords, per follower
             "copy.placed",
             {
-                "follower": item.follower_id,
-                "event": item.event_id,
-                "leg": item.leg,
+                "follower": follower_id,
+                "event": event_id,
+                "leg": leg,
                 "client_order_id": order.client_order_id,
             },
         )
         return Outcome(
-            item.event_id,
-            item.follower_id,
-            item.leg,
+            event_id,
+            follower_id,
+            leg,
             "placed",
             order.status.value,
             order.client_order_id,

@@ -22,7 +22,16 @@ from ..models import Instrument, LimitOrder, MarketOrder, OrderRequest, Side, Ti
 from ..signing.signers import SecretHolder, held
 from .model import CopyIntent, Follower, LeaderEvent, Movement, SizingMode, Skip, SkipReason
 
-__all__ = ["CopyKeys", "EventKeys", "FollowerState", "copy_key", "follower_symbol", "plan"]
+__all__ = [
+    "CopyKeys",
+    "EventKeys",
+    "FollowerState",
+    "Terms",
+    "copy_key",
+    "decide",
+    "follower_symbol",
+    "plan",
+]
 
 _BPS = Decimal(10_000)
 
@@ -150,96 +159,157 @@ def plan(
         instance("event", event, LeaderEvent, optional=False)
         instance("follower", follower, Follower, optional=False)
         instance("state", state, FollowerState, optional=False)
+    decided = decide(
+        event,
+        follower,
+        mapped_symbol(event, follower),
+        state.instrument,
+        state.now_ms,
+        state.position,
+        state.equity,
+        state.quote_free,
+        state.base_free,
+        state.last_price,
+        state.quarantined,
+        state.closed_at_ms,
+    )
+    if isinstance(decided, Skip):
+        return [decided]
+    key = _keys(secret, event).key(follower.id, 0)
+    return [CopyIntent(follower.id, event.id, 0, decided, key)]
 
-    if state.quarantined:
-        return _skip(follower, event, SkipReason.QUARANTINED)
-    symbol = mapped_symbol(event, follower)  # their types were checked above
-    if symbol is None or state.instrument is None or not state.instrument.trading:
-        return _skip(
-            follower, event, SkipReason.UNMAPPED_SYMBOL, f"{event.symbol} on {follower.venue}"
+
+#: :func:`decide`'s memo of one event's open terms (see there).
+Terms = dict[tuple[object, ...], tuple[Instrument, Decimal, Decimal, Decimal, OrderRequest]]
+
+
+def decide(
+    event: LeaderEvent,
+    follower: Follower,
+    symbol: str | None,
+    rules: Instrument | None,
+    now_ms: int,
+    position: Decimal = Decimal(0),
+    equity: Decimal | None = None,
+    quote_free: Decimal | None = None,
+    base_free: Decimal | None = None,
+    last_price: Decimal | None = None,
+    quarantined: bool = False,
+    closed_at_ms: int | None = None,
+    terms: Terms | None = None,
+) -> OrderRequest | Skip:
+    """:func:`plan`'s decision for one follower, from the fields of its
+    :class:`FollowerState` (``symbol``: the event's symbol on the follower's venue, from
+    :func:`mapped_symbol`): the order of its one leg, or why it places none. The engine
+    calls it as it is, without a state or an intent made per follower.
+
+    ``terms``, a dict kept for one event, memoises what is the same for every follower
+    with the same sizing and slippage cap (the open's quantity when it does not depend on
+    the follower's equity, its price bound, its order): a fan-out works them out once."""
+    if quarantined:
+        return Skip(follower.id, event.id, SkipReason.QUARANTINED)
+    if symbol is None or rules is None or not rules.trading:
+        return Skip(
+            follower.id, event.id, SkipReason.UNMAPPED_SYMBOL, f"{event.symbol} on {follower.venue}"
         )
-    rules = state.instrument
     if event.movement is Movement.CLOSE:
-        return _close(event, follower, state, symbol, rules, secret)
-    if state.closed_at_ms is not None and event.at_ms < state.closed_at_ms:
-        return _skip(
-            follower, event, SkipReason.TTL, f"the leader closed {event.symbol} after this open"
+        return _close(event, follower, position, base_free, symbol, rules)
+    if closed_at_ms is not None and event.at_ms < closed_at_ms:
+        return Skip(
+            follower.id,
+            event.id,
+            SkipReason.TTL,
+            f"the leader closed {event.symbol} after this open",
         )
-    if state.now_ms - event.at_ms > follower.ttl_ms:
-        return _skip(follower, event, SkipReason.TTL, f"{state.now_ms - event.at_ms} ms old")
-    if follower.equity_floor is not None and (state.equity or 0) < follower.equity_floor:
-        return _skip(follower, event, SkipReason.RISK_LIMIT, "equity below the floor")
-    quantity = _round(_size(event, follower, state), rules.step_size, ROUND_FLOOR)
-    bound = _bound(event, follower, rules)
+    if now_ms - event.at_ms > follower.ttl_ms:
+        return Skip(follower.id, event.id, SkipReason.TTL, f"{now_ms - event.at_ms} ms old")
+    if follower.equity_floor is not None and (equity or 0) < follower.equity_floor:
+        return Skip(follower.id, event.id, SkipReason.RISK_LIMIT, "equity below the floor")
+    sizing = follower.sizing
+    fixed = sizing.mode not in _BY_EQUITY  # the quantity is the same for every such follower
+    memo = (
+        (symbol, id(rules), id(sizing.mode), sizing.value, follower.slippage_bps)
+        if terms is not None and fixed
+        else None
+    )
+    known = terms.get(memo) if terms is not None and memo is not None else None
+    order: OrderRequest | None = None
+    if known is not None and known[0] is rules:
+        _, quantity, bound, notional, order = known
+    else:
+        quantity = _round(_size(event, follower, equity), rules.step_size, ROUND_FLOOR)
+        bound = _bound(event, follower, rules)
     if bound <= 0:  # a price under one tick, or a sell capped at zero: no limit order
-        return _skip(
-            follower, event, SkipReason.BELOW_MINIMUM, f"price bound {bound} is not above zero"
+        return Skip(
+            follower.id,
+            event.id,
+            SkipReason.BELOW_MINIMUM,
+            f"price bound {bound} is not above zero",
         )
-    if state.last_price is not None and (
-        state.last_price > bound if event.side is Side.BUY else state.last_price < bound
+    if last_price is not None and (
+        last_price > bound if event.side is Side.BUY else last_price < bound
     ):
-        return _skip(
-            follower, event, SkipReason.SLIPPAGE, f"last price {state.last_price} beyond {bound}"
+        return Skip(
+            follower.id, event.id, SkipReason.SLIPPAGE, f"last price {last_price} beyond {bound}"
         )
-    notional = quantity * bound
+    if order is None:
+        notional = quantity * bound
     if quantity <= 0 or quantity < rules.min_quantity or notional < rules.min_notional:
-        return _skip(follower, event, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol}")
+        return Skip(follower.id, event.id, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol}")
     if follower.max_notional is not None and notional > follower.max_notional:
-        return _skip(
-            follower,
-            event,
+        return Skip(
+            follower.id,
+            event.id,
             SkipReason.RISK_LIMIT,
             f"notional {notional} above {follower.max_notional}",
         )
     if follower.max_position is not None:
-        after = state.position + (quantity if event.side is Side.BUY else -quantity)
+        after = position + (quantity if event.side is Side.BUY else -quantity)
         if abs(after) > follower.max_position:
-            return _skip(
-                follower,
-                event,
+            return Skip(
+                follower.id,
+                event.id,
                 SkipReason.RISK_LIMIT,
                 f"position {after} beyond {follower.max_position}",
             )
-    spendable = state.quote_free if event.side is Side.BUY else state.base_free
+    spendable = quote_free if event.side is Side.BUY else base_free
     needed = notional if event.side is Side.BUY else quantity
     if spendable is not None and spendable < needed:
-        return _skip(follower, event, SkipReason.BALANCE, f"needs {needed}, has {spendable}")
+        return Skip(follower.id, event.id, SkipReason.BALANCE, f"needs {needed}, has {spendable}")
     # Opens go out as IOC limits at the slippage bound: what cannot fill there, expires.
-    order = _ioc_limit(symbol, event.side, quantity, bound)
-    key = _keys(secret, event).key(follower.id, 0)
-    return [CopyIntent(follower.id, event.id, 0, order, key)]
+    if order is None:
+        order = _ioc_limit(symbol, event.side, quantity, bound)
+        if memo is not None and terms is not None:
+            terms[memo] = (rules, quantity, bound, notional, order)
+    return order
 
 
-def _skip(
-    follower: Follower, event: LeaderEvent, reason: SkipReason, detail: str = ""
-) -> list[CopyIntent | Skip]:
-    """A follower's plan that places nothing, and why (a function, not a closure made
-    per follower: plan runs once per follower of every event)."""
-    return [Skip(follower.id, event.id, reason, detail)]
+#: The sizing modes whose quantity depends on the follower's equity.
+_BY_EQUITY = frozenset({SizingMode.PROPORTIONAL, SizingMode.RISK_PERCENT})
 
 
 def _close(
     event: LeaderEvent,
     follower: Follower,
-    state: FollowerState,
+    position: Decimal,
+    base_free: Decimal | None,
     symbol: str,
     rules: Instrument,
-    secret: Secret | EventKeys,
-) -> list[CopyIntent | Skip]:
+) -> OrderRequest | Skip:
     """A close mirrors the share of the position the leader took off, at market: a close
     is never skipped for slippage or age (leaving a position open is the bigger risk)."""
 
-    held = state.position if event.side is Side.SELL else -state.position
+    held = position if event.side is Side.SELL else -position
     if held <= 0:
-        return _skip(follower, event, SkipReason.NO_POSITION)
+        return Skip(follower.id, event.id, SkipReason.NO_POSITION)
     quantity = _round(held * event.close_fraction, rules.step_size, ROUND_FLOOR)
-    if event.side is Side.SELL and state.base_free is not None:
-        quantity = min(quantity, _round(state.base_free, rules.step_size, ROUND_FLOOR))
+    if event.side is Side.SELL and base_free is not None:
+        quantity = min(quantity, _round(base_free, rules.step_size, ROUND_FLOOR))
     if quantity <= 0 or quantity < rules.min_quantity:
-        return _skip(follower, event, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close")
-    order = _market(symbol, event.side, quantity)
-    key = _keys(secret, event).key(follower.id, 0)
-    return [CopyIntent(follower.id, event.id, 0, order, key)]
+        return Skip(
+            follower.id, event.id, SkipReason.BELOW_MINIMUM, f"{quantity} {symbol} to close"
+        )
+    return _market(symbol, event.side, quantity)
 
 
 # The followers of one event mostly place the same order (one sizing, one leader price):
@@ -270,7 +340,7 @@ def _market(symbol: str, side: Side, quantity: Decimal) -> OrderRequest:
     return _order(symbol, side, str(quantity), None)
 
 
-def _size(event: LeaderEvent, follower: Follower, state: FollowerState) -> Decimal:
+def _size(event: LeaderEvent, follower: Follower, equity: Decimal | None) -> Decimal:
     """The open's quantity before rounding, by the follower's sizing mode."""
     mode, value = follower.sizing.mode, follower.sizing.value
     if mode is SizingMode.FIXED_QUANTITY:
@@ -279,7 +349,7 @@ def _size(event: LeaderEvent, follower: Follower, state: FollowerState) -> Decim
         return value / event.price
     if mode is SizingMode.MULTIPLIER:
         return event.quantity * value
-    equity = state.equity or Decimal(0)
+    equity = equity or Decimal(0)
     if mode is SizingMode.PROPORTIONAL:
         if not event.leader_equity:
             return Decimal(0)  # cannot scale without the leader's equity: below minimum
