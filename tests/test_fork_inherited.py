@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -318,3 +319,87 @@ def test_an_inherited_redis_journal_opens_its_own_connection_in_the_child(
         assert got.idempotency_key == "k2"
     finally:
         journal.close()
+
+
+# --- the gateway's shared store: a pre-forking server's workers (gunicorn --preload,
+# uvicorn --workers) each open their own connection, and share nonces through the store ---
+
+
+def _gateway_state(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    from securetrade.gateway import SharedState
+
+    if store == "sqlite":
+        return SharedState.sqlite(tmp_path / "gate.db")
+    url = request.getfixturevalue("redis_url")
+    return SharedState.redis(url, prefix=f"{{fork-{uuid.uuid4().hex[:8]}}}:")
+
+
+def _admit(state: Any, token: str) -> str:
+    now = time.time_ns() // 1_000_000 + 10  # stamped after the store's epoch
+    return str(state.admit(token, now, now + 30_000, 0, ["addr:1"], []).outcome)
+
+
+def _connection(state: Any) -> Any:
+    """Which connection the store uses: the SQLite one's identity, or the Redis client id
+    the server gave it."""
+    gate = state.gate
+    return gate._client.client_id() if hasattr(gate, "_client") else id(gate._db)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_inherited_gateway_store_refuses_a_replay_across_workers(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Built in the master, used by two forked workers and the master: a nonce admitted
+    anywhere is a replay everywhere. A worker closing its store (its shutdown) closes its
+    own connection only: the master goes on with its own."""
+    state = _gateway_state(store, tmp_path, request)
+    try:
+        assert _admit(state, "parent-1") == "ok"  # the parent's connection is live
+        parents = _connection(state)
+
+        def worker(mine: str, others: list[str]) -> list[Any]:
+            answers = [_admit(state, mine)] + [_admit(state, other) for other in others]
+            own = _connection(state) != parents
+            state.close()
+            return [*answers, own]
+
+        assert _in_child(lambda: worker("child-1", ["parent-1"])) == ["ok", "replayed", True]
+        assert _in_child(lambda: worker("child-2", ["parent-1", "child-1"])) == [
+            "ok",
+            "replayed",
+            "replayed",
+            True,
+        ]
+        assert _connection(state) == parents
+        assert [_admit(state, t) for t in ("child-1", "child-2", "parent-1")] == ["replayed"] * 3
+        assert _admit(state, "parent-2") == "ok"
+    finally:
+        state.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_inherited_gateway_store_does_not_wait_for_a_lock_held_at_the_fork(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A parent's thread inside the store as the fork happens leaves its lock held for
+    ever in the child: the child's store takes a lock of its own."""
+    state = _gateway_state(store, tmp_path, request)
+
+    def worker() -> str:
+        def late(signum: int, frame: object) -> None:
+            raise TimeoutError("the child waited for the parent's lock")
+
+        signal.signal(signal.SIGALRM, late)
+        signal.alarm(5)
+        try:
+            return _admit(state, "child-1")
+        finally:
+            signal.alarm(0)
+
+    try:
+        with state.gate._lock:  # as a thread of the parent's would hold it at the fork
+            assert _in_child(worker) == "ok"
+        assert _admit(state, "child-1") == "replayed"
+    finally:
+        state.close()
