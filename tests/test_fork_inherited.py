@@ -236,6 +236,59 @@ def test_inherited_sqlite_stores_refuse_in_the_child(tmp_path: Path) -> None:
             store.close()
 
 
+def test_an_inherited_data_key_vault_refuses_in_the_child(tmp_path: Path) -> None:
+    """The privacy vault goes with the audit trail: refused before the file is touched;
+    the parent's keys are the same afterwards."""
+    from securetrade.privacy.vault import DataKeys, PrivacyKeys
+
+    vault = DataKeys(tmp_path / "vault.sqlite3", PrivacyKeys.generate(tmp_path / "pk"))
+    try:
+        before = vault.key_for("s1", "orders", time.time() + 60)
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: vault.key_for("s2", "orders", time.time() + 60)),
+                _refusal(lambda: vault.entries()),
+                _refusal(lambda: vault.shred([("s1", "orders")])),
+            ]
+            vault.close()  # nothing: the connection is the parent's
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 3
+        assert [key.subject_ref for key in vault.entries()] == ["s1"]
+        assert vault.get("s1", "orders") == before
+    finally:
+        vault.close()
+
+
+def test_an_inherited_replay_store_refuses_a_replay_across_workers(tmp_path: Path) -> None:
+    """The verifier's SQLite replay store, like the gateway's: each forked worker opens
+    its own connection to the file, and an id seen by any process is refused by all."""
+    from securetrade.verify import SqliteReplayStore
+
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3")
+    now = time.time_ns() // 1_000_000
+    try:
+        assert store.remember("parent", now + 30_000, now)
+        parents = id(store._db)
+
+        def worker(mine: str) -> list[Any]:
+            seen = [store.remember(t, now + 30_000, now) for t in (mine, "parent", "child-1")]
+            own = id(store._db) != parents
+            store.close()
+            return [*seen, own]
+
+        assert _in_child(lambda: worker("child-1")) == [True, False, False, True]
+        assert _in_child(lambda: worker("child-2")) == [True, False, False, True]
+        assert [store.remember(t, now + 30_000, now) for t in ("child-1", "child-2")] == [
+            False,
+            False,
+        ]
+        assert len(store) == 3
+    finally:
+        store.close()
+
+
 def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path: Path) -> None:
     """It reopens its key files in the child (the parent's descriptions share their flock)
     with a lock of its own: the parent's was held by one of its threads at the fork, and
@@ -403,3 +456,31 @@ def test_an_inherited_gateway_store_does_not_wait_for_a_lock_held_at_the_fork(
         assert _admit(state, "child-1") == "replayed"
     finally:
         state.close()
+
+
+def test_an_inherited_sqlite_store_in_memory_keeps_its_copy_in_the_child() -> None:
+    """A ``:memory:`` database is the process's own memory (no file, no file locks): the
+    child goes on with its copy, so an id seen before the fork is still a replay there,
+    rather than starting from an empty database."""
+    from securetrade.gateway import SharedState
+    from securetrade.verify import SqliteReplayStore
+
+    state = SharedState.sqlite(":memory:")
+    store = SqliteReplayStore(":memory:")
+    now = time.time_ns() // 1_000_000
+    try:
+        assert _admit(state, "parent") == "ok"
+        assert store.remember("parent", now + 30_000, now)
+
+        def child() -> list[Any]:
+            return [
+                _admit(state, "parent"),
+                _admit(state, "child"),
+                store.remember("parent", now + 30_000, now),
+                store.remember("child", now + 30_000, now),
+            ]
+
+        assert _in_child(child) == ["replayed", "ok", False, True]
+    finally:
+        state.close()
+        store.close()

@@ -336,9 +336,10 @@ class SqliteGate:
         its own to the same file at its first call, so nonces, buckets and lock-outs stay
         shared with every other process through the file. A lock of its own, too (the
         parent's may have been held by a thread that does not exist here)."""
-        _fork.park(self._db, self._cursor)
         self._lock = threading.Lock()
-        self._reopen = True
+        if self._path != ":memory:":  # one in memory is this process's copy, files none
+            _fork.park(self._db, self._cursor)
+            self._reopen = True
 
     def _open(self) -> int:
         db = self._db
