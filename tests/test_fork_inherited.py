@@ -79,6 +79,7 @@ def venue() -> Iterator[dict[str, Any]]:
         key = simulator.create_key(balances={"USDT": Decimal("100000"), "BTC": Decimal("1")})
         yield {
             "server": server,
+            "ws": simulator.serve_ws(server),
             "key": key,
             "options": {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem},
         }
@@ -126,10 +127,16 @@ def test_an_inherited_async_client_refuses_in_the_child(
     try:
         loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-1"))
         received, handshakes = server.bytes_received, server.handshakes
+        ws = venue["ws"]
+        made = client.watch_orders(stream_url=ws.user_url)  # made before the fork, not iterated
+        connections = ws.connections
 
         async def refused() -> list[str]:
+            signal.alarm(20)  # a child waiting for ever dies: "no answer"
             answers = []
             for call in (
+                lambda: anext(made),
+                lambda: anext(made),  # still refused, and still nothing connects
                 lambda: client.place_order(BUY, idempotency_key="child-1"),
                 client.balances,
                 client.server_time,
@@ -139,11 +146,13 @@ def test_an_inherited_async_client_refuses_in_the_child(
                     answers.append("no error")
                 except InheritedAcrossFork as exc:
                     answers.append(_said(exc))
+            await made.aclose()  # nothing: the stream is the parent's
             await client.aclose()  # nothing: no TLS goodbye on the parent's sessions
             return answers
 
-        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 3
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 5
         assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        assert ws.connections == connections  # the stream did not connect from the child
         order = loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-2"))
         assert order.status.name == "FILLED"
         assert server.handshakes == handshakes  # the pooled connection still the parent's
