@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -78,6 +79,7 @@ def venue() -> Iterator[dict[str, Any]]:
         key = simulator.create_key(balances={"USDT": Decimal("100000"), "BTC": Decimal("1")})
         yield {
             "server": server,
+            "ws": simulator.serve_ws(server),
             "key": key,
             "options": {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem},
         }
@@ -125,10 +127,16 @@ def test_an_inherited_async_client_refuses_in_the_child(
     try:
         loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-1"))
         received, handshakes = server.bytes_received, server.handshakes
+        ws = venue["ws"]
+        made = client.watch_orders(stream_url=ws.user_url)  # made before the fork, not iterated
+        connections = ws.connections
 
         async def refused() -> list[str]:
+            signal.alarm(20)  # a child waiting for ever dies: "no answer"
             answers = []
             for call in (
+                lambda: anext(made),
+                lambda: anext(made),  # still refused, and still nothing connects
                 lambda: client.place_order(BUY, idempotency_key="child-1"),
                 client.balances,
                 client.server_time,
@@ -138,11 +146,13 @@ def test_an_inherited_async_client_refuses_in_the_child(
                     answers.append("no error")
                 except InheritedAcrossFork as exc:
                     answers.append(_said(exc))
+            await made.aclose()  # nothing: the stream is the parent's
             await client.aclose()  # nothing: no TLS goodbye on the parent's sessions
             return answers
 
-        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 3
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 5
         assert (server.bytes_received, server.handshakes) == (received, handshakes)
+        assert ws.connections == connections  # the stream did not connect from the child
         order = loop.run_until_complete(client.place_order(BUY, idempotency_key="parent-2"))
         assert order.status.name == "FILLED"
         assert server.handshakes == handshakes  # the pooled connection still the parent's
@@ -235,6 +245,59 @@ def test_inherited_sqlite_stores_refuse_in_the_child(tmp_path: Path) -> None:
             store.close()
 
 
+def test_an_inherited_data_key_vault_refuses_in_the_child(tmp_path: Path) -> None:
+    """The privacy vault goes with the audit trail: refused before the file is touched;
+    the parent's keys are the same afterwards."""
+    from securetrade.privacy.vault import DataKeys, PrivacyKeys
+
+    vault = DataKeys(tmp_path / "vault.sqlite3", PrivacyKeys.generate(tmp_path / "pk"))
+    try:
+        before = vault.key_for("s1", "orders", time.time() + 60)
+
+        def child() -> list[str]:
+            refusals = [
+                _refusal(lambda: vault.key_for("s2", "orders", time.time() + 60)),
+                _refusal(lambda: vault.entries()),
+                _refusal(lambda: vault.shred([("s1", "orders")])),
+            ]
+            vault.close()  # nothing: the connection is the parent's
+            return refusals
+
+        assert _in_child(child) == ["InheritedAcrossFork"] * 3
+        assert [key.subject_ref for key in vault.entries()] == ["s1"]
+        assert vault.get("s1", "orders") == before
+    finally:
+        vault.close()
+
+
+def test_an_inherited_replay_store_refuses_a_replay_across_workers(tmp_path: Path) -> None:
+    """The verifier's SQLite replay store, like the gateway's: each forked worker opens
+    its own connection to the file, and an id seen by any process is refused by all."""
+    from securetrade.verify import SqliteReplayStore
+
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3")
+    now = time.time_ns() // 1_000_000
+    try:
+        assert store.remember("parent", now + 30_000, now)
+        parents = id(store._db)
+
+        def worker(mine: str) -> list[Any]:
+            seen = [store.remember(t, now + 30_000, now) for t in (mine, "parent", "child-1")]
+            own = id(store._db) != parents
+            store.close()
+            return [*seen, own]
+
+        assert _in_child(lambda: worker("child-1")) == [True, False, False, True]
+        assert _in_child(lambda: worker("child-2")) == [True, False, False, True]
+        assert [store.remember(t, now + 30_000, now) for t in ("child-1", "child-2")] == [
+            False,
+            False,
+        ]
+        assert len(store) == 3
+    finally:
+        store.close()
+
+
 def test_a_file_nonce_source_draws_on_its_own_descriptors_in_the_child(tmp_path: Path) -> None:
     """It reopens its key files in the child (the parent's descriptions share their flock)
     with a lock of its own: the parent's was held by one of its threads at the fork, and
@@ -318,3 +381,115 @@ def test_an_inherited_redis_journal_opens_its_own_connection_in_the_child(
         assert got.idempotency_key == "k2"
     finally:
         journal.close()
+
+
+# --- the gateway's shared store: a pre-forking server's workers (gunicorn --preload,
+# uvicorn --workers) each open their own connection, and share nonces through the store ---
+
+
+def _gateway_state(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    from securetrade.gateway import SharedState
+
+    if store == "sqlite":
+        return SharedState.sqlite(tmp_path / "gate.db")
+    url = request.getfixturevalue("redis_url")
+    return SharedState.redis(url, prefix=f"{{fork-{uuid.uuid4().hex[:8]}}}:")
+
+
+def _admit(state: Any, token: str) -> str:
+    now = time.time_ns() // 1_000_000 + 10  # stamped after the store's epoch
+    return str(state.admit(token, now, now + 30_000, 0, ["addr:1"], []).outcome)
+
+
+def _connection(state: Any) -> Any:
+    """Which connection the store uses: the SQLite one's identity, or the Redis client id
+    the server gave it."""
+    gate = state.gate
+    return gate._client.client_id() if hasattr(gate, "_client") else id(gate._db)
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_inherited_gateway_store_refuses_a_replay_across_workers(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Built in the master, used by two forked workers and the master: a nonce admitted
+    anywhere is a replay everywhere. A worker closing its store (its shutdown) closes its
+    own connection only: the master goes on with its own."""
+    state = _gateway_state(store, tmp_path, request)
+    try:
+        assert _admit(state, "parent-1") == "ok"  # the parent's connection is live
+        parents = _connection(state)
+
+        def worker(mine: str, others: list[str]) -> list[Any]:
+            answers = [_admit(state, mine)] + [_admit(state, other) for other in others]
+            own = _connection(state) != parents
+            state.close()
+            return [*answers, own]
+
+        assert _in_child(lambda: worker("child-1", ["parent-1"])) == ["ok", "replayed", True]
+        assert _in_child(lambda: worker("child-2", ["parent-1", "child-1"])) == [
+            "ok",
+            "replayed",
+            "replayed",
+            True,
+        ]
+        assert _connection(state) == parents
+        assert [_admit(state, t) for t in ("child-1", "child-2", "parent-1")] == ["replayed"] * 3
+        assert _admit(state, "parent-2") == "ok"
+    finally:
+        state.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_inherited_gateway_store_does_not_wait_for_a_lock_held_at_the_fork(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A parent's thread inside the store as the fork happens leaves its lock held for
+    ever in the child: the child's store takes a lock of its own."""
+    state = _gateway_state(store, tmp_path, request)
+
+    def worker() -> str:
+        def late(signum: int, frame: object) -> None:
+            raise TimeoutError("the child waited for the parent's lock")
+
+        signal.signal(signal.SIGALRM, late)
+        signal.alarm(5)
+        try:
+            return _admit(state, "child-1")
+        finally:
+            signal.alarm(0)
+
+    try:
+        with state.gate._lock:  # as a thread of the parent's would hold it at the fork
+            assert _in_child(worker) == "ok"
+        assert _admit(state, "child-1") == "replayed"
+    finally:
+        state.close()
+
+
+def test_an_inherited_sqlite_store_in_memory_keeps_its_copy_in_the_child() -> None:
+    """A ``:memory:`` database is the process's own memory (no file, no file locks): the
+    child goes on with its copy, so an id seen before the fork is still a replay there,
+    rather than starting from an empty database."""
+    from securetrade.gateway import SharedState
+    from securetrade.verify import SqliteReplayStore
+
+    state = SharedState.sqlite(":memory:")
+    store = SqliteReplayStore(":memory:")
+    now = time.time_ns() // 1_000_000
+    try:
+        assert _admit(state, "parent") == "ok"
+        assert store.remember("parent", now + 30_000, now)
+
+        def child() -> list[Any]:
+            return [
+                _admit(state, "parent"),
+                _admit(state, "child"),
+                store.remember("parent", now + 30_000, now),
+                store.remember("child", now + 30_000, now),
+            ]
+
+        assert _in_child(child) == ["replayed", "ok", False, True]
+    finally:
+        state.close()
+        store.close()

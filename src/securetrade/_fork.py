@@ -14,7 +14,9 @@ system call each time), and each store registered with :func:`watch` gets its
 ``_after_fork()`` called there. A SQLite store swaps the lock its every method takes first
 for one that refuses, and parks its connection here, never closed in the child (closing
 one could roll back into the WAL index the parent is using); the file nonce source opens
-descriptors of its own instead, and the Redis event stream refuses.
+descriptors of its own instead, the Redis event stream refuses, and the inbound stores a
+pre-forking server builds in its master (the gateway's SQLite gate, the verifier's SQLite
+replay store) park the parent's connection and open their own at their next call.
 """
 
 from __future__ import annotations

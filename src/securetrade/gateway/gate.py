@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from .. import _fork
 from .._sqlite import retry_locked, wal
 from ..errors import InboundRejected, InvalidRequest
 
@@ -309,8 +310,18 @@ class SqliteGate:
         *,
         timeout: float = 2.0,
     ) -> None:
+        self._path = os.fspath(path)
+        self._timeout = timeout
+        self._connect()
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._reopen = False  # a forked child's: open its own connection at the next call
+        self.epoch_ms = retry_locked(self._db, self._open, 10.0)
+        _fork.watch(self)
+
+    def _connect(self) -> None:
         self._db = sqlite3.connect(
-            os.fspath(path), isolation_level=None, check_same_thread=False, timeout=timeout
+            self._path, isolation_level=None, check_same_thread=False, timeout=self._timeout
         )
         # Small pages for a new file (an existing one keeps its own): each admission writes
         # two pages to the WAL (the nonce's and the buckets'), and a 1 KiB page costs the
@@ -318,9 +329,17 @@ class SqliteGate:
         self._db.execute("PRAGMA page_size = 1024")
         wal(self._db, timeout=10.0)
         self._cursor = self._db.cursor()  # one for the admissions: no cursor made per request
+
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking server's worker, see :mod:`securetrade._fork`):
+        the parent's connection is parked, never used or closed here, and the child opens
+        its own to the same file at its first call, so nonces, buckets and lock-outs stay
+        shared with every other process through the file. A lock of its own, too (the
+        parent's may have been held by a thread that does not exist here)."""
         self._lock = threading.Lock()
-        self._writes = 0
-        self.epoch_ms = retry_locked(self._db, self._open, 10.0)
+        if self._path != ":memory:":  # one in memory is this process's copy, files none
+            _fork.park(self._db, self._cursor)
+            self._reopen = True
 
     def _open(self) -> int:
         db = self._db
@@ -365,6 +384,8 @@ class SqliteGate:
         for bucket in buckets:
             params += ("r:" + bucket.name, 0, *bucket.ns)
         with self._lock:
+            if self._reopen:
+                self._reconnect()
             for _ in range(3):
                 verdict = self._decide(statement, params, locks, nonce, buckets, remaining)
                 if verdict is not None:
@@ -441,6 +462,8 @@ class SqliteGate:
     def failed(self, counts: Mapping[str, int], strikes: Strikes) -> dict[str, tuple[float, bool]]:
         out = {}
         with self._lock:
+            if self._reopen:
+                self._reconnect()
             now = time.time_ns() // 1_000_000
             params = {
                 "now": now,
@@ -464,6 +487,13 @@ class SqliteGate:
                 )
         return out
 
+    def _reconnect(self) -> None:
+        """A forked child's own connection (under the lock); the epoch is the file's, read
+        by the parent under this same boot."""
+        self._connect()
+        self._reopen = False
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if not self._reopen:  # a child that never opened its own: the parent's stays
+                self._db.close()

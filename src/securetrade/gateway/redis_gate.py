@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _fork
 from ..errors import InvalidRequest
 from .gate import Bucket, Strikes, Verdict
 
@@ -177,6 +178,14 @@ class RedisGate:
             client.set(prefix + "epoch", str(seconds * 1000 + micros // 1000), nx=True)
         except Exception:  # noqa: S110 - down at start: the first admission writes it
             pass
+        _fork.watch(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking server's worker, see :mod:`securetrade._fork`):
+        redis-py's pool notices the new pid at its next call and opens the child's own
+        connections (the parent's sockets are left alone); the watermark lock is renewed
+        (the parent's may have been held by a thread that does not exist here)."""
+        self._lock = threading.Lock()
 
     def admit(
         self,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from .. import _fork
 from .._checks import epoch, instance, safe_repr, text
 from .._checks import path as checked_path
 from .._sqlite import retry_locked, wal
@@ -201,6 +202,17 @@ class DataKeys:
                 f"{self.path} cannot hold a data-key vault ({exc}): give a new path or the "
                 "vault file itself"
             ) from None
+        _fork.watch(self)  # a forked child refuses to use it
+
+    _inherited = False  # set in a child forked while it was open
+
+    def _after_fork(self) -> None:
+        """In a child forked while this was open (see :mod:`securetrade._fork`): every call
+        raises :class:`~securetrade.errors.InheritedAcrossFork` before touching the file,
+        and the parent's SQLite connection is parked, never used or closed. Refused, not
+        reopened: it goes with the audit trail, which refuses too, and a vault in memory
+        reopened would hand out new data keys the parent never sees."""
+        _fork.disown(self, "data-key vault (DataKeys)")
 
     @staticmethod
     def _aad(subject_ref: str, retention_class: str) -> bytes:
@@ -329,7 +341,9 @@ class DataKeys:
         return gone
 
     def close(self) -> None:
-        """Close the vault's database."""
+        """Close the vault's database; in a forked child, nothing (it is the parent's)."""
+        if self._inherited:
+            return
         with self._lock:
             self._db.close()
 

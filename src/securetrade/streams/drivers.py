@@ -497,6 +497,44 @@ def _market_symbol(kind: str, symbol: str | None) -> None:
         raise InvalidRequest(f"watch_{kind}() needs the symbol to watch, such as BTCUSDT")
 
 
+class AsyncStream:
+    """``AsyncClient.watch_*``'s async iterator: the stream's own, with one int compare per
+    event in front of it. In a child forked after it was made, its first use raises
+    :class:`~securetrade.errors.InheritedAcrossFork` before anything connects or reads:
+    its connection (if any yet) and its loop are the parent's. The stream is then parked
+    (see :mod:`securetrade._fork`), so that its cleanup never closes the parent's
+    connection from the child; ``aclose`` does nothing there either."""
+
+    __slots__ = ("_generation", "_inner")
+
+    def __init__(self, inner: AsyncIterator[Any]) -> None:
+        self._inner = inner
+        self._generation = _fork.generation
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:  # the stream's own awaitable: no frame of ours
+        if self._generation != _fork.generation:
+            self._disown()
+            raise _fork.refused("stream (and its AsyncClient)")
+        return self._inner.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the stream (its connection); in a forked child, nothing."""
+        if self._generation != _fork.generation:
+            self._disown()
+            return
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    def _disown(self) -> None:
+        if self._generation >= 0:
+            _fork.park(self._inner)
+            self._generation = -1  # parked once; every later use is refused as well
+
+
 def watch_async(
     client: AsyncHost, kind: str, symbol: str | None, options: dict[str, Any]
 ) -> AsyncIterator[Any]:
@@ -505,9 +543,11 @@ def watch_async(
     hub = hub_of(client, asynchronous=True)
     options = _checked(options, hub)
     if symbol is None:
-        return hub.watch_user(kind, **options)
-    return hub.market_stream(
-        kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+        return AsyncStream(hub.watch_user(kind, **options))
+    return AsyncStream(
+        hub.market_stream(
+            kind, symbol, stream_url=options.get("stream_url"), options=options.get("options")
+        )
     )
 
 

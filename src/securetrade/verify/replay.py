@@ -14,6 +14,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from .. import _fork
 from .._checks import LARGEST, is_text, text, whole
 from .._redis import redis_client
 from .._sqlite import connect, retry_locked, wal
@@ -99,6 +100,7 @@ class SqliteReplayStore:
     _PURGE_EVERY = 1000
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = path
         self._db = connect(path, what="replay store", timeout=10.0)
         wal(self._db, timeout=10.0)
 
@@ -114,6 +116,24 @@ class SqliteReplayStore:
         retry_locked(self._db, schema, 10.0)
         self._lock = threading.Lock()
         self._writes = 0
+        self._reopen = False  # a forked child's: open its own connection at the next call
+        _fork.watch(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a pre-forking server's worker, see :mod:`securetrade._fork`):
+        like the gateway's SQLite store, it opens its own connection to the same file at
+        its next call (the parent's is parked, never used or closed here), so every worker
+        refuses an id any other has seen; and takes a lock of its own."""
+        self._lock = threading.Lock()
+        if os.fspath(self._path) != ":memory:":  # one in memory is this process's copy
+            _fork.park(self._db)
+            self._reopen = True
+
+    def _reconnect(self) -> None:
+        """A forked child's own connection, under the lock (the file has its table)."""
+        self._db = connect(self._path, what="replay store", timeout=10.0)
+        wal(self._db, timeout=10.0)
+        self._reopen = False
 
     def remember(self, token: str, expires_ms: int, now_ms: int) -> bool:
         if not (is_text(token) and type(expires_ms) is int and type(now_ms) is int) or not (
@@ -121,6 +141,8 @@ class SqliteReplayStore:
         ):
             _check_remember(token, expires_ms, now_ms)
         with self._lock:
+            if self._reopen:
+                self._reconnect()
             # Insert, or take over a row whose message is stale; a live row wins (0 rows).
             cursor = self._db.execute(
                 "INSERT INTO st_replay (token, expires_ms) VALUES (?, ?) "
@@ -136,12 +158,16 @@ class SqliteReplayStore:
 
     def __len__(self) -> int:
         with self._lock:
+            if self._reopen:
+                self._reconnect()
             return int(self._db.execute("SELECT count(*) FROM st_replay").fetchone()[0])
 
     def close(self) -> None:
-        """Close the database; remembered ids stay in the file until they expire."""
+        """Close the database; remembered ids stay in the file until they expire (in a
+        forked child that never used it, nothing: the connection is the parent's)."""
         with self._lock:
-            self._db.close()
+            if not self._reopen:
+                self._db.close()
 
 
 class RedisReplayStore:
