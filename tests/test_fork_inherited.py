@@ -493,3 +493,29 @@ def test_an_inherited_sqlite_store_in_memory_keeps_its_copy_in_the_child() -> No
     finally:
         state.close()
         store.close()
+
+
+def test_an_async_market_stream_still_shows_its_own_attributes_through_the_fork_guard() -> None:
+    """``AsyncClient.watch_ticker`` wraps the market stream in the fork guard; what the
+    stream itself shows (its venue, symbol, options) reads through the wrapper as before,
+    and a name neither has is still an AttributeError."""
+    with Simulator() as sim:
+        server = sim.serve()
+        ws = sim.serve_ws(server)
+        options = {"base_url": server.base_url, "pins": server.pins, "cadata": server.ca_pem}
+
+        async def look() -> tuple[str, str, bool]:
+            async with AsyncClient(sim.create_key(), journal=":memory:", **options) as client:
+                stream: Any = client.watch_ticker("BTCUSDT", stream_url=ws.url)
+                try:
+                    missing = False
+                    try:
+                        stream.no_such_attribute  # noqa: B018 the lookup is the test
+                    except AttributeError:
+                        missing = True
+                    return stream.symbol, stream.venue, missing
+                finally:
+                    await stream.aclose()
+
+        symbol, venue, missing = asyncio.run(look())
+    assert (symbol, venue, missing) == ("BTCUSDT", "binance", True)

@@ -514,6 +514,14 @@ class AsyncStream:
     def __aiter__(self) -> AsyncStream:
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        """The stream's own attributes (a market stream's ``venue``, ``symbol``,
+        ``options``) read through, as before the wrapper (called only for names the
+        wrapper does not have: no cost per event)."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     def __anext__(self) -> Awaitable[Any]:  # the stream's own awaitable: no frame of ours
         if self._generation != _fork.generation:
             self._disown()
