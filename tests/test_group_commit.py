@@ -142,6 +142,27 @@ def test_flushes_are_made_by_one_batch_thread_that_ends_when_idle(
     journal.close()
 
 
+def test_a_flusher_thread_that_is_gone_is_replaced(sim: Simulator, tmp_path: Path) -> None:
+    """As in a child made by fork() with its parent's journal object: the thread the group
+    knows of does not run there, and the next round starts one instead of waiting on it."""
+    from securetrade.core.group_commit import GroupCommit
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    gone = threading.Thread(target=lambda: None)
+    gone.start()
+    gone.join()
+    GroupCommit.of(journal)._flusher = gone
+
+    async def run() -> Any:
+        async with AsyncClient(
+            sim.create_key(), transport=sim.async_transport(), journal=journal
+        ) as client:
+            return await asyncio.wait_for(client.place_order(ORDER, idempotency_key="k"), 20)
+
+    assert asyncio.run(run()).status is OrderStatus.FILLED
+    journal.close()
+
+
 def test_an_expired_key_fails_only_its_own_order(sim: Simulator, tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3", retention=0.2, tombstone_ttl=60)
     key = sim.create_key()

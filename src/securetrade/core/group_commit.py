@@ -178,7 +178,8 @@ class GroupCommit:
         with self._wake:
             self._committed += 1
             self._unflushed.append((self._committed, waiting))
-            if self._flusher is None:
+            if self._flusher is None or not self._flusher.is_alive():  # none, or not in
+                # this process (a child made by fork() with its parent's journal object)
                 self._flusher = threading.Thread(
                     target=self._flush_rounds, name="securetrade-journal-flush", daemon=True
                 )
