@@ -110,6 +110,59 @@ def test_concurrent_orders_share_commits_and_flushes(
     journal.close()
 
 
+def test_flushes_are_made_by_one_batch_thread_that_ends_when_idle(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's own flusher thread makes every fdatasync, as a batch thread (its
+    wake-ups do not preempt the event loop), and ends once nothing is left to flush."""
+    from securetrade.core import group_commit
+
+    monkeypatch.setattr(group_commit, "_IDLE_S", 0.05)
+    seen: list[tuple[str, int]] = []
+    real_datasync = os.fdatasync
+
+    def datasync(fd: int) -> None:
+        seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
+        real_datasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", datasync)
+    journal = Journal(tmp_path / "j.sqlite3")
+    seen.clear()
+    orders = _place_all(sim, journal, [f"k-{i}" for i in range(20)], recv_window_ms=60_000)
+    assert all(o.status is OrderStatus.FILLED for o in orders)
+    assert seen
+    assert {name for name, _ in seen} == {"securetrade-journal-flush"}
+    if hasattr(os, "SCHED_BATCH"):
+        assert {policy for _, policy in seen} == {os.SCHED_BATCH}
+    deadline = time.monotonic() + 10
+    while any(t.name == "securetrade-journal-flush" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the flusher thread did not end"
+        time.sleep(0.01)
+    assert os.sched_getscheduler(0) != getattr(os, "SCHED_BATCH", -1)  # the loop's thread
+    journal.close()
+
+
+def test_a_flusher_thread_that_is_gone_is_replaced(sim: Simulator, tmp_path: Path) -> None:
+    """As in a child made by fork() with its parent's journal object: the thread the group
+    knows of does not run there, and the next round starts one instead of waiting on it."""
+    from securetrade.core.group_commit import GroupCommit
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    gone = threading.Thread(target=lambda: None)
+    gone.start()
+    gone.join()
+    GroupCommit.of(journal)._flusher = gone
+
+    async def run() -> Any:
+        async with AsyncClient(
+            sim.create_key(), transport=sim.async_transport(), journal=journal
+        ) as client:
+            return await asyncio.wait_for(client.place_order(ORDER, idempotency_key="k"), 20)
+
+    assert asyncio.run(run()).status is OrderStatus.FILLED
+    journal.close()
+
+
 def test_an_expired_key_fails_only_its_own_order(sim: Simulator, tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3", retention=0.2, tombstone_ttl=60)
     key = sim.create_key()
