@@ -54,6 +54,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# Run as a script: its helper modules (tests/) and the benchmarks package (the repository
+# root: benchmarks._redis starts the Redis server for the cold-start burst) by their names.
+sys.path.insert(0, str(Path(__file__).parent.parent))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import contextlib
