@@ -519,3 +519,31 @@ def test_an_async_market_stream_still_shows_its_own_attributes_through_the_fork_
 
         symbol, venue, missing = asyncio.run(look())
     assert (symbol, venue, missing) == ("BTCUSDT", "binance", True)
+
+
+@pytest.mark.redis
+def test_workers_sharing_a_watermark_file_never_move_it_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The Redis store's watermark file, inherited by every worker, holds the highest
+    point any of them saw the store at: a worker that saw less (the master, which admitted
+    one request before the fork) and closes last does not write it back below what another
+    worker wrote; a store restored to a point between the two would go unnoticed at the next
+    start. The worker's watermark saved every second is kept the same way."""
+    from securetrade.gateway import SharedState
+
+    mark = tmp_path / "gateway.watermark"
+    state = SharedState.redis(redis_url, prefix=f"{{fork-{uuid.uuid4().hex[:8]}}}:", watermark=mark)
+    try:
+        assert _admit(state, "parent-1") == "ok"  # the master at seq 1, not saved yet
+
+        def worker() -> int:
+            assert [_admit(state, f"child-{n}") for n in range(5)] == ["ok"] * 5
+            state.close()  # the worker's shutdown: its watermark to the file
+            return int(mark.read_text().split()[1])
+
+        seen = _in_child(worker)
+        assert seen == 6
+    finally:
+        state.close()  # the master's shutdown: it saw seq 1 only
+    assert int(mark.read_text().split()[1]) == 6
