@@ -547,3 +547,34 @@ def test_workers_sharing_a_watermark_file_never_move_it_back(
     finally:
         state.close()  # the master's shutdown: it saw seq 1 only
     assert int(mark.read_text().split()[1]) == 6
+
+
+def test_an_inherited_blocking_stream_closes_as_nothing_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    """A stream the parent is reading, used in a ``with`` block in the child: next() is
+    refused, and the block's close() does nothing, at once (it waited 15 s on the parent's
+    loop, which has no thread in the child, and raised TimeoutError over the refusal)."""
+    ws = venue["ws"]
+    with Client(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"]) as client:
+        made = client.watch_orders(stream_url=ws.user_url)
+        with pytest.raises(TimeoutError):
+            made.next(timeout=0.5)  # subscribed, reading: its iterator is the parent's
+
+        def child() -> list[Any]:
+            signal.alarm(30)
+            started = time.monotonic()
+
+            def in_a_block() -> None:
+                with made:
+                    next(made)
+
+            answers: list[Any] = [_refusal(in_a_block), _refusal(made.close)]
+            return [*answers, time.monotonic() - started < 5]
+
+        assert _in_child(child) == ["InheritedAcrossFork", "no error", True]
+        client.place_order(BUY, idempotency_key="parent-stream")  # the parent's stream goes on
+        assert made.next(timeout=10).client_order_id == client.core.venue.client_order_id(
+            client.core.account, "parent-stream"
+        )
+        made.close()

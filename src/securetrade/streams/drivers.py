@@ -439,8 +439,13 @@ class BlockingStream:
 
     def close(self) -> None:
         """Close the async iterator underneath: a user stream subscription ends, a market stream
-        disconnects."""
+        disconnects. In a child forked after the stream was made, nothing: its connection
+        and its loop are the parent's (the close waited 15 s for a loop with no thread
+        there, and raised TimeoutError over the refusal a ``with`` block was leaving by)."""
         iterator = self._iterator
+        if self._generation != _fork.generation:
+            _fork.park(iterator)  # never finalized here: its cleanup would be the parent's
+            return
         if iterator is not None:
             closer = getattr(iterator, "aclose", None)
             if closer is not None:
