@@ -578,3 +578,37 @@ def test_an_inherited_blocking_stream_closes_as_nothing_in_the_child(
             client.core.account, "parent-stream"
         )
         made.close()
+
+
+def test_an_inherited_async_stream_refuses_asend_and_athrow_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    """The fork guard reads the stream's own attributes through; a user stream is an async
+    generator, so its ``asend(None)`` (``__anext__`` by another name) and ``athrow`` came
+    through unguarded, and in the child ``asend`` ran the parent's generator: it connected
+    to the venue from the child."""
+    ws = venue["ws"]
+    loop = asyncio.new_event_loop()
+    client = AsyncClient(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"])
+    try:
+        made: Any = client.watch_orders(stream_url=ws.user_url)  # made, not iterated
+        connections = ws.connections
+
+        async def refused() -> list[str]:
+            signal.alarm(20)
+            answers = []
+            for call in (lambda: made.asend(None), lambda: made.athrow(ValueError("x"))):
+                try:
+                    await asyncio.wait_for(call(), 5)
+                    answers.append("no error")
+                except InheritedAcrossFork as exc:
+                    answers.append(_said(exc))
+                except BaseException as exc:
+                    answers.append(f"{type(exc).__name__}: {exc}")
+            return answers
+
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 2
+        assert ws.connections == connections  # the child did not connect
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
