@@ -519,3 +519,96 @@ def test_an_async_market_stream_still_shows_its_own_attributes_through_the_fork_
 
         symbol, venue, missing = asyncio.run(look())
     assert (symbol, venue, missing) == ("BTCUSDT", "binance", True)
+
+
+@pytest.mark.redis
+def test_workers_sharing_a_watermark_file_never_move_it_back(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The Redis store's watermark file, inherited by every worker, holds the highest
+    point any of them saw the store at: a worker that saw less (the master, which admitted
+    one request before the fork) and closes last does not write it back below what another
+    worker wrote; a store restored to a point between the two would go unnoticed at the next
+    start. The worker's watermark saved every second is kept the same way."""
+    from securetrade.gateway import SharedState
+
+    mark = tmp_path / "gateway.watermark"
+    state = SharedState.redis(redis_url, prefix=f"{{fork-{uuid.uuid4().hex[:8]}}}:", watermark=mark)
+    try:
+        assert _admit(state, "parent-1") == "ok"  # the master at seq 1, not saved yet
+
+        def worker() -> int:
+            assert [_admit(state, f"child-{n}") for n in range(5)] == ["ok"] * 5
+            state.close()  # the worker's shutdown: its watermark to the file
+            return int(mark.read_text().split()[1])
+
+        seen = _in_child(worker)
+        assert seen == 6
+    finally:
+        state.close()  # the master's shutdown: it saw seq 1 only
+    assert int(mark.read_text().split()[1]) == 6
+
+
+def test_an_inherited_blocking_stream_closes_as_nothing_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    """A stream the parent is reading, used in a ``with`` block in the child: next() is
+    refused, and the block's close() does nothing, at once (it waited 15 s on the parent's
+    loop, which has no thread in the child, and raised TimeoutError over the refusal)."""
+    ws = venue["ws"]
+    with Client(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"]) as client:
+        made = client.watch_orders(stream_url=ws.user_url)
+        with pytest.raises(TimeoutError):
+            made.next(timeout=0.5)  # subscribed, reading: its iterator is the parent's
+
+        def child() -> list[Any]:
+            signal.alarm(30)
+            started = time.monotonic()
+
+            def in_a_block() -> None:
+                with made:
+                    next(made)
+
+            answers: list[Any] = [_refusal(in_a_block), _refusal(made.close)]
+            return [*answers, time.monotonic() - started < 5]
+
+        assert _in_child(child) == ["InheritedAcrossFork", "no error", True]
+        client.place_order(BUY, idempotency_key="parent-stream")  # the parent's stream goes on
+        assert made.next(timeout=10).client_order_id == client.core.venue.client_order_id(
+            client.core.account, "parent-stream"
+        )
+        made.close()
+
+
+def test_an_inherited_async_stream_refuses_asend_and_athrow_in_the_child(
+    venue: dict[str, Any], tmp_path: Path
+) -> None:
+    """The fork guard reads the stream's own attributes through; a user stream is an async
+    generator, so its ``asend(None)`` (``__anext__`` by another name) and ``athrow`` came
+    through unguarded, and in the child ``asend`` ran the parent's generator: it connected
+    to the venue from the child."""
+    ws = venue["ws"]
+    loop = asyncio.new_event_loop()
+    client = AsyncClient(venue["key"], journal=tmp_path / "j.sqlite3", **venue["options"])
+    try:
+        made: Any = client.watch_orders(stream_url=ws.user_url)  # made, not iterated
+        connections = ws.connections
+
+        async def refused() -> list[str]:
+            signal.alarm(20)
+            answers = []
+            for call in (lambda: made.asend(None), lambda: made.athrow(ValueError("x"))):
+                try:
+                    await asyncio.wait_for(call(), 5)
+                    answers.append("no error")
+                except InheritedAcrossFork as exc:
+                    answers.append(_said(exc))
+                except BaseException as exc:
+                    answers.append(f"{type(exc).__name__}: {exc}")
+            return answers
+
+        assert _in_child(lambda: asyncio.run(refused())) == ["InheritedAcrossFork"] * 2
+        assert ws.connections == connections  # the child did not connect
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()

@@ -190,3 +190,47 @@ def test_the_log_starts_over_after_a_checkpoint_that_commits_raced(
         _begin(journal, 100 + n)  # ... the next commit starts the log over
         assert restarts() == before + 1
     journal.close()
+
+
+def test_a_flush_that_close_overtakes_is_an_error_not_a_success(tmp_path: Path) -> None:
+    """The group commit's flusher thread checks that the journal is open, then waits for
+    the log's lock while another thread closes the journal (the log's descriptor closed
+    with it). Its flush must fail, not return as if the commits were on disk: the orders
+    waiting on it would be sent."""
+    import threading
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    cid = _begin(journal, 1)
+    assert journal.sending_many([(cid, FRESH, 10**13)], flush=False) == [True]
+    real = journal._wal_lock
+    at_lock, closed = threading.Event(), threading.Event()
+
+    class _HeldForTheFlusher:  # the flusher reaches the lock, close() goes first
+        def __enter__(self) -> None:
+            if threading.current_thread() is flusher:
+                at_lock.set()
+                assert closed.wait(10)
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+
+    journal._wal_lock = _HeldForTheFlusher()  # type: ignore[assignment]
+    outcome: list[BaseException | None] = []
+
+    def flush() -> None:
+        try:
+            journal.flush()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    assert at_lock.wait(10)
+    journal.close()
+    closed.set()
+    flusher.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], JournalError), outcome
+    assert "closed" in str(outcome[0])

@@ -208,3 +208,39 @@ def test_a_fill_written_by_version_3_code_on_an_upgraded_file_is_found(tmp_path:
         assert [f.trade_id for f in journal.fills(A)] == ["t1", "t2"]
     finally:
         journal.close()
+
+
+_V3_INSERT_FILL = (  # version 3's statement, as a process started before the upgrade sends it
+    "INSERT OR IGNORE INTO fills (client_order_id, trade_id, price, quantity, "
+    "commission, commission_asset) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def test_a_trade_recorded_by_both_versions_is_one_fill_either_way(tmp_path: Path) -> None:
+    """Two processes on one upgraded file during a rolling upgrade, one still on version 3
+    code: a trade recorded by each (the order answer here, a trades query there) is one
+    fill, whichever recorded it first; the order's filled quantity is not counted twice."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        db = journal._db
+        journal.begin("key-a", A, "acct", "BTCUSDT", "fp", sending_deadline_ms=10**13)
+        t1 = Fill(price="1", quantity="1", trade_id="t1")
+        assert journal.settle(A, IntentState.FILLED, fills=[t1])  # under the intent
+        db.execute(_V3_INSERT_FILL, (A, "t1", "1", "1", "0", None))  # the same trade, by v3
+        db.execute(_V3_INSERT_FILL, (A, "t2", "2", "1", "0", None))  # a new one, by v3
+        # version 4 code sees both trades again (an overlapping trades query)
+        assert journal.record_fills(A, [t1, Fill(price="2", quantity="1", trade_id="t2")]) == 0
+        assert [f.trade_id for f in journal.fills(A)] == ["t1", "t2"]
+        assert sum(f.quantity for f in journal.fills(A)) == Decimal("2")
+        journal.retention = 0.0
+        assert journal.purge() == 1
+        assert db.execute("SELECT count(*) FROM fills").fetchone()[0] == 0
+        # version 3 code records only a new trade: a trade recorded before under the
+        # intent, reported again to version 4 code, is still not new
+        journal.begin("key-b", B, "acct", "BTCUSDT", "fp", sending_deadline_ms=10**13)
+        assert journal.settle(B, IntentState.FILLED, fills=[t1])
+        db.execute(_V3_INSERT_FILL, (B, "t2", "2", "1", "0", None))
+        assert journal.record_fills(B, [t1]) == 0
+        assert [f.trade_id for f in journal.fills(B)] == ["t1", "t2"]
+    finally:
+        journal.close()

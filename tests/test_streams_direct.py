@@ -633,3 +633,25 @@ def test_a_report_with_amounts_no_fill_can_have_is_reconciled_not_fatal(tmp_path
         asyncio.run(main())
     finally:
         journal.close()
+
+
+def test_a_frame_nested_too_deep_to_decode_is_skipped_not_fatal() -> None:
+    """A frame nested deeper than the decoder recurses (json raises RecursionError, not
+    ValueError) is what any other frame that is no JSON is: handed on as None, the stream
+    going on. It ended the stream as fatal (a ConnectFailed naming RecursionError), for
+    good, on one frame."""
+    got: list[Any] = []
+    deep_object = '{"a":' * 5000 + "1" + "}" * 5000  # json's C scanner, called directly
+    deep_array = "[" * 5000 + "]" * 5000  # json.loads
+    script: list[str | list[str]] = ['{"n": 1}', deep_object, deep_array, '{"n": 4}']
+    fatal = asyncio.run(_run_connector(script, got.append, lambda: len(got) >= 4))
+    assert fatal == []
+    assert got == [{"n": 1}, None, None, {"n": 4}]
+
+
+def test_kraken_decode_takes_a_frame_nested_too_deep_as_no_json() -> None:
+    from securetrade.streams.kraken import KrakenStreams
+
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    assert KrakenStreams.decode(deep) is None
+    assert KrakenStreams.decode(deep.encode()) is None

@@ -91,12 +91,16 @@ _PENDING_STATE, _SENDING_STATE = IntentState.PENDING, IntentState.SENDING  # rea
 # as long as fills recorded so stay (a trade query about an order placed elsewhere, then
 # a begin here), so that each trade has one key. VALUES, not SELECT: an INSERT whose
 # SELECT reads the table it writes goes through a temporary table, on every fill.
+# A process still on version 3 code (a rolling upgrade) records under 0 whatever the
+# intent: once it has, a trade already recorded under the intent keeps that key here (the
+# last EXISTS, read only then), and fills() skips a trade id it has already read.
 _INTENT_AT = "COALESCE((SELECT created_at FROM intents WHERE client_order_id = ?1), 0)"
 _INSERT_FILL = (
     "INSERT OR IGNORE INTO fills (intent_at, client_order_id, trade_id, price, quantity, "
-    "commission, commission_asset) VALUES (COALESCE((SELECT created_at FROM intents WHERE "
-    "client_order_id = ?1 AND NOT EXISTS (SELECT 1 FROM fills WHERE intent_at = 0 AND "
-    "client_order_id = ?1)), 0), ?1, ?2, ?3, ?4, ?5, ?6)"
+    "commission, commission_asset) VALUES (COALESCE((SELECT created_at FROM intents AS i "
+    "WHERE client_order_id = ?1 AND (NOT EXISTS (SELECT 1 FROM fills WHERE intent_at = 0 "
+    "AND client_order_id = ?1) OR EXISTS (SELECT 1 FROM fills WHERE intent_at = i.created_at "
+    "AND client_order_id = ?1 AND trade_id = ?2))), 0), ?1, ?2, ?3, ?4, ?5, ?6)"
 )
 
 _COLUMNS = (
@@ -475,10 +479,11 @@ class Journal(_DurableJournalFile):
                 f"WHERE intent_at IN (0, {_INTENT_AT}) AND client_order_id = ?1 ORDER BY id",
                 (client_order_id,),
             ).fetchall()
-        return [
-            Fill(trade_id=t, price=p, quantity=q, commission=c, commission_asset=a)
-            for t, p, q, c, a in rows
-        ]
+        found: dict[str, Fill] = {}  # one per trade: version 3 code may have recorded it
+        for t, p, q, c, a in rows:  # again (see _INSERT_FILL); the first kept, in order
+            if t not in found:
+                found[t] = Fill(trade_id=t, price=p, quantity=q, commission=c, commission_asset=a)
+        return list(found.values())
 
     def purge(self) -> int:
         """Apply the retention policy now; returns how many intents became tombstones.

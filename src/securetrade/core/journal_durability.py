@@ -175,6 +175,8 @@ class _DurableJournalFile(_JournalFile):
         """
         with self._wal_lock:
             wal = self.path + "-wal"
+            if self._closed:  # by another thread since flush() looked: the log is gone
+                raise JournalError(f"{self.path}: the journal is closed")
             if self._flush_failure is not None:
                 raise JournalError(f"{wal}: {self._flush_failure}; reopen the journal")
             fd = self._wal_fd

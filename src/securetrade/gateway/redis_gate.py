@@ -23,11 +23,12 @@ whose nonces the snapshot lost are refused until stale.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,12 +240,22 @@ class RedisGate:
             )
 
     def _save(self) -> None:
+        """Write the watermark, never below what the file holds: the workers of a
+        pre-forking server share the file (built in the master), and one that saw the store
+        at a lower point, saving last, would move it back. Read and replaced under an
+        ``flock`` of a file beside it, so that two savers do not interleave."""
         if self._file is None or self._saved[0] == self.mark:
             return
         mark = self.mark
-        temporary = self._file.with_name(f"{self._file.name}.{os.getpid()}.tmp")
-        temporary.write_text(f"{mark[0]} {mark[1]}\n", "ascii")
-        os.replace(temporary, self._file)
+        with _locked(self._file.with_name(self._file.name + ".lock")):
+            try:
+                kept = _read_mark(self._file)
+            except InvalidRequest:  # unreadable: ours replaces it
+                kept = (0, 0)
+            if mark > kept:
+                temporary = self._file.with_name(f"{self._file.name}.{os.getpid()}.tmp")
+                temporary.write_text(f"{mark[0]} {mark[1]}\n", "ascii")
+                os.replace(temporary, self._file)
         self._saved = (mark, time.monotonic())
 
     def acknowledge(self) -> int:
@@ -273,6 +284,23 @@ class RedisGate:
             self._save_or_warn()
         if self._owned:
             self._client.close()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` of ``path`` (made if missing) for the block; none where the
+    system has no ``fcntl`` (Windows: no fork there, so no workers sharing the file)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX has it
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _read_mark(path: Path | None) -> tuple[int, int]:

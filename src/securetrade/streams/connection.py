@@ -373,17 +373,21 @@ def _decode(text: str | bytes) -> Any:
     # object, no blank around it): json.loads' own steps around it (the type and BOM
     # tests, the blanks skipped by regex either side) were a fifth of decoding one.
     # Anything else, or anything it refuses, goes through json.loads as before.
+    # A frame nested deeper than json recurses raises RecursionError, not ValueError: no
+    # JSON to us either (the stream goes on), where it ended the stream as fatal.
     if type(text) is str and text[:1] == "{":
         try:
             value, end = _scan(text, 0)
         except (StopIteration, ValueError):
             pass
+        except RecursionError:
+            return None
         else:
             if end == len(text):
                 return value
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -439,8 +439,13 @@ class BlockingStream:
 
     def close(self) -> None:
         """Close the async iterator underneath: a user stream subscription ends, a market stream
-        disconnects."""
+        disconnects. In a child forked after the stream was made, nothing: its connection
+        and its loop are the parent's (the close waited 15 s for a loop with no thread
+        there, and raised TimeoutError over the refusal a ``with`` block was leaving by)."""
         iterator = self._iterator
+        if self._generation != _fork.generation:
+            _fork.park(iterator)  # never finalized here: its cleanup would be the parent's
+            return
         if iterator is not None:
             closer = getattr(iterator, "aclose", None)
             if closer is not None:
@@ -517,9 +522,14 @@ class AsyncStream:
     def __getattr__(self, name: str) -> Any:
         """The stream's own attributes (a market stream's ``venue``, ``symbol``,
         ``options``) read through, as before the wrapper (called only for names the
-        wrapper does not have: no cost per event)."""
+        wrapper does not have: no cost per event). In a forked child, refused like the rest:
+        a user stream is an async generator, whose ``asend``/``athrow`` would run the
+        parent's generator there (``asend(None)`` is ``__anext__`` by another name)."""
         if name.startswith("__"):
             raise AttributeError(name)
+        if self._generation != _fork.generation:
+            self._disown()
+            raise _fork.refused("stream (and its AsyncClient)")
         return getattr(self._inner, name)
 
     def __anext__(self) -> Awaitable[Any]:  # the stream's own awaitable: no frame of ours

@@ -227,7 +227,7 @@ class KrakenStreams:
             if isinstance(text, str):
                 return _DECODER.decode(text)
             return json.loads(text, parse_float=Decimal)  # bytes: json finds the encoding
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep: no frame of ours either
             return None
 
     # --- frames --------------------------------------------------------------------------
