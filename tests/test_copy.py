@@ -203,6 +203,26 @@ def test_one_events_shared_terms_decide_as_plan_does_for_every_follower() -> Non
         assert terms  # the shared terms were used
 
 
+def test_shared_terms_keep_each_followers_own_text_where_nothing_rounds_them() -> None:
+    """With no step or tick to round to, sizings of 1 and 1.0 are equal but are sent as
+    written: the second follower must not get the first one's text from the shared terms."""
+    from securetrade.copy.plan import Terms, decide
+
+    bare = RULES.model_copy(update={"step_size": Decimal(0), "tick_size": Decimal(0)})
+    event = _event()
+    terms: Terms = {}
+    for value in ("1", "1.0"):
+        follower = _follower(sizing=Sizing("fixed_quantity", value))
+        state = _state(instrument=bare, quote_free=Decimal(10**9))
+        [alone] = plan(event, follower, state, secret=SECRET)
+        assert not isinstance(alone, Skip)
+        got = decide(event, follower, "BTCUSDT", bare, state.now_ms, state.position,
+                     state.equity, state.quote_free, state.base_free, state.last_price,
+                     state.quarantined, state.closed_at_ms, terms)  # fmt: skip
+        assert not isinstance(got, Skip)
+        assert str(got.quantity) == str(alone.order.quantity) == value
+
+
 def test_a_symbol_map_carries_the_event_to_another_venue() -> None:
     kraken = ApiKey("kraken", "k-kraken-0001", "bm90LWEtcmVhbC1zZWNyZXQ=", scopes=["trade"])
     rules = RULES.model_copy(update={"symbol": "XBTUSDT"})

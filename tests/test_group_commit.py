@@ -502,3 +502,28 @@ def test_a_journal_held_by_another_process_is_waited_for_off_the_event_loop(
     assert all(o.status is OrderStatus.FILLED for o in orders), orders
     assert waited_in
     assert threading.main_thread().ident not in waited_in
+
+
+def test_a_journal_that_served_orders_is_freed_once_its_clients_are_gone(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commits are kept per journal, weakly: a platform that opens and closes
+    journals (one per follower batch, per tenant) must not keep every one it ever used."""
+    import gc
+    import weakref
+
+    from securetrade.core import group_commit
+
+    monkeypatch.setattr(group_commit, "_IDLE_S", 0.05)
+    journal = Journal(tmp_path / "j.sqlite3")
+    orders = _place_all(sim, journal, ["k-1", "k-2"], recv_window_ms=60_000)
+    assert all(o.status is OrderStatus.FILLED for o in orders)
+    deadline = time.monotonic() + 10
+    while any(t.name == "securetrade-journal-flush" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the flusher thread did not end"
+        time.sleep(0.01)
+    journal.close()
+    gone = weakref.ref(journal)
+    del journal, orders
+    gc.collect()
+    assert gone() is None, "the journal is still referenced after its clients closed"

@@ -279,7 +279,9 @@ def decide(
     # Opens go out as IOC limits at the slippage bound: what cannot fill there, expires.
     if order is None:
         order = _ioc_limit(symbol, event.side, quantity, bound)
-        if memo is not None and terms is not None:
+        # Shared only where rounding to the step and the tick makes equal terms the same
+        # text: without it, a sizing of 1 and one of 1.0 (equal keys) would send either.
+        if memo is not None and terms is not None and rules.step_size > 0 < rules.tick_size:
             terms[memo] = (rules, quantity, bound, notional, order)
     return order
 

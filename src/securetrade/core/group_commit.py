@@ -89,7 +89,9 @@ class GroupCommit:
         return group
 
     def __init__(self, journal: JournalStore) -> None:
-        self._journal = journal
+        # Not the journal itself: _GROUPS is keyed by it, weakly, and a strong reference
+        # from its own value would keep every journal a group commit ever served alive.
+        self._journal_ref = weakref.ref(journal)
         self._sqlite = isinstance(journal, Journal)
         self._needs_flush = isinstance(journal, Journal) and journal.needs_flush
         self._queue: list[tuple[JournalCall, asyncio.Future[Any]]] = []
@@ -101,6 +103,13 @@ class GroupCommit:
         self._flusher: threading.Thread | None = None
         self._draining: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def _journal(self) -> JournalStore:
+        journal = self._journal_ref()
+        if journal is None:  # only its clients call: they hold it (the flusher too)
+            raise JournalError("this group commit's journal no longer exists")
+        return journal
 
     async def perform(self, call: JournalCall) -> Any:
         """Perform ``call`` with the others of this loop turn; its result, or its error."""
