@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -182,7 +183,7 @@ class Pipeline:
         if _AUDIT in self.inline:
             audit.record(kind, fields)
             return
-        yield Call(Resource.AUDIT, lambda: audit.record(kind, fields))
+        yield Call(Resource.AUDIT, audit.record, kind, fields)
 
     def markets(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
@@ -364,7 +365,7 @@ class Pipeline:
             else:
                 wait, admission = yield Call(
                     Resource.LIMITER,
-                    lambda: limiter.admit(cost, priority, symbol=symbol, caller=caller),
+                    functools.partial(limiter.admit, cost, priority, symbol=symbol, caller=caller),
                 )
             if wait <= 0.0:
                 break
@@ -409,9 +410,11 @@ class Pipeline:
                 client_order_id=client_order_id,
             )
             if audit.records_wire:
-                op_name = endpoint.op.value
                 yield from self.perform(
-                    Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1)
+                    Resource.AUDIT,
+                    functools.partial(
+                        audit.request, endpoint.op.value, request, attempt=resend + 1
+                    ),
                 )
             response: HttpResponse = yield Send(request, endpoint.op)
             if after_send is not None:
@@ -431,8 +434,8 @@ class Pipeline:
         else:
             yield Call(
                 Resource.LIMITER,
-                lambda: limiter.observe(
-                    status, headers, symbol=symbol, caller=caller, landed=admission
+                functools.partial(
+                    limiter.observe, status, headers, symbol=symbol, caller=caller, landed=admission
                 ),
             )
         # A venue whose answer is read against what was asked (OANDA's transaction scan
@@ -458,10 +461,11 @@ class Pipeline:
             unknown=outcome.verdict is _AMBIGUOUS,
         )
         if audit.records_wire:
-            verdict = outcome.verdict.value
             yield from self.perform(
                 Resource.AUDIT,
-                lambda: audit.response(endpoint.op.value, response, verdict=verdict),
+                functools.partial(
+                    audit.response, endpoint.op.value, response, verdict=outcome.verdict.value
+                ),
             )
         if (
             bearer is not None
@@ -521,10 +525,9 @@ class Pipeline:
         if outcome.verdict is _OK and outcome.follow_up is not None:
             # One operation, several requests: each is charged, stamped and signed anew.
             # The follow-up's parameters replace the same-named ones of this request.
-            named = {name for name, _ in outcome.follow_up}
             outcome = yield from self._exchange(
                 endpoint,
-                [(n, v) for n, v in params if n not in named] + outcome.follow_up,
+                _followed_up(params, outcome.follow_up),
                 symbol=symbol,
                 priority=priority,
                 resend=resend,
@@ -572,6 +575,14 @@ def error_of(outcome: Outcome) -> SecureTradeError:
     """The error an outcome carries (it has one unless it is OK)."""
     assert outcome.error is not None
     return outcome.error
+
+
+def _followed_up(params: Params, follow_up: Params) -> Params:
+    """A follow-up request's parameters: ``params`` with the same-named ones replaced by
+    ``follow_up``'s. (A function of its own: the comprehensions' names would otherwise be
+    closure cells of :meth:`Pipeline._exchange`'s frame, made on every call.)"""
+    named = {name for name, _ in follow_up}
+    return [(n, v) for n, v in params if n not in named] + follow_up
 
 
 def code_of(outcome: Outcome) -> int | str | None:
