@@ -243,12 +243,10 @@ class Core(Recovery):
                 outcome = yield from self._exchange(
                     endpoint,
                     params,
-                    sending.before_send,
+                    sending,
                     symbol=order.symbol,
                     resend=0 if view is None else view.attempts,
                     client_order_id=cid,
-                    before_wait=sending.before_wait,
-                    after_send=sending.after_send,
                 )
             except TransportFailure as exc:
                 failure = exc
@@ -425,8 +423,9 @@ class _Sending:
     whether it is on record and has not left (``recorded``: from the end of
     :meth:`before_send` until the transport returns an answer, :meth:`after_send`).
 
-    One slotted object whose bound methods are the hooks: nested functions would make a
-    closure cell of every name they share, kept alive across every await of the order.
+    One slotted object, the exchange's :class:`~.pipeline.SendHooks`: nested functions
+    would make a closure cell of every name they share, kept alive across every await of
+    the order.
     """
 
     __slots__ = ("cid", "core", "deadline", "fingerprint", "key", "order", "recorded", "sent",

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .._checks import flag, function, instance
 from ..clock import VenueClock
@@ -314,27 +314,20 @@ class Pipeline:
         self,
         endpoint: Endpoint,
         params: Params,
-        before_send: Callable[[int], Flow[None]] | None = None,
+        hooks: SendHooks | None = None,
         *,
         symbol: str | None = None,
         priority: Priority | None = None,
         resend: int = 0,
         client_order_id: str | None = None,
-        before_wait: Callable[[], Flow[None]] | None = None,
         reauthorized: bool = False,
-        after_send: Callable[[], None] | None = None,
     ) -> Flow[Outcome]:
         """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
 
         ``resend`` counts the earlier sends of the same request (for traces and metrics);
-        ``before_send`` runs once the request may go, before it is built (the order path
-        makes its attempt durable there); ``before_wait`` runs once, before the first wait
-        for the rate limiter, if it makes the request wait at all (the order path claims
-        its intent there, so that the claim is not held back by the wait).
+        ``hooks`` (the order path's, see :class:`SendHooks`) are told when the request
+        first waits for the rate limiter, when it may go, and when it has left.
         ``reauthorized``: this is the one resend after an OAuth token was refused and renewed.
-        ``after_send`` runs once the transport has returned an answer: from there on the
-        request has left, whatever is raised later (the order path tells "refused before
-        any byte left" from "sent" by it).
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, _NORMAL)
@@ -359,6 +352,7 @@ class Pipeline:
         else:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         limiter = self.limiter
+        waited = False  # hooks.before_wait has run
         while True:
             if _LIMITER in self.inline:
                 wait, admission = limiter.admit(cost, priority, symbol=symbol, caller=caller)
@@ -375,9 +369,9 @@ class Pipeline:
                     venue=self.venue.name,
                     retry_after=wait,
                 )
-            if before_wait is not None:
-                yield from before_wait()
-                before_wait = None
+            if hooks is not None and not waited:
+                waited = True
+                yield from hooks.before_wait()
             yield Wait(wait)
         # The admission holds its windows until the request can no longer reach the venue
         # (guarantee 6 counts at arrival): landed with the answer below, or here when the
@@ -386,8 +380,8 @@ class Pipeline:
         audit = self.audit
         try:
             timestamp = self.clock.now_ms()
-            if before_send is not None:
-                yield from before_send(timestamp)
+            if hooks is not None:
+                yield from hooks.before_send(timestamp)
             # Drawn last, after every wait: requests leave in nonce order as far as we decide.
             nonce = (
                 None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
@@ -417,8 +411,8 @@ class Pipeline:
                     ),
                 )
             response: HttpResponse = yield Send(request, endpoint.op)
-            if after_send is not None:
-                after_send()
+            if hooks is not None:
+                hooks.after_send()
         except BaseException as exc:
             # Nothing more of it can arrive. Made here, not as an effect: the flow may be
             # closing and can yield nothing. Should a shared limiter fail now, the admission
@@ -575,6 +569,26 @@ def error_of(outcome: Outcome) -> SecureTradeError:
     """The error an outcome carries (it has one unless it is OK)."""
     assert outcome.error is not None
     return outcome.error
+
+
+class SendHooks(Protocol):
+    """What the order path does at an attempt's turns in :meth:`Pipeline._exchange` (one
+    object, whose methods are looked up when called: no bound method or closure per order
+    is kept alive across its awaits)."""
+
+    def before_wait(self) -> Flow[None]:
+        """Runs once, before the first wait for the rate limiter, if the request waits at
+        all (the order path claims its intent there, so that the claim is not held back by
+        the wait)."""
+
+    def before_send(self, timestamp_ms: int) -> Flow[None]:
+        """Runs once the request may go, before it is built (the order path makes its
+        attempt durable there)."""
+
+    def after_send(self) -> None:
+        """Runs once the transport has returned an answer: from there on the request has
+        left, whatever is raised later (the order path tells "refused before any byte
+        left" from "sent" by it)."""
 
 
 def _followed_up(params: Params, follow_up: Params) -> Params:
