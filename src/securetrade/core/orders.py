@@ -428,8 +428,7 @@ class _Sending:
     the order.
     """
 
-    __slots__ = ("cid", "core", "deadline", "fingerprint", "key", "order", "recorded", "sent",
-                 "view")  # fmt: skip
+    __slots__ = ("cid", "core", "deadline", "key", "order", "recorded", "sent", "view")
 
     def __init__(self, core: Core, order: OrderRequest, key: str, cid: str, seen: View | None):
         self.core = core
@@ -440,14 +439,12 @@ class _Sending:
         self.sent = False
         self.deadline = 0
         self.recorded = False
-        # A new key's claim carries the order's fingerprint (computed once, up front).
-        self.fingerprint = order.fingerprint() if seen is None else ""
 
     def claim(self, deadline_ms: int | None) -> Flow[None]:
         """A new key's claim: PENDING before a wait, or fused with attempt 1."""
         core, order = self.core, self.order
         intent, created = yield Claim(
-            self.key, self.cid, core.account, order.symbol, self.fingerprint, deadline_ms
+            self.key, self.cid, core.account, order.symbol, order.fingerprint(), deadline_ms
         )
         if not created:
             raise _Taken(intent)  # claimed already (or after a noted loss): rejoin
