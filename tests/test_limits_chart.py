@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 from typing import Any
 
@@ -52,8 +53,9 @@ def test_occupancy_rises_and_leaves_each_window_after_its_length() -> None:
     plan = object()
     history.describe(plan, [("orders-log", 1), ("weight-log", 4)])
     for at in (100.0, 101.0, 105.0):
-        history.add((at, plan))
-    history.add((106.0, object()))  # a plan nobody described counts nowhere
+        history.add((at, id(plan)))
+    nobody = object()
+    history.add((106.0, id(nobody)))  # a plan nobody described counts nowhere
     series = history.series(
         [(ten, "acct", "orders-log"), (minute, "ip", "weight-log")],
         now=120.0,
@@ -66,12 +68,30 @@ def test_occupancy_rises_and_leaves_each_window_after_its_length() -> None:
     assert series[0].label == "ORDERS /10s ip:acct"  # the default scope of a RateLimit
 
 
+def test_grants_and_kept_events_are_no_garbage_collected_containers(client: Client) -> None:
+    # Kept for minutes (100,000 grants, 10,000 events), one or more per order: were they
+    # containers the collector follows, each would age into the old generation and bring
+    # the next full collection on, and every full collection would walk them all.
+    _orders(client, 5)
+    gc.collect()  # a tuple of plain values is untracked at the first collection it meets
+    limiter = client.core.limiter
+    grants = limiter.history.grants()
+    assert len(grants) >= 5
+    assert not any(gc.is_tracked(grant) for grant in grants)
+    audit = client.core.audit
+    kept = list(zip(audit._kinds, audit._fields, strict=True))
+    intents = [(kind, fields) for kind, fields in kept if kind[0] == "order.intent"]
+    assert len(intents) == 5
+    assert not any(gc.is_tracked(kind) or gc.is_tracked(fields) for kind, fields in intents)
+    assert [e.kind for e in client.core.audit.events("order.intent")] == ["order.intent"] * 5
+
+
 def test_history_is_bounded() -> None:
     history = History(size=10)
     plan = object()
     history.describe(plan, [("log", 1)])
     for at in range(1000):
-        history.add((float(at), plan))
+        history.add((float(at), id(plan)))
     assert len(history.grants()) == 10
     series = history.series(
         [(RateLimit("ORDERS", 10_000, 10**6), "a", "log")],

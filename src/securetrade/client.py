@@ -253,7 +253,9 @@ class Client(_Base[Transport], AccountCalls):
         """
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            placing = core.with_native_order(
+                order, functools.partial(core.place_order, idempotency_key=idempotency_key)
+            )
             return self._run("place_order", named(order.symbol, placing))
         return self._run("place_order", core.place_order(order, idempotency_key))
 
@@ -541,7 +543,9 @@ class AsyncClient(_Base[AsyncTransport], AsyncAccountCalls):
         """Place ``order`` at most once per ``idempotency_key``; see :meth:`Client.place_order`."""
         core = self.core
         if core.maps_symbol(order):  # BTC/USDT at a venue that names it otherwise
-            placing = core.with_native_order(order, lambda o: core.place_order(o, idempotency_key))
+            placing = core.with_native_order(
+                order, functools.partial(core.place_order, idempotency_key=idempotency_key)
+            )
             return await self._run("place_order", named(order.symbol, placing))
         return await self._run("place_order", core.place_order(order, idempotency_key))
 

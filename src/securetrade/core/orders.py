@@ -178,15 +178,15 @@ class Core(Recovery):
         (a new key); the first attempt claims it (see the module), and a refusal by the
         policy takes the long road, so that a known key's answer is still replayed.
         """
+        # The row as this flow last saw or wrote it, and whether a Persist (or fused claim)
+        # applied (the row moved on): read here when the attempts raise.
+        sending = _Sending(self, order, key, cid, seen)
         IN_FLIGHT.add(cid)
-        sent = [False]  # whether a Persist (or fused claim) applied: the row moved on
-        view = [seen]  # the row as this flow last saw or wrote it
         long_road = False  # refused by the policy before a claim: _claim records it
-        policy = self.policy
         try:
             try:
                 admission: Admission = yield from self.perform(
-                    _POLICY, lambda: policy.admit(order, cid, reference=reference)
+                    _POLICY, functools.partial(self.policy.admit, order, cid, reference=reference)
                 )
             except SecureTradeError:
                 if seen is not None:
@@ -195,7 +195,7 @@ class Core(Recovery):
                 return (yield from self._claim(order, key, cid, reference))
             with admission:
                 try:
-                    result = yield from self._attempts(order, key, cid, view, sent)
+                    result = yield from self._attempts(sending)
                 except _Taken:
                     admission.withdraw()  # whoever sends under this key is admitted anew
                     raise
@@ -207,8 +207,8 @@ class Core(Recovery):
             self.checkpoint("after_claim_commit")
             result = yield from self._rejoin(order, key, cid, reference)
         except BaseException as exc:
-            last = view[0]
-            if not sent[0] and last is not None and last.state is IntentState.PENDING:
+            last = sending.view
+            if not sending.sent and last is not None and last.state is IntentState.PENDING:
                 # Stopped before any byte left (refused locally, cancelled, rate-paused):
                 # the key may be used again to send the same order. A direct call, not an
                 # effect: this also runs while the flow is being closed, when it can yield
@@ -225,108 +225,56 @@ class Core(Recovery):
             IN_FLIGHT.discard(cid)
         return result
 
-    def _attempts(
-        self,
-        order: OrderRequest,
-        key: str,
-        cid: str,
-        box: list[View | None],
-        sent: list[bool],
-    ) -> Flow[Order]:
-        """Send until the venue answers for sure. ``box`` holds the row as this flow last
-        saw or wrote it (None: not claimed yet) and ``sent`` whether an attempt is on
-        record; both are read by the caller when this raises."""
+    def _attempts(self, sending: _Sending) -> Flow[Order]:
+        """Send until the venue answers for sure. ``sending`` holds the row as this flow
+        last saw or wrote it (None: not claimed yet) and whether an attempt is on record;
+        both are read by the caller when this raises."""
+        order, key, cid = sending.order, sending.key, sending.cid
         endpoint = self.venue.endpoints[_PLACE_ORDER]
         params = self.venue.order_params(order, cid)
         retries: Attempts | None = None
         started = time.monotonic()
-        fingerprint = order.fingerprint() if box[0] is None else ""
-
-        def claim(deadline_ms: int | None) -> Flow[None]:
-            """A new key's claim: PENDING before a wait, or fused with attempt 1."""
-            intent, created = yield Claim(
-                key, cid, self.account, order.symbol, fingerprint, deadline_ms
-            )
-            if not created:
-                raise _Taken(intent)  # claimed already (or after a noted loss): rejoin
-            box[0] = intent.view
-            yield from self._claimed(order, intent, True)
-            self.checkpoint("after_claim_commit")
-
-        def before_wait() -> Flow[None]:
-            if box[0] is None:  # the intent waits for the limiter as a claim (PENDING)
-                yield from claim(None)
-
         while True:
-            deadline = [0]
-            # This attempt is on record and has not left: from the end of before_send until
-            # the transport returns an answer (after_send).
-            recorded = [False]
-
-            def before_send(
-                timestamp_ms: int, deadline: list[int] = deadline, recorded: list[bool] = recorded
-            ) -> Flow[None]:
-                deadline[0] = (
-                    timestamp_ms + self.venue.recv_window_ms + self.settings.settle_ms
-                    if self._absence_provable
-                    else NO_DEADLINE
-                )
-                view = box[0]
-                if view is None:  # claim and attempt 1 in one durable write
-                    yield from claim(deadline[0])
-                    sent[0] = True
-                    yield from self._still_allowed(cid, box)
-                    recorded[0] = True
-                    self.checkpoint("after_attempt_commit")
-                    return
-                claimed = yield Persist(cid, view, deadline[0])  # durable before any byte
-                if not claimed:
-                    raise StaleView(cid)
-                box[0], sent[0] = View(IntentState.SENDING, view.attempts + 1), True
-                # The admission may be long past (a rate wait, a retry): look again.
-                yield from self._still_allowed(cid, box)
-                recorded[0] = True
-                self.checkpoint("after_attempt_commit")
-
+            sending.deadline = 0
+            sending.recorded = False
             failure: TransportFailure | None = None
             try:
+                view = sending.view
                 outcome = yield from self._exchange(
                     endpoint,
                     params,
-                    before_send,
+                    sending,
                     symbol=order.symbol,
-                    resend=0 if box[0] is None else box[0].attempts,
+                    resend=0 if view is None else view.attempts,
                     client_order_id=cid,
-                    before_wait=before_wait,
-                    after_send=functools.partial(recorded.__setitem__, 0, False),
                 )
             except TransportFailure as exc:
                 failure = exc
             except LocalRefusal as exc:
-                if recorded[0]:
+                if sending.recorded:
                     # Refused on this side after the attempt went on record, before a byte
                     # of it left (the TLS handshake refused the server, the transport
                     # refused its context or the request): this attempt never left and
                     # every earlier one is proven not executed, so NOT_PLACED, not a row
                     # left SENDING for recovery to ask the venue about.
                     yield Settle(
-                        cid, IntentState.NOT_PLACED, error=type(exc).__name__, expect=box[0]
+                        cid, IntentState.NOT_PLACED, error=type(exc).__name__, expect=sending.view
                     )
                 raise
             self.checkpoint("after_response")
-            view = box[0]
+            view = sending.view
             assert view is not None  # before_send ran: the attempt is on record
             error: SecureTradeError
             pause = 0.0
             if failure is not None:
                 if failure.sent:  # it may have landed: only the venue can say
-                    found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                    found = yield from self.resolve(order.symbol, cid, sending.deadline, view)
                     if found is not None:
                         return (yield from self.settled(found, key))
                 error = ConnectFailed(f"order not placed: {failure}", venue=self.venue.name)
             elif outcome.verdict is _OK and _PLACE_ORDER in self.venue.order_acks:
                 # An acknowledgement only: the venue holds it, read it back by client order id.
-                found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                found = yield from self.resolve(order.symbol, cid, sending.deadline, view)
                 if found is not None:
                     return (yield from self.settled(found, key))
                 error = _absent("acknowledged, then not found after its deadline", self)
@@ -338,7 +286,7 @@ class Core(Recovery):
                 or (self.settings.ambiguous_rate_limits and isinstance(outcome.error, RateLimited))
             ):
                 # A duplicate-id reply means an earlier attempt landed; adopt it if it is ours.
-                found = yield from self.resolve(order.symbol, cid, deadline[0], view)
+                found = yield from self.resolve(order.symbol, cid, sending.deadline, view)
                 if found is not None:
                     if outcome.duplicate:
                         found = self.adopt(found, order)
@@ -385,7 +333,7 @@ class Core(Recovery):
                     cid, IntentState.NOT_PLACED, error=type(error).__name__, expect=intent.view
                 )
 
-    def _still_allowed(self, cid: str, box: list[View | None]) -> Flow[None]:
+    def _still_allowed(self, sending: _Sending) -> Flow[None]:
         """The last look at the kill switch before an attempt's bytes leave, once the
         attempt is on record: the admission may be long past (a fused claim written after
         it, a wait for the limiter, a retry), and a switch engaged meanwhile, here or by
@@ -396,7 +344,7 @@ class Core(Recovery):
         try:
             yield from self.perform(_POLICY, policy.check_kill_switch)
         except SecureTradeError as exc:
-            yield Settle(cid, IntentState.NOT_PLACED, error=str(exc), expect=box[0])
+            yield Settle(sending.cid, IntentState.NOT_PLACED, error=str(exc), expect=sending.view)
             raise
 
     def _rejoin(
@@ -466,3 +414,71 @@ def _absent(reason: str, core: Core) -> SecureTradeError:
         f"order not placed: {reason}; the venue does not hold it after its deadline",
         venue=core.venue.name,
     )
+
+
+class _Sending:
+    """One order's sends, as :meth:`Core._attempts` and its hooks into the exchange share
+    them: the row as last seen or written (``view``; None: not claimed yet), whether an
+    attempt applied (``sent``: the row moved on), and the current attempt's deadline and
+    whether it is on record and has not left (``recorded``: from the end of
+    :meth:`before_send` until the transport returns an answer, :meth:`after_send`).
+
+    One slotted object, the exchange's :class:`~.pipeline.SendHooks`: nested functions
+    would make a closure cell of every name they share, kept alive across every await of
+    the order.
+    """
+
+    __slots__ = ("cid", "core", "deadline", "key", "order", "recorded", "sent", "view")
+
+    def __init__(self, core: Core, order: OrderRequest, key: str, cid: str, seen: View | None):
+        self.core = core
+        self.order = order
+        self.key = key
+        self.cid = cid
+        self.view = seen
+        self.sent = False
+        self.deadline = 0
+        self.recorded = False
+
+    def claim(self, deadline_ms: int | None) -> Flow[None]:
+        """A new key's claim: PENDING before a wait, or fused with attempt 1."""
+        core, order = self.core, self.order
+        intent, created = yield Claim(
+            self.key, self.cid, core.account, order.symbol, order.fingerprint(), deadline_ms
+        )
+        if not created:
+            raise _Taken(intent)  # claimed already (or after a noted loss): rejoin
+        self.view = intent.view
+        yield from core._claimed(order, intent, True)
+        core.checkpoint("after_claim_commit")
+
+    def before_wait(self) -> Flow[None]:
+        if self.view is None:  # the intent waits for the limiter as a claim (PENDING)
+            yield from self.claim(None)
+
+    def before_send(self, timestamp_ms: int) -> Flow[None]:
+        core = self.core
+        self.deadline = deadline = (
+            timestamp_ms + core.venue.recv_window_ms + core.settings.settle_ms
+            if core._absence_provable
+            else NO_DEADLINE
+        )
+        view = self.view
+        if view is None:  # claim and attempt 1 in one durable write
+            yield from self.claim(deadline)
+            self.sent = True
+            yield from core._still_allowed(self)
+            self.recorded = True
+            core.checkpoint("after_attempt_commit")
+            return
+        claimed = yield Persist(self.cid, view, deadline)  # durable before any byte
+        if not claimed:
+            raise StaleView(self.cid)
+        self.view, self.sent = View(IntentState.SENDING, view.attempts + 1), True
+        # The admission may be long past (a rate wait, a retry): look again.
+        yield from core._still_allowed(self)
+        self.recorded = True
+        core.checkpoint("after_attempt_commit")
+
+    def after_send(self) -> None:
+        self.recorded = False

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .._checks import flag, function, instance
 from ..clock import VenueClock
@@ -182,7 +183,7 @@ class Pipeline:
         if _AUDIT in self.inline:
             audit.record(kind, fields)
             return
-        yield Call(Resource.AUDIT, lambda: audit.record(kind, fields))
+        yield Call(Resource.AUDIT, audit.record, kind, fields)
 
     def markets(
         self, *, refresh: bool = False, priority: Priority = Priority.BULK
@@ -313,27 +314,20 @@ class Pipeline:
         self,
         endpoint: Endpoint,
         params: Params,
-        before_send: Callable[[int], Flow[None]] | None = None,
+        hooks: SendHooks | None = None,
         *,
         symbol: str | None = None,
         priority: Priority | None = None,
         resend: int = 0,
         client_order_id: str | None = None,
-        before_wait: Callable[[], Flow[None]] | None = None,
         reauthorized: bool = False,
-        after_send: Callable[[], None] | None = None,
     ) -> Flow[Outcome]:
         """One attempt: rate limit, fresh timestamp, sign, send, learn from the answer.
 
         ``resend`` counts the earlier sends of the same request (for traces and metrics);
-        ``before_send`` runs once the request may go, before it is built (the order path
-        makes its attempt durable there); ``before_wait`` runs once, before the first wait
-        for the rate limiter, if it makes the request wait at all (the order path claims
-        its intent there, so that the claim is not held back by the wait).
+        ``hooks`` (the order path's, see :class:`SendHooks`) are told when the request
+        first waits for the rate limiter, when it may go, and when it has left.
         ``reauthorized``: this is the one resend after an OAuth token was refused and renewed.
-        ``after_send`` runs once the transport has returned an answer: from there on the
-        request has left, whatever is raised later (the order path tells "refused before
-        any byte left" from "sent" by it).
         """
         if priority is None:
             priority = _PRIORITY.get(endpoint.op, _NORMAL)
@@ -358,13 +352,14 @@ class Pipeline:
         else:
             cost = cost_of(endpoint.cost, endpoint.cost_rules, params)
         limiter = self.limiter
+        waited = False  # hooks.before_wait has run
         while True:
             if _LIMITER in self.inline:
                 wait, admission = limiter.admit(cost, priority, symbol=symbol, caller=caller)
             else:
                 wait, admission = yield Call(
                     Resource.LIMITER,
-                    lambda: limiter.admit(cost, priority, symbol=symbol, caller=caller),
+                    functools.partial(limiter.admit, cost, priority, symbol=symbol, caller=caller),
                 )
             if wait <= 0.0:
                 break
@@ -374,9 +369,9 @@ class Pipeline:
                     venue=self.venue.name,
                     retry_after=wait,
                 )
-            if before_wait is not None:
-                yield from before_wait()
-                before_wait = None
+            if hooks is not None and not waited:
+                waited = True
+                yield from hooks.before_wait()
             yield Wait(wait)
         # The admission holds its windows until the request can no longer reach the venue
         # (guarantee 6 counts at arrival): landed with the answer below, or here when the
@@ -385,8 +380,8 @@ class Pipeline:
         audit = self.audit
         try:
             timestamp = self.clock.now_ms()
-            if before_send is not None:
-                yield from before_send(timestamp)
+            if hooks is not None:
+                yield from hooks.before_send(timestamp)
             # Drawn last, after every wait: requests leave in nonce order as far as we decide.
             nonce = (
                 None if self.nonces is None or not endpoint.signed else self.nonces.next(key.key_id)
@@ -409,13 +404,15 @@ class Pipeline:
                 client_order_id=client_order_id,
             )
             if audit.records_wire:
-                op_name = endpoint.op.value
                 yield from self.perform(
-                    Resource.AUDIT, lambda: audit.request(op_name, request, attempt=resend + 1)
+                    Resource.AUDIT,
+                    functools.partial(
+                        audit.request, endpoint.op.value, request, attempt=resend + 1
+                    ),
                 )
             response: HttpResponse = yield Send(request, endpoint.op)
-            if after_send is not None:
-                after_send()
+            if hooks is not None:
+                hooks.after_send()
         except BaseException as exc:
             # Nothing more of it can arrive. Made here, not as an effect: the flow may be
             # closing and can yield nothing. Should a shared limiter fail now, the admission
@@ -431,8 +428,8 @@ class Pipeline:
         else:
             yield Call(
                 Resource.LIMITER,
-                lambda: limiter.observe(
-                    status, headers, symbol=symbol, caller=caller, landed=admission
+                functools.partial(
+                    limiter.observe, status, headers, symbol=symbol, caller=caller, landed=admission
                 ),
             )
         # A venue whose answer is read against what was asked (OANDA's transaction scan
@@ -458,10 +455,11 @@ class Pipeline:
             unknown=outcome.verdict is _AMBIGUOUS,
         )
         if audit.records_wire:
-            verdict = outcome.verdict.value
             yield from self.perform(
                 Resource.AUDIT,
-                lambda: audit.response(endpoint.op.value, response, verdict=verdict),
+                functools.partial(
+                    audit.response, endpoint.op.value, response, verdict=outcome.verdict.value
+                ),
             )
         if (
             bearer is not None
@@ -521,10 +519,9 @@ class Pipeline:
         if outcome.verdict is _OK and outcome.follow_up is not None:
             # One operation, several requests: each is charged, stamped and signed anew.
             # The follow-up's parameters replace the same-named ones of this request.
-            named = {name for name, _ in outcome.follow_up}
             outcome = yield from self._exchange(
                 endpoint,
-                [(n, v) for n, v in params if n not in named] + outcome.follow_up,
+                _followed_up(params, outcome.follow_up),
                 symbol=symbol,
                 priority=priority,
                 resend=resend,
@@ -572,6 +569,34 @@ def error_of(outcome: Outcome) -> SecureTradeError:
     """The error an outcome carries (it has one unless it is OK)."""
     assert outcome.error is not None
     return outcome.error
+
+
+class SendHooks(Protocol):
+    """What the order path does at an attempt's turns in :meth:`Pipeline._exchange` (one
+    object, whose methods are looked up when called: no bound method or closure per order
+    is kept alive across its awaits)."""
+
+    def before_wait(self) -> Flow[None]:
+        """Runs once, before the first wait for the rate limiter, if the request waits at
+        all (the order path claims its intent there, so that the claim is not held back by
+        the wait)."""
+
+    def before_send(self, timestamp_ms: int) -> Flow[None]:
+        """Runs once the request may go, before it is built (the order path makes its
+        attempt durable there)."""
+
+    def after_send(self) -> None:
+        """Runs once the transport has returned an answer: from there on the request has
+        left, whatever is raised later (the order path tells "refused before any byte
+        left" from "sent" by it)."""
+
+
+def _followed_up(params: Params, follow_up: Params) -> Params:
+    """A follow-up request's parameters: ``params`` with the same-named ones replaced by
+    ``follow_up``'s. (A function of its own: the comprehensions' names would otherwise be
+    closure cells of :meth:`Pipeline._exchange`'s frame, made on every call.)"""
+    named = {name for name, _ in follow_up}
+    return [(n, v) for n, v in params if n not in named] + follow_up
 
 
 def code_of(outcome: Outcome) -> int | str | None:

@@ -486,7 +486,7 @@ class Reads(Pipeline):
                 f"{self.venue.name} offers {offered}, not {tif.value}; see client.capabilities"
             )
         try:
-            yield from self.perform(_POLICY, lambda: policy.check(order, final=False))
+            yield from self.perform(_POLICY, functools.partial(policy.check, order, final=False))
             symbol = fields["symbol"]
             self.venue.check_symbol(symbol)
             instruments = yield from self.markets(priority=_ORDER)
@@ -510,7 +510,8 @@ class Reads(Pipeline):
                 yield from self._within_key_notional(order, reference)
             if priced_by_policy:  # else the first check was complete
                 yield from self.perform(
-                    Resource.POLICY, lambda: policy.check(order, reference_price=reference)
+                    Resource.POLICY,
+                    functools.partial(policy.check, order, reference_price=reference),
                 )
         except PolicyViolation as exc:
             if exc.rule == "kill_switch":  # engaged elsewhere: it may ask to cancel here too

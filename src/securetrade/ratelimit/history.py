@@ -1,8 +1,12 @@
 """A bounded history of what this limiter granted, for charts of window occupancy over time.
 
-Each grant costs one ``deque.append`` of ``(monotonic time, plan)`` on the admission path
-(the plan is the compiled, cached description of a call's costs); everything else
-happens when someone asks for a chart. The deque has a fixed length, so memory stays
+Each grant costs one ``deque.append`` of ``(monotonic time, id(plan))`` on the admission
+path (the plan is the compiled, cached description of a call's costs, kept alive by
+:meth:`History.describe`, so its id names it for good); everything else happens when
+someone asks for a chart. A grant holds a number, not the plan: a tuple of a float and
+an int is no container the garbage collector follows (it stops tracking it at its first
+collection), so the log's 100,000 grants neither age into the old generation, one more
+per order, nor lengthen every full collection. The deque has a fixed length, so memory stays
 bounded however long the process runs: at :data:`SIZE` grants the oldest fall off.
 
 The occupancy it rebuilds is this process's own grants, dated at admission. Other
@@ -54,15 +58,16 @@ class Series:
 
 
 class History:
-    """Grants as ``(monotonic time, plan)``, at most :data:`SIZE` of them."""
+    """Grants as ``(monotonic time, id(plan))``, at most :data:`SIZE` of them."""
 
     __slots__ = ("_draws", "_log", "add")
 
     def __init__(self, size: int = SIZE) -> None:
-        self._log: deque[tuple[float, Any]] = deque(maxlen=size)
+        self._log: deque[tuple[float, int]] = deque(maxlen=size)
+        # By id(plan); the plan is kept too, so that its id is never another's.
         self._draws: dict[int, tuple[Any, _Draws]] = {}
-        #: Record one grant: ``add((time.monotonic(), plan))``.
-        self.add: Callable[[tuple[float, Any]], None] = self._log.append
+        #: Record one grant: ``add((time.monotonic(), id(plan)))``, the plan described.
+        self.add: Callable[[tuple[float, int]], None] = self._log.append
 
     def describe(self, plan: Any, draws: Iterable[tuple[str, int]]) -> None:
         """What a grant of ``plan`` draws on: (log name, cost) per kind and scope. Limits
@@ -70,7 +75,7 @@ class History:
         history outlives the venue's published limits replacing the built-in ones."""
         self._draws[id(plan)] = (plan, tuple(draws))
 
-    def grants(self) -> list[tuple[float, Any]]:
+    def grants(self) -> list[tuple[float, int]]:
         """A snapshot of the log (another thread may be appending)."""
         for _ in range(10):
             try:
@@ -91,9 +96,9 @@ class History:
         """Occupancy of each of ``windows`` (limit, scope id, log name) at ``points``
         instants over the last ``seconds``."""
         logs: dict[str, tuple[list[float], list[int]]] = {}
-        for when, plan in self.grants():
-            described = self._draws.get(id(plan))
-            if described is None or described[0] is not plan:
+        for when, plan_id in self.grants():
+            described = self._draws.get(plan_id)
+            if described is None:
                 continue
             for name, cost in described[1]:
                 times, costs = logs.setdefault(name, ([], []))

@@ -239,7 +239,7 @@ class RateLimiter:
         if answer[0] > 0.0:
             self._waited(priority, answer[0])
         else:
-            self._granted((_monotonic(), plan))
+            self._granted((_monotonic(), id(plan)))
         return answer
 
     def _plan(
@@ -303,7 +303,7 @@ class RateLimiter:
         if wait > 0.0:
             self._waited(priority, wait)
         else:
-            self._granted((_monotonic(), plan))
+            self._granted((_monotonic(), id(plan)))
         return wait
 
     def reserve_at(
@@ -324,7 +324,7 @@ class RateLimiter:
         if wait > 0.0:
             self._waited(priority, wait)
         else:
-            self._granted((_monotonic(), plan))
+            self._granted((_monotonic(), id(plan)))
         return wait, when
 
     def _compile(

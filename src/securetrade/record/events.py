@@ -55,7 +55,15 @@ class AuditLog:
     def __init__(self, *, keep: int = 10_000, trail: AuditTrail | None = None) -> None:
         if trail is not None and not callable(getattr(trail, "append", None)):
             raise InvalidRequest("trail must be an AuditTrail (or None)")  # not imported: lazy
-        self._events: deque[Event] = deque(maxlen=whole("keep", keep, 1))
+        # Kept as (kind, at) and fields side by side (appended and read together, under
+        # the lock), an Event made again when read: a tuple of text and a float, and a
+        # dict of plain values, are no containers the garbage collector follows (the
+        # tuple is untracked at its first collection, the dict never tracked), where a
+        # kept Event would age into the old generation, two per order, and bring the
+        # next full collection on.
+        keep = whole("keep", keep, 1)
+        self._kinds: deque[tuple[str, float]] = deque(maxlen=keep)
+        self._fields: deque[dict[str, Any]] = deque(maxlen=keep)
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
         self.trail = trail
@@ -82,7 +90,8 @@ class AuditLog:
             text("kind", kind)  # the layers' own kinds pass above: this says what is wrong
         event = Event(kind, fields)
         with self._lock:
-            self._events.append(event)
+            self._kinds.append((kind, event.at))
+            self._fields.append(fields)
         if self.trail is not None:
             self.trail.append(kind, fields, at=event.at)
         if log.isEnabledFor(logging.DEBUG):
@@ -124,4 +133,8 @@ class AuditLog:
     def events(self, kind: str | None = None) -> list[Event]:
         """The events kept in memory, oldest first, optionally of one kind."""
         with self._lock:
-            return [e for e in self._events if kind is None or e.kind == kind]
+            return [
+                Event(kept, fields, at)
+                for (kept, at), fields in zip(self._kinds, self._fields, strict=True)
+                if kind is None or kept == kind
+            ]
