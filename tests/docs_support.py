@@ -16,11 +16,10 @@ when the page ends.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from redis_server import start_redis
+from redis_server import start_redis, stop_redis
 from securetrade import ApiKey
 from securetrade.sim import HttpsServer, Simulator
 from securetrade.sim.brokers import BrokerSimulator
@@ -80,7 +79,7 @@ class Support:
             directory = self.directory / "redis"
             directory.mkdir(exist_ok=True)
             process, url = start_redis(directory)
-            self.stack.callback(_stop, process)
+            self.stack.callback(stop_redis, process)
             self._redis = url
         return self._redis
 
@@ -130,12 +129,3 @@ class Support:
         )
         login(store, "alpaca", credential, endpoint=endpoint, open_browser=browser, timeout=10)
         return store, token_url, pinned
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

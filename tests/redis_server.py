@@ -18,7 +18,7 @@ import pytest
 from benchmarks._redis import ServerMissing, redis_binary, stop_redis
 from benchmarks._redis import start_redis as _start
 
-__all__ = ["redis_binary", "start_redis"]
+__all__ = ["redis_binary", "start_redis", "stop_redis"]
 
 
 def start_redis(
